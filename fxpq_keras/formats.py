@@ -1,0 +1,172 @@
+"""Fixed-point formats and the scalar rules of the numerics contract (docs/numerics.md).
+
+Everything here is numpy-only so that the integer reference, the exporter and the tests share
+one implementation of each rule.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_BITS = 2
+MAX_BITS = 16
+MAX_BIAS_BITS = 32
+MIN_FRAC = -32
+MAX_FRAC = 32
+
+
+class FormatError(ValueError):
+    """A format outside the ranges of the numerics contract."""
+
+
+@dataclass(frozen=True)
+class Format:
+    """A dynamic fixed-point format: the integer q means q * 2^-frac."""
+
+    bits: int
+    frac: int
+    signed: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bits, (int, np.integer)) or not MIN_BITS <= self.bits <= MAX_BIAS_BITS:
+            raise FormatError(f"bits must be an integer in {MIN_BITS}..{MAX_BIAS_BITS}, got {self.bits!r}")
+        if not isinstance(self.frac, (int, np.integer)) or not MIN_FRAC <= self.frac <= MAX_FRAC:
+            raise FormatError(f"frac must be an integer in {MIN_FRAC}..{MAX_FRAC}, got {self.frac!r}")
+        object.__setattr__(self, "bits", int(self.bits))
+        object.__setattr__(self, "frac", int(self.frac))
+        object.__setattr__(self, "signed", bool(self.signed))
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1)) if self.signed else 0
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+
+    @property
+    def step(self) -> float:
+        return 2.0 ** -self.frac
+
+    @property
+    def storage_dtype(self) -> np.dtype:
+        """Container type of an activation in this format (numerics.md section 10)."""
+        if self.bits <= 8:
+            return np.dtype(np.int8 if self.signed else np.uint8)
+        if self.bits <= 16:
+            return np.dtype(np.int16 if self.signed else np.uint16)
+        return np.dtype(np.int32)
+
+    def with_bits(self, bits: int) -> Format:
+        return Format(bits, self.frac, self.signed)
+
+    def with_frac(self, frac: int) -> Format:
+        return Format(self.bits, frac, self.signed)
+
+    def to_dict(self) -> dict:
+        return {"bits": self.bits, "frac": self.frac, "signed": self.signed}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Format:
+        return cls(int(d["bits"]), int(d["frac"]), bool(d.get("signed", True)))
+
+    def __str__(self) -> str:
+        return f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"
+
+
+def check_activation_bits(bits: int, what: str = "bits") -> None:
+    """Weights and activations are limited to 2..16 bits (biases may use up to 32)."""
+    if not MIN_BITS <= int(bits) <= MAX_BITS:
+        raise FormatError(f"{what} must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
+
+
+def saturate(v: np.ndarray, fmt: Format) -> np.ndarray:
+    return np.clip(np.asarray(v, dtype=np.int64), fmt.lo, fmt.hi)
+
+
+def quantize(x: np.ndarray, fmt: Format | None = None, *, frac=None, lo=None, hi=None) -> np.ndarray:
+    """q = saturate(floor(x * 2^frac + 0.5)) in float64; frac may be a per-channel array
+    broadcasting against x. Returns int64."""
+    x = np.asarray(x, dtype=np.float64)
+    if np.isnan(x).any():
+        raise ValueError("cannot quantize NaN")
+    if fmt is not None:
+        frac, lo, hi = fmt.frac, fmt.lo, fmt.hi
+    scaled = np.floor(np.ldexp(x, np.asarray(frac, dtype=np.int32)) + 0.5)
+    return np.clip(scaled, lo, hi).astype(np.int64)
+
+
+def dequantize(q: np.ndarray, frac) -> np.ndarray:
+    """q * 2^-frac as float32 (exact for the legal formats)."""
+    return np.ldexp(np.asarray(q, dtype=np.float64), -np.asarray(frac, dtype=np.int32)).astype(np.float32)
+
+
+def rescale(v: np.ndarray, from_frac, to_frac) -> np.ndarray:
+    """Exact round_half_up(v * 2^(to_frac - from_frac)) on int64, not yet saturated.
+
+    Fracs may be arrays broadcasting against v (per-channel). Left shifts that would leave
+    int64 are clamped to +-2^62 so that a later saturate gives the contract's answer.
+    """
+    v = np.asarray(v, dtype=np.int64)
+    shift = np.asarray(to_frac, dtype=np.int64) - np.asarray(from_frac, dtype=np.int64)
+    v, shift = np.broadcast_arrays(v, shift)
+    out = np.empty(v.shape, dtype=np.int64)
+    right = shift < 0
+    s = np.minimum(-shift[right], 63)
+    vr = v[right]
+    res = (vr + (np.int64(1) << (s - 1))) >> s
+    res[s >= 63] = 0
+    out[right] = res
+    left = ~right
+    ls = np.minimum(shift[left], 62)
+    vl = v[left]
+    limit = np.int64(1) << 62
+    big = (np.abs(vl) >= (limit >> ls)) & (vl != 0)
+    res = vl << ls
+    res[big] = np.where(vl[big] > 0, limit, -limit)
+    out[left] = res
+    return out
+
+
+def requantize(v: np.ndarray, from_frac, out: Format) -> np.ndarray:
+    """rescale then saturate: the one path every op uses to reach its output format."""
+    return saturate(rescale(v, from_frac, out.frac), out)
+
+
+def relu_bounds(out: Format, activation: str | None) -> tuple[int, int]:
+    """Integer clamp of a fused activation in the output format (numerics.md section 4)."""
+    lo, hi = out.lo, out.hi
+    if activation in (None, "linear", "none"):
+        return lo, hi
+    if activation == "relu":
+        return max(lo, 0), hi
+    if activation == "relu6":
+        six = int(saturate(rescale(np.int64(6), 0, out.frac), out))
+        return max(lo, 0), min(hi, six)
+    raise ValueError(f"unsupported fused activation {activation!r}; supported: relu, relu6, linear")
+
+
+def apply_activation(y: np.ndarray, out: Format, activation: str | None) -> np.ndarray:
+    lo, hi = relu_bounds(out, activation)
+    return np.clip(y, lo, hi)
+
+
+def frac_for_range(max_abs: float, bits: int, signed: bool = True) -> int:
+    """Largest frac whose range still holds max_abs (without saturation beyond 1/2 LSB)."""
+    int_bits = bits - 1 if signed else bits
+    if not np.isfinite(max_abs):
+        raise ValueError("range is not finite")
+    if max_abs <= 0:
+        return int(np.clip(int_bits, MIN_FRAC, MAX_FRAC))
+    # need (max_abs * 2^frac) <= 2^int_bits - 1
+    frac = int(math.floor(math.log2((2**int_bits - 1) / max_abs)))
+    return int(np.clip(frac, MIN_FRAC, MAX_FRAC))
+
+
+def accumulator_needs_64(bits_x: int, signed_x: bool, bits_w: int, terms: int) -> bool:
+    """The contract's width rule: int32 only when the dot product provably fits."""
+    x_bits = bits_x if signed_x else bits_x + 1
+    return x_bits + bits_w + math.ceil(math.log2(max(terms, 1))) > 31
