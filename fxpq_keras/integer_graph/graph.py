@@ -1,0 +1,142 @@
+"""The integer graph: the quantized network as integers and formats, ready to export or run.
+
+It is the hand-off point of the pipeline: the fake-quant Keras model plus its Policy lower to an
+IntegerGraph (fxpq_keras.integer_graph.lower), the exporter writes it as a flatbuffer, and the
+reference interpreter rebuilds the same IntegerGraph from the file. `IntegerGraph.run` executes it
+with the numpy integer reference ops, so "the file computes what Python promised" reduces to
+"both sides build equal graphs".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..formats import Format
+from . import ops
+
+# Op kinds of the integer graph and the attributes each one carries.
+OP_ATTRS: dict[str, tuple[str, ...]] = {
+    "quantize": (),  # float input -> integer (first op when the model input is float)
+    "conv2d": ("stride", "padding", "dilation", "activation"),
+    "depthwise_conv2d": ("stride", "padding", "dilation", "depth_multiplier", "activation"),
+    "fully_connected": ("activation",),
+    "add": ("activation",),
+    "max_pool2d": ("pool", "stride", "padding", "activation"),
+    "average_pool2d": ("pool", "stride", "padding", "activation"),
+    "global_average_pool2d": (),  # [N,H,W,C] -> [N,C]
+    "requantize": ("activation",),  # standalone ReLU/ReLU6 or a format change
+    "reshape": ("shape",),  # new shape without the batch dimension
+}
+
+WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
+
+
+@dataclass
+class TensorSpec:
+    """An activation tensor: shape without the batch dimension, and its format (None = float)."""
+
+    name: str
+    shape: tuple[int, ...]
+    fmt: Format | None
+
+
+@dataclass
+class Node:
+    """One integer op. Weights are int64 in TFLite layout (OHWI, [1,kh,kw,C*M], [out,in])."""
+
+    op: str
+    name: str
+    inputs: list[str]
+    output: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    weights: np.ndarray | None = None
+    weight_bits: int | None = None
+    weight_frac: np.ndarray | None = None  # int array, one per output channel (all equal if per-tensor)
+    bias: np.ndarray | None = None
+    bias_bits: int | None = None
+    bias_frac: int | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.weight_frac is not None and len(set(np.asarray(self.weight_frac).tolist())) > 1
+
+
+@dataclass
+class IntegerGraph:
+    """Nodes in execution order over named tensors; one input, one or more outputs."""
+
+    input: str
+    outputs: list[str]
+    tensors: dict[str, TensorSpec]
+    nodes: list[Node]
+    output_softmax: bool = False  # the Keras model ended in softmax, applied in float after dequantize
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in self.nodes:
+            if node.op not in OP_ATTRS:
+                raise ValueError(f"unknown integer op {node.op!r} in node {node.name!r}; known: {sorted(OP_ATTRS)}")
+
+    @property
+    def float_input(self) -> bool:
+        return self.tensors[self.input].fmt is None
+
+    def run(self, x: np.ndarray, *, raw: bool = False) -> list[np.ndarray]:
+        """Execute with the numpy reference. x: float batch (or integers if the input is integer).
+
+        Returns the outputs as integers when raw, else dequantized floats (softmax applied if the
+        Keras model ended with one).
+        """
+        values: dict[str, np.ndarray] = {self.input: np.asarray(x)}
+        for node in self.nodes:
+            values[node.output] = run_node(self, node, [values[i] for i in node.inputs])
+        outs = []
+        for name in self.outputs:
+            q = values[name]
+            if raw:
+                outs.append(q)
+                continue
+            y = ops.dequantize_output(q, self.tensors[name].fmt.frac)
+            if self.output_softmax:
+                z = y.astype(np.float64) - y.max(axis=-1, keepdims=True)
+                y = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)).astype(np.float32)
+            outs.append(y)
+        return outs
+
+
+def run_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.ndarray:
+    """Dispatch one node to its numpy reference op."""
+    t = graph.tensors
+    out = t[node.output].fmt
+    a = node.attrs
+    if node.op == "quantize":
+        return ops.quantize_input(inputs[0], out)
+    in_fmt = t[node.inputs[0]].fmt
+    if node.op in WEIGHTED_OPS:
+        common = dict(x_frac=in_fmt.frac, w_frac=np.asarray(node.weight_frac), bias_frac=node.bias_frac,
+                      out_fmt=out, activation=a.get("activation"))
+        if node.op == "fully_connected":
+            x = inputs[0].reshape(inputs[0].shape[0], -1)
+            return ops.fully_connected(x, node.weights, node.bias, **common)
+        conv_kw = dict(stride=tuple(a["stride"]), padding=a["padding"], dilation=tuple(a["dilation"]))
+        if node.op == "conv2d":
+            return ops.conv2d(inputs[0], node.weights, node.bias, **common, **conv_kw)
+        return ops.depthwise_conv2d(inputs[0], node.weights, node.bias, depth_multiplier=a["depth_multiplier"],
+                                    **common, **conv_kw)
+    if node.op == "add":
+        return ops.add(inputs[0], inputs[1], a_frac=in_fmt.frac, b_frac=t[node.inputs[1]].fmt.frac, out_fmt=out,
+                       activation=a.get("activation"))
+    if node.op in ("max_pool2d", "average_pool2d"):
+        fn = ops.max_pool2d if node.op == "max_pool2d" else ops.average_pool2d
+        return fn(inputs[0], pool=tuple(a["pool"]), stride=tuple(a["stride"]), padding=a["padding"],
+                  in_frac=in_fmt.frac, out_fmt=out, activation=a.get("activation"))
+    if node.op == "global_average_pool2d":
+        return ops.global_average_pool2d(inputs[0], in_frac=in_fmt.frac, out_fmt=out)
+    if node.op == "requantize":
+        return ops.requantize_op(inputs[0], in_frac=in_fmt.frac, out_fmt=out, activation=a.get("activation"))
+    if node.op == "reshape":
+        return inputs[0].reshape((inputs[0].shape[0],) + tuple(a["shape"]))
+    raise AssertionError(node.op)
