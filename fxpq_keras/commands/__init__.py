@@ -1,0 +1,1 @@
+"""Subcommands of the fxpq CLI (see fxpq_keras/cli.py)."""
