@@ -1,0 +1,124 @@
+"""Calibration: what the float model does on unlabeled data (ranges, shapes, teacher outputs).
+
+Computed once per model and dataset and shared by Policy.uniform, the FxP-QNet search and the
+reports, so the float model is never run twice on the same data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._tf import keras
+from .formats import MAX_BIAS_BITS, frac_for_range
+from .keras_model import WEIGHTED, CNode, build_float_model, canonicalize
+from .policy import DataStructure, Policy, channels, quantized_output
+
+
+class CalibrationDataError(ValueError):
+    """Calibration data that cannot be used (empty, NaN/inf, wrong shape)."""
+
+
+def check_calibration_data(x: Any, input_shape: tuple[int, ...]) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.size == 0 or x.shape[0] == 0:
+        raise CalibrationDataError("calibration data is empty")
+    if tuple(x.shape[1:]) != tuple(input_shape):
+        raise CalibrationDataError(f"calibration data has sample shape {tuple(x.shape[1:])}, "
+                                   f"the model expects {tuple(input_shape)}")
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise CalibrationDataError(f"calibration data holds {int(bad.sum())} NaN/inf values "
+                                   f"(first at sample {int(np.argwhere(bad)[0][0])})")
+    return x
+
+
+def unsigned_outputs(cnodes: list[CNode], input_nonneg: bool) -> dict[str, bool]:
+    """Which layer outputs are non-negative by construction (ReLU, pools of non-negative data)."""
+    nonneg: dict[str, bool] = {}
+    for n in cnodes:
+        if n.kind == "input":
+            nonneg[n.name] = input_nonneg
+        elif n.kind in WEIGHTED:
+            nonneg[n.name] = n.config["activation"] in ("relu", "relu6")
+        elif n.kind == "relu":
+            nonneg[n.name] = True
+        elif n.kind == "add":
+            nonneg[n.name] = all(nonneg[i] for i in n.inputs)
+        elif n.kind == "softmax":
+            nonneg[n.name] = True
+        else:
+            nonneg[n.name] = nonneg[n.inputs[0]]
+    return nonneg
+
+
+class Calibration:
+    """The canonical float model and its statistics on calibration data."""
+
+    def __init__(self, model: keras.Model, calibration_data: Any, batch_size: int = 256) -> None:
+        self.source_model = model
+        self.cnodes = canonicalize(model)
+        self.float_model = build_float_model(self.cnodes)
+        self.x = check_calibration_data(calibration_data, self.float_model.input_shape[1:])
+        names = [n.name for n in self.cnodes if n.kind != "input"]
+        probe = keras.Model(self.float_model.input, [self.float_model.get_layer(n).output for n in names])
+        outs = probe.predict(self.x, batch_size=batch_size, verbose=0)
+        outs = outs if isinstance(outs, list) else [outs]
+        self.shapes: dict[str, tuple[int, ...]] = {self.cnodes[0].name: tuple(self.x.shape[1:])}
+        self.max_abs: dict[str, float] = {self.cnodes[0].name: float(np.abs(self.x).max())}
+        for name, out in zip(names, outs):
+            self.shapes[name] = tuple(out.shape[1:])
+            self.max_abs[name] = float(np.abs(out).max()) if out.size else 0.0
+        self.teacher = np.asarray(outs[-1], dtype=np.float32)  # float model's outputs: the labels
+        self.nonneg = unsigned_outputs(self.cnodes, bool(self.x.min() >= 0))
+
+    @property
+    def input_name(self) -> str:
+        return self.cnodes[0].name
+
+    def node(self, name: str) -> CNode:
+        return next(n for n in self.cnodes if n.name == name)
+
+    def weight_frac(self, node: CNode, bits: int, per_channel: bool) -> int | tuple[int, ...]:
+        k = node.kernel
+        if per_channel:
+            flat = np.abs(k).reshape(-1, channels(self.cnodes, node.name)) if node.kind != "depthwise_conv2d" \
+                else np.abs(k).reshape(-1, k.shape[-2] * k.shape[-1])
+            return tuple(frac_for_range(float(m), bits, True) for m in flat.max(axis=0))
+        return frac_for_range(float(np.abs(k).max()), bits, True)
+
+    def activation_frac(self, name: str, bits: int) -> int:
+        return frac_for_range(self.max_abs[name], bits, not self.nonneg[name])
+
+    def uniform_policy(self, bits: int, *, per_channel: bool = False, bias_bits: int = 32,
+                       input_bits: int | None = None) -> Policy:
+        """All weights and activations at `bits`, biases at `bias_bits`, fracs from ranges."""
+        from .formats import check_activation_bits
+
+        check_activation_bits(bits)
+        if not 2 <= bias_bits <= MAX_BIAS_BITS:
+            raise ValueError(f"bias_bits must be in 2..{MAX_BIAS_BITS}, got {bias_bits}")
+        ib = input_bits or bits
+        inp = self.input_name
+        input_ds = DataStructure(ib, self.activation_frac(inp, ib), not self.nonneg[inp],
+                                 int(np.prod(self.shapes[inp])))
+        layers = []
+        for n in self.cnodes:
+            if n.kind == "input":
+                continue
+            entry: dict[str, Any] = {"name": n.name, "kind": n.kind,
+                                     "inputs": ["input" if i == inp else i for i in n.inputs],
+                                     "weights": None, "bias": None, "output": None}
+            if n.kind in WEIGHTED:
+                entry["weights"] = DataStructure(bits, self.weight_frac(n, bits, per_channel), True, int(n.kernel.size))
+                if n.bias is not None:
+                    entry["bias"] = DataStructure(bias_bits, frac_for_range(float(np.abs(n.bias).max()), bias_bits),
+                                                  True, int(n.bias.size))
+            if quantized_output(self.cnodes, n):
+                entry["output"] = DataStructure(bits, self.activation_frac(n.name, bits), not self.nonneg[n.name],
+                                                int(np.prod(self.shapes[n.name])))
+            layers.append(entry)
+        policy = Policy(input_ds, layers)
+        policy.constrain_biases()
+        return policy

@@ -1,0 +1,52 @@
+"""tfmot QuantizeConfigs: *what* gets quantized in each canonical layer.
+
+One config class serves every layer kind: the attributes that hold weights (kernel or
+depthwise_kernel, then bias), the shape of the per-channel frac vector, and whether the output is a
+data structure of its own (Flatten, Reshape, softmax and an Add that feeds a ReLU pass their input
+format through).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._tf import keras, tfmot
+from .quantizers import FxpQuantizer
+
+
+class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Weights (per-channel-capable), bias and output quantizers of one layer."""
+
+    def __init__(self, weight_attrs: list[str] | tuple[str, ...] = (), channel_shape: tuple[int, ...] | None = None,
+                 quantize_output: bool = True, output_signed: bool = True) -> None:
+        self.weight_attrs = list(weight_attrs)
+        self.channel_shape = tuple(channel_shape) if channel_shape else ()
+        self.quantize_output = bool(quantize_output)
+        self.output_signed = bool(output_signed)
+
+    def _quantizer(self, attr: str) -> FxpQuantizer:
+        kernel = attr in ("kernel", "depthwise_kernel")
+        return FxpQuantizer(self.channel_shape if kernel else None, signed=True, bits=16 if kernel else 32)
+
+    def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list[tuple[Any, FxpQuantizer]]:
+        return [(getattr(layer, a), self._quantizer(a)) for a in self.weight_attrs]
+
+    def get_activations_and_quantizers(self, layer: keras.layers.Layer) -> list:
+        return []
+
+    def set_quantize_weights(self, layer: keras.layers.Layer, quantize_weights: list) -> None:
+        if len(quantize_weights) != len(self.weight_attrs):
+            raise ValueError(f"{layer.name}: expected {len(self.weight_attrs)} quantized weights, "
+                             f"got {len(quantize_weights)}")
+        for attr, w in zip(self.weight_attrs, quantize_weights):
+            setattr(layer, attr, w)
+
+    def set_quantize_activations(self, layer: keras.layers.Layer, quantize_activations: list) -> None:
+        return None
+
+    def get_output_quantizers(self, layer: keras.layers.Layer) -> list[FxpQuantizer]:
+        return [FxpQuantizer(signed=self.output_signed)] if self.quantize_output else []
+
+    def get_config(self) -> dict[str, Any]:
+        return {"weight_attrs": self.weight_attrs, "channel_shape": list(self.channel_shape),
+                "quantize_output": self.quantize_output, "output_signed": self.output_signed}

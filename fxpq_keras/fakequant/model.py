@@ -1,0 +1,226 @@
+"""Step 3 of the pipeline: the fake-quant tf_keras model of a Policy.
+
+`quantize_model` wraps every canonical layer in tfmot's QuantizeWrapperV2 with an
+FxpQuantizeConfig; `set_policy` writes formats into the quantizers' variables (no rebuild, no
+retrace); `describe` reads a fake-quant model (also one loaded from a file) back into canonical
+nodes and its current Policy, which is what the integer graph is lowered from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import numpy as np
+
+from .._tf import keras, tf, tfmot
+from ..calibration import Calibration, unsigned_outputs
+from ..keras_model import WEIGHTED, CNode, canonicalize, make_layer
+from ..policy import DataStructure, Policy, channels, quantized_output
+from .configs import FxpQuantizeConfig
+from .quantizers import FxpQuantizer, InputQuantizer
+
+WRAPPER_PREFIX = "quant_"
+
+
+def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool]) -> FxpQuantizeConfig:
+    if n.kind in WEIGHTED:
+        attrs = ["depthwise_kernel" if n.kind == "depthwise_conv2d" else "kernel"]
+        if n.bias is not None:
+            attrs.append("bias")
+        shape = tuple(n.kernel.shape[-2:]) if n.kind == "depthwise_conv2d" else (n.kernel.shape[-1],)
+        return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name])
+    return FxpQuantizeConfig([], None, quantized_output(cnodes, n), not nonneg[n.name])
+
+
+def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True, name: str = "fxpq_fake_quant") -> keras.Model:
+    """A functional model: InputQuantizer, then every canonical layer in a QuantizeWrapperV2."""
+    nonneg = unsigned_outputs(cnodes, not input_signed)
+    tensors: dict[str, Any] = {}
+    inp = None
+    for n in cnodes:
+        if n.kind == "input":
+            inp = keras.Input(shape=n.config["shape"], name=n.name)
+            tensors[n.name] = InputQuantizer(signed=input_signed, name=f"{n.name}_quantizer")(inp)
+            continue
+        layer = make_layer(n)
+        if n.kind == "softmax":
+            tensors[n.name] = layer(tensors[n.inputs[0]])
+            continue
+        if n.kind in WEIGHTED:  # weights go in before wrapping: the wrapper swaps them for quantized tensors
+            layer.build(tensors[n.inputs[0]].shape)
+            layer.set_weights([n.kernel] + ([n.bias] if n.bias is not None else []))
+        wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg),
+                                                             name=f"{WRAPPER_PREFIX}{n.name}")
+        x = [tensors[i] for i in n.inputs]
+        tensors[n.name] = wrapper(x if n.kind == "add" else x[0])
+    return keras.Model(inp, tensors[cnodes[-1].name], name=name)
+
+
+def quantize_model(model: keras.Model, policy: Policy | None = None, calibration_data: Any = None) -> keras.Model:
+    """Return the fake-quant tf_keras model of a float model under `policy`.
+
+    Without a policy, calibration data is required and a uniform 16-bit policy is used (the start
+    of the FxP-QNet search).
+    """
+    if isinstance(model, Calibration):
+        cnodes = model.cnodes
+    else:
+        cnodes = canonicalize(model)
+    if policy is None:
+        if calibration_data is None and not isinstance(model, Calibration):
+            raise ValueError("quantize_model needs a policy or calibration_data")
+        calib = model if isinstance(model, Calibration) else Calibration(model, calibration_data)
+        policy = calib.uniform_policy(16)
+    policy.check_matches(cnodes)
+    qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed)
+    set_policy(qmodel, policy)
+    return qmodel
+
+
+def _quantizer_vars(qmodel: keras.Model) -> Iterator[tuple[str, str, dict[str, tf.Variable]]]:
+    """(layer, data structure, variables) of every quantizer in a fake-quant model."""
+    for layer in qmodel.layers:
+        if isinstance(layer, InputQuantizer):
+            yield "input", "output", layer.quantizer_vars
+        elif isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2):
+            name = layer.layer.name
+            for weight, _, qvars in layer._weight_vars:
+                yield name, ("bias" if "bias" in weight.name.split("/")[-1] else "weights"), qvars
+            if layer._output_quantizers:
+                yield name, "output", layer._output_quantizer_vars
+
+
+def set_policy(qmodel: keras.Model, policy: Policy) -> None:
+    """Write every format of `policy` into the fake-quant model's variables (no retrace)."""
+    seen = set()
+    for layer, ds, qvars in _quantizer_vars(qmodel):
+        d = policy.get(layer, ds)
+        write_data_structure(qvars, d)
+        seen.add((layer, ds))
+    missing = [f"{layer}/{ds}" for layer, ds, _ in policy.data_structures() if (layer, ds) not in seen]
+    if missing:
+        raise ValueError(f"policy data structures not present in the model: {missing}")
+
+
+def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure) -> None:
+    qvars["bits"].assign(float(d.bits))
+    frac = qvars["frac"]
+    values = np.broadcast_to(np.asarray(d.frac, dtype=np.float32).reshape(frac.shape if d.per_channel else ()),
+                             frac.shape)
+    frac.assign(values)
+    qvars["signed"].assign(1.0 if d.signed else 0.0)
+    qvars["enabled"].assign(1.0)
+
+
+def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, tf.Variable]]:
+    """{(layer, data structure): quantizer variables}: lets the search change one format cheaply."""
+    return {(layer, ds): qvars for layer, ds, qvars in _quantizer_vars(qmodel)}
+
+
+def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
+    """Canonical nodes (float weights) and current Policy of a fake-quant model."""
+    config = qmodel.get_config()
+    by_name = {layer.name: layer for layer in qmodel.layers}
+    cnodes: list[CNode] = []
+    rename: dict[str, str] = {}
+    from ..keras_model import _flatten_inbound
+
+    for entry in config["layers"]:
+        layer = by_name[entry["name"]]
+        inbound = [rename.get(n, n) for node in entry.get("inbound_nodes") or []
+                   for n in _flatten_inbound(node["args"] if isinstance(node, dict) else node)]
+        if isinstance(layer, keras.layers.InputLayer):
+            cnodes.append(CNode(layer.name, "input", [], {"shape": tuple(layer.get_config()["batch_input_shape"][1:])}))
+        elif isinstance(layer, InputQuantizer):
+            rename[layer.name] = inbound[0]
+        else:
+            wrapped = isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
+            inner = layer.layer if wrapped else layer
+            # the inner layer's kernel attributes hold quantized tensors; the float variables are here
+            floats = [w.numpy() for w, _, _ in layer._weight_vars] if wrapped else []
+            rename[layer.name] = inner.name
+            cnodes.append(_cnode_of(inner, inbound, floats))
+    qvars = quantizer_variables(qmodel)
+    shapes = {n.name: tuple(by_name.get(f"{WRAPPER_PREFIX}{n.name}", by_name.get(n.name)).output_shape[1:])
+              for n in cnodes[1:]}
+    shapes[cnodes[0].name] = tuple(cnodes[0].config["shape"])
+    inp = cnodes[0].name
+
+    def ds_of(layer: str, ds: str, elements: int) -> DataStructure:
+        v = qvars[(layer, ds)]
+        frac = v["frac"].numpy()
+        per_channel = frac.ndim > 0 and len(set(frac.ravel().tolist())) > 1
+        f = tuple(int(x) for x in frac.ravel()) if per_channel else int(frac.ravel()[0])
+        return DataStructure(int(v["bits"].numpy()), f, bool(v["signed"].numpy() > 0.5), elements)
+
+    layers = []
+    for n in cnodes[1:]:
+        entry = {"name": n.name, "kind": n.kind, "inputs": ["input" if i == inp else i for i in n.inputs],
+                 "weights": None, "bias": None, "output": None}
+        if n.kind in WEIGHTED:
+            entry["weights"] = ds_of(n.name, "weights", int(n.kernel.size))
+            if n.bias is not None:
+                entry["bias"] = ds_of(n.name, "bias", int(n.bias.size))
+        if (n.name, "output") in qvars:
+            entry["output"] = ds_of(n.name, "output", int(np.prod(shapes[n.name])))
+        layers.append(entry)
+    policy = Policy(ds_of("input", "output", int(np.prod(shapes[inp]))), layers)
+    return cnodes, policy
+
+
+def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.ndarray]) -> CNode:
+    """Inverse of keras_model.make_layer for the layers a fake-quant model holds."""
+    cfg = layer.get_config()
+    k = floats[0] if floats else None
+    b = floats[1] if len(floats) > 1 else None
+    act = cfg.get("activation")
+    if isinstance(act, dict):  # a ReLU(max_value=6) used as activation
+        act = "relu6"
+    name = layer.name
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return CNode(name, "depthwise_conv2d", inbound,
+                     {"strides": tuple(cfg["strides"]), "padding": cfg["padding"],
+                      "dilation_rate": tuple(cfg["dilation_rate"]), "kernel_size": k.shape[:2],
+                      "depth_multiplier": cfg["depth_multiplier"], "activation": _act(act), "use_bias": cfg["use_bias"]},
+                     kernel=k, bias=b)
+    if isinstance(layer, keras.layers.Conv2D):
+        return CNode(name, "conv2d", inbound,
+                     {"strides": tuple(cfg["strides"]), "padding": cfg["padding"],
+                      "dilation_rate": tuple(cfg["dilation_rate"]), "kernel_size": k.shape[:2], "filters": k.shape[-1],
+                      "activation": _act(act), "use_bias": cfg["use_bias"]},
+                     kernel=k, bias=b)
+    if isinstance(layer, keras.layers.Dense):
+        return CNode(name, "dense", inbound, {"units": k.shape[-1], "activation": _act(act), "use_bias": cfg["use_bias"]},
+                     kernel=k, bias=b)
+    simple = {keras.layers.Add: "add", keras.layers.GlobalAveragePooling2D: "gap", keras.layers.Flatten: "flatten"}
+    for cls, kind in simple.items():
+        if isinstance(layer, cls):
+            return CNode(name, kind, inbound)
+    if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+        kind = "max_pool" if isinstance(layer, keras.layers.MaxPooling2D) else "avg_pool"
+        return CNode(name, kind, inbound, {"pool_size": tuple(cfg["pool_size"]), "strides": tuple(cfg["strides"]),
+                                           "padding": cfg["padding"]})
+    if isinstance(layer, keras.layers.ReLU):
+        return CNode(name, "relu", inbound, {"activation": "relu6" if cfg.get("max_value") else "relu"})
+    if isinstance(layer, keras.layers.Reshape):
+        return CNode(name, "reshape", inbound, {"target_shape": tuple(cfg["target_shape"])})
+    if isinstance(layer, keras.layers.Activation) and cfg["activation"] == "softmax":
+        return CNode(name, "softmax", inbound)
+    raise ValueError(f"layer '{name}' ({type(layer).__name__}) is not part of an fxpq fake-quant model")
+
+
+def _act(act: Any) -> str:
+    return "linear" if act in (None, "linear") else str(act)
+
+
+@contextlib.contextmanager
+def quantize_scope() -> Iterator[None]:
+    """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes)."""
+    objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer}
+    with tfmot.quantization.keras.quantize_scope(objects):
+        yield
+
+
+__all__ = ["quantize_model", "set_policy", "describe", "quantize_scope", "quantizer_variables",
+           "build_fake_quant_model", "channels"]

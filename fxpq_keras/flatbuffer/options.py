@@ -1,0 +1,80 @@
+"""Custom ops of the `fxp` target and their FlexBuffers options (docs/format.md section 4).
+
+OPTION_KEYS is the single list of keys per op: the writer emits exactly these, the reader
+requires exactly these, and the test that checks docs/format.md reads the same table.
+"""
+
+from __future__ import annotations
+
+from flatbuffers import flexbuffers
+
+from .errors import FlatbufferFormatError
+
+_CONV = ("acc_bits", "act_max", "act_min", "activation", "bias_bits", "bias_frac", "dilation_h", "dilation_w",
+         "filter_h", "filter_w", "in_frac", "out_frac", "pad_bottom", "pad_left", "pad_right", "pad_top",
+         "padding", "stride_h", "stride_w", "weight_bits")
+_POOL = ("act_max", "act_min", "activation", "filter_h", "filter_w", "in_frac", "out_frac", "pad_bottom",
+         "pad_left", "pad_right", "pad_top", "padding", "stride_h", "stride_w")
+
+# custom op name -> (integer-graph op, option keys in FlexBuffers' sorted order)
+CUSTOM_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "FXP_QUANTIZE": ("quantize", ("act_max", "act_min", "out_frac")),
+    "FXP_CONV_2D": ("conv2d", _CONV),
+    "FXP_DEPTHWISE_CONV_2D": ("depthwise_conv2d", tuple(sorted(_CONV + ("depth_multiplier",)))),
+    "FXP_FULLY_CONNECTED": ("fully_connected", ("acc_bits", "act_max", "act_min", "activation", "bias_bits",
+                                                "bias_frac", "in_frac", "out_frac", "weight_bits")),
+    "FXP_ADD": ("add", ("act_max", "act_min", "activation", "in1_frac", "in2_frac", "out_frac")),
+    "FXP_MAX_POOL_2D": ("max_pool2d", _POOL),
+    "FXP_AVERAGE_POOL_2D": ("average_pool2d", _POOL),
+    "FXP_GLOBAL_AVERAGE_POOL_2D": ("global_average_pool2d", ("act_max", "act_min", "in_frac", "out_frac")),
+    "FXP_REQUANTIZE": ("requantize", ("act_max", "act_min", "activation", "in_frac", "out_frac")),
+}
+OP_TO_CUSTOM = {op: name for name, (op, _) in CUSTOM_OPS.items()}
+OPTION_KEYS = {name: keys for name, (_, keys) in CUSTOM_OPS.items()}
+
+# TFLite's codes, reused so Netron users recognise them.
+ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 3}
+ACTIVATION_NAMES = {0: None, 1: "relu", 3: "relu6"}
+PADDING_CODES = {"same": 0, "valid": 1}
+PADDING_NAMES = {0: "same", 1: "valid"}
+
+for _keys in OPTION_KEYS.values():
+    assert list(_keys) == sorted(_keys), _keys
+
+
+def encode_options(custom: str, values: dict[str, int]) -> bytes:
+    """A FlexBuffers map of exactly the op's keys, every value a signed int."""
+    keys = OPTION_KEYS[custom]
+    if set(values) != set(keys):
+        raise AssertionError(f"{custom}: options {sorted(values)} != {list(keys)}")
+    builder = flexbuffers.Builder()
+    with builder.Map():
+        for key in keys:
+            builder.Int(key, int(values[key]))
+    return bytes(builder.Finish())
+
+
+def decode_options(custom: str, blob: bytes, where: str) -> dict[str, int]:
+    """Parse and check an op's options; any problem is a FlatbufferFormatError naming `where`."""
+    keys = OPTION_KEYS[custom]
+    if not blob:
+        raise FlatbufferFormatError(f"{where}: {custom} has no custom options")
+    try:
+        root = flexbuffers.GetRoot(bytes(blob))
+        if not root.IsMap:
+            raise FlatbufferFormatError(f"{where}: {custom} custom options are not a FlexBuffers map")
+        fmap = root.AsMap
+        got = [k.AsKey for k in fmap.Keys]
+        values = list(fmap.Values)
+        if got != list(keys):
+            raise FlatbufferFormatError(f"{where}: {custom} option keys {got} differ from the expected {list(keys)}")
+        out = {}
+        for key, v in zip(got, values):
+            if not v.IsInt:
+                raise FlatbufferFormatError(f"{where}: {custom} option {key!r} is not an integer")
+            out[key] = int(v.AsInt)
+        return out
+    except FlatbufferFormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure of foreign bytes is a format error
+        raise FlatbufferFormatError(f"{where}: {custom} custom options are malformed ({type(exc).__name__}: {exc})") from None

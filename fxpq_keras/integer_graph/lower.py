@@ -1,0 +1,122 @@
+"""Step 4 of the pipeline: lower a fake-quant model (or canonical nodes + Policy) to an IntegerGraph.
+
+Weights and biases are quantized here, once, with the same rule as the fake-quant (formats.quantize)
+and moved to TFLite layouts. A ReLU that follows an Add whose output is not a data structure is
+fused into the Add (the integer Add clamps in the ReLU's format).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..formats import Format, quantize
+from ..keras_model import WEIGHTED, CNode
+from ..policy import Policy
+from .graph import IntegerGraph, Node, TensorSpec
+
+
+def lower_model(qmodel: Any) -> IntegerGraph:
+    """The IntegerGraph of a fake-quant tf_keras model with its current formats."""
+    from ..fakequant.model import describe
+
+    cnodes, policy = describe(qmodel)
+    shapes = {n.name: tuple(qmodel.get_layer(_keras_name(qmodel, n.name)).output_shape[1:]) for n in cnodes[1:]}
+    shapes[cnodes[0].name] = tuple(cnodes[0].config["shape"])
+    return lower(cnodes, policy, shapes)
+
+
+def _keras_name(qmodel: Any, name: str) -> str:
+    names = {layer.name for layer in qmodel.layers}
+    return f"quant_{name}" if f"quant_{name}" in names else name
+
+
+def quantize_weights(node: CNode, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]:
+    """(int weights in TFLite layout, per-output-channel fracs, int bias, bias frac) of a layer."""
+    wds = policy.get(node.name, "weights")
+    k = node.kernel
+    if node.kind == "depthwise_conv2d":
+        kh, kw, c, m = k.shape
+        fr = wds.fracs(c * m)
+        q = quantize(k, frac=fr.reshape(c, m), lo=wds.fmt.lo, hi=wds.fmt.hi).reshape(1, kh, kw, c * m)
+    else:
+        fr = wds.fracs(k.shape[-1])
+        q = quantize(k, frac=fr, lo=wds.fmt.lo, hi=wds.fmt.hi)
+        q = q.transpose(3, 0, 1, 2) if node.kind == "conv2d" else q.T
+    bias = bias_frac = None
+    if node.bias is not None:
+        bds = policy.get(node.name, "bias")
+        bias, bias_frac = quantize(node.bias, bds.fmt), bds.fmt.frac
+    return np.ascontiguousarray(q), fr, bias, bias_frac
+
+
+def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]]) -> IntegerGraph:
+    """IntegerGraph of canonical nodes under a policy; shapes are layer output shapes (no batch)."""
+    inp = cnodes[0]
+    qin = f"{inp.name}_quantized"
+    tensors = {inp.name: TensorSpec(inp.name, tuple(shapes[inp.name]), None),
+               qin: TensorSpec(qin, tuple(shapes[inp.name]), policy.input.fmt)}
+    nodes = [Node("quantize", f"{inp.name}_quantize", [inp.name], qin)]
+    produced: dict[str, str] = {inp.name: qin}  # canonical layer -> tensor holding its output
+    by_output: dict[str, Node] = {}
+    output_softmax = False
+    for n in cnodes[1:]:
+        ins = [produced[i] for i in n.inputs]
+        ds = policy.layers[n.name].get("output")
+        fmt = ds.fmt if ds is not None else tensors[ins[0]].fmt
+        shape = tuple(shapes[n.name])
+        if n.kind == "softmax":
+            output_softmax = True
+            produced[n.name] = ins[0]
+            continue
+        node = Node(_OP[n.kind], n.name, ins, n.name)
+        if n.kind in WEIGHTED:
+            if n.kind == "dense" and len(tensors[ins[0]].shape) != 1:
+                raise ValueError(f"layer '{n.name}': Dense on a {len(tensors[ins[0]].shape) + 1}-D input is not "
+                                 f"supported; add a Flatten or GlobalAveragePooling2D before it")
+            q, fr, bias, bias_frac = quantize_weights(n, policy)
+            wds = policy.get(n.name, "weights")
+            node.weights, node.weight_bits, node.weight_frac = q, wds.bits, fr
+            node.bias, node.bias_frac = bias, bias_frac
+            node.bias_bits = policy.get(n.name, "bias").bits if bias is not None else None
+            node.attrs["activation"] = n.config["activation"]
+            if n.kind != "dense":
+                node.attrs.update(stride=tuple(n.config["strides"]), padding=n.config["padding"],
+                                  dilation=tuple(n.config["dilation_rate"]))
+                if n.kind == "depthwise_conv2d":
+                    node.attrs["depth_multiplier"] = int(n.config["depth_multiplier"])
+        elif n.kind == "add":
+            node.attrs["activation"] = "linear"
+        elif n.kind in ("max_pool", "avg_pool"):
+            node.attrs.update(pool=tuple(n.config["pool_size"]), stride=tuple(n.config["strides"]),
+                              padding=n.config["padding"], activation="linear")
+        elif n.kind == "relu":
+            src = by_output.get(ins[0])
+            if src is not None and src.op == "add" and policy.layers[src.name].get("output") is None:
+                # the Add has no format of its own: fuse the ReLU into it
+                src.attrs["activation"] = n.config["activation"]
+                del tensors[src.output]
+                src.output = n.name
+                tensors[n.name] = TensorSpec(n.name, shape, fmt)
+                produced[n.name] = n.name
+                by_output[n.name] = src
+                continue
+            node.attrs["activation"] = n.config["activation"]
+        elif n.kind in ("flatten", "reshape"):
+            node.attrs["shape"] = shape
+        tensors[n.name] = TensorSpec(n.name, shape, fmt)
+        produced[n.name] = n.name
+        by_output[n.name] = node
+        nodes.append(node)
+    last = produced[cnodes[-1].name]
+    graph = IntegerGraph(inp.name, [last], tensors, nodes, output_softmax=output_softmax,
+                         metadata={"policy": policy.to_json()})
+    return graph
+
+
+_OP = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense": "fully_connected", "add": "add",
+       "max_pool": "max_pool2d", "avg_pool": "average_pool2d", "gap": "global_average_pool2d",
+       "relu": "requantize", "flatten": "reshape", "reshape": "reshape"}
+
+__all__ = ["lower_model", "lower", "quantize_weights", "Format"]

@@ -1,0 +1,313 @@
+"""Step 1 of the pipeline: read a float tf_keras model into a canonical float model.
+
+Canonical means: BatchNormalization folded into the preceding conv/dense, SeparableConv2D split
+into depthwise + pointwise, Dropout and linear activations removed, ReLU/ReLU6 fused into the
+conv/dense that feeds it, a final softmax kept as its own (float) layer. Every later step
+(Policy, fake-quant model, integer graph) sees only these layer kinds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._tf import keras
+
+SUPPORTED_LAYERS = (
+    "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
+    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ReLU", "Activation(relu|relu6|linear|softmax)",
+    "Flatten", "Reshape", "Dropout",
+)
+
+WEIGHTED = ("conv2d", "depthwise_conv2d", "dense")
+FUSABLE_ACTIVATIONS = ("linear", "relu", "relu6")
+
+
+class UnsupportedLayerError(ValueError):
+    """The model holds a layer (or a use of one) that fxpq cannot quantize."""
+
+    def __init__(self, name: str, what: str, why: str = "") -> None:
+        reason = f": {why}" if why else ""
+        super().__init__(
+            f"layer '{name}' ({what}) is not supported{reason}. Supported layers: {', '.join(SUPPORTED_LAYERS)}"
+        )
+        self.layer_name = name
+
+
+@dataclass
+class CNode:
+    """One layer of the canonical model."""
+
+    name: str
+    kind: str  # input conv2d depthwise_conv2d dense add max_pool avg_pool gap relu flatten reshape softmax
+    inputs: list[str]
+    config: dict[str, Any] = field(default_factory=dict)
+    kernel: np.ndarray | None = None
+    bias: np.ndarray | None = None
+
+
+def _activation_name(act: Any) -> str:
+    name = act if isinstance(act, str) else getattr(act, "__name__", str(act))
+    return "linear" if name in (None, "linear") else name
+
+
+def _parse(model: keras.Model) -> list[tuple[keras.layers.Layer, list[str]]]:
+    """(layer, inbound layer names) in topological order; single input and output only."""
+    if len(model.inputs or []) != 1 or len(model.outputs or []) != 1:
+        raise ValueError("fxpq supports models with exactly one input and one output")
+    if isinstance(model, keras.Sequential):
+        inp = model.layers[0]._inbound_nodes[0].inbound_layers if model.layers else None
+        first = getattr(model, "_input_layers", None) or []
+        input_layer = first[0] if first else (inp if isinstance(inp, keras.layers.InputLayer) else None)
+        if input_layer is None:
+            input_layer = keras.layers.InputLayer(input_shape=model.input_shape[1:], name="input")
+        out = [(input_layer, [])]
+        prev = input_layer.name
+        for layer in model.layers:
+            out.append((layer, [prev]))
+            prev = layer.name
+        return out
+    config = model.get_config()
+    by_name = {layer.name: layer for layer in model.layers}
+    out = []
+    for entry in config["layers"]:
+        nodes = entry.get("inbound_nodes") or []
+        if len(nodes) > 1:
+            raise UnsupportedLayerError(entry["name"], entry["class_name"], "shared layers (called more than once)")
+        names = []
+        for node in nodes:
+            args = node["args"] if isinstance(node, dict) else node
+            for item in _flatten_inbound(args):
+                names.append(item)
+        out.append((by_name[entry["name"]], names))
+    return out
+
+
+def _flatten_inbound(args: Any) -> list[str]:
+    """Inbound layer names from a tf_keras functional config node (old list or new dict form)."""
+    names: list[str] = []
+    if isinstance(args, dict) and "config" in args and "keras_history" in args["config"]:
+        names.append(args["config"]["keras_history"][0])
+    elif isinstance(args, (list, tuple)):
+        if len(args) >= 3 and isinstance(args[0], str) and isinstance(args[1], int):
+            names.append(args[0])
+        else:
+            for a in args:
+                names.extend(_flatten_inbound(a))
+    return names
+
+
+def _fold_bn(node: CNode, bn: keras.layers.BatchNormalization) -> None:
+    gamma, beta, mean, var = (None, None, None, None)
+    weights = {w.name.split("/")[-1].split(":")[0]: w.numpy() for w in bn.weights}
+    mean, var = weights["moving_mean"], weights["moving_variance"]
+    gamma = weights.get("gamma", np.ones_like(mean))
+    beta = weights.get("beta", np.zeros_like(mean))
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    bias = node.bias if node.bias is not None else np.zeros_like(mean)
+    if node.kind == "depthwise_conv2d":
+        kh, kw, c, m = node.kernel.shape
+        node.kernel = (node.kernel.reshape(kh, kw, c * m) * scale).reshape(kh, kw, c, m)
+    else:
+        node.kernel = node.kernel * scale  # output channels are the last axis for conv and dense
+    node.bias = ((bias - mean) * scale + beta).astype(np.float32)
+    node.kernel = node.kernel.astype(np.float32)
+    node.config["use_bias"] = True
+
+
+def canonicalize(model: keras.Model) -> list[CNode]:
+    """The canonical node list of a float model (see module docstring); raises UnsupportedLayerError."""
+    parsed = _parse(model)
+    consumers: dict[str, int] = {}
+    for _, ins in parsed:
+        for i in ins:
+            consumers[i] = consumers.get(i, 0) + 1
+    nodes: dict[str, CNode] = {}
+    alias: dict[str, str] = {}  # removed layer -> the canonical node that now produces its output
+    order: list[str] = []
+
+    def src(name: str) -> str:
+        while name in alias:
+            name = alias[name]
+        return name
+
+    def emit(node: CNode) -> None:
+        nodes[node.name] = node
+        order.append(node.name)
+
+    for layer, inbound in parsed:
+        cls = type(layer).__name__
+        ins = [src(i) for i in inbound]
+        cfg = layer.get_config()
+        name = layer.name
+        if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+            raise UnsupportedLayerError(name, cls, "only channels_last data format")
+        if isinstance(layer, keras.layers.InputLayer):
+            emit(CNode(name, "input", [], {"shape": tuple(layer.get_config()["batch_input_shape"][1:])}))
+        elif isinstance(layer, keras.layers.Dropout):
+            alias[name] = ins[0]
+        elif isinstance(layer, keras.layers.SeparableConv2D):
+            act = _activation_name(cfg["activation"])
+            if act not in FUSABLE_ACTIVATIONS:
+                raise UnsupportedLayerError(name, cls, f"activation '{act}'")
+            dw, pw = layer.depthwise_kernel.numpy(), layer.pointwise_kernel.numpy()
+            common = {"padding": cfg["padding"], "dilation_rate": tuple(cfg["dilation_rate"])}
+            emit(CNode(f"{name}_depthwise", "depthwise_conv2d", ins,
+                       {**common, "strides": tuple(cfg["strides"]), "kernel_size": dw.shape[:2],
+                        "depth_multiplier": cfg["depth_multiplier"], "activation": "linear", "use_bias": False},
+                       kernel=dw, bias=None))
+            emit(CNode(name, "conv2d", [f"{name}_depthwise"],
+                       {"strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), "kernel_size": (1, 1),
+                        "filters": pw.shape[-1], "activation": act, "use_bias": cfg["use_bias"]},
+                       kernel=pw, bias=layer.bias.numpy() if cfg["use_bias"] else None))
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
+            if type(layer) not in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense):
+                raise UnsupportedLayerError(name, cls)
+            act = _activation_name(cfg["activation"])
+            kind = {"Conv2D": "conv2d", "DepthwiseConv2D": "depthwise_conv2d", "Dense": "dense"}[cls]
+            if cfg.get("groups", 1) != 1:
+                raise UnsupportedLayerError(name, cls, "grouped convolution")
+            kernel = (layer.depthwise_kernel if kind == "depthwise_conv2d" else layer.kernel).numpy()
+            bias = layer.bias.numpy() if cfg.get("use_bias") else None
+            conf: dict[str, Any] = {"activation": "linear" if act == "softmax" else act, "use_bias": cfg["use_bias"]}
+            if act not in FUSABLE_ACTIVATIONS + ("softmax",):
+                raise UnsupportedLayerError(name, cls, f"activation '{act}'")
+            if kind != "dense":
+                conf.update(strides=tuple(cfg["strides"]), padding=cfg["padding"],
+                            dilation_rate=tuple(cfg["dilation_rate"]), kernel_size=kernel.shape[:2])
+                if kind == "depthwise_conv2d":
+                    conf["depth_multiplier"] = cfg["depth_multiplier"]
+                else:
+                    conf["filters"] = kernel.shape[-1]
+            else:
+                conf["units"] = kernel.shape[-1]
+            if cfg.get("padding") not in (None, "same", "valid"):
+                raise UnsupportedLayerError(name, cls, f"padding '{cfg.get('padding')}'")
+            emit(CNode(name, kind, ins, conf, kernel=kernel, bias=bias))
+            if act == "softmax":
+                emit(CNode(f"{name}_softmax", "softmax", [name]))
+                alias[name] = f"{name}_softmax"
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            prev = nodes.get(ins[0]) if len(ins) == 1 else None
+            axis = cfg["axis"][0] if isinstance(cfg["axis"], (list, tuple)) else cfg["axis"]
+            if axis not in (-1, len(layer.input_shape) - 1):
+                raise UnsupportedLayerError(name, cls, "only the channel (last) axis")
+            if (prev is None or prev.kind not in WEIGHTED or prev.config["activation"] != "linear"
+                    or consumers.get(inbound[0], 0) != 1):
+                raise UnsupportedLayerError(
+                    name, cls, "BatchNormalization must directly follow a Conv2D, DepthwiseConv2D or Dense with a "
+                    "linear activation whose output feeds nothing else (it is folded into that layer)")
+            _fold_bn(prev, layer)
+            alias[name] = prev.name
+        elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
+            if isinstance(layer, keras.layers.ReLU):
+                if cfg.get("negative_slope", 0) not in (0, 0.0) or cfg.get("threshold", 0) not in (0, 0.0):
+                    raise UnsupportedLayerError(name, cls, "ReLU with negative_slope or threshold")
+                mv = cfg.get("max_value")
+                if mv is None:
+                    act = "relu"
+                elif float(mv) == 6.0:
+                    act = "relu6"
+                else:
+                    raise UnsupportedLayerError(name, cls, f"ReLU max_value {mv} (only None or 6)")
+            else:
+                act = _activation_name(cfg["activation"])
+            if act == "linear":
+                alias[name] = ins[0]
+                continue
+            if act == "softmax":
+                emit(CNode(name, "softmax", ins))
+                continue
+            if act not in ("relu", "relu6"):
+                raise UnsupportedLayerError(name, cls, f"activation '{act}'")
+            prev = nodes.get(ins[0])
+            if (prev is not None and prev.kind in WEIGHTED and prev.config["activation"] == "linear"
+                    and consumers.get(inbound[0], 0) == 1):
+                prev.config["activation"] = act
+                alias[name] = prev.name
+            else:
+                emit(CNode(name, "relu", ins, {"activation": act}))
+        elif isinstance(layer, keras.layers.Add):
+            if len(ins) != 2:
+                raise UnsupportedLayerError(name, cls, "Add with other than two inputs")
+            emit(CNode(name, "add", ins))
+        elif isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
+            kind = "max_pool" if isinstance(layer, keras.layers.MaxPooling2D) else "avg_pool"
+            emit(CNode(name, kind, ins, {"pool_size": tuple(cfg["pool_size"]), "strides": tuple(cfg["strides"]),
+                                         "padding": cfg["padding"]}))
+        elif isinstance(layer, keras.layers.GlobalAveragePooling2D):
+            if cfg.get("keepdims"):
+                raise UnsupportedLayerError(name, cls, "keepdims=True")
+            emit(CNode(name, "gap", ins))
+        elif isinstance(layer, keras.layers.Flatten):
+            emit(CNode(name, "flatten", ins))
+        elif isinstance(layer, keras.layers.Reshape):
+            emit(CNode(name, "reshape", ins, {"target_shape": tuple(cfg["target_shape"])}))
+        else:
+            raise UnsupportedLayerError(name, cls)
+    for n in order:
+        if nodes[n].kind == "softmax" and n != src(parsed[-1][0].name):
+            raise UnsupportedLayerError(n, "softmax", "softmax is supported only as the model's last layer")
+    return [nodes[n] for n in order]
+
+
+def build_float_model(cnodes: list[CNode], name: str = "fxpq_canonical") -> keras.Model:
+    """A functional tf_keras model of the canonical nodes, with the folded weights set."""
+    tensors: dict[str, Any] = {}
+    layers: list[tuple[keras.layers.Layer, CNode]] = []
+    inp = None
+    for n in cnodes:
+        if n.kind == "input":
+            inp = keras.Input(shape=n.config["shape"], name=n.name)
+            tensors[n.name] = inp
+            continue
+        layer = make_layer(n)
+        x = [tensors[i] for i in n.inputs]
+        tensors[n.name] = layer(x if n.kind == "add" else x[0])
+        layers.append((layer, n))
+    model = keras.Model(inp, tensors[cnodes[-1].name], name=name)
+    for layer, n in layers:
+        if n.kind in WEIGHTED:
+            layer.set_weights([n.kernel] + ([n.bias] if n.bias is not None else []))
+    return model
+
+
+def make_layer(n: CNode) -> keras.layers.Layer:
+    """The tf_keras layer of one canonical node (weights are set by the caller)."""
+    c = n.config
+    if n.kind == "conv2d":
+        return keras.layers.Conv2D(c["filters"], c["kernel_size"], strides=c["strides"], padding=c["padding"],
+                                   dilation_rate=c["dilation_rate"], activation=_keras_act(c["activation"]),
+                                   use_bias=n.bias is not None, name=n.name)
+    if n.kind == "depthwise_conv2d":
+        return keras.layers.DepthwiseConv2D(c["kernel_size"], strides=c["strides"], padding=c["padding"],
+                                            depth_multiplier=c["depth_multiplier"],
+                                            dilation_rate=c["dilation_rate"],
+                                            activation=_keras_act(c["activation"]), use_bias=n.bias is not None,
+                                            name=n.name)
+    if n.kind == "dense":
+        return keras.layers.Dense(c["units"], activation=_keras_act(c["activation"]), use_bias=n.bias is not None,
+                                  name=n.name)
+    if n.kind == "add":
+        return keras.layers.Add(name=n.name)
+    if n.kind == "max_pool":
+        return keras.layers.MaxPooling2D(c["pool_size"], c["strides"], c["padding"], name=n.name)
+    if n.kind == "avg_pool":
+        return keras.layers.AveragePooling2D(c["pool_size"], c["strides"], c["padding"], name=n.name)
+    if n.kind == "gap":
+        return keras.layers.GlobalAveragePooling2D(name=n.name)
+    if n.kind == "relu":
+        return keras.layers.ReLU(max_value=6.0 if c["activation"] == "relu6" else None, name=n.name)
+    if n.kind == "flatten":
+        return keras.layers.Flatten(name=n.name)
+    if n.kind == "reshape":
+        return keras.layers.Reshape(c["target_shape"], name=n.name)
+    if n.kind == "softmax":
+        return keras.layers.Activation("softmax", name=n.name)
+    raise AssertionError(n.kind)
+
+
+def _keras_act(act: str) -> Any:
+    return act  # 'linear', 'relu' and 'relu6' are all tf_keras activation names

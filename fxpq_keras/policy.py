@@ -1,0 +1,346 @@
+"""Step 2 of the pipeline: the Policy, a fixed-point format for every data structure.
+
+A data structure is one of: the model input; per layer its weights, its bias and its output
+activation (FxP-QNet's unit of precision). The Policy also knows each data structure's element
+count, so it can do the paper's memory accounting without the model.
+
+JSON schema (`Policy.to_json`), version 1:
+
+    {"fxpq_policy": 1,
+     "input": {"bits": 8, "frac": 7, "signed": false, "elements": 784},
+     "layers": [{"name": "conv1", "kind": "conv2d", "inputs": ["input_1"],
+                 "weights": {"bits": 4, "frac": 3 | [3, 4, ...], "signed": true, "elements": 150},
+                 "bias":    {"bits": 16, "frac": 10, "signed": true, "elements": 6},
+                 "output":  {"bits": 6, "frac": 3, "signed": false, "elements": 4704}}, ...]}
+
+`frac` of weights is a list when weight fracs are per output channel. A layer without weights has
+no "weights"/"bias"; layers that only move data (flatten, reshape, softmax, an Add feeding a
+ReLU) have no "output": their output keeps the format of their input.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits
+from .keras_model import WEIGHTED, CNode
+
+POLICY_VERSION = 1
+DATA_STRUCTURES = ("weights", "bias", "output")
+PASS_THROUGH = ("flatten", "reshape", "softmax", "input")
+
+
+class PolicyMismatchError(ValueError):
+    """A policy that does not describe the model it is applied to."""
+
+
+@dataclass
+class DataStructure:
+    """Format and size of one data structure; frac is a tuple for per-channel weight fracs."""
+
+    bits: int
+    frac: int | tuple[int, ...]
+    signed: bool
+    elements: int
+
+    @property
+    def per_channel(self) -> bool:
+        return isinstance(self.frac, tuple)
+
+    @property
+    def fmt(self) -> Format:
+        """The per-tensor Format (the smallest frac when per-channel: the bias constraint uses it)."""
+        return Format(self.bits, min(self.frac) if self.per_channel else self.frac, self.signed)
+
+    def fracs(self, channels: int | None = None) -> np.ndarray:
+        if self.per_channel:
+            return np.asarray(self.frac, dtype=np.int64)
+        return np.full(channels or 1, self.frac, dtype=np.int64)
+
+    def to_dict(self) -> dict[str, Any]:
+        frac = list(self.frac) if self.per_channel else self.frac
+        return {"bits": self.bits, "frac": frac, "signed": self.signed, "elements": self.elements}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataStructure:
+        frac = d["frac"]
+        frac = tuple(int(f) for f in frac) if isinstance(frac, list) else int(frac)
+        ds = cls(int(d["bits"]), frac, bool(d["signed"]), int(d["elements"]))
+        ds.validate("data structure")
+        return ds
+
+    def validate(self, where: str, bias: bool = False) -> None:
+        if bias:
+            if not 2 <= self.bits <= MAX_BIAS_BITS:
+                raise FormatError(f"{where}: bias bits must be in 2..{MAX_BIAS_BITS}, got {self.bits}")
+        else:
+            check_activation_bits(self.bits, f"{where}: bits")
+        for f in self.frac if self.per_channel else (self.frac,):
+            Format(self.bits, f, self.signed)
+
+
+@dataclass
+class Memory:
+    """The paper's memory accounting, in bits; activations are per inference (one sample)."""
+
+    weight_bits: int
+    bias_bits: int
+    activation_bits: int
+    float32_weight_bits: int
+    float32_bias_bits: int
+    float32_activation_bits: int
+
+    @property
+    def total_bits(self) -> int:
+        return self.weight_bits + self.bias_bits + self.activation_bits
+
+    @property
+    def float32_bits(self) -> int:
+        return self.float32_weight_bits + self.float32_bias_bits + self.float32_activation_bits
+
+    @property
+    def compression_total(self) -> float:
+        return self.float32_bits / max(self.total_bits, 1)
+
+    @property
+    def compression_weights(self) -> float:
+        return self.float32_weight_bits / max(self.weight_bits, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weight_bits": self.weight_bits, "bias_bits": self.bias_bits,
+                "activation_bits": self.activation_bits, "total_bits": self.total_bits,
+                "float32_bits": self.float32_bits, "compression_total": round(self.compression_total, 4),
+                "compression_weights": round(self.compression_weights, 4)}
+
+
+class Policy:
+    """Formats of every data structure of a (canonicalized) model, in layer order."""
+
+    def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]]) -> None:
+        self.input = input_ds
+        self.layers: dict[str, dict[str, Any]] = {}
+        for layer in layers:
+            if layer["name"] in self.layers:
+                raise PolicyMismatchError(f"layer '{layer['name']}' appears twice in the policy")
+            self.layers[layer["name"]] = layer
+        self.validate()
+
+    # -- access ---------------------------------------------------------------------------------
+    def data_structures(self) -> Iterator[tuple[str, str, DataStructure]]:
+        """(layer name or 'input', data structure name, DataStructure) for every data structure."""
+        yield "input", "output", self.input
+        for name, layer in self.layers.items():
+            for ds in DATA_STRUCTURES:
+                if layer.get(ds) is not None:
+                    yield name, ds, layer[ds]
+
+    def get(self, layer: str, ds: str) -> DataStructure:
+        if layer == "input":
+            return self.input
+        try:
+            value = self.layers[layer][ds]
+        except KeyError:
+            value = None
+        if value is None:
+            raise KeyError(f"policy has no data structure '{layer}/{ds}'")
+        return value
+
+    def set(self, layer: str, ds: str, *, bits: int | None = None, frac: int | tuple[int, ...] | None = None) -> None:
+        d = self.get(layer, ds)
+        if bits is not None:
+            d.bits = int(bits)
+        if frac is not None:
+            d.frac = tuple(int(f) for f in frac) if isinstance(frac, (tuple, list, np.ndarray)) else int(frac)
+        d.validate(f"{layer}/{ds}", bias=ds == "bias")
+
+    def input_format(self, layer: str) -> DataStructure:
+        """Format of a layer's (first) input: follows pass-through layers back to a quantized output."""
+        name = self.layers[layer]["inputs"][0]
+        while name != "input" and name in self.layers and self.layers[name].get("output") is None:
+            name = self.layers[name]["inputs"][0]
+        return self.input if name not in self.layers else self.layers[name]["output"]
+
+    def output_format(self, layer: str) -> DataStructure:
+        """Format of a layer's output tensor (its own, or its input's for pass-through layers)."""
+        if layer in self.layers and self.layers[layer].get("output") is not None:
+            return self.layers[layer]["output"]
+        if layer not in self.layers:
+            return self.input
+        return self.input_format(layer)
+
+    def copy(self) -> Policy:
+        return copy.deepcopy(self)
+
+    # -- bias rule ------------------------------------------------------------------------------
+    def bias_frac_window(self, layer: str) -> tuple[int, int]:
+        """Allowed bias fracs: 0 <= frac_acc - frac_b <= 30 for every channel (numerics.md section 4)."""
+        x = self.input_format(layer).frac
+        w = self.layers[layer]["weights"].fracs()
+        return int(x + w.max() - 30), int(x + w.min())
+
+    def constrain_biases(self) -> None:
+        """Move every bias frac into its window (call after changing input or weight fracs)."""
+        for name, layer in self.layers.items():
+            if layer.get("bias") is not None:
+                lo, hi = self.bias_frac_window(name)
+                b = layer["bias"]
+                b.frac = int(min(max(b.frac, lo), hi))
+
+    # -- memory ---------------------------------------------------------------------------------
+    def memory(self) -> Memory:
+        acc = {"weights": [0, 0], "bias": [0, 0], "output": [0, 0]}
+        for _, ds, d in self.data_structures():
+            acc[ds][0] += d.bits * d.elements
+            acc[ds][1] += 32 * d.elements
+        return Memory(acc["weights"][0], acc["bias"][0], acc["output"][0],
+                      acc["weights"][1], acc["bias"][1], acc["output"][1])
+
+    def table(self) -> list[dict[str, Any]]:
+        """One row per data structure: the per-layer memory table (machine readable)."""
+        rows = []
+        for layer, ds, d in self.data_structures():
+            frac = list(d.frac) if d.per_channel else d.frac
+            rows.append({"layer": layer, "data_structure": ds, "bits": d.bits, "frac": frac, "signed": d.signed,
+                         "elements": d.elements, "total_bits": d.bits * d.elements})
+        return rows
+
+    def summary(self) -> str:
+        """A per-layer memory table (like larq's model summary) with totals and ratios to float32."""
+        lines = [f"{'layer':<28} {'data':<8} {'format':>12} {'elements':>10} {'bits':>12}", "-" * 74]
+        for r in self.table():
+            frac = r["frac"]
+            f = f"{min(frac)}..{max(frac)}" if isinstance(frac, list) else str(frac)
+            fmt = f"{'s' if r['signed'] else 'u'}{r['bits']}.{f}"
+            lines.append(f"{r['layer']:<28} {r['data_structure']:<8} {fmt:>12} {r['elements']:>10} "
+                         f"{r['total_bits']:>12}")
+        m = self.memory()
+        lines += ["-" * 74,
+                  f"weights {m.weight_bits / 8:,.0f} B  biases {m.bias_bits / 8:,.0f} B  "
+                  f"activations {m.activation_bits / 8:,.0f} B  total {m.total_bits / 8:,.0f} B",
+                  f"compression vs float32: total {m.compression_total:.2f}x, weights {m.compression_weights:.2f}x"]
+        return "\n".join(lines)
+
+    # -- JSON -----------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        layers = []
+        for name, layer in self.layers.items():
+            entry = {"name": name, "kind": layer["kind"], "inputs": list(layer["inputs"])}
+            for ds in DATA_STRUCTURES:
+                if layer.get(ds) is not None:
+                    entry[ds] = layer[ds].to_dict()
+            layers.append(entry)
+        return {"fxpq_policy": POLICY_VERSION, "input": self.input.to_dict(), "layers": layers}
+
+    def to_json(self, path: str | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=1)
+        if path is not None:
+            with open(path, "w") as fh:
+                fh.write(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Policy:
+        if not isinstance(d, dict) or d.get("fxpq_policy") != POLICY_VERSION:
+            raise PolicyMismatchError(f"not an fxpq policy (expected \"fxpq_policy\": {POLICY_VERSION})")
+        try:
+            layers = []
+            for entry in d["layers"]:
+                layer = {"name": str(entry["name"]), "kind": str(entry["kind"]), "inputs": list(entry["inputs"])}
+                for ds in DATA_STRUCTURES:
+                    layer[ds] = DataStructure.from_dict(entry[ds]) if entry.get(ds) is not None else None
+                layers.append(layer)
+            return cls(DataStructure.from_dict(d["input"]), layers)
+        except (KeyError, TypeError) as exc:
+            raise PolicyMismatchError(f"malformed policy JSON: missing or wrong field {exc}") from exc
+
+    @classmethod
+    def from_json(cls, text_or_path: str) -> Policy:
+        text = text_or_path
+        if not text_or_path.lstrip().startswith("{"):
+            with open(text_or_path) as fh:
+                text = fh.read()
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PolicyMismatchError(f"policy is not valid JSON: {exc}") from exc
+        return cls.from_dict(d)
+
+    def validate(self) -> None:
+        self.input.validate("input")
+        for name, layer in self.layers.items():
+            for ds in DATA_STRUCTURES:
+                if layer.get(ds) is not None:
+                    layer[ds].validate(f"{name}/{ds}", bias=ds == "bias")
+
+    def check_matches(self, cnodes: list[CNode]) -> None:
+        """Raise PolicyMismatchError unless this policy describes exactly these canonical layers."""
+        expected = skeleton(cnodes)
+        if set(expected) != set(self.layers):
+            missing = sorted(set(expected) - set(self.layers))
+            extra = sorted(set(self.layers) - set(expected))
+            raise PolicyMismatchError(f"policy does not match the model: missing layers {missing}, "
+                                      f"unknown layers {extra}")
+        for name, (kind, elems) in expected.items():
+            layer = self.layers[name]
+            if layer["kind"] != kind:
+                raise PolicyMismatchError(f"layer '{name}' is a {kind} in the model but a {layer['kind']} in the policy")
+            for ds, n in elems.items():
+                d = layer.get(ds)
+                if (d is None) != (n is None) or (d is not None and d.elements != n):
+                    raise PolicyMismatchError(f"policy data structure '{name}/{ds}' does not match the model "
+                                              f"(elements {None if d is None else d.elements} vs {n})")
+                if d is not None and ds == "weights" and d.per_channel and len(d.frac) != channels(cnodes, name):
+                    raise PolicyMismatchError(f"'{name}/weights' has {len(d.frac)} channel fracs, the layer has "
+                                              f"{channels(cnodes, name)} output channels")
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def uniform(cls, model: Any, bits: int, calibration_data: np.ndarray, *, per_channel: bool = False,
+                bias_bits: int = 32, input_bits: int | None = None) -> Policy:
+        """Every data structure at `bits` (biases at `bias_bits`), fracs from calibration ranges.
+
+        This is naive uniform dynamic fixed point; FxPQNet starts from it at 16 bits.
+        """
+        from .calibration import Calibration
+
+        calib = model if isinstance(model, Calibration) else Calibration(model, calibration_data)
+        return calib.uniform_policy(bits, per_channel=per_channel, bias_bits=bias_bits, input_bits=input_bits)
+
+
+def quantized_output(cnodes: list[CNode], node: CNode) -> bool:
+    """Whether a canonical layer's output is its own data structure (see module docstring)."""
+    if node.kind in PASS_THROUGH:
+        return node.kind == "input"
+    if node.kind == "add":
+        users = [n for n in cnodes if node.name in n.inputs]
+        return not (len(users) == 1 and users[0].kind == "relu")
+    return True
+
+
+def channels(cnodes: list[CNode], name: str) -> int:
+    node = next(n for n in cnodes if n.name == name)
+    k = node.kernel
+    return int(k.shape[-1] if node.kind != "depthwise_conv2d" else k.shape[-2] * k.shape[-1])
+
+
+def skeleton(cnodes: list[CNode], shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+    """{layer: (kind, {ds: elements or None})} for checking; shapes gives output elements when known."""
+    out = {}
+    for n in cnodes:
+        if n.kind == "input":
+            continue
+        elems: dict[str, int | None] = {}
+        if n.kind in WEIGHTED:
+            elems["weights"] = int(n.kernel.size)
+            elems["bias"] = int(n.bias.size) if n.bias is not None else None
+        else:
+            elems["weights"] = elems["bias"] = None
+        if shapes is not None:
+            elems["output"] = int(np.prod(shapes[n.name])) if quantized_output(cnodes, n) else None
+        out[n.name] = (n.kind, elems)
+    return out
