@@ -1,0 +1,293 @@
+/*
+ * fxpq_kernels.h - the one public header of the fxpq fixed-point reference kernels.
+ *
+ * The kernels implement docs/numerics.md (the numerics contract) bit for bit; the numpy
+ * reference fxpq_keras/integer_graph/ops.py is the source of truth they are tested against.
+ *
+ * Conventions
+ *  - Portable C99, no heap, no floating point except in fxpq_quantize / fxpq_dequantize.
+ *  - Every kernel returns an fxpq_status; on any error nothing is written to the output.
+ *  - Activations are NHWC. Their storage type follows the format (numerics.md section 10):
+ *      bits 2..8  signed -> int8,   unsigned -> uint8
+ *      bits 9..16 signed -> int16,  unsigned -> uint16
+ *    int16/uint16 buffers must be 2-byte aligned. Values must lie in their format's range.
+ *  - Weights are packed per numerics.md section 9: widths 2..8 as a little-endian, LSB-first bit
+ *    stream in which every output channel's run starts on a byte boundary; widths 9..16 as
+ *    little-endian int16. Channel order: output channel outermost, then the op's layout
+ *    (conv OHWI -> [O][kh][kw][C]; depthwise -> [C*M][kh][kw]; fully connected -> [O][in]).
+ *    Weight buffers have no alignment requirement.
+ *  - Kernels that unpack weights need caller-owned scratch (fxpq_context) whose size is given by
+ *    the matching *_get_buffer_size() function; it must be 2-byte aligned.
+ *  - Outputs must not alias inputs, except for the elementwise kernels (add, requantize) when the
+ *    output has the same storage type as the aliased input.
+ *  - Requantization uses shifts only (fxpq_rescale); accumulators are int32 only when
+ *    fxpq_acc_needs_64() says the dot product provably fits, else int64.
+ */
+#ifndef FXPQ_KERNELS_H
+#define FXPQ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- limits of the contract -- */
+#define FXPQ_MIN_BITS 2          /* weights, activations, model input */
+#define FXPQ_MAX_BITS 16
+#define FXPQ_MIN_FRAC (-32)
+#define FXPQ_MAX_FRAC 32
+#define FXPQ_MAX_BIAS_SHIFT 30   /* 0 <= frac_acc - frac_bias <= 30 (numerics.md section 4) */
+#define FXPQ_MAX_ADD_FRAC_DIFF 32 /* |frac_a - frac_b| <= 32 (section 5) */
+#define FXPQ_MAX_AVG_FRAC_DIFF 24 /* |frac_out - frac_in| <= 24 (section 7) */
+
+/* ------------------------------------------------------------------------------ types -- */
+
+/** Status returned by every kernel. FXPQ_OK is 0, errors are negative. */
+typedef enum {
+    FXPQ_OK = 0,
+    FXPQ_ERR_NULL_POINTER = -1,       /**< a required pointer is NULL */
+    FXPQ_ERR_BAD_FORMAT = -2,         /**< bits outside 2..16 or frac outside -32..32 */
+    FXPQ_ERR_BAD_DIMS = -3,           /**< size <= 0, shapes that do not match, size overflow */
+    FXPQ_ERR_BAD_PARAM = -4,          /**< stride/dilation/pool/multiplier < 1, bad activation,
+                                           frac distance outside the contract */
+    FXPQ_ERR_BAD_PADDING = -5,        /**< unknown padding mode, or 'valid' window larger than input */
+    FXPQ_ERR_SCRATCH_TOO_SMALL = -6,  /**< fxpq_context.size < *_get_buffer_size() */
+    FXPQ_ERR_BAD_BIAS_FRAC = -7,      /**< frac_acc - frac_bias outside 0..30 */
+    FXPQ_ERR_MISALIGNED = -8          /**< int16 data or scratch not 2-byte aligned */
+} fxpq_status;
+
+/** A dynamic fixed-point format: integer q means q * 2^-frac. */
+typedef struct {
+    int32_t bits;      /**< 2..16 */
+    int32_t frac;      /**< -32..32 */
+    int32_t is_signed; /**< 0: unsigned [0, 2^bits-1]; else signed [-2^(bits-1), 2^(bits-1)-1] */
+} fxpq_format;
+
+/** Container type of an activation (numerics.md section 10). */
+typedef enum {
+    FXPQ_STORAGE_INT8 = 0,
+    FXPQ_STORAGE_UINT8 = 1,
+    FXPQ_STORAGE_INT16 = 2,
+    FXPQ_STORAGE_UINT16 = 3
+} fxpq_storage;
+
+/** Fused activation, applied as an integer clamp in the output format. */
+typedef enum {
+    FXPQ_ACT_NONE = 0,
+    FXPQ_ACT_RELU = 1,
+    FXPQ_ACT_RELU6 = 2
+} fxpq_activation;
+
+/** TensorFlow padding modes (numerics.md section 4). */
+typedef enum {
+    FXPQ_PADDING_VALID = 0,
+    FXPQ_PADDING_SAME = 1
+} fxpq_padding;
+
+/** Tensor dimensions. Activations: NHWC. Conv filter: n = out channels, h = kh, w = kw,
+ *  c = in channels. Depthwise filter: n = 1, h = kh, w = kw, c = in_ch * depth_multiplier. */
+typedef struct {
+    int32_t n;
+    int32_t h;
+    int32_t w;
+    int32_t c;
+} fxpq_dims;
+
+/** Height / width pair (strides, dilations, pool sizes). */
+typedef struct {
+    int32_t h;
+    int32_t w;
+} fxpq_tile;
+
+/** Caller-owned scratch memory. buf may be NULL when size is 0 and none is needed. */
+typedef struct {
+    void *buf;
+    int32_t size; /**< bytes */
+} fxpq_context;
+
+/** Packed weights of a conv / depthwise / fully-connected layer. */
+typedef struct {
+    const void *data;               /**< packed per numerics.md section 9, no alignment needed */
+    int32_t bits;                   /**< 2..16 */
+    int32_t frac;                   /**< per-tensor frac, used when per_channel_frac is NULL */
+    const int8_t *per_channel_frac; /**< NULL, or one frac per output channel */
+} fxpq_weights;
+
+/** Bias (int32 values, up to 32 bits). data NULL means no bias. */
+typedef struct {
+    const int32_t *data; /**< NULL or [out_channels] */
+    int32_t frac;        /**< must satisfy 0 <= frac_x + frac_w[o] - frac <= 30 */
+} fxpq_bias;
+
+typedef struct {
+    fxpq_tile stride;    /**< >= 1 */
+    fxpq_tile dilation;  /**< >= 1 */
+    fxpq_padding padding;
+    fxpq_activation activation;
+} fxpq_conv_params;
+
+typedef struct {
+    fxpq_tile stride;
+    fxpq_tile dilation;
+    fxpq_padding padding;
+    fxpq_activation activation;
+    int32_t depth_multiplier; /**< >= 1; output channel o = c * depth_multiplier + m */
+} fxpq_dw_conv_params;
+
+typedef struct {
+    fxpq_activation activation;
+} fxpq_fc_params;
+
+typedef struct {
+    fxpq_tile filter;    /**< pool window, >= 1 */
+    fxpq_tile stride;    /**< >= 1 */
+    fxpq_padding padding;
+    fxpq_activation activation;
+} fxpq_pool_params;
+
+typedef struct {
+    fxpq_activation activation;
+} fxpq_elementwise_params;
+
+/* ------------------------------------------------------------ shared helpers (one rule each) -- */
+
+/** Human-readable name of a status (never NULL). */
+const char *fxpq_status_str(fxpq_status status);
+
+/** FXPQ_OK when bits in 2..16 and frac in -32..32, else FXPQ_ERR_BAD_FORMAT (or NULL_POINTER). */
+fxpq_status fxpq_check_format(const fxpq_format *fmt);
+
+/** Storage type of a (valid) format. */
+fxpq_storage fxpq_storage_of(const fxpq_format *fmt);
+
+/** Bytes per element of a storage type (1 or 2). */
+int32_t fxpq_storage_size(fxpq_storage storage);
+
+/** Integer range of a format: lo/hi as in numerics.md section 1. */
+void fxpq_format_range(const fxpq_format *fmt, int32_t *lo, int32_t *hi);
+
+/** min(max(v, lo), hi). */
+int64_t fxpq_saturate(int64_t v, int32_t lo, int32_t hi);
+
+/** Exact round_half_up(v * 2^(to_frac - from_frac)), not saturated (numerics.md section 3).
+ *  Right shifts of 63 or more give 0; left shifts whose result would leave +-2^62 return +-2^62
+ *  (so that a following saturate gives the contract's answer). Any from/to frac is accepted. */
+int64_t fxpq_rescale(int64_t v, int32_t from_frac, int32_t to_frac);
+
+/** saturate(rescale(v, from_frac, out->frac)) into out's range: the path every op uses to
+ *  reach its output format. */
+int32_t fxpq_requantize_value(int64_t v, int32_t from_frac, const fxpq_format *out);
+
+/** Division rounding toward minus infinity, b > 0 (numerics.md section 7). */
+int64_t fxpq_floor_div(int64_t a, int64_t b);
+
+/** Integer clamp [lo, hi] of a fused activation in the output format (numerics.md section 4;
+ *  relu6's upper bound is saturate(rescale(6, 0, frac_out))). */
+fxpq_status fxpq_activation_bounds(const fxpq_format *out, fxpq_activation act, int32_t *lo,
+                                   int32_t *hi);
+
+/** The contract's accumulator width rule: 1 when bits_x (+1 if unsigned) + bits_w +
+ *  ceil(log2(terms)) > 31, i.e. the dot product must be accumulated in int64; else 0. */
+int32_t fxpq_acc_needs_64(int32_t bits_x, int32_t x_signed, int32_t bits_w, int32_t terms);
+
+/** TensorFlow output size and leading padding of one spatial axis (numerics.md section 4).
+ *  FXPQ_ERR_BAD_PADDING when a 'valid' window does not fit. */
+fxpq_status fxpq_conv_output_size(int32_t in, int32_t kernel, int32_t stride, int32_t dilation,
+                                  fxpq_padding padding, int32_t *out, int32_t *pad_before);
+
+/** Bytes of one byte-aligned packed run of `count` weights of width `bits` (numerics.md
+ *  section 9): ceil(count * bits / 8) for bits 2..8, 2 * count for 9..16; -1 on bad input. */
+int32_t fxpq_packed_row_size(int32_t bits, int32_t count);
+
+/** Unpack `count` weights of width `bits` from a packed run that starts on a byte boundary
+ *  into int16 values (sign-extended). Reads exactly fxpq_packed_row_size(bits, count) bytes. */
+fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count, int16_t *dst);
+
+/* ----------------------------------------------------------------------------- kernels -- */
+
+/**
+ * Conv 2D. input [N,H,W,C] in input_fmt storage; filter OHWI (filter_dims: n = O, c = C);
+ * output [N,OH,OW,O] in output_fmt storage, OH/OW per the padding rule (checked).
+ * Scratch: fxpq_conv2d_get_buffer_size() bytes (one unpacked output-channel row).
+ */
+fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
+                        const fxpq_dims *input_dims, const void *input,
+                        const fxpq_format *input_fmt, const fxpq_dims *filter_dims,
+                        const fxpq_weights *weights, const fxpq_bias *bias,
+                        const fxpq_dims *output_dims, void *output,
+                        const fxpq_format *output_fmt);
+/** Scratch bytes for fxpq_conv2d (2 * kh * kw * C), or -1 on bad dims. */
+int32_t fxpq_conv2d_get_buffer_size(const fxpq_dims *filter_dims);
+
+/**
+ * Depthwise conv 2D. input [N,H,W,C]; filter_dims {1, kh, kw, C*M}, weights packed per output
+ * channel as [C*M][kh][kw]; output [N,OH,OW,C*M]. Output channel c*M+m reads input channel c.
+ * Scratch: fxpq_depthwise_conv2d_get_buffer_size() bytes.
+ */
+fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_params *params,
+                                  const fxpq_dims *input_dims, const void *input,
+                                  const fxpq_format *input_fmt, const fxpq_dims *filter_dims,
+                                  const fxpq_weights *weights, const fxpq_bias *bias,
+                                  const fxpq_dims *output_dims, void *output,
+                                  const fxpq_format *output_fmt);
+/** Scratch bytes for fxpq_depthwise_conv2d (2 * kh * kw), or -1 on bad dims. */
+int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims);
+
+/**
+ * Fully connected. input [batches, in_features]; weights [out_features][in_features].
+ * output [batches, out_features]. Scratch: fxpq_fully_connected_get_buffer_size() bytes.
+ */
+fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *params,
+                                 int32_t batches, int32_t in_features, int32_t out_features,
+                                 const void *input, const fxpq_format *input_fmt,
+                                 const fxpq_weights *weights, const fxpq_bias *bias,
+                                 void *output, const fxpq_format *output_fmt);
+/** Scratch bytes for fxpq_fully_connected (2 * in_features), or -1 on bad size. */
+int32_t fxpq_fully_connected_get_buffer_size(int32_t in_features);
+
+/** Elementwise add of `size` elements (numerics.md section 5); |a_frac - b_frac| <= 32. */
+fxpq_status fxpq_add(const fxpq_elementwise_params *params, int32_t size, const void *a,
+                     const fxpq_format *a_fmt, const void *b, const fxpq_format *b_fmt,
+                     void *output, const fxpq_format *output_fmt);
+
+/** Max pool 2D, NHWC (numerics.md section 6): padded positions are ignored. */
+fxpq_status fxpq_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *input_dims,
+                            const void *input, const fxpq_format *input_fmt,
+                            const fxpq_dims *output_dims, void *output,
+                            const fxpq_format *output_fmt);
+
+/** Average pool 2D, NHWC (numerics.md section 7): mean over the valid inputs of each window,
+ *  |frac_out - frac_in| <= 24. */
+fxpq_status fxpq_average_pool2d(const fxpq_pool_params *params, const fxpq_dims *input_dims,
+                                const void *input, const fxpq_format *input_fmt,
+                                const fxpq_dims *output_dims, void *output,
+                                const fxpq_format *output_fmt);
+
+/** Global average pool: average pool over the whole H x W plane, no activation.
+ *  input [N,H,W,C], output [N,C] (same bytes as [N,1,1,C]). */
+fxpq_status fxpq_global_average_pool2d(const fxpq_dims *input_dims, const void *input,
+                                       const fxpq_format *input_fmt, void *output,
+                                       const fxpq_format *output_fmt);
+
+/** QUANTIZE float32 -> integer (numerics.md section 2), computed in double:
+ *  q = saturate(floor(x * 2^frac + 0.5)); NaN -> 0, +inf -> hi, -inf -> lo. */
+fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
+                          const fxpq_format *output_fmt);
+
+/** DEQUANTIZE integer -> float32: x = q * 2^-frac (exact). */
+fxpq_status fxpq_dequantize(int32_t size, const void *input, const fxpq_format *input_fmt,
+                            float *output);
+
+/** Integer -> integer format change, also standalone ReLU / ReLU6 (numerics.md section 8):
+ *  y = clamp_act(saturate(rescale(x, in_frac, out_frac))). */
+fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
+                            const void *input, const fxpq_format *input_fmt, void *output,
+                            const fxpq_format *output_fmt);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FXPQ_KERNELS_H */

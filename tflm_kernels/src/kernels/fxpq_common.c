@@ -1,0 +1,285 @@
+/*
+ * fxpq_common.c - the scalar rules of the numerics contract (one implementation each) and the
+ * validation helpers shared by the kernels.
+ */
+#include "fxpq_internal.h"
+
+#define FXPQ_LIMIT62 ((int64_t)1 << 62)
+
+const char *fxpq_status_str(fxpq_status status)
+{
+    switch (status) {
+    case FXPQ_OK: return "ok";
+    case FXPQ_ERR_NULL_POINTER: return "null pointer";
+    case FXPQ_ERR_BAD_FORMAT: return "bad format (bits outside 2..16 or frac outside -32..32)";
+    case FXPQ_ERR_BAD_DIMS: return "bad dimensions";
+    case FXPQ_ERR_BAD_PARAM: return "bad parameter";
+    case FXPQ_ERR_BAD_PADDING: return "bad padding";
+    case FXPQ_ERR_SCRATCH_TOO_SMALL: return "scratch buffer too small";
+    case FXPQ_ERR_BAD_BIAS_FRAC: return "bias frac outside 0 <= frac_acc - frac_bias <= 30";
+    case FXPQ_ERR_MISALIGNED: return "misaligned buffer";
+    default: return "unknown status";
+    }
+}
+
+static int32_t fxpq_frac_ok(int32_t frac)
+{
+    return frac >= FXPQ_MIN_FRAC && frac <= FXPQ_MAX_FRAC;
+}
+
+fxpq_status fxpq_check_format(const fxpq_format *fmt)
+{
+    if (fmt == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (fmt->bits < FXPQ_MIN_BITS || fmt->bits > FXPQ_MAX_BITS || !fxpq_frac_ok(fmt->frac)) {
+        return FXPQ_ERR_BAD_FORMAT;
+    }
+    return FXPQ_OK;
+}
+
+fxpq_storage fxpq_storage_of(const fxpq_format *fmt)
+{
+    if (fmt->bits <= 8) {
+        return fmt->is_signed ? FXPQ_STORAGE_INT8 : FXPQ_STORAGE_UINT8;
+    }
+    return fmt->is_signed ? FXPQ_STORAGE_INT16 : FXPQ_STORAGE_UINT16;
+}
+
+int32_t fxpq_storage_size(fxpq_storage storage)
+{
+    return (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_UINT8) ? 1 : 2;
+}
+
+void fxpq_format_range(const fxpq_format *fmt, int32_t *lo, int32_t *hi)
+{
+    if (fmt->is_signed) {
+        *lo = -((int32_t)1 << (fmt->bits - 1));
+        *hi = ((int32_t)1 << (fmt->bits - 1)) - 1;
+    } else {
+        *lo = 0;
+        *hi = ((int32_t)1 << fmt->bits) - 1;
+    }
+}
+
+int64_t fxpq_saturate(int64_t v, int32_t lo, int32_t hi)
+{
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+int64_t fxpq_rescale(int64_t v, int32_t from_frac, int32_t to_frac)
+{
+    int64_t shift = (int64_t)to_frac - (int64_t)from_frac;
+    if (shift < 0) {
+        int64_t s = -shift;
+        if (s >= 63) {
+            return 0;
+        }
+        /* (v + 2^(s-1)) >> s, arithmetic shift: round half up */
+        return fxpq_wrap_add64(v, (int64_t)1 << (s - 1)) >> s;
+    }
+    {
+        int32_t s = shift > 62 ? 62 : (int32_t)shift;
+        int64_t bound = FXPQ_LIMIT62 >> s;
+        if (v >= bound) {
+            return FXPQ_LIMIT62;
+        }
+        if (v <= -bound) {
+            return -FXPQ_LIMIT62;
+        }
+        return fxpq_wrap_shl64(v, s);
+    }
+}
+
+int32_t fxpq_requantize_value(int64_t v, int32_t from_frac, const fxpq_format *out)
+{
+    int32_t lo, hi;
+    fxpq_format_range(out, &lo, &hi);
+    return (int32_t)fxpq_saturate(fxpq_rescale(v, from_frac, out->frac), lo, hi);
+}
+
+int64_t fxpq_floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if (a % b != 0 && a < 0) {
+        q -= 1;
+    }
+    return q;
+}
+
+fxpq_status fxpq_check_activation(fxpq_activation act)
+{
+    return (act == FXPQ_ACT_NONE || act == FXPQ_ACT_RELU || act == FXPQ_ACT_RELU6)
+               ? FXPQ_OK
+               : FXPQ_ERR_BAD_PARAM;
+}
+
+fxpq_status fxpq_activation_bounds(const fxpq_format *out, fxpq_activation act, int32_t *lo,
+                                   int32_t *hi)
+{
+    fxpq_status st = fxpq_check_format(out);
+    if (st != FXPQ_OK) {
+        return st;
+    }
+    if (lo == NULL || hi == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (fxpq_check_activation(act) != FXPQ_OK) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    fxpq_format_range(out, lo, hi);
+    if (act != FXPQ_ACT_NONE && *lo < 0) {
+        *lo = 0;
+    }
+    if (act == FXPQ_ACT_RELU6) {
+        int32_t six = fxpq_requantize_value(6, 0, out);
+        if (six < *hi) {
+            *hi = six;
+        }
+    }
+    return FXPQ_OK;
+}
+
+int32_t fxpq_acc_needs_64(int32_t bits_x, int32_t x_signed, int32_t bits_w, int32_t terms)
+{
+    int32_t log2_terms = 0;
+    while (log2_terms < 31 && ((int64_t)1 << log2_terms) < (int64_t)terms) {
+        ++log2_terms;
+    }
+    return (bits_x + (x_signed ? 0 : 1) + bits_w + log2_terms) > 31;
+}
+
+fxpq_status fxpq_conv_output_size(int32_t in, int32_t kernel, int32_t stride, int32_t dilation,
+                                  fxpq_padding padding, int32_t *out, int32_t *pad_before)
+{
+    int64_t eff, o, total;
+    if (out == NULL || pad_before == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (in <= 0 || kernel <= 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if (stride <= 0 || dilation <= 0) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    eff = (int64_t)(kernel - 1) * dilation + 1;
+    if (eff > INT32_MAX) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    if (padding == FXPQ_PADDING_SAME) {
+        o = ((int64_t)in + stride - 1) / stride;
+        total = (o - 1) * stride + eff - in;
+        if (total < 0) {
+            total = 0;
+        }
+        *out = (int32_t)o;
+        *pad_before = (int32_t)(total / 2);
+        return FXPQ_OK;
+    }
+    if (padding == FXPQ_PADDING_VALID) {
+        if (eff > in) {
+            return FXPQ_ERR_BAD_PADDING;
+        }
+        *out = (int32_t)((in - eff) / stride + 1);
+        *pad_before = 0;
+        return FXPQ_OK;
+    }
+    return FXPQ_ERR_BAD_PADDING;
+}
+
+void fxpq_valid_taps(int32_t start, int32_t dilation, int32_t kernel, int32_t size, int32_t *k0,
+                     int32_t *k1)
+{
+    /* smallest k with start + k*d >= 0, and one past the largest k with start + k*d < size */
+    int64_t lo = start < 0 ? (-(int64_t)start + dilation - 1) / dilation : 0;
+    int64_t hi = start < size ? ((int64_t)size - 1 - start) / dilation + 1 : 0;
+    *k0 = (int32_t)(lo < kernel ? lo : kernel);
+    *k1 = (int32_t)(hi < kernel ? hi : kernel);
+}
+
+fxpq_status fxpq_mul_size(int32_t a, int32_t b, int32_t *out)
+{
+    int64_t p;
+    if (a <= 0 || b <= 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    p = (int64_t)a * (int64_t)b;
+    if (p > INT32_MAX) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    *out = (int32_t)p;
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_check_dims(const fxpq_dims *d, int32_t *count)
+{
+    int32_t c;
+    if (d == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (fxpq_mul_size(d->n, d->h, &c) != FXPQ_OK || fxpq_mul_size(c, d->w, &c) != FXPQ_OK ||
+        fxpq_mul_size(c, d->c, &c) != FXPQ_OK) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if (count != NULL) {
+        *count = c;
+    }
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_check_aligned(const void *p, fxpq_storage s)
+{
+    if (fxpq_storage_size(s) == 2 && ((uintptr_t)p & 1u) != 0) {
+        return FXPQ_ERR_MISALIGNED;
+    }
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t count)
+{
+    if (ctx == NULL || ctx->buf == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if ((int64_t)ctx->size < (int64_t)count * 2) {
+        return FXPQ_ERR_SCRATCH_TOO_SMALL;
+    }
+    return fxpq_check_aligned(ctx->buf, FXPQ_STORAGE_INT16);
+}
+
+fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bias *b,
+                                    int32_t out_channels, int32_t x_frac)
+{
+    int32_t o;
+    if (w == NULL || w->data == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (w->bits < FXPQ_MIN_BITS || w->bits > FXPQ_MAX_BITS) {
+        return FXPQ_ERR_BAD_FORMAT;
+    }
+    for (o = 0; o < out_channels; ++o) {
+        int32_t wf = w->per_channel_frac != NULL ? w->per_channel_frac[o] : w->frac;
+        if (!fxpq_frac_ok(wf)) {
+            return FXPQ_ERR_BAD_FORMAT;
+        }
+        if (b != NULL && b->data != NULL) {
+            int64_t shift = (int64_t)x_frac + wf - b->frac;
+            if (shift < 0 || shift > FXPQ_MAX_BIAS_SHIFT) {
+                return FXPQ_ERR_BAD_BIAS_FRAC;
+            }
+        }
+    }
+    return FXPQ_OK;
+}
+
+fxpq_channel_quant fxpq_channel_quant_of(const fxpq_weights *w, const fxpq_bias *b, int32_t o,
+                                         int32_t x_frac)
+{
+    fxpq_channel_quant q;
+    int32_t wf = w->per_channel_frac != NULL ? w->per_channel_frac[o] : w->frac;
+    q.acc_frac = x_frac + wf;
+    q.bias = 0;
+    if (b != NULL && b->data != NULL) {
+        q.bias = fxpq_wrap_shl64((int64_t)b->data[o], q.acc_frac - b->frac);
+    }
+    return q;
+}

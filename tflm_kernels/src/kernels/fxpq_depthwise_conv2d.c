@@ -1,0 +1,120 @@
+/*
+ * fxpq_depthwise_conv2d.c - depthwise Conv 2D (numerics.md section 4).
+ *
+ * Output channel o = c * depth_multiplier + m reads input channel c. Each output channel's
+ * kh * kw weights are unpacked once into the scratch row; the dot products walk the input with
+ * an element stride of C * dilation_w.
+ */
+#include "fxpq_internal.h"
+
+int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
+{
+    int32_t k;
+    if (filter_dims == NULL || fxpq_mul_size(filter_dims->h, filter_dims->w, &k) != FXPQ_OK ||
+        k > INT32_MAX / 2) {
+        return -1;
+    }
+    return k * 2;
+}
+
+fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_params *params,
+                                  const fxpq_dims *input_dims, const void *input,
+                                  const fxpq_format *input_fmt, const fxpq_dims *filter_dims,
+                                  const fxpq_weights *weights, const fxpq_bias *bias,
+                                  const fxpq_dims *output_dims, void *output,
+                                  const fxpq_format *output_fmt)
+{
+    fxpq_status st;
+    int32_t oh, ow, pad_t, pad_l, k, row_bytes, act_lo, act_hi, cm, m_count, x_stride;
+    int32_t o, n, oy, ox;
+    fxpq_storage in_s, out_s;
+    fxpq_dot_fn dot;
+    int16_t *wrow;
+    const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
+
+    if (params == NULL || input == NULL || output == NULL || input_dims == NULL ||
+        filter_dims == NULL || output_dims == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if ((st = fxpq_check_format(input_fmt)) != FXPQ_OK ||
+        (st = fxpq_check_format(output_fmt)) != FXPQ_OK) {
+        return st;
+    }
+    if ((st = fxpq_check_dims(id, NULL)) != FXPQ_OK || (st = fxpq_check_dims(fd, NULL)) != FXPQ_OK ||
+        (st = fxpq_check_dims(od, NULL)) != FXPQ_OK) {
+        return st;
+    }
+    m_count = params->depth_multiplier;
+    if (m_count <= 0) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    if (fxpq_mul_size(id->c, m_count, &cm) != FXPQ_OK || fd->n != 1 || fd->c != cm ||
+        od->n != id->n || od->c != cm) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if ((st = fxpq_conv_output_size(id->h, fd->h, params->stride.h, params->dilation.h,
+                                    params->padding, &oh, &pad_t)) != FXPQ_OK ||
+        (st = fxpq_conv_output_size(id->w, fd->w, params->stride.w, params->dilation.w,
+                                    params->padding, &ow, &pad_l)) != FXPQ_OK) {
+        return st;
+    }
+    if (od->h != oh || od->w != ow) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if (fxpq_mul_size(id->c, params->dilation.w, &x_stride) != FXPQ_OK) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if ((st = fxpq_activation_bounds(output_fmt, params->activation, &act_lo, &act_hi)) != FXPQ_OK) {
+        return st;
+    }
+    if ((st = fxpq_check_weights_bias(weights, bias, cm, input_fmt->frac)) != FXPQ_OK) {
+        return st;
+    }
+    k = fxpq_depthwise_conv2d_get_buffer_size(fd) / 2;
+    if (k <= 0 || (row_bytes = fxpq_packed_row_size(weights->bits, k)) < 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if ((st = fxpq_check_scratch(ctx, k)) != FXPQ_OK) {
+        return st;
+    }
+    in_s = fxpq_storage_of(input_fmt);
+    out_s = fxpq_storage_of(output_fmt);
+    if ((st = fxpq_check_aligned(input, in_s)) != FXPQ_OK ||
+        (st = fxpq_check_aligned(output, out_s)) != FXPQ_OK) {
+        return st;
+    }
+
+    dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
+                                                  weights->bits, k));
+    wrow = (int16_t *)ctx->buf;
+    for (o = 0; o < cm; ++o) {
+        const int32_t c = o / m_count;
+        const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
+        fxpq_unpack_weights((const uint8_t *)weights->data + (size_t)o * (size_t)row_bytes,
+                            weights->bits, k, wrow);
+        for (n = 0; n < id->n; ++n) {
+            for (oy = 0; oy < oh; ++oy) {
+                const int32_t iy0 = oy * params->stride.h - pad_t;
+                int32_t ky0, ky1;
+                fxpq_valid_taps(iy0, params->dilation.h, fd->h, id->h, &ky0, &ky1);
+                for (ox = 0; ox < ow; ++ox) {
+                    const int32_t ix0 = ox * params->stride.w - pad_l;
+                    int32_t kx0, kx1, ky;
+                    int64_t acc = 0;
+                    fxpq_valid_taps(ix0, params->dilation.w, fd->w, id->w, &kx0, &kx1);
+                    if (kx1 > kx0) {
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const int32_t iy = iy0 + ky * params->dilation.h;
+                            const int32_t ix = ix0 + kx0 * params->dilation.w;
+                            acc += dot(fxpq_elem(input, in_s, ((n * id->h + iy) * id->w + ix) * id->c + c),
+                                       x_stride, wrow + ky * fd->w + kx0, kx1 - kx0);
+                        }
+                    }
+                    fxpq_store(output, out_s, ((n * oh + oy) * ow + ox) * cm + o,
+                               fxpq_finish_acc(acc, &q, output_fmt, act_lo, act_hi));
+                }
+            }
+        }
+    }
+    return FXPQ_OK;
+}

@@ -1,0 +1,56 @@
+/*
+ * fxpq_unpack.c - weight unpacking (numerics.md section 9).
+ */
+#include "fxpq_internal.h"
+
+int32_t fxpq_packed_row_size(int32_t bits, int32_t count)
+{
+    int64_t bytes;
+    if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS || count <= 0) {
+        return -1;
+    }
+    bytes = bits <= 8 ? ((int64_t)count * bits + 7) / 8 : (int64_t)count * 2;
+    return bytes > INT32_MAX ? -1 : (int32_t)bytes;
+}
+
+fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count, int16_t *dst)
+{
+    int32_t i;
+    if (src == NULL || dst == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS) {
+        return FXPQ_ERR_BAD_FORMAT;
+    }
+    if (count <= 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if (bits > 8) {
+        /* little-endian int16, byte-wise: no alignment requirement on src */
+        for (i = 0; i < count; ++i) {
+            uint16_t u = (uint16_t)(src[2 * i] | ((uint16_t)src[2 * i + 1] << 8));
+            dst[i] = (int16_t)(u >= 0x8000u ? (int32_t)u - 0x10000 : (int32_t)u);
+        }
+    } else if (bits == 8) {
+        for (i = 0; i < count; ++i) {
+            dst[i] = (int16_t)(src[i] >= 0x80u ? (int32_t)src[i] - 0x100 : (int32_t)src[i]);
+        }
+    } else {
+        const uint32_t mask = (1u << bits) - 1u;
+        const int32_t sign = (int32_t)1 << (bits - 1);
+        uint32_t pos = 0; /* bit position in the run */
+        for (i = 0; i < count; ++i) {
+            uint32_t byte = pos >> 3;
+            uint32_t off = pos & 7u;
+            uint32_t v = (uint32_t)src[byte] >> off;
+            int32_t s;
+            if (off + (uint32_t)bits > 8u) { /* the value continues in the next byte */
+                v |= (uint32_t)src[byte + 1] << (8u - off);
+            }
+            s = (int32_t)(v & mask);
+            dst[i] = (int16_t)(s >= sign ? s - 2 * sign : s);
+            pos += (uint32_t)bits;
+        }
+    }
+    return FXPQ_OK;
+}
