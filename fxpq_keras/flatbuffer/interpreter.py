@@ -1,0 +1,123 @@
+"""`Interpreter(path, engine=...)`: run an exported file; engines plug in through ENGINES.
+
+An engine factory takes (path, graph, info) and returns an object with
+`run(x: np.ndarray, raw: bool) -> list[np.ndarray]` giving the raw integer outputs (raw=True) or
+whatever it computes natively. The Interpreter handles dequantize and softmax for every engine,
+so a new engine (fxpq_keras/kernels/engines.py registers host, qemu-m4, qemu-m7) only has to
+return integers: `register_engine("host", factory)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import numpy as np
+
+from ..formats import dequantize
+from ..integer_graph import IntegerGraph
+from .reader import FileInfo, read_tflite
+
+
+class Engine(Protocol):
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        """Integer outputs for a batch (float input, or integers for an integer-input file)."""
+
+
+EngineFactory = Callable[[Path, IntegerGraph, FileInfo], Engine]
+ENGINES: dict[str, EngineFactory] = {}
+_LAZY_ENGINE_MODULES = ("fxpq_keras.kernels.engines",)  # registers host, qemu-m4, qemu-m7 when present
+
+
+def register_engine(name: str, factory: EngineFactory) -> None:
+    ENGINES[name] = factory
+
+
+class _Reference:
+    """numpy: the IntegerGraph for fxp files, the model of TFLM's int8 kernels for int8-builtin."""
+
+    def __init__(self, path: Path, graph: IntegerGraph, info: FileInfo) -> None:
+        self.graph, self.info = graph, info
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        if self.info.target == "int8-builtin":
+            from .stock import run_stock
+
+            return run_stock(self.graph, x)
+        return self.graph.run(x, raw=True)
+
+
+class _Tflm:
+    """The real TFLM interpreter of the `tflite-micro` package (stock ops: int8-builtin files)."""
+
+    def __init__(self, path: Path, graph: IntegerGraph, info: FileInfo) -> None:
+        if info.target != "int8-builtin":
+            raise ValueError(f"engine 'tflm' runs stock ops only; {path} uses target {info.target!r} "
+                             "(custom FXP_ ops need engine 'reference' or the C runner)")
+        from tflite_micro.python.tflite_micro import runtime
+
+        self._interp = runtime.Interpreter.from_bytes(Path(path).read_bytes())
+        self.graph = graph
+
+    def run(self, x: np.ndarray) -> list[np.ndarray]:
+        detail = self._interp.get_input_details(0)
+        outs: list[list[np.ndarray]] = []
+        for sample in np.asarray(x):
+            self._interp.set_input(np.asarray(sample[None], dtype=detail["dtype"]), 0)
+            self._interp.invoke()
+            outs.append([self._interp.get_output(i).copy() for i in range(len(self.graph.outputs))])
+        return [np.concatenate([o[i] for o in outs]).astype(np.int64) for i in range(len(self.graph.outputs))]
+
+
+register_engine("reference", _Reference)
+register_engine("tflm", _Tflm)
+
+
+class Interpreter:
+    """Run an exported .tflite file: `predict(x)` on a float batch returns dequantized outputs.
+
+    engine: "reference" (numpy, bit-exact contract), "tflm" (real TFLM, int8-builtin files), or
+    any registered engine. raw=True returns the output integers.
+    """
+
+    def __init__(self, path: str | Path, engine: str = "reference") -> None:
+        self.path = Path(path)
+        self.graph, self.info = read_tflite(self.path)
+        if engine not in ENGINES:
+            import importlib
+
+            for mod in _LAZY_ENGINE_MODULES:
+                try:
+                    importlib.import_module(mod)
+                except ModuleNotFoundError:
+                    pass
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; available: {sorted(ENGINES)}")
+        self.engine_name = engine
+        self.engine = ENGINES[engine](self.path, self.graph, self.info)
+
+    @property
+    def output_formats(self) -> list[Any]:
+        return [self.graph.tensors[o].fmt for o in self.graph.outputs]
+
+    def predict(self, x: np.ndarray, *, raw: bool = False) -> np.ndarray | list[np.ndarray]:
+        """Outputs for a batch: one array, or a list when the model has several outputs."""
+        x = np.asarray(x)
+        want = self.graph.tensors[self.graph.input].shape
+        if tuple(x.shape[1:]) != tuple(want):
+            raise ValueError(f"input batch must have shape [N, {', '.join(map(str, want))}], got {list(x.shape)}")
+        if self.info.float_input:
+            x = x.astype(np.float32)
+            if np.isnan(x).any():
+                raise ValueError("input contains NaN")
+        outs = self.engine.run(x)
+        if not raw:
+            outs = [self._finish(q, fmt.frac) for q, fmt in zip(outs, self.output_formats)]
+        return outs[0] if len(outs) == 1 else outs
+
+    def _finish(self, q: np.ndarray, frac: int) -> np.ndarray:
+        y = dequantize(q, frac)
+        if self.graph.output_softmax:
+            z = y.astype(np.float64) - y.max(axis=-1, keepdims=True)
+            y = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)).astype(np.float32)
+        return y

@@ -1,0 +1,350 @@
+"""TFLite flatbuffer -> IntegerGraph: the inverse of writer.py, strict about everything it reads.
+
+A file that is malformed, truncated, foreign or inconsistent with docs/format.md raises
+FlatbufferFormatError with a message naming the problem; nothing downstream sees half a graph.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..formats import Format, FormatError, relu_bounds
+from ..integer_graph import IntegerGraph, Node, TensorSpec
+from ..integer_graph.ops import conv_output_size
+from . import packing
+from .errors import FlatbufferFormatError
+from .options import ACTIVATION_NAMES, CUSTOM_OPS, PADDING_NAMES, decode_options
+from .schema import schema as S
+
+_NP_TYPES = {
+    S.TensorType.INT8: np.int8, S.TensorType.UINT8: np.uint8, S.TensorType.INT16: np.int16,
+    S.TensorType.UINT16: np.uint16, S.TensorType.INT32: np.int32, S.TensorType.FLOAT32: np.float32,
+}
+_BUILTIN_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+
+
+@dataclass
+class FileInfo:
+    """What a file says about itself besides the graph."""
+
+    target: str
+    float_input: bool
+    version: str
+    policy: Any
+    file_bytes: int
+    op_names: list[str]
+    op_types: list[str]  # FXP_* custom code or builtin name, per operator
+    weight_bytes: dict[str, int] = field(default_factory=dict)  # node name -> bytes of its weight buffer
+
+
+class _File:
+    """Checked accessors over one parsed model."""
+
+    def __init__(self, data: bytes) -> None:
+        if len(data) < 8:
+            raise FlatbufferFormatError(f"file is {len(data)} bytes: too short to be a TFLite flatbuffer")
+        if data[4:8] != b"TFL3":
+            raise FlatbufferFormatError(f"not a TFLite flatbuffer: file identifier is {bytes(data[4:8])!r}, expected b'TFL3'")
+        try:
+            root = S.Model.GetRootAs(data, 0)
+            self.model = S.ModelT.InitFromObj(root)
+        except Exception as exc:  # noqa: BLE001 - foreign bytes can fail anywhere in the parser
+            raise FlatbufferFormatError(f"malformed or truncated flatbuffer ({type(exc).__name__}: {exc})") from None
+        self.buffers = self.model.buffers or []
+        self.metadata: dict[str, str] = {}
+        for meta in self.model.metadata or []:
+            name = (meta.name or b"").decode(errors="replace")
+            self.metadata[name] = self.buffer_bytes(meta.buffer, f"metadata {name!r}").decode(errors="replace")
+        if self.model.subgraphs is None or len(self.model.subgraphs) != 1:
+            n = len(self.model.subgraphs or [])
+            raise FlatbufferFormatError(f"expected exactly one subgraph, found {n}")
+        self.sub = self.model.subgraphs[0]
+        self.tensors = self.sub.tensors or []
+
+    def buffer_bytes(self, index: int, what: str) -> bytes:
+        if not 0 <= index < len(self.buffers):
+            raise FlatbufferFormatError(f"{what} refers to buffer {index}, but the file has {len(self.buffers)}")
+        buf = self.buffers[index]
+        if buf.offset:
+            raise FlatbufferFormatError(f"{what}: buffers stored outside the flatbuffer (offset/size) are not supported")
+        data = buf.data
+        if data is None:
+            return b""
+        return np.asarray(data, dtype=np.uint8).tobytes()
+
+    def tensor(self, index: int, what: str) -> S.TensorT:
+        if not 0 <= index < len(self.tensors):
+            raise FlatbufferFormatError(f"{what} refers to tensor {index}, but the subgraph has {len(self.tensors)}")
+        return self.tensors[index]
+
+    def tensor_name(self, index: int) -> str:
+        return (self.tensors[index].name or b"").decode(errors="replace") or f"tensor_{index}"
+
+    def constant(self, index: int, what: str) -> np.ndarray:
+        t = self.tensor(index, what)
+        if t.type not in _NP_TYPES:
+            raise FlatbufferFormatError(f"{what}: tensor type {t.type} is not supported")
+        dtype = np.dtype(_NP_TYPES[t.type]).newbyteorder("<")
+        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        raw = self.buffer_bytes(t.buffer, what)
+        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if len(raw) != need:
+            raise FlatbufferFormatError(f"{what}: buffer holds {len(raw)} bytes, shape {shape} of {dtype.name} needs {need}")
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def tensor_format(t: S.TensorT, what: str) -> Format | None:
+    """The format of an activation tensor from its type, scale and min/max (format.md 2.1)."""
+    if t.type == S.TensorType.FLOAT32:
+        return None
+    if t.type not in (S.TensorType.INT8, S.TensorType.UINT8, S.TensorType.INT16, S.TensorType.UINT16):
+        raise FlatbufferFormatError(f"{what}: activation tensor type {t.type} is not int8/uint8/int16/uint16/float32")
+    q = t.quantization
+    if q is None or q.scale is None or len(q.scale) != 1 or q.zeroPoint is None or list(q.zeroPoint) != [0]:
+        raise FlatbufferFormatError(f"{what}: needs one scale and zero_point 0")
+    scale = float(q.scale[0])
+    mant, exp = math.frexp(scale) if scale > 0 else (0.0, 0)
+    if mant != 0.5:
+        raise FlatbufferFormatError(f"{what}: scale {scale} is not a power of two")
+    frac = 1 - exp
+    signed = t.type in (S.TensorType.INT8, S.TensorType.INT16)
+    storage = 8 if t.type in (S.TensorType.INT8, S.TensorType.UINT8) else 16
+    if q.min is None or q.max is None or len(q.min) != 1 or len(q.max) != 1:
+        bits = storage
+    else:
+        hi = float(q.max[0]) / scale
+        bits = int(round(math.log2(hi + 1))) + (1 if signed else 0) if hi > 0 else -1
+    try:
+        fmt = Format(bits, frac, signed)
+    except FormatError as exc:
+        raise FlatbufferFormatError(f"{what}: {exc}") from None
+    if q.min is not None and len(q.min) == 1 and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
+        raise FlatbufferFormatError(f"{what}: min/max {q.min[0]}/{q.max[0]} are not a format's range at scale {scale}")
+    if bits > storage:
+        raise FlatbufferFormatError(f"{what}: {bits}-bit format in a {storage}-bit tensor")
+    return fmt
+
+
+def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
+    """Parse an exported file into its IntegerGraph (for int8-builtin: the stock-op graph)."""
+    f = _File(bytes(data))
+    op_types = []
+    for op in f.sub.operators or []:
+        op_types.append(_op_type(f, op))
+    if "fxpq_graph" not in f.metadata:
+        raise FlatbufferFormatError(f"not an fxpq file: no 'fxpq_graph' metadata (ops: {sorted(set(op_types))})")
+    try:
+        meta = json.loads(f.metadata["fxpq_graph"])
+        policy = json.loads(f.metadata.get("fxpq_policy", "null"))
+    except json.JSONDecodeError as exc:
+        raise FlatbufferFormatError(f"fxpq metadata is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != 1:
+        raise FlatbufferFormatError(f"unsupported fxpq format_version {meta.get('format_version') if isinstance(meta, dict) else meta!r}; this reader knows 1")
+    target = meta.get("target")
+    if target not in ("fxp", "int8-builtin"):
+        raise FlatbufferFormatError(f"unknown target {target!r} in fxpq metadata")
+    names = list(meta.get("op_names") or [])
+    n_ops = len(f.sub.operators or [])
+    if len(names) != n_ops:
+        names = [f"op_{i}" for i in range(n_ops)]
+    info = FileInfo(target, bool(meta.get("float_input")), f.metadata.get("fxpq_version", "?"), policy, len(data),
+                    names, op_types)
+
+    if f.sub.inputs is None or len(f.sub.inputs) != 1:
+        raise FlatbufferFormatError("the subgraph must have exactly one input")
+    if f.sub.outputs is None or len(f.sub.outputs) == 0:
+        raise FlatbufferFormatError("the subgraph has no outputs")
+    specs: dict[int, TensorSpec] = {}
+    used_names: set[str] = set()
+
+    def spec(index: int, what: str) -> TensorSpec:
+        if index not in specs:
+            t = f.tensor(index, what)
+            name = f.tensor_name(index)
+            if name in used_names:
+                name = f"{name}#{index}"
+            used_names.add(name)
+            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+            if len(shape) < 1 or any(d <= 0 for d in shape):
+                raise FlatbufferFormatError(f"{what}: activation tensor {name!r} has shape {shape}")
+            specs[index] = TensorSpec(name, shape[1:], tensor_format(t, f"{what} tensor {name!r}"))
+        return specs[index]
+
+    input_spec = spec(int(f.sub.inputs[0]), "model input")
+    if (input_spec.fmt is None) != info.float_input:
+        raise FlatbufferFormatError("metadata float_input disagrees with the input tensor's type")
+    nodes = []
+    for i, op in enumerate(f.sub.operators or []):
+        where = f"operator {i} ({op_types[i]}, {names[i]!r})"
+        if op.outputs is None or len(op.outputs) != 1:
+            raise FlatbufferFormatError(f"{where}: expected one output")
+        if target == "fxp":
+            node = _fxp_node(f, op, op_types[i], names[i], where, spec, info)
+        else:
+            from .builtin import builtin_node
+
+            node = builtin_node(f, op, op_types[i], names[i], where, spec, info)
+        nodes.append(node)
+    outputs = [spec(int(o), "model output").name for o in f.sub.outputs]
+    tensors = {s.name: s for s in specs.values()}
+    graph_meta = dict(meta.get("graph_metadata") or {})
+    if policy is not None:
+        graph_meta["policy"] = policy
+    try:
+        graph = IntegerGraph(input_spec.name, outputs, tensors, nodes, bool(meta.get("output_softmax")), graph_meta)
+    except ValueError as exc:
+        raise FlatbufferFormatError(str(exc)) from None
+    produced = {graph.input}
+    for node in graph.nodes:
+        missing = [n for n in node.inputs if n not in produced]
+        if missing:
+            raise FlatbufferFormatError(f"node {node.name!r} reads {missing} before they are produced")
+        produced.add(node.output)
+    if any(o not in produced for o in outputs):
+        raise FlatbufferFormatError(f"outputs {[o for o in outputs if o not in produced]} are never produced")
+    return graph, info
+
+
+def read_tflite(path: str | Path) -> tuple[IntegerGraph, FileInfo]:
+    """read_bytes on a file (FileNotFoundError when it does not exist)."""
+    return read_bytes(Path(path).read_bytes())
+
+
+def _op_type(f: _File, op: S.OperatorT) -> str:
+    codes = f.model.operatorCodes or []
+    if not 0 <= op.opcodeIndex < len(codes):
+        raise FlatbufferFormatError(f"operator refers to op code {op.opcodeIndex}, the file has {len(codes)}")
+    code = codes[op.opcodeIndex]
+    builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    if builtin == S.BuiltinOperator.CUSTOM:
+        return (code.customCode or b"").decode(errors="replace")
+    return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def check_clamp(opts: dict[str, int], out: Format, activation: str | None, where: str) -> None:
+    lo, hi = relu_bounds(out, activation)
+    if (opts["act_min"], opts["act_max"]) != (lo, hi):
+        raise FlatbufferFormatError(f"{where}: act_min/act_max {opts['act_min']}/{opts['act_max']} disagree with "
+                                    f"output format {out} and activation {activation} ({lo}/{hi})")
+
+
+def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileInfo) -> Node:
+    inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+    out_spec = spec(int(op.outputs[0]), where + " output")
+    if kind == "RESHAPE":
+        if len(inputs) not in (1, 2):
+            raise FlatbufferFormatError(f"{where}: RESHAPE takes 1 or 2 inputs")
+        src = spec(inputs[0], where + " input")
+        if src.fmt != out_spec.fmt:
+            raise FlatbufferFormatError(f"{where}: RESHAPE changes the format {src.fmt} -> {out_spec.fmt}")
+        if int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
+            raise FlatbufferFormatError(f"{where}: RESHAPE from {src.shape} to {out_spec.shape} changes the size")
+        return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
+    if kind not in CUSTOM_OPS:
+        raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the fxp format (known: "
+                                    f"{sorted(CUSTOM_OPS) + ['RESHAPE']})")
+    graph_op, _ = CUSTOM_OPS[kind]
+    blob = bytes(np.asarray(op.customOptions, dtype=np.uint8)) if op.customOptions is not None else b""
+    opts = decode_options(kind, blob, where)
+    out = out_spec.fmt
+    if out is None:
+        raise FlatbufferFormatError(f"{where}: output must be an integer tensor")
+    if opts.get("out_frac", out.frac) != out.frac:
+        raise FlatbufferFormatError(f"{where}: out_frac {opts['out_frac']} != output tensor frac {out.frac}")
+    n_act = {"add": 2, "conv2d": 1, "depthwise_conv2d": 1, "fully_connected": 1}.get(graph_op, 1)
+    n_in = 4 if graph_op in ("conv2d", "depthwise_conv2d", "fully_connected") else n_act
+    if len(inputs) != n_in:
+        raise FlatbufferFormatError(f"{where}: expected {n_in} inputs, got {len(inputs)}")
+    act_specs = [spec(i, where + " input") for i in inputs[:n_act]]
+    x = act_specs[0].fmt
+    activation = ACTIVATION_NAMES.get(opts.get("activation", 0), "?")
+    if activation == "?":
+        raise FlatbufferFormatError(f"{where}: unknown activation code {opts['activation']}")
+    if graph_op == "quantize":
+        if x is not None:
+            raise FlatbufferFormatError(f"{where}: FXP_QUANTIZE input must be FLOAT32")
+        check_clamp(opts, out, None, where)
+        return Node("quantize", name, [act_specs[0].name], out_spec.name)
+    if x is None:
+        raise FlatbufferFormatError(f"{where}: input must be an integer tensor")
+    for key, s in (("in_frac", act_specs[0]), ("in1_frac", act_specs[0]), ("in2_frac", act_specs[-1])):
+        if key in opts and opts[key] != s.fmt.frac:
+            raise FlatbufferFormatError(f"{where}: {key} {opts[key]} != tensor {s.name!r} frac {s.fmt.frac}")
+    check_clamp(opts, out, activation, where)
+    attrs: dict[str, Any] = {}
+    if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):
+        if opts["padding"] not in PADDING_NAMES:
+            raise FlatbufferFormatError(f"{where}: padding code {opts['padding']} is not 0 (same) or 1 (valid)")
+        for key in ("stride_h", "stride_w", "filter_h", "filter_w") + (("dilation_h", "dilation_w") if "dilation_h" in opts else ()):
+            if opts[key] < 1:
+                raise FlatbufferFormatError(f"{where}: {key} must be >= 1, got {opts[key]}")
+        attrs.update(stride=(opts["stride_h"], opts["stride_w"]), padding=PADDING_NAMES[opts["padding"]])
+        if len(act_specs[0].shape) != 3:
+            raise FlatbufferFormatError(f"{where}: input must be [1, H, W, C], got {act_specs[0].shape}")
+        h, w, c = act_specs[0].shape
+        dil = (opts.get("dilation_h", 1), opts.get("dilation_w", 1))
+        try:
+            oh, top, bottom = conv_output_size(h, opts["filter_h"], opts["stride_h"], dil[0], attrs["padding"])
+            ow, left, right = conv_output_size(w, opts["filter_w"], opts["stride_w"], dil[1], attrs["padding"])
+        except ValueError as exc:
+            raise FlatbufferFormatError(f"{where}: {exc}") from None
+        if (top, bottom, left, right) != (opts["pad_top"], opts["pad_bottom"], opts["pad_left"], opts["pad_right"]):
+            raise FlatbufferFormatError(f"{where}: explicit padding disagrees with padding={attrs['padding']}")
+        if out_spec.shape[:2] != (oh, ow):
+            raise FlatbufferFormatError(f"{where}: output spatial shape {out_spec.shape[:2]} != computed {(oh, ow)}")
+    if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d", "fully_connected", "add", "requantize"):
+        attrs["activation"] = activation
+    if graph_op in ("max_pool2d", "average_pool2d"):
+        attrs["pool"] = (opts["filter_h"], opts["filter_w"])
+        return Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs)
+    if graph_op in ("add", "requantize", "global_average_pool2d"):
+        return Node(graph_op, name, [s.name for s in act_specs], out_spec.name, attrs)
+    # weighted ops
+    bits = opts["weight_bits"]
+    if not 2 <= bits <= 16:
+        raise FlatbufferFormatError(f"{where}: weight_bits {bits} outside 2..16")
+    if graph_op == "conv2d":
+        attrs["dilation"] = (opts["dilation_h"], opts["dilation_w"])
+        o = out_spec.shape[-1]
+        shape = (o, opts["filter_h"], opts["filter_w"], c)
+    elif graph_op == "depthwise_conv2d":
+        attrs["dilation"] = (opts["dilation_h"], opts["dilation_w"])
+        attrs["depth_multiplier"] = opts["depth_multiplier"]
+        o = c * opts["depth_multiplier"]
+        shape = (1, opts["filter_h"], opts["filter_w"], o)
+    else:
+        o = out_spec.shape[-1]
+        shape = (o, int(np.prod(act_specs[0].shape)))
+    if out_spec.shape[-1] != o:
+        raise FlatbufferFormatError(f"{where}: output has {out_spec.shape[-1]} channels, expected {o}")
+    k = int(np.prod(shape)) // o
+    stored = f.constant(inputs[1], where + " weights")
+    want_dtype, want_shape = (np.uint8, (o, packing.row_bytes(k, bits))) if bits <= 8 else (np.int16, (o, k))
+    if stored.dtype != want_dtype or stored.shape != want_shape:
+        raise FlatbufferFormatError(f"{where}: weights are {stored.dtype.name}{list(stored.shape)}, "
+                                    f"{bits}-bit weights need {np.dtype(want_dtype).name}{list(want_shape)}")
+    info.weight_bytes[name] = stored.nbytes
+    rows = packing.unpack_rows(stored, bits, k)
+    fracs = f.constant(inputs[2], where + " weight fracs")
+    if fracs.dtype != np.int8 or fracs.shape != (o,):
+        raise FlatbufferFormatError(f"{where}: weight fracs must be int8[{o}], got {fracs.dtype.name}{list(fracs.shape)}")
+    node = Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs,
+                weights=packing.rows_to_weights(graph_op, rows, shape), weight_bits=bits,
+                weight_frac=fracs.astype(np.int64))
+    if inputs[3] != -1:
+        bias = f.constant(inputs[3], where + " bias")
+        if bias.dtype != np.int32 or bias.shape != (o,):
+            raise FlatbufferFormatError(f"{where}: bias must be int32[{o}], got {bias.dtype.name}{list(bias.shape)}")
+        if not 2 <= opts["bias_bits"] <= 32:
+            raise FlatbufferFormatError(f"{where}: bias_bits {opts['bias_bits']} outside 2..32")
+        shift = fracs.astype(np.int64) + x.frac - opts["bias_frac"]
+        if shift.min() < 0 or shift.max() > 30:
+            raise FlatbufferFormatError(f"{where}: bias_frac {opts['bias_frac']} violates 0 <= frac_acc - frac_b <= 30")
+        node.bias, node.bias_bits, node.bias_frac = bias.astype(np.int64), opts["bias_bits"], opts["bias_frac"]
+    return node

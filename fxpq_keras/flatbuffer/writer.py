@@ -1,0 +1,428 @@
+"""IntegerGraph -> TFLite flatbuffer (docs/format.md).
+
+`export_tflite` is the one entry point; keyword-only options are validated here once. The `fxp`
+target maps every integer op to an `FXP_*` custom op (plus stock RESHAPE); the `int8-builtin`
+target first rewrites the graph into what stock int8 kernels can express (builtin.py) and then
+writes stock ops.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..formats import Format, accumulator_needs_64, relu_bounds
+from ..integer_graph import IntegerGraph, Node, TensorSpec
+from ..integer_graph.ops import conv_output_size
+from . import packing
+from .errors import ExportError
+from .options import ACTIVATION_CODES, OP_TO_CUSTOM, PADDING_CODES, encode_options
+from .schema import schema as S
+
+TARGETS = ("fxp", "int8-builtin")
+FORMAT_VERSION = 1
+BUFFER_ALIGNMENT = 16
+
+
+def package_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("fxpq")
+    except Exception:  # noqa: BLE001 - not installed as a distribution (e.g. run from a checkout)
+        return "0.0.0+unknown"
+
+
+class _AlignedBufferT(S.BufferT):
+    """BufferT whose data vector starts 16-byte aligned (int16/int32 read in place on Cortex-M)."""
+
+    def Pack(self, builder):  # noqa: N802 - flatbuffers' object API name
+        data = None
+        if self.data is not None:
+            payload = bytes(self.data)
+            builder.StartVector(1, len(payload), BUFFER_ALIGNMENT)
+            builder.head -= len(payload)
+            builder.Bytes[builder.head : builder.head + len(payload)] = payload
+            data = builder.EndVector()
+        S.BufferStart(builder)
+        if data is not None:
+            S.BufferAddData(builder, data)
+        return S.BufferEnd(builder)
+
+
+_TENSOR_TYPES = {
+    np.dtype(np.int8): S.TensorType.INT8,
+    np.dtype(np.uint8): S.TensorType.UINT8,
+    np.dtype(np.int16): S.TensorType.INT16,
+    np.dtype(np.uint16): S.TensorType.UINT16,
+    np.dtype(np.int32): S.TensorType.INT32,
+    np.dtype(np.float32): S.TensorType.FLOAT32,
+}
+
+
+class _Builder:
+    """Accumulates tensors, buffers, op codes and operators of the single subgraph."""
+
+    def __init__(self) -> None:
+        self.buffers: list[S.BufferT] = [_AlignedBufferT()]
+        self.tensors: list[S.TensorT] = []
+        self.tensor_index: dict[str, int] = {}
+        self.op_codes: list[S.OperatorCodeT] = []
+        self.op_code_index: dict[tuple[int, str | None], int] = {}
+        self.operators: list[S.OperatorT] = []
+        self.op_names: list[str] = []
+
+    def buffer(self, data: bytes) -> int:
+        buf = _AlignedBufferT()
+        buf.data = data
+        self.buffers.append(buf)
+        return len(self.buffers) - 1
+
+    def _tensor(self, name: str, shape, dtype: np.dtype, quant: S.QuantizationParametersT | None,
+                buffer: int = 0, signature=None) -> int:
+        t = S.TensorT()
+        t.name = name.encode()
+        t.shape = [int(d) for d in shape]
+        if signature is not None:
+            t.shapeSignature = [int(d) for d in signature]
+        t.type = _TENSOR_TYPES[np.dtype(dtype)]
+        t.buffer = buffer
+        t.quantization = quant
+        self.tensors.append(t)
+        return len(self.tensors) - 1
+
+    def activation(self, spec: TensorSpec) -> int:
+        """An activation tensor: batch 1 in the file, -1 in the signature (format.md 2.1)."""
+        if spec.name in self.tensor_index:
+            return self.tensor_index[spec.name]
+        shape = (1,) + tuple(spec.shape)
+        if spec.fmt is None:
+            idx = self._tensor(spec.name, shape, np.float32, None, signature=(-1,) + tuple(spec.shape))
+        else:
+            idx = self._tensor(spec.name, shape, spec.fmt.storage_dtype, activation_quant(spec.fmt),
+                               signature=(-1,) + tuple(spec.shape))
+        self.tensor_index[spec.name] = idx
+        return idx
+
+    def constant(self, name: str, array: np.ndarray, quant: S.QuantizationParametersT | None = None) -> int:
+        array = np.ascontiguousarray(array)
+        le = array.astype(array.dtype.newbyteorder("<"), copy=False)
+        return self._tensor(name, array.shape, array.dtype, quant, buffer=self.buffer(le.tobytes()))
+
+    def op_code(self, builtin: int, custom: str | None = None) -> int:
+        key = (builtin, custom)
+        if key not in self.op_code_index:
+            code = S.OperatorCodeT()
+            code.builtinCode = builtin
+            code.deprecatedBuiltinCode = min(builtin, 127)
+            code.customCode = custom.encode() if custom else None
+            code.version = 1
+            self.op_codes.append(code)
+            self.op_code_index[key] = len(self.op_codes) - 1
+        return self.op_code_index[key]
+
+    def operator(self, name: str, code: int, inputs: list[int], outputs: list[int], *,
+                 custom_options: bytes | None = None, builtin_type: int = 0, builtin_options: Any = None) -> None:
+        op = S.OperatorT()
+        op.opcodeIndex = code
+        op.inputs = list(inputs)
+        op.outputs = list(outputs)
+        if custom_options is not None:
+            op.customOptions = list(custom_options)
+            op.customOptionsFormat = S.CustomOptionsFormat.FLEXBUFFERS
+        if builtin_options is not None:
+            op.builtinOptionsType = builtin_type
+            op.builtinOptions = builtin_options
+        self.operators.append(op)
+        self.op_names.append(name)
+
+    def reshape(self, name: str, src: int, dst: int, shape: tuple[int, ...]) -> None:
+        shape_t = self.constant(f"{name}/shape", np.array((-1,) + tuple(shape), dtype=np.int32))
+        opts = S.ReshapeOptionsT()
+        opts.newShape = [1] + [int(d) for d in shape]
+        self.operator(name, self.op_code(S.BuiltinOperator.RESHAPE), [src, shape_t], [dst],
+                      builtin_type=S.BuiltinOptions.ReshapeOptions, builtin_options=opts)
+
+    def finish(self, graph: IntegerGraph, target: str, *, float_input: bool, policy_json: str) -> bytes:
+        sub = S.SubGraphT()
+        sub.tensors = self.tensors
+        sub.inputs = [self.tensor_index[graph.input]]
+        sub.outputs = [self.tensor_index[o] for o in graph.outputs]
+        sub.operators = self.operators
+        sub.name = b"main"
+        model = S.ModelT()
+        model.version = 3
+        model.operatorCodes = self.op_codes
+        model.subgraphs = [sub]
+        version = package_version()
+        model.description = f"fxpq {version} target={target}".encode()
+        graph_json = json.dumps({
+            "format_version": FORMAT_VERSION,
+            "target": target,
+            "float_input": float_input,
+            "output_softmax": bool(graph.output_softmax),
+            "op_names": self.op_names,
+            "graph_metadata": _jsonable(graph.metadata),
+        }, sort_keys=True)
+        model.metadata = []
+        for name, text in (("fxpq_version", version), ("fxpq_policy", policy_json), ("fxpq_graph", graph_json)):
+            meta = S.MetadataT()
+            meta.name = name.encode()
+            meta.buffer = self.buffer(text.encode())
+            model.metadata.append(meta)
+        model.buffers = self.buffers
+        fb = __import__("flatbuffers").Builder(1024)
+        fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+        return bytes(fb.Output())
+
+
+def _jsonable(meta: dict) -> dict:
+    out = {}
+    for k, v in (meta or {}).items():
+        if k == "policy":
+            continue
+        try:
+            json.dumps(v)
+        except TypeError:
+            continue
+        out[str(k)] = v
+    return out
+
+
+def activation_quant(fmt: Format) -> S.QuantizationParametersT:
+    q = S.QuantizationParametersT()
+    step = float(np.ldexp(1.0, -fmt.frac))
+    q.scale = [step]
+    q.zeroPoint = [0]
+    q.min = [float(fmt.lo * step)]
+    q.max = [float(fmt.hi * step)]
+    return q
+
+
+def scale_quant(fracs, quantized_dimension: int = 0) -> S.QuantizationParametersT:
+    q = S.QuantizationParametersT()
+    fracs = np.atleast_1d(np.asarray(fracs, dtype=np.int64))
+    q.scale = [float(np.ldexp(1.0, -int(f))) for f in fracs]
+    q.zeroPoint = [0] * len(fracs)
+    q.quantizedDimension = quantized_dimension
+    return q
+
+
+# ----------------------------------------------------------------------------------------------
+# graph preparation shared by both targets
+
+
+def with_input_mode(graph: IntegerGraph, float_input: bool) -> IntegerGraph:
+    """The same graph with a float input (leading quantize) or an integer input (format.md 3)."""
+    if graph.float_input == float_input:
+        return graph
+    tensors = dict(graph.tensors)
+    nodes = list(graph.nodes)
+    if not float_input:
+        first = nodes[0]
+        if first.op != "quantize" or first.inputs != [graph.input]:
+            raise ExportError("an integer model input needs the graph's first node to quantize the float input")
+        uses = [n.name for n in nodes[1:] if graph.input in n.inputs]
+        if uses:
+            raise ExportError(f"the float input is also used by {uses}; export with float_input=True")
+        del tensors[graph.input]
+        return replace(graph, input=first.output, tensors=tensors, nodes=nodes[1:])
+    spec = tensors[graph.input]
+    float_name = f"{graph.input}_float"
+    tensors[float_name] = TensorSpec(float_name, spec.shape, None)
+    q = Node("quantize", "quantize_input", [float_name], graph.input)
+    return replace(graph, input=float_name, tensors=tensors, nodes=[q] + nodes)
+
+
+def validate_graph(graph: IntegerGraph) -> None:
+    """Structural checks with messages that name the node (bad graphs never half-write a file)."""
+    known = {graph.input}
+    if graph.input not in graph.tensors:
+        raise ExportError(f"graph input {graph.input!r} has no tensor spec")
+    for node in graph.nodes:
+        for name in node.inputs:
+            if name not in known:
+                raise ExportError(f"node {node.name!r} reads {name!r} before it is produced")
+        if node.output not in graph.tensors:
+            raise ExportError(f"node {node.name!r} writes {node.output!r}, which has no tensor spec")
+        out = graph.tensors[node.output].fmt
+        if out is None:
+            raise ExportError(f"node {node.name!r}: output {node.output!r} has no fixed-point format")
+        if out.bits > 16:
+            raise ExportError(f"node {node.name!r}: activation bits {out.bits} > 16")
+        if node.op != "quantize" and any(graph.tensors[i].fmt is None for i in node.inputs):
+            raise ExportError(f"node {node.name!r} ({node.op}) reads a float tensor; only quantize may")
+        known.add(node.output)
+    for name in graph.outputs:
+        if name not in known:
+            raise ExportError(f"graph output {name!r} is never produced")
+        if graph.tensors[name].fmt is None:
+            raise ExportError(f"graph output {name!r} is float; outputs must be fixed-point")
+
+
+def conv_padding(node: Node, graph: IntegerGraph) -> dict[str, int]:
+    """Explicit pad amounts for the file's shapes (format.md section 4, pad_*)."""
+    h, w = graph.tensors[node.inputs[0]].shape[:2]
+    a = node.attrs
+    if node.op in ("conv2d", "depthwise_conv2d"):
+        kh, kw = node.weights.shape[1:3]
+        dil = tuple(a.get("dilation", (1, 1)))
+    else:
+        kh, kw = a["pool"]
+        dil = (1, 1)
+    _, top, bottom = conv_output_size(h, kh, a["stride"][0], dil[0], a["padding"])
+    _, left, right = conv_output_size(w, kw, a["stride"][1], dil[1], a["padding"])
+    return {"pad_top": top, "pad_bottom": bottom, "pad_left": left, "pad_right": right,
+            "padding": PADDING_CODES[a["padding"]], "stride_h": a["stride"][0], "stride_w": a["stride"][1],
+            "filter_h": kh, "filter_w": kw}
+
+
+def _activation_code(node: Node) -> int:
+    act = node.attrs.get("activation")
+    act = None if act in (None, "linear", "none") else act
+    if act not in ACTIVATION_CODES:
+        raise ExportError(f"node {node.name!r}: fused activation {act!r} is not supported (relu, relu6, none)")
+    return ACTIVATION_CODES[act]
+
+
+def _clamp(node: Node, out: Format) -> dict[str, int]:
+    act = node.attrs.get("activation")
+    lo, hi = relu_bounds(out, None if act in ("linear", "none") else act)
+    return {"act_min": lo, "act_max": hi}
+
+
+# ----------------------------------------------------------------------------------------------
+# target fxp
+
+
+def _weighted(b: _Builder, graph: IntegerGraph, node: Node) -> tuple[list[int], dict[str, int]]:
+    """Weight rows, frac and bias tensors plus the options they imply (format.md 2.2-2.4)."""
+    x = graph.tensors[node.inputs[0]].fmt
+    out = graph.tensors[node.output].fmt
+    bits = node.weight_bits
+    if node.weights is None or bits is None or not 2 <= bits <= 16:
+        raise ExportError(f"node {node.name!r}: weight bits must be 2..16, got {bits}")
+    rows = packing.weights_to_rows(node.op, node.weights)
+    o, k = rows.shape
+    try:
+        stored = packing.pack_rows(rows, bits)
+    except ValueError as exc:
+        raise ExportError(f"node {node.name!r}: {exc}") from None
+    fracs = np.broadcast_to(np.asarray(node.weight_frac, dtype=np.int64), (o,))
+    if fracs.min() < -32 or fracs.max() > 32:
+        raise ExportError(f"node {node.name!r}: weight fracs must be in -32..32")
+    w_t = b.constant(f"{node.name}/weights", stored)
+    f_t = b.constant(f"{node.name}/weight_frac", fracs.astype(np.int8))
+    opts = {"weight_bits": bits, "in_frac": x.frac, "out_frac": out.frac,
+            "acc_bits": 64 if accumulator_needs_64(x.bits, x.signed, bits, k) else 32,
+            "activation": _activation_code(node), **_clamp(node, out)}
+    if node.bias is not None:
+        bias = np.asarray(node.bias, dtype=np.int64)
+        if node.bias_bits is None or not 2 <= node.bias_bits <= 32 or node.bias_frac is None:
+            raise ExportError(f"node {node.name!r}: bias needs bias_bits in 2..32 and a bias_frac")
+        shift = fracs + x.frac - node.bias_frac
+        if shift.min() < 0 or shift.max() > 30:
+            raise ExportError(f"node {node.name!r}: bias frac {node.bias_frac} must satisfy 0 <= frac_acc - frac_b <= 30")
+        b_t = b.constant(f"{node.name}/bias", bias.astype(np.int32), scale_quant([node.bias_frac]))
+        opts.update(bias_bits=node.bias_bits, bias_frac=node.bias_frac)
+    else:
+        b_t = -1
+        opts.update(bias_bits=0, bias_frac=0)
+    return [w_t, f_t, b_t], opts
+
+
+def _write_fxp(b: _Builder, graph: IntegerGraph) -> None:
+    t = graph.tensors
+    for node in graph.nodes:
+        out_spec = t[node.output]
+        out = out_spec.fmt
+        ins = [b.activation(t[i]) for i in node.inputs]
+        dst = b.activation(out_spec)
+        if node.op == "reshape":
+            b.reshape(node.name, ins[0], dst, tuple(node.attrs["shape"]))
+            continue
+        custom = OP_TO_CUSTOM.get(node.op)
+        if custom is None:
+            raise ExportError(f"node {node.name!r}: op {node.op!r} has no fxp custom op")
+        in_fmt = t[node.inputs[0]].fmt
+        if node.op == "quantize":
+            opts = {"out_frac": out.frac, "act_min": out.lo, "act_max": out.hi}
+        elif node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+            extra, opts = _weighted(b, graph, node)
+            ins += extra
+            if node.op != "fully_connected":
+                opts.update(conv_padding(node, graph))
+                dil = tuple(node.attrs.get("dilation", (1, 1)))
+                opts.update(dilation_h=dil[0], dilation_w=dil[1])
+            if node.op == "depthwise_conv2d":
+                opts["depth_multiplier"] = node.attrs["depth_multiplier"]
+        elif node.op == "add":
+            opts = {"in1_frac": in_fmt.frac, "in2_frac": t[node.inputs[1]].fmt.frac, "out_frac": out.frac,
+                    "activation": _activation_code(node), **_clamp(node, out)}
+        elif node.op in ("max_pool2d", "average_pool2d"):
+            opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "activation": _activation_code(node),
+                    **_clamp(node, out), **conv_padding(node, graph)}
+        elif node.op == "global_average_pool2d":
+            opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "act_min": out.lo, "act_max": out.hi}
+        elif node.op == "requantize":
+            opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "activation": _activation_code(node),
+                    **_clamp(node, out)}
+        else:  # pragma: no cover - OP_TO_CUSTOM covers every other op
+            raise AssertionError(node.op)
+        b.operator(node.name, b.op_code(S.BuiltinOperator.CUSTOM, custom), ins, [dst],
+                   custom_options=encode_options(custom, opts))
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _policy_json(policy: Any, graph: IntegerGraph) -> str:
+    policy = policy if policy is not None else (graph.metadata or {}).get("policy")
+    if policy is None:
+        return "null"
+    if hasattr(policy, "to_json"):
+        return policy.to_json()
+    if isinstance(policy, str):
+        json.loads(policy)  # must be JSON
+        return policy
+    return json.dumps(policy, sort_keys=True)
+
+
+def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target: str = "fxp",
+                  float_input: bool = True, policy: Any = None) -> bytes:
+    """Write a quantized model as a TFLite flatbuffer and return its bytes.
+
+    model_or_graph: an IntegerGraph, or a fake-quant Keras model (lowered with
+    `fxpq_keras.integer_graph.lower.lower_model`). target: "fxp" (custom FXP_* ops, bit-packed
+    weights) or "int8-builtin" (stock int8 ops; every format must fit 8 bits). float_input: the
+    file takes float input (FXP_QUANTIZE / QUANTIZE first) or the input's integers. policy: a
+    Policy (or its JSON) stored in the metadata; defaults to graph.metadata["policy"].
+    Nothing is written when the graph cannot be expressed (ExportError names the layers).
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if isinstance(model_or_graph, IntegerGraph):
+        graph = model_or_graph
+    else:
+        from ..integer_graph.lower import lower_model  # lazy: needs TensorFlow
+
+        graph = lower_model(model_or_graph)
+    validate_graph(graph)
+    graph = with_input_mode(graph, bool(float_input))
+    b = _Builder()
+    b.activation(graph.tensors[graph.input])
+    if target == "fxp":
+        _write_fxp(b, graph)
+    else:
+        from .builtin import to_builtin_graph, write_builtin
+
+        graph = to_builtin_graph(graph)
+        write_builtin(b, graph)
+    data = b.finish(graph, target, float_input=bool(float_input), policy_json=_policy_json(policy, graph))
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
