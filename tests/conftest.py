@@ -1,0 +1,17 @@
+"""Shared test set-up: fxpq_keras first (it selects tf_keras), a deterministic hypothesis profile."""
+
+from __future__ import annotations
+
+import os
+
+import fxpq_keras  # noqa: F401  (must precede any TensorFlow import)
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "fxpq",
+    derandomize=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("FXPQ_HYPOTHESIS_PROFILE", "fxpq"))
