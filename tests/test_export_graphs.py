@@ -39,6 +39,8 @@ class GraphBuilder:
             if not signed and probe.min() < 0 and node.attrs.get("activation") not in ("relu", "relu6"):
                 signed = True
             bits = bits or self.bits()
+            if not signed:
+                bits = min(bits, getattr(self, "max_unsigned_bits", 16))
             fmt = Format(bits, frac_for_range(float(np.abs(probe).max()) + 1e-9, bits, signed), signed)
             shape = probe.shape[1:]
         self.tensors[node.output] = TensorSpec(node.output, tuple(shape), fmt)
@@ -167,13 +169,16 @@ def calib(rng: np.random.Generator, n: int, shape) -> np.ndarray:
 
 
 def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: int = 32,
-              bias: bool = True) -> tuple[IntegerGraph, np.ndarray]:
+              bias: bool = True, int8: bool = False) -> tuple[IntegerGraph, np.ndarray]:
     """A CNN with every supported op: conv, depthwise (multiplier 2), max/avg pool, add, global
     average pool, requantize, flatten + dense, unsigned post-ReLU formats, per-channel fracs."""
     rng = np.random.default_rng(seed)
     x = calib(rng, n, (9, 9, 3))
     in_bits = int(rng.integers(6, max_bits + 1))
+    if int8:  # what stock int8 can express: <= 8 bits, unsigned <= 7 bits, no standalone ReLU
+        max_bits, in_bits = 8, 8
     b = GraphBuilder(rng, (9, 9, 3), x, Format(in_bits, frac_for_range(3.0, in_bits)), max_bits, signed_only)
+    b.max_unsigned_bits = 7 if int8 else 16
     t = b.conv("x0", 6, activation="relu", signed=False if not signed_only else None, bias=bias)
     t = b.depthwise(t, multiplier=2, stride=(2, 2), padding="valid", activation="relu6", bias=bias)
     u = b.conv(t, 12, k=(1, 1), per_channel=False, bias=bias)
@@ -182,7 +187,7 @@ def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: i
     m = b.pool(t, "max", pool=(2, 2), stride=(1, 1), padding="same")
     a = b.pool(t, "avg", pool=(3, 3), stride=(2, 2), padding="same")
     g = b.gap(m)
-    r = b.requantize(a, activation="relu")
+    r = b.requantize(a, activation=None if int8 else "relu")
     f = b.flatten(r)
     d1 = b.dense(f, 10, per_channel=True, bias=bias)
     d2 = b.dense(g, 10, activation=None, bias=bias)

@@ -1,0 +1,240 @@
+"""Target int8-builtin: rewrite an IntegerGraph into what stock int8 kernels express, write it
+with builtin ops, and read such a file back (docs/format.md section 7).
+
+The rewritten ("stock") graph is an IntegerGraph whose formats are all s8 and whose weighted
+nodes hold their bias already at the accumulator frac (`bias_frac` None, `bias_bits` 32). It is
+executed by stock.run_stock, the numpy model of TFLM's int8 kernels, never by IntegerGraph.run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..formats import Format
+from ..integer_graph import IntegerGraph, Node, TensorSpec
+from .errors import ExportError, FlatbufferFormatError
+from .schema import schema as S
+
+_ACT_CODES = {None: S.ActivationFunctionType.NONE, "relu": S.ActivationFunctionType.RELU,
+              "relu6": S.ActivationFunctionType.RELU6}
+_ACT_NAMES = {v: k for k, v in _ACT_CODES.items()}
+_PAD = {"same": S.Padding.SAME, "valid": S.Padding.VALID}
+_PAD_NAMES = {v: k for k, v in _PAD.items()}
+WEIGHTED = ("conv2d", "depthwise_conv2d", "fully_connected")
+
+
+def _s8(fmt: Format) -> Format:
+    return Format(8, fmt.frac, True)
+
+
+def _act(node: Node) -> str | None:
+    a = node.attrs.get("activation")
+    return None if a in (None, "linear", "none") else a
+
+
+def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
+    """The stock-int8 form of `graph`; ExportError lists every layer that does not fit."""
+    problems: list[str] = []
+    for name, spec in graph.tensors.items():
+        fmt = spec.fmt
+        if fmt is None:
+            continue
+        if fmt.bits > 8:
+            problems.append(f"tensor {name!r} is {fmt} (more than 8 bits)")
+        elif not fmt.signed and fmt.bits == 8:
+            problems.append(f"tensor {name!r} is {fmt} (unsigned 8-bit values 128..255 do not fit int8)")
+    for node in graph.nodes:
+        if node.op in WEIGHTED and node.weight_bits is not None and node.weight_bits > 8:
+            problems.append(f"layer {node.name!r} has {node.weight_bits}-bit weights")
+        if node.op == "requantize" and _act(node) is not None:
+            problems.append(f"layer {node.name!r} is a standalone {_act(node)} (stock QUANTIZE has no activation; "
+                            "fuse it into the previous layer)")
+    if problems:
+        raise ExportError("int8-builtin target: these layers do not fit stock int8 (use target='fxp'): "
+                          + "; ".join(problems))
+
+    tensors: dict[str, TensorSpec] = {}
+    for name, spec in graph.tensors.items():
+        tensors[name] = TensorSpec(name, spec.shape, None if spec.fmt is None else _s8(spec.fmt))
+    nodes: list[Node] = []
+    t = graph.tensors
+
+    def act_for(node: Node) -> str | None:
+        a = _act(node)
+        # an unsigned format (<= 7 bits) becomes s8 + ReLU: the stock clamp [0, 127] keeps it >= 0
+        if a is None and not t[node.output].fmt.signed:
+            return "relu"
+        return a
+
+    for node in graph.nodes:
+        out = t[node.output].fmt
+        if node.op in WEIGHTED:
+            x = t[node.inputs[0]].fmt
+            fracs = np.broadcast_to(np.asarray(node.weight_frac, dtype=np.int64), (len(np.atleast_1d(node.weight_frac)),))
+            facc = x.frac + fracs
+            shift = facc - out.frac
+            if shift.min() < 0 or shift.max() > 31:
+                problems.append(f"layer {node.name!r}: accumulator frac minus output frac must be in 0..31 "
+                                f"(got {shift.min()}..{shift.max()})")
+            if node.bias is None:
+                bias = np.zeros(len(fracs), dtype=np.int64)
+            else:
+                bias = np.asarray(node.bias, dtype=np.int64) << (facc - node.bias_frac)
+                if np.abs(bias).max(initial=0) >= 2**31:
+                    problems.append(f"layer {node.name!r}: bias at the accumulator frac does not fit int32")
+            nodes.append(replace(node, attrs={**node.attrs, "activation": act_for(node)}, bias=bias, bias_bits=32,
+                                 bias_frac=None, weight_frac=np.asarray(fracs).copy()))
+        elif node.op == "add":
+            fa, fb = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac
+            if out.frac - min(fa, fb) > 18 or abs(fa - fb) > 30:
+                problems.append(f"layer {node.name!r}: stock ADD needs out_frac - min(in fracs) <= 18 and "
+                                f"|frac_a - frac_b| <= 30 (got {fa}, {fb} -> {out.frac})")
+            nodes.append(replace(node, attrs={**node.attrs, "activation": act_for(node)}))
+        elif node.op in ("max_pool2d", "average_pool2d", "global_average_pool2d"):
+            x = t[node.inputs[0]]
+            changes = x.fmt.frac != out.frac
+            if node.op == "global_average_pool2d":
+                h, w, c = x.shape
+                pooled = f"{node.output}/pool"
+                tensors[pooled] = TensorSpec(pooled, (1, 1, c), _s8(x.fmt))
+                nodes.append(Node("average_pool2d", f"{node.name}/pool", [node.inputs[0]], pooled,
+                                  {"pool": (h, w), "stride": (1, 1), "padding": "valid", "activation": act_for(node)}))
+                flat = f"{node.output}/flat" if changes else node.output
+                tensors[flat] = TensorSpec(flat, (c,), _s8(x.fmt))
+                nodes.append(Node("reshape", f"{node.name}/reshape", [pooled], flat, {"shape": (c,)}))
+                src = flat
+            else:
+                dst = f"{node.output}/pool" if changes else node.output
+                tensors[dst] = TensorSpec(dst, t[node.output].shape, _s8(x.fmt))
+                nodes.append(replace(node, output=dst, attrs={**node.attrs, "activation": act_for(node)},
+                                     name=node.name if not changes else f"{node.name}/pool"))
+                src = dst
+            if changes:
+                nodes.append(Node("requantize", node.name, [src], node.output, {"activation": None}))
+        elif node.op in ("quantize", "requantize", "reshape"):
+            if node.op == "requantize" and t[node.inputs[0]].fmt.frac == out.frac:
+                nodes.append(Node("reshape", node.name, node.inputs, node.output, {"shape": t[node.output].shape}))
+            else:
+                nodes.append(replace(node, attrs=dict(node.attrs)))
+        else:
+            problems.append(f"layer {node.name!r}: op {node.op!r} has no stock int8 equivalent")
+    if problems:
+        raise ExportError("int8-builtin target: " + "; ".join(problems))
+    return replace(graph, tensors=tensors, nodes=nodes)
+
+
+def write_builtin(b, graph: IntegerGraph) -> None:
+    """Emit stock ops for a graph from to_builtin_graph (b is writer._Builder)."""
+    from .writer import scale_quant
+
+    t = graph.tensors
+    for node in graph.nodes:
+        ins = [b.activation(t[i]) for i in node.inputs]
+        dst = b.activation(t[node.output])
+        a = node.attrs
+        if node.op == "reshape":
+            b.reshape(node.name, ins[0], dst, tuple(t[node.output].shape))
+        elif node.op in ("quantize", "requantize"):
+            b.operator(node.name, b.op_code(S.BuiltinOperator.QUANTIZE), ins, [dst])
+        elif node.op in WEIGHTED:
+            x = t[node.inputs[0]].fmt
+            fracs = np.asarray(node.weight_frac, dtype=np.int64)
+            dim = 3 if node.op == "depthwise_conv2d" else 0
+            per_tensor = node.op == "fully_connected" and len(set(fracs.tolist())) == 1
+            wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
+            w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)
+            bq = scale_quant((x.frac + fracs)[:1] if per_tensor else x.frac + fracs, 0)
+            b_t = b.constant(f"{node.name}/bias", np.asarray(node.bias).astype(np.int32), bq)
+            act = _ACT_CODES[a.get("activation")]
+            if node.op == "fully_connected":
+                opts = S.FullyConnectedOptionsT()
+                opts.fusedActivationFunction = act
+                code, otype = S.BuiltinOperator.FULLY_CONNECTED, S.BuiltinOptions.FullyConnectedOptions
+            else:
+                opts = S.Conv2DOptionsT() if node.op == "conv2d" else S.DepthwiseConv2DOptionsT()
+                opts.padding = _PAD[a["padding"]]
+                opts.strideH, opts.strideW = a["stride"]
+                opts.dilationHFactor, opts.dilationWFactor = a.get("dilation", (1, 1))
+                opts.fusedActivationFunction = act
+                if node.op == "conv2d":
+                    code, otype = S.BuiltinOperator.CONV_2D, S.BuiltinOptions.Conv2DOptions
+                else:
+                    opts.depthMultiplier = a["depth_multiplier"]
+                    code, otype = S.BuiltinOperator.DEPTHWISE_CONV_2D, S.BuiltinOptions.DepthwiseConv2DOptions
+            b.operator(node.name, b.op_code(code), ins + [w_t, b_t], [dst], builtin_type=otype, builtin_options=opts)
+        elif node.op == "add":
+            opts = S.AddOptionsT()
+            opts.fusedActivationFunction = _ACT_CODES[a.get("activation")]
+            b.operator(node.name, b.op_code(S.BuiltinOperator.ADD), ins, [dst],
+                       builtin_type=S.BuiltinOptions.AddOptions, builtin_options=opts)
+        elif node.op in ("max_pool2d", "average_pool2d"):
+            opts = S.Pool2DOptionsT()
+            opts.padding = _PAD[a["padding"]]
+            opts.strideH, opts.strideW = a["stride"]
+            opts.filterHeight, opts.filterWidth = a["pool"]
+            opts.fusedActivationFunction = _ACT_CODES[a.get("activation")]
+            code = S.BuiltinOperator.MAX_POOL_2D if node.op == "max_pool2d" else S.BuiltinOperator.AVERAGE_POOL_2D
+            b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=S.BuiltinOptions.Pool2DOptions,
+                       builtin_options=opts)
+        else:  # pragma: no cover - to_builtin_graph admits nothing else
+            raise AssertionError(node.op)
+
+
+def _fracs_from_scales(scales, where: str) -> np.ndarray:
+    out = []
+    for s in scales:
+        mant, exp = np.frexp(float(s))
+        if mant != 0.5:
+            raise FlatbufferFormatError(f"{where}: scale {s} is not a power of two")
+        out.append(1 - int(exp))
+    return np.asarray(out, dtype=np.int64)
+
+
+def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
+    """One stock operator of an int8-builtin file -> a node of the stock graph."""
+    inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+    out_spec = spec(int(op.outputs[0]), where + " output")
+    if out_spec.fmt is None or out_spec.fmt != Format(8, out_spec.fmt.frac, True):
+        raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors, got {out_spec.fmt}")
+    opts = op.builtinOptions
+    if kind == "RESHAPE":
+        src = spec(inputs[0], where + " input")
+        return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
+    if kind == "QUANTIZE":
+        src = spec(inputs[0], where + " input")
+        return Node("quantize" if src.fmt is None else "requantize", name, [src.name], out_spec.name,
+                    {} if src.fmt is None else {"activation": None})
+    x = spec(inputs[0], where + " input") if inputs else None
+    if x is None or x.fmt is None:
+        raise FlatbufferFormatError(f"{where}: needs an int8 input")
+    if kind == "ADD":
+        y = spec(inputs[1], where + " input 2")
+        return Node("add", name, [x.name, y.name], out_spec.name,
+                    {"activation": _ACT_NAMES.get(opts.fusedActivationFunction)})
+    if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
+        return Node("max_pool2d" if kind == "MAX_POOL_2D" else "average_pool2d", name, [x.name], out_spec.name,
+                    {"pool": (opts.filterHeight, opts.filterWidth), "stride": (opts.strideH, opts.strideW),
+                     "padding": _PAD_NAMES[opts.padding], "activation": _ACT_NAMES.get(opts.fusedActivationFunction)})
+    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        w_t = f.tensor(inputs[1], where + " weights")
+        weights = f.constant(inputs[1], where + " weights").astype(np.int64)
+        fracs = _fracs_from_scales(w_t.quantization.scale, where + " weights")
+        o = weights.shape[-1] if kind == "DEPTHWISE_CONV_2D" else weights.shape[0]
+        fracs = np.broadcast_to(fracs, (o,)).copy()
+        bias = f.constant(inputs[2], where + " bias").astype(np.int64) if len(inputs) > 2 and inputs[2] >= 0 \
+            else np.zeros(o, dtype=np.int64)
+        attrs = {"activation": _ACT_NAMES.get(opts.fusedActivationFunction)}
+        if kind == "FULLY_CONNECTED":
+            graph_op = "fully_connected"
+        else:
+            graph_op = "conv2d" if kind == "CONV_2D" else "depthwise_conv2d"
+            attrs.update(stride=(opts.strideH, opts.strideW), padding=_PAD_NAMES[opts.padding],
+                         dilation=(opts.dilationHFactor, opts.dilationWFactor))
+            if kind == "DEPTHWISE_CONV_2D":
+                attrs["depth_multiplier"] = opts.depthMultiplier
+        info.weight_bytes[name] = weights.size
+        return Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=8,
+                    weight_frac=fracs, bias=bias, bias_bits=32, bias_frac=None)
+    raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the int8-builtin format")
