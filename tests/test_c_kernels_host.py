@@ -1,0 +1,433 @@
+"""C kernels on the host (ctypes) == the numpy integer reference, bit for bit.
+
+Cases come from fxpq_keras.kernels.cases (seeded numpy generators); hypothesis draws the seeds and
+feature constraints, deterministically (derandomize=True). Targeted tests pin each feature of
+the contract: bit widths 2..16, signed/unsigned, negative frac, saturation, per-channel frac,
+same/valid padding, strides, dilation, depth multipliers, the 64-bit accumulator, relu/relu6,
+weight packing, bad input.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fxpq_keras.formats import Format, accumulator_needs_64, rescale
+from fxpq_keras.integer_graph import ops
+from fxpq_keras.kernels import host
+from fxpq_keras.kernels.cases import OPS, OpCase, random_case
+from fxpq_keras.kernels.packing import (
+    pack_depthwise_weights,
+    pack_weights,
+    packed_row_size,
+    packed_size,
+    unpack_depthwise_weights,
+    unpack_weights,
+)
+
+SETTINGS = dict(derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CONV_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
+
+
+def _assert_same(case: OpCase) -> np.ndarray:
+    ref = case.reference()
+    got = case.run_host()
+    assert got.shape == ref.shape, case.describe()
+    if ref.dtype.kind == "f":
+        assert np.array_equal(got.view(np.int32), ref.astype(np.float32).view(np.int32)), case.describe()
+    else:
+        assert np.array_equal(got, ref), f"{case.describe()}\nref {ref.ravel()[:16]}\nc   {got.ravel()[:16]}"
+    return ref
+
+
+def _constraints(op: str):
+    opt: dict = {
+        "x_signed": st.booleans(),
+        "out_signed": st.booleans(),
+        "x_bits": st.integers(2, 16),
+        "out_bits": st.integers(2, 16),
+        "activation": st.sampled_from([None, "relu", "relu6"]),
+    }
+    if op in CONV_OPS:
+        opt.update(w_bits=st.integers(2, 16), per_channel=st.booleans(), with_bias=st.booleans())
+    if op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):
+        opt.update(padding=st.sampled_from(["same", "valid"]))
+    if op in ("conv2d", "depthwise_conv2d"):
+        opt.update(dilation=st.booleans())
+    if op == "depthwise_conv2d":
+        opt.update(depth_multiplier=st.integers(1, 4))
+    return st.fixed_dictionaries({}, optional=opt)
+
+
+# -------------------------------------------------------------- randomized, every op -------
+
+@pytest.mark.parametrize("op", OPS)
+@settings(max_examples=200, **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_op_matches_numpy(op, seed, data):
+    constraints = data.draw(_constraints(op))
+    if op in ("quantize_input",):
+        constraints = {k: v for k, v in constraints.items() if k in ("out_bits", "out_signed")}
+    case = random_case(op, np.random.default_rng(seed), **constraints)
+    _assert_same(case)
+
+
+# -------------------------------------------------------------- targeted features ----------
+
+@pytest.mark.parametrize("op", CONV_OPS)
+@pytest.mark.parametrize("x_signed", [True, False])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_conv_family_signedness_and_per_channel(op, x_signed, per_channel):
+    for seed in range(12):
+        _assert_same(random_case(op, np.random.default_rng([seed, 1]), x_signed=x_signed, per_channel=per_channel))
+
+
+@pytest.mark.parametrize("op", ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"))
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_padding_modes(op, padding):
+    for seed in range(15):
+        _assert_same(random_case(op, np.random.default_rng([seed, 2]), padding=padding))
+
+
+@pytest.mark.parametrize("op", ("conv2d", "depthwise_conv2d"))
+def test_dilation(op):
+    for seed in range(25):
+        case = random_case(op, np.random.default_rng([seed, 3]), dilation=True)
+        _assert_same(case)
+
+
+@pytest.mark.parametrize("mult", [1, 2, 3, 5])
+def test_depth_multiplier(mult):
+    for seed in range(10):
+        _assert_same(random_case("depthwise_conv2d", np.random.default_rng([seed, 4]), depth_multiplier=mult))
+
+
+@pytest.mark.parametrize("x_bits,out_bits", [(2, 16), (8, 8), (9, 2), (16, 9), (5, 12)])
+@pytest.mark.parametrize("x_signed,out_signed", [(True, True), (False, False), (True, False), (False, True)])
+def test_all_storage_types(x_bits, out_bits, x_signed, out_signed):
+    """int8 / uint8 / int16 / uint16 on the input and the output side of every op."""
+    for i, op in enumerate(OPS):
+        c = dict(x_bits=x_bits, out_bits=out_bits, x_signed=x_signed, out_signed=out_signed)
+        if op == "quantize_input":
+            c = dict(out_bits=out_bits, out_signed=out_signed)
+        _assert_same(random_case(op, np.random.default_rng([x_bits, out_bits, i]), **c))
+
+
+@pytest.mark.parametrize("w_bits", range(2, 17))
+def test_every_weight_width(w_bits):
+    for i, op in enumerate(CONV_OPS):
+        for seed in range(3):
+            _assert_same(random_case(op, np.random.default_rng([w_bits, i, seed]), w_bits=w_bits))
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize("op", ("conv2d", "depthwise_conv2d", "fully_connected", "add", "max_pool2d",
+                                "average_pool2d", "requantize_op"))
+def test_fused_activations(op, activation):
+    for seed in range(8):
+        _assert_same(random_case(op, np.random.default_rng([seed, 5]), activation=activation))
+
+
+def test_relu6_bound_in_the_output_format():
+    x = np.arange(-40, 200, dtype=np.int64)
+    for out in (Format(8, 4, True), Format(4, 0, False), Format(8, 6, False), Format(3, -2, True), Format(16, 12, False)):
+        got = host.requantize_op(x, in_frac=3, out_fmt=out, activation="relu6")
+        assert np.array_equal(got, ops.requantize_op(x, in_frac=3, out_fmt=out, activation="relu6"))
+
+
+def test_saturation_both_ends():
+    """Outputs land on lo and hi: the rescale saturates, never wraps."""
+    x = np.array([[-127, 127, 100, -100, 0, 1], [127, -127, -100, 100, 0, -1]], dtype=np.int64)
+    w = np.array([[127, -128, 64, 0, 1, 1], [-1, 1, 1, 1, 1, 1]], dtype=np.int64)
+    for out in (Format(4, 0, True), Format(4, 0, False), Format(16, 2, True), Format(2, 5, True)):
+        kwargs = dict(x_frac=0, w_frac=np.array([0, 3]), bias_frac=None, out_fmt=out)
+        ref = ops.fully_connected(x, w, None, **kwargs)
+        got = host.fully_connected(x, w, None, x_fmt=Format(8, 0, True), w_bits=8, **kwargs)
+        assert np.array_equal(got, ref)
+        assert out.hi in ref and out.lo in ref
+
+
+def test_negative_and_large_fracs():
+    rng = np.random.default_rng(7)
+    for x_frac, w_frac, out_frac in [(-5, -3, -20), (20, 14, 30), (-32, 0, -32), (32, -10, 20), (0, -32, -32)]:
+        x = rng.integers(-500, 500, size=(2, 5, 5, 3))
+        w = rng.integers(-20, 20, size=(4, 3, 3, 3))
+        kwargs = dict(x_frac=x_frac, w_frac=w_frac, bias_frac=None, out_fmt=Format(12, out_frac, True), padding="same")
+        assert np.array_equal(host.conv2d(x, w, None, **kwargs), ops.conv2d(x, w, None, **kwargs))
+
+
+# -------------------------------------------------------------- 64-bit accumulator ---------
+
+def test_accumulator_rule_matches_python():
+    lib = host.load_library()
+    for bx in range(2, 17):
+        for bw in range(2, 17):
+            for signed in (0, 1):
+                for k in (1, 2, 3, 9, 100, 1 << 12, (1 << 12) + 1, 1 << 20, 2**31 - 1):
+                    want = accumulator_needs_64(bx, bool(signed), bw, k)
+                    assert bool(lib.fxpq_acc_needs_64(bx, signed, bw, k)) == want, (bx, signed, bw, k)
+
+
+@pytest.mark.parametrize("x_fmt", [Format(16, 0, True), Format(16, 0, False)])
+def test_64bit_accumulator_extremes(x_fmt):
+    """16-bit x and w at their extremes over a large K: the exact sum is far beyond int32."""
+    k = 4096
+    x = np.full((2, k), x_fmt.lo if x_fmt.signed else x_fmt.hi, dtype=np.int64)
+    x[1, ::2] = x_fmt.hi
+    w = np.full((3, k), -32768, dtype=np.int64)
+    w[1] = 32767
+    w[2, ::3] = 32767
+    acc = x @ w.T
+    assert np.abs(acc).max() > 2**40
+    out = Format(16, -30, True)
+    kwargs = dict(x_frac=0, w_frac=0, bias_frac=-2, out_fmt=out)
+    bias = np.array([2**31 - 1, -(2**31), 12345])
+    ref = ops.fully_connected(x, w, bias, **kwargs)
+    got = host.fully_connected(x, w, bias, x_fmt=x_fmt, w_bits=16, **kwargs)
+    assert np.array_equal(got, ref)
+    assert len(set(ref.ravel().tolist())) > 2  # not all saturated: the high bits are right
+
+
+def test_64bit_accumulator_conv_and_depthwise():
+    rng = np.random.default_rng(11)
+    x = rng.choice([-32768, 32767], size=(1, 9, 9, 16))
+    w = rng.choice([-32768, 32767], size=(4, 3, 3, 16))
+    kwargs = dict(x_frac=0, w_frac=0, bias_frac=None, out_fmt=Format(16, -26, True), padding="same")
+    assert np.array_equal(host.conv2d(x, w, None, **kwargs), ops.conv2d(x, w, None, **kwargs))
+    wd = rng.choice([-32768, 32767], size=(1, 4, 4, 32))
+    kwargs = dict(x_frac=0, w_frac=0, bias_frac=None, out_fmt=Format(16, -20, True), depth_multiplier=2,
+                  dilation=(2, 1), padding="same")
+    assert np.array_equal(host.depthwise_conv2d(x, wd, None, **kwargs), ops.depthwise_conv2d(x, wd, None, **kwargs))
+
+
+@pytest.mark.parametrize("x_signed", [True, False])
+def test_int32_path_at_the_rule_boundary(x_signed):
+    """bits_x (+1 unsigned) + bits_w + ceil(log2 K) == 31 stays on the int32 path, exactly."""
+    xb = 8 if x_signed else 7
+    wb, k = 8, 1 << 15
+    assert not accumulator_needs_64(xb, x_signed, wb, k)
+    x_fmt = Format(xb, 0, x_signed)
+    x = np.full((1, k), x_fmt.lo if x_signed else x_fmt.hi, dtype=np.int64)
+    w = np.full((2, k), -128, dtype=np.int64)
+    w[1] = 127
+    kwargs = dict(x_frac=0, w_frac=0, bias_frac=None, out_fmt=Format(16, -14, True))
+    assert np.array_equal(host.fully_connected(x, w, None, x_fmt=x_fmt, w_bits=wb, **kwargs),
+                          ops.fully_connected(x, w, None, **kwargs))
+
+
+# -------------------------------------------------------------- scalar helpers -------------
+
+def test_rescale_matches_python():
+    lib = host.load_library()
+    rng = np.random.default_rng(3)
+    values = [0, 1, -1, 2, -2, 3, -3, 5, -5, 2**31 - 1, -(2**31), 2**40 + 3, -(2**40) - 3, 2**61, -(2**61),
+              2**62 - 1, -(2**62) + 1]
+    values += rng.integers(-(2**50), 2**50, size=200).tolist()
+    shifts = list(range(-70, 71))
+    for v in values:
+        for s in shifts:
+            want = int(rescale(np.int64(v), 0, s))
+            assert lib.fxpq_rescale(v, 0, s) == want, (v, s)
+
+
+def test_floor_div_matches_numpy():
+    lib = host.load_library()
+    for a in range(-50, 51):
+        for b in (1, 2, 3, 7, 10, 64):
+            assert lib.fxpq_floor_div(a, b) == a // b
+
+
+# -------------------------------------------------------------- quantize special values ----
+
+def test_quantize_special_values():
+    fmt = Format(8, 3, True)
+    x = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0625, -0.0625, 0.1875, -0.1875, -0.0], dtype=np.float32)
+    got = host.quantize_input(x, fmt, nan_ok=True)
+    assert got[0] == 0  # NaN -> 0 (numerics.md section 2)
+    assert np.array_equal(got[1:], ops.quantize_input(x[1:], fmt))
+    assert got[1] == fmt.hi and got[2] == fmt.lo
+    with pytest.raises(ValueError, match="NaN"):
+        host.quantize_input(x, fmt)
+
+
+def test_dequantize_exact():
+    for fmt in (Format(16, 32, True), Format(16, -32, False), Format(2, 0, True), Format(9, 7, False)):
+        q = np.arange(fmt.lo, fmt.hi + 1, max(1, (fmt.hi - fmt.lo) // 1000))
+        got = host.dequantize_output(q, fmt.frac, in_fmt=fmt)
+        assert np.array_equal(got, ops.dequantize_output(q, fmt.frac))
+
+
+# -------------------------------------------------------------- weight packing -------------
+
+@pytest.mark.parametrize("bits", range(2, 17))
+def test_packing_round_trip(bits):
+    rng = np.random.default_rng(bits)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    lib = host.load_library()
+    for shape in [(1, 1), (3, 7), (5, 3, 3, 2), (4, 13), (2, 1, 1, 9), (7,)]:
+        q = rng.integers(lo, hi + 1, size=shape)
+        q.ravel()[:2] = [lo, hi][: q.size]
+        data = pack_weights(q, bits)
+        assert len(data) == packed_size(shape, bits)
+        assert np.array_equal(unpack_weights(data, bits, shape), q)
+        # the C unpacker reads every channel's run from its byte boundary
+        rows = q.reshape(shape[0], -1)
+        k = rows.shape[1]
+        row = packed_row_size(bits, k)
+        assert lib.fxpq_packed_row_size(bits, k) == row
+        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        out = np.zeros(k, dtype=np.int16)
+        for o in range(shape[0]):
+            st_ = lib.fxpq_unpack_weights(ctypes.addressof(buf) + o * row, bits, k, out.ctypes.data_as(ctypes.c_void_p))
+            assert st_ == 0
+            assert np.array_equal(out, rows[o])
+
+
+def test_packing_known_bytes():
+    # 3-bit [1, -1, 2] -> patterns 001 111 010 -> stream LSB first 1,0,0, 1,1,1, 0,1,0
+    assert pack_weights(np.array([[1, -1, 2]]), 3) == bytes([0b10111001, 0b00000000])
+    # each output channel starts on a byte boundary
+    assert pack_weights(np.array([[1, -1, 2], [0, 0, -4]]), 3) == bytes([0xB9, 0x00, 0x00, 0b00000001])
+    # 4-bit: two values per byte, low nibble first
+    assert pack_weights(np.array([[1, -2, 7]]), 4) == bytes([0xE1, 0x07])
+    # 2-bit -2..1
+    assert pack_weights(np.array([[-2, -1, 0, 1, 1]]), 2) == bytes([0b01001110, 0b00000001])
+    # 8 bits: plain int8; 9..16 bits: little-endian int16
+    assert pack_weights(np.array([[-1, 5]]), 8) == bytes([0xFF, 0x05])
+    assert pack_weights(np.array([[-2, 300]]), 12) == bytes([0xFE, 0xFF, 0x2C, 0x01])
+
+
+def test_depthwise_packing_layout():
+    rng = np.random.default_rng(0)
+    w = rng.integers(-4, 4, size=(1, 3, 2, 5))
+    data = pack_depthwise_weights(w, 3)
+    assert len(data) == 5 * packed_row_size(3, 6)
+    assert np.array_equal(unpack_depthwise_weights(data, 3, w.shape), w)
+    # channel o's run is w[0, :, :, o] in [kh, kw] order
+    assert np.array_equal(unpack_weights(data, 3, (5, 3, 2))[2], w[0, :, :, 2])
+
+
+def test_packing_rejects_bad_input():
+    with pytest.raises(ValueError, match="range"):
+        pack_weights(np.array([[4]]), 3)
+    with pytest.raises(ValueError, match="range"):
+        pack_weights(np.array([[-5]]), 3)
+    with pytest.raises(ValueError, match="bits"):
+        pack_weights(np.array([[0]]), 1)
+    with pytest.raises(ValueError, match="bits"):
+        pack_weights(np.array([[0]]), 17)
+    with pytest.raises(ValueError, match="integers"):
+        pack_weights(np.array([[0.5]]), 4)
+    with pytest.raises(ValueError, match="bytes"):
+        unpack_weights(b"\x00", 4, (1, 3))
+
+
+# -------------------------------------------------------------- bad input ------------------
+
+def _conv_call(**over):
+    """Call fxpq_conv2d directly with valid arguments, some overridden; return the status."""
+    lib = host.load_library()
+    x = np.zeros((1, 4, 4, 2), dtype=np.int8)
+    packed = np.frombuffer(pack_weights(np.ones((3, 3, 3, 2), dtype=np.int64), 4), dtype=np.uint8).copy()
+    out = np.zeros((1, 4, 4, 3), dtype=np.int8)
+    scratch = np.zeros(64, dtype=np.int16)
+    a = dict(
+        ctx=host.CContext(scratch.ctypes.data, 36),
+        params=host.CConvParams(host.CTile(1, 1), host.CTile(1, 1), 1, 0),
+        in_dims=host.CDims(1, 4, 4, 2), input=x.ctypes.data, in_fmt=host.CFormat(8, 0, 1),
+        f_dims=host.CDims(3, 3, 3, 2), weights=host.CWeights(packed.ctypes.data, 4, 0, None),
+        bias=host.CBias(None, 0), out_dims=host.CDims(1, 4, 4, 3), output=out.ctypes.data,
+        out_fmt=host.CFormat(8, 0, 1),
+    )
+    a.update(over)
+
+    def ref(v):
+        return None if v is None else (ctypes.byref(v) if isinstance(v, ctypes.Structure) else v)
+
+    return lib.fxpq_conv2d(*(ref(a[k]) for k in ("ctx", "params", "in_dims", "input", "in_fmt", "f_dims", "weights",
+                                                  "bias", "out_dims", "output", "out_fmt")))
+
+
+def test_bad_input_returns_status():
+    S = host.STATUS_CODES
+    assert _conv_call() == S["FXPQ_OK"]
+    assert _conv_call(input=None) == S["FXPQ_ERR_NULL_POINTER"]
+    assert _conv_call(params=None) == S["FXPQ_ERR_NULL_POINTER"]
+    assert _conv_call(in_fmt=None) == S["FXPQ_ERR_NULL_POINTER"]
+    assert _conv_call(in_fmt=host.CFormat(1, 0, 1)) == S["FXPQ_ERR_BAD_FORMAT"]
+    assert _conv_call(out_fmt=host.CFormat(17, 0, 1)) == S["FXPQ_ERR_BAD_FORMAT"]
+    assert _conv_call(out_fmt=host.CFormat(8, 33, 1)) == S["FXPQ_ERR_BAD_FORMAT"]
+    assert _conv_call(weights=host.CWeights(None, 4, 0, None)) == S["FXPQ_ERR_NULL_POINTER"]
+    assert _conv_call(in_dims=host.CDims(1, 0, 4, 2)) == S["FXPQ_ERR_BAD_DIMS"]
+    assert _conv_call(in_dims=host.CDims(1, 65536, 65536, 2)) == S["FXPQ_ERR_BAD_DIMS"]  # size overflow
+    assert _conv_call(out_dims=host.CDims(1, 4, 3, 3)) == S["FXPQ_ERR_BAD_DIMS"]
+    assert _conv_call(params=host.CConvParams(host.CTile(1, 1), host.CTile(1, 1), 7, 0)) == S["FXPQ_ERR_BAD_PADDING"]
+    assert _conv_call(params=host.CConvParams(host.CTile(1, 1), host.CTile(3, 1), 0, 0),
+                      out_dims=host.CDims(1, 1, 2, 3)) == S["FXPQ_ERR_BAD_PADDING"]  # valid window 7 > 4
+    assert _conv_call(params=host.CConvParams(host.CTile(0, 1), host.CTile(1, 1), 1, 0)) == S["FXPQ_ERR_BAD_PARAM"]
+    assert _conv_call(params=host.CConvParams(host.CTile(1, 1), host.CTile(1, 1), 1, 9)) == S["FXPQ_ERR_BAD_PARAM"]
+    scratch = np.zeros(64, dtype=np.int16)
+    assert _conv_call(ctx=host.CContext(scratch.ctypes.data, 35)) == S["FXPQ_ERR_SCRATCH_TOO_SMALL"]
+    assert _conv_call(ctx=host.CContext(scratch.ctypes.data + 1, 100)) == S["FXPQ_ERR_MISALIGNED"]
+    assert _conv_call(ctx=None) == S["FXPQ_ERR_NULL_POINTER"]
+    bias = np.zeros(3, dtype=np.int32)
+    assert _conv_call(bias=host.CBias(bias.ctypes.data, 1)) == S["FXPQ_ERR_BAD_BIAS_FRAC"]
+    assert _conv_call(bias=host.CBias(bias.ctypes.data, -31)) == S["FXPQ_ERR_BAD_BIAS_FRAC"]
+    assert _conv_call(bias=host.CBias(bias.ctypes.data, -30)) == S["FXPQ_OK"]
+
+
+def test_bad_input_through_the_bridge():
+    x = np.zeros((1, 4, 4, 2), dtype=np.int64)
+    with pytest.raises(host.KernelError) as e:
+        host.depthwise_conv2d(x, np.zeros((1, 3, 3, 2)), None, x_frac=0, w_frac=0, bias_frac=None,
+                              out_fmt=Format(20, 0, True))
+    assert e.value.status_name == "FXPQ_ERR_BAD_FORMAT"
+    with pytest.raises(host.KernelError, match="FXPQ_ERR_BAD_PARAM"):
+        host.add(x, x, a_frac=-20, b_frac=20, out_fmt=Format(8, 0))  # frac distance 40 > 32
+    with pytest.raises(host.KernelError, match="FXPQ_ERR_BAD_PARAM"):
+        host.average_pool2d(x, in_frac=0, out_fmt=Format(8, 25))  # |d| > 24
+    with pytest.raises(host.KernelError, match="FXPQ_ERR_BAD_BIAS_FRAC"):
+        host.fully_connected(x.reshape(2, 16), np.zeros((3, 16)), np.zeros(3), x_frac=0, w_frac=0, bias_frac=5,
+                             out_fmt=Format(8, 0))
+    with pytest.raises(ValueError, match="outside format"):
+        host.requantize_op(np.array([200]), in_frac=0, out_fmt=Format(8, 0), in_fmt=Format(8, 0, True))
+    lib = host.load_library()
+    S = host.STATUS_CODES
+    fmt = ctypes.byref(host.CFormat(8, 0, 1))
+    buf = np.zeros(8, dtype=np.int8)
+    params = ctypes.byref(host.CElementwiseParams(0))
+    assert lib.fxpq_requantize(params, 0, buf.ctypes.data, fmt, buf.ctypes.data, fmt) == S["FXPQ_ERR_BAD_DIMS"]
+    assert lib.fxpq_requantize(params, 8, None, fmt, buf.ctypes.data, fmt) == S["FXPQ_ERR_NULL_POINTER"]
+    assert lib.fxpq_quantize(8, None, buf.ctypes.data, fmt) == S["FXPQ_ERR_NULL_POINTER"]
+    pool = ctypes.byref(host.CPoolParams(host.CTile(0, 2), host.CTile(1, 1), 0, 0))
+    dims = ctypes.byref(host.CDims(1, 2, 2, 2))
+    assert lib.fxpq_max_pool2d(pool, dims, buf.ctypes.data, fmt, dims, buf.ctypes.data, fmt) == S["FXPQ_ERR_BAD_PARAM"]
+    dw = ctypes.byref(host.CDwConvParams(host.CTile(1, 1), host.CTile(1, 1), 1, 0, 0))
+    w = host.CWeights(buf.ctypes.data, 8, 0, None)
+    ctx = host.CContext(buf.ctypes.data, 8)
+    assert lib.fxpq_depthwise_conv2d(ctypes.byref(ctx), dw, dims, buf.ctypes.data, fmt, dims, ctypes.byref(w), None,
+                                     dims, buf.ctypes.data, fmt) == S["FXPQ_ERR_BAD_PARAM"]
+    assert lib.fxpq_unpack_weights(buf.ctypes.data, 1, 4, buf.ctypes.data) == S["FXPQ_ERR_BAD_FORMAT"]
+    assert lib.fxpq_packed_row_size(17, 4) == -1
+    assert host.status_str(-6) == "scratch buffer too small"
+
+
+# -------------------------------------------------------------- build ----------------------
+
+@pytest.mark.parametrize("cc", ["gcc", "clang"])
+def test_clean_build_warning_free(cc, tmp_path):
+    """`make host` from a clean build directory, -Wall -Wextra -Werror, with gcc and clang."""
+    if shutil.which(cc) is None:
+        pytest.skip(f"{cc} not installed")
+    env = dict(os.environ)
+    proc = subprocess.run(["make", "-C", str(host.KERNELS_DIR), "host", f"BUILD={tmp_path}", f"HOST_CC={cc}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "host" / "libfxpq_kernels.so").exists()
