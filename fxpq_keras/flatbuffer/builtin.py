@@ -142,7 +142,9 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             x = t[node.inputs[0]].fmt
             fracs = np.asarray(node.weight_frac, dtype=np.int64)
             dim = 3 if node.op == "depthwise_conv2d" else 0
-            per_tensor = node.op == "fully_connected" and len(set(fracs.tolist())) == 1
+            # FULLY_CONNECTED is always per-channel: LiteRT's per-tensor int8 FC rounds differently
+            # from TFLM's (single vs double rounding); the per-channel kernels of both agree.
+            per_tensor = False
             wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
             w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)
             bq = scale_quant((x.frac + fracs)[:1] if per_tensor else x.frac + fracs, 0)
