@@ -67,11 +67,11 @@ class DataStructure:
         return {"bits": self.bits, "frac": frac, "signed": self.signed, "elements": self.elements}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> DataStructure:
+    def from_dict(cls, d: dict[str, Any], where: str = "data structure", bias: bool = False) -> DataStructure:
         frac = d["frac"]
         frac = tuple(int(f) for f in frac) if isinstance(frac, list) else int(frac)
         ds = cls(int(d["bits"]), frac, bool(d["signed"]), int(d["elements"]))
-        ds.validate("data structure")
+        ds.validate(where, bias=bias)
         return ds
 
     def validate(self, where: str, bias: bool = False) -> None:
@@ -252,9 +252,10 @@ class Policy:
             for entry in d["layers"]:
                 layer = {"name": str(entry["name"]), "kind": str(entry["kind"]), "inputs": list(entry["inputs"])}
                 for ds in DATA_STRUCTURES:
-                    layer[ds] = DataStructure.from_dict(entry[ds]) if entry.get(ds) is not None else None
+                    layer[ds] = (DataStructure.from_dict(entry[ds], f"{layer['name']}/{ds}", bias=ds == "bias")
+                                 if entry.get(ds) is not None else None)
                 layers.append(layer)
-            return cls(DataStructure.from_dict(d["input"]), layers)
+            return cls(DataStructure.from_dict(d["input"], "input"), layers)
         except (KeyError, TypeError) as exc:
             raise PolicyMismatchError(f"malformed policy JSON: missing or wrong field {exc}") from exc
 
