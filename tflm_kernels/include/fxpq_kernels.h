@@ -290,4 +290,191 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
 }
 #endif
 
+/* ================================================================================================
+ * MODEL RUNNER SECTION (tflm_kernels/src/options/, tflm_kernels/src/runner/): the custom-options
+ * reader shared by the runner and the TFLM glue, and the minimal .tflite model runner.
+ * docs/format.md is the contract of everything read here; docs/tflm.md describes the use.
+ * ============================================================================================ */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Status of the options reader and the model runner. 0 is success; the values are disjoint from
+ *  fxpq_status (a kernel's own status is kept in fxpq_runner.kernel_status). */
+typedef enum {
+    FXPQ_RUNNER_OK = 0,
+    FXPQ_RUNNER_ERR_NULL_POINTER = -101,    /**< a required pointer is NULL */
+    FXPQ_RUNNER_ERR_MALFORMED = -102,       /**< not a well-formed flatbuffer / FlexBuffers map: an
+                                                 offset, size or type outside the bytes given */
+    FXPQ_RUNNER_ERR_UNSUPPORTED = -103,     /**< well formed, but outside docs/format.md (op, tensor
+                                                 type, subgraph count, limits of the runner) */
+    FXPQ_RUNNER_ERR_BAD_OPTIONS = -104,     /**< custom options: keys differ from format.md, a value
+                                                 is not an integer or is out of its range */
+    FXPQ_RUNNER_ERR_BAD_TENSOR = -105,      /**< a tensor's type, shape, quantization or data does
+                                                 not fit its op */
+    FXPQ_RUNNER_ERR_ARENA_TOO_SMALL = -106, /**< see fxpq_runner.arena_needed */
+    FXPQ_RUNNER_ERR_MISALIGNED = -107,      /**< model bytes not 4-byte aligned */
+    FXPQ_RUNNER_ERR_KERNEL = -108,          /**< a kernel failed: fxpq_runner.kernel_status */
+    FXPQ_RUNNER_ERR_BAD_ARGUMENT = -109,    /**< bad tensor index or size passed to the runner */
+    FXPQ_RUNNER_ERR_NOT_READY = -110        /**< fxpq_runner_init did not succeed */
+} fxpq_runner_status;
+
+/** Human-readable name of a runner status (never NULL). */
+const char *fxpq_runner_status_str(fxpq_runner_status status);
+
+/* ------------------------------------------------------------------- custom-options reader -- */
+
+/** The custom ops of docs/format.md section 4. */
+typedef enum {
+    FXPQ_OP_QUANTIZE = 0,
+    FXPQ_OP_CONV_2D = 1,
+    FXPQ_OP_DEPTHWISE_CONV_2D = 2,
+    FXPQ_OP_FULLY_CONNECTED = 3,
+    FXPQ_OP_ADD = 4,
+    FXPQ_OP_MAX_POOL_2D = 5,
+    FXPQ_OP_AVERAGE_POOL_2D = 6,
+    FXPQ_OP_GLOBAL_AVERAGE_POOL_2D = 7,
+    FXPQ_OP_REQUANTIZE = 8,
+    FXPQ_OP_COUNT = 9
+} fxpq_custom_op;
+
+#define FXPQ_OPTIONS_MAX_KEYS 21
+
+/** Every option key of docs/format.md section 4, by name. An op sets the fields of its keys;
+ *  the others are 0. activation and padding keep the file's codes (TFLite's: activation 0 none,
+ *  1 ReLU, 3 ReLU6; padding 0 SAME, 1 VALID); fxpq_options_*_params() convert them. */
+typedef struct {
+    int32_t acc_bits, act_max, act_min, activation, bias_bits, bias_frac;
+    int32_t depth_multiplier, dilation_h, dilation_w, filter_h, filter_w;
+    int32_t in1_frac, in2_frac, in_frac, out_frac;
+    int32_t pad_bottom, pad_left, pad_right, pad_top, padding;
+    int32_t stride_h, stride_w, weight_bits;
+} fxpq_op_options;
+
+/** The op named `name` (`length` bytes, no NUL needed), e.g. "FXP_CONV_2D"; -1 if unknown. */
+int32_t fxpq_custom_op_from_name(const char *name, size_t length);
+
+/** Custom-op name of an op ("FXP_CONV_2D"), NULL for an invalid op. */
+const char *fxpq_custom_op_name(int32_t op);
+
+/** Number of option keys of an op (0 for an invalid op). */
+int32_t fxpq_options_key_count(int32_t op);
+
+/** Key at sorted position `pos` of an op's options (format.md's Pos column), NULL if none. */
+const char *fxpq_options_key(int32_t op, int32_t pos);
+
+/**
+ * Parse an op's custom options: a FlexBuffers map whose keys are exactly the op's keys and whose
+ * values are integers, each in its format.md range. Every read is bounds-checked against
+ * [buffer, buffer + length); buffer needs no alignment. On error *out is zeroed.
+ * FXPQ_RUNNER_ERR_MALFORMED: not a FlexBuffers map; FXPQ_RUNNER_ERR_BAD_OPTIONS: wrong keys,
+ * non-integer or out-of-range value.
+ */
+fxpq_runner_status fxpq_options_parse(int32_t op, const uint8_t *buffer, size_t length,
+                                      fxpq_op_options *out);
+
+/** Kernel activation of a parsed options' `activation` code. */
+fxpq_activation fxpq_options_activation(const fxpq_op_options *opts);
+
+/** Kernel parameters from parsed options (conv / depthwise / pool / fully connected / add and
+ *  requantize). The options must come from fxpq_options_parse for the matching op. */
+void fxpq_options_conv_params(const fxpq_op_options *opts, fxpq_conv_params *params);
+void fxpq_options_dw_conv_params(const fxpq_op_options *opts, fxpq_dw_conv_params *params);
+void fxpq_options_pool_params(const fxpq_op_options *opts, fxpq_pool_params *params);
+
+/**
+ * The output format implied by an op's options when only the storage type is known (TFLM keeps
+ * no tensor min/max): frac = out_frac, signedness and maximum width from the storage, and the
+ * narrowest bits whose clamp for the op's activation equals [act_min, act_max]. Kernels given
+ * this format compute exactly what they compute with the file's format.
+ * FXPQ_RUNNER_ERR_BAD_OPTIONS when no format of that storage has this clamp.
+ */
+fxpq_runner_status fxpq_options_output_format(const fxpq_op_options *opts, fxpq_storage storage,
+                                              fxpq_format *out);
+
+/** FXPQ_RUNNER_OK when `fmt` with the op's activation clamps to exactly [act_min, act_max]
+ *  (format.md section 4: the options are consistent with the output tensor). */
+fxpq_runner_status fxpq_options_check_output(const fxpq_op_options *opts, const fxpq_format *fmt);
+
+/* ------------------------------------------------------------------------------ model runner -- */
+
+#define FXPQ_RUNNER_MAX_OUTPUTS 8
+#define FXPQ_RUNNER_MAX_RANK 6
+#define FXPQ_RUNNER_MAX_TENSORS 4096
+#define FXPQ_RUNNER_MAX_OPS 2048
+#define FXPQ_RUNNER_ALIGNMENT 8 /**< every planned tensor starts on this boundary */
+
+/** TFLite TensorType codes the runner handles. */
+#define FXPQ_TFLITE_FLOAT32 0
+#define FXPQ_TFLITE_INT32 2
+#define FXPQ_TFLITE_UINT8 3
+#define FXPQ_TFLITE_INT16 7
+#define FXPQ_TFLITE_INT8 9
+#define FXPQ_TFLITE_UINT16 16
+
+/** A model input or output tensor. */
+typedef struct {
+    int32_t type;                        /**< TFLite TensorType code (FXPQ_TFLITE_*) */
+    int32_t rank;
+    int32_t dims[FXPQ_RUNNER_MAX_RANK];  /**< batch is 1 */
+    int32_t elements;
+    int32_t bytes;
+    fxpq_format format;                  /**< {0, 0, 0} for the FLOAT32 input */
+    void *data;                          /**< in the arena; valid after a successful init */
+} fxpq_tensor_info;
+
+/**
+ * A model runner. All memory is the caller's: this struct and one arena. The fields are set by
+ * fxpq_runner_init and read-only for the caller.
+ */
+typedef struct {
+    int32_t num_ops;
+    int32_t num_tensors;
+    int32_t num_outputs;
+    size_t arena_needed;      /**< bytes of arena this model needs (with alignment slack) */
+    int32_t arena_needed_exact; /**< 0 when the arena was too small even to plan: arena_needed
+                                     is then a lower bound (give that much to learn the size) */
+    size_t persistent_bytes;  /**< part of the arena holding the prepared ops */
+    size_t planned_bytes;     /**< peak of activations + kernel scratch, planned by lifetimes */
+    size_t scratch_bytes;     /**< largest kernel scratch of one op (part of planned_bytes) */
+    fxpq_tensor_info input;
+    fxpq_tensor_info outputs[FXPQ_RUNNER_MAX_OUTPUTS];
+    int32_t error_op;         /**< operator index an error is about, -1 when none */
+    int32_t kernel_status;    /**< fxpq_status of the failing kernel (FXPQ_RUNNER_ERR_KERNEL) */
+    char message[160];        /**< what went wrong, NUL terminated ("" on success) */
+    /* private */
+    const uint8_t *model_;
+    size_t model_size_;
+    uint8_t *plan_base_;
+    void *ops_;
+    int32_t ready_;
+} fxpq_runner;
+
+/**
+ * Read a .tflite model (docs/format.md, target fxp), validate every op and tensor, and plan the
+ * arena. `model` must stay valid and unchanged while the runner is used and be 4-byte aligned
+ * (16 recommended, format.md section 1); every offset in it is bounds-checked against
+ * model_size. The arena needs no particular alignment. When it is too small the status is
+ * FXPQ_RUNNER_ERR_ARENA_TOO_SMALL and arena_needed says how much is needed (pass arena NULL
+ * and size 0 to ask: the answer is exact once the arena can hold the planner's workspace,
+ * see arena_needed_exact). Everything not in format.md fails with a status and a message.
+ */
+fxpq_runner_status fxpq_runner_init(fxpq_runner *runner, const uint8_t *model, size_t model_size,
+                                    void *arena, size_t arena_size);
+
+/** Run the model once: read runner->input.data, write runner->outputs[i].data. */
+fxpq_runner_status fxpq_runner_invoke(fxpq_runner *runner);
+
+/** sizeof(fxpq_runner), for foreign-function callers. */
+size_t fxpq_runner_struct_size(void);
+
+/** Copy of the input tensor info (index -1) or output `index`; for foreign-function callers. */
+fxpq_runner_status fxpq_runner_tensor(const fxpq_runner *runner, int32_t index,
+                                      fxpq_tensor_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+/* ============================================================== end of MODEL RUNNER SECTION == */
+
 #endif /* FXPQ_KERNELS_H */

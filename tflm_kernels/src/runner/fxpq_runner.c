@@ -1,0 +1,1178 @@
+/*
+ * fxpq_runner.c - the minimal .tflite model runner: reads a docs/format.md file (target fxp) with
+ * bounds checks on every offset, validates every op against its tensors, plans one arena by
+ * tensor lifetimes and dispatches the FXP_* ops and RESHAPE to the kernels.
+ *
+ * No heap. fxpq_runner_init works in three phases:
+ *   1. validate: read and check the model and every op (nothing stored, no arena needed);
+ *   2. plan: with a workspace at the tail of the arena, compute tensor lifetimes (RESHAPE aliases
+ *      its input) and place every activation tensor and every op's kernel scratch with a greedy
+ *      first-fit by decreasing size (tensors whose lifetimes overlap never share bytes);
+ *   3. prepare: store one fxpq_runner prepared op per operator at the head of the arena, with the
+ *      arena offsets of its tensors. The planned region follows the prepared ops, so
+ *      arena_needed = alignment slack + persistent_bytes + max(workspace, planned_bytes).
+ * Invoke then only calls kernels.
+ */
+#include <string.h>
+
+#include "fxpq_flatbuffer.h"
+#include "fxpq_kernels.h"
+
+/* TFLite schema field ids (tensorflow/lite/schema/schema.fbs). */
+enum {
+    FX_MODEL_VERSION = 0, FX_MODEL_OPERATOR_CODES = 1, FX_MODEL_SUBGRAPHS = 2, FX_MODEL_BUFFERS = 4,
+    FX_SUBGRAPH_TENSORS = 0, FX_SUBGRAPH_INPUTS = 1, FX_SUBGRAPH_OUTPUTS = 2,
+    FX_SUBGRAPH_OPERATORS = 3,
+    FX_TENSOR_SHAPE = 0, FX_TENSOR_TYPE = 1, FX_TENSOR_BUFFER = 2, FX_TENSOR_QUANTIZATION = 4,
+    FX_TENSOR_SPARSITY = 6,
+    FX_QUANT_MIN = 0, FX_QUANT_MAX = 1, FX_QUANT_SCALE = 2, FX_QUANT_ZERO_POINT = 3,
+    FX_OPERATOR_OPCODE_INDEX = 0, FX_OPERATOR_INPUTS = 1, FX_OPERATOR_OUTPUTS = 2,
+    FX_OPERATOR_CUSTOM_OPTIONS = 5, FX_OPERATOR_CUSTOM_OPTIONS_FORMAT = 6,
+    FX_OPERATOR_LARGE_CUSTOM_OPTIONS_OFFSET = 9,
+    FX_OPCODE_DEPRECATED_BUILTIN = 0, FX_OPCODE_CUSTOM_CODE = 1, FX_OPCODE_BUILTIN = 3,
+    FX_BUFFER_DATA = 0, FX_BUFFER_OFFSET = 1
+};
+
+#define FX_BUILTIN_RESHAPE 22
+#define FX_BUILTIN_CUSTOM 32
+#define FX_KIND_RESHAPE FXPQ_OP_COUNT
+#define FX_NOT_LIVE INT32_MIN
+
+/* ------------------------------------------------------------------------- messages ------- */
+
+static void fx_msg_str(fxpq_runner *r, const char *s)
+{
+    size_t n = strlen(r->message);
+    while (*s != '\0' && n + 1 < sizeof(r->message)) {
+        r->message[n++] = *s++;
+    }
+    r->message[n] = '\0';
+}
+
+static void fx_msg_int(fxpq_runner *r, int64_t v)
+{
+    char digits[24];
+    int n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char text[26];
+    int k = 0;
+    do {
+        digits[n++] = (char)('0' + (int)(u % 10u));
+        u /= 10u;
+    } while (u != 0 && n < 23);
+    if (v < 0) {
+        text[k++] = '-';
+    }
+    while (n > 0) {
+        text[k++] = digits[--n];
+    }
+    text[k] = '\0';
+    fx_msg_str(r, text);
+}
+
+/* Start an error message "op <i> (<name>): <text>" (or just <text> when op < 0). */
+static fxpq_runner_status fx_fail(fxpq_runner *r, fxpq_runner_status status, int32_t op,
+                                  int32_t kind, const char *text)
+{
+    r->message[0] = '\0';
+    r->error_op = op;
+    if (op >= 0) {
+        fx_msg_str(r, "op ");
+        fx_msg_int(r, op);
+        fx_msg_str(r, " (");
+        fx_msg_str(r, kind == FX_KIND_RESHAPE ? "RESHAPE"
+                      : (fxpq_custom_op_name(kind) != NULL ? fxpq_custom_op_name(kind) : "?"));
+        fx_msg_str(r, "): ");
+    }
+    fx_msg_str(r, text);
+    return status;
+}
+
+/* ------------------------------------------------------------------------- model view ----- */
+
+typedef struct {
+    fxfb_buf b;
+    fxfb_table model, subgraph;
+    fxfb_vector opcodes, buffers, tensors, operators, inputs, outputs;
+} fx_model;
+
+typedef struct {
+    int32_t type;
+    int32_t rank;
+    int32_t dims[FXPQ_RUNNER_MAX_RANK];
+    int32_t elements;
+    int32_t is_const;
+    const uint8_t *data; /* constant data */
+    uint32_t data_len;
+    int32_t has_format;  /* integer activation with a valid format.md quantization */
+    fxpq_format format;
+} fx_tensor;
+
+/* Exact integer value * 2^shift of a float32 bit pattern; 0 when not an integer in
+ * [-2^20, 2^20] (activation ranges are within 16 bits). */
+static int fx_float_times_pow2(uint32_t bits, int32_t shift, int32_t *out)
+{
+    uint32_t exp = (bits >> 23) & 0xffu;
+    uint32_t mant = bits & 0x7fffffu;
+    int32_t e2, s;
+    uint64_t m;
+    if (exp == 0xffu) {
+        return 0;
+    }
+    if (exp == 0) {
+        e2 = -149;
+    } else {
+        mant |= 0x800000u;
+        e2 = (int32_t)exp - 150;
+    }
+    m = mant;
+    s = e2 + shift;
+    if (m == 0) {
+        *out = 0;
+        return 1;
+    }
+    if (s >= 0) {
+        if (s > 20) {
+            return 0;
+        }
+        m <<= s;
+    } else {
+        if (s < -40 || (m & (((uint64_t)1 << -s) - 1u)) != 0) {
+            return 0;
+        }
+        m >>= -s;
+    }
+    if (m > ((uint64_t)1 << 20)) {
+        return 0;
+    }
+    *out = (bits >> 31) ? -(int32_t)m : (int32_t)m;
+    return 1;
+}
+
+static int32_t fx_log2_exact(int64_t v)
+{
+    int32_t n = 0;
+    if (v <= 0 || (v & (v - 1)) != 0) {
+        return -1;
+    }
+    while (v > 1) {
+        v >>= 1;
+        ++n;
+    }
+    return n;
+}
+
+/* Format of an integer activation tensor from its quantization (format.md section 2.1). Returns
+ * 1 when present and valid, 0 when absent or inconsistent. */
+static int fx_tensor_format(const fx_model *m, const fxfb_table *quant, int32_t type,
+                            fxpq_format *fmt)
+{
+    fxfb_vector scale, zp, vmin, vmax;
+    uint32_t sbits;
+    int32_t frac, lo, hi, bits, is_signed, one;
+    if (fxfb_vector_field(&m->b, quant, FX_QUANT_SCALE, 4, &scale) != FXFB_OK || scale.len != 1
+        || fxfb_vector_field(&m->b, quant, FX_QUANT_MIN, 4, &vmin) != FXFB_OK || vmin.len != 1
+        || fxfb_vector_field(&m->b, quant, FX_QUANT_MAX, 4, &vmax) != FXFB_OK || vmax.len != 1) {
+        return 0;
+    }
+    if (fxfb_vector_field(&m->b, quant, FX_QUANT_ZERO_POINT, 8, &zp) < 0 || zp.len > 1) {
+        return 0;
+    }
+    if (zp.len == 1) {
+        uint32_t i;
+        for (i = 0; i < 8; ++i) {
+            if (m->b.buf[zp.pos + i] != 0) {
+                return 0;
+            }
+        }
+    }
+    sbits = fxfb_load_u32(m->b.buf + scale.pos);
+    /* scale = 2^-frac exactly: positive, zero mantissa, normal exponent. */
+    if ((sbits >> 31) != 0 || (sbits & 0x7fffffu) != 0 || ((sbits >> 23) & 0xffu) == 0
+        || ((sbits >> 23) & 0xffu) == 0xffu) {
+        return 0;
+    }
+    frac = 127 - (int32_t)((sbits >> 23) & 0xffu);
+    if (frac < FXPQ_MIN_FRAC || frac > FXPQ_MAX_FRAC) {
+        return 0;
+    }
+    if (!fx_float_times_pow2(fxfb_load_u32(m->b.buf + vmin.pos), frac, &lo)
+        || !fx_float_times_pow2(fxfb_load_u32(m->b.buf + vmax.pos), frac, &hi)) {
+        return 0;
+    }
+    is_signed = (type == FXPQ_TFLITE_INT8 || type == FXPQ_TFLITE_INT16);
+    bits = fx_log2_exact((int64_t)hi + 1);
+    if (bits < 0) {
+        return 0;
+    }
+    if (is_signed) {
+        bits += 1;
+        if ((int64_t)lo != -((int64_t)hi + 1)) {
+            return 0;
+        }
+    } else if (lo != 0) {
+        return 0;
+    }
+    one = (type == FXPQ_TFLITE_INT8 || type == FXPQ_TFLITE_UINT8);
+    if (bits < (one ? FXPQ_MIN_BITS : 9) || bits > (one ? 8 : FXPQ_MAX_BITS)) {
+        return 0;
+    }
+    fmt->bits = bits;
+    fmt->frac = frac;
+    fmt->is_signed = is_signed;
+    return 1;
+}
+
+static fxpq_runner_status fx_open(fxpq_runner *r, const uint8_t *model, size_t size, fx_model *m)
+{
+    uint64_t version;
+    fxfb_vector subgraphs;
+    if (size < 8 || size > 0x7fffffffu) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "model has a size of 0..7 bytes or over 2 GB");
+    }
+    m->b.buf = model;
+    m->b.size = (uint32_t)size;
+    if (memcmp(model + 4, "TFL3", 4) != 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "not a TFLite file (no TFL3 identifier)");
+    }
+    if (fxfb_root(&m->b, &m->model) != FXFB_OK
+        || fxfb_scalar(&m->b, &m->model, FX_MODEL_VERSION, 4, 0, &version) != FXFB_OK
+        || fxfb_vector_field(&m->b, &m->model, FX_MODEL_OPERATOR_CODES, 4, &m->opcodes) < 0
+        || fxfb_vector_field(&m->b, &m->model, FX_MODEL_SUBGRAPHS, 4, &subgraphs) < 0
+        || fxfb_vector_field(&m->b, &m->model, FX_MODEL_BUFFERS, 4, &m->buffers) < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "model table out of bounds");
+    }
+    if (version != 3) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "schema version is not 3");
+    }
+    if (subgraphs.len != 1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model must have exactly one subgraph");
+    }
+    if (fxfb_vector_table(&m->b, &subgraphs, 0, &m->subgraph) != FXFB_OK
+        || fxfb_vector_field(&m->b, &m->subgraph, FX_SUBGRAPH_TENSORS, 4, &m->tensors) < 0
+        || fxfb_vector_field(&m->b, &m->subgraph, FX_SUBGRAPH_INPUTS, 4, &m->inputs) < 0
+        || fxfb_vector_field(&m->b, &m->subgraph, FX_SUBGRAPH_OUTPUTS, 4, &m->outputs) < 0
+        || fxfb_vector_field(&m->b, &m->subgraph, FX_SUBGRAPH_OPERATORS, 4, &m->operators) < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "subgraph table out of bounds");
+    }
+    if (m->tensors.len > FXPQ_RUNNER_MAX_TENSORS || m->operators.len > FXPQ_RUNNER_MAX_OPS) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "more tensors or operators than the runner's limits");
+    }
+    if (m->operators.len == 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model has no operators");
+    }
+    if (m->inputs.len != 1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model must have exactly one input");
+    }
+    if (m->outputs.len < 1 || m->outputs.len > FXPQ_RUNNER_MAX_OUTPUTS) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model must have 1..8 outputs");
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* Read tensor `index`: shape, type, constant data, format. */
+static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int32_t index,
+                                         int32_t op, int32_t kind, fx_tensor *t)
+{
+    fxfb_table tt, quant, buffer, sparsity;
+    fxfb_vector shape;
+    uint64_t type, buf_index;
+    int64_t elements = 1;
+    uint32_t i;
+    int rc;
+    memset(t, 0, sizeof(*t));
+    if (index < 0 || (uint32_t)index >= m->tensors.len) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor index out of range");
+    }
+    if (fxfb_vector_table(&m->b, &m->tensors, (uint32_t)index, &tt) != FXFB_OK
+        || fxfb_vector_field(&m->b, &tt, FX_TENSOR_SHAPE, 4, &shape) < 0
+        || fxfb_scalar(&m->b, &tt, FX_TENSOR_TYPE, 1, 0, &type) != FXFB_OK
+        || fxfb_scalar(&m->b, &tt, FX_TENSOR_BUFFER, 4, 0, &buf_index) != FXFB_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor table out of bounds");
+    }
+    rc = fxfb_table_field(&m->b, &tt, FX_TENSOR_SPARSITY, &sparsity);
+    if (rc < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor table out of bounds");
+    }
+    if (rc == FXFB_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "sparse tensors are not supported");
+    }
+    if (shape.len > FXPQ_RUNNER_MAX_RANK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "tensor rank above 6");
+    }
+    t->type = (int32_t)type;
+    t->rank = (int32_t)shape.len;
+    for (i = 0; i < shape.len; ++i) {
+        int32_t d = fxfb_vector_i32(&m->b, &shape, i);
+        if (d < 1 || d > 0x7fffffff / 2) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "tensor dimension below 1");
+        }
+        t->dims[i] = d;
+        elements *= d;
+        if (elements > 0x0fffffff) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "tensor has too many elements");
+        }
+    }
+    t->elements = (int32_t)elements;
+    if (buf_index != 0) {
+        fxfb_vector data;
+        uint64_t offset;
+        if (buf_index >= m->buffers.len
+            || fxfb_vector_table(&m->b, &m->buffers, (uint32_t)buf_index, &buffer) != FXFB_OK
+            || fxfb_vector_field(&m->b, &buffer, FX_BUFFER_DATA, 1, &data) < 0
+            || fxfb_scalar(&m->b, &buffer, FX_BUFFER_OFFSET, 8, 0, &offset) != FXFB_OK) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor buffer out of bounds");
+        }
+        if (offset > 1) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "buffers outside the flatbuffer are not supported");
+        }
+        if (data.len > 0) {
+            t->is_const = 1;
+            t->data = m->b.buf + data.pos;
+            t->data_len = data.len;
+        }
+    }
+    rc = fxfb_table_field(&m->b, &tt, FX_TENSOR_QUANTIZATION, &quant);
+    if (rc < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor quantization out of bounds");
+    }
+    if (rc == FXFB_OK && !t->is_const
+        && (t->type == FXPQ_TFLITE_INT8 || t->type == FXPQ_TFLITE_UINT8
+            || t->type == FXPQ_TFLITE_INT16 || t->type == FXPQ_TFLITE_UINT16)) {
+        t->has_format = fx_tensor_format(m, &quant, t->type, &t->format);
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* --------------------------------------------------------------------- prepared op --------- */
+
+typedef struct {
+    int32_t kind;
+    int32_t num_inputs;          /* activation inputs: 1 or 2 */
+    int32_t in_t[2];
+    int32_t out_t;
+    uint32_t in_off[2];
+    uint32_t out_off;
+    uint32_t scratch_off;
+    int32_t scratch_bytes;
+    fxpq_format in_fmt[2];
+    fxpq_format out_fmt;
+    fxpq_dims in_dims;
+    fxpq_dims out_dims;
+    fxpq_dims filter_dims;
+    int32_t size;                /* elements (elementwise ops) / in_features (FC) */
+    int32_t out_features;
+    fxpq_weights weights;
+    fxpq_bias bias;
+    union {
+        fxpq_conv_params conv;
+        fxpq_dw_conv_params dw;
+        fxpq_fc_params fc;
+        fxpq_pool_params pool;
+        fxpq_elementwise_params ew;
+    } p;
+} fx_op;
+
+static int fx_same_shape(const fx_tensor *a, const fx_tensor *b)
+{
+    int32_t i;
+    if (a->rank != b->rank) {
+        return 0;
+    }
+    for (i = 0; i < a->rank; ++i) {
+        if (a->dims[i] != b->dims[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int fx_nhwc(const fx_tensor *t, fxpq_dims *d)
+{
+    if (t->rank != 4 || t->dims[0] != 1) {
+        return 0;
+    }
+    d->n = 1;
+    d->h = t->dims[1];
+    d->w = t->dims[2];
+    d->c = t->dims[3];
+    return 1;
+}
+
+/* Check an activation tensor: not constant, batch 1, integer with a valid format. */
+static fxpq_runner_status fx_check_activation(fxpq_runner *r, int32_t op, int32_t kind,
+                                              const fx_tensor *t, const char *what)
+{
+    if (t->is_const || t->rank < 1 || t->dims[0] != 1) {
+        fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, what);
+        fx_msg_str(r, " must be a non-constant tensor with batch 1");
+        return FXPQ_RUNNER_ERR_BAD_TENSOR;
+    }
+    if (!t->has_format) {
+        fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, what);
+        fx_msg_str(r, " needs an integer type and format.md quantization (scale 2^-frac, zero point 0, min/max of the format)");
+        return FXPQ_RUNNER_ERR_BAD_TENSOR;
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* TensorFlow's output size and padding of one axis, checked against the file. */
+static fxpq_runner_status fx_check_axis(fxpq_runner *r, int32_t op, int32_t kind, int32_t in,
+                                        int32_t k, int32_t stride, int32_t dilation,
+                                        const fxpq_op_options *o, int32_t out, int32_t pad_before,
+                                        int32_t pad_after)
+{
+    int32_t expect, before;
+    int64_t total;
+    fxpq_padding padding = o->padding == 0 ? FXPQ_PADDING_SAME : FXPQ_PADDING_VALID;
+    if (fxpq_conv_output_size(in, k, stride, dilation, padding, &expect, &before) != FXPQ_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "window does not fit the input with 'valid' padding");
+    }
+    total = (int64_t)(expect - 1) * stride + (int64_t)(k - 1) * dilation + 1 - in;
+    if (total < 0 || padding == FXPQ_PADDING_VALID) {
+        total = 0;
+    }
+    if (expect != out) {
+        fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output size ");
+        fx_msg_int(r, out);
+        fx_msg_str(r, " differs from the padding rule's ");
+        fx_msg_int(r, expect);
+        return FXPQ_RUNNER_ERR_BAD_TENSOR;
+    }
+    if (pad_before != before || (int64_t)pad_after != total - before) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "pad_* options differ from the padding rule");
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* Weights, weight fracs and bias of a weighted op (format.md sections 2.2-2.4). */
+static fxpq_runner_status fx_weighted(fxpq_runner *r, const fx_model *m, int32_t op,
+                                      int32_t kind, const fxfb_vector *inputs,
+                                      const fxpq_op_options *o, int32_t rows, int32_t k,
+                                      fx_op *p)
+{
+    fx_tensor w, f, bias;
+    fxpq_runner_status st;
+    int32_t row_bytes = fxpq_packed_row_size(o->weight_bits, k);
+    int32_t bias_index, i;
+    if (inputs->len != 3 && inputs->len != 4) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs 3 or 4 inputs");
+    }
+    if ((st = fx_read_tensor(r, m, fxfb_vector_i32(&m->b, inputs, 1), op, kind, &w)) != FXPQ_RUNNER_OK
+        || (st = fx_read_tensor(r, m, fxfb_vector_i32(&m->b, inputs, 2), op, kind, &f)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (row_bytes < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "bad weight row size");
+    }
+    if (!w.is_const || w.type != (o->weight_bits <= 8 ? FXPQ_TFLITE_UINT8 : FXPQ_TFLITE_INT16)
+        || w.rank != 2 || w.dims[0] != rows
+        || w.dims[1] != (o->weight_bits <= 8 ? row_bytes : k)
+        || (int64_t)w.data_len != (int64_t)rows * row_bytes) {
+        fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "weights must be a constant [");
+        fx_msg_int(r, rows);
+        fx_msg_str(r, ", ");
+        fx_msg_int(r, o->weight_bits <= 8 ? row_bytes : k);
+        fx_msg_str(r, o->weight_bits <= 8 ? "] UINT8 (packed)" : "] INT16");
+        return FXPQ_RUNNER_ERR_BAD_TENSOR;
+    }
+    if (!f.is_const || f.type != FXPQ_TFLITE_INT8 || f.rank != 1 || f.dims[0] != rows
+        || f.data_len != (uint32_t)rows) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "weight fracs must be a constant INT8 [O]");
+    }
+    bias_index = inputs->len == 4 ? fxfb_vector_i32(&m->b, inputs, 3) : -1;
+    p->bias.data = NULL;
+    p->bias.frac = o->bias_frac;
+    if (bias_index >= 0) {
+        if ((st = fx_read_tensor(r, m, bias_index, op, kind, &bias)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (!bias.is_const || bias.type != FXPQ_TFLITE_INT32 || bias.rank != 1
+            || bias.dims[0] != rows || bias.data_len != 4u * (uint32_t)rows) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "bias must be a constant INT32 [O]");
+        }
+        if (o->bias_bits == 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "bias tensor given but bias_bits is 0");
+        }
+        p->bias.data = (const int32_t *)(const void *)bias.data;
+    } else if (bias_index != -1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "bias tensor index out of range");
+    } else if (o->bias_bits != 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "bias_bits set but no bias tensor");
+    }
+    for (i = 0; i < rows; ++i) {
+        int32_t wf = (int8_t)f.data[i];
+        if (wf < FXPQ_MIN_FRAC || wf > FXPQ_MAX_FRAC) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "weight frac outside -32..32");
+        }
+        if (p->bias.data != NULL) {
+            int32_t shift = o->in_frac + wf - o->bias_frac;
+            if (shift < 0 || shift > FXPQ_MAX_BIAS_SHIFT) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "bias frac outside 0 <= frac_acc - bias_frac <= 30");
+            }
+        }
+    }
+    p->weights.data = w.data;
+    p->weights.bits = o->weight_bits;
+    p->weights.frac = (int8_t)f.data[0];
+    p->weights.per_channel_frac = (const int8_t *)(const void *)f.data;
+    return FXPQ_RUNNER_OK;
+}
+
+/* Validate operator `op` and fill *p (everything but the arena offsets). */
+static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32_t op, fx_op *p)
+{
+    fxfb_table ot, code;
+    fxfb_vector inputs, outputs, options;
+    uint64_t opcode_index, dep_code, builtin, opt_format, large;
+    int32_t kind, code_value;
+    fx_tensor in0, in1, out;
+    fxpq_op_options o;
+    fxpq_runner_status st;
+    const char *name;
+    uint32_t name_len;
+
+    memset(p, 0, sizeof(*p));
+    if (fxfb_vector_table(&m->b, &m->operators, (uint32_t)op, &ot) != FXFB_OK
+        || fxfb_scalar(&m->b, &ot, FX_OPERATOR_OPCODE_INDEX, 4, 0, &opcode_index) != FXFB_OK
+        || fxfb_vector_field(&m->b, &ot, FX_OPERATOR_INPUTS, 4, &inputs) < 0
+        || fxfb_vector_field(&m->b, &ot, FX_OPERATOR_OUTPUTS, 4, &outputs) < 0
+        || fxfb_vector_field(&m->b, &ot, FX_OPERATOR_CUSTOM_OPTIONS, 1, &options) < 0
+        || fxfb_scalar(&m->b, &ot, FX_OPERATOR_CUSTOM_OPTIONS_FORMAT, 1, 0, &opt_format) != FXFB_OK
+        || fxfb_scalar(&m->b, &ot, FX_OPERATOR_LARGE_CUSTOM_OPTIONS_OFFSET, 8, 0, &large) != FXFB_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator table out of bounds");
+    }
+    if (opcode_index >= m->opcodes.len
+        || fxfb_vector_table(&m->b, &m->opcodes, (uint32_t)opcode_index, &code) != FXFB_OK
+        || fxfb_scalar(&m->b, &code, FX_OPCODE_DEPRECATED_BUILTIN, 1, 0, &dep_code) != FXFB_OK
+        || fxfb_scalar(&m->b, &code, FX_OPCODE_BUILTIN, 4, 0, &builtin) != FXFB_OK
+        || fxfb_string_field(&m->b, &code, FX_OPCODE_CUSTOM_CODE, &name, &name_len) < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator code out of bounds");
+    }
+    /* TFLite's rule: the real code is the larger of the two fields. */
+    code_value = (int32_t)(int8_t)dep_code;
+    if ((int32_t)builtin > code_value) {
+        code_value = (int32_t)builtin;
+    }
+    if (code_value == FX_BUILTIN_RESHAPE) {
+        kind = FX_KIND_RESHAPE;
+    } else if (code_value == FX_BUILTIN_CUSTOM) {
+        kind = fxpq_custom_op_from_name(name, name_len);
+        if (kind < 0) {
+            fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, -1, "unsupported custom op '");
+            fx_msg_str(r, name_len < 40 ? name : "(long name)");
+            fx_msg_str(r, "' (supported: FXP_* of format.md section 4, RESHAPE)");
+            return FXPQ_RUNNER_ERR_UNSUPPORTED;
+        }
+    } else {
+        fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, -1, "unsupported builtin op ");
+        fx_msg_int(r, code_value);
+        fx_msg_str(r, " (supported: FXP_* custom ops, RESHAPE)");
+        return FXPQ_RUNNER_ERR_UNSUPPORTED;
+    }
+    p->kind = kind;
+    if (outputs.len != 1 || inputs.len < 1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs inputs and exactly one output");
+    }
+    p->in_t[0] = fxfb_vector_i32(&m->b, &inputs, 0);
+    p->in_t[1] = -1;
+    p->out_t = fxfb_vector_i32(&m->b, &outputs, 0);
+    p->num_inputs = 1;
+    if ((st = fx_read_tensor(r, m, p->in_t[0], op, kind, &in0)) != FXPQ_RUNNER_OK
+        || (st = fx_read_tensor(r, m, p->out_t, op, kind, &out)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if ((st = fx_check_activation(r, op, kind, &out, "output")) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    p->out_fmt = out.format;
+    if (kind == FX_KIND_RESHAPE) {
+        if (inputs.len > 2) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs 1 or 2 inputs");
+        }
+        if ((st = fx_check_activation(r, op, kind, &in0, "input")) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (in0.type != out.type || in0.elements != out.elements
+            || in0.format.bits != out.format.bits || in0.format.frac != out.format.frac) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output must have the input's type, format and element count");
+        }
+        p->in_fmt[0] = in0.format;
+        p->size = in0.elements;
+        return FXPQ_RUNNER_OK;
+    }
+    /* Custom op: FlexBuffers options (format.md section 4). */
+    if (large != 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "large custom options are not supported");
+    }
+    if (opt_format != 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "custom options are not FlexBuffers");
+    }
+    st = fxpq_options_parse(kind, m->b.buf + options.pos, options.len, &o);
+    if (st != FXPQ_RUNNER_OK) {
+        fx_fail(r, st, op, kind, "custom options: ");
+        fx_msg_str(r, st == FXPQ_RUNNER_ERR_MALFORMED ? "malformed FlexBuffers"
+                      : "keys or values differ from docs/format.md section 4");
+        return st;
+    }
+    if (fxpq_options_check_output(&o, &out.format) != FXPQ_RUNNER_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "act_min/act_max/out_frac do not match the output tensor's format and activation");
+    }
+    if (kind == FXPQ_OP_QUANTIZE) {
+        if (inputs.len != 1 || in0.is_const || in0.type != FXPQ_TFLITE_FLOAT32
+            || !fx_same_shape(&in0, &out)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input must be a FLOAT32 tensor of the output's shape");
+        }
+        p->size = out.elements;
+        return FXPQ_RUNNER_OK;
+    }
+    if ((st = fx_check_activation(r, op, kind, &in0, "input")) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    p->in_fmt[0] = in0.format;
+    if (kind == FXPQ_OP_ADD) {
+        if (inputs.len != 2) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs 2 inputs");
+        }
+        p->in_t[1] = fxfb_vector_i32(&m->b, &inputs, 1);
+        p->num_inputs = 2;
+        if ((st = fx_read_tensor(r, m, p->in_t[1], op, kind, &in1)) != FXPQ_RUNNER_OK
+            || (st = fx_check_activation(r, op, kind, &in1, "input 2")) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (!fx_same_shape(&in0, &out) || !fx_same_shape(&in1, &out)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "inputs and output must have the same shape");
+        }
+        if (o.in1_frac != in0.format.frac || o.in2_frac != in1.format.frac) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "in1_frac/in2_frac differ from the input tensors");
+        }
+        if (o.in1_frac - o.in2_frac > FXPQ_MAX_ADD_FRAC_DIFF
+            || o.in2_frac - o.in1_frac > FXPQ_MAX_ADD_FRAC_DIFF) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "|in1_frac - in2_frac| > 32");
+        }
+        p->in_fmt[1] = in1.format;
+        p->size = out.elements;
+        p->p.ew.activation = fxpq_options_activation(&o);
+        return FXPQ_RUNNER_OK;
+    }
+    if (o.in_frac != in0.format.frac) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "in_frac differs from the input tensor");
+    }
+    switch (kind) {
+    case FXPQ_OP_REQUANTIZE:
+        if (inputs.len != 1 || !fx_same_shape(&in0, &out)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs one input of the output's shape");
+        }
+        p->size = out.elements;
+        p->p.ew.activation = fxpq_options_activation(&o);
+        return FXPQ_RUNNER_OK;
+    case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
+        if (inputs.len != 1 || !fx_nhwc(&in0, &p->in_dims) || out.elements != p->in_dims.c
+            || out.dims[out.rank - 1] != p->in_dims.c) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input must be [1,H,W,C] and output [1,C]");
+        }
+        if (o.out_frac - o.in_frac > FXPQ_MAX_AVG_FRAC_DIFF
+            || o.in_frac - o.out_frac > FXPQ_MAX_AVG_FRAC_DIFF) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "|out_frac - in_frac| > 24");
+        }
+        return FXPQ_RUNNER_OK;
+    case FXPQ_OP_MAX_POOL_2D:
+    case FXPQ_OP_AVERAGE_POOL_2D:
+        if (inputs.len != 1 || !fx_nhwc(&in0, &p->in_dims) || !fx_nhwc(&out, &p->out_dims)
+            || p->out_dims.c != p->in_dims.c) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must be [1,H,W,C] with the same C");
+        }
+        if (kind == FXPQ_OP_AVERAGE_POOL_2D && (o.out_frac - o.in_frac > FXPQ_MAX_AVG_FRAC_DIFF
+                                                || o.in_frac - o.out_frac > FXPQ_MAX_AVG_FRAC_DIFF)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "|out_frac - in_frac| > 24");
+        }
+        if ((st = fx_check_axis(r, op, kind, p->in_dims.h, o.filter_h, o.stride_h, 1, &o,
+                                p->out_dims.h, o.pad_top, o.pad_bottom)) != FXPQ_RUNNER_OK
+            || (st = fx_check_axis(r, op, kind, p->in_dims.w, o.filter_w, o.stride_w, 1, &o,
+                                   p->out_dims.w, o.pad_left, o.pad_right)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        fxpq_options_pool_params(&o, &p->p.pool);
+        return FXPQ_RUNNER_OK;
+    case FXPQ_OP_FULLY_CONNECTED: {
+        int32_t k = in0.elements, rows;
+        if (in0.rank < 2 || out.rank != 2) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input must have rank >= 2 and output be [1,O]");
+        }
+        rows = out.dims[1];
+        if ((st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        p->size = k;
+        p->out_features = rows;
+        p->p.fc.activation = fxpq_options_activation(&o);
+        p->scratch_bytes = fxpq_fully_connected_get_buffer_size(k);
+        break;
+    }
+    case FXPQ_OP_CONV_2D:
+    case FXPQ_OP_DEPTHWISE_CONV_2D: {
+        int32_t rows, k;
+        if (!fx_nhwc(&in0, &p->in_dims) || !fx_nhwc(&out, &p->out_dims)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must be [1,H,W,C]");
+        }
+        rows = p->out_dims.c;
+        if ((int64_t)o.filter_h * o.filter_w * p->in_dims.c > 0x0fffffff) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "filter too large");
+        }
+        if (kind == FXPQ_OP_CONV_2D) {
+            k = o.filter_h * o.filter_w * p->in_dims.c;
+            p->filter_dims.n = rows;
+            p->filter_dims.c = p->in_dims.c;
+        } else {
+            if ((int64_t)p->in_dims.c * o.depth_multiplier != rows) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output channels differ from C * depth_multiplier");
+            }
+            k = o.filter_h * o.filter_w;
+            p->filter_dims.n = 1;
+            p->filter_dims.c = rows;
+        }
+        p->filter_dims.h = o.filter_h;
+        p->filter_dims.w = o.filter_w;
+        if ((st = fx_check_axis(r, op, kind, p->in_dims.h, o.filter_h, o.stride_h, o.dilation_h,
+                                &o, p->out_dims.h, o.pad_top, o.pad_bottom)) != FXPQ_RUNNER_OK
+            || (st = fx_check_axis(r, op, kind, p->in_dims.w, o.filter_w, o.stride_w,
+                                   o.dilation_w, &o, p->out_dims.w, o.pad_left, o.pad_right))
+                   != FXPQ_RUNNER_OK
+            || (st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (kind == FXPQ_OP_CONV_2D) {
+            fxpq_options_conv_params(&o, &p->p.conv);
+            p->scratch_bytes = fxpq_conv2d_get_buffer_size(&p->filter_dims);
+        } else {
+            fxpq_options_dw_conv_params(&o, &p->p.dw);
+            p->scratch_bytes = fxpq_depthwise_conv2d_get_buffer_size(&p->filter_dims);
+        }
+        break;
+    }
+    default:
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "op not handled");
+    }
+    if (p->scratch_bytes < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "kernel refused the shapes (scratch size)");
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* ------------------------------------------------------------------------- planner --------- */
+
+typedef struct {
+    int32_t first;   /* live from after op `first` ran (-1: set before invoke) ... */
+    int32_t last;    /* ... until op `last` ran (num_ops: read after invoke); FX_NOT_LIVE */
+    uint32_t bytes;
+    uint32_t offset;
+    int32_t alias;   /* tensor whose bytes this one uses (RESHAPE), itself otherwise */
+    int32_t next;    /* placed records in increasing offset order */
+} fx_rec;
+
+#define FX_ALIGN_UP(v) (((v) + (FXPQ_RUNNER_ALIGNMENT - 1u)) & ~(size_t)(FXPQ_RUNNER_ALIGNMENT - 1u))
+
+static int32_t fx_root(const fx_rec *recs, int32_t t)
+{
+    int32_t guard = 0;
+    while (recs[t].alias != t && guard++ < FXPQ_RUNNER_MAX_TENSORS) {
+        t = recs[t].alias;
+    }
+    return t;
+}
+
+static uint32_t fx_type_size(int32_t type)
+{
+    switch (type) {
+    case FXPQ_TFLITE_FLOAT32: return 4;
+    case FXPQ_TFLITE_INT16:
+    case FXPQ_TFLITE_UINT16: return 2;
+    default: return 1;
+    }
+}
+
+static void fx_sift(const fx_rec *recs, int32_t *order, int32_t start, int32_t n)
+{
+    /* heap ordered so that the root is the record placed last: smallest bytes, then latest. */
+    int32_t root = start;
+    for (;;) {
+        int32_t child = 2 * root + 1, pick = root;
+        if (child < n && (recs[order[child]].bytes < recs[order[pick]].bytes
+                          || (recs[order[child]].bytes == recs[order[pick]].bytes
+                              && order[child] > order[pick]))) {
+            pick = child;
+        }
+        if (child + 1 < n && (recs[order[child + 1]].bytes < recs[order[pick]].bytes
+                              || (recs[order[child + 1]].bytes == recs[order[pick]].bytes
+                                  && order[child + 1] > order[pick]))) {
+            pick = child + 1;
+        }
+        if (pick == root) {
+            return;
+        }
+        {
+            int32_t tmp = order[root];
+            order[root] = order[pick];
+            order[pick] = tmp;
+        }
+        root = pick;
+    }
+}
+
+/* Greedy first fit by decreasing size; returns the peak (end of the highest placed record). */
+static size_t fx_place(fx_rec *recs, int32_t *order, int32_t n)
+{
+    int32_t count = 0, i, head = -1;
+    size_t peak = 0;
+    for (i = 0; i < n; ++i) {
+        if (recs[i].first != FX_NOT_LIVE && recs[i].alias == i && recs[i].bytes > 0) {
+            order[count++] = i;
+        }
+    }
+    /* heapsort: decreasing bytes, ties by increasing index */
+    for (i = count / 2 - 1; i >= 0; --i) {
+        fx_sift(recs, order, i, count);
+    }
+    for (i = count - 1; i > 0; --i) {
+        int32_t tmp = order[0];
+        order[0] = order[i];
+        order[i] = tmp;
+        fx_sift(recs, order, 0, i);
+    }
+    for (i = 0; i < count; ++i) {
+        fx_rec *t = &recs[order[i]];
+        size_t candidate = 0;
+        int32_t prev = -1, cur = head;
+        size_t size = FX_ALIGN_UP((size_t)t->bytes);
+        while (cur >= 0) {
+            const fx_rec *o = &recs[cur];
+            if (o->first <= t->last && t->first <= o->last) {
+                if ((size_t)o->offset >= candidate + size) {
+                    break;
+                }
+                if ((size_t)o->offset + FX_ALIGN_UP((size_t)o->bytes) > candidate) {
+                    candidate = (size_t)o->offset + FX_ALIGN_UP((size_t)o->bytes);
+                }
+            }
+            prev = cur;
+            cur = o->next;
+        }
+        t->offset = (uint32_t)candidate;
+        /* insert in offset order */
+        prev = -1;
+        cur = head;
+        while (cur >= 0 && recs[cur].offset <= t->offset) {
+            prev = cur;
+            cur = recs[cur].next;
+        }
+        t->next = cur;
+        if (prev < 0) {
+            head = order[i];
+        } else {
+            recs[prev].next = order[i];
+        }
+        if (candidate + size > peak) {
+            peak = candidate + size;
+        }
+    }
+    return peak;
+}
+
+/* Lifetimes of every tensor and op scratch (records [0, nt) tensors, [nt, nt + nops) scratch).
+ * Also checks the graph: each activation produced once, before it is read. */
+static fxpq_runner_status fx_lifetimes(fxpq_runner *r, const fx_model *m, fx_rec *recs)
+{
+    int32_t nt = (int32_t)m->tensors.len, nops = (int32_t)m->operators.len, i, j;
+    int32_t input = fxfb_vector_i32(&m->b, &m->inputs, 0);
+    fx_tensor t;
+    fx_op p;
+    fxpq_runner_status st;
+    for (i = 0; i < nt + nops; ++i) {
+        recs[i].first = FX_NOT_LIVE;
+        recs[i].last = FX_NOT_LIVE;
+        recs[i].bytes = 0;
+        recs[i].offset = 0;
+        recs[i].alias = i;
+        recs[i].next = -1;
+    }
+    if ((st = fx_read_tensor(r, m, input, -1, 0, &t)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (t.is_const || t.rank < 1 || t.dims[0] != 1
+        || (t.type != FXPQ_TFLITE_FLOAT32 && !t.has_format)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, -1, 0, "model input must be FLOAT32 or an integer activation with batch 1");
+    }
+    recs[input].first = -1;
+    recs[input].last = -1;
+    recs[input].bytes = (uint32_t)t.elements * fx_type_size(t.type);
+    for (i = 0; i < nops; ++i) {
+        if ((st = fx_prepare_op(r, m, i, &p)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        for (j = 0; j < p.num_inputs; ++j) {
+            int32_t x = p.in_t[j];
+            if (recs[x].first == FX_NOT_LIVE) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, i, p.kind, "reads a tensor no earlier op wrote (operators must be in execution order)");
+            }
+            recs[x].last = i;
+        }
+        if (recs[p.out_t].first != FX_NOT_LIVE) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, i, p.kind, "writes a tensor that is already written (the input or another op's output)");
+        }
+        if ((st = fx_read_tensor(r, m, p.out_t, i, p.kind, &t)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        recs[p.out_t].first = i;
+        recs[p.out_t].last = i;
+        recs[p.out_t].bytes = (uint32_t)t.elements * fx_type_size(t.type);
+        if (p.kind == FX_KIND_RESHAPE) {
+            recs[p.out_t].alias = fx_root(recs, p.in_t[0]);
+        }
+        recs[nt + i].first = i;
+        recs[nt + i].last = i;
+        recs[nt + i].bytes = (uint32_t)p.scratch_bytes;
+        if (p.scratch_bytes > 0 && (size_t)p.scratch_bytes > r->scratch_bytes) {
+            r->scratch_bytes = (size_t)p.scratch_bytes;
+        }
+    }
+    for (i = 0; i < (int32_t)m->outputs.len; ++i) {
+        int32_t o = fxfb_vector_i32(&m->b, &m->outputs, (uint32_t)i);
+        if (o < 0 || o >= nt) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "model output index out of range");
+        }
+        if (recs[o].first == FX_NOT_LIVE || o == input) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, -1, 0, "a model output is not written by any op");
+        }
+        recs[o].last = nops;
+    }
+    /* An alias keeps its root's bytes alive for its own lifetime. */
+    for (i = 0; i < nt; ++i) {
+        if (recs[i].alias != i && recs[i].first != FX_NOT_LIVE) {
+            int32_t root = fx_root(recs, i);
+            if (recs[i].last > recs[root].last) {
+                recs[root].last = recs[i].last;
+            }
+        }
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+static void fx_fill_info(const fx_model *m, int32_t index, uint8_t *base, const fx_rec *recs,
+                         fxpq_tensor_info *info)
+{
+    fx_tensor t;
+    fxpq_runner dummy;
+    int32_t i;
+    memset(info, 0, sizeof(*info));
+    dummy.message[0] = '\0';
+    if (fx_read_tensor(&dummy, m, index, -1, 0, &t) != FXPQ_RUNNER_OK) {
+        return; /* read successfully before: cannot happen */
+    }
+    info->type = t.type;
+    info->rank = t.rank;
+    for (i = 0; i < t.rank; ++i) {
+        info->dims[i] = t.dims[i];
+    }
+    info->elements = t.elements;
+    info->bytes = (int32_t)((uint32_t)t.elements * fx_type_size(t.type));
+    if (t.has_format) {
+        info->format = t.format;
+    }
+    info->data = base == NULL ? NULL : base + recs[fx_root(recs, index)].offset;
+}
+
+size_t fxpq_runner_struct_size(void)
+{
+    return sizeof(fxpq_runner);
+}
+
+fxpq_runner_status fxpq_runner_init(fxpq_runner *r, const uint8_t *model, size_t model_size,
+                                    void *arena, size_t arena_size)
+{
+    fx_model m;
+    fxpq_runner_status st;
+    uintptr_t start, end, base;
+    size_t ws_bytes, persistent, slack, needed;
+    int32_t nt, nops, i;
+    fx_rec *recs;
+    int32_t *order;
+    fx_op *ops;
+    fx_op p;
+
+    if (r == NULL) {
+        return FXPQ_RUNNER_ERR_NULL_POINTER;
+    }
+    memset(r, 0, sizeof(*r));
+    r->error_op = -1;
+    if (model == NULL || (arena == NULL && arena_size != 0)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_NULL_POINTER, -1, 0, "model or arena is NULL");
+    }
+    if (((uintptr_t)model & 3u) != 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MISALIGNED, -1, 0, "model bytes must be 4-byte aligned (16 recommended)");
+    }
+    if ((st = fx_open(r, model, model_size, &m)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    nt = (int32_t)m.tensors.len;
+    nops = (int32_t)m.operators.len;
+    r->num_ops = nops;
+    r->num_tensors = nt;
+    r->num_outputs = (int32_t)m.outputs.len;
+    /* Phase 1: validate every op (nothing stored). */
+    for (i = 0; i < nops; ++i) {
+        if ((st = fx_prepare_op(r, &m, i, &p)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+    }
+    /* Phase 2: plan in a workspace at the tail of the arena. */
+    persistent = FX_ALIGN_UP((size_t)nops * sizeof(fx_op));
+    ws_bytes = FX_ALIGN_UP((size_t)(nt + nops) * sizeof(fx_rec))
+               + FX_ALIGN_UP((size_t)(nt + nops) * sizeof(int32_t));
+    slack = FXPQ_RUNNER_ALIGNMENT - 1u;
+    r->persistent_bytes = persistent;
+    start = (uintptr_t)arena;
+    base = (start + slack) & ~(uintptr_t)slack;
+    end = start + arena_size;
+    if (arena == NULL || arena_size < slack + ws_bytes
+        || (((end - ws_bytes) & ~(uintptr_t)slack) < base)) {
+        r->arena_needed = slack + persistent + ws_bytes;
+        r->arena_needed_exact = 0;
+        fx_fail(r, FXPQ_RUNNER_ERR_ARENA_TOO_SMALL, -1, 0, "arena too small to plan the model: give at least ");
+        fx_msg_int(r, (int64_t)r->arena_needed);
+        fx_msg_str(r, " bytes to learn the exact size");
+        return FXPQ_RUNNER_ERR_ARENA_TOO_SMALL;
+    }
+    recs = (fx_rec *)(void *)((end - ws_bytes) & ~(uintptr_t)slack);
+    order = (int32_t *)(void *)((uint8_t *)recs + FX_ALIGN_UP((size_t)(nt + nops) * sizeof(fx_rec)));
+    if ((st = fx_lifetimes(r, &m, recs)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    r->planned_bytes = fx_place(recs, order, nt + nops);
+    if (r->planned_bytes > 0x7fffffffu) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "activations need over 2 GB");
+    }
+    needed = slack + persistent + (ws_bytes > r->planned_bytes ? ws_bytes : r->planned_bytes);
+    r->arena_needed = needed;
+    r->arena_needed_exact = 1;
+    if (arena_size < needed) {
+        fx_fail(r, FXPQ_RUNNER_ERR_ARENA_TOO_SMALL, -1, 0, "arena of ");
+        fx_msg_int(r, (int64_t)arena_size);
+        fx_msg_str(r, " bytes too small: the model needs ");
+        fx_msg_int(r, (int64_t)needed);
+        return FXPQ_RUNNER_ERR_ARENA_TOO_SMALL;
+    }
+    /* Phase 3: prepared ops at the head; the planned region after them. Workspace (tail) and
+     * prepared ops (head) do not overlap since persistent + workspace <= needed. */
+    ops = (fx_op *)(void *)base;
+    r->plan_base_ = (uint8_t *)base + persistent;
+    for (i = 0; i < nops; ++i) {
+        fx_op *q = &ops[i];
+        int32_t j;
+        if ((st = fx_prepare_op(r, &m, i, q)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        for (j = 0; j < q->num_inputs; ++j) {
+            q->in_off[j] = recs[fx_root(recs, q->in_t[j])].offset;
+        }
+        q->out_off = recs[fx_root(recs, q->out_t)].offset;
+        q->scratch_off = recs[nt + i].offset;
+    }
+    fx_fill_info(&m, fxfb_vector_i32(&m.b, &m.inputs, 0), r->plan_base_, recs, &r->input);
+    for (i = 0; i < r->num_outputs; ++i) {
+        fx_fill_info(&m, fxfb_vector_i32(&m.b, &m.outputs, (uint32_t)i), r->plan_base_, recs,
+                     &r->outputs[i]);
+    }
+    /* The workspace may overlap the planned region: clear it so that no stale bytes remain. */
+    memset(r->plan_base_, 0, r->planned_bytes);
+    r->model_ = model;
+    r->model_size_ = model_size;
+    r->ops_ = ops;
+    r->ready_ = 1;
+    r->message[0] = '\0';
+    r->error_op = -1;
+    return FXPQ_RUNNER_OK;
+}
+
+fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
+{
+    const fx_op *ops;
+    uint8_t *base;
+    int32_t i;
+    if (r == NULL) {
+        return FXPQ_RUNNER_ERR_NULL_POINTER;
+    }
+    if (!r->ready_) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_NOT_READY, -1, 0, "fxpq_runner_init did not succeed");
+    }
+    ops = (const fx_op *)r->ops_;
+    base = r->plan_base_;
+    for (i = 0; i < r->num_ops; ++i) {
+        const fx_op *p = &ops[i];
+        const void *in0 = base + p->in_off[0];
+        void *out = base + p->out_off;
+        fxpq_context ctx;
+        fxpq_status ks = FXPQ_OK;
+        ctx.buf = p->scratch_bytes > 0 ? base + p->scratch_off : NULL;
+        ctx.size = p->scratch_bytes;
+        switch (p->kind) {
+        case FXPQ_OP_QUANTIZE:
+            ks = fxpq_quantize(p->size, (const float *)in0, out, &p->out_fmt);
+            break;
+        case FXPQ_OP_CONV_2D:
+            ks = fxpq_conv2d(&ctx, &p->p.conv, &p->in_dims, in0, &p->in_fmt[0], &p->filter_dims,
+                             &p->weights, &p->bias, &p->out_dims, out, &p->out_fmt);
+            break;
+        case FXPQ_OP_DEPTHWISE_CONV_2D:
+            ks = fxpq_depthwise_conv2d(&ctx, &p->p.dw, &p->in_dims, in0, &p->in_fmt[0],
+                                       &p->filter_dims, &p->weights, &p->bias, &p->out_dims, out,
+                                       &p->out_fmt);
+            break;
+        case FXPQ_OP_FULLY_CONNECTED:
+            ks = fxpq_fully_connected(&ctx, &p->p.fc, 1, p->size, p->out_features, in0,
+                                      &p->in_fmt[0], &p->weights, &p->bias, out, &p->out_fmt);
+            break;
+        case FXPQ_OP_ADD:
+            ks = fxpq_add(&p->p.ew, p->size, in0, &p->in_fmt[0], base + p->in_off[1],
+                          &p->in_fmt[1], out, &p->out_fmt);
+            break;
+        case FXPQ_OP_MAX_POOL_2D:
+            ks = fxpq_max_pool2d(&p->p.pool, &p->in_dims, in0, &p->in_fmt[0], &p->out_dims, out,
+                                 &p->out_fmt);
+            break;
+        case FXPQ_OP_AVERAGE_POOL_2D:
+            ks = fxpq_average_pool2d(&p->p.pool, &p->in_dims, in0, &p->in_fmt[0], &p->out_dims,
+                                     out, &p->out_fmt);
+            break;
+        case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
+            ks = fxpq_global_average_pool2d(&p->in_dims, in0, &p->in_fmt[0], out, &p->out_fmt);
+            break;
+        case FXPQ_OP_REQUANTIZE:
+            ks = fxpq_requantize(&p->p.ew, p->size, in0, &p->in_fmt[0], out, &p->out_fmt);
+            break;
+        default: /* RESHAPE: the output aliases the input (planned), nothing to do */
+            break;
+        }
+        if (ks != FXPQ_OK) {
+            r->kernel_status = (int32_t)ks;
+            fx_fail(r, FXPQ_RUNNER_ERR_KERNEL, i, p->kind, "kernel error: ");
+            fx_msg_str(r, fxpq_status_str(ks));
+            return FXPQ_RUNNER_ERR_KERNEL;
+        }
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+fxpq_runner_status fxpq_runner_tensor(const fxpq_runner *r, int32_t index, fxpq_tensor_info *info)
+{
+    if (r == NULL || info == NULL) {
+        return FXPQ_RUNNER_ERR_NULL_POINTER;
+    }
+    if (!r->ready_) {
+        return FXPQ_RUNNER_ERR_NOT_READY;
+    }
+    if (index < -1 || index >= r->num_outputs) {
+        return FXPQ_RUNNER_ERR_BAD_ARGUMENT;
+    }
+    *info = index < 0 ? r->input : r->outputs[index];
+    return FXPQ_RUNNER_OK;
+}
