@@ -1,0 +1,322 @@
+"""Run op cases through the C kernels on an emulated Cortex-M (QEMU MPS2 boards).
+
+One firmware run executes a whole batch: :func:`run_cases` serializes :class:`OpCase` objects
+into the harness's case file (format: ``tflm_kernels/firmware/fxpq_harness_protocol.h``), runs
+``qemu-system-arm`` once with semihosting, and decodes the results file.
+
+    cpu "m4": -M mps2-an386 (Cortex-M4, fpv4-sp-d16), firmware build/m4/fxpq_harness.elf
+    cpu "m7": -M mps2-an500 (Cortex-M7, fpv5-d16),    firmware build/m7/fxpq_harness.elf
+
+The firmware is built with ``make -C tflm_kernels m4`` / ``m7`` on first use. QEMU runs with
+``-icount shift=0`` (virtual time counts instructions), so the per-case ``ticks`` of TIMER0
+(25 MHz) are deterministic: one tick per 40 guest instructions.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import re
+import shutil
+import struct
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..formats import Format
+from ..integer_graph.ops import conv_output_size
+from . import host
+from .cases import OpCase
+from .packing import depthwise_rows
+
+__all__ = [
+    "MACHINES",
+    "PARAMS",
+    "OP_IDS",
+    "QemuResult",
+    "QemuError",
+    "missing_tools",
+    "build_firmware",
+    "encode_case",
+    "encode_record",
+    "run_records",
+    "run_cases",
+    "protocol_from_header",
+]
+
+KERNELS_DIR = host.KERNELS_DIR
+PROTOCOL_HEADER = KERNELS_DIR / "firmware" / "fxpq_harness_protocol.h"
+
+MAGIC_CASES = 0x31515846
+MAGIC_RESULTS = 0x31525846
+VERSION = 1
+CASES_FILE = "fxpq_cases.bin"
+RESULTS_FILE = "fxpq_results.bin"
+INSTRUCTIONS_PER_TICK = 40  # TIMER0 at 25 MHz under -icount shift=0 (1 instruction = 1 ns)
+
+#: cpu -> (QEMU machine, make target)
+MACHINES = {"m4": ("mps2-an386", "m4"), "m7": ("mps2-an500", "m7")}
+
+#: op name (ops.py) -> harness op id (enum fxpq_harness_op)
+OP_IDS = {
+    "conv2d": 1,
+    "depthwise_conv2d": 2,
+    "fully_connected": 3,
+    "add": 4,
+    "max_pool2d": 5,
+    "average_pool2d": 6,
+    "global_average_pool2d": 7,
+    "quantize_input": 8,
+    "dequantize_output": 9,
+    "requantize_op": 10,
+}
+
+#: parameter names in index order (enum fxpq_harness_param, without the FXPQ_P_ prefix)
+PARAMS = (
+    "IN_N", "IN_H", "IN_W", "IN_C", "IN_BITS", "IN_FRAC", "IN_SIGNED", "IN2_BITS", "IN2_FRAC", "IN2_SIGNED",
+    "FILTER_N", "FILTER_H", "FILTER_W", "FILTER_C", "W_BITS", "W_FRAC", "HAS_BIAS", "BIAS_FRAC",
+    "STRIDE_H", "STRIDE_W", "DILATION_H", "DILATION_W", "PADDING", "ACTIVATION", "DEPTH_MULTIPLIER",
+    "POOL_H", "POOL_W", "OUT_N", "OUT_H", "OUT_W", "OUT_C", "OUT_BITS", "OUT_FRAC", "OUT_SIGNED",
+)
+_PARAM_INDEX = {name: i for i, name in enumerate(PARAMS)}
+
+#: harness-level per-case statuses
+HARNESS_STATUS = {-100: "FXPQ_HARNESS_ERR_BAD_RECORD", -101: "FXPQ_HARNESS_ERR_TOO_LARGE",
+                  -102: "FXPQ_HARNESS_ERR_BAD_OP"}
+EXIT_CODES = {0: "ok", 2: "cannot open the case file", 3: "bad case-file header", 4: "semihosting I/O error",
+              5: "fault (HardFault or unexpected exception)"}
+
+
+class QemuError(RuntimeError):
+    """QEMU or the firmware failed as a whole (not a per-case kernel status)."""
+
+
+@dataclass
+class QemuResult:
+    """The answer to one case: status 0 and the output, or an error status."""
+
+    case_id: int
+    status: int
+    ticks: int
+    output: np.ndarray | None
+
+    @property
+    def status_name(self) -> str:
+        return host.STATUS.get(self.status) or HARNESS_STATUS.get(self.status, f"status {self.status}")
+
+    @property
+    def instructions(self) -> int:
+        """Guest instructions spent in the kernel call (resolution: 40)."""
+        return self.ticks * INSTRUCTIONS_PER_TICK
+
+
+# ------------------------------------------------------------------ tools and build ---------
+
+def missing_tools() -> list[str]:
+    """The tools this module needs that are not on PATH."""
+    return [t for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make") if shutil.which(t) is None]
+
+
+def build_firmware(cpu: str = "m4", timeout: float = 300.0) -> Path:
+    """``make -C tflm_kernels <cpu>`` (serialized by a file lock); the harness ELF path."""
+    if cpu not in MACHINES:
+        raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
+    build_dir = KERNELS_DIR / "build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / ".arm-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            proc = subprocess.run(["make", "-C", str(KERNELS_DIR), MACHINES[cpu][1]], capture_output=True,
+                                  text=True, timeout=timeout)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    if proc.returncode != 0:
+        raise QemuError(f"building the {cpu} firmware failed:\n{proc.stdout}\n{proc.stderr}")
+    return build_dir / MACHINES[cpu][1] / "fxpq_harness.elf"
+
+
+def protocol_from_header(path: Path = PROTOCOL_HEADER) -> dict[str, int]:
+    """``NAME = value`` enum entries of the C protocol header (to check the Python copy)."""
+    text = path.read_text()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"\b(FXPQ_[A-Z0-9_]+)\s*=\s*(-?\d+)", text)}
+
+
+# ------------------------------------------------------------------ encoding ----------------
+
+def _pad4(b: bytes) -> bytes:
+    return b + b"\0" * (-len(b) % 4)
+
+
+def encode_record(case_id: int, op_id: int, params: dict[str, int], blobs: Sequence[bytes]) -> bytes:
+    """One case record (with its leading length word). Unset parameters are 0."""
+    p = [0] * len(PARAMS)
+    for name, value in params.items():
+        p[_PARAM_INDEX[name]] = int(value)
+    body = struct.pack(f"<3I{len(p)}i", case_id, op_id, len(p), *p)
+    body += struct.pack("<I", len(blobs))
+    for blob in blobs:
+        body += struct.pack("<I", len(blob)) + _pad4(bytes(blob))
+    return struct.pack("<I", len(body)) + body
+
+
+def _fmt_params(prefix: str, fmt: Format) -> dict[str, int]:
+    return {f"{prefix}_BITS": fmt.bits, f"{prefix}_FRAC": fmt.frac, f"{prefix}_SIGNED": int(fmt.signed)}
+
+
+def _dims_params(prefix: str, shape) -> dict[str, int]:
+    return dict(zip((f"{prefix}_N", f"{prefix}_H", f"{prefix}_W", f"{prefix}_C"), (int(s) for s in shape)))
+
+
+def _flat(shape) -> tuple[int, int, int, int]:
+    return (1, 1, 1, int(np.prod(shape, dtype=np.int64)))
+
+
+def _prepare(case: OpCase) -> tuple[dict[str, int], list[bytes], tuple, np.dtype]:
+    """Parameters, blobs, output shape and output dtype of one case (as the host bridge does)."""
+    op, a, kw, ex = case.op, case.args, case.kwargs, case.extra
+    act = host._activation(kw.get("activation"))
+    if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        x = host._int_array(a[0], op)
+        w = host._int_array(a[1], op)
+        fmt = host._resolve_format(x, kw["x_frac"], ex.get("x_fmt"), op)
+        w_bits = host._weight_bits(w, ex.get("w_bits"))
+        out_fmt = kw["out_fmt"]
+        if op == "fully_connected":
+            rows, out_ch = w, w.shape[0]
+            in_shape = (x.shape[0], 1, 1, x.shape[1])
+            f_shape = (out_ch, 1, 1, x.shape[1])
+            out_shape = (x.shape[0], out_ch)
+            p: dict[str, int] = {}
+        else:
+            stride, dil, pad = kw.get("stride", (1, 1)), kw.get("dilation", (1, 1)), kw.get("padding", "valid")
+            if op == "conv2d":
+                rows, out_ch = w, w.shape[0]
+            else:
+                rows, out_ch = depthwise_rows(w), w.shape[3]
+            oh = conv_output_size(x.shape[1], w.shape[1], stride[0], dil[0], pad)[0]
+            ow = conv_output_size(x.shape[2], w.shape[2], stride[1], dil[1], pad)[0]
+            in_shape, f_shape, out_shape = x.shape, w.shape, (x.shape[0], oh, ow, out_ch)
+            p = dict(STRIDE_H=stride[0], STRIDE_W=stride[1], DILATION_H=dil[0], DILATION_W=dil[1],
+                     PADDING=host._padding(pad), DEPTH_MULTIPLIER=kw.get("depth_multiplier", 1))
+        wa = host._WeightArgs(rows, w_bits, kw["w_frac"], a[2], kw.get("bias_frac"), out_ch)
+        out4 = out_shape if len(out_shape) == 4 else (out_shape[0], 1, 1, out_shape[1])
+        for part in (_dims_params("IN", in_shape), _fmt_params("IN", fmt), _dims_params("FILTER", f_shape),
+                     _dims_params("OUT", out4), _fmt_params("OUT", out_fmt)):
+            p.update(part)
+        p.update(W_BITS=w_bits, W_FRAC=wa.cweights.frac, ACTIVATION=act, HAS_BIAS=int(wa.bias is not None),
+                 BIAS_FRAC=wa.cbias.frac)
+        blobs = [host._to_storage(x, fmt).tobytes(), wa.packed.tobytes(),
+                 b"" if wa.per_channel is None else wa.per_channel.tobytes(),
+                 b"" if wa.bias is None else wa.bias.astype("<i4").tobytes()]
+        return p, blobs, out_shape, out_fmt.storage_dtype
+    if op == "add":
+        x, y = host._int_array(a[0], op), host._int_array(a[1], op)
+        if x.shape != y.shape:
+            raise ValueError(f"add: shapes {x.shape} and {y.shape} differ")
+        fa = host._resolve_format(x, kw["a_frac"], ex.get("a_fmt"), op)
+        fb = host._resolve_format(y, kw["b_frac"], ex.get("b_fmt"), op)
+        p = dict(_dims_params("IN", _flat(x.shape)), **_fmt_params("IN", fa), **_fmt_params("IN2", fb),
+                 **_fmt_params("OUT", kw["out_fmt"]), ACTIVATION=act)
+        return p, [host._to_storage(x, fa).tobytes(), host._to_storage(y, fb).tobytes()], x.shape, \
+            kw["out_fmt"].storage_dtype
+    if op in ("max_pool2d", "average_pool2d", "global_average_pool2d"):
+        x = host._int_array(a[0], op)
+        fmt = host._resolve_format(x, kw["in_frac"], ex.get("in_fmt"), op)
+        out_fmt = kw["out_fmt"]
+        p = dict(_dims_params("IN", x.shape), **_fmt_params("IN", fmt), **_fmt_params("OUT", out_fmt),
+                 ACTIVATION=act)
+        if op == "global_average_pool2d":
+            out4 = (x.shape[0], 1, 1, x.shape[3])
+            out_shape = out4 if kw.get("keepdims") else (x.shape[0], x.shape[3])
+        else:
+            pool, stride, pad = kw.get("pool", (2, 2)), kw.get("stride", (2, 2)), kw.get("padding", "valid")
+            oh = conv_output_size(x.shape[1], pool[0], stride[0], 1, pad)[0]
+            ow = conv_output_size(x.shape[2], pool[1], stride[1], 1, pad)[0]
+            out4 = out_shape = (x.shape[0], oh, ow, x.shape[3])
+            p.update(POOL_H=pool[0], POOL_W=pool[1], STRIDE_H=stride[0], STRIDE_W=stride[1],
+                     PADDING=host._padding(pad))
+        p.update(_dims_params("OUT", out4))
+        return p, [host._to_storage(x, fmt).tobytes()], out_shape, out_fmt.storage_dtype
+    if op == "quantize_input":
+        xf = np.asarray(a[0], dtype=np.float32)
+        if np.isnan(xf).any():
+            raise ValueError("cannot quantize NaN")
+        out_fmt = a[1]
+        p = dict(_dims_params("IN", _flat(xf.shape)), **_fmt_params("OUT", out_fmt))
+        return p, [xf.astype("<f4").tobytes()], xf.shape, out_fmt.storage_dtype
+    if op == "dequantize_output":
+        q = host._int_array(a[0], op)
+        fmt = host._resolve_format(q, a[1], ex.get("in_fmt"), op)
+        p = dict(_dims_params("IN", _flat(q.shape)), **_fmt_params("IN", fmt))
+        return p, [host._to_storage(q, fmt).tobytes()], q.shape, np.dtype(np.float32)
+    if op == "requantize_op":
+        x = host._int_array(a[0], op)
+        fmt = host._resolve_format(x, kw["in_frac"], ex.get("in_fmt"), op)
+        p = dict(_dims_params("IN", _flat(x.shape)), **_fmt_params("IN", fmt), **_fmt_params("OUT", kw["out_fmt"]),
+                 ACTIVATION=act)
+        return p, [host._to_storage(x, fmt).tobytes()], x.shape, kw["out_fmt"].storage_dtype
+    raise ValueError(f"unknown op {op!r}")
+
+
+def encode_case(case: OpCase, case_id: int) -> tuple[bytes, tuple, np.dtype]:
+    """The record of one case, and the shape and dtype its output will have."""
+    params, blobs, out_shape, out_dtype = _prepare(case)
+    return encode_record(case_id, OP_IDS[case.op], params, blobs), tuple(out_shape), np.dtype(out_dtype)
+
+
+# ------------------------------------------------------------------ running -----------------
+
+def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.0,
+                firmware: Path | None = None) -> list[tuple[int, int, int, bytes]]:
+    """Run encoded records in one QEMU session: [(case_id, status, ticks, output bytes)]."""
+    missing = missing_tools()
+    if missing:
+        raise QemuError(f"missing tools: {', '.join(missing)} (scripts/setup.sh installs them)")
+    elf = firmware or build_firmware(cpu)
+    machine = MACHINES[cpu][0]
+    with tempfile.TemporaryDirectory(prefix="fxpq-qemu-") as tmp:
+        tmpdir = Path(tmp)
+        with open(tmpdir / CASES_FILE, "wb") as f:
+            f.write(struct.pack("<3I", MAGIC_CASES, VERSION, len(records)))
+            for r in records:
+                f.write(r)
+        cmd = ["qemu-system-arm", "-M", machine, "-nographic",
+               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+        try:
+            proc = subprocess.run(cmd, cwd=tmpdir, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise QemuError(f"QEMU ({machine}) did not finish within {timeout} s") from e
+        if proc.returncode != 0:
+            raise QemuError(f"firmware on {machine} exited with {proc.returncode} "
+                            f"({EXIT_CODES.get(proc.returncode, 'unknown')}): "
+                            f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
+        data = (tmpdir / RESULTS_FILE).read_bytes()
+    magic, version, count = struct.unpack_from("<3I", data, 0)
+    if magic != MAGIC_RESULTS or version != VERSION or count != len(records):
+        raise QemuError(f"bad results header: magic {magic:#x}, version {version}, {count} results")
+    pos, out = 12, []
+    for _ in range(count):
+        case_id, status, ticks, nbytes = struct.unpack_from("<IiII", data, pos)
+        pos += 16
+        out.append((case_id, status, ticks, data[pos:pos + nbytes]))
+        pos += nbytes + (-nbytes % 4)
+    if pos != len(data):
+        raise QemuError(f"results file has {len(data) - pos} trailing bytes")
+    return out
+
+
+def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0) -> list[QemuResult]:
+    """Run cases in one QEMU session; outputs come back as ops.py does (int64, or float32)."""
+    encoded = [encode_case(c, i) for i, c in enumerate(cases)]
+    raw = run_records([e[0] for e in encoded], cpu=cpu, timeout=timeout)
+    results = []
+    for (record, shape, dtype), (case_id, status, ticks, payload) in zip(encoded, raw):
+        output = None
+        if status == 0:
+            arr = np.frombuffer(payload, dtype=dtype.newbyteorder("<")).reshape(shape)
+            output = arr.astype(np.float32 if dtype.kind == "f" else np.int64)
+        results.append(QemuResult(case_id, status, ticks, output))
+    return results
