@@ -1,0 +1,117 @@
+"""Reports of a FxP-QNet result: a per-layer markdown table and a PNG (bits per layer, trajectory)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from .policy import Policy
+
+
+def policy_table(policy: Policy) -> str:
+    """Markdown: layer, data structure, format, bits, frac, elements, bits total; then totals and ratios."""
+    lines = ["| layer | data structure | signed | bits | frac | elements | bits total |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for r in policy.table():
+        frac = r["frac"]
+        f = f"{min(frac)}..{max(frac)}" if isinstance(frac, list) else str(frac)
+        lines.append(f"| {r['layer']} | {r['data_structure']} | {'yes' if r['signed'] else 'no'} | {r['bits']} | {f} "
+                     f"| {r['elements']:,} | {r['total_bits']:,} |")
+    m = policy.memory()
+    lines += ["", "| memory | bits | bytes | float32 bytes | ratio to float32 |", "|---|---:|---:|---:|---:|",
+              f"| weights | {m.weight_bits:,} | {m.weight_bits / 8:,.0f} | {m.float32_weight_bits / 8:,.0f} "
+              f"| {m.compression_weights:.2f}x |",
+              f"| biases | {m.bias_bits:,} | {m.bias_bits / 8:,.0f} | {m.float32_bias_bits / 8:,.0f} "
+              f"| {m.float32_bias_bits / max(m.bias_bits, 1):.2f}x |",
+              f"| activations | {m.activation_bits:,} | {m.activation_bits / 8:,.0f} | "
+              f"{m.float32_activation_bits / 8:,.0f} | {m.float32_activation_bits / max(m.activation_bits, 1):.2f}x |",
+              f"| **total** | {m.total_bits:,} | {m.total_bits / 8:,.0f} | {m.float32_bits / 8:,.0f} "
+              f"| **{m.compression_total:.2f}x** |"]
+    return "\n".join(lines)
+
+
+def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
+    """The whole report of a QuantizationResult as markdown."""
+    o = result.options
+    m, c = result.metrics, result.check_metrics
+    what = "agreement with the float model" if o.self_distillation else "labeled accuracy"
+    lines = [f"# {title}", "",
+             f"- budget: max top-1 drop {o.max_accuracy_drop:.2%}"
+             + (f", memory target {o.memory_target:,} bytes" if o.memory_target else ""),
+             f"- {what}: {c.agreement:.2%} on {c.samples} budget-check samples, {m.agreement:.2%} on "
+             f"{m.samples} decision samples (KL {m.kl:.3e} nats)",
+             f"- search: {result.evaluations} network evaluations ({result.evaluated_samples:,} samples), "
+             f"{result.seconds:.1f} s; {result.message}",
+             f"- options: min_bits {o.min_bits}, max_bits {o.max_bits}, per-channel weight frac {o.per_channel}, "
+             f"seed {o.seed}; mechanisms: dynamic fixed point {o.dynamic_fixed_point}, layer-wise adaptation "
+             f"{o.layerwise}, prediction-error frac {o.error_statistics_frac}, self-distillation {o.self_distillation}",
+             ""]
+    if result.memory_target_met is not None:
+        lines.insert(-1, f"- memory target met: {'yes' if result.memory_target_met else 'NO'}")
+    if result.finetune:
+        lines.insert(-1, f"- distillation fine-tuning (opt-in, not post-training): {result.finetune}")
+    lines += ["## Formats and memory", "", policy_table(result.policy), ""]
+    lines += ["## Search trajectory", "", "| step | action | data structure | bits | evaluations | memory ratio "
+              "| agreement (decision) | agreement (check) |", "|---:|---|---|---:|---:|---:|---:|---:|"]
+    for i, s in enumerate(result.trajectory):
+        chk = "" if s.check_agreement is None else f"{s.check_agreement:.4f}"
+        lines.append(f"| {i} | {s.action} | {s.key} | {s.bits if s.bits >= 0 else ''} | {s.evaluations} "
+                     f"| {s.compression:.2f}x | {s.agreement:.4f} | {chk} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: Any, path: str) -> None:
+    """PNG: bits per data structure for every layer, and agreement vs memory along the search."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    policy: Policy = result.policy
+    layers = ["input"] + list(policy.layers)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1.6, 1]})
+    width = 0.27
+    for j, (ds, color) in enumerate((("weights", "tab:blue"), ("bias", "tab:gray"), ("output", "tab:orange"))):
+        xs, ys = [], []
+        for i, layer in enumerate(layers):
+            try:
+                d = policy.get(layer, "output" if layer == "input" else ds)
+            except KeyError:
+                continue
+            if layer == "input" and ds != "output":
+                continue
+            xs.append(i + (j - 1) * width)
+            ys.append(d.bits)
+        ax1.bar(xs, ys, width, label=ds if ds != "output" else "activations", color=color)
+    ax1.set_xticks(range(len(layers)))
+    ax1.set_xticklabels(layers, rotation=60, ha="right", fontsize=7)
+    ax1.set_ylabel("bits")
+    ax1.set_title("bits per layer")
+    ax1.legend(fontsize=8)
+    steps = [s for s in result.trajectory if s.action in ("start", "jump", "lower")]
+    ratio = [s.compression for s in steps]
+    agree = [s.check_agreement if s.check_agreement is not None else s.agreement for s in steps]
+    ax2.plot(ratio, agree, ".-", label="accepted steps")
+    ax2.axhline(1 - result.options.max_accuracy_drop, color="tab:red", ls="--", lw=1, label="budget")
+    ax2.set_xlabel("total memory reduction vs float32 (x)")
+    ax2.set_ylabel("agreement with float (check set)" if result.options.self_distillation else "label accuracy")
+    ax2.set_title(f"search trajectory ({result.evaluations} evaluations)")
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: Any, outdir: str) -> dict[str, str]:
+    """Write policy.json, report.md and report.png into outdir; returns their paths."""
+    os.makedirs(outdir, exist_ok=True)
+    paths = {"policy": os.path.join(outdir, "policy.json"), "report": os.path.join(outdir, "report.md"),
+             "png": os.path.join(outdir, "report.png")}
+    result.policy.to_json(paths["policy"])
+    with open(paths["report"], "w") as fh:
+        fh.write(markdown(result))
+    plot(result, paths["png"])
+    return paths
+
+
+__all__ = ["markdown", "plot", "policy_table", "write_report"]

@@ -1,0 +1,540 @@
+"""FxP-QNet's gradual, layer-wise precision adaptation (docs/algorithm.md says it exactly).
+
+`PrecisionSearch` owns one fake-quant model (built once) and a Policy. Every data structure starts
+at `max_bits`; the search repeatedly lowers by one bit the data structure whose step buys the most
+memory per unit of added prediction error (KL against the teacher), re-choosing its frac among
+candidates around the range-derived one by that same statistic; a step that would break the
+accuracy budget freezes its data structure. A format change is a variable write, never a rebuild.
+
+The four mechanisms of DESIGN.md section 3 are switches of `SearchOptions`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from .._tf import keras
+from ..calibration import Calibration
+from ..fakequant.model import quantize_model, quantizer_variables, write_data_structure
+from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
+from ..policy import Policy
+from .evaluator import Evaluator, Metrics, check_classification_output, target_distribution
+
+Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
+KINDS = ("input", "weights", "bias", "output")
+
+
+@dataclass
+class SearchOptions:
+    """Everything that decides the search's result (same options + same seed = same policy)."""
+
+    max_accuracy_drop: float = 0.01
+    memory_target: int | None = None  # total memory in bytes (weights + biases + activations)
+    min_bits: int = 2
+    max_bits: int = 16
+    per_channel: bool = False
+    data_structures: tuple[str, ...] | None = None  # kinds (input/weights/bias/output) or "layer/ds"
+    frac_offsets: tuple[int, ...] = (0, 1, -1)  # candidate fracs around the range-derived one
+    samples: int = 1536  # calibration samples used: 1/3 decide, 2/3 check the budget
+    seed: int = 0
+    margin_sigma: float = 1.0  # the check set must stay this many standard errors inside the budget
+    fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
+    # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
+    dynamic_fixed_point: bool = True
+    layerwise: bool = True
+    error_statistics_frac: bool = True
+    self_distillation: bool = True
+
+    def validate(self) -> None:
+        if not isinstance(self.max_accuracy_drop, (int, float)) or not 0.0 < float(self.max_accuracy_drop) < 1.0:
+            raise ValueError(f"max_accuracy_drop must be in (0, 1), got {self.max_accuracy_drop!r}")
+        check_activation_bits(self.min_bits, "min_bits")
+        check_activation_bits(self.max_bits, "max_bits")
+        if self.min_bits > self.max_bits:
+            raise ValueError(f"min_bits ({self.min_bits}) must not exceed max_bits ({self.max_bits})")
+        if self.memory_target is not None and not self.memory_target > 0:
+            raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
+        if not 0 <= float(self.margin_sigma) <= 5:
+            raise ValueError(f"margin_sigma must be in 0..5, got {self.margin_sigma!r}")
+        if int(self.samples) < 2:
+            raise ValueError(f"samples must be at least 2, got {self.samples}")
+        if not self.frac_offsets or 0 not in self.frac_offsets:
+            raise ValueError(f"frac_offsets must contain 0 (the range-derived frac), got {self.frac_offsets}")
+        for item in self.data_structures or ():
+            if item not in KINDS and "/" not in item:
+                raise ValueError(f"data_structures entries are kinds {KINDS} or 'layer/ds' names, got {item!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class Candidate:
+    """One bit less for one data structure, with the frac the prediction-error statistic chose."""
+
+    key: Key
+    bits: int
+    frac: int | tuple[int, ...]
+    metrics: Metrics
+    version: int
+    score: float = 0.0
+
+
+@dataclass
+class Step:
+    """One entry of the search trajectory (accepted step, freeze, or phase marker)."""
+
+    action: str  # start | jump | lower | freeze | target | done
+    key: str
+    bits: int
+    evaluations: int
+    memory_bits: int
+    compression: float
+    agreement: float  # decision set
+    check_agreement: float | None
+    kl: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class SearchState:
+    """What the search has found so far (the callbacks and the progress bar read it)."""
+
+    policy: Policy
+    metrics: Metrics
+    check: Metrics
+    trajectory: list[Step] = field(default_factory=list)
+    frozen: set[Key] = field(default_factory=set)
+    done: bool = False
+    memory_target_met: bool | None = None
+    message: str = ""
+
+
+class PrecisionSearch:
+    """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise."""
+
+    def __init__(self, model: keras.Model | Calibration, calibration_data: Any = None, *,
+                 labels: Any = None, options: SearchOptions | None = None, verbose: int = 0) -> None:
+        self.options = options or SearchOptions()
+        self.options.validate()
+        opts = self.options
+        self.started = time.perf_counter()
+        if isinstance(model, Calibration):
+            calib = model
+        else:
+            if calibration_data is None:
+                raise ValueError("calibration data is required")
+            data = np.asarray(calibration_data, dtype=np.float32)
+            if data.ndim == 0 or data.shape[0] == 0:
+                from ..calibration import CalibrationDataError
+
+                raise CalibrationDataError("calibration data is empty")
+            pick = subset(len(data), opts.samples, opts.seed)
+            labels = None if labels is None else np.asarray(labels)[pick]
+            calib = Calibration(model, data[pick])
+        self.calibration = calib
+        check_classification_output(calib.teacher)
+        probabilities = calib.cnodes[-1].kind == "softmax"
+        n = len(calib.x)
+        n_decide = n if n < 24 else max(n // 3, 8)
+        self.decision_index = np.arange(n_decide)
+        self.check_index = np.arange(n_decide, n) if n_decide < n else self.decision_index
+        if opts.self_distillation:
+            targets = target_distribution(calib.teacher, probabilities)
+        else:
+            if labels is None:
+                raise ValueError("self_distillation=False decides by labels: pass labels with the calibration data")
+            labels = np.asarray(labels).astype(np.int64).ravel()
+            if labels.shape[0] != n:
+                raise ValueError(f"{labels.shape[0]} labels for {n} calibration samples")
+            classes = calib.teacher.shape[1]
+            if labels.min() < 0 or labels.max() >= classes:
+                raise ValueError(f"labels must be class indices in 0..{classes - 1}")
+            targets = np.eye(classes, dtype=np.float32)[labels]
+        self.targets = targets  # what the student is measured against, one row per calibration sample
+        self.probabilities = probabilities
+        float_top1 = np.argmax(calib.teacher, -1) == np.argmax(targets, -1)
+        # the accuracy the budget is measured against: the teacher agrees with itself
+        self.base_decision = float(float_top1[self.decision_index].mean())
+        self.base_check = float(float_top1[self.check_index].mean())
+
+        self.start_policy = self._start_policy()
+        self.qmodel = quantize_model(calib, self.start_policy)
+        self.qvars = quantizer_variables(self.qmodel)
+        self._written: dict[Key, tuple[Any, ...]] = {}
+        self._sync(self.start_policy, force=True)
+        self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], targets[self.decision_index],
+                                probabilities=probabilities)
+        self.checker = (self.decide if self.check_index is self.decision_index else
+                        Evaluator(self.qmodel, calib.x[self.check_index], targets[self.check_index],
+                                  probabilities=probabilities))
+        self.keys = self._changeable_keys()
+        self._ranges = self._data_ranges()
+        self.verbose = verbose
+        self._progbar: keras.utils.Progbar | None = None
+        self.version = 0
+        self._heap: list[tuple[float, int, Candidate]] = []
+        self._phase = "start"
+        self.bits = {(layer, ds): d.bits for layer, ds, d in self.start_policy.data_structures()}
+        metrics = self.decide()
+        check = metrics if self.checker is self.decide else self.checker()
+        self.state = SearchState(self.start_policy.copy(), metrics, check)
+        self._record("start", "", 0)
+        self.total_steps = sum(max(self.bits[k] - opts.min_bits, 0) for k in self.keys)
+
+    # -- set-up ---------------------------------------------------------------------------------
+    def _start_policy(self) -> Policy:
+        opts = self.options
+        per_channel = opts.per_channel and opts.dynamic_fixed_point
+        policy = self.calibration.uniform_policy(opts.max_bits, per_channel=per_channel,
+                                                 bias_bits=max(opts.max_bits, MIN_BITS))
+        if not opts.dynamic_fixed_point:
+            for (layer, ds), r in self._data_ranges(policy).items():
+                d = policy.get(layer, ds)
+                policy.set(layer, ds, frac=self._range_frac(r, d.bits, d.signed))
+            policy.constrain_biases()
+        return policy
+
+    def _changeable_keys(self) -> list[Key]:
+        allowed = self.options.data_structures
+        keys = []
+        for layer, ds, _ in self.start_policy.data_structures():
+            kind = "input" if layer == "input" else ds
+            if allowed is None or kind in allowed or f"{layer}/{ds}" in allowed:
+                keys.append((layer, ds))
+        known = {f"{layer}/{ds}" for layer, ds, _ in self.start_policy.data_structures()}
+        unknown = [a for a in allowed or () if "/" in a and a not in known]
+        if unknown:
+            raise ValueError(f"unknown data structures {unknown}; the model has {sorted(known)}")
+        return keys
+
+    def _data_ranges(self, policy: Policy | None = None) -> dict[Key, Any]:
+        """max |value| of every data structure (per output channel for per-channel weights).
+
+        Without dynamic fixed point (mechanism 1 off) every data structure of a kind shares the
+        largest range of that kind, so all weights (or biases, or activations) share one integer length.
+        """
+        calib = self.calibration
+        policy = policy or self.start_policy
+        out: dict[Key, Any] = {}
+        for layer, ds, d in policy.data_structures():
+            if layer == "input":
+                out[(layer, ds)] = calib.max_abs[calib.input_name]
+            elif ds == "output":
+                out[(layer, ds)] = calib.max_abs[layer]
+            else:
+                node = calib.node(layer)
+                values = np.abs(node.kernel if ds == "weights" else node.bias)
+                if ds == "weights" and d.per_channel:
+                    ch = len(d.frac)
+                    out[(layer, ds)] = values.reshape(-1, ch).max(axis=0)
+                else:
+                    out[(layer, ds)] = float(values.max())
+        if not self.options.dynamic_fixed_point:
+            for kind in ("weights", "bias", "output"):
+                keys = [k for k in out if (k[1] == kind and k[0] != "input") or (kind == "output" and k[0] == "input")]
+                top = max(float(np.max(out[k])) for k in keys) if keys else 0.0
+                for k in keys:
+                    out[k] = top
+        return out
+
+    @staticmethod
+    def _range_frac(r: Any, bits: int, signed: bool, offset: int = 0) -> int | tuple[int, ...]:
+        if isinstance(r, np.ndarray):
+            return tuple(int(np.clip(frac_for_range(float(m), bits, True) + offset, MIN_FRAC, MAX_FRAC)) for m in r)
+        return int(np.clip(frac_for_range(float(r), bits, signed) + offset, MIN_FRAC, MAX_FRAC))
+
+    def frac_candidates(self, key: Key, bits: int) -> list[int | tuple[int, ...]]:
+        """Candidate fracs at `bits`: range-derived plus offsets (mechanism 3), or range-derived only."""
+        signed = self.start_policy.get(*key).signed
+        opts = self.options
+        offsets = opts.frac_offsets if opts.error_statistics_frac and opts.dynamic_fixed_point else (0,)
+        out: list[int | tuple[int, ...]] = []
+        for off in offsets:
+            f = self._range_frac(self._ranges[key], bits, signed, off)
+            if f not in out:
+                out.append(f)
+        return out
+
+    # -- formats -> variables -------------------------------------------------------------------
+    def _sync(self, policy: Policy, force: bool = False) -> None:
+        """Write the formats that differ from what the variables hold (a few assigns per trial)."""
+        for layer, ds, d in policy.data_structures():
+            sig = (d.bits, d.frac, d.signed)
+            if force or self._written.get((layer, ds)) != sig:
+                write_data_structure(self.qvars[(layer, ds)], d)
+                self._written[(layer, ds)] = sig
+
+    def _with(self, base: Policy, changes: Iterable[tuple[Key, int, Any]]) -> Policy:
+        trial = base.copy()
+        for (layer, ds), bits, frac in changes:
+            trial.set(layer, ds, bits=bits, frac=frac)
+        trial.constrain_biases()
+        return trial
+
+    def evaluate(self, policy: Policy, check: bool = False) -> Metrics:
+        self._sync(policy)
+        return self.checker() if check else self.decide()
+
+    @property
+    def evaluations(self) -> int:
+        return self.decide.evaluations + (0 if self.checker is self.decide else self.checker.evaluations)
+
+    @property
+    def evaluated_samples(self) -> int:
+        n = self.decide.evaluations * self.decide.samples
+        return n + (0 if self.checker is self.decide else self.checker.evaluations * self.checker.samples)
+
+    def drop(self, m: Metrics, check: bool) -> float:
+        return (self.base_check if check else self.base_decision) - m.agreement
+
+    @property
+    def margin(self) -> float:
+        """One (or margin_sigma) binomial standard error of a drop of max_accuracy_drop on the check set:
+        the search stops that far inside the budget so that held-out data stays inside it too."""
+        p = self.options.max_accuracy_drop
+        return float(self.options.margin_sigma * np.sqrt(p * (1 - p) / self.checker.samples))
+
+    def within_budget(self, m: Metrics, check: bool = True) -> bool:
+        limit = self.options.max_accuracy_drop - (self.margin if check else 0.0)
+        return self.drop(m, check) <= limit + 1e-9
+
+    def best_frac(self, base: Policy, key: Key, bits: int) -> tuple[Any, Metrics]:
+        """Mechanism 3: the frac (among candidates) minimizing the network's KL against the teacher."""
+        best = None
+        for frac in self.frac_candidates(key, bits):
+            m = self.evaluate(self._with(base, [(key, bits, frac)]))
+            if best is None or m.kl < best[1].kl - 1e-12:
+                best = (frac, m)
+        assert best is not None
+        return best
+
+    def refresh(self) -> None:
+        """Re-measure the current policy after the weights changed (distillation fine-tuning)."""
+        self.version += 1
+        self.state.metrics = self.evaluate(self.state.policy)
+        self.state.check = self.state.metrics if self.checker is self.decide else self.evaluate(self.state.policy, True)
+        if self._heap:
+            self._fill_heap()
+
+    # -- the search -----------------------------------------------------------------------------
+    def memory_met(self, policy: Policy) -> bool:
+        target = self.options.memory_target
+        return target is not None and policy.memory().total_bits / 8 <= target
+
+    def run(self) -> SearchState:
+        while not self.state.done:
+            self.advance(10**9)
+        return self.state
+
+    def advance(self, max_steps: int) -> SearchState:
+        """Do up to `max_steps` accepted/frozen steps (a callback calls this between epochs)."""
+        if self.state.done:
+            return self.state
+        if self._phase == "start":
+            if not self.within_budget(self.state.check):
+                return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget "
+                                    f"(drop {self.drop(self.state.check, True):.2%}); nothing lowered")
+            if self.memory_met(self.state.policy):
+                return self._finish("memory target met by the start policy")
+            self._phase = "uniform" if not self.options.layerwise else "jump" if self.options.fast_start else "greedy"
+            if self._phase == "greedy":
+                self._fill_heap()
+        if self._phase == "jump":
+            self._jump()
+            self._phase = "greedy"
+            if self.state.done:
+                return self.state
+            self._fill_heap()
+            return self.state
+        if self._phase == "uniform":
+            return self._uniform_step() if max_steps > 0 else self.state
+        steps = 0
+        while steps < max_steps and not self.state.done:
+            steps += self._greedy_step()
+        return self.state
+
+    def _candidate(self, key: Key) -> Candidate | None:
+        bits = self.bits[key] - 1
+        if bits < self.options.min_bits:
+            return None
+        frac, m = self.best_frac(self.state.policy, key, bits)
+        d = self.state.policy.get(*key)
+        saved = d.elements * (d.bits - bits)
+        added = max(m.kl - self.state.metrics.kl, 1e-7)
+        return Candidate(key, bits, frac, m, self.version, saved / added)
+
+    def _push(self, cand: Candidate | None) -> None:
+        if cand is not None:
+            heapq.heappush(self._heap, (-cand.score, self.keys.index(cand.key), cand))
+
+    def _fill_heap(self) -> None:
+        self._heap = []
+        for key in self.keys:
+            if key not in self.state.frozen:
+                self._push(self._candidate(key))
+        if not self._heap:
+            self._finish("no data structure can be lowered")
+
+    def _greedy_step(self) -> int:
+        """Pop the best step; re-evaluate it if stale (lazy greedy); accept it or freeze its data structure."""
+        if not self._heap:
+            self._finish("every data structure is frozen or at min_bits")
+            return 1
+        _, _, cand = heapq.heappop(self._heap)
+        if cand.version != self.version:
+            self._push(self._candidate(cand.key))
+            return 0
+        trial = self._with(self.state.policy, [(cand.key, cand.bits, cand.frac)])
+        name = "/".join(cand.key)
+        check = None
+        if self.within_budget(cand.metrics, check=False):
+            check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True)
+        if check is None or not self.within_budget(check):
+            self.state.frozen.add(cand.key)
+            self._record("freeze", name, cand.bits + 1, tick=cand.bits + 1 - self.options.min_bits)
+            if not self._heap:
+                self._finish("every data structure is frozen or at min_bits")
+            return 1
+        self.state.policy = trial
+        self.state.metrics, self.state.check = cand.metrics, check
+        self.bits[cand.key] = cand.bits
+        self.version += 1
+        self._record("lower", name, cand.bits, tick=1)
+        if self.memory_met(trial):
+            self._finish("memory target met", target_met=True)
+            return 1
+        self._push(self._candidate(cand.key))
+        if not self._heap:
+            self._finish("every data structure is frozen or at min_bits")
+        return 1
+
+    def _jump(self) -> None:
+        """Cheap first pass: probe each data structure alone (binary search on bits) for the lowest
+        width whose added KL is negligible, then move all of them there at once, backing off by one bit
+        for all of them until the budget holds."""
+        opts = self.options
+        base = self.state.policy
+        kl0, agree0 = self.state.metrics.kl, self.state.metrics.agreement
+        tolerance = 1e-3 * opts.max_accuracy_drop
+        floors: dict[Key, tuple[int, Any]] = {}
+        for key in self.keys:
+            lo, hi = opts.min_bits, self.bits[key]
+            best = (hi, base.get(*key).frac)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                frac, m = self.best_frac(base, key, mid)
+                if m.kl - kl0 <= tolerance and m.agreement >= agree0:
+                    hi, best = mid, (mid, frac)
+                else:
+                    lo = mid + 1
+            floors[key] = best
+        extra = 0
+        while True:
+            changes = []
+            for key, (b, frac) in floors.items():
+                bits = min(b + extra, self.bits[key])
+                if bits != b:
+                    frac = self.frac_candidates(key, bits)[0]
+                changes.append((key, bits, frac))
+            trial = self._with(base, changes)
+            m = self.evaluate(trial)
+            check = m if self.checker is self.decide else self.evaluate(trial, check=True)
+            at_start = all(c[1] == self.bits[c[0]] for c in changes)
+            if self.within_budget(m, False) and self.within_budget(check) or at_start:
+                break
+            extra += 1
+        self.state.policy, self.state.metrics, self.state.check = trial, m, check
+        moved = sum(self.bits[key] - bits for key, bits, _ in changes)
+        for key, bits, _ in changes:
+            self.bits[key] = bits
+        self.version += 1
+        self._record("jump", f"{len(changes)} data structures", -1, tick=moved)
+        if self.memory_met(trial):
+            # the jump may overshoot a memory target: redo it gradually from the start instead
+            self.state.policy = base
+            for layer, ds, d in base.data_structures():
+                self.bits[(layer, ds)] = d.bits
+            self._sync(base)
+            self.state.metrics, self.state.check = self.evaluate(base), self.evaluate(base, check=True)
+
+    def _uniform_step(self) -> SearchState:
+        """Mechanism 2 off: all changeable data structures share one width, lowered together."""
+        opts = self.options
+        bits = max(self.bits[k] for k in self.keys) - 1 if self.keys else 0
+        if bits < opts.min_bits:
+            return self._finish("every data structure is at min_bits")
+        trial = self.state.policy.copy()
+        for key in self.keys:
+            trial = self._with(trial, [(key, bits, self.frac_candidates(key, bits)[0])])
+        if len(self.frac_candidates(self.keys[0], bits)) > 1:  # mechanism 3: per data structure, one pass
+            for key in self.keys:
+                frac, _ = self.best_frac(trial, key, bits)
+                trial = self._with(trial, [(key, bits, frac)])
+        m = self.evaluate(trial)
+        check = m if self.checker is self.decide else self.evaluate(trial, check=True)
+        if not (self.within_budget(m, False) and self.within_budget(check)):
+            self._sync(self.state.policy)
+            return self._finish(f"{bits} bits everywhere breaks the budget")
+        self.state.policy, self.state.metrics, self.state.check = trial, m, check
+        for key in self.keys:
+            self.bits[key] = bits
+        self.version += 1
+        self._record("lower", "all", bits, tick=len(self.keys))
+        if self.memory_met(trial):
+            return self._finish("memory target met", target_met=True)
+        return self.state
+
+    def _finish(self, message: str, target_met: bool = False) -> SearchState:
+        st = self.state
+        st.done = True
+        self._sync(st.policy)
+        if self.options.memory_target is not None:
+            st.memory_target_met = target_met or self.memory_met(st.policy)
+            if not st.memory_target_met:
+                message = (f"memory target of {self.options.memory_target:,} bytes cannot be met within the "
+                           f"{self.options.max_accuracy_drop:.2%} budget (reached "
+                           f"{st.policy.memory().total_bits / 8:,.0f} bytes); {message}")
+        st.message = message
+        self._record("done", "", -1)
+        if self._progbar is not None:
+            self._progbar.update(self.total_steps, self._bar_values(), finalize=True)
+        return st
+
+    # -- trajectory and progress ----------------------------------------------------------------
+    def _record(self, action: str, key: str, bits: int, tick: int = 0) -> None:
+        st = self.state
+        mem = st.policy.memory()
+        st.trajectory.append(Step(action, key, bits, self.evaluations, mem.total_bits, mem.compression_total,
+                                  st.metrics.agreement, None if self.checker is self.decide else st.check.agreement,
+                                  st.metrics.kl, time.perf_counter() - self.started))
+        if self.verbose and action not in ("start", "done"):
+            if self._progbar is None:
+                self._progbar = keras.utils.Progbar(self.total_steps, unit_name="bit step",
+                                                    stateful_metrics=["bits", "memory_x", "agreement"])
+            self._ticks = getattr(self, "_ticks", 0) + tick
+            self._progbar.update(min(self._ticks, self.total_steps), self._bar_values())
+
+    def _bar_values(self) -> list[tuple[str, float]]:
+        st = self.state
+        ds = list(st.policy.data_structures())
+        avg = sum(d.bits * d.elements for _, _, d in ds) / max(sum(d.elements for _, _, d in ds), 1)
+        return [("bits", avg), ("memory_x", st.policy.memory().compression_total), ("agreement", st.check.agreement)]
+
+
+def subset(n: int, samples: int, seed: int) -> np.ndarray:
+    """A seeded random subset of indices (all of them, shuffled, when there are fewer)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[:samples]) if samples < n else order
+
+
+__all__ = ["Candidate", "PrecisionSearch", "SearchOptions", "SearchState", "Step", "subset"]
