@@ -42,6 +42,7 @@ __all__ = [
     "build_firmware",
     "encode_case",
     "encode_record",
+    "run_case_file",
     "run_records",
     "run_cases",
     "protocol_from_header",
@@ -269,22 +270,23 @@ def encode_case(case: OpCase, case_id: int) -> tuple[bytes, tuple, np.dtype]:
 
 # ------------------------------------------------------------------ running -----------------
 
-def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.0,
-                firmware: Path | None = None) -> list[tuple[int, int, int, bytes]]:
-    """Run encoded records in one QEMU session: [(case_id, status, ticks, output bytes)]."""
+def run_case_file(data: bytes, cpu: str = "m4", timeout: float = 120.0, firmware: Path | None = None) -> bytes:
+    """Run the harness on a raw case file in one QEMU session; the raw results file.
+
+    Raises QemuError when QEMU fails, times out, or the firmware exits with a non-zero status
+    (the message names the exit code, see fxpq_harness_protocol.h)."""
     missing = missing_tools()
     if missing:
         raise QemuError(f"missing tools: {', '.join(missing)} (scripts/setup.sh installs them)")
+    if cpu not in MACHINES:
+        raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
     elf = firmware or build_firmware(cpu)
     machine = MACHINES[cpu][0]
     with tempfile.TemporaryDirectory(prefix="fxpq-qemu-") as tmp:
         tmpdir = Path(tmp)
-        with open(tmpdir / CASES_FILE, "wb") as f:
-            f.write(struct.pack("<3I", MAGIC_CASES, VERSION, len(records)))
-            for r in records:
-                f.write(r)
-        cmd = ["qemu-system-arm", "-M", machine, "-nographic",
-               "-semihosting-config", "enable=on,target=native", "-icount", "shift=0", "-kernel", str(elf)]
+        (tmpdir / CASES_FILE).write_bytes(data)
+        cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-semihosting-config", "enable=on,target=native",
+               "-icount", "shift=0", "-kernel", str(elf)]
         try:
             proc = subprocess.run(cmd, cwd=tmpdir, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
@@ -293,7 +295,14 @@ def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.
             raise QemuError(f"firmware on {machine} exited with {proc.returncode} "
                             f"({EXIT_CODES.get(proc.returncode, 'unknown')}): "
                             f"{proc.stdout.decode(errors='replace')}{proc.stderr.decode(errors='replace')}")
-        data = (tmpdir / RESULTS_FILE).read_bytes()
+        return (tmpdir / RESULTS_FILE).read_bytes()
+
+
+def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.0,
+                firmware: Path | None = None) -> list[tuple[int, int, int, bytes]]:
+    """Run encoded records in one QEMU session: [(case_id, status, ticks, output bytes)]."""
+    data = struct.pack("<3I", MAGIC_CASES, VERSION, len(records)) + b"".join(records)
+    data = run_case_file(data, cpu=cpu, timeout=timeout, firmware=firmware)
     magic, version, count = struct.unpack_from("<3I", data, 0)
     if magic != MAGIC_RESULTS or version != VERSION or count != len(records):
         raise QemuError(f"bad results header: magic {magic:#x}, version {version}, {count} results")

@@ -1,0 +1,175 @@
+"""C kernels on an emulated Cortex-M4 (QEMU mps2-an386) and Cortex-M7 (mps2-an500) == numpy.
+
+A few hundred seeded random cases per op run in ONE firmware session per CPU (the harness reads
+a case file through semihosting); every output must equal the numpy reference bit for bit.
+Skipped only when qemu-system-arm / arm-none-eabi-gcc are missing (scripts/setup.sh installs them).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+from fxpq_keras.formats import Format
+from fxpq_keras.kernels import host, qemu
+from fxpq_keras.kernels.cases import OPS, OpCase, random_case
+
+_missing = qemu.missing_tools()
+pytestmark = pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)} (installed by scripts/setup.sh)")
+
+CASES_PER_OP_M4 = 250
+CASES_PER_OP_M7 = 40
+
+# constraint rotation so every feature shows up in every batch
+_VARIANTS = [
+    {}, {"x_signed": False}, {"x_signed": True}, {"padding": "same"}, {"padding": "valid"},
+    {"out_signed": False}, {"x_bits": 16, "w_bits": 16}, {"activation": "relu"}, {"activation": "relu6"},
+    {"per_channel": True}, {"dilation": True}, {"x_bits": 9}, {"out_bits": 2},
+]
+_KEYS = {
+    "conv2d": None, "depthwise_conv2d": None, "fully_connected": None,
+    "add": {"x_signed", "out_signed", "x_bits", "activation", "out_bits"},
+    "max_pool2d": {"x_signed", "out_signed", "x_bits", "activation", "padding", "out_bits"},
+    "average_pool2d": {"x_signed", "out_signed", "x_bits", "activation", "padding", "out_bits"},
+    "global_average_pool2d": {"x_signed", "out_signed", "x_bits", "out_bits"},
+    "quantize_input": {"out_signed", "out_bits"},
+    "dequantize_output": {"x_signed", "x_bits"},
+    "requantize_op": {"x_signed", "out_signed", "x_bits", "activation", "out_bits"},
+}
+
+
+def _cases(per_op: int, salt: int):
+    cases = []
+    for i, op in enumerate(OPS):
+        for s in range(per_op):
+            c = _VARIANTS[s % len(_VARIANTS)]
+            if _KEYS[op] is not None:
+                c = {k: v for k, v in c.items() if k in _KEYS[op]}
+            if op == "fully_connected" and s % 7 == 0:
+                c = dict(c, in_features=256)
+            cases.append(random_case(op, np.random.default_rng([salt, i, s]), **c))
+    return cases
+
+
+def _run(cpu: str, per_op: int, salt: int):
+    cases = _cases(per_op, salt)
+    results = qemu.run_cases(cases, cpu=cpu, timeout=240)
+    by_op: dict[str, list] = {op: [] for op in OPS}
+    for case, res in zip(cases, results):
+        by_op[case.op].append((case, res))
+    return by_op
+
+
+@pytest.fixture(scope="module")
+def m4_results():
+    return _run("m4", CASES_PER_OP_M4, 1)
+
+
+@pytest.fixture(scope="module")
+def m7_results():
+    return _run("m7", CASES_PER_OP_M7, 2)
+
+
+def _check(pairs):
+    assert pairs
+    for case, res in pairs:
+        ref = case.reference()
+        assert res.status == 0, f"{res.status_name}: {case.describe()}"
+        assert res.output.shape == ref.shape, case.describe()
+        if ref.dtype.kind == "f":
+            assert np.array_equal(res.output.view(np.int32), ref.astype(np.float32).view(np.int32)), case.describe()
+        else:
+            assert np.array_equal(res.output, ref), f"{case.describe()}\nref {ref.ravel()[:16]}\nqemu {res.output.ravel()[:16]}"
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cortex_m4_matches_numpy(m4_results, op):
+    _check(m4_results[op])
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cortex_m7_matches_numpy(m7_results, op):
+    _check(m7_results[op])
+
+
+def test_cortex_m4_matches_host(m4_results):
+    """Same kernels, same bits on x86-64 and Thumb-2."""
+    for op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        for case, res in m4_results[op][:40]:
+            assert np.array_equal(case.run_host(), res.output)
+
+
+def test_ticks_are_deterministic_and_scale_with_work():
+    """-icount shift=0: the same case costs the same ticks every run; more MACs cost more."""
+    small = random_case("fully_connected", np.random.default_rng(5), in_features=8, w_bits=8, x_bits=8)
+    large = random_case("fully_connected", np.random.default_rng(5), in_features=256, w_bits=8, x_bits=8)
+    a = qemu.run_cases([small, large], cpu="m4")
+    b = qemu.run_cases([small, large], cpu="m4")
+    assert [r.ticks for r in a] == [r.ticks for r in b]
+    macs = [c.args[1].size * c.args[0].shape[0] for c in (small, large)]
+    assert macs[1] > macs[0] and a[1].ticks > a[0].ticks > 0
+
+
+def test_protocol_constants_match_the_c_header():
+    consts = qemu.protocol_from_header()
+    for i, name in enumerate(qemu.PARAMS):
+        assert consts[f"FXPQ_P_{name}"] == i, name
+    assert consts["FXPQ_P_COUNT"] == len(qemu.PARAMS)
+    hop = {"conv2d": "CONV2D", "depthwise_conv2d": "DEPTHWISE_CONV2D", "fully_connected": "FULLY_CONNECTED",
+           "add": "ADD", "max_pool2d": "MAX_POOL2D", "average_pool2d": "AVERAGE_POOL2D",
+           "global_average_pool2d": "GLOBAL_AVERAGE_POOL2D", "quantize_input": "QUANTIZE",
+           "dequantize_output": "DEQUANTIZE", "requantize_op": "REQUANTIZE"}
+    for op, op_id in qemu.OP_IDS.items():
+        assert consts[f"FXPQ_HOP_{hop[op]}"] == op_id
+
+
+def test_bad_cases_get_statuses_not_crashes():
+    """Invalid parameters and malformed records come back as per-case statuses; the run goes on."""
+    S = host.STATUS_CODES
+    good = random_case("requantize_op", np.random.default_rng(0))
+    good_rec, _, _ = qemu.encode_case(good, 0)
+    x = np.zeros(16, dtype=np.int8).tobytes()
+    fmt = dict(IN_N=1, IN_H=1, IN_W=1, IN_C=16, IN_BITS=8, IN_FRAC=0, IN_SIGNED=1, OUT_BITS=8, OUT_FRAC=0, OUT_SIGNED=1)
+    records = [
+        good_rec,
+        qemu.encode_record(1, qemu.OP_IDS["requantize_op"], dict(fmt, OUT_BITS=17), [x]),
+        qemu.encode_record(2, qemu.OP_IDS["requantize_op"], dict(fmt, IN_BITS=1), [x]),
+        qemu.encode_record(3, qemu.OP_IDS["requantize_op"], dict(fmt, ACTIVATION=7), [x]),
+        qemu.encode_record(4, qemu.OP_IDS["requantize_op"], dict(fmt, IN_C=0), [x]),
+        qemu.encode_record(5, qemu.OP_IDS["requantize_op"], fmt, [x[:8]]),  # input blob too short
+        qemu.encode_record(6, 99, fmt, [x]),  # unknown op
+        qemu.encode_record(7, qemu.OP_IDS["conv2d"], dict(fmt, IN_H=4, IN_W=4, IN_C=1, FILTER_N=1, FILTER_H=5, FILTER_W=5,
+                                                         FILTER_C=1, W_BITS=8, STRIDE_H=1, STRIDE_W=1, DILATION_H=1,
+                                                         DILATION_W=1, PADDING=0, OUT_N=1, OUT_H=1, OUT_W=1, OUT_C=1),
+                           [x, bytes(25)]),  # 'valid' 5x5 window on a 4x4 input
+        struct.pack("<I", 8) + struct.pack("<2I", 8, 1),  # truncated record
+        good_rec[:4] + struct.pack("<I", 9) + good_rec[8:],
+    ]
+    out = qemu.run_records(records, cpu="m4")
+    statuses = {case_id: status for case_id, status, _, _ in out}
+    assert out[0][1] == 0 and out[-1][1] == 0 and out[-1][0] == 9
+    assert statuses[1] == S["FXPQ_ERR_BAD_FORMAT"]
+    assert statuses[2] == S["FXPQ_ERR_BAD_FORMAT"]
+    assert statuses[3] == S["FXPQ_ERR_BAD_PARAM"]
+    assert statuses[4] == S["FXPQ_ERR_BAD_DIMS"]
+    assert statuses[5] == -100  # FXPQ_HARNESS_ERR_BAD_RECORD
+    assert statuses[6] == -102  # FXPQ_HARNESS_ERR_BAD_OP
+    assert statuses[7] == S["FXPQ_ERR_BAD_PADDING"]
+    assert out[8][1] == -100
+
+
+def test_bad_case_file_fails_the_run():
+    with pytest.raises(qemu.QemuError, match="exited with 3"):
+        qemu.run_case_file(b"NOPE" + struct.pack("<2I", 1, 0), cpu="m4", timeout=60)
+    with pytest.raises(qemu.QemuError, match="exited with 4"):  # announces a case it does not hold
+        qemu.run_case_file(struct.pack("<3I", qemu.MAGIC_CASES, qemu.VERSION, 1), cpu="m4", timeout=60)
+
+
+def test_quantize_special_values_on_m4():
+    x = np.array([np.inf, -np.inf, 3e38, -3e38, 0.0625, -0.0625, 0.1875, -0.1875, -0.0, 1e-45], dtype=np.float32)
+    for fmt in (Format(8, 3, True), Format(16, -32, False), Format(2, 32, True)):
+        case = OpCase("quantize_input", (x, fmt), {}, {})
+        res = qemu.run_cases([case], cpu="m4")
+        assert np.array_equal(res[0].output, case.reference())
