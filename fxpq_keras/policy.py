@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -289,7 +290,8 @@ class Policy:
         for name, (kind, elems) in expected.items():
             layer = self.layers[name]
             if layer["kind"] != kind:
-                raise PolicyMismatchError(f"layer '{name}' is a {kind} in the model but a {layer['kind']} in the policy")
+                raise PolicyMismatchError(
+                    f"layer '{name}' is a {kind} in the model but a {layer['kind']} in the policy")
             for ds, n in elems.items():
                 d = layer.get(ds)
                 if (d is None) != (n is None) or (d is not None and d.elements != n):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-import fxpq_keras  # noqa: F401  (must precede any TensorFlow import)
 from hypothesis import HealthCheck, settings
+
+import fxpq_keras  # noqa: F401  (must precede any TensorFlow import)
 
 settings.register_profile(
     "fxpq",

@@ -103,7 +103,7 @@ def policies(draw, c: Case):
             policy.input = new
         else:
             policy.layers[layer][ds] = new
-    for layer, ds, d in list(policy.data_structures()):
+    for layer, ds, _ in list(policy.data_structures()):
         if ds == "bias":
             policy.set(layer, ds, bits=draw(st.integers(8, 32)))
     policy.constrain_biases()

@@ -9,7 +9,8 @@ nodes and its current Policy, which is what the integer graph is lowered from.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,8 @@ def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool]) -> FxpQu
     return FxpQuantizeConfig([], None, quantized_output(cnodes, n), not nonneg[n.name])
 
 
-def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True, name: str = "fxpq_fake_quant") -> keras.Model:
+def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
+                           name: str = "fxpq_fake_quant") -> keras.Model:
     """A functional model: InputQuantizer, then every canonical layer in a QuantizeWrapperV2."""
     nonneg = unsigned_outputs(cnodes, not input_signed)
     tensors: dict[str, Any] = {}
@@ -182,7 +184,8 @@ def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.nda
         return CNode(name, "depthwise_conv2d", inbound,
                      {"strides": tuple(cfg["strides"]), "padding": cfg["padding"],
                       "dilation_rate": tuple(cfg["dilation_rate"]), "kernel_size": k.shape[:2],
-                      "depth_multiplier": cfg["depth_multiplier"], "activation": _act(act), "use_bias": cfg["use_bias"]},
+                      "depth_multiplier": cfg["depth_multiplier"], "activation": _act(act),
+                      "use_bias": cfg["use_bias"]},
                      kernel=k, bias=b)
     if isinstance(layer, keras.layers.Conv2D):
         return CNode(name, "conv2d", inbound,
@@ -191,7 +194,8 @@ def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.nda
                       "activation": _act(act), "use_bias": cfg["use_bias"]},
                      kernel=k, bias=b)
     if isinstance(layer, keras.layers.Dense):
-        return CNode(name, "dense", inbound, {"units": k.shape[-1], "activation": _act(act), "use_bias": cfg["use_bias"]},
+        return CNode(name, "dense", inbound,
+                     {"units": k.shape[-1], "activation": _act(act), "use_bias": cfg["use_bias"]},
                      kernel=k, bias=b)
     simple = {keras.layers.Add: "add", keras.layers.GlobalAveragePooling2D: "gap", keras.layers.Flatten: "flatten"}
     for cls, kind in simple.items():
