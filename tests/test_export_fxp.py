@@ -11,12 +11,19 @@ import pytest
 from flatbuffers import flexbuffers
 from test_export_graphs import cnn_graph
 
-from fxpq_keras.flatbuffer import ExportError, FlatbufferFormatError, Interpreter, export_c_array, export_tflite, read_bytes
-from fxpq_keras.flatbuffer import packing
+from fxpq_keras.flatbuffer import (
+    ExportError,
+    FlatbufferFormatError,
+    Interpreter,
+    export_c_array,
+    export_tflite,
+    packing,
+    read_bytes,
+)
 from fxpq_keras.flatbuffer.inspect import inspect_tflite
-from fxpq_keras.integer_graph.ops import quantize_input
 from fxpq_keras.flatbuffer.options import OPTION_KEYS
 from fxpq_keras.flatbuffer.schema import schema as S
+from fxpq_keras.integer_graph.ops import quantize_input
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "format.md"
 
@@ -121,7 +128,7 @@ def test_options_are_sorted_flexbuffer_maps_as_documented():
     assert seen == set(OPTION_KEYS) - set()  # every custom op appears in the test model
     # the doc lists every key of every op in the documented Pos order
     for name, keys in OPTION_KEYS.items():
-        section = doc[doc.index(f"### 4."):]
+        section = doc[doc.index("### 4."):]
         start = section.index(name)
         block = section[start:section.index("###", start + 1) if "###" in section[start + 1:] else None]
         listed = sorted(((int(p), k) for p, k in re.findall(r"\| (\d+) \| `(\w+)`", block)), key=lambda t: t[0])

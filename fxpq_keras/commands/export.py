@@ -24,6 +24,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import fxpq_keras
+
     from ..flatbuffer import export_c_array, export_tflite
 
     try:

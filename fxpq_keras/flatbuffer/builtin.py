@@ -142,8 +142,7 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             x = t[node.inputs[0]].fmt
             fracs = np.asarray(node.weight_frac, dtype=np.int64)
             dim = 3 if node.op == "depthwise_conv2d" else 0
-            # FULLY_CONNECTED is always per-channel: LiteRT's per-tensor int8 FC rounds differently
-            # from TFLM's (single vs double rounding); the per-channel kernels of both agree.
+            # per-channel scales everywhere (FC too): TFLM and LiteRT both accept them
             per_tensor = False
             wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
             w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)

@@ -1,16 +1,16 @@
 """`Interpreter(path, engine=...)`: run an exported file; engines plug in through ENGINES.
 
 An engine factory takes (path, graph, info) and returns an object with
-`run(x: np.ndarray, raw: bool) -> list[np.ndarray]` giving the raw integer outputs (raw=True) or
-whatever it computes natively. The Interpreter handles dequantize and softmax for every engine,
+`run(x: np.ndarray) -> list[np.ndarray]` giving the raw integer outputs of a batch. The Interpreter handles dequantize and softmax for every engine,
 so a new engine (fxpq_keras/kernels/engines.py registers host, qemu-m4, qemu-m7) only has to
 return integers: `register_engine("host", factory)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
