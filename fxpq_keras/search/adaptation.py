@@ -142,6 +142,7 @@ class PrecisionSearch:
             labels = None if labels is None else np.asarray(labels)[pick]
             calib = Calibration(model, data[pick])
         self.calibration = calib
+        self.labels = None if labels is None else np.asarray(labels).astype(np.int64).ravel()
         check_classification_output(calib.teacher)
         probabilities = calib.cnodes[-1].kind == "softmax"
         n = len(calib.x)

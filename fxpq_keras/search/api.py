@@ -31,6 +31,7 @@ class QuantizationResult:
     memory_target_met: bool | None
     start_policy: Policy
     finetune: dict[str, Any] = field(default_factory=dict)
+    labeled: dict[str, Any] = field(default_factory=dict)  # label accuracy on the check set, when labels given
 
     @property
     def memory(self) -> Memory:
@@ -46,6 +47,10 @@ class QuantizationResult:
                  f"KL {self.metrics.kl:.2e})",
                  f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples) in "
                  f"{self.seconds:.1f} s; {self.message}"]
+        if self.labeled:
+            lb = self.labeled
+            lines.append(f"labeled accuracy on {lb['samples']} check samples: float {lb['float_accuracy']:.2%}, "
+                         f"quantized {lb['quantized_accuracy']:.2%}")
         if self.finetune:
             lines.append(f"distillation fine-tuning: {self.finetune}")
         return "\n".join(lines)
@@ -56,7 +61,8 @@ class QuantizationResult:
                 "evaluations": self.evaluations, "evaluated_samples": self.evaluated_samples,
                 "seconds": round(self.seconds, 3), "message": self.message,
                 "memory_target_met": self.memory_target_met, "options": self.options.to_dict(),
-                "trajectory": [s.to_dict() for s in self.trajectory], "finetune": self.finetune}
+                "trajectory": [s.to_dict() for s in self.trajectory], "finetune": self.finetune,
+                "labeled": self.labeled}
 
 
 class FxPQNet:
@@ -90,6 +96,9 @@ class FxPQNet:
 
             result.finetune = distillation_finetune(search, epochs=self.finetune_epochs, lr=self.finetune_lr,
                                                     verbose=self.verbose)
+            result.policy, result.metrics, result.check_metrics = (search.state.policy.copy(), search.state.metrics,
+                                                                   search.state.check)
+        result.labeled = labeled_accuracy(search)
         return result
 
 
@@ -99,6 +108,20 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> 
                               evaluations=search.evaluations, evaluated_samples=search.evaluated_samples,
                               seconds=seconds, message=state.message, memory_target_met=state.memory_target_met,
                               start_policy=search.start_policy)
+
+
+def labeled_accuracy(search: PrecisionSearch) -> dict[str, Any]:
+    """Float and quantized top-1 accuracy on the check set's labels (reporting only; {} without labels)."""
+    if search.labels is None or len(search.labels) != len(search.calibration.x):
+        return {}
+    from .evaluator import predict
+
+    idx = search.check_index
+    x, y = search.calibration.x[idx], search.labels[idx]
+    q = predict(search.qmodel, x)
+    f = search.calibration.teacher[idx]
+    return {"samples": int(len(idx)), "float_accuracy": float(np.mean(np.argmax(f, -1) == y)),
+            "quantized_accuracy": float(np.mean(np.argmax(q, -1) == y))}
 
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
