@@ -49,7 +49,8 @@ model-linked: $(BUILD)/$(CPU)/libfxpq_runner.a $(BUILD)/$(CPU)/libfxpq_kernels.a
 	@mkdir -p $(OUT)
 	$(ARM_CC) $(if $(filter m7,$(CPU)),$(M7_CFLAGS),$(M4_CFLAGS)) -Ifirmware -DFXPQ_MODEL_LINKED \
 	    $(MODEL_FW_DEFS) -c firmware/model_main.c -o $(OUT)/model_main.o
-	$(ARM_CC) $(if $(filter m7,$(CPU)),$(M7_CFLAGS),$(M4_CFLAGS)) -c $(MODEL_C) -o $(OUT)/model_data.o
+	$(ARM_CC) -std=c99 $(ARM_OPT) $(if $(filter m7,$(CPU)),$(M7_ARCH),$(M4_ARCH)) $(ARM_COMMON) \
+	    -c $(MODEL_C) -o $(OUT)/model_data.o
 	$(ARM_CC) $(if $(filter m7,$(CPU)),$(M7_CFLAGS),$(M4_CFLAGS)) -Ifirmware -c firmware/startup.c -o $(OUT)/startup.o
 	$(ARM_CC) $(if $(filter m7,$(CPU)),$(M7_ARCH),$(M4_ARCH)) $(ARM_COMMON) --specs=rdimon.specs -nostartfiles \
 	    -Wl,--gc-sections -Wl,-Map,$(OUT)/fxpq_model.map \
