@@ -41,8 +41,7 @@ fxpq_status fxpq_add(const fxpq_elementwise_params *params, int32_t size, const 
         /* |q| < 2^16 and shifts <= 32: the aligned sum fits int64 */
         const int64_t sum = fxpq_wrap_shl64(fxpq_load(a, a_s, i), sa) +
                             fxpq_wrap_shl64(fxpq_load(b, b_s, i), sb);
-        const int32_t y = fxpq_requantize_value(sum, f, output_fmt);
-        fxpq_store(output, out_s, i, (int32_t)fxpq_saturate(y, act_lo, act_hi));
+        fxpq_store(output, out_s, i, fxpq_rescale_clamp(sum, f, output_fmt->frac, act_lo, act_hi));
     }
     return FXPQ_OK;
 }

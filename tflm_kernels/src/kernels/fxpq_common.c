@@ -4,8 +4,6 @@
  */
 #include "fxpq_internal.h"
 
-#define FXPQ_LIMIT62 ((int64_t)1 << 62)
-
 const char *fxpq_status_str(fxpq_status status)
 {
     switch (status) {
@@ -48,7 +46,7 @@ fxpq_storage fxpq_storage_of(const fxpq_format *fmt)
 
 int32_t fxpq_storage_size(fxpq_storage storage)
 {
-    return (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_UINT8) ? 1 : 2;
+    return fxpq_elem_size(storage);
 }
 
 void fxpq_format_range(const fxpq_format *fmt, int32_t *lo, int32_t *hi)
@@ -69,33 +67,14 @@ int64_t fxpq_saturate(int64_t v, int32_t lo, int32_t hi)
 
 int64_t fxpq_rescale(int64_t v, int32_t from_frac, int32_t to_frac)
 {
-    int64_t shift = (int64_t)to_frac - (int64_t)from_frac;
-    if (shift < 0) {
-        int64_t s = -shift;
-        if (s >= 63) {
-            return 0;
-        }
-        /* (v + 2^(s-1)) >> s, arithmetic shift: round half up */
-        return fxpq_wrap_add64(v, (int64_t)1 << (s - 1)) >> s;
-    }
-    {
-        int32_t s = shift > 62 ? 62 : (int32_t)shift;
-        int64_t bound = FXPQ_LIMIT62 >> s;
-        if (v >= bound) {
-            return FXPQ_LIMIT62;
-        }
-        if (v <= -bound) {
-            return -FXPQ_LIMIT62;
-        }
-        return fxpq_wrap_shl64(v, s);
-    }
+    return fxpq_rescale_inline(v, from_frac, to_frac);
 }
 
 int32_t fxpq_requantize_value(int64_t v, int32_t from_frac, const fxpq_format *out)
 {
     int32_t lo, hi;
     fxpq_format_range(out, &lo, &hi);
-    return (int32_t)fxpq_saturate(fxpq_rescale(v, from_frac, out->frac), lo, hi);
+    return fxpq_rescale_clamp(v, from_frac, out->frac, lo, hi);
 }
 
 int64_t fxpq_floor_div(int64_t a, int64_t b)
@@ -190,11 +169,18 @@ fxpq_status fxpq_conv_output_size(int32_t in, int32_t kernel, int32_t stride, in
 void fxpq_valid_taps(int32_t start, int32_t dilation, int32_t kernel, int32_t size, int32_t *k0,
                      int32_t *k1)
 {
-    /* smallest k with start + k*d >= 0, and one past the largest k with start + k*d < size */
-    int64_t lo = start < 0 ? (-(int64_t)start + dilation - 1) / dilation : 0;
-    int64_t hi = start < size ? ((int64_t)size - 1 - start) / dilation + 1 : 0;
-    *k0 = (int32_t)(lo < kernel ? lo : kernel);
-    *k1 = (int32_t)(hi < kernel ? hi : kernel);
+    /* smallest k with start + k*d >= 0, and one past the largest k with start + k*d < size.
+     * Unsigned 32-bit arithmetic: no overflow (start >= -2^31, d < 2^31) and no 64-bit
+     * division on 32-bit targets. */
+    uint32_t lo = 0, hi = 0;
+    if (start < 0) {
+        lo = ((uint32_t)0 - (uint32_t)start + (uint32_t)dilation - 1u) / (uint32_t)dilation;
+    }
+    if (start < size) {
+        hi = ((uint32_t)size - 1u - (uint32_t)start) / (uint32_t)dilation + 1u;
+    }
+    *k0 = lo < (uint32_t)kernel ? (int32_t)lo : kernel;
+    *k1 = hi < (uint32_t)kernel ? (int32_t)hi : kernel;
 }
 
 fxpq_status fxpq_mul_size(int32_t a, int32_t b, int32_t *out)

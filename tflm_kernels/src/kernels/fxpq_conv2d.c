@@ -29,6 +29,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     int32_t o, n, oy, ox;
     fxpq_storage in_s, out_s;
     fxpq_dot_fn dot;
+    int32_t in_es;
     int16_t *wrow;
     const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
 
@@ -83,6 +84,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
                                                   weights->bits, k));
     wrow = (int16_t *)ctx->buf;
+    in_es = fxpq_elem_size(in_s);
     for (o = 0; o < fd->n; ++o) {
         const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
         fxpq_unpack_weights((const uint8_t *)weights->data + (size_t)o * (size_t)row_bytes,
@@ -102,19 +104,19 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const int32_t row = (n * id->h + iy) * id->w;
                         if (params->dilation.w == 1) {
                             if (kx1 > kx0) {
-                                acc += dot(fxpq_elem(input, in_s, (row + ix0 + kx0) * id->c), 1,
+                                acc += dot(fxpq_elem(input, in_es, (row + ix0 + kx0) * id->c), 1,
                                            wrow + (ky * fd->w + kx0) * fd->c, (kx1 - kx0) * fd->c);
                             }
                         } else {
                             for (kx = kx0; kx < kx1; ++kx) {
                                 const int32_t ix = ix0 + kx * params->dilation.w;
-                                acc += dot(fxpq_elem(input, in_s, (row + ix) * id->c), 1,
+                                acc += dot(fxpq_elem(input, in_es, (row + ix) * id->c), 1,
                                            wrow + (ky * fd->w + kx) * fd->c, fd->c);
                             }
                         }
                     }
                     fxpq_store(output, out_s, ((n * oh + oy) * ow + ox) * od->c + o,
-                               fxpq_finish_acc(acc, &q, output_fmt, act_lo, act_hi));
+                               fxpq_finish_acc(acc, &q, output_fmt->frac, act_lo, act_hi));
                 }
             }
         }

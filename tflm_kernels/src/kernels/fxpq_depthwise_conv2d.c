@@ -29,6 +29,7 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
     int32_t o, n, oy, ox;
     fxpq_storage in_s, out_s;
     fxpq_dot_fn dot;
+    int32_t in_es;
     int16_t *wrow;
     const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
 
@@ -87,6 +88,7 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
     dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
                                                   weights->bits, k));
     wrow = (int16_t *)ctx->buf;
+    in_es = fxpq_elem_size(in_s);
     for (o = 0; o < cm; ++o) {
         const int32_t c = o / m_count;
         const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
@@ -106,12 +108,12 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
                         for (ky = ky0; ky < ky1; ++ky) {
                             const int32_t iy = iy0 + ky * params->dilation.h;
                             const int32_t ix = ix0 + kx0 * params->dilation.w;
-                            acc += dot(fxpq_elem(input, in_s, ((n * id->h + iy) * id->w + ix) * id->c + c),
+                            acc += dot(fxpq_elem(input, in_es, ((n * id->h + iy) * id->w + ix) * id->c + c),
                                        x_stride, wrow + ky * fd->w + kx0, kx1 - kx0);
                         }
                     }
                     fxpq_store(output, out_s, ((n * oh + oy) * ow + ox) * cm + o,
-                               fxpq_finish_acc(acc, &q, output_fmt, act_lo, act_hi));
+                               fxpq_finish_acc(acc, &q, output_fmt->frac, act_lo, act_hi));
                 }
             }
         }

@@ -18,6 +18,7 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
     int32_t row_bytes, act_lo, act_hi, total, o, n;
     fxpq_storage in_s, out_s;
     fxpq_dot_fn dot;
+    int32_t in_es;
     int16_t *wrow;
 
     if (params == NULL || input == NULL || output == NULL) {
@@ -52,14 +53,15 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
     dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
                                                   weights->bits, in_features));
     wrow = (int16_t *)ctx->buf;
+    in_es = fxpq_elem_size(in_s);
     for (o = 0; o < out_features; ++o) {
         const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
         fxpq_unpack_weights((const uint8_t *)weights->data + (size_t)o * (size_t)row_bytes,
                             weights->bits, in_features, wrow);
         for (n = 0; n < batches; ++n) {
-            const int64_t acc = dot(fxpq_elem(input, in_s, n * in_features), 1, wrow, in_features);
+            const int64_t acc = dot(fxpq_elem(input, in_es, n * in_features), 1, wrow, in_features);
             fxpq_store(output, out_s, n * out_features + o,
-                       fxpq_finish_acc(acc, &q, output_fmt, act_lo, act_hi));
+                       fxpq_finish_acc(acc, &q, output_fmt->frac, act_lo, act_hi));
         }
     }
     return FXPQ_OK;

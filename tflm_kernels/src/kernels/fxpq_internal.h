@@ -34,10 +34,16 @@ static inline void fxpq_store(void *p, fxpq_storage s, int32_t i, int32_t v)
     }
 }
 
-/* Address of element i of a buffer of storage type s. */
-static inline const void *fxpq_elem(const void *p, fxpq_storage s, int32_t i)
+/* Bytes per element of a storage type (inline twin of fxpq_storage_size). */
+static inline int32_t fxpq_elem_size(fxpq_storage s)
 {
-    return (const uint8_t *)p + (size_t)i * (size_t)fxpq_storage_size(s);
+    return (s == FXPQ_STORAGE_INT8 || s == FXPQ_STORAGE_UINT8) ? 1 : 2;
+}
+
+/* Address of element i of a buffer whose elements take es bytes. */
+static inline const void *fxpq_elem(const void *p, int32_t es, int32_t i)
+{
+    return (const uint8_t *)p + (size_t)i * (size_t)es;
 }
 
 /* Wrapping int64 arithmetic (no undefined behaviour; identical to numpy's int64 wrap-around,
@@ -50,6 +56,41 @@ static inline int64_t fxpq_wrap_add64(int64_t a, int64_t b)
 static inline int64_t fxpq_wrap_shl64(int64_t v, int32_t s)
 {
     return (int64_t)((uint64_t)v << s);
+}
+
+#define FXPQ_LIMIT62 ((int64_t)1 << 62)
+
+/* THE rescale rule (numerics.md section 3); fxpq_rescale() is its public face. */
+static inline int64_t fxpq_rescale_inline(int64_t v, int32_t from_frac, int32_t to_frac)
+{
+    const int64_t shift = (int64_t)to_frac - (int64_t)from_frac;
+    if (shift < 0) {
+        const int64_t s = -shift;
+        if (s >= 63) {
+            return 0;
+        }
+        /* (v + 2^(s-1)) >> s, arithmetic shift: round half up */
+        return fxpq_wrap_add64(v, (int64_t)1 << (s - 1)) >> s;
+    } else {
+        const int32_t s = shift > 62 ? 62 : (int32_t)shift;
+        const int64_t bound = FXPQ_LIMIT62 >> s;
+        if (v >= bound) {
+            return FXPQ_LIMIT62;
+        }
+        if (v <= -bound) {
+            return -FXPQ_LIMIT62;
+        }
+        return fxpq_wrap_shl64(v, s);
+    }
+}
+
+/* clamp(rescale(v, from_frac, to_frac), lo, hi). With [lo, hi] the activation bounds (which lie
+ * inside the output format's range) this is saturate-then-activation in one step. */
+static inline int32_t fxpq_rescale_clamp(int64_t v, int32_t from_frac, int32_t to_frac, int32_t lo,
+                                         int32_t hi)
+{
+    const int64_t r = fxpq_rescale_inline(v, from_frac, to_frac);
+    return (int32_t)(r < lo ? lo : (r > hi ? hi : r));
 }
 
 /* ---- dot products: sum_i x[i * stride] * w[i] ---------------------------------------------
@@ -87,12 +128,12 @@ fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bias *b,
 fxpq_channel_quant fxpq_channel_quant_of(const fxpq_weights *w, const fxpq_bias *b, int32_t o,
                                          int32_t x_frac);
 
-/* Bias add, rescale, saturate and activation clamp: the one finish of the conv family. */
-static inline int32_t fxpq_finish_acc(int64_t acc, const fxpq_channel_quant *q,
-                                      const fxpq_format *out, int32_t act_lo, int32_t act_hi)
+/* Bias add, rescale, saturate and activation clamp: the one finish of the conv family.
+ * act_lo/act_hi come from fxpq_activation_bounds (inside the output range). */
+static inline int32_t fxpq_finish_acc(int64_t acc, const fxpq_channel_quant *q, int32_t out_frac,
+                                      int32_t act_lo, int32_t act_hi)
 {
-    int32_t y = fxpq_requantize_value(fxpq_wrap_add64(acc, q->bias), q->acc_frac, out);
-    return (int32_t)fxpq_saturate(y, act_lo, act_hi);
+    return fxpq_rescale_clamp(fxpq_wrap_add64(acc, q->bias), q->acc_frac, out_frac, act_lo, act_hi);
 }
 
 /* Scratch for `count` unpacked int16 weights. */

@@ -30,7 +30,7 @@ fxpq_status fxpq_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *inp
                 int32_t kx0, kx1;
                 fxpq_valid_taps(ix0, 1, params->filter.w, id->w, &kx0, &kx1);
                 for (c = 0; c < od->c; ++c) {
-                    int32_t m = INT32_MIN, ky, kx, y;
+                    int32_t m = INT32_MIN, ky, kx;
                     for (ky = ky0; ky < ky1; ++ky) {
                         const int32_t row = (n * id->h + iy0 + ky) * id->w + ix0;
                         for (kx = kx0; kx < kx1; ++kx) {
@@ -39,9 +39,9 @@ fxpq_status fxpq_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *inp
                         }
                     }
                     /* 'same' padding always leaves at least one valid input in a window */
-                    y = fxpq_requantize_value(m, input_fmt->frac, output_fmt);
                     fxpq_store(output, out_s, ((n * od->h + oy) * od->w + ox) * od->c + c,
-                               (int32_t)fxpq_saturate(y, act_lo, act_hi));
+                               fxpq_rescale_clamp(m, input_fmt->frac, output_fmt->frac, act_lo,
+                                                  act_hi));
                 }
             }
         }

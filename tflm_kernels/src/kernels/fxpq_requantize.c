@@ -32,8 +32,9 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
         return st;
     }
     for (i = 0; i < size; ++i) {
-        const int32_t y = fxpq_requantize_value(fxpq_load(input, in_s, i), input_fmt->frac, output_fmt);
-        fxpq_store(output, out_s, i, (int32_t)fxpq_saturate(y, act_lo, act_hi));
+        fxpq_store(output, out_s, i,
+                   fxpq_rescale_clamp(fxpq_load(input, in_s, i), input_fmt->frac, output_fmt->frac,
+                                      act_lo, act_hi));
     }
     return FXPQ_OK;
 }
