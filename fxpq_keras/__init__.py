@@ -9,6 +9,7 @@ from __future__ import annotations
 from . import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
 from .calibration import Calibration, CalibrationDataError
 from .fakequant import describe, quantize_model, quantize_scope, set_policy
+from .flatbuffer import Interpreter, export_c_array, export_tflite
 from .formats import Format, FormatError
 from .integer_graph import IntegerGraph
 from .integer_graph.lower import lower_model
@@ -18,7 +19,8 @@ from .policy import DataStructure, Memory, Policy, PolicyMismatchError
 __version__ = "0.1.0"
 
 __all__ = [
-    "Calibration", "CalibrationDataError", "DataStructure", "Format", "FormatError", "IntegerGraph", "Memory",
-    "Policy", "PolicyMismatchError", "SUPPORTED_LAYERS", "UnsupportedLayerError", "describe", "lower_model",
-    "quantize_model", "quantize_scope", "set_policy", "__version__",
+    "Calibration", "CalibrationDataError", "DataStructure", "Format", "FormatError", "IntegerGraph", "Interpreter",
+    "Memory", "Policy", "PolicyMismatchError", "SUPPORTED_LAYERS", "UnsupportedLayerError", "describe",
+    "export_c_array", "export_tflite", "lower_model", "quantize_model", "quantize_scope", "set_policy",
+    "__version__",
 ]

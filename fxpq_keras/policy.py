@@ -237,8 +237,9 @@ class Policy:
             layers.append(entry)
         return {"fxpq_policy": POLICY_VERSION, "input": self.input.to_dict(), "layers": layers}
 
-    def to_json(self, path: str | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=1)
+    def to_json(self, path: str | None = None, *, indent: int | None = 1) -> str:
+        """JSON text (written to `path` if given); indent=None gives the compact form files embed."""
+        text = json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":"))
         if path is not None:
             with open(path, "w") as fh:
                 fh.write(text + "\n")

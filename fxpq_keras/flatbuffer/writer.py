@@ -385,7 +385,7 @@ def _policy_json(policy: Any, graph: IntegerGraph) -> str:
     if policy is None:
         return "null"
     if hasattr(policy, "to_json"):
-        return policy.to_json()
+        return policy.to_json(indent=None)
     if isinstance(policy, str):
         json.loads(policy)  # must be JSON
         return policy

@@ -1,0 +1,110 @@
+"""Keras model -> fake-quant -> integer graph -> .tflite -> interpreter, on real tf_keras models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fxpq_keras as fx
+from fxpq_keras._tf import keras
+
+L = keras.layers
+
+
+def _every_layer_model() -> keras.Model:
+    """Every supported layer kind at least once."""
+    keras.utils.set_random_seed(7)
+    i = keras.Input((12, 12, 1))
+    x = L.Conv2D(6, 3, padding="same", use_bias=False)(i)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    y = L.SeparableConv2D(6, 3, padding="same")(x)
+    y = L.BatchNormalization()(y)
+    x = L.ReLU()(L.Add()([x, y]))
+    x = L.MaxPooling2D()(x)
+    x = L.DepthwiseConv2D(3, depth_multiplier=2, padding="valid", activation="relu6")(x)
+    x = L.AveragePooling2D(2, padding="same")(x)
+    z = L.GlobalAveragePooling2D()(x)
+    x = L.Reshape((4, 2, 6))(L.Flatten()(x))
+    x = L.Conv2D(4, 2, dilation_rate=1, activation="relu")(x)
+    x = L.Activation("relu")(L.Dense(8)(L.Flatten()(x)))
+    x = L.Dropout(0.2)(x)
+    o = L.Dense(5, activation="softmax")(L.Add()([x, L.Dense(8)(z)]))
+    model = keras.Model(i, o)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            n = layer.get_weights()[0].shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n),
+                               rng.uniform(0.5, 2, n)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def quantized():
+    model = _every_layer_model()
+    x = np.random.default_rng(1).uniform(0, 1, (48, 12, 12, 1)).astype(np.float32)
+    policy = fx.Policy.uniform(model, 8, x, per_channel=True)
+    policy.set("conv2d", "weights", bits=3)
+    policy.set("separable_conv2d", "output", bits=12)
+    policy.set("dense", "weights", bits=5)
+    policy.constrain_biases()
+    qmodel = fx.quantize_model(model, policy)
+    return model, qmodel, policy, x
+
+
+@pytest.mark.parametrize("float_input", [True, False])
+def test_exported_file_is_bit_exact_with_the_keras_side(tmp_path, quantized, float_input):
+    _, qmodel, policy, x = quantized
+    graph = fx.lower_model(qmodel)
+    path = tmp_path / "m.tflite"
+    data = fx.export_tflite(qmodel, str(path), float_input=float_input)
+    assert path.read_bytes() == data
+    interp = fx.Interpreter(str(path))
+    if float_input:
+        feed = x
+    else:
+        feed = fx.formats.quantize(x, policy.input.fmt).astype(policy.input.fmt.storage_dtype)
+    np.testing.assert_array_equal(interp.predict(feed, raw=True), graph.run(x, raw=True)[0])
+    # and close to the fake-quant model: same predictions except at rounding ties
+    probs = interp.predict(feed)
+    fq = qmodel.predict(x, verbose=0)
+    assert np.mean(probs.argmax(-1) == fq.argmax(-1)) >= 0.97
+    np.testing.assert_allclose(probs, fq, atol=0.05)
+
+
+def test_file_holds_the_policy_and_packed_weights(tmp_path, quantized):
+    _, qmodel, policy, _ = quantized
+    path = tmp_path / "m.tflite"
+    fx.export_tflite(qmodel, str(path))
+    from fxpq_keras.flatbuffer.inspect import inspect_tflite
+
+    report = inspect_tflite(str(path))
+    totals = report["totals"]
+    assert totals["weight_bits"] == policy.memory().weight_bits
+    assert totals["file_bytes"] == path.stat().st_size
+    graph, _ = fx.flatbuffer.read_tflite(str(path))
+    assert fx.Policy.from_dict(graph.metadata["policy"]).to_dict() == fx.describe(qmodel)[1].to_dict()
+
+
+def test_int8_builtin_export_of_a_keras_model_runs_in_tflm(tmp_path):
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
+                              L.Flatten(), L.Dense(6)])
+    x = np.random.default_rng(2).uniform(0, 1, (64, 8, 8, 1)).astype(np.float32)
+    policy = fx.Policy.uniform(model, 7, x)  # 7-bit unsigned activations map onto int8
+    policy.input.signed = True
+    policy.input.frac -= 1
+    for name, layer in policy.layers.items():
+        if layer.get("output") is not None and not layer["output"].signed:
+            layer["output"].signed = True
+            layer["output"].frac -= 1
+    policy.constrain_biases()
+    qmodel = fx.quantize_model(model, policy)
+    path = tmp_path / "int8.tflite"
+    try:
+        fx.export_tflite(qmodel, str(path), target="int8-builtin")
+    except fx.flatbuffer.ExportError as exc:
+        pytest.skip(f"this policy is not expressible as stock int8: {exc}")
+    ref = fx.Interpreter(str(path)).predict(x, raw=True)
+    tflm = fx.Interpreter(str(path), engine="tflm").predict(x, raw=True)
+    np.testing.assert_array_equal(ref, tflm)
