@@ -261,6 +261,19 @@ static fxpq_runner_status fx_open(fxpq_runner *r, const uint8_t *model, size_t s
     if (m->operators.len == 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model has no operators");
     }
+    {
+        /* Every buffer (metadata too) must lie inside the bytes given: catches most truncations
+         * even where the runner would not read. */
+        uint32_t i;
+        for (i = 0; i < m->buffers.len; ++i) {
+            fxfb_table bt;
+            fxfb_vector data;
+            if (fxfb_vector_table(&m->b, &m->buffers, i, &bt) != FXFB_OK
+                || fxfb_vector_field(&m->b, &bt, FX_BUFFER_DATA, 1, &data) < 0) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "a buffer lies outside the model bytes (truncated file?)");
+            }
+        }
+    }
     if (m->inputs.len != 1) {
         return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model must have exactly one input");
     }
