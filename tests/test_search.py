@@ -1,0 +1,181 @@
+"""FxP-QNet search: budget, determinism, switches, memory target, callbacks, reports, bad input.
+
+A tiny CNN on scikit-learn's 8x8 digits keeps the whole file to well under a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fxpq_keras
+from fxpq_keras._tf import keras
+from fxpq_keras.callbacks import Agreement, DistillationLoss, PrecisionAdaptation
+from fxpq_keras.report import markdown, write_report
+from fxpq_keras.search import FxPQNet, OutputNotClassificationError, PrecisionSearch, SearchOptions
+from fxpq_keras.search.evaluator import predict
+
+FAST = {"samples": 600, "max_bits": 10, "seed": 0, "verbose": 0}
+
+
+@pytest.fixture(scope="module")
+def digits() -> dict:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], y[order]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.MaxPooling2D(2, name="pool"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(24, activation="relu", name="fc"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x[:1200], y[:1200], epochs=25, batch_size=64, verbose=0)
+    return {"model": model, "x_train": x[:1200], "y_train": y[:1200], "x_test": x[1200:], "y_test": y[1200:]}
+
+
+@pytest.fixture(scope="module")
+def default_result(digits: dict):
+    return FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"], labels=digits["y_train"])
+
+
+def test_budget_respected_on_held_out_data(digits: dict, default_result) -> None:
+    res = default_result
+    model = digits["model"]
+    assert res.memory.compression_total > 3.0
+    assert 1 - res.check_metrics.agreement <= 0.02
+    f = model.predict(digits["x_test"], verbose=0)
+    q = predict(res.model, digits["x_test"])
+    acc_f = np.mean(f.argmax(1) == digits["y_test"])
+    acc_q = np.mean(q.argmax(1) == digits["y_test"])
+    agree = np.mean(q.argmax(1) == f.argmax(1))
+    assert acc_f - acc_q <= 0.02  # the labeled accuracy drop on held-out data stays inside the budget
+    assert agree >= 1 - 0.02 - 0.01  # agreement: budget plus ~1 binomial standard error on 597 samples
+    # the search wrote its policy into the model: lowering it gives the same formats
+    _, policy = fxpq_keras.describe(res.model)
+    assert policy.to_dict() == res.policy.to_dict()
+    assert res.evaluations > 0 and res.labeled["samples"] > 0
+
+
+def test_same_seed_same_policy(digits: dict, default_result) -> None:
+    again = FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"])
+    assert again.policy.to_json() == default_result.policy.to_json()
+    assert again.evaluations == default_result.evaluations
+
+
+def test_no_retrace_while_searching(digits: dict) -> None:
+    search = PrecisionSearch(digits["model"], digits["x_train"], options=SearchOptions(0.02, samples=300, max_bits=6))
+    search.run()
+    assert search.decide._sums.experimental_get_tracing_count() == 1
+    assert search.checker._sums.experimental_get_tracing_count() == 1
+    assert search.evaluations > 10
+
+
+@pytest.mark.parametrize("switch", ["dynamic_fixed_point", "layerwise", "error_statistics_frac", "self_distillation"])
+def test_each_switch_changes_behaviour(digits: dict, default_result, switch: str) -> None:
+    res = FxPQNet(0.02, **FAST, **{switch: False}).quantize(digits["model"], digits["x_train"],
+                                                           labels=digits["y_train"])
+    assert res.policy.to_json() != default_result.policy.to_json() or res.evaluations != default_result.evaluations
+    assert 1 - res.check_metrics.agreement <= 0.02 + 1e-9 or switch == "self_distillation"
+    if switch == "layerwise":  # one width everywhere
+        assert len({d.bits for _, _, d in res.policy.data_structures()}) <= 2  # biases may stay apart
+    if switch == "error_statistics_frac":
+        assert res.evaluations < default_result.evaluations  # no frac candidates to try
+
+
+def test_self_distillation_off_needs_labels(digits: dict) -> None:
+    with pytest.raises(ValueError, match="labels"):
+        FxPQNet(0.02, self_distillation=False, **FAST).quantize(digits["model"], digits["x_train"])
+
+
+def test_memory_target_met_stops_early(digits: dict, default_result) -> None:
+    start = default_result.start_policy.memory().total_bits / 8
+    target = int(start * 0.6)
+    res = FxPQNet(0.02, memory_target=target, **FAST).quantize(digits["model"], digits["x_train"])
+    assert res.memory_target_met is True
+    assert res.memory.total_bits / 8 <= target
+    assert res.memory.total_bits > default_result.memory.total_bits  # stopped as soon as it was met
+
+
+def test_memory_target_unreachable_is_reported(digits: dict) -> None:
+    res = FxPQNet(0.02, memory_target=10, **FAST).quantize(digits["model"], digits["x_train"])
+    assert res.memory_target_met is False
+    assert "cannot be met" in res.message and "cannot be met" in res.summary()
+
+
+@pytest.mark.parametrize("drop", [0.0, 1.0, -0.1, 1.5])
+def test_budget_outside_open_unit_interval(drop: float) -> None:
+    with pytest.raises(ValueError, match="max_accuracy_drop"):
+        FxPQNet(drop)
+
+
+def test_bad_bits_options() -> None:
+    with pytest.raises(ValueError):
+        FxPQNet(0.01, min_bits=8, max_bits=4)
+    with pytest.raises(ValueError):
+        FxPQNet(0.01, max_bits=17)
+    with pytest.raises(ValueError):
+        FxPQNet(0.01, data_structures=("kernels",))
+
+
+def test_empty_and_nonfinite_calibration_data(digits: dict) -> None:
+    with pytest.raises(fxpq_keras.CalibrationDataError, match="empty"):
+        FxPQNet(0.01).quantize(digits["model"], np.zeros((0, 8, 8, 1), np.float32))
+    bad = digits["x_train"][:50].copy()
+    bad[3, 1, 1, 0] = np.nan
+    with pytest.raises(fxpq_keras.CalibrationDataError, match="NaN"):
+        FxPQNet(0.01).quantize(digits["model"], bad)
+
+
+def test_regression_output_is_a_clear_error() -> None:
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+    with pytest.raises(OutputNotClassificationError, match="classes"):
+        FxPQNet(0.01, verbose=0).quantize(model, np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32))
+
+
+def test_only_selected_data_structures_change(digits: dict) -> None:
+    res = FxPQNet(0.02, data_structures=("weights",), **FAST).quantize(digits["model"], digits["x_train"])
+    for layer, ds, d in res.policy.data_structures():
+        assert d.bits == (d.bits if ds == "weights" else 10), f"{layer}/{ds}"
+    assert any(d.bits < 10 for _, ds, d in res.policy.data_structures() if ds == "weights")
+
+
+def test_per_channel_weight_frac(digits: dict) -> None:
+    res = FxPQNet(0.02, per_channel=True, **FAST).quantize(digits["model"], digits["x_train"])
+    assert res.policy.get("conv", "weights").per_channel
+
+
+def test_callback_in_fit_loop_matches_one_call_api(digits: dict, default_result) -> None:
+    opts = SearchOptions(0.02, samples=600, max_bits=10, seed=0)
+    search = PrecisionSearch(digits["model"], digits["x_train"], options=opts)
+    qmodel = search.qmodel
+    qmodel.trainable = False  # post-training: float weights frozen
+    qmodel.compile(loss=DistillationLoss(from_logits=not search.probabilities), metrics=[Agreement()])
+    n = len(search.decision_index)
+    history = qmodel.fit(search.calibration.x[:n], search.targets[:n], epochs=500, batch_size=n, verbose=0,
+                         callbacks=[PrecisionAdaptation(search, steps_per_epoch=10)])
+    assert search.state.done and len(history.history["loss"]) < 500
+    assert "fxpq_memory_x" in history.history and "agreement" in history.history
+    assert search.state.policy.to_json() == default_result.policy.to_json()
+
+
+def test_distillation_finetune_is_opt_in_and_reported(digits: dict) -> None:
+    res = FxPQNet(0.02, finetune_epochs=1, **FAST).quantize(digits["model"], digits["x_train"])
+    assert set(res.finetune) >= {"check_agreement_before", "check_agreement_after"}
+    assert "fine-tuning" in res.summary()
+
+
+def test_report_files(digits: dict, default_result, tmp_path) -> None:
+    paths = write_report(default_result, str(tmp_path))
+    text = open(paths["report"]).read()
+    assert "| conv | weights |" in text and "**total**" in text and "Search trajectory" in text
+    assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert fxpq_keras.Policy.from_json(paths["policy"]).to_dict() == default_result.policy.to_dict()
+    assert "agreement" in markdown(default_result)
