@@ -1,0 +1,78 @@
+"""`fxpq quantize` on a model file made by a user: outputs, budget, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fxpq_keras
+from fxpq_keras._tf import keras
+from fxpq_keras.cli import main
+
+
+@pytest.fixture(scope="module")
+def user_files(tmp_path_factory) -> dict:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    y = d.target.astype(np.int64)
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"),
+                              keras.layers.Dense(10)])  # logits, no softmax
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:1200], y[:1200], epochs=20, batch_size=64, verbose=0)
+    root = tmp_path_factory.mktemp("user")
+    paths = {"h5": str(root / "mlp.h5"), "keras": str(root / "mlp.keras"), "data": str(root / "calib.npz"),
+             "nolabels": str(root / "x_only.npz"), "bad": str(root / "bad.npz"), "root": root}
+    model.save(paths["h5"])
+    model.save(paths["keras"])
+    np.savez(paths["data"], x=x[:900], y=y[:900])
+    np.savez(paths["nolabels"], x=x[:900])
+    np.savez(paths["bad"], inputs=x[:10])
+    return paths
+
+
+def test_quantize_writes_policy_report_png(user_files: dict, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    rc = main(["quantize", user_files["keras"], "-d", user_files["data"], "-o", str(out), "--max-drop", "0.02",
+               "--samples", "600", "--max-bits", "10", "--seed", "3"])
+    assert rc == 0, capsys.readouterr().err
+    policy = fxpq_keras.Policy.from_json(str(out / "policy.json"))
+    assert policy.memory().compression_total > 3
+    assert "| layer | data structure |" in (out / "report.md").read_text()
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "labeled accuracy" in printed and "network evaluations" in printed
+    if (out / "model.tflite").exists():  # written once the exporter is importable
+        assert (out / "model.tflite").stat().st_size > 0
+
+
+def test_quantize_h5_without_labels_and_memory_target(user_files: dict, tmp_path, capsys) -> None:
+    out = tmp_path / "out"
+    rc = main(["--quiet", "quantize", user_files["h5"], "-d", user_files["nolabels"], "-o", str(out),
+               "--samples", "600", "--max-bits", "8", "--memory-target", "1"])
+    assert rc == 3  # written, but the target cannot be met within the budget
+    assert "cannot be met" in capsys.readouterr().err
+    assert json.loads((out / "policy.json").read_text())["fxpq_policy"] == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-d", "{bad}"], "must hold the calibration inputs as 'x'"),
+    (["-d", "{root}/missing.npz"], "not found"),
+    (["-d", "{data}", "--max-drop", "1.5"], "max_accuracy_drop"),
+    (["-d", "{data}", "--min-bits", "1"], "min_bits"),
+])
+def test_quantize_bad_input(user_files: dict, tmp_path, capsys, args: list, message: str) -> None:
+    args = [a.format(**user_files) for a in args]
+    rc = main(["quantize", user_files["keras"], *args, "-o", str(tmp_path / "o")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_quantize_missing_model(user_files: dict, tmp_path, capsys) -> None:
+    rc = main(["quantize", str(tmp_path / "nope.keras"), "-d", user_files["data"], "-o", str(tmp_path / "o")])
+    assert rc == 2 and "model file not found" in capsys.readouterr().err
