@@ -1,0 +1,168 @@
+"""Microcontroller benchmark: the bench models on an emulated Cortex-M4 and Cortex-M7.
+
+    .venv/bin/python bench/mcu.py [--models lenet5,residual_ds_net] [--samples 20]
+
+For each benchmark model of bench/models.py (trained once and cached) two .tflite files are
+exported with the fxp target (custom FXP_* ops, the project's own C kernels): the FxP-QNet
+mixed-precision model (1 % budget; the search result's policy is cached under .cache/bench/)
+and a uniform 8-bit dynamic fixed-point model of the same network (the int8 comparison through
+the project's own int8 path). Each file is linked into the model firmware
+(tflm_kernels/firmware/model_main.c) and run on QEMU mps2-an386 (Cortex-M4) and mps2-an500
+(Cortex-M7) under `-icount shift=0`, so instructions = TIMER0 ticks * 40 (the firmware checks
+the method on a loop of known length every run). Printed per row: instructions per inference
+(mean over the samples) on M4 and M7, instructions per MAC, the model file's bytes, the
+firmware's .text/.data/.bss (arm-none-eabi-size; .text includes the model and newlib's
+semihosting stdio), the runner + kernels' share of .text, and the peak arena bytes the runner
+planned on the M4 (prepared ops + activations + kernel scratch). Every run's outputs are checked
+bit for bit against the reference interpreter (column "exact").
+
+Reference kernels, -O2. Instruction counts are not cycle counts (QEMU does not model pipelines
+or memory wait states).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import fxpq_keras as fx  # noqa: E402  (before TensorFlow)
+from models import CACHE, MODELS, trained  # noqa: E402
+
+from fxpq_keras.calibration import Calibration  # noqa: E402
+from fxpq_keras.fakequant import quantize_model  # noqa: E402
+from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
+from fxpq_keras.kernels.engines import QemuEngine  # noqa: E402
+from fxpq_keras.kernels.runner import HostRunner  # noqa: E402
+from fxpq_keras.policy import Policy  # noqa: E402
+
+OUT = ROOT / ".cache" / "bench" / "mcu"
+
+
+def macs(graph) -> int:
+    """Multiply-accumulates of one inference (conv, depthwise, fully connected)."""
+    total = 0
+    for node in graph.nodes:
+        if node.weights is None:
+            continue
+        out = int(np.prod(graph.tensors[node.output].shape))
+        if node.op == "conv2d":
+            total += out * int(np.prod(node.weights.shape[1:]))
+        elif node.op == "depthwise_conv2d":
+            total += out * int(node.weights.shape[1] * node.weights.shape[2])
+        elif node.op == "fully_connected":
+            total += int(np.prod(node.weights.shape))
+    return total
+
+
+def elf_sizes(elf: Path) -> tuple[int, int, int]:
+    out = subprocess.run(["arm-none-eabi-size", str(elf)], capture_output=True, text=True, check=True).stdout
+    text, data, bss = out.splitlines()[1].split()[:3]
+    return int(text), int(data), int(bss)
+
+
+def our_code_bytes(map_file: Path) -> int:
+    """Bytes of .text/.rodata that the runner and kernel libraries contribute (from the link map)."""
+    text = map_file.read_text(errors="replace")
+    text = text[text.find("Linker script and memory map"):]
+    total, section = 0, None
+    pat = re.compile(r"^\s*(\S+)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$")
+    for line in text.splitlines():
+        m = pat.match(line)
+        if m is None:
+            s = line.strip()
+            section = s if s.startswith(".") and " " not in s else section
+            continue
+        name = m.group(1) or section or ""
+        if (name.startswith(".text") or name.startswith(".rodata")) and \
+                ("libfxpq_kernels.a(" in m.group(3) or "libfxpq_runner.a(" in m.group(3)):
+            total += int(m.group(2), 16)
+        section = None
+    return total
+
+
+def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
+    """FxP-QNet's policy at a 1 % budget, searched once and cached."""
+    path = CACHE / f"{name}.fxpqnet-1pct.policy.json"
+    if path.exists():
+        return Policy.from_json(str(path)), "cached search"
+    t = time.perf_counter()
+    result = fx.FxPQNet(max_accuracy_drop=0.01, seed=0, verbose=0).quantize(model, calib_x)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.policy.to_json(str(path))
+    return result.policy, f"searched in {time.perf_counter() - t:.0f} s"
+
+
+def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
+    ref_interp = Interpreter(tflite)
+    graph = ref_interp.graph
+    ref = ref_interp.predict(x, raw=True)
+    host = HostRunner(tflite)
+    row = {"label": label, "macs": macs(graph), "model_bytes": tflite.stat().st_size,
+           "host_arena": host.stats["arena_bytes"], "exact": True}
+    for cpu in ("m4", "m7"):
+        eng = QemuEngine(tflite, graph, None, cpu=cpu, link_model=True)
+        got = eng.run(x)[0]
+        row["exact"] &= bool(np.array_equal(got, ref if not isinstance(ref, list) else ref[0]))
+        row[f"{cpu}_instr"] = float(eng.instructions.mean())
+        if cpu == "m4":
+            row["text"], row["data"], row["bss"] = elf_sizes(eng.elf)
+            row["code"] = our_code_bytes(eng.elf.with_suffix(".map"))
+            row["arena"] = eng.last.arena_bytes
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = (f"{'model':<34} {'MACs':>9} {'M4 instr/inf':>13} {'M4 i/MAC':>8} {'M7 instr/inf':>13} {'M7 i/MAC':>8} "
+            f"{'model B':>8} {'.text':>7} {'.data':>6} {'.bss':>6} {'ours':>6} {'arena B':>8} {'exact':>5}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['label']:<34} {r['macs']:>9,} {r['m4_instr']:>13,.0f} {r['m4_instr'] / r['macs']:>8.2f} "
+                     f"{r['m7_instr']:>13,.0f} {r['m7_instr'] / r['macs']:>8.2f} {r['model_bytes']:>8,} "
+                     f"{r['text']:>7,} {r['data']:>6,} {r['bss']:>6,} {r['code']:>6,} {r['arena']:>8,} "
+                     f"{'yes' if r['exact'] else 'NO':>5}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=",".join(MODELS))
+    ap.add_argument("--samples", type=int, default=20, help="held-out digits run per file and CPU")
+    ap.add_argument("--calibration", type=int, default=1000, help="calibration digits (train split)")
+    args = ap.parse_args(argv)
+    OUT.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    rows, notes = [], []
+    for name in args.models.split(","):
+        model, data = trained(name)
+        calib = Calibration(model, data["x_train"][: args.calibration])
+        x = data["x_test"][: args.samples]
+        policy, how = fxpqnet_policy(name, model, calib.x)
+        notes.append(f"{name}: FxP-QNet policy ({how}): {policy.memory().total_bits / 8:,.0f} B total memory "
+                     f"(paper's accounting)")
+        for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", calib.uniform_policy(8))):
+            path = OUT / (label.replace(" ", "_") + ".tflite")
+            export_tflite(quantize_model(calib, pol), path)
+            rows.append(measure(label, path, x))
+    print(table(rows))
+    for n in notes:
+        print(n)
+    print("instr = instructions (QEMU -icount shift=0: TIMER0 ticks * 40, calibrated every run); "
+          "i/MAC = instructions per multiply-accumulate; .text includes the model and newlib stdio; "
+          "ours = runner + kernels' .text/.rodata; arena = the runner's peak arena on the M4 "
+          f"(prepared ops + activations + scratch). {args.samples} samples per file and CPU; "
+          f"wall time {time.perf_counter() - t0:.0f} s.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
