@@ -56,7 +56,7 @@ class HostEngine:
 def _make(args: list[str], timeout: float = 600.0) -> None:
     build = KERNELS_DIR / "build"
     build.mkdir(parents=True, exist_ok=True)
-    with open(build / ".model-fw.lock", "w") as lock:
+    with open(build / ".arm-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             proc = subprocess.run(["make", "-C", str(KERNELS_DIR), *args], capture_output=True, text=True,

@@ -86,10 +86,11 @@ _lock = threading.Lock()
 
 
 def build_runner_library(timeout: float = 300.0) -> Path:
-    """``make -C tflm_kernels runner-host``, serialized across processes by a file lock."""
+    """``make -C tflm_kernels runner-host``, serialized across processes with the host kernels' build
+    (the same lock file as fxpq_keras.kernels.host: both build build/host/obj)."""
     build_dir = KERNELS_DIR / "build"
     build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".runner-build.lock", "w") as lock:
+    with open(build_dir / ".host-build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             proc = subprocess.run(["make", "-C", str(KERNELS_DIR), "runner-host"], capture_output=True,
