@@ -122,6 +122,8 @@ def fully_connected(x, w, bias, *, x_frac: int, w_frac, bias_frac: int | None, o
 
 def add(a, b, *, a_frac: int, b_frac: int, out_fmt: Format, activation: str | None = None) -> np.ndarray:
     """Align both to the larger frac by left shifts, add, rescale, saturate (section 5)."""
+    if abs(a_frac - b_frac) > 32:
+        raise ValueError(f"add: |frac_a - frac_b| = {abs(a_frac - b_frac)} exceeds 32")
     f = max(a_frac, b_frac)
     s = (np.asarray(a, dtype=np.int64) << (f - a_frac)) + (np.asarray(b, dtype=np.int64) << (f - b_frac))
     return apply_activation(requantize(s, f, out_fmt), out_fmt, activation)
