@@ -33,7 +33,7 @@ def step(msg: str) -> float:
     return time.perf_counter()
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="lenet5", choices=["lenet5", "residual_ds_net"])
     ap.add_argument("--max-drop", type=float, default=0.01, help="max top-1 drop against the float model")
@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-samples", type=int, default=1000, help="held-out samples to evaluate")
     ap.add_argument("--mcu-samples", type=int, default=200, help="held-out samples run on the emulated Cortex-M4")
     ap.add_argument("--out", default=str(ROOT / "runs" / "main"), help="folder for the report and the model")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Do the whole job; returns the table's figures (tests check them against the engines)."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"       done in {time.perf_counter() - t:.1f} s")
 
     t = step(f"FxP-QNet search, budget {args.max_drop:.1%} top-1 drop against the float model (no labels)")
-    result = fx.FxPQNet(max_accuracy_drop=args.max_drop).quantize(model, x_cal)
+    result = fx.FxPQNet(max_accuracy_drop=args.max_drop, verbose=1).quantize(model, x_cal)
     print(f"       {result.evaluations} evaluations in {time.perf_counter() - t:.1f} s")
 
     t = step("exporting the fixed-point .tflite and the report")
@@ -76,32 +80,56 @@ def main(argv: list[str] | None = None) -> int:
     print(f"       done in {time.perf_counter() - t:.1f} s")
 
     mem = result.policy.memory()
+    return {
+        "model": args.model, "out": str(out), "tflite": str(tflite), "mcu_samples": n,
+        "float_accuracy": accuracy(float_probs, y_test),
+        "reference_accuracy": accuracy(ref_probs, y_test),
+        "mcu_accuracy": float(np.mean(mcu.argmax(-1) == y_test[:n])),
+        "mcu_identical": bool(np.array_equal(mcu, ref[:n])),
+        "host_identical": bool(np.array_equal(host, ref)),
+        "agreement": float(np.mean(ref.argmax(-1) == float_probs.argmax(-1))),
+        "compression_total": mem.compression_total,
+        "compression_weights": mem.compression_weights,
+        "average_weight_bits": mem.weight_bits / max(mem.float32_weight_bits / 32, 1),
+        "file_bytes": tflite.stat().st_size,
+        "arena_bytes": run.arena_bytes,
+        "instructions": int(np.median(run.instructions)),
+        "evaluations": result.evaluations,
+        "search_seconds": result.seconds,
+    }
+
+
+def table(f: dict) -> str:
+    n = f["mcu_samples"]
     rows = [
-        ("float32 test accuracy", f"{accuracy(float_probs, y_test):.2%}"),
-        ("fixed-point test accuracy (reference interpreter)", f"{accuracy(ref_probs, y_test):.2%}"),
-        (f"fixed-point test accuracy (Cortex-M4, first {n})", f"{np.mean(mcu.argmax(-1) == y_test[:n]):.2%}"),
-        (f"Cortex-M4 outputs identical to reference (first {n})", str(bool(np.array_equal(mcu, ref[:n])))),
-        ("host C outputs identical to reference", str(bool(np.array_equal(host, ref)))),
-        ("agreement with float (held-out)", f"{np.mean(ref.argmax(-1) == float_probs.argmax(-1)):.2%}"),
-        ("total memory compression vs float32", f"{mem.compression_total:.2f}x"),
-        ("weight memory compression vs float32", f"{mem.compression_weights:.2f}x"),
-        ("average weight bits", f"{mem.weight_bits / max(mem.float32_weight_bits / 32, 1):.2f}"),
-        ("model file bytes", f"{tflite.stat().st_size:,}"),
-        ("arena bytes (Cortex-M4)", f"{run.arena_bytes:,}"),
-        ("instructions per inference (Cortex-M4)", f"{int(np.median(run.instructions)):,}"),
-        ("search evaluations / seconds", f"{result.evaluations} / {result.seconds:.1f}"),
+        ("float32 test accuracy", f"{f['float_accuracy']:.2%}"),
+        ("fixed-point test accuracy (reference interpreter)", f"{f['reference_accuracy']:.2%}"),
+        (f"fixed-point test accuracy (Cortex-M4, first {n})", f"{f['mcu_accuracy']:.2%}"),
+        (f"Cortex-M4 outputs identical to reference (first {n})", str(f["mcu_identical"])),
+        ("host C outputs identical to reference", str(f["host_identical"])),
+        ("agreement with float (held-out)", f"{f['agreement']:.2%}"),
+        ("total memory compression vs float32", f"{f['compression_total']:.2f}x"),
+        ("weight memory compression vs float32", f"{f['compression_weights']:.2f}x"),
+        ("average weight bits", f"{f['average_weight_bits']:.2f}"),
+        ("model file bytes", f"{f['file_bytes']:,}"),
+        ("arena bytes (Cortex-M4)", f"{f['arena_bytes']:,}"),
+        ("instructions per inference (Cortex-M4)", f"{f['instructions']:,}"),
+        ("search evaluations / seconds", f"{f['evaluations']} / {f['search_seconds']:.1f}"),
     ]
     width = max(len(k) for k, _ in rows)
+    lines = [f"{'fxpq main job: ' + f['model']:<{width}}  value", "-" * (width + 16)]
+    lines += [f"{k:<{width}}  {v}" for k, v in rows]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    figures = run(parse_args(argv))
     print()
-    print(f"{'fxpq main job: ' + args.model:<{width}}  value")
-    print("-" * (width + 16))
-    for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+    print(table(figures))
     print()
-    print(f"report, policy, model and C array written to {out}/ (report.md, report.png, policy.json, model.tflite, "
-          f"model_data.h)")
-    ok = np.array_equal(mcu, ref[:n]) and np.array_equal(host, ref)
-    return 0 if ok else 1
+    print(f"report, policy, model and C array written to {figures['out']}/ (report.md, report.png, policy.json, "
+          f"model.tflite, model_data.h)")
+    return 0 if figures["mcu_identical"] and figures["host_identical"] else 1
 
 
 if __name__ == "__main__":
