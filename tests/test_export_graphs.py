@@ -35,7 +35,8 @@ class GraphBuilder:
         """Run the node with a provisional wide format, then choose the output format from the range."""
         if fmt is None:
             probe = _probe(self.graph, node, [self.values[i] for i in node.inputs])
-            signed = signed if signed is not None else (True if self.signed_only else bool(self.rng.integers(0, 2)) or probe.min() < 0)
+            if signed is None:
+                signed = True if self.signed_only else bool(self.rng.integers(0, 2)) or probe.min() < 0
             if not signed and probe.min() < 0 and node.attrs.get("activation") not in ("relu", "relu6"):
                 signed = True
             bits = bits or self.bits()
@@ -118,7 +119,8 @@ class GraphBuilder:
         name, out = self.name(op)
         if kind == "max" and "fmt" not in kw and "bits" not in kw:
             kw = {"fmt": self.fmt(x), "shape": None, **kw}
-            node = Node(op, name, [x], out, {"pool": pool, "stride": stride, "padding": padding, "activation": activation})
+            node = Node(op, name, [x], out,
+                        {"pool": pool, "stride": stride, "padding": padding, "activation": activation})
             probe = _probe(self.graph, node, [self.values[x]])
             kw["shape"] = probe.shape[1:]
             return self._add(node, **kw)

@@ -1,21 +1,30 @@
 """Target int8-builtin: rewrite an IntegerGraph into what stock int8 kernels express, write it
 with builtin ops, and read such a file back (docs/format.md section 7).
 
-The rewritten ("stock") graph is an IntegerGraph whose formats are all s8 and whose weighted
-nodes hold their bias already at the accumulator frac (`bias_frac` None, `bias_bits` 32). It is
-executed by stock.run_stock, the numpy model of TFLM's int8 kernels, never by IntegerGraph.run.
+The rewritten ("stock") graph is a StockGraph: an IntegerGraph whose formats are all s8 and whose
+weighted nodes hold their bias already at the accumulator frac (`bias_frac` None, `bias_bits` 32),
+plus one op the integer graph does not have, `softmax`. Its output tensor is TFLite's softmax
+convention (int8, scale 1/256, zero point -128); the graph describes it as u8 frac 8 (the stored
+int8 plus 128), so "raw" outputs stay integers in a format with zero point 0 like every other
+tensor and `q * 2^-8` is the probability. StockGraph.run is stock.run_stock, the numpy model of
+TFLM's int8 kernels, so nobody runs a stock graph with the fxp rules by accident.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..formats import Format
 from ..integer_graph import IntegerGraph, Node, TensorSpec
+from ..integer_graph.graph import OP_ATTRS
+from . import stock
 from .errors import ExportError, FlatbufferFormatError
 from .schema import schema as S
+
+STOCK_OPS = tuple(OP_ATTRS) + ("softmax",)
+SOFTMAX_FORMAT = Format(8, stock.SOFTMAX_OUT_FRAC, False)  # int8 with zero point -128, as u8
 
 _ACT_CODES = {None: S.ActivationFunctionType.NONE, "relu": S.ActivationFunctionType.RELU,
               "relu6": S.ActivationFunctionType.RELU6}
@@ -25,8 +34,58 @@ _PAD_NAMES = {v: k for k, v in _PAD.items()}
 WEIGHTED = ("conv2d", "depthwise_conv2d", "fully_connected")
 
 
+@dataclass
+class StockGraph(IntegerGraph):
+    """The graph of an int8-builtin file: stock ops, TFLM's arithmetic (see the module doc)."""
+
+    def __post_init__(self) -> None:
+        for node in self.nodes:
+            if node.op not in STOCK_OPS:
+                raise ValueError(f"unknown stock op {node.op!r} in node {node.name!r}; known: {sorted(STOCK_OPS)}")
+
+    def run(self, x: np.ndarray, *, raw: bool = False) -> list[np.ndarray]:
+        """TFLM's results for a batch: raw integers, or dequantized (softmax is in the graph)."""
+        outs = stock.run_stock(self, x)
+        if raw:
+            return outs
+        return [np.ldexp(q.astype(np.float64), -self.tensors[o].fmt.frac).astype(np.float32)
+                for q, o in zip(outs, self.outputs)]
+
+
 def _s8(fmt: Format) -> Format:
     return Format(8, fmt.frac, True)
+
+
+def _accumulator_bound(node: Node) -> np.ndarray:
+    """Per output channel, the largest |acc + bias| any int8 input can produce (int8 inputs are
+    at most 128 in magnitude)."""
+    w = np.abs(np.asarray(node.weights, dtype=np.int64))
+    per_o = w.reshape(-1, w.shape[-1]).sum(axis=0) if node.op == "depthwise_conv2d" else \
+        w.reshape(w.shape[0], -1).sum(axis=1)
+    return per_o * 128 + np.abs(np.asarray(node.bias, dtype=np.int64))
+
+
+def _check_weighted(node: Node, facc: np.ndarray, out_frac: int) -> list[str]:
+    """Why TFLM could not compute this layer exactly (empty when it can).
+
+    QuantizeMultiplier(2^(out_frac - facc)) gives the multiplier 2^30 and shift
+    out_frac - facc + 1. A positive shift is a left shift of the int32 accumulator inside
+    MultiplyByQuantizedMultiplier (then the doubling high multiply halves it: exact), so
+    output frac > accumulator frac is fine as long as `acc << shift` cannot leave int32 (C
+    signed overflow: no defined result). A shift below -31 makes the multiplier 0, which is
+    also exact (|acc| < 2^31 rounds to 0 at 2^-32 resolution).
+    """
+    problems = []
+    shift = out_frac - facc + 1
+    left = np.maximum(shift, 0)
+    bound = _accumulator_bound(node)
+    worst = bound.astype(np.float64) * np.exp2(left)  # exact: bound < 2^53, times a power of two
+    if (worst > 2**31 - 1).any():
+        o = int(np.argmax(worst))
+        problems.append(f"layer {node.name!r}: output frac {out_frac} is {int(shift[o]) - 1} above the accumulator "
+                        f"frac {int(facc[o])} (channel {o}); TFLM shifts the int32 accumulator left by "
+                        f"{int(left[o])} and a worst-case accumulator of {int(bound[o])} would overflow int32")
+    return problems
 
 
 def _act(node: Node) -> str | None:
@@ -72,20 +131,20 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
         out = t[node.output].fmt
         if node.op in WEIGHTED:
             x = t[node.inputs[0]].fmt
-            fracs = np.broadcast_to(np.asarray(node.weight_frac, dtype=np.int64), (len(np.atleast_1d(node.weight_frac)),))
+            n_out = len(np.atleast_1d(node.weight_frac))
+            fracs = np.broadcast_to(np.asarray(node.weight_frac, dtype=np.int64), (n_out,))
             facc = x.frac + fracs
-            shift = facc - out.frac
-            if shift.min() < 0 or shift.max() > 31:
-                problems.append(f"layer {node.name!r}: accumulator frac minus output frac must be in 0..31 "
-                                f"(got {shift.min()}..{shift.max()})")
             if node.bias is None:
                 bias = np.zeros(len(fracs), dtype=np.int64)
             else:
                 bias = np.asarray(node.bias, dtype=np.int64) << (facc - node.bias_frac)
                 if np.abs(bias).max(initial=0) >= 2**31:
                     problems.append(f"layer {node.name!r}: bias at the accumulator frac does not fit int32")
-            nodes.append(replace(node, attrs={**node.attrs, "activation": act_for(node)}, bias=bias, bias_bits=32,
-                                 bias_frac=None, weight_frac=np.asarray(fracs).copy()))
+            new = replace(node, attrs={**node.attrs, "activation": act_for(node)}, bias=bias, bias_bits=32,
+                          bias_frac=None, weight_frac=np.asarray(fracs).copy())
+            if np.abs(bias).max(initial=0) < 2**31:
+                problems += _check_weighted(new, facc, out.frac)
+            nodes.append(new)
         elif node.op == "add":
             fa, fb = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac
             if out.frac - min(fa, fb) > 18 or abs(fa - fb) > 30:
@@ -120,9 +179,29 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                 nodes.append(replace(node, attrs=dict(node.attrs)))
         else:
             problems.append(f"layer {node.name!r}: op {node.op!r} has no stock int8 equivalent")
+    for node in nodes:
+        if node.op == "requantize":
+            d = tensors[node.output].fmt.frac - tensors[node.inputs[0]].fmt.frac
+            if d > 23:  # QUANTIZE int8 -> int8 computes x << (d + 1) in int32 before the high multiply
+                problems.append(f"layer {node.name!r}: raising the frac by {d} (more than 23) would overflow int32 "
+                                "in stock QUANTIZE")
+    outputs = list(graph.outputs)
+    if graph.output_softmax:
+        outputs = []
+        for name in graph.outputs:
+            frac = tensors[name].fmt.frac
+            lo, hi = stock.SOFTMAX_FRAC_RANGE
+            if not lo <= frac <= hi:
+                problems.append(f"output {name!r}: stock SOFTMAX needs the logits' frac in {lo}..{hi} (TFLM's "
+                                f"Prepare aborts or shifts out of int32 otherwise), got {frac}")
+            probs = f"{name}/softmax"
+            tensors[probs] = TensorSpec(probs, tensors[name].shape, SOFTMAX_FORMAT)
+            nodes.append(Node("softmax", "softmax" if len(graph.outputs) == 1 else f"{name}/softmax", [name], probs,
+                              {"beta": 1.0}))
+            outputs.append(probs)
     if problems:
         raise ExportError("int8-builtin target: " + "; ".join(problems))
-    return replace(graph, tensors=tensors, nodes=nodes)
+    return StockGraph(graph.input, outputs, tensors, nodes, False, dict(graph.metadata))
 
 
 def write_builtin(b, graph: IntegerGraph) -> None:
@@ -132,8 +211,15 @@ def write_builtin(b, graph: IntegerGraph) -> None:
     t = graph.tensors
     for node in graph.nodes:
         ins = [b.activation(t[i]) for i in node.inputs]
-        dst = b.activation(t[node.output])
         a = node.attrs
+        if node.op == "softmax":
+            dst = _softmax_output(b, t[node.output])
+            opts = S.SoftmaxOptionsT()
+            opts.beta = float(a.get("beta", 1.0))
+            b.operator(node.name, b.op_code(S.BuiltinOperator.SOFTMAX), ins, [dst],
+                       builtin_type=S.BuiltinOptions.SoftmaxOptions, builtin_options=opts)
+            continue
+        dst = b.activation(t[node.output])
         if node.op == "reshape":
             b.reshape(node.name, ins[0], dst, tuple(t[node.output].shape))
         elif node.op in ("quantize", "requantize"):
@@ -183,6 +269,17 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             raise AssertionError(node.op)
 
 
+def _softmax_output(b, spec: TensorSpec) -> int:
+    """The SOFTMAX output tensor: int8, scale 1/256, zero point -128 (TFLM's Prepare insists)."""
+    q = S.QuantizationParametersT()
+    step = float(np.ldexp(1.0, -stock.SOFTMAX_OUT_FRAC))
+    q.scale, q.zeroPoint = [step], [stock.SOFTMAX_ZERO_POINT]
+    q.min, q.max = [0.0], [float(SOFTMAX_FORMAT.hi * step)]
+    idx = b._tensor(spec.name, (1,) + tuple(spec.shape), np.int8, q, signature=(-1,) + tuple(spec.shape))
+    b.tensor_index[spec.name] = idx
+    return idx
+
+
 def _fracs_from_scales(scales, where: str) -> np.ndarray:
     out = []
     for s in scales:
@@ -197,21 +294,42 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     """One stock operator of an int8-builtin file -> a node of the stock graph."""
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
     out_spec = spec(int(op.outputs[0]), where + " output")
-    if out_spec.fmt is None or out_spec.fmt != Format(8, out_spec.fmt.frac, True):
-        raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors, got {out_spec.fmt}")
     opts = op.builtinOptions
+    if not inputs:
+        raise FlatbufferFormatError(f"{where}: has no inputs")
+
+    def s8_input(i: int, what: str) -> TensorSpec:
+        src = spec(inputs[i], f"{where} {what}")
+        if src.fmt is None or src.fmt != _s8(src.fmt):
+            raise FlatbufferFormatError(f"{where}: {what} must be an s8 tensor, got {src.fmt}")
+        return src
+
+    if kind == "SOFTMAX":
+        if out_spec.fmt != SOFTMAX_FORMAT:
+            raise FlatbufferFormatError(f"{where}: SOFTMAX output must be int8 with scale 1/256 and zero point -128")
+        x = s8_input(0, "input")
+        beta = float(opts.beta) if opts is not None else 1.0
+        if beta != 1.0:
+            raise FlatbufferFormatError(f"{where}: SOFTMAX beta must be 1.0, got {beta}")
+        try:
+            stock.softmax_params(x.fmt.frac)
+        except ValueError as exc:
+            raise FlatbufferFormatError(f"{where}: {exc}") from None
+        return Node("softmax", name, [x.name], out_spec.name, {"beta": beta})
+    if out_spec.fmt is None or out_spec.fmt != _s8(out_spec.fmt):
+        raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors, got {out_spec.fmt}")
     if kind == "RESHAPE":
-        src = spec(inputs[0], where + " input")
+        src = s8_input(0, "input")
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind == "QUANTIZE":
         src = spec(inputs[0], where + " input")
+        if src.fmt is not None:
+            s8_input(0, "input")
         return Node("quantize" if src.fmt is None else "requantize", name, [src.name], out_spec.name,
                     {} if src.fmt is None else {"activation": None})
-    x = spec(inputs[0], where + " input") if inputs else None
-    if x is None or x.fmt is None:
-        raise FlatbufferFormatError(f"{where}: needs an int8 input")
+    x = s8_input(0, "input")
     if kind == "ADD":
-        y = spec(inputs[1], where + " input 2")
+        y = s8_input(1, "input 2")
         return Node("add", name, [x.name, y.name], out_spec.name,
                     {"activation": _ACT_NAMES.get(opts.fusedActivationFunction)})
     if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):

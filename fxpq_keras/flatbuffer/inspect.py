@@ -11,16 +11,18 @@ import numpy as np
 from .reader import read_tflite
 
 
-def _fmt(fmt) -> str:
-    return "float32" if fmt is None else str(fmt)
+def _fmt(fmt, zero_point: int = 0) -> str:
+    if fmt is None:
+        return "float32"
+    return str(fmt) if zero_point == 0 else f"{fmt} (stored int8, zero point {zero_point})"
 
 
 def inspect_tflite(path: str | Path) -> dict[str, Any]:
     """{"target", "file_bytes", "layers": [...], "totals": {...}} for an exported file.
 
     Memory follows the paper's "overall memory": weights + biases + activations in bits at their
-    own widths (a reshape's output is the same data, so it is not counted twice); float32_bits is
-    the same data at 32 bits.
+    own widths; float32_bits is the same data at 32 bits. A reshape's output is its input's memory
+    (TFLM aliases it), so a reshape row has no activation_bits and adds nothing to the totals.
     """
     graph, info = read_tflite(path)
     t = graph.tensors
@@ -32,9 +34,10 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
         a_bits += int(np.prod(inp.shape)) * inp.fmt.bits
     for node in graph.nodes:
         out = t[node.output]
+        zps = info.zero_points
         row: dict[str, Any] = {"name": node.name, "op": node.op,
-                               "inputs": [_fmt(t[i].fmt) for i in node.inputs], "output": _fmt(out.fmt),
-                               "output_shape": list(out.shape)}
+                               "inputs": [_fmt(t[i].fmt, zps.get(i, 0)) for i in node.inputs],
+                               "output": _fmt(out.fmt, zps.get(node.output, 0)), "output_shape": list(out.shape)}
         n_out = int(np.prod(out.shape))
         if node.op != "reshape":
             row["activation_bits"] = n_out * out.fmt.bits
@@ -68,17 +71,21 @@ def format_report(report: dict[str, Any]) -> str:
     """A larq-style table of the inspect report."""
     rows = [("layer", "op", "in", "out", "w bits", "weights", "w kbit", "act kbit")]
     for r in report["layers"]:
+        w_kbit = f"{r.get('weight_memory_bits', 0) / 1000:.2f}" if "weights" in r else ""
+        # a reshape shares its input's memory: "-" rather than a misleading 0.00
+        a_kbit = f"{r['activation_bits'] / 1000:.2f}" if "activation_bits" in r else "-"
         rows.append((r["name"], r["op"], ",".join(r["inputs"]), r["output"], str(r.get("weight_bits", "")),
-                     str(r.get("weights", "")), f"{r.get('weight_memory_bits', 0) / 1000:.2f}" if "weights" in r else "",
-                     f"{r.get('activation_bits', 0) / 1000:.2f}"))
+                     str(r.get("weights", "")), w_kbit, a_kbit))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     tot = report["totals"]
     lines += ["", f"target {report['target']}, file {tot['file_bytes']} bytes "
               f"(packed weights {tot['weight_stored_bytes']} bytes = {tot['weight_bits']} bits of weights)",
-              f"weights {tot['weight_bits']} bits, biases {tot['bias_bits']} bits, activations {tot['activation_bits']} bits",
-              f"compression vs float32: total {tot['compression_total']:.2f}x, weights {tot['compression_weights']:.2f}x"]
+              f"weights {tot['weight_bits']} bits, biases {tot['bias_bits']} bits, "
+              f"activations {tot['activation_bits']} bits",
+              f"compression vs float32: total {tot['compression_total']:.2f}x, "
+              f"weights {tot['compression_weights']:.2f}x"]
     return "\n".join(lines)
 
 

@@ -1,9 +1,11 @@
 """`Interpreter(path, engine=...)`: run an exported file; engines plug in through ENGINES.
 
 An engine factory takes (path, graph, info) and returns an object with
-`run(x: np.ndarray) -> list[np.ndarray]` giving the raw integer outputs of a batch. The Interpreter handles dequantize and softmax for every engine,
-so a new engine (fxpq_keras/kernels/engines.py registers host, qemu-m4, qemu-m7) only has to
-return integers: `register_engine("host", factory)`.
+`run(x: np.ndarray) -> list[np.ndarray]` giving the raw integer outputs of a batch, each in its
+output tensor's format (for a stored zero point z, that is `stored - z`: FileInfo.zero_points).
+The Interpreter handles dequantize and softmax for every engine, so a new engine
+(fxpq_keras/kernels/engines.py registers host, qemu-m4, qemu-m7) only has to return integers:
+`register_engine("host", factory)`.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ class _Tflm:
 
         self._interp = runtime.Interpreter.from_bytes(Path(path).read_bytes())
         self.graph = graph
+        # the SOFTMAX output is stored with zero point -128; the graph's format integer is stored + 128
+        self._zero_points = [info.zero_points.get(o, 0) for o in graph.outputs]
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         detail = self._interp.get_input_details(0)
@@ -66,7 +70,8 @@ class _Tflm:
             self._interp.set_input(np.asarray(sample[None], dtype=detail["dtype"]), 0)
             self._interp.invoke()
             outs.append([self._interp.get_output(i).copy() for i in range(len(self.graph.outputs))])
-        return [np.concatenate([o[i] for o in outs]).astype(np.int64) for i in range(len(self.graph.outputs))]
+        return [np.concatenate([o[i] for o in outs]).astype(np.int64) - self._zero_points[i]
+                for i in range(len(self.graph.outputs))]
 
 
 register_engine("reference", _Reference)

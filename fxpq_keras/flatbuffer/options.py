@@ -77,4 +77,5 @@ def decode_options(custom: str, blob: bytes, where: str) -> dict[str, int]:
     except FlatbufferFormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse failure of foreign bytes is a format error
-        raise FlatbufferFormatError(f"{where}: {custom} custom options are malformed ({type(exc).__name__}: {exc})") from None
+        raise FlatbufferFormatError(f"{where}: {custom} custom options are malformed "
+                                    f"({type(exc).__name__}: {exc})") from None

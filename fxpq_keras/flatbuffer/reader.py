@@ -41,6 +41,9 @@ class FileInfo:
     op_names: list[str]
     op_types: list[str]  # FXP_* custom code or builtin name, per operator
     weight_bytes: dict[str, int] = field(default_factory=dict)  # node name -> bytes of its weight buffer
+    # activation tensor name -> stored zero point, only where it is not 0 (int8-builtin's SOFTMAX output):
+    # the tensor's format integer is `stored - zero_point` (engines reading raw tensors subtract it)
+    zero_points: dict[str, int] = field(default_factory=dict)
 
 
 class _File:
@@ -50,7 +53,8 @@ class _File:
         if len(data) < 8:
             raise FlatbufferFormatError(f"file is {len(data)} bytes: too short to be a TFLite flatbuffer")
         if data[4:8] != b"TFL3":
-            raise FlatbufferFormatError(f"not a TFLite flatbuffer: file identifier is {bytes(data[4:8])!r}, expected b'TFL3'")
+            raise FlatbufferFormatError(f"not a TFLite flatbuffer: file identifier is {bytes(data[4:8])!r}, "
+                                        "expected b'TFL3'")
         try:
             root = S.Model.GetRootAs(data, 0)
             self.model = S.ModelT.InitFromObj(root)
@@ -72,7 +76,8 @@ class _File:
             raise FlatbufferFormatError(f"{what} refers to buffer {index}, but the file has {len(self.buffers)}")
         buf = self.buffers[index]
         if buf.offset:
-            raise FlatbufferFormatError(f"{what}: buffers stored outside the flatbuffer (offset/size) are not supported")
+            raise FlatbufferFormatError(f"{what}: buffers stored outside the flatbuffer (offset/size) "
+                                        "are not supported")
         data = buf.data
         if data is None:
             return b""
@@ -95,25 +100,33 @@ class _File:
         raw = self.buffer_bytes(t.buffer, what)
         need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         if len(raw) != need:
-            raise FlatbufferFormatError(f"{what}: buffer holds {len(raw)} bytes, shape {shape} of {dtype.name} needs {need}")
+            raise FlatbufferFormatError(f"{what}: buffer holds {len(raw)} bytes, shape {shape} of {dtype.name} "
+                                        f"needs {need}")
         return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def tensor_format(t: S.TensorT, what: str) -> Format | None:
-    """The format of an activation tensor from its type, scale and min/max (format.md 2.1)."""
+def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False) -> Format | None:
+    """The format of an activation tensor from its type, scale and min/max (format.md 2.1).
+
+    offset_ok admits TFLite's softmax-output convention (int8 with zero point -128, format.md 7):
+    such a tensor is described as the unsigned 8-bit format of `stored + 128`, so the rest of
+    the reader and the engines deal with zero-point-0 integers only.
+    """
     if t.type == S.TensorType.FLOAT32:
         return None
     if t.type not in (S.TensorType.INT8, S.TensorType.UINT8, S.TensorType.INT16, S.TensorType.UINT16):
         raise FlatbufferFormatError(f"{what}: activation tensor type {t.type} is not int8/uint8/int16/uint16/float32")
     q = t.quantization
-    if q is None or q.scale is None or len(q.scale) != 1 or q.zeroPoint is None or list(q.zeroPoint) != [0]:
+    zero_points = [] if q is None or q.zeroPoint is None else [int(z) for z in q.zeroPoint]
+    offset = offset_ok and t.type == S.TensorType.INT8 and zero_points == [-128]
+    if q is None or q.scale is None or len(q.scale) != 1 or (zero_points != [0] and not offset):
         raise FlatbufferFormatError(f"{what}: needs one scale and zero_point 0")
     scale = float(q.scale[0])
     mant, exp = math.frexp(scale) if scale > 0 else (0.0, 0)
     if mant != 0.5:
         raise FlatbufferFormatError(f"{what}: scale {scale} is not a power of two")
     frac = 1 - exp
-    signed = t.type in (S.TensorType.INT8, S.TensorType.INT16)
+    signed = t.type in (S.TensorType.INT8, S.TensorType.INT16) and not offset
     storage = 8 if t.type in (S.TensorType.INT8, S.TensorType.UINT8) else 16
     if q.min is None or q.max is None or len(q.min) != 1 or len(q.max) != 1:
         bits = storage
@@ -124,7 +137,8 @@ def tensor_format(t: S.TensorT, what: str) -> Format | None:
         fmt = Format(bits, frac, signed)
     except FormatError as exc:
         raise FlatbufferFormatError(f"{what}: {exc}") from None
-    if q.min is not None and len(q.min) == 1 and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
+    has_range = q.min is not None and len(q.min) == 1
+    if has_range and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
         raise FlatbufferFormatError(f"{what}: min/max {q.min[0]}/{q.max[0]} are not a format's range at scale {scale}")
     if bits > storage:
         raise FlatbufferFormatError(f"{what}: {bits}-bit format in a {storage}-bit tensor")
@@ -145,7 +159,8 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
     except json.JSONDecodeError as exc:
         raise FlatbufferFormatError(f"fxpq metadata is not valid JSON: {exc}") from None
     if not isinstance(meta, dict) or meta.get("format_version") != 1:
-        raise FlatbufferFormatError(f"unsupported fxpq format_version {meta.get('format_version') if isinstance(meta, dict) else meta!r}; this reader knows 1")
+        found = meta.get("format_version") if isinstance(meta, dict) else meta
+        raise FlatbufferFormatError(f"unsupported fxpq format_version {found!r}; this reader knows 1")
     target = meta.get("target")
     if target not in ("fxp", "int8-builtin"):
         raise FlatbufferFormatError(f"unknown target {target!r} in fxpq metadata")
@@ -173,7 +188,10 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
             shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
             if len(shape) < 1 or any(d <= 0 for d in shape):
                 raise FlatbufferFormatError(f"{what}: activation tensor {name!r} has shape {shape}")
-            specs[index] = TensorSpec(name, shape[1:], tensor_format(t, f"{what} tensor {name!r}"))
+            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=target == "int8-builtin")
+            if fmt is not None and t.quantization.zeroPoint is not None and int(t.quantization.zeroPoint[0]) != 0:
+                info.zero_points[name] = int(t.quantization.zeroPoint[0])
+            specs[index] = TensorSpec(name, shape[1:], fmt)
         return specs[index]
 
     input_spec = spec(int(f.sub.inputs[0]), "model input")
@@ -196,8 +214,14 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
     graph_meta = dict(meta.get("graph_metadata") or {})
     if policy is not None:
         graph_meta["policy"] = policy
+    if target == "int8-builtin":
+        from .builtin import StockGraph
+
+        graph_cls: type[IntegerGraph] = StockGraph
+    else:
+        graph_cls = IntegerGraph
     try:
-        graph = IntegerGraph(input_spec.name, outputs, tensors, nodes, bool(meta.get("output_softmax")), graph_meta)
+        graph = graph_cls(input_spec.name, outputs, tensors, nodes, bool(meta.get("output_softmax")), graph_meta)
     except ValueError as exc:
         raise FlatbufferFormatError(str(exc)) from None
     produced = {graph.input}
@@ -281,7 +305,8 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
     if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):
         if opts["padding"] not in PADDING_NAMES:
             raise FlatbufferFormatError(f"{where}: padding code {opts['padding']} is not 0 (same) or 1 (valid)")
-        for key in ("stride_h", "stride_w", "filter_h", "filter_w") + (("dilation_h", "dilation_w") if "dilation_h" in opts else ()):
+        dilation_keys = ("dilation_h", "dilation_w") if "dilation_h" in opts else ()
+        for key in ("stride_h", "stride_w", "filter_h", "filter_w") + dilation_keys:
             if opts[key] < 1:
                 raise FlatbufferFormatError(f"{where}: {key} must be >= 1, got {opts[key]}")
         attrs.update(stride=(opts["stride_h"], opts["stride_w"]), padding=PADDING_NAMES[opts["padding"]])
@@ -298,7 +323,8 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
             raise FlatbufferFormatError(f"{where}: explicit padding disagrees with padding={attrs['padding']}")
         if out_spec.shape[:2] != (oh, ow):
             raise FlatbufferFormatError(f"{where}: output spatial shape {out_spec.shape[:2]} != computed {(oh, ow)}")
-    if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d", "fully_connected", "add", "requantize"):
+    if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d", "fully_connected", "add",
+                    "requantize"):
         attrs["activation"] = activation
     if graph_op in ("max_pool2d", "average_pool2d"):
         attrs["pool"] = (opts["filter_h"], opts["filter_w"])
@@ -333,7 +359,8 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
     rows = packing.unpack_rows(stored, bits, k)
     fracs = f.constant(inputs[2], where + " weight fracs")
     if fracs.dtype != np.int8 or fracs.shape != (o,):
-        raise FlatbufferFormatError(f"{where}: weight fracs must be int8[{o}], got {fracs.dtype.name}{list(fracs.shape)}")
+        raise FlatbufferFormatError(f"{where}: weight fracs must be int8[{o}], "
+                                    f"got {fracs.dtype.name}{list(fracs.shape)}")
     node = Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs,
                 weights=packing.rows_to_weights(graph_op, rows, shape), weight_bits=bits,
                 weight_frac=fracs.astype(np.int64))

@@ -5,6 +5,17 @@ MultiplyByQuantizedMultiplier), not with our shift rule. With power-of-two scale
 is always 2^30 and only the shift varies, but the rounding is TFLM's: this module reproduces it
 op by op. SINGLE_ROUNDING selects which of TFLite's two MultiplyByQuantizedMultiplier variants
 the tflite-micro build uses (measured in tests/test_export_tflm.py).
+
+A ratio >= 1 (output frac >= accumulator frac) gives QuantizeMultiplier a positive shift, which
+MultiplyByQuantizedMultiplier applies as a left shift of the int32 accumulator *before* the
+doubling high multiply; with the multiplier 2^30 that is exact (`acc << (shift - 1)`), so only
+int32 overflow of `acc << shift` could make TFLM differ from exact arithmetic. The exporter
+refuses layers whose worst-case accumulator could overflow there (builtin.py), and this model
+wraps to int32 like the C code would, so the two agree either way.
+
+SOFTMAX is TFLM's int8 reference softmax (reference_ops::Softmax<int8_t, int8_t>): gemmlowp
+fixed-point exp on Q5.26 input differences, a Q12.19 sum, a Newton-Raphson reciprocal, every step
+modelled here on int64 arrays with int32 semantics (wrap, C truncating division, arithmetic shift).
 """
 
 from __future__ import annotations
@@ -46,22 +57,34 @@ def _c_div(a: np.ndarray, b: int) -> np.ndarray:
     return np.where((a < 0) != (b < 0), -q, q)
 
 
-def srdhm(a: np.ndarray, b: int) -> np.ndarray:
-    """gemmlowp SaturatingRoundingDoublingHighMul on int32 values."""
+def srdhm(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingDoublingHighMul on int32 values (b scalar or array)."""
     a = np.asarray(a, dtype=np.int64)
-    ab = a * np.int64(b)
+    b = np.asarray(b, dtype=np.int64)
+    ab = a * b  # |ab| <= 2^62: exact in int64
     nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
     res = _c_div(ab + nudge, 1 << 31)
     return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, res)
 
 
-def rdbpot(x: np.ndarray, exponent: int) -> np.ndarray:
-    """gemmlowp RoundingDivideByPOT: round half away from zero."""
+def rdbpot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
+    """gemmlowp RoundingDivideByPOT: round half away from zero (exponent scalar or array)."""
     x = np.asarray(x, dtype=np.int64)
-    mask = (1 << exponent) - 1
+    mask = np.left_shift(np.int64(1), np.asarray(exponent, dtype=np.int64)) - 1
     remainder = x & mask
     threshold = (mask >> 1) + (x < 0)
     return (x >> exponent) + (remainder > threshold)
+
+
+def _sat_mul_pot(x: np.ndarray, exponent: int) -> np.ndarray:
+    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int32 values."""
+    if exponent == 0:
+        return np.asarray(x, dtype=np.int64)
+    if exponent < 0:
+        return rdbpot(x, -exponent)
+    x = np.asarray(x, dtype=np.int64)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
 
 
 def mbqm(x: np.ndarray, m: int, shift: int) -> np.ndarray:
@@ -155,6 +178,7 @@ def _pool(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
 
 
 def _c_div_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """C integer division (truncates toward zero), elementwise divisors."""
     q = np.abs(a) // np.abs(b)
     return np.where((a < 0) != (b < 0), -q, q)
 
@@ -172,8 +196,116 @@ def _quantize(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     return np.clip(mbqm(x, m, s), -128, 127)
 
 
+# ----------------------------------------------------------------------------------------------
+# SOFTMAX (int8 in, int8 out with scale 1/256 and zero point -128)
+
+SOFTMAX_OUT_FRAC = 8  # output scale 1/256
+SOFTMAX_ZERO_POINT = -128
+SOFTMAX_FRAC_RANGE = (-3, 25)  # logit fracs whose TFLM Prepare is defined (softmax_params)
+_SCALED_DIFF_INTEGER_BITS = 5  # Q5.26 input differences
+_ACCUM_INTEGER_BITS = 12  # Q12.19 sum of exps
+
+
+def softmax_params(in_frac: int, beta: float = 1.0) -> tuple[int, int, int]:
+    """(input_multiplier, input_left_shift, diff_min) as TFLM's SoftmaxPrepare computes them.
+
+    PreprocessSoftmaxScaling: real = min(beta * scale * 2^(31 - 5), 2^31 - 1), then
+    QuantizeMultiplierGreaterThanOne (a TFLITE_CHECK that real > 1, so in_frac <= 25);
+    diff_min = -CalculateInputRadius(5, left_shift) = -floor(31 * 2^26 / 2^left_shift).
+    Outside SOFTMAX_FRAC_RANGE TFLM aborts (in_frac >= 26) or shifts by 31 (in_frac <= -4,
+    undefined in C), so the exporter refuses those fracs.
+    """
+    lo, hi = SOFTMAX_FRAC_RANGE
+    if not lo <= in_frac <= hi:
+        raise ValueError(f"stock SOFTMAX needs an input frac in {lo}..{hi}, got {in_frac}")
+    real = min(beta * math.ldexp(1.0, -in_frac) * float(1 << (31 - _SCALED_DIFF_INTEGER_BITS)), (1 << 31) - 1.0)
+    multiplier, left_shift = quantize_multiplier(real)
+    radius = math.floor(((1 << _SCALED_DIFF_INTEGER_BITS) - 1) * float(1 << (31 - _SCALED_DIFF_INTEGER_BITS))
+                        / float(1 << left_shift))
+    return multiplier, left_shift, -radius
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: np.ndarray) -> np.ndarray:
+    """gemmlowp: exp(a) for a in [-1/4, 0), Q0.31 in and out (Taylor series around -1/8)."""
+    constant_term, one_third = 1895147668, 715827883  # exp(-1/8), 1/3 in Q0.31
+    x = _wrap32(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = _sat_mul_pot(x4, -2)
+    poly = _sat_mul_pot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), -1)
+    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
+
+
+def _exp_on_negative_values(a: np.ndarray) -> np.ndarray:
+    """gemmlowp exp_on_negative_values for Q5.26 input, Q0.31 result (barrel shifter on the
+    multiples of 1/4, polynomial on the remainder)."""
+    frac_bits = 31 - _SCALED_DIFF_INTEGER_BITS
+    one_quarter = 1 << (frac_bits - 2)
+    a_mod = _wrap32((a & (one_quarter - 1)) - one_quarter)
+    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(_sat_mul_pot(a_mod, _SCALED_DIFF_INTEGER_BITS))
+    remainder = _wrap32(a_mod - a)
+    barrel = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
+              (3, 720401), (4, 242))  # exp(-2^e) in Q0.31
+    for exponent, multiplier in barrel:
+        if _SCALED_DIFF_INTEGER_BITS > exponent:
+            bit = 1 << (frac_bits + exponent)
+            result = np.where((remainder & bit) != 0, srdhm(result, multiplier), result)
+    return np.where(a == 0, INT32_MAX, result)
+
+
+def _one_over_one_plus_x_for_x_in_0_1(a: np.ndarray) -> np.ndarray:
+    """gemmlowp: 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson, 3 steps)."""
+    s = a + np.int64(INT32_MAX)  # RoundingHalfSum(a, One): (sum + sign) / 2 in C
+    half_denominator = _c_div(s + np.where(s >= 0, 1, -1), 2)
+    x = _wrap32(1515870810 + srdhm(half_denominator, -1010580540))  # 48/17 - 32/17 * d, Q2.29
+    for _ in range(3):
+        one_minus = _wrap32((1 << 29) - srdhm(half_denominator, x))  # F2::One() = 2^29
+        x = _wrap32(x + _sat_mul_pot(srdhm(x, one_minus), 2))
+    return _sat_mul_pot(x, 1)
+
+
+def _clz32(x: np.ndarray) -> np.ndarray:
+    """Count leading zeros of the uint32 bit pattern (32 for 0)."""
+    u = np.asarray(x, dtype=np.int64) & 0xFFFFFFFF
+    n = np.zeros(u.shape, dtype=np.int64)
+    for shift in (16, 8, 4, 2, 1):
+        small = u < (1 << (32 - shift))
+        n = np.where(small, n + shift, n)
+        u = np.where(small, u << shift, u)
+    return np.where(np.asarray(x, dtype=np.int64) & 0xFFFFFFFF == 0, 32, n)
+
+
+def _reciprocal(x: np.ndarray, integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
+    """TFLite GetReciprocal: (Q0.31 scale, num_bits_over_unit)."""
+    headroom_plus_one = _clz32(x)
+    num_bits_over_unit = integer_digits - headroom_plus_one
+    shifted = ((np.asarray(x, dtype=np.int64) << headroom_plus_one) - (1 << 31)) & 0xFFFFFFFF
+    return _one_over_one_plus_x_for_x_in_0_1(_wrap32(shifted)), num_bits_over_unit
+
+
+def softmax_int8(x: np.ndarray, in_frac: int, beta: float = 1.0) -> np.ndarray:
+    """TFLM's int8 softmax over the last axis; returns the stored int8 values (zero point -128)."""
+    multiplier, left_shift, diff_min = softmax_params(in_frac, beta)
+    x = np.asarray(x, dtype=np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    valid = diff >= diff_min
+    # MultiplyByQuantizedMultiplierGreaterThanOne: SRDHM(diff * 2^left_shift, multiplier)
+    scaled = srdhm(_wrap32(np.where(valid, diff, 0) << left_shift), multiplier)
+    exps = _exp_on_negative_values(scaled)
+    rescaled = _sat_mul_pot(exps, -_ACCUM_INTEGER_BITS)  # Rescale<12> of a Q0.31 value
+    sum_of_exps = _wrap32(np.where(valid, rescaled, 0).sum(axis=-1, keepdims=True))
+    scale, bits_over_unit = _reciprocal(sum_of_exps, _ACCUM_INTEGER_BITS)
+    exponent = bits_over_unit + 31 - 8
+    if (exponent < 0).any() or (exponent > 31).any():  # TFLITE_CHECK in the kernel
+        raise ValueError("softmax: reciprocal exponent outside 0..31")
+    unsat = rdbpot(srdhm(scale, exps), exponent)
+    out = np.clip(unsat - 128, -128, 127)
+    return np.where(valid, out, -128)
+
+
 def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
-    """Raw int8 outputs (as int64) of a stock graph for a batch."""
+    """Raw outputs (as int64, in each output tensor's format) of a stock graph for a batch."""
     values = {graph.input: np.asarray(x)}
     for node in graph.nodes:
         ins = [np.asarray(values[i]) if graph.tensors[i].fmt is None else np.asarray(values[i], dtype=np.int64)
@@ -186,6 +318,9 @@ def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
             y = _pool(graph, node, ins[0])
         elif node.op in ("quantize", "requantize"):
             y = _quantize(graph, node, ins[0])
+        elif node.op == "softmax":
+            # the graph holds the output as u8 frac 8 (stored int8 + 128): see builtin.py
+            y = softmax_int8(ins[0], graph.tensors[node.inputs[0]].fmt.frac) - SOFTMAX_ZERO_POINT
         elif node.op == "reshape":
             y = ins[0].reshape((ins[0].shape[0],) + tuple(graph.tensors[node.output].shape))
         else:

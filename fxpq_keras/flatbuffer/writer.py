@@ -326,7 +326,8 @@ def _weighted(b: _Builder, graph: IntegerGraph, node: Node) -> tuple[list[int], 
             raise ExportError(f"node {node.name!r}: bias needs bias_bits in 2..32 and a bias_frac")
         shift = fracs + x.frac - node.bias_frac
         if shift.min() < 0 or shift.max() > 30:
-            raise ExportError(f"node {node.name!r}: bias frac {node.bias_frac} must satisfy 0 <= frac_acc - frac_b <= 30")
+            raise ExportError(f"node {node.name!r}: bias frac {node.bias_frac} must satisfy "
+                              "0 <= frac_acc - frac_b <= 30")
         b_t = b.constant(f"{node.name}/bias", bias.astype(np.int32), scale_quant([node.bias_frac]))
         opts.update(bias_bits=node.bias_bits, bias_frac=node.bias_frac)
     else:
