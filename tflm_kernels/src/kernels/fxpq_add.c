@@ -8,8 +8,9 @@ fxpq_status fxpq_add(const fxpq_elementwise_params *params, int32_t size, const 
                      void *output, const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t act_lo, act_hi, f, sa, sb, i;
-    fxpq_storage a_s, b_s, out_s;
+    int32_t f, sa, sb, i;
+    fxpq_storage a_s, b_s;
+    fxpq_output out;
 
     if (params == NULL || a == NULL || b == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
@@ -27,21 +28,20 @@ fxpq_status fxpq_add(const fxpq_elementwise_params *params, int32_t size, const 
     if (sa > FXPQ_MAX_ADD_FRAC_DIFF || sb > FXPQ_MAX_ADD_FRAC_DIFF) {
         return FXPQ_ERR_BAD_PARAM;
     }
-    if ((st = fxpq_activation_bounds(output_fmt, params->activation, &act_lo, &act_hi)) != FXPQ_OK) {
+    if ((st = fxpq_output_init(&out, output, output_fmt, params->activation)) != FXPQ_OK) {
         return st;
     }
     a_s = fxpq_storage_of(a_fmt);
     b_s = fxpq_storage_of(b_fmt);
-    out_s = fxpq_storage_of(output_fmt);
-    if ((st = fxpq_check_aligned(a, a_s)) != FXPQ_OK || (st = fxpq_check_aligned(b, b_s)) != FXPQ_OK ||
-        (st = fxpq_check_aligned(output, out_s)) != FXPQ_OK) {
+    if ((st = fxpq_check_aligned(a, a_s)) != FXPQ_OK ||
+        (st = fxpq_check_io_aligned(b, b_s, &out)) != FXPQ_OK) {
         return st;
     }
     for (i = 0; i < size; ++i) {
         /* |q| < 2^16 and shifts <= 32: the aligned sum fits int64 */
         const int64_t sum = fxpq_wrap_shl64(fxpq_load(a, a_s, i), sa) +
                             fxpq_wrap_shl64(fxpq_load(b, b_s, i), sb);
-        fxpq_store(output, out_s, i, fxpq_rescale_clamp(sum, f, output_fmt->frac, act_lo, act_hi));
+        fxpq_output_store(&out, i, sum, f);
     }
     return FXPQ_OK;
 }

@@ -2,6 +2,8 @@
  * fxpq_common.c - the scalar rules of the numerics contract (one implementation each) and the
  * validation helpers shared by the kernels.
  */
+#include <string.h>
+
 #include "fxpq_internal.h"
 
 const char *fxpq_status_str(fxpq_status status)
@@ -232,8 +234,10 @@ fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t count)
     return fxpq_check_aligned(ctx->buf, FXPQ_STORAGE_INT16);
 }
 
-fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bias *b,
-                                    int32_t out_channels, int32_t x_frac)
+/* Weights and bias of out_channels channels with input frac x_frac: every channel is checked
+ * before any output is written. */
+static fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bias *b,
+                                           int32_t out_channels, int32_t x_frac)
 {
     int32_t o;
     if (w == NULL || w->data == NULL) {
@@ -255,6 +259,38 @@ fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bias *b,
         }
     }
     return FXPQ_OK;
+}
+
+fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
+                                    const void *input, const fxpq_format *input_fmt,
+                                    const fxpq_weights *weights, const fxpq_bias *bias,
+                                    int32_t out_channels, int32_t k, void *output,
+                                    const fxpq_format *output_fmt)
+{
+    fxpq_weighted wk;
+    memset(&wk, 0, sizeof(wk));
+    if ((*st = fxpq_output_init(&wk.out, output, output_fmt, act)) != FXPQ_OK ||
+        (*st = fxpq_check_weights_bias(weights, bias, out_channels, input_fmt->frac)) != FXPQ_OK) {
+        return wk;
+    }
+    if (k <= 0 || (wk.row_bytes = fxpq_packed_row_size(weights->bits, k)) < 0) {
+        *st = FXPQ_ERR_BAD_DIMS;
+        return wk;
+    }
+    wk.in_s = fxpq_storage_of(input_fmt);
+    if ((*st = fxpq_check_scratch(ctx, k)) != FXPQ_OK ||
+        (*st = fxpq_check_io_aligned(input, wk.in_s, &wk.out)) != FXPQ_OK) {
+        return wk;
+    }
+    wk.weights = weights;
+    wk.bias = bias;
+    wk.in_frac = input_fmt->frac;
+    wk.in_es = fxpq_elem_size(wk.in_s);
+    wk.k = k;
+    wk.wrow = (int16_t *)ctx->buf;
+    wk.dot = fxpq_select_dot(wk.in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
+                                                        weights->bits, k));
+    return wk;
 }
 
 fxpq_channel_quant fxpq_channel_quant_of(const fxpq_weights *w, const fxpq_bias *b, int32_t o,

@@ -25,12 +25,8 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t count, oh, ow, pad_t, pad_l, k, row_bytes, act_lo, act_hi;
-    int32_t o, n, oy, ox;
-    fxpq_storage in_s, out_s;
-    fxpq_dot_fn dot;
-    int32_t in_es;
-    int16_t *wrow;
+    int32_t oh, ow, pad_t, pad_l, o, n, oy, ox;
+    fxpq_weighted wk;
     const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
 
     if (params == NULL || input == NULL || output == NULL || input_dims == NULL ||
@@ -41,7 +37,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
         (st = fxpq_check_format(output_fmt)) != FXPQ_OK) {
         return st;
     }
-    if ((st = fxpq_check_dims(id, &count)) != FXPQ_OK || (st = fxpq_check_dims(fd, NULL)) != FXPQ_OK ||
+    if ((st = fxpq_check_dims(id, NULL)) != FXPQ_OK || (st = fxpq_check_dims(fd, NULL)) != FXPQ_OK ||
         (st = fxpq_check_dims(od, NULL)) != FXPQ_OK) {
         return st;
     }
@@ -57,38 +53,13 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     if (od->h != oh || od->w != ow) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    if ((st = fxpq_activation_bounds(output_fmt, params->activation, &act_lo, &act_hi)) != FXPQ_OK) {
+    wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
+                               fd->n, fxpq_conv2d_get_buffer_size(fd) / 2, output, output_fmt);
+    if (st != FXPQ_OK) {
         return st;
     }
-    if ((st = fxpq_check_weights_bias(weights, bias, fd->n, input_fmt->frac)) != FXPQ_OK) {
-        return st;
-    }
-    k = fxpq_conv2d_get_buffer_size(fd) / 2;
-    if (k <= 0) {
-        return FXPQ_ERR_BAD_DIMS;
-    }
-    row_bytes = fxpq_packed_row_size(weights->bits, k);
-    if (row_bytes < 0) {
-        return FXPQ_ERR_BAD_DIMS;
-    }
-    if ((st = fxpq_check_scratch(ctx, k)) != FXPQ_OK) {
-        return st;
-    }
-    in_s = fxpq_storage_of(input_fmt);
-    out_s = fxpq_storage_of(output_fmt);
-    if ((st = fxpq_check_aligned(input, in_s)) != FXPQ_OK ||
-        (st = fxpq_check_aligned(output, out_s)) != FXPQ_OK) {
-        return st;
-    }
-
-    dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
-                                                  weights->bits, k));
-    wrow = (int16_t *)ctx->buf;
-    in_es = fxpq_elem_size(in_s);
     for (o = 0; o < fd->n; ++o) {
-        const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
-        fxpq_unpack_weights((const uint8_t *)weights->data + (size_t)o * (size_t)row_bytes,
-                            weights->bits, k, wrow);
+        const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);
         for (n = 0; n < id->n; ++n) {
             for (oy = 0; oy < oh; ++oy) {
                 const int32_t iy0 = oy * params->stride.h - pad_t;
@@ -104,23 +75,22 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const int32_t row = (n * id->h + iy) * id->w;
                         if (params->dilation.w == 1) {
                             if (kx1 > kx0) {
-                                acc += dot(fxpq_elem(input, in_es, (row + ix0 + kx0) * id->c), 1,
-                                           wrow + (ky * fd->w + kx0) * fd->c, (kx1 - kx0) * fd->c);
+                                acc += wk.dot(fxpq_elem(input, wk.in_es, (row + ix0 + kx0) * id->c),
+                                              1, wk.wrow + (ky * fd->w + kx0) * fd->c,
+                                              (kx1 - kx0) * fd->c);
                             }
                         } else {
                             for (kx = kx0; kx < kx1; ++kx) {
                                 const int32_t ix = ix0 + kx * params->dilation.w;
-                                acc += dot(fxpq_elem(input, in_es, (row + ix) * id->c), 1,
-                                           wrow + (ky * fd->w + kx) * fd->c, fd->c);
+                                acc += wk.dot(fxpq_elem(input, wk.in_es, (row + ix) * id->c), 1,
+                                              wk.wrow + (ky * fd->w + kx) * fd->c, fd->c);
                             }
                         }
                     }
-                    fxpq_store(output, out_s, ((n * oh + oy) * ow + ox) * od->c + o,
-                               fxpq_finish_acc(acc, &q, output_fmt->frac, act_lo, act_hi));
+                    fxpq_weighted_store(&wk, &q, ((n * oh + oy) * ow + ox) * od->c + o, acc);
                 }
             }
         }
     }
-    (void)count;
     return FXPQ_OK;
 }

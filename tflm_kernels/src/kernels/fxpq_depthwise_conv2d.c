@@ -25,12 +25,8 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
                                   const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t oh, ow, pad_t, pad_l, k, row_bytes, act_lo, act_hi, cm, m_count, x_stride;
-    int32_t o, n, oy, ox;
-    fxpq_storage in_s, out_s;
-    fxpq_dot_fn dot;
-    int32_t in_es;
-    int16_t *wrow;
+    int32_t oh, ow, pad_t, pad_l, cm, m_count, x_stride, o, n, oy, ox;
+    fxpq_weighted wk;
     const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
 
     if (params == NULL || input == NULL || output == NULL || input_dims == NULL ||
@@ -65,35 +61,15 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
     if (fxpq_mul_size(id->c, params->dilation.w, &x_stride) != FXPQ_OK) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    if ((st = fxpq_activation_bounds(output_fmt, params->activation, &act_lo, &act_hi)) != FXPQ_OK) {
+    wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
+                               cm, fxpq_depthwise_conv2d_get_buffer_size(fd) / 2, output,
+                               output_fmt);
+    if (st != FXPQ_OK) {
         return st;
     }
-    if ((st = fxpq_check_weights_bias(weights, bias, cm, input_fmt->frac)) != FXPQ_OK) {
-        return st;
-    }
-    k = fxpq_depthwise_conv2d_get_buffer_size(fd) / 2;
-    if (k <= 0 || (row_bytes = fxpq_packed_row_size(weights->bits, k)) < 0) {
-        return FXPQ_ERR_BAD_DIMS;
-    }
-    if ((st = fxpq_check_scratch(ctx, k)) != FXPQ_OK) {
-        return st;
-    }
-    in_s = fxpq_storage_of(input_fmt);
-    out_s = fxpq_storage_of(output_fmt);
-    if ((st = fxpq_check_aligned(input, in_s)) != FXPQ_OK ||
-        (st = fxpq_check_aligned(output, out_s)) != FXPQ_OK) {
-        return st;
-    }
-
-    dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
-                                                  weights->bits, k));
-    wrow = (int16_t *)ctx->buf;
-    in_es = fxpq_elem_size(in_s);
     for (o = 0; o < cm; ++o) {
         const int32_t c = o / m_count;
-        const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
-        fxpq_unpack_weights((const uint8_t *)weights->data + (size_t)o * (size_t)row_bytes,
-                            weights->bits, k, wrow);
+        const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);
         for (n = 0; n < id->n; ++n) {
             for (oy = 0; oy < oh; ++oy) {
                 const int32_t iy0 = oy * params->stride.h - pad_t;
@@ -108,12 +84,12 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
                         for (ky = ky0; ky < ky1; ++ky) {
                             const int32_t iy = iy0 + ky * params->dilation.h;
                             const int32_t ix = ix0 + kx0 * params->dilation.w;
-                            acc += dot(fxpq_elem(input, in_es, ((n * id->h + iy) * id->w + ix) * id->c + c),
-                                       x_stride, wrow + ky * fd->w + kx0, kx1 - kx0);
+                            const int32_t first = ((n * id->h + iy) * id->w + ix) * id->c + c;
+                            acc += wk.dot(fxpq_elem(input, wk.in_es, first), x_stride,
+                                          wk.wrow + ky * fd->w + kx0, kx1 - kx0);
                         }
                     }
-                    fxpq_store(output, out_s, ((n * oh + oy) * ow + ox) * cm + o,
-                               fxpq_finish_acc(acc, &q, output_fmt->frac, act_lo, act_hi));
+                    fxpq_weighted_store(&wk, &q, ((n * oh + oy) * ow + ox) * cm + o, acc);
                 }
             }
         }

@@ -15,11 +15,8 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
                                  void *output, const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t row_bytes, act_lo, act_hi, total, o, n;
-    fxpq_storage in_s, out_s;
-    fxpq_dot_fn dot;
-    int32_t in_es;
-    int16_t *wrow;
+    int32_t total, o, n;
+    fxpq_weighted wk;
 
     if (params == NULL || input == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
@@ -30,38 +27,21 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
     }
     if (fxpq_mul_size(batches, in_features, &total) != FXPQ_OK ||
         fxpq_mul_size(batches, out_features, &total) != FXPQ_OK ||
-        (row_bytes = fxpq_packed_row_size(FXPQ_MAX_BITS, in_features)) < 0) {
+        fxpq_packed_row_size(FXPQ_MAX_BITS, in_features) < 0) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    if ((st = fxpq_activation_bounds(output_fmt, params->activation, &act_lo, &act_hi)) != FXPQ_OK) {
-        return st;
-    }
-    if ((st = fxpq_check_weights_bias(weights, bias, out_features, input_fmt->frac)) != FXPQ_OK) {
-        return st;
-    }
-    row_bytes = fxpq_packed_row_size(weights->bits, in_features);
-    if ((st = fxpq_check_scratch(ctx, in_features)) != FXPQ_OK) {
-        return st;
-    }
-    in_s = fxpq_storage_of(input_fmt);
-    out_s = fxpq_storage_of(output_fmt);
-    if ((st = fxpq_check_aligned(input, in_s)) != FXPQ_OK ||
-        (st = fxpq_check_aligned(output, out_s)) != FXPQ_OK) {
+    wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
+                               out_features, in_features, output, output_fmt);
+    if (st != FXPQ_OK) {
         return st;
     }
 
-    dot = fxpq_select_dot(in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
-                                                  weights->bits, in_features));
-    wrow = (int16_t *)ctx->buf;
-    in_es = fxpq_elem_size(in_s);
     for (o = 0; o < out_features; ++o) {
-        const fxpq_channel_quant q = fxpq_channel_quant_of(weights, bias, o, input_fmt->frac);
-        fxpq_unpack_weights((const uint8_t *)weights->data + (size_t)o * (size_t)row_bytes,
-                            weights->bits, in_features, wrow);
+        const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);
         for (n = 0; n < batches; ++n) {
-            const int64_t acc = dot(fxpq_elem(input, in_es, n * in_features), 1, wrow, in_features);
-            fxpq_store(output, out_s, n * out_features + o,
-                       fxpq_finish_acc(acc, &q, output_fmt->frac, act_lo, act_hi));
+            fxpq_weighted_store(&wk, &q, n * out_features + o,
+                                wk.dot(fxpq_elem(input, wk.in_es, n * in_features), 1, wk.wrow,
+                                       in_features));
         }
     }
     return FXPQ_OK;

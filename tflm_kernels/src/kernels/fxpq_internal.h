@@ -115,25 +115,95 @@ fxpq_status fxpq_check_aligned(const void *p, fxpq_storage s);
 
 fxpq_status fxpq_check_activation(fxpq_activation act);
 
-/* Per-output-channel constants of the conv family: accumulator frac and aligned bias. */
+/* ---- an op's output: buffer, storage type, frac and activation clamp --------------------- */
+
+typedef struct {
+    void *data;
+    fxpq_storage storage;
+    int32_t frac;
+    int32_t lo, hi; /* activation clamp, inside the output format's range */
+} fxpq_output;
+
+/* Describe an output (fmt already validated); the status is fxpq_activation_bounds'. Alignment
+ * is checked separately (fxpq_check_io_aligned), where each kernel's order of checks puts it. */
+static inline fxpq_status fxpq_output_init(fxpq_output *out, void *data, const fxpq_format *fmt,
+                                           fxpq_activation act)
+{
+    int32_t lo = 0, hi = 0; /* locals: *out's address need not escape the caller */
+    const fxpq_status st = fxpq_activation_bounds(fmt, act, &lo, &hi);
+    out->data = data;
+    out->storage = fxpq_storage_of(fmt);
+    out->frac = fmt->frac;
+    out->lo = lo;
+    out->hi = hi;
+    return st;
+}
+
+/* FXPQ_ERR_MISALIGNED unless the input (storage in_s) and then the output are aligned. */
+static inline fxpq_status fxpq_check_io_aligned(const void *input, fxpq_storage in_s,
+                                                const fxpq_output *out)
+{
+    fxpq_status st = fxpq_check_aligned(input, in_s);
+    return st != FXPQ_OK ? st : fxpq_check_aligned(out->data, out->storage);
+}
+
+/* Element i of the output: v (frac v_frac) rescaled, saturated, activation-clamped in one step. */
+static inline void fxpq_output_store(const fxpq_output *out, int32_t i, int64_t v, int32_t v_frac)
+{
+    fxpq_store(out->data, out->storage, i,
+               fxpq_rescale_clamp(v, v_frac, out->frac, out->lo, out->hi));
+}
+
+/* ---- the weighted kernels (conv, depthwise conv, fully connected) -------------------------- */
+
+/* Everything a weighted kernel needs once its shapes are checked. */
+typedef struct {
+    fxpq_output out;
+    const fxpq_weights *weights;
+    const fxpq_bias *bias;
+    int32_t in_frac;
+    fxpq_storage in_s;
+    int32_t in_es;     /* bytes per input element */
+    int32_t k;         /* weights per output channel */
+    int32_t row_bytes; /* bytes of one output channel's packed run */
+    int16_t *wrow;     /* one output channel's unpacked weights, in the caller's scratch */
+    fxpq_dot_fn dot;   /* for the input storage and the accumulator width of k terms */
+} fxpq_weighted;
+
+/* The weighted kernels' common checks, after their own shape checks and in this order:
+ * activation, weights and bias of out_channels channels, k (FXPQ_ERR_BAD_DIMS when k <= 0 or a
+ * packed run does not fit int32), scratch for k weights, alignment of input and output.
+ * Returned by value (status in *st): the kernel's copy is then never seen outside the kernel, so
+ * the compiler keeps its fields in registers across the dot-product calls. */
+fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
+                                    const void *input, const fxpq_format *input_fmt,
+                                    const fxpq_weights *weights, const fxpq_bias *bias,
+                                    int32_t out_channels, int32_t k, void *output,
+                                    const fxpq_format *output_fmt);
+
+/* Per-output-channel constants: accumulator frac and aligned bias. */
 typedef struct {
     int32_t acc_frac;
     int64_t bias; /* q_b << (acc_frac - frac_b), or 0 */
 } fxpq_channel_quant;
 
-/* Validate weights/bias for out_channels channels with input frac x_frac and compute channel
- * o's constants (called once per channel, checks run for every channel before any output). */
-fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bias *b,
-                                    int32_t out_channels, int32_t x_frac);
 fxpq_channel_quant fxpq_channel_quant_of(const fxpq_weights *w, const fxpq_bias *b, int32_t o,
                                          int32_t x_frac);
 
-/* Bias add, rescale, saturate and activation clamp: the one finish of the conv family.
- * act_lo/act_hi come from fxpq_activation_bounds (inside the output range). */
-static inline int32_t fxpq_finish_acc(int64_t acc, const fxpq_channel_quant *q, int32_t out_frac,
-                                      int32_t act_lo, int32_t act_hi)
+/* Unpack output channel o's weights into wk->wrow; return its constants. */
+static inline fxpq_channel_quant fxpq_weighted_channel(const fxpq_weighted *wk, int32_t o)
 {
-    return fxpq_rescale_clamp(fxpq_wrap_add64(acc, q->bias), q->acc_frac, out_frac, act_lo, act_hi);
+    fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
+                        wk->weights->bits, wk->k, wk->wrow);
+    return fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+}
+
+/* Bias add, rescale, saturate and activation clamp of one accumulator of a channel, stored as
+ * output element i: the one finish of the weighted kernels. */
+static inline void fxpq_weighted_store(const fxpq_weighted *wk, const fxpq_channel_quant *q,
+                                       int32_t i, int64_t acc)
+{
+    fxpq_output_store(&wk->out, i, fxpq_wrap_add64(acc, q->bias), q->acc_frac);
 }
 
 /* Scratch for `count` unpacked int16 weights. */

@@ -9,8 +9,9 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
                             const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t act_lo, act_hi, i;
-    fxpq_storage in_s, out_s;
+    int32_t i;
+    fxpq_storage in_s;
+    fxpq_output out;
 
     if (params == NULL || input == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
@@ -22,19 +23,13 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
     if (size <= 0) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    if ((st = fxpq_activation_bounds(output_fmt, params->activation, &act_lo, &act_hi)) != FXPQ_OK) {
-        return st;
-    }
     in_s = fxpq_storage_of(input_fmt);
-    out_s = fxpq_storage_of(output_fmt);
-    if ((st = fxpq_check_aligned(input, in_s)) != FXPQ_OK ||
-        (st = fxpq_check_aligned(output, out_s)) != FXPQ_OK) {
+    if ((st = fxpq_output_init(&out, output, output_fmt, params->activation)) != FXPQ_OK ||
+        (st = fxpq_check_io_aligned(input, in_s, &out)) != FXPQ_OK) {
         return st;
     }
     for (i = 0; i < size; ++i) {
-        fxpq_store(output, out_s, i,
-                   fxpq_rescale_clamp(fxpq_load(input, in_s, i), input_fmt->frac, output_fmt->frac,
-                                      act_lo, act_hi));
+        fxpq_output_store(&out, i, fxpq_load(input, in_s, i), input_fmt->frac);
     }
     return FXPQ_OK;
 }
