@@ -18,7 +18,6 @@ Importing this module registers the three engines with fxpq_keras.flatbuffer.int
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import shutil
 import struct
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..flatbuffer.interpreter import register_engine
+from ._build import ARM_LOCK, locked_make
 from .runner import KERNELS_DIR, RUNNER_STATUS, HostRunner, RunnerError
 
 __all__ = ["HostEngine", "QemuEngine", "QemuRun", "build_model_firmware", "write_model_source",
@@ -54,17 +54,21 @@ class HostEngine:
 
 
 def _make(args: list[str], timeout: float = 600.0) -> None:
-    build = KERNELS_DIR / "build"
-    build.mkdir(parents=True, exist_ok=True)
-    with open(build / ".arm-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            proc = subprocess.run(["make", "-C", str(KERNELS_DIR), *args], capture_output=True, text=True,
-                                  timeout=timeout)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    proc = locked_make(args, ARM_LOCK, timeout)
     if proc.returncode != 0:
         raise RuntimeError(f"make {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def _linked_key(cpu: str, model: bytes, arena_bytes: int | None) -> str:
+    """Cache key of a linked-model firmware: everything it is linked from, i.e. the model, the
+    arena size, the runner and kernel libraries (brought up to date first) and the firmware
+    sources, so that a change to the C code gives a new firmware."""
+    libs = [f"build/{cpu}/libfxpq_runner.a", f"build/{cpu}/libfxpq_kernels.a"]
+    _make(libs)
+    digest = hashlib.sha256(model + str(arena_bytes).encode())
+    for path in [*(KERNELS_DIR / lib for lib in libs), *sorted((KERNELS_DIR / "firmware").iterdir())]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def write_model_source(model_path: Path, out_dir: Path) -> Path:
@@ -85,15 +89,13 @@ def write_model_source(model_path: Path, out_dir: Path) -> Path:
 
 def build_model_firmware(cpu: str = "m4", model_path: Path | None = None, arena_bytes: int | None = None) -> Path:
     """The whole-model firmware ELF: run-time model loading, or with `model_path` linked in
-    (cached under build/linked/<cpu>-<hash of model and arena size>/)."""
+    (cached under build/linked/<cpu>-<hash of model, arena size, libraries and firmware sources>/)."""
     if cpu not in MACHINES:
         raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
     if model_path is None:
         _make([f"model-{cpu}"])
         return KERNELS_DIR / "build" / cpu / "fxpq_model.elf"
-    data = Path(model_path).read_bytes()
-    key = hashlib.sha256(data + str(arena_bytes).encode()).hexdigest()[:16]
-    out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{key}"
+    out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{_linked_key(cpu, Path(model_path).read_bytes(), arena_bytes)}"
     elf = out / "fxpq_model.elf"
     if not elf.exists():
         tmp = Path(tempfile.mkdtemp(prefix=f"{cpu}-", dir=out.parent if out.parent.exists() else None))

@@ -15,9 +15,6 @@ when it is up to date). ``FXPQ_KERNELS_LIB=/path/to/lib.so`` uses a prebuilt lib
 from __future__ import annotations
 
 import ctypes
-import fcntl
-import os
-import subprocess
 import threading
 from pathlib import Path
 
@@ -25,6 +22,7 @@ import numpy as np
 
 from ..formats import MAX_BITS, MIN_BITS, Format
 from ..integer_graph.ops import conv_output_size
+from ._build import HOST_LOCK, KERNELS_DIR, make_or_raise, open_library
 from .packing import depthwise_rows, pack_weights
 
 __all__ = [
@@ -46,7 +44,6 @@ __all__ = [
     "STATUS",
 ]
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "tflm_kernels"
 LIB_PATH = KERNELS_DIR / "build" / "host" / "libfxpq_kernels.so"
 
 #: fxpq_status values (include/fxpq_kernels.h).
@@ -170,18 +167,17 @@ _lib_lock = threading.Lock()
 
 def build_host_library(timeout: float = 300.0) -> Path:
     """Run ``make -C tflm_kernels host`` (serialized across processes by a file lock)."""
-    build_dir = KERNELS_DIR / "build"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".host-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            proc = subprocess.run(["make", "-C", str(KERNELS_DIR), "host"], capture_output=True,
-                                  text=True, timeout=timeout)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"building the host kernels failed:\n{proc.stdout}\n{proc.stderr}")
+    make_or_raise(["host"], HOST_LOCK, timeout, "the host kernels")
     return LIB_PATH
+
+
+def _built_host_library() -> Path:
+    try:
+        return build_host_library()
+    except FileNotFoundError:  # no make: use an existing build
+        if not LIB_PATH.exists():
+            raise
+        return LIB_PATH
 
 
 def load_library() -> ctypes.CDLL:
@@ -189,22 +185,7 @@ def load_library() -> ctypes.CDLL:
     global _lib
     with _lib_lock:
         if _lib is None:
-            override = os.environ.get("FXPQ_KERNELS_LIB")
-            if override:
-                path = Path(override)
-            else:
-                try:
-                    path = build_host_library()
-                except FileNotFoundError:  # no make: use an existing build
-                    if not LIB_PATH.exists():
-                        raise
-                    path = LIB_PATH
-            lib = ctypes.CDLL(str(path))
-            for name, (restype, argtypes) in _SIGNATURES.items():
-                fn = getattr(lib, name)
-                fn.restype = restype
-                fn.argtypes = argtypes
-            _lib = lib
+            _lib = open_library("FXPQ_KERNELS_LIB", _built_host_library, _SIGNATURES)
     return _lib
 
 

@@ -14,7 +14,6 @@ The firmware is built with ``make -C tflm_kernels m4`` / ``m7`` on first use. QE
 
 from __future__ import annotations
 
-import fcntl
 import re
 import shutil
 import struct
@@ -29,6 +28,7 @@ import numpy as np
 from ..formats import Format
 from ..integer_graph.ops import conv_output_size
 from . import host
+from ._build import ARM_LOCK, make_or_raise
 from .cases import OpCase
 from .packing import depthwise_rows
 
@@ -125,18 +125,8 @@ def build_firmware(cpu: str = "m4", timeout: float = 300.0) -> Path:
     """``make -C tflm_kernels <cpu>`` (serialized by a file lock); the harness ELF path."""
     if cpu not in MACHINES:
         raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
-    build_dir = KERNELS_DIR / "build"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".arm-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            proc = subprocess.run(["make", "-C", str(KERNELS_DIR), MACHINES[cpu][1]], capture_output=True,
-                                  text=True, timeout=timeout)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    if proc.returncode != 0:
-        raise QemuError(f"building the {cpu} firmware failed:\n{proc.stdout}\n{proc.stderr}")
-    return build_dir / MACHINES[cpu][1] / "fxpq_harness.elf"
+    make_or_raise([MACHINES[cpu][1]], ARM_LOCK, timeout, f"the {cpu} firmware", QemuError)
+    return KERNELS_DIR / "build" / MACHINES[cpu][1] / "fxpq_harness.elf"
 
 
 def protocol_from_header(path: Path = PROTOCOL_HEADER) -> dict[str, int]:

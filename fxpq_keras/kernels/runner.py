@@ -11,18 +11,16 @@ fuzzed), so this is also how the tests feed it malformed files.
 from __future__ import annotations
 
 import ctypes
-import fcntl
-import os
-import subprocess
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from ._build import HOST_LOCK, KERNELS_DIR, make_or_raise, open_library
+
 __all__ = ["HostRunner", "RunnerError", "RUNNER_STATUS", "RUNNER_LIB_PATH", "build_runner_library",
            "load_runner_library", "TFLITE_DTYPES"]
 
-KERNELS_DIR = Path(__file__).resolve().parents[2] / "tflm_kernels"
 RUNNER_LIB_PATH = KERNELS_DIR / "build" / "host" / "libfxpq_runner.so"
 
 #: fxpq_runner_status values (include/fxpq_kernels.h, model runner section).
@@ -81,6 +79,18 @@ class CRunner(ctypes.Structure):
                 ("ops_", ctypes.c_void_p), ("ready_", ctypes.c_int32)]
 
 
+_P = ctypes.POINTER
+_SIGNATURES = {
+    "fxpq_runner_init": (ctypes.c_int, [_P(CRunner), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                        ctypes.c_size_t]),
+    "fxpq_runner_invoke": (ctypes.c_int, [_P(CRunner)]),
+    "fxpq_runner_struct_size": (ctypes.c_size_t, []),
+    "fxpq_options_parse": (ctypes.c_int, [ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]),
+    "fxpq_custom_op_from_name": (ctypes.c_int32, [ctypes.c_char_p, ctypes.c_size_t]),
+    "fxpq_options_key": (ctypes.c_char_p, [ctypes.c_int32, ctypes.c_int32]),
+    "fxpq_options_key_count": (ctypes.c_int32, [ctypes.c_int32]),
+}
+
 _lib: ctypes.CDLL | None = None
 _lock = threading.Lock()
 
@@ -88,17 +98,7 @@ _lock = threading.Lock()
 def build_runner_library(timeout: float = 300.0) -> Path:
     """``make -C tflm_kernels runner-host``, serialized across processes with the host kernels' build
     (the same lock file as fxpq_keras.kernels.host: both build build/host/obj)."""
-    build_dir = KERNELS_DIR / "build"
-    build_dir.mkdir(parents=True, exist_ok=True)
-    with open(build_dir / ".host-build.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            proc = subprocess.run(["make", "-C", str(KERNELS_DIR), "runner-host"], capture_output=True,
-                                  text=True, timeout=timeout)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"building the host runner failed:\n{proc.stdout}\n{proc.stderr}")
+    make_or_raise(["runner-host"], HOST_LOCK, timeout, "the host runner")
     return RUNNER_LIB_PATH
 
 
@@ -106,24 +106,7 @@ def load_runner_library() -> ctypes.CDLL:
     global _lib
     with _lock:
         if _lib is None:
-            override = os.environ.get("FXPQ_RUNNER_LIB")
-            path = Path(override) if override else build_runner_library()
-            lib = ctypes.CDLL(str(path))
-            lib.fxpq_runner_init.restype = ctypes.c_int
-            lib.fxpq_runner_init.argtypes = [ctypes.POINTER(CRunner), ctypes.c_void_p, ctypes.c_size_t,
-                                             ctypes.c_void_p, ctypes.c_size_t]
-            lib.fxpq_runner_invoke.restype = ctypes.c_int
-            lib.fxpq_runner_invoke.argtypes = [ctypes.POINTER(CRunner)]
-            lib.fxpq_runner_struct_size.restype = ctypes.c_size_t
-            lib.fxpq_runner_struct_size.argtypes = []
-            lib.fxpq_options_parse.restype = ctypes.c_int
-            lib.fxpq_options_parse.argtypes = [ctypes.c_int32, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-            lib.fxpq_custom_op_from_name.restype = ctypes.c_int32
-            lib.fxpq_custom_op_from_name.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-            lib.fxpq_options_key.restype = ctypes.c_char_p
-            lib.fxpq_options_key.argtypes = [ctypes.c_int32, ctypes.c_int32]
-            lib.fxpq_options_key_count.restype = ctypes.c_int32
-            lib.fxpq_options_key_count.argtypes = [ctypes.c_int32]
+            lib = open_library("FXPQ_RUNNER_LIB", build_runner_library, _SIGNATURES)
             if lib.fxpq_runner_struct_size() != ctypes.sizeof(CRunner):
                 raise RuntimeError("fxpq_runner layout differs from fxpq_keras.kernels.runner.CRunner")
             _lib = lib

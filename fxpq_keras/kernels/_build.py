@@ -1,0 +1,55 @@
+"""Building and loading the C code from Python: ``make -C tflm_kernels <targets>`` under a file
+lock, and ctypes library loading with declared signatures.
+
+Two lock files serialize builds across processes: ``build/.host-build.lock`` for everything under
+``build/host`` (kernels and runner share its object files) and ``build/.arm-build.lock`` for the
+Cortex-M builds (harness and model firmware share the static libraries).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+KERNELS_DIR = Path(__file__).resolve().parents[2] / "tflm_kernels"
+HOST_LOCK = ".host-build.lock"
+ARM_LOCK = ".arm-build.lock"
+
+
+def locked_make(args: list[str], lock_name: str, timeout: float) -> subprocess.CompletedProcess:
+    """``make -C tflm_kernels *args`` while holding ``build/<lock_name>``; the finished process
+    (the caller decides what a failure means)."""
+    build_dir = KERNELS_DIR / "build"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with open(build_dir / lock_name, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return subprocess.run(["make", "-C", str(KERNELS_DIR), *args], capture_output=True, text=True,
+                                  timeout=timeout)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def make_or_raise(args: list[str], lock_name: str, timeout: float, what: str,
+                  error: type[Exception] = RuntimeError) -> None:
+    """:func:`locked_make`, raising ``error("building <what> failed: ...")`` on failure."""
+    proc = locked_make(args, lock_name, timeout)
+    if proc.returncode != 0:
+        raise error(f"building {what} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def open_library(env_var: str, build: Callable[[], Path],
+                 signatures: dict[str, tuple[object, list]]) -> ctypes.CDLL:
+    """The library named by ``$env_var`` if set, else the one ``build()`` returns, with the
+    restype/argtypes of ``signatures`` ({function: (restype, argtypes)}) declared."""
+    override = os.environ.get(env_var)
+    lib = ctypes.CDLL(str(Path(override) if override else build()))
+    for name, (restype, argtypes) in signatures.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    return lib
