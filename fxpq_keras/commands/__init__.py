@@ -1,1 +1,108 @@
-"""Subcommands of the fxpq CLI (see fxpq_keras/cli.py)."""
+"""Subcommands of the fxpq CLI (see fxpq_keras/cli.py), and the file loading they share.
+
+The loaders turn every way a user's file can be wrong (missing, a directory, not the format,
+TensorFlow's own multi-line load errors) into a one-line `CliError` that names the file.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+
+def _cli_error(message: str) -> Exception:
+    from ..cli import CliError
+
+    return CliError(message)
+
+
+def require_file(path: str, what: str) -> str:
+    """`path` if it is an existing file, else a CliError naming `what` it should have been."""
+    if not os.path.exists(path):
+        raise _cli_error(f"{what} not found: {path}")
+    if not os.path.isfile(path):
+        raise _cli_error(f"{what} is not a file: {path}")
+    return path
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].strip() if text else type(exc).__name__
+
+
+def load_keras_model(path: str) -> Any:
+    """A float tf_keras model from .keras/.h5/SavedModel; any load failure is the user's file."""
+    from .._tf import keras
+
+    if not os.path.exists(path):
+        raise _cli_error(f"model file not found: {path}")
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - TF/Keras raise many types, all mean "not a loadable model"
+        raise _cli_error(f"cannot load {path} as a tf_keras model: {first_line(exc)}") from None
+
+
+def load_array(path: str, what: str, key: str = "x") -> np.ndarray:
+    """A numeric array from .npy, or from .npz under `key`; object (pickled) arrays are refused."""
+    require_file(path, what)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _cli_error(f"cannot read {path} as .npy/.npz: {first_line(exc)}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            if key not in data.files:
+                raise _cli_error(f"{path} holds {sorted(data.files)}; it must hold the {what} as '{key}'")
+            try:
+                data = data[key]
+            except (ValueError, OSError) as exc:
+                raise _cli_error(f"cannot read '{key}' from {path}: {first_line(exc)}") from None
+    if not isinstance(data, np.ndarray) or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
+        raise _cli_error(f"{path}: the {what} must be a numeric array, got dtype {getattr(data, 'dtype', '?')}")
+    return data
+
+
+def load_npz(path: str, what: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y or None) from an .npz holding 'x' and optionally 'y' (labels); a bare .npy is x alone."""
+    x = load_array(path, what, "x")
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == b"PK\x03\x04"
+    if is_zip:
+        with np.load(path, allow_pickle=False) as npz:
+            if "y" in npz.files:
+                return x, load_array(path, "labels", "y")
+    return x, None
+
+
+def output_dir(path: str) -> str:
+    """Create the output folder (and parents); a clear error when a file is in the way."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _cli_error(f"output directory is a file: {path}")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise _cli_error(f"cannot create output directory {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def parent_dir_exists(path: str, what: str) -> str:
+    """Refuse an output file whose folder does not exist before doing any work."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise _cli_error(f"folder of the {what} does not exist: {parent}")
+    return path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

@@ -4,21 +4,34 @@ from __future__ import annotations
 
 import argparse
 
-from ..cli import CliError
+from . import first_line, load_keras_model, parent_dir_exists, require_file
+
+EPILOG = """\
+examples:
+  fxpq export model.keras out/policy.json -o model.tflite
+  fxpq export model.h5 out/policy.json -o model.tflite --c-array model_data.h    # for firmware
+  fxpq export model.h5 policy8.json -o model_int8.tflite --target int8-builtin  # stock TFLM ops
+
+POLICY is what `fxpq quantize` writes (OUTDIR/policy.json) or Policy.to_json(); it must name the
+same layers as MODEL.
+"""
 
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a Keras model under a saved policy as a .tflite file",
                        description="Quantize MODEL (a tf_keras .keras/.h5 file) with POLICY (policy.json) "
-                       "and write a TFLite flatbuffer (docs/format.md).")
-    p.add_argument("model", help="float tf_keras model file")
+                       "and write a TFLite flatbuffer (docs/format.md), optionally also as a C array for "
+                       "firmware (docs/tflm.md).", epilog=EPILOG)
+    p.add_argument("model", help="float tf_keras model file (.keras or .h5)")
     p.add_argument("policy", help="policy JSON written by `fxpq quantize` / Policy.to_json")
     p.add_argument("-o", "--output", required=True, help="output .tflite path")
     p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",
-                   help="fxp: custom FXP_ ops, bit-packed weights; int8-builtin: stock int8 ops")
+                   help="fxp: custom FXP_* ops, bit-packed weights; int8-builtin: stock int8 ops "
+                   "(needs 8-bit power-of-two formats)")
     p.add_argument("--integer-input", action="store_true",
                    help="the file takes the input's integers instead of float (no QUANTIZE op)")
-    p.add_argument("--c-array", metavar="HEADER", help="also write the file as a C header")
+    p.add_argument("--c-array", metavar="HEADER",
+                   help="also write the file as a 16-byte aligned C array header (default: not written)")
     return p
 
 
@@ -27,16 +40,21 @@ def run(args: argparse.Namespace) -> int:
 
     from ..flatbuffer import export_c_array, export_tflite
 
+    require_file(args.policy, "policy file")
+    parent_dir_exists(args.output, "output file")
+    if args.c_array:
+        parent_dir_exists(args.c_array, "C array header")
     try:
-        import tf_keras as keras
-    except ImportError as exc:  # pragma: no cover - a dependency
-        raise CliError(f"tf_keras is needed to load {args.model}: {exc}") from None
-    policy = fxpq_keras.Policy.from_json(args.policy)
-    model = keras.models.load_model(args.model, compile=False)
+        policy = fxpq_keras.Policy.from_json(args.policy)
+    except (ValueError, KeyError, TypeError) as exc:  # not JSON, or JSON that is not a policy
+        raise ValueError(f"cannot read {args.policy}: {first_line(exc)}") from None
+    model = load_keras_model(args.model)
     qmodel = fxpq_keras.quantize_model(model, policy)
     data = export_tflite(qmodel, args.output, target=args.target, float_input=not args.integer_input, policy=policy)
     if args.c_array:
         export_c_array(args.output, args.c_array)
     if not getattr(args, "quiet", False):
         print(f"wrote {args.output} ({len(data)} bytes, target {args.target})")
+        if args.c_array:
+            print(f"wrote {args.c_array}")
     return 0

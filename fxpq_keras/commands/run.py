@@ -6,30 +6,64 @@ import argparse
 
 import numpy as np
 
+from . import load_array, parent_dir_exists, require_file
+
+ENGINE_HELP = ("reference: the numpy integer reference (the contract); tflm: the real TFLM interpreter "
+               "(int8-builtin files only); host: the C kernels on this machine; qemu-m4 / qemu-m7: the C "
+               "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm)")
+
+EPILOG = """\
+examples:
+  fxpq run model.tflite -i x.npy -o y.npy                       # numpy reference, probabilities
+  fxpq run model.tflite -i calib.npz -o q.npy --engine qemu-m4 --raw   # Cortex-M4 output integers
+
+X is a float batch [N, ...input shape] in .npy, or an .npz holding it as 'x'. With an
+--integer-input file, X holds the input's integers. More than one model output: the first goes
+to Y.npy, the others to Y.1.npy, Y.2.npy, ...
+"""
+
+
+def engines() -> list[str]:
+    """Every engine name Interpreter accepts (the C engines register on import)."""
+    from ..flatbuffer.interpreter import ENGINES
+
+    try:
+        from ..kernels import engines as _  # noqa: F401  (registers host, qemu-m4, qemu-m7)
+    except ImportError:
+        pass
+    return sorted(ENGINES)
+
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an exported .tflite file on a .npy batch",
-                       description="Run MODEL on the batch in X.npy and save the outputs to Y.npy "
-                       "(dequantized, softmax applied if the model ends in one; --raw for the integers).")
-    p.add_argument("model", help=".tflite file written by fxpq export")
-    p.add_argument("-i", "--input", required=True, help="input batch .npy [N, ...]")
-    p.add_argument("-o", "--output", required=True, help="output .npy (first output; more go to Y.1.npy, ...)")
-    p.add_argument("--engine", default="reference",
-                   help="reference (numpy), tflm (real TFLM, int8-builtin files), host, qemu-m4, qemu-m7")
+                       description="Run MODEL on the batch in X and save the outputs to Y.npy (dequantized, "
+                       "softmax applied if the model ends in one; --raw for the output integers).", epilog=EPILOG)
+    p.add_argument("model", help=".tflite file written by fxpq export / fxpq quantize")
+    p.add_argument("-i", "--input", required=True, metavar="X", help="input batch .npy [N, ...], or .npz with 'x'")
+    p.add_argument("-o", "--output", required=True, metavar="Y.npy",
+                   help="output .npy (first output; more go to Y.1.npy, ...)")
+    p.add_argument("--engine", default="reference", choices=engines(), metavar="ENGINE",
+                   help=f"one of {', '.join(engines())}; {ENGINE_HELP}")
     p.add_argument("--raw", action="store_true", help="save the output integers instead of dequantized floats")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..flatbuffer import Interpreter
+    from ..flatbuffer import FlatbufferFormatError, Interpreter
 
-    x = np.load(args.input, allow_pickle=False)
-    interp = Interpreter(args.model, engine=args.engine)
+    require_file(args.model, "model file")
+    x = load_array(args.input, "input batch")
+    parent_dir_exists(args.output, "output file")
+    try:
+        interp = Interpreter(args.model, engine=args.engine)
+    except FlatbufferFormatError as exc:
+        raise FlatbufferFormatError(f"{args.model}: {exc}") from None
     y = interp.predict(x, raw=args.raw)
     outs = y if isinstance(y, list) else [y]
     np.save(args.output, outs[0])
+    stem = args.output[:-4] if args.output.endswith(".npy") else args.output
     for i, extra in enumerate(outs[1:], start=1):
-        np.save(args.output[:-4] + f".{i}.npy" if args.output.endswith(".npy") else f"{args.output}.{i}", extra)
+        np.save(f"{stem}.{i}.npy", extra)
     if not getattr(args, "quiet", False):
         print(f"wrote {args.output} {list(outs[0].shape)} ({args.engine})")
     return 0
