@@ -105,6 +105,14 @@ static fxpq_dims param_dims(const harness_case *hc, int32_t first)
     return d;
 }
 
+static fxpq_tile param_tile(const harness_case *hc, int32_t first)
+{
+    fxpq_tile t;
+    t.h = hc->p[first];
+    t.w = hc->p[first + 1];
+    return t;
+}
+
 /* Elements of dims (0 when any is <= 0; saturates at 2^40 to stay comparable). */
 static int64_t dims_count(const fxpq_dims *d)
 {
@@ -176,10 +184,8 @@ static int32_t run_weighted(const harness_case *hc, const fxpq_dims *in_d, const
     }
     if (hc->op == FXPQ_HOP_CONV2D) {
         fxpq_conv_params cp;
-        cp.stride.h = p[FXPQ_P_STRIDE_H];
-        cp.stride.w = p[FXPQ_P_STRIDE_W];
-        cp.dilation.h = p[FXPQ_P_DILATION_H];
-        cp.dilation.w = p[FXPQ_P_DILATION_W];
+        cp.stride = param_tile(hc, FXPQ_P_STRIDE_H);
+        cp.dilation = param_tile(hc, FXPQ_P_DILATION_H);
         cp.padding = (fxpq_padding)p[FXPQ_P_PADDING];
         cp.activation = (fxpq_activation)p[FXPQ_P_ACTIVATION];
         return fxpq_conv2d(ctx, &cp, in_d, hc->blob[FXPQ_BLOB_INPUT].data, in_f, &fd, &wt, &bias,
@@ -187,10 +193,8 @@ static int32_t run_weighted(const harness_case *hc, const fxpq_dims *in_d, const
     }
     if (hc->op == FXPQ_HOP_DEPTHWISE_CONV2D) {
         fxpq_dw_conv_params dp;
-        dp.stride.h = p[FXPQ_P_STRIDE_H];
-        dp.stride.w = p[FXPQ_P_STRIDE_W];
-        dp.dilation.h = p[FXPQ_P_DILATION_H];
-        dp.dilation.w = p[FXPQ_P_DILATION_W];
+        dp.stride = param_tile(hc, FXPQ_P_STRIDE_H);
+        dp.dilation = param_tile(hc, FXPQ_P_DILATION_H);
         dp.padding = (fxpq_padding)p[FXPQ_P_PADDING];
         dp.activation = (fxpq_activation)p[FXPQ_P_ACTIVATION];
         dp.depth_multiplier = p[FXPQ_P_DEPTH_MULTIPLIER];
@@ -225,10 +229,8 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
     ctx.buf = g_scratch;
     ctx.size = (int32_t)sizeof(g_scratch);
     ep.activation = (fxpq_activation)p[FXPQ_P_ACTIVATION];
-    pp.filter.h = p[FXPQ_P_POOL_H];
-    pp.filter.w = p[FXPQ_P_POOL_W];
-    pp.stride.h = p[FXPQ_P_STRIDE_H];
-    pp.stride.w = p[FXPQ_P_STRIDE_W];
+    pp.filter = param_tile(hc, FXPQ_P_POOL_H);
+    pp.stride = param_tile(hc, FXPQ_P_STRIDE_H);
     pp.padding = (fxpq_padding)p[FXPQ_P_PADDING];
     pp.activation = (fxpq_activation)p[FXPQ_P_ACTIVATION];
 

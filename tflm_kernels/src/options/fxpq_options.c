@@ -340,22 +340,26 @@ static fxpq_padding fxq_padding(const fxpq_op_options *opts)
     return opts->padding == 0 ? FXPQ_PADDING_SAME : FXPQ_PADDING_VALID;
 }
 
+static fxpq_tile fxq_tile(int32_t h, int32_t w)
+{
+    fxpq_tile t;
+    t.h = h;
+    t.w = w;
+    return t;
+}
+
 void fxpq_options_conv_params(const fxpq_op_options *opts, fxpq_conv_params *params)
 {
-    params->stride.h = opts->stride_h;
-    params->stride.w = opts->stride_w;
-    params->dilation.h = opts->dilation_h;
-    params->dilation.w = opts->dilation_w;
+    params->stride = fxq_tile(opts->stride_h, opts->stride_w);
+    params->dilation = fxq_tile(opts->dilation_h, opts->dilation_w);
     params->padding = fxq_padding(opts);
     params->activation = fxpq_options_activation(opts);
 }
 
 void fxpq_options_dw_conv_params(const fxpq_op_options *opts, fxpq_dw_conv_params *params)
 {
-    params->stride.h = opts->stride_h;
-    params->stride.w = opts->stride_w;
-    params->dilation.h = opts->dilation_h;
-    params->dilation.w = opts->dilation_w;
+    params->stride = fxq_tile(opts->stride_h, opts->stride_w);
+    params->dilation = fxq_tile(opts->dilation_h, opts->dilation_w);
     params->padding = fxq_padding(opts);
     params->activation = fxpq_options_activation(opts);
     params->depth_multiplier = opts->depth_multiplier;
@@ -363,10 +367,8 @@ void fxpq_options_dw_conv_params(const fxpq_op_options *opts, fxpq_dw_conv_param
 
 void fxpq_options_pool_params(const fxpq_op_options *opts, fxpq_pool_params *params)
 {
-    params->filter.h = opts->filter_h;
-    params->filter.w = opts->filter_w;
-    params->stride.h = opts->stride_h;
-    params->stride.w = opts->stride_w;
+    params->filter = fxq_tile(opts->filter_h, opts->filter_w);
+    params->stride = fxq_tile(opts->stride_h, opts->stride_w);
     params->padding = fxq_padding(opts);
     params->activation = fxpq_options_activation(opts);
 }
