@@ -100,6 +100,8 @@ def distillation_finetune(search: Any, epochs: int, lr: float = 1e-4, batch_size
     quantizers. Returns the check-set agreement before and after (reported separately: this is no
     longer post-training).
     """
+    from .search.adaptation import progress_verbosity
+
     qmodel = search.qmodel
     before = search.state.check.agreement
     qmodel.trainable = True
@@ -107,7 +109,7 @@ def distillation_finetune(search: Any, epochs: int, lr: float = 1e-4, batch_size
                    metrics=[Agreement()])
     x = search.calibration.x[search.decision_index]
     qmodel.fit(x, search.targets[search.decision_index], epochs=epochs, batch_size=batch_size, shuffle=True,
-               verbose=1 if verbose else 0)
+               verbose=progress_verbosity() if verbose else 0)
     qmodel.trainable = False
     search.refresh()
     return {"epochs": epochs, "lr": lr, "check_agreement_before": round(before, 6),

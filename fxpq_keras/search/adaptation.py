@@ -12,6 +12,7 @@ The four mechanisms of DESIGN.md section 3 are switches of `SearchOptions`.
 from __future__ import annotations
 
 import heapq
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
@@ -24,7 +25,14 @@ from ..calibration import Calibration
 from ..fakequant.model import quantize_model, quantizer_variables, write_data_structure
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
 from ..policy import Policy
-from .evaluator import Evaluator, Metrics, check_classification_output, target_distribution
+from .evaluator import (
+    Evaluator,
+    Metrics,
+    check_classification_output,
+    margin_weights,
+    target_distribution,
+    teacher_margin,
+)
 
 Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
 KINDS = ("input", "weights", "bias", "output")
@@ -40,10 +48,16 @@ class SearchOptions:
     max_bits: int = 16
     per_channel: bool = False
     data_structures: tuple[str, ...] | None = None  # kinds (input/weights/bias/output) or "layer/ds"
-    frac_offsets: tuple[int, ...] = (0, 1, -1)  # candidate fracs around the range-derived one
+    frac_offsets: tuple[int, ...] = (0, 1, -1)  # candidate fracs around the range-derived one (weights, biases)
+    # activations (and the input): clipping deeper into the calibration range pays off at low widths
+    activation_frac_offsets: tuple[int, ...] = (0, 1, 2, -1)
     samples: int = 1536  # calibration samples used: 1/3 decide, 2/3 check the budget
     seed: int = 0
     margin_sigma: float = 1.0  # the check set must stay this many standard errors inside the budget
+    # unseen-data correction: the lowest-margin `low_margin_quantile` of each set carries the weight
+    # `low_margin_share` in the agreement the budget uses (equal values: plain agreement)
+    low_margin_quantile: float = 0.05
+    low_margin_share: float = 0.10
     fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
     # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
@@ -62,10 +76,15 @@ class SearchOptions:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
         if not 0 <= float(self.margin_sigma) <= 5:
             raise ValueError(f"margin_sigma must be in 0..5, got {self.margin_sigma!r}")
+        if not 0.0 <= float(self.low_margin_quantile) < 1.0 or not 0.0 <= float(self.low_margin_share) < 1.0:
+            raise ValueError(f"low_margin_quantile and low_margin_share must be in [0, 1), got "
+                             f"{self.low_margin_quantile!r}, {self.low_margin_share!r}")
         if int(self.samples) < 2:
             raise ValueError(f"samples must be at least 2, got {self.samples}")
-        if not self.frac_offsets or 0 not in self.frac_offsets:
-            raise ValueError(f"frac_offsets must contain 0 (the range-derived frac), got {self.frac_offsets}")
+        for name in ("frac_offsets", "activation_frac_offsets"):
+            offsets = getattr(self, name)
+            if not offsets or 0 not in offsets:
+                raise ValueError(f"{name} must contain 0 (the range-derived frac), got {offsets}")
         for item in self.data_structures or ():
             if item not in KINDS and "/" not in item:
                 raise ValueError(f"data_structures entries are kinds {KINDS} or 'layer/ds' names, got {item!r}")
@@ -163,10 +182,14 @@ class PrecisionSearch:
             targets = np.eye(classes, dtype=np.float32)[labels]
         self.targets = targets  # what the student is measured against, one row per calibration sample
         self.probabilities = probabilities
+        margins = teacher_margin(calib.teacher, probabilities)
+        self.decision_weights, self.check_weights = (
+            margin_weights(margins[idx], opts.low_margin_quantile, opts.low_margin_share)
+            for idx in (self.decision_index, self.check_index))
         float_top1 = np.argmax(calib.teacher, -1) == np.argmax(targets, -1)
-        # the accuracy the budget is measured against: the teacher agrees with itself
-        self.base_decision = float(float_top1[self.decision_index].mean())
-        self.base_check = float(float_top1[self.check_index].mean())
+        # the accuracy the budget is measured against (weighted like the estimate): the teacher agrees with itself
+        self.base_decision = float(np.average(float_top1[self.decision_index], weights=self.decision_weights))
+        self.base_check = float(np.average(float_top1[self.check_index], weights=self.check_weights))
 
         self.start_policy = self._start_policy()
         self.qmodel = quantize_model(calib, self.start_policy)
@@ -174,10 +197,10 @@ class PrecisionSearch:
         self._written: dict[Key, tuple[Any, ...]] = {}
         self._sync(self.start_policy, force=True)
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], targets[self.decision_index],
-                                probabilities=probabilities)
+                                probabilities=probabilities, weights=self.decision_weights)
         self.checker = (self.decide if self.check_index is self.decision_index else
                         Evaluator(self.qmodel, calib.x[self.check_index], targets[self.check_index],
-                                  probabilities=probabilities))
+                                  probabilities=probabilities, weights=self.check_weights))
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose
@@ -258,7 +281,8 @@ class PrecisionSearch:
         """Candidate fracs at `bits`: range-derived plus offsets (mechanism 3), or range-derived only."""
         signed = self.start_policy.get(*key).signed
         opts = self.options
-        offsets = opts.frac_offsets if opts.error_statistics_frac and opts.dynamic_fixed_point else (0,)
+        offsets = (opts.activation_frac_offsets if key[1] == "output" else opts.frac_offsets) \
+            if opts.error_statistics_frac and opts.dynamic_fixed_point else (0,)
         out: list[int | tuple[int, ...]] = []
         for off in offsets:
             f = self._range_frac(self._ranges[key], bits, signed, off)
@@ -296,14 +320,18 @@ class PrecisionSearch:
         return n + (0 if self.checker is self.decide else self.checker.evaluations * self.checker.samples)
 
     def drop(self, m: Metrics, check: bool) -> float:
-        return (self.base_check if check else self.base_decision) - m.agreement
+        """Estimated drop on unseen data: the low-margin-weighted agreement (`Metrics.estimate`)."""
+        return (self.base_check if check else self.base_decision) - float(m.estimate)
 
     @property
     def margin(self) -> float:
-        """One (or margin_sigma) binomial standard error of a drop of max_accuracy_drop on the check set:
-        the search stops that far inside the budget so that held-out data stays inside it too."""
+        """One (or margin_sigma) binomial standard error of a drop of max_accuracy_drop on the check set
+        (Kish effective sample size of the weighted set): the search stops that far inside the budget
+        so that sampling noise of the check set does not carry held-out data outside it."""
         p = self.options.max_accuracy_drop
-        return float(self.options.margin_sigma * np.sqrt(p * (1 - p) / self.checker.samples))
+        w = self.checker.weights.astype(np.float64)
+        n_eff = w.sum() ** 2 / float((w * w).sum())
+        return float(self.options.margin_sigma * np.sqrt(p * (1 - p) / n_eff))
 
     def within_budget(self, m: Metrics, check: bool = True) -> bool:
         limit = self.options.max_accuracy_drop - (self.margin if check else 0.0)
@@ -425,7 +453,7 @@ class PrecisionSearch:
         for all of them until the budget holds."""
         opts = self.options
         base = self.state.policy
-        kl0, agree0 = self.state.metrics.kl, self.state.metrics.agreement
+        kl0, agree0 = self.state.metrics.kl, self.state.metrics.estimate
         tolerance = 1e-3 * opts.max_accuracy_drop
         floors: dict[Key, tuple[int, Any]] = {}
         for key in self.keys:
@@ -434,7 +462,7 @@ class PrecisionSearch:
             while lo < hi:
                 mid = (lo + hi) // 2
                 frac, m = self.best_frac(base, key, mid)
-                if m.kl - kl0 <= tolerance and m.agreement >= agree0:
+                if m.kl - kl0 <= tolerance and m.estimate >= agree0:
                     hi, best = mid, (mid, frac)
                 else:
                     lo = mid + 1
@@ -521,7 +549,8 @@ class PrecisionSearch:
         if self.verbose and action not in ("start", "done"):
             if self._progbar is None:
                 self._progbar = keras.utils.Progbar(self.total_steps, unit_name="bit step",
-                                                    stateful_metrics=["bits", "memory_x", "agreement"])
+                                                    stateful_metrics=["bits", "memory_x", "agreement"],
+                                                    verbose=progress_verbosity())
             self._ticks = getattr(self, "_ticks", 0) + tick
             self._progbar.update(min(self._ticks, self.total_steps), self._bar_values())
 
@@ -532,10 +561,17 @@ class PrecisionSearch:
         return [("bits", avg), ("memory_x", st.policy.memory().compression_total), ("agreement", st.check.agreement)]
 
 
+def progress_verbosity() -> int:
+    """Keras verbosity for progress output: a live bar on a terminal, one line per epoch/finish
+    otherwise (a non-TTY stdout, e.g. a CI log or a pipe, would get one line per update)."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    return 1 if callable(isatty) and isatty() else 2
+
+
 def subset(n: int, samples: int, seed: int) -> np.ndarray:
     """A seeded random subset of indices (all of them, shuffled, when there are fewer)."""
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[:samples]) if samples < n else order
 
 
-__all__ = ["Candidate", "PrecisionSearch", "SearchOptions", "SearchState", "Step", "subset"]
+__all__ = ["Candidate", "PrecisionSearch", "SearchOptions", "SearchState", "Step", "progress_verbosity", "subset"]

@@ -24,15 +24,24 @@ class Metrics:
 
     `agreement` is the top-1 match with the targets (the teacher's top-1, or labels when
     self-distillation is switched off); `kl` is the mean KL(target || student) in nats (cross-entropy
-    for one-hot labels): the prediction-error statistic that ranks decisions.
+    for one-hot labels): the prediction-error statistic that ranks decisions. `estimate` is the
+    agreement with the set's low-margin samples weighted up (`margin_weights`): the search's
+    estimate of the agreement on data the float model was not trained on, which the budget uses.
+    It equals `agreement` when the set is unweighted.
     """
 
     agreement: float
     kl: float
     samples: int
+    estimate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.estimate is None:
+            object.__setattr__(self, "estimate", self.agreement)
 
     def to_dict(self) -> dict[str, float]:
-        return {"agreement": round(self.agreement, 6), "kl": float(self.kl), "samples": self.samples}
+        return {"agreement": round(self.agreement, 6), "estimate": round(float(self.estimate), 6),
+                "kl": float(self.kl), "samples": self.samples}
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -47,6 +56,33 @@ def target_distribution(outputs: np.ndarray, probabilities: bool) -> np.ndarray:
     return (outputs / outputs.sum(-1, keepdims=True) if probabilities else softmax(outputs)).astype(np.float32)
 
 
+def teacher_margin(outputs: np.ndarray, probabilities: bool) -> np.ndarray:
+    """The teacher's top-1 margin per sample: gap between its two largest logits (log-probabilities)."""
+    z = np.log(np.clip(outputs / outputs.sum(-1, keepdims=True), 1e-30, 1.0)) if probabilities else outputs
+    top = np.sort(np.asarray(z, dtype=np.float64), axis=-1)
+    return top[:, -1] - top[:, -2]
+
+
+def margin_weights(margins: np.ndarray, quantile: float, share: float) -> np.ndarray:
+    """Per-sample weights (mean 1) giving the lowest-margin `quantile` of a set the weight `share`.
+
+    Why: a model is more confident on the data it was trained on than on unseen data, so a
+    calibration set drawn from the training split holds too few near-boundary samples, and those
+    are the only ones quantization flips. Importance weighting with a two-bin density-ratio model
+    (low-margin band / the rest) makes the agreement an estimate for unseen data; `share ==
+    quantile` (or a set too small to have a band) gives uniform weights.
+    """
+    n = len(margins)
+    k = int(round(quantile * n))
+    w = np.ones(n, dtype=np.float64)
+    if k < 1 or k >= n or share == quantile:
+        return w
+    low = np.argsort(margins, kind="stable")[:k]
+    w[:] = (1.0 - share) * n / (n - k)
+    w[low] = share * n / k
+    return w
+
+
 def check_classification_output(outputs: np.ndarray) -> None:
     if outputs.ndim != 2 or outputs.shape[1] < 2:
         raise OutputNotClassificationError(
@@ -56,44 +92,53 @@ def check_classification_output(outputs: np.ndarray) -> None:
 
 
 class Evaluator:
-    """Agreement and KL of `qmodel` on a fixed set `x` against target distributions `targets`."""
+    """Agreement and KL of `qmodel` on a fixed set `x` against target distributions `targets`.
+
+    `weights` (one per sample, mean 1) give the weighted agreement `Metrics.estimate`.
+    """
 
     def __init__(self, qmodel: keras.Model, x: np.ndarray, targets: np.ndarray, *, probabilities: bool,
-                 batch_size: int = 1024) -> None:
+                 weights: np.ndarray | None = None, batch_size: int = 1024) -> None:
         if len(x) == 0:
             raise ValueError("evaluation set is empty")
         self.samples = int(len(x))
         self.batch_size = int(batch_size)
         t = np.asarray(targets, dtype=np.float32)
+        w = np.ones(len(x), np.float32) if weights is None else np.asarray(weights, np.float32)
+        self.weights = w
+        self._wsum = float(w.sum())
         starts = range(0, len(x), batch_size)
         self._x = [tf.constant(x[i:i + batch_size]) for i in starts]
         self._t = [tf.constant(t[i:i + batch_size]) for i in starts]
+        self._w = [tf.constant(w[i:i + batch_size]) for i in starts]
         self._cls = [tf.constant(np.argmax(t[i:i + batch_size], -1).astype(np.int64)) for i in starts]
         self.evaluations = 0
         spec = [tf.TensorSpec((None,) + tuple(x.shape[1:]), tf.float32), tf.TensorSpec((None, t.shape[1]), tf.float32),
-                tf.TensorSpec((None,), tf.int64)]
+                tf.TensorSpec((None,), tf.int64), tf.TensorSpec((None,), tf.float32)]
 
         @tf.function(input_signature=spec)
-        def sums(xb: tf.Tensor, tb: tf.Tensor, cb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        def sums(xb: tf.Tensor, tb: tf.Tensor, cb: tf.Tensor, wb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
             y = qmodel(xb, training=False)
             p = y / tf.reduce_sum(y, -1, keepdims=True) if probabilities else tf.nn.softmax(y)
             logp = tf.math.log(tf.clip_by_value(p, 1e-12, 1.0))
             logt = tf.math.log(tf.clip_by_value(tb, 1e-12, 1.0))
             kl = tf.reduce_sum(tb * (logt - logp), -1)
             agree = tf.cast(tf.equal(tf.argmax(p, -1), cb), tf.float32)
-            return tf.reduce_sum(agree), tf.reduce_sum(kl)
+            return tf.reduce_sum(agree), tf.reduce_sum(kl), tf.reduce_sum(agree * wb)
 
         self._sums = sums
 
     def __call__(self) -> Metrics:
         """Evaluate the model with the formats currently written in its variables."""
-        agree = kl = 0.0
-        for xb, tb, cb in zip(self._x, self._t, self._cls):
-            a, k = self._sums(xb, tb, cb)
+        agree = kl = wagree = 0.0
+        for xb, tb, cb, wb in zip(self._x, self._t, self._cls, self._w):
+            a, k, wa = self._sums(xb, tb, cb, wb)
             agree += float(a)
             kl += float(k)
+            wagree += float(wa)
         self.evaluations += 1
-        return Metrics(agree / self.samples, max(kl / self.samples, 0.0), self.samples)
+        return Metrics(agree / self.samples, max(kl / self.samples, 0.0), self.samples,
+                       min(wagree / self._wsum, 1.0))
 
 
 def predict(qmodel: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -102,5 +147,5 @@ def predict(qmodel: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.nd
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0,))
 
 
-__all__ = ["Evaluator", "Metrics", "OutputNotClassificationError", "check_classification_output", "predict",
-           "softmax", "target_distribution"]
+__all__ = ["Evaluator", "Metrics", "OutputNotClassificationError", "check_classification_output", "margin_weights",
+           "predict", "softmax", "target_distribution", "teacher_margin"]
