@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-import fxpq_keras as fx  # noqa: E402  (before TensorFlow)
 from models import CACHE, MODELS, trained  # noqa: E402
 
+import fxpq_keras as fx  # noqa: E402  (before TensorFlow)
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
@@ -91,8 +91,20 @@ def our_code_bytes(map_file: Path) -> int:
 
 
 def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
-    """FxP-QNet's policy at a 1 % budget, searched once and cached."""
-    path = CACHE / f"{name}.fxpqnet-1pct.policy.json"
+    """FxP-QNet's policy at a 1 % budget, searched once and cached.
+
+    The cache key covers the search options and the search code, so a changed default or
+    algorithm never hides behind a stale policy.
+    """
+    import hashlib
+    import json
+
+    from fxpq_keras.search.adaptation import SearchOptions
+
+    code = b"".join(p.read_bytes() for p in sorted((Path(fx.__file__).parent / "search").glob("*.py")))
+    options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0).to_dict(), sort_keys=True).encode()
+    key = hashlib.sha256(code + options + calib_x.tobytes()).hexdigest()[:12]
+    path = CACHE / f"{name}.fxpqnet-1pct.{key}.policy.json"
     if path.exists():
         return Policy.from_json(str(path)), "cached search"
     t = time.perf_counter()
