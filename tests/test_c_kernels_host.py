@@ -137,7 +137,8 @@ def test_fused_activations(op, activation):
 
 def test_relu6_bound_in_the_output_format():
     x = np.arange(-40, 200, dtype=np.int64)
-    for out in (Format(8, 4, True), Format(4, 0, False), Format(8, 6, False), Format(3, -2, True), Format(16, 12, False)):
+    for out in (Format(8, 4, True), Format(4, 0, False), Format(8, 6, False), Format(3, -2, True),
+                Format(16, 12, False)):
         got = host.requantize_op(x, in_frac=3, out_fmt=out, activation="relu6")
         assert np.array_equal(got, ops.requantize_op(x, in_frac=3, out_fmt=out, activation="relu6"))
 

@@ -81,7 +81,8 @@ def _check(pairs):
         if ref.dtype.kind == "f":
             assert np.array_equal(res.output.view(np.int32), ref.astype(np.float32).view(np.int32)), case.describe()
         else:
-            assert np.array_equal(res.output, ref), f"{case.describe()}\nref {ref.ravel()[:16]}\nqemu {res.output.ravel()[:16]}"
+            assert np.array_equal(res.output, ref), \
+                f"{case.describe()}\nref {ref.ravel()[:16]}\nqemu {res.output.ravel()[:16]}"
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -140,10 +141,10 @@ def test_bad_cases_get_statuses_not_crashes():
         qemu.encode_record(4, qemu.OP_IDS["requantize_op"], dict(fmt, IN_C=0), [x]),
         qemu.encode_record(5, qemu.OP_IDS["requantize_op"], fmt, [x[:8]]),  # input blob too short
         qemu.encode_record(6, 99, fmt, [x]),  # unknown op
-        qemu.encode_record(7, qemu.OP_IDS["conv2d"], dict(fmt, IN_H=4, IN_W=4, IN_C=1, FILTER_N=1, FILTER_H=5, FILTER_W=5,
-                                                         FILTER_C=1, W_BITS=8, STRIDE_H=1, STRIDE_W=1, DILATION_H=1,
-                                                         DILATION_W=1, PADDING=0, OUT_N=1, OUT_H=1, OUT_W=1, OUT_C=1),
-                           [x, bytes(25)]),  # 'valid' 5x5 window on a 4x4 input
+        qemu.encode_record(7, qemu.OP_IDS["conv2d"], dict(
+            fmt, IN_H=4, IN_W=4, IN_C=1, FILTER_N=1, FILTER_H=5, FILTER_W=5, FILTER_C=1, W_BITS=8, STRIDE_H=1,
+            STRIDE_W=1, DILATION_H=1, DILATION_W=1, PADDING=0, OUT_N=1, OUT_H=1, OUT_W=1, OUT_C=1),
+            [x, bytes(25)]),  # 'valid' 5x5 window on a 4x4 input
         struct.pack("<I", 8) + struct.pack("<2I", 8, 1),  # truncated record
         good_rec[:4] + struct.pack("<I", 9) + good_rec[8:],
     ]

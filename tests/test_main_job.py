@@ -23,6 +23,7 @@ needs_qemu = pytest.mark.skipif(shutil.which("qemu-system-arm") is None or shuti
 @needs_qemu
 def test_main_job_table_matches_the_engines(tmp_path, capsys):
     import end_to_end
+
     from bench.models import accuracy, trained
 
     args = end_to_end.parse_args(["--samples", "300", "--test-samples", "200", "--mcu-samples", "12",

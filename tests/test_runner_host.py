@@ -123,7 +123,7 @@ def test_random_byte_flips_error_or_run(cnn_file):
     rng = np.random.default_rng(0)
     outcomes = {"error": 0, "ran": 0}
     statuses = set()
-    for trial in range(400):
+    for _ in range(400):
         bad = bytearray(data)
         for pos in rng.integers(0, len(bad), size=int(rng.integers(1, 4))):
             bad[pos] ^= int(rng.integers(1, 256))

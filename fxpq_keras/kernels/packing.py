@@ -13,7 +13,7 @@ already the case for conv (OHWI) and fully-connected (``[out, in]``) weights; de
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -19,9 +19,9 @@ import shutil
 import struct
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -312,7 +312,7 @@ def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0) 
     encoded = [encode_case(c, i) for i, c in enumerate(cases)]
     raw = run_records([e[0] for e in encoded], cpu=cpu, timeout=timeout)
     results = []
-    for (record, shape, dtype), (case_id, status, ticks, payload) in zip(encoded, raw):
+    for (_record, shape, dtype), (case_id, status, ticks, payload) in zip(encoded, raw):
         output = None
         if status == 0:
             arr = np.frombuffer(payload, dtype=dtype.newbyteorder("<")).reshape(shape)

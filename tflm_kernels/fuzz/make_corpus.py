@@ -12,11 +12,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from test_export_graphs import cnn_graph  # noqa: E402
+
 import fxpq_keras  # noqa: E402,F401
 from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
 from fxpq_keras.flatbuffer.options import CUSTOM_OPS  # noqa: E402
 from fxpq_keras.flatbuffer.schema import schema as S  # noqa: E402
-from test_export_graphs import cnn_graph  # noqa: E402
 
 
 def main() -> None:
