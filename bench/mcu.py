@@ -108,6 +108,7 @@ def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
     if path.exists():
         return Policy.from_json(str(path)), "cached search"
     t = time.perf_counter()
+    # the search draws its seeded 1536-sample subset itself, exactly as bench/quality.py's run does
     result = fx.FxPQNet(max_accuracy_drop=0.01, seed=0, verbose=0).quantize(model, calib_x)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.policy.to_json(str(path))
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         model, data = trained(name)
         calib = Calibration(model, data["x_train"][: args.calibration])
         x = data["x_test"][: args.samples]
-        policy, how = fxpqnet_policy(name, model, calib.x)
+        policy, how = fxpqnet_policy(name, model, data["x_train"])  # same calibration as bench/quality.py
         notes.append(f"{name}: FxP-QNet policy ({how}): {policy.memory().total_bits / 8:,.0f} B total memory "
                      f"(paper's accounting)")
         for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", calib.uniform_policy(8))):
