@@ -79,13 +79,13 @@ def _parse(model: keras.Model) -> list[tuple[keras.layers.Layer, list[str]]]:
         names = []
         for node in nodes:
             args = node["args"] if isinstance(node, dict) else node
-            for item in _flatten_inbound(args):
+            for item in inbound_names(args):
                 names.append(item)
         out.append((by_name[entry["name"]], names))
     return out
 
 
-def _flatten_inbound(args: Any) -> list[str]:
+def inbound_names(args: Any) -> list[str]:
     """Inbound layer names from a tf_keras functional config node (old list or new dict form)."""
     names: list[str] = []
     if isinstance(args, dict) and "config" in args and "keras_history" in args["config"]:
@@ -95,7 +95,7 @@ def _flatten_inbound(args: Any) -> list[str]:
             names.append(args[0])
         else:
             for a in args:
-                names.extend(_flatten_inbound(a))
+                names.extend(inbound_names(a))
     return names
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
-from ..keras_model import WEIGHTED, CNode, canonicalize, make_layer
+from ..keras_model import WEIGHTED, CNode, canonicalize, inbound_names, make_layer
 from ..policy import DataStructure, Policy, channels, quantized_output
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
@@ -126,12 +126,10 @@ def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
     by_name = {layer.name: layer for layer in qmodel.layers}
     cnodes: list[CNode] = []
     rename: dict[str, str] = {}
-    from ..keras_model import _flatten_inbound
-
     for entry in config["layers"]:
         layer = by_name[entry["name"]]
         inbound = [rename.get(n, n) for node in entry.get("inbound_nodes") or []
-                   for n in _flatten_inbound(node["args"] if isinstance(node, dict) else node)]
+                   for n in inbound_names(node["args"] if isinstance(node, dict) else node)]
         if isinstance(layer, keras.layers.InputLayer):
             cnodes.append(CNode(layer.name, "input", [], {"shape": tuple(layer.get_config()["batch_input_shape"][1:])}))
         elif isinstance(layer, InputQuantizer):

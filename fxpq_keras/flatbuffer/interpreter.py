@@ -16,7 +16,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..formats import dequantize
 from ..integer_graph import IntegerGraph
 from .reader import FileInfo, read_tflite
 
@@ -121,8 +120,4 @@ class Interpreter:
         return outs[0] if len(outs) == 1 else outs
 
     def _finish(self, q: np.ndarray, frac: int) -> np.ndarray:
-        y = dequantize(q, frac)
-        if self.graph.output_softmax:
-            z = y.astype(np.float64) - y.max(axis=-1, keepdims=True)
-            y = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)).astype(np.float32)
-        return y
+        return self.graph.finish_output(q, frac)

@@ -99,12 +99,21 @@ class IntegerGraph:
             if raw:
                 outs.append(q)
                 continue
-            y = ops.dequantize_output(q, self.tensors[name].fmt.frac)
-            if self.output_softmax:
-                z = y.astype(np.float64) - y.max(axis=-1, keepdims=True)
-                y = (np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)).astype(np.float32)
-            outs.append(y)
+            outs.append(self.finish_output(q, self.tensors[name].fmt.frac))
         return outs
+
+    def finish_output(self, q: np.ndarray, frac: int) -> np.ndarray:
+        """Output integers -> floats the way every engine reports them: dequantize, then the
+        Keras model's final softmax in float on the host (docs/format.md)."""
+        y = ops.dequantize_output(q, frac)
+        return softmax(y).astype(np.float32) if self.output_softmax else y
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """Float softmax over the last axis (float64 inside, for a stable result)."""
+    z = np.asarray(z, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def run_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.ndarray:

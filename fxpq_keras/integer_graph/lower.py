@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import Format, quantize
+from ..formats import quantize
 from ..keras_model import WEIGHTED, CNode
 from ..policy import Policy
 from .graph import IntegerGraph, Node, TensorSpec
@@ -119,4 +119,4 @@ _OP = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense": "ful
        "max_pool": "max_pool2d", "avg_pool": "average_pool2d", "gap": "global_average_pool2d",
        "relu": "requantize", "flatten": "reshape", "reshape": "reshape"}
 
-__all__ = ["lower_model", "lower", "quantize_weights", "Format"]
+__all__ = ["lower_model", "lower", "quantize_weights"]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._tf import keras, tf
+from ..integer_graph.graph import softmax
 
 
 class OutputNotClassificationError(ValueError):
@@ -42,12 +43,6 @@ class Metrics:
     def to_dict(self) -> dict[str, float]:
         return {"agreement": round(self.agreement, 6), "estimate": round(float(self.estimate), 6),
                 "kl": float(self.kl), "samples": self.samples}
-
-
-def softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 def target_distribution(outputs: np.ndarray, probabilities: bool) -> np.ndarray:
