@@ -58,11 +58,9 @@ def _parse(model: keras.Model) -> list[tuple[keras.layers.Layer, list[str]]]:
     if len(model.inputs or []) != 1 or len(model.outputs or []) != 1:
         raise ValueError("fxpq supports models with exactly one input and one output")
     if isinstance(model, keras.Sequential):
-        inp = model.layers[0]._inbound_nodes[0].inbound_layers if model.layers else None
+        # a built Sequential model keeps its InputLayer in _input_layers; otherwise make one
         first = getattr(model, "_input_layers", None) or []
-        input_layer = first[0] if first else (inp if isinstance(inp, keras.layers.InputLayer) else None)
-        if input_layer is None:
-            input_layer = keras.layers.InputLayer(input_shape=model.input_shape[1:], name="input")
+        input_layer = first[0] if first else keras.layers.InputLayer(input_shape=model.input_shape[1:], name="input")
         out = [(input_layer, [])]
         prev = input_layer.name
         for layer in model.layers:
