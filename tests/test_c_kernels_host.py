@@ -432,3 +432,40 @@ def test_clean_build_warning_free(cc, tmp_path):
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "host" / "libfxpq_kernels.so").exists()
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_average_pool_huge_window_is_exact(signed):
+    """numerics.md 7: n * 2^16 * 2^24 exceeds int64 here; the result must still be the exact,
+    saturated mean (u16.0 all 65535 -> s16.24 saturates to +32767, never wraps to -32768)."""
+    in_fmt = Format(16, 0, signed)
+    x = np.full((1, 2048, 4096, 1), in_fmt.hi if not signed else in_fmt.lo, dtype=np.int64)
+    x[0, 0, 0, 0] = in_fmt.hi  # not all equal: a nonzero remainder
+    out_fmt = Format(16, 24, True)
+    want = np.int64(out_fmt.hi if not signed else out_fmt.lo)
+    for fn in (ops.global_average_pool2d, host.global_average_pool2d):
+        assert fn(x, in_frac=0, out_fmt=out_fmt).ravel().tolist() == [want], fn
+    for fn in (ops.average_pool2d, host.average_pool2d):
+        y = fn(x, pool=(2048, 4096), stride=(1, 1), padding="valid", in_frac=0, out_fmt=out_fmt)
+        assert y.ravel().tolist() == [want], fn
+    # a mean that does not saturate: d = 24 on 2^23 inputs, exact against Python's integers
+    x = np.zeros((1, 2048, 4096, 1), dtype=np.int64)
+    x[0, :3, :5, 0] = [[1, 2, 3, 4, 5]] * 3
+    total, n = int(x.sum()), x.size
+    exact = (2 * (total << 24) + n) // (2 * n)
+    for fn in (ops.global_average_pool2d, host.global_average_pool2d):
+        assert fn(x, in_frac=0, out_fmt=Format(16, 24, True)).ravel().tolist() == [exact], fn
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(log_n=st.integers(0, 31), d=st.integers(-24, 24), data=st.data())
+def test_average_formula_is_exact_for_every_count(log_n, d, data):
+    """The reference's average (the formula the C kernel shares) == round_half_up(sum * 2^d / n) in
+    Python's unbounded integers, for every count below 2^31 and sums up to n * 2^16 in magnitude."""
+    n = max(1, 2**log_n - data.draw(st.integers(0, 2)))
+    mean = data.draw(st.integers(-(2**15), 2**16 - 1))
+    total = min(max(mean * n + data.draw(st.integers(-n, n)), -n * 2**15), n * (2**16 - 1))
+    out = Format(16, 0, True)
+    got = int(ops._average(np.array([total]), np.array([n]), 0, out.with_frac(d), None)[0])
+    num, den = total * 2**max(d, 0), n * 2**max(-d, 0)
+    assert got == min(max((2 * num + den) // (2 * den), out.lo), out.hi)

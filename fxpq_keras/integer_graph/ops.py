@@ -149,9 +149,13 @@ def _average(total: np.ndarray, count: np.ndarray, in_frac: int, out_fmt: Format
         raise ValueError(f"average pool: |frac_out - frac_in| = {abs(d)} exceeds 24")
     total = np.asarray(total, dtype=np.int64)
     count = np.asarray(count, dtype=np.int64)
-    num = total << d if d >= 0 else total
-    den = count if d >= 0 else count << (-d)
-    y = floor_div(2 * num + den, 2 * den)
+    if d >= 0:  # split off the whole part: total << d alone can exceed int64 (numerics.md 7)
+        whole = floor_div(total, count)
+        rest = total - whole * count
+        y = (whole << d) + floor_div((rest << (d + 1)) + count, 2 * count)
+    else:
+        den = count << (-d)
+        y = floor_div(2 * total + den, 2 * den)
     return apply_activation(saturate(y, out_fmt), out_fmt, activation)
 
 

@@ -2,17 +2,24 @@
  * fxpq_average_pool2d.c - average pool 2D and global average pool (numerics.md section 7).
  *
  * n = number of valid (non-padded) inputs, sum their int64 sum, d = frac_out - frac_in:
- *   num = d >= 0 ? sum << d : sum;  den = d >= 0 ? n : n << -d;
- *   y = floor_div(2 * num + den, 2 * den), saturated, then the fused activation.
+ *   d >= 0: q = floor_div(sum, n), r = sum - q * n;  y = q * 2^d + floor_div((r << (d + 1)) + n, 2n)
+ *   d < 0:  den = n << -d;                            y = floor_div(2 * sum + den, 2 * den)
+ * then saturated and the fused activation. Exact for every n < 2^31 (no int64 overflow).
  */
 #include "fxpq_pool_common.h"
 
-/* The one average formula: round_half_up(sum * 2^d / count). */
+/* The one average formula: round_half_up(sum * 2^d / count), exact for |sum| < count * 2^16,
+ * 0 < count < 2^31, |d| <= 24. For d >= 0 the whole part q is split off first, so that only the
+ * remainder (below count) is shifted: sum << d itself could need 2^(31 + 16 + 24) (numerics.md 7). */
 static int64_t fxpq_average(int64_t sum, int32_t count, int32_t d)
 {
-    const int64_t num = d >= 0 ? fxpq_wrap_shl64(sum, d) : sum;
-    const int64_t den = d >= 0 ? (int64_t)count : fxpq_wrap_shl64(count, -d);
-    return fxpq_floor_div(2 * num + den, 2 * den);
+    const int64_t n = (int64_t)count;
+    if (d >= 0) {
+        const int64_t q = fxpq_floor_div(sum, n);
+        const int64_t r = sum - q * n; /* 0 <= r < n */
+        return q * ((int64_t)1 << d) + fxpq_floor_div((r << (d + 1)) + n, 2 * n);
+    }
+    return fxpq_floor_div(2 * sum + (n << -d), 2 * (n << -d));
 }
 
 fxpq_status fxpq_average_pool2d(const fxpq_pool_params *params, const fxpq_dims *input_dims,
