@@ -1,9 +1,10 @@
 """Step 1 of the pipeline: read a float tf_keras model into a canonical float model.
 
 Canonical means: BatchNormalization folded into the preceding conv/dense, SeparableConv2D split
-into depthwise + pointwise, Dropout and linear activations removed, ReLU/ReLU6 fused into the
-conv/dense that feeds it, a final softmax kept as its own (float) layer. Every later step
-(Policy, fake-quant model, integer graph) sees only these layer kinds.
+into depthwise + pointwise, Conv1D rewritten as a Conv2D of height 1 between two reshapes,
+Dropout and linear activations removed, ReLU/ReLU6 fused into the conv/dense that feeds it, a
+final softmax kept as its own (float) layer. Every later step (Policy, fake-quant model, integer
+graph) sees only these layer kinds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from ._tf import keras
 
 SUPPORTED_LAYERS = (
-    "InputLayer", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
+    "InputLayer", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ReLU", "Activation(relu|relu6|linear|softmax)",
     "Flatten", "Reshape", "Dropout",
 )
@@ -135,6 +136,13 @@ def canonicalize(model: keras.Model) -> list[CNode]:
         nodes[node.name] = node
         order.append(node.name)
 
+    # the reshape that closes a Conv1D -> that Conv1D's conv2d node: a BatchNormalization or ReLU
+    # after a Conv1D folds into the conv2d, and the reshape stays the producer of the output
+    closes: dict[str, str] = {}
+
+    def fusion_target(name: str) -> CNode | None:
+        return nodes.get(closes.get(name, name))
+
     for layer, inbound in parsed:
         cls = type(layer).__name__
         ins = [src(i) for i in inbound]
@@ -160,6 +168,9 @@ def canonicalize(model: keras.Model) -> list[CNode]:
                        {"strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), "kernel_size": (1, 1),
                         "filters": pw.shape[-1], "activation": act, "use_bias": cfg["use_bias"]},
                        kernel=pw, bias=layer.bias.numpy() if cfg["use_bias"] else None))
+        elif type(layer) is keras.layers.Conv1D:
+            _conv1d(layer, cfg, ins, emit, closes)
+            alias[name] = closes_name(name)
         elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
             if type(layer) not in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense):
                 raise UnsupportedLayerError(name, cls)
@@ -188,7 +199,7 @@ def canonicalize(model: keras.Model) -> list[CNode]:
                 emit(CNode(f"{name}_softmax", "softmax", [name]))
                 alias[name] = f"{name}_softmax"
         elif isinstance(layer, keras.layers.BatchNormalization):
-            prev = nodes.get(ins[0]) if len(ins) == 1 else None
+            prev = fusion_target(ins[0]) if len(ins) == 1 else None
             axis = cfg["axis"][0] if isinstance(cfg["axis"], (list, tuple)) else cfg["axis"]
             if axis not in (-1, len(layer.input_shape) - 1):
                 raise UnsupportedLayerError(name, cls, "only the channel (last) axis")
@@ -198,7 +209,7 @@ def canonicalize(model: keras.Model) -> list[CNode]:
                     name, cls, "BatchNormalization must directly follow a Conv2D, DepthwiseConv2D or Dense with a "
                     "linear activation whose output feeds nothing else (it is folded into that layer)")
             _fold_bn(prev, layer)
-            alias[name] = prev.name
+            alias[name] = ins[0]
         elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
             if isinstance(layer, keras.layers.ReLU):
                 if cfg.get("negative_slope", 0) not in (0, 0.0) or cfg.get("threshold", 0) not in (0, 0.0):
@@ -220,11 +231,11 @@ def canonicalize(model: keras.Model) -> list[CNode]:
                 continue
             if act not in ("relu", "relu6"):
                 raise UnsupportedLayerError(name, cls, f"activation '{act}'")
-            prev = nodes.get(ins[0])
+            prev = fusion_target(ins[0])
             if (prev is not None and prev.kind in WEIGHTED and prev.config["activation"] == "linear"
                     and consumers.get(inbound[0], 0) == 1):
                 prev.config["activation"] = act
-                alias[name] = prev.name
+                alias[name] = ins[0]
             else:
                 emit(CNode(name, "relu", ins, {"activation": act}))
         elif isinstance(layer, keras.layers.Add):
@@ -249,6 +260,41 @@ def canonicalize(model: keras.Model) -> list[CNode]:
         if nodes[n].kind == "softmax" and n != src(parsed[-1][0].name):
             raise UnsupportedLayerError(n, "softmax", "softmax is supported only as the model's last layer")
     return [nodes[n] for n in order]
+
+
+def closes_name(name: str) -> str:
+    """Name of the reshape that turns a Conv1D's height-1 conv2d output back into [L, F]."""
+    return f"{name}_as_1d"
+
+
+def _conv1d(layer: keras.layers.Layer, cfg: dict[str, Any], ins: list[str], emit: Any,
+            closes: dict[str, str]) -> None:
+    """Conv1D as reshape [L, C] -> [1, L, C], a Conv2D with a (1, k) kernel, reshape back.
+
+    Exact: a height-1 conv2d computes the same dot products; the reshapes move no data (RESHAPE
+    aliases its input in the runner and in TFLM), so every later step sees only known kinds.
+    """
+    name = layer.name
+    act = _activation_name(cfg["activation"])
+    if cfg.get("groups", 1) != 1:
+        raise UnsupportedLayerError(name, "Conv1D", "grouped convolution")
+    if act not in FUSABLE_ACTIVATIONS:
+        raise UnsupportedLayerError(name, "Conv1D", f"activation '{act}'")
+    if cfg["padding"] not in ("same", "valid"):
+        raise UnsupportedLayerError(name, "Conv1D", f"padding '{cfg['padding']}' (only 'same' and 'valid')")
+    in_shape, out_shape = tuple(layer.input_shape[1:]), tuple(layer.output_shape[1:])
+    if len(in_shape) != 2 or None in in_shape + out_shape:
+        raise UnsupportedLayerError(name, "Conv1D", f"input shape {in_shape} (needs a fixed [length, channels])")
+    kernel = layer.kernel.numpy()
+    opening = f"{name}_as_2d"
+    emit(CNode(opening, "reshape", ins, {"target_shape": (1,) + in_shape}))
+    emit(CNode(name, "conv2d", [opening],
+               {"strides": (1, int(cfg["strides"][0])), "padding": cfg["padding"],
+                "dilation_rate": (1, int(cfg["dilation_rate"][0])), "kernel_size": (1, kernel.shape[0]),
+                "filters": kernel.shape[-1], "activation": act, "use_bias": cfg["use_bias"]},
+               kernel=kernel.reshape((1,) + kernel.shape), bias=layer.bias.numpy() if cfg["use_bias"] else None))
+    emit(CNode(closes_name(name), "reshape", [name], {"target_shape": out_shape}))
+    closes[closes_name(name)] = name
 
 
 def build_float_model(cnodes: list[CNode], name: str = "fxpq_canonical") -> keras.Model:

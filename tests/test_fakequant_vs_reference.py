@@ -49,6 +49,10 @@ def _model(kind: str) -> keras.Model:
         x = L.AveragePooling2D(3, padding="valid")(i)
         x = L.Flatten()(x)
         o = L.Dense(4, activation="softmax")(x)
+    elif kind == "conv1d":
+        i = keras.Input((11, 3))
+        x = L.Conv1D(4, 3, strides=2, padding="same", activation="relu")(i)
+        o = L.Conv1D(3, 2, dilation_rate=2, padding="valid")(x)
     else:
         raise AssertionError(kind)
     model = keras.Model(i, o)
@@ -130,7 +134,7 @@ def check(c: Case, policy) -> None:
         assert np.all(np.abs(below - 128) <= 16), f"1-LSB differences off a rounding tie: {below[:8]}"
 
 
-@pytest.mark.parametrize("kind", ["conv", "conv_dilated", "depthwise", "dense", "add_relu", "pools", "head"])
+@pytest.mark.parametrize("kind", ["conv", "conv_dilated", "depthwise", "dense", "add_relu", "pools", "head", "conv1d"])
 def test_fake_quant_matches_integer_reference(kind):
     c = case(kind)
     traces_before = c.fn.experimental_get_tracing_count()

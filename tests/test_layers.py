@@ -1,0 +1,110 @@
+"""The layers beyond the first set (Conv1D, ZeroPadding2D, Concatenate, LeakyReLU), end to end.
+
+Each Keras model goes through the whole pipeline: canonical float model (equal to Keras), a
+policy with odd widths (2, 5, 16 bits, unsigned and signed), the fake-quant model, the integer
+graph, the exported file, and then the reference interpreter, the C runner on the host and on
+the emulated Cortex-M4: all bit for bit the same integers.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import fxpq_keras as fx
+from fxpq_keras._tf import keras
+from fxpq_keras.keras_model import UnsupportedLayerError, build_float_model, canonicalize
+
+L = keras.layers
+HAVE_QEMU = all(shutil.which(t) for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make"))
+
+
+def _randomize(model: keras.Model, seed: int) -> keras.Model:
+    rng = np.random.default_rng(seed)
+    for w in model.weights:  # biases and BN statistics too: zeros would hide paths
+        if "variance" in w.name:
+            w.assign(rng.uniform(0.5, 2, w.shape).astype(np.float32))
+        else:
+            w.assign(rng.normal(0, 0.5, w.shape).astype(np.float32))
+    return model
+
+
+def conv1d_model() -> keras.Model:
+    keras.utils.set_random_seed(3)
+    i = keras.Input((20, 3))
+    x = L.Conv1D(5, 3, padding="same", use_bias=False)(i)
+    x = L.BatchNormalization()(x)
+    x = L.ReLU()(x)
+    x = L.Conv1D(4, 3, strides=2, padding="valid", activation="relu")(x)
+    x = L.Conv1D(4, 2, dilation_rate=2, padding="same")(x)
+    x = L.Flatten()(x)
+    return _randomize(keras.Model(i, L.Dense(3, activation="softmax")(x)), 3)
+
+
+MODELS = {"conv1d": conv1d_model}
+
+
+def _policy(model: keras.Model, x: np.ndarray, seed: int) -> fx.Policy:
+    """Uniform 8-bit, then edge widths: one data structure at 2 bits, one at 16, odd ones at 5."""
+    policy = fx.Policy.uniform(model, 8, x, per_channel=seed % 2 == 1)
+    entries = [(layer, ds) for layer, ds, _ in policy.data_structures() if ds != "bias" and layer != "input"]
+    rng = np.random.default_rng(seed)
+    for index, bits in zip(rng.permutation(len(entries)).tolist(), [2, 16, 5, 5, 12]):
+        name, dsn = entries[index]
+        d = policy.get(name, dsn)
+        shift = bits - d.bits
+        frac = tuple(f + shift for f in d.frac) if d.per_channel else d.frac + shift
+        policy.set(name, dsn, bits=bits, frac=frac)
+    policy.constrain_biases()
+    return policy
+
+
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def exported(request, tmp_path_factory):
+    model = MODELS[request.param]()
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1.5, (40,) + model.input_shape[1:]).astype(np.float32)
+    path = tmp_path_factory.mktemp(request.param) / "m.tflite"
+    qmodel = fx.quantize_model(model, _policy(model, x, 1))
+    fx.export_tflite(qmodel, str(path))
+    return request.param, model, qmodel, x, path
+
+
+def test_canonical_float_model_equals_keras(exported):
+    _, model, _, x, _ = exported
+    canonical = build_float_model(canonicalize(model))
+    np.testing.assert_allclose(canonical.predict(x, verbose=0), model.predict(x, verbose=0), atol=2e-5)
+
+
+def test_file_reference_host_and_fake_quant_agree(exported):
+    _, _, qmodel, x, path = exported
+    graph = fx.lower_model(qmodel)
+    want = graph.run(x, raw=True)[0]
+    np.testing.assert_array_equal(fx.Interpreter(str(path)).predict(x, raw=True), want)
+    np.testing.assert_array_equal(fx.Interpreter(str(path), engine="host").predict(x, raw=True), want)
+    # fake-quant: the same up to 1 LSB of the logits at rounding ties
+    logits = keras.Model(qmodel.input, qmodel.layers[-2].output).predict(x, verbose=0)
+    frac = graph.tensors[graph.outputs[0]].fmt.frac
+    assert np.abs(logits.reshape(want.shape) * 2.0**frac - want).max() <= 1
+
+
+@pytest.mark.skipif(not HAVE_QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+def test_cortex_m4_equals_reference(exported):
+    _, _, _, x, path = exported
+    ref = fx.Interpreter(str(path)).predict(x[:6], raw=True)
+    np.testing.assert_array_equal(fx.Interpreter(str(path), engine="qemu-m4").predict(x[:6], raw=True), ref)
+
+
+def test_conv1d_is_a_height_one_conv2d():
+    graph = fx.lower_model(fx.quantize_model(conv1d_model(), calibration_data=np.ones((2, 20, 3), np.float32)))
+    convs = [n for n in graph.nodes if n.op == "conv2d"]
+    assert [n.weights.shape[1] for n in convs] == [1, 1, 1]
+    assert convs[0].attrs["activation"] == "relu"  # BN folded and ReLU fused through the reshape
+
+
+def test_unsupported_conv1d_variants_are_named():
+    i = keras.Input((10, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"'grp' \(Conv1D\).*grouped"):
+        canonicalize(keras.Model(i, L.Conv1D(4, 3, groups=2, name="grp")(i)))
