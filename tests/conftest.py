@@ -15,4 +15,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     print_blob=True,
 )
-settings.load_profile(os.environ.get("FXPQ_HYPOTHESIS_PROFILE", "fxpq"))
+# FXPQ_LONG=N (tests/long_mode.py): fresh random cases every run instead of the fixed CI sequence
+settings.register_profile(
+    "fxpq-long",
+    parent=settings.get_profile("fxpq"),
+    derandomize=False,
+)
+_default = "fxpq-long" if int(os.environ.get("FXPQ_LONG", "0") or 0) > 1 else "fxpq"
+settings.load_profile(os.environ.get("FXPQ_HYPOTHESIS_PROFILE", _default))

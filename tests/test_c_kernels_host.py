@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from long_mode import examples
 
 from fxpq_keras.formats import Format, accumulator_needs_64, rescale
 from fxpq_keras.integer_graph import ops
@@ -32,7 +33,8 @@ from fxpq_keras.kernels.packing import (
     unpack_weights,
 )
 
-SETTINGS = dict(derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomized by the "fxpq" profile (tests/conftest.py); FXPQ_LONG=N draws N times more, fresh each run
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 CONV_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
 
 
@@ -69,7 +71,7 @@ def _constraints(op: str):
 # -------------------------------------------------------------- randomized, every op -------
 
 @pytest.mark.parametrize("op", OPS)
-@settings(max_examples=200, **SETTINGS)
+@settings(max_examples=examples(200), **SETTINGS)
 @given(seed=st.integers(0, 2**32 - 1), data=st.data())
 def test_op_matches_numpy(op, seed, data):
     constraints = data.draw(_constraints(op))
@@ -457,7 +459,7 @@ def test_average_pool_huge_window_is_exact(signed):
         assert fn(x, in_frac=0, out_fmt=Format(16, 24, True)).ravel().tolist() == [exact], fn
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=examples(300), **SETTINGS)
 @given(log_n=st.integers(0, 31), d=st.integers(-24, 24), data=st.data())
 def test_average_formula_is_exact_for_every_count(log_n, d, data):
     """The reference's average (the formula the C kernel shares) == round_half_up(sum * 2^d / n) in

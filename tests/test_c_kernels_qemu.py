@@ -11,6 +11,7 @@ import struct
 
 import numpy as np
 import pytest
+from long_mode import FACTOR, LONG, SEED, examples
 
 from fxpq_keras.formats import Format
 from fxpq_keras.kernels import host, qemu
@@ -19,8 +20,8 @@ from fxpq_keras.kernels.cases import OPS, OpCase, random_case
 _missing = qemu.missing_tools()
 pytestmark = pytest.mark.skipif(bool(_missing), reason=f"needs {', '.join(_missing)} (installed by scripts/setup.sh)")
 
-CASES_PER_OP_M4 = 250
-CASES_PER_OP_M7 = 40
+CASES_PER_OP_M4 = examples(250)
+CASES_PER_OP_M7 = examples(40)
 
 # constraint rotation so every feature shows up in every batch
 _VARIANTS = [
@@ -49,13 +50,14 @@ def _cases(per_op: int, salt: int):
                 c = {k: v for k, v in c.items() if k in _KEYS[op]}
             if op == "fully_connected" and s % 7 == 0:
                 c = dict(c, in_features=256)
-            cases.append(random_case(op, np.random.default_rng([salt, i, s]), **c))
+            cases.append(random_case(op, np.random.default_rng([SEED, salt, i, s] if LONG else [salt, i, s]), **c))
     return cases
 
 
 def _run(cpu: str, per_op: int, salt: int):
     cases = _cases(per_op, salt)
-    results = qemu.run_cases(cases, cpu=cpu, timeout=240)
+    chunk = -(-len(cases) // FACTOR)  # long mode: one firmware session per base-sized batch
+    results = [r for i in range(0, len(cases), chunk) for r in qemu.run_cases(cases[i:i + chunk], cpu=cpu, timeout=240)]
     by_op: dict[str, list] = {op: [] for op in OPS}
     for case, res in zip(cases, results):
         by_op[case.op].append((case, res))
@@ -76,13 +78,14 @@ def _check(pairs):
     assert pairs
     for case, res in pairs:
         ref = case.reference()
-        assert res.status == 0, f"{res.status_name}: {case.describe()}"
+        where = f"{case.describe()} (FXPQ_LONG_SEED={SEED})" if LONG else case.describe()
+        assert res.status == 0, f"{res.status_name}: {where}"
         assert res.output.shape == ref.shape, case.describe()
         if ref.dtype.kind == "f":
             assert np.array_equal(res.output.view(np.int32), ref.astype(np.float32).view(np.int32)), case.describe()
         else:
             assert np.array_equal(res.output, ref), \
-                f"{case.describe()}\nref {ref.ravel()[:16]}\nqemu {res.output.ravel()[:16]}"
+                f"{where}\nref {ref.ravel()[:16]}\nqemu {res.output.ravel()[:16]}"
 
 
 @pytest.mark.parametrize("op", OPS)

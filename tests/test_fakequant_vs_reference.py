@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from long_mode import examples
 
 import fxpq_keras as fx
 from fxpq_keras._tf import keras, tf
@@ -139,7 +140,7 @@ def test_fake_quant_matches_integer_reference(kind):
     c = case(kind)
     traces_before = c.fn.experimental_get_tracing_count()
 
-    @settings(max_examples=25)
+    @settings(max_examples=examples(25))
     @given(policies(c))
     def run(policy):
         check(c, policy)

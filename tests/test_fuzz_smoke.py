@@ -1,7 +1,6 @@
 """A short libFuzzer run of the flatbuffer/model reader and the options reader (ASan + UBSan).
 
-The long run is in docs/tflm.md: `make -C tflm_kernels fuzz` then
-`build/fuzz/fuzz_model -max_total_time=3600 <corpus dir> fuzz/corpus/model`.
+The long run (docs/tflm.md section 5): `bash scripts/fuzz.sh --long`.
 """
 
 from __future__ import annotations
