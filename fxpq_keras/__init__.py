@@ -1,29 +1,55 @@
 """fxpq: FxP-QNet mixed low-precision dynamic fixed point for Keras models and TFLite Micro.
 
-Importing fxpq_keras sets TF_USE_LEGACY_KERAS=1 (unless already set) before TensorFlow is
-imported, because tfmot works only with tf_keras (Keras 2). Import fxpq_keras before tensorflow.
+Importing fxpq_keras sets TF_USE_LEGACY_KERAS=1 (unless already set, and only if TensorFlow is
+not imported yet), because tfmot works only with tf_keras (Keras 2): import fxpq_keras before
+tensorflow. Every public name is imported on first use (PEP 562), so `import fxpq_keras` and
+`fxpq --help` stay fast; TensorFlow is imported by the first name that needs it.
+
+Adding a public name: add it to `_EXPORTS` (name -> the submodule that defines it).
 """
 
 from __future__ import annotations
 
-from . import _tf  # noqa: F401  (sets TF_USE_LEGACY_KERAS before anything imports TensorFlow)
-from .calibration import Calibration, CalibrationDataError
-from .callbacks import Agreement, DistillationLoss, PrecisionAdaptation
-from .fakequant import describe, quantize_model, quantize_scope, set_policy
-from .flatbuffer import Interpreter, export_c_array, export_tflite
-from .formats import Format, FormatError
-from .integer_graph import IntegerGraph
-from .integer_graph.lower import lower_model
-from .keras_model import SUPPORTED_LAYERS, UnsupportedLayerError
-from .policy import DataStructure, Memory, Policy, PolicyMismatchError
-from .search import FxPQNet, QuantizationResult, SearchOptions
+import importlib
+import importlib.util
+import os
+import sys
+from typing import Any
+
+from . import _native_log  # noqa: F401  (notes the user's TF_CPP_MIN_LOG_LEVEL before we set a default)
+
+if "tensorflow" not in sys.modules:
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Calibration", "CalibrationDataError", "DataStructure", "Format", "FormatError", "IntegerGraph", "Interpreter",
-    "Memory", "Policy", "PolicyMismatchError", "SUPPORTED_LAYERS", "UnsupportedLayerError", "describe",
-    "export_c_array", "export_tflite", "lower_model", "quantize_model", "quantize_scope", "set_policy",
-    "__version__",
-    "FxPQNet", "QuantizationResult", "SearchOptions", "Agreement", "DistillationLoss", "PrecisionAdaptation",
-]
+_EXPORTS = {
+    "Calibration": ".calibration", "CalibrationDataError": ".calibration",
+    "Agreement": ".callbacks", "DistillationLoss": ".callbacks", "PrecisionAdaptation": ".callbacks",
+    "describe": ".fakequant", "quantize_model": ".fakequant", "quantize_scope": ".fakequant",
+    "set_policy": ".fakequant",
+    "Interpreter": ".flatbuffer", "export_c_array": ".flatbuffer", "export_tflite": ".flatbuffer",
+    "Format": ".formats", "FormatError": ".formats",
+    "IntegerGraph": ".integer_graph", "lower_model": ".integer_graph.lower",
+    "SUPPORTED_LAYERS": ".keras_model", "UnsupportedLayerError": ".keras_model",
+    "DataStructure": ".policy", "Memory": ".policy", "Policy": ".policy", "PolicyMismatchError": ".policy",
+    "FxPQNet": ".search", "QuantizationResult": ".search", "SearchOptions": ".search",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:  # a submodule not imported yet (fxpq_keras.search, ...)
+        if name.startswith("_") or importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module 'fxpq_keras' has no attribute '{name}'")
+        return importlib.import_module(f".{name}", __name__)
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # next access is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

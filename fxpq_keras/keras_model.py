@@ -19,7 +19,7 @@ from ._tf import keras
 SUPPORTED_LAYERS = (
     "InputLayer", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ReLU", "Activation(relu|relu6|linear|softmax)",
-    "Flatten", "Reshape", "Dropout",
+    "Softmax", "Flatten", "Reshape", "Dropout",
 )
 
 WEIGHTED = ("conv2d", "depthwise_conv2d", "dense")
@@ -238,6 +238,12 @@ def canonicalize(model: keras.Model) -> list[CNode]:
                 alias[name] = ins[0]
             else:
                 emit(CNode(name, "relu", ins, {"activation": act}))
+        elif isinstance(layer, keras.layers.Softmax):
+            axis = cfg.get("axis", -1)
+            axis = axis[0] if isinstance(axis, (list, tuple)) and len(axis) == 1 else axis
+            if axis not in (-1, len(layer.output_shape) - 1):
+                raise UnsupportedLayerError(name, cls, f"softmax over axis {cfg.get('axis')} (only the last axis)")
+            emit(CNode(name, "softmax", ins))  # the same float softmax as Activation('softmax')
         elif isinstance(layer, keras.layers.Add):
             if len(ins) != 2:
                 raise UnsupportedLayerError(name, cls, "Add with other than two inputs")

@@ -83,6 +83,23 @@ def test_script_help_and_version() -> None:
         assert text in proc.stdout
 
 
+def test_help_and_argument_errors_import_no_tensorflow() -> None:
+    """`fxpq --help`, every `COMMAND --help` and an argument error answer without importing
+    TensorFlow (which takes seconds): checked in a fresh interpreter through sys.modules."""
+    code = ("import sys\nfrom fxpq_keras.cli import main\nrcs = [main(a) for a in "
+            "(['--help'], *[[c, '--help'] for c in sys.argv[1:]], ['run', 'x.tflite'], ['quantize', '--max-bits'])]\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', "
+            "'tensorflow_model_optimization'))\nprint('RESULT', rcs, heavy)")
+    proc = subprocess.run([sys.executable, "-c", code, *COMMANDS], capture_output=True, text=True, timeout=120)
+    result = proc.stdout.strip().splitlines()[-1]
+    assert result == f"RESULT {[0] * (1 + len(COMMANDS)) + [2, 2]} []", (result, proc.stderr[-2000:])
+    from fxpq_keras.commands.run import ENGINE_NAMES
+    from fxpq_keras.flatbuffer.interpreter import ENGINES
+    from fxpq_keras.kernels import engines as _  # noqa: F401  (registers the C engines)
+
+    assert sorted(ENGINE_NAMES) == sorted(ENGINES)  # the static list behind --engine is complete
+
+
 def test_script_bad_model_file_is_one_line(files: dict) -> None:
     """A Keras load error (junk .h5) through the real script: one line, no TF log lines either."""
     proc = _script("export", files["junk"], files["policy"], "-o", f"{files['root']}/never.tflite")

@@ -76,3 +76,26 @@ def test_quantize_bad_input(user_files: dict, tmp_path, capsys, args: list, mess
 def test_quantize_missing_model(user_files: dict, tmp_path, capsys) -> None:
     rc = main(["quantize", str(tmp_path / "nope.keras"), "-d", user_files["data"], "-o", str(tmp_path / "o")])
     assert rc == 2 and "model file not found" in capsys.readouterr().err
+
+
+def test_int8_builtin_refusal_is_the_last_line_and_fails(user_files: dict, tmp_path) -> None:
+    """A searched policy below/above 8 bits cannot be stock int8: the real script says so on its
+    last line (stdout and stderr in one pipe, as a user's console shows them), names the CLI flag
+    and exits non-zero; the policy and report are still written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    fxpq = Path(sys.executable).with_name("fxpq")
+    if not fxpq.exists():
+        pytest.skip("the fxpq script is not installed")
+    out = tmp_path / "out"
+    proc = subprocess.run([str(fxpq), "quantize", user_files["keras"], "-d", user_files["data"], "-o", str(out),
+                           "--samples", "300", "--max-bits", "10", "--target", "int8-builtin"],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    last = proc.stdout.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stdout
+    assert "model.tflite not written" in last and "--target fxp" in last and "target='fxp'" not in last, last
+    assert not (out / "model.tflite").exists() and (out / "policy.json").exists()

@@ -52,6 +52,34 @@ def test_sequential_model_and_dropout_are_supported():
     assert kinds == ["input", "conv2d", "flatten", "dense", "softmax"]
 
 
+def test_softmax_layer_is_the_same_as_activation_softmax(tmp_path):
+    """A model ending in keras.layers.Softmax quantizes, exports and runs exactly like one ending
+    in Activation('softmax') (the float softmax on the host, docs/format.md)."""
+    keras.utils.set_random_seed(3)
+    x = np.random.default_rng(3).uniform(0, 1, (64, 6, 6, 1)).astype(np.float32)
+    body = keras.Sequential([keras.Input((6, 6, 1)), L.Conv2D(3, 3, activation="relu"), L.Flatten(), L.Dense(5)])
+    outputs = {}
+    for name, last in (("layer", L.Softmax(name="probs")), ("activation", L.Activation("softmax", name="probs"))):
+        model = keras.Model(body.input, last(body.output))
+        assert [n.kind for n in canonicalize(model)][-1] == "softmax"
+        qmodel = fx.quantize_model(model, fx.Policy.uniform(model, 8, x))
+        fx.export_tflite(qmodel, str(tmp_path / f"{name}.tflite"))
+        outputs[name] = fx.Interpreter(str(tmp_path / f"{name}.tflite")).predict(x)
+    np.testing.assert_allclose(outputs["layer"].sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(outputs["layer"], outputs["activation"])
+
+
+def test_softmax_layer_only_last_and_on_the_last_axis():
+    i = keras.Input((4,))
+    o = L.Dense(3)(L.Softmax(name="mid")(L.Dense(4)(i)))
+    with pytest.raises(fx.UnsupportedLayerError, match="only as the model's last layer"):
+        canonicalize(keras.Model(i, o))
+    i = keras.Input((4, 4, 2))
+    o = L.Softmax(axis=1, name="rows")(L.Conv2D(2, 1)(i))
+    with pytest.raises(fx.UnsupportedLayerError, match=r"'rows' \(Softmax\).*last axis"):
+        canonicalize(keras.Model(i, o))
+
+
 def test_unsupported_layer_names_the_layer_and_lists_supported():
     i = keras.Input((8,))
     o = L.Dense(4, activation="tanh", name="my_dense")(i)

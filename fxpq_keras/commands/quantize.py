@@ -69,18 +69,23 @@ def run(args: argparse.Namespace) -> int:
     result = search.quantize(model, x, labels=y)
     paths = write_report(result, args.outdir)
     status = 0
+    refused = ""
     out = os.path.join(args.outdir, "model.tflite")
     try:
         data = export_tflite(result.model, out, target=args.target, policy=result.policy)
         paths["tflite"] = f"{out} ({len(data)} bytes, target {args.target})"
     except (ValueError, fxpq_keras.FormatError) as exc:
-        print(f"fxpq quantize: model.tflite not written: {exc}", file=sys.stderr)
+        hint = "; use --target fxp (custom FXP_* ops, any format)" if args.target != "fxp" else ""
+        refused = f"fxpq quantize: error: {out} not written: {exc}{hint}"
         status = 1
     if not quiet:
         print(result.summary())
         for path in paths.values():
             print(f"wrote {path}")
+    sys.stdout.flush()  # the errors below are the last lines, also when stdout and stderr share a pipe
     if result.memory_target_met is False:
         print(f"fxpq quantize: {result.message}", file=sys.stderr)
         status = status or 3
+    if refused:
+        print(refused, file=sys.stderr)
     return status

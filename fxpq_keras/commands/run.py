@@ -23,15 +23,14 @@ to Y.npy, the others to Y.1.npy, Y.2.npy, ...
 """
 
 
-def engines() -> list[str]:
-    """Every engine name Interpreter accepts (the C engines register on import)."""
-    from ..flatbuffer.interpreter import ENGINES
+# The engines Interpreter knows (fxpq_keras.flatbuffer.interpreter.ENGINES once fxpq_keras.kernels.engines
+# is imported), listed here so that `fxpq --help` and argument errors need no TensorFlow (a test keeps them equal).
+ENGINE_NAMES = ("host", "qemu-m4", "qemu-m7", "reference", "tflm")
 
-    try:
-        from ..kernels import engines as _  # noqa: F401  (registers host, qemu-m4, qemu-m7)
-    except ImportError:
-        pass
-    return sorted(ENGINES)
+
+def engines() -> list[str]:
+    """Every engine name `fxpq run --engine` accepts."""
+    return list(ENGINE_NAMES)
 
 
 def register(sub) -> argparse.ArgumentParser:

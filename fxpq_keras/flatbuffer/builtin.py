@@ -111,7 +111,7 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             problems.append(f"layer {node.name!r} is a standalone {_act(node)} (stock QUANTIZE has no activation; "
                             "fuse it into the previous layer)")
     if problems:
-        raise ExportError("int8-builtin target: these layers do not fit stock int8 (use target='fxp'): "
+        raise ExportError("int8-builtin target: these layers do not fit stock int8 (the fxp target takes any format): "
                           + "; ".join(problems))
 
     tensors: dict[str, TensorSpec] = {}
