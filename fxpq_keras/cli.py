@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = ArgumentParser(
         prog="fxpq",
-        description="Mixed low-precision dynamic fixed-point quantization (FxP-QNet) for tf_keras models, "
-        "exported to TFLite with custom fixed-point ops (FXP_*) for TensorFlow Lite Micro, and run with the "
+        description="Mixed low-precision dynamic fixed-point quantization (FxP-QNet) for Keras models "
+        "(Keras 3 or tf_keras), exported to TFLite with custom fixed-point ops (FXP_*) for TensorFlow Lite Micro, "
+        "and run with the "
         "numpy reference, the C kernels on this host, or the C kernels on an emulated Cortex-M (QEMU).",
         epilog=EPILOG,
     )

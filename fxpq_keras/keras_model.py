@@ -117,7 +117,13 @@ def _fold_bn(node: CNode, bn: keras.layers.BatchNormalization) -> None:
 
 
 def canonicalize(model: keras.Model) -> list[CNode]:
-    """The canonical node list of a float model (see module docstring); raises UnsupportedLayerError."""
+    """The canonical node list of a float model (see module docstring); raises UnsupportedLayerError.
+
+    A Keras 3 model is first translated into tf_keras (fxpq_keras/keras3.py)."""
+    from .keras3 import is_keras3_model, to_tf_keras
+
+    if is_keras3_model(model):
+        model = to_tf_keras(model)
     parsed = _parse(model)
     consumers: dict[str, int] = {}
     for _, ins in parsed:

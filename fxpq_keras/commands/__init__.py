@@ -33,11 +33,21 @@ def first_line(exc: BaseException) -> str:
 
 
 def load_keras_model(path: str) -> Any:
-    """A float tf_keras model from .keras/.h5/SavedModel; any load failure is the user's file."""
+    """A float tf_keras model from a file: `.keras`/`.h5` written by tf_keras or by Keras 3 (Keras 3
+    files are loaded with Keras 3 and translated, fxpq_keras/keras3.py), or a tf_keras SavedModel
+    folder; any load failure is the user's file."""
     from .._tf import keras
+    from ..keras3 import Keras3TranslationError, keras3_file, load_keras3
 
     if not os.path.exists(path):
         raise _cli_error(f"model file not found: {path}")
+    if keras3_file(path):
+        try:
+            return load_keras3(path)
+        except Keras3TranslationError as exc:
+            raise _cli_error(f"{path}: {first_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - as below, for Keras 3's loader
+            raise _cli_error(f"cannot load {path} as a Keras 3 model: {first_line(exc)}") from None
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - TF/Keras raise many types, all mean "not a loadable model"

@@ -19,10 +19,13 @@ same layers as MODEL.
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a Keras model under a saved policy as a .tflite file",
-                       description="Quantize MODEL (a tf_keras .keras/.h5 file) with POLICY (policy.json) "
+                       description="Quantize MODEL (a Keras 3 or tf_keras .keras/.h5 file, or a tf_keras "
+                       "SavedModel folder) with POLICY (policy.json) "
                        "and write a TFLite flatbuffer (docs/format.md), optionally also as a C array for "
                        "firmware (docs/tflm.md).", epilog=EPILOG)
-    p.add_argument("model", help="float tf_keras model file (.keras or .h5)")
+    p.add_argument("model", help="float Keras classifier: a .keras or .h5 file written by Keras 3 or by "
+                   "tf_keras (Keras 2), "
+                   "or a tf_keras SavedModel folder")
     p.add_argument("policy", help="policy JSON written by `fxpq quantize` / Policy.to_json")
     p.add_argument("-o", "--output", required=True, help="output .tflite path")
     p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",

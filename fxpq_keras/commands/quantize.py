@@ -17,6 +17,9 @@ examples:
   fxpq quantize model.keras -d calib.npz -o out/
   fxpq quantize model.h5 -d calib.npz -o out/ --max-drop 0.02 --memory-target 20000 --per-channel
 
+MODEL is a .keras or .h5 file saved by Keras 3 (`import keras` since TensorFlow 2.16; translated
+layer by layer into tf_keras, fxpq_keras/keras3.py) or by tf_keras, or a SavedModel folder saved by
+tf_keras. Its layers must be among those README.md lists (one input, one output).
 DATA is an .npz with the calibration inputs as 'x' (shape [N, ...input shape]) and optionally the
 labels as 'y' (only reported; the search needs no labels: the float model is the teacher).
 Exit status 3: the files were written but --memory-target could not be met within --max-drop.
@@ -25,12 +28,14 @@ Exit status 3: the files were written but --memory-target could not be met withi
 
 def register(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("quantize", help="search a mixed-precision fixed-point policy (FxP-QNet)",
-                       description="Search a mixed low-precision dynamic fixed-point policy for MODEL (a tf_keras "
-                       ".keras/.h5 classifier) on calibration inputs, keeping the top-1 drop against the float "
+                       description="Search a mixed low-precision dynamic fixed-point policy for MODEL (a Keras "
+                       "classifier) on calibration inputs, keeping the top-1 drop against the float "
                        "model within --max-drop, then write the policy, a report and the .tflite. "
                        "Labels are optional (reported when given). See docs/algorithm.md.",
                        epilog=EPILOG)
-    p.add_argument("model", help="float tf_keras model file (.keras or .h5)")
+    p.add_argument("model", help="float Keras classifier: a .keras or .h5 file written by Keras 3 or by "
+                   "tf_keras (Keras 2), "
+                   "or a tf_keras SavedModel folder")
     p.add_argument("-d", "--data", required=True, metavar="DATA.npz",
                    help="calibration .npz holding x (inputs) and optionally y (labels)")
     p.add_argument("-o", "--outdir", required=True, help="output directory (created if missing)")
