@@ -20,11 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from long_mode import examples
 
-from fxpq_keras.formats import Format, accumulator_needs_64, rescale
-from fxpq_keras.integer_graph import ops
-from fxpq_keras.kernels import host
-from fxpq_keras.kernels.cases import OPS, OpCase, random_case
-from fxpq_keras.kernels.packing import (
+from fxpq_keras.flatbuffer.packing import (
     pack_depthwise_weights,
     pack_weights,
     packed_row_size,
@@ -32,6 +28,10 @@ from fxpq_keras.kernels.packing import (
     unpack_depthwise_weights,
     unpack_weights,
 )
+from fxpq_keras.formats import Format, accumulator_needs_64, rescale
+from fxpq_keras.integer_graph import ops
+from fxpq_keras.kernels import host
+from fxpq_keras.kernels.cases import OPS, OpCase, random_case
 
 # derandomized by the "fxpq" profile (tests/conftest.py); FXPQ_LONG=N draws N times more, fresh each run
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -302,9 +302,15 @@ def test_packing_known_bytes():
     assert pack_weights(np.array([[1, -2, 7]]), 4) == bytes([0xE1, 0x07])
     # 2-bit -2..1
     assert pack_weights(np.array([[-2, -1, 0, 1, 1]]), 2) == bytes([0b01001110, 0b00000001])
-    # 8 bits: plain int8; 9..16 bits: little-endian int16
+    # 8 bits: plain int8; 16 bits: little-endian int16
     assert pack_weights(np.array([[-1, 5]]), 8) == bytes([0xFF, 0x05])
-    assert pack_weights(np.array([[-2, 300]]), 12) == bytes([0xFE, 0xFF, 0x2C, 0x01])
+    assert pack_weights(np.array([[-2, 300]]), 16) == bytes([0xFE, 0xFF, 0x2C, 0x01])
+    # 9..15 bits are bit-packed too: 12-bit 0xFFE, 0x12C -> FE, (F | C<<4), 12
+    assert pack_weights(np.array([[-2, 300]]), 12) == bytes([0xFE, 0xCF, 0x12])
+    # 9-bit [-1, 1]: 18 stream bits in 3 bytes (a 9-bit weight costs 9 bits, not 16)
+    assert pack_weights(np.array([[-1, 1]]), 9) == bytes([0xFF, 0x03, 0x00])
+    # 11-bit: the third value starts at bit 22 and spans three bytes
+    assert pack_weights(np.array([[0, 0, -1]]), 11) == bytes([0, 0, 0xC0, 0xFF, 0x01])
 
 
 def test_depthwise_packing_layout():

@@ -28,6 +28,7 @@ _VARIANTS = [
     {}, {"x_signed": False}, {"x_signed": True}, {"padding": "same"}, {"padding": "valid"},
     {"out_signed": False}, {"x_bits": 16, "w_bits": 16}, {"activation": "relu"}, {"activation": "relu6"},
     {"per_channel": True}, {"dilation": True}, {"x_bits": 9}, {"out_bits": 2},
+    {"w_bits": 9}, {"w_bits": 11}, {"w_bits": 13}, {"w_bits": 15},
 ]
 _KEYS = {
     "conv2d": None, "depthwise_conv2d": None, "fully_connected": None,
@@ -96,6 +97,13 @@ def test_cortex_m4_matches_numpy(m4_results, op):
 @pytest.mark.parametrize("op", OPS)
 def test_cortex_m7_matches_numpy(m7_results, op):
     _check(m7_results[op])
+
+
+def test_every_bit_packed_weight_width_ran_on_m4(m4_results):
+    """Weights of every width 2..16 are bit-packed; the M4 run unpacked each width at least once."""
+    for op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        seen = {case.extra["w_bits"] for case, _ in m4_results[op]}
+        assert seen == set(range(2, 17)), (op, sorted(set(range(2, 17)) - seen))
 
 
 def test_cortex_m4_matches_host(m4_results):

@@ -70,10 +70,8 @@ def test_packing_round_trip_every_width(bits):
     rows = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(5, 13))
     rows[0, :2] = [-(1 << (bits - 1)), (1 << (bits - 1)) - 1]
     stored = packing.pack_rows(rows, bits)
-    if bits <= 8:
-        assert stored.dtype == np.uint8 and stored.shape == (5, -(-13 * bits // 8))
-    else:
-        assert stored.dtype == np.int16 and stored.shape == (5, 13)
+    # every width is bit-packed: a row of 13 values costs ceil(13 * bits / 8) bytes
+    assert stored.dtype == np.uint8 and stored.shape == (5, -(-13 * bits // 8))
     np.testing.assert_array_equal(packing.unpack_rows(stored, bits, 13), rows)
 
 
@@ -82,7 +80,7 @@ def test_packing_layout_lsb_first():
     assert packing.pack_rows(np.array([[1, -1]]), 3).tolist() == [[0b00111001]]
 
 
-@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8, 12, 16])
+@pytest.mark.parametrize("bits", [2, 3, 4, 5, 8, 9, 10, 12, 13, 15, 16])
 def test_file_bytes_reflect_packed_bits(bits):
     graph, _ = cnn_graph(7)
     for node in graph.nodes:
@@ -97,12 +95,11 @@ def test_file_bytes_reflect_packed_bits(bits):
     for node in graph.nodes:
         if node.weights is not None:
             rows = packing.weights_to_rows(node.op, node.weights)
-            expect += rows.shape[0] * (packing.row_bytes(rows.shape[1], bits) if bits <= 8 else 2 * rows.shape[1])
+            expect += rows.shape[0] * packing.row_bytes(rows.shape[1], bits)
     assert packed == expect
     n_weights = sum(n.weights.size for n in graph.nodes if n.weights is not None)
     n_rows = sum(len(n.weight_frac) for n in graph.nodes if n.weights is not None)
-    stored_bits = bits if bits <= 8 else 16
-    assert 0 <= packed * 8 - n_weights * stored_bits < 8 * n_rows  # only the byte padding of each row
+    assert 0 <= packed * 8 - n_weights * bits < 8 * n_rows  # only the byte padding of each row
     overhead = len(data) - packed
     assert overhead < 9000  # structure, activations' metadata, fracs, biases: independent of weight bits
 

@@ -209,6 +209,40 @@ def test_bad_options_and_tensors_are_reported(cnn_file):
     assert "execution order" in err.value.message
 
 
+def test_format_version_1_files_are_refused_by_name(cnn_file):
+    """A file of format version 1 (9..16-bit weights as unpacked INT16) is refused, not misread."""
+    import json
+
+    from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
+
+    data = cnn_file[0].read_bytes()
+
+    def version_1(model):
+        sub = model.subgraphs[0]
+        op = sub.operators[1]
+        t = sub.tensors[op.inputs[1]]
+        opts = decode_options("FXP_CONV_2D", bytes(op.customOptions), "test")
+        opts["weight_bits"] = 12
+        op.customOptions = list(encode_options("FXP_CONV_2D", opts))
+        k = int(np.prod(cnn_file[1].nodes[1].weights.shape[1:]))
+        t.type = S.TensorType.INT16
+        t.shape = [int(t.shape[0]), k]
+        model.buffers[t.buffer].data = np.zeros(int(t.shape[0]) * k, "<i2").view(np.uint8)
+        for m in model.metadata:
+            if m.name in (b"fxpq_graph", "fxpq_graph"):
+                meta = json.loads(bytes(model.buffers[m.buffer].data))
+                meta["format_version"] = 1
+                model.buffers[m.buffer].data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+
+    old = _rewrite(data, version_1)
+    with pytest.raises(RunnerError) as err:
+        HostRunner(old)
+    assert err.value.status_name == "FXPQ_RUNNER_ERR_BAD_TENSOR"
+    assert "format version 1" in err.value.message and "re-export" in err.value.message
+    with pytest.raises(FlatbufferFormatError, match="format version 1 .*re-export"):
+        read_bytes(old)
+
+
 def test_options_reader_matches_python_on_every_op(cnn_file):
     data = cnn_file[0].read_bytes()
     model = S.Model.GetRootAsModel(data, 0)

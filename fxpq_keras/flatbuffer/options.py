@@ -10,6 +10,10 @@ from flatbuffers import flexbuffers
 
 from .errors import FlatbufferFormatError
 
+# fxpq_graph.format_version (docs/format.md section 5). 2: every weight width 2..16 bit-packed
+# in UINT8 (version 1 stored 9..16-bit weights as INT16; readers refuse it by name).
+FORMAT_VERSION = 2
+
 _CONV = ("acc_bits", "act_max", "act_min", "activation", "bias_bits", "bias_frac", "dilation_h", "dilation_w",
          "filter_h", "filter_w", "in_frac", "out_frac", "pad_bottom", "pad_left", "pad_right", "pad_top",
          "padding", "stride_h", "stride_w", "weight_bits")

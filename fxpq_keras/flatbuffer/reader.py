@@ -19,7 +19,7 @@ from ..integer_graph import IntegerGraph, Node, TensorSpec
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .errors import FlatbufferFormatError
-from .options import ACTIVATION_NAMES, CUSTOM_OPS, PADDING_NAMES, decode_options
+from .options import ACTIVATION_NAMES, CUSTOM_OPS, FORMAT_VERSION, PADDING_NAMES, decode_options
 from .schema import schema as S
 
 _NP_TYPES = {
@@ -158,9 +158,13 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
         policy = json.loads(f.metadata.get("fxpq_policy", "null"))
     except json.JSONDecodeError as exc:
         raise FlatbufferFormatError(f"fxpq metadata is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != 1:
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
         found = meta.get("format_version") if isinstance(meta, dict) else meta
-        raise FlatbufferFormatError(f"unsupported fxpq format_version {found!r}; this reader knows 1")
+        if found == 1:
+            raise FlatbufferFormatError(
+                "fxpq file format version 1 (9..16-bit weights stored as int16) is no longer read; "
+                f"this reader knows version {FORMAT_VERSION} (every weight width bit-packed): re-export the model")
+        raise FlatbufferFormatError(f"unsupported fxpq format_version {found!r}; this reader knows {FORMAT_VERSION}")
     target = meta.get("target")
     if target not in ("fxp", "int8-builtin"):
         raise FlatbufferFormatError(f"unknown target {target!r} in fxpq metadata")
@@ -351,10 +355,10 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         raise FlatbufferFormatError(f"{where}: output has {out_spec.shape[-1]} channels, expected {o}")
     k = int(np.prod(shape)) // o
     stored = f.constant(inputs[1], where + " weights")
-    want_dtype, want_shape = (np.uint8, (o, packing.row_bytes(k, bits))) if bits <= 8 else (np.int16, (o, k))
-    if stored.dtype != want_dtype or stored.shape != want_shape:
+    want_shape = (o, packing.row_bytes(k, bits))
+    if stored.dtype != np.uint8 or stored.shape != want_shape:
         raise FlatbufferFormatError(f"{where}: weights are {stored.dtype.name}{list(stored.shape)}, "
-                                    f"{bits}-bit weights need {np.dtype(want_dtype).name}{list(want_shape)}")
+                                    f"{bits}-bit weights need bit-packed uint8{list(want_shape)}")
     info.weight_bytes[name] = stored.nbytes
     rows = packing.unpack_rows(stored, bits, k)
     fracs = f.constant(inputs[2], where + " weight fracs")

@@ -20,11 +20,10 @@ from ..integer_graph import IntegerGraph, Node, TensorSpec
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .errors import ExportError
-from .options import ACTIVATION_CODES, OP_TO_CUSTOM, PADDING_CODES, encode_options
+from .options import ACTIVATION_CODES, FORMAT_VERSION, OP_TO_CUSTOM, PADDING_CODES, encode_options
 from .schema import schema as S
 
 TARGETS = ("fxp", "int8-builtin")
-FORMAT_VERSION = 1
 BUFFER_ALIGNMENT = 16
 
 

@@ -1,10 +1,11 @@
-"""The C kernels from Python: weight packing (numerics.md section 9), the host ctypes bridge
-(:mod:`.host`) and the QEMU Cortex-M test harness driver (:mod:`.qemu`).
+"""The C kernels from Python: the host ctypes bridge (:mod:`.host`) and the QEMU Cortex-M test
+harness driver (:mod:`.qemu`); both build the C code on first use.
 
-``packing`` is numpy-only; ``host`` and ``qemu`` build the C code on first use.
+The weight packing the kernels read (numerics.md section 9) is part of the file format and lives
+in :mod:`fxpq_keras.flatbuffer.packing`; it is re-exported here for convenience.
 """
 
-from .packing import (
+from ..flatbuffer.packing import (
     depthwise_rows,
     pack_depthwise_weights,
     pack_weights,

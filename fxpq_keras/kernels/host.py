@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..flatbuffer.packing import depthwise_rows, pack_weights
 from ..formats import MAX_BITS, MIN_BITS, Format
 from ..integer_graph.ops import conv_output_size
 from ._build import HOST_LOCK, KERNELS_DIR, make_or_raise, open_library
-from .packing import depthwise_rows, pack_weights
 
 __all__ = [
     "KERNELS_DIR",

@@ -25,12 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..flatbuffer.packing import depthwise_rows
 from ..formats import Format
 from ..integer_graph.ops import conv_output_size
 from . import host
 from ._build import ARM_LOCK, make_or_raise
 from .cases import OpCase
-from .packing import depthwise_rows
 
 __all__ = [
     "MACHINES",

@@ -198,11 +198,12 @@ fxpq_status fxpq_conv_output_size(int32_t in, int32_t kernel, int32_t stride, in
                                   fxpq_padding padding, int32_t *out, int32_t *pad_before);
 
 /** Bytes of one byte-aligned packed run of `count` weights of width `bits` (numerics.md
- *  section 9): ceil(count * bits / 8) for bits 2..8, 2 * count for 9..16; -1 on bad input. */
+ *  section 9): ceil(count * bits / 8) for every width 2..16; -1 on bad input. */
 int32_t fxpq_packed_row_size(int32_t bits, int32_t count);
 
-/** Unpack `count` weights of width `bits` from a packed run that starts on a byte boundary
- *  into int16 values (sign-extended). Reads exactly fxpq_packed_row_size(bits, count) bytes. */
+/** Unpack `count` weights of width `bits` (2..16) from a packed run (a little-endian, LSB-first
+ *  bit stream) that starts on a byte boundary into int16 values (sign-extended). Reads at most
+ *  fxpq_packed_row_size(bits, count) bytes; `src` needs no alignment. */
 fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count, int16_t *dst);
 
 /* ----------------------------------------------------------------------------- kernels -- */

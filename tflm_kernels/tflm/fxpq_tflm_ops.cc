@@ -130,6 +130,17 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char
   if (!InputFormat(input, kOp == FXPQ_OP_ADD ? o.in1_frac : o.in_frac, &d->input_format[0])) {
     goto done;
   }
+  if (kOp == FXPQ_OP_CONV_2D || kOp == FXPQ_OP_DEPTHWISE_CONV_2D ||
+      kOp == FXPQ_OP_FULLY_CONNECTED) {
+    // Format version 2 bit-packs every width in UINT8; version 1 had INT16 for 9..16 bits.
+    input2 = mc->AllocateTempInputTensor(node, kWeights);
+    if (input2 == nullptr || input2->type != kTfLiteUInt8) {
+      *why = "weights must be bit-packed UINT8 (INT16 weights: file format version 1, re-export)";
+      goto done;
+    }
+    mc->DeallocateTempTfLiteTensor(input2);
+    input2 = nullptr;
+  }
   switch (kOp) {
     case FXPQ_OP_ADD:
       input2 = mc->AllocateTempInputTensor(node, kInput2);

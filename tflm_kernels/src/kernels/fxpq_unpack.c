@@ -1,5 +1,6 @@
 /*
- * fxpq_unpack.c - weight unpacking (numerics.md section 9).
+ * fxpq_unpack.c - weight unpacking (numerics.md section 9): every width 2..16 is a
+ * little-endian, LSB-first bit stream; each output channel's run starts on a byte boundary.
  */
 #include "fxpq_internal.h"
 
@@ -9,7 +10,7 @@ int32_t fxpq_packed_row_size(int32_t bits, int32_t count)
     if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS || count <= 0) {
         return -1;
     }
-    bytes = bits <= 8 ? ((int64_t)count * bits + 7) / 8 : (int64_t)count * 2;
+    bytes = ((int64_t)count * bits + 7) / 8;
     return bytes > INT32_MAX ? -1 : (int32_t)bytes;
 }
 
@@ -22,18 +23,18 @@ fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count,
     if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS) {
         return FXPQ_ERR_BAD_FORMAT;
     }
-    if (count <= 0) {
+    if (count <= 0 || fxpq_packed_row_size(bits, count) < 0) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    if (bits > 8) {
+    if (bits == 8) {
+        for (i = 0; i < count; ++i) {
+            dst[i] = (int16_t)(src[i] >= 0x80u ? (int32_t)src[i] - 0x100 : (int32_t)src[i]);
+        }
+    } else if (bits == 16) {
         /* little-endian int16, byte-wise: no alignment requirement on src */
         for (i = 0; i < count; ++i) {
             uint16_t u = (uint16_t)(src[2 * i] | ((uint16_t)src[2 * i + 1] << 8));
             dst[i] = (int16_t)(u >= 0x8000u ? (int32_t)u - 0x10000 : (int32_t)u);
-        }
-    } else if (bits == 8) {
-        for (i = 0; i < count; ++i) {
-            dst[i] = (int16_t)(src[i] >= 0x80u ? (int32_t)src[i] - 0x100 : (int32_t)src[i]);
         }
     } else {
         const uint32_t mask = (1u << bits) - 1u;
@@ -42,12 +43,17 @@ fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count,
         for (i = 0; i < count; ++i) {
             uint32_t byte = pos >> 3;
             uint32_t off = pos & 7u;
-            uint32_t v = (uint32_t)src[byte] >> off;
+            uint32_t end = off + (uint32_t)bits; /* bits of the window the value needs */
+            uint32_t v = (uint32_t)src[byte];
             int32_t s;
-            if (off + (uint32_t)bits > 8u) { /* the value continues in the next byte */
-                v |= (uint32_t)src[byte + 1] << (8u - off);
+            /* read only the bytes the value touches (never past the run's last byte) */
+            if (end > 8u) {
+                v |= (uint32_t)src[byte + 1] << 8;
             }
-            s = (int32_t)(v & mask);
+            if (end > 16u) {
+                v |= (uint32_t)src[byte + 2] << 16;
+            }
+            s = (int32_t)((v >> off) & mask);
             dst[i] = (int16_t)(s >= sign ? s - 2 * sign : s);
             pos += (uint32_t)bits;
         }

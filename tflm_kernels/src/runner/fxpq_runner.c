@@ -478,15 +478,18 @@ static fxpq_runner_status fx_weighted(fxpq_runner *r, const fx_model *m, int32_t
     if (row_bytes < 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "bad weight row size");
     }
-    if (!w.is_const || w.type != (o->weight_bits <= 8 ? FXPQ_TFLITE_UINT8 : FXPQ_TFLITE_INT16)
-        || w.rank != 2 || w.dims[0] != rows
-        || w.dims[1] != (o->weight_bits <= 8 ? row_bytes : k)
-        || (int64_t)w.data_len != (int64_t)rows * row_bytes) {
+    if (w.is_const && w.type == FXPQ_TFLITE_INT16) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind,
+                       "INT16 weights are file format version 1; re-export "
+                       "(version 2 bit-packs every width in UINT8)");
+    }
+    if (!w.is_const || w.type != FXPQ_TFLITE_UINT8 || w.rank != 2 || w.dims[0] != rows
+        || w.dims[1] != row_bytes || (int64_t)w.data_len != (int64_t)rows * row_bytes) {
         fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "weights must be a constant [");
         fx_msg_int(r, rows);
         fx_msg_str(r, ", ");
-        fx_msg_int(r, o->weight_bits <= 8 ? row_bytes : k);
-        fx_msg_str(r, o->weight_bits <= 8 ? "] UINT8 (packed)" : "] INT16");
+        fx_msg_int(r, row_bytes);
+        fx_msg_str(r, "] UINT8 (packed)");
         return FXPQ_RUNNER_ERR_BAD_TENSOR;
     }
     if (!f.is_const || f.type != FXPQ_TFLITE_INT8 || f.rank != 1 || f.dims[0] != rows
