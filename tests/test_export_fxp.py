@@ -21,7 +21,7 @@ from fxpq_keras.flatbuffer import (
     read_bytes,
 )
 from fxpq_keras.flatbuffer.inspect import inspect_tflite
-from fxpq_keras.flatbuffer.options import OPTION_KEYS
+from fxpq_keras.flatbuffer.options import OPTION_KEYS, decode_options, encode_options
 from fxpq_keras.flatbuffer.schema import schema as S
 from fxpq_keras.integer_graph.ops import quantize_input
 
@@ -281,3 +281,24 @@ def test_cli_run_and_inspect(tmp_path, capsys):
     (tmp_path / "bad.tflite").write_bytes(b"TFL3TFL3")
     assert main(["inspect", str(tmp_path / "bad.tflite")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_options_with_fewer_values_than_keys_are_refused():
+    """A corrupted map whose value vector is shorter than its key vector (issue 12, item 6): a
+    named format error, never an empty dict (then KeyError 'act_min' downstream)."""
+    keys = OPTION_KEYS["FXP_REQUANTIZE"]
+    blob = encode_options("FXP_REQUANTIZE", {k: 1 for k in keys})
+    short = []
+    for pos in range(len(blob)):
+        bad = bytearray(blob)
+        bad[pos] = 0
+        try:
+            fmap = flexbuffers.GetRoot(bytes(bad)).AsMap
+            if [k.AsKey for k in fmap.Keys] == list(keys) and len(fmap.Values) < len(keys):
+                short.append(bytes(bad))
+        except Exception:  # noqa: BLE001 - only the blobs that parse this way matter here
+            pass
+    assert short
+    for bad in short:
+        with pytest.raises(FlatbufferFormatError, match="op 3: FXP_REQUANTIZE options have 5 keys but"):
+            decode_options("FXP_REQUANTIZE", bad, "op 3")

@@ -72,6 +72,9 @@ def decode_options(custom: str, blob: bytes, where: str) -> dict[str, int]:
         values = list(fmap.Values)
         if got != list(keys):
             raise FlatbufferFormatError(f"{where}: {custom} option keys {got} differ from the expected {list(keys)}")
+        if len(values) != len(got):
+            raise FlatbufferFormatError(f"{where}: {custom} options have {len(got)} keys but {len(values)} values "
+                                        "(corrupted map)")
         out = {}
         for key, v in zip(got, values):
             if not v.IsInt:
