@@ -40,6 +40,11 @@ class PolicyMismatchError(ValueError):
     """A policy that does not describe the model it is applied to."""
 
 
+def _is_int(value: Any) -> bool:
+    """A JSON integer (bool is not one, nor is 3.0)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 @dataclass
 class DataStructure:
     """Format and size of one data structure; frac is a tuple for per-channel weight fracs."""
@@ -69,8 +74,24 @@ class DataStructure:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str = "data structure", bias: bool = False) -> DataStructure:
+        """Strict: a wrong type is an error naming the field, never coerced (3.7 is not 3 bits)."""
+        if not isinstance(d, dict):
+            raise PolicyMismatchError(f"{where}: must be a JSON object, got {d!r}")
+        for key in ("bits", "frac", "signed", "elements"):
+            if key not in d:
+                raise PolicyMismatchError(f"{where}: missing field '{key}'")
+        for key in ("bits", "elements"):
+            if not _is_int(d[key]):
+                raise PolicyMismatchError(f"{where}: '{key}' must be an integer, got {d[key]!r}")
+        if not isinstance(d["signed"], (bool, np.bool_)):
+            raise PolicyMismatchError(f"{where}: 'signed' must be true or false, got {d['signed']!r}")
         frac = d["frac"]
-        frac = tuple(int(f) for f in frac) if isinstance(frac, list) else int(frac)
+        if isinstance(frac, (list, tuple)) and frac and all(_is_int(f) for f in frac):
+            frac = tuple(int(f) for f in frac)
+        elif _is_int(frac):
+            frac = int(frac)
+        else:
+            raise PolicyMismatchError(f"{where}: 'frac' must be an integer or a list of integers, got {frac!r}")
         ds = cls(int(d["bits"]), frac, bool(d["signed"]), int(d["elements"]))
         ds.validate(where, bias=bias)
         return ds
@@ -251,8 +272,17 @@ class Policy:
             raise PolicyMismatchError(f"not an fxpq policy (expected \"fxpq_policy\": {POLICY_VERSION})")
         try:
             layers = []
-            for entry in d["layers"]:
-                layer = {"name": str(entry["name"]), "kind": str(entry["kind"]), "inputs": list(entry["inputs"])}
+            if not isinstance(d["layers"], list):
+                raise PolicyMismatchError(f"'layers' must be a list, got {type(d['layers']).__name__}")
+            for i, entry in enumerate(d["layers"]):
+                if not isinstance(entry, dict):
+                    raise PolicyMismatchError(f"layers[{i}] must be a JSON object, got {entry!r}")
+                for key in ("name", "kind"):
+                    if not isinstance(entry.get(key), str):
+                        raise PolicyMismatchError(f"layers[{i}]: '{key}' must be a string, got {entry.get(key)!r}")
+                if not isinstance(entry.get("inputs"), list) or not all(isinstance(n, str) for n in entry["inputs"]):
+                    raise PolicyMismatchError(f"layer '{entry['name']}': 'inputs' must be a list of layer names")
+                layer = {"name": entry["name"], "kind": entry["kind"], "inputs": list(entry["inputs"])}
                 for ds in DATA_STRUCTURES:
                     layer[ds] = (DataStructure.from_dict(entry[ds], f"{layer['name']}/{ds}", bias=ds == "bias")
                                  if entry.get(ds) is not None else None)
@@ -264,7 +294,7 @@ class Policy:
     @classmethod
     def from_json(cls, text_or_path: str) -> Policy:
         text = text_or_path
-        if not text_or_path.lstrip().startswith("{"):
+        if not text_or_path.lstrip().startswith(("{", "[")):  # JSON text is an object (or a wrong array)
             with open(text_or_path) as fh:
                 text = fh.read()
         try:

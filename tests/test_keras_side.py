@@ -183,3 +183,57 @@ def test_save_and_load_in_quantize_scope(tmp_path):
     assert fx.describe(loaded)[1].to_dict() == policy.to_dict()
     a, b = fx.lower_model(loaded).run(x, raw=True)[0], fx.lower_model(qmodel).run(x, raw=True)[0]
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("bits", 3.7, r"c1/weights: 'bits' must be an integer, got 3.7"),
+    ("bits", True, r"c1/weights: 'bits' must be an integer, got True"),
+    ("bits", "8", r"c1/weights: 'bits' must be an integer, got '8'"),
+    ("signed", "false", r"c1/weights: 'signed' must be true or false, got 'false'"),
+    ("signed", 0, r"c1/weights: 'signed' must be true or false, got 0"),
+    ("frac", 2.5, r"c1/weights: 'frac' must be an integer or a list of integers, got 2.5"),
+    ("frac", [1, "2"], r"c1/weights: 'frac' must be an integer or a list of integers"),
+    ("elements", 36.0, r"c1/weights: 'elements' must be an integer, got 36.0"),
+])
+def test_policy_from_dict_refuses_wrong_types(field, value, message):
+    """Issue 12 item 8: no silent coercion (3.7 -> 3, "false" -> True); the field is named."""
+    x = np.random.default_rng(0).uniform(0, 1, (4, 6, 6, 1)).astype(np.float32)
+    d = fx.Policy.uniform(_small_model(), 8, x).to_dict()
+    d["layers"][0]["weights"][field] = value
+    with pytest.raises(fx.PolicyMismatchError, match=message):
+        fx.Policy.from_dict(d)
+
+
+def test_policy_from_json_text_that_is_not_an_object():
+    for text in ("[1,2,3]", " [] "):
+        with pytest.raises(fx.PolicyMismatchError, match="not an fxpq policy"):
+            fx.Policy.from_json(text)
+
+
+def test_set_policy_validates_everything_before_changing_anything():
+    """Issue 12 item 4: a bad policy changes no variable and its error names the layer."""
+    model = _small_model()
+    x = np.random.default_rng(0).uniform(0, 1, (10, 6, 6, 1)).astype(np.float32)
+    good = fx.Policy.uniform(model, 16, x, per_channel=True)
+    qmodel = fx.quantize_model(model, good)
+    before = fx.describe(qmodel)[1].to_dict()
+
+    def bad_policy(edit):
+        d = fx.Policy.uniform(model, 3, x, per_channel=True).to_dict()  # every format differs from `good`
+        edit(d)
+        return fx.Policy.from_dict(d)
+
+    def rename_last(d):
+        d["layers"][-1]["name"] = "renamed"
+
+    def wrong_elements(d):
+        d["layers"][0]["weights"]["elements"] += 1
+
+    def wrong_channels(d):
+        d["layers"][0]["weights"]["frac"] = d["layers"][0]["weights"]["frac"][:-1]
+
+    for edit, message in ((rename_last, r"'renamed'|missing layers \['d'\]"), (wrong_elements, r"'c1/weights'"),
+                          (wrong_channels, r"'c1/weights' has 3 channel fracs")):
+        with pytest.raises(fx.PolicyMismatchError, match=message):
+            fx.set_policy(qmodel, bad_policy(edit))
+        assert fx.describe(qmodel)[1].to_dict() == before, edit.__name__

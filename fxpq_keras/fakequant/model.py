@@ -17,7 +17,7 @@ import numpy as np
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
 from ..keras_model import WEIGHTED, CNode, canonicalize, inbound_names, make_layer
-from ..policy import DataStructure, Policy, channels, quantized_output
+from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
 
@@ -94,15 +94,21 @@ def _quantizer_vars(qmodel: keras.Model) -> Iterator[tuple[str, str, dict[str, t
 
 
 def set_policy(qmodel: keras.Model, policy: Policy) -> None:
-    """Write every format of `policy` into the fake-quant model's variables (no retrace)."""
-    seen = set()
-    for layer, ds, qvars in _quantizer_vars(qmodel):
-        d = policy.get(layer, ds)
+    """Write every format of `policy` into the fake-quant model's variables (no retrace).
+
+    The whole policy is checked against the model first (layers, element counts, per-channel
+    frac counts, formats): on any mismatch a PolicyMismatchError names the data structure and no
+    variable has changed.
+    """
+    policy.validate()
+    cnodes, current = describe(qmodel)
+    policy.check_matches(cnodes)
+    if policy.input.elements != current.input.elements:
+        raise PolicyMismatchError(f"policy data structure 'input' does not match the model (elements "
+                                  f"{policy.input.elements} vs {current.input.elements})")
+    writes = [(qvars, policy.get(layer, ds)) for layer, ds, qvars in _quantizer_vars(qmodel)]
+    for qvars, d in writes:
         write_data_structure(qvars, d)
-        seen.add((layer, ds))
-    missing = [f"{layer}/{ds}" for layer, ds, _ in policy.data_structures() if (layer, ds) not in seen]
-    if missing:
-        raise ValueError(f"policy data structures not present in the model: {missing}")
 
 
 def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure) -> None:
