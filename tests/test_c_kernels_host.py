@@ -340,15 +340,20 @@ def test_packing_rejects_bad_input():
 
 # -------------------------------------------------------------- bad input ------------------
 
+def _conv_scratch_bytes() -> int:
+    """fxpq_conv2d_get_buffer_size of _conv_call's 3x3x2 filter (K = 18 terms)."""
+    return host.load_library().fxpq_conv2d_get_buffer_size(ctypes.byref(host.CDims(3, 3, 3, 2)))
+
+
 def _conv_call(**over):
     """Call fxpq_conv2d directly with valid arguments, some overridden; return the status."""
     lib = host.load_library()
     x = np.zeros((1, 4, 4, 2), dtype=np.int8)
     packed = np.frombuffer(pack_weights(np.ones((3, 3, 3, 2), dtype=np.int64), 4), dtype=np.uint8).copy()
     out = np.zeros((1, 4, 4, 3), dtype=np.int8)
-    scratch = np.zeros(64, dtype=np.int16)
+    scratch = np.zeros(512, dtype=np.int16)
     a = dict(
-        ctx=host.CContext(scratch.ctypes.data, 36),
+        ctx=host.CContext(scratch.ctypes.data, _conv_scratch_bytes()),
         params=host.CConvParams(host.CTile(1, 1), host.CTile(1, 1), 1, 0),
         in_dims=host.CDims(1, 4, 4, 2), input=x.ctypes.data, in_fmt=host.CFormat(8, 0, 1),
         f_dims=host.CDims(3, 3, 3, 2), weights=host.CWeights(packed.ctypes.data, 4, 0, None),
@@ -382,9 +387,11 @@ def test_bad_input_returns_status():
                       out_dims=host.CDims(1, 1, 2, 3)) == S["FXPQ_ERR_BAD_PADDING"]  # valid window 7 > 4
     assert _conv_call(params=host.CConvParams(host.CTile(0, 1), host.CTile(1, 1), 1, 0)) == S["FXPQ_ERR_BAD_PARAM"]
     assert _conv_call(params=host.CConvParams(host.CTile(1, 1), host.CTile(1, 1), 1, 9)) == S["FXPQ_ERR_BAD_PARAM"]
-    scratch = np.zeros(64, dtype=np.int16)
-    assert _conv_call(ctx=host.CContext(scratch.ctypes.data, 35)) == S["FXPQ_ERR_SCRATCH_TOO_SMALL"]
-    assert _conv_call(ctx=host.CContext(scratch.ctypes.data + 1, 100)) == S["FXPQ_ERR_MISALIGNED"]
+    scratch = np.zeros(512, dtype=np.int16)
+    need = _conv_scratch_bytes()
+    assert 2 * 18 <= need <= scratch.nbytes - 1  # at least one unpacked row of the reference loop
+    assert _conv_call(ctx=host.CContext(scratch.ctypes.data, need - 1)) == S["FXPQ_ERR_SCRATCH_TOO_SMALL"]
+    assert _conv_call(ctx=host.CContext(scratch.ctypes.data + 1, need)) == S["FXPQ_ERR_MISALIGNED"]
     assert _conv_call(ctx=None) == S["FXPQ_ERR_NULL_POINTER"]
     bias = np.zeros(3, dtype=np.int32)
     assert _conv_call(bias=host.CBias(bias.ctypes.data, 1)) == S["FXPQ_ERR_BAD_BIAS_FRAC"]

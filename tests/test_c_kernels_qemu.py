@@ -113,6 +113,58 @@ def test_cortex_m4_matches_host(m4_results):
             assert np.array_equal(case.run_host(), res.output)
 
 
+# Every weight width through the optimized (ARMv7E-M DSP) kernels: 8-bit, unsigned 8-bit, int16
+# and unsigned 15-bit inputs (the int16-lane limit), channel counts that give whole and half groups
+# of 8 terms, several 4-pixel passes plus leftover pixels, and output-channel counts whose last
+# rows are shorter than the decoder's reads.
+_X_VARIANTS = [dict(x_bits=8, x_signed=True), dict(x_bits=8, x_signed=False), dict(x_bits=12, x_signed=True),
+               dict(x_bits=15, x_signed=False), dict(x_bits=4, x_signed=False), {}]
+
+
+def _width_cases(salt: int) -> list:
+    cases = []
+    for w_bits in range(2, 17):
+        for i, xv in enumerate(_X_VARIANTS):
+            rng = np.random.default_rng([salt, w_bits, i])
+            cin = int(rng.choice([1, 3, 4, 8, 13, 20, 37]))
+            cases.append(random_case("conv2d", rng, w_bits=w_bits, cin=cin, out_ch=int(rng.integers(1, 10)), **xv))
+            cases.append(random_case("fully_connected", rng, w_bits=w_bits, in_features=int(rng.integers(1, 90)),
+                                     out_ch=int(rng.integers(1, 12)), **xv))
+            cases.append(random_case("depthwise_conv2d", rng, w_bits=w_bits, cin=int(rng.integers(1, 9)), **xv))
+    # the int64 accumulator rule: 16-bit inputs and weights, many terms
+    for s in range(6):
+        rng = np.random.default_rng([salt, 99, s])
+        cases.append(random_case("conv2d", rng, x_bits=16, w_bits=16, cin=40, x_signed=bool(s % 2)))
+        cases.append(random_case("fully_connected", rng, x_bits=16, w_bits=15, in_features=300))
+    return cases
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+def test_optimized_kernels_every_width(cpu):
+    """The DSP kernels (the Cortex-M build's default) == numpy for every weight width 2..16."""
+    cases = _width_cases(7 if cpu == "m4" else 8)
+    results = qemu.run_cases(cases, cpu=cpu, timeout=240)
+    _check(list(zip(cases, results)))
+
+
+def test_cortex_m_builds_have_both_kernel_variants():
+    """The default Cortex-M harness links the optimized kernels; the reference build does not."""
+    import subprocess
+
+    def symbols(kernels):
+        elf = qemu.build_firmware("m4", kernels=kernels)
+        return subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+
+    assert "fxpq_mm_w8" in symbols("optimized")
+    assert "fxpq_mm_w8" not in symbols("reference")
+
+
+def test_reference_build_matches_numpy():
+    """The portable reference loops, built for the M4 without the DSP kernels, stay exact."""
+    cases = _width_cases(9)[::3]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu="m4", kernels="reference", timeout=240))))
+
+
 def test_ticks_are_deterministic_and_scale_with_work():
     """-icount shift=0: the same case costs the same ticks every run; more MACs cost more."""
     small = random_case("fully_connected", np.random.default_rng(5), in_features=8, w_bits=8, x_bits=8)

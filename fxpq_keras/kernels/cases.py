@@ -144,12 +144,12 @@ def _conv_family(op: str, rng: np.random.Generator, c: dict) -> OpCase:
     n = int(rng.integers(1, 3))
     h = _spatial(rng, kh, dil[0], padding)
     w_ = _spatial(rng, kw, dil[1], padding)
-    cin = int(rng.integers(1, 7))
+    cin = int(c.get("cin") or rng.integers(1, 7))
     x_fmt = random_format(rng, bits=c.get("x_bits"), signed=c.get("x_signed"))
     out_fmt = random_format(rng, bits=c.get("out_bits"), signed=c.get("out_signed"))
     act = c["activation"] if "activation" in c else _pick(rng, _ACTIVATIONS)
     if op == "conv2d":
-        out_ch = int(rng.integers(1, 7))
+        out_ch = int(c.get("out_ch") or rng.integers(1, 7))
         k = kh * kw * cin
     elif op == "depthwise_conv2d":
         mult = int(c.get("depth_multiplier") or rng.integers(1, 4))
@@ -157,7 +157,7 @@ def _conv_family(op: str, rng: np.random.Generator, c: dict) -> OpCase:
         k = kh * kw
     else:
         cin = int(c.get("in_features") or _pick(rng, (1, 3, 8, 17, 64, 200)))
-        out_ch = int(rng.integers(1, 9))
+        out_ch = int(c.get("out_ch") or rng.integers(1, 9))
         k = cin
     w_bits, w_frac, bias, bias_frac, acc_frac, magnitude = _weight_and_bias(
         rng, out_ch, k, x_fmt, c.get("w_bits"), c.get("per_channel"), c.get("with_bias"))
@@ -267,7 +267,8 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
 
     Constraints (all optional): ``padding`` ('same'/'valid'), ``dilation`` (bool),
     ``x_bits``, ``x_signed``, ``out_bits``, ``out_signed``, ``w_bits``, ``per_channel``,
-    ``with_bias``, ``activation``, ``depth_multiplier``, ``in_features``.
+    ``with_bias``, ``activation``, ``depth_multiplier``, ``in_features``, ``cin`` (conv and
+    depthwise input channels), ``out_ch`` (conv and fully-connected output channels).
     """
     if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         return _conv_family(op, rng, constraints)

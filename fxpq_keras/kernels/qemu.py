@@ -121,12 +121,26 @@ def missing_tools() -> list[str]:
     return [t for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make") if shutil.which(t) is None]
 
 
-def build_firmware(cpu: str = "m4", timeout: float = 300.0) -> Path:
+#: kernels -> (build directory under tflm_kernels/, extra make variables). "optimized" are the
+#: ARMv7E-M DSP kernels (the Cortex-M default); "reference" the portable loops only.
+KERNEL_BUILDS = {"optimized": ("build", []),
+                 "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"])}
+
+
+def kernel_build(kernels: str) -> tuple[str, list[str]]:
+    """Build directory and make variables of a kernel variant ("optimized" or "reference")."""
+    if kernels not in KERNEL_BUILDS:
+        raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS)}, got {kernels!r}")
+    return KERNEL_BUILDS[kernels]
+
+
+def build_firmware(cpu: str = "m4", timeout: float = 300.0, kernels: str = "optimized") -> Path:
     """``make -C tflm_kernels <cpu>`` (serialized by a file lock); the harness ELF path."""
     if cpu not in MACHINES:
         raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
-    make_or_raise([MACHINES[cpu][1]], ARM_LOCK, timeout, f"the {cpu} firmware", QemuError)
-    return KERNELS_DIR / "build" / MACHINES[cpu][1] / "fxpq_harness.elf"
+    build, make_vars = kernel_build(kernels)
+    make_or_raise([*make_vars, MACHINES[cpu][1]], ARM_LOCK, timeout, f"the {cpu} firmware ({kernels})", QemuError)
+    return KERNELS_DIR / build / MACHINES[cpu][1] / "fxpq_harness.elf"
 
 
 def protocol_from_header(path: Path = PROTOCOL_HEADER) -> dict[str, int]:
@@ -307,10 +321,13 @@ def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.
     return out
 
 
-def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0) -> list[QemuResult]:
-    """Run cases in one QEMU session; outputs come back as ops.py does (int64, or float32)."""
+def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0,
+              kernels: str = "optimized") -> list[QemuResult]:
+    """Run cases in one QEMU session; outputs come back as ops.py does (int64, or float32).
+    ``kernels="reference"`` runs a harness built with the portable reference loops only."""
     encoded = [encode_case(c, i) for i, c in enumerate(cases)]
-    raw = run_records([e[0] for e in encoded], cpu=cpu, timeout=timeout)
+    firmware = None if kernels == "optimized" else build_firmware(cpu, kernels=kernels)
+    raw = run_records([e[0] for e in encoded], cpu=cpu, timeout=timeout, firmware=firmware)
     results = []
     for (_record, shape, dtype), (case_id, status, ticks, payload) in zip(encoded, raw):
         output = None

@@ -223,12 +223,12 @@ fxpq_status fxpq_check_aligned(const void *p, fxpq_storage s)
     return FXPQ_OK;
 }
 
-fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t count)
+fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t bytes)
 {
     if (ctx == NULL || ctx->buf == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
-    if ((int64_t)ctx->size < (int64_t)count * 2) {
+    if (ctx->size < bytes) {
         return FXPQ_ERR_SCRATCH_TOO_SMALL;
     }
     return fxpq_check_aligned(ctx->buf, FXPQ_STORAGE_INT16);
@@ -264,8 +264,8 @@ static fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bia
 fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
                                     const void *input, const fxpq_format *input_fmt,
                                     const fxpq_weights *weights, const fxpq_bias *bias,
-                                    int32_t out_channels, int32_t k, void *output,
-                                    const fxpq_format *output_fmt)
+                                    int32_t out_channels, int32_t k, int32_t scratch_bytes,
+                                    void *output, const fxpq_format *output_fmt)
 {
     fxpq_weighted wk;
     memset(&wk, 0, sizeof(wk));
@@ -273,12 +273,12 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fx
         (*st = fxpq_check_weights_bias(weights, bias, out_channels, input_fmt->frac)) != FXPQ_OK) {
         return wk;
     }
-    if (k <= 0 || (wk.row_bytes = fxpq_packed_row_size(weights->bits, k)) < 0) {
+    if (k <= 0 || scratch_bytes < 0 || (wk.row_bytes = fxpq_packed_row_size(weights->bits, k)) < 0) {
         *st = FXPQ_ERR_BAD_DIMS;
         return wk;
     }
     wk.in_s = fxpq_storage_of(input_fmt);
-    if ((*st = fxpq_check_scratch(ctx, k)) != FXPQ_OK ||
+    if ((*st = fxpq_check_scratch(ctx, scratch_bytes)) != FXPQ_OK ||
         (*st = fxpq_check_io_aligned(input, wk.in_s, &wk.out)) != FXPQ_OK) {
         return wk;
     }
@@ -288,8 +288,12 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fx
     wk.in_es = fxpq_elem_size(wk.in_s);
     wk.k = k;
     wk.wrow = (int16_t *)ctx->buf;
-    wk.dot = fxpq_select_dot(wk.in_s, fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed,
-                                                        weights->bits, k));
+    wk.acc64 = fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed, weights->bits, k);
+    wk.dot = fxpq_select_dot(wk.in_s, wk.acc64);
+    wk.in_bits = input_fmt->bits;
+    wk.in_signed = input_fmt->is_signed;
+    wk.scratch = ctx->buf;
+    wk.scratch_size = ctx->size;
     return wk;
 }
 

@@ -7,14 +7,22 @@
  */
 #include "fxpq_internal.h"
 
-int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
+/* Terms of one dot product (kh * kw), or -1. */
+static int32_t fxpq_depthwise_terms(const fxpq_dims *filter_dims)
 {
     int32_t k;
     if (filter_dims == NULL || fxpq_mul_size(filter_dims->h, filter_dims->w, &k) != FXPQ_OK ||
         k > INT32_MAX / 2) {
         return -1;
     }
-    return k * 2;
+    return k;
+}
+
+int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
+{
+    const int32_t k = fxpq_depthwise_terms(filter_dims);
+    const int32_t dsp = k < 0 ? -1 : fxpq_dsp_depthwise_scratch(k);
+    return (k < 0 || dsp < 0) ? -1 : (dsp > k * 2 ? dsp : k * 2);
 }
 
 fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_params *params,
@@ -62,11 +70,20 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
         return FXPQ_ERR_BAD_DIMS;
     }
     wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
-                               cm, fxpq_depthwise_conv2d_get_buffer_size(fd) / 2, output,
-                               output_fmt);
+                               cm, fxpq_depthwise_terms(fd), fxpq_depthwise_conv2d_get_buffer_size(fd),
+                               output, output_fmt);
     if (st != FXPQ_OK) {
         return st;
     }
+#if FXPQ_USE_DSP
+    {
+        const fxpq_geometry g = {*id, *fd, *od, params->stride, params->dilation, pad_t, pad_l,
+                                 m_count};
+        if (fxpq_dsp_depthwise_conv2d(&wk, &g, input)) {
+            return FXPQ_OK;
+        }
+    }
+#endif
     for (o = 0; o < cm; ++o) {
         const int32_t c = o / m_count;
         const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);

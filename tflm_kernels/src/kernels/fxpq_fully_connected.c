@@ -5,7 +5,12 @@
 
 int32_t fxpq_fully_connected_get_buffer_size(int32_t in_features)
 {
-    return (in_features <= 0 || in_features > INT32_MAX / 2) ? -1 : in_features * 2;
+    int32_t dsp;
+    if (in_features <= 0 || in_features > INT32_MAX / 2) {
+        return -1;
+    }
+    dsp = fxpq_dsp_conv_scratch(in_features);
+    return dsp < 0 ? -1 : (dsp > in_features * 2 ? dsp : in_features * 2);
 }
 
 fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *params,
@@ -31,10 +36,21 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
         return FXPQ_ERR_BAD_DIMS;
     }
     wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
-                               out_features, in_features, output, output_fmt);
+                               out_features, in_features,
+                               fxpq_fully_connected_get_buffer_size(in_features), output, output_fmt);
     if (st != FXPQ_OK) {
         return st;
     }
+#if FXPQ_USE_DSP
+    {
+        /* a 1x1 conv over batches x 1 x 1 x in_features */
+        const fxpq_geometry g = {{batches, 1, 1, in_features}, {out_features, 1, 1, in_features},
+                                 {batches, 1, 1, out_features}, {1, 1}, {1, 1}, 0, 0, 1};
+        if (fxpq_dsp_conv2d(&wk, &g, input)) {
+            return FXPQ_OK;
+        }
+    }
+#endif
 
     for (o = 0; o < out_features; ++o) {
         const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);

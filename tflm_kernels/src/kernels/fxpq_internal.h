@@ -168,18 +168,24 @@ typedef struct {
     int32_t row_bytes; /* bytes of one output channel's packed run */
     int16_t *wrow;     /* one output channel's unpacked weights, in the caller's scratch */
     fxpq_dot_fn dot;   /* for the input storage and the accumulator width of k terms */
+    int32_t acc64;     /* the contract's width rule asks for an int64 accumulator */
+    int32_t in_bits;   /* input format's bits and signedness */
+    int32_t in_signed;
+    void *scratch;     /* the caller's scratch and its size in bytes (optimized kernels) */
+    int32_t scratch_size;
 } fxpq_weighted;
 
 /* The weighted kernels' common checks, after their own shape checks and in this order:
  * activation, weights and bias of out_channels channels, k (FXPQ_ERR_BAD_DIMS when k <= 0 or a
- * packed run does not fit int32), scratch for k weights, alignment of input and output.
+ * packed run does not fit int32), scratch of scratch_bytes (the kernel's *_get_buffer_size(),
+ * at least 2 * k), alignment of input and output.
  * Returned by value (status in *st): the kernel's copy is then never seen outside the kernel, so
  * the compiler keeps its fields in registers across the dot-product calls. */
 fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
                                     const void *input, const fxpq_format *input_fmt,
                                     const fxpq_weights *weights, const fxpq_bias *bias,
-                                    int32_t out_channels, int32_t k, void *output,
-                                    const fxpq_format *output_fmt);
+                                    int32_t out_channels, int32_t k, int32_t scratch_bytes,
+                                    void *output, const fxpq_format *output_fmt);
 
 /* Per-output-channel constants: accumulator frac and aligned bias. */
 typedef struct {
@@ -206,11 +212,44 @@ static inline void fxpq_weighted_store(const fxpq_weighted *wk, const fxpq_chann
     fxpq_output_store(&wk->out, i, fxpq_wrap_add64(acc, q->bias), q->acc_frac);
 }
 
-/* Scratch for `count` unpacked int16 weights. */
-fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t count);
+/* Scratch of at least `bytes` bytes, 2-byte aligned. */
+fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t bytes);
 
 /* Window bounds: the range [k0, k1) of kernel taps k with 0 <= start + k * dilation < size. */
 void fxpq_valid_taps(int32_t start, int32_t dilation, int32_t kernel, int32_t size, int32_t *k0,
                      int32_t *k1);
+
+/* ---- optimized kernels (ARMv7E-M DSP extension; fxpq_dsp.c, docs/kernels.md) -------------
+ * Selected at compile time: FXPQ_USE_DSP is 1 when the target has the DSP extension
+ * (__ARM_FEATURE_DSP: Cortex-M4/M7/M33...) and FXPQ_REFERENCE_KERNELS is not defined. The
+ * reference loops stay the portable path and the definition of the contract; an optimized
+ * kernel returns 0 for a case it does not take (the caller then runs the reference loop). */
+#if defined(__ARM_FEATURE_DSP) && !defined(FXPQ_REFERENCE_KERNELS)
+#define FXPQ_USE_DSP 1
+#else
+#define FXPQ_USE_DSP 0
+#endif
+
+/* Geometry of a conv-family call, in the reference kernels' terms. Fully connected is a 1x1
+ * conv over batches x 1 x 1 x in_features. */
+typedef struct {
+    fxpq_dims in, filter, out;
+    fxpq_tile stride, dilation;
+    int32_t pad_t, pad_l;
+    int32_t depth_multiplier;
+} fxpq_geometry;
+
+/* Scratch bytes the optimized conv / fully-connected kernel needs for k terms per dot product
+ * (-1 on overflow). The same in every build, so that an arena planned anywhere fits the
+ * optimized kernels. */
+int32_t fxpq_dsp_conv_scratch(int32_t k);
+/* Scratch bytes of the optimized depthwise kernel (same in every build). */
+int32_t fxpq_dsp_depthwise_scratch(int32_t k);
+
+/* The optimized kernels: 1 when they computed the whole output, 0 when the case is not theirs
+ * (nothing written). Shapes, formats, scratch size and alignment are already checked. */
+int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input);
+int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
+                                  const void *input);
 
 #endif /* FXPQ_INTERNAL_H */

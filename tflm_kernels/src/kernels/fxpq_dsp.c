@@ -1,0 +1,468 @@
+/*
+ * fxpq_dsp.c - optimized conv 2D / fully connected / depthwise conv 2D for ARMv7E-M (Cortex-M4,
+ * M7: the DSP extension's dual 16-bit multiply-accumulate SMLAD). docs/kernels.md explains the
+ * design and where the instructions go; the reference loops of fxpq_conv2d.c & co. define the
+ * results, and these kernels must reproduce them bit for bit.
+ *
+ * Conv and fully connected (a 1x1 conv over batches) share one structure:
+ *  - im2col: FXPQ_PIXELS output pixels' receptive fields are copied into the scratch as int16
+ *    columns (zeros at padded taps), in the lane order the weight decoder produces, so that one
+ *    32-bit load gives two inputs that pair with two weights;
+ *  - for each output channel the packed weight row is decoded from the bit stream straight into
+ *    registers, 8 weights per step (two int16 lanes per register), and every decoded register
+ *    meets all FXPQ_PIXELS columns (SMLAD: two products and the sum in one instruction);
+ *  - the finish is int32 (bias + rounding constant, one arithmetic shift, clamp) whenever the
+ *    accumulator's bound proves it exact, else the reference's int64 finish.
+ * Lane order inside a group of 8 terms: registers [t0,t2] [t1,t3] [t4,t6] [t5,t7] (bottom half
+ * first): SXTB16 of a word of four int8 weights gives [t0,t2], of the word rotated by 8 [t1,t3].
+ */
+#include <string.h>
+
+#include "fxpq_internal.h"
+
+#define FXPQ_PIXELS 4 /* output pixels (im2col columns) per pass over a weight row */
+
+/* The scratch sizes are the same in every build (optimized or not, host or Cortex-M), so that an
+ * arena planned on one target fits on every other. */
+int32_t fxpq_dsp_conv_scratch(int32_t k)
+{
+    const int64_t kp = ((int64_t)k + 7) & ~(int64_t)7; /* terms per column, whole groups */
+    const int64_t bytes = FXPQ_PIXELS * kp * 2         /* im2col columns, int16 */
+                          + kp * 2 + 16                 /* zero-padded copy of the last row */
+                          + 4;                          /* alignment slack */
+    return (k <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
+}
+
+int32_t fxpq_dsp_depthwise_scratch(int32_t k)
+{
+    (void)k;
+    return 0;
+}
+
+#if FXPQ_USE_DSP
+
+#include <arm_acle.h>
+
+#define FXPQ_INLINE static inline __attribute__((always_inline))
+
+/* Bytes of one group of 8 weights in a packed row (numerics.md section 9). */
+#define FXPQ_GROUP_BYTES(bits) ((bits) <= 8 ? (bits) : 16)
+
+static inline uint32_t fxpq_ld32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4); /* one LDR: unaligned word loads are legal on ARMv7E-M */
+    return v;
+}
+
+/* SXTB16 / UXTB16 of x rotated right by 8 (bytes 1 and 3): one instruction (GCC 12 does not
+ * fold a separate rotate into the operand). */
+static inline uint32_t fxpq_sxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+static inline uint32_t fxpq_uxtb16_ror8(uint32_t x)
+{
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+
+static inline void fxpq_st32(uint8_t *p, uint32_t v)
+{
+    memcpy(p, &v, 4);
+}
+
+static inline void fxpq_st16(uint8_t *p, int32_t v)
+{
+    const int16_t h = (int16_t)v;
+    memcpy(p, &h, 2);
+}
+
+/* Two int16 lanes: a in the bottom half, b in the top half. */
+FXPQ_INLINE uint32_t fxpq_pack2(int32_t a, int32_t b)
+{
+    return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
+}
+
+/* Weight i (0..7) of a group of 8 `bits`-wide two's-complement values packed LSB first from
+ * byte p (bits a compile-time constant after inlining: one SBFX, or two shifts and an ORR when
+ * the value straddles a word). */
+FXPQ_INLINE int32_t fxpq_field(const uint8_t *p, const int32_t i, const int32_t bits)
+{
+    const int32_t pos = i * bits, word = pos >> 5, off = pos & 31;
+    uint32_t u = fxpq_ld32(p + 4 * word) >> off;
+    if (off + bits > 32) {
+        u |= fxpq_ld32(p + 4 * word + 4) << (32 - off);
+    }
+    return (int32_t)(u << (32 - bits)) >> (32 - bits);
+}
+
+/* Decode a group of 8 weights (the first 4 when half) into lane registers w[0..3]. Reads at most
+ * FXPQ_GROUP_BYTES(bits) + 3 bytes from p. */
+FXPQ_INLINE void fxpq_decode(const uint8_t *p, const int32_t bits, const int32_t half, uint32_t *w)
+{
+    if (bits == 8) {
+        const uint32_t lo = fxpq_ld32(p);
+        w[0] = (uint32_t)__sxtb16(lo);
+        w[1] = fxpq_sxtb16_ror8(lo);
+        if (!half) {
+            const uint32_t hi = fxpq_ld32(p + 4);
+            w[2] = (uint32_t)__sxtb16(hi);
+            w[3] = fxpq_sxtb16_ror8(hi);
+        }
+    } else if (bits > 8) { /* little-endian int16 pairs [t0,t1] [t2,t3] -> [t0,t2] [t1,t3] */
+        const uint32_t a = fxpq_ld32(p), b = fxpq_ld32(p + 4);
+        w[0] = (a & 0xFFFFu) | (b << 16);
+        w[1] = (a >> 16) | (b & 0xFFFF0000u);
+        if (!half) {
+            const uint32_t c = fxpq_ld32(p + 8), d = fxpq_ld32(p + 12);
+            w[2] = (c & 0xFFFFu) | (d << 16);
+            w[3] = (c >> 16) | (d & 0xFFFF0000u);
+        }
+    } else {
+        w[0] = fxpq_pack2(fxpq_field(p, 0, bits), fxpq_field(p, 2, bits));
+        w[1] = fxpq_pack2(fxpq_field(p, 1, bits), fxpq_field(p, 3, bits));
+        if (!half) {
+            w[2] = fxpq_pack2(fxpq_field(p, 4, bits), fxpq_field(p, 6, bits));
+            w[3] = fxpq_pack2(fxpq_field(p, 5, bits), fxpq_field(p, 7, bits));
+        }
+    }
+}
+
+/* acc[j] = dot(weight row, column j) for the `cols` (1 or FXPQ_PIXELS) interleaved columns:
+ * `groups` full groups of 8 terms, then 4 more terms when half. int32 accumulation (SMLAD),
+ * used only when the contract's width rule proves the exact sum fits. */
+FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *col, int32_t groups, int32_t half,
+                         const int32_t bits, const int32_t cols, int32_t *acc)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    uint32_t w[4];
+    for (; groups > 0; --groups) {
+        fxpq_decode(row, bits, 0, w);
+        a0 = __smlad((int32_t)fxpq_ld32(col), (int32_t)w[0], a0);
+        a0 = __smlad((int32_t)fxpq_ld32(col + 4), (int32_t)w[1], a0);
+        a0 = __smlad((int32_t)fxpq_ld32(col + 8), (int32_t)w[2], a0);
+        a0 = __smlad((int32_t)fxpq_ld32(col + 12), (int32_t)w[3], a0);
+        if (cols == FXPQ_PIXELS) {
+            a1 = __smlad((int32_t)fxpq_ld32(col + 16), (int32_t)w[0], a1);
+            a1 = __smlad((int32_t)fxpq_ld32(col + 20), (int32_t)w[1], a1);
+            a1 = __smlad((int32_t)fxpq_ld32(col + 24), (int32_t)w[2], a1);
+            a1 = __smlad((int32_t)fxpq_ld32(col + 28), (int32_t)w[3], a1);
+            a2 = __smlad((int32_t)fxpq_ld32(col + 32), (int32_t)w[0], a2);
+            a2 = __smlad((int32_t)fxpq_ld32(col + 36), (int32_t)w[1], a2);
+            a2 = __smlad((int32_t)fxpq_ld32(col + 40), (int32_t)w[2], a2);
+            a2 = __smlad((int32_t)fxpq_ld32(col + 44), (int32_t)w[3], a2);
+            a3 = __smlad((int32_t)fxpq_ld32(col + 48), (int32_t)w[0], a3);
+            a3 = __smlad((int32_t)fxpq_ld32(col + 52), (int32_t)w[1], a3);
+            a3 = __smlad((int32_t)fxpq_ld32(col + 56), (int32_t)w[2], a3);
+            a3 = __smlad((int32_t)fxpq_ld32(col + 60), (int32_t)w[3], a3);
+        }
+        row += FXPQ_GROUP_BYTES(bits);
+        col += 16 * cols;
+    }
+    if (half) {
+        fxpq_decode(row, bits, 1, w);
+        a0 = __smlad((int32_t)fxpq_ld32(col), (int32_t)w[0], a0);
+        a0 = __smlad((int32_t)fxpq_ld32(col + 4), (int32_t)w[1], a0);
+        if (cols == FXPQ_PIXELS) {
+            a1 = __smlad((int32_t)fxpq_ld32(col + 16), (int32_t)w[0], a1);
+            a1 = __smlad((int32_t)fxpq_ld32(col + 20), (int32_t)w[1], a1);
+            a2 = __smlad((int32_t)fxpq_ld32(col + 32), (int32_t)w[0], a2);
+            a2 = __smlad((int32_t)fxpq_ld32(col + 36), (int32_t)w[1], a2);
+            a3 = __smlad((int32_t)fxpq_ld32(col + 48), (int32_t)w[0], a3);
+            a3 = __smlad((int32_t)fxpq_ld32(col + 52), (int32_t)w[1], a3);
+        }
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+typedef void (*fxpq_mm_fn)(const uint8_t *row, const uint8_t *col, int32_t groups, int32_t half,
+                           int32_t cols, int32_t *acc);
+
+/* One specialized copy per weight width: the decoder's shifts and masks become immediates. */
+#define FXPQ_MM_WIDTH(B)                                                                          \
+    static void fxpq_mm_w##B(const uint8_t *row, const uint8_t *col, int32_t groups, int32_t half,  \
+                             int32_t cols, int32_t *acc)                                        \
+    {                                                                                           \
+        if (cols == FXPQ_PIXELS) {                                                              \
+            fxpq_mm(row, col, groups, half, B, FXPQ_PIXELS, acc);                               \
+        } else {                                                                                \
+            fxpq_mm(row, col, groups, half, B, 1, acc);                                         \
+        }                                                                                       \
+    }
+FXPQ_MM_WIDTH(2)
+FXPQ_MM_WIDTH(3)
+FXPQ_MM_WIDTH(4)
+FXPQ_MM_WIDTH(5)
+FXPQ_MM_WIDTH(6)
+FXPQ_MM_WIDTH(7)
+FXPQ_MM_WIDTH(8)
+FXPQ_MM_WIDTH(16) /* widths 9..16 are stored as int16: one decoder serves them all */
+
+static fxpq_mm_fn fxpq_mm_of(int32_t bits)
+{
+    switch (bits) {
+    case 2: return fxpq_mm_w2;
+    case 3: return fxpq_mm_w3;
+    case 4: return fxpq_mm_w4;
+    case 5: return fxpq_mm_w5;
+    case 6: return fxpq_mm_w6;
+    case 7: return fxpq_mm_w7;
+    case 8: return fxpq_mm_w8;
+    default: return fxpq_mm_w16;
+    }
+}
+
+/* ---- im2col ------------------------------------------------------------------------------- */
+
+/* Byte offset of term k of column j among `cols` interleaved columns: groups of 8 terms, each
+ * column's group 16 bytes, lanes in the decoder's order [t0,t2] [t1,t3] [t4,t6] [t5,t7]. */
+static inline int32_t fxpq_col_offset(int32_t k, int32_t j, int32_t cols)
+{
+    const int32_t lane = (k & 4) | ((k & 1) << 1) | ((k >> 1) & 1);
+    return ((((k >> 3) * cols + j) << 3) | lane) * 2;
+}
+
+/* Zero column j (all `groups8` groups). */
+static void fxpq_col_zero(uint8_t *col, int32_t j, int32_t cols, int32_t groups8)
+{
+    int32_t g;
+    for (g = 0; g < groups8; ++g) {
+        memset(col + (g * cols + j) * 16, 0, 16);
+    }
+}
+
+/* Terms k .. k+len-1 of column j from a contiguous input run. */
+static void fxpq_col_run(uint8_t *col, int32_t j, int32_t cols, int32_t k, const void *src,
+                         fxpq_storage s, int32_t len)
+{
+    int32_t i = 0;
+    if (s == FXPQ_STORAGE_INT8 || s == FXPQ_STORAGE_UINT8) {
+        const uint8_t *p = (const uint8_t *)src;
+        for (; i < len && ((k + i) & 3) != 0; ++i) {
+            fxpq_st16(col + fxpq_col_offset(k + i, j, cols), fxpq_load(p, s, i));
+        }
+        for (; i + 4 <= len; i += 4) {
+            const uint32_t x = fxpq_ld32(p + i);
+            uint8_t *d = col + fxpq_col_offset(k + i, j, cols);
+            if (s == FXPQ_STORAGE_INT8) {
+                fxpq_st32(d, (uint32_t)__sxtb16(x));
+                fxpq_st32(d + 4, fxpq_sxtb16_ror8(x));
+            } else {
+                fxpq_st32(d, (uint32_t)__uxtb16(x));
+                fxpq_st32(d + 4, fxpq_uxtb16_ror8(x));
+            }
+        }
+    }
+    for (; i < len; ++i) {
+        fxpq_st16(col + fxpq_col_offset(k + i, j, cols), fxpq_load(src, s, i));
+    }
+}
+
+/* Column j <- the receptive field of output pixel `pix` (batch-major, then rows, then columns). */
+static void fxpq_im2col(uint8_t *col, int32_t j, int32_t cols, int32_t groups8, const void *input,
+                        const fxpq_weighted *wk, const fxpq_geometry *g, int32_t pix)
+{
+    const int32_t plane = g->out.h * g->out.w, n = pix / plane, r = pix - n * plane;
+    const int32_t oy = r / g->out.w, ox = r - oy * g->out.w;
+    const int32_t iy0 = oy * g->stride.h - g->pad_t, ix0 = ox * g->stride.w - g->pad_l;
+    const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c;
+    int32_t ky0, ky1, kx0, kx1, ky, kx;
+    fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);
+    fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+    if (ky0 != 0 || ky1 != kh || kx0 != 0 || kx1 != kw) {
+        fxpq_col_zero(col, j, cols, groups8);
+    }
+    if (kx1 <= kx0) {
+        return;
+    }
+    for (ky = ky0; ky < ky1; ++ky) {
+        const int32_t row = (n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0;
+        if (g->dilation.w == 1) {
+            fxpq_col_run(col, j, cols, (ky * kw + kx0) * c,
+                         fxpq_elem(input, wk->in_es, (row + kx0) * c), wk->in_s, (kx1 - kx0) * c);
+        } else {
+            for (kx = kx0; kx < kx1; ++kx) {
+                fxpq_col_run(col, j, cols, (ky * kw + kx) * c,
+                             fxpq_elem(input, wk->in_es, (row + kx * g->dilation.w) * c), wk->in_s,
+                             c);
+            }
+        }
+    }
+}
+
+/* ---- finish --------------------------------------------------------------------------------- */
+
+/* A channel's finish: int32 when |acc| <= bound proves bias + rounding + acc fits int32 and the
+ * rescale is a right shift, else the reference's int64 finish (fxpq_weighted_store). */
+typedef struct {
+    fxpq_channel_quant q;
+    int32_t fast, add, shift;
+} fxpq_finish;
+
+static fxpq_finish fxpq_finish_of(const fxpq_weighted *wk, int32_t o, int64_t acc_bound)
+{
+    fxpq_finish f;
+    f.q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+    f.shift = f.q.acc_frac - wk->out.frac;
+    f.fast = 0;
+    f.add = 0;
+    if (f.shift >= 0 && f.shift <= 31) {
+        const int64_t round = f.shift > 0 ? ((int64_t)1 << (f.shift - 1)) : 0;
+        const int64_t mag = (f.q.bias < 0 ? -f.q.bias : f.q.bias) + round + acc_bound;
+        if (mag <= INT32_MAX) {
+            f.fast = 1;
+            f.add = (int32_t)(f.q.bias + round);
+        }
+    }
+    return f;
+}
+
+static inline void fxpq_finish_store(const fxpq_weighted *wk, const fxpq_finish *f, int32_t i,
+                                     int32_t acc)
+{
+    if (f->fast) {
+        int32_t v = (acc + f->add) >> f->shift;
+        v = v < wk->out.lo ? wk->out.lo : (v > wk->out.hi ? wk->out.hi : v);
+        fxpq_store(wk->out.data, wk->out.storage, i, v);
+    } else {
+        fxpq_weighted_store(wk, &f->q, i, acc);
+    }
+}
+
+/* max |acc| of k products of the input format with bits_w weights */
+static int64_t fxpq_acc_bound(const fxpq_weighted *wk)
+{
+    const int64_t xmax = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                       : (((int64_t)1 << wk->in_bits) - 1);
+    return (int64_t)wk->k * xmax * ((int64_t)1 << (wk->weights->bits - 1));
+}
+
+static uint8_t *fxpq_align4(void *p)
+{
+    return (uint8_t *)p + ((4u - ((uintptr_t)p & 3u)) & 3u);
+}
+
+/* ---- conv 2D and fully connected ------------------------------------------------------------ */
+
+int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
+{
+    const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n;
+    const int32_t kq = (k + 3) & ~3, groups = kq >> 3, half = (kq >> 2) & 1;
+    const int32_t groups8 = (k + 7) >> 3, col_bytes = groups8 * 16;
+    const int32_t pixels = g->out.n * g->out.h * g->out.w;
+    /* bytes the decoder may read from a row's start: past the row's end, into the next row
+     * (those lanes meet zero im2col terms); rows closer than this to the end of the weights are
+     * decoded from a zero-padded copy instead of reading past the buffer */
+    const int32_t max_read = groups8 * FXPQ_GROUP_BYTES(bits) + 4;
+    const uint8_t *wdata = (const uint8_t *)wk->weights->data;
+    const fxpq_mm_fn mm = fxpq_mm_of(bits);
+    uint8_t *const col = fxpq_align4(wk->scratch);
+    uint8_t *const last = col + FXPQ_PIXELS * col_bytes;
+    int64_t bound;
+    int32_t p0, o, j, cols = FXPQ_PIXELS, in_last = -1;
+
+    if (wk->acc64 || (wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15) ||
+        (int64_t)(last - (uint8_t *)wk->scratch) + max_read > wk->scratch_size) {
+        return 0; /* int64 accumulator, values beyond int16 lanes: the reference loop */
+    }
+    bound = fxpq_acc_bound(wk);
+    memset(col, 0, (size_t)FXPQ_PIXELS * (size_t)col_bytes);
+
+    for (p0 = 0; p0 < pixels; p0 += cols) {
+        if (pixels - p0 < FXPQ_PIXELS && cols != 1) {
+            cols = 1; /* the last pixels one at a time, in a freshly zeroed one-column layout */
+            memset(col, 0, (size_t)col_bytes);
+        }
+        for (j = 0; j < cols; ++j) {
+            fxpq_im2col(col, j, cols, groups8, input, wk, g, p0 + j);
+        }
+        for (o = 0; o < out_ch; ++o) {
+            const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
+            const fxpq_finish f = fxpq_finish_of(wk, o, bound);
+            int32_t acc[4];
+            if ((int64_t)(out_ch - o) * wk->row_bytes < max_read) {
+                if (in_last != o) {
+                    memset(last, 0, (size_t)max_read);
+                    memcpy(last, row, (size_t)wk->row_bytes);
+                    in_last = o;
+                }
+                row = last;
+            }
+            mm(row, col, groups, half, cols, acc);
+            for (j = 0; j < cols; ++j) {
+                fxpq_finish_store(wk, &f, (p0 + j) * out_ch + o, acc[j]);
+            }
+        }
+    }
+    return 1;
+}
+
+/* ---- depthwise conv 2D ---------------------------------------------------------------------- */
+
+/* One output channel over every pixel: interior windows without bounds checks, int32 sums,
+ * the int32 finish. */
+#define FXPQ_DW_CHANNEL(in_t)                                                                     \
+    do {                                                                                        \
+        const in_t *x = (const in_t *)input;                                                    \
+        for (n = 0; n < g->in.n; ++n) {                                                         \
+            for (oy = 0; oy < g->out.h; ++oy) {                                                 \
+                const int32_t iy0 = oy * g->stride.h - g->pad_t;                                \
+                int32_t ky0, ky1;                                                               \
+                fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);                   \
+                for (ox = 0; ox < g->out.w; ++ox) {                                             \
+                    const int32_t ix0 = ox * g->stride.w - g->pad_l;                            \
+                    int32_t kx0, kx1, ky, kx, acc = 0;                                          \
+                    fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);               \
+                    for (ky = ky0; ky < ky1; ++ky) {                                            \
+                        const in_t *p = x + ((n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + \
+                                             ix0 + kx0 * g->dilation.w) * c_in + c;             \
+                        const int16_t *w = wrow + ky * kw;                                      \
+                        for (kx = kx0; kx < kx1; ++kx) {                                        \
+                            acc += (int32_t)*p * w[kx];                                         \
+                            p += xstep;                                                         \
+                        }                                                                       \
+                    }                                                                           \
+                    fxpq_finish_store(wk, &f, ((n * g->out.h + oy) * g->out.w + ox) * cm + o,   \
+                                      acc);                                                     \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
+                                  const void *input)
+{
+    const int32_t kh = g->filter.h, kw = g->filter.w, c_in = g->in.c, cm = g->filter.c;
+    const int32_t xstep = c_in * g->dilation.w;
+    const int16_t *wrow = wk->wrow;
+    int64_t bound;
+    int32_t o, n, oy, ox;
+    if (wk->acc64) {
+        return 0;
+    }
+    bound = fxpq_acc_bound(wk);
+    for (o = 0; o < cm; ++o) {
+        const int32_t c = o / g->depth_multiplier;
+        fxpq_finish f;
+        fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
+                            wk->weights->bits, wk->k, wk->wrow);
+        f = fxpq_finish_of(wk, o, bound);
+        switch (wk->in_s) {
+        case FXPQ_STORAGE_INT8: FXPQ_DW_CHANNEL(int8_t); break;
+        case FXPQ_STORAGE_UINT8: FXPQ_DW_CHANNEL(uint8_t); break;
+        case FXPQ_STORAGE_INT16: FXPQ_DW_CHANNEL(int16_t); break;
+        default: FXPQ_DW_CHANNEL(uint16_t); break;
+        }
+    }
+    return 1;
+}
+
+#endif
