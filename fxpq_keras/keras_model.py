@@ -2,9 +2,10 @@
 
 Canonical means: BatchNormalization folded into the preceding conv/dense, SeparableConv2D split
 into depthwise + pointwise, Conv1D rewritten as a Conv2D of height 1 between two reshapes,
-Dropout and linear activations removed, ReLU/ReLU6 fused into the conv/dense that feeds it, a
-final softmax kept as its own (float) layer. Every later step (Policy, fake-quant model, integer
-graph) sees only these layer kinds.
+Dropout and linear activations removed, ReLU/ReLU6 fused into the conv/dense that feeds it,
+ZeroPadding2D folded into the conv that reads it when that conv's 'same' padding is exactly those
+zeros (otherwise it stays a zero-pad layer of its own), a final softmax kept as its own (float)
+layer. Every later step (Policy, fake-quant model, integer graph) sees only these layer kinds.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from ._tf import keras
 
 SUPPORTED_LAYERS = (
     "InputLayer", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
-    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ReLU", "Activation(relu|relu6|linear|softmax)",
-    "Softmax", "Flatten", "Reshape", "Dropout",
+    "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D", "ReLU",
+    "Activation(relu|relu6|linear|softmax)", "Softmax", "Flatten", "Reshape", "Dropout",
 )
 
 WEIGHTED = ("conv2d", "depthwise_conv2d", "dense")
@@ -43,6 +44,7 @@ class CNode:
 
     name: str
     kind: str  # input conv2d depthwise_conv2d dense add max_pool avg_pool gap relu flatten reshape softmax
+    #            zero_pad
     inputs: list[str]
     config: dict[str, Any] = field(default_factory=dict)
     kernel: np.ndarray | None = None
@@ -262,6 +264,10 @@ def canonicalize(model: keras.Model) -> list[CNode]:
             if cfg.get("keepdims"):
                 raise UnsupportedLayerError(name, cls, "keepdims=True")
             emit(CNode(name, "gap", ins))
+        elif isinstance(layer, keras.layers.ZeroPadding2D):
+            (top, bottom), (left, right) = (tuple(int(v) for v in pair) for pair in cfg["padding"])
+            emit(CNode(name, "zero_pad", ins, {"padding": ((top, bottom), (left, right)),
+                                               "input_shape": tuple(layer.input_shape[1:])}))
         elif isinstance(layer, keras.layers.Flatten):
             emit(CNode(name, "flatten", ins))
         elif isinstance(layer, keras.layers.Reshape):
@@ -271,7 +277,38 @@ def canonicalize(model: keras.Model) -> list[CNode]:
     for n in order:
         if nodes[n].kind == "softmax" and n != src(parsed[-1][0].name):
             raise UnsupportedLayerError(n, "softmax", "softmax is supported only as the model's last layer")
-    return [nodes[n] for n in order]
+    return fold_zero_padding([nodes[n] for n in order])
+
+
+def fold_zero_padding(cnodes: list[CNode]) -> list[CNode]:
+    """Drop each zero_pad whose only reader is a 'valid' conv2d / depthwise_conv2d for which
+    TensorFlow's 'same' padding adds exactly these zeros: that conv becomes 'same' on the unpadded
+    input (the same sums: padded taps contribute 0 in both). Pools are never folded: max pool
+    ignores padded positions and average pool does not count them, where zeros would count."""
+    from .integer_graph.ops import conv_output_size  # numpy only; the one padding rule
+
+    out = list(cnodes)
+    for z in [n for n in cnodes if n.kind == "zero_pad"]:
+        readers = [n for n in out if z.name in n.inputs]
+        if len(readers) != 1 or z is out[-1]:
+            continue
+        conv = readers[0]
+        if conv.kind not in ("conv2d", "depthwise_conv2d") or conv.config["padding"] != "valid":
+            continue
+        exact = True
+        for axis in (0, 1):
+            size = z.config["input_shape"][axis]
+            k, stride = conv.kernel.shape[axis], conv.config["strides"][axis]
+            dilation = conv.config["dilation_rate"][axis]
+            same, before, after = conv_output_size(size, k, stride, dilation, "same")
+            padded = size + sum(z.config["padding"][axis])
+            valid = (padded - (k - 1) * dilation - 1) // stride + 1
+            exact = exact and (before, after) == z.config["padding"][axis] and valid == same
+        if exact:
+            conv.config["padding"] = "same"
+            conv.inputs = [z.inputs[0] if i == z.name else i for i in conv.inputs]
+            out.remove(z)
+    return out
 
 
 def closes_name(name: str) -> str:
@@ -362,6 +399,8 @@ def make_layer(n: CNode) -> keras.layers.Layer:
         return keras.layers.Reshape(c["target_shape"], name=n.name)
     if n.kind == "softmax":
         return keras.layers.Activation("softmax", name=n.name)
+    if n.kind == "zero_pad":
+        return keras.layers.ZeroPadding2D(c["padding"], name=n.name)
     raise AssertionError(n.kind)
 
 

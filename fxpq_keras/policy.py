@@ -14,8 +14,9 @@ JSON schema (`Policy.to_json`), version 1:
                  "output":  {"bits": 6, "frac": 3, "signed": false, "elements": 4704}}, ...]}
 
 `frac` of weights is a list when weight fracs are per output channel. A layer without weights has
-no "weights"/"bias"; layers that only move data (flatten, reshape, softmax, an Add feeding a
-ReLU) have no "output": their output keeps the format of their input.
+no "weights"/"bias"; layers that only move data (flatten, reshape, zero padding, softmax, an Add
+feeding a ReLU) have no "output": their output keeps the format of their input (zero is in every
+format).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .keras_model import WEIGHTED, CNode
 
 POLICY_VERSION = 1
 DATA_STRUCTURES = ("weights", "bias", "output")
-PASS_THROUGH = ("flatten", "reshape", "softmax", "input")
+PASS_THROUGH = ("flatten", "reshape", "softmax", "input", "zero_pad")
 
 
 class PolicyMismatchError(ValueError):

@@ -484,3 +484,33 @@ def test_average_formula_is_exact_for_every_count(log_n, d, data):
     got = int(ops._average(np.array([total]), np.array([n]), 0, out.with_frac(d), None)[0])
     num, den = total * 2**max(d, 0), n * 2**max(-d, 0)
     assert got == min(max((2 * num + den) // (2 * den), out.lo), out.hi)
+
+
+# -------------------------------------------------------------- zero padding -----------------
+
+@pytest.mark.parametrize("fmt", [Format(2, -3, True), Format(16, 20, False), Format(9, 0, True), Format(5, 7, False)])
+def test_zero_pad_edge_formats(fmt):
+    """2 and 16 bits, negative frac, unsigned: padded positions are 0, the rest copied exactly."""
+    rng = np.random.default_rng(fmt.bits)
+    x = rng.integers(fmt.lo, fmt.hi + 1, size=(2, 3, 5, 3))
+    pads = ((1, 0), (3, 2))
+    got = host.zero_pad2d(x, pads=pads, in_frac=fmt.frac, out_fmt=fmt, in_fmt=fmt)
+    np.testing.assert_array_equal(got, ops.zero_pad2d(x, pads=pads, in_frac=fmt.frac, out_fmt=fmt))
+    assert (got[:, 0] == 0).all() and (got[:, :, :3] == 0).all() and (got[:, 1:, 3:-2] == x).all()
+
+
+def test_zero_pad_bad_input_returns_status():
+    lib = host.load_library()
+    S = host.STATUS_CODES
+    fmt = ctypes.byref(host.CFormat(8, 0, 1))
+    buf = np.zeros(64, dtype=np.int8)
+    ind, outd = ctypes.byref(host.CDims(1, 2, 2, 2)), ctypes.byref(host.CDims(1, 3, 4, 2))
+    good = ctypes.byref(host.CPadParams(1, 0, 1, 1))
+    assert lib.fxpq_zero_pad2d(good, ind, buf.ctypes.data, fmt, outd, buf[32:].ctypes.data, fmt) == S["FXPQ_OK"]
+    neg = ctypes.byref(host.CPadParams(-1, 2, 1, 1))
+    assert lib.fxpq_zero_pad2d(neg, ind, buf.ctypes.data, fmt, outd, buf.ctypes.data, fmt) == S["FXPQ_ERR_BAD_PARAM"]
+    wrong = ctypes.byref(host.CDims(1, 4, 4, 2))
+    assert lib.fxpq_zero_pad2d(good, ind, buf.ctypes.data, fmt, wrong, buf.ctypes.data, fmt) == S["FXPQ_ERR_BAD_DIMS"]
+    assert lib.fxpq_zero_pad2d(good, ind, None, fmt, outd, buf.ctypes.data, fmt) == S["FXPQ_ERR_NULL_POINTER"]
+    assert lib.fxpq_zero_pad2d(good, ind, buf.ctypes.data, ctypes.byref(host.CFormat(17, 0, 1)), outd,
+                               buf.ctypes.data, fmt) == S["FXPQ_ERR_BAD_FORMAT"]

@@ -135,6 +135,14 @@ class GraphBuilder:
         name, out = self.name("requantize")
         return self._add(Node("requantize", name, [x], out, {"activation": activation}), **kw)
 
+    def pad(self, x: str, pads) -> str:
+        """Zero padding keeps the input's format (as the converter writes it)."""
+        name, out = self.name("pad")
+        (top, bottom), (left, right) = pads
+        h, w, c = self.tensors[x].shape
+        return self._add(Node("pad", name, [x], out, {"pads": pads}), fmt=self.fmt(x),
+                         shape=(h + top + bottom, w + left + right, c))
+
     def flatten(self, x: str) -> str:
         name, out = self.name("reshape")
         shape = (int(np.prod(self.tensors[x].shape)),)
@@ -173,7 +181,8 @@ def calib(rng: np.random.Generator, n: int, shape) -> np.ndarray:
 def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: int = 32,
               bias: bool = True, int8: bool = False) -> tuple[IntegerGraph, np.ndarray]:
     """A CNN with every supported op: conv, depthwise (multiplier 2), max/avg pool, add, global
-    average pool, requantize, flatten + dense, unsigned post-ReLU formats, per-channel fracs."""
+    average pool, requantize, zero padding, flatten + dense, unsigned post-ReLU formats,
+    per-channel fracs."""
     rng = np.random.default_rng(seed)
     x = calib(rng, n, (9, 9, 3))
     in_bits = int(rng.integers(6, max_bits + 1))
@@ -187,7 +196,7 @@ def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: i
     v = b.conv(t, 12, k=(3, 3), dilation=(2, 2), padding="same", activation=None, bias=False)
     t = b.add(u, v, activation="relu")
     m = b.pool(t, "max", pool=(2, 2), stride=(1, 1), padding="same")
-    a = b.pool(t, "avg", pool=(3, 3), stride=(2, 2), padding="same")
+    a = b.pool(b.pad(t, ((1, 0), (0, 2))), "avg", pool=(3, 3), stride=(2, 2), padding="same")
     g = b.gap(m)
     r = b.requantize(a, activation=None if int8 else "relu")
     f = b.flatten(r)

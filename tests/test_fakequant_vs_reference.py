@@ -54,6 +54,10 @@ def _model(kind: str) -> keras.Model:
         i = keras.Input((11, 3))
         x = L.Conv1D(4, 3, strides=2, padding="same", activation="relu")(i)
         o = L.Conv1D(3, 2, dilation_rate=2, padding="valid")(x)
+    elif kind == "zero_pad":
+        i = keras.Input((5, 6, 2))
+        x = L.Conv2D(3, 3, strides=2)(L.ZeroPadding2D(((0, 1), (1, 1)))(i))
+        o = L.ZeroPadding2D(((2, 1), (0, 1)))(x)
     else:
         raise AssertionError(kind)
     model = keras.Model(i, o)
@@ -135,7 +139,8 @@ def check(c: Case, policy) -> None:
         assert np.all(np.abs(below - 128) <= 16), f"1-LSB differences off a rounding tie: {below[:8]}"
 
 
-@pytest.mark.parametrize("kind", ["conv", "conv_dilated", "depthwise", "dense", "add_relu", "pools", "head", "conv1d"])
+@pytest.mark.parametrize("kind", ["conv", "conv_dilated", "depthwise", "dense", "add_relu", "pools", "head", "conv1d",
+                                  "zero_pad"])
 def test_fake_quant_matches_integer_reference(kind):
     c = case(kind)
     traces_before = c.fn.experimental_get_tracing_count()

@@ -43,7 +43,19 @@ def conv1d_model() -> keras.Model:
     return _randomize(keras.Model(i, L.Dense(3, activation="softmax")(x)), 3)
 
 
-MODELS = {"conv1d": conv1d_model}
+def zero_pad_model() -> keras.Model:
+    """One ZeroPadding2D that folds into a 'valid' conv (same zeros as 'same'), one that cannot
+    (odd size, stride 2), one in front of a pool, one at the end of a branch."""
+    keras.utils.set_random_seed(4)
+    i = keras.Input((9, 10, 2))
+    x = L.Conv2D(4, 3, activation="relu")(L.ZeroPadding2D(1, name="folds")(i))
+    x = L.DepthwiseConv2D(3, strides=2)(L.ZeroPadding2D(((0, 1), (0, 1)), name="stays")(x))
+    x = L.MaxPooling2D()(L.ZeroPadding2D(((2, 0), (1, 3)), name="before_pool")(x))
+    x = L.ZeroPadding2D(((0, 1), (1, 0)), name="last")(x)
+    return _randomize(keras.Model(i, L.Dense(3)(L.Flatten()(x))), 4)
+
+
+MODELS = {"conv1d": conv1d_model, "zero_pad": zero_pad_model}
 
 
 def _policy(model: keras.Model, x: np.ndarray, seed: int) -> fx.Policy:
@@ -85,7 +97,7 @@ def test_file_reference_host_and_fake_quant_agree(exported):
     np.testing.assert_array_equal(fx.Interpreter(str(path)).predict(x, raw=True), want)
     np.testing.assert_array_equal(fx.Interpreter(str(path), engine="host").predict(x, raw=True), want)
     # fake-quant: the same up to 1 LSB of the logits at rounding ties
-    logits = keras.Model(qmodel.input, qmodel.layers[-2].output).predict(x, verbose=0)
+    logits = keras.Model(qmodel.input, qmodel.get_layer(f"quant_{graph.outputs[0]}").output).predict(x, verbose=0)
     frac = graph.tensors[graph.outputs[0]].fmt.frac
     assert np.abs(logits.reshape(want.shape) * 2.0**frac - want).max() <= 1
 
@@ -108,3 +120,39 @@ def test_unsupported_conv1d_variants_are_named():
     i = keras.Input((10, 2))
     with pytest.raises(UnsupportedLayerError, match=r"'grp' \(Conv1D\).*grouped"):
         canonicalize(keras.Model(i, L.Conv1D(4, 3, groups=2, name="grp")(i)))
+
+
+def test_zero_padding_folds_only_when_exact():
+    cnodes = canonicalize(zero_pad_model())
+    pads = [n.name for n in cnodes if n.kind == "zero_pad"]
+    assert pads == ["stays", "before_pool", "last"]
+    assert next(n for n in cnodes if n.kind == "conv2d").config["padding"] == "same"
+    graph = fx.lower_model(fx.quantize_model(zero_pad_model(), calibration_data=np.ones((2, 9, 10, 2), np.float32)))
+    pad_nodes = [n for n in graph.nodes if n.op == "pad"]
+    assert len(pad_nodes) == 3
+    for n in pad_nodes:  # not a data structure: the padded tensor keeps its input's format
+        assert graph.tensors[n.output].fmt == graph.tensors[n.inputs[0]].fmt
+
+
+def _int8_policy(model: keras.Model, x: np.ndarray) -> fx.Policy:
+    """7-bit signed formats everywhere (int8-builtin maps them onto stock int8 directly)."""
+    policy = fx.Policy.uniform(model, 7, x)
+    for d in [policy.input] + [layer["output"] for layer in policy.layers.values() if layer.get("output")]:
+        if not d.signed:
+            d.signed, d.frac = True, d.frac - 1
+    policy.constrain_biases()
+    return policy
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_int8_builtin_runs_bit_exact_in_tflm(tmp_path, name):
+    """The stock-op file (RESHAPE + CONV_2D for Conv1D, PAD, ...) in the real TFLM interpreter
+    equals the reference interpreter's model of TFLM bit for bit."""
+    pytest.importorskip("tflite_micro")
+    model = MODELS[name]()
+    x = np.random.default_rng(6).normal(0, 1.5, (200,) + model.input_shape[1:]).astype(np.float32)
+    path = tmp_path / "int8.tflite"
+    fx.export_tflite(fx.quantize_model(model, _int8_policy(model, x)), str(path), target="int8-builtin")
+    ref = fx.Interpreter(str(path)).predict(x, raw=True)
+    np.testing.assert_array_equal(fx.Interpreter(str(path), engine="tflm").predict(x, raw=True), ref)
+    assert np.unique(ref).size > 10  # not collapsed by saturation

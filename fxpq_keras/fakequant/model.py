@@ -213,6 +213,9 @@ def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.nda
         return CNode(name, "relu", inbound, {"activation": "relu6" if cfg.get("max_value") else "relu"})
     if isinstance(layer, keras.layers.Reshape):
         return CNode(name, "reshape", inbound, {"target_shape": tuple(cfg["target_shape"])})
+    if isinstance(layer, keras.layers.ZeroPadding2D):
+        padding = tuple(tuple(int(v) for v in pair) for pair in cfg["padding"])
+        return CNode(name, "zero_pad", inbound, {"padding": padding})  # not folded: canonicalize did that
     if isinstance(layer, keras.layers.Activation) and cfg["activation"] == "softmax":
         return CNode(name, "softmax", inbound)
     raise ValueError(f"layer '{name}' ({type(layer).__name__}) is not part of an fxpq fake-quant model")

@@ -172,6 +172,15 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                 src = dst
             if changes:
                 nodes.append(Node("requantize", node.name, [src], node.output, {"activation": None}))
+        elif node.op == "pad":
+            # stock PAD pads with the output zero point (0 here) and never rescales
+            x = t[node.inputs[0]]
+            changes = x.fmt.frac != out.frac
+            dst = f"{node.output}/pad" if changes else node.output
+            tensors[dst] = TensorSpec(dst, t[node.output].shape, _s8(x.fmt))
+            nodes.append(replace(node, output=dst, name=f"{node.name}/pad" if changes else node.name))
+            if changes:
+                nodes.append(Node("requantize", node.name, [dst], node.output, {"activation": None}))
         elif node.op in ("quantize", "requantize", "reshape"):
             if node.op == "requantize" and t[node.inputs[0]].fmt.frac == out.frac:
                 nodes.append(Node("reshape", node.name, node.inputs, node.output, {"shape": t[node.output].shape}))
@@ -224,6 +233,12 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             b.reshape(node.name, ins[0], dst, tuple(t[node.output].shape))
         elif node.op in ("quantize", "requantize"):
             b.operator(node.name, b.op_code(S.BuiltinOperator.QUANTIZE), ins, [dst])
+        elif node.op == "pad":
+            (top, bottom), (left, right) = a["pads"]
+            pads = b.constant(f"{node.name}/paddings",
+                              np.array([[0, 0], [top, bottom], [left, right], [0, 0]], dtype=np.int32))
+            b.operator(node.name, b.op_code(S.BuiltinOperator.PAD), ins + [pads], [dst],
+                       builtin_type=S.BuiltinOptions.PadOptions, builtin_options=S.PadOptionsT())
         elif node.op in WEIGHTED:
             x = t[node.inputs[0]].fmt
             fracs = np.asarray(node.weight_frac, dtype=np.int64)
@@ -328,6 +343,14 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         return Node("quantize" if src.fmt is None else "requantize", name, [src.name], out_spec.name,
                     {} if src.fmt is None else {"activation": None})
     x = s8_input(0, "input")
+    if kind == "PAD":
+        if len(inputs) != 2:
+            raise FlatbufferFormatError(f"{where}: PAD takes the input and a paddings tensor")
+        pads = f.constant(inputs[1], where + " paddings").astype(np.int64)
+        if pads.shape != (4, 2) or pads[0].any() or pads[3].any() or (pads < 0).any():
+            raise FlatbufferFormatError(f"{where}: paddings must be [[0,0],[t,b],[l,r],[0,0]] with t,b,l,r >= 0")
+        return Node("pad", name, [x.name], out_spec.name,
+                    {"pads": ((int(pads[1, 0]), int(pads[1, 1])), (int(pads[2, 0]), int(pads[2, 1])))})
     if kind == "ADD":
         y = s8_input(1, "input 2")
         return Node("add", name, [x.name, y.name], out_spec.name,

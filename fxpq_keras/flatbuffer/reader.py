@@ -335,6 +335,13 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         return Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs)
     if graph_op in ("add", "requantize", "global_average_pool2d"):
         return Node(graph_op, name, [s.name for s in act_specs], out_spec.name, attrs)
+    if graph_op == "pad":
+        pads = ((opts["pad_top"], opts["pad_bottom"]), (opts["pad_left"], opts["pad_right"]))
+        shape = act_specs[0].shape
+        if len(shape) != 3 or out_spec.shape != (shape[0] + sum(pads[0]), shape[1] + sum(pads[1]), shape[2]):
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} is not the input {shape} "
+                                        f"padded by {pads}")
+        return Node("pad", name, [act_specs[0].name], out_spec.name, {"pads": pads})
     # weighted ops
     bits = opts["weight_bits"]
     if not 2 <= bits <= 16:

@@ -323,6 +323,9 @@ def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
             y = softmax_int8(ins[0], graph.tensors[node.inputs[0]].fmt.frac) - SOFTMAX_ZERO_POINT
         elif node.op == "reshape":
             y = ins[0].reshape((ins[0].shape[0],) + tuple(graph.tensors[node.output].shape))
+        elif node.op == "pad":  # TFLM's int8 PAD fills with the output zero point, 0 here
+            (top, bottom), (left, right) = node.attrs["pads"]
+            y = np.pad(ins[0], ((0, 0), (top, bottom), (left, right), (0, 0)))
         else:
             raise ValueError(f"stock int8 has no op {node.op!r} (node {node.name!r})")
         values[node.output] = y

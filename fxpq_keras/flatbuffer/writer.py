@@ -371,6 +371,10 @@ def _write_fxp(b: _Builder, graph: IntegerGraph) -> None:
         elif node.op == "requantize":
             opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "activation": _activation_code(node),
                     **_clamp(node, out)}
+        elif node.op == "pad":
+            (top, bottom), (left, right) = node.attrs["pads"]
+            opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "act_min": out.lo, "act_max": out.hi,
+                    "pad_top": top, "pad_bottom": bottom, "pad_left": left, "pad_right": right}
         else:  # pragma: no cover - OP_TO_CUSTOM covers every other op
             raise AssertionError(node.op)
         b.operator(node.name, b.op_code(S.BuiltinOperator.CUSTOM, custom), ins, [dst],

@@ -25,6 +25,7 @@ __all__ = [
     "quantize_input",
     "dequantize_output",
     "requantize_op",
+    "zero_pad2d",
     "floor_div",
 ]
 
@@ -188,3 +189,16 @@ def dequantize_output(q, frac: int) -> np.ndarray:
 def requantize_op(x, *, in_frac: int, out_fmt: Format, activation: str | None = None) -> np.ndarray:
     """Integer -> integer format change (QUANTIZE between formats, standalone ReLU/ReLU6)."""
     return apply_activation(requantize(x, in_frac, out_fmt), out_fmt, activation)
+
+
+def zero_pad2d(x, *, pads, in_frac: int, out_fmt: Format) -> np.ndarray:
+    """Zero padding of [N,H,W,C] by pads ((top, bottom), (left, right)), numerics.md section 8.
+
+    The input is rescaled to the output format first (a copy when the formats are equal, as the
+    converter writes them); the padded positions are 0, which every format holds.
+    """
+    (top, bottom), (left, right) = pads
+    if min(top, bottom, left, right) < 0:
+        raise ValueError(f"zero padding must be >= 0, got {pads}")
+    y = requantize(np.asarray(x, dtype=np.int64), in_frac, out_fmt)
+    return np.pad(y, ((0, 0), (top, bottom), (left, right), (0, 0)))

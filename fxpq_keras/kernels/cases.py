@@ -33,6 +33,7 @@ OPS = (
     "quantize_input",
     "dequantize_output",
     "requantize_op",
+    "zero_pad2d",
 )
 
 _ACTIVATIONS = (None, "relu", "relu6")
@@ -262,6 +263,20 @@ def _requantize(rng: np.random.Generator, c: dict) -> OpCase:
                   dict(in_fmt=in_fmt))
 
 
+def _zero_pad(rng: np.random.Generator, c: dict) -> OpCase:
+    """Odd sizes, pads of 0..3 per side; mostly the converter's equal formats, sometimes a
+    rescale (which the kernel also does, saturating)."""
+    in_fmt = random_format(rng, bits=c.get("x_bits"), signed=c.get("x_signed"))
+    out_fmt = in_fmt
+    if rng.random() < 0.4 or "out_bits" in c or "out_signed" in c:
+        out_fmt = random_format(rng, bits=c.get("out_bits"), signed=c.get("out_signed"))
+        out_fmt = out_fmt.with_frac(int(np.clip(in_fmt.frac + rng.integers(-6, 7), -32, 32)))
+    shape = (int(rng.integers(1, 3)), int(rng.integers(1, 6)), int(rng.integers(1, 6)), int(rng.integers(1, 5)))
+    pads = tuple(tuple(int(v) for v in rng.integers(0, 4, size=2)) for _ in range(2))
+    x = _values(rng, in_fmt.lo, in_fmt.hi, shape)
+    return OpCase("zero_pad2d", (x,), dict(pads=pads, in_frac=in_fmt.frac, out_fmt=out_fmt), dict(in_fmt=in_fmt))
+
+
 def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase:
     """A random case of ``op`` (one of :data:`OPS`).
 
@@ -282,4 +297,6 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
         return _dequantize(rng, constraints)
     if op == "requantize_op":
         return _requantize(rng, constraints)
+    if op == "zero_pad2d":
+        return _zero_pad(rng, constraints)
     raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")

@@ -40,6 +40,7 @@ __all__ = [
     "quantize_input",
     "dequantize_output",
     "requantize_op",
+    "zero_pad2d",
     "infer_format",
     "STATUS",
 ]
@@ -129,6 +130,10 @@ class CElementwiseParams(ctypes.Structure):
     _fields_ = [("activation", ctypes.c_int)]
 
 
+class CPadParams(ctypes.Structure):
+    _fields_ = [("top", c_i32), ("bottom", c_i32), ("left", c_i32), ("right", c_i32)]
+
+
 _P = ctypes.POINTER
 _vp = ctypes.c_void_p
 _SIGNATURES = {
@@ -158,6 +163,8 @@ _SIGNATURES = {
     "fxpq_quantize": (ctypes.c_int, [c_i32, _vp, _vp, _P(CFormat)]),
     "fxpq_dequantize": (ctypes.c_int, [c_i32, _vp, _P(CFormat), _vp]),
     "fxpq_requantize": (ctypes.c_int, [_P(CElementwiseParams), c_i32, _vp, _P(CFormat), _vp,
+                                       _P(CFormat)]),
+    "fxpq_zero_pad2d": (ctypes.c_int, [_P(CPadParams), _P(CDims), _vp, _P(CFormat), _P(CDims), _vp,
                                        _P(CFormat)]),
 }
 
@@ -502,4 +509,22 @@ def requantize_op(x, *, in_frac: int, out_fmt: Format, activation: str | None = 
     st = lib.fxpq_requantize(ctypes.byref(params), x.size, _ptr(xin), ctypes.byref(_cfmt(fmt)), _ptr(out),
                              ctypes.byref(_cfmt(out_fmt)))
     _check("requantize", st)
+    return out.astype(np.int64)
+
+
+def zero_pad2d(x, *, pads, in_frac: int, out_fmt: Format, in_fmt: Format | None = None) -> np.ndarray:
+    """C ``fxpq_zero_pad2d``; pads ((top, bottom), (left, right)) of [N,H,W,C]."""
+    lib = load_library()
+    x = _int_array(x, "zero_pad2d")
+    if x.ndim != 4:
+        raise ValueError(f"zero_pad2d: x must be [N,H,W,C], got {x.shape}")
+    fmt = _resolve_format(x, in_frac, in_fmt, "zero_pad2d")
+    (top, bottom), (left, right) = pads
+    xin = _to_storage(x, fmt)
+    out = np.zeros((x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3]),
+                   dtype=out_fmt.storage_dtype)
+    params = CPadParams(top, bottom, left, right)
+    st = lib.fxpq_zero_pad2d(ctypes.byref(params), ctypes.byref(_dims(x.shape)), _ptr(xin), ctypes.byref(_cfmt(fmt)),
+                             ctypes.byref(_dims(out.shape)), _ptr(out), ctypes.byref(_cfmt(out_fmt)))
+    _check("zero_pad2d", st)
     return out.astype(np.int64)

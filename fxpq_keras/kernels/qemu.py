@@ -73,6 +73,7 @@ OP_IDS = {
     "quantize_input": 8,
     "dequantize_output": 9,
     "requantize_op": 10,
+    "zero_pad2d": 11,
 }
 
 #: parameter names in index order (enum fxpq_harness_param, without the FXPQ_P_ prefix)
@@ -81,6 +82,7 @@ PARAMS = (
     "FILTER_N", "FILTER_H", "FILTER_W", "FILTER_C", "W_BITS", "W_FRAC", "HAS_BIAS", "BIAS_FRAC",
     "STRIDE_H", "STRIDE_W", "DILATION_H", "DILATION_W", "PADDING", "ACTIVATION", "DEPTH_MULTIPLIER",
     "POOL_H", "POOL_W", "OUT_N", "OUT_H", "OUT_W", "OUT_C", "OUT_BITS", "OUT_FRAC", "OUT_SIGNED",
+    "PAD_TOP", "PAD_BOTTOM", "PAD_LEFT", "PAD_RIGHT",
 )
 _PARAM_INDEX = {name: i for i, name in enumerate(PARAMS)}
 
@@ -263,6 +265,14 @@ def _prepare(case: OpCase) -> tuple[dict[str, int], list[bytes], tuple, np.dtype
         p = dict(_dims_params("IN", _flat(x.shape)), **_fmt_params("IN", fmt), **_fmt_params("OUT", kw["out_fmt"]),
                  ACTIVATION=act)
         return p, [host._to_storage(x, fmt).tobytes()], x.shape, kw["out_fmt"].storage_dtype
+    if op == "zero_pad2d":
+        x = host._int_array(a[0], op)
+        fmt = host._resolve_format(x, kw["in_frac"], ex.get("in_fmt"), op)
+        (top, bottom), (left, right) = kw["pads"]
+        out_shape = (x.shape[0], x.shape[1] + top + bottom, x.shape[2] + left + right, x.shape[3])
+        p = dict(_dims_params("IN", x.shape), **_fmt_params("IN", fmt), **_dims_params("OUT", out_shape),
+                 **_fmt_params("OUT", kw["out_fmt"]), PAD_TOP=top, PAD_BOTTOM=bottom, PAD_LEFT=left, PAD_RIGHT=right)
+        return p, [host._to_storage(x, fmt).tobytes()], out_shape, kw["out_fmt"].storage_dtype
     raise ValueError(f"unknown op {op!r}")
 
 

@@ -43,7 +43,8 @@ enum fxpq_harness_op {
     FXPQ_HOP_GLOBAL_AVERAGE_POOL2D = 7,
     FXPQ_HOP_QUANTIZE = 8,
     FXPQ_HOP_DEQUANTIZE = 9,
-    FXPQ_HOP_REQUANTIZE = 10
+    FXPQ_HOP_REQUANTIZE = 10,
+    FXPQ_HOP_ZERO_PAD2D = 11
 };
 
 enum fxpq_harness_param {
@@ -81,7 +82,11 @@ enum fxpq_harness_param {
     FXPQ_P_OUT_BITS = 31,
     FXPQ_P_OUT_FRAC = 32,
     FXPQ_P_OUT_SIGNED = 33,
-    FXPQ_P_COUNT = 34
+    FXPQ_P_PAD_TOP = 34, /* ZERO_PAD2D */
+    FXPQ_P_PAD_BOTTOM = 35,
+    FXPQ_P_PAD_LEFT = 36,
+    FXPQ_P_PAD_RIGHT = 37,
+    FXPQ_P_COUNT = 38
 };
 
 enum fxpq_harness_blob {

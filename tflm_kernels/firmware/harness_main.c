@@ -283,6 +283,15 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
     case FXPQ_HOP_REQUANTIZE:
         st = fxpq_requantize(&ep, size, hc->blob[FXPQ_BLOB_INPUT].data, &in_f, out, &out_f);
         break;
+    case FXPQ_HOP_ZERO_PAD2D: {
+        fxpq_pad_params zp;
+        zp.top = p[FXPQ_P_PAD_TOP];
+        zp.bottom = p[FXPQ_P_PAD_BOTTOM];
+        zp.left = p[FXPQ_P_PAD_LEFT];
+        zp.right = p[FXPQ_P_PAD_RIGHT];
+        st = fxpq_zero_pad2d(&zp, &in_d, hc->blob[FXPQ_BLOB_INPUT].data, &in_f, &out_d, out, &out_f);
+        break;
+    }
     default:
         st = FXPQ_HARNESS_ERR_BAD_OP;
         break;

@@ -151,6 +151,14 @@ typedef struct {
     fxpq_activation activation;
 } fxpq_elementwise_params;
 
+/** Zero padding amounts (each >= 0) of the height (top, bottom) and width (left, right) axes. */
+typedef struct {
+    int32_t top;
+    int32_t bottom;
+    int32_t left;
+    int32_t right;
+} fxpq_pad_params;
+
 /* ------------------------------------------------------------ shared helpers (one rule each) -- */
 
 /** Human-readable name of a status (never NULL). */
@@ -287,6 +295,14 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
                             const void *input, const fxpq_format *input_fmt, void *output,
                             const fxpq_format *output_fmt);
 
+/** Zero padding 2D, NHWC (numerics.md section 8): output [N, H + top + bottom, W + left +
+ *  right, C]; padded positions are 0, the others saturate(rescale(x, in_frac, out_frac)) (a
+ *  copy when the formats are equal, which is what the converter writes). */
+fxpq_status fxpq_zero_pad2d(const fxpq_pad_params *params, const fxpq_dims *input_dims,
+                            const void *input, const fxpq_format *input_fmt,
+                            const fxpq_dims *output_dims, void *output,
+                            const fxpq_format *output_fmt);
+
 #ifdef __cplusplus
 }
 #endif
@@ -336,7 +352,8 @@ typedef enum {
     FXPQ_OP_AVERAGE_POOL_2D = 6,
     FXPQ_OP_GLOBAL_AVERAGE_POOL_2D = 7,
     FXPQ_OP_REQUANTIZE = 8,
-    FXPQ_OP_COUNT = 9
+    FXPQ_OP_PAD = 9,
+    FXPQ_OP_COUNT = 10
 } fxpq_custom_op;
 
 #define FXPQ_OPTIONS_MAX_KEYS 21
@@ -382,6 +399,7 @@ fxpq_activation fxpq_options_activation(const fxpq_op_options *opts);
 void fxpq_options_conv_params(const fxpq_op_options *opts, fxpq_conv_params *params);
 void fxpq_options_dw_conv_params(const fxpq_op_options *opts, fxpq_dw_conv_params *params);
 void fxpq_options_pool_params(const fxpq_op_options *opts, fxpq_pool_params *params);
+void fxpq_options_pad_params(const fxpq_op_options *opts, fxpq_pad_params *params);
 
 /**
  * The output format implied by an op's options when only the storage type is known (TFLM keeps

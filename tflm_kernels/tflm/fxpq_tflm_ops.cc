@@ -52,6 +52,7 @@ struct OpData {
     fxpq_fc_params fc;
     fxpq_pool_params pool;
     fxpq_elementwise_params ew;
+    fxpq_pad_params pad;
   } params;
 };
 
@@ -156,6 +157,10 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char
       break;
     case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
       ok = Nhwc(input->dims, &d->input_dims) && Elements(output->dims) == d->input_dims.c;
+      break;
+    case FXPQ_OP_PAD:
+      ok = Nhwc(input->dims, &d->input_dims) && Nhwc(output->dims, &d->output_dims);
+      fxpq_options_pad_params(&o, &d->params.pad);
       break;
     case FXPQ_OP_MAX_POOL_2D:
     case FXPQ_OP_AVERAGE_POOL_2D:
@@ -296,6 +301,10 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       status = fxpq_requantize(&d->params.ew, d->size, in, &d->input_format[0], out,
                                &d->output_format);
       break;
+    case FXPQ_OP_PAD:
+      status = fxpq_zero_pad2d(&d->params.pad, &d->input_dims, in, &d->input_format[0],
+                               &d->output_dims, out, &d->output_format);
+      break;
     default:
       break;
   }
@@ -332,5 +341,6 @@ const TFLMRegistration* Register_FXP_GLOBAL_AVERAGE_POOL_2D() {
   return Registration<FXPQ_OP_GLOBAL_AVERAGE_POOL_2D>();
 }
 const TFLMRegistration* Register_FXP_REQUANTIZE() { return Registration<FXPQ_OP_REQUANTIZE>(); }
+const TFLMRegistration* Register_FXP_PAD() { return Registration<FXPQ_OP_PAD>(); }
 
 }  // namespace fxpq

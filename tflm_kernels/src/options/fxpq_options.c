@@ -79,6 +79,8 @@ static const fxq_key fxq_keys_pool[] = {
 static const fxq_key fxq_keys_gap[] = {K_ACT_MAX, K_ACT_MIN, K_IN_FRAC, K_OUT_FRAC};
 static const fxq_key fxq_keys_requantize[] = {K_ACT_MAX, K_ACT_MIN, K_ACTIVATION, K_IN_FRAC,
                                               K_OUT_FRAC};
+static const fxq_key fxq_keys_pad[] = {K_ACT_MAX, K_ACT_MIN, K_IN_FRAC, K_OUT_FRAC,
+                                       K_PAD_BOTTOM, K_PAD_LEFT, K_PAD_RIGHT, K_PAD_TOP};
 
 typedef struct {
     const char *name;
@@ -98,6 +100,7 @@ static const fxq_op fxq_ops[FXPQ_OP_COUNT] = {
     {"FXP_AVERAGE_POOL_2D", fxq_keys_pool, FXQ_COUNT(fxq_keys_pool)},
     {"FXP_GLOBAL_AVERAGE_POOL_2D", fxq_keys_gap, FXQ_COUNT(fxq_keys_gap)},
     {"FXP_REQUANTIZE", fxq_keys_requantize, FXQ_COUNT(fxq_keys_requantize)},
+    {"FXP_PAD", fxq_keys_pad, FXQ_COUNT(fxq_keys_pad)},
 };
 
 typedef char fxq_assert_max_keys[(FXQ_COUNT(fxq_keys_dw_conv) == FXPQ_OPTIONS_MAX_KEYS) ? 1 : -1];
@@ -363,6 +366,14 @@ void fxpq_options_dw_conv_params(const fxpq_op_options *opts, fxpq_dw_conv_param
     params->padding = fxq_padding(opts);
     params->activation = fxpq_options_activation(opts);
     params->depth_multiplier = opts->depth_multiplier;
+}
+
+void fxpq_options_pad_params(const fxpq_op_options *opts, fxpq_pad_params *params)
+{
+    params->top = opts->pad_top;
+    params->bottom = opts->pad_bottom;
+    params->left = opts->pad_left;
+    params->right = opts->pad_right;
 }
 
 void fxpq_options_pool_params(const fxpq_op_options *opts, fxpq_pool_params *params)

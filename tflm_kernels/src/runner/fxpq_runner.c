@@ -383,6 +383,7 @@ typedef struct {
         fxpq_fc_params fc;
         fxpq_pool_params pool;
         fxpq_elementwise_params ew;
+        fxpq_pad_params pad;
     } p;
 } fx_op;
 
@@ -709,6 +710,15 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             return st;
         }
         fxpq_options_pool_params(&o, &p->p.pool);
+        return FXPQ_RUNNER_OK;
+    case FXPQ_OP_PAD:
+        if (inputs.len != 1 || !fx_nhwc(&in0, &p->in_dims) || !fx_nhwc(&out, &p->out_dims)
+            || p->out_dims.c != p->in_dims.c
+            || (int64_t)p->out_dims.h != (int64_t)p->in_dims.h + o.pad_top + o.pad_bottom
+            || (int64_t)p->out_dims.w != (int64_t)p->in_dims.w + o.pad_left + o.pad_right) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input must be [1,H,W,C] and output [1,H+pad_top+pad_bottom,W+pad_left+pad_right,C]");
+        }
+        fxpq_options_pad_params(&o, &p->p.pad);
         return FXPQ_RUNNER_OK;
     case FXPQ_OP_FULLY_CONNECTED: {
         int32_t k = in0.elements, rows;
@@ -1164,6 +1174,10 @@ fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
             break;
         case FXPQ_OP_REQUANTIZE:
             ks = fxpq_requantize(&p->p.ew, p->size, in0, &p->in_fmt[0], out, &p->out_fmt);
+            break;
+        case FXPQ_OP_PAD:
+            ks = fxpq_zero_pad2d(&p->p.pad, &p->in_dims, in0, &p->in_fmt[0], &p->out_dims, out,
+                                 &p->out_fmt);
             break;
         default: /* RESHAPE: the output aliases the input (planned), nothing to do */
             break;
