@@ -83,6 +83,31 @@ def check_activation_bits(bits: int, what: str = "bits") -> None:
         raise FormatError(f"{what} must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
 
 
+def check_integers(x: np.ndarray, fmt: Format, what: str = "input") -> np.ndarray:
+    """x as int64 when every value is an integer of fmt's range; else a ValueError naming the first
+    bad value (engines would otherwise disagree: numpy computes with it, C wraps it to int16)."""
+    x = np.asarray(x)
+    if x.dtype.kind not in "iub":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(x) | (x != np.floor(x)) if x.dtype.kind in "fc" else np.ones(x.shape, bool)
+        if bad.any():
+            i = tuple(int(j) for j in np.argwhere(bad)[0])
+            raise ValueError(f"{what} value {x[i]!r} at {list(i)} is not an integer of format {fmt} "
+                             f"(range {fmt.lo}..{fmt.hi})")
+        big = np.abs(x) >= 2.0**62
+        if big.any():
+            i = tuple(int(j) for j in np.argwhere(big)[0])
+            raise ValueError(f"{what} value {x[i]!r} at {list(i)} is outside format {fmt} (range {fmt.lo}..{fmt.hi})")
+    q = x.astype(np.int64)
+    out = (q < fmt.lo) | (q > fmt.hi)
+    if x.dtype.kind == "u":
+        out |= x > fmt.hi
+    if out.any():
+        i = tuple(int(j) for j in np.argwhere(out)[0])
+        raise ValueError(f"{what} value {x[i]!r} at {list(i)} is outside format {fmt} (range {fmt.lo}..{fmt.hi})")
+    return q
+
+
 def saturate(v: np.ndarray, fmt: Format) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=np.int64), fmt.lo, fmt.hi)
 

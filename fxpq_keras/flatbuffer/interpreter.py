@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..formats import check_integers
 from ..integer_graph import IntegerGraph
 from .reader import FileInfo, read_tflite
 
@@ -114,6 +115,8 @@ class Interpreter:
             x = x.astype(np.float32)
             if np.isnan(x).any():
                 raise ValueError("input contains NaN")
+        else:
+            x = check_integers(x, self.graph.tensors[self.graph.input].fmt)
         outs = self.engine.run(x)
         if not raw:
             outs = [self._finish(q, fmt.frac) for q, fmt in zip(outs, self.output_formats)]

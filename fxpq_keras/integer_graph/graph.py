@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import Format
+from ..formats import Format, check_integers
 from . import ops
 
 # Op kinds of the integer graph and the attributes each one carries.
@@ -91,7 +91,8 @@ class IntegerGraph:
         Returns the outputs as integers when raw, else dequantized floats (softmax applied if the
         Keras model ended with one).
         """
-        values: dict[str, np.ndarray] = {self.input: np.asarray(x)}
+        in_fmt = self.tensors[self.input].fmt
+        values: dict[str, np.ndarray] = {self.input: np.asarray(x) if in_fmt is None else check_integers(x, in_fmt)}
         for node in self.nodes:
             values[node.output] = run_node(self, node, [values[i] for i in node.inputs])
         outs = []

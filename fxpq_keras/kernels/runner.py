@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..formats import Format, check_integers
 from ._build import HOST_LOCK, KERNELS_DIR, make_or_raise, open_library
 
 __all__ = ["HostRunner", "RunnerError", "RUNNER_STATUS", "RUNNER_LIB_PATH", "build_runner_library",
@@ -194,6 +195,8 @@ class HostRunner:
     def invoke(self, sample: np.ndarray) -> list[np.ndarray]:
         """Run one sample (shape = the input's shape without or with the batch of 1)."""
         info = self.input
+        if info["type"] != 0:  # integer input: refuse what int8/int16 storage would silently wrap
+            sample = check_integers(sample, Format(*info["format"]))
         arr = np.ascontiguousarray(np.asarray(sample).astype(info["dtype"], copy=False)).reshape(-1)
         if arr.size != info["elements"]:
             raise ValueError(f"input needs {info['elements']} elements, got {arr.size}")
