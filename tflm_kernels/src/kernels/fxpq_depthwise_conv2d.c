@@ -21,7 +21,7 @@ static int32_t fxpq_depthwise_terms(const fxpq_dims *filter_dims)
 int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
 {
     const int32_t k = fxpq_depthwise_terms(filter_dims);
-    const int32_t dsp = k < 0 ? -1 : fxpq_dsp_depthwise_scratch(k);
+    const int32_t dsp = k < 0 ? -1 : fxpq_dsp_depthwise_scratch(k, filter_dims->c);
     return (k < 0 || dsp < 0) ? -1 : (dsp > k * 2 ? dsp : k * 2);
 }
 

@@ -33,10 +33,14 @@ int32_t fxpq_dsp_conv_scratch(int32_t k)
     return (k <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
 }
 
-int32_t fxpq_dsp_depthwise_scratch(int32_t k)
+int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels)
 {
-    (void)k;
-    return 0;
+    const int64_t c4 = ((int64_t)channels + 3) & ~(int64_t)3;
+    const int64_t bytes = 4                  /* alignment slack */
+                          + (int64_t)k * c4 * 2 /* weights in lane order, [tap][channel quad] */
+                          + c4 * 8            /* per-channel finish: add, shift */
+                          + (int64_t)k * 2;   /* one channel's unpacked weights */
+    return (k <= 0 || channels <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
 }
 
 #if FXPQ_USE_DSP
@@ -45,8 +49,8 @@ int32_t fxpq_dsp_depthwise_scratch(int32_t k)
 
 #define FXPQ_INLINE static inline __attribute__((always_inline))
 
-/* Bytes of one group of 8 weights in a packed row (numerics.md section 9). */
-#define FXPQ_GROUP_BYTES(bits) ((bits) <= 8 ? (bits) : 16)
+/* Bytes of one group of 8 weights in a packed row (numerics.md section 9: every width packed). */
+#define FXPQ_GROUP_BYTES(bits) (bits)
 
 static inline uint32_t fxpq_ld32(const uint8_t *p)
 {
@@ -113,15 +117,6 @@ FXPQ_INLINE void fxpq_decode(const uint8_t *p, const int32_t bits, const int32_t
             const uint32_t hi = fxpq_ld32(p + 4);
             w[2] = (uint32_t)__sxtb16(hi);
             w[3] = fxpq_sxtb16_ror8(hi);
-        }
-    } else if (bits > 8) { /* little-endian int16 pairs [t0,t1] [t2,t3] -> [t0,t2] [t1,t3] */
-        const uint32_t a = fxpq_ld32(p), b = fxpq_ld32(p + 4);
-        w[0] = (a & 0xFFFFu) | (b << 16);
-        w[1] = (a >> 16) | (b & 0xFFFF0000u);
-        if (!half) {
-            const uint32_t c = fxpq_ld32(p + 8), d = fxpq_ld32(p + 12);
-            w[2] = (c & 0xFFFFu) | (d << 16);
-            w[3] = (c >> 16) | (d & 0xFFFF0000u);
         }
     } else {
         w[0] = fxpq_pack2(fxpq_field(p, 0, bits), fxpq_field(p, 2, bits));
@@ -204,7 +199,14 @@ FXPQ_MM_WIDTH(5)
 FXPQ_MM_WIDTH(6)
 FXPQ_MM_WIDTH(7)
 FXPQ_MM_WIDTH(8)
-FXPQ_MM_WIDTH(16) /* widths 9..16 are stored as int16: one decoder serves them all */
+FXPQ_MM_WIDTH(9)
+FXPQ_MM_WIDTH(10)
+FXPQ_MM_WIDTH(11)
+FXPQ_MM_WIDTH(12)
+FXPQ_MM_WIDTH(13)
+FXPQ_MM_WIDTH(14)
+FXPQ_MM_WIDTH(15)
+FXPQ_MM_WIDTH(16)
 
 static fxpq_mm_fn fxpq_mm_of(int32_t bits)
 {
@@ -216,6 +218,13 @@ static fxpq_mm_fn fxpq_mm_of(int32_t bits)
     case 6: return fxpq_mm_w6;
     case 7: return fxpq_mm_w7;
     case 8: return fxpq_mm_w8;
+    case 9: return fxpq_mm_w9;
+    case 10: return fxpq_mm_w10;
+    case 11: return fxpq_mm_w11;
+    case 12: return fxpq_mm_w12;
+    case 13: return fxpq_mm_w13;
+    case 14: return fxpq_mm_w14;
+    case 15: return fxpq_mm_w15;
     default: return fxpq_mm_w16;
     }
 }
@@ -407,8 +416,8 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
 
 /* ---- depthwise conv 2D ---------------------------------------------------------------------- */
 
-/* One output channel over every pixel: interior windows without bounds checks, int32 sums,
- * the int32 finish. */
+/* One output channel over every pixel, any storage and multiplier: int32 sums without per-tap
+ * calls, the channel's finish. */
 #define FXPQ_DW_CHANNEL(in_t)                                                                     \
     do {                                                                                        \
         const in_t *x = (const in_t *)input;                                                    \
@@ -437,23 +446,17 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
         }                                                                                       \
     } while (0)
 
-int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
-                                  const void *input)
+static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input,
+                             int16_t *wrow, int32_t o_begin, int64_t bound)
 {
     const int32_t kh = g->filter.h, kw = g->filter.w, c_in = g->in.c, cm = g->filter.c;
     const int32_t xstep = c_in * g->dilation.w;
-    const int16_t *wrow = wk->wrow;
-    int64_t bound;
     int32_t o, n, oy, ox;
-    if (wk->acc64) {
-        return 0;
-    }
-    bound = fxpq_acc_bound(wk);
-    for (o = 0; o < cm; ++o) {
+    for (o = o_begin; o < cm; ++o) {
         const int32_t c = o / g->depth_multiplier;
         fxpq_finish f;
         fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
-                            wk->weights->bits, wk->k, wk->wrow);
+                            wk->weights->bits, wk->k, wrow);
         f = fxpq_finish_of(wk, o, bound);
         switch (wk->in_s) {
         case FXPQ_STORAGE_INT8: FXPQ_DW_CHANNEL(int8_t); break;
@@ -462,6 +465,103 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
         default: FXPQ_DW_CHANNEL(uint16_t); break;
         }
     }
+}
+
+/* Four channels of one 8-bit input pixel at a time (multiplier 1): one word load and two
+ * SXTB16/UXTB16 give the lanes [c0,c2] [c1,c3], which meet the weights [c0,c2] [c1,c3] of the
+ * tap with SMLABB / SMLATT (a separate sum per channel). */
+FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
+                               const uint8_t *wl, const int32_t *add, const int32_t *shift,
+                               const int32_t is_signed)
+{
+    const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, quads = c >> 2;
+    const int32_t xstep = c * g->dilation.w, wstep = ((c + 3) >> 2) * 8;
+    int32_t n, oy, ox, q, j;
+    for (n = 0; n < g->in.n; ++n) {
+        for (oy = 0; oy < g->out.h; ++oy) {
+            const int32_t iy0 = oy * g->stride.h - g->pad_t;
+            int32_t ky0, ky1;
+            fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);
+            for (ox = 0; ox < g->out.w; ++ox) {
+                const int32_t ix0 = ox * g->stride.w - g->pad_l;
+                const int32_t obase = ((n * g->out.h + oy) * g->out.w + ox) * c;
+                int32_t kx0, kx1;
+                fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+                for (q = 0; q < quads; ++q) {
+                    int32_t a[4] = {0, 0, 0, 0}, ky, kx;
+                    for (ky = ky0; ky < ky1; ++ky) {
+                        const uint8_t *p = x + ((n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w +
+                                                ix0 + kx0 * g->dilation.w) * c + 4 * q;
+                        const uint8_t *w = wl + (ky * kw + kx0) * wstep + 8 * q;
+                        for (kx = kx0; kx < kx1; ++kx) {
+                            const uint32_t v = fxpq_ld32(p);
+                            const int32_t w02 = (int32_t)fxpq_ld32(w), w13 = (int32_t)fxpq_ld32(w + 4);
+                            const int32_t x02 = (int32_t)(is_signed ? (uint32_t)__sxtb16(v) : (uint32_t)__uxtb16(v));
+                            const int32_t x13 = (int32_t)(is_signed ? fxpq_sxtb16_ror8(v) : fxpq_uxtb16_ror8(v));
+                            a[0] = __smlabb(x02, w02, a[0]);
+                            a[2] = __smlatt(x02, w02, a[2]);
+                            a[1] = __smlabb(x13, w13, a[1]);
+                            a[3] = __smlatt(x13, w13, a[3]);
+                            p += xstep;
+                            w += wstep;
+                        }
+                    }
+                    for (j = 0; j < 4; ++j) {
+                        const int32_t ch = 4 * q + j;
+                        int32_t v = (a[j] + add[ch]) >> shift[ch];
+                        v = v < wk->out.lo ? wk->out.lo : (v > wk->out.hi ? wk->out.hi : v);
+                        fxpq_store(wk->out.data, wk->out.storage, obase + ch, v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
+                                  const void *input)
+{
+    const int32_t k = wk->k, c = g->filter.c, quads = c >> 2, c4 = (c + 3) & ~3;
+    uint8_t *const wl = fxpq_align4(wk->scratch);
+    int32_t *const add = (int32_t *)(void *)(wl + (size_t)k * (size_t)c4 * 2);
+    int32_t *const shift = add + c4;
+    int16_t *const wrow = (int16_t *)(void *)(shift + c4);
+    int64_t bound;
+    int32_t o, t;
+    if (wk->acc64) {
+        return 0;
+    }
+    if ((int64_t)((uint8_t *)(wrow + k) - (uint8_t *)wk->scratch) > wk->scratch_size) {
+        return 0;
+    }
+    bound = fxpq_acc_bound(wk);
+    if (g->depth_multiplier == 1 && quads > 0 &&
+        (wk->in_s == FXPQ_STORAGE_INT8 || wk->in_s == FXPQ_STORAGE_UINT8)) {
+        int32_t all_fast = 1;
+        /* weights of the whole channel quads in lane order, finish constants per channel */
+        for (o = 0; o < quads * 4 && all_fast; ++o) {
+            const fxpq_finish f = fxpq_finish_of(wk, o, bound);
+            const int32_t lane = (o & 1) * 4 + ((o >> 1) & 1) * 2; /* byte offset in the quad */
+            fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
+                                wk->weights->bits, k, wrow);
+            for (t = 0; t < k; ++t) {
+                fxpq_st16(wl + (size_t)t * (size_t)c4 * 2 + (size_t)(o >> 2) * 8 + (size_t)lane, wrow[t]);
+            }
+            all_fast = f.fast;
+            add[o] = f.add;
+            shift[o] = f.shift;
+        }
+        if (all_fast) {
+            if (wk->in_s == FXPQ_STORAGE_INT8) {
+                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, 1);
+            } else {
+                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, 0);
+            }
+            fxpq_dw_channels(wk, g, input, wrow, quads * 4, bound); /* the last 1..3 channels */
+            return 1;
+        }
+    }
+    fxpq_dw_channels(wk, g, input, wrow, 0, bound);
     return 1;
 }
 

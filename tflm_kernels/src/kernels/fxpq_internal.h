@@ -243,8 +243,9 @@ typedef struct {
  * (-1 on overflow). The same in every build, so that an arena planned anywhere fits the
  * optimized kernels. */
 int32_t fxpq_dsp_conv_scratch(int32_t k);
-/* Scratch bytes of the optimized depthwise kernel (same in every build). */
-int32_t fxpq_dsp_depthwise_scratch(int32_t k);
+/* Scratch bytes of the optimized depthwise kernel for k taps and `channels` output channels
+ * (-1 on overflow; same in every build). */
+int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels);
 
 /* The optimized kernels: 1 when they computed the whole output, 0 when the case is not theirs
  * (nothing written). Shapes, formats, scratch size and alignment are already checked. */
