@@ -77,6 +77,13 @@ def sequence_model():
 BUILDERS = {"functional": functional_model, "sequential": sequential_model, "sequence": sequence_model}
 
 
+def test_every_supported_layer_has_a_keras3_translation() -> None:
+    """A layer type added to keras_model.SUPPORTED_LAYERS needs its entry in keras3.TRANSLATORS
+    (see the keras3 module docstring) so that Keras 3 users get it too."""
+    supported = {name.split("(")[0] for name in fx.SUPPORTED_LAYERS} - {"InputLayer"}
+    assert supported <= set(TRANSLATORS), sorted(supported - set(TRANSLATORS))
+
+
 def test_every_translator_is_covered_by_the_models_here() -> None:
     """A layer type added to TRANSLATORS must be added to a model above to be tested."""
     used = {type(layer).__name__ for build in BUILDERS.values() for layer in build().layers}
