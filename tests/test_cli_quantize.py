@@ -99,3 +99,35 @@ def test_int8_builtin_refusal_is_the_last_line_and_fails(user_files: dict, tmp_p
     assert proc.returncode == 1, proc.stdout
     assert "model.tflite not written" in last and "--target fxp" in last and "target='fxp'" not in last, last
     assert not (out / "model.tflite").exists() and (out / "policy.json").exists()
+
+
+def test_progress_when_stdout_is_not_a_terminal(user_files: dict, tmp_path, capsys, monkeypatch) -> None:
+    """Piped output (capsys is not a terminal): a line per phase, progress lines with elapsed time
+    and an estimate (every 0 s here instead of 10 s), one final line, nothing drawn in place."""
+    from fxpq_keras.progress import Progress
+
+    monkeypatch.setattr(Progress, "INTERVAL", 0.0)
+    rc = main(["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(tmp_path / "out"),
+               "--samples", "300", "--max-bits", "10"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    lines = out.splitlines()
+    order = ["] loading ", "] calibrating:", "] evaluating the 10-bit start policy", "] lowering bit widths:",
+             "] done: ", "] writing the policy", "compression vs float32"]
+    at = [next(i for i, line in enumerate(lines) if fragment in line) for fragment in order]
+    assert at == sorted(at), out
+    progress = [line for line in lines if " bit steps (" in line and "%)," in line]
+    assert progress and all("elapsed" in line and "ETA" in line for line in progress), out
+    assert sum("] done: " in line for line in lines) == 1 and "\r" not in out
+
+
+def test_uniform_policy_without_a_search(user_files: dict, tmp_path, capsys) -> None:
+    """--min-bits 8 --max-bits 8: nothing to search; the 8-bit policy is written and exported."""
+    out = tmp_path / "out"
+    rc = main(["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(out),
+               "--samples", "300", "--min-bits", "8", "--max-bits", "8"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "nothing to lower" in printed.out and (out / "model.tflite").stat().st_size > 0
+    policy = fxpq_keras.Policy.from_json(str(out / "policy.json"))
+    assert {d.bits for layer, ds, d in policy.data_structures() if ds != "bias"} == {8}

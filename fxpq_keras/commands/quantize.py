@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import fxpq_keras
 
     from ..flatbuffer import export_tflite
+    from ..progress import Progress
     from ..report import write_report
     from ..search import FxPQNet
 
@@ -66,12 +67,17 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"model file not found: {args.model}")
     x, y = load_npz(args.data, "calibration inputs")
     # validate every option before the (slow) model load and search
+    progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, memory_target=args.memory_target, min_bits=args.min_bits,
                      max_bits=args.max_bits, samples=args.samples, seed=args.seed, per_channel=args.per_channel,
-                     verbose=0 if quiet else 1)
+                     verbose=0 if quiet else 1, progress=progress)
+    if progress is not None:
+        progress.phase(f"loading {args.model}")
     model = load_keras_model(args.model)
     output_dir(args.outdir)
     result = search.quantize(model, x, labels=y)
+    if progress is not None:
+        progress.phase(f"writing the policy, the report and model.tflite to {args.outdir}")
     paths = write_report(result, args.outdir)
     status = 0
     refused = ""

@@ -25,6 +25,7 @@ from ..calibration import Calibration
 from ..fakequant.model import quantize_model, quantizer_variables, write_data_structure
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
 from ..policy import Policy
+from ..progress import Progress
 from .evaluator import (
     Evaluator,
     Metrics,
@@ -142,11 +143,14 @@ class PrecisionSearch:
     """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise."""
 
     def __init__(self, model: keras.Model | Calibration, calibration_data: Any = None, *,
-                 labels: Any = None, options: SearchOptions | None = None, verbose: int = 0) -> None:
+                 labels: Any = None, options: SearchOptions | None = None, verbose: int = 0,
+                 progress: Progress | None = None) -> None:
         self.options = options or SearchOptions()
         self.options.validate()
         opts = self.options
         self.started = time.perf_counter()
+        # phase lines and the bar (fxpq_keras/progress.py); None when not verbose and none given
+        self.progress = progress if progress is not None else Progress() if verbose else None
         if isinstance(model, Calibration):
             calib = model
         else:
@@ -159,6 +163,7 @@ class PrecisionSearch:
                 raise CalibrationDataError("calibration data is empty")
             pick = subset(len(data), opts.samples, opts.seed)
             labels = None if labels is None else np.asarray(labels)[pick]
+            self._say(f"calibrating: the float model on {len(pick)} samples")
             calib = Calibration(model, data[pick])
         self.calibration = calib
         self.labels = None if labels is None else np.asarray(labels).astype(np.int64).ravel()
@@ -204,16 +209,22 @@ class PrecisionSearch:
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose
-        self._progbar: keras.utils.Progbar | None = None
         self.version = 0
         self._heap: list[tuple[float, int, Candidate]] = []
         self._phase = "start"
         self.bits = {(layer, ds): d.bits for layer, ds, d in self.start_policy.data_structures()}
+        self._say(f"evaluating the {opts.max_bits}-bit start policy ({len(self.keys)} data structures)")
         metrics = self.decide()
         check = metrics if self.checker is self.decide else self.checker()
         self.state = SearchState(self.start_policy.copy(), metrics, check)
         self._record("start", "", 0)
         self.total_steps = sum(max(self.bits[k] - opts.min_bits, 0) for k in self.keys)
+        self._ticks = 0
+        if self.progress is not None:
+            self._say(f"lowering bit widths: at most {self.total_steps} bit steps (first, every data structure's "
+                      "next bit is scored)" if self.total_steps else
+                      f"nothing to lower: every data structure starts at --min-bits {opts.min_bits}")
+            self.progress.start(self.total_steps, "bit step", self._shown_values())
 
     # -- set-up ---------------------------------------------------------------------------------
     def _start_policy(self) -> Policy:
@@ -535,8 +546,8 @@ class PrecisionSearch:
                            f"{st.policy.memory().total_bits / 8:,.0f} bytes); {message}")
         st.message = message
         self._record("done", "", -1)
-        if self._progbar is not None:
-            self._progbar.update(self.total_steps, self._bar_values(), finalize=True)
+        if self.progress is not None:
+            self.progress.finish(self._shown_values(), message)
         return st
 
     # -- trajectory and progress ----------------------------------------------------------------
@@ -546,19 +557,24 @@ class PrecisionSearch:
         st.trajectory.append(Step(action, key, bits, self.evaluations, mem.total_bits, mem.compression_total,
                                   st.metrics.agreement, None if self.checker is self.decide else st.check.agreement,
                                   st.metrics.kl, time.perf_counter() - self.started))
-        if self.verbose and action not in ("start", "done"):
-            if self._progbar is None:
-                self._progbar = keras.utils.Progbar(self.total_steps, unit_name="bit step",
-                                                    stateful_metrics=["bits", "memory_x", "agreement"],
-                                                    verbose=progress_verbosity())
-            self._ticks = getattr(self, "_ticks", 0) + tick
-            self._progbar.update(min(self._ticks, self.total_steps), self._bar_values())
+        if self.progress is not None and action not in ("start", "done"):
+            self._ticks += tick
+            self.progress.update(self._ticks, self._shown_values())
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.phase(text)
 
     def _bar_values(self) -> list[tuple[str, float]]:
         st = self.state
         ds = list(st.policy.data_structures())
         avg = sum(d.bits * d.elements for _, _, d in ds) / max(sum(d.elements for _, _, d in ds), 1)
         return [("bits", avg), ("memory_x", st.policy.memory().compression_total), ("agreement", st.check.agreement)]
+
+    def _shown_values(self) -> list[tuple[str, str]]:
+        """_bar_values as a person reads them in the progress lines."""
+        bits, memory_x, agreement = (value for _, value in self._bar_values())
+        return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"), ("agreement", f"{agreement:.2%}")]
 
 
 def progress_verbosity() -> int:

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._tf import keras
 from ..policy import Memory, Policy
+from ..progress import Progress
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
 from .evaluator import Metrics
 
@@ -73,10 +74,12 @@ class FxPQNet:
     mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
     `finetune_epochs > 0` adds the opt-in distillation fine-tuning of the float weights after the
     search (no longer post-training; reported separately in `result.finetune`).
+    `verbose=1` prints phases and progress to stdout (fxpq_keras/progress.py); pass a `progress`
+    (a `Progress`) to choose the stream or share one with your own phase lines.
     """
 
     def __init__(self, max_accuracy_drop: float = 0.01, *, finetune_epochs: int = 0, finetune_lr: float = 1e-4,
-                 verbose: int = 1, **options: Any) -> None:
+                 verbose: int = 1, progress: Progress | None = None, **options: Any) -> None:
         self.options = SearchOptions(max_accuracy_drop=max_accuracy_drop, **options)
         self.options.validate()
         if finetune_epochs < 0:
@@ -84,11 +87,13 @@ class FxPQNet:
         self.finetune_epochs = int(finetune_epochs)
         self.finetune_lr = float(finetune_lr)
         self.verbose = verbose
+        self.progress = progress
 
     def quantize(self, model: keras.Model, calibration_data: Any, labels: Any = None) -> QuantizationResult:
         """Search a policy for `model` on unlabeled `calibration_data` (labels only add reporting)."""
         start = time.perf_counter()
-        search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose)
+        search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
+                                 progress=self.progress)
         state = search.run()
         result = make_result(search, state, time.perf_counter() - start)
         if self.finetune_epochs:
