@@ -62,11 +62,16 @@ static fxpq_runner g_runner;
 
 int main(void);
 
-/* A loop of exactly 2 instructions per iteration (subs + bne), timed like an inference. */
+/* A loop of exactly 2 instructions per iteration (subs + bne), timed like an inference. It starts
+ * just after a tick edge, so that the count does not depend on the phase of the 40-instruction
+ * tick at which the firmware happens to arrive here (any code change before it moves that). */
 static uint32_t model_calibration_ticks(uint32_t iterations)
 {
     uint32_t t0, t1;
     register uint32_t n __asm__("r0") = iterations;
+    t0 = TIMER0_VALUE;
+    while (TIMER0_VALUE == t0) {
+    }
     t0 = TIMER0_VALUE;
     __asm__ volatile("1:\n\tsubs %0, %0, #1\n\tbne 1b" : "+r"(n) : : "cc");
     t1 = TIMER0_VALUE;
