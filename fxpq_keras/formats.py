@@ -77,6 +77,16 @@ class Format:
         return f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"
 
 
+def packed_row_bytes(bits: int, count: int) -> int:
+    """Flash bytes of one output channel's run of `count` weights of width `bits` (numerics.md 9).
+
+    Every width 2..16 is bit-packed and every run starts on a byte boundary, so a run costs
+    ceil(count * bits / 8) bytes. The packer (flatbuffer.packing), the device accounting
+    (memory.py) and the C kernels' fxpq_packed_row_size follow this one rule.
+    """
+    return (int(count) * int(bits) + 7) // 8
+
+
 def check_activation_bits(bits: int, what: str = "bits") -> None:
     """Weights and activations are limited to 2..16 bits (biases may use up to 32)."""
     if not MIN_BITS <= int(bits) <= MAX_BITS:

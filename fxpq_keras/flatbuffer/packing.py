@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..formats import MAX_BITS, MIN_BITS
+from ..formats import MAX_BITS, MIN_BITS, packed_row_bytes
 
 __all__ = [
     "packed_row_size",
@@ -49,7 +49,7 @@ def packed_row_size(bits: int, count: int) -> int:
     bits = _check_bits(bits)
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    return (count * bits + 7) // 8
+    return packed_row_bytes(bits, count)
 
 
 def packed_size(shape: Sequence[int], bits: int) -> int:

@@ -1,0 +1,130 @@
+"""Device accounting of a .tflite file (any TFLite file: fxp, int8-builtin, or TFLiteConverter's).
+
+The same records as :mod:`fxpq_keras.memory` builds from an IntegerGraph, read from the file:
+activation tensors in file order with their lifetimes (RESHAPE aliases its input, as in the C
+runner), kernel scratch of the FXP_* weighted ops (stock ops: none), and the bytes of weights and
+biases as stored. So an fxpq file and a TFLite int8 file of the same model are measured by one
+planner and one rule: ``flash_bytes`` = the file's size, ``ram_bytes`` = the planned arena peak.
+"""
+
+from __future__ import annotations
+
+from ..memory import DeviceLayout, DeviceMemory, DeviceModel, LayoutTensor, LayoutWeights, layout_root, scratch_bytes
+from .errors import FlatbufferFormatError
+from .options import CUSTOM_OPS, decode_options
+from .schema import schema as S
+
+# TFLite tensor type -> bytes per element (the C runner's fx_type_size for the types it knows)
+_ELEM_BYTES = {S.TensorType.FLOAT32: 4, S.TensorType.INT32: 4, S.TensorType.INT64: 8, S.TensorType.FLOAT16: 2,
+               S.TensorType.INT16: 2, S.TensorType.UINT16: 2}
+_STOCK_WEIGHTED = {S.BuiltinOperator.CONV_2D: "conv2d", S.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise_conv2d",
+                   S.BuiltinOperator.FULLY_CONNECTED: "fully_connected"}
+
+__all__ = ["device_model_from_tflite", "file_memory", "layout_from_tflite"]
+
+
+def layout_from_tflite(data: bytes) -> DeviceLayout:
+    """The device layout of a TFLite file (first subgraph)."""
+    data = bytes(data)
+    try:
+        model = S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
+        sub = model.subgraphs[0]
+    except Exception as exc:  # noqa: BLE001 - flatbuffers raises anything on garbage
+        raise FlatbufferFormatError(f"not a TFLite flatbuffer: {exc}") from None
+    tensors_fb = sub.tensors or []
+    buffers = model.buffers or []
+
+    def buffer_bytes(i: int) -> int:
+        t = tensors_fb[i]
+        if t.buffer is None or t.buffer <= 0 or t.buffer >= len(buffers):
+            return 0
+        b = buffers[t.buffer]
+        if b.data is not None and len(b.data):
+            return len(b.data)
+        return int(getattr(b, "size", 0) or 0)
+
+    def elements(i: int) -> int:
+        n = 1
+        for d in tensors_fb[i].shape if tensors_fb[i].shape is not None else []:
+            n *= max(int(d), 1)
+        return n
+
+    n_ops = len(sub.operators or [])
+    first: dict[int, int] = {int(sub.inputs[0]): -1}
+    last: dict[int, int] = {int(sub.inputs[0]): -1}
+    alias: dict[int, int] = {}
+    scratch: list[int] = []
+    weights: list[LayoutWeights] = []
+    op_codes = model.operatorCodes or []
+    for i, op in enumerate(sub.operators or []):
+        code = op_codes[op.opcodeIndex]
+        builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+        custom = code.customCode.decode() if code.customCode else None
+        ins = [int(x) for x in (op.inputs if op.inputs is not None else [])]
+        for x in ins:
+            if x >= 0 and buffer_bytes(x) == 0 and x in first:
+                last[x] = i
+        for out in (op.outputs if op.outputs is not None else []):
+            first[int(out)] = last[int(out)] = i
+        kind = CUSTOM_OPS[custom][0] if custom in CUSTOM_OPS else _STOCK_WEIGHTED.get(builtin)
+        k = 0
+        if kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
+            bias_at = 3 if custom else 2
+            w = tensors_fb[ins[1]]
+            shape = [int(d) for d in w.shape]
+            if custom:
+                opts = decode_options(custom, bytes(op.customOptions) if op.customOptions is not None else b"", f"op {i} ({custom})")
+                bits = int(opts["weight_bits"])
+                x_shape = [int(d) for d in tensors_fb[ins[0]].shape]
+                k = opts["filter_h"] * opts["filter_w"] * (x_shape[-1] if kind == "conv2d" else 1) \
+                    if kind != "fully_connected" else elements(ins[0]) // max(x_shape[0], 1)
+                rows = shape[0]
+            else:
+                bits = 8 * _ELEM_BYTES.get(w.type, 1)
+                rows = shape[-1] if kind == "depthwise_conv2d" else shape[0]
+                k = elements(ins[1]) // max(rows, 1)
+            bias = ins[bias_at] if len(ins) > bias_at else -1
+            bias_elems = elements(bias) if bias >= 0 else 0
+            bias_elem = _ELEM_BYTES.get(tensors_fb[bias].type, 1) if bias >= 0 else 4
+            weights.append(LayoutWeights(_name(tensors_fb, op.outputs[0]), rows, k, bits, bias_elems, bias_elem,
+                                         stored_bytes=buffer_bytes(ins[1])))
+        scratch.append(scratch_bytes(kind, k) if custom else 0)
+        if builtin == S.BuiltinOperator.RESHAPE and ins and op.outputs is not None:
+            alias[int(op.outputs[0])] = ins[0]
+    for o in sub.outputs if sub.outputs is not None else []:
+        last[int(o)] = n_ops
+    # activation tensors in file order (constants and unused tensors are not planned)
+    order = sorted(first)
+    position = {t: j for j, t in enumerate(order)}
+    quantize_outputs = {int(op.outputs[0]) for op in sub.operators or []
+                        if (op_codes[op.opcodeIndex].customCode or b"") == b"FXP_QUANTIZE"}
+    is_fxp = any((c.customCode or b"").startswith(b"FXP_") for c in op_codes)
+    layout_tensors = []
+    for t in order:
+        elem = _ELEM_BYTES.get(tensors_fb[t].type, 1)
+        integer = tensors_fb[t].type != S.TensorType.FLOAT32
+        source = None
+        if is_fxp and integer:
+            source = "input" if t in quantize_outputs or (t == int(sub.inputs[0])) else _name(tensors_fb, t)
+        layout_tensors.append(LayoutTensor(_name(tensors_fb, t), elements(t), 8 * elem if integer else None,
+                                           first[t], last[t], source=source, elem_bytes=elem))
+    for t, src in alias.items():
+        if t in position and src in position:
+            layout_tensors[position[t]].alias = layout_root(layout_tensors, position[src])
+    param = sum(w.weight_bytes() + w.bias_elements * w.bias_elem_bytes for w in weights)
+    return DeviceLayout(layout_tensors, scratch, weights, len(data) - param)
+
+
+def _name(tensors_fb, i: int) -> str:
+    name = tensors_fb[int(i)].name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def device_model_from_tflite(data: bytes) -> DeviceModel:
+    """A DeviceModel whose other_flash_bytes is the file's exact non-parameter bytes."""
+    return DeviceModel(layout_from_tflite(data))
+
+
+def file_memory(data: bytes) -> DeviceMemory:
+    """Device accounting of a file as it is: flash_bytes == len(data), ram_bytes = planned peak."""
+    return device_model_from_tflite(data).cost()

@@ -1,0 +1,375 @@
+"""Device memory accounting: the bytes the chip holds for a model, next to the paper's bit count.
+
+Two accountings exist, with units in every field name (the same names in text and JSON):
+
+- *paper* (:meth:`fxpq_keras.policy.Policy.memory`): bits of weights + biases + activations, each
+  data structure at exactly its bit width (reproduces the FxP-QNet paper's figures);
+- *device* (this module, :class:`DeviceMemory`): what a microcontroller really holds.
+  ``flash_bytes`` is the whole ``.tflite`` (weights bit-packed at their width, numerics.md 9,
+  biases as stored int32, plus everything else in the file); ``ram_bytes`` is the peak of the
+  activation arena exactly as the C runner plans it (fxpq_runner.c ``fx_place``): every
+  activation tensor at its container size (1 byte for 2..8 bits, 2 for 9..16, 4 for a float
+  input), tensors alive at the same time never sharing bytes, RESHAPE outputs aliasing their
+  input, plus each weighted kernel's scratch. The runner's own per-op bookkeeping (its
+  ``persistent_bytes``, which depends on the CPU's pointer size) is not part of it; TFLM has
+  the equivalent for any model.
+
+The search asks a :class:`DeviceModel` (built once per model from its IntegerGraph or file) for
+the device cost of any policy of that model: :meth:`DeviceModel.cost` re-plans the arena in
+about a millisecond, and :meth:`DeviceModel.gain` is the bytes one format change saves. Both
+capture the two facts the paper's count misses: an activation saves RAM only when it crosses a
+container boundary (9 -> 8 bits) *and* sits on the peak, and a bias width saves nothing (biases
+are stored as int32).
+
+Layout of the records (one rule each, shared with the C runner and tested against it):
+:func:`plan_arena` is ``fx_place``; :func:`scratch_bytes` is the kernels' ``*_get_buffer_size``;
+:func:`fxpq_keras.formats.packed_row_bytes` is ``fxpq_packed_row_size``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .formats import packed_row_bytes
+from .policy import Policy
+
+RUNNER_ALIGNMENT = 8  # FXPQ_RUNNER_ALIGNMENT: every planned record starts on this boundary
+WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
+
+__all__ = ["DeviceGain", "DeviceLayout", "DeviceMemory", "DeviceModel", "LayoutTensor", "LayoutWeights",
+           "container_bytes", "plan_arena", "scratch_bytes"]
+
+
+def container_bytes(bits: int | None) -> int:
+    """Bytes per element of an activation of `bits` (None = float32), numerics.md section 10."""
+    if bits is None:
+        return 4
+    return 1 if bits <= 8 else 2
+
+
+def scratch_bytes(op: str, k: int) -> int:
+    """Kernel scratch of a weighted op with K values per output channel (one channel's weights
+    unpacked to int16: fxpq_{conv2d,depthwise_conv2d,fully_connected}_get_buffer_size); 0 else."""
+    return 2 * int(k) if op in WEIGHTED_OPS else 0
+
+
+def _align(n: int) -> int:
+    return (n + RUNNER_ALIGNMENT - 1) & ~(RUNNER_ALIGNMENT - 1)
+
+
+def plan_arena(sizes: list[int], first: list[int], last: list[int]) -> int:
+    """Peak bytes of the greedy first-fit plan of the C runner (fx_place), bit for bit.
+
+    Records are placed by decreasing size (ties: lower index first) at the lowest 8-byte aligned
+    offset where they overlap no already placed record whose lifetime [first, last] intersects
+    theirs. Records of size 0 take no space. Returns the end of the highest placed record.
+    """
+    order = sorted((i for i, s in enumerate(sizes) if s > 0), key=lambda i: (-sizes[i], i))
+    offsets: list[int] = []  # placed records in increasing offset order (ties: insertion order)
+    placed: list[tuple[int, int, int, int]] = []  # (offset, aligned size, first, last)
+    peak = 0
+    for i in order:
+        size = _align(sizes[i])
+        candidate = 0
+        for off, osz, f, lst in placed:
+            if f <= last[i] and first[i] <= lst:
+                if off >= candidate + size:
+                    break
+                if off + osz > candidate:
+                    candidate = off + osz
+        at = bisect.bisect_right(offsets, candidate)
+        offsets.insert(at, candidate)
+        placed.insert(at, (candidate, size, first[i], last[i]))
+        peak = max(peak, candidate + size)
+    return peak
+
+
+@dataclass
+class LayoutTensor:
+    """An activation tensor as the runner plans it (file order).
+
+    `bits` is the width that sets its container (None: float32); `source` names the policy data
+    structure whose format it has ("input" or a layer name), None when no policy describes it.
+    """
+
+    name: str
+    elements: int
+    bits: int | None
+    first: int  # index of the op that writes it; -1 for the model input
+    last: int  # index of the last op that reads it; num_ops for a model output
+    alias: int | None = None  # index (in DeviceLayout.tensors) of the tensor whose bytes it uses
+    source: str | None = None
+    elem_bytes: int | None = None  # fixed container size (generic files); None: from bits
+
+
+@dataclass
+class LayoutWeights:
+    """One weighted op's stored parameters: `rows` output channels of `count` values at `bits`."""
+
+    layer: str
+    rows: int
+    count: int
+    bits: int
+    bias_elements: int = 0
+    bias_elem_bytes: int = 4
+    stored_bytes: int | None = None  # fixed (generic files); None: packed at `bits`
+
+    def weight_bytes(self, bits: int | None = None) -> int:
+        if self.stored_bytes is not None and bits is None:
+            return self.stored_bytes
+        return self.rows * packed_row_bytes(self.bits if bits is None else bits, self.count)
+
+
+@dataclass
+class DeviceLayout:
+    """What the device accounting needs of a model: activation tensors with lifetimes, kernel
+    scratch per op, weighted ops' parameter shapes, and the rest of the file's bytes."""
+
+    tensors: list[LayoutTensor]
+    scratch: list[int]  # per op, in execution order
+    weights: list[LayoutWeights]
+    other_flash_bytes: int | None = None  # file bytes besides weights and biases (None: unknown)
+
+    def lifetimes(self) -> tuple[list[int], list[int]]:
+        """Per tensor then per op scratch: (first, last) with aliases folded into their root."""
+        first = [t.first for t in self.tensors]
+        last = [t.last for t in self.tensors]
+        for i, t in enumerate(self.tensors):
+            if t.alias is not None:
+                root = self._root(i)
+                last[root] = max(last[root], t.last)
+        n_ops = len(self.scratch)
+        return first + list(range(n_ops)), last + list(range(n_ops))
+
+    def _root(self, i: int) -> int:
+        while self.tensors[i].alias is not None:
+            i = self.tensors[i].alias
+        return i
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """The device accounting of one model (all integers, bytes)."""
+
+    weight_bytes: int  # weights as stored (bit-packed at their width)
+    bias_bytes: int  # biases as stored (int32)
+    ram_bytes: int  # peak activation arena as the runner plans it (containers + scratch)
+    other_flash_bytes: int | None = None  # the rest of the .tflite; None when not measured
+
+    @property
+    def parameter_bytes(self) -> int:
+        """Weights + biases as stored."""
+        return self.weight_bytes + self.bias_bytes
+
+    @property
+    def flash_bytes(self) -> int:
+        """The whole .tflite (parameters + the rest); the parameters alone when the rest is unknown."""
+        return self.parameter_bytes + (self.other_flash_bytes or 0)
+
+    @property
+    def total_bytes(self) -> int:
+        """flash_bytes + ram_bytes: the single figure the device-objective search lowers."""
+        return self.flash_bytes + self.ram_bytes
+
+    def to_dict(self) -> dict[str, int | None]:
+        return {"weight_bytes": self.weight_bytes, "bias_bytes": self.bias_bytes,
+                "parameter_bytes": self.parameter_bytes, "other_flash_bytes": self.other_flash_bytes,
+                "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes}
+
+    def summary(self) -> str:
+        """One line with the same names as to_dict."""
+        other = "?" if self.other_flash_bytes is None else f"{self.other_flash_bytes:,}"
+        return (f"flash_bytes {self.flash_bytes:,} (weight_bytes {self.weight_bytes:,}, bias_bytes "
+                f"{self.bias_bytes:,}, other_flash_bytes {other}), ram_bytes {self.ram_bytes:,}")
+
+
+@dataclass(frozen=True)
+class DeviceGain:
+    """Bytes a format change saves on the device (positive = smaller; negative = it costs)."""
+
+    flash_bytes: int
+    ram_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        return self.flash_bytes + self.ram_bytes
+
+
+Changes = Mapping[tuple[str, str], int]
+
+
+@dataclass
+class DeviceModel:
+    """Device cost of any policy of one model, cheaply (no export, no Keras).
+
+    Build it once per model (:meth:`from_graph` on the lowered IntegerGraph, or
+    ``fxpq_keras.flatbuffer.memory.device_model_from_tflite`` on an exported file, which also
+    knows the file's other bytes exactly), then call :meth:`cost` / :meth:`gain` for each
+    candidate policy. A policy only changes bit widths and fracs, never the graph, so the
+    layout (tensor order, lifetimes, scratch, weight shapes) is fixed.
+    """
+
+    layout: DeviceLayout
+    _lifetimes: tuple[list[int], list[int]] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._lifetimes = self.layout.lifetimes()
+
+    @classmethod
+    def from_graph(cls, graph: Any, *, float_input: bool = True,
+                   other_flash_bytes: int | None = None) -> DeviceModel:
+        """The layout an ``export_tflite(graph, target="fxp", float_input=...)`` file has.
+
+        Tensors are numbered in the exporter's order (the runner's tie-break depends on it).
+        other_flash_bytes: the file's bytes besides weights and biases, if known.
+        """
+        nodes = list(graph.nodes)
+        input_name = graph.input
+        input_is_float = graph.tensors[input_name].fmt is None
+        if not float_input and input_is_float:
+            if not nodes or nodes[0].op != "quantize" or nodes[0].inputs != [input_name]:
+                raise ValueError("an integer model input needs the graph's first node to quantize the float input")
+            input_name = nodes[0].output
+            nodes = nodes[1:]
+        elif float_input and not input_is_float:
+            nodes = [None] + nodes  # the exporter puts a quantize op in front
+        policy_names = _policy_names(graph)
+        index: dict[str, int] = {}
+        tensors: list[LayoutTensor] = []
+
+        def tensor(name: str, op_index: int) -> int:
+            if name not in index:
+                spec = graph.tensors[name]
+                elements = 1
+                for d in spec.shape:
+                    elements *= int(d)
+                bits = None if spec.fmt is None else spec.fmt.bits
+                source = None if spec.fmt is None else policy_names.get(name, name)
+                index[name] = len(tensors)
+                tensors.append(LayoutTensor(name, elements, bits, op_index, op_index, source=source))
+            return index[name]
+
+        scratch: list[int] = []
+        weights: list[LayoutWeights] = []
+        float_name = f"{input_name}_float"
+        if float_input and not input_is_float:
+            index[float_name] = 0
+            spec = graph.tensors[input_name]
+            elements = 1
+            for d in spec.shape:
+                elements *= int(d)
+            tensors.append(LayoutTensor(float_name, elements, None, -1, -1))
+        else:
+            tensor(input_name, -1)
+        for i, node in enumerate(nodes):
+            if node is None:  # the exporter's leading quantize
+                out = tensor(input_name, i)
+                tensors[0].last = i
+                scratch.append(0)
+                continue
+            ins = [tensor(name, i) for name in node.inputs]
+            for j in ins:
+                tensors[j].last = i
+            out = tensor(node.output, i)
+            tensors[out].first = tensors[out].last = i
+            if node.op == "reshape":
+                tensors[out].alias = layout_root(tensors, ins[0])
+            k = 0
+            if node.op in WEIGHTED_OPS:
+                w = node.weights
+                rows = int(w.shape[-1]) if node.op == "depthwise_conv2d" else int(w.shape[0])
+                k = int(w.size) // rows
+                bias = 0 if node.bias is None else int(len(node.bias))
+                weights.append(LayoutWeights(node.name, rows, k, int(node.weight_bits), bias))
+            scratch.append(scratch_bytes(node.op, k))
+        for name in graph.outputs:
+            tensors[index[name]].last = len(nodes)
+        return cls(DeviceLayout(tensors, scratch, weights, other_flash_bytes))
+
+    # -- cost -------------------------------------------------------------------------------------
+    def _tensor_bytes(self, policy: Policy | None, changes: Changes) -> list[int]:
+        sizes = []
+        for t in self.layout.tensors:
+            key = _output_key(policy, t.source) if policy is not None and t.source is not None else None
+            if t.alias is not None:
+                sizes.append(0)  # shares its root's bytes
+            elif key is None:
+                sizes.append(t.elements * (t.elem_bytes if t.elem_bytes is not None else container_bytes(t.bits)))
+            else:
+                sizes.append(t.elements * container_bytes(changes.get(key, _bits_of(policy, key))))
+        return sizes
+
+    def ram_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
+        """Peak arena bytes (the runner's planned_bytes) under `policy` (None: the layout's formats)."""
+        first, last = self._lifetimes
+        sizes = self._tensor_bytes(policy, changes or {}) + list(self.layout.scratch)
+        return plan_arena(sizes, first, last)
+
+    def weight_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
+        """Weights as stored (bit-packed) under `policy` (None: the layout's widths)."""
+        changes = changes or {}
+        total = 0
+        for w in self.layout.weights:
+            bits = None
+            if policy is not None and w.layer in policy.layers:
+                bits = changes.get((w.layer, "weights"), policy.get(w.layer, "weights").bits)
+            total += w.weight_bytes(bits)
+        return total
+
+    def cost(self, policy: Policy | None = None, changes: Changes | None = None) -> DeviceMemory:
+        """The device accounting under `policy` with `changes` {(layer, ds): bits} applied on top.
+
+        Biases are stored as int32 whatever their width, so bias changes cost nothing here.
+        """
+        bias = sum(w.bias_elements * w.bias_elem_bytes for w in self.layout.weights)
+        return DeviceMemory(self.weight_bytes(policy, changes), bias, self.ram_bytes(policy, changes),
+                            self.layout.other_flash_bytes)
+
+    def gain(self, policy: Policy, layer: str, ds: str, bits: int, *, base: DeviceMemory | None = None) -> DeviceGain:
+        """Bytes saved on the device by setting data structure `layer/ds` to `bits`.
+
+        ds is "weights", "bias" or "output" (layer "input" for the model input). Weights save
+        their packed bytes; an activation saves RAM only if its container shrinks and the arena's
+        peak falls with it; a bias saves nothing. `base` = cost(policy), to skip recomputing it.
+        """
+        base = base if base is not None else self.cost(policy)
+        if ds == "bias":
+            return DeviceGain(0, 0)
+        key = ("input", "output") if layer == "input" else (layer, ds)
+        new = self.cost(policy, {key: int(bits)})
+        return DeviceGain(base.flash_bytes - new.flash_bytes, base.ram_bytes - new.ram_bytes)
+
+
+def layout_root(tensors: list[LayoutTensor], i: int) -> int:
+    """The tensor whose bytes tensor i uses (itself unless it is a RESHAPE alias)."""
+    while tensors[i].alias is not None:
+        i = tensors[i].alias
+    return i
+
+
+def _policy_names(graph: Any) -> dict[str, str]:
+    """IntegerGraph tensor name -> policy data structure owner ("input" for the quantized input)."""
+    names = {}
+    if graph.tensors[graph.input].fmt is not None:
+        names[graph.input] = "input"
+    for node in graph.nodes:
+        if node.op == "quantize":
+            names[node.output] = "input"
+    return names
+
+
+def _output_key(policy: Policy, name: str) -> tuple[str, str] | None:
+    """The policy data structure that sets a tensor's format (follows pass-through layers back,
+    as Policy.output_format does); None when the policy does not know the tensor."""
+    if name != "input" and name not in policy.layers:
+        return None
+    while name != "input" and name in policy.layers and policy.layers[name].get("output") is None:
+        name = policy.layers[name]["inputs"][0]
+    return ("input", "output") if name not in policy.layers else (name, "output")
+
+
+def _bits_of(policy: Policy, key: tuple[str, str]) -> int:
+    return policy.input.bits if key[0] == "input" else policy.get(*key).bits
