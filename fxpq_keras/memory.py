@@ -50,10 +50,24 @@ def container_bytes(bits: int | None) -> int:
     return 1 if bits <= 8 else 2
 
 
+IM2COL_PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass of the optimized kernels
+
+
 def scratch_bytes(op: str, k: int) -> int:
-    """Kernel scratch of a weighted op with K values per output channel (one channel's weights
-    unpacked to int16: fxpq_{conv2d,depthwise_conv2d,fully_connected}_get_buffer_size); 0 else."""
-    return 2 * int(k) if op in WEIGHTED_OPS else 0
+    """Kernel scratch of an op with K terms per dot product: the C kernels' *_get_buffer_size.
+
+    Conv and fully connected: the larger of one unpacked int16 weight row (2K) and the optimized
+    kernels' im2col columns (IM2COL_PIXELS int16 columns of K rounded up to 8, one zero-padded row
+    copy, alignment slack); the same in every build so one plan fits every target. Depthwise: one
+    unpacked row. Other ops: none. tests/test_c_kernels_host.py holds this equal to the C.
+    """
+    if op not in WEIGHTED_OPS or k <= 0:
+        return 0
+    row = 2 * int(k)
+    if op == "depthwise_conv2d":
+        return row
+    kp = (int(k) + 7) & ~7
+    return max(row, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + 4)
 
 
 def _align(n: int) -> int:

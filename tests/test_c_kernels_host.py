@@ -313,6 +313,21 @@ def test_packing_known_bytes():
     assert pack_weights(np.array([[0, 0, -1]]), 11) == bytes([0, 0, 0xC0, 0xFF, 0x01])
 
 
+def test_device_accounting_scratch_equals_the_kernels():
+    """fxpq_keras.memory.scratch_bytes (the device accounting's RAM) is the kernels' own request."""
+    from fxpq_keras.memory import scratch_bytes
+
+    lib = host.load_library()
+    for k in [1, 2, 7, 8, 9, 16, 27, 64, 100, 576, 1000, 4608]:
+        assert scratch_bytes("fully_connected", k) == lib.fxpq_fully_connected_get_buffer_size(k)
+        for kh, kw, c in [(1, 1, k), (3, 3, k), (k, 1, 1)]:
+            dims = host.CDims(1, kh, kw, c)
+            assert scratch_bytes("conv2d", kh * kw * c) == lib.fxpq_conv2d_get_buffer_size(ctypes.byref(dims))
+            dims = host.CDims(1, kh, kw, c)
+            assert scratch_bytes("depthwise_conv2d", kh * kw) == \
+                lib.fxpq_depthwise_conv2d_get_buffer_size(ctypes.byref(dims))
+
+
 def test_depthwise_packing_layout():
     rng = np.random.default_rng(0)
     w = rng.integers(-4, 4, size=(1, 3, 2, 5))

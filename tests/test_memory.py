@@ -95,7 +95,7 @@ def test_gains_follow_the_device_rules(keras_case):
     assert (g.flash_bytes, g.ram_bytes) == (rows * (k * 8 // 8 - (k * 4 + 7) // 8), 0)
     # an activation inside its container saves nothing; crossing to 16 bits costs RAM only if on the peak
     widened = []
-    for layer, ds, d in policy.data_structures():
+    for layer, ds, _ in policy.data_structures():
         if ds != "output":
             continue
         assert device.gain(policy, layer, ds, 5).total_bytes == 0  # still one byte per element

@@ -73,7 +73,8 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
             w = tensors_fb[ins[1]]
             shape = [int(d) for d in w.shape]
             if custom:
-                opts = decode_options(custom, bytes(op.customOptions) if op.customOptions is not None else b"", f"op {i} ({custom})")
+                blob = bytes(op.customOptions) if op.customOptions is not None else b""
+                opts = decode_options(custom, blob, f"op {i} ({custom})")
                 bits = int(opts["weight_bits"])
                 x_shape = [int(d) for d in tensors_fb[ins[0]].shape]
                 k = opts["filter_h"] * opts["filter_w"] * (x_shape[-1] if kind == "conv2d" else 1) \
