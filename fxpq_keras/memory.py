@@ -53,21 +53,24 @@ def container_bytes(bits: int | None) -> int:
 IM2COL_PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass of the optimized kernels
 
 
-def scratch_bytes(op: str, k: int) -> int:
-    """Kernel scratch of an op with K terms per dot product: the C kernels' *_get_buffer_size.
+def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
+    """Kernel scratch of an op with K terms per dot product and `channels` output channels: the
+    C kernels' *_get_buffer_size, the same in every build so one plan fits every target.
 
     Conv and fully connected: the larger of one unpacked int16 weight row (2K) and the optimized
     kernels' im2col columns (IM2COL_PIXELS int16 columns of K rounded up to 8, one zero-padded row
-    copy, alignment slack); the same in every build so one plan fits every target. Depthwise: one
-    unpacked row. Other ops: none. tests/test_c_kernels_host.py holds this equal to the C.
+    copy, alignment slack). Depthwise: the larger of one unpacked row and the optimized kernel's
+    lane-ordered weights of all channels (rounded up to 4) with their per-channel finish constants
+    plus one unpacked row. Other ops: none. tests/test_c_kernels_host.py holds this equal to the C.
     """
     if op not in WEIGHTED_OPS or k <= 0:
         return 0
-    row = 2 * int(k)
+    k = int(k)
     if op == "depthwise_conv2d":
-        return row
-    kp = (int(k) + 7) & ~7
-    return max(row, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + 4)
+        c4 = (int(channels) + 3) & ~3
+        return max(2 * k, 4 + k * c4 * 2 + c4 * 8 + 2 * k)
+    kp = (k + 7) & ~7
+    return max(2 * k, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + 4)
 
 
 def _align(n: int) -> int:
@@ -298,7 +301,7 @@ class DeviceModel:
                 k = int(w.size) // rows
                 bias = 0 if node.bias is None else int(len(node.bias))
                 weights.append(LayoutWeights(node.name, rows, k, int(node.weight_bits), bias))
-            scratch.append(scratch_bytes(node.op, k))
+            scratch.append(scratch_bytes(node.op, k, rows if node.op in WEIGHTED_OPS else 1))
         for name in graph.outputs:
             tensors[index[name]].last = len(nodes)
         return cls(DeviceLayout(tensors, scratch, weights, other_flash_bytes))

@@ -324,7 +324,7 @@ def test_device_accounting_scratch_equals_the_kernels():
             dims = host.CDims(1, kh, kw, c)
             assert scratch_bytes("conv2d", kh * kw * c) == lib.fxpq_conv2d_get_buffer_size(ctypes.byref(dims))
             dims = host.CDims(1, kh, kw, c)
-            assert scratch_bytes("depthwise_conv2d", kh * kw) == \
+            assert scratch_bytes("depthwise_conv2d", kh * kw, c) == \
                 lib.fxpq_depthwise_conv2d_get_buffer_size(ctypes.byref(dims))
 
 

@@ -67,7 +67,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
         for out in (op.outputs if op.outputs is not None else []):
             first[int(out)] = last[int(out)] = i
         kind = CUSTOM_OPS[custom][0] if custom in CUSTOM_OPS else _STOCK_WEIGHTED.get(builtin)
-        k = 0
+        k = rows = 0
         if kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
             bias_at = 3 if custom else 2
             w = tensors_fb[ins[1]]
@@ -89,7 +89,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
             bias_elem = _ELEM_BYTES.get(tensors_fb[bias].type, 1) if bias >= 0 else 4
             weights.append(LayoutWeights(_name(tensors_fb, op.outputs[0]), rows, k, bits, bias_elems, bias_elem,
                                          stored_bytes=buffer_bytes(ins[1])))
-        scratch.append(scratch_bytes(kind, k) if custom else 0)
+        scratch.append(scratch_bytes(kind, k, rows) if custom else 0)
         if builtin == S.BuiltinOperator.RESHAPE and ins and op.outputs is not None:
             alias[int(op.outputs[0])] = ins[0]
     for o in sub.outputs if sub.outputs is not None else []:
