@@ -38,6 +38,17 @@ CUSTOM_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
 OP_TO_CUSTOM = {op: name for name, (op, _) in CUSTOM_OPS.items()}
 OPTION_KEYS = {name: keys for name, (_, keys) in CUSTOM_OPS.items()}
 
+# Range of every option value (docs/format.md section 4): the same table as the C reader's
+# (tflm_kernels/src/options/fxpq_options.c, K_* macros; a test holds the two together).
+_FRAC, _DIM, _PAD, _ACT = (-32, 32), (1, 65535), (0, 65535), (-32768, 65535)
+OPTION_RANGES: dict[str, tuple[int, int]] = {
+    "acc_bits": (32, 64), "act_max": _ACT, "act_min": _ACT, "activation": (0, 3), "bias_bits": (0, 32),
+    "bias_frac": _FRAC, "depth_multiplier": _DIM, "dilation_h": _DIM, "dilation_w": _DIM, "filter_h": _DIM,
+    "filter_w": _DIM, "in1_frac": _FRAC, "in2_frac": _FRAC, "in_frac": _FRAC, "out_frac": _FRAC,
+    "pad_bottom": _PAD, "pad_left": _PAD, "pad_right": _PAD, "pad_top": _PAD, "padding": (0, 1),
+    "stride_h": _DIM, "stride_w": _DIM, "weight_bits": (2, 16),
+}
+
 # TFLite's codes, reused so Netron users recognise them.
 ACTIVATION_CODES = {None: 0, "relu": 1, "relu6": 3}
 ACTIVATION_NAMES = {0: None, 1: "relu", 3: "relu6"}
@@ -82,9 +93,30 @@ def decode_options(custom: str, blob: bytes, where: str) -> dict[str, int]:
             if not v.IsInt:
                 raise FlatbufferFormatError(f"{where}: {custom} option {key!r} is not an integer")
             out[key] = int(v.AsInt)
+            lo, hi = OPTION_RANGES[key]
+            if not lo <= out[key] <= hi:
+                raise FlatbufferFormatError(f"{where}: {custom} option {key} = {out[key]} outside {lo}..{hi}")
+        _check_option_rules(custom, out, where)
         return out
     except FlatbufferFormatError:
         raise
     except Exception as exc:  # noqa: BLE001 - any parse failure of foreign bytes is a format error
         raise FlatbufferFormatError(f"{where}: {custom} custom options are malformed "
                                     f"({type(exc).__name__}: {exc})") from None
+
+
+def _check_option_rules(custom: str, opts: dict[str, int], where: str) -> None:
+    """The cross-field rules of format.md section 4 (the C reader's, in the same order)."""
+    problem = None
+    if opts.get("act_min", 0) > opts.get("act_max", 0):
+        problem = f"act_min {opts['act_min']} > act_max {opts['act_max']}"
+    elif opts.get("activation") == 2:
+        problem = "activation 2 (relu_n1_to_1) is not supported (0 none, 1 relu, 3 relu6)"
+    elif "acc_bits" in opts and opts["acc_bits"] not in (32, 64):
+        problem = f"acc_bits {opts['acc_bits']} is not 32 or 64"
+    elif opts.get("bias_bits") == 1:
+        problem = "bias_bits 1 (0 for no bias, else 2..32)"
+    elif opts.get("bias_bits") == 0 and opts.get("bias_frac", 0) != 0:
+        problem = f"bias_frac {opts['bias_frac']} without a bias (bias_bits 0)"
+    if problem:
+        raise FlatbufferFormatError(f"{where}: {custom} option {problem}")

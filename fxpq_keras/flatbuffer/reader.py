@@ -46,6 +46,26 @@ class FileInfo:
     zero_points: dict[str, int] = field(default_factory=dict)
 
 
+# The C runner's limits (fxpq_runner.c fx_read_tensor): a dimension is 1..2^30-1, a tensor holds
+# fewer than 2^28 elements; the Python reader refuses exactly what the runner refuses.
+MAX_DIMENSION = 2**30 - 1
+MAX_ELEMENTS = 2**28 - 1
+
+
+def checked_shape(t: S.TensorT, what: str) -> tuple[int, ...]:
+    """The tensor's shape when every dimension and the element count are inside the limits."""
+    shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+    if len(shape) > 6:
+        raise FlatbufferFormatError(f"{what}: rank {len(shape)} above 6")
+    bad = [d for d in shape if not 1 <= d <= MAX_DIMENSION]
+    if bad:
+        raise FlatbufferFormatError(f"{what}: tensor dimension {bad[0]} outside 1..{MAX_DIMENSION} (shape {shape})")
+    if math.prod(shape) > MAX_ELEMENTS:
+        raise FlatbufferFormatError(f"{what}: tensor of shape {shape} has {math.prod(shape)} elements, "
+                                    f"more than {MAX_ELEMENTS}")
+    return shape
+
+
 class _File:
     """Checked accessors over one parsed model."""
 
@@ -96,16 +116,16 @@ class _File:
         if t.type not in _NP_TYPES:
             raise FlatbufferFormatError(f"{what}: tensor type {t.type} is not supported")
         dtype = np.dtype(_NP_TYPES[t.type]).newbyteorder("<")
-        shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
+        shape = checked_shape(t, what)
         raw = self.buffer_bytes(t.buffer, what)
-        need = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        need = math.prod(shape) * dtype.itemsize
         if len(raw) != need:
             raise FlatbufferFormatError(f"{what}: buffer holds {len(raw)} bytes, shape {shape} of {dtype.name} "
                                         f"needs {need}")
         return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False) -> Format | None:
+def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: bool = False) -> Format | None:
     """The format of an activation tensor from its type, scale and min/max (format.md 2.1).
 
     offset_ok admits TFLite's softmax-output convention (int8 with zero point -128, format.md 7):
@@ -129,6 +149,8 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False) -> Format | 
     signed = t.type in (S.TensorType.INT8, S.TensorType.INT16) and not offset
     storage = 8 if t.type in (S.TensorType.INT8, S.TensorType.UINT8) else 16
     if q.min is None or q.max is None or len(q.min) != 1 or len(q.max) != 1:
+        if need_range:  # fxp files: the format's bits live in min/max (format.md 2.1)
+            raise FlatbufferFormatError(f"{what}: needs one min/max (the format's range)")
         bits = storage
     else:
         hi = float(q.max[0]) / scale
@@ -140,8 +162,9 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False) -> Format | 
     has_range = q.min is not None and len(q.min) == 1
     if has_range and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
         raise FlatbufferFormatError(f"{what}: min/max {q.min[0]}/{q.max[0]} are not a format's range at scale {scale}")
-    if bits > storage:
-        raise FlatbufferFormatError(f"{what}: {bits}-bit format in a {storage}-bit tensor")
+    if bits > storage or (storage == 16 and bits <= 8):
+        raise FlatbufferFormatError(f"{what}: {bits}-bit format in a {storage}-bit tensor (2..8 bits are stored "
+                                    "in 8-bit tensors, 9..16 in 16-bit ones)")
     return fmt
 
 
@@ -189,10 +212,14 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
             if name in used_names:
                 name = f"{name}#{index}"
             used_names.add(name)
-            shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
-            if len(shape) < 1 or any(d <= 0 for d in shape):
-                raise FlatbufferFormatError(f"{what}: activation tensor {name!r} has shape {shape}")
-            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=target == "int8-builtin")
+            shape = checked_shape(t, f"{what} tensor {name!r}")
+            if len(shape) < 1 or shape[0] != 1:
+                raise FlatbufferFormatError(f"{what}: activation tensor {name!r} has shape {shape}, "
+                                            "needs rank >= 1 and batch 1")
+            if f.buffer_bytes(t.buffer, f"{what} tensor {name!r}"):
+                raise FlatbufferFormatError(f"{what}: activation tensor {name!r} is a constant (has buffer data)")
+            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=target == "int8-builtin",
+                               need_range=target == "fxp")
             if fmt is not None and t.quantization.zeroPoint is not None and int(t.quantization.zeroPoint[0]) != 0:
                 info.zero_points[name] = int(t.quantization.zeroPoint[0])
             specs[index] = TensorSpec(name, shape[1:], fmt)
@@ -234,8 +261,9 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
         if missing:
             raise FlatbufferFormatError(f"node {node.name!r} reads {missing} before they are produced")
         produced.add(node.output)
-    if any(o not in produced for o in outputs):
-        raise FlatbufferFormatError(f"outputs {[o for o in outputs if o not in produced]} are never produced")
+    if any(o not in produced or o == graph.input for o in outputs):
+        raise FlatbufferFormatError(f"model outputs {[o for o in outputs if o not in produced or o == graph.input]} "
+                                    "are not written by any op")
     return graph, info
 
 
@@ -278,6 +306,10 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the fxp format (known: "
                                     f"{sorted(CUSTOM_OPS) + ['RESHAPE']})")
     graph_op, _ = CUSTOM_OPS[kind]
+    if op.customOptionsFormat != 0:
+        raise FlatbufferFormatError(f"{where}: custom_options_format {op.customOptionsFormat} is not 0 (FlexBuffers)")
+    if getattr(op, "largeCustomOptionsOffset", 0) or getattr(op, "largeCustomOptionsSize", 0):
+        raise FlatbufferFormatError(f"{where}: large custom options (stored outside the operator) are not supported")
     blob = bytes(np.asarray(op.customOptions, dtype=np.uint8)) if op.customOptions is not None else b""
     opts = decode_options(kind, blob, where)
     out = out_spec.fmt
@@ -298,6 +330,8 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         if x is not None:
             raise FlatbufferFormatError(f"{where}: FXP_QUANTIZE input must be FLOAT32")
         check_clamp(opts, out, None, where)
+        if act_specs[0].shape != out_spec.shape:
+            raise FlatbufferFormatError(f"{where}: input shape {act_specs[0].shape} != output shape {out_spec.shape}")
         return Node("quantize", name, [act_specs[0].name], out_spec.name)
     if x is None:
         raise FlatbufferFormatError(f"{where}: input must be an integer tensor")
@@ -333,6 +367,13 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
     if graph_op in ("max_pool2d", "average_pool2d"):
         attrs["pool"] = (opts["filter_h"], opts["filter_w"])
         return Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs)
+    if graph_op in ("add", "requantize") and any(s.shape != out_spec.shape for s in act_specs):
+        raise FlatbufferFormatError(f"{where}: input shapes {[s.shape for s in act_specs]} != output shape "
+                                    f"{out_spec.shape} (no broadcasting)")
+    if graph_op == "global_average_pool2d" and (len(act_specs[0].shape) != 3
+                                                or out_spec.shape != act_specs[0].shape[2:]):
+        raise FlatbufferFormatError(f"{where}: input must be [1, H, W, C] and output [1, C], got "
+                                    f"{act_specs[0].shape} -> {out_spec.shape}")
     if graph_op in ("add", "requantize", "global_average_pool2d"):
         return Node(graph_op, name, [s.name for s in act_specs], out_spec.name, attrs)
     if graph_op == "pad":
@@ -372,6 +413,12 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
     if fracs.dtype != np.int8 or fracs.shape != (o,):
         raise FlatbufferFormatError(f"{where}: weight fracs must be int8[{o}], "
                                     f"got {fracs.dtype.name}{list(fracs.shape)}")
+    if fracs.min() < -32 or fracs.max() > 32:
+        bad = int(fracs[(fracs < -32) | (fracs > 32)][0])
+        raise FlatbufferFormatError(f"{where}: weight frac {bad} outside -32..32")
+    if (inputs[3] != -1) != (opts["bias_bits"] != 0):
+        raise FlatbufferFormatError(f"{where}: bias_bits {opts['bias_bits']} but "
+                                    f"{'a' if inputs[3] != -1 else 'no'} bias tensor (bias_bits 0 means no bias)")
     node = Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs,
                 weights=packing.rows_to_weights(graph_op, rows, shape), weight_bits=bits,
                 weight_frac=fracs.astype(np.int64))

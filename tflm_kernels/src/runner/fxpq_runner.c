@@ -318,7 +318,7 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
     for (i = 0; i < shape.len; ++i) {
         int32_t d = fxfb_vector_i32(&m->b, &shape, i);
         if (d < 1 || d > 0x7fffffff / 2) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "tensor dimension below 1");
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "tensor dimension outside 1..2^30-1");
         }
         t->dims[i] = d;
         elements *= d;
