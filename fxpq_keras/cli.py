@@ -6,7 +6,7 @@ Each command module defines `register(subparsers) -> argparse.ArgumentParser` an
 - every error is one line on stderr, `fxpq <command>: error: <what and which file>`, never a
   traceback (set FXPQ_DEBUG=1 to get the traceback of an unexpected one);
 - exit status 0 ok, 1 the work failed (a C runner/QEMU/make failure, an internal error), 2 bad
-  arguments or input files, 3 `quantize` could not meet --memory-target, 130 interrupted;
+  arguments or input files, 3 `quantize` wrote files that miss the budget or --memory-target, 130 interrupted;
 - `--quiet` works before the subcommand and after it;
 - TensorFlow's native log lines (which TF 2.21 prints regardless of TF_CPP_MIN_LOG_LEVEL) are
   filtered out unless TF_CPP_MIN_LOG_LEVEL asks for them (see _native_log.py).
@@ -32,7 +32,7 @@ examples:
   fxpq inspect model.tflite --json
 
 exit status: 0 ok, 1 the work failed (C runner, QEMU, make, internal error), 2 bad arguments or
-input files, 3 quantize could not meet --memory-target, 130 interrupted.
+input files, 3 quantize wrote files that miss the budget or --memory-target, 130 interrupted.
 environment: FXPQ_DEBUG=1 prints the traceback of an unexpected error; TF_CPP_MIN_LOG_LEVEL=0
 shows TensorFlow's native log lines (hidden by default).
 docs: docs/algorithm.md (the search), docs/format.md (the .tflite), docs/tflm.md (firmware).

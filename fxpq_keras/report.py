@@ -35,11 +35,13 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
     o = result.options
     m, c = result.metrics, result.check_metrics
     what = "agreement with the float model" if o.self_distillation else "labeled accuracy"
+    quality = (f"- {what}: {c.agreement:.2%} on {c.samples} calibration samples, {m.agreement:.2%} on the "
+               f"{m.samples} that rank steps (KL {m.kl:.3e} nats)" if result.metric == "top1" else
+               f"- relative output MSE {c.loss:.3%} on {c.samples} calibration samples")
     lines = [f"# {title}", "",
-             f"- budget: max top-1 drop {o.max_accuracy_drop:.2%}"
-             + (f", memory target {o.memory_target:,} bytes" if o.memory_target else ""),
-             f"- {what}: {c.agreement:.2%} on {c.samples} budget-check samples, {m.agreement:.2%} on "
-             f"{m.samples} decision samples (KL {m.kl:.3e} nats)",
+             f"- {result.budget_line()}"
+             + (f"; memory target {o.memory_target:,} bytes" if o.memory_target else ""),
+             quality,
              f"- search: {result.evaluations} network evaluations ({result.evaluated_samples:,} samples), "
              f"{result.seconds:.1f} s; {result.message}",
              f"- options: min_bits {o.min_bits}, max_bits {o.max_bits}, per-channel weight frac {o.per_channel}, "

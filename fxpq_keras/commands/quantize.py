@@ -22,7 +22,12 @@ layer by layer into tf_keras, fxpq_keras/keras3.py) or by tf_keras, or a SavedMo
 tf_keras. Its layers must be among those README.md lists (one input, one output).
 DATA is an .npz with the calibration inputs as 'x' (shape [N, ...input shape]) and optionally the
 labels as 'y' (only reported; the search needs no labels: the float model is the teacher).
-Exit status 3: the files were written but --memory-target could not be met within --max-drop.
+--metric: top1 budgets the drop of top-1 agreement with the float model; snr budgets the output
+error against the float model (relative MSE <= --max-drop, i.e. output SNR >= -10 log10(--max-drop)
+dB: 20 dB for 0.01), for outputs that are not class scores (regression, autoencoders). auto picks top1
+for softmax/class-score outputs and snr otherwise; the summary says which metric and limit are in force.
+Exit status 3: the files were written, but the budget or --memory-target is not met by what was
+written (the message on stderr says which).
 """
 
 
@@ -39,14 +44,19 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("-d", "--data", required=True, metavar="DATA.npz",
                    help="calibration .npz holding x (inputs) and optionally y (labels)")
     p.add_argument("-o", "--outdir", required=True, help="output directory (created if missing)")
-    p.add_argument("--max-drop", type=float, default=0.01, help="max top-1 drop vs the float model, in (0, 1)")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="budget limit in (0, 1): max top-1 drop vs the float model (metric top1) or max relative "
+                   "output MSE (metric snr)")
+    p.add_argument("--metric", choices=("auto", "top1", "snr"), default="auto",
+                   help="budget metric: top1 agreement or output SNR against the float model (auto: top1 for "
+                   "class scores, snr otherwise)")
     p.add_argument("--memory-target", type=positive_int, default=None, metavar="BYTES",
                    help="also stop as soon as total memory (weights+biases+activations) fits this many bytes "
                    "(default: none, lower as far as the budget allows)")
     p.add_argument("--min-bits", type=int, default=2, help="lowest bit width of any data structure (2..16)")
     p.add_argument("--max-bits", type=int, default=16, help="start (highest) bit width of every data structure")
-    p.add_argument("--samples", type=positive_int, default=1536,
-                   help="calibration samples used (1/3 decide, 2/3 check the budget)")
+    p.add_argument("--samples", type=positive_int, default=1024,
+                   help="calibration samples used (all predict the budget, the first half ranks steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (same seed, same policy)")
     p.add_argument("--per-channel", action="store_true", help="per-output-channel weight frac")
     p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",
@@ -68,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     x, y = load_npz(args.data, "calibration inputs")
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
-    search = FxPQNet(args.max_drop, memory_target=args.memory_target, min_bits=args.min_bits,
+    search = FxPQNet(args.max_drop, metric=args.metric, memory_target=args.memory_target,
+                     min_bits=args.min_bits,
                      max_bits=args.max_bits, samples=args.samples, seed=args.seed, per_channel=args.per_channel,
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
@@ -81,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     paths = write_report(result, args.outdir)
     status = 0
     refused = ""
+    # the result's message names what is missed (budget, memory target) and why
+    problems = [result.message] if not result.budget_met or result.memory_target_met is False else []
     out = os.path.join(args.outdir, "model.tflite")
     try:
         data = export_tflite(result.model, out, target=args.target, policy=result.policy)
@@ -89,14 +102,31 @@ def run(args: argparse.Namespace) -> int:
         hint = "; use --target fxp (custom FXP_* ops, any format)" if args.target != "fxp" else ""
         refused = f"fxpq quantize: error: {out} not written: {exc}{hint}"
         status = 1
+    else:
+        written = check_written(out, result)
+        if written:
+            problems.append(written)
     if not quiet:
         print(result.summary())
         for path in paths.values():
             print(f"wrote {path}")
     sys.stdout.flush()  # the errors below are the last lines, also when stdout and stderr share a pipe
-    if result.memory_target_met is False:
-        print(f"fxpq quantize: {result.message}", file=sys.stderr)
-        status = status or 3
+    for problem in problems:
+        print(f"fxpq quantize: {problem}", file=sys.stderr)
     if refused:
         print(refused, file=sys.stderr)
-    return status
+    return status or (3 if problems else 0)
+
+
+def check_written(path: str, result) -> str | None:
+    """Run the written .tflite (numpy reference) on the budget's calibration samples and measure it with
+    the search's meter: a message when what was written breaks the budget's limit, else None."""
+    from ..flatbuffer.interpreter import Interpreter
+
+    outputs = Interpreter(path).predict(result.budget_inputs)
+    m, _ = result.assess(outputs)
+    if m.loss <= result.budget.max_loss:
+        return None
+    return (f"the written {os.path.basename(path)} breaks the budget ({result.budget.describe()}): it measures "
+            f"{result.budget.format_loss(m.loss)} on the {m.samples} calibration samples, against "
+            f"{result.budget.format_loss(result.predicted_loss)} for the searched policy")

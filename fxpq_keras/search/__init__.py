@@ -1,8 +1,9 @@
-"""The FxP-QNet precision search: evaluator, gradual layer-wise adaptation, one-call API."""
+"""The FxP-QNet precision search: budget, evaluator, gradual layer-wise adaptation, one-call API."""
 
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
 from .api import FxPQNet, QuantizationResult
-from .evaluator import Evaluator, Metrics, OutputNotClassificationError
+from .budget import Budget, Estimate, Meter, Metrics
+from .evaluator import Evaluator, OutputNotClassificationError
 
-__all__ = ["Evaluator", "FxPQNet", "Metrics", "OutputNotClassificationError", "PrecisionSearch",
-           "QuantizationResult", "SearchOptions", "SearchState", "Step"]
+__all__ = ["Budget", "Estimate", "Evaluator", "FxPQNet", "Meter", "Metrics", "OutputNotClassificationError",
+           "PrecisionSearch", "QuantizationResult", "SearchOptions", "SearchState", "Step"]

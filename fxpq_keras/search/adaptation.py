@@ -26,14 +26,8 @@ from ..fakequant.model import quantize_model, quantizer_variables, write_data_st
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
 from ..policy import Policy
 from ..progress import Progress
-from .evaluator import (
-    Evaluator,
-    Metrics,
-    check_classification_output,
-    margin_weights,
-    target_distribution,
-    teacher_margin,
-)
+from .budget import Budget, Meter, Metrics, choose_metric, margin_weights, snr_db
+from .evaluator import Evaluator, OutputNotClassificationError, target_distribution, teacher_margin
 
 Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
 KINDS = ("input", "weights", "bias", "output")
@@ -43,7 +37,10 @@ KINDS = ("input", "weights", "bias", "output")
 class SearchOptions:
     """Everything that decides the search's result (same options + same seed = same policy)."""
 
-    max_accuracy_drop: float = 0.01
+    max_accuracy_drop: float = 0.01  # the budget's limit: top-1 drop, or relative output MSE for metric snr
+    # budget metric: top1 (agreement with the teacher's top-1), snr (output SNR against the teacher),
+    # auto = top1 for (batch, classes >= 2) outputs, snr otherwise
+    metric: str = "auto"
     memory_target: int | None = None  # total memory in bytes (weights + biases + activations)
     min_bits: int = 2
     max_bits: int = 16
@@ -52,11 +49,11 @@ class SearchOptions:
     frac_offsets: tuple[int, ...] = (0, 1, -1)  # candidate fracs around the range-derived one (weights, biases)
     # activations (and the input); deeper clipping (+2) was measured to generalize worse to unseen data
     activation_frac_offsets: tuple[int, ...] = (0, 1, -1)
-    samples: int = 1536  # calibration samples used: 1/3 decide, 2/3 check the budget
+    samples: int = 1024  # calibration samples used: all of them check the budget, the first half ranks steps
     seed: int = 0
-    margin_sigma: float = 1.0  # the check set must stay this many standard errors inside the budget
+    margin_sigma: float = 1.0  # the prediction must stay this many standard errors inside the budget
     # unseen-data correction: the lowest-margin `low_margin_quantile` of each set carries the weight
-    # `low_margin_share` in the agreement the budget uses (equal values: plain agreement)
+    # `low_margin_share` in the flip rate the budget uses (equal values: plain flip rate)
     low_margin_quantile: float = 0.05
     low_margin_share: float = 0.10
     fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
@@ -75,6 +72,8 @@ class SearchOptions:
             raise ValueError(f"min_bits ({self.min_bits}) must not exceed max_bits ({self.max_bits})")
         if self.memory_target is not None and not self.memory_target > 0:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
+        if self.metric not in ("auto", "top1", "snr"):
+            raise ValueError(f"metric must be auto, top1 or snr, got {self.metric!r}")
         if not 0 <= float(self.margin_sigma) <= 5:
             raise ValueError(f"margin_sigma must be in 0..5, got {self.margin_sigma!r}")
         if not 0.0 <= float(self.low_margin_quantile) < 1.0 or not 0.0 <= float(self.low_margin_share) < 1.0:
@@ -136,6 +135,7 @@ class SearchState:
     frozen: set[Key] = field(default_factory=set)
     done: bool = False
     memory_target_met: bool | None = None
+    budget_met: bool | None = None  # set when done: the final policy's prediction is inside the budget
     message: str = ""
 
 
@@ -167,13 +167,23 @@ class PrecisionSearch:
             calib = Calibration(model, data[pick])
         self.calibration = calib
         self.labels = None if labels is None else np.asarray(labels).astype(np.int64).ravel()
-        check_classification_output(calib.teacher)
+        try:
+            self.metric = choose_metric(calib.teacher, opts.metric, calib.x.shape[1:])
+        except ValueError as exc:
+            raise OutputNotClassificationError(str(exc)) from None
+        if self.metric == "snr" and not opts.self_distillation:
+            raise ValueError("self_distillation=False needs the top1 metric (labels are classes)")
+        self.budget = Budget(self.metric, float(opts.max_accuracy_drop), float(opts.margin_sigma))
         probabilities = calib.cnodes[-1].kind == "softmax"
         n = len(calib.x)
-        n_decide = n if n < 24 else max(n // 3, 8)
+        # the budget is checked on every sample (the estimate's variance is what limits small sets);
+        # the first half ranks steps and chooses fracs (cheaper, and not the set that accepts them alone)
+        n_decide = n if n < 24 else max(n // 2, 8)
         self.decision_index = np.arange(n_decide)
-        self.check_index = np.arange(n_decide, n) if n_decide < n else self.decision_index
-        if opts.self_distillation:
+        self.check_index = np.arange(n)
+        if self.metric == "snr":
+            targets = np.asarray(calib.teacher, dtype=np.float32)
+        elif opts.self_distillation:
             targets = target_distribution(calib.teacher, probabilities)
         else:
             if labels is None:
@@ -187,31 +197,25 @@ class PrecisionSearch:
             targets = np.eye(classes, dtype=np.float32)[labels]
         self.targets = targets  # what the student is measured against, one row per calibration sample
         self.probabilities = probabilities
-        margins = teacher_margin(calib.teacher, probabilities)
-        self.decision_weights, self.check_weights = (
-            margin_weights(margins[idx], opts.low_margin_quantile, opts.low_margin_share)
-            for idx in (self.decision_index, self.check_index))
-        float_top1 = np.argmax(calib.teacher, -1) == np.argmax(targets, -1)
-        # the accuracy the budget is measured against (weighted like the estimate): the teacher agrees with itself
-        self.base_decision = float(np.average(float_top1[self.decision_index], weights=self.decision_weights))
-        self.base_check = float(np.average(float_top1[self.check_index], weights=self.check_weights))
+        self.decision_meter, self.check_meter = (self._meter(idx) for idx in (self.decision_index, self.check_index))
+        self.decision_weights, self.check_weights = self.decision_meter.weights, self.check_meter.weights
 
         self.start_policy = self._start_policy()
         self.qmodel = quantize_model(calib, self.start_policy)
         self.qvars = quantizer_variables(self.qmodel)
         self._written: dict[Key, tuple[Any, ...]] = {}
         self._sync(self.start_policy, force=True)
-        self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], targets[self.decision_index],
-                                probabilities=probabilities, weights=self.decision_weights)
-        self.checker = (self.decide if self.check_index is self.decision_index else
-                        Evaluator(self.qmodel, calib.x[self.check_index], targets[self.check_index],
-                                  probabilities=probabilities, weights=self.check_weights))
+        self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter)
+        self.checker = (self.decide if len(self.check_index) == len(self.decision_index) else
+                        Evaluator(self.qmodel, calib.x[self.check_index], self.check_meter))
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose
         self.version = 0
         self._heap: list[tuple[float, int, Candidate]] = []
         self._phase = "start"
+        self.best_uniform: tuple[int, Policy, Metrics] | None = None
+        self._restarted = False
         self.bits = {(layer, ds): d.bits for layer, ds, d in self.start_policy.data_structures()}
         self._say(f"evaluating the {opts.max_bits}-bit start policy ({len(self.keys)} data structures)")
         metrics = self.decide()
@@ -227,6 +231,20 @@ class PrecisionSearch:
             self.progress.start(self.total_steps, "bit step", self._shown_values())
 
     # -- set-up ---------------------------------------------------------------------------------
+    def _meter(self, idx: np.ndarray) -> Meter:
+        """The budget meter of one subset: low-margin weights for top1 (an unseen-data estimate)."""
+        opts = self.options
+        calib = self.calibration
+        if self.metric == "snr":
+            return Meter(self.targets[idx], metric="snr")
+        margins = teacher_margin(calib.teacher[idx], self.probabilities)
+        weights = margin_weights(margins, opts.low_margin_quantile, opts.low_margin_share)
+        if opts.self_distillation:
+            return Meter(self.targets[idx], metric="top1", probabilities=self.probabilities, weights=weights)
+        float_hit = np.argmax(calib.teacher[idx], -1) == np.argmax(self.targets[idx], -1)
+        return Meter(self.targets[idx], metric="top1", probabilities=self.probabilities, weights=weights,
+                     labels_mode=True, base=float(np.average(float_hit, weights=weights)))
+
     def _start_policy(self) -> Policy:
         opts = self.options
         per_channel = opts.per_channel and opts.dynamic_fixed_point
@@ -330,23 +348,14 @@ class PrecisionSearch:
         n = self.decide.evaluations * self.decide.samples
         return n + (0 if self.checker is self.decide else self.checker.evaluations * self.checker.samples)
 
-    def drop(self, m: Metrics, check: bool) -> float:
-        """Estimated drop on unseen data: the low-margin-weighted agreement (`Metrics.estimate`)."""
-        return (self.base_check if check else self.base_decision) - float(m.estimate)
+    def within_budget(self, m: Metrics) -> bool:
+        """The budget decision (`Budget.holds`): the predicted loss plus `margin_sigma` standard errors
+        is inside the limit. Only whole-set (check) metrics decide."""
+        return self.budget.holds(m.estimate)
 
-    @property
-    def margin(self) -> float:
-        """One (or margin_sigma) binomial standard error of a drop of max_accuracy_drop on the check set
-        (Kish effective sample size of the weighted set): the search stops that far inside the budget
-        so that sampling noise of the check set does not carry held-out data outside it."""
-        p = self.options.max_accuracy_drop
-        w = self.checker.weights.astype(np.float64)
-        n_eff = w.sum() ** 2 / float((w * w).sum())
-        return float(self.options.margin_sigma * np.sqrt(p * (1 - p) / n_eff))
-
-    def within_budget(self, m: Metrics, check: bool = True) -> bool:
-        limit = self.options.max_accuracy_drop - (self.margin if check else 0.0)
-        return self.drop(m, check) <= limit + 1e-9
+    def cost(self, policy: Policy) -> int:
+        """What the search minimizes: total bits of the paper's accounting (weights + biases + activations)."""
+        return policy.memory().total_bits
 
     def best_frac(self, base: Policy, key: Key, bits: int) -> tuple[Any, Metrics]:
         """Mechanism 3: the frac (among candidates) minimizing the network's KL against the teacher."""
@@ -383,7 +392,8 @@ class PrecisionSearch:
         if self._phase == "start":
             if not self.within_budget(self.state.check):
                 return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget "
-                                    f"(drop {self.drop(self.state.check, True):.2%}); nothing lowered")
+                                    f"({self.explain(self.state.check)}); nothing lowered")
+            self.best_uniform = self._best_uniform()
             if self.memory_met(self.state.policy):
                 return self._finish("memory target met by the start policy")
             self._phase = "uniform" if not self.options.layerwise else "jump" if self.options.fast_start else "greedy"
@@ -436,10 +446,8 @@ class PrecisionSearch:
             return 0
         trial = self._with(self.state.policy, [(cand.key, cand.bits, cand.frac)])
         name = "/".join(cand.key)
-        check = None
-        if self.within_budget(cand.metrics, check=False):
-            check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True)
-        if check is None or not self.within_budget(check):
+        check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True)
+        if not self.within_budget(check):
             self.state.frozen.add(cand.key)
             self._record("freeze", name, cand.bits + 1, tick=cand.bits + 1 - self.options.min_bits)
             if not self._heap:
@@ -464,7 +472,7 @@ class PrecisionSearch:
         for all of them until the budget holds."""
         opts = self.options
         base = self.state.policy
-        kl0, agree0 = self.state.metrics.kl, self.state.metrics.estimate
+        kl0, loss0 = self.state.metrics.kl, self.state.metrics.loss
         tolerance = 1e-3 * opts.max_accuracy_drop
         floors: dict[Key, tuple[int, Any]] = {}
         for key in self.keys:
@@ -473,7 +481,7 @@ class PrecisionSearch:
             while lo < hi:
                 mid = (lo + hi) // 2
                 frac, m = self.best_frac(base, key, mid)
-                if m.kl - kl0 <= tolerance and m.estimate >= agree0:
+                if m.kl - kl0 <= tolerance and m.loss <= loss0:
                     hi, best = mid, (mid, frac)
                 else:
                     lo = mid + 1
@@ -490,7 +498,7 @@ class PrecisionSearch:
             m = self.evaluate(trial)
             check = m if self.checker is self.decide else self.evaluate(trial, check=True)
             at_start = all(c[1] == self.bits[c[0]] for c in changes)
-            if self.within_budget(m, False) and self.within_budget(check) or at_start:
+            if self.within_budget(check) or at_start:
                 break
             extra += 1
         self.state.policy, self.state.metrics, self.state.check = trial, m, check
@@ -522,7 +530,7 @@ class PrecisionSearch:
                 trial = self._with(trial, [(key, bits, frac)])
         m = self.evaluate(trial)
         check = m if self.checker is self.decide else self.evaluate(trial, check=True)
-        if not (self.within_budget(m, False) and self.within_budget(check)):
+        if not self.within_budget(check):
             self._sync(self.state.policy)
             return self._finish(f"{bits} bits everywhere breaks the budget")
         self.state.policy, self.state.metrics, self.state.check = trial, m, check
@@ -534,16 +542,79 @@ class PrecisionSearch:
             return self._finish("memory target met", target_met=True)
         return self.state
 
+    def explain(self, m: Metrics) -> str:
+        """The budget decision in words: prediction + head-room against the limit."""
+        b = self.budget
+        upper = m.estimate.upper(b.z)
+        if b.metric == "snr":
+            return (f"predicted relative MSE {m.loss:.3%} + {b.z:g} standard errors = {upper:.3%} "
+                    f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.3%}")
+        return (f"predicted drop {m.loss:.2%} + {b.z:g} standard errors = {upper:.2%} "
+                f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.2%}")
+
+    def _uniform(self, bits: int) -> Policy:
+        """Every changeable data structure except biases at `bits` with its range-derived frac."""
+        changes = [(key, bits, self.frac_candidates(key, bits)[0]) for key in self.keys if key[1] != "bias"]
+        return self._with(self.start_policy, changes)
+
+    def _best_uniform(self) -> tuple[int, Policy, Metrics] | None:
+        """The lowest uniform width (weights and activations; biases stay at max_bits) that meets the
+        budget, by bisection on the width (a few whole-set evaluations): the result is never larger."""
+        lo, hi = self.options.min_bits, self.options.max_bits
+        best = None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            policy = self._uniform(mid)
+            m = self.evaluate(policy, check=True)
+            if self.within_budget(m):
+                hi, best = mid, (mid, policy, m)
+            else:
+                lo = mid + 1
+        self._sync(self.state.policy)
+        return best
+
+    def _uniform_fallback(self) -> bool:
+        """Never worse than uniform: if the best uniform policy that meets the budget costs less than
+        what the greedy found, continue the greedy from it (once). True when the search goes on."""
+        u = self.best_uniform
+        if (self._restarted or u is None or not self.options.layerwise
+                or self.cost(u[1]) >= self.cost(self.state.policy)):
+            return False
+        self._restarted = True
+        bits, policy, check = u
+        self.state.policy = policy.copy()
+        self.state.check = check
+        self.state.metrics = check if self.checker is self.decide else self.evaluate(policy)
+        self.state.frozen.clear()
+        for layer, ds, d in policy.data_structures():
+            self.bits[(layer, ds)] = d.bits
+        self.version += 1
+        self._record("uniform", f"best uniform {bits}-bit", bits)
+        self._phase = "greedy"
+        if self.memory_met(policy):
+            self._finish("memory target met", target_met=True)
+        else:
+            self._fill_heap()
+        return True
+
     def _finish(self, message: str, target_met: bool = False) -> SearchState:
         st = self.state
+        if not target_met and self._uniform_fallback():
+            return st
+        if st.done:
+            return st
         st.done = True
         self._sync(st.policy)
+        st.budget_met = self.within_budget(st.check)
+        if not st.budget_met:
+            message = f"budget NOT met: {self.explain(st.check)}; {message}"
         if self.options.memory_target is not None:
             st.memory_target_met = target_met or self.memory_met(st.policy)
             if not st.memory_target_met:
                 message = (f"memory target of {self.options.memory_target:,} bytes cannot be met within the "
-                           f"{self.options.max_accuracy_drop:.2%} budget (reached "
-                           f"{st.policy.memory().total_bits / 8:,.0f} bytes); {message}")
+                           f"budget (reached {st.policy.memory().total_bits / 8:,.0f} bytes); {message}")
+        if self._restarted:
+            message += f"; continued from the best uniform policy ({self.best_uniform[0]} bits), which was smaller"
         st.message = message
         self._record("done", "", -1)
         if self.progress is not None:
@@ -569,12 +640,16 @@ class PrecisionSearch:
         st = self.state
         ds = list(st.policy.data_structures())
         avg = sum(d.bits * d.elements for _, _, d in ds) / max(sum(d.elements for _, _, d in ds), 1)
-        return [("bits", avg), ("memory_x", st.policy.memory().compression_total), ("agreement", st.check.agreement)]
+        quality = (("snr_db", min(snr_db(st.check.loss), 999.0)) if self.metric == "snr"
+                   else ("agreement", st.check.agreement))
+        return [("bits", avg), ("memory_x", st.policy.memory().compression_total), quality]
 
     def _shown_values(self) -> list[tuple[str, str]]:
         """_bar_values as a person reads them in the progress lines."""
-        bits, memory_x, agreement = (value for _, value in self._bar_values())
-        return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"), ("agreement", f"{agreement:.2%}")]
+        (_, bits), (_, memory_x), (name, quality) = self._bar_values()
+        shown = f"{quality:.1f} dB" if name == "snr_db" else f"{quality:.2%}"
+        return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"),
+                ("output SNR" if name == "snr_db" else "agreement", shown)]
 
 
 def progress_verbosity() -> int:

@@ -12,18 +12,35 @@ from .._tf import keras
 from ..policy import Memory, Policy
 from ..progress import Progress
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
-from .evaluator import Metrics
+from .budget import Budget, Meter, Metrics, snr_db
 
 
 @dataclass
 class QuantizationResult:
-    """What FxPQNet found: the fake-quant `.model` (formats written), its `.policy`, and how."""
+    """What FxPQNet found: the fake-quant `.model` (formats written), its `.policy`, and how.
+
+    The budget figures, for a report or a benchmark table:
+
+    - `metric` ("top1" or "snr") and `budget` (`Budget`: the metric, its limit `max_loss`, the
+      confidence `z`); `budget.describe()` says it in words.
+    - `predicted_loss` with `predicted_interval` (90 %): the search's prediction, from the label-free
+      calibration set, of the loss on unseen data: the top-1 drop against the float model (`top1`) or
+      the relative output MSE (`snr`; `predicted_snr_db` in dB). `predicted_drop` is the same figure
+      for top1 (None for snr).
+    - `budget_met`: the written policy's prediction (+ `z` standard errors) is inside the limit.
+      False only when even the start policy breaks the budget; `memory_target_met` likewise for a
+      memory target (None without one).
+    - `best_uniform_bits` / `best_uniform_policy`: the lowest uniform width (weights and
+      activations) meeting the same budget on the same data (None if none does); the result is never
+      larger than it (`cost`).
+    - `evaluations`, `evaluated_samples`, `seconds`: the search's cost.
+    """
 
     model: keras.Model
     policy: Policy
     options: SearchOptions
-    metrics: Metrics  # decision set, against the teacher (or labels with self-distillation off)
-    check_metrics: Metrics  # budget-check set
+    metrics: Metrics  # decision subset (ranks steps)
+    check_metrics: Metrics  # every calibration sample: the budget's prediction
     trajectory: list[Step]
     evaluations: int
     evaluated_samples: int
@@ -31,6 +48,12 @@ class QuantizationResult:
     message: str
     memory_target_met: bool | None
     start_policy: Policy
+    budget: Budget
+    budget_met: bool
+    meter: Meter  # measures outputs on the calibration samples of the budget (see `assess`)
+    budget_inputs: np.ndarray  # those calibration samples
+    best_uniform_bits: int | None = None
+    best_uniform_policy: Policy | None = None
     finetune: dict[str, Any] = field(default_factory=dict)
     labeled: dict[str, Any] = field(default_factory=dict)  # label accuracy on the check set, when labels given
 
@@ -38,16 +61,65 @@ class QuantizationResult:
     def memory(self) -> Memory:
         return self.policy.memory()
 
+    @property
+    def metric(self) -> str:
+        return self.budget.metric
+
+    @property
+    def predicted_loss(self) -> float:
+        return float(self.check_metrics.loss)
+
+    @property
+    def predicted_interval(self) -> tuple[float, float]:
+        return self.check_metrics.estimate.interval()
+
+    @property
+    def predicted_drop(self) -> float | None:
+        return self.predicted_loss if self.metric == "top1" else None
+
+    @property
+    def predicted_snr_db(self) -> float | None:
+        return snr_db(self.predicted_loss) if self.metric == "snr" else None
+
+    @property
+    def best_uniform_memory(self) -> Memory | None:
+        return None if self.best_uniform_policy is None else self.best_uniform_policy.memory()
+
+    def assess(self, outputs: np.ndarray) -> tuple[Metrics, bool]:
+        """Measure another realization of the model (e.g. the written .tflite run by the
+        Interpreter) on `budget_inputs` with the search's own meter: (metrics, within budget)."""
+        m = self.meter(outputs)
+        return m, self.budget.holds(m.estimate)
+
+    def budget_line(self) -> str:
+        """The budget in force and the prediction, in one line (never contradicts `budget_met`)."""
+        lo, hi = self.predicted_interval
+        m = self.check_metrics
+        b = self.budget
+        if b.metric == "snr":
+            pred = (f"predicted output SNR {snr_db(m.loss):.1f} dB (relative MSE {m.loss:.3%}, 90% interval "
+                    f"{lo:.3%}..{hi:.3%})")
+        else:
+            pred = f"predicted top-1 drop {m.loss:.2%} (90% interval {lo:.2%}..{hi:.2%})"
+        verdict = "met" if self.budget_met else "NOT MET"
+        return (f"budget: {b.describe()}, with {b.z:g} standard error(s) of head-room -> {verdict}; {pred} "
+                f"on {m.samples} calibration samples")
+
     def summary(self) -> str:
         """The per-layer memory table, the budget and the search's cost."""
         m = self.check_metrics
-        what = "agreement with the float model" if self.options.self_distillation else "label accuracy"
-        lines = [self.policy.summary(), "",
-                 f"budget: max top-1 drop {self.options.max_accuracy_drop:.2%} -> {what} on "
-                 f"{m.samples} check samples {m.agreement:.2%} (decision set {self.metrics.agreement:.2%}, "
-                 f"KL {self.metrics.kl:.2e})",
-                 f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples) in "
-                 f"{self.seconds:.1f} s; {self.message}"]
+        lines = [self.policy.summary(), "", self.budget_line()]
+        if self.metric == "top1":
+            what = "agreement with the float model" if self.options.self_distillation else "label accuracy"
+            lines.append(f"{what} on the calibration samples: {m.agreement:.2%}")
+        if self.best_uniform_bits is not None:
+            lines.append(f"best uniform policy within the budget: {self.best_uniform_bits} bits "
+                         f"({self.best_uniform_memory.compression_total:.2f}x); this result "
+                         f"{self.memory.compression_total:.2f}x")
+        else:
+            lines.append("no uniform width meets the budget")
+        lines.append(f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples) in "
+                     f"{self.seconds:.1f} s; {self.message}")
         if self.labeled:
             lb = self.labeled
             lines.append(f"labeled accuracy on {lb['samples']} check samples: float {lb['float_accuracy']:.2%}, "
@@ -57,7 +129,11 @@ class QuantizationResult:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
+        lo, hi = self.predicted_interval
         return {"policy": self.policy.to_dict(), "memory": self.memory.to_dict(),
+                "metric": self.metric, "max_loss": self.budget.max_loss, "budget_met": self.budget_met,
+                "predicted_loss": round(self.predicted_loss, 6), "predicted_interval": [round(lo, 6), round(hi, 6)],
+                "best_uniform_bits": self.best_uniform_bits,
                 "metrics": self.metrics.to_dict(), "check_metrics": self.check_metrics.to_dict(),
                 "evaluations": self.evaluations, "evaluated_samples": self.evaluated_samples,
                 "seconds": round(self.seconds, 3), "message": self.message,
@@ -69,8 +145,8 @@ class QuantizationResult:
 class FxPQNet:
     """FxP-QNet post-training mixed-precision dynamic fixed point (see docs/algorithm.md).
 
-    Keyword options are those of `SearchOptions`: memory_target (bytes), min_bits, max_bits,
-    per_channel, data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, and the
+    Keyword options are those of `SearchOptions`: metric (auto | top1 | snr), memory_target (bytes),
+    min_bits, max_bits, per_channel, data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, and the
     mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
     `finetune_epochs > 0` adds the opt-in distillation fine-tuning of the float weights after the
     search (no longer post-training; reported separately in `result.finetune`).
@@ -108,16 +184,21 @@ class FxPQNet:
 
 
 def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> QuantizationResult:
+    u = search.best_uniform
     return QuantizationResult(model=search.qmodel, policy=state.policy.copy(), options=search.options,
                               metrics=state.metrics, check_metrics=state.check, trajectory=list(state.trajectory),
                               evaluations=search.evaluations, evaluated_samples=search.evaluated_samples,
                               seconds=seconds, message=state.message, memory_target_met=state.memory_target_met,
-                              start_policy=search.start_policy)
+                              start_policy=search.start_policy, budget=search.budget,
+                              budget_met=bool(state.budget_met), meter=search.check_meter,
+                              budget_inputs=search.calibration.x[search.check_index],
+                              best_uniform_bits=None if u is None else u[0],
+                              best_uniform_policy=None if u is None else u[1].copy())
 
 
 def labeled_accuracy(search: PrecisionSearch) -> dict[str, Any]:
     """Float and quantized top-1 accuracy on the check set's labels (reporting only; {} without labels)."""
-    if search.labels is None or len(search.labels) != len(search.calibration.x):
+    if search.metric != "top1" or search.labels is None or len(search.labels) != len(search.calibration.x):
         return {}
     from .evaluator import predict
 
