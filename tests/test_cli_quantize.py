@@ -125,9 +125,21 @@ def test_uniform_policy_without_a_search(user_files: dict, tmp_path, capsys) -> 
     """--min-bits 8 --max-bits 8: nothing to search; the 8-bit policy is written and exported."""
     out = tmp_path / "out"
     rc = main(["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(out),
-               "--samples", "300", "--min-bits", "8", "--max-bits", "8"])
+               "--samples", "300", "--min-bits", "8", "--max-bits", "8", "--max-drop", "0.03"])
     printed = capsys.readouterr()
     assert rc == 0, printed.err
     assert "nothing to lower" in printed.out and (out / "model.tflite").stat().st_size > 0
     policy = fxpq_keras.Policy.from_json(str(out / "policy.json"))
     assert {d.bits for layer, ds, d in policy.data_structures() if ds != "bias"} == {8}
+
+
+def test_budget_not_met_exits_3_and_says_so_once(user_files: dict, tmp_path, capsys) -> None:
+    """A budget the start policy already breaks: files written, exit 3, and no line claims it is met."""
+    out = tmp_path / "out"
+    rc = main(["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(out),
+               "--samples", "300", "--min-bits", "3", "--max-bits", "3", "--max-drop", "0.001"])
+    printed = capsys.readouterr()
+    assert rc == 3
+    assert "budget NOT met" in printed.err and "top-1 drop against the float model <= 0.10%" in printed.out
+    assert "NOT MET" in printed.out and "-> met" not in printed.out
+    assert (out / "policy.json").exists() and (out / "model.tflite").exists()

@@ -391,8 +391,8 @@ class PrecisionSearch:
             return self.state
         if self._phase == "start":
             if not self.within_budget(self.state.check):
-                return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget "
-                                    f"({self.explain(self.state.check)}); nothing lowered")
+                return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget; "
+                                    "nothing lowered")
             self.best_uniform = self._best_uniform()
             if self.memory_met(self.state.policy):
                 return self._finish("memory target met by the start policy")
