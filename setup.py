@@ -24,6 +24,7 @@ setup(
             "ruff>=0.6",
             "mlxtend>=0.23,<0.26",
             "scikit-learn>=1.4,<2",
+            "scikit-image>=0.24,<0.27",
             "ai-edge-litert>=1.2,<3",
             "tflite-micro>=0.dev20250101",
         ],

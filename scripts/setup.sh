@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Idempotent set-up: Debian packages (Cortex-M toolchain, QEMU, clang for fuzzing) and the
-# .venv with fxpq installed from setup.py. Safe to run again: it skips what is already there.
+# Idempotent set-up: Debian packages (Cortex-M toolchain, QEMU, clang for fuzzing, espeak-ng for the
+# benchmark zoo's synthesized speech) and the .venv with fxpq installed from setup.py. Safe to run
+# again: it skips what is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
 need_apt=()
 for cmd_pkg in arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm \
-               clang:clang make:make; do
+               clang:clang make:make espeak-ng:espeak-ng; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd_pkg##*:}")
 done
 [ -f /usr/lib/arm-none-eabi/newlib/thumb/v7e-m+fp/hard/librdimon.a ] \

@@ -74,7 +74,7 @@ def bench_inputs(args: argparse.Namespace) -> tuple[str, str, np.ndarray, np.nda
             raise SystemExit("--model needs --policy and --inputs too")
         labels = np.load(args.labels) if args.labels else None
         return args.model, args.policy, np.load(args.inputs), labels
-    from bench.models import CACHE, load_mnist, trained
+    from bench.models import CACHE, model_path, trained
 
     model, data = trained("lenet5")  # trains once (a few minutes), then cached in .cache/bench/
     policy = args.policy or str(CACHE / "lenet5.fxpqnet-1pct.policy.json")
@@ -82,8 +82,7 @@ def bench_inputs(args: argparse.Namespace) -> tuple[str, str, np.ndarray, np.nda
         print(f"  (no cached FxP-QNet policy at {policy}: using uniform 8-bit; `fxpq quantize` finds a better one)")
         policy = str(build / "policy_uniform8.json")
         fx.Policy.uniform(model, 8, data["x_train"][:500]).to_json(policy)
-    data = load_mnist()
-    return str(CACHE / "lenet5.h5"), policy, data["x_test"], data["y_test"]
+    return str(model_path("lenet5", data)), policy, data["x_test"], data["y_test"]
 
 
 def decode(blob: bytes, out_dtype: np.dtype, out_shape: tuple[int, ...]) -> dict:

@@ -1,0 +1,123 @@
+"""The benchmark zoo (bench/models.py, bench/data.py): every model builds and fxpq takes it, the data
+makers are deterministic and keep held-out data apart, the metrics mean what they say. No training."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import data as D  # noqa: E402
+from bench import models as M  # noqa: E402
+
+SHAPES = {  # MLPerf Tiny reference sizes (inputs, outputs, parameters incl. BN statistics)
+    "lenet5": ((28, 28, 1), 10, 61_706),
+    "residual_ds_net": ((28, 28, 1), 10, 9_994),
+    "ds_cnn_seq": ((28, 28, 1), 10, 12_362),
+    "resnet8": ((32, 32, 3), 10, 78_666),
+    "ds_cnn_kws": ((49, 10, 1), 12, 24_332),
+    "mobilenet_v1_025": ((96, 96, 3), 10, 221_114),
+    "fc_autoencoder": ((640,), 640, 269_992),
+}
+
+
+def test_zoo_has_the_promised_models():
+    assert set(M.MODELS) == set(SHAPES)
+    assert M.ZOO["fc_autoencoder"].metric == "auc"
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_zoo_model_builds_and_fxpq_takes_it(name):
+    from fxpq_keras.calibration import Calibration
+
+    model = M.ZOO[name].build()
+    shape, outputs, params = SHAPES[name]
+    assert tuple(model.input_shape[1:]) == shape
+    assert model.output_shape[-1] == outputs
+    assert model.count_params() == params
+    x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
+    policy = Calibration(model, x).uniform_policy(8)
+    assert policy.memory().compression_weights > 3.5
+
+
+def test_image_crops_are_deterministic_and_labelled():
+    a, b = D.image_crops(32, 3, 2), D.image_crops(32, 3, 2)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["x_train"].shape == (30, 32, 32, 3) and a["x_test"].shape == (20, 32, 32, 3)
+    assert sorted(np.bincount(a["y_train"])) == [3] * 10
+    assert 0.0 <= a["x_train"].min() and a["x_train"].max() <= 1.0
+    assert not np.array_equal(D.image_crops(32, 3, 2, seed=7)["x_train"], a["x_train"])
+
+
+def test_crops_stay_inside_their_columns():
+    """Train crops from the left part of a picture, test crops from the right: no shared pixel."""
+    cols = np.broadcast_to(np.arange(300, dtype=np.float32)[None, :, None], (200, 300, 3))
+    rng = np.random.default_rng(0)
+    left = D._crops(cols, 20, 32, 24, 72, 0, 210, rng)
+    right = D._crops(cols, 20, 32, 24, 72, 210, 300, rng)
+    assert left.max() <= 209 and right.min() >= 210
+
+
+def test_keyword_speakers_are_held_out():
+    voices, test = D.speakers()
+    assert len(voices) == len(set(voices)) == len(D.ACCENTS) * len(D.VARIANTS)
+    assert len(test) == 18 and test < set(voices)
+
+
+def test_mfcc_and_log_mel_shapes():
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    assert D.mfcc(audio).shape == (49, 10)
+    fb = D.mel_filterbank(40, 1024, 16000, 20.0, 4000.0)
+    assert fb.shape == (513, 40) and (fb.sum(axis=0) > 0).all()
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng missing (scripts/setup.sh installs it)")
+def test_keywords_are_deterministic():
+    a, b = D.keywords(limit=2), D.keywords(limit=2)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["x_train"].shape[1:] == (49, 10, 1)
+    assert set(a["y_train"]) >= set(range(10)) | {11}
+
+
+def test_machine_sounds_are_deterministic_and_anomalies_differ():
+    a, b = D.machine_sounds(train=200, test=100), D.machine_sounds(train=200, test=100)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert a["x_train"].shape == (200, 640) and (a["y_train"] == 0).all() and a["y_test"].sum() == 50
+    # a learnable task: anomalous windows lie farther from their nearest normal training window
+    nearest = np.sqrt(((a["x_test"][:, None, :] - a["x_train"][None]) ** 2).sum(-1)).min(axis=1)
+    assert M.auc(nearest, a["y_test"]) > 0.65
+
+
+def test_auc_and_score():
+    y = np.array([0, 0, 1, 1])
+    assert M.auc(np.array([0.1, 0.2, 0.3, 0.4]), y) == 1.0
+    assert M.auc(np.array([0.4, 0.3, 0.2, 0.1]), y) == 0.0
+    assert M.auc(np.array([1.0, 1.0, 1.0, 1.0]), y) == 0.5
+    x = np.zeros((4, 640), np.float32)
+    recon = x.copy()
+    recon[2:] += 1.0  # the anomalies reconstruct badly
+    assert M.score("fc_autoencoder", recon, {"x_test": x, "y_test": y}) == 1.0
+    assert M.score("lenet5", np.eye(10)[[3, 1]], {"y_test": np.array([3, 2])}) == 0.5
+
+
+def test_model_cache_key_follows_the_data():
+    d1 = {"x_train": np.zeros((2, 28, 28, 1), np.float32), "y_train": np.zeros(2, np.int64)}
+    d2 = {"x_train": np.ones((2, 28, 28, 1), np.float32), "y_train": np.zeros(2, np.int64)}
+    assert M.model_path("lenet5", d1) != M.model_path("lenet5", d2)
+    assert M.model_path("lenet5", d1) != M.model_path("residual_ds_net", d1)
+    assert M.model_path("lenet5", d1) == M.model_path("lenet5", dict(d1))
+
+
+def test_unknown_names_are_refused():
+    with pytest.raises(ValueError, match="unknown benchmark model 'nope'"):
+        M.data_for("nope")
+    with pytest.raises(ValueError, match="unknown data set 'nope'"):
+        D.cached("nope")
