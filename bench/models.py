@@ -129,12 +129,12 @@ def resnet8(classes: int = 10) -> keras.Model:
     return keras.Model(inp, out, name="resnet8")
 
 
-def _dw_pw(x: Any, filters: int, strides: int, name: str) -> Any:
+def _dw_pw(x: Any, filters: int, strides: int, name: str, momentum: float = 0.99) -> Any:
     x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_dw_bn")(x)
     x = keras.layers.ReLU(name=f"{name}_dw_relu")(x)
     x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
-    x = keras.layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=momentum, name=f"{name}_pw_bn")(x)
     return keras.layers.ReLU(name=f"{name}_pw_relu")(x)
 
 
@@ -156,12 +156,12 @@ def mobilenet_v1_025(classes: int = 10) -> keras.Model:
     """MLPerf Tiny visual-wake-words MobileNetV1, alpha 0.25, 96x96x3 (~215k parameters + head)."""
     inp = keras.Input((96, 96, 3), name="image")
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="conv1")(inp)
-    x = keras.layers.BatchNormalization(name="conv1_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="conv1_bn")(x)
     x = keras.layers.ReLU(name="conv1_relu")(x)
     plan = ((16, 1), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 1), (128, 1), (128, 1),
             (128, 1), (256, 2), (256, 1))
-    for i, (filters, strides) in enumerate(plan, start=1):
-        x = _dw_pw(x, filters, strides, f"block{i}")
+    for i, (filters, strides) in enumerate(plan, start=1):  # BN momentum 0.9: few training steps
+        x = _dw_pw(x, filters, strides, f"block{i}", momentum=0.9)
     x = keras.layers.AveragePooling2D(3, name="avg_pool")(x)
     x = keras.layers.Flatten(name="flatten")(x)
     out = keras.layers.Dense(classes, activation="softmax", name="classifier")(x)
@@ -198,7 +198,7 @@ ZOO: dict[str, Zoo] = {
     "ds_cnn_seq": Zoo(ds_cnn_seq, "mnist", 20),
     "resnet8": Zoo(resnet8, "images32", 20),
     "ds_cnn_kws": Zoo(ds_cnn_kws, "keywords", 25),
-    "mobilenet_v1_025": Zoo(mobilenet_v1_025, "images96", 15, batch=32),
+    "mobilenet_v1_025": Zoo(mobilenet_v1_025, "images96", 15, lr=1e-3, batch=32),
     "fc_autoencoder": Zoo(fc_autoencoder, "machine_sounds", 40, lr=1e-3, metric="auc"),
 }
 MODELS = tuple(ZOO)
@@ -232,8 +232,10 @@ def model_path(name: str, data: dict[str, np.ndarray] | None = None) -> Path:
     entry = ZOO[name]
     data = data_for(name) if data is None else data
     h = hashlib.sha256()
-    for part in (inspect.getsource(entry.build), repr(entry), inspect.getsource(train),
-                 zoo_data.fingerprint({k: data[k] for k in ("x_train", "y_train")})):
+    recipe = repr((entry.data, entry.epochs, entry.lr, entry.batch, entry.metric))
+    helpers = [f for n in entry.build.__code__.co_names if inspect.isfunction(f := globals().get(n))]
+    for part in (inspect.getsource(entry.build), *map(inspect.getsource, helpers), recipe,
+                 inspect.getsource(train), zoo_data.fingerprint({k: data[k] for k in ("x_train", "y_train")})):
         h.update(part.encode())
     return CACHE / f"{name}-{h.hexdigest()[:12]}.h5"
 

@@ -4,6 +4,7 @@ makers are deterministic and keep held-out data apart, the metrics mean what the
 from __future__ import annotations
 
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -114,6 +115,17 @@ def test_model_cache_key_follows_the_data():
     assert M.model_path("lenet5", d1) != M.model_path("lenet5", d2)
     assert M.model_path("lenet5", d1) != M.model_path("residual_ds_net", d1)
     assert M.model_path("lenet5", d1) == M.model_path("lenet5", dict(d1))
+
+
+def test_model_cache_key_is_the_same_in_another_process():
+    """The key holds no object address or other per-process state: a cached model is found again."""
+    code = ("import sys, numpy as np; sys.path.insert(0, sys.argv[1]); from bench import models as M; "
+            "print(M.model_path('ds_cnn_kws', {'x_train': np.zeros((2, 49, 10, 1), np.float32), "
+            "'y_train': np.zeros(2, np.int64)}).name)")
+    out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1])],
+                         capture_output=True, text=True, check=True).stdout.split()[-1]
+    d = {"x_train": np.zeros((2, 49, 10, 1), np.float32), "y_train": np.zeros(2, np.int64)}
+    assert out == M.model_path("ds_cnn_kws", d).name
 
 
 def test_unknown_names_are_refused():
