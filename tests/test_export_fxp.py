@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -139,8 +140,14 @@ def test_metadata_policy_and_version():
     assert info.policy == {"layers": {"conv_1": {"weights": {"bits": 4}}}}
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", info.version)
     model = S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
-    names = {m.name.decode() for m in model.metadata}
-    assert {"fxpq_version", "fxpq_policy", "fxpq_graph"} <= names
+    # one compact metadata entry: zlib-compressed JSON with the graph facts and the policy
+    assert [m.name.decode() for m in model.metadata] == ["fxpq"]
+    blob = json.loads(zlib.decompress(bytes(model.buffers[model.metadata[0].buffer].data)))
+    assert blob["policy"] == info.policy and blob["format_version"] == 3 and blob["version"] == info.version
+    # constants carry no names, activations no shape signature (file overhead, format.md 1)
+    for t in model.subgraphs[0].tensors:
+        assert t.shapeSignature is None
+        assert (t.name is None) == (t.buffer != 0)
     # activation tensors: scale 2^-frac, zero point 0; buffers 16-byte aligned
     for t in model.subgraphs[0].tensors:
         if t.buffer == 0 and t.type != S.TensorType.FLOAT32:

@@ -212,6 +212,7 @@ def test_bad_options_and_tensors_are_reported(cnn_file):
 def test_format_version_1_files_are_refused_by_name(cnn_file):
     """A file of format version 1 (9..16-bit weights as unpacked INT16) is refused, not misread."""
     import json
+    import zlib
 
     from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
 
@@ -228,11 +229,11 @@ def test_format_version_1_files_are_refused_by_name(cnn_file):
         t.type = S.TensorType.INT16
         t.shape = [int(t.shape[0]), k]
         model.buffers[t.buffer].data = np.zeros(int(t.shape[0]) * k, "<i2").view(np.uint8)
-        for m in model.metadata:
-            if m.name in (b"fxpq_graph", "fxpq_graph"):
-                meta = json.loads(bytes(model.buffers[m.buffer].data))
-                meta["format_version"] = 1
-                model.buffers[m.buffer].data = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+        # a version-1 file had plain-JSON metadata entries
+        blob = json.loads(zlib.decompress(bytes(model.buffers[model.metadata[0].buffer].data)))
+        blob["format_version"] = 1
+        model.metadata[0].name = b"fxpq_graph"
+        model.buffers[model.metadata[0].buffer].data = np.frombuffer(json.dumps(blob).encode(), np.uint8)
 
     old = _rewrite(data, version_1)
     with pytest.raises(RunnerError) as err:
@@ -241,6 +242,39 @@ def test_format_version_1_files_are_refused_by_name(cnn_file):
     assert "format version 1" in err.value.message and "re-export" in err.value.message
     with pytest.raises(FlatbufferFormatError, match="format version 1 .*re-export"):
         read_bytes(old)
+
+
+def test_format_version_2_metadata_is_still_read(cnn_file):
+    """Version 2 differed only in its plain-JSON metadata entries: such files read the same."""
+    import json
+    import zlib
+
+    from fxpq_keras.flatbuffer import read_bytes
+
+    data = cnn_file[0].read_bytes()
+
+    def version_2(model):
+        blob = json.loads(zlib.decompress(bytes(model.buffers[model.metadata[0].buffer].data)))
+        policy, version = blob.pop("policy"), blob.pop("version")
+        blob["format_version"] = 2
+        entries = []
+        for name, text in (("fxpq_version", version), ("fxpq_policy", json.dumps(policy)),
+                           ("fxpq_graph", json.dumps(blob))):
+            meta = S.MetadataT()
+            meta.name = name.encode()
+            buf = S.BufferT()
+            buf.data = np.frombuffer(text.encode(), np.uint8)
+            model.buffers.append(buf)
+            meta.buffer = len(model.buffers) - 1
+            entries.append(meta)
+        model.metadata = entries
+
+    graph, info = read_bytes(data)
+    old_graph, old_info = read_bytes(_rewrite(data, version_2))
+    assert old_info.version == info.version and old_info.policy == info.policy
+    assert old_info.op_names == info.op_names
+    x = cnn_file[2][:4]
+    np.testing.assert_array_equal(old_graph.run(x, raw=True)[0], graph.run(x, raw=True)[0])
 
 
 def test_options_reader_matches_python_on_every_op(cnn_file):

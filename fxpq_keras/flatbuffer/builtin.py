@@ -290,7 +290,7 @@ def _softmax_output(b, spec: TensorSpec) -> int:
     step = float(np.ldexp(1.0, -stock.SOFTMAX_OUT_FRAC))
     q.scale, q.zeroPoint = [step], [stock.SOFTMAX_ZERO_POINT]
     q.min, q.max = [0.0], [float(SOFTMAX_FORMAT.hi * step)]
-    idx = b._tensor(spec.name, (1,) + tuple(spec.shape), np.int8, q, signature=(-1,) + tuple(spec.shape))
+    idx = b._tensor(spec.name, (1,) + tuple(spec.shape), np.int8, q)
     b.tensor_index[spec.name] = idx
     return idx
 

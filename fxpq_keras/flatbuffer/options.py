@@ -10,9 +10,13 @@ from flatbuffers import flexbuffers
 
 from .errors import FlatbufferFormatError
 
-# fxpq_graph.format_version (docs/format.md section 5). 2: every weight width 2..16 bit-packed
-# in UINT8 (version 1 stored 9..16-bit weights as INT16; readers refuse it by name).
-FORMAT_VERSION = 2
+# format_version of the fxpq metadata (docs/format.md section 5). 2: every weight width 2..16
+# bit-packed in UINT8 (version 1 stored 9..16-bit weights as INT16; readers refuse it by name).
+# 3: the same tensors and ops; the metadata is one zlib-compressed JSON entry named METADATA_NAME
+# (version 2's plain-JSON entries fxpq_graph / fxpq_policy / fxpq_version are still read).
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+METADATA_NAME = "fxpq"
 
 _CONV = ("acc_bits", "act_max", "act_min", "activation", "bias_bits", "bias_frac", "dilation_h", "dilation_w",
          "filter_h", "filter_w", "in_frac", "out_frac", "pad_bottom", "pad_left", "pad_right", "pad_top",

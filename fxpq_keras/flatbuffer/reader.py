@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from ..integer_graph import IntegerGraph, Node, TensorSpec
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .errors import FlatbufferFormatError
-from .options import ACTIVATION_NAMES, CUSTOM_OPS, FORMAT_VERSION, PADDING_NAMES, decode_options
+from .options import ACTIVATION_NAMES, CUSTOM_OPS, METADATA_NAME, PADDING_NAMES, READABLE_VERSIONS, decode_options
 from .schema import schema as S
 
 _NP_TYPES = {
@@ -81,10 +82,10 @@ class _File:
         except Exception as exc:  # noqa: BLE001 - foreign bytes can fail anywhere in the parser
             raise FlatbufferFormatError(f"malformed or truncated flatbuffer ({type(exc).__name__}: {exc})") from None
         self.buffers = self.model.buffers or []
-        self.metadata: dict[str, str] = {}
+        self.metadata: dict[str, bytes] = {}
         for meta in self.model.metadata or []:
             name = (meta.name or b"").decode(errors="replace")
-            self.metadata[name] = self.buffer_bytes(meta.buffer, f"metadata {name!r}").decode(errors="replace")
+            self.metadata[name] = bytes(self.buffer_bytes(meta.buffer, f"metadata {name!r}"))
         if self.model.subgraphs is None or len(self.model.subgraphs) != 1:
             n = len(self.model.subgraphs or [])
             raise FlatbufferFormatError(f"expected exactly one subgraph, found {n}")
@@ -168,26 +169,43 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
     return fmt
 
 
+def _metadata(metadata: dict[str, bytes], op_types: list[str]) -> tuple[dict, Any, str]:
+    """(graph metadata, policy dict or None, fxpq version) of a format version 2 or 3 file."""
+    try:
+        if METADATA_NAME in metadata:
+            try:
+                blob = json.loads(zlib.decompress(metadata[METADATA_NAME]))
+            except zlib.error as exc:
+                raise FlatbufferFormatError(f"fxpq metadata is not a zlib stream: {exc}") from None
+            if not isinstance(blob, dict):
+                raise FlatbufferFormatError("fxpq metadata is not a JSON object")
+            meta, policy, version = blob, blob.get("policy"), str(blob.get("version", "?"))
+        elif "fxpq_graph" in metadata:  # format versions 1 and 2: plain-JSON entries
+            meta = json.loads(metadata["fxpq_graph"])
+            policy = json.loads(metadata.get("fxpq_policy", b"null"))
+            version = metadata.get("fxpq_version", b"?").decode(errors="replace")
+        else:
+            raise FlatbufferFormatError(f"not an fxpq file: no '{METADATA_NAME}' metadata "
+                                        f"(ops: {sorted(set(op_types))})")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FlatbufferFormatError(f"fxpq metadata is not valid JSON: {exc}") from None
+    found = meta.get("format_version") if isinstance(meta, dict) else meta
+    if found == 1:
+        raise FlatbufferFormatError(
+            "fxpq file format version 1 (9..16-bit weights stored as int16) is no longer read; "
+            f"this reader knows versions {READABLE_VERSIONS} (every weight width bit-packed): re-export the model")
+    if not isinstance(meta, dict) or found not in READABLE_VERSIONS:
+        raise FlatbufferFormatError(f"unsupported fxpq format_version {found!r}; this reader knows {READABLE_VERSIONS}")
+    return meta, policy, version
+
+
 def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
     """Parse an exported file into its IntegerGraph (for int8-builtin: the stock-op graph)."""
     f = _File(bytes(data))
     op_types = []
     for op in f.sub.operators or []:
         op_types.append(_op_type(f, op))
-    if "fxpq_graph" not in f.metadata:
-        raise FlatbufferFormatError(f"not an fxpq file: no 'fxpq_graph' metadata (ops: {sorted(set(op_types))})")
-    try:
-        meta = json.loads(f.metadata["fxpq_graph"])
-        policy = json.loads(f.metadata.get("fxpq_policy", "null"))
-    except json.JSONDecodeError as exc:
-        raise FlatbufferFormatError(f"fxpq metadata is not valid JSON: {exc}") from None
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        found = meta.get("format_version") if isinstance(meta, dict) else meta
-        if found == 1:
-            raise FlatbufferFormatError(
-                "fxpq file format version 1 (9..16-bit weights stored as int16) is no longer read; "
-                f"this reader knows version {FORMAT_VERSION} (every weight width bit-packed): re-export the model")
-        raise FlatbufferFormatError(f"unsupported fxpq format_version {found!r}; this reader knows {FORMAT_VERSION}")
+    meta, policy, version = _metadata(f.metadata, op_types)
     target = meta.get("target")
     if target not in ("fxp", "int8-builtin"):
         raise FlatbufferFormatError(f"unknown target {target!r} in fxpq metadata")
@@ -195,8 +213,12 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
     n_ops = len(f.sub.operators or [])
     if len(names) != n_ops:
         names = [f"op_{i}" for i in range(n_ops)]
-    info = FileInfo(target, bool(meta.get("float_input")), f.metadata.get("fxpq_version", "?"), policy, len(data),
-                    names, op_types)
+    for i, op in enumerate(f.sub.operators or []):  # null: the op's output tensor name (format.md 5)
+        if names[i] is None:
+            outs = op.outputs if op.outputs is not None else []
+            names[i] = f.tensor_name(int(outs[0])) if len(outs) and 0 <= int(outs[0]) < len(f.sub.tensors or []) \
+                else f"op_{i}"
+    info = FileInfo(target, bool(meta.get("float_input")), version, policy, len(data), names, op_types)
 
     if f.sub.inputs is None or len(f.sub.inputs) != 1:
         raise FlatbufferFormatError("the subgraph must have exactly one input")

@@ -9,6 +9,7 @@ writes stock ops.
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from ..integer_graph import IntegerGraph, Node, TensorSpec
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .errors import ExportError
-from .options import ACTIVATION_CODES, FORMAT_VERSION, OP_TO_CUSTOM, PADDING_CODES, encode_options
+from .options import ACTIVATION_CODES, FORMAT_VERSION, METADATA_NAME, OP_TO_CUSTOM, PADDING_CODES, encode_options
 from .schema import schema as S
 
 TARGETS = ("fxp", "int8-builtin")
@@ -81,13 +82,11 @@ class _Builder:
         self.buffers.append(buf)
         return len(self.buffers) - 1
 
-    def _tensor(self, name: str, shape, dtype: np.dtype, quant: S.QuantizationParametersT | None,
-                buffer: int = 0, signature=None) -> int:
+    def _tensor(self, name: str | None, shape, dtype: np.dtype, quant: S.QuantizationParametersT | None,
+                buffer: int = 0) -> int:
         t = S.TensorT()
-        t.name = name.encode()
+        t.name = name.encode() if name else None  # constants carry no name (format.md 2: file overhead)
         t.shape = [int(d) for d in shape]
-        if signature is not None:
-            t.shapeSignature = [int(d) for d in signature]
         t.type = _TENSOR_TYPES[np.dtype(dtype)]
         t.buffer = buffer
         t.quantization = quant
@@ -95,22 +94,22 @@ class _Builder:
         return len(self.tensors) - 1
 
     def activation(self, spec: TensorSpec) -> int:
-        """An activation tensor: batch 1 in the file, -1 in the signature (format.md 2.1)."""
+        """An activation tensor: batch 1 in the file (format.md 2.1)."""
         if spec.name in self.tensor_index:
             return self.tensor_index[spec.name]
         shape = (1,) + tuple(spec.shape)
         if spec.fmt is None:
-            idx = self._tensor(spec.name, shape, np.float32, None, signature=(-1,) + tuple(spec.shape))
+            idx = self._tensor(spec.name, shape, np.float32, None)
         else:
-            idx = self._tensor(spec.name, shape, spec.fmt.storage_dtype, activation_quant(spec.fmt),
-                               signature=(-1,) + tuple(spec.shape))
+            idx = self._tensor(spec.name, shape, spec.fmt.storage_dtype, activation_quant(spec.fmt))
         self.tensor_index[spec.name] = idx
         return idx
 
     def constant(self, name: str, array: np.ndarray, quant: S.QuantizationParametersT | None = None) -> int:
+        """A constant tensor with its own buffer; `name` only documents the call (not written)."""
         array = np.ascontiguousarray(array)
         le = array.astype(array.dtype.newbyteorder("<"), copy=False)
-        return self._tensor(name, array.shape, array.dtype, quant, buffer=self.buffer(le.tobytes()))
+        return self._tensor(None, array.shape, array.dtype, quant, buffer=self.buffer(le.tobytes()))
 
     def op_code(self, builtin: int, custom: str | None = None) -> int:
         key = (builtin, custom)
@@ -159,20 +158,24 @@ class _Builder:
         model.subgraphs = [sub]
         version = package_version()
         model.description = f"fxpq {version} target={target}".encode()
-        graph_json = json.dumps({
+        # op names equal to the op's output tensor name are implied (null): most of them are
+        out_names = [self.tensors[op.outputs[0]].name for op in self.operators]
+        op_names = [None if out is not None and out.decode() == name else name
+                    for name, out in zip(self.op_names, out_names)]
+        blob = json.dumps({
             "format_version": FORMAT_VERSION,
+            "version": version,
             "target": target,
             "float_input": float_input,
             "output_softmax": bool(graph.output_softmax),
-            "op_names": self.op_names,
+            "op_names": op_names,
             "graph_metadata": _jsonable(graph.metadata),
-        }, sort_keys=True)
-        model.metadata = []
-        for name, text in (("fxpq_version", version), ("fxpq_policy", policy_json), ("fxpq_graph", graph_json)):
-            meta = S.MetadataT()
-            meta.name = name.encode()
-            meta.buffer = self.buffer(text.encode())
-            model.metadata.append(meta)
+            "policy": json.loads(policy_json),
+        }, sort_keys=True, separators=(",", ":"))
+        meta = S.MetadataT()
+        meta.name = METADATA_NAME.encode()
+        meta.buffer = self.buffer(zlib.compress(blob.encode(), 9))
+        model.metadata = [meta]
         model.buffers = self.buffers
         fb = __import__("flatbuffers").Builder(1024)
         fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
