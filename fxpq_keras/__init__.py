@@ -25,7 +25,7 @@ if "tensorflow" not in sys.modules:
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Calibration": ".calibration", "CalibrationDataError": ".calibration",
+    "Calibration": ".calibration", "CalibrationDataError": ".calibration", "CalibrationRangeWarning": ".calibration",
     "Agreement": ".callbacks", "DistillationLoss": ".callbacks", "PrecisionAdaptation": ".callbacks",
     "describe": ".fakequant", "quantize_model": ".fakequant", "quantize_scope": ".fakequant",
     "set_policy": ".fakequant",

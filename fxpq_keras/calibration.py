@@ -17,21 +17,56 @@ from .policy import DataStructure, Policy, channels, quantized_output
 
 
 class CalibrationDataError(ValueError):
-    """Calibration data that cannot be used (empty, NaN/inf, wrong shape)."""
+    """Calibration data that cannot be used (empty, NaN/inf, complex, wrong shape)."""
+
+
+class CalibrationRangeWarning(UserWarning):
+    """A calibration range no format can hold: everything saturates, or everything rounds to 0."""
+
+
+def calibration_values(x: Any) -> np.ndarray:
+    """x as float32 when every value is a finite real number; else a CalibrationDataError naming the
+    first bad sample in the caller's numbering (call it before taking any subset)."""
+    x = np.asarray(x)
+    if np.iscomplexobj(x):
+        raise CalibrationDataError("calibration data is complex; fxpq needs real values (the imaginary "
+                                   "part would be dropped)")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise CalibrationDataError(f"calibration data must be numeric, got dtype {x.dtype}")
+    if x.size == 0 or x.ndim == 0 or x.shape[0] == 0:
+        raise CalibrationDataError("calibration data is empty")
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise CalibrationDataError(f"calibration data holds {int(bad.sum())} NaN/inf values or values beyond "
+                                   f"float32's range (first at sample {int(np.argwhere(bad)[0][0])})")
+    return x
 
 
 def check_calibration_data(x: Any, input_shape: tuple[int, ...]) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    if x.size == 0 or x.shape[0] == 0:
-        raise CalibrationDataError("calibration data is empty")
+    x = calibration_values(x)
     if tuple(x.shape[1:]) != tuple(input_shape):
         raise CalibrationDataError(f"calibration data has sample shape {tuple(x.shape[1:])}, "
                                    f"the model expects {tuple(input_shape)}")
-    bad = ~np.isfinite(x)
-    if bad.any():
-        raise CalibrationDataError(f"calibration data holds {int(bad.sum())} NaN/inf values "
-                                   f"(first at sample {int(np.argwhere(bad)[0][0])})")
     return x
+
+
+def warn_degenerate_ranges(max_abs: dict[str, float], input_name: str) -> None:
+    """One warning naming the ranges that even a 16-bit format at frac -32..32 cannot hold: from
+    2^47 up every value saturates, below 2^-33 every value rounds to 0 (the network computes nothing)."""
+    import warnings
+
+    problems = []
+    for name, m in max_abs.items():
+        what = "input" if name == input_name else f"layer '{name}' output"
+        if m >= 2.0**47:
+            problems.append(f"{what} |x| up to {m:.3g} (beyond frac -32 at 16 bits: values will saturate)")
+        elif 0 < m < 2.0**-33:
+            problems.append(f"{what} |x| only up to {m:.3g} (below frac 32's step: values will round to 0)")
+    if problems:
+        warnings.warn("calibration ranges no fixed-point format can hold: " + "; ".join(problems)
+                      + ". Scale the data (or the model) to a sane range.", CalibrationRangeWarning, stacklevel=3)
 
 
 def unsigned_outputs(cnodes: list[CNode], input_nonneg: bool) -> dict[str, bool]:
@@ -70,6 +105,7 @@ class Calibration:
         for name, out in zip(names, outs):
             self.shapes[name] = tuple(out.shape[1:])
             self.max_abs[name] = float(np.abs(out).max()) if out.size else 0.0
+        warn_degenerate_ranges(self.max_abs, self.cnodes[0].name)
         self.teacher = np.asarray(outs[-1], dtype=np.float32)  # float model's outputs: the labels
         self.nonneg = unsigned_outputs(self.cnodes, bool(self.x.min() >= 0))
 

@@ -185,3 +185,59 @@ def test_random_corruptions_refused_by_c_are_refused_by_python():
                 if python_ok and exc.status_name != "FXPQ_RUNNER_ERR_MALFORMED":
                     disagree.append(str(exc))
     assert not disagree, disagree[:5]
+
+
+# -------------------------------------------------------------- calibration data -----------
+
+def _tiny_classifier():
+    from fxpq_keras._tf import keras
+
+    keras.utils.set_random_seed(3)
+    i = keras.Input((4, 4, 1))
+    x = keras.layers.Conv2D(2, 3, activation="relu", name="c")(i)
+    x = keras.layers.Flatten(name="f")(x)
+    return keras.Model(i, keras.layers.Dense(3, name="d")(x))
+
+
+def _search(samples: int = 32):
+    from fxpq_keras.search import FxPQNet
+
+    return FxPQNet(0.05, samples=samples, min_bits=8, max_bits=8, seed=1, verbose=0)
+
+
+def test_nan_row_is_reported_in_the_callers_numbering():
+    """Issue 12 item 9: an inf at row 5 was reported at its place in the shuffled subset."""
+    import fxpq_keras as fx
+
+    x = np.random.default_rng(0).uniform(0, 1, (100, 4, 4, 1)).astype(np.float32)
+    x[5, 1, 2, 0] = np.inf
+    with pytest.raises(fx.CalibrationDataError, match=r"first at sample 5\b"):
+        _search(samples=40).quantize(_tiny_classifier(), x)
+
+
+def test_complex_calibration_data_is_refused():
+    import fxpq_keras as fx
+
+    x = np.random.default_rng(0).uniform(0, 1, (8, 4, 4, 1)) * (1 + 1j)
+    for run in (lambda: fx.Calibration(_tiny_classifier(), x), lambda: _search().quantize(_tiny_classifier(), x)):
+        with pytest.raises(fx.CalibrationDataError, match="complex"):
+            run()
+
+
+def test_degenerate_input_range_warns():
+    """1e30 gives input frac -32 and a network that saturates everywhere: say so."""
+    import fxpq_keras as fx
+
+    x = np.random.default_rng(0).uniform(0, 1e30, (8, 4, 4, 1)).astype(np.float32)
+    with pytest.warns(fx.CalibrationRangeWarning, match=r"input \|x\| up to 9.97e\+29 .*saturate"):
+        fx.Calibration(_tiny_classifier(), x)
+    tiny = np.random.default_rng(0).uniform(0, 1e-12, (8, 4, 4, 1)).astype(np.float32)
+    with pytest.warns(fx.CalibrationRangeWarning, match=r"input \|x\| only up to .*round to 0"):
+        fx.Calibration(_tiny_classifier(), tiny)
+
+
+def test_labels_of_the_wrong_length_are_a_clear_error():
+    """Issue 12 item 7: was an IndexError inside the search (exit 1 from the CLI)."""
+    x = np.random.default_rng(0).uniform(0, 1, (50, 4, 4, 1)).astype(np.float32)
+    with pytest.raises(ValueError, match="49 labels for 50 calibration samples"):
+        _search().quantize(_tiny_classifier(), x, labels=np.zeros(49, np.int64))

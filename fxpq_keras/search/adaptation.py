@@ -156,11 +156,11 @@ class PrecisionSearch:
         else:
             if calibration_data is None:
                 raise ValueError("calibration data is required")
-            data = np.asarray(calibration_data, dtype=np.float32)
-            if data.ndim == 0 or data.shape[0] == 0:
-                from ..calibration import CalibrationDataError
+            from ..calibration import calibration_values
 
-                raise CalibrationDataError("calibration data is empty")
+            data = calibration_values(calibration_data)  # before the subset: errors name the caller's rows
+            if labels is not None and (np.ndim(labels) == 0 or len(labels) != len(data)):
+                raise ValueError(f"{np.size(labels)} labels for {len(data)} calibration samples")
             pick = subset(len(data), opts.samples, opts.seed)
             labels = None if labels is None else np.asarray(labels)[pick]
             self._say(f"calibrating: the float model on {len(pick)} samples")
