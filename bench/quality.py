@@ -1,15 +1,27 @@
-"""Quality benchmark: compression at a fixed accuracy budget (DESIGN.md section 4).
+"""Quality benchmark: the zoo table, compression at a fixed accuracy budget (DESIGN.md section 4).
 
-    .venv/bin/python bench/quality.py [--models lenet5,residual_ds_net] [--samples 1536] [--fast]
+    .venv/bin/python bench/quality.py [--models a,b] [--samples 512] [--max-drop 0.01] [--ablations]
 
-For each benchmark model (bench/models.py, trained once and cached) prints one table, rows side by
-side from one run: float32; TFLite int8 full-integer post-training quantization (run with
-ai-edge-litert); naive uniform dynamic fixed point at 8, 6, 4 bits (and at the FxP-QNet average
-width, rounded up); FxP-QNet at a 1 % budget; FxP-QNet with each mechanism of DESIGN.md section 3
-switched off; and the opt-in distillation fine-tuning on top of the 1 % policy. Calibration uses
-the training split only; accuracy and agreement are on the 1000 held-out test digits. Memory follows
-the paper's accounting (policy.memory(): weights + biases + activations of one inference, in bits)
-for every row, TFLite int8 included (8-bit weights and activations, 32-bit biases).
+For every model of the benchmark zoo (bench/models.py: seven models trained here with fixed seeds,
+cached) one row per table, every figure from this one run:
+
+- float: the trained model's held-out metric (top-1 accuracy; ROC AUC for the autoencoder);
+- TFLite int8: full-integer post-training quantization by TFLiteConverter (the same calibration
+  samples), run with ai-edge-litert: held-out metric and `.tflite` bytes;
+- best uniform: the lowest uniform dynamic fixed-point width that the search finds within the
+  budget (`result.best_uniform_bits`), its held-out drop and total compression (paper accounting);
+- FxP-QNet at the budget (default 1 %): held-out drop against float and agreement with the float
+  model's top-1 (for the autoencoder: AUC drop and the output SNR against float, the metric the
+  search budgets), the search's predicted drop with its 90 % interval, total compression (paper
+  accounting: weights + biases + activations bits vs float32), `.tflite` bytes (fxp target), flash
+  and peak RAM bytes (device accounting, when fxpq_keras.memory exists), each also as a ratio
+  to TFLite int8, search seconds and network evaluations.
+
+Calibration draws `--samples` inputs (no labels) from the training split only; every held-out
+figure is on the test split, which no calibration, search or training step ever saw.
+Quantized held-out outputs come from the fake-quant model (bit-exact with the integer reference
+up to rounding ties, docs/numerics.md). `--ablations` adds, per model, the table of FxP-QNet with
+each mechanism of DESIGN.md section 3 switched off.
 """
 
 from __future__ import annotations
@@ -23,35 +35,33 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import MODELS, trained  # noqa: E402
-
-import fxpq_keras  # noqa: E402
+import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
+from bench.models import MODELS, ZOO, score, trained  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
+from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
 from fxpq_keras.search import FxPQNet  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 
 ABLATIONS = {
-    "FxP-QNet 1%": {},
+    "FxP-QNet": {},
     "  - no dynamic fixed point (M1)": {"dynamic_fixed_point": False},
     "  - no layer-wise adaptation (M2)": {"layerwise": False},
     "  - no prediction-error frac (M3)": {"error_statistics_frac": False},
     "  - no self-distillation (M4, labels)": {"self_distillation": False},
-    "FxP-QNet 1% + distill fine-tune (opt-in)": {"finetune_epochs": 5},
 }
 
 
-def tflite_int8(model: Any, x_calib: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, int]:
-    """Stock TFLite full-integer PTQ (int8 in and out), run with ai-edge-litert; (outputs, file bytes)."""
+def tflite_int8(model: Any, x_calib: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """Stock TFLite full-integer PTQ (int8 in and out), run with ai-edge-litert; (outputs, file)."""
     from ai_edge_litert.interpreter import Interpreter
 
     tf = fxpq_keras._tf.tf
 
     def representative() -> Any:
-        for i in range(0, min(len(x_calib), 500)):
+        for i in range(len(x_calib)):
             yield [x_calib[i:i + 1]]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -69,91 +79,188 @@ def tflite_int8(model: Any, x_calib: np.ndarray, x_test: np.ndarray) -> tuple[np
     interp.set_tensor(inp["index"], np.clip(np.round(x_test / s + z), -128, 127).astype(np.int8))
     interp.invoke()
     so, zo = out["quantization"]
-    return (interp.get_tensor(out["index"]).astype(np.float32) - zo) * so, len(blob)
+    return (interp.get_tensor(out["index"]).astype(np.float32) - zo) * so, blob
 
 
-def row(name: str, probs: np.ndarray, data: dict, float_probs: np.ndarray, memory: Any = None,
-        seconds: float | None = None, evaluations: int | None = None, note: str = "") -> dict[str, Any]:
-    acc = float(np.mean(np.argmax(probs, -1) == data["y_test"]))
-    agree = float(np.mean(np.argmax(probs, -1) == np.argmax(float_probs, -1)))
-    r = {"method": name, "test_acc": acc, "agreement": agree, "avg_bits": None, "w_ratio": 1.0, "t_ratio": 1.0,
-         "seconds": seconds, "evals": evaluations, "note": note}
-    if memory is not None:
-        elements = (memory.float32_bits) / 32
-        r.update(avg_bits=memory.total_bits / elements, w_ratio=memory.compression_weights,
-                 t_ratio=memory.compression_total)
-    return r
+def device_bytes(blob: bytes) -> tuple[int | None, int | None]:
+    """(flash bytes, peak RAM bytes) of a .tflite by the device accounting (fxpq_keras.memory), or
+    (None, None) while that API is not there."""
+    try:
+        from fxpq_keras import memory
+    except ImportError:
+        return None, None
+    for name in ("device_memory", "file_memory", "memory_of_file"):
+        fn = getattr(memory, name, None)
+        if fn is not None:
+            m = fn(blob)
+            return int(m.flash_bytes), int(m.ram_bytes)
+    return None, None
 
 
-def fmt_table(title: str, rows: list[dict[str, Any]]) -> str:
-    head = (f"{'method':<38} {'test acc':>8} {'agree':>7} {'avg bits':>8} {'weights x':>9} {'total x':>8} "
-            f"{'search s':>8} {'evals':>6}  note")
-    lines = [title, head, "-" * len(head)]
-    for r in rows:
-        def opt(v: Any, f: str) -> str:
-            return "-" if v is None else format(v, f)
-        lines.append(f"{r['method']:<38} {r['test_acc']:>8.2%} {r['agreement']:>7.2%} {opt(r['avg_bits'], '.2f'):>8} "
-                     f"{r['w_ratio']:>8.2f}x {r['t_ratio']:>7.2f}x {opt(r['seconds'], '.1f'):>8} "
-                     f"{opt(r['evals'], 'd'):>6}  {r['note']}")
-    return "\n".join(lines)
+def relative_mse(q: np.ndarray, ref: np.ndarray) -> float:
+    """Output noise power over signal power against the float model (the snr budget's loss)."""
+    ref = np.asarray(ref, np.float64)
+    return float(np.mean((np.asarray(q, np.float64) - ref) ** 2) / max(np.mean(ref ** 2), 1e-30))
 
 
-def bench_model(name: str, samples: int, ablations: dict[str, dict[str, Any]], max_drop: float) -> str:
+def agreement(q: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.mean(np.argmax(q, -1) == np.argmax(ref, -1)))
+
+
+def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[str, Any]:
+    """Every figure of one zoo model (see the module docstring)."""
     model, data = trained(name)
-    x_tr, y_tr, x_te = data["x_train"], data["y_train"], data["x_test"]
-    float_probs = model.predict(x_te, verbose=0)
-    rows = [row("float32", float_probs, data, float_probs)]
+    x_tr, x_te = data["x_train"], data["x_test"]
+    pick = np.random.default_rng(0).permutation(len(x_tr))[:samples]
+    x_cal = x_tr[pick]
+    ref = predict(model, x_te)
+    f: dict[str, Any] = {"name": name, "params": model.count_params(), "metric": ZOO[name].metric,
+                         "float": score(name, ref, data), "samples": len(x_cal), "test": len(x_te)}
 
-    calib = Calibration(model, x_tr[np.random.default_rng(0).permutation(len(x_tr))[:samples]])
-    probs, size = tflite_int8(model, calib.x, x_te)
-    rows.append(row("TFLite int8 PTQ (LiteRT)", probs, data, float_probs, calib.uniform_policy(8).memory(),
-                    note=f"{size:,} B file"))
-    results = {}
-    for label, switches in ablations.items():
+    def held_out(q: np.ndarray) -> dict[str, Any]:
+        """Held-out metric, its drop, and the budget's own loss: 1 - agreement, or relative output MSE."""
+        top1 = f["metric"] == "top1"
+        loss = 1.0 - agreement(q, ref) if top1 else relative_mse(q, ref)
+        return {"score": score(name, q, data), "drop": f["float"] - score(name, q, data), "loss": loss,
+                "held": loss <= max_drop}
+
+    q8, blob8 = tflite_int8(model, x_cal, x_te)
+    f["int8"] = held_out(q8) | {"file_bytes": len(blob8)}
+    f["int8"]["flash_bytes"], f["int8"]["ram_bytes"] = device_bytes(blob8)
+    calib = Calibration(model, x_cal)
+    f["int8"]["paper_x"] = calib.uniform_policy(8).memory().compression_total
+
+    runs = ABLATIONS if ablations else {"FxP-QNet": {}}
+    f["ablations"] = []
+    for label, switches in runs.items():
+        if "self_distillation" in switches and f["metric"] != "top1":
+            continue  # labels are classes: no label-driven search for a regression output
+        labels = data["y_train"][pick] if "self_distillation" in switches else None
         t = time.perf_counter()
-        res = FxPQNet(max_drop, samples=samples, seed=0, verbose=0, **switches).quantize(model, x_tr, labels=y_tr)
+        res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, **switches).quantize(model, x_cal,
+                                                                                           labels=labels)
         seconds = time.perf_counter() - t
-        results[label] = res
         q = predict(res.model, x_te)
-        what = "agreement" if res.options.self_distillation else "label accuracy"
         lo, hi = res.predicted_interval
-        note = (f"calibration {what} {res.check_metrics.agreement:.2%}; predicted drop {res.predicted_loss:.2%} "
-                f"({lo:.2%}..{hi:.2%})")
-        if res.finetune:
-            note += f" (before fine-tuning {res.finetune['check_agreement_before']:.2%}; not post-training)"
-        rows.append(row(label, q, data, float_probs, res.memory, seconds, res.evaluations, note=note))
-    main = results.get("FxP-QNet 1%")
-    widths = [8, 6, 4]
-    if main is not None:
-        avg = main.memory.total_bits / (main.memory.float32_bits / 32)
-        widths.append(math.ceil(avg))
-    uniform_rows = []
-    for bits in sorted(set(widths), reverse=True):
-        policy = calib.uniform_policy(bits)
-        qmodel = quantize_model(calib, policy)
-        uniform_rows.append(row(f"uniform {bits}-bit dynamic fixed point", predict(qmodel, x_te), data, float_probs,
-                                policy.memory()))
-    rows[2:2] = uniform_rows
-    return fmt_table(f"\n== {name} ({model.count_params():,} params; calibration: {samples} training digits, "
-                     f"test: {len(x_te)} held-out digits; budget {max_drop:.0%}) ==", rows)
+        row = held_out(q) | {"label": label, "seconds": seconds, "evals": res.evaluations,
+                             "paper_x": res.memory.compression_total, "predicted": res.predicted_loss,
+                             "interval": (lo, hi), "budget_met": res.budget_met, "metric_searched": res.metric}
+        f["ablations"].append(row)
+        if label != "FxP-QNet":
+            continue
+        f["fxpq"] = row
+        try:
+            blob = export_tflite(res.model, policy=res.policy)
+            row["file_bytes"] = len(blob)
+            row["flash_bytes"], row["ram_bytes"] = device_bytes(blob)
+        except Exception as e:  # an export shortfall is a figure too: name it in the table
+            row["file_bytes"] = row["flash_bytes"] = row["ram_bytes"] = None
+            row["export_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
+        f["uniform"] = None
+        if res.best_uniform_policy is not None:
+            qu = predict(quantize_model(calib, res.best_uniform_policy), x_te)
+            f["uniform"] = held_out(qu) | {"bits": res.best_uniform_bits,
+                                           "paper_x": res.best_uniform_memory.compression_total}
+    return f
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2%}"
+
+
+def _bytes(v: int | None, base: int | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:,} ({v / base:.2f}x)" if base else f"{v:,}"
+
+
+def _metric(f: dict[str, Any], v: float) -> str:
+    return f"{v:.2%}" if f["metric"] == "top1" else f"AUC {v:.3f}"
+
+
+def _loss(r: dict[str, Any]) -> str:
+    """The budget's loss on held-out data (1 - agreement, or relative MSE: SNR in dB) and whether it held."""
+    v = r["loss"]
+    text = f"{v:.2%}" if r.get("metric_searched", "top1") == "top1" else f"{_db(v)} dB"
+    return f"{text} {'ok' if r['held'] else 'OVER'}"
+
+
+def _db(relative_mse: float) -> str:
+    return "inf" if relative_mse <= 0 else f"{-10 * math.log10(relative_mse):.1f}"
+
+
+def _predicted(r: dict[str, Any]) -> str:
+    lo, hi = r["interval"]
+    if r["metric_searched"] == "snr":
+        return f"{_db(r['predicted'])} dB ({_db(hi)}..{_db(lo)} dB)"
+    return f"{r['predicted']:.2%} ({lo:.2%}..{hi:.2%})"
+
+
+def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
+    """Two markdown tables (accuracy, memory), one row per zoo model."""
+    a = ["| model | params | float | TFLite int8 | best uniform: bits, held-out loss | FxP-QNet: held-out | "
+         "drop | held-out loss (budget) | predicted loss (90 % interval) | budget met (calibration) |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    m = ["| model | int8 .tflite B | int8 total x | uniform total x | FxP total x | FxP .tflite B (/int8) | "
+         "FxP flash B (/int8) | FxP RAM B (/int8) | int8 flash B | int8 RAM B | search s | evals |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for f in figs:
+        i8, u, x = f["int8"], f["uniform"], f["fxpq"]
+        uni = "none" if u is None else f"{u['bits']}, {_loss(u | {'metric_searched': x['metric_searched']})}"
+        met = "yes" if x["budget_met"] else "NO"
+        drop = _pct(x["drop"]) if f["metric"] == "top1" else f"{x['drop']:.3f}"
+        a.append(f"| {f['name']} | {f['params']:,} | {_metric(f, f['float'])} | {_metric(f, i8['score'])} | {uni} | "
+                 f"{_metric(f, x['score'])} | {drop} | {_loss(x)} | {_predicted(x)} | {met} |")
+        fx_file = x["export_error"] if x.get("export_error") else _bytes(x["file_bytes"], i8["file_bytes"])
+        m.append(f"| {f['name']} | {i8['file_bytes']:,} | {i8['paper_x']:.2f}x | "
+                 f"{'-' if u is None else format(u['paper_x'], '.2f') + 'x'} | {x['paper_x']:.2f}x | {fx_file} | "
+                 f"{_bytes(x['flash_bytes'], i8['flash_bytes'])} | {_bytes(x['ram_bytes'], i8['ram_bytes'])} | "
+                 f"{_bytes(i8['flash_bytes'], None)} | {_bytes(i8['ram_bytes'], None)} | {x['seconds']:.1f} | "
+                 f"{x['evals']} |")
+    return "\n".join([f"### Accuracy at a {max_drop:.0%} budget (held-out data)", "", *a, "",
+                      "### Memory and search cost", "", *m])
+
+
+def ablation_table(f: dict[str, Any]) -> str:
+    lines = [f"#### {f['name']}: mechanisms switched off", "",
+             "| variant | held-out | drop | held-out loss (budget) | predicted loss | total x | search s | evals |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in f["ablations"]:
+        lines.append(f"| {r['label'].strip(' -')} | {_metric(f, r['score'])} | {_pct(r['drop'])} | {_loss(r)} | "
+                     f"{_predicted(r)} | {r['paper_x']:.2f}x | {r['seconds']:.1f} | {r['evals']} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--samples", type=int, default=1536, help="calibration samples (all predict, half rank)")
-    p.add_argument("--max-drop", type=float, default=0.01)
-    p.add_argument("--fast", action="store_true", help="FxP-QNet row only (no ablations)")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated zoo models (default: all: "
+                   f"{', '.join(MODELS)})")
+    p.add_argument("--samples", type=int, default=512, help="unlabeled calibration samples from the training split")
+    p.add_argument("--max-drop", type=float, default=0.01, help="the budget (top-1 drop; relative MSE for snr)")
+    p.add_argument("--ablations", action="store_true", help="also FxP-QNet with each mechanism switched off")
     args = p.parse_args(argv)
-    ablations = {"FxP-QNet 1%": {}} if args.fast else ABLATIONS
+    names = [n for n in args.models.split(",") if n]
+    unknown = [n for n in names if n not in ZOO]
+    if unknown:
+        p.error(f"unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
     t = time.perf_counter()
-    for name in args.models.split(","):
-        print(bench_model(name, args.samples, ablations, args.max_drop), flush=True)
-    print("\nheld-out drop = 1 - agree; the search budgets its predicted drop (flip rate on all calibration samples "
-          "with the lowest-margin 5% weighted to 10%, plus one standard error), not the plain agreement.")
-    print(f"\nx = ratio to float32 (paper's accounting: weights + biases + activations of one inference); "
-          f"avg bits = total bits / elements; agreement = top-1 match with the float model on test data. "
-          f"Total wall time {time.perf_counter() - t:.0f} s.")
+    figs = []
+    for name in names:
+        figs.append(measure(name, args.samples, args.max_drop, args.ablations))
+        print(f"[{name} measured, {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
+    print(zoo_tables(figs, args.max_drop))
+    if args.ablations:
+        for f in figs:
+            print("\n" + ablation_table(f))
+    print(f"\nCalibration: {args.samples} unlabeled training-split samples per model; held-out: the test split "
+          "(digits: 1000, pictures: right 30 % of each image, speech: unseen speakers, machines: unseen machines). "
+          "drop = float metric - quantized metric on held-out data (top-1 points; AUC for the autoencoder). "
+          "loss = what the budget limits, against the float model: top-1 disagreement (1 - agreement), or for the "
+          "autoencoder the relative output MSE shown as SNR in dB (budget 1 % = 20 dB); ok/OVER: held-out loss "
+          "within the budget. predicted: the search's label-free estimate of that loss from the calibration "
+          "samples. total x: paper accounting (weights + biases + activations bits vs float32). "
+          "flash/RAM: device accounting (fxpq_keras.memory); '-' where not available.")
+    print(f"Total wall time {time.perf_counter() - t:.0f} s.")
     return 0
 
 

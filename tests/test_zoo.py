@@ -133,3 +133,26 @@ def test_unknown_names_are_refused():
         M.data_for("nope")
     with pytest.raises(ValueError, match="unknown data set 'nope'"):
         D.cached("nope")
+
+
+def test_quality_tables_put_ratios_and_budget_verdicts_side_by_side():
+    """bench/quality.py's table: ratios to TFLite int8 of the same model, OVER when held-out breaks the budget."""
+    from bench import quality as Q
+
+    x = {"label": "FxP-QNet", "score": 0.94, "drop": 0.01, "loss": 0.028, "held": False, "seconds": 77.6,
+         "evals": 671, "paper_x": 6.04, "predicted": 0.0038, "interval": (0.0, 0.0085), "budget_met": True,
+         "metric_searched": "top1", "file_bytes": 14_816, "flash_bytes": 9_000, "ram_bytes": 3_000}
+    f = {"name": "ds_cnn_seq", "params": 12_362, "metric": "top1", "float": 0.951,
+         "int8": {"score": 0.952, "file_bytes": 19_256, "flash_bytes": 12_000, "ram_bytes": 6_000, "paper_x": 3.97},
+         "uniform": {"bits": 8, "loss": 0.006, "held": True, "paper_x": 3.99}, "fxpq": x, "ablations": [x]}
+    ae = {"name": "fc_autoencoder", "params": 269_992, "metric": "auc", "float": 0.87,
+          "int8": {"score": 0.86, "file_bytes": 300_000, "flash_bytes": None, "ram_bytes": None, "paper_x": 3.9},
+          "uniform": None, "fxpq": x | {"metric_searched": "snr", "loss": 0.001, "held": True, "predicted": 0.005,
+                                        "interval": (0.004, 0.006), "file_bytes": None,
+                                        "export_error": "ExportError: nope"}, "ablations": []}
+    text = Q.zoo_tables([f, ae], 0.01)
+    row = next(line for line in text.splitlines() if line.startswith("| ds_cnn_seq") and "14,816" in line)
+    assert "14,816 (0.77x)" in row and "9,000 (0.75x)" in row and "3,000 (0.50x)" in row
+    assert "2.80% OVER" in text and "8, 0.60% ok" in text
+    assert "30.0 dB ok" in text and "23.0 dB (22.2..24.0 dB)" in text and "ExportError: nope" in text
+    assert "| fc_autoencoder | 269,992 | AUC 0.870 | AUC 0.860 | none |" in text
