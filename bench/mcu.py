@@ -1,6 +1,6 @@
 """Microcontroller benchmark: the bench models on an emulated Cortex-M4 and Cortex-M7.
 
-    .venv/bin/python bench/mcu.py [--models lenet5,residual_ds_net] [--samples 20]
+    .venv/bin/python bench/mcu.py [--models lenet5,resnet8] [--samples 20]   (default: every zoo model)
 
 For each benchmark model of bench/models.py (trained once and cached) two .tflite files are
 exported with the fxp target (custom FXP_* ops, the project's own C kernels): the FxP-QNet
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from models import CACHE, MODELS, trained  # noqa: E402
+from models import CACHE, MODELS, calibration_set, trained  # noqa: E402
 
 import fxpq_keras as fx  # noqa: E402  (before TensorFlow)
 from fxpq_keras.calibration import Calibration  # noqa: E402
@@ -102,14 +102,15 @@ def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
     from fxpq_keras.search.adaptation import SearchOptions
 
     code = b"".join(p.read_bytes() for p in sorted((Path(fx.__file__).parent / "search").glob("*.py")))
-    options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0).to_dict(), sort_keys=True).encode()
+    options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0, samples=len(calib_x)).to_dict(),
+                         sort_keys=True).encode()
     key = hashlib.sha256(code + options + calib_x.tobytes()).hexdigest()[:12]
     path = CACHE / f"{name}.fxpqnet-1pct.{key}.policy.json"
     if path.exists():
         return Policy.from_json(str(path)), "cached search"
     t = time.perf_counter()
-    # the search draws its seeded 1536-sample subset itself, exactly as bench/quality.py's run does
-    result = fx.FxPQNet(max_accuracy_drop=0.01, seed=0, verbose=0).quantize(model, calib_x)
+    # the calibration samples and options of bench/quality.py's run
+    result = fx.FxPQNet(max_accuracy_drop=0.01, seed=0, samples=len(calib_x), verbose=0).quantize(model, calib_x)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.policy.to_json(str(path))
     return result.policy, f"searched in {time.perf_counter() - t:.0f} s"
@@ -149,17 +150,18 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--samples", type=int, default=20, help="held-out digits run per file and CPU")
-    ap.add_argument("--calibration", type=int, default=1000, help="calibration digits (train split)")
+    ap.add_argument("--samples", type=int, default=20, help="held-out samples run per file and CPU")
+    ap.add_argument("--calibration", type=int, default=512, help="calibration samples (as bench/quality.py)")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     rows, notes = [], []
     for name in args.models.split(","):
         model, data = trained(name)
-        calib = Calibration(model, data["x_train"][: args.calibration])
+        x_cal, _ = calibration_set(data, args.calibration)  # the calibration of bench/quality.py
+        calib = Calibration(model, x_cal)
         x = data["x_test"][: args.samples]
-        policy, how = fxpqnet_policy(name, model, data["x_train"])  # same calibration as bench/quality.py
+        policy, how = fxpqnet_policy(name, model, x_cal)
         notes.append(f"{name}: FxP-QNet policy ({how}): {policy.memory().total_bits / 8:,.0f} B total memory "
                      f"(paper's accounting)")
         for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", calib.uniform_policy(8))):

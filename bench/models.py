@@ -254,6 +254,13 @@ def trained(name: str, *, retrain: bool = False) -> tuple[keras.Model, dict[str,
     return model, data
 
 
+def calibration_set(data: dict[str, np.ndarray], samples: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(unlabeled calibration inputs, their indices): a fixed-seed draw from the training split only,
+    the same in every benchmark, so held-out figures never see calibration data."""
+    pick = np.random.default_rng(0).permutation(len(data["x_train"]))[:samples]
+    return data["x_train"][pick], pick
+
+
 def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
     """Top-1 accuracy."""
     return float(np.mean(np.argmax(probs, axis=-1) == y))

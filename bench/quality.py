@@ -38,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
-from bench.models import MODELS, ZOO, score, trained  # noqa: E402
+from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
@@ -110,9 +110,8 @@ def agreement(q: np.ndarray, ref: np.ndarray) -> float:
 def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[str, Any]:
     """Every figure of one zoo model (see the module docstring)."""
     model, data = trained(name)
-    x_tr, x_te = data["x_train"], data["x_test"]
-    pick = np.random.default_rng(0).permutation(len(x_tr))[:samples]
-    x_cal = x_tr[pick]
+    x_te = data["x_test"]
+    x_cal, pick = calibration_set(data, samples)
     ref = predict(model, x_te)
     f: dict[str, Any] = {"name": name, "params": model.count_params(), "metric": ZOO[name].metric,
                          "float": score(name, ref, data), "samples": len(x_cal), "test": len(x_te)}
