@@ -13,9 +13,9 @@ cached) one row per table, every figure from this one run:
 - FxP-QNet at the budget (default 1 %): held-out drop against float and agreement with the float
   model's top-1 (for the autoencoder: AUC drop and the output SNR against float, the metric the
   search budgets), the search's predicted drop with its 90 % interval, total compression (paper
-  accounting: weights + biases + activations bits vs float32), `.tflite` bytes (fxp target), flash
-  and peak RAM bytes (device accounting, when fxpq_keras.memory exists), each also as a ratio
-  to TFLite int8, search seconds and network evaluations.
+  accounting: weights + biases + activations bits vs float32), `.tflite` bytes (fxp target), weights +
+  biases bytes as stored and peak RAM bytes (device accounting, fxpq_keras.flatbuffer.memory, the
+  same planner for both files), each also as a ratio to TFLite int8, search seconds and evaluations.
 
 Calibration draws `--samples` inputs (no labels) from the training split only; every held-out
 figure is on the test split, which no calibration, search or training step ever saw.
@@ -42,6 +42,7 @@ from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
+from fxpq_keras.flatbuffer.memory import file_memory  # noqa: E402
 from fxpq_keras.search import FxPQNet  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 
@@ -82,19 +83,11 @@ def tflite_int8(model: Any, x_calib: np.ndarray, x_test: np.ndarray) -> tuple[np
     return (interp.get_tensor(out["index"]).astype(np.float32) - zo) * so, blob
 
 
-def device_bytes(blob: bytes) -> tuple[int | None, int | None]:
-    """(flash bytes, peak RAM bytes) of a .tflite by the device accounting (fxpq_keras.memory), or
-    (None, None) while that API is not there."""
-    try:
-        from fxpq_keras import memory
-    except ImportError:
-        return None, None
-    for name in ("device_memory", "file_memory", "memory_of_file"):
-        fn = getattr(memory, name, None)
-        if fn is not None:
-            m = fn(blob)
-            return int(m.flash_bytes), int(m.ram_bytes)
-    return None, None
+def device_bytes(blob: bytes) -> tuple[int, int]:
+    """(weights + biases as stored, peak RAM) of any .tflite, by the device accounting
+    (fxpq_keras.flatbuffer.memory: one planner for fxp and TFLiteConverter files alike)."""
+    m = file_memory(blob)
+    return int(m.parameter_bytes), int(m.ram_bytes)
 
 
 def relative_mse(q: np.ndarray, ref: np.ndarray) -> float:
@@ -125,7 +118,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
 
     q8, blob8 = tflite_int8(model, x_cal, x_te)
     f["int8"] = held_out(q8) | {"file_bytes": len(blob8)}
-    f["int8"]["flash_bytes"], f["int8"]["ram_bytes"] = device_bytes(blob8)
+    f["int8"]["param_bytes"], f["int8"]["ram_bytes"] = device_bytes(blob8)
     calib = Calibration(model, x_cal)
     f["int8"]["paper_x"] = calib.uniform_policy(8).memory().compression_total
 
@@ -151,9 +144,9 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
         try:
             blob = export_tflite(res.model, policy=res.policy)
             row["file_bytes"] = len(blob)
-            row["flash_bytes"], row["ram_bytes"] = device_bytes(blob)
+            row["param_bytes"], row["ram_bytes"] = device_bytes(blob)
         except Exception as e:  # an export shortfall is a figure too: name it in the table
-            row["file_bytes"] = row["flash_bytes"] = row["ram_bytes"] = None
+            row["file_bytes"] = row["param_bytes"] = row["ram_bytes"] = None
             row["export_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
         f["uniform"] = None
         if res.best_uniform_policy is not None:
@@ -201,7 +194,8 @@ def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
          "drop | held-out loss (budget) | predicted loss (90 % interval) | budget met (calibration) |",
          "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     m = ["| model | int8 .tflite B | int8 total x | uniform total x | FxP total x | FxP .tflite B (/int8) | "
-         "FxP flash B (/int8) | FxP RAM B (/int8) | int8 flash B | int8 RAM B | search s | evals |",
+         "FxP weights+biases B (/int8) | FxP peak RAM B (/int8) | int8 weights+biases B | int8 peak RAM B | "
+         "search s | evals |",
          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in figs:
         i8, u, x = f["int8"], f["uniform"], f["fxpq"]
@@ -213,8 +207,8 @@ def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
         fx_file = x["export_error"] if x.get("export_error") else _bytes(x["file_bytes"], i8["file_bytes"])
         m.append(f"| {f['name']} | {i8['file_bytes']:,} | {i8['paper_x']:.2f}x | "
                  f"{'-' if u is None else format(u['paper_x'], '.2f') + 'x'} | {x['paper_x']:.2f}x | {fx_file} | "
-                 f"{_bytes(x['flash_bytes'], i8['flash_bytes'])} | {_bytes(x['ram_bytes'], i8['ram_bytes'])} | "
-                 f"{_bytes(i8['flash_bytes'], None)} | {_bytes(i8['ram_bytes'], None)} | {x['seconds']:.1f} | "
+                 f"{_bytes(x['param_bytes'], i8['param_bytes'])} | {_bytes(x['ram_bytes'], i8['ram_bytes'])} | "
+                 f"{_bytes(i8['param_bytes'], None)} | {_bytes(i8['ram_bytes'], None)} | {x['seconds']:.1f} | "
                  f"{x['evals']} |")
     return "\n".join([f"### Accuracy at a {max_drop:.0%} budget (held-out data)", "", *a, "",
                       "### Memory and search cost", "", *m])
@@ -258,7 +252,10 @@ def main(argv: list[str] | None = None) -> int:
           "autoencoder the relative output MSE shown as SNR in dB (budget 1 % = 20 dB); ok/OVER: held-out loss "
           "within the budget. predicted: the search's label-free estimate of that loss from the calibration "
           "samples. total x: paper accounting (weights + biases + activations bits vs float32). "
-          "flash/RAM: device accounting (fxpq_keras.memory); '-' where not available.")
+          ".tflite B = the flash the model takes; weights+biases B = those as stored (packed at their width); "
+          "peak RAM B = the planned activation arena (containers + kernel scratch); both by the device accounting "
+          "(fxpq_keras.flatbuffer.memory), the same planner for fxpq and TFLite int8 files; (/int8) = ratio to "
+          "TFLite int8 of the same model.")
     print(f"Total wall time {time.perf_counter() - t:.0f} s.")
     return 0
 

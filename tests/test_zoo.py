@@ -141,12 +141,12 @@ def test_quality_tables_put_ratios_and_budget_verdicts_side_by_side():
 
     x = {"label": "FxP-QNet", "score": 0.94, "drop": 0.01, "loss": 0.028, "held": False, "seconds": 77.6,
          "evals": 671, "paper_x": 6.04, "predicted": 0.0038, "interval": (0.0, 0.0085), "budget_met": True,
-         "metric_searched": "top1", "file_bytes": 14_816, "flash_bytes": 9_000, "ram_bytes": 3_000}
+         "metric_searched": "top1", "file_bytes": 14_816, "param_bytes": 9_000, "ram_bytes": 3_000}
     f = {"name": "ds_cnn_seq", "params": 12_362, "metric": "top1", "float": 0.951,
-         "int8": {"score": 0.952, "file_bytes": 19_256, "flash_bytes": 12_000, "ram_bytes": 6_000, "paper_x": 3.97},
+         "int8": {"score": 0.952, "file_bytes": 19_256, "param_bytes": 12_000, "ram_bytes": 6_000, "paper_x": 3.97},
          "uniform": {"bits": 8, "loss": 0.006, "held": True, "paper_x": 3.99}, "fxpq": x, "ablations": [x]}
     ae = {"name": "fc_autoencoder", "params": 269_992, "metric": "auc", "float": 0.87,
-          "int8": {"score": 0.86, "file_bytes": 300_000, "flash_bytes": None, "ram_bytes": None, "paper_x": 3.9},
+          "int8": {"score": 0.86, "file_bytes": 300_000, "param_bytes": None, "ram_bytes": None, "paper_x": 3.9},
           "uniform": None, "fxpq": x | {"metric_searched": "snr", "loss": 0.001, "held": True, "predicted": 0.005,
                                         "interval": (0.004, 0.006), "file_bytes": None,
                                         "export_error": "ExportError: nope"}, "ablations": []}
