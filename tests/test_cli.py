@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -199,6 +200,27 @@ def test_run_bad_input(files: dict, capsys, args: list, fragment: str) -> None:
     line = one_line_error(capsys, main(["run", *fmt(args, files), "-o", out]), 2, fragment)
     assert line.startswith("fxpq run: error:")
     assert not os.path.exists(out)
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make")),
+                    reason="needs qemu-system-arm, arm-none-eabi-gcc and make")
+@pytest.mark.parametrize("engine, cpu", [("qemu-m4", "Cortex-M4"), ("qemu-m7", "Cortex-M7")])
+def test_run_on_qemu_prints_instructions_and_arena(files: dict, tmp_path, capsys, engine: str, cpu: str) -> None:
+    """The emulated Cortex-M engines print instructions per inference (mean/min/max) and the arena
+    bytes, the same figures the Python API gives for the same batch."""
+    x = np.load(files["x"])[:6]
+    np.save(tmp_path / "x6.npy", x)
+    assert main(["--quiet", "run", files["tflite"], "-i", str(tmp_path / "x6.npy"), "-o", str(tmp_path / "y.npy"),
+                 "--engine", engine]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    interp = fxpq_keras.Interpreter(files["tflite"], engine=engine)
+    interp.predict(x)
+    m = interp.engine.measurements()
+    assert m["inferences"] == 6 and m["instructions_min"] <= m["instructions_mean"] <= m["instructions_max"]
+    assert m["instructions_min"] > 1000 and m["arena_bytes"] == interp.engine.arena_bytes > 0
+    assert lines == [f"instructions per inference ({cpu}, 6 inferences): mean {m['instructions_mean']:,.0f}, "
+                     f"min {m['instructions_min']:,}, max {m['instructions_max']:,}",
+                     f"arena bytes: {m['arena_bytes']:,}"]
 
 
 def test_run_wrong_shape_and_npz_without_x(files: dict, tmp_path, capsys) -> None:

@@ -10,7 +10,8 @@ from . import load_array, parent_dir_exists, require_file
 
 ENGINE_HELP = ("reference: the numpy integer reference (the contract); tflm: the real TFLM interpreter "
                "(int8-builtin files only); host: the C kernels on this machine; qemu-m4 / qemu-m7: the C "
-               "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm)")
+               "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm); "
+               "they also print instructions per inference (mean/min/max, QEMU -icount) and the arena bytes")
 
 EPILOG = """\
 examples:
@@ -65,4 +66,11 @@ def run(args: argparse.Namespace) -> int:
         np.save(f"{stem}.{i}.npy", extra)
     if not getattr(args, "quiet", False):
         print(f"wrote {args.output} {list(outs[0].shape)} ({args.engine})")
+    measured = getattr(interp.engine, "measurements", dict)()
+    if measured:  # the emulated Cortex-M engines count instructions (QEMU -icount) and report the arena
+        cpu = {"qemu-m4": "Cortex-M4", "qemu-m7": "Cortex-M7"}.get(args.engine, args.engine)
+        print(f"instructions per inference ({cpu}, {measured['inferences']} inferences): "
+              f"mean {measured['instructions_mean']:,.0f}, min {measured['instructions_min']:,}, "
+              f"max {measured['instructions_max']:,}")
+        print(f"arena bytes: {measured['arena_bytes']:,}")
     return 0

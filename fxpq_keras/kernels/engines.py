@@ -182,7 +182,23 @@ class QemuEngine:
 
     @property
     def instructions(self) -> np.ndarray | None:
+        """Instructions of each inference of the last batch (QEMU -icount), None before a run."""
         return None if self.last is None else self.last.instructions
+
+    @property
+    def arena_bytes(self) -> int | None:
+        """The arena the runner needed on the emulated Cortex-M in the last run, None before a run."""
+        return None if self.last is None else int(self.last.arena_bytes)
+
+    def measurements(self) -> dict[str, int | float]:
+        """What `fxpq run --engine qemu-m4|qemu-m7` prints: instructions per inference of the last
+        batch (mean, min, max) and the arena bytes; {} before a run."""
+        if self.last is None or not len(self.last.instructions):
+            return {}
+        ins = self.last.instructions
+        return {"inferences": int(len(ins)), "instructions_mean": float(ins.mean()),
+                "instructions_min": int(ins.min()), "instructions_max": int(ins.max()),
+                "arena_bytes": int(self.last.arena_bytes)}
 
     def _io(self):
         ins = self.graph.tensors[self.graph.input]
