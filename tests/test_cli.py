@@ -88,12 +88,15 @@ def test_help_and_argument_errors_import_no_tensorflow() -> None:
     """`fxpq --help`, every `COMMAND --help` and an argument error answer without importing
     TensorFlow (which takes seconds): checked in a fresh interpreter through sys.modules."""
     code = ("import sys\nfrom fxpq_keras.cli import main\nrcs = [main(a) for a in "
-            "(['--help'], *[[c, '--help'] for c in sys.argv[1:]], ['run', 'x.tflite'], ['quantize', '--max-bits'])]\n"
+            "(['--help'], *[[c, '--help'] for c in sys.argv[1:]], ['run', 'x.tflite'], ['quantize', '--max-bits'], "
+            "['quantize', 'm.keras', '-d', 'd.npz', '-o', 'o', '--max-drop', '1.5'], "
+            "['quantize', 'm.keras', '-d', 'd.npz', '-o', 'o', '--min-bits', '1'])]\n"
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras', "
             "'tensorflow_model_optimization'))\nprint('RESULT', rcs, heavy)")
     proc = subprocess.run([sys.executable, "-c", code, *COMMANDS], capture_output=True, text=True, timeout=120)
     result = proc.stdout.strip().splitlines()[-1]
-    assert result == f"RESULT {[0] * (1 + len(COMMANDS)) + [2, 2]} []", (result, proc.stderr[-2000:])
+    assert result == f"RESULT {[0] * (1 + len(COMMANDS)) + [2] * 4} []", (result, proc.stderr[-2000:])
+    assert "max_accuracy_drop must be in (0, 1)" in proc.stderr and "min_bits must be in 2..16" in proc.stderr
     from fxpq_keras.commands.run import ENGINE_NAMES
     from fxpq_keras.flatbuffer.interpreter import ENGINES
     from fxpq_keras.kernels import engines as _  # noqa: F401  (registers the C engines)
@@ -258,7 +261,7 @@ def test_inspect_bad_input(files: dict, capsys, path: str, fragment: str) -> Non
     (["{junk}", "-d", "{xz}"], "cannot load"),
     (["{model}", "-d", "{junk}"], "cannot read"),
     (["{model}", "-d", "{xz}", "--samples", "0"], "argument --samples: must be >= 1"),
-    (["{model}", "-d", "{xz}", "--max-drop", "abc"], "invalid float value"),
+    (["{model}", "-d", "{xz}", "--max-drop", "abc"], "argument --max-drop: invalid number: 'abc'"),
     (["{model}", "-d", "{xz}", "--max-bits", "20"], "max_bits"),
     (["{model}", "-d", "{xz}", "--memory-target", "-5"], "must be >= 1"),
 ])

@@ -105,6 +105,39 @@ def parent_dir_exists(path: str, what: str) -> str:
     return path
 
 
+def bit_width(what: str) -> Any:
+    """argparse type: a bit width in the activation range (formats.MIN_BITS..MAX_BITS), checked
+    while parsing so the error comes before TensorFlow is imported."""
+    import argparse
+
+    from ..formats import check_activation_bits
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+            check_activation_bits(value, what)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc) if text.strip().lstrip("-").isdigit()
+                                             else f"invalid integer: {text!r}") from None
+        return value
+
+    parse.__name__ = "bits"
+    return parse
+
+
+def drop_fraction(text: str) -> float:
+    """argparse type: the max top-1 drop, a fraction in (0, 1)."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"max_accuracy_drop must be in (0, 1), got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     import argparse

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from . import load_keras_model, load_npz, output_dir, positive_int
+from . import bit_width, drop_fraction, load_keras_model, load_npz, output_dir, positive_int
 
 EPILOG = """\
 examples:
@@ -44,7 +44,7 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("-d", "--data", required=True, metavar="DATA.npz",
                    help="calibration .npz holding x (inputs) and optionally y (labels)")
     p.add_argument("-o", "--outdir", required=True, help="output directory (created if missing)")
-    p.add_argument("--max-drop", type=float, default=0.01,
+    p.add_argument("--max-drop", type=drop_fraction, default=0.01,
                    help="budget limit in (0, 1): max top-1 drop vs the float model (metric top1) or max relative "
                    "output MSE (metric snr)")
     p.add_argument("--metric", choices=("auto", "top1", "snr"), default="auto",
@@ -53,8 +53,10 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--memory-target", type=positive_int, default=None, metavar="BYTES",
                    help="also stop as soon as total memory (weights+biases+activations) fits this many bytes "
                    "(default: none, lower as far as the budget allows)")
-    p.add_argument("--min-bits", type=int, default=2, help="lowest bit width of any data structure (2..16)")
-    p.add_argument("--max-bits", type=int, default=16, help="start (highest) bit width of every data structure")
+    p.add_argument("--min-bits", type=bit_width("min_bits"), default=2,
+                   help="lowest bit width of any data structure (2..16)")
+    p.add_argument("--max-bits", type=bit_width("max_bits"), default=16,
+                   help="start (highest) bit width of every data structure")
     p.add_argument("--samples", type=positive_int, default=1024,
                    help="calibration samples used (all predict the budget, the first half ranks steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (same seed, same policy)")
@@ -65,17 +67,20 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import fxpq_keras
+    quiet = getattr(args, "quiet", False)
+    if not os.path.exists(args.model):
+        raise FileNotFoundError(f"model file not found: {args.model}")
+    if args.min_bits > args.max_bits:
+        raise ValueError(f"--min-bits {args.min_bits} must not exceed --max-bits {args.max_bits}")
+    x, y = load_npz(args.data, "calibration inputs")
+
+    import fxpq_keras  # TensorFlow from here on: the checks above answer without it
 
     from ..flatbuffer import export_tflite
     from ..progress import Progress
     from ..report import write_report
     from ..search import FxPQNet
 
-    quiet = getattr(args, "quiet", False)
-    if not os.path.exists(args.model):
-        raise FileNotFoundError(f"model file not found: {args.model}")
-    x, y = load_npz(args.data, "calibration inputs")
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, metric=args.metric, memory_target=args.memory_target,
