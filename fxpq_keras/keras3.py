@@ -69,6 +69,7 @@ TRANSLATORS: dict[str, Translator] = {
     "MaxPooling2D": Translator("MaxPooling2D", _POOL),
     "AveragePooling2D": Translator("AveragePooling2D", _POOL),
     "GlobalAveragePooling2D": Translator("GlobalAveragePooling2D", ("data_format", "keepdims")),
+    "ZeroPadding2D": Translator("ZeroPadding2D", ("padding", "data_format")),
     "ReLU": Translator("ReLU", ("max_value", "negative_slope", "threshold")),
     "Activation": Translator("Activation", ("activation",)),
     "Softmax": Translator("Softmax", ("axis",)),

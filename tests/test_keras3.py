@@ -38,12 +38,14 @@ def _randomize(model, seed: int) -> None:
 def functional_model():
     """Every translatable layer type in one functional Keras 3 model."""
     i = keras3.Input((10, 10, 3), name="image")
-    x = L.Conv2D(6, 3, padding="same", name="conv")(i)
+    x = L.ZeroPadding2D(1, name="pad_same")(i)  # folds into the valid conv after it
+    x = L.Conv2D(6, 3, name="conv")(x)
     x = L.BatchNormalization(name="bn")(x)
     x = L.ReLU(max_value=6.0, name="relu6")(x)
     y = L.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
     x = L.Add(name="add")([x, y])
     x = L.SeparableConv2D(8, 3, strides=2, activation="relu", name="sep")(x)
+    x = L.ZeroPadding2D(((1, 0), (0, 2)), name="pad")(x)  # a standalone pad
     x = L.AveragePooling2D(2, padding="same", name="avg")(x)
     x = L.Conv2D(8, 1, use_bias=False, name="pw")(x)
     x = L.BatchNormalization(name="bn2")(x)
