@@ -52,6 +52,7 @@ ABLATIONS = {
     "  - no layer-wise adaptation (M2)": {"layerwise": False},
     "  - no prediction-error frac (M3)": {"error_statistics_frac": False},
     "  - no self-distillation (M4, labels)": {"self_distillation": False},
+    "  + distillation fine-tuning (opt-in; not post-training)": {"finetune_epochs": 5},
 }
 
 
@@ -129,8 +130,14 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
             continue  # labels are classes: no label-driven search for a regression output
         labels = data["y_train"][pick] if "self_distillation" in switches else None
         t = time.perf_counter()
-        res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, **switches).quantize(model, x_cal,
-                                                                                           labels=labels)
+        try:
+            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, **switches).quantize(model, x_cal,
+                                                                                               labels=labels)
+        except Exception as e:
+            if label == "FxP-QNet":
+                raise
+            f["ablations"].append({"label": label, "error": f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"})
+            continue
         seconds = time.perf_counter() - t
         q = predict(res.model, x_te)
         lo, hi = res.predicted_interval
@@ -219,7 +226,10 @@ def ablation_table(f: dict[str, Any]) -> str:
              "| variant | held-out | drop | held-out loss (budget) | predicted loss | total x | search s | evals |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in f["ablations"]:
-        lines.append(f"| {r['label'].strip(' -')} | {_metric(f, r['score'])} | {_pct(r['drop'])} | {_loss(r)} | "
+        if "error" in r:
+            lines.append(f"| {r['label'].strip(' -+')} | {r['error']} |||||||")
+            continue
+        lines.append(f"| {r['label'].strip(' -+')} | {_metric(f, r['score'])} | {_pct(r['drop'])} | {_loss(r)} | "
                      f"{_predicted(r)} | {r['paper_x']:.2f}x | {r['seconds']:.1f} | {r['evals']} |")
     return "\n".join(lines)
 

@@ -156,3 +156,7 @@ def test_quality_tables_put_ratios_and_budget_verdicts_side_by_side():
     assert "2.80% OVER" in text and "8, 0.60% ok" in text
     assert "30.0 dB ok" in text and "23.0 dB (22.2..24.0 dB)" in text and "ExportError: nope" in text
     assert "| fc_autoencoder | 269,992 | AUC 0.870 | AUC 0.860 | none |" in text
+    failed = {"label": "  - no layer-wise adaptation (M2)", "error": "ValueError: x"}
+    abl = Q.ablation_table(f | {"ablations": [x, failed]})
+    assert "| FxP-QNet | 94.00% | 1.00% | 2.80% OVER |" in abl
+    assert "| no layer-wise adaptation (M2) | ValueError: x" in abl
