@@ -186,10 +186,9 @@ def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: i
     rng = np.random.default_rng(seed)
     x = calib(rng, n, (9, 9, 3))
     in_bits = int(rng.integers(6, max_bits + 1))
-    if int8:  # what stock int8 can express: <= 8 bits, unsigned <= 7 bits, no standalone ReLU
+    if int8:  # what stock int8 can express: <= 8 bits (u8 as int8 with zero point -128), no standalone ReLU
         max_bits, in_bits = 8, 8
     b = GraphBuilder(rng, (9, 9, 3), x, Format(in_bits, frac_for_range(3.0, in_bits)), max_bits, signed_only)
-    b.max_unsigned_bits = 7 if int8 else 16
     t = b.conv("x0", 6, activation="relu", signed=False if not signed_only else None, bias=bias)
     t = b.depthwise(t, multiplier=2, stride=(2, 2), padding="valid", activation="relu6", bias=bias)
     u = b.conv(t, 12, k=(1, 1), per_channel=False, bias=bias)

@@ -87,28 +87,28 @@ def test_file_holds_the_policy_and_packed_weights(tmp_path, quantized):
     assert fx.Policy.from_dict(graph.metadata["policy"]).to_dict() == fx.describe(qmodel)[1].to_dict()
 
 
-def test_int8_builtin_export_of_a_keras_model_runs_in_tflm(tmp_path):
-    """A Keras model ending in softmax exports to stock ops ending in SOFTMAX, runs bit-exact in
-    real TFLM, and agrees with the fxp file's host-side softmax."""
+@pytest.mark.parametrize("float_input", [True, False])
+def test_int8_builtin_export_of_a_keras_model_runs_in_tflm(tmp_path, float_input):
+    """A ReLU network at 8 bits (unsigned 8-bit activations and input: int8 with zero point -128,
+    as TFLite stores them) ending in softmax exports to stock ops ending in SOFTMAX, runs
+    bit-exact in real TFLM, and agrees with the fxp file's host-side softmax."""
     pytest.importorskip("tflite_micro")
     model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu"), L.MaxPooling2D(),
                               L.Flatten(), L.Dense(6, activation="softmax")])
     x = np.random.default_rng(2).uniform(0, 1, (300, 8, 8, 1)).astype(np.float32)
-    policy = fx.Policy.uniform(model, 7, x)  # 7-bit unsigned activations map onto int8
-    policy.input.signed = True
-    policy.input.frac -= 1
-    for layer in policy.layers.values():
-        if layer.get("output") is not None and not layer["output"].signed:
-            layer["output"].signed = True
-            layer["output"].frac -= 1
-    policy.constrain_biases()
+    policy = fx.Policy.uniform(model, 8, x)
+    conv = next(iter(policy.layers))  # Keras auto-names depend on test order
+    assert not policy.input.signed and not policy.get(conv, "output").signed  # u8: what used to be refused
     qmodel = fx.quantize_model(model, policy)
     path = tmp_path / "int8.tflite"
-    fx.export_tflite(qmodel, str(path), target="int8-builtin")
-    ref = fx.Interpreter(str(path)).predict(x, raw=True)
-    tflm = fx.Interpreter(str(path), engine="tflm").predict(x, raw=True)
+    fx.export_tflite(qmodel, str(path), target="int8-builtin", float_input=float_input)
+    feed = x if float_input else fx.formats.quantize(x, policy.input.fmt)
+    ref = fx.Interpreter(str(path)).predict(feed, raw=True)
+    tflm = fx.Interpreter(str(path), engine="tflm").predict(feed, raw=True)
     np.testing.assert_array_equal(ref, tflm)
     assert fx.Interpreter(str(path)).info.op_types[-1] == "SOFTMAX"
+    if not float_input:
+        return
     fxp_path = tmp_path / "fxp.tflite"
     fx.export_tflite(qmodel, str(fxp_path))
     probs, fxp_probs = fx.Interpreter(str(path)).predict(x), fx.Interpreter(str(fxp_path)).predict(x)

@@ -74,14 +74,16 @@ def exported(tmp_path_factory):
 
 
 def test_tflm_equals_reference_on_every_seed(exported):
-    left_shift_layers = 0
+    left_shift_layers = u8_tensors = 0
     for path, _, x in exported.values():
         ref = _tflm_equals_reference(path, x)
+        u8_tensors += len(Interpreter(path).info.zero_points) - 1  # besides the SOFTMAX output
         assert ref.shape == (N_INPUTS, 10)
         assert ref.min() >= 0 and ref.max() <= 255  # probabilities in 1/256 (zero point -128 removed)
         left_shift_layers += _left_shift_layers(path)
-    # the suite really covers the output-frac > accumulator-frac path that used to be refused
-    assert left_shift_layers >= 5
+    # the suite really covers the output-frac > accumulator-frac path that used to be refused, and
+    # unsigned 8-bit activations stored as int8 with zero point -128 (as TFLite does)
+    assert left_shift_layers >= 5 and u8_tensors >= 5
 
 
 def test_file_ends_in_stock_softmax(exported):
@@ -262,11 +264,14 @@ def test_litert_reference_kernels_equal_reference_except_fc(exported):
         g = ref.graph
         for node in g.nodes:
             ins = [li.get_tensor(index[i]) for i in node.inputs]
-            if len(ins) == 2:  # run_stock takes one input: call the add model directly
-                mine = _add(g, node, ins[0].astype(np.int64), ins[1].astype(np.int64))
-            else:
+            if len(ins) == 2:  # run_stock takes one input: call the add model directly (stored values)
+                mine = _add(g, node, ins[0].astype(np.int64), ins[1].astype(np.int64)) \
+                    - zero_points.get(node.output, 0)
+            else:  # run_stock takes and returns format integers (stored - zero point)
                 one = dataclasses.replace(g, nodes=[node], outputs=[node.output], input=node.inputs[0])
-                mine = run_stock(one, ins[0])[0]
+                feed = ins[0] if ins[0].dtype == np.float32 else ins[0].astype(np.int64) - zero_points.get(
+                    node.inputs[0], 0)
+                mine = run_stock(one, feed)[0]
             theirs = li.get_tensor(index[node.output]).astype(np.int64) - zero_points.get(node.output, 0)
             mine = mine.reshape(theirs.shape)
             if node.op == "fully_connected":

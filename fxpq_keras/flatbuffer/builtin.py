@@ -56,16 +56,22 @@ def _s8(fmt: Format) -> Format:
     return Format(8, fmt.frac, True)
 
 
-def _accumulator_bound(node: Node) -> np.ndarray:
-    """Per output channel, the largest |acc + bias| any int8 input can produce (int8 inputs are
-    at most 128 in magnitude)."""
+def _stock_fmt(fmt: Format) -> Format:
+    """The stock tensor of a format: u8 stays u8 (int8 with zero point -128, as TFLite stores
+    unsigned ranges); every other format of <= 8 bits becomes s8 (u1..u7 with a fused ReLU)."""
+    return fmt if (not fmt.signed and fmt.bits == 8) else _s8(fmt)
+
+
+def _accumulator_bound(node: Node, input_magnitude: int = 128) -> np.ndarray:
+    """Per output channel, the largest |acc + bias| any input can produce (input + offset is at
+    most 128 in magnitude for s8, 255 for u8 with zero point -128)."""
     w = np.abs(np.asarray(node.weights, dtype=np.int64))
     per_o = w.reshape(-1, w.shape[-1]).sum(axis=0) if node.op == "depthwise_conv2d" else \
         w.reshape(w.shape[0], -1).sum(axis=1)
-    return per_o * 128 + np.abs(np.asarray(node.bias, dtype=np.int64))
+    return per_o * input_magnitude + np.abs(np.asarray(node.bias, dtype=np.int64))
 
 
-def _check_weighted(node: Node, facc: np.ndarray, out_frac: int) -> list[str]:
+def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude: int = 128) -> list[str]:
     """Why TFLM could not compute this layer exactly (empty when it can).
 
     QuantizeMultiplier(2^(out_frac - facc)) gives the multiplier 2^30 and shift
@@ -78,7 +84,7 @@ def _check_weighted(node: Node, facc: np.ndarray, out_frac: int) -> list[str]:
     problems = []
     shift = out_frac - facc + 1
     left = np.maximum(shift, 0)
-    bound = _accumulator_bound(node)
+    bound = _accumulator_bound(node, input_magnitude)
     worst = bound.astype(np.float64) * np.exp2(left)  # exact: bound < 2^53, times a power of two
     if (worst > 2**31 - 1).any():
         o = int(np.argmax(worst))
@@ -102,8 +108,6 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             continue
         if fmt.bits > 8:
             problems.append(f"tensor {name!r} is {fmt} (more than 8 bits)")
-        elif not fmt.signed and fmt.bits == 8:
-            problems.append(f"tensor {name!r} is {fmt} (unsigned 8-bit values 128..255 do not fit int8)")
     for node in graph.nodes:
         if node.op in WEIGHTED and node.weight_bits is not None and node.weight_bits > 8:
             problems.append(f"layer {node.name!r} has {node.weight_bits}-bit weights")
@@ -116,14 +120,14 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
 
     tensors: dict[str, TensorSpec] = {}
     for name, spec in graph.tensors.items():
-        tensors[name] = TensorSpec(name, spec.shape, None if spec.fmt is None else _s8(spec.fmt))
+        tensors[name] = TensorSpec(name, spec.shape, None if spec.fmt is None else _stock_fmt(spec.fmt))
     nodes: list[Node] = []
     t = graph.tensors
 
     def act_for(node: Node) -> str | None:
         a = _act(node)
         # an unsigned format (<= 7 bits) becomes s8 + ReLU: the stock clamp [0, 127] keeps it >= 0
-        if a is None and not t[node.output].fmt.signed:
+        if a is None and tensors[node.output].fmt.signed and not t[node.output].fmt.signed:
             return "relu"
         return a
 
@@ -143,7 +147,8 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             new = replace(node, attrs={**node.attrs, "activation": act_for(node)}, bias=bias, bias_bits=32,
                           bias_frac=None, weight_frac=np.asarray(fracs).copy())
             if np.abs(bias).max(initial=0) < 2**31:
-                problems += _check_weighted(new, facc, out.frac)
+                magnitude = 255 if stock.zero_point(tensors[node.inputs[0]].fmt) else 128
+                problems += _check_weighted(new, facc, out.frac, magnitude)
             nodes.append(new)
         elif node.op == "add":
             fa, fb = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac
@@ -153,20 +158,20 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             nodes.append(replace(node, attrs={**node.attrs, "activation": act_for(node)}))
         elif node.op in ("max_pool2d", "average_pool2d", "global_average_pool2d"):
             x = t[node.inputs[0]]
-            changes = x.fmt.frac != out.frac
+            changes = _stock_fmt(x.fmt) != _stock_fmt(out)  # stock pools keep scale and zero point
             if node.op == "global_average_pool2d":
                 h, w, c = x.shape
                 pooled = f"{node.output}/pool"
-                tensors[pooled] = TensorSpec(pooled, (1, 1, c), _s8(x.fmt))
+                tensors[pooled] = TensorSpec(pooled, (1, 1, c), _stock_fmt(x.fmt))
                 nodes.append(Node("average_pool2d", f"{node.name}/pool", [node.inputs[0]], pooled,
                                   {"pool": (h, w), "stride": (1, 1), "padding": "valid", "activation": act_for(node)}))
                 flat = f"{node.output}/flat" if changes else node.output
-                tensors[flat] = TensorSpec(flat, (c,), _s8(x.fmt))
+                tensors[flat] = TensorSpec(flat, (c,), _stock_fmt(x.fmt))
                 nodes.append(Node("reshape", f"{node.name}/reshape", [pooled], flat, {"shape": (c,)}))
                 src = flat
             else:
                 dst = f"{node.output}/pool" if changes else node.output
-                tensors[dst] = TensorSpec(dst, t[node.output].shape, _s8(x.fmt))
+                tensors[dst] = TensorSpec(dst, t[node.output].shape, _stock_fmt(x.fmt))
                 nodes.append(replace(node, output=dst, attrs={**node.attrs, "activation": act_for(node)},
                                      name=node.name if not changes else f"{node.name}/pool"))
                 src = dst
@@ -175,14 +180,14 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
         elif node.op == "pad":
             # stock PAD pads with the output zero point (0 here) and never rescales
             x = t[node.inputs[0]]
-            changes = x.fmt.frac != out.frac
+            changes = _stock_fmt(x.fmt) != _stock_fmt(out)
             dst = f"{node.output}/pad" if changes else node.output
-            tensors[dst] = TensorSpec(dst, t[node.output].shape, _s8(x.fmt))
+            tensors[dst] = TensorSpec(dst, t[node.output].shape, _stock_fmt(x.fmt))
             nodes.append(replace(node, output=dst, name=f"{node.name}/pad" if changes else node.name))
             if changes:
                 nodes.append(Node("requantize", node.name, [dst], node.output, {"activation": None}))
         elif node.op in ("quantize", "requantize", "reshape"):
-            if node.op == "requantize" and t[node.inputs[0]].fmt.frac == out.frac:
+            if node.op == "requantize" and tensors[node.inputs[0]].fmt == tensors[node.output].fmt:
                 nodes.append(Node("reshape", node.name, node.inputs, node.output, {"shape": t[node.output].shape}))
             else:
                 nodes.append(replace(node, attrs=dict(node.attrs)))
@@ -218,17 +223,18 @@ def write_builtin(b, graph: IntegerGraph) -> None:
     from .writer import scale_quant
 
     t = graph.tensors
+    _activation(b, t[graph.input])
     for node in graph.nodes:
-        ins = [b.activation(t[i]) for i in node.inputs]
+        ins = [_activation(b, t[i]) for i in node.inputs]
         a = node.attrs
         if node.op == "softmax":
-            dst = _softmax_output(b, t[node.output])
+            dst = _activation(b, t[node.output])
             opts = S.SoftmaxOptionsT()
             opts.beta = float(a.get("beta", 1.0))
             b.operator(node.name, b.op_code(S.BuiltinOperator.SOFTMAX), ins, [dst],
                        builtin_type=S.BuiltinOptions.SoftmaxOptions, builtin_options=opts)
             continue
-        dst = b.activation(t[node.output])
+        dst = _activation(b, t[node.output])
         if node.op == "reshape":
             b.reshape(node.name, ins[0], dst, tuple(t[node.output].shape))
         elif node.op in ("quantize", "requantize"):
@@ -284,12 +290,19 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             raise AssertionError(node.op)
 
 
-def _softmax_output(b, spec: TensorSpec) -> int:
-    """The SOFTMAX output tensor: int8, scale 1/256, zero point -128 (TFLM's Prepare insists)."""
+def _activation(b, spec: TensorSpec) -> int:
+    """An activation tensor of the stock graph: s8 as in the fxp target; u8 (every u8 tensor,
+    the SOFTMAX output among them: TFLM's Prepare insists on scale 1/256, zero point -128 there)
+    as INT8 with zero point -128, min/max the real range of the u8 format."""
+    if spec.name in b.tensor_index:
+        return b.tensor_index[spec.name]
+    zp = stock.zero_point(spec.fmt)
+    if zp == 0:
+        return b.activation(spec)
     q = S.QuantizationParametersT()
-    step = float(np.ldexp(1.0, -stock.SOFTMAX_OUT_FRAC))
-    q.scale, q.zeroPoint = [step], [stock.SOFTMAX_ZERO_POINT]
-    q.min, q.max = [0.0], [float(SOFTMAX_FORMAT.hi * step)]
+    step = float(np.ldexp(1.0, -spec.fmt.frac))
+    q.scale, q.zeroPoint = [step], [zp]
+    q.min, q.max = [0.0], [float(spec.fmt.hi * step)]
     idx = b._tensor(spec.name, (1,) + tuple(spec.shape), np.int8, q)
     b.tensor_index[spec.name] = idx
     return idx
@@ -315,8 +328,9 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
 
     def s8_input(i: int, what: str) -> TensorSpec:
         src = spec(inputs[i], f"{where} {what}")
-        if src.fmt is None or src.fmt != _s8(src.fmt):
-            raise FlatbufferFormatError(f"{where}: {what} must be an s8 tensor, got {src.fmt}")
+        if src.fmt is None or src.fmt != _stock_fmt(src.fmt):
+            raise FlatbufferFormatError(f"{where}: {what} must be an s8 tensor or a u8 one (zero point -128), "
+                                        f"got {src.fmt}")
         return src
 
     if kind == "SOFTMAX":
@@ -331,8 +345,9 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         except ValueError as exc:
             raise FlatbufferFormatError(f"{where}: {exc}") from None
         return Node("softmax", name, [x.name], out_spec.name, {"beta": beta})
-    if out_spec.fmt is None or out_spec.fmt != _s8(out_spec.fmt):
-        raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors, got {out_spec.fmt}")
+    if out_spec.fmt is None or out_spec.fmt != _stock_fmt(out_spec.fmt):
+        raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors or u8 ones (zero point -128), "
+                                    f"got {out_spec.fmt}")
     if kind == "RESHAPE":
         src = s8_input(0, "input")
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})

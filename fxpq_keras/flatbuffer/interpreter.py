@@ -62,11 +62,16 @@ class _Tflm:
         self.graph = graph
         # the SOFTMAX output is stored with zero point -128; the graph's format integer is stored + 128
         self._zero_points = [info.zero_points.get(o, 0) for o in graph.outputs]
+        # an integer u8 input is stored with zero point -128 too: the file holds format integer + zp
+        self._input_zero_point = info.zero_points.get(graph.input, 0)
 
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         detail = self._interp.get_input_details(0)
         outs: list[list[np.ndarray]] = []
-        for sample in np.asarray(x):
+        x = np.asarray(x)
+        if self._input_zero_point:
+            x = x.astype(np.int64) + self._input_zero_point
+        for sample in x:
             self._interp.set_input(np.asarray(sample[None], dtype=detail["dtype"]), 0)
             self._interp.invoke()
             outs.append([self._interp.get_output(i).copy() for i in range(len(self.graph.outputs))])

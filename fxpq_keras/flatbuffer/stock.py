@@ -21,6 +21,7 @@ modelled here on int64 arrays with int32 semantics (wrap, C truncating division,
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -104,14 +105,20 @@ def mbqm_smaller_than_one(x: np.ndarray, m: int, shift: int) -> np.ndarray:
     return rdbpot(srdhm(x, m), -shift)
 
 
-def activation_range(frac: int, activation: str | None) -> tuple[int, int]:
-    """CalculateActivationRangeQuantized for int8, zero point 0, scale 2^-frac."""
+def zero_point(fmt: Any) -> int:
+    """Stored zero point of a stock tensor: -128 for an unsigned 8-bit format (int8 holds
+    `q - 128`, as TFLite stores uint8 ranges), 0 otherwise (format.md section 7)."""
+    return -128 if fmt is not None and not fmt.signed and fmt.bits == 8 else 0
+
+
+def activation_range(frac: int, activation: str | None, zp: int = 0) -> tuple[int, int]:
+    """CalculateActivationRangeQuantized for int8 with zero point `zp`, scale 2^-frac (stored values)."""
     lo, hi = -128, 127
     if activation in ("relu", "relu6"):
-        lo = 0
+        lo = max(lo, zp)
     if activation == "relu6":
         v = math.ldexp(6.0, frac)
-        hi = min(hi, int(math.floor(v + 0.5)))  # TfLiteRound: half away from zero (v > 0)
+        hi = min(hi, zp + int(math.floor(v + 0.5)))  # TfLiteRound: half away from zero (v > 0)
     return lo, hi
 
 
@@ -123,10 +130,18 @@ def _per_channel_requant(acc: np.ndarray, x_frac: int, w_frac: np.ndarray, out_f
     return out
 
 
+# Every op below takes and returns *stored* int8 values (format integer + zero point), as TFLM.
+
+def _zp(graph: IntegerGraph, name: str) -> int:
+    return zero_point(graph.tensors[name].fmt)
+
+
 def _weighted(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     t = graph.tensors
     a = node.attrs
     xf, of = t[node.inputs[0]].fmt.frac, t[node.output].fmt.frac
+    zo = _zp(graph, node.output)
+    x = x - _zp(graph, node.inputs[0])  # input + input_offset; padded taps are skipped (0)
     w = np.asarray(node.weights, dtype=np.int64)
     if node.op == "fully_connected":
         acc = x.reshape(x.shape[0], -1) @ w.T
@@ -140,14 +155,16 @@ def _weighted(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
             acc = np.einsum("nyxijc,ijcm->nyxcm", p, w.reshape(kh, kw, c, mult))
             acc = acc.reshape(acc.shape[:3] + (c * mult,))
     acc = _wrap32(acc + np.asarray(node.bias, dtype=np.int64))
-    y = _per_channel_requant(acc, xf, node.weight_frac, of)
-    lo, hi = activation_range(of, a.get("activation"))
+    y = _per_channel_requant(acc, xf, node.weight_frac, of) + zo
+    lo, hi = activation_range(of, a.get("activation"), zo)
     return np.clip(y, lo, hi)
 
 
 def _add(graph: IntegerGraph, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     t = graph.tensors
     fa, fb, fo = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac, t[node.output].fmt.frac
+    zo = _zp(graph, node.output)
+    a, b = a - _zp(graph, node.inputs[0]), b - _zp(graph, node.inputs[1])
     left_shift = 20
     sa, sb, so = math.ldexp(1.0, -fa), math.ldexp(1.0, -fb), math.ldexp(1.0, -fo)
     twice_max = 2 * max(sa, sb)
@@ -156,22 +173,23 @@ def _add(graph: IntegerGraph, node: Node, a: np.ndarray, b: np.ndarray) -> np.nd
     mo, sho = quantize_multiplier(twice_max / ((1 << left_shift) * so))
     xa = mbqm_smaller_than_one(a * (1 << left_shift), ma, sha)
     xb = mbqm_smaller_than_one(b * (1 << left_shift), mb, shb)
-    y = mbqm_smaller_than_one(_wrap32(xa + xb), mo, sho)
-    lo, hi = activation_range(fo, node.attrs.get("activation"))
+    y = mbqm_smaller_than_one(_wrap32(xa + xb), mo, sho) + zo
+    lo, hi = activation_range(fo, node.attrs.get("activation"), zo)
     return np.clip(y, lo, hi)
 
 
 def _pool(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    """Stock pools never rescale: input and output share scale and zero point (builtin.py)."""
     a = node.attrs
     of = graph.tensors[node.output].fmt.frac
-    lo, hi = activation_range(of, a.get("activation"))
+    lo, hi = activation_range(of, a.get("activation"), _zp(graph, node.output))
     if node.op == "max_pool2d":
         p = _patches(x, a["pool"][0], a["pool"][1], tuple(a["stride"]), (1, 1), a["padding"], np.iinfo(np.int64).min)
         return np.clip(p.max(axis=(3, 4)), lo, hi)
     p = _patches(x, a["pool"][0], a["pool"][1], tuple(a["stride"]), (1, 1), a["padding"], 0)
     ones = np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64)
     n = _patches(ones, a["pool"][0], a["pool"][1], tuple(a["stride"]), (1, 1), a["padding"], 0).sum(axis=(3, 4))
-    acc = p.sum(axis=(3, 4))
+    acc = p.sum(axis=(3, 4))  # of stored values: TFLM averages int8 as stored
     half = n // 2
     y = np.where(acc > 0, _c_div_arr(acc + half, n), _c_div_arr(acc - half, n))
     return np.clip(y, lo, hi)
@@ -185,15 +203,14 @@ def _c_div_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _quantize(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     of = graph.tensors[node.output].fmt.frac
+    zo = _zp(graph, node.output)
     if graph.tensors[node.inputs[0]].fmt is None:
         v = (np.asarray(x, dtype=np.float32) / np.float32(math.ldexp(1.0, -of))).astype(np.float64)
         r = np.sign(v) * np.floor(np.abs(v) + 0.5)  # TfLiteRound: half away from zero
-        return np.clip(r, -128, 127).astype(np.int64)
+        return np.clip(r + zo, -128, 127).astype(np.int64)
     inf = graph.tensors[node.inputs[0]].fmt.frac
-    m, s = quantize_multiplier(math.ldexp(1.0, of - inf))
-    if m == 1 << 30 and s == 1:
-        return np.clip(x, -128, 127)
-    return np.clip(mbqm(x, m, s), -128, 127)
+    m, s = quantize_multiplier(math.ldexp(1.0, of - inf))  # Requantize: (x - zp_in) * ratio + zp_out
+    return np.clip(mbqm(x - _zp(graph, node.inputs[0]), m, s) + zo, -128, 127)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,8 +322,14 @@ def softmax_int8(x: np.ndarray, in_frac: int, beta: float = 1.0) -> np.ndarray:
 
 
 def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
-    """Raw outputs (as int64, in each output tensor's format) of a stock graph for a batch."""
-    values = {graph.input: np.asarray(x)}
+    """Raw outputs (as int64, in each output tensor's format) of a stock graph for a batch.
+
+    An integer input is given, and outputs are returned, as format integers (zero point 0);
+    inside, values are stored int8 (format integer + zero point), as TFLM holds them.
+    """
+    zin = _zp(graph, graph.input)
+    values = {graph.input: np.asarray(x) if graph.tensors[graph.input].fmt is None
+              else np.asarray(x, dtype=np.int64) + zin}
     for node in graph.nodes:
         ins = [np.asarray(values[i]) if graph.tensors[i].fmt is None else np.asarray(values[i], dtype=np.int64)
                for i in node.inputs]
@@ -318,15 +341,15 @@ def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
             y = _pool(graph, node, ins[0])
         elif node.op in ("quantize", "requantize"):
             y = _quantize(graph, node, ins[0])
-        elif node.op == "softmax":
-            # the graph holds the output as u8 frac 8 (stored int8 + 128): see builtin.py
-            y = softmax_int8(ins[0], graph.tensors[node.inputs[0]].fmt.frac) - SOFTMAX_ZERO_POINT
+        elif node.op == "softmax":  # differences from the row max: the input zero point cancels
+            y = softmax_int8(ins[0], graph.tensors[node.inputs[0]].fmt.frac)
         elif node.op == "reshape":
             y = ins[0].reshape((ins[0].shape[0],) + tuple(graph.tensors[node.output].shape))
-        elif node.op == "pad":  # TFLM's int8 PAD fills with the output zero point, 0 here
+        elif node.op == "pad":  # TFLM's int8 PAD fills with the output zero point
             (top, bottom), (left, right) = node.attrs["pads"]
-            y = np.pad(ins[0], ((0, 0), (top, bottom), (left, right), (0, 0)))
+            y = np.pad(ins[0], ((0, 0), (top, bottom), (left, right), (0, 0)),
+                       constant_values=_zp(graph, node.output))
         else:
             raise ValueError(f"stock int8 has no op {node.op!r} (node {node.name!r})")
         values[node.output] = y
-    return [values[o] for o in graph.outputs]
+    return [values[o] - _zp(graph, o) for o in graph.outputs]

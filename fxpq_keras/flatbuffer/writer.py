@@ -421,8 +421,8 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
     validate_graph(graph)
     graph = with_input_mode(graph, bool(float_input))
     b = _Builder()
-    b.activation(graph.tensors[graph.input])
     if target == "fxp":
+        b.activation(graph.tensors[graph.input])
         _write_fxp(b, graph)
     else:
         from .builtin import to_builtin_graph, write_builtin
