@@ -96,12 +96,12 @@ def test_self_distillation_off_needs_labels(digits: dict) -> None:
 
 
 def test_memory_target_met_stops_early(digits: dict, default_result) -> None:
-    start = default_result.start_policy.memory().total_bits / 8
-    target = int((start + default_result.memory.total_bits / 8) / 2)  # reachable: halfway to the free search
+    start = default_result.cost(default_result.start_policy)  # device bytes (the default objective)
+    target = int((start + default_result.cost()) / 2)  # reachable: halfway to the free search
     res = FxPQNet(0.02, memory_target=target, **FAST).quantize(digits["model"], digits["x_train"])
     assert res.memory_target_met is True
-    assert res.memory.total_bits / 8 <= target
-    assert res.memory.total_bits > default_result.memory.total_bits  # stopped as soon as it was met
+    assert res.cost() <= target
+    assert res.cost() > default_result.cost()  # stopped as soon as it was met
 
 
 def test_memory_target_unreachable_is_reported(digits: dict) -> None:
@@ -198,3 +198,23 @@ def test_report_files(digits: dict, default_result, tmp_path) -> None:
     assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert fxpq_keras.Policy.from_json(paths["policy"]).to_dict() == default_result.policy.to_dict()
     assert "agreement" in markdown(default_result)
+
+
+def test_device_objective_spends_the_budget_where_bytes_are(digits: dict, default_result) -> None:
+    """Default objective "device": biases (stored int32) are never lowered, an activation is either
+    one byte (8 bits) or left where it was, and the result costs no more device bytes than the best
+    uniform policy within the same budget. "paper" lowers by the paper's bit count instead."""
+    res = default_result
+    assert res.objective == "device"
+    for layer, ds, d in res.policy.data_structures():
+        if ds == "bias":
+            assert d.bits == 10, layer
+        if ds == "output":
+            assert d.bits in (8, 10), (layer, d.bits)
+    assert res.best_uniform_bits is not None and res.cost() <= res.cost(res.best_uniform_policy)
+    assert "objective device" in res.summary() and "ram_bytes" in res.summary()
+    paper = FxPQNet(0.02, objective="paper", **FAST).quantize(digits["model"], digits["x_train"])
+    assert paper.cost() <= paper.cost(paper.best_uniform_policy)  # paper bits
+    assert any(d.bits < 8 for _, ds, d in paper.policy.data_structures() if ds == "output")
+    assert paper.memory.compression_total > res.memory.compression_total  # it optimizes the paper's count
+    assert paper.device_memory.total_bytes >= res.device_memory.total_bytes  # and not the device's

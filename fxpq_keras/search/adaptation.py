@@ -15,7 +15,7 @@ import heapq
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -41,7 +41,10 @@ class SearchOptions:
     # budget metric: top1 (agreement with the teacher's top-1), snr (output SNR against the teacher),
     # auto = top1 for (batch, classes >= 2) outputs, snr otherwise
     metric: str = "auto"
-    memory_target: int | None = None  # total memory in bytes (weights + biases + activations)
+    # what a step's gain is: "device" = the bytes the chip holds (packed weights, peak RAM at container
+    # sizes, fxpq_keras.memory.DeviceModel), "paper" = the paper's bit count (weights + biases + activations)
+    objective: str = "device"
+    memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     min_bits: int = 2
     max_bits: int = 16
     per_channel: bool = False
@@ -72,6 +75,8 @@ class SearchOptions:
             raise ValueError(f"min_bits ({self.min_bits}) must not exceed max_bits ({self.max_bits})")
         if self.memory_target is not None and not self.memory_target > 0:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
+        if self.objective not in ("device", "paper"):
+            raise ValueError(f"objective must be device or paper, got {self.objective!r}")
         if self.metric not in ("auto", "top1", "snr"):
             raise ValueError(f"metric must be auto, top1 or snr, got {self.metric!r}")
         if not 0 <= float(self.margin_sigma) <= 5:
@@ -99,8 +104,8 @@ class Candidate:
 
     key: Key
     bits: int
-    frac: int | tuple[int, ...]
-    metrics: Metrics
+    frac: int | tuple[int, ...] | None
+    metrics: Metrics | None  # None: parked (saved nothing when scored), not evaluated
     version: int
     score: float = 0.0
 
@@ -205,6 +210,12 @@ class PrecisionSearch:
         self.qvars = quantizer_variables(self.qmodel)
         self._written: dict[Key, tuple[Any, ...]] = {}
         self._sync(self.start_policy, force=True)
+        self.device = None
+        if opts.objective == "device":
+            from ..integer_graph.lower import lower_model
+            from ..memory import DeviceModel
+
+            self.device = DeviceModel.from_graph(lower_model(self.qmodel))
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) else
                         Evaluator(self.qmodel, calib.x[self.check_index], self.check_meter))
@@ -213,6 +224,7 @@ class PrecisionSearch:
         self.verbose = verbose
         self.version = 0
         self._heap: list[tuple[float, int, Candidate]] = []
+        self._parked: list[Candidate] = []
         self._phase = "start"
         self.best_uniform: tuple[int, Policy, Metrics] | None = None
         self._restarted = False
@@ -222,7 +234,7 @@ class PrecisionSearch:
         check = metrics if self.checker is self.decide else self.checker()
         self.state = SearchState(self.start_policy.copy(), metrics, check)
         self._record("start", "", 0)
-        self.total_steps = sum(max(self.bits[k] - opts.min_bits, 0) for k in self.keys)
+        self.total_steps = sum(len(self.widths(k)) - 1 for k in self.keys)
         self._ticks = 0
         if self.progress is not None:
             self._say(f"lowering bit widths: at most {self.total_steps} bit steps (first, every data structure's "
@@ -262,6 +274,8 @@ class PrecisionSearch:
         keys = []
         for layer, ds, _ in self.start_policy.data_structures():
             kind = "input" if layer == "input" else ds
+            if ds == "bias" and self.options.objective == "device":
+                continue  # stored as int32 whatever the width: lowering one only adds error
             if allowed is None or kind in allowed or f"{layer}/{ds}" in allowed:
                 keys.append((layer, ds))
         known = {f"{layer}/{ds}" for layer, ds, _ in self.start_policy.data_structures()}
@@ -354,8 +368,29 @@ class PrecisionSearch:
         return self.budget.holds(m.estimate)
 
     def cost(self, policy: Policy) -> int:
-        """What the search minimizes: total bits of the paper's accounting (weights + biases + activations)."""
+        """What the search minimizes: device bytes (packed weights + int32 biases + peak RAM) or the
+        paper's total bits (weights + biases + activations)."""
+        if self.device is not None:
+            return self.device.cost(policy).total_bytes
         return policy.memory().total_bits
+
+    def gain(self, policy: Policy, key: Key, bits: int) -> int:
+        """What setting `key` to `bits` saves under the objective (bytes, or bits for paper)."""
+        if self.device is not None:
+            return self.device.gain(policy, key[0], key[1], bits).total_bytes
+        d = policy.get(*key)
+        return d.elements * (d.bits - bits)
+
+    def widths(self, key: Key) -> list[int]:
+        """The widths of `key` the objective tells apart, ascending, ending at the current width.
+
+        Paper: every width. Device: an activation only costs less when its container shrinks, so
+        it is 8 bits (one byte) or where it is; a width under 8 adds error and saves nothing.
+        """
+        now, lo = self.bits[key], self.options.min_bits
+        if self.device is not None and key[1] == "output":
+            return [max(8, lo), now] if now > max(8, lo) else [now]
+        return list(range(lo, now + 1))
 
     def best_frac(self, base: Policy, key: Key, bits: int) -> tuple[Any, Metrics]:
         """Mechanism 3: the frac (among candidates) minimizing the network's KL against the teacher."""
@@ -378,7 +413,13 @@ class PrecisionSearch:
     # -- the search -----------------------------------------------------------------------------
     def memory_met(self, policy: Policy) -> bool:
         target = self.options.memory_target
-        return target is not None and policy.memory().total_bits / 8 <= target
+        if target is None:
+            return False
+        return (self.cost(policy) if self.device is not None else policy.memory().total_bits / 8) <= target
+
+    def memory_bytes(self, policy: Policy) -> float:
+        """What a memory target is compared with (the objective's bytes)."""
+        return self.cost(policy) if self.device is not None else policy.memory().total_bits / 8
 
     def run(self) -> SearchState:
         while not self.state.done:
@@ -414,12 +455,16 @@ class PrecisionSearch:
         return self.state
 
     def _candidate(self, key: Key) -> Candidate | None:
-        bits = self.bits[key] - 1
-        if bits < self.options.min_bits:
+        """The next lower width the objective tells apart, scored gain per added KL. A step that
+        saves nothing now (an activation off the RAM peak) is parked unevaluated: score 0, stale."""
+        ws = self.widths(key)
+        if len(ws) < 2:
             return None
+        bits = ws[-2]
+        saved = self.gain(self.state.policy, key, bits)
+        if saved <= 0:
+            return Candidate(key, bits, None, None, self.version, 0.0)  # re-scored after the next accepted step
         frac, m = self.best_frac(self.state.policy, key, bits)
-        d = self.state.policy.get(*key)
-        saved = d.elements * (d.bits - bits)
         added = max(m.kl - self.state.metrics.kl, 1e-7)
         return Candidate(key, bits, frac, m, self.version, saved / added)
 
@@ -441,6 +486,14 @@ class PrecisionSearch:
             self._finish("every data structure is frozen or at min_bits")
             return 1
         _, _, cand = heapq.heappop(self._heap)
+        if cand.metrics is None:  # parked: it saved nothing when scored
+            if cand.version != self.version:
+                self._push(self._candidate(cand.key))
+            else:
+                self._parked.append(cand)
+            if not self._heap:
+                self._finish("every data structure is frozen, at min_bits, or saves nothing more")
+            return 0
         if cand.version != self.version:
             self._push(self._candidate(cand.key))
             return 0
@@ -461,6 +514,9 @@ class PrecisionSearch:
         if self.memory_met(trial):
             self._finish("memory target met", target_met=True)
             return 1
+        for parked in self._parked:  # the peak may have moved: score them again when they come up
+            self._push(replace(parked, version=-2))
+        self._parked = []
         self._push(self._candidate(cand.key))
         if not self._heap:
             self._finish("every data structure is frozen or at min_bits")
@@ -475,12 +531,14 @@ class PrecisionSearch:
         kl0, loss0 = self.state.metrics.kl, self.state.metrics.loss
         tolerance = 1e-3 * opts.max_accuracy_drop
         floors: dict[Key, tuple[int, Any]] = {}
+        widths = {key: self.widths(key) for key in self.keys}
         for key in self.keys:
-            lo, hi = opts.min_bits, self.bits[key]
+            ws = widths[key]
+            lo, hi = 0, len(ws) - 1
             best = (hi, base.get(*key).frac)
             while lo < hi:
                 mid = (lo + hi) // 2
-                frac, m = self.best_frac(base, key, mid)
+                frac, m = self.best_frac(base, key, ws[mid])
                 if m.kl - kl0 <= tolerance and m.loss <= loss0:
                     hi, best = mid, (mid, frac)
                 else:
@@ -489,9 +547,11 @@ class PrecisionSearch:
         extra = 0
         while True:
             changes = []
-            for key, (b, frac) in floors.items():
-                bits = min(b + extra, self.bits[key])
-                if bits != b:
+            for key, (i, frac) in floors.items():
+                ws = widths[key]
+                j = min(i + extra, len(ws) - 1)
+                bits = ws[j]
+                if j != i:
                     frac = self.frac_candidates(key, bits)[0]
                 changes.append((key, bits, frac))
             trial = self._with(base, changes)
@@ -612,7 +672,7 @@ class PrecisionSearch:
             st.memory_target_met = target_met or self.memory_met(st.policy)
             if not st.memory_target_met:
                 message = (f"memory target of {self.options.memory_target:,} bytes cannot be met within the "
-                           f"budget (reached {st.policy.memory().total_bits / 8:,.0f} bytes); {message}")
+                           f"budget (reached {self.memory_bytes(st.policy):,.0f} bytes); {message}")
         if self._restarted:
             message += f"; continued from the best uniform policy ({self.best_uniform[0]} bits), which was smaller"
         st.message = message

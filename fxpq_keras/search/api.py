@@ -54,6 +54,7 @@ class QuantizationResult:
     budget_inputs: np.ndarray  # those calibration samples
     best_uniform_bits: int | None = None
     best_uniform_policy: Policy | None = None
+    device_model: Any = None  # fxpq_keras.memory.DeviceModel of the model (None with objective "paper")
     finetune: dict[str, Any] = field(default_factory=dict)
     labeled: dict[str, Any] = field(default_factory=dict)  # label accuracy on the check set, when labels given
 
@@ -80,6 +81,31 @@ class QuantizationResult:
     @property
     def predicted_snr_db(self) -> float | None:
         return snr_db(self.predicted_loss) if self.metric == "snr" else None
+
+    @property
+    def objective(self) -> str:
+        return self.options.objective
+
+    def _device(self) -> Any:
+        if self.device_model is None:
+            from ..integer_graph.lower import lower_model
+            from ..memory import DeviceModel
+
+            self.device_model = DeviceModel.from_graph(lower_model(self.model))
+        return self.device_model
+
+    @property
+    def device_memory(self) -> Any:
+        """Device accounting of the result (`fxpq_keras.memory.DeviceMemory`: flash_bytes, ram_bytes)."""
+        return self._device().cost(self.policy)
+
+    def cost(self, policy: Policy | None = None) -> int:
+        """The objective's figure of a policy (default: the result's): device bytes (weights as stored +
+        biases as stored + peak RAM) or the paper's total bits."""
+        policy = policy or self.policy
+        if self.objective == "device":
+            return self._device().cost(policy).total_bytes
+        return policy.memory().total_bits
 
     @property
     def best_uniform_memory(self) -> Memory | None:
@@ -112,10 +138,16 @@ class QuantizationResult:
         if self.metric == "top1":
             what = "agreement with the float model" if self.options.self_distillation else "label accuracy"
             lines.append(f"{what} on the calibration samples: {m.agreement:.2%}")
+        unit = "bytes (flash + RAM)" if self.objective == "device" else "bits (paper)"
+        line = f"objective {self.objective}: {self.cost():,} {unit}"
+        if self.objective == "device":
+            line += f" = {self.device_memory.summary()}"
+        lines.append(line)
         if self.best_uniform_bits is not None:
-            lines.append(f"best uniform policy within the budget: {self.best_uniform_bits} bits "
-                         f"({self.best_uniform_memory.compression_total:.2f}x); this result "
-                         f"{self.memory.compression_total:.2f}x")
+            uniform = self.best_uniform_policy
+            lines.append(f"best uniform policy within the budget: {self.best_uniform_bits} bits, "
+                         f"{self.cost(uniform):,} {unit} ({uniform.memory().compression_total:.2f}x paper); "
+                         f"this result {self.memory.compression_total:.2f}x paper")
         else:
             lines.append("no uniform width meets the budget")
         lines.append(f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples) in "
@@ -133,7 +165,8 @@ class QuantizationResult:
         return {"policy": self.policy.to_dict(), "memory": self.memory.to_dict(),
                 "metric": self.metric, "max_loss": self.budget.max_loss, "budget_met": self.budget_met,
                 "predicted_loss": round(self.predicted_loss, 6), "predicted_interval": [round(lo, 6), round(hi, 6)],
-                "best_uniform_bits": self.best_uniform_bits,
+                "best_uniform_bits": self.best_uniform_bits, "objective": self.objective,
+                "device_memory": self.device_memory.to_dict(),
                 "metrics": self.metrics.to_dict(), "check_metrics": self.check_metrics.to_dict(),
                 "evaluations": self.evaluations, "evaluated_samples": self.evaluated_samples,
                 "seconds": round(self.seconds, 3), "message": self.message,
@@ -193,7 +226,7 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> 
                               budget_met=bool(state.budget_met), meter=search.check_meter,
                               budget_inputs=search.calibration.x[search.check_index],
                               best_uniform_bits=None if u is None else u[0],
-                              best_uniform_policy=None if u is None else u[1].copy())
+                              best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device)
 
 
 def labeled_accuracy(search: PrecisionSearch) -> dict[str, Any]:
