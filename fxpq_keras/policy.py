@@ -302,6 +302,8 @@ class Policy:
             d = json.loads(text)
         except json.JSONDecodeError as exc:
             raise PolicyMismatchError(f"policy is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise PolicyMismatchError("policy JSON is nested too deeply") from None
         return cls.from_dict(d)
 
     def validate(self) -> None:

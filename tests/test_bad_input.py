@@ -241,3 +241,96 @@ def test_labels_of_the_wrong_length_are_a_clear_error():
     x = np.random.default_rng(0).uniform(0, 1, (50, 4, 4, 1)).astype(np.float32)
     with pytest.raises(ValueError, match="49 labels for 50 calibration samples"):
         _search().quantize(_tiny_classifier(), x, labels=np.zeros(49, np.int64))
+
+
+# -------------------------------------------------------------- CLI: one line, exit 2 ------
+
+def _cli(capsys, *argv: str) -> tuple[int, list[str]]:
+    from fxpq_keras.cli import main
+
+    capsys.readouterr()
+    status = main(list(argv))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    return status, err
+
+
+@pytest.fixture(scope="module")
+def many_ops_file(tmp_path_factory):
+    """More operators than the C runner's limit (2048): valid for the reference, refused by C."""
+    from test_export_graphs import GraphBuilder, calib
+
+    from fxpq_keras.formats import Format
+
+    rng = np.random.default_rng(0)
+    x = calib(rng, 2, (2, 2, 1))
+    b = GraphBuilder(rng, (2, 2, 1), x, Format(8, 4))
+    t = "x0"
+    for _ in range(2050):
+        t = b.requantize(t)
+    path = tmp_path_factory.mktemp("limits") / "many_ops.tflite"
+    export_tflite(b.finish(t), path)
+    return path, x
+
+
+def _nested_metadata_file(path):
+    import zlib
+
+    from fxpq_keras.flatbuffer.reader import METADATA_NAME
+
+    model = _model()
+    for meta in model.metadata:
+        if meta.name.decode() == METADATA_NAME:
+            nested = zlib.compress(b"[" * 100000 + b"]" * 100000)
+            model.buffers[meta.buffer].data = np.frombuffer(nested, np.uint8)
+    path.write_bytes(_pack(model))
+    return path
+
+
+def test_every_bad_input_is_one_line_and_exit_2(tmp_path, capsys, int_input_file, many_ops_file):
+    """Issue 12 item 7: each of these was exit 1 (or a traceback) before."""
+    good = tmp_path / "good.tflite"
+    export_tflite(cnn_graph(0)[0], good)
+    x = tmp_path / "x.npy"
+    np.save(x, cnn_graph(0)[1][:2])
+    y = str(tmp_path / "y.npy")
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    nested = _nested_metadata_file(tmp_path / "nested.tflite")
+    acc16 = tmp_path / "acc16.tflite"
+    acc16.write_bytes(dict((c[0], c[1]) for c in adversarial_files())["acc-bits-16"])
+    path, _, q, _ = int_input_file
+    big = tmp_path / "big.npy"
+    q = q.copy()
+    q[0, 0, 0, 0] = 2**40
+    np.save(big, q)
+    many, many_x = many_ops_file
+    many_x_path = tmp_path / "many_x.npy"
+    np.save(many_x_path, many_x)
+
+    cases = [
+        (("run", str(good), "-i", str(garbage), "-o", y), "garbage.npz"),
+        (("run", str(nested), "-i", str(x), "-o", y), "nested.tflite: fxpq metadata"),
+        (("inspect", str(nested)), "nested.tflite: fxpq metadata"),
+        (("run", str(acc16), "-i", str(x), "-o", y, "--engine", "host"), "acc_bits"),
+        (("run", str(path), "-i", str(big), "-o", y, "--engine", "host"), "outside format"),
+        (("run", str(many), "-i", str(many_x_path), "-o", y, "--engine", "host"), "many_ops.tflite: "),
+    ]
+    for argv, words in cases:
+        status, err = _cli(capsys, *argv)
+        assert (status, len(err)) == (2, 1), (argv, status, err)
+        assert words in err[0], (argv, err)
+        assert not (tmp_path / "y.npy").exists()
+    # the reference runs the many-op file; only the C runner's limit refuses it
+    assert _cli(capsys, "run", str(many), "-i", str(many_x_path), "-o", y)[0] == 0
+
+
+def test_quantize_with_labels_of_the_wrong_length_exits_2(tmp_path, capsys):
+    model = tmp_path / "m.keras"
+    _tiny_classifier().save(model)
+    data = tmp_path / "d.npz"
+    np.savez(data, x=np.random.default_rng(0).uniform(0, 1, (20, 4, 4, 1)).astype(np.float32), y=np.zeros(19))
+    status, err = _cli(capsys, "quantize", str(model), "-d", str(data), "-o", str(tmp_path / "out"), "--quiet")
+    assert (status, len(err)) == (2, 1), err
+    assert "19 labels for 20 calibration samples" in err[0]
+    assert not (tmp_path / "out").exists()

@@ -143,3 +143,41 @@ def test_budget_not_met_exits_3_and_says_so_once(user_files: dict, tmp_path, cap
     assert "budget NOT met" in printed.err and "top-1 drop against the float model <= 0.10%" in printed.out
     assert "NOT MET" in printed.out and "-> met" not in printed.out
     assert (out / "policy.json").exists() and (out / "model.tflite").exists()
+
+
+def test_output_folder_is_replaced_whole_or_not_at_all(user_files: dict, tmp_path, capsys, monkeypatch) -> None:
+    """Issue 12 item 2: an interrupt just after policy.json left the new policy.json and report.md
+    beside the old model.tflite. Now OUTDIR is as it was, or holds one run's files only."""
+    import fxpq_keras.report as report
+
+    out = tmp_path / "out"
+    args = ["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(out), "--samples", "200",
+            "--min-bits", "8", "--max-bits", "8"]
+    assert main(args + ["--quiet"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"policy.json", "report.md", "report.png", "model.tflite"}
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "markdown", interrupted)  # policy.json is written, then the interrupt
+    capsys.readouterr()
+    assert main(args[:-2] + ["--min-bits", "7", "--max-bits", "7", "--quiet"]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no temporary folder left behind
+    assert capsys.readouterr().err.strip() == "fxpq quantize: interrupted"
+    monkeypatch.undo()
+
+    (out / "report.png").unlink()
+    (out / "stale.txt").write_text("mine")  # a file quantize does not write: the folder is refused
+    assert main(args + ["--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds other files (stale.txt)" in err[0], err
+    (out / "stale.txt").unlink()
+
+    assert main(args[:-2] + ["--min-bits", "7", "--max-bits", "7"]) in (0, 3)  # 3: 7 bits may break the budget
+    printed = capsys.readouterr().out
+    assert f"replaced the earlier results in {out}" in printed
+    assert {p.name for p in out.iterdir()} == set(before)
+    assert json.loads((out / "policy.json").read_text())["input"]["bits"] == 7
+    assert fxpq_keras.Interpreter(out / "model.tflite").info.policy["input"]["bits"] == 7

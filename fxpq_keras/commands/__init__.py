@@ -56,10 +56,12 @@ def load_keras_model(path: str) -> Any:
 
 def load_array(path: str, what: str, key: str = "x") -> np.ndarray:
     """A numeric array from .npy, or from .npz under `key`; object (pickled) arrays are refused."""
+    import zipfile
+
     require_file(path, what)
     try:
         data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise _cli_error(f"cannot read {path} as .npy/.npz: {first_line(exc)}") from None
     if isinstance(data, np.lib.npyio.NpzFile):
         with data:
@@ -67,7 +69,7 @@ def load_array(path: str, what: str, key: str = "x") -> np.ndarray:
                 raise _cli_error(f"{path} holds {sorted(data.files)}; it must hold the {what} as '{key}'")
             try:
                 data = data[key]
-            except (ValueError, OSError) as exc:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
                 raise _cli_error(f"cannot read '{key}' from {path}: {first_line(exc)}") from None
     if not isinstance(data, np.ndarray) or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
         raise _cli_error(f"{path}: the {what} must be a numeric array, got dtype {getattr(data, 'dtype', '?')}")
@@ -95,6 +97,54 @@ def output_dir(path: str) -> str:
     except OSError as exc:
         raise _cli_error(f"cannot create output directory {path}: {exc.strerror or exc}") from None
     return path
+
+
+class StagedOutputDir:
+    """An output folder written all at once: nothing half-written, never old and new files mixed.
+
+    Built before the work starts, it refuses a file in the way or an existing folder holding
+    anything but `owned` names (so a folder of the user's own files is never replaced). `with
+    staged as tmp:` gives a fresh folder beside the target; on success it replaces the target whole
+    (`replaced` says whether earlier results were there), on any error or interrupt it is deleted
+    and the target is untouched.
+    """
+
+    def __init__(self, path: str, owned: tuple[str, ...]) -> None:
+        self.path = os.path.abspath(path)
+        if os.path.exists(self.path) and not os.path.isdir(self.path):
+            raise _cli_error(f"output directory is a file: {path}")
+        existing = sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+        foreign = [name for name in existing if name not in owned]
+        if foreign:
+            raise _cli_error(f"output directory {path} holds other files ({', '.join(foreign[:3])}"
+                             f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty directory")
+        self.replaced = bool(existing)
+        self.tmp = ""
+
+    def __enter__(self) -> str:
+        import tempfile
+
+        parent, name = os.path.split(self.path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            self.tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+        except OSError as exc:
+            raise _cli_error(f"cannot create output directory {self.path}: {exc.strerror or exc}") from None
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        import shutil
+
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = ""
+        if os.path.isdir(self.path):
+            old = self.tmp + ".old"
+            os.rename(self.path, old)
+        os.rename(self.tmp, self.path)
+        if old:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def parent_dir_exists(path: str, what: str) -> str:

@@ -1,7 +1,9 @@
 """`fxpq quantize MODEL -d DATA.npz -o OUTDIR`: the FxP-QNet search from the command line.
 
 Writes OUTDIR/policy.json, OUTDIR/report.md, OUTDIR/report.png and OUTDIR/model.tflite
-(`--target fxp|int8-builtin`).
+(`--target fxp|int8-builtin`), all at once: they are written into a temporary folder beside OUTDIR
+that then replaces OUTDIR whole (an interrupt leaves OUTDIR as it was; earlier results are never
+mixed with new ones). An OUTDIR holding other files is refused before the search.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ import argparse
 import os
 import sys
 
-from . import bit_width, drop_fraction, load_keras_model, load_npz, output_dir, positive_int
+from . import StagedOutputDir, bit_width, drop_fraction, load_keras_model, load_npz, positive_int
+
+# every file quantize writes: an existing output folder holding only these is replaced whole
+OUTPUTS = ("policy.json", "report.md", "report.png", "model.tflite")
 
 EPILOG = """\
 examples:
@@ -89,28 +94,32 @@ def run(args: argparse.Namespace) -> int:
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")
+    staged = StagedOutputDir(args.outdir, OUTPUTS)  # refuses a folder of other files before the search
     model = load_keras_model(args.model)
-    output_dir(args.outdir)
     result = search.quantize(model, x, labels=y)
     if progress is not None:
         progress.phase(f"writing the policy, the report and model.tflite to {args.outdir}")
-    paths = write_report(result, args.outdir)
     status = 0
     refused = ""
     # the result's message names what is missed (budget, memory target) and why
     problems = [result.message] if not result.budget_met or result.memory_target_met is False else []
     out = os.path.join(args.outdir, "model.tflite")
-    try:
-        data = export_tflite(result.model, out, target=args.target, policy=result.policy)
-        paths["tflite"] = f"{out} ({len(data)} bytes, target {args.target})"
-    except (ValueError, fxpq_keras.FormatError) as exc:
-        hint = "; use --target fxp (custom FXP_* ops, any format)" if args.target != "fxp" else ""
-        refused = f"fxpq quantize: error: {out} not written: {exc}{hint}"
-        status = 1
-    else:
-        written = check_written(out, result)
-        if written:
-            problems.append(written)
+    with staged as tmp:  # all files appear together, replacing earlier results whole
+        paths = {k: os.path.join(args.outdir, os.path.basename(v)) for k, v in write_report(result, tmp).items()}
+        try:
+            data = export_tflite(result.model, os.path.join(tmp, "model.tflite"), target=args.target,
+                                 policy=result.policy)
+            paths["tflite"] = f"{out} ({len(data)} bytes, target {args.target})"
+        except (ValueError, fxpq_keras.FormatError) as exc:
+            hint = "; use --target fxp (custom FXP_* ops, any format)" if args.target != "fxp" else ""
+            refused = f"fxpq quantize: error: {out} not written: {exc}{hint}"
+            status = 1
+        else:
+            written = check_written(os.path.join(tmp, "model.tflite"), result)
+            if written:
+                problems.append(written)
+    if staged.replaced and not quiet:
+        print(f"replaced the earlier results in {args.outdir} (every file there is from this run)")
     if not quiet:
         print(result.summary())
         for path in paths.values():

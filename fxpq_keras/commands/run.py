@@ -54,11 +54,13 @@ def run(args: argparse.Namespace) -> int:
     require_file(args.model, "model file")
     x = load_array(args.input, "input batch")
     parent_dir_exists(args.output, "output file")
+    from ..kernels.runner import RunnerModelError
+
     try:
         interp = Interpreter(args.model, engine=args.engine)
-    except FlatbufferFormatError as exc:
+        y = interp.predict(x, raw=args.raw)
+    except (FlatbufferFormatError, RunnerModelError) as exc:  # the file, named (the C runner refuses more)
         raise FlatbufferFormatError(f"{args.model}: {exc}") from None
-    y = interp.predict(x, raw=args.raw)
     outs = y if isinstance(y, list) else [y]
     np.save(args.output, outs[0])
     stem = args.output[:-4] if args.output.endswith(".npy") else args.output

@@ -189,6 +189,8 @@ def _metadata(metadata: dict[str, bytes], op_types: list[str]) -> tuple[dict, An
                                         f"(ops: {sorted(set(op_types))})")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise FlatbufferFormatError(f"fxpq metadata is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise FlatbufferFormatError("fxpq metadata JSON is nested too deeply") from None
     found = meta.get("format_version") if isinstance(meta, dict) else meta
     if found == 1:
         raise FlatbufferFormatError(

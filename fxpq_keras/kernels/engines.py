@@ -30,7 +30,7 @@ import numpy as np
 
 from ..flatbuffer.interpreter import register_engine
 from ._build import ARM_LOCK, locked_make
-from .runner import KERNELS_DIR, RUNNER_STATUS, HostRunner, RunnerError
+from .runner import KERNELS_DIR, RUNNER_STATUS, HostRunner, RunnerError, runner_error
 
 __all__ = ["HostEngine", "QemuEngine", "QemuRun", "build_model_firmware", "write_model_source",
            "INSTRUCTIONS_PER_TICK", "MACHINES"]
@@ -213,7 +213,7 @@ class QemuEngine:
         res = run_firmware(self.elf, self.cpu, x.tobytes(), None if self.link_model else self.model, self.timeout)
         self.last = res
         if res.status != 0:
-            raise RunnerError(res.status, res.message)
+            raise runner_error(res.status, res.message)
         if len(res.outputs) != len(x):
             raise RuntimeError(f"firmware ran {len(res.outputs)} of {len(x)} inferences")
         bad = np.flatnonzero(res.statuses != 0)

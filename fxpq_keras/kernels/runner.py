@@ -19,7 +19,8 @@ import numpy as np
 from ..formats import Format, check_integers
 from ._build import HOST_LOCK, KERNELS_DIR, make_or_raise, open_library
 
-__all__ = ["HostRunner", "RunnerError", "RUNNER_STATUS", "RUNNER_LIB_PATH", "build_runner_library",
+__all__ = ["HostRunner", "RunnerError", "RunnerModelError", "runner_error", "RUNNER_STATUS", "RUNNER_LIB_PATH",
+           "build_runner_library",
            "load_runner_library", "TFLITE_DTYPES"]
 
 RUNNER_LIB_PATH = KERNELS_DIR / "build" / "host" / "libfxpq_runner.so"
@@ -56,6 +57,21 @@ class RunnerError(RuntimeError):
         self.message = message
         self.op = op
         super().__init__(f"{self.status_name}: {message}")
+
+
+class RunnerModelError(RunnerError, ValueError):
+    """The runner refused the model file itself (malformed, unsupported, over its limits): bad
+    input, not a failure of the work (the CLI's exit status 2)."""
+
+
+#: statuses that judge the model file (not the runner, the arena or a kernel)
+MODEL_STATUSES = (-102, -103, -104, -105)
+
+
+def runner_error(status: int, message: str, op: int = -1) -> RunnerError:
+    """The RunnerError for a status: a RunnerModelError when the file is what was refused."""
+    cls = RunnerModelError if int(status) in MODEL_STATUSES else RunnerError
+    return cls(status, message, op)
 
 
 class CFormat(ctypes.Structure):
@@ -184,7 +200,7 @@ class HostRunner:
 
     def _check(self, status: int) -> None:
         if status != 0:
-            raise RunnerError(status, self.c.message.decode(errors="replace"), int(self.c.error_op))
+            raise runner_error(status, self.c.message.decode(errors="replace"), int(self.c.error_op))
 
     @staticmethod
     def _info(t: CTensorInfo) -> dict:
