@@ -16,8 +16,10 @@ semihosting stdio), the runner + kernels' share of .text, and the peak arena byt
 planned on the M4 (prepared ops + activations + kernel scratch). Every run's outputs are checked
 bit for bit against the reference interpreter (column "exact").
 
-Reference kernels, -O2. Instruction counts are not cycle counts (QEMU does not model pipelines
-or memory wait states).
+Optimized kernels (ARMv7E-M DSP, src/kernels/fxpq_dsp.c, docs/kernels.md) against the portable
+reference kernels of the same sources (-DFXPQ_REFERENCE_KERNELS), -O2, whole model and per
+layer (each layer's kernel call on its actual inputs in the QEMU test harness). Instruction
+counts are not cycle counts (QEMU does not model pipelines or memory wait states).
 """
 
 from __future__ import annotations
@@ -70,8 +72,9 @@ def elf_sizes(elf: Path) -> tuple[int, int, int]:
     return int(text), int(data), int(bss)
 
 
-def our_code_bytes(map_file: Path) -> int:
-    """Bytes of .text/.rodata that the runner and kernel libraries contribute (from the link map)."""
+def our_code_bytes(map_file: Path, libs: tuple[str, ...] = ("libfxpq_kernels.a(", "libfxpq_runner.a(")) -> int:
+    """Bytes of .text/.rodata that the given libraries (default: runner and kernels; or members
+    such as "libfxpq_kernels.a(fxpq_dsp.o)") contribute, from the link map."""
     text = map_file.read_text(errors="replace")
     text = text[text.find("Linker script and memory map"):]
     total, section = 0, None
@@ -83,8 +86,7 @@ def our_code_bytes(map_file: Path) -> int:
             section = s if s.startswith(".") and " " not in s else section
             continue
         name = m.group(1) or section or ""
-        if (name.startswith(".text") or name.startswith(".rodata")) and \
-                ("libfxpq_kernels.a(" in m.group(3) or "libfxpq_runner.a(" in m.group(3)):
+        if (name.startswith(".text") or name.startswith(".rodata")) and any(lib in m.group(3) for lib in libs):
             total += int(m.group(2), 16)
         section = None
     return total
@@ -116,7 +118,20 @@ def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
     return result.policy, f"searched in {time.perf_counter() - t:.0f} s"
 
 
+def node_macs(graph, node) -> int:
+    """Multiply-accumulates of one node (0 for ops without weights)."""
+    if node.weights is None:
+        return 0
+    out = int(np.prod(graph.tensors[node.output].shape))
+    if node.op == "conv2d":
+        return out * int(np.prod(node.weights.shape[1:]))
+    if node.op == "depthwise_conv2d":
+        return out * int(node.weights.shape[1] * node.weights.shape[2])
+    return int(np.prod(node.weights.shape))
+
+
 def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
+    """Whole-model figures: optimized kernels on M4 and M7, the reference kernels' count beside."""
     ref_interp = Interpreter(tflite)
     graph = ref_interp.graph
     ref = ref_interp.predict(x, raw=True)
@@ -124,26 +139,78 @@ def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
     row = {"label": label, "macs": macs(graph), "model_bytes": tflite.stat().st_size,
            "host_arena": host.stats["arena_bytes"], "exact": True}
     for cpu in ("m4", "m7"):
-        eng = QemuEngine(tflite, graph, None, cpu=cpu, link_model=True)
-        got = eng.run(x)[0]
-        row["exact"] &= bool(np.array_equal(got, ref if not isinstance(ref, list) else ref[0]))
-        row[f"{cpu}_instr"] = float(eng.instructions.mean())
-        if cpu == "m4":
-            row["text"], row["data"], row["bss"] = elf_sizes(eng.elf)
-            row["code"] = our_code_bytes(eng.elf.with_suffix(".map"))
-            row["arena"] = eng.last.arena_bytes
+        for kernels in ("optimized", "reference"):
+            eng = QemuEngine(tflite, graph, None, cpu=cpu, link_model=True, kernels=kernels)
+            got = eng.run(x)[0]
+            row["exact"] &= bool(np.array_equal(got, ref if not isinstance(ref, list) else ref[0]))
+            row[f"{cpu}_instr" if kernels == "optimized" else f"{cpu}_ref_instr"] = float(eng.instructions.mean())
+            if cpu == "m4" and kernels == "optimized":
+                row["text"], row["data"], row["bss"] = elf_sizes(eng.elf)
+                row["code"] = our_code_bytes(eng.elf.with_suffix(".map"))
+                row["kernels_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
+                row["dsp_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(fxpq_dsp.o)",))
+                row["arena"] = eng.last.arena_bytes
     return row
+
+
+def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
+    """Per-layer instructions: each node's kernel call on its actual inputs (one sample) in the
+    QEMU test harness, optimized (M4, M7) and reference (M4) kernels; outputs checked bit for bit."""
+    from fxpq_keras.integer_graph.graph import run_node
+    from fxpq_keras.kernels import qemu
+    from fxpq_keras.kernels.cases import node_case
+
+    graph = Interpreter(tflite).graph
+    in_fmt = graph.tensors[graph.input].fmt
+    values = {graph.input: x[:1] if in_fmt is None else x[:1].astype(np.int64)}
+    cases, nodes = [], []
+    for node in graph.nodes:
+        ins = [values[i] for i in node.inputs]
+        values[node.output] = run_node(graph, node, ins)
+        case = node_case(graph, node, ins)
+        if case is not None:
+            cases.append(case)
+            nodes.append(node)
+    runs = {(cpu, k): qemu.run_cases(cases, cpu=cpu, kernels=k, timeout=600)
+            for cpu, k in (("m4", "optimized"), ("m7", "optimized"), ("m4", "reference"))}
+    rows = []
+    for i, node in enumerate(nodes):
+        want = values[node.output].reshape(-1)
+        exact = all(r[i].status == 0 and np.array_equal(r[i].output.reshape(-1), want) for r in runs.values())
+        w = f"w{node.weight_bits}" if node.weight_bits else ""
+        fmt = graph.tensors[node.inputs[0]].fmt
+        bits = f"x{fmt.bits}{'' if fmt.signed else 'u'}{w}"
+        rows.append({"model": label, "layer": node.name, "op": node.op, "bits": bits,
+                     "macs": node_macs(graph, node), "m4": runs["m4", "optimized"][i].instructions,
+                     "m7": runs["m7", "optimized"][i].instructions, "m4_ref": runs["m4", "reference"][i].instructions,
+                     "exact": exact})
+    return rows
+
+
+def layer_table(rows: list[dict]) -> str:
+    head = (f"{'model':<28} {'layer':<18} {'op':<17} {'bits':<8} {'MACs':>8} {'M4 ref':>9} {'M4 opt':>9} "
+            f"{'M7 opt':>9} {'ref i/MAC':>9} {'M4 i/MAC':>8} {'M7 i/MAC':>8} {'exact':>5}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        def per(v: int, m: int = r["macs"]) -> str:
+            return f"{v / m:.2f}" if m else "-"
+        lines.append(f"{r['model']:<28} {r['layer'][:18]:<18} {r['op']:<17} {r['bits']:<8} {r['macs']:>8,} "
+                     f"{r['m4_ref']:>9,} {r['m4']:>9,} {r['m7']:>9,} {per(r['m4_ref']):>9} {per(r['m4']):>8} "
+                     f"{per(r['m7']):>8} {'yes' if r['exact'] else 'NO':>5}")
+    return "\n".join(lines)
 
 
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<34} {'MACs':>9} {'M4 instr/inf':>13} {'M4 i/MAC':>8} {'M7 instr/inf':>13} {'M7 i/MAC':>8} "
-            f"{'model B':>8} {'.text':>7} {'.data':>6} {'.bss':>6} {'ours':>6} {'arena B':>8} {'exact':>5}")
+            f"{'M4 ref i/MAC':>12} {'M7 ref i/MAC':>12} {'model B':>8} {'.text':>7} {'.data':>6} {'.bss':>6} "
+            f"{'ours':>6} {'kern':>6} {'dsp':>6} {'arena B':>8} {'exact':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['label']:<34} {r['macs']:>9,} {r['m4_instr']:>13,.0f} {r['m4_instr'] / r['macs']:>8.2f} "
-                     f"{r['m7_instr']:>13,.0f} {r['m7_instr'] / r['macs']:>8.2f} {r['model_bytes']:>8,} "
-                     f"{r['text']:>7,} {r['data']:>6,} {r['bss']:>6,} {r['code']:>6,} {r['arena']:>8,} "
-                     f"{'yes' if r['exact'] else 'NO':>5}")
+                     f"{r['m7_instr']:>13,.0f} {r['m7_instr'] / r['macs']:>8.2f} "
+                     f"{r['m4_ref_instr'] / r['macs']:>12.2f} {r['m7_ref_instr'] / r['macs']:>12.2f} "
+                     f"{r['model_bytes']:>8,} {r['text']:>7,} {r['data']:>6,} {r['bss']:>6,} {r['code']:>6,} "
+                     f"{r['kernels_code']:>6,} {r['dsp_code']:>6,} {r['arena']:>8,} {'yes' if r['exact'] else 'NO':>5}")
     return "\n".join(lines)
 
 
@@ -155,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, notes = [], []
+    rows, notes, layer_rows = [], [], []
     for name in args.models.split(","):
         model, data = trained(name)
         x_cal, _ = calibration_set(data, args.calibration)  # the calibration of bench/quality.py
@@ -168,12 +235,17 @@ def main(argv: list[str] | None = None) -> int:
             path = OUT / (label.replace(" ", "_") + ".tflite")
             export_tflite(quantize_model(calib, pol), path)
             rows.append(measure(label, path, x))
+            layer_rows.extend(measure_layers(label, path, x))
     print(table(rows))
+    print()
+    print(layer_table(layer_rows))
     for n in notes:
         print(n)
     print("instr = instructions (QEMU -icount shift=0: TIMER0 ticks * 40, calibrated every run); "
           "i/MAC = instructions per multiply-accumulate; .text includes the model and newlib stdio; "
-          "ours = runner + kernels' .text/.rodata; arena = the runner's peak arena on the M4 "
+          "ours = runner + kernels' .text/.rodata, kern = kernels only, dsp = of which the optimized kernels "
+          "(fxpq_dsp.c); ref = the portable reference kernels (built with -DFXPQ_REFERENCE_KERNELS); "
+          "per layer: the kernel call alone in the QEMU harness, one sample; arena = the runner's peak arena on the M4 "
           f"(prepared ops + activations + scratch). {args.samples} samples per file and CPU; "
           f"wall time {time.perf_counter() - t0:.0f} s.")
     return 0

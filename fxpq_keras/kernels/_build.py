@@ -17,7 +17,18 @@ from pathlib import Path
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "tflm_kernels"
 HOST_LOCK = ".host-build.lock"
+#: Cortex-M kernel variants -> (build directory under tflm_kernels/, extra make variables).
+#: "optimized": the ARMv7E-M DSP kernels, the Cortex-M default; "reference": the portable loops.
+KERNEL_BUILDS = {"optimized": ("build", []),
+                 "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"])}
 ARM_LOCK = ".arm-build.lock"
+
+
+def kernel_build(kernels: str) -> tuple[str, list[str]]:
+    """Build directory and make variables of a Cortex-M kernel variant (see KERNEL_BUILDS)."""
+    if kernels not in KERNEL_BUILDS:
+        raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS)}, got {kernels!r}")
+    return KERNEL_BUILDS[kernels]
 
 
 def locked_make(args: list[str], lock_name: str, timeout: float) -> subprocess.CompletedProcess:

@@ -19,7 +19,7 @@ import numpy as np
 from ..formats import Format
 from ..integer_graph import ops
 
-__all__ = ["OPS", "OpCase", "random_case", "random_format"]
+__all__ = ["OPS", "OpCase", "node_case", "random_case", "random_format"]
 
 #: the op names (functions of ops.py) the kernels implement
 OPS = (
@@ -300,3 +300,40 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
     if op == "zero_pad2d":
         return _zero_pad(rng, constraints)
     raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
+
+
+def node_case(graph, node, inputs: list[np.ndarray]) -> OpCase | None:
+    """The kernel call one node of an IntegerGraph makes, on the node's actual input integers
+    (for per-layer measurements of a real model); None for nodes without a kernel of their own
+    (quantize of a float input, reshape, pad)."""
+    t = graph.tensors
+    out = t[node.output].fmt
+    a = node.attrs
+    if node.op in ("quantize", "reshape", "pad"):
+        return None
+    in_fmt = t[node.inputs[0]].fmt
+    x = inputs[0]
+    if node.op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        kwargs: dict[str, Any] = dict(x_frac=in_fmt.frac, w_frac=np.asarray(node.weight_frac),
+                                      bias_frac=node.bias_frac, out_fmt=out, activation=a.get("activation"))
+        if node.op == "fully_connected":
+            x = x.reshape(x.shape[0], -1)
+        else:
+            kwargs.update(stride=tuple(a["stride"]), padding=a["padding"], dilation=tuple(a["dilation"]))
+        if node.op == "depthwise_conv2d":
+            kwargs["depth_multiplier"] = a["depth_multiplier"]
+        return OpCase(node.op, (x, node.weights, node.bias), kwargs, dict(x_fmt=in_fmt, w_bits=node.weight_bits))
+    if node.op == "add":
+        b_fmt = t[node.inputs[1]].fmt
+        return OpCase("add", (x, inputs[1]), dict(a_frac=in_fmt.frac, b_frac=b_fmt.frac, out_fmt=out,
+                                                   activation=a.get("activation")), dict(a_fmt=in_fmt, b_fmt=b_fmt))
+    if node.op in ("max_pool2d", "average_pool2d"):
+        return OpCase(node.op, (x,), dict(pool=tuple(a["pool"]), stride=tuple(a["stride"]), padding=a["padding"],
+                                          in_frac=in_fmt.frac, out_fmt=out, activation=a.get("activation")),
+                      dict(in_fmt=in_fmt))
+    if node.op == "global_average_pool2d":
+        return OpCase(node.op, (x,), dict(in_frac=in_fmt.frac, out_fmt=out), dict(in_fmt=in_fmt))
+    if node.op == "requantize":
+        return OpCase("requantize_op", (x,), dict(in_frac=in_fmt.frac, out_fmt=out, activation=a.get("activation")),
+                      dict(in_fmt=in_fmt))
+    return None

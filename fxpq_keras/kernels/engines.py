@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..flatbuffer.interpreter import register_engine
-from ._build import ARM_LOCK, locked_make
+from ._build import ARM_LOCK, kernel_build, locked_make
 from .runner import KERNELS_DIR, RUNNER_STATUS, HostRunner, RunnerError, runner_error
 
 __all__ = ["HostEngine", "QemuEngine", "QemuRun", "build_model_firmware", "write_model_source",
@@ -59,12 +59,13 @@ def _make(args: list[str], timeout: float = 600.0) -> None:
         raise RuntimeError(f"make {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def _linked_key(cpu: str, model: bytes, arena_bytes: int | None) -> str:
+def _linked_key(cpu: str, model: bytes, arena_bytes: int | None, kernels: str = "optimized") -> str:
     """Cache key of a linked-model firmware: everything it is linked from, i.e. the model, the
     arena size, the runner and kernel libraries (brought up to date first) and the firmware
     sources, so that a change to the C code gives a new firmware."""
-    libs = [f"build/{cpu}/libfxpq_runner.a", f"build/{cpu}/libfxpq_kernels.a"]
-    _make(libs)
+    build, make_vars = kernel_build(kernels)
+    libs = [f"{build}/{cpu}/libfxpq_runner.a", f"{build}/{cpu}/libfxpq_kernels.a"]
+    _make([*make_vars, *libs])
     digest = hashlib.sha256(model + str(arena_bytes).encode())
     for path in [*(KERNELS_DIR / lib for lib in libs), *sorted((KERNELS_DIR / "firmware").iterdir())]:
         digest.update(path.read_bytes())
@@ -87,21 +88,25 @@ def write_model_source(model_path: Path, out_dir: Path) -> Path:
     return src
 
 
-def build_model_firmware(cpu: str = "m4", model_path: Path | None = None, arena_bytes: int | None = None) -> Path:
+def build_model_firmware(cpu: str = "m4", model_path: Path | None = None, arena_bytes: int | None = None,
+                         kernels: str = "optimized") -> Path:
     """The whole-model firmware ELF: run-time model loading, or with `model_path` linked in
-    (cached under build/linked/<cpu>-<hash of model, arena size, libraries and firmware sources>/)."""
+    (cached under build/linked/<cpu>-<hash of model, arena size, libraries and firmware sources>/).
+    ``kernels="reference"`` links the portable reference kernels instead of the optimized ones."""
     if cpu not in MACHINES:
         raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
+    build, make_vars = kernel_build(kernels)
     if model_path is None:
-        _make([f"model-{cpu}"])
-        return KERNELS_DIR / "build" / cpu / "fxpq_model.elf"
-    out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{_linked_key(cpu, Path(model_path).read_bytes(), arena_bytes)}"
+        _make([*make_vars, f"model-{cpu}"])
+        return KERNELS_DIR / build / cpu / "fxpq_model.elf"
+    key = _linked_key(cpu, Path(model_path).read_bytes(), arena_bytes, kernels)
+    out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{'ref-' if kernels == 'reference' else ''}{key}"
     elf = out / "fxpq_model.elf"
     if not elf.exists():
         tmp = Path(tempfile.mkdtemp(prefix=f"{cpu}-", dir=out.parent if out.parent.exists() else None))
         src = write_model_source(Path(model_path), tmp)
         defs = f"-DFXPQ_FW_ARENA_BYTES={int(arena_bytes)}u" if arena_bytes else ""
-        _make(["model-linked", f"CPU={cpu}", f"OUT={tmp}", f"MODEL_C={src}", f"MODEL_FW_DEFS={defs}"])
+        _make([*make_vars, "model-linked", f"CPU={cpu}", f"OUT={tmp}", f"MODEL_C={src}", f"MODEL_FW_DEFS={defs}"])
         out.parent.mkdir(parents=True, exist_ok=True)
         if out.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -169,7 +174,7 @@ class QemuEngine:
     """The model firmware on an emulated Cortex-M4 / M7; see the module docstring."""
 
     def __init__(self, path: Path, graph, info, *, cpu: str = "m4", link_model: bool = False,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0, kernels: str = "optimized") -> None:
         self.path, self.graph, self.cpu, self.timeout = Path(path), graph, cpu, timeout
         self.model = self.path.read_bytes()
         self.link_model = link_model
@@ -177,7 +182,7 @@ class QemuEngine:
         if link_model:
             # The host's answer is an upper bound of the Cortex-M's (host pointers are wider).
             arena = HostRunner(self.model).stats["arena_bytes"]
-        self.elf = build_model_firmware(cpu, self.path if link_model else None, arena)
+        self.elf = build_model_firmware(cpu, self.path if link_model else None, arena, kernels)
         self.last: QemuRun | None = None
 
     @property

@@ -29,7 +29,7 @@ from ..flatbuffer.packing import depthwise_rows
 from ..formats import Format
 from ..integer_graph.ops import conv_output_size
 from . import host
-from ._build import ARM_LOCK, make_or_raise
+from ._build import ARM_LOCK, kernel_build, make_or_raise
 from .cases import OpCase
 
 __all__ = [
@@ -121,19 +121,6 @@ class QemuResult:
 def missing_tools() -> list[str]:
     """The tools this module needs that are not on PATH."""
     return [t for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make") if shutil.which(t) is None]
-
-
-#: kernels -> (build directory under tflm_kernels/, extra make variables). "optimized" are the
-#: ARMv7E-M DSP kernels (the Cortex-M default); "reference" the portable loops only.
-KERNEL_BUILDS = {"optimized": ("build", []),
-                 "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"])}
-
-
-def kernel_build(kernels: str) -> tuple[str, list[str]]:
-    """Build directory and make variables of a kernel variant ("optimized" or "reference")."""
-    if kernels not in KERNEL_BUILDS:
-        raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS)}, got {kernels!r}")
-    return KERNEL_BUILDS[kernels]
 
 
 def build_firmware(cpu: str = "m4", timeout: float = 300.0, kernels: str = "optimized") -> Path:

@@ -29,6 +29,7 @@ int32_t fxpq_dsp_conv_scratch(int32_t k)
     const int64_t kp = ((int64_t)k + 7) & ~(int64_t)7; /* terms per column, whole groups */
     const int64_t bytes = FXPQ_PIXELS * kp * 2         /* im2col columns, int16 */
                           + kp * 2 + 16                 /* zero-padded copy of the last row */
+                          + kp                          /* 8-bit im2col staging row */
                           + 4;                          /* alignment slack */
     return (k <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
 }
@@ -275,39 +276,98 @@ static void fxpq_col_run(uint8_t *col, int32_t j, int32_t cols, int32_t k, const
     }
 }
 
-/* Column j <- the receptive field of output pixel `pix` (batch-major, then rows, then columns). */
+/* Column j <- the receptive field of output pixel `pix` (batch-major, then rows, then columns).
+ * 8-bit inputs are gathered in natural order into the staging row `stage` (zeros at padded taps
+ * and past k), then widened eight at a time into the column's lanes; 16-bit inputs go term by
+ * term. */
 static void fxpq_im2col(uint8_t *col, int32_t j, int32_t cols, int32_t groups8, const void *input,
-                        const fxpq_weighted *wk, const fxpq_geometry *g, int32_t pix)
+                        const fxpq_weighted *wk, const fxpq_geometry *g, int32_t pix,
+                        uint8_t *stage)
 {
     const int32_t plane = g->out.h * g->out.w, n = pix / plane, r = pix - n * plane;
     const int32_t oy = r / g->out.w, ox = r - oy * g->out.w;
     const int32_t iy0 = oy * g->stride.h - g->pad_t, ix0 = ox * g->stride.w - g->pad_l;
-    const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c;
+    const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, dw = g->dilation.w;
     int32_t ky0, ky1, kx0, kx1, ky, kx;
     fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);
-    fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
-    if (ky0 != 0 || ky1 != kh || kx0 != 0 || kx1 != kw) {
-        fxpq_col_zero(col, j, cols, groups8);
-    }
-    if (kx1 <= kx0) {
-        return;
-    }
-    for (ky = ky0; ky < ky1; ++ky) {
-        const int32_t row = (n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0;
-        if (g->dilation.w == 1) {
-            fxpq_col_run(col, j, cols, (ky * kw + kx0) * c,
-                         fxpq_elem(input, wk->in_es, (row + kx0) * c), wk->in_s, (kx1 - kx0) * c);
-        } else {
+    fxpq_valid_taps(ix0, dw, kw, g->in.w, &kx0, &kx1);
+    if (wk->in_es != 1) {
+        if (ky0 != 0 || ky1 != kh || kx0 != 0 || kx1 != kw) {
+            fxpq_col_zero(col, j, cols, groups8);
+        }
+        for (ky = ky0; ky < ky1; ++ky) {
+            const int32_t row = (n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0;
             for (kx = kx0; kx < kx1; ++kx) {
                 fxpq_col_run(col, j, cols, (ky * kw + kx) * c,
-                             fxpq_elem(input, wk->in_es, (row + kx * g->dilation.w) * c), wk->in_s,
-                             c);
+                             fxpq_elem(input, wk->in_es, (row + kx * dw) * c), wk->in_s, c);
+            }
+        }
+        return;
+    }
+    if (ky0 != 0 || ky1 != kh || kx0 != 0 || kx1 != kw) {
+        memset(stage, 0, (size_t)wk->k);
+    }
+    if (kx1 > kx0) {
+        /* one contiguous run per kernel row when the width dilation is 1, else one per tap */
+        const int32_t run = dw == 1 ? (kx1 - kx0) * c : c, runs = dw == 1 ? 1 : kx1 - kx0;
+        const int32_t step = dw * c;
+        for (ky = ky0; ky < ky1; ++ky) {
+            const uint8_t *src = (const uint8_t *)input +
+                                 ((n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0 + kx0 * dw) * c;
+            uint8_t *dst = stage + (ky * kw + kx0) * c;
+            for (kx = 0; kx < runs; ++kx) {
+                int32_t i = 0;
+                for (; i + 4 <= run; i += 4) {
+                    fxpq_st32(dst + i, fxpq_ld32(src + i));
+                }
+                for (; i < run; ++i) {
+                    dst[i] = src[i];
+                }
+                src += step;
+                dst += run;
+            }
+        }
+    }
+    {
+        const uint8_t *src = stage;
+        uint8_t *d = col + 16 * j;
+        int32_t gi;
+        if (wk->in_s == FXPQ_STORAGE_INT8) {
+            for (gi = 0; gi < groups8; ++gi) {
+                const uint32_t a = fxpq_ld32(src), b = fxpq_ld32(src + 4);
+                fxpq_st32(d, (uint32_t)__sxtb16(a));
+                fxpq_st32(d + 4, fxpq_sxtb16_ror8(a));
+                fxpq_st32(d + 8, (uint32_t)__sxtb16(b));
+                fxpq_st32(d + 12, fxpq_sxtb16_ror8(b));
+                src += 8;
+                d += 16 * cols;
+            }
+        } else {
+            for (gi = 0; gi < groups8; ++gi) {
+                const uint32_t a = fxpq_ld32(src), b = fxpq_ld32(src + 4);
+                fxpq_st32(d, (uint32_t)__uxtb16(a));
+                fxpq_st32(d + 4, fxpq_uxtb16_ror8(a));
+                fxpq_st32(d + 8, (uint32_t)__uxtb16(b));
+                fxpq_st32(d + 12, fxpq_uxtb16_ror8(b));
+                src += 8;
+                d += 16 * cols;
             }
         }
     }
 }
 
 /* ---- finish --------------------------------------------------------------------------------- */
+
+/* Store v (inside the output format's range) as element i of an 8- or 16-bit output: the low
+ * byte / halfword is the same for the signed and the unsigned container. */
+static inline void fxpq_store_bits(void *out, int32_t es, int32_t i, int32_t v)
+{
+    if (es == 1) {
+        ((uint8_t *)out)[i] = (uint8_t)v;
+    } else {
+        ((uint16_t *)out)[i] = (uint16_t)v;
+    }
+}
 
 /* A channel's finish: int32 when |acc| <= bound proves bias + rounding + acc fits int32 and the
  * rescale is a right shift, else the reference's int64 finish (fxpq_weighted_store). */
@@ -361,6 +421,8 @@ static uint8_t *fxpq_align4(void *p)
 
 /* ---- conv 2D and fully connected ------------------------------------------------------------ */
 
+#define FXPQ_FINISH_CACHE 32 /* channels whose finish constants are kept on the stack */
+
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
     const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n;
@@ -375,15 +437,25 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     const fxpq_mm_fn mm = fxpq_mm_of(bits);
     uint8_t *const col = fxpq_align4(wk->scratch);
     uint8_t *const last = col + FXPQ_PIXELS * col_bytes;
+    uint8_t *const stage = last + col_bytes + 16; /* col_bytes + 16 >= max_read */
     int64_t bound;
     int32_t p0, o, j, cols = FXPQ_PIXELS, in_last = -1;
+    const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
+    int32_t cache_add[FXPQ_FINISH_CACHE]; /* the int32 finish of the first channels */
+    int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
 
     if (wk->acc64 || (wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15) ||
-        (int64_t)(last - (uint8_t *)wk->scratch) + max_read > wk->scratch_size) {
+        (int64_t)(stage - (uint8_t *)wk->scratch) + col_bytes / 2 > wk->scratch_size) {
         return 0; /* int64 accumulator, values beyond int16 lanes: the reference loop */
     }
     bound = fxpq_acc_bound(wk);
     memset(col, 0, (size_t)FXPQ_PIXELS * (size_t)col_bytes);
+    memset(stage, 0, (size_t)col_bytes / 2);
+    for (o = 0; o < out_ch && o < FXPQ_FINISH_CACHE; ++o) {
+        const fxpq_finish f = fxpq_finish_of(wk, o, bound);
+        cache_add[o] = f.add;
+        cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
+    }
 
     for (p0 = 0; p0 < pixels; p0 += cols) {
         if (pixels - p0 < FXPQ_PIXELS && cols != 1) {
@@ -391,11 +463,10 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
             memset(col, 0, (size_t)col_bytes);
         }
         for (j = 0; j < cols; ++j) {
-            fxpq_im2col(col, j, cols, groups8, input, wk, g, p0 + j);
+            fxpq_im2col(col, j, cols, groups8, input, wk, g, p0 + j, stage);
         }
         for (o = 0; o < out_ch; ++o) {
             const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
-            const fxpq_finish f = fxpq_finish_of(wk, o, bound);
             int32_t acc[4];
             if ((int64_t)(out_ch - o) * wk->row_bytes < max_read) {
                 if (in_last != o) {
@@ -406,8 +477,18 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
                 row = last;
             }
             mm(row, col, groups, half, cols, acc);
-            for (j = 0; j < cols; ++j) {
-                fxpq_finish_store(wk, &f, (p0 + j) * out_ch + o, acc[j]);
+            if (o < FXPQ_FINISH_CACHE && cache_shift[o] >= 0) {
+                const int32_t add = cache_add[o], sh = cache_shift[o];
+                for (j = 0; j < cols; ++j) {
+                    int32_t v = (acc[j] + add) >> sh;
+                    v = v < lo ? lo : (v > hi ? hi : v);
+                    fxpq_store_bits(wk->out.data, out_es, (p0 + j) * out_ch + o, v);
+                }
+            } else {
+                const fxpq_finish f = fxpq_finish_of(wk, o, bound);
+                for (j = 0; j < cols; ++j) {
+                    fxpq_finish_store(wk, &f, (p0 + j) * out_ch + o, acc[j]);
+                }
             }
         }
     }
@@ -476,6 +557,7 @@ FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, 
 {
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, quads = c >> 2;
     const int32_t xstep = c * g->dilation.w, wstep = ((c + 3) >> 2) * 8;
+    const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
     int32_t n, oy, ox, q, j;
     for (n = 0; n < g->in.n; ++n) {
         for (oy = 0; oy < g->out.h; ++oy) {
@@ -509,8 +591,8 @@ FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, 
                     for (j = 0; j < 4; ++j) {
                         const int32_t ch = 4 * q + j;
                         int32_t v = (a[j] + add[ch]) >> shift[ch];
-                        v = v < wk->out.lo ? wk->out.lo : (v > wk->out.hi ? wk->out.hi : v);
-                        fxpq_store(wk->out.data, wk->out.storage, obase + ch, v);
+                        v = v < lo ? lo : (v > hi ? hi : v);
+                        fxpq_store_bits(wk->out.data, out_es, obase + ch, v);
                     }
                 }
             }
@@ -562,6 +644,88 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
         }
     }
     fxpq_dw_channels(wk, g, input, wrow, 0, bound);
+    return 1;
+}
+
+/* ---- max pool 2D ------------------------------------------------------------------------------ */
+
+/* 8-bit inputs: the maximum of four channels at once (SSUB8/USUB8 set the per-byte GE flags, SEL
+ * picks the larger bytes), then an int32 rescale and clamp per output. */
+int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                            const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
+                            const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
+                            int32_t hi)
+{
+    const fxpq_storage in_s = fxpq_storage_of(input_fmt);
+    const int32_t out_es = fxpq_elem_size(fxpq_storage_of(output_fmt));
+    const int32_t shift = input_fmt->frac - output_fmt->frac, c = id->c, quads = c >> 2;
+    const int32_t round = shift > 0 ? (int32_t)1 << (shift - 1) : 0, is_signed = in_s == FXPQ_STORAGE_INT8;
+    const uint8_t *x = (const uint8_t *)input;
+    int32_t n, oy, ox, q, j;
+    if ((in_s != FXPQ_STORAGE_INT8 && in_s != FXPQ_STORAGE_UINT8) || shift > 31 || shift < -15) {
+        return 0;
+    }
+    for (n = 0; n < od->n; ++n) {
+        for (oy = 0; oy < od->h; ++oy) {
+            const int32_t iy0 = oy * params->stride.h - pad_t;
+            int32_t ky0, ky1;
+            fxpq_valid_taps(iy0, 1, params->filter.h, id->h, &ky0, &ky1);
+            for (ox = 0; ox < od->w; ++ox) {
+                const int32_t ix0 = ox * params->stride.w - pad_l;
+                const int32_t obase = ((n * od->h + oy) * od->w + ox) * c;
+                const uint8_t *first;
+                int32_t kx0, kx1, ky, kx;
+                fxpq_valid_taps(ix0, 1, params->filter.w, id->w, &kx0, &kx1);
+                first = x + ((n * id->h + iy0 + ky0) * id->w + ix0 + kx0) * c;
+                for (q = 0; q <= quads; ++q) {
+                    const int32_t lanes = q < quads ? 4 : c - 4 * quads;
+                    uint32_t m;
+                    if (lanes == 0) {
+                        break;
+                    }
+                    if (lanes == 4) {
+                        m = fxpq_ld32(first + 4 * q);
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const uint8_t *p = x + ((n * id->h + iy0 + ky) * id->w + ix0 + kx0) * c + 4 * q;
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                const uint32_t v = fxpq_ld32(p);
+                                if (is_signed) {
+                                    (void)__ssub8((int32_t)v, (int32_t)m);
+                                } else {
+                                    (void)__usub8(v, m);
+                                }
+                                m = __sel(v, m);
+                                p += c;
+                            }
+                        }
+                    } else { /* the last 1..3 channels, one byte at a time */
+                        int32_t best[3] = {INT32_MIN, INT32_MIN, INT32_MIN};
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const uint8_t *p = x + ((n * id->h + iy0 + ky) * id->w + ix0 + kx0) * c + 4 * q;
+                            for (kx = kx0; kx < kx1; ++kx) {
+                                for (j = 0; j < lanes; ++j) {
+                                    const int32_t v = fxpq_load(p, in_s, j);
+                                    best[j] = v > best[j] ? v : best[j];
+                                }
+                                p += c;
+                            }
+                        }
+                        m = 0;
+                        for (j = 0; j < lanes; ++j) {
+                            m |= ((uint32_t)best[j] & 0xFFu) << (8 * j);
+                        }
+                    }
+                    for (j = 0; j < lanes; ++j) {
+                        const uint32_t b = (m >> (8 * j)) & 0xFFu;
+                        int32_t v = is_signed ? (int32_t)b - (int32_t)((b & 0x80u) << 1) : (int32_t)b;
+                        v = shift >= 0 ? (v + round) >> shift : v * ((int32_t)1 << -shift);
+                        v = v < lo ? lo : (v > hi ? hi : v);
+                        fxpq_store_bits(output, out_es, obase + 4 * q + j, v);
+                    }
+                }
+            }
+        }
+    }
     return 1;
 }
 

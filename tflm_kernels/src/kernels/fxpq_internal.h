@@ -252,5 +252,10 @@ int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels);
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input);
 int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
                                   const void *input);
+/* Max pool after fxpq_check_pool (lo/hi the activation clamp). */
+int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                            const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
+                            const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
+                            int32_t hi);
 
 #endif /* FXPQ_INTERNAL_H */

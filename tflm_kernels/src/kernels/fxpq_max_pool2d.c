@@ -18,6 +18,12 @@ fxpq_status fxpq_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *inp
     if (st != FXPQ_OK) {
         return st;
     }
+#if FXPQ_USE_DSP
+    if (fxpq_dsp_max_pool2d(params, id, input, input_fmt, od, output, output_fmt, pad_t, pad_l,
+                            act_lo, act_hi)) {
+        return FXPQ_OK;
+    }
+#endif
     in_s = fxpq_storage_of(input_fmt);
     out_s = fxpq_storage_of(output_fmt);
     for (n = 0; n < od->n; ++n) {
