@@ -548,6 +548,20 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
     }
 }
 
+/* One tap of four channels: input word at p, weight lanes at w (offset unused, for symmetry). */
+#define FXPQ_DW_TAP(p, w, unused)                                                                 \
+    do {                                                                                        \
+        const uint32_t v_ = fxpq_ld32(p);                                                       \
+        const int32_t w02_ = (int32_t)fxpq_ld32(w), w13_ = (int32_t)fxpq_ld32((w) + 4);         \
+        const int32_t x02_ = (int32_t)(is_signed ? (uint32_t)__sxtb16(v_) : (uint32_t)__uxtb16(v_)); \
+        const int32_t x13_ = (int32_t)(is_signed ? fxpq_sxtb16_ror8(v_) : fxpq_uxtb16_ror8(v_)); \
+        a0 = __smlabb(x02_, w02_, a0);                                                          \
+        a2 = __smlatt(x02_, w02_, a2);                                                          \
+        a1 = __smlabb(x13_, w13_, a1);                                                          \
+        a3 = __smlatt(x13_, w13_, a3);                                                          \
+        (void)(unused);                                                                         \
+    } while (0)
+
 /* Four channels of one 8-bit input pixel at a time (multiplier 1): one word load and two
  * SXTB16/UXTB16 give the lanes [c0,c2] [c1,c3], which meet the weights [c0,c2] [c1,c3] of the
  * tap with SMLABB / SMLATT (a separate sum per channel). */
@@ -557,8 +571,9 @@ FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, 
 {
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, quads = c >> 2;
     const int32_t xstep = c * g->dilation.w, wstep = ((c + 3) >> 2) * 8;
+    const int32_t row_step = g->in.w * c * g->dilation.h;
     const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
-    int32_t n, oy, ox, q, j;
+    int32_t n, oy, ox, q;
     for (n = 0; n < g->in.n; ++n) {
         for (oy = 0; oy < g->out.h; ++oy) {
             const int32_t iy0 = oy * g->stride.h - g->pad_t;
@@ -566,33 +581,47 @@ FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, 
             fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);
             for (ox = 0; ox < g->out.w; ++ox) {
                 const int32_t ix0 = ox * g->stride.w - g->pad_l;
-                const int32_t obase = ((n * g->out.h + oy) * g->out.w + ox) * c;
-                int32_t kx0, kx1;
+                uint8_t *out = (uint8_t *)wk->out.data + (size_t)(((n * g->out.h + oy) * g->out.w + ox) * c) * (size_t)out_es;
+                const uint8_t *px, *wb;
+                int32_t kx0, kx1, taps_x;
                 fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+                taps_x = kx1 - kx0;
+                px = x + ((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ix0 + kx0 * g->dilation.w) * c;
+                wb = wl + (ky0 * kw + kx0) * wstep;
                 for (q = 0; q < quads; ++q) {
-                    int32_t a[4] = {0, 0, 0, 0}, ky, kx;
-                    for (ky = ky0; ky < ky1; ++ky) {
-                        const uint8_t *p = x + ((n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w +
-                                                ix0 + kx0 * g->dilation.w) * c + 4 * q;
-                        const uint8_t *w = wl + (ky * kw + kx0) * wstep + 8 * q;
-                        for (kx = kx0; kx < kx1; ++kx) {
-                            const uint32_t v = fxpq_ld32(p);
-                            const int32_t w02 = (int32_t)fxpq_ld32(w), w13 = (int32_t)fxpq_ld32(w + 4);
-                            const int32_t x02 = (int32_t)(is_signed ? (uint32_t)__sxtb16(v) : (uint32_t)__uxtb16(v));
-                            const int32_t x13 = (int32_t)(is_signed ? fxpq_sxtb16_ror8(v) : fxpq_uxtb16_ror8(v));
-                            a[0] = __smlabb(x02, w02, a[0]);
-                            a[2] = __smlatt(x02, w02, a[2]);
-                            a[1] = __smlabb(x13, w13, a[1]);
-                            a[3] = __smlatt(x13, w13, a[3]);
-                            p += xstep;
-                            w += wstep;
+                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ky, kx;
+                    const uint8_t *pr = px + 4 * q, *wr = wb + 8 * q;
+                    for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
+                        const uint8_t *p = pr, *w = wr;
+                        if (taps_x == 3) { /* the common 3-wide window, unrolled */
+                            FXPQ_DW_TAP(p, w, 0);
+                            FXPQ_DW_TAP(p + xstep, w + wstep, 0);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 2 * wstep, 0);
+                        } else {
+                            for (kx = 0; kx < taps_x; ++kx) {
+                                FXPQ_DW_TAP(p, w, 0);
+                                p += xstep;
+                                w += wstep;
+                            }
                         }
+                        pr += row_step;
+                        wr += kw * wstep;
                     }
-                    for (j = 0; j < 4; ++j) {
-                        const int32_t ch = 4 * q + j;
-                        int32_t v = (a[j] + add[ch]) >> shift[ch];
-                        v = v < lo ? lo : (v > hi ? hi : v);
-                        fxpq_store_bits(wk->out.data, out_es, obase + ch, v);
+                    {
+                        const int32_t ch = 4 * q;
+                        int32_t v0 = (a0 + add[ch]) >> shift[ch], v1 = (a1 + add[ch + 1]) >> shift[ch + 1];
+                        int32_t v2 = (a2 + add[ch + 2]) >> shift[ch + 2], v3 = (a3 + add[ch + 3]) >> shift[ch + 3];
+                        v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);
+                        v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);
+                        v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);
+                        v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);
+                        if (out_es == 1) {
+                            fxpq_st32(out + ch, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |
+                                                    (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));
+                        } else {
+                            fxpq_st32(out + 2 * ch, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));
+                            fxpq_st32(out + 2 * ch + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));
+                        }
                     }
                 }
             }
