@@ -37,6 +37,11 @@ fxpq_status fxpq_add(const fxpq_elementwise_params *params, int32_t size, const 
         (st = fxpq_check_io_aligned(b, b_s, &out)) != FXPQ_OK) {
         return st;
     }
+#if FXPQ_USE_DSP
+    if (fxpq_dsp_add(size, a, a_s, sa, b, b_s, sb, f, &out, output)) {
+        return FXPQ_OK;
+    }
+#endif
     for (i = 0; i < size; ++i) {
         /* |q| < 2^16 and shifts <= 32: the aligned sum fits int64 */
         const int64_t sum = fxpq_wrap_shl64(fxpq_load(a, a_s, i), sa) +

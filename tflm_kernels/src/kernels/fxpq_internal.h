@@ -252,6 +252,9 @@ int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels);
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input);
 int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
                                   const void *input);
+/* Add after fxpq_add's checks: inputs aligned to frac by left shifts sa / sb. */
+int32_t fxpq_dsp_add(int32_t size, const void *a, fxpq_storage a_s, int32_t sa, const void *b,
+                     fxpq_storage b_s, int32_t sb, int32_t frac, const fxpq_output *out, void *output);
 /* Max pool after fxpq_check_pool (lo/hi the activation clamp). */
 int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
                             const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
