@@ -59,7 +59,7 @@ def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
 
     Conv and fully connected: the larger of one unpacked int16 weight row (2K) and the optimized
     kernels' im2col columns (IM2COL_PIXELS int16 columns of K rounded up to 8, one zero-padded row
-    copy, alignment slack). Depthwise: the larger of one unpacked row and the optimized kernel's
+    copy, the 8-bit staging row of K rounded up to 8, alignment slack). Depthwise: the larger of one unpacked row and the optimized kernel's
     lane-ordered weights of all channels (rounded up to 4) with their per-channel finish constants
     plus one unpacked row. Other ops: none. tests/test_c_kernels_host.py holds this equal to the C.
     """
@@ -70,7 +70,7 @@ def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
         c4 = (int(channels) + 3) & ~3
         return max(2 * k, 4 + k * c4 * 2 + c4 * 8 + 2 * k)
     kp = (k + 7) & ~7
-    return max(2 * k, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + 4)
+    return max(2 * k, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + kp + 4)
 
 
 def _align(n: int) -> int:
