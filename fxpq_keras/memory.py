@@ -59,9 +59,10 @@ def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
 
     Conv and fully connected: the larger of one unpacked int16 weight row (2K) and the optimized
     kernels' im2col columns (IM2COL_PIXELS int16 columns of K rounded up to 8, one zero-padded row
-    copy, the 8-bit staging row of K rounded up to 8, alignment slack). Depthwise: the larger of one unpacked row and the optimized kernel's
-    lane-ordered weights of all channels (rounded up to 4) with their per-channel finish constants
-    plus one unpacked row. Other ops: none. tests/test_c_kernels_host.py holds this equal to the C.
+    copy, the 8-bit staging row of K rounded up to 8, alignment slack). Depthwise: the larger of
+    one unpacked row and the optimized kernel's lane-ordered weights of all channels (rounded up
+    to 4) with their per-channel finish constants plus one unpacked row. Other ops: none.
+    tests/test_c_kernels_host.py holds this equal to the C.
     """
     if op not in WEIGHTED_OPS or k <= 0:
         return 0

@@ -87,6 +87,69 @@ static inline void fxpq_st16(uint8_t *p, int32_t v)
     memcpy(p, &h, 2);
 }
 
+/* ---- finish --------------------------------------------------------------------------------- */
+
+/* Store v (inside the output format's range) as element i of an 8- or 16-bit output: the low
+ * byte / halfword is the same for the signed and the unsigned container. */
+static inline void fxpq_store_bits(void *out, int32_t es, int32_t i, int32_t v)
+{
+    if (es == 1) {
+        ((uint8_t *)out)[i] = (uint8_t)v;
+    } else {
+        ((uint16_t *)out)[i] = (uint16_t)v;
+    }
+}
+
+/* A channel's finish: int32 when |acc| <= bound proves bias + rounding + acc fits int32 and the
+ * rescale is a right shift, else the reference's int64 finish (fxpq_weighted_store). */
+typedef struct {
+    fxpq_channel_quant q;
+    int32_t fast, add, shift;
+} fxpq_finish;
+
+static fxpq_finish fxpq_finish_of(const fxpq_weighted *wk, int32_t o, int64_t acc_bound)
+{
+    fxpq_finish f;
+    f.q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+    f.shift = f.q.acc_frac - wk->out.frac;
+    f.fast = 0;
+    f.add = 0;
+    if (f.shift >= 0 && f.shift <= 31) {
+        const int64_t round = f.shift > 0 ? ((int64_t)1 << (f.shift - 1)) : 0;
+        const int64_t mag = (f.q.bias < 0 ? -f.q.bias : f.q.bias) + round + acc_bound;
+        if (mag <= INT32_MAX) {
+            f.fast = 1;
+            f.add = (int32_t)(f.q.bias + round);
+        }
+    }
+    return f;
+}
+
+static inline void fxpq_finish_store(const fxpq_weighted *wk, const fxpq_finish *f, int32_t i,
+                                     int32_t acc)
+{
+    if (f->fast) {
+        int32_t v = (acc + f->add) >> f->shift;
+        v = v < wk->out.lo ? wk->out.lo : (v > wk->out.hi ? wk->out.hi : v);
+        fxpq_store(wk->out.data, wk->out.storage, i, v);
+    } else {
+        fxpq_weighted_store(wk, &f->q, i, acc);
+    }
+}
+
+/* max |acc| of k products of the input format with bits_w weights */
+static int64_t fxpq_acc_bound(const fxpq_weighted *wk)
+{
+    const int64_t xmax = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                       : (((int64_t)1 << wk->in_bits) - 1);
+    return (int64_t)wk->k * xmax * ((int64_t)1 << (wk->weights->bits - 1));
+}
+
+static uint8_t *fxpq_align4(void *p)
+{
+    return (uint8_t *)p + ((4u - ((uintptr_t)p & 3u)) & 3u);
+}
+
 /* Two int16 lanes: a in the bottom half, b in the top half. */
 FXPQ_INLINE uint32_t fxpq_pack2(int32_t a, int32_t b)
 {
@@ -179,18 +242,64 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *col, int32_t groups,
     acc[3] = a3;
 }
 
-typedef void (*fxpq_mm_fn)(const uint8_t *row, const uint8_t *col, int32_t groups, int32_t half,
-                           int32_t cols, int32_t *acc);
+#define FXPQ_FINISH_CACHE 32 /* channels whose finish constants are kept on the stack */
 
-/* One specialized copy per weight width: the decoder's shifts and masks become immediates. */
+/* One pass of the matrix kernel: the columns of up to FXPQ_PIXELS pixels against output channels
+ * [o, o_end), with each channel's finish. */
+typedef struct {
+    const fxpq_weighted *wk;
+    const uint8_t *col;
+    int32_t groups, half, cols, p0, out_ch, out_es, lo, hi;
+    uint8_t *out;
+    const int32_t *cache_add;
+    const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
+    int64_t bound;
+} fxpq_pass;
+
+FXPQ_INLINE void fxpq_pass_store(const fxpq_pass *ps, int32_t o, const int32_t *acc,
+                                 const int32_t cols)
+{
+    int32_t j;
+    if (o < FXPQ_FINISH_CACHE && ps->cache_shift[o] >= 0) {
+        const int32_t add = ps->cache_add[o], sh = ps->cache_shift[o], lo = ps->lo, hi = ps->hi;
+        const int32_t stride = ps->out_ch * ps->out_es;
+        uint8_t *dst = ps->out + (size_t)(ps->p0 * ps->out_ch + o) * (size_t)ps->out_es;
+        for (j = 0; j < cols; ++j) {
+            int32_t v = (acc[j] + add) >> sh;
+            v = v < lo ? lo : (v > hi ? hi : v);
+            if (ps->out_es == 1) {
+                *dst = (uint8_t)v;
+            } else {
+                fxpq_st16(dst, v);
+            }
+            dst += stride;
+        }
+    } else {
+        const fxpq_finish f = fxpq_finish_of(ps->wk, o, ps->bound);
+        for (j = 0; j < cols; ++j) {
+            fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, acc[j]);
+        }
+    }
+}
+
+typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, int32_t o, int32_t o_end);
+
+/* One specialized copy per weight width: the decoder's shifts and masks become immediates; the
+ * channel loop and the finish live inside, so a pass costs one call. */
 #define FXPQ_MM_WIDTH(B)                                                                          \
-    static void fxpq_mm_w##B(const uint8_t *row, const uint8_t *col, int32_t groups, int32_t half,  \
-                             int32_t cols, int32_t *acc)                                        \
+    static void fxpq_mm_w##B(const fxpq_pass *pass, const uint8_t *row, int32_t o, int32_t o_end) \
     {                                                                                           \
-        if (cols == FXPQ_PIXELS) {                                                              \
-            fxpq_mm(row, col, groups, half, B, FXPQ_PIXELS, acc);                               \
-        } else {                                                                                \
-            fxpq_mm(row, col, groups, half, B, 1, acc);                                         \
+        const fxpq_pass local = *pass; /* a copy the output stores cannot alias */              \
+        const fxpq_pass *ps = &local;                                                           \
+        int32_t acc[4];                                                                         \
+        for (; o < o_end; ++o, row += ps->wk->row_bytes) {                                      \
+            if (ps->cols == FXPQ_PIXELS) {                                                      \
+                fxpq_mm(row, ps->col, ps->groups, ps->half, B, FXPQ_PIXELS, acc);               \
+                fxpq_pass_store(ps, o, acc, FXPQ_PIXELS);                                       \
+            } else {                                                                            \
+                fxpq_mm(row, ps->col, ps->groups, ps->half, B, 1, acc);                         \
+                fxpq_pass_store(ps, o, acc, 1);                                                 \
+            }                                                                                   \
         }                                                                                       \
     }
 FXPQ_MM_WIDTH(2)
@@ -356,72 +465,7 @@ static void fxpq_im2col(uint8_t *col, int32_t j, int32_t cols, int32_t groups8, 
     }
 }
 
-/* ---- finish --------------------------------------------------------------------------------- */
-
-/* Store v (inside the output format's range) as element i of an 8- or 16-bit output: the low
- * byte / halfword is the same for the signed and the unsigned container. */
-static inline void fxpq_store_bits(void *out, int32_t es, int32_t i, int32_t v)
-{
-    if (es == 1) {
-        ((uint8_t *)out)[i] = (uint8_t)v;
-    } else {
-        ((uint16_t *)out)[i] = (uint16_t)v;
-    }
-}
-
-/* A channel's finish: int32 when |acc| <= bound proves bias + rounding + acc fits int32 and the
- * rescale is a right shift, else the reference's int64 finish (fxpq_weighted_store). */
-typedef struct {
-    fxpq_channel_quant q;
-    int32_t fast, add, shift;
-} fxpq_finish;
-
-static fxpq_finish fxpq_finish_of(const fxpq_weighted *wk, int32_t o, int64_t acc_bound)
-{
-    fxpq_finish f;
-    f.q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
-    f.shift = f.q.acc_frac - wk->out.frac;
-    f.fast = 0;
-    f.add = 0;
-    if (f.shift >= 0 && f.shift <= 31) {
-        const int64_t round = f.shift > 0 ? ((int64_t)1 << (f.shift - 1)) : 0;
-        const int64_t mag = (f.q.bias < 0 ? -f.q.bias : f.q.bias) + round + acc_bound;
-        if (mag <= INT32_MAX) {
-            f.fast = 1;
-            f.add = (int32_t)(f.q.bias + round);
-        }
-    }
-    return f;
-}
-
-static inline void fxpq_finish_store(const fxpq_weighted *wk, const fxpq_finish *f, int32_t i,
-                                     int32_t acc)
-{
-    if (f->fast) {
-        int32_t v = (acc + f->add) >> f->shift;
-        v = v < wk->out.lo ? wk->out.lo : (v > wk->out.hi ? wk->out.hi : v);
-        fxpq_store(wk->out.data, wk->out.storage, i, v);
-    } else {
-        fxpq_weighted_store(wk, &f->q, i, acc);
-    }
-}
-
-/* max |acc| of k products of the input format with bits_w weights */
-static int64_t fxpq_acc_bound(const fxpq_weighted *wk)
-{
-    const int64_t xmax = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
-                                       : (((int64_t)1 << wk->in_bits) - 1);
-    return (int64_t)wk->k * xmax * ((int64_t)1 << (wk->weights->bits - 1));
-}
-
-static uint8_t *fxpq_align4(void *p)
-{
-    return (uint8_t *)p + ((4u - ((uintptr_t)p & 3u)) & 3u);
-}
-
 /* ---- conv 2D and fully connected ------------------------------------------------------------ */
-
-#define FXPQ_FINISH_CACHE 32 /* channels whose finish constants are kept on the stack */
 
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
@@ -440,7 +484,8 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     uint8_t *const stage = last + col_bytes + 16; /* col_bytes + 16 >= max_read */
     int64_t bound;
     int32_t p0, o, j, cols = FXPQ_PIXELS, in_last = -1;
-    const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
+    fxpq_pass ps;
+    int32_t o_safe;
     int32_t cache_add[FXPQ_FINISH_CACHE]; /* the int32 finish of the first channels */
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
 
@@ -456,6 +501,21 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
         cache_add[o] = f.add;
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
     }
+    ps.wk = wk;
+    ps.col = col;
+    ps.groups = groups;
+    ps.half = half;
+    ps.out_ch = out_ch;
+    ps.out_es = fxpq_elem_size(wk->out.storage);
+    ps.out = (uint8_t *)wk->out.data;
+    ps.lo = wk->out.lo;
+    ps.hi = wk->out.hi;
+    ps.cache_add = cache_add;
+    ps.cache_shift = cache_shift;
+    ps.bound = bound;
+    /* first channel whose row lies closer than max_read to the end of the weights */
+    o_safe = out_ch - (max_read + wk->row_bytes - 1) / wk->row_bytes;
+    o_safe = o_safe < 0 ? 0 : o_safe;
 
     for (p0 = 0; p0 < pixels; p0 += cols) {
         if (pixels - p0 < FXPQ_PIXELS && cols != 1) {
@@ -465,31 +525,16 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
         for (j = 0; j < cols; ++j) {
             fxpq_im2col(col, j, cols, groups8, input, wk, g, p0 + j, stage);
         }
-        for (o = 0; o < out_ch; ++o) {
-            const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
-            int32_t acc[4];
-            if ((int64_t)(out_ch - o) * wk->row_bytes < max_read) {
-                if (in_last != o) {
-                    memset(last, 0, (size_t)max_read);
-                    memcpy(last, row, (size_t)wk->row_bytes);
-                    in_last = o;
-                }
-                row = last;
+        ps.cols = cols;
+        ps.p0 = p0;
+        mm(&ps, wdata, 0, o_safe);
+        for (o = o_safe; o < out_ch; ++o) { /* rows the decoder would read past the buffer */
+            if (in_last != o) {
+                memset(last, 0, (size_t)max_read);
+                memcpy(last, wdata + (size_t)o * (size_t)wk->row_bytes, (size_t)wk->row_bytes);
+                in_last = o;
             }
-            mm(row, col, groups, half, cols, acc);
-            if (o < FXPQ_FINISH_CACHE && cache_shift[o] >= 0) {
-                const int32_t add = cache_add[o], sh = cache_shift[o];
-                for (j = 0; j < cols; ++j) {
-                    int32_t v = (acc[j] + add) >> sh;
-                    v = v < lo ? lo : (v > hi ? hi : v);
-                    fxpq_store_bits(wk->out.data, out_es, (p0 + j) * out_ch + o, v);
-                }
-            } else {
-                const fxpq_finish f = fxpq_finish_of(wk, o, bound);
-                for (j = 0; j < cols; ++j) {
-                    fxpq_finish_store(wk, &f, (p0 + j) * out_ch + o, acc[j]);
-                }
-            }
+            mm(&ps, last, o, o + 1);
         }
     }
     return 1;
