@@ -30,6 +30,18 @@ def policy_table(policy: Policy) -> str:
     return "\n".join(lines)
 
 
+def device_table(result: Any) -> str:
+    """Markdown: the device accounting of the result's fxp file (fxpq_keras.memory), names as in
+    `fxpq inspect --json`: what the chip holds, next to the paper's bit count above it."""
+    from .flatbuffer import export_tflite
+    from .flatbuffer.memory import file_memory
+
+    d = file_memory(export_tflite(result.model)).to_dict()
+    lines = ["| device (fxp .tflite) | bytes |", "|---|---:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in d.items()]
+    return "\n".join(lines)
+
+
 def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
     """The whole report of a QuantizationResult as markdown."""
     o = result.options
@@ -52,7 +64,7 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
         lines.insert(-1, f"- memory target met: {'yes' if result.memory_target_met else 'NO'}")
     if result.finetune:
         lines.insert(-1, f"- distillation fine-tuning (opt-in, not post-training): {result.finetune}")
-    lines += ["## Formats and memory", "", policy_table(result.policy), ""]
+    lines += ["## Formats and memory", "", policy_table(result.policy), "", device_table(result), ""]
     lines += ["## Search trajectory", "", "| step | action | data structure | bits | evaluations | memory ratio "
               "| agreement (decision) | agreement (check) |", "|---:|---|---|---:|---:|---:|---:|---:|"]
     for i, s in enumerate(result.trajectory):
@@ -116,4 +128,4 @@ def write_report(result: Any, outdir: str) -> dict[str, str]:
     return paths
 
 
-__all__ = ["markdown", "plot", "policy_table", "write_report"]
+__all__ = ["device_table", "markdown", "plot", "policy_table", "write_report"]

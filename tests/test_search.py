@@ -198,6 +198,11 @@ def test_report_files(digits: dict, default_result, tmp_path) -> None:
     assert open(paths["png"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     assert fxpq_keras.Policy.from_json(paths["policy"]).to_dict() == default_result.policy.to_dict()
     assert "agreement" in markdown(default_result)
+    # the device accounting of the exported file sits next to the paper's bits
+    from fxpq_keras.flatbuffer import export_tflite
+
+    data = export_tflite(default_result.model)
+    assert f"| flash_bytes | {len(data):,} |" in text and "| ram_bytes |" in text
 
 
 def test_device_objective_spends_the_budget_where_bytes_are(digits: dict, default_result) -> None:
