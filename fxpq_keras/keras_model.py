@@ -20,6 +20,7 @@ from ._tf import keras
 SUPPORTED_LAYERS = (
     "InputLayer", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D", "ReLU",
+    "LeakyReLU(alpha=2^-k)",
     "Activation(relu|relu6|linear|softmax)", "Softmax", "Flatten", "Reshape", "Dropout",
 )
 
@@ -44,7 +45,7 @@ class CNode:
 
     name: str
     kind: str  # input conv2d depthwise_conv2d dense add max_pool avg_pool gap relu flatten reshape softmax
-    #            zero_pad
+    #            zero_pad leaky_relu
     inputs: list[str]
     config: dict[str, Any] = field(default_factory=dict)
     kernel: np.ndarray | None = None
@@ -218,6 +219,14 @@ def canonicalize(model: keras.Model) -> list[CNode]:
                     "linear activation whose output feeds nothing else (it is folded into that layer)")
             _fold_bn(prev, layer)
             alias[name] = ins[0]
+        elif isinstance(layer, keras.layers.LeakyReLU) or (
+                isinstance(layer, keras.layers.ReLU) and cfg.get("negative_slope", 0) not in (0, 0.0)
+                and cfg.get("max_value") is None and cfg.get("threshold", 0) in (0, 0.0)):
+            alpha = float(cfg["alpha"] if "alpha" in cfg else cfg["negative_slope"])
+            if alpha == 1.0:
+                alias[name] = ins[0]
+            else:
+                emit(CNode(name, "leaky_relu", ins, {"alpha_shift": leaky_alpha_shift(name, cls, alpha)}))
         elif isinstance(layer, (keras.layers.ReLU, keras.layers.Activation)):
             if isinstance(layer, keras.layers.ReLU):
                 if cfg.get("negative_slope", 0) not in (0, 0.0) or cfg.get("threshold", 0) not in (0, 0.0):
@@ -311,6 +320,21 @@ def fold_zero_padding(cnodes: list[CNode]) -> list[CNode]:
     return out
 
 
+MAX_LEAKY_SHIFT = 31
+
+
+def leaky_alpha_shift(name: str, cls: str, alpha: float) -> int:
+    """k of a LeakyReLU slope alpha = 2^-k; anything else is refused (requantization is shifts
+    only: the negative side is the input read at frac + k, numerics.md section 8)."""
+    mant, exp = np.frexp(alpha) if alpha > 0 else (0.0, 0)
+    k = 1 - int(exp)
+    if mant != 0.5 or not 1 <= k <= MAX_LEAKY_SHIFT:
+        raise UnsupportedLayerError(
+            name, cls, f"alpha {alpha:g} is not a power of two 2^-k with k in 1..{MAX_LEAKY_SHIFT}: fxpq requantizes "
+            "with shifts only (no multipliers), so the negative slope must be a shift, e.g. alpha=0.25 or 0.125")
+    return k
+
+
 def closes_name(name: str) -> str:
     """Name of the reshape that turns a Conv1D's height-1 conv2d output back into [L, F]."""
     return f"{name}_as_1d"
@@ -401,6 +425,8 @@ def make_layer(n: CNode) -> keras.layers.Layer:
         return keras.layers.Activation("softmax", name=n.name)
     if n.kind == "zero_pad":
         return keras.layers.ZeroPadding2D(c["padding"], name=n.name)
+    if n.kind == "leaky_relu":
+        return keras.layers.LeakyReLU(alpha=2.0 ** -c["alpha_shift"], name=n.name)
     raise AssertionError(n.kind)
 
 

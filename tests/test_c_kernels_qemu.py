@@ -40,6 +40,7 @@ _KEYS = {
     "dequantize_output": {"x_signed", "x_bits"},
     "requantize_op": {"x_signed", "out_signed", "x_bits", "activation", "out_bits"},
     "zero_pad2d": {"x_signed", "out_signed", "x_bits", "out_bits"},
+    "leaky_relu": {"x_signed", "out_signed", "x_bits", "out_bits"},
 }
 
 
@@ -185,7 +186,8 @@ def test_protocol_constants_match_the_c_header():
     hop = {"conv2d": "CONV2D", "depthwise_conv2d": "DEPTHWISE_CONV2D", "fully_connected": "FULLY_CONNECTED",
            "add": "ADD", "max_pool2d": "MAX_POOL2D", "average_pool2d": "AVERAGE_POOL2D",
            "global_average_pool2d": "GLOBAL_AVERAGE_POOL2D", "quantize_input": "QUANTIZE",
-           "dequantize_output": "DEQUANTIZE", "requantize_op": "REQUANTIZE", "zero_pad2d": "ZERO_PAD2D"}
+           "dequantize_output": "DEQUANTIZE", "requantize_op": "REQUANTIZE", "zero_pad2d": "ZERO_PAD2D",
+           "leaky_relu": "LEAKY_RELU"}
     for op, op_id in qemu.OP_IDS.items():
         assert consts[f"FXPQ_HOP_{hop[op]}"] == op_id
 

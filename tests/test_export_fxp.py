@@ -102,7 +102,7 @@ def test_file_bytes_reflect_packed_bits(bits):
     n_rows = sum(len(n.weight_frac) for n in graph.nodes if n.weights is not None)
     assert 0 <= packed * 8 - n_weights * bits < 8 * n_rows  # only the byte padding of each row
     overhead = len(data) - packed
-    assert overhead < 9000  # structure, activations' metadata, fracs, biases: independent of weight bits
+    assert overhead < 10000  # structure, activations' metadata, fracs, biases: independent of weight bits
 
 
 def test_options_are_sorted_flexbuffer_maps_as_documented():

@@ -135,6 +135,10 @@ class GraphBuilder:
         name, out = self.name("requantize")
         return self._add(Node("requantize", name, [x], out, {"activation": activation}), **kw)
 
+    def leaky(self, x: str, alpha_shift: int, **kw) -> str:
+        name, out = self.name("leaky_relu")
+        return self._add(Node("leaky_relu", name, [x], out, {"alpha_shift": alpha_shift}), signed=True, **kw)
+
     def pad(self, x: str, pads) -> str:
         """Zero padding keeps the input's format (as the converter writes it)."""
         name, out = self.name("pad")
@@ -181,7 +185,7 @@ def calib(rng: np.random.Generator, n: int, shape) -> np.ndarray:
 def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: int = 32,
               bias: bool = True, int8: bool = False) -> tuple[IntegerGraph, np.ndarray]:
     """A CNN with every supported op: conv, depthwise (multiplier 2), max/avg pool, add, global
-    average pool, requantize, zero padding, flatten + dense, unsigned post-ReLU formats,
+    average pool, requantize, zero padding, leaky ReLU, flatten + dense, unsigned post-ReLU formats,
     per-channel fracs."""
     rng = np.random.default_rng(seed)
     x = calib(rng, n, (9, 9, 3))
@@ -198,7 +202,7 @@ def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: i
     a = b.pool(b.pad(t, ((1, 0), (0, 2))), "avg", pool=(3, 3), stride=(2, 2), padding="same")
     g = b.gap(m)
     r = b.requantize(a, activation=None if int8 else "relu")
-    f = b.flatten(r)
+    f = b.flatten(b.leaky(b.conv(r, 4, k=(1, 1), bias=bias), 2))
     d1 = b.dense(f, 10, per_channel=True, bias=bias)
     d2 = b.dense(g, 10, activation=None, bias=bias)
     out = b.add(d1, d2)

@@ -54,6 +54,10 @@ def _model(kind: str) -> keras.Model:
         i = keras.Input((11, 3))
         x = L.Conv1D(4, 3, strides=2, padding="same", activation="relu")(i)
         o = L.Conv1D(3, 2, dilation_rate=2, padding="valid")(x)
+    elif kind == "leaky_relu":
+        i = keras.Input((4, 5, 3))
+        x = L.LeakyReLU(alpha=0.25)(L.Conv2D(4, 3, padding="same")(i))
+        o = L.LeakyReLU(alpha=2.0**-7)(L.Conv2D(3, 1)(x))
     elif kind == "zero_pad":
         i = keras.Input((5, 6, 2))
         x = L.Conv2D(3, 3, strides=2)(L.ZeroPadding2D(((0, 1), (1, 1)))(i))
@@ -140,7 +144,7 @@ def check(c: Case, policy) -> None:
 
 
 @pytest.mark.parametrize("kind", ["conv", "conv_dilated", "depthwise", "dense", "add_relu", "pools", "head", "conv1d",
-                                  "zero_pad"])
+                                  "zero_pad", "leaky_relu"])
 def test_fake_quant_matches_integer_reference(kind):
     c = case(kind)
     traces_before = c.fn.experimental_get_tracing_count()

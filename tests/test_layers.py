@@ -55,7 +55,17 @@ def zero_pad_model() -> keras.Model:
     return _randomize(keras.Model(i, L.Dense(3)(L.Flatten()(x))), 4)
 
 
-MODELS = {"conv1d": conv1d_model, "zero_pad": zero_pad_model}
+def leaky_relu_model() -> keras.Model:
+    keras.utils.set_random_seed(5)
+    i = keras.Input((6, 7, 3))
+    x = L.LeakyReLU(alpha=0.125, name="leaky_in")(L.Conv2D(5, 3, padding="same")(i))  # k = 3
+    x = L.BatchNormalization()(L.Conv2D(4, 3, strides=2, use_bias=False)(x))
+    x = L.ReLU(negative_slope=0.5, name="leaky_relu_layer")(x)  # k = 1, the ReLU spelling
+    x = L.LeakyReLU(alpha=2.0**-5, name="leaky_out")(L.Dense(4)(L.Flatten()(x)))
+    return _randomize(keras.Model(i, x), 5)
+
+
+MODELS = {"conv1d": conv1d_model, "zero_pad": zero_pad_model, "leaky_relu": leaky_relu_model}
 
 
 def _policy(model: keras.Model, x: np.ndarray, seed: int) -> fx.Policy:
@@ -156,3 +166,14 @@ def test_int8_builtin_runs_bit_exact_in_tflm(tmp_path, name):
     ref = fx.Interpreter(str(path)).predict(x, raw=True)
     np.testing.assert_array_equal(fx.Interpreter(str(path), engine="tflm").predict(x, raw=True), ref)
     assert np.unique(ref).size > 10  # not collapsed by saturation
+
+
+def test_leaky_relu_alpha_must_be_a_shift():
+    i = keras.Input((4,))
+    for bad in (0.3, 0.2, 0.1, 0.75, 2.0**-32):
+        with pytest.raises(UnsupportedLayerError, match=r"'lr' \(LeakyReLU\).*not a power of two.*shifts only"):
+            canonicalize(keras.Model(i, L.LeakyReLU(alpha=bad, name="lr")(i)))
+    kinds = [n.kind for n in canonicalize(keras.Model(i, L.LeakyReLU(alpha=1.0)(i)))]
+    assert kinds == ["input"]  # alpha 1 is the identity
+    leaky = [n for n in canonicalize(leaky_relu_model()) if n.kind == "leaky_relu"]
+    assert [n.config["alpha_shift"] for n in leaky] == [3, 1, 5]

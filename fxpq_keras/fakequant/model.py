@@ -16,7 +16,7 @@ import numpy as np
 
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
-from ..keras_model import WEIGHTED, CNode, canonicalize, inbound_names, make_layer
+from ..keras_model import WEIGHTED, CNode, canonicalize, inbound_names, leaky_alpha_shift, make_layer
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
@@ -213,6 +213,8 @@ def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.nda
         return CNode(name, "relu", inbound, {"activation": "relu6" if cfg.get("max_value") else "relu"})
     if isinstance(layer, keras.layers.Reshape):
         return CNode(name, "reshape", inbound, {"target_shape": tuple(cfg["target_shape"])})
+    if isinstance(layer, keras.layers.LeakyReLU):
+        return CNode(name, "leaky_relu", inbound, {"alpha_shift": leaky_alpha_shift(name, "LeakyReLU", cfg["alpha"])})
     if isinstance(layer, keras.layers.ZeroPadding2D):
         padding = tuple(tuple(int(v) for v in pair) for pair in cfg["padding"])
         return CNode(name, "zero_pad", inbound, {"padding": padding})  # not folded: canonicalize did that

@@ -177,6 +177,12 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                 src = dst
             if changes:
                 nodes.append(Node("requantize", node.name, [src], node.output, {"activation": None}))
+        elif node.op == "leaky_relu":
+            d = out.frac - t[node.inputs[0]].fmt.frac
+            if d > 22:  # LEAKY_RELU shifts the int8 input left by d + 1 in int32 first
+                problems.append(f"layer {node.name!r}: raising the frac by {d} (more than 22) would overflow int32 "
+                                "in stock LEAKY_RELU")
+            nodes.append(replace(node, attrs=dict(node.attrs)))
         elif node.op == "pad":
             # stock PAD pads with the output zero point (0 here) and never rescales
             x = t[node.inputs[0]]
@@ -239,6 +245,11 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             b.reshape(node.name, ins[0], dst, tuple(t[node.output].shape))
         elif node.op in ("quantize", "requantize"):
             b.operator(node.name, b.op_code(S.BuiltinOperator.QUANTIZE), ins, [dst])
+        elif node.op == "leaky_relu":
+            opts = S.LeakyReluOptionsT()
+            opts.alpha = float(np.ldexp(1.0, -a["alpha_shift"]))
+            b.operator(node.name, b.op_code(S.BuiltinOperator.LEAKY_RELU), ins, [dst],
+                       builtin_type=S.BuiltinOptions.LeakyReluOptions, builtin_options=opts)
         elif node.op == "pad":
             (top, bottom), (left, right) = a["pads"]
             pads = b.constant(f"{node.name}/paddings",
@@ -358,6 +369,12 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         return Node("quantize" if src.fmt is None else "requantize", name, [src.name], out_spec.name,
                     {} if src.fmt is None else {"activation": None})
     x = s8_input(0, "input")
+    if kind == "LEAKY_RELU":
+        alpha = float(opts.alpha) if opts is not None else 0.0
+        mant, exp = np.frexp(alpha)
+        if mant != 0.5 or not 1 <= 1 - int(exp) <= 31:
+            raise FlatbufferFormatError(f"{where}: LEAKY_RELU alpha {alpha} is not 2^-k with k in 1..31")
+        return Node("leaky_relu", name, [x.name], out_spec.name, {"alpha_shift": 1 - int(exp)})
     if kind == "PAD":
         if len(inputs) != 2:
             raise FlatbufferFormatError(f"{where}: PAD takes the input and a paddings tensor")

@@ -195,6 +195,17 @@ def _pool(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     return np.clip(y, lo, hi)
 
 
+def _leaky_relu(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
+    """TFLM's int8 LEAKY_RELU: identity and alpha multipliers from QuantizeMultiplier of the
+    scale ratios (float32 products of powers of two: exact), MultiplyByQuantizedMultiplier."""
+    fi, fo = graph.tensors[node.inputs[0]].fmt.frac, graph.tensors[node.output].fmt.frac
+    m_id, s_id = quantize_multiplier(math.ldexp(1.0, fo - fi))
+    m_a, s_a = quantize_multiplier(math.ldexp(1.0, fo - fi - node.attrs["alpha_shift"]))
+    v = x - _zp(graph, node.inputs[0])  # input_value = stored - input zero point
+    y = np.where(v >= 0, mbqm(v, m_id, s_id), mbqm(v, m_a, s_a)) + _zp(graph, node.output)
+    return np.clip(y, -128, 127)
+
+
 def _c_div_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """C integer division (truncates toward zero), elementwise divisors."""
     q = np.abs(a) // np.abs(b)
@@ -345,6 +356,8 @@ def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
             y = softmax_int8(ins[0], graph.tensors[node.inputs[0]].fmt.frac)
         elif node.op == "reshape":
             y = ins[0].reshape((ins[0].shape[0],) + tuple(graph.tensors[node.output].shape))
+        elif node.op == "leaky_relu":
+            y = _leaky_relu(graph, node, ins[0])
         elif node.op == "pad":  # TFLM's int8 PAD fills with the output zero point
             (top, bottom), (left, right) = node.attrs["pads"]
             y = np.pad(ins[0], ((0, 0), (top, bottom), (left, right), (0, 0)),

@@ -30,6 +30,7 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
     "requantize": ("activation",),  # standalone ReLU/ReLU6 or a format change
     "reshape": ("shape",),  # new shape without the batch dimension
     "pad": ("pads",),  # zero padding ((top, bottom), (left, right)) of [N,H,W,C]
+    "leaky_relu": ("alpha_shift",),  # negative slope 2^-alpha_shift
 }
 
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
@@ -150,6 +151,8 @@ def run_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.nd
         return ops.requantize_op(inputs[0], in_frac=in_fmt.frac, out_fmt=out, activation=a.get("activation"))
     if node.op == "reshape":
         return inputs[0].reshape((inputs[0].shape[0],) + tuple(a["shape"]))
+    if node.op == "leaky_relu":
+        return ops.leaky_relu(inputs[0], alpha_shift=a["alpha_shift"], in_frac=in_fmt.frac, out_fmt=out)
     if node.op == "pad":
         return ops.zero_pad2d(inputs[0], pads=a["pads"], in_frac=in_fmt.frac, out_fmt=out)
     raise AssertionError(node.op)

@@ -105,6 +105,8 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
             node.attrs["activation"] = n.config["activation"]
         elif n.kind in ("flatten", "reshape"):
             node.attrs["shape"] = shape
+        elif n.kind == "leaky_relu":
+            node.attrs["alpha_shift"] = int(n.config["alpha_shift"])
         elif n.kind == "zero_pad":
             node.attrs["pads"] = tuple(tuple(int(v) for v in pair) for pair in n.config["padding"])
         tensors[n.name] = TensorSpec(n.name, shape, fmt)
@@ -119,6 +121,6 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
 
 _OP = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense": "fully_connected", "add": "add",
        "max_pool": "max_pool2d", "avg_pool": "average_pool2d", "gap": "global_average_pool2d",
-       "relu": "requantize", "flatten": "reshape", "reshape": "reshape", "zero_pad": "pad"}
+       "relu": "requantize", "flatten": "reshape", "reshape": "reshape", "zero_pad": "pad", "leaky_relu": "leaky_relu"}
 
 __all__ = ["lower_model", "lower", "quantize_weights"]

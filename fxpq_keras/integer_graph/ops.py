@@ -26,6 +26,7 @@ __all__ = [
     "dequantize_output",
     "requantize_op",
     "zero_pad2d",
+    "leaky_relu",
     "floor_div",
 ]
 
@@ -202,3 +203,12 @@ def zero_pad2d(x, *, pads, in_frac: int, out_fmt: Format) -> np.ndarray:
         raise ValueError(f"zero padding must be >= 0, got {pads}")
     y = requantize(np.asarray(x, dtype=np.int64), in_frac, out_fmt)
     return np.pad(y, ((0, 0), (top, bottom), (left, right), (0, 0)))
+
+
+def leaky_relu(x, *, alpha_shift: int, in_frac: int, out_fmt: Format) -> np.ndarray:
+    """LeakyReLU with slope 2^-alpha_shift, numerics.md section 8: a negative x is read at frac
+    in_frac + alpha_shift (x * 2^-alpha_shift exactly), then the one rescale rule to the output."""
+    if not 1 <= alpha_shift <= 31:
+        raise ValueError(f"leaky_relu: alpha_shift must be in 1..31, got {alpha_shift}")
+    x = np.asarray(x, dtype=np.int64)
+    return np.where(x >= 0, requantize(x, in_frac, out_fmt), requantize(x, in_frac + alpha_shift, out_fmt))

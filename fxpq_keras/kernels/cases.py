@@ -34,6 +34,7 @@ OPS = (
     "dequantize_output",
     "requantize_op",
     "zero_pad2d",
+    "leaky_relu",
 )
 
 _ACTIVATIONS = (None, "relu", "relu6")
@@ -277,6 +278,18 @@ def _zero_pad(rng: np.random.Generator, c: dict) -> OpCase:
     return OpCase("zero_pad2d", (x,), dict(pads=pads, in_frac=in_fmt.frac, out_fmt=out_fmt), dict(in_fmt=in_fmt))
 
 
+def _leaky_relu(rng: np.random.Generator, c: dict) -> OpCase:
+    """Slopes 2^-1..2^-31 (mostly small k), any formats; output fracs around the input's so that
+    both sides round, saturate and sometimes vanish."""
+    in_fmt = random_format(rng, bits=c.get("x_bits"), signed=c.get("x_signed"))
+    out_fmt = random_format(rng, bits=c.get("out_bits"), signed=c.get("out_signed", True))
+    k = int(rng.integers(1, 32)) if rng.random() < 0.15 else int(rng.integers(1, 6))
+    d = int(rng.integers(-6, 7)) - max(0, in_fmt.bits - out_fmt.bits)
+    out_fmt = out_fmt.with_frac(int(np.clip(in_fmt.frac + d, -32, 32)))
+    x = _values(rng, in_fmt.lo, in_fmt.hi, _elementwise_shape(rng))
+    return OpCase("leaky_relu", (x,), dict(alpha_shift=k, in_frac=in_fmt.frac, out_fmt=out_fmt), dict(in_fmt=in_fmt))
+
+
 def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase:
     """A random case of ``op`` (one of :data:`OPS`).
 
@@ -299,6 +312,8 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
         return _requantize(rng, constraints)
     if op == "zero_pad2d":
         return _zero_pad(rng, constraints)
+    if op == "leaky_relu":
+        return _leaky_relu(rng, constraints)
     raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "dequantize_output",
     "requantize_op",
     "zero_pad2d",
+    "leaky_relu",
     "infer_format",
     "STATUS",
 ]
@@ -130,6 +131,10 @@ class CElementwiseParams(ctypes.Structure):
     _fields_ = [("activation", ctypes.c_int)]
 
 
+class CLeakyReluParams(ctypes.Structure):
+    _fields_ = [("alpha_shift", c_i32)]
+
+
 class CPadParams(ctypes.Structure):
     _fields_ = [("top", c_i32), ("bottom", c_i32), ("left", c_i32), ("right", c_i32)]
 
@@ -164,6 +169,7 @@ _SIGNATURES = {
     "fxpq_dequantize": (ctypes.c_int, [c_i32, _vp, _P(CFormat), _vp]),
     "fxpq_requantize": (ctypes.c_int, [_P(CElementwiseParams), c_i32, _vp, _P(CFormat), _vp,
                                        _P(CFormat)]),
+    "fxpq_leaky_relu": (ctypes.c_int, [_P(CLeakyReluParams), c_i32, _vp, _P(CFormat), _vp, _P(CFormat)]),
     "fxpq_zero_pad2d": (ctypes.c_int, [_P(CPadParams), _P(CDims), _vp, _P(CFormat), _P(CDims), _vp,
                                        _P(CFormat)]),
 }
@@ -527,4 +533,17 @@ def zero_pad2d(x, *, pads, in_frac: int, out_fmt: Format, in_fmt: Format | None 
     st = lib.fxpq_zero_pad2d(ctypes.byref(params), ctypes.byref(_dims(x.shape)), _ptr(xin), ctypes.byref(_cfmt(fmt)),
                              ctypes.byref(_dims(out.shape)), _ptr(out), ctypes.byref(_cfmt(out_fmt)))
     _check("zero_pad2d", st)
+    return out.astype(np.int64)
+
+
+def leaky_relu(x, *, alpha_shift: int, in_frac: int, out_fmt: Format, in_fmt: Format | None = None) -> np.ndarray:
+    """C ``fxpq_leaky_relu`` (slope 2^-alpha_shift)."""
+    lib = load_library()
+    x = _int_array(x, "leaky_relu input")
+    fmt = _resolve_format(x, in_frac, in_fmt, "leaky_relu input")
+    xin = _to_storage(x, fmt)
+    out = np.zeros(x.shape, dtype=out_fmt.storage_dtype)
+    st = lib.fxpq_leaky_relu(ctypes.byref(CLeakyReluParams(alpha_shift)), x.size, _ptr(xin), ctypes.byref(_cfmt(fmt)),
+                             _ptr(out), ctypes.byref(_cfmt(out_fmt)))
+    _check("leaky_relu", st)
     return out.astype(np.int64)

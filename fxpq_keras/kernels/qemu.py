@@ -74,6 +74,7 @@ OP_IDS = {
     "dequantize_output": 9,
     "requantize_op": 10,
     "zero_pad2d": 11,
+    "leaky_relu": 12,
 }
 
 #: parameter names in index order (enum fxpq_harness_param, without the FXPQ_P_ prefix)
@@ -82,7 +83,7 @@ PARAMS = (
     "FILTER_N", "FILTER_H", "FILTER_W", "FILTER_C", "W_BITS", "W_FRAC", "HAS_BIAS", "BIAS_FRAC",
     "STRIDE_H", "STRIDE_W", "DILATION_H", "DILATION_W", "PADDING", "ACTIVATION", "DEPTH_MULTIPLIER",
     "POOL_H", "POOL_W", "OUT_N", "OUT_H", "OUT_W", "OUT_C", "OUT_BITS", "OUT_FRAC", "OUT_SIGNED",
-    "PAD_TOP", "PAD_BOTTOM", "PAD_LEFT", "PAD_RIGHT",
+    "PAD_TOP", "PAD_BOTTOM", "PAD_LEFT", "PAD_RIGHT", "ALPHA_SHIFT",
 )
 _PARAM_INDEX = {name: i for i, name in enumerate(PARAMS)}
 
@@ -251,6 +252,12 @@ def _prepare(case: OpCase) -> tuple[dict[str, int], list[bytes], tuple, np.dtype
         fmt = host._resolve_format(x, kw["in_frac"], ex.get("in_fmt"), op)
         p = dict(_dims_params("IN", _flat(x.shape)), **_fmt_params("IN", fmt), **_fmt_params("OUT", kw["out_fmt"]),
                  ACTIVATION=act)
+        return p, [host._to_storage(x, fmt).tobytes()], x.shape, kw["out_fmt"].storage_dtype
+    if op == "leaky_relu":
+        x = host._int_array(a[0], op)
+        fmt = host._resolve_format(x, kw["in_frac"], ex.get("in_fmt"), op)
+        p = dict(_dims_params("IN", _flat(x.shape)), **_fmt_params("IN", fmt), **_fmt_params("OUT", kw["out_fmt"]),
+                 ALPHA_SHIFT=kw["alpha_shift"])
         return p, [host._to_storage(x, fmt).tobytes()], x.shape, kw["out_fmt"].storage_dtype
     if op == "zero_pad2d":
         x = host._int_array(a[0], op)

@@ -138,7 +138,8 @@ def _aligned(nbytes: int, alignment: int = 16) -> tuple[np.ndarray, np.ndarray]:
 
 
 #: fxpq_op_options field order (include/fxpq_kernels.h).
-OPTION_FIELDS = ("acc_bits", "act_max", "act_min", "activation", "bias_bits", "bias_frac", "depth_multiplier",
+OPTION_FIELDS = ("acc_bits", "act_max", "act_min", "activation", "alpha_shift", "bias_bits", "bias_frac",
+                 "depth_multiplier",
                  "dilation_h", "dilation_w", "filter_h", "filter_w", "in1_frac", "in2_frac", "in_frac", "out_frac",
                  "pad_bottom", "pad_left", "pad_right", "pad_top", "padding", "stride_h", "stride_w", "weight_bits")
 

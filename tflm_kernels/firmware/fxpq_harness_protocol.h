@@ -44,7 +44,8 @@ enum fxpq_harness_op {
     FXPQ_HOP_QUANTIZE = 8,
     FXPQ_HOP_DEQUANTIZE = 9,
     FXPQ_HOP_REQUANTIZE = 10,
-    FXPQ_HOP_ZERO_PAD2D = 11
+    FXPQ_HOP_ZERO_PAD2D = 11,
+    FXPQ_HOP_LEAKY_RELU = 12
 };
 
 enum fxpq_harness_param {
@@ -86,7 +87,8 @@ enum fxpq_harness_param {
     FXPQ_P_PAD_BOTTOM = 35,
     FXPQ_P_PAD_LEFT = 36,
     FXPQ_P_PAD_RIGHT = 37,
-    FXPQ_P_COUNT = 38
+    FXPQ_P_ALPHA_SHIFT = 38, /* LEAKY_RELU */
+    FXPQ_P_COUNT = 39
 };
 
 enum fxpq_harness_blob {

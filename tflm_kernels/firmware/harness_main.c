@@ -236,7 +236,7 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
 
     /* output size, input blob sizes */
     if (hc->op == FXPQ_HOP_QUANTIZE || hc->op == FXPQ_HOP_DEQUANTIZE || hc->op == FXPQ_HOP_REQUANTIZE ||
-        hc->op == FXPQ_HOP_ADD) {
+        hc->op == FXPQ_HOP_ADD || hc->op == FXPQ_HOP_LEAKY_RELU) {
         out_count = in_count;
     } else {
         out_count = dims_count(&out_d);
@@ -283,6 +283,12 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
     case FXPQ_HOP_REQUANTIZE:
         st = fxpq_requantize(&ep, size, hc->blob[FXPQ_BLOB_INPUT].data, &in_f, out, &out_f);
         break;
+    case FXPQ_HOP_LEAKY_RELU: {
+        fxpq_leaky_relu_params lp;
+        lp.alpha_shift = p[FXPQ_P_ALPHA_SHIFT];
+        st = fxpq_leaky_relu(&lp, size, hc->blob[FXPQ_BLOB_INPUT].data, &in_f, out, &out_f);
+        break;
+    }
     case FXPQ_HOP_ZERO_PAD2D: {
         fxpq_pad_params zp;
         zp.top = p[FXPQ_P_PAD_TOP];

@@ -41,6 +41,7 @@ extern "C" {
 #define FXPQ_MAX_BIAS_SHIFT 30   /* 0 <= frac_acc - frac_bias <= 30 (numerics.md section 4) */
 #define FXPQ_MAX_ADD_FRAC_DIFF 32 /* |frac_a - frac_b| <= 32 (section 5) */
 #define FXPQ_MAX_AVG_FRAC_DIFF 24 /* |frac_out - frac_in| <= 24 (section 7) */
+#define FXPQ_MAX_ALPHA_SHIFT 31  /* LeakyReLU slope 2^-alpha_shift, 1 <= alpha_shift <= 31 */
 
 /* ------------------------------------------------------------------------------ types -- */
 
@@ -150,6 +151,11 @@ typedef struct {
 typedef struct {
     fxpq_activation activation;
 } fxpq_elementwise_params;
+
+/** LeakyReLU slope alpha = 2^-alpha_shift (1..FXPQ_MAX_ALPHA_SHIFT): shifts only. */
+typedef struct {
+    int32_t alpha_shift;
+} fxpq_leaky_relu_params;
 
 /** Zero padding amounts (each >= 0) of the height (top, bottom) and width (left, right) axes. */
 typedef struct {
@@ -295,6 +301,12 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
                             const void *input, const fxpq_format *input_fmt, void *output,
                             const fxpq_format *output_fmt);
 
+/** LeakyReLU (numerics.md section 8): y = saturate(rescale(x, in_frac, out_frac)) for x >= 0,
+ *  saturate(rescale(x, in_frac + alpha_shift, out_frac)) for x < 0. */
+fxpq_status fxpq_leaky_relu(const fxpq_leaky_relu_params *params, int32_t size,
+                            const void *input, const fxpq_format *input_fmt, void *output,
+                            const fxpq_format *output_fmt);
+
 /** Zero padding 2D, NHWC (numerics.md section 8): output [N, H + top + bottom, W + left +
  *  right, C]; padded positions are 0, the others saturate(rescale(x, in_frac, out_frac)) (a
  *  copy when the formats are equal, which is what the converter writes). */
@@ -353,7 +365,8 @@ typedef enum {
     FXPQ_OP_GLOBAL_AVERAGE_POOL_2D = 7,
     FXPQ_OP_REQUANTIZE = 8,
     FXPQ_OP_PAD = 9,
-    FXPQ_OP_COUNT = 10
+    FXPQ_OP_LEAKY_RELU = 10,
+    FXPQ_OP_COUNT = 11
 } fxpq_custom_op;
 
 #define FXPQ_OPTIONS_MAX_KEYS 21
@@ -362,7 +375,7 @@ typedef enum {
  *  the others are 0. activation and padding keep the file's codes (TFLite's: activation 0 none,
  *  1 ReLU, 3 ReLU6; padding 0 SAME, 1 VALID); fxpq_options_*_params() convert them. */
 typedef struct {
-    int32_t acc_bits, act_max, act_min, activation, bias_bits, bias_frac;
+    int32_t acc_bits, act_max, act_min, activation, alpha_shift, bias_bits, bias_frac;
     int32_t depth_multiplier, dilation_h, dilation_w, filter_h, filter_w;
     int32_t in1_frac, in2_frac, in_frac, out_frac;
     int32_t pad_bottom, pad_left, pad_right, pad_top, padding;
@@ -400,6 +413,7 @@ void fxpq_options_conv_params(const fxpq_op_options *opts, fxpq_conv_params *par
 void fxpq_options_dw_conv_params(const fxpq_op_options *opts, fxpq_dw_conv_params *params);
 void fxpq_options_pool_params(const fxpq_op_options *opts, fxpq_pool_params *params);
 void fxpq_options_pad_params(const fxpq_op_options *opts, fxpq_pad_params *params);
+void fxpq_options_leaky_relu_params(const fxpq_op_options *opts, fxpq_leaky_relu_params *params);
 
 /**
  * The output format implied by an op's options when only the storage type is known (TFLM keeps

@@ -53,6 +53,7 @@ struct OpData {
     fxpq_pool_params pool;
     fxpq_elementwise_params ew;
     fxpq_pad_params pad;
+    fxpq_leaky_relu_params leaky;
   } params;
 };
 
@@ -157,6 +158,11 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char
       break;
     case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
       ok = Nhwc(input->dims, &d->input_dims) && Elements(output->dims) == d->input_dims.c;
+      break;
+    case FXPQ_OP_LEAKY_RELU:
+      d->size = Elements(output->dims);
+      ok = d->size > 0 && Elements(input->dims) == d->size;
+      fxpq_options_leaky_relu_params(&o, &d->params.leaky);
       break;
     case FXPQ_OP_PAD:
       ok = Nhwc(input->dims, &d->input_dims) && Nhwc(output->dims, &d->output_dims);
@@ -301,6 +307,10 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       status = fxpq_requantize(&d->params.ew, d->size, in, &d->input_format[0], out,
                                &d->output_format);
       break;
+    case FXPQ_OP_LEAKY_RELU:
+      status = fxpq_leaky_relu(&d->params.leaky, d->size, in, &d->input_format[0], out,
+                               &d->output_format);
+      break;
     case FXPQ_OP_PAD:
       status = fxpq_zero_pad2d(&d->params.pad, &d->input_dims, in, &d->input_format[0],
                                &d->output_dims, out, &d->output_format);
@@ -342,5 +352,6 @@ const TFLMRegistration* Register_FXP_GLOBAL_AVERAGE_POOL_2D() {
 }
 const TFLMRegistration* Register_FXP_REQUANTIZE() { return Registration<FXPQ_OP_REQUANTIZE>(); }
 const TFLMRegistration* Register_FXP_PAD() { return Registration<FXPQ_OP_PAD>(); }
+const TFLMRegistration* Register_FXP_LEAKY_RELU() { return Registration<FXPQ_OP_LEAKY_RELU>(); }
 
 }  // namespace fxpq

@@ -39,6 +39,7 @@ typedef struct {
 #define K_ACT_MAX {"act_max", FXQ_FIELD(act_max), FXQ_ACT_MIN, FXQ_ACT_MAX}
 #define K_ACT_MIN {"act_min", FXQ_FIELD(act_min), FXQ_ACT_MIN, FXQ_ACT_MAX}
 #define K_ACTIVATION {"activation", FXQ_FIELD(activation), 0, 3}
+#define K_ALPHA_SHIFT {"alpha_shift", FXQ_FIELD(alpha_shift), 1, FXPQ_MAX_ALPHA_SHIFT}
 #define K_BIAS_BITS {"bias_bits", FXQ_FIELD(bias_bits), 0, 32}
 #define K_BIAS_FRAC {"bias_frac", FXQ_FIELD(bias_frac), FXQ_FRAC_MIN, FXQ_FRAC_MAX}
 #define K_DEPTH_MULT {"depth_multiplier", FXQ_FIELD(depth_multiplier), 1, FXQ_DIM_MAX}
@@ -79,6 +80,8 @@ static const fxq_key fxq_keys_pool[] = {
 static const fxq_key fxq_keys_gap[] = {K_ACT_MAX, K_ACT_MIN, K_IN_FRAC, K_OUT_FRAC};
 static const fxq_key fxq_keys_requantize[] = {K_ACT_MAX, K_ACT_MIN, K_ACTIVATION, K_IN_FRAC,
                                               K_OUT_FRAC};
+static const fxq_key fxq_keys_leaky_relu[] = {K_ACT_MAX, K_ACT_MIN, K_ALPHA_SHIFT, K_IN_FRAC,
+                                              K_OUT_FRAC};
 static const fxq_key fxq_keys_pad[] = {K_ACT_MAX, K_ACT_MIN, K_IN_FRAC, K_OUT_FRAC,
                                        K_PAD_BOTTOM, K_PAD_LEFT, K_PAD_RIGHT, K_PAD_TOP};
 
@@ -101,10 +104,11 @@ static const fxq_op fxq_ops[FXPQ_OP_COUNT] = {
     {"FXP_GLOBAL_AVERAGE_POOL_2D", fxq_keys_gap, FXQ_COUNT(fxq_keys_gap)},
     {"FXP_REQUANTIZE", fxq_keys_requantize, FXQ_COUNT(fxq_keys_requantize)},
     {"FXP_PAD", fxq_keys_pad, FXQ_COUNT(fxq_keys_pad)},
+    {"FXP_LEAKY_RELU", fxq_keys_leaky_relu, FXQ_COUNT(fxq_keys_leaky_relu)},
 };
 
 typedef char fxq_assert_max_keys[(FXQ_COUNT(fxq_keys_dw_conv) == FXPQ_OPTIONS_MAX_KEYS) ? 1 : -1];
-typedef char fxq_assert_fields[(sizeof(fxpq_op_options) == 23 * sizeof(int32_t)) ? 1 : -1];
+typedef char fxq_assert_fields[(sizeof(fxpq_op_options) == 24 * sizeof(int32_t)) ? 1 : -1];
 
 const char *fxpq_runner_status_str(fxpq_runner_status status)
 {
@@ -374,6 +378,11 @@ void fxpq_options_pad_params(const fxpq_op_options *opts, fxpq_pad_params *param
     params->bottom = opts->pad_bottom;
     params->left = opts->pad_left;
     params->right = opts->pad_right;
+}
+
+void fxpq_options_leaky_relu_params(const fxpq_op_options *opts, fxpq_leaky_relu_params *params)
+{
+    params->alpha_shift = opts->alpha_shift;
 }
 
 void fxpq_options_pool_params(const fxpq_op_options *opts, fxpq_pool_params *params)

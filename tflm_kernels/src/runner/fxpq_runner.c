@@ -384,6 +384,7 @@ typedef struct {
         fxpq_pool_params pool;
         fxpq_elementwise_params ew;
         fxpq_pad_params pad;
+        fxpq_leaky_relu_params leaky;
     } p;
 } fx_op;
 
@@ -710,6 +711,13 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             return st;
         }
         fxpq_options_pool_params(&o, &p->p.pool);
+        return FXPQ_RUNNER_OK;
+    case FXPQ_OP_LEAKY_RELU:
+        if (inputs.len != 1 || !fx_same_shape(&in0, &out)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs one input of the output's shape");
+        }
+        p->size = out.elements;
+        fxpq_options_leaky_relu_params(&o, &p->p.leaky);
         return FXPQ_RUNNER_OK;
     case FXPQ_OP_PAD:
         if (inputs.len != 1 || !fx_nhwc(&in0, &p->in_dims) || !fx_nhwc(&out, &p->out_dims)
@@ -1174,6 +1182,9 @@ fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
             break;
         case FXPQ_OP_REQUANTIZE:
             ks = fxpq_requantize(&p->p.ew, p->size, in0, &p->in_fmt[0], out, &p->out_fmt);
+            break;
+        case FXPQ_OP_LEAKY_RELU:
+            ks = fxpq_leaky_relu(&p->p.leaky, p->size, in0, &p->in_fmt[0], out, &p->out_fmt);
             break;
         case FXPQ_OP_PAD:
             ks = fxpq_zero_pad2d(&p->p.pad, &p->in_dims, in0, &p->in_fmt[0], &p->out_dims, out,

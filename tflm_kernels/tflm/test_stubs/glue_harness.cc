@@ -201,11 +201,11 @@ int fxpq_glue_run(const uint8_t* blob, size_t blob_len, const uint8_t* inputs, i
   g_message[0] = '\0';
   int rc = 0;
   {
-    static tflite::MicroMutableOpResolver<11> resolver;
+    static tflite::MicroMutableOpResolver<12> resolver;
     static bool registered = false;
     if (!registered) {
       if (fxpq::RegisterFxpOps(resolver) != kTfLiteOk) {
-        rc = Fail("RegisterFxpOps failed on a resolver of 11");
+        rc = Fail("RegisterFxpOps failed on a resolver of 12");
       }
       registered = true;
     }
