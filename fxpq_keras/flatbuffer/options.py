@@ -47,7 +47,8 @@ OPTION_KEYS = {name: keys for name, (_, keys) in CUSTOM_OPS.items()}
 # (tflm_kernels/src/options/fxpq_options.c, K_* macros; a test holds the two together).
 _FRAC, _DIM, _PAD, _ACT = (-32, 32), (1, 65535), (0, 65535), (-32768, 65535)
 OPTION_RANGES: dict[str, tuple[int, int]] = {
-    "acc_bits": (32, 64), "act_max": _ACT, "act_min": _ACT, "activation": (0, 3), "bias_bits": (0, 32),
+    "acc_bits": (32, 64), "act_max": _ACT, "act_min": _ACT, "activation": (0, 3), "alpha_shift": (1, 31),
+    "bias_bits": (0, 32),
     "bias_frac": _FRAC, "depth_multiplier": _DIM, "dilation_h": _DIM, "dilation_w": _DIM, "filter_h": _DIM,
     "filter_w": _DIM, "in1_frac": _FRAC, "in2_frac": _FRAC, "in_frac": _FRAC, "out_frac": _FRAC,
     "pad_bottom": _PAD, "pad_left": _PAD, "pad_right": _PAD, "pad_top": _PAD, "padding": (0, 1),

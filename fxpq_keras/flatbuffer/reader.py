@@ -400,9 +400,7 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
                                     f"{act_specs[0].shape} -> {out_spec.shape}")
     if graph_op in ("add", "requantize", "global_average_pool2d"):
         return Node(graph_op, name, [s.name for s in act_specs], out_spec.name, attrs)
-    if graph_op == "leaky_relu":
-        if not 1 <= opts["alpha_shift"] <= 31:
-            raise FlatbufferFormatError(f"{where}: alpha_shift {opts['alpha_shift']} outside 1..31")
+    if graph_op == "leaky_relu":  # alpha_shift range checked by decode_options
         return Node("leaky_relu", name, [act_specs[0].name], out_spec.name, {"alpha_shift": opts["alpha_shift"]})
     if graph_op == "pad":
         pads = ((opts["pad_top"], opts["pad_bottom"]), (opts["pad_left"], opts["pad_right"]))

@@ -39,7 +39,7 @@ typedef struct {
 #define K_ACT_MAX {"act_max", FXQ_FIELD(act_max), FXQ_ACT_MIN, FXQ_ACT_MAX}
 #define K_ACT_MIN {"act_min", FXQ_FIELD(act_min), FXQ_ACT_MIN, FXQ_ACT_MAX}
 #define K_ACTIVATION {"activation", FXQ_FIELD(activation), 0, 3}
-#define K_ALPHA_SHIFT {"alpha_shift", FXQ_FIELD(alpha_shift), 1, FXPQ_MAX_ALPHA_SHIFT}
+#define K_ALPHA_SHIFT {"alpha_shift", FXQ_FIELD(alpha_shift), 1, 31}
 #define K_BIAS_BITS {"bias_bits", FXQ_FIELD(bias_bits), 0, 32}
 #define K_BIAS_FRAC {"bias_frac", FXQ_FIELD(bias_frac), FXQ_FRAC_MIN, FXQ_FRAC_MAX}
 #define K_DEPTH_MULT {"depth_multiplier", FXQ_FIELD(depth_multiplier), 1, FXQ_DIM_MAX}
@@ -108,6 +108,7 @@ static const fxq_op fxq_ops[FXPQ_OP_COUNT] = {
 };
 
 typedef char fxq_assert_max_keys[(FXQ_COUNT(fxq_keys_dw_conv) == FXPQ_OPTIONS_MAX_KEYS) ? 1 : -1];
+typedef char fxq_assert_alpha_shift[(FXPQ_MAX_ALPHA_SHIFT == 31) ? 1 : -1]; /* K_ALPHA_SHIFT */
 typedef char fxq_assert_fields[(sizeof(fxpq_op_options) == 24 * sizeof(int32_t)) ? 1 : -1];
 
 const char *fxpq_runner_status_str(fxpq_runner_status status)
