@@ -184,7 +184,7 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                                 "in stock LEAKY_RELU")
             nodes.append(replace(node, attrs=dict(node.attrs)))
         elif node.op == "pad":
-            # stock PAD pads with the output zero point (0 here) and never rescales
+            # stock PAD pads with the output zero point and never rescales
             x = t[node.inputs[0]]
             changes = _stock_fmt(x.fmt) != _stock_fmt(out)
             dst = f"{node.output}/pad" if changes else node.output
