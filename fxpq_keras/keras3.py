@@ -71,6 +71,8 @@ TRANSLATORS: dict[str, Translator] = {
     "GlobalAveragePooling2D": Translator("GlobalAveragePooling2D", ("data_format", "keepdims")),
     "ZeroPadding2D": Translator("ZeroPadding2D", ("padding", "data_format")),
     "ReLU": Translator("ReLU", ("max_value", "negative_slope", "threshold")),
+    # Keras 3 renamed LeakyReLU's alpha to negative_slope
+    "LeakyReLU": Translator("LeakyReLU", (), convert=lambda c: {"alpha": c["negative_slope"]}),
     "Activation": Translator("Activation", ("activation",)),
     "Softmax": Translator("Softmax", ("axis",)),
     "Flatten": Translator("Flatten", ("data_format",)),

@@ -47,6 +47,7 @@ def functional_model():
     x = L.SeparableConv2D(8, 3, strides=2, activation="relu", name="sep")(x)
     x = L.ZeroPadding2D(((1, 0), (0, 2)), name="pad")(x)  # a standalone pad
     x = L.AveragePooling2D(2, padding="same", name="avg")(x)
+    x = L.LeakyReLU(negative_slope=0.25, name="leaky")(x)
     x = L.Conv2D(8, 1, use_bias=False, name="pw")(x)
     x = L.BatchNormalization(name="bn2")(x)
     x = L.Activation("relu", name="act")(x)
