@@ -263,8 +263,9 @@ class Policy:
         """JSON text (written to `path` if given); indent=None gives the compact form files embed."""
         text = json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":"))
         if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text + "\n")
+            from ._files import write_atomic
+
+            write_atomic(path, text + "\n")
         return text
 
     @classmethod

@@ -308,7 +308,14 @@ def test_every_bad_input_is_one_line_and_exit_2(tmp_path, capsys, int_input_file
     many_x_path = tmp_path / "many_x.npy"
     np.save(many_x_path, many_x)
 
+    files = dict((c[0], c[1]) for c in adversarial_files())
+    for label in ("weight-frac-100", "options-format-1", "output-is-input", "dimension-2^31-1"):
+        (tmp_path / f"{label}.tflite").write_bytes(files[label])
     cases = [
+        (("run", str(tmp_path / "weight-frac-100.tflite"), "-i", str(x), "-o", y), "weight frac 100 outside"),
+        (("run", str(tmp_path / "options-format-1.tflite"), "-i", str(x), "-o", y), "custom_options_format 1"),
+        (("run", str(tmp_path / "output-is-input.tflite"), "-i", str(x), "-o", y), "not written by any op"),
+        (("inspect", str(tmp_path / "dimension-2^31-1.tflite")), "dimension 2147483647 outside"),
         (("run", str(good), "-i", str(garbage), "-o", y), "garbage.npz"),
         (("run", str(nested), "-i", str(x), "-o", y), "nested.tflite: fxpq metadata"),
         (("inspect", str(nested)), "nested.tflite: fxpq metadata"),
@@ -334,3 +341,55 @@ def test_quantize_with_labels_of_the_wrong_length_exits_2(tmp_path, capsys):
     assert (status, len(err)) == (2, 1), err
     assert "19 labels for 20 calibration samples" in err[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_written_files_are_whole_or_untouched(tmp_path, monkeypatch):
+    """export_tflite, the C array and Policy.to_json replace a file in one rename: an interrupt
+    while writing leaves the previous file as it was and no temporary file behind."""
+    import os
+
+    from fxpq_keras.flatbuffer import export_c_array
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(b"previous")
+    real_replace = os.replace
+
+    def interrupted(src, dst):
+        assert os.path.getsize(src) > 1000  # the whole new file was staged beside the target
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_tflite(cnn_graph(0)[0], path)
+    assert path.read_bytes() == b"previous" and sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    monkeypatch.setattr(os, "replace", real_replace)
+    data = export_tflite(cnn_graph(0)[0], path)
+    assert path.read_bytes() == data
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_c_array(path, tmp_path / "model_data.h")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+
+
+def test_export_with_a_bad_policy_exits_2(tmp_path, capsys):
+    """Policies that were coerced (bits 3.7) or half-applied (a renamed layer): one line, exit 2,
+    no file written."""
+    import json
+
+    import fxpq_keras as fx
+
+    model = tmp_path / "m.keras"
+    _tiny_classifier().save(model)
+    x = np.random.default_rng(0).uniform(0, 1, (8, 4, 4, 1)).astype(np.float32)
+    good = fx.Policy.uniform(_tiny_classifier(), 8, x).to_dict()
+    for edit, words in ((lambda d: d["layers"][0]["weights"].update(bits=3.7), "'bits' must be an integer, got 3.7"),
+                        (lambda d: d["layers"][-1].update(name="renamed"), "renamed")):
+        d = json.loads(json.dumps(good))
+        edit(d)
+        policy = tmp_path / "policy.json"
+        policy.write_text(json.dumps(d))
+        out = tmp_path / "m.tflite"
+        status, err = _cli(capsys, "export", str(model), str(policy), "-o", str(out))
+        assert (status, len(err)) == (2, 1), err
+        assert words in err[0], err
+        assert not out.exists()

@@ -28,5 +28,7 @@ def export_c_array(tflite_path: str | Path, header_path: str | Path, *, name: st
         lines.append("  " + ", ".join(f"0x{b:02x}" for b in data[i:i + 12]) + ",")
     lines += ["};", f"static const size_t {name}_len = {len(data)};", "", "#undef FXPQ_ALIGN",
               f"#endif  /* {guard} */", ""]
-    header_path.write_text("\n".join(lines))
+    from .._files import write_atomic
+
+    write_atomic(header_path, "\n".join(lines))
     return header_path

@@ -434,5 +434,7 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
         write_builtin(b, graph)
     data = b.finish(graph, target, float_input=bool(float_input), policy_json=_policy_json(policy, graph))
     if path is not None:
-        Path(path).write_bytes(data)
+        from .._files import write_atomic
+
+        write_atomic(path, data)
     return data
