@@ -150,12 +150,14 @@ def test_help_says_which_model_files_are_accepted(command: str, capsys) -> None:
 
 
 def test_keras3_model_in_memory_through_the_api() -> None:
+    """The issue's second report: FxPQNet().quantize on an in-memory Keras 3 model (was KeyError: 'name')."""
     model = keras3.Sequential([keras3.Input((6,)), L.Dense(8, activation="relu"), L.Dense(3)])
     _randomize(model, 3)
-    x = np.random.default_rng(3).uniform(0, 1, (60, 6)).astype(np.float32)
-    policy = fx.Policy.uniform(model, 8, x)
-    qmodel = fx.quantize_model(model, policy)
+    x = np.random.default_rng(3).uniform(0, 1, (90, 6)).astype(np.float32)
+    result = fx.FxPQNet(0.05, samples=90, max_bits=8, verbose=0).quantize(model, x)
     float_out = model.predict(x, verbose=0)
+    assert np.mean(result.model.predict(x, verbose=0).argmax(-1) == float_out.argmax(-1)) >= 0.9
+    qmodel = fx.quantize_model(model, fx.Policy.uniform(model, 8, x))  # the lower-level API too
     assert np.mean(qmodel.predict(x, verbose=0).argmax(-1) == float_out.argmax(-1)) > 0.9
 
 
