@@ -112,8 +112,8 @@ def test_progress_when_stdout_is_not_a_terminal(user_files: dict, tmp_path, caps
     out = capsys.readouterr().out
     assert rc == 0
     lines = out.splitlines()
-    order = ["] loading ", "] calibrating:", "] evaluating the 10-bit start policy", "] lowering bit widths:",
-             "] done: ", "] writing the policy", "compression vs float32"]
+    order = ["] loading ", "] calibrating:", "] evaluating the 10-bit start policy", "] searching: at most",
+             "] bisecting the lowest uniform width", "] done: ", "] writing the policy", "compression vs float32"]
     at = [next(i for i, line in enumerate(lines) if fragment in line) for fragment in order]
     assert at == sorted(at), out
     progress = [line for line in lines if " bit steps (" in line and "%)," in line]

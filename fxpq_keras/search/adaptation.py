@@ -235,10 +235,8 @@ class PrecisionSearch:
         self.state = SearchState(self.start_policy.copy(), metrics, check)
         self._record("start", "", 0)
         self.total_steps = sum(len(self.widths(k)) - 1 for k in self.keys)
-        self._ticks = 0
         if self.progress is not None:
-            self._say(f"lowering bit widths: at most {self.total_steps} bit steps (first, every data structure's "
-                      "next bit is scored)" if self.total_steps else
+            self._say(f"searching: at most {self.total_steps} bit steps to lower" if self.total_steps else
                       f"nothing to lower: every data structure starts at --min-bits {opts.min_bits}")
             self.progress.start(self.total_steps, "bit step", self._shown_values())
 
@@ -434,6 +432,8 @@ class PrecisionSearch:
             if not self.within_budget(self.state.check):
                 return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget; "
                                     "nothing lowered")
+            if self.options.min_bits < self.options.max_bits:
+                self._say("bisecting the lowest uniform width within the budget (the floor the search must beat)")
             self.best_uniform = self._best_uniform()
             if self.memory_met(self.state.policy):
                 return self._finish("memory target met by the start policy")
@@ -502,7 +502,7 @@ class PrecisionSearch:
         check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True)
         if not self.within_budget(check):
             self.state.frozen.add(cand.key)
-            self._record("freeze", name, cand.bits + 1, tick=cand.bits + 1 - self.options.min_bits)
+            self._record("freeze", name, cand.bits + 1)
             if not self._heap:
                 self._finish("every data structure is frozen or at min_bits")
             return 1
@@ -510,7 +510,7 @@ class PrecisionSearch:
         self.state.metrics, self.state.check = cand.metrics, check
         self.bits[cand.key] = cand.bits
         self.version += 1
-        self._record("lower", name, cand.bits, tick=1)
+        self._record("lower", name, cand.bits)
         if self.memory_met(trial):
             self._finish("memory target met", target_met=True)
             return 1
@@ -562,11 +562,10 @@ class PrecisionSearch:
                 break
             extra += 1
         self.state.policy, self.state.metrics, self.state.check = trial, m, check
-        moved = sum(self.bits[key] - bits for key, bits, _ in changes)
         for key, bits, _ in changes:
             self.bits[key] = bits
         self.version += 1
-        self._record("jump", f"{len(changes)} data structures", -1, tick=moved)
+        self._record("jump", f"{len(changes)} data structures", -1)
         if self.memory_met(trial):
             # the jump may overshoot a memory target: redo it gradually from the start instead
             self.state.policy = base
@@ -597,7 +596,7 @@ class PrecisionSearch:
         for key in self.keys:
             self.bits[key] = bits
         self.version += 1
-        self._record("lower", "all", bits, tick=len(self.keys))
+        self._record("lower", "all", bits)
         if self.memory_met(trial):
             return self._finish("memory target met", target_met=True)
         return self.state
@@ -649,6 +648,7 @@ class PrecisionSearch:
         for layer, ds, d in policy.data_structures():
             self.bits[(layer, ds)] = d.bits
         self.version += 1
+        self._say(f"continuing from the best uniform policy ({bits} bits), smaller than what lowering found")
         self._record("uniform", f"best uniform {bits}-bit", bits)
         self._phase = "greedy"
         if self.memory_met(policy):
@@ -682,15 +682,20 @@ class PrecisionSearch:
         return st
 
     # -- trajectory and progress ----------------------------------------------------------------
-    def _record(self, action: str, key: str, bits: int, tick: int = 0) -> None:
+    def _record(self, action: str, key: str, bits: int) -> None:
         st = self.state
         mem = st.policy.memory()
         st.trajectory.append(Step(action, key, bits, self.evaluations, mem.total_bits, mem.compression_total,
                                   st.metrics.agreement, None if self.checker is self.decide else st.check.agreement,
                                   st.metrics.kl, time.perf_counter() - self.started))
         if self.progress is not None and action not in ("start", "done"):
-            self._ticks += tick
-            self.progress.update(self._ticks, self._shown_values())
+            self.progress.update(self._steps_done(), self._shown_values())
+
+    def _steps_done(self) -> int:
+        """Bit steps behind us: every step of a frozen data structure, the lowered ones of the others
+        (fewer again after a restart from the best uniform policy)."""
+        left = sum(len(self.widths(k)) - 1 for k in self.keys if k not in self.state.frozen)
+        return self.total_steps - left
 
     def _say(self, text: str) -> None:
         if self.progress is not None:
