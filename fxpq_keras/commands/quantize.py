@@ -52,11 +52,15 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-drop", type=drop_fraction, default=0.01,
                    help="budget limit in (0, 1): max top-1 drop vs the float model (metric top1) or max relative "
                    "output MSE (metric snr)")
+    p.add_argument("--objective", choices=("device", "paper"), default="device",
+                   help="what a step saves: device bytes (packed weights + peak RAM at container sizes) or the "
+                   "paper's bit count (weights + biases + activations)")
     p.add_argument("--metric", choices=("auto", "top1", "snr"), default="auto",
                    help="budget metric: top1 agreement or output SNR against the float model (auto: top1 for "
                    "class scores, snr otherwise)")
     p.add_argument("--memory-target", type=positive_int, default=None, metavar="BYTES",
-                   help="also stop as soon as total memory (weights+biases+activations) fits this many bytes "
+                   help="also stop as soon as the objective's memory fits this many bytes (device: weights and "
+                   "biases as stored + peak RAM; paper: weights+biases+activations bits / 8) "
                    "(default: none, lower as far as the budget allows)")
     p.add_argument("--min-bits", type=bit_width("min_bits"), default=2,
                    help="lowest bit width of any data structure (2..16)")
@@ -88,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
 
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
-    search = FxPQNet(args.max_drop, metric=args.metric, memory_target=args.memory_target,
+    search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
                      min_bits=args.min_bits,
                      max_bits=args.max_bits, samples=args.samples, seed=args.seed, per_channel=args.per_channel,
                      verbose=0 if quiet else 1, progress=progress)

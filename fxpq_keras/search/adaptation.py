@@ -59,6 +59,10 @@ class SearchOptions:
     # `low_margin_share` in the flip rate the budget uses (equal values: plain flip rate)
     low_margin_quantile: float = 0.05
     low_margin_share: float = 0.10
+    # label-free augmentation for the top1 budget: every budget-check input is a calibration input with
+    # this share of another one mixed in, labelled by the teacher (unseen data sits nearer the class
+    # boundaries than training data); 0 = the calibration inputs themselves with low-margin weighting
+    blend: float = 0.15
     fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
     # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
@@ -84,6 +88,8 @@ class SearchOptions:
         if not 0.0 <= float(self.low_margin_quantile) < 1.0 or not 0.0 <= float(self.low_margin_share) < 1.0:
             raise ValueError(f"low_margin_quantile and low_margin_share must be in [0, 1), got "
                              f"{self.low_margin_quantile!r}, {self.low_margin_share!r}")
+        if not 0.0 <= float(self.blend) < 0.5:
+            raise ValueError(f"blend must be in [0, 0.5), got {self.blend!r}")
         if int(self.samples) < 2:
             raise ValueError(f"samples must be at least 2, got {self.samples}")
         for name in ("frac_offsets", "activation_frac_offsets"):
@@ -203,6 +209,16 @@ class PrecisionSearch:
         self.targets = targets  # what the student is measured against, one row per calibration sample
         self.probabilities = probabilities
         self.decision_meter, self.check_meter = (self._meter(idx) for idx in (self.decision_index, self.check_index))
+        self.check_x = calib.x[self.check_index]
+        self.blended = self.metric == "top1" and opts.self_distillation and opts.blend > 0 and n > 1
+        if self.blended:
+            from .evaluator import predict
+
+            partner = np.random.default_rng(opts.seed + 1).permutation(n)
+            self.check_x = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
+            teacher = predict(calib.float_model, self.check_x)
+            self.check_meter = Meter(target_distribution(teacher, probabilities), metric="top1",
+                                     probabilities=probabilities)
         self.decision_weights, self.check_weights = self.decision_meter.weights, self.check_meter.weights
 
         self.start_policy = self._start_policy()
@@ -217,8 +233,8 @@ class PrecisionSearch:
 
             self.device = DeviceModel.from_graph(lower_model(self.qmodel))
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter)
-        self.checker = (self.decide if len(self.check_index) == len(self.decision_index) else
-                        Evaluator(self.qmodel, calib.x[self.check_index], self.check_meter))
+        self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
+                        Evaluator(self.qmodel, self.check_x, self.check_meter))
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose

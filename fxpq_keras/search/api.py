@@ -224,7 +224,7 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> 
                               seconds=seconds, message=state.message, memory_target_met=state.memory_target_met,
                               start_policy=search.start_policy, budget=search.budget,
                               budget_met=bool(state.budget_met), meter=search.check_meter,
-                              budget_inputs=search.calibration.x[search.check_index],
+                              budget_inputs=search.check_x,
                               best_uniform_bits=None if u is None else u[0],
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device)
 

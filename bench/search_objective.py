@@ -1,0 +1,65 @@
+"""The search's objective, device bytes vs the paper's bit count, measured (docs/algorithm.md).
+
+    .venv/bin/python bench/search_objective.py [--models lenet5,ds_cnn_seq,residual_ds_net] [--samples 512]
+
+For each zoo model (bench/models.py, cached) one search per objective at the 1 % budget on the same
+calibration samples as bench/quality.py. Columns: device bytes the search minimizes by default
+(weights + biases as stored, peak RAM; fxpq_keras.memory.DeviceModel), the paper's total compression,
+the held-out loss against the float model (1 - top-1 agreement, or relative output MSE), the
+prediction, search seconds and network evaluations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models import ZOO, calibration_set, trained  # noqa: E402
+
+from fxpq_keras.search import FxPQNet  # noqa: E402
+from fxpq_keras.search.evaluator import predict  # noqa: E402
+
+
+def held_out_loss(metric: str, q: np.ndarray, ref: np.ndarray) -> float:
+    if metric == "top1":
+        return float(np.mean(np.argmax(q, -1) != np.argmax(ref, -1)))
+    return float(np.sum((q - ref) ** 2) / max(float(np.sum(ref.astype(np.float64) ** 2)), 1e-30))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="lenet5,ds_cnn_seq,residual_ds_net")
+    p.add_argument("--samples", type=int, default=512)
+    p.add_argument("--max-drop", type=float, default=0.01)
+    args = p.parse_args(argv)
+    head = ("| model | objective | weights+biases B | peak RAM B | device total B | paper x | held-out loss | "
+            "predicted (90 %) | search s | evals |")
+    print(head)
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name in args.models.split(","):
+        model, data = trained(name)
+        x_cal, _ = calibration_set(data, args.samples)
+        ref = predict(model, data["x_test"])
+        for objective in ("device", "paper"):
+            t = time.perf_counter()
+            res = FxPQNet(args.max_drop, samples=len(x_cal), seed=0, verbose=0, objective=objective,
+                          metric="snr" if ZOO[name].metric != "top1" else "auto").quantize(model, x_cal)
+            seconds = time.perf_counter() - t
+            dev = res.device_memory
+            lo, hi = res.predicted_interval
+            loss = held_out_loss(res.metric, predict(res.model, data["x_test"]), ref)
+            print(f"| {name} | {objective} | {dev.parameter_bytes:,} | {dev.ram_bytes:,} | "
+                  f"{dev.parameter_bytes + dev.ram_bytes:,} | {res.memory.compression_total:.2f}x | {loss:.2%} | "
+                  f"{res.predicted_loss:.2%} ({lo:.2%}..{hi:.2%}) | {seconds:.0f} | {res.evaluations} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
