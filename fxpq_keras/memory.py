@@ -69,7 +69,7 @@ def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
     k = int(k)
     if op == "depthwise_conv2d":
         c4 = (int(channels) + 3) & ~3
-        return max(2 * k, 4 + k * c4 * 2 + c4 * 8 + 2 * k)
+        return max(2 * k, 4 + k * c4 * 2 + c4 * 12 + 2 * k)
     kp = (k + 7) & ~7
     return max(2 * k, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + kp + 4)
 

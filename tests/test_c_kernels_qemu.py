@@ -133,6 +133,11 @@ def _width_cases(salt: int) -> list:
             cases.append(random_case("fully_connected", rng, w_bits=w_bits, in_features=int(rng.integers(1, 90)),
                                      out_ch=int(rng.integers(1, 12)), **xv))
             cases.append(random_case("depthwise_conv2d", rng, w_bits=w_bits, cin=int(rng.integers(1, 9)), **xv))
+    # narrow products into 16-bit outputs: output frac above the accumulator's (the left-shift finish)
+    for s in range(8):
+        rng = np.random.default_rng([salt, 98, s])
+        for op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+            cases.append(random_case(op, rng, x_bits=3, w_bits=3, out_bits=16, x_signed=bool(s % 2), cin=8))
     # the int64 accumulator rule: 16-bit inputs and weights, many terms
     for s in range(6):
         rng = np.random.default_rng([salt, 99, s])

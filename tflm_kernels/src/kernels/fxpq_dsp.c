@@ -39,7 +39,7 @@ int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels)
     const int64_t c4 = ((int64_t)channels + 3) & ~(int64_t)3;
     const int64_t bytes = 4                  /* alignment slack */
                           + (int64_t)k * c4 * 2 /* weights in lane order, [tap][channel quad] */
-                          + c4 * 8            /* per-channel finish: add, shift */
+                          + c4 * 12           /* per-channel finish: add, shift, multiplier */
                           + (int64_t)k * 2;   /* one channel's unpacked weights */
     return (k <= 0 || channels <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
 }
@@ -104,23 +104,30 @@ static inline void fxpq_store_bits(void *out, int32_t es, int32_t i, int32_t v)
  * rescale is a right shift, else the reference's int64 finish (fxpq_weighted_store). */
 typedef struct {
     fxpq_channel_quant q;
-    int32_t fast, add, shift;
+    int32_t fast, add, shift, mul; /* v = ((acc + add) >> shift) * mul */
 } fxpq_finish;
 
 static fxpq_finish fxpq_finish_of(const fxpq_weighted *wk, int32_t o, int64_t acc_bound)
 {
     fxpq_finish f;
-    f.q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
-    f.shift = f.q.acc_frac - wk->out.frac;
+    const int32_t s = (f.q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac)).acc_frac -
+                      wk->out.frac;
+    const int64_t bias_mag = f.q.bias < 0 ? -f.q.bias : f.q.bias;
     f.fast = 0;
     f.add = 0;
-    if (f.shift >= 0 && f.shift <= 31) {
-        const int64_t round = f.shift > 0 ? ((int64_t)1 << (f.shift - 1)) : 0;
-        const int64_t mag = (f.q.bias < 0 ? -f.q.bias : f.q.bias) + round + acc_bound;
-        if (mag <= INT32_MAX) {
+    f.shift = 0;
+    f.mul = 1;
+    if (s >= 0 && s <= 31) { /* a right shift with rounding */
+        const int64_t round = s > 0 ? ((int64_t)1 << (s - 1)) : 0;
+        if (bias_mag + round + acc_bound <= INT32_MAX) {
             f.fast = 1;
             f.add = (int32_t)(f.q.bias + round);
+            f.shift = s;
         }
+    } else if (s < 0 && s >= -30 && bias_mag + acc_bound <= (INT32_MAX >> -s)) { /* exact left */
+        f.fast = 1;
+        f.add = (int32_t)f.q.bias;
+        f.mul = (int32_t)1 << -s;
     }
     return f;
 }
@@ -129,7 +136,7 @@ static inline void fxpq_finish_store(const fxpq_weighted *wk, const fxpq_finish 
                                      int32_t acc)
 {
     if (f->fast) {
-        int32_t v = (acc + f->add) >> f->shift;
+        int32_t v = ((acc + f->add) >> f->shift) * f->mul;
         v = v < wk->out.lo ? wk->out.lo : (v > wk->out.hi ? wk->out.hi : v);
         fxpq_store(wk->out.data, wk->out.storage, i, v);
     } else {
@@ -253,6 +260,7 @@ typedef struct {
     uint8_t *out;
     const int32_t *cache_add;
     const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
+    const int32_t *cache_mul;
     int64_t bound;
 } fxpq_pass;
 
@@ -262,10 +270,11 @@ FXPQ_INLINE void fxpq_pass_store(const fxpq_pass *ps, int32_t o, const int32_t *
     int32_t j;
     if (o < FXPQ_FINISH_CACHE && ps->cache_shift[o] >= 0) {
         const int32_t add = ps->cache_add[o], sh = ps->cache_shift[o], lo = ps->lo, hi = ps->hi;
+        const int32_t mul = ps->cache_mul[o];
         const int32_t stride = ps->out_ch * ps->out_es;
         uint8_t *dst = ps->out + (size_t)(ps->p0 * ps->out_ch + o) * (size_t)ps->out_es;
         for (j = 0; j < cols; ++j) {
-            int32_t v = (acc[j] + add) >> sh;
+            int32_t v = ((acc[j] + add) >> sh) * mul;
             v = v < lo ? lo : (v > hi ? hi : v);
             if (ps->out_es == 1) {
                 *dst = (uint8_t)v;
@@ -488,6 +497,7 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     int32_t o_safe;
     int32_t cache_add[FXPQ_FINISH_CACHE]; /* the int32 finish of the first channels */
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
+    int32_t cache_mul[FXPQ_FINISH_CACHE];
 
     if (wk->acc64 || (wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15) ||
         (int64_t)(stage - (uint8_t *)wk->scratch) + col_bytes / 2 > wk->scratch_size) {
@@ -500,6 +510,7 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
         const fxpq_finish f = fxpq_finish_of(wk, o, bound);
         cache_add[o] = f.add;
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
+        cache_mul[o] = f.mul;
     }
     ps.wk = wk;
     ps.col = col;
@@ -512,6 +523,7 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     ps.hi = wk->out.hi;
     ps.cache_add = cache_add;
     ps.cache_shift = cache_shift;
+    ps.cache_mul = cache_mul;
     ps.bound = bound;
     /* first channel whose row lies closer than max_read to the end of the weights */
     o_safe = out_ch - (max_read + wk->row_bytes - 1) / wk->row_bytes;
@@ -612,6 +624,7 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
  * tap with SMLABB / SMLATT (a separate sum per channel). */
 FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
                                const uint8_t *wl, const int32_t *add, const int32_t *shift,
+                               const int32_t *mul,
                                const int32_t is_signed)
 {
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, quads = c >> 2;
@@ -654,8 +667,10 @@ FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, 
                     }
                     {
                         const int32_t ch = 4 * q;
-                        int32_t v0 = (a0 + add[ch]) >> shift[ch], v1 = (a1 + add[ch + 1]) >> shift[ch + 1];
-                        int32_t v2 = (a2 + add[ch + 2]) >> shift[ch + 2], v3 = (a3 + add[ch + 3]) >> shift[ch + 3];
+                        int32_t v0 = ((a0 + add[ch]) >> shift[ch]) * mul[ch];
+                        int32_t v1 = ((a1 + add[ch + 1]) >> shift[ch + 1]) * mul[ch + 1];
+                        int32_t v2 = ((a2 + add[ch + 2]) >> shift[ch + 2]) * mul[ch + 2];
+                        int32_t v3 = ((a3 + add[ch + 3]) >> shift[ch + 3]) * mul[ch + 3];
                         v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);
                         v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);
                         v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);
@@ -681,7 +696,8 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
     uint8_t *const wl = fxpq_align4(wk->scratch);
     int32_t *const add = (int32_t *)(void *)(wl + (size_t)k * (size_t)c4 * 2);
     int32_t *const shift = add + c4;
-    int16_t *const wrow = (int16_t *)(void *)(shift + c4);
+    int32_t *const mul = shift + c4;
+    int16_t *const wrow = (int16_t *)(void *)(mul + c4);
     int64_t bound;
     int32_t o, t;
     if (wk->acc64) {
@@ -706,12 +722,13 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
             all_fast = f.fast;
             add[o] = f.add;
             shift[o] = f.shift;
+            mul[o] = f.mul;
         }
         if (all_fast) {
             if (wk->in_s == FXPQ_STORAGE_INT8) {
-                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, 1);
+                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, mul, 1);
             } else {
-                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, 0);
+                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, mul, 0);
             }
             fxpq_dw_channels(wk, g, input, wrow, quads * 4, bound); /* the last 1..3 channels */
             return 1;
