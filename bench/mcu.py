@@ -1,6 +1,20 @@
 """Microcontroller benchmark: the bench models on an emulated Cortex-M4 and Cortex-M7.
 
-    .venv/bin/python bench/mcu.py [--models lenet5,resnet8] [--samples 20]   (default: every zoo model)
+    .venv/bin/python bench/mcu.py [--models lenet5,resnet8] [--samples 20] [--tables tflm,runner]
+    (default: every zoo model)
+
+With a TFLM tree (TFLM_DIR, docs/tflm.md section 6) the first table puts side by side, for each
+model, in real TensorFlow Lite Micro: the model as stock int8 (target int8-builtin: uniform 8-bit,
+power-of-two scales, unsigned formats as int8 with zero point -128) under TFLM's reference kernels
+and under TFLM + CMSIS-NN, and the FxP-QNet model (target fxp) under TFLM with the fxpq kernels.
+Each file is linked into a TFLM firmware (tflm_kernels/tflm/tflm_main.cc; a resolver with exactly
+the file's ops) and run on QEMU M4 and M7: instructions per inference, flash (.text + .data of the
+firmware, which holds the model and the code; newlib's semihosting stdio is in every row), model
+bytes and TFLM's arena_used_bytes on the M4, each as a ratio to TFLM + CMSIS-NN int8 of the same
+model. Every run's outputs are compared bit for bit with the reference interpreter (column
+"exact").
+
+The second table is the project's own runner (no TFLM):
 
 For each benchmark model of bench/models.py (trained once and cached) two .tflite files are
 exported with the fxp target (custom FXP_* ops, the project's own C kernels): the FxP-QNet
@@ -42,9 +56,10 @@ from models import CACHE, MODELS, calibration_set, trained  # noqa: E402
 import fxpq_keras as fx  # noqa: E402  (before TensorFlow)
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
-from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
+from fxpq_keras.flatbuffer import ExportError, Interpreter, export_tflite  # noqa: E402
 from fxpq_keras.kernels.engines import QemuEngine  # noqa: E402
 from fxpq_keras.kernels.runner import HostRunner  # noqa: E402
+from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, tflm_available  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 
 OUT = ROOT / ".cache" / "bench" / "mcu"
@@ -200,6 +215,53 @@ def layer_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# (row kind, TFLM variant on M4, on M7)
+TFLM_ROWS = (("int8 TFLM reference", "m4-ref", "m7-ref"), ("int8 TFLM + CMSIS-NN", "m4-cmsis", "m7-cmsis"),
+             ("FxP-QNet TFLM + fxpq", "m4-cmsis", "m7-cmsis"))
+BASELINE = "int8 TFLM + CMSIS-NN"
+
+
+def measure_tflm(label: str, tflite: Path, x: np.ndarray, variants: tuple[str, str],
+                 cpus: tuple[str, ...] = ("m4", "m7")) -> dict:
+    """One file in real TFLM on QEMU M4 and M7 (model linked in, exactly its ops registered)."""
+    from fxpq_keras.kernels.tflm_engines import TflmEngine
+
+    ref_interp = Interpreter(tflite)
+    ref = ref_interp.predict(x, raw=True)
+    ref = ref[0] if isinstance(ref, list) else ref
+    row = {"label": label, "macs": macs(ref_interp.graph), "model_bytes": tflite.stat().st_size, "exact": True}
+    for cpu, variant in zip(("m4", "m7"), variants):
+        if cpu not in cpus:
+            row[f"{cpu}_instr"] = float("nan")
+            continue
+        eng = TflmEngine(tflite, ref_interp.graph, ref_interp.info, variant=variant, link_model=True)
+        got = eng.run(x)[0]
+        row["exact"] &= bool(np.array_equal(got, ref))
+        row[f"{cpu}_instr"] = float(eng.instructions.mean())
+        if cpu == "m4":
+            text, data, _ = elf_sizes(eng.program)
+            row["flash"] = text + data
+            row["arena"] = int(eng.arena_used_bytes)
+    if "m4" not in cpus:
+        row["flash"] = row["arena"] = float("nan")
+    return row
+
+
+def tflm_table(rows: list[dict]) -> str:
+    head = (f"{'model':<16} {'engine':<22} {'M4 instr/inf':>13} {'x':>5} {'M7 instr/inf':>13} {'x':>5} "
+            f"{'flash B':>8} {'x':>5} {'model B':>8} {'x':>5} {'arena B':>8} {'x':>5} {'exact':>5}")
+    lines = [head, "-" * len(head)]
+    base = {r["model"]: r for r in rows if r["kind"] == BASELINE}
+    for r in rows:
+        b = base[r["model"]]
+        lines.append(f"{r['model']:<16} {r['kind']:<22} {r['m4_instr']:>13,.0f} {r['m4_instr'] / b['m4_instr']:>5.2f} "
+                     f"{r['m7_instr']:>13,.0f} {r['m7_instr'] / b['m7_instr']:>5.2f} "
+                     f"{r['flash']:>8,} {r['flash'] / b['flash']:>5.2f} {r['model_bytes']:>8,} "
+                     f"{r['model_bytes'] / b['model_bytes']:>5.2f} {r['arena']:>8,} {r['arena'] / b['arena']:>5.2f} "
+                     f"{'yes' if r['exact'] else 'NO':>5}")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<34} {'MACs':>9} {'M4 instr/inf':>13} {'M4 i/MAC':>8} {'M7 instr/inf':>13} {'M7 i/MAC':>8} "
             f"{'M4 ref i/MAC':>12} {'M7 ref i/MAC':>12} {'model B':>8} {'.text':>7} {'.data':>6} {'.bss':>6} "
@@ -219,10 +281,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--samples", type=int, default=20, help="held-out samples run per file and CPU")
     ap.add_argument("--calibration", type=int, default=512, help="calibration samples (as bench/quality.py)")
+    ap.add_argument("--cpus", default="m4,m7", help="TFLM table: the emulated CPUs (m4: flash and arena too)")
+    ap.add_argument("--tables", default="tflm,runner",
+                    help="tflm: int8 (reference, CMSIS-NN) and fxpq inside real TFLM; runner: the project's runner")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows, notes, layer_rows = [], [], []
+    tables = set(args.tables.split(","))
+    rows, tflm_rows, notes, layer_rows = [], [], [], []
+    if "tflm" in tables and not tflm_available():
+        print(f"TFLM table skipped: no TFLM tree; {HOW_TO_ENABLE}")
+        tables.discard("tflm")
     for name in args.models.split(","):
         model, data = trained(name)
         x_cal, _ = calibration_set(data, args.calibration)  # the calibration of bench/quality.py
@@ -231,11 +300,40 @@ def main(argv: list[str] | None = None) -> int:
         policy, how = fxpqnet_policy(name, model, x_cal)
         notes.append(f"{name}: FxP-QNet policy ({how}): {policy.memory().total_bits / 8:,.0f} B total memory "
                      f"(paper's accounting)")
+        if "tflm" in tables:
+            int8_path = OUT / f"{name}_int8-builtin.tflite"
+            fxp_path = OUT / f"{name}_FxP-QNet_mixed.tflite"
+            export_tflite(quantize_model(calib, policy), fxp_path)
+            try:  # stock int8 at uniform 8 bits (unsigned formats as int8 with zero point -128, as TFLite)
+                export_tflite(quantize_model(calib, calib.uniform_policy(8)), int8_path, target="int8-builtin")
+            except ExportError as exc:
+                notes.append(f"{name}: no TFLM rows: int8-builtin export refused: {str(exc).splitlines()[-1]}")
+                kinds = ()
+            else:
+                kinds = TFLM_ROWS
+            for kind, m4, m7 in kinds:
+                row = measure_tflm(kind, fxp_path if kind.startswith("FxP") else int8_path, x, (m4, m7),
+                                   tuple(args.cpus.split(",")))
+                tflm_rows.append({**row, "model": name, "kind": kind})
+        if "runner" not in tables:
+            continue
         for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", calib.uniform_policy(8))):
             path = OUT / (label.replace(" ", "_") + ".tflite")
             export_tflite(quantize_model(calib, pol), path)
             rows.append(measure(label, path, x))
             layer_rows.extend(measure_layers(label, path, x))
+    if tflm_rows:
+        print("In real TFLM (QEMU mps2-an386 M4 / mps2-an500 M7); x = ratio to int8 TFLM + CMSIS-NN of the same "
+              "model")
+        print(tflm_table(tflm_rows))
+        print("flash = .text + .data of the TFLM firmware (model + TFLM + kernels + newlib semihosting stdio); "
+              "arena = TFLM arena_used_bytes on the M4; int8 = target int8-builtin at uniform 8 bits.\n")
+    if not rows:
+        for n in notes:
+            print(n)
+        print(f"{args.samples} samples per file and CPU; wall time {time.perf_counter() - t0:.0f} s.")
+        return 0
+    print("The project's own runner (no TFLM):")
     print(table(rows))
     print()
     print(layer_table(layer_rows))

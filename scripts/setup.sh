@@ -16,6 +16,10 @@ done
 if ! dpkg -s libclang-rt-14-dev >/dev/null 2>&1 && ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then
   need_apt+=(libclang-rt-14-dev)
 fi
+# C++ headers and libstdc++ for arm-none-eabi-g++ (the TFLM firmware; docs/tflm.md section 6)
+for pkg in libstdc++-arm-none-eabi-dev libstdc++-arm-none-eabi-newlib; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "[setup] apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -23,3 +23,11 @@ settings.register_profile(
 )
 _default = "fxpq-long" if int(os.environ.get("FXPQ_LONG", "0") or 0) > 1 else "fxpq"
 settings.load_profile(os.environ.get("FXPQ_HYPOTHESIS_PROFILE", _default))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line when the real-TFLM tests could not run, saying how to enable them."""
+    from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, tflm_available
+
+    if not tflm_available():
+        terminalreporter.write_line(f"real-TFLM tests (tests/test_tflm_engines.py) skipped: {HOW_TO_ENABLE}")

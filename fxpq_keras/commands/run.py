@@ -11,7 +11,10 @@ from . import load_array, parent_dir_exists, require_file
 ENGINE_HELP = ("reference: the numpy integer reference (the contract); tflm: the real TFLM interpreter "
                "(int8-builtin files only); host: the C kernels on this machine; qemu-m4 / qemu-m7: the C "
                "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm); "
-               "they also print instructions per inference (mean/min/max, QEMU -icount) and the arena bytes")
+               "they also print instructions per inference (mean/min/max, QEMU -icount) and the arena bytes; "
+
+               "tflm-host / tflm-m4 / tflm-m7: fxp and int8-builtin files inside real TFLM built from TFLM_DIR "
+               "(M4/M7 with CMSIS-NN; tflm-m4-ref / tflm-m7-ref with TFLM's reference kernels; docs/tflm.md)")
 
 EPILOG = """\
 examples:
@@ -26,7 +29,8 @@ to Y.npy, the others to Y.1.npy, Y.2.npy, ...
 
 # The engines Interpreter knows (fxpq_keras.flatbuffer.interpreter.ENGINES once fxpq_keras.kernels.engines
 # is imported), listed here so that `fxpq --help` and argument errors need no TensorFlow (a test keeps them equal).
-ENGINE_NAMES = ("host", "qemu-m4", "qemu-m7", "reference", "tflm")
+ENGINE_NAMES = ("host", "qemu-m4", "qemu-m7", "reference", "tflm", "tflm-host", "tflm-m4", "tflm-m7", "tflm-m4-ref",
+                "tflm-m7-ref")
 
 
 def engines() -> list[str]:

@@ -149,6 +149,11 @@ def run_firmware(elf: Path, cpu: str, inputs: bytes, model: bytes | None = None,
             raise RuntimeError(f"firmware wrote no results (exit {proc.returncode}): "
                                f"{proc.stdout.decode(errors='replace')} {proc.stderr.decode(errors='replace')}")
         blob = out_file.read_bytes()
+    return decode_results(blob)
+
+
+def decode_results(blob: bytes) -> QemuRun:
+    """fxpq_outputs.bin of the model firmware (and of the TFLM programs, same layout) decoded."""
     head = struct.unpack_from(f"<{HEADER_WORDS}I", blob, 0)
     if head[0] != MAGIC or head[1] != 1:
         raise RuntimeError("firmware results have a bad header")
@@ -246,3 +251,6 @@ def _qemu_factory(cpu: str):
 register_engine("host", HostEngine)
 register_engine("qemu-m4", _qemu_factory("m4"))
 register_engine("qemu-m7", _qemu_factory("m7"))
+
+
+from . import tflm_engines as _tflm_engines  # noqa: E402,F401  (registers tflm-host, tflm-m4, tflm-m7, ...)

@@ -1,6 +1,7 @@
 /*
  * startup.c - bare-metal start-up for the MPS2 Cortex-M boards under QEMU (AN386: M4,
- * AN500: M7): vector table, .data/.bss set-up, FPU enable, semihosting exit.
+ * AN500: M7): vector table, .data/.bss set-up, FPU enable, C++ static constructors,
+ * semihosting exit.
  */
 #include <stdint.h>
 
@@ -13,6 +14,12 @@ extern uint32_t __data_start;
 extern uint32_t __data_end;
 extern uint32_t __bss_start;
 extern uint32_t __bss_end;
+/* C++ static constructors (the TFLM firmware's; empty in the C firmware), from the linker script */
+typedef void (*fxpq_init_fn)(void);
+extern fxpq_init_fn __preinit_array_start[];
+extern fxpq_init_fn __preinit_array_end[];
+extern fxpq_init_fn __init_array_start[];
+extern fxpq_init_fn __init_array_end[];
 
 int main(void);
 void Reset_Handler(void);
@@ -63,6 +70,12 @@ void Reset_Handler(void)
     }
     for (dst = &__bss_start; dst < &__bss_end;) {
         *dst++ = 0;
+    }
+    for (fxpq_init_fn *fn = __preinit_array_start; fn < __preinit_array_end; ++fn) {
+        (*fn)();
+    }
+    for (fxpq_init_fn *fn = __init_array_start; fn < __init_array_end; ++fn) {
+        (*fn)();
     }
     fxpq_semihost_exit(main());
 }

@@ -34,7 +34,7 @@ MODEL_C ?=
 TFLM_OPS_H ?=
 TFLM_FW_DEFS ?=
 TFLM_GLUE_FLAGS = $(GLUE_WARN) $(filter-out -Werror% -std=%,$(TFLM_CXXFLAGS)) -Os $(TFLM_INCLUDES) \
-    -Itflm -Iinclude -Ifirmware $(if $(TFLM_OPS_H),-DFXPQ_TFLM_OPS_H='"$(abspath $(TFLM_OPS_H))"')
+    -Itflm -Iinclude -Ifirmware $(if $(TFLM_OPS_H),-DFXPQ_TFLM_OPS_HEADER='"$(abspath $(TFLM_OPS_H))"')
 TFLM_FXPQ_LIBS = $(if $(filter host,$(TFLM_CPU)),$(BUILD)/host/libfxpq_kernels.a $(BUILD)/host/libfxpq_options.a,\
     $(BUILD)/$(TFLM_CPU)/libfxpq_kernels.a $(BUILD)/$(TFLM_CPU)/libfxpq_options.a)
 TFLM_LD_SCRIPT = firmware/$(if $(filter m7,$(TFLM_CPU)),mps2_an500.ld,mps2_an386.ld)

@@ -202,12 +202,9 @@ int fxpq_glue_run(const uint8_t* blob, size_t blob_len, const uint8_t* inputs, i
   int rc = 0;
   {
     static tflite::MicroMutableOpResolver<12> resolver;
-    static bool registered = false;
-    if (!registered) {
-      if (fxpq::RegisterFxpOps(resolver) != kTfLiteOk) {
-        rc = Fail("RegisterFxpOps failed on a resolver of 12");
-      }
-      registered = true;
+    static const TfLiteStatus registered = fxpq::RegisterFxpOps(resolver);  // sticky, like a firmware's
+    if (registered != kTfLiteOk) {
+      rc = Fail("RegisterFxpOps failed: the stand-in's resolver has too little room");
     }
     StandInContext mc;
     TfLiteContext context = {};

@@ -1,0 +1,162 @@
+"""The fxpq ops and int8-builtin files inside real TensorFlow Lite Micro (engines tflm-host,
+tflm-m4, tflm-m7, tflm-m4-ref), bit for bit against the reference interpreter.
+
+These need a TFLM tree (TFLM_DIR, docs/tflm.md section 6) and run whenever one is available; without
+it the module is skipped and the test session's summary says how to enable it (conftest.py). The
+glue's runtime is tested on every machine by tests/test_tflm_glue_harness.py.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from test_export_graphs import GraphBuilder, calib, cnn_graph
+
+from fxpq_keras.flatbuffer import ExportError, Interpreter, export_tflite
+from fxpq_keras.formats import Format, frac_for_range
+from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, tflm_available
+
+if not tflm_available():
+    pytest.skip(f"real-TFLM tests: no TFLM tree; {HOW_TO_ENABLE}", allow_module_level=True)
+
+from fxpq_keras.kernels.tflm_engines import TflmEngine, TflmError, model_ops, ops_header  # noqa: E402
+
+QEMU = shutil.which("qemu-system-arm") is not None and shutil.which("arm-none-eabi-g++") is not None
+needs_qemu = pytest.mark.skipif(not QEMU, reason="qemu-system-arm / arm-none-eabi-g++ missing")
+
+
+def _same(path, x, engine: str) -> Interpreter:
+    ref = Interpreter(path).predict(x, raw=True)
+    it = Interpreter(path, engine=engine)
+    got = it.predict(x, raw=True)
+    ref, got = (ref, got) if isinstance(ref, list) else ([ref], [got])
+    for g, r in zip(got, ref):
+        np.testing.assert_array_equal(g, r)
+    return it
+
+
+@pytest.mark.parametrize("seed,kw", [(0, {}), (1, {"max_bits": 8}), (2, {"signed_only": True, "bias": False}),
+                                     (3, {"max_bits": 12}), (4, {"int8": True})])
+def test_fxp_every_op_on_host_tflm(tmp_path, seed, kw):
+    graph, x = cnn_graph(seed, n=16, **kw)
+    path = tmp_path / "m.tflite"
+    export_tflite(graph, path)
+    it = _same(path, x, "tflm-host")
+    assert it.engine.arena_used_bytes > 0 and it.engine.instructions is None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fxp_conv_shapes_on_host_tflm(tmp_path, seed):
+    """Non-square filters, unequal strides, dilations through real TFLM's tensors and arena."""
+    rng = np.random.default_rng(100 + seed)
+    h, w, c = int(rng.integers(7, 12)), int(rng.integers(6, 10)), int(rng.integers(1, 4))
+    x = calib(rng, 6, (h, w, c))
+    b = GraphBuilder(rng, (h, w, c), x, Format(8, frac_for_range(3.0, 8)))
+    k = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    t = b.conv("x0", int(rng.integers(2, 5)), k=k, stride=(1 + seed % 2, 1 + seed // 3), padding="same",
+               dilation=(1 + seed // 4, 1 + seed % 3), activation="relu")
+    t = b.depthwise(t, k=(k[1], 1 + seed % 3), multiplier=1 + seed % 2, stride=(1, 2), padding="valid")
+    path = tmp_path / "conv.tflite"
+    export_tflite(b.finish(t), path)
+    _same(path, x, "tflm-host")
+
+
+def _int8_files(tmp_path, seeds, n: int):
+    for seed in seeds:
+        graph, x = cnn_graph(seed, int8=True, n=n)
+        path = tmp_path / f"int8_{seed}.tflite"
+        try:
+            export_tflite(graph, path, target="int8-builtin")
+        except ExportError:  # documented refusals are tested in test_export_tflm.py
+            continue
+        yield path, x
+
+
+def test_int8_builtin_on_host_tflm(tmp_path):
+    files = list(_int8_files(tmp_path, range(6), 40))
+    assert len(files) >= 4
+    for path, x in files:
+        _same(path, x, "tflm-host")
+
+
+@needs_qemu
+@pytest.mark.parametrize("engine", ["tflm-m4", "tflm-m7"])
+def test_fxp_every_op_on_cortex_m(tmp_path, engine):
+    graph, x = cnn_graph(5, n=6)
+    path = tmp_path / "m.tflite"
+    export_tflite(graph, path)
+    it = _same(path, x, engine)
+    assert it.engine.instructions.shape == (6,) and (it.engine.instructions > 10_000).all()
+    assert 0 < it.engine.arena_used_bytes < 64 * 1024
+
+
+@needs_qemu
+@pytest.mark.parametrize("engine", ["tflm-m4", "tflm-m4-ref"])
+def test_int8_builtin_on_cortex_m(tmp_path, engine):
+    """Stock int8 under TFLM + CMSIS-NN and TFLM's reference kernels: both equal the reference."""
+    path, x = next(_int8_files(tmp_path, range(4), 8))
+    _same(path, x, engine)
+
+
+@needs_qemu
+def test_linked_firmware_with_exact_ops_and_measured_arena(tmp_path):
+    """The firmware users flash: model linked in, a resolver with exactly its ops, the arena sized
+    from arena_used_bytes; an arena one step too small is refused by TFLM, not overrun."""
+    graph, x = cnn_graph(6, n=4)
+    path = tmp_path / "m.tflite"
+    export_tflite(graph, path)
+    ref = Interpreter(path)
+    assert model_ops(path.read_bytes()) == list(dict.fromkeys(ref.info.op_types))
+    probe = TflmEngine(path, ref.graph, ref.info, variant="m4-cmsis", link_model=True)
+    want = ref.predict(x, raw=True)
+    np.testing.assert_array_equal(probe.run(x)[0], want)
+    used = probe.arena_used_bytes
+    sized = TflmEngine(path, ref.graph, ref.info, variant="m4-cmsis", link_model=True, arena_bytes=used + 16)
+    np.testing.assert_array_equal(sized.run(x)[0], want)
+    small = TflmEngine(path, ref.graph, ref.info, variant="m4-cmsis", link_model=True, arena_bytes=used // 2)
+    with pytest.raises(TflmError, match="refused"):
+        small.run(x)
+
+
+def test_ops_header_registers_by_name():
+    text = ops_header(["FXP_CONV_2D", "RESHAPE", "DEPTHWISE_CONV_2D", "MAX_POOL_2D"])
+    assert "#define FXPQ_TFLM_OP_COUNT 4" in text
+    for call in ('r.AddCustom("FXP_CONV_2D", fxpq::Register_FXP_CONV_2D())', "r.AddReshape()",
+                 "r.AddDepthwiseConv2D()", "r.AddMaxPool2D()"):
+        assert call in text
+    with pytest.raises(ValueError, match="TANH"):
+        ops_header(["TANH"])
+
+
+@needs_qemu
+def test_tflm_firmware_example(tmp_path, capsys):
+    """examples/firmware/tflm_on_qemu.py on a user's model: real TFLM firmware, arena sized from
+    the measured arena_used_bytes, QEMU output == reference."""
+    from sklearn.datasets import load_digits
+    from test_examples import load_example
+
+    import fxpq_keras
+    from fxpq_keras._tf import keras
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(6, (3, 2), activation="relu"),
+                              keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x[:800], d.target[:800], epochs=3, batch_size=64, verbose=0)
+    model.save(tmp_path / "user.h5")
+    fxpq_keras.Policy.uniform(model, 6, x[:200]).to_json(str(tmp_path / "policy.json"))
+    np.save(tmp_path / "x.npy", x[1500:])
+    example = load_example("firmware/tflm_on_qemu.py")
+    rc = example.main(["--model", str(tmp_path / "user.h5"), "--policy", str(tmp_path / "policy.json"),
+                       "--inputs", str(tmp_path / "x.npy"), "--samples", "8", "--build", str(tmp_path / "fw")])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    for step in ("$ fxpq export", "r.AddCustom(\"FXP_CONV_2D\"", "$ make -C", "FXPQ_TFLM_ARENA_BYTES=",
+                 "qemu-system-arm -M mps2-an386", "identical to the reference interpreter: True"):
+        assert step in out
+    assert "AddSoftmax" not in out  # exactly the model's ops: the softmax is done on the host
