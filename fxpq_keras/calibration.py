@@ -79,7 +79,7 @@ def unsigned_outputs(cnodes: list[CNode], input_nonneg: bool) -> dict[str, bool]
             nonneg[n.name] = n.config["activation"] in ("relu", "relu6")
         elif n.kind == "relu":
             nonneg[n.name] = True
-        elif n.kind == "add":
+        elif n.kind in ("add", "concat"):
             nonneg[n.name] = all(nonneg[i] for i in n.inputs)
         elif n.kind == "softmax":
             nonneg[n.name] = True

@@ -66,6 +66,7 @@ TRANSLATORS: dict[str, Translator] = {
     "Dense": Translator("Dense", ("units", "activation", "use_bias")),
     "BatchNormalization": Translator("BatchNormalization", ("axis", "momentum", "epsilon", "center", "scale")),
     "Add": Translator("Add"),
+    "Concatenate": Translator("Concatenate", ("axis",)),
     "MaxPooling2D": Translator("MaxPooling2D", _POOL),
     "AveragePooling2D": Translator("AveragePooling2D", _POOL),
     "GlobalAveragePooling2D": Translator("GlobalAveragePooling2D", ("data_format", "keepdims")),

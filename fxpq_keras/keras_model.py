@@ -20,12 +20,13 @@ from ._tf import keras
 SUPPORTED_LAYERS = (
     "InputLayer", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
     "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "ZeroPadding2D", "ReLU",
-    "LeakyReLU(alpha=2^-k)",
+    "LeakyReLU(alpha=2^-k)", "Concatenate(channel axis)",
     "Activation(relu|relu6|linear|softmax)", "Softmax", "Flatten", "Reshape", "Dropout",
 )
 
 WEIGHTED = ("conv2d", "depthwise_conv2d", "dense")
 FUSABLE_ACTIVATIONS = ("linear", "relu", "relu6")
+MULTI_INPUT = ("add", "concat")  # kinds whose Keras layer takes a list of tensors
 
 
 class UnsupportedLayerError(ValueError):
@@ -45,7 +46,7 @@ class CNode:
 
     name: str
     kind: str  # input conv2d depthwise_conv2d dense add max_pool avg_pool gap relu flatten reshape softmax
-    #            zero_pad leaky_relu
+    #            zero_pad leaky_relu concat
     inputs: list[str]
     config: dict[str, Any] = field(default_factory=dict)
     kernel: np.ndarray | None = None
@@ -261,6 +262,13 @@ def canonicalize(model: keras.Model) -> list[CNode]:
             if axis not in (-1, len(layer.output_shape) - 1):
                 raise UnsupportedLayerError(name, cls, f"softmax over axis {cfg.get('axis')} (only the last axis)")
             emit(CNode(name, "softmax", ins))  # the same float softmax as Activation('softmax')
+        elif isinstance(layer, keras.layers.Concatenate):
+            rank = len(layer.output_shape)
+            if cfg["axis"] not in (-1, rank - 1):
+                raise UnsupportedLayerError(name, cls, f"axis {cfg['axis']} (only the channel axis, -1)")
+            if len(ins) < 2:
+                raise UnsupportedLayerError(name, cls, "Concatenate with fewer than two inputs")
+            emit(CNode(name, "concat", ins))
         elif isinstance(layer, keras.layers.Add):
             if len(ins) != 2:
                 raise UnsupportedLayerError(name, cls, "Add with other than two inputs")
@@ -382,7 +390,7 @@ def build_float_model(cnodes: list[CNode], name: str = "fxpq_canonical") -> kera
             continue
         layer = make_layer(n)
         x = [tensors[i] for i in n.inputs]
-        tensors[n.name] = layer(x if n.kind == "add" else x[0])
+        tensors[n.name] = layer(x if n.kind in MULTI_INPUT else x[0])
         layers.append((layer, n))
     model = keras.Model(inp, tensors[cnodes[-1].name], name=name)
     for layer, n in layers:
@@ -409,6 +417,8 @@ def make_layer(n: CNode) -> keras.layers.Layer:
                                   name=n.name)
     if n.kind == "add":
         return keras.layers.Add(name=n.name)
+    if n.kind == "concat":
+        return keras.layers.Concatenate(axis=-1, name=n.name)
     if n.kind == "max_pool":
         return keras.layers.MaxPooling2D(c["pool_size"], c["strides"], c["padding"], name=n.name)
     if n.kind == "avg_pool":

@@ -41,6 +41,7 @@ _KEYS = {
     "requantize_op": {"x_signed", "out_signed", "x_bits", "activation", "out_bits"},
     "zero_pad2d": {"x_signed", "out_signed", "x_bits", "out_bits"},
     "leaky_relu": {"x_signed", "out_signed", "x_bits", "out_bits"},
+    "concatenate": {"x_signed", "out_signed", "x_bits", "out_bits"},
 }
 
 
@@ -192,7 +193,7 @@ def test_protocol_constants_match_the_c_header():
            "add": "ADD", "max_pool2d": "MAX_POOL2D", "average_pool2d": "AVERAGE_POOL2D",
            "global_average_pool2d": "GLOBAL_AVERAGE_POOL2D", "quantize_input": "QUANTIZE",
            "dequantize_output": "DEQUANTIZE", "requantize_op": "REQUANTIZE", "zero_pad2d": "ZERO_PAD2D",
-           "leaky_relu": "LEAKY_RELU"}
+           "leaky_relu": "LEAKY_RELU", "concatenate": "CONCATENATION"}
     for op, op_id in qemu.OP_IDS.items():
         assert consts[f"FXPQ_HOP_{hop[op]}"] == op_id
 

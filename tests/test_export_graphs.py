@@ -135,6 +135,10 @@ class GraphBuilder:
         name, out = self.name("requantize")
         return self._add(Node("requantize", name, [x], out, {"activation": activation}), **kw)
 
+    def concat(self, a: str, b: str, **kw) -> str:
+        name, out = self.name("concat")
+        return self._add(Node("concat", name, [a, b], out, {}), **kw)
+
     def leaky(self, x: str, alpha_shift: int, **kw) -> str:
         name, out = self.name("leaky_relu")
         return self._add(Node("leaky_relu", name, [x], out, {"alpha_shift": alpha_shift}), signed=True, **kw)
@@ -185,7 +189,7 @@ def calib(rng: np.random.Generator, n: int, shape) -> np.ndarray:
 def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: int = 32,
               bias: bool = True, int8: bool = False) -> tuple[IntegerGraph, np.ndarray]:
     """A CNN with every supported op: conv, depthwise (multiplier 2), max/avg pool, add, global
-    average pool, requantize, zero padding, leaky ReLU, flatten + dense, unsigned post-ReLU formats,
+    average pool, requantize, zero padding, leaky ReLU, concatenation, flatten + dense, unsigned post-ReLU formats,
     per-channel fracs."""
     rng = np.random.default_rng(seed)
     x = calib(rng, n, (9, 9, 3))
@@ -198,6 +202,7 @@ def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: i
     u = b.conv(t, 12, k=(1, 1), per_channel=False, bias=bias)
     v = b.conv(t, 12, k=(3, 3), dilation=(2, 2), padding="same", activation=None, bias=False)
     t = b.add(u, v, activation="relu")
+    t = b.conv(b.concat(t, v), 12, k=(1, 1), activation="relu", bias=bias)
     m = b.pool(t, "max", pool=(2, 2), stride=(1, 1), padding="same")
     a = b.pool(b.pad(t, ((1, 0), (0, 2))), "avg", pool=(3, 3), stride=(2, 2), padding="same")
     g = b.gap(m)

@@ -264,9 +264,11 @@ def test_litert_reference_kernels_equal_reference_except_fc(exported):
         g = ref.graph
         for node in g.nodes:
             ins = [li.get_tensor(index[i]) for i in node.inputs]
-            if len(ins) == 2:  # run_stock takes one input: call the add model directly (stored values)
+            if node.op == "add":  # run_stock takes one input: call the add model directly (stored values)
                 mine = _add(g, node, ins[0].astype(np.int64), ins[1].astype(np.int64)) \
                     - zero_points.get(node.output, 0)
+            elif node.op == "concat":  # inputs in the output's scale and zero point: a copy
+                mine = np.concatenate([i.astype(np.int64) for i in ins], axis=-1) - zero_points.get(node.output, 0)
             else:  # run_stock takes and returns format integers (stored - zero point)
                 one = dataclasses.replace(g, nodes=[node], outputs=[node.output], input=node.inputs[0])
                 feed = ins[0] if ins[0].dtype == np.float32 else ins[0].astype(np.int64) - zero_points.get(

@@ -58,6 +58,10 @@ def _model(kind: str) -> keras.Model:
         i = keras.Input((4, 5, 3))
         x = L.LeakyReLU(alpha=0.25)(L.Conv2D(4, 3, padding="same")(i))
         o = L.LeakyReLU(alpha=2.0**-7)(L.Conv2D(3, 1)(x))
+    elif kind == "concat":
+        i = keras.Input((4, 5, 3))
+        a = L.Conv2D(2, 3, padding="same", activation="relu")(i)
+        o = L.Concatenate()([a, L.Conv2D(3, 1)(i), i])
     elif kind == "zero_pad":
         i = keras.Input((5, 6, 2))
         x = L.Conv2D(3, 3, strides=2)(L.ZeroPadding2D(((0, 1), (1, 1)))(i))
@@ -144,7 +148,7 @@ def check(c: Case, policy) -> None:
 
 
 @pytest.mark.parametrize("kind", ["conv", "conv_dilated", "depthwise", "dense", "add_relu", "pools", "head", "conv1d",
-                                  "zero_pad", "leaky_relu"])
+                                  "zero_pad", "leaky_relu", "concat"])
 def test_fake_quant_matches_integer_reference(kind):
     c = case(kind)
     traces_before = c.fn.experimental_get_tracing_count()

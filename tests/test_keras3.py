@@ -44,6 +44,7 @@ def functional_model():
     x = L.ReLU(max_value=6.0, name="relu6")(x)
     y = L.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(x)
     x = L.Add(name="add")([x, y])
+    x = L.Concatenate(name="cat")([x, y])
     x = L.SeparableConv2D(8, 3, strides=2, activation="relu", name="sep")(x)
     x = L.ZeroPadding2D(((1, 0), (0, 2)), name="pad")(x)  # a standalone pad
     x = L.AveragePooling2D(2, padding="same", name="avg")(x)

@@ -65,7 +65,23 @@ def leaky_relu_model() -> keras.Model:
     return _randomize(keras.Model(i, x), 5)
 
 
-MODELS = {"conv1d": conv1d_model, "zero_pad": zero_pad_model, "leaky_relu": leaky_relu_model}
+def concat_model() -> keras.Model:
+    """Inception-style branches of different formats (unsigned ReLU, signed linear, a pool of the
+    input) joined on channels, 3 then 2 inputs, then a Conv1D branch joined on a 3-D tensor."""
+    keras.utils.set_random_seed(6)
+    i = keras.Input((6, 7, 2))
+    a = L.Conv2D(3, 3, padding="same", activation="relu")(i)
+    b = L.Conv2D(2, 1)(i)
+    c = L.MaxPooling2D(3, strides=1, padding="same")(i)
+    x = L.Concatenate(name="join3")([a, b, c])
+    x = L.Concatenate(axis=3, name="join2")([L.Conv2D(4, 1, activation="relu")(x), a])
+    s = L.Reshape((42, 7))(x)
+    s = L.Concatenate(name="join_seq")([s, L.Conv1D(2, 3, padding="same")(s)])
+    return _randomize(keras.Model(i, L.Dense(3)(L.Flatten()(s))), 6)
+
+
+MODELS = {"conv1d": conv1d_model, "zero_pad": zero_pad_model, "leaky_relu": leaky_relu_model,
+          "concat": concat_model}
 
 
 def _policy(model: keras.Model, x: np.ndarray, seed: int) -> fx.Policy:
@@ -177,3 +193,14 @@ def test_leaky_relu_alpha_must_be_a_shift():
     assert kinds == ["input"]  # alpha 1 is the identity
     leaky = [n for n in canonicalize(leaky_relu_model()) if n.kind == "leaky_relu"]
     assert [n.config["alpha_shift"] for n in leaky] == [3, 1, 5]
+
+
+def test_concatenate_is_a_chain_of_two_input_joins():
+    x = np.random.default_rng(7).normal(size=(8, 6, 7, 2)).astype(np.float32)
+    graph = fx.lower_model(fx.quantize_model(concat_model(), calibration_data=x))
+    joins = [n for n in graph.nodes if n.op == "concat"]
+    assert [n.name for n in joins] == ["join3/part1", "join3", "join2", "join_seq"]
+    assert graph.tensors["join3/part1"].fmt == graph.tensors["join3"].fmt  # partial result in the output format
+    i = keras.Input((4, 4, 2))
+    with pytest.raises(UnsupportedLayerError, match=r"'spatial' \(Concatenate\).*channel axis"):
+        canonicalize(keras.Model(i, L.Concatenate(axis=1, name="spatial")([i, i])))

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
-from ..keras_model import WEIGHTED, CNode, canonicalize, inbound_names, leaky_alpha_shift, make_layer
+from ..keras_model import MULTI_INPUT, WEIGHTED, CNode, canonicalize, inbound_names, leaky_alpha_shift, make_layer
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
@@ -55,7 +55,7 @@ def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
         wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg),
                                                              name=f"{WRAPPER_PREFIX}{n.name}")
         x = [tensors[i] for i in n.inputs]
-        tensors[n.name] = wrapper(x if n.kind == "add" else x[0])
+        tensors[n.name] = wrapper(x if n.kind in MULTI_INPUT else x[0])
     return keras.Model(inp, tensors[cnodes[-1].name], name=name)
 
 
@@ -201,7 +201,8 @@ def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.nda
         return CNode(name, "dense", inbound,
                      {"units": k.shape[-1], "activation": _act(act), "use_bias": cfg["use_bias"]},
                      kernel=k, bias=b)
-    simple = {keras.layers.Add: "add", keras.layers.GlobalAveragePooling2D: "gap", keras.layers.Flatten: "flatten"}
+    simple = {keras.layers.Add: "add", keras.layers.GlobalAveragePooling2D: "gap", keras.layers.Flatten: "flatten",
+              keras.layers.Concatenate: "concat"}
     for cls, kind in simple.items():
         if isinstance(layer, cls):
             return CNode(name, kind, inbound)

@@ -177,6 +177,18 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                 src = dst
             if changes:
                 nodes.append(Node("requantize", node.name, [src], node.output, {"activation": None}))
+        elif node.op == "concat":
+            # TFLM's int8 CONCATENATION requires every input's scale and zero point to equal the
+            # output's: an input in another format is first brought there by a QUANTIZE
+            ins = []
+            for k, name in enumerate(node.inputs):
+                if tensors[name].fmt != tensors[node.output].fmt:
+                    moved = f"{node.output}/in{k}"
+                    tensors[moved] = TensorSpec(moved, t[name].shape, tensors[node.output].fmt)
+                    nodes.append(Node("requantize", f"{node.name}/in{k}", [name], moved, {"activation": None}))
+                    name = moved
+                ins.append(name)
+            nodes.append(replace(node, inputs=ins, attrs={}))
         elif node.op == "leaky_relu":
             d = out.frac - t[node.inputs[0]].fmt.frac
             if d > 22:  # LEAKY_RELU shifts the int8 input left by d + 1 in int32 first
@@ -245,6 +257,11 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             b.reshape(node.name, ins[0], dst, tuple(t[node.output].shape))
         elif node.op in ("quantize", "requantize"):
             b.operator(node.name, b.op_code(S.BuiltinOperator.QUANTIZE), ins, [dst])
+        elif node.op == "concat":
+            opts = S.ConcatenationOptionsT()
+            opts.axis = len(t[node.output].shape)  # the last axis of [1, ..., C]
+            b.operator(node.name, b.op_code(S.BuiltinOperator.CONCATENATION), ins, [dst],
+                       builtin_type=S.BuiltinOptions.ConcatenationOptions, builtin_options=opts)
         elif node.op == "leaky_relu":
             opts = S.LeakyReluOptionsT()
             opts.alpha = float(np.ldexp(1.0, -a["alpha_shift"]))
@@ -369,6 +386,13 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         return Node("quantize" if src.fmt is None else "requantize", name, [src.name], out_spec.name,
                     {} if src.fmt is None else {"activation": None})
     x = s8_input(0, "input")
+    if kind == "CONCATENATION":
+        y = s8_input(1, "input 2") if len(inputs) == 2 else None
+        if y is None or opts is None or opts.axis not in (-1, len(out_spec.shape)) or opts.fusedActivationFunction:
+            raise FlatbufferFormatError(f"{where}: CONCATENATION must join two inputs on the last axis, no activation")
+        if x.fmt != out_spec.fmt or y.fmt != out_spec.fmt:
+            raise FlatbufferFormatError(f"{where}: CONCATENATION inputs must have the output's format (TFLM's rule)")
+        return Node("concat", name, [x.name, y.name], out_spec.name, {})
     if kind == "LEAKY_RELU":
         alpha = float(opts.alpha) if opts is not None else 0.0
         mant, exp = np.frexp(alpha)

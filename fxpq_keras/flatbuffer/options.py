@@ -36,6 +36,7 @@ CUSTOM_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FXP_AVERAGE_POOL_2D": ("average_pool2d", _POOL),
     "FXP_GLOBAL_AVERAGE_POOL_2D": ("global_average_pool2d", ("act_max", "act_min", "in_frac", "out_frac")),
     "FXP_REQUANTIZE": ("requantize", ("act_max", "act_min", "activation", "in_frac", "out_frac")),
+    "FXP_CONCATENATION": ("concat", ("act_max", "act_min", "in1_frac", "in2_frac", "out_frac")),
     "FXP_LEAKY_RELU": ("leaky_relu", ("act_max", "act_min", "alpha_shift", "in_frac", "out_frac")),
     "FXP_PAD": ("pad", ("act_max", "act_min", "in_frac", "out_frac", "pad_bottom", "pad_left", "pad_right",
                         "pad_top")),

@@ -341,7 +341,7 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         raise FlatbufferFormatError(f"{where}: output must be an integer tensor")
     if opts.get("out_frac", out.frac) != out.frac:
         raise FlatbufferFormatError(f"{where}: out_frac {opts['out_frac']} != output tensor frac {out.frac}")
-    n_act = {"add": 2, "conv2d": 1, "depthwise_conv2d": 1, "fully_connected": 1}.get(graph_op, 1)
+    n_act = {"add": 2, "concat": 2, "conv2d": 1, "depthwise_conv2d": 1, "fully_connected": 1}.get(graph_op, 1)
     n_in = 4 if graph_op in ("conv2d", "depthwise_conv2d", "fully_connected") else n_act
     if len(inputs) != n_in:
         raise FlatbufferFormatError(f"{where}: expected {n_in} inputs, got {len(inputs)}")
@@ -400,6 +400,12 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
                                     f"{act_specs[0].shape} -> {out_spec.shape}")
     if graph_op in ("add", "requantize", "global_average_pool2d"):
         return Node(graph_op, name, [s.name for s in act_specs], out_spec.name, attrs)
+    if graph_op == "concat":
+        a, b = act_specs[0].shape, act_specs[1].shape
+        if a[:-1] != b[:-1] or out_spec.shape != a[:-1] + (a[-1] + b[-1],):
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} is not inputs {a} and {b} joined on "
+                                        "the last axis")
+        return Node("concat", name, [s.name for s in act_specs], out_spec.name, {})
     if graph_op == "leaky_relu":  # alpha_shift range checked by decode_options
         return Node("leaky_relu", name, [act_specs[0].name], out_spec.name, {"alpha_shift": opts["alpha_shift"]})
     if graph_op == "pad":

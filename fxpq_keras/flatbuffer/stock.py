@@ -358,6 +358,8 @@ def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
             y = ins[0].reshape((ins[0].shape[0],) + tuple(graph.tensors[node.output].shape))
         elif node.op == "leaky_relu":
             y = _leaky_relu(graph, node, ins[0])
+        elif node.op == "concat":  # inputs already in the output's scale and zero point: a copy
+            y = np.concatenate(ins, axis=-1)
         elif node.op == "pad":  # TFLM's int8 PAD fills with the output zero point
             (top, bottom), (left, right) = node.attrs["pads"]
             y = np.pad(ins[0], ((0, 0), (top, bottom), (left, right), (0, 0)),

@@ -374,6 +374,9 @@ def _write_fxp(b: _Builder, graph: IntegerGraph) -> None:
         elif node.op == "requantize":
             opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "activation": _activation_code(node),
                     **_clamp(node, out)}
+        elif node.op == "concat":
+            opts = {"in1_frac": in_fmt.frac, "in2_frac": t[node.inputs[1]].fmt.frac, "out_frac": out.frac,
+                    "act_min": out.lo, "act_max": out.hi}
         elif node.op == "leaky_relu":
             opts = {"in_frac": in_fmt.frac, "out_frac": out.frac, "act_min": out.lo, "act_max": out.hi,
                     "alpha_shift": int(node.attrs["alpha_shift"])}

@@ -31,6 +31,7 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
     "reshape": ("shape",),  # new shape without the batch dimension
     "pad": ("pads",),  # zero padding ((top, bottom), (left, right)) of [N,H,W,C]
     "leaky_relu": ("alpha_shift",),  # negative slope 2^-alpha_shift
+    "concat": (),  # two inputs joined on the last (channel) axis, each rescaled to the output format
 }
 
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
@@ -151,6 +152,9 @@ def run_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.nd
         return ops.requantize_op(inputs[0], in_frac=in_fmt.frac, out_fmt=out, activation=a.get("activation"))
     if node.op == "reshape":
         return inputs[0].reshape((inputs[0].shape[0],) + tuple(a["shape"]))
+    if node.op == "concat":
+        return ops.concatenate(inputs[0], inputs[1], a_frac=in_fmt.frac, b_frac=t[node.inputs[1]].fmt.frac,
+                               out_fmt=out)
     if node.op == "leaky_relu":
         return ops.leaky_relu(inputs[0], alpha_shift=a["alpha_shift"], in_frac=in_fmt.frac, out_fmt=out)
     if node.op == "pad":

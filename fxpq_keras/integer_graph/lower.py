@@ -88,6 +88,18 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
                     node.attrs["depth_multiplier"] = int(n.config["depth_multiplier"])
         elif n.kind == "add":
             node.attrs["activation"] = "linear"
+        elif n.kind == "concat" and len(ins) > 2:
+            # N inputs: a chain of two-input concats whose partial results are already in the
+            # output format (rescaling them again is the identity: the same integers as one
+            # N-way concat)
+            acc = ins[0]
+            for k, part in enumerate(ins[1:-1], start=1):
+                name = f"{n.name}/part{k}"
+                channels = sum(tensors[i].shape[-1] for i in ins[:k + 1])
+                tensors[name] = TensorSpec(name, shape[:-1] + (channels,), fmt)
+                nodes.append(Node("concat", name, [acc, part], name))
+                acc = name
+            node.inputs = [acc, ins[-1]]
         elif n.kind in ("max_pool", "avg_pool"):
             node.attrs.update(pool=tuple(n.config["pool_size"]), stride=tuple(n.config["strides"]),
                               padding=n.config["padding"], activation="linear")
@@ -121,6 +133,7 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
 
 _OP = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense": "fully_connected", "add": "add",
        "max_pool": "max_pool2d", "avg_pool": "average_pool2d", "gap": "global_average_pool2d",
-       "relu": "requantize", "flatten": "reshape", "reshape": "reshape", "zero_pad": "pad", "leaky_relu": "leaky_relu"}
+       "relu": "requantize", "flatten": "reshape", "reshape": "reshape", "zero_pad": "pad", "leaky_relu": "leaky_relu",
+       "concat": "concat"}
 
 __all__ = ["lower_model", "lower", "quantize_weights"]

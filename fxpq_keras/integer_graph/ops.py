@@ -27,6 +27,7 @@ __all__ = [
     "requantize_op",
     "zero_pad2d",
     "leaky_relu",
+    "concatenate",
     "floor_div",
 ]
 
@@ -212,3 +213,12 @@ def leaky_relu(x, *, alpha_shift: int, in_frac: int, out_fmt: Format) -> np.ndar
         raise ValueError(f"leaky_relu: alpha_shift must be in 1..31, got {alpha_shift}")
     x = np.asarray(x, dtype=np.int64)
     return np.where(x >= 0, requantize(x, in_frac, out_fmt), requantize(x, in_frac + alpha_shift, out_fmt))
+
+
+def concatenate(a, b, *, a_frac: int, b_frac: int, out_fmt: Format) -> np.ndarray:
+    """a and b joined on the last axis, each brought to the output format by the one rescale
+    rule (numerics.md section 8); all axes but the last must match."""
+    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    if a.shape[:-1] != b.shape[:-1]:
+        raise ValueError(f"concatenate: shapes {a.shape} and {b.shape} differ before the last axis")
+    return np.concatenate([requantize(a, a_frac, out_fmt), requantize(b, b_frac, out_fmt)], axis=-1)

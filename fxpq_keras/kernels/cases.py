@@ -35,6 +35,7 @@ OPS = (
     "requantize_op",
     "zero_pad2d",
     "leaky_relu",
+    "concatenate",
 )
 
 _ACTIVATIONS = (None, "relu", "relu6")
@@ -290,6 +291,22 @@ def _leaky_relu(rng: np.random.Generator, c: dict) -> OpCase:
     return OpCase("leaky_relu", (x,), dict(alpha_shift=k, in_frac=in_fmt.frac, out_fmt=out_fmt), dict(in_fmt=in_fmt))
 
 
+def _concatenate(rng: np.random.Generator, c: dict) -> OpCase:
+    """Two inputs of unrelated formats (frac distances up to 40: some vanish, some saturate),
+    odd channel counts, rank 2 or 4."""
+    a_fmt = random_format(rng, bits=c.get("x_bits"), signed=c.get("x_signed"))
+    diff = int(rng.integers(-40, 41)) if rng.random() < 0.2 else int(rng.integers(-6, 7))
+    b_fmt = random_format(rng, frac=int(np.clip(a_fmt.frac + diff, -32, 32)))
+    out_fmt = random_format(rng, bits=c.get("out_bits"), signed=c.get("out_signed"))
+    out_fmt = out_fmt.with_frac(int(np.clip(max(a_fmt.frac, b_fmt.frac) + int(rng.integers(-6, 3)), -32, 32)))
+    lead = _pick(rng, ((int(rng.integers(1, 9)),), (int(rng.integers(1, 3)), int(rng.integers(1, 5)),
+                                                     int(rng.integers(1, 5)))))
+    a = _values(rng, a_fmt.lo, a_fmt.hi, lead + (int(rng.integers(1, 6)),))
+    b = _values(rng, b_fmt.lo, b_fmt.hi, lead + (int(rng.integers(1, 6)),))
+    return OpCase("concatenate", (a, b), dict(a_frac=a_fmt.frac, b_frac=b_fmt.frac, out_fmt=out_fmt),
+                  dict(a_fmt=a_fmt, b_fmt=b_fmt))
+
+
 def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase:
     """A random case of ``op`` (one of :data:`OPS`).
 
@@ -314,6 +331,8 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
         return _zero_pad(rng, constraints)
     if op == "leaky_relu":
         return _leaky_relu(rng, constraints)
+    if op == "concatenate":
+        return _concatenate(rng, constraints)
     raise ValueError(f"unknown op {op!r}; known: {', '.join(OPS)}")
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "requantize_op",
     "zero_pad2d",
     "leaky_relu",
+    "concatenate",
     "infer_format",
     "STATUS",
 ]
@@ -169,6 +170,8 @@ _SIGNATURES = {
     "fxpq_dequantize": (ctypes.c_int, [c_i32, _vp, _P(CFormat), _vp]),
     "fxpq_requantize": (ctypes.c_int, [_P(CElementwiseParams), c_i32, _vp, _P(CFormat), _vp,
                                        _P(CFormat)]),
+    "fxpq_concatenation": (ctypes.c_int, [c_i32, c_i32, _vp, _P(CFormat), c_i32, _vp, _P(CFormat), _vp,
+                                          _P(CFormat)]),
     "fxpq_leaky_relu": (ctypes.c_int, [_P(CLeakyReluParams), c_i32, _vp, _P(CFormat), _vp, _P(CFormat)]),
     "fxpq_zero_pad2d": (ctypes.c_int, [_P(CPadParams), _P(CDims), _vp, _P(CFormat), _P(CDims), _vp,
                                        _P(CFormat)]),
@@ -546,4 +549,23 @@ def leaky_relu(x, *, alpha_shift: int, in_frac: int, out_fmt: Format, in_fmt: Fo
     st = lib.fxpq_leaky_relu(ctypes.byref(CLeakyReluParams(alpha_shift)), x.size, _ptr(xin), ctypes.byref(_cfmt(fmt)),
                              _ptr(out), ctypes.byref(_cfmt(out_fmt)))
     _check("leaky_relu", st)
+    return out.astype(np.int64)
+
+
+def concatenate(a, b, *, a_frac: int, b_frac: int, out_fmt: Format, a_fmt: Format | None = None,
+                b_fmt: Format | None = None) -> np.ndarray:
+    """C ``fxpq_concatenation``: a and b joined on the last axis."""
+    lib = load_library()
+    a = _int_array(a, "concatenate input a")
+    b = _int_array(b, "concatenate input b")
+    if a.shape[:-1] != b.shape[:-1]:
+        raise ValueError(f"concatenate: shapes {a.shape} and {b.shape} differ before the last axis")
+    fa = _resolve_format(a, a_frac, a_fmt, "concatenate input a")
+    fb = _resolve_format(b, b_frac, b_fmt, "concatenate input b")
+    ain, bin_ = _to_storage(a, fa), _to_storage(b, fb)
+    out = np.zeros(a.shape[:-1] + (a.shape[-1] + b.shape[-1],), dtype=out_fmt.storage_dtype)
+    outer = int(np.prod(a.shape[:-1], dtype=np.int64))
+    st = lib.fxpq_concatenation(outer, a.shape[-1], _ptr(ain), ctypes.byref(_cfmt(fa)), b.shape[-1], _ptr(bin_),
+                                ctypes.byref(_cfmt(fb)), _ptr(out), ctypes.byref(_cfmt(out_fmt)))
+    _check("concatenate", st)
     return out.astype(np.int64)

@@ -75,6 +75,7 @@ OP_IDS = {
     "requantize_op": 10,
     "zero_pad2d": 11,
     "leaky_relu": 12,
+    "concatenate": 13,
 }
 
 #: parameter names in index order (enum fxpq_harness_param, without the FXPQ_P_ prefix)
@@ -83,7 +84,7 @@ PARAMS = (
     "FILTER_N", "FILTER_H", "FILTER_W", "FILTER_C", "W_BITS", "W_FRAC", "HAS_BIAS", "BIAS_FRAC",
     "STRIDE_H", "STRIDE_W", "DILATION_H", "DILATION_W", "PADDING", "ACTIVATION", "DEPTH_MULTIPLIER",
     "POOL_H", "POOL_W", "OUT_N", "OUT_H", "OUT_W", "OUT_C", "OUT_BITS", "OUT_FRAC", "OUT_SIGNED",
-    "PAD_TOP", "PAD_BOTTOM", "PAD_LEFT", "PAD_RIGHT", "ALPHA_SHIFT",
+    "PAD_TOP", "PAD_BOTTOM", "PAD_LEFT", "PAD_RIGHT", "ALPHA_SHIFT", "IN2_C",
 )
 _PARAM_INDEX = {name: i for i, name in enumerate(PARAMS)}
 
@@ -253,6 +254,18 @@ def _prepare(case: OpCase) -> tuple[dict[str, int], list[bytes], tuple, np.dtype
         p = dict(_dims_params("IN", _flat(x.shape)), **_fmt_params("IN", fmt), **_fmt_params("OUT", kw["out_fmt"]),
                  ACTIVATION=act)
         return p, [host._to_storage(x, fmt).tobytes()], x.shape, kw["out_fmt"].storage_dtype
+    if op == "concatenate":
+        x, y = host._int_array(a[0], op), host._int_array(a[1], op)
+        if x.shape[:-1] != y.shape[:-1]:
+            raise ValueError(f"concatenate: shapes {x.shape} and {y.shape} differ before the last axis")
+        fa = host._resolve_format(x, kw["a_frac"], ex.get("a_fmt"), op)
+        fb = host._resolve_format(y, kw["b_frac"], ex.get("b_fmt"), op)
+        outer = int(np.prod(x.shape[:-1], dtype=np.int64))
+        p = dict(_dims_params("IN", (outer, 1, 1, x.shape[-1])), **_fmt_params("IN", fa), **_fmt_params("IN2", fb),
+                 **_fmt_params("OUT", kw["out_fmt"]), IN2_C=y.shape[-1])
+        out_shape = x.shape[:-1] + (x.shape[-1] + y.shape[-1],)
+        return p, [host._to_storage(x, fa).tobytes(), host._to_storage(y, fb).tobytes()], out_shape, \
+            kw["out_fmt"].storage_dtype
     if op == "leaky_relu":
         x = host._int_array(a[0], op)
         fmt = host._resolve_format(x, kw["in_frac"], ex.get("in_fmt"), op)

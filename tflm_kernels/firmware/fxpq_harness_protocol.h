@@ -45,7 +45,8 @@ enum fxpq_harness_op {
     FXPQ_HOP_DEQUANTIZE = 9,
     FXPQ_HOP_REQUANTIZE = 10,
     FXPQ_HOP_ZERO_PAD2D = 11,
-    FXPQ_HOP_LEAKY_RELU = 12
+    FXPQ_HOP_LEAKY_RELU = 12,
+    FXPQ_HOP_CONCATENATION = 13
 };
 
 enum fxpq_harness_param {
@@ -88,7 +89,8 @@ enum fxpq_harness_param {
     FXPQ_P_PAD_LEFT = 36,
     FXPQ_P_PAD_RIGHT = 37,
     FXPQ_P_ALPHA_SHIFT = 38, /* LEAKY_RELU */
-    FXPQ_P_COUNT = 39
+    FXPQ_P_IN2_C = 39, /* CONCATENATION: channels of the second input (IN_N = outer, IN_C = first's) */
+    FXPQ_P_COUNT = 40
 };
 
 enum fxpq_harness_blob {

@@ -238,6 +238,8 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
     if (hc->op == FXPQ_HOP_QUANTIZE || hc->op == FXPQ_HOP_DEQUANTIZE || hc->op == FXPQ_HOP_REQUANTIZE ||
         hc->op == FXPQ_HOP_ADD || hc->op == FXPQ_HOP_LEAKY_RELU) {
         out_count = in_count;
+    } else if (hc->op == FXPQ_HOP_CONCATENATION) {
+        out_count = (p[FXPQ_P_IN2_C] > 0 && in_d.c > 0) ? in_count / in_d.c * ((int64_t)in_d.c + p[FXPQ_P_IN2_C]) : 0;
     } else {
         out_count = dims_count(&out_d);
     }
@@ -248,6 +250,12 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
     *out_bytes = (uint32_t)need;
     need = in_count * (hc->op == FXPQ_HOP_QUANTIZE ? 4 : elem_bytes(&in_f));
     if (check_blob(hc, FXPQ_BLOB_INPUT, need) != FXPQ_OK) {
+        return FXPQ_HARNESS_ERR_BAD_RECORD;
+    }
+    if (hc->op == FXPQ_HOP_CONCATENATION &&
+        check_blob(hc, FXPQ_BLOB_INPUT2_OR_WEIGHTS,
+                   (in_d.c > 0 ? in_count / in_d.c : 0) * (p[FXPQ_P_IN2_C] > 0 ? p[FXPQ_P_IN2_C] : 0) *
+                       elem_bytes(&in2_f)) != FXPQ_OK) {
         return FXPQ_HARNESS_ERR_BAD_RECORD;
     }
     if (hc->op == FXPQ_HOP_ADD && check_blob(hc, FXPQ_BLOB_INPUT2_OR_WEIGHTS, in_count * elem_bytes(&in2_f)) != FXPQ_OK) {
@@ -282,6 +290,11 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
         break;
     case FXPQ_HOP_REQUANTIZE:
         st = fxpq_requantize(&ep, size, hc->blob[FXPQ_BLOB_INPUT].data, &in_f, out, &out_f);
+        break;
+    case FXPQ_HOP_CONCATENATION:
+        st = fxpq_concatenation(in_d.n * in_d.h * in_d.w, in_d.c, hc->blob[FXPQ_BLOB_INPUT].data, &in_f,
+                                p[FXPQ_P_IN2_C], hc->blob[FXPQ_BLOB_INPUT2_OR_WEIGHTS].data, &in2_f, out,
+                                &out_f);
         break;
     case FXPQ_HOP_LEAKY_RELU: {
         fxpq_leaky_relu_params lp;

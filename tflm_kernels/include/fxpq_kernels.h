@@ -307,6 +307,14 @@ fxpq_status fxpq_leaky_relu(const fxpq_leaky_relu_params *params, int32_t size,
                             const void *input, const fxpq_format *input_fmt, void *output,
                             const fxpq_format *output_fmt);
 
+/** Concatenation on the last axis (numerics.md section 8): a is [outer, a_channels], b is
+ *  [outer, b_channels], output [outer, a_channels + b_channels]; every value is
+ *  saturate(rescale(v, its input's frac, out_frac)). More inputs: chain calls. */
+fxpq_status fxpq_concatenation(int32_t outer, int32_t a_channels, const void *a,
+                               const fxpq_format *a_fmt, int32_t b_channels, const void *b,
+                               const fxpq_format *b_fmt, void *output,
+                               const fxpq_format *output_fmt);
+
 /** Zero padding 2D, NHWC (numerics.md section 8): output [N, H + top + bottom, W + left +
  *  right, C]; padded positions are 0, the others saturate(rescale(x, in_frac, out_frac)) (a
  *  copy when the formats are equal, which is what the converter writes). */
@@ -366,7 +374,8 @@ typedef enum {
     FXPQ_OP_REQUANTIZE = 8,
     FXPQ_OP_PAD = 9,
     FXPQ_OP_LEAKY_RELU = 10,
-    FXPQ_OP_COUNT = 11
+    FXPQ_OP_CONCATENATION = 11,
+    FXPQ_OP_COUNT = 12
 } fxpq_custom_op;
 
 #define FXPQ_OPTIONS_MAX_KEYS 21

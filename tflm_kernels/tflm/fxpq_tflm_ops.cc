@@ -54,6 +54,9 @@ struct OpData {
     fxpq_elementwise_params ew;
     fxpq_pad_params pad;
     fxpq_leaky_relu_params leaky;
+    struct {
+      int32_t outer, a_channels, b_channels;
+    } concat;
   } params;
 };
 
@@ -129,7 +132,8 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char
     ok = input->type == kTfLiteFloat32 && d->size > 0 && Elements(input->dims) == d->size;
     goto done;
   }
-  if (!InputFormat(input, kOp == FXPQ_OP_ADD ? o.in1_frac : o.in_frac, &d->input_format[0])) {
+  if (!InputFormat(input, kOp == FXPQ_OP_ADD || kOp == FXPQ_OP_CONCATENATION ? o.in1_frac : o.in_frac,
+                   &d->input_format[0])) {
     goto done;
   }
   if (kOp == FXPQ_OP_CONV_2D || kOp == FXPQ_OP_DEPTHWISE_CONV_2D ||
@@ -151,6 +155,23 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char
            Elements(input->dims) == d->size && Elements(input2->dims) == d->size;
       d->params.ew.activation = fxpq_options_activation(&o);
       break;
+    case FXPQ_OP_CONCATENATION: {
+      input2 = mc->AllocateTempInputTensor(node, kInput2);
+      const int rank = output->dims->size;
+      ok = InputFormat(input2, o.in2_frac, &d->input_format[1]) && rank >= 2 &&
+           input->dims->size == rank && input2->dims->size == rank;
+      for (int i = 0; ok && i < rank - 1; ++i) {
+        ok = input->dims->data[i] == output->dims->data[i] &&
+             input2->dims->data[i] == output->dims->data[i];
+      }
+      if (!ok) break;
+      d->params.concat.a_channels = input->dims->data[rank - 1];
+      d->params.concat.b_channels = input2->dims->data[rank - 1];
+      ok = d->params.concat.a_channels + d->params.concat.b_channels ==
+               output->dims->data[rank - 1] && Elements(output->dims) > 0;
+      d->params.concat.outer = ok ? Elements(output->dims) / output->dims->data[rank - 1] : 0;
+      break;
+    }
     case FXPQ_OP_REQUANTIZE:
       d->size = Elements(output->dims);
       ok = d->size > 0 && Elements(input->dims) == d->size;
@@ -307,6 +328,13 @@ TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
       status = fxpq_requantize(&d->params.ew, d->size, in, &d->input_format[0], out,
                                &d->output_format);
       break;
+    case FXPQ_OP_CONCATENATION: {
+      const TfLiteEvalTensor* input2 = tflite::micro::GetEvalInput(context, node, kInput2);
+      status = fxpq_concatenation(d->params.concat.outer, d->params.concat.a_channels, in,
+                                  &d->input_format[0], d->params.concat.b_channels,
+                                  input2->data.raw, &d->input_format[1], out, &d->output_format);
+      break;
+    }
     case FXPQ_OP_LEAKY_RELU:
       status = fxpq_leaky_relu(&d->params.leaky, d->size, in, &d->input_format[0], out,
                                &d->output_format);
@@ -353,5 +381,8 @@ const TFLMRegistration* Register_FXP_GLOBAL_AVERAGE_POOL_2D() {
 const TFLMRegistration* Register_FXP_REQUANTIZE() { return Registration<FXPQ_OP_REQUANTIZE>(); }
 const TFLMRegistration* Register_FXP_PAD() { return Registration<FXPQ_OP_PAD>(); }
 const TFLMRegistration* Register_FXP_LEAKY_RELU() { return Registration<FXPQ_OP_LEAKY_RELU>(); }
+const TFLMRegistration* Register_FXP_CONCATENATION() {
+  return Registration<FXPQ_OP_CONCATENATION>();
+}
 
 }  // namespace fxpq

@@ -4,7 +4,7 @@
  * Add tflm/fxpq_tflm_ops.cc, the C files of src/kernels and src/options, and include/ to a firmware's TFLM
  * build, then register the ops on the resolver the interpreter uses:
  *
- *   static tflite::MicroMutableOpResolver<12> resolver;   // 11 FXP_* ops + RESHAPE
+ *   static tflite::MicroMutableOpResolver<13> resolver;   // 12 FXP_* ops + RESHAPE
  *   fxpq::RegisterFxpOps(resolver);
  *
  * docs/tflm.md has the details. Written against TFLM's TFLMRegistration API (micro_common.h,
@@ -31,9 +31,10 @@ const TFLMRegistration* Register_FXP_GLOBAL_AVERAGE_POOL_2D();
 const TFLMRegistration* Register_FXP_REQUANTIZE();
 const TFLMRegistration* Register_FXP_PAD();
 const TFLMRegistration* Register_FXP_LEAKY_RELU();
+const TFLMRegistration* Register_FXP_CONCATENATION();
 
 // Adds every FXP_* op (and, when add_reshape, the stock RESHAPE that fxp files use for Flatten)
-// to `resolver`. The resolver needs room for 11 (or 12) more ops.
+// to `resolver`. The resolver needs room for 12 (or 13) more ops.
 template <unsigned int tOpCount>
 TfLiteStatus RegisterFxpOps(tflite::MicroMutableOpResolver<tOpCount>& resolver,
                             bool add_reshape = true) {
@@ -53,6 +54,7 @@ TfLiteStatus RegisterFxpOps(tflite::MicroMutableOpResolver<tOpCount>& resolver,
       {"FXP_REQUANTIZE", Register_FXP_REQUANTIZE},
       {"FXP_PAD", Register_FXP_PAD},
       {"FXP_LEAKY_RELU", Register_FXP_LEAKY_RELU},
+      {"FXP_CONCATENATION", Register_FXP_CONCATENATION},
   };
   for (const Entry& e : kOps) {
     const TfLiteStatus status = resolver.AddCustom(e.name, e.reg());

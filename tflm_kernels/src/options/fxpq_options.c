@@ -82,6 +82,8 @@ static const fxq_key fxq_keys_requantize[] = {K_ACT_MAX, K_ACT_MIN, K_ACTIVATION
                                               K_OUT_FRAC};
 static const fxq_key fxq_keys_leaky_relu[] = {K_ACT_MAX, K_ACT_MIN, K_ALPHA_SHIFT, K_IN_FRAC,
                                               K_OUT_FRAC};
+static const fxq_key fxq_keys_concatenation[] = {K_ACT_MAX, K_ACT_MIN, K_IN1_FRAC, K_IN2_FRAC,
+                                                 K_OUT_FRAC};
 static const fxq_key fxq_keys_pad[] = {K_ACT_MAX, K_ACT_MIN, K_IN_FRAC, K_OUT_FRAC,
                                        K_PAD_BOTTOM, K_PAD_LEFT, K_PAD_RIGHT, K_PAD_TOP};
 
@@ -105,6 +107,7 @@ static const fxq_op fxq_ops[FXPQ_OP_COUNT] = {
     {"FXP_REQUANTIZE", fxq_keys_requantize, FXQ_COUNT(fxq_keys_requantize)},
     {"FXP_PAD", fxq_keys_pad, FXQ_COUNT(fxq_keys_pad)},
     {"FXP_LEAKY_RELU", fxq_keys_leaky_relu, FXQ_COUNT(fxq_keys_leaky_relu)},
+    {"FXP_CONCATENATION", fxq_keys_concatenation, FXQ_COUNT(fxq_keys_concatenation)},
 };
 
 typedef char fxq_assert_max_keys[(FXQ_COUNT(fxq_keys_dw_conv) == FXPQ_OPTIONS_MAX_KEYS) ? 1 : -1];

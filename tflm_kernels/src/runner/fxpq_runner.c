@@ -385,6 +385,9 @@ typedef struct {
         fxpq_elementwise_params ew;
         fxpq_pad_params pad;
         fxpq_leaky_relu_params leaky;
+        struct {
+            int32_t outer, a_channels, b_channels;
+        } concat;
     } p;
 } fx_op;
 
@@ -648,7 +651,7 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         return st;
     }
     p->in_fmt[0] = in0.format;
-    if (kind == FXPQ_OP_ADD) {
+    if (kind == FXPQ_OP_ADD || kind == FXPQ_OP_CONCATENATION) {
         if (inputs.len != 2) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs 2 inputs");
         }
@@ -658,11 +661,27 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             || (st = fx_check_activation(r, op, kind, &in1, "input 2")) != FXPQ_RUNNER_OK) {
             return st;
         }
-        if (!fx_same_shape(&in0, &out) || !fx_same_shape(&in1, &out)) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "inputs and output must have the same shape");
-        }
         if (o.in1_frac != in0.format.frac || o.in2_frac != in1.format.frac) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "in1_frac/in2_frac differ from the input tensors");
+        }
+        p->in_fmt[1] = in1.format;
+        if (kind == FXPQ_OP_CONCATENATION) {
+            int32_t i, ok = in0.rank == out.rank && in1.rank == out.rank && out.rank >= 2
+                            && (int64_t)in0.dims[out.rank - 1] + in1.dims[out.rank - 1]
+                                   == out.dims[out.rank - 1];
+            for (i = 0; ok && i < out.rank - 1; ++i) {
+                ok = in0.dims[i] == out.dims[i] && in1.dims[i] == out.dims[i];
+            }
+            if (!ok) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output must be the two inputs joined on the last axis");
+            }
+            p->p.concat.a_channels = in0.dims[out.rank - 1];
+            p->p.concat.b_channels = in1.dims[out.rank - 1];
+            p->p.concat.outer = out.elements / out.dims[out.rank - 1];
+            return FXPQ_RUNNER_OK;
+        }
+        if (!fx_same_shape(&in0, &out) || !fx_same_shape(&in1, &out)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "inputs and output must have the same shape");
         }
         if (o.in1_frac - o.in2_frac > FXPQ_MAX_ADD_FRAC_DIFF
             || o.in2_frac - o.in1_frac > FXPQ_MAX_ADD_FRAC_DIFF) {
@@ -1182,6 +1201,11 @@ fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
             break;
         case FXPQ_OP_REQUANTIZE:
             ks = fxpq_requantize(&p->p.ew, p->size, in0, &p->in_fmt[0], out, &p->out_fmt);
+            break;
+        case FXPQ_OP_CONCATENATION:
+            ks = fxpq_concatenation(p->p.concat.outer, p->p.concat.a_channels, in0, &p->in_fmt[0],
+                                    p->p.concat.b_channels, base + p->in_off[1], &p->in_fmt[1], out,
+                                    &p->out_fmt);
             break;
         case FXPQ_OP_LEAKY_RELU:
             ks = fxpq_leaky_relu(&p->p.leaky, p->size, in0, &p->in_fmt[0], out, &p->out_fmt);

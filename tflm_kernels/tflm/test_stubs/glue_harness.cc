@@ -201,7 +201,7 @@ int fxpq_glue_run(const uint8_t* blob, size_t blob_len, const uint8_t* inputs, i
   g_message[0] = '\0';
   int rc = 0;
   {
-    static tflite::MicroMutableOpResolver<12> resolver;
+    static tflite::MicroMutableOpResolver<13> resolver;
     static const TfLiteStatus registered = fxpq::RegisterFxpOps(resolver);  // sticky, like a firmware's
     if (registered != kTfLiteOk) {
       rc = Fail("RegisterFxpOps failed: the stand-in's resolver has too little room");
