@@ -287,11 +287,11 @@ KERNEL_STEMS = frozenset({
     "kernel_util", "add", "add_common", "conv", "conv_common", "depthwise_conv", "depthwise_conv_common",
     "fully_connected", "fully_connected_common", "pooling", "pooling_common", "reduce", "reduce_common",
     "reshape", "reshape_common", "softmax", "softmax_common", "quantize", "quantize_common", "dequantize",
-    "dequantize_common", "pad", "pad_common",
+    "dequantize_common", "pad", "pad_common", "concatenation", "leaky_relu", "leaky_relu_common",
 })
 # stock ops (schema names) the TFLM programs can register: what the int8-builtin target writes
 STOCK_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
-             "PAD", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE")
+             "PAD", "CONCATENATION", "LEAKY_RELU", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE")
 
 
 @dataclass
