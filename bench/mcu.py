@@ -305,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             fxp_path = OUT / f"{name}_FxP-QNet_mixed.tflite"
             export_tflite(quantize_model(calib, policy), fxp_path)
             try:  # stock int8 at uniform 8 bits (unsigned formats as int8 with zero point -128, as TFLite)
-                export_tflite(quantize_model(calib, calib.uniform_policy(8)), int8_path, target="int8-builtin")
+                export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), int8_path, target="int8-builtin")
             except ExportError as exc:
                 notes.append(f"{name}: no TFLM rows: int8-builtin export refused: {str(exc).splitlines()[-1]}")
                 kinds = ()
@@ -317,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                 tflm_rows.append({**row, "model": name, "kind": kind})
         if "runner" not in tables:
             continue
-        for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", calib.uniform_policy(8))):
+        uniform8 = Policy.uniform(calib, 8, None)
+        for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", uniform8)):
             path = OUT / (label.replace(" ", "_") + ".tflite")
             export_tflite(quantize_model(calib, pol), path)
             rows.append(measure(label, path, x))

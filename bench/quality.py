@@ -43,6 +43,7 @@ from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
 from fxpq_keras.flatbuffer.memory import file_memory  # noqa: E402
+from fxpq_keras.policy import Policy  # noqa: E402
 from fxpq_keras.search import FxPQNet  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 
@@ -121,7 +122,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
     f["int8"] = held_out(q8) | {"file_bytes": len(blob8)}
     f["int8"]["param_bytes"], f["int8"]["ram_bytes"] = device_bytes(blob8)
     calib = Calibration(model, x_cal)
-    f["int8"]["paper_x"] = calib.uniform_policy(8).memory().compression_total
+    f["int8"]["paper_x"] = Policy.uniform(calib, 8, None).memory().compression_total
 
     runs = ABLATIONS if ablations else {"FxP-QNet": {}}
     f["ablations"] = []

@@ -1,6 +1,7 @@
 """Calibration: what the float model does on unlabeled data (ranges, shapes, teacher outputs).
 
-Computed once per model and dataset and shared by Policy.uniform, the FxP-QNet search and the
+Computed once per model and dataset and shared by Policy.uniform (which builds policies from it:
+calibration sits below policy and never imports it), the FxP-QNet search and the
 reports, so the float model is never run twice on the same data.
 """
 
@@ -11,9 +12,8 @@ from typing import Any
 import numpy as np
 
 from ._tf import keras
-from .formats import MAX_BIAS_BITS, frac_for_range
-from .keras_model import WEIGHTED, CNode, build_float_model, canonicalize
-from .policy import DataStructure, Policy, channels, quantized_output
+from .formats import frac_for_range
+from .keras_model import WEIGHTED, CNode, build_float_model, canonicalize, channels
 
 
 class CalibrationDataError(ValueError):
@@ -126,35 +126,3 @@ class Calibration:
 
     def activation_frac(self, name: str, bits: int) -> int:
         return frac_for_range(self.max_abs[name], bits, not self.nonneg[name])
-
-    def uniform_policy(self, bits: int, *, per_channel: bool = False, bias_bits: int = 32,
-                       input_bits: int | None = None) -> Policy:
-        """All weights and activations at `bits`, biases at `bias_bits`, fracs from ranges."""
-        from .formats import check_activation_bits
-
-        check_activation_bits(bits)
-        if not 2 <= bias_bits <= MAX_BIAS_BITS:
-            raise ValueError(f"bias_bits must be in 2..{MAX_BIAS_BITS}, got {bias_bits}")
-        ib = input_bits or bits
-        inp = self.input_name
-        input_ds = DataStructure(ib, self.activation_frac(inp, ib), not self.nonneg[inp],
-                                 int(np.prod(self.shapes[inp])))
-        layers = []
-        for n in self.cnodes:
-            if n.kind == "input":
-                continue
-            entry: dict[str, Any] = {"name": n.name, "kind": n.kind,
-                                     "inputs": ["input" if i == inp else i for i in n.inputs],
-                                     "weights": None, "bias": None, "output": None}
-            if n.kind in WEIGHTED:
-                entry["weights"] = DataStructure(bits, self.weight_frac(n, bits, per_channel), True, int(n.kernel.size))
-                if n.bias is not None:
-                    entry["bias"] = DataStructure(bias_bits, frac_for_range(float(np.abs(n.bias).max()), bias_bits),
-                                                  True, int(n.bias.size))
-            if quantized_output(self.cnodes, n):
-                entry["output"] = DataStructure(bits, self.activation_frac(n.name, bits), not self.nonneg[n.name],
-                                                int(np.prod(self.shapes[n.name])))
-            layers.append(entry)
-        policy = Policy(input_ds, layers)
-        policy.constrain_biases()
-        return policy

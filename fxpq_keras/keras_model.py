@@ -442,3 +442,23 @@ def make_layer(n: CNode) -> keras.layers.Layer:
 
 def _keras_act(act: str) -> Any:
     return act  # 'linear', 'relu' and 'relu6' are all tf_keras activation names
+
+
+# Layers whose output is not a data structure of its own (it keeps its input's format).
+PASS_THROUGH = ("flatten", "reshape", "softmax", "input", "zero_pad")
+
+
+def quantized_output(cnodes: list[CNode], node: CNode) -> bool:
+    """Whether a canonical layer's output is its own data structure (see module docstring)."""
+    if node.kind in PASS_THROUGH:
+        return node.kind == "input"
+    if node.kind == "add":
+        users = [n for n in cnodes if node.name in n.inputs]
+        return not (len(users) == 1 and users[0].kind == "relu")
+    return True
+
+
+def channels(cnodes: list[CNode], name: str) -> int:
+    node = next(n for n in cnodes if n.name == name)
+    k = node.kernel
+    return int(k.shape[-1] if node.kind != "depthwise_conv2d" else k.shape[-2] * k.shape[-1])

@@ -29,12 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits
-from .keras_model import WEIGHTED, CNode
+from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range
+from .keras_model import WEIGHTED, CNode, channels, quantized_output
 
 POLICY_VERSION = 1
 DATA_STRUCTURES = ("weights", "bias", "output")
-PASS_THROUGH = ("flatten", "reshape", "softmax", "input", "zero_pad")
 
 
 class PolicyMismatchError(ValueError):
@@ -344,26 +343,36 @@ class Policy:
 
         This is naive uniform dynamic fixed point; FxPQNet starts from it at 16 bits.
         """
-        from .calibration import Calibration
+        from .calibration import Calibration  # lazy: TensorFlow; calibration sits below policy
 
         calib = model if isinstance(model, Calibration) else Calibration(model, calibration_data)
-        return calib.uniform_policy(bits, per_channel=per_channel, bias_bits=bias_bits, input_bits=input_bits)
-
-
-def quantized_output(cnodes: list[CNode], node: CNode) -> bool:
-    """Whether a canonical layer's output is its own data structure (see module docstring)."""
-    if node.kind in PASS_THROUGH:
-        return node.kind == "input"
-    if node.kind == "add":
-        users = [n for n in cnodes if node.name in n.inputs]
-        return not (len(users) == 1 and users[0].kind == "relu")
-    return True
-
-
-def channels(cnodes: list[CNode], name: str) -> int:
-    node = next(n for n in cnodes if n.name == name)
-    k = node.kernel
-    return int(k.shape[-1] if node.kind != "depthwise_conv2d" else k.shape[-2] * k.shape[-1])
+        check_activation_bits(bits)
+        if not 2 <= bias_bits <= MAX_BIAS_BITS:
+            raise ValueError(f"bias_bits must be in 2..{MAX_BIAS_BITS}, got {bias_bits}")
+        ib = input_bits or bits
+        inp = calib.input_name
+        input_ds = DataStructure(ib, calib.activation_frac(inp, ib), not calib.nonneg[inp],
+                                 int(np.prod(calib.shapes[inp])))
+        layers = []
+        for n in calib.cnodes:
+            if n.kind == "input":
+                continue
+            entry: dict[str, Any] = {"name": n.name, "kind": n.kind,
+                                     "inputs": ["input" if i == inp else i for i in n.inputs],
+                                     "weights": None, "bias": None, "output": None}
+            if n.kind in WEIGHTED:
+                entry["weights"] = DataStructure(bits, calib.weight_frac(n, bits, per_channel), True,
+                                                 int(n.kernel.size))
+                if n.bias is not None:
+                    entry["bias"] = DataStructure(bias_bits, frac_for_range(float(np.abs(n.bias).max()), bias_bits),
+                                                  True, int(n.bias.size))
+            if quantized_output(calib.cnodes, n):
+                entry["output"] = DataStructure(bits, calib.activation_frac(n.name, bits), not calib.nonneg[n.name],
+                                                int(np.prod(calib.shapes[n.name])))
+            layers.append(entry)
+        policy = cls(input_ds, layers)
+        policy.constrain_biases()
+        return policy
 
 
 def skeleton(cnodes: list[CNode], shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from long_mode import examples
 import fxpq_keras as fx
 from fxpq_keras._tf import keras, tf
 from fxpq_keras.formats import Format
-from fxpq_keras.policy import DataStructure
+from fxpq_keras.policy import DataStructure, Policy
 
 
 def _model(kind: str) -> keras.Model:
@@ -82,7 +82,7 @@ class Case:
         rng = np.random.default_rng(2)
         self.x = rng.normal(0, 2.5, (16,) + self.model.input_shape[1:]).astype(np.float32)
         self.calib = fx.Calibration(self.model, self.x)
-        self.base = self.calib.uniform_policy(8)
+        self.base = Policy.uniform(self.calib, 8, None)
         self.qmodel = fx.quantize_model(self.calib, self.base)
         last = self.calib.cnodes[-1]
         out_layer = self.calib.cnodes[-2].name if last.kind == "softmax" else last.name

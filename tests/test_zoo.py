@@ -35,6 +35,7 @@ def test_zoo_has_the_promised_models():
 @pytest.mark.parametrize("name", list(SHAPES))
 def test_zoo_model_builds_and_fxpq_takes_it(name):
     from fxpq_keras.calibration import Calibration
+    from fxpq_keras.policy import Policy
 
     model = M.ZOO[name].build()
     shape, outputs, params = SHAPES[name]
@@ -42,7 +43,7 @@ def test_zoo_model_builds_and_fxpq_takes_it(name):
     assert model.output_shape[-1] == outputs
     assert model.count_params() == params
     x = np.random.default_rng(0).random((4, *shape), dtype=np.float32)
-    policy = Calibration(model, x).uniform_policy(8)
+    policy = Policy.uniform(Calibration(model, x), 8, None)
     assert policy.memory().compression_weights > 3.5
 
 

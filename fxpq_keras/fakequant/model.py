@@ -73,7 +73,7 @@ def quantize_model(model: keras.Model, policy: Policy | None = None, calibration
         if calibration_data is None and not isinstance(model, Calibration):
             raise ValueError("quantize_model needs a policy or calibration_data")
         calib = model if isinstance(model, Calibration) else Calibration(model, calibration_data)
-        policy = calib.uniform_policy(16)
+        policy = Policy.uniform(calib, 16, None)
     policy.check_matches(cnodes)
     qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed)
     set_policy(qmodel, policy)

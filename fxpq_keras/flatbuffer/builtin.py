@@ -20,6 +20,7 @@ from ..formats import Format
 from ..integer_graph import IntegerGraph, Node, TensorSpec
 from ..integer_graph.graph import OP_ATTRS
 from . import stock
+from .builder import scale_quant
 from .errors import ExportError, FlatbufferFormatError
 from .schema import schema as S
 
@@ -238,8 +239,6 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
 
 def write_builtin(b, graph: IntegerGraph) -> None:
     """Emit stock ops for a graph from to_builtin_graph (b is writer._Builder)."""
-    from .writer import scale_quant
-
     t = graph.tensors
     _activation(b, t[graph.input])
     for node in graph.nodes:

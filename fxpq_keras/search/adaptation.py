@@ -274,8 +274,8 @@ class PrecisionSearch:
     def _start_policy(self) -> Policy:
         opts = self.options
         per_channel = opts.per_channel and opts.dynamic_fixed_point
-        policy = self.calibration.uniform_policy(opts.max_bits, per_channel=per_channel,
-                                                 bias_bits=max(opts.max_bits, MIN_BITS))
+        policy = Policy.uniform(self.calibration, opts.max_bits, None, per_channel=per_channel,
+                                bias_bits=max(opts.max_bits, MIN_BITS))
         if not opts.dynamic_fixed_point:
             for (layer, ds), r in self._data_ranges(policy).items():
                 d = policy.get(layer, ds)
