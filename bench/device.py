@@ -105,8 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
-        rows += measure(name, args.samples, args.search, args.max_drop)
-        print(f"[{name} measured]", file=sys.stderr, flush=True)
+        new = measure(name, args.samples, args.search, args.max_drop)
+        rows += new
+        print(f"[{name} measured]\n{table(new)}", file=sys.stderr, flush=True)
     print(table(rows))
     return 0
 
