@@ -361,16 +361,22 @@ def _conv1d(layer: keras.layers.Layer, cfg: dict[str, Any], ins: list[str], emit
         raise UnsupportedLayerError(name, "Conv1D", "grouped convolution")
     if act not in FUSABLE_ACTIVATIONS:
         raise UnsupportedLayerError(name, "Conv1D", f"activation '{act}'")
-    if cfg["padding"] not in ("same", "valid"):
-        raise UnsupportedLayerError(name, "Conv1D", f"padding '{cfg['padding']}' (only 'same' and 'valid')")
+    if cfg["padding"] not in ("same", "valid", "causal"):
+        raise UnsupportedLayerError(name, "Conv1D", f"padding '{cfg['padding']}' (only 'same', 'valid', 'causal')")
     in_shape, out_shape = tuple(layer.input_shape[1:]), tuple(layer.output_shape[1:])
     if len(in_shape) != 2 or None in in_shape + out_shape:
         raise UnsupportedLayerError(name, "Conv1D", f"input shape {in_shape} (needs a fixed [length, channels])")
     kernel = layer.kernel.numpy()
     opening = f"{name}_as_2d"
     emit(CNode(opening, "reshape", ins, {"target_shape": (1,) + in_shape}))
+    padding = cfg["padding"]
+    if padding == "causal":  # (k - 1) * dilation zeros on the left, then a 'valid' conv
+        left = (kernel.shape[0] - 1) * int(cfg["dilation_rate"][0])
+        pad = f"{name}_causal_pad"
+        emit(CNode(pad, "zero_pad", [opening], {"padding": ((0, 0), (left, 0)), "input_shape": (1,) + in_shape}))
+        opening, padding = pad, "valid"
     emit(CNode(name, "conv2d", [opening],
-               {"strides": (1, int(cfg["strides"][0])), "padding": cfg["padding"],
+               {"strides": (1, int(cfg["strides"][0])), "padding": padding,
                 "dilation_rate": (1, int(cfg["dilation_rate"][0])), "kernel_size": (1, kernel.shape[0]),
                 "filters": kernel.shape[-1], "activation": act, "use_bias": cfg["use_bias"]},
                kernel=kernel.reshape((1,) + kernel.shape), bias=layer.bias.numpy() if cfg["use_bias"] else None))

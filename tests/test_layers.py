@@ -39,6 +39,7 @@ def conv1d_model() -> keras.Model:
     x = L.ReLU()(x)
     x = L.Conv1D(4, 3, strides=2, padding="valid", activation="relu")(x)
     x = L.Conv1D(4, 2, dilation_rate=2, padding="same")(x)
+    x = L.Conv1D(3, 3, dilation_rate=2, padding="causal", name="causal")(x)  # left zero padding
     x = L.Flatten()(x)
     return _randomize(keras.Model(i, L.Dense(3, activation="softmax")(x)), 3)
 
@@ -138,7 +139,8 @@ def test_cortex_m4_equals_reference(exported):
 def test_conv1d_is_a_height_one_conv2d():
     graph = fx.lower_model(fx.quantize_model(conv1d_model(), calibration_data=np.ones((2, 20, 3), np.float32)))
     convs = [n for n in graph.nodes if n.op == "conv2d"]
-    assert [n.weights.shape[1] for n in convs] == [1, 1, 1]
+    assert [n.weights.shape[1] for n in convs] == [1, 1, 1, 1]
+    assert [n.attrs["pads"] for n in graph.nodes if n.op == "pad"] == [((0, 0), (4, 0))]  # causal: (3 - 1) * 2
     assert convs[0].attrs["activation"] == "relu"  # BN folded and ReLU fused through the reshape
 
 
