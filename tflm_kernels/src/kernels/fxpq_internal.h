@@ -147,6 +147,31 @@ static inline fxpq_status fxpq_check_io_aligned(const void *input, fxpq_storage 
     return st != FXPQ_OK ? st : fxpq_check_aligned(out->data, out->storage);
 }
 
+/* The checks and output set-up every one-input elementwise kernel (requantize, leaky ReLU)
+ * starts with: pointers, both formats, size, then the output and the alignment of both. */
+static inline fxpq_status fxpq_elementwise_prepare(const void *input, const fxpq_format *input_fmt,
+                                                   void *output, const fxpq_format *output_fmt,
+                                                   int32_t size, fxpq_activation act,
+                                                   fxpq_storage *in_s, fxpq_output *out)
+{
+    fxpq_status st;
+    if (input == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if ((st = fxpq_check_format(input_fmt)) != FXPQ_OK ||
+        (st = fxpq_check_format(output_fmt)) != FXPQ_OK) {
+        return st;
+    }
+    if (size <= 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    *in_s = fxpq_storage_of(input_fmt);
+    if ((st = fxpq_output_init(out, output, output_fmt, act)) != FXPQ_OK) {
+        return st;
+    }
+    return fxpq_check_io_aligned(input, *in_s, out);
+}
+
 /* Element i of the output: v (frac v_frac) rescaled, saturated, activation-clamped in one step. */
 static inline void fxpq_output_store(const fxpq_output *out, int32_t i, int64_t v, int32_t v_frac)
 {

@@ -12,22 +12,14 @@ fxpq_status fxpq_leaky_relu(const fxpq_leaky_relu_params *params, int32_t size,
     fxpq_storage in_s;
     fxpq_output out;
 
-    if (params == NULL || input == NULL || output == NULL) {
+    if (params == NULL) {
         return FXPQ_ERR_NULL_POINTER;
-    }
-    if ((st = fxpq_check_format(input_fmt)) != FXPQ_OK ||
-        (st = fxpq_check_format(output_fmt)) != FXPQ_OK) {
-        return st;
-    }
-    if (size <= 0) {
-        return FXPQ_ERR_BAD_DIMS;
     }
     if (params->alpha_shift < 1 || params->alpha_shift > FXPQ_MAX_ALPHA_SHIFT) {
         return FXPQ_ERR_BAD_PARAM;
     }
-    in_s = fxpq_storage_of(input_fmt);
-    if ((st = fxpq_output_init(&out, output, output_fmt, FXPQ_ACT_NONE)) != FXPQ_OK ||
-        (st = fxpq_check_io_aligned(input, in_s, &out)) != FXPQ_OK) {
+    if ((st = fxpq_elementwise_prepare(input, input_fmt, output, output_fmt, size,
+                                       FXPQ_ACT_NONE, &in_s, &out)) != FXPQ_OK) {
         return st;
     }
     /* x * 2^-alpha_shift is x read at frac + alpha_shift: one shift-only rescale either way */

@@ -13,19 +13,11 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
     fxpq_storage in_s;
     fxpq_output out;
 
-    if (params == NULL || input == NULL || output == NULL) {
+    if (params == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
-    if ((st = fxpq_check_format(input_fmt)) != FXPQ_OK ||
-        (st = fxpq_check_format(output_fmt)) != FXPQ_OK) {
-        return st;
-    }
-    if (size <= 0) {
-        return FXPQ_ERR_BAD_DIMS;
-    }
-    in_s = fxpq_storage_of(input_fmt);
-    if ((st = fxpq_output_init(&out, output, output_fmt, params->activation)) != FXPQ_OK ||
-        (st = fxpq_check_io_aligned(input, in_s, &out)) != FXPQ_OK) {
+    if ((st = fxpq_elementwise_prepare(input, input_fmt, output, output_fmt, size,
+                                       params->activation, &in_s, &out)) != FXPQ_OK) {
         return st;
     }
     for (i = 0; i < size; ++i) {
