@@ -107,13 +107,10 @@ def decode(blob: bytes, out_dtype: np.dtype, out_shape: tuple[int, ...]) -> dict
     return res
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
-        if shutil.which(tool) is None:
-            print(f"run_on_qemu: {tool} is not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi "
-                  "qemu-system-arm make)", file=sys.stderr)
-            return 2
+def export_step(args: argparse.Namespace) -> tuple[Path, np.ndarray, np.ndarray | None] | None:
+    """Step 1 of both firmware examples: the inputs, and the model exported as .tflite and as a C
+    array (fxpq_model_array.h) under the build folder; (build, x, y), or None when the export
+    failed."""
     build = Path(args.build).resolve()
     build.mkdir(parents=True, exist_ok=True)
     model_path, policy_path, x, y = bench_inputs(args)
@@ -124,7 +121,22 @@ def main(argv: list[str] | None = None) -> int:
     show("1 export: .tflite with FXP_* ops, and the same bytes as a C array",
          ["fxpq", "export", model_path, policy_path, "-o", str(tflite), "--c-array", str(header)])
     if fxpq(["export", model_path, policy_path, "-o", str(tflite), "--c-array", str(header)]) != 0:
+        return None
+    return build, x, y
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    for tool in ("arm-none-eabi-gcc", "qemu-system-arm", "make"):
+        if shutil.which(tool) is None:
+            print(f"run_on_qemu: {tool} is not installed (Debian: gcc-arm-none-eabi libnewlib-arm-none-eabi "
+                  "qemu-system-arm make)", file=sys.stderr)
+            return 2
+    exported = export_step(args)
+    if exported is None:
         return 1
+    build, x, y = exported
+    tflite = build / "model.tflite"
 
     show("2 C source: the symbols model_main.c (FXPQ_MODEL_LINKED) reads the model from", f"cat > {build}/model_data.c")
     source = build / "model_data.c"

@@ -33,10 +33,9 @@ KERNELS = ROOT / "tflm_kernels"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_on_qemu import MACHINES, bench_inputs, show  # noqa: E402  (same folder: model, policy, inputs)
+from run_on_qemu import MACHINES, export_step, show  # noqa: E402  (same folder: model, policy, inputs)
 
 import fxpq_keras as fx  # noqa: E402
-from fxpq_keras.cli import main as fxpq  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,17 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     except TflmUnavailable as exc:
         print(f"tflm_on_qemu: {exc}", file=sys.stderr)
         return 2
-    build = Path(args.build).resolve()
-    build.mkdir(parents=True, exist_ok=True)
-    model_path, policy_path, x, y = bench_inputs(args)
-    x = x[: args.samples]
-    y = None if y is None else y[: args.samples]
-    tflite, header = build / "model.tflite", build / "fxpq_model_array.h"
-
-    show("1 export: .tflite with FXP_* ops, and the same bytes as a C array",
-         ["fxpq", "export", model_path, policy_path, "-o", str(tflite), "--c-array", str(header)])
-    if fxpq(["export", model_path, policy_path, "-o", str(tflite), "--c-array", str(header)]) != 0:
+    exported = export_step(args)
+    if exported is None:
         return 1
+    build, x, y = exported
+    tflite = build / "model.tflite"
 
     ops = model_ops(tflite.read_bytes())
     show(f"2 sources: model_data.c, and a resolver with exactly the model's {len(ops)} ops",
