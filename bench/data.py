@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-DATA_CACHE = REPO / ".cache" / "bench" / "data"
+DATA_CACHE = Path(os.environ.get("FXPQ_BENCH_CACHE", REPO / ".cache" / "bench")) / "data"
 SEED = 1234
 Data = dict[str, np.ndarray]
 

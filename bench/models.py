@@ -10,7 +10,7 @@
 | mobilenet_v1_025 | MLPerf Tiny MobileNetV1 alpha 0.25 (visual wake words) | 96x96x3 | picture patches | top-1 |
 | fc_autoencoder | MLPerf Tiny FC autoencoder 640-128x4-8-128x4-640 | 640 | synthetic machine sounds | AUC |
 
-`trained(name)` trains a model once and caches it under `<repo>/.cache/bench/`, keyed by the model's
+`trained(name)` trains a model once and caches it under `<repo>/.cache/bench/` (or `$FXPQ_BENCH_CACHE`), keyed by the model's
 builder and training recipe (their source) and a fingerprint of its training data, so an edited
 model or data maker is retrained, never silently reused. `score(name, outputs, data)` is the
 model's quality metric on held-out data: top-1 accuracy for classifiers, and for the autoencoder
@@ -37,7 +37,8 @@ from bench import data as zoo_data  # noqa: E402
 from fxpq_keras._tf import keras  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-CACHE = REPO / ".cache" / "bench"
+# FXPQ_BENCH_CACHE shares one cache between checkouts (e.g. git worktrees): training is minutes
+CACHE = Path(os.environ.get("FXPQ_BENCH_CACHE", REPO / ".cache" / "bench"))
 SEED = 1234
 
 
