@@ -10,8 +10,9 @@
 | mobilenet_v1_025 | MLPerf Tiny MobileNetV1 alpha 0.25 (visual wake words) | 96x96x3 | picture patches | top-1 |
 | fc_autoencoder | MLPerf Tiny FC autoencoder 640-128x4-8-128x4-640 | 640 | synthetic machine sounds | AUC |
 
-`trained(name)` trains a model once and caches it under `<repo>/.cache/bench/` (or `$FXPQ_BENCH_CACHE`), keyed by the model's
-builder and training recipe (their source) and a fingerprint of its training data, so an edited
+`trained(name)` trains a model once and caches it under `<repo>/.cache/bench/` (or
+`$FXPQ_BENCH_CACHE`), keyed by the model's builder and training recipe (their source) and a
+fingerprint of its training data, so an edited
 model or data maker is retrained, never silently reused. `score(name, outputs, data)` is the
 model's quality metric on held-out data: top-1 accuracy for classifiers, and for the autoencoder
 the ROC AUC of normal vs anomalous test windows scored by reconstruction error.
