@@ -70,12 +70,65 @@ def test_same_seed_same_policy(digits: dict, default_result) -> None:
     assert again.evaluations == default_result.evaluations
 
 
-def test_no_retrace_while_searching(digits: dict) -> None:
-    search = PrecisionSearch(digits["model"], digits["x_train"], options=SearchOptions(0.02, samples=300, max_bits=6))
+@pytest.mark.parametrize("incremental", [True, False])
+def test_no_retrace_while_searching(digits: dict, incremental: bool) -> None:
+    search = PrecisionSearch(digits["model"], digits["x_train"],
+                             options=SearchOptions(0.02, samples=300, max_bits=6, incremental=incremental))
     search.run()
-    assert search.decide._sums.experimental_get_tracing_count() == 1
-    assert search.checker._sums.experimental_get_tracing_count() == 1
+    for ev in (search.decide, search.checker):
+        functions = ev.stages.functions if incremental else [ev._sums]
+        assert [f.experimental_get_tracing_count() for f in functions] == [1] * len(functions)
     assert search.evaluations > 10
+
+
+def test_incremental_search_finds_the_same_policy_for_less(digits: dict, default_result) -> None:
+    """Incremental evaluation is speed only: the same policy as whole passes, fewer layers run."""
+    old = FxPQNet(0.02, incremental=False, **FAST).quantize(digits["model"], digits["x_train"],
+                                                           labels=digits["y_train"])
+    assert old.policy.to_json() == default_result.policy.to_json()
+    assert old.check_metrics == default_result.check_metrics
+    assert old.full_passes == old.evaluations
+    assert default_result.full_passes < 0.8 * old.full_passes
+
+
+def residual_model() -> keras.Model:
+    """A branch and an Add: a pass starting after the branch point still reads the stored branch."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="a")(inp)
+    b = keras.layers.Conv2D(4, 3, padding="same", name="b")(a)
+    c = keras.layers.DepthwiseConv2D(3, padding="same", name="c")(b)
+    x = keras.layers.Add(name="add")([a, c])
+    x = keras.layers.Flatten(name="flat")(x)
+    return keras.Model(inp, keras.layers.Dense(10, activation="softmax", name="out")(x))
+
+
+@pytest.mark.parametrize("which", ["digits", "residual"])
+def test_incremental_evaluation_equals_a_whole_pass(digits: dict, which: str) -> None:
+    """From every layer, after random format changes there and after it: bit-identical outputs to the
+    whole fake-quant model in one function, and rebasing (kept or rerun) keeps it so."""
+    from fxpq_keras.search.evaluator import Evaluator
+
+    model = digits["model"] if which == "digits" else residual_model()
+    search = PrecisionSearch(model, digits["x_train"], options=SearchOptions(0.02, samples=200, blend=0.0))
+    ev = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, batch_size=64)
+    rng = np.random.default_rng(0)
+    keys = [k for k in search._formats(search.start_policy) if k[1] != "bias"]
+    ev.rebase(search._formats(search.start_policy))
+    policy = search.start_policy
+    for trial_no in range(12):
+        changed = [keys[i] for i in rng.choice(len(keys), size=1 + trial_no % 3, replace=False)]
+        trial = search._with(policy, [(k, int(rng.integers(3, 9)), search.frac_candidates(k, 8)[0]) for k in changed])
+        search._sync(trial)
+        whole = np.concatenate([np.asarray(ev._sums(xb)) for xb in ev._x])
+        runs = ev.stage_runs
+        out = ev.outputs(search._written, keep=trial_no % 2 == 0)
+        np.testing.assert_array_equal(out, whole)
+        assert ev.stage_runs - runs == len(ev.stages) - min(ev.stages.index[k[0]] for k in changed)
+        if trial_no % 4 == 0:  # the trial becomes the base: adopted (kept) or rerun from its first change
+            ev.rebase(search._written)
+            policy = trial
+            assert ev.outputs(search._written).tolist() == whole.tolist()
 
 
 @pytest.mark.parametrize("switch", ["dynamic_fixed_point", "layerwise", "error_statistics_frac", "self_distillation"])

@@ -64,6 +64,9 @@ class SearchOptions:
     # boundaries than training data); 0 = the calibration inputs themselves with low-margin weighting
     blend: float = 0.15
     fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
+    # speed only, the same policy either way: a trial runs only the layers from the first one whose
+    # format differs from the current policy's, on stored activations of the layers before it
+    incremental: bool = True
     # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
     layerwise: bool = True
@@ -232,9 +235,10 @@ class PrecisionSearch:
             from ..memory import DeviceModel
 
             self.device = DeviceModel.from_graph(lower_model(self.qmodel))
-        self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter)
+        self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter,
+                                incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
-                        Evaluator(self.qmodel, self.check_x, self.check_meter))
+                        Evaluator(self.qmodel, self.check_x, self.check_meter, incremental=opts.incremental))
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose
@@ -246,8 +250,8 @@ class PrecisionSearch:
         self._restarted = False
         self.bits = {(layer, ds): d.bits for layer, ds, d in self.start_policy.data_structures()}
         self._say(f"evaluating the {opts.max_bits}-bit start policy ({len(self.keys)} data structures)")
-        metrics = self.decide()
-        check = metrics if self.checker is self.decide else self.checker()
+        metrics = self.decide(self._written, keep=True)
+        check = metrics if self.checker is self.decide else self.checker(self._written, keep=True)
         self.state = SearchState(self.start_policy.copy(), metrics, check)
         self._record("start", "", 0)
         self.total_steps = sum(len(self.widths(k)) - 1 for k in self.keys)
@@ -363,13 +367,33 @@ class PrecisionSearch:
         trial.constrain_biases()
         return trial
 
-    def evaluate(self, policy: Policy, check: bool = False) -> Metrics:
+    def evaluate(self, policy: Policy, check: bool = False, keep: bool = False) -> Metrics:
+        """Metrics of `policy` on the decision set (or the budget-check set). Incremental evaluation
+        starts at the first layer whose formats differ from the current policy's (`Evaluator`);
+        `keep` when the policy may become the current one (then adopting it costs nothing)."""
+        ev = self.checker if check else self.decide
+        if ev.incremental:
+            state = self._formats(self.state.policy)
+            if ev.base_formats != state:
+                if not ev.can_adopt(state):
+                    self._sync(self.state.policy)
+                ev.rebase(state)
         self._sync(policy)
-        return self.checker() if check else self.decide()
+        return ev(self._written, keep=keep)
+
+    @staticmethod
+    def _formats(policy: Policy) -> dict[Key, tuple[Any, ...]]:
+        """Every data structure's format as `_sync` records what it wrote."""
+        return {(layer, ds): (d.bits, d.frac, d.signed) for layer, ds, d in policy.data_structures()}
 
     @property
     def evaluations(self) -> int:
         return self.decide.evaluations + (0 if self.checker is self.decide else self.checker.evaluations)
+
+    @property
+    def full_passes(self) -> float:
+        """Layers run, in whole-model passes over either set (less than `evaluations` when incremental)."""
+        return self.decide.full_passes + (0.0 if self.checker is self.decide else self.checker.full_passes)
 
     @property
     def evaluated_samples(self) -> int:
@@ -419,6 +443,8 @@ class PrecisionSearch:
     def refresh(self) -> None:
         """Re-measure the current policy after the weights changed (distillation fine-tuning)."""
         self.version += 1
+        self.decide.invalidate()
+        self.checker.invalidate()
         self.state.metrics = self.evaluate(self.state.policy)
         self.state.check = self.state.metrics if self.checker is self.decide else self.evaluate(self.state.policy, True)
         if self._heap:
@@ -515,7 +541,7 @@ class PrecisionSearch:
             return 0
         trial = self._with(self.state.policy, [(cand.key, cand.bits, cand.frac)])
         name = "/".join(cand.key)
-        check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True)
+        check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True, keep=True)
         if not self.within_budget(check):
             self.state.frozen.add(cand.key)
             self._record("freeze", name, cand.bits + 1)
@@ -571,8 +597,8 @@ class PrecisionSearch:
                     frac = self.frac_candidates(key, bits)[0]
                 changes.append((key, bits, frac))
             trial = self._with(base, changes)
-            m = self.evaluate(trial)
-            check = m if self.checker is self.decide else self.evaluate(trial, check=True)
+            m = self.evaluate(trial, keep=True)
+            check = m if self.checker is self.decide else self.evaluate(trial, check=True, keep=True)
             at_start = all(c[1] == self.bits[c[0]] for c in changes)
             if self.within_budget(check) or at_start:
                 break

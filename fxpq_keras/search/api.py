@@ -33,7 +33,8 @@ class QuantizationResult:
     - `best_uniform_bits` / `best_uniform_policy`: the lowest uniform width (weights and
       activations) meeting the same budget on the same data (None if none does); the result is never
       larger than it (`cost`).
-    - `evaluations`, `evaluated_samples`, `seconds`: the search's cost.
+    - `evaluations`, `evaluated_samples`, `seconds`: the search's cost; `full_passes`: the layers
+      it ran, in whole-model passes (incremental evaluation runs only the layers after a change).
     """
 
     model: keras.Model
@@ -52,6 +53,7 @@ class QuantizationResult:
     budget_met: bool
     meter: Meter  # measures outputs on the calibration samples of the budget (see `assess`)
     budget_inputs: np.ndarray  # those calibration samples
+    full_passes: float = 0.0
     best_uniform_bits: int | None = None
     best_uniform_policy: Policy | None = None
     device_model: Any = None  # fxpq_keras.memory.DeviceModel of the model (None with objective "paper")
@@ -150,8 +152,8 @@ class QuantizationResult:
                          f"this result {self.memory.compression_total:.2f}x paper")
         else:
             lines.append("no uniform width meets the budget")
-        lines.append(f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples) in "
-                     f"{self.seconds:.1f} s; {self.message}")
+        lines.append(f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples; layers "
+                     f"run: {self.full_passes:.0f} whole passes) in {self.seconds:.1f} s; {self.message}")
         if self.labeled:
             lb = self.labeled
             lines.append(f"labeled accuracy on {lb['samples']} check samples: float {lb['float_accuracy']:.2%}, "
@@ -169,7 +171,7 @@ class QuantizationResult:
                 "device_memory": self.device_memory.to_dict(),
                 "metrics": self.metrics.to_dict(), "check_metrics": self.check_metrics.to_dict(),
                 "evaluations": self.evaluations, "evaluated_samples": self.evaluated_samples,
-                "seconds": round(self.seconds, 3), "message": self.message,
+                "full_passes": round(self.full_passes, 2), "seconds": round(self.seconds, 3), "message": self.message,
                 "memory_target_met": self.memory_target_met, "options": self.options.to_dict(),
                 "trajectory": [s.to_dict() for s in self.trajectory], "finetune": self.finetune,
                 "labeled": self.labeled}
@@ -221,7 +223,8 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> 
     return QuantizationResult(model=search.qmodel, policy=state.policy.copy(), options=search.options,
                               metrics=state.metrics, check_metrics=state.check, trajectory=list(state.trajectory),
                               evaluations=search.evaluations, evaluated_samples=search.evaluated_samples,
-                              seconds=seconds, message=state.message, memory_target_met=state.memory_target_met,
+                              full_passes=search.full_passes, seconds=seconds, message=state.message,
+                              memory_target_met=state.memory_target_met,
                               start_policy=search.start_policy, budget=search.budget,
                               budget_met=bool(state.budget_met), meter=search.check_meter,
                               budget_inputs=search.check_x,

@@ -7,9 +7,13 @@ measured by a `budget.Meter` (numpy), the same piece that checks a written file.
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Mapping
+from typing import Any
+
 import numpy as np
 
 from .._tf import keras, tf
+from ..fakequant.quantizers import InputQuantizer
 from ..integer_graph.graph import softmax
 from .budget import Meter, Metrics, margin_weights
 
@@ -38,10 +42,76 @@ def check_classification_output(outputs: np.ndarray) -> None:
             f"model's output has shape {('batch',) + tuple(outputs.shape[1:])}: use the snr metric (--metric snr)")
 
 
-class Evaluator:
-    """Runs `qmodel` on a fixed set `x` and measures its outputs with `meter`."""
+class Stages:
+    """The fake-quant model as a chain of per-layer `tf.function`s, so that a pass can start at any
+    layer from stored activations of the layers before it (each traced once: formats live in
+    variables). Running every stage from the first computes exactly what the whole model computes:
+    the same layers on the same tensors.
+    """
 
-    def __init__(self, qmodel: keras.Model, x: np.ndarray, meter: Meter, *, batch_size: int = 1024) -> None:
+    def __init__(self, qmodel: keras.Model) -> None:
+        layers = [layer for layer in qmodel.layers if not isinstance(layer, keras.layers.InputLayer)]
+        position = {layer.name: i for i, layer in enumerate(layers)}
+        self.names: list[str] = []  # the policy's layer name of every stage ("input" for the input quantizer)
+        self.inputs: list[list[int]] = []  # producing stages (-1: the model input)
+        self.functions: list[Any] = []
+        self.elements: list[int] = []  # output elements per sample
+        for layer in layers:
+            tensors = layer.input if isinstance(layer.input, list) else [layer.input]
+            src = [position.get(t._keras_history.layer.name, -1) for t in tensors]
+            multi = isinstance(layer.input, list)
+            inner = getattr(layer, "layer", layer)
+            self.names.append("input" if isinstance(layer, InputQuantizer) else inner.name)
+            self.inputs.append(src)
+            self.elements.append(int(np.prod(layer.output.shape[1:])))
+            specs = [tf.TensorSpec((None,) + tuple(t.shape[1:]), tf.float32) for t in tensors]
+            self.functions.append(tf.function(self._stage(layer, multi), input_signature=specs))
+        self.index = {name: i for i, name in enumerate(self.names)}
+        n = len(layers)
+        # the last stage reading each stage's output (a pass frees activations after it)
+        self.last_use = [n - 1] * n
+        for j in range(n):
+            readers = [k for k in range(n) if j in self.inputs[k]]
+            self.last_use[j] = max(readers) if readers else n - 1
+
+    @staticmethod
+    def _stage(layer: keras.layers.Layer, multi: bool) -> Any:
+        def run(*xs: tf.Tensor) -> tf.Tensor:
+            return layer(list(xs) if multi else xs[0], training=False)
+        return run
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def run(self, x: tf.Tensor, start: int = 0, base: list[Any] | None = None, keep: bool = False) -> list[Any]:
+        """Activations of every stage on `x` (the last is the model output), stages before `start` taken
+        from `base`. Without `keep` the activations no later stage reads are dropped as the pass goes."""
+        n = len(self.names)
+        values: list[Any] = list(base[:start]) + [None] * (n - start) if start else [None] * n
+        for k in range(start, n):
+            values[k] = self.functions[k](*[x if j < 0 else values[j] for j in self.inputs[k]])
+            if not keep:
+                for j in self.inputs[k]:
+                    if j >= start and self.last_use[j] == k and j != n - 1:
+                        values[j] = None
+        return values
+
+
+Formats = Mapping[tuple[str, str], Hashable]  # (layer, data structure) -> its format, as written
+
+
+class Evaluator:
+    """Runs `qmodel` on a fixed set `x` and measures its outputs with `meter`.
+
+    Incremental evaluation: the evaluator keeps the activations of every layer for one *base* set of
+    formats (`rebase`). Called with the formats now written (`formats`), it runs only the layers from
+    the first one whose formats differ from the base, on the stored activations of the layers before
+    it; the result is the same as a whole pass (the same per-layer functions on the same tensors).
+    `cache_bytes` bounds the memory of the stored activations (above it: whole passes, no base).
+    """
+
+    def __init__(self, qmodel: keras.Model, x: np.ndarray, meter: Meter, *, batch_size: int = 1024,
+                 incremental: bool = True, cache_bytes: int = 1 << 30) -> None:
         if len(x) == 0:
             raise ValueError("evaluation set is empty")
         self.samples = int(len(x))
@@ -49,21 +119,82 @@ class Evaluator:
         self.weights = meter.weights
         self._x = [tf.constant(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         self.evaluations = 0
+        self.stage_runs = 0  # layers run, over all evaluations (a whole pass runs every layer once)
 
         @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x.shape[1:]), tf.float32)])
         def outputs(xb: tf.Tensor) -> tf.Tensor:
             return qmodel(xb, training=False)
 
-        self._sums = outputs  # (name kept: tests count its traces)
+        self._sums = outputs  # the whole model in one function (incremental=False; tests count its traces)
+        self.stages = Stages(qmodel) if incremental else None
+        if self.stages is not None and 4 * self.samples * sum(self.stages.elements) > cache_bytes:
+            self.stages = None
+        self._base: list[list[Any]] | None = None  # per batch: every stage's activations for base_formats
+        self.base_formats: dict[tuple[str, str], Hashable] | None = None
+        self._kept: tuple[dict[tuple[str, str], Hashable], list[list[Any]]] | None = None
 
-    def outputs(self) -> np.ndarray:
-        """The model's outputs on the set with the formats currently written in its variables."""
+    @property
+    def full_passes(self) -> float:
+        """Layers run over all evaluations, in whole passes (= evaluations without incremental runs)."""
+        return self.stage_runs / len(self.stages) if self.stages is not None else float(self.stage_runs)
+
+    @property
+    def incremental(self) -> bool:
+        return self.stages is not None
+
+    def _start(self, formats: Formats) -> int:
+        """The first stage whose formats differ from the base (len(stages): none differs)."""
+        assert self.stages is not None and self.base_formats is not None
+        changed = [self.stages.index[key[0]] for key, f in formats.items() if self.base_formats.get(key) != f]
+        return min(changed) if changed else len(self.stages)
+
+    def outputs(self, formats: Formats | None = None, keep: bool = False) -> np.ndarray:
+        """The model's outputs on the set with the formats currently written in its variables
+        (`formats`: what is written, for an incremental pass; `keep`: remember this pass's activations
+        so that `rebase` to the same formats costs nothing)."""
         self.evaluations += 1
-        return np.concatenate([np.asarray(self._sums(xb)) for xb in self._x])
+        if self.stages is None:
+            self.stage_runs += 1
+            return np.concatenate([np.asarray(self._sums(xb)) for xb in self._x])
+        start = 0 if formats is None or self._base is None else self._start(formats)
+        self.stage_runs += len(self.stages) - start
+        keep = keep and formats is not None
+        if start == len(self.stages):
+            runs = self._base
+        else:
+            bases = self._base if start else [None] * len(self._x)
+            runs = [self.stages.run(xb, start, base, keep) for xb, base in zip(self._x, bases, strict=True)]
+        self._kept = (dict(formats), runs) if keep else None
+        return np.concatenate([np.asarray(r[-1]) for r in runs])
 
-    def __call__(self) -> Metrics:
+    def __call__(self, formats: Formats | None = None, keep: bool = False) -> Metrics:
         """Evaluate the model with the formats currently written in its variables."""
-        return self.meter(self.outputs())
+        return self.meter(self.outputs(formats, keep))
+
+    def can_adopt(self, formats: Formats) -> bool:
+        """True when `rebase(formats)` costs nothing (the last kept pass had exactly these formats)."""
+        return self._kept is not None and self._kept[0] == dict(formats)
+
+    def rebase(self, formats: Formats) -> None:
+        """Make the formats now written (`formats`) the base: a pass from the first changed layer,
+        or nothing when the last kept pass had exactly these formats."""
+        if self.stages is None:
+            return
+        if self.can_adopt(formats):
+            assert self._kept is not None
+            self._base, self.base_formats, self._kept = self._kept[1], dict(formats), None
+            return
+        start = 0 if self._base is None else self._start(formats)
+        if start < len(self.stages):
+            self.evaluations += 1
+            self.stage_runs += len(self.stages) - start
+            bases = self._base or [None] * len(self._x)
+            self._base = [self.stages.run(xb, start, base, keep=True) for xb, base in zip(self._x, bases, strict=True)]
+        self.base_formats, self._kept = dict(formats), None
+
+    def invalidate(self) -> None:
+        """Forget the stored activations (the model's weights changed)."""
+        self._base, self.base_formats, self._kept = None, None, None
 
 
 def predict(qmodel: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -72,5 +203,5 @@ def predict(qmodel: keras.Model, x: np.ndarray, batch_size: int = 1024) -> np.nd
                            for i in range(0, len(x), batch_size)]) if len(x) else np.zeros((0,))
 
 
-__all__ = ["Evaluator", "Metrics", "OutputNotClassificationError", "check_classification_output", "margin_weights",
-           "predict", "softmax", "target_distribution", "teacher_margin"]
+__all__ = ["Evaluator", "Metrics", "OutputNotClassificationError", "Stages", "check_classification_output",
+           "margin_weights", "predict", "softmax", "target_distribution", "teacher_margin"]
