@@ -192,3 +192,17 @@ def test_uniform_8bit_whole_block_is_exact():
     np.testing.assert_allclose(probs, qmodel.predict(x, verbose=0), atol=1e-6)
     assert [n.op for n in graph.nodes] == ["quantize", "conv2d", "depthwise_conv2d", "conv2d", "add", "max_pool2d",
                                            "average_pool2d", "global_average_pool2d", "fully_connected"]
+
+
+@settings(max_examples=examples(25), deadline=None)
+@given(bits=st.integers(2, 16), frac=st.integers(-8, 20), signed=st.booleans(), enabled=st.booleans(),
+       scale=st.sampled_from([1e-3, 1.0, 300.0]), seed=st.integers(0, 2**16))
+def test_inference_fake_quant_equals_training_forward(bits, frac, signed, enabled, scale, seed):
+    """The search's inference path (no straight-through terms) gives the training path's forward values."""
+    from fxpq_keras.fakequant.quantizers import fake_quant
+
+    x = tf.constant((np.random.default_rng(seed).normal(size=(3, 50)) * scale).astype(np.float32))
+    args = [tf.constant(float(v)) for v in (bits, frac, signed, enabled)]
+    train = fake_quant(x, *args).numpy()
+    infer = fake_quant(x, *args, straight_through=False).numpy()
+    np.testing.assert_array_equal(infer, train)

@@ -12,19 +12,29 @@ from typing import Any
 from .._tf import keras, tf, tfmot
 
 
-def fake_quant(x: tf.Tensor, bits: tf.Tensor, frac: tf.Tensor, signed: tf.Tensor, enabled: tf.Tensor) -> tf.Tensor:
+def fake_quant(x: tf.Tensor, bits: tf.Tensor, frac: tf.Tensor, signed: tf.Tensor, enabled: tf.Tensor,
+               straight_through: bool = True) -> tf.Tensor:
     """q * 2^-frac with q = clamp(floor(x * 2^frac + 0.5)), numerics.md section 2.
 
     The straight-through estimator (identity gradient) is written as `q + (x - stop_gradient(x))`
     so that the forward value is exactly q * 2^-frac, with no float rounding from `x + (q - x)`.
+    Without `straight_through` (inference: what the search evaluates thousands of times) the same
+    values come from two tensor passes fewer (no gradient terms). (A `tf.cond` on `enabled` would
+    save one more pass but costs a second of tracing per quantizer.)
     """
     scale = tf.pow(tf.constant(2.0, x.dtype), frac)
     half_range = tf.pow(tf.constant(2.0, x.dtype), bits - 1.0)
     lo = tf.where(signed > 0.5, -half_range, tf.zeros_like(half_range))
     hi = tf.where(signed > 0.5, half_range - 1.0, 2.0 * half_range - 1.0)
     q = tf.clip_by_value(tf.floor(x * scale + 0.5), lo, hi) / scale
-    out = q + (x - tf.stop_gradient(x))
+    out = q + (x - tf.stop_gradient(x)) if straight_through else q
     return tf.where(enabled > 0.5, out, x)
+
+
+def inference(training: Any) -> bool:
+    """True for a Python-level inference call (training False or Keras' learning phase 0): the
+    quantizer needs no gradient path then."""
+    return isinstance(training, int) and not training
 
 
 class FxpQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
@@ -46,7 +56,8 @@ class FxpQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
                 "signed": var("signed", 1.0 if self.signed else 0.0), "enabled": var("enabled", 1.0)}
 
     def __call__(self, inputs: tf.Tensor, training: Any, weights: dict[str, tf.Variable], **kwargs: Any) -> tf.Tensor:
-        return fake_quant(inputs, weights["bits"], weights["frac"], weights["signed"], weights["enabled"])
+        return fake_quant(inputs, weights["bits"], weights["frac"], weights["signed"], weights["enabled"],
+                          straight_through=not inference(training))
 
     def get_config(self) -> dict[str, Any]:
         return {"channel_shape": list(self.channel_shape), "signed": self.signed, "bits": self.bits,
@@ -72,7 +83,8 @@ class InputQuantizer(keras.layers.Layer):
         super().build(input_shape)
 
     def call(self, inputs: tf.Tensor, training: Any = None) -> tf.Tensor:
-        return self.quantizer(inputs, training, self.quantizer_vars)
+        return self.quantizer(inputs, keras.backend.learning_phase() if training is None else training,
+                              self.quantizer_vars)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "signed": self.signed}

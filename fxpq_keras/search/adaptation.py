@@ -238,7 +238,8 @@ class PrecisionSearch:
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter,
                                 incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
-                        Evaluator(self.qmodel, self.check_x, self.check_meter, incremental=opts.incremental))
+                        Evaluator(self.qmodel, self.check_x, self.check_meter, incremental=opts.incremental,
+                                  stages=self.decide.stages))
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose

@@ -111,7 +111,7 @@ class Evaluator:
     """
 
     def __init__(self, qmodel: keras.Model, x: np.ndarray, meter: Meter, *, batch_size: int = 1024,
-                 incremental: bool = True, cache_bytes: int = 1 << 30) -> None:
+                 incremental: bool = True, cache_bytes: int = 1 << 30, stages: Stages | None = None) -> None:
         if len(x) == 0:
             raise ValueError("evaluation set is empty")
         self.samples = int(len(x))
@@ -126,7 +126,8 @@ class Evaluator:
             return qmodel(xb, training=False)
 
         self._sums = outputs  # the whole model in one function (incremental=False; tests count its traces)
-        self.stages = Stages(qmodel) if incremental else None
+        # (evaluators of one model share its stages: each stage is traced once)
+        self.stages = (stages or Stages(qmodel)) if incremental else None
         if self.stages is not None and 4 * self.samples * sum(self.stages.elements) > cache_bytes:
             self.stages = None
         self._base: list[list[Any]] | None = None  # per batch: every stage's activations for base_formats
