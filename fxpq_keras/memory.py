@@ -6,24 +6,28 @@ Two accountings exist, with units in every field name (the same names in text an
   data structure at exactly its bit width (reproduces the FxP-QNet paper's figures);
 - *device* (this module, :class:`DeviceMemory`): what a microcontroller really holds.
   ``flash_bytes`` is the whole ``.tflite`` (weights bit-packed at their width, numerics.md 9,
-  biases as stored int32, plus everything else in the file); ``ram_bytes`` is the peak of the
-  activation arena exactly as the C runner plans it (fxpq_runner.c ``fx_place``): every
-  activation tensor at its container size (1 byte for 2..8 bits, 2 for 9..16, 4 for a float
-  input), tensors alive at the same time never sharing bytes, RESHAPE outputs aliasing their
-  input, plus each weighted kernel's scratch. The runner's own per-op bookkeeping (its
-  ``persistent_bytes``, which depends on the CPU's pointer size) is not part of it; TFLM has
-  the equivalent for any model.
+  biases as stored int32, plus everything else in the file); ``ram_bytes`` is the arena the user
+  reserves: TFLM's ``arena_used_bytes`` on Cortex-M (CMSIS-NN kernels for stock int8 ops, the
+  fxpq kernels for FXP_* ops), modelled by :mod:`fxpq_keras.tflm_arena` = ``tflm_planned_bytes``
+  (every activation at its container size, 1 byte for 2..8 bits, 2 for 9..16, 4 for a float
+  input, and every kernel scratch, placed by TFLM's greedy planner) + ``tflm_persistent_bytes``
+  (TFLM's records, OpData, per-channel parameters). The same accounting applies to an fxpq file
+  and to a TFLite int8 file. ``runner_arena_bytes`` is the C runner's planned region
+  (fxpq_runner.c ``fx_place``: tensors alive at the same time never share bytes, RESHAPE outputs
+  alias their input), what the runner allocates besides its per-op bookkeeping.
 
 The search asks a :class:`DeviceModel` (built once per model from its IntegerGraph or file) for
-the device cost of any policy of that model: :meth:`DeviceModel.cost` re-plans the arena in
-about a millisecond, and :meth:`DeviceModel.gain` is the bytes one format change saves. Both
-capture the two facts the paper's count misses: an activation saves RAM only when it crosses a
-container boundary (9 -> 8 bits) *and* sits on the peak, and a bias width saves nothing (biases
-are stored as int32).
+the device cost of any policy of that model: :meth:`DeviceModel.cost` re-plans the arena in a
+few milliseconds (TFLM's persistent bytes do not depend on the policy), and
+:meth:`DeviceModel.gain` is the bytes one format change saves. Both capture the two facts the
+paper's count misses: an activation saves RAM only when it crosses a container boundary
+(9 -> 8 bits) *and* sits on the peak, and a bias width saves nothing (biases are stored as
+int32).
 
 Layout of the records (one rule each, shared with the C runner and tested against it):
-:func:`plan_arena` is ``fx_place``; :func:`scratch_bytes` is the kernels' ``*_get_buffer_size``;
-:func:`fxpq_keras.formats.packed_row_bytes` is ``fxpq_packed_row_size``.
+:func:`plan_arena` is ``fx_place`` (and TFLM's greedy planner with its alignment and tie order);
+:func:`scratch_bytes` is the kernels' ``*_get_buffer_size``; :func:`fxpq_keras.formats.packed_row_bytes`
+is ``fxpq_packed_row_size``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 
 from .formats import packed_row_bytes
 from .policy import Policy
+from .tflm_arena import TFLM_ALIGNMENT, TflmLayout
 
 RUNNER_ALIGNMENT = 8  # FXPQ_RUNNER_ALIGNMENT: every planned record starts on this boundary
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
@@ -74,23 +79,23 @@ def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
     return max(2 * k, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + kp + 4)
 
 
-def _align(n: int) -> int:
-    return (n + RUNNER_ALIGNMENT - 1) & ~(RUNNER_ALIGNMENT - 1)
+def plan_arena(sizes: list[int], first: list[int], last: list[int], *, alignment: int = RUNNER_ALIGNMENT,
+               later_first: bool = False) -> int:
+    """Peak bytes of a greedy first-fit plan: the C runner's (fx_place) by default, bit for bit,
+    and TFLM's GreedyMemoryPlanner with ``alignment=16, later_first=True``.
 
-
-def plan_arena(sizes: list[int], first: list[int], last: list[int]) -> int:
-    """Peak bytes of the greedy first-fit plan of the C runner (fx_place), bit for bit.
-
-    Records are placed by decreasing size (ties: lower index first) at the lowest 8-byte aligned
-    offset where they overlap no already placed record whose lifetime [first, last] intersects
-    theirs. Records of size 0 take no space. Returns the end of the highest placed record.
+    Records are placed by decreasing size (ties: lower index first, or higher with later_first)
+    at the lowest `alignment`-aligned offset where they overlap no already placed record whose
+    lifetime [first, last] intersects theirs. Records of size 0 take no space. Returns the end of
+    the highest placed record.
     """
-    order = sorted((i for i, s in enumerate(sizes) if s > 0), key=lambda i: (-sizes[i], i))
+    tie = -1 if later_first else 1
+    order = sorted((i for i, s in enumerate(sizes) if s > 0), key=lambda i: (-sizes[i], tie * i))
     offsets: list[int] = []  # placed records in increasing offset order (ties: insertion order)
     placed: list[tuple[int, int, int, int]] = []  # (offset, aligned size, first, last)
     peak = 0
     for i in order:
-        size = _align(sizes[i])
+        size = -(-int(sizes[i]) // alignment) * alignment
         candidate = 0
         for off, osz, f, lst in placed:
             if f <= last[i] and first[i] <= lst:
@@ -147,9 +152,10 @@ class DeviceLayout:
     scratch per op, weighted ops' parameter shapes, and the rest of the file's bytes."""
 
     tensors: list[LayoutTensor]
-    scratch: list[int]  # per op, in execution order
+    scratch: list[int]  # per op, in execution order: the C runner's kernel scratch
     weights: list[LayoutWeights]
     other_flash_bytes: int | None = None  # file bytes besides weights and biases (None: unknown)
+    tflm: TflmLayout | None = None  # what TFLM charges besides the tensors (None: not known)
 
     def lifetimes(self) -> tuple[list[int], list[int]]:
         """Per tensor then per op scratch: (first, last) with aliases folded into their root."""
@@ -170,12 +176,21 @@ class DeviceLayout:
 
 @dataclass(frozen=True)
 class DeviceMemory:
-    """The device accounting of one model (all integers, bytes)."""
+    """The device accounting of one model (all integers, bytes).
+
+    ``ram_bytes`` is what the user reserves: TFLM's ``arena_used_bytes`` on Cortex-M with
+    CMSIS-NN for the stock ops (tflm_planned_bytes + tflm_persistent_bytes, modelled by
+    fxpq_keras.tflm_arena). ``runner_arena_bytes`` is the C runner's planned region (fx_place),
+    which the runner really allocates (plus its per-op bookkeeping).
+    """
 
     weight_bytes: int  # weights as stored (bit-packed at their width)
     bias_bytes: int  # biases as stored (int32)
-    ram_bytes: int  # peak activation arena as the runner plans it (containers + scratch)
+    ram_bytes: int  # TFLM arena: tflm_planned_bytes + tflm_persistent_bytes
     other_flash_bytes: int | None = None  # the rest of the .tflite; None when not measured
+    runner_arena_bytes: int = 0  # the C runner's planned activations + scratch
+    tflm_planned_bytes: int = 0  # TFLM's head: activations + scratch as its greedy planner places them
+    tflm_persistent_bytes: int = 0  # TFLM's tail: interpreter records, OpData, per-channel parameters
 
     @property
     def parameter_bytes(self) -> int:
@@ -195,13 +210,17 @@ class DeviceMemory:
     def to_dict(self) -> dict[str, int | None]:
         return {"weight_bytes": self.weight_bytes, "bias_bytes": self.bias_bytes,
                 "parameter_bytes": self.parameter_bytes, "other_flash_bytes": self.other_flash_bytes,
-                "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes}
+                "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
+                "tflm_planned_bytes": self.tflm_planned_bytes, "tflm_persistent_bytes": self.tflm_persistent_bytes,
+                "runner_arena_bytes": self.runner_arena_bytes}
 
     def summary(self) -> str:
         """One line with the same names as to_dict."""
         other = "?" if self.other_flash_bytes is None else f"{self.other_flash_bytes:,}"
         return (f"flash_bytes {self.flash_bytes:,} (weight_bytes {self.weight_bytes:,}, bias_bytes "
-                f"{self.bias_bytes:,}, other_flash_bytes {other}), ram_bytes {self.ram_bytes:,}")
+                f"{self.bias_bytes:,}, other_flash_bytes {other}), ram_bytes {self.ram_bytes:,} "
+                f"(tflm_planned_bytes {self.tflm_planned_bytes:,}, tflm_persistent_bytes "
+                f"{self.tflm_persistent_bytes:,}), runner_arena_bytes {self.runner_arena_bytes:,}")
 
 
 @dataclass(frozen=True)
@@ -239,80 +258,27 @@ class DeviceModel:
     @classmethod
     def from_graph(cls, graph: Any, *, float_input: bool = True,
                    other_flash_bytes: int | None = None) -> DeviceModel:
-        """The layout an ``export_tflite(graph, target="fxp", float_input=...)`` file has.
+        """The layout of ``export_tflite(graph, target="fxp", float_input=...)``: the graph is
+        exported once and its file read (fxpq_keras.flatbuffer.memory), so tensor order,
+        lifetimes, scratch and what TFLM charges are those of the file a user flashes.
 
-        Tensors are numbered in the exporter's order (the runner's tie-break depends on it).
-        other_flash_bytes: the file's bytes besides weights and biases, if known.
+        other_flash_bytes: overrides the file's bytes besides weights and biases.
         """
-        nodes = list(graph.nodes)
-        input_name = graph.input
-        input_is_float = graph.tensors[input_name].fmt is None
-        if not float_input and input_is_float:
-            if not nodes or nodes[0].op != "quantize" or nodes[0].inputs != [input_name]:
-                raise ValueError("an integer model input needs the graph's first node to quantize the float input")
-            input_name = nodes[0].output
-            nodes = nodes[1:]
-        elif float_input and not input_is_float:
-            nodes = [None] + nodes  # the exporter puts a quantize op in front
-        policy_names = _policy_names(graph)
-        index: dict[str, int] = {}
-        tensors: list[LayoutTensor] = []
+        from .flatbuffer import export_tflite  # lazy: the flatbuffer package imports this module
+        from .flatbuffer.memory import layout_from_tflite
 
-        def tensor(name: str, op_index: int) -> int:
-            if name not in index:
-                spec = graph.tensors[name]
-                elements = 1
-                for d in spec.shape:
-                    elements *= int(d)
-                bits = None if spec.fmt is None else spec.fmt.bits
-                source = None if spec.fmt is None else policy_names.get(name, name)
-                index[name] = len(tensors)
-                tensors.append(LayoutTensor(name, elements, bits, op_index, op_index, source=source))
-            return index[name]
-
-        scratch: list[int] = []
-        weights: list[LayoutWeights] = []
-        float_name = f"{input_name}_float"
-        if float_input and not input_is_float:
-            index[float_name] = 0
-            spec = graph.tensors[input_name]
-            elements = 1
-            for d in spec.shape:
-                elements *= int(d)
-            tensors.append(LayoutTensor(float_name, elements, None, -1, -1))
-        else:
-            tensor(input_name, -1)
-        for i, node in enumerate(nodes):
-            if node is None:  # the exporter's leading quantize
-                out = tensor(input_name, i)
-                tensors[0].last = i
-                scratch.append(0)
-                continue
-            ins = [tensor(name, i) for name in node.inputs]
-            for j in ins:
-                tensors[j].last = i
-            out = tensor(node.output, i)
-            tensors[out].first = tensors[out].last = i
-            if node.op == "reshape":
-                tensors[out].alias = layout_root(tensors, ins[0])
-            k = 0
-            if node.op in WEIGHTED_OPS:
-                w = node.weights
-                rows = int(w.shape[-1]) if node.op == "depthwise_conv2d" else int(w.shape[0])
-                k = int(w.size) // rows
-                bias = 0 if node.bias is None else int(len(node.bias))
-                weights.append(LayoutWeights(node.name, rows, k, int(node.weight_bits), bias))
-            scratch.append(scratch_bytes(node.op, k, rows if node.op in WEIGHTED_OPS else 1))
-        for name in graph.outputs:
-            tensors[index[name]].last = len(nodes)
-        return cls(DeviceLayout(tensors, scratch, weights, other_flash_bytes))
+        layout = layout_from_tflite(export_tflite(graph, float_input=float_input))
+        if other_flash_bytes is not None:
+            layout.other_flash_bytes = other_flash_bytes
+        return cls(layout)
 
     # -- cost -------------------------------------------------------------------------------------
-    def _tensor_bytes(self, policy: Policy | None, changes: Changes) -> list[int]:
+    def _tensor_bytes(self, policy: Policy | None, changes: Changes, alias: bool = True) -> list[int]:
+        """Bytes of each layout tensor; with `alias`, a RESHAPE alias takes none (the runner)."""
         sizes = []
         for t in self.layout.tensors:
             key = _output_key(policy, t.source) if policy is not None and t.source is not None else None
-            if t.alias is not None:
+            if alias and t.alias is not None:
                 sizes.append(0)  # shares its root's bytes
             elif key is None:
                 sizes.append(t.elements * (t.elem_bytes if t.elem_bytes is not None else container_bytes(t.bits)))
@@ -320,11 +286,35 @@ class DeviceModel:
                 sizes.append(t.elements * container_bytes(changes.get(key, _bits_of(policy, key))))
         return sizes
 
-    def ram_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
-        """Peak arena bytes (the runner's planned_bytes) under `policy` (None: the layout's formats)."""
+    def runner_arena_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
+        """The C runner's planned bytes (fx_place) under `policy` (None: the layout's formats)."""
         first, last = self._lifetimes
         sizes = self._tensor_bytes(policy, changes or {}) + list(self.layout.scratch)
         return plan_arena(sizes, first, last)
+
+    def tflm_planned_bytes(self, policy: Policy | None = None, changes: Changes | None = None,
+                           kernels: str = "cmsis-nn") -> int:
+        """TFLM's head under `policy`: every activation (RESHAPE outputs too) and every scratch
+        request, placed by TFLM's greedy planner (fxpq_keras.tflm_arena)."""
+        tflm = self._tflm()
+        sizes = self._tensor_bytes(policy, changes or {}, alias=False)
+        first = [t.first for t in self.layout.tensors]
+        last = [t.last for t in self.layout.tensors]
+        for i, requests in enumerate(tflm.scratch(kernels)):
+            sizes += requests
+            first += [i] * len(requests)
+            last += [i] * len(requests)
+        return plan_arena(sizes, first, last, alignment=TFLM_ALIGNMENT, later_first=True)
+
+    def ram_bytes(self, policy: Policy | None = None, changes: Changes | None = None,
+                  kernels: str = "cmsis-nn") -> int:
+        """What the user reserves under `policy`: TFLM's arena_used_bytes (planned + persistent)."""
+        return self.tflm_planned_bytes(policy, changes, kernels) + self._tflm().persistent_bytes(kernels)
+
+    def _tflm(self) -> TflmLayout:
+        if self.layout.tflm is None:
+            raise ValueError("this layout does not describe what TFLM charges (build it from a file)")
+        return self.layout.tflm
 
     def weight_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
         """Weights as stored (bit-packed) under `policy` (None: the layout's widths)."""
@@ -337,14 +327,18 @@ class DeviceModel:
             total += w.weight_bytes(bits)
         return total
 
-    def cost(self, policy: Policy | None = None, changes: Changes | None = None) -> DeviceMemory:
+    def cost(self, policy: Policy | None = None, changes: Changes | None = None,
+             kernels: str = "cmsis-nn") -> DeviceMemory:
         """The device accounting under `policy` with `changes` {(layer, ds): bits} applied on top.
 
         Biases are stored as int32 whatever their width, so bias changes cost nothing here.
         """
         bias = sum(w.bias_elements * w.bias_elem_bytes for w in self.layout.weights)
-        return DeviceMemory(self.weight_bytes(policy, changes), bias, self.ram_bytes(policy, changes),
-                            self.layout.other_flash_bytes)
+        planned = self.tflm_planned_bytes(policy, changes, kernels)
+        persistent = self._tflm().persistent_bytes(kernels)
+        return DeviceMemory(self.weight_bytes(policy, changes), bias, planned + persistent,
+                            self.layout.other_flash_bytes, self.runner_arena_bytes(policy, changes),
+                            planned, persistent)
 
     def gain(self, policy: Policy, layer: str, ds: str, bits: int, *, base: DeviceMemory | None = None) -> DeviceGain:
         """Bytes saved on the device by setting data structure `layer/ds` to `bits`.
@@ -366,17 +360,6 @@ def layout_root(tensors: list[LayoutTensor], i: int) -> int:
     while tensors[i].alias is not None:
         i = tensors[i].alias
     return i
-
-
-def _policy_names(graph: Any) -> dict[str, str]:
-    """IntegerGraph tensor name -> policy data structure owner ("input" for the quantized input)."""
-    names = {}
-    if graph.tensors[graph.input].fmt is not None:
-        names[graph.input] = "input"
-    for node in graph.nodes:
-        if node.op == "quantize":
-            names[node.output] = "input"
-    return names
 
 
 def _output_key(policy: Policy, name: str) -> tuple[str, str] | None:

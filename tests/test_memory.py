@@ -33,8 +33,10 @@ def test_ram_bytes_equal_the_runner_plan(seed, kw, float_input):
     data = export_tflite(graph, float_input=float_input)
     planned = HostRunner(data).stats["planned_bytes"]
     mem = file_memory(data)
-    assert mem.ram_bytes == planned
-    assert DeviceModel.from_graph(graph, float_input=float_input).ram_bytes() == planned
+    assert mem.runner_arena_bytes == planned
+    assert DeviceModel.from_graph(graph, float_input=float_input).runner_arena_bytes() == planned
+    assert DeviceModel.from_graph(graph, float_input=float_input).cost() == mem
+    assert mem.ram_bytes == mem.tflm_planned_bytes + mem.tflm_persistent_bytes
     assert mem.flash_bytes == len(data)
     # weights are bit-packed: the file's weight tensors hold exactly the packed bytes
     _, info = fx.flatbuffer.read_bytes(data)
@@ -72,7 +74,8 @@ def test_policy_cost_equals_the_exported_file(keras_case):
         p.constrain_biases()
         predicted = device.cost(p)
         actual, planned = _exported_cost(qmodel, p)
-        assert predicted.ram_bytes == actual.ram_bytes == planned
+        assert predicted.runner_arena_bytes == actual.runner_arena_bytes == planned
+        assert predicted.ram_bytes == actual.ram_bytes
         assert predicted.weight_bytes == actual.weight_bytes
         assert predicted.bias_bytes == actual.bias_bytes
         # and a change given as `changes` costs what the changed policy costs

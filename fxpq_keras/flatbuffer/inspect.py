@@ -100,7 +100,9 @@ def format_report(report: dict[str, Any]) -> str:
               f"{tot['compression_total']:.2f}x, weights {tot['compression_weights']:.2f}x",
               f"device: flash_bytes {tot['flash_bytes']:,} (weight_bytes {tot['weight_bytes']:,}, bias_bytes "
               f"{tot['bias_bytes']:,}, other_flash_bytes {tot['other_flash_bytes']:,}), ram_bytes "
-              f"{tot['ram_bytes']:,}"]
+              f"{tot['ram_bytes']:,} (TFLM arena on Cortex-M: tflm_planned_bytes {tot['tflm_planned_bytes']:,}, "
+              f"tflm_persistent_bytes {tot['tflm_persistent_bytes']:,}), runner_arena_bytes "
+              f"{tot['runner_arena_bytes']:,}"]
     return "\n".join(lines)
 
 

@@ -1,14 +1,17 @@
 """Device accounting of a .tflite file (any TFLite file: fxp, int8-builtin, or TFLiteConverter's).
 
 The same records as :mod:`fxpq_keras.memory` builds from an IntegerGraph, read from the file:
-activation tensors in file order with their lifetimes (RESHAPE aliases its input, as in the C
-runner), kernel scratch of the FXP_* weighted ops (stock ops: none), and the bytes of weights and
-biases as stored. So an fxpq file and a TFLite int8 file of the same model are measured by one
-planner and one rule: ``flash_bytes`` = the file's size, ``ram_bytes`` = the planned arena peak.
+activation tensors in file order with their lifetimes (RESHAPE aliases its input in the C
+runner, not in TFLM), the C runner's kernel scratch of the FXP_* weighted ops, the bytes of
+weights and biases as stored, and what TFLM charges per operator (fxpq_keras.tflm_arena: OpData,
+parsed options, per-channel parameters, CMSIS-NN or fxpq kernel scratch). So an fxpq file and a
+TFLite int8 file of the same model are measured by one rule: ``flash_bytes`` = the file's size,
+``ram_bytes`` = TFLM's arena on Cortex-M, ``runner_arena_bytes`` = the C runner's plan.
 """
 
 from __future__ import annotations
 
+from .. import tflm_arena as T
 from ..memory import DeviceLayout, DeviceMemory, DeviceModel, LayoutTensor, LayoutWeights, layout_root, scratch_bytes
 from .errors import FlatbufferFormatError
 from .options import CUSTOM_OPS, decode_options
@@ -17,6 +20,7 @@ from .schema import schema as S
 # TFLite tensor type -> bytes per element (the C runner's fx_type_size for the types it knows)
 _ELEM_BYTES = {S.TensorType.FLOAT32: 4, S.TensorType.INT32: 4, S.TensorType.INT64: 8, S.TensorType.FLOAT16: 2,
                S.TensorType.INT16: 2, S.TensorType.UINT16: 2}
+_BUILTIN_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
 _STOCK_WEIGHTED = {S.BuiltinOperator.CONV_2D: "conv2d", S.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise_conv2d",
                    S.BuiltinOperator.FULLY_CONNECTED: "fully_connected"}
 
@@ -55,6 +59,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
     alias: dict[int, int] = {}
     scratch: list[int] = []
     weights: list[LayoutWeights] = []
+    tflm_ops: list[T.TflmOp] = []
     op_codes = model.operatorCodes or []
     for i, op in enumerate(sub.operators or []):
         code = op_codes[op.opcodeIndex]
@@ -90,6 +95,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
             weights.append(LayoutWeights(_name(tensors_fb, op.outputs[0]), rows, k, bits, bias_elems, bias_elem,
                                          stored_bytes=buffer_bytes(ins[1])))
         scratch.append(scratch_bytes(kind, k, rows) if custom else 0)
+        tflm_ops.append(_tflm_op(op, custom, builtin, tensors_fb, scratch[-1]))
         if builtin == S.BuiltinOperator.RESHAPE and ins and op.outputs is not None:
             alias[int(op.outputs[0])] = ins[0]
     for o in sub.outputs if sub.outputs is not None else []:
@@ -113,7 +119,75 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
         if t in position and src in position:
             layout_tensors[position[t]].alias = layout_root(layout_tensors, position[src])
     param = sum(w.weight_bytes() + w.bias_elements * w.bias_elem_bytes for w in weights)
-    return DeviceLayout(layout_tensors, scratch, weights, len(data) - param)
+    io = [int(t) for t in sub.inputs if t >= 0] + [int(t) for t in (sub.outputs if sub.outputs is not None else [])]
+    tflm = T.TflmLayout(len(tensors_fb), tflm_ops, [_quant_channels(tensors_fb[t]) for t in io],
+                        inputs=len([t for t in sub.inputs if t >= 0]), subgraphs=len(model.subgraphs))
+    tflm.notes = sorted({f"{op.code}: default charges (not modelled)" for op in tflm_ops
+                         if not op.charges["cmsis-nn"].known})
+    return DeviceLayout(layout_tensors, scratch, weights, len(data) - param, tflm)
+
+
+def _quant_channels(t) -> int | None:
+    """Entries TFLM copies from a tensor's quantization (None: it has no scale + zero point)."""
+    q = t.quantization
+    if q is None or q.scale is None or q.zeroPoint is None or not len(q.scale) or not len(q.zeroPoint):
+        return None
+    return len(q.scale)
+
+
+def _tflm_op(op, custom: str | None, builtin: int, tensors_fb, fxp_scratch: int) -> T.TflmOp:
+    """What TFLM charges for one operator under each kernel set (fxpq_keras.tflm_arena)."""
+    if custom is not None:
+        if custom in CUSTOM_OPS:
+            charge = T.fxp_op_charge(fxp_scratch)
+        else:
+            charge = T.TflmCharge(None, T.UNKNOWN_OP_DATA, known=False)
+        return T.TflmOp(custom, {k: charge for k in T.KERNEL_SETS})
+    code = _BUILTIN_NAMES.get(builtin, str(builtin))
+    ins = [int(x) for x in (op.inputs if op.inputs is not None else [])]
+    outs = [int(x) for x in (op.outputs if op.outputs is not None else [])]
+
+    def shape(i: int) -> list[int]:
+        return [int(d) for d in tensors_fb[i].shape] if i >= 0 and tensors_fb[i].shape is not None else []
+
+    x = shape(ins[0]) if ins else []
+    y = shape(outs[0]) if outs else []
+    int8 = bool(ins) and tensors_fb[ins[0]].type in (S.TensorType.INT8, S.TensorType.INT16)
+    kw: dict = {"int8": int8}
+    opts = op.builtinOptions
+    if code in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) > 1 and len(x) == 4:
+        w = shape(ins[1])
+        same = opts is not None and opts.padding == S.Padding.SAME
+        stride = (opts.strideH, opts.strideW) if opts is not None else (1, 1)
+        dil = (opts.dilationHFactor, opts.dilationWFactor) if opts is not None else (1, 1)
+        kh, kw_ = w[1], w[2]
+        pad = (T.plan_padding(same, x[1], stride[0], dil[0], kh), T.plan_padding(same, x[2], stride[1], dil[1], kw_))
+        if code == "CONV_2D":
+            kw["channels"] = w[0]
+            kw["scratch_cmsis"] = T.cmsis_conv_s8_scratch(kh, kw_, x[3], pad, stride, dil) if int8 else 0
+        else:
+            kw["channels"] = w[3]
+            kw["scratch_cmsis"] = T.cmsis_depthwise_s8_scratch(kh, kw_, x[3], w[3], pad, dil) if int8 else 0
+    elif code == "FULLY_CONNECTED" and len(ins) > 1:
+        w = shape(ins[1])
+        q = tensors_fb[ins[1]].quantization
+        per_channel = q is not None and q.scale is not None and len(q.scale) > 1
+        kw["per_channel"] = per_channel
+        kw["channels"] = len(q.scale) if per_channel else 0
+        kw["scratch_cmsis"] = T.cmsis_fully_connected_s8_scratch(len(y), w[-1], y[-1], per_channel) if int8 else 0
+    elif code == "AVERAGE_POOL_2D" and int8 and len(y) == 4:
+        kw["scratch_cmsis"] = T.cmsis_avgpool_s8_scratch(y[3])
+    elif code == "MEAN" and len(ins) > 1:
+        out_elems = 1
+        for d in y:
+            out_elems *= d
+        axes = 1
+        for d in shape(ins[1]):
+            axes *= d
+        kw["scratch_common"] = ((4 * out_elems,) if int8 else ()) + (4 * len(x), 4 * axes)
+    elif code == "RESHAPE" and -1 in y:
+        kw["writable_dims"] = len(y)
+    return T.TflmOp(code, {k: T.stock_op_charge(code, k, **kw) for k in T.KERNEL_SETS})
 
 
 def _name(tensors_fb, i: int) -> str:

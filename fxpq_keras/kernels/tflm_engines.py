@@ -33,7 +33,7 @@ from .engines import QemuRun, decode_results, run_firmware, write_model_source
 from .runner import KERNELS_DIR
 from .tflm import STOCK_OPS, TflmLibrary, build_library
 
-__all__ = ["TflmEngine", "build_tflm_program", "model_ops", "ops_header", "ENGINE_VARIANTS"]
+__all__ = ["TflmEngine", "arena_used_bytes", "build_tflm_program", "model_ops", "ops_header", "ENGINE_VARIANTS"]
 
 ENGINE_VARIANTS = {"tflm-host": "host", "tflm-m4": "m4-cmsis", "tflm-m7": "m7-cmsis",
                    "tflm-m4-ref": "m4-ref", "tflm-m7-ref": "m7-ref"}
@@ -225,6 +225,19 @@ class TflmEngine:
                 off += n
         return [np.stack(r).reshape((len(x),) + self.outs[i][1][1:]).astype(np.int64) - self.zero_points[i]
                 for i, r in enumerate(result)]
+
+
+def arena_used_bytes(model: bytes, variant: str = "m4-cmsis") -> int:
+    """TFLM's arena_used_bytes() after AllocateTensors for a file (any fxp, int8-builtin or
+    TFLiteConverter int8 file), measured by running one all-zero input on `variant`."""
+    with tempfile.TemporaryDirectory(prefix="fxpq-arena-") as d:
+        path = Path(d) / "model.tflite"
+        path.write_bytes(model)
+        engine = TflmEngine(path, None, None, variant=variant)
+        sub = _model(model).subgraphs[0]
+        shape = [1] + [int(v) for v in sub.tensors[sub.inputs[0]].shape[1:]]
+        engine.run(np.zeros(shape, engine.in_dtype))
+        return int(engine.arena_used_bytes)
 
 
 def _factory(variant: str):
