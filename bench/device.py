@@ -1,10 +1,10 @@
 """Device benchmark: what the chip holds, fxpq against TFLite int8, for every zoo model.
 
     .venv/bin/python bench/device.py [--models a,b] [--search] [--max-drop 0.01] [--samples 512]
+    TFLM_DIR=... TFLM_DEPS_DIR=... .venv/bin/python bench/device.py      # + the real TFLM arena (QEMU M4)
 
 Per zoo model (bench/models.py, trained and cached), one row per file, every figure from this run
-and measured by one accounting (fxpq_keras.flatbuffer.memory: the C runner's arena planner and
-the bytes as stored, applied alike to every file):
+and measured by one accounting (fxpq_keras.flatbuffer.memory, applied alike to every file):
 
 - TFLite int8: TFLiteConverter full-integer post-training quantization (int8 in and out);
 - fxp uniform 8: the fxp target at 8 bits everywhere (biases 32);
@@ -14,10 +14,12 @@ the bytes as stored, applied alike to every file):
 - with --search: FxP-QNet at the budget (default 1 %, device objective), fxp target.
 
 Every file takes integer input like the TFLite int8 file (int8 in and out): a float input tensor
-would add 4 bytes per input element to the arena. Columns: `.tflite` bytes (= flash_bytes),
-parameter bytes (weights + biases as stored), other
-bytes (the rest of the file), peak RAM bytes (ram_bytes), each file's and RAM's ratio to TFLite
-int8 of the same model.
+would add 4 bytes per input element to the arena. Columns: `.tflite` bytes (= flash_bytes) and
+their ratio to TFLite int8; `RAM B` = ram_bytes, the modelled TFLM arena on Cortex-M with CMSIS-NN
+for stock ops (fxpq_keras.tflm_arena), and its ratio to TFLite int8; with TFLM_DIR set, the real
+`arena_used_bytes` of TFLM on QEMU Cortex-M4 (engine tflm-m4: CMSIS-NN for stock ops, the fxpq
+kernels for FXP_* ops; and tflm-m4-ref: TFLM's reference kernels), each with its ratio to TFLite
+int8's and the model's error; `runner B` = runner_arena_bytes, the C runner's planned region.
 """
 
 from __future__ import annotations
@@ -38,39 +40,45 @@ from bench.quality import tflite_int8  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
-from fxpq_keras.flatbuffer.memory import file_memory  # noqa: E402
+from fxpq_keras.flatbuffer.memory import device_model_from_tflite  # noqa: E402
+from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, tflm_available  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 
 
-def _row(model: str, what: str, blob: bytes, base: Any, extra: str = "") -> dict[str, Any]:
-    m = file_memory(blob)
-    return {"model": model, "file": what, "flash_bytes": m.flash_bytes, "parameter_bytes": m.parameter_bytes,
-            "other_flash_bytes": m.other_flash_bytes, "ram_bytes": m.ram_bytes,
-            "flash_ratio": m.flash_bytes / base.flash_bytes, "ram_ratio": m.ram_bytes / max(base.ram_bytes, 1),
-            "note": extra}
+def _row(model: str, what: str, blob: bytes, extra: str = "", tflm: bool = False) -> dict[str, Any]:
+    d = device_model_from_tflite(blob)
+    m, ref = d.cost(), d.cost(kernels="reference")
+    row = {"model": model, "file": what, "flash_bytes": m.flash_bytes, "ram_bytes": m.ram_bytes,
+           "ram_ref_bytes": ref.ram_bytes, "runner_arena_bytes": m.runner_arena_bytes, "note": extra}
+    if tflm:
+        from fxpq_keras.kernels.tflm_engines import arena_used_bytes
+
+        row["tflm_m4_bytes"] = arena_used_bytes(blob, "m4-cmsis")
+        row["tflm_m4_ref_bytes"] = arena_used_bytes(blob, "m4-ref")
+    return row
 
 
-def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int = 64) -> list[dict[str, Any]]:
+def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int = 64,
+            tflm: bool = False) -> list[dict[str, Any]]:
     model, data = trained(name)
     x_cal, _ = calibration_set(data, samples)
     x_te = data["x_test"][:n_check].astype(np.float32)
     _, int8_blob = tflite_int8(model, x_cal, x_te[:1])
-    base = file_memory(int8_blob)
-    rows = [_row(name, "TFLite int8", int8_blob, base)]
+    rows = [_row(name, "TFLite int8", int8_blob, tflm=tflm)]
     calib = Calibration(model, x_cal)
     policy = Policy.uniform(calib, 8, None)
     qmodel = quantize_model(calib, policy)
-    rows.append(_row(name, "fxp uniform 8", export_tflite(qmodel, float_input=False), base))
+    rows.append(_row(name, "fxp uniform 8", export_tflite(qmodel, float_input=False), tflm=tflm))
     path = Path("/tmp") / f"fxpq-device-{name}.tflite"
     try:
         export_tflite(qmodel, path, target="int8-builtin", float_input=False)
         x_int = fxpq_keras.formats.quantize(x_te, policy.input.fmt)
         ref = Interpreter(path).predict(x_int, raw=True)
-        tflm = Interpreter(path, engine="tflm").predict(x_int, raw=True)
-        same = all(np.array_equal(a, b) for a, b in zip(np.atleast_1d(ref), np.atleast_1d(tflm))) \
-            if isinstance(ref, list) else np.array_equal(ref, tflm)
-        rows.append(_row(name, "int8-builtin", path.read_bytes(), base,
-                         f"tflm bit-exact on {len(x_te)} held-out inputs: {'yes' if same else 'NO'}"))
+        got = Interpreter(path, engine="tflm").predict(x_int, raw=True)
+        same = all(np.array_equal(a, b) for a, b in zip(np.atleast_1d(ref), np.atleast_1d(got))) \
+            if isinstance(ref, list) else np.array_equal(ref, got)
+        rows.append(_row(name, "int8-builtin", path.read_bytes(),
+                         f"tflm bit-exact on {len(x_te)} held-out inputs: {'yes' if same else 'NO'}", tflm))
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "int8-builtin", "note": f"refused: {str(exc)[:200]}"})
     if search:
@@ -78,21 +86,42 @@ def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int
 
         t0 = time.time()
         res = FxPQNet(max_drop, samples=samples, seed=0, verbose=0).quantize(model, x_cal)
-        rows.append(_row(name, f"FxP-QNet {max_drop:.0%}", export_tflite(res.model, float_input=False), base,
-                         f"search {time.time() - t0:.0f} s"))
+        rows.append(_row(name, f"FxP-QNet {max_drop:.0%}", export_tflite(res.model, float_input=False),
+                         f"search {time.time() - t0:.0f} s", tflm))
     return rows
 
 
+def _ratio(r: dict[str, Any], base: dict[str, Any], key: str) -> str:
+    return f"{r[key] / base[key]:.2f}" if r.get(key) and base.get(key) else ""
+
+
+def _err(r: dict[str, Any], model: str, real: str) -> str:
+    return f"{r[model] / r[real] - 1:+.1%}" if r.get(real) else ""
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = ("model", "file", ".tflite B", "params B", "other B", "RAM B", "file/int8", "RAM/int8", "note")
+    """One row per file; ratios to the TFLite int8 row of the same model."""
+    tflm = any("tflm_m4_bytes" in r for r in rows)
+    head = ["model", "file", ".tflite B", "file/int8", "RAM B (model)", "RAM/int8"]
+    if tflm:
+        head += ["TFLM M4 arena B", "arena/int8", "model err", "TFLM M4 ref arena B", "ref/int8", "ref model err"]
+    head += ["runner B", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base: dict[str, Any] = {}
     for r in rows:
+        if r["file"] == "TFLite int8":
+            base = r
         if "flash_bytes" not in r:
-            lines.append(f"| {r['model']} | {r['file']} | | | | | | | {r['note']} |")
+            lines.append(f"| {r['model']} | {r['file']} |" + " |" * (len(head) - 3) + f" {r['note']} |")
             continue
-        lines.append(f"| {r['model']} | {r['file']} | {r['flash_bytes']:,} | {r['parameter_bytes']:,} | "
-                     f"{r['other_flash_bytes']:,} | {r['ram_bytes']:,} | {r['flash_ratio']:.2f} | "
-                     f"{r['ram_ratio']:.2f} | {r['note']} |")
+        cells = [r["model"], r["file"], f"{r['flash_bytes']:,}", _ratio(r, base, "flash_bytes"), f"{r['ram_bytes']:,}",
+                 _ratio(r, base, "ram_bytes")]
+        if tflm:
+            cells += [f"{r['tflm_m4_bytes']:,}", _ratio(r, base, "tflm_m4_bytes"),
+                      _err(r, "ram_bytes", "tflm_m4_bytes"), f"{r['tflm_m4_ref_bytes']:,}",
+                      _ratio(r, base, "tflm_m4_ref_bytes"), _err(r, "ram_ref_bytes", "tflm_m4_ref_bytes")]
+        cells += [f"{r['runner_arena_bytes']:,}", r["note"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -104,8 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-drop", type=float, default=0.01, help="the search's budget")
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
+    tflm = tflm_available()
+    if not tflm:
+        print(f"[no real TFLM arena: {HOW_TO_ENABLE}]", file=sys.stderr)
     for name in args.models.split(","):
-        new = measure(name, args.samples, args.search, args.max_drop)
+        new = measure(name, args.samples, args.search, args.max_drop, tflm=tflm)
         rows += new
         print(f"[{name} measured]\n{table(new)}", file=sys.stderr, flush=True)
     print(table(rows))

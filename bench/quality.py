@@ -14,8 +14,8 @@ cached) one row per table, every figure from this one run:
   model's top-1 (for the autoencoder: AUC drop and the output SNR against float, the metric the
   search budgets), the search's predicted drop with its 90 % interval, total compression (paper
   accounting: weights + biases + activations bits vs float32), `.tflite` bytes (fxp target), weights +
-  biases bytes as stored and peak RAM bytes (device accounting, fxpq_keras.flatbuffer.memory, the
-  same planner for both files), each also as a ratio to TFLite int8, search seconds and evaluations.
+  biases bytes as stored and peak RAM bytes (device accounting, fxpq_keras.flatbuffer.memory: the
+  TFLM arena on Cortex-M, one model for both files), each also as a ratio to TFLite int8, search seconds and evaluations.
 
 Calibration draws `--samples` inputs (no labels) from the training split only; every held-out
 figure is on the test split, which no calibration, search or training step ever saw.
@@ -87,7 +87,8 @@ def tflite_int8(model: Any, x_calib: np.ndarray, x_test: np.ndarray) -> tuple[np
 
 def device_bytes(blob: bytes) -> tuple[int, int]:
     """(weights + biases as stored, peak RAM) of any .tflite, by the device accounting
-    (fxpq_keras.flatbuffer.memory: one planner for fxp and TFLiteConverter files alike)."""
+    (fxpq_keras.flatbuffer.memory: TFLM's arena on Cortex-M, one model for fxp and TFLiteConverter
+    files alike)."""
     m = file_memory(blob)
     return int(m.parameter_bytes), int(m.ram_bytes)
 
@@ -264,8 +265,9 @@ def main(argv: list[str] | None = None) -> int:
           "within the budget. predicted: the search's label-free estimate of that loss from the calibration "
           "samples. total x: paper accounting (weights + biases + activations bits vs float32). "
           ".tflite B = the flash the model takes; weights+biases B = those as stored (packed at their width); "
-          "peak RAM B = the planned activation arena (containers + kernel scratch); both by the device accounting "
-          "(fxpq_keras.flatbuffer.memory), the same planner for fxpq and TFLite int8 files; (/int8) = ratio to "
+          "peak RAM B = the TFLM arena on Cortex-M (activations at their containers + kernel scratch + TFLM's "
+          "persistent records); both by the device accounting (fxpq_keras.flatbuffer.memory), one model for fxpq "
+          "and TFLite int8 files; (/int8) = ratio to "
           "TFLite int8 of the same model.")
     print(f"Total wall time {time.perf_counter() - t:.0f} s.")
     return 0
