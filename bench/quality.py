@@ -15,7 +15,8 @@ cached) one row per table, every figure from this one run:
   search budgets), the search's predicted drop with its 90 % interval, total compression (paper
   accounting: weights + biases + activations bits vs float32), `.tflite` bytes (fxp target), weights +
   biases bytes as stored and peak RAM bytes (device accounting, fxpq_keras.flatbuffer.memory: the
-  TFLM arena on Cortex-M, one model for both files), each also as a ratio to TFLite int8, search seconds and evaluations.
+  TFLM arena on Cortex-M, one model for both files), each also as a ratio to TFLite int8, search
+  seconds and evaluations.
 
 Calibration draws `--samples` inputs (no labels) from the training split only; every held-out
 figure is on the test split, which no calibration, search or training step ever saw.
