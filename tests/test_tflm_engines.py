@@ -130,6 +130,71 @@ def test_linked_firmware_with_exact_ops_and_measured_arena(tmp_path):
         small.run(x)
 
 
+def _converter_int8(kind: str) -> bytes:
+    """A TFLiteConverter int8 file of a small zoo-like Keras model (LeNet- or DS-CNN-like)."""
+    import tensorflow as tf
+
+    from fxpq_keras._tf import keras
+
+    L = keras.layers
+    rng = np.random.default_rng(0)
+    if kind == "lenet":
+        model = keras.Sequential([keras.Input((16, 16, 1)), L.Conv2D(6, 5, padding="same", activation="relu"),
+                                  L.MaxPooling2D(2), L.Conv2D(8, 3, activation="relu"), L.MaxPooling2D(2), L.Flatten(),
+                                  L.Dense(24, activation="relu"), L.Dense(10, activation="softmax")])
+    else:  # DS-CNN-like: strided stem, 3x3 and 5x5 depthwise (CMSIS-NN scratch), pointwise, avg pool, GAP, add
+        inp = keras.Input((20, 12, 1))
+        x = L.Conv2D(16, (5, 3), strides=2, padding="same", activation="relu")(inp)
+        y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+        y = L.Conv2D(16, 1, activation="relu")(y)
+        x = L.Add()([x, y])
+        x = L.DepthwiseConv2D(5, padding="same", activation="relu")(x)
+        x = L.Conv2D(24, 1, activation="relu")(x)
+        x = L.AveragePooling2D(2)(x)
+        x = L.GlobalAveragePooling2D()(x)
+        model = keras.Model(inp, L.Dense(12, activation="softmax")(x))
+    shape = model.input_shape[1:]
+    xs = rng.uniform(0, 1, (16, *shape)).astype(np.float32)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([s[None]] for s in xs)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+@needs_qemu
+@pytest.mark.parametrize("variant,kernels", [("m4-cmsis", "cmsis-nn"), ("m4-ref", "reference")])
+def test_modelled_ram_is_the_tflm_arena_on_cortex_m4(variant, kernels):
+    """ram_bytes (fxpq_keras.tflm_arena) is TFLM's arena_used_bytes on Cortex-M4, to the byte (the
+    stated tolerance is 0), for fxp files, int8-builtin files and TFLiteConverter int8 files."""
+    from fxpq_keras.flatbuffer.memory import device_model_from_tflite
+    from fxpq_keras.kernels.tflm_engines import arena_used_bytes
+
+    g0, _ = cnn_graph(0)
+    g4, _ = cnn_graph(4, int8=True)
+    files = {"fxp float input": export_tflite(g0), "fxp int8": export_tflite(g4, float_input=False),
+             "int8-builtin": export_tflite(g4, target="int8-builtin", float_input=False),
+             "converter lenet": _converter_int8("lenet"), "converter ds-cnn": _converter_int8("ds-cnn")}
+    for name, data in files.items():
+        model = device_model_from_tflite(data)
+        assert not model.layout.tflm.notes, (name, model.layout.tflm.notes)
+        assert model.ram_bytes(kernels=kernels) == arena_used_bytes(data, variant), name
+
+
+@needs_qemu
+def test_tflm_struct_sizes_are_the_charged_ones():
+    """The struct sizes fxpq_keras/tflm_arena.py charges are those of this TFLM tree on 32-bit Arm."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "tflm_struct_sizes.py"
+    spec = importlib.util.spec_from_file_location("tflm_struct_sizes", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--check"]) == 0
+
+
 def test_ops_header_registers_by_name():
     text = ops_header(["FXP_CONV_2D", "RESHAPE", "DEPTHWISE_CONV_2D", "MAX_POOL_2D"])
     assert "#define FXPQ_TFLM_OP_COUNT 4" in text
