@@ -262,14 +262,15 @@ class DeviceModel:
         exported once and its file read (fxpq_keras.flatbuffer.memory), so tensor order,
         lifetimes, scratch and what TFLM charges are those of the file a user flashes.
 
-        other_flash_bytes: overrides the file's bytes besides weights and biases.
+        other_flash_bytes: the file's bytes besides weights and biases, if known; None (default)
+        leaves them out (they hold the policy's metadata, which varies with the policy, so the
+        search compares parameters + RAM).
         """
         from .flatbuffer import export_tflite  # lazy: the flatbuffer package imports this module
         from .flatbuffer.memory import layout_from_tflite
 
         layout = layout_from_tflite(export_tflite(graph, float_input=float_input))
-        if other_flash_bytes is not None:
-            layout.other_flash_bytes = other_flash_bytes
+        layout.other_flash_bytes = other_flash_bytes
         return cls(layout)
 
     # -- cost -------------------------------------------------------------------------------------
