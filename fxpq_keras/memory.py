@@ -55,28 +55,23 @@ def container_bytes(bits: int | None) -> int:
     return 1 if bits <= 8 else 2
 
 
-IM2COL_PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass of the optimized kernels
+IM2COL_PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: im2col columns (of 8-bit terms) per pass of a KxK conv
 
 
-def scratch_bytes(op: str, k: int, channels: int = 1) -> int:
-    """Kernel scratch of an op with K terms per dot product and `channels` output channels: the
-    C kernels' *_get_buffer_size, the same in every build so one plan fits every target.
+def scratch_bytes(op: str, k: int, taps: int) -> int:
+    """Kernel scratch of an op with K terms per dot product over `taps` kernel positions (kh * kw;
+    1 for fully connected): the C kernels' *_get_buffer_size, the same in every build so one plan
+    fits every target.
 
-    Conv and fully connected: the larger of one unpacked int16 weight row (2K) and the optimized
-    kernels' im2col columns (IM2COL_PIXELS int16 columns of K rounded up to 8, one zero-padded row
-    copy, the 8-bit staging row of K rounded up to 8, alignment slack). Depthwise: the larger of
-    one unpacked row and the optimized kernel's lane-ordered weights of all channels (rounded up
-    to 4) with their per-channel finish constants plus one unpacked row. Other ops: none.
-    tests/test_c_kernels_host.py holds this equal to the C.
+    Only a KxK conv (taps > 1) has any: IM2COL_PIXELS im2col columns of K 8-bit terms (the same
+    bytes hold one column of K 16-bit terms). Fully connected and 1x1 conv read their columns in
+    place, depthwise decodes each channel quad's weights on the stack, and the reference loops
+    unpack weights on the stack (docs/kernels.md). tests/test_c_kernels_host.py holds this equal to
+    the C.
     """
-    if op not in WEIGHTED_OPS or k <= 0:
+    if op != "conv2d" or k <= 0 or taps <= 1:
         return 0
-    k = int(k)
-    if op == "depthwise_conv2d":
-        c4 = (int(channels) + 3) & ~3
-        return max(2 * k, 4 + k * c4 * 2 + c4 * 12 + 2 * k)
-    kp = (k + 7) & ~7
-    return max(2 * k, IM2COL_PIXELS * kp * 2 + kp * 2 + 16 + kp + 4)
+    return IM2COL_PIXELS * int(k)
 
 
 def plan_arena(sizes: list[int], first: list[int], last: list[int], *, alignment: int = RUNNER_ALIGNMENT,

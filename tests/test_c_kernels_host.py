@@ -319,12 +319,12 @@ def test_device_accounting_scratch_equals_the_kernels():
 
     lib = host.load_library()
     for k in [1, 2, 7, 8, 9, 16, 27, 64, 100, 576, 1000, 4608]:
-        assert scratch_bytes("fully_connected", k) == lib.fxpq_fully_connected_get_buffer_size(k)
-        for kh, kw, c in [(1, 1, k), (3, 3, k), (k, 1, 1)]:
+        assert scratch_bytes("fully_connected", k, 1) == lib.fxpq_fully_connected_get_buffer_size(k)
+        for kh, kw, c in [(1, 1, k), (3, 3, k), (k, 1, 1), (1, 2, k)]:
             dims = host.CDims(1, kh, kw, c)
-            assert scratch_bytes("conv2d", kh * kw * c) == lib.fxpq_conv2d_get_buffer_size(ctypes.byref(dims))
-            dims = host.CDims(1, kh, kw, c)
-            assert scratch_bytes("depthwise_conv2d", kh * kw, c) == \
+            assert scratch_bytes("conv2d", kh * kw * c, kh * kw) == \
+                lib.fxpq_conv2d_get_buffer_size(ctypes.byref(dims))
+            assert scratch_bytes("depthwise_conv2d", kh * kw, kh * kw) == \
                 lib.fxpq_depthwise_conv2d_get_buffer_size(ctypes.byref(dims))
 
 
@@ -351,6 +351,68 @@ def test_packing_rejects_bad_input():
         pack_weights(np.array([[0.5]]), 4)
     with pytest.raises(ValueError, match="bytes"):
         unpack_weights(b"\x00", 4, (1, 3))
+
+
+# ------------------------------------------- weights on the stack, scratch-free ops ---------
+
+def _scratch_path_constraints():
+    """Shapes and formats of the kernels' scratch-free paths (docs/kernels.md): 1x1 convs and
+    fully connected (columns read in place), KxK convs (8- or 16-bit im2col columns), depthwise
+    windows up to and past the stack's FXPQ_DW_TAPS = 25 and FXPQ_WCHUNK = 64 weights, dot
+    products longer than FXPQ_WCHUNK (the reference loops unpack such rows piece by piece)."""
+    return st.fixed_dictionaries({
+        "op": st.sampled_from(CONV_OPS),
+        "kernel": st.sampled_from([(1, 1), (3, 3), (1, 3), (5, 5), (6, 5), (9, 8)]),
+        "cin": st.sampled_from([1, 3, 4, 5, 8, 13, 20, 37]),
+        "x_bits": st.sampled_from([8, 12, 15, 16, 4]),
+        "x_signed": st.booleans(),
+        "w_bits": st.integers(2, 16),
+        "per_channel": st.booleans(),
+        "padding": st.sampled_from(["same", "valid"]),
+        "in_features": st.sampled_from([1, 7, 63, 64, 65, 130]),
+        "out_ch": st.integers(1, 12),
+    })
+
+
+def scratch_path_case(seed: int, c: dict) -> OpCase:
+    """One case of the scratch-free paths (shared with tests/test_c_kernels_qemu.py)."""
+    c = dict(c)
+    op = c.pop("op")
+    if op == "depthwise_conv2d":
+        c = dict(c, depth_multiplier=1)
+        c.pop("out_ch")
+    if c["x_bits"] == 16 and not c["x_signed"] and op != "depthwise_conv2d":
+        c["x_bits"] = 15  # unsigned 16-bit does not fit an int16 lane: the reference loop (tested elsewhere)
+    if op == "fully_connected":
+        c.pop("kernel")
+    else:
+        c.pop("in_features")
+    return random_case(op, np.random.default_rng(seed), **c)
+
+
+@settings(max_examples=examples(150), **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1), c=_scratch_path_constraints())
+def test_scratch_free_paths_match_numpy(seed, c):
+    """The reference loops with their weights on the stack (whole rows up to FXPQ_WCHUNK, longer
+    rows piece by piece) == numpy, for the shapes the optimized kernels' paths take."""
+    _assert_same(scratch_path_case(seed, c))
+
+
+def test_scratch_free_ops_take_a_null_buffer():
+    """Fully connected, 1x1 conv and depthwise request no scratch and accept a NULL buffer of 0 bytes."""
+    lib = host.load_library()
+    assert lib.fxpq_fully_connected_get_buffer_size(640) == 0
+    assert lib.fxpq_conv2d_get_buffer_size(ctypes.byref(host.CDims(8, 1, 1, 96))) == 0
+    assert lib.fxpq_depthwise_conv2d_get_buffer_size(ctypes.byref(host.CDims(1, 3, 3, 96))) == 0
+    assert lib.fxpq_conv2d_get_buffer_size(ctypes.byref(host.CDims(8, 3, 3, 5))) == 4 * 45
+    S = host.STATUS_CODES
+    x = np.ones((1, 4, 4, 2), dtype=np.int8)
+    packed = np.frombuffer(pack_weights(np.ones((3, 1, 1, 2), dtype=np.int64), 4), dtype=np.uint8).copy()
+    out = np.zeros((1, 4, 4, 3), dtype=np.int8)
+    assert _conv_call(ctx=host.CContext(None, 0), f_dims=host.CDims(3, 1, 1, 2), input=x.ctypes.data,
+                      weights=host.CWeights(packed.ctypes.data, 4, 0, None), output=out.ctypes.data) == S["FXPQ_OK"]
+    assert np.all(out == 2)
+    assert _conv_call(ctx=host.CContext(None, 0)) == S["FXPQ_ERR_NULL_POINTER"]  # 3x3 needs its columns
 
 
 # -------------------------------------------------------------- bad input ------------------
@@ -404,7 +466,7 @@ def test_bad_input_returns_status():
     assert _conv_call(params=host.CConvParams(host.CTile(1, 1), host.CTile(1, 1), 1, 9)) == S["FXPQ_ERR_BAD_PARAM"]
     scratch = np.zeros(512, dtype=np.int16)
     need = _conv_scratch_bytes()
-    assert 2 * 18 <= need <= scratch.nbytes - 1  # at least one unpacked row of the reference loop
+    assert need == 4 * 18 <= scratch.nbytes - 1  # 4 im2col columns of 18 8-bit terms
     assert _conv_call(ctx=host.CContext(scratch.ctypes.data, need - 1)) == S["FXPQ_ERR_SCRATCH_TOO_SMALL"]
     assert _conv_call(ctx=host.CContext(scratch.ctypes.data + 1, need)) == S["FXPQ_ERR_MISALIGNED"]
     assert _conv_call(ctx=None) == S["FXPQ_ERR_NULL_POINTER"]

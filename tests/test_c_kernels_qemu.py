@@ -11,7 +11,10 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from long_mode import FACTOR, LONG, SEED, examples
+from test_c_kernels_host import _scratch_path_constraints, scratch_path_case
 
 from fxpq_keras.formats import Format
 from fxpq_keras.kernels import host, qemu
@@ -155,6 +158,19 @@ def test_optimized_kernels_every_width(cpu):
     _check(list(zip(cases, results)))
 
 
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(3), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws=st.lists(st.tuples(st.integers(0, 2**32 - 1), _scratch_path_constraints()), min_size=60, max_size=60))
+def test_optimized_scratch_free_paths(cpu, draws):
+    """The DSP kernels' scratch-free paths == numpy: 1x1 convs (any stride) and fully connected
+    reading 8-bit (SXTB16 / UXTB16) or 16-bit (PKHBT / PKHTB) columns in place, KxK convs over
+    8-bit or 16-bit im2col columns, the K mod 8 tail lanes, rows decoded from a stack copy near
+    the end of the weights, depthwise channel quads decoded on the stack (windows past 25 taps
+    and past 64 take the channel loop and the reference loop); one firmware session per draw."""
+    cases = [scratch_path_case(seed, c) for seed, c in draws]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
 def test_cortex_m_builds_have_both_kernel_variants():
     """The default Cortex-M harness links the optimized kernels; the reference build does not."""
     import subprocess
@@ -163,8 +179,8 @@ def test_cortex_m_builds_have_both_kernel_variants():
         elf = qemu.build_firmware("m4", kernels=kernels)
         return subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
 
-    assert "fxpq_mm_w8" in symbols("optimized")
-    assert "fxpq_mm_w8" not in symbols("reference")
+    assert "fxpq_mm_s8_w8" in symbols("optimized")
+    assert "fxpq_mm_s8_w8" not in symbols("reference")
 
 
 def test_reference_build_matches_numpy():

@@ -94,7 +94,8 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
             bias_elem = _ELEM_BYTES.get(tensors_fb[bias].type, 1) if bias >= 0 else 4
             weights.append(LayoutWeights(_name(tensors_fb, op.outputs[0]), rows, k, bits, bias_elems, bias_elem,
                                          stored_bytes=buffer_bytes(ins[1])))
-        scratch.append(scratch_bytes(kind, k, rows) if custom else 0)
+        taps = opts["filter_h"] * opts["filter_w"] if custom and kind == "conv2d" else 1
+        scratch.append(scratch_bytes(kind, k, taps) if custom else 0)
         tflm_ops.append(_tflm_op(op, custom, builtin, tensors_fb, scratch[-1]))
         if builtin == S.BuiltinOperator.RESHAPE and ins and op.outputs is not None:
             alias[int(op.outputs[0])] = ins[0]

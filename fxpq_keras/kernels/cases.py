@@ -137,7 +137,7 @@ def _weight_and_bias(rng, out_ch: int, k: int, x_fmt: Format, w_bits: int | None
 
 def _conv_family(op: str, rng: np.random.Generator, c: dict) -> OpCase:
     padding = c.get("padding") or _pick(rng, ("same", "valid"))
-    kh, kw = (int(rng.integers(1, 5)) for _ in range(2))
+    kh, kw = c.get("kernel") or tuple(int(rng.integers(1, 5)) for _ in range(2))
     if op == "fully_connected":
         kh = kw = 1
     dil = (1, 1)
@@ -313,7 +313,8 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
     Constraints (all optional): ``padding`` ('same'/'valid'), ``dilation`` (bool),
     ``x_bits``, ``x_signed``, ``out_bits``, ``out_signed``, ``w_bits``, ``per_channel``,
     ``with_bias``, ``activation``, ``depth_multiplier``, ``in_features``, ``cin`` (conv and
-    depthwise input channels), ``out_ch`` (conv and fully-connected output channels).
+    depthwise input channels), ``out_ch`` (conv and fully-connected output channels), ``kernel``
+    ((kh, kw) of conv and depthwise).
     """
     if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         return _conv_family(op, rng, constraints)

@@ -225,7 +225,7 @@ fxpq_status fxpq_check_aligned(const void *p, fxpq_storage s)
 
 fxpq_status fxpq_check_scratch(const fxpq_context *ctx, int32_t bytes)
 {
-    if (ctx == NULL || ctx->buf == NULL) {
+    if (ctx == NULL || (ctx->buf == NULL && bytes > 0)) {
         return FXPQ_ERR_NULL_POINTER;
     }
     if (ctx->size < bytes) {
@@ -287,13 +287,12 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fx
     wk.in_frac = input_fmt->frac;
     wk.in_es = fxpq_elem_size(wk.in_s);
     wk.k = k;
-    wk.wrow = (int16_t *)ctx->buf;
     wk.acc64 = fxpq_acc_needs_64(input_fmt->bits, input_fmt->is_signed, weights->bits, k);
     wk.dot = fxpq_select_dot(wk.in_s, wk.acc64);
     wk.in_bits = input_fmt->bits;
     wk.in_signed = input_fmt->is_signed;
     wk.scratch = ctx->buf;
-    wk.scratch_size = ctx->size;
+    wk.scratch_size = scratch_bytes; /* the optimized kernels use no more than they requested */
     return wk;
 }
 

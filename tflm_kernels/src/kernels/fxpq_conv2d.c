@@ -1,8 +1,8 @@
 /*
  * fxpq_conv2d.c - Conv 2D (numerics.md section 4).
  *
- * Loop order: output channel outermost, so each channel's packed weights are unpacked once into
- * the scratch row; then every output pixel; then the receptive field, one contiguous run of
+ * Loop order: output channel outermost, so each channel's packed weights are unpacked once (on
+ * the stack when they fit FXPQ_WCHUNK, else piece by piece per dot product); then every pixel; then the receptive field, one contiguous run of
  * input channels (whole valid kernel row when the width dilation is 1) per dot product.
  */
 #include "fxpq_internal.h"
@@ -21,8 +21,42 @@ static int32_t fxpq_conv2d_terms(const fxpq_dims *filter_dims)
 int32_t fxpq_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
 {
     const int32_t k = fxpq_conv2d_terms(filter_dims);
-    const int32_t dsp = k < 0 ? -1 : fxpq_dsp_conv_scratch(k);
-    return (k < 0 || dsp < 0) ? -1 : (dsp > k * 2 ? dsp : k * 2);
+    return k < 0 ? -1 : fxpq_dsp_conv_scratch(k, filter_dims->h == 1 && filter_dims->w == 1);
+}
+
+/* Output pixels whose dot products the reference loop accumulates together (int64, stack). */
+#define FXPQ_REF_PIXELS 8
+
+/* The part of output pixel pix's dot product (batch-major, then rows, then columns; plane =
+ * oh * ow pixels) that meets weights [c0, c0 + len), held unpacked in w: its receptive field is
+ * one contiguous run of input channels per kernel row when the width dilation is 1 (per tap
+ * otherwise), each run clipped to the piece. */
+static int64_t fxpq_conv_pixel_dot(const fxpq_weighted *wk, const fxpq_conv_params *params,
+                                   const fxpq_dims *id, const fxpq_dims *fd, int32_t plane, int32_t ow,
+                                   int32_t pad_t, int32_t pad_l, const void *input, int32_t pix,
+                                   const int16_t *w, int32_t c0, int32_t len)
+{
+    const int32_t n = pix / plane, r = pix - n * plane, oy = r / ow, ox = r - oy * ow;
+    const int32_t iy0 = oy * params->stride.h - pad_t, ix0 = ox * params->stride.w - pad_l;
+    const int32_t dw = params->dilation.w, c = id->c, c1 = c0 + len;
+    const int32_t run = dw == 1 ? 0 : c; /* 0: a whole kernel row per run */
+    int32_t ky0, ky1, kx0, kx1, ky, kx;
+    int64_t acc = 0;
+    fxpq_valid_taps(iy0, params->dilation.h, fd->h, id->h, &ky0, &ky1);
+    fxpq_valid_taps(ix0, dw, fd->w, id->w, &kx0, &kx1);
+    for (ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
+        const int32_t row = (n * id->h + iy0 + ky * params->dilation.h) * id->w;
+        for (kx = kx0; kx < kx1; kx = run == 0 ? kx1 : kx + 1) {
+            /* terms [t0, t1) of the weights, input from element e */
+            const int32_t t0 = (ky * fd->w + kx) * c, t1 = run == 0 ? (ky * fd->w + kx1) * c : t0 + c;
+            const int32_t a = t0 > c0 ? t0 : c0, b = t1 < c1 ? t1 : c1;
+            if (a < b) {
+                const int32_t e = (row + ix0 + kx * dw) * c + (a - t0);
+                acc += wk->dot(fxpq_elem(input, wk->in_es, e), 1, w + (a - c0), b - a);
+            }
+        }
+    }
+    return acc;
 }
 
 fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
@@ -33,7 +67,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t oh, ow, pad_t, pad_l, o, n, oy, ox;
+    int32_t oh, ow, pad_t, pad_l, o, pixels;
     fxpq_weighted wk;
     const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
 
@@ -61,6 +95,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     if (od->h != oh || od->w != ow) {
         return FXPQ_ERR_BAD_DIMS;
     }
+    pixels = od->n * oh * ow;
     wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
                                fd->n, fxpq_conv2d_terms(fd), fxpq_conv2d_get_buffer_size(fd),
                                output, output_fmt);
@@ -76,36 +111,27 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     }
 #endif
     for (o = 0; o < fd->n; ++o) {
-        const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);
-        for (n = 0; n < id->n; ++n) {
-            for (oy = 0; oy < oh; ++oy) {
-                const int32_t iy0 = oy * params->stride.h - pad_t;
-                int32_t ky0, ky1;
-                fxpq_valid_taps(iy0, params->dilation.h, fd->h, id->h, &ky0, &ky1);
-                for (ox = 0; ox < ow; ++ox) {
-                    const int32_t ix0 = ox * params->stride.w - pad_l;
-                    int32_t kx0, kx1, ky, kx;
-                    int64_t acc = 0;
-                    fxpq_valid_taps(ix0, params->dilation.w, fd->w, id->w, &kx0, &kx1);
-                    for (ky = ky0; ky < ky1; ++ky) {
-                        const int32_t iy = iy0 + ky * params->dilation.h;
-                        const int32_t row = (n * id->h + iy) * id->w;
-                        if (params->dilation.w == 1) {
-                            if (kx1 > kx0) {
-                                acc += wk.dot(fxpq_elem(input, wk.in_es, (row + ix0 + kx0) * id->c),
-                                              1, wk.wrow + (ky * fd->w + kx0) * fd->c,
-                                              (kx1 - kx0) * fd->c);
-                            }
-                        } else {
-                            for (kx = kx0; kx < kx1; ++kx) {
-                                const int32_t ix = ix0 + kx * params->dilation.w;
-                                acc += wk.dot(fxpq_elem(input, wk.in_es, (row + ix) * id->c), 1,
-                                              wk.wrow + (ky * fd->w + kx) * fd->c, fd->c);
-                            }
-                        }
-                    }
-                    fxpq_weighted_store(&wk, &q, ((n * oh + oy) * ow + ox) * od->c + o, acc);
+        int16_t wbuf[FXPQ_WCHUNK];
+        const fxpq_channel ch = fxpq_weighted_channel(&wk, o, wbuf);
+        int32_t p0, p, c0;
+        /* FXPQ_REF_PIXELS pixels at a time, so that a row longer than the stack's FXPQ_WCHUNK
+         * weights is unpacked once per block of pixels, piece by piece (a row that fits was
+         * unpacked once for the channel: one piece) */
+        for (p0 = 0; p0 < pixels; p0 += FXPQ_REF_PIXELS) {
+            const int32_t count = pixels - p0 < FXPQ_REF_PIXELS ? pixels - p0 : FXPQ_REF_PIXELS;
+            int64_t acc[FXPQ_REF_PIXELS] = {0};
+            for (c0 = 0; c0 < wk.k; c0 += FXPQ_WCHUNK) {
+                const int32_t len = wk.k - c0 < FXPQ_WCHUNK ? wk.k - c0 : FXPQ_WCHUNK;
+                if (ch.w == NULL) {
+                    fxpq_unpack_run(ch.row, weights->bits, c0, len, wbuf);
                 }
+                for (p = 0; p < count; ++p) {
+                    acc[p] += fxpq_conv_pixel_dot(&wk, params, id, fd, oh * ow, ow, pad_t, pad_l, input,
+                                                  p0 + p, wbuf, c0, len);
+                }
+            }
+            for (p = 0; p < count; ++p) {
+                fxpq_weighted_store(&wk, &ch.q, (p0 + p) * od->c + o, acc[p]);
             }
         }
     }

@@ -2,7 +2,7 @@
  * fxpq_depthwise_conv2d.c - depthwise Conv 2D (numerics.md section 4).
  *
  * Output channel o = c * depth_multiplier + m reads input channel c. Each output channel's
- * kh * kw weights are unpacked once into the scratch row; the dot products walk the input with
+ * kh * kw weights are unpacked once (on the stack, FXPQ_WCHUNK at most); the dot products walk the input with
  * an element stride of C * dilation_w.
  */
 #include "fxpq_internal.h"
@@ -20,9 +20,9 @@ static int32_t fxpq_depthwise_terms(const fxpq_dims *filter_dims)
 
 int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
 {
-    const int32_t k = fxpq_depthwise_terms(filter_dims);
-    const int32_t dsp = k < 0 ? -1 : fxpq_dsp_depthwise_scratch(k, filter_dims->c);
-    return (k < 0 || dsp < 0) ? -1 : (dsp > k * 2 ? dsp : k * 2);
+    /* none: the optimized kernel decodes each channel quad's weights on the stack, the
+     * reference loop each channel's (fxpq_dsp.c, fxpq_internal.h FXPQ_WCHUNK) */
+    return (fxpq_depthwise_terms(filter_dims) < 0 || filter_dims->c <= 0) ? -1 : 0;
 }
 
 fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_params *params,
@@ -86,7 +86,8 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
 #endif
     for (o = 0; o < cm; ++o) {
         const int32_t c = o / m_count;
-        const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);
+        int16_t wbuf[FXPQ_WCHUNK];
+        const fxpq_channel ch = fxpq_weighted_channel(&wk, o, wbuf);
         for (n = 0; n < id->n; ++n) {
             for (oy = 0; oy < oh; ++oy) {
                 const int32_t iy0 = oy * params->stride.h - pad_t;
@@ -102,11 +103,11 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
                             const int32_t iy = iy0 + ky * params->dilation.h;
                             const int32_t ix = ix0 + kx0 * params->dilation.w;
                             const int32_t first = ((n * id->h + iy) * id->w + ix) * id->c + c;
-                            acc += wk.dot(fxpq_elem(input, wk.in_es, first), x_stride,
-                                          wk.wrow + ky * fd->w + kx0, kx1 - kx0);
+                            acc += fxpq_weighted_dot(&wk, &ch, fxpq_elem(input, wk.in_es, first), x_stride,
+                                                     ky * fd->w + kx0, kx1 - kx0);
                         }
                     }
-                    fxpq_weighted_store(&wk, &q, ((n * oh + oy) * ow + ox) * cm + o, acc);
+                    fxpq_weighted_store(&wk, &ch.q, ((n * oh + oy) * ow + ox) * cm + o, acc);
                 }
             }
         }

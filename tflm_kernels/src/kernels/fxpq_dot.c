@@ -38,3 +38,21 @@ fxpq_dot_fn fxpq_select_dot(fxpq_storage input_storage, int32_t acc64)
     default: return acc64 ? fxpq_dot_u16_64 : fxpq_dot_u16_32;
     }
 }
+
+int64_t fxpq_dot_packed(const fxpq_weighted *wk, const uint8_t *row, const void *x, int32_t stride,
+                        int32_t first, int32_t n)
+{
+    int16_t w[FXPQ_WCHUNK];
+    const uint8_t *p = (const uint8_t *)x;
+    const size_t step = (size_t)stride * (size_t)wk->in_es * (size_t)FXPQ_WCHUNK;
+    int64_t acc = 0;
+    while (n > 0) {
+        const int32_t len = n < FXPQ_WCHUNK ? n : FXPQ_WCHUNK;
+        fxpq_unpack_run(row, wk->weights->bits, first, len, w);
+        acc = fxpq_wrap_add64(acc, wk->dot(p, stride, w, len));
+        p += step;
+        first += len;
+        n -= len;
+    }
+    return acc;
+}

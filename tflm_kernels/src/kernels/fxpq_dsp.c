@@ -22,26 +22,15 @@
 
 #define FXPQ_PIXELS 4 /* output pixels (im2col columns) per pass over a weight row */
 
-/* The scratch sizes are the same in every build (optimized or not, host or Cortex-M), so that an
- * arena planned on one target fits on every other. */
-int32_t fxpq_dsp_conv_scratch(int32_t k)
+/* The scratch size is the same in every build (optimized or not, host or Cortex-M), so that an
+ * arena planned on one target fits on every other. A 1x1 kernel (and fully connected) reads its
+ * columns straight from the input and depthwise decodes each channel quad's weights on the stack:
+ * no scratch. A KxK kernel gathers its im2col columns: FXPQ_PIXELS columns of K 8-bit terms (or
+ * one column of K 16-bit terms) = FXPQ_PIXELS * K bytes. */
+int32_t fxpq_dsp_conv_scratch(int32_t k, int32_t pointwise)
 {
-    const int64_t kp = ((int64_t)k + 7) & ~(int64_t)7; /* terms per column, whole groups */
-    const int64_t bytes = FXPQ_PIXELS * kp * 2         /* im2col columns, int16 */
-                          + kp * 2 + 16                 /* zero-padded copy of the last row */
-                          + kp                          /* 8-bit im2col staging row */
-                          + 4;                          /* alignment slack */
+    const int64_t bytes = pointwise ? 0 : (int64_t)FXPQ_PIXELS * k;
     return (k <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
-}
-
-int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels)
-{
-    const int64_t c4 = ((int64_t)channels + 3) & ~(int64_t)3;
-    const int64_t bytes = 4                  /* alignment slack */
-                          + (int64_t)k * c4 * 2 /* weights in lane order, [tap][channel quad] */
-                          + c4 * 12           /* per-channel finish: add, shift, multiplier */
-                          + (int64_t)k * 2;   /* one channel's unpacked weights */
-    return (k <= 0 || channels <= 0 || bytes > INT32_MAX) ? -1 : (int32_t)bytes;
 }
 
 #if FXPQ_USE_DSP
@@ -152,95 +141,157 @@ static int64_t fxpq_acc_bound(const fxpq_weighted *wk)
     return (int64_t)wk->k * xmax * ((int64_t)1 << (wk->weights->bits - 1));
 }
 
-static uint8_t *fxpq_align4(void *p)
-{
-    return (uint8_t *)p + ((4u - ((uintptr_t)p & 3u)) & 3u);
-}
-
-/* Two int16 lanes: a in the bottom half, b in the top half. */
+/* Two int16 lanes: a in the bottom half, b in the top half (one PKHBT; GCC 12 emits UXTH + ORR
+ * for the C expression). */
 FXPQ_INLINE uint32_t fxpq_pack2(int32_t a, int32_t b)
 {
-    return ((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16);
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 
 /* Weight i (0..7) of a group of 8 `bits`-wide two's-complement values packed LSB first from
- * byte p (bits a compile-time constant after inlining: one SBFX, or two shifts and an ORR when
- * the value straddles a word). */
+ * byte p (bits a compile-time constant after inlining). Every field (at most 16 bits at any bit
+ * offset) lies inside one 32-bit window that starts at a byte of the group and ends inside it
+ * (unaligned word loads are legal on ARMv7E-M): the word of the field's 32-bit slot when the
+ * field fits there, else the window at the field's first byte, moved back so that it never
+ * passes the group's last byte. So one load (shared by the fields of a window) and one SBFX per
+ * weight, and no read past the group: a row's last group may end the weights buffer. Groups of
+ * 2 and 3 bytes are read as a halfword (and a byte). */
 FXPQ_INLINE int32_t fxpq_field(const uint8_t *p, const int32_t i, const int32_t bits)
 {
-    const int32_t pos = i * bits, word = pos >> 5, off = pos & 31;
-    uint32_t u = fxpq_ld32(p + 4 * word) >> off;
-    if (off + bits > 32) {
-        u |= fxpq_ld32(p + 4 * word + 4) << (32 - off);
+    const int32_t pos = i * bits;
+    int32_t q;
+    uint32_t u;
+    if (bits < 4) {
+        u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | (bits == 3 ? (uint32_t)p[2] << 16 : 0u);
+        q = 0;
+    } else {
+        q = (pos >> 5) << 2;
+        q = q > bits - 4 ? bits - 4 : q;
+        if (pos - 8 * q + bits > 32) {
+            q = (pos >> 3) > bits - 4 ? bits - 4 : (pos >> 3);
+        }
+        u = fxpq_ld32(p + q);
     }
-    return (int32_t)(u << (32 - bits)) >> (32 - bits);
+    return (int32_t)(u << (32 - bits - (pos - 8 * q))) >> (32 - bits);
 }
 
-/* Decode a group of 8 weights (the first 4 when half) into lane registers w[0..3]. Reads at most
- * FXPQ_GROUP_BYTES(bits) + 3 bytes from p. */
-FXPQ_INLINE void fxpq_decode(const uint8_t *p, const int32_t bits, const int32_t half, uint32_t *w)
+/* Decode 4 weights (terms `first` .. first+3 of the group at p, first 0 or 4) into the lane
+ * registers [t0,t2] [t1,t3] (relative to first). Reads only bytes of the group (`bits` bytes). */
+FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_t first, uint32_t *w02,
+                              uint32_t *w13)
 {
     if (bits == 8) {
-        const uint32_t lo = fxpq_ld32(p);
-        w[0] = (uint32_t)__sxtb16(lo);
-        w[1] = fxpq_sxtb16_ror8(lo);
-        if (!half) {
-            const uint32_t hi = fxpq_ld32(p + 4);
-            w[2] = (uint32_t)__sxtb16(hi);
-            w[3] = fxpq_sxtb16_ror8(hi);
-        }
+        const uint32_t v = fxpq_ld32(p + first);
+        *w02 = (uint32_t)__sxtb16(v);
+        *w13 = fxpq_sxtb16_ror8(v);
     } else {
-        w[0] = fxpq_pack2(fxpq_field(p, 0, bits), fxpq_field(p, 2, bits));
-        w[1] = fxpq_pack2(fxpq_field(p, 1, bits), fxpq_field(p, 3, bits));
-        if (!half) {
-            w[2] = fxpq_pack2(fxpq_field(p, 4, bits), fxpq_field(p, 6, bits));
-            w[3] = fxpq_pack2(fxpq_field(p, 5, bits), fxpq_field(p, 7, bits));
-        }
+        *w02 = fxpq_pack2(fxpq_field(p, first, bits), fxpq_field(p, first + 2, bits));
+        *w13 = fxpq_pack2(fxpq_field(p, first + 1, bits), fxpq_field(p, first + 3, bits));
     }
 }
 
-/* acc[j] = dot(weight row, column j) for the `cols` (1 or FXPQ_PIXELS) interleaved columns:
- * `groups` full groups of 8 terms, then 4 more terms when half. int32 accumulation (SMLAD),
- * used only when the contract's width rule proves the exact sum fits. */
-FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *col, int32_t groups, int32_t half,
-                         const int32_t bits, const int32_t cols, int32_t *acc)
+/* Input kinds of the matrix kernel (the activation container as lanes). */
+#define FXPQ_X_S8 0  /* int8: SXTB16 */
+#define FXPQ_X_U8 1  /* uint8: UXTB16 */
+#define FXPQ_X_16 2  /* int16, or uint16 of at most 15 bits: the halfword is the lane */
+
+/* 4 terms of one column against the weight lanes w02 / w13: the column's loads, lane
+ * extraction and SMLADs in one asm block each, so that the compiler neither hoists the loads of
+ * four columns nor spills the four accumulators (14 registers hold the loop). */
+#define FXPQ_MAC4_8(c, acc, ext)                                                                  \
+    do {                                                                                        \
+        uint32_t x_, t_;                                                                        \
+        __asm__("ldr %[x], [%[p]], #4\n\t"                                                      \
+                ext " %[t], %[x]\n\t"                                                           \
+                "smlad %[a], %[t], %[w0], %[a]\n\t"                                             \
+                ext " %[t], %[x], ror #8\n\t"                                                   \
+                "smlad %[a], %[t], %[w1], %[a]"                                                  \
+                : [p] "+r"(c), [a] "+r"(acc), [x] "=&r"(x_), [t] "=&r"(t_)                       \
+                : [w0] "r"(w02), [w1] "r"(w13)                                                   \
+                : "memory");                                                                    \
+    } while (0)
+
+#define FXPQ_MAC4_16(c, acc)                                                                      \
+    do {                                                                                        \
+        uint32_t x_, y_, t_;                                                                    \
+        __asm__("ldr %[x], [%[p]], #4\n\t"                                                      \
+                "ldr %[y], [%[p]], #4\n\t"                                                      \
+                "pkhbt %[t], %[x], %[y], lsl #16\n\t"                                           \
+                "smlad %[a], %[t], %[w0], %[a]\n\t"                                             \
+                "pkhtb %[t], %[y], %[x], asr #16\n\t"                                           \
+                "smlad %[a], %[t], %[w1], %[a]"                                                  \
+                : [p] "+r"(c), [a] "+r"(acc), [x] "=&r"(x_), [y] "=&r"(y_), [t] "=&r"(t_)         \
+                : [w0] "r"(w02), [w1] "r"(w13)                                                   \
+                : "memory");                                                                    \
+    } while (0)
+
+#define FXPQ_MAC4(c, acc)                                                                         \
+    do {                                                                                        \
+        if (kind == FXPQ_X_S8) {                                                                \
+            FXPQ_MAC4_8(c, acc, "sxtb16");                                                      \
+        } else if (kind == FXPQ_X_U8) {                                                         \
+            FXPQ_MAC4_8(c, acc, "uxtb16");                                                      \
+        } else {                                                                                \
+            FXPQ_MAC4_16(c, acc);                                                               \
+        }                                                                                       \
+    } while (0)
+
+/* 4 terms of one column of the tail lane block (already int16 lanes in decoder order). */
+#define FXPQ_MAC4_LANES(t, acc)                                                                   \
+    do {                                                                                        \
+        (acc) = __smlad((int32_t)fxpq_ld32(t), (int32_t)w02, (acc));                            \
+        (acc) = __smlad((int32_t)fxpq_ld32((t) + 4), (int32_t)w13, (acc));                      \
+    } while (0)
+
+/* acc[j] = dot(weight row, column j) for `cols` (1 or FXPQ_PIXELS) natural-order columns
+ * col[j] of `kind`: `groups` whole groups of 8 terms from `row`, then, when `tail` (K mod 8) is
+ * not 0, one group of weights from `trow` (the row's last bytes, in place or a zero-padded copy
+ * when the group's `bits` bytes would pass the end of the weights) against the tail lane block.
+ * int32 accumulation (SMLAD), used only when the contract's width rule proves that the exact sum
+ * fits. */
+FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups,
+                         const uint8_t *const *col, const uint8_t *tl, const int32_t tail,
+                         const int32_t bits, const int32_t kind, const int32_t cols, int32_t *acc)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    uint32_t w[4];
+    const uint8_t *c0 = col[0], *c1 = col[cols > 1 ? 1 : 0], *c2 = col[cols > 1 ? 2 : 0];
+    const uint8_t *c3 = col[cols > 1 ? 3 : 0];
+    uint32_t w02, w13;
     for (; groups > 0; --groups) {
-        fxpq_decode(row, bits, 0, w);
-        a0 = __smlad((int32_t)fxpq_ld32(col), (int32_t)w[0], a0);
-        a0 = __smlad((int32_t)fxpq_ld32(col + 4), (int32_t)w[1], a0);
-        a0 = __smlad((int32_t)fxpq_ld32(col + 8), (int32_t)w[2], a0);
-        a0 = __smlad((int32_t)fxpq_ld32(col + 12), (int32_t)w[3], a0);
+        fxpq_decode4(row, bits, 0, &w02, &w13);
+        FXPQ_MAC4(c0, a0);
         if (cols == FXPQ_PIXELS) {
-            a1 = __smlad((int32_t)fxpq_ld32(col + 16), (int32_t)w[0], a1);
-            a1 = __smlad((int32_t)fxpq_ld32(col + 20), (int32_t)w[1], a1);
-            a1 = __smlad((int32_t)fxpq_ld32(col + 24), (int32_t)w[2], a1);
-            a1 = __smlad((int32_t)fxpq_ld32(col + 28), (int32_t)w[3], a1);
-            a2 = __smlad((int32_t)fxpq_ld32(col + 32), (int32_t)w[0], a2);
-            a2 = __smlad((int32_t)fxpq_ld32(col + 36), (int32_t)w[1], a2);
-            a2 = __smlad((int32_t)fxpq_ld32(col + 40), (int32_t)w[2], a2);
-            a2 = __smlad((int32_t)fxpq_ld32(col + 44), (int32_t)w[3], a2);
-            a3 = __smlad((int32_t)fxpq_ld32(col + 48), (int32_t)w[0], a3);
-            a3 = __smlad((int32_t)fxpq_ld32(col + 52), (int32_t)w[1], a3);
-            a3 = __smlad((int32_t)fxpq_ld32(col + 56), (int32_t)w[2], a3);
-            a3 = __smlad((int32_t)fxpq_ld32(col + 60), (int32_t)w[3], a3);
+            FXPQ_MAC4(c1, a1);
+            FXPQ_MAC4(c2, a2);
+            FXPQ_MAC4(c3, a3);
+        }
+        fxpq_decode4(row, bits, 4, &w02, &w13);
+        FXPQ_MAC4(c0, a0);
+        if (cols == FXPQ_PIXELS) {
+            FXPQ_MAC4(c1, a1);
+            FXPQ_MAC4(c2, a2);
+            FXPQ_MAC4(c3, a3);
         }
         row += FXPQ_GROUP_BYTES(bits);
-        col += 16 * cols;
     }
-    if (half) {
-        fxpq_decode(row, bits, 1, w);
-        a0 = __smlad((int32_t)fxpq_ld32(col), (int32_t)w[0], a0);
-        a0 = __smlad((int32_t)fxpq_ld32(col + 4), (int32_t)w[1], a0);
+    if (tail != 0) {
+        fxpq_decode4(trow, bits, 0, &w02, &w13);
+        FXPQ_MAC4_LANES(tl, a0);
         if (cols == FXPQ_PIXELS) {
-            a1 = __smlad((int32_t)fxpq_ld32(col + 16), (int32_t)w[0], a1);
-            a1 = __smlad((int32_t)fxpq_ld32(col + 20), (int32_t)w[1], a1);
-            a2 = __smlad((int32_t)fxpq_ld32(col + 32), (int32_t)w[0], a2);
-            a2 = __smlad((int32_t)fxpq_ld32(col + 36), (int32_t)w[1], a2);
-            a3 = __smlad((int32_t)fxpq_ld32(col + 48), (int32_t)w[0], a3);
-            a3 = __smlad((int32_t)fxpq_ld32(col + 52), (int32_t)w[1], a3);
+            FXPQ_MAC4_LANES(tl + 16, a1);
+            FXPQ_MAC4_LANES(tl + 32, a2);
+            FXPQ_MAC4_LANES(tl + 48, a3);
+        }
+        if (tail > 4) {
+            fxpq_decode4(trow, bits, 4, &w02, &w13);
+            FXPQ_MAC4_LANES(tl + 8, a0);
+            if (cols == FXPQ_PIXELS) {
+                FXPQ_MAC4_LANES(tl + 24, a1);
+                FXPQ_MAC4_LANES(tl + 40, a2);
+                FXPQ_MAC4_LANES(tl + 56, a3);
+            }
         }
     }
     acc[0] = a0;
@@ -251,18 +302,29 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *col, int32_t groups,
 
 #define FXPQ_FINISH_CACHE 32 /* channels whose finish constants are kept on the stack */
 
-/* One pass of the matrix kernel: the columns of up to FXPQ_PIXELS pixels against output channels
+/* One pass of the matrix kernel: up to FXPQ_PIXELS pixels' columns against output channels
  * [o, o_end), with each channel's finish. */
 typedef struct {
     const fxpq_weighted *wk;
-    const uint8_t *col;
-    int32_t groups, half, cols, p0, out_ch, out_es, lo, hi;
+    const uint8_t *col[FXPQ_PIXELS]; /* natural-order columns: K elements of in_es bytes each */
+    const uint8_t *tail_lanes;       /* the last K mod 8 terms of each column, 16 bytes a column */
+    int32_t groups, tail, cols, p0, out_ch, out_es, lo, hi;
     uint8_t *out;
     const int32_t *cache_add;
     const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
     const int32_t *cache_mul;
     int64_t bound;
 } fxpq_pass;
+
+/* The finish of a channel that is not in the cache or needs int64 (not inlined: rare). */
+static void fxpq_pass_store_slow(const fxpq_pass *ps, int32_t o, const int32_t *acc, int32_t cols)
+{
+    const fxpq_finish f = fxpq_finish_of(ps->wk, o, ps->bound);
+    int32_t j;
+    for (j = 0; j < cols; ++j) {
+        fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, acc[j]);
+    }
+}
 
 FXPQ_INLINE void fxpq_pass_store(const fxpq_pass *ps, int32_t o, const int32_t *acc,
                                  const int32_t cols)
@@ -284,33 +346,39 @@ FXPQ_INLINE void fxpq_pass_store(const fxpq_pass *ps, int32_t o, const int32_t *
             dst += stride;
         }
     } else {
-        const fxpq_finish f = fxpq_finish_of(ps->wk, o, ps->bound);
-        for (j = 0; j < cols; ++j) {
-            fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, acc[j]);
-        }
+        fxpq_pass_store_slow(ps, o, acc, cols);
     }
 }
 
-typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, int32_t o, int32_t o_end);
+typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_t *trow, int32_t o,
+                           int32_t o_end);
 
-/* One specialized copy per weight width: the decoder's shifts and masks become immediates; the
- * channel loop and the finish live inside, so a pass costs one call. */
-#define FXPQ_MM_WIDTH(B)                                                                          \
-    static void fxpq_mm_w##B(const fxpq_pass *pass, const uint8_t *row, int32_t o, int32_t o_end) \
+/* One specialized copy per weight width and input kind: the decoder's shifts and masks become
+ * immediates; the channel loop and the finish live inside, so a pass costs one call. Rows
+ * [o, o_end) follow each other in the weights, row o at `row`, its tail group at `trow`. */
+#define FXPQ_MM_KIND(B, K, NAME)                                                                  \
+    static void NAME(const fxpq_pass *pass, const uint8_t *row, const uint8_t *trow, int32_t o,  \
+                     int32_t o_end)                                                             \
     {                                                                                           \
         const fxpq_pass local = *pass; /* a copy the output stores cannot alias */              \
         const fxpq_pass *ps = &local;                                                           \
+        const int32_t step = ps->wk->row_bytes;                                                 \
         int32_t acc[4];                                                                         \
-        for (; o < o_end; ++o, row += ps->wk->row_bytes) {                                      \
+        for (; o < o_end; ++o, row += step, trow += step) {                                     \
             if (ps->cols == FXPQ_PIXELS) {                                                      \
-                fxpq_mm(row, ps->col, ps->groups, ps->half, B, FXPQ_PIXELS, acc);               \
+                fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K,         \
+                        FXPQ_PIXELS, acc);                                                      \
                 fxpq_pass_store(ps, o, acc, FXPQ_PIXELS);                                       \
             } else {                                                                            \
-                fxpq_mm(row, ps->col, ps->groups, ps->half, B, 1, acc);                         \
+                fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K, 1, acc); \
                 fxpq_pass_store(ps, o, acc, 1);                                                 \
             }                                                                                   \
         }                                                                                       \
     }
+#define FXPQ_MM_WIDTH(B)                                                                          \
+    FXPQ_MM_KIND(B, FXPQ_X_S8, fxpq_mm_s8_w##B)                                                 \
+    FXPQ_MM_KIND(B, FXPQ_X_U8, fxpq_mm_u8_w##B)                                                 \
+    FXPQ_MM_KIND(B, FXPQ_X_16, fxpq_mm_16_w##B)
 FXPQ_MM_WIDTH(2)
 FXPQ_MM_WIDTH(3)
 FXPQ_MM_WIDTH(4)
@@ -327,150 +395,64 @@ FXPQ_MM_WIDTH(14)
 FXPQ_MM_WIDTH(15)
 FXPQ_MM_WIDTH(16)
 
-static fxpq_mm_fn fxpq_mm_of(int32_t bits)
-{
-    switch (bits) {
-    case 2: return fxpq_mm_w2;
-    case 3: return fxpq_mm_w3;
-    case 4: return fxpq_mm_w4;
-    case 5: return fxpq_mm_w5;
-    case 6: return fxpq_mm_w6;
-    case 7: return fxpq_mm_w7;
-    case 8: return fxpq_mm_w8;
-    case 9: return fxpq_mm_w9;
-    case 10: return fxpq_mm_w10;
-    case 11: return fxpq_mm_w11;
-    case 12: return fxpq_mm_w12;
-    case 13: return fxpq_mm_w13;
-    case 14: return fxpq_mm_w14;
-    case 15: return fxpq_mm_w15;
-    default: return fxpq_mm_w16;
-    }
-}
+#define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B}
+static const fxpq_mm_fn fxpq_mm_table[15][3] = {
+    FXPQ_MM_ROW(2), FXPQ_MM_ROW(3), FXPQ_MM_ROW(4), FXPQ_MM_ROW(5), FXPQ_MM_ROW(6),
+    FXPQ_MM_ROW(7), FXPQ_MM_ROW(8), FXPQ_MM_ROW(9), FXPQ_MM_ROW(10), FXPQ_MM_ROW(11),
+    FXPQ_MM_ROW(12), FXPQ_MM_ROW(13), FXPQ_MM_ROW(14), FXPQ_MM_ROW(15), FXPQ_MM_ROW(16)};
 
-/* ---- im2col ------------------------------------------------------------------------------- */
+/* ---- columns -------------------------------------------------------------------------------- */
 
-/* Byte offset of term k of column j among `cols` interleaved columns: groups of 8 terms, each
- * column's group 16 bytes, lanes in the decoder's order [t0,t2] [t1,t3] [t4,t6] [t5,t7]. */
-static inline int32_t fxpq_col_offset(int32_t k, int32_t j, int32_t cols)
-{
-    const int32_t lane = (k & 4) | ((k & 1) << 1) | ((k >> 1) & 1);
-    return ((((k >> 3) * cols + j) << 3) | lane) * 2;
-}
-
-/* Zero column j (all `groups8` groups). */
-static void fxpq_col_zero(uint8_t *col, int32_t j, int32_t cols, int32_t groups8)
-{
-    int32_t g;
-    for (g = 0; g < groups8; ++g) {
-        memset(col + (g * cols + j) * 16, 0, 16);
-    }
-}
-
-/* Terms k .. k+len-1 of column j from a contiguous input run. */
-static void fxpq_col_run(uint8_t *col, int32_t j, int32_t cols, int32_t k, const void *src,
-                         fxpq_storage s, int32_t len)
-{
-    int32_t i = 0;
-    if (s == FXPQ_STORAGE_INT8 || s == FXPQ_STORAGE_UINT8) {
-        const uint8_t *p = (const uint8_t *)src;
-        for (; i < len && ((k + i) & 3) != 0; ++i) {
-            fxpq_st16(col + fxpq_col_offset(k + i, j, cols), fxpq_load(p, s, i));
-        }
-        for (; i + 4 <= len; i += 4) {
-            const uint32_t x = fxpq_ld32(p + i);
-            uint8_t *d = col + fxpq_col_offset(k + i, j, cols);
-            if (s == FXPQ_STORAGE_INT8) {
-                fxpq_st32(d, (uint32_t)__sxtb16(x));
-                fxpq_st32(d + 4, fxpq_sxtb16_ror8(x));
-            } else {
-                fxpq_st32(d, (uint32_t)__uxtb16(x));
-                fxpq_st32(d + 4, fxpq_uxtb16_ror8(x));
-            }
-        }
-    }
-    for (; i < len; ++i) {
-        fxpq_st16(col + fxpq_col_offset(k + i, j, cols), fxpq_load(src, s, i));
-    }
-}
-
-/* Column j <- the receptive field of output pixel `pix` (batch-major, then rows, then columns).
- * 8-bit inputs are gathered in natural order into the staging row `stage` (zeros at padded taps
- * and past k), then widened eight at a time into the column's lanes; 16-bit inputs go term by
- * term. */
-static void fxpq_im2col(uint8_t *col, int32_t j, int32_t cols, int32_t groups8, const void *input,
-                        const fxpq_weighted *wk, const fxpq_geometry *g, int32_t pix,
-                        uint8_t *stage)
+/* Column j's receptive field (output pixel `pix`: batch-major, then rows, then columns) copied in
+ * natural order into `dst` (K elements, zeros at padded taps): one copy per contiguous kernel
+ * row, or per tap with a width dilation. */
+static void fxpq_im2col(uint8_t *dst, const void *input, const fxpq_weighted *wk,
+                        const fxpq_geometry *g, int32_t pix)
 {
     const int32_t plane = g->out.h * g->out.w, n = pix / plane, r = pix - n * plane;
     const int32_t oy = r / g->out.w, ox = r - oy * g->out.w;
     const int32_t iy0 = oy * g->stride.h - g->pad_t, ix0 = ox * g->stride.w - g->pad_l;
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, dw = g->dilation.w;
+    const int32_t es = wk->in_es;
     int32_t ky0, ky1, kx0, kx1, ky, kx;
     fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);
     fxpq_valid_taps(ix0, dw, kw, g->in.w, &kx0, &kx1);
-    if (wk->in_es != 1) {
-        if (ky0 != 0 || ky1 != kh || kx0 != 0 || kx1 != kw) {
-            fxpq_col_zero(col, j, cols, groups8);
-        }
-        for (ky = ky0; ky < ky1; ++ky) {
-            const int32_t row = (n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0;
-            for (kx = kx0; kx < kx1; ++kx) {
-                fxpq_col_run(col, j, cols, (ky * kw + kx) * c,
-                             fxpq_elem(input, wk->in_es, (row + kx * dw) * c), wk->in_s, c);
-            }
-        }
-        return;
-    }
     if (ky0 != 0 || ky1 != kh || kx0 != 0 || kx1 != kw) {
-        memset(stage, 0, (size_t)wk->k);
+        memset(dst, 0, (size_t)wk->k * (size_t)es);
     }
     if (kx1 > kx0) {
-        /* one contiguous run per kernel row when the width dilation is 1, else one per tap */
-        const int32_t run = dw == 1 ? (kx1 - kx0) * c : c, runs = dw == 1 ? 1 : kx1 - kx0;
-        const int32_t step = dw * c;
+        const int32_t run = (dw == 1 ? (kx1 - kx0) * c : c) * es, runs = dw == 1 ? 1 : kx1 - kx0;
+        const int32_t step = dw * c * es;
         for (ky = ky0; ky < ky1; ++ky) {
             const uint8_t *src = (const uint8_t *)input +
-                                 ((n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0 + kx0 * dw) * c;
-            uint8_t *dst = stage + (ky * kw + kx0) * c;
+                                 (size_t)((n * g->in.h + iy0 + ky * g->dilation.h) * g->in.w + ix0 + kx0 * dw) *
+                                     (size_t)(c * es);
+            uint8_t *d = dst + (size_t)((ky * kw + kx0) * c) * (size_t)es;
             for (kx = 0; kx < runs; ++kx) {
                 int32_t i = 0;
                 for (; i + 4 <= run; i += 4) {
-                    fxpq_st32(dst + i, fxpq_ld32(src + i));
+                    fxpq_st32(d + i, fxpq_ld32(src + i));
                 }
                 for (; i < run; ++i) {
-                    dst[i] = src[i];
+                    d[i] = src[i];
                 }
                 src += step;
-                dst += run;
+                d += run;
             }
         }
     }
-    {
-        const uint8_t *src = stage;
-        uint8_t *d = col + 16 * j;
-        int32_t gi;
-        if (wk->in_s == FXPQ_STORAGE_INT8) {
-            for (gi = 0; gi < groups8; ++gi) {
-                const uint32_t a = fxpq_ld32(src), b = fxpq_ld32(src + 4);
-                fxpq_st32(d, (uint32_t)__sxtb16(a));
-                fxpq_st32(d + 4, fxpq_sxtb16_ror8(a));
-                fxpq_st32(d + 8, (uint32_t)__sxtb16(b));
-                fxpq_st32(d + 12, fxpq_sxtb16_ror8(b));
-                src += 8;
-                d += 16 * cols;
-            }
-        } else {
-            for (gi = 0; gi < groups8; ++gi) {
-                const uint32_t a = fxpq_ld32(src), b = fxpq_ld32(src + 4);
-                fxpq_st32(d, (uint32_t)__uxtb16(a));
-                fxpq_st32(d + 4, fxpq_uxtb16_ror8(a));
-                fxpq_st32(d + 8, (uint32_t)__uxtb16(b));
-                fxpq_st32(d + 12, fxpq_uxtb16_ror8(b));
-                src += 8;
-                d += 16 * cols;
-            }
-        }
+}
+
+/* The last `tail` (K mod 8) terms of column `col` as int16 lanes in the decoder's order
+ * [t0,t2] [t1,t3] [t4,t6] [t5,t7], zeros past K: 16 bytes at dst. */
+static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighted *wk, int32_t tail)
+{
+    const int32_t first = wk->k - tail;
+    int32_t t;
+    memset(dst, 0, 16);
+    for (t = 0; t < tail; ++t) {
+        const int32_t lane = (t & 4) | ((t & 1) << 1) | ((t >> 1) & 1);
+        fxpq_st16(dst + 2 * lane, fxpq_load(col, wk->in_s, first + t));
     }
 }
 
@@ -478,34 +460,38 @@ static void fxpq_im2col(uint8_t *col, int32_t j, int32_t cols, int32_t groups8, 
 
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
-    const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n;
-    const int32_t kq = (k + 3) & ~3, groups = kq >> 3, half = (kq >> 2) & 1;
-    const int32_t groups8 = (k + 7) >> 3, col_bytes = groups8 * 16;
+    const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n, es = wk->in_es;
+    const int32_t groups = k >> 3, tail = k & 7;
     const int32_t pixels = g->out.n * g->out.h * g->out.w;
-    /* bytes the decoder may read from a row's start: past the row's end, into the next row
-     * (those lanes meet zero im2col terms); rows closer than this to the end of the weights are
-     * decoded from a zero-padded copy instead of reading past the buffer */
-    const int32_t max_read = groups8 * FXPQ_GROUP_BYTES(bits) + 4;
+    /* a 1x1 kernel (and fully connected): each pixel's K terms lie contiguous in the input */
+    const int32_t direct = g->filter.h == 1 && g->filter.w == 1;
+    /* the tail group is decoded from its row's last bytes; it reads `bits` bytes, past the row
+     * into the next one, so the rows whose tail group would pass the end of the weights decode
+     * it from a zero-padded stack copy (no read past the caller's buffer, ever) */
+    const int32_t tail_at = groups * bits, tail_bytes = wk->row_bytes - tail_at;
     const uint8_t *wdata = (const uint8_t *)wk->weights->data;
-    const fxpq_mm_fn mm = fxpq_mm_of(bits);
-    uint8_t *const col = fxpq_align4(wk->scratch);
-    uint8_t *const last = col + FXPQ_PIXELS * col_bytes;
-    uint8_t *const stage = last + col_bytes + 16; /* col_bytes + 16 >= max_read */
+    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8 ? FXPQ_X_S8
+                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8 : FXPQ_X_16;
+    const fxpq_mm_fn mm = fxpq_mm_table[bits - 2][kind];
+    /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones one
+     * column of K halfwords (the same 4K bytes hold two; one is what the decoder shares) */
+    const int32_t max_cols = (direct || es == 1) ? FXPQ_PIXELS : 1;
+    uint8_t *const colbuf = (uint8_t *)wk->scratch;
+    uint32_t tail_buf[FXPQ_PIXELS * 4];  /* tail lanes, 16 bytes a column */
+    uint32_t tail_copy[4];               /* a tail group near the end of the weights */
     int64_t bound;
-    int32_t p0, o, j, cols = FXPQ_PIXELS, in_last = -1;
+    int32_t p0, o, j, o_safe, cols = FXPQ_PIXELS;
     fxpq_pass ps;
-    int32_t o_safe;
     int32_t cache_add[FXPQ_FINISH_CACHE]; /* the int32 finish of the first channels */
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
     int32_t cache_mul[FXPQ_FINISH_CACHE];
 
     if (wk->acc64 || (wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15) ||
-        (int64_t)(stage - (uint8_t *)wk->scratch) + col_bytes / 2 > wk->scratch_size) {
+        (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+        (!direct && (int64_t)max_cols * k * es > wk->scratch_size)) {
         return 0; /* int64 accumulator, values beyond int16 lanes: the reference loop */
     }
     bound = fxpq_acc_bound(wk);
-    memset(col, 0, (size_t)FXPQ_PIXELS * (size_t)col_bytes);
-    memset(stage, 0, (size_t)col_bytes / 2);
     for (o = 0; o < out_ch && o < FXPQ_FINISH_CACHE; ++o) {
         const fxpq_finish f = fxpq_finish_of(wk, o, bound);
         cache_add[o] = f.add;
@@ -513,9 +499,9 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
         cache_mul[o] = f.mul;
     }
     ps.wk = wk;
-    ps.col = col;
+    ps.tail_lanes = (const uint8_t *)tail_buf;
     ps.groups = groups;
-    ps.half = half;
+    ps.tail = tail;
     ps.out_ch = out_ch;
     ps.out_es = fxpq_elem_size(wk->out.storage);
     ps.out = (uint8_t *)wk->out.data;
@@ -525,28 +511,37 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     ps.cache_shift = cache_shift;
     ps.cache_mul = cache_mul;
     ps.bound = bound;
-    /* first channel whose row lies closer than max_read to the end of the weights */
-    o_safe = out_ch - (max_read + wk->row_bytes - 1) / wk->row_bytes;
+    /* first channel whose tail group would read past the end of the weights */
+    o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
     o_safe = o_safe < 0 ? 0 : o_safe;
 
     for (p0 = 0; p0 < pixels; p0 += cols) {
-        if (pixels - p0 < FXPQ_PIXELS && cols != 1) {
-            cols = 1; /* the last pixels one at a time, in a freshly zeroed one-column layout */
-            memset(col, 0, (size_t)col_bytes);
-        }
+        cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS : 1;
         for (j = 0; j < cols; ++j) {
-            fxpq_im2col(col, j, cols, groups8, input, wk, g, p0 + j, stage);
+            const uint8_t *c;
+            if (direct) {
+                const int32_t pix = p0 + j, plane = g->out.h * g->out.w, n = pix / plane;
+                const int32_t r = pix - n * plane, oy = r / g->out.w, ox = r - oy * g->out.w;
+                c = (const uint8_t *)input +
+                    (size_t)(((n * g->in.h + oy * g->stride.h) * g->in.w + ox * g->stride.w) * k) * (size_t)es;
+            } else {
+                uint8_t *d = colbuf + (size_t)j * (size_t)k * (size_t)es;
+                fxpq_im2col(d, input, wk, g, p0 + j);
+                c = d;
+            }
+            ps.col[j] = c;
+            if (tail != 0) {
+                fxpq_tail_lanes((uint8_t *)tail_buf + 16 * j, c, wk, tail);
+            }
         }
         ps.cols = cols;
         ps.p0 = p0;
-        mm(&ps, wdata, 0, o_safe);
-        for (o = o_safe; o < out_ch; ++o) { /* rows the decoder would read past the buffer */
-            if (in_last != o) {
-                memset(last, 0, (size_t)max_read);
-                memcpy(last, wdata + (size_t)o * (size_t)wk->row_bytes, (size_t)wk->row_bytes);
-                in_last = o;
-            }
-            mm(&ps, last, o, o + 1);
+        mm(&ps, wdata, wdata + tail_at, 0, o_safe);
+        for (o = o_safe; o < out_ch; ++o) {
+            const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
+            memset(tail_copy, 0, sizeof(tail_copy));
+            memcpy(tail_copy, row + tail_at, (size_t)tail_bytes);
+            mm(&ps, row, (const uint8_t *)tail_copy, o, o + 1);
         }
     }
     return 1;
@@ -585,16 +580,17 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     } while (0)
 
 static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input,
-                             int16_t *wrow, int32_t o_begin, int64_t bound)
+                             int32_t o_begin, int64_t bound)
 {
     const int32_t kh = g->filter.h, kw = g->filter.w, c_in = g->in.c, cm = g->filter.c;
     const int32_t xstep = c_in * g->dilation.w;
+    int16_t wrow[FXPQ_WCHUNK]; /* k <= FXPQ_WCHUNK (checked by the caller) */
     int32_t o, n, oy, ox;
     for (o = o_begin; o < cm; ++o) {
         const int32_t c = o / g->depth_multiplier;
         fxpq_finish f;
-        fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
-                            wk->weights->bits, wk->k, wrow);
+        fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
+                        wk->weights->bits, 0, wk->k, wrow);
         f = fxpq_finish_of(wk, o, bound);
         switch (wk->in_s) {
         case FXPQ_STORAGE_INT8: FXPQ_DW_CHANNEL(int8_t); break;
@@ -605,8 +601,8 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
     }
 }
 
-/* One tap of four channels: input word at p, weight lanes at w (offset unused, for symmetry). */
-#define FXPQ_DW_TAP(p, w, unused)                                                                 \
+/* One tap of four channels: input word at p, the quad's weight lanes of the tap at w. */
+#define FXPQ_DW_TAP(p, w)                                                                         \
     do {                                                                                        \
         const uint32_t v_ = fxpq_ld32(p);                                                       \
         const int32_t w02_ = (int32_t)fxpq_ld32(w), w13_ = (int32_t)fxpq_ld32((w) + 4);         \
@@ -616,72 +612,73 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
         a2 = __smlatt(x02_, w02_, a2);                                                          \
         a1 = __smlabb(x13_, w13_, a1);                                                          \
         a3 = __smlatt(x13_, w13_, a3);                                                          \
-        (void)(unused);                                                                         \
     } while (0)
 
-/* Four channels of one 8-bit input pixel at a time (multiplier 1): one word load and two
- * SXTB16/UXTB16 give the lanes [c0,c2] [c1,c3], which meet the weights [c0,c2] [c1,c3] of the
- * tap with SMLABB / SMLATT (a separate sum per channel). */
-FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
-                               const uint8_t *wl, const int32_t *add, const int32_t *shift,
-                               const int32_t *mul,
-                               const int32_t is_signed)
+/* Taps whose weights a channel quad keeps on the stack (8 bytes a tap): every window up to 5x5
+ * (the zoo's depthwise layers are 3x3; 5x5 is the other common size). Larger windows take the
+ * channel-at-a-time loop. */
+#define FXPQ_DW_TAPS 25
+
+/* One quad of channels [ch, ch + 4) of an 8-bit input (multiplier 1) over every output pixel:
+ * one word load and two SXTB16/UXTB16 give the lanes [c0,c2] [c1,c3], which meet the quad's
+ * weights of the tap wl[tap] = [c0,c2] [c1,c3] with SMLABB / SMLATT (a separate sum per
+ * channel); then the quad's int32 finish. */
+FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
+                              int32_t ch, const uint8_t *wl, const int32_t *add, const int32_t *shift,
+                              const int32_t *mul, const int32_t is_signed)
 {
-    const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c, quads = c >> 2;
-    const int32_t xstep = c * g->dilation.w, wstep = ((c + 3) >> 2) * 8;
+    const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c;
+    const int32_t xstep = c * g->dilation.w;
     const int32_t row_step = g->in.w * c * g->dilation.h;
     const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
-    int32_t n, oy, ox, q;
+    uint8_t *out = (uint8_t *)wk->out.data + (size_t)ch * (size_t)out_es;
+    const size_t out_step = (size_t)c * (size_t)out_es;
+    int32_t n, oy, ox;
+    x += ch;
     for (n = 0; n < g->in.n; ++n) {
         for (oy = 0; oy < g->out.h; ++oy) {
             const int32_t iy0 = oy * g->stride.h - g->pad_t;
             int32_t ky0, ky1;
             fxpq_valid_taps(iy0, g->dilation.h, kh, g->in.h, &ky0, &ky1);
-            for (ox = 0; ox < g->out.w; ++ox) {
+            for (ox = 0; ox < g->out.w; ++ox, out += out_step) {
                 const int32_t ix0 = ox * g->stride.w - g->pad_l;
-                uint8_t *out = (uint8_t *)wk->out.data + (size_t)(((n * g->out.h + oy) * g->out.w + ox) * c) * (size_t)out_es;
-                const uint8_t *px, *wb;
-                int32_t kx0, kx1, taps_x;
+                int32_t kx0, kx1, taps_x, ky, kx, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+                const uint8_t *pr, *wr;
                 fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
                 taps_x = kx1 - kx0;
-                px = x + ((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ix0 + kx0 * g->dilation.w) * c;
-                wb = wl + (ky0 * kw + kx0) * wstep;
-                for (q = 0; q < quads; ++q) {
-                    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, ky, kx;
-                    const uint8_t *pr = px + 4 * q, *wr = wb + 8 * q;
-                    for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
-                        const uint8_t *p = pr, *w = wr;
-                        if (taps_x == 3) { /* the common 3-wide window, unrolled */
-                            FXPQ_DW_TAP(p, w, 0);
-                            FXPQ_DW_TAP(p + xstep, w + wstep, 0);
-                            FXPQ_DW_TAP(p + 2 * xstep, w + 2 * wstep, 0);
-                        } else {
-                            for (kx = 0; kx < taps_x; ++kx) {
-                                FXPQ_DW_TAP(p, w, 0);
-                                p += xstep;
-                                w += wstep;
-                            }
+                pr = x + ((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ix0 + kx0 * g->dilation.w) * c;
+                wr = wl + (ky0 * kw + kx0) * 8;
+                for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
+                    const uint8_t *p = pr, *w = wr;
+                    if (taps_x == 3) { /* the common 3-wide window, unrolled */
+                        FXPQ_DW_TAP(p, w);
+                        FXPQ_DW_TAP(p + xstep, w + 8);
+                        FXPQ_DW_TAP(p + 2 * xstep, w + 16);
+                    } else {
+                        for (kx = 0; kx < taps_x; ++kx) {
+                            FXPQ_DW_TAP(p, w);
+                            p += xstep;
+                            w += 8;
                         }
-                        pr += row_step;
-                        wr += kw * wstep;
                     }
-                    {
-                        const int32_t ch = 4 * q;
-                        int32_t v0 = ((a0 + add[ch]) >> shift[ch]) * mul[ch];
-                        int32_t v1 = ((a1 + add[ch + 1]) >> shift[ch + 1]) * mul[ch + 1];
-                        int32_t v2 = ((a2 + add[ch + 2]) >> shift[ch + 2]) * mul[ch + 2];
-                        int32_t v3 = ((a3 + add[ch + 3]) >> shift[ch + 3]) * mul[ch + 3];
-                        v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);
-                        v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);
-                        v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);
-                        v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);
-                        if (out_es == 1) {
-                            fxpq_st32(out + ch, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |
-                                                    (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));
-                        } else {
-                            fxpq_st32(out + 2 * ch, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));
-                            fxpq_st32(out + 2 * ch + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));
-                        }
+                    pr += row_step;
+                    wr += kw * 8;
+                }
+                {
+                    int32_t v0 = ((a0 + add[0]) >> shift[0]) * mul[0];
+                    int32_t v1 = ((a1 + add[1]) >> shift[1]) * mul[1];
+                    int32_t v2 = ((a2 + add[2]) >> shift[2]) * mul[2];
+                    int32_t v3 = ((a3 + add[3]) >> shift[3]) * mul[3];
+                    v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);
+                    v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);
+                    v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);
+                    v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);
+                    if (out_es == 1) {
+                        fxpq_st32(out, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |
+                                           (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));
+                    } else {
+                        fxpq_st32(out, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));
+                        fxpq_st32(out + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));
                     }
                 }
             }
@@ -692,49 +689,49 @@ FXPQ_INLINE void fxpq_dw_quads(const fxpq_weighted *wk, const fxpq_geometry *g, 
 int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
                                   const void *input)
 {
-    const int32_t k = wk->k, c = g->filter.c, quads = c >> 2, c4 = (c + 3) & ~3;
-    uint8_t *const wl = fxpq_align4(wk->scratch);
-    int32_t *const add = (int32_t *)(void *)(wl + (size_t)k * (size_t)c4 * 2);
-    int32_t *const shift = add + c4;
-    int32_t *const mul = shift + c4;
-    int16_t *const wrow = (int16_t *)(void *)(mul + c4);
+    const int32_t k = wk->k, c = g->filter.c, quads = c >> 2;
     int64_t bound;
-    int32_t o, t;
-    if (wk->acc64) {
-        return 0;
-    }
-    if ((int64_t)((uint8_t *)(wrow + k) - (uint8_t *)wk->scratch) > wk->scratch_size) {
-        return 0;
+    int32_t o, q, t, all_fast = 1;
+    if (wk->acc64 || k > FXPQ_WCHUNK) {
+        return 0; /* int64 accumulator, or a window whose row the stack does not hold */
     }
     bound = fxpq_acc_bound(wk);
-    if (g->depth_multiplier == 1 && quads > 0 &&
-        (wk->in_s == FXPQ_STORAGE_INT8 || wk->in_s == FXPQ_STORAGE_UINT8)) {
-        int32_t all_fast = 1;
-        /* weights of the whole channel quads in lane order, finish constants per channel */
-        for (o = 0; o < quads * 4 && all_fast; ++o) {
-            const fxpq_finish f = fxpq_finish_of(wk, o, bound);
-            const int32_t lane = (o & 1) * 4 + ((o >> 1) & 1) * 2; /* byte offset in the quad */
-            fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
-                                wk->weights->bits, k, wrow);
+    if (g->depth_multiplier != 1 || quads == 0 || k > FXPQ_DW_TAPS ||
+        (wk->in_s != FXPQ_STORAGE_INT8 && wk->in_s != FXPQ_STORAGE_UINT8)) {
+        fxpq_dw_channels(wk, g, input, 0, bound);
+        return 1;
+    }
+    for (o = 0; o < quads * 4 && all_fast; ++o) {
+        all_fast = fxpq_finish_of(wk, o, bound).fast;
+    }
+    if (!all_fast) {
+        fxpq_dw_channels(wk, g, input, 0, bound);
+        return 1;
+    }
+    for (q = 0; q < quads; ++q) {
+        uint32_t wl[FXPQ_DW_TAPS * 2]; /* the quad's weights, [tap][c0,c2][c1,c3] */
+        int16_t wrow[FXPQ_DW_TAPS];
+        int32_t add[4], shift[4], mul[4], i;
+        for (i = 0; i < 4; ++i) {
+            const int32_t ch = 4 * q + i;
+            const fxpq_finish f = fxpq_finish_of(wk, ch, bound);
+            const int32_t lane = (i & 1) * 4 + ((i >> 1) & 1) * 2; /* byte offset in a tap's 8 */
+            fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)ch * (size_t)wk->row_bytes,
+                            wk->weights->bits, 0, k, wrow);
             for (t = 0; t < k; ++t) {
-                fxpq_st16(wl + (size_t)t * (size_t)c4 * 2 + (size_t)(o >> 2) * 8 + (size_t)lane, wrow[t]);
+                fxpq_st16((uint8_t *)wl + 8 * t + lane, wrow[t]);
             }
-            all_fast = f.fast;
-            add[o] = f.add;
-            shift[o] = f.shift;
-            mul[o] = f.mul;
+            add[i] = f.add;
+            shift[i] = f.shift;
+            mul[i] = f.mul;
         }
-        if (all_fast) {
-            if (wk->in_s == FXPQ_STORAGE_INT8) {
-                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, mul, 1);
-            } else {
-                fxpq_dw_quads(wk, g, (const uint8_t *)input, wl, add, shift, mul, 0);
-            }
-            fxpq_dw_channels(wk, g, input, wrow, quads * 4, bound); /* the last 1..3 channels */
-            return 1;
+        if (wk->in_s == FXPQ_STORAGE_INT8) {
+            fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, (const uint8_t *)wl, add, shift, mul, 1);
+        } else {
+            fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, (const uint8_t *)wl, add, shift, mul, 0);
         }
     }
-    fxpq_dw_channels(wk, g, input, wrow, 0, bound);
+    fxpq_dw_channels(wk, g, input, quads * 4, bound); /* the last 1..3 channels */
     return 1;
 }
 

@@ -5,12 +5,10 @@
 
 int32_t fxpq_fully_connected_get_buffer_size(int32_t in_features)
 {
-    int32_t dsp;
     if (in_features <= 0 || in_features > INT32_MAX / 2) {
         return -1;
     }
-    dsp = fxpq_dsp_conv_scratch(in_features);
-    return dsp < 0 ? -1 : (dsp > in_features * 2 ? dsp : in_features * 2);
+    return fxpq_dsp_conv_scratch(in_features, 1);
 }
 
 fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *params,
@@ -53,11 +51,12 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
 #endif
 
     for (o = 0; o < out_features; ++o) {
-        const fxpq_channel_quant q = fxpq_weighted_channel(&wk, o);
+        int16_t wbuf[FXPQ_WCHUNK];
+        const fxpq_channel ch = fxpq_weighted_channel(&wk, o, wbuf);
         for (n = 0; n < batches; ++n) {
-            fxpq_weighted_store(&wk, &q, n * out_features + o,
-                                wk.dot(fxpq_elem(input, wk.in_es, n * in_features), 1, wk.wrow,
-                                       in_features));
+            fxpq_weighted_store(&wk, &ch.q, n * out_features + o,
+                                fxpq_weighted_dot(&wk, &ch, fxpq_elem(input, wk.in_es, n * in_features), 1,
+                                                  0, in_features));
         }
     }
     return FXPQ_OK;

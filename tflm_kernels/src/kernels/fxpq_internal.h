@@ -191,19 +191,18 @@ typedef struct {
     int32_t in_es;     /* bytes per input element */
     int32_t k;         /* weights per output channel */
     int32_t row_bytes; /* bytes of one output channel's packed run */
-    int16_t *wrow;     /* one output channel's unpacked weights, in the caller's scratch */
     fxpq_dot_fn dot;   /* for the input storage and the accumulator width of k terms */
     int32_t acc64;     /* the contract's width rule asks for an int64 accumulator */
     int32_t in_bits;   /* input format's bits and signedness */
     int32_t in_signed;
-    void *scratch;     /* the caller's scratch and its size in bytes (optimized kernels) */
+    void *scratch;     /* the caller's scratch (optimized kernels) and the bytes requested */
     int32_t scratch_size;
 } fxpq_weighted;
 
 /* The weighted kernels' common checks, after their own shape checks and in this order:
  * activation, weights and bias of out_channels channels, k (FXPQ_ERR_BAD_DIMS when k <= 0 or a
- * packed run does not fit int32), scratch of scratch_bytes (the kernel's *_get_buffer_size(),
- * at least 2 * k), alignment of input and output.
+ * packed run does not fit int32), scratch of scratch_bytes (the kernel's *_get_buffer_size(); a
+ * NULL buffer is accepted when it is 0), alignment of input and output.
  * Returned by value (status in *st): the kernel's copy is then never seen outside the kernel, so
  * the compiler keeps its fields in registers across the dot-product calls. */
 fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
@@ -221,12 +220,45 @@ typedef struct {
 fxpq_channel_quant fxpq_channel_quant_of(const fxpq_weights *w, const fxpq_bias *b, int32_t o,
                                          int32_t x_frac);
 
-/* Unpack output channel o's weights into wk->wrow; return its constants. */
-static inline fxpq_channel_quant fxpq_weighted_channel(const fxpq_weighted *wk, int32_t o)
+/* Weights the reference loops hold unpacked at a time, on the stack (they take no arena
+ * scratch): a channel's whole row when K <= FXPQ_WCHUNK (unpacked once per channel, reused by
+ * every output pixel), else each dot product's run, FXPQ_WCHUNK weights at a time. */
+#define FXPQ_WCHUNK 64
+
+/* Unpack weights [first, first + count) of a packed run (fxpq_unpack_weights from any term). */
+void fxpq_unpack_run(const uint8_t *src, int32_t bits, int32_t first, int32_t count, int16_t *dst);
+
+/* One output channel as the reference loops see it: its packed run, its whole row unpacked into
+ * the caller's FXPQ_WCHUNK stack buffer when it fits (else NULL), its constants. */
+typedef struct {
+    const uint8_t *row;
+    const int16_t *w;
+    fxpq_channel_quant q;
+} fxpq_channel;
+
+static inline fxpq_channel fxpq_weighted_channel(const fxpq_weighted *wk, int32_t o, int16_t *buf)
 {
-    fxpq_unpack_weights((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
-                        wk->weights->bits, wk->k, wk->wrow);
-    return fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+    fxpq_channel ch;
+    ch.row = (const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes;
+    ch.w = NULL;
+    if (wk->k <= FXPQ_WCHUNK) {
+        fxpq_unpack_run(ch.row, wk->weights->bits, 0, wk->k, buf);
+        ch.w = buf;
+    }
+    ch.q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+    return ch;
+}
+
+/* sum_i x[i * stride] * w[first + i], i < n, with the channel's weights unpacked FXPQ_WCHUNK at a
+ * time when the row is not held whole. */
+int64_t fxpq_dot_packed(const fxpq_weighted *wk, const uint8_t *row, const void *x, int32_t stride,
+                        int32_t first, int32_t n);
+
+static inline int64_t fxpq_weighted_dot(const fxpq_weighted *wk, const fxpq_channel *ch,
+                                        const void *x, int32_t stride, int32_t first, int32_t n)
+{
+    return ch->w != NULL ? wk->dot(x, stride, ch->w + first, n)
+                         : fxpq_dot_packed(wk, ch->row, x, stride, first, n);
 }
 
 /* Bias add, rescale, saturate and activation clamp of one accumulator of a channel, stored as
@@ -264,13 +296,10 @@ typedef struct {
     int32_t depth_multiplier;
 } fxpq_geometry;
 
-/* Scratch bytes the optimized conv / fully-connected kernel needs for k terms per dot product
- * (-1 on overflow). The same in every build, so that an arena planned anywhere fits the
- * optimized kernels. */
-int32_t fxpq_dsp_conv_scratch(int32_t k);
-/* Scratch bytes of the optimized depthwise kernel for k taps and `channels` output channels
- * (-1 on overflow; same in every build). */
-int32_t fxpq_dsp_depthwise_scratch(int32_t k, int32_t channels);
+/* Scratch bytes of conv / fully connected for k terms per dot product (pointwise: a 1x1 kernel
+ * or fully connected); -1 on overflow. The same in every build, so that an arena planned anywhere
+ * fits the optimized kernels (fxpq_dsp.c, docs/kernels.md). Depthwise needs none. */
+int32_t fxpq_dsp_conv_scratch(int32_t k, int32_t pointwise);
 
 /* The optimized kernels: 1 when they computed the whole output, 0 when the case is not theirs
  * (nothing written). Shapes, formats, scratch size and alignment are already checked. */

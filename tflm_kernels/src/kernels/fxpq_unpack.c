@@ -14,32 +14,27 @@ int32_t fxpq_packed_row_size(int32_t bits, int32_t count)
     return bytes > INT32_MAX ? -1 : (int32_t)bytes;
 }
 
-fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count, int16_t *dst)
+void fxpq_unpack_run(const uint8_t *src, int32_t bits, int32_t first, int32_t count, int16_t *dst)
 {
     int32_t i;
-    if (src == NULL || dst == NULL) {
-        return FXPQ_ERR_NULL_POINTER;
-    }
-    if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS) {
-        return FXPQ_ERR_BAD_FORMAT;
-    }
-    if (count <= 0 || fxpq_packed_row_size(bits, count) < 0) {
-        return FXPQ_ERR_BAD_DIMS;
-    }
     if (bits == 8) {
         for (i = 0; i < count; ++i) {
-            dst[i] = (int16_t)(src[i] >= 0x80u ? (int32_t)src[i] - 0x100 : (int32_t)src[i]);
+            const uint32_t b = src[first + i];
+            dst[i] = (int16_t)(b >= 0x80u ? (int32_t)b - 0x100 : (int32_t)b);
         }
     } else if (bits == 16) {
         /* little-endian int16, byte-wise: no alignment requirement on src */
         for (i = 0; i < count; ++i) {
-            uint16_t u = (uint16_t)(src[2 * i] | ((uint16_t)src[2 * i + 1] << 8));
+            const uint8_t *p = src + 2 * (first + i);
+            uint16_t u = (uint16_t)(p[0] | ((uint16_t)p[1] << 8));
             dst[i] = (int16_t)(u >= 0x8000u ? (int32_t)u - 0x10000 : (int32_t)u);
         }
     } else {
         const uint32_t mask = (1u << bits) - 1u;
         const int32_t sign = (int32_t)1 << (bits - 1);
-        uint32_t pos = 0; /* bit position in the run */
+        const uint64_t start = (uint64_t)first * (uint64_t)bits;
+        uint32_t pos = (uint32_t)(start & 7u); /* bit position from src */
+        src += (size_t)(start >> 3);
         for (i = 0; i < count; ++i) {
             uint32_t byte = pos >> 3;
             uint32_t off = pos & 7u;
@@ -58,5 +53,19 @@ fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count,
             pos += (uint32_t)bits;
         }
     }
+}
+
+fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count, int16_t *dst)
+{
+    if (src == NULL || dst == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS) {
+        return FXPQ_ERR_BAD_FORMAT;
+    }
+    if (count <= 0 || fxpq_packed_row_size(bits, count) < 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    fxpq_unpack_run(src, bits, 0, count, dst);
     return FXPQ_OK;
 }
