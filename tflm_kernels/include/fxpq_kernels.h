@@ -16,8 +16,9 @@
  *    little-endian int16. Channel order: output channel outermost, then the op's layout
  *    (conv OHWI -> [O][kh][kw][C]; depthwise -> [C*M][kh][kw]; fully connected -> [O][in]).
  *    Weight buffers have no alignment requirement.
- *  - Kernels that unpack weights need caller-owned scratch (fxpq_context) whose size is given by
- *    the matching *_get_buffer_size() function; it must be 2-byte aligned.
+ *  - The weighted kernels take caller-owned scratch (fxpq_context) whose size is given by the
+ *    matching *_get_buffer_size() function (0 for fully connected, 1x1 conv and depthwise: buf may
+ *    then be NULL); it must be 2-byte aligned.
  *  - Outputs must not alias inputs, except for the elementwise kernels (add, requantize) when the
  *    output has the same storage type as the aliased input.
  *  - Requantization uses shifts only (fxpq_rescale); accumulators are int32 only when
@@ -225,7 +226,7 @@ fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count,
 /**
  * Conv 2D. input [N,H,W,C] in input_fmt storage; filter OHWI (filter_dims: n = O, c = C);
  * output [N,OH,OW,O] in output_fmt storage, OH/OW per the padding rule (checked).
- * Scratch: fxpq_conv2d_get_buffer_size() bytes (one unpacked output-channel row).
+ * Scratch: fxpq_conv2d_get_buffer_size() bytes (im2col columns of a KxK kernel).
  */
 fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const fxpq_dims *input_dims, const void *input,
@@ -233,7 +234,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const fxpq_weights *weights, const fxpq_bias *bias,
                         const fxpq_dims *output_dims, void *output,
                         const fxpq_format *output_fmt);
-/** Scratch bytes for fxpq_conv2d (2 * kh * kw * C), or -1 on bad dims. */
+/** Scratch bytes for fxpq_conv2d (4 * kh * kw * C; 0 for a 1x1 kernel), or -1 on bad dims. */
 int32_t fxpq_conv2d_get_buffer_size(const fxpq_dims *filter_dims);
 
 /**
@@ -247,7 +248,7 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
                                   const fxpq_weights *weights, const fxpq_bias *bias,
                                   const fxpq_dims *output_dims, void *output,
                                   const fxpq_format *output_fmt);
-/** Scratch bytes for fxpq_depthwise_conv2d (2 * kh * kw), or -1 on bad dims. */
+/** Scratch bytes for fxpq_depthwise_conv2d (0), or -1 on bad dims. */
 int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims);
 
 /**
@@ -259,7 +260,7 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
                                  const void *input, const fxpq_format *input_fmt,
                                  const fxpq_weights *weights, const fxpq_bias *bias,
                                  void *output, const fxpq_format *output_fmt);
-/** Scratch bytes for fxpq_fully_connected (2 * in_features), or -1 on bad size. */
+/** Scratch bytes for fxpq_fully_connected (0), or -1 on bad size. */
 int32_t fxpq_fully_connected_get_buffer_size(int32_t in_features);
 
 /** Elementwise add of `size` elements (numerics.md section 5); |a_frac - b_frac| <= 32. */

@@ -27,22 +27,19 @@ int32_t fxpq_conv2d_get_buffer_size(const fxpq_dims *filter_dims)
 /* Output pixels whose dot products the reference loop accumulates together (int64, stack). */
 #define FXPQ_REF_PIXELS 8
 
-/* The part of output pixel pix's dot product (batch-major, then rows, then columns; plane =
- * oh * ow pixels) that meets weights [c0, c0 + len), held unpacked in w: its receptive field is
- * one contiguous run of input channels per kernel row when the width dilation is 1 (per tap
- * otherwise), each run clipped to the piece. */
-static int64_t fxpq_conv_pixel_dot(const fxpq_weighted *wk, const fxpq_conv_params *params,
-                                   const fxpq_dims *id, const fxpq_dims *fd, int32_t plane, int32_t ow,
-                                   int32_t pad_t, int32_t pad_l, const void *input, int32_t pix,
-                                   const int16_t *w, int32_t c0, int32_t len)
+/* The part of output pixel (n, oy, ox)'s dot product that meets weights [c0, c0 + len), held
+ * unpacked in w: its receptive field is one contiguous run of input channels per kernel row when
+ * the width dilation is 1 (per tap otherwise), each run clipped to the piece. */
+static inline int64_t fxpq_conv_pixel_dot(const fxpq_weighted *wk, const fxpq_conv_params *params,
+                                          const fxpq_dims *id, const fxpq_dims *fd, int32_t iy0,
+                                          int32_t ky0, int32_t ky1, int32_t n, int32_t ox, int32_t pad_l,
+                                          const void *input, const int16_t *w, int32_t c0, int32_t len)
 {
-    const int32_t n = pix / plane, r = pix - n * plane, oy = r / ow, ox = r - oy * ow;
-    const int32_t iy0 = oy * params->stride.h - pad_t, ix0 = ox * params->stride.w - pad_l;
+    const int32_t ix0 = ox * params->stride.w - pad_l;
     const int32_t dw = params->dilation.w, c = id->c, c1 = c0 + len;
     const int32_t run = dw == 1 ? 0 : c; /* 0: a whole kernel row per run */
-    int32_t ky0, ky1, kx0, kx1, ky, kx;
+    int32_t kx0, kx1, ky, kx;
     int64_t acc = 0;
-    fxpq_valid_taps(iy0, params->dilation.h, fd->h, id->h, &ky0, &ky1);
     fxpq_valid_taps(ix0, dw, fd->w, id->w, &kx0, &kx1);
     for (ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
         const int32_t row = (n * id->h + iy0 + ky * params->dilation.h) * id->w;
@@ -67,7 +64,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t oh, ow, pad_t, pad_l, o, pixels;
+    int32_t oh, ow, pad_t, pad_l, o;
     fxpq_weighted wk;
     const fxpq_dims *id = input_dims, *fd = filter_dims, *od = output_dims;
 
@@ -95,7 +92,6 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     if (od->h != oh || od->w != ow) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    pixels = od->n * oh * ow;
     wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
                                fd->n, fxpq_conv2d_terms(fd), fxpq_conv2d_get_buffer_size(fd),
                                output, output_fmt);
@@ -113,25 +109,32 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     for (o = 0; o < fd->n; ++o) {
         int16_t wbuf[FXPQ_WCHUNK];
         const fxpq_channel ch = fxpq_weighted_channel(&wk, o, wbuf);
-        int32_t p0, p, c0;
-        /* FXPQ_REF_PIXELS pixels at a time, so that a row longer than the stack's FXPQ_WCHUNK
-         * weights is unpacked once per block of pixels, piece by piece (a row that fits was
-         * unpacked once for the channel: one piece) */
-        for (p0 = 0; p0 < pixels; p0 += FXPQ_REF_PIXELS) {
-            const int32_t count = pixels - p0 < FXPQ_REF_PIXELS ? pixels - p0 : FXPQ_REF_PIXELS;
-            int64_t acc[FXPQ_REF_PIXELS] = {0};
-            for (c0 = 0; c0 < wk.k; c0 += FXPQ_WCHUNK) {
-                const int32_t len = wk.k - c0 < FXPQ_WCHUNK ? wk.k - c0 : FXPQ_WCHUNK;
-                if (ch.w == NULL) {
-                    fxpq_unpack_run(ch.row, weights->bits, c0, len, wbuf);
+        int32_t n, oy, ox0, p, c0;
+        /* up to FXPQ_REF_PIXELS pixels of an output row at a time, so that a row longer than the
+         * stack's FXPQ_WCHUNK weights is unpacked once per block of pixels, piece by piece (a row
+         * that fits was unpacked once for the channel: one piece) */
+        for (n = 0; n < id->n; ++n) {
+            for (oy = 0; oy < oh; ++oy) {
+                const int32_t iy0 = oy * params->stride.h - pad_t;
+                int32_t ky0, ky1;
+                fxpq_valid_taps(iy0, params->dilation.h, fd->h, id->h, &ky0, &ky1);
+                for (ox0 = 0; ox0 < ow; ox0 += FXPQ_REF_PIXELS) {
+                    const int32_t count = ow - ox0 < FXPQ_REF_PIXELS ? ow - ox0 : FXPQ_REF_PIXELS;
+                    int64_t acc[FXPQ_REF_PIXELS] = {0};
+                    for (c0 = 0; c0 < wk.k; c0 += FXPQ_WCHUNK) {
+                        const int32_t len = wk.k - c0 < FXPQ_WCHUNK ? wk.k - c0 : FXPQ_WCHUNK;
+                        if (ch.w == NULL) {
+                            fxpq_unpack_run(ch.row, weights->bits, c0, len, wbuf);
+                        }
+                        for (p = 0; p < count; ++p) {
+                            acc[p] += fxpq_conv_pixel_dot(&wk, params, id, fd, iy0, ky0, ky1, n, ox0 + p,
+                                                          pad_l, input, wbuf, c0, len);
+                        }
+                    }
+                    for (p = 0; p < count; ++p) {
+                        fxpq_weighted_store(&wk, &ch.q, ((n * oh + oy) * ow + ox0 + p) * od->c + o, acc[p]);
+                    }
                 }
-                for (p = 0; p < count; ++p) {
-                    acc[p] += fxpq_conv_pixel_dot(&wk, params, id, fd, oh * ow, ow, pad_t, pad_l, input,
-                                                  p0 + p, wbuf, c0, len);
-                }
-            }
-            for (p = 0; p < count; ++p) {
-                fxpq_weighted_store(&wk, &ch.q, (p0 + p) * od->c + o, acc[p]);
             }
         }
     }
