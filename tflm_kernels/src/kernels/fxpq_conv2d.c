@@ -110,22 +110,28 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
         int16_t wbuf[FXPQ_WCHUNK];
         const fxpq_channel ch = fxpq_weighted_channel(&wk, o, wbuf);
         int32_t n, oy, ox0, p, c0;
-        /* up to FXPQ_REF_PIXELS pixels of an output row at a time, so that a row longer than the
-         * stack's FXPQ_WCHUNK weights is unpacked once per block of pixels, piece by piece (a row
-         * that fits was unpacked once for the channel: one piece) */
+        /* a row that fits the stack's FXPQ_WCHUNK weights was unpacked once for the channel; a
+         * longer one is unpacked piece by piece once per block of up to FXPQ_REF_PIXELS pixels
+         * of an output row, whose int64 sums stay on the stack */
         for (n = 0; n < id->n; ++n) {
             for (oy = 0; oy < oh; ++oy) {
                 const int32_t iy0 = oy * params->stride.h - pad_t;
                 int32_t ky0, ky1;
                 fxpq_valid_taps(iy0, params->dilation.h, fd->h, id->h, &ky0, &ky1);
+                if (ch.w != NULL) { /* the whole row: one piece, pixel by pixel */
+                    for (ox0 = 0; ox0 < ow; ++ox0) {
+                        fxpq_weighted_store(&wk, &ch.q, ((n * oh + oy) * ow + ox0) * od->c + o,
+                                            fxpq_conv_pixel_dot(&wk, params, id, fd, iy0, ky0, ky1, n, ox0,
+                                                                pad_l, input, ch.w, 0, wk.k));
+                    }
+                    continue;
+                }
                 for (ox0 = 0; ox0 < ow; ox0 += FXPQ_REF_PIXELS) {
                     const int32_t count = ow - ox0 < FXPQ_REF_PIXELS ? ow - ox0 : FXPQ_REF_PIXELS;
                     int64_t acc[FXPQ_REF_PIXELS] = {0};
                     for (c0 = 0; c0 < wk.k; c0 += FXPQ_WCHUNK) {
                         const int32_t len = wk.k - c0 < FXPQ_WCHUNK ? wk.k - c0 : FXPQ_WCHUNK;
-                        if (ch.w == NULL) {
-                            fxpq_unpack_run(ch.row, weights->bits, c0, len, wbuf);
-                        }
+                        fxpq_unpack_run(ch.row, weights->bits, c0, len, wbuf);
                         for (p = 0; p < count; ++p) {
                             acc[p] += fxpq_conv_pixel_dot(&wk, params, id, fd, iy0, ky0, ky1, n, ox0 + p,
                                                           pad_l, input, wbuf, c0, len);
