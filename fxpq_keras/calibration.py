@@ -116,13 +116,18 @@ class Calibration:
     def node(self, name: str) -> CNode:
         return next(n for n in self.cnodes if n.name == name)
 
-    def weight_frac(self, node: CNode, bits: int, per_channel: bool) -> int | tuple[int, ...]:
-        k = node.kernel
+    def weight_max_abs(self, node: CNode, per_channel: bool) -> float | np.ndarray:
+        """max |weight| of a layer, or one per output channel (depthwise: channels x multiplier)."""
+        k = np.abs(node.kernel)
         if per_channel:
-            flat = np.abs(k).reshape(-1, channels(self.cnodes, node.name)) if node.kind != "depthwise_conv2d" \
-                else np.abs(k).reshape(-1, k.shape[-2] * k.shape[-1])
-            return tuple(frac_for_range(float(m), bits, True) for m in flat.max(axis=0))
-        return frac_for_range(float(np.abs(k).max()), bits, True)
+            return k.reshape(-1, channels(self.cnodes, node.name)).max(axis=0)
+        return float(k.max())
+
+    def weight_frac(self, node: CNode, bits: int, per_channel: bool) -> int | tuple[int, ...]:
+        r = self.weight_max_abs(node, per_channel)
+        if per_channel:
+            return tuple(frac_for_range(float(m), bits, True) for m in r)
+        return frac_for_range(r, bits, True)
 
     def activation_frac(self, name: str, bits: int) -> int:
         return frac_for_range(self.max_abs[name], bits, not self.nonneg[name])

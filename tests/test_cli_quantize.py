@@ -181,3 +181,19 @@ def test_output_folder_is_replaced_whole_or_not_at_all(user_files: dict, tmp_pat
     assert {p.name for p in out.iterdir()} == set(before)
     assert json.loads((out / "policy.json").read_text())["input"]["bits"] == 7
     assert fxpq_keras.Interpreter(out / "model.tflite").info.policy["input"]["bits"] == 7
+
+
+@pytest.mark.parametrize("flag, value", [([], False), (["--per-channel"], True), (["--per-channel", "on"], True),
+                                         (["--per-channel", "off"], False), (["--per-channel", "auto"], "auto")])
+def test_per_channel_flag(flag: list, value) -> None:
+    """off by default; a bare --per-channel keeps its old meaning (every layer); auto chooses per layer."""
+    from fxpq_keras.cli import build_parser
+    from fxpq_keras.commands.quantize import PER_CHANNEL
+
+    args = build_parser().parse_args(["quantize", "m.keras", "-d", "x.npz", "-o", "out", *flag])
+    assert PER_CHANNEL[args.per_channel] == value
+
+
+def test_per_channel_flag_rejects_other_values(capsys) -> None:
+    assert main(["quantize", "m.keras", "-d", "x.npz", "-o", "out", "--per-channel", "yes"]) == 2
+    assert "--per-channel" in capsys.readouterr().err

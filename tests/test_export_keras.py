@@ -114,3 +114,53 @@ def test_int8_builtin_export_of_a_keras_model_runs_in_tflm(tmp_path, float_input
     probs, fxp_probs = fx.Interpreter(str(path)).predict(x), fx.Interpreter(str(fxp_path)).predict(x)
     assert np.abs(probs - fxp_probs).max() < 0.05  # stock rounding vs ours, probabilities in 1/256
     assert np.mean(probs.argmax(-1) == fxp_probs.argmax(-1)) >= 0.95
+
+
+def test_int8_builtin_export_of_a_per_channel_policy_runs_in_tflm(tmp_path):
+    """A policy mixing per-channel (conv, depthwise) and per-tensor (dense) weight fracs, as the
+    search's per_channel="auto" gives, exports to stock ops with one power-of-two scale per output
+    channel (quantized_dimension 0 for CONV_2D, 3 for DEPTHWISE_CONV_2D; bias scale = input scale
+    x weight scale) and runs bit-exact in real TFLM."""
+    pytest.importorskip("tflite_micro")
+    from tensorflow.lite.python import schema_py_generated as S
+
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(4, 3, activation="relu", name="conv"),
+                              L.DepthwiseConv2D(3, depth_multiplier=2, activation="relu", name="dw"),
+                              L.Flatten(), L.Dense(6, activation="softmax", name="fc")])
+    k, b = model.get_layer("conv").get_weights()
+    k[..., 0] *= 100.0  # one loud channel: per-tensor would leave the others ~7 bits fewer
+    model.get_layer("conv").set_weights([k, b])
+    dk, db = model.get_layer("dw").get_weights()
+    model.get_layer("dw").set_weights([dk * np.array([1, 8, 1 / 8, 1, 30, 1, 1, 1 / 30]).reshape(1, 1, 4, 2), db])
+    x = np.random.default_rng(4).uniform(0, 1, (300, 8, 8, 1)).astype(np.float32)
+    policy = fx.Policy.uniform(model, 8, x)
+    channels = fx.Policy.uniform(model, 8, x, per_channel=True)
+    for layer in ("conv", "dw"):
+        policy.set(layer, "weights", frac=channels.get(layer, "weights").frac)
+        assert len(set(policy.get(layer, "weights").frac)) > 1
+    policy.constrain_biases()
+    assert not policy.get("fc", "weights").per_channel
+    qmodel = fx.quantize_model(model, policy)
+    path = tmp_path / "pc.tflite"
+    data = fx.export_tflite(qmodel, str(path), target="int8-builtin")
+    ref = fx.Interpreter(str(path)).predict(x, raw=True)
+    np.testing.assert_array_equal(fx.Interpreter(str(path), engine="tflm").predict(x, raw=True), ref)
+    assert np.mean(fx.Interpreter(str(path)).predict(x).argmax(-1) == qmodel.predict(x, verbose=0).argmax(-1)) >= 0.95
+
+    m = S.ModelT.InitFromPackedBuf(data, 0)
+    g = m.subgraphs[0]
+    seen = {}
+    for op in g.operators:
+        code = m.operatorCodes[op.opcodeIndex]
+        kind = max(code.builtinCode, code.deprecatedBuiltinCode)
+        if kind not in (S.BuiltinOperator.CONV_2D, S.BuiltinOperator.DEPTHWISE_CONV_2D,
+                        S.BuiltinOperator.FULLY_CONNECTED):
+            continue
+        x_scale = g.tensors[op.inputs[0]].quantization.scale[0]
+        wq, bq = g.tensors[op.inputs[1]].quantization, g.tensors[op.inputs[2]].quantization
+        seen[kind] = (wq.quantizedDimension, [-int(np.log2(s)) for s in wq.scale])
+        np.testing.assert_array_equal(np.asarray(bq.scale), x_scale * np.asarray(wq.scale))
+    assert seen[S.BuiltinOperator.CONV_2D] == (0, list(policy.get("conv", "weights").frac))
+    assert seen[S.BuiltinOperator.DEPTHWISE_CONV_2D] == (3, list(policy.get("dw", "weights").frac))
+    assert set(seen[S.BuiltinOperator.FULLY_CONNECTED][1]) == {policy.get("fc", "weights").frac}

@@ -219,9 +219,66 @@ def test_only_selected_data_structures_change(digits: dict) -> None:
     assert any(d.bits < 10 for _, ds, d in res.policy.data_structures() if ds == "weights")
 
 
-def test_per_channel_weight_frac(digits: dict) -> None:
+def test_per_channel_weight_frac(digits: dict, default_result) -> None:
     res = FxPQNet(0.02, per_channel=True, **FAST).quantize(digits["model"], digits["x_train"])
-    assert res.policy.get("conv", "weights").per_channel
+    assert all(d.per_channel for _, ds, d in res.policy.data_structures() if ds == "weights")
+    assert not any(d.per_channel for _, _, d in default_result.policy.data_structures())  # default: off
+    with pytest.raises(ValueError, match="per_channel"):
+        FxPQNet(0.02, per_channel="yes")
+
+
+def _one_loud_channel(model: keras.Model) -> keras.Model:
+    """The same function with conv channel 0's weights and bias 100x larger and the dense rows that
+    read channel 0 100x smaller (ReLU and max pooling commute with a positive scale)."""
+    twin = keras.models.clone_model(model)
+    twin.set_weights(model.get_weights())
+    k, b = twin.get_layer("conv").get_weights()
+    k[..., 0] *= 100.0
+    b[0] *= 100.0
+    twin.get_layer("conv").set_weights([k, b])
+    w, c = twin.get_layer("fc").get_weights()
+    w.reshape(-1, 8, w.shape[-1])[:, 0] /= 100.0  # Flatten order: (row, column, channel)
+    twin.get_layer("fc").set_weights([w, c])
+    return twin
+
+
+def test_auto_per_channel_picks_channels_where_per_tensor_loses(digits: dict) -> None:
+    """One conv channel with 100x larger weights: one frac per tensor leaves the other channels
+    about 7 bits fewer, so per_channel="auto" chooses per-channel fracs for that layer, by the
+    prediction-error statistic, and ends smaller than the per-tensor-only search at the same budget."""
+    model = _one_loud_channel(digits["model"])
+    x = digits["x_train"]
+    np.testing.assert_allclose(model.predict(x[:64], verbose=0), digits["model"].predict(x[:64], verbose=0),
+                               atol=1e-4)
+    auto = FxPQNet(0.02, per_channel="auto", **FAST).quantize(model, x)
+    conv = auto.policy.get("conv", "weights")
+    assert conv.per_channel and conv.frac[0] <= min(conv.frac[1:]) - 5, conv.frac
+    off = FxPQNet(0.02, **FAST).quantize(model, x)  # per_channel=False: the default
+    assert off.options.per_channel is False and off.policy.get("conv", "weights").bits > conv.bits
+    assert auto.cost() < off.cost()
+    # and it round-trips through the policy JSON (a mix of per-tensor and per-channel layers)
+    again = fxpq_keras.Policy.from_json(auto.policy.to_json())
+    assert again.to_dict() == auto.policy.to_dict() and again.get("conv", "weights").frac == conv.frac
+
+
+def test_auto_frac_candidates(digits: dict) -> None:
+    """Per tensor first (a tie keeps it), then per channel with the same offsets; activations and
+    layers whose channels share one range frac get no per-channel candidate."""
+    model = _one_loud_channel(digits["model"])
+    search = PrecisionSearch(model, digits["x_train"][:64],
+                             options=SearchOptions(0.02, samples=64, max_bits=10, per_channel="auto"))
+    cands = search.frac_candidates(("conv", "weights"), 6)
+    flat = [c for c in cands if not isinstance(c, tuple)]
+    chans = [c for c in cands if isinstance(c, tuple)]
+    assert cands == flat + chans and len(flat) == 3 and len(chans) == 3
+    assert chans[0][0] == flat[0] and min(chans[0][1:]) >= flat[0] + 5  # the loud channel sets the tensor frac
+    assert [c[1] - chans[0][1] for c in chans] == [0, 1, -1]  # the offsets shift every channel
+    assert search.frac_candidates(("conv", "weights"), 6, per_channel=True) == chans
+    assert search.frac_candidates(("conv", "weights"), 6, per_channel=False) == flat
+    assert not any(isinstance(c, tuple) for c in search.frac_candidates(("conv", "output"), 6))
+    off = PrecisionSearch(model, digits["x_train"][:64],
+                          options=SearchOptions(0.02, samples=64, max_bits=10, per_channel=False))
+    assert off.frac_candidates(("conv", "weights"), 6) == flat
 
 
 def test_callback_in_fit_loop_matches_one_call_api(digits: dict, default_result) -> None:

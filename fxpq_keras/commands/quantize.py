@@ -14,13 +14,14 @@ import sys
 
 from . import StagedOutputDir, bit_width, drop_fraction, load_keras_model, load_npz, positive_int
 
+PER_CHANNEL = {"auto": "auto", "on": True, "off": False}  # --per-channel -> SearchOptions.per_channel
 # every file quantize writes: an existing output folder holding only these is replaced whole
 OUTPUTS = ("policy.json", "report.md", "report.png", "model.tflite")
 
 EPILOG = """\
 examples:
   fxpq quantize model.keras -d calib.npz -o out/
-  fxpq quantize model.h5 -d calib.npz -o out/ --max-drop 0.02 --memory-target 20000 --per-channel
+  fxpq quantize model.h5 -d calib.npz -o out/ --max-drop 0.02 --memory-target 20000 --per-channel off
 
 MODEL is a .keras or .h5 file saved by Keras 3 (`import keras` since TensorFlow 2.16; translated
 layer by layer into tf_keras, fxpq_keras/keras3.py) or by tf_keras, or a SavedModel folder saved by
@@ -69,7 +70,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--samples", type=positive_int, default=1024,
                    help="calibration samples used (all predict the budget, the first half ranks steps)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset (same seed, same policy)")
-    p.add_argument("--per-channel", action="store_true", help="per-output-channel weight frac")
+    p.add_argument("--per-channel", nargs="?", const="on", default="off", choices=tuple(PER_CHANNEL),
+                   help="weight fracs per output channel: off (default) = one frac per tensor, on = every "
+                   "weighted layer, auto = chosen per layer by the prediction error; a bare --per-channel means on")
     p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",
                    help="model.tflite target: custom FXP_* ops, or stock int8 ops (8-bit power-of-two formats)")
     return p
@@ -93,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
-                     min_bits=args.min_bits,
-                     max_bits=args.max_bits, samples=args.samples, seed=args.seed, per_channel=args.per_channel,
+                     min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
+                     per_channel=PER_CHANNEL[args.per_channel],
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")

@@ -31,6 +31,7 @@ from .evaluator import Evaluator, OutputNotClassificationError, target_distribut
 
 Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
 KINDS = ("input", "weights", "bias", "output")
+CHANNELS = "weights/channels"  # _ranges key of a layer's per-channel weight ranges (per_channel "auto")
 
 
 @dataclass
@@ -47,7 +48,11 @@ class SearchOptions:
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     min_bits: int = 2
     max_bits: int = 16
-    per_channel: bool = False
+    # weight fracs per output channel: False = per tensor, True = every weighted layer per channel,
+    # "auto" = per layer, whichever of the two candidate sets the prediction-error statistic prefers
+    # (not the default: on the zoo it saved bytes on three models, cost bytes on one, and took 1.4-2x the
+    # evaluations; docs/algorithm.md, bench/per_channel.py)
+    per_channel: bool | str = False
     data_structures: tuple[str, ...] | None = None  # kinds (input/weights/bias/output) or "layer/ds"
     frac_offsets: tuple[int, ...] = (0, 1, -1)  # candidate fracs around the range-derived one (weights, biases)
     # activations (and the input); deeper clipping (+2) was measured to generalize worse to unseen data
@@ -82,6 +87,8 @@ class SearchOptions:
             raise ValueError(f"min_bits ({self.min_bits}) must not exceed max_bits ({self.max_bits})")
         if self.memory_target is not None and not self.memory_target > 0:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
+        if self.per_channel not in (True, False, "auto"):
+            raise ValueError(f"per_channel must be True, False or 'auto', got {self.per_channel!r}")
         if self.objective not in ("device", "paper"):
             raise ValueError(f"objective must be device or paper, got {self.objective!r}")
         if self.metric not in ("auto", "top1", "snr"):
@@ -278,9 +285,15 @@ class PrecisionSearch:
 
     def _start_policy(self) -> Policy:
         opts = self.options
-        per_channel = opts.per_channel and opts.dynamic_fixed_point
+        # "auto" starts per channel too (at the start width a channel's range frac is never coarser
+        # than the tensor's), so a layer that per-tensor fracs would break is not frozen before its
+        # first re-formatting chooses; channels that share one frac are per tensor
+        per_channel = opts.per_channel in (True, "auto") and opts.dynamic_fixed_point
         policy = Policy.uniform(self.calibration, opts.max_bits, None, per_channel=per_channel,
                                 bias_bits=max(opts.max_bits, MIN_BITS))
+        for layer, ds, d in policy.data_structures():
+            if opts.per_channel == "auto" and d.per_channel and len(set(d.frac)) == 1:
+                policy.set(layer, ds, frac=d.frac[0])
         if not opts.dynamic_fixed_point:
             for (layer, ds), r in self._data_ranges(policy).items():
                 d = policy.get(layer, ds)
@@ -304,7 +317,8 @@ class PrecisionSearch:
         return keys
 
     def _data_ranges(self, policy: Policy | None = None) -> dict[Key, Any]:
-        """max |value| of every data structure (per output channel for per-channel weights).
+        """max |value| of every data structure (per output channel for per-channel weights; every
+        weights data structure also under ("layer", "weights/channels") when per_channel is "auto").
 
         Without dynamic fixed point (mechanism 1 off) every data structure of a kind shares the
         largest range of that kind, so all weights (or biases, or activations) share one integer length.
@@ -312,19 +326,20 @@ class PrecisionSearch:
         calib = self.calibration
         policy = policy or self.start_policy
         out: dict[Key, Any] = {}
-        for layer, ds, d in policy.data_structures():
+        for layer, ds, _ in policy.data_structures():
             if layer == "input":
                 out[(layer, ds)] = calib.max_abs[calib.input_name]
             elif ds == "output":
                 out[(layer, ds)] = calib.max_abs[layer]
             else:
                 node = calib.node(layer)
-                values = np.abs(node.kernel if ds == "weights" else node.bias)
-                if ds == "weights" and d.per_channel:
-                    ch = len(d.frac)
-                    out[(layer, ds)] = values.reshape(-1, ch).max(axis=0)
+                if ds == "weights":
+                    per_channel, dfp = self.options.per_channel, self.options.dynamic_fixed_point
+                    out[(layer, ds)] = calib.weight_max_abs(node, per_channel is True and dfp)
+                    if per_channel == "auto" and dfp:
+                        out[(layer, CHANNELS)] = calib.weight_max_abs(node, True)
                 else:
-                    out[(layer, ds)] = float(values.max())
+                    out[(layer, ds)] = float(np.abs(node.bias).max())
         if not self.options.dynamic_fixed_point:
             for kind in ("weights", "bias", "output"):
                 keys = [k for k in out if (k[1] == kind and k[0] != "input") or (kind == "output" and k[0] == "input")]
@@ -339,17 +354,31 @@ class PrecisionSearch:
             return tuple(int(np.clip(frac_for_range(float(m), bits, True) + offset, MIN_FRAC, MAX_FRAC)) for m in r)
         return int(np.clip(frac_for_range(float(r), bits, signed) + offset, MIN_FRAC, MAX_FRAC))
 
-    def frac_candidates(self, key: Key, bits: int) -> list[int | tuple[int, ...]]:
-        """Candidate fracs at `bits`: range-derived plus offsets (mechanism 3), or range-derived only."""
+    def frac_candidates(self, key: Key, bits: int, per_channel: bool | None = None) -> list[int | tuple[int, ...]]:
+        """Candidate fracs at `bits`: range-derived plus offsets (mechanism 3), or range-derived only.
+
+        With per_channel "auto", a weights data structure also gets the per-channel range fracs
+        shifted by the same offsets, after the per-tensor ones (a tie keeps per tensor); a
+        per-channel candidate whose channels all share one frac is the per-tensor one and is
+        dropped. `per_channel` True/False keeps only that kind (the first is its range frac).
+        """
         signed = self.start_policy.get(*key).signed
         opts = self.options
         offsets = (opts.activation_frac_offsets if key[1] == "output" else opts.frac_offsets) \
             if opts.error_statistics_frac and opts.dynamic_fixed_point else (0,)
+        ranges = [self._ranges[key]]
+        auto = key[1] == "weights" and (key[0], CHANNELS) in self._ranges
+        if auto:
+            channel = [self._ranges[(key[0], CHANNELS)]]
+            ranges = channel if per_channel else ranges if per_channel is False else ranges + channel
         out: list[int | tuple[int, ...]] = []
-        for off in offsets:
-            f = self._range_frac(self._ranges[key], bits, signed, off)
-            if f not in out:
-                out.append(f)
+        for r in ranges:
+            for off in offsets:
+                f = self._range_frac(r, bits, signed, off)
+                if auto and isinstance(f, tuple) and len(set(f)) == 1:
+                    f = f[0]
+                if f not in out:
+                    out.append(f)
         return out
 
     # -- formats -> variables -------------------------------------------------------------------
@@ -594,8 +623,8 @@ class PrecisionSearch:
                 ws = widths[key]
                 j = min(i + extra, len(ws) - 1)
                 bits = ws[j]
-                if j != i:
-                    frac = self.frac_candidates(key, bits)[0]
+                if j != i:  # backing off keeps the kind of frac (per tensor or per channel) chosen
+                    frac = self.frac_candidates(key, bits, isinstance(frac, tuple))[0]
                 changes.append((key, bits, frac))
             trial = self._with(base, changes)
             m = self.evaluate(trial, keep=True)
@@ -656,7 +685,8 @@ class PrecisionSearch:
 
     def _uniform(self, bits: int) -> Policy:
         """Every changeable data structure except biases at `bits` with its range-derived frac."""
-        changes = [(key, bits, self.frac_candidates(key, bits)[0]) for key in self.keys if key[1] != "bias"]
+        changes = [(key, bits, self.frac_candidates(key, bits, self.start_policy.get(*key).per_channel)[0])
+                   for key in self.keys if key[1] != "bias"]
         return self._with(self.start_policy, changes)
 
     def _best_uniform(self) -> tuple[int, Policy, Metrics] | None:

@@ -181,8 +181,9 @@ class FxPQNet:
     """FxP-QNet post-training mixed-precision dynamic fixed point (see docs/algorithm.md).
 
     Keyword options are those of `SearchOptions`: metric (auto | top1 | snr), memory_target (bytes),
-    min_bits, max_bits, per_channel, data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, and the
-    mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
+    min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
+    per layer), data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, and the mechanism switches
+    dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
     `finetune_epochs > 0` adds the opt-in distillation fine-tuning of the float weights after the
     search (no longer post-training; reported separately in `result.finetune`).
     `verbose=1` prints phases and progress to stdout (fxpq_keras/progress.py); pass a `progress`
