@@ -16,7 +16,9 @@ and measured by one accounting (fxpq_keras.flatbuffer.memory, applied alike to e
 Every file takes integer input like the TFLite int8 file (int8 in and out): a float input tensor
 would add 4 bytes per input element to the arena. Columns: `.tflite` bytes (= flash_bytes) and
 their ratio to TFLite int8; `RAM B` = ram_bytes, the modelled TFLM arena on Cortex-M with CMSIS-NN
-for stock ops (fxpq_keras.tflm_arena), and its ratio to TFLite int8; with TFLM_DIR set, the real
+for stock ops (fxpq_keras.tflm_arena), its ratio to TFLite int8 and its two parts (`planned B` =
+tflm_planned_bytes: activations and scratch as TFLM's planner places them; `persistent B` =
+tflm_persistent_bytes: TFLM's records, OpData, per-channel parameters); with TFLM_DIR set, the real
 `arena_used_bytes` of TFLM on QEMU Cortex-M4 (engine tflm-m4: CMSIS-NN for stock ops, the fxpq
 kernels for FXP_* ops; and tflm-m4-ref: TFLM's reference kernels), each with its ratio to TFLite
 int8's and the model's error; `runner B` = runner_arena_bytes, the C runner's planned region.
@@ -49,6 +51,7 @@ def _row(model: str, what: str, blob: bytes, extra: str = "", tflm: bool = False
     d = device_model_from_tflite(blob)
     m, ref = d.cost(), d.cost(kernels="reference")
     row = {"model": model, "file": what, "flash_bytes": m.flash_bytes, "ram_bytes": m.ram_bytes,
+           "tflm_planned_bytes": m.tflm_planned_bytes, "tflm_persistent_bytes": m.tflm_persistent_bytes,
            "ram_ref_bytes": ref.ram_bytes, "runner_arena_bytes": m.runner_arena_bytes, "note": extra}
     if tflm:
         from fxpq_keras.kernels.tflm_engines import arena_used_bytes
@@ -102,7 +105,7 @@ def _err(r: dict[str, Any], model: str, real: str) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     """One row per file; ratios to the TFLite int8 row of the same model."""
     tflm = any("tflm_m4_bytes" in r for r in rows)
-    head = ["model", "file", ".tflite B", "file/int8", "RAM B (model)", "RAM/int8"]
+    head = ["model", "file", ".tflite B", "file/int8", "RAM B (model)", "RAM/int8", "planned B", "persistent B"]
     if tflm:
         head += ["TFLM M4 arena B", "arena/int8", "model err", "TFLM M4 ref arena B", "ref/int8", "ref model err"]
     head += ["runner B", "note"]
@@ -115,7 +118,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             lines.append(f"| {r['model']} | {r['file']} |" + " |" * (len(head) - 3) + f" {r['note']} |")
             continue
         cells = [r["model"], r["file"], f"{r['flash_bytes']:,}", _ratio(r, base, "flash_bytes"), f"{r['ram_bytes']:,}",
-                 _ratio(r, base, "ram_bytes")]
+                 _ratio(r, base, "ram_bytes"), f"{r['tflm_planned_bytes']:,}", f"{r['tflm_persistent_bytes']:,}"]
         if tflm:
             cells += [f"{r['tflm_m4_bytes']:,}", _ratio(r, base, "tflm_m4_bytes"),
                       _err(r, "ram_bytes", "tflm_m4_bytes"), f"{r['tflm_m4_ref_bytes']:,}",

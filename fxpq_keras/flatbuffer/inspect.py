@@ -27,8 +27,10 @@ def inspect_tflite(path: str | Path) -> dict[str, Any]:
       own width (the FxP-QNet paper's "overall memory"); float32_bits is the same data at 32 bits.
       A reshape's output is its input's memory, so a reshape row has no activation_bits.
     - device: weight_bytes and bias_bytes as stored (bit-packed weights, int32 biases),
-      other_flash_bytes (the rest of the file), flash_bytes (the whole file) and ram_bytes (the
-      peak activation arena as the C runner plans it: containers, lifetimes, kernel scratch).
+      other_flash_bytes (the rest of the file), flash_bytes (the whole file), ram_bytes (the arena
+      TFLM reserves on Cortex-M, arena_used_bytes: tflm_planned_bytes for activations at their
+      containers and kernel scratch + tflm_persistent_bytes; fxpq_keras.tflm_arena) and
+      runner_arena_bytes (the C runner's planned region).
     Per layer, weight_width_bits / bias_width_bits are the formats' widths.
     """
     from .memory import file_memory

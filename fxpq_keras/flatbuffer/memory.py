@@ -202,5 +202,6 @@ def device_model_from_tflite(data: bytes) -> DeviceModel:
 
 
 def file_memory(data: bytes) -> DeviceMemory:
-    """Device accounting of a file as it is: flash_bytes == len(data), ram_bytes = planned peak."""
+    """Device accounting of a file as it is: flash_bytes == len(data), ram_bytes = TFLM's arena
+    on Cortex-M (CMSIS-NN for stock ops), runner_arena_bytes = the C runner's planned peak."""
     return device_model_from_tflite(data).cost()
