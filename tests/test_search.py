@@ -129,6 +129,10 @@ def test_incremental_evaluation_equals_a_whole_pass(digits: dict, which: str) ->
             ev.rebase(search._written)
             policy = trial
             assert ev.outputs(search._written).tolist() == whole.tolist()
+    # above the memory bound for stored activations: whole passes, the same outputs
+    whole_only = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, cache_bytes=1)
+    assert not whole_only.incremental
+    np.testing.assert_array_equal(whole_only.outputs(search._written), ev.outputs(search._written))
 
 
 @pytest.mark.parametrize("switch", ["dynamic_fixed_point", "layerwise", "error_statistics_frac", "self_distillation"])
