@@ -385,7 +385,7 @@ class PrecisionSearch:
     def _sync(self, policy: Policy, force: bool = False) -> None:
         """Write the formats that differ from what the variables hold (a few assigns per trial)."""
         for layer, ds, d in policy.data_structures():
-            sig = (d.bits, d.frac, d.signed)
+            sig = self._signature(d)
             if force or self._written.get((layer, ds)) != sig:
                 write_data_structure(self.qvars[(layer, ds)], d)
                 self._written[(layer, ds)] = sig
@@ -412,9 +412,13 @@ class PrecisionSearch:
         return ev(self._written, keep=keep)
 
     @staticmethod
-    def _formats(policy: Policy) -> dict[Key, tuple[Any, ...]]:
+    def _signature(d: Any) -> tuple[Any, ...]:
+        """What `_sync` compares to decide whether a data structure's variables need a write."""
+        return (d.bits, d.frac, d.signed)
+
+    def _formats(self, policy: Policy) -> dict[Key, tuple[Any, ...]]:
         """Every data structure's format as `_sync` records what it wrote."""
-        return {(layer, ds): (d.bits, d.frac, d.signed) for layer, ds, d in policy.data_structures()}
+        return {(layer, ds): self._signature(d) for layer, ds, d in policy.data_structures()}
 
     @property
     def evaluations(self) -> int:
