@@ -17,6 +17,7 @@ from fxpq_keras.search.budget import (
     Meter,
     choose_metric,
     effective_samples,
+    latest_within,
     margin_weights,
     predict_drop,
     predict_relative_mse,
@@ -115,3 +116,26 @@ def test_budget_rejects_bad_settings() -> None:
         Budget("top1", 0.0)
     with pytest.raises(ValueError, match="confidence"):
         Budget("top1", 0.01, z=-1)
+
+
+def test_walk_back_finds_the_latest_policy_inside_the_budget() -> None:
+    """The selection-bias guard walks back along the accepted policies to the latest one whose
+    validation estimate holds: the last one when it holds (one question), else a bisection that
+    never returns an entry that fails, and entry 0 when nothing holds."""
+    asked: list[int] = []
+
+    def upto(k: int):
+        def holds(i: int) -> bool:
+            asked.append(i)
+            return i <= k
+        return holds
+
+    assert latest_within(40, upto(39)) == 39 and asked == [39]
+    for k in range(40):
+        asked.clear()
+        assert latest_within(40, upto(k)) == k, k
+        assert len(asked) <= 1 + math.ceil(math.log2(40)), asked
+    assert latest_within(40, upto(-1)) == 0  # none holds: the first entry, reported as missed
+    assert latest_within(1, upto(-1)) == 0
+    with pytest.raises(ValueError):
+        latest_within(0, upto(0))

@@ -322,18 +322,24 @@ def test_report_files(digits: dict, default_result, tmp_path) -> None:
 def test_device_objective_spends_the_budget_where_bytes_are(digits: dict, default_result) -> None:
     """Default objective "device": biases (stored int32) are never lowered, an activation is either
     one byte (8 bits) or left where it was, and the result costs no more device bytes than the best
-    uniform policy within the same budget. "paper" lowers by the paper's bit count instead."""
+    uniform policy within the same budget, nor more of the paper's bits. "paper" lowers by the paper's
+    bit count instead."""
     res = default_result
     assert res.objective == "device"
+    # a restart from the best uniform policy keeps its activation widths (lowering only goes down)
+    restarted = any(s.action == "uniform" for s in res.trajectory)
     for layer, ds, d in res.policy.data_structures():
         if ds == "bias":
             assert d.bits == 10, layer
         if ds == "output":
-            assert d.bits in (8, 10), (layer, d.bits)
+            assert d.bits in (8, 10) or restarted and d.bits == res.best_uniform_bits, (layer, d.bits)
     assert res.best_uniform_bits is not None and res.cost() <= res.cost(res.best_uniform_policy)
+    # never worse than uniform in the paper's total either (a restart from uniform only lowers)
+    assert res.memory.total_bits <= res.best_uniform_memory.total_bits
     assert "objective device" in res.summary() and "ram_bytes" in res.summary()
     paper = FxPQNet(0.02, objective="paper", **FAST).quantize(digits["model"], digits["x_train"])
     assert paper.cost() <= paper.cost(paper.best_uniform_policy)  # paper bits
     assert any(d.bits < 8 for _, ds, d in paper.policy.data_structures() if ds == "output")
     assert paper.memory.compression_total > res.memory.compression_total  # it optimizes the paper's count
-    assert paper.device_memory.total_bytes >= res.device_memory.total_bytes  # and not the device's
+    if not restarted:  # and not the device's (a restart from uniform trades device bytes for paper bits)
+        assert paper.device_memory.total_bytes >= res.device_memory.total_bytes

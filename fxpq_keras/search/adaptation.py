@@ -26,8 +26,8 @@ from ..fakequant.model import quantize_model, quantizer_variables, write_data_st
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
 from ..policy import Policy
 from ..progress import Progress
-from .budget import Budget, Meter, Metrics, choose_metric, margin_weights, snr_db
-from .evaluator import Evaluator, OutputNotClassificationError, target_distribution, teacher_margin
+from .budget import Budget, Meter, Metrics, choose_metric, latest_within, margin_weights, snr_db
+from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
 
 Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
 KINDS = ("input", "weights", "bias", "output")
@@ -64,9 +64,10 @@ class SearchOptions:
     # `low_margin_share` in the flip rate the budget uses (equal values: plain flip rate)
     low_margin_quantile: float = 0.05
     low_margin_share: float = 0.10
-    # label-free augmentation for the top1 budget: every budget-check input is a calibration input with
-    # this share of another one mixed in, labelled by the teacher (unseen data sits nearer the class
-    # boundaries than training data); 0 = the calibration inputs themselves with low-margin weighting
+    # label-free augmentation: every top1 budget-check input is a calibration input with this share of
+    # another one mixed in, labelled by the teacher (unseen data sits nearer the class boundaries than
+    # training data); the validation copies that give the final prediction (both metrics) are blended
+    # alike. 0 = the calibration inputs themselves with low-margin weighting, no validation copies
     blend: float = 0.15
     fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
     # speed only, the same policy either way: a trial runs only the layers from the first one whose
@@ -160,6 +161,12 @@ class SearchState:
     message: str = ""
 
 
+# blended copies of every calibration input in the validation set: it is evaluated a few times per
+# search (the walk-back's bisection, the uniform floor), so it can be larger than the check set, and a
+# smaller standard error there is head-room the budget does not have to keep
+VALIDATION_COPIES = 4
+
+
 class PrecisionSearch:
     """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise."""
 
@@ -222,13 +229,25 @@ class PrecisionSearch:
         self.check_x = calib.x[self.check_index]
         self.blended = self.metric == "top1" and opts.self_distillation and opts.blend > 0 and n > 1
         if self.blended:
-            from .evaluator import predict
-
             partner = np.random.default_rng(opts.seed + 1).permutation(n)
             self.check_x = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
             teacher = predict(calib.float_model, self.check_x)
             self.check_meter = Meter(target_distribution(teacher, probabilities), metric="top1",
                                      probabilities=probabilities)
+        # the validation copies: the same calibration inputs blended with other partners (independent
+        # seed). The greedy accepts hundreds of steps on the check set, so its flip count at the end is
+        # biased low (the search picks steps that happen to spare its few near-boundary inputs); the
+        # final prediction and a walk-back come from copies no step was chosen on
+        self.validation_x = self.validation_meter = None
+        if opts.self_distillation and opts.blend > 0 and n > 1:
+            rng = np.random.default_rng(opts.seed + 2)
+            partners = [rng.permutation(n) for _ in range(VALIDATION_COPIES)]
+            self.validation_x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
+                                                for partner in partners]).astype(np.float32)
+            teacher = predict(calib.float_model, self.validation_x)
+            self.validation_meter = (Meter(teacher, metric="snr") if self.metric == "snr" else
+                                     Meter(target_distribution(teacher, probabilities), metric="top1",
+                                           probabilities=probabilities))
         self.decision_weights, self.check_weights = self.decision_meter.weights, self.check_meter.weights
 
         self.start_policy = self._start_policy()
@@ -247,6 +266,13 @@ class PrecisionSearch:
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
                         Evaluator(self.qmodel, self.check_x, self.check_meter, incremental=opts.incremental,
                                   stages=self.decide.stages))
+        # whole passes: it is run a few times per search, from policies far apart
+        self.validator = (None if self.validation_x is None else
+                          Evaluator(self.qmodel, self.validation_x, self.validation_meter, incremental=False))
+        # the set and meter behind the reported prediction (the CLI measures the written file on them)
+        self.budget_x, self.budget_meter = ((self.check_x, self.check_meter) if self.validator is None else
+                                            (self.validation_x, self.validation_meter))
+        self._trail: list[Policy] = []  # accepted policies since the start (or the restart from uniform)
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
         self.verbose = verbose
@@ -256,6 +282,7 @@ class PrecisionSearch:
         self._phase = "start"
         self.best_uniform: tuple[int, Policy, Metrics] | None = None
         self._restarted = False
+        self._first_result: Policy | None = None  # the greedy's result before a restart from uniform
         self.bits = {(layer, ds): d.bits for layer, ds, d in self.start_policy.data_structures()}
         self._say(f"evaluating the {opts.max_bits}-bit start policy ({len(self.keys)} data structures)")
         metrics = self.decide(self._written, keep=True)
@@ -421,18 +448,23 @@ class PrecisionSearch:
         return {(layer, ds): self._signature(d) for layer, ds, d in policy.data_structures()}
 
     @property
+    def _evaluators(self) -> list[Evaluator]:
+        """The distinct evaluators: decision set, check set, validation copies."""
+        evs = [self.decide] + ([] if self.checker is self.decide else [self.checker])
+        return evs + ([] if self.validator is None else [self.validator])
+
+    @property
     def evaluations(self) -> int:
-        return self.decide.evaluations + (0 if self.checker is self.decide else self.checker.evaluations)
+        return sum(ev.evaluations for ev in self._evaluators)
 
     @property
     def full_passes(self) -> float:
-        """Layers run, in whole-model passes over either set (less than `evaluations` when incremental)."""
-        return self.decide.full_passes + (0.0 if self.checker is self.decide else self.checker.full_passes)
+        """Layers run, in whole-model passes over any set (less than `evaluations` when incremental)."""
+        return sum(ev.full_passes for ev in self._evaluators)
 
     @property
     def evaluated_samples(self) -> int:
-        n = self.decide.evaluations * self.decide.samples
-        return n + (0 if self.checker is self.decide else self.checker.evaluations * self.checker.samples)
+        return sum(ev.evaluations * ev.samples for ev in self._evaluators)
 
     def within_budget(self, m: Metrics) -> bool:
         """The budget decision (`Budget.holds`): the predicted loss plus `margin_sigma` standard errors
@@ -644,6 +676,7 @@ class PrecisionSearch:
         self._record("jump", f"{len(changes)} data structures", -1)
         if self.memory_met(trial):
             # the jump may overshoot a memory target: redo it gradually from the start instead
+            self._trail.pop()
             self.state.policy = base
             for layer, ds, d in base.data_structures():
                 self.bits[(layer, ds)] = d.bits
@@ -702,7 +735,7 @@ class PrecisionSearch:
             mid = (lo + hi) // 2
             policy = self._uniform(mid)
             m = self.evaluate(policy, check=True)
-            if self.within_budget(m):
+            if self._validates(policy) if self.validator is not None else self.within_budget(m):
                 hi, best = mid, (mid, policy, m)
             else:
                 lo = mid + 1
@@ -711,21 +744,29 @@ class PrecisionSearch:
 
     def _uniform_fallback(self) -> bool:
         """Never worse than uniform: if the best uniform policy that meets the budget costs less than
-        what the greedy found, continue the greedy from it (once). True when the search goes on."""
+        what the greedy found, by the objective or by the paper's total bits, continue the greedy from
+        it (once; lowering never adds bytes or bits, so the result is at most uniform in both
+        accountings). True when the search goes on."""
         u = self.best_uniform
-        if (self._restarted or u is None or not self.options.layerwise
-                or self.cost(u[1]) >= self.cost(self.state.policy)):
+        if self._restarted or u is None or not self.options.layerwise:
+            return False
+        now = self.state.policy
+        if (self.cost(u[1]) >= self.cost(now)
+                and u[1].memory().total_bits >= now.memory().total_bits):
             return False
         self._restarted = True
+        self._first_result = now.copy()
         bits, policy, check = u
         self.state.policy = policy.copy()
         self.state.check = check
         self.state.metrics = check if self.checker is self.decide else self.evaluate(policy)
         self.state.frozen.clear()
+        self._parked = []  # the heap is refilled from the new state (a parked step would come up twice)
         for layer, ds, d in policy.data_structures():
             self.bits[(layer, ds)] = d.bits
         self.version += 1
-        self._say(f"continuing from the best uniform policy ({bits} bits), smaller than what lowering found")
+        self._say(f"continuing from the best uniform policy ({bits} bits), smaller than what lowering found "
+                  f"({self._smaller_in(policy, self._first_result)})")
         self._record("uniform", f"best uniform {bits}-bit", bits)
         self._phase = "greedy"
         if self.memory_met(policy):
@@ -734,14 +775,69 @@ class PrecisionSearch:
             self._fill_heap()
         return True
 
+    def _smaller_in(self, uniform: Policy, found: Policy | None = None) -> str:
+        """Which accounting the uniform policy wins in (the restart's reason, in words)."""
+        found = self.state.policy if found is None else found
+        parts = []
+        if self.device is not None and self.cost(uniform) < self.cost(found):
+            parts.append("device bytes")
+        if uniform.memory().total_bits < found.memory().total_bits:
+            parts.append("the paper's total bits")
+        return " and ".join(parts) or "cost"
+
+    def _validates(self, policy: Policy) -> bool:
+        """The budget on the validation copies."""
+        if self.validator is None:
+            return True
+        self._sync(policy)
+        return self.within_budget(self.validator())
+
+    def _walk_back(self) -> Metrics | None:
+        """Selection-bias guard: the latest accepted policy (bisection along the trail, whose losses grow
+        step by step) whose prediction on the validation copies is within the budget becomes the
+        state; its validation metrics are returned (None without validation copies)."""
+        if self.validator is None or self.state.done or not self._trail:
+            return None
+        trail = self._trail
+        measured: dict[int, Metrics] = {}
+
+        def holds(i: int) -> bool:
+            self._sync(trail[i])
+            measured[i] = self.validator()
+            return self.within_budget(measured[i])
+
+        last = len(trail) - 1
+        lo = latest_within(len(trail), holds)
+        if lo == last:
+            return measured[last]
+        if lo not in measured:
+            holds(lo)
+        policy = trail[lo].copy()
+        self._trail = trail[:lo + 1]
+        self.state.policy = policy
+        for layer, ds, d in policy.data_structures():
+            self.bits[(layer, ds)] = d.bits
+        self.version += 1
+        self.state.metrics = self.evaluate(policy)
+        self.state.check = self.state.metrics if self.checker is self.decide else self.evaluate(policy, check=True)
+        self._say(f"walked back {last - lo} accepted step(s): on the validation copies the later ones break "
+                  "the budget")
+        self._record("back", f"{last - lo} step(s)", -1)
+        return measured[lo]
+
     def _finish(self, message: str, target_met: bool = False) -> SearchState:
         st = self.state
+        validation = self._walk_back()
+        if validation is not None and target_met and not self.memory_met(st.policy):
+            target_met = False  # walked back above the memory target
         if not target_met and self._uniform_fallback():
             return st
         if st.done:
             return st
         st.done = True
         self._sync(st.policy)
+        if validation is not None:
+            st.check = validation  # the prediction no search step was chosen on
         st.budget_met = self.within_budget(st.check)
         if not st.budget_met:
             message = f"budget NOT met: {self.explain(st.check)}; {message}"
@@ -751,7 +847,9 @@ class PrecisionSearch:
                 message = (f"memory target of {self.options.memory_target:,} bytes cannot be met within the "
                            f"budget (reached {self.memory_bytes(st.policy):,.0f} bytes); {message}")
         if self._restarted:
-            message += f"; continued from the best uniform policy ({self.best_uniform[0]} bits), which was smaller"
+            u = self.best_uniform
+            message += (f"; continued from the best uniform policy ({u[0]} bits), which was smaller than what "
+                        f"lowering found ({self._smaller_in(u[1], self._first_result)})")
         st.message = message
         self._record("done", "", -1)
         if self.progress is not None:
@@ -761,6 +859,10 @@ class PrecisionSearch:
     # -- trajectory and progress ----------------------------------------------------------------
     def _record(self, action: str, key: str, bits: int) -> None:
         st = self.state
+        if action in ("start", "jump", "lower", "uniform"):  # an accepted policy: the walk-back's trail
+            if action == "uniform":
+                self._trail = []
+            self._trail.append(st.policy.copy())
         mem = st.policy.memory()
         st.trajectory.append(Step(action, key, bits, self.evaluations, mem.total_bits, mem.compression_total,
                                   st.metrics.agreement, None if self.checker is self.decide else st.check.agreement,

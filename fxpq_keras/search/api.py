@@ -227,8 +227,8 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> 
                               full_passes=search.full_passes, seconds=seconds, message=state.message,
                               memory_target_met=state.memory_target_met,
                               start_policy=search.start_policy, budget=search.budget,
-                              budget_met=bool(state.budget_met), meter=search.check_meter,
-                              budget_inputs=search.check_x,
+                              budget_met=bool(state.budget_met), meter=search.budget_meter,
+                              budget_inputs=search.budget_x,
                               best_uniform_bits=None if u is None else u[0],
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device)
 

@@ -20,6 +20,7 @@ most the limit (`Budget.holds`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,6 +172,26 @@ def predict_relative_mse(noise: np.ndarray, signal: np.ndarray) -> Estimate:
     return Estimate(ratio, stderr, float(n))
 
 
+def latest_within(count: int, holds: Callable[[int], bool]) -> int:
+    """Index of the latest of `count` accepted policies (a search's trail, losses growing along it) for
+    which `holds(i)` is True, by bisection: the last one is asked first (usually it holds), then about
+    log2(count) more. 0 when none does (the caller measures entry 0 and reports the budget missed).
+    """
+    if count < 1:
+        raise ValueError("the trail is empty")
+    last = count - 1
+    if holds(last):
+        return last
+    lo, hi = 0, last  # hi fails; lo is the fallback
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
 @dataclass(frozen=True)
 class Metrics:
     """Prediction quality of the quantized network on one evaluation set, against the teacher.
@@ -250,4 +271,4 @@ class Meter:
 
 
 __all__ = ["METRICS", "Budget", "Estimate", "Meter", "Metrics", "choose_metric", "effective_samples",
-           "margin_weights", "predict_drop", "predict_relative_mse", "snr_db"]
+           "latest_within", "margin_weights", "predict_drop", "predict_relative_mse", "snr_db"]
