@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_written(path: str, result) -> str | None:
-    """Run the written .tflite (numpy reference) on the budget's calibration samples and measure it with
+    """Run the written .tflite (numpy reference) on the budget's inputs (validation copies) and measure it with
     the search's meter: a message when what was written breaks the budget's limit, else None."""
     from ..flatbuffer.interpreter import Interpreter
 
@@ -149,5 +149,5 @@ def check_written(path: str, result) -> str | None:
     if m.loss <= result.budget.max_loss:
         return None
     return (f"the written {os.path.basename(path)} breaks the budget ({result.budget.describe()}): it measures "
-            f"{result.budget.format_loss(m.loss)} on the {m.samples} calibration samples, against "
+            f"{result.budget.format_loss(m.loss)} on the {m.samples:,} {result.budget_set}, against "
             f"{result.budget.format_loss(result.predicted_loss)} for the searched policy")

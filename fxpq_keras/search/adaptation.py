@@ -272,6 +272,10 @@ class PrecisionSearch:
         # the set and meter behind the reported prediction (the CLI measures the written file on them)
         self.budget_x, self.budget_meter = ((self.check_x, self.check_meter) if self.validator is None else
                                             (self.validation_x, self.validation_meter))
+        self.budget_set = ("calibration samples" if self.validator is None and not self.blended else
+                           "blended calibration samples" if self.validator is None else
+                           f"validation copies ({n:,} calibration samples, each blended with {VALIDATION_COPIES} "
+                           "partners)")
         self._trail: list[Policy] = []  # accepted policies since the start (or the restart from uniform)
         self.keys = self._changeable_keys()
         self._ranges = self._data_ranges()
@@ -513,6 +517,9 @@ class PrecisionSearch:
         self.checker.invalidate()
         self.state.metrics = self.evaluate(self.state.policy)
         self.state.check = self.state.metrics if self.checker is self.decide else self.evaluate(self.state.policy, True)
+        if self.state.done and self.validator is not None:  # a finished search reports the validation copies
+            self._sync(self.state.policy)
+            self.state.check = self.validator()
         if self._heap:
             self._fill_heap()
 

@@ -51,8 +51,9 @@ class QuantizationResult:
     start_policy: Policy
     budget: Budget
     budget_met: bool
-    meter: Meter  # measures outputs on the calibration samples of the budget (see `assess`)
-    budget_inputs: np.ndarray  # those calibration samples
+    meter: Meter  # measures outputs on the inputs of the budget's prediction (see `assess`)
+    budget_inputs: np.ndarray  # those inputs: the validation copies, or the calibration samples
+    budget_set: str = "calibration samples"  # what budget_inputs are, in words (messages say it)
     full_passes: float = 0.0
     best_uniform_bits: int | None = None
     best_uniform_policy: Policy | None = None
@@ -131,7 +132,7 @@ class QuantizationResult:
             pred = f"predicted top-1 drop {m.loss:.2%} (90% interval {lo:.2%}..{hi:.2%})"
         verdict = "met" if self.budget_met else "NOT MET"
         return (f"budget: {b.describe()}, with {b.z:g} standard error(s) of head-room -> {verdict}; {pred} "
-                f"on {m.samples} calibration samples")
+                f"on {m.samples:,} {self.budget_set}")
 
     def summary(self) -> str:
         """The per-layer memory table, the budget and the search's cost."""
@@ -139,7 +140,7 @@ class QuantizationResult:
         lines = [self.policy.summary(), "", self.budget_line()]
         if self.metric == "top1":
             what = "agreement with the float model" if self.options.self_distillation else "label accuracy"
-            lines.append(f"{what} on the calibration samples: {m.agreement:.2%}")
+            lines.append(f"{what} on the {self.budget_set}: {m.agreement:.2%}")
         unit = "bytes (flash + RAM)" if self.objective == "device" else "bits (paper)"
         line = f"objective {self.objective}: {self.cost():,} {unit}"
         if self.objective == "device":
@@ -228,7 +229,7 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> 
                               memory_target_met=state.memory_target_met,
                               start_policy=search.start_policy, budget=search.budget,
                               budget_met=bool(state.budget_met), meter=search.budget_meter,
-                              budget_inputs=search.budget_x,
+                              budget_inputs=search.budget_x, budget_set=search.budget_set,
                               best_uniform_bits=None if u is None else u[0],
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device)
 
