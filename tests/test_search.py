@@ -62,6 +62,11 @@ def test_budget_respected_on_held_out_data(digits: dict, default_result) -> None
     _, policy = fxpq_keras.describe(res.model)
     assert policy.to_dict() == res.policy.to_dict()
     assert res.evaluations > 0 and res.labeled["samples"] > 0
+    # the prediction comes from the validation copies (4 blended copies of every calibration sample),
+    # which no search step was chosen on; budget_met and the summary say the same thing about it
+    assert res.check_metrics.samples == len(res.budget_inputs) == 4 * FAST["samples"]
+    assert res.budget_met == res.budget.holds(res.check_metrics.estimate)
+    assert "validation copies" in res.summary() and "-> met" in res.summary()
 
 
 def test_same_seed_same_policy(digits: dict, default_result) -> None:

@@ -836,7 +836,8 @@ class PrecisionSearch:
         st = self.state
         validation = self._walk_back()
         if validation is not None and target_met and not self.memory_met(st.policy):
-            target_met = False  # walked back above the memory target
+            target_met = False  # walked back above the memory target: say so, not "met"
+            message = "the policy that met the memory target breaks the budget on the validation copies"
         if not target_met and self._uniform_fallback():
             return st
         if st.done:
