@@ -19,8 +19,9 @@ TFLM (tflite-micro 90b983c) splits its arena in two (docs/tflm.md section 7):
 
 Sizes are those of 32-bit Arm (Cortex-M) builds of TFLM 90b983c with CMSIS-NN 4ab83cc3 and arm-none-eabi-gcc
 (``TF_LITE_STATIC_MEMORY``, as TFLM's Makefile builds); ``scripts/tflm_struct_sizes.sh`` prints
-them from a TFLM tree, and ``tests/test_tflm_arena.py`` compares this model with the real
-``arena_used_bytes`` when ``TFLM_DIR`` is set. Two kernel sets: ``"cmsis-nn"`` (TFLM's
+them from a TFLM tree; ``tests/test_tflm_engines.py`` holds this model equal to the real
+``arena_used_bytes`` on QEMU Cortex-M4 when ``TFLM_DIR`` is set (tests/test_tflm_arena.py checks
+the formulas on hand-computed cases). Two kernel sets: ``"cmsis-nn"`` (TFLM's
 ``OPTIMIZED_KERNEL_DIR=cmsis_nn`` for a core with the DSP extension, Cortex-M4/M7: what users
 run) and ``"reference"`` (TFLM's portable kernels). fxpq's ``FXP_*`` ops are the same under both.
 """
