@@ -16,7 +16,8 @@ Two accountings exist, with units in every field name (the same names in text an
   (fxpq_runner.c ``fx_place``: tensors alive at the same time never share bytes, RESHAPE outputs
   alias their input), what the runner allocates besides its per-op bookkeeping.
 
-The search asks a :class:`DeviceModel` (built once per model from its IntegerGraph or file) for
+The search asks a :class:`DeviceModel` (built once per model from its exported file,
+fxpq_keras.flatbuffer.memory) for
 the device cost of any policy of that model: :meth:`DeviceModel.cost` re-plans the arena in a
 few milliseconds (TFLM's persistent bytes do not depend on the policy), and
 :meth:`DeviceModel.gain` is the bytes one format change saves. Both capture the two facts the
@@ -35,7 +36,6 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from .formats import packed_row_bytes
 from .policy import Policy
@@ -237,9 +237,9 @@ Changes = Mapping[tuple[str, str], int]
 class DeviceModel:
     """Device cost of any policy of one model, cheaply (no export, no Keras).
 
-    Build it once per model (:meth:`from_graph` on the lowered IntegerGraph, or
-    ``fxpq_keras.flatbuffer.memory.device_model_from_tflite`` on an exported file, which also
-    knows the file's other bytes exactly), then call :meth:`cost` / :meth:`gain` for each
+    Build it once per model (``fxpq_keras.flatbuffer.memory.device_model_from_graph`` on the
+    lowered IntegerGraph, or ``device_model_from_tflite`` on an exported file, which also knows
+    the file's other bytes exactly), then call :meth:`cost` / :meth:`gain` for each
     candidate policy. A policy only changes bit widths and fracs, never the graph, so the
     layout (tensor order, lifetimes, scratch, weight shapes) is fixed.
     """
@@ -249,24 +249,6 @@ class DeviceModel:
 
     def __post_init__(self) -> None:
         self._lifetimes = self.layout.lifetimes()
-
-    @classmethod
-    def from_graph(cls, graph: Any, *, float_input: bool = True,
-                   other_flash_bytes: int | None = None) -> DeviceModel:
-        """The layout of ``export_tflite(graph, target="fxp", float_input=...)``: the graph is
-        exported once and its file read (fxpq_keras.flatbuffer.memory), so tensor order,
-        lifetimes, scratch and what TFLM charges are those of the file a user flashes.
-
-        other_flash_bytes: the file's bytes besides weights and biases, if known; None (default)
-        leaves them out (they hold the policy's metadata, which varies with the policy, so the
-        search compares parameters + RAM).
-        """
-        from .flatbuffer import export_tflite  # lazy: the flatbuffer package imports this module
-        from .flatbuffer.memory import layout_from_tflite
-
-        layout = layout_from_tflite(export_tflite(graph, float_input=float_input))
-        layout.other_flash_bytes = other_flash_bytes
-        return cls(layout)
 
     # -- cost -------------------------------------------------------------------------------------
     def _tensor_bytes(self, policy: Policy | None, changes: Changes, alias: bool = True) -> list[int]:

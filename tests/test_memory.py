@@ -11,9 +11,9 @@ from test_export_keras import _every_layer_model
 
 import fxpq_keras as fx
 from fxpq_keras.flatbuffer import export_tflite
-from fxpq_keras.flatbuffer.memory import file_memory, layout_from_tflite
+from fxpq_keras.flatbuffer.memory import device_model_from_graph, file_memory, layout_from_tflite
 from fxpq_keras.kernels.runner import HostRunner
-from fxpq_keras.memory import DeviceModel, plan_arena
+from fxpq_keras.memory import plan_arena
 
 
 def test_plan_arena_reuses_dead_bytes_and_aligns():
@@ -34,8 +34,8 @@ def test_ram_bytes_equal_the_runner_plan(seed, kw, float_input):
     planned = HostRunner(data).stats["planned_bytes"]
     mem = file_memory(data)
     assert mem.runner_arena_bytes == planned
-    assert DeviceModel.from_graph(graph, float_input=float_input).runner_arena_bytes() == planned
-    from_graph = DeviceModel.from_graph(graph, float_input=float_input, other_flash_bytes=mem.other_flash_bytes)
+    assert device_model_from_graph(graph, float_input=float_input).runner_arena_bytes() == planned
+    from_graph = device_model_from_graph(graph, float_input=float_input, other_flash_bytes=mem.other_flash_bytes)
     assert from_graph.cost() == mem
     assert mem.ram_bytes == mem.tflm_planned_bytes + mem.tflm_persistent_bytes
     assert mem.flash_bytes == len(data)
@@ -62,7 +62,7 @@ def _exported_cost(qmodel, policy):
 
 def test_policy_cost_equals_the_exported_file(keras_case):
     qmodel, policy = keras_case
-    device = DeviceModel.from_graph(fx.lower_model(qmodel))
+    device = device_model_from_graph(fx.lower_model(qmodel))
     rng = np.random.default_rng(3)
     outputs = [(layer, ds) for layer, ds, _ in policy.data_structures() if ds == "output"]
     weights = [(layer, ds) for layer, ds, _ in policy.data_structures() if ds == "weights"]
@@ -89,7 +89,7 @@ def test_policy_cost_equals_the_exported_file(keras_case):
 
 def test_gains_follow_the_device_rules(keras_case):
     qmodel, policy = keras_case
-    device = DeviceModel.from_graph(fx.lower_model(qmodel))
+    device = device_model_from_graph(fx.lower_model(qmodel))
     base = device.cost(policy)
     # a bias is stored as int32 whatever its width
     assert device.gain(policy, "fc1", "bias", 8).total_bytes == 0
@@ -139,7 +139,7 @@ def test_gain_agrees_with_the_full_accounting(keras_case):
     """gain() is the difference of two full accountings (TFLM's arena included), and TFLM's
     persistent bytes never move with the policy: RAM is saved only on TFLM's planned peak."""
     qmodel, policy = keras_case
-    device = DeviceModel.from_graph(fx.lower_model(qmodel))
+    device = device_model_from_graph(fx.lower_model(qmodel))
     base = device.cost(policy)
     saved = []
     for layer, ds, _ in policy.data_structures():

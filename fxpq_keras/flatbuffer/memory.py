@@ -24,7 +24,7 @@ _BUILTIN_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.star
 _STOCK_WEIGHTED = {S.BuiltinOperator.CONV_2D: "conv2d", S.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise_conv2d",
                    S.BuiltinOperator.FULLY_CONNECTED: "fully_connected"}
 
-__all__ = ["device_model_from_tflite", "file_memory", "layout_from_tflite"]
+__all__ = ["device_model_from_graph", "device_model_from_tflite", "file_memory", "layout_from_tflite"]
 
 
 def layout_from_tflite(data: bytes) -> DeviceLayout:
@@ -199,6 +199,22 @@ def _name(tensors_fb, i: int) -> str:
 def device_model_from_tflite(data: bytes) -> DeviceModel:
     """A DeviceModel whose other_flash_bytes is the file's exact non-parameter bytes."""
     return DeviceModel(layout_from_tflite(data))
+
+
+def device_model_from_graph(graph, *, float_input: bool = True, other_flash_bytes: int | None = None) -> DeviceModel:
+    """The DeviceModel of ``export_tflite(graph, target="fxp", float_input=...)``: the graph is
+    exported once and its file read, so tensor order, lifetimes, scratch and what TFLM charges
+    are those of the file a user flashes.
+
+    other_flash_bytes: the file's bytes besides weights and biases, if known; None (default)
+    leaves them out (they hold the policy's metadata, which varies with the policy, so the
+    search compares parameters + RAM).
+    """
+    from .writer import export_tflite  # lazy: the writer is only needed here
+
+    layout = layout_from_tflite(export_tflite(graph, float_input=float_input))
+    layout.other_flash_bytes = other_flash_bytes
+    return DeviceModel(layout)
 
 
 def file_memory(data: bytes) -> DeviceMemory:

@@ -257,10 +257,10 @@ class PrecisionSearch:
         self._sync(self.start_policy, force=True)
         self.device = None
         if opts.objective == "device":
+            from ..flatbuffer.memory import device_model_from_graph
             from ..integer_graph.lower import lower_model
-            from ..memory import DeviceModel
 
-            self.device = DeviceModel.from_graph(lower_model(self.qmodel))
+            self.device = device_model_from_graph(lower_model(self.qmodel))
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter,
                                 incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else

@@ -91,10 +91,10 @@ class QuantizationResult:
 
     def _device(self) -> Any:
         if self.device_model is None:
+            from ..flatbuffer.memory import device_model_from_graph
             from ..integer_graph.lower import lower_model
-            from ..memory import DeviceModel
 
-            self.device_model = DeviceModel.from_graph(lower_model(self.model))
+            self.device_model = device_model_from_graph(lower_model(self.model))
         return self.device_model
 
     @property
