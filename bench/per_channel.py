@@ -13,17 +13,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import ZOO, calibration_set, trained  # noqa: E402
-from search_objective import held_out_loss  # noqa: E402
-
-from fxpq_keras.search import FxPQNet  # noqa: E402
-from fxpq_keras.search.evaluator import predict  # noqa: E402
+from search_objective import searched  # noqa: E402
 
 MODES = {"off": False, "on": True, "auto": "auto"}
 
@@ -38,22 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | per_channel | per-channel layers | paper x | weights+biases B | peak RAM B | held-out loss | "
           "predicted | search s | evals |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in args.models.split(","):
-        model, data = trained(name)
-        x_cal, _ = calibration_set(data, args.samples)
-        ref = predict(model, data["x_test"])
-        for mode in args.modes.split(","):
-            t = time.perf_counter()
-            res = FxPQNet(args.max_drop, samples=len(x_cal), seed=0, verbose=0, per_channel=MODES[mode],
-                          metric="snr" if ZOO[name].metric != "top1" else "auto").quantize(model, x_cal)
-            seconds = time.perf_counter() - t
-            weights = [d for _, ds, d in res.policy.data_structures() if ds == "weights"]
-            chosen = sum(d.per_channel and len(set(d.frac)) > 1 for d in weights)
-            dev = res.device_memory
-            loss = held_out_loss(res.metric, predict(res.model, data["x_test"]), ref)
-            print(f"| {name} | {mode} | {chosen}/{len(weights)} | {res.memory.compression_total:.2f}x | "
-                  f"{dev.parameter_bytes:,} | {dev.ram_bytes:,} | {loss:.2%} | {res.predicted_loss:.2%} | "
-                  f"{seconds:.0f} | {res.evaluations} |", flush=True)
+    variants = {mode: {"per_channel": MODES[mode]} for mode in args.modes.split(",")}
+    for name, mode, res, seconds, loss in searched(args.models, variants, args.samples, args.max_drop):
+        weights = [d for _, ds, d in res.policy.data_structures() if ds == "weights"]
+        chosen = sum(d.per_channel and len(set(d.frac)) > 1 for d in weights)
+        dev = res.device_memory
+        print(f"| {name} | {mode} | {chosen}/{len(weights)} | {res.memory.compression_total:.2f}x | "
+              f"{dev.parameter_bytes:,} | {dev.ram_bytes:,} | {loss:.2%} | {res.predicted_loss:.2%} | "
+              f"{seconds:.0f} | {res.evaluations} |", flush=True)
     return 0
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,6 +35,23 @@ def held_out_loss(metric: str, q: np.ndarray, ref: np.ndarray) -> float:
     return float(np.sum((q - ref) ** 2) / max(float(np.sum(ref.astype(np.float64) ** 2)), 1e-30))
 
 
+def searched(models: str, variants: dict[str, dict[str, Any]], samples: int,
+             max_drop: float) -> Iterator[tuple[str, str, Any, float, float]]:
+    """One default search per zoo model and option variant, on bench/quality.py's calibration samples:
+    yields (model, variant, result, search seconds, held-out loss against the float model). The one
+    loop bench/search_objective.py, bench/per_channel.py and bench/search_speed.py print rows from."""
+    for name in models.split(","):
+        model, data = trained(name)
+        x_cal, _ = calibration_set(data, samples)
+        ref = predict(model, data["x_test"])
+        for label, options in variants.items():
+            t = time.perf_counter()
+            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0,
+                          metric="snr" if ZOO[name].metric != "top1" else "auto", **options).quantize(model, x_cal)
+            seconds = time.perf_counter() - t
+            yield name, label, res, seconds, held_out_loss(res.metric, predict(res.model, data["x_test"]), ref)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="lenet5,ds_cnn_seq,residual_ds_net")
@@ -43,21 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             "predicted (90 %) | search s | evals |")
     print(head)
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in args.models.split(","):
-        model, data = trained(name)
-        x_cal, _ = calibration_set(data, args.samples)
-        ref = predict(model, data["x_test"])
-        for objective in ("device", "paper"):
-            t = time.perf_counter()
-            res = FxPQNet(args.max_drop, samples=len(x_cal), seed=0, verbose=0, objective=objective,
-                          metric="snr" if ZOO[name].metric != "top1" else "auto").quantize(model, x_cal)
-            seconds = time.perf_counter() - t
-            dev = res.device_memory
-            lo, hi = res.predicted_interval
-            loss = held_out_loss(res.metric, predict(res.model, data["x_test"]), ref)
-            print(f"| {name} | {objective} | {dev.parameter_bytes:,} | {dev.ram_bytes:,} | "
-                  f"{dev.parameter_bytes + dev.ram_bytes:,} | {res.memory.compression_total:.2f}x | {loss:.2%} | "
-                  f"{res.predicted_loss:.2%} ({lo:.2%}..{hi:.2%}) | {seconds:.0f} | {res.evaluations} |", flush=True)
+    variants = {objective: {"objective": objective} for objective in ("device", "paper")}
+    for name, objective, res, seconds, loss in searched(args.models, variants, args.samples, args.max_drop):
+        dev = res.device_memory
+        lo, hi = res.predicted_interval
+        print(f"| {name} | {objective} | {dev.parameter_bytes:,} | {dev.ram_bytes:,} | "
+              f"{dev.parameter_bytes + dev.ram_bytes:,} | {res.memory.compression_total:.2f}x | {loss:.2%} | "
+              f"{res.predicted_loss:.2%} ({lo:.2%}..{hi:.2%}) | {seconds:.0f} | {res.evaluations} |", flush=True)
     return 0
 
 

@@ -18,17 +18,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from models import ZOO, calibration_set, trained  # noqa: E402
-from search_objective import held_out_loss  # noqa: E402
-
-from fxpq_keras.search import FxPQNet  # noqa: E402
-from fxpq_keras.search.evaluator import predict  # noqa: E402
+from search_objective import searched  # noqa: E402
 
 PATHS = {"old": {"incremental": False}, "new": {}}
 
@@ -43,24 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | path | search s | evals | full-pass equivalents | s/eval | weights+biases B | peak RAM B | "
           "paper x | held-out loss | same policy | load |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|")
-    for name in args.models.split(","):
-        model, data = trained(name)
-        x_cal, _ = calibration_set(data, args.samples)
-        ref = predict(model, data["x_test"])
-        first = None
-        for path in args.paths.split(","):
-            t = time.perf_counter()
-            res = FxPQNet(args.max_drop, samples=len(x_cal), seed=0, verbose=0,
-                          metric="snr" if ZOO[name].metric != "top1" else "auto", **PATHS[path]).quantize(model, x_cal)
-            seconds = time.perf_counter() - t
-            dev = res.device_memory
-            loss = held_out_loss(res.metric, predict(res.model, data["x_test"]), ref)
-            first = first or res.policy.to_json()
-            same = "yes" if res.policy.to_json() == first else "NO"
-            passes = getattr(res, "full_passes", res.evaluations)  # (checkouts from before it was counted)
-            print(f"| {name} | {path} | {seconds:.1f} | {res.evaluations} | {passes:.1f} | "
-                  f"{seconds / max(res.evaluations, 1):.3f} | {dev.parameter_bytes:,} | {dev.ram_bytes:,} | "
-                  f"{res.memory.compression_total:.2f}x | {loss:.2%} | {same} | {os.getloadavg()[0]:.1f} |", flush=True)
+    first: dict[str, str] = {}
+    variants = {path: PATHS[path] for path in args.paths.split(",")}
+    for name, path, res, seconds, loss in searched(args.models, variants, args.samples, args.max_drop):
+        dev = res.device_memory
+        same = "yes" if res.policy.to_json() == first.setdefault(name, res.policy.to_json()) else "NO"
+        passes = getattr(res, "full_passes", res.evaluations)  # (checkouts from before it was counted)
+        print(f"| {name} | {path} | {seconds:.1f} | {res.evaluations} | {passes:.1f} | "
+              f"{seconds / max(res.evaluations, 1):.3f} | {dev.parameter_bytes:,} | {dev.ram_bytes:,} | "
+              f"{res.memory.compression_total:.2f}x | {loss:.2%} | {same} | {os.getloadavg()[0]:.1f} |", flush=True)
     return 0
 
 
