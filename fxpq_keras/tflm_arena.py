@@ -60,7 +60,14 @@ OP_DATA = {
                   "AVERAGE_POOL_2D": 32, "ADD": 60, "SOFTMAX": 56, "PAD": 56},
     "common": {"RESHAPE": 0, "MEAN": 44, "QUANTIZE": 32, "DEQUANTIZE": 32, "CONCATENATION": 24, "LEAKY_RELU": 24},
 }
-FXPQ_GLUE_OP_DATA = 224  # sizeof(OpData) of tflm_kernels/tflm/fxpq_tflm_ops.cc on 32-bit Arm
+# FXP_* ops through the glue: Init allocates sizeof(fxpq::Record<op>) of tflm_kernels/tflm/fxpq_tflm_ops.cc (only
+# what Eval cannot read from the tensors: kernel parameters, 3-byte formats, the weighted ops' weight bits, bias frac
+# and scratch handle); the arena rounds each to 16 bytes. scripts/tflm_struct_sizes.py --check measures them.
+FXPQ_GLUE_RECORD = {
+    "FXP_QUANTIZE": 3, "FXP_CONV_2D": 52, "FXP_DEPTHWISE_CONV_2D": 56, "FXP_FULLY_CONNECTED": 28, "FXP_ADD": 10,
+    "FXP_MAX_POOL_2D": 28, "FXP_AVERAGE_POOL_2D": 28, "FXP_GLOBAL_AVERAGE_POOL_2D": 6, "FXP_REQUANTIZE": 7,
+    "FXP_PAD": 24, "FXP_LEAKY_RELU": 12, "FXP_CONCATENATION": 9,
+}
 UNKNOWN_OP_DATA = 64  # an op this model does not know: a typical OpData (the figure is then an estimate)
 
 __all__ = ["KERNEL_SETS", "TflmCharge", "TflmLayout", "TflmOp", "cmsis_avgpool_s8_scratch", "cmsis_conv_s8_scratch",
@@ -189,9 +196,9 @@ def cmsis_avgpool_s8_scratch(channels: int) -> int:
     return 4 * channels
 
 
-def fxp_op_charge(scratch: int) -> TflmCharge:
-    """An FXP_* op through the glue: its OpData from Init and, for weighted ops, the kernel's scratch."""
-    return TflmCharge(None, FXPQ_GLUE_OP_DATA, (), (int(scratch),) if scratch > 0 else ())
+def fxp_op_charge(name: str, scratch: int) -> TflmCharge:
+    """An FXP_* op (custom name) through the glue: its record from Init and, for weighted ops, the kernel's scratch."""
+    return TflmCharge(None, FXPQ_GLUE_RECORD[name], (), (int(scratch),) if scratch > 0 else ())
 
 
 def stock_op_charge(code: str, kernels: str, *, int8: bool = True, channels: int = 0, scratch_cmsis: int = 0,

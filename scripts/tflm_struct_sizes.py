@@ -4,9 +4,10 @@
 
 Each struct is measured by compiling a one-line probe with arm-none-eabi-g++ (Cortex-M4, TFLM's
 TF_LITE_STATIC_MEMORY) against the TFLM tree and reading the size of an array of sizeof(T) bytes
-from the object's symbol table; a kernel's private OpData is measured by compiling its .cc in the
-probe's translation unit. Nothing of TFLM is copied: the tree is only compiled. --check compares
-with the constants in fxpq_keras/tflm_arena.py and exits 1 on any difference.
+from the object's symbol table; a kernel's private OpData (and the fxpq glue's per-op Record) is
+measured by compiling its .cc in the probe's translation unit. Nothing of TFLM is copied: the tree
+is only compiled. --check compares with the constants in fxpq_keras/tflm_arena.py and exits 1 on
+any difference.
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ PROBES = {
     "cmsis-nn ADD": (f"{K}/cmsis_nn/add.cc", "tflite::OpData"),
     "cmsis-nn SOFTMAX": (f"{K}/cmsis_nn/softmax.cc", "tflite::CMSISNNSoftmaxParams"),
     "cmsis-nn PAD": (f"{K}/cmsis_nn/pad.cc", "tflite::OpData"),
-    "FXPQ_GLUE_OP_DATA": (str(REPO / "tflm_kernels/tflm/fxpq_tflm_ops.cc"), "fxpq::OpData"),
 }
+# the glue's per-op record (fxpq::Record<op> of tflm_kernels/tflm/fxpq_tflm_ops.cc), one probe per FXP_* op
+PROBES.update({f"fxpq {name}": (str(REPO / "tflm_kernels/tflm/fxpq_tflm_ops.cc"), f"fxpq::Record<FXPQ_OP_{name[4:]}>")
+               for name in T.FXPQ_GLUE_RECORD})
 
 
 def expected() -> dict[str, tuple[int, int | None]]:
@@ -84,8 +87,8 @@ def expected() -> dict[str, tuple[int, int | None]]:
         elif name.split()[0] in T.OP_DATA:
             kernels, op = name.split()
             out[name] = (T.OP_DATA[kernels][op], None)
-        elif name == "FXPQ_GLUE_OP_DATA":
-            out[name] = (T.FXPQ_GLUE_OP_DATA, None)
+        elif name.startswith("fxpq "):
+            out[name] = (T.FXPQ_GLUE_RECORD[name.split()[1]], None)
         else:
             out[name] = getattr(T, name)
     return out

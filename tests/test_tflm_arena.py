@@ -10,6 +10,7 @@ from test_export_graphs import cnn_graph
 from fxpq_keras import tflm_arena as T
 from fxpq_keras.flatbuffer import export_tflite
 from fxpq_keras.flatbuffer.memory import device_model_from_tflite, file_memory, layout_from_tflite
+from fxpq_keras.flatbuffer.options import CUSTOM_OPS
 from fxpq_keras.memory import plan_arena
 
 
@@ -63,8 +64,11 @@ def test_int8_conv_keeps_a_multiplier_and_shift_per_channel():
         assert T.stock_op_charge("FULLY_CONNECTED", kernels).prepare == ()
     # the kernels' OpData differ: CMSIS-NN's conv adds a scratch index to the reference OpDataConv
     assert T.stock_op_charge("CONV_2D", "cmsis-nn").op_data == T.stock_op_charge("CONV_2D", "reference").op_data + 4
-    # an fxpq op: the glue's OpData and its kernel's scratch, under any kernel set
-    assert T.fxp_op_charge(100) == T.TflmCharge(None, T.FXPQ_GLUE_OP_DATA, (), (100,))
+    # an fxpq op: the glue's record for that op and its kernel's scratch, under any kernel set
+    assert T.fxp_op_charge("FXP_CONV_2D", 100) == T.TflmCharge(None, T.FXPQ_GLUE_RECORD["FXP_CONV_2D"], (), (100,))
+    # every FXP_* op has its record size, each at most one int8 conv OpData (16-byte rounded)
+    assert set(T.FXPQ_GLUE_RECORD) == set(CUSTOM_OPS)
+    assert all(0 < -(-b // 16) * 16 <= 64 for b in T.FXPQ_GLUE_RECORD.values())
     assert T.stock_op_charge("SQUARED_DIFFERENCE", "cmsis-nn").known is False
 
 
@@ -92,16 +96,17 @@ def test_tflm_planner_places_equal_sizes_later_first():
 @pytest.mark.parametrize("seed,kw", [(0, {}), (1, {"max_bits": 8}), (4, {"int8": True})])
 def test_file_accounting_parts(seed, kw):
     """ram_bytes = planned + persistent; every weighted FXP op requests its kernel's scratch; the
-    persistent part holds a TfLiteEvalTensor per tensor of the file and the glue's OpData per op."""
+    persistent part holds a TfLiteEvalTensor per tensor of the file and the glue's record per op."""
     graph, _ = cnn_graph(seed, **kw)
     data = export_tflite(graph, float_input=False)
     mem = file_memory(data)
     layout = layout_from_tflite(data)
     assert mem.ram_bytes == mem.tflm_planned_bytes + mem.tflm_persistent_bytes
     fxp = [op for op in layout.tflm.ops if op.code.startswith("FXP_")]
-    assert fxp and all(op.charges["cmsis-nn"].op_data == T.FXPQ_GLUE_OP_DATA for op in fxp)
+    assert fxp and all(op.charges["cmsis-nn"].op_data == T.FXPQ_GLUE_RECORD[op.code] for op in fxp)
     assert sorted(s for r in layout.tflm.scratch("cmsis-nn") for s in r) == sorted(s for s in layout.scratch if s)
-    assert mem.tflm_persistent_bytes >= len(fxp) * T.FXPQ_GLUE_OP_DATA + layout.tflm.tensor_count * 12
+    assert mem.tflm_persistent_bytes >= sum(-(-T.FXPQ_GLUE_RECORD[op.code] // 16) * 16 for op in fxp) + \
+        layout.tflm.tensor_count * 12
     # the planned part holds at least every tensor alive at once at each op (16-byte aligned)
     assert mem.tflm_planned_bytes >= max(16 * -(-t.elements // 16) for t in layout.tensors if t.bits)
     # the same file under TFLM's reference kernels costs the same (no stock weighted op)

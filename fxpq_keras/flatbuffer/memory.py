@@ -140,7 +140,7 @@ def _tflm_op(op, custom: str | None, builtin: int, tensors_fb, fxp_scratch: int)
     """What TFLM charges for one operator under each kernel set (fxpq_keras.tflm_arena)."""
     if custom is not None:
         if custom in CUSTOM_OPS:
-            charge = T.fxp_op_charge(fxp_scratch)
+            charge = T.fxp_op_charge(custom, fxp_scratch)
         else:
             charge = T.TflmCharge(None, T.UNKNOWN_OP_DATA, known=False)
         return T.TflmOp(custom, {k: charge for k in T.KERNEL_SETS})

@@ -3,11 +3,11 @@
 // (src/options/fxpq_options.c, the same code the fxpq model runner uses).
 //
 // Kernel life cycle (TFLM's):
-//   Init    parses the op's FlexBuffers custom_options into persistent op data (Init cannot
-//           return a status: a failed parse is remembered and reported by Prepare);
-//   Prepare validates tensor types and shapes, derives the formats the kernels need, and
-//           requests the kernel's scratch buffer in the arena;
-//   Eval    only reads the tensors and calls the kernel.
+//   Init    allocates the op's persistent record (Record<kOp>: what Eval needs, nothing more);
+//   Prepare parses the op's FlexBuffers custom_options (node->custom_initial_data) on its
+//           stack, validates tensor types and shapes, fills the record with the formats and
+//           kernel parameters, and requests the kernel's scratch buffer in the arena;
+//   Eval    reads the tensors (shapes included) and the record, and calls the kernel.
 //
 // Formats: TFLM keeps no tensor min/max, so the output format comes from the options
 // (fxpq_options_output_format: frac = out_frac, the width whose clamp is [act_min, act_max]) and
@@ -34,31 +34,100 @@ constexpr int kWeightFracs = 2;
 constexpr int kBias = 3;
 constexpr int kOutput = 0;
 
-struct OpData {
-  fxpq_runner_status parse_status;
-  fxpq_op_options options;
-  fxpq_format input_format[2];
-  fxpq_format output_format;
-  fxpq_dims input_dims;
-  fxpq_dims output_dims;
-  fxpq_dims filter_dims;
-  int32_t size;          // elements (elementwise ops) or in_features (fully connected)
-  int32_t out_features;  // fully connected
-  int32_t scratch_bytes;
-  int scratch_index;
-  union {
-    fxpq_conv_params conv;
-    fxpq_dw_conv_params dw;
-    fxpq_fc_params fc;
-    fxpq_pool_params pool;
-    fxpq_elementwise_params ew;
-    fxpq_pad_params pad;
-    fxpq_leaky_relu_params leaky;
-    struct {
-      int32_t outer, a_channels, b_channels;
-    } concat;
-  } params;
+// Persistent record of each op (Init allocates sizeof(Record<kOp>) in the arena, kept for the
+// model's life): only what Eval cannot read from the tensors. Shapes and element counts are read
+// again from the eval tensors' dims (TFLM keeps them; Prepare has checked them), the custom
+// options are parsed in Prepare from node->custom_initial_data (it points into the model's
+// flatbuffer, which outlives the interpreter) into Prepare's stack, and formats are kept as three
+// bytes. docs/tflm.md section 7 lists the sizes (fxpq_keras/tflm_arena.py charges them).
+struct Fmt {  // an fxpq_format whose fields fit int8 (bits 2..16, frac -32..32)
+  int8_t bits, frac, is_signed;
 };
+
+struct Weighted {  // weights, bias and scratch of a conv / depthwise / fully connected
+  int32_t weight_bits, bias_frac, scratch_bytes;
+  int scratch_index;
+};
+
+template <int kOp>
+struct Record {  // REQUANTIZE
+  fxpq_elementwise_params params;
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_QUANTIZE> {
+  Fmt out;
+};
+template <>
+struct Record<FXPQ_OP_CONV_2D> {
+  fxpq_conv_params params;
+  fxpq_tile filter;
+  Weighted weighted;
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_DEPTHWISE_CONV_2D> {
+  fxpq_dw_conv_params params;
+  fxpq_tile filter;
+  Weighted weighted;
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_FULLY_CONNECTED> {
+  fxpq_fc_params params;
+  Weighted weighted;
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_ADD> {
+  fxpq_elementwise_params params;
+  Fmt in, in2, out;
+};
+template <>
+struct Record<FXPQ_OP_MAX_POOL_2D> {
+  fxpq_pool_params params;
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_AVERAGE_POOL_2D> : Record<FXPQ_OP_MAX_POOL_2D> {};
+template <>
+struct Record<FXPQ_OP_GLOBAL_AVERAGE_POOL_2D> {
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_CONCATENATION> {
+  Fmt in, in2, out;
+};
+template <>
+struct Record<FXPQ_OP_LEAKY_RELU> {
+  fxpq_leaky_relu_params params;
+  Fmt in, out;
+};
+template <>
+struct Record<FXPQ_OP_PAD> {
+  fxpq_pad_params params;
+  Fmt in, out;
+};
+
+constexpr bool IsWeighted(int op) {
+  return op == FXPQ_OP_CONV_2D || op == FXPQ_OP_DEPTHWISE_CONV_2D || op == FXPQ_OP_FULLY_CONNECTED;
+}
+
+bool Pack(const fxpq_format& f, Fmt* out) {
+  if (f.bits < 0 || f.bits > INT8_MAX || f.frac < INT8_MIN || f.frac > INT8_MAX) return false;
+  out->bits = static_cast<int8_t>(f.bits);
+  out->frac = static_cast<int8_t>(f.frac);
+  out->is_signed = static_cast<int8_t>(f.is_signed != 0);
+  return true;
+}
+
+fxpq_format Unpack(Fmt f) {
+  fxpq_format out;
+  out.bits = f.bits;
+  out.frac = f.frac;
+  out.is_signed = f.is_signed;
+  return out;
+}
 
 bool StorageOf(TfLiteType type, fxpq_storage* storage) {
   switch (type) {
@@ -71,13 +140,14 @@ bool StorageOf(TfLiteType type, fxpq_storage* storage) {
 }
 
 // The input format the kernels are given: the storage type at full width, frac from the options.
-bool InputFormat(const TfLiteTensor* tensor, int32_t frac, fxpq_format* format) {
+bool InputFormat(const TfLiteTensor* tensor, int32_t frac, Fmt* packed) {
   fxpq_storage storage;
   if (tensor == nullptr || !StorageOf(tensor->type, &storage)) return false;
-  format->is_signed = (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_INT16) ? 1 : 0;
-  format->bits = (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_UINT8) ? 8 : 16;
-  format->frac = frac;
-  return true;
+  fxpq_format format;
+  format.is_signed = (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_INT16) ? 1 : 0;
+  format.bits = (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_UINT8) ? 8 : 16;
+  format.frac = frac;
+  return Pack(format, packed);
 }
 
 int32_t Elements(const TfLiteIntArray* dims) {
@@ -98,46 +168,59 @@ bool Nhwc(const TfLiteIntArray* dims, fxpq_dims* out) {
   return true;
 }
 
+// Fully connected: in_features of a [batch, ...] input and out_features of a [batch, out] output.
+int32_t InFeatures(const TfLiteIntArray* in) {
+  const int32_t n = Elements(in);
+  return n > 0 && in->size > 0 ? n / in->data[0] : -1;
+}
+int32_t OutFeatures(const TfLiteIntArray* out) { return out->size == 2 ? out->data[1] : -1; }
+
+// The conv / depthwise filter shape the kernels take (h, w kept; n, c follow the tensors).
+fxpq_dims FilterDims(int op, fxpq_tile filter, const fxpq_dims& in, const fxpq_dims& out) {
+  fxpq_dims f;
+  f.h = filter.h;
+  f.w = filter.w;
+  f.n = op == FXPQ_OP_CONV_2D ? out.c : 1;
+  f.c = op == FXPQ_OP_CONV_2D ? in.c : out.c;
+  return f;
+}
+
 template <int kOp>
-void* Init(TfLiteContext* context, const char* buffer, size_t length) {
-  void* raw = tflite::GetMicroContext(context)->AllocatePersistentBuffer(sizeof(OpData));
-  if (raw == nullptr) return nullptr;
-  OpData* data = static_cast<OpData*>(raw);
-  data->scratch_index = -1;
-  data->scratch_bytes = 0;
-  data->parse_status = fxpq_options_parse(kOp, reinterpret_cast<const uint8_t*>(buffer), length,
-                                          &data->options);
-  return data;
+void* Init(TfLiteContext* context, const char*, size_t) {
+  return tflite::GetMicroContext(context)->AllocatePersistentBuffer(sizeof(Record<kOp>));
 }
 
 // Shape/format work of Prepare, per op. Returns false with a message on any mismatch.
 template <int kOp>
-bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char** why) {
-  const fxpq_op_options& o = d->options;
+bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, const fxpq_op_options& o,
+               Record<kOp>* d, const char** why) {
   TfLiteTensor* input = mc->AllocateTempInputTensor(node, kInput);
   TfLiteTensor* output = mc->AllocateTempOutputTensor(node, kOutput);
   TfLiteTensor* input2 = nullptr;
   bool ok = false;
   fxpq_storage out_storage;
+  fxpq_format out_format;
+  fxpq_dims in_dims = {}, out_dims = {};
   *why = "tensor types or shapes do not match the op";
   if (input == nullptr || output == nullptr || !StorageOf(output->type, &out_storage)) {
     goto done;
   }
-  if (fxpq_options_output_format(&o, out_storage, &d->output_format) != FXPQ_RUNNER_OK) {
+  if (fxpq_options_output_format(&o, out_storage, &out_format) != FXPQ_RUNNER_OK ||
+      !Pack(out_format, &d->out)) {
     *why = "act_min/act_max/out_frac do not fit the output type";
     goto done;
   }
-  if (kOp == FXPQ_OP_QUANTIZE) {
-    d->size = Elements(output->dims);
-    ok = input->type == kTfLiteFloat32 && d->size > 0 && Elements(input->dims) == d->size;
+  if constexpr (kOp == FXPQ_OP_QUANTIZE) {
+    const int32_t size = Elements(output->dims);
+    ok = input->type == kTfLiteFloat32 && size > 0 && Elements(input->dims) == size;
     goto done;
+  } else {
+    if (!InputFormat(input, kOp == FXPQ_OP_ADD || kOp == FXPQ_OP_CONCATENATION ? o.in1_frac : o.in_frac,
+                     &d->in)) {
+      goto done;
+    }
   }
-  if (!InputFormat(input, kOp == FXPQ_OP_ADD || kOp == FXPQ_OP_CONCATENATION ? o.in1_frac : o.in_frac,
-                   &d->input_format[0])) {
-    goto done;
-  }
-  if (kOp == FXPQ_OP_CONV_2D || kOp == FXPQ_OP_DEPTHWISE_CONV_2D ||
-      kOp == FXPQ_OP_FULLY_CONNECTED) {
+  if constexpr (IsWeighted(kOp)) {
     // Format version 2 bit-packs every width in UINT8; version 1 had INT16 for 9..16 bits.
     input2 = mc->AllocateTempInputTensor(node, kWeights);
     if (input2 == nullptr || input2->type != kTfLiteUInt8) {
@@ -146,82 +229,62 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, OpData* d, const char
     }
     mc->DeallocateTempTfLiteTensor(input2);
     input2 = nullptr;
+    d->weighted.weight_bits = o.weight_bits;
+    d->weighted.bias_frac = o.bias_frac;
+    d->weighted.scratch_index = -1;
   }
-  switch (kOp) {
-    case FXPQ_OP_ADD:
-      input2 = mc->AllocateTempInputTensor(node, kInput2);
-      d->size = Elements(output->dims);
-      ok = InputFormat(input2, o.in2_frac, &d->input_format[1]) && d->size > 0 &&
-           Elements(input->dims) == d->size && Elements(input2->dims) == d->size;
-      d->params.ew.activation = fxpq_options_activation(&o);
-      break;
-    case FXPQ_OP_CONCATENATION: {
-      input2 = mc->AllocateTempInputTensor(node, kInput2);
-      const int rank = output->dims->size;
-      ok = InputFormat(input2, o.in2_frac, &d->input_format[1]) && rank >= 2 &&
-           input->dims->size == rank && input2->dims->size == rank;
-      for (int i = 0; ok && i < rank - 1; ++i) {
-        ok = input->dims->data[i] == output->dims->data[i] &&
-             input2->dims->data[i] == output->dims->data[i];
-      }
-      if (!ok) break;
-      d->params.concat.a_channels = input->dims->data[rank - 1];
-      d->params.concat.b_channels = input2->dims->data[rank - 1];
-      ok = d->params.concat.a_channels + d->params.concat.b_channels ==
-               output->dims->data[rank - 1] && Elements(output->dims) > 0;
-      d->params.concat.outer = ok ? Elements(output->dims) / output->dims->data[rank - 1] : 0;
-      break;
+  if constexpr (kOp == FXPQ_OP_ADD) {
+    input2 = mc->AllocateTempInputTensor(node, kInput2);
+    const int32_t size = Elements(output->dims);
+    ok = InputFormat(input2, o.in2_frac, &d->in2) && size > 0 && Elements(input->dims) == size &&
+         Elements(input2->dims) == size;
+    d->params.activation = fxpq_options_activation(&o);
+  } else if constexpr (kOp == FXPQ_OP_CONCATENATION) {
+    input2 = mc->AllocateTempInputTensor(node, kInput2);
+    const int rank = output->dims->size;
+    ok = InputFormat(input2, o.in2_frac, &d->in2) && rank >= 2 && input->dims->size == rank &&
+         input2->dims->size == rank;
+    for (int i = 0; ok && i < rank - 1; ++i) {
+      ok = input->dims->data[i] == output->dims->data[i] &&
+           input2->dims->data[i] == output->dims->data[i];
     }
-    case FXPQ_OP_REQUANTIZE:
-      d->size = Elements(output->dims);
-      ok = d->size > 0 && Elements(input->dims) == d->size;
-      d->params.ew.activation = fxpq_options_activation(&o);
-      break;
-    case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
-      ok = Nhwc(input->dims, &d->input_dims) && Elements(output->dims) == d->input_dims.c;
-      break;
-    case FXPQ_OP_LEAKY_RELU:
-      d->size = Elements(output->dims);
-      ok = d->size > 0 && Elements(input->dims) == d->size;
-      fxpq_options_leaky_relu_params(&o, &d->params.leaky);
-      break;
-    case FXPQ_OP_PAD:
-      ok = Nhwc(input->dims, &d->input_dims) && Nhwc(output->dims, &d->output_dims);
-      fxpq_options_pad_params(&o, &d->params.pad);
-      break;
-    case FXPQ_OP_MAX_POOL_2D:
-    case FXPQ_OP_AVERAGE_POOL_2D:
-      ok = Nhwc(input->dims, &d->input_dims) && Nhwc(output->dims, &d->output_dims);
-      fxpq_options_pool_params(&o, &d->params.pool);
-      break;
-    case FXPQ_OP_FULLY_CONNECTED:
-      d->size = Elements(input->dims) / (input->dims->size > 0 ? input->dims->data[0] : 1);
-      d->out_features = output->dims->size == 2 ? output->dims->data[1] : -1;
-      d->params.fc.activation = fxpq_options_activation(&o);
-      d->scratch_bytes = fxpq_fully_connected_get_buffer_size(d->size);
-      ok = d->size > 0 && d->out_features > 0 && d->scratch_bytes >= 0;
-      break;
-    case FXPQ_OP_CONV_2D:
-    case FXPQ_OP_DEPTHWISE_CONV_2D:
-      ok = Nhwc(input->dims, &d->input_dims) && Nhwc(output->dims, &d->output_dims);
-      if (!ok) break;
-      d->filter_dims.h = o.filter_h;
-      d->filter_dims.w = o.filter_w;
-      if (kOp == FXPQ_OP_CONV_2D) {
-        d->filter_dims.n = d->output_dims.c;
-        d->filter_dims.c = d->input_dims.c;
-        fxpq_options_conv_params(&o, &d->params.conv);
-        d->scratch_bytes = fxpq_conv2d_get_buffer_size(&d->filter_dims);
-      } else {
-        d->filter_dims.n = 1;
-        d->filter_dims.c = d->output_dims.c;
-        fxpq_options_dw_conv_params(&o, &d->params.dw);
-        d->scratch_bytes = fxpq_depthwise_conv2d_get_buffer_size(&d->filter_dims);
-      }
-      ok = d->scratch_bytes >= 0;
-      break;
-    default:
-      break;
+    ok = ok && input->dims->data[rank - 1] + input2->dims->data[rank - 1] ==
+                   output->dims->data[rank - 1] && Elements(output->dims) > 0;
+  } else if constexpr (kOp == FXPQ_OP_REQUANTIZE) {
+    const int32_t size = Elements(output->dims);
+    ok = size > 0 && Elements(input->dims) == size;
+    d->params.activation = fxpq_options_activation(&o);
+  } else if constexpr (kOp == FXPQ_OP_GLOBAL_AVERAGE_POOL_2D) {
+    ok = Nhwc(input->dims, &in_dims) && Elements(output->dims) == in_dims.c;
+  } else if constexpr (kOp == FXPQ_OP_LEAKY_RELU) {
+    const int32_t size = Elements(output->dims);
+    ok = size > 0 && Elements(input->dims) == size;
+    fxpq_options_leaky_relu_params(&o, &d->params);
+  } else if constexpr (kOp == FXPQ_OP_PAD) {
+    ok = Nhwc(input->dims, &in_dims) && Nhwc(output->dims, &out_dims);
+    fxpq_options_pad_params(&o, &d->params);
+  } else if constexpr (kOp == FXPQ_OP_MAX_POOL_2D || kOp == FXPQ_OP_AVERAGE_POOL_2D) {
+    ok = Nhwc(input->dims, &in_dims) && Nhwc(output->dims, &out_dims);
+    fxpq_options_pool_params(&o, &d->params);
+  } else if constexpr (kOp == FXPQ_OP_FULLY_CONNECTED) {
+    const int32_t in_features = InFeatures(input->dims);
+    d->params.activation = fxpq_options_activation(&o);
+    d->weighted.scratch_bytes = fxpq_fully_connected_get_buffer_size(in_features);
+    ok = in_features > 0 && OutFeatures(output->dims) > 0 && d->weighted.scratch_bytes >= 0;
+  } else if constexpr (kOp == FXPQ_OP_CONV_2D || kOp == FXPQ_OP_DEPTHWISE_CONV_2D) {
+    ok = Nhwc(input->dims, &in_dims) && Nhwc(output->dims, &out_dims);
+    if (!ok) goto done;
+    d->filter.h = o.filter_h;
+    d->filter.w = o.filter_w;
+    const fxpq_dims filter = FilterDims(kOp, d->filter, in_dims, out_dims);
+    if constexpr (kOp == FXPQ_OP_CONV_2D) {
+      fxpq_options_conv_params(&o, &d->params);
+      d->weighted.scratch_bytes = fxpq_conv2d_get_buffer_size(&filter);
+    } else {
+      fxpq_options_dw_conv_params(&o, &d->params);
+      d->weighted.scratch_bytes = fxpq_depthwise_conv2d_get_buffer_size(&filter);
+    }
+    ok = d->weighted.scratch_bytes >= 0;
   }
 done:
   if (input != nullptr) mc->DeallocateTempTfLiteTensor(input);
@@ -232,119 +295,120 @@ done:
 
 template <int kOp>
 TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
-  OpData* d = static_cast<OpData*>(node->user_data);
+  Record<kOp>* d = static_cast<Record<kOp>*>(node->user_data);
   if (d == nullptr) {
     MicroPrintf("%s: no persistent memory for the op data", fxpq_custom_op_name(kOp));
     return kTfLiteError;
   }
-  if (d->parse_status != FXPQ_RUNNER_OK) {
+  fxpq_op_options options;
+  const fxpq_runner_status parsed = fxpq_options_parse(
+      kOp, static_cast<const uint8_t*>(node->custom_initial_data),
+      node->custom_initial_data_size > 0 ? static_cast<size_t>(node->custom_initial_data_size) : 0,
+      &options);
+  if (parsed != FXPQ_RUNNER_OK) {
     MicroPrintf("%s: custom options rejected: %s (keys and ranges: docs/format.md section 4)",
-                fxpq_custom_op_name(kOp),
-                fxpq_runner_status_str(d->parse_status));
+                fxpq_custom_op_name(kOp), fxpq_runner_status_str(parsed));
     return kTfLiteError;
   }
   tflite::MicroContext* mc = tflite::GetMicroContext(context);
   const char* why = "";
-  if (!PrepareOp<kOp>(mc, node, d, &why)) {
+  if (!PrepareOp<kOp>(mc, node, options, d, &why)) {
     MicroPrintf("%s: %s", fxpq_custom_op_name(kOp), why);
     return kTfLiteError;
   }
-  if (d->scratch_bytes > 0) {
-    return mc->RequestScratchBufferInArena(static_cast<size_t>(d->scratch_bytes),
-                                           &d->scratch_index);
+  if constexpr (IsWeighted(kOp)) {
+    if (d->weighted.scratch_bytes > 0) {
+      return mc->RequestScratchBufferInArena(static_cast<size_t>(d->weighted.scratch_bytes),
+                                             &d->weighted.scratch_index);
+    }
   }
   return kTfLiteOk;
 }
 
-// Weights, weight fracs and bias of a weighted op, straight from the constant tensors.
-void WeightArgs(TfLiteContext* context, TfLiteNode* node, const OpData* d, fxpq_weights* w,
-                fxpq_bias* b) {
+// Weights, weight fracs, bias and scratch of a weighted op, straight from the constant tensors.
+void WeightArgs(TfLiteContext* context, TfLiteNode* node, const Weighted& d, fxpq_weights* w,
+                fxpq_bias* b, fxpq_context* scratch) {
   const TfLiteEvalTensor* weights = tflite::micro::GetEvalInput(context, node, kWeights);
   const TfLiteEvalTensor* fracs = tflite::micro::GetEvalInput(context, node, kWeightFracs);
   const TfLiteEvalTensor* bias =
       node->inputs->size > kBias ? tflite::micro::GetEvalInput(context, node, kBias) : nullptr;
   const int8_t* per_channel = tflite::micro::GetTensorData<int8_t>(fracs);
   w->data = tflite::micro::GetTensorData<uint8_t>(weights);
-  w->bits = d->options.weight_bits;
+  w->bits = d.weight_bits;
   w->frac = per_channel[0];
   w->per_channel_frac = per_channel;
   b->data = bias != nullptr ? tflite::micro::GetTensorData<int32_t>(bias) : nullptr;
-  b->frac = d->options.bias_frac;
+  b->frac = d.bias_frac;
+  scratch->buf = d.scratch_index >= 0 ? context->GetScratchBuffer(context, d.scratch_index)
+                                      : nullptr;
+  scratch->size = d.scratch_bytes;
 }
 
 template <int kOp>
 TfLiteStatus Eval(TfLiteContext* context, TfLiteNode* node) {
-  const OpData* d = static_cast<const OpData*>(node->user_data);
+  const Record<kOp>* d = static_cast<const Record<kOp>*>(node->user_data);
   const TfLiteEvalTensor* input = tflite::micro::GetEvalInput(context, node, kInput);
   TfLiteEvalTensor* output = tflite::micro::GetEvalOutput(context, node, kOutput);
   const void* in = input->data.raw;
   void* out = output->data.raw;
-  fxpq_context scratch;
-  scratch.buf = d->scratch_index >= 0 ? context->GetScratchBuffer(context, d->scratch_index)
-                                      : nullptr;
-  scratch.size = d->scratch_bytes;
-  fxpq_weights w;
-  fxpq_bias b;
+  const fxpq_format out_format = Unpack(d->out);
   fxpq_status status = FXPQ_ERR_BAD_PARAM;
-  switch (kOp) {
-    case FXPQ_OP_QUANTIZE:
-      status = fxpq_quantize(d->size, static_cast<const float*>(in), out, &d->output_format);
-      break;
-    case FXPQ_OP_CONV_2D:
-      WeightArgs(context, node, d, &w, &b);
-      status = fxpq_conv2d(&scratch, &d->params.conv, &d->input_dims, in, &d->input_format[0],
-                           &d->filter_dims, &w, &b, &d->output_dims, out, &d->output_format);
-      break;
-    case FXPQ_OP_DEPTHWISE_CONV_2D:
-      WeightArgs(context, node, d, &w, &b);
-      status = fxpq_depthwise_conv2d(&scratch, &d->params.dw, &d->input_dims, in,
-                                     &d->input_format[0], &d->filter_dims, &w, &b,
-                                     &d->output_dims, out, &d->output_format);
-      break;
-    case FXPQ_OP_FULLY_CONNECTED:
-      WeightArgs(context, node, d, &w, &b);
-      status = fxpq_fully_connected(&scratch, &d->params.fc, 1, d->size, d->out_features, in,
-                                    &d->input_format[0], &w, &b, out, &d->output_format);
-      break;
-    case FXPQ_OP_ADD: {
+  if constexpr (kOp == FXPQ_OP_QUANTIZE) {
+    status = fxpq_quantize(Elements(output->dims), static_cast<const float*>(in), out, &out_format);
+  } else {
+    const fxpq_format in_format = Unpack(d->in);
+    fxpq_dims in_dims = {}, out_dims = {};
+    // Prepare has checked the shapes: these only read them back (4-D ops).
+    Nhwc(input->dims, &in_dims);
+    Nhwc(output->dims, &out_dims);
+    if constexpr (IsWeighted(kOp)) {
+      fxpq_weights w;
+      fxpq_bias b;
+      fxpq_context scratch;
+      WeightArgs(context, node, d->weighted, &w, &b, &scratch);
+      if constexpr (kOp == FXPQ_OP_FULLY_CONNECTED) {
+        status = fxpq_fully_connected(&scratch, &d->params, 1, InFeatures(input->dims),
+                                      OutFeatures(output->dims), in, &in_format, &w, &b, out,
+                                      &out_format);
+      } else {
+        const fxpq_dims filter = FilterDims(kOp, d->filter, in_dims, out_dims);
+        if constexpr (kOp == FXPQ_OP_CONV_2D) {
+          status = fxpq_conv2d(&scratch, &d->params, &in_dims, in, &in_format, &filter, &w, &b,
+                               &out_dims, out, &out_format);
+        } else {
+          status = fxpq_depthwise_conv2d(&scratch, &d->params, &in_dims, in, &in_format, &filter,
+                                         &w, &b, &out_dims, out, &out_format);
+        }
+      }
+    } else if constexpr (kOp == FXPQ_OP_ADD || kOp == FXPQ_OP_CONCATENATION) {
       const TfLiteEvalTensor* input2 = tflite::micro::GetEvalInput(context, node, kInput2);
-      status = fxpq_add(&d->params.ew, d->size, in, &d->input_format[0], input2->data.raw,
-                        &d->input_format[1], out, &d->output_format);
-      break;
+      const fxpq_format in2_format = Unpack(d->in2);
+      if constexpr (kOp == FXPQ_OP_ADD) {
+        status = fxpq_add(&d->params, Elements(output->dims), in, &in_format, input2->data.raw,
+                          &in2_format, out, &out_format);
+      } else {
+        const int last = output->dims->size - 1;
+        status = fxpq_concatenation(Elements(output->dims) / output->dims->data[last],
+                                    input->dims->data[last], in, &in_format,
+                                    input2->dims->data[last], input2->data.raw, &in2_format, out,
+                                    &out_format);
+      }
+    } else if constexpr (kOp == FXPQ_OP_MAX_POOL_2D) {
+      status = fxpq_max_pool2d(&d->params, &in_dims, in, &in_format, &out_dims, out, &out_format);
+    } else if constexpr (kOp == FXPQ_OP_AVERAGE_POOL_2D) {
+      status = fxpq_average_pool2d(&d->params, &in_dims, in, &in_format, &out_dims, out,
+                                   &out_format);
+    } else if constexpr (kOp == FXPQ_OP_GLOBAL_AVERAGE_POOL_2D) {
+      status = fxpq_global_average_pool2d(&in_dims, in, &in_format, out, &out_format);
+    } else if constexpr (kOp == FXPQ_OP_REQUANTIZE) {
+      status = fxpq_requantize(&d->params, Elements(output->dims), in, &in_format, out,
+                               &out_format);
+    } else if constexpr (kOp == FXPQ_OP_LEAKY_RELU) {
+      status = fxpq_leaky_relu(&d->params, Elements(output->dims), in, &in_format, out,
+                               &out_format);
+    } else if constexpr (kOp == FXPQ_OP_PAD) {
+      status = fxpq_zero_pad2d(&d->params, &in_dims, in, &in_format, &out_dims, out, &out_format);
     }
-    case FXPQ_OP_MAX_POOL_2D:
-      status = fxpq_max_pool2d(&d->params.pool, &d->input_dims, in, &d->input_format[0],
-                               &d->output_dims, out, &d->output_format);
-      break;
-    case FXPQ_OP_AVERAGE_POOL_2D:
-      status = fxpq_average_pool2d(&d->params.pool, &d->input_dims, in, &d->input_format[0],
-                                   &d->output_dims, out, &d->output_format);
-      break;
-    case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
-      status = fxpq_global_average_pool2d(&d->input_dims, in, &d->input_format[0], out,
-                                          &d->output_format);
-      break;
-    case FXPQ_OP_REQUANTIZE:
-      status = fxpq_requantize(&d->params.ew, d->size, in, &d->input_format[0], out,
-                               &d->output_format);
-      break;
-    case FXPQ_OP_CONCATENATION: {
-      const TfLiteEvalTensor* input2 = tflite::micro::GetEvalInput(context, node, kInput2);
-      status = fxpq_concatenation(d->params.concat.outer, d->params.concat.a_channels, in,
-                                  &d->input_format[0], d->params.concat.b_channels,
-                                  input2->data.raw, &d->input_format[1], out, &d->output_format);
-      break;
-    }
-    case FXPQ_OP_LEAKY_RELU:
-      status = fxpq_leaky_relu(&d->params.leaky, d->size, in, &d->input_format[0], out,
-                               &d->output_format);
-      break;
-    case FXPQ_OP_PAD:
-      status = fxpq_zero_pad2d(&d->params.pad, &d->input_dims, in, &d->input_format[0],
-                               &d->output_dims, out, &d->output_format);
-      break;
-    default:
-      break;
   }
   if (status != FXPQ_OK) {
     MicroPrintf("%s: %s", fxpq_custom_op_name(kOp), fxpq_status_str(status));

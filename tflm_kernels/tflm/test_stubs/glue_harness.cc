@@ -293,6 +293,8 @@ int fxpq_glue_run(const uint8_t* blob, size_t blob_len, const uint8_t* inputs, i
       if (op.reshape) continue;
       mc.phase = Phase::kInit;
       const char* buf = op.options.empty() ? nullptr : reinterpret_cast<const char*>(op.options.data());
+      op.node.custom_initial_data = buf;  // as TFLM: the custom options, for Init and Prepare
+      op.node.custom_initial_data_size = static_cast<int>(op.options.size());
       op.node.user_data = op.reg->init(&context, buf, op.options.size());
     }
     for (size_t i = 0; rc == 0 && i < ops.size(); ++i) {
