@@ -50,7 +50,7 @@ struct Weighted {  // weights, bias and scratch of a conv / depthwise / fully co
 };
 
 template <int kOp>
-struct Record {  // REQUANTIZE
+struct Record {  // the primary template serves FXP_REQUANTIZE; every other op has its own below
   fxpq_elementwise_params params;
   Fmt in, out;
 };
