@@ -71,7 +71,7 @@ FXPQ_GLUE_RECORD = {
 UNKNOWN_OP_DATA = 64  # an op this model does not know: a typical OpData (the figure is then an estimate)
 
 __all__ = ["KERNEL_SETS", "TflmCharge", "TflmLayout", "TflmOp", "cmsis_avgpool_s8_scratch", "cmsis_conv_s8_scratch",
-           "cmsis_depthwise_s8_scratch", "cmsis_fully_connected_s8_scratch", "plan_padding", "stock_op_charge",
+           "cmsis_depthwise_s8_scratch", "cmsis_fully_connected_s8_scratch", "stock_op_charge",
            "fxp_op_charge"]
 
 
@@ -145,15 +145,6 @@ class TflmLayout:
                     alloc(*AFFINE_QUANTIZATION)
                     alloc(4 + 4 * channels, 4)  # the zero-point TfLiteIntArray
         return tail
-
-
-def plan_padding(padding_same: bool, size: int, stride: int, dilation: int, kernel: int) -> int:
-    """TFLM's padding (ComputePaddingHeightWidth) on one axis: SAME pads half the total, rounded down."""
-    if not padding_same:
-        return 0
-    out = -(-size // stride)
-    effective = (kernel - 1) * dilation + 1
-    return max((out - 1) * stride + effective - size, 0) // 2
 
 
 def cmsis_conv_s8_scratch(kh: int, kw: int, cin: int, pad: tuple[int, int], stride: tuple[int, int],

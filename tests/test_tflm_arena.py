@@ -9,7 +9,7 @@ from test_export_graphs import cnn_graph
 
 from fxpq_keras import tflm_arena as T
 from fxpq_keras.flatbuffer import export_tflite
-from fxpq_keras.flatbuffer.memory import device_model_from_tflite, file_memory, layout_from_tflite
+from fxpq_keras.flatbuffer.memory import device_model_from_tflite, file_memory, layout_from_tflite, tflm_padding
 from fxpq_keras.flatbuffer.options import CUSTOM_OPS
 from fxpq_keras.memory import plan_arena
 
@@ -48,10 +48,10 @@ def test_cmsis_fully_connected_and_avgpool_scratch():
 
 
 def test_tflm_padding_rounds_half_down():
-    assert T.plan_padding(True, 28, 2, 1, 3) == 0  # total 1
-    assert T.plan_padding(True, 14, 1, 1, 5) == 2
-    assert T.plan_padding(True, 7, 1, 2, 3) == 2  # dilated 3x3 spans 5
-    assert T.plan_padding(False, 14, 1, 1, 5) == 0
+    assert tflm_padding(28, 3, 2, 1, "same") == 0  # total 1
+    assert tflm_padding(14, 5, 1, 1, "same") == 2
+    assert tflm_padding(7, 3, 1, 2, "same") == 2  # dilated 3x3 spans 5
+    assert tflm_padding(14, 5, 1, 1, "valid") == 0
 
 
 def test_int8_conv_keeps_a_multiplier_and_shift_per_channel():

@@ -12,6 +12,7 @@ TFLite int8 file of the same model are measured by one rule: ``flash_bytes`` = t
 from __future__ import annotations
 
 from .. import tflm_arena as T
+from ..integer_graph.ops import conv_output_size
 from ..memory import DeviceLayout, DeviceMemory, DeviceModel, LayoutTensor, LayoutWeights, layout_root, scratch_bytes
 from .errors import FlatbufferFormatError
 from .options import CUSTOM_OPS, decode_options
@@ -136,6 +137,15 @@ def _quant_channels(t) -> int | None:
     return len(q.scale)
 
 
+def tflm_padding(size: int, kernel: int, stride: int, dilation: int, padding: str) -> int:
+    """The padding TFLM passes CMSIS-NN on one axis: the 'before' amount of the one padding rule
+    (conv_output_size: half the total, rounded down); 0 where a 'valid' window does not fit."""
+    try:
+        return conv_output_size(size, kernel, stride, dilation, padding)[1]
+    except ValueError:
+        return 0
+
+
 def _tflm_op(op, custom: str | None, builtin: int, tensors_fb, fxp_scratch: int) -> T.TflmOp:
     """What TFLM charges for one operator under each kernel set (fxpq_keras.tflm_arena)."""
     if custom is not None:
@@ -158,11 +168,11 @@ def _tflm_op(op, custom: str | None, builtin: int, tensors_fb, fxp_scratch: int)
     opts = op.builtinOptions
     if code in ("CONV_2D", "DEPTHWISE_CONV_2D") and len(ins) > 1 and len(x) == 4:
         w = shape(ins[1])
-        same = opts is not None and opts.padding == S.Padding.SAME
+        padding = "same" if opts is not None and opts.padding == S.Padding.SAME else "valid"
         stride = (opts.strideH, opts.strideW) if opts is not None else (1, 1)
         dil = (opts.dilationHFactor, opts.dilationWFactor) if opts is not None else (1, 1)
         kh, kw_ = w[1], w[2]
-        pad = (T.plan_padding(same, x[1], stride[0], dil[0], kh), T.plan_padding(same, x[2], stride[1], dil[1], kw_))
+        pad = (tflm_padding(x[1], kh, stride[0], dil[0], padding), tflm_padding(x[2], kw_, stride[1], dil[1], padding))
         if code == "CONV_2D":
             kw["channels"] = w[0]
             kw["scratch_cmsis"] = T.cmsis_conv_s8_scratch(kh, kw_, x[3], pad, stride, dil) if int8 else 0
