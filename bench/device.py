@@ -88,7 +88,7 @@ def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int
         from fxpq_keras.search import FxPQNet
 
         t0 = time.time()
-        res = FxPQNet(max_drop, samples=samples, seed=0, verbose=0).quantize(model, x_cal)
+        res = FxPQNet(max_drop, samples=samples, seed=0, verbose=0, float_input=False).quantize(model, x_cal)
         rows.append(_row(name, f"FxP-QNet {max_drop:.0%}", export_tflite(res.model, float_input=False),
                          f"search {time.time() - t0:.0f} s", tflm))
     return rows

@@ -16,7 +16,9 @@ cached) one row per table, every figure from this one run:
   accounting: weights + biases + activations bits vs float32), `.tflite` bytes (fxp target), weights +
   biases bytes as stored and peak RAM bytes (device accounting, fxpq_keras.flatbuffer.memory: the
   TFLM arena on Cortex-M, one model for both files), each also as a ratio to TFLite int8, search
-  seconds and evaluations.
+  seconds and evaluations. Both files take integer input (the TFLite file int8, the fxp file its
+  input format's integers; the search plans that file's RAM, `float_input=False`), so neither
+  arena holds a float32 copy of the input.
 
 Calibration draws `--samples` inputs (no labels) from the training split only; every held-out
 figure is on the test split, which no calibration, search or training step ever saw.
@@ -135,8 +137,8 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
         labels = data["y_train"][pick] if "self_distillation" in switches else None
         t = time.perf_counter()
         try:
-            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, **switches).quantize(model, x_cal,
-                                                                                               labels=labels)
+            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, float_input=False,
+                          **switches).quantize(model, x_cal, labels=labels)
         except Exception as e:
             if label == "FxP-QNet":
                 raise
@@ -153,7 +155,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
             continue
         f["fxpq"] = row
         try:
-            blob = export_tflite(res.model, policy=res.policy)
+            blob = export_tflite(res.model, float_input=False, policy=res.policy)  # int8 input, as TFLite's
             row["file_bytes"] = len(blob)
             row["param_bytes"], row["ram_bytes"] = device_bytes(blob)
         except Exception as e:  # an export shortfall is a figure too: name it in the table

@@ -36,8 +36,9 @@ def device_table(result: Any) -> str:
     from .flatbuffer import export_tflite
     from .flatbuffer.memory import file_memory
 
-    d = file_memory(export_tflite(result.model)).to_dict()
-    lines = ["| device (fxp .tflite) | bytes |", "|---|---:|"]
+    float_input = bool(getattr(result.options, "float_input", True))
+    d = file_memory(export_tflite(result.model, float_input=float_input)).to_dict()
+    lines = [f"| device (fxp .tflite, {'float32' if float_input else 'integer'} input) | bytes |", "|---|---:|"]
     lines += [f"| {k} | {v:,} |" for k, v in d.items()]
     return "\n".join(lines)
 

@@ -197,3 +197,23 @@ def test_per_channel_flag(flag: list, value) -> None:
 def test_per_channel_flag_rejects_other_values(capsys) -> None:
     assert main(["quantize", "m.keras", "-d", "x.npz", "-o", "out", "--per-channel", "yes"]) == 2
     assert "--per-channel" in capsys.readouterr().err
+
+
+def test_quantize_integer_input_writes_the_file_it_planned(user_files: dict, tmp_path, capsys) -> None:
+    """--integer-input: model.tflite takes the input's format integers (no float32 input buffer), and
+    the report's RAM is that file's arena, as the search planned it."""
+    from fxpq_keras.flatbuffer.interpreter import Interpreter
+    from fxpq_keras.flatbuffer.memory import file_memory
+    from fxpq_keras.formats import quantize
+
+    out = tmp_path / "out"
+    rc = main(["--quiet", "quantize", user_files["keras"], "-d", user_files["data"], "-o", str(out),
+               "--samples", "300", "--max-bits", "10", "--integer-input"])
+    assert rc == 0, capsys.readouterr().err
+    blob = (out / "model.tflite").read_bytes()
+    interp = Interpreter(str(out / "model.tflite"))
+    assert not interp.info.float_input
+    x = np.load(user_files["data"])["x"][:50]
+    q = interp.predict(quantize(x, interp.graph.tensors[interp.graph.input].fmt))
+    assert q.shape == (50, 10)
+    assert f"{file_memory(blob).ram_bytes:,}" in (out / "report.md").read_text()

@@ -73,6 +73,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--per-channel", nargs="?", const="on", default="off", choices=tuple(PER_CHANNEL),
                    help="weight fracs per output channel: off (default) = one frac per tensor, on = every "
                    "weighted layer, auto = chosen per layer by the prediction error; a bare --per-channel means on")
+    p.add_argument("--integer-input", action="store_true",
+                   help="write model.tflite with an integer input (as TFLite int8 files take: no float32 input "
+                   "buffer in RAM) and plan the search's RAM for that file (default: float32 input)")
     p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",
                    help="model.tflite target: custom FXP_* ops, or stock int8 ops (8-bit power-of-two formats)")
     return p
@@ -97,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
-                     per_channel=PER_CHANNEL[args.per_channel],
+                     per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         paths = {k: os.path.join(args.outdir, os.path.basename(v)) for k, v in write_report(result, tmp).items()}
         try:
             data = export_tflite(result.model, os.path.join(tmp, "model.tflite"), target=args.target,
-                                 policy=result.policy)
+                                 float_input=not args.integer_input, policy=result.policy)
             paths["tflite"] = f"{out} ({len(data)} bytes, target {args.target})"
         except (ValueError, fxpq_keras.FormatError) as exc:
             hint = "; use --target fxp (custom FXP_* ops, any format)" if args.target != "fxp" else ""
@@ -144,7 +147,13 @@ def check_written(path: str, result) -> str | None:
     the search's meter: a message when what was written breaks the budget's limit, else None."""
     from ..flatbuffer.interpreter import Interpreter
 
-    outputs = Interpreter(path).predict(result.budget_inputs)
+    interpreter = Interpreter(path)
+    x = result.budget_inputs
+    if not interpreter.info.float_input:  # an integer-input file takes the input's format integers
+        from ..formats import quantize
+
+        x = quantize(x, interpreter.graph.tensors[interpreter.graph.input].fmt)
+    outputs = interpreter.predict(x)
     m, _ = result.assess(outputs)
     if m.loss <= result.budget.max_loss:
         return None

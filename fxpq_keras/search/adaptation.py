@@ -46,6 +46,9 @@ class SearchOptions:
     # sizes, fxpq_keras.memory.DeviceModel), "paper" = the paper's bit count (weights + biases + activations)
     objective: str = "device"
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
+    # the file the device objective plans RAM for: a float32 input quantized on the chip (export_tflite's
+    # default) or an integer input (`export_tflite(..., float_input=False)`, what TFLite int8 files take)
+    float_input: bool = True
     min_bits: int = 2
     max_bits: int = 16
     # weight fracs per output channel: False = per tensor, True = every weighted layer per channel,
@@ -69,6 +72,11 @@ class SearchOptions:
     # training data); the validation copies that give the final prediction (both metrics) are blended
     # alike. 0 = the calibration inputs themselves with low-margin weighting, no validation copies
     blend: float = 0.15
+    # device objective: lower the RAM peak's tied activations to one byte before anything else. The greedy
+    # alone may spend the budget on weight bits before a peak group's turn comes; "auto": PrecisionSearch
+    # runs the greedy, and FxPQNet also runs RAM first when that could lower the arena, keeping the result
+    # with fewer device bytes (docs/algorithm.md, "Peak groups")
+    ram_first: bool | str = "auto"
     fast_start: bool = True  # a cheap first pass: per-data-structure probe, then a joint jump
     # speed only, the same policy either way: a trial runs only the layers from the first one whose
     # format differs from the current policy's, on stored activations of the layers before it
@@ -92,6 +100,8 @@ class SearchOptions:
             raise ValueError(f"per_channel must be True, False or 'auto', got {self.per_channel!r}")
         if self.objective not in ("device", "paper"):
             raise ValueError(f"objective must be device or paper, got {self.objective!r}")
+        if self.ram_first not in (True, False, "auto"):
+            raise ValueError(f"ram_first must be True, False or 'auto', got {self.ram_first!r}")
         if self.metric not in ("auto", "top1", "snr"):
             raise ValueError(f"metric must be auto, top1 or snr, got {self.metric!r}")
         if not 0 <= float(self.margin_sigma) <= 5:
@@ -117,7 +127,8 @@ class SearchOptions:
 
 @dataclass
 class Candidate:
-    """One bit less for one data structure, with the frac the prediction-error statistic chose."""
+    """One bit less for one data structure, with the frac the prediction-error statistic chose; or
+    a group: activations that tie on the RAM peak, lowered to one byte together (`also`)."""
 
     key: Key
     bits: int
@@ -125,6 +136,15 @@ class Candidate:
     metrics: Metrics | None  # None: parked (saved nothing when scored), not evaluated
     version: int
     score: float = 0.0
+    also: tuple[tuple[Key, int, Any], ...] = ()  # a group's other members: (key, bits, frac)
+
+    @property
+    def changes(self) -> list[tuple[Key, int, Any]]:
+        return [(self.key, self.bits, self.frac), *self.also]
+
+    @property
+    def name(self) -> str:
+        return "+".join("/".join(k) for k, _, _ in self.changes)
 
 
 @dataclass
@@ -165,6 +185,8 @@ class SearchState:
 # search (the walk-back's bisection, the uniform floor), so it can be larger than the check set, and a
 # smaller standard error there is head-room the budget does not have to keep
 VALIDATION_COPIES = 4
+# the device search's tail ranks steps by (bytes saved, paper bits saved): a byte outweighs any bits
+TAIL_WEIGHT = 1 << 40
 
 
 class PrecisionSearch:
@@ -260,7 +282,7 @@ class PrecisionSearch:
             from ..flatbuffer.memory import device_model_from_graph
             from ..integer_graph.lower import lower_model
 
-            self.device = device_model_from_graph(lower_model(self.qmodel))
+            self.device = device_model_from_graph(lower_model(self.qmodel), float_input=opts.float_input)
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter,
                                 incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
@@ -283,6 +305,10 @@ class PrecisionSearch:
         self.version = 0
         self._heap: list[tuple[float, int, Candidate]] = []
         self._parked: list[Candidate] = []
+        self.ram_groups = 0  # peak groups the RAM-first phase lowered
+        self._tail = False  # the device search's tail: steps that save no byte, by the paper bits they save
+        self._group_version = -1  # the version the peak group was last formed at (one in the heap at a time)
+        self._alone_kl: dict[Key, float] = {}  # KL of one activation alone at 8 bits (the jump's probe)
         self._phase = "start"
         self.best_uniform: tuple[int, Policy, Metrics] | None = None
         self._restarted = False
@@ -483,11 +509,15 @@ class PrecisionSearch:
         return policy.memory().total_bits
 
     def gain(self, policy: Policy, key: Key, bits: int) -> int:
-        """What setting `key` to `bits` saves under the objective (bytes, or bits for paper)."""
-        if self.device is not None:
-            return self.device.gain(policy, key[0], key[1], bits).total_bytes
+        """What setting `key` to `bits` saves under the objective (bytes, or bits for paper). In the
+        device search's tail, a step that saves no byte is ranked by the paper bits it saves, below
+        every step that saves bytes."""
         d = policy.get(*key)
-        return d.elements * (d.bits - bits)
+        paper = d.elements * (d.bits - bits)
+        if self.device is None:
+            return paper
+        saved = self.device.gain(policy, key[0], key[1], bits).total_bytes
+        return saved * TAIL_WEIGHT + paper if self._tail and saved >= 0 else saved
 
     def widths(self, key: Key) -> list[int]:
         """The widths of `key` the objective tells apart, ascending, ending at the current width.
@@ -552,9 +582,13 @@ class PrecisionSearch:
             self.best_uniform = self._best_uniform()
             if self.memory_met(self.state.policy):
                 return self._finish("memory target met by the start policy")
-            self._phase = "uniform" if not self.options.layerwise else "jump" if self.options.fast_start else "greedy"
+            ram_first = self.options.ram_first is True and self.device is not None
+            self._phase = ("uniform" if not self.options.layerwise else "ram" if ram_first
+                           else "jump" if self.options.fast_start else "greedy")
             if self._phase == "greedy":
                 self._fill_heap()
+        if self._phase == "ram":
+            return self._ram_step()
         if self._phase == "jump":
             self._jump()
             self._phase = "greedy"
@@ -583,6 +617,60 @@ class PrecisionSearch:
         added = max(m.kl - self.state.metrics.kl, 1e-7)
         return Candidate(key, bits, frac, m, self.version, saved / added)
 
+    def _group_target(self) -> int:
+        """The width a peak group is lowered to: the lowest that takes one byte."""
+        return max(8, self.options.min_bits)
+
+    def _alone(self, key: Key) -> float:
+        """The KL of activation `key` alone at the group width (the jump's probe, or measured once)."""
+        if key not in self._alone_kl:
+            self._alone_kl[key] = self.best_frac(self.state.policy, key, self._group_target())[1].kl
+        return self._alone_kl[key]
+
+    def _peak_group(self) -> list[Key] | None:
+        """Activations that tie on the RAM peak: none lowers the peak alone (each step is parked), a
+        set of them together does (in a chain of equal tensors every other one must shrink). The
+        members kept are those that cost the least error alone: the costliest are dropped first
+        while the rest still lowers the peak, so every member is needed for the gain."""
+        if self.device is None or not self.options.layerwise:
+            return None
+        target, policy = self._group_target(), self.state.policy
+        acts = [k for k in self.keys if k[1] == "output" and k not in self.state.frozen and self.bits[k] > target]
+        if len(acts) < 2:
+            return None
+        ram = self.device.ram_bytes(policy)
+        group = {k: target for k in acts}
+        if self.device.ram_bytes(policy, group) >= ram:
+            return None
+        for key in sorted(acts, key=lambda k: (-self._alone(k), self.keys.index(k))):
+            rest = {k: b for k, b in group.items() if k != key}
+            if rest and self.device.ram_bytes(policy, rest) < ram:
+                group = rest
+        return list(group) if len(group) > 1 else None  # one member alone is an ordinary step
+
+    def _group_candidate(self) -> Candidate | None:
+        """The peak group as one step: each member's frac chosen (mechanism 3) with the members before
+        it in place, scored like any step (bytes saved per added KL)."""
+        self._group_version = self.version
+        members = self._peak_group()
+        if members is None:
+            return None
+        target, base = self._group_target(), self.state.policy
+        changes: list[tuple[Key, int, Any]] = []
+        m = self.state.metrics
+        for key in members:
+            frac, m = self.best_frac(self._with(base, changes), key, target)
+            changes.append((key, target, frac))
+        new = self.device.cost(base, {k: b for k, b, _ in changes})
+        saved = self.device.cost(base).total_bytes - new.total_bytes
+        added = max(m.kl - self.state.metrics.kl, 1e-7)
+        return Candidate(members[0], target, changes[0][2], m, self.version, saved / added, tuple(changes[1:]))
+
+    def _push_group(self) -> None:
+        """Keep one peak-group step in the heap (re-formed lazily, when it comes up stale)."""
+        if self._group_version != self.version and not any(c.also for _, _, c in self._heap):
+            self._push(self._group_candidate())
+
     def _push(self, cand: Candidate | None) -> None:
         if cand is not None:
             heapq.heappush(self._heap, (-cand.score, self.keys.index(cand.key), cand))
@@ -592,11 +680,13 @@ class PrecisionSearch:
         for key in self.keys:
             if key not in self.state.frozen:
                 self._push(self._candidate(key))
+        self._push_group()
         if not self._heap:
             self._finish("no data structure can be lowered")
 
     def _greedy_step(self) -> int:
-        """Pop the best step; re-evaluate it if stale (lazy greedy); accept it or freeze its data structure."""
+        """Pop the best step; re-evaluate it if stale (lazy greedy); accept it or freeze its data structure
+        (a peak group that breaks the budget freezes the member that costs the most error alone)."""
         if not self._heap:
             self._finish("every data structure is frozen or at min_bits")
             return 1
@@ -610,32 +700,68 @@ class PrecisionSearch:
                 self._finish("every data structure is frozen, at min_bits, or saves nothing more")
             return 0
         if cand.version != self.version:
-            self._push(self._candidate(cand.key))
+            self._push(self._group_candidate() if cand.also else self._candidate(cand.key))
+            if not self._heap:
+                self._finish("every data structure is frozen, at min_bits, or saves nothing more")
             return 0
-        trial = self._with(self.state.policy, [(cand.key, cand.bits, cand.frac)])
-        name = "/".join(cand.key)
-        check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True, keep=True)
-        if not self.within_budget(check):
-            self.state.frozen.add(cand.key)
-            self._record("freeze", name, cand.bits + 1)
+        if not self._try(cand):
+            if cand.also:
+                self._push_group()  # without its costliest member, another set of the tied activations may do
             if not self._heap:
                 self._finish("every data structure is frozen or at min_bits")
             return 1
-        self.state.policy = trial
-        self.state.metrics, self.state.check = cand.metrics, check
-        self.bits[cand.key] = cand.bits
-        self.version += 1
-        self._record("lower", name, cand.bits)
-        if self.memory_met(trial):
-            self._finish("memory target met", target_met=True)
+        if self.state.done:
             return 1
         for parked in self._parked:  # the peak may have moved: score them again when they come up
             self._push(replace(parked, version=-2))
         self._parked = []
-        self._push(self._candidate(cand.key))
+        if not cand.also:
+            self._push(self._candidate(cand.key))
+        self._push_group()
         if not self._heap:
             self._finish("every data structure is frozen or at min_bits")
         return 1
+
+    def _try(self, cand: Candidate) -> bool:
+        """Accept an evaluated step if the budget holds (True), else freeze its data structure (a peak
+        group freezes the member that costs the most error alone). A met memory target finishes."""
+        trial = self._with(self.state.policy, cand.changes)
+        check = cand.metrics if self.checker is self.decide else self.evaluate(trial, check=True, keep=True)
+        if not self.within_budget(check):
+            if cand.also:
+                worst = max((k for k, _, _ in cand.changes), key=lambda k: (self._alone(k), -self.keys.index(k)))
+                self.state.frozen.add(worst)
+                self._record("freeze", "/".join(worst), self.bits[worst])
+                self._group_version = -1
+            else:
+                self.state.frozen.add(cand.key)
+                self._record("freeze", cand.name, cand.bits + 1)
+            return False
+        self.state.policy = trial
+        self.state.metrics, self.state.check = cand.metrics, check
+        for key, bits, _ in cand.changes:
+            self.bits[key] = bits
+        self.version += 1
+        self._record("lower", cand.name, cand.bits)
+        if self.memory_met(trial):
+            self._finish("memory target met", target_met=True)
+        return True
+
+    def _ram_step(self) -> SearchState:
+        """RAM first (`ram_first`): lower the RAM peak's tied activations to one byte, group by group,
+        before any other step spends the budget; then the usual jump and greedy."""
+        cand = self._group_candidate()
+        if cand is None:
+            if not self.ram_groups:  # nothing lowered: the rest would repeat the plain greedy, minus the frozen
+                self.state.done = True
+                self.state.message = "RAM first: no peak group fits the budget"
+                return self.state
+            self._phase = "jump" if self.options.fast_start else "greedy"
+            if self._phase == "greedy":
+                self._fill_heap()
+            return self.state
+        self.ram_groups += self._try(cand)
+        return self.state
 
     def _jump(self) -> None:
         """Cheap first pass: probe each data structure alone (binary search on bits) for the lowest
@@ -654,6 +780,8 @@ class PrecisionSearch:
             while lo < hi:
                 mid = (lo + hi) // 2
                 frac, m = self.best_frac(base, key, ws[mid])
+                if key[1] == "output" and ws[mid] == self._group_target():
+                    self._alone_kl[key] = m.kl  # what a peak group keeps its cheapest members by
                 if m.kl - kl0 <= tolerance and m.loss <= loss0:
                     hi, best = mid, (mid, frac)
                 else:
@@ -749,20 +877,34 @@ class PrecisionSearch:
         self._sync(self.state.policy)
         return best
 
+    def ram_could_fall(self) -> bool:
+        """Whether the arena of the current policy would be smaller with every activation in one byte
+        (what a RAM-first order could reach; device objective only)."""
+        if self.device is None or not self.options.layerwise:
+            return False
+        target = self._group_target()
+        policy = self.state.policy
+        ones = {k: target for k in self.keys if k[1] == "output" and policy.get(*k).bits > target}
+        return bool(ones) and self.device.ram_bytes(policy, ones) < self.device.ram_bytes(policy)
+
+    def smaller(self, a: Policy, b: Policy) -> bool:
+        """Whether `a` costs less than `b`: by the objective, then (equal device bytes) the paper's bits."""
+        ca, cb = self.cost(a), self.cost(b)
+        return ca < cb or (ca == cb and self.device is not None and a.memory().total_bits < b.memory().total_bits)
+
     def _uniform_fallback(self) -> bool:
         """Never worse than uniform: if the best uniform policy that meets the budget costs less than
-        what the greedy found, by the objective or by the paper's total bits, continue the greedy from
-        it (once; lowering never adds bytes or bits, so the result is at most uniform in both
-        accountings). True when the search goes on."""
+        what the greedy found (`smaller`: the objective's bytes or bits, the paper's bits breaking a
+        tie of device bytes), continue the greedy from it (once; lowering never adds bytes or bits, so
+        the result is at most the uniform's cost). True when the search goes on."""
         u = self.best_uniform
         if self._restarted or u is None or not self.options.layerwise:
             return False
-        now = self.state.policy
-        if (self.cost(u[1]) >= self.cost(now)
-                and u[1].memory().total_bits >= now.memory().total_bits):
+        if not self.smaller(u[1], self.state.policy):
             return False
         self._restarted = True
-        self._first_result = now.copy()
+        self._tail = False  # from the uniform policy, bytes first again
+        self._first_result = self.state.policy.copy()
         bits, policy, check = u
         self.state.policy = policy.copy()
         self.state.check = check
@@ -781,6 +923,25 @@ class PrecisionSearch:
         else:
             self._fill_heap()
         return True
+
+    def _paper_tail(self) -> bool:
+        """Device objective, when every step that saves a byte is done and the best uniform policy has
+        fewer paper bits (never more device bytes): go on with the activations whose one-byte step
+        saves no byte (off the RAM peak), ranked by the paper bits they save, so the leftover budget
+        buys the paper's count before the uniform policy is considered. True when the search goes on."""
+        u = self.best_uniform
+        if (self.device is None or self._tail or u is None or not self.options.layerwise
+                or self.cost(u[1]) < self.cost(self.state.policy)
+                or u[1].memory().total_bits >= self.state.policy.memory().total_bits):
+            return False
+        self._tail = True
+        self._parked = []
+        self.version += 1
+        self._say("every byte-saving step is done; lowering activations off the RAM peak for the paper's bit "
+                  "count (the best uniform policy has fewer bits)")
+        self._phase = "greedy"
+        self._fill_heap()
+        return not self.state.done
 
     def _smaller_in(self, uniform: Policy, found: Policy | None = None) -> str:
         """Which accounting the uniform policy wins in (the restart's reason, in words)."""
@@ -838,7 +999,7 @@ class PrecisionSearch:
         if validation is not None and target_met and not self.memory_met(st.policy):
             target_met = False  # walked back above the memory target: say so, not "met"
             message = "the policy that met the memory target breaks the budget on the validation copies"
-        if not target_met and self._uniform_fallback():
+        if not target_met and (self._paper_tail() or self._uniform_fallback()):
             return st
         if st.done:
             return st

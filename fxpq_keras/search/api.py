@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -94,7 +94,7 @@ class QuantizationResult:
             from ..flatbuffer.memory import device_model_from_graph
             from ..integer_graph.lower import lower_model
 
-            self.device_model = device_model_from_graph(lower_model(self.model))
+            self.device_model = device_model_from_graph(lower_model(self.model), float_input=self.options.float_input)
         return self.device_model
 
     @property
@@ -208,7 +208,23 @@ class FxPQNet:
         search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
                                  progress=self.progress)
         state = search.run()
-        result = make_result(search, state, time.perf_counter() - start)
+        if self.options.ram_first == "auto" and search.ram_could_fall():
+            # the greedy may have spent the budget on weight bits before a peak group's turn: also try
+            # the RAM peak first, on the same calibration, and keep whichever holds fewer device bytes
+            second = PrecisionSearch(search.calibration, labels=search.labels,
+                                     options=replace(self.options, ram_first=True), verbose=self.verbose,
+                                     progress=self.progress)
+            second_state = second.run()
+            other = search
+            if second.ram_groups and search.smaller(second_state.policy, state.policy):
+                search, state, other = second, second_state, search
+                state.message += "; lowered the RAM peak first (fewer device bytes than the plain greedy)"
+            else:
+                why = "more device bytes" if second.ram_groups else "no group of the peak's activations fits the budget"
+                state.message += f"; the RAM-peak-first order was tried too ({why})"
+        else:
+            other = None
+        result = make_result(search, state, time.perf_counter() - start, also=other)
         if self.finetune_epochs:
             from ..callbacks import distillation_finetune
 
@@ -220,12 +236,16 @@ class FxPQNet:
         return result
 
 
-def make_result(search: PrecisionSearch, state: SearchState, seconds: float) -> QuantizationResult:
+def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
+                also: PrecisionSearch | None = None) -> QuantizationResult:
+    """The result of `search`; `also` is another search run for it (its cost is counted, its policy not)."""
     u = search.best_uniform
+    runs = [search] + ([also] if also is not None else [])
     return QuantizationResult(model=search.qmodel, policy=state.policy.copy(), options=search.options,
                               metrics=state.metrics, check_metrics=state.check, trajectory=list(state.trajectory),
-                              evaluations=search.evaluations, evaluated_samples=search.evaluated_samples,
-                              full_passes=search.full_passes, seconds=seconds, message=state.message,
+                              evaluations=sum(r.evaluations for r in runs),
+                              evaluated_samples=sum(r.evaluated_samples for r in runs),
+                              full_passes=sum(r.full_passes for r in runs), seconds=seconds, message=state.message,
                               memory_target_met=state.memory_target_met,
                               start_policy=search.start_policy, budget=search.budget,
                               budget_met=bool(state.budget_met), meter=search.budget_meter,
