@@ -118,7 +118,9 @@ def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
 
     from fxpq_keras.search.adaptation import SearchOptions
 
-    code = b"".join(p.read_bytes() for p in sorted((Path(fx.__file__).parent / "search").glob("*.py")))
+    root = Path(fx.__file__).parent
+    code = b"".join(p.read_bytes() for p in [*sorted((root / "search").glob("*.py")), root / "keras_model.py",
+                                             root / "calibration.py"])
     options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0, samples=len(calib_x)).to_dict(),
                          sort_keys=True).encode()
     key = hashlib.sha256(code + options + calib_x.tobytes()).hexdigest()[:12]
@@ -303,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         if "tflm" in tables:
             int8_path = OUT / f"{name}_int8-builtin.tflite"
             fxp_path = OUT / f"{name}_FxP-QNet_mixed.tflite"
-            export_tflite(quantize_model(calib, policy), fxp_path)
+            export_tflite(quantize_model(model, policy), fxp_path)  # applies the policy's channel scales
             try:  # stock int8 at uniform 8 bits (unsigned formats as int8 with zero point -128, as TFLite)
                 export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), int8_path, target="int8-builtin")
             except ExportError as exc:
@@ -320,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         uniform8 = Policy.uniform(calib, 8, None)
         for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", uniform8)):
             path = OUT / (label.replace(" ", "_") + ".tflite")
-            export_tflite(quantize_model(calib, pol), path)
+            export_tflite(quantize_model(model if pol is policy else calib, pol), path)
             rows.append(measure(label, path, x))
             layer_rows.extend(measure_layers(label, path, x))
     if tflm_rows:

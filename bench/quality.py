@@ -1,6 +1,7 @@
 """Quality benchmark: the zoo table, compression at a fixed accuracy budget (DESIGN.md section 4).
 
     .venv/bin/python bench/quality.py [--models a,b] [--samples 512] [--max-drop 0.01] [--ablations]
+                                      [--option NAME=VALUE ...]
 
 For every model of the benchmark zoo (bench/models.py: seven models trained here with fixed seeds,
 cached) one row per table, every figure from this one run:
@@ -30,6 +31,7 @@ each mechanism of DESIGN.md section 3 switched off.
 from __future__ import annotations
 
 import argparse
+import ast
 import math
 import sys
 import time
@@ -47,7 +49,7 @@ from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
 from fxpq_keras.flatbuffer.memory import file_memory  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
-from fxpq_keras.search import FxPQNet  # noqa: E402
+from fxpq_keras.search import FxPQNet, SearchOptions  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 
 ABLATIONS = {
@@ -56,6 +58,7 @@ ABLATIONS = {
     "  - no layer-wise adaptation (M2)": {"layerwise": False},
     "  - no prediction-error frac (M3)": {"error_statistics_frac": False},
     "  - no self-distillation (M4, labels)": {"self_distillation": False},
+    "  - no range-aligned RAM-first pass": {"align_ranges": False},
     "  + distillation fine-tuning (opt-in; not post-training)": {"finetune_epochs": 5},
 }
 
@@ -106,7 +109,8 @@ def agreement(q: np.ndarray, ref: np.ndarray) -> float:
     return float(np.mean(np.argmax(q, -1) == np.argmax(ref, -1)))
 
 
-def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[str, Any]:
+def measure(name: str, samples: int, max_drop: float, ablations: bool,
+            options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every figure of one zoo model (see the module docstring)."""
     model, data = trained(name)
     x_te = data["x_test"]
@@ -138,7 +142,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
         t = time.perf_counter()
         try:
             res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, float_input=False,
-                          **switches).quantize(model, x_cal, labels=labels)
+                          **{**(options or {}), **switches}).quantize(model, x_cal, labels=labels)
         except Exception as e:
             if label == "FxP-QNet":
                 raise
@@ -163,7 +167,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool) -> dict[s
             row["export_error"] = f"{type(e).__name__}: {str(e).splitlines()[0][:100]}"
         f["uniform"] = None
         if res.best_uniform_policy is not None:
-            qu = predict(quantize_model(calib, res.best_uniform_policy), x_te)
+            qu = predict(quantize_model(model, res.best_uniform_policy), x_te)  # applies its channel scales
             f["uniform"] = held_out(qu) | {"bits": res.best_uniform_bits,
                                            "paper_x": res.best_uniform_memory.compression_total}
     return f
@@ -247,15 +251,33 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=512, help="unlabeled calibration samples from the training split")
     p.add_argument("--max-drop", type=float, default=0.01, help="the budget (top-1 drop; relative MSE for snr)")
     p.add_argument("--ablations", action="store_true", help="also FxP-QNet with each mechanism switched off")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a SearchOptions field for every search of the run (a Python literal, e.g. "
+                   "align_ranges=False, ram_first=True); repeatable")
     args = p.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in ZOO]
     if unknown:
         p.error(f"unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
+    options: dict[str, Any] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        try:
+            options[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            p.error(f"--option {item!r}: expected NAME=VALUE with a Python literal value")
+        if not sep:
+            p.error(f"--option {item!r}: expected NAME=VALUE")
+    try:
+        SearchOptions(**options).validate()
+    except (TypeError, ValueError) as exc:
+        p.error(f"--option: {exc}")
+    if options:
+        print(f"search options: {options}", file=sys.stderr)
     t = time.perf_counter()
     figs = []
     for name in names:
-        figs.append(measure(name, args.samples, args.max_drop, args.ablations))
+        figs.append(measure(name, args.samples, args.max_drop, args.ablations, options))
         print(f"[{name} measured, {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
     print(zoo_tables(figs, args.max_drop))
     if args.ablations:

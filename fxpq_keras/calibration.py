@@ -13,7 +13,7 @@ import numpy as np
 
 from ._tf import keras
 from .formats import frac_for_range
-from .keras_model import WEIGHTED, CNode, build_float_model, canonicalize, channels
+from .keras_model import WEIGHTED, CNode, align_channel_ranges, alignable, build_float_model, canonicalize, channels
 
 
 class CalibrationDataError(ValueError):
@@ -91,11 +91,24 @@ def unsigned_outputs(cnodes: list[CNode], input_nonneg: bool) -> dict[str, bool]
 class Calibration:
     """The canonical float model and its statistics on calibration data."""
 
-    def __init__(self, model: keras.Model, calibration_data: Any, batch_size: int = 256) -> None:
+    def __init__(self, model: keras.Model, calibration_data: Any, batch_size: int = 256, *,
+                 align_ranges: bool = False) -> None:
         self.source_model = model
         self.cnodes = canonicalize(model)
         self.float_model = build_float_model(self.cnodes)
         self.x = check_calibration_data(calibration_data, self.float_model.input_shape[1:])
+        # range alignment (keras_model.align_channel_ranges): the same function, each channel's range
+        # filling its power-of-two format; {producer: per-channel scales}, carried by every Policy made here
+        self.channel_scales: dict[str, tuple[float, ...]] = {}
+        producers = list(alignable(self.cnodes)) if align_ranges else []
+        if producers:
+            probe = keras.Model(self.float_model.input, [self.float_model.get_layer(n).output for n in producers])
+            outs = probe.predict(self.x, batch_size=batch_size, verbose=0)
+            outs = outs if isinstance(outs, list) else [outs]
+            channel_max = {n: np.abs(o).reshape(-1, o.shape[-1]).max(axis=0) for n, o in zip(producers, outs)}
+            self.channel_scales = align_channel_ranges(self.cnodes, channel_max)
+            if self.channel_scales:
+                self.float_model = build_float_model(self.cnodes)
         names = [n.name for n in self.cnodes if n.kind != "input"]
         probe = keras.Model(self.float_model.input, [self.float_model.get_layer(n).output for n in names])
         outs = probe.predict(self.x, batch_size=batch_size, verbose=0)

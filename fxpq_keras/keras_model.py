@@ -468,3 +468,96 @@ def channels(cnodes: list[CNode], name: str) -> int:
     node = next(n for n in cnodes if n.name == name)
     k = node.kernel
     return int(k.shape[-1] if node.kind != "depthwise_conv2d" else k.shape[-2] * k.shape[-1])
+
+
+# Range alignment (docs/algorithm.md, "Range alignment"). A power-of-two format holds a tensor's
+# range only to within a factor of two, and one frac serves every channel. Scaling a producer's
+# output channel c by s_c > 0 and dividing the consumer's input channel c by s_c computes the same
+# function in float when everything between them commutes with a positive per-channel scale.
+ALIGN_ACTIVATIONS = ("linear", "relu")  # positively homogeneous (a relu6's cap would move)
+SCALE_THROUGH = ("relu", "leaky_relu", "zero_pad", "max_pool", "avg_pool", "gap", "flatten")
+MAX_ALIGN_SCALE = 16.0  # a channel silent on calibration data is not blown up for unseen data
+
+
+def alignable(cnodes: list[CNode]) -> dict[str, str]:
+    """Producers whose output channels can be rescaled exactly -> their one consumer.
+
+    A producer is a conv / depthwise / dense with a linear or ReLU activation whose output reaches
+    exactly one weighted layer through single-use layers that commute with a positive per-channel
+    scale (ReLU without a cap, leaky ReLU, zero padding, pooling, flatten into a dense layer)."""
+    users = {n.name: [u for u in cnodes if n.name in u.inputs] for n in cnodes}
+    out: dict[str, str] = {}
+    for p in cnodes:
+        if p.kind not in WEIGHTED or p.config.get("activation") not in ALIGN_ACTIVATIONS:
+            continue
+        cur, flat = p, False
+        while len(users[cur.name]) == 1:
+            u = users[cur.name][0]
+            if u.kind in WEIGHTED:
+                if not flat or u.kind == "dense":
+                    out[p.name] = u.name
+                break
+            if u.kind not in SCALE_THROUGH or (u.kind == "relu" and u.config.get("activation") != "relu"):
+                break
+            flat = flat or u.kind == "flatten"
+            cur = u
+    return out
+
+
+def _scale_channels(producer: CNode, consumer: CNode, s: np.ndarray) -> None:
+    """Producer output channel c times s[c] (weights and bias), consumer input channel c over s[c]."""
+    cols = producer.kernel.reshape(-1, s.size)
+    producer.kernel = (cols * s).reshape(producer.kernel.shape).astype(np.float32)
+    if producer.bias is not None:
+        producer.bias = (producer.bias * s).astype(np.float32)
+    if consumer.kind == "dense":  # rows of a flattened (..., channels) input: channel = row % channels
+        consumer.kernel = (consumer.kernel / np.tile(s, consumer.kernel.shape[0] // s.size)[:, None]).astype(np.float32)
+    else:  # conv2d (kh, kw, cin, cout) and depthwise (kh, kw, c, multiplier): input channels on axis 2
+        consumer.kernel = (consumer.kernel / s.reshape(1, 1, -1, 1)).astype(np.float32)
+
+
+def apply_channel_scales(cnodes: list[CNode], scales: dict[str, Any]) -> None:
+    """Apply recorded per-channel scales (a policy's `channel_scales`) to canonical nodes, in the
+    order `align_channel_ranges` applied them; raises ValueError when they do not fit the model."""
+    consumers = alignable(cnodes)
+    by_name = {n.name: n for n in cnodes}
+    unknown = sorted(set(scales) - set(consumers))
+    if unknown:
+        raise ValueError(f"channel scales for layers {unknown}, which the model cannot rescale exactly "
+                         f"(rescalable: {sorted(consumers)})")
+    for p in cnodes:
+        if p.name in scales:
+            s = np.asarray(scales[p.name], dtype=np.float32)
+            n = channels(cnodes, p.name)
+            if s.shape != (n,) or not np.all(np.isfinite(s)) or not np.all(s > 0):
+                raise ValueError(f"channel scales of '{p.name}' must be {n} positive numbers, got shape {s.shape}")
+            _scale_channels(p, by_name[consumers[p.name]], s)
+
+
+def align_channel_ranges(cnodes: list[CNode], channel_max: dict[str, np.ndarray]) -> dict[str, tuple[float, ...]]:
+    """Rescale every producer of `channel_max` (max |output| per channel on calibration data; keys from
+    `alignable`) so each channel reaches the top of the power-of-two range its tensor needs, and its
+    consumer's input channels by the inverse. A scale is at least 1 and never widens the producer's
+    weight range (its weights keep their frac). Returns the scales applied (float32 values), which
+    `apply_channel_scales` reproduces exactly."""
+    consumers = alignable(cnodes)
+    by_name = {n.name: n for n in cnodes}
+    scales: dict[str, tuple[float, ...]] = {}
+    for p in cnodes:  # topological: a consumer's input scaling is in place before it is a producer
+        if p.name not in channel_max or p.name not in consumers:
+            continue
+        m = np.asarray(channel_max[p.name], dtype=np.float64)
+        w = np.abs(p.kernel.reshape(-1, m.size)).max(axis=0)
+        top = float(m.max())
+        if top <= 0 or not np.isfinite(top):
+            continue
+        target = 2.0 ** np.ceil(np.log2(top)) * (1.0 - 2.0 ** -9)  # just inside the power-of-two range
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.where(m > 0, target / m, 1.0)
+            s = np.minimum(s, np.where(w > 0, w.max() / w, 1.0))
+        s = np.clip(s, 1.0, MAX_ALIGN_SCALE).astype(np.float32)
+        if np.all(s == 1.0):
+            continue
+        _scale_channels(p, by_name[consumers[p.name]], s)
+        scales[p.name] = tuple(float(v) for v in s)
+    return scales

@@ -143,8 +143,13 @@ class Memory:
 class Policy:
     """Formats of every data structure of a (canonicalized) model, in layer order."""
 
-    def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]]) -> None:
+    def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]],
+                 channel_scales: dict[str, tuple[float, ...]] | None = None) -> None:
         self.input = input_ds
+        # range alignment the formats were chosen for (keras_model.align_channel_ranges): quantize_model
+        # applies these per-channel scales to the float model before the formats (docs/algorithm.md)
+        self.channel_scales: dict[str, tuple[float, ...]] = {
+            k: tuple(float(v) for v in vs) for k, vs in (channel_scales or {}).items()}
         self.layers: dict[str, dict[str, Any]] = {}
         for layer in layers:
             if layer["name"] in self.layers:
@@ -248,7 +253,9 @@ class Policy:
         return "\n".join(lines)
 
     # -- JSON -----------------------------------------------------------------------------------
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, channel_scales: bool = True) -> dict[str, Any]:
+        """The JSON object; `channel_scales=False` leaves out the range alignment (a file embeds the
+        formats only: its weights are already rescaled)."""
         layers = []
         for name, layer in self.layers.items():
             entry = {"name": name, "kind": layer["kind"], "inputs": list(layer["inputs"])}
@@ -256,11 +263,14 @@ class Policy:
                 if layer.get(ds) is not None:
                     entry[ds] = layer[ds].to_dict()
             layers.append(entry)
-        return {"fxpq_policy": POLICY_VERSION, "input": self.input.to_dict(), "layers": layers}
+        d = {"fxpq_policy": POLICY_VERSION, "input": self.input.to_dict(), "layers": layers}
+        if channel_scales and self.channel_scales:
+            d["channel_scales"] = {k: list(v) for k, v in self.channel_scales.items()}
+        return d
 
-    def to_json(self, path: str | None = None, *, indent: int | None = 1) -> str:
+    def to_json(self, path: str | None = None, *, indent: int | None = 1, channel_scales: bool = True) -> str:
         """JSON text (written to `path` if given); indent=None gives the compact form files embed."""
-        text = json.dumps(self.to_dict(), indent=indent, separators=None if indent else (",", ":"))
+        text = json.dumps(self.to_dict(channel_scales), indent=indent, separators=None if indent else (",", ":"))
         if path is not None:
             from ._files import write_atomic
 
@@ -288,7 +298,12 @@ class Policy:
                     layer[ds] = (DataStructure.from_dict(entry[ds], f"{layer['name']}/{ds}", bias=ds == "bias")
                                  if entry.get(ds) is not None else None)
                 layers.append(layer)
-            return cls(DataStructure.from_dict(d["input"], "input"), layers)
+            scales = d.get("channel_scales") or {}
+            if not isinstance(scales, dict) or not all(
+                    isinstance(v, list) and v and all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0
+                                                      for x in v) for v in scales.values()):
+                raise PolicyMismatchError("'channel_scales' must map layer names to lists of positive numbers")
+            return cls(DataStructure.from_dict(d["input"], "input"), layers, scales)
         except (KeyError, TypeError) as exc:
             raise PolicyMismatchError(f"malformed policy JSON: missing or wrong field {exc}") from exc
 
@@ -370,7 +385,7 @@ class Policy:
                 entry["output"] = DataStructure(bits, calib.activation_frac(n.name, bits), not calib.nonneg[n.name],
                                                 int(np.prod(calib.shapes[n.name])))
             layers.append(entry)
-        policy = cls(input_ds, layers)
+        policy = cls(input_ds, layers, calib.channel_scales)
         policy.constrain_biases()
         return policy
 

@@ -16,7 +16,16 @@ import numpy as np
 
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
-from ..keras_model import MULTI_INPUT, WEIGHTED, CNode, canonicalize, inbound_names, leaky_alpha_shift, make_layer
+from ..keras_model import (
+    MULTI_INPUT,
+    WEIGHTED,
+    CNode,
+    apply_channel_scales,
+    canonicalize,
+    inbound_names,
+    leaky_alpha_shift,
+    make_layer,
+)
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
@@ -75,7 +84,18 @@ def quantize_model(model: keras.Model, policy: Policy | None = None, calibration
         calib = model if isinstance(model, Calibration) else Calibration(model, calibration_data)
         policy = Policy.uniform(calib, 16, None)
     policy.check_matches(cnodes)
+    if isinstance(model, Calibration):
+        if policy.channel_scales != model.channel_scales:
+            raise PolicyMismatchError("the policy's channel_scales (range alignment) differ from the calibration's; "
+                                      "pass the float Keras model (the policy's scales are applied to it) or the "
+                                      "calibration the policy was made from")
+    elif policy.channel_scales:
+        try:
+            apply_channel_scales(cnodes, policy.channel_scales)
+        except ValueError as exc:
+            raise PolicyMismatchError(f"policy does not match the model: {exc}") from None
     qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed)
+    qmodel._fxpq_channel_scales = dict(policy.channel_scales)  # describe() returns them with the formats
     set_policy(qmodel, policy)
     return qmodel
 
@@ -103,6 +123,10 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
     policy.validate()
     cnodes, current = describe(qmodel)
     policy.check_matches(cnodes)
+    known = getattr(qmodel, "_fxpq_channel_scales", None)  # unknown for a model loaded from a file
+    if known is not None and known != policy.channel_scales:
+        raise PolicyMismatchError("the policy's channel_scales (range alignment) differ from the ones this model "
+                                  "was built with; build the model with quantize_model(float_model, policy)")
     if policy.input.elements != current.input.elements:
         raise PolicyMismatchError(f"policy data structure 'input' does not match the model (elements "
                                   f"{policy.input.elements} vs {current.input.elements})")
@@ -171,7 +195,8 @@ def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
         if (n.name, "output") in qvars:
             entry["output"] = ds_of(n.name, "output", int(np.prod(shapes[n.name])))
         layers.append(entry)
-    policy = Policy(ds_of("input", "output", int(np.prod(shapes[inp]))), layers)
+    policy = Policy(ds_of("input", "output", int(np.prod(shapes[inp]))), layers,
+                    getattr(qmodel, "_fxpq_channel_scales", None))
     return cnodes, policy
 
 

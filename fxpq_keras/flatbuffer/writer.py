@@ -211,8 +211,8 @@ def _policy_json(policy: Any, graph: IntegerGraph) -> str:
     policy = policy if policy is not None else (graph.metadata or {}).get("policy")
     if policy is None:
         return "null"
-    if hasattr(policy, "to_json"):
-        return policy.to_json(indent=None)
+    if hasattr(policy, "to_json"):  # the formats only: the file's weights are already rescaled
+        return policy.to_json(indent=None, channel_scales=False)
     if isinstance(policy, str):
         json.loads(policy)  # must be JSON
         return policy

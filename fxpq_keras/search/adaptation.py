@@ -81,6 +81,12 @@ class SearchOptions:
     # speed only, the same policy either way: a trial runs only the layers from the first one whose
     # format differs from the current policy's, on stored activations of the layers before it
     incremental: bool = True
+    # range alignment (part of mechanism 1): before anything is measured, rescale each channel of a layer
+    # output through ReLU so every channel fills the power-of-two range of its tensor (the inverse scale
+    # goes into the next layer's weights: the same function in float; docs/algorithm.md). It trades the
+    # next layer's weight precision for activation precision, which pays where activations must fit one
+    # byte: "auto" = the model as given, plus a range-aligned RAM-first pass when FxPQNet runs RAM first
+    align_ranges: bool | str = "auto"
     # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
     layerwise: bool = True
@@ -100,6 +106,8 @@ class SearchOptions:
             raise ValueError(f"per_channel must be True, False or 'auto', got {self.per_channel!r}")
         if self.objective not in ("device", "paper"):
             raise ValueError(f"objective must be device or paper, got {self.objective!r}")
+        if self.align_ranges not in (True, False, "auto"):
+            raise ValueError(f"align_ranges must be True, False or 'auto', got {self.align_ranges!r}")
         if self.ram_first not in (True, False, "auto"):
             raise ValueError(f"ram_first must be True, False or 'auto', got {self.ram_first!r}")
         if self.metric not in ("auto", "top1", "snr"):
@@ -214,7 +222,7 @@ class PrecisionSearch:
             pick = subset(len(data), opts.samples, opts.seed)
             labels = None if labels is None else np.asarray(labels)[pick]
             self._say(f"calibrating: the float model on {len(pick)} samples")
-            calib = Calibration(model, data[pick])
+            calib = Calibration(model, data[pick], align_ranges=opts.align_ranges is True and opts.dynamic_fixed_point)
         self.calibration = calib
         self.labels = None if labels is None else np.asarray(labels).astype(np.int64).ravel()
         try:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._tf import keras
+from ..calibration import Calibration
 from ..policy import Memory, Policy
 from ..progress import Progress
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
@@ -208,23 +209,34 @@ class FxPQNet:
         search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
                                  progress=self.progress)
         state = search.run()
+        others: list[PrecisionSearch] = []
         if self.options.ram_first == "auto" and search.ram_could_fall():
-            # the greedy may have spent the budget on weight bits before a peak group's turn: also try
-            # the RAM peak first, on the same calibration, and keep whichever holds fewer device bytes
-            second = PrecisionSearch(search.calibration, labels=search.labels,
-                                     options=replace(self.options, ram_first=True), verbose=self.verbose,
-                                     progress=self.progress)
-            second_state = second.run()
-            other = search
-            if second.ram_groups and search.smaller(second_state.policy, state.policy):
-                search, state, other = second, second_state, search
-                state.message += "; lowered the RAM peak first (fewer device bytes than the plain greedy)"
-            else:
-                why = "more device bytes" if second.ram_groups else "no group of the peak's activations fits the budget"
-                state.message += f"; the RAM-peak-first order was tried too ({why})"
-        else:
-            other = None
-        result = make_result(search, state, time.perf_counter() - start, also=other)
+            # the greedy may have spent the budget on weight bits before a peak group's turn: also try the
+            # RAM peak first, on the same calibration samples (on the model as given and, with align_ranges
+            # "auto", range-aligned too), and keep whichever result holds the fewest device bytes
+            tried = []
+            aligns = (False, True) if self.options.align_ranges == "auto" else (bool(self.options.align_ranges),)
+            for align in aligns:
+                calib = search.calibration
+                if align != bool(calib.channel_scales) and align:
+                    calib = Calibration(calib.source_model, calib.x, align_ranges=True)
+                    if not calib.channel_scales:
+                        continue  # nothing to align: the same model as the first
+                other = PrecisionSearch(calib, labels=search.labels,
+                                        options=replace(self.options, ram_first=True, align_ranges=align),
+                                        verbose=self.verbose, progress=self.progress)
+                other_state = other.run()
+                what = "RAM peak first" + (", range-aligned" if calib.channel_scales else "")
+                if other.ram_groups and search.smaller(other_state.policy, state.policy):
+                    others.append(search)
+                    search, state = other, other_state
+                    tried.append(f"{what}: kept (fewer device bytes)")
+                else:
+                    others.append(other)
+                    tried.append(f"{what}: " + ("more device bytes" if other.ram_groups else
+                                                "no group of the peak's activations fits the budget"))
+            state.message += "; also tried " + "; ".join(tried)
+        result = make_result(search, state, time.perf_counter() - start, also=others)
         if self.finetune_epochs:
             from ..callbacks import distillation_finetune
 
@@ -237,10 +249,10 @@ class FxPQNet:
 
 
 def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
-                also: PrecisionSearch | None = None) -> QuantizationResult:
-    """The result of `search`; `also` is another search run for it (its cost is counted, its policy not)."""
+                also: list[PrecisionSearch] | None = None) -> QuantizationResult:
+    """The result of `search`; `also`: other searches run for it (their cost is counted, their policies not)."""
     u = search.best_uniform
-    runs = [search] + ([also] if also is not None else [])
+    runs = [search, *(also or [])]
     return QuantizationResult(model=search.qmodel, policy=state.policy.copy(), options=search.options,
                               metrics=state.metrics, check_metrics=state.check, trajectory=list(state.trajectory),
                               evaluations=sum(r.evaluations for r in runs),
