@@ -207,9 +207,10 @@ def _predicted(r: dict[str, Any]) -> str:
 
 def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
     """Two markdown tables (accuracy, memory), one row per zoo model."""
-    a = ["| model | params | float | TFLite int8 | best uniform: bits, held-out loss | FxP-QNet: held-out | "
-         "drop | held-out loss (budget) | predicted loss (90 % interval) | budget met (calibration) |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
+    a = ["| model | params | float | TFLite int8 | TFLite int8 held-out loss | best uniform: bits, held-out loss | "
+         "FxP-QNet: held-out | drop | held-out loss (budget) | predicted loss (90 % interval) | "
+         "budget met (calibration) |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     m = ["| model | int8 .tflite B | int8 total x | uniform total x | FxP total x | FxP .tflite B (/int8) | "
          "FxP weights+biases B (/int8) | FxP peak RAM B (/int8) | int8 weights+biases B | int8 peak RAM B | "
          "search s | evals |",
@@ -219,7 +220,8 @@ def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
         uni = "none" if u is None else f"{u['bits']}, {_loss(u | {'metric_searched': x['metric_searched']})}"
         met = "yes" if x["budget_met"] else "NO"
         drop = _pct(x["drop"]) if f["metric"] == "top1" else f"{x['drop']:.3f}"
-        a.append(f"| {f['name']} | {f['params']:,} | {_metric(f, f['float'])} | {_metric(f, i8['score'])} | {uni} | "
+        a.append(f"| {f['name']} | {f['params']:,} | {_metric(f, f['float'])} | {_metric(f, i8['score'])} | "
+                 f"{_loss(i8 | {'metric_searched': x['metric_searched']})} | {uni} | "
                  f"{_metric(f, x['score'])} | {drop} | {_loss(x)} | {_predicted(x)} | {met} |")
         fx_file = x["export_error"] if x.get("export_error") else _bytes(x["file_bytes"], i8["file_bytes"])
         m.append(f"| {f['name']} | {i8['file_bytes']:,} | {i8['paper_x']:.2f}x | "

@@ -217,3 +217,17 @@ def test_quantize_integer_input_writes_the_file_it_planned(user_files: dict, tmp
     q = interp.predict(quantize(x, interp.graph.tensors[interp.graph.input].fmt))
     assert q.shape == (50, 10)
     assert f"{file_memory(blob).ram_bytes:,}" in (out / "report.md").read_text()
+
+
+def test_export_from_policy_json_rebuilds_the_searched_file(user_files: dict, tmp_path, capsys) -> None:
+    """With range alignment the formats fit rescaled weights: policy.json carries the channel scales, so
+    `fxpq export` of the user's own float model and that policy writes the very file quantize wrote."""
+    out = tmp_path / "out"
+    rc = main(["--quiet", "quantize", user_files["keras"], "-d", user_files["data"], "-o", str(out),
+               "--samples", "300", "--max-bits", "10", "--align-ranges", "on"])
+    assert rc == 0, capsys.readouterr().err
+    policy = json.loads((out / "policy.json").read_text())
+    assert policy["channel_scales"]  # the hidden Dense(relu) -> Dense pair is rescaled
+    again = tmp_path / "again.tflite"
+    assert main(["--quiet", "export", user_files["keras"], str(out / "policy.json"), "-o", str(again)]) == 0
+    assert again.read_bytes() == (out / "model.tflite").read_bytes()

@@ -14,7 +14,8 @@ import sys
 
 from . import StagedOutputDir, bit_width, drop_fraction, load_keras_model, load_npz, positive_int
 
-PER_CHANNEL = {"auto": "auto", "on": True, "off": False}  # --per-channel -> SearchOptions.per_channel
+# --per-channel / --align-ranges -> SearchOptions.per_channel / align_ranges
+PER_CHANNEL = {"auto": "auto", "on": True, "off": False}
 # every file quantize writes: an existing output folder holding only these is replaced whole
 OUTPUTS = ("policy.json", "report.md", "report.png", "model.tflite")
 
@@ -73,6 +74,10 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--per-channel", nargs="?", const="on", default="off", choices=tuple(PER_CHANNEL),
                    help="weight fracs per output channel: off (default) = one frac per tensor, on = every "
                    "weighted layer, auto = chosen per layer by the prediction error; a bare --per-channel means on")
+    p.add_argument("--align-ranges", choices=tuple(PER_CHANNEL), default="auto",
+                   help="range alignment (rescale channels through ReLU so activations fill their power-of-two "
+                   "format; exact in float, recorded in policy.json): auto (default) = in the RAM-first pass "
+                   "only, on = every pass, off = never")
     p.add_argument("--integer-input", action="store_true",
                    help="write model.tflite with an integer input (as TFLite int8 files take: no float32 input "
                    "buffer in RAM) and plan the search's RAM for that file (default: float32 input)")
@@ -101,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
+                     align_ranges=PER_CHANNEL[args.align_ranges],
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")
