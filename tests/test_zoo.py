@@ -145,10 +145,12 @@ def test_quality_tables_put_ratios_and_budget_verdicts_side_by_side():
          "evals": 671, "paper_x": 6.04, "predicted": 0.0038, "interval": (0.0, 0.0085), "budget_met": True,
          "metric_searched": "top1", "file_bytes": 14_816, "param_bytes": 9_000, "ram_bytes": 3_000}
     f = {"name": "ds_cnn_seq", "params": 12_362, "metric": "top1", "float": 0.951,
-         "int8": {"score": 0.952, "file_bytes": 19_256, "param_bytes": 12_000, "ram_bytes": 6_000, "paper_x": 3.97},
+         "int8": {"score": 0.952, "file_bytes": 19_256, "param_bytes": 12_000, "ram_bytes": 6_000, "paper_x": 3.97,
+                  "loss": 0.023, "held": False},
          "uniform": {"bits": 8, "loss": 0.006, "held": True, "paper_x": 3.99}, "fxpq": x, "ablations": [x]}
     ae = {"name": "fc_autoencoder", "params": 269_992, "metric": "auc", "float": 0.87,
-          "int8": {"score": 0.86, "file_bytes": 300_000, "param_bytes": None, "ram_bytes": None, "paper_x": 3.9},
+          "int8": {"score": 0.86, "file_bytes": 300_000, "param_bytes": None, "ram_bytes": None, "paper_x": 3.9,
+                   "loss": 3e-5, "held": True},
           "uniform": None, "fxpq": x | {"metric_searched": "snr", "loss": 0.001, "held": True, "predicted": 0.005,
                                         "interval": (0.004, 0.006), "file_bytes": None,
                                         "export_error": "ExportError: nope"}, "ablations": []}
@@ -157,7 +159,9 @@ def test_quality_tables_put_ratios_and_budget_verdicts_side_by_side():
     assert "14,816 (0.77x)" in row and "9,000 (0.75x)" in row and "3,000 (0.50x)" in row
     assert "2.80% OVER" in text and "8, 0.60% ok" in text
     assert "30.0 dB ok" in text and "23.0 dB (22.2..24.0 dB)" in text and "ExportError: nope" in text
-    assert "| fc_autoencoder | 269,992 | AUC 0.870 | AUC 0.860 | none |" in text
+    assert "| fc_autoencoder | 269,992 | AUC 0.870 | AUC 0.860 | 45.2 dB ok | none |" in text
+    # TFLite int8's own held-out loss sits beside, judged by the same budget
+    assert "| ds_cnn_seq | 12,362 | 95.10% | 95.20% | 2.30% OVER | 8, 0.60% ok |" in text
     failed = {"label": "  - no layer-wise adaptation (M2)", "error": "ValueError: x"}
     abl = Q.ablation_table(f | {"ablations": [x, failed]})
     assert "| FxP-QNet | 94.00% | 1.00% | 2.80% OVER |" in abl

@@ -313,7 +313,8 @@ class PrecisionSearch:
         self.version = 0
         self._heap: list[tuple[float, int, Candidate]] = []
         self._parked: list[Candidate] = []
-        self.ram_groups = 0  # peak groups the RAM-first phase lowered
+        self.ram_groups = 0  # peak groups the RAM-first phase lowered (0 when the pass gave up)
+        self.ram_to_beat: int | None = None  # RAM first: stop after the groups unless the arena is below this
         self._tail = False  # the device search's tail: steps that save no byte, by the paper bits they save
         self._group_version = -1  # the version the peak group was last formed at (one in the heap at a time)
         self._alone_kl: dict[Key, float] = {}  # KL of one activation alone at 8 bits (the jump's probe)
@@ -763,6 +764,12 @@ class PrecisionSearch:
             if not self.ram_groups:  # nothing lowered: the rest would repeat the plain greedy, minus the frozen
                 self.state.done = True
                 self.state.message = "RAM first: no peak group fits the budget"
+                return self.state
+            if self.ram_to_beat is not None and self.device.ram_bytes(self.state.policy) >= self.ram_to_beat:
+                # the arena cannot end below the other result's, and the weights got less budget: stop
+                self.ram_groups = 0
+                self.state.done = True
+                self.state.message = "RAM first: after its peak groups the arena is no smaller than the plain order's"
                 return self.state
             self._phase = "jump" if self.options.fast_start else "greedy"
             if self._phase == "greedy":

@@ -225,6 +225,7 @@ class FxPQNet:
                 other = PrecisionSearch(calib, labels=search.labels,
                                         options=replace(self.options, ram_first=True, align_ranges=align),
                                         verbose=self.verbose, progress=self.progress)
+                other.ram_to_beat = search.device.ram_bytes(state.policy)  # what RAM first is for
                 other_state = other.run()
                 what = "RAM peak first" + (", range-aligned" if calib.channel_scales else "")
                 if other.ram_groups and search.smaller(other_state.policy, state.policy):
@@ -234,7 +235,7 @@ class FxPQNet:
                 else:
                     others.append(other)
                     tried.append(f"{what}: " + ("more device bytes" if other.ram_groups else
-                                                "no group of the peak's activations fits the budget"))
+                                                other_state.message.removeprefix("RAM first: ")))
             state.message += "; also tried " + "; ".join(tried)
         result = make_result(search, state, time.perf_counter() - start, also=others)
         if self.finetune_epochs:
