@@ -586,12 +586,11 @@ class PrecisionSearch:
             if not self.within_budget(self.state.check):
                 return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget; "
                                     "nothing lowered")
-            if self.options.min_bits < self.options.max_bits:
-                self._say("bisecting the lowest uniform width within the budget (the floor the search must beat)")
-            self.best_uniform = self._best_uniform()
             if self.memory_met(self.state.policy):
                 return self._finish("memory target met by the start policy")
-            ram_first = self.options.ram_first is True and self.device is not None
+            ram_first = self.options.ram_first is True and self.device is not None and self.options.layerwise
+            if not ram_first:  # RAM first bisects it after its groups, if it goes on (it may stop there)
+                self._bisect_uniform()
             self._phase = ("uniform" if not self.options.layerwise else "ram" if ram_first
                            else "jump" if self.options.fast_start else "greedy")
             if self._phase == "greedy":
@@ -756,6 +755,11 @@ class PrecisionSearch:
             self._finish("memory target met", target_met=True)
         return True
 
+    def _bisect_uniform(self) -> None:
+        if self.options.min_bits < self.options.max_bits:
+            self._say("bisecting the lowest uniform width within the budget (the floor the search must beat)")
+        self.best_uniform = self._best_uniform()
+
     def _ram_step(self) -> SearchState:
         """RAM first (`ram_first`): lower the RAM peak's tied activations to one byte, group by group,
         before any other step spends the budget; then the usual jump and greedy."""
@@ -771,6 +775,7 @@ class PrecisionSearch:
                 self.state.done = True
                 self.state.message = "RAM first: after its peak groups the arena is no smaller than the plain order's"
                 return self.state
+            self._bisect_uniform()
             self._phase = "jump" if self.options.fast_start else "greedy"
             if self._phase == "greedy":
                 self._fill_heap()
