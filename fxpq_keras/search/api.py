@@ -184,8 +184,10 @@ class FxPQNet:
 
     Keyword options are those of `SearchOptions`: metric (auto | top1 | snr), memory_target (bytes),
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
-    per layer), data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, and the mechanism switches
-    dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
+    per layer), data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM
+    of a float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
+    RAM-first passes, range-aligned and not, when the arena could fall, and keeps the fewest device bytes),
+    and the mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
     `finetune_epochs > 0` adds the opt-in distillation fine-tuning of the float weights after the
     search (no longer post-training; reported separately in `result.finetune`).
     `verbose=1` prints phases and progress to stdout (fxpq_keras/progress.py); pass a `progress`
