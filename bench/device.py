@@ -75,13 +75,7 @@ def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int
     path = Path("/tmp") / f"fxpq-device-{name}.tflite"
     try:
         export_tflite(qmodel, path, target="int8-builtin", float_input=False)
-        x_int = fxpq_keras.formats.quantize(x_te, policy.input.fmt)
-        ref = Interpreter(path).predict(x_int, raw=True)
-        got = Interpreter(path, engine="tflm").predict(x_int, raw=True)
-        same = all(np.array_equal(a, b) for a, b in zip(np.atleast_1d(ref), np.atleast_1d(got))) \
-            if isinstance(ref, list) else np.array_equal(ref, got)
-        rows.append(_row(name, "int8-builtin", path.read_bytes(),
-                         f"tflm bit-exact on {len(x_te)} held-out inputs: {'yes' if same else 'NO'}", tflm))
+        rows.append(_row(name, "int8-builtin", path.read_bytes(), _tflm_same(path, x_te), tflm))
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "int8-builtin", "note": f"refused: {str(exc)[:200]}"})
     if search:
@@ -89,9 +83,24 @@ def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int
 
         t0 = time.time()
         res = FxPQNet(max_drop, samples=samples, seed=0, verbose=0, float_input=False).quantize(model, x_cal)
-        rows.append(_row(name, f"FxP-QNet {max_drop:.0%}", export_tflite(res.model, float_input=False),
-                         f"search {time.time() - t0:.0f} s", tflm))
+        seconds = time.time() - t0
+        path = Path("/tmp") / f"fxpq-device-{name}-fxpqnet.tflite"
+        export_tflite(res.model, path, float_input=False)
+        note = f"search {seconds:.0f} s" + (f"; {_tflm_same(path, x_te, 'tflm-m4')}" if tflm else "")
+        rows.append(_row(name, f"FxP-QNet {max_drop:.0%}", path.read_bytes(), note, tflm))
     return rows
+
+
+def _tflm_same(path: Path, x: np.ndarray, engine: str = "tflm") -> str:
+    """Run an integer-input file in real TFLM and in the numpy reference: bit-exact? engine "tflm" is the
+    tflite-micro wheel (stock ops); "tflm-m4" is TFLM built from TFLM_DIR with the fxpq ops, on QEMU M4."""
+    interp = Interpreter(path)
+    x_int = fxpq_keras.formats.quantize(x, interp.graph.tensors[interp.graph.input].fmt)
+    ref = interp.predict(x_int, raw=True)
+    got = Interpreter(path, engine=engine).predict(x_int, raw=True)
+    same = all(np.array_equal(a, b) for a, b in zip(np.atleast_1d(ref), np.atleast_1d(got))) \
+        if isinstance(ref, list) else np.array_equal(ref, got)
+    return f"{engine} bit-exact on {len(x)} held-out inputs: {'yes' if same else 'NO'}"
 
 
 def _ratio(r: dict[str, Any], base: dict[str, Any], key: str) -> str:

@@ -97,6 +97,7 @@ def test_policy_carries_the_alignment_to_the_float_model(calibrations, tmp_path)
     np.testing.assert_array_equal(from_model.predict(x, verbose=0), from_calib.predict(x, verbose=0))
     a, b = export_tflite(from_calib, policy=policy), export_tflite(from_model, policy=back)
     assert a == b and b"channel_scales" not in a
+    assert b"channel_scales" not in export_tflite(from_model)  # nor from the lowered graph's own policy
     assert fx.describe(from_model)[1].channel_scales == policy.channel_scales
     with pytest.raises(PolicyMismatchError, match="channel_scales"):
         fx.quantize_model(plain, policy)  # an unaligned calibration cannot take an aligned policy

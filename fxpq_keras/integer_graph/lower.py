@@ -127,7 +127,7 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
         nodes.append(node)
     last = produced[cnodes[-1].name]
     graph = IntegerGraph(inp.name, [last], tensors, nodes, output_softmax=output_softmax,
-                         metadata={"policy": policy.to_json(indent=None)})
+                         metadata={"policy": policy.to_json(indent=None, channel_scales=False)})
     return graph
 
 
