@@ -635,6 +635,12 @@ class PrecisionSearch:
             self._alone_kl[key] = self.best_frac(self.state.policy, key, self._group_target())[1].kl
         return self._alone_kl[key]
 
+    def _wide_activations(self, frozen_too: bool = False) -> list[Key]:
+        """Activations above the group width (stored in two bytes), frozen ones only if asked."""
+        target = self._group_target()
+        return [k for k in self.keys if k[1] == "output" and self.bits[k] > target
+                and (frozen_too or k not in self.state.frozen)]
+
     def _peak_group(self) -> list[Key] | None:
         """Activations that tie on the RAM peak: none lowers the peak alone (each step is parked), a
         set of them together does (in a chain of equal tensors every other one must shrink). The
@@ -643,7 +649,7 @@ class PrecisionSearch:
         if self.device is None or not self.options.layerwise:
             return None
         target, policy = self._group_target(), self.state.policy
-        acts = [k for k in self.keys if k[1] == "output" and k not in self.state.frozen and self.bits[k] > target]
+        acts = self._wide_activations()
         if len(acts) < 2:
             return None
         ram = self.device.ram_bytes(policy)
@@ -902,9 +908,8 @@ class PrecisionSearch:
         (what a RAM-first order could reach; device objective only)."""
         if self.device is None or not self.options.layerwise:
             return False
-        target = self._group_target()
         policy = self.state.policy
-        ones = {k: target for k in self.keys if k[1] == "output" and policy.get(*k).bits > target}
+        ones = {k: self._group_target() for k in self._wide_activations(frozen_too=True)}
         return bool(ones) and self.device.ram_bytes(policy, ones) < self.device.ram_bytes(policy)
 
     def smaller(self, a: Policy, b: Policy) -> bool:
