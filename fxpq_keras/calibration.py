@@ -13,7 +13,17 @@ import numpy as np
 
 from ._tf import keras
 from .formats import frac_for_range
-from .keras_model import WEIGHTED, CNode, align_channel_ranges, alignable, build_float_model, canonicalize, channels
+from .keras_model import (
+    PASS_THROUGH,
+    WEIGHTED,
+    CNode,
+    align_channel_ranges,
+    alignable,
+    build_float_model,
+    canonicalize,
+    channels,
+)
+from .stock_layers import FIXED_OUTPUT_FORMATS, STOCK_KINDS
 
 
 class CalibrationDataError(ValueError):
@@ -83,9 +93,32 @@ def unsigned_outputs(cnodes: list[CNode], input_nonneg: bool) -> dict[str, bool]
             nonneg[n.name] = all(nonneg[i] for i in n.inputs)
         elif n.kind == "softmax":
             nonneg[n.name] = True
+        elif n.kind in STOCK_KINDS and n.kind not in PASS_THROUGH:
+            fixed = FIXED_OUTPUT_FORMATS.get(n.kind)
+            nonneg[n.name] = fixed is not None and not fixed[2]
         else:
             nonneg[n.name] = nonneg[n.inputs[0]]
+    for name in stock_read_producers(cnodes):  # no stock int8 kernel reads our uint8 storage
+        nonneg[name] = False
     return nonneg
+
+
+def stock_read_producers(cnodes: list[CNode]) -> set[str]:
+    """Layers (or the input) not themselves stock ops whose output a stock op reads, directly or
+    through layers that keep the format (reshape, flatten, zero padding, upsampling)."""
+    by_name = {n.name: n for n in cnodes}
+    out: set[str] = set()
+    for n in cnodes:
+        if n.kind not in STOCK_KINDS:
+            continue
+        todo = list(n.inputs)
+        while todo:
+            p = by_name[todo.pop()]
+            if p.kind in PASS_THROUGH and p.kind != "input":
+                todo.extend(p.inputs)
+            elif p.kind not in STOCK_KINDS:
+                out.add(p.name)
+    return out
 
 
 class Calibration:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._tf import keras
+from .stock_layers import STOCK_BINARY, STOCK_KINDS, STOCK_MOVE, make_stock_layer
 
 SUPPORTED_LAYERS = (
     "InputLayer", "Conv1D", "Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add",
@@ -26,7 +27,7 @@ SUPPORTED_LAYERS = (
 
 WEIGHTED = ("conv2d", "depthwise_conv2d", "dense")
 FUSABLE_ACTIVATIONS = ("linear", "relu", "relu6")
-MULTI_INPUT = ("add", "concat")  # kinds whose Keras layer takes a list of tensors
+MULTI_INPUT = ("add", "concat") + STOCK_BINARY  # kinds whose Keras layer takes a list of tensors
 
 
 class UnsupportedLayerError(ValueError):
@@ -247,6 +248,9 @@ def canonicalize(model: keras.Model) -> list[CNode]:
             if act == "softmax":
                 emit(CNode(name, "softmax", ins))
                 continue
+            if act in ("sigmoid", "tanh"):
+                emit(CNode(name, "logistic" if act == "sigmoid" else "tanh", ins))
+                continue
             if act not in ("relu", "relu6"):
                 raise UnsupportedLayerError(name, cls, f"activation '{act}'")
             prev = fusion_target(ins[0])
@@ -269,6 +273,14 @@ def canonicalize(model: keras.Model) -> list[CNode]:
             if len(ins) < 2:
                 raise UnsupportedLayerError(name, cls, "Concatenate with fewer than two inputs")
             emit(CNode(name, "concat", ins))
+        elif isinstance(layer, (keras.layers.Multiply, keras.layers.Subtract)):
+            if len(ins) != 2:
+                raise UnsupportedLayerError(name, cls, f"{cls} with other than two inputs")
+            emit(CNode(name, "mul" if isinstance(layer, keras.layers.Multiply) else "sub", ins))
+        elif isinstance(layer, keras.layers.UpSampling2D):
+            if cfg.get("interpolation", "nearest") != "nearest":
+                raise UnsupportedLayerError(name, cls, f"interpolation '{cfg['interpolation']}' (only 'nearest')")
+            emit(CNode(name, "upsample_nearest", ins, {"size": tuple(int(s) for s in cfg["size"])}))
         elif isinstance(layer, keras.layers.Add):
             if len(ins) != 2:
                 raise UnsupportedLayerError(name, cls, "Add with other than two inputs")
@@ -443,6 +455,8 @@ def make_layer(n: CNode) -> keras.layers.Layer:
         return keras.layers.ZeroPadding2D(c["padding"], name=n.name)
     if n.kind == "leaky_relu":
         return keras.layers.LeakyReLU(alpha=2.0 ** -c["alpha_shift"], name=n.name)
+    if n.kind in STOCK_KINDS:
+        return make_stock_layer(n.kind, n.name, c)
     raise AssertionError(n.kind)
 
 
@@ -451,7 +465,7 @@ def _keras_act(act: str) -> Any:
 
 
 # Layers whose output is not a data structure of its own (it keeps its input's format).
-PASS_THROUGH = ("flatten", "reshape", "softmax", "input", "zero_pad")
+PASS_THROUGH = ("flatten", "reshape", "softmax", "input", "zero_pad") + STOCK_MOVE
 
 
 def quantized_output(cnodes: list[CNode], node: CNode) -> bool:

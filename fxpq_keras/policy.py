@@ -31,6 +31,7 @@ import numpy as np
 
 from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range
 from .keras_model import WEIGHTED, CNode, channels, quantized_output
+from .stock_layers import FIXED_OUTPUT_FORMATS, STOCK_BITS, STOCK_KINDS
 
 POLICY_VERSION = 1
 DATA_STRUCTURES = ("weights", "bias", "output")
@@ -104,6 +105,14 @@ class DataStructure:
             check_activation_bits(self.bits, f"{where}: bits")
         for f in self.frac if self.per_channel else (self.frac,):
             Format(self.bits, f, self.signed)
+
+
+def _cap_bits(d: DataStructure, bits: int) -> None:
+    """At most `bits`, keeping the integer range: frac falls by the bits cut."""
+    if d.bits > bits:
+        cut = d.bits - bits
+        d.frac = tuple(f - cut for f in d.frac) if d.per_channel else d.frac - cut
+        d.bits = bits
 
 
 @dataclass
@@ -211,12 +220,37 @@ class Policy:
         return int(x + w.max() - 30), int(x + w.min())
 
     def constrain_biases(self) -> None:
-        """Move every bias frac into its window (call after changing input or weight fracs)."""
+        """Move every bias frac into its window (call after changing input or weight fracs), after
+        the stock-op rules (`constrain_stock`): every change of formats ends here."""
+        self.constrain_stock()
         for name, layer in self.layers.items():
             if layer.get("bias") is not None:
                 lo, hi = self.bias_frac_window(name)
                 b = layer["bias"]
                 b.frac = int(min(max(b.frac, lo), hi))
+
+    def _producer(self, name: str) -> DataStructure:
+        """The data structure holding a layer's output tensor (through pass-through layers)."""
+        while name != "input" and name in self.layers and self.layers[name].get("output") is None:
+            name = self.layers[name]["inputs"][0]
+        return self.input if name not in self.layers else self.layers[name]["output"]
+
+    def constrain_stock(self) -> None:
+        """Formats around stock ops (stock_layers.py): their outputs 8 bits (or the one format TFLM
+        insists on), what they read at most 8 bits; a width cut keeps the integer range (frac falls
+        with the bits). The signed flags are set when the policy is made (calibration.py)."""
+        for layer in self.layers.values():
+            if layer.get("kind") not in STOCK_KINDS:
+                continue
+            out = layer.get("output")
+            if out is not None:
+                fixed = FIXED_OUTPUT_FORMATS.get(layer["kind"])
+                if fixed is not None:
+                    out.bits, out.frac, out.signed = fixed
+                else:
+                    _cap_bits(out, STOCK_BITS)
+            for name in layer["inputs"]:
+                _cap_bits(self._producer(name), STOCK_BITS)
 
     # -- memory ---------------------------------------------------------------------------------
     def memory(self) -> Memory:

@@ -27,6 +27,7 @@ from ..keras_model import (
     make_layer,
 )
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
+from ..stock_layers import HardSwish, stock_kind_of
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
 
@@ -226,6 +227,9 @@ def _cnode_of(layer: keras.layers.Layer, inbound: list[str], floats: list[np.nda
         return CNode(name, "dense", inbound,
                      {"units": k.shape[-1], "activation": _act(act), "use_bias": cfg["use_bias"]},
                      kernel=k, bias=b)
+    stock = stock_kind_of(layer)
+    if stock is not None:
+        return CNode(name, stock[0], inbound, stock[1])
     simple = {keras.layers.Add: "add", keras.layers.GlobalAveragePooling2D: "gap", keras.layers.Flatten: "flatten",
               keras.layers.Concatenate: "concat"}
     for cls, kind in simple.items():
@@ -256,7 +260,8 @@ def _act(act: Any) -> str:
 @contextlib.contextmanager
 def quantize_scope() -> Iterator[None]:
     """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes)."""
-    objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer}
+    objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
+               "HardSwish": HardSwish}
     with tfmot.quantization.keras.quantize_scope(objects):
         yield
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..formats import Format, FormatError, relu_bounds
 from ..integer_graph import IntegerGraph, Node, TensorSpec
+from ..integer_graph.graph import STOCK_FIXED_FORMATS, stock_seam_problem
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .errors import FlatbufferFormatError
@@ -242,8 +243,7 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
                                             "needs rank >= 1 and batch 1")
             if f.buffer_bytes(t.buffer, f"{what} tensor {name!r}"):
                 raise FlatbufferFormatError(f"{what}: activation tensor {name!r} is a constant (has buffer data)")
-            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=target == "int8-builtin",
-                               need_range=target == "fxp")
+            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=True, need_range=target == "fxp")
             if fmt is not None and t.quantization.zeroPoint is not None and int(t.quantization.zeroPoint[0]) != 0:
                 info.zero_points[name] = int(t.quantization.zeroPoint[0])
             specs[index] = TensorSpec(name, shape[1:], fmt)
@@ -279,6 +279,9 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
         graph = graph_cls(input_spec.name, outputs, tensors, nodes, bool(meta.get("output_softmax")), graph_meta)
     except ValueError as exc:
         raise FlatbufferFormatError(str(exc)) from None
+    problem = stock_seam_problem(graph) if target == "fxp" else None
+    if problem:
+        raise FlatbufferFormatError(problem)
     produced = {graph.input}
     for node in graph.nodes:
         missing = [n for n in node.inputs if n not in produced]
@@ -326,9 +329,11 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         if int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
             raise FlatbufferFormatError(f"{where}: RESHAPE from {src.shape} to {out_spec.shape} changes the size")
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
+    if kind in STOCK_BUILTINS:
+        return _stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs, out_spec)
     if kind not in CUSTOM_OPS:
         raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the fxp format (known: "
-                                    f"{sorted(CUSTOM_OPS) + ['RESHAPE']})")
+                                    f"{sorted(CUSTOM_OPS) + ['RESHAPE'] + sorted(STOCK_BUILTINS)})")
     graph_op, _ = CUSTOM_OPS[kind]
     if op.customOptionsFormat != 0:
         raise FlatbufferFormatError(f"{where}: custom_options_format {op.customOptionsFormat} is not 0 (FlexBuffers)")
@@ -465,3 +470,66 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
             raise FlatbufferFormatError(f"{where}: bias_frac {opts['bias_frac']} violates 0 <= frac_acc - frac_b <= 30")
         node.bias, node.bias_bits, node.bias_frac = bias.astype(np.int64), opts["bias_bits"], opts["bias_frac"]
     return node
+
+
+#: stock builtin ops an fxp file may hold (format.md 8) -> integer graph op
+STOCK_BUILTINS = {"MUL": "mul", "SUB": "sub", "LOGISTIC": "logistic", "TANH": "tanh", "HARD_SWISH": "hard_swish",
+                  "RESIZE_NEAREST_NEIGHBOR": "upsample_nearest", "TRANSPOSE": "transpose", "QUANTIZE": "stock_quantize"}
+_STOCK_ARITY = {"mul": 2, "sub": 2, "upsample_nearest": 2, "transpose": 2}
+
+
+def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], where: str) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(a, b))
+    except ValueError:
+        raise FlatbufferFormatError(f"{where}: input shapes {a} and {b} do not broadcast") from None
+
+
+def _stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs: list[int],
+                out_spec: TensorSpec) -> Node:
+    """A stock builtin op of a hybrid fxp file, checked as TFLM's Prepare would check it."""
+    n_in = _STOCK_ARITY.get(graph_op, 1)
+    if len(inputs) != n_in:
+        raise FlatbufferFormatError(f"{where}: expected {n_in} inputs, got {len(inputs)}")
+    n_act = 2 if graph_op in ("mul", "sub") else 1
+    acts = [spec(i, where + " input") for i in inputs[:n_act]]
+    out = out_spec.fmt
+    if out is None or any(a.fmt is None for a in acts):
+        raise FlatbufferFormatError(f"{where}: inputs and output must be integer tensors")
+    if any(a.fmt.bits > 8 for a in acts) or out.bits > 8:
+        raise FlatbufferFormatError(f"{where}: stock ops in fxp files read and write 8-bit tensors only")
+    if graph_op in ("mul", "sub"):
+        if getattr(op, "builtinOptions", None) is not None and getattr(op.builtinOptions,
+                                                                        "fusedActivationFunction", 0) != 0:
+            raise FlatbufferFormatError(f"{where}: fused activations on stock {graph_op} are not supported")
+        shape = _broadcast_shape(acts[0].shape, acts[1].shape, where)
+        if shape != out_spec.shape:
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} != broadcast shape {shape}")
+        return Node(graph_op, name, [a.name for a in acts], out_spec.name)
+    src = acts[0]
+    if graph_op == "upsample_nearest":
+        size = f.constant(inputs[1], where + " size")
+        if size.dtype != np.int32 or size.shape != (2,) or len(src.shape) != 3:
+            raise FlatbufferFormatError(f"{where}: needs a [1, H, W, C] input and an int32[2] size")
+        (h, w, c), (oh, ow) = src.shape, (int(size[0]), int(size[1]))
+        if oh % h or ow % w or out_spec.shape != (oh, ow, c) or src.fmt != out:
+            raise FlatbufferFormatError(f"{where}: output {out_spec.shape} is not the input {src.shape} upsampled by "
+                                        "integer factors in the same format")
+        return Node(graph_op, name, [src.name], out_spec.name, {"size": (oh // h, ow // w)})
+    if graph_op == "transpose":
+        perm = f.constant(inputs[1], where + " perm")
+        rank = len(src.shape) + 1
+        if perm.dtype != np.int32 or perm.shape != (rank,) or sorted(perm.tolist()) != list(range(rank)) \
+                or int(perm[0]) != 0:
+            raise FlatbufferFormatError(f"{where}: perm must be an int32 permutation of {rank} axes keeping the batch")
+        want = tuple(((1,) + src.shape)[p] for p in perm.tolist())[1:]
+        if out_spec.shape != want or src.fmt != out:
+            raise FlatbufferFormatError(f"{where}: output {out_spec.shape} is not the input {src.shape} permuted "
+                                        f"by {perm.tolist()} in the same format")
+        return Node(graph_op, name, [src.name], out_spec.name, {"perm": tuple(int(p) for p in perm)})
+    if src.shape != out_spec.shape:
+        raise FlatbufferFormatError(f"{where}: input shape {src.shape} != output shape {out_spec.shape}")
+    fixed = STOCK_FIXED_FORMATS.get(graph_op)
+    if fixed is not None and out != fixed:
+        raise FlatbufferFormatError(f"{where}: TFLM's int8 {graph_op} writes {fixed}, the file says {out}")
+    return Node(graph_op, name, [src.name], out_spec.name)

@@ -17,9 +17,11 @@ import numpy as np
 
 from ..formats import Format, accumulator_needs_64, relu_bounds
 from ..integer_graph import IntegerGraph, Node, TensorSpec
+from ..integer_graph.graph import STOCK_OPS, offset_tensors, stock_seam_problem
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .builder import _Builder, scale_quant
+from .builtin import _activation as stock_activation
 from .builtin import to_builtin_graph, write_builtin
 from .errors import ExportError
 from .options import ACTIVATION_CODES, OP_TO_CUSTOM, PADDING_CODES, encode_options
@@ -152,15 +154,60 @@ def _weighted(b: _Builder, graph: IntegerGraph, node: Node) -> tuple[list[int], 
     return [w_t, f_t, b_t], opts
 
 
+def check_stock_seams(graph: IntegerGraph) -> set[str]:
+    """The tensors stored with zero point -128, after checking the seams (graph.stock_seam_problem)."""
+    problem = stock_seam_problem(graph)
+    if problem:
+        raise ExportError(problem)
+    return offset_tensors(graph.nodes, graph.tensors)
+
+
+def _stock_op(b: _Builder, graph: IntegerGraph, node: Node, ins: list[int], dst: int) -> None:
+    """One stock builtin op of a hybrid fxp file (format.md 8)."""
+    code = _STOCK_CODES[node.op]
+    if node.op in ("mul", "sub"):
+        opts = S.MulOptionsT() if node.op == "mul" else S.SubOptionsT()
+        opts.fusedActivationFunction = S.ActivationFunctionType.NONE
+        otype = S.BuiltinOptions.MulOptions if node.op == "mul" else S.BuiltinOptions.SubOptions
+        b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=otype, builtin_options=opts)
+    elif node.op == "upsample_nearest":
+        h, w = graph.tensors[node.output].shape[:2]
+        size = b.constant(f"{node.name}/size", np.array([h, w], dtype=np.int32))
+        opts = S.ResizeNearestNeighborOptionsT()
+        opts.alignCorners, opts.halfPixelCenters = False, False
+        b.operator(node.name, b.op_code(code), ins + [size], [dst],
+                   builtin_type=S.BuiltinOptions.ResizeNearestNeighborOptions, builtin_options=opts)
+    elif node.op == "transpose":
+        perm = b.constant(f"{node.name}/perm", np.array(node.attrs["perm"], dtype=np.int32))
+        b.operator(node.name, b.op_code(code), ins + [perm], [dst],
+                   builtin_type=S.BuiltinOptions.TransposeOptions, builtin_options=S.TransposeOptionsT())
+    else:  # logistic, tanh, hard_swish, stock_quantize: no options
+        b.operator(node.name, b.op_code(code), ins, [dst])
+
+
+_STOCK_CODES = {"mul": S.BuiltinOperator.MUL, "sub": S.BuiltinOperator.SUB, "logistic": S.BuiltinOperator.LOGISTIC,
+                "tanh": S.BuiltinOperator.TANH, "hard_swish": S.BuiltinOperator.HARD_SWISH,
+                "upsample_nearest": S.BuiltinOperator.RESIZE_NEAREST_NEIGHBOR,
+                "transpose": S.BuiltinOperator.TRANSPOSE, "stock_quantize": S.BuiltinOperator.QUANTIZE}
+
+
 def _write_fxp(b: _Builder, graph: IntegerGraph) -> None:
     t = graph.tensors
+    offset = check_stock_seams(graph)
+
+    def tensor(name: str) -> int:
+        return stock_activation(b, t[name]) if name in offset else b.activation(t[name])
+
     for node in graph.nodes:
         out_spec = t[node.output]
         out = out_spec.fmt
-        ins = [b.activation(t[i]) for i in node.inputs]
-        dst = b.activation(out_spec)
+        ins = [tensor(i) for i in node.inputs]
+        dst = tensor(node.output)
         if node.op == "reshape":
             b.reshape(node.name, ins[0], dst, tuple(node.attrs["shape"]))
+            continue
+        if node.op in STOCK_OPS:
+            _stock_op(b, graph, node, ins, dst)
             continue
         custom = OP_TO_CUSTOM.get(node.op)
         if custom is None:

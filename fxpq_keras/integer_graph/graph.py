@@ -32,7 +32,21 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
     "pad": ("pads",),  # zero padding ((top, bottom), (left, right)) of [N,H,W,C]
     "leaky_relu": ("alpha_shift",),  # negative slope 2^-alpha_shift
     "concat": (),  # two inputs joined on the last (channel) axis, each rescaled to the output format
+    # stock TFLite builtin ops (fxpq_keras/stock_layers.py): TFLM's int8 reference kernels, exactly
+    "mul": (),  # two inputs, broadcasting
+    "sub": (),
+    "logistic": (),  # output u8.8 (int8, zero point -128)
+    "tanh": (),  # output s8.7
+    "hard_swish": (),
+    "upsample_nearest": ("size",),  # RESIZE_NEAREST_NEIGHBOR by integer factors (sh, sw)
+    "transpose": ("perm",),  # permutation of all axes, batch included (perm[0] == 0)
+    "stock_quantize": (),  # QUANTIZE int8 -> int8 between formats (the zero point -128 seam)
 }
+
+#: integer ops that the file holds as stock builtin ops (everything else is an FXP_* custom op or RESHAPE)
+STOCK_OPS = ("mul", "sub", "logistic", "tanh", "hard_swish", "upsample_nearest", "transpose", "stock_quantize")
+#: stock ops whose int8 TFLM kernel insists on one output format (LOGISTIC: scale 1/256, zero point -128)
+STOCK_FIXED_FORMATS = {"logistic": Format(8, 8, False), "tanh": Format(8, 7, True)}
 
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
 
@@ -159,4 +173,77 @@ def run_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.nd
         return ops.leaky_relu(inputs[0], alpha_shift=a["alpha_shift"], in_frac=in_fmt.frac, out_fmt=out)
     if node.op == "pad":
         return ops.zero_pad2d(inputs[0], pads=a["pads"], in_frac=in_fmt.frac, out_fmt=out)
+    if node.op in STOCK_OPS:
+        return run_stock_node(graph, node, inputs)
     raise AssertionError(node.op)
+
+
+def offset_tensors(nodes: list[Node], tensors: dict[str, TensorSpec]) -> set[str]:
+    """Tensors stored as int8 with zero point -128: unsigned 8-bit outputs of stock ops, and
+    reshapes of them (RESHAPE moves no data)."""
+    out: set[str] = set()
+    for node in nodes:
+        fmt = tensors[node.output].fmt
+        unsigned8 = fmt is not None and not fmt.signed and fmt.bits <= 8
+        if unsigned8 and (node.op in STOCK_OPS or (node.op == "reshape" and node.inputs[0] in out)):
+            out.add(node.output)
+    return out
+
+
+def stock_seam_problem(graph: IntegerGraph) -> str | None:
+    """What breaks the storage rule between stock ops and ours, or None (format.md 8): no stock op
+    reads one of our uint8 tensors, none of our kernels (nor the model output) reads a tensor
+    stored with zero point -128."""
+    t = graph.tensors
+    offset = offset_tensors(graph.nodes, t)
+    for node in graph.nodes:
+        for name in node.inputs:
+            fmt = t[name].fmt
+            if fmt is None or fmt.signed or fmt.bits > 8:
+                continue
+            if node.op in STOCK_OPS and name not in offset:
+                return (f"node {node.name!r} ({node.op}) is a stock op reading {name!r}, an unsigned tensor of an "
+                        f"fxp kernel ({fmt}); stock int8 kernels read signed formats only")
+            if node.op not in STOCK_OPS and node.op != "reshape" and name in offset:
+                return (f"node {node.name!r} ({node.op}) reads {name!r}, a stock op's output stored with zero "
+                        "point -128 (a stock QUANTIZE to a signed format must come first)")
+    bad = [o for o in graph.outputs if o in offset]
+    if bad:
+        return f"model outputs {bad} are stored with zero point -128 (a stock QUANTIZE to a signed format must follow)"
+    return None
+
+
+def stock_params(fmt: Format) -> tuple[float, int]:
+    """(scale, zero point) of a format as a stock tensor: 2^-frac; an unsigned 8-bit format is
+    int8 with zero point -128 (format.md 8)."""
+    return float(np.ldexp(1.0, -fmt.frac)), -128 if (not fmt.signed and fmt.bits <= 8) else 0
+
+
+def run_stock_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.ndarray:
+    """A stock op on format integers: to stored values, TFLM's kernel (tflm_ops), back."""
+    from . import tflm_ops
+
+    def q_of(name: str) -> tflm_ops.TensorQ:
+        fmt = graph.tensors[name].fmt
+        scale, zp = stock_params(fmt)
+        return tflm_ops.TensorQ(scale, zp, "int16" if fmt.bits > 8 else "int8")
+
+    qs = [q_of(i) for i in node.inputs]
+    q_out = q_of(node.output)
+    xs = [np.asarray(x, dtype=np.int64) + q.zero_point for x, q in zip(inputs, qs)]
+    op = node.op
+    if op in ("mul", "sub"):
+        y = getattr(tflm_ops, op)(xs[0], xs[1], qs[0], qs[1], q_out)
+    elif op in ("logistic", "tanh", "hard_swish"):
+        y = getattr(tflm_ops, op)(xs[0], qs[0], q_out)
+    elif op == "upsample_nearest":
+        h, w = xs[0].shape[1:3]
+        sh, sw = node.attrs["size"]
+        y = tflm_ops.resize_nearest_neighbor(xs[0], (h * sh, w * sw), qs[0], q_out)
+    elif op == "transpose":
+        y = tflm_ops.transpose(xs[0], node.attrs["perm"], qs[0], q_out)
+    elif op == "stock_quantize":
+        y = tflm_ops.requantize(xs[0], qs[0], q_out)
+    else:  # pragma: no cover - STOCK_OPS lists exactly these
+        raise AssertionError(op)
+    return np.asarray(y, dtype=np.int64) - q_out.zero_point

@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import quantize
+from ..formats import Format, quantize
 from ..keras_model import WEIGHTED, CNode
 from ..policy import Policy
-from .graph import IntegerGraph, Node, TensorSpec
+from ..stock_layers import STOCK_KINDS
+from .graph import STOCK_OPS, IntegerGraph, Node, TensorSpec, offset_tensors
 
 
 def lower_model(qmodel: Any) -> IntegerGraph:
@@ -121,17 +122,49 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
             node.attrs["alpha_shift"] = int(n.config["alpha_shift"])
         elif n.kind == "zero_pad":
             node.attrs["pads"] = tuple(tuple(int(v) for v in pair) for pair in n.config["padding"])
+        elif n.kind == "upsample_nearest":
+            node.attrs["size"] = tuple(int(v) for v in n.config["size"])
+        elif n.kind == "transpose":
+            node.attrs["perm"] = (0,) + tuple(int(p) for p in n.config["perm"])
         tensors[n.name] = TensorSpec(n.name, shape, fmt)
         produced[n.name] = n.name
         by_output[n.name] = node
         nodes.append(node)
     last = produced[cnodes[-1].name]
+    last = requantize_offset_seams(nodes, tensors, last)
     graph = IntegerGraph(inp.name, [last], tensors, nodes, output_softmax=output_softmax,
                          metadata={"policy": policy.to_json(indent=None, channel_scales=False)})
     return graph
 
 
-_OP = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense": "fully_connected", "add": "add",
+def requantize_offset_seams(nodes: list[Node], tensors: dict[str, TensorSpec], output: str) -> str:
+    """Insert a stock QUANTIZE where one of our kernels (or the model output) would read a stock
+    op's unsigned 8-bit output, which TFLM stores as int8 with zero point -128 (stock_layers.py):
+    it becomes the signed 8-bit format of the same range (frac - 1). Returns the output tensor."""
+    offset = offset_tensors(nodes, tensors)
+    if not offset:
+        return output
+    seams: dict[str, str] = {}
+
+    def seam(name: str) -> str:
+        if name not in seams:
+            fmt = tensors[name].fmt
+            new = f"{name}/s8"
+            tensors[new] = TensorSpec(new, tensors[name].shape, Format(8, fmt.frac - 1, True))
+            producer = next(i for i, n in enumerate(nodes) if n.output == name)
+            nodes.insert(producer + 1, Node("stock_quantize", new, [name], new))
+            seams[name] = new
+        return seams[name]
+
+    for node in list(nodes):
+        if node.op in STOCK_OPS or node.op == "reshape":
+            continue
+        node.inputs = [seam(i) if i in offset else i for i in node.inputs]
+    return seam(output) if output in offset else output
+
+
+_OP = {**{k: k for k in STOCK_KINDS},
+       "conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense": "fully_connected", "add": "add",
        "max_pool": "max_pool2d", "avg_pool": "average_pool2d", "gap": "global_average_pool2d",
        "relu": "requantize", "flatten": "reshape", "reshape": "reshape", "zero_pad": "pad", "leaky_relu": "leaky_relu",
        "concat": "concat"}

@@ -26,6 +26,7 @@ from ..fakequant.model import quantize_model, quantizer_variables, write_data_st
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
 from ..policy import Policy
 from ..progress import Progress
+from ..stock_layers import STOCK_KINDS
 from .budget import Budget, Meter, Metrics, choose_metric, latest_within, margin_weights, snr_db
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
 
@@ -374,6 +375,8 @@ class PrecisionSearch:
             kind = "input" if layer == "input" else ds
             if ds == "bias" and self.options.objective == "device":
                 continue  # stored as int32 whatever the width: lowering one only adds error
+            if ds == "output" and layer != "input" and self.start_policy.layers[layer].get("kind") in STOCK_KINDS:
+                continue  # a stock op writes one byte per element in the format TFLM's kernel fixes
             if allowed is None or kind in allowed or f"{layer}/{ds}" in allowed:
                 keys.append((layer, ds))
         known = {f"{layer}/{ds}" for layer, ds, _ in self.start_policy.data_structures()}
