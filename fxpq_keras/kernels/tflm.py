@@ -288,10 +288,16 @@ KERNEL_STEMS = frozenset({
     "fully_connected", "fully_connected_common", "pooling", "pooling_common", "reduce", "reduce_common",
     "reshape", "reshape_common", "softmax", "softmax_common", "quantize", "quantize_common", "dequantize",
     "dequantize_common", "pad", "pad_common", "concatenation", "leaky_relu", "leaky_relu_common",
+    # the stock ops of hybrid fxp files (docs/format.md section 8)
+    "mul", "mul_common", "sub", "sub_common", "logistic", "logistic_common", "tanh", "hard_swish",
+    "hard_swish_common", "resize_nearest_neighbor", "transpose", "transpose_common", "maximum_minimum", "elu",
+    "activations", "activations_common",
 })
 # stock ops (schema names) the TFLM programs can register: what the int8-builtin target writes
 STOCK_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "MEAN",
-             "PAD", "CONCATENATION", "LEAKY_RELU", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE")
+             "PAD", "CONCATENATION", "LEAKY_RELU", "RESHAPE", "SOFTMAX", "QUANTIZE", "DEQUANTIZE",
+             "MUL", "SUB", "LOGISTIC", "TANH", "HARD_SWISH", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE", "MAXIMUM",
+             "MINIMUM", "ELU", "RELU", "RELU6")
 
 
 @dataclass
