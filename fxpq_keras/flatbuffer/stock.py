@@ -27,82 +27,21 @@ import numpy as np
 
 from ..integer_graph import IntegerGraph, Node
 from ..integer_graph.ops import _patches
-
-SINGLE_ROUNDING = False
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite's QuantizeMultiplier: real = m * 2^(shift - 31), m in [2^30, 2^31)."""
-    if real == 0.0:
-        return 0, 0
-    q, shift = math.frexp(real)
-    q_fixed = round(q * (1 << 31))  # q is 0.5 for powers of two: exact
-    if q_fixed == 1 << 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    if SINGLE_ROUNDING and shift > 30:
-        return (1 << 31) - 1, 30
-    return q_fixed, shift
-
-
-def _wrap32(v: np.ndarray) -> np.ndarray:
-    return ((v.astype(np.int64) + 2**31) % 2**32) - 2**31
-
-
-def _c_div(a: np.ndarray, b: int) -> np.ndarray:
-    """C integer division (truncates toward zero)."""
-    q = np.abs(a) // abs(b)
-    return np.where((a < 0) != (b < 0), -q, q)
-
-
-def srdhm(a: np.ndarray, b: np.ndarray | int) -> np.ndarray:
-    """gemmlowp SaturatingRoundingDoublingHighMul on int32 values (b scalar or array)."""
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
-    ab = a * b  # |ab| <= 2^62: exact in int64
-    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
-    res = _c_div(ab + nudge, 1 << 31)
-    return np.where((a == INT32_MIN) & (b == INT32_MIN), INT32_MAX, res)
-
-
-def rdbpot(x: np.ndarray, exponent: np.ndarray | int) -> np.ndarray:
-    """gemmlowp RoundingDivideByPOT: round half away from zero (exponent scalar or array)."""
-    x = np.asarray(x, dtype=np.int64)
-    mask = np.left_shift(np.int64(1), np.asarray(exponent, dtype=np.int64)) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + (remainder > threshold)
-
-
-def _sat_mul_pot(x: np.ndarray, exponent: int) -> np.ndarray:
-    """gemmlowp SaturatingRoundingMultiplyByPOT<exponent> on int32 values."""
-    if exponent == 0:
-        return np.asarray(x, dtype=np.int64)
-    if exponent < 0:
-        return rdbpot(x, -exponent)
-    x = np.asarray(x, dtype=np.int64)
-    threshold = (1 << (31 - exponent)) - 1
-    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
-
-
-def mbqm(x: np.ndarray, m: int, shift: int) -> np.ndarray:
-    """MultiplyByQuantizedMultiplier(int32 x, m, shift)."""
-    x = np.asarray(x, dtype=np.int64)
-    if SINGLE_ROUNDING:
-        total = 31 - shift
-        return (x * m + (1 << (total - 1))) >> total
-    left, right = max(shift, 0), max(-shift, 0)
-    return rdbpot(srdhm(_wrap32(x * (1 << left)), m), right)
-
-
-def mbqm_smaller_than_one(x: np.ndarray, m: int, shift: int) -> np.ndarray:
-    """MultiplyByQuantizedMultiplierSmallerThanOneExp (add's rescaling)."""
-    if SINGLE_ROUNDING:
-        return mbqm(x, m, shift)
-    return rdbpot(srdhm(x, m), -shift)
+from ..integer_graph.tflm_math import (  # noqa: F401 (the primitives moved to tflm_math; names kept)
+    INT32_MAX,
+    INT32_MIN,
+    SINGLE_ROUNDING,
+    mbqm,
+    mbqm_smaller_than_one,
+    quantize_multiplier,
+    rdbpot,
+    srdhm,
+)
+from ..integer_graph.tflm_math import c_div as _c_div_arr
+from ..integer_graph.tflm_math import exp_on_negative_values as _exp_on_negative_values
+from ..integer_graph.tflm_math import reciprocal as _reciprocal
+from ..integer_graph.tflm_math import sat_mul_pot as _sat_mul_pot
+from ..integer_graph.tflm_math import wrap32 as _wrap32
 
 
 def zero_point(fmt: Any) -> int:
@@ -206,12 +145,6 @@ def _leaky_relu(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     return np.clip(y, -128, 127)
 
 
-def _c_div_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """C integer division (truncates toward zero), elementwise divisors."""
-    q = np.abs(a) // np.abs(b)
-    return np.where((a < 0) != (b < 0), -q, q)
-
-
 def _quantize(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     of = graph.tensors[node.output].fmt.frac
     zo = _zp(graph, node.output)
@@ -251,65 +184,6 @@ def softmax_params(in_frac: int, beta: float = 1.0) -> tuple[int, int, int]:
     radius = math.floor(((1 << _SCALED_DIFF_INTEGER_BITS) - 1) * float(1 << (31 - _SCALED_DIFF_INTEGER_BITS))
                         / float(1 << left_shift))
     return multiplier, left_shift, -radius
-
-
-def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: np.ndarray) -> np.ndarray:
-    """gemmlowp: exp(a) for a in [-1/4, 0), Q0.31 in and out (Taylor series around -1/8)."""
-    constant_term, one_third = 1895147668, 715827883  # exp(-1/8), 1/3 in Q0.31
-    x = _wrap32(a + (1 << 28))
-    x2 = srdhm(x, x)
-    x3 = srdhm(x2, x)
-    x4 = srdhm(x2, x2)
-    x4_over_4 = _sat_mul_pot(x4, -2)
-    poly = _sat_mul_pot(_wrap32(srdhm(_wrap32(x4_over_4 + x3), one_third) + x2), -1)
-    return _wrap32(constant_term + srdhm(constant_term, _wrap32(x + poly)))
-
-
-def _exp_on_negative_values(a: np.ndarray) -> np.ndarray:
-    """gemmlowp exp_on_negative_values for Q5.26 input, Q0.31 result (barrel shifter on the
-    multiples of 1/4, polynomial on the remainder)."""
-    frac_bits = 31 - _SCALED_DIFF_INTEGER_BITS
-    one_quarter = 1 << (frac_bits - 2)
-    a_mod = _wrap32((a & (one_quarter - 1)) - one_quarter)
-    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(_sat_mul_pot(a_mod, _SCALED_DIFF_INTEGER_BITS))
-    remainder = _wrap32(a_mod - a)
-    barrel = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
-              (3, 720401), (4, 242))  # exp(-2^e) in Q0.31
-    for exponent, multiplier in barrel:
-        if _SCALED_DIFF_INTEGER_BITS > exponent:
-            bit = 1 << (frac_bits + exponent)
-            result = np.where((remainder & bit) != 0, srdhm(result, multiplier), result)
-    return np.where(a == 0, INT32_MAX, result)
-
-
-def _one_over_one_plus_x_for_x_in_0_1(a: np.ndarray) -> np.ndarray:
-    """gemmlowp: 1 / (1 + a) for a in [0, 1), Q0.31 in and out (Newton-Raphson, 3 steps)."""
-    s = a + np.int64(INT32_MAX)  # RoundingHalfSum(a, One): (sum + sign) / 2 in C
-    half_denominator = _c_div(s + np.where(s >= 0, 1, -1), 2)
-    x = _wrap32(1515870810 + srdhm(half_denominator, -1010580540))  # 48/17 - 32/17 * d, Q2.29
-    for _ in range(3):
-        one_minus = _wrap32((1 << 29) - srdhm(half_denominator, x))  # F2::One() = 2^29
-        x = _wrap32(x + _sat_mul_pot(srdhm(x, one_minus), 2))
-    return _sat_mul_pot(x, 1)
-
-
-def _clz32(x: np.ndarray) -> np.ndarray:
-    """Count leading zeros of the uint32 bit pattern (32 for 0)."""
-    u = np.asarray(x, dtype=np.int64) & 0xFFFFFFFF
-    n = np.zeros(u.shape, dtype=np.int64)
-    for shift in (16, 8, 4, 2, 1):
-        small = u < (1 << (32 - shift))
-        n = np.where(small, n + shift, n)
-        u = np.where(small, u << shift, u)
-    return np.where(np.asarray(x, dtype=np.int64) & 0xFFFFFFFF == 0, 32, n)
-
-
-def _reciprocal(x: np.ndarray, integer_digits: int) -> tuple[np.ndarray, np.ndarray]:
-    """TFLite GetReciprocal: (Q0.31 scale, num_bits_over_unit)."""
-    headroom_plus_one = _clz32(x)
-    num_bits_over_unit = integer_digits - headroom_plus_one
-    shifted = ((np.asarray(x, dtype=np.int64) << headroom_plus_one) - (1 << 31)) & 0xFFFFFFFF
-    return _one_over_one_plus_x_for_x_in_0_1(_wrap32(shifted)), num_bits_over_unit
 
 
 def softmax_int8(x: np.ndarray, in_frac: int, beta: float = 1.0) -> np.ndarray:
