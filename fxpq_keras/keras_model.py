@@ -281,6 +281,8 @@ def canonicalize(model: keras.Model) -> list[CNode]:
             if cfg.get("interpolation", "nearest") != "nearest":
                 raise UnsupportedLayerError(name, cls, f"interpolation '{cfg['interpolation']}' (only 'nearest')")
             emit(CNode(name, "upsample_nearest", ins, {"size": tuple(int(s) for s in cfg["size"])}))
+        elif isinstance(layer, keras.layers.Permute):
+            emit(CNode(name, "transpose", ins, {"perm": tuple(int(d) for d in cfg["dims"])}))
         elif isinstance(layer, keras.layers.Add):
             if len(ins) != 2:
                 raise UnsupportedLayerError(name, cls, "Add with other than two inputs")

@@ -50,12 +50,15 @@ class _Reference:
 
 
 class _Tflm:
-    """The real TFLM interpreter of the `tflite-micro` package (stock ops: int8-builtin files)."""
+    """The real TFLM interpreter of the `tflite-micro` package (files of stock ops only: int8-builtin
+    files, and fxp files whose every op is a stock one, docs/format.md section 8)."""
 
     def __init__(self, path: Path, graph: IntegerGraph, info: FileInfo) -> None:
-        if info.target != "int8-builtin":
-            raise ValueError(f"engine 'tflm' runs stock ops only; {path} uses target {info.target!r} "
-                             "(custom FXP_ ops need engine 'reference' or the C runner)")
+        custom = sorted({t for t in info.op_types if t.startswith("FXP_")})
+        if custom:
+            raise ValueError(f"engine 'tflm' (the tflite-micro package) runs stock ops only; {path} holds "
+                             f"{', '.join(custom)}: use engine 'reference', 'host', 'qemu-m4' or, with TFLM_DIR, "
+                             "'tflm-m4'")
         from tflite_micro.python.tflite_micro import runtime
 
         self._interp = runtime.Interpreter.from_bytes(Path(path).read_bytes())
