@@ -71,7 +71,7 @@ def _quantize_f32(q: TensorQ, real: float) -> int:
     """kernel_util's Quantize: zero_point + TfLiteRound(float(real) / float(scale)) in float32."""
     tmp = float(np.float32(np.float32(real) / np.float32(q.scale)))
     tmp = tflite_round(tmp)  # std::round on a float: exact
-    if not -(2.0**31) <= tmp <= 2.0**31 - 1:
+    if not abs(tmp) < 2147450880:  # TFLM refuses int32 overflow (zero point included here)
         raise ValueError(f"activation bound {real} overflows int32 at output scale {q.scale}")
     return q.zero_point + int(tmp)
 
@@ -259,8 +259,9 @@ def _prepare_q4_input(q_in: TensorQ, op: str) -> SigmoidParams:
     multiplier = int(tflite_round(q * (1 << 31)))
     if multiplier > INT32_MAX:
         raise ValueError(f"{op}: input scale {q_in.scale} rounds TFLM's multiplier to 2^31 (int32 overflow)")
-    if left_shift < 0:
-        raise ValueError(f"{op}: input scale {q_in.scale} below 2^-28 (TFLM shifts by a negative amount)")
+    if not 0 <= left_shift <= 62:
+        raise ValueError(f"{op}: input scale {q_in.scale} outside 2^-28..2^35 (TFLM's shift by {left_shift} "
+                         "is undefined in C)")
     # CalculateInputRadius(4, left_shift, 31) = floor(15 * 2^27 / 2^left_shift), in double
     radius = math.floor(15.0 * float(1 << 27) / float(2.0**left_shift))
     return SigmoidParams(q_in.zero_point, multiplier, left_shift, radius)
@@ -385,7 +386,7 @@ def hard_swish(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ MAXIMUM / MINIMUM
 
-def _check_same_q(qs: Sequence[TensorQ], op: str, dtypes: Sequence[str] = ("int8",)) -> None:
+def check_same_quant(qs: Sequence[TensorQ], op: str, dtypes: Sequence[str] = ("int8",)) -> None:
     for i, q in enumerate(qs):
         _check_q(q, f"{op} tensor {i}", dtypes)
     first = qs[0]
@@ -398,7 +399,7 @@ def _check_same_q(qs: Sequence[TensorQ], op: str, dtypes: Sequence[str] = ("int8
 def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM MAXIMUM: elementwise max of stored values with broadcasting (no rescale: TFLM does
     not look at scales, so prepare insists all three share one quantization)."""
-    _check_same_q((q1, q2, q_out), "MAXIMUM", ("int8", "int16"))
+    check_same_quant((q1, q2, q_out), "MAXIMUM", ("int8", "int16"))
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.maximum(a, b)
@@ -406,7 +407,7 @@ def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: Tenso
 
 def minimum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM MINIMUM (see maximum)."""
-    _check_same_q((q1, q2, q_out), "MINIMUM", ("int8", "int16"))
+    check_same_quant((q1, q2, q_out), "MINIMUM", ("int8", "int16"))
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.minimum(a, b)
@@ -434,7 +435,7 @@ def nearest_neighbor_index(out_index: np.ndarray, in_size: int, out_size: int, a
 def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ, q_out: TensorQ,
                             align_corners: bool = False, half_pixel_centers: bool = False) -> np.ndarray:
     """TFLM RESIZE_NEAREST_NEIGHBOR on NHWC: a gather of stored values."""
-    _check_same_q((q_in, q_out), "RESIZE_NEAREST_NEIGHBOR", ("int8", "int16"))
+    check_same_quant((q_in, q_out), "RESIZE_NEAREST_NEIGHBOR", ("int8", "int16"))
     x = np.asarray(x, dtype=np.int64)
     if x.ndim != 4:
         raise ValueError(f"RESIZE_NEAREST_NEIGHBOR needs a 4-D NHWC input, got shape {x.shape}")
@@ -448,7 +449,7 @@ def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ,
 
 def transpose(x: np.ndarray, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM TRANSPOSE (up to 5-D, perm over every axis including the batch)."""
-    _check_same_q((q_in, q_out), "TRANSPOSE", ("int8", "int16"))
+    check_same_quant((q_in, q_out), "TRANSPOSE", ("int8", "int16"))
     x = np.asarray(x, dtype=np.int64)
     if x.ndim > 5:
         raise ValueError(f"TRANSPOSE supports up to 5 dimensions, got {x.ndim}")
@@ -460,7 +461,7 @@ def transpose(x: np.ndarray, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ)
 def concatenation(xs: Sequence[np.ndarray], axis: int, qs_in: Sequence[TensorQ], q_out: TensorQ) -> np.ndarray:
     """TFLM CONCATENATION int8/int16: every input must carry the output's scale and zero point
     (TFLM's Prepare checks it), so the op copies stored values."""
-    _check_same_q(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
+    check_same_quant(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
     arrays = [np.asarray(v, dtype=np.int64) for v in xs]
     if not arrays:
         raise ValueError("CONCATENATION needs at least one input")
