@@ -333,3 +333,29 @@ def test_mean_over_hw_matches_tflm(data, dtype, keep_dims):
     model = build_model(S.BuiltinOperator.MEAN, [(shape, qi)], (ours.shape, qo),
                         S.BuiltinOptions.ReducerOptions, opts, consts=[np.asarray([1, 2])])
     _check(model, [x], ours, dtype)
+
+
+# ---------------------------------------------------------------------------------- 10. ELU
+
+@settings(**SETTINGS)
+@given(st.data())
+def test_elu_every_input_matches_tflm(data):
+    """The whole lookup table: all 256 inputs at drawn scales and zero points."""
+    qi = data.draw(quant("int8", -3, 12))
+    qo = data.draw(quant("int8", -3, 12))
+    x = np.arange(-128, 128, dtype=np.int64).reshape(1, 2, 128)
+    try:
+        ours = T.elu(x, qi, qo)
+    except ValueError:
+        assume(False)
+    _check(build_model(S.BuiltinOperator.ELU, [(x.shape, qi)], (x.shape, qo)), [x], ours, "int8")
+
+
+def test_elu_at_power_of_two_scales_matches_tflm():
+    x = np.arange(-128, 128, dtype=np.int64).reshape(1, 256)
+    for fi in range(0, 8):
+        for fo in range(max(0, fi - 1), fi + 3):
+            for zi, zo in ((0, 0), (-128, -128), (3, 60)):
+                qi, qo = TensorQ(2.0**-fi, zi), TensorQ(2.0**-fo, zo)
+                _check(build_model(S.BuiltinOperator.ELU, [((1, 256), qi)], ((1, 256), qo)), [x],
+                       T.elu(x, qi, qo), "int8")

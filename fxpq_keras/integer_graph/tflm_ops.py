@@ -508,3 +508,32 @@ def mean(x: np.ndarray, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep
     total = wrap32(wrap32(x.sum(axis=axes_t, keepdims=keep_dims)) - p.input_zero_point * count)
     lo, hi = _RANGES[q_out.dtype]
     return _clamp(mbqm(total, p.multiplier, p.shift) + p.output_zero_point, lo, hi)
+
+
+# ------------------------------------------------------------------------------------------ ELU
+
+def elu_table(q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    """elu.cc PopulateLookupTable: for every int8 input, in float32: dequantize, exp(x) - 1 for
+    x < 0, multiply by 1/s_out, TfLiteRound, add the zero point, truncate to int32, clamp. Index
+    = stored input + 128. exp is the double exp rounded to float32 (correctly rounded but for
+    rare double-rounding cases); TFLM's expf agreed on every table tests/test_tflm_ops.py draws,
+    and a 1-ulp difference could only matter where the product straddles a rounding tie."""
+    _check_q(q_in, "ELU input")
+    _check_q(q_out, "ELU output")
+    vals = np.arange(-128, 128, dtype=np.int64)
+    inverse_scale = np.float32(1) / np.float32(q_out.scale)
+    deq = np.float32(q_in.scale) * (vals - q_in.zero_point).astype(np.float32)
+    expm1 = (np.exp(np.minimum(deq, 0).astype(np.float64)).astype(np.float32) - np.float32(1)).astype(np.float32)
+    transformed = np.where(deq < 0, expm1, deq).astype(np.float32)
+    prod = (transformed * inverse_scale).astype(np.float32)
+    rescaled = (np.sign(prod) * np.floor(np.abs(prod).astype(np.float64) + 0.5)).astype(np.float32)
+    quantized = (rescaled + np.float32(q_out.zero_point)).astype(np.float32)
+    if not np.all(np.abs(quantized) < 2.0**31):
+        raise ValueError(f"ELU: output scale {q_out.scale} overflows int32 for input scale {q_in.scale}")
+    return np.clip(np.trunc(quantized).astype(np.int64), -128, 127)
+
+
+def elu(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    """TFLM ELU int8: a 256-entry lookup table built at Prepare (elu_table)."""
+    table = elu_table(q_in, q_out)
+    return table[np.asarray(x, dtype=np.int64) + 128]
