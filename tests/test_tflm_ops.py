@@ -9,12 +9,12 @@ and values including the int8/int16 extremes. Few examples per op keep the file 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from long_mode import examples
+from stock_cases import broadcast_partner, quant, shapes4, values
 
 from fxpq_keras.flatbuffer.schema import schema as S
 from fxpq_keras.integer_graph import tflm_ops as T
@@ -22,7 +22,7 @@ from fxpq_keras.integer_graph.tflm_ops import TensorQ
 
 runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime")
 
-SETTINGS = dict(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = dict(max_examples=examples(12), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _TYPES = {"int8": (S.TensorType.INT8, np.int8), "int16": (S.TensorType.INT16, np.int16),
           "int32": (S.TensorType.INT32, np.int32)}
 _ACT = {None: S.ActivationFunctionType.NONE, "relu": S.ActivationFunctionType.RELU,
@@ -91,40 +91,6 @@ def run_tflm(model: bytes, arrays, out_dtype: str) -> np.ndarray:
     return out.astype(np.int64)
 
 
-# ---------------------------------------------------------------------------------- strategies
-
-def scales(lo_frac: int = -6, hi_frac: int = 20) -> st.SearchStrategy[float]:
-    """Powers of two 2^-frac (our files) and arbitrary float32 scales (stock mixed precision)."""
-    pot = st.integers(lo_frac, hi_frac).map(lambda f: math.ldexp(1.0, -f))
-    free = st.floats(math.ldexp(1.0, -hi_frac), math.ldexp(1.0, -lo_frac)).map(lambda s: float(np.float32(s)))
-    return st.one_of(pot, free)
-
-
-def quant(dtype: str = "int8", lo_frac: int = -6, hi_frac: int = 20, zero_point: bool = True):
-    zp = st.integers(-128, 127) if dtype == "int8" and zero_point else st.just(0)
-    return st.builds(TensorQ, scales(lo_frac, hi_frac), zp, st.just(dtype))
-
-
-def values(draw, shape, dtype: str = "int8") -> np.ndarray:
-    lo, hi = (-128, 127) if dtype == "int8" else (-32768, 32767)
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    v = rng.integers(lo, hi + 1, size=shape)
-    if v.size and draw(st.booleans()):  # saturation: some extremes
-        v.flat[rng.integers(0, v.size, size=max(1, v.size // 4))] = rng.choice([lo, hi])
-    return v.astype(np.int64)
-
-
-shapes4 = st.tuples(st.integers(1, 2), st.integers(1, 5), st.integers(1, 5), st.integers(1, 7))
-
-
-def _broadcast_partner(draw, shape):
-    """A shape that broadcasts against `shape` (dims dropped from the front or set to 1)."""
-    rank = draw(st.integers(1, len(shape)))
-    tail = list(shape[len(shape) - rank:])
-    return tuple(1 if draw(st.booleans()) else d for d in tail)
-
-
 def _check(model: bytes, arrays, ours: np.ndarray, out_dtype: str) -> None:
     theirs = run_tflm(model, arrays, out_dtype)
     assert theirs.shape == ours.shape
@@ -157,7 +123,7 @@ def test_requantize_matches_tflm(data, types):
 def test_mul_matches_tflm(data, dtype, activation):
     q1, q2, qo = (data.draw(quant(dtype, -3, 16)) for _ in range(3))
     shape = data.draw(shapes4)
-    other = _broadcast_partner(data.draw, shape)
+    other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
     a, b = values(data.draw, a_shape, dtype), values(data.draw, b_shape, dtype)
     try:
@@ -259,7 +225,7 @@ def test_tanh_every_input_at_common_scales():
 def test_add_sub_match_tflm(data, subtract, activation):
     q1, q2, qo = (data.draw(quant("int8", -3, 14)) for _ in range(3))
     shape = data.draw(shapes4)
-    other = _broadcast_partner(data.draw, shape)
+    other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
     a, b = values(data.draw, a_shape), values(data.draw, b_shape)
     try:
@@ -287,7 +253,7 @@ def test_add_refuses_an_output_scale_tflm_aborts_on():
 def test_maximum_minimum_match_tflm(data, is_max, dtype):
     q = data.draw(quant(dtype))
     shape = data.draw(shapes4)
-    other = _broadcast_partner(data.draw, shape)
+    other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
     a, b = values(data.draw, a_shape, dtype), values(data.draw, b_shape, dtype)
     ours = (T.maximum if is_max else T.minimum)(a, b, q, q, q)
@@ -367,3 +333,29 @@ def test_mean_over_hw_matches_tflm(data, dtype, keep_dims):
     model = build_model(S.BuiltinOperator.MEAN, [(shape, qi)], (ours.shape, qo),
                         S.BuiltinOptions.ReducerOptions, opts, consts=[np.asarray([1, 2])])
     _check(model, [x], ours, dtype)
+
+
+# ---------------------------------------------------------------------------------- 10. ELU
+
+@settings(**SETTINGS)
+@given(st.data())
+def test_elu_every_input_matches_tflm(data):
+    """The whole lookup table: all 256 inputs at drawn scales and zero points."""
+    qi = data.draw(quant("int8", -3, 12))
+    qo = data.draw(quant("int8", -3, 12))
+    x = np.arange(-128, 128, dtype=np.int64).reshape(1, 2, 128)
+    try:
+        ours = T.elu(x, qi, qo)
+    except ValueError:
+        assume(False)
+    _check(build_model(S.BuiltinOperator.ELU, [(x.shape, qi)], (x.shape, qo)), [x], ours, "int8")
+
+
+def test_elu_at_power_of_two_scales_matches_tflm():
+    x = np.arange(-128, 128, dtype=np.int64).reshape(1, 256)
+    for fi in range(0, 8):
+        for fo in range(max(0, fi - 1), fi + 3):
+            for zi, zo in ((0, 0), (-128, -128), (3, 60)):
+                qi, qo = TensorQ(2.0**-fi, zi), TensorQ(2.0**-fo, zo)
+                _check(build_model(S.BuiltinOperator.ELU, [((1, 256), qi)], ((1, 256), qo)), [x],
+                       T.elu(x, qi, qo), "int8")

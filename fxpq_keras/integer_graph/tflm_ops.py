@@ -71,7 +71,7 @@ def _quantize_f32(q: TensorQ, real: float) -> int:
     """kernel_util's Quantize: zero_point + TfLiteRound(float(real) / float(scale)) in float32."""
     tmp = float(np.float32(np.float32(real) / np.float32(q.scale)))
     tmp = tflite_round(tmp)  # std::round on a float: exact
-    if not -(2.0**31) <= tmp <= 2.0**31 - 1:
+    if not abs(tmp) < 2147450880:  # TFLM refuses int32 overflow (zero point included here)
         raise ValueError(f"activation bound {real} overflows int32 at output scale {q.scale}")
     return q.zero_point + int(tmp)
 
@@ -259,8 +259,9 @@ def _prepare_q4_input(q_in: TensorQ, op: str) -> SigmoidParams:
     multiplier = int(tflite_round(q * (1 << 31)))
     if multiplier > INT32_MAX:
         raise ValueError(f"{op}: input scale {q_in.scale} rounds TFLM's multiplier to 2^31 (int32 overflow)")
-    if left_shift < 0:
-        raise ValueError(f"{op}: input scale {q_in.scale} below 2^-28 (TFLM shifts by a negative amount)")
+    if not 0 <= left_shift <= 62:
+        raise ValueError(f"{op}: input scale {q_in.scale} outside 2^-28..2^35 (TFLM's shift by {left_shift} "
+                         "is undefined in C)")
     # CalculateInputRadius(4, left_shift, 31) = floor(15 * 2^27 / 2^left_shift), in double
     radius = math.floor(15.0 * float(1 << 27) / float(2.0**left_shift))
     return SigmoidParams(q_in.zero_point, multiplier, left_shift, radius)
@@ -385,7 +386,7 @@ def hard_swish(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------ MAXIMUM / MINIMUM
 
-def _check_same_q(qs: Sequence[TensorQ], op: str, dtypes: Sequence[str] = ("int8",)) -> None:
+def check_same_quant(qs: Sequence[TensorQ], op: str, dtypes: Sequence[str] = ("int8",)) -> None:
     for i, q in enumerate(qs):
         _check_q(q, f"{op} tensor {i}", dtypes)
     first = qs[0]
@@ -398,7 +399,7 @@ def _check_same_q(qs: Sequence[TensorQ], op: str, dtypes: Sequence[str] = ("int8
 def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM MAXIMUM: elementwise max of stored values with broadcasting (no rescale: TFLM does
     not look at scales, so prepare insists all three share one quantization)."""
-    _check_same_q((q1, q2, q_out), "MAXIMUM", ("int8", "int16"))
+    check_same_quant((q1, q2, q_out), "MAXIMUM", ("int8", "int16"))
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.maximum(a, b)
@@ -406,7 +407,7 @@ def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: Tenso
 
 def minimum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM MINIMUM (see maximum)."""
-    _check_same_q((q1, q2, q_out), "MINIMUM", ("int8", "int16"))
+    check_same_quant((q1, q2, q_out), "MINIMUM", ("int8", "int16"))
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.minimum(a, b)
@@ -434,7 +435,7 @@ def nearest_neighbor_index(out_index: np.ndarray, in_size: int, out_size: int, a
 def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ, q_out: TensorQ,
                             align_corners: bool = False, half_pixel_centers: bool = False) -> np.ndarray:
     """TFLM RESIZE_NEAREST_NEIGHBOR on NHWC: a gather of stored values."""
-    _check_same_q((q_in, q_out), "RESIZE_NEAREST_NEIGHBOR", ("int8", "int16"))
+    check_same_quant((q_in, q_out), "RESIZE_NEAREST_NEIGHBOR", ("int8", "int16"))
     x = np.asarray(x, dtype=np.int64)
     if x.ndim != 4:
         raise ValueError(f"RESIZE_NEAREST_NEIGHBOR needs a 4-D NHWC input, got shape {x.shape}")
@@ -448,7 +449,7 @@ def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ,
 
 def transpose(x: np.ndarray, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM TRANSPOSE (up to 5-D, perm over every axis including the batch)."""
-    _check_same_q((q_in, q_out), "TRANSPOSE", ("int8", "int16"))
+    check_same_quant((q_in, q_out), "TRANSPOSE", ("int8", "int16"))
     x = np.asarray(x, dtype=np.int64)
     if x.ndim > 5:
         raise ValueError(f"TRANSPOSE supports up to 5 dimensions, got {x.ndim}")
@@ -460,7 +461,7 @@ def transpose(x: np.ndarray, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ)
 def concatenation(xs: Sequence[np.ndarray], axis: int, qs_in: Sequence[TensorQ], q_out: TensorQ) -> np.ndarray:
     """TFLM CONCATENATION int8/int16: every input must carry the output's scale and zero point
     (TFLM's Prepare checks it), so the op copies stored values."""
-    _check_same_q(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
+    check_same_quant(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
     arrays = [np.asarray(v, dtype=np.int64) for v in xs]
     if not arrays:
         raise ValueError("CONCATENATION needs at least one input")
@@ -507,3 +508,32 @@ def mean(x: np.ndarray, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep
     total = wrap32(wrap32(x.sum(axis=axes_t, keepdims=keep_dims)) - p.input_zero_point * count)
     lo, hi = _RANGES[q_out.dtype]
     return _clamp(mbqm(total, p.multiplier, p.shift) + p.output_zero_point, lo, hi)
+
+
+# ------------------------------------------------------------------------------------------ ELU
+
+def elu_table(q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    """elu.cc PopulateLookupTable: for every int8 input, in float32: dequantize, exp(x) - 1 for
+    x < 0, multiply by 1/s_out, TfLiteRound, add the zero point, truncate to int32, clamp. Index
+    = stored input + 128. exp is the double exp rounded to float32 (correctly rounded but for
+    rare double-rounding cases); TFLM's expf agreed on every table tests/test_tflm_ops.py draws,
+    and a 1-ulp difference could only matter where the product straddles a rounding tie."""
+    _check_q(q_in, "ELU input")
+    _check_q(q_out, "ELU output")
+    vals = np.arange(-128, 128, dtype=np.int64)
+    inverse_scale = np.float32(1) / np.float32(q_out.scale)
+    deq = np.float32(q_in.scale) * (vals - q_in.zero_point).astype(np.float32)
+    expm1 = (np.exp(np.minimum(deq, 0).astype(np.float64)).astype(np.float32) - np.float32(1)).astype(np.float32)
+    transformed = np.where(deq < 0, expm1, deq).astype(np.float32)
+    prod = (transformed * inverse_scale).astype(np.float32)
+    rescaled = (np.sign(prod) * np.floor(np.abs(prod).astype(np.float64) + 0.5)).astype(np.float32)
+    quantized = (rescaled + np.float32(q_out.zero_point)).astype(np.float32)
+    if not np.all(np.abs(quantized) < 2.0**31):
+        raise ValueError(f"ELU: output scale {q_out.scale} overflows int32 for input scale {q_in.scale}")
+    return np.clip(np.trunc(quantized).astype(np.int64), -128, 127)
+
+
+def elu(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    """TFLM ELU int8: a 256-entry lookup table built at Prepare (elu_table)."""
+    table = elu_table(q_in, q_out)
+    return table[np.asarray(x, dtype=np.int64) + 128]

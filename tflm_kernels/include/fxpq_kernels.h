@@ -329,6 +329,122 @@ fxpq_status fxpq_zero_pad2d(const fxpq_pad_params *params, const fxpq_dims *inpu
 #endif
 
 /* ================================================================================================
+ * STOCK OPS SECTION (tflm_kernels/src/kernels/fxpq_stock_ops.c): TFLM's int8/int16 reference
+ * kernels of the stock builtin ops that hybrid files use, bit-exact with TFLM 90b983c and with
+ * fxpq_keras/integer_graph/tflm_ops.py (docs/numerics.md, "Stock TFLM ops"). Each op has a
+ * prepare function that does TFLM's Prepare-time math once (from the tensors' float32 scales) and
+ * returns FXPQ_ERR_BAD_PARAM where TFLM would refuse the op (or abort, or compute something
+ * undefined), and an eval function on stored values. No heap, no libm.
+ * ============================================================================================ */
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FXPQ_STOCK_MAX_RANK 6
+
+/** A stock tensor's TFLite quantization (per tensor) and type (FXPQ_TFLITE_INT8 or _INT16). */
+typedef struct {
+    float scale;
+    int32_t zero_point;
+    int32_t type;
+} fxpq_stock_quant;
+
+/** Fused activation codes, as TFLite's ActivationFunctionType. */
+typedef enum {
+    FXPQ_STOCK_ACT_NONE = 0,
+    FXPQ_STOCK_ACT_RELU = 1,
+    FXPQ_STOCK_ACT_RELU_N1_TO_1 = 2,
+    FXPQ_STOCK_ACT_RELU6 = 3
+} fxpq_stock_activation;
+
+/** A tensor shape for the broadcasting ops (rank 0..FXPQ_STOCK_MAX_RANK). */
+typedef struct {
+    int32_t rank;
+    int32_t dims[FXPQ_STOCK_MAX_RANK];
+} fxpq_stock_shape;
+
+/** QUANTIZE between int8/int16 tensors (TFLM's Requantize). */
+typedef struct {
+    int32_t multiplier, shift, input_zero_point, output_zero_point, output_min, output_max;
+    int32_t input_type, output_type;
+} fxpq_stock_requantize_params;
+
+fxpq_status fxpq_stock_requantize_prepare(const fxpq_stock_quant *input,
+                                          const fxpq_stock_quant *output,
+                                          fxpq_stock_requantize_params *params);
+/** size elements of input_type in, output_type out. */
+fxpq_status fxpq_stock_requantize(const fxpq_stock_requantize_params *params, int32_t size,
+                                  const void *input, void *output);
+
+/** MUL int8 or int16 (int16: every zero point 0), numpy broadcasting up to 6-D. */
+typedef struct {
+    int32_t input1_zero_point, input2_zero_point, output_zero_point;
+    int32_t multiplier, shift, activation_min, activation_max, type;
+} fxpq_stock_mul_params;
+
+fxpq_status fxpq_stock_mul_prepare(const fxpq_stock_quant *input1, const fxpq_stock_quant *input2,
+                                   const fxpq_stock_quant *output, int32_t activation,
+                                   fxpq_stock_mul_params *params);
+/** The output shape is the broadcast of the two input shapes; values of params->type. */
+fxpq_status fxpq_stock_mul(const fxpq_stock_mul_params *params, const fxpq_stock_shape *shape1,
+                           const void *input1, const fxpq_stock_shape *shape2, const void *input2,
+                           void *output);
+
+/** ADD / SUB int8 (left shift 20, TFLM's three SmallerThanOne multipliers), broadcasting up to 4-D. */
+typedef struct {
+    int32_t input1_zero_point, input2_zero_point, output_zero_point, left_shift;
+    int32_t input1_multiplier, input1_shift, input2_multiplier, input2_shift;
+    int32_t output_multiplier, output_shift, activation_min, activation_max, subtract;
+} fxpq_stock_add_params;
+
+/** subtract != 0 prepares SUB (its ratios in float32, as TFLM's sub_common.cc). */
+fxpq_status fxpq_stock_add_prepare(const fxpq_stock_quant *input1, const fxpq_stock_quant *input2,
+                                   const fxpq_stock_quant *output, int32_t activation,
+                                   int32_t subtract, fxpq_stock_add_params *params);
+fxpq_status fxpq_stock_add_s8(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
+                              const int8_t *input1, const fxpq_stock_shape *shape2,
+                              const int8_t *input2, int8_t *output);
+
+/** LOGISTIC int8 (output 1/256, zero point -128) and TANH int8 (output 1/128, zero point 0):
+ *  the input in Q4.27, gemmlowp's fixed-point logistic / tanh. */
+typedef struct {
+    int32_t input_zero_point, input_multiplier, input_left_shift, input_range_radius;
+} fxpq_stock_sigmoid_params;
+
+fxpq_status fxpq_stock_logistic_prepare(const fxpq_stock_quant *input,
+                                        const fxpq_stock_quant *output,
+                                        fxpq_stock_sigmoid_params *params);
+fxpq_status fxpq_stock_logistic_s8(const fxpq_stock_sigmoid_params *params, int32_t size,
+                                   const int8_t *input, int8_t *output);
+fxpq_status fxpq_stock_tanh_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                    fxpq_stock_sigmoid_params *params);
+fxpq_status fxpq_stock_tanh_s8(const fxpq_stock_sigmoid_params *params, int32_t size,
+                               const int8_t *input, int8_t *output);
+
+/** HARD_SWISH int8 (int16 arithmetic with Q0.15 multipliers, as TFLM's reference). */
+typedef struct {
+    int32_t input_zero_point, output_zero_point;
+    int32_t output_multiplier, output_exponent, reluish_multiplier, reluish_exponent;
+} fxpq_stock_hard_swish_params;
+
+fxpq_status fxpq_stock_hard_swish_prepare(const fxpq_stock_quant *input,
+                                          const fxpq_stock_quant *output,
+                                          fxpq_stock_hard_swish_params *params);
+fxpq_status fxpq_stock_hard_swish_s8(const fxpq_stock_hard_swish_params *params, int32_t size,
+                                     const int8_t *input, int8_t *output);
+
+/** MAXIMUM (is_max != 0) / MINIMUM of stored int8 values, broadcasting up to 5-D; the three
+ *  tensors must share one quantization (checked by the caller's prepare in Python). */
+fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1,
+                                  const int8_t *input1, const fxpq_stock_shape *shape2,
+                                  const int8_t *input2, int8_t *output);
+
+#ifdef __cplusplus
+}
+#endif
+/* =============================================================== end of STOCK OPS SECTION == */
+
+/* ================================================================================================
  * MODEL RUNNER SECTION (tflm_kernels/src/options/, tflm_kernels/src/runner/): the custom-options
  * reader shared by the runner and the TFLM glue, and the minimal .tflite model runner.
  * docs/format.md is the contract of everything read here; docs/tflm.md describes the use.
