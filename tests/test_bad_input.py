@@ -101,8 +101,31 @@ def adversarial_files():
     def set_attr(obj, name, value):
         setattr(obj, name, value)
 
+    def unbiased_conv_frac(m, value):
+        """weight frac `value` on the conv without a bias (no bias-shift rule can refuse it instead)."""
+        codes = m.operatorCodes
+        for op in m.subgraphs[0].operators:
+            if codes[op.opcodeIndex].customCode == b"FXP_CONV_2D" and op.inputs[3] == -1:
+                t = m.subgraphs[0].tensors[op.inputs[2]]
+                m.buffers[t.buffer].data = np.full(len(m.buffers[t.buffer].data), value & 0xFF, np.uint8)
+                return
+        raise LookupError("no conv without bias")
+
+    def bias_shift_31(m):
+        """frac_acc - bias_frac = 31 on every channel of the first dense layer (the limit is 30)."""
+        from fxpq_keras.flatbuffer.options import decode_options
+
+        op, _ = _op(m, "FXP_FULLY_CONNECTED")
+        t = m.subgraphs[0].tensors[op.inputs[2]]
+        m.buffers[t.buffer].data = np.zeros(len(m.buffers[t.buffer].data), np.uint8)
+        in_frac = decode_options("FXP_FULLY_CONNECTED", bytes(op.customOptions), "test")["in_frac"]
+        _set_option(m, "FXP_FULLY_CONNECTED", "bias_frac", in_frac - 31)
+
     sub = lambda m: m.subgraphs[0]  # noqa: E731
     cases = [
+        edit("weight-frac-33", lambda m: unbiased_conv_frac(m, 33), "weight frac 33 outside"),
+        edit("weight-frac-minus-33", lambda m: unbiased_conv_frac(m, -33), "weight frac -33 outside"),
+        edit("bias-shift-31", bias_shift_31, "0 <= frac_acc - frac_b <= 30"),
         edit("weight-frac-100", weight_frac, "weight frac"),
         edit("weight-frac-minus-40", lambda m: weight_frac(m, 216), "weight frac"),
         edit("acc-bits-16", lambda m: _set_option(m, "FXP_CONV_2D", "acc_bits", 16), "acc_bits"),

@@ -210,7 +210,7 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
         fmt = Format(bits, frac, signed)
     except FormatError as exc:
         raise FlatbufferFormatError(f"{what}: {exc}") from None
-    has_range = q.min is not None and len(q.min) == 1
+    has_range = q.min is not None and q.max is not None and len(q.min) == 1 and len(q.max) == 1
     if has_range and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
         raise FlatbufferFormatError(f"{what}: min/max {q.min[0]}/{q.max[0]} are not a format's range at scale {scale}")
     if bits > storage or (storage == 16 and bits <= 8):
