@@ -635,3 +635,35 @@ def test_audit_files_exit_2_with_one_line(tmp_path, capsys):
             assert (status, len(err)) == (2, 1), (label, argv, status, err)
             assert words in err[0] or "input batch" in err[0], (label, err)
         assert not (tmp_path / "y.npy").exists()
+
+
+def test_labels_must_be_classes_of_the_model():
+    """Issue 24 item 11: class 7 on a 3-class model and float labels were accepted (1.7 became 1)."""
+    x = np.random.default_rng(0).uniform(0, 1, (20, 4, 4, 1)).astype(np.float32)
+    for labels, words in ((np.full(20, 7), "label 7 is not a class of this 3-class model"),
+                          (np.full(20, 1.7), "labels must be integer class indices, got float64 values such as 1.7"),
+                          (np.full(20, -1), "label -1 is not a class")):
+        with pytest.raises(ValueError, match=words):
+            _search().quantize(_tiny_classifier(), x, labels=labels)
+
+
+@pytest.mark.parametrize("engine", ["reference", "host"])
+def test_predict_refuses_complex_and_empty_batches(engine):
+    """Issue 24 item 12: complex input lost its imaginary part; an empty batch failed with internal
+    errors that differed by engine."""
+    graph, x = cnn_graph(0)
+    interp = Interpreter(_write_tmp(export_tflite(graph)), engine=engine)
+    with pytest.raises(ValueError, match="real numbers, got dtype complex"):
+        interp.predict(x[:2] * (1 + 1j))
+    with pytest.raises(ValueError, match="input batch is empty"):
+        interp.predict(x[:0])
+    assert interp.predict(x[:2]).shape[0] == 2
+
+
+def _write_tmp(data: bytes):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    return path
