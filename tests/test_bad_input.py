@@ -101,8 +101,31 @@ def adversarial_files():
     def set_attr(obj, name, value):
         setattr(obj, name, value)
 
+    def unbiased_conv_frac(m, value):
+        """weight frac `value` on the conv without a bias (no bias-shift rule can refuse it instead)."""
+        codes = m.operatorCodes
+        for op in m.subgraphs[0].operators:
+            if codes[op.opcodeIndex].customCode == b"FXP_CONV_2D" and op.inputs[3] == -1:
+                t = m.subgraphs[0].tensors[op.inputs[2]]
+                m.buffers[t.buffer].data = np.full(len(m.buffers[t.buffer].data), value & 0xFF, np.uint8)
+                return
+        raise LookupError("no conv without bias")
+
+    def bias_shift_31(m):
+        """frac_acc - bias_frac = 31 on every channel of the first dense layer (the limit is 30)."""
+        from fxpq_keras.flatbuffer.options import decode_options
+
+        op, _ = _op(m, "FXP_FULLY_CONNECTED")
+        t = m.subgraphs[0].tensors[op.inputs[2]]
+        m.buffers[t.buffer].data = np.zeros(len(m.buffers[t.buffer].data), np.uint8)
+        in_frac = decode_options("FXP_FULLY_CONNECTED", bytes(op.customOptions), "test")["in_frac"]
+        _set_option(m, "FXP_FULLY_CONNECTED", "bias_frac", in_frac - 31)
+
     sub = lambda m: m.subgraphs[0]  # noqa: E731
     cases = [
+        edit("weight-frac-33", lambda m: unbiased_conv_frac(m, 33), "weight frac 33 outside"),
+        edit("weight-frac-minus-33", lambda m: unbiased_conv_frac(m, -33), "weight frac -33 outside"),
+        edit("bias-shift-31", bias_shift_31, "0 <= frac_acc - frac_b <= 30"),
         edit("weight-frac-100", weight_frac, "weight frac"),
         edit("weight-frac-minus-40", lambda m: weight_frac(m, 216), "weight frac"),
         edit("acc-bits-16", lambda m: _set_option(m, "FXP_CONV_2D", "acc_bits", 16), "acc_bits"),
@@ -393,3 +416,254 @@ def test_export_with_a_bad_policy_exits_2(tmp_path, capsys):
         assert (status, len(err)) == (2, 1), err
         assert words in err[0], err
         assert not out.exists()
+
+
+# -------------------------------------------------------------- issue 24: the audit's files ---
+
+def _builtin_model():
+    from fxpq_keras.flatbuffer.schema import schema as S
+
+    data = export_tflite(cnn_graph(0, int8=True)[0], target="int8-builtin")
+    return S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
+
+
+def _builtin_op(model, name: str):
+    from fxpq_keras.flatbuffer.schema import schema as S
+
+    codes = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if codes.get(max(code.builtinCode, code.deprecatedBuiltinCode)) == name:
+            return op
+    raise LookupError(name)
+
+
+def _set_metadata(model, edit) -> None:
+    import json
+    import zlib
+
+    from fxpq_keras.flatbuffer.reader import METADATA_NAME
+
+    for meta in model.metadata:
+        if meta.name.decode() == METADATA_NAME:
+            buf = model.buffers[meta.buffer]
+            blob = json.loads(zlib.decompress(bytes(np.asarray(buf.data, np.uint8))))
+            edit(blob)
+            buf.data = np.frombuffer(zlib.compress(json.dumps(blob).encode()), np.uint8)
+
+
+def _max_pool_file(size: int, window: int) -> bytes:
+    """One max pool, window x window over size x size, 'same': a few hundred bytes."""
+    from fxpq_keras.formats import Format
+    from fxpq_keras.integer_graph import IntegerGraph, Node, TensorSpec
+
+    fmt = Format(8, 4)
+    tensors = {"x": TensorSpec("x", (size, size, 1), fmt), "y": TensorSpec("y", (size, size, 1), fmt)}
+    node = Node("max_pool2d", "pool", ["x"], "y", {"pool": (window, window), "stride": (1, 1), "padding": "same",
+                                                  "activation": None})
+    return export_tflite(IntegerGraph("x", ["y"], tensors, [node]), float_input=False)
+
+
+def audit_builtin_files():
+    """(label, bytes, words of the one-line error): issue 24 item 1's int8-builtin files."""
+    def edit(label, fn, words):
+        model = _builtin_model()
+        fn(model)
+        return label, _pack(model), words
+
+    def paddings(m, value):
+        op = _builtin_op(m, "PAD")
+        t = m.subgraphs[0].tensors[op.inputs[1]]
+        pads = np.frombuffer(bytes(np.asarray(m.buffers[t.buffer].data, np.uint8)), np.int32).copy()
+        pads[2] = value
+        m.buffers[t.buffer].data = np.frombuffer(pads.tobytes(), np.uint8)
+
+    def pool_option(m, key, value):
+        setattr(_builtin_op(m, "MAX_POOL_2D").builtinOptions, key, value)
+
+    def no_options(m):
+        op = _builtin_op(m, "ADD")
+        op.builtinOptions, op.builtinOptionsType = None, 0
+
+    return [
+        edit("pad-disagrees-with-shape", lambda m: paddings(m, 3), "padded by"),
+        edit("pad-100000000", lambda m: paddings(m, 100_000_000), "padded by"),
+        edit("add-without-options", no_options, "ADD needs its AddOptions"),
+        edit("pool-stride-0", lambda m: pool_option(m, "strideH", 0), "stride (0, 1) outside"),
+        edit("pool-filter-0", lambda m: pool_option(m, "filterWidth", 0), "filter (2, 0) outside"),
+        edit("pool-padding-7", lambda m: pool_option(m, "padding", 7), "padding code 7"),
+        edit("conv-activation-9", lambda m: setattr(_builtin_op(m, "CONV_2D").builtinOptions,
+                                                    "fusedActivationFunction", 9), "activation code 9"),
+        edit("builtin-graph-metadata-list", lambda m: _set_metadata(m, lambda d: d.update(graph_metadata=[1])),
+             "'graph_metadata' is a list"),
+    ]
+
+
+def audit_fxp_files():
+    """(label, bytes, words): issue 24 items 3, 4 and 6 for fxp files; the C runner refuses them too."""
+    def edit(label, fn, words):
+        model = _model()
+        fn(model)
+        return label, _pack(model), words
+
+    sub = lambda m: m.subgraphs[0]  # noqa: E731
+
+    def out_of(m, code):
+        op, _ = _op(m, code)
+        return sub(m).tensors[op.outputs[0]]
+
+    def second_writer(m):
+        a, _ = _op(m, "FXP_REQUANTIZE")
+        b, _ = _op(m, "FXP_LEAKY_RELU")
+        sub(m).tensors[b.outputs[0]].shape = list(sub(m).tensors[a.outputs[0]].shape)
+        b.outputs = list(a.outputs)
+
+    def nine_outputs(m):
+        sub(m).outputs = list(sub(m).outputs) * 9
+
+    def reshape_index(m):
+        for op in sub(m).operators:
+            if m.operatorCodes[op.opcodeIndex].builtinCode == 22:
+                op.inputs = [op.inputs[0], 10**6]
+                return
+        raise LookupError("RESHAPE")
+
+    def gap_rank4(m):
+        t = out_of(m, "FXP_GLOBAL_AVERAGE_POOL_2D")
+        t.shape = [1, 1, 1, t.shape[-1]]
+
+    return [
+        edit("pool-output-channels", lambda m: setattr(out_of(m, "FXP_MAX_POOL_2D"), "shape",
+                                                       list(out_of(m, "FXP_MAX_POOL_2D").shape[:3]) + [3]),
+             "channels"),
+        edit("pool-output-rank", lambda m: setattr(out_of(m, "FXP_MAX_POOL_2D"), "shape",
+                                                   list(out_of(m, "FXP_MAX_POOL_2D").shape) + [1]), "output shape"),
+        edit("leaky-output-shape", lambda m: setattr(out_of(m, "FXP_LEAKY_RELU"), "shape", [1, 100, 100, 24]),
+             "no broadcasting"),
+        edit("two-writers", second_writer, "already holds"),
+        edit("schema-version-2", lambda m: setattr(m, "version", 2), "schema version 2"),
+        edit("sparsity", lambda m: setattr(out_of(m, "FXP_ADD"), "sparsity",
+                                           __import__("fxpq_keras.flatbuffer.schema", fromlist=["schema"])
+                                           .schema.SparsityParametersT()), "sparse"),
+        edit("nine-outputs", nine_outputs, "9 outputs"),
+        edit("no-zero-point", lambda m: setattr(out_of(m, "FXP_ADD").quantization, "zeroPoint", None),
+             "zero_point"),
+        edit("gap-rank-4", gap_rank4, "and output"),
+        edit("reshape-shape-index-10^6", reshape_index, "refers to tensor 1000000"),
+        edit("op-names-integers", lambda m: _set_metadata(m, lambda d: d.update(op_names=[1] * len(d["op_names"]))),
+             "'op_names' holds entries"),
+        edit("graph-metadata-list", lambda m: _set_metadata(m, lambda d: d.update(graph_metadata=[])),
+             "'graph_metadata' is a list"),
+        ("max-pool-512-over-511", _max_pool_file(511, 512), "window spans"),
+    ]
+
+
+@pytest.mark.parametrize("case", audit_fxp_files(), ids=lambda c: c[0])
+def test_audit_fxp_files_are_refused_by_both_readers(case):
+    """Issue 24 items 3, 4, 6: Python accepted these (or raised TypeError/IndexError, or ran for
+    minutes); the C runner refused some of them and accepted a missing zero point and a rank-4
+    global-average-pool output. Metadata cases are Python's alone (the runner ignores metadata)."""
+    from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
+    from fxpq_keras.kernels.runner import RunnerError
+
+    label, blob, words = case
+    with pytest.raises(FlatbufferFormatError, match=words):
+        read_bytes(blob)
+    if "metadata" in label or "op-names" in label:
+        HostRunner(blob)  # the runner does not read the metadata
+    else:
+        with pytest.raises(RunnerError):
+            HostRunner(blob)
+
+
+def test_compute_and_size_limits_have_an_override(monkeypatch):
+    """Issue 24 item 4: a 944-byte max pool took the C engine 41.5 s per inference; it is refused by
+    default, and the FXPQ_MAX_* variables let a user who means it through (both readers)."""
+    from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
+
+    blob = _max_pool_file(64, 64)  # 64*64*64*64 = 2^24 taps: the default window limit exactly
+    read_bytes(blob)
+    HostRunner(blob)
+    monkeypatch.setenv("FXPQ_MAX_WINDOW", str(2**24 - 1))
+    with pytest.raises(FlatbufferFormatError, match="FXPQ_MAX_WINDOW"):
+        read_bytes(blob)
+    with pytest.raises(ValueError, match="limit"):
+        HostRunner(blob)
+    monkeypatch.setenv("FXPQ_MAX_WINDOW", str(2**24))
+    monkeypatch.setenv("FXPQ_MAX_WORK", str(2**24 - 1))
+    with pytest.raises(FlatbufferFormatError, match="FXPQ_MAX_WORK"):
+        read_bytes(blob)
+    with pytest.raises(ValueError, match="MACs and window taps"):
+        HostRunner(blob)
+    monkeypatch.setenv("FXPQ_MAX_WORK", "lots")
+    with pytest.raises(ValueError, match="FXPQ_MAX_WORK='lots' must be a positive integer"):
+        read_bytes(blob)
+
+
+def test_metadata_inflation_is_capped(monkeypatch):
+    """Issue 24 item 2: a 1 MB file whose metadata inflated to 1 GB was read at 2.87 GB of RSS."""
+    import zlib
+
+    from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
+    from fxpq_keras.flatbuffer.reader import METADATA_NAME
+
+    model = _model()
+    for meta in model.metadata:
+        if meta.name.decode() == METADATA_NAME:
+            model.buffers[meta.buffer].data = np.frombuffer(zlib.compress(b" " * (2**24 + 1), 9), np.uint8)
+    blob = _pack(model)
+    assert len(blob) < 100_000
+    with pytest.raises(FlatbufferFormatError, match=f"inflates to more than {2**24} bytes"):
+        read_bytes(blob)
+    monkeypatch.setenv("FXPQ_MAX_METADATA", str(2**25))
+    with pytest.raises(FlatbufferFormatError, match="not a JSON object|not valid JSON"):
+        read_bytes(blob)  # let through the cap, then refused for what it is
+
+
+def test_audit_files_exit_2_with_one_line(tmp_path, capsys):
+    """Issue 24: every audit file, through `inspect` and `run`: exit 2 and one line (never 1, never a
+    traceback). The int8-builtin ones raised AttributeError, ZeroDivisionError, KeyError, ValueError
+    or tried to allocate 107 GiB before."""
+    x = tmp_path / "x.npy"
+    np.save(x, cnn_graph(0)[1][:1])
+    y = str(tmp_path / "y.npy")
+    for label, blob, words in audit_builtin_files() + audit_fxp_files():
+        path = tmp_path / f"{label}.tflite"
+        path.write_bytes(blob)
+        for argv in (("inspect", str(path)), ("run", str(path), "-i", str(x), "-o", y)):
+            status, err = _cli(capsys, *argv)
+            assert (status, len(err)) == (2, 1), (label, argv, status, err)
+            assert words in err[0] or "input batch" in err[0], (label, err)
+        assert not (tmp_path / "y.npy").exists()
+
+
+def test_labels_must_be_classes_of_the_model():
+    """Issue 24 item 11: class 7 on a 3-class model and float labels were accepted (1.7 became 1)."""
+    x = np.random.default_rng(0).uniform(0, 1, (20, 4, 4, 1)).astype(np.float32)
+    for labels, words in ((np.full(20, 7), "label 7 is not a class of this 3-class model"),
+                          (np.full(20, 1.7), "labels must be integer class indices, got float64 values such as 1.7"),
+                          (np.full(20, -1), "label -1 is not a class")):
+        with pytest.raises(ValueError, match=words):
+            _search().quantize(_tiny_classifier(), x, labels=labels)
+
+
+@pytest.mark.parametrize("engine", ["reference", "host"])
+def test_predict_refuses_complex_and_empty_batches(engine):
+    """Issue 24 item 12: complex input lost its imaginary part; an empty batch failed with internal
+    errors that differed by engine."""
+    graph, x = cnn_graph(0)
+    interp = Interpreter(_write_tmp(export_tflite(graph)), engine=engine)
+    with pytest.raises(ValueError, match="real numbers, got dtype complex"):
+        interp.predict(x[:2] * (1 + 1j))
+    with pytest.raises(ValueError, match="input batch is empty"):
+        interp.predict(x[:0])
+    assert interp.predict(x[:2]).shape[0] == 2
+
+
+def _write_tmp(data: bytes):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "m.tflite"
+    path.write_bytes(data)
+    return path

@@ -87,8 +87,8 @@ def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude
     left = np.maximum(shift, 0)
     bound = _accumulator_bound(node, input_magnitude)
     worst = bound.astype(np.float64) * np.exp2(left)  # exact: bound < 2^53, times a power of two
-    if (worst > 2**31 - 1).any():
-        o = int(np.argmax(worst))
+    if (worst > 2**31 - 1).any() or (left > 30).any():
+        o = int(np.argmax(np.where(left > 30, np.inf, worst)))
         problems.append(f"layer {node.name!r}: output frac {out_frac} is {int(shift[o]) - 1} above the accumulator "
                         f"frac {int(facc[o])} (channel {o}); TFLM shifts the int32 accumulator left by "
                         f"{int(left[o])} and a worst-case accumulator of {int(bound[o])} would overflow int32")
@@ -337,21 +337,73 @@ def _activation(b, spec: TensorSpec) -> int:
 
 def _fracs_from_scales(scales, where: str) -> np.ndarray:
     out = []
-    for s in scales:
+    for s in scales if scales is not None else []:
         mant, exp = np.frexp(float(s))
         if mant != 0.5:
             raise FlatbufferFormatError(f"{where}: scale {s} is not a power of two")
+        if not -32 <= 1 - int(exp) <= 32:
+            raise FlatbufferFormatError(f"{where}: weight frac {1 - int(exp)} outside -32..32")
         out.append(1 - int(exp))
     return np.asarray(out, dtype=np.int64)
 
 
+# builtin op -> the options table its operators must carry (the writer always writes one)
+_OPTIONS = {"SOFTMAX": S.SoftmaxOptionsT, "CONCATENATION": S.ConcatenationOptionsT,
+            "LEAKY_RELU": S.LeakyReluOptionsT, "ADD": S.AddOptionsT, "MAX_POOL_2D": S.Pool2DOptionsT,
+            "AVERAGE_POOL_2D": S.Pool2DOptionsT, "CONV_2D": S.Conv2DOptionsT,
+            "DEPTHWISE_CONV_2D": S.DepthwiseConv2DOptionsT, "FULLY_CONNECTED": S.FullyConnectedOptionsT}
+_N_INPUTS = {"SOFTMAX": (1,), "RESHAPE": (1, 2), "QUANTIZE": (1,), "CONCATENATION": (2,), "LEAKY_RELU": (1,),
+             "PAD": (2,), "ADD": (2,), "MAX_POOL_2D": (1,), "AVERAGE_POOL_2D": (1,), "CONV_2D": (3,),
+             "DEPTHWISE_CONV_2D": (3,), "FULLY_CONNECTED": (3,)}
+
+
+def _window(x: TensorSpec, out: TensorSpec, kh: int, kw: int, stride, dilation, padding: str, where: str) -> None:
+    """A windowed op's shapes: input [1,H,W,C], output the padding rule's [1,OH,OW,*]."""
+    from ..integer_graph.ops import conv_output_size
+
+    if len(x.shape) != 3 or len(out.shape) != 3:
+        raise FlatbufferFormatError(f"{where}: input and output must be [1, H, W, C], got {x.shape} -> {out.shape}")
+    for key, v in (("stride", stride), ("dilation", dilation), ("filter", (kh, kw))):
+        if min(v) < 1 or max(v) > 65535:
+            raise FlatbufferFormatError(f"{where}: {key} {tuple(v)} outside 1..65535")
+    try:
+        oh = conv_output_size(x.shape[0], kh, stride[0], dilation[0], padding)[0]
+        ow = conv_output_size(x.shape[1], kw, stride[1], dilation[1], padding)[0]
+    except ValueError as exc:
+        raise FlatbufferFormatError(f"{where}: {exc}") from None
+    if out.shape[:2] != (oh, ow):
+        raise FlatbufferFormatError(f"{where}: output shape {out.shape} is not [1, {oh}, {ow}, channels] "
+                                    f"(input {x.shape}, padding {padding})")
+
+
 def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
-    """One stock operator of an int8-builtin file -> a node of the stock graph."""
+    """One stock operator of an int8-builtin file -> a node of the stock graph.
+
+    Every shape, option and format is checked against what the numpy model of TFLM (stock.py) and
+    TFLM itself compute without overflow or undefined behaviour: the exporter's limits
+    (to_builtin_graph) are the reader's, so a file the reader accepts runs (docs/format.md 7).
+    """
+    from .reader import check_shape_input
+
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+    if kind not in _N_INPUTS:
+        raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the int8-builtin format (known: "
+                                    f"{sorted(_N_INPUTS)})")
+    if len(inputs) not in _N_INPUTS[kind]:
+        raise FlatbufferFormatError(f"{where}: {kind} takes {' or '.join(map(str, _N_INPUTS[kind]))} inputs, "
+                                    f"got {len(inputs)}")
     out_spec = spec(int(op.outputs[0]), where + " output")
     opts = op.builtinOptions
-    if not inputs:
-        raise FlatbufferFormatError(f"{where}: has no inputs")
+    if kind in _OPTIONS and not isinstance(opts, _OPTIONS[kind]):
+        raise FlatbufferFormatError(f"{where}: {kind} needs its {_OPTIONS[kind].__name__[:-1]}, got "
+                                    f"{'none' if opts is None else type(opts).__name__[:-1]}")
+    act = getattr(opts, "fusedActivationFunction", 0)
+    if act not in _ACT_NAMES:
+        raise FlatbufferFormatError(f"{where}: fused activation code {act} is not 0 (none), 1 (relu) or 3 (relu6)")
+    activation = _ACT_NAMES[act]
+    padding = getattr(opts, "padding", 0)
+    if padding not in _PAD_NAMES:
+        raise FlatbufferFormatError(f"{where}: padding code {padding} is not 0 (same) or 1 (valid)")
 
     def s8_input(i: int, what: str) -> TensorSpec:
         src = spec(inputs[i], f"{where} {what}")
@@ -360,78 +412,146 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
                                         f"got {src.fmt}")
         return src
 
+    def same_shape(*specs: TensorSpec) -> None:
+        if any(s.shape != out_spec.shape for s in specs):
+            raise FlatbufferFormatError(f"{where}: input shapes {[s.shape for s in specs]} != output shape "
+                                        f"{out_spec.shape} (no broadcasting)")
+
     if kind == "SOFTMAX":
         if out_spec.fmt != SOFTMAX_FORMAT:
             raise FlatbufferFormatError(f"{where}: SOFTMAX output must be int8 with scale 1/256 and zero point -128")
         x = s8_input(0, "input")
-        beta = float(opts.beta) if opts is not None else 1.0
-        if beta != 1.0:
-            raise FlatbufferFormatError(f"{where}: SOFTMAX beta must be 1.0, got {beta}")
+        same_shape(x)
+        if float(opts.beta) != 1.0:
+            raise FlatbufferFormatError(f"{where}: SOFTMAX beta must be 1.0, got {opts.beta}")
         try:
             stock.softmax_params(x.fmt.frac)
         except ValueError as exc:
             raise FlatbufferFormatError(f"{where}: {exc}") from None
-        return Node("softmax", name, [x.name], out_spec.name, {"beta": beta})
+        return Node("softmax", name, [x.name], out_spec.name, {"beta": 1.0})
     if out_spec.fmt is None or out_spec.fmt != _stock_fmt(out_spec.fmt):
         raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors or u8 ones (zero point -128), "
                                     f"got {out_spec.fmt}")
     if kind == "RESHAPE":
         src = s8_input(0, "input")
+        if src.fmt != out_spec.fmt or int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
+            raise FlatbufferFormatError(f"{where}: RESHAPE from {src.fmt} {src.shape} to {out_spec.fmt} "
+                                        f"{out_spec.shape} changes the format or the size")
+        if len(inputs) == 2:
+            check_shape_input(f, inputs[1], 1 + len(out_spec.shape), where)
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind == "QUANTIZE":
         src = spec(inputs[0], where + " input")
-        if src.fmt is not None:
-            s8_input(0, "input")
-        return Node("quantize" if src.fmt is None else "requantize", name, [src.name], out_spec.name,
-                    {} if src.fmt is None else {"activation": None})
+        same_shape(src)
+        if src.fmt is None:
+            return Node("quantize", name, [src.name], out_spec.name, {})
+        s8_input(0, "input")
+        if out_spec.fmt.frac - src.fmt.frac > 23:  # the exporter's limit (to_builtin_graph)
+            raise FlatbufferFormatError(f"{where}: QUANTIZE raises the frac by {out_spec.fmt.frac - src.fmt.frac} "
+                                        "(more than 23 overflows int32 in TFLM)")
+        return Node("requantize", name, [src.name], out_spec.name, {"activation": None})
     x = s8_input(0, "input")
     if kind == "CONCATENATION":
-        y = s8_input(1, "input 2") if len(inputs) == 2 else None
-        if y is None or opts is None or opts.axis not in (-1, len(out_spec.shape)) or opts.fusedActivationFunction:
+        y = s8_input(1, "input 2")
+        a, b = x.shape, y.shape
+        if opts.axis not in (-1, len(out_spec.shape)) or activation is not None:
             raise FlatbufferFormatError(f"{where}: CONCATENATION must join two inputs on the last axis, no activation")
+        if not a or a[:-1] != b[:-1] or out_spec.shape != a[:-1] + (a[-1] + b[-1],):
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} is not inputs {a} and {b} joined on "
+                                        "the last axis")
         if x.fmt != out_spec.fmt or y.fmt != out_spec.fmt:
             raise FlatbufferFormatError(f"{where}: CONCATENATION inputs must have the output's format (TFLM's rule)")
         return Node("concat", name, [x.name, y.name], out_spec.name, {})
     if kind == "LEAKY_RELU":
-        alpha = float(opts.alpha) if opts is not None else 0.0
+        same_shape(x)
+        alpha = float(opts.alpha)
         mant, exp = np.frexp(alpha)
         if mant != 0.5 or not 1 <= 1 - int(exp) <= 31:
             raise FlatbufferFormatError(f"{where}: LEAKY_RELU alpha {alpha} is not 2^-k with k in 1..31")
+        if out_spec.fmt.frac - x.fmt.frac > 22:  # the exporter's limit
+            raise FlatbufferFormatError(f"{where}: LEAKY_RELU raises the frac by {out_spec.fmt.frac - x.fmt.frac} "
+                                        "(more than 22 overflows int32 in TFLM)")
         return Node("leaky_relu", name, [x.name], out_spec.name, {"alpha_shift": 1 - int(exp)})
     if kind == "PAD":
-        if len(inputs) != 2:
-            raise FlatbufferFormatError(f"{where}: PAD takes the input and a paddings tensor")
         pads = f.constant(inputs[1], where + " paddings").astype(np.int64)
-        if pads.shape != (4, 2) or pads[0].any() or pads[3].any() or (pads < 0).any():
-            raise FlatbufferFormatError(f"{where}: paddings must be [[0,0],[t,b],[l,r],[0,0]] with t,b,l,r >= 0")
+        if f.tensor(inputs[1], where).type != S.TensorType.INT32 or pads.shape != (4, 2) or pads[0].any() \
+                or pads[3].any() or (pads < 0).any():
+            raise FlatbufferFormatError(f"{where}: paddings must be int32 [[0,0],[t,b],[l,r],[0,0]] with t,b,l,r >= 0")
+        if len(x.shape) != 3 or out_spec.shape != (x.shape[0] + int(pads[1].sum()), x.shape[1] + int(pads[2].sum()),
+                                                   x.shape[2]):
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} is not the input {x.shape} padded by "
+                                        f"{pads[1:3].tolist()}")
+        if x.fmt != out_spec.fmt:
+            raise FlatbufferFormatError(f"{where}: PAD must keep the format (stock PAD never rescales)")
         return Node("pad", name, [x.name], out_spec.name,
                     {"pads": ((int(pads[1, 0]), int(pads[1, 1])), (int(pads[2, 0]), int(pads[2, 1])))})
     if kind == "ADD":
         y = s8_input(1, "input 2")
-        return Node("add", name, [x.name, y.name], out_spec.name,
-                    {"activation": _ACT_NAMES.get(opts.fusedActivationFunction)})
+        same_shape(x, y)
+        fa, fb, fo = x.fmt.frac, y.fmt.frac, out_spec.fmt.frac
+        if fo - min(fa, fb) > 18 or abs(fa - fb) > 30:  # the exporter's limits
+            raise FlatbufferFormatError(f"{where}: stock ADD needs out_frac - min(in fracs) <= 18 and "
+                                        f"|frac_a - frac_b| <= 30 (got {fa}, {fb} -> {fo})")
+        return Node("add", name, [x.name, y.name], out_spec.name, {"activation": activation})
     if kind in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
-        return Node("max_pool2d" if kind == "MAX_POOL_2D" else "average_pool2d", name, [x.name], out_spec.name,
-                    {"pool": (opts.filterHeight, opts.filterWidth), "stride": (opts.strideH, opts.strideW),
-                     "padding": _PAD_NAMES[opts.padding], "activation": _ACT_NAMES.get(opts.fusedActivationFunction)})
-    if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-        w_t = f.tensor(inputs[1], where + " weights")
-        weights = f.constant(inputs[1], where + " weights").astype(np.int64)
-        fracs = _fracs_from_scales(w_t.quantization.scale, where + " weights")
-        o = weights.shape[-1] if kind == "DEPTHWISE_CONV_2D" else weights.shape[0]
-        fracs = np.broadcast_to(fracs, (o,)).copy()
-        bias = f.constant(inputs[2], where + " bias").astype(np.int64) if len(inputs) > 2 and inputs[2] >= 0 \
-            else np.zeros(o, dtype=np.int64)
-        attrs = {"activation": _ACT_NAMES.get(opts.fusedActivationFunction)}
-        if kind == "FULLY_CONNECTED":
-            graph_op = "fully_connected"
+        attrs = {"pool": (opts.filterHeight, opts.filterWidth), "stride": (opts.strideH, opts.strideW),
+                 "padding": _PAD_NAMES[padding], "activation": activation}
+        _window(x, out_spec, opts.filterHeight, opts.filterWidth, attrs["stride"], (1, 1), attrs["padding"], where)
+        if out_spec.shape[2] != x.shape[2] or x.fmt != out_spec.fmt:
+            raise FlatbufferFormatError(f"{where}: a stock pool keeps the channels and the format (got {x.shape} "
+                                        f"{x.fmt} -> {out_spec.shape} {out_spec.fmt})")
+        return Node("max_pool2d" if kind == "MAX_POOL_2D" else "average_pool2d", name, [x.name], out_spec.name, attrs)
+    # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
+    w_t = f.tensor(inputs[1], where + " weights")
+    weights = f.constant(inputs[1], where + " weights")
+    if weights.dtype != np.int8:
+        raise FlatbufferFormatError(f"{where}: weights must be int8, got {weights.dtype.name}")
+    weights = weights.astype(np.int64)
+    attrs = {"activation": activation}
+    if kind == "FULLY_CONNECTED":
+        graph_op = "fully_connected"
+        k = int(np.prod(x.shape))
+        if weights.ndim != 2 or weights.shape[1] != k or out_spec.shape != (weights.shape[0],):
+            raise FlatbufferFormatError(f"{where}: weights {list(weights.shape)} and output {out_spec.shape} do not "
+                                        f"fit an input of {k} features ([O, {k}] and [1, O])")
+    else:
+        graph_op = "conv2d" if kind == "CONV_2D" else "depthwise_conv2d"
+        if weights.ndim != 4:
+            raise FlatbufferFormatError(f"{where}: weights must have rank 4, got {list(weights.shape)}")
+        attrs.update(stride=(opts.strideH, opts.strideW), padding=_PAD_NAMES[padding],
+                     dilation=(opts.dilationHFactor, opts.dilationWFactor))
+        _window(x, out_spec, weights.shape[1], weights.shape[2], attrs["stride"], attrs["dilation"],
+                attrs["padding"], where)
+        c = x.shape[2]
+        if kind == "CONV_2D":
+            ok = weights.shape[3] == c and out_spec.shape[2] == weights.shape[0]
         else:
-            graph_op = "conv2d" if kind == "CONV_2D" else "depthwise_conv2d"
-            attrs.update(stride=(opts.strideH, opts.strideW), padding=_PAD_NAMES[opts.padding],
-                         dilation=(opts.dilationHFactor, opts.dilationWFactor))
-            if kind == "DEPTHWISE_CONV_2D":
-                attrs["depth_multiplier"] = opts.depthMultiplier
-        info.weight_bytes[name] = weights.size
-        return Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=8,
-                    weight_frac=fracs, bias=bias, bias_bits=32, bias_frac=None)
-    raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the int8-builtin format")
+            attrs["depth_multiplier"] = opts.depthMultiplier
+            ok = weights.shape[0] == 1 and 1 <= opts.depthMultiplier <= 65535 \
+                and weights.shape[3] == c * opts.depthMultiplier == out_spec.shape[2]
+        if not ok:
+            raise FlatbufferFormatError(f"{where}: weights {list(weights.shape)} do not fit input {x.shape} and output "
+                                        f"{out_spec.shape}")
+    o = out_spec.shape[-1]
+    quant = w_t.quantization
+    fracs = _fracs_from_scales(None if quant is None else quant.scale, where + " weights")
+    if len(fracs) not in (1, o):
+        raise FlatbufferFormatError(f"{where}: weights need 1 or {o} scales, got {len(fracs)}")
+    fracs = np.broadcast_to(fracs, (o,)).copy()
+    if inputs[2] >= 0:
+        bias = f.constant(inputs[2], where + " bias")
+        if bias.dtype != np.int32 or bias.shape != (o,):
+            raise FlatbufferFormatError(f"{where}: bias must be int32[{o}], got {bias.dtype.name}{list(bias.shape)}")
+        bias = bias.astype(np.int64)
+    elif inputs[2] == -1:
+        bias = np.zeros(o, dtype=np.int64)
+    else:
+        raise FlatbufferFormatError(f"{where}: bias tensor index {inputs[2]} is neither a tensor nor -1")
+    info.weight_bytes[name] = weights.size
+    node = Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=8,
+                weight_frac=fracs, bias=bias, bias_bits=32, bias_frac=None)
+    magnitude = 255 if stock.zero_point(x.fmt) else 128
+    problems = _check_weighted(node, x.fmt.frac + fracs, out_spec.fmt.frac, magnitude)
+    if problems:
+        raise FlatbufferFormatError(f"{where}: {problems[0]}")
+    return node

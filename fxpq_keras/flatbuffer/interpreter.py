@@ -119,6 +119,10 @@ class Interpreter:
         want = self.graph.tensors[self.graph.input].shape
         if tuple(x.shape[1:]) != tuple(want):
             raise ValueError(f"input batch must have shape [N, {', '.join(map(str, want))}], got {list(x.shape)}")
+        if x.shape[0] == 0:
+            raise ValueError("input batch is empty (N = 0): give at least one sample")
+        if x.dtype.kind not in "biuf":  # complex: the imaginary part would be dropped (calibration refuses it too)
+            raise ValueError(f"input must be real numbers, got dtype {x.dtype.name}")
         if self.info.float_input:
             x = x.astype(np.float32)
             if np.isnan(x).any():

@@ -48,30 +48,70 @@ class FileInfo:
     zero_points: dict[str, int] = field(default_factory=dict)
 
 
-# The C runner's limits (fxpq_runner.c fx_read_tensor): a dimension is 1..2^30-1, a tensor holds
-# fewer than 2^28 elements; the Python reader refuses exactly what the runner refuses.
+# The C runner's limits (fxpq_runner.c fx_read_tensor): a dimension is 1..2^30-1; the Python
+# reader refuses exactly what the runner refuses.
 MAX_DIMENSION = 2**30 - 1
-MAX_ELEMENTS = 2**28 - 1
+MAX_OUTPUTS = 8  # FXPQ_RUNNER_MAX_OUTPUTS
 
 
-def checked_shape(t: S.TensorT, what: str) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class ReaderLimits:
+    """What a reader accepts from a file, so a small file cannot demand unbounded memory or time
+    (docs/format.md section 8). The C runner applies the same numbers (fxpq_runner_limits).
+
+    elements: elements of any one tensor; window: elements of any one windowed op's patches
+    (output positions x window taps x input channels) and of its padded input plane; work: MACs of
+    the weighted ops plus window taps of the pools, summed over one inference; metadata: bytes of
+    the decompressed fxpq metadata. Raise them with the environment variables FXPQ_MAX_ELEMENTS,
+    FXPQ_MAX_WINDOW, FXPQ_MAX_WORK, FXPQ_MAX_METADATA for files you trust.
+    """
+
+    elements: int = 2**24
+    window: int = 2**24
+    work: int = 2**32
+    metadata: int = 2**24
+
+    ENV = {"elements": "FXPQ_MAX_ELEMENTS", "window": "FXPQ_MAX_WINDOW", "work": "FXPQ_MAX_WORK",
+           "metadata": "FXPQ_MAX_METADATA"}
+
+    @classmethod
+    def from_env(cls) -> ReaderLimits:
+        """The defaults, each replaced by its environment variable when set (a positive integer)."""
+        import os
+
+        values = {}
+        for key, var in cls.ENV.items():
+            raw = os.environ.get(var, "").strip()
+            if raw:
+                try:
+                    values[key] = int(raw, 0)
+                except ValueError:
+                    values[key] = 0
+                if not 1 <= values[key] < 2**62:
+                    raise ValueError(f"environment variable {var}={raw!r} must be a positive integer below 2^62")
+        return cls(**values)
+
+
+def checked_shape(t: S.TensorT, what: str, limits: ReaderLimits | None = None) -> tuple[int, ...]:
     """The tensor's shape when every dimension and the element count are inside the limits."""
+    max_elements = (limits or ReaderLimits.from_env()).elements
     shape = tuple(int(d) for d in (t.shape if t.shape is not None else []))
     if len(shape) > 6:
         raise FlatbufferFormatError(f"{what}: rank {len(shape)} above 6")
     bad = [d for d in shape if not 1 <= d <= MAX_DIMENSION]
     if bad:
         raise FlatbufferFormatError(f"{what}: tensor dimension {bad[0]} outside 1..{MAX_DIMENSION} (shape {shape})")
-    if math.prod(shape) > MAX_ELEMENTS:
-        raise FlatbufferFormatError(f"{what}: tensor of shape {shape} has {math.prod(shape)} elements, "
-                                    f"more than {MAX_ELEMENTS}")
+    if math.prod(shape) > max_elements:
+        raise FlatbufferFormatError(f"{what}: tensor of shape {shape} has {math.prod(shape)} elements, more than "
+                                    f"{max_elements} (raise FXPQ_MAX_ELEMENTS if you trust the file)")
     return shape
 
 
 class _File:
     """Checked accessors over one parsed model."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, limits: ReaderLimits) -> None:
+        self.limits = limits
         if len(data) < 8:
             raise FlatbufferFormatError(f"file is {len(data)} bytes: too short to be a TFLite flatbuffer")
         if data[4:8] != b"TFL3":
@@ -82,7 +122,12 @@ class _File:
             self.model = S.ModelT.InitFromObj(root)
         except Exception as exc:  # noqa: BLE001 - foreign bytes can fail anywhere in the parser
             raise FlatbufferFormatError(f"malformed or truncated flatbuffer ({type(exc).__name__}: {exc})") from None
+        if self.model.version != 3:
+            raise FlatbufferFormatError(f"TFLite schema version {self.model.version}, expected 3")
         self.buffers = self.model.buffers or []
+        for i, buf in enumerate(self.buffers):
+            if buf is None:
+                raise FlatbufferFormatError(f"buffer {i} is missing")
         self.metadata: dict[str, bytes] = {}
         for meta in self.model.metadata or []:
             name = (meta.name or b"").decode(errors="replace")
@@ -92,12 +137,17 @@ class _File:
             raise FlatbufferFormatError(f"expected exactly one subgraph, found {n}")
         self.sub = self.model.subgraphs[0]
         self.tensors = self.sub.tensors or []
+        for i, t in enumerate(self.tensors):
+            if t is None:
+                raise FlatbufferFormatError(f"tensor {i} is missing")
+            if t.sparsity is not None:
+                raise FlatbufferFormatError(f"tensor {i}: sparse tensors are not supported")
 
     def buffer_bytes(self, index: int, what: str) -> bytes:
         if not 0 <= index < len(self.buffers):
             raise FlatbufferFormatError(f"{what} refers to buffer {index}, but the file has {len(self.buffers)}")
         buf = self.buffers[index]
-        if buf.offset:
+        if buf.offset > 1:  # the C runner's rule: offsets 0 and 1 mean the data is inside the flatbuffer
             raise FlatbufferFormatError(f"{what}: buffers stored outside the flatbuffer (offset/size) "
                                         "are not supported")
         data = buf.data
@@ -118,7 +168,7 @@ class _File:
         if t.type not in _NP_TYPES:
             raise FlatbufferFormatError(f"{what}: tensor type {t.type} is not supported")
         dtype = np.dtype(_NP_TYPES[t.type]).newbyteorder("<")
-        shape = checked_shape(t, what)
+        shape = checked_shape(t, what, self.limits)
         raw = self.buffer_bytes(t.buffer, what)
         need = math.prod(shape) * dtype.itemsize
         if len(raw) != need:
@@ -161,7 +211,7 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
         fmt = Format(bits, frac, signed)
     except FormatError as exc:
         raise FlatbufferFormatError(f"{what}: {exc}") from None
-    has_range = q.min is not None and len(q.min) == 1
+    has_range = q.min is not None and q.max is not None and len(q.min) == 1 and len(q.max) == 1
     if has_range and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
         raise FlatbufferFormatError(f"{what}: min/max {q.min[0]}/{q.max[0]} are not a format's range at scale {scale}")
     if bits > storage or (storage == 16 and bits <= 8):
@@ -170,18 +220,33 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
     return fmt
 
 
-def _metadata(metadata: dict[str, bytes], op_types: list[str]) -> tuple[dict, Any, str]:
+def _inflate(blob: bytes, cap: int) -> bytes:
+    """zlib-decompress at most `cap` bytes: a small file must not inflate to gigabytes."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(blob, cap + 1)
+    except zlib.error as exc:
+        raise FlatbufferFormatError(f"fxpq metadata is not a zlib stream: {exc}") from None
+    if len(out) > cap:
+        raise FlatbufferFormatError(f"fxpq metadata inflates to more than {cap} bytes (raise FXPQ_MAX_METADATA if you "
+                                    "trust the file)")
+    if not d.eof:
+        raise FlatbufferFormatError("fxpq metadata is not a zlib stream: truncated")
+    return out
+
+
+def _metadata(metadata: dict[str, bytes], op_types: list[str], cap: int) -> tuple[dict, Any, str]:
     """(graph metadata, policy dict or None, fxpq version) of a format version 2 or 3 file."""
     try:
         if METADATA_NAME in metadata:
-            try:
-                blob = json.loads(zlib.decompress(metadata[METADATA_NAME]))
-            except zlib.error as exc:
-                raise FlatbufferFormatError(f"fxpq metadata is not a zlib stream: {exc}") from None
+            blob = json.loads(_inflate(metadata[METADATA_NAME], cap))
             if not isinstance(blob, dict):
                 raise FlatbufferFormatError("fxpq metadata is not a JSON object")
             meta, policy, version = blob, blob.get("policy"), str(blob.get("version", "?"))
         elif "fxpq_graph" in metadata:  # format versions 1 and 2: plain-JSON entries
+            if sum(len(metadata.get(k, b"")) for k in ("fxpq_graph", "fxpq_policy", "fxpq_version")) > cap:
+                raise FlatbufferFormatError(f"fxpq metadata is larger than {cap} bytes (raise FXPQ_MAX_METADATA if "
+                                            "you trust the file)")
             meta = json.loads(metadata["fxpq_graph"])
             policy = json.loads(metadata.get("fxpq_policy", b"null"))
             version = metadata.get("fxpq_version", b"?").decode(errors="replace")
@@ -193,22 +258,36 @@ def _metadata(metadata: dict[str, bytes], op_types: list[str]) -> tuple[dict, An
     except RecursionError:
         raise FlatbufferFormatError("fxpq metadata JSON is nested too deeply") from None
     found = meta.get("format_version") if isinstance(meta, dict) else meta
-    if found == 1:
+    if found == 1 and type(found) is int:
         raise FlatbufferFormatError(
             "fxpq file format version 1 (9..16-bit weights stored as int16) is no longer read; "
             f"this reader knows versions {READABLE_VERSIONS} (every weight width bit-packed): re-export the model")
-    if not isinstance(meta, dict) or found not in READABLE_VERSIONS:
+    if not isinstance(meta, dict) or type(found) is not int or found not in READABLE_VERSIONS:
         raise FlatbufferFormatError(f"unsupported fxpq format_version {found!r}; this reader knows {READABLE_VERSIONS}")
+    kinds = {"graph_metadata": (dict, type(None)), "op_names": (list, type(None)), "float_input": (bool, type(None)),
+             "output_softmax": (bool, type(None)), "target": (str,)}
+    for key, allowed in kinds.items():
+        if not isinstance(meta.get(key), allowed):
+            raise FlatbufferFormatError(f"fxpq metadata {key!r} is a {type(meta.get(key)).__name__}, expected "
+                                        f"{' or '.join('null' if a is type(None) else a.__name__ for a in allowed)}")
+    if any(not isinstance(n, (str, type(None))) for n in meta.get("op_names") or []):
+        raise FlatbufferFormatError("fxpq metadata 'op_names' holds entries that are neither text nor null")
+    if not isinstance(policy, (dict, type(None))):
+        raise FlatbufferFormatError(f"fxpq metadata 'policy' is a {type(policy).__name__}, expected an object or null")
     return meta, policy, version
 
 
-def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
-    """Parse an exported file into its IntegerGraph (for int8-builtin: the stock-op graph)."""
-    f = _File(bytes(data))
+def read_bytes(data: bytes, limits: ReaderLimits | None = None) -> tuple[IntegerGraph, FileInfo]:
+    """Parse an exported file into its IntegerGraph (for int8-builtin: the stock-op graph).
+
+    limits: what the file may demand (default ReaderLimits.from_env()); a file above them is refused.
+    """
+    limits = limits or ReaderLimits.from_env()
+    f = _File(bytes(data), limits)
     op_types = []
     for op in f.sub.operators or []:
         op_types.append(_op_type(f, op))
-    meta, policy, version = _metadata(f.metadata, op_types)
+    meta, policy, version = _metadata(f.metadata, op_types, limits.metadata)
     target = meta.get("target")
     if target not in ("fxp", "int8-builtin"):
         raise FlatbufferFormatError(f"unknown target {target!r} in fxpq metadata")
@@ -225,8 +304,9 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
 
     if f.sub.inputs is None or len(f.sub.inputs) != 1:
         raise FlatbufferFormatError("the subgraph must have exactly one input")
-    if f.sub.outputs is None or len(f.sub.outputs) == 0:
-        raise FlatbufferFormatError("the subgraph has no outputs")
+    if f.sub.outputs is None or not 1 <= len(f.sub.outputs) <= MAX_OUTPUTS:
+        raise FlatbufferFormatError(f"the subgraph has {len(f.sub.outputs if f.sub.outputs is not None else [])} "
+                                    f"outputs, expected 1..{MAX_OUTPUTS}")
     specs: dict[int, TensorSpec] = {}
     used_names: set[str] = set()
 
@@ -237,7 +317,7 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
             if name in used_names:
                 name = f"{name}#{index}"
             used_names.add(name)
-            shape = checked_shape(t, f"{what} tensor {name!r}")
+            shape = checked_shape(t, f"{what} tensor {name!r}", limits)
             if len(shape) < 1 or shape[0] != 1:
                 raise FlatbufferFormatError(f"{what}: activation tensor {name!r} has shape {shape}, "
                                             "needs rank >= 1 and batch 1")
@@ -253,10 +333,15 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
     if (input_spec.fmt is None) != info.float_input:
         raise FlatbufferFormatError("metadata float_input disagrees with the input tensor's type")
     nodes = []
+    written = {int(f.sub.inputs[0])}
     for i, op in enumerate(f.sub.operators or []):
         where = f"operator {i} ({op_types[i]}, {names[i]!r})"
         if op.outputs is None or len(op.outputs) != 1:
             raise FlatbufferFormatError(f"{where}: expected one output")
+        if int(op.outputs[0]) in written:
+            raise FlatbufferFormatError(f"{where}: writes tensor {int(op.outputs[0])}, which the model input or an "
+                                        "earlier op already holds")
+        written.add(int(op.outputs[0]))
         if target == "fxp":
             node = _fxp_node(f, op, op_types[i], names[i], where, spec, info)
         else:
@@ -291,12 +376,60 @@ def read_bytes(data: bytes) -> tuple[IntegerGraph, FileInfo]:
     if any(o not in produced or o == graph.input for o in outputs):
         raise FlatbufferFormatError(f"model outputs {[o for o in outputs if o not in produced or o == graph.input]} "
                                     "are not written by any op")
+    check_work(graph, limits)
     return graph, info
 
 
-def read_tflite(path: str | Path) -> tuple[IntegerGraph, FileInfo]:
+def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int]:
+    """(work, window) of one node: work is its MACs (weighted ops) or window taps (pools), window
+    the larger of its patch elements (output positions x taps x input channels) and its padded
+    input plane; (0, 0) for ops without a window or dot product. The C runner counts the same
+    (fxpq_runner.c fx_cost)."""
+    t = graph.tensors
+    out = t[node.output].shape
+    x = t[node.inputs[0]].shape
+    if node.op == "fully_connected":
+        return math.prod(out) * math.prod(x), 0
+    if node.op == "global_average_pool2d":
+        return math.prod(x), 0
+    if node.op not in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):
+        return 0, 0
+    h, w, c = x
+    oh, ow, o = out
+    if node.op in ("max_pool2d", "average_pool2d"):
+        kh, kw = node.attrs["pool"]
+        dh, dw = 1, 1
+    else:
+        kh, kw = np.shape(node.weights)[1:3]
+        dh, dw = node.attrs.get("dilation", (1, 1))
+    patches = oh * ow * int(kh) * int(kw) * c
+    pad_h = max((oh - 1) * node.attrs["stride"][0] + (kh - 1) * dh + 1, h)
+    pad_w = max((ow - 1) * node.attrs["stride"][1] + (kw - 1) * dw + 1, w)
+    window = max(patches, pad_h * pad_w * c)
+    if node.op == "conv2d":
+        return patches * o, window
+    if node.op == "depthwise_conv2d":
+        return patches * (o // c), window
+    return patches, window
+
+
+def check_work(graph: IntegerGraph, limits: ReaderLimits) -> None:
+    """Refuse a graph whose one inference exceeds the limits' work or window (format.md section 8)."""
+    total = 0
+    for node in graph.nodes:
+        work, window = op_cost(graph, node)
+        if window > limits.window:
+            raise FlatbufferFormatError(f"node {node.name!r}: its window spans {window} elements, more than "
+                                        f"{limits.window} (raise FXPQ_MAX_WINDOW if you trust the file)")
+        total += work
+    if total > limits.work:
+        raise FlatbufferFormatError(f"one inference costs {total} MACs and window taps, more than {limits.work} "
+                                    "(raise FXPQ_MAX_WORK if you trust the file)")
+
+
+def read_tflite(path: str | Path, limits: ReaderLimits | None = None) -> tuple[IntegerGraph, FileInfo]:
     """read_bytes on a file (FileNotFoundError when it does not exist)."""
-    return read_bytes(Path(path).read_bytes())
+    return read_bytes(Path(path).read_bytes(), limits)
 
 
 def _op_type(f: _File, op: S.OperatorT) -> str:
@@ -308,6 +441,15 @@ def _op_type(f: _File, op: S.OperatorT) -> str:
     if builtin == S.BuiltinOperator.CUSTOM:
         return (code.customCode or b"").decode(errors="replace")
     return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
+
+
+def check_shape_input(f: _File, index: int, rank: int, where: str) -> None:
+    """RESHAPE's optional shape input: a constant INT32 [rank] (both readers check it)."""
+    t = f.tensor(index, where + " shape input")
+    shape = f.constant(index, where + " shape input")
+    if t.type != S.TensorType.INT32 or shape.shape != (rank,):
+        raise FlatbufferFormatError(f"{where}: the shape input must be a constant int32[{rank}], got "
+                                    f"{shape.dtype.name}{list(shape.shape)}")
 
 
 def check_clamp(opts: dict[str, int], out: Format, activation: str | None, where: str) -> None:
@@ -328,6 +470,8 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
             raise FlatbufferFormatError(f"{where}: RESHAPE changes the format {src.fmt} -> {out_spec.fmt}")
         if int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
             raise FlatbufferFormatError(f"{where}: RESHAPE from {src.shape} to {out_spec.shape} changes the size")
+        if len(inputs) == 2:
+            check_shape_input(f, inputs[1], 1 + len(out_spec.shape), where)
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind in STOCK_BUILTINS:
         return _stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs, out_spec)
@@ -388,15 +532,17 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
             raise FlatbufferFormatError(f"{where}: {exc}") from None
         if (top, bottom, left, right) != (opts["pad_top"], opts["pad_bottom"], opts["pad_left"], opts["pad_right"]):
             raise FlatbufferFormatError(f"{where}: explicit padding disagrees with padding={attrs['padding']}")
-        if out_spec.shape[:2] != (oh, ow):
-            raise FlatbufferFormatError(f"{where}: output spatial shape {out_spec.shape[:2]} != computed {(oh, ow)}")
+        if len(out_spec.shape) != 3 or out_spec.shape[:2] != (oh, ow):
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} is not [1, {oh}, {ow}, channels]")
     if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d", "fully_connected", "add",
                     "requantize"):
         attrs["activation"] = activation
     if graph_op in ("max_pool2d", "average_pool2d"):
+        if out_spec.shape[2] != c:
+            raise FlatbufferFormatError(f"{where}: output has {out_spec.shape[2]} channels, the input {c}")
         attrs["pool"] = (opts["filter_h"], opts["filter_w"])
         return Node(graph_op, name, [act_specs[0].name], out_spec.name, attrs)
-    if graph_op in ("add", "requantize") and any(s.shape != out_spec.shape for s in act_specs):
+    if graph_op in ("add", "requantize", "leaky_relu") and any(s.shape != out_spec.shape for s in act_specs):
         raise FlatbufferFormatError(f"{where}: input shapes {[s.shape for s in act_specs]} != output shape "
                                     f"{out_spec.shape} (no broadcasting)")
     if graph_op == "global_average_pool2d" and (len(act_specs[0].shape) != 3

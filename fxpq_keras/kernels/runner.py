@@ -96,8 +96,24 @@ class CRunner(ctypes.Structure):
                 ("ops_", ctypes.c_void_p), ("ready_", ctypes.c_int32)]
 
 
+class CLimits(ctypes.Structure):
+    """fxpq_runner_limits (format.md section 8)."""
+
+    _fields_ = [("max_elements", ctypes.c_int64), ("max_window", ctypes.c_int64), ("max_work", ctypes.c_int64)]
+
+
+def c_limits() -> CLimits:
+    """The reader's limits (defaults or FXPQ_MAX_* environment variables) for the C runner."""
+    from ..flatbuffer.reader import ReaderLimits
+
+    limits = ReaderLimits.from_env()
+    return CLimits(limits.elements, limits.window, limits.work)
+
+
 _P = ctypes.POINTER
 _SIGNATURES = {
+    "fxpq_runner_init_limited": (ctypes.c_int, [_P(CRunner), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                                                ctypes.c_size_t, _P(CLimits)]),
     "fxpq_runner_init": (ctypes.c_int, [_P(CRunner), ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
                                         ctypes.c_size_t]),
     "fxpq_runner_invoke": (ctypes.c_int, [_P(CRunner)]),
@@ -167,12 +183,14 @@ class HostRunner:
         self._model_owner, self._model = _aligned(len(data))
         self._model[:] = np.frombuffer(data, dtype=np.uint8)
         self.c = CRunner()
+        self._limits = c_limits()
         if arena_size is None:
             arena_size = self.query_arena_size()
         self.arena_size = int(arena_size)
         self._arena_owner, self._arena = _aligned(self.arena_size, 1)
-        status = self.lib.fxpq_runner_init(ctypes.byref(self.c), self._model.ctypes.data, len(data),
-                                           self._arena.ctypes.data if self.arena_size else None, self.arena_size)
+        status = self.lib.fxpq_runner_init_limited(ctypes.byref(self.c), self._model.ctypes.data, len(data),
+                                                   self._arena.ctypes.data if self.arena_size else None,
+                                                   self.arena_size, ctypes.byref(self._limits))
         self._check(status)
         self.input = self._info(self.c.input)
         self.outputs = [self._info(self.c.outputs[i]) for i in range(self.c.num_outputs)]
@@ -182,8 +200,9 @@ class HostRunner:
         size = 0
         for _ in range(3):
             owner, buf = _aligned(size, 1)
-            status = self.lib.fxpq_runner_init(ctypes.byref(self.c), self._model.ctypes.data, len(self._model),
-                                               buf.ctypes.data if size else None, size)
+            status = self.lib.fxpq_runner_init_limited(ctypes.byref(self.c), self._model.ctypes.data,
+                                                       len(self._model), buf.ctypes.data if size else None, size,
+                                                       ctypes.byref(self._limits))
             if status == 0:
                 return size
             if status != ARENA_TOO_SMALL:

@@ -198,6 +198,22 @@ VALIDATION_COPIES = 4
 TAIL_WEIGHT = 1 << 40
 
 
+def class_labels(labels: Any, classes: int | None) -> np.ndarray:
+    """Labels as int64 class indices: integers (integral floats too), within 0..classes-1 when the
+    outputs are class scores. Fractional, complex, NaN or out-of-range labels are an error, never
+    truncated (`astype(int64)` turned 1.7 into 1)."""
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iuf" or (y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.floor(y)))):
+        bad = y.ravel()[0] if y.dtype.kind not in "iuf" else y[~(np.isfinite(y) & (y == np.floor(y)))].ravel()[0]
+        bad = bad.item() if isinstance(bad, np.generic) else bad
+        raise ValueError(f"labels must be integer class indices, got {y.dtype.name} values such as {bad!r}")
+    y = y.astype(np.int64).ravel()
+    if classes is not None and y.size and (y.min() < 0 or y.max() >= classes):
+        bad = int(y[(y < 0) | (y >= classes)][0])
+        raise ValueError(f"label {bad} is not a class of this {classes}-class model (labels must be in 0..{classes - 1})")
+    return y
+
+
 class PrecisionSearch:
     """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise."""
 
@@ -225,11 +241,12 @@ class PrecisionSearch:
             self._say(f"calibrating: the float model on {len(pick)} samples")
             calib = Calibration(model, data[pick], align_ranges=opts.align_ranges is True and opts.dynamic_fixed_point)
         self.calibration = calib
-        self.labels = None if labels is None else np.asarray(labels).astype(np.int64).ravel()
         try:
             self.metric = choose_metric(calib.teacher, opts.metric, calib.x.shape[1:])
         except ValueError as exc:
             raise OutputNotClassificationError(str(exc)) from None
+        self.labels = None if labels is None else class_labels(
+            labels, calib.teacher.shape[1] if self.metric == "top1" and calib.teacher.ndim == 2 else None)
         if self.metric == "snr" and not opts.self_distillation:
             raise ValueError("self_distillation=False needs the top1 metric (labels are classes)")
         self.budget = Budget(self.metric, float(opts.max_accuracy_drop), float(opts.margin_sigma))
@@ -247,7 +264,7 @@ class PrecisionSearch:
         else:
             if labels is None:
                 raise ValueError("self_distillation=False decides by labels: pass labels with the calibration data")
-            labels = np.asarray(labels).astype(np.int64).ravel()
+            labels = self.labels
             if labels.shape[0] != n:
                 raise ValueError(f"{labels.shape[0]} labels for {n} calibration samples")
             classes = calib.teacher.shape[1]

@@ -563,6 +563,21 @@ fxpq_runner_status fxpq_options_check_output(const fxpq_op_options *opts, const 
 #define FXPQ_RUNNER_MAX_OPS 2048
 #define FXPQ_RUNNER_ALIGNMENT 8 /**< every planned tensor starts on this boundary */
 
+/**
+ * What a model may demand (docs/format.md section 8), so that a small file cannot ask for
+ * unbounded memory or time. The Python reader applies the same numbers (ReaderLimits).
+ */
+typedef struct {
+    int64_t max_elements; /**< elements of any one tensor */
+    int64_t max_window;   /**< patch elements (output positions x taps x input channels) and
+                               padded input plane of any one windowed op */
+    int64_t max_work;     /**< MACs of the weighted ops + window taps of the pools, per inference */
+} fxpq_runner_limits;
+
+#define FXPQ_RUNNER_DEFAULT_MAX_ELEMENTS (INT64_C(1) << 24)
+#define FXPQ_RUNNER_DEFAULT_MAX_WINDOW (INT64_C(1) << 24)
+#define FXPQ_RUNNER_DEFAULT_MAX_WORK (INT64_C(1) << 32)
+
 /** TFLite TensorType codes the runner handles. */
 #define FXPQ_TFLITE_FLOAT32 0
 #define FXPQ_TFLITE_INT32 2
@@ -620,6 +635,12 @@ typedef struct {
  */
 fxpq_runner_status fxpq_runner_init(fxpq_runner *runner, const uint8_t *model, size_t model_size,
                                     void *arena, size_t arena_size);
+
+/** fxpq_runner_init with explicit limits (NULL: the FXPQ_RUNNER_DEFAULT_* ones; each field
+ *  must be positive). A model above them fails with FXPQ_RUNNER_ERR_UNSUPPORTED. */
+fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *runner, const uint8_t *model,
+                                            size_t model_size, void *arena, size_t arena_size,
+                                            const fxpq_runner_limits *limits);
 
 /** Run the model once: read runner->input.data, write runner->outputs[i].data. */
 fxpq_runner_status fxpq_runner_invoke(fxpq_runner *runner);

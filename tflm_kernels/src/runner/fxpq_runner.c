@@ -94,6 +94,8 @@ typedef struct {
     fxfb_buf b;
     fxfb_table model, subgraph;
     fxfb_vector opcodes, buffers, tensors, operators, inputs, outputs;
+    fxpq_runner_limits limits;
+    int64_t work; /* MACs + window taps of the ops prepared so far (phase 1) */
 } fx_model;
 
 typedef struct {
@@ -175,10 +177,10 @@ static int fx_tensor_format(const fx_model *m, const fxfb_table *quant, int32_t 
         || fxfb_vector_field(&m->b, quant, FX_QUANT_MAX, 4, &vmax) != FXFB_OK || vmax.len != 1) {
         return 0;
     }
-    if (fxfb_vector_field(&m->b, quant, FX_QUANT_ZERO_POINT, 8, &zp) < 0 || zp.len > 1) {
-        return 0;
+    if (fxfb_vector_field(&m->b, quant, FX_QUANT_ZERO_POINT, 8, &zp) != FXFB_OK || zp.len != 1) {
+        return 0; /* format.md 2.1: exactly one zero point, 0 */
     }
-    if (zp.len == 1) {
+    {
         uint32_t i;
         for (i = 0; i < 8; ++i) {
             if (m->b.buf[zp.pos + i] != 0) {
@@ -322,8 +324,8 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
         }
         t->dims[i] = d;
         elements *= d;
-        if (elements > 0x0fffffff) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "tensor has too many elements");
+        if (elements > m->limits.max_elements) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "tensor has more elements than the limit (format.md section 8)");
         }
     }
     t->elements = (int32_t)elements;
@@ -540,9 +542,41 @@ static fxpq_runner_status fx_weighted(fxpq_runner *r, const fx_model *m, int32_t
     return FXPQ_RUNNER_OK;
 }
 
-/* Validate operator `op` and fill *p (everything but the arena offsets). */
-static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32_t op, fx_op *p)
+/* a * b, saturated at 2^62 (above every limit) */
+static int64_t fx_mul_sat(int64_t a, int64_t b)
 {
+    const int64_t cap = INT64_C(1) << 62;
+    if (a == 0 || b == 0) {
+        return 0;
+    }
+    return a > cap / b ? cap : a * b;
+}
+
+/* Cost of a windowed op (format.md section 8; fxpq_keras reader.op_cost counts the same): the
+ * patch elements and the padded input plane must fit max_window; *work gets the MACs (taps
+ * times output channels per input channel) or window taps. */
+static fxpq_runner_status fx_window_cost(fxpq_runner *r, const fx_model *m, int32_t op, int32_t kind,
+                                         const fxpq_dims *in, const fxpq_dims *out, int32_t kh,
+                                         int32_t kw, int32_t sh, int32_t sw, int32_t dh, int32_t dw,
+                                         int64_t per_patch, int64_t *work)
+{
+    int64_t patches = fx_mul_sat(fx_mul_sat(fx_mul_sat((int64_t)out->h * out->w, kh), kw), in->c);
+    int64_t ph = (int64_t)(out->h - 1) * sh + (int64_t)(kh - 1) * dh + 1;
+    int64_t pw = (int64_t)(out->w - 1) * sw + (int64_t)(kw - 1) * dw + 1;
+    int64_t plane = fx_mul_sat(fx_mul_sat(ph > in->h ? ph : in->h, pw > in->w ? pw : in->w), in->c);
+    if (patches > m->limits.max_window || plane > m->limits.max_window) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "window spans more elements than the limit (format.md section 8)");
+    }
+    *work = fx_mul_sat(patches, per_patch);
+    return FXPQ_RUNNER_OK;
+}
+
+/* Validate operator `op` and fill *p (everything but the arena offsets); *work (when not NULL)
+ * gets the op's MACs or window taps. */
+static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32_t op, fx_op *p,
+                                        int64_t *work)
+{
+    int64_t cost = 0;
     fxfb_table ot, code;
     fxfb_vector inputs, outputs, options;
     uint64_t opcode_index, dep_code, builtin, opt_format, large;
@@ -617,6 +651,15 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         if (in0.type != out.type || in0.elements != out.elements
             || in0.format.bits != out.format.bits || in0.format.frac != out.format.frac) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output must have the input's type, format and element count");
+        }
+        if (inputs.len == 2) {
+            if ((st = fx_read_tensor(r, m, fxfb_vector_i32(&m->b, &inputs, 1), op, kind, &in1)) != FXPQ_RUNNER_OK) {
+                return st;
+            }
+            if (!in1.is_const || in1.type != FXPQ_TFLITE_INT32 || in1.rank != 1 || in1.dims[0] != out.rank
+                || in1.data_len != 4u * (uint32_t)out.rank) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "the shape input must be a constant INT32 [output rank]");
+            }
         }
         p->in_fmt[0] = in0.format;
         p->size = in0.elements;
@@ -704,13 +747,16 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         p->p.ew.activation = fxpq_options_activation(&o);
         return FXPQ_RUNNER_OK;
     case FXPQ_OP_GLOBAL_AVERAGE_POOL_2D:
-        if (inputs.len != 1 || !fx_nhwc(&in0, &p->in_dims) || out.elements != p->in_dims.c
-            || out.dims[out.rank - 1] != p->in_dims.c) {
+        if (inputs.len != 1 || !fx_nhwc(&in0, &p->in_dims) || out.rank != 2
+            || out.dims[1] != p->in_dims.c) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input must be [1,H,W,C] and output [1,C]");
         }
         if (o.out_frac - o.in_frac > FXPQ_MAX_AVG_FRAC_DIFF
             || o.in_frac - o.out_frac > FXPQ_MAX_AVG_FRAC_DIFF) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "|out_frac - in_frac| > 24");
+        }
+        if (work != NULL) {
+            *work = in0.elements;
         }
         return FXPQ_RUNNER_OK;
     case FXPQ_OP_MAX_POOL_2D:
@@ -728,6 +774,13 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             || (st = fx_check_axis(r, op, kind, p->in_dims.w, o.filter_w, o.stride_w, 1, &o,
                                    p->out_dims.w, o.pad_left, o.pad_right)) != FXPQ_RUNNER_OK) {
             return st;
+        }
+        if ((st = fx_window_cost(r, m, op, kind, &p->in_dims, &p->out_dims, o.filter_h, o.filter_w,
+                                 o.stride_h, o.stride_w, 1, 1, 1, &cost)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (work != NULL) {
+            *work = cost;
         }
         fxpq_options_pool_params(&o, &p->p.pool);
         return FXPQ_RUNNER_OK;
@@ -760,6 +813,7 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         p->out_features = rows;
         p->p.fc.activation = fxpq_options_activation(&o);
         p->scratch_bytes = fxpq_fully_connected_get_buffer_size(k);
+        cost = fx_mul_sat(k, rows);
         break;
     }
     case FXPQ_OP_CONV_2D:
@@ -786,6 +840,12 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         }
         p->filter_dims.h = o.filter_h;
         p->filter_dims.w = o.filter_w;
+        if ((st = fx_window_cost(r, m, op, kind, &p->in_dims, &p->out_dims, o.filter_h, o.filter_w,
+                                 o.stride_h, o.stride_w, o.dilation_h, o.dilation_w,
+                                 kind == FXPQ_OP_CONV_2D ? rows : o.depth_multiplier, &cost))
+            != FXPQ_RUNNER_OK) {
+            return st;
+        }
         if ((st = fx_check_axis(r, op, kind, p->in_dims.h, o.filter_h, o.stride_h, o.dilation_h,
                                 &o, p->out_dims.h, o.pad_top, o.pad_bottom)) != FXPQ_RUNNER_OK
             || (st = fx_check_axis(r, op, kind, p->in_dims.w, o.filter_w, o.stride_w,
@@ -808,6 +868,9 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
     }
     if (p->scratch_bytes < 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "kernel refused the shapes (scratch size)");
+    }
+    if (work != NULL) {
+        *work = cost;
     }
     return FXPQ_RUNNER_OK;
 }
@@ -959,7 +1022,7 @@ static fxpq_runner_status fx_lifetimes(fxpq_runner *r, const fx_model *m, fx_rec
     recs[input].last = -1;
     recs[input].bytes = (uint32_t)t.elements * fx_type_size(t.type);
     for (i = 0; i < nops; ++i) {
-        if ((st = fx_prepare_op(r, m, i, &p)) != FXPQ_RUNNER_OK) {
+        if ((st = fx_prepare_op(r, m, i, &p, NULL)) != FXPQ_RUNNER_OK) {
             return st;
         }
         for (j = 0; j < p.num_inputs; ++j) {
@@ -1042,6 +1105,13 @@ size_t fxpq_runner_struct_size(void)
 fxpq_runner_status fxpq_runner_init(fxpq_runner *r, const uint8_t *model, size_t model_size,
                                     void *arena, size_t arena_size)
 {
+    return fxpq_runner_init_limited(r, model, model_size, arena, arena_size, NULL);
+}
+
+fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model,
+                                            size_t model_size, void *arena, size_t arena_size,
+                                            const fxpq_runner_limits *limits)
+{
     fx_model m;
     fxpq_runner_status st;
     uintptr_t start, end, base;
@@ -1063,6 +1133,13 @@ fxpq_runner_status fxpq_runner_init(fxpq_runner *r, const uint8_t *model, size_t
     if (((uintptr_t)model & 3u) != 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_MISALIGNED, -1, 0, "model bytes must be 4-byte aligned (16 recommended)");
     }
+    if (limits != NULL && (limits->max_elements < 1 || limits->max_window < 1 || limits->max_work < 1)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_ARGUMENT, -1, 0, "limits must be positive");
+    }
+    m.limits.max_elements = limits != NULL ? limits->max_elements : FXPQ_RUNNER_DEFAULT_MAX_ELEMENTS;
+    m.limits.max_window = limits != NULL ? limits->max_window : FXPQ_RUNNER_DEFAULT_MAX_WINDOW;
+    m.limits.max_work = limits != NULL ? limits->max_work : FXPQ_RUNNER_DEFAULT_MAX_WORK;
+    m.work = 0;
     if ((st = fx_open(r, model, model_size, &m)) != FXPQ_RUNNER_OK) {
         return st;
     }
@@ -1071,10 +1148,15 @@ fxpq_runner_status fxpq_runner_init(fxpq_runner *r, const uint8_t *model, size_t
     r->num_ops = nops;
     r->num_tensors = nt;
     r->num_outputs = (int32_t)m.outputs.len;
-    /* Phase 1: validate every op (nothing stored). */
+    /* Phase 1: validate every op (nothing stored) and add up the work of one inference. */
     for (i = 0; i < nops; ++i) {
-        if ((st = fx_prepare_op(r, &m, i, &p)) != FXPQ_RUNNER_OK) {
+        int64_t work = 0;
+        if ((st = fx_prepare_op(r, &m, i, &p, &work)) != FXPQ_RUNNER_OK) {
             return st;
+        }
+        m.work += work;
+        if (m.work > m.limits.max_work) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, i, p.kind, "one inference needs more MACs and window taps than the limit (format.md section 8)");
         }
     }
     /* Phase 2: plan in a workspace at the tail of the arena. */
@@ -1121,7 +1203,7 @@ fxpq_runner_status fxpq_runner_init(fxpq_runner *r, const uint8_t *model, size_t
     for (i = 0; i < nops; ++i) {
         fx_op *q = &ops[i];
         int32_t j;
-        if ((st = fx_prepare_op(r, &m, i, q)) != FXPQ_RUNNER_OK) {
+        if ((st = fx_prepare_op(r, &m, i, q, NULL)) != FXPQ_RUNNER_OK) {
             return st;
         }
         for (j = 0; j < q->num_inputs; ++j) {

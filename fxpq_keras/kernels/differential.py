@@ -1,0 +1,182 @@
+"""Differential reading of byte-flipped files: the Python reader against the C runner.
+
+Both readers apply one rule set (docs/format.md section 8). For every corrupted copy of a valid
+file this records what each reader says: accept, or refuse with its own error type (the Python
+reader's FlatbufferFormatError, the runner's error status). A file the Python reader accepts is
+also run once by the numpy reference, which must finish within the limits. Anything else (another
+exception type, a crash) is a bug.
+
+The runner executes `fxp` files only: for an `int8-builtin` file its verdict covers the container
+(flatbuffer structure, schema version, subgraph, buffers, inputs and outputs) and it then stops at
+the first stock op with "unsupported builtin op", which counts as accepting the container.
+
+    python -m fxpq_keras.kernels.differential --flips 10000          (scripts/fuzz.sh --long runs this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Python refusals about the compressed metadata, which the C runner never reads (format.md 5)
+METADATA_WORDS = ("fxpq metadata", "not an fxpq file", "unsupported fxpq format_version", "unknown target",
+                  "metadata float_input")
+
+
+@dataclass
+class Tally:
+    """Counts of one kind's flips, and up to five examples of every problem."""
+
+    kind: str
+    counts: Counter = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+    slowest: float = 0.0
+
+    def add(self, verdict: str, example: str = "") -> None:
+        self.counts[verdict] += 1
+        if verdict in ("disagree", "python-crash", "run-crash") and len(self.examples.setdefault(verdict, [])) < 5:
+            self.examples[verdict].append(example)
+
+    @property
+    def disagreements(self) -> int:
+        return self.counts["disagree"] + self.counts["python-crash"] + self.counts["run-crash"]
+
+    def row(self) -> str:
+        c = self.counts
+        return (f"| {self.kind} | {sum(c.values())} | {c['both-accept']} | {c['both-refuse']} | "
+                f"{c['metadata-only']} | {self.disagreements} |")
+
+
+TABLE_HEAD = ("| kind | flips | accepted by both | refused by both | refused by Python only, in the metadata "
+              "(C does not read it) | disagreements |\n|---|---|---|---|---|---|")
+
+
+def sample_files(seed: int = 0) -> dict[str, list[bytes]]:
+    """Valid files of every kind, from the random CNN builder of the test suite (every op)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    from ..flatbuffer import export_tflite
+
+    tests = Path(__file__).resolve().parents[2] / "tests"
+    if "test_export_graphs" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("test_export_graphs", tests / "test_export_graphs.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["test_export_graphs"] = module
+        spec.loader.exec_module(module)
+    cnn_graph = sys.modules["test_export_graphs"].cnn_graph
+    files: dict[str, list[bytes]] = {"fxp": [], "int8-builtin": []}
+    for s, float_input in ((seed, True), (seed + 1, False), (seed + 2, True)):
+        files["fxp"].append(export_tflite(cnn_graph(s)[0], float_input=float_input))
+        files["int8-builtin"].append(export_tflite(cnn_graph(s, int8=True)[0], float_input=float_input,
+                                                   target="int8-builtin"))
+    return files
+
+
+def flips(data: bytes, count: int, rng: np.random.Generator) -> Iterator[bytes]:
+    """`count` copies of data with 1 or 2 random bytes set to random values."""
+    for _ in range(count):
+        blob = bytearray(data)
+        for i in rng.integers(0, len(blob), size=int(rng.integers(1, 3))):
+            blob[i] = int(rng.integers(0, 256))
+        yield bytes(blob)
+
+
+def judge(blob: bytes, kind: str, tally: Tally, rng: np.random.Generator) -> None:
+    """Read `blob` with both readers and add the verdict to `tally`."""
+    from ..flatbuffer import FlatbufferFormatError, read_bytes
+    from .runner import HostRunner, RunnerError
+
+    start = time.perf_counter()
+    python_reason = ""
+    try:
+        graph, info = read_bytes(blob)
+        python_ok = True
+    except FlatbufferFormatError as exc:
+        python_ok, python_reason = False, str(exc)
+    except Exception as exc:  # noqa: BLE001 - the point: anything else is a reader bug
+        tally.add("python-crash", f"{type(exc).__name__}: {exc} at {_where(exc)}")
+        return
+    if python_ok:
+        try:
+            _run_reference(graph, info, rng)
+        except Exception as exc:  # noqa: BLE001 - an accepted file must run
+            tally.add("run-crash", f"{type(exc).__name__}: {exc} at {_where(exc)}")
+            return
+    tally.slowest = max(tally.slowest, time.perf_counter() - start)
+    try:
+        HostRunner(blob)
+        c_ok, c_reason = True, ""
+    except RunnerError as exc:
+        c_ok, c_reason = False, str(exc)
+        if kind == "int8-builtin" and "unsupported builtin op" in c_reason:
+            c_ok = True  # the container passed; the runner does not execute stock ops
+    if python_ok == c_ok:
+        tally.add("both-accept" if c_ok else "both-refuse")
+    elif c_ok and any(w in python_reason for w in METADATA_WORDS):
+        tally.add("metadata-only")
+    else:
+        tally.add("disagree", f"python: {python_reason or 'accepts'} / C: {c_reason or 'accepts'}")
+
+
+def _where(exc: BaseException) -> str:
+    import traceback
+
+    frame = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno}"
+
+
+def _run_reference(graph, info, rng: np.random.Generator) -> None:
+    from ..flatbuffer.interpreter import _Reference
+
+    spec = graph.tensors[graph.input]
+    if spec.fmt is None:
+        x = rng.uniform(-2, 2, (1,) + tuple(spec.shape)).astype(np.float32)
+    else:
+        x = rng.integers(spec.fmt.lo, spec.fmt.hi + 1, (1,) + tuple(spec.shape))
+    _Reference(None, graph, info).run(x)  # type: ignore[arg-type]
+
+
+def differential(flips_per_kind: int, seed: int = 0) -> dict[str, Tally]:
+    """Tallies of `flips_per_kind` flips of each kind, spread over the sample files."""
+    rng = np.random.default_rng(seed)
+    tallies = {}
+    for kind, files in sample_files(seed).items():
+        tally = Tally(kind)
+        per_file = -(-flips_per_kind // len(files))
+        done = 0
+        for data in files:
+            for blob in flips(data, min(per_file, flips_per_kind - done), rng):
+                judge(blob, kind, tally, rng)
+                done += 1
+        tallies[kind] = tally
+    return tallies
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--flips", type=int, default=10000, help="flips per file kind")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    start = time.time()
+    tallies = differential(args.flips, args.seed)
+    print(TABLE_HEAD)
+    for tally in tallies.values():
+        print(tally.row())
+    for tally in tallies.values():
+        for verdict, examples in tally.examples.items():
+            for e in examples:
+                print(f"{tally.kind} {verdict}: {e}")
+    print(f"{time.time() - start:.0f} s; slowest Python read + reference run "
+          f"{max(t.slowest for t in tallies.values()):.2f} s (seed {args.seed})")
+    return 1 if any(t.disagreements for t in tallies.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
