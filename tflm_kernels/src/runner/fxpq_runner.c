@@ -27,6 +27,7 @@ enum {
     FX_TENSOR_SPARSITY = 6,
     FX_QUANT_MIN = 0, FX_QUANT_MAX = 1, FX_QUANT_SCALE = 2, FX_QUANT_ZERO_POINT = 3,
     FX_OPERATOR_OPCODE_INDEX = 0, FX_OPERATOR_INPUTS = 1, FX_OPERATOR_OUTPUTS = 2,
+    FX_OPERATOR_BUILTIN_OPTIONS = 4,
     FX_OPERATOR_CUSTOM_OPTIONS = 5, FX_OPERATOR_CUSTOM_OPTIONS_FORMAT = 6,
     FX_OPERATOR_LARGE_CUSTOM_OPTIONS_OFFSET = 9,
     FX_OPCODE_DEPRECATED_BUILTIN = 0, FX_OPCODE_CUSTOM_CODE = 1, FX_OPCODE_BUILTIN = 3,
@@ -35,7 +36,33 @@ enum {
 
 #define FX_BUILTIN_RESHAPE 22
 #define FX_BUILTIN_CUSTOM 32
-#define FX_KIND_RESHAPE FXPQ_OP_COUNT
+/* Builtin ops of the runner: RESHAPE and the stock ops of hybrid files (format.md section 8). */
+enum {
+    FX_KIND_RESHAPE = FXPQ_OP_COUNT, FX_KIND_MUL, FX_KIND_SUB, FX_KIND_LOGISTIC, FX_KIND_TANH,
+    FX_KIND_HARD_SWISH, FX_KIND_RESIZE_NEAREST, FX_KIND_TRANSPOSE, FX_KIND_STOCK_QUANTIZE,
+    FX_KIND_END
+};
+/* builtin code, runner kind and name of each builtin op the runner executes */
+static const struct {
+    int32_t code, kind;
+    const char *name;
+} fx_builtins[] = {
+    {22, FX_KIND_RESHAPE, "RESHAPE"}, {18, FX_KIND_MUL, "MUL"}, {41, FX_KIND_SUB, "SUB"},
+    {14, FX_KIND_LOGISTIC, "LOGISTIC"}, {28, FX_KIND_TANH, "TANH"},
+    {117, FX_KIND_HARD_SWISH, "HARD_SWISH"}, {97, FX_KIND_RESIZE_NEAREST, "RESIZE_NEAREST_NEIGHBOR"},
+    {39, FX_KIND_TRANSPOSE, "TRANSPOSE"}, {114, FX_KIND_STOCK_QUANTIZE, "QUANTIZE"}};
+#define FX_NUM_BUILTINS ((int32_t)(sizeof(fx_builtins) / sizeof(fx_builtins[0])))
+
+static const char *fx_kind_name(int32_t kind)
+{
+    int32_t i;
+    for (i = 0; i < FX_NUM_BUILTINS; ++i) {
+        if (fx_builtins[i].kind == kind) {
+            return fx_builtins[i].name;
+        }
+    }
+    return fxpq_custom_op_name(kind) != NULL ? fxpq_custom_op_name(kind) : "?";
+}
 #define FX_NOT_LIVE INT32_MIN
 
 /* ------------------------------------------------------------------------- messages ------- */
@@ -80,8 +107,7 @@ static fxpq_runner_status fx_fail(fxpq_runner *r, fxpq_runner_status status, int
         fx_msg_str(r, "op ");
         fx_msg_int(r, op);
         fx_msg_str(r, " (");
-        fx_msg_str(r, kind == FX_KIND_RESHAPE ? "RESHAPE"
-                      : (fxpq_custom_op_name(kind) != NULL ? fxpq_custom_op_name(kind) : "?"));
+        fx_msg_str(r, fx_kind_name(kind));
         fx_msg_str(r, "): ");
     }
     fx_msg_str(r, text);
@@ -107,6 +133,7 @@ typedef struct {
     const uint8_t *data; /* constant data */
     uint32_t data_len;
     int32_t has_format;  /* integer activation with a valid format.md quantization */
+    int32_t zero_point;  /* 0, or -128: an unsigned 8-bit format stored as INT8 (format.md 8) */
     fxpq_format format;
 } fx_tensor;
 
@@ -167,7 +194,7 @@ static int32_t fx_log2_exact(int64_t v)
 /* Format of an integer activation tensor from its quantization (format.md section 2.1). Returns
  * 1 when present and valid, 0 when absent or inconsistent. */
 static int fx_tensor_format(const fx_model *m, const fxfb_table *quant, int32_t type,
-                            fxpq_format *fmt)
+                            fxpq_format *fmt, int32_t *zero_point)
 {
     fxfb_vector scale, zp, vmin, vmax;
     uint32_t sbits;
@@ -178,9 +205,13 @@ static int fx_tensor_format(const fx_model *m, const fxfb_table *quant, int32_t 
         return 0;
     }
     if (fxfb_vector_field(&m->b, quant, FX_QUANT_ZERO_POINT, 8, &zp) != FXFB_OK || zp.len != 1) {
-        return 0; /* format.md 2.1: exactly one zero point, 0 */
+        return 0; /* format.md 2.1: exactly one zero point, 0 (or -128, section 8) */
     }
-    {
+    *zero_point = 0;
+    if (type == FXPQ_TFLITE_INT8 && fxfb_load_u32(m->b.buf + zp.pos) == 0xffffff80u
+        && fxfb_load_u32(m->b.buf + zp.pos + 4) == 0xffffffffu) {
+        *zero_point = -128; /* an unsigned 8-bit format as stock ops store it (format.md 8) */
+    } else {
         uint32_t i;
         for (i = 0; i < 8; ++i) {
             if (m->b.buf[zp.pos + i] != 0) {
@@ -202,7 +233,7 @@ static int fx_tensor_format(const fx_model *m, const fxfb_table *quant, int32_t 
         || !fx_float_times_pow2(fxfb_load_u32(m->b.buf + vmax.pos), frac, &hi)) {
         return 0;
     }
-    is_signed = (type == FXPQ_TFLITE_INT8 || type == FXPQ_TFLITE_INT16);
+    is_signed = (type == FXPQ_TFLITE_INT8 || type == FXPQ_TFLITE_INT16) && *zero_point == 0;
     bits = fx_log2_exact((int64_t)hi + 1);
     if (bits < 0) {
         return 0;
@@ -354,7 +385,7 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
     if (rc == FXFB_OK && !t->is_const
         && (t->type == FXPQ_TFLITE_INT8 || t->type == FXPQ_TFLITE_UINT8
             || t->type == FXPQ_TFLITE_INT16 || t->type == FXPQ_TFLITE_UINT16)) {
-        t->has_format = fx_tensor_format(m, &quant, t->type, &t->format);
+        t->has_format = fx_tensor_format(m, &quant, t->type, &t->format, &t->zero_point);
     }
     return FXPQ_RUNNER_OK;
 }
@@ -390,6 +421,24 @@ typedef struct {
         struct {
             int32_t outer, a_channels, b_channels;
         } concat;
+        struct { /* MUL, SUB: the TFLM parameters and the two input shapes */
+            union {
+                fxpq_stock_mul_params mul;
+                fxpq_stock_add_params add;
+            } q;
+            fxpq_stock_shape a, b;
+        } bin;
+        fxpq_stock_sigmoid_params sig;
+        fxpq_stock_hard_swish_params hswish;
+        fxpq_stock_requantize_params rq;
+        struct {
+            fxpq_stock_shape in;
+            int32_t out_h, out_w, align_corners, half_pixel_centers;
+        } resize;
+        struct {
+            fxpq_stock_shape in;
+            int32_t perm[FXPQ_STOCK_MAX_RANK];
+        } tr;
     } p;
 } fx_op;
 
@@ -571,6 +620,186 @@ static fxpq_runner_status fx_window_cost(fxpq_runner *r, const fx_model *m, int3
     return FXPQ_RUNNER_OK;
 }
 
+/* ------------------------------------------------------------------- stock ops ------------ */
+
+/* A stock tensor's TFLite quantization: scale 2^-frac (a float32 built from its bits), zero point. */
+static fxpq_stock_quant fx_stock_quant(const fx_tensor *t)
+{
+    fxpq_stock_quant q;
+    uint32_t bits = (uint32_t)(127 - t->format.frac) << 23; /* frac is validated: a normal float */
+    memcpy(&q.scale, &bits, sizeof(bits));
+    q.zero_point = t->zero_point;
+    q.type = t->type;
+    return q;
+}
+
+static void fx_stock_shape(const fx_tensor *t, fxpq_stock_shape *shape)
+{
+    int32_t i;
+    shape->rank = t->rank;
+    for (i = 0; i < t->rank; ++i) {
+        shape->dims[i] = t->dims[i];
+    }
+}
+
+/* 1 when out is the numpy broadcast of a and b (ranks aligned at the end). */
+static int fx_broadcasts_to(const fx_tensor *a, const fx_tensor *b, const fx_tensor *out)
+{
+    int32_t i, rank = a->rank > b->rank ? a->rank : b->rank;
+    if (out->rank != rank) {
+        return 0;
+    }
+    for (i = 1; i <= rank; ++i) {
+        int32_t da = i <= a->rank ? a->dims[a->rank - i] : 1;
+        int32_t db = i <= b->rank ? b->dims[b->rank - i] : 1;
+        int32_t d = da > db ? da : db;
+        if ((da != 1 && da != d) || (db != 1 && db != d) || out->dims[rank - i] != d) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* The int32 constant input `index` of op `op`: its values (at most FXPQ_STOCK_MAX_RANK). */
+static fxpq_runner_status fx_stock_const(fxpq_runner *r, const fx_model *m, const fxfb_vector *inputs,
+                                         uint32_t index, int32_t op, int32_t kind, int32_t n, int32_t *values)
+{
+    fx_tensor t;
+    fxpq_runner_status st;
+    int32_t i;
+    if ((st = fx_read_tensor(r, m, fxfb_vector_i32(&m->b, inputs, index), op, kind, &t)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (!t.is_const || t.type != FXPQ_TFLITE_INT32 || t.rank != 1 || t.dims[0] != n
+        || t.data_len != 4u * (uint32_t)n) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "the second input must be a constant INT32 vector of the right length");
+    }
+    for (i = 0; i < n; ++i) {
+        values[i] = (int32_t)fxfb_load_u32(t.data + 4 * i);
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* Validate a stock builtin op (format.md section 8) as TFLM's Prepare would, and do its
+ * Prepare-time arithmetic once (the fxpq_stock_*_prepare functions). */
+static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, int32_t op, int32_t kind,
+                                           const fxfb_table *ot, const fxfb_vector *inputs,
+                                           const fx_tensor *in0, const fx_tensor *out, fx_op *p)
+{
+    fxpq_stock_quant qi = fx_stock_quant(in0), qo = fx_stock_quant(out);
+    fxpq_runner_status st;
+    fxpq_status ks = FXPQ_OK;
+    int32_t want_inputs = (kind == FX_KIND_LOGISTIC || kind == FX_KIND_TANH || kind == FX_KIND_HARD_SWISH
+                           || kind == FX_KIND_STOCK_QUANTIZE) ? 1 : 2;
+    if ((int32_t)inputs->len != want_inputs) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, want_inputs == 1 ? "needs 1 input" : "needs 2 inputs");
+    }
+    if ((st = fx_check_activation(r, op, kind, in0, "input")) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (in0->type != FXPQ_TFLITE_INT8 || out->type != FXPQ_TFLITE_INT8) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "stock ops in fxp files read and write INT8 tensors (format.md section 8)");
+    }
+    p->in_fmt[0] = in0->format;
+    p->size = out->elements;
+    if (kind == FX_KIND_MUL || kind == FX_KIND_SUB) {
+        fx_tensor in1;
+        fxfb_table options;
+        uint64_t activation = 0;
+        fxpq_stock_quant q1;
+        int rc;
+        p->in_t[1] = fxfb_vector_i32(&m->b, inputs, 1);
+        p->num_inputs = 2;
+        if ((st = fx_read_tensor(r, m, p->in_t[1], op, kind, &in1)) != FXPQ_RUNNER_OK
+            || (st = fx_check_activation(r, op, kind, &in1, "input 2")) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (in1.type != FXPQ_TFLITE_INT8) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "stock ops in fxp files read and write INT8 tensors (format.md section 8)");
+        }
+        if (!fx_broadcasts_to(in0, &in1, out) || out->rank > (kind == FX_KIND_SUB ? 4 : FXPQ_STOCK_MAX_RANK)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output shape must be the broadcast of the input shapes (SUB: rank <= 4)");
+        }
+        rc = fxfb_table_field(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS, &options);
+        if (rc < 0 || (rc == FXFB_OK && fxfb_scalar(&m->b, &options, 0, 1, 0, &activation) != FXFB_OK)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "builtin options out of bounds");
+        }
+        if (activation > FXPQ_STOCK_ACT_RELU6) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "fused activation must be NONE, RELU, RELU_N1_TO_1 or RELU6");
+        }
+        p->in_fmt[1] = in1.format;
+        fx_stock_shape(in0, &p->p.bin.a);
+        fx_stock_shape(&in1, &p->p.bin.b);
+        q1 = fx_stock_quant(&in1);
+        ks = kind == FX_KIND_MUL
+                 ? fxpq_stock_mul_prepare(&qi, &q1, &qo, (int32_t)activation, &p->p.bin.q.mul)
+                 : fxpq_stock_add_prepare(&qi, &q1, &qo, (int32_t)activation, 1, &p->p.bin.q.add);
+    } else if (kind == FX_KIND_RESIZE_NEAREST || kind == FX_KIND_TRANSPOSE) {
+        if (in0->format.bits != out->format.bits || in0->format.frac != out->format.frac
+            || in0->zero_point != out->zero_point) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output must have the input's format (the op moves stored values)");
+        }
+        if (kind == FX_KIND_RESIZE_NEAREST) {
+            int32_t size[2];
+            fxfb_table options;
+            uint64_t align = 0, half = 0;
+            int rc;
+            if (in0->rank != 4 || out->rank != 4 || out->dims[3] != in0->dims[3]) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must be [1, H, W, C] with the same C");
+            }
+            if ((st = fx_stock_const(r, m, inputs, 1, op, kind, 2, size)) != FXPQ_RUNNER_OK) {
+                return st;
+            }
+            if (size[0] != out->dims[1] || size[1] != out->dims[2]) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "size input differs from the output's H, W");
+            }
+            rc = fxfb_table_field(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS, &options);
+            if (rc < 0 || (rc == FXFB_OK && (fxfb_scalar(&m->b, &options, 0, 1, 0, &align) != FXFB_OK
+                                             || fxfb_scalar(&m->b, &options, 1, 1, 0, &half) != FXFB_OK))) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "builtin options out of bounds");
+            }
+            fx_stock_shape(in0, &p->p.resize.in);
+            p->p.resize.out_h = size[0];
+            p->p.resize.out_w = size[1];
+            p->p.resize.align_corners = align != 0;
+            p->p.resize.half_pixel_centers = half != 0;
+        } else {
+            int32_t i, seen = 0;
+            if (in0->rank != out->rank || in0->rank > 5) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must have one rank, at most 5");
+            }
+            if ((st = fx_stock_const(r, m, inputs, 1, op, kind, in0->rank, p->p.tr.perm)) != FXPQ_RUNNER_OK) {
+                return st;
+            }
+            for (i = 0; i < in0->rank; ++i) {
+                int32_t d = p->p.tr.perm[i];
+                if (d < 0 || d >= in0->rank || (seen & (1 << d)) || out->dims[i] != in0->dims[d]) {
+                    return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "perm is not a permutation that maps the input shape to the output's");
+                }
+                seen |= 1 << d;
+            }
+            fx_stock_shape(in0, &p->p.tr.in);
+        }
+    } else {
+        if (!fx_same_shape(in0, out)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must have the same shape");
+        }
+        if (kind == FX_KIND_LOGISTIC) {
+            ks = fxpq_stock_logistic_prepare(&qi, &qo, &p->p.sig);
+        } else if (kind == FX_KIND_TANH) {
+            ks = fxpq_stock_tanh_prepare(&qi, &qo, &p->p.sig);
+        } else if (kind == FX_KIND_HARD_SWISH) {
+            ks = fxpq_stock_hard_swish_prepare(&qi, &qo, &p->p.hswish);
+        } else {
+            ks = fxpq_stock_requantize_prepare(&qi, &qo, &p->p.rq);
+        }
+    }
+    if (ks != FXPQ_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "quantization parameters TFLM's kernel refuses (docs/numerics.md section 11)");
+    }
+    return FXPQ_RUNNER_OK;
+}
+
 /* Validate operator `op` and fill *p (everything but the arena offsets); *work (when not NULL)
  * gets the op's MACs or window taps. */
 static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32_t op, fx_op *p,
@@ -609,9 +838,21 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
     if ((int32_t)builtin > code_value) {
         code_value = (int32_t)builtin;
     }
-    if (code_value == FX_BUILTIN_RESHAPE) {
-        kind = FX_KIND_RESHAPE;
-    } else if (code_value == FX_BUILTIN_CUSTOM) {
+    if (code_value != FX_BUILTIN_CUSTOM) {
+        int32_t i;
+        kind = -1;
+        for (i = 0; i < FX_NUM_BUILTINS; ++i) {
+            if (fx_builtins[i].code == code_value) {
+                kind = fx_builtins[i].kind;
+            }
+        }
+        if (kind < 0) {
+            fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, -1, "unsupported builtin op ");
+            fx_msg_int(r, code_value);
+            fx_msg_str(r, " (supported: FXP_* custom ops, RESHAPE and the stock ops of format.md section 8)");
+            return FXPQ_RUNNER_ERR_UNSUPPORTED;
+        }
+    } else {
         kind = fxpq_custom_op_from_name(name, name_len);
         if (kind < 0) {
             fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, -1, "unsupported custom op '");
@@ -619,11 +860,6 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             fx_msg_str(r, "' (supported: FXP_* of format.md section 4, RESHAPE)");
             return FXPQ_RUNNER_ERR_UNSUPPORTED;
         }
-    } else {
-        fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, -1, "unsupported builtin op ");
-        fx_msg_int(r, code_value);
-        fx_msg_str(r, " (supported: FXP_* custom ops, RESHAPE)");
-        return FXPQ_RUNNER_ERR_UNSUPPORTED;
     }
     p->kind = kind;
     if (outputs.len != 1 || inputs.len < 1) {
@@ -641,6 +877,16 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         return st;
     }
     p->out_fmt = out.format;
+    if (kind > FX_KIND_RESHAPE) {
+        st = fx_prepare_stock(r, m, op, kind, &ot, &inputs, &in0, &out, p);
+        if (st == FXPQ_RUNNER_OK && work != NULL) {
+            *work = out.elements;
+        }
+        return st;
+    }
+    if (kind != FX_KIND_RESHAPE && (in0.zero_point != 0 || out.zero_point != 0)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "reads or writes a tensor with zero point -128: only stock ops may (format.md section 8)");
+    }
     if (kind == FX_KIND_RESHAPE) {
         if (inputs.len > 2) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "needs 1 or 2 inputs");
@@ -648,7 +894,7 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         if ((st = fx_check_activation(r, op, kind, &in0, "input")) != FXPQ_RUNNER_OK) {
             return st;
         }
-        if (in0.type != out.type || in0.elements != out.elements
+        if (in0.type != out.type || in0.elements != out.elements || in0.zero_point != out.zero_point
             || in0.format.bits != out.format.bits || in0.format.frac != out.format.frac) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output must have the input's type, format and element count");
         }
@@ -703,6 +949,9 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         if ((st = fx_read_tensor(r, m, p->in_t[1], op, kind, &in1)) != FXPQ_RUNNER_OK
             || (st = fx_check_activation(r, op, kind, &in1, "input 2")) != FXPQ_RUNNER_OK) {
             return st;
+        }
+        if (in1.zero_point != 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "reads a tensor with zero point -128: only stock ops may (format.md section 8)");
         }
         if (o.in1_frac != in0.format.frac || o.in2_frac != in1.format.frac) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "in1_frac/in2_frac differ from the input tensors");
@@ -1295,6 +1544,33 @@ fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
         case FXPQ_OP_PAD:
             ks = fxpq_zero_pad2d(&p->p.pad, &p->in_dims, in0, &p->in_fmt[0], &p->out_dims, out,
                                  &p->out_fmt);
+            break;
+        case FX_KIND_MUL:
+            ks = fxpq_stock_mul(&p->p.bin.q.mul, &p->p.bin.a, in0, &p->p.bin.b, base + p->in_off[1], out);
+            break;
+        case FX_KIND_SUB:
+            ks = fxpq_stock_add_s8(&p->p.bin.q.add, &p->p.bin.a, (const int8_t *)in0, &p->p.bin.b,
+                                   (const int8_t *)(base + p->in_off[1]), (int8_t *)out);
+            break;
+        case FX_KIND_LOGISTIC:
+            ks = fxpq_stock_logistic_s8(&p->p.sig, p->size, (const int8_t *)in0, (int8_t *)out);
+            break;
+        case FX_KIND_TANH:
+            ks = fxpq_stock_tanh_s8(&p->p.sig, p->size, (const int8_t *)in0, (int8_t *)out);
+            break;
+        case FX_KIND_HARD_SWISH:
+            ks = fxpq_stock_hard_swish_s8(&p->p.hswish, p->size, (const int8_t *)in0, (int8_t *)out);
+            break;
+        case FX_KIND_STOCK_QUANTIZE:
+            ks = fxpq_stock_requantize(&p->p.rq, p->size, in0, out);
+            break;
+        case FX_KIND_RESIZE_NEAREST:
+            ks = fxpq_stock_resize_nearest_neighbor(&p->p.resize.in, p->p.resize.out_h, p->p.resize.out_w,
+                                                    p->p.resize.align_corners, p->p.resize.half_pixel_centers,
+                                                    1, in0, out);
+            break;
+        case FX_KIND_TRANSPOSE:
+            ks = fxpq_stock_transpose(&p->p.tr.in, p->p.tr.perm, 1, in0, out);
             break;
         default: /* RESHAPE: the output aliases the input (planned), nothing to do */
             break;
