@@ -116,3 +116,48 @@ def test_c_refuses_bad_parameters_with_a_status():
         C.requantize(np.zeros(4), TensorQ(float("nan")), TensorQ(1.0))
     with pytest.raises(KernelError, match="BAD_DIMS"):
         C.maximum(np.zeros((2, 3)), np.zeros((2, 4)), TensorQ(1.0), TensorQ(1.0), TensorQ(1.0))
+
+
+@settings(**SETTINGS)
+@given(st.data(), st.sampled_from(["int8", "int16"]), st.booleans())
+def test_mean_c_equals_numpy(data, dtype, keep_dims):
+    qi, qo = data.draw(quant(dtype, -6, 24)), data.draw(quant(dtype, -6, 24))
+    shape = data.draw(st.lists(st.integers(1, 6), min_size=1, max_size=5).map(tuple))
+    axes = data.draw(st.lists(st.integers(0, len(shape) - 1), min_size=1, max_size=len(shape), unique=True))
+    x = values(data.draw, shape, dtype)
+    _same(T.mean, C.mean, x, axes, qi, qo, keep_dims)
+
+
+@settings(**SETTINGS)
+@given(st.data(), st.sampled_from(["int8", "int16"]), st.booleans(), st.booleans())
+def test_resize_nearest_neighbor_c_equals_numpy(data, dtype, align_corners, half_pixel_centers):
+    q = data.draw(quant(dtype))
+    x = values(data.draw, data.draw(shapes4), dtype)
+    size = (data.draw(st.integers(1, 13)), data.draw(st.integers(1, 13)))
+    _same(T.resize_nearest_neighbor, C.resize_nearest_neighbor, x, size, q, q, align_corners, half_pixel_centers)
+
+
+@settings(**SETTINGS)
+@given(st.data(), st.sampled_from(["int8", "int16"]))
+def test_transpose_and_concatenation_c_equal_numpy(data, dtype):
+    q = data.draw(quant(dtype))
+    shape = data.draw(st.lists(st.integers(1, 5), min_size=1, max_size=5).map(tuple))
+    x = values(data.draw, shape, dtype)
+    _same(T.transpose, C.transpose, x, data.draw(st.permutations(range(len(shape)))), q, q)
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    parts = []
+    for _ in range(data.draw(st.integers(1, 4))):
+        s = list(shape)
+        s[axis] = data.draw(st.integers(1, 4))
+        parts.append(values(data.draw, tuple(s), dtype))
+    _same(T.concatenation, C.concatenation, parts, axis, [q] * len(parts), q)
+
+
+def test_data_movement_c_refuses_bad_arguments():
+    q = TensorQ(0.5)
+    with pytest.raises(KernelError, match="BAD_PARAM"):
+        C.transpose(np.zeros((2, 3)), (0, 0), q, q)
+    with pytest.raises(KernelError, match="BAD_DIMS"):
+        C.resize_nearest_neighbor(np.zeros((1, 2, 2)), (3, 3), q, q)
+    with pytest.raises(KernelError, match="BAD_PARAM"):
+        C.mean(np.zeros((1, 4, 4, 1)), (1, 2), TensorQ(1.0), TensorQ(2.0**-40))

@@ -318,20 +318,22 @@ def test_concatenation_refuses_mixed_scales():
 
 
 @settings(**SETTINGS)
-@given(st.data(), st.sampled_from(["int8", "int16"]), st.booleans())
-def test_mean_over_hw_matches_tflm(data, dtype, keep_dims):
+@given(st.data(), st.sampled_from(["int8", "int16"]), st.booleans(),
+       st.sampled_from([(1, 2), (2, 1), (1,), (3,), (1, 2, 3), (0, 3)]))
+def test_mean_matches_tflm(data, dtype, keep_dims, axes):
+    """Over H, W (global average pooling, keepdims or not) and other axes."""
     qi = data.draw(quant(dtype, -3, 14))
     qo = data.draw(quant(dtype, -3, 14))
     shape = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 9), st.integers(1, 5)))
     x = values(data.draw, shape, dtype)
     try:
-        ours = T.mean(x, (1, 2), qi, qo, keep_dims)
+        ours = T.mean(x, axes, qi, qo, keep_dims)
     except ValueError:
         assume(False)
     opts = S.ReducerOptionsT()
     opts.keepDims = keep_dims
     model = build_model(S.BuiltinOperator.MEAN, [(shape, qi)], (ours.shape, qo),
-                        S.BuiltinOptions.ReducerOptions, opts, consts=[np.asarray([1, 2])])
+                        S.BuiltinOptions.ReducerOptions, opts, consts=[np.asarray(axes)])
     _check(model, [x], ours, dtype)
 
 

@@ -42,6 +42,7 @@ CAddParams = _params("input1_zero_point", "input2_zero_point", "output_zero_poin
                      "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
                      "output_multiplier", "output_shift", "activation_min", "activation_max", "subtract")
 CSigmoidParams = _params("input_zero_point", "input_multiplier", "input_left_shift", "input_range_radius")
+CMeanParams = _params("multiplier", "shift", "input_zero_point", "output_zero_point", "count", "type")
 CHardSwishParams = _params("input_zero_point", "output_zero_point", "output_multiplier", "output_exponent",
                            "reluish_multiplier", "reluish_exponent")
 
@@ -60,6 +61,11 @@ _SIGNATURES = {
     "fxpq_stock_hard_swish_prepare": [_P(CQuant), _P(CQuant), _P(CHardSwishParams)],
     "fxpq_stock_hard_swish_s8": [_P(CHardSwishParams), c_i32, _vp, _vp],
     "fxpq_stock_max_min_s8": [c_i32, _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_mean_prepare": [_P(CQuant), _P(CQuant), c_i32, _P(CMeanParams)],
+    "fxpq_stock_mean": [_P(CMeanParams), _P(CShape), ctypes.c_uint32, _vp, _vp],
+    "fxpq_stock_resize_nearest_neighbor": [_P(CShape), c_i32, c_i32, c_i32, c_i32, c_i32, _vp, _vp],
+    "fxpq_stock_transpose": [_P(CShape), _P(c_i32), c_i32, _vp, _vp],
+    "fxpq_stock_concatenation": [c_i32, _P(_vp), _P(c_i32), c_i32, c_i32, c_i32, _vp],
 }
 
 
@@ -174,3 +180,66 @@ def maximum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
 def minimum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     check_same_quant((q1, q2, q_out), "MINIMUM")
     return _binary("stock MINIMUM", "fxpq_stock_max_min_s8", 0, a, b, "int8")
+
+
+def mean(x, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep_dims: bool = True) -> np.ndarray:
+    xs = _store(x, q_in.dtype)
+    axes_t = sorted({int(a) % xs.ndim for a in axes})
+    count = int(np.prod([xs.shape[a] for a in axes_t])) if axes_t else 1
+    p = CMeanParams()
+    _call("stock MEAN", "fxpq_stock_mean_prepare", _q(q_in), _q(q_out), count, p)
+    out_shape = tuple(1 if d in axes_t else n for d, n in enumerate(xs.shape)) if keep_dims else \
+        tuple(n for d, n in enumerate(xs.shape) if d not in axes_t)
+    out = np.empty(out_shape, dtype=_NP[q_out.dtype])
+    mask = sum(1 << a for a in axes_t)
+    _call("stock MEAN", "fxpq_stock_mean", p, _shape(xs.shape), mask, _ptr(xs), _ptr(out))
+    return out.astype(np.int64)
+
+
+def _element_size(q_in: TensorQ, q_out: TensorQ, op: str) -> int:
+    check_same_quant((q_in, q_out), op, ("int8", "int16"))
+    return 2 if q_in.dtype == "int16" else 1
+
+
+def resize_nearest_neighbor(x, size: tuple[int, int], q_in: TensorQ, q_out: TensorQ,
+                            align_corners: bool = False, half_pixel_centers: bool = False) -> np.ndarray:
+    es = _element_size(q_in, q_out, "RESIZE_NEAREST_NEIGHBOR")
+    xs = _store(x, q_in.dtype)
+    oh, ow = (int(v) for v in size)
+    out = np.empty((xs.shape[0], max(oh, 0), max(ow, 0), xs.shape[-1]) if xs.ndim == 4 else (0,),
+                   dtype=_NP[q_in.dtype])
+    _call("stock RESIZE_NEAREST_NEIGHBOR", "fxpq_stock_resize_nearest_neighbor", _shape(xs.shape), oh, ow,
+          int(align_corners), int(half_pixel_centers), es, _ptr(xs), _ptr(out))
+    return out.astype(np.int64)
+
+
+def transpose(x, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    es = _element_size(q_in, q_out, "TRANSPOSE")
+    xs = _store(x, q_in.dtype)
+    if len(perm) != xs.ndim:
+        raise ValueError(f"TRANSPOSE: perm {list(perm)} does not match rank {xs.ndim}")
+    c_perm = (c_i32 * len(perm))(*[int(p) for p in perm])
+    out_shape = tuple(xs.shape[int(p)] if 0 <= int(p) < xs.ndim else 1 for p in perm)
+    out = np.empty(out_shape, dtype=_NP[q_in.dtype])
+    _call("stock TRANSPOSE", "fxpq_stock_transpose", _shape(xs.shape), c_perm, es, _ptr(xs), _ptr(out))
+    return out.astype(np.int64)
+
+
+def concatenation(xs: Sequence[np.ndarray], axis: int, qs_in: Sequence[TensorQ], q_out: TensorQ) -> np.ndarray:
+    check_same_quant(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
+    arrays = [_store(v, q_out.dtype) for v in xs]
+    rank = arrays[0].ndim
+    ax = axis % rank
+    outer = int(np.prod(arrays[0].shape[:ax]))
+    inner = int(np.prod(arrays[0].shape[ax + 1:]))
+    for a in arrays:
+        if a.ndim != rank or a.shape[:ax] != arrays[0].shape[:ax] or a.shape[ax + 1:] != arrays[0].shape[ax + 1:]:
+            raise ValueError("CONCATENATION: inputs differ outside the axis")
+    sizes = (c_i32 * len(arrays))(*[a.shape[ax] for a in arrays])
+    ptrs = (_vp * len(arrays))(*[_ptr(a) for a in arrays])
+    shape = list(arrays[0].shape)
+    shape[ax] = sum(a.shape[ax] for a in arrays)
+    out = np.empty(shape, dtype=_NP[q_out.dtype])
+    _call("stock CONCATENATION", "fxpq_stock_concatenation", len(arrays), ptrs, sizes, outer, inner,
+          2 if q_out.dtype == "int16" else 1, _ptr(out))
+    return out.astype(np.int64)

@@ -439,6 +439,36 @@ fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1
                                   const int8_t *input1, const fxpq_stock_shape *shape2,
                                   const int8_t *input2, int8_t *output);
 
+/** MEAN int8/int16 (QuantizedMeanOrSum): the reduced element count folded into the multiplier. */
+typedef struct {
+    int32_t multiplier, shift, input_zero_point, output_zero_point, count, type;
+} fxpq_stock_mean_params;
+
+/** count = number of input elements averaged into one output (product of the reduced dims). */
+fxpq_status fxpq_stock_mean_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                    int32_t count, fxpq_stock_mean_params *params);
+/** Reduce `shape` over the axes whose bit is set in axes_mask (bit d: axis d); the output holds the
+ *  kept axes in order (keep_dims only changes the shape, not the data). */
+fxpq_status fxpq_stock_mean(const fxpq_stock_mean_params *params, const fxpq_stock_shape *shape,
+                            uint32_t axes_mask, const void *input, void *output);
+
+/** RESIZE_NEAREST_NEIGHBOR on NHWC (TFLM's GetNearestNeighbor in float32); element_size 1 or 2. */
+fxpq_status fxpq_stock_resize_nearest_neighbor(const fxpq_stock_shape *input_shape,
+                                               int32_t output_height, int32_t output_width,
+                                               int32_t align_corners, int32_t half_pixel_centers,
+                                               int32_t element_size, const void *input,
+                                               void *output);
+
+/** TRANSPOSE up to 5-D: output axis d is input axis perm[d]; element_size 1 or 2. */
+fxpq_status fxpq_stock_transpose(const fxpq_stock_shape *input_shape, const int32_t *perm,
+                                 int32_t element_size, const void *input, void *output);
+
+/** CONCATENATION of num_inputs tensors that agree but on the axis: each is [outer, axis_sizes[i],
+ *  inner] (the caller folds the dims before and after the axis); element_size 1 or 2. */
+fxpq_status fxpq_stock_concatenation(int32_t num_inputs, const void *const *inputs,
+                                     const int32_t *axis_sizes, int32_t outer, int32_t inner,
+                                     int32_t element_size, void *output);
+
 #ifdef __cplusplus
 }
 #endif

@@ -742,3 +742,275 @@ fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1
     }
     return FXPQ_OK;
 }
+
+/* ------------------------------------------------------------------ data movement --------- */
+
+static fxpq_status shape_count(const fxpq_stock_shape *shape, int32_t max_rank, int32_t *count)
+{
+    int32_t d;
+    int64_t n = 1;
+    if (shape == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (shape->rank < 0 || shape->rank > max_rank) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    for (d = 0; d < shape->rank; ++d) {
+        if (shape->dims[d] < 1) {
+            return FXPQ_ERR_BAD_DIMS;
+        }
+        n *= shape->dims[d];
+        if (n > INT32_MAX) {
+            return FXPQ_ERR_BAD_DIMS;
+        }
+    }
+    *count = (int32_t)n;
+    return FXPQ_OK;
+}
+
+static int32_t load_elem(const void *data, int32_t element_size, int32_t i)
+{
+    return element_size == 2 ? ((const int16_t *)data)[i] : ((const int8_t *)data)[i];
+}
+
+static void store_elem(void *data, int32_t element_size, int32_t i, int32_t v)
+{
+    if (element_size == 2) {
+        ((int16_t *)data)[i] = (int16_t)v;
+    } else {
+        ((int8_t *)data)[i] = (int8_t)v;
+    }
+}
+
+fxpq_status fxpq_stock_mean_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                    int32_t count, fxpq_stock_mean_params *params)
+{
+    int32_t m, shift, k;
+    if (input == NULL || output == NULL || params == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (!valid_quant(input, 1) || !valid_quant(output, 1) || input->type != output->type) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    if (count < 1) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    quantize_multiplier((double)input->scale / (double)output->scale, &m, &shift);
+    if (shift > 30) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    /* QuantizedMeanOrSum: k = min(floor(log2 count), 32, 31 + shift); m = (m << k) / count */
+    for (k = 0; ((int64_t)2 << k) <= count; ++k) {
+    }
+    k = k < 32 ? k : 32;
+    k = k < 31 + shift ? k : 31 + shift;
+    params->multiplier = (int32_t)(((int64_t)m << k) / count);
+    params->shift = shift - k;
+    if (params->shift < -31) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    params->input_zero_point = input->zero_point;
+    params->output_zero_point = output->zero_point;
+    params->count = count;
+    params->type = input->type;
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_stock_mean(const fxpq_stock_mean_params *params, const fxpq_stock_shape *shape,
+                            uint32_t axes_mask, const void *input, void *output)
+{
+    int32_t total, d, kept_count = 1, reduced_count = 1, o, r, lo, hi;
+    int32_t stride[FXPQ_STOCK_MAX_RANK];
+    fxpq_status st;
+    const int32_t size = params != NULL && params->type == FXPQ_TFLITE_INT16 ? 2 : 1;
+    if (params == NULL || input == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if ((st = shape_count(shape, FXPQ_STOCK_MAX_RANK, &total)) != FXPQ_OK) {
+        return st;
+    }
+    if ((axes_mask >> shape->rank) != 0) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    for (d = shape->rank - 1, stride[0] = 1; d >= 0; --d) {
+        stride[d] = d == shape->rank - 1 ? 1 : stride[d + 1] * shape->dims[d + 1];
+        if (axes_mask & (1u << d)) {
+            reduced_count *= shape->dims[d];
+        } else {
+            kept_count *= shape->dims[d];
+        }
+    }
+    if (reduced_count != params->count) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    type_range(params->type, &lo, &hi);
+    for (o = 0; o < kept_count; ++o) {
+        int32_t base = 0, rest = o;
+        uint32_t sum = 0; /* int32 accumulator of TFLM, wrapping */
+        for (d = shape->rank - 1; d >= 0; --d) {
+            if (!(axes_mask & (1u << d))) {
+                base += (rest % shape->dims[d]) * stride[d];
+                rest /= shape->dims[d];
+            }
+        }
+        for (r = 0; r < reduced_count; ++r) {
+            int32_t offset = base, rr = r;
+            for (d = shape->rank - 1; d >= 0; --d) {
+                if (axes_mask & (1u << d)) {
+                    offset += (rr % shape->dims[d]) * stride[d];
+                    rr /= shape->dims[d];
+                }
+            }
+            sum += (uint32_t)load_elem(input, size, offset);
+        }
+        sum -= (uint32_t)((int64_t)params->input_zero_point * params->count);
+        store_elem(output, size, o,
+                   clamp32(mbqm((int32_t)sum, params->multiplier, params->shift) +
+                               params->output_zero_point, lo, hi));
+    }
+    (void)total;
+    return FXPQ_OK;
+}
+
+/* reference_ops GetNearestNeighbor, in float32 */
+static int32_t nearest_neighbor(int32_t out_index, int32_t in_size, int32_t out_size,
+                                int32_t align_corners, int32_t half_pixel_centers)
+{
+    const float scale = (align_corners && out_size > 1)
+                            ? (float)(in_size - 1) / (float)(out_size - 1)
+                            : (float)in_size / (float)out_size;
+    const float offset = half_pixel_centers ? 0.5f : 0.0f;
+    const float pos = ((float)out_index + offset) * scale;
+    int32_t v;
+    if (align_corners) {
+        v = (int32_t)((double)pos + 0.5); /* pos >= 0: round half away from zero */
+    } else {
+        v = (int32_t)pos; /* pos >= 0: truncation = floor */
+    }
+    v = v < in_size - 1 ? v : in_size - 1;
+    return half_pixel_centers && v < 0 ? 0 : v;
+}
+
+fxpq_status fxpq_stock_resize_nearest_neighbor(const fxpq_stock_shape *input_shape,
+                                               int32_t output_height, int32_t output_width,
+                                               int32_t align_corners, int32_t half_pixel_centers,
+                                               int32_t element_size, const void *input,
+                                               void *output)
+{
+    int32_t count, b, y, x, c, i = 0;
+    fxpq_status st;
+    if (input == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if ((st = shape_count(input_shape, 4, &count)) != FXPQ_OK) {
+        return st;
+    }
+    if (input_shape->rank != 4 || output_height < 1 || output_width < 1 ||
+        (int64_t)input_shape->dims[0] * output_height * output_width * input_shape->dims[3] >
+            INT32_MAX) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if (element_size != 1 && element_size != 2) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    {
+        const int32_t h = input_shape->dims[1], w = input_shape->dims[2], depth = input_shape->dims[3];
+        for (b = 0; b < input_shape->dims[0]; ++b) {
+            for (y = 0; y < output_height; ++y) {
+                const int32_t in_y = nearest_neighbor(y, h, output_height, align_corners,
+                                                      half_pixel_centers);
+                for (x = 0; x < output_width; ++x) {
+                    const int32_t in_x = nearest_neighbor(x, w, output_width, align_corners,
+                                                          half_pixel_centers);
+                    const int32_t base = ((b * h + in_y) * w + in_x) * depth;
+                    for (c = 0; c < depth; ++c) {
+                        store_elem(output, element_size, i++, load_elem(input, element_size, base + c));
+                    }
+                }
+            }
+        }
+    }
+    (void)count;
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_stock_transpose(const fxpq_stock_shape *input_shape, const int32_t *perm,
+                                 int32_t element_size, const void *input, void *output)
+{
+    int32_t count, d, i, seen = 0;
+    int32_t in_stride[5], out_dims[5], index[5] = {0};
+    fxpq_status st;
+    if (perm == NULL || input == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if ((st = shape_count(input_shape, 5, &count)) != FXPQ_OK) {
+        return st;
+    }
+    if (element_size != 1 && element_size != 2) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    for (d = 0; d < input_shape->rank; ++d) {
+        if (perm[d] < 0 || perm[d] >= input_shape->rank || (seen & (1 << perm[d]))) {
+            return FXPQ_ERR_BAD_PARAM;
+        }
+        seen |= 1 << perm[d];
+    }
+    for (d = input_shape->rank - 1; d >= 0; --d) {
+        in_stride[d] = d == input_shape->rank - 1 ? 1 : in_stride[d + 1] * input_shape->dims[d + 1];
+    }
+    for (d = 0; d < input_shape->rank; ++d) {
+        out_dims[d] = input_shape->dims[perm[d]];
+    }
+    for (i = 0; i < count; ++i) { /* output in order; index[] is the output position */
+        int32_t offset = 0;
+        for (d = 0; d < input_shape->rank; ++d) {
+            offset += index[d] * in_stride[perm[d]];
+        }
+        store_elem(output, element_size, i, load_elem(input, element_size, offset));
+        for (d = input_shape->rank - 1; d >= 0; --d) {
+            if (++index[d] < out_dims[d]) {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_stock_concatenation(int32_t num_inputs, const void *const *inputs,
+                                     const int32_t *axis_sizes, int32_t outer, int32_t inner,
+                                     int32_t element_size, void *output)
+{
+    int32_t n, o, j, out_i = 0;
+    int64_t total_axis = 0;
+    if (inputs == NULL || axis_sizes == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (num_inputs < 1 || outer < 1 || inner < 1) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    if (element_size != 1 && element_size != 2) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    for (n = 0; n < num_inputs; ++n) {
+        if (inputs[n] == NULL) {
+            return FXPQ_ERR_NULL_POINTER;
+        }
+        if (axis_sizes[n] < 1) {
+            return FXPQ_ERR_BAD_DIMS;
+        }
+        total_axis += axis_sizes[n];
+    }
+    if (total_axis * outer * inner > INT32_MAX) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    for (o = 0; o < outer; ++o) {
+        for (n = 0; n < num_inputs; ++n) {
+            const int32_t run = axis_sizes[n] * inner;
+            for (j = 0; j < run; ++j) {
+                store_elem(output, element_size, out_i++, load_elem(inputs[n], element_size, o * run + j));
+            }
+        }
+    }
+    return FXPQ_OK;
+}
