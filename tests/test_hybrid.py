@@ -185,3 +185,19 @@ def test_search_keeps_stock_outputs_fixed_and_meets_the_budget(tmp_path):
     path = tmp_path / "searched.tflite"
     fx.export_tflite(result.model, path)
     np.testing.assert_array_equal(fx.Interpreter(path).predict(x[256:], raw=True), graph.run(x[256:], raw=True)[0])
+
+
+@pytest.mark.parametrize("engine", ["host", "qemu-m4"])
+def test_c_runner_equals_reference_on_hybrid_files(hybrid, tmp_path, engine):
+    """The C runner executes the stock ops of hybrid files bit for bit like the reference, on the
+    host and on the emulated Cortex-M4."""
+    _, x, _, _, path = hybrid
+    n = 64 if engine == "host" else 8
+    ref = fx.Interpreter(path).predict(x[:n], raw=True)
+    np.testing.assert_array_equal(fx.Interpreter(path, engine=engine).predict(x[:n], raw=True), ref)
+    graph, _ = _stock_only_graph()
+    stock = tmp_path / "stock.tflite"
+    fx.export_tflite(graph, stock, float_input=False)
+    xi = np.random.default_rng(1).integers(-128, 128, size=(n, 4, 5, 3))
+    np.testing.assert_array_equal(fx.Interpreter(stock, engine=engine).predict(xi, raw=True),
+                                  fx.Interpreter(stock).predict(xi, raw=True))
