@@ -150,7 +150,12 @@ def test_unsupported_ops_are_named(tmp_path):
     with pytest.raises(RunnerError) as err:
         HostRunner(path)
     assert err.value.status_name == "FXPQ_RUNNER_ERR_UNSUPPORTED"
-    assert "builtin op" in err.value.message and "supported" in err.value.message
+    assert "QUANTIZE" in err.value.message and "int8-builtin files run in TFLM" in err.value.message
+    export_tflite(graph, path, target="int8-builtin", float_input=False)  # first op CONV_2D
+    with pytest.raises(RunnerError) as err:
+        HostRunner(path)
+    assert err.value.status_name == "FXPQ_RUNNER_ERR_UNSUPPORTED"
+    assert "unsupported builtin op 3 " in err.value.message and "section 8" in err.value.message
 
 
 def _rewrite(data: bytes, edit) -> bytes:

@@ -694,11 +694,11 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     if ((int32_t)inputs->len != want_inputs) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, want_inputs == 1 ? "needs 1 input" : "needs 2 inputs");
     }
+    if (in0->type != FXPQ_TFLITE_INT8 || out->type != FXPQ_TFLITE_INT8) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "the runner's stock ops read and write INT8 tensors only (format.md section 8); int8-builtin files run in TFLM");
+    }
     if ((st = fx_check_activation(r, op, kind, in0, "input")) != FXPQ_RUNNER_OK) {
         return st;
-    }
-    if (in0->type != FXPQ_TFLITE_INT8 || out->type != FXPQ_TFLITE_INT8) {
-        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "stock ops in fxp files read and write INT8 tensors (format.md section 8)");
     }
     p->in_fmt[0] = in0->format;
     p->size = out->elements;
@@ -715,7 +715,7 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
             return st;
         }
         if (in1.type != FXPQ_TFLITE_INT8) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "stock ops in fxp files read and write INT8 tensors (format.md section 8)");
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "the runner's stock ops read and write INT8 tensors only (format.md section 8)");
         }
         if (!fx_broadcasts_to(in0, &in1, out) || out->rank > (kind == FX_KIND_SUB ? 4 : FXPQ_STOCK_MAX_RANK)) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output shape must be the broadcast of the input shapes (SUB: rank <= 4)");
