@@ -201,3 +201,17 @@ def test_c_runner_equals_reference_on_hybrid_files(hybrid, tmp_path, engine):
     xi = np.random.default_rng(1).integers(-128, 128, size=(n, 4, 5, 3))
     np.testing.assert_array_equal(fx.Interpreter(stock, engine=engine).predict(xi, raw=True),
                                   fx.Interpreter(stock).predict(xi, raw=True))
+
+
+@pytest.mark.parametrize("engine", ["tflm-host", "tflm-m4"])
+def test_real_tflm_with_fxpq_glue_runs_hybrid_files_bit_exact(hybrid, engine):
+    """Real TFLM built from source (TFLM_DIR) with the fxpq glue: the FXP_* ops through the glue,
+    the stock ops through TFLM's own kernels (CMSIS-NN on the M4)."""
+    from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, tflm_available
+
+    if not tflm_available():
+        pytest.skip(f"no TFLM tree; {HOW_TO_ENABLE}")
+    _, x, _, _, path = hybrid
+    n = 16 if engine == "tflm-host" else 4
+    np.testing.assert_array_equal(fx.Interpreter(path, engine=engine).predict(x[:n], raw=True),
+                                  fx.Interpreter(path).predict(x[:n], raw=True))
