@@ -50,7 +50,7 @@ POINTER = 4
 BUILTIN_DATA = {
     "CONV_2D": (28, 4), "DEPTHWISE_CONV_2D": (28, 4), "FULLY_CONNECTED": (5, 1), "MAX_POOL_2D": (40, 4),
     "AVERAGE_POOL_2D": (40, 4), "ADD": (2, 1), "SOFTMAX": (4, 4), "RESHAPE": (36, 4), "MEAN": (1, 1),
-    "CONCATENATION": (8, 4), "LEAKY_RELU": (4, 4),
+    "CONCATENATION": (8, 4), "LEAKY_RELU": (4, 4), "MUL": (1, 1), "SUB": (2, 1), "RESIZE_NEAREST_NEIGHBOR": (2, 1),
 }
 # each kernel's Init: bytes of its OpData (kernel set -> op -> bytes); 0 = no Init
 OP_DATA = {
@@ -58,7 +58,11 @@ OP_DATA = {
                  "AVERAGE_POOL_2D": 36, "ADD": 60, "SOFTMAX": 64, "PAD": 56},
     "reference": {"CONV_2D": 56, "DEPTHWISE_CONV_2D": 56, "FULLY_CONNECTED": 48, "MAX_POOL_2D": 32,
                   "AVERAGE_POOL_2D": 32, "ADD": 60, "SOFTMAX": 56, "PAD": 56},
-    "common": {"RESHAPE": 0, "MEAN": 44, "QUANTIZE": 32, "DEQUANTIZE": 32, "CONCATENATION": 24, "LEAKY_RELU": 24},
+    "common": {"RESHAPE": 0, "MEAN": 44, "QUANTIZE": 32, "DEQUANTIZE": 32, "CONCATENATION": 24, "LEAKY_RELU": 24,
+               # the stock ops of hybrid fxp files (docs/format.md section 8); RESIZE_NEAREST_NEIGHBOR and
+               # TRANSPOSE have no Init
+               "MUL": 36, "SUB": 52, "LOGISTIC": 16, "TANH": 16, "HARD_SWISH": 20, "RESIZE_NEAREST_NEIGHBOR": 0,
+               "TRANSPOSE": 0},
 }
 # FXP_* ops through the glue: Init allocates sizeof(fxpq::Record<op>) of tflm_kernels/tflm/fxpq_tflm_ops.cc (only
 # what Eval cannot read from the tensors: kernel parameters, 3-byte formats, the weighted ops' weight bits, bias frac

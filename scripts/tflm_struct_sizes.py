@@ -72,6 +72,15 @@ PROBES = {
     "cmsis-nn ADD": (f"{K}/cmsis_nn/add.cc", "tflite::OpData"),
     "cmsis-nn SOFTMAX": (f"{K}/cmsis_nn/softmax.cc", "tflite::CMSISNNSoftmaxParams"),
     "cmsis-nn PAD": (f"{K}/cmsis_nn/pad.cc", "tflite::OpData"),
+    # the stock ops of hybrid fxp files (docs/format.md section 8)
+    "builtin MUL": ("", "TfLiteMulParams"),
+    "builtin SUB": ("", "TfLiteSubParams"),
+    "builtin RESIZE_NEAREST_NEIGHBOR": ("", "TfLiteResizeNearestNeighborParams"),
+    "common MUL": (f"{K}/mul.h", "tflite::OpDataMul"),
+    "common SUB": (f"{K}/sub.h", "tflite::OpDataSub"),
+    "common LOGISTIC": (f"{K}/logistic.h", "tflite::OpDataLogistic"),
+    "common TANH": (f"{K}/tanh.cc", "tflite::OpData"),
+    "common HARD_SWISH": ("tensorflow/lite/kernels/internal/types.h", "tflite::HardSwishParams"),
 }
 # the glue's per-op record (fxpq::Record<op> of tflm_kernels/tflm/fxpq_tflm_ops.cc), one probe per FXP_* op
 PROBES.update({f"fxpq {name}": (str(REPO / "tflm_kernels/tflm/fxpq_tflm_ops.cc"), f"fxpq::Record<FXPQ_OP_{name[4:]}>")
