@@ -455,8 +455,8 @@ class _Builder:
         self.affines[name] = (node.inputs[0] if node.inputs[0] != x else None, out if out != name else None)
         return out
 
-    def activate(self, name: str, cls: str, x: str, act: str, shape: tuple, single: bool) -> str:
-        """Apply activation `act` to node x (a Conv/Dense `activation=` or an Activation layer)."""
+    def activate(self, name: str, cls: str, x: str, act: str, shape: tuple, single: bool, layer: str = "") -> str:
+        """Apply activation `act` to node x (a Conv/Dense `activation=` of `layer`, or an Activation layer)."""
         if act == "linear":
             return x
         if act in ("relu", "relu6"):
@@ -478,7 +478,7 @@ class _Builder:
             first = self.affine(f"{name}_relu6", x, _Affine(np.full(c, a), np.zeros(c), np.full(c, 3.0)), shape,
                                 single, act="relu6")
             return self.affine(name, first, _Affine(np.full(c, 1 / 6), np.zeros(c), np.zeros(c)), shape, True)
-        raise UnsupportedLayerError(name, cls, f"activation '{act}'" + (
+        raise UnsupportedLayerError(layer or name, cls, f"activation '{act}'" + (
             " (TFLM has no GELU kernel)" if act == "gelu" else " (no TFLM int8 kernel mapped)"))
 
 
@@ -551,11 +551,11 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
                       "filters": pw.shape[-1], "activation": "linear",
                       "use_bias": cfg["use_bias"]},
                      kernel=pw, bias=layer.bias.numpy() if cfg["use_bias"] else None))
-        return b.activate(f"{name}_{act}", cls, name, act, out_shape, True)
+        return b.activate(f"{name}_{act}", cls, name, act, out_shape, True, name)
     if type(layer) is keras.layers.Conv1D:
         act = _activation_name(cfg["activation"])
         _conv1d(layer, cfg, ins, b.emit, b.closes)
-        return b.activate(f"{name}_{act}", cls, closes_name(name), act, out_shape, True)
+        return b.activate(f"{name}_{act}", cls, closes_name(name), act, out_shape, True, name)
     if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)):
         if type(layer) not in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense):
             raise UnsupportedLayerError(name, cls)
@@ -572,7 +572,7 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
             node = CNode(name, "conv2d", [], conf, kernel=kernel.reshape((1, 1) + kernel.shape), bias=bias)
             inner = (1,) + in_shape if len(in_shape) == 2 else in_shape
             out = b.wrap(name, ins[0], in_shape, inner, node, out_shape)
-            return b.activate(f"{name}_{act}", cls, out, act, out_shape, True)
+            return b.activate(f"{name}_{act}", cls, out, act, out_shape, True, name)
         if kind == "dense" and len(in_shape) != 1:
             raise UnsupportedLayerError(name, cls, f"input shape {in_shape} (Dense takes rank 1 to 3)")
         if kind != "dense":
@@ -587,7 +587,7 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
         if cfg.get("padding") not in (None, "same", "valid"):
             raise UnsupportedLayerError(name, cls, f"padding '{cfg.get('padding')}'")
         b.emit(CNode(name, kind, ins, conf, kernel=kernel, bias=bias))
-        return b.activate(f"{name}_{act}", cls, name, act, out_shape, True)
+        return b.activate(f"{name}_{act}", cls, name, act, out_shape, True, name)
     if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.Rescaling, keras.layers.Normalization)):
         return b.affine(name, ins[0], _layer_affine(layer, cls, cfg, in_shape), in_shape, single)
     if isinstance(layer, keras.layers.ELU):
