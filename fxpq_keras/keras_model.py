@@ -117,7 +117,7 @@ LAYER_TABLE: tuple[LayerRow, ...] = (
 
 SUPPORTED_LAYERS = tuple(dict.fromkeys(
     r.layer + (f"({r.qualifier})" if r.qualifier else "") for r in LAYER_TABLE if r.how != REFUSED))
-_NEEDS = {r.layer: r.becomes for r in LAYER_TABLE if r.how == REFUSED and not r.qualifier}
+NEEDS = {r.layer: r.becomes for r in LAYER_TABLE if r.how == REFUSED and not r.qualifier}
 
 
 def layer_table_markdown() -> str:
@@ -159,7 +159,7 @@ class UnsupportedLayerError(ValueError):
     """The model holds a layer (or a use of one) that fxpq cannot quantize."""
 
     def __init__(self, name: str, what: str, why: str = "") -> None:
-        why = why or _NEEDS.get(what, "")
+        why = why or NEEDS.get(what, "")
         reason = f": {why}" if why else ""
         super().__init__(
             f"layer '{name}' ({what}) is not supported{reason}. Supported layers: {', '.join(SUPPORTED_LAYERS)}"
@@ -281,10 +281,11 @@ def _flatten(model: keras.Model, feed: str | None, calls: list[_Call], names: se
 
 def _op_operands(name: str, node: Any) -> list[Any]:
     """Operands of a tf_keras TFOpLambda call, in order: layer names, or numpy constants
-    (the config node is [[source, node, tensor or constant, {'y': ..., 'name': ...}]])."""
-    if not isinstance(node, (list, tuple)) or len(node) != 1 or len(node[0]) != 4:
+    (the config node is [source, node, tensor index or constant, {'y': ..., 'name': ...}])."""
+    item = node[0] if isinstance(node, (list, tuple)) and len(node) == 1 else node  # both config forms
+    if not isinstance(item, (list, tuple)) or len(item) != 4 or not isinstance(item[3], dict):
         raise UnsupportedLayerError(name, "TFOpLambda", "a tf op with other than one tensor argument and 'y'")
-    source, _, value, kwargs = node[0]
+    source, _, value, kwargs = item
     extra = sorted(set(kwargs) - {"y", "name"})
     if extra:
         raise UnsupportedLayerError(name, "TFOpLambda", f"tf op arguments {extra}")
@@ -532,7 +533,7 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
         return b.emit(CNode(name, "input", [], {"shape": tuple(layer.get_config()["batch_input_shape"][1:])}))
     if cls in IDENTITY_LAYERS:
         return ins[0]
-    if cls in _NEEDS:
+    if cls in NEEDS:
         raise UnsupportedLayerError(name, cls)
     if cls == "TFOpLambda":
         return _tf_op(b, call, cfg)
