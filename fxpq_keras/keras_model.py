@@ -195,6 +195,8 @@ def keras3_hard_sigmoid(x: Any) -> Any:
 
 
 def _activation_name(act: Any) -> str:
+    if isinstance(act, dict) and isinstance(act.get("config"), str):  # a serialized function (hard_swish)
+        act = act["config"]
     name = act if isinstance(act, str) else getattr(act, "__name__", str(act))
     return "linear" if name in (None, "linear") else {"silu": "swish"}.get(name, name)
 
