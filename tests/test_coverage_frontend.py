@@ -16,6 +16,7 @@ import sys
 
 import numpy as np
 import pytest
+from long_mode import LONG
 
 import fxpq_keras as fx
 from fxpq_keras._tf import keras as tf_keras
@@ -424,3 +425,65 @@ def test_every_keras_layer_class_in_the_table_exists() -> None:
             assert hasattr(tf_keras.layers, row.layer), row.layer
             if HAVE_KERAS3:
                 assert hasattr(keras3.layers, row.layer), row.layer
+
+
+# ---------------------------------------------------------------- E: keras.applications at small inputs
+
+APPLICATIONS = {  # name -> (builder, canonical kinds other than the fixed-point ones)
+    "MobileNet": (lambda a: a.MobileNet(input_shape=(32, 32, 3), alpha=0.25, include_top=True, weights=None,
+                                        classifier_activation=None, classes=10), set()),
+    "MobileNetV2": (lambda a: a.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None,
+                                            classifier_activation=None, classes=10), set()),
+    "MobileNetV3Small": (lambda a: a.MobileNetV3Small(input_shape=(32, 32, 3), weights=None, classes=10,
+                                                      classifier_activation=None), {"hard_swish", "mul"}),
+    "MobileNetV3Small_minimalistic": (lambda a: a.MobileNetV3Small(
+        input_shape=(32, 32, 3), minimalistic=True, weights=None, classes=10, classifier_activation=None), set()),
+    "MobileNetV3Large_minimalistic": (lambda a: a.MobileNetV3Large(
+        input_shape=(32, 32, 3), minimalistic=True, weights=None, classes=10, classifier_activation=None), set()),
+    "EfficientNetB0": (lambda a: a.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=10,
+                                                  classifier_activation=None), {"logistic", "mul"}),
+    "ResNet50": (lambda a: a.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10,
+                                      classifier_activation=None), set()),
+}
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_keras_applications_canonicalize_exactly(name: str, flavour: str) -> None:
+    """Random BatchNormalization statistics so every fold shows in the logits (compared to 1e-4 of
+    their range: 50-layer float sums differ in the last bits)."""
+    build, stock = APPLICATIONS[name]
+    model = build(K(flavour).applications)
+    _randomize_bn(model)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype(np.float32)
+    cnodes = canonicalize(model)
+    want = np.asarray(model.predict(x, verbose=0))
+    got = build_float_model(cnodes).predict(x, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+    assert set(kinds(cnodes)) - FIXED_POINT_KINDS == stock
+
+
+def _randomize_bn(model) -> None:
+    rng = np.random.default_rng(9)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype(np.float32),
+                               rng.normal(0, 0.2, b.shape).astype(np.float32),
+                               rng.normal(0, 0.2, m.shape).astype(np.float32),
+                               rng.uniform(0.5, 1.5, v.shape).astype(np.float32)])
+
+
+@pytest.mark.parametrize("name", ["MobileNet", "MobileNetV3Small_minimalistic"]
+                         + (["MobileNetV2", "MobileNetV3Large_minimalistic", "ResNet50"] if LONG else []))
+def test_keras_applications_quantize_and_run(name: str, tmp_path) -> None:
+    """The applications with only fixed-point kinds go the whole way (Keras 3, 8 bits uniform)."""
+    k = K("keras3") if HAVE_KERAS3 else tf_keras
+    model = APPLICATIONS[name][0](k.applications)
+    _randomize_bn(model)
+    x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype(np.float32)
+    qmodel = fx.quantize_model(model, fx.Policy.uniform(model, 8, x))
+    path = str(tmp_path / "m.tflite")
+    fx.export_tflite(qmodel, path)
+    np.testing.assert_array_equal(fx.Interpreter(path).predict(x[:4], raw=True),
+                                  fx.lower_model(qmodel).run(x[:4], raw=True)[0])
