@@ -487,3 +487,26 @@ def test_keras_applications_quantize_and_run(name: str, tmp_path) -> None:
     fx.export_tflite(qmodel, path)
     np.testing.assert_array_equal(fx.Interpreter(path).predict(x[:4], raw=True),
                                   fx.lower_model(qmodel).run(x[:4], raw=True)[0])
+
+
+# ---------------------------------------------------------------- D: SavedModel folders
+
+
+@pytest.mark.skipif(not HAVE_KERAS3, reason="no Keras 3")
+def test_keras3_export_folder_is_refused_in_one_line(tmp_path, capsys) -> None:
+    """`fxpq quantize` on a Keras 3 model.export() folder: exit 2, one line naming what to pass
+    (was AttributeError: '_UserObject' object has no attribute 'inputs', exit 1)."""
+    from fxpq_keras.cli import main
+
+    model = keras3.Sequential([keras3.Input((4,)), keras3.layers.Dense(2)])
+    folder = str(tmp_path / "exported")
+    model.export(folder, verbose=False)
+    data = str(tmp_path / "d.npz")
+    np.savez(data, x=np.zeros((4, 4), np.float32))
+    assert main(["quantize", folder, "-d", data, "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "SavedModel without Keras metadata" in err and "model.save('model.keras')" in err
+    assert not os.path.exists(tmp_path / "out" / "model.tflite")
+    with pytest.raises(TypeError, match="_UserObject.*model.save"):  # the API says the same
+        canonicalize(tf_keras.models.load_model(folder, compile=False))
