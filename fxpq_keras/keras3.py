@@ -8,16 +8,21 @@ pipeline (keras_model.canonicalize) and the CLI's model loading do with a Keras 
 it layer by layer as tf_keras layers with the same configuration and the same weights, keeping
 layer names (the policy names layers) and the graph (Sequential stays Sequential).
 
-Only what TRANSLATORS lists is translated; anything else (another layer type, a subclass of a
-listed one, a nested model, a shared layer, a non-float32 dtype policy, a serialized custom
-object in a config) raises `Keras3TranslationError`, which names the layer and says "Keras 3".
+Only what TRANSLATORS lists is translated, plus: nested models (translated as tf_keras models, which
+canonicalize flattens), keras.ops nodes of a functional graph (`x + 3.0`, `x * y`: _OPS, translated
+into the tf ops whose TFOpLambda layers tf_keras's own graphs hold), and the activations tf_keras
+lacks or defines differently (hard_silu, Keras 3's hard_sigmoid: _ACTIVATIONS). Anything else
+(another layer type, a subclass of a listed one, a shared layer, a non-float32 dtype policy, a
+serialized custom object in a config) raises `Keras3TranslationError`, which names the layer and
+says "Keras 3" (and, for a layer keras_model.NEEDS lists, what it would need).
 
 Adding a layer type: add one entry to TRANSLATORS, keyed by the Keras 3 class name:
 `Translator(target, keys, convert=None, weights=None)`, where `target` is the tf_keras layer
 class name, `keys` the config keys passed through unchanged, `convert(config) -> kwargs` any
 renamed or derived constructor arguments, and `weights(list) -> list` a change of weight layout
-(None when `get_weights()` order and shapes are the same in both Keras versions, as for every
-layer listed today). tests/test_keras3.py checks every entry against the real Keras 3 package
+(None when `get_weights()` order and shapes are the same in both Keras versions), and
+`from_layer(layer) -> kwargs` constructor arguments read from the layer itself (Normalization's
+statistics). tests/test_keras3.py checks every entry against the real Keras 3 package
 (float outputs equal to float tolerance): add the new layer to its model builders too.
 """
 

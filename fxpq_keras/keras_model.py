@@ -1,11 +1,16 @@
 """Step 1 of the pipeline: read a float tf_keras model into a canonical float model.
 
-Canonical means: BatchNormalization folded into the preceding conv/dense, SeparableConv2D split
-into depthwise + pointwise, Conv1D rewritten as a Conv2D of height 1 between two reshapes,
-Dropout and linear activations removed, ReLU/ReLU6 fused into the conv/dense that feeds it,
-ZeroPadding2D folded into the conv that reads it when that conv's 'same' padding is exactly those
-zeros (otherwise it stays a zero-pad layer of its own), a final softmax kept as its own (float)
-layer. Every later step (Policy, fake-quant model, integer graph) sees only these layer kinds.
+Canonical means: every layer either folds exactly into other canonical nodes or becomes one named
+node kind; LAYER_TABLE below says which, for every layer (docs/layers.md is generated from it).
+BatchNormalization, Rescaling, Normalization and tensor-constant arithmetic are per-channel affines:
+folded into the linear conv/dense before them, else into the conv/dense after them when exact, else a
+1x1 depthwise conv. SeparableConv2D is split into depthwise + pointwise; Conv1D, 1-D pools and Dense
+on a rank-2 input are their 2-D forms between two reshapes; Dropout and friends and linear
+activations are removed; ReLU/ReLU6 fuse into the conv/dense/affine that feeds them; ZeroPadding2D
+folds into the conv that reads it when that conv's 'same' padding is exactly those zeros; nested
+models are flattened; a final softmax is kept as its own (float) layer. Layers with no fixed-point
+kernel become the STOCK_KINDS (stock TFLite builtin ops downstream). Every later step (Policy,
+fake-quant model, integer graph) sees only these layer kinds.
 """
 
 from __future__ import annotations
