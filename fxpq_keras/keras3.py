@@ -8,16 +8,21 @@ pipeline (keras_model.canonicalize) and the CLI's model loading do with a Keras 
 it layer by layer as tf_keras layers with the same configuration and the same weights, keeping
 layer names (the policy names layers) and the graph (Sequential stays Sequential).
 
-Only what TRANSLATORS lists is translated; anything else (another layer type, a subclass of a
-listed one, a nested model, a shared layer, a non-float32 dtype policy, a serialized custom
-object in a config) raises `Keras3TranslationError`, which names the layer and says "Keras 3".
+Only what TRANSLATORS lists is translated, plus: nested models (translated as tf_keras models, which
+canonicalize flattens), keras.ops nodes of a functional graph (`x + 3.0`, `x * y`: _OPS, translated
+into the tf ops whose TFOpLambda layers tf_keras's own graphs hold), and the activations tf_keras
+lacks or defines differently (hard_silu, Keras 3's hard_sigmoid: _ACTIVATIONS). Anything else
+(another layer type, a subclass of a listed one, a shared layer, a non-float32 dtype policy, a
+serialized custom object in a config) raises `Keras3TranslationError`, which names the layer and
+says "Keras 3" (and, for a layer keras_model.NEEDS lists, what it would need).
 
 Adding a layer type: add one entry to TRANSLATORS, keyed by the Keras 3 class name:
 `Translator(target, keys, convert=None, weights=None)`, where `target` is the tf_keras layer
 class name, `keys` the config keys passed through unchanged, `convert(config) -> kwargs` any
 renamed or derived constructor arguments, and `weights(list) -> list` a change of weight layout
-(None when `get_weights()` order and shapes are the same in both Keras versions, as for every
-layer listed today). tests/test_keras3.py checks every entry against the real Keras 3 package
+(None when `get_weights()` order and shapes are the same in both Keras versions), and
+`from_layer(layer) -> kwargs` constructor arguments read from the layer itself (Normalization's
+statistics). tests/test_keras3.py checks every entry against the real Keras 3 package
 (float outputs equal to float tolerance): add the new layer to its model builders too.
 """
 
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._tf import keras
-from .keras_model import UnsupportedLayerError
+from .keras_model import NEEDS, UnsupportedLayerError, hard_swish, keras3_hard_sigmoid
 
 
 class Keras3TranslationError(UnsupportedLayerError):
@@ -53,6 +58,12 @@ class Translator:
     keys: tuple[str, ...] = ()
     convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     weights: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None
+    from_layer: Callable[[Any], dict[str, Any]] | None = None  # constructor arguments read from the layer
+
+
+def _normalization(layer: Any) -> dict[str, Any]:
+    """Keras 3 Normalization keeps its statistics as weights; tf_keras takes them as constants."""
+    return {"mean": np.asarray(layer.mean), "variance": np.asarray(layer.variance)}
 
 
 _CONV = ("kernel_size", "strides", "padding", "data_format", "dilation_rate", "activation", "use_bias")
@@ -79,7 +90,38 @@ TRANSLATORS: dict[str, Translator] = {
     "Flatten": Translator("Flatten", ("data_format",)),
     "Reshape": Translator("Reshape", ("target_shape",)),
     "Dropout": Translator("Dropout", ("rate", "noise_shape", "seed")),
+    "Multiply": Translator("Multiply"),
+    "Subtract": Translator("Subtract"),
+    "Maximum": Translator("Maximum"),
+    "Minimum": Translator("Minimum"),
+    "Rescaling": Translator("Rescaling", ("scale", "offset")),
+    "Normalization": Translator("Normalization", ("axis", "invert"), weights=lambda w: [],
+                                from_layer=_normalization),
+    "MaxPooling1D": Translator("MaxPooling1D", _POOL),
+    "AveragePooling1D": Translator("AveragePooling1D", _POOL),
+    "GlobalAveragePooling1D": Translator("GlobalAveragePooling1D", ("data_format", "keepdims")),
+    "GlobalMaxPooling2D": Translator("GlobalMaxPooling2D", ("data_format", "keepdims")),
+    "GlobalMaxPooling1D": Translator("GlobalMaxPooling1D", ("data_format", "keepdims")),
+    "UpSampling2D": Translator("UpSampling2D", ("size", "data_format", "interpolation")),
+    "Permute": Translator("Permute", ("dims",)),
+    "ELU": Translator("ELU", ("alpha",)),
+    "SpatialDropout1D": Translator("SpatialDropout1D", ("rate", "seed")),
+    "SpatialDropout2D": Translator("SpatialDropout2D", ("rate", "data_format", "seed")),
+    "GaussianNoise": Translator("GaussianNoise", ("stddev", "seed")),
+    "GaussianDropout": Translator("GaussianDropout", ("rate", "seed")),
+    "AlphaDropout": Translator("AlphaDropout", ("rate", "noise_shape", "seed")),
+    "ActivityRegularization": Translator("ActivityRegularization", ("l1", "l2")),
 }
+
+# Keras 3 activations that tf_keras lacks or defines differently -> the tf_keras callable computing
+# Keras 3's function (keras_model recognizes them by name).
+_ACTIVATIONS = {"hard_silu": hard_swish, "hard_swish": hard_swish, "hard_sigmoid": keras3_hard_sigmoid,
+                "silu": "swish"}
+
+# Keras 3 operations in a functional graph (x + 3.0, x * y) -> the tf function that makes tf_keras's
+# TFOpLambda layer of the same op (what tf_keras's own keras.applications graphs hold).
+_OPS = {"Add": "add", "Subtract": "subtract", "Multiply": "multiply", "Divide": "truediv",
+        "TrueDivide": "truediv", "Maximum": "maximum", "Minimum": "minimum"}
 
 
 def is_keras3_model(model: Any) -> bool:
@@ -133,7 +175,8 @@ def to_tf_keras(model: Any) -> keras.Model:
         input_name = first["config"]["name"] if first["class_name"] == "InputLayer" else None
         clone = keras.Sequential([keras.Input(shape, name=input_name)] + layers, name=model.name)
         for source, layer in zip(model.layers, layers):
-            _set_weights(source, layer)
+            if not _is_model(source):  # a nested model was translated with its weights
+                _set_weights(source, layer)
         return clone
     return _functional(model)
 
@@ -151,6 +194,9 @@ def _functional(model: Any) -> keras.Model:
             continue
         if len(nodes) != 1:
             raise Keras3TranslationError(name, cls, "a layer called more than once (shared layers)")
+        if str(entry.get("module", "")).startswith("keras.src.ops"):
+            tensors[name] = _op(name, cls, nodes[0], tensors)
+            continue
         kwargs = {k: v for k, v in (nodes[0].get("kwargs") or {}).items() if k not in ("training", "mask")
                   or (k == "mask" and v is not None)}
         if kwargs:
@@ -162,8 +208,28 @@ def _functional(model: Any) -> keras.Model:
     clone = keras.Model(tensors[_endpoint(config["input_layers"])], tensors[_endpoint(config["output_layers"])],
                         name=model.name)
     for source, layer in pairs:
-        _set_weights(source, layer)
+        if not _is_model(source):
+            _set_weights(source, layer)
     return clone
+
+
+def _is_model(layer: Any) -> bool:
+    return hasattr(layer, "layers") and hasattr(layer, "inputs")
+
+
+def _op(name: str, cls: str, node: dict[str, Any], tensors: dict[str, Any]) -> Any:
+    """A Keras 3 operation node (x + 3.0 in a functional graph) as the tf op on tf_keras tensors."""
+    from ._tf import tf
+
+    if cls not in _OPS or node.get("kwargs") or len(node["args"]) != 2:
+        raise Keras3TranslationError(name, cls, f"operation {cls} (mapped: {', '.join(sorted(_OPS))} of two operands)")
+    args = _map_tensors(node["args"], tensors, name, cls)
+    for a in args:
+        if isinstance(a, dict):
+            raise Keras3TranslationError(name, cls, "a constant operand that is a serialized array")
+    if not any(hasattr(a, "shape") for a in args):
+        raise Keras3TranslationError(name, cls, "an operation on constants only")
+    return getattr(tf.math, _OPS[cls])(*args)
 
 
 def _endpoint(spec: Any) -> str:
@@ -186,11 +252,11 @@ def _map_tensors(args: Any, tensors: dict[str, Any], name: str, cls: str) -> Any
 def translate_layer(layer: Any) -> keras.layers.Layer:
     """A new, unbuilt tf_keras layer with the configuration of one Keras 3 layer (by TRANSLATORS)."""
     cls = type(layer).__name__
+    if _is_model(layer) and cls in ("Functional", "Sequential"):  # nested: canonicalize flattens it
+        return to_tf_keras(layer)
     translator = TRANSLATORS.get(cls)
     if translator is None:
-        why = "nested models are not translated (flatten them into one model)" if hasattr(layer, "layers") \
-            else "no tf_keras translation for this layer type"
-        raise Keras3TranslationError(layer.name, cls, why)
+        raise Keras3TranslationError(layer.name, cls, NEEDS.get(cls, "no tf_keras translation for this layer type"))
     if type(layer).__module__.split(".")[0] != "keras":
         raise Keras3TranslationError(layer.name, cls, f"a subclass defined in {type(layer).__module__}")
     config = layer.get_config()
@@ -203,6 +269,10 @@ def translate_layer(layer: Any) -> keras.layers.Layer:
             raise Keras3TranslationError(layer.name, cls, f"'{key}' is a serialized object ({value.get('class_name')})")
     if translator.convert is not None:
         kwargs.update(translator.convert(config))
+    if translator.from_layer is not None:
+        kwargs.update(translator.from_layer(layer))
+    if isinstance(kwargs.get("activation"), str):
+        kwargs["activation"] = _ACTIVATIONS.get(kwargs["activation"], kwargs["activation"])
     try:
         return getattr(keras.layers, translator.target)(name=layer.name, **kwargs)
     except (TypeError, ValueError) as exc:

@@ -31,7 +31,7 @@ import numpy as np
 
 from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range
 from .keras_model import WEIGHTED, CNode, channels, quantized_output
-from .stock_layers import FIXED_OUTPUT_FORMATS, STOCK_BITS, STOCK_KINDS
+from .stock_layers import FIXED_OUTPUT_FORMATS, STOCK_BITS, STOCK_KINDS, STOCK_SAME_FORMAT
 
 POLICY_VERSION = 1
 DATA_STRUCTURES = ("weights", "bias", "output")
@@ -251,6 +251,12 @@ class Policy:
                     _cap_bits(out, STOCK_BITS)
             for name in layer["inputs"]:
                 _cap_bits(self._producer(name), STOCK_BITS)
+            if layer["kind"] in STOCK_SAME_FORMAT:  # compares stored values: one format for all
+                first = self._producer(layer["inputs"][0])
+                for name in layer["inputs"][1:]:
+                    other = self._producer(name)
+                    if other is not first:
+                        other.bits, other.frac, other.signed = first.bits, first.frac, first.signed
 
     # -- memory ---------------------------------------------------------------------------------
     def memory(self) -> Memory:

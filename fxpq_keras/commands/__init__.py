@@ -41,6 +41,11 @@ def load_keras_model(path: str) -> Any:
 
     if not os.path.exists(path):
         raise _cli_error(f"model file not found: {path}")
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "keras_metadata.pb")):
+        what = "a SavedModel without Keras metadata (what Keras 3's model.export() writes)" \
+            if os.path.isfile(os.path.join(path, "saved_model.pb")) else "a folder that is not a SavedModel"
+        raise _cli_error(f"{path} is {what}: fxpq needs the Keras model itself; save it with "
+                         "model.save('model.keras') (Keras 3) and pass that file, or a tf_keras SavedModel folder")
     if keras3_file(path):
         try:
             return load_keras3(path)
@@ -49,9 +54,13 @@ def load_keras_model(path: str) -> Any:
         except Exception as exc:  # noqa: BLE001 - as below, for Keras 3's loader
             raise _cli_error(f"cannot load {path} as a Keras 3 model: {first_line(exc)}") from None
     try:
-        return keras.models.load_model(path, compile=False)
+        model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - TF/Keras raise many types, all mean "not a loadable model"
         raise _cli_error(f"cannot load {path} as a tf_keras model: {first_line(exc)}") from None
+    if not isinstance(model, keras.Model):
+        raise _cli_error(f"{path} loads as a {type(model).__name__}, not a Keras model: save it with "
+                         "model.save('model.keras') and pass that file")
+    return model
 
 
 def load_array(path: str, what: str, key: str = "x") -> np.ndarray:

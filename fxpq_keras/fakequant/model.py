@@ -20,6 +20,7 @@ from ..keras_model import (
     MULTI_INPUT,
     WEIGHTED,
     CNode,
+    UnsupportedLayerError,
     apply_channel_scales,
     canonicalize,
     inbound_names,
@@ -27,7 +28,7 @@ from ..keras_model import (
     make_layer,
 )
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
-from ..stock_layers import HardSwish, stock_kind_of
+from ..stock_layers import hard_swish, stock_kind_of
 from .configs import FxpQuantizeConfig
 from .quantizers import FxpQuantizer, InputQuantizer
 
@@ -47,6 +48,11 @@ def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool]) -> FxpQu
 def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
                            name: str = "fxpq_fake_quant") -> keras.Model:
     """A functional model: InputQuantizer, then every canonical layer in a QuantizeWrapperV2."""
+    for n in cnodes:
+        if n.kind == "concat" and "axis" in n.config:
+            raise UnsupportedLayerError(n.name, "Concatenate", f"axis {n.config['axis']}: joining on another axis than "
+                                        "the channels needs one format for every input (a stock CONCATENATION), "
+                                        "which the search does not tie yet; concatenate on the last axis")
     nonneg = unsigned_outputs(cnodes, not input_signed)
     tensors: dict[str, Any] = {}
     inp = None
@@ -261,7 +267,7 @@ def _act(act: Any) -> str:
 def quantize_scope() -> Iterator[None]:
     """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes)."""
     objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
-               "HardSwish": HardSwish}
+               "hard_swish": hard_swish}
     with tfmot.quantization.keras.quantize_scope(objects):
         yield
 

@@ -619,9 +619,10 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
 
 
 #: stock builtin ops an fxp file may hold (format.md 8) -> integer graph op
-STOCK_BUILTINS = {"MUL": "mul", "SUB": "sub", "LOGISTIC": "logistic", "TANH": "tanh", "HARD_SWISH": "hard_swish",
+STOCK_BUILTINS = {"MUL": "mul", "SUB": "sub", "MAXIMUM": "maximum", "MINIMUM": "minimum", "LOGISTIC": "logistic",
+                  "TANH": "tanh", "HARD_SWISH": "hard_swish", "ELU": "elu",
                   "RESIZE_NEAREST_NEIGHBOR": "upsample_nearest", "TRANSPOSE": "transpose", "QUANTIZE": "stock_quantize"}
-_STOCK_ARITY = {"mul": 2, "sub": 2, "upsample_nearest": 2, "transpose": 2}
+_STOCK_ARITY = {"mul": 2, "sub": 2, "maximum": 2, "minimum": 2, "upsample_nearest": 2, "transpose": 2}
 
 
 def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -637,13 +638,18 @@ def _stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs
     n_in = _STOCK_ARITY.get(graph_op, 1)
     if len(inputs) != n_in:
         raise FlatbufferFormatError(f"{where}: expected {n_in} inputs, got {len(inputs)}")
-    n_act = 2 if graph_op in ("mul", "sub") else 1
+    n_act = 2 if graph_op in ("mul", "sub", "maximum", "minimum") else 1
     acts = [spec(i, where + " input") for i in inputs[:n_act]]
     out = out_spec.fmt
     if out is None or any(a.fmt is None for a in acts):
         raise FlatbufferFormatError(f"{where}: inputs and output must be integer tensors")
     if any(a.fmt.bits > 8 for a in acts) or out.bits > 8:
         raise FlatbufferFormatError(f"{where}: stock ops in fxp files read and write 8-bit tensors only")
+    if graph_op in ("maximum", "minimum"):
+        shape = _broadcast_shape(acts[0].shape, acts[1].shape, where)
+        if shape != out_spec.shape:
+            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} != broadcast shape {shape}")
+        return Node(graph_op, name, [a.name for a in acts], out_spec.name)
     if graph_op in ("mul", "sub"):
         if getattr(op, "builtinOptions", None) is not None and getattr(op.builtinOptions,
                                                                         "fusedActivationFunction", 0) != 0:

@@ -181,12 +181,17 @@ def _stock_op(b: _Builder, graph: IntegerGraph, node: Node, ins: list[int], dst:
         perm = b.constant(f"{node.name}/perm", np.array(node.attrs["perm"], dtype=np.int32))
         b.operator(node.name, b.op_code(code), ins + [perm], [dst],
                    builtin_type=S.BuiltinOptions.TransposeOptions, builtin_options=S.TransposeOptionsT())
-    else:  # logistic, tanh, hard_swish, stock_quantize: no options
+    elif node.op in ("maximum", "minimum"):
+        b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=S.BuiltinOptions.MaximumMinimumOptions,
+                   builtin_options=S.MaximumMinimumOptionsT())
+    else:  # logistic, tanh, hard_swish, elu, stock_quantize: no options
         b.operator(node.name, b.op_code(code), ins, [dst])
 
 
 _STOCK_CODES = {"mul": S.BuiltinOperator.MUL, "sub": S.BuiltinOperator.SUB, "logistic": S.BuiltinOperator.LOGISTIC,
                 "tanh": S.BuiltinOperator.TANH, "hard_swish": S.BuiltinOperator.HARD_SWISH,
+                "elu": S.BuiltinOperator.ELU, "maximum": S.BuiltinOperator.MAXIMUM,
+                "minimum": S.BuiltinOperator.MINIMUM,
                 "upsample_nearest": S.BuiltinOperator.RESIZE_NEAREST_NEIGHBOR,
                 "transpose": S.BuiltinOperator.TRANSPOSE, "stock_quantize": S.BuiltinOperator.QUANTIZE}
 

@@ -38,13 +38,17 @@ OP_ATTRS: dict[str, tuple[str, ...]] = {
     "logistic": (),  # output u8.8 (int8, zero point -128)
     "tanh": (),  # output s8.7
     "hard_swish": (),
+    "elu": (),
+    "maximum": (),  # two inputs (broadcasting) and the output in one format
+    "minimum": (),
     "upsample_nearest": ("size",),  # RESIZE_NEAREST_NEIGHBOR by integer factors (sh, sw)
     "transpose": ("perm",),  # permutation of all axes, batch included (perm[0] == 0)
     "stock_quantize": (),  # QUANTIZE int8 -> int8 between formats (the zero point -128 seam)
 }
 
 #: integer ops that the file holds as stock builtin ops (everything else is an FXP_* custom op or RESHAPE)
-STOCK_OPS = ("mul", "sub", "logistic", "tanh", "hard_swish", "upsample_nearest", "transpose", "stock_quantize")
+STOCK_OPS = ("mul", "sub", "maximum", "minimum", "logistic", "tanh", "hard_swish", "elu", "upsample_nearest",
+             "transpose", "stock_quantize")
 #: stock ops whose int8 TFLM kernel insists on one output format (LOGISTIC: scale 1/256, zero point -128)
 STOCK_FIXED_FORMATS = {"logistic": Format(8, 8, False), "tanh": Format(8, 7, True)}
 
@@ -197,6 +201,10 @@ def stock_seam_problem(graph: IntegerGraph) -> str | None:
     t = graph.tensors
     offset = offset_tensors(graph.nodes, t)
     for node in graph.nodes:
+        if node.op in ("maximum", "minimum", "upsample_nearest", "transpose") and any(
+                t[i].fmt != t[node.output].fmt for i in node.inputs):
+            return (f"node {node.name!r} ({node.op}) moves or compares stored values: its inputs and output need one "
+                    f"format, got {[str(t[i].fmt) for i in node.inputs]} -> {t[node.output].fmt}")
         for name in node.inputs:
             fmt = t[name].fmt
             if fmt is None or fmt.signed or fmt.bits > 8:
@@ -234,7 +242,9 @@ def run_stock_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) ->
     op = node.op
     if op in ("mul", "sub"):
         y = getattr(tflm_ops, op)(xs[0], xs[1], qs[0], qs[1], q_out)
-    elif op in ("logistic", "tanh", "hard_swish"):
+    elif op in ("maximum", "minimum"):
+        y = getattr(tflm_ops, op)(xs[0], xs[1], qs[0], qs[1], q_out)
+    elif op in ("logistic", "tanh", "hard_swish", "elu"):
         y = getattr(tflm_ops, op)(xs[0], qs[0], q_out)
     elif op == "upsample_nearest":
         h, w = xs[0].shape[1:3]
