@@ -56,13 +56,13 @@ def test_mul_c_equals_numpy(data, dtype, activation):
 
 
 @settings(**SETTINGS)
-@given(st.data(), st.booleans(), st.sampled_from(ACTS))
-def test_add_sub_c_equals_numpy(data, subtract, activation):
-    q1, q2, qo = (data.draw(quant("int8", -6, 24)) for _ in range(3))
+@given(st.data(), st.booleans(), st.sampled_from(ACTS), st.sampled_from(["int8", "int16"]))
+def test_add_sub_c_equals_numpy(data, subtract, activation, dtype):
+    q1, q2, qo = (data.draw(quant(dtype, -6, 24)) for _ in range(3))
     shape = data.draw(shapes4)
     other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
-    a, b = values(data.draw, a_shape), values(data.draw, b_shape)
+    a, b = values(data.draw, a_shape, dtype), values(data.draw, b_shape, dtype)
     _same(T.add, C.add, a, b, q1, q2, qo, activation, subtract)
 
 

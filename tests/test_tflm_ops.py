@@ -221,13 +221,13 @@ def test_tanh_every_input_at_common_scales():
 # ---------------------------------------------------------------------------------- 6. SUB / ADD
 
 @settings(**SETTINGS)
-@given(st.data(), st.booleans(), st.sampled_from(list(_ACT)))
-def test_add_sub_match_tflm(data, subtract, activation):
-    q1, q2, qo = (data.draw(quant("int8", -3, 14)) for _ in range(3))
+@given(st.data(), st.booleans(), st.sampled_from(list(_ACT)), st.sampled_from(["int8", "int16"]))
+def test_add_sub_match_tflm(data, subtract, activation, dtype):
+    q1, q2, qo = (data.draw(quant(dtype, -3, 14)) for _ in range(3))
     shape = data.draw(shapes4)
     other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
-    a, b = values(data.draw, a_shape), values(data.draw, b_shape)
+    a, b = values(data.draw, a_shape, dtype), values(data.draw, b_shape, dtype)
     try:
         ours = T.add(a, b, q1, q2, qo, activation, subtract=subtract)
     except ValueError:
@@ -238,7 +238,7 @@ def test_add_sub_match_tflm(data, subtract, activation):
         opts, op, kind = S.AddOptionsT(), S.BuiltinOperator.ADD, S.BuiltinOptions.AddOptions
     opts.fusedActivationFunction = _ACT[activation]
     model = build_model(op, [(a_shape, q1), (b_shape, q2)], (ours.shape, qo), kind, opts)
-    _check(model, [a, b], ours, "int8")
+    _check(model, [a, b], ours, dtype)
 
 
 def test_add_refuses_an_output_scale_tflm_aborts_on():

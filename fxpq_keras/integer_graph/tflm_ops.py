@@ -200,11 +200,14 @@ def _smaller_than_one(real: float, what: str) -> tuple[int, int]:
 def prepare_add(q1: TensorQ, q2: TensorQ, q_out: TensorQ, activation: str | None = None,
                 subtract: bool = False) -> AddParams:
     """add_common.cc / sub_common.cc: inputs rescaled to 2 * max(s1, s2) after a left shift of
-    20. ADD computes the ratios in double, SUB in float32 (as the two kernels do)."""
+    20 (int8) or 15 (int16). ADD computes the ratios in double, SUB in float32 (as the two
+    kernels do); int16 takes the same general-scale path (AddGeneralParamScale / SubElementwise)."""
     op = "SUB" if subtract else "ADD"
     for q, what in ((q1, f"{op} input 1"), (q2, f"{op} input 2"), (q_out, f"{op} output")):
-        _check_q(q, what)
-    left_shift = 20
+        _check_q(q, what, ("int8", "int16"))
+    if not q1.dtype == q2.dtype == q_out.dtype:
+        raise ValueError(f"{op}: inputs and output must share a type, got {q1.dtype}, {q2.dtype}, {q_out.dtype}")
+    left_shift = 15 if q_out.dtype == "int16" else 20
     s1, s2, so = f32(q1.scale), f32(q2.scale), f32(q_out.scale)
     if subtract:
         twice = np.float32(2) * np.float32(max(s1, s2))
@@ -224,7 +227,7 @@ def prepare_add(q1: TensorQ, q2: TensorQ, q_out: TensorQ, activation: str | None
 
 def add(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None, subtract: bool = False) -> np.ndarray:
-    """TFLM ADD (or SUB with subtract=True) int8 with broadcasting (AddFunc / SubFunc)."""
+    """TFLM ADD (or SUB with subtract=True) int8/int16 with broadcasting (AddFunc / SubFunc)."""
     p = prepare_add(q1, q2, q_out, activation, subtract)
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
     broadcast_shape(a.shape, b.shape)
@@ -237,7 +240,7 @@ def add(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
 
 def sub(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None) -> np.ndarray:
-    """TFLM SUB int8 with broadcasting."""
+    """TFLM SUB int8/int16 with broadcasting."""
     return add(a, b, q1, q2, q_out, activation, subtract=True)
 
 

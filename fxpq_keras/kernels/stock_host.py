@@ -40,7 +40,8 @@ CMulParams = _params("input1_zero_point", "input2_zero_point", "output_zero_poin
                      "activation_min", "activation_max", "type")
 CAddParams = _params("input1_zero_point", "input2_zero_point", "output_zero_point", "left_shift",
                      "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
-                     "output_multiplier", "output_shift", "activation_min", "activation_max", "subtract")
+                     "output_multiplier", "output_shift", "activation_min", "activation_max", "subtract",
+                     "type")
 CSigmoidParams = _params("input_zero_point", "input_multiplier", "input_left_shift", "input_range_radius")
 CMeanParams = _params("multiplier", "shift", "input_zero_point", "output_zero_point", "count", "type")
 CHardSwishParams = _params("input_zero_point", "output_zero_point", "output_multiplier", "output_exponent",
@@ -53,7 +54,7 @@ _SIGNATURES = {
     "fxpq_stock_mul_prepare": [_P(CQuant), _P(CQuant), _P(CQuant), c_i32, _P(CMulParams)],
     "fxpq_stock_mul": [_P(CMulParams), _P(CShape), _vp, _P(CShape), _vp, _vp],
     "fxpq_stock_add_prepare": [_P(CQuant), _P(CQuant), _P(CQuant), c_i32, c_i32, _P(CAddParams)],
-    "fxpq_stock_add_s8": [_P(CAddParams), _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_add": [_P(CAddParams), _P(CShape), _vp, _P(CShape), _vp, _vp],
     "fxpq_stock_logistic_prepare": [_P(CQuant), _P(CQuant), _P(CSigmoidParams)],
     "fxpq_stock_logistic_s8": [_P(CSigmoidParams), c_i32, _vp, _vp],
     "fxpq_stock_tanh_prepare": [_P(CQuant), _P(CQuant), _P(CSigmoidParams)],
@@ -146,7 +147,7 @@ def add(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ, activation: str | None =
     p = CAddParams()
     op = "stock SUB" if subtract else "stock ADD"
     _call(op, "fxpq_stock_add_prepare", _q(q1), _q(q2), _q(q_out), _act(activation), int(subtract), p)
-    return _binary(op, "fxpq_stock_add_s8", p, a, b, "int8")
+    return _binary(op, "fxpq_stock_add", p, a, b, q1.dtype)
 
 
 def _unary(op: str, prepare: str, run: str, params, x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:

@@ -342,7 +342,7 @@ static int32_t run_stock(const harness_case *hc, uint32_t *out_bytes, uint32_t *
         break;
     case FXPQ_SOP_ADD:
     case FXPQ_SOP_SUB:
-        st = fxpq_stock_add_s8(&prm.add, &s1, (const int8_t *)in1, &s2, (const int8_t *)in2, (int8_t *)out);
+        st = fxpq_stock_add(&prm.add, &s1, in1, &s2, in2, out);
         break;
     case FXPQ_SOP_LOGISTIC:
         st = fxpq_stock_logistic_s8(&prm.sig, size, (const int8_t *)in1, (int8_t *)out);

@@ -402,21 +402,22 @@ fxpq_status fxpq_stock_add_prepare(const fxpq_stock_quant *input1, const fxpq_st
     if (input1 == NULL || input2 == NULL || output == NULL || params == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
-    if (!valid_quant(input1, 0) || !valid_quant(input2, 0) || !valid_quant(output, 0)) {
+    if (!valid_quant(input1, 1) || !valid_quant(input2, 1) || !valid_quant(output, 1) ||
+        input1->type != input2->type || input1->type != output->type) {
         return FXPQ_ERR_BAD_PARAM;
     }
-    params->left_shift = 20;
+    params->left_shift = output->type == FXPQ_TFLITE_INT16 ? 15 : 20;
     if (subtract) { /* sub_common.cc computes the ratios in float32 */
         const float twice = 2.0f * (input1->scale > input2->scale ? input1->scale : input2->scale);
         r1 = (double)(input1->scale / twice);
         r2 = (double)(input2->scale / twice);
-        ro = (double)(twice / ((float)(1 << 20) * output->scale));
+        ro = (double)(twice / ((float)(1 << params->left_shift) * output->scale));
     } else { /* add_common.cc in double */
         const double twice =
             2.0 * (double)(input1->scale > input2->scale ? input1->scale : input2->scale);
         r1 = (double)input1->scale / twice;
         r2 = (double)input2->scale / twice;
-        ro = twice / ((double)(1 << 20) * (double)output->scale);
+        ro = twice / ((double)(1 << params->left_shift) * (double)output->scale);
     }
     if ((st = smaller_than_one(r1, &params->input1_multiplier, &params->input1_shift)) != FXPQ_OK ||
         (st = smaller_than_one(r2, &params->input2_multiplier, &params->input2_shift)) != FXPQ_OK ||
@@ -431,17 +432,19 @@ fxpq_status fxpq_stock_add_prepare(const fxpq_stock_quant *input1, const fxpq_st
     params->input2_zero_point = input2->zero_point;
     params->output_zero_point = output->zero_point;
     params->subtract = subtract ? 1 : 0;
+    params->type = output->type;
     return FXPQ_OK;
 }
 
-fxpq_status fxpq_stock_add_s8(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
-                              const int8_t *input1, const fxpq_stock_shape *shape2,
-                              const int8_t *input2, int8_t *output)
+fxpq_status fxpq_stock_add(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
+                           const void *input1, const fxpq_stock_shape *shape2, const void *input2,
+                           void *output)
 {
     stock_broadcast bc;
     int32_t index[FXPQ_STOCK_MAX_RANK] = {0};
     int32_t i, o1 = 0, o2 = 0;
     fxpq_status st;
+    const int wide = params != NULL && params->type == FXPQ_TFLITE_INT16;
     if (params == NULL || input1 == NULL || input2 == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
@@ -449,15 +452,23 @@ fxpq_status fxpq_stock_add_s8(const fxpq_stock_add_params *params, const fxpq_st
         return st;
     }
     for (i = 0; i < bc.count; ++i) {
-        /* |x - zp| <= 255: shifted by 20 it stays inside int32 */
-        const int32_t a = (input1[o1] - params->input1_zero_point) * (1 << params->left_shift);
-        const int32_t b = (input2[o2] - params->input2_zero_point) * (1 << params->left_shift);
+        const int32_t x1 = wide ? ((const int16_t *)input1)[o1] : ((const int8_t *)input1)[o1];
+        const int32_t x2 = wide ? ((const int16_t *)input2)[o2] : ((const int8_t *)input2)[o2];
+        /* |x - zp| * 2^left_shift: inside int32 for int8 (<= 255 * 2^20) and int16 with zero
+           point 0 (<= 2^15 * 2^15); other int16 zero points wrap as TFLM's int32 would */
+        const int32_t a = wrap32((int64_t)(x1 - params->input1_zero_point) * ((int64_t)1 << params->left_shift));
+        const int32_t b = wrap32((int64_t)(x2 - params->input2_zero_point) * ((int64_t)1 << params->left_shift));
         const int32_t sa = mbqm_smaller_than_one(a, params->input1_multiplier, params->input1_shift);
         const int32_t sb = mbqm_smaller_than_one(b, params->input2_multiplier, params->input2_shift);
-        const int32_t raw = params->subtract ? sa - sb : sa + sb;
-        const int32_t y = mbqm_smaller_than_one(raw, params->output_multiplier,
-                                                params->output_shift) + params->output_zero_point;
-        output[i] = (int8_t)clamp32(y, params->activation_min, params->activation_max);
+        const int32_t raw = wrap32(params->subtract ? (int64_t)sa - sb : (int64_t)sa + sb);
+        const int32_t y = clamp32(mbqm_smaller_than_one(raw, params->output_multiplier,
+                                                        params->output_shift) + params->output_zero_point,
+                                  params->activation_min, params->activation_max);
+        if (wide) {
+            ((int16_t *)output)[i] = (int16_t)y;
+        } else {
+            ((int8_t *)output)[i] = (int8_t)y;
+        }
         broadcast_next(&bc, index, &o1, &o2);
     }
     return FXPQ_OK;
