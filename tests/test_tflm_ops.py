@@ -361,3 +361,38 @@ def test_elu_at_power_of_two_scales_matches_tflm():
                 qi, qo = TensorQ(2.0**-fi, zi), TensorQ(2.0**-fo, zo)
                 _check(build_model(S.BuiltinOperator.ELU, [((1, 256), qi)], ((1, 256), qo)), [x],
                        T.elu(x, qi, qo), "int8")
+
+
+# ---------------------------------------------------------------------------------- refusals
+
+def _concat_options(axis: int):
+    opts = S.ConcatenationOptionsT()
+    opts.axis = axis
+    return opts
+
+
+_REFUSED = {
+    "hard_swish output scale below input/128": (
+        S.BuiltinOperator.HARD_SWISH, [((1, 4), TensorQ(1.0))], ((1, 4), TensorQ(2.0**-9)), 0, None,
+        lambda: T.prepare_hard_swish(TensorQ(1.0), TensorQ(2.0**-9)), "output exponent"),
+    "int16 mul with a zero point": (
+        S.BuiltinOperator.MUL, [((1, 4), TensorQ(0.5, 0, "int16")), ((1, 4), TensorQ(0.5, 0, "int16"))],
+        ((1, 4), TensorQ(0.5, 1, "int16")), S.BuiltinOptions.MulOptions, S.MulOptionsT(),
+        lambda: T.prepare_mul(TensorQ(0.5, 0, "int16"), TensorQ(0.5, 0, "int16"), TensorQ(0.5, 1, "int16")),
+        "zero point 0"),
+    "concatenation of two scales": (
+        S.BuiltinOperator.CONCATENATION, [((1, 2), TensorQ(0.5)), ((1, 2), TensorQ(0.25))], ((1, 4), TensorQ(0.5)),
+        S.BuiltinOptions.ConcatenationOptions, _concat_options(-1),
+        lambda: T.concatenation([np.zeros((1, 2))] * 2, -1, [TensorQ(0.5), TensorQ(0.25)], TensorQ(0.5)),
+        "same type, scale and zero point"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED))
+def test_numpy_refuses_what_tflm_refuses(case):
+    """Where TFLM's Prepare returns an error, prepare raises a ValueError naming the problem."""
+    op, inputs, output, kind, opts, prepare, message = _REFUSED[case]
+    with pytest.raises(ValueError, match=message):
+        prepare()
+    with pytest.raises(RuntimeError):
+        run_tflm(build_model(op, inputs, output, kind, opts), [np.zeros(s) for s, _ in inputs], output[1].dtype)

@@ -343,7 +343,7 @@ def prepare_hard_swish(q_in: TensorQ, q_out: TensorQ) -> HardSwishParams:
     hires = np.float32(1.0 / 128.0) * np.float32(q_in.scale)
     m_out, e_out = quantize_multiplier(float(hires / np.float32(q_out.scale)))
     if e_out > 0:
-        raise ValueError(f"HARD_SWISH: output scale {q_out.scale} below input scale/128 "
+        raise ValueError(f"HARD_SWISH: output scale {q_out.scale} must exceed input scale/128 "
                          f"(TFLM requires a non-positive output exponent, got {e_out})")
     m_rel, e_rel = quantize_multiplier(float(hires / np.float32(3.0 / 32768.0)))
     return HardSwishParams(q_in.zero_point, q_out.zero_point, _down_scale_16(m_out), e_out,
