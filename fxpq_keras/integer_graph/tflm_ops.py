@@ -9,7 +9,20 @@ op (or abort, or compute something undefined); the op functions call it, so a re
 set never yields numbers. Where TFLM ignores a parameter that gives its output its meaning (for
 example LOGISTIC's output scale), prepare refuses values that would make the stored numbers mean
 something else, and says so. The C kernels (tflm_kernels/src/kernels/fxpq_stock_ops.c) take the
-same prepared parameters. docs/numerics.md ("Stock TFLM ops") lists the kernels followed.
+same prepared parameters. docs/numerics.md section 11 lists the kernels followed.
+
+    op (TFLite builtin)       numpy function             check (raises ValueError)
+    QUANTIZE int -> int       requantize                 prepare_requantize
+    MUL                       mul                        prepare_mul
+    ADD / SUB                 add / sub                  prepare_add(..., subtract=)
+    LOGISTIC / TANH           logistic / tanh            prepare_logistic / prepare_tanh
+    HARD_SWISH                hard_swish                 prepare_hard_swish
+    ELU                       elu                        elu_table
+    MAXIMUM / MINIMUM         maximum / minimum          check_same_quant
+    RESIZE_NEAREST_NEIGHBOR   resize_nearest_neighbor    check_same_quant
+    TRANSPOSE                 transpose                  check_same_quant
+    CONCATENATION             concatenation              check_same_quant
+    MEAN                      mean                       prepare_mean
 """
 
 from __future__ import annotations
