@@ -94,13 +94,13 @@ def test_activations_every_input_c_equals_numpy():
 
 
 @settings(**SETTINGS)
-@given(st.data(), st.booleans())
-def test_maximum_minimum_c_equal_numpy(data, is_max):
-    q = data.draw(quant("int8"))
+@given(st.data(), st.booleans(), st.sampled_from(["int8", "int16"]))
+def test_maximum_minimum_c_equal_numpy(data, is_max, dtype):
+    q = data.draw(quant(dtype))
     shape = data.draw(shapes4)
     other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
-    a, b = values(data.draw, a_shape), values(data.draw, b_shape)
+    a, b = values(data.draw, a_shape, dtype), values(data.draw, b_shape, dtype)
     name = "maximum" if is_max else "minimum"
     _same(getattr(T, name), getattr(C, name), a, b, q, q, q)
 

@@ -61,7 +61,7 @@ _SIGNATURES = {
     "fxpq_stock_tanh_s8": [_P(CSigmoidParams), c_i32, _vp, _vp],
     "fxpq_stock_hard_swish_prepare": [_P(CQuant), _P(CQuant), _P(CHardSwishParams)],
     "fxpq_stock_hard_swish_s8": [_P(CHardSwishParams), c_i32, _vp, _vp],
-    "fxpq_stock_max_min_s8": [c_i32, _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_max_min": [c_i32, c_i32, _P(CShape), _vp, _P(CShape), _vp, _vp],
     "fxpq_stock_mean_prepare": [_P(CQuant), _P(CQuant), c_i32, _P(CMeanParams)],
     "fxpq_stock_mean": [_P(CMeanParams), _P(CShape), ctypes.c_uint32, _vp, _vp],
     "fxpq_stock_resize_nearest_neighbor": [_P(CShape), c_i32, c_i32, c_i32, c_i32, c_i32, _vp, _vp],
@@ -172,15 +172,28 @@ def hard_swish(x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
                   CHardSwishParams(), x, q_in, q_out)
 
 
-def maximum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
+def _max_min(is_max: bool, a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """The C kernel compares stored values; the shared quantization is checked in Python."""
-    check_same_quant((q1, q2, q_out), "MAXIMUM")
-    return _binary("stock MAXIMUM", "fxpq_stock_max_min_s8", 1, a, b, "int8")
+    op = "MAXIMUM" if is_max else "MINIMUM"
+    check_same_quant((q1, q2, q_out), op, ("int8", "int16"))
+    size = 2 if q1.dtype == "int16" else 1
+    a_s, b_s = _store(a, q1.dtype), _store(b, q1.dtype)
+    try:
+        shape = np.broadcast_shapes(a_s.shape, b_s.shape)
+    except ValueError:  # the C kernel must refuse these shapes itself (FXPQ_ERR_BAD_DIMS)
+        shape = (max(a_s.size, b_s.size),)
+    out = np.empty(shape, dtype=_NP[q1.dtype])
+    _call(f"stock {op}", "fxpq_stock_max_min", int(is_max), size, _shape(a_s.shape), _ptr(a_s), _shape(b_s.shape),
+          _ptr(b_s), _ptr(out))
+    return out.astype(np.int64)
+
+
+def maximum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
+    return _max_min(True, a, b, q1, q2, q_out)
 
 
 def minimum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
-    check_same_quant((q1, q2, q_out), "MINIMUM")
-    return _binary("stock MINIMUM", "fxpq_stock_max_min_s8", 0, a, b, "int8")
+    return _max_min(False, a, b, q1, q2, q_out)
 
 
 def mean(x, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep_dims: bool = True) -> np.ndarray:

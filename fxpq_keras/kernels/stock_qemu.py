@@ -65,7 +65,7 @@ def encode_stock_case(case_id: int, op: str, args: Sequence[Any], kwargs: dict |
     if op in ("mul", "add", "sub", "maximum", "minimum"):
         a, b, q1, q2, qo = args[:5]
         if op in ("maximum", "minimum"):
-            check_same_quant((q1, q2, qo), op.upper())
+            check_same_quant((q1, q2, qo), op.upper(), ("int8", "int16"))
         activation = kw.get("activation", args[5] if len(args) > 5 else None)
         a_s, b_s = _store(a, q1.dtype), _store(b, q2.dtype)
         d.quant("TYPE1", q1)

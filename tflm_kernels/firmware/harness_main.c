@@ -355,8 +355,8 @@ static int32_t run_stock(const harness_case *hc, uint32_t *out_bytes, uint32_t *
         break;
     case FXPQ_SOP_MAXIMUM:
     case FXPQ_SOP_MINIMUM:
-        st = fxpq_stock_max_min_s8(w[FXPQ_SW_OP] == FXPQ_SOP_MAXIMUM, &s1, (const int8_t *)in1, &s2,
-                                   (const int8_t *)in2, (int8_t *)out);
+        st = fxpq_stock_max_min(w[FXPQ_SW_OP] == FXPQ_SOP_MAXIMUM, (int32_t)stock_type_bytes(q1.type), &s1,
+                                in1, &s2, in2, out);
         break;
     case FXPQ_SOP_MEAN:
         st = fxpq_stock_mean(&prm.mean, &s1, (uint32_t)w[FXPQ_SW_EXTRA0], in1, out);

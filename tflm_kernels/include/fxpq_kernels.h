@@ -435,11 +435,12 @@ fxpq_status fxpq_stock_hard_swish_prepare(const fxpq_stock_quant *input,
 fxpq_status fxpq_stock_hard_swish_s8(const fxpq_stock_hard_swish_params *params, int32_t size,
                                      const int8_t *input, int8_t *output);
 
-/** MAXIMUM (is_max != 0) / MINIMUM of stored int8 values, broadcasting up to 5-D; the three
- *  tensors must share one quantization (checked by the caller's prepare in Python). */
-fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1,
-                                  const int8_t *input1, const fxpq_stock_shape *shape2,
-                                  const int8_t *input2, int8_t *output);
+/** MAXIMUM (is_max != 0) / MINIMUM of stored values (element_size 1: int8, 2: int16),
+ *  broadcasting up to 5-D. TFLM compares stored values without looking at scales: the caller
+ *  gives the three tensors one quantization (tflm_ops.check_same_quant). */
+fxpq_status fxpq_stock_max_min(int32_t is_max, int32_t element_size, const fxpq_stock_shape *shape1,
+                               const void *input1, const fxpq_stock_shape *shape2,
+                               const void *input2, void *output);
 
 /** MEAN int8/int16 (QuantizedMeanOrSum): the reduced element count folded into the multiplier. */
 typedef struct {

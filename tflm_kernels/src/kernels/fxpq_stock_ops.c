@@ -732,9 +732,9 @@ fxpq_status fxpq_stock_hard_swish_s8(const fxpq_stock_hard_swish_params *params,
 
 /* ------------------------------------------------------------------ MAXIMUM / MINIMUM ----- */
 
-fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1,
-                                  const int8_t *input1, const fxpq_stock_shape *shape2,
-                                  const int8_t *input2, int8_t *output)
+fxpq_status fxpq_stock_max_min(int32_t is_max, int32_t element_size, const fxpq_stock_shape *shape1,
+                               const void *input1, const fxpq_stock_shape *shape2,
+                               const void *input2, void *output)
 {
     stock_broadcast bc;
     int32_t index[FXPQ_STOCK_MAX_RANK] = {0};
@@ -743,12 +743,21 @@ fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1
     if (input1 == NULL || input2 == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
+    if (element_size != 1 && element_size != 2) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
     if ((st = broadcast_init(shape1, shape2, 5, &bc)) != FXPQ_OK) {
         return st;
     }
     for (i = 0; i < bc.count; ++i) {
-        const int8_t a = input1[o1], b = input2[o2];
-        output[i] = is_max ? (a > b ? a : b) : (a < b ? a : b);
+        const int32_t a = element_size == 2 ? ((const int16_t *)input1)[o1] : ((const int8_t *)input1)[o1];
+        const int32_t b = element_size == 2 ? ((const int16_t *)input2)[o2] : ((const int8_t *)input2)[o2];
+        const int32_t y = is_max ? (a > b ? a : b) : (a < b ? a : b);
+        if (element_size == 2) {
+            ((int16_t *)output)[i] = (int16_t)y;
+        } else {
+            ((int8_t *)output)[i] = (int8_t)y;
+        }
         broadcast_next(&bc, index, &o1, &o2);
     }
     return FXPQ_OK;
