@@ -67,7 +67,7 @@ def test_add_sub_c_equals_numpy(data, subtract, activation, dtype):
 
 
 @settings(**SETTINGS)
-@given(st.data(), st.sampled_from(["logistic", "tanh", "hard_swish"]))
+@given(st.data(), st.sampled_from(["logistic", "tanh", "hard_swish", "elu"]))
 def test_activations_c_equal_numpy(data, op):
     qi = data.draw(quant("int8", -8, 30))
     if op == "logistic":
@@ -78,6 +78,14 @@ def test_activations_c_equal_numpy(data, op):
         qo = data.draw(quant("int8", -8, 30))
     x = values(data.draw, data.draw(shapes4))
     _same(getattr(T, op), getattr(C, op), x, qi, qo)
+
+
+@settings(**SETTINGS)
+@given(st.data())
+def test_elu_table_c_equals_numpy(data):
+    """Every input (the whole table) at drawn scales: C's own double exp against numpy's."""
+    qi, qo = data.draw(quant("int8", -8, 30)), data.draw(quant("int8", -8, 30))
+    _same(T.elu, C.elu, np.arange(-128, 128, dtype=np.int64), qi, qo)
 
 
 def test_activations_every_input_c_equals_numpy():
@@ -91,6 +99,7 @@ def test_activations_every_input_c_equals_numpy():
             for fo in range(frac - 1, frac + 4):
                 qo = TensorQ(2.0**-fo, -zp // 2)
                 _same(T.hard_swish, C.hard_swish, x, qi, qo)
+                _same(T.elu, C.elu, x, qi, qo)
 
 
 @settings(**SETTINGS)

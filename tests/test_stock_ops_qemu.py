@@ -69,6 +69,8 @@ def _case(op: str, rng: np.random.Generator):
             q1, q2, qo = _q(rng, dtype), _q(rng, dtype), _q(rng, dtype)
             extra = (T.ACTIVATIONS[int(rng.integers(0, len(T.ACTIVATIONS)))],)
         return op, (_values(rng, a_shape, dtype), _values(rng, b_shape, dtype), q1, q2, qo) + extra, {}
+    if op == "elu":  # the whole table, as the kernel builds it at prepare
+        return op, (np.arange(-128, 128, dtype=np.int64).reshape(2, 128), _q(rng), _q(rng)), {}
     if op in ("logistic", "tanh", "hard_swish"):
         qi = _q(rng)
         qo = {"logistic": TensorQ(1 / 256, -128), "tanh": TensorQ(1 / 128, 0)}.get(op) or _q(rng)

@@ -542,9 +542,11 @@ def elu_table(q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     expm1 = (np.exp(np.minimum(deq, 0).astype(np.float64)).astype(np.float32) - np.float32(1)).astype(np.float32)
     transformed = np.where(deq < 0, expm1, deq).astype(np.float32)
     prod = (transformed * inverse_scale).astype(np.float32)
+    if not np.all(np.abs(prod.astype(np.float64)) < 2.0**31):
+        raise ValueError(f"ELU: output scale {q_out.scale} overflows int32 for input scale {q_in.scale}")
     rescaled = (np.sign(prod) * np.floor(np.abs(prod).astype(np.float64) + 0.5)).astype(np.float32)
     quantized = (rescaled + np.float32(q_out.zero_point)).astype(np.float32)
-    if not np.all(np.abs(quantized) < 2.0**31):
+    if not np.all(np.abs(quantized.astype(np.float64)) < 2.0**31):
         raise ValueError(f"ELU: output scale {q_out.scale} overflows int32 for input scale {q_in.scale}")
     return np.clip(np.trunc(quantized).astype(np.int64), -128, 127)
 

@@ -43,6 +43,10 @@ CAddParams = _params("input1_zero_point", "input2_zero_point", "output_zero_poin
                      "output_multiplier", "output_shift", "activation_min", "activation_max", "subtract",
                      "type")
 CSigmoidParams = _params("input_zero_point", "input_multiplier", "input_left_shift", "input_range_radius")
+class CEluParams(ctypes.Structure):
+    _fields_ = [("table", ctypes.c_int8 * 256)]
+
+
 CMeanParams = _params("multiplier", "shift", "input_zero_point", "output_zero_point", "count", "type")
 CHardSwishParams = _params("input_zero_point", "output_zero_point", "output_multiplier", "output_exponent",
                            "reluish_multiplier", "reluish_exponent")
@@ -62,6 +66,8 @@ _SIGNATURES = {
     "fxpq_stock_hard_swish_prepare": [_P(CQuant), _P(CQuant), _P(CHardSwishParams)],
     "fxpq_stock_hard_swish_s8": [_P(CHardSwishParams), c_i32, _vp, _vp],
     "fxpq_stock_max_min": [c_i32, c_i32, _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_elu_prepare": [_P(CQuant), _P(CQuant), _P(CEluParams)],
+    "fxpq_stock_elu_s8": [_P(CEluParams), c_i32, _vp, _vp],
     "fxpq_stock_mean_prepare": [_P(CQuant), _P(CQuant), c_i32, _P(CMeanParams)],
     "fxpq_stock_mean": [_P(CMeanParams), _P(CShape), ctypes.c_uint32, _vp, _vp],
     "fxpq_stock_resize_nearest_neighbor": [_P(CShape), c_i32, c_i32, c_i32, c_i32, c_i32, _vp, _vp],
@@ -170,6 +176,10 @@ def tanh(x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
 def hard_swish(x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     return _unary("stock HARD_SWISH", "fxpq_stock_hard_swish_prepare", "fxpq_stock_hard_swish_s8",
                   CHardSwishParams(), x, q_in, q_out)
+
+
+def elu(x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    return _unary("stock ELU", "fxpq_stock_elu_prepare", "fxpq_stock_elu_s8", CEluParams(), x, q_in, q_out)
 
 
 def _max_min(is_max: bool, a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:

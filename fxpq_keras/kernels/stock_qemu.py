@@ -23,7 +23,7 @@ HOP_STOCK = 14
 #: stock op -> FXPQ_SOP_* (enum fxpq_harness_stock_op)
 STOCK_OPS = {"requantize": 1, "mul": 2, "add": 3, "sub": 4, "logistic": 5, "tanh": 6, "hard_swish": 7,
              "maximum": 8, "minimum": 9, "mean": 10, "resize_nearest_neighbor": 11, "transpose": 12,
-             "concatenation": 13}
+             "concatenation": 13, "elu": 14}
 #: descriptor word indices (enum fxpq_harness_stock_word, without the FXPQ_SW_ prefix)
 WORDS = {"OP": 0, "TYPE1": 1, "TYPE2": 4, "TYPE_OUT": 7, "ACTIVATION": 10, "RANK1": 11, "RANK2": 18,
          "OUT_COUNT": 25, "EXTRA0": 26, "EXTRA1": 27, "EXTRA2": 28, "EXTRA3": 29, "EXTRA4": 30, "COUNT": 31}
@@ -76,7 +76,7 @@ def encode_stock_case(case_id: int, op: str, args: Sequence[Any], kwargs: dict |
         d.shape("RANK2", b_s.shape)
         out_shape = np.broadcast_shapes(a_s.shape, b_s.shape)
         blob1, blob2, out_dtype = a_s.tobytes(), b_s.tobytes(), qo.dtype
-    elif op in ("requantize", "logistic", "tanh", "hard_swish"):
+    elif op in ("requantize", "logistic", "tanh", "hard_swish", "elu"):
         x, qi, qo = args[:3]
         xs = _store(x, qi.dtype)
         d.quant("TYPE1", qi)

@@ -118,7 +118,8 @@ enum fxpq_harness_stock_op {
     FXPQ_SOP_MEAN = 10,
     FXPQ_SOP_RESIZE_NEAREST_NEIGHBOR = 11,
     FXPQ_SOP_TRANSPOSE = 12,
-    FXPQ_SOP_CONCATENATION = 13
+    FXPQ_SOP_CONCATENATION = 13,
+    FXPQ_SOP_ELU = 14
 };
 
 enum fxpq_harness_stock_word {

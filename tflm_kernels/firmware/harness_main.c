@@ -278,6 +278,7 @@ static int32_t run_stock(const harness_case *hc, uint32_t *out_bytes, uint32_t *
         fxpq_stock_sigmoid_params sig;
         fxpq_stock_hard_swish_params hs;
         fxpq_stock_mean_params mean;
+        fxpq_stock_elu_params elu;
     } prm;
 
     if (hc->blob[FXPQ_BLOB_WEIGHT_FRACS].bytes < 4u * FXPQ_SW_COUNT) {
@@ -326,6 +327,9 @@ static int32_t run_stock(const harness_case *hc, uint32_t *out_bytes, uint32_t *
     case FXPQ_SOP_MEAN:
         st = fxpq_stock_mean_prepare(&q1, &qo, w[FXPQ_SW_EXTRA1], &prm.mean);
         break;
+    case FXPQ_SOP_ELU:
+        st = fxpq_stock_elu_prepare(&q1, &qo, &prm.elu);
+        break;
     default:
         break;
     }
@@ -349,6 +353,9 @@ static int32_t run_stock(const harness_case *hc, uint32_t *out_bytes, uint32_t *
         break;
     case FXPQ_SOP_TANH:
         st = fxpq_stock_tanh_s8(&prm.sig, size, (const int8_t *)in1, (int8_t *)out);
+        break;
+    case FXPQ_SOP_ELU:
+        st = fxpq_stock_elu_s8(&prm.elu, size, (const int8_t *)in1, (int8_t *)out);
         break;
     case FXPQ_SOP_HARD_SWISH:
         st = fxpq_stock_hard_swish_s8(&prm.hs, size, (const int8_t *)in1, (int8_t *)out);

@@ -435,6 +435,17 @@ fxpq_status fxpq_stock_hard_swish_prepare(const fxpq_stock_quant *input,
 fxpq_status fxpq_stock_hard_swish_s8(const fxpq_stock_hard_swish_params *params, int32_t size,
                                      const int8_t *input, int8_t *output);
 
+/** ELU int8: TFLM's 256-entry lookup table, built in float32 at prepare (exp in double, rounded
+ *  to float32: no libm). table[stored input + 128] is the stored output. */
+typedef struct {
+    int8_t table[256];
+} fxpq_stock_elu_params;
+
+fxpq_status fxpq_stock_elu_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                   fxpq_stock_elu_params *params);
+fxpq_status fxpq_stock_elu_s8(const fxpq_stock_elu_params *params, int32_t size, const int8_t *input,
+                              int8_t *output);
+
 /** MAXIMUM (is_max != 0) / MINIMUM of stored values (element_size 1: int8, 2: int16),
  *  broadcasting up to 5-D. TFLM compares stored values without looking at scales: the caller
  *  gives the three tensors one quantization (tflm_ops.check_same_quant). */

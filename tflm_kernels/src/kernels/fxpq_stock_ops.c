@@ -1034,3 +1034,81 @@ fxpq_status fxpq_stock_concatenation(int32_t num_inputs, const void *const *inpu
     }
     return FXPQ_OK;
 }
+
+/* ------------------------------------------------------------------ ELU -------------------- */
+
+/* exp(x) for x <= 0 in double, without libm: x = k ln2 + r with |r| <= ln2/2, a degree-17
+ * Taylor polynomial for exp(r) (truncation below 1e-19), then 2^k by exact halvings. Rounded to
+ * float32 this is the correctly rounded expf but where the double result lies within ~1e-16 of a
+ * float32 rounding boundary. */
+static double exp_nonpositive(double x)
+{
+    static const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    double t, r, p;
+    int32_t k, n;
+    if (x < -745.0) {
+        return 0.0;
+    }
+    t = x * 1.44269504088896338700e+00;
+    k = (int32_t)(t - 0.5); /* t <= 0: truncation of t - 0.5 rounds to nearest */
+    r = (x - (double)k * ln2_hi) - (double)k * ln2_lo;
+    p = 1.0;
+    for (n = 17; n >= 1; --n) {
+        p = 1.0 + p * r / (double)n;
+    }
+    for (; k < 0; ++k) {
+        p *= 0.5;
+    }
+    return p;
+}
+
+fxpq_status fxpq_stock_elu_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                   fxpq_stock_elu_params *params)
+{
+    int32_t v;
+    float inverse_scale;
+    if (input == NULL || output == NULL || params == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (!valid_quant(input, 0) || !valid_quant(output, 0)) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    inverse_scale = 1.0f / output->scale;
+    for (v = -128; v <= 127; ++v) { /* elu.cc PopulateLookupTable, every step in float32 */
+        const float dequantized = input->scale * (float)(v - input->zero_point);
+        const float transformed =
+            dequantized < 0.0f ? (float)exp_nonpositive((double)dequantized) - 1.0f : dequantized;
+        const float product = transformed * inverse_scale;
+        const double magnitude = product < 0.0f ? -(double)product : (double)product;
+        float rescaled, quantized;
+        int32_t q;
+        if (!(magnitude < 2147483648.0)) {
+            return FXPQ_ERR_BAD_PARAM; /* TFLM's float -> int32 conversion would be undefined */
+        }
+        rescaled = (float)(int64_t)(magnitude + 0.5); /* TfLiteRound: half away from zero */
+        rescaled = product < 0.0f ? -rescaled : rescaled;
+        quantized = rescaled + (float)output->zero_point;
+        if (!(quantized < 2147483648.0f && quantized > -2147483648.0f)) {
+            return FXPQ_ERR_BAD_PARAM;
+        }
+        q = (int32_t)quantized; /* truncation toward zero, as static_cast<int32_t> */
+        params->table[v + 128] = (int8_t)clamp32(q, -128, 127);
+    }
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_stock_elu_s8(const fxpq_stock_elu_params *params, int32_t size, const int8_t *input,
+                              int8_t *output)
+{
+    int32_t i;
+    if (params == NULL || input == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (size < 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    for (i = 0; i < size; ++i) {
+        output[i] = params->table[input[i] + 128];
+    }
+    return FXPQ_OK;
+}
