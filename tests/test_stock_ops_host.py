@@ -170,3 +170,14 @@ def test_data_movement_c_refuses_bad_arguments():
         C.resize_nearest_neighbor(np.zeros((1, 2, 2)), (3, 3), q, q)
     with pytest.raises(KernelError, match="BAD_PARAM"):
         C.mean(np.zeros((1, 4, 4, 1)), (1, 2), TensorQ(1.0), TensorQ(2.0**-40))
+
+
+def test_numpy_refuses_stored_values_outside_the_type():
+    """A stored int8 value of 200 is an integration bug, not an input: say so instead of indexing
+    ELU's table out of range or wrapping."""
+    with pytest.raises(ValueError, match="outside the int8 range"):
+        T.elu(np.array([200]), TensorQ(0.1), TensorQ(0.1))
+    with pytest.raises(ValueError, match="outside the int16 range"):
+        T.mul(np.array([40000]), np.array([1]), *(TensorQ(1.0, 0, "int16"),) * 3)
+    with pytest.raises(ValueError, match="must be integers"):
+        T.requantize(np.array([0.5]), TensorQ(1.0), TensorQ(1.0))

@@ -76,6 +76,23 @@ def _check_q(q: TensorQ, what: str, dtypes: Sequence[str] = ("int8",)) -> None:
         raise ValueError(f"{what}: scale {q.scale} must be finite and positive in float32")
 
 
+def stored(x: np.ndarray, q: TensorQ, what: str) -> np.ndarray:
+    """x as int64 stored values, refusing non-integers and values outside q's storage type."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iub":
+        if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise ValueError(f"{what}: stored values must be integers, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if q.dtype not in _RANGES:
+        raise ValueError(f"{what}: type {q.dtype} not supported (int8 or int16)")
+    lo, hi = _RANGES[q.dtype]
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{what}: stored values outside the {q.dtype} range [{lo}, {hi}]")
+    return a
+
+
 def _clamp(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=np.int64), lo, hi)
 
@@ -133,7 +150,7 @@ def prepare_requantize(q_in: TensorQ, q_out: TensorQ) -> RequantizeParams:
 def requantize(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_ops::Requantize: clamp(MBQM(x - zp_in) + zp_out) to the output type."""
     p = prepare_requantize(q_in, q_out)
-    v = np.asarray(x, dtype=np.int64) - p.input_zero_point
+    v = stored(x, q_in, "QUANTIZE input") - p.input_zero_point
     return _clamp(mbqm(v, p.multiplier, p.shift) + p.output_zero_point, p.output_min, p.output_max)
 
 
@@ -178,7 +195,7 @@ def mul(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None) -> np.ndarray:
     """TFLM MUL int8/int16 (reference_integer_ops::Mul / BroadcastMul6DSlow)."""
     p = prepare_mul(q1, q2, q_out, activation)
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = stored(a, q1, "MUL input 1"), stored(b, q2, "MUL input 2")
     broadcast_shape(a.shape, b.shape, max_rank=6)
     prod = (a - p.input1_zero_point) * (b - p.input2_zero_point)
     return _clamp(mbqm(prod, p.multiplier, p.shift) + p.output_zero_point, p.activation_min, p.activation_max)
@@ -242,7 +259,8 @@ def add(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None, subtract: bool = False) -> np.ndarray:
     """TFLM ADD (or SUB with subtract=True) int8/int16 with broadcasting (AddFunc / SubFunc)."""
     p = prepare_add(q1, q2, q_out, activation, subtract)
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    op = "SUB" if subtract else "ADD"
+    a, b = stored(a, q1, f"{op} input 1"), stored(b, q2, f"{op} input 2")
     broadcast_shape(a.shape, b.shape)
     x1 = mbqm_smaller_than_one(wrap32((a - p.input1_zero_point) << p.left_shift), p.input1_multiplier, p.input1_shift)
     x2 = mbqm_smaller_than_one(wrap32((b - p.input2_zero_point) << p.left_shift), p.input2_multiplier, p.input2_shift)
@@ -306,7 +324,7 @@ def _q4_input(x: np.ndarray, p: SigmoidParams) -> tuple[np.ndarray, np.ndarray, 
 def logistic(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_integer_ops::Logistic (int8): gemmlowp logistic on Q4.27, then Q0.8 - 128."""
     p = prepare_logistic(q_in, q_out)
-    q4, low, high = _q4_input(x, p)
+    q4, low, high = _q4_input(stored(x, q_in, "LOGISTIC input"), p)
     y = _clamp(rdbpot(gemmlowp_logistic(q4, 4), 23) - 128, -128, 127)
     return np.where(low, -128, np.where(high, 127, y))
 
@@ -324,7 +342,7 @@ def prepare_tanh(q_in: TensorQ, q_out: TensorQ) -> SigmoidParams:
 def tanh(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_integer_ops::Tanh (int8): gemmlowp tanh on Q4.27, then Q0.7."""
     p = prepare_tanh(q_in, q_out)
-    q4, low, high = _q4_input(x, p)
+    q4, low, high = _q4_input(stored(x, q_in, "TANH input"), p)
     y = _clamp(rdbpot(gemmlowp_tanh(q4, 4), 24), -128, 127)
     return np.where(low, -128, np.where(high, 127, y))
 
@@ -379,7 +397,7 @@ def _rdbpot16(x: np.ndarray, exponent: int) -> np.ndarray:
 def hard_swish(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_ops::HardSwish (int8), every step in int16 as the kernel does."""
     p = prepare_hard_swish(q_in, q_out)
-    v = wrap16(np.asarray(x, dtype=np.int64) - p.input_zero_point)
+    v = wrap16(stored(x, q_in, "HARD_SWISH input") - p.input_zero_point)
     hires = wrap16(v * 128)
     pre_out = srdhm16(hires, p.output_multiplier)
     rel = hires
@@ -416,7 +434,7 @@ def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: Tenso
     """TFLM MAXIMUM: elementwise max of stored values with broadcasting (no rescale: TFLM does
     not look at scales, so prepare insists all three share one quantization)."""
     check_same_quant((q1, q2, q_out), "MAXIMUM", ("int8", "int16"))
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = stored(a, q1, "MAXIMUM input 1"), stored(b, q2, "MAXIMUM input 2")
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.maximum(a, b)
 
@@ -424,7 +442,7 @@ def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: Tenso
 def minimum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM MINIMUM (see maximum)."""
     check_same_quant((q1, q2, q_out), "MINIMUM", ("int8", "int16"))
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = stored(a, q1, "MINIMUM input 1"), stored(b, q2, "MINIMUM input 2")
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.minimum(a, b)
 
@@ -452,7 +470,7 @@ def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ,
                             align_corners: bool = False, half_pixel_centers: bool = False) -> np.ndarray:
     """TFLM RESIZE_NEAREST_NEIGHBOR on NHWC: a gather of stored values."""
     check_same_quant((q_in, q_out), "RESIZE_NEAREST_NEIGHBOR", ("int8", "int16"))
-    x = np.asarray(x, dtype=np.int64)
+    x = stored(x, q_in, "RESIZE_NEAREST_NEIGHBOR input")
     if x.ndim != 4:
         raise ValueError(f"RESIZE_NEAREST_NEIGHBOR needs a 4-D NHWC input, got shape {x.shape}")
     oh, ow = (int(s) for s in size)
@@ -466,7 +484,7 @@ def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ,
 def transpose(x: np.ndarray, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM TRANSPOSE (up to 5-D, perm over every axis including the batch)."""
     check_same_quant((q_in, q_out), "TRANSPOSE", ("int8", "int16"))
-    x = np.asarray(x, dtype=np.int64)
+    x = stored(x, q_in, "TRANSPOSE input")
     if x.ndim > 5:
         raise ValueError(f"TRANSPOSE supports up to 5 dimensions, got {x.ndim}")
     if sorted(int(p) for p in perm) != list(range(x.ndim)):
@@ -478,7 +496,7 @@ def concatenation(xs: Sequence[np.ndarray], axis: int, qs_in: Sequence[TensorQ],
     """TFLM CONCATENATION int8/int16: every input must carry the output's scale and zero point
     (TFLM's Prepare checks it), so the op copies stored values."""
     check_same_quant(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
-    arrays = [np.asarray(v, dtype=np.int64) for v in xs]
+    arrays = [stored(v, q_out, f"CONCATENATION input {i}") for i, v in enumerate(xs)]
     if not arrays:
         raise ValueError("CONCATENATION needs at least one input")
     if not -arrays[0].ndim <= axis < arrays[0].ndim:
@@ -517,7 +535,8 @@ def prepare_mean(q_in: TensorQ, q_out: TensorQ, count: int) -> MeanParams:
 
 def mean(x: np.ndarray, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep_dims: bool = True) -> np.ndarray:
     """TFLM MEAN int8/int16 (QuantizedMeanOrSum): int32 sum, minus zp_in * count, one MBQM."""
-    x = np.asarray(x, dtype=np.int64)
+    _check_q(q_in, "MEAN input", ("int8", "int16"))
+    x = stored(x, q_in, "MEAN input")
     axes_t = tuple(sorted({int(a) % x.ndim for a in axes}))
     count = int(np.prod([x.shape[a] for a in axes_t])) if axes_t else 1
     p = prepare_mean(q_in, q_out, count)
@@ -554,4 +573,4 @@ def elu_table(q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
 def elu(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM ELU int8: a 256-entry lookup table built at Prepare (elu_table)."""
     table = elu_table(q_in, q_out)
-    return table[np.asarray(x, dtype=np.int64) + 128]
+    return table[stored(x, q_in, "ELU input") + 128]
