@@ -181,3 +181,21 @@ def test_numpy_refuses_stored_values_outside_the_type():
         T.mul(np.array([40000]), np.array([1]), *(TensorQ(1.0, 0, "int16"),) * 3)
     with pytest.raises(ValueError, match="must be integers"):
         T.requantize(np.array([0.5]), TensorQ(1.0), TensorQ(1.0))
+
+
+def test_format_quant_maps_fxp_formats_onto_stock_tensors():
+    from fxpq_keras.formats import Format
+
+    assert T.format_quant(Format(8, 8, False)) == TensorQ(1 / 256, -128, "int8")  # LOGISTIC's output: u8.8
+    assert T.format_quant(Format(5, 3, False)) == TensorQ(1 / 8, 0, "int8")
+    assert T.format_quant(Format(8, -2, True)) == TensorQ(4.0, 0, "int8")
+    assert T.format_quant(Format(12, 10, True)) == TensorQ(2.0**-10, 0, "int16")
+    assert T.format_quant(Format(15, 4, False)) == TensorQ(1 / 16, 0, "int16")
+    with pytest.raises(ValueError, match="unsigned 16-bit"):
+        T.format_quant(Format(16, 4, False))
+    T.prepare_logistic(T.format_quant(Format(8, 4)), T.format_quant(Format(8, 8, False)))
+    T.prepare_tanh(T.format_quant(Format(6, 2)), T.format_quant(Format(8, 7)))
+    q = np.arange(0, 256)
+    u8 = Format(8, 8, False)
+    np.testing.assert_array_equal(T.from_stored(T.to_stored(q, u8), u8), q)
+    assert T.to_stored(q, u8).min() == -128 and T.to_stored(q, u8).max() == 127

@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..formats import Format
 from .tflm_math import (
     INT32_MAX,
     gemmlowp_logistic,
@@ -63,6 +64,29 @@ class TensorQ(NamedTuple):
 def f32(v: float) -> float:
     """The float32 value TFLite holds for a float (tensor scales are float32 in the file)."""
     return float(np.float32(v))
+
+
+def format_quant(fmt: Format) -> TensorQ:
+    """The TFLite tensor a stock op sees for a fixed-point format (DESIGN.md, hybrid files): up to
+    8 bits int8 with scale 2^-frac and zero point 0, unsigned 8-bit with zero point -128 (so
+    LOGISTIC's output, scale 1/256 and zero point -128, is the format u8.8); 9..16 bits int16 with
+    zero point 0. An unsigned 16-bit format does not fit int16 and needs a requantize first."""
+    scale = math.ldexp(1.0, -fmt.frac)
+    if fmt.bits <= 8:
+        return TensorQ(scale, -128 if not fmt.signed and fmt.bits == 8 else 0, "int8")
+    if fmt.bits > 16 or (not fmt.signed and fmt.bits == 16):
+        raise ValueError(f"format {fmt} has no int8/int16 stock tensor (unsigned 16-bit or wider than 16 bits)")
+    return TensorQ(scale, 0, "int16")
+
+
+def to_stored(q: np.ndarray, fmt: Format) -> np.ndarray:
+    """Format integers -> the stored values of format_quant(fmt)."""
+    return np.asarray(q, dtype=np.int64) + format_quant(fmt).zero_point
+
+
+def from_stored(v: np.ndarray, fmt: Format) -> np.ndarray:
+    """Stored values of format_quant(fmt) -> format integers."""
+    return np.asarray(v, dtype=np.int64) - format_quant(fmt).zero_point
 
 
 def _check_q(q: TensorQ, what: str, dtypes: Sequence[str] = ("int8",)) -> None:
