@@ -132,11 +132,11 @@ def _run(cpu: str, per_op: int, salt: int) -> None:
 
 
 def test_stock_ops_on_m4_equal_numpy():
-    _run("m4", examples(30), salt=19)
+    _run("m4", examples(60), salt=19)
 
 
 def test_stock_ops_on_m7_equal_numpy():
-    _run("m7", examples(8), salt=23)
+    _run("m7", examples(15), salt=23)
 
 
 def test_stock_protocol_numbers_match_the_header():
