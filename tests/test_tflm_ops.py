@@ -105,8 +105,8 @@ def _check(model: bytes, arrays, ours: np.ndarray, out_dtype: str) -> None:
 @given(st.data(), st.sampled_from([("int8", "int8"), ("int8", "int16"), ("int16", "int8"), ("int16", "int16")]))
 def test_requantize_matches_tflm(data, types):
     din, dout = types
-    qi = data.draw(quant(din, -4, 24))
-    qo = data.draw(quant(dout, -4, 24))
+    qi = data.draw(quant(din, -10, 31))
+    qo = data.draw(quant(dout, -10, 31))
     shape = data.draw(shapes4)
     x = values(data.draw, shape, din)
     try:
@@ -121,7 +121,7 @@ def test_requantize_matches_tflm(data, types):
 @settings(**SETTINGS)
 @given(st.data(), st.sampled_from(["int8", "int16"]), st.sampled_from(list(_ACT)))
 def test_mul_matches_tflm(data, dtype, activation):
-    q1, q2, qo = (data.draw(quant(dtype, -3, 16)) for _ in range(3))
+    q1, q2, qo = (data.draw(quant(dtype, -8, 28)) for _ in range(3))
     shape = data.draw(shapes4)
     other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
@@ -142,7 +142,7 @@ def test_mul_matches_tflm(data, dtype, activation):
 @settings(**SETTINGS)
 @given(st.data())
 def test_logistic_int8_matches_tflm(data):
-    qi = data.draw(quant("int8", -4, 12))
+    qi = data.draw(quant("int8", -8, 28))
     qo = TensorQ(1 / 256, -128)
     shape = data.draw(shapes4)
     x = values(data.draw, shape)
@@ -175,8 +175,8 @@ def test_logistic_refuses_what_tflm_refuses():
 @settings(**SETTINGS)
 @given(st.data())
 def test_hard_swish_matches_tflm(data):
-    qi = data.draw(quant("int8", -3, 12))
-    qo = data.draw(quant("int8", -3, 14))
+    qi = data.draw(quant("int8", -8, 24))
+    qo = data.draw(quant("int8", -8, 28))
     shape = data.draw(shapes4)
     x = values(data.draw, shape)
     try:
@@ -201,7 +201,7 @@ def test_hard_swish_every_input_at_common_scales():
 @settings(**SETTINGS)
 @given(st.data())
 def test_tanh_int8_matches_tflm(data):
-    qi = data.draw(quant("int8", -4, 12))
+    qi = data.draw(quant("int8", -8, 28))
     qo = TensorQ(1 / 128, 0)
     shape = data.draw(shapes4)
     x = values(data.draw, shape)
@@ -221,13 +221,13 @@ def test_tanh_every_input_at_common_scales():
 # ---------------------------------------------------------------------------------- 6. SUB / ADD
 
 @settings(**SETTINGS)
-@given(st.data(), st.booleans(), st.sampled_from(list(_ACT)))
-def test_add_sub_match_tflm(data, subtract, activation):
-    q1, q2, qo = (data.draw(quant("int8", -3, 14)) for _ in range(3))
+@given(st.data(), st.booleans(), st.sampled_from(list(_ACT)), st.sampled_from(["int8", "int16"]))
+def test_add_sub_match_tflm(data, subtract, activation, dtype):
+    q1, q2, qo = (data.draw(quant(dtype, -8, 28)) for _ in range(3))
     shape = data.draw(shapes4)
     other = broadcast_partner(data.draw, shape)
     a_shape, b_shape = (shape, other) if data.draw(st.booleans()) else (other, shape)
-    a, b = values(data.draw, a_shape), values(data.draw, b_shape)
+    a, b = values(data.draw, a_shape, dtype), values(data.draw, b_shape, dtype)
     try:
         ours = T.add(a, b, q1, q2, qo, activation, subtract=subtract)
     except ValueError:
@@ -238,7 +238,7 @@ def test_add_sub_match_tflm(data, subtract, activation):
         opts, op, kind = S.AddOptionsT(), S.BuiltinOperator.ADD, S.BuiltinOptions.AddOptions
     opts.fusedActivationFunction = _ACT[activation]
     model = build_model(op, [(a_shape, q1), (b_shape, q2)], (ours.shape, qo), kind, opts)
-    _check(model, [a, b], ours, "int8")
+    _check(model, [a, b], ours, dtype)
 
 
 def test_add_refuses_an_output_scale_tflm_aborts_on():
@@ -322,8 +322,8 @@ def test_concatenation_refuses_mixed_scales():
        st.sampled_from([(1, 2), (2, 1), (1,), (3,), (1, 2, 3), (0, 3)]))
 def test_mean_matches_tflm(data, dtype, keep_dims, axes):
     """Over H, W (global average pooling, keepdims or not) and other axes."""
-    qi = data.draw(quant(dtype, -3, 14))
-    qo = data.draw(quant(dtype, -3, 14))
+    qi = data.draw(quant(dtype, -8, 28))
+    qo = data.draw(quant(dtype, -8, 28))
     shape = data.draw(st.tuples(st.integers(1, 2), st.integers(1, 9), st.integers(1, 9), st.integers(1, 5)))
     x = values(data.draw, shape, dtype)
     try:
@@ -343,8 +343,8 @@ def test_mean_matches_tflm(data, dtype, keep_dims, axes):
 @given(st.data())
 def test_elu_every_input_matches_tflm(data):
     """The whole lookup table: all 256 inputs at drawn scales and zero points."""
-    qi = data.draw(quant("int8", -3, 12))
-    qo = data.draw(quant("int8", -3, 12))
+    qi = data.draw(quant("int8", -6, 20))
+    qo = data.draw(quant("int8", -6, 20))
     x = np.arange(-128, 128, dtype=np.int64).reshape(1, 2, 128)
     try:
         ours = T.elu(x, qi, qo)
@@ -361,3 +361,38 @@ def test_elu_at_power_of_two_scales_matches_tflm():
                 qi, qo = TensorQ(2.0**-fi, zi), TensorQ(2.0**-fo, zo)
                 _check(build_model(S.BuiltinOperator.ELU, [((1, 256), qi)], ((1, 256), qo)), [x],
                        T.elu(x, qi, qo), "int8")
+
+
+# ---------------------------------------------------------------------------------- refusals
+
+def _concat_options(axis: int):
+    opts = S.ConcatenationOptionsT()
+    opts.axis = axis
+    return opts
+
+
+_REFUSED = {
+    "hard_swish output scale below input/128": (
+        S.BuiltinOperator.HARD_SWISH, [((1, 4), TensorQ(1.0))], ((1, 4), TensorQ(2.0**-9)), 0, None,
+        lambda: T.prepare_hard_swish(TensorQ(1.0), TensorQ(2.0**-9)), "output exponent"),
+    "int16 mul with a zero point": (
+        S.BuiltinOperator.MUL, [((1, 4), TensorQ(0.5, 0, "int16")), ((1, 4), TensorQ(0.5, 0, "int16"))],
+        ((1, 4), TensorQ(0.5, 1, "int16")), S.BuiltinOptions.MulOptions, S.MulOptionsT(),
+        lambda: T.prepare_mul(TensorQ(0.5, 0, "int16"), TensorQ(0.5, 0, "int16"), TensorQ(0.5, 1, "int16")),
+        "zero point 0"),
+    "concatenation of two scales": (
+        S.BuiltinOperator.CONCATENATION, [((1, 2), TensorQ(0.5)), ((1, 2), TensorQ(0.25))], ((1, 4), TensorQ(0.5)),
+        S.BuiltinOptions.ConcatenationOptions, _concat_options(-1),
+        lambda: T.concatenation([np.zeros((1, 2))] * 2, -1, [TensorQ(0.5), TensorQ(0.25)], TensorQ(0.5)),
+        "same type, scale and zero point"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_REFUSED))
+def test_numpy_refuses_what_tflm_refuses(case):
+    """Where TFLM's Prepare returns an error, prepare raises a ValueError naming the problem."""
+    op, inputs, output, kind, opts, prepare, message = _REFUSED[case]
+    with pytest.raises(ValueError, match=message):
+        prepare()
+    with pytest.raises(RuntimeError):
+        run_tflm(build_model(op, inputs, output, kind, opts), [np.zeros(s) for s, _ in inputs], output[1].dtype)

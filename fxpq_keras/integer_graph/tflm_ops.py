@@ -9,7 +9,20 @@ op (or abort, or compute something undefined); the op functions call it, so a re
 set never yields numbers. Where TFLM ignores a parameter that gives its output its meaning (for
 example LOGISTIC's output scale), prepare refuses values that would make the stored numbers mean
 something else, and says so. The C kernels (tflm_kernels/src/kernels/fxpq_stock_ops.c) take the
-same prepared parameters. docs/numerics.md ("Stock TFLM ops") lists the kernels followed.
+same prepared parameters. docs/numerics.md section 11 lists the kernels followed.
+
+    op (TFLite builtin)       numpy function             check (raises ValueError)
+    QUANTIZE int -> int       requantize                 prepare_requantize
+    MUL                       mul                        prepare_mul
+    ADD / SUB                 add / sub                  prepare_add(..., subtract=)
+    LOGISTIC / TANH           logistic / tanh            prepare_logistic / prepare_tanh
+    HARD_SWISH                hard_swish                 prepare_hard_swish
+    ELU                       elu                        elu_table
+    MAXIMUM / MINIMUM         maximum / minimum          check_same_quant
+    RESIZE_NEAREST_NEIGHBOR   resize_nearest_neighbor    check_same_quant
+    TRANSPOSE                 transpose                  check_same_quant
+    CONCATENATION             concatenation              check_same_quant
+    MEAN                      mean                       prepare_mean
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..formats import Format
 from .tflm_math import (
     INT32_MAX,
     gemmlowp_logistic,
@@ -52,6 +66,29 @@ def f32(v: float) -> float:
     return float(np.float32(v))
 
 
+def format_quant(fmt: Format) -> TensorQ:
+    """The TFLite tensor a stock op sees for a fixed-point format (DESIGN.md, hybrid files): up to
+    8 bits int8 with scale 2^-frac and zero point 0, unsigned 8-bit with zero point -128 (so
+    LOGISTIC's output, scale 1/256 and zero point -128, is the format u8.8); 9..16 bits int16 with
+    zero point 0. An unsigned 16-bit format does not fit int16 and needs a requantize first."""
+    scale = math.ldexp(1.0, -fmt.frac)
+    if fmt.bits <= 8:
+        return TensorQ(scale, -128 if not fmt.signed and fmt.bits == 8 else 0, "int8")
+    if fmt.bits > 16 or (not fmt.signed and fmt.bits == 16):
+        raise ValueError(f"format {fmt} has no int8/int16 stock tensor (unsigned 16-bit or wider than 16 bits)")
+    return TensorQ(scale, 0, "int16")
+
+
+def to_stored(q: np.ndarray, fmt: Format) -> np.ndarray:
+    """Format integers -> the stored values of format_quant(fmt)."""
+    return np.asarray(q, dtype=np.int64) + format_quant(fmt).zero_point
+
+
+def from_stored(v: np.ndarray, fmt: Format) -> np.ndarray:
+    """Stored values of format_quant(fmt) -> format integers."""
+    return np.asarray(v, dtype=np.int64) - format_quant(fmt).zero_point
+
+
 def _check_q(q: TensorQ, what: str, dtypes: Sequence[str] = ("int8",)) -> None:
     if q.dtype not in dtypes:
         raise ValueError(f"{what}: type {q.dtype} not supported (TFLM takes {'/'.join(dtypes)})")
@@ -61,6 +98,23 @@ def _check_q(q: TensorQ, what: str, dtypes: Sequence[str] = ("int8",)) -> None:
     s = f32(q.scale)
     if not (math.isfinite(s) and s > 0):
         raise ValueError(f"{what}: scale {q.scale} must be finite and positive in float32")
+
+
+def stored(x: np.ndarray, q: TensorQ, what: str) -> np.ndarray:
+    """x as int64 stored values, refusing non-integers and values outside q's storage type."""
+    a = np.asarray(x)
+    if a.dtype.kind not in "iub":
+        if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
+            a = a.astype(np.int64)
+        else:
+            raise ValueError(f"{what}: stored values must be integers, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    if q.dtype not in _RANGES:
+        raise ValueError(f"{what}: type {q.dtype} not supported (int8 or int16)")
+    lo, hi = _RANGES[q.dtype]
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{what}: stored values outside the {q.dtype} range [{lo}, {hi}]")
+    return a
 
 
 def _clamp(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -120,7 +174,7 @@ def prepare_requantize(q_in: TensorQ, q_out: TensorQ) -> RequantizeParams:
 def requantize(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_ops::Requantize: clamp(MBQM(x - zp_in) + zp_out) to the output type."""
     p = prepare_requantize(q_in, q_out)
-    v = np.asarray(x, dtype=np.int64) - p.input_zero_point
+    v = stored(x, q_in, "QUANTIZE input") - p.input_zero_point
     return _clamp(mbqm(v, p.multiplier, p.shift) + p.output_zero_point, p.output_min, p.output_max)
 
 
@@ -165,7 +219,7 @@ def mul(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None) -> np.ndarray:
     """TFLM MUL int8/int16 (reference_integer_ops::Mul / BroadcastMul6DSlow)."""
     p = prepare_mul(q1, q2, q_out, activation)
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = stored(a, q1, "MUL input 1"), stored(b, q2, "MUL input 2")
     broadcast_shape(a.shape, b.shape, max_rank=6)
     prod = (a - p.input1_zero_point) * (b - p.input2_zero_point)
     return _clamp(mbqm(prod, p.multiplier, p.shift) + p.output_zero_point, p.activation_min, p.activation_max)
@@ -200,11 +254,14 @@ def _smaller_than_one(real: float, what: str) -> tuple[int, int]:
 def prepare_add(q1: TensorQ, q2: TensorQ, q_out: TensorQ, activation: str | None = None,
                 subtract: bool = False) -> AddParams:
     """add_common.cc / sub_common.cc: inputs rescaled to 2 * max(s1, s2) after a left shift of
-    20. ADD computes the ratios in double, SUB in float32 (as the two kernels do)."""
+    20 (int8) or 15 (int16). ADD computes the ratios in double, SUB in float32 (as the two
+    kernels do); int16 takes the same general-scale path (AddGeneralParamScale / SubElementwise)."""
     op = "SUB" if subtract else "ADD"
     for q, what in ((q1, f"{op} input 1"), (q2, f"{op} input 2"), (q_out, f"{op} output")):
-        _check_q(q, what)
-    left_shift = 20
+        _check_q(q, what, ("int8", "int16"))
+    if not q1.dtype == q2.dtype == q_out.dtype:
+        raise ValueError(f"{op}: inputs and output must share a type, got {q1.dtype}, {q2.dtype}, {q_out.dtype}")
+    left_shift = 15 if q_out.dtype == "int16" else 20
     s1, s2, so = f32(q1.scale), f32(q2.scale), f32(q_out.scale)
     if subtract:
         twice = np.float32(2) * np.float32(max(s1, s2))
@@ -224,9 +281,10 @@ def prepare_add(q1: TensorQ, q2: TensorQ, q_out: TensorQ, activation: str | None
 
 def add(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None, subtract: bool = False) -> np.ndarray:
-    """TFLM ADD (or SUB with subtract=True) int8 with broadcasting (AddFunc / SubFunc)."""
+    """TFLM ADD (or SUB with subtract=True) int8/int16 with broadcasting (AddFunc / SubFunc)."""
     p = prepare_add(q1, q2, q_out, activation, subtract)
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    op = "SUB" if subtract else "ADD"
+    a, b = stored(a, q1, f"{op} input 1"), stored(b, q2, f"{op} input 2")
     broadcast_shape(a.shape, b.shape)
     x1 = mbqm_smaller_than_one(wrap32((a - p.input1_zero_point) << p.left_shift), p.input1_multiplier, p.input1_shift)
     x2 = mbqm_smaller_than_one(wrap32((b - p.input2_zero_point) << p.left_shift), p.input2_multiplier, p.input2_shift)
@@ -237,7 +295,7 @@ def add(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
 
 def sub(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ,
         activation: str | None = None) -> np.ndarray:
-    """TFLM SUB int8 with broadcasting."""
+    """TFLM SUB int8/int16 with broadcasting."""
     return add(a, b, q1, q2, q_out, activation, subtract=True)
 
 
@@ -290,7 +348,7 @@ def _q4_input(x: np.ndarray, p: SigmoidParams) -> tuple[np.ndarray, np.ndarray, 
 def logistic(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_integer_ops::Logistic (int8): gemmlowp logistic on Q4.27, then Q0.8 - 128."""
     p = prepare_logistic(q_in, q_out)
-    q4, low, high = _q4_input(x, p)
+    q4, low, high = _q4_input(stored(x, q_in, "LOGISTIC input"), p)
     y = _clamp(rdbpot(gemmlowp_logistic(q4, 4), 23) - 128, -128, 127)
     return np.where(low, -128, np.where(high, 127, y))
 
@@ -308,7 +366,7 @@ def prepare_tanh(q_in: TensorQ, q_out: TensorQ) -> SigmoidParams:
 def tanh(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_integer_ops::Tanh (int8): gemmlowp tanh on Q4.27, then Q0.7."""
     p = prepare_tanh(q_in, q_out)
-    q4, low, high = _q4_input(x, p)
+    q4, low, high = _q4_input(stored(x, q_in, "TANH input"), p)
     y = _clamp(rdbpot(gemmlowp_tanh(q4, 4), 24), -128, 127)
     return np.where(low, -128, np.where(high, 127, y))
 
@@ -340,7 +398,7 @@ def prepare_hard_swish(q_in: TensorQ, q_out: TensorQ) -> HardSwishParams:
     hires = np.float32(1.0 / 128.0) * np.float32(q_in.scale)
     m_out, e_out = quantize_multiplier(float(hires / np.float32(q_out.scale)))
     if e_out > 0:
-        raise ValueError(f"HARD_SWISH: output scale {q_out.scale} below input scale/128 "
+        raise ValueError(f"HARD_SWISH: output scale {q_out.scale} must exceed input scale/128 "
                          f"(TFLM requires a non-positive output exponent, got {e_out})")
     m_rel, e_rel = quantize_multiplier(float(hires / np.float32(3.0 / 32768.0)))
     return HardSwishParams(q_in.zero_point, q_out.zero_point, _down_scale_16(m_out), e_out,
@@ -363,7 +421,7 @@ def _rdbpot16(x: np.ndarray, exponent: int) -> np.ndarray:
 def hard_swish(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """reference_ops::HardSwish (int8), every step in int16 as the kernel does."""
     p = prepare_hard_swish(q_in, q_out)
-    v = wrap16(np.asarray(x, dtype=np.int64) - p.input_zero_point)
+    v = wrap16(stored(x, q_in, "HARD_SWISH input") - p.input_zero_point)
     hires = wrap16(v * 128)
     pre_out = srdhm16(hires, p.output_multiplier)
     rel = hires
@@ -400,7 +458,7 @@ def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: Tenso
     """TFLM MAXIMUM: elementwise max of stored values with broadcasting (no rescale: TFLM does
     not look at scales, so prepare insists all three share one quantization)."""
     check_same_quant((q1, q2, q_out), "MAXIMUM", ("int8", "int16"))
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = stored(a, q1, "MAXIMUM input 1"), stored(b, q2, "MAXIMUM input 2")
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.maximum(a, b)
 
@@ -408,7 +466,7 @@ def maximum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: Tenso
 def minimum(a: np.ndarray, b: np.ndarray, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM MINIMUM (see maximum)."""
     check_same_quant((q1, q2, q_out), "MINIMUM", ("int8", "int16"))
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
+    a, b = stored(a, q1, "MINIMUM input 1"), stored(b, q2, "MINIMUM input 2")
     broadcast_shape(a.shape, b.shape, max_rank=5)
     return np.minimum(a, b)
 
@@ -436,7 +494,7 @@ def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ,
                             align_corners: bool = False, half_pixel_centers: bool = False) -> np.ndarray:
     """TFLM RESIZE_NEAREST_NEIGHBOR on NHWC: a gather of stored values."""
     check_same_quant((q_in, q_out), "RESIZE_NEAREST_NEIGHBOR", ("int8", "int16"))
-    x = np.asarray(x, dtype=np.int64)
+    x = stored(x, q_in, "RESIZE_NEAREST_NEIGHBOR input")
     if x.ndim != 4:
         raise ValueError(f"RESIZE_NEAREST_NEIGHBOR needs a 4-D NHWC input, got shape {x.shape}")
     oh, ow = (int(s) for s in size)
@@ -450,7 +508,7 @@ def resize_nearest_neighbor(x: np.ndarray, size: tuple[int, int], q_in: TensorQ,
 def transpose(x: np.ndarray, perm: Sequence[int], q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM TRANSPOSE (up to 5-D, perm over every axis including the batch)."""
     check_same_quant((q_in, q_out), "TRANSPOSE", ("int8", "int16"))
-    x = np.asarray(x, dtype=np.int64)
+    x = stored(x, q_in, "TRANSPOSE input")
     if x.ndim > 5:
         raise ValueError(f"TRANSPOSE supports up to 5 dimensions, got {x.ndim}")
     if sorted(int(p) for p in perm) != list(range(x.ndim)):
@@ -462,7 +520,7 @@ def concatenation(xs: Sequence[np.ndarray], axis: int, qs_in: Sequence[TensorQ],
     """TFLM CONCATENATION int8/int16: every input must carry the output's scale and zero point
     (TFLM's Prepare checks it), so the op copies stored values."""
     check_same_quant(list(qs_in) + [q_out], "CONCATENATION", ("int8", "int16"))
-    arrays = [np.asarray(v, dtype=np.int64) for v in xs]
+    arrays = [stored(v, q_out, f"CONCATENATION input {i}") for i, v in enumerate(xs)]
     if not arrays:
         raise ValueError("CONCATENATION needs at least one input")
     if not -arrays[0].ndim <= axis < arrays[0].ndim:
@@ -501,7 +559,8 @@ def prepare_mean(q_in: TensorQ, q_out: TensorQ, count: int) -> MeanParams:
 
 def mean(x: np.ndarray, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep_dims: bool = True) -> np.ndarray:
     """TFLM MEAN int8/int16 (QuantizedMeanOrSum): int32 sum, minus zp_in * count, one MBQM."""
-    x = np.asarray(x, dtype=np.int64)
+    _check_q(q_in, "MEAN input", ("int8", "int16"))
+    x = stored(x, q_in, "MEAN input")
     axes_t = tuple(sorted({int(a) % x.ndim for a in axes}))
     count = int(np.prod([x.shape[a] for a in axes_t])) if axes_t else 1
     p = prepare_mean(q_in, q_out, count)
@@ -526,9 +585,11 @@ def elu_table(q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     expm1 = (np.exp(np.minimum(deq, 0).astype(np.float64)).astype(np.float32) - np.float32(1)).astype(np.float32)
     transformed = np.where(deq < 0, expm1, deq).astype(np.float32)
     prod = (transformed * inverse_scale).astype(np.float32)
+    if not np.all(np.abs(prod.astype(np.float64)) < 2.0**31):
+        raise ValueError(f"ELU: output scale {q_out.scale} overflows int32 for input scale {q_in.scale}")
     rescaled = (np.sign(prod) * np.floor(np.abs(prod).astype(np.float64) + 0.5)).astype(np.float32)
     quantized = (rescaled + np.float32(q_out.zero_point)).astype(np.float32)
-    if not np.all(np.abs(quantized) < 2.0**31):
+    if not np.all(np.abs(quantized.astype(np.float64)) < 2.0**31):
         raise ValueError(f"ELU: output scale {q_out.scale} overflows int32 for input scale {q_in.scale}")
     return np.clip(np.trunc(quantized).astype(np.int64), -128, 127)
 
@@ -536,4 +597,4 @@ def elu_table(q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
 def elu(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM ELU int8: a 256-entry lookup table built at Prepare (elu_table)."""
     table = elu_table(q_in, q_out)
-    return table[np.asarray(x, dtype=np.int64) + 128]
+    return table[stored(x, q_in, "ELU input") + 128]

@@ -40,8 +40,13 @@ CMulParams = _params("input1_zero_point", "input2_zero_point", "output_zero_poin
                      "activation_min", "activation_max", "type")
 CAddParams = _params("input1_zero_point", "input2_zero_point", "output_zero_point", "left_shift",
                      "input1_multiplier", "input1_shift", "input2_multiplier", "input2_shift",
-                     "output_multiplier", "output_shift", "activation_min", "activation_max", "subtract")
+                     "output_multiplier", "output_shift", "activation_min", "activation_max", "subtract",
+                     "type")
 CSigmoidParams = _params("input_zero_point", "input_multiplier", "input_left_shift", "input_range_radius")
+class CEluParams(ctypes.Structure):
+    _fields_ = [("table", ctypes.c_int8 * 256)]
+
+
 CMeanParams = _params("multiplier", "shift", "input_zero_point", "output_zero_point", "count", "type")
 CHardSwishParams = _params("input_zero_point", "output_zero_point", "output_multiplier", "output_exponent",
                            "reluish_multiplier", "reluish_exponent")
@@ -53,14 +58,16 @@ _SIGNATURES = {
     "fxpq_stock_mul_prepare": [_P(CQuant), _P(CQuant), _P(CQuant), c_i32, _P(CMulParams)],
     "fxpq_stock_mul": [_P(CMulParams), _P(CShape), _vp, _P(CShape), _vp, _vp],
     "fxpq_stock_add_prepare": [_P(CQuant), _P(CQuant), _P(CQuant), c_i32, c_i32, _P(CAddParams)],
-    "fxpq_stock_add_s8": [_P(CAddParams), _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_add": [_P(CAddParams), _P(CShape), _vp, _P(CShape), _vp, _vp],
     "fxpq_stock_logistic_prepare": [_P(CQuant), _P(CQuant), _P(CSigmoidParams)],
     "fxpq_stock_logistic_s8": [_P(CSigmoidParams), c_i32, _vp, _vp],
     "fxpq_stock_tanh_prepare": [_P(CQuant), _P(CQuant), _P(CSigmoidParams)],
     "fxpq_stock_tanh_s8": [_P(CSigmoidParams), c_i32, _vp, _vp],
     "fxpq_stock_hard_swish_prepare": [_P(CQuant), _P(CQuant), _P(CHardSwishParams)],
     "fxpq_stock_hard_swish_s8": [_P(CHardSwishParams), c_i32, _vp, _vp],
-    "fxpq_stock_max_min_s8": [c_i32, _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_max_min": [c_i32, c_i32, _P(CShape), _vp, _P(CShape), _vp, _vp],
+    "fxpq_stock_elu_prepare": [_P(CQuant), _P(CQuant), _P(CEluParams)],
+    "fxpq_stock_elu_s8": [_P(CEluParams), c_i32, _vp, _vp],
     "fxpq_stock_mean_prepare": [_P(CQuant), _P(CQuant), c_i32, _P(CMeanParams)],
     "fxpq_stock_mean": [_P(CMeanParams), _P(CShape), ctypes.c_uint32, _vp, _vp],
     "fxpq_stock_resize_nearest_neighbor": [_P(CShape), c_i32, c_i32, c_i32, c_i32, c_i32, _vp, _vp],
@@ -146,7 +153,7 @@ def add(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ, activation: str | None =
     p = CAddParams()
     op = "stock SUB" if subtract else "stock ADD"
     _call(op, "fxpq_stock_add_prepare", _q(q1), _q(q2), _q(q_out), _act(activation), int(subtract), p)
-    return _binary(op, "fxpq_stock_add_s8", p, a, b, "int8")
+    return _binary(op, "fxpq_stock_add", p, a, b, q1.dtype)
 
 
 def _unary(op: str, prepare: str, run: str, params, x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
@@ -171,15 +178,32 @@ def hard_swish(x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
                   CHardSwishParams(), x, q_in, q_out)
 
 
-def maximum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
+def elu(x, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
+    return _unary("stock ELU", "fxpq_stock_elu_prepare", "fxpq_stock_elu_s8", CEluParams(), x, q_in, q_out)
+
+
+def _max_min(is_max: bool, a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
     """The C kernel compares stored values; the shared quantization is checked in Python."""
-    check_same_quant((q1, q2, q_out), "MAXIMUM")
-    return _binary("stock MAXIMUM", "fxpq_stock_max_min_s8", 1, a, b, "int8")
+    op = "MAXIMUM" if is_max else "MINIMUM"
+    check_same_quant((q1, q2, q_out), op, ("int8", "int16"))
+    size = 2 if q1.dtype == "int16" else 1
+    a_s, b_s = _store(a, q1.dtype), _store(b, q1.dtype)
+    try:
+        shape = np.broadcast_shapes(a_s.shape, b_s.shape)
+    except ValueError:  # the C kernel must refuse these shapes itself (FXPQ_ERR_BAD_DIMS)
+        shape = (max(a_s.size, b_s.size),)
+    out = np.empty(shape, dtype=_NP[q1.dtype])
+    _call(f"stock {op}", "fxpq_stock_max_min", int(is_max), size, _shape(a_s.shape), _ptr(a_s), _shape(b_s.shape),
+          _ptr(b_s), _ptr(out))
+    return out.astype(np.int64)
+
+
+def maximum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
+    return _max_min(True, a, b, q1, q2, q_out)
 
 
 def minimum(a, b, q1: TensorQ, q2: TensorQ, q_out: TensorQ) -> np.ndarray:
-    check_same_quant((q1, q2, q_out), "MINIMUM")
-    return _binary("stock MINIMUM", "fxpq_stock_max_min_s8", 0, a, b, "int8")
+    return _max_min(False, a, b, q1, q2, q_out)
 
 
 def mean(x, axes: Sequence[int], q_in: TensorQ, q_out: TensorQ, keep_dims: bool = True) -> np.ndarray:

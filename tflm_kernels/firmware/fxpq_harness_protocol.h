@@ -46,7 +46,8 @@ enum fxpq_harness_op {
     FXPQ_HOP_REQUANTIZE = 10,
     FXPQ_HOP_ZERO_PAD2D = 11,
     FXPQ_HOP_LEAKY_RELU = 12,
-    FXPQ_HOP_CONCATENATION = 13
+    FXPQ_HOP_CONCATENATION = 13,
+    FXPQ_HOP_STOCK = 14 /* a stock TFLM op (fxpq_stock_*): see fxpq_harness_stock_word below */
 };
 
 enum fxpq_harness_param {
@@ -99,6 +100,49 @@ enum fxpq_harness_blob {
     FXPQ_BLOB_WEIGHT_FRACS = 2,
     FXPQ_BLOB_BIAS = 3,
     FXPQ_BLOB_COUNT = 4
+};
+
+/* FXPQ_HOP_STOCK cases carry no params; blob 0 is the first input, blob 1 the second (empty for
+ * one-input ops), blob 2 a descriptor of FXPQ_SW_COUNT i32 words indexed by fxpq_harness_stock_word.
+ * Scales are float32 bit patterns. The output holds out_count elements of the output type. */
+enum fxpq_harness_stock_op {
+    FXPQ_SOP_REQUANTIZE = 1,
+    FXPQ_SOP_MUL = 2,
+    FXPQ_SOP_ADD = 3,
+    FXPQ_SOP_SUB = 4,
+    FXPQ_SOP_LOGISTIC = 5,
+    FXPQ_SOP_TANH = 6,
+    FXPQ_SOP_HARD_SWISH = 7,
+    FXPQ_SOP_MAXIMUM = 8,
+    FXPQ_SOP_MINIMUM = 9,
+    FXPQ_SOP_MEAN = 10,
+    FXPQ_SOP_RESIZE_NEAREST_NEIGHBOR = 11,
+    FXPQ_SOP_TRANSPOSE = 12,
+    FXPQ_SOP_CONCATENATION = 13,
+    FXPQ_SOP_ELU = 14
+};
+
+enum fxpq_harness_stock_word {
+    FXPQ_SW_OP = 0,
+    FXPQ_SW_TYPE1 = 1, /* TFLite type code of input 1, its scale bits and zero point */
+    FXPQ_SW_SCALE1 = 2,
+    FXPQ_SW_ZP1 = 3,
+    FXPQ_SW_TYPE2 = 4,
+    FXPQ_SW_SCALE2 = 5,
+    FXPQ_SW_ZP2 = 6,
+    FXPQ_SW_TYPE_OUT = 7,
+    FXPQ_SW_SCALE_OUT = 8,
+    FXPQ_SW_ZP_OUT = 9,
+    FXPQ_SW_ACTIVATION = 10,
+    FXPQ_SW_RANK1 = 11, /* then 6 dims */
+    FXPQ_SW_RANK2 = 18, /* then 6 dims */
+    FXPQ_SW_OUT_COUNT = 25,
+    FXPQ_SW_EXTRA0 = 26, /* MEAN: axes mask; RESIZE: out height; CONCATENATION: outer; TRANSPOSE: perm[0..4] */
+    FXPQ_SW_EXTRA1 = 27, /* MEAN: count; RESIZE: out width; CONCATENATION: inner */
+    FXPQ_SW_EXTRA2 = 28, /* RESIZE: align_corners; CONCATENATION: axis size of input 1 */
+    FXPQ_SW_EXTRA3 = 29, /* RESIZE: half_pixel_centers; CONCATENATION: axis size of input 2 */
+    FXPQ_SW_EXTRA4 = 30,
+    FXPQ_SW_COUNT = 31
 };
 
 /* per-case statuses of the harness itself (below every fxpq_status) */

@@ -209,6 +209,189 @@ static int32_t run_weighted(const harness_case *hc, const fxpq_dims *in_d, const
     }
 }
 
+/* ---------------------------------------------------------------- stock TFLM ops --------- */
+
+static fxpq_stock_quant stock_quant(const int32_t *w, int32_t first)
+{
+    fxpq_stock_quant q;
+    union {
+        int32_t i;
+        float f;
+    } bits;
+    bits.i = w[first + 1];
+    q.type = w[first];
+    q.scale = bits.f;
+    q.zero_point = w[first + 2];
+    return q;
+}
+
+static fxpq_stock_shape stock_shape(const int32_t *w, int32_t first)
+{
+    fxpq_stock_shape s;
+    int32_t d;
+    s.rank = w[first];
+    for (d = 0; d < FXPQ_STOCK_MAX_RANK; ++d) {
+        s.dims[d] = w[first + 1 + d];
+    }
+    return s;
+}
+
+static int64_t stock_count(const fxpq_stock_shape *s)
+{
+    int64_t n = 1;
+    int32_t d;
+    if (s->rank < 0 || s->rank > FXPQ_STOCK_MAX_RANK) {
+        return -1;
+    }
+    for (d = 0; d < s->rank; ++d) {
+        if (s->dims[d] < 0) {
+            return -1;
+        }
+        n *= s->dims[d];
+        if (n > INT32_MAX) {
+            return -1;
+        }
+    }
+    return n;
+}
+
+static int64_t stock_type_bytes(int32_t type)
+{
+    return type == FXPQ_TFLITE_INT16 ? 2 : 1;
+}
+
+/* One FXPQ_HOP_STOCK case: prepare (not timed), then the kernel (timed). */
+static int32_t run_stock(const harness_case *hc, uint32_t *out_bytes, uint32_t *ticks)
+{
+    const int32_t *w = (const int32_t *)(const void *)hc->blob[FXPQ_BLOB_WEIGHT_FRACS].data;
+    fxpq_stock_quant q1, q2, qo;
+    fxpq_stock_shape s1, s2;
+    int64_t n1, n2, need;
+    const void *in1 = hc->blob[FXPQ_BLOB_INPUT].data, *in2 = hc->blob[FXPQ_BLOB_INPUT2_OR_WEIGHTS].data;
+    void *out = g_out;
+    int32_t st = FXPQ_OK, size;
+    uint32_t t0;
+    union {
+        fxpq_stock_requantize_params rq;
+        fxpq_stock_mul_params mul;
+        fxpq_stock_add_params add;
+        fxpq_stock_sigmoid_params sig;
+        fxpq_stock_hard_swish_params hs;
+        fxpq_stock_mean_params mean;
+        fxpq_stock_elu_params elu;
+    } prm;
+
+    if (hc->blob[FXPQ_BLOB_WEIGHT_FRACS].bytes < 4u * FXPQ_SW_COUNT) {
+        return FXPQ_HARNESS_ERR_BAD_RECORD;
+    }
+    q1 = stock_quant(w, FXPQ_SW_TYPE1);
+    q2 = stock_quant(w, FXPQ_SW_TYPE2);
+    qo = stock_quant(w, FXPQ_SW_TYPE_OUT);
+    s1 = stock_shape(w, FXPQ_SW_RANK1);
+    s2 = stock_shape(w, FXPQ_SW_RANK2);
+    n1 = stock_count(&s1);
+    n2 = stock_count(&s2);
+    if (n1 < 0 || n2 < 0 || w[FXPQ_SW_OUT_COUNT] < 0 ||
+        (int64_t)hc->blob[FXPQ_BLOB_INPUT].bytes < n1 * stock_type_bytes(q1.type) ||
+        (int64_t)hc->blob[FXPQ_BLOB_INPUT2_OR_WEIGHTS].bytes < n2 * stock_type_bytes(q2.type)) {
+        return FXPQ_HARNESS_ERR_BAD_RECORD;
+    }
+    need = (int64_t)w[FXPQ_SW_OUT_COUNT] * stock_type_bytes(qo.type);
+    if (need > (int64_t)sizeof(g_out)) {
+        return FXPQ_HARNESS_ERR_TOO_LARGE;
+    }
+    *out_bytes = (uint32_t)need;
+    size = (int32_t)n1;
+
+    switch (w[FXPQ_SW_OP]) { /* prepare */
+    case FXPQ_SOP_REQUANTIZE:
+        st = fxpq_stock_requantize_prepare(&q1, &qo, &prm.rq);
+        break;
+    case FXPQ_SOP_MUL:
+        st = fxpq_stock_mul_prepare(&q1, &q2, &qo, w[FXPQ_SW_ACTIVATION], &prm.mul);
+        break;
+    case FXPQ_SOP_ADD:
+    case FXPQ_SOP_SUB:
+        st = fxpq_stock_add_prepare(&q1, &q2, &qo, w[FXPQ_SW_ACTIVATION], w[FXPQ_SW_OP] == FXPQ_SOP_SUB,
+                                    &prm.add);
+        break;
+    case FXPQ_SOP_LOGISTIC:
+        st = fxpq_stock_logistic_prepare(&q1, &qo, &prm.sig);
+        break;
+    case FXPQ_SOP_TANH:
+        st = fxpq_stock_tanh_prepare(&q1, &qo, &prm.sig);
+        break;
+    case FXPQ_SOP_HARD_SWISH:
+        st = fxpq_stock_hard_swish_prepare(&q1, &qo, &prm.hs);
+        break;
+    case FXPQ_SOP_MEAN:
+        st = fxpq_stock_mean_prepare(&q1, &qo, w[FXPQ_SW_EXTRA1], &prm.mean);
+        break;
+    case FXPQ_SOP_ELU:
+        st = fxpq_stock_elu_prepare(&q1, &qo, &prm.elu);
+        break;
+    default:
+        break;
+    }
+    if (st != FXPQ_OK) {
+        return st;
+    }
+    t0 = TIMER0_VALUE;
+    switch (w[FXPQ_SW_OP]) {
+    case FXPQ_SOP_REQUANTIZE:
+        st = fxpq_stock_requantize(&prm.rq, size, in1, out);
+        break;
+    case FXPQ_SOP_MUL:
+        st = fxpq_stock_mul(&prm.mul, &s1, in1, &s2, in2, out);
+        break;
+    case FXPQ_SOP_ADD:
+    case FXPQ_SOP_SUB:
+        st = fxpq_stock_add(&prm.add, &s1, in1, &s2, in2, out);
+        break;
+    case FXPQ_SOP_LOGISTIC:
+        st = fxpq_stock_logistic_s8(&prm.sig, size, (const int8_t *)in1, (int8_t *)out);
+        break;
+    case FXPQ_SOP_TANH:
+        st = fxpq_stock_tanh_s8(&prm.sig, size, (const int8_t *)in1, (int8_t *)out);
+        break;
+    case FXPQ_SOP_ELU:
+        st = fxpq_stock_elu_s8(&prm.elu, size, (const int8_t *)in1, (int8_t *)out);
+        break;
+    case FXPQ_SOP_HARD_SWISH:
+        st = fxpq_stock_hard_swish_s8(&prm.hs, size, (const int8_t *)in1, (int8_t *)out);
+        break;
+    case FXPQ_SOP_MAXIMUM:
+    case FXPQ_SOP_MINIMUM:
+        st = fxpq_stock_max_min(w[FXPQ_SW_OP] == FXPQ_SOP_MAXIMUM, (int32_t)stock_type_bytes(q1.type), &s1,
+                                in1, &s2, in2, out);
+        break;
+    case FXPQ_SOP_MEAN:
+        st = fxpq_stock_mean(&prm.mean, &s1, (uint32_t)w[FXPQ_SW_EXTRA0], in1, out);
+        break;
+    case FXPQ_SOP_RESIZE_NEAREST_NEIGHBOR:
+        st = fxpq_stock_resize_nearest_neighbor(&s1, w[FXPQ_SW_EXTRA0], w[FXPQ_SW_EXTRA1], w[FXPQ_SW_EXTRA2],
+                                                w[FXPQ_SW_EXTRA3], (int32_t)stock_type_bytes(q1.type), in1,
+                                                out);
+        break;
+    case FXPQ_SOP_TRANSPOSE:
+        st = fxpq_stock_transpose(&s1, &w[FXPQ_SW_EXTRA0], (int32_t)stock_type_bytes(q1.type), in1, out);
+        break;
+    case FXPQ_SOP_CONCATENATION: {
+        const void *inputs[2];
+        inputs[0] = in1;
+        inputs[1] = in2;
+        st = fxpq_stock_concatenation(2, inputs, &w[FXPQ_SW_EXTRA2], w[FXPQ_SW_EXTRA0], w[FXPQ_SW_EXTRA1],
+                                      (int32_t)stock_type_bytes(q1.type), out);
+        break;
+    }
+    default:
+        st = FXPQ_HARNESS_ERR_BAD_OP;
+        break;
+    }
+    *ticks = t0 - TIMER0_VALUE;
+    return st;
+}
+
 static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *ticks)
 {
     const int32_t *p = hc->p;
@@ -234,6 +417,9 @@ static int32_t run_case(const harness_case *hc, uint32_t *out_bytes, uint32_t *t
     pp.padding = (fxpq_padding)p[FXPQ_P_PADDING];
     pp.activation = (fxpq_activation)p[FXPQ_P_ACTIVATION];
 
+    if (hc->op == FXPQ_HOP_STOCK) {
+        return run_stock(hc, out_bytes, ticks);
+    }
     /* output size, input blob sizes */
     if (hc->op == FXPQ_HOP_QUANTIZE || hc->op == FXPQ_HOP_DEQUANTIZE || hc->op == FXPQ_HOP_REQUANTIZE ||
         hc->op == FXPQ_HOP_ADD || hc->op == FXPQ_HOP_LEAKY_RELU) {

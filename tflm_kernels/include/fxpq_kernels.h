@@ -390,20 +390,22 @@ fxpq_status fxpq_stock_mul(const fxpq_stock_mul_params *params, const fxpq_stock
                            const void *input1, const fxpq_stock_shape *shape2, const void *input2,
                            void *output);
 
-/** ADD / SUB int8 (left shift 20, TFLM's three SmallerThanOne multipliers), broadcasting up to 4-D. */
+/** ADD / SUB int8 or int16 (left shift 20 or 15, TFLM's three SmallerThanOne multipliers),
+ *  broadcasting up to 4-D. */
 typedef struct {
     int32_t input1_zero_point, input2_zero_point, output_zero_point, left_shift;
     int32_t input1_multiplier, input1_shift, input2_multiplier, input2_shift;
-    int32_t output_multiplier, output_shift, activation_min, activation_max, subtract;
+    int32_t output_multiplier, output_shift, activation_min, activation_max, subtract, type;
 } fxpq_stock_add_params;
 
 /** subtract != 0 prepares SUB (its ratios in float32, as TFLM's sub_common.cc). */
 fxpq_status fxpq_stock_add_prepare(const fxpq_stock_quant *input1, const fxpq_stock_quant *input2,
                                    const fxpq_stock_quant *output, int32_t activation,
                                    int32_t subtract, fxpq_stock_add_params *params);
-fxpq_status fxpq_stock_add_s8(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
-                              const int8_t *input1, const fxpq_stock_shape *shape2,
-                              const int8_t *input2, int8_t *output);
+/** Values of params->type in and out. */
+fxpq_status fxpq_stock_add(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
+                           const void *input1, const fxpq_stock_shape *shape2, const void *input2,
+                           void *output);
 
 /** LOGISTIC int8 (output 1/256, zero point -128) and TANH int8 (output 1/128, zero point 0):
  *  the input in Q4.27, gemmlowp's fixed-point logistic / tanh. */
@@ -433,11 +435,23 @@ fxpq_status fxpq_stock_hard_swish_prepare(const fxpq_stock_quant *input,
 fxpq_status fxpq_stock_hard_swish_s8(const fxpq_stock_hard_swish_params *params, int32_t size,
                                      const int8_t *input, int8_t *output);
 
-/** MAXIMUM (is_max != 0) / MINIMUM of stored int8 values, broadcasting up to 5-D; the three
- *  tensors must share one quantization (checked by the caller's prepare in Python). */
-fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1,
-                                  const int8_t *input1, const fxpq_stock_shape *shape2,
-                                  const int8_t *input2, int8_t *output);
+/** ELU int8: TFLM's 256-entry lookup table, built in float32 at prepare (exp in double, rounded
+ *  to float32: no libm). table[stored input + 128] is the stored output. */
+typedef struct {
+    int8_t table[256];
+} fxpq_stock_elu_params;
+
+fxpq_status fxpq_stock_elu_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                   fxpq_stock_elu_params *params);
+fxpq_status fxpq_stock_elu_s8(const fxpq_stock_elu_params *params, int32_t size, const int8_t *input,
+                              int8_t *output);
+
+/** MAXIMUM (is_max != 0) / MINIMUM of stored values (element_size 1: int8, 2: int16),
+ *  broadcasting up to 5-D. TFLM compares stored values without looking at scales: the caller
+ *  gives the three tensors one quantization (tflm_ops.check_same_quant). */
+fxpq_status fxpq_stock_max_min(int32_t is_max, int32_t element_size, const fxpq_stock_shape *shape1,
+                               const void *input1, const fxpq_stock_shape *shape2,
+                               const void *input2, void *output);
 
 /** MEAN int8/int16 (QuantizedMeanOrSum): the reduced element count folded into the multiplier. */
 typedef struct {

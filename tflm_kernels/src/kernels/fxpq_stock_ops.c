@@ -402,21 +402,22 @@ fxpq_status fxpq_stock_add_prepare(const fxpq_stock_quant *input1, const fxpq_st
     if (input1 == NULL || input2 == NULL || output == NULL || params == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
-    if (!valid_quant(input1, 0) || !valid_quant(input2, 0) || !valid_quant(output, 0)) {
+    if (!valid_quant(input1, 1) || !valid_quant(input2, 1) || !valid_quant(output, 1) ||
+        input1->type != input2->type || input1->type != output->type) {
         return FXPQ_ERR_BAD_PARAM;
     }
-    params->left_shift = 20;
+    params->left_shift = output->type == FXPQ_TFLITE_INT16 ? 15 : 20;
     if (subtract) { /* sub_common.cc computes the ratios in float32 */
         const float twice = 2.0f * (input1->scale > input2->scale ? input1->scale : input2->scale);
         r1 = (double)(input1->scale / twice);
         r2 = (double)(input2->scale / twice);
-        ro = (double)(twice / ((float)(1 << 20) * output->scale));
+        ro = (double)(twice / ((float)(1 << params->left_shift) * output->scale));
     } else { /* add_common.cc in double */
         const double twice =
             2.0 * (double)(input1->scale > input2->scale ? input1->scale : input2->scale);
         r1 = (double)input1->scale / twice;
         r2 = (double)input2->scale / twice;
-        ro = twice / ((double)(1 << 20) * (double)output->scale);
+        ro = twice / ((double)(1 << params->left_shift) * (double)output->scale);
     }
     if ((st = smaller_than_one(r1, &params->input1_multiplier, &params->input1_shift)) != FXPQ_OK ||
         (st = smaller_than_one(r2, &params->input2_multiplier, &params->input2_shift)) != FXPQ_OK ||
@@ -431,17 +432,19 @@ fxpq_status fxpq_stock_add_prepare(const fxpq_stock_quant *input1, const fxpq_st
     params->input2_zero_point = input2->zero_point;
     params->output_zero_point = output->zero_point;
     params->subtract = subtract ? 1 : 0;
+    params->type = output->type;
     return FXPQ_OK;
 }
 
-fxpq_status fxpq_stock_add_s8(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
-                              const int8_t *input1, const fxpq_stock_shape *shape2,
-                              const int8_t *input2, int8_t *output)
+fxpq_status fxpq_stock_add(const fxpq_stock_add_params *params, const fxpq_stock_shape *shape1,
+                           const void *input1, const fxpq_stock_shape *shape2, const void *input2,
+                           void *output)
 {
     stock_broadcast bc;
     int32_t index[FXPQ_STOCK_MAX_RANK] = {0};
     int32_t i, o1 = 0, o2 = 0;
     fxpq_status st;
+    const int wide = params != NULL && params->type == FXPQ_TFLITE_INT16;
     if (params == NULL || input1 == NULL || input2 == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
@@ -449,15 +452,23 @@ fxpq_status fxpq_stock_add_s8(const fxpq_stock_add_params *params, const fxpq_st
         return st;
     }
     for (i = 0; i < bc.count; ++i) {
-        /* |x - zp| <= 255: shifted by 20 it stays inside int32 */
-        const int32_t a = (input1[o1] - params->input1_zero_point) * (1 << params->left_shift);
-        const int32_t b = (input2[o2] - params->input2_zero_point) * (1 << params->left_shift);
+        const int32_t x1 = wide ? ((const int16_t *)input1)[o1] : ((const int8_t *)input1)[o1];
+        const int32_t x2 = wide ? ((const int16_t *)input2)[o2] : ((const int8_t *)input2)[o2];
+        /* |x - zp| * 2^left_shift: inside int32 for int8 (<= 255 * 2^20) and int16 with zero
+           point 0 (<= 2^15 * 2^15); other int16 zero points wrap as TFLM's int32 would */
+        const int32_t a = wrap32((int64_t)(x1 - params->input1_zero_point) * ((int64_t)1 << params->left_shift));
+        const int32_t b = wrap32((int64_t)(x2 - params->input2_zero_point) * ((int64_t)1 << params->left_shift));
         const int32_t sa = mbqm_smaller_than_one(a, params->input1_multiplier, params->input1_shift);
         const int32_t sb = mbqm_smaller_than_one(b, params->input2_multiplier, params->input2_shift);
-        const int32_t raw = params->subtract ? sa - sb : sa + sb;
-        const int32_t y = mbqm_smaller_than_one(raw, params->output_multiplier,
-                                                params->output_shift) + params->output_zero_point;
-        output[i] = (int8_t)clamp32(y, params->activation_min, params->activation_max);
+        const int32_t raw = wrap32(params->subtract ? (int64_t)sa - sb : (int64_t)sa + sb);
+        const int32_t y = clamp32(mbqm_smaller_than_one(raw, params->output_multiplier,
+                                                        params->output_shift) + params->output_zero_point,
+                                  params->activation_min, params->activation_max);
+        if (wide) {
+            ((int16_t *)output)[i] = (int16_t)y;
+        } else {
+            ((int8_t *)output)[i] = (int8_t)y;
+        }
         broadcast_next(&bc, index, &o1, &o2);
     }
     return FXPQ_OK;
@@ -721,9 +732,9 @@ fxpq_status fxpq_stock_hard_swish_s8(const fxpq_stock_hard_swish_params *params,
 
 /* ------------------------------------------------------------------ MAXIMUM / MINIMUM ----- */
 
-fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1,
-                                  const int8_t *input1, const fxpq_stock_shape *shape2,
-                                  const int8_t *input2, int8_t *output)
+fxpq_status fxpq_stock_max_min(int32_t is_max, int32_t element_size, const fxpq_stock_shape *shape1,
+                               const void *input1, const fxpq_stock_shape *shape2,
+                               const void *input2, void *output)
 {
     stock_broadcast bc;
     int32_t index[FXPQ_STOCK_MAX_RANK] = {0};
@@ -732,12 +743,21 @@ fxpq_status fxpq_stock_max_min_s8(int32_t is_max, const fxpq_stock_shape *shape1
     if (input1 == NULL || input2 == NULL || output == NULL) {
         return FXPQ_ERR_NULL_POINTER;
     }
+    if (element_size != 1 && element_size != 2) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
     if ((st = broadcast_init(shape1, shape2, 5, &bc)) != FXPQ_OK) {
         return st;
     }
     for (i = 0; i < bc.count; ++i) {
-        const int8_t a = input1[o1], b = input2[o2];
-        output[i] = is_max ? (a > b ? a : b) : (a < b ? a : b);
+        const int32_t a = element_size == 2 ? ((const int16_t *)input1)[o1] : ((const int8_t *)input1)[o1];
+        const int32_t b = element_size == 2 ? ((const int16_t *)input2)[o2] : ((const int8_t *)input2)[o2];
+        const int32_t y = is_max ? (a > b ? a : b) : (a < b ? a : b);
+        if (element_size == 2) {
+            ((int16_t *)output)[i] = (int16_t)y;
+        } else {
+            ((int8_t *)output)[i] = (int8_t)y;
+        }
         broadcast_next(&bc, index, &o1, &o2);
     }
     return FXPQ_OK;
@@ -1011,6 +1031,84 @@ fxpq_status fxpq_stock_concatenation(int32_t num_inputs, const void *const *inpu
                 store_elem(output, element_size, out_i++, load_elem(inputs[n], element_size, o * run + j));
             }
         }
+    }
+    return FXPQ_OK;
+}
+
+/* ------------------------------------------------------------------ ELU -------------------- */
+
+/* exp(x) for x <= 0 in double, without libm: x = k ln2 + r with |r| <= ln2/2, a degree-17
+ * Taylor polynomial for exp(r) (truncation below 1e-19), then 2^k by exact halvings. Rounded to
+ * float32 this is the correctly rounded expf but where the double result lies within ~1e-16 of a
+ * float32 rounding boundary. */
+static double exp_nonpositive(double x)
+{
+    static const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    double t, r, p;
+    int32_t k, n;
+    if (x < -745.0) {
+        return 0.0;
+    }
+    t = x * 1.44269504088896338700e+00;
+    k = (int32_t)(t - 0.5); /* t <= 0: truncation of t - 0.5 rounds to nearest */
+    r = (x - (double)k * ln2_hi) - (double)k * ln2_lo;
+    p = 1.0;
+    for (n = 17; n >= 1; --n) {
+        p = 1.0 + p * r / (double)n;
+    }
+    for (; k < 0; ++k) {
+        p *= 0.5;
+    }
+    return p;
+}
+
+fxpq_status fxpq_stock_elu_prepare(const fxpq_stock_quant *input, const fxpq_stock_quant *output,
+                                   fxpq_stock_elu_params *params)
+{
+    int32_t v;
+    float inverse_scale;
+    if (input == NULL || output == NULL || params == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (!valid_quant(input, 0) || !valid_quant(output, 0)) {
+        return FXPQ_ERR_BAD_PARAM;
+    }
+    inverse_scale = 1.0f / output->scale;
+    for (v = -128; v <= 127; ++v) { /* elu.cc PopulateLookupTable, every step in float32 */
+        const float dequantized = input->scale * (float)(v - input->zero_point);
+        const float transformed =
+            dequantized < 0.0f ? (float)exp_nonpositive((double)dequantized) - 1.0f : dequantized;
+        const float product = transformed * inverse_scale;
+        const double magnitude = product < 0.0f ? -(double)product : (double)product;
+        float rescaled, quantized;
+        int32_t q;
+        if (!(magnitude < 2147483648.0)) {
+            return FXPQ_ERR_BAD_PARAM; /* TFLM's float -> int32 conversion would be undefined */
+        }
+        rescaled = (float)(int64_t)(magnitude + 0.5); /* TfLiteRound: half away from zero */
+        rescaled = product < 0.0f ? -rescaled : rescaled;
+        quantized = rescaled + (float)output->zero_point;
+        if (!(quantized < 2147483648.0f && quantized > -2147483648.0f)) {
+            return FXPQ_ERR_BAD_PARAM;
+        }
+        q = (int32_t)quantized; /* truncation toward zero, as static_cast<int32_t> */
+        params->table[v + 128] = (int8_t)clamp32(q, -128, 127);
+    }
+    return FXPQ_OK;
+}
+
+fxpq_status fxpq_stock_elu_s8(const fxpq_stock_elu_params *params, int32_t size, const int8_t *input,
+                              int8_t *output)
+{
+    int32_t i;
+    if (params == NULL || input == NULL || output == NULL) {
+        return FXPQ_ERR_NULL_POINTER;
+    }
+    if (size < 0) {
+        return FXPQ_ERR_BAD_DIMS;
+    }
+    for (i = 0; i < size; ++i) {
+        output[i] = params->table[input[i] + 128];
     }
     return FXPQ_OK;
 }
