@@ -31,7 +31,13 @@ import numpy as np
 
 from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range
 from .keras_model import WEIGHTED, CNode, channels, quantized_output
-from .stock_layers import FIXED_OUTPUT_FORMATS, STOCK_BITS, STOCK_KINDS, STOCK_SAME_FORMAT
+from .stock_layers import (
+    FIXED_OUTPUT_FORMATS,
+    STOCK_BITS,
+    STOCK_KINDS,
+    STOCK_MAX_OUT_FRAC_ABOVE_INPUT,
+    STOCK_SAME_FORMAT,
+)
 
 POLICY_VERSION = 1
 DATA_STRUCTURES = ("weights", "bias", "output")
@@ -251,6 +257,10 @@ class Policy:
                     _cap_bits(out, STOCK_BITS)
             for name in layer["inputs"]:
                 _cap_bits(self._producer(name), STOCK_BITS)
+            fracs = [self._producer(name).frac for name in layer["inputs"]]
+            cap = STOCK_MAX_OUT_FRAC_ABOVE_INPUT.get(layer["kind"])
+            if cap is not None and out is not None:  # where TFLM's Prepare refuses a finer output
+                out.frac = min(out.frac, min(min(f) if isinstance(f, tuple) else f for f in fracs) + cap)
             if layer["kind"] in STOCK_SAME_FORMAT:  # compares stored values: one format for all
                 first = self._producer(layer["inputs"][0])
                 for name in layer["inputs"][1:]:

@@ -11,6 +11,8 @@ model, lowering, writer, reader) asks it.
   scale 1/256 with zero point -128, i.e. the unsigned format u8.8; TANH writes s8.7).
 - Inputs are at most 8 bits (an int8 container) and signed unless a stock op produced them
   (our kernels store an unsigned format as uint8, which no stock int8 kernel reads).
+- HARD_SWISH and SUB refuse an output frac too far above the input's
+  (STOCK_MAX_OUT_FRAC_ABOVE_INPUT): the policy lowers it there.
 - MAXIMUM and MINIMUM compare stored values: their inputs and output share one format (the
   policy ties the second input's producer to the first's, `Policy.constrain_stock`).
 - A stock output stored with zero point -128 that one of our kernels (or the model output) reads
@@ -42,6 +44,10 @@ STOCK_PASS_THROUGH = STOCK_SAME_FORMAT + STOCK_MOVE
 #: kind -> (bits, frac, signed) TFLM's int8 kernel insists on for the output
 FIXED_OUTPUT_FORMATS = {k: (f.bits, f.frac, f.signed) for k, f in STOCK_FIXED_FORMATS.items()}
 STOCK_BITS = 8
+#: kind -> how far the output frac may exceed the (smallest) input frac before TFLM's Prepare
+#: refuses: HARD_SWISH needs output scale > input scale / 128; SUB's output multiplier
+#: 2 max(s_in) / (2^20 s_out) must stay below 1 (docs/numerics.md section 11)
+STOCK_MAX_OUT_FRAC_ABOVE_INPUT = {"hard_swish": 6, "sub": 18}
 
 
 def hard_swish(x: Any) -> Any:
@@ -77,6 +83,8 @@ def stock_kind_of(layer: keras.layers.Layer) -> tuple[str, dict[str, Any]] | Non
             return kind, {}
     if isinstance(layer, keras.layers.Activation):
         act = layer.get_config()["activation"]
+        if isinstance(act, dict):  # a serialized function: {"class_name": "function", "config": name, ...}
+            act = act.get("config")
         act = act if isinstance(act, str) else getattr(act, "__name__", str(act))
         for kind, name in _ACTIVATION.items():
             if act == name:

@@ -16,6 +16,7 @@ from fxpq_keras.flatbuffer import read_tflite
 from fxpq_keras.flatbuffer.errors import ExportError
 from fxpq_keras.formats import Format
 from fxpq_keras.integer_graph import IntegerGraph, Node, TensorSpec
+from fxpq_keras.stock_layers import hard_swish
 
 L = keras.layers
 
@@ -27,8 +28,8 @@ def _digits(n: int = 600) -> np.ndarray:
 
 
 def _se_model(seed: int = 0) -> keras.Model:
-    """A squeeze-and-excitation block, tanh, hard-swish, upsampling and a transpose: every stock
-    kind stock_layers.py lists, with fxp convs between."""
+    """A squeeze-and-excitation block, tanh, subtract, hard-swish, maximum, upsampling and a
+    transpose: the stock kinds of stock_layers.py (ELU aside), with fxp convs between."""
     keras.utils.set_random_seed(seed)
     inp = keras.Input((8, 8, 1))
     h = L.Conv2D(8, 3, padding="same", activation="relu")(inp)
@@ -41,13 +42,20 @@ def _se_model(seed: int = 0) -> keras.Model:
     h = L.Activation("tanh")(h)
     d = L.Conv2D(8, 1)(h)
     h = L.Subtract()([h, d])
+    h = L.Activation(hard_swish)(h)
+    h = L.Maximum()([h, L.Conv2D(8, 1)(h)])
     h = L.MaxPooling2D(2)(h)
     h = L.UpSampling2D(2)(h)
     h = L.Permute((2, 1, 3))(h)
     h = L.Conv2D(4, 3, strides=2)(h)
     f = L.Flatten()(h)
     out = L.Dense(10)(f)
-    return keras.Model(inp, out)
+    model = keras.Model(inp, out)
+    from sklearn.datasets import load_digits
+
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(_digits(1000), load_digits().target[:1000], epochs=4, batch_size=64, verbose=0)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +74,7 @@ def test_stock_layers_become_builtin_ops_in_the_fxp_file(hybrid):
     _, _, _, _, path = hybrid
     _, info = read_tflite(path)
     assert info.target == "fxp"
-    for op in ("MUL", "SUB", "LOGISTIC", "TANH", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE"):
+    for op in ("MUL", "SUB", "LOGISTIC", "TANH", "HARD_SWISH", "MAXIMUM", "RESIZE_NEAREST_NEIGHBOR", "TRANSPOSE"):
         assert op in info.op_types, op
     assert "FXP_CONV_2D" in info.op_types
 

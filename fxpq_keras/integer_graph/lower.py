@@ -125,7 +125,7 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
         elif n.kind == "upsample_nearest":
             node.attrs["size"] = tuple(int(v) for v in n.config["size"])
         elif n.kind == "transpose":
-            node.attrs["perm"] = (0,) + tuple(int(p) for p in n.config["perm"])
+            node.attrs["perm"] = tuple(int(p) for p in n.config["perm"])  # batch axis 0 included
         tensors[n.name] = TensorSpec(n.name, shape, fmt)
         produced[n.name] = n.name
         by_output[n.name] = node

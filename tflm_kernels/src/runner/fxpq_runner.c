@@ -40,7 +40,7 @@ enum {
 enum {
     FX_KIND_RESHAPE = FXPQ_OP_COUNT, FX_KIND_MUL, FX_KIND_SUB, FX_KIND_LOGISTIC, FX_KIND_TANH,
     FX_KIND_HARD_SWISH, FX_KIND_RESIZE_NEAREST, FX_KIND_TRANSPOSE, FX_KIND_STOCK_QUANTIZE,
-    FX_KIND_END
+    FX_KIND_MAXIMUM, FX_KIND_MINIMUM, FX_KIND_END
 };
 /* builtin code, runner kind and name of each builtin op the runner executes */
 static const struct {
@@ -50,7 +50,8 @@ static const struct {
     {22, FX_KIND_RESHAPE, "RESHAPE"}, {18, FX_KIND_MUL, "MUL"}, {41, FX_KIND_SUB, "SUB"},
     {14, FX_KIND_LOGISTIC, "LOGISTIC"}, {28, FX_KIND_TANH, "TANH"},
     {117, FX_KIND_HARD_SWISH, "HARD_SWISH"}, {97, FX_KIND_RESIZE_NEAREST, "RESIZE_NEAREST_NEIGHBOR"},
-    {39, FX_KIND_TRANSPOSE, "TRANSPOSE"}, {114, FX_KIND_STOCK_QUANTIZE, "QUANTIZE"}};
+    {39, FX_KIND_TRANSPOSE, "TRANSPOSE"}, {114, FX_KIND_STOCK_QUANTIZE, "QUANTIZE"},
+    {55, FX_KIND_MAXIMUM, "MAXIMUM"}, {57, FX_KIND_MINIMUM, "MINIMUM"}};
 #define FX_NUM_BUILTINS ((int32_t)(sizeof(fx_builtins) / sizeof(fx_builtins[0])))
 
 static const char *fx_kind_name(int32_t kind)
@@ -702,7 +703,7 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     }
     p->in_fmt[0] = in0->format;
     p->size = out->elements;
-    if (kind == FX_KIND_MUL || kind == FX_KIND_SUB) {
+    if (kind == FX_KIND_MUL || kind == FX_KIND_SUB || kind == FX_KIND_MAXIMUM || kind == FX_KIND_MINIMUM) {
         fx_tensor in1;
         fxfb_table options;
         uint64_t activation = 0;
@@ -731,6 +732,14 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
         fx_stock_shape(in0, &p->p.bin.a);
         fx_stock_shape(&in1, &p->p.bin.b);
         q1 = fx_stock_quant(&in1);
+        if (kind == FX_KIND_MAXIMUM || kind == FX_KIND_MINIMUM) {
+            /* TFLM compares stored values: one quantization for the three tensors (format.md 8) */
+            if (q1.scale != qi.scale || q1.zero_point != qi.zero_point || qo.scale != qi.scale
+                || qo.zero_point != qi.zero_point || activation != 0 || out->rank > 5) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "inputs and output need one format, no activation, rank <= 5");
+            }
+            return FXPQ_RUNNER_OK;
+        }
         ks = kind == FX_KIND_MUL
                  ? fxpq_stock_mul_prepare(&qi, &q1, &qo, (int32_t)activation, &p->p.bin.q.mul)
                  : fxpq_stock_add_prepare(&qi, &q1, &qo, (int32_t)activation, 1, &p->p.bin.q.add);
@@ -1549,8 +1558,12 @@ fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
             ks = fxpq_stock_mul(&p->p.bin.q.mul, &p->p.bin.a, in0, &p->p.bin.b, base + p->in_off[1], out);
             break;
         case FX_KIND_SUB:
-            ks = fxpq_stock_add_s8(&p->p.bin.q.add, &p->p.bin.a, (const int8_t *)in0, &p->p.bin.b,
-                                   (const int8_t *)(base + p->in_off[1]), (int8_t *)out);
+            ks = fxpq_stock_add(&p->p.bin.q.add, &p->p.bin.a, in0, &p->p.bin.b, base + p->in_off[1], out);
+            break;
+        case FX_KIND_MAXIMUM:
+        case FX_KIND_MINIMUM:
+            ks = fxpq_stock_max_min(p->kind == FX_KIND_MAXIMUM, 1, &p->p.bin.a, in0, &p->p.bin.b,
+                                    base + p->in_off[1], out);
             break;
         case FX_KIND_LOGISTIC:
             ks = fxpq_stock_logistic_s8(&p->p.sig, p->size, (const int8_t *)in0, (int8_t *)out);
