@@ -33,11 +33,8 @@ def policy_table(policy: Policy) -> str:
 def device_table(result: Any) -> str:
     """Markdown: the device accounting of the result's fxp file (fxpq_keras.memory), names as in
     `fxpq inspect --json`: what the chip holds, next to the paper's bit count above it."""
-    from .flatbuffer import export_tflite
-    from .flatbuffer.memory import file_memory
-
     float_input = bool(getattr(result.options, "float_input", True))
-    d = file_memory(export_tflite(result.model, float_input=float_input)).to_dict()
+    d = result.device_memory.to_dict()  # the same figures as the summary and `fxpq inspect`
     lines = [f"| device (fxp .tflite, {'float32' if float_input else 'integer'} input) | bytes |", "|---|---:|"]
     lines += [f"| {k} | {v:,} |" for k, v in d.items()]
     return "\n".join(lines)

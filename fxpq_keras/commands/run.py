@@ -11,7 +11,7 @@ from . import load_array, parent_dir_exists, require_file
 ENGINE_HELP = ("reference: the numpy integer reference (the contract); tflm: the real TFLM interpreter "
                "(int8-builtin files only); host: the C kernels on this machine; qemu-m4 / qemu-m7: the C "
                "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm); "
-               "they also print instructions per inference (mean/min/max, QEMU -icount) and the arena bytes; "
+               "they also print instructions per inference (mean/min/max, QEMU -icount) and runner_arena_bytes; "
 
                "tflm-host / tflm-m4 / tflm-m7: fxp and int8-builtin files inside real TFLM built from TFLM_DIR "
                "(M4/M7 with CMSIS-NN; tflm-m4-ref / tflm-m7-ref with TFLM's reference kernels; docs/tflm.md)")
@@ -78,5 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"instructions per inference ({cpu}, {measured['inferences']} inferences): "
               f"mean {measured['instructions_mean']:,.0f}, min {measured['instructions_min']:,}, "
               f"max {measured['instructions_max']:,}")
-        print(f"arena bytes: {measured['arena_bytes']:,}")
+        print(f"runner_arena_bytes {measured['runner_arena_bytes']:,} (the C runner's arena on the {cpu}: "
+              f"runner_planned_bytes {measured['runner_planned_bytes']:,} for tensors and scratch, the rest per-op "
+              "records; TFLM's arena is ram_bytes in `fxpq inspect`)")
     return 0

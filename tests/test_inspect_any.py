@@ -1,0 +1,124 @@
+"""`fxpq inspect` reads any .tflite (fxpq files and TFLiteConverter's int8, int16x8 and float files)
+without importing TensorFlow, and names every memory figure as docs/format.md section 10 does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_export_graphs import cnn_graph
+
+from fxpq_keras.flatbuffer import ExportError, export_tflite
+from fxpq_keras.flatbuffer.inspect import format_report, inspect_tflite
+from fxpq_keras.flatbuffer.memory import file_memory
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _converted(kind: str) -> bytes:
+    """A TFLiteConverter file of a small DS-CNN-like model: float, int8, or int16 activations x int8 weights."""
+    import tensorflow as tf
+
+    from fxpq_keras._tf import keras
+
+    L = keras.layers
+    inp = keras.Input((12, 10, 1))
+    x = L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = L.Conv2D(12, 1, activation="relu")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, L.Dense(5, activation="softmax")(x))
+    xs = np.random.default_rng(0).uniform(0, 1, (8, 12, 10, 1)).astype(np.float32)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if kind != "float":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([s[None]] for s in xs)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if kind == "int8" else
+                                          tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8 if kind == "int8" else tf.int16
+    return conv.convert()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("inspect")
+    out = {}
+    for kind in ("int8", "int16x8", "float"):
+        out[kind] = root / f"{kind}.tflite"
+        out[kind].write_bytes(_converted(kind))
+    out["fxp"] = root / "fxp.tflite"
+    export_tflite(cnn_graph(0)[0], out["fxp"])
+    out["int8-builtin"] = root / "builtin.tflite"
+    for seed in range(16):  # some random graphs do not fit stock int8 (docs/format.md section 7)
+        try:
+            export_tflite(cnn_graph(seed, int8=True)[0], out["int8-builtin"], target="int8-builtin")
+            break
+        except ExportError:
+            continue
+    return out
+
+
+@pytest.mark.parametrize("kind, act", [("int8", "int8"), ("int16x8", "int16"), ("float", "float32")])
+def test_stock_files_get_the_table_and_the_device_figures(files, kind, act):
+    """A TFLiteConverter file used to fail with 'not an fxpq file'."""
+    report = inspect_tflite(files[kind])
+    data = files[kind].read_bytes()
+    assert report["target"].startswith("tflite") and act in report["activation_types"]
+    ops = [r["op"] for r in report["layers"]]
+    assert {"conv_2d", "depthwise_conv_2d", "fully_connected"} <= set(ops)
+    conv = next(r for r in report["layers"] if r["op"] == "conv_2d")
+    # the stem: 6x5 outputs x 8 channels, 3x3x1 terms each; int8 weights: one byte per weight, int32 biases
+    assert conv["macs"] == 6 * 5 * 8 * 9 and conv["output_shape"] == [6, 5, 8]
+    assert conv["weight_bytes"] == 8 * 9 * (4 if kind == "float" else 1) and conv["bias_bytes"] == 8 * (
+        8 if kind == "int16x8" else 4)
+    assert conv["output_bytes"] == 6 * 5 * 8 * {"int8": 1, "int16": 2, "float32": 4}[act]
+    assert conv["output"].startswith(act)
+    totals = report["totals"]
+    assert totals["flash_bytes"] == totals["file_bytes"] == len(data)
+    assert totals == {**totals, **file_memory(data).to_dict()}  # one accounting: the file's
+    assert totals["macs"] == sum(r.get("macs", 0) for r in report["layers"])
+    text = format_report(report)
+    assert f"flash_bytes {len(data):,}" in text and f"ram_bytes {totals['ram_bytes']:,}" in text
+    assert "TFLM arena_used_bytes" in text and "?" not in text
+    assert "conv_2d" in text and "paper:" not in text  # no bit formats to count in a stock file
+
+
+def test_fxpq_files_keep_formats_and_gain_macs(files):
+    for kind in ("fxp", "int8-builtin"):
+        report = inspect_tflite(files[kind])
+        assert report["target"] == kind and "total_bits" in report["totals"]
+        weighted = [r for r in report["layers"] if "weight_bytes" in r]
+        assert weighted and all(r["macs"] > 0 for r in weighted)
+        assert all(r["output_bytes"] > 0 for r in report["layers"])
+        assert report["totals"]["flash_bytes"] == files[kind].stat().st_size
+
+
+def _cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
+    code = ("import sys, time; t = time.perf_counter(); from fxpq_keras.cli import main; rc = main(sys.argv[1:]); "
+            "print('SECONDS', time.perf_counter() - t, file=sys.stderr); "
+            "print('HEAVY', sorted(m for m in ('tensorflow', 'keras', 'tf_keras', 'tensorflow_model_optimization') "
+            "if m in sys.modules), file=sys.stderr); sys.exit(rc)")
+    t = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    return proc, time.perf_counter() - t
+
+
+@pytest.mark.parametrize("kind", ["int8", "int16x8", "float", "fxp"])
+def test_inspect_cli_does_not_import_tensorflow(files, kind):
+    """`fxpq inspect` took 12-13 s importing TensorFlow (flatbuffer.memory -> memory -> policy -> keras_model)."""
+    proc, seconds = _cli("inspect", str(files[kind]), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["totals"]["flash_bytes"] == files[kind].stat().st_size
+    # the time as a ratio to a bare interpreter importing numpy + flatbuffers in the same run (TF alone is ~10x)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import numpy, flatbuffers"], check=True)
+    base = time.perf_counter() - t
+    assert seconds < 6 * base + 0.5, (seconds, base)
