@@ -4,6 +4,7 @@ declarations they use (tflm_kernels/tflm/test_stubs; not TFLM code)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,7 +12,10 @@ from pathlib import Path
 import pytest
 from test_export_graphs import cnn_graph
 
-from fxpq_keras.flatbuffer import export_c_array, export_tflite
+from fxpq_keras.flatbuffer import ExportError, export_c_array, export_tflite
+from fxpq_keras.flatbuffer.memory import file_memory
+from fxpq_keras.kernels.package import ARENA_MARGIN_BYTES, write_package
+from fxpq_keras.kernels.tflm_engines import model_ops
 
 KERNELS = Path(__file__).resolve().parents[1] / "tflm_kernels"
 STUBS = KERNELS / "tflm" / "test_stubs"
@@ -50,3 +54,100 @@ def test_c_array_header_compiles_as_c_and_cpp(model_file, tmp_path, compiler, st
                    "int first_byte(void);\n"
                    "int first_byte(void) { return (int)model_data[0] + (int)(model_data_len & 1u); }\n")
     _compile(compiler, std, extra, src, tmp_path / "use.o", [tmp_path])
+
+
+# -- the deployable package (fxpq export --package) ----------------------------------------------
+@pytest.fixture(scope="module")
+def packages(tmp_path_factory) -> dict[str, tuple[Path, Path]]:
+    """{kind: (.tflite, package)} for an fxp file and an int8-builtin (stock ops only) file."""
+    root = tmp_path_factory.mktemp("packages")
+    out = {}
+    graph, x = cnn_graph(1)
+    export_tflite(graph, root / "fxp.tflite")
+    out["fxp"] = (root / "fxp.tflite", write_package(root / "fxp.tflite", root / "fxp", sample=x[0]))
+    for seed in range(16):  # a graph that fits stock int8 (docs/format.md section 7)
+        try:
+            export_tflite(cnn_graph(seed, int8=True)[0], root / "int8.tflite", target="int8-builtin")
+            break
+        except ExportError:
+            continue
+    out["int8-builtin"] = (root / "int8.tflite", write_package(root / "int8.tflite", root / "int8"))
+    return out
+
+
+def test_package_holds_exactly_the_models_ops_and_its_arena(packages):
+    for kind, (model, pkg) in packages.items():
+        data = model.read_bytes()
+        ops = model_ops(data)
+        source = (pkg / "fxpq_model_ops.cc").read_text()
+        assert len(re.findall(r"r\.Add\w+\(", source)) == len(ops)
+        assert f"kFxpqModelOpCount = {len(ops)};" in (pkg / "fxpq_model_ops.h").read_text()
+        for op in ops:
+            assert (f'AddCustom("{op}"' if op.startswith("FXP_") else f"r.Add{_camel(op)}()") in source
+        config = (pkg / "fxpq_model_config.h").read_text()
+        ram = file_memory(data).ram_bytes
+        arena = int(re.search(r"#define FXPQ_MODEL_ARENA_BYTES (\d+)u\n#endif", config).group(1))
+        assert f"#define FXPQ_MODEL_RAM_BYTES {ram}u" in config and ram + ARENA_MARGIN_BYTES <= arena
+        assert f"#define FXPQ_MODEL_FLASH_BYTES {len(data)}u" in config
+        array = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", (pkg / "fxpq_model_data.cc").read_text()))
+        assert array == data
+        has_fxp = any(op.startswith("FXP_") for op in ops)
+        assert (pkg / "fxpq" / "tflm" / "fxpq_tflm_ops.cc").exists() == has_fxp == (kind == "fxp")
+        for name in ("CMakeLists.txt", "fxpq_model.mk", "main.cc", "fxpq_model_sample.h"):
+            assert (pkg / name).stat().st_mode & 0o777 == 0o644
+
+
+def _camel(op: str) -> str:
+    """TFLM's method names, spelled out: the stub declares each, so a wrong spelling fails to compile."""
+    return {"CONV_2D": "Conv2D", "DEPTHWISE_CONV_2D": "DepthwiseConv2D", "FULLY_CONNECTED": "FullyConnected",
+            "MAX_POOL_2D": "MaxPool2D", "AVERAGE_POOL_2D": "AveragePool2D", "SOFTMAX": "Softmax",
+            "RESHAPE": "Reshape", "ADD": "Add", "QUANTIZE": "Quantize", "DEQUANTIZE": "Dequantize", "MEAN": "Mean",
+            "PAD": "Pad", "CONCATENATION": "Concatenation", "LEAKY_RELU": "LeakyRelu"}[op]
+
+
+@pytest.mark.parametrize("kind", ["fxp", "int8-builtin"])
+@pytest.mark.parametrize("compiler, std, extra", C_BUILDS + CXX_BUILDS)
+def test_package_array_compiles_as_c_and_cpp(packages, tmp_path, kind, compiler, std, extra):
+    pkg = packages[kind][1]
+    _compile(compiler, std, extra, pkg / "fxpq_model_data.cc", tmp_path / "data.o", [pkg])
+
+
+@pytest.mark.parametrize("kind", ["fxp", "int8-builtin"])
+@pytest.mark.parametrize("compiler, std, extra", CXX_BUILDS)
+def test_package_resolver_and_main_compile_as_cpp(packages, tmp_path, kind, compiler, std, extra):
+    """The generated resolver and main.cc against the compile-check stub of TFLM's declarations."""
+    pkg = packages[kind][1]
+    includes = [pkg, pkg / "fxpq" / "tflm", pkg / "fxpq" / "include", STUBS]
+    for src in ("fxpq_model_ops.cc", "main.cc"):
+        _compile(compiler, std, [*extra, "-fno-rtti", "-fno-exceptions"], pkg / src, tmp_path / f"{src}.o", includes)
+
+
+def test_package_cmake_builds_the_library(packages, tmp_path):
+    """The package's CMakeLists.txt configures and builds `fxpq_model` (kernels, glue, array, resolver)."""
+    if shutil.which("cmake") is None or shutil.which("g++") is None:
+        pytest.skip("cmake or g++ missing")
+    pkg = packages["fxp"][1]
+    build = tmp_path / "build"
+    proc = subprocess.run(["cmake", "-S", str(pkg), "-B", str(build), f"-DTFLM_INCLUDE_DIRS={STUBS}",
+                           "-DTFLM_CXX_FLAGS=-Wall;-Wextra;-Werror;-fno-rtti", "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run(["cmake", "--build", str(build), "-j", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lib = build / "libfxpq_model.a"
+    symbols = subprocess.run(["nm", "-C", str(lib)], capture_output=True, text=True).stdout
+    for symbol in ("fxpq_model_data", "FxpqModelAddOps", "fxpq::Register_FXP_CONV_2D", "fxpq_conv2d"):
+        assert symbol in symbols, symbol
+
+
+def test_package_makefile_fragment_lists_the_sources(packages, tmp_path):
+    pkg = packages["fxp"][1]
+    (tmp_path / "Makefile").write_text(f"FXPQ_MODEL_DIR := {pkg}\ninclude $(FXPQ_MODEL_DIR)/fxpq_model.mk\n"
+                                       "show:\n\t@echo $(FXPQ_MODEL_C_SRCS) '|' $(FXPQ_MODEL_CC_SRCS) '|' "
+                                       "$(FXPQ_MODEL_INCLUDES)\n")
+    out = subprocess.run(["make", "-s", "-C", str(tmp_path), "show"], capture_output=True, text=True, check=True).stdout
+    c_srcs, cc_srcs, includes = (part.split() for part in out.split("|"))
+    assert {Path(p).name for p in c_srcs} == {p.name for p in (KERNELS / "src" / "kernels").glob("*.c")} | {
+        p.name for p in (KERNELS / "src" / "options").glob("*.c")}
+    assert {Path(p).name for p in cc_srcs} == {"fxpq_model_data.cc", "fxpq_model_ops.cc", "fxpq_tflm_ops.cc"}
+    assert f"-I{pkg}" in includes
