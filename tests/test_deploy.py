@@ -9,12 +9,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_export_graphs import cnn_graph
 
 from fxpq_keras.flatbuffer import ExportError, export_c_array, export_tflite
 from fxpq_keras.flatbuffer.memory import file_memory
-from fxpq_keras.kernels.package import ARENA_MARGIN_BYTES, write_package
+from fxpq_keras.formats import quantize
+from fxpq_keras.kernels.package import ARENA_MARGIN_BYTES, input_sample_bytes, write_package
 from fxpq_keras.kernels.tflm_engines import model_ops
 
 KERNELS = Path(__file__).resolve().parents[1] / "tflm_kernels"
@@ -151,3 +153,128 @@ def test_package_makefile_fragment_lists_the_sources(packages, tmp_path):
         p.name for p in (KERNELS / "src" / "options").glob("*.c")}
     assert {Path(p).name for p in cc_srcs} == {"fxpq_model_data.cc", "fxpq_model_ops.cc", "fxpq_tflm_ops.cc"}
     assert f"-I{pkg}" in includes
+
+
+def test_deploy_cli_writes_a_package_and_refuses_bad_input(packages, tmp_path, capsys):
+    from fxpq_keras.cli import main
+
+    model = packages["int8-builtin"][0]
+    assert main(["deploy", str(model), "--package", str(tmp_path / "pkg")]) == 0
+    assert (tmp_path / "pkg" / "fxpq_model_ops.cc").exists() and "wrote" in capsys.readouterr().out
+    assert main(["--quiet", "deploy", str(model), "--package", str(tmp_path / "pkg")]) == 0  # replaced whole
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    np.save(tmp_path / "short.npy", np.zeros((2, 7), np.float32))
+    cases = [
+        (["deploy", str(model), "--package", str(tmp_path / "other")], "not an fxpq package"),
+        (["deploy", str(model), "--package", str(tmp_path / "nowhere" / "pkg")], "folder of the package does not"),
+        (["deploy", str(tmp_path / "other" / "notes.txt"), "--package", str(tmp_path / "p2")],
+         "to be a TFLite flatbuffer"),
+        (["deploy", str(model), "--package", str(tmp_path / "p3"), "--sample", str(tmp_path / "short.npy")],
+         "the sample has 14 values, the model input"),
+        (["deploy", str(model)], "--package DIR is required"),
+    ]
+    for argv, fragment in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and fragment in err[0], (argv, err)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    assert not any((tmp_path / n).exists() for n in ("p2", "p3")) and not list(tmp_path.glob(".fxpq-package-*"))
+
+
+def test_package_sample_is_the_input_as_stored(packages):
+    """A float sample of an integer-input file is quantized as TFLite does (scale, zero point, round half up)."""
+    from fxpq_keras.flatbuffer import Interpreter
+
+    model = packages["int8-builtin"][0]
+    data = model.read_bytes()
+    interp = Interpreter(model)
+    shape = interp.graph.tensors[interp.graph.input].shape
+    x = np.random.default_rng(0).uniform(-1, 1, (3, *shape)).astype(np.float32)
+    raw = np.frombuffer(input_sample_bytes(data, x), np.int8 if not interp.info.float_input else np.float32)
+    if interp.info.float_input:
+        np.testing.assert_array_equal(raw, x[0].reshape(-1))
+    else:
+        fmt = interp.graph.tensors[interp.graph.input].fmt
+        np.testing.assert_array_equal(raw, quantize(x[0], fmt).reshape(-1))
+
+
+ARM_GCC = ["arm-none-eabi-gcc", "-std=c99", *WARN, *ARM, "-O2"]
+
+
+def test_package_qemu_board_compiles_for_cortex_m4(packages, tmp_path):
+    """The QEMU Cortex-M4 board files (start-up, hooks) compile for the M4 as C99."""
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc missing")
+    board = packages["fxp"][1] / "boards" / "qemu_mps2_an386"
+    assert (board / "mps2_an386.ld").exists()
+    for src in ("board.c", "startup.c"):
+        proc = subprocess.run([*ARM_GCC, "-Wmissing-prototypes", f"-I{board}", "-c", str(board / src), "-o",
+                               str(tmp_path / f"{src}.o")], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+def _flags(flags_mk: Path) -> dict[str, str]:
+    """`NAME := value` lines of a TFLM library's flags.mk (fxpq_keras.kernels.tflm.build_library)."""
+    return dict(line.split(" := ", 1) for line in flags_mk.read_text().splitlines() if " := " in line)
+
+
+def _stored_output(model: Path, sample: np.ndarray | None) -> bytes:
+    """The numpy reference's output bytes for the package's sample, as the output tensor stores them."""
+    from fxpq_keras.flatbuffer import Interpreter
+
+    interp = Interpreter(model)
+    spec = interp.graph.tensors[interp.graph.input]
+    raw = np.frombuffer(input_sample_bytes(model.read_bytes(), sample),
+                        np.float32 if spec.fmt is None else spec.fmt.storage_dtype).reshape(1, *spec.shape)
+    out = interp.predict(raw, raw=True)
+    out = out[0] if isinstance(out, list) else out
+    name = interp.graph.outputs[0]
+    fmt = interp.graph.tensors[name].fmt
+    stored = out[0] + interp.info.zero_points.get(name, 0)
+    dtype = np.int8 if interp.info.zero_points.get(name) else (np.float32 if fmt is None else fmt.storage_dtype)
+    return np.asarray(stored, dtype).tobytes()
+
+
+@pytest.mark.parametrize("kind", ["fxp", "int8-builtin"])
+def test_package_runs_bit_exact_on_qemu_m4_under_real_tflm(packages, tmp_path, kind):
+    """With TFLM_DIR: the package builds from its own CMakeLists.txt against TFLM (CMSIS-NN, Cortex-M4),
+    runs on QEMU mps2-an386, and prints the numpy reference's output bytes, its top class, an
+    arena_used_bytes equal to the modelled ram_bytes, and an instruction count."""
+    from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, build_library, tflm_available
+
+    if not tflm_available():
+        pytest.skip(f"needs a TFLM tree: {HOW_TO_ENABLE}")
+    missing = [t for t in ("cmake", "arm-none-eabi-g++", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing {missing}")
+    model, pkg = packages[kind]
+    flags = _flags(build_library("m4-cmsis", log=lambda *_: None).flags_mk)
+    cxxflags = [f for f in flags["TFLM_CXXFLAGS"].split() if not f.startswith(("-Werror", "-std="))]
+    tokens = flags["TFLM_INCLUDES"].split()
+    includes = [tokens[i + 1] for i, t in enumerate(tokens) if t == "-isystem"] + \
+        [t[2:] for t in tokens if t.startswith("-I")]
+    arch = " ".join(ARM + ["-O2"])
+    build = tmp_path / "build"
+    configure = ["cmake", "-S", str(pkg), "-B", str(build), "-DCMAKE_SYSTEM_NAME=Generic",
+                 "-DCMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY", "-DCMAKE_C_COMPILER=arm-none-eabi-gcc",
+                 f"-DCMAKE_CXX_COMPILER={flags['TFLM_CXX']}", f"-DCMAKE_C_FLAGS={arch}", f"-DCMAKE_CXX_FLAGS={arch}",
+                 f"-DTFLM_INCLUDE_DIRS={';'.join(includes)}", f"-DTFLM_CXX_FLAGS={';'.join(cxxflags)}",
+                 f"-DTFLM_LIBRARY={flags['TFLM_LIB']}", "-DFXPQ_BOARD=qemu_mps2_an386"]
+    for cmd in (configure, ["cmake", "--build", str(build), "-j", "2"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
+                           "enable=on,target=native", "-icount", "shift=0", "-kernel", str(build / "fxpq_model_main")],
+                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = {line.split(" ", 2)[1]: line for line in proc.stdout.splitlines() if line.startswith("fxpq: ")}
+    want = _stored_output(model, _sample(packages, kind))
+    assert bytes(int(v, 16) for v in lines["output"].split()[2:]) == want
+    used = int(re.search(r"arena_used_bytes (\d+)", lines["arena_used_bytes"]).group(1))
+    assert used == file_memory(model.read_bytes()).ram_bytes
+    assert int(lines["cycles"].split()[2]) > 1000
+
+
+def _sample(packages, kind: str) -> np.ndarray | None:
+    return cnn_graph(1)[1][0] if kind == "fxp" else None

@@ -5,8 +5,9 @@ with exactly the model's operators (`fxpq_model_ops.{h,cc}`: FXP_* custom ops th
 stock builtins through TFLM's `Add*` methods), the arena size (`fxpq_model_config.h`: TFLM's arena
 as fxpq_keras.tflm_arena models it, plus the documented margin), one input sample
 (`fxpq_model_sample.h`), for files with FXP_* ops the fxpq kernels, options reader and TFLM glue
-(`fxpq/`), a `CMakeLists.txt`, a Makefile fragment (`fxpq_model.mk`) and a `main.cc` that runs one
-inference and prints the top class, the arena TFLM used and the cycles.
+(`fxpq/`), a `CMakeLists.txt`, a Makefile fragment (`fxpq_model.mk`), a `main.cc` that runs one
+inference and prints the top class, the arena TFLM used and the cycles, and the board files of
+QEMU's Cortex-M4 (`boards/qemu_mps2_an386/`: start-up, linker script, semihosting and cycle hooks).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..flatbuffer.schema import schema as S
 from .runner import KERNELS_DIR
 from .tflm_engines import _add_call, model_ops
 
-__all__ = ["ARENA_MARGIN_BYTES", "arena_bytes", "input_sample_bytes", "write_package"]
+__all__ = ["ARENA_MARGIN_BYTES", "arena_bytes", "check_package_dir", "input_sample_bytes", "write_package"]
 
 # Added to the modelled arena: TFLM versions other than the one fxpq_keras.tflm_arena replays may
 # carry a few more bytes per record (16 TfLiteEvalTensor + node records' worth), and the arena's
@@ -101,20 +102,30 @@ def _ops_files(ops: list[str], model_name: str) -> tuple[str, str]:
     return header, source
 
 
+def check_package_dir(out_dir: str | Path) -> Path:
+    """`out_dir` if a package can be written there: its parent exists, and it is new, empty or an
+    earlier package (replaced whole); ValueError naming the folder otherwise (before any work)."""
+    out_dir = Path(out_dir)
+    if not out_dir.parent.is_dir():
+        raise ValueError(f"folder of the package does not exist: {out_dir.parent}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir} is a file, not a folder for the package")
+    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "fxpq_model_config.h").exists():
+        raise ValueError(f"{out_dir} holds other files and is not an fxpq package; name a new or empty folder")
+    return out_dir
+
+
 def write_package(tflite_path: str | Path, out_dir: str | Path, *, sample: np.ndarray | None = None) -> Path:
     """Write the package of a .tflite file (fxpq or any TFLite file with ops TFLM registers) to
     `out_dir` (created; an existing folder must be empty or an earlier package, which is replaced
     whole). Returns out_dir."""
-    tflite_path, out_dir = Path(tflite_path), Path(out_dir)
+    tflite_path, out_dir = Path(tflite_path), check_package_dir(out_dir)
     data = tflite_path.read_bytes()
     _File(data)  # a clear error for what is not a TFLite file
     ops = model_ops(data)
     ram, arena = arena_bytes(data)
     sample_bytes = input_sample_bytes(data, sample)
-    if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "fxpq_model_config.h").exists():
-        raise ValueError(f"{out_dir} exists and is not an fxpq package; name a new or empty folder")
     name = re.sub(r"[^\w.-]", "_", tflite_path.name)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".fxpq-package-", dir=out_dir.parent))
     try:
         header, source = c_array_pair(data, "fxpq_model_data", source=name)
@@ -147,6 +158,11 @@ def write_package(tflite_path: str | Path, out_dir: str | Path, *, sample: np.nd
             (tmp / "fxpq" / "tflm").mkdir()
             for glue in ("fxpq_tflm_ops.h", "fxpq_tflm_ops.cc"):
                 shutil.copyfile(KERNELS_DIR / "tflm" / glue, tmp / "fxpq" / "tflm" / glue)
+        board = tmp / "boards" / "qemu_mps2_an386"  # QEMU's Cortex-M4 board: fxpq's start-up + the hooks
+        board.mkdir(parents=True)
+        shutil.copyfile(TEMPLATES / "boards" / "qemu_mps2_an386" / "board.c", board / "board.c")
+        for name in ("startup.c", "fxpq_firmware.h", "fxpq_harness_protocol.h", "mps2_an386.ld"):
+            shutil.copyfile(KERNELS_DIR / "firmware" / name, board / name)
         for p in [tmp, *tmp.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
         if out_dir.exists():
