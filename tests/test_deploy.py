@@ -278,3 +278,34 @@ def test_package_runs_bit_exact_on_qemu_m4_under_real_tflm(packages, tmp_path, k
 
 def _sample(packages, kind: str) -> np.ndarray | None:
     return cnn_graph(1)[1][0] if kind == "fxp" else None
+
+
+def test_export_package_from_a_keras_model(tmp_path, capsys):
+    """`fxpq export MODEL POLICY -o F --package DIR --sample X`: the package of the file just written;
+    a non-package folder is refused before the model is even loaded."""
+    import fxpq_keras
+    from fxpq_keras._tf import keras
+    from fxpq_keras.cli import main
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(4, activation="softmax")])
+    x = np.random.default_rng(0).uniform(0, 1, (64, 16)).astype(np.float32)
+    model.save(tmp_path / "m.h5")
+    fxpq_keras.Policy.uniform(model, 8, x).to_json(tmp_path / "p.json")
+    np.save(tmp_path / "x.npy", x[:3])
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "main.c").write_text("int main(void) { return 0; }\n")
+    base = ["export", str(tmp_path / "m.h5"), str(tmp_path / "p.json"), "-o", str(tmp_path / "m.tflite")]
+    assert main([*base, "--package", str(tmp_path / "busy")]) == 2
+    assert "not an fxpq package" in capsys.readouterr().err and not (tmp_path / "m.tflite").exists()
+    assert main([*base, "--sample", str(tmp_path / "x.npy")]) == 2
+    assert "give --package DIR too" in capsys.readouterr().err
+    assert main([*base, "--package", str(tmp_path / "pkg"), "--sample", str(tmp_path / "x.npy")]) == 0
+    data = (tmp_path / "m.tflite").read_bytes()
+    pkg = tmp_path / "pkg"
+    array = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", (pkg / "fxpq_model_data.cc").read_text()))
+    assert array == data
+    sample = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", (pkg / "fxpq_model_sample.h").read_text()))
+    assert sample == x[0].tobytes()  # float input: the first sample as is
+    assert 'AddCustom("FXP_FULLY_CONNECTED"' in (pkg / "fxpq_model_ops.cc").read_text()
