@@ -4,6 +4,7 @@ without importing TensorFlow, and names every memory figure as docs/format.md se
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -86,6 +87,7 @@ def test_stock_files_get_the_table_and_the_device_figures(files, kind, act):
     assert f"flash_bytes {len(data):,}" in text and f"ram_bytes {totals['ram_bytes']:,}" in text
     assert "TFLM arena_used_bytes" in text and "?" not in text
     assert "conv_2d" in text and "paper:" not in text  # no bit formats to count in a stock file
+    assert "instructions_estimate" not in totals  # the cost model describes fxpq's kernels only
 
 
 def test_fxpq_files_keep_formats_and_gain_macs(files):
@@ -122,3 +124,26 @@ def test_inspect_cli_does_not_import_tensorflow(files, kind):
     subprocess.run([sys.executable, "-c", "import numpy, flatbuffers"], check=True)
     base = time.perf_counter() - t
     assert seconds < 6 * base + 0.5, (seconds, base)
+
+
+@pytest.mark.skipif(any(shutil.which(t) is None for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make")),
+                    reason="needs qemu-system-arm, arm-none-eabi-gcc and make")
+def test_instruction_estimate_is_near_the_qemu_count(tmp_path):
+    """fxp files: per-layer instructions_estimate (fxpq_keras.cost_model) whose sum is within 30 % of
+    the whole model measured on QEMU Cortex-M4 (runner included); stock files get none."""
+    from fxpq_keras.flatbuffer import Interpreter
+
+    for seed in (0, 4, 6):
+        graph, x = cnn_graph(seed, n=2)
+        path = tmp_path / f"estimate-{seed}.tflite"
+        export_tflite(graph, path)
+        report = inspect_tflite(path)
+        layers = [r for r in report["layers"] if r["op"] not in ("reshape",)]
+        assert all(r["instructions_estimate"] > 0 for r in layers)
+        estimate = report["totals"]["instructions_estimate"]
+        assert estimate == sum(r["instructions_estimate"] for r in layers)
+        interp = Interpreter(path, engine="qemu-m4")
+        interp.predict(x)
+        measured = interp.engine.measurements()["instructions_mean"]
+        assert abs(estimate / measured - 1) < 0.3, (seed, estimate, measured)
+        assert f"instructions_estimate {estimate:,} on Cortex-M4" in format_report(report)

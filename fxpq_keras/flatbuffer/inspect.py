@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cost_model import layer_instructions
 from ..memory import DeviceModel
 from .errors import FlatbufferFormatError
 from .memory import ELEM_BYTES, layout_from_tflite
@@ -82,6 +83,10 @@ def _fxpq_report(graph, info, layout) -> dict[str, Any]:
                                "output_bytes": n_out * (4 if out.fmt is None else out.fmt.storage_dtype.itemsize)}
         if layout.macs[i]:
             row["macs"] = layout.macs[i]
+        if info.target == "fxp":
+            estimate = _fxp_instructions(graph, node, layout.macs[i])
+            if estimate is not None:
+                row["instructions_estimate"] = estimate
         if node.op != "reshape":
             row["activation_elements"] = n_out
             row["activation_bits"] = n_out * out.fmt.bits
@@ -105,12 +110,27 @@ def _fxpq_report(graph, info, layout) -> dict[str, Any]:
         layers.append(row)
     float_bits = 32 * (w_count + b_count + a_count)
     total = w_bits + b_bits + a_bits
-    totals = {"weight_bits": w_bits, "bias_bits": b_bits, "activation_bits": a_bits, "total_bits": total,
+    estimates = [r.get("instructions_estimate") for r in layers if r["op"] != "reshape"]
+    totals: dict[str, Any] = {}
+    if info.target == "fxp" and all(e is not None for e in estimates):
+        totals["instructions_estimate"] = sum(estimates)
+    totals |= {"weight_bits": w_bits, "bias_bits": b_bits, "activation_bits": a_bits, "total_bits": total,
               "float32_bits": float_bits, "compression_total": float_bits / max(total, 1),
               "compression_weights": 32 * w_count / max(w_bits, 1),
               "weight_elements": w_count, "bias_elements": b_count, "activation_elements": a_count}
     return {"target": info.target, "version": info.version, "float_input": info.float_input,
             "output_softmax": graph.output_softmax, "layers": layers, "totals": totals}
+
+
+def _fxp_instructions(graph, node, macs: int) -> int | None:
+    """fxpq_keras.cost_model's estimate of one FXP_* layer on Cortex-M4 (None: not modelled)."""
+    t = graph.tensors
+    x_fmt = t[node.inputs[0]].fmt
+    taps = int(node.weights.shape[1] * node.weights.shape[2]) if node.op in ("conv2d", "depthwise_conv2d") else 1
+    return layer_instructions(node.op, taps=taps, macs=macs, out_elements=int(np.prod(t[node.output].shape)),
+                              in_elements=sum(int(np.prod(t[i].shape)) for i in node.inputs),
+                              weight_bits=node.weight_bits or 0, x_bits=32 if x_fmt is None else x_fmt.bits,
+                              weights=0 if node.weights is None else int(node.weights.size))
 
 
 def _type_text(t) -> str:
@@ -156,9 +176,9 @@ def _stock_report(f: _File, layout) -> dict[str, Any]:
 def format_report(report: dict[str, Any]) -> str:
     """A larq-style table of the inspect report (columns and totals named as in the JSON)."""
     fxpq = "total_bits" in report["totals"]
-    cols = (["layer", "op", "in", "out", "weight_width_bits", "weight_bytes", "macs", "output_bytes",
-             "activation_bits"] if fxpq else ["layer", "op", "in", "out", "weight_bytes", "bias_bytes", "macs",
-                                             "output_bytes"])
+    cols = (["layer", "op", "in", "out", "weight_width_bits", "weight_bytes", "macs", "instructions_estimate",
+             "output_bytes", "activation_bits"] if fxpq else
+            ["layer", "op", "in", "out", "weight_bytes", "bias_bytes", "macs", "output_bytes"])
     rows = [tuple(cols)]
     for r in report["layers"]:
         # a reshape shares its input's memory: "-" rather than a misleading 0
@@ -175,7 +195,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"paper:  weight_bits {tot['weight_bits']:,}, bias_bits {tot['bias_bits']:,}, activation_bits "
                      f"{tot['activation_bits']:,}, total_bits {tot['total_bits']:,}; compression vs float32: total "
                      f"{tot['compression_total']:.2f}x, weights {tot['compression_weights']:.2f}x")
-    lines += [f"compute: macs {tot['macs']:,} per inference",
+    compute = f"compute: macs {tot['macs']:,} per inference"
+    if "instructions_estimate" in tot:
+        compute += (f"; instructions_estimate {tot['instructions_estimate']:,} on Cortex-M4 (fxpq kernels; an estimate "
+                    "from fxpq_keras.cost_model, `fxpq run --engine qemu-m4` measures)")
+    lines += [compute,
               f"device: flash_bytes {tot['flash_bytes']:,} (the whole file: weight_bytes {tot['weight_bytes']:,}, "
               f"bias_bytes {tot['bias_bytes']:,}, other_flash_bytes {tot['other_flash_bytes']:,})",
               f"        ram_bytes {tot['ram_bytes']:,} (TFLM arena_used_bytes on Cortex-M with CMSIS-NN: "
