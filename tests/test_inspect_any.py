@@ -147,3 +147,20 @@ def test_instruction_estimate_is_near_the_qemu_count(tmp_path):
         measured = interp.engine.measurements()["instructions_mean"]
         assert abs(estimate / measured - 1) < 0.3, (seed, estimate, measured)
         assert f"instructions_estimate {estimate:,} on Cortex-M4" in format_report(report)
+
+
+def test_run_prints_each_measured_figure_under_its_name():
+    """`fxpq run` printed "arena bytes: 18,167" with nothing saying which arena (docs/format.md section 8)."""
+    from fxpq_keras.commands.run import measurement_lines
+
+    runner = {"inferences": 2, "instructions_mean": 1500.0, "instructions_min": 1400, "instructions_max": 1600,
+              "runner_arena_bytes": 18167, "runner_planned_bytes": 16000}
+    lines = measurement_lines("qemu-m4", runner)
+    assert lines[0].startswith("instructions per inference (Cortex-M4, 2 inferences): mean 1,500")
+    assert lines[1].startswith("runner_arena_bytes 18,167 (the C runner's arena on the Cortex-M4: "
+                               "runner_planned_bytes 16,000") and len(lines) == 2
+    tflm = measurement_lines("tflm-m4", {"ram_bytes": 17844, **{k: runner[k] for k in list(runner)[:4]}})
+    assert tflm[1] == "ram_bytes 17,844 (TFLM's arena_used_bytes, measured on the Cortex-M4)"
+    assert measurement_lines("tflm-host", {"ram_bytes": 20000}) == [
+        "ram_bytes 20,000 (TFLM's arena_used_bytes, measured on the host)"]
+    assert measurement_lines("reference", {}) == []
