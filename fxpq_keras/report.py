@@ -18,7 +18,8 @@ def policy_table(policy: Policy) -> str:
         lines.append(f"| {r['layer']} | {r['data_structure']} | {'yes' if r['signed'] else 'no'} | {r['bits']} | {f} "
                      f"| {r['elements']:,} | {r['total_bits']:,} |")
     m = policy.memory()
-    lines += ["", "| memory | bits | bytes | float32 bytes | ratio to float32 |", "|---|---:|---:|---:|---:|",
+    lines += ["", "| paper accounting (each data structure at its own width) | bits | bits / 8 | float32 bits / 8 "
+              "| ratio to float32 |", "|---|---:|---:|---:|---:|",
               f"| weights | {m.weight_bits:,} | {m.weight_bits / 8:,.0f} | {m.float32_weight_bits / 8:,.0f} "
               f"| {m.compression_weights:.2f}x |",
               f"| biases | {m.bias_bits:,} | {m.bias_bits / 8:,.0f} | {m.float32_bias_bits / 8:,.0f} "

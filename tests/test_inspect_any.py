@@ -164,3 +164,18 @@ def test_run_prints_each_measured_figure_under_its_name():
     assert measurement_lines("tflm-host", {"ram_bytes": 20000}) == [
         "ram_bytes 20,000 (TFLM's arena_used_bytes, measured on the host)"]
     assert measurement_lines("reference", {}) == []
+
+
+def test_policy_summary_names_the_papers_bits():
+    """Policy.summary printed the paper's bits / 8 as "biases 116 B" and "activations 4,068 B", next to the
+    device's bias_bytes and ram_bytes: now the paper's count is in bits, under its own names."""
+    import fxpq_keras
+    from fxpq_keras._tf import keras
+
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(4)])
+    policy = fxpq_keras.Policy.uniform(model, 6, np.random.default_rng(0).uniform(0, 1, (32, 16)).astype(np.float32))
+    m = policy.memory()
+    text = policy.summary()
+    assert (f"paper: weight_bits {m.weight_bits:,}, bias_bits {m.bias_bits:,}, activation_bits "
+            f"{m.activation_bits:,}, total_bits {m.total_bits:,}") in text
+    assert " B " not in text and not text.rstrip().endswith(" B")
