@@ -309,3 +309,56 @@ def test_export_package_from_a_keras_model(tmp_path, capsys):
     sample = bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", (pkg / "fxpq_model_sample.h").read_text()))
     assert sample == x[0].tobytes()  # float input: the first sample as is
     assert 'AddCustom("FXP_FULLY_CONNECTED"' in (pkg / "fxpq_model_ops.cc").read_text()
+
+
+# Definitions for the compile-check stub's interpreter declarations that refuse every model (not TFLM):
+# enough to link a package's main.cc and run its board code on QEMU without a TFLM tree.
+REFUSING_INTERPRETER = """\
+#include "tensorflow/lite/micro/micro_interpreter.h"
+#include "tensorflow/lite/schema/schema_generated.h"
+namespace tflite {
+uint32_t Model::version() const { return TFLITE_SCHEMA_VERSION; }
+const Model* GetModel(const void* buf) { return static_cast<const Model*>(buf); }
+MicroInterpreter::MicroInterpreter(const Model*, const MicroOpResolver&, uint8_t*, size_t) {}
+TfLiteStatus MicroInterpreter::AllocateTensors() { return kTfLiteError; }
+TfLiteStatus MicroInterpreter::Invoke() { return kTfLiteError; }
+TfLiteTensor* MicroInterpreter::input(size_t) { return nullptr; }
+TfLiteTensor* MicroInterpreter::output(size_t) { return nullptr; }
+size_t MicroInterpreter::arena_used_bytes() const { return 0; }
+}  // namespace tflite
+void MicroPrintf(const char*, ...) {}
+"""
+
+
+def test_package_builds_for_qemu_m4_with_cmake_and_its_board_runs(packages, tmp_path):
+    """Without TFLM: the package's CMakeLists.txt cross-compiles for the Cortex-M4 with FXPQ_BOARD=qemu_mps2_an386
+    (kernels, glue, resolver, main.cc, start-up, linker script) against the compile-check stub linked with an
+    interpreter that refuses every model; on QEMU main.cc reports that refusal with the package's arena size
+    and exits 1 (semihosting output and exit status work)."""
+    tools = ("cmake", "arm-none-eabi-g++", "arm-none-eabi-ar", "qemu-system-arm")
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing {missing}")
+    pkg = packages["fxp"][1]
+    arch = [*ARM, "-O2", "-fno-rtti", "-fno-exceptions"]
+    (tmp_path / "interp.cc").write_text(REFUSING_INTERPRETER)
+    subprocess.run(["arm-none-eabi-g++", "-std=c++17", *WARN, *arch, f"-I{STUBS}", "-c", str(tmp_path / "interp.cc"),
+                    "-o", str(tmp_path / "interp.o")], check=True)
+    subprocess.run(["arm-none-eabi-ar", "rcs", str(tmp_path / "libinterp.a"), str(tmp_path / "interp.o")], check=True)
+    build = tmp_path / "build"
+    flags = " ".join(ARM + ["-O2"])
+    configure = ["cmake", "-S", str(pkg), "-B", str(build), "-DCMAKE_SYSTEM_NAME=Generic",
+                 "-DCMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY", "-DCMAKE_C_COMPILER=arm-none-eabi-gcc",
+                 "-DCMAKE_CXX_COMPILER=arm-none-eabi-g++", f"-DCMAKE_C_FLAGS={flags}", f"-DCMAKE_CXX_FLAGS={flags}",
+                 f"-DTFLM_INCLUDE_DIRS={STUBS}", "-DTFLM_CXX_FLAGS=-fno-rtti;-fno-exceptions;-Wall;-Wextra;-Werror",
+                 f"-DTFLM_LIBRARY={tmp_path / 'libinterp.a'}", "-DFXPQ_BOARD=qemu_mps2_an386"]
+    for cmd in (configure, ["cmake", "--build", str(build), "-j", "2"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    proc = subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
+                           "enable=on,target=native", "-kernel", str(build / "fxpq_model_main")],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    config = (pkg / "fxpq_model_config.h").read_text()
+    arena = re.search(r"#else\n#define FXPQ_MODEL_ARENA_BYTES (\d+)u", config).group(1)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"fxpq: error: AllocateTensors failed with an arena of {arena} bytes" in proc.stdout, proc.stdout

@@ -7,7 +7,9 @@
 #   CXXFLAGS += $(FXPQ_MODEL_INCLUDES)
 #   SRCS     += $(FXPQ_MODEL_C_SRCS) $(FXPQ_MODEL_CC_SRCS)   # + $(FXPQ_MODEL_MAIN) for the demo main
 #
-# C sources are C99, C++ sources C++11 or later.
+# C sources are C99, C++ sources C++11 or later, compiled with TFLM's own flags (they include
+# -fno-threadsafe-statics: the glue's registrations are function-local statics, and a thread-safe
+# guard would pull libstdc++'s exception runtime into a bare-metal image).
 FXPQ_MODEL_DIR ?= $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
 FXPQ_MODEL_C_SRCS := $(sort $(wildcard $(FXPQ_MODEL_DIR)/fxpq/src/kernels/*.c $(FXPQ_MODEL_DIR)/fxpq/src/options/*.c))
 FXPQ_MODEL_CC_SRCS := $(FXPQ_MODEL_DIR)/fxpq_model_data.cc $(FXPQ_MODEL_DIR)/fxpq_model_ops.cc \

@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <new>
+
 #include "fxpq_model_config.h"
 #include "fxpq_model_data.h"
 #include "fxpq_model_ops.h"
@@ -42,6 +44,10 @@ __attribute__((weak)) uint32_t fxpq_cycle_count(void) {
 namespace {
 
 alignas(16) uint8_t g_arena[FXPQ_MODEL_ARENA_BYTES];
+// The resolver and the interpreter are placed in static storage by main (placement new): no static
+// constructor, no destructor registration and no thread-safe-static guard, whatever the C++ flags.
+alignas(FxpqModelOpResolver) uint8_t g_resolver[sizeof(FxpqModelOpResolver)];
+alignas(tflite::MicroInterpreter) uint8_t g_interpreter[sizeof(tflite::MicroInterpreter)];
 
 // Index of the largest element of the first output (scale > 0: the largest stored value is the
 // largest real value within one tensor).
@@ -83,12 +89,13 @@ int main() {
            static_cast<unsigned long>(model->version()), TFLITE_SCHEMA_VERSION);
     return 1;
   }
-  static FxpqModelOpResolver resolver;
+  FxpqModelOpResolver& resolver = *new (g_resolver) FxpqModelOpResolver();
   if (FxpqModelAddOps(resolver) != kTfLiteOk) {
     printf("fxpq: error: registering the model's %u ops failed\n", kFxpqModelOpCount);
     return 1;
   }
-  static tflite::MicroInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
+  tflite::MicroInterpreter& interpreter =
+      *new (g_interpreter) tflite::MicroInterpreter(model, resolver, g_arena, sizeof(g_arena));
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     printf("fxpq: error: AllocateTensors failed with an arena of %lu bytes (FXPQ_MODEL_ARENA_BYTES)\n",
            static_cast<unsigned long>(sizeof(g_arena)));

@@ -144,8 +144,10 @@ const T* GetTensorData(const TfLiteEvalTensor* tensor) {
 
 }  // namespace micro
 
+class MicroOpResolver {};  // TFLM: the interface MicroInterpreter takes
+
 template <unsigned int tOpCount>
-class MicroMutableOpResolver {
+class MicroMutableOpResolver : public MicroOpResolver {
  public:
   TfLiteStatus AddCustom(const char* name, const TFLMRegistration* registration) {
     if (count_ >= tOpCount) return kTfLiteError;
@@ -204,7 +206,8 @@ class MicroMutableOpResolver {
   unsigned int count_ = 0;
 };
 
-// Declarations only (compile checks of a package's main.cc; nothing here links or runs).
+// Declarations only (compile checks of a package's main.cc; tests/test_deploy.py links it against
+// definitions that refuse every model, to run the package's board code without TFLM).
 class Model {
  public:
   uint32_t version() const;
@@ -213,9 +216,7 @@ const Model* GetModel(const void* buf);
 
 class MicroInterpreter {
  public:
-  template <unsigned int tOpCount>
-  MicroInterpreter(const Model* model, const MicroMutableOpResolver<tOpCount>& resolver, uint8_t* arena,
-                   size_t arena_bytes);
+  MicroInterpreter(const Model* model, const MicroOpResolver& resolver, uint8_t* arena, size_t arena_bytes);
   TfLiteStatus AllocateTensors();
   TfLiteStatus Invoke();
   TfLiteTensor* input(size_t index);
