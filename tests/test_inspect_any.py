@@ -88,6 +88,9 @@ def test_stock_files_get_the_table_and_the_device_figures(files, kind, act):
     assert "TFLM arena_used_bytes" in text and "?" not in text
     assert "conv_2d" in text and "paper:" not in text  # no bit formats to count in a stock file
     assert "instructions_estimate" not in totals  # the cost model describes fxpq's kernels only
+    # the arena model is measured for int8 kernels: an int16x8 file says its ram_bytes is an estimate
+    assert any("int16" in n and "estimate" in n for n in report["notes"]) == (kind == "int16x8")
+    assert all(f"note: {n}" in text for n in report["notes"])
 
 
 def test_fxpq_files_keep_formats_and_gain_macs(files):

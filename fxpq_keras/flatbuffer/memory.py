@@ -22,6 +22,8 @@ from .schema import schema as S
 ELEM_BYTES = {S.TensorType.FLOAT32: 4, S.TensorType.INT32: 4, S.TensorType.INT64: 8, S.TensorType.FLOAT16: 2,
                S.TensorType.INT16: 2, S.TensorType.UINT16: 2}
 _BUILTIN_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+# stock ops whose CMSIS-NN scratch is measured for int8 only (fxpq_keras.tflm_arena); int16x8 files get a note
+_INT16_SCRATCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D")
 _STOCK_WEIGHTED = {S.BuiltinOperator.CONV_2D: "conv2d", S.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise_conv2d",
                    S.BuiltinOperator.FULLY_CONNECTED: "fully_connected"}
 
@@ -127,8 +129,12 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
     io = [int(t) for t in sub.inputs if t >= 0] + [int(t) for t in (sub.outputs if sub.outputs is not None else [])]
     tflm = T.TflmLayout(len(tensors_fb), tflm_ops, [_quant_channels(tensors_fb[t]) for t in io],
                         inputs=len([t for t in sub.inputs if t >= 0]), subgraphs=len(model.subgraphs))
+    wide = {op.code for op, fb in zip(tflm_ops, sub.operators or []) if op.code in _INT16_SCRATCH_OPS
+            and fb.inputs is not None and len(fb.inputs) and tensors_fb[int(fb.inputs[0])].type == S.TensorType.INT16}
     tflm.notes = sorted({f"{op.code}: default charges (not modelled)" for op in tflm_ops
-                         if not op.charges["cmsis-nn"].known})
+                         if not op.charges["cmsis-nn"].known}
+                        | {f"{code} with int16 activations: CMSIS-NN's int16 scratch is modelled as its int8 "
+                           "scratch (ram_bytes is an estimate)" for code in wide})
     return DeviceLayout(layout_tensors, scratch, weights, len(data) - param, tflm, macs)
 
 
