@@ -207,9 +207,12 @@ class DeviceMemory:
         return self.flash_bytes + self.ram_bytes
 
     def to_dict(self) -> dict[str, int | None]:
+        """The figures by their names (docs/format.md section 8); flash_bytes is None when the file's
+        other bytes are not counted (it is the whole file or nothing)."""
         return {"weight_bytes": self.weight_bytes, "bias_bytes": self.bias_bytes,
                 "parameter_bytes": self.parameter_bytes, "other_flash_bytes": self.other_flash_bytes,
-                "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
+                "flash_bytes": None if self.other_flash_bytes is None else self.flash_bytes,
+                "ram_bytes": self.ram_bytes,
                 "tflm_planned_bytes": self.tflm_planned_bytes, "tflm_persistent_bytes": self.tflm_persistent_bytes,
                 "runner_planned_bytes": self.runner_planned_bytes}
 

@@ -182,3 +182,19 @@ def test_policy_summary_names_the_papers_bits():
     assert (f"paper: weight_bits {m.weight_bits:,}, bias_bits {m.bias_bits:,}, activation_bits "
             f"{m.activation_bits:,}, total_bits {m.total_bits:,}") in text
     assert " B " not in text and not text.rstrip().endswith(" B")
+
+
+def test_parameters_alone_are_never_called_flash_bytes():
+    """The search's accounting leaves the file's other bytes out: its figure is parameter_bytes, and
+    flash_bytes (the whole file) is absent rather than the parameters under the file's name."""
+    from fxpq_keras.flatbuffer.memory import device_model_from_graph
+
+    graph = cnn_graph(0)[0]
+    searched = device_model_from_graph(graph).cost()
+    d = searched.to_dict()
+    assert d["flash_bytes"] is None and d["parameter_bytes"] == d["weight_bytes"] + d["bias_bytes"]
+    assert "flash_bytes" not in searched.summary() and "?" not in searched.summary()
+    assert f"parameter_bytes {d['parameter_bytes']:,}" in searched.summary()
+    whole = file_memory(export_tflite(graph))
+    assert whole.to_dict()["flash_bytes"] == whole.flash_bytes > d["parameter_bytes"]
+    assert f"flash_bytes {whole.flash_bytes:,}" in whole.summary()
