@@ -21,7 +21,7 @@ tflm_planned_bytes: activations and scratch as TFLM's planner places them; `pers
 tflm_persistent_bytes: TFLM's records, OpData, per-channel parameters); with TFLM_DIR set, the real
 `arena_used_bytes` of TFLM on QEMU Cortex-M4 (engine tflm-m4: CMSIS-NN for stock ops, the fxpq
 kernels for FXP_* ops; and tflm-m4-ref: TFLM's reference kernels), each with its ratio to TFLite
-int8's and the model's error; `runner B` = runner_arena_bytes, the C runner's planned region.
+int8's and the model's error; `runner B` = runner_planned_bytes, the C runner's planned region.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _row(model: str, what: str, blob: bytes, extra: str = "", tflm: bool = False
     m, ref = d.cost(), d.cost(kernels="reference")
     row = {"model": model, "file": what, "flash_bytes": m.flash_bytes, "ram_bytes": m.ram_bytes,
            "tflm_planned_bytes": m.tflm_planned_bytes, "tflm_persistent_bytes": m.tflm_persistent_bytes,
-           "ram_ref_bytes": ref.ram_bytes, "runner_arena_bytes": m.runner_arena_bytes, "note": extra}
+           "ram_ref_bytes": ref.ram_bytes, "runner_planned_bytes": m.runner_planned_bytes, "note": extra}
     if tflm:
         from fxpq_keras.kernels.tflm_engines import arena_used_bytes
 
@@ -132,7 +132,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             cells += [f"{r['tflm_m4_bytes']:,}", _ratio(r, base, "tflm_m4_bytes"),
                       _err(r, "ram_bytes", "tflm_m4_bytes"), f"{r['tflm_m4_ref_bytes']:,}",
                       _ratio(r, base, "tflm_m4_ref_bytes"), _err(r, "ram_ref_bytes", "tflm_m4_ref_bytes")]
-        cells += [f"{r['runner_arena_bytes']:,}", r["note"]]
+        cells += [f"{r['runner_planned_bytes']:,}", r["note"]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

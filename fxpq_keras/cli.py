@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-COMMANDS = ("quantize", "export", "run", "inspect")
+COMMANDS = ("quantize", "export", "run", "inspect", "deploy")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -29,7 +29,8 @@ examples:
   fxpq quantize model.keras -d calib.npz -o out/          # search a policy, write out/model.tflite
   fxpq export model.keras out/policy.json -o model.tflite --c-array model_data.h
   fxpq run model.tflite -i x.npy -o y.npy --engine host   # or reference, qemu-m4, qemu-m7, tflm
-  fxpq inspect model.tflite --json
+  fxpq inspect model.tflite --json                        # any .tflite: layers, macs, flash, TFLM arena
+  fxpq deploy model.tflite --package fw/model             # a folder that builds into TFLM firmware
 
 exit status: 0 ok, 1 the work failed (C runner, QEMU, make, internal error), 2 bad arguments or
 input files, 3 quantize wrote files that miss the budget or --memory-target, 130 interrupted.

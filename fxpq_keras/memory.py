@@ -12,7 +12,7 @@ Two accountings exist, with units in every field name (the same names in text an
   (every activation at its container size, 1 byte for 2..8 bits, 2 for 9..16, 4 for a float
   input, and every kernel scratch, placed by TFLM's greedy planner) + ``tflm_persistent_bytes``
   (TFLM's records, OpData, per-channel parameters). The same accounting applies to an fxpq file
-  and to a TFLite int8 file. ``runner_arena_bytes`` is the C runner's planned region
+  and to a TFLite int8 file. ``runner_planned_bytes`` is the C runner's planned region
   (fxpq_runner.c ``fx_place``: tensors alive at the same time never share bytes, RESHAPE outputs
   alias their input), what the runner allocates besides its per-op bookkeeping.
 
@@ -36,10 +36,13 @@ from __future__ import annotations
 import bisect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .formats import packed_row_bytes
-from .policy import Policy
 from .tflm_arena import TFLM_ALIGNMENT, TflmLayout
+
+if TYPE_CHECKING:  # annotations only: reading a file's memory must not import Keras/TensorFlow (fxpq inspect)
+    from .policy import Policy
 
 RUNNER_ALIGNMENT = 8  # FXPQ_RUNNER_ALIGNMENT: every planned record starts on this boundary
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
@@ -151,6 +154,7 @@ class DeviceLayout:
     weights: list[LayoutWeights]
     other_flash_bytes: int | None = None  # file bytes besides weights and biases (None: unknown)
     tflm: TflmLayout | None = None  # what TFLM charges besides the tensors (None: not known)
+    macs: list[int] = field(default_factory=list)  # per op: multiply-accumulates of one inference
 
     def lifetimes(self) -> tuple[list[int], list[int]]:
         """Per tensor then per op scratch: (first, last) with aliases folded into their root."""
@@ -175,7 +179,7 @@ class DeviceMemory:
 
     ``ram_bytes`` is what the user reserves: TFLM's ``arena_used_bytes`` on Cortex-M with
     CMSIS-NN for the stock ops (tflm_planned_bytes + tflm_persistent_bytes, modelled by
-    fxpq_keras.tflm_arena). ``runner_arena_bytes`` is the C runner's planned region (fx_place),
+    fxpq_keras.tflm_arena). ``runner_planned_bytes`` is the C runner's planned region (fx_place),
     which the runner really allocates (plus its per-op bookkeeping).
     """
 
@@ -183,7 +187,7 @@ class DeviceMemory:
     bias_bytes: int  # biases as stored (int32)
     ram_bytes: int  # TFLM arena: tflm_planned_bytes + tflm_persistent_bytes
     other_flash_bytes: int | None = None  # the rest of the .tflite; None when not measured
-    runner_arena_bytes: int = 0  # the C runner's planned activations + scratch
+    runner_planned_bytes: int = 0  # the C runner's planned activations + scratch
     tflm_planned_bytes: int = 0  # TFLM's head: activations + scratch as its greedy planner places them
     tflm_persistent_bytes: int = 0  # TFLM's tail: interpreter records, OpData, per-channel parameters
 
@@ -203,19 +207,25 @@ class DeviceMemory:
         return self.flash_bytes + self.ram_bytes
 
     def to_dict(self) -> dict[str, int | None]:
+        """The figures by their names (docs/format.md section 8); flash_bytes is None when the file's
+        other bytes are not counted (it is the whole file or nothing)."""
         return {"weight_bytes": self.weight_bytes, "bias_bytes": self.bias_bytes,
                 "parameter_bytes": self.parameter_bytes, "other_flash_bytes": self.other_flash_bytes,
-                "flash_bytes": self.flash_bytes, "ram_bytes": self.ram_bytes,
+                "flash_bytes": None if self.other_flash_bytes is None else self.flash_bytes,
+                "ram_bytes": self.ram_bytes,
                 "tflm_planned_bytes": self.tflm_planned_bytes, "tflm_persistent_bytes": self.tflm_persistent_bytes,
-                "runner_arena_bytes": self.runner_arena_bytes}
+                "runner_planned_bytes": self.runner_planned_bytes}
 
     def summary(self) -> str:
-        """One line with the same names as to_dict."""
-        other = "?" if self.other_flash_bytes is None else f"{self.other_flash_bytes:,}"
-        return (f"flash_bytes {self.flash_bytes:,} (weight_bytes {self.weight_bytes:,}, bias_bytes "
-                f"{self.bias_bytes:,}, other_flash_bytes {other}), ram_bytes {self.ram_bytes:,} "
-                f"(tflm_planned_bytes {self.tflm_planned_bytes:,}, tflm_persistent_bytes "
-                f"{self.tflm_persistent_bytes:,}), runner_arena_bytes {self.runner_arena_bytes:,}")
+        """One line with the same names as to_dict (docs/format.md section 8). Without the file's
+        other bytes the figure is parameter_bytes, never called flash_bytes."""
+        params = f"weight_bytes {self.weight_bytes:,}, bias_bytes {self.bias_bytes:,}"
+        flash = (f"parameter_bytes {self.parameter_bytes:,} ({params}; the file's other bytes not counted)"
+                 if self.other_flash_bytes is None else
+                 f"flash_bytes {self.flash_bytes:,} ({params}, other_flash_bytes {self.other_flash_bytes:,})")
+        return (f"{flash}, ram_bytes {self.ram_bytes:,} (TFLM arena: tflm_planned_bytes {self.tflm_planned_bytes:,} "
+                f"+ tflm_persistent_bytes {self.tflm_persistent_bytes:,}), runner_planned_bytes "
+                f"{self.runner_planned_bytes:,}")
 
 
 @dataclass(frozen=True)
@@ -264,7 +274,7 @@ class DeviceModel:
                 sizes.append(t.elements * container_bytes(changes.get(key, _bits_of(policy, key))))
         return sizes
 
-    def runner_arena_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
+    def runner_planned_bytes(self, policy: Policy | None = None, changes: Changes | None = None) -> int:
         """The C runner's planned bytes (fx_place) under `policy` (None: the layout's formats)."""
         first, last = self._lifetimes
         sizes = self._tensor_bytes(policy, changes or {}) + list(self.layout.scratch)
@@ -315,7 +325,7 @@ class DeviceModel:
         planned = self.tflm_planned_bytes(policy, changes, kernels)
         persistent = self._tflm().persistent_bytes(kernels)
         return DeviceMemory(self.weight_bytes(policy, changes), bias, planned + persistent,
-                            self.layout.other_flash_bytes, self.runner_arena_bytes(policy, changes),
+                            self.layout.other_flash_bytes, self.runner_planned_bytes(policy, changes),
                             planned, persistent)
 
     def gain(self, policy: Policy, layer: str, ds: str, bits: int, *, base: DeviceMemory | None = None) -> DeviceGain:

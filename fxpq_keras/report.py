@@ -18,7 +18,8 @@ def policy_table(policy: Policy) -> str:
         lines.append(f"| {r['layer']} | {r['data_structure']} | {'yes' if r['signed'] else 'no'} | {r['bits']} | {f} "
                      f"| {r['elements']:,} | {r['total_bits']:,} |")
     m = policy.memory()
-    lines += ["", "| memory | bits | bytes | float32 bytes | ratio to float32 |", "|---|---:|---:|---:|---:|",
+    lines += ["", "| paper accounting (each data structure at its own width) | bits | bits / 8 | float32 bits / 8 "
+              "| ratio to float32 |", "|---|---:|---:|---:|---:|",
               f"| weights | {m.weight_bits:,} | {m.weight_bits / 8:,.0f} | {m.float32_weight_bits / 8:,.0f} "
               f"| {m.compression_weights:.2f}x |",
               f"| biases | {m.bias_bits:,} | {m.bias_bits / 8:,.0f} | {m.float32_bias_bits / 8:,.0f} "
@@ -33,11 +34,8 @@ def policy_table(policy: Policy) -> str:
 def device_table(result: Any) -> str:
     """Markdown: the device accounting of the result's fxp file (fxpq_keras.memory), names as in
     `fxpq inspect --json`: what the chip holds, next to the paper's bit count above it."""
-    from .flatbuffer import export_tflite
-    from .flatbuffer.memory import file_memory
-
     float_input = bool(getattr(result.options, "float_input", True))
-    d = file_memory(export_tflite(result.model, float_input=float_input)).to_dict()
+    d = result.device_memory.to_dict()  # the same figures as the summary and `fxpq inspect`
     lines = [f"| device (fxp .tflite, {'float32' if float_input else 'integer'} input) | bytes |", "|---|---:|"]
     lines += [f"| {k} | {v:,} |" for k, v in d.items()]
     return "\n".join(lines)

@@ -48,6 +48,15 @@ def test_quantize_writes_policy_report_png(user_files: dict, tmp_path, capsys) -
     assert "labeled accuracy" in printed and "network evaluations" in printed
     if (out / "model.tflite").exists():  # written once the exporter is importable
         assert (out / "model.tflite").stat().st_size > 0
+    # issue 20 item 3: the summary, report.md and `fxpq inspect` give one flash_bytes and one ram_bytes
+    # (the summary said flash 1,270 B, parameters only, next to report.md's 5,824 B, and "other_flash_bytes ?")
+    from fxpq_keras.flatbuffer.inspect import inspect_tflite
+
+    totals = inspect_tflite(out / "model.tflite")["totals"]
+    report = (out / "report.md").read_text()
+    for name in ("flash_bytes", "ram_bytes", "runner_planned_bytes"):
+        assert f"{name} {totals[name]:,}" in printed and f"| {name} | {totals[name]:,} |" in report, name
+    assert "?" not in printed.split("objective")[1].splitlines()[1]
 
 
 def test_quantize_h5_without_labels_and_memory_target(user_files: dict, tmp_path, capsys) -> None:

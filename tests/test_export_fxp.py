@@ -284,20 +284,20 @@ def test_cli_run_and_inspect(tmp_path, capsys):
     for key in ("weight_bits", "bias_bits", "activation_bits", "total_bits", "float32_bits", "compression_total",
                 "compression_weights", "file_bytes", "weight_elements", "bias_elements", "activation_elements",
                 "weight_bytes", "bias_bytes", "other_flash_bytes", "flash_bytes", "ram_bytes", "tflm_planned_bytes",
-                "tflm_persistent_bytes", "runner_arena_bytes"):
+                "tflm_persistent_bytes", "runner_planned_bytes"):
         assert key in report["totals"]
     totals = report["totals"]
     assert totals["file_bytes"] == totals["flash_bytes"] == p.stat().st_size
     from fxpq_keras.kernels.runner import HostRunner
 
-    assert totals["runner_arena_bytes"] == HostRunner(p).stats["planned_bytes"]
+    assert totals["runner_planned_bytes"] == HostRunner(p).stats["planned_bytes"]
     assert totals["ram_bytes"] == totals["tflm_planned_bytes"] + totals["tflm_persistent_bytes"]
     assert totals["weight_bytes"] == sum(r.get("weight_bytes") or 0 for r in report["layers"])
     # the text shows the same names as the JSON
     assert main(["inspect", str(p)]) == 0
     text = capsys.readouterr().out
     assert f"ram_bytes {totals['ram_bytes']:,}" in text and f"flash_bytes {totals['flash_bytes']:,}" in text
-    assert f"runner_arena_bytes {totals['runner_arena_bytes']:,}" in text
+    assert f"runner_planned_bytes {totals['runner_planned_bytes']:,}" in text
     assert f"total_bits {totals['total_bits']:,}" in text
     (tmp_path / "bad.tflite").write_bytes(b"TFL3TFL3")
     assert main(["inspect", str(tmp_path / "bad.tflite")]) == 2

@@ -33,8 +33,8 @@ def test_ram_bytes_equal_the_runner_plan(seed, kw, float_input):
     data = export_tflite(graph, float_input=float_input)
     planned = HostRunner(data).stats["planned_bytes"]
     mem = file_memory(data)
-    assert mem.runner_arena_bytes == planned
-    assert device_model_from_graph(graph, float_input=float_input).runner_arena_bytes() == planned
+    assert mem.runner_planned_bytes == planned
+    assert device_model_from_graph(graph, float_input=float_input).runner_planned_bytes() == planned
     from_graph = device_model_from_graph(graph, float_input=float_input, other_flash_bytes=mem.other_flash_bytes)
     assert from_graph.cost() == mem
     assert mem.ram_bytes == mem.tflm_planned_bytes + mem.tflm_persistent_bytes
@@ -75,7 +75,7 @@ def test_policy_cost_equals_the_exported_file(keras_case):
         p.constrain_biases()
         predicted = device.cost(p)
         actual, planned = _exported_cost(qmodel, p)
-        assert predicted.runner_arena_bytes == actual.runner_arena_bytes == planned
+        assert predicted.runner_planned_bytes == actual.runner_planned_bytes == planned
         assert predicted.ram_bytes == actual.ram_bytes
         assert predicted.weight_bytes == actual.weight_bytes
         assert predicted.bias_bytes == actual.bias_bytes

@@ -348,7 +348,8 @@ def test_device_objective_spends_the_budget_where_bytes_are(digits: dict, defaul
     assert any(d.bits < 8 for _, ds, d in paper.policy.data_structures() if ds == "output")
     assert paper.memory.compression_total > res.memory.compression_total  # it optimizes the paper's count
     if not restarted:  # and not the device's (a restart from uniform trades device bytes for paper bits)
-        assert paper.device_memory.total_bytes >= res.device_memory.total_bytes
+        # in the search's own accounting (parameter_bytes + ram_bytes; the file's metadata varies with the policy)
+        assert res._device().cost(paper.policy).total_bytes >= res._device().cost(res.policy).total_bytes
 
 
 @pytest.fixture(scope="module")

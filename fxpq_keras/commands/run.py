@@ -11,7 +11,7 @@ from . import load_array, parent_dir_exists, require_file
 ENGINE_HELP = ("reference: the numpy integer reference (the contract); tflm: the real TFLM interpreter "
                "(int8-builtin files only); host: the C kernels on this machine; qemu-m4 / qemu-m7: the C "
                "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm); "
-               "they also print instructions per inference (mean/min/max, QEMU -icount) and the arena bytes; "
+               "they also print instructions per inference (mean/min/max, QEMU -icount) and runner_arena_bytes; "
 
                "tflm-host / tflm-m4 / tflm-m7: fxp and int8-builtin files inside real TFLM built from TFLM_DIR "
                "(M4/M7 with CMSIS-NN; tflm-m4-ref / tflm-m7-ref with TFLM's reference kernels; docs/tflm.md)")
@@ -72,11 +72,26 @@ def run(args: argparse.Namespace) -> int:
         np.save(f"{stem}.{i}.npy", extra)
     if not getattr(args, "quiet", False):
         print(f"wrote {args.output} {list(outs[0].shape)} ({args.engine})")
-    measured = getattr(interp.engine, "measurements", dict)()
-    if measured:  # the emulated Cortex-M engines count instructions (QEMU -icount) and report the arena
-        cpu = {"qemu-m4": "Cortex-M4", "qemu-m7": "Cortex-M7"}.get(args.engine, args.engine)
-        print(f"instructions per inference ({cpu}, {measured['inferences']} inferences): "
-              f"mean {measured['instructions_mean']:,.0f}, min {measured['instructions_min']:,}, "
-              f"max {measured['instructions_max']:,}")
-        print(f"arena bytes: {measured['arena_bytes']:,}")
+    # the emulated Cortex-M engines count instructions (QEMU -icount); every engine that measures an arena says which
+    for line in measurement_lines(args.engine, getattr(interp.engine, "measurements", dict)()):
+        print(line)
     return 0
+
+
+def measurement_lines(engine: str, measured: dict) -> list[str]:
+    """The lines `fxpq run` prints for an engine's measurements, each memory figure under its one name
+    (docs/format.md section 8)."""
+    cpu = {"qemu-m4": "Cortex-M4", "qemu-m7": "Cortex-M7", "tflm-m4": "Cortex-M4", "tflm-m7": "Cortex-M7",
+           "tflm-m4-ref": "Cortex-M4", "tflm-m7-ref": "Cortex-M7", "tflm-host": "host"}.get(engine, engine)
+    lines = []
+    if "instructions_mean" in measured:
+        lines.append(f"instructions per inference ({cpu}, {measured['inferences']} inferences): "
+                     f"mean {measured['instructions_mean']:,.0f}, min {measured['instructions_min']:,}, "
+                     f"max {measured['instructions_max']:,}")
+    if "runner_arena_bytes" in measured:
+        lines.append(f"runner_arena_bytes {measured['runner_arena_bytes']:,} (the C runner's arena on the {cpu}: "
+                     f"runner_planned_bytes {measured['runner_planned_bytes']:,} for tensors and scratch, the rest "
+                     "per-op records; TFLM's arena is ram_bytes in `fxpq inspect`)")
+    if "ram_bytes" in measured:
+        lines.append(f"ram_bytes {measured['ram_bytes']:,} (TFLM's arena_used_bytes, measured on the {cpu})")
+    return lines

@@ -6,7 +6,7 @@ runner, not in TFLM), the C runner's kernel scratch of the FXP_* weighted ops, t
 weights and biases as stored, and what TFLM charges per operator (fxpq_keras.tflm_arena: OpData,
 parsed options, per-channel parameters, CMSIS-NN or fxpq kernel scratch). So an fxpq file and a
 TFLite int8 file of the same model are measured by one rule: ``flash_bytes`` = the file's size,
-``ram_bytes`` = TFLM's arena on Cortex-M, ``runner_arena_bytes`` = the C runner's plan.
+``ram_bytes`` = TFLM's arena on Cortex-M, ``runner_planned_bytes`` = the C runner's plan.
 """
 
 from __future__ import annotations
@@ -19,9 +19,11 @@ from .options import CUSTOM_OPS, decode_options
 from .schema import schema as S
 
 # TFLite tensor type -> bytes per element (the C runner's fx_type_size for the types it knows)
-_ELEM_BYTES = {S.TensorType.FLOAT32: 4, S.TensorType.INT32: 4, S.TensorType.INT64: 8, S.TensorType.FLOAT16: 2,
+ELEM_BYTES = {S.TensorType.FLOAT32: 4, S.TensorType.INT32: 4, S.TensorType.INT64: 8, S.TensorType.FLOAT16: 2,
                S.TensorType.INT16: 2, S.TensorType.UINT16: 2}
 _BUILTIN_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
+# stock ops whose CMSIS-NN scratch is measured for int8 only (fxpq_keras.tflm_arena); int16x8 files get a note
+_INT16_SCRATCH_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D")
 _STOCK_WEIGHTED = {S.BuiltinOperator.CONV_2D: "conv2d", S.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise_conv2d",
                    S.BuiltinOperator.FULLY_CONNECTED: "fully_connected"}
 
@@ -61,6 +63,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
     scratch: list[int] = []
     weights: list[LayoutWeights] = []
     tflm_ops: list[T.TflmOp] = []
+    macs: list[int] = []
     op_codes = model.operatorCodes or []
     for i, op in enumerate(sub.operators or []):
         code = op_codes[op.opcodeIndex]
@@ -74,6 +77,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
             first[int(out)] = last[int(out)] = i
         kind = CUSTOM_OPS[custom][0] if custom in CUSTOM_OPS else _STOCK_WEIGHTED.get(builtin)
         k = rows = 0
+        out0 = int(op.outputs[0]) if op.outputs is not None and len(op.outputs) else -1
         if kind in ("conv2d", "depthwise_conv2d", "fully_connected"):
             bias_at = 3 if custom else 2
             w = tensors_fb[ins[1]]
@@ -87,14 +91,15 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
                     if kind != "fully_connected" else elements(ins[0]) // max(x_shape[0], 1)
                 rows = shape[0]
             else:
-                bits = 8 * _ELEM_BYTES.get(w.type, 1)
+                bits = 8 * ELEM_BYTES.get(w.type, 1)
                 rows = shape[-1] if kind == "depthwise_conv2d" else shape[0]
                 k = elements(ins[1]) // max(rows, 1)
             bias = ins[bias_at] if len(ins) > bias_at else -1
             bias_elems = elements(bias) if bias >= 0 else 0
-            bias_elem = _ELEM_BYTES.get(tensors_fb[bias].type, 1) if bias >= 0 else 4
+            bias_elem = ELEM_BYTES.get(tensors_fb[bias].type, 1) if bias >= 0 else 4
             weights.append(LayoutWeights(_name(tensors_fb, op.outputs[0]), rows, k, bits, bias_elems, bias_elem,
                                          stored_bytes=buffer_bytes(ins[1])))
+        macs.append(elements(out0) * k if out0 >= 0 else 0)  # K terms per output element
         taps = opts["filter_h"] * opts["filter_w"] if custom and kind == "conv2d" else 1
         scratch.append(scratch_bytes(kind, k, taps) if custom else 0)
         tflm_ops.append(_tflm_op(op, custom, builtin, tensors_fb, scratch[-1]))
@@ -110,7 +115,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
     is_fxp = any((c.customCode or b"").startswith(b"FXP_") for c in op_codes)
     layout_tensors = []
     for t in order:
-        elem = _ELEM_BYTES.get(tensors_fb[t].type, 1)
+        elem = ELEM_BYTES.get(tensors_fb[t].type, 1)
         integer = tensors_fb[t].type != S.TensorType.FLOAT32
         source = None
         if is_fxp and integer:
@@ -124,9 +129,13 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
     io = [int(t) for t in sub.inputs if t >= 0] + [int(t) for t in (sub.outputs if sub.outputs is not None else [])]
     tflm = T.TflmLayout(len(tensors_fb), tflm_ops, [_quant_channels(tensors_fb[t]) for t in io],
                         inputs=len([t for t in sub.inputs if t >= 0]), subgraphs=len(model.subgraphs))
+    wide = {op.code for op, fb in zip(tflm_ops, sub.operators or []) if op.code in _INT16_SCRATCH_OPS
+            and fb.inputs is not None and len(fb.inputs) and tensors_fb[int(fb.inputs[0])].type == S.TensorType.INT16}
     tflm.notes = sorted({f"{op.code}: default charges (not modelled)" for op in tflm_ops
-                         if not op.charges["cmsis-nn"].known})
-    return DeviceLayout(layout_tensors, scratch, weights, len(data) - param, tflm)
+                         if not op.charges["cmsis-nn"].known}
+                        | {f"{code} with int16 activations: CMSIS-NN's int16 scratch is modelled as its int8 "
+                           "scratch (ram_bytes is an estimate)" for code in wide})
+    return DeviceLayout(layout_tensors, scratch, weights, len(data) - param, tflm, macs)
 
 
 def _quant_channels(t) -> int | None:
@@ -229,5 +238,5 @@ def device_model_from_graph(graph, *, float_input: bool = True, other_flash_byte
 
 def file_memory(data: bytes) -> DeviceMemory:
     """Device accounting of a file as it is: flash_bytes == len(data), ram_bytes = TFLM's arena
-    on Cortex-M (CMSIS-NN for stock ops), runner_arena_bytes = the C runner's planned peak."""
+    on Cortex-M (CMSIS-NN for stock ops), runner_planned_bytes = the C runner's planned peak."""
     return device_model_from_tflite(data).cost()

@@ -57,7 +57,7 @@ MAX_OUTPUTS = 8  # FXPQ_RUNNER_MAX_OUTPUTS
 @dataclass(frozen=True)
 class ReaderLimits:
     """What a reader accepts from a file, so a small file cannot demand unbounded memory or time
-    (docs/format.md section 8). The C runner applies the same numbers (fxpq_runner_limits).
+    (docs/format.md section 11). The C runner applies the same numbers (fxpq_runner_limits).
 
     elements: elements of any one tensor; window: elements of any one windowed op's patches
     (output positions x window taps x input channels) and of its padded input plane; work: MACs of
@@ -414,7 +414,7 @@ def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int]:
 
 
 def check_work(graph: IntegerGraph, limits: ReaderLimits) -> None:
-    """Refuse a graph whose one inference exceeds the limits' work or window (format.md section 8)."""
+    """Refuse a graph whose one inference exceeds the limits' work or window (format.md section 11)."""
     total = 0
     for node in graph.nodes:
         work, window = op_cost(graph, node)

@@ -1,6 +1,6 @@
 """Differential reading of byte-flipped files: the Python reader against the C runner.
 
-Both readers apply one rule set (docs/format.md section 8). For every corrupted copy of a valid
+Both readers apply one rule set (docs/format.md section 11). For every corrupted copy of a valid
 file this records what each reader says: accept, or refuse with its own error type (the Python
 reader's FlatbufferFormatError, the runner's error status). A file the Python reader accepts is
 also run once by the numpy reference, which must finish within the limits. Anything else (another

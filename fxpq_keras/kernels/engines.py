@@ -202,13 +202,15 @@ class QemuEngine:
 
     def measurements(self) -> dict[str, int | float]:
         """What `fxpq run --engine qemu-m4|qemu-m7` prints: instructions per inference of the last
-        batch (mean, min, max) and the arena bytes; {} before a run."""
+        batch (mean, min, max), runner_arena_bytes (the arena the C runner needed on the Cortex-M)
+        and its runner_planned_bytes (tensors + scratch; the rest are per-op records), names as
+        docs/format.md section 9 defines them; {} before a run."""
         if self.last is None or not len(self.last.instructions):
             return {}
         ins = self.last.instructions
         return {"inferences": int(len(ins)), "instructions_mean": float(ins.mean()),
                 "instructions_min": int(ins.min()), "instructions_max": int(ins.max()),
-                "arena_bytes": int(self.last.arena_bytes)}
+                "runner_arena_bytes": int(self.last.arena_bytes), "runner_planned_bytes": int(self.last.planned_bytes)}
 
     def _io(self):
         ins = self.graph.tensors[self.graph.input]

@@ -97,7 +97,7 @@ class CRunner(ctypes.Structure):
 
 
 class CLimits(ctypes.Structure):
-    """fxpq_runner_limits (format.md section 8)."""
+    """fxpq_runner_limits (format.md section 11)."""
 
     _fields_ = [("max_elements", ctypes.c_int64), ("max_window", ctypes.c_int64), ("max_work", ctypes.c_int64)]
 

@@ -196,6 +196,19 @@ class TflmEngine:
     def arena_used_bytes(self) -> int | None:
         return None if self.last is None else self.last.arena_bytes
 
+    def measurements(self) -> dict[str, int | float]:
+        """What `fxpq run --engine tflm-*` prints: ram_bytes (TFLM's arena_used_bytes, measured; the
+        figure `fxpq inspect` models under the same name, docs/format.md section 9) and, on the
+        Cortex-M, instructions per inference of the last batch; {} before a run."""
+        if self.last is None:
+            return {}
+        out: dict[str, int | float] = {"ram_bytes": int(self.last.arena_bytes)}
+        ins = self.instructions
+        if ins is not None and len(ins):
+            out.update(inferences=int(len(ins)), instructions_mean=float(ins.mean()),
+                       instructions_min=int(ins.min()), instructions_max=int(ins.max()))
+        return out
+
     def run(self, x: np.ndarray) -> list[np.ndarray]:
         x = np.asarray(x)
         if self.input_zero_point:

@@ -100,8 +100,12 @@ class QuantizationResult:
 
     @property
     def device_memory(self) -> Any:
-        """Device accounting of the result (`fxpq_keras.memory.DeviceMemory`: flash_bytes, ram_bytes)."""
-        return self._device().cost(self.policy)
+        """Device accounting of the result's fxp file (`fxpq_keras.memory.DeviceMemory`): flash_bytes is the
+        whole file, ram_bytes TFLM's arena, as in report.md and `fxpq inspect` (docs/format.md section 9)."""
+        from ..flatbuffer import export_tflite
+        from ..flatbuffer.memory import file_memory
+
+        return file_memory(export_tflite(self.model, float_input=bool(getattr(self.options, "float_input", True))))
 
     def cost(self, policy: Policy | None = None) -> int:
         """The objective's figure of a policy (default: the result's): device bytes (weights as stored +
@@ -142,11 +146,9 @@ class QuantizationResult:
         if self.metric == "top1":
             what = "agreement with the float model" if self.options.self_distillation else "label accuracy"
             lines.append(f"{what} on the {self.budget_set}: {m.agreement:.2%}")
-        unit = "bytes (flash + RAM)" if self.objective == "device" else "bits (paper)"
-        line = f"objective {self.objective}: {self.cost():,} {unit}"
-        if self.objective == "device":
-            line += f" = {self.device_memory.summary()}"
-        lines.append(line)
+        unit = "bytes (parameter_bytes + ram_bytes)" if self.objective == "device" else "bits (paper)"
+        lines.append(f"objective {self.objective}: {self.cost():,} {unit}")
+        lines.append(f"device (the fxp file): {self.device_memory.summary()}")
         if self.best_uniform_bits is not None:
             uniform = self.best_uniform_policy
             lines.append(f"best uniform policy within the budget: {self.best_uniform_bits} bits, "

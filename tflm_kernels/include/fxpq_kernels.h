@@ -608,7 +608,7 @@ fxpq_runner_status fxpq_options_check_output(const fxpq_op_options *opts, const 
 #define FXPQ_RUNNER_ALIGNMENT 8 /**< every planned tensor starts on this boundary */
 
 /**
- * What a model may demand (docs/format.md section 8), so that a small file cannot ask for
+ * What a model may demand (docs/format.md section 11), so that a small file cannot ask for
  * unbounded memory or time. The Python reader applies the same numbers (ReaderLimits).
  */
 typedef struct {

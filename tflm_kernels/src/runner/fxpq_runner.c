@@ -357,7 +357,7 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
         t->dims[i] = d;
         elements *= d;
         if (elements > m->limits.max_elements) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "tensor has more elements than the limit (format.md section 8)");
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "tensor has more elements than the limit (format.md section 11)");
         }
     }
     t->elements = (int32_t)elements;
@@ -602,7 +602,7 @@ static int64_t fx_mul_sat(int64_t a, int64_t b)
     return a > cap / b ? cap : a * b;
 }
 
-/* Cost of a windowed op (format.md section 8; fxpq_keras reader.op_cost counts the same): the
+/* Cost of a windowed op (format.md section 11; fxpq_keras reader.op_cost counts the same): the
  * patch elements and the padded input plane must fit max_window; *work gets the MACs (taps
  * times output channels per input channel) or window taps. */
 static fxpq_runner_status fx_window_cost(fxpq_runner *r, const fx_model *m, int32_t op, int32_t kind,
@@ -615,7 +615,7 @@ static fxpq_runner_status fx_window_cost(fxpq_runner *r, const fx_model *m, int3
     int64_t pw = (int64_t)(out->w - 1) * sw + (int64_t)(kw - 1) * dw + 1;
     int64_t plane = fx_mul_sat(fx_mul_sat(ph > in->h ? ph : in->h, pw > in->w ? pw : in->w), in->c);
     if (patches > m->limits.max_window || plane > m->limits.max_window) {
-        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "window spans more elements than the limit (format.md section 8)");
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "window spans more elements than the limit (format.md section 11)");
     }
     *work = fx_mul_sat(patches, per_patch);
     return FXPQ_RUNNER_OK;
@@ -1414,7 +1414,7 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
         }
         m.work += work;
         if (m.work > m.limits.max_work) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, i, p.kind, "one inference needs more MACs and window taps than the limit (format.md section 8)");
+            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, i, p.kind, "one inference needs more MACs and window taps than the limit (format.md section 11)");
         }
     }
     /* Phase 2: plan in a workspace at the tail of the arena. */

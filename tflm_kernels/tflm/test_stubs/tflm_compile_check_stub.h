@@ -144,8 +144,10 @@ const T* GetTensorData(const TfLiteEvalTensor* tensor) {
 
 }  // namespace micro
 
+class MicroOpResolver {};  // TFLM: the interface MicroInterpreter takes
+
 template <unsigned int tOpCount>
-class MicroMutableOpResolver {
+class MicroMutableOpResolver : public MicroOpResolver {
  public:
   TfLiteStatus AddCustom(const char* name, const TFLMRegistration* registration) {
     if (count_ >= tOpCount) return kTfLiteError;
@@ -158,10 +160,28 @@ class MicroMutableOpResolver {
     names_[count_++] = name;
     return kTfLiteOk;
   }
-  TfLiteStatus AddReshape() {
+  // The stock operators fxpq's generated resolvers add (TFLM's method names; BuiltinOperator codes).
+  TfLiteStatus AddAdd() { return AddBuiltin(0); }
+  TfLiteStatus AddAveragePool2D() { return AddBuiltin(1); }
+  TfLiteStatus AddConcatenation() { return AddBuiltin(2); }
+  TfLiteStatus AddConv2D() { return AddBuiltin(3); }
+  TfLiteStatus AddDepthwiseConv2D() { return AddBuiltin(4); }
+  TfLiteStatus AddDequantize() { return AddBuiltin(6); }
+  TfLiteStatus AddFullyConnected() { return AddBuiltin(9); }
+  TfLiteStatus AddMaxPool2D() { return AddBuiltin(17); }
+  TfLiteStatus AddReshape() { return AddBuiltin(22); }
+  TfLiteStatus AddSoftmax() { return AddBuiltin(25); }
+  TfLiteStatus AddPad() { return AddBuiltin(34); }
+  TfLiteStatus AddMean() { return AddBuiltin(40); }
+  TfLiteStatus AddLeakyRelu() { return AddBuiltin(98); }
+  TfLiteStatus AddQuantize() { return AddBuiltin(114); }
+  TfLiteStatus AddBuiltin(int32_t code) {
     if (count_ >= tOpCount) return kTfLiteError;
+    for (unsigned int i = 0; i < count_; ++i) {
+      if (names_[i] == nullptr && registrations_[i].builtin_code == code) return kTfLiteError;
+    }
     registrations_[count_] = TFLMRegistration{};
-    registrations_[count_].builtin_code = 22;  // BuiltinOperator_RESHAPE
+    registrations_[count_].builtin_code = code;
     names_[count_++] = nullptr;
     return kTfLiteOk;
   }
@@ -186,6 +206,26 @@ class MicroMutableOpResolver {
   unsigned int count_ = 0;
 };
 
+// Declarations only (compile checks of a package's main.cc; tests/test_deploy.py links it against
+// definitions that refuse every model, to run the package's board code without TFLM).
+class Model {
+ public:
+  uint32_t version() const;
+};
+const Model* GetModel(const void* buf);
+
+class MicroInterpreter {
+ public:
+  MicroInterpreter(const Model* model, const MicroOpResolver& resolver, uint8_t* arena, size_t arena_bytes);
+  TfLiteStatus AllocateTensors();
+  TfLiteStatus Invoke();
+  TfLiteTensor* input(size_t index);
+  TfLiteTensor* output(size_t index);
+  size_t arena_used_bytes() const;
+};
+
 }  // namespace tflite
+
+#define TFLITE_SCHEMA_VERSION (3)
 
 #endif  // FXPQ_TFLM_COMPILE_CHECK_STUB_H
