@@ -153,7 +153,7 @@ def test_instruction_estimate_is_near_the_qemu_count(tmp_path):
 
 
 def test_run_prints_each_measured_figure_under_its_name():
-    """`fxpq run` printed "arena bytes: 18,167" with nothing saying which arena (docs/format.md section 8)."""
+    """`fxpq run` printed "arena bytes: 18,167" with nothing saying which arena (docs/format.md section 9)."""
     from fxpq_keras.commands.run import measurement_lines
 
     runner = {"inferences": 2, "instructions_mean": 1500.0, "instructions_min": 1400, "instructions_max": 1600,
