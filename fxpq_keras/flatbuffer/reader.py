@@ -110,8 +110,8 @@ def checked_shape(t: S.TensorT, what: str, limits: ReaderLimits | None = None) -
 class _File:
     """Checked accessors over one parsed model."""
 
-    def __init__(self, data: bytes, limits: ReaderLimits) -> None:
-        self.limits = limits
+    def __init__(self, data: bytes, limits: ReaderLimits | None = None) -> None:
+        self.limits = limits or ReaderLimits.from_env()
         if len(data) < 8:
             raise FlatbufferFormatError(f"file is {len(data)} bytes: too short to be a TFLite flatbuffer")
         if data[4:8] != b"TFL3":
