@@ -28,13 +28,14 @@ _EXPORTS = {
     "Calibration": ".calibration", "CalibrationDataError": ".calibration", "CalibrationRangeWarning": ".calibration",
     "Agreement": ".callbacks", "DistillationLoss": ".callbacks", "PrecisionAdaptation": ".callbacks",
     "describe": ".fakequant", "quantize_model": ".fakequant", "quantize_scope": ".fakequant",
-    "set_policy": ".fakequant",
+    "set_policy": ".fakequant", "NotFakeQuantModelError": ".fakequant",
     "Interpreter": ".flatbuffer", "export_c_array": ".flatbuffer", "export_tflite": ".flatbuffer",
     "Format": ".formats", "FormatError": ".formats",
     "IntegerGraph": ".integer_graph", "lower_model": ".integer_graph.lower",
     "SUPPORTED_LAYERS": ".keras_model", "UnsupportedLayerError": ".keras_model",
     "DataStructure": ".policy", "Memory": ".policy", "Policy": ".policy", "PolicyMismatchError": ".policy",
-    "FxPQNet": ".search", "QuantizationResult": ".search", "SearchOptions": ".search",
+    "FxPQNet": ".search", "PrecisionSearch": ".search", "QuantizationResult": ".search", "SearchOptions": ".search",
+    "FxPQNetCallback": ".search.callback", "SearchStoppedError": ".search.callback",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -150,8 +150,38 @@ def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, 
     return {(layer, ds): qvars for layer, ds, qvars in _quantizer_vars(qmodel)}
 
 
+class NotFakeQuantModelError(ValueError):
+    """A model that is not an fxpq fake-quant model (a float model, or one tfmot quantized itself)
+    where one is needed (export, lowering, set_policy)."""
+
+
+def check_fake_quant_model(model: Any) -> None:
+    """NotFakeQuantModelError, saying what to do, unless `model` was built by `quantize_model`
+    (its input passes through an InputQuantizer and every other layer is wrapped or a softmax)."""
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise NotFakeQuantModelError(f"expected an fxpq fake-quant Keras model, got {type(model).__name__}")
+    how = ("quantize it first: fxpq_keras.quantize_model(float_model, policy), or take "
+           "FxPQNet(...).quantize(float_model, x).model")
+    tfmot_layers = [layer.name for layer in layers
+                    if type(layer).__name__ in ("QuantizeAnnotate", "QuantizeLayer")
+                    or (isinstance(layer, tfmot.quantization.keras.QuantizeWrapper)
+                        and not isinstance(getattr(layer, "quantize_config", None), FxpQuantizeConfig))]
+    if tfmot_layers or (any(isinstance(layer, tfmot.quantization.keras.QuantizeWrapper) for layer in layers)
+                        and not any(isinstance(layer, InputQuantizer) for layer in layers)):
+        where = f" (tfmot layers: {', '.join(tfmot_layers[:4])})" if tfmot_layers else ""
+        raise NotFakeQuantModelError(
+            f"model '{model.name}' was annotated or quantized by tfmot itself{where}; fxpq reads only the "
+            f"fake-quant models it builds, whose formats it knows (input quantizer, FxpQuantizeConfig on every "
+            f"layer): {how}")
+    if not any(isinstance(layer, InputQuantizer) for layer in layers):
+        raise NotFakeQuantModelError(f"model '{model.name}' is a float Keras model, not an fxpq fake-quant model: "
+                                     f"{how}")
+
+
 def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
     """Canonical nodes (float weights) and current Policy of a fake-quant model."""
+    check_fake_quant_model(qmodel)
     config = qmodel.get_config()
     by_name = {layer.name: layer for layer in qmodel.layers}
     cnodes: list[CNode] = []
@@ -261,5 +291,5 @@ def quantize_scope() -> Iterator[None]:
         yield
 
 
-__all__ = ["quantize_model", "set_policy", "describe", "quantize_scope", "quantizer_variables",
+__all__ = ["NotFakeQuantModelError", "check_fake_quant_model", "quantize_model", "set_policy", "describe", "quantize_scope", "quantizer_variables",
            "build_fake_quant_model", "channels"]

@@ -216,7 +216,8 @@ class PrecisionSearch:
                 raise ValueError("calibration data is required")
             from ..calibration import calibration_values
 
-            data = calibration_values(calibration_data)  # before the subset: errors name the caller's rows
+            # before the subset: errors name the caller's rows; datasets and generators are read here once
+            data = calibration_values(calibration_data, model_sample_shape(model))
             if labels is not None and (np.ndim(labels) == 0 or len(labels) != len(data)):
                 raise ValueError(f"{np.size(labels)} labels for {len(data)} calibration samples")
             pick = subset(len(data), opts.samples, opts.seed)
@@ -1088,6 +1089,17 @@ class PrecisionSearch:
         shown = f"{quality:.1f} dB" if name == "snr_db" else f"{quality:.2%}"
         return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"),
                 ("output SNR" if name == "snr_db" else "agreement", shown)]
+
+
+def model_sample_shape(model: Any) -> tuple[int, ...] | None:
+    """One input sample's shape (None when the model does not say): tells a dataset's samples from batches."""
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(shape, list) or shape is None or any(d is None for d in shape[1:]):
+        return None
+    return tuple(int(d) for d in shape[1:])
 
 
 def progress_verbosity() -> int:
