@@ -4,5 +4,6 @@ from .configs import FxpQuantizeConfig
 from .model import NotFakeQuantModelError, describe, quantize_model, quantize_scope, quantizer_variables, set_policy
 from .quantizers import FxpQuantizer, InputQuantizer, fake_quant
 
-__all__ = ["FxpQuantizeConfig", "NotFakeQuantModelError", "FxpQuantizer", "InputQuantizer", "fake_quant", "describe", "quantize_model",
+__all__ = ["FxpQuantizeConfig", "NotFakeQuantModelError",
+           "FxpQuantizer", "InputQuantizer", "fake_quant", "describe", "quantize_model",
            "quantize_scope", "quantizer_variables", "set_policy"]

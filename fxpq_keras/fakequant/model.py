@@ -291,5 +291,6 @@ def quantize_scope() -> Iterator[None]:
         yield
 
 
-__all__ = ["NotFakeQuantModelError", "check_fake_quant_model", "quantize_model", "set_policy", "describe", "quantize_scope", "quantizer_variables",
+__all__ = ["NotFakeQuantModelError", "check_fake_quant_model", "quantize_model", "set_policy", "describe",
+           "quantize_scope", "quantizer_variables",
            "build_fake_quant_model", "channels"]

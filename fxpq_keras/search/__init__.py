@@ -6,5 +6,6 @@ from .budget import Budget, Estimate, Meter, Metrics
 from .callback import FxPQNetCallback, SearchStoppedError
 from .evaluator import Evaluator, OutputNotClassificationError
 
-__all__ = ["Budget", "Estimate", "Evaluator", "FxPQNet", "FxPQNetCallback", "Meter", "Metrics", "OutputNotClassificationError",
+__all__ = ["Budget", "Estimate", "Evaluator", "FxPQNet", "FxPQNetCallback", "Meter", "Metrics",
+           "OutputNotClassificationError",
            "PrecisionSearch", "QuantizationResult", "SearchOptions", "SearchState", "SearchStoppedError", "Step"]
