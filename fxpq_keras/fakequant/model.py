@@ -58,13 +58,18 @@ def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
         if n.kind == "softmax":
             tensors[n.name] = layer(tensors[n.inputs[0]])
             continue
-        if n.kind in WEIGHTED:  # weights go in before wrapping: the wrapper swaps them for quantized tensors
-            layer.build(tensors[n.inputs[0]].shape)
-            layer.set_weights([n.kernel] + ([n.bias] if n.bias is not None else []))
+        # the wrapper builds the layer itself, as it does when a saved model is loaded: a layer built
+        # before wrapping is listed twice among the wrapper's trainable weights, and such a model cannot
+        # be saved after training (.keras: "expected 15 variables, but received 17"; .h5: "name already
+        # exists"). The float weights go into the wrapper's variables after the build.
         wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg),
                                                              name=f"{WRAPPER_PREFIX}{n.name}")
         x = [tensors[i] for i in n.inputs]
         tensors[n.name] = wrapper(x if n.kind in MULTI_INPUT else x[0])
+        if n.kind in WEIGHTED:
+            floats = [n.kernel] + ([n.bias] if n.bias is not None else [])
+            for (variable, _, _), value in zip(wrapper._weight_vars, floats, strict=True):
+                variable.assign(value)
     return keras.Model(inp, tensors[cnodes[-1].name], name=name)
 
 
