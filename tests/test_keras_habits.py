@@ -194,7 +194,8 @@ def test_fake_quant_model_saves_and_loads_after_training(digits, tmp_path, suffi
     x = digits["x_test"]
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), qmodel.predict(x, verbose=0))
     assert fx.describe(loaded)[1].to_dict() == policy.to_dict()
-    np.testing.assert_array_equal(fx.lower_model(loaded).run(x, raw=True)[0], fx.lower_model(qmodel).run(x, raw=True)[0])
+    np.testing.assert_array_equal(fx.lower_model(loaded).run(x, raw=True)[0],
+                                  fx.lower_model(qmodel).run(x, raw=True)[0])
 
 
 def test_quantization_aware_finetuning_exports_bit_exact(digits, tmp_path):
