@@ -117,6 +117,10 @@ class Interpreter:
         if tuple(x.shape[1:]) != tuple(want):
             raise ValueError(f"input batch must have shape [N, {', '.join(map(str, want))}], got {list(x.shape)}")
         if self.info.float_input:
+            if x.dtype.kind in "biu":  # e.g. uint8 pixels: silently cast, they would be read as 0..255
+                raise ValueError(f"this file takes float32 input (it quantizes it itself), got {x.dtype} "
+                                 "values; pass the floats the model was trained on (e.g. x / 255), or export "
+                                 "with float_input=False (--integer-input) for a file that takes the integers")
             x = x.astype(np.float32)
             if np.isnan(x).any():
                 raise ValueError("input contains NaN")
