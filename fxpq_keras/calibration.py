@@ -162,7 +162,13 @@ def unsigned_outputs(cnodes: list[CNode], input_nonneg: bool) -> dict[str, bool]
 
 
 class Calibration:
-    """The canonical float model and its statistics on calibration data."""
+    """The canonical float model and its statistics on calibration data.
+
+    Example (data as for FxPQNet: an array, a tf.data.Dataset, a generator or a PyDataset)::
+
+        calib = Calibration(model, x_calib)
+        policy = Policy.uniform(calib, 8, None)   # reuses the float model's outputs
+    """
 
     def __init__(self, model: keras.Model, calibration_data: Any, batch_size: int = 256, *,
                  align_ranges: bool = False) -> None:

@@ -24,7 +24,13 @@ from ._tf import keras, tf
 
 
 class DistillationLoss(keras.losses.Loss):
-    """KL(teacher || student): y_true is the teacher's class distribution, y_pred the student's output."""
+    """KL(teacher || student): y_true is the teacher's class distribution, y_pred the student's output.
+
+    Example (targets are the float model's softmax outputs; from_logits when the model ends in logits)::
+
+        qmodel.compile(optimizer="adam", loss=DistillationLoss(from_logits=False))
+        qmodel.fit(x, float_model.predict(x), epochs=2)
+    """
 
     def __init__(self, from_logits: bool = False, name: str = "distillation_kl", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
@@ -40,7 +46,12 @@ class DistillationLoss(keras.losses.Loss):
 
 
 class Agreement(keras.metrics.MeanMetricWrapper):
-    """Top-1 agreement of the student with the teacher distribution given as y_true."""
+    """Top-1 agreement of the student with the teacher distribution given as y_true.
+
+    Example::
+
+        qmodel.compile(loss=DistillationLoss(), metrics=[Agreement()])
+    """
 
     def __init__(self, name: str = "agreement", **kwargs: Any) -> None:
         def top1(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -57,6 +68,15 @@ class PrecisionAdaptation(keras.callbacks.Callback):
 
     Adds `fxpq_bits` (average bits per element), `fxpq_memory_x` (compression vs float32) and
     `fxpq_agreement` (budget-check set) to the epoch logs; stops training when the search is done.
+
+    Most users want `FxPQNetCallback`, which needs none of this wiring. Example::
+
+        search = PrecisionSearch(model, x_calib)
+        search.qmodel.trainable = False  # post-training: only formats change
+        search.qmodel.compile(loss=DistillationLoss(from_logits=not search.probabilities))
+        search.qmodel.fit(search.calibration.x, search.targets, epochs=1000, shuffle=False,
+                          batch_size=len(search.targets), callbacks=[PrecisionAdaptation(search)])
+        policy = search.state.policy
     """
 
     def __init__(self, search: Any, steps_per_epoch: int = 8) -> None:

@@ -78,6 +78,13 @@ def quantize_model(model: keras.Model, policy: Policy | None = None, calibration
 
     Without a policy, calibration data is required and a uniform 16-bit policy is used (the start
     of the FxP-QNet search).
+
+    Quantization-aware fine-tuning is this model trained with `fit` (docs/algorithm.md). Example::
+
+        qmodel = quantize_model(model, Policy.uniform(model, 6, x_calib))
+        qmodel.compile("adam", "sparse_categorical_crossentropy")
+        qmodel.fit(x_train, y_train, epochs=3)
+        export_tflite(qmodel, "model.tflite")
     """
     if isinstance(model, Calibration):
         cnodes = model.cnodes
@@ -124,6 +131,11 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
     The whole policy is checked against the model first (layers, element counts, per-channel
     frac counts, formats): on any mismatch a PolicyMismatchError names the data structure and no
     variable has changed.
+
+    Example::
+
+        policy.set("fc", "output", bits=5)
+        set_policy(qmodel, policy)   # the next predict uses 5 bits there
     """
     policy.validate()
     cnodes, current = describe(qmodel)
@@ -185,7 +197,12 @@ def check_fake_quant_model(model: Any) -> None:
 
 
 def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
-    """Canonical nodes (float weights) and current Policy of a fake-quant model."""
+    """Canonical nodes (float weights) and current Policy of a fake-quant model.
+
+    Example::
+
+        cnodes, policy = describe(qmodel)   # also for a model loaded in quantize_scope()
+    """
     check_fake_quant_model(qmodel)
     config = qmodel.get_config()
     by_name = {layer.name: layer for layer in qmodel.layers}
@@ -290,7 +307,14 @@ def _act(act: Any) -> str:
 
 @contextlib.contextmanager
 def quantize_scope() -> Iterator[None]:
-    """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes)."""
+    """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes).
+
+    Example::
+
+        qmodel.save("q.keras")
+        with quantize_scope():
+            qmodel = keras.models.load_model("q.keras")
+    """
     objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer}
     with tfmot.quantization.keras.quantize_scope(objects):
         yield

@@ -88,6 +88,11 @@ class Interpreter:
 
     engine: "reference" (numpy, bit-exact contract), "tflm" (real TFLM, int8-builtin files), or
     any registered engine. raw=True returns the output integers.
+
+    Example::
+
+        probabilities = Interpreter("model.tflite").predict(x)
+        integers = Interpreter("model.tflite", engine="host").predict(x, raw=True)   # the C kernels
     """
 
     def __init__(self, path: str | Path, engine: str = "reference") -> None:

@@ -6,7 +6,7 @@ memory per unit of added prediction error (KL against the teacher), re-choosing 
 candidates around the range-derived one by that same statistic; a step that would break the
 accuracy budget freezes its data structure. A format change is a variable write, never a rebuild.
 
-The four mechanisms of DESIGN.md section 3 are switches of `SearchOptions`.
+The four mechanisms of FxP-QNet (docs/algorithm.md, mechanisms 1-4) are switches of `SearchOptions`.
 """
 
 from __future__ import annotations
@@ -36,7 +36,14 @@ CHANNELS = "weights/channels"  # _ranges key of a layer's per-channel weight ran
 
 @dataclass
 class SearchOptions:
-    """Everything that decides the search's result (same options + same seed = same policy)."""
+    """Everything that decides the search's result (same options + same seed = same policy).
+
+    Example::
+
+        options = SearchOptions(max_accuracy_drop=0.02, max_bits=8, per_channel=True)
+        search = PrecisionSearch(model, x_calib, options=options)
+        result = FxPQNet(0.02, max_bits=8, per_channel=True).quantize(model, x_calib)   # the same fields
+    """
 
     max_accuracy_drop: float = 0.01  # the budget's limit: top-1 drop, or relative output MSE for metric snr
     # budget metric: top1 (agreement with the teacher's top-1), snr (output SNR against the teacher),
@@ -87,7 +94,7 @@ class SearchOptions:
     # next layer's weight precision for activation precision, which pays where activations must fit one
     # byte: "auto" = the model as given, plus a range-aligned RAM-first pass when FxPQNet runs RAM first
     align_ranges: bool | str = "auto"
-    # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
+    # the four mechanisms (docs/algorithm.md, mechanisms 1-4); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
     layerwise: bool = True
     error_statistics_frac: bool = True
@@ -198,7 +205,15 @@ TAIL_WEIGHT = 1 << 40
 
 
 class PrecisionSearch:
-    """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise."""
+    """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise.
+
+    The pieces behind `FxPQNet` and the callbacks, for stepping the search yourself. Example::
+
+        search = PrecisionSearch(model, x_calib, options=SearchOptions(max_accuracy_drop=0.01))
+        while not search.state.done:
+            search.advance(10)
+            print(search.state.policy.memory().compression_total)
+    """
 
     def __init__(self, model: keras.Model | Calibration, calibration_data: Any = None, *,
                  labels: Any = None, options: SearchOptions | None = None, verbose: int = 0,
