@@ -211,3 +211,18 @@ def test_quantization_aware_finetuning_exports_bit_exact(digits, tmp_path):
     assert not np.array_equal(got, untouched.run(x, raw=True)[0])  # the training is in the file
     probs = fx.Interpreter(path).predict(x)
     assert np.mean(probs.argmax(-1) == qmodel.predict(x, verbose=0).argmax(-1)) >= 0.99
+
+
+def test_one_callback_in_a_keras3_fit(digits):
+    """Most users train with Keras 3: the same callback in its `fit`, the same policy as the one-call API."""
+    import keras as keras3
+
+    keras3.utils.set_random_seed(0)
+    model = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Conv2D(6, 3, activation="relu"),
+                               keras3.layers.MaxPooling2D(2), keras3.layers.Flatten(),
+                               keras3.layers.Dense(10, activation="softmax")])
+    model.compile(keras3.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    cb = fx.FxPQNetCallback(digits["x"][:200], max_accuracy_drop=0.05, strict=False, **QUICK)
+    model.fit(digits["x"], digits["y"], epochs=4, batch_size=64, verbose=0, callbacks=[cb])
+    assert cb.result is not None
+    assert cb.result.policy.to_dict() == fx.FxPQNet(0.05, **QUICK).quantize(model, digits["x"][:200]).policy.to_dict()
