@@ -50,7 +50,7 @@ _EXPORTS = {
     "SUPPORTED_LAYERS": ".keras_model", "UnsupportedLayerError": ".keras_model",
     "DataStructure": ".policy", "Memory": ".policy", "Policy": ".policy", "PolicyMismatchError": ".policy",
     "FxPQNet": ".search", "PrecisionSearch": ".search", "QuantizationResult": ".search", "SearchOptions": ".search",
-    "FxPQNetCallback": ".search.callback", "SearchStoppedError": ".search.callback",
+    "FxPQNetCallback": ".search.callback", "SearchStoppedError": ".callbacks",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -63,11 +63,19 @@ class Agreement(keras.metrics.MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype}
 
 
+class SearchStoppedError(RuntimeError):
+    """The search could not proceed (e.g. the start policy already breaks the budget): nothing was lowered,
+    or what was kept does not meet the budget. The message is the search's reason."""
+
+
 class PrecisionAdaptation(keras.callbacks.Callback):
     """Lowers precision between epochs: `steps_per_epoch` greedy steps of a PrecisionSearch.
 
     Adds `fxpq_bits` (average bits per element), `fxpq_memory_x` (compression vs float32) and
     `fxpq_agreement` (budget-check set) to the epoch logs; stops training when the search is done.
+    When it is done without meeting the budget, `strict` (default) raises `SearchStoppedError` with
+    the search's reason instead of returning quietly (the reason would only be in
+    `search.state.message`).
 
     Most users want `FxPQNetCallback`, which needs none of this wiring. Example::
 
@@ -79,12 +87,13 @@ class PrecisionAdaptation(keras.callbacks.Callback):
         policy = search.state.policy
     """
 
-    def __init__(self, search: Any, steps_per_epoch: int = 8) -> None:
+    def __init__(self, search: Any, steps_per_epoch: int = 8, *, strict: bool = True) -> None:
         super().__init__()
         if steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1")
         self.search = search
         self.steps_per_epoch = int(steps_per_epoch)
+        self.strict = bool(strict)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         search = self.search
@@ -96,6 +105,13 @@ class PrecisionAdaptation(keras.callbacks.Callback):
                 logs[f"fxpq_{name}"] = float(value)
         if state.done:
             self.model.stop_training = True
+            if self.strict and not state.budget_met:
+                hint = ""
+                if search.qmodel.trainable and search.qmodel.trainable_weights:
+                    hint = (" The float weights are trainable (search.qmodel.trainable is True), so fit moved "
+                            "them away from the teacher while the search measured: set "
+                            "search.qmodel.trainable = False for post-training, or use FxPQNetCallback.")
+                raise SearchStoppedError(f"FxP-QNet stopped after epoch {epoch + 1}: {state.message}.{hint}")
 
 
 class SearchProgress(keras.callbacks.Callback):
@@ -137,4 +153,5 @@ def distillation_finetune(search: Any, epochs: int, lr: float = 1e-4, batch_size
             "trained_on": int(len(x)), "samples": int(np.sum([search.checker.samples]))}
 
 
-__all__ = ["Agreement", "DistillationLoss", "PrecisionAdaptation", "SearchProgress", "distillation_finetune"]
+__all__ = ["Agreement", "DistillationLoss", "PrecisionAdaptation", "SearchProgress", "SearchStoppedError",
+           "distillation_finetune"]

@@ -226,3 +226,19 @@ def test_one_callback_in_a_keras3_fit(digits):
     model.fit(digits["x"], digits["y"], epochs=4, batch_size=64, verbose=0, callbacks=[cb])
     assert cb.result is not None
     assert cb.result.policy.to_dict() == fx.FxPQNet(0.05, **QUICK).quantize(model, digits["x"][:200]).policy.to_dict()
+
+
+def test_the_low_level_callback_stops_loudly_with_trainable_weights(digits):
+    """Before: with `qmodel.trainable` left at its default, fit returned early and the reason was only in
+    search.state.message. Now SearchStoppedError says why and names the fix."""
+    from fxpq_keras.callbacks import Agreement, DistillationLoss, PrecisionAdaptation
+
+    search = PrecisionSearch(digits["model"], digits["x"][:300], options=SearchOptions(0.02, samples=300))
+    qmodel = search.qmodel  # trainable: the default
+    qmodel.compile(keras.optimizers.Adam(0.1), loss=DistillationLoss(from_logits=not search.probabilities),
+                   metrics=[Agreement()])
+    decide = search.decision_index
+    with pytest.raises(fx.SearchStoppedError, match="budget NOT met.*qmodel.trainable = False"):
+        qmodel.fit(search.calibration.x[decide], search.targets[decide], batch_size=len(decide), epochs=200,
+                   verbose=0, shuffle=False, callbacks=[PrecisionAdaptation(search)])
+    assert search.state.done and not search.state.budget_met

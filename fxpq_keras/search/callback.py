@@ -17,13 +17,10 @@ from typing import Any
 
 from .._tf import keras
 from ..calibration import check_calibration_data
+from ..callbacks import SearchStoppedError
 from ..keras_model import canonicalize
 from .adaptation import model_sample_shape
 from .api import FxPQNet, QuantizationResult
-
-
-class SearchStoppedError(RuntimeError):
-    """The search could not proceed (e.g. the start policy already breaks the budget): nothing was lowered."""
 
 
 class FxPQNetCallback(keras.callbacks.Callback):
