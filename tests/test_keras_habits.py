@@ -200,7 +200,8 @@ def test_fake_quant_model_saves_and_loads_after_training(digits, tmp_path, suffi
 
 def test_quantization_aware_finetuning_exports_bit_exact(digits, tmp_path):
     """The fine-tuned weights are what the file holds, and the file computes what the integer graph of
-    the trained fake-quant model computes, bit for bit (and what the fake-quant model predicts)."""
+    the trained fake-quant model computes, bit for bit, on the numpy reference and on the C kernels
+    (and what the fake-quant model predicts)."""
     qmodel, policy = _finetuned(digits, bits=4)
     untouched = fx.lower_model(fx.quantize_model(digits["model"], policy))
     path = tmp_path / "qat.tflite"
@@ -209,6 +210,7 @@ def test_quantization_aware_finetuning_exports_bit_exact(digits, tmp_path):
     got = fx.Interpreter(path).predict(x, raw=True)
     np.testing.assert_array_equal(got, fx.lower_model(qmodel).run(x, raw=True)[0])
     assert not np.array_equal(got, untouched.run(x, raw=True)[0])  # the training is in the file
+    np.testing.assert_array_equal(fx.Interpreter(path, engine="host").predict(x, raw=True), got)
     probs = fx.Interpreter(path).predict(x)
     assert np.mean(probs.argmax(-1) == qmodel.predict(x, verbose=0).argmax(-1)) >= 0.99
 
