@@ -372,7 +372,7 @@ class Policy:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def uniform(cls, model: Any, bits: int, calibration_data: np.ndarray, *, per_channel: bool = False,
+    def uniform(cls, model: Any, bits: int, calibration_data: Any, *, per_channel: bool = False,
                 bias_bits: int = 32, input_bits: int | None = None) -> Policy:
         """Every data structure at `bits` (biases at `bias_bits`), fracs from calibration ranges.
 
