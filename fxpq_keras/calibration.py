@@ -104,7 +104,8 @@ def calibration_values(x: Any, sample_shape: tuple[int, ...] | None = None) -> n
         raise CalibrationDataError("calibration data is complex; fxpq needs real values (the imaginary "
                                    "part would be dropped)")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise CalibrationDataError(f"calibration data must be numeric, got dtype {x.dtype}")
+        raise CalibrationDataError(f"calibration data must be numeric, got dtype {x.dtype} (fxpq takes a numpy "
+                                   "array, a tf.data.Dataset, a Keras PyDataset or Sequence, or a generator)")
     if x.size == 0 or x.ndim == 0 or x.shape[0] == 0:
         raise CalibrationDataError("calibration data is empty")
     with np.errstate(over="ignore"):

@@ -167,10 +167,10 @@ def test_firmware_example_takes_the_policy_the_main_job_wrote(digits, tmp_path, 
     searched.to_json(str(main_out / "policy.json"))
     chosen = example.default_policy(model, main_out, tmp_path / "build", x[:100])
     assert chosen == str(main_out / "policy.json") and "the main job wrote" in capsys.readouterr().out
-    other = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    other = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10, name="head")])
     chosen = example.default_policy(other, main_out, tmp_path / "build", x[:100])
     assert "does not fit this model" in capsys.readouterr().out
-    assert fx.Policy.from_json(chosen).get("dense", "weights").bits == 8
+    assert fx.Policy.from_json(chosen).get("head", "weights").bits == 8
 
 
 def test_readme_main_job_figures_say_how_to_rerun_them_and_the_range_seen():
