@@ -22,6 +22,7 @@ setup(
             "pytest-xdist>=3.5,<4",
             "hypothesis>=6.100,<7",
             "ruff>=0.6",
+            "pdoc>=15,<17",  # scripts/api_docs.py: the API reference
             "mlxtend>=0.23,<0.26",
             "scikit-learn>=1.4,<2",
             "scikit-image>=0.24,<0.27",

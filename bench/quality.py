@@ -1,4 +1,4 @@
-"""Quality benchmark: the zoo table, compression at a fixed accuracy budget (DESIGN.md section 4).
+"""Quality benchmark: the zoo table, compression at a fixed accuracy budget (README "Results").
 
     .venv/bin/python bench/quality.py [--models a,b] [--samples 512] [--max-drop 0.01] [--ablations]
                                       [--option NAME=VALUE ...]
@@ -25,7 +25,7 @@ Calibration draws `--samples` inputs (no labels) from the training split only; e
 figure is on the test split, which no calibration, search or training step ever saw.
 Quantized held-out outputs come from the fake-quant model (bit-exact with the integer reference
 up to rounding ties, docs/numerics.md). `--ablations` adds, per model, the table of FxP-QNet with
-each mechanism of DESIGN.md section 3 switched off.
+each mechanism of docs/algorithm.md (mechanisms 1-4) switched off.
 """
 
 from __future__ import annotations

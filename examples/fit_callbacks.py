@@ -18,8 +18,10 @@ What it shows, step by step:
    float and the fixed-point model, and the policy written to JSON for `fxpq export`.
 
 The one-call equivalent is `fxpq_keras.FxPQNet(0.01).quantize(model, x_calib)` (same options and
-seed, same policy); this script is for people who want the loop in their own hands, e.g. to add
-their own callbacks (logging, early stopping, checkpoints) next to the search.
+seed, same policy), and `model.fit(..., callbacks=[fxpq_keras.FxPQNetCallback(x_calib)])` runs it
+when your own training ends, with no search internals. This script is for people who want the loop
+in their own hands, e.g. to add their own callbacks (logging, early stopping, checkpoints) next to
+the search.
 """
 
 from __future__ import annotations

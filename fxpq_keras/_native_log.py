@@ -35,17 +35,24 @@ def severities_for_level(level: str | int | None) -> str:
     return "IWE"[: max(0, min(n, 3))]
 
 
-def _hidden(line: bytes, severities: bytes) -> bool:
+# On a machine without a GPU, TensorFlow's first op logs this at ERROR severity although nothing is
+# wrong: hidden unless the user set TF_CPP_MIN_LOG_LEVEL (fxpq_keras._tf initialises the devices
+# inside the filter, so the line never reaches a search's output)
+NO_GPU_NOISE = (b"failed call to cuInit",)
+
+
+def _hidden(line: bytes, severities: bytes, noise: tuple[bytes, ...] = ()) -> bool:
     if line.rstrip(b"\r\n") == _ABSL_PREAMBLE:
         return b"W" in severities
     m = _ABSL_LINE.match(line)
-    return bool(m) and m.group(1) in severities
+    return bool(m) and (m.group(1) in severities or any(text in line for text in noise))
 
 
 @contextlib.contextmanager
-def hide_native_logs(severities: str) -> Iterator[None]:
-    """Drop absl log lines of `severities` (e.g. "IW") written to fd 2 inside the block."""
-    if not severities:
+def hide_native_logs(severities: str, noise: tuple[bytes, ...] = ()) -> Iterator[None]:
+    """Drop absl log lines of `severities` (e.g. "IW"), and absl lines holding one of the `noise`
+    texts, written to fd 2 inside the block."""
+    if not severities and not noise:
         yield
         return
     try:
@@ -63,10 +70,10 @@ def hide_native_logs(severities: str) -> Iterator[None]:
             while chunk := pipe.read(65536):
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
-                out = b"".join(line + b"\n" for line in lines if not _hidden(line, wanted))
+                out = b"".join(line + b"\n" for line in lines if not _hidden(line, wanted, noise))
                 if out:
                     os.write(saved, out)
-            if pending and not _hidden(pending, wanted):
+            if pending and not _hidden(pending, wanted, noise):
                 os.write(saved, pending)
 
     thread = threading.Thread(target=forward, name="fxpq-native-log-filter", daemon=True)
@@ -83,4 +90,4 @@ def hide_native_logs(severities: str) -> Iterator[None]:
         os.close(saved)
 
 
-__all__ = ["USER_TF_LOG_LEVEL", "hide_native_logs", "severities_for_level"]
+__all__ = ["NO_GPU_NOISE", "USER_TF_LOG_LEVEL", "hide_native_logs", "severities_for_level"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._tf import keras
+from ._tf import keras, tf
 from .formats import frac_for_range
 from .keras_model import (
     PASS_THROUGH,
@@ -34,15 +34,88 @@ class CalibrationRangeWarning(UserWarning):
     """A calibration range no format can hold: everything saturates, or everything rounds to 0."""
 
 
-def calibration_values(x: Any) -> np.ndarray:
+# a generator or dataset that yields more samples than this is taken for an endless one
+MAX_STREAMED_SAMPLES = 1_000_000
+
+
+def _is_stream(data: Any) -> bool:
+    """A source of batches or samples rather than an array: tf.data, PyDataset/Sequence, generator."""
+    if isinstance(data, (np.ndarray, list, tuple, str, bytes, dict)) or np.isscalar(data):
+        return False
+    if hasattr(data, "__array__") and not hasattr(data, "element_spec"):  # tf.Tensor, array-likes
+        return False
+    return (hasattr(data, "element_spec") or hasattr(data, "num_batches") or hasattr(data, "__next__")
+            or (hasattr(data, "__getitem__") and hasattr(data, "__len__")) or hasattr(data, "__iter__"))
+
+
+def _batches(data: Any) -> Any:
+    """The elements of a stream in order: a Keras PyDataset / Sequence is indexed, the rest iterated."""
+    if hasattr(data, "element_spec"):  # tf.data.Dataset
+        if int(data.cardinality()) == int(tf.data.INFINITE_CARDINALITY):
+            raise CalibrationDataError("the calibration dataset is infinite (it repeats): pass "
+                                       "dataset.take(n) with a finite n")
+        return data.as_numpy_iterator()
+    if hasattr(data, "__getitem__") and not hasattr(data, "__next__"):
+        count = getattr(data, "num_batches", None)
+        if count is None and hasattr(data, "__len__"):
+            count = len(data)
+        if count is None:
+            raise CalibrationDataError(f"{type(data).__name__} gives no batch count: a PyDataset of unknown "
+                                       "length cannot be read to its end (define num_batches or __len__)")
+        return (data[i] for i in range(int(count)))
+    return iter(data)
+
+
+def collect_samples(data: Any, sample_shape: tuple[int, ...] | None = None) -> Any:
+    """Numpy samples from the forms Keras users hold data in; arrays (and anything that is not a stream)
+    are returned as given.
+
+    Accepted: a numpy array (or anything `np.asarray` takes), a `tf.data.Dataset`, a Keras `PyDataset`
+    or `keras.utils.Sequence`, a generator or iterator. Each element is the inputs `x` or a tuple
+    `(x, y[, sample_weight])` whose `y` is ignored (self-distillation needs no labels). An element
+    holds one batch (the Keras convention) or, when its shape is `sample_shape`, one sample, e.g. an
+    unbatched `tf.data.Dataset`. Read to the end once, in order.
+    """
+    if not _is_stream(data):
+        return data
+    parts: list[np.ndarray] = []
+    count = 0
+    for i, element in enumerate(_batches(data)):
+        if isinstance(element, dict):
+            raise CalibrationDataError(f"calibration element {i} is a dict; fxpq needs the inputs x or (x, y) "
+                                       "pairs (a model with one input)")
+        x = element[0] if isinstance(element, (tuple, list)) else element
+        if isinstance(x, (tuple, list, dict)):
+            raise CalibrationDataError(f"calibration element {i} holds several inputs; fxpq models have one input")
+        x = np.asarray(x)
+        if sample_shape is not None and x.ndim == len(sample_shape):
+            x = x[None]  # one sample per element
+        elif x.ndim == 0:
+            raise CalibrationDataError(f"calibration element {i} is a scalar, not a batch of samples")
+        if parts and x.shape[1:] != parts[0].shape[1:]:
+            raise CalibrationDataError(f"calibration element {i} has sample shape {x.shape[1:]}, element 0 "
+                                       f"{parts[0].shape[1:]}")
+        parts.append(x)
+        count += len(x)
+        if count > MAX_STREAMED_SAMPLES:
+            raise CalibrationDataError(f"the calibration source yielded more than {MAX_STREAMED_SAMPLES:,} samples "
+                                       "(an endless generator?): pass a finite one, e.g. itertools.islice")
+    if not parts:
+        raise CalibrationDataError("calibration data is empty (the dataset or generator yielded nothing)")
+    return np.concatenate(parts)
+
+
+def calibration_values(x: Any, sample_shape: tuple[int, ...] | None = None) -> np.ndarray:
     """x as float32 when every value is a finite real number; else a CalibrationDataError naming the
-    first bad sample in the caller's numbering (call it before taking any subset)."""
-    x = np.asarray(x)
+    first bad sample in the caller's numbering (call it before taking any subset). Datasets,
+    PyDatasets and generators are read into one array first (`collect_samples`)."""
+    x = np.asarray(collect_samples(x, sample_shape))
     if np.iscomplexobj(x):
         raise CalibrationDataError("calibration data is complex; fxpq needs real values (the imaginary "
                                    "part would be dropped)")
     if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise CalibrationDataError(f"calibration data must be numeric, got dtype {x.dtype}")
+        raise CalibrationDataError(f"calibration data must be numeric, got dtype {x.dtype} (fxpq takes a numpy "
+                                   "array, a tf.data.Dataset, a Keras PyDataset or Sequence, or a generator)")
     if x.size == 0 or x.ndim == 0 or x.shape[0] == 0:
         raise CalibrationDataError("calibration data is empty")
     with np.errstate(over="ignore"):
@@ -55,7 +128,8 @@ def calibration_values(x: Any) -> np.ndarray:
 
 
 def check_calibration_data(x: Any, input_shape: tuple[int, ...]) -> np.ndarray:
-    x = calibration_values(x)
+    """calibration_values, and the samples must have the model's input shape."""
+    x = calibration_values(x, tuple(input_shape))
     if tuple(x.shape[1:]) != tuple(input_shape):
         raise CalibrationDataError(f"calibration data has sample shape {tuple(x.shape[1:])}, "
                                    f"the model expects {tuple(input_shape)}")
@@ -122,7 +196,13 @@ def stock_read_producers(cnodes: list[CNode]) -> set[str]:
 
 
 class Calibration:
-    """The canonical float model and its statistics on calibration data."""
+    """The canonical float model and its statistics on calibration data.
+
+    Example (data as for FxPQNet: an array, a tf.data.Dataset, a generator or a PyDataset)::
+
+        calib = Calibration(model, x_calib)
+        policy = Policy.uniform(calib, 8, None)   # reuses the float model's outputs
+    """
 
     def __init__(self, model: keras.Model, calibration_data: Any, batch_size: int = 256, *,
                  align_ranges: bool = False) -> None:

@@ -24,7 +24,13 @@ from ._tf import keras, tf
 
 
 class DistillationLoss(keras.losses.Loss):
-    """KL(teacher || student): y_true is the teacher's class distribution, y_pred the student's output."""
+    """KL(teacher || student): y_true is the teacher's class distribution, y_pred the student's output.
+
+    Example (targets are the float model's softmax outputs; from_logits when the model ends in logits)::
+
+        qmodel.compile(optimizer="adam", loss=DistillationLoss(from_logits=False))
+        qmodel.fit(x, float_model.predict(x), epochs=2)
+    """
 
     def __init__(self, from_logits: bool = False, name: str = "distillation_kl", **kwargs: Any) -> None:
         super().__init__(name=name, **kwargs)
@@ -40,7 +46,12 @@ class DistillationLoss(keras.losses.Loss):
 
 
 class Agreement(keras.metrics.MeanMetricWrapper):
-    """Top-1 agreement of the student with the teacher distribution given as y_true."""
+    """Top-1 agreement of the student with the teacher distribution given as y_true.
+
+    Example::
+
+        qmodel.compile(loss=DistillationLoss(), metrics=[Agreement()])
+    """
 
     def __init__(self, name: str = "agreement", **kwargs: Any) -> None:
         def top1(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
@@ -52,19 +63,37 @@ class Agreement(keras.metrics.MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype}
 
 
+class SearchStoppedError(RuntimeError):
+    """The search could not proceed (e.g. the start policy already breaks the budget): nothing was lowered,
+    or what was kept does not meet the budget. The message is the search's reason."""
+
+
 class PrecisionAdaptation(keras.callbacks.Callback):
     """Lowers precision between epochs: `steps_per_epoch` greedy steps of a PrecisionSearch.
 
     Adds `fxpq_bits` (average bits per element), `fxpq_memory_x` (compression vs float32) and
     `fxpq_agreement` (budget-check set) to the epoch logs; stops training when the search is done.
+    When it is done without meeting the budget, `strict` (default) raises `SearchStoppedError` with
+    the search's reason instead of returning quietly (the reason would only be in
+    `search.state.message`).
+
+    Most users want `FxPQNetCallback`, which needs none of this wiring. Example::
+
+        search = PrecisionSearch(model, x_calib)
+        search.qmodel.trainable = False  # post-training: only formats change
+        search.qmodel.compile(loss=DistillationLoss(from_logits=not search.probabilities))
+        search.qmodel.fit(search.calibration.x, search.targets, epochs=1000, shuffle=False,
+                          batch_size=len(search.targets), callbacks=[PrecisionAdaptation(search)])
+        policy = search.state.policy
     """
 
-    def __init__(self, search: Any, steps_per_epoch: int = 8) -> None:
+    def __init__(self, search: Any, steps_per_epoch: int = 8, *, strict: bool = True) -> None:
         super().__init__()
         if steps_per_epoch < 1:
             raise ValueError("steps_per_epoch must be >= 1")
         self.search = search
         self.steps_per_epoch = int(steps_per_epoch)
+        self.strict = bool(strict)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         search = self.search
@@ -76,6 +105,13 @@ class PrecisionAdaptation(keras.callbacks.Callback):
                 logs[f"fxpq_{name}"] = float(value)
         if state.done:
             self.model.stop_training = True
+            if self.strict and not state.budget_met:
+                hint = ""
+                if search.qmodel.trainable and search.qmodel.trainable_weights:
+                    hint = (" The float weights are trainable (search.qmodel.trainable is True), so fit moved "
+                            "them away from the teacher while the search measured: set "
+                            "search.qmodel.trainable = False for post-training, or use FxPQNetCallback.")
+                raise SearchStoppedError(f"FxP-QNet stopped after epoch {epoch + 1}: {state.message}.{hint}")
 
 
 class SearchProgress(keras.callbacks.Callback):
@@ -117,4 +153,5 @@ def distillation_finetune(search: Any, epochs: int, lr: float = 1e-4, batch_size
             "trained_on": int(len(x)), "samples": int(np.sum([search.checker.samples]))}
 
 
-__all__ = ["Agreement", "DistillationLoss", "PrecisionAdaptation", "SearchProgress", "distillation_finetune"]
+__all__ = ["Agreement", "DistillationLoss", "PrecisionAdaptation", "SearchProgress", "SearchStoppedError",
+           "distillation_finetune"]

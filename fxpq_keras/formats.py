@@ -24,7 +24,13 @@ class FormatError(ValueError):
 
 @dataclass(frozen=True)
 class Format:
-    """A dynamic fixed-point format: the integer q means q * 2^-frac."""
+    """A dynamic fixed-point format: the integer q means q * 2^-frac.
+
+    Example::
+
+        f = Format(bits=8, frac=5, signed=True)   # values -4.0 .. 3.96875 in steps of 1/32
+        f.lo, f.hi                                # (-128, 127)
+    """
 
     bits: int
     frac: int

@@ -54,7 +54,13 @@ def _is_int(value: Any) -> bool:
 
 @dataclass
 class DataStructure:
-    """Format and size of one data structure; frac is a tuple for per-channel weight fracs."""
+    """Format and size of one data structure; frac is a tuple for per-channel weight fracs.
+
+    Example::
+
+        d = policy.get("conv1", "weights")     # its bits, frac, signed, elements
+        d.fmt.lo, d.fmt.hi                     # the integer range: (-32, 31) at 6 bits signed
+    """
 
     bits: int
     frac: int | tuple[int, ...]
@@ -123,7 +129,13 @@ def _cap_bits(d: DataStructure, bits: int) -> None:
 
 @dataclass
 class Memory:
-    """The paper's memory accounting, in bits; activations are per inference (one sample)."""
+    """The paper's memory accounting, in bits; activations are per inference (one sample).
+
+    Example::
+
+        m = policy.memory()
+        print(m.weight_bits, m.compression_total)   # bits of every weight, ratio to float32
+    """
 
     weight_bits: int
     bias_bits: int
@@ -156,7 +168,15 @@ class Memory:
 
 
 class Policy:
-    """Formats of every data structure of a (canonicalized) model, in layer order."""
+    """Formats of every data structure of a (canonicalized) model, in layer order.
+
+    Example::
+
+        policy = Policy.uniform(model, 8, x_calib)    # naive uniform 8-bit
+        policy.set("conv1", "weights", bits=4)        # one data structure lower (frac kept)
+        policy.to_json("policy.json")                 # for `fxpq export`
+        print(policy.summary())
+    """
 
     def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]],
                  channel_scales: dict[str, tuple[float, ...]] | None = None) -> None:
@@ -403,7 +423,7 @@ class Policy:
 
     # -- construction ---------------------------------------------------------------------------
     @classmethod
-    def uniform(cls, model: Any, bits: int, calibration_data: np.ndarray, *, per_channel: bool = False,
+    def uniform(cls, model: Any, bits: int, calibration_data: Any, *, per_channel: bool = False,
                 bias_bits: int = 32, input_bits: int | None = None) -> Policy:
         """Every data structure at `bits` (biases at `bias_bits`), fracs from calibration ranges.
 

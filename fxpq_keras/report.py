@@ -73,8 +73,9 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(result: Any, path: str) -> None:
-    """PNG: bits per data structure for every layer, and agreement vs memory along the search."""
+def plot(result: Any, path: str) -> list[str]:
+    """PNG: bits per data structure for every layer, and agreement vs memory along the search (steps a
+    walk-back undid marked apart, the result as a star). Returns the trajectory panel's legend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,18 +102,49 @@ def plot(result: Any, path: str) -> None:
     ax1.set_ylabel("bits")
     ax1.set_title("bits per layer")
     ax1.legend(fontsize=8)
-    steps = [s for s in result.trajectory if s.action in ("start", "jump", "lower")]
-    ratio = [s.compression for s in steps]
-    agree = [s.check_agreement if s.check_agreement is not None else s.agreement for s in steps]
-    ax2.plot(ratio, agree, ".-", label="accepted steps")
+    points = trajectory_points(result)
+    if points["kept"]:
+        ax2.plot(*zip(*points["kept"]), ".-", color="tab:blue", label="accepted steps (kept)")
+    if points["walked_back"]:
+        ax2.plot(*zip(*points["walked_back"]), "x", color="tab:gray", ms=6,
+                 label="walked back (break the budget on validation copies)")
+    ax2.plot(*points["result"], "*", color="tab:green", ms=15, mec="black", zorder=5,
+             label=f"result: {points['result'][0]:.2f}x, {points['result'][1]:.2%}")
     ax2.axhline(1 - result.options.max_accuracy_drop, color="tab:red", ls="--", lw=1, label="budget")
     ax2.set_xlabel("total memory reduction vs float32 (x)")
     ax2.set_ylabel("agreement with float (check set)" if result.options.self_distillation else "label accuracy")
     ax2.set_title(f"search trajectory ({result.evaluations} evaluations)")
     ax2.legend(fontsize=8)
+    labels = [text.get_text() for text in ax2.get_legend().get_texts()]
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return labels
+
+
+def trajectory_points(result: Any) -> dict[str, Any]:
+    """(memory ratio, agreement) of the accepted steps the result kept, of those a walk-back (or a
+    restart from the best uniform policy) undid, and of the result itself (the star of the plot).
+
+    The trajectory is replayed: "start", "jump", "lower" and "uniform" (a restart) accept a policy,
+    "back" with key "N step(s)" undoes the last N of them (search/adaptation.py `_walk_back`)."""
+    accepted: list[tuple[float, float]] = []
+    undone: list[tuple[float, float]] = []
+    for s in result.trajectory:
+        point = (s.compression, s.check_agreement if s.check_agreement is not None else s.agreement)
+        if s.action == "uniform":
+            undone += accepted
+            accepted = [point]
+        elif s.action in ("start", "jump", "lower"):
+            accepted.append(point)
+        elif s.action == "back":
+            count = int(s.key.split()[0])
+            undone += accepted[len(accepted) - count:]
+            accepted = accepted[:len(accepted) - count]
+    # the result is the last kept policy: its agreement on the same set as the line's (the check set)
+    final = (result.policy.memory().compression_total,
+             accepted[-1][1] if accepted else result.check_metrics.agreement)
+    return {"kept": accepted, "walked_back": undone, "result": final}
 
 
 def write_report(result: Any, outdir: str) -> dict[str, str]:
@@ -127,4 +159,4 @@ def write_report(result: Any, outdir: str) -> dict[str, str]:
     return paths
 
 
-__all__ = ["device_table", "markdown", "plot", "policy_table", "write_report"]
+__all__ = ["device_table", "markdown", "plot", "policy_table", "trajectory_points", "write_report"]

@@ -56,8 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--model", help="float tf_keras model (.h5/.keras); default: the bench LeNet-5 (cached)")
-    ap.add_argument("--policy", help="policy.json from `fxpq quantize`; default: the bench's cached FxP-QNet "
-                    "policy for LeNet-5, else uniform 8-bit")
+    ap.add_argument("--policy", help="policy.json from `fxpq quantize`; default: the one the main job "
+                    "(scripts/main.sh) wrote to --main-out for LeNet-5, else uniform 8-bit")
+    ap.add_argument("--main-out", default=str(ROOT / "runs" / "main"),
+                    help="the main job's output folder (examples/end_to_end.py --out), read for its policy.json")
     ap.add_argument("--inputs", help=".npy batch [N, ...]; default: held-out MNIST digits")
     ap.add_argument("--labels", help=".npy labels for --inputs (only for the accuracy line)")
     ap.add_argument("--samples", type=int, default=20, help="inputs run on the emulated Cortex-M")
@@ -74,15 +76,32 @@ def bench_inputs(args: argparse.Namespace) -> tuple[str, str, np.ndarray, np.nda
             raise SystemExit("--model needs --policy and --inputs too")
         labels = np.load(args.labels) if args.labels else None
         return args.model, args.policy, np.load(args.inputs), labels
-    from bench.models import CACHE, model_path, trained
+    from bench.models import model_path, trained
 
     model, data = trained("lenet5")  # trains once (a few minutes), then cached in .cache/bench/
-    policy = args.policy or str(CACHE / "lenet5.fxpqnet-1pct.policy.json")
-    if not Path(policy).exists():
-        print(f"  (no cached FxP-QNet policy at {policy}: using uniform 8-bit; `fxpq quantize` finds a better one)")
-        policy = str(build / "policy_uniform8.json")
-        fx.Policy.uniform(model, 8, data["x_train"][:500]).to_json(policy)
+    policy = args.policy or default_policy(model, Path(args.main_out), build, data["x_train"][:500])
     return str(model_path("lenet5", data)), policy, data["x_test"], data["y_test"]
+
+
+def default_policy(model, main_out: Path, build: Path, x_calib: np.ndarray) -> str:
+    """The policy the main job searched for this model (main_out/policy.json), when there is one and it
+    fits the model; else uniform 8-bit, saying why."""
+    from fxpq_keras.keras_model import canonicalize
+
+    found = main_out / "policy.json"
+    why = f"no policy at {found} (run scripts/main.sh first)"
+    if found.exists():
+        try:
+            fx.Policy.from_json(str(found)).check_matches(canonicalize(model))
+            print(f"  (the FxP-QNet policy the main job wrote: {found})")
+            return str(found)
+        except ValueError as exc:  # PolicyMismatchError, or a malformed file
+            why = f"{found} does not fit this model ({exc})"
+    print(f"  ({why}: using uniform 8-bit; `fxpq quantize` finds a better one)")
+    build.mkdir(parents=True, exist_ok=True)
+    policy = str(build / "policy_uniform8.json")
+    fx.Policy.uniform(model, 8, x_calib).to_json(policy)
+    return policy
 
 
 def decode(blob: bytes, out_dtype: np.dtype, out_shape: tuple[int, ...]) -> dict:

@@ -131,12 +131,12 @@ class StagedOutputDir:
         self.tmp = ""
 
     def __enter__(self) -> str:
-        import tempfile
+        from .._files import temporary_dir
 
         parent, name = os.path.split(self.path)
         try:
             os.makedirs(parent, exist_ok=True)
-            self.tmp = tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=parent)
+            self.tmp = temporary_dir(f".{name}.tmp-", parent)
         except OSError as exc:
             raise _cli_error(f"cannot create output directory {self.path}: {exc.strerror or exc}") from None
         return self.tmp

@@ -65,13 +65,18 @@ def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
         if n.kind == "softmax":
             tensors[n.name] = layer(tensors[n.inputs[0]])
             continue
-        if n.kind in WEIGHTED:  # weights go in before wrapping: the wrapper swaps them for quantized tensors
-            layer.build(tensors[n.inputs[0]].shape)
-            layer.set_weights([n.kernel] + ([n.bias] if n.bias is not None else []))
+        # the wrapper builds the layer itself, as it does when a saved model is loaded: a layer built
+        # before wrapping is listed twice among the wrapper's trainable weights, and such a model cannot
+        # be saved after training (.keras: "expected 15 variables, but received 17"; .h5: "name already
+        # exists"). The float weights go into the wrapper's variables after the build.
         wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg),
                                                              name=f"{WRAPPER_PREFIX}{n.name}")
         x = [tensors[i] for i in n.inputs]
         tensors[n.name] = wrapper(x if n.kind in MULTI_INPUT else x[0])
+        if n.kind in WEIGHTED:
+            floats = [n.kernel] + ([n.bias] if n.bias is not None else [])
+            for (variable, _, _), value in zip(wrapper._weight_vars, floats, strict=True):
+                variable.assign(value)
     return keras.Model(inp, tensors[cnodes[-1].name], name=name)
 
 
@@ -80,6 +85,13 @@ def quantize_model(model: keras.Model, policy: Policy | None = None, calibration
 
     Without a policy, calibration data is required and a uniform 16-bit policy is used (the start
     of the FxP-QNet search).
+
+    Quantization-aware fine-tuning is this model trained with `fit` (docs/algorithm.md). Example::
+
+        qmodel = quantize_model(model, Policy.uniform(model, 6, x_calib))
+        qmodel.compile("adam", "sparse_categorical_crossentropy")
+        qmodel.fit(x_train, y_train, epochs=3)
+        export_tflite(qmodel, "model.tflite")
     """
     if isinstance(model, Calibration):
         cnodes = model.cnodes
@@ -126,6 +138,11 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
     The whole policy is checked against the model first (layers, element counts, per-channel
     frac counts, formats): on any mismatch a PolicyMismatchError names the data structure and no
     variable has changed.
+
+    Example::
+
+        policy.set("fc", "output", bits=5)
+        set_policy(qmodel, policy)   # the next predict uses 5 bits there
     """
     policy.validate()
     cnodes, current = describe(qmodel)
@@ -157,8 +174,43 @@ def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, 
     return {(layer, ds): qvars for layer, ds, qvars in _quantizer_vars(qmodel)}
 
 
+class NotFakeQuantModelError(ValueError):
+    """A model that is not an fxpq fake-quant model (a float model, or one tfmot quantized itself)
+    where one is needed (export, lowering, set_policy)."""
+
+
+def check_fake_quant_model(model: Any) -> None:
+    """NotFakeQuantModelError, saying what to do, unless `model` was built by `quantize_model`
+    (its input passes through an InputQuantizer and every other layer is wrapped or a softmax)."""
+    layers = getattr(model, "layers", None)
+    if layers is None:
+        raise NotFakeQuantModelError(f"expected an fxpq fake-quant Keras model, got {type(model).__name__}")
+    how = ("quantize it first: fxpq_keras.quantize_model(float_model, policy), or take "
+           "FxPQNet(...).quantize(float_model, x).model")
+    tfmot_layers = [layer.name for layer in layers
+                    if type(layer).__name__ in ("QuantizeAnnotate", "QuantizeLayer")
+                    or (isinstance(layer, tfmot.quantization.keras.QuantizeWrapper)
+                        and not isinstance(getattr(layer, "quantize_config", None), FxpQuantizeConfig))]
+    if tfmot_layers or (any(isinstance(layer, tfmot.quantization.keras.QuantizeWrapper) for layer in layers)
+                        and not any(isinstance(layer, InputQuantizer) for layer in layers)):
+        where = f" (tfmot layers: {', '.join(tfmot_layers[:4])})" if tfmot_layers else ""
+        raise NotFakeQuantModelError(
+            f"model '{model.name}' was annotated or quantized by tfmot itself{where}; fxpq reads only the "
+            f"fake-quant models it builds, whose formats it knows (input quantizer, FxpQuantizeConfig on every "
+            f"layer): {how}")
+    if not any(isinstance(layer, InputQuantizer) for layer in layers):
+        raise NotFakeQuantModelError(f"model '{model.name}' is a float Keras model, not an fxpq fake-quant model: "
+                                     f"{how}")
+
+
 def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
-    """Canonical nodes (float weights) and current Policy of a fake-quant model."""
+    """Canonical nodes (float weights) and current Policy of a fake-quant model.
+
+    Example::
+
+        cnodes, policy = describe(qmodel)   # also for a model loaded in quantize_scope()
+    """
+    check_fake_quant_model(qmodel)
     config = qmodel.get_config()
     by_name = {layer.name: layer for layer in qmodel.layers}
     cnodes: list[CNode] = []
@@ -265,12 +317,20 @@ def _act(act: Any) -> str:
 
 @contextlib.contextmanager
 def quantize_scope() -> Iterator[None]:
-    """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes)."""
+    """Scope for loading saved fake-quant models (like tfmot's quantize_scope, plus fxpq classes).
+
+    Example::
+
+        qmodel.save("q.keras")
+        with quantize_scope():
+            qmodel = keras.models.load_model("q.keras")
+    """
     objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
                "hard_swish": hard_swish}
     with tfmot.quantization.keras.quantize_scope(objects):
         yield
 
 
-__all__ = ["quantize_model", "set_policy", "describe", "quantize_scope", "quantizer_variables",
+__all__ = ["NotFakeQuantModelError", "check_fake_quant_model", "quantize_model", "set_policy", "describe",
+           "quantize_scope", "quantizer_variables",
            "build_fake_quant_model", "channels"]

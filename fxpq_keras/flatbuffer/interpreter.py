@@ -91,6 +91,11 @@ class Interpreter:
 
     engine: "reference" (numpy, bit-exact contract), "tflm" (real TFLM, int8-builtin files), or
     any registered engine. raw=True returns the output integers.
+
+    Example::
+
+        probabilities = Interpreter("model.tflite").predict(x)
+        integers = Interpreter("model.tflite", engine="host").predict(x, raw=True)   # the C kernels
     """
 
     def __init__(self, path: str | Path, engine: str = "reference") -> None:
@@ -124,6 +129,10 @@ class Interpreter:
         if x.dtype.kind not in "biuf":  # complex: the imaginary part would be dropped (calibration refuses it too)
             raise ValueError(f"input must be real numbers, got dtype {x.dtype.name}")
         if self.info.float_input:
+            if x.dtype.kind in "biu":  # e.g. uint8 pixels: silently cast, they would be read as 0..255
+                raise ValueError(f"this file takes float32 input (it quantizes it itself), got {x.dtype} "
+                                 "values; pass the floats the model was trained on (e.g. x / 255), or export "
+                                 "with float_input=False (--integer-input) for a file that takes the integers")
             x = x.astype(np.float32)
             if np.isnan(x).any():
                 raise ValueError("input contains NaN")

@@ -281,6 +281,11 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
     file takes float input (FXP_QUANTIZE / QUANTIZE first) or the input's integers. policy: a
     Policy (or its JSON) stored in the metadata; defaults to graph.metadata["policy"].
     Nothing is written when the graph cannot be expressed (ExportError names the layers).
+
+    Example::
+
+        export_tflite(result.model, "model.tflite")                        # FXP_* custom ops
+        export_tflite(qmodel, "model_int8.tflite", target="int8-builtin")  # stock int8 ops
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")

@@ -87,7 +87,14 @@ class Node:
 
 @dataclass
 class IntegerGraph:
-    """Nodes in execution order over named tensors; one input, one or more outputs."""
+    """Nodes in execution order over named tensors; one input, one or more outputs.
+
+    Example (the numpy integer reference, the source of truth the C kernels match)::
+
+        graph = lower_model(result.model)
+        probabilities = graph.run(x)[0]
+        integers = graph.run(x, raw=True)[0]
+    """
 
     input: str
     outputs: list[str]

@@ -19,7 +19,12 @@ from .graph import STOCK_OPS, IntegerGraph, Node, TensorSpec, offset_tensors
 
 
 def lower_model(qmodel: Any) -> IntegerGraph:
-    """The IntegerGraph of a fake-quant tf_keras model with its current formats."""
+    """The IntegerGraph of a fake-quant tf_keras model with its current formats.
+
+    Example::
+
+        integers = lower_model(qmodel).run(x, raw=True)[0]
+    """
     from ..fakequant.model import describe
 
     cnodes, policy = describe(qmodel)

@@ -32,8 +32,8 @@ from ..flatbuffer.interpreter import register_engine
 from ._build import ARM_LOCK, kernel_build, locked_make
 from .runner import KERNELS_DIR, RUNNER_STATUS, HostRunner, RunnerError, runner_error
 
-__all__ = ["HostEngine", "QemuEngine", "QemuRun", "build_model_firmware", "write_model_source",
-           "INSTRUCTIONS_PER_TICK", "MACHINES"]
+__all__ = ["WrongEngineError", "runner_runs", "HostEngine", "QemuEngine", "QemuRun", "build_model_firmware",
+           "write_model_source", "INSTRUCTIONS_PER_TICK", "MACHINES"]
 
 INSTRUCTIONS_PER_TICK = 40  # TIMER0 at 25 MHz, 1 instruction = 1 ns of virtual time at -icount shift=0
 MACHINES = {"m4": "mps2-an386", "m7": "mps2-an500"}
@@ -42,10 +42,25 @@ MESSAGE_BYTES = 160
 MAGIC = 0x4F4D5846
 
 
+class WrongEngineError(ValueError):
+    """The file is of a kind this engine does not run; the message names the engines that do."""
+
+
+def runner_runs(info, engine: str) -> None:
+    """The C runner (engines host, qemu-m4, qemu-m7) runs fxp files; an int8-builtin file is all stock
+    TFLite ops, which only TFLM runs: say which engines those are instead of the runner's
+    'unsupported builtin op' on the first stock op."""
+    if getattr(info, "target", "fxp") == "int8-builtin":
+        raise WrongEngineError(f"--engine {engine} runs fxp files (the fxpq C kernels); this is an int8-builtin "
+                               "file (stock TFLite ops): run it with --engine tflm (the tflite-micro wheel) or "
+                               "tflm-host / tflm-m4 / tflm-m7 (real TFLM from TFLM_DIR), or reference")
+
+
 class HostEngine:
     """The C runner on the host (ctypes)."""
 
     def __init__(self, path: Path, graph, info) -> None:
+        runner_runs(info, "host")
         self.graph = graph
         self.runner = HostRunner(Path(path))
 
@@ -180,6 +195,7 @@ class QemuEngine:
 
     def __init__(self, path: Path, graph, info, *, cpu: str = "m4", link_model: bool = False,
                  timeout: float = 600.0, kernels: str = "optimized") -> None:
+        runner_runs(info, f"qemu-{cpu}")
         self.path, self.graph, self.cpu, self.timeout = Path(path), graph, cpu, timeout
         self.model = self.path.read_bytes()
         self.link_model = link_model

@@ -3,7 +3,9 @@
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
 from .api import FxPQNet, QuantizationResult
 from .budget import Budget, Estimate, Meter, Metrics
+from .callback import FxPQNetCallback, SearchStoppedError
 from .evaluator import Evaluator, OutputNotClassificationError
 
-__all__ = ["Budget", "Estimate", "Evaluator", "FxPQNet", "Meter", "Metrics", "OutputNotClassificationError",
-           "PrecisionSearch", "QuantizationResult", "SearchOptions", "SearchState", "Step"]
+__all__ = ["Budget", "Estimate", "Evaluator", "FxPQNet", "FxPQNetCallback", "Meter", "Metrics",
+           "OutputNotClassificationError",
+           "PrecisionSearch", "QuantizationResult", "SearchOptions", "SearchState", "SearchStoppedError", "Step"]

@@ -6,7 +6,7 @@ memory per unit of added prediction error (KL against the teacher), re-choosing 
 candidates around the range-derived one by that same statistic; a step that would break the
 accuracy budget freezes its data structure. A format change is a variable write, never a rebuild.
 
-The four mechanisms of DESIGN.md section 3 are switches of `SearchOptions`.
+The four mechanisms of FxP-QNet (docs/algorithm.md, mechanisms 1-4) are switches of `SearchOptions`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,14 @@ CHANNELS = "weights/channels"  # _ranges key of a layer's per-channel weight ran
 
 @dataclass
 class SearchOptions:
-    """Everything that decides the search's result (same options + same seed = same policy)."""
+    """Everything that decides the search's result (same options + same seed = same policy).
+
+    Example::
+
+        options = SearchOptions(max_accuracy_drop=0.02, max_bits=8, per_channel=True)
+        search = PrecisionSearch(model, x_calib, options=options)
+        result = FxPQNet(0.02, max_bits=8, per_channel=True).quantize(model, x_calib)   # the same fields
+    """
 
     max_accuracy_drop: float = 0.01  # the budget's limit: top-1 drop, or relative output MSE for metric snr
     # budget metric: top1 (agreement with the teacher's top-1), snr (output SNR against the teacher),
@@ -88,7 +95,7 @@ class SearchOptions:
     # next layer's weight precision for activation precision, which pays where activations must fit one
     # byte: "auto" = the model as given, plus a range-aligned RAM-first pass when FxPQNet runs RAM first
     align_ranges: bool | str = "auto"
-    # the four mechanisms (DESIGN.md section 3); switch one off to measure what it buys
+    # the four mechanisms (docs/algorithm.md, mechanisms 1-4); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
     layerwise: bool = True
     error_statistics_frac: bool = True
@@ -215,7 +222,15 @@ def class_labels(labels: Any, classes: int | None) -> np.ndarray:
 
 
 class PrecisionSearch:
-    """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise."""
+    """The FxP-QNet search on one fake-quant model; `run()` to completion or `advance(n)` stepwise.
+
+    The pieces behind `FxPQNet` and the callbacks, for stepping the search yourself. Example::
+
+        search = PrecisionSearch(model, x_calib, options=SearchOptions(max_accuracy_drop=0.01))
+        while not search.state.done:
+            search.advance(10)
+            print(search.state.policy.memory().compression_total)
+    """
 
     def __init__(self, model: keras.Model | Calibration, calibration_data: Any = None, *,
                  labels: Any = None, options: SearchOptions | None = None, verbose: int = 0,
@@ -233,7 +248,8 @@ class PrecisionSearch:
                 raise ValueError("calibration data is required")
             from ..calibration import calibration_values
 
-            data = calibration_values(calibration_data)  # before the subset: errors name the caller's rows
+            # before the subset: errors name the caller's rows; datasets and generators are read here once
+            data = calibration_values(calibration_data, model_sample_shape(model))
             if labels is not None and (np.ndim(labels) == 0 or len(labels) != len(data)):
                 raise ValueError(f"{np.size(labels)} labels for {len(data)} calibration samples")
             pick = subset(len(data), opts.samples, opts.seed)
@@ -1108,6 +1124,17 @@ class PrecisionSearch:
         shown = f"{quality:.1f} dB" if name == "snr_db" else f"{quality:.2%}"
         return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"),
                 ("output SNR" if name == "snr_db" else "agreement", shown)]
+
+
+def model_sample_shape(model: Any) -> tuple[int, ...] | None:
+    """One input sample's shape (None when the model does not say): tells a dataset's samples from batches."""
+    try:
+        shape = model.input_shape
+    except (AttributeError, ValueError):
+        return None
+    if isinstance(shape, list) or shape is None or any(d is None for d in shape[1:]):
+        return None
+    return tuple(int(d) for d in shape[1:])
 
 
 def progress_verbosity() -> int:

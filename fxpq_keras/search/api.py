@@ -36,6 +36,12 @@ class QuantizationResult:
       larger than it (`cost`).
     - `evaluations`, `evaluated_samples`, `seconds`: the search's cost; `full_passes`: the layers
       it ran, in whole-model passes (incremental evaluation runs only the layers after a change).
+
+    Example::
+
+        result = FxPQNet(0.01).quantize(model, x_calib)
+        result.budget_met, result.predicted_drop, result.device_memory.flash_bytes
+        result.policy.to_json("policy.json")
     """
 
     model: keras.Model
@@ -194,6 +200,12 @@ class FxPQNet:
     search (no longer post-training; reported separately in `result.finetune`).
     `verbose=1` prints phases and progress to stdout (fxpq_keras/progress.py); pass a `progress`
     (a `Progress`) to choose the stream or share one with your own phase lines.
+
+    Example::
+
+        result = FxPQNet(max_accuracy_drop=0.01).quantize(model, x_calib)   # or a tf.data.Dataset
+        print(result.summary())
+        export_tflite(result.model, "model.tflite")
     """
 
     def __init__(self, max_accuracy_drop: float = 0.01, *, finetune_epochs: int = 0, finetune_lr: float = 1e-4,

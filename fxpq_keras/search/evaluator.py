@@ -42,6 +42,20 @@ def check_classification_output(outputs: np.ndarray) -> None:
             f"model's output has shape {('batch',) + tuple(outputs.shape[1:])}: use the snr metric (--metric snr)")
 
 
+class Traced:
+    """`fn` with an identity of its own, for `tf.function`. TensorFlow's frequent-retracing detector
+    counts traces per Python code object, so one closure traced once in each of many stages and
+    evaluators reads to it as one function retraced (a ~600-character warning per search, a false
+    alarm: each function is traced once, tests/test_search.py counts). A callable object is counted
+    by itself."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
 class Stages:
     """The fake-quant model as a chain of per-layer `tf.function`s, so that a pass can start at any
     layer from stored activations of the layers before it (each traced once: formats live in
@@ -65,7 +79,7 @@ class Stages:
             self.inputs.append(src)
             self.elements.append(int(np.prod(layer.output.shape[1:])))
             specs = [tf.TensorSpec((None,) + tuple(t.shape[1:]), tf.float32) for t in tensors]
-            self.functions.append(tf.function(self._stage(layer, multi), input_signature=specs))
+            self.functions.append(tf.function(Traced(self._stage(layer, multi)), input_signature=specs))
         self.index = {name: i for i, name in enumerate(self.names)}
         n = len(layers)
         # the last stage reading each stage's output (a pass frees activations after it)
@@ -121,11 +135,12 @@ class Evaluator:
         self.evaluations = 0
         self.stage_runs = 0  # layers run, over all evaluations (a whole pass runs every layer once)
 
-        @tf.function(input_signature=[tf.TensorSpec((None,) + tuple(x.shape[1:]), tf.float32)])
         def outputs(xb: tf.Tensor) -> tf.Tensor:
             return qmodel(xb, training=False)
 
-        self._sums = outputs  # the whole model in one function (incremental=False; tests count its traces)
+        # the whole model in one function (incremental=False; tests count its traces)
+        self._sums = tf.function(Traced(outputs),
+                                 input_signature=[tf.TensorSpec((None,) + tuple(x.shape[1:]), tf.float32)])
         # (evaluators of one model share its stages: each stage is traced once)
         self.stages = (stages or Stages(qmodel)) if incremental else None
         if self.stages is not None and 4 * self.samples * sum(self.stages.elements) > cache_bytes:
