@@ -510,3 +510,52 @@ def test_keras3_export_folder_is_refused_in_one_line(tmp_path, capsys) -> None:
     assert not os.path.exists(tmp_path / "out" / "model.tflite")
     with pytest.raises(TypeError, match="_UserObject.*model.save"):  # the API says the same
         canonicalize(tf_keras.models.load_model(folder, compile=False))
+
+
+# ---------------------------------------------------------------- randomized: folds stay exact
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from long_mode import examples  # noqa: E402
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(where=st.sampled_from(["first", "after_relu", "after_linear"]),
+       layer=st.sampled_from(["Conv2D", "DepthwiseConv2D", "Dense", "Conv1D"]),
+       padding=st.sampled_from(["valid", "same"]), stride=st.integers(1, 2), zero_shift=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_batchnorm_anywhere_folds_exactly(where: str, layer: str, padding: str, stride: int, zero_shift: bool,
+                                          seed: int) -> None:
+    """A BatchNormalization before any conv/dense, with random statistics: the canonical model computes
+    what Keras computes, and no depthwise node remains when the fold is exact by the rule."""
+    L = tf_keras.layers
+    one_d = layer in ("Conv1D", "Dense")
+    i = tf_keras.Input((7, 3) if one_d else (7, 6, 3))
+    x = i
+    if where != "first":
+        conv = L.Conv1D if one_d else L.Conv2D
+        x = conv(3, 2, padding="same", activation="relu" if where == "after_relu" else None, name="prev")(x)
+    x = L.BatchNormalization(center=not zero_shift, name="bn")(x)
+    kw = {"padding": padding, "strides": stride}
+    x = {"Conv2D": lambda: L.Conv2D(4, 3, **kw), "DepthwiseConv2D": lambda: L.DepthwiseConv2D(3, **kw),
+         "Conv1D": lambda: L.Conv1D(4, 3, **kw), "Dense": lambda: L.Dense(4)}[layer]()(x)
+    model = tf_keras.Model(i, L.Flatten()(x))
+    rng = np.random.default_rng(seed)
+    bn = model.get_layer("bn")
+    stats = [rng.uniform(0.5, 2.0, w.shape) if "gamma" in w.name or "variance" in w.name else
+             (np.zeros(w.shape) if zero_shift else rng.normal(0, 1, w.shape)) for w in bn.weights]
+    bn.set_weights([s.astype(np.float32) for s in stats])
+    cnodes = exact(model, _x(model, 8, seed))
+    folded = where == "after_linear" or layer == "Dense" or padding == "valid" or zero_shift
+    assert ("depthwise_conv2d" in kinds(cnodes)[:3] and layer != "DepthwiseConv2D") == (not folded) or \
+        layer == "DepthwiseConv2D"
+    assert sum(k == "depthwise_conv2d" for k in kinds(cnodes)) == (layer == "DepthwiseConv2D") + (not folded)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_add_with_broadcasting_is_refused(flavour: str) -> None:
+    k = K(flavour)
+    i = k.Input((4, 4, 3))
+    gate = k.layers.GlobalAveragePooling2D(keepdims=True, name="gap")(i)
+    with pytest.raises(UnsupportedLayerError, match=r"'plus' \(Add\).*broadcasting"):
+        canonicalize(k.Model(i, k.layers.Add(name="plus")([i, gate])))
