@@ -444,7 +444,16 @@ APPLICATIONS = {  # name -> (builder, canonical kinds other than the fixed-point
                                                   classifier_activation=None), {"logistic", "mul"}),
     "ResNet50": (lambda a: a.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10,
                                       classifier_activation=None), set()),
+    "MobileNetV2_in_Sequential": (lambda a: _transfer(a), set()),
 }
+
+
+def _transfer(applications):
+    """Transfer learning's usual model: a headless MobileNetV2 inside a Sequential with a new head."""
+    k = tf_keras if applications is tf_keras.applications else keras3
+    base = applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    return k.Sequential([k.Input((32, 32, 3)), base, k.layers.GlobalAveragePooling2D(name="pool"),
+                         k.layers.Dropout(0.2, name="drop"), k.layers.Dense(4, name="head")])
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
@@ -465,7 +474,7 @@ def test_keras_applications_canonicalize_exactly(name: str, flavour: str) -> Non
 
 def _randomize_bn(model) -> None:
     rng = np.random.default_rng(9)
-    for layer in model.layers:
+    for layer in [la for m in [model] + [la for la in model.layers if hasattr(la, "layers")] for la in m.layers]:
         if type(layer).__name__ == "BatchNormalization":
             g, b, m, v = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype(np.float32),
