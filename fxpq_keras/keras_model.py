@@ -123,6 +123,7 @@ LAYER_TABLE: tuple[LayerRow, ...] = (
 SUPPORTED_LAYERS = tuple(dict.fromkeys(
     r.layer + (f"({r.qualifier})" if r.qualifier else "") for r in LAYER_TABLE if r.how != REFUSED))
 NEEDS = {r.layer: r.becomes for r in LAYER_TABLE if r.how == REFUSED and not r.qualifier}
+UNMAPPED = "fxpq maps no TFLite op for this layer type; express it with the supported layers (docs/layers.md)"
 
 
 def layer_table_markdown() -> str:
@@ -680,7 +681,7 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
     if isinstance(layer, keras.layers.Reshape):
         target = tuple(cfg["target_shape"])
         return b.emit(CNode(name, "reshape", ins, {"target_shape": out_shape if -1 in target else target}))
-    raise UnsupportedLayerError(name, cls)
+    raise UnsupportedLayerError(name, cls, NEEDS.get(cls) or UNMAPPED)
 
 
 def _wrapped_pool(b: _Builder, name: str, x: str, shape: tuple, inner: tuple, node: CNode, out: tuple) -> str:

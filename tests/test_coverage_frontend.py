@@ -392,6 +392,7 @@ def test_hard_swish_and_hard_sigmoid_are_the_flavours_own(flavour: str) -> None:
     ("gelu", r"'rnn'.*activation 'gelu'.*no GELU kernel"),
     ("bilinear", r"'rnn' \(UpSampling2D\).*RESIZE_BILINEAR"),
     ("Conv2DTranspose", r"'rnn' \(Conv2DTranspose\).*TRANSPOSE_CONV"),
+    ("Cropping2D", r"'rnn' \(Cropping2D\).*maps no TFLite op for this layer type"),
 ])
 def test_refusals_name_the_layer_and_what_it_needs(layer: str, fragment: str, flavour: str) -> None:
     k = K(flavour)
@@ -399,7 +400,8 @@ def test_refusals_name_the_layer_and_what_it_needs(layer: str, fragment: str, fl
     build = {"GRU": lambda: L.GRU(4, name="rnn"), "LSTM": lambda: L.LSTM(4, name="rnn"),
              "gelu": lambda: L.Dense(4, activation="gelu", name="rnn"),
              "bilinear": lambda: L.UpSampling2D(2, interpolation="bilinear", name="rnn"),
-             "Conv2DTranspose": lambda: L.Conv2DTranspose(2, 3, name="rnn")}[layer]
+             "Conv2DTranspose": lambda: L.Conv2DTranspose(2, 3, name="rnn"),
+             "Cropping2D": lambda: L.Cropping2D(1, name="rnn")}[layer]
     shape = (6, 3) if layer in ("GRU", "LSTM", "gelu") else (4, 4, 2)
     i = k.Input(shape)
     with pytest.raises(UnsupportedLayerError, match=fragment):
