@@ -570,3 +570,27 @@ def test_add_with_broadcasting_is_refused(flavour: str) -> None:
     gate = k.layers.GlobalAveragePooling2D(keepdims=True, name="gap")(i)
     with pytest.raises(UnsupportedLayerError, match=r"'plus' \(Add\).*broadcasting"):
         canonicalize(k.Model(i, k.layers.Add(name="plus")([i, gate])))
+
+
+@pytest.mark.skipif(not HAVE_KERAS3, reason="no Keras 3")
+def test_keras3_file_with_bn_after_relu_and_first_quantizes_through_the_cli(tmp_path, capsys) -> None:
+    """The issue's rows as a user meets them: a Keras 3 `.keras` CNN with BatchNormalization first and
+    after Conv2D(activation='relu') goes through `fxpq quantize` (8 bits fixed: a fast setting), and the
+    written file runs in the reference interpreter close to the Keras 3 model."""
+    from fxpq_keras.cli import main
+
+    L = keras3.layers
+    model = keras3.Sequential([
+        keras3.Input((8, 8, 1)), L.BatchNormalization(name="bn_in"), L.Conv2D(8, 3, activation="relu", name="c1"),
+        L.BatchNormalization(name="bn1"), L.Conv2D(8, 3, name="c2"), L.BatchNormalization(name="bn2"),
+        L.ReLU(name="r2"), L.GlobalAveragePooling2D(name="gap"), L.Dense(5, name="logits"), L.Softmax(name="p")])
+    _randomize(model, 4)
+    path, data, out = str(tmp_path / "cnn.keras"), str(tmp_path / "calib.npz"), tmp_path / "out"
+    model.save(path)
+    x = np.random.default_rng(5).uniform(0, 1, (64, 8, 8, 1)).astype(np.float32)
+    np.savez(data, x=x)
+    rc = main(["--quiet", "quantize", path, "-d", data, "-o", str(out), "--samples", "64", "--min-bits", "8",
+               "--max-bits", "8", "--max-drop", "0.5"])
+    assert rc == 0, capsys.readouterr().err
+    got = fx.Interpreter(str(out / "model.tflite")).predict(x)
+    assert np.abs(got - model.predict(x, verbose=0)).max() < 0.05
