@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from ._tf import keras
-from .keras_model import NEEDS, UnsupportedLayerError, hard_swish, keras3_hard_sigmoid
+from .keras_model import NEEDS, UNMAPPED, UnsupportedLayerError, hard_swish, keras3_hard_sigmoid
 
 
 class Keras3TranslationError(UnsupportedLayerError):
@@ -256,7 +256,7 @@ def translate_layer(layer: Any) -> keras.layers.Layer:
         return to_tf_keras(layer)
     translator = TRANSLATORS.get(cls)
     if translator is None:
-        raise Keras3TranslationError(layer.name, cls, NEEDS.get(cls, "no tf_keras translation for this layer type"))
+        raise Keras3TranslationError(layer.name, cls, NEEDS.get(cls, UNMAPPED))
     if type(layer).__module__.split(".")[0] != "keras":
         raise Keras3TranslationError(layer.name, cls, f"a subclass defined in {type(layer).__module__}")
     config = layer.get_config()

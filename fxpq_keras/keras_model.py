@@ -131,6 +131,7 @@ LAYER_TABLE: tuple[LayerRow, ...] = (
 SUPPORTED_LAYERS = tuple(dict.fromkeys(
     r.layer + (f"({r.qualifier})" if r.qualifier else "") for r in LAYER_TABLE if r.how != REFUSED))
 NEEDS = {r.layer: r.becomes for r in LAYER_TABLE if r.how == REFUSED and not r.qualifier}
+UNMAPPED = "fxpq maps no TFLite op for this layer type; express it with the supported layers (docs/layers.md)"
 
 
 def layer_table_markdown() -> str:
@@ -393,6 +394,8 @@ _TF_UNARY = {"nn.relu": "relu", "nn.relu6": "relu6", "math.sigmoid": "sigmoid", 
 
 def _shape(layer: Any, attr: str) -> tuple:
     shape = getattr(layer, attr)
+    if isinstance(shape, list) and len(shape) == 1:  # an InputLayer's output_shape
+        shape = shape[0]
     return tuple(shape[1:]) if isinstance(shape, tuple) else tuple(tuple(s[1:]) for s in shape)
 
 
@@ -411,6 +414,7 @@ class _Builder:
         # a BatchNormalization or ReLU after it folds into that node, the reshape stays the producer
         self.closes: dict[str, str] = {}
         self.affines: dict[str, tuple[str | None, str | None]] = {}  # affine node -> (opening, closing reshape)
+        self.shapes: dict[str, tuple] = {}  # Keras layer -> its output shape (no batch axis)
 
     def src(self, name: str) -> str:
         while name in self.alias:
@@ -521,6 +525,7 @@ def canonicalize(model: keras.Model) -> list[CNode]:
         out = _canonical_layer(b, call, cls, cfg, ins)
         if out != name:
             b.alias[name] = out
+        b.shapes[name] = _shape(layer, "output_shape")
     last = b.src(calls[-1].layer.name)
     for n in b.order:
         if b.nodes[n].kind == "softmax" and n != last:
@@ -637,6 +642,8 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
     if cls in merge:
         if len(ins) != 2:
             raise UnsupportedLayerError(name, cls, f"{cls} with other than two inputs")
+        if cls == "Add" and len(set(in_shape)) != 1:
+            raise UnsupportedLayerError(name, cls, f"Add with broadcasting (input shapes {list(in_shape)})")
         return b.emit(CNode(name, merge[cls], ins))
     if isinstance(layer, (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D)):
         kind = "max_pool" if isinstance(layer, keras.layers.MaxPooling2D) else "avg_pool"
@@ -673,7 +680,7 @@ def _canonical_layer(b: _Builder, call: _Call, cls: str, cfg: dict[str, Any], in
     if isinstance(layer, keras.layers.Reshape):
         target = tuple(cfg["target_shape"])
         return b.emit(CNode(name, "reshape", ins, {"target_shape": out_shape if -1 in target else target}))
-    raise UnsupportedLayerError(name, cls)
+    raise UnsupportedLayerError(name, cls, NEEDS.get(cls) or UNMAPPED)
 
 
 def _wrapped_pool(b: _Builder, name: str, x: str, shape: tuple, inner: tuple, node: CNode, out: tuple) -> str:
@@ -737,6 +744,9 @@ def _tf_op(b: _Builder, call: _Call, cfg: dict[str, Any]) -> str:
     if len(tensors) == 2:
         if op == "div":
             raise UnsupportedLayerError(name, f"{cls} tf.{fn}", "division by a tensor")
+        if op == "add" and b.shapes[call.inbound[0]] != b.shapes[call.inbound[1]]:
+            raise UnsupportedLayerError(name, f"{cls} tf.{fn}", "an add with broadcasting (shapes "
+                                        f"{b.shapes[call.inbound[0]]} and {b.shapes[call.inbound[1]]})")
         return b.emit(CNode(name, op, tensors))
     const = next(o for o in operands if not isinstance(o, str))
     c = _channel_vector(const, shape[-1])
@@ -792,15 +802,22 @@ def fold_affines(cnodes: list[CNode], affines: dict[str, tuple[str | None, str |
         inner = [n for n in out if name in n.inputs]
         if len(readers) != 1 or len(inner) != 1 or readers[0].inputs != [last]:
             continue
-        r = readers[0]
+        r, reopen = readers[0], None
+        if (closing and opening and r.kind == "reshape" and r.config["target_shape"]
+                == by_name[opening].config["target_shape"]):  # the reader's own [1, L, C] reshape (Conv1D ...)
+            after = [n for n in out if r.name in n.inputs]
+            if len(after) != 1:
+                continue
+            r, reopen = after[0], r
         exact = r.kind == "dense" or (
-            r.kind in ("conv2d", "depthwise_conv2d") and closing is None
+            r.kind in ("conv2d", "depthwise_conv2d") and (closing is None or reopen is not None)
             and (r.config["padding"] == "valid" or not np.any(a.bias)))
         if not exact or (r.kind == "dense" and (closing is None or len(by_name[closing].config["target_shape"]) != 1)):
             continue
         affine = _Affine(a.kernel.reshape(-1).astype(np.float64), np.zeros(a.bias.size), a.bias.astype(np.float64))
         _fold_input_affine(r, affine)
-        r.inputs = [by_name[opening].inputs[0] if opening else a.inputs[0]]
+        source = by_name[opening].inputs[0] if opening else a.inputs[0]
+        (reopen or r).inputs = [source]
         out = [n for n in out if n.name not in (opening, name, closing)]
     return out
 

@@ -392,6 +392,7 @@ def test_hard_swish_and_hard_sigmoid_are_the_flavours_own(flavour: str) -> None:
     ("gelu", r"'rnn'.*activation 'gelu'.*no GELU kernel"),
     ("bilinear", r"'rnn' \(UpSampling2D\).*RESIZE_BILINEAR"),
     ("Conv2DTranspose", r"'rnn' \(Conv2DTranspose\).*TRANSPOSE_CONV"),
+    ("Cropping2D", r"'rnn' \(Cropping2D\).*maps no TFLite op for this layer type"),
 ])
 def test_refusals_name_the_layer_and_what_it_needs(layer: str, fragment: str, flavour: str) -> None:
     k = K(flavour)
@@ -399,7 +400,8 @@ def test_refusals_name_the_layer_and_what_it_needs(layer: str, fragment: str, fl
     build = {"GRU": lambda: L.GRU(4, name="rnn"), "LSTM": lambda: L.LSTM(4, name="rnn"),
              "gelu": lambda: L.Dense(4, activation="gelu", name="rnn"),
              "bilinear": lambda: L.UpSampling2D(2, interpolation="bilinear", name="rnn"),
-             "Conv2DTranspose": lambda: L.Conv2DTranspose(2, 3, name="rnn")}[layer]
+             "Conv2DTranspose": lambda: L.Conv2DTranspose(2, 3, name="rnn"),
+             "Cropping2D": lambda: L.Cropping2D(1, name="rnn")}[layer]
     shape = (6, 3) if layer in ("GRU", "LSTM", "gelu") else (4, 4, 2)
     i = k.Input(shape)
     with pytest.raises(UnsupportedLayerError, match=fragment):
@@ -444,7 +446,16 @@ APPLICATIONS = {  # name -> (builder, canonical kinds other than the fixed-point
                                                   classifier_activation=None), {"logistic", "mul"}),
     "ResNet50": (lambda a: a.ResNet50(input_shape=(32, 32, 3), weights=None, classes=10,
                                       classifier_activation=None), set()),
+    "MobileNetV2_in_Sequential": (lambda a: _transfer(a), set()),
 }
+
+
+def _transfer(applications):
+    """Transfer learning's usual model: a headless MobileNetV2 inside a Sequential with a new head."""
+    k = tf_keras if applications is tf_keras.applications else keras3
+    base = applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None)
+    return k.Sequential([k.Input((32, 32, 3)), base, k.layers.GlobalAveragePooling2D(name="pool"),
+                         k.layers.Dropout(0.2, name="drop"), k.layers.Dense(4, name="head")])
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
@@ -465,7 +476,7 @@ def test_keras_applications_canonicalize_exactly(name: str, flavour: str) -> Non
 
 def _randomize_bn(model) -> None:
     rng = np.random.default_rng(9)
-    for layer in model.layers:
+    for layer in [la for m in [model] + [la for la in model.layers if hasattr(la, "layers")] for la in m.layers]:
         if type(layer).__name__ == "BatchNormalization":
             g, b, m, v = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, g.shape).astype(np.float32),
@@ -510,3 +521,76 @@ def test_keras3_export_folder_is_refused_in_one_line(tmp_path, capsys) -> None:
     assert not os.path.exists(tmp_path / "out" / "model.tflite")
     with pytest.raises(TypeError, match="_UserObject.*model.save"):  # the API says the same
         canonicalize(tf_keras.models.load_model(folder, compile=False))
+
+
+# ---------------------------------------------------------------- randomized: folds stay exact
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from long_mode import examples  # noqa: E402
+
+
+@settings(max_examples=examples(12), deadline=None)
+@given(where=st.sampled_from(["first", "after_relu", "after_linear"]),
+       layer=st.sampled_from(["Conv2D", "DepthwiseConv2D", "Dense", "Conv1D"]),
+       padding=st.sampled_from(["valid", "same"]), stride=st.integers(1, 2), zero_shift=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_batchnorm_anywhere_folds_exactly(where: str, layer: str, padding: str, stride: int, zero_shift: bool,
+                                          seed: int) -> None:
+    """A BatchNormalization before any conv/dense, with random statistics: the canonical model computes
+    what Keras computes, and no depthwise node remains when the fold is exact by the rule."""
+    L = tf_keras.layers
+    one_d = layer in ("Conv1D", "Dense")
+    i = tf_keras.Input((7, 3) if one_d else (7, 6, 3))
+    x = i
+    if where != "first":
+        conv = L.Conv1D if one_d else L.Conv2D
+        x = conv(3, 2, padding="same", activation="relu" if where == "after_relu" else None, name="prev")(x)
+    x = L.BatchNormalization(center=not zero_shift, name="bn")(x)
+    kw = {"padding": padding, "strides": stride}
+    x = {"Conv2D": lambda: L.Conv2D(4, 3, **kw), "DepthwiseConv2D": lambda: L.DepthwiseConv2D(3, **kw),
+         "Conv1D": lambda: L.Conv1D(4, 3, **kw), "Dense": lambda: L.Dense(4)}[layer]()(x)
+    model = tf_keras.Model(i, L.Flatten()(x))
+    rng = np.random.default_rng(seed)
+    bn = model.get_layer("bn")
+    stats = [rng.uniform(0.5, 2.0, w.shape) if "gamma" in w.name or "variance" in w.name else
+             (np.zeros(w.shape) if zero_shift else rng.normal(0, 1, w.shape)) for w in bn.weights]
+    bn.set_weights([s.astype(np.float32) for s in stats])
+    cnodes = exact(model, _x(model, 8, seed))
+    folded = where == "after_linear" or layer == "Dense" or padding == "valid" or zero_shift
+    assert ("depthwise_conv2d" in kinds(cnodes)[:3] and layer != "DepthwiseConv2D") == (not folded) or \
+        layer == "DepthwiseConv2D"
+    assert sum(k == "depthwise_conv2d" for k in kinds(cnodes)) == (layer == "DepthwiseConv2D") + (not folded)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_add_with_broadcasting_is_refused(flavour: str) -> None:
+    k = K(flavour)
+    i = k.Input((4, 4, 3))
+    gate = k.layers.GlobalAveragePooling2D(keepdims=True, name="gap")(i)
+    with pytest.raises(UnsupportedLayerError, match=r"'plus' \(Add\).*broadcasting"):
+        canonicalize(k.Model(i, k.layers.Add(name="plus")([i, gate])))
+
+
+@pytest.mark.skipif(not HAVE_KERAS3, reason="no Keras 3")
+def test_keras3_file_with_bn_after_relu_and_first_quantizes_through_the_cli(tmp_path, capsys) -> None:
+    """The issue's rows as a user meets them: a Keras 3 `.keras` CNN with BatchNormalization first and
+    after Conv2D(activation='relu') goes through `fxpq quantize` (8 bits fixed: a fast setting), and the
+    written file runs in the reference interpreter close to the Keras 3 model."""
+    from fxpq_keras.cli import main
+
+    L = keras3.layers
+    model = keras3.Sequential([
+        keras3.Input((8, 8, 1)), L.BatchNormalization(name="bn_in"), L.Conv2D(8, 3, activation="relu", name="c1"),
+        L.BatchNormalization(name="bn1"), L.Conv2D(8, 3, name="c2"), L.BatchNormalization(name="bn2"),
+        L.ReLU(name="r2"), L.GlobalAveragePooling2D(name="gap"), L.Dense(5, name="logits"), L.Softmax(name="p")])
+    _randomize(model, 4)
+    path, data, out = str(tmp_path / "cnn.keras"), str(tmp_path / "calib.npz"), tmp_path / "out"
+    model.save(path)
+    x = np.random.default_rng(5).uniform(0, 1, (64, 8, 8, 1)).astype(np.float32)
+    np.savez(data, x=x)
+    rc = main(["--quiet", "quantize", path, "-d", data, "-o", str(out), "--samples", "64", "--min-bits", "8",
+               "--max-bits", "8", "--max-drop", "0.5"])
+    assert rc == 0, capsys.readouterr().err
+    got = fx.Interpreter(str(out / "model.tflite")).predict(x)
+    assert np.abs(got - model.predict(x, verbose=0)).max() < 0.05
