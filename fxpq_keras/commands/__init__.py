@@ -119,7 +119,20 @@ class StagedOutputDir:
             raise _cli_error(f"output directory {path} holds other files ({', '.join(foreign[:3])}"
                              f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty directory")
         self.replaced = bool(existing)
+        self.discarded = False
         self.tmp = ""
+        self._check_writable()
+
+    def _check_writable(self) -> None:
+        """Fail now, not after the search, when the folder cannot be written (issue 24 item 8)."""
+        import tempfile
+
+        parent, name = os.path.split(self.path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=f".{name}.probe-", dir=parent))
+        except OSError as exc:
+            raise _cli_error(f"cannot write the output directory {self.path}: {exc.strerror or exc}") from None
 
     def __enter__(self) -> str:
         import tempfile
@@ -132,10 +145,14 @@ class StagedOutputDir:
             raise _cli_error(f"cannot create output directory {self.path}: {exc.strerror or exc}") from None
         return self.tmp
 
+    def discard(self) -> None:
+        """Drop what was staged: the target stays as it was when the block ends."""
+        self.discarded = True
+
     def __exit__(self, exc_type, exc, tb) -> None:
         import shutil
 
-        if exc_type is not None:
+        if exc_type is not None or self.discarded:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return
         old = ""
