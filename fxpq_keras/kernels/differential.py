@@ -43,12 +43,16 @@ class Tally:
             self.examples[verdict].append(example)
 
     @property
+    def flips(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "c-refuses-by-rule")
+
+    @property
     def disagreements(self) -> int:
         return self.counts["disagree"] + self.counts["python-crash"] + self.counts["run-crash"]
 
     def row(self) -> str:
         c = self.counts
-        return (f"| {self.kind} | {sum(c.values())} | {c['both-accept']} | {c['both-refuse']} | "
+        return (f"| {self.kind} | {self.flips} | {c['both-accept']} | {c['both-refuse']} | "
                 f"{c['metadata-only']} | {self.disagreements} |")
 
 
@@ -123,6 +127,8 @@ def judge(blob: bytes, kind: str, tally: Tally, rng: np.random.Generator) -> Non
         tally.add("metadata-only")
     else:
         tally.add("disagree", f"python: {python_reason or 'accepts'} / C: {c_reason or 'accepts'}")
+        if python_ok and "MALFORMED" not in c_reason:  # a rule, not the flatbuffer structure
+            tally.counts["c-refuses-by-rule"] += 1
 
 
 def _where(exc: BaseException) -> str:
