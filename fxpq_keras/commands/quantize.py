@@ -111,8 +111,12 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.phase(f"loading {args.model}")
     staged = StagedOutputDir(args.outdir, OUTPUTS)  # refuses a folder of other files before the search
-    model = load_keras_model(args.model)
-    result = search.quantize(model, x, labels=y)
+    try:  # the folder's lock is held from here to the end
+        model = load_keras_model(args.model)
+        result = search.quantize(model, x, labels=y)
+    except BaseException:
+        staged.release()
+        raise
     if progress is not None:
         progress.phase(f"writing the policy, the report and model.tflite to {args.outdir}")
     # the result's message names what is missed (budget, memory target) and why
