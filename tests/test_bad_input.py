@@ -657,3 +657,30 @@ def _write_tmp(data: bytes):
     path = Path(tempfile.mkdtemp()) / "m.tflite"
     path.write_bytes(data)
     return path
+
+
+def test_disk_full_names_the_file(tmp_path, monkeypatch):
+    """Issue 24 item 8: a full disk said "[Errno 28] No space left on device" without the file."""
+    import errno
+    import os
+
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, mode)))
+    path = tmp_path / "m.tflite"
+    with pytest.raises(OSError, match=f"cannot write {path}: No space left on device"):
+        export_tflite(cnn_graph(0)[0], path)
+    assert list(tmp_path.iterdir()) == []
