@@ -548,6 +548,28 @@ def audit_fxp_files():
     ]
 
 
+@pytest.mark.parametrize("case", audit_builtin_files(), ids=lambda c: c[0])
+def test_audit_builtin_files_are_refused_by_both_readers(case):
+    """Issue 24 item 1: the C runner reads int8-builtin files with the Python reader's rules (it
+    does not run them): a valid one ends in FXPQ_RUNNER_ERR_STOCK_FILE, these in a refusal."""
+    import re
+
+    from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
+    from fxpq_keras.kernels.runner import RunnerError
+
+    label, blob, words = case
+    with pytest.raises(FlatbufferFormatError, match=re.escape(words)):
+        read_bytes(blob)
+    with pytest.raises(RunnerError) as valid:
+        HostRunner(_pack(_builtin_model()))
+    assert valid.value.status_name == "FXPQ_RUNNER_ERR_STOCK_FILE"
+    if "metadata" in label:
+        return  # the runner does not read the metadata
+    with pytest.raises(RunnerError) as refused:
+        HostRunner(blob)
+    assert refused.value.status_name not in ("FXPQ_RUNNER_ERR_STOCK_FILE", "FXPQ_RUNNER_ERR_MALFORMED"), refused.value
+
+
 @pytest.mark.parametrize("case", audit_fxp_files(), ids=lambda c: c[0])
 def test_audit_fxp_files_are_refused_by_both_readers(case):
     """Issue 24 items 3, 4, 6: Python accepted these (or raised TypeError/IndexError, or ran for

@@ -143,6 +143,8 @@ class _File:
                 raise FlatbufferFormatError(f"tensor {i}: sparse tensors are not supported")
 
     def buffer_bytes(self, index: int, what: str) -> bytes:
+        if index == 0:  # TFLite's empty sentinel: never read (the C runner's rule)
+            return b""
         if not 0 <= index < len(self.buffers):
             raise FlatbufferFormatError(f"{what} refers to buffer {index}, but the file has {len(self.buffers)}")
         buf = self.buffers[index]

@@ -354,7 +354,9 @@ typedef enum {
     FXPQ_RUNNER_ERR_MISALIGNED = -107,      /**< model bytes not 4-byte aligned */
     FXPQ_RUNNER_ERR_KERNEL = -108,          /**< a kernel failed: fxpq_runner.kernel_status */
     FXPQ_RUNNER_ERR_BAD_ARGUMENT = -109,    /**< bad tensor index or size passed to the runner */
-    FXPQ_RUNNER_ERR_NOT_READY = -110        /**< fxpq_runner_init did not succeed */
+    FXPQ_RUNNER_ERR_NOT_READY = -110,       /**< fxpq_runner_init did not succeed */
+    FXPQ_RUNNER_ERR_STOCK_FILE = -111       /**< a valid int8-builtin file (stock ops, format.md
+                                                 section 7): checked, but run by TFLM, not here */
 } fxpq_runner_status;
 
 /** Human-readable name of a runner status (never NULL). */
