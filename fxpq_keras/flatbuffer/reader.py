@@ -22,6 +22,7 @@ from . import packing
 from .errors import FlatbufferFormatError
 from .options import ACTIVATION_NAMES, CUSTOM_OPS, METADATA_NAME, PADDING_NAMES, READABLE_VERSIONS, decode_options
 from .schema import schema as S
+from .tables import read_model
 
 _NP_TYPES = {
     S.TensorType.INT8: np.int8, S.TensorType.UINT8: np.uint8, S.TensorType.INT16: np.int16,
@@ -116,39 +117,29 @@ class _File:
         if data[4:8] != b"TFL3":
             raise FlatbufferFormatError(f"not a TFLite flatbuffer: file identifier is {bytes(data[4:8])!r}, "
                                         "expected b'TFL3'")
-        try:
-            root = S.Model.GetRootAs(data, 0)
-            self.model = S.ModelT.InitFromObj(root)
-        except Exception as exc:  # noqa: BLE001 - foreign bytes can fail anywhere in the parser
-            raise FlatbufferFormatError(f"malformed or truncated flatbuffer ({type(exc).__name__}: {exc})") from None
+        self.model = read_model(data)  # checked field by field as read, with the C runner's rules
         if self.model.version != 3:
             raise FlatbufferFormatError(f"TFLite schema version {self.model.version}, expected 3")
-        self.buffers = self.model.buffers or []
-        for i, buf in enumerate(self.buffers):
-            if buf is None:
-                raise FlatbufferFormatError(f"buffer {i} is missing")
-        self.metadata: dict[str, bytes] = {}
-        for meta in self.model.metadata or []:
-            name = (meta.name or b"").decode(errors="replace")
-            self.metadata[name] = bytes(self.buffer_bytes(meta.buffer, f"metadata {name!r}"))
         if self.model.subgraphs is None or len(self.model.subgraphs) != 1:
             n = len(self.model.subgraphs or [])
             raise FlatbufferFormatError(f"expected exactly one subgraph, found {n}")
         self.sub = self.model.subgraphs[0]
+        self.buffers = self.model.buffers or []
+        for buf in self.buffers:  # every buffer inside the bytes given (the runner checks them all)
+            buf.data  # noqa: B018 - read to check it
+        self.metadata: dict[str, bytes] = {}
+        for meta in self.model.metadata or []:
+            name = (meta.name or b"").decode(errors="replace")
+            self.metadata[name] = bytes(self.buffer_bytes(meta.buffer, f"metadata {name!r}", check_offset=False))
         self.tensors = self.sub.tensors or []
-        for i, t in enumerate(self.tensors):
-            if t is None:
-                raise FlatbufferFormatError(f"tensor {i} is missing")
-            if t.sparsity is not None:
-                raise FlatbufferFormatError(f"tensor {i}: sparse tensors are not supported")
 
-    def buffer_bytes(self, index: int, what: str) -> bytes:
+    def buffer_bytes(self, index: int, what: str, check_offset: bool = True) -> bytes:
         if index == 0:  # TFLite's empty sentinel: never read (the C runner's rule)
             return b""
         if not 0 <= index < len(self.buffers):
             raise FlatbufferFormatError(f"{what} refers to buffer {index}, but the file has {len(self.buffers)}")
         buf = self.buffers[index]
-        if buf.offset > 1:  # the C runner's rule: offsets 0 and 1 mean the data is inside the flatbuffer
+        if check_offset and buf.offset > 1:  # the C runner's rule: 0 and 1 mean the data is inside the flatbuffer
             raise FlatbufferFormatError(f"{what}: buffers stored outside the flatbuffer (offset/size) "
                                         "are not supported")
         data = buf.data
@@ -437,8 +428,9 @@ def _op_type(f: _File, op: S.OperatorT) -> str:
         raise FlatbufferFormatError(f"operator refers to op code {op.opcodeIndex}, the file has {len(codes)}")
     code = codes[op.opcodeIndex]
     builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    custom = code.customCode  # read for every op, as the runner does
     if builtin == S.BuiltinOperator.CUSTOM:
-        return (code.customCode or b"").decode(errors="replace")
+        return (custom or b"").decode(errors="replace")
     return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
@@ -459,6 +451,7 @@ def check_clamp(opts: dict[str, int], out: Format, activation: str | None, where
 
 
 def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileInfo) -> Node:
+    op.customOptions, op.customOptionsFormat, op.largeCustomOptionsOffset  # noqa: B018 - read, as the runner does
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
     out_spec = spec(int(op.outputs[0]), where + " output")
     if kind == "RESHAPE":

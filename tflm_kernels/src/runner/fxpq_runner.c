@@ -21,6 +21,7 @@
 /* TFLite schema field ids (tensorflow/lite/schema/schema.fbs). */
 enum {
     FX_MODEL_VERSION = 0, FX_MODEL_OPERATOR_CODES = 1, FX_MODEL_SUBGRAPHS = 2, FX_MODEL_BUFFERS = 4,
+    FX_MODEL_METADATA = 6, FX_METADATA_NAME = 0, FX_METADATA_BUFFER = 1, FX_TENSOR_NAME = 3,
     FX_SUBGRAPH_TENSORS = 0, FX_SUBGRAPH_INPUTS = 1, FX_SUBGRAPH_OUTPUTS = 2,
     FX_SUBGRAPH_OPERATORS = 3,
     FX_TENSOR_SHAPE = 0, FX_TENSOR_TYPE = 1, FX_TENSOR_BUFFER = 2, FX_TENSOR_QUANTIZATION = 4,
@@ -276,6 +277,28 @@ static fxpq_runner_status fx_open(fxpq_runner *r, const uint8_t *model, size_t s
             }
         }
     }
+    {
+        /* The metadata entries (the Python reader reads them): names and buffer indices in range. */
+        fxfb_vector meta;
+        uint32_t i;
+        if (fxfb_vector_field(&m->b, &m->model, FX_MODEL_METADATA, 4, &meta) < 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "metadata out of bounds");
+        }
+        for (i = 0; i < meta.len; ++i) {
+            fxfb_table mt;
+            const char *name;
+            uint32_t name_len;
+            uint64_t buffer;
+            if (fxfb_vector_table(&m->b, &meta, i, &mt) != FXFB_OK
+                || fxfb_string_field(&m->b, &mt, FX_METADATA_NAME, &name, &name_len) < 0
+                || fxfb_scalar(&m->b, &mt, FX_METADATA_BUFFER, 4, 0, &buffer) != FXFB_OK) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "metadata out of bounds");
+            }
+            if (buffer != 0 && buffer >= m->buffers.len) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "metadata refers to a buffer the file does not have");
+            }
+        }
+    }
     if (m->inputs.len != 1) {
         return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model must have exactly one input");
     }
@@ -292,6 +315,8 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
     fxfb_table tt, quant, buffer, sparsity;
     fxfb_vector shape;
     uint64_t type, buf_index;
+    const char *name;
+    uint32_t name_len;
     int64_t elements = 1;
     uint32_t i;
     int rc;
@@ -302,7 +327,8 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
     if (fxfb_vector_table(&m->b, &m->tensors, (uint32_t)index, &tt) != FXFB_OK
         || fxfb_vector_field(&m->b, &tt, FX_TENSOR_SHAPE, 4, &shape) < 0
         || fxfb_scalar(&m->b, &tt, FX_TENSOR_TYPE, 1, 0, &type) != FXFB_OK
-        || fxfb_scalar(&m->b, &tt, FX_TENSOR_BUFFER, 4, 0, &buf_index) != FXFB_OK) {
+        || fxfb_scalar(&m->b, &tt, FX_TENSOR_BUFFER, 4, 0, &buf_index) != FXFB_OK
+        || fxfb_string_field(&m->b, &tt, FX_TENSOR_NAME, &name, &name_len) < 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor table out of bounds");
     }
     rc = fxfb_table_field(&m->b, &tt, FX_TENSOR_SPARSITY, &sparsity);
@@ -911,7 +937,7 @@ static fxpq_runner_status fx_stock_read(fxpq_runner *r, const fx_model *m, int32
     fxfb_vector scale, zp, vmin, vmax;
     fxpq_runner_status st;
     uint32_t sbits, i;
-    int32_t frac, storage, is_signed, bits, offset = 0, has_range;
+    int32_t frac, storage, is_signed, bits, offset = 0, has_range, rc_min, rc_max;
     memset(s, 0, sizeof(*s));
     if ((st = fx_read_tensor(r, m, index, op, -1, &s->t)) != FXPQ_RUNNER_OK) {
         return st;
@@ -961,8 +987,14 @@ static fxpq_runner_status fx_stock_read(fxpq_runner *r, const fx_model *m, int32
     }
     storage = (s->t.type == FXPQ_TFLITE_INT8 || s->t.type == FXPQ_TFLITE_UINT8) ? 8 : 16;
     is_signed = (s->t.type == FXPQ_TFLITE_INT8 || s->t.type == FXPQ_TFLITE_INT16) && !offset;
-    has_range = fxfb_vector_field(&m->b, &quant, FX_QUANT_MIN, 4, &vmin) == FXFB_OK && vmin.len == 1
-                && fxfb_vector_field(&m->b, &quant, FX_QUANT_MAX, 4, &vmax) == FXFB_OK && vmax.len == 1;
+    /* min, then max when min is there (the Python reader's order): both present with one value each
+     * give the range; anything out of bounds is malformed */
+    rc_min = fxfb_vector_field(&m->b, &quant, FX_QUANT_MIN, 4, &vmin);
+    rc_max = rc_min == FXFB_OK ? fxfb_vector_field(&m->b, &quant, FX_QUANT_MAX, 4, &vmax) : FXFB_ABSENT;
+    if (rc_min < 0 || rc_max < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "activation min/max out of bounds");
+    }
+    has_range = rc_min == FXFB_OK && vmin.len == 1 && rc_max == FXFB_OK && vmax.len == 1;
     bits = storage;
     if (has_range) {
         int32_t lo, hi;
@@ -1369,6 +1401,8 @@ static fxpq_runner_status fx_check_stock_model(fxpq_runner *r, const fx_model *m
         fxfb_vector inputs, outputs;
         uint64_t opcode_index, dep_code, builtin;
         int32_t code_value, in_t[2] = {0, 0}, n_in = 0, out_t = 0;
+        const char *name;
+        uint32_t name_len;
         int64_t work;
         if (fxfb_vector_table(&m->b, &m->operators, (uint32_t)i, &ot) != FXFB_OK
             || fxfb_scalar(&m->b, &ot, FX_OPERATOR_OPCODE_INDEX, 4, 0, &opcode_index) != FXFB_OK
@@ -1377,7 +1411,8 @@ static fxpq_runner_status fx_check_stock_model(fxpq_runner *r, const fx_model *m
             || opcode_index >= m->opcodes.len
             || fxfb_vector_table(&m->b, &m->opcodes, (uint32_t)opcode_index, &code) != FXFB_OK
             || fxfb_scalar(&m->b, &code, FX_OPCODE_DEPRECATED_BUILTIN, 1, 0, &dep_code) != FXFB_OK
-            || fxfb_scalar(&m->b, &code, FX_OPCODE_BUILTIN, 4, 0, &builtin) != FXFB_OK) {
+            || fxfb_scalar(&m->b, &code, FX_OPCODE_BUILTIN, 4, 0, &builtin) != FXFB_OK
+            || fxfb_string_field(&m->b, &code, FX_OPCODE_CUSTOM_CODE, &name, &name_len) < 0) {
             return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, i, -1, "operator table out of bounds");
         }
         code_value = (int32_t)(int8_t)dep_code;
