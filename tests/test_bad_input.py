@@ -596,20 +596,35 @@ def test_compute_and_size_limits_have_an_override(monkeypatch):
     blob = _max_pool_file(64, 64)  # 64*64*64*64 = 2^24 taps: the default window limit exactly
     read_bytes(blob)
     HostRunner(blob)
-    monkeypatch.setenv("FXPQ_MAX_WINDOW", str(2**24 - 1))
-    with pytest.raises(FlatbufferFormatError, match="FXPQ_MAX_WINDOW"):
+    for var, value, words in (("FXPQ_MAX_WINDOW", 2**24 - 1, "window spans"),
+                              ("FXPQ_MAX_TAPS", 2**24 - 1, "window taps")):
+        monkeypatch.setenv(var, str(value))
+        with pytest.raises(FlatbufferFormatError, match=var):
+            read_bytes(blob)
+        with pytest.raises(ValueError, match=words):
+            HostRunner(blob)
+        monkeypatch.setenv(var, str(value + 1))
         read_bytes(blob)
-    with pytest.raises(ValueError, match="limit"):
         HostRunner(blob)
-    monkeypatch.setenv("FXPQ_MAX_WINDOW", str(2**24))
-    monkeypatch.setenv("FXPQ_MAX_WORK", str(2**24 - 1))
+    conv = export_tflite(cnn_graph(0)[0])
+    macs = sum(op_cost for op_cost in _macs(read_bytes(conv)[0]))
+    monkeypatch.setenv("FXPQ_MAX_WORK", str(macs - 1))
     with pytest.raises(FlatbufferFormatError, match="FXPQ_MAX_WORK"):
-        read_bytes(blob)
-    with pytest.raises(ValueError, match="MACs and window taps"):
-        HostRunner(blob)
+        read_bytes(conv)
+    with pytest.raises(ValueError, match="more MACs than the limit"):
+        HostRunner(conv)
+    monkeypatch.setenv("FXPQ_MAX_WORK", str(macs))
+    read_bytes(conv)
+    HostRunner(conv)
     monkeypatch.setenv("FXPQ_MAX_WORK", "lots")
     with pytest.raises(ValueError, match="FXPQ_MAX_WORK='lots' must be a positive integer"):
         read_bytes(blob)
+
+
+def _macs(graph):
+    from fxpq_keras.flatbuffer.reader import op_cost
+
+    return [op_cost(graph, node)[0] for node in graph.nodes]
 
 
 def test_metadata_inflation_is_capped(monkeypatch):

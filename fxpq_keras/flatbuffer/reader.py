@@ -61,18 +61,21 @@ class ReaderLimits:
 
     elements: elements of any one tensor; window: elements of any one windowed op's patches
     (output positions x window taps x input channels) and of its padded input plane; work: MACs of
-    the weighted ops plus window taps of the pools, summed over one inference; metadata: bytes of
-    the decompressed fxpq metadata. Raise them with the environment variables FXPQ_MAX_ELEMENTS,
-    FXPQ_MAX_WINDOW, FXPQ_MAX_WORK, FXPQ_MAX_METADATA for files you trust.
+    the weighted ops in one inference; taps: window taps of the pools plus the elements every
+    other op writes (but RESHAPE), in one inference (far slower per unit than a MAC in numpy);
+    metadata: bytes of the decompressed fxpq metadata. Raise them with the environment variables
+    FXPQ_MAX_ELEMENTS, FXPQ_MAX_WINDOW, FXPQ_MAX_WORK, FXPQ_MAX_TAPS, FXPQ_MAX_METADATA for files
+    you trust.
     """
 
     elements: int = 2**24
     window: int = 2**24
     work: int = 2**32
+    taps: int = 2**26
     metadata: int = 2**24
 
     ENV = {"elements": "FXPQ_MAX_ELEMENTS", "window": "FXPQ_MAX_WINDOW", "work": "FXPQ_MAX_WORK",
-           "metadata": "FXPQ_MAX_METADATA"}
+           "taps": "FXPQ_MAX_TAPS", "metadata": "FXPQ_MAX_METADATA"}
 
     @classmethod
     def from_env(cls) -> ReaderLimits:
@@ -370,20 +373,22 @@ def read_bytes(data: bytes, limits: ReaderLimits | None = None) -> tuple[Integer
     return graph, info
 
 
-def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int]:
-    """(work, window) of one node: work is its MACs (weighted ops) or window taps (pools), window
-    the larger of its patch elements (output positions x taps x input channels) and its padded
-    input plane; (0, 0) for ops without a window or dot product. The C runner counts the same
-    (fxpq_runner.c fx_cost)."""
+def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int, int]:
+    """(MACs, taps, window) of one node: MACs of the weighted ops; window taps of the pools, or the
+    elements any other op writes (RESHAPE none); window the larger of a windowed op's patch
+    elements (output positions x taps x input channels) and its padded input plane. The C runner
+    counts the same (fxpq_runner.c fx_window_cost and the phase-1 loop)."""
     t = graph.tensors
     out = t[node.output].shape
     x = t[node.inputs[0]].shape
     if node.op == "fully_connected":
-        return math.prod(out) * math.prod(x), 0
+        return math.prod(out) * math.prod(x), 0, 0
     if node.op == "global_average_pool2d":
-        return math.prod(x), 0
+        return 0, math.prod(x), 0
+    if node.op == "reshape":
+        return 0, 0, 0
     if node.op not in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):
-        return 0, 0
+        return 0, math.prod(out), 0
     h, w, c = x
     oh, ow, o = out
     if node.op in ("max_pool2d", "average_pool2d"):
@@ -397,24 +402,27 @@ def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int]:
     pad_w = max((ow - 1) * node.attrs["stride"][1] + (kw - 1) * dw + 1, w)
     window = max(patches, pad_h * pad_w * c)
     if node.op == "conv2d":
-        return patches * o, window
+        return patches * o, 0, window
     if node.op == "depthwise_conv2d":
-        return patches * (o // c), window
-    return patches, window
+        return patches * (o // c), 0, window
+    return 0, patches, window
 
 
 def check_work(graph: IntegerGraph, limits: ReaderLimits) -> None:
     """Refuse a graph whose one inference exceeds the limits' work or window (format.md section 8)."""
-    total = 0
+    macs = taps = 0
     for node in graph.nodes:
-        work, window = op_cost(graph, node)
+        op_macs, op_taps, window = op_cost(graph, node)
         if window > limits.window:
             raise FlatbufferFormatError(f"node {node.name!r}: its window spans {window} elements, more than "
                                         f"{limits.window} (raise FXPQ_MAX_WINDOW if you trust the file)")
-        total += work
-    if total > limits.work:
-        raise FlatbufferFormatError(f"one inference costs {total} MACs and window taps, more than {limits.work} "
+        macs, taps = macs + op_macs, taps + op_taps
+    if macs > limits.work:
+        raise FlatbufferFormatError(f"one inference costs {macs} MACs, more than {limits.work} "
                                     "(raise FXPQ_MAX_WORK if you trust the file)")
+    if taps > limits.taps:
+        raise FlatbufferFormatError(f"one inference costs {taps} window taps and written elements, more than "
+                                    f"{limits.taps} (raise FXPQ_MAX_TAPS if you trust the file)")
 
 
 def read_tflite(path: str | Path, limits: ReaderLimits | None = None) -> tuple[IntegerGraph, FileInfo]:

@@ -457,12 +457,15 @@ typedef struct {
     int64_t max_elements; /**< elements of any one tensor */
     int64_t max_window;   /**< patch elements (output positions x taps x input channels) and
                                padded input plane of any one windowed op */
-    int64_t max_work;     /**< MACs of the weighted ops + window taps of the pools, per inference */
+    int64_t max_work;     /**< MACs of the weighted ops, per inference */
+    int64_t max_taps;     /**< window taps of the pools + elements written by every other op
+                               (but RESHAPE), per inference */
 } fxpq_runner_limits;
 
 #define FXPQ_RUNNER_DEFAULT_MAX_ELEMENTS (INT64_C(1) << 24)
 #define FXPQ_RUNNER_DEFAULT_MAX_WINDOW (INT64_C(1) << 24)
 #define FXPQ_RUNNER_DEFAULT_MAX_WORK (INT64_C(1) << 32)
+#define FXPQ_RUNNER_DEFAULT_MAX_TAPS (INT64_C(1) << 26)
 
 /** TFLite TensorType codes the runner handles. */
 #define FXPQ_TFLITE_FLOAT32 0

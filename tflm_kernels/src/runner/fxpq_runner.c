@@ -96,7 +96,8 @@ typedef struct {
     fxfb_table model, subgraph;
     fxfb_vector opcodes, buffers, tensors, operators, inputs, outputs;
     fxpq_runner_limits limits;
-    int64_t work; /* MACs + window taps of the ops prepared so far (phase 1) */
+    int64_t work; /* MACs of the ops prepared so far (phase 1) */
+    int64_t taps; /* window taps and written elements of the ops prepared so far */
 } fx_model;
 
 typedef struct {
@@ -594,6 +595,34 @@ static fxpq_runner_status fx_window_cost(fxpq_runner *r, const fx_model *m, int3
         return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "window spans more elements than the limit (format.md section 8)");
     }
     *work = fx_mul_sat(patches, per_patch);
+    return FXPQ_RUNNER_OK;
+}
+
+/* Add one op's cost to the model's (format.md section 8; reader.py op_cost counts the same):
+ * `work` MACs for a weighted op, `work` window taps for a pool, else the elements it writes
+ * (RESHAPE nothing); fail above the limits. */
+static fxpq_runner_status fx_add_cost(fxpq_runner *r, fx_model *m, int32_t op, int32_t kind,
+                                      int weighted, int pool, int reshape, int64_t work,
+                                      int32_t out_t)
+{
+    if (weighted) {
+        m->work += work;
+    } else if (pool) {
+        m->taps += work;
+    } else if (!reshape) {
+        fx_tensor out;
+        fxpq_runner_status st = fx_read_tensor(r, m, out_t, op, kind, &out);
+        if (st != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        m->taps += out.elements;
+    }
+    if (m->work > m->limits.max_work) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "one inference needs more MACs than the limit (format.md section 8)");
+    }
+    if (m->taps > m->limits.max_taps) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "one inference needs more window taps and written elements than the limit (format.md section 8)");
+    }
     return FXPQ_RUNNER_OK;
 }
 
@@ -1384,11 +1413,10 @@ static fxpq_runner_status fx_stock_op(fxpq_runner *r, const fx_model *m, int32_t
 }
 
 /* An int8-builtin file, whole: every op, the graph order, the outputs, the work limit. */
-static fxpq_runner_status fx_check_stock_model(fxpq_runner *r, const fx_model *m)
+static fxpq_runner_status fx_check_stock_model(fxpq_runner *r, fx_model *m)
 {
     uint8_t written[FXPQ_RUNNER_MAX_TENSORS / 8];
     int32_t nt = (int32_t)m->tensors.len, i, j, input = fxfb_vector_i32(&m->b, &m->inputs, 0);
-    int64_t total = 0;
     fx_stock_tensor s;
     fxpq_runner_status st;
     memset(written, 0, sizeof(written));
@@ -1432,9 +1460,11 @@ static fxpq_runner_status fx_check_stock_model(fxpq_runner *r, const fx_model *m
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, i, -1, "writes a tensor that is already written (the input or another op's output)");
         }
         written[out_t / 8] |= (uint8_t)(1u << (out_t % 8));
-        total += work;
-        if (total > m->limits.max_work) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, i, -1, "one inference needs more MACs and window taps than the limit (format.md section 8)");
+        if ((st = fx_add_cost(r, m, i, -1, code_value == FX_B_CONV_2D || code_value == FX_B_DEPTHWISE_CONV_2D
+                                               || code_value == FX_B_FULLY_CONNECTED,
+                              code_value == FX_B_MAX_POOL_2D || code_value == FX_B_AVERAGE_POOL_2D,
+                              code_value == FX_BUILTIN_RESHAPE, work, out_t)) != FXPQ_RUNNER_OK) {
+            return st;
         }
     }
     for (i = 0; i < (int32_t)m->outputs.len; ++i) {
@@ -1731,13 +1761,16 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
     if (((uintptr_t)model & 3u) != 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_MISALIGNED, -1, 0, "model bytes must be 4-byte aligned (16 recommended)");
     }
-    if (limits != NULL && (limits->max_elements < 1 || limits->max_window < 1 || limits->max_work < 1)) {
+    if (limits != NULL && (limits->max_elements < 1 || limits->max_window < 1 || limits->max_work < 1
+                           || limits->max_taps < 1)) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_ARGUMENT, -1, 0, "limits must be positive");
     }
     m.limits.max_elements = limits != NULL ? limits->max_elements : FXPQ_RUNNER_DEFAULT_MAX_ELEMENTS;
     m.limits.max_window = limits != NULL ? limits->max_window : FXPQ_RUNNER_DEFAULT_MAX_WINDOW;
     m.limits.max_work = limits != NULL ? limits->max_work : FXPQ_RUNNER_DEFAULT_MAX_WORK;
+    m.limits.max_taps = limits != NULL ? limits->max_taps : FXPQ_RUNNER_DEFAULT_MAX_TAPS;
     m.work = 0;
+    m.taps = 0;
     if ((st = fx_open(r, model, model_size, &m)) != FXPQ_RUNNER_OK) {
         return st;
     }
@@ -1755,9 +1788,12 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
         if ((st = fx_prepare_op(r, &m, i, &p, &work)) != FXPQ_RUNNER_OK) {
             return st;
         }
-        m.work += work;
-        if (m.work > m.limits.max_work) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, i, p.kind, "one inference needs more MACs and window taps than the limit (format.md section 8)");
+        if ((st = fx_add_cost(r, &m, i, p.kind, p.kind == FXPQ_OP_CONV_2D || p.kind == FXPQ_OP_DEPTHWISE_CONV_2D
+                                                 || p.kind == FXPQ_OP_FULLY_CONNECTED,
+                              p.kind == FXPQ_OP_MAX_POOL_2D || p.kind == FXPQ_OP_AVERAGE_POOL_2D
+                                  || p.kind == FXPQ_OP_GLOBAL_AVERAGE_POOL_2D,
+                              p.kind == FX_KIND_RESHAPE, work, p.out_t)) != FXPQ_RUNNER_OK) {
+            return st;
         }
     }
     /* Phase 2: plan in a workspace at the tail of the arena. */
