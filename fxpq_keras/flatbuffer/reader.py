@@ -150,6 +150,14 @@ class _File:
             return b""
         return np.asarray(data, dtype=np.uint8).tobytes()
 
+    def check_shape_input(self, index: int, rank: int, where: str) -> None:
+        """RESHAPE's optional shape input: a constant INT32 [rank] (both readers check it)."""
+        t = self.tensor(index, where + " shape input")
+        shape = self.constant(index, where + " shape input")
+        if t.type != S.TensorType.INT32 or shape.shape != (rank,):
+            raise FlatbufferFormatError(f"{where}: the shape input must be a constant int32[{rank}], got "
+                                        f"{shape.dtype.name}{list(shape.shape)}")
+
     def tensor(self, index: int, what: str) -> S.TensorT:
         if not 0 <= index < len(self.tensors):
             raise FlatbufferFormatError(f"{what} refers to tensor {index}, but the subgraph has {len(self.tensors)}")
@@ -442,15 +450,6 @@ def _op_type(f: _File, op: S.OperatorT) -> str:
     return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
 
 
-def check_shape_input(f: _File, index: int, rank: int, where: str) -> None:
-    """RESHAPE's optional shape input: a constant INT32 [rank] (both readers check it)."""
-    t = f.tensor(index, where + " shape input")
-    shape = f.constant(index, where + " shape input")
-    if t.type != S.TensorType.INT32 or shape.shape != (rank,):
-        raise FlatbufferFormatError(f"{where}: the shape input must be a constant int32[{rank}], got "
-                                    f"{shape.dtype.name}{list(shape.shape)}")
-
-
 def check_clamp(opts: dict[str, int], out: Format, activation: str | None, where: str) -> None:
     lo, hi = relu_bounds(out, activation)
     if (opts["act_min"], opts["act_max"]) != (lo, hi):
@@ -471,7 +470,7 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         if int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
             raise FlatbufferFormatError(f"{where}: RESHAPE from {src.shape} to {out_spec.shape} changes the size")
         if len(inputs) == 2:
-            check_shape_input(f, inputs[1], 1 + len(out_spec.shape), where)
+            f.check_shape_input(inputs[1], 1 + len(out_spec.shape), where)
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind not in CUSTOM_OPS:
         raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the fxp format (known: "
