@@ -41,9 +41,18 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
             fh.write(raw)
         usual_mode(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except OSError as exc:
+        _remove(tmp)
+        if exc.filename is None:  # a full disk names no file: name the one being written
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc}") from None
         raise
+    except BaseException:
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp: str) -> None:
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass

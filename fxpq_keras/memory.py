@@ -207,7 +207,7 @@ class DeviceMemory:
         return self.flash_bytes + self.ram_bytes
 
     def to_dict(self) -> dict[str, int | None]:
-        """The figures by their names (docs/format.md section 8); flash_bytes is None when the file's
+        """The figures by their names (docs/format.md section 9); flash_bytes is None when the file's
         other bytes are not counted (it is the whole file or nothing)."""
         return {"weight_bytes": self.weight_bytes, "bias_bytes": self.bias_bytes,
                 "parameter_bytes": self.parameter_bytes, "other_flash_bytes": self.other_flash_bytes,
@@ -217,7 +217,7 @@ class DeviceMemory:
                 "runner_planned_bytes": self.runner_planned_bytes}
 
     def summary(self) -> str:
-        """One line with the same names as to_dict (docs/format.md section 8). Without the file's
+        """One line with the same names as to_dict (docs/format.md section 9). Without the file's
         other bytes the figure is parameter_bytes, never called flash_bytes."""
         params = f"weight_bytes {self.weight_bytes:,}, bias_bytes {self.bias_bytes:,}"
         flash = (f"parameter_bytes {self.parameter_bytes:,} ({params}; the file's other bytes not counted)"

@@ -317,7 +317,7 @@ class Policy:
                          f"{r['total_bits']:>12}")
         m = self.memory()
         lines += ["-" * 74,
-                  # the paper's count, in bits (docs/format.md section 8: device bytes are flash_bytes / ram_bytes)
+                  # the paper's count, in bits (docs/format.md section 9: device bytes are flash_bytes / ram_bytes)
                   f"paper: weight_bits {m.weight_bits:,}, bias_bits {m.bias_bits:,}, activation_bits "
                   f"{m.activation_bits:,}, total_bits {m.total_bits:,} (each data structure at its own width)",
                   f"compression vs float32: total {m.compression_total:.2f}x, weights {m.compression_weights:.2f}x"]

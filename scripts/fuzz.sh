@@ -7,9 +7,13 @@
 #   bash scripts/fuzz.sh --long          long mode: each libFuzzer target FUZZ_SECONDS (default 600)
 #                                        on its growing corpus (tflm_kernels/build/fuzz/work_*), then
 #                                        the randomized kernel tests with FXPQ_LONG=N (default 10)
-#                                        times as many fresh cases (host and QEMU Cortex-M4/M7)
+#                                        times as many fresh cases (host and QEMU Cortex-M4/M7), then
+#                                        the differential reader run: FLIPS (default 10000) byte-flipped
+#                                        files per kind (fxp, int8-builtin) through the Python reader
+#                                        (+ the numpy reference) and the C runner, one table
 #   FUZZ_SECONDS=1800 FXPQ_LONG=50 bash scripts/fuzz.sh --long      longer still
-#   bash scripts/fuzz.sh --long --fuzz-only / --tests-only          one half
+#   bash scripts/fuzz.sh --long --fuzz-only / --tests-only          one half (the differential run
+#                                        belongs to the tests half)
 #
 # Prints one summary line per part: runs, seconds, crashes (libFuzzer artifacts are kept in
 # tflm_kernels/build/fuzz/artifacts/), mismatches (failed tests). Exit status 1 if anything failed.
@@ -74,6 +78,19 @@ if [ "$tests" = 1 ]; then
     passed=$(grep -oE "[0-9]+ passed" "$log" | tail -1)
     failed=$(grep -oE "[0-9]+ failed" "$log" | tail -1)
     summary+=("randomized tests (FXPQ_LONG=$factor FXPQ_LONG_SEED=$seed): ${passed:-0 passed}, ${failed:-0 failed} (a failure is a C/numpy mismatch or an error) in ${took} s (log $log)")
+fi
+
+if [ "$tests" = 1 ] && [ "$long" = 1 ]; then
+    log="$root/tflm_kernels/build/fuzz/differential.log"
+    start=$(date +%s)
+    TF_CPP_MIN_LOG_LEVEL=2 nice .venv/bin/python -m fxpq_keras.kernels.differential --flips "${FLIPS:-10000}" \
+        --seed "${FXPQ_LONG_SEED:-0}" >"$log" 2>&1
+    rc=$?
+    took=$(( $(date +%s) - start ))
+    crashes=$(grep -c -E "python-crash|run-crash" "$log")
+    [ "$crashes" = 0 ] || status=1
+    summary+=("differential readers (FLIPS=${FLIPS:-10000} per kind): ${crashes} reader/reference crashes, exit $rc (1: accept/refuse disagreements, see the table) in ${took} s (log $log)")
+    summary+=("$(grep -E '^\|' "$log")")
 fi
 
 printf '%s\n' "${summary[@]}"

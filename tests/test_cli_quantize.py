@@ -240,3 +240,74 @@ def test_export_from_policy_json_rebuilds_the_searched_file(user_files: dict, tm
     again = tmp_path / "again.tflite"
     assert main(["--quiet", "export", user_files["keras"], str(out / "policy.json"), "-o", str(again)]) == 0
     assert again.read_bytes() == (out / "model.tflite").read_bytes()
+
+
+def test_failed_export_keeps_the_earlier_result(user_files: dict, tmp_path, capsys) -> None:
+    """Issue 24 item 5: `--target int8-builtin` of a policy above 8 bits, into a folder holding a
+    complete earlier result, left only policy.json and report.md there."""
+    out = tmp_path / "out"
+    args = ["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(out), "--samples", "200",
+            "--max-drop", "0.05", "--min-bits", "8", "--max-bits", "8", "--quiet"]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    status = main(args[:-5] + ["--min-bits", "10", "--max-bits", "10", "--target", "int8-builtin", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and "model.tflite not written" in err[-1] and "are unchanged" in err[-1], err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_unwritable_output_is_refused_before_the_search(user_files: dict, tmp_path, capsys, monkeypatch) -> None:
+    """Issue 24 item 8: an output location that cannot be written (here under a file; a read-only
+    folder alike, for users who are not root) was reported only after the whole search."""
+    import fxpq_keras.search as search
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    monkeypatch.setattr(search.FxPQNet, "quantize", lambda *a, **k: pytest.fail("the search ran"))
+    status = main(["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(blocker / "out"),
+                   "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and "cannot write the output directory" in err[0], err
+
+
+def test_concurrent_runs_and_killed_runs(user_files: dict, tmp_path, capsys, monkeypatch) -> None:
+    """Issue 24 items 9 and 10: a second run into a folder another run is writing is refused (both
+    used to exit 0, one's results silently lost); what a SIGKILL leaves beside the folder (a staging
+    folder; the earlier results moved aside between the two renames) is cleaned up or put back by
+    the next run; SIGTERM while writing cleans up like an interrupt."""
+    import os
+    import signal
+
+    import fxpq_keras.report as report
+    from fxpq_keras.commands import StagedOutputDir
+
+    out = tmp_path / "out"
+    holder = StagedOutputDir(str(out), ("policy.json",))  # another run, between its checks and its end
+    args = ["quantize", user_files["keras"], "-d", user_files["nolabels"], "-o", str(out), "--samples", "200",
+            "--max-drop", "0.05", "--min-bits", "8", "--max-bits", "8", "--quiet"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another fxpq run is writing" in err[0], err
+    holder.release()
+
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # a run killed between its two renames: OUTDIR missing, the results in .out.tmp-X.old, a staging folder
+    os.rename(out, tmp_path / ".out.tmp-dead.old")
+    (tmp_path / ".out.tmp-dead2").mkdir()
+    (tmp_path / ".out.tmp-dead2" / "policy.json").write_text("{}")
+    StagedOutputDir(str(out), ("policy.json", "report.md", "report.png", "model.tflite")).release()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")) == []
+
+    def terminated(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(report, "markdown", terminated)  # SIGTERM while the files are being written
+    assert main(args[:-3] + ["--min-bits", "7", "--max-bits", "7", "--quiet"]) == 130
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp")) == []
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

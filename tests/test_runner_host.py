@@ -143,19 +143,26 @@ def test_random_byte_flips_error_or_run(cnn_file):
     assert "FXPQ_RUNNER_ERR_MALFORMED" in statuses
 
 
-def test_unsupported_ops_are_named(tmp_path):
+def test_int8_builtin_files_are_checked_not_run(tmp_path):
+    """The runner reads an int8-builtin file with the Python reader's rules (issue 24) and says a
+    valid one is for TFLM; a stock op the format does not have is named."""
     graph, _ = cnn_graph(4, int8=True)
     path = tmp_path / "int8.tflite"
     export_tflite(graph, path, target="int8-builtin")
     with pytest.raises(RunnerError) as err:
         HostRunner(path)
-    assert err.value.status_name == "FXPQ_RUNNER_ERR_UNSUPPORTED"
-    assert "QUANTIZE" in err.value.message and "int8-builtin files run in TFLM" in err.value.message
-    export_tflite(graph, path, target="int8-builtin", float_input=False)  # first op CONV_2D
+    assert err.value.status_name == "FXPQ_RUNNER_ERR_STOCK_FILE"
+    assert "valid int8-builtin file" in err.value.message and "TFLM" in err.value.message
+
+    def foreign_op(m):
+        for code in m.operatorCodes:
+            if code.builtinCode == S.BuiltinOperator.ADD:
+                code.builtinCode = code.deprecatedBuiltinCode = S.BuiltinOperator.MUL
+
     with pytest.raises(RunnerError) as err:
-        HostRunner(path)
+        HostRunner(_rewrite(path.read_bytes(), foreign_op))
     assert err.value.status_name == "FXPQ_RUNNER_ERR_UNSUPPORTED"
-    assert "unsupported builtin op 3 " in err.value.message and "section 8" in err.value.message
+    assert "op 18 is not part of the int8-builtin format" in err.value.message
 
 
 def _rewrite(data: bytes, edit) -> bytes:

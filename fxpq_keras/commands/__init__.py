@@ -108,29 +108,107 @@ def output_dir(path: str) -> str:
     return path
 
 
+def _exchange(a: str, b: str) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unavailable."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return fn(at_fdcwd, a.encode(), at_fdcwd, b.encode(), rename_exchange) == 0
+
+
 class StagedOutputDir:
     """An output folder written all at once: nothing half-written, never old and new files mixed.
 
-    Built before the work starts, it refuses a file in the way or an existing folder holding
-    anything but `owned` names (so a folder of the user's own files is never replaced). `with
-    staged as tmp:` gives a fresh folder beside the target; on success it replaces the target whole
-    (`replaced` says whether earlier results were there), on any error or interrupt it is deleted
-    and the target is untouched.
+    Built before the work starts, it refuses a file in the way, an existing folder holding
+    anything but `owned` names (so a folder of the user's own files is never replaced), a location
+    that cannot be written, and a folder another run is writing (a lock on `.NAME.lock` beside it,
+    held until the end: concurrent runs into one folder would lose one's results). `with staged as
+    tmp:` gives a fresh folder beside the target; on success it replaces the target in one atomic
+    exchange where the system has one (`replaced` says whether earlier results were there); on
+    any error, interrupt or SIGTERM it is deleted and the target is untouched. What a SIGKILL
+    leaves (a staging folder, or the earlier results moved aside between two renames) is cleaned
+    up or put back by the next run into the same folder.
     """
 
     def __init__(self, path: str, owned: tuple[str, ...]) -> None:
         self.path = os.path.abspath(path)
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise _cli_error(f"output directory is a file: {path}")
+        self.discarded = False
+        self.tmp = ""
+        self._check_writable()
+        self._lock()
+        self._recover()
         existing = sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
         foreign = [name for name in existing if name not in owned]
         if foreign:
+            self.release()
             raise _cli_error(f"output directory {path} holds other files ({', '.join(foreign[:3])}"
                              f"{', ...' if len(foreign) > 3 else ''}); choose a new or empty directory")
         self.replaced = bool(existing)
-        self.tmp = ""
+
+    def _check_writable(self) -> None:
+        """Fail now, not after the search, when the folder cannot be written (issue 24 item 8)."""
+        import tempfile
+
+        parent, name = os.path.split(self.path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            os.rmdir(tempfile.mkdtemp(prefix=f".{name}.probe-", dir=parent))
+        except OSError as exc:
+            raise _cli_error(f"cannot write the output directory {self.path}: {exc.strerror or exc}") from None
+
+    def _lock(self) -> None:
+        import fcntl
+
+        parent, name = os.path.split(self.path)
+        self._lock_path = os.path.join(parent, f".{name}.lock")
+        self._lock_fd = os.open(self._lock_path, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if we die
+            # the holder unlinks the file when done: a lock on an unlinked file is no lock
+            if os.fstat(self._lock_fd).st_ino != os.stat(self._lock_path).st_ino:
+                raise OSError("lock file replaced")
+        except OSError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise _cli_error(f"another fxpq run is writing {self.path} (lock .{name}.lock held); wait for it or "
+                             "choose another output directory") from None
+
+    def release(self) -> None:
+        """Give up the folder's lock (the end of the run) and remove the lock file."""
+        if getattr(self, "_lock_fd", -1) >= 0:
+            try:
+                os.unlink(self._lock_path)
+            except FileNotFoundError:
+                pass
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _recover(self) -> None:
+        """Under the lock, what earlier killed runs left beside the folder is stale: put moved-aside
+        results back when the folder is missing, delete staging folders."""
+        import shutil
+
+        parent, name = os.path.split(self.path)
+        for entry in sorted(os.listdir(parent)):
+            if not entry.startswith(f".{name}.tmp-"):
+                continue
+            leftover = os.path.join(parent, entry)
+            if entry.endswith(".old") and not os.path.exists(self.path):
+                os.rename(leftover, self.path)
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
 
     def __enter__(self) -> str:
+        import signal
+
         from .._files import temporary_dir
 
         parent, name = os.path.split(self.path)
@@ -139,21 +217,43 @@ class StagedOutputDir:
             self.tmp = temporary_dir(f".{name}.tmp-", parent)
         except OSError as exc:
             raise _cli_error(f"cannot create output directory {self.path}: {exc.strerror or exc}") from None
+        self._sigterm = None
+        try:  # SIGTERM cleans up like an interrupt (only the main thread may set handlers)
+            self._sigterm = signal.signal(signal.SIGTERM, _terminated)
+        except ValueError:
+            pass
         return self.tmp
+
+    def discard(self) -> None:
+        """Drop what was staged: the target stays as it was when the block ends."""
+        self.discarded = True
 
     def __exit__(self, exc_type, exc, tb) -> None:
         import shutil
+        import signal
 
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = ""
-        if os.path.isdir(self.path):
-            old = self.tmp + ".old"
-            os.rename(self.path, old)
-        os.rename(self.tmp, self.path)
-        if old:
-            shutil.rmtree(old, ignore_errors=True)
+        try:
+            if exc_type is not None or self.discarded:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return
+            if os.path.isdir(self.path) and _exchange(self.tmp, self.path):
+                shutil.rmtree(self.tmp, ignore_errors=True)  # now holds the earlier results
+                return
+            old = ""
+            if os.path.isdir(self.path):
+                old = self.tmp + ".old"
+                os.rename(self.path, old)  # a kill between these two renames: the next run puts it back
+            os.rename(self.tmp, self.path)
+            if old:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if self._sigterm is not None:
+                signal.signal(signal.SIGTERM, self._sigterm)
+            self.release()
+
+
+def _terminated(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def parent_dir_exists(path: str, what: str) -> str:

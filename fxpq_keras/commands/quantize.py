@@ -111,13 +111,17 @@ def run(args: argparse.Namespace) -> int:
     if progress is not None:
         progress.phase(f"loading {args.model}")
     staged = StagedOutputDir(args.outdir, OUTPUTS)  # refuses a folder of other files before the search
-    model = load_keras_model(args.model)
-    result = search.quantize(model, x, labels=y)
+    try:  # the folder's lock is held from here to the end
+        model = load_keras_model(args.model)
+        result = search.quantize(model, x, labels=y)
+    except BaseException:
+        staged.release()
+        raise
     if progress is not None:
         progress.phase(f"writing the policy, the report and model.tflite to {args.outdir}")
+    # the result's message names what is missed (budget, memory target) and why
     status = 0
     refused = ""
-    # the result's message names what is missed (budget, memory target) and why
     problems = [result.message] if not result.budget_met or result.memory_target_met is False else []
     out = os.path.join(args.outdir, "model.tflite")
     with staged as tmp:  # all files appear together, replacing earlier results whole
@@ -128,13 +132,17 @@ def run(args: argparse.Namespace) -> int:
             paths["tflite"] = f"{out} ({len(data)} bytes, target {args.target})"
         except (ValueError, fxpq_keras.FormatError) as exc:
             hint = "; use --target fxp (custom FXP_* ops, any format)" if args.target != "fxp" else ""
-            refused = f"fxpq quantize: error: {out} not written: {exc}{hint}"
+            kept = ""
+            if staged.replaced:  # an earlier complete result is kept whole, not traded for half of one
+                staged.discard()
+                kept = f" (the earlier results in {args.outdir} are unchanged)"
+            refused = f"fxpq quantize: error: {out} not written: {exc}{hint}{kept}"
             status = 1
         else:
             written = check_written(os.path.join(tmp, "model.tflite"), result)
             if written:
                 problems.append(written)
-    if staged.replaced and not quiet:
+    if staged.replaced and not staged.discarded and not quiet:
         print(f"replaced the earlier results in {args.outdir} (every file there is from this run)")
     if not quiet:
         print(result.summary())

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
 def measurement_lines(engine: str, measured: dict) -> list[str]:
     """The lines `fxpq run` prints for an engine's measurements, each memory figure under its one name
-    (docs/format.md section 8)."""
+    (docs/format.md section 9)."""
     cpu = {"qemu-m4": "Cortex-M4", "qemu-m7": "Cortex-M7", "tflm-m4": "Cortex-M4", "tflm-m7": "Cortex-M7",
            "tflm-m4-ref": "Cortex-M4", "tflm-m7-ref": "Cortex-M7", "tflm-host": "host"}.get(engine, engine)
     lines = []

@@ -383,8 +383,6 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     TFLM itself compute without overflow or undefined behaviour: the exporter's limits
     (to_builtin_graph) are the reader's, so a file the reader accepts runs (docs/format.md 7).
     """
-    from .reader import check_shape_input
-
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
     if kind not in _N_INPUTS:
         raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the int8-builtin format (known: "
@@ -438,7 +436,7 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
             raise FlatbufferFormatError(f"{where}: RESHAPE from {src.fmt} {src.shape} to {out_spec.fmt} "
                                         f"{out_spec.shape} changes the format or the size")
         if len(inputs) == 2:
-            check_shape_input(f, inputs[1], 1 + len(out_spec.shape), where)
+            f.check_shape_input(inputs[1], 1 + len(out_spec.shape), where)
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind == "QUANTIZE":
         src = spec(inputs[0], where + " input")

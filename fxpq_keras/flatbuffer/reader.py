@@ -23,6 +23,7 @@ from . import packing
 from .errors import FlatbufferFormatError
 from .options import ACTIVATION_NAMES, CUSTOM_OPS, METADATA_NAME, PADDING_NAMES, READABLE_VERSIONS, decode_options
 from .schema import schema as S
+from .tables import read_model
 
 _NP_TYPES = {
     S.TensorType.INT8: np.int8, S.TensorType.UINT8: np.uint8, S.TensorType.INT16: np.int16,
@@ -61,18 +62,21 @@ class ReaderLimits:
 
     elements: elements of any one tensor; window: elements of any one windowed op's patches
     (output positions x window taps x input channels) and of its padded input plane; work: MACs of
-    the weighted ops plus window taps of the pools, summed over one inference; metadata: bytes of
-    the decompressed fxpq metadata. Raise them with the environment variables FXPQ_MAX_ELEMENTS,
-    FXPQ_MAX_WINDOW, FXPQ_MAX_WORK, FXPQ_MAX_METADATA for files you trust.
+    the weighted ops in one inference; taps: window taps of the pools plus the elements every
+    other op writes (but RESHAPE), in one inference (far slower per unit than a MAC in numpy);
+    metadata: bytes of the decompressed fxpq metadata. Raise them with the environment variables
+    FXPQ_MAX_ELEMENTS, FXPQ_MAX_WINDOW, FXPQ_MAX_WORK, FXPQ_MAX_TAPS, FXPQ_MAX_METADATA for files
+    you trust.
     """
 
     elements: int = 2**24
     window: int = 2**24
     work: int = 2**32
+    taps: int = 2**26
     metadata: int = 2**24
 
     ENV = {"elements": "FXPQ_MAX_ELEMENTS", "window": "FXPQ_MAX_WINDOW", "work": "FXPQ_MAX_WORK",
-           "metadata": "FXPQ_MAX_METADATA"}
+           "taps": "FXPQ_MAX_TAPS", "metadata": "FXPQ_MAX_METADATA"}
 
     @classmethod
     def from_env(cls) -> ReaderLimits:
@@ -117,43 +121,43 @@ class _File:
         if data[4:8] != b"TFL3":
             raise FlatbufferFormatError(f"not a TFLite flatbuffer: file identifier is {bytes(data[4:8])!r}, "
                                         "expected b'TFL3'")
-        try:
-            root = S.Model.GetRootAs(data, 0)
-            self.model = S.ModelT.InitFromObj(root)
-        except Exception as exc:  # noqa: BLE001 - foreign bytes can fail anywhere in the parser
-            raise FlatbufferFormatError(f"malformed or truncated flatbuffer ({type(exc).__name__}: {exc})") from None
+        self.model = read_model(data)  # checked field by field as read, with the C runner's rules
         if self.model.version != 3:
             raise FlatbufferFormatError(f"TFLite schema version {self.model.version}, expected 3")
-        self.buffers = self.model.buffers or []
-        for i, buf in enumerate(self.buffers):
-            if buf is None:
-                raise FlatbufferFormatError(f"buffer {i} is missing")
-        self.metadata: dict[str, bytes] = {}
-        for meta in self.model.metadata or []:
-            name = (meta.name or b"").decode(errors="replace")
-            self.metadata[name] = bytes(self.buffer_bytes(meta.buffer, f"metadata {name!r}"))
         if self.model.subgraphs is None or len(self.model.subgraphs) != 1:
             n = len(self.model.subgraphs or [])
             raise FlatbufferFormatError(f"expected exactly one subgraph, found {n}")
         self.sub = self.model.subgraphs[0]
+        self.buffers = self.model.buffers or []
+        for buf in self.buffers:  # every buffer inside the bytes given (the runner checks them all)
+            buf.data  # noqa: B018 - read to check it
+        self.metadata: dict[str, bytes] = {}
+        for meta in self.model.metadata or []:
+            name = (meta.name or b"").decode(errors="replace")
+            self.metadata[name] = bytes(self.buffer_bytes(meta.buffer, f"metadata {name!r}", check_offset=False))
         self.tensors = self.sub.tensors or []
-        for i, t in enumerate(self.tensors):
-            if t is None:
-                raise FlatbufferFormatError(f"tensor {i} is missing")
-            if t.sparsity is not None:
-                raise FlatbufferFormatError(f"tensor {i}: sparse tensors are not supported")
 
-    def buffer_bytes(self, index: int, what: str) -> bytes:
+    def buffer_bytes(self, index: int, what: str, check_offset: bool = True) -> bytes:
+        if index == 0:  # TFLite's empty sentinel: never read (the C runner's rule)
+            return b""
         if not 0 <= index < len(self.buffers):
             raise FlatbufferFormatError(f"{what} refers to buffer {index}, but the file has {len(self.buffers)}")
         buf = self.buffers[index]
-        if buf.offset > 1:  # the C runner's rule: offsets 0 and 1 mean the data is inside the flatbuffer
+        if check_offset and buf.offset > 1:  # the C runner's rule: 0 and 1 mean the data is inside the flatbuffer
             raise FlatbufferFormatError(f"{what}: buffers stored outside the flatbuffer (offset/size) "
                                         "are not supported")
         data = buf.data
         if data is None:
             return b""
         return np.asarray(data, dtype=np.uint8).tobytes()
+
+    def check_shape_input(self, index: int, rank: int, where: str) -> None:
+        """RESHAPE's optional shape input: a constant INT32 [rank] (both readers check it)."""
+        t = self.tensor(index, where + " shape input")
+        shape = self.constant(index, where + " shape input")
+        if t.type != S.TensorType.INT32 or shape.shape != (rank,):
+            raise FlatbufferFormatError(f"{where}: the shape input must be a constant int32[{rank}], got "
+                                        f"{shape.dtype.name}{list(shape.shape)}")
 
     def tensor(self, index: int, what: str) -> S.TensorT:
         if not 0 <= index < len(self.tensors):
@@ -380,20 +384,22 @@ def read_bytes(data: bytes, limits: ReaderLimits | None = None) -> tuple[Integer
     return graph, info
 
 
-def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int]:
-    """(work, window) of one node: work is its MACs (weighted ops) or window taps (pools), window
-    the larger of its patch elements (output positions x taps x input channels) and its padded
-    input plane; (0, 0) for ops without a window or dot product. The C runner counts the same
-    (fxpq_runner.c fx_cost)."""
+def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int, int]:
+    """(MACs, taps, window) of one node: MACs of the weighted ops; window taps of the pools, or the
+    elements any other op writes (RESHAPE none); window the larger of a windowed op's patch
+    elements (output positions x taps x input channels) and its padded input plane. The C runner
+    counts the same (fxpq_runner.c fx_window_cost and the phase-1 loop)."""
     t = graph.tensors
     out = t[node.output].shape
     x = t[node.inputs[0]].shape
     if node.op == "fully_connected":
-        return math.prod(out) * math.prod(x), 0
+        return math.prod(out) * math.prod(x), 0, 0
     if node.op == "global_average_pool2d":
-        return math.prod(x), 0
+        return 0, math.prod(x), 0
+    if node.op == "reshape":
+        return 0, 0, 0
     if node.op not in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):
-        return 0, 0
+        return 0, math.prod(out), 0
     h, w, c = x
     oh, ow, o = out
     if node.op in ("max_pool2d", "average_pool2d"):
@@ -407,24 +413,27 @@ def op_cost(graph: IntegerGraph, node: Node) -> tuple[int, int]:
     pad_w = max((ow - 1) * node.attrs["stride"][1] + (kw - 1) * dw + 1, w)
     window = max(patches, pad_h * pad_w * c)
     if node.op == "conv2d":
-        return patches * o, window
+        return patches * o, 0, window
     if node.op == "depthwise_conv2d":
-        return patches * (o // c), window
-    return patches, window
+        return patches * (o // c), 0, window
+    return 0, patches, window
 
 
 def check_work(graph: IntegerGraph, limits: ReaderLimits) -> None:
     """Refuse a graph whose one inference exceeds the limits' work or window (format.md section 11)."""
-    total = 0
+    macs = taps = 0
     for node in graph.nodes:
-        work, window = op_cost(graph, node)
+        op_macs, op_taps, window = op_cost(graph, node)
         if window > limits.window:
             raise FlatbufferFormatError(f"node {node.name!r}: its window spans {window} elements, more than "
                                         f"{limits.window} (raise FXPQ_MAX_WINDOW if you trust the file)")
-        total += work
-    if total > limits.work:
-        raise FlatbufferFormatError(f"one inference costs {total} MACs and window taps, more than {limits.work} "
+        macs, taps = macs + op_macs, taps + op_taps
+    if macs > limits.work:
+        raise FlatbufferFormatError(f"one inference costs {macs} MACs, more than {limits.work} "
                                     "(raise FXPQ_MAX_WORK if you trust the file)")
+    if taps > limits.taps:
+        raise FlatbufferFormatError(f"one inference costs {taps} window taps and written elements, more than "
+                                    f"{limits.taps} (raise FXPQ_MAX_TAPS if you trust the file)")
 
 
 def read_tflite(path: str | Path, limits: ReaderLimits | None = None) -> tuple[IntegerGraph, FileInfo]:
@@ -438,18 +447,10 @@ def _op_type(f: _File, op: S.OperatorT) -> str:
         raise FlatbufferFormatError(f"operator refers to op code {op.opcodeIndex}, the file has {len(codes)}")
     code = codes[op.opcodeIndex]
     builtin = max(int(code.builtinCode), int(code.deprecatedBuiltinCode))
+    custom = code.customCode  # read for every op, as the runner does
     if builtin == S.BuiltinOperator.CUSTOM:
-        return (code.customCode or b"").decode(errors="replace")
+        return (custom or b"").decode(errors="replace")
     return _BUILTIN_NAMES.get(builtin, f"BUILTIN_{builtin}")
-
-
-def check_shape_input(f: _File, index: int, rank: int, where: str) -> None:
-    """RESHAPE's optional shape input: a constant INT32 [rank] (both readers check it)."""
-    t = f.tensor(index, where + " shape input")
-    shape = f.constant(index, where + " shape input")
-    if t.type != S.TensorType.INT32 or shape.shape != (rank,):
-        raise FlatbufferFormatError(f"{where}: the shape input must be a constant int32[{rank}], got "
-                                    f"{shape.dtype.name}{list(shape.shape)}")
 
 
 def check_clamp(opts: dict[str, int], out: Format, activation: str | None, where: str) -> None:
@@ -460,6 +461,7 @@ def check_clamp(opts: dict[str, int], out: Format, activation: str | None, where
 
 
 def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileInfo) -> Node:
+    op.customOptions, op.customOptionsFormat, op.largeCustomOptionsOffset  # noqa: B018 - read, as the runner does
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
     out_spec = spec(int(op.outputs[0]), where + " output")
     if kind == "RESHAPE":
@@ -471,7 +473,7 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
         if int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
             raise FlatbufferFormatError(f"{where}: RESHAPE from {src.shape} to {out_spec.shape} changes the size")
         if len(inputs) == 2:
-            check_shape_input(f, inputs[1], 1 + len(out_spec.shape), where)
+            f.check_shape_input(inputs[1], 1 + len(out_spec.shape), where)
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind in STOCK_BUILTINS:
         return _stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs, out_spec)

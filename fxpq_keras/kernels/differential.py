@@ -6,9 +6,9 @@ reader's FlatbufferFormatError, the runner's error status). A file the Python re
 also run once by the numpy reference, which must finish within the limits. Anything else (another
 exception type, a crash) is a bug.
 
-The runner executes `fxp` files only: for an `int8-builtin` file its verdict covers the container
-(flatbuffer structure, schema version, subgraph, buffers, inputs and outputs) and it then stops at
-the first stock op with "unsupported builtin op", which counts as accepting the container.
+The runner executes `fxp` files only; it reads an `int8-builtin` file with the same rules as the
+Python reader and ends a valid one in FXPQ_RUNNER_ERR_STOCK_FILE ("valid, run it in TFLM"), which
+counts as accepting it.
 
     python -m fxpq_keras.kernels.differential --flips 10000          (scripts/fuzz.sh --long runs this)
 """
@@ -43,12 +43,16 @@ class Tally:
             self.examples[verdict].append(example)
 
     @property
+    def flips(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "c-refuses-by-rule")
+
+    @property
     def disagreements(self) -> int:
         return self.counts["disagree"] + self.counts["python-crash"] + self.counts["run-crash"]
 
     def row(self) -> str:
         c = self.counts
-        return (f"| {self.kind} | {sum(c.values())} | {c['both-accept']} | {c['both-refuse']} | "
+        return (f"| {self.kind} | {self.flips} | {c['both-accept']} | {c['both-refuse']} | "
                 f"{c['metadata-only']} | {self.disagreements} |")
 
 
@@ -115,14 +119,16 @@ def judge(blob: bytes, kind: str, tally: Tally, rng: np.random.Generator) -> Non
         c_ok, c_reason = True, ""
     except RunnerError as exc:
         c_ok, c_reason = False, str(exc)
-        if kind == "int8-builtin" and "unsupported builtin op" in c_reason:
-            c_ok = True  # the container passed; the runner does not execute stock ops
+        if exc.status_name == "FXPQ_RUNNER_ERR_STOCK_FILE":
+            c_ok = True  # a valid int8-builtin file, which TFLM runs
     if python_ok == c_ok:
         tally.add("both-accept" if c_ok else "both-refuse")
     elif c_ok and any(w in python_reason for w in METADATA_WORDS):
         tally.add("metadata-only")
     else:
         tally.add("disagree", f"python: {python_reason or 'accepts'} / C: {c_reason or 'accepts'}")
+        if python_ok and "MALFORMED" not in c_reason:  # a rule, not the flatbuffer structure
+            tally.counts["c-refuses-by-rule"] += 1
 
 
 def _where(exc: BaseException) -> str:

@@ -38,6 +38,7 @@ RUNNER_STATUS = {
     -108: "FXPQ_RUNNER_ERR_KERNEL",
     -109: "FXPQ_RUNNER_ERR_BAD_ARGUMENT",
     -110: "FXPQ_RUNNER_ERR_NOT_READY",
+    -111: "FXPQ_RUNNER_ERR_STOCK_FILE",
 }
 ARENA_TOO_SMALL = -106
 
@@ -99,7 +100,8 @@ class CRunner(ctypes.Structure):
 class CLimits(ctypes.Structure):
     """fxpq_runner_limits (format.md section 11)."""
 
-    _fields_ = [("max_elements", ctypes.c_int64), ("max_window", ctypes.c_int64), ("max_work", ctypes.c_int64)]
+    _fields_ = [("max_elements", ctypes.c_int64), ("max_window", ctypes.c_int64), ("max_work", ctypes.c_int64),
+                ("max_taps", ctypes.c_int64)]
 
 
 def c_limits() -> CLimits:
@@ -107,7 +109,7 @@ def c_limits() -> CLimits:
     from ..flatbuffer.reader import ReaderLimits
 
     limits = ReaderLimits.from_env()
-    return CLimits(limits.elements, limits.window, limits.work)
+    return CLimits(limits.elements, limits.window, limits.work, limits.taps)
 
 
 _P = ctypes.POINTER

@@ -217,7 +217,8 @@ def class_labels(labels: Any, classes: int | None) -> np.ndarray:
     y = y.astype(np.int64).ravel()
     if classes is not None and y.size and (y.min() < 0 or y.max() >= classes):
         bad = int(y[(y < 0) | (y >= classes)][0])
-        raise ValueError(f"label {bad} is not a class of this {classes}-class model (labels must be in 0..{classes - 1})")
+        raise ValueError(f"label {bad} is not a class of this {classes}-class model "
+                         f"(labels must be in 0..{classes - 1})")
     return y
 
 

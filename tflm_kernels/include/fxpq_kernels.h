@@ -514,7 +514,9 @@ typedef enum {
     FXPQ_RUNNER_ERR_MISALIGNED = -107,      /**< model bytes not 4-byte aligned */
     FXPQ_RUNNER_ERR_KERNEL = -108,          /**< a kernel failed: fxpq_runner.kernel_status */
     FXPQ_RUNNER_ERR_BAD_ARGUMENT = -109,    /**< bad tensor index or size passed to the runner */
-    FXPQ_RUNNER_ERR_NOT_READY = -110        /**< fxpq_runner_init did not succeed */
+    FXPQ_RUNNER_ERR_NOT_READY = -110,       /**< fxpq_runner_init did not succeed */
+    FXPQ_RUNNER_ERR_STOCK_FILE = -111       /**< a valid int8-builtin file (stock ops, format.md
+                                                 section 7): checked, but run by TFLM, not here */
 } fxpq_runner_status;
 
 /** Human-readable name of a runner status (never NULL). */
@@ -615,12 +617,15 @@ typedef struct {
     int64_t max_elements; /**< elements of any one tensor */
     int64_t max_window;   /**< patch elements (output positions x taps x input channels) and
                                padded input plane of any one windowed op */
-    int64_t max_work;     /**< MACs of the weighted ops + window taps of the pools, per inference */
+    int64_t max_work;     /**< MACs of the weighted ops, per inference */
+    int64_t max_taps;     /**< window taps of the pools + elements written by every other op
+                               (but RESHAPE), per inference */
 } fxpq_runner_limits;
 
 #define FXPQ_RUNNER_DEFAULT_MAX_ELEMENTS (INT64_C(1) << 24)
 #define FXPQ_RUNNER_DEFAULT_MAX_WINDOW (INT64_C(1) << 24)
 #define FXPQ_RUNNER_DEFAULT_MAX_WORK (INT64_C(1) << 32)
+#define FXPQ_RUNNER_DEFAULT_MAX_TAPS (INT64_C(1) << 26)
 
 /** TFLite TensorType codes the runner handles. */
 #define FXPQ_TFLITE_FLOAT32 0

@@ -128,6 +128,7 @@ const char *fxpq_runner_status_str(fxpq_runner_status status)
     case FXPQ_RUNNER_ERR_KERNEL: return "kernel error";
     case FXPQ_RUNNER_ERR_BAD_ARGUMENT: return "bad argument";
     case FXPQ_RUNNER_ERR_NOT_READY: return "runner not initialized";
+    case FXPQ_RUNNER_ERR_STOCK_FILE: return "valid int8-builtin file (run it in TFLM)";
     default: return "unknown status";
     }
 }

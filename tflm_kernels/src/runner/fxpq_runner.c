@@ -21,6 +21,7 @@
 /* TFLite schema field ids (tensorflow/lite/schema/schema.fbs). */
 enum {
     FX_MODEL_VERSION = 0, FX_MODEL_OPERATOR_CODES = 1, FX_MODEL_SUBGRAPHS = 2, FX_MODEL_BUFFERS = 4,
+    FX_MODEL_METADATA = 6, FX_METADATA_NAME = 0, FX_METADATA_BUFFER = 1, FX_TENSOR_NAME = 3,
     FX_SUBGRAPH_TENSORS = 0, FX_SUBGRAPH_INPUTS = 1, FX_SUBGRAPH_OUTPUTS = 2,
     FX_SUBGRAPH_OPERATORS = 3,
     FX_TENSOR_SHAPE = 0, FX_TENSOR_TYPE = 1, FX_TENSOR_BUFFER = 2, FX_TENSOR_QUANTIZATION = 4,
@@ -122,7 +123,8 @@ typedef struct {
     fxfb_table model, subgraph;
     fxfb_vector opcodes, buffers, tensors, operators, inputs, outputs;
     fxpq_runner_limits limits;
-    int64_t work; /* MACs + window taps of the ops prepared so far (phase 1) */
+    int64_t work; /* MACs of the ops prepared so far (phase 1) */
+    int64_t taps; /* window taps and written elements of the ops prepared so far */
 } fx_model;
 
 typedef struct {
@@ -308,6 +310,28 @@ static fxpq_runner_status fx_open(fxpq_runner *r, const uint8_t *model, size_t s
             }
         }
     }
+    {
+        /* The metadata entries (the Python reader reads them): names and buffer indices in range. */
+        fxfb_vector meta;
+        uint32_t i;
+        if (fxfb_vector_field(&m->b, &m->model, FX_MODEL_METADATA, 4, &meta) < 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "metadata out of bounds");
+        }
+        for (i = 0; i < meta.len; ++i) {
+            fxfb_table mt;
+            const char *name;
+            uint32_t name_len;
+            uint64_t buffer;
+            if (fxfb_vector_table(&m->b, &meta, i, &mt) != FXFB_OK
+                || fxfb_string_field(&m->b, &mt, FX_METADATA_NAME, &name, &name_len) < 0
+                || fxfb_scalar(&m->b, &mt, FX_METADATA_BUFFER, 4, 0, &buffer) != FXFB_OK) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "metadata out of bounds");
+            }
+            if (buffer != 0 && buffer >= m->buffers.len) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "metadata refers to a buffer the file does not have");
+            }
+        }
+    }
     if (m->inputs.len != 1) {
         return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, -1, 0, "model must have exactly one input");
     }
@@ -324,6 +348,8 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
     fxfb_table tt, quant, buffer, sparsity;
     fxfb_vector shape;
     uint64_t type, buf_index;
+    const char *name;
+    uint32_t name_len;
     int64_t elements = 1;
     uint32_t i;
     int rc;
@@ -334,7 +360,8 @@ static fxpq_runner_status fx_read_tensor(fxpq_runner *r, const fx_model *m, int3
     if (fxfb_vector_table(&m->b, &m->tensors, (uint32_t)index, &tt) != FXFB_OK
         || fxfb_vector_field(&m->b, &tt, FX_TENSOR_SHAPE, 4, &shape) < 0
         || fxfb_scalar(&m->b, &tt, FX_TENSOR_TYPE, 1, 0, &type) != FXFB_OK
-        || fxfb_scalar(&m->b, &tt, FX_TENSOR_BUFFER, 4, 0, &buf_index) != FXFB_OK) {
+        || fxfb_scalar(&m->b, &tt, FX_TENSOR_BUFFER, 4, 0, &buf_index) != FXFB_OK
+        || fxfb_string_field(&m->b, &tt, FX_TENSOR_NAME, &name, &name_len) < 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "tensor table out of bounds");
     }
     rc = fxfb_table_field(&m->b, &tt, FX_TENSOR_SPARSITY, &sparsity);
@@ -809,6 +836,34 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     return FXPQ_RUNNER_OK;
 }
 
+/* Add one op's cost to the model's (format.md section 11; reader.py op_cost counts the same):
+ * `work` MACs for a weighted op, `work` window taps for a pool, else the elements it writes
+ * (RESHAPE nothing); fail above the limits. */
+static fxpq_runner_status fx_add_cost(fxpq_runner *r, fx_model *m, int32_t op, int32_t kind,
+                                      int weighted, int pool, int reshape, int64_t work,
+                                      int32_t out_t)
+{
+    if (weighted) {
+        m->work += work;
+    } else if (pool) {
+        m->taps += work;
+    } else if (!reshape) {
+        fx_tensor out;
+        fxpq_runner_status st = fx_read_tensor(r, m, out_t, op, kind, &out);
+        if (st != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        m->taps += out.elements;
+    }
+    if (m->work > m->limits.max_work) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "one inference needs more MACs than the limit (format.md section 11)");
+    }
+    if (m->taps > m->limits.max_taps) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "one inference needs more window taps and written elements than the limit (format.md section 11)");
+    }
+    return FXPQ_RUNNER_OK;
+}
+
 /* Validate operator `op` and fill *p (everything but the arena offsets); *work (when not NULL)
  * gets the op's MACs or window taps. */
 static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32_t op, fx_op *p,
@@ -1133,6 +1188,586 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
     return FXPQ_RUNNER_OK;
 }
 
+/* ------------------------------------------------- int8-builtin files: checked, not run ----- */
+/*
+ * The runner executes fxp files. An int8-builtin file (stock TFLite ops, format.md section 7)
+ * is read with the same rules as the Python reader (fxpq_keras/flatbuffer/builtin.py
+ * builtin_node): every shape, option, format and the exporter's int32 limits, so both readers
+ * accept and refuse the same files (format.md section 11). A valid one ends in
+ * FXPQ_RUNNER_ERR_STOCK_FILE: TFLM runs it, not this runner.
+ */
+enum {
+    FX_B_ADD = 0, FX_B_AVERAGE_POOL_2D = 1, FX_B_CONCATENATION = 2, FX_B_CONV_2D = 3,
+    FX_B_DEPTHWISE_CONV_2D = 4, FX_B_FULLY_CONNECTED = 9, FX_B_MAX_POOL_2D = 17,
+    FX_B_SOFTMAX = 25, FX_B_PAD = 34, FX_B_LEAKY_RELU = 98, FX_B_QUANTIZE = 114
+};
+/* BuiltinOptions union codes and the fields read here (schema.fbs) */
+enum {
+    FX_OPT_CONV = 1, FX_OPT_DW = 2, FX_OPT_POOL = 5, FX_OPT_FC = 8, FX_OPT_SOFTMAX = 9,
+    FX_OPT_CONCAT = 10, FX_OPT_ADD = 11, FX_OPT_LEAKY = 75,
+    FX_OPERATOR_BUILTIN_OPTIONS_TYPE = 3, FX_OPERATOR_BUILTIN_OPTIONS = 4
+};
+
+typedef struct {
+    fx_tensor t;
+    int32_t is_float;
+    fxpq_format fmt;
+} fx_stock_tensor;
+
+/* Read an activation tensor of a stock file: batch 1, not constant, FLOAT32 or an integer type
+ * with one power-of-two scale, zero point 0 (or -128 on INT8: the unsigned 8-bit format of
+ * stored + 128), and, when min and max are both given, exactly a format's range; stock: 8 bits. */
+static fxpq_runner_status fx_stock_read(fxpq_runner *r, const fx_model *m, int32_t index, int32_t op,
+                                        int stock, fx_stock_tensor *s)
+{
+    fxfb_table tt, quant;
+    fxfb_vector scale, zp, vmin, vmax;
+    fxpq_runner_status st;
+    uint32_t sbits, i;
+    int32_t frac, storage, is_signed, bits, offset = 0, has_range, rc_min, rc_max;
+    memset(s, 0, sizeof(*s));
+    if ((st = fx_read_tensor(r, m, index, op, -1, &s->t)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (s->t.is_const || s->t.rank < 1 || s->t.dims[0] != 1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation must be a non-constant tensor with batch 1");
+    }
+    if (s->t.type == FXPQ_TFLITE_FLOAT32) {
+        s->is_float = 1;
+        if (stock) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation must be int8 (s8, or u8 with zero point -128)");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    if (s->t.type != FXPQ_TFLITE_INT8 && s->t.type != FXPQ_TFLITE_UINT8
+        && s->t.type != FXPQ_TFLITE_INT16 && s->t.type != FXPQ_TFLITE_UINT16) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation tensor type is not int8/uint8/int16/uint16/float32");
+    }
+    (void)fxfb_vector_table(&m->b, &m->tensors, (uint32_t)index, &tt); /* read by fx_read_tensor */
+    if (fxfb_table_field(&m->b, &tt, FX_TENSOR_QUANTIZATION, &quant) != FXFB_OK
+        || fxfb_vector_field(&m->b, &quant, FX_QUANT_SCALE, 4, &scale) != FXFB_OK || scale.len != 1
+        || fxfb_vector_field(&m->b, &quant, FX_QUANT_ZERO_POINT, 8, &zp) != FXFB_OK || zp.len != 1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation needs one scale and one zero point");
+    }
+    for (i = 0; i < 8; ++i) {
+        uint8_t byte = m->b.buf[zp.pos + i];
+        if (byte != (i == 0 ? 0x80u : 0xffu)) {
+            offset = -1;
+        }
+    }
+    offset = (offset == 0 && s->t.type == FXPQ_TFLITE_INT8) ? 1 : 0;
+    if (!offset) {
+        for (i = 0; i < 8; ++i) {
+            if (m->b.buf[zp.pos + i] != 0) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation zero point is not 0 (or -128 on int8)");
+            }
+        }
+    }
+    sbits = fxfb_load_u32(m->b.buf + scale.pos);
+    if ((sbits >> 31) != 0 || (sbits & 0x7fffffu) != 0 || ((sbits >> 23) & 0xffu) == 0
+        || ((sbits >> 23) & 0xffu) == 0xffu) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation scale is not a power of two");
+    }
+    frac = 127 - (int32_t)((sbits >> 23) & 0xffu);
+    if (frac < FXPQ_MIN_FRAC || frac > FXPQ_MAX_FRAC) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation frac outside -32..32");
+    }
+    storage = (s->t.type == FXPQ_TFLITE_INT8 || s->t.type == FXPQ_TFLITE_UINT8) ? 8 : 16;
+    is_signed = (s->t.type == FXPQ_TFLITE_INT8 || s->t.type == FXPQ_TFLITE_INT16) && !offset;
+    /* min, then max when min is there (the Python reader's order): both present with one value each
+     * give the range; anything out of bounds is malformed */
+    rc_min = fxfb_vector_field(&m->b, &quant, FX_QUANT_MIN, 4, &vmin);
+    rc_max = rc_min == FXFB_OK ? fxfb_vector_field(&m->b, &quant, FX_QUANT_MAX, 4, &vmax) : FXFB_ABSENT;
+    if (rc_min < 0 || rc_max < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "activation min/max out of bounds");
+    }
+    has_range = rc_min == FXFB_OK && vmin.len == 1 && rc_max == FXFB_OK && vmax.len == 1;
+    bits = storage;
+    if (has_range) {
+        int32_t lo, hi;
+        if (!fx_float_times_pow2(fxfb_load_u32(m->b.buf + vmin.pos), frac, &lo)
+            || !fx_float_times_pow2(fxfb_load_u32(m->b.buf + vmax.pos), frac, &hi)
+            || (bits = fx_log2_exact((int64_t)hi + 1)) < 0
+            || (int64_t)lo != (is_signed ? -((int64_t)hi + 1) : 0)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation min/max are not a format's range");
+        }
+        bits += is_signed;
+    }
+    if (bits < FXPQ_MIN_BITS || bits > FXPQ_MAX_BITS || bits > storage || (storage == 16 && bits <= 8)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation format does not fit its tensor type");
+    }
+    if (stock && bits != 8) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "activation must be int8 (s8, or u8 with zero point -128)");
+    }
+    s->fmt.bits = bits;
+    s->fmt.frac = frac;
+    s->fmt.is_signed = is_signed;
+    return FXPQ_RUNNER_OK;
+}
+
+static int fx_same_format(const fxpq_format *a, const fxpq_format *b)
+{
+    return a->bits == b->bits && a->frac == b->frac && a->is_signed == b->is_signed;
+}
+
+/* A constant input of a stock op (weights, bias, paddings, shape) of `type`, rank `rank`. */
+static fxpq_runner_status fx_stock_constant(fxpq_runner *r, const fx_model *m, int32_t index, int32_t op,
+                                            int32_t type, int32_t rank, fx_tensor *t)
+{
+    fxpq_runner_status st;
+    uint32_t size = type == FXPQ_TFLITE_INT32 ? 4u : 1u;
+    if ((st = fx_read_tensor(r, m, index, op, -1, t)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (t->type != type || t->rank != rank || (uint64_t)t->data_len != (uint64_t)t->elements * size) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "constant input has the wrong type, rank or size");
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+static int32_t fx_i32_at(const fx_tensor *t, int64_t i)
+{
+    return (int32_t)fxfb_load_u32(t->data + 4 * i);
+}
+
+/* A windowed stock op's shapes (builtin.py _window). */
+static fxpq_runner_status fx_stock_window(fxpq_runner *r, const fx_model *m, int32_t op,
+                                          const fx_stock_tensor *x, const fx_stock_tensor *out,
+                                          int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t dh,
+                                          int64_t dw, int32_t padding, int64_t per_patch, int64_t *work)
+{
+    int32_t oh, ow, before;
+    fxpq_dims in_d, out_d;
+    fxpq_padding pad = padding == 0 ? FXPQ_PADDING_SAME : FXPQ_PADDING_VALID;
+    if (!fx_nhwc(&x->t, &in_d) || !fx_nhwc(&out->t, &out_d)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "input and output must be [1, H, W, C]");
+    }
+    if (kh < 1 || kh > 65535 || kw < 1 || kw > 65535 || sh < 1 || sh > 65535 || sw < 1 || sw > 65535
+        || dh < 1 || dh > 65535 || dw < 1 || dw > 65535) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, -1, "stride, dilation or filter outside 1..65535");
+    }
+    if (fxpq_conv_output_size(in_d.h, (int32_t)kh, (int32_t)sh, (int32_t)dh, pad, &oh, &before) != FXPQ_OK
+        || fxpq_conv_output_size(in_d.w, (int32_t)kw, (int32_t)sw, (int32_t)dw, pad, &ow, &before) != FXPQ_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "window does not fit the input with 'valid' padding");
+    }
+    if (oh != out_d.h || ow != out_d.w) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "output size differs from the padding rule's");
+    }
+    return fx_window_cost(r, m, op, -1, &in_d, &out_d, (int32_t)kh, (int32_t)kw, (int32_t)sh,
+                          (int32_t)sw, (int32_t)dh, (int32_t)dw, per_patch, work);
+}
+
+/* Weights, scales and bias of a stock weighted op, and the exporter's int32 bound
+ * (builtin.py _check_weighted): per channel, (|w| sum * 128 or 255 + |bias|) << left shift
+ * stays in int32 and the left shift out_frac - frac_acc + 1 is at most 30. */
+static fxpq_runner_status fx_stock_weights(fxpq_runner *r, const fx_model *m, int32_t op, int32_t code,
+                                           const fxfb_vector *inputs, const fx_stock_tensor *x,
+                                           const fx_stock_tensor *out, const fx_tensor *w)
+{
+    fxfb_table tt, quant;
+    fxfb_vector scales;
+    fx_tensor bias;
+    fxpq_runner_status st;
+    int32_t o = out->t.dims[out->t.rank - 1], bias_index = fxfb_vector_i32(&m->b, inputs, 2), c;
+    int64_t i, per;
+    memset(&bias, 0, sizeof(bias));
+    (void)fxfb_vector_table(&m->b, &m->tensors, (uint32_t)fxfb_vector_i32(&m->b, inputs, 1), &tt);
+    if (fxfb_table_field(&m->b, &tt, FX_TENSOR_QUANTIZATION, &quant) != FXFB_OK
+        || fxfb_vector_field(&m->b, &quant, FX_QUANT_SCALE, 4, &scales) != FXFB_OK
+        || (scales.len != 1 && scales.len != (uint32_t)o)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "weights need 1 or O power-of-two scales");
+    }
+    for (i = 0; i < (int64_t)scales.len; ++i) {
+        uint32_t sb = fxfb_load_u32(m->b.buf + scales.pos + 4u * (uint32_t)i);
+        int32_t f = 127 - (int32_t)((sb >> 23) & 0xffu);
+        if ((sb >> 31) != 0 || (sb & 0x7fffffu) != 0 || ((sb >> 23) & 0xffu) == 0 || f < -32 || f > 32) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "weight scale is not 2^-frac with frac in -32..32");
+        }
+    }
+    if (bias_index >= 0) {
+        if ((st = fx_stock_constant(r, m, bias_index, op, FXPQ_TFLITE_INT32, 1, &bias)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (bias.dims[0] != o) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "bias must be int32[O]");
+        }
+    } else if (bias_index != -1) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "bias tensor index is neither a tensor nor -1");
+    }
+    per = w->elements / o; /* weights per output channel */
+    for (c = 0; c < o; ++c) {
+        int64_t bound = 0, left;
+        uint32_t sb = fxfb_load_u32(m->b.buf + scales.pos + 4u * (scales.len == 1 ? 0u : (uint32_t)c));
+        int32_t wfrac = 127 - (int32_t)((sb >> 23) & 0xffu);
+        for (i = 0; i < per; ++i) {
+            int64_t at = code == FX_B_DEPTHWISE_CONV_2D ? i * o + c : (int64_t)c * per + i;
+            int32_t v = (int8_t)w->data[at];
+            bound += v < 0 ? -v : v;
+        }
+        bound *= x->fmt.is_signed ? 128 : 255;
+        if (bias_index >= 0) {
+            int64_t b = fx_i32_at(&bias, c);
+            bound += b < 0 ? -b : b;
+        }
+        left = (int64_t)out->fmt.frac - (x->fmt.frac + wfrac) + 1;
+        if (left < 0) {
+            left = 0;
+        }
+        if (left > 30 || bound > (INT64_C(2147483647) >> left)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "an output channel's accumulator, shifted to the output frac, could overflow int32 in TFLM");
+        }
+    }
+    return FXPQ_RUNNER_OK;
+}
+
+/* One stock operator (builtin.py builtin_node); *work gets its MACs or window taps. */
+static fxpq_runner_status fx_stock_op(fxpq_runner *r, const fx_model *m, int32_t op, int32_t code,
+                                      const fxfb_table *ot, const fxfb_vector *inputs,
+                                      const fxfb_vector *outputs, int32_t *in_t, int32_t *n_in,
+                                      int32_t *out_t, int64_t *work)
+{
+    fx_stock_tensor x, y, out;
+    fx_tensor w;
+    fxfb_table opts;
+    fxpq_runner_status st;
+    uint64_t opt_type, v;
+    int32_t want_type = -1, act = 0, padding = 0, has_opts, n = (int32_t)inputs->len;
+    int32_t min_in = 1, max_in = 1;
+    *work = 0;
+    *n_in = 1;
+    switch (code) {
+    case FX_B_SOFTMAX: want_type = FX_OPT_SOFTMAX; break;
+    case FX_B_CONCATENATION: want_type = FX_OPT_CONCAT; min_in = max_in = 2; break;
+    case FX_B_LEAKY_RELU: want_type = FX_OPT_LEAKY; break;
+    case FX_B_ADD: want_type = FX_OPT_ADD; min_in = max_in = 2; break;
+    case FX_B_MAX_POOL_2D:
+    case FX_B_AVERAGE_POOL_2D: want_type = FX_OPT_POOL; break;
+    case FX_B_CONV_2D: want_type = FX_OPT_CONV; min_in = max_in = 3; break;
+    case FX_B_DEPTHWISE_CONV_2D: want_type = FX_OPT_DW; min_in = max_in = 3; break;
+    case FX_B_FULLY_CONNECTED: want_type = FX_OPT_FC; min_in = max_in = 3; break;
+    case FX_BUILTIN_RESHAPE: max_in = 2; break;
+    case FX_B_PAD: min_in = max_in = 2; break;
+    case FX_B_QUANTIZE: break;
+    default:
+        fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, -1, "op ");
+        fx_msg_int(r, code);
+        fx_msg_str(r, " is not part of the int8-builtin format (format.md section 7)");
+        return FXPQ_RUNNER_ERR_UNSUPPORTED;
+    }
+    if (outputs->len != 1 || n < min_in || n > max_in) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "wrong number of inputs or outputs for its op");
+    }
+    if (fxfb_scalar(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS_TYPE, 1, 0, &opt_type) != FXFB_OK
+        || (has_opts = fxfb_table_field(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS, &opts)) < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+    }
+    has_opts = has_opts == FXFB_OK && opt_type != 0;
+    if (want_type >= 0 && (!has_opts || (int32_t)opt_type != want_type)) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, -1, "missing or wrong builtin options for its op");
+    }
+    if (has_opts) { /* the fused activation and padding of whatever options table is there */
+        int32_t act_field = -1, pad_field = -1;
+        switch ((int32_t)opt_type) {
+        case FX_OPT_CONV: act_field = 3; pad_field = 0; break;
+        case FX_OPT_DW: act_field = 4; pad_field = 0; break;
+        case FX_OPT_POOL: act_field = 5; pad_field = 0; break;
+        case FX_OPT_FC: case FX_OPT_ADD: act_field = 0; break;
+        case FX_OPT_CONCAT: act_field = 1; break;
+        default: break;
+        }
+        if (act_field >= 0) {
+            if (fxfb_scalar(&m->b, &opts, (uint32_t)act_field, 1, 0, &v) != FXFB_OK) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+            }
+            act = (int8_t)v;
+        }
+        if (pad_field >= 0) {
+            if (fxfb_scalar(&m->b, &opts, (uint32_t)pad_field, 1, 0, &v) != FXFB_OK) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+            }
+            padding = (int8_t)v;
+        }
+        if (act != 0 && act != 1 && act != 3) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, -1, "fused activation code is not 0, 1 or 3");
+        }
+        if (padding != 0 && padding != 1) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, -1, "padding code is not 0 (same) or 1 (valid)");
+        }
+    }
+    in_t[0] = fxfb_vector_i32(&m->b, inputs, 0);
+    *out_t = fxfb_vector_i32(&m->b, outputs, 0);
+    if (code == FX_B_SOFTMAX) {
+        uint64_t beta;
+        if ((st = fx_stock_read(r, m, *out_t, op, 0, &out)) != FXPQ_RUNNER_OK
+            || (st = fx_stock_read(r, m, in_t[0], op, 1, &x)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (out.is_float || out.fmt.bits != 8 || out.fmt.is_signed || out.fmt.frac != 8) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "SOFTMAX output must be int8 with scale 1/256 and zero point -128");
+        }
+        if (fxfb_scalar(&m->b, &opts, 0, 4, 0, &beta) != FXFB_OK) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+        }
+        if (!fx_same_shape(&x.t, &out.t) || beta != 0x3f800000u || x.fmt.frac < -3 || x.fmt.frac > 25) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, -1, "SOFTMAX needs the output's shape, beta 1.0 and an input frac in -3..25");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    if ((st = fx_stock_read(r, m, *out_t, op, 1, &out)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (code == FX_B_QUANTIZE) {
+        if ((st = fx_stock_read(r, m, in_t[0], op, 0, &x)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (!fx_same_shape(&x.t, &out.t)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "input and output shapes differ");
+        }
+        if (!x.is_float && (x.fmt.bits != 8 || out.fmt.frac - x.fmt.frac > 23)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "QUANTIZE needs an int8 or float input and raises the frac by at most 23");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    if ((st = fx_stock_read(r, m, in_t[0], op, 1, &x)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    switch (code) {
+    case FX_BUILTIN_RESHAPE:
+        if (!fx_same_format(&x.fmt, &out.fmt) || x.t.elements != out.t.elements) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "RESHAPE changes the format or the size");
+        }
+        if (n == 2) {
+            if ((st = fx_stock_constant(r, m, fxfb_vector_i32(&m->b, inputs, 1), op, FXPQ_TFLITE_INT32, 1, &w))
+                != FXPQ_RUNNER_OK) {
+                return st;
+            }
+            if (w.dims[0] != out.t.rank) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "the shape input must be a constant INT32 [output rank]");
+            }
+        }
+        return FXPQ_RUNNER_OK;
+    case FX_B_CONCATENATION: {
+        int32_t i, rank = out.t.rank, ok;
+        uint64_t axis;
+        in_t[1] = fxfb_vector_i32(&m->b, inputs, 1);
+        *n_in = 2;
+        if ((st = fx_stock_read(r, m, in_t[1], op, 1, &y)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (fxfb_scalar(&m->b, &opts, 0, 4, 0, &axis) != FXFB_OK) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+        }
+        ok = ((int32_t)axis == -1 || (int32_t)axis == rank - 1) && act == 0 && x.t.rank == rank && y.t.rank == rank
+             && rank >= 2 && (int64_t)x.t.dims[rank - 1] + y.t.dims[rank - 1] == out.t.dims[rank - 1];
+        for (i = 0; ok && i < rank - 1; ++i) {
+            ok = x.t.dims[i] == out.t.dims[i] && y.t.dims[i] == out.t.dims[i];
+        }
+        if (!ok || !fx_same_format(&x.fmt, &out.fmt) || !fx_same_format(&y.fmt, &out.fmt)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "CONCATENATION must join two inputs of the output's format on the last axis");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    case FX_B_LEAKY_RELU: {
+        uint64_t alpha;
+        int32_t e;
+        if (fxfb_scalar(&m->b, &opts, 0, 4, 0, &alpha) != FXFB_OK) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+        }
+        e = (int32_t)((alpha >> 23) & 0xffu);
+        if (!fx_same_shape(&x.t, &out.t) || (alpha >> 31) != 0 || (alpha & 0x7fffffu) != 0 || e == 0
+            || 127 - e < 1 || 127 - e > 31 || out.fmt.frac - x.fmt.frac > 22) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, -1, "LEAKY_RELU needs the output's shape, alpha 2^-k (k 1..31) and a frac raise of at most 22");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    case FX_B_PAD: {
+        int64_t t, b, l, rr;
+        if ((st = fx_stock_constant(r, m, fxfb_vector_i32(&m->b, inputs, 1), op, FXPQ_TFLITE_INT32, 2, &w))
+            != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (w.dims[0] != 4 || w.dims[1] != 2 || fx_i32_at(&w, 0) != 0 || fx_i32_at(&w, 1) != 0
+            || fx_i32_at(&w, 6) != 0 || fx_i32_at(&w, 7) != 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "paddings must be int32 [[0,0],[t,b],[l,r],[0,0]]");
+        }
+        t = fx_i32_at(&w, 2);
+        b = fx_i32_at(&w, 3);
+        l = fx_i32_at(&w, 4);
+        rr = fx_i32_at(&w, 5);
+        if (t < 0 || b < 0 || l < 0 || rr < 0 || x.t.rank != 4 || out.t.rank != 4
+            || out.t.dims[1] != x.t.dims[1] + t + b || out.t.dims[2] != x.t.dims[2] + l + rr
+            || out.t.dims[3] != x.t.dims[3] || !fx_same_format(&x.fmt, &out.fmt)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "PAD output must be the input padded, in the input's format");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    case FX_B_ADD: {
+        int32_t fa, fb, fo = out.fmt.frac;
+        in_t[1] = fxfb_vector_i32(&m->b, inputs, 1);
+        *n_in = 2;
+        if ((st = fx_stock_read(r, m, in_t[1], op, 1, &y)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        fa = x.fmt.frac;
+        fb = y.fmt.frac;
+        if (!fx_same_shape(&x.t, &out.t) || !fx_same_shape(&y.t, &out.t) || fo - (fa < fb ? fa : fb) > 18
+            || fa - fb > 30 || fb - fa > 30) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "ADD needs inputs of the output's shape, out_frac - min(in fracs) <= 18, |frac_a - frac_b| <= 30");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    case FX_B_MAX_POOL_2D:
+    case FX_B_AVERAGE_POOL_2D: {
+        uint64_t sw, sh, fw, fh;
+        if (fxfb_scalar(&m->b, &opts, 1, 4, 0, &sw) != FXFB_OK || fxfb_scalar(&m->b, &opts, 2, 4, 0, &sh) != FXFB_OK
+            || fxfb_scalar(&m->b, &opts, 3, 4, 0, &fw) != FXFB_OK || fxfb_scalar(&m->b, &opts, 4, 4, 0, &fh) != FXFB_OK) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+        }
+        if ((st = fx_stock_window(r, m, op, &x, &out, (int32_t)fh, (int32_t)fw, (int32_t)sh, (int32_t)sw, 1, 1,
+                                  padding, 1, work)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (out.t.dims[3] != x.t.dims[3] || !fx_same_format(&x.fmt, &out.fmt)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "a stock pool keeps the channels and the format");
+        }
+        return FXPQ_RUNNER_OK;
+    }
+    default: /* CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED */
+        break;
+    }
+    if ((st = fx_stock_constant(r, m, fxfb_vector_i32(&m->b, inputs, 1), op, FXPQ_TFLITE_INT8,
+                                code == FX_B_FULLY_CONNECTED ? 2 : 4, &w)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    if (code == FX_B_FULLY_CONNECTED) {
+        if (w.dims[1] != x.t.elements || out.t.rank != 2 || out.t.dims[1] != w.dims[0]) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "weights [O, K] and output [1, O] do not fit the input");
+        }
+        *work = fx_mul_sat(w.dims[0], w.dims[1]);
+    } else {
+        uint64_t sw, sh, dw, dh, mult = 0;
+        int32_t dwc = code == FX_B_DEPTHWISE_CONV_2D;
+        if (fxfb_scalar(&m->b, &opts, 1, 4, 0, &sw) != FXFB_OK || fxfb_scalar(&m->b, &opts, 2, 4, 0, &sh) != FXFB_OK
+            || fxfb_scalar(&m->b, &opts, dwc ? 5 : 4, 4, 1, &dw) != FXFB_OK
+            || fxfb_scalar(&m->b, &opts, dwc ? 6 : 5, 4, 1, &dh) != FXFB_OK
+            || (dwc && fxfb_scalar(&m->b, &opts, 3, 4, 0, &mult) != FXFB_OK)) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, -1, "operator options out of bounds");
+        }
+        if (x.t.rank != 4) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "input and output must be [1, H, W, C]");
+        }
+        if ((st = fx_stock_window(r, m, op, &x, &out, w.dims[1], w.dims[2], (int32_t)sh, (int32_t)sw,
+                                  (int32_t)dh, (int32_t)dw, padding,
+                                  dwc ? (int32_t)mult : w.dims[0], work)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        if (dwc ? (w.dims[0] != 1 || (int32_t)mult < 1 || (int32_t)mult > 65535
+                   || (int64_t)w.dims[3] != (int64_t)x.t.dims[3] * (int32_t)mult || w.dims[3] != out.t.dims[3])
+                : (w.dims[3] != x.t.dims[3] || out.t.dims[3] != w.dims[0])) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, -1, "weights do not fit the input and the output");
+        }
+    }
+    return fx_stock_weights(r, m, op, code, inputs, &x, &out, &w);
+}
+
+/* An int8-builtin file, whole: every op, the graph order, the outputs, the work limit. */
+static fxpq_runner_status fx_check_stock_model(fxpq_runner *r, fx_model *m)
+{
+    uint8_t written[FXPQ_RUNNER_MAX_TENSORS / 8];
+    int32_t nt = (int32_t)m->tensors.len, i, j, input = fxfb_vector_i32(&m->b, &m->inputs, 0);
+    fx_stock_tensor s;
+    fxpq_runner_status st;
+    memset(written, 0, sizeof(written));
+    if ((st = fx_stock_read(r, m, input, -1, 0, &s)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
+    written[input / 8] |= (uint8_t)(1u << (input % 8));
+    for (i = 0; i < (int32_t)m->operators.len; ++i) {
+        fxfb_table ot, code;
+        fxfb_vector inputs, outputs;
+        uint64_t opcode_index, dep_code, builtin;
+        int32_t code_value, in_t[2] = {0, 0}, n_in = 0, out_t = 0;
+        const char *name;
+        uint32_t name_len;
+        int64_t work;
+        if (fxfb_vector_table(&m->b, &m->operators, (uint32_t)i, &ot) != FXFB_OK
+            || fxfb_scalar(&m->b, &ot, FX_OPERATOR_OPCODE_INDEX, 4, 0, &opcode_index) != FXFB_OK
+            || fxfb_vector_field(&m->b, &ot, FX_OPERATOR_INPUTS, 4, &inputs) < 0
+            || fxfb_vector_field(&m->b, &ot, FX_OPERATOR_OUTPUTS, 4, &outputs) < 0
+            || opcode_index >= m->opcodes.len
+            || fxfb_vector_table(&m->b, &m->opcodes, (uint32_t)opcode_index, &code) != FXFB_OK
+            || fxfb_scalar(&m->b, &code, FX_OPCODE_DEPRECATED_BUILTIN, 1, 0, &dep_code) != FXFB_OK
+            || fxfb_scalar(&m->b, &code, FX_OPCODE_BUILTIN, 4, 0, &builtin) != FXFB_OK
+            || fxfb_string_field(&m->b, &code, FX_OPCODE_CUSTOM_CODE, &name, &name_len) < 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, i, -1, "operator table out of bounds");
+        }
+        code_value = (int32_t)(int8_t)dep_code;
+        if ((int32_t)builtin > code_value) {
+            code_value = (int32_t)builtin;
+        }
+        if ((st = fx_stock_op(r, m, i, code_value, &ot, &inputs, &outputs, in_t, &n_in, &out_t, &work))
+            != FXPQ_RUNNER_OK) {
+            return st;
+        }
+        for (j = 0; j < n_in; ++j) {
+            if ((written[in_t[j] / 8] & (1u << (in_t[j] % 8))) == 0) {
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, i, -1, "reads a tensor no earlier op wrote (operators must be in execution order)");
+            }
+        }
+        if ((written[out_t / 8] & (1u << (out_t % 8))) != 0) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, i, -1, "writes a tensor that is already written (the input or another op's output)");
+        }
+        written[out_t / 8] |= (uint8_t)(1u << (out_t % 8));
+        if ((st = fx_add_cost(r, m, i, -1, code_value == FX_B_CONV_2D || code_value == FX_B_DEPTHWISE_CONV_2D
+                                               || code_value == FX_B_FULLY_CONNECTED,
+                              code_value == FX_B_MAX_POOL_2D || code_value == FX_B_AVERAGE_POOL_2D,
+                              code_value == FX_BUILTIN_RESHAPE, work, out_t)) != FXPQ_RUNNER_OK) {
+            return st;
+        }
+    }
+    for (i = 0; i < (int32_t)m->outputs.len; ++i) {
+        int32_t o = fxfb_vector_i32(&m->b, &m->outputs, (uint32_t)i);
+        if (o < 0 || o >= nt) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, -1, 0, "model output index out of range");
+        }
+        if ((written[o / 8] & (1u << (o % 8))) == 0 || o == input) {
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, -1, 0, "a model output is not written by any op");
+        }
+    }
+    return fx_fail(r, FXPQ_RUNNER_ERR_STOCK_FILE, -1, 0, "a valid int8-builtin file (stock ops): run it in TFLM; this runner executes fxp files");
+}
+
+/* Whether the model uses a stock op that fxp files never hold (RESHAPE and the hybrid files'
+ * stock ops of format.md section 8 aside): then it is read as int8-builtin. */
+static int fx_has_stock_ops(const fx_model *m)
+{
+    uint32_t i;
+    int32_t j;
+    for (i = 0; i < m->opcodes.len; ++i) {
+        fxfb_table code;
+        uint64_t dep_code, builtin;
+        int32_t v;
+        if (fxfb_vector_table(&m->b, &m->opcodes, i, &code) != FXFB_OK
+            || fxfb_scalar(&m->b, &code, FX_OPCODE_DEPRECATED_BUILTIN, 1, 0, &dep_code) != FXFB_OK
+            || fxfb_scalar(&m->b, &code, FX_OPCODE_BUILTIN, 4, 0, &builtin) != FXFB_OK) {
+            return 0; /* the fxp path reports it */
+        }
+        v = (int32_t)(int8_t)dep_code;
+        if ((int32_t)builtin > v) {
+            v = (int32_t)builtin;
+        }
+        if (v == FX_BUILTIN_CUSTOM) {
+            continue;
+        }
+        for (j = 0; j < FX_NUM_BUILTINS && fx_builtins[j].code != v; ++j) {
+        }
+        if (j == FX_NUM_BUILTINS) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------------- planner --------- */
 
 typedef struct {
@@ -1391,15 +2026,21 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
     if (((uintptr_t)model & 3u) != 0) {
         return fx_fail(r, FXPQ_RUNNER_ERR_MISALIGNED, -1, 0, "model bytes must be 4-byte aligned (16 recommended)");
     }
-    if (limits != NULL && (limits->max_elements < 1 || limits->max_window < 1 || limits->max_work < 1)) {
+    if (limits != NULL && (limits->max_elements < 1 || limits->max_window < 1 || limits->max_work < 1
+                           || limits->max_taps < 1)) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_ARGUMENT, -1, 0, "limits must be positive");
     }
     m.limits.max_elements = limits != NULL ? limits->max_elements : FXPQ_RUNNER_DEFAULT_MAX_ELEMENTS;
     m.limits.max_window = limits != NULL ? limits->max_window : FXPQ_RUNNER_DEFAULT_MAX_WINDOW;
     m.limits.max_work = limits != NULL ? limits->max_work : FXPQ_RUNNER_DEFAULT_MAX_WORK;
+    m.limits.max_taps = limits != NULL ? limits->max_taps : FXPQ_RUNNER_DEFAULT_MAX_TAPS;
     m.work = 0;
+    m.taps = 0;
     if ((st = fx_open(r, model, model_size, &m)) != FXPQ_RUNNER_OK) {
         return st;
+    }
+    if (fx_has_stock_ops(&m)) {
+        return fx_check_stock_model(r, &m);
     }
     nt = (int32_t)m.tensors.len;
     nops = (int32_t)m.operators.len;
@@ -1412,9 +2053,12 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
         if ((st = fx_prepare_op(r, &m, i, &p, &work)) != FXPQ_RUNNER_OK) {
             return st;
         }
-        m.work += work;
-        if (m.work > m.limits.max_work) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, i, p.kind, "one inference needs more MACs and window taps than the limit (format.md section 11)");
+        if ((st = fx_add_cost(r, &m, i, p.kind, p.kind == FXPQ_OP_CONV_2D || p.kind == FXPQ_OP_DEPTHWISE_CONV_2D
+                                                 || p.kind == FXPQ_OP_FULLY_CONNECTED,
+                              p.kind == FXPQ_OP_MAX_POOL_2D || p.kind == FXPQ_OP_AVERAGE_POOL_2D
+                                  || p.kind == FXPQ_OP_GLOBAL_AVERAGE_POOL_2D,
+                              p.kind == FX_KIND_RESHAPE, work, p.out_t)) != FXPQ_RUNNER_OK) {
+            return st;
         }
     }
     /* Phase 2: plan in a workspace at the tail of the arena. */
