@@ -34,6 +34,7 @@ from .keras_model import WEIGHTED, CNode, channels, quantized_output
 from .stock_layers import (
     FIXED_OUTPUT_FORMATS,
     STOCK_BITS,
+    STOCK_INPUT_FRAC_RANGE,
     STOCK_KINDS,
     STOCK_MAX_OUT_FRAC_ABOVE_INPUT,
     STOCK_SAME_FORMAT,
@@ -277,6 +278,10 @@ class Policy:
                     _cap_bits(out, STOCK_BITS)
             for name in layer["inputs"]:
                 _cap_bits(self._producer(name), STOCK_BITS)
+                lo_hi = STOCK_INPUT_FRAC_RANGE.get(layer["kind"])
+                producer = self._producer(name)
+                if lo_hi is not None and not producer.per_channel:
+                    producer.frac = int(min(max(producer.frac, lo_hi[0]), lo_hi[1]))
             fracs = [self._producer(name).frac for name in layer["inputs"]]
             cap = STOCK_MAX_OUT_FRAC_ABOVE_INPUT.get(layer["kind"])
             if cap is not None and out is not None:  # where TFLM's Prepare refuses a finer output

@@ -12,7 +12,8 @@ model, lowering, writer, reader) asks it.
 - Inputs are at most 8 bits (an int8 container) and signed unless a stock op produced them
   (our kernels store an unsigned format as uint8, which no stock int8 kernel reads).
 - HARD_SWISH and SUB refuse an output frac too far above the input's
-  (STOCK_MAX_OUT_FRAC_ABOVE_INPUT): the policy lowers it there.
+  (STOCK_MAX_OUT_FRAC_ABOVE_INPUT), LOGISTIC and TANH an input frac outside
+  STOCK_INPUT_FRAC_RANGE: the policy moves those fracs inside.
 - MAXIMUM and MINIMUM compare stored values: their inputs and output share one format (the
   policy ties the second input's producer to the first's, `Policy.constrain_stock`).
 - A stock output stored with zero point -128 that one of our kernels (or the model output) reads
@@ -48,6 +49,9 @@ STOCK_BITS = 8
 #: refuses: HARD_SWISH needs output scale > input scale / 128; SUB's output multiplier
 #: 2 max(s_in) / (2^20 s_out) must stay below 1 (docs/numerics.md section 11)
 STOCK_MAX_OUT_FRAC_ABOVE_INPUT = {"hard_swish": 6, "sub": 18}
+#: kind -> (lowest, highest) input frac TFLM's Prepare takes: LOGISTIC and TANH scale the input to
+#: Q4.27 with a left shift of 0..62 (input scale 2^-28..2^35)
+STOCK_INPUT_FRAC_RANGE = {"logistic": (-35, 28), "tanh": (-35, 28)}
 
 
 def hard_swish(x: Any) -> Any:

@@ -52,9 +52,9 @@ extern const unsigned char *const fxpq_model_data;
 extern const uint32_t fxpq_model_data_len;
 #else
 #ifndef FXPQ_FW_MODEL_BYTES
-#define FXPQ_FW_MODEL_BYTES (1024u * 1024u)
+#define FXPQ_FW_MODEL_BYTES (15u * 1024u * 1024u) /* in the boards' 16 MB PSRAM (mps2_*.ld) */
 #endif
-static uint8_t g_model[FXPQ_FW_MODEL_BYTES] __attribute__((aligned(16)));
+static uint8_t g_model[FXPQ_FW_MODEL_BYTES] __attribute__((aligned(16), section(".psram")));
 #endif
 
 static uint8_t g_arena[FXPQ_FW_ARENA_BYTES] __attribute__((aligned(16)));
