@@ -170,6 +170,51 @@ def mobilenet_v1_025(classes: int = 10) -> keras.Model:
     return keras.Model(inp, out, name="mobilenet_v1_025")
 
 
+def _hard_sigmoid(x: Any, name: str) -> Any:
+    """relu6(x + 3) / 6 written as keras.applications' MobileNetV3 writes it (op layers in tf_keras)."""
+    return keras.layers.ReLU(6.0, name=f"{name}_relu6")(x + 3.0) * (1.0 / 6.0)
+
+
+def _hard_swish(x: Any, name: str) -> Any:
+    return keras.layers.Multiply(name=f"{name}_hswish")([x, _hard_sigmoid(x, name)])
+
+
+def _mbv3_block(x: Any, expand: int, filters: int, strides: int, se: bool, name: str) -> Any:
+    """Inverted residual: 1x1 expand, depthwise 3x3, squeeze-and-excitation, 1x1 project (+ skip)."""
+    inp = x
+    x = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(x)
+    x = _hard_swish(x, f"{name}_expand")
+    x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
+    x = _hard_swish(x, f"{name}_dw")
+    if se:
+        s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
+        s = keras.layers.Conv2D(max(8, expand // 4), 1, activation="relu", name=f"{name}_se_reduce")(s)
+        s = keras.layers.Conv2D(expand, 1, name=f"{name}_se_expand")(s)
+        x = keras.layers.Multiply(name=f"{name}_se")([x, _hard_sigmoid(s, f"{name}_se")])
+    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_project_bn")(x)
+    if strides == 1 and inp.shape[-1] == filters:
+        x = keras.layers.Add(name=f"{name}_add")([inp, x])
+    return x
+
+
+def mobilenet_v3_tiny(classes: int = 10) -> keras.Model:
+    """A small MobileNetV3-style net, 32x32x3: hard-swish, squeeze-and-excitation with hard-sigmoid
+    gates (stock HARD_SWISH / MUL inside the fxp file), inverted residuals."""
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = _hard_swish(x, "stem")
+    for i, (expand, filters, strides, se) in enumerate(((32, 16, 1, True), (64, 24, 2, False), (72, 24, 1, True),
+                                                        (96, 40, 2, True)), start=1):
+        x = _mbv3_block(x, expand, filters, strides, se, f"block{i}")
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    out = keras.layers.Dense(classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inp, out, name="mobilenet_v3_tiny")
+
+
 def fc_autoencoder() -> keras.Model:
     """MLPerf Tiny anomaly-detection autoencoder 640-128-128-128-128-8-128-128-128-128-640 (Dense+BN+ReLU)."""
     inp = keras.Input((640,), name="log_mel")
@@ -202,6 +247,7 @@ ZOO: dict[str, Zoo] = {
     "ds_cnn_kws": Zoo(ds_cnn_kws, "keywords", 25),
     "mobilenet_v1_025": Zoo(mobilenet_v1_025, "images96", 15, lr=1e-3, batch=32),
     "fc_autoencoder": Zoo(fc_autoencoder, "machine_sounds", 40, lr=1e-3, metric="auc"),
+    "mobilenet_v3_tiny": Zoo(mobilenet_v3_tiny, "images32", 20),
 }
 MODELS = tuple(ZOO)
 
