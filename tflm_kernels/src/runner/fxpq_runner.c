@@ -41,7 +41,7 @@ enum {
 enum {
     FX_KIND_RESHAPE = FXPQ_OP_COUNT, FX_KIND_MUL, FX_KIND_SUB, FX_KIND_LOGISTIC, FX_KIND_TANH,
     FX_KIND_HARD_SWISH, FX_KIND_RESIZE_NEAREST, FX_KIND_TRANSPOSE, FX_KIND_STOCK_QUANTIZE,
-    FX_KIND_MAXIMUM, FX_KIND_MINIMUM, FX_KIND_END
+    FX_KIND_MAXIMUM, FX_KIND_MINIMUM, FX_KIND_ELU, FX_KIND_END
 };
 /* builtin code, runner kind and name of each builtin op the runner executes */
 static const struct {
@@ -52,7 +52,7 @@ static const struct {
     {14, FX_KIND_LOGISTIC, "LOGISTIC"}, {28, FX_KIND_TANH, "TANH"},
     {117, FX_KIND_HARD_SWISH, "HARD_SWISH"}, {97, FX_KIND_RESIZE_NEAREST, "RESIZE_NEAREST_NEIGHBOR"},
     {39, FX_KIND_TRANSPOSE, "TRANSPOSE"}, {114, FX_KIND_STOCK_QUANTIZE, "QUANTIZE"},
-    {55, FX_KIND_MAXIMUM, "MAXIMUM"}, {57, FX_KIND_MINIMUM, "MINIMUM"}};
+    {55, FX_KIND_MAXIMUM, "MAXIMUM"}, {57, FX_KIND_MINIMUM, "MINIMUM"}, {111, FX_KIND_ELU, "ELU"}};
 #define FX_NUM_BUILTINS ((int32_t)(sizeof(fx_builtins) / sizeof(fx_builtins[0])))
 
 static const char *fx_kind_name(int32_t kind)
@@ -717,6 +717,9 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     fxpq_stock_quant qi = fx_stock_quant(in0), qo = fx_stock_quant(out);
     fxpq_runner_status st;
     fxpq_status ks = FXPQ_OK;
+    if (kind == FX_KIND_ELU) { /* its 256-byte table would grow every prepared op of every model */
+        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "ELU runs in the reference interpreter and in TFLM (engines reference, tflm-*), not in this runner");
+    }
     int32_t want_inputs = (kind == FX_KIND_LOGISTIC || kind == FX_KIND_TANH || kind == FX_KIND_HARD_SWISH
                            || kind == FX_KIND_STOCK_QUANTIZE) ? 1 : 2;
     if ((int32_t)inputs->len != want_inputs) {
