@@ -7,6 +7,8 @@ C runner on the host and on QEMU."""
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -223,3 +225,17 @@ def test_real_tflm_with_fxpq_glue_runs_hybrid_files_bit_exact(hybrid, engine):
     n = 16 if engine == "tflm-host" else 4
     np.testing.assert_array_equal(fx.Interpreter(path, engine=engine).predict(x[:n], raw=True),
                                   fx.Interpreter(path).predict(x[:n], raw=True))
+
+
+def test_elu_runs_in_the_reference_and_is_refused_by_the_runner_naming_who_runs_it(tmp_path):
+    t = {"x": TensorSpec("x", (3, 4, 2), Format(8, 5, True)), "y": TensorSpec("y", (3, 4, 2), Format(8, 5, True))}
+    graph = IntegerGraph("x", ["y"], t, [Node("elu", "y", ["x"], "y")])
+    path = tmp_path / "elu.tflite"
+    fx.export_tflite(graph, path, float_input=False)
+    x = np.arange(-128, 128).reshape(-1, 1, 1, 1)[:, :, :1, :1] * np.ones((1, 3, 4, 2), dtype=np.int64)
+    y = fx.Interpreter(path).predict(x, raw=True)
+    assert y.min() < 0 and y.max() == 127  # ELU saturates the s8.5 range on top, stays above -1 below
+    if importlib.util.find_spec("tflite_micro"):
+        np.testing.assert_array_equal(fx.Interpreter(path, engine="tflm").predict(x, raw=True), y)
+    with pytest.raises(Exception, match="ELU runs in the reference interpreter and in TFLM"):
+        fx.Interpreter(path, engine="host").predict(x[:2], raw=True)
