@@ -179,7 +179,7 @@ def test_option_ranges_are_the_c_readers():
     assert table == OPTION_RANGES
 
 
-@pytest.mark.parametrize("kind", ["fxp", "int8-builtin"])
+@pytest.mark.parametrize("kind", ["fxp", "int8-builtin", "hybrid"])
 def test_random_corruptions_of_every_kind(kind):
     """Byte flips of valid files of every kind (issue 24): the Python reader raises nothing but
     FlatbufferFormatError, a file it accepts runs in the numpy reference, and every fxp file the C
@@ -195,8 +195,10 @@ def test_random_corruptions_of_every_kind(kind):
             judge(blob, kind, tally, rng)
     assert tally.flips == 450
     assert not tally.counts["python-crash"] and not tally.counts["run-crash"], tally.examples
-    assert tally.counts["both-accept"] > 50 and tally.counts["both-refuse"] > 20, tally.counts
-    if kind == "fxp":
+    # the hybrid sample is small (1.3 KB), so more of its flips land on structure
+    assert tally.counts["both-accept"] > (20 if kind == "hybrid" else 50), tally.counts
+    assert tally.counts["both-refuse"] > 20, tally.counts
+    if kind != "int8-builtin":
         assert not tally.counts["c-refuses-by-rule"], tally.examples
 
 

@@ -75,12 +75,40 @@ def sample_files(seed: int = 0) -> dict[str, list[bytes]]:
         sys.modules["test_export_graphs"] = module
         spec.loader.exec_module(module)
     cnn_graph = sys.modules["test_export_graphs"].cnn_graph
-    files: dict[str, list[bytes]] = {"fxp": [], "int8-builtin": []}
+    files: dict[str, list[bytes]] = {"fxp": [], "int8-builtin": [], "hybrid": []}
     for s, float_input in ((seed, True), (seed + 1, False), (seed + 2, True)):
         files["fxp"].append(export_tflite(cnn_graph(s)[0], float_input=float_input))
         files["int8-builtin"].append(export_tflite(cnn_graph(s, int8=True)[0], float_input=float_input,
                                                    target="int8-builtin"))
+        files["hybrid"].append(export_tflite(hybrid_graph(s), float_input=float_input))
     return files
+
+
+def hybrid_graph(seed: int = 0):
+    """An fxp graph with every stock op of docs/format.md section 8 the runner executes, between
+    FXP ops: quantize, LOGISTIC, MUL (a swish), TANH, SUB, HARD_SWISH, MAXIMUM, MINIMUM,
+    RESIZE_NEAREST_NEIGHBOR, TRANSPOSE, FXP_REQUANTIZE."""
+    from ..formats import Format
+    from ..integer_graph import IntegerGraph, Node, TensorSpec
+
+    rng = np.random.default_rng(seed)
+    f = int(rng.integers(3, 7))
+    s8 = {name: Format(8, f, True) for name in ("x", "sw", "d", "hs", "mx", "mn", "up", "tr")}
+    t = {name: TensorSpec(name, (3, 4, 2), fmt) for name, fmt in s8.items()}
+    t["xf"] = TensorSpec("xf", (3, 4, 2), None)
+    t["sig"] = TensorSpec("sig", (3, 4, 2), Format(8, 8, False))
+    t["th"] = TensorSpec("th", (3, 4, 2), Format(8, 7, True))
+    t["up"] = TensorSpec("up", (6, 8, 2), s8["up"])
+    t["tr"] = TensorSpec("tr", (8, 6, 2), s8["tr"])
+    t["r"] = TensorSpec("r", (8, 6, 2), Format(8, f - 1, True))
+    nodes = [Node("quantize", "x", ["xf"], "x"), Node("logistic", "sig", ["x"], "sig"),
+             Node("mul", "sw", ["x", "sig"], "sw"), Node("tanh", "th", ["sw"], "th"),
+             Node("sub", "d", ["th", "x"], "d"), Node("hard_swish", "hs", ["d"], "hs"),
+             Node("maximum", "mx", ["hs", "d"], "mx"), Node("minimum", "mn", ["mx", "x"], "mn"),
+             Node("upsample_nearest", "up", ["mn"], "up", {"size": (2, 2)}),
+             Node("transpose", "tr", ["up"], "tr", {"perm": (0, 2, 1, 3)}),
+             Node("requantize", "r", ["tr"], "r", {"activation": "linear"})]
+    return IntegerGraph("xf", ["r"], t, nodes)
 
 
 def flips(data: bytes, count: int, rng: np.random.Generator) -> Iterator[bytes]:
