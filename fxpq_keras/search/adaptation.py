@@ -26,7 +26,7 @@ from ..fakequant.model import quantize_model, quantizer_variables, write_data_st
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_for_range
 from ..policy import Policy
 from ..progress import Progress
-from ..stock_layers import STOCK_KINDS
+from ..stock_layers import FIXED_OUTPUT_FORMATS, STOCK_KINDS
 from .budget import Budget, Meter, Metrics, choose_metric, latest_within, margin_weights, snr_db
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
 
@@ -362,6 +362,7 @@ class PrecisionSearch:
         metrics = self.decide(self._written, keep=True)
         check = metrics if self.checker is self.decide else self.checker(self._written, keep=True)
         self.state = SearchState(self.start_policy.copy(), metrics, check)
+        self._tune_fixed_fracs()
         self._record("start", "", 0)
         self.total_steps = sum(len(self.widths(k)) - 1 for k in self.keys)
         if self.progress is not None:
@@ -575,6 +576,48 @@ class PrecisionSearch:
         if self.device is not None and key[1] == "output":
             return [max(8, lo), now] if now > max(8, lo) else [now]
         return list(range(lo, now + 1))
+
+    def _stock_fixed_keys(self) -> list[Key]:
+        """Activations whose width stock ops fix (stock_layers.py): a stock op's own output (unless
+        TFLM fixes its format too) and the 8-bit outputs a stock op reads."""
+        layers = self.start_policy.layers
+        keys: list[Key] = []
+
+        def owner(name: str) -> str:  # the layer (or the input) holding a tensor's data structure
+            while name in layers and layers[name].get("output") is None:
+                name = layers[name]["inputs"][0]
+            return name if name in layers else "input"
+
+        for name, layer in layers.items():
+            if layer.get("kind") not in STOCK_KINDS:
+                continue
+            wanted = [owner(i) for i in layer["inputs"]]
+            if layer.get("output") is not None and layer["kind"] not in FIXED_OUTPUT_FORMATS:
+                wanted.append(name)
+            for k in wanted:
+                key = (k, "output")
+                if key not in keys and self.start_policy.get(*key).bits <= 8:
+                    keys.append(key)
+        return keys
+
+    def _tune_fixed_fracs(self) -> None:
+        """Mechanism 3 for the activations stock ops hold at 8 bits: no bit step ever lowers them,
+        so their frac is chosen here, once, by the network's KL against the teacher (in layer
+        order), and the result is the start policy."""
+        opts = self.options
+        keys = self._stock_fixed_keys()
+        if not keys or not (opts.error_statistics_frac and opts.dynamic_fixed_point):
+            return
+        self._say(f"choosing the fracs of {len(keys)} activations that stock ops hold at 8 bits")
+        policy = self.state.policy
+        for key in keys:
+            d = policy.get(*key)
+            frac, _ = self.best_frac(policy, key, d.bits)
+            policy = self._with(policy, [(key, d.bits, frac)])
+        metrics = self.evaluate(policy, keep=True)
+        check = metrics if self.checker is self.decide else self.evaluate(policy, check=True, keep=True)
+        self.start_policy = policy.copy()
+        self.state = SearchState(policy, metrics, check)
 
     def best_frac(self, base: Policy, key: Key, bits: int) -> tuple[Any, Metrics]:
         """Mechanism 3: the frac (among candidates) minimizing the network's KL against the teacher."""
