@@ -2,7 +2,8 @@
 layers TFLite int8 takes), built in Keras 3 and in tf_keras with random weights at a small input,
 saved as a .keras file, quantized by `fxpq quantize` at a fast setting (every format 8 bits: no
 search steps), then run by the reference interpreter, the C runner on the host and on the emulated
-Cortex-M4: every engine accepts the file and all agree bit for bit.
+Cortex-M4 (and, with TFLM_DIR, real TFLM with CMSIS-NN on the emulated M4): every engine accepts
+the file and all agree bit for bit.
 
 The canonical-graph checks of each layer (folds exact to 1e-5, refusals named) are in
 tests/test_coverage_frontend.py; this file holds the whole path from a saved model to the M4.
@@ -19,8 +20,10 @@ import pytest
 
 from fxpq_keras.cli import main as cli
 from fxpq_keras.flatbuffer import Interpreter, read_tflite
+from fxpq_keras.kernels.tflm import tflm_available
 
 FRAMEWORKS = ("keras3", "tf_keras")
+TFLM = tflm_available()
 QEMU_INPUTS = 2
 HOST_INPUTS = 4
 
@@ -181,6 +184,8 @@ def test_every_engine_runs_the_file_bit_exact(quantized, case, framework):
     if case not in NO_QEMU and os.environ.get("FXPQ_SKIP_QEMU") != "1":
         np.testing.assert_array_equal(Interpreter(path, engine="qemu-m4").predict(x[:QEMU_INPUTS], raw=True),
                                       ref[:QEMU_INPUTS])
+        if TFLM:  # real TFLM with CMSIS-NN on the emulated M4: FXP ops through the glue, stock ops its own
+            np.testing.assert_array_equal(Interpreter(path, engine="tflm-m4").predict(x[:1], raw=True), ref[:1])
 
 
 def test_stock_ops_appear_where_there_is_no_fxp_kernel(quantized):
