@@ -625,6 +625,11 @@ STOCK_BUILTINS = {"MUL": "mul", "SUB": "sub", "MAXIMUM": "maximum", "MINIMUM": "
                   "TANH": "tanh", "HARD_SWISH": "hard_swish", "ELU": "elu",
                   "RESIZE_NEAREST_NEIGHBOR": "upsample_nearest", "TRANSPOSE": "transpose", "QUANTIZE": "stock_quantize"}
 _STOCK_ARITY = {"mul": 2, "sub": 2, "maximum": 2, "minimum": 2, "upsample_nearest": 2, "transpose": 2}
+# the BuiltinOptions type each stock op may carry (none: 0 only)
+_STOCK_OPTIONS = {"mul": S.BuiltinOptions.MulOptions, "sub": S.BuiltinOptions.SubOptions,
+                  "maximum": S.BuiltinOptions.MaximumMinimumOptions, "minimum": S.BuiltinOptions.MaximumMinimumOptions,
+                  "upsample_nearest": S.BuiltinOptions.ResizeNearestNeighborOptions,
+                  "transpose": S.BuiltinOptions.TransposeOptions}
 
 
 def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], where: str) -> tuple[int, ...]:
@@ -637,6 +642,11 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], where: str) -> tupl
 def _stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs: list[int],
                 out_spec: TensorSpec) -> Node:
     """A stock builtin op of a hybrid fxp file, checked as TFLM's Prepare would check it."""
+    want = _STOCK_OPTIONS.get(graph_op, 0)
+    if op.builtinOptionsType not in (0, want):
+        raise FlatbufferFormatError(f"{where}: builtin options of type {op.builtinOptionsType}, expected "
+                                    f"{want} or none")
+    op.builtinOptions  # noqa: B018 - read (bounds-checked) like the C runner, whatever the op uses of it
     n_in = _STOCK_ARITY.get(graph_op, 1)
     if len(inputs) != n_in:
         raise FlatbufferFormatError(f"{where}: expected {n_in} inputs, got {len(inputs)}")
@@ -653,8 +663,7 @@ def _stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs
             raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} != broadcast shape {shape}")
         return Node(graph_op, name, [a.name for a in acts], out_spec.name)
     if graph_op in ("mul", "sub"):
-        if getattr(op, "builtinOptions", None) is not None and getattr(op.builtinOptions,
-                                                                        "fusedActivationFunction", 0) != 0:
+        if getattr(op.builtinOptions, "fusedActivationFunction", 0) != 0:
             raise FlatbufferFormatError(f"{where}: fused activations on stock {graph_op} are not supported")
         shape = _broadcast_shape(acts[0].shape, acts[1].shape, where)
         if shape != out_spec.shape:
@@ -669,6 +678,10 @@ def _stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs
         if oh % h or ow % w or out_spec.shape != (oh, ow, c) or src.fmt != out:
             raise FlatbufferFormatError(f"{where}: output {out_spec.shape} is not the input {src.shape} upsampled by "
                                         "integer factors in the same format")
+        flags = op.builtinOptions
+        if getattr(flags, "alignCorners", 0) or getattr(flags, "halfPixelCenters", 0):
+            raise FlatbufferFormatError(f"{where}: align_corners and half_pixel_centers must be false (integer "
+                                        "upsampling, as the writer writes it)")
         return Node(graph_op, name, [src.name], out_spec.name, {"size": (oh // h, ow // w)})
     if graph_op == "transpose":
         perm = f.constant(inputs[1], where + " perm")

@@ -192,6 +192,13 @@ _OPTIONS: dict[int, tuple[type, list[tuple[str, int, str, Any]]]] = {
         ("axis", 0, "i", 0), ("fusedActivationFunction", 1, "b", 0)]),
     S.BuiltinOptions.AddOptions: (S.AddOptionsT, [("fusedActivationFunction", 0, "b", 0)]),
     S.BuiltinOptions.LeakyReluOptions: (S.LeakyReluOptionsT, [("alpha", 0, "f", 0.0)]),
+    # the stock ops of hybrid fxp files (format.md section 8)
+    S.BuiltinOptions.MulOptions: (S.MulOptionsT, [("fusedActivationFunction", 0, "b", 0)]),
+    S.BuiltinOptions.SubOptions: (S.SubOptionsT, [("fusedActivationFunction", 0, "b", 0)]),
+    S.BuiltinOptions.ResizeNearestNeighborOptions: (S.ResizeNearestNeighborOptionsT, [
+        ("alignCorners", 0, "B", 0), ("halfPixelCenters", 1, "B", 0)]),
+    S.BuiltinOptions.MaximumMinimumOptions: (S.MaximumMinimumOptionsT, []),
+    S.BuiltinOptions.TransposeOptions: (S.TransposeOptionsT, []),
 }
 
 

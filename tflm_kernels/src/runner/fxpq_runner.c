@@ -708,6 +708,32 @@ static fxpq_runner_status fx_stock_const(fxpq_runner *r, const fx_model *m, cons
     return FXPQ_RUNNER_OK;
 }
 
+/* The operator's builtin options as the Python reader takes them (tables.py): a type of 0 or
+ * `want`; when the type is not 0, the table (if any) must lie in the file. *present: a table. */
+static fxpq_runner_status fx_stock_options(fxpq_runner *r, const fx_model *m, int32_t op, int32_t kind,
+                                           const fxfb_table *ot, uint64_t want, fxfb_table *options,
+                                           int *present)
+{
+    uint64_t type = 0;
+    int rc;
+    *present = 0;
+    if (fxfb_scalar(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS_TYPE, 1, 0, &type) != FXFB_OK) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "operator table out of bounds");
+    }
+    if (type == 0) {
+        return FXPQ_RUNNER_OK;
+    }
+    if (type != want) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "builtin options of another op");
+    }
+    rc = fxfb_table_field(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS, options);
+    if (rc < 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "builtin options out of bounds");
+    }
+    *present = rc == FXFB_OK;
+    return FXPQ_RUNNER_OK;
+}
+
 /* Validate a stock builtin op (format.md section 8) as TFLM's Prepare would, and do its
  * Prepare-time arithmetic once (the fxpq_stock_*_prepare functions). */
 static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, int32_t op, int32_t kind,
@@ -722,6 +748,14 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     }
     int32_t want_inputs = (kind == FX_KIND_LOGISTIC || kind == FX_KIND_TANH || kind == FX_KIND_HARD_SWISH
                            || kind == FX_KIND_STOCK_QUANTIZE) ? 1 : 2;
+    fxfb_table options;
+    int has_options;
+    uint64_t want_options = kind == FX_KIND_MUL ? 21 : kind == FX_KIND_SUB ? 28
+                            : (kind == FX_KIND_MAXIMUM || kind == FX_KIND_MINIMUM) ? 39
+                            : kind == FX_KIND_RESIZE_NEAREST ? 74 : kind == FX_KIND_TRANSPOSE ? 26 : 0;
+    if ((st = fx_stock_options(r, m, op, kind, ot, want_options, &options, &has_options)) != FXPQ_RUNNER_OK) {
+        return st;
+    }
     if ((int32_t)inputs->len != want_inputs) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, want_inputs == 1 ? "needs 1 input" : "needs 2 inputs");
     }
@@ -735,10 +769,8 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     p->size = out->elements;
     if (kind == FX_KIND_MUL || kind == FX_KIND_SUB || kind == FX_KIND_MAXIMUM || kind == FX_KIND_MINIMUM) {
         fx_tensor in1;
-        fxfb_table options;
         uint64_t activation = 0;
         fxpq_stock_quant q1;
-        int rc;
         p->in_t[1] = fxfb_vector_i32(&m->b, inputs, 1);
         p->num_inputs = 2;
         if ((st = fx_read_tensor(r, m, p->in_t[1], op, kind, &in1)) != FXPQ_RUNNER_OK
@@ -751,12 +783,12 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
         if (!fx_broadcasts_to(in0, &in1, out) || out->rank > (kind == FX_KIND_SUB ? 4 : FXPQ_STOCK_MAX_RANK)) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "output shape must be the broadcast of the input shapes (SUB: rank <= 4)");
         }
-        rc = fxfb_table_field(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS, &options);
-        if (rc < 0 || (rc == FXFB_OK && fxfb_scalar(&m->b, &options, 0, 1, 0, &activation) != FXFB_OK)) {
+        if (has_options && (kind == FX_KIND_MUL || kind == FX_KIND_SUB)
+            && fxfb_scalar(&m->b, &options, 0, 1, 0, &activation) != FXFB_OK) {
             return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "builtin options out of bounds");
         }
-        if (activation > FXPQ_STOCK_ACT_RELU6) {
-            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "fused activation must be NONE, RELU, RELU_N1_TO_1 or RELU6");
+        if (activation != 0) { /* the writer fuses none; the Python reader refuses them too */
+            return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "fused activations on stock ops are not supported");
         }
         p->in_fmt[1] = in1.format;
         fx_stock_shape(in0, &p->p.bin.a);
@@ -780,9 +812,7 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
         }
         if (kind == FX_KIND_RESIZE_NEAREST) {
             int32_t size[2];
-            fxfb_table options;
             uint64_t align = 0, half = 0;
-            int rc;
             if (in0->rank != 4 || out->rank != 4 || out->dims[3] != in0->dims[3]) {
                 return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must be [1, H, W, C] with the same C");
             }
@@ -792,10 +822,12 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
             if (size[0] != out->dims[1] || size[1] != out->dims[2]) {
                 return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "size input differs from the output's H, W");
             }
-            rc = fxfb_table_field(&m->b, ot, FX_OPERATOR_BUILTIN_OPTIONS, &options);
-            if (rc < 0 || (rc == FXFB_OK && (fxfb_scalar(&m->b, &options, 0, 1, 0, &align) != FXFB_OK
-                                             || fxfb_scalar(&m->b, &options, 1, 1, 0, &half) != FXFB_OK))) {
+            if (has_options && (fxfb_scalar(&m->b, &options, 0, 1, 0, &align) != FXFB_OK
+                                || fxfb_scalar(&m->b, &options, 1, 1, 0, &half) != FXFB_OK)) {
                 return fx_fail(r, FXPQ_RUNNER_ERR_MALFORMED, op, kind, "builtin options out of bounds");
+            }
+            if (align != 0 || half != 0) { /* integer upsampling, as the writer writes it */
+                return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "align_corners and half_pixel_centers must be false");
             }
             fx_stock_shape(in0, &p->p.resize.in);
             p->p.resize.out_h = size[0];
