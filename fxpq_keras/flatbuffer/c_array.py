@@ -63,6 +63,11 @@ def export_c_array(tflite_path: str | Path, header_path: str | Path, *, name: st
     TFLM reads tensors in place from the model, so the array's alignment is that of the
     flatbuffer's 16-byte aligned buffers (docs/format.md section 1). The header compiles as C99
     and as C++11..C++20 (TFLM firmware is C++).
+
+    Example::
+
+        export_c_array("model.tflite", "model_data.h")  # model_data[] and model_data_len
+        # firmware: #include "model_data.h" ... tflite::GetModel(model_data)
     """
     data = Path(tflite_path).read_bytes()
     header_path = Path(header_path)
