@@ -299,6 +299,15 @@ class DeviceModel:
         """What the user reserves under `policy`: TFLM's arena_used_bytes (planned + persistent)."""
         return self.tflm_planned_bytes(policy, changes, kernels) + self._tflm().persistent_bytes(kernels)
 
+    def tflm_allocation_bytes(self, policy: Policy | None = None, kernels: str = "cmsis-nn") -> int:
+        """The smallest arena AllocateTensors succeeds in: the persistent tail plus the larger of the
+        plan it keeps (ram_bytes' head) and what it holds for a moment while planning
+        (TflmLayout.planning_bytes). At least ram_bytes; more on small models."""
+        tflm = self._tflm()
+        buffers = len(self.layout.tensors) + sum(len(s) for s in tflm.scratch(kernels))
+        head = max(self.tflm_planned_bytes(policy, None, kernels), tflm.planning_bytes(buffers, kernels))
+        return head + tflm.persistent_bytes(kernels)
+
     def _tflm(self) -> TflmLayout:
         if self.layout.tflm is None:
             raise ValueError("this layout does not describe what TFLM charges (build it from a file)")

@@ -73,6 +73,15 @@ FXPQ_GLUE_RECORD = {
     "FXP_PAD": 24, "FXP_LEAKY_RELU": 12, "FXP_CONCATENATION": 9,
 }
 UNKNOWN_OP_DATA = 64  # an op this model does not know: a typical OpData (the figure is then an estimate)
+# What AllocateTensors holds in the head for a moment while it plans (MicroAllocator::
+# CommitStaticMemoryPlan): the scratch requests' resizable buffer (room for kMaxScratchBuffersPerOp
+# more), the subgraph offsets, one AllocationInfo per tensor of the file and per scratch request, then
+# the GreedyMemoryPlanner's per-buffer arrays (BufferRequirements + two sorted ints + ListEntry + an
+# offset) for every planned buffer. 32-bit Arm sizes of TFLM 90b983c.
+ALLOCATION_INFO = 24
+PLANNER_PER_BUFFER = 40
+SCRATCH_REQUEST = 8
+MAX_SCRATCH_PER_OP = 12
 
 __all__ = ["KERNEL_SETS", "TflmCharge", "TflmLayout", "TflmOp", "cmsis_avgpool_s8_scratch", "cmsis_conv_s8_scratch",
            "cmsis_depthwise_s8_scratch", "cmsis_fully_connected_s8_scratch", "stock_op_charge",
@@ -108,6 +117,20 @@ class TflmLayout:
     inputs: int = 1
     subgraphs: int = 1
     notes: list[str] = field(default_factory=list)
+
+    def planning_bytes(self, planned_buffers: int, kernels: str = "cmsis-nn") -> int:
+        """Head bytes AllocateTensors needs for a moment while it plans `planned_buffers` buffers
+        (activations and scratch): its arena must hold these plus the persistent tail, even where
+        arena_used_bytes (the plan it keeps) is smaller."""
+        scratch = sum(len(s) for s in self.scratch(kernels))
+
+        def up(n: int) -> int:
+            return -(-n // TFLM_ALIGNMENT) * TFLM_ALIGNMENT
+
+        # each piece rounded up to 16 bytes: an upper bound, 48 bytes above the smallest arena that
+        # works on the two models of tests/test_deploy.py (measured on QEMU M4, docs/tflm.md section 8)
+        return (up(SCRATCH_REQUEST * (scratch + MAX_SCRATCH_PER_OP)) + up(POINTER)
+                + up(ALLOCATION_INFO * (self.tensor_count + scratch)) + up(PLANNER_PER_BUFFER * planned_buffers))
 
     def scratch(self, kernels: str) -> list[list[int]]:
         """Per op, its scratch requests under `kernels`."""

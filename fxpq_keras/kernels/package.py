@@ -43,10 +43,14 @@ _NP = {S.TensorType.FLOAT32: np.float32, S.TensorType.INT8: np.int8, S.TensorTyp
 
 def arena_bytes(data: bytes) -> tuple[int, int]:
     """(modelled ram_bytes on Cortex-M with CMSIS-NN, the arena the package reserves): the larger
-    of the two kernel sets' arenas rounded up to 16 bytes, plus ARENA_MARGIN_BYTES."""
+    of the two kernel sets' allocation needs (DeviceModel.tflm_allocation_bytes: the arena keeps
+    ram_bytes, but planning holds more for a moment on small models) rounded up to 16 bytes, plus
+    ARENA_MARGIN_BYTES."""
     model = DeviceModel(layout_from_tflite(data))
     ram = {k: model.ram_bytes(kernels=k) for k in tflm_arena.KERNEL_SETS}
-    biggest = -(-max(ram.values()) // tflm_arena.TFLM_ALIGNMENT) * tflm_arena.TFLM_ALIGNMENT
+    # AllocateTensors needs more than the plan it keeps while it plans (DeviceModel.tflm_allocation_bytes)
+    need = max(model.tflm_allocation_bytes(kernels=k) for k in tflm_arena.KERNEL_SETS)
+    biggest = -(-need // tflm_arena.TFLM_ALIGNMENT) * tflm_arena.TFLM_ALIGNMENT
     return ram["cmsis-nn"], biggest + ARENA_MARGIN_BYTES
 
 
