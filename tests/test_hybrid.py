@@ -237,5 +237,5 @@ def test_elu_runs_in_the_reference_and_is_refused_by_the_runner_naming_who_runs_
     assert y.min() < 0 and y.max() == 127  # ELU saturates the s8.5 range on top, stays above -1 below
     if importlib.util.find_spec("tflite_micro"):
         np.testing.assert_array_equal(fx.Interpreter(path, engine="tflm").predict(x, raw=True), y)
-    with pytest.raises(Exception, match="ELU runs in the reference interpreter and in TFLM"):
+    with pytest.raises(Exception, match="ELU runs in the reference interpreter and in TFLM"):  # STOCK_FILE
         fx.Interpreter(path, engine="host").predict(x[:2], raw=True)

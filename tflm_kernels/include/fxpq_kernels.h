@@ -515,8 +515,9 @@ typedef enum {
     FXPQ_RUNNER_ERR_KERNEL = -108,          /**< a kernel failed: fxpq_runner.kernel_status */
     FXPQ_RUNNER_ERR_BAD_ARGUMENT = -109,    /**< bad tensor index or size passed to the runner */
     FXPQ_RUNNER_ERR_NOT_READY = -110,       /**< fxpq_runner_init did not succeed */
-    FXPQ_RUNNER_ERR_STOCK_FILE = -111       /**< a valid int8-builtin file (stock ops, format.md
-                                                 section 7): checked, but run by TFLM, not here */
+    FXPQ_RUNNER_ERR_STOCK_FILE = -111       /**< a valid file with stock ops this runner does not
+                                                 execute (an int8-builtin file, format.md section 7;
+                                                 ELU in an fxp file, section 8): checked, run by TFLM */
 } fxpq_runner_status;
 
 /** Human-readable name of a runner status (never NULL). */

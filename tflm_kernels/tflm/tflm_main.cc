@@ -70,10 +70,17 @@ extern "C" const unsigned char* const fxpq_model_data;
 extern "C" const uint32_t fxpq_model_data_len;
 namespace {
 #else
+#if defined(__arm__)  // QEMU's MPS2 boards: a loaded model goes in their 16 MB PSRAM (firmware/mps2_*.ld)
 #ifndef FXPQ_TFLM_MODEL_BYTES
-#define FXPQ_TFLM_MODEL_BYTES (1024u * 1024u)
+#define FXPQ_TFLM_MODEL_BYTES (15u * 1024u * 1024u)
+#endif
+__attribute__((section(".psram"))) alignas(16) uint8_t g_model[FXPQ_TFLM_MODEL_BYTES];
+#else
+#ifndef FXPQ_TFLM_MODEL_BYTES
+#define FXPQ_TFLM_MODEL_BYTES (64u * 1024u * 1024u)
 #endif
 alignas(16) uint8_t g_model[FXPQ_TFLM_MODEL_BYTES];
+#endif
 #endif
 
 #if defined(__arm__)

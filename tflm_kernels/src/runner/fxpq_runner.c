@@ -743,10 +743,7 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     fxpq_stock_quant qi = fx_stock_quant(in0), qo = fx_stock_quant(out);
     fxpq_runner_status st;
     fxpq_status ks = FXPQ_OK;
-    if (kind == FX_KIND_ELU) { /* its 256-byte table would grow every prepared op of every model */
-        return fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, "ELU runs in the reference interpreter and in TFLM (engines reference, tflm-*), not in this runner");
-    }
-    int32_t want_inputs = (kind == FX_KIND_LOGISTIC || kind == FX_KIND_TANH || kind == FX_KIND_HARD_SWISH
+    int32_t want_inputs = (kind == FX_KIND_LOGISTIC || kind == FX_KIND_TANH || kind == FX_KIND_HARD_SWISH || kind == FX_KIND_ELU
                            || kind == FX_KIND_STOCK_QUANTIZE) ? 1 : 2;
     fxfb_table options;
     int has_options;
@@ -854,6 +851,11 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
     } else {
         if (!fx_same_shape(in0, out)) {
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must have the same shape");
+        }
+        if (kind == FX_KIND_ELU) {
+            /* checked like the others, not prepared: its 256-byte table would grow every prepared
+             * op of every model; fxpq_runner_init ends a valid file with ELU in STOCK_FILE */
+            return FXPQ_RUNNER_OK;
         }
         if (kind == FX_KIND_LOGISTIC) {
             ks = fxpq_stock_logistic_prepare(&qi, &qo, &p->p.sig);
@@ -2043,7 +2045,7 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
     fxpq_runner_status st;
     uintptr_t start, end, base;
     size_t ws_bytes, persistent, slack, needed;
-    int32_t nt, nops, i;
+    int32_t nt, nops, i, elu_op = -1;
     fx_rec *recs;
     int32_t *order;
     fx_op *ops;
@@ -2087,6 +2089,9 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
         if ((st = fx_prepare_op(r, &m, i, &p, &work)) != FXPQ_RUNNER_OK) {
             return st;
         }
+        if (p.kind == FX_KIND_ELU && elu_op < 0) {
+            elu_op = i;
+        }
         if ((st = fx_add_cost(r, &m, i, p.kind, p.kind == FXPQ_OP_CONV_2D || p.kind == FXPQ_OP_DEPTHWISE_CONV_2D
                                                  || p.kind == FXPQ_OP_FULLY_CONNECTED,
                               p.kind == FXPQ_OP_MAX_POOL_2D || p.kind == FXPQ_OP_AVERAGE_POOL_2D
@@ -2094,6 +2099,9 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
                               p.kind == FX_KIND_RESHAPE, work, p.out_t)) != FXPQ_RUNNER_OK) {
             return st;
         }
+    }
+    if (elu_op >= 0) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_STOCK_FILE, elu_op, FX_KIND_ELU, "a valid file, but ELU runs in the reference interpreter and in TFLM (engines reference, tflm-*), not in this runner");
     }
     /* Phase 2: plan in a workspace at the tail of the arena. */
     persistent = FX_ALIGN_UP((size_t)nops * sizeof(fx_op));
