@@ -449,26 +449,32 @@ typedef struct {
         struct {
             int32_t outer, a_channels, b_channels;
         } concat;
-        struct { /* MUL, SUB: the TFLM parameters and the two input shapes */
-            union {
-                fxpq_stock_mul_params mul;
-                fxpq_stock_add_params add;
-            } q;
-            fxpq_stock_shape a, b;
-        } bin;
-        fxpq_stock_sigmoid_params sig;
-        fxpq_stock_hard_swish_params hswish;
-        fxpq_stock_requantize_params rq;
-        struct {
-            fxpq_stock_shape in;
-            int32_t out_h, out_w, align_corners, half_pixel_centers;
-        } resize;
-        struct {
-            fxpq_stock_shape in;
-            int32_t perm[FXPQ_STOCK_MAX_RANK];
-        } tr;
+        union fx_stock_params *stock; /* a stock op's parameters, in their own region (below) */
     } p;
 } fx_op;
+
+/* A stock op's prepared parameters. They live in a region after the prepared ops, one entry per
+ * stock op, so that files without stock ops keep the prepared-op size they had. */
+typedef union fx_stock_params {
+    struct { /* MUL, SUB, MAXIMUM, MINIMUM: the TFLM parameters and the two input shapes */
+        union {
+            fxpq_stock_mul_params mul;
+            fxpq_stock_add_params add;
+        } q;
+        fxpq_stock_shape a, b;
+    } bin;
+    fxpq_stock_sigmoid_params sig;
+    fxpq_stock_hard_swish_params hswish;
+    fxpq_stock_requantize_params rq;
+    struct {
+        fxpq_stock_shape in;
+        int32_t out_h, out_w, align_corners, half_pixel_centers;
+    } resize;
+    struct {
+        fxpq_stock_shape in;
+        int32_t perm[FXPQ_STOCK_MAX_RANK];
+    } tr;
+} fx_stock_params;
 
 static int fx_same_shape(const fx_tensor *a, const fx_tensor *b)
 {
@@ -788,8 +794,8 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "fused activations on stock ops are not supported");
         }
         p->in_fmt[1] = in1.format;
-        fx_stock_shape(in0, &p->p.bin.a);
-        fx_stock_shape(&in1, &p->p.bin.b);
+        fx_stock_shape(in0, &p->p.stock->bin.a);
+        fx_stock_shape(&in1, &p->p.stock->bin.b);
         q1 = fx_stock_quant(&in1);
         if (kind == FX_KIND_MAXIMUM || kind == FX_KIND_MINIMUM) {
             /* TFLM compares stored values: one quantization for the three tensors (format.md 8) */
@@ -800,8 +806,8 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
             return FXPQ_RUNNER_OK;
         }
         ks = kind == FX_KIND_MUL
-                 ? fxpq_stock_mul_prepare(&qi, &q1, &qo, (int32_t)activation, &p->p.bin.q.mul)
-                 : fxpq_stock_add_prepare(&qi, &q1, &qo, (int32_t)activation, 1, &p->p.bin.q.add);
+                 ? fxpq_stock_mul_prepare(&qi, &q1, &qo, (int32_t)activation, &p->p.stock->bin.q.mul)
+                 : fxpq_stock_add_prepare(&qi, &q1, &qo, (int32_t)activation, 1, &p->p.stock->bin.q.add);
     } else if (kind == FX_KIND_RESIZE_NEAREST || kind == FX_KIND_TRANSPOSE) {
         if (in0->format.bits != out->format.bits || in0->format.frac != out->format.frac
             || in0->zero_point != out->zero_point) {
@@ -826,27 +832,27 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
             if (align != 0 || half != 0) { /* integer upsampling, as the writer writes it */
                 return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "align_corners and half_pixel_centers must be false");
             }
-            fx_stock_shape(in0, &p->p.resize.in);
-            p->p.resize.out_h = size[0];
-            p->p.resize.out_w = size[1];
-            p->p.resize.align_corners = align != 0;
-            p->p.resize.half_pixel_centers = half != 0;
+            fx_stock_shape(in0, &p->p.stock->resize.in);
+            p->p.stock->resize.out_h = size[0];
+            p->p.stock->resize.out_w = size[1];
+            p->p.stock->resize.align_corners = align != 0;
+            p->p.stock->resize.half_pixel_centers = half != 0;
         } else {
             int32_t i, seen = 0;
             if (in0->rank != out->rank || in0->rank > 5) {
                 return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input and output must have one rank, at most 5");
             }
-            if ((st = fx_stock_const(r, m, inputs, 1, op, kind, in0->rank, p->p.tr.perm)) != FXPQ_RUNNER_OK) {
+            if ((st = fx_stock_const(r, m, inputs, 1, op, kind, in0->rank, p->p.stock->tr.perm)) != FXPQ_RUNNER_OK) {
                 return st;
             }
             for (i = 0; i < in0->rank; ++i) {
-                int32_t d = p->p.tr.perm[i];
+                int32_t d = p->p.stock->tr.perm[i];
                 if (d < 0 || d >= in0->rank || (seen & (1 << d)) || out->dims[i] != in0->dims[d]) {
                     return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "perm is not a permutation that maps the input shape to the output's");
                 }
                 seen |= 1 << d;
             }
-            fx_stock_shape(in0, &p->p.tr.in);
+            fx_stock_shape(in0, &p->p.stock->tr.in);
         }
     } else {
         if (!fx_same_shape(in0, out)) {
@@ -858,13 +864,13 @@ static fxpq_runner_status fx_prepare_stock(fxpq_runner *r, const fx_model *m, in
             return FXPQ_RUNNER_OK;
         }
         if (kind == FX_KIND_LOGISTIC) {
-            ks = fxpq_stock_logistic_prepare(&qi, &qo, &p->p.sig);
+            ks = fxpq_stock_logistic_prepare(&qi, &qo, &p->p.stock->sig);
         } else if (kind == FX_KIND_TANH) {
-            ks = fxpq_stock_tanh_prepare(&qi, &qo, &p->p.sig);
+            ks = fxpq_stock_tanh_prepare(&qi, &qo, &p->p.stock->sig);
         } else if (kind == FX_KIND_HARD_SWISH) {
-            ks = fxpq_stock_hard_swish_prepare(&qi, &qo, &p->p.hswish);
+            ks = fxpq_stock_hard_swish_prepare(&qi, &qo, &p->p.stock->hswish);
         } else {
-            ks = fxpq_stock_requantize_prepare(&qi, &qo, &p->p.rq);
+            ks = fxpq_stock_requantize_prepare(&qi, &qo, &p->p.stock->rq);
         }
     }
     if (ks != FXPQ_OK) {
@@ -904,7 +910,7 @@ static fxpq_runner_status fx_add_cost(fxpq_runner *r, fx_model *m, int32_t op, i
 /* Validate operator `op` and fill *p (everything but the arena offsets); *work (when not NULL)
  * gets the op's MACs or window taps. */
 static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32_t op, fx_op *p,
-                                        int64_t *work)
+                                        int64_t *work, fx_stock_params *stock)
 {
     int64_t cost = 0;
     fxfb_table ot, code;
@@ -979,6 +985,7 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
     }
     p->out_fmt = out.format;
     if (kind > FX_KIND_RESHAPE) {
+        p->p.stock = stock;
         st = fx_prepare_stock(r, m, op, kind, &ot, &inputs, &in0, &out, p);
         if (st == FXPQ_RUNNER_OK && work != NULL) {
             *work = out.elements;
@@ -1931,6 +1938,7 @@ static fxpq_runner_status fx_lifetimes(fxpq_runner *r, const fx_model *m, fx_rec
     int32_t input = fxfb_vector_i32(&m->b, &m->inputs, 0);
     fx_tensor t;
     fx_op p;
+    fx_stock_params stock; /* a scratch slot: the lifetimes need only the tensors */
     fxpq_runner_status st;
     for (i = 0; i < nt + nops; ++i) {
         recs[i].first = FX_NOT_LIVE;
@@ -1951,7 +1959,7 @@ static fxpq_runner_status fx_lifetimes(fxpq_runner *r, const fx_model *m, fx_rec
     recs[input].last = -1;
     recs[input].bytes = (uint32_t)t.elements * fx_type_size(t.type);
     for (i = 0; i < nops; ++i) {
-        if ((st = fx_prepare_op(r, m, i, &p, NULL)) != FXPQ_RUNNER_OK) {
+        if ((st = fx_prepare_op(r, m, i, &p, NULL, &stock)) != FXPQ_RUNNER_OK) {
             return st;
         }
         for (j = 0; j < p.num_inputs; ++j) {
@@ -2045,7 +2053,8 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
     fxpq_runner_status st;
     uintptr_t start, end, base;
     size_t ws_bytes, persistent, slack, needed;
-    int32_t nt, nops, i, elu_op = -1;
+    int32_t nt, nops, i, k, nstock = 0, elu_op = -1;
+    fx_stock_params stock, *stocks;
     fx_rec *recs;
     int32_t *order;
     fx_op *ops;
@@ -2086,12 +2095,13 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
     /* Phase 1: validate every op (nothing stored) and add up the work of one inference. */
     for (i = 0; i < nops; ++i) {
         int64_t work = 0;
-        if ((st = fx_prepare_op(r, &m, i, &p, &work)) != FXPQ_RUNNER_OK) {
+        if ((st = fx_prepare_op(r, &m, i, &p, &work, &stock)) != FXPQ_RUNNER_OK) {
             return st;
         }
         if (p.kind == FX_KIND_ELU && elu_op < 0) {
             elu_op = i;
         }
+        nstock += p.kind > FX_KIND_RESHAPE;
         if ((st = fx_add_cost(r, &m, i, p.kind, p.kind == FXPQ_OP_CONV_2D || p.kind == FXPQ_OP_DEPTHWISE_CONV_2D
                                                  || p.kind == FXPQ_OP_FULLY_CONNECTED,
                               p.kind == FXPQ_OP_MAX_POOL_2D || p.kind == FXPQ_OP_AVERAGE_POOL_2D
@@ -2104,7 +2114,7 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
         return fx_fail(r, FXPQ_RUNNER_ERR_STOCK_FILE, elu_op, FX_KIND_ELU, "a valid file, but ELU runs in the reference interpreter and in TFLM (engines reference, tflm-*), not in this runner");
     }
     /* Phase 2: plan in a workspace at the tail of the arena. */
-    persistent = FX_ALIGN_UP((size_t)nops * sizeof(fx_op));
+    persistent = FX_ALIGN_UP((size_t)nops * sizeof(fx_op)) + FX_ALIGN_UP((size_t)nstock * sizeof(fx_stock_params));
     ws_bytes = FX_ALIGN_UP((size_t)(nt + nops) * sizeof(fx_rec))
                + FX_ALIGN_UP((size_t)(nt + nops) * sizeof(int32_t));
     slack = FXPQ_RUNNER_ALIGNMENT - 1u;
@@ -2143,13 +2153,15 @@ fxpq_runner_status fxpq_runner_init_limited(fxpq_runner *r, const uint8_t *model
     /* Phase 3: prepared ops at the head; the planned region after them. Workspace (tail) and
      * prepared ops (head) do not overlap since persistent + workspace <= needed. */
     ops = (fx_op *)(void *)base;
+    stocks = (fx_stock_params *)(void *)((uint8_t *)base + FX_ALIGN_UP((size_t)nops * sizeof(fx_op)));
     r->plan_base_ = (uint8_t *)base + persistent;
-    for (i = 0; i < nops; ++i) {
+    for (i = 0, k = 0; i < nops; ++i) {
         fx_op *q = &ops[i];
         int32_t j;
-        if ((st = fx_prepare_op(r, &m, i, q, NULL)) != FXPQ_RUNNER_OK) {
+        if ((st = fx_prepare_op(r, &m, i, q, NULL, &stocks[k])) != FXPQ_RUNNER_OK) {
             return st;
         }
+        k += q->kind > FX_KIND_RESHAPE;
         for (j = 0; j < q->num_inputs; ++j) {
             q->in_off[j] = recs[fx_root(recs, q->in_t[j])].offset;
         }
@@ -2241,35 +2253,35 @@ fxpq_runner_status fxpq_runner_invoke(fxpq_runner *r)
                                  &p->out_fmt);
             break;
         case FX_KIND_MUL:
-            ks = fxpq_stock_mul(&p->p.bin.q.mul, &p->p.bin.a, in0, &p->p.bin.b, base + p->in_off[1], out);
+            ks = fxpq_stock_mul(&p->p.stock->bin.q.mul, &p->p.stock->bin.a, in0, &p->p.stock->bin.b, base + p->in_off[1], out);
             break;
         case FX_KIND_SUB:
-            ks = fxpq_stock_add(&p->p.bin.q.add, &p->p.bin.a, in0, &p->p.bin.b, base + p->in_off[1], out);
+            ks = fxpq_stock_add(&p->p.stock->bin.q.add, &p->p.stock->bin.a, in0, &p->p.stock->bin.b, base + p->in_off[1], out);
             break;
         case FX_KIND_MAXIMUM:
         case FX_KIND_MINIMUM:
-            ks = fxpq_stock_max_min(p->kind == FX_KIND_MAXIMUM, 1, &p->p.bin.a, in0, &p->p.bin.b,
+            ks = fxpq_stock_max_min(p->kind == FX_KIND_MAXIMUM, 1, &p->p.stock->bin.a, in0, &p->p.stock->bin.b,
                                     base + p->in_off[1], out);
             break;
         case FX_KIND_LOGISTIC:
-            ks = fxpq_stock_logistic_s8(&p->p.sig, p->size, (const int8_t *)in0, (int8_t *)out);
+            ks = fxpq_stock_logistic_s8(&p->p.stock->sig, p->size, (const int8_t *)in0, (int8_t *)out);
             break;
         case FX_KIND_TANH:
-            ks = fxpq_stock_tanh_s8(&p->p.sig, p->size, (const int8_t *)in0, (int8_t *)out);
+            ks = fxpq_stock_tanh_s8(&p->p.stock->sig, p->size, (const int8_t *)in0, (int8_t *)out);
             break;
         case FX_KIND_HARD_SWISH:
-            ks = fxpq_stock_hard_swish_s8(&p->p.hswish, p->size, (const int8_t *)in0, (int8_t *)out);
+            ks = fxpq_stock_hard_swish_s8(&p->p.stock->hswish, p->size, (const int8_t *)in0, (int8_t *)out);
             break;
         case FX_KIND_STOCK_QUANTIZE:
-            ks = fxpq_stock_requantize(&p->p.rq, p->size, in0, out);
+            ks = fxpq_stock_requantize(&p->p.stock->rq, p->size, in0, out);
             break;
         case FX_KIND_RESIZE_NEAREST:
-            ks = fxpq_stock_resize_nearest_neighbor(&p->p.resize.in, p->p.resize.out_h, p->p.resize.out_w,
-                                                    p->p.resize.align_corners, p->p.resize.half_pixel_centers,
+            ks = fxpq_stock_resize_nearest_neighbor(&p->p.stock->resize.in, p->p.stock->resize.out_h, p->p.stock->resize.out_w,
+                                                    p->p.stock->resize.align_corners, p->p.stock->resize.half_pixel_centers,
                                                     1, in0, out);
             break;
         case FX_KIND_TRANSPOSE:
-            ks = fxpq_stock_transpose(&p->p.tr.in, p->p.tr.perm, 1, in0, out);
+            ks = fxpq_stock_transpose(&p->p.stock->tr.in, p->p.stock->tr.perm, 1, in0, out);
             break;
         default: /* RESHAPE: the output aliases the input (planned), nothing to do */
             break;
