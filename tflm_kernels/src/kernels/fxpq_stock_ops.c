@@ -348,6 +348,22 @@ fxpq_status fxpq_stock_mul_prepare(const fxpq_stock_quant *input1, const fxpq_st
     return FXPQ_OK;
 }
 
+/* Element i of a stored int8 (wide == 0) or int16 tensor, and storing one: the broadcasting ops
+ * (MUL, ADD/SUB) read and write either width. */
+static int32_t stock_load(const void *data, int wide, int32_t i)
+{
+    return wide ? ((const int16_t *)data)[i] : ((const int8_t *)data)[i];
+}
+
+static void stock_store(void *data, int wide, int32_t i, int32_t v)
+{
+    if (wide) {
+        ((int16_t *)data)[i] = (int16_t)v;
+    } else {
+        ((int8_t *)data)[i] = (int8_t)v;
+    }
+}
+
 fxpq_status fxpq_stock_mul(const fxpq_stock_mul_params *params, const fxpq_stock_shape *shape1,
                            const void *input1, const fxpq_stock_shape *shape2, const void *input2,
                            void *output)
@@ -364,18 +380,14 @@ fxpq_status fxpq_stock_mul(const fxpq_stock_mul_params *params, const fxpq_stock
         return st;
     }
     for (i = 0; i < bc.count; ++i) {
-        const int32_t a = wide ? ((const int16_t *)input1)[o1] : ((const int8_t *)input1)[o1];
-        const int32_t b = wide ? ((const int16_t *)input2)[o2] : ((const int8_t *)input2)[o2];
+        const int32_t a = stock_load(input1, wide, o1);
+        const int32_t b = stock_load(input2, wide, o2);
         /* |product| <= 2^30 for int16 with zero point 0, and <= 255^2 for int8 */
         const int32_t prod = (a - params->input1_zero_point) * (b - params->input2_zero_point);
         const int32_t y = clamp32(mbqm(prod, params->multiplier, params->shift) +
                                       params->output_zero_point,
                                   params->activation_min, params->activation_max);
-        if (wide) {
-            ((int16_t *)output)[i] = (int16_t)y;
-        } else {
-            ((int8_t *)output)[i] = (int8_t)y;
-        }
+        stock_store(output, wide, i, y);
         broadcast_next(&bc, index, &o1, &o2);
     }
     return FXPQ_OK;
@@ -452,8 +464,8 @@ fxpq_status fxpq_stock_add(const fxpq_stock_add_params *params, const fxpq_stock
         return st;
     }
     for (i = 0; i < bc.count; ++i) {
-        const int32_t x1 = wide ? ((const int16_t *)input1)[o1] : ((const int8_t *)input1)[o1];
-        const int32_t x2 = wide ? ((const int16_t *)input2)[o2] : ((const int8_t *)input2)[o2];
+        const int32_t x1 = stock_load(input1, wide, o1);
+        const int32_t x2 = stock_load(input2, wide, o2);
         /* |x - zp| * 2^left_shift: inside int32 for int8 (<= 255 * 2^20) and int16 with zero
            point 0 (<= 2^15 * 2^15); other int16 zero points wrap as TFLM's int32 would */
         const int32_t a = wrap32((int64_t)(x1 - params->input1_zero_point) * ((int64_t)1 << params->left_shift));
@@ -464,11 +476,7 @@ fxpq_status fxpq_stock_add(const fxpq_stock_add_params *params, const fxpq_stock
         const int32_t y = clamp32(mbqm_smaller_than_one(raw, params->output_multiplier,
                                                         params->output_shift) + params->output_zero_point,
                                   params->activation_min, params->activation_max);
-        if (wide) {
-            ((int16_t *)output)[i] = (int16_t)y;
-        } else {
-            ((int8_t *)output)[i] = (int8_t)y;
-        }
+        stock_store(output, wide, i, y);
         broadcast_next(&bc, index, &o1, &o2);
     }
     return FXPQ_OK;
