@@ -51,6 +51,7 @@ _EXPORTS = {
     "DataStructure": ".policy", "Memory": ".policy", "Policy": ".policy", "PolicyMismatchError": ".policy",
     "FxPQNet": ".search", "PrecisionSearch": ".search", "QuantizationResult": ".search", "SearchOptions": ".search",
     "FxPQNetCallback": ".search.callback", "SearchStoppedError": ".callbacks",
+    "TaskMetric": ".search.metric", "AnomalyScore": ".search.metric", "UnresolvedBudgetError": ".search.metric",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -48,7 +48,12 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
     what = "agreement with the float model" if o.self_distillation else "labeled accuracy"
     quality = (f"- {what}: {c.agreement:.2%} on {c.samples} calibration samples, {m.agreement:.2%} on the "
                f"{m.samples} that rank steps (KL {m.kl:.3e} nats)" if result.metric == "top1" else
-               f"- relative output MSE {c.loss:.3%} on {c.samples} calibration samples")
+               f"- relative output MSE {c.loss:.3%} on {c.samples} calibration samples" if result.metric == "snr"
+               else f"- {result.budget.format_loss(c.loss)} on {c.samples} {result.budget_set}")
+    extras = getattr(result, "extras", {})
+    if "auc_float" in extras:
+        quality += (f"\n- anomaly-score ROC AUC on {extras['samples']} labeled calibration samples: float "
+                    f"{extras['auc_float']:.4f}, quantized {extras['auc_quantized']:.4f}")
     lines = [f"# {title}", "",
              f"- {result.budget_line()}"
              + (f"; memory target {o.memory_target:,} bytes" if o.memory_target else ""),

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from . import StagedOutputDir, bit_width, drop_fraction, load_keras_model, load_npz, positive_int
+from . import StagedOutputDir, bit_width, drop_fraction, load_array, load_keras_model, load_npz, positive_int
 
 # --per-channel / --align-ranges -> SearchOptions.per_channel / align_ranges
 PER_CHANNEL = {"auto": "auto", "on": True, "off": False}
@@ -23,6 +23,9 @@ EPILOG = """\
 examples:
   fxpq quantize model.keras -d calib.npz -o out/
   fxpq quantize model.h5 -d calib.npz -o out/ --max-drop 0.02 --memory-target 20000 --per-channel off
+  fxpq quantize model.keras -d calib.npz -o out/ --labels calib_labels.npy     # budget: accuracy drop
+  fxpq quantize ae.keras -d normal.npz -o out/ --metric anomaly                 # an autoencoder's score
+  fxpq quantize model.keras -d calib.npz -o out/ --metric my_metrics:abs_error --max-drop 0.05
 
 MODEL is a .keras or .h5 file saved by Keras 3 (`import keras` since TensorFlow 2.16; translated
 layer by layer into tf_keras, fxpq_keras/keras3.py) or by tf_keras, or a SavedModel folder saved by
@@ -31,10 +34,18 @@ DATA is an .npz with the calibration inputs as 'x' (shape [N, ...input shape]) a
 labels as 'y' (only reported; the search needs no labels: the float model is the teacher).
 --metric: top1 budgets the drop of top-1 agreement with the float model; snr budgets the output
 error against the float model (relative MSE <= --max-drop, i.e. output SNR >= -10 log10(--max-drop)
-dB: 20 dB for 0.01), for outputs that are not class scores (regression, autoencoders). auto picks top1
-for softmax/class-score outputs and snr otherwise; the summary says which metric and limit are in force.
-Exit status 3: the files were written, but the budget or --memory-target is not met by what was
-written (the message on stderr says which).
+dB: 20 dB for 0.01), for outputs that are not class scores (regression, autoencoders); anomaly
+budgets the mean relative change of an autoencoder's anomaly score (reconstruction error against
+the input). module:function imports a function (teacher_outputs, student_outputs, inputs) ->
+per-sample loss (shape (N,)) or a fxpq_keras.TaskMetric subclass; --max-drop then limits its mean.
+auto picks top1 for softmax/class-score outputs and snr otherwise; the summary says which metric and
+limit are in force.
+--labels LABELS.npy (one integer per calibration sample, in DATA's order): with a class-score model
+the budget becomes the accuracy drop on those labels (float accuracy minus quantized accuracy, as in
+the FxP-QNet paper); with --metric anomaly (1 = anomalous) the report adds the ROC AUC.
+Exit status 3: the calibration set cannot resolve the budget (one top-1 flip alone would break it;
+nothing written, stderr names the samples needed; --allow-unresolved searches anyway), or the files
+were written but the budget or --memory-target is not met by what was written (stderr says which).
 """
 
 
@@ -57,9 +68,16 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--objective", choices=("device", "paper"), default="device",
                    help="what a step saves: device bytes (packed weights + peak RAM at container sizes) or the "
                    "paper's bit count (weights + biases + activations)")
-    p.add_argument("--metric", choices=("auto", "top1", "snr"), default="auto",
-                   help="budget metric: top1 agreement or output SNR against the float model (auto: top1 for "
-                   "class scores, snr otherwise)")
+    p.add_argument("--metric", default="auto", metavar="{auto,top1,snr,anomaly,MODULE:FUNCTION}",
+                   help="budget metric: top1 agreement or output SNR against the float model, anomaly (an "
+                   "autoencoder's reconstruction error against the input), or a user's per-sample loss "
+                   "function imported as module:function (auto: top1 for class scores, snr otherwise)")
+    p.add_argument("--labels", default=None, metavar="LABELS.npy",
+                   help="integer labels of the calibration samples (.npy, or .npz as 'y'): the budget becomes the "
+                   "accuracy drop on them (class scores), or the report adds the AUC (--metric anomaly)")
+    p.add_argument("--allow-unresolved", action="store_true",
+                   help="search even when the calibration set is too small to resolve the budget (default: exit 3 "
+                   "naming the samples needed)")
     p.add_argument("--memory-target", type=positive_int, default=None, metavar="BYTES",
                    help="also stop as soon as the objective's memory fits this many bytes (device: weights and "
                    "biases as stored + peak RAM; paper: weights+biases+activations bits / 8) "
@@ -93,27 +111,40 @@ def run(args: argparse.Namespace) -> int:
     if args.min_bits > args.max_bits:
         raise ValueError(f"--min-bits {args.min_bits} must not exceed --max-bits {args.max_bits}")
     x, y = load_npz(args.data, "calibration inputs")
+    labels = None
+    if args.labels is not None:
+        labels = load_array(args.labels, "labels", "y")
+        if labels.ndim != 1 or len(labels) != len(x):
+            raise ValueError(f"--labels {args.labels}: {labels.shape} labels for {len(x)} calibration samples "
+                             "(one integer per sample)")
 
     import fxpq_keras  # TensorFlow from here on: the checks above answer without it
 
     from ..flatbuffer import export_tflite
     from ..progress import Progress
     from ..report import write_report
-    from ..search import FxPQNet
+    from ..search import FxPQNet, UnresolvedBudgetError
 
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
-                     align_ranges=PER_CHANNEL[args.align_ranges],
+                     align_ranges=PER_CHANNEL[args.align_ranges], allow_unresolved=args.allow_unresolved,
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")
     staged = StagedOutputDir(args.outdir, OUTPUTS)  # refuses a folder of other files before the search
     try:  # the folder's lock is held from here to the end
         model = load_keras_model(args.model)
-        result = search.quantize(model, x, labels=y)
+        if labels is None and y is not None and args.metric == "anomaly":
+            labels = y  # the npz's labels are only reported: for the anomaly metric that is its AUC
+        result = (search.quantize(model, x, labels=labels) if labels is not None else
+                  search.quantize(model, x, report_labels=y))
+    except UnresolvedBudgetError as exc:  # nothing written: the data cannot decide this budget
+        staged.release()
+        print(f"fxpq quantize: {exc}", file=sys.stderr)
+        return 3
     except BaseException:
         staged.release()
         raise

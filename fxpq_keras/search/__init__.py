@@ -5,7 +5,8 @@ from .api import FxPQNet, QuantizationResult
 from .budget import Budget, Estimate, Meter, Metrics
 from .callback import FxPQNetCallback, SearchStoppedError
 from .evaluator import Evaluator, OutputNotClassificationError
+from .metric import AnomalyScore, FunctionMetric, TaskMetric, UnresolvedBudgetError
 
-__all__ = ["Budget", "Estimate", "Evaluator", "FxPQNet", "FxPQNetCallback", "Meter", "Metrics",
-           "OutputNotClassificationError",
+__all__ = ["AnomalyScore", "Budget", "Estimate", "Evaluator", "FunctionMetric", "FxPQNet", "FxPQNetCallback",
+           "Meter", "Metrics", "OutputNotClassificationError", "TaskMetric", "UnresolvedBudgetError",
            "PrecisionSearch", "QuantizationResult", "SearchOptions", "SearchState", "SearchStoppedError", "Step"]

@@ -27,8 +27,9 @@ from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_
 from ..policy import Policy
 from ..progress import Progress
 from ..stock_layers import FIXED_OUTPUT_FORMATS, STOCK_KINDS
-from .budget import Budget, Meter, Metrics, choose_metric, latest_within, margin_weights, snr_db
+from .budget import Budget, Meter, Metrics, choose_metric, effective_samples, latest_within, margin_weights, snr_db
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
+from .metric import LabeledTop1, OutputSNR, Top1, as_metric, metric_name, resolution_error
 
 Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
 KINDS = ("input", "weights", "bias", "output")
@@ -48,8 +49,13 @@ class SearchOptions:
 
     max_accuracy_drop: float = 0.01  # the budget's limit: top-1 drop, or relative output MSE for metric snr
     # budget metric: top1 (agreement with the teacher's top-1), snr (output SNR against the teacher),
-    # auto = top1 for (batch, classes >= 2) outputs, snr otherwise
-    metric: str = "auto"
+    # anomaly (an autoencoder's anomaly score), "module:function", a TaskMetric or a function
+    # (teacher, student, inputs) -> per-sample loss (search/metric.py); auto = top1 for (batch,
+    # classes >= 2) outputs, snr otherwise. With labels, top1 becomes the labeled accuracy drop
+    metric: Any = "auto"
+    # search even when the calibration set cannot resolve the budget (one flip alone would break it;
+    # docs/algorithm.md, "Resolution"); otherwise PrecisionSearch raises UnresolvedBudgetError
+    allow_unresolved: bool = False
     # what a step's gain is: "device" = the bytes the chip holds (packed weights, peak RAM at container
     # sizes, fxpq_keras.memory.DeviceModel), "paper" = the paper's bit count (weights + biases + activations)
     objective: str = "device"
@@ -102,8 +108,12 @@ class SearchOptions:
     self_distillation: bool = True
 
     def validate(self) -> None:
-        if not isinstance(self.max_accuracy_drop, (int, float)) or not 0.0 < float(self.max_accuracy_drop) < 1.0:
-            raise ValueError(f"max_accuracy_drop must be in (0, 1), got {self.max_accuracy_drop!r}")
+        builtin = isinstance(self.metric, str) and self.metric in ("auto", "top1", "snr", "anomaly")
+        if not builtin:
+            as_metric(self.metric)  # a ValueError naming the problem (not importable, not callable)
+        top = 1.0 if builtin else float("inf")  # a user metric's loss has its own scale
+        if not isinstance(self.max_accuracy_drop, (int, float)) or not 0.0 < float(self.max_accuracy_drop) < top:
+            raise ValueError(f"max_accuracy_drop must be in (0, {top:g}), got {self.max_accuracy_drop!r}")
         check_activation_bits(self.min_bits, "min_bits")
         check_activation_bits(self.max_bits, "max_bits")
         if self.min_bits > self.max_bits:
@@ -118,8 +128,6 @@ class SearchOptions:
             raise ValueError(f"align_ranges must be True, False or 'auto', got {self.align_ranges!r}")
         if self.ram_first not in (True, False, "auto"):
             raise ValueError(f"ram_first must be True, False or 'auto', got {self.ram_first!r}")
-        if self.metric not in ("auto", "top1", "snr"):
-            raise ValueError(f"metric must be auto, top1 or snr, got {self.metric!r}")
         if not 0 <= float(self.margin_sigma) <= 5:
             raise ValueError(f"margin_sigma must be in 0..5, got {self.margin_sigma!r}")
         if not 0.0 <= float(self.low_margin_quantile) < 1.0 or not 0.0 <= float(self.low_margin_share) < 1.0:
@@ -138,7 +146,9 @@ class SearchOptions:
                 raise ValueError(f"data_structures entries are kinds {KINDS} or 'layer/ds' names, got {item!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["metric"] = metric_name(self.metric)  # JSON-able for a user's metric too
+        return out
 
 
 @dataclass
@@ -254,19 +264,32 @@ class PrecisionSearch:
             if labels is not None and (np.ndim(labels) == 0 or len(labels) != len(data)):
                 raise ValueError(f"{np.size(labels)} labels for {len(data)} calibration samples")
             pick = subset(len(data), opts.samples, opts.seed)
+            self.pick = pick  # which of the caller's rows were used (report-only labels follow it)
             labels = None if labels is None else np.asarray(labels)[pick]
             self._say(f"calibrating: the float model on {len(pick)} samples")
             calib = Calibration(model, data[pick], align_ranges=opts.align_ranges is True and opts.dynamic_fixed_point)
         self.calibration = calib
+        if not hasattr(self, "pick"):
+            self.pick = None
+        # a user's (or the anomaly) metric; the built-in top1 and snr are measured by their names
+        task = None if isinstance(opts.metric, str) and opts.metric in ("auto", "top1", "snr") else \
+            as_metric(opts.metric)
+        if isinstance(task, (Top1, OutputSNR)):
+            task = None if type(task) in (Top1, OutputSNR) else task
         try:
-            self.metric = choose_metric(calib.teacher, opts.metric, calib.x.shape[1:])
+            self.metric = (choose_metric(calib.teacher, metric_name(opts.metric), calib.x.shape[1:])
+                           if task is None else task.name)
         except ValueError as exc:
             raise OutputNotClassificationError(str(exc)) from None
         self.labels = None if labels is None else class_labels(
             labels, calib.teacher.shape[1] if self.metric == "top1" and calib.teacher.ndim == 2 else None)
-        if self.metric == "snr" and not opts.self_distillation:
+        if self.metric != "top1" and not opts.self_distillation:
             raise ValueError("self_distillation=False needs the top1 metric (labels are classes)")
-        self.budget = Budget(self.metric, float(opts.max_accuracy_drop), float(opts.margin_sigma))
+        # labels with a class-score metric: the budget is the accuracy drop on them (the paper's budget)
+        self.labeled = self.metric == "top1" and self.labels is not None
+        if self.labeled and task is None:
+            task = LabeledTop1()
+        self.budget = Budget(self.metric, float(opts.max_accuracy_drop), float(opts.margin_sigma), task=task)
         probabilities = calib.cnodes[-1].kind == "softmax"
         n = len(calib.x)
         # the budget is checked on every sample (the estimate's variance is what limits small sets);
@@ -274,7 +297,7 @@ class PrecisionSearch:
         n_decide = n if n < 24 else max(n // 2, 8)
         self.decision_index = np.arange(n_decide)
         self.check_index = np.arange(n)
-        if self.metric == "snr":
+        if self.metric != "top1":
             targets = np.asarray(calib.teacher, dtype=np.float32)
         elif opts.self_distillation:
             targets = target_distribution(calib.teacher, probabilities)
@@ -292,7 +315,9 @@ class PrecisionSearch:
         self.probabilities = probabilities
         self.decision_meter, self.check_meter = (self._meter(idx) for idx in (self.decision_index, self.check_index))
         self.check_x = calib.x[self.check_index]
-        self.blended = self.metric == "top1" and opts.self_distillation and opts.blend > 0 and n > 1
+        # a blended input has no label: the labeled budget is measured on the labeled samples themselves
+        self.blended = (self.metric == "top1" and opts.self_distillation and opts.blend > 0 and n > 1
+                        and not self.labeled)
         if self.blended:
             partner = np.random.default_rng(opts.seed + 1).permutation(n)
             self.check_x = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
@@ -304,16 +329,17 @@ class PrecisionSearch:
         # biased low (the search picks steps that happen to spare its few near-boundary inputs); the
         # final prediction and a walk-back come from copies no step was chosen on
         self.validation_x = self.validation_meter = None
-        if opts.self_distillation and opts.blend > 0 and n > 1:
+        if opts.self_distillation and opts.blend > 0 and n > 1 and not self.labeled:
             rng = np.random.default_rng(opts.seed + 2)
             partners = [rng.permutation(n) for _ in range(VALIDATION_COPIES)]
             self.validation_x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
                                                 for partner in partners]).astype(np.float32)
             teacher = predict(calib.float_model, self.validation_x)
-            self.validation_meter = (Meter(teacher, metric="snr") if self.metric == "snr" else
-                                     Meter(target_distribution(teacher, probabilities), metric="top1",
-                                           probabilities=probabilities))
+            self.validation_meter = (Meter(target_distribution(teacher, probabilities), metric="top1",
+                                           probabilities=probabilities) if self.metric == "top1" else
+                                     Meter(teacher, metric=self.budget.task, inputs=self.validation_x))
         self.decision_weights, self.check_weights = self.decision_meter.weights, self.check_meter.weights
+        self.samples_needed = self._check_resolution()
 
         self.start_policy = self._start_policy()
         self.qmodel = quantize_model(calib, self.start_policy)
@@ -375,15 +401,33 @@ class PrecisionSearch:
         """The budget meter of one subset: low-margin weights for top1 (an unseen-data estimate)."""
         opts = self.options
         calib = self.calibration
-        if self.metric == "snr":
-            return Meter(self.targets[idx], metric="snr")
+        if self.metric != "top1":
+            return Meter(self.targets[idx], metric=self.budget.task, inputs=calib.x[idx])
         margins = teacher_margin(calib.teacher[idx], self.probabilities)
         weights = margin_weights(margins, opts.low_margin_quantile, opts.low_margin_share)
+        task = self.budget.task
         if opts.self_distillation:
-            return Meter(self.targets[idx], metric="top1", probabilities=self.probabilities, weights=weights)
+            labels = None if not self.labeled else self.labels[idx]
+            return Meter(self.targets[idx], metric=task, probabilities=self.probabilities, weights=weights,
+                         labels=labels)
+        # labels are the targets: a sample's loss is the float model's hit minus the student's
         float_hit = np.argmax(calib.teacher[idx], -1) == np.argmax(self.targets[idx], -1)
-        return Meter(self.targets[idx], metric="top1", probabilities=self.probabilities, weights=weights,
-                     labels_mode=True, base=float(np.average(float_hit, weights=weights)))
+        return Meter(self.targets[idx], metric=task, probabilities=self.probabilities, weights=weights,
+                     labels=np.argmax(self.targets[idx], -1), reference_correct=float_hit)
+
+    def _check_resolution(self) -> int | None:
+        """Resolution (docs/algorithm.md): the calibration samples the budget needs, from the metric's
+        rule on the set that accepts every step (the check set, at its effective size). Raises
+        `UnresolvedBudgetError` when there are fewer, unless `allow_unresolved`; None when the metric
+        has no count rule."""
+        n = len(self.check_index)
+        error = resolution_error(self.budget, n, effective_samples(self.check_meter.weights))
+        if error is None:
+            return None
+        if not self.options.allow_unresolved:
+            raise error
+        self._say(f"{error} (searching anyway: allow_unresolved)")
+        return error.samples_needed
 
     def _start_policy(self) -> Policy:
         opts = self.options
@@ -664,6 +708,7 @@ class PrecisionSearch:
             return self.state
         if self._phase == "start":
             if not self.within_budget(self.state.check):
+                self._start_broke = True  # the verdict is this check, not a later one on the validation copies
                 return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget; "
                                     "nothing lowered")
             if self.memory_met(self.state.policy):
@@ -958,6 +1003,9 @@ class PrecisionSearch:
         if b.metric == "snr":
             return (f"predicted relative MSE {m.loss:.3%} + {b.z:g} standard errors = {upper:.3%} "
                     f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.3%}")
+        if b.metric != "top1":
+            return (f"predicted {b.task.name} loss {m.loss:.4g} + {b.z:g} standard errors = {upper:.4g} "
+                    f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.4g}")
         return (f"predicted drop {m.loss:.2%} + {b.z:g} standard errors = {upper:.2%} "
                 f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.2%}")
 
@@ -1110,7 +1158,7 @@ class PrecisionSearch:
             return st
         st.done = True
         self._sync(st.policy)
-        if validation is not None:
+        if validation is not None and not getattr(self, "_start_broke", False):
             st.check = validation  # the prediction no search step was chosen on
         st.budget_met = self.within_budget(st.check)
         if not st.budget_met:
@@ -1159,15 +1207,26 @@ class PrecisionSearch:
         ds = list(st.policy.data_structures())
         avg = sum(d.bits * d.elements for _, _, d in ds) / max(sum(d.elements for _, _, d in ds), 1)
         quality = (("snr_db", min(snr_db(st.check.loss), 999.0)) if self.metric == "snr"
-                   else ("agreement", st.check.agreement))
+                   else ("agreement", st.check.agreement) if self.metric == "top1" else ("loss", st.check.loss))
         return [("bits", avg), ("memory_x", st.policy.memory().compression_total), quality]
 
     def _shown_values(self) -> list[tuple[str, str]]:
         """_bar_values as a person reads them in the progress lines."""
         (_, bits), (_, memory_x), (name, quality) = self._bar_values()
-        shown = f"{quality:.1f} dB" if name == "snr_db" else f"{quality:.2%}"
-        return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"),
-                ("output SNR" if name == "snr_db" else "agreement", shown)]
+        shown = (f"{quality:.1f} dB" if name == "snr_db" else f"{quality:.2%}" if name == "agreement"
+                 else f"{quality:.4g}")
+        label = {"snr_db": "output SNR", "agreement": "agreement"}.get(name, f"{self.budget.task.name} loss")
+        return [("avg bits", f"{bits:.2f}"), ("memory", f"{memory_x:.2f}x smaller"), (label, shown)]
+
+
+def resolution_weights(n: int, options: SearchOptions, labeled: bool = False) -> np.ndarray:
+    """The weights of a top-1 check set of `n` samples as PrecisionSearch builds it (blended copies:
+    uniform; the calibration samples: margin weights, whose effective size depends on n only), so the
+    resolution rule can be applied before a model is trained (the callback)."""
+    blended = options.self_distillation and options.blend > 0 and n > 1 and not labeled
+    if blended:
+        return np.ones(n)
+    return margin_weights(np.arange(n, dtype=np.float64), options.low_margin_quantile, options.low_margin_share)
 
 
 def model_sample_shape(model: Any) -> tuple[int, ...] | None:
@@ -1194,4 +1253,5 @@ def subset(n: int, samples: int, seed: int) -> np.ndarray:
     return np.sort(order[:samples]) if samples < n else order
 
 
-__all__ = ["Candidate", "PrecisionSearch", "SearchOptions", "SearchState", "Step", "progress_verbosity", "subset"]
+__all__ = ["Candidate", "PrecisionSearch", "SearchOptions", "SearchState", "Step", "progress_verbosity",
+           "resolution_weights", "subset"]

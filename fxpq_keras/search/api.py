@@ -22,8 +22,10 @@ class QuantizationResult:
 
     The budget figures, for a report or a benchmark table:
 
-    - `metric` ("top1" or "snr") and `budget` (`Budget`: the metric, its limit `max_loss`, the
-      confidence `z`); `budget.describe()` says it in words.
+    - `metric` ("top1", "snr", "anomaly" or a user metric's name) and `budget` (`Budget`: the metric,
+      its limit `max_loss`, the confidence `z`, the `TaskMetric` measuring it as `budget.task`);
+      `budget.describe()` says it in words. With labels and a class-score model the budget is the
+      accuracy drop on them (`labeled_budget`).
     - `predicted_loss` with `predicted_interval` (90 %): the search's prediction, from the label-free
       calibration set, of the loss on unseen data: the top-1 drop against the float model (`top1`) or
       the relative output MSE (`snr`; `predicted_snr_db` in dB). `predicted_drop` is the same figure
@@ -67,6 +69,9 @@ class QuantizationResult:
     device_model: Any = None  # fxpq_keras.memory.DeviceModel of the model (None with objective "paper")
     finetune: dict[str, Any] = field(default_factory=dict)
     labeled: dict[str, Any] = field(default_factory=dict)  # label accuracy on the check set, when labels given
+    extras: dict[str, Any] = field(default_factory=dict)  # the metric's report extras (anomaly: AUC with labels)
+    labeled_budget: bool = False  # the budget is the accuracy drop on the labels given
+    samples_needed: int | None = None  # set when the budget was searched unresolved (allow_unresolved)
 
     @property
     def memory(self) -> Memory:
@@ -139,11 +144,16 @@ class QuantizationResult:
         if b.metric == "snr":
             pred = (f"predicted output SNR {snr_db(m.loss):.1f} dB (relative MSE {m.loss:.3%}, 90% interval "
                     f"{lo:.3%}..{hi:.3%})")
+        elif b.metric == "top1":
+            what = "accuracy drop" if self.labeled_budget else "top-1 drop"
+            pred = f"predicted {what} {m.loss:.2%} (90% interval {lo:.2%}..{hi:.2%})"
         else:
-            pred = f"predicted top-1 drop {m.loss:.2%} (90% interval {lo:.2%}..{hi:.2%})"
+            pred = f"predicted {b.format_loss(m.loss)} (90% interval {lo:.4g}..{hi:.4g})"
         verdict = "met" if self.budget_met else "NOT MET"
-        return (f"budget: {b.describe()}, with {b.z:g} standard error(s) of head-room -> {verdict}; {pred} "
-                f"on {m.samples:,} {self.budget_set}")
+        unresolved = "" if self.samples_needed is None else (
+            f" (UNRESOLVED: the budget needs {self.samples_needed:,} calibration samples; searched anyway)")
+        return (f"budget: {b.describe()}, with {b.z:g} standard error(s) of head-room -> {verdict}{unresolved}; "
+                f"{pred} on {m.samples:,} {self.budget_set}")
 
     def summary(self) -> str:
         """The per-layer memory table, the budget and the search's cost."""
@@ -168,6 +178,10 @@ class QuantizationResult:
             lb = self.labeled
             lines.append(f"labeled accuracy on {lb['samples']} check samples: float {lb['float_accuracy']:.2%}, "
                          f"quantized {lb['quantized_accuracy']:.2%}")
+        if "auc_float" in self.extras:
+            ex = self.extras
+            lines.append(f"anomaly-score ROC AUC on {ex['samples']} labeled calibration samples: float "
+                         f"{ex['auc_float']:.4f}, quantized {ex['auc_quantized']:.4f}")
         if self.finetune:
             lines.append(f"distillation fine-tuning: {self.finetune}")
         return "\n".join(lines)
@@ -184,13 +198,16 @@ class QuantizationResult:
                 "full_passes": round(self.full_passes, 2), "seconds": round(self.seconds, 3), "message": self.message,
                 "memory_target_met": self.memory_target_met, "options": self.options.to_dict(),
                 "trajectory": [s.to_dict() for s in self.trajectory], "finetune": self.finetune,
-                "labeled": self.labeled}
+                "labeled": self.labeled, "extras": self.extras, "labeled_budget": self.labeled_budget,
+                "samples_needed": self.samples_needed}
 
 
 class FxPQNet:
     """FxP-QNet post-training mixed-precision dynamic fixed point (see docs/algorithm.md).
 
-    Keyword options are those of `SearchOptions`: metric (auto | top1 | snr), memory_target (bytes),
+    Keyword options are those of `SearchOptions`: metric (auto | top1 | snr | anomaly | "module:function" |
+    a `TaskMetric` | a function (teacher, student, inputs) -> per-sample loss), allow_unresolved (search even
+    when the calibration set cannot resolve the budget; else `UnresolvedBudgetError`), memory_target (bytes),
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
     per layer), data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM
     of a float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
@@ -219,8 +236,18 @@ class FxPQNet:
         self.verbose = verbose
         self.progress = progress
 
-    def quantize(self, model: keras.Model, calibration_data: Any, labels: Any = None) -> QuantizationResult:
-        """Search a policy for `model` on unlabeled `calibration_data` (labels only add reporting)."""
+    def quantize(self, model: keras.Model, calibration_data: Any, labels: Any = None, *,
+                 report_labels: Any = None) -> QuantizationResult:
+        """Search a policy for `model` on `calibration_data` (unlabeled is enough: the float model is the teacher).
+
+        `labels` (one per calibration sample): with a class-score model the budget becomes the accuracy
+        drop on them (float accuracy minus quantized accuracy, the paper's budget); with the anomaly
+        metric (labels 1 = anomalous) they add the ROC AUC to the report. `report_labels`: only reported
+        (labeled accuracy), the budget stays label-free. Raises `UnresolvedBudgetError` when the calibration
+        set cannot resolve the budget (unless `allow_unresolved`).
+        """
+        if labels is not None and report_labels is not None:
+            raise ValueError("pass labels (a labeled budget) or report_labels (reported only), not both")
         start = time.perf_counter()
         search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
                                  progress=self.progress)
@@ -261,7 +288,15 @@ class FxPQNet:
                                                     verbose=self.verbose)
             result.policy, result.metrics, result.check_metrics = (search.state.policy.copy(), search.state.metrics,
                                                                    search.state.check)
-        result.labeled = labeled_accuracy(search)
+        result.labeled_budget = bool(search.labeled)
+        result.samples_needed = search.samples_needed
+        result.extras = task_extras(search)
+        if search.labeled and result.extras:
+            ex = result.extras
+            result.labeled = {"samples": ex["samples"], "float_accuracy": ex["float_accuracy"],
+                              "quantized_accuracy": ex["quantized_accuracy"]}
+        elif report_labels is not None:
+            result.labeled = labeled_accuracy(search, report_labels)
         return result
 
 
@@ -283,14 +318,39 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device)
 
 
-def labeled_accuracy(search: PrecisionSearch) -> dict[str, Any]:
-    """Float and quantized top-1 accuracy on the check set's labels (reporting only; {} without labels)."""
-    if search.metric != "top1" or search.labels is None or len(search.labels) != len(search.calibration.x):
+def task_extras(search: PrecisionSearch) -> dict[str, Any]:
+    """The metric's report extras on the labeled calibration samples (anomaly: ROC AUC of float and
+    quantized scores; labeled top-1: float and quantized accuracy); {} without labels."""
+    if search.labels is None or search.blended or len(search.labels) != len(search.calibration.x):
         return {}
     from .evaluator import predict
 
     idx = search.check_index
-    x, y = search.calibration.x[idx], search.labels[idx]
+    search._sync(search.state.policy)
+    extras = search.check_meter.extras(predict(search.qmodel, search.check_x), search.labels[idx])
+    return {"samples": int(len(idx)), **extras} if extras else {}
+
+
+def labeled_accuracy(search: PrecisionSearch, labels: Any = None) -> dict[str, Any]:
+    """Float and quantized top-1 accuracy on the check set's labels (reporting only; {} without labels).
+    `labels`: one per row of the caller's calibration data (default: the search's own labels)."""
+    if labels is not None:
+        from .adaptation import class_labels
+
+        labels = np.asarray(labels)
+        if search.pick is not None:
+            if len(labels) < len(search.pick) or (search.pick.size and search.pick.max() >= len(labels)):
+                raise ValueError(f"{len(labels)} report labels for the calibration data")
+            labels = labels[search.pick]
+        labels = class_labels(labels, None)
+    else:
+        labels = search.labels
+    if search.metric != "top1" or labels is None or len(labels) != len(search.calibration.x):
+        return {}
+    from .evaluator import predict
+
+    idx = search.check_index
+    x, y = search.calibration.x[idx], labels[idx]
     q = predict(search.qmodel, x)
     f = search.calibration.teacher[idx]
     return {"samples": int(len(idx)), "float_accuracy": float(np.mean(np.argmax(f, -1) == y)),
@@ -302,4 +362,4 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
 
 
-__all__ = ["FxPQNet", "QuantizationResult", "agreement", "make_result"]
+__all__ = ["FxPQNet", "QuantizationResult", "agreement", "make_result", "task_extras"]

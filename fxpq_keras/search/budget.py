@@ -12,6 +12,8 @@ Two metrics:
   is the flip rate weighted towards low-margin samples for unseen data (`predict_drop`).
 - ``snr``: for outputs that are not class scores, the relative output error against the teacher,
   noise power / signal power (output SNR = -10 log10 of it, in dB).
+- any `metric.TaskMetric` (``anomaly``, a user's function): per-sample losses, their mean predicted
+  by `predict_mean_loss` unless the metric says otherwise.
 
 A budget holds when the upper end of the estimate's one-sided interval, ``loss + z * stderr``, is at
 most the limit (`Budget.holds`).
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-METRICS = ("top1", "snr")
+METRICS = ("top1", "snr", "anomaly")  # built-in metric names (metric.BUILTIN); any TaskMetric is accepted too
 
 
 @dataclass(frozen=True)
@@ -51,22 +54,32 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Budget:
-    """The budget in force: a metric, its limit (`max_loss`, a fraction) and the confidence `z`.
+    """The budget in force: a metric, its limit (`max_loss`) and the confidence `z`.
 
     A policy is within budget when `estimate.loss + z * estimate.stderr <= max_loss`: the search
     keeps z standard errors of head-room so that the noise of a small calibration set does not
-    carry unseen data outside the limit.
+    carry unseen data outside the limit. `metric` is a built-in name (`METRICS`); `task` the
+    `metric.TaskMetric` that measures it (built from the name when not given: a user's metric
+    passes its own). The built-in metrics' limits are fractions in (0, 1); a user metric's any
+    positive number.
     """
 
     metric: str
     max_loss: float
     z: float = 1.0
+    task: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if not 0.0 < self.max_loss < 1.0:
-            raise ValueError(f"the budget's limit must be in (0, 1), got {self.max_loss!r}")
+        from .metric import BUILTIN
+
+        if self.task is None:
+            if self.metric not in METRICS:
+                raise ValueError(f"metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+            object.__setattr__(self, "task", BUILTIN[self.metric]())
+        builtin = self.metric in METRICS
+        if not (0.0 < self.max_loss < 1.0 if builtin else 0.0 < self.max_loss < math.inf):
+            raise ValueError(f"the budget's limit must be in {'(0, 1)' if builtin else '(0, inf)'}, "
+                             f"got {self.max_loss!r}")
         if not 0.0 <= self.z <= 5.0:
             raise ValueError(f"the budget's confidence z must be in 0..5, got {self.z!r}")
 
@@ -76,14 +89,11 @@ class Budget:
 
     def describe(self) -> str:
         """One line naming the metric and the limit in force (the summary prints it)."""
-        if self.metric == "snr":
-            return (f"output SNR against the float model >= {snr_db(self.max_loss):.1f} dB "
-                    f"(relative MSE <= {self.max_loss:.2%}; metric snr)")
-        return f"top-1 drop against the float model <= {self.max_loss:.2%} (metric top1)"
+        return self.task.describe(self.max_loss)
 
     def format_loss(self, loss: float) -> str:
         """A loss in the metric's own words: '0.42% top-1 drop' or '27.3 dB SNR'."""
-        return f"{snr_db(loss):.1f} dB output SNR" if self.metric == "snr" else f"{loss:.2%} top-1 drop"
+        return self.task.format_loss(loss)
 
 
 def snr_db(relative_mse: float) -> float:
@@ -172,6 +182,19 @@ def predict_relative_mse(noise: np.ndarray, signal: np.ndarray) -> Estimate:
     return Estimate(ratio, stderr, float(n))
 
 
+def predict_mean_loss(losses: np.ndarray, weights: np.ndarray | None = None) -> Estimate:
+    """The weighted mean of per-sample losses (any task metric's) with the standard error of a
+    weighted mean over the effective sample size."""
+    f = np.asarray(losses, dtype=np.float64)
+    if not len(f):
+        return Estimate(0.0, 0.0, 0.0)
+    w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=np.float64)
+    n_eff = effective_samples(w)
+    loss = float(np.average(f, weights=w))
+    var = float(np.average((f - loss) ** 2, weights=w)) * len(f) / max(len(f) - 1, 1)
+    return Estimate(loss, math.sqrt(var / max(n_eff, 1.0)), n_eff)
+
+
 def latest_within(count: int, holds: Callable[[int], bool]) -> int:
     """Index of the latest of `count` accepted policies (a search's trail, losses growing along it) for
     which `holds(i)` is True, by bisection: the last one is asked first (usually it holds), then about
@@ -222,25 +245,46 @@ class Meter:
     """Measures a student's outputs on one fixed set against the teacher's (numpy only: the search,
     the CLI's check of the written file and the benchmarks all measure with this one piece).
 
-    metric ``top1``: `targets` are class distributions (the teacher's, or one-hot labels), and
-    `weights` (mean 1, e.g. `margin_weights`) make the flip rate an unseen-data estimate; with
-    `labels_mode` the loss is the reference accuracy `base` minus the student's. metric ``snr``:
-    `targets` are the teacher's raw outputs.
+    `metric` is a built-in name or a `metric.TaskMetric`. ``top1``: `targets` are class
+    distributions (the teacher's, or one-hot labels), and `weights` (mean 1, e.g. `margin_weights`)
+    make the flip rate an unseen-data estimate; with `labels` a sample's loss is
+    `reference_correct` (default: the targets' top-1 is the label) minus the student's top-1 being
+    the label (the labeled budget: float accuracy minus quantized accuracy). ``snr``: `targets` are
+    the teacher's raw outputs. Any other metric: `targets` are the teacher's raw outputs, `inputs`
+    the set's inputs, and the metric's per-sample losses are checked (shape, finite) here already,
+    on the teacher against itself, so a broken metric fails before the search.
     """
 
-    def __init__(self, targets: np.ndarray, *, metric: str, probabilities: bool = False,
-                 weights: np.ndarray | None = None, labels_mode: bool = False, base: float = 1.0) -> None:
-        self.metric = metric
+    def __init__(self, targets: np.ndarray, *, metric: Any = "top1", probabilities: bool = False,
+                 weights: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 reference_correct: np.ndarray | None = None, inputs: np.ndarray | None = None) -> None:
+        from .metric import OutputSNR, Top1, as_metric
+
+        self.task = as_metric(metric)
+        self.metric = self.task.name
+        self.kind = "top1" if isinstance(self.task, Top1) else "snr" if isinstance(self.task, OutputSNR) else "task"
         self.samples = int(len(targets))
         self.probabilities = probabilities
-        self.labels_mode = labels_mode
-        self.base = float(base)
         self.weights = np.ones(self.samples) if weights is None else np.asarray(weights, dtype=np.float64)
+        self.inputs = inputs
+        self.labels = None if labels is None else np.asarray(labels).ravel()
+        if self.kind == "task":
+            if inputs is None or len(inputs) != self.samples:
+                raise ValueError(f"metric {self.metric!r} needs the set's inputs ({self.samples} samples)")
+            self.targets = np.asarray(targets)
+            self.task.check(self.targets, inputs)
+            self.task.measured(self.targets, self.targets, inputs)  # shape and NaN: fail now, naming the metric
+            return
         t = np.asarray(targets, dtype=np.float64)
-        if metric == "top1":
+        if self.kind == "top1":
             self.targets = t
             self.classes = np.argmax(t, axis=-1)
             self._logt = np.log(np.clip(t, 1e-12, 1.0))
+            if self.labels is not None:
+                if len(self.labels) != self.samples:
+                    raise ValueError(f"{len(self.labels)} labels for a set of {self.samples} samples")
+                self.reference_correct = (np.asarray(reference_correct, dtype=np.float64) if reference_correct
+                                          is not None else (self.classes == self.labels).astype(np.float64))
         else:
             self.targets = t.reshape(len(t), -1)
             self.signal = np.sum(self.targets ** 2, axis=1)
@@ -256,19 +300,37 @@ class Meter:
         y = np.asarray(outputs, dtype=np.float64)
         if len(y) != self.samples:
             raise ValueError(f"{len(y)} outputs for a set of {self.samples} samples")
-        if self.metric == "snr":
+        if self.kind == "task":
+            losses = self.task.measured(self.targets, np.asarray(outputs), self.inputs)
+            est = self.task.estimate(losses, self.weights)
+            return Metrics(math.nan, self.task.statistic(losses), self.samples, est.loss, est.stderr)
+        if self.kind == "snr":
             noise = np.sum((y.reshape(len(y), -1) - self.targets) ** 2, axis=1)
             est = predict_relative_mse(noise, self.signal)
             return Metrics(math.nan, est.loss, self.samples, est.loss, est.stderr)
         p = self.student_distribution(y)
-        hit = np.argmax(p, axis=-1) == self.classes
+        top = np.argmax(p, axis=-1)
+        hit = top == self.classes
         kl = float(np.mean(np.sum(self.targets * (self._logt - np.log(np.clip(p, 1e-12, 1.0))), axis=-1)))
-        if self.labels_mode:
-            est = predict_drop(-hit.astype(np.float64), self.weights, base=self.base)
-        else:
-            est = predict_drop(~hit, self.weights)
+        losses = (~hit).astype(np.float64) if self.labels is None else self.reference_correct - (top == self.labels)
+        est = self.task.estimate(losses, self.weights)
         return Metrics(float(np.mean(hit)), max(kl, 0.0), self.samples, est.loss, est.stderr)
+
+    def extras(self, outputs: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+        """The metric's extra report figures for these outputs (e.g. AUC with labels; a top-1 metric
+        with labels: float and quantized accuracy)."""
+        labels = self.labels if labels is None else labels
+        if self.kind == "top1":
+            if labels is None:
+                return {}
+            top = np.argmax(self.student_distribution(outputs), axis=-1)
+            return {"float_accuracy": float(np.mean(self.classes == labels)),
+                    "quantized_accuracy": float(np.mean(top == labels))}
+        if self.kind == "snr" or self.inputs is None:
+            return {}
+        return self.task.extras(self.targets, np.asarray(outputs), self.inputs, labels)
 
 
 __all__ = ["METRICS", "Budget", "Estimate", "Meter", "Metrics", "choose_metric", "effective_samples",
-           "latest_within", "margin_weights", "predict_drop", "predict_relative_mse", "snr_db"]
+           "latest_within", "margin_weights", "predict_drop", "predict_mean_loss", "predict_relative_mse",
+           "snr_db"]

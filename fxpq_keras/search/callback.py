@@ -50,13 +50,42 @@ class FxPQNetCallback(keras.callbacks.Callback):
         self.result: QuantizationResult | None = None
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        """Fail before training: the model must be one fxpq quantizes, the data must fit its input."""
+        """Fail before training: the model must be one fxpq quantizes, the data must fit its input, and
+        the calibration set must resolve the budget (`UnresolvedBudgetError` unless allow_unresolved)."""
         canonicalize(self.model)
         shape = model_sample_shape(self.model)
         if shape is not None:  # a dataset or generator is read once here, and the array kept for the search
             self.calibration_data = check_calibration_data(self.calibration_data, shape)
+            self._check_resolution()
         if self.policy_path is not None and not self.policy_path.parent.is_dir():
             raise FileNotFoundError(f"policy_path folder {self.policy_path.parent} does not exist")
+
+    def _check_resolution(self) -> None:
+        """The search's resolution rule, before training (the metric from the untrained model's outputs:
+        what auto picks depends on the output's shape and a softmax, not on the weights)."""
+        import numpy as np
+
+        from .adaptation import resolution_weights
+        from .budget import Budget, choose_metric, effective_samples
+        from .evaluator import predict
+        from .metric import resolution_error
+
+        opts = self.quantizer.options
+        if opts.allow_unresolved or not (isinstance(opts.metric, str) and opts.metric in ("auto", "top1")):
+            return
+        x = np.asarray(self.calibration_data)
+        try:
+            metric = choose_metric(predict(self.model, x[:8]), opts.metric, x.shape[1:])
+        except ValueError:
+            return  # the search names this problem
+        if metric != "top1":
+            return
+        n = min(len(x), int(opts.samples))
+        weights = resolution_weights(n, opts, labeled=self.labels is not None)
+        budget = Budget("top1", float(opts.max_accuracy_drop), float(opts.margin_sigma))
+        error = resolution_error(budget, n, effective_samples(weights))
+        if error is not None:
+            raise error
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         """The search on the trained weights (frozen: post-training unless finetune_epochs)."""
