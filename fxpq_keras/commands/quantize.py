@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if args.min_bits > args.max_bits:
         raise ValueError(f"--min-bits {args.min_bits} must not exceed --max-bits {args.max_bits}")
     x, y = load_npz(args.data, "calibration inputs")
+    if y is not None and (y.ndim != 1 or len(y) != len(x)):
+        raise ValueError(f"{args.data}: {len(y) if y.ndim else 0} labels for {len(x)} calibration samples")
     labels = None
     if args.labels is not None:
         labels = load_array(args.labels, "labels", "y")

@@ -248,6 +248,9 @@ class FxPQNet:
         """
         if labels is not None and report_labels is not None:
             raise ValueError("pass labels (a labeled budget) or report_labels (reported only), not both")
+        if report_labels is not None and hasattr(calibration_data, "__len__") and (
+                np.ndim(report_labels) != 1 or len(report_labels) != len(calibration_data)):
+            raise ValueError(f"{np.size(report_labels)} labels for {len(calibration_data)} calibration samples")
         start = time.perf_counter()
         search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
                                  progress=self.progress)
