@@ -165,9 +165,11 @@ def quantized(tmp_path_factory) -> Callable[[str, str], tuple[Any, Any, np.ndarr
             x = _inputs(model, 64)
             np.savez(d / "calib.npz", x=x)
             rc = cli(["quantize", str(d / "model.keras"), "-d", str(d / "calib.npz"), "-o", str(d / "out"),
-                      "--max-bits", "8", "--min-bits", "8", "--samples", "64", "--align-ranges", "off", "-q"])
+                      "--max-bits", "8", "--min-bits", "8", "--samples", "64", "--align-ranges", "off", "-q",
+                      "--allow-unresolved"])
             # 0, or 3: the file is written but random weights at 8 bits break the 1 % budget (near-tied
-            # logits); accepting the model and running it bit-exact is what this file checks
+            # logits; 64 samples cannot resolve it either); accepting the model and running it bit-exact is
+            # what this file checks
             assert rc in (0, 3) and (d / "out" / "model.tflite").exists()
             done[(case, framework)] = (d / "out" / "model.tflite", model, x)
         return done[(case, framework)]
