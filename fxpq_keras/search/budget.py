@@ -141,35 +141,29 @@ def effective_samples(weights: np.ndarray) -> float:
     return float(w.sum() ** 2 / max(float((w * w).sum()), 1e-300))
 
 
-def predict_drop(flips: np.ndarray, weights: np.ndarray | None = None, base: float = 0.0) -> Estimate:
+def predict_drop(flips: np.ndarray, weights: np.ndarray | None = None, base: float = 0.0, *,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> Estimate:
     """Predicted top-1 drop on unseen data: the weighted rate of per-sample losses `flips` (1 for a
     sample the quantized model gets wrong that the reference got right; with labels, `base` minus
     the weighted accuracy) and its standard error.
 
     The standard error is binomial at the estimate with a floor of half a flip over the effective
-    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n).
+    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n); with
+    `clusters` (samples sharing an input) at least the cluster-robust one, and `shift` adds the
+    calibration-to-held-out term (`interval.drop_estimate`).
     """
-    f = np.asarray(flips, dtype=np.float64)
-    w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=np.float64)
-    n_eff = effective_samples(w) if len(f) else 0.0
-    loss = base + float(np.average(f, weights=w)) if len(f) else 0.0
-    q = min(max(loss, 0.5 / max(n_eff, 1.0)), 1.0)
-    return Estimate(loss, math.sqrt(q * (1.0 - q) / max(n_eff, 1.0)), n_eff)
+    from .interval import drop_estimate
+
+    return drop_estimate(flips, weights, base, clusters=clusters, shift=shift)
 
 
-def predict_relative_mse(noise: np.ndarray, signal: np.ndarray) -> Estimate:
+def predict_relative_mse(noise: np.ndarray, signal: np.ndarray, *, clusters: np.ndarray | None = None,
+                         shift: float = 0.0) -> Estimate:
     """Relative output MSE (sum noise / sum signal power over samples) with a delta-method standard
-    error of the ratio of means."""
-    noise = np.asarray(noise, dtype=np.float64)
-    signal = np.asarray(signal, dtype=np.float64)
-    n = len(noise)
-    s = float(signal.mean()) if n else 0.0
-    if n == 0 or s <= 0:
-        return Estimate(0.0 if n == 0 else math.inf, 0.0, float(n))
-    ratio = float(noise.mean()) / s
-    resid = (noise - ratio * signal) / s
-    stderr = float(np.sqrt(np.mean(resid * resid) / n))
-    return Estimate(ratio, stderr, float(n))
+    error of the ratio of means (cluster-robust with `clusters`; `shift`: `interval.relative_mse_estimate`)."""
+    from .interval import relative_mse_estimate
+
+    return relative_mse_estimate(noise, signal, clusters=clusters, shift=shift)
 
 
 def latest_within(count: int, holds: Callable[[int], bool]) -> int:
@@ -225,12 +219,15 @@ class Meter:
     metric ``top1``: `targets` are class distributions (the teacher's, or one-hot labels), and
     `weights` (mean 1, e.g. `margin_weights`) make the flip rate an unseen-data estimate; with
     `labels_mode` the loss is the reference accuracy `base` minus the student's. metric ``snr``:
-    `targets` are the teacher's raw outputs.
+    `targets` are the teacher's raw outputs. `clusters` (samples that share an input, e.g. the
+    validation copies) and `shift` make the standard error honest for unseen data (`interval`).
     """
 
     def __init__(self, targets: np.ndarray, *, metric: str, probabilities: bool = False,
-                 weights: np.ndarray | None = None, labels_mode: bool = False, base: float = 1.0) -> None:
+                 weights: np.ndarray | None = None, labels_mode: bool = False, base: float = 1.0,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> None:
         self.metric = metric
+        self.clusters, self.shift = clusters, float(shift)
         self.samples = int(len(targets))
         self.probabilities = probabilities
         self.labels_mode = labels_mode
@@ -258,15 +255,16 @@ class Meter:
             raise ValueError(f"{len(y)} outputs for a set of {self.samples} samples")
         if self.metric == "snr":
             noise = np.sum((y.reshape(len(y), -1) - self.targets) ** 2, axis=1)
-            est = predict_relative_mse(noise, self.signal)
+            est = predict_relative_mse(noise, self.signal, clusters=self.clusters, shift=self.shift)
             return Metrics(math.nan, est.loss, self.samples, est.loss, est.stderr)
         p = self.student_distribution(y)
         hit = np.argmax(p, axis=-1) == self.classes
         kl = float(np.mean(np.sum(self.targets * (self._logt - np.log(np.clip(p, 1e-12, 1.0))), axis=-1)))
         if self.labels_mode:
-            est = predict_drop(-hit.astype(np.float64), self.weights, base=self.base)
+            est = predict_drop(-hit.astype(np.float64), self.weights, base=self.base, clusters=self.clusters,
+                               shift=self.shift)
         else:
-            est = predict_drop(~hit, self.weights)
+            est = predict_drop(~hit, self.weights, clusters=self.clusters, shift=self.shift)
         return Metrics(float(np.mean(hit)), max(kl, 0.0), self.samples, est.loss, est.stderr)
 
 
