@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -183,6 +184,201 @@ def searched(name: str, samples: int, max_drop: float) -> str:
             f"{seconds:.0f} |")
 
 
+INTERVAL_VERSION = 1  # bump when what `collect` stores changes (the cache key holds it)
+TRAIL_TAIL, TRAIL_SPREAD = 12, 6  # trail policies kept: the last ones (a walk-back lands there) + spread ones
+
+
+def per_sample(search: PrecisionSearch, policy: Any, sets: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Per-sample losses of `policy` on every set (inputs, teacher outputs): flips (top1) or noise power
+    (snr; signal power is the policy-free teacher's, stored once)."""
+    search._sync(policy)
+    out = {}
+    for k, (x, ref) in sets.items():
+        q = predict(search.qmodel, x)
+        if search.metric == "top1":
+            out[k] = (np.argmax(q, -1) != np.argmax(ref, -1)).astype(np.uint8)
+        else:
+            out[k] = np.sum((q.reshape(len(x), -1).astype(np.float64) - ref.reshape(len(x), -1)) ** 2, axis=1)
+    return out
+
+
+def collect(name: str, samples: int, max_drop: float) -> dict[str, np.ndarray]:
+    """One search of `name` (PrecisionSearch, the default options of bench/quality.py) and per-sample
+    losses of its final policy and of trail policies on the search's own sets (the decision-free check
+    set it accepted steps on, the validation copies) and on the held-out test split. Cached under
+    `$FXPQ_BENCH_CACHE/intervals/` (keyed by the trained model, samples, budget and INTERVAL_VERSION),
+    so estimators are re-fitted on these arrays without searching again."""
+    from bench.models import model_path
+    from fxpq_keras.search.adaptation import VALIDATION_COPIES
+
+    model, data = trained(name)
+    key = f"{model_path(name).stem}-{samples}-{max_drop:g}-v{INTERVAL_VERSION}"
+    path = Path(os.environ.get("FXPQ_BENCH_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "bench"))
+    path = path / "intervals" / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    x_cal, _ = calibration_set(data, samples)
+    t = time.perf_counter()
+    search = PrecisionSearch(model, x_cal, options=SearchOptions(max_accuracy_drop=max_drop, samples=len(x_cal),
+                                                                 seed=0, float_input=False))
+    state = search.run()
+    seconds = time.perf_counter() - t
+    x_te = data["x_test"]
+    sets = {"check": search.check_x, "validation": search.validation_x, "calib": search.calibration.x, "test": x_te}
+    sets = {k: (v, predict(model, v)) for k, v in sets.items()}
+    trail = list(search._trail)
+    idx = sorted(set(range(max(len(trail) - TRAIL_TAIL, 0), len(trail)))
+                 | set(np.linspace(0, max(len(trail) - 1, 0), TRAIL_SPREAD).astype(int).tolist())) if trail else []
+    policies = [state.policy] + [trail[i] for i in idx]
+    rows = [per_sample(search, pol, sets) for pol in policies]
+    out: dict[str, np.ndarray] = {k: np.stack([r[k] for r in rows]) for k in sets}
+    if search.metric == "snr":
+        for k, (v, ref) in sets.items():
+            out[f"{k}_signal"] = np.sum(ref.reshape(len(v), -1).astype(np.float64) ** 2, axis=1)
+    out.update(metric=np.array(search.metric), trail_index=np.array([-1] + idx), trail_length=np.array(len(trail)),
+               copies=np.array(VALIDATION_COPIES), budget=np.array(max_drop), seconds=np.array(seconds),
+               budget_met=np.array(bool(state.budget_met)), paper_x=np.array([p.memory().compression_total
+                                                                              for p in policies]),
+               walked_back=np.array(sum(s.action == "back" for s in state.trajectory)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+    return out
+
+
+BAND = 0.06  # coverage is counted over policies whose held-out loss is at most this (a 1 % budget decides there)
+HEAVY = ("resnet8", "mobilenet_v1_025")  # ~10 GB and minutes per search: searched at the first budget only
+SHIFTS = tuple(round(0.05 * i, 2) for i in range(41))  # the grid the shift constant is fitted on
+
+
+def interval_rows(d: dict[str, np.ndarray], shift: float) -> list[dict[str, Any]]:
+    """Per stored policy of one collected search: the held-out loss, the old interval (binomial on the
+    validation copies as if independent) and the new one (`interval.py`: clustered, winner's curse,
+    `shift`), both also as predictive intervals for a held-out set of the test split's size."""
+    from fxpq_keras.search.interval import (
+        copy_clusters,
+        drop_estimate,
+        predictive,
+        relative_mse_estimate,
+        with_selection,
+    )
+
+    copies = int(d["copies"])
+    top1 = str(d["metric"]) == "top1"
+    rows, seen = [], set()
+    for r in range(len(d["test"])):
+        v = d["validation"][r].astype(np.float64)
+        n, m = len(v) // copies, len(d["test"][r])
+        sig = hash(v.tobytes() + d["test"][r].tobytes())
+        if sig in seen:  # the final policy is usually the trail's last one
+            continue
+        seen.add(sig)
+        clusters = copy_clusters(copies, n)
+        if top1:
+            held = float(d["test"][r].mean())
+            old = predict_drop(v)
+            new = with_selection(drop_estimate(v, clusters=clusters, shift=shift), v.reshape(copies, n),
+                                 d["check"][r].astype(np.float64))
+            per_var = None
+        else:
+            held = float(d["test"][r].sum() / d["test_signal"].sum())
+            s = d["validation_signal"]
+            old = predict_relative_mse(v, s)
+            new = relative_mse_estimate(v, s, clusters=clusters, shift=shift)
+            per_var = float(np.var((v - new.loss * s) / s.mean()))
+        rows.append({"trail": int(d["trail_index"][r]), "final": r == 0, "held": held, "test": m, "old": old,
+                     "new": new, "old_p": predictive(old, m, per_var), "new_p": predictive(new, m, per_var)})
+    return rows
+
+
+def covered(est: Any, held: float, z: float = 1.645) -> tuple[bool, bool]:
+    """(inside the two-sided interval, under its upper end) of a held-out loss."""
+    lo, hi = est.interval(z)
+    return lo <= held <= hi, held <= hi
+
+
+def coverage(rows: list[dict[str, Any]], key: str) -> tuple[float, float, int]:
+    """(two-sided, upper) coverage of `key`'s intervals over the rows in the band that are not trivially
+    zero (nothing predicted, nothing held out), and their count."""
+    pts = [r for r in rows if r["held"] <= BAND and (r["held"] > 0 or r[key].loss > 0)]
+    if not pts:
+        return math.nan, math.nan, 0
+    c = np.array([covered(r[key], r["held"]) for r in pts])
+    return float(c[:, 0].mean()), float(c[:, 1].mean()), len(pts)
+
+
+def fit_shift(searches: list[dict[str, np.ndarray]], rate: float = 0.9) -> float:
+    """The smallest shift constant on SHIFTS whose predictive intervals cover at least `rate` (two-sided)
+    and (1 + rate) / 2 (upper end) of the policies of every search given, each search weighing the same."""
+    for shift in SHIFTS:
+        cov = [coverage(interval_rows(d, shift), "new_p") for d in searches]
+        cov = [c for c in cov if c[2]]
+        if cov and np.mean([c[0] for c in cov]) >= rate and np.mean([c[1] for c in cov]) >= (1 + rate) / 2:
+            return shift
+    return SHIFTS[-1]
+
+
+def _fmt(metric: str, v: float) -> str:
+    if metric == "snr":
+        return "inf dB" if v <= 0 else f"{-10 * math.log10(v):.2f} dB"
+    return f"{v:.2%}"
+
+
+def _interval(metric: str, est: Any) -> str:
+    lo, hi = est.interval()
+    if metric == "snr":
+        return f"{_fmt(metric, hi)}..{_fmt(metric, lo)}"
+    return f"{_fmt(metric, lo)}..{_fmt(metric, hi)}"
+
+
+def intervals(models: list[str], samples: int, budgets: dict[str, list[float]], shift: float | None) -> None:
+    """Print the honest-interval tables (docs/algorithm.md, "Interval"): per search, predicted against
+    held-out, and leave-one-model-out coverage of the fitted shift constant."""
+    searches: dict[str, list[dict[str, np.ndarray]]] = {}
+    for name in models:
+        metric = "snr" if ZOO[name].metric != "top1" else "top1"
+        for b in budgets[metric][:1] if name in HEAVY else budgets[metric]:
+            t = time.perf_counter()
+            searches.setdefault(name, []).append(collect(name, samples, b))
+            print(f"[{name} at {b:g}: {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
+    everything = [d for ds in searches.values() for d in ds]
+    fitted = fit_shift(everything) if shift is None else shift
+    print(f"Shift constant: {fitted:g} ({'fitted on every search below' if shift is None else 'given'}).\n")
+    print("| model | budget | held-out | old: predicted (90 % interval) | new: predicted (90 % interval) | "
+          "old covers (pred.) | new covers (pred.) | walk-backs |")
+    print("|---|---:|---:|---:|---:|:---:|:---:|---:|")
+    for name, ds in searches.items():
+        for d in ds:
+            metric = str(d["metric"])
+            r = interval_rows(d, fitted)[0]
+            oc, nc = covered(r["old_p"], r["held"])[0], covered(r["new_p"], r["held"])[0]
+            print(f"| {name} | {_fmt(metric, float(d['budget']))} | {_fmt(metric, r['held'])} | "
+                  f"{_fmt(metric, r['old'].loss)} ({_interval(metric, r['old'])}) | "
+                  f"{_fmt(metric, r['new'].loss)} ({_interval(metric, r['new'])}) | {'yes' if oc else 'NO'} | "
+                  f"{'yes' if nc else 'NO'} | {int(d['walked_back'])} |")
+    print("\nLeave one model out: the shift constant fitted on the other models' searches, coverage (two-sided "
+          "90 % / upper 95 %, predictive for the test split's size) over every stored policy of the model left "
+          "out (final and trail, held-out loss <= 6 %, not both zero).\n")
+    print("| model left out | policies | shift fitted on the others | old coverage | new coverage |")
+    print("|---|---:|---:|---:|---:|")
+    tot = {"old": [], "new": []}
+    for name, ds in searches.items():
+        others = [d for n, dd in searches.items() if n != name for d in dd]
+        s = fit_shift(others) if shift is None else shift
+        rows = [r for d in ds for r in interval_rows(d, s)]
+        o, nw = coverage(rows, "old_p"), coverage(rows, "new_p")
+        tot["old"].append(o)
+        tot["new"].append(nw)
+        print(f"| {name} | {nw[2]} | {s:g} | {o[0]:.0%} / {o[1]:.0%} | {nw[0]:.0%} / {nw[1]:.0%} |")
+    for k in tot:
+        tot[k] = [c for c in tot[k] if c[2]]
+    print(f"| mean over models | {sum(c[2] for c in tot['new'])} | | "
+          f"{np.mean([c[0] for c in tot['old']]):.0%} / {np.mean([c[1] for c in tot['old']]):.0%} | "
+          f"{np.mean([c[0] for c in tot['new']]):.0%} / {np.mean([c[1] for c in tot['new']]):.0%} |")
+
+
 CRITERIA = {
     "no false accept": lambda st: st["false_accepts"] == 0,
     "bias >= 0": lambda st: st["bias"] >= 0,
@@ -217,7 +413,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--searched", action="store_true",
                    help="instead: run the default search per model, predicted against held-out loss")
     p.add_argument("--max-drop", type=float, default=0.01)
+    p.add_argument("--intervals", action="store_true",
+                   help="instead: predicted interval against held-out loss per search (cached), with the "
+                   "leave-one-model-out coverage of the interval's shift constant")
+    p.add_argument("--budgets", default="top1=0.01,0.005,0.02;snr=0.01,0.003,0.0005",
+                   help="--intervals: the budgets searched per metric (resnet8 and mobilenet_v1_025: the first only)")
+    p.add_argument("--shift", type=float, default=None, help="--intervals: use this shift constant instead of "
+                   "fitting it")
     args = p.parse_args(argv)
+    if args.intervals:
+        budgets = {k: [float(v) for v in vals.split(",")] for k, _, vals in
+                   (part.partition("=") for part in args.budgets.split(";"))}
+        intervals([m for m in args.models.split(",") if m], args.samples, budgets, args.shift)
+        return 0
     if args.searched:
         print("| model | predicted (90 % interval) | held-out | best uniform: bits, paper x, device B | "
               "FxP-QNet: paper x, device B | walk-backs | restart from uniform | evals | search s |")

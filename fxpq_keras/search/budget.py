@@ -151,40 +151,36 @@ def effective_samples(weights: np.ndarray) -> float:
     return float(w.sum() ** 2 / max(float((w * w).sum()), 1e-300))
 
 
-def predict_drop(flips: np.ndarray, weights: np.ndarray | None = None, base: float = 0.0) -> Estimate:
+def predict_drop(flips: np.ndarray, weights: np.ndarray | None = None, base: float = 0.0, *,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> Estimate:
     """Predicted top-1 drop on unseen data: the weighted rate of per-sample losses `flips` (1 for a
     sample the quantized model gets wrong that the reference got right; with labels, `base` minus
     the weighted accuracy) and its standard error.
 
     The standard error is binomial at the estimate with a floor of half a flip over the effective
-    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n).
+    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n); with
+    `clusters` (samples sharing an input) at least the cluster-robust one, and `shift` adds the
+    calibration-to-held-out term (`interval.drop_estimate`).
     """
-    f = np.asarray(flips, dtype=np.float64)
-    w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=np.float64)
-    n_eff = effective_samples(w) if len(f) else 0.0
-    loss = base + float(np.average(f, weights=w)) if len(f) else 0.0
-    q = min(max(loss, 0.5 / max(n_eff, 1.0)), 1.0)
-    return Estimate(loss, math.sqrt(q * (1.0 - q) / max(n_eff, 1.0)), n_eff)
+    from .interval import drop_estimate
+
+    return drop_estimate(flips, weights, base, clusters=clusters, shift=shift)
 
 
-def predict_relative_mse(noise: np.ndarray, signal: np.ndarray) -> Estimate:
+def predict_relative_mse(noise: np.ndarray, signal: np.ndarray, *, clusters: np.ndarray | None = None,
+                         shift: float = 0.0) -> Estimate:
     """Relative output MSE (sum noise / sum signal power over samples) with a delta-method standard
-    error of the ratio of means."""
-    noise = np.asarray(noise, dtype=np.float64)
-    signal = np.asarray(signal, dtype=np.float64)
-    n = len(noise)
-    s = float(signal.mean()) if n else 0.0
-    if n == 0 or s <= 0:
-        return Estimate(0.0 if n == 0 else math.inf, 0.0, float(n))
-    ratio = float(noise.mean()) / s
-    resid = (noise - ratio * signal) / s
-    stderr = float(np.sqrt(np.mean(resid * resid) / n))
-    return Estimate(ratio, stderr, float(n))
+    error of the ratio of means (cluster-robust with `clusters`; `shift`: `interval.relative_mse_estimate`)."""
+    from .interval import relative_mse_estimate
+
+    return relative_mse_estimate(noise, signal, clusters=clusters, shift=shift)
 
 
-def predict_mean_loss(losses: np.ndarray, weights: np.ndarray | None = None) -> Estimate:
+def predict_mean_loss(losses: np.ndarray, weights: np.ndarray | None = None, *, clusters: np.ndarray | None = None,
+                      shift: float = 0.0) -> Estimate:
     """The weighted mean of per-sample losses (any task metric's) with the standard error of a
-    weighted mean over the effective sample size."""
+    weighted mean over the effective sample size (at least the cluster-robust one over `clusters`;
+    `shift` times the loss added in quadrature, as `interval` does for the built-in metrics)."""
     f = np.asarray(losses, dtype=np.float64)
     if not len(f):
         return Estimate(0.0, 0.0, 0.0)
@@ -192,7 +188,12 @@ def predict_mean_loss(losses: np.ndarray, weights: np.ndarray | None = None) -> 
     n_eff = effective_samples(w)
     loss = float(np.average(f, weights=w))
     var = float(np.average((f - loss) ** 2, weights=w)) * len(f) / max(len(f) - 1, 1)
-    return Estimate(loss, math.sqrt(var / max(n_eff, 1.0)), n_eff)
+    se = math.sqrt(var / max(n_eff, 1.0))
+    if clusters is not None:
+        from .interval import cluster_stderr
+
+        se = max(se, cluster_stderr(w * (f - loss) / w.mean(), clusters))
+    return Estimate(loss, math.hypot(se, shift * abs(loss)), n_eff)
 
 
 def latest_within(count: int, holds: Callable[[int], bool]) -> int:
@@ -252,17 +253,21 @@ class Meter:
     the label (the labeled budget: float accuracy minus quantized accuracy). ``snr``: `targets` are
     the teacher's raw outputs. Any other metric: `targets` are the teacher's raw outputs, `inputs`
     the set's inputs, and the metric's per-sample losses are checked (shape, finite) here already,
-    on the teacher against itself, so a broken metric fails before the search.
+    on the teacher against itself, so a broken metric fails before the search. `clusters` (samples
+    that share an input, e.g. the validation copies) and `shift` make the standard error honest for
+    unseen data (`interval`); every metric's estimate takes them.
     """
 
     def __init__(self, targets: np.ndarray, *, metric: Any = "top1", probabilities: bool = False,
                  weights: np.ndarray | None = None, labels: np.ndarray | None = None,
-                 reference_correct: np.ndarray | None = None, inputs: np.ndarray | None = None) -> None:
+                 reference_correct: np.ndarray | None = None, inputs: np.ndarray | None = None,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> None:
         from .metric import OutputSNR, Top1, as_metric
 
         self.task = as_metric(metric)
         self.metric = self.task.name
         self.kind = "top1" if isinstance(self.task, Top1) else "snr" if isinstance(self.task, OutputSNR) else "task"
+        self.clusters, self.shift = clusters, float(shift)
         self.samples = int(len(targets))
         self.probabilities = probabilities
         self.weights = np.ones(self.samples) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -302,18 +307,18 @@ class Meter:
             raise ValueError(f"{len(y)} outputs for a set of {self.samples} samples")
         if self.kind == "task":
             losses = self.task.measured(self.targets, np.asarray(outputs), self.inputs)
-            est = self.task.estimate(losses, self.weights)
+            est = self.task.estimate(losses, self.weights, clusters=self.clusters, shift=self.shift)
             return Metrics(math.nan, self.task.statistic(losses), self.samples, est.loss, est.stderr)
         if self.kind == "snr":
             noise = np.sum((y.reshape(len(y), -1) - self.targets) ** 2, axis=1)
-            est = predict_relative_mse(noise, self.signal)
+            est = predict_relative_mse(noise, self.signal, clusters=self.clusters, shift=self.shift)
             return Metrics(math.nan, est.loss, self.samples, est.loss, est.stderr)
         p = self.student_distribution(y)
         top = np.argmax(p, axis=-1)
         hit = top == self.classes
         kl = float(np.mean(np.sum(self.targets * (self._logt - np.log(np.clip(p, 1e-12, 1.0))), axis=-1)))
         losses = (~hit).astype(np.float64) if self.labels is None else self.reference_correct - (top == self.labels)
-        est = self.task.estimate(losses, self.weights)
+        est = self.task.estimate(losses, self.weights, clusters=self.clusters, shift=self.shift)
         return Metrics(float(np.mean(hit)), max(kl, 0.0), self.samples, est.loss, est.stderr)
 
     def extras(self, outputs: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:

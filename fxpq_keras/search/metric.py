@@ -68,10 +68,11 @@ class TaskMetric:
         """One loss per sample, shape (n,): how far the student's outputs are from the teacher's."""
         raise NotImplementedError(f"{type(self).__name__}.losses")
 
-    def estimate(self, losses: np.ndarray, weights: np.ndarray | None = None) -> Estimate:
+    def estimate(self, losses: np.ndarray, weights: np.ndarray | None = None, *,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> Estimate:
         """The prediction for unseen data from per-sample losses (default: their mean, with its
-        standard error)."""
-        return predict_mean_loss(losses, weights)
+        standard error; `clusters` and `shift` as `budget.predict_mean_loss` takes them)."""
+        return predict_mean_loss(losses, weights, clusters=clusters, shift=shift)
 
     def statistic(self, losses: np.ndarray) -> float:
         """The prediction-error statistic that ranks steps and chooses fracs (default: the mean loss)."""
@@ -183,8 +184,9 @@ class Top1(TaskMetric):
     def losses(self, teacher: np.ndarray, student: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         return (np.argmax(student, axis=-1) != np.argmax(teacher, axis=-1)).astype(np.float64)
 
-    def estimate(self, losses: np.ndarray, weights: np.ndarray | None = None) -> Estimate:
-        return predict_drop(losses, weights)
+    def estimate(self, losses: np.ndarray, weights: np.ndarray | None = None, *,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> Estimate:
+        return predict_drop(losses, weights, clusters=clusters, shift=shift)
 
     def describe(self, max_loss: float) -> str:
         return f"top-1 drop against the float model <= {max_loss:.2%} (metric top1)"
