@@ -1004,8 +1004,9 @@ class PrecisionSearch:
             return (f"predicted relative MSE {m.loss:.3%} + {b.z:g} standard errors = {upper:.3%} "
                     f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.3%}")
         if b.metric != "top1":
-            return (f"predicted {b.task.name} loss {m.loss:.4g} + {b.z:g} standard errors = {upper:.4g} "
-                    f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.4g}")
+            number = b.task.format_number
+            return (f"predicted {b.task.name} loss {number(m.loss)} + {b.z:g} standard errors = {number(upper)} "
+                    f"{'<=' if b.holds(m.estimate) else '>'} {number(b.max_loss)}")
         return (f"predicted drop {m.loss:.2%} + {b.z:g} standard errors = {upper:.2%} "
                 f"{'<=' if b.holds(m.estimate) else '>'} {b.max_loss:.2%}")
 

@@ -148,7 +148,8 @@ class QuantizationResult:
             what = "accuracy drop" if self.labeled_budget else "top-1 drop"
             pred = f"predicted {what} {m.loss:.2%} (90% interval {lo:.2%}..{hi:.2%})"
         else:
-            pred = f"predicted {b.format_loss(m.loss)} (90% interval {lo:.4g}..{hi:.4g})"
+            pred = (f"predicted {b.format_loss(m.loss)} (90% interval {b.task.format_number(lo)}.."
+                    f"{b.task.format_number(hi)})")
         verdict = "met" if self.budget_met else "NOT MET"
         unresolved = "" if self.samples_needed is None else (
             f" (UNRESOLVED: the budget needs {self.samples_needed:,} calibration samples; searched anyway)")

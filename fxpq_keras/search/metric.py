@@ -86,6 +86,10 @@ class TaskMetric:
         """A loss in the metric's own words."""
         return f"{self.name} loss {loss:.4g}"
 
+    def format_number(self, loss: float) -> str:
+        """A bare loss value (interval ends, limits) in the metric's unit."""
+        return f"{loss:.4g}"
+
     def extras(self, teacher: np.ndarray, student: np.ndarray, inputs: np.ndarray,
                labels: np.ndarray | None) -> dict[str, float]:
         """Extra figures for the report (e.g. AUC with labels); {} by default."""
@@ -300,6 +304,9 @@ class AnomalyScore(TaskMetric):
 
     def format_loss(self, loss: float) -> str:
         return f"{loss:.2%} mean anomaly-score change"
+
+    def format_number(self, loss: float) -> str:
+        return f"{loss:.2%}"
 
     def extras(self, teacher: np.ndarray, student: np.ndarray, inputs: np.ndarray,
                labels: np.ndarray | None) -> dict[str, float]:
