@@ -315,18 +315,20 @@ def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
 
 
 def auc(scores: np.ndarray, y: np.ndarray) -> float:
-    """ROC AUC of scores for positives y == 1 (Mann-Whitney U, ties counted half)."""
-    pos, neg = scores[y == 1], scores[y == 0]
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
+    """ROC AUC of scores for positives y == 1 (Mann-Whitney U, ties counted half): the anomaly metric's own
+    (fxpq_keras.search.metric.roc_auc), so the zoo's AUC and the search report's are one rule."""
+    from fxpq_keras.search.metric import roc_auc
+
+    return roc_auc(scores, y)
 
 
 def score(name: str, outputs: np.ndarray, data: dict[str, np.ndarray]) -> float:
-    """The zoo model's held-out quality: top-1 accuracy, or AUC of reconstruction error (autoencoder)."""
+    """The zoo model's held-out quality: top-1 accuracy, or AUC of reconstruction error (autoencoder: the
+    anomaly score of `metric="anomaly"`, fxpq_keras.search.metric.anomaly_scores)."""
     if ZOO[name].metric == "auc":
-        err = np.mean((np.asarray(outputs, np.float64).reshape(len(data["x_test"]), -1)
-                       - data["x_test"].reshape(len(data["x_test"]), -1)) ** 2, axis=1)
-        return auc(err, data["y_test"])
+        from fxpq_keras.search.metric import anomaly_scores
+
+        return auc(anomaly_scores(outputs, data["x_test"]), data["y_test"])
     return accuracy(outputs, data["y_test"])
 
 
