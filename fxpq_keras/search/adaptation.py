@@ -426,7 +426,8 @@ class PrecisionSearch:
             return None
         if not self.options.allow_unresolved:
             raise error
-        self._say(f"{error} (searching anyway: allow_unresolved)")
+        self._say(f"the budget is unresolved: {n:,} calibration samples, it needs {error.samples_needed:,} (one "
+                  "flip alone would break it); searching anyway (allow_unresolved)")
         return error.samples_needed
 
     def _start_policy(self) -> Policy:
@@ -708,7 +709,11 @@ class PrecisionSearch:
             return self.state
         if self._phase == "start":
             if not self.within_budget(self.state.check):
-                self._start_broke = True  # the verdict is this check, not a later one on the validation copies
+                # the verdict is this check (and the report says which set it is), not a later one on the
+                # validation copies, whose smaller half-flip floor could call the same policy "met"
+                self._start_broke = True
+                self.budget_x, self.budget_meter = self.check_x, self.check_meter
+                self.budget_set = "blended calibration samples" if self.blended else "calibration samples"
                 return self._finish(f"the {self.options.max_bits}-bit start policy already breaks the budget; "
                                     "nothing lowered")
             if self.memory_met(self.state.policy):
