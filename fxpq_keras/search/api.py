@@ -257,7 +257,7 @@ class FxPQNet:
                                  progress=self.progress)
         state = search.run()
         others: list[PrecisionSearch] = []
-        if self.options.ram_first == "auto" and search.ram_could_fall() and not getattr(search, "_start_broke", False):
+        if self.options.ram_first == "auto" and search.ram_could_fall() and not search.start_broke:
             # the greedy may have spent the budget on weight bits before a peak group's turn: also try the
             # RAM peak first, on the same calibration samples (on the model as given and, with align_ranges
             # "auto", range-aligned too), and keep whichever result holds the fewest device bytes
