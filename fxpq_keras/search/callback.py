@@ -28,9 +28,13 @@ class FxPQNetCallback(keras.callbacks.Callback):
 
     `calibration_data`: unlabeled inputs (numpy array, `tf.data.Dataset` of x or (x, y), generator or
     Keras `PyDataset`). The other keywords are `FxPQNet`'s (max_accuracy_drop, finetune_epochs for the
-    opt-in distillation fine-tuning, and every `SearchOptions` field). `policy_path` also writes the
-    policy as JSON for `fxpq export`. With `strict` (default) a search that cannot lower anything
-    raises `SearchStoppedError` naming why; with `strict=False` it only sets `.result`.
+    opt-in distillation fine-tuning, and every `SearchOptions` field: metric, allow_unresolved, ...).
+    `labels` (one per calibration sample) make the budget the accuracy drop on them, as in
+    `FxPQNet.quantize`. When training begins the callback also checks that the calibration set can
+    resolve the budget (`UnresolvedBudgetError` before the first epoch, not after the last).
+    `policy_path` also writes the policy as JSON for `fxpq export`. With `strict` (default) a search
+    that cannot lower anything raises `SearchStoppedError` naming why; with `strict=False` it only
+    sets `.result`.
 
     Example::
 
