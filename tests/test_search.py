@@ -44,7 +44,8 @@ def digits() -> dict:
 
 @pytest.fixture(scope="module")
 def default_result(digits: dict):
-    return FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"], labels=digits["y_train"])
+    # report_labels: reported only (labels= would make the budget the labeled accuracy drop)
+    return FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"], report_labels=digits["y_train"])
 
 
 def test_budget_respected_on_held_out_data(digits: dict, default_result) -> None:
@@ -90,7 +91,7 @@ def test_no_retrace_while_searching(digits: dict, incremental: bool) -> None:
 def test_incremental_search_finds_the_same_policy_for_less(digits: dict, default_result) -> None:
     """Incremental evaluation is speed only: the same policy as whole passes, fewer layers run."""
     old = FxPQNet(0.02, incremental=False, **FAST).quantize(digits["model"], digits["x_train"],
-                                                           labels=digits["y_train"])
+                                                           report_labels=digits["y_train"])
     assert old.policy.to_json() == default_result.policy.to_json()
     assert old.check_metrics == default_result.check_metrics
     assert old.full_passes == old.evaluations
@@ -143,8 +144,9 @@ def test_incremental_evaluation_equals_a_whole_pass(digits: dict, which: str) ->
 
 @pytest.mark.parametrize("switch", ["dynamic_fixed_point", "layerwise", "error_statistics_frac", "self_distillation"])
 def test_each_switch_changes_behaviour(digits: dict, default_result, switch: str) -> None:
+    kind = "labels" if switch == "self_distillation" else "report_labels"  # the labels are the targets then
     res = FxPQNet(0.02, **FAST, **{switch: False}).quantize(digits["model"], digits["x_train"],
-                                                           labels=digits["y_train"])
+                                                           **{kind: digits["y_train"]})
     assert res.policy.to_json() != default_result.policy.to_json() or res.evaluations != default_result.evaluations
     assert 1 - res.check_metrics.agreement <= 0.02 + 1e-9 or switch == "self_distillation"
     if switch == "layerwise":  # one width everywhere

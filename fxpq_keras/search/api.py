@@ -273,6 +273,7 @@ class FxPQNet:
                                         options=replace(self.options, ram_first=True, align_ranges=align),
                                         verbose=self.verbose, progress=self.progress)
                 other.ram_to_beat = search.device.ram_bytes(state.policy)  # what RAM first is for
+                other.pick = search.pick  # the same rows of the caller's data (report-only labels follow them)
                 other_state = other.run()
                 what = "RAM peak first" + (", range-aligned" if calib.channel_scales else "")
                 if other.ram_groups and search.smaller(other_state.policy, state.policy):
