@@ -29,6 +29,7 @@ from ..progress import Progress
 from ..stock_layers import FIXED_OUTPUT_FORMATS, STOCK_KINDS
 from .budget import Budget, Meter, Metrics, choose_metric, latest_within, margin_weights, snr_db
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
+from .interval import SHIFT, copy_clusters
 
 Key = tuple[str, str]  # (layer or "input", "weights" | "bias" | "output")
 KINDS = ("input", "weights", "bias", "output")
@@ -310,9 +311,12 @@ class PrecisionSearch:
             self.validation_x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
                                                 for partner in partners]).astype(np.float32)
             teacher = predict(calib.float_model, self.validation_x)
-            self.validation_meter = (Meter(teacher, metric="snr") if self.metric == "snr" else
+            # the copies of one input are not independent samples, and held-out data is not calibration
+            # data: the honest interval (interval.py) clusters the copies by input and adds the shift
+            honest = {"clusters": copy_clusters(VALIDATION_COPIES, n), "shift": SHIFT[self.metric]}
+            self.validation_meter = (Meter(teacher, metric="snr", **honest) if self.metric == "snr" else
                                      Meter(target_distribution(teacher, probabilities), metric="top1",
-                                           probabilities=probabilities))
+                                           probabilities=probabilities, **honest))
         self.decision_weights, self.check_weights = self.decision_meter.weights, self.check_meter.weights
 
         self.start_policy = self._start_policy()
