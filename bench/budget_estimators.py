@@ -3,6 +3,7 @@ zoo model (docs/algorithm.md, "Prediction for unseen data").
 
     .venv/bin/python bench/budget_estimators.py [--models a,b] [--samples 512] [--policies 12] [--json F]
     .venv/bin/python bench/budget_estimators.py --searched [--models a,b]   # predicted vs held-out
+    .venv/bin/python bench/budget_estimators.py --intervals [--models a,b] [--budgets 'top1=..;snr=..'] [--shift S]
 
 For every zoo model (bench/models.py, cached) a fixed family of policies: uniform widths 4..10 bits
 (range-derived fracs) and `--policies` random mixed ones around the knee (every weight / activation
@@ -19,6 +20,14 @@ over the policies whose held-out loss is at most 6 % (the region a 1 % budget de
 held-out loss, with its compression against the best uniform policy's. `--family` adds the
 leave-one-model-out choice of an estimator (the weakest with no false accept at 1 %, or with bias
 >= 0, on every other top-1 model) and how that choice does on the model left out.
+
+`--intervals` checks the interval (fxpq_keras/search/interval.py, docs/algorithm.md "Interval"): one
+PrecisionSearch per model and budget (resnet8 and mobilenet_v1_025 at the first budget only), whose
+final and trail policies' per-sample losses on the check set, the validation copies, the calibration
+samples and the test split are cached under `$FXPQ_BENCH_CACHE/intervals/` (`collect`), so re-fitting
+never searches again. From those arrays: each rule's walk-back (old binomial interval, new honest
+one), predicted interval against held-out loss, and the shift constant fitted leave-one-model-out
+with the coverage it gets on the model left out.
 """
 
 from __future__ import annotations
