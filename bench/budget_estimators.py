@@ -3,6 +3,7 @@ zoo model (docs/algorithm.md, "Prediction for unseen data").
 
     .venv/bin/python bench/budget_estimators.py [--models a,b] [--samples 512] [--policies 12] [--json F]
     .venv/bin/python bench/budget_estimators.py --searched [--models a,b]   # predicted vs held-out
+    .venv/bin/python bench/budget_estimators.py --intervals [--models a,b] [--budgets 'top1=..;snr=..'] [--shift S]
 
 For every zoo model (bench/models.py, cached) a fixed family of policies: uniform widths 4..10 bits
 (range-derived fracs) and `--policies` random mixed ones around the knee (every weight / activation
@@ -19,6 +20,14 @@ over the policies whose held-out loss is at most 6 % (the region a 1 % budget de
 held-out loss, with its compression against the best uniform policy's. `--family` adds the
 leave-one-model-out choice of an estimator (the weakest with no false accept at 1 %, or with bias
 >= 0, on every other top-1 model) and how that choice does on the model left out.
+
+`--intervals` checks the interval (fxpq_keras/search/interval.py, docs/algorithm.md "Interval"): one
+PrecisionSearch per model and budget (resnet8 and mobilenet_v1_025 at the first budget only), whose
+final and trail policies' per-sample losses on the check set, the validation copies, the calibration
+samples and the test split are cached under `$FXPQ_BENCH_CACHE/intervals/` (`collect`), so re-fitting
+never searches again. From those arrays: each rule's walk-back (old binomial interval, new honest
+one), predicted interval against held-out loss, and the shift constant fitted leave-one-model-out
+with the coverage it gets on the model left out.
 """
 
 from __future__ import annotations
@@ -255,9 +264,10 @@ SHIFTS = tuple(round(0.05 * i, 2) for i in range(41))  # the grid the shift cons
 
 
 def interval_rows(d: dict[str, np.ndarray], shift: float) -> list[dict[str, Any]]:
-    """Per stored policy of one collected search: the held-out loss, the old interval (binomial on the
-    validation copies as if independent) and the new one (`interval.py`: clustered, winner's curse,
-    `shift`), both also as predictive intervals for a held-out set of the test split's size."""
+    """Per stored policy of one collected search, in trail order (the final policy last): the held-out
+    loss, the old interval (binomial on the validation copies as if independent) and the new one
+    (`interval.py`: clustered, Wilson, `shift`; `sel`: with the winner's-curse term too), each also as a
+    predictive interval for a held-out set of the test split's size."""
     from fxpq_keras.search.interval import (
         copy_clusters,
         drop_estimate,
@@ -268,30 +278,40 @@ def interval_rows(d: dict[str, np.ndarray], shift: float) -> list[dict[str, Any]
 
     copies = int(d["copies"])
     top1 = str(d["metric"]) == "top1"
-    rows, seen = [], set()
-    for r in range(len(d["test"])):
+    order = sorted(range(1, len(d["test"])), key=lambda r: int(d["trail_index"][r]))
+    last = order[-1] if order else None
+    if last is None or not (np.array_equal(d["validation"][0], d["validation"][last])
+                            and np.array_equal(d["test"][0], d["test"][last])):
+        order.append(0)  # the final policy is not the trail's last one (a restart from uniform)
+    rows = []
+    for r in order:
         v = d["validation"][r].astype(np.float64)
         n, m = len(v) // copies, len(d["test"][r])
-        sig = hash(v.tobytes() + d["test"][r].tobytes())
-        if sig in seen:  # the final policy is usually the trail's last one
-            continue
-        seen.add(sig)
         clusters = copy_clusters(copies, n)
         if top1:
             held = float(d["test"][r].mean())
             old = predict_drop(v)
-            new = with_selection(drop_estimate(v, clusters=clusters, shift=shift), v.reshape(copies, n),
-                                 d["check"][r].astype(np.float64))
+            new = drop_estimate(v, clusters=clusters, shift=shift)
+            sel = with_selection(new, v.reshape(copies, n), d["check"][r].astype(np.float64))
             per_var = None
         else:
             held = float(d["test"][r].sum() / d["test_signal"].sum())
             s = d["validation_signal"]
             old = predict_relative_mse(v, s)
-            new = relative_mse_estimate(v, s, clusters=clusters, shift=shift)
+            new = sel = relative_mse_estimate(v, s, clusters=clusters, shift=shift)
             per_var = float(np.var((v - new.loss * s) / s.mean()))
-        rows.append({"trail": int(d["trail_index"][r]), "final": r == 0, "held": held, "test": m, "old": old,
-                     "new": new, "old_p": predictive(old, m, per_var), "new_p": predictive(new, m, per_var)})
+        rows.append({"trail": int(d["trail_index"][r]), "held": held, "test": m, "old": old, "new": new,
+                     "sel": sel, "paper_x": float(d["paper_x"][r]), "old_p": predictive(old, m, per_var),
+                     "new_p": predictive(new, m, per_var), "sel_p": predictive(sel, m, per_var)})
     return rows
+
+
+def walked_back(rows: list[dict[str, Any]], key: str, budget: float, z: float = 1.0) -> dict[str, Any]:
+    """The search's final policy under the rule `key` ("old", "new", "sel"): its walk-back
+    (`budget.latest_within`) along the stored trail policies, with the search's margin_sigma `z`."""
+    from fxpq_keras.search.budget import latest_within
+
+    return rows[latest_within(len(rows), lambda i: rows[i][key].upper(z) <= budget + 1e-12)]
 
 
 def covered(est: Any, held: float, z: float = 1.645) -> tuple[bool, bool]:
@@ -310,15 +330,28 @@ def coverage(rows: list[dict[str, Any]], key: str) -> tuple[float, float, int]:
     return float(c[:, 0].mean()), float(c[:, 1].mean()), len(pts)
 
 
-def fit_shift(searches: list[dict[str, np.ndarray]], rate: float = 0.9) -> float:
+def fit_shift(groups: list[list[dict[str, np.ndarray]]], rate: float = 0.9, key: str = "new_p") -> float:
     """The smallest shift constant on SHIFTS whose predictive intervals cover at least `rate` (two-sided)
-    and (1 + rate) / 2 (upper end) of the policies of every search given, each search weighing the same."""
+    and (1 + rate) / 2 (upper end) of the policies of every one of `groups` (a model's searches pooled):
+    a budget is a promise on each model, not on the zoo's average (as the blend share's choice)."""
     for shift in SHIFTS:
-        cov = [coverage(interval_rows(d, shift), "new_p") for d in searches]
+        cov = [coverage([r for d in g for r in interval_rows(d, shift)], key) for g in groups]
         cov = [c for c in cov if c[2]]
-        if cov and np.mean([c[0] for c in cov]) >= rate and np.mean([c[1] for c in cov]) >= (1 + rate) / 2:
+        if cov and min(c[0] for c in cov) >= rate and min(c[1] for c in cov) >= (1 + rate) / 2:
             return shift
     return SHIFTS[-1]
+
+
+def held_out_shift(searches: dict[str, list[dict[str, np.ndarray]]], name: str, i: int,
+                   key: str = "new_p") -> tuple[float, str]:
+    """The shift constant for search `i` of model `name`, fitted without it: on the other models of the
+    same metric, or (the metric's only model: the autoencoder for snr) on the model's other budgets."""
+    metric = str(searches[name][0]["metric"])
+    others = [ds for n, ds in searches.items() if n != name and str(ds[0]["metric"]) == metric]
+    if others:
+        return fit_shift(others, key=key), "other models"
+    rest = [[d] for j, d in enumerate(searches[name]) if j != i]
+    return (fit_shift(rest, key=key), "other budgets") if rest else (0.0, "none")
 
 
 def _fmt(metric: str, v: float) -> str:
@@ -344,40 +377,58 @@ def intervals(models: list[str], samples: int, budgets: dict[str, list[float]], 
             t = time.perf_counter()
             searches.setdefault(name, []).append(collect(name, samples, b))
             print(f"[{name} at {b:g}: {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
-    everything = [d for ds in searches.values() for d in ds]
-    fitted = fit_shift(everything) if shift is None else shift
-    print(f"Shift constant: {fitted:g} ({'fitted on every search below' if shift is None else 'given'}).\n")
-    print("| model | budget | held-out | old: predicted (90 % interval) | new: predicted (90 % interval) | "
-          "old covers (pred.) | new covers (pred.) | walk-backs |")
-    print("|---|---:|---:|---:|---:|:---:|:---:|---:|")
+    metrics = sorted({str(ds[0]["metric"]) for ds in searches.values()})
+    fitted = {m: fit_shift([ds for ds in searches.values() if str(ds[0]["metric"]) == m]) for m in metrics}
+    held = {(n, i, k): held_out_shift(searches, n, i, k) if shift is None else (shift, "given")
+            for n, ds in searches.items() for i in range(len(ds)) for k in ("new_p", "sel_p")}
+    print("Shift constants fitted on every search of a metric: "
+          + ", ".join(f"{m} {fitted[m]:g}" for m in metrics) + ".\n")
+    print("Final policy of each search under each rule (its walk-back along the stored trail, margin_sigma 1): old = "
+          "binomial on the validation copies as if independent; new = interval.py with the shift fitted without "
+          "this model (on the other models of its metric; the only snr model: on its other budgets). covers: the "
+          "held-out loss inside the predictive 90 % interval for the test split's size (the interval shown is for "
+          "unseen data at large); x = paper compression.\n")
+    print("| model | budget | old: held-out | old: predicted (90 % interval) | covers | x | new: held-out | "
+          "new: predicted (90 % interval) | covers | x | shift (fitted on) |")
+    print("|---|---:|---:|---:|:---:|---:|---:|---:|:---:|---:|---:|")
     for name, ds in searches.items():
-        for d in ds:
-            metric = str(d["metric"])
-            r = interval_rows(d, fitted)[0]
-            oc, nc = covered(r["old_p"], r["held"])[0], covered(r["new_p"], r["held"])[0]
-            print(f"| {name} | {_fmt(metric, float(d['budget']))} | {_fmt(metric, r['held'])} | "
-                  f"{_fmt(metric, r['old'].loss)} ({_interval(metric, r['old'])}) | "
-                  f"{_fmt(metric, r['new'].loss)} ({_interval(metric, r['new'])}) | {'yes' if oc else 'NO'} | "
-                  f"{'yes' if nc else 'NO'} | {int(d['walked_back'])} |")
-    print("\nLeave one model out: the shift constant fitted on the other models' searches, coverage (two-sided "
-          "90 % / upper 95 %, predictive for the test split's size) over every stored policy of the model left "
-          "out (final and trail, held-out loss <= 6 %, not both zero).\n")
-    print("| model left out | policies | shift fitted on the others | old coverage | new coverage |")
-    print("|---|---:|---:|---:|---:|")
-    tot = {"old": [], "new": []}
+        for i, d in enumerate(ds):
+            metric, budget = str(d["metric"]), float(d["budget"])
+            cells = [name, _fmt(metric, budget)]
+            s_new, basis = held[(name, i, "new_p")]
+            for key, s in (("old", 0.0), ("new", s_new)):
+                r = walked_back(interval_rows(d, s), key, budget)
+                ok = covered(r[key + "_p"], r["held"])[0]
+                cells += [_fmt(metric, r["held"]) + ("" if r["held"] <= budget else " OVER"),
+                          f"{_fmt(metric, r[key].loss)} ({_interval(metric, r[key])})", "yes" if ok else "NO",
+                          f"{r['paper_x']:.2f}x"]
+            print("| " + " | ".join(cells) + f" | {s_new:g} ({basis}) |")
+    print("\nLeave one model out: coverage (two-sided 90 % / under the upper end 95 %, predictive for the test "
+          "split's size) over every stored policy of the model left out (final and trail, held-out loss <= 6 %, "
+          "not both zero) with the shift fitted without it (new: without, new+sel: with the winner's-curse term), "
+          "and the interval's mean half-width (points of loss; snr: of relative MSE).\n")
+    print("| model left out | policies | old | shift (new) | new | shift (new+sel) | new+sel |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    tot: dict[str, list[tuple[float, float, int, float]]] = {"old_p": [], "new_p": [], "sel_p": []}
     for name, ds in searches.items():
-        others = [d for n, dd in searches.items() if n != name for d in dd]
-        s = fit_shift(others) if shift is None else shift
-        rows = [r for d in ds for r in interval_rows(d, s)]
-        o, nw = coverage(rows, "old_p"), coverage(rows, "new_p")
-        tot["old"].append(o)
-        tot["new"].append(nw)
-        print(f"| {name} | {nw[2]} | {s:g} | {o[0]:.0%} / {o[1]:.0%} | {nw[0]:.0%} / {nw[1]:.0%} |")
-    for k in tot:
-        tot[k] = [c for c in tot[k] if c[2]]
-    print(f"| mean over models | {sum(c[2] for c in tot['new'])} | | "
-          f"{np.mean([c[0] for c in tot['old']]):.0%} / {np.mean([c[1] for c in tot['old']]):.0%} | "
-          f"{np.mean([c[0] for c in tot['new']]):.0%} / {np.mean([c[1] for c in tot['new']]):.0%} |")
+        cells = [name]
+        for key in ("old_p", "new_p", "sel_p"):
+            shifts = [0.0 if key == "old_p" else held[(name, i, key)][0] for i in range(len(ds))]
+            rows = [r for d, s in zip(ds, shifts) for r in interval_rows(d, s)]
+            cov = coverage(rows, key)
+            width = float(np.mean([1.645 * r[key[:3]].stderr for r in rows if r["held"] <= BAND]))
+            tot[key].append((*cov, width))
+            cells.append(str(cov[2]) if key == "old_p" else "/".join(sorted({f"{s:g}" for s in shifts})))
+            cells.append(f"{cov[0]:.0%} / {cov[1]:.0%}, +-{100 * width:.2f}")
+        print("| " + " | ".join(cells) + " |")
+    cells = ["mean over models", str(sum(c[2] for c in tot["old_p"] if c[2]))]
+    for key in ("old_p", "new_p", "sel_p"):
+        cov = [c for c in tot[key] if c[2]]
+        if key != "old_p":
+            cells.append("")
+        cells.append(f"{np.mean([c[0] for c in cov]):.0%} / {np.mean([c[1] for c in cov]):.0%}, "
+                     f"+-{100 * np.mean([c[3] for c in cov]):.2f}")
+    print("| " + " | ".join(cells) + " |")
 
 
 CRITERIA = {

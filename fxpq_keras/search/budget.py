@@ -158,12 +158,14 @@ def predict_drop(flips: np.ndarray, weights: np.ndarray | None = None, base: flo
     the weighted accuracy) and its standard error.
 
     The standard error is binomial at the estimate with a floor of half a flip over the effective
-    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n); with
-    `clusters` (samples sharing an input) at least the cluster-robust one, and `shift` adds the
-    calibration-to-held-out term (`interval.drop_estimate`).
+    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n) (the step
+    decisions' rule). With `clusters` (samples sharing an input) or a `shift`, the honest interval
+    of the validation copies instead (`interval.drop_estimate`: Wilson, design effect, shift).
     """
-    from .interval import drop_estimate
+    from .interval import binomial_estimate, drop_estimate
 
+    if clusters is None and shift == 0.0:
+        return binomial_estimate(flips, weights, base)
     return drop_estimate(flips, weights, base, clusters=clusters, shift=shift)
 
 

@@ -21,6 +21,7 @@ from ..progress import Progress
 from . import space
 from .budget import Budget, Meter, Metrics, choose_metric, effective_samples, margin_weights
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
+from .interval import SHIFT, copy_clusters
 from .metric import LabeledTop1, OutputSNR, Top1, as_metric, metric_name, resolution_error
 from .state import (
     TAIL_WEIGHT,
@@ -135,9 +136,12 @@ class SearchEngine:
             self.validation_x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
                                                 for partner in partners]).astype(np.float32)
             teacher = predict(calib.float_model, self.validation_x)
+            # the copies of one input are not independent samples, and held-out data is not calibration
+            # data: the honest interval (interval.py) clusters the copies by input and adds the shift
+            honest = {"clusters": copy_clusters(VALIDATION_COPIES, n), "shift": SHIFT.get(self.metric, 0.0)}
             self.validation_meter = (Meter(target_distribution(teacher, probabilities), metric="top1",
-                                           probabilities=probabilities) if self.metric == "top1" else
-                                     Meter(teacher, metric=self.budget.task, inputs=self.validation_x))
+                                           probabilities=probabilities, **honest) if self.metric == "top1" else
+                                     Meter(teacher, metric=self.budget.task, inputs=self.validation_x, **honest))
         self.decision_weights, self.check_weights = self.decision_meter.weights, self.check_meter.weights
         self.samples_needed = self._check_resolution()
 
