@@ -601,17 +601,38 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
     }
 }
 
-/* One tap of four channels: input word at p, the quad's weight lanes of the tap at w. */
+/* Input kinds of the depthwise quad (four channels' containers as lanes). */
+#define FXPQ_DW_S8 0  /* int8: one word, SXTB16 -> lanes [c0,c2] [c1,c3] */
+#define FXPQ_DW_U8 1  /* uint8: UXTB16 */
+#define FXPQ_DW_S16 2 /* int16, or uint16 of at most 15 bits: two words [c0,c1] [c2,c3] */
+#define FXPQ_DW_U16 3 /* uint16 of 16 bits: two words, EOR 0x80008000 gives x - 2^15 (below) */
+
+/* One tap of four channels: the input at p, the quad's weight lanes of the tap at w (8-bit
+ * kinds [c0,c2] [c1,c3], 16-bit kinds [c0,c1] [c2,c3]); one product per SMLABB / SMLATT, a
+ * separate sum per channel. U16 lanes hold x - 2^15 (a signed halfword); the kernel adds
+ * 2^15 * sum(w) of the window's taps back in the finish. */
 #define FXPQ_DW_TAP(p, w)                                                                         \
     do {                                                                                        \
-        const uint32_t v_ = fxpq_ld32(p);                                                       \
-        const int32_t w02_ = (int32_t)fxpq_ld32(w), w13_ = (int32_t)fxpq_ld32((w) + 4);         \
-        const int32_t x02_ = (int32_t)(is_signed ? (uint32_t)__sxtb16(v_) : (uint32_t)__uxtb16(v_)); \
-        const int32_t x13_ = (int32_t)(is_signed ? fxpq_sxtb16_ror8(v_) : fxpq_uxtb16_ror8(v_)); \
-        a0 = __smlabb(x02_, w02_, a0);                                                          \
-        a2 = __smlatt(x02_, w02_, a2);                                                          \
-        a1 = __smlabb(x13_, w13_, a1);                                                          \
-        a3 = __smlatt(x13_, w13_, a3);                                                          \
+        const int32_t wa_ = (int32_t)fxpq_ld32(w), wb_ = (int32_t)fxpq_ld32((w) + 4);           \
+        if (kind == FXPQ_DW_S8 || kind == FXPQ_DW_U8) {                                         \
+            const uint32_t v_ = fxpq_ld32(p);                                                   \
+            const int32_t x02_ = (int32_t)(kind == FXPQ_DW_S8 ? (uint32_t)__sxtb16(v_)          \
+                                                               : (uint32_t)__uxtb16(v_));      \
+            const int32_t x13_ = (int32_t)(kind == FXPQ_DW_S8 ? fxpq_sxtb16_ror8(v_)            \
+                                                               : fxpq_uxtb16_ror8(v_));        \
+            a0 = __smlabb(x02_, wa_, a0);                                                       \
+            a2 = __smlatt(x02_, wa_, a2);                                                       \
+            a1 = __smlabb(x13_, wb_, a1);                                                       \
+            a3 = __smlatt(x13_, wb_, a3);                                                       \
+        } else {                                                                                \
+            const uint32_t flip_ = kind == FXPQ_DW_U16 ? 0x80008000u : 0u;                      \
+            const int32_t x01_ = (int32_t)(fxpq_ld32(p) ^ flip_);                               \
+            const int32_t x23_ = (int32_t)(fxpq_ld32((p) + 4) ^ flip_);                         \
+            a0 = __smlabb(x01_, wa_, a0);                                                       \
+            a1 = __smlatt(x01_, wa_, a1);                                                       \
+            a2 = __smlabb(x23_, wb_, a2);                                                       \
+            a3 = __smlatt(x23_, wb_, a3);                                                       \
+        }                                                                                       \
     } while (0)
 
 /* Taps whose weights a channel quad keeps on the stack (8 bytes a tap): every window up to 5x5
@@ -619,22 +640,56 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
  * channel-at-a-time loop. */
 #define FXPQ_DW_TAPS 25
 
-/* One quad of channels [ch, ch + 4) of an 8-bit input (multiplier 1) over every output pixel:
- * one word load and two SXTB16/UXTB16 give the lanes [c0,c2] [c1,c3], which meet the quad's
- * weights of the tap wl[tap] = [c0,c2] [c1,c3] with SMLABB / SMLATT (a separate sum per
- * channel); then the quad's int32 finish. */
+/* What one channel quad's pass over the output needs: its weight lanes, its finish (U16: the
+ * finish's `add` already holds 2^15 * the sum of each channel's weights over the full window). */
+typedef struct {
+    const uint8_t *wl; /* [tap][2 words] weight lanes */
+    int32_t add[4], shift[4], mul[4];
+    int32_t wsum[4]; /* U16: sum of each channel's weights (full window) */
+} fxpq_dw_quad_consts;
+
+/* Finish and store the four outputs of a pixel (sums a0..a3 of channels c0..c3). */
+#define FXPQ_DW_FINISH(out)                                                                       \
+    do {                                                                                        \
+        int32_t v0 = (int32_t)((uint32_t)a0 + (uint32_t)qc->add[0]) >> qc->shift[0];            \
+        int32_t v1 = (int32_t)((uint32_t)a1 + (uint32_t)qc->add[1]) >> qc->shift[1];            \
+        int32_t v2 = (int32_t)((uint32_t)a2 + (uint32_t)qc->add[2]) >> qc->shift[2];            \
+        int32_t v3 = (int32_t)((uint32_t)a3 + (uint32_t)qc->add[3]) >> qc->shift[3];            \
+        v0 *= qc->mul[0];                                                                       \
+        v1 *= qc->mul[1];                                                                       \
+        v2 *= qc->mul[2];                                                                       \
+        v3 *= qc->mul[3];                                                                       \
+        v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);                                                \
+        v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);                                                \
+        v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);                                                \
+        v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);                                                \
+        if (out_es == 1) {                                                                      \
+            fxpq_st32(out, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |             \
+                               (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));          \
+        } else {                                                                                \
+            fxpq_st32(out, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));                    \
+            fxpq_st32((out) + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));              \
+        }                                                                                       \
+    } while (0)
+
+/* One quad of channels [ch, ch + 4) (multiplier 1) over every output pixel. Rows and columns
+ * of output pixels whose window lies inside the input (the interior) take a loop with the
+ * window's bounds, pointers and (for 3x3) taps fixed: no per-pixel window clipping; the border
+ * pixels clip their window (U16: and add back 2^15 * the sum of the valid taps' weights). */
 FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
-                              int32_t ch, const uint8_t *wl, const int32_t *add, const int32_t *shift,
-                              const int32_t *mul, const int32_t is_signed)
+                              int32_t ch, const fxpq_dw_quad_consts *qc, int32_t ox_lo, int32_t ox_hi,
+                              const int32_t kind)
 {
+    const int32_t es = (kind == FXPQ_DW_S8 || kind == FXPQ_DW_U8) ? 1 : 2;
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c;
-    const int32_t xstep = c * g->dilation.w;
-    const int32_t row_step = g->in.w * c * g->dilation.h;
+    const int32_t xstep = c * g->dilation.w * es, row_step = g->in.w * c * g->dilation.h * es;
+    const int32_t px_step = g->stride.w * c * es;
     const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
     uint8_t *out = (uint8_t *)wk->out.data + (size_t)ch * (size_t)out_es;
     const size_t out_step = (size_t)c * (size_t)out_es;
+    const uint8_t *wl = qc->wl;
     int32_t n, oy, ox;
-    x += ch;
+    x += (size_t)ch * (size_t)es;
     for (n = 0; n < g->in.n; ++n) {
         for (oy = 0; oy < g->out.h; ++oy) {
             const int32_t iy0 = oy * g->stride.h - g->pad_t;
@@ -644,44 +699,98 @@ FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, c
                 const int32_t ix0 = ox * g->stride.w - g->pad_l;
                 int32_t kx0, kx1, taps_x, ky, kx, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                 const uint8_t *pr, *wr;
-                fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
-                taps_x = kx1 - kx0;
-                pr = x + ((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ix0 + kx0 * g->dilation.w) * c;
-                wr = wl + (ky0 * kw + kx0) * 8;
-                for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
-                    const uint8_t *p = pr, *w = wr;
-                    if (taps_x == 3) { /* the common 3-wide window, unrolled */
-                        FXPQ_DW_TAP(p, w);
-                        FXPQ_DW_TAP(p + xstep, w + 8);
-                        FXPQ_DW_TAP(p + 2 * xstep, w + 16);
-                    } else {
+                if (ky0 == 0 && ky1 == kh && ox == ox_lo && ox < ox_hi) {
+                    /* the interior of this row: full windows, fixed steps */
+                    const uint8_t *p0 = x + (size_t)(((n * g->in.h + iy0) * g->in.w + ix0) * c) * (size_t)es;
+                    for (; ox < ox_hi; ++ox, out += out_step, p0 += px_step) {
+                        const uint8_t *p = p0, *w = wl;
+                        a0 = a1 = a2 = a3 = 0;
+                        if (kh == 3 && kw == 3) {
+                            FXPQ_DW_TAP(p, w);
+                            FXPQ_DW_TAP(p + xstep, w + 8);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 16);
+                            p += row_step;
+                            FXPQ_DW_TAP(p, w + 24);
+                            FXPQ_DW_TAP(p + xstep, w + 32);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 40);
+                            p += row_step;
+                            FXPQ_DW_TAP(p, w + 48);
+                            FXPQ_DW_TAP(p + xstep, w + 56);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 64);
+                        } else {
+                            for (ky = 0; ky < kh; ++ky) {
+                                const uint8_t *q = p + ky * row_step;
+                                for (kx = 0; kx < kw; ++kx, q += xstep, w += 8) {
+                                    FXPQ_DW_TAP(q, w);
+                                }
+                            }
+                        }
+                        if (kind == FXPQ_DW_U16) {
+                            a0 = (int32_t)((uint32_t)a0 + ((uint32_t)qc->wsum[0] << 15));
+                            a1 = (int32_t)((uint32_t)a1 + ((uint32_t)qc->wsum[1] << 15));
+                            a2 = (int32_t)((uint32_t)a2 + ((uint32_t)qc->wsum[2] << 15));
+                            a3 = (int32_t)((uint32_t)a3 + ((uint32_t)qc->wsum[3] << 15));
+                        }
+                        FXPQ_DW_FINISH(out);
+                    }
+                    if (ox >= g->out.w) {
+                        break;
+                    }
+                    a0 = a1 = a2 = a3 = 0;
+                }
+                {
+                    const int32_t ixp = ox * g->stride.w - g->pad_l;
+                    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0; /* U16: valid taps' weight sums */
+                    fxpq_valid_taps(ixp, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+                    taps_x = kx1 - kx0;
+                    pr = x + (size_t)(((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ixp +
+                                       kx0 * g->dilation.w) * c) * (size_t)es;
+                    wr = wl + (ky0 * kw + kx0) * 8;
+                    for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
+                        const uint8_t *p = pr, *w = wr;
                         for (kx = 0; kx < taps_x; ++kx) {
                             FXPQ_DW_TAP(p, w);
+                            if (kind == FXPQ_DW_U16) {
+                                const uint32_t wa = fxpq_ld32(w), wb = fxpq_ld32(w + 4);
+                                s0 += (int16_t)(wa & 0xFFFFu);
+                                s1 += (int32_t)wa >> 16;
+                                s2 += (int16_t)(wb & 0xFFFFu);
+                                s3 += (int32_t)wb >> 16;
+                            }
                             p += xstep;
                             w += 8;
                         }
+                        pr += row_step;
+                        wr += kw * 8;
                     }
-                    pr += row_step;
-                    wr += kw * 8;
-                }
-                {
-                    int32_t v0 = ((a0 + add[0]) >> shift[0]) * mul[0];
-                    int32_t v1 = ((a1 + add[1]) >> shift[1]) * mul[1];
-                    int32_t v2 = ((a2 + add[2]) >> shift[2]) * mul[2];
-                    int32_t v3 = ((a3 + add[3]) >> shift[3]) * mul[3];
-                    v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);
-                    v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);
-                    v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);
-                    v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);
-                    if (out_es == 1) {
-                        fxpq_st32(out, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |
-                                           (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));
-                    } else {
-                        fxpq_st32(out, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));
-                        fxpq_st32(out + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));
+                    if (kind == FXPQ_DW_U16) {
+                        a0 = (int32_t)((uint32_t)a0 + ((uint32_t)s0 << 15));
+                        a1 = (int32_t)((uint32_t)a1 + ((uint32_t)s1 << 15));
+                        a2 = (int32_t)((uint32_t)a2 + ((uint32_t)s2 << 15));
+                        a3 = (int32_t)((uint32_t)a3 + ((uint32_t)s3 << 15));
                     }
+                    FXPQ_DW_FINISH(out);
                 }
             }
+        }
+    }
+}
+
+/* The interior columns [ox_lo, ox_hi) of the output: the pixels whose window's columns all lie
+ * inside the input (empty when none does). */
+static void fxpq_dw_interior(const fxpq_geometry *g, int32_t *ox_lo, int32_t *ox_hi)
+{
+    int32_t ox, k0, k1;
+    *ox_lo = *ox_hi = 0;
+    for (ox = 0; ox < g->out.w; ++ox) {
+        fxpq_valid_taps(ox * g->stride.w - g->pad_l, g->dilation.w, g->filter.w, g->in.w, &k0, &k1);
+        if (k0 == 0 && k1 == g->filter.w) {
+            if (*ox_hi == *ox_lo) {
+                *ox_lo = ox;
+            }
+            *ox_hi = ox + 1;
+        } else if (*ox_hi > *ox_lo) {
+            break;
         }
     }
 }
@@ -690,14 +799,17 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
                                   const void *input)
 {
     const int32_t k = wk->k, c = g->filter.c, quads = c >> 2;
+    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_DW_S8
+                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_DW_U8
+                         : (wk->in_s == FXPQ_STORAGE_INT16 || wk->in_bits < 16) ? FXPQ_DW_S16
+                                                                                 : FXPQ_DW_U16;
     int64_t bound;
-    int32_t o, q, t, all_fast = 1;
+    int32_t o, q, t, all_fast = 1, ox_lo, ox_hi;
     if (wk->acc64 || k > FXPQ_WCHUNK) {
         return 0; /* int64 accumulator, or a window whose row the stack does not hold */
     }
     bound = fxpq_acc_bound(wk);
-    if (g->depth_multiplier != 1 || quads == 0 || k > FXPQ_DW_TAPS ||
-        (wk->in_s != FXPQ_STORAGE_INT8 && wk->in_s != FXPQ_STORAGE_UINT8)) {
+    if (g->depth_multiplier != 1 || quads == 0 || k > FXPQ_DW_TAPS) {
         fxpq_dw_channels(wk, g, input, 0, bound);
         return 1;
     }
@@ -708,27 +820,35 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
         fxpq_dw_channels(wk, g, input, 0, bound);
         return 1;
     }
+    fxpq_dw_interior(g, &ox_lo, &ox_hi);
     for (q = 0; q < quads; ++q) {
-        uint32_t wl[FXPQ_DW_TAPS * 2]; /* the quad's weights, [tap][c0,c2][c1,c3] */
+        uint32_t wl[FXPQ_DW_TAPS * 2]; /* the quad's weights, [tap][2 lanes words] */
         int16_t wrow[FXPQ_DW_TAPS];
-        int32_t add[4], shift[4], mul[4], i;
+        fxpq_dw_quad_consts qc;
+        int32_t i;
         for (i = 0; i < 4; ++i) {
             const int32_t ch = 4 * q + i;
             const fxpq_finish f = fxpq_finish_of(wk, ch, bound);
-            const int32_t lane = (i & 1) * 4 + ((i >> 1) & 1) * 2; /* byte offset in a tap's 8 */
+            /* byte offset of channel i's halfword in a tap's 8 bytes */
+            const int32_t lane = kind <= FXPQ_DW_U8 ? (i & 1) * 4 + ((i >> 1) & 1) * 2 : 2 * i;
+            int32_t sum = 0;
             fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)ch * (size_t)wk->row_bytes,
                             wk->weights->bits, 0, k, wrow);
             for (t = 0; t < k; ++t) {
                 fxpq_st16((uint8_t *)wl + 8 * t + lane, wrow[t]);
+                sum += wrow[t];
             }
-            add[i] = f.add;
-            shift[i] = f.shift;
-            mul[i] = f.mul;
+            qc.add[i] = f.add;
+            qc.shift[i] = f.shift;
+            qc.mul[i] = f.mul;
+            qc.wsum[i] = sum;
         }
-        if (wk->in_s == FXPQ_STORAGE_INT8) {
-            fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, (const uint8_t *)wl, add, shift, mul, 1);
-        } else {
-            fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, (const uint8_t *)wl, add, shift, mul, 0);
+        qc.wl = (const uint8_t *)wl;
+        switch (kind) {
+        case FXPQ_DW_S8: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S8); break;
+        case FXPQ_DW_U8: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U8); break;
+        case FXPQ_DW_S16: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S16); break;
+        default: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U16); break;
         }
     }
     fxpq_dw_channels(wk, g, input, quads * 4, bound); /* the last 1..3 channels */
