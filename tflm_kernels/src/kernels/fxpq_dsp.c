@@ -196,6 +196,8 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
 #define FXPQ_X_S8 0  /* int8: SXTB16 */
 #define FXPQ_X_U8 1  /* uint8: UXTB16 */
 #define FXPQ_X_16 2  /* int16, or uint16 of at most 15 bits: the halfword is the lane */
+#define FXPQ_X_U16 3 /* uint16 of 16 bits: EOR 0x80008000 makes the lanes x - 2^15; the finish adds
+                      * 2^15 * (the row's weight sum) back, exact modulo 2^32 */
 
 /* 4 terms of one column against the weight lanes w02 / w13: the column's loads, lane
  * extraction and SMLADs in one asm block each, so that the compiler neither hoists the loads of
@@ -213,11 +215,12 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
                 : "memory");                                                                    \
     } while (0)
 
-#define FXPQ_MAC4_16(c, acc)                                                                      \
+#define FXPQ_MAC4_16(c, acc, flip)                                                                \
     do {                                                                                        \
         uint32_t x_, y_, t_;                                                                    \
         __asm__("ldr %[x], [%[p]], #4\n\t"                                                      \
                 "ldr %[y], [%[p]], #4\n\t"                                                      \
+                flip                                                                            \
                 "pkhbt %[t], %[x], %[y], lsl #16\n\t"                                           \
                 "smlad %[a], %[t], %[w0], %[a]\n\t"                                             \
                 "pkhtb %[t], %[y], %[x], asr #16\n\t"                                           \
@@ -233,8 +236,10 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
             FXPQ_MAC4_8(c, acc, "sxtb16");                                                      \
         } else if (kind == FXPQ_X_U8) {                                                         \
             FXPQ_MAC4_8(c, acc, "uxtb16");                                                      \
+        } else if (kind == FXPQ_X_16) {                                                         \
+            FXPQ_MAC4_16(c, acc, "");                                                           \
         } else {                                                                                \
-            FXPQ_MAC4_16(c, acc);                                                               \
+            FXPQ_MAC4_16(c, acc, "eor %[x], %[x], #0x80008000\n\teor %[y], %[y], #0x80008000\n\t"); \
         }                                                                                       \
     } while (0)
 
@@ -300,7 +305,8 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups
     acc[3] = a3;
 }
 
-#define FXPQ_FINISH_CACHE 32 /* channels whose finish constants are kept on the stack */
+#define FXPQ_FINISH_CACHE 64 /* channels whose finish constants are kept on the stack */
+#define FXPQ_SUM_BLOCK 8     /* channels of one block of int64 sums (chunked accumulation) */
 
 /* One pass of the matrix kernel: up to FXPQ_PIXELS pixels' columns against output channels
  * [o, o_end), with each channel's finish. */
@@ -314,15 +320,36 @@ typedef struct {
     const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
     const int32_t *cache_mul;
     int64_t bound;
+    int32_t u16;   /* FXPQ_X_U16 lanes: the sums lack 2^15 * (the row's weight sum) */
+    int64_t *sums; /* chunked accumulation: add the int32 partial sums of channels [o_first,
+                    * o_first + FXPQ_SUM_BLOCK) here (FXPQ_PIXELS a channel) instead of finishing */
+    int32_t o_first;
 } fxpq_pass;
+
+/* Sum of the K weights of row o (the FXPQ_X_U16 correction's factor). */
+static int32_t fxpq_row_sum(const fxpq_weighted *wk, int32_t o)
+{
+    const uint8_t *row = (const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes;
+    int16_t w[FXPQ_WCHUNK];
+    int32_t first, i, sum = 0;
+    for (first = 0; first < wk->k; first += FXPQ_WCHUNK) {
+        const int32_t n = wk->k - first < FXPQ_WCHUNK ? wk->k - first : FXPQ_WCHUNK;
+        fxpq_unpack_run(row, wk->weights->bits, first, n, w);
+        for (i = 0; i < n; ++i) {
+            sum += w[i];
+        }
+    }
+    return sum;
+}
 
 /* The finish of a channel that is not in the cache or needs int64 (not inlined: rare). */
 static void fxpq_pass_store_slow(const fxpq_pass *ps, int32_t o, const int32_t *acc, int32_t cols)
 {
     const fxpq_finish f = fxpq_finish_of(ps->wk, o, ps->bound);
+    const uint32_t corr = ps->u16 ? (uint32_t)fxpq_row_sum(ps->wk, o) << 15 : 0u;
     int32_t j;
-    for (j = 0; j < cols; ++j) {
-        fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, acc[j]);
+    for (j = 0; j < cols; ++j) { /* the exact sum fits int32: the wrapped sum plus corr is it */
+        fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, (int32_t)((uint32_t)acc[j] + corr));
     }
 }
 
@@ -330,13 +357,20 @@ FXPQ_INLINE void fxpq_pass_store(const fxpq_pass *ps, int32_t o, const int32_t *
                                  const int32_t cols)
 {
     int32_t j;
+    if (ps->sums != NULL) {
+        int64_t *s = ps->sums + (o - ps->o_first) * FXPQ_PIXELS;
+        for (j = 0; j < cols; ++j) {
+            s[j] += acc[j];
+        }
+        return;
+    }
     if (o < FXPQ_FINISH_CACHE && ps->cache_shift[o] >= 0) {
         const int32_t add = ps->cache_add[o], sh = ps->cache_shift[o], lo = ps->lo, hi = ps->hi;
         const int32_t mul = ps->cache_mul[o];
         const int32_t stride = ps->out_ch * ps->out_es;
         uint8_t *dst = ps->out + (size_t)(ps->p0 * ps->out_ch + o) * (size_t)ps->out_es;
         for (j = 0; j < cols; ++j) {
-            int32_t v = ((acc[j] + add) >> sh) * mul;
+            int32_t v = ((int32_t)((uint32_t)acc[j] + (uint32_t)add) >> sh) * mul;
             v = v < lo ? lo : (v > hi ? hi : v);
             if (ps->out_es == 1) {
                 *dst = (uint8_t)v;
@@ -378,7 +412,8 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
 #define FXPQ_MM_WIDTH(B)                                                                          \
     FXPQ_MM_KIND(B, FXPQ_X_S8, fxpq_mm_s8_w##B)                                                 \
     FXPQ_MM_KIND(B, FXPQ_X_U8, fxpq_mm_u8_w##B)                                                 \
-    FXPQ_MM_KIND(B, FXPQ_X_16, fxpq_mm_16_w##B)
+    FXPQ_MM_KIND(B, FXPQ_X_16, fxpq_mm_16_w##B)                                                 \
+    FXPQ_MM_KIND(B, FXPQ_X_U16, fxpq_mm_u16_w##B)
 FXPQ_MM_WIDTH(2)
 FXPQ_MM_WIDTH(3)
 FXPQ_MM_WIDTH(4)
@@ -395,8 +430,8 @@ FXPQ_MM_WIDTH(14)
 FXPQ_MM_WIDTH(15)
 FXPQ_MM_WIDTH(16)
 
-#define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B}
-static const fxpq_mm_fn fxpq_mm_table[15][3] = {
+#define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B, fxpq_mm_u16_w##B}
+static const fxpq_mm_fn fxpq_mm_table[15][4] = {
     FXPQ_MM_ROW(2), FXPQ_MM_ROW(3), FXPQ_MM_ROW(4), FXPQ_MM_ROW(5), FXPQ_MM_ROW(6),
     FXPQ_MM_ROW(7), FXPQ_MM_ROW(8), FXPQ_MM_ROW(9), FXPQ_MM_ROW(10), FXPQ_MM_ROW(11),
     FXPQ_MM_ROW(12), FXPQ_MM_ROW(13), FXPQ_MM_ROW(14), FXPQ_MM_ROW(15), FXPQ_MM_ROW(16)};
@@ -444,19 +479,74 @@ static void fxpq_im2col(uint8_t *dst, const void *input, const fxpq_weighted *wk
 }
 
 /* The last `tail` (K mod 8) terms of column `col` as int16 lanes in the decoder's order
- * [t0,t2] [t1,t3] [t4,t6] [t5,t7], zeros past K: 16 bytes at dst. */
-static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighted *wk, int32_t tail)
+ * [t0,t2] [t1,t3] [t4,t6] [t5,t7], zeros past K: 16 bytes at dst (u16: the lanes x - 2^15). */
+static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighted *wk, int32_t tail,
+                            int32_t u16)
 {
     const int32_t first = wk->k - tail;
     int32_t t;
     memset(dst, 0, 16);
     for (t = 0; t < tail; ++t) {
         const int32_t lane = (t & 4) | ((t & 1) << 1) | ((t >> 1) & 1);
-        fxpq_st16(dst + 2 * lane, fxpq_load(col, wk->in_s, first + t));
+        const int32_t v = fxpq_load(col, wk->in_s, first + t);
+        fxpq_st16(dst + 2 * lane, u16 ? v - 32768 : v);
     }
 }
 
 /* ---- conv 2D and fully connected ------------------------------------------------------------ */
+
+/* One pass whose accumulator the width rule puts in int64: each block of FXPQ_SUM_BLOCK channels
+ * runs the int32 matrix loop over `chunk` groups at a time (few enough that the partial sum is
+ * exact in int32, SMLAD's wrap included) and adds the partials into int64 sums, then the tail
+ * group, then the reference's int64 finish. wsum: the first channels' weight sums (FXPQ_X_U16). */
+static void fxpq_pass_chunked(const fxpq_pass *ps0, fxpq_mm_fn mm, int32_t chunk, int32_t o_safe,
+                              int32_t tail_at, const int32_t *wsum)
+{
+    const fxpq_weighted *wk = ps0->wk;
+    const uint8_t *wdata = (const uint8_t *)wk->weights->data;
+    const int32_t groups = ps0->groups, tail = ps0->tail, bits = wk->weights->bits, es = wk->in_es;
+    const int32_t out_ch = ps0->out_ch, tail_bytes = wk->row_bytes - tail_at;
+    int64_t sums[FXPQ_SUM_BLOCK * FXPQ_PIXELS];
+    uint32_t tail_copy[4];
+    fxpq_pass ps = *ps0;
+    int32_t o0, o, j, done;
+    ps.sums = sums;
+    for (o0 = 0; o0 < out_ch; o0 += FXPQ_SUM_BLOCK) {
+        const int32_t o1 = out_ch - o0 < FXPQ_SUM_BLOCK ? out_ch : o0 + FXPQ_SUM_BLOCK;
+        const int32_t safe_end = o_safe < o0 ? o0 : (o_safe < o1 ? o_safe : o1);
+        const uint8_t *row0 = wdata + (size_t)o0 * (size_t)wk->row_bytes;
+        memset(sums, 0, sizeof(sums));
+        ps.o_first = o0;
+        ps.tail = 0;
+        for (done = 0; done < groups; done += chunk) {
+            ps.groups = groups - done < chunk ? groups - done : chunk;
+            for (j = 0; j < ps.cols; ++j) {
+                ps.col[j] = ps0->col[j] + (size_t)done * 8u * (size_t)es;
+            }
+            mm(&ps, row0 + (size_t)done * (size_t)bits, row0, o0, o1);
+        }
+        if (tail != 0) {
+            ps.groups = 0;
+            ps.tail = tail;
+            if (safe_end > o0) {
+                mm(&ps, row0, row0 + tail_at, o0, safe_end);
+            }
+            for (o = safe_end; o < o1; ++o) {
+                const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
+                memset(tail_copy, 0, sizeof(tail_copy));
+                memcpy(tail_copy, row + tail_at, (size_t)tail_bytes);
+                mm(&ps, row, (const uint8_t *)tail_copy, o, o + 1);
+            }
+        }
+        for (o = o0; o < o1; ++o) {
+            const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+            const int64_t corr = !ps.u16 ? 0 : (int64_t)(o < FXPQ_FINISH_CACHE ? wsum[o] : fxpq_row_sum(wk, o)) * 32768;
+            for (j = 0; j < ps.cols; ++j) {
+                fxpq_weighted_store(wk, &q, (ps.p0 + j) * out_ch + o, sums[(o - o0) * FXPQ_PIXELS + j] + corr);
+            }
+        }
+    }
+}
 
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
@@ -470,9 +560,13 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
      * it from a zero-padded stack copy (no read past the caller's buffer, ever) */
     const int32_t tail_at = groups * bits, tail_bytes = wk->row_bytes - tail_at;
     const uint8_t *wdata = (const uint8_t *)wk->weights->data;
-    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8 ? FXPQ_X_S8
-                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8 : FXPQ_X_16;
+    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
+    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_X_S8
+                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8
+                         : u16                            ? FXPQ_X_U16
+                                                          : FXPQ_X_16;
     const fxpq_mm_fn mm = fxpq_mm_table[bits - 2][kind];
+    int32_t chunk = 0; /* groups per exact int32 partial sum, when the accumulator needs int64 */
     /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones one
      * column of K halfwords (the same 4K bytes hold two; one is what the decoder shares) */
     const int32_t max_cols = (direct || es == 1) ? FXPQ_PIXELS : 1;
@@ -486,15 +580,28 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
     int32_t cache_mul[FXPQ_FINISH_CACHE];
 
-    if (wk->acc64 || (wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15) ||
-        (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
-        (!direct && (int64_t)max_cols * k * es > wk->scratch_size)) {
-        return 0; /* int64 accumulator, values beyond int16 lanes: the reference loop */
+    if ((direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+        (!direct && (int64_t)max_cols * k * es > wk->scratch_size) || (u16 && pixels < FXPQ_PIXELS)) {
+        return 0; /* (FXPQ_X_U16 needs each row's weight sum: not worth it for fewer pixels) */
+    }
+    if (wk->acc64) {
+        /* |lane * w| <= term (FXPQ_X_U16 lanes: |x - 2^15| <= 2^15); 8 * chunk terms of it
+         * stay below 2^31. None (16-bit lanes with 14-bit weights and wider): the reference. */
+        const int64_t xmax = u16 ? 32768
+                                 : (wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                                  : (((int64_t)1 << wk->in_bits) - 1));
+        const int64_t term = xmax << (bits - 1);
+        chunk = (int32_t)((int64_t)INT32_MAX / (8 * term));
+        if (chunk == 0) {
+            return 0;
+        }
     }
     bound = fxpq_acc_bound(wk);
     for (o = 0; o < out_ch && o < FXPQ_FINISH_CACHE; ++o) {
         const fxpq_finish f = fxpq_finish_of(wk, o, bound);
-        cache_add[o] = f.add;
+        const int32_t wsum = u16 ? fxpq_row_sum(wk, o) : 0;
+        /* chunked: the cache holds the weight sums of FXPQ_X_U16 (the finish is int64) */
+        cache_add[o] = chunk != 0 ? wsum : (int32_t)((uint32_t)f.add + ((uint32_t)wsum << 15));
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
         cache_mul[o] = f.mul;
     }
@@ -511,6 +618,9 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     ps.cache_shift = cache_shift;
     ps.cache_mul = cache_mul;
     ps.bound = bound;
+    ps.u16 = u16;
+    ps.sums = NULL;
+    ps.o_first = 0;
     /* first channel whose tail group would read past the end of the weights */
     o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
     o_safe = o_safe < 0 ? 0 : o_safe;
@@ -531,11 +641,15 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
             }
             ps.col[j] = c;
             if (tail != 0) {
-                fxpq_tail_lanes((uint8_t *)tail_buf + 16 * j, c, wk, tail);
+                fxpq_tail_lanes((uint8_t *)tail_buf + 16 * j, c, wk, tail, u16);
             }
         }
         ps.cols = cols;
         ps.p0 = p0;
+        if (chunk != 0) {
+            fxpq_pass_chunked(&ps, mm, chunk, o_safe, tail_at, cache_add);
+            continue;
+        }
         mm(&ps, wdata, wdata + tail_at, 0, o_safe);
         for (o = o_safe; o < out_ch; ++o) {
             const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
