@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from long_mode import FACTOR, LONG, SEED, examples
-from test_c_kernels_host import _scratch_path_constraints, scratch_path_case
+from test_c_kernels_host import _scratch_path_constraints, _wide_path_constraints, scratch_path_case, wide_path_case
 
 from fxpq_keras.formats import Format
 from fxpq_keras.kernels import host, qemu
@@ -147,6 +147,18 @@ def _width_cases(salt: int) -> list:
         rng = np.random.default_rng([salt, 99, s])
         cases.append(random_case("conv2d", rng, x_bits=16, w_bits=16, cin=40, x_signed=bool(s % 2)))
         cases.append(random_case("fully_connected", rng, x_bits=16, w_bits=15, in_features=300))
+    # worst-case accumulators: every input and weight at an extreme, so each int32 partial sum of
+    # the chunked int64 accumulation is at its bound (a chunk one group too long would wrap)
+    for s, (x_bits, x_signed, w_bits) in enumerate([(16, True, 8), (16, False, 8), (16, True, 12), (16, False, 11),
+                                                    (8, True, 16), (12, True, 14)]):
+        rng = np.random.default_rng([salt, 97, s])
+        for op, kw in (("fully_connected", dict(in_features=513, out_ch=3)),
+                       ("conv2d", dict(cin=64, kernel=(3, 3), out_ch=2, padding="valid"))):
+            c = random_case(op, rng, x_bits=x_bits, x_signed=x_signed, w_bits=w_bits, per_channel=False, **kw)
+            x, w, bias = c.args
+            fmt = c.extra["x_fmt"]
+            for x_end, w_end in ((fmt.lo, -(1 << (w_bits - 1))), (fmt.hi, -(1 << (w_bits - 1)))):
+                cases.append(OpCase(op, (np.full_like(x, x_end), np.full_like(w, w_end), bias), c.kwargs, c.extra))
     return cases
 
 
@@ -168,6 +180,18 @@ def test_optimized_scratch_free_paths(cpu, draws):
     the end of the weights, depthwise channel quads decoded on the stack (windows past 25 taps
     and past 64 take the channel loop and the reference loop); one firmware session per draw."""
     cases = [scratch_path_case(seed, c) for seed, c in draws]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws=st.lists(st.tuples(st.integers(0, 2**32 - 1), _wide_path_constraints()), min_size=50, max_size=50))
+def test_optimized_wide_paths(cpu, draws):
+    """The DSP kernels' wide paths == numpy: unsigned 16-bit inputs as x - 2^15 lanes (EOR) with
+    the weight sums added back, int64 accumulators as exact int32 partial sums, depthwise channel
+    quads over 8- and 16-bit inputs (interior and border pixels), more output channels than the
+    finish cache; one firmware session per draw."""
+    cases = [wide_path_case(seed, c) for seed, c in draws]
     _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
 
 
