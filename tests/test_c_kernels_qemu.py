@@ -195,6 +195,42 @@ def test_optimized_wide_paths(cpu, draws):
     _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
 
 
+def _pool_case(seed: int, op: str, x_bits: int, x_signed: bool, d: int, size: tuple, pool: tuple, ch: int,
+               out_bits: int) -> OpCase:
+    """An average / global average pool with this window, channel count and frac difference."""
+    rng = np.random.default_rng(seed)
+    in_fmt = Format(x_bits, int(rng.integers(-4, 10)), x_signed)
+    out_fmt = Format(out_bits, int(np.clip(in_fmt.frac + d, -32, 32)), bool(rng.integers(2)))
+    x = rng.integers(in_fmt.lo, in_fmt.hi + 1, size=(1, *size, ch))
+    if rng.random() < 0.3:  # the sums' bounds
+        x[:] = in_fmt.lo if rng.random() < 0.5 else in_fmt.hi
+    if op == "global_average_pool2d":
+        return OpCase(op, (x,), dict(in_frac=in_fmt.frac, out_fmt=out_fmt, keepdims=False), dict(in_fmt=in_fmt))
+    return OpCase(op, (x,), dict(pool=pool, stride=tuple(int(v) for v in rng.integers(1, 4, size=2)),
+                                 padding=["same", "valid"][int(rng.integers(2))], in_frac=in_fmt.frac,
+                                 out_fmt=out_fmt, activation=[None, "relu", "relu6"][int(rng.integers(3))]),
+                  dict(in_fmt=in_fmt))
+
+
+_POOL_DRAW = st.tuples(st.integers(0, 2**32 - 1), st.sampled_from(["average_pool2d", "global_average_pool2d"]),
+                       st.sampled_from([(8, True), (8, False), (12, True), (16, True), (16, False), (4, False)]),
+                       st.integers(-14, 14), st.sampled_from([(5, 7), (12, 12), (25, 5), (17, 16), (6, 5)]),
+                       st.sampled_from([(2, 2), (3, 3), (1, 4), (5, 5)]), st.sampled_from([1, 3, 4, 8, 13, 64]),
+                       st.sampled_from([8, 16]))
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws=st.lists(_POOL_DRAW, min_size=40, max_size=40))
+def test_optimized_average_pool(cpu, draws):
+    """The DSP average pool == numpy: 8-bit inputs summed in SXTAB16 / UXTAB16 lanes (windows up
+    to 255 taps; 17x16 = 272 takes the int32 sums), 16-bit inputs two channels a word, the last
+    1..3 channels, the int32 floor division for frac differences -14..14 (the widest decline to
+    the reference loop), clipped windows at the borders."""
+    cases = [_pool_case(seed, op, xb, xs, d, size, pool, ch, ob) for seed, op, (xb, xs), d, size, pool, ch, ob in draws]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
 def test_cortex_m_builds_have_both_kernel_variants():
     """The default Cortex-M harness links the optimized kernels; the reference build does not."""
     import subprocess

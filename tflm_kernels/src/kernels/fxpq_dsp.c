@@ -1051,6 +1051,137 @@ int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id,
     return 1;
 }
 
+/* ---- average pool 2D ---------------------------------------------------------------------- */
+
+/* round_half_up(sum * 2^d / count) = floor((2 sum 2^d + count) / (2 count)) (d >= 0), or
+ * floor((2 sum + count 2^-d) / (2 count 2^-d)) (d < 0): the contract's average (numerics.md
+ * section 7) as one int32 floor division, when the caller has proven that every term fits. */
+FXPQ_INLINE int32_t fxpq_avg32(int32_t sum, int32_t count, int32_t d)
+{
+    const int32_t num = d >= 0 ? sum * ((int32_t)2 << d) + count : 2 * sum + (count << -d);
+    const int32_t den = d >= 0 ? 2 * count : (2 * count) << -d;
+    int32_t q = num / den;
+    if (q * den != num && num < 0) {
+        q -= 1; /* C division truncates; the contract floors */
+    }
+    return q;
+}
+
+/* Channels [c0, c0 + 4) of 8-bit inputs: the window's words summed as two SXTAB16 / UXTAB16
+ * lane pairs [c0,c2] [c1,c3] (16-bit lanes: exact for windows of at most 255 taps). */
+#define FXPQ_AVG_QUAD8(ext)                                                                       \
+    do {                                                                                        \
+        uint32_t s02 = 0, s13 = 0;                                                              \
+        for (ky = ky0; ky < ky1; ++ky) {                                                        \
+            const uint8_t *p = row0 + (size_t)(ky - ky0) * (size_t)row_step;                   \
+            for (kx = 0; kx < taps_x; ++kx, p += c) {                                           \
+                const uint32_t v = fxpq_ld32(p);                                                \
+                __asm__(ext " %0, %0, %1" : "+r"(s02) : "r"(v));                                \
+                __asm__(ext " %0, %0, %1, ror #8" : "+r"(s13) : "r"(v));                        \
+            }                                                                                   \
+        }                                                                                       \
+        if (is_signed) {                                                                        \
+            sums[0] = (int16_t)(s02 & 0xFFFFu);                                                 \
+            sums[2] = (int32_t)s02 >> 16;                                                       \
+            sums[1] = (int16_t)(s13 & 0xFFFFu);                                                 \
+            sums[3] = (int32_t)s13 >> 16;                                                       \
+        } else {                                                                                \
+            sums[0] = (int32_t)(s02 & 0xFFFFu);                                                 \
+            sums[2] = (int32_t)(s02 >> 16);                                                     \
+            sums[1] = (int32_t)(s13 & 0xFFFFu);                                                 \
+            sums[3] = (int32_t)(s13 >> 16);                                                     \
+        }                                                                                       \
+    } while (0)
+
+int32_t fxpq_dsp_average_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                                const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
+                                const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
+                                int32_t hi)
+{
+    const fxpq_storage in_s = fxpq_storage_of(input_fmt);
+    const int32_t es = fxpq_elem_size(in_s), out_es = fxpq_elem_size(fxpq_storage_of(output_fmt));
+    const int32_t d = output_fmt->frac - input_fmt->frac, c = id->c;
+    const int32_t taps_max = params->filter.h * params->filter.w;
+    const int32_t is_signed = in_s == FXPQ_STORAGE_INT8 || in_s == FXPQ_STORAGE_INT16;
+    const int32_t lanes8 = es == 1 && taps_max <= 255;
+    int32_t n, oy, ox, ch, j, in_lo, in_hi;
+    int64_t xmax;
+    fxpq_format_range(input_fmt, &in_lo, &in_hi);
+    xmax = -(int64_t)in_lo > (int64_t)in_hi ? -(int64_t)in_lo : (int64_t)in_hi;
+    /* every term of fxpq_avg32 below 2^31 (|sum| <= taps * xmax) */
+    if (params->filter.h > 4096 || params->filter.w > 4096 || d > 12 || d < -12 ||
+        (d >= 0 && (int64_t)taps_max * xmax * ((int64_t)2 << d) + taps_max > INT32_MAX) ||
+        (d < 0 && ((int64_t)2 * taps_max * xmax + ((int64_t)2 * taps_max << -d)) > INT32_MAX)) {
+        return 0;
+    }
+    for (n = 0; n < od->n; ++n) {
+        for (oy = 0; oy < od->h; ++oy) {
+            const int32_t iy0 = oy * params->stride.h - pad_t;
+            int32_t ky0, ky1;
+            fxpq_valid_taps(iy0, 1, params->filter.h, id->h, &ky0, &ky1);
+            for (ox = 0; ox < od->w; ++ox) {
+                const int32_t ix0 = ox * params->stride.w - pad_l;
+                int32_t kx0, kx1, taps_x, count, ky, kx;
+                const uint8_t *base;
+                uint8_t *out;
+                size_t row_step;
+                fxpq_valid_taps(ix0, 1, params->filter.w, id->w, &kx0, &kx1);
+                taps_x = kx1 - kx0;
+                count = (ky1 - ky0) * taps_x;
+                base = (const uint8_t *)input +
+                       (size_t)(((n * id->h + iy0 + ky0) * id->w + ix0 + kx0) * c) * (size_t)es;
+                out = (uint8_t *)output + (size_t)(((n * od->h + oy) * od->w + ox) * c) * (size_t)out_es;
+                row_step = (size_t)id->w * (size_t)c * (size_t)es;
+                for (ch = 0; ch < c; ch += 4) {
+                    const int32_t lanes = c - ch < 4 ? c - ch : 4;
+                    const uint8_t *row0 = base + (size_t)ch * (size_t)es;
+                    int32_t sums[4] = {0, 0, 0, 0};
+                    if (lanes == 4 && lanes8) {
+                        if (is_signed) {
+                            FXPQ_AVG_QUAD8("sxtab16");
+                        } else {
+                            FXPQ_AVG_QUAD8("uxtab16");
+                        }
+                    } else if (lanes == 4 && es == 2) { /* two words of halfwords [c0,c1] [c2,c3] */
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const uint8_t *p = row0 + (size_t)(ky - ky0) * row_step;
+                            for (kx = 0; kx < taps_x; ++kx, p += (size_t)c * 2u) {
+                                const uint32_t v0 = fxpq_ld32(p), v1 = fxpq_ld32(p + 4);
+                                if (is_signed) {
+                                    sums[0] += (int16_t)(v0 & 0xFFFFu);
+                                    sums[1] += (int32_t)v0 >> 16;
+                                    sums[2] += (int16_t)(v1 & 0xFFFFu);
+                                    sums[3] += (int32_t)v1 >> 16;
+                                } else {
+                                    sums[0] += (int32_t)(v0 & 0xFFFFu);
+                                    sums[1] += (int32_t)(v0 >> 16);
+                                    sums[2] += (int32_t)(v1 & 0xFFFFu);
+                                    sums[3] += (int32_t)(v1 >> 16);
+                                }
+                            }
+                        }
+                    } else {
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const uint8_t *p = row0 + (size_t)(ky - ky0) * row_step;
+                            for (kx = 0; kx < taps_x; ++kx, p += (size_t)c * (size_t)es) {
+                                for (j = 0; j < lanes; ++j) {
+                                    sums[j] += fxpq_load(p, in_s, j);
+                                }
+                            }
+                        }
+                    }
+                    for (j = 0; j < lanes; ++j) {
+                        int32_t v = count > 0 ? fxpq_avg32(sums[j], count, d) : 0;
+                        v = v < lo ? lo : (v > hi ? hi : v);
+                        fxpq_store_bits(out, out_es, ch + j, v);
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 /* ---- add ------------------------------------------------------------------------------------- */
 
 /* The aligned sum, the rescale and the clamp in int32 when the operands' bound proves that no
