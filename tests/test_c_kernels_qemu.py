@@ -159,6 +159,26 @@ def _width_cases(salt: int) -> list:
             fmt = c.extra["x_fmt"]
             for x_end, w_end in ((fmt.lo, -(1 << (w_bits - 1))), (fmt.hi, -(1 << (w_bits - 1)))):
                 cases.append(OpCase(op, (np.full_like(x, x_end), np.full_like(w, w_end), bias), c.kwargs, c.extra))
+    # rows whose sum |w| * max|x| stays just below 2^31 although the width rule asks for int64 (the
+    # exact int32 path) or just above it (chunks), with inputs that drive every product to the
+    # same sign
+    for s, (sign, mag) in enumerate(((1, 127), (-1, 127), (1, 128), (-1, 128))):  # 513 * 128 * 2^15 > 2^31
+        rng = np.random.default_rng([salt, 96, s])
+        c = random_case("fully_connected", rng, x_bits=16, x_signed=True, w_bits=12, per_channel=False,
+                        in_features=513, out_ch=4)
+        x, w, bias = c.args
+        fmt = c.extra["x_fmt"]
+        w = np.where(rng.random(w.shape) < 0.5, -mag, mag)
+        x = np.where((w[:1] > 0) == (sign > 0), fmt.hi, fmt.lo).repeat(5, axis=0)  # 5 pixels: the 4-column passes
+        cases.append(OpCase("fully_connected", (x, w, bias), c.kwargs, c.extra))
+        c = random_case("conv2d", rng, x_bits=16, x_signed=True, w_bits=12, per_channel=False, cin=57,
+                        kernel=(3, 3), out_ch=2, padding="valid")
+        x, w, bias = c.args
+        w = np.where(rng.random(w.shape) < 0.5, -mag, mag)
+        w[1] = w[0]
+        pat = np.where((w[0] > 0) == (sign > 0), fmt.hi, fmt.lo)
+        x = np.tile(pat[None], (x.shape[0], x.shape[1] // 3 + 1, x.shape[2] // 3 + 1, 1))[:, :x.shape[1], :x.shape[2]]
+        cases.append(OpCase("conv2d", (x, w, bias), c.kwargs, c.extra))
     return cases
 
 

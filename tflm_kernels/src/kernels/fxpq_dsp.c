@@ -326,20 +326,30 @@ typedef struct {
     int32_t o_first;
 } fxpq_pass;
 
-/* Sum of the K weights of row o (the FXPQ_X_U16 correction's factor). */
-static int32_t fxpq_row_sum(const fxpq_weighted *wk, int32_t o)
+/* Sum of the K weights of row o (the FXPQ_X_U16 correction's factor); *abs_sum: of their
+ * magnitudes (bounds the row's exact dot product), when not NULL. */
+static int32_t fxpq_row_sums(const fxpq_weighted *wk, int32_t o, int32_t *abs_sum)
 {
     const uint8_t *row = (const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes;
     int16_t w[FXPQ_WCHUNK];
-    int32_t first, i, sum = 0;
+    int32_t first, i, sum = 0, mag = 0;
     for (first = 0; first < wk->k; first += FXPQ_WCHUNK) {
         const int32_t n = wk->k - first < FXPQ_WCHUNK ? wk->k - first : FXPQ_WCHUNK;
         fxpq_unpack_run(row, wk->weights->bits, first, n, w);
         for (i = 0; i < n; ++i) {
             sum += w[i];
+            mag += w[i] < 0 ? -w[i] : w[i];
         }
     }
+    if (abs_sum != NULL) {
+        *abs_sum = mag;
+    }
     return sum;
+}
+
+static int32_t fxpq_row_sum(const fxpq_weighted *wk, int32_t o)
+{
+    return fxpq_row_sums(wk, o, NULL);
 }
 
 /* The finish of a channel that is not in the cache or needs int64 (not inlined: rare). */
@@ -592,11 +602,29 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
                                                   : (((int64_t)1 << wk->in_bits) - 1));
         const int64_t term = xmax << (bits - 1);
         chunk = (int32_t)((int64_t)INT32_MAX / (8 * term));
-        if (chunk == 0) {
+        bound = (int64_t)INT32_MAX + 1; /* unknown */
+        if (pixels >= FXPQ_PIXELS) {
+            /* the width rule's bound K * max|x| * 2^(bits-1) is the worst row; the actual rows
+             * often bound their dot products below 2^31 (sum |w| * max|x|): then the exact sum
+             * fits int32, SMLAD's modular sum is it, and no chunking is needed */
+            const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                                : (((int64_t)1 << wk->in_bits) - 1);
+            for (bound = 0, o = 0; o < out_ch && bound <= INT32_MAX; ++o) {
+                int32_t mag;
+                (void)fxpq_row_sums(wk, o, &mag);
+                bound = (int64_t)mag * x_abs > bound ? (int64_t)mag * x_abs : bound;
+            }
+            if (bound <= INT32_MAX) {
+                chunk = 0;
+            }
+        }
+        if (chunk == 0 && bound > INT32_MAX) {
             return 0;
         }
     }
-    bound = fxpq_acc_bound(wk);
+    if (!wk->acc64) {
+        bound = fxpq_acc_bound(wk);
+    }
     for (o = 0; o < out_ch && o < FXPQ_FINISH_CACHE; ++o) {
         const fxpq_finish f = fxpq_finish_of(wk, o, bound);
         const int32_t wsum = u16 ? fxpq_row_sum(wk, o) : 0;
