@@ -12,7 +12,13 @@
  *    registers, 8 weights per step (two int16 lanes per register), and every decoded register
  *    meets all FXPQ_PIXELS columns (SMLAD: two products and the sum in one instruction);
  *  - the finish is int32 (bias + rounding constant, one arithmetic shift, clamp) whenever the
- *    accumulator's bound proves it exact, else the reference's int64 finish.
+ *    accumulator's bound proves it exact, else the reference's int64 finish;
+ *  - unsigned 16-bit inputs become lanes x - 2^15 (EOR 0x80008000), the finish adds 2^15 * the
+ *    row's weight sum back; an accumulator the width rule puts in int64 stays int32 when the
+ *    rows' sum |w| * max|x| proves the exact sum fits, else runs as exact int32 partial sums of a
+ *    few groups added in int64.
+ * Depthwise (channel quads, 8- and 16-bit inputs, unclipped interior pixels), average pooling,
+ * max pooling and add have their own loops below.
  * Lane order inside a group of 8 terms: registers [t0,t2] [t1,t3] [t4,t6] [t5,t7] (bottom half
  * first): SXTB16 of a word of four int8 weights gives [t0,t2], of the word rotated by 8 [t1,t3].
  */
