@@ -803,10 +803,12 @@ typedef struct {
         int32_t v1 = (int32_t)((uint32_t)a1 + (uint32_t)qc->add[1]) >> qc->shift[1];            \
         int32_t v2 = (int32_t)((uint32_t)a2 + (uint32_t)qc->add[2]) >> qc->shift[2];            \
         int32_t v3 = (int32_t)((uint32_t)a3 + (uint32_t)qc->add[3]) >> qc->shift[3];            \
-        v0 *= qc->mul[0];                                                                       \
-        v1 *= qc->mul[1];                                                                       \
-        v2 *= qc->mul[2];                                                                       \
-        v3 *= qc->mul[3];                                                                       \
+        if (left) { /* some channel's output frac is above the accumulator's */                \
+            v0 *= qc->mul[0];                                                                   \
+            v1 *= qc->mul[1];                                                                   \
+            v2 *= qc->mul[2];                                                                   \
+            v3 *= qc->mul[3];                                                                   \
+        }                                                                                       \
         v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);                                                \
         v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);                                                \
         v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);                                                \
@@ -826,7 +828,7 @@ typedef struct {
  * pixels clip their window (U16: and add back 2^15 * the sum of the valid taps' weights). */
 FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
                               int32_t ch, const fxpq_dw_quad_consts *qc, int32_t ox_lo, int32_t ox_hi,
-                              const int32_t kind)
+                              const int32_t kind, const int32_t left)
 {
     const int32_t es = (kind == FXPQ_DW_S8 || kind == FXPQ_DW_U8) ? 1 : 2;
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c;
@@ -943,6 +945,17 @@ static void fxpq_dw_interior(const fxpq_geometry *g, int32_t *ox_lo, int32_t *ox
     }
 }
 
+#define FXPQ_DW_QUAD_CALL(left)                                                                   \
+    do {                                                                                        \
+        const uint8_t *x_ = (const uint8_t *)input;                                             \
+        switch (kind) {                                                                         \
+        case FXPQ_DW_S8: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S8, left); break; \
+        case FXPQ_DW_U8: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U8, left); break; \
+        case FXPQ_DW_S16: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S16, left); break; \
+        default: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U16, left); break;  \
+        }                                                                                       \
+    } while (0)
+
 int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
                                   const void *input)
 {
@@ -992,11 +1005,11 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
             qc.wsum[i] = sum;
         }
         qc.wl = (const uint8_t *)wl;
-        switch (kind) {
-        case FXPQ_DW_S8: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S8); break;
-        case FXPQ_DW_U8: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U8); break;
-        case FXPQ_DW_S16: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S16); break;
-        default: fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U16); break;
+        /* right shifts only (the common case): no multiply in the finish */
+        if (qc.mul[0] == 1 && qc.mul[1] == 1 && qc.mul[2] == 1 && qc.mul[3] == 1) {
+            FXPQ_DW_QUAD_CALL(0);
+        } else {
+            FXPQ_DW_QUAD_CALL(1);
         }
     }
     fxpq_dw_channels(wk, g, input, quads * 4, bound); /* the last 1..3 channels */
