@@ -267,21 +267,25 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups
                          const int32_t bits, const int32_t kind, const int32_t cols, int32_t *acc)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    const uint8_t *c0 = col[0], *c1 = col[cols > 1 ? 1 : 0], *c2 = col[cols > 1 ? 2 : 0];
-    const uint8_t *c3 = col[cols > 1 ? 3 : 0];
+    const uint8_t *c0 = col[0], *c1 = col[cols > 1 ? 1 : 0], *c2 = col[cols > 2 ? 2 : 0];
+    const uint8_t *c3 = col[cols > 2 ? 3 : 0];
     uint32_t w02, w13;
     for (; groups > 0; --groups) {
         fxpq_decode4(row, bits, 0, &w02, &w13);
         FXPQ_MAC4(c0, a0);
-        if (cols == FXPQ_PIXELS) {
+        if (cols >= 2) {
             FXPQ_MAC4(c1, a1);
+        }
+        if (cols == FXPQ_PIXELS) {
             FXPQ_MAC4(c2, a2);
             FXPQ_MAC4(c3, a3);
         }
         fxpq_decode4(row, bits, 4, &w02, &w13);
         FXPQ_MAC4(c0, a0);
-        if (cols == FXPQ_PIXELS) {
+        if (cols >= 2) {
             FXPQ_MAC4(c1, a1);
+        }
+        if (cols == FXPQ_PIXELS) {
             FXPQ_MAC4(c2, a2);
             FXPQ_MAC4(c3, a3);
         }
@@ -290,16 +294,20 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups
     if (tail != 0) {
         fxpq_decode4(trow, bits, 0, &w02, &w13);
         FXPQ_MAC4_LANES(tl, a0);
-        if (cols == FXPQ_PIXELS) {
+        if (cols >= 2) {
             FXPQ_MAC4_LANES(tl + 16, a1);
+        }
+        if (cols == FXPQ_PIXELS) {
             FXPQ_MAC4_LANES(tl + 32, a2);
             FXPQ_MAC4_LANES(tl + 48, a3);
         }
         if (tail > 4) {
             fxpq_decode4(trow, bits, 4, &w02, &w13);
             FXPQ_MAC4_LANES(tl + 8, a0);
-            if (cols == FXPQ_PIXELS) {
+            if (cols >= 2) {
                 FXPQ_MAC4_LANES(tl + 24, a1);
+            }
+            if (cols == FXPQ_PIXELS) {
                 FXPQ_MAC4_LANES(tl + 40, a2);
                 FXPQ_MAC4_LANES(tl + 56, a3);
             }
@@ -419,6 +427,9 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
                 fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K,         \
                         FXPQ_PIXELS, acc);                                                      \
                 fxpq_pass_store(ps, o, acc, FXPQ_PIXELS);                                       \
+            } else if (K >= FXPQ_X_16 && ps->cols == 2) { /* KxK 16-bit: two im2col columns */ \
+                fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K, 2, acc); \
+                fxpq_pass_store(ps, o, acc, 2);                                                 \
             } else {                                                                            \
                 fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K, 1, acc); \
                 fxpq_pass_store(ps, o, acc, 1);                                                 \
@@ -583,9 +594,9 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
                                                           : FXPQ_X_16;
     const fxpq_mm_fn mm = fxpq_mm_table[bits - 2][kind];
     int32_t chunk = 0; /* groups per exact int32 partial sum, when the accumulator needs int64 */
-    /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones one
-     * column of K halfwords (the same 4K bytes hold two; one is what the decoder shares) */
-    const int32_t max_cols = (direct || es == 1) ? FXPQ_PIXELS : 1;
+    /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones two
+     * columns of K halfwords (the same 4K bytes) */
+    const int32_t max_cols = (direct || es == 1) ? FXPQ_PIXELS : 2;
     uint8_t *const colbuf = (uint8_t *)wk->scratch;
     uint32_t tail_buf[FXPQ_PIXELS * 4];  /* tail lanes, 16 bytes a column */
     uint32_t tail_copy[4];               /* a tail group near the end of the weights */
@@ -660,7 +671,8 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     o_safe = o_safe < 0 ? 0 : o_safe;
 
     for (p0 = 0; p0 < pixels; p0 += cols) {
-        cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS : 1;
+        cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS
+               : (pixels - p0 >= 2 && es == 2) ? 2 : 1; /* the 16-bit kinds have a 2-column loop */
         for (j = 0; j < cols; ++j) {
             const uint8_t *c;
             if (direct) {
