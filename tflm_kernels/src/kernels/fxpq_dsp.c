@@ -1244,16 +1244,37 @@ int32_t fxpq_dsp_average_pool2d(const fxpq_pool_params *params, const fxpq_dims 
 /* ---- add ------------------------------------------------------------------------------------- */
 
 /* The aligned sum, the rescale and the clamp in int32 when the operands' bound proves that no
- * intermediate reaches 2^31 (typed loops for 8-bit inputs, a generic load otherwise). */
-#define FXPQ_ADD_LOOP(a_t, b_t)                                                                   \
+ * intermediate reaches 2^31: one typed loop per pair of input containers and output width, the
+ * rescale branch-free ((v + round) >> right) * left. */
+#define FXPQ_ADD_LOOP(a_t, b_t, o_t)                                                              \
     do {                                                                                        \
         const a_t *pa = (const a_t *)a;                                                         \
         const b_t *pb = (const b_t *)b;                                                         \
+        o_t *po = (o_t *)output;                                                                \
         for (i = 0; i < size; ++i) {                                                            \
             int32_t v = (int32_t)pa[i] * mul_a + (int32_t)pb[i] * mul_b;                        \
-            v = shift >= 0 ? (v + round) >> shift : v * left;                                   \
+            v = ((v + round) >> right) * left;                                                  \
             v = v < lo ? lo : (v > hi ? hi : v);                                                \
-            fxpq_store_bits(output, out_es, i, v);                                              \
+            po[i] = (o_t)v;                                                                     \
+        }                                                                                       \
+    } while (0)
+
+#define FXPQ_ADD_OUT(a_t, b_t)                                                                    \
+    do {                                                                                        \
+        if (out_es == 1) {                                                                      \
+            FXPQ_ADD_LOOP(a_t, b_t, uint8_t);                                                   \
+        } else {                                                                                \
+            FXPQ_ADD_LOOP(a_t, b_t, uint16_t);                                                  \
+        }                                                                                       \
+    } while (0)
+
+#define FXPQ_ADD_B(a_t)                                                                           \
+    do {                                                                                        \
+        switch (b_s) {                                                                          \
+        case FXPQ_STORAGE_INT8: FXPQ_ADD_OUT(a_t, int8_t); break;                              \
+        case FXPQ_STORAGE_UINT8: FXPQ_ADD_OUT(a_t, uint8_t); break;                            \
+        case FXPQ_STORAGE_INT16: FXPQ_ADD_OUT(a_t, int16_t); break;                            \
+        default: FXPQ_ADD_OUT(a_t, uint16_t); break;                                           \
         }                                                                                       \
     } while (0)
 
@@ -1263,35 +1284,22 @@ int32_t fxpq_dsp_add(int32_t size, const void *a, fxpq_storage a_s, int32_t sa, 
     const int32_t shift = frac - out->frac, lo = out->lo, hi = out->hi;
     const int32_t out_es = fxpq_elem_size(out->storage);
     const int32_t round = shift > 0 && shift <= 31 ? (int32_t)1 << (shift - 1) : 0;
-    const int32_t left = shift < 0 && shift >= -7 ? (int32_t)1 << -shift : 0;
+    const int32_t right = shift > 0 ? shift : 0;
+    const int32_t left = shift < 0 && shift >= -30 ? (int32_t)1 << -shift : 1;
     int32_t i, mul_a, mul_b;
     const int64_t bound = ((int64_t)1 << (8 * fxpq_elem_size(a_s) + sa)) +
                           ((int64_t)1 << (8 * fxpq_elem_size(b_s) + sb));
-    if (sa > 16 || sb > 16 || shift > 31 || shift < -7 || bound + round >= ((int64_t)1 << 31) ||
-        (left != 0 && bound * left >= ((int64_t)1 << 31))) {
+    if (sa > 16 || sb > 16 || shift > 31 || shift < -30 || bound + round >= ((int64_t)1 << 31) ||
+        bound * left >= ((int64_t)1 << 31)) {
         return 0;
     }
     mul_a = (int32_t)1 << sa; /* multiplies, not shifts: no left shift of a negative value */
     mul_b = (int32_t)1 << sb;
-    if (fxpq_elem_size(a_s) != 1 || fxpq_elem_size(b_s) != 1) {
-        for (i = 0; i < size; ++i) {
-            int32_t v = fxpq_load(a, a_s, i) * mul_a + fxpq_load(b, b_s, i) * mul_b;
-            v = shift >= 0 ? (v + round) >> shift : v * left;
-            v = v < lo ? lo : (v > hi ? hi : v);
-            fxpq_store_bits(output, out_es, i, v);
-        }
-        return 1;
-    }
-    if (a_s == FXPQ_STORAGE_INT8) {
-        if (b_s == FXPQ_STORAGE_INT8) {
-            FXPQ_ADD_LOOP(int8_t, int8_t);
-        } else {
-            FXPQ_ADD_LOOP(int8_t, uint8_t);
-        }
-    } else if (b_s == FXPQ_STORAGE_INT8) {
-        FXPQ_ADD_LOOP(uint8_t, int8_t);
-    } else {
-        FXPQ_ADD_LOOP(uint8_t, uint8_t);
+    switch (a_s) {
+    case FXPQ_STORAGE_INT8: FXPQ_ADD_B(int8_t); break;
+    case FXPQ_STORAGE_UINT8: FXPQ_ADD_B(uint8_t); break;
+    case FXPQ_STORAGE_INT16: FXPQ_ADD_B(int16_t); break;
+    default: FXPQ_ADD_B(uint16_t); break;
     }
     return 1;
 }
