@@ -903,13 +903,27 @@ FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, c
                 {
                     const int32_t ixp = ox * g->stride.w - g->pad_l;
                     int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0; /* U16: valid taps' weight sums */
-                    fxpq_valid_taps(ixp, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+                    if (g->dilation.w == 1) { /* the common case, without the division */
+                        kx0 = ixp < 0 ? -ixp : 0;
+                        kx1 = g->in.w - ixp < kw ? g->in.w - ixp : kw;
+                        kx0 = kx0 > kw ? kw : kx0;
+                        kx1 = kx1 < kx0 ? kx0 : kx1;
+                    } else {
+                        fxpq_valid_taps(ixp, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+                    }
                     taps_x = kx1 - kx0;
                     pr = x + (size_t)(((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ixp +
                                        kx0 * g->dilation.w) * c) * (size_t)es;
                     wr = wl + (ky0 * kw + kx0) * 8;
                     for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
                         const uint8_t *p = pr, *w = wr;
+                        if (kind != FXPQ_DW_U16 && taps_x == 2) { /* a 3-wide window at a border */
+                            FXPQ_DW_TAP(p, w);
+                            FXPQ_DW_TAP(p + xstep, w + 8);
+                            pr += row_step;
+                            wr += kw * 8;
+                            continue;
+                        }
                         for (kx = 0; kx < taps_x; ++kx) {
                             FXPQ_DW_TAP(p, w);
                             if (kind == FXPQ_DW_U16) {
