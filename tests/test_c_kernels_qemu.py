@@ -179,6 +179,14 @@ def _width_cases(salt: int) -> list:
         pat = np.where((w[0] > 0) == (sign > 0), fmt.hi, fmt.lo)
         x = np.tile(pat[None], (x.shape[0], x.shape[1] // 3 + 1, x.shape[2] // 3 + 1, 1))[:, :x.shape[1], :x.shape[2]]
         cases.append(OpCase("conv2d", (x, w, bias), c.kwargs, c.extra))
+        # depthwise 3x3 over int16 with 16-bit weights: 9 * 7281 * 2^15 < 2^31 < 9 * 7282 * 2^15
+        c = random_case("depthwise_conv2d", rng, x_bits=16, x_signed=True, w_bits=16, per_channel=False,
+                        cin=8, kernel=(3, 3), depth_multiplier=1, padding="valid")
+        x, w, bias = c.args
+        w = np.where(rng.random(w.shape) < 0.5, -1, 1) * (7281 if mag == 127 else 7282)
+        pat = np.where((w[0] > 0) == (sign > 0), fmt.hi, fmt.lo)  # (3, 3, 8)
+        x = np.tile(pat[None], (x.shape[0], x.shape[1] // 3 + 1, x.shape[2] // 3 + 1, 1))[:, :x.shape[1], :x.shape[2]]
+        cases.append(OpCase("depthwise_conv2d", (x, w, bias), c.kwargs, c.extra))
     return cases
 
 

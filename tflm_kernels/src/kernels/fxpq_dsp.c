@@ -992,10 +992,25 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
                                                                                  : FXPQ_DW_U16;
     int64_t bound;
     int32_t o, q, t, all_fast = 1, ox_lo, ox_hi;
-    if (wk->acc64 || k > FXPQ_WCHUNK) {
-        return 0; /* int64 accumulator, or a window whose row the stack does not hold */
+    if (k > FXPQ_WCHUNK) {
+        return 0; /* a window whose row the stack does not hold */
     }
-    bound = fxpq_acc_bound(wk);
+    if (wk->acc64) {
+        /* the width rule asks for int64; the channels' sum |w| * max|x| may still prove that
+         * every exact sum fits int32 (SMLABB's modular sums are then exact) */
+        const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                            : (((int64_t)1 << wk->in_bits) - 1);
+        for (bound = 0, o = 0; o < c && bound <= INT32_MAX; ++o) { /* c: the output channels */
+            int32_t mag;
+            (void)fxpq_row_sums(wk, o, &mag);
+            bound = (int64_t)mag * x_abs > bound ? (int64_t)mag * x_abs : bound;
+        }
+        if (bound > INT32_MAX) {
+            return 0;
+        }
+    } else {
+        bound = fxpq_acc_bound(wk);
+    }
     if (g->depth_multiplier != 1 || quads == 0 || k > FXPQ_DW_TAPS) {
         fxpq_dw_channels(wk, g, input, 0, bound);
         return 1;
