@@ -1059,6 +1059,53 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
 
 /* ---- max pool 2D ------------------------------------------------------------------------------ */
 
+/* 16-bit inputs: a typed maximum per channel over the clipped window, then the int32 rescale
+ * (shift in [-15, 31]: |max| * 2^15 < 2^31) and clamp. */
+#define FXPQ_MAX16(in_t)                                                                          \
+    do {                                                                                        \
+        const in_t *x = (const in_t *)input;                                                    \
+        for (ch = 0; ch < c; ++ch) {                                                            \
+            int32_t m = x[first + ch], v;                                                       \
+            for (ky = ky0; ky < ky1; ++ky) {                                                    \
+                const in_t *p = x + ((n * id->h + iy0 + ky) * id->w + ix0 + kx0) * c + ch;      \
+                for (kx = kx0; kx < kx1; ++kx, p += c) {                                        \
+                    m = *p > m ? *p : m;                                                        \
+                }                                                                               \
+            }                                                                                   \
+            v = shift >= 0 ? (m + round) >> shift : m * ((int32_t)1 << -shift);                \
+            v = v < lo ? lo : (v > hi ? hi : v);                                                \
+            fxpq_store_bits(output, out_es, obase + ch, v);                                     \
+        }                                                                                       \
+    } while (0)
+
+static int32_t fxpq_max_pool16(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                               fxpq_storage in_s, const fxpq_dims *od, void *output, int32_t out_es,
+                               int32_t shift, int32_t pad_t, int32_t pad_l, int32_t lo, int32_t hi)
+{
+    const int32_t c = id->c, round = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    int32_t n, oy, ox, ch, ky, kx;
+    for (n = 0; n < od->n; ++n) {
+        for (oy = 0; oy < od->h; ++oy) {
+            const int32_t iy0 = oy * params->stride.h - pad_t;
+            int32_t ky0, ky1;
+            fxpq_valid_taps(iy0, 1, params->filter.h, id->h, &ky0, &ky1);
+            for (ox = 0; ox < od->w; ++ox) {
+                const int32_t ix0 = ox * params->stride.w - pad_l;
+                const int32_t obase = ((n * od->h + oy) * od->w + ox) * c;
+                int32_t kx0, kx1, first;
+                fxpq_valid_taps(ix0, 1, params->filter.w, id->w, &kx0, &kx1);
+                first = ((n * id->h + iy0 + ky0) * id->w + ix0 + kx0) * c;
+                if (in_s == FXPQ_STORAGE_INT16) {
+                    FXPQ_MAX16(int16_t);
+                } else {
+                    FXPQ_MAX16(uint16_t);
+                }
+            }
+        }
+    }
+    return 1;
+}
+
 /* 8-bit inputs: the maximum of four channels at once (SSUB8/USUB8 set the per-byte GE flags, SEL
  * picks the larger bytes), then an int32 rescale and clamp per output. */
 int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
@@ -1072,8 +1119,11 @@ int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id,
     const int32_t round = shift > 0 ? (int32_t)1 << (shift - 1) : 0, is_signed = in_s == FXPQ_STORAGE_INT8;
     const uint8_t *x = (const uint8_t *)input;
     int32_t n, oy, ox, q, j;
-    if ((in_s != FXPQ_STORAGE_INT8 && in_s != FXPQ_STORAGE_UINT8) || shift > 31 || shift < -15) {
+    if (shift > 31 || shift < -15) {
         return 0;
+    }
+    if (in_s != FXPQ_STORAGE_INT8 && in_s != FXPQ_STORAGE_UINT8) {
+        return fxpq_max_pool16(params, id, input, in_s, od, output, out_es, shift, pad_t, pad_l, lo, hi);
     }
     for (n = 0; n < od->n; ++n) {
         for (oy = 0; oy < od->h; ++oy) {
@@ -1266,6 +1316,51 @@ int32_t fxpq_dsp_average_pool2d(const fxpq_pool_params *params, const fxpq_dims 
                 }
             }
         }
+    }
+    return 1;
+}
+
+/* ---- requantize ------------------------------------------------------------------------------ */
+
+/* x rescaled by ((x + round) >> right) * left and clamped, one typed loop per input container
+ * and output width, when every term fits int32 (|x| < 2^16). */
+#define FXPQ_REQ_LOOP(in_t, o_t)                                                                  \
+    do {                                                                                        \
+        const in_t *px = (const in_t *)input;                                                   \
+        o_t *po = (o_t *)out->data;                                                             \
+        for (i = 0; i < size; ++i) {                                                            \
+            int32_t v = (((int32_t)px[i] + round) >> right) * left;                             \
+            v = v < lo ? lo : (v > hi ? hi : v);                                                \
+            po[i] = (o_t)v;                                                                     \
+        }                                                                                       \
+    } while (0)
+
+#define FXPQ_REQ_OUT(in_t)                                                                        \
+    do {                                                                                        \
+        if (out_es == 1) {                                                                      \
+            FXPQ_REQ_LOOP(in_t, uint8_t);                                                       \
+        } else {                                                                                \
+            FXPQ_REQ_LOOP(in_t, uint16_t);                                                      \
+        }                                                                                       \
+    } while (0)
+
+int32_t fxpq_dsp_requantize(int32_t size, const void *input, fxpq_storage in_s, int32_t in_frac,
+                            const fxpq_output *out)
+{
+    const int32_t shift = in_frac - out->frac, lo = out->lo, hi = out->hi;
+    const int32_t out_es = fxpq_elem_size(out->storage);
+    int32_t i, round, right, left;
+    if (shift > 30 || shift < -14) { /* (2^16 + round) and 2^16 * left below 2^31 */
+        return 0;
+    }
+    round = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    right = shift > 0 ? shift : 0;
+    left = shift < 0 ? (int32_t)1 << -shift : 1;
+    switch (in_s) {
+    case FXPQ_STORAGE_INT8: FXPQ_REQ_OUT(int8_t); break;
+    case FXPQ_STORAGE_UINT8: FXPQ_REQ_OUT(uint8_t); break;
+    case FXPQ_STORAGE_INT16: FXPQ_REQ_OUT(int16_t); break;
+    default: FXPQ_REQ_OUT(uint16_t); break;
     }
     return 1;
 }

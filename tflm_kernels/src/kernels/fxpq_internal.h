@@ -315,6 +315,9 @@ int32_t fxpq_dsp_average_pool2d(const fxpq_pool_params *params, const fxpq_dims 
                                 const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
                                 const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
                                 int32_t hi);
+/* Requantize after fxpq_elementwise_prepare. */
+int32_t fxpq_dsp_requantize(int32_t size, const void *input, fxpq_storage in_s, int32_t in_frac,
+                            const fxpq_output *out);
 /* Max pool after fxpq_check_pool (lo/hi the activation clamp). */
 int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
                             const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
