@@ -381,8 +381,6 @@ def scratch_path_case(seed: int, c: dict) -> OpCase:
     if op == "depthwise_conv2d":
         c = dict(c, depth_multiplier=1)
         c.pop("out_ch")
-    if c["x_bits"] == 16 and not c["x_signed"] and op != "depthwise_conv2d":
-        c["x_bits"] = 15  # unsigned 16-bit does not fit an int16 lane: the reference loop (tested elsewhere)
     if op == "fully_connected":
         c.pop("kernel")
     else:
@@ -396,6 +394,47 @@ def test_scratch_free_paths_match_numpy(seed, c):
     """The reference loops with their weights on the stack (whole rows up to FXPQ_WCHUNK, longer
     rows piece by piece) == numpy, for the shapes the optimized kernels' paths take."""
     _assert_same(scratch_path_case(seed, c))
+
+
+def _wide_path_constraints():
+    """Shapes and formats of the optimized kernels' wide paths (docs/kernels.md): 16-bit inputs
+    (unsigned 16-bit as x - 2^15 lanes) into conv, fully connected and depthwise channel quads,
+    dot products long enough that the width rule asks for an int64 accumulator (int32 partial sums
+    of a few groups), more output channels than the finish cache holds (64)."""
+    return st.fixed_dictionaries({
+        "op": st.sampled_from(CONV_OPS),
+        "kernel": st.sampled_from([(1, 1), (3, 3), (3, 1), (2, 3), (5, 5)]),
+        "cin": st.sampled_from([4, 8, 12, 20, 33, 64]),
+        "x": st.sampled_from([(16, False), (16, True), (12, True), (15, False), (8, True), (8, False)]),
+        "w_bits": st.integers(2, 16),
+        "per_channel": st.booleans(),
+        "padding": st.sampled_from(["same", "valid"]),
+        "in_features": st.sampled_from([40, 130, 300, 513]),
+        "out_ch": st.sampled_from([1, 5, 12, 63, 70]),
+    })
+
+
+def wide_path_case(seed: int, c: dict) -> OpCase:
+    """One case of the wide paths (shared with tests/test_c_kernels_qemu.py)."""
+    c = dict(c)
+    op = c.pop("op")
+    c["x_bits"], c["x_signed"] = c.pop("x")
+    if op == "depthwise_conv2d":
+        c = dict(c, depth_multiplier=1)
+        c.pop("out_ch")
+    if op == "fully_connected":
+        c.pop("kernel")
+    else:
+        c.pop("in_features")
+        c["out_ch"] = min(c.get("out_ch", 1), 24)  # conv: the channel count matters less than K
+    return random_case(op, np.random.default_rng(seed), **c)
+
+
+@settings(max_examples=examples(60), **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1), c=_wide_path_constraints())
+def test_wide_paths_match_numpy(seed, c):
+    """The reference loops == numpy on the draws of the optimized kernels' wide paths."""
+    _assert_same(wide_path_case(seed, c))
 
 
 def test_scratch_free_ops_take_a_null_buffer():

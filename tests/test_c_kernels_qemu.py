@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from long_mode import FACTOR, LONG, SEED, examples
-from test_c_kernels_host import _scratch_path_constraints, scratch_path_case
+from test_c_kernels_host import _scratch_path_constraints, _wide_path_constraints, scratch_path_case, wide_path_case
 
 from fxpq_keras.formats import Format
 from fxpq_keras.kernels import host, qemu
@@ -147,6 +147,46 @@ def _width_cases(salt: int) -> list:
         rng = np.random.default_rng([salt, 99, s])
         cases.append(random_case("conv2d", rng, x_bits=16, w_bits=16, cin=40, x_signed=bool(s % 2)))
         cases.append(random_case("fully_connected", rng, x_bits=16, w_bits=15, in_features=300))
+    # worst-case accumulators: every input and weight at an extreme, so each int32 partial sum of
+    # the chunked int64 accumulation is at its bound (a chunk one group too long would wrap)
+    for s, (x_bits, x_signed, w_bits) in enumerate([(16, True, 8), (16, False, 8), (16, True, 12), (16, False, 11),
+                                                    (8, True, 16), (12, True, 14)]):
+        rng = np.random.default_rng([salt, 97, s])
+        for op, kw in (("fully_connected", dict(in_features=513, out_ch=3)),
+                       ("conv2d", dict(cin=64, kernel=(3, 3), out_ch=2, padding="valid"))):
+            c = random_case(op, rng, x_bits=x_bits, x_signed=x_signed, w_bits=w_bits, per_channel=False, **kw)
+            x, w, bias = c.args
+            fmt = c.extra["x_fmt"]
+            for x_end, w_end in ((fmt.lo, -(1 << (w_bits - 1))), (fmt.hi, -(1 << (w_bits - 1)))):
+                cases.append(OpCase(op, (np.full_like(x, x_end), np.full_like(w, w_end), bias), c.kwargs, c.extra))
+    # rows whose sum |w| * max|x| stays just below 2^31 although the width rule asks for int64 (the
+    # exact int32 path) or just above it (chunks), with inputs that drive every product to the
+    # same sign
+    for s, (sign, mag) in enumerate(((1, 127), (-1, 127), (1, 128), (-1, 128))):  # 513 * 128 * 2^15 > 2^31
+        rng = np.random.default_rng([salt, 96, s])
+        c = random_case("fully_connected", rng, x_bits=16, x_signed=True, w_bits=12, per_channel=False,
+                        in_features=513, out_ch=4)
+        x, w, bias = c.args
+        fmt = c.extra["x_fmt"]
+        w = np.where(rng.random(w.shape) < 0.5, -mag, mag)
+        x = np.where((w[:1] > 0) == (sign > 0), fmt.hi, fmt.lo).repeat(5, axis=0)  # 5 pixels: the 4-column passes
+        cases.append(OpCase("fully_connected", (x, w, bias), c.kwargs, c.extra))
+        c = random_case("conv2d", rng, x_bits=16, x_signed=True, w_bits=12, per_channel=False, cin=57,
+                        kernel=(3, 3), out_ch=2, padding="valid")
+        x, w, bias = c.args
+        w = np.where(rng.random(w.shape) < 0.5, -mag, mag)
+        w[1] = w[0]
+        pat = np.where((w[0] > 0) == (sign > 0), fmt.hi, fmt.lo)
+        x = np.tile(pat[None], (x.shape[0], x.shape[1] // 3 + 1, x.shape[2] // 3 + 1, 1))[:, :x.shape[1], :x.shape[2]]
+        cases.append(OpCase("conv2d", (x, w, bias), c.kwargs, c.extra))
+        # depthwise 3x3 over int16 with 16-bit weights: 9 * 7281 * 2^15 < 2^31 < 9 * 7282 * 2^15
+        c = random_case("depthwise_conv2d", rng, x_bits=16, x_signed=True, w_bits=16, per_channel=False,
+                        cin=8, kernel=(3, 3), depth_multiplier=1, padding="valid")
+        x, w, bias = c.args
+        w = np.where(rng.random(w.shape) < 0.5, -1, 1) * (7281 if mag == 127 else 7282)
+        pat = np.where((w[0] > 0) == (sign > 0), fmt.hi, fmt.lo)  # (3, 3, 8)
+        x = np.tile(pat[None], (x.shape[0], x.shape[1] // 3 + 1, x.shape[2] // 3 + 1, 1))[:, :x.shape[1], :x.shape[2]]
+        cases.append(OpCase("depthwise_conv2d", (x, w, bias), c.kwargs, c.extra))
     return cases
 
 
@@ -168,6 +208,54 @@ def test_optimized_scratch_free_paths(cpu, draws):
     the end of the weights, depthwise channel quads decoded on the stack (windows past 25 taps
     and past 64 take the channel loop and the reference loop); one firmware session per draw."""
     cases = [scratch_path_case(seed, c) for seed, c in draws]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws=st.lists(st.tuples(st.integers(0, 2**32 - 1), _wide_path_constraints()), min_size=50, max_size=50))
+def test_optimized_wide_paths(cpu, draws):
+    """The DSP kernels' wide paths == numpy: unsigned 16-bit inputs as x - 2^15 lanes (EOR) with
+    the weight sums added back, int64 accumulators as exact int32 partial sums, depthwise channel
+    quads over 8- and 16-bit inputs (interior and border pixels), more output channels than the
+    finish cache; one firmware session per draw."""
+    cases = [wide_path_case(seed, c) for seed, c in draws]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
+def _pool_case(seed: int, op: str, x_bits: int, x_signed: bool, d: int, size: tuple, pool: tuple, ch: int,
+               out_bits: int) -> OpCase:
+    """An average / global average pool with this window, channel count and frac difference."""
+    rng = np.random.default_rng(seed)
+    in_fmt = Format(x_bits, int(rng.integers(-4, 10)), x_signed)
+    out_fmt = Format(out_bits, int(np.clip(in_fmt.frac + d, -32, 32)), bool(rng.integers(2)))
+    x = rng.integers(in_fmt.lo, in_fmt.hi + 1, size=(1, *size, ch))
+    if rng.random() < 0.3:  # the sums' bounds
+        x[:] = in_fmt.lo if rng.random() < 0.5 else in_fmt.hi
+    if op == "global_average_pool2d":
+        return OpCase(op, (x,), dict(in_frac=in_fmt.frac, out_fmt=out_fmt, keepdims=False), dict(in_fmt=in_fmt))
+    return OpCase(op, (x,), dict(pool=pool, stride=tuple(int(v) for v in rng.integers(1, 4, size=2)),
+                                 padding=["same", "valid"][int(rng.integers(2))], in_frac=in_fmt.frac,
+                                 out_fmt=out_fmt, activation=[None, "relu", "relu6"][int(rng.integers(3))]),
+                  dict(in_fmt=in_fmt))
+
+
+_POOL_DRAW = st.tuples(st.integers(0, 2**32 - 1), st.sampled_from(["average_pool2d", "global_average_pool2d"]),
+                       st.sampled_from([(8, True), (8, False), (12, True), (16, True), (16, False), (4, False)]),
+                       st.integers(-14, 14), st.sampled_from([(5, 7), (12, 12), (25, 5), (17, 16), (6, 5)]),
+                       st.sampled_from([(2, 2), (3, 3), (1, 4), (5, 5)]), st.sampled_from([1, 3, 4, 8, 13, 64]),
+                       st.sampled_from([8, 16]))
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws=st.lists(_POOL_DRAW, min_size=40, max_size=40))
+def test_optimized_average_pool(cpu, draws):
+    """The DSP average pool == numpy: 8-bit inputs summed in SXTAB16 / UXTAB16 lanes (windows up
+    to 255 taps; 17x16 = 272 takes the int32 sums), 16-bit inputs two channels a word, the last
+    1..3 channels, the int32 floor division for frac differences -14..14 (the widest decline to
+    the reference loop), clipped windows at the borders."""
+    cases = [_pool_case(seed, op, xb, xs, d, size, pool, ch, ob) for seed, op, (xb, xs), d, size, pool, ch, ob in draws]
     _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
 
 

@@ -41,6 +41,12 @@ fxpq_status fxpq_average_pool2d(const fxpq_pool_params *params, const fxpq_dims 
     if (d > FXPQ_MAX_AVG_FRAC_DIFF || d < -FXPQ_MAX_AVG_FRAC_DIFF) {
         return FXPQ_ERR_BAD_PARAM;
     }
+#if FXPQ_USE_DSP
+    if (fxpq_dsp_average_pool2d(params, id, input, input_fmt, od, output, output_fmt, pad_t, pad_l,
+                                act_lo, act_hi)) {
+        return FXPQ_OK;
+    }
+#endif
     fxpq_format_range(output_fmt, &lo, &hi);
     in_s = fxpq_storage_of(input_fmt);
     out_s = fxpq_storage_of(output_fmt);

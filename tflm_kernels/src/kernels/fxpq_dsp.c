@@ -12,7 +12,13 @@
  *    registers, 8 weights per step (two int16 lanes per register), and every decoded register
  *    meets all FXPQ_PIXELS columns (SMLAD: two products and the sum in one instruction);
  *  - the finish is int32 (bias + rounding constant, one arithmetic shift, clamp) whenever the
- *    accumulator's bound proves it exact, else the reference's int64 finish.
+ *    accumulator's bound proves it exact, else the reference's int64 finish;
+ *  - unsigned 16-bit inputs become lanes x - 2^15 (EOR 0x80008000), the finish adds 2^15 * the
+ *    row's weight sum back; an accumulator the width rule puts in int64 stays int32 when the
+ *    rows' sum |w| * max|x| proves the exact sum fits, else runs as exact int32 partial sums of a
+ *    few groups added in int64.
+ * Depthwise (channel quads, 8- and 16-bit inputs, unclipped interior pixels), average pooling,
+ * max pooling and add have their own loops below.
  * Lane order inside a group of 8 terms: registers [t0,t2] [t1,t3] [t4,t6] [t5,t7] (bottom half
  * first): SXTB16 of a word of four int8 weights gives [t0,t2], of the word rotated by 8 [t1,t3].
  */
@@ -196,6 +202,8 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
 #define FXPQ_X_S8 0  /* int8: SXTB16 */
 #define FXPQ_X_U8 1  /* uint8: UXTB16 */
 #define FXPQ_X_16 2  /* int16, or uint16 of at most 15 bits: the halfword is the lane */
+#define FXPQ_X_U16 3 /* uint16 of 16 bits: EOR 0x80008000 makes the lanes x - 2^15; the finish adds
+                      * 2^15 * (the row's weight sum) back, exact modulo 2^32 */
 
 /* 4 terms of one column against the weight lanes w02 / w13: the column's loads, lane
  * extraction and SMLADs in one asm block each, so that the compiler neither hoists the loads of
@@ -213,11 +221,12 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
                 : "memory");                                                                    \
     } while (0)
 
-#define FXPQ_MAC4_16(c, acc)                                                                      \
+#define FXPQ_MAC4_16(c, acc, flip)                                                                \
     do {                                                                                        \
         uint32_t x_, y_, t_;                                                                    \
         __asm__("ldr %[x], [%[p]], #4\n\t"                                                      \
                 "ldr %[y], [%[p]], #4\n\t"                                                      \
+                flip                                                                            \
                 "pkhbt %[t], %[x], %[y], lsl #16\n\t"                                           \
                 "smlad %[a], %[t], %[w0], %[a]\n\t"                                             \
                 "pkhtb %[t], %[y], %[x], asr #16\n\t"                                           \
@@ -233,8 +242,10 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
             FXPQ_MAC4_8(c, acc, "sxtb16");                                                      \
         } else if (kind == FXPQ_X_U8) {                                                         \
             FXPQ_MAC4_8(c, acc, "uxtb16");                                                      \
+        } else if (kind == FXPQ_X_16) {                                                         \
+            FXPQ_MAC4_16(c, acc, "");                                                           \
         } else {                                                                                \
-            FXPQ_MAC4_16(c, acc);                                                               \
+            FXPQ_MAC4_16(c, acc, "eor %[x], %[x], #0x80008000\n\teor %[y], %[y], #0x80008000\n\t"); \
         }                                                                                       \
     } while (0)
 
@@ -256,21 +267,25 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups
                          const int32_t bits, const int32_t kind, const int32_t cols, int32_t *acc)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    const uint8_t *c0 = col[0], *c1 = col[cols > 1 ? 1 : 0], *c2 = col[cols > 1 ? 2 : 0];
-    const uint8_t *c3 = col[cols > 1 ? 3 : 0];
+    const uint8_t *c0 = col[0], *c1 = col[cols > 1 ? 1 : 0], *c2 = col[cols > 2 ? 2 : 0];
+    const uint8_t *c3 = col[cols > 2 ? 3 : 0];
     uint32_t w02, w13;
     for (; groups > 0; --groups) {
         fxpq_decode4(row, bits, 0, &w02, &w13);
         FXPQ_MAC4(c0, a0);
-        if (cols == FXPQ_PIXELS) {
+        if (cols >= 2) {
             FXPQ_MAC4(c1, a1);
+        }
+        if (cols == FXPQ_PIXELS) {
             FXPQ_MAC4(c2, a2);
             FXPQ_MAC4(c3, a3);
         }
         fxpq_decode4(row, bits, 4, &w02, &w13);
         FXPQ_MAC4(c0, a0);
-        if (cols == FXPQ_PIXELS) {
+        if (cols >= 2) {
             FXPQ_MAC4(c1, a1);
+        }
+        if (cols == FXPQ_PIXELS) {
             FXPQ_MAC4(c2, a2);
             FXPQ_MAC4(c3, a3);
         }
@@ -279,16 +294,20 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups
     if (tail != 0) {
         fxpq_decode4(trow, bits, 0, &w02, &w13);
         FXPQ_MAC4_LANES(tl, a0);
-        if (cols == FXPQ_PIXELS) {
+        if (cols >= 2) {
             FXPQ_MAC4_LANES(tl + 16, a1);
+        }
+        if (cols == FXPQ_PIXELS) {
             FXPQ_MAC4_LANES(tl + 32, a2);
             FXPQ_MAC4_LANES(tl + 48, a3);
         }
         if (tail > 4) {
             fxpq_decode4(trow, bits, 4, &w02, &w13);
             FXPQ_MAC4_LANES(tl + 8, a0);
-            if (cols == FXPQ_PIXELS) {
+            if (cols >= 2) {
                 FXPQ_MAC4_LANES(tl + 24, a1);
+            }
+            if (cols == FXPQ_PIXELS) {
                 FXPQ_MAC4_LANES(tl + 40, a2);
                 FXPQ_MAC4_LANES(tl + 56, a3);
             }
@@ -300,7 +319,8 @@ FXPQ_INLINE void fxpq_mm(const uint8_t *row, const uint8_t *trow, int32_t groups
     acc[3] = a3;
 }
 
-#define FXPQ_FINISH_CACHE 32 /* channels whose finish constants are kept on the stack */
+#define FXPQ_FINISH_CACHE 64 /* channels whose finish constants are kept on the stack */
+#define FXPQ_SUM_BLOCK 8     /* channels of one block of int64 sums (chunked accumulation) */
 
 /* One pass of the matrix kernel: up to FXPQ_PIXELS pixels' columns against output channels
  * [o, o_end), with each channel's finish. */
@@ -314,15 +334,46 @@ typedef struct {
     const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
     const int32_t *cache_mul;
     int64_t bound;
+    int32_t u16;   /* FXPQ_X_U16 lanes: the sums lack 2^15 * (the row's weight sum) */
+    int64_t *sums; /* chunked accumulation: add the int32 partial sums of channels [o_first,
+                    * o_first + FXPQ_SUM_BLOCK) here (FXPQ_PIXELS a channel) instead of finishing */
+    int32_t o_first;
 } fxpq_pass;
+
+/* Sum of the K weights of row o (the FXPQ_X_U16 correction's factor); *abs_sum: of their
+ * magnitudes (bounds the row's exact dot product), when not NULL. */
+static int32_t fxpq_row_sums(const fxpq_weighted *wk, int32_t o, int32_t *abs_sum)
+{
+    const uint8_t *row = (const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes;
+    int16_t w[FXPQ_WCHUNK];
+    int32_t first, i, sum = 0, mag = 0;
+    for (first = 0; first < wk->k; first += FXPQ_WCHUNK) {
+        const int32_t n = wk->k - first < FXPQ_WCHUNK ? wk->k - first : FXPQ_WCHUNK;
+        fxpq_unpack_run(row, wk->weights->bits, first, n, w);
+        for (i = 0; i < n; ++i) {
+            sum += w[i];
+            mag += w[i] < 0 ? -w[i] : w[i];
+        }
+    }
+    if (abs_sum != NULL) {
+        *abs_sum = mag;
+    }
+    return sum;
+}
+
+static int32_t fxpq_row_sum(const fxpq_weighted *wk, int32_t o)
+{
+    return fxpq_row_sums(wk, o, NULL);
+}
 
 /* The finish of a channel that is not in the cache or needs int64 (not inlined: rare). */
 static void fxpq_pass_store_slow(const fxpq_pass *ps, int32_t o, const int32_t *acc, int32_t cols)
 {
     const fxpq_finish f = fxpq_finish_of(ps->wk, o, ps->bound);
+    const uint32_t corr = ps->u16 ? (uint32_t)fxpq_row_sum(ps->wk, o) << 15 : 0u;
     int32_t j;
-    for (j = 0; j < cols; ++j) {
-        fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, acc[j]);
+    for (j = 0; j < cols; ++j) { /* the exact sum fits int32: the wrapped sum plus corr is it */
+        fxpq_finish_store(ps->wk, &f, (ps->p0 + j) * ps->out_ch + o, (int32_t)((uint32_t)acc[j] + corr));
     }
 }
 
@@ -330,13 +381,20 @@ FXPQ_INLINE void fxpq_pass_store(const fxpq_pass *ps, int32_t o, const int32_t *
                                  const int32_t cols)
 {
     int32_t j;
+    if (ps->sums != NULL) {
+        int64_t *s = ps->sums + (o - ps->o_first) * FXPQ_PIXELS;
+        for (j = 0; j < cols; ++j) {
+            s[j] += acc[j];
+        }
+        return;
+    }
     if (o < FXPQ_FINISH_CACHE && ps->cache_shift[o] >= 0) {
         const int32_t add = ps->cache_add[o], sh = ps->cache_shift[o], lo = ps->lo, hi = ps->hi;
         const int32_t mul = ps->cache_mul[o];
         const int32_t stride = ps->out_ch * ps->out_es;
         uint8_t *dst = ps->out + (size_t)(ps->p0 * ps->out_ch + o) * (size_t)ps->out_es;
         for (j = 0; j < cols; ++j) {
-            int32_t v = ((acc[j] + add) >> sh) * mul;
+            int32_t v = ((int32_t)((uint32_t)acc[j] + (uint32_t)add) >> sh) * mul;
             v = v < lo ? lo : (v > hi ? hi : v);
             if (ps->out_es == 1) {
                 *dst = (uint8_t)v;
@@ -369,6 +427,9 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
                 fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K,         \
                         FXPQ_PIXELS, acc);                                                      \
                 fxpq_pass_store(ps, o, acc, FXPQ_PIXELS);                                       \
+            } else if (K >= FXPQ_X_16 && ps->cols == 2) { /* KxK 16-bit: two im2col columns */ \
+                fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K, 2, acc); \
+                fxpq_pass_store(ps, o, acc, 2);                                                 \
             } else {                                                                            \
                 fxpq_mm(row, trow, ps->groups, ps->col, ps->tail_lanes, ps->tail, B, K, 1, acc); \
                 fxpq_pass_store(ps, o, acc, 1);                                                 \
@@ -378,7 +439,8 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
 #define FXPQ_MM_WIDTH(B)                                                                          \
     FXPQ_MM_KIND(B, FXPQ_X_S8, fxpq_mm_s8_w##B)                                                 \
     FXPQ_MM_KIND(B, FXPQ_X_U8, fxpq_mm_u8_w##B)                                                 \
-    FXPQ_MM_KIND(B, FXPQ_X_16, fxpq_mm_16_w##B)
+    FXPQ_MM_KIND(B, FXPQ_X_16, fxpq_mm_16_w##B)                                                 \
+    FXPQ_MM_KIND(B, FXPQ_X_U16, fxpq_mm_u16_w##B)
 FXPQ_MM_WIDTH(2)
 FXPQ_MM_WIDTH(3)
 FXPQ_MM_WIDTH(4)
@@ -395,8 +457,8 @@ FXPQ_MM_WIDTH(14)
 FXPQ_MM_WIDTH(15)
 FXPQ_MM_WIDTH(16)
 
-#define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B}
-static const fxpq_mm_fn fxpq_mm_table[15][3] = {
+#define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B, fxpq_mm_u16_w##B}
+static const fxpq_mm_fn fxpq_mm_table[15][4] = {
     FXPQ_MM_ROW(2), FXPQ_MM_ROW(3), FXPQ_MM_ROW(4), FXPQ_MM_ROW(5), FXPQ_MM_ROW(6),
     FXPQ_MM_ROW(7), FXPQ_MM_ROW(8), FXPQ_MM_ROW(9), FXPQ_MM_ROW(10), FXPQ_MM_ROW(11),
     FXPQ_MM_ROW(12), FXPQ_MM_ROW(13), FXPQ_MM_ROW(14), FXPQ_MM_ROW(15), FXPQ_MM_ROW(16)};
@@ -444,19 +506,74 @@ static void fxpq_im2col(uint8_t *dst, const void *input, const fxpq_weighted *wk
 }
 
 /* The last `tail` (K mod 8) terms of column `col` as int16 lanes in the decoder's order
- * [t0,t2] [t1,t3] [t4,t6] [t5,t7], zeros past K: 16 bytes at dst. */
-static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighted *wk, int32_t tail)
+ * [t0,t2] [t1,t3] [t4,t6] [t5,t7], zeros past K: 16 bytes at dst (u16: the lanes x - 2^15). */
+static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighted *wk, int32_t tail,
+                            int32_t u16)
 {
     const int32_t first = wk->k - tail;
     int32_t t;
     memset(dst, 0, 16);
     for (t = 0; t < tail; ++t) {
         const int32_t lane = (t & 4) | ((t & 1) << 1) | ((t >> 1) & 1);
-        fxpq_st16(dst + 2 * lane, fxpq_load(col, wk->in_s, first + t));
+        const int32_t v = fxpq_load(col, wk->in_s, first + t);
+        fxpq_st16(dst + 2 * lane, u16 ? v - 32768 : v);
     }
 }
 
 /* ---- conv 2D and fully connected ------------------------------------------------------------ */
+
+/* One pass whose accumulator the width rule puts in int64: each block of FXPQ_SUM_BLOCK channels
+ * runs the int32 matrix loop over `chunk` groups at a time (few enough that the partial sum is
+ * exact in int32, SMLAD's wrap included) and adds the partials into int64 sums, then the tail
+ * group, then the reference's int64 finish. wsum: the first channels' weight sums (FXPQ_X_U16). */
+static void fxpq_pass_chunked(const fxpq_pass *ps0, fxpq_mm_fn mm, int32_t chunk, int32_t o_safe,
+                              int32_t tail_at, const int32_t *wsum)
+{
+    const fxpq_weighted *wk = ps0->wk;
+    const uint8_t *wdata = (const uint8_t *)wk->weights->data;
+    const int32_t groups = ps0->groups, tail = ps0->tail, bits = wk->weights->bits, es = wk->in_es;
+    const int32_t out_ch = ps0->out_ch, tail_bytes = wk->row_bytes - tail_at;
+    int64_t sums[FXPQ_SUM_BLOCK * FXPQ_PIXELS];
+    uint32_t tail_copy[4];
+    fxpq_pass ps = *ps0;
+    int32_t o0, o, j, done;
+    ps.sums = sums;
+    for (o0 = 0; o0 < out_ch; o0 += FXPQ_SUM_BLOCK) {
+        const int32_t o1 = out_ch - o0 < FXPQ_SUM_BLOCK ? out_ch : o0 + FXPQ_SUM_BLOCK;
+        const int32_t safe_end = o_safe < o0 ? o0 : (o_safe < o1 ? o_safe : o1);
+        const uint8_t *row0 = wdata + (size_t)o0 * (size_t)wk->row_bytes;
+        memset(sums, 0, sizeof(sums));
+        ps.o_first = o0;
+        ps.tail = 0;
+        for (done = 0; done < groups; done += chunk) {
+            ps.groups = groups - done < chunk ? groups - done : chunk;
+            for (j = 0; j < ps.cols; ++j) {
+                ps.col[j] = ps0->col[j] + (size_t)done * 8u * (size_t)es;
+            }
+            mm(&ps, row0 + (size_t)done * (size_t)bits, row0, o0, o1);
+        }
+        if (tail != 0) {
+            ps.groups = 0;
+            ps.tail = tail;
+            if (safe_end > o0) {
+                mm(&ps, row0, row0 + tail_at, o0, safe_end);
+            }
+            for (o = safe_end; o < o1; ++o) {
+                const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
+                memset(tail_copy, 0, sizeof(tail_copy));
+                memcpy(tail_copy, row + tail_at, (size_t)tail_bytes);
+                mm(&ps, row, (const uint8_t *)tail_copy, o, o + 1);
+            }
+        }
+        for (o = o0; o < o1; ++o) {
+            const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+            const int64_t corr = !ps.u16 ? 0 : (int64_t)(o < FXPQ_FINISH_CACHE ? wsum[o] : fxpq_row_sum(wk, o)) * 32768;
+            for (j = 0; j < ps.cols; ++j) {
+                fxpq_weighted_store(wk, &q, (ps.p0 + j) * out_ch + o, sums[(o - o0) * FXPQ_PIXELS + j] + corr);
+            }
+        }
+    }
+}
 
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
@@ -470,12 +587,16 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
      * it from a zero-padded stack copy (no read past the caller's buffer, ever) */
     const int32_t tail_at = groups * bits, tail_bytes = wk->row_bytes - tail_at;
     const uint8_t *wdata = (const uint8_t *)wk->weights->data;
-    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8 ? FXPQ_X_S8
-                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8 : FXPQ_X_16;
+    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
+    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_X_S8
+                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8
+                         : u16                            ? FXPQ_X_U16
+                                                          : FXPQ_X_16;
     const fxpq_mm_fn mm = fxpq_mm_table[bits - 2][kind];
-    /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones one
-     * column of K halfwords (the same 4K bytes hold two; one is what the decoder shares) */
-    const int32_t max_cols = (direct || es == 1) ? FXPQ_PIXELS : 1;
+    int32_t chunk = 0; /* groups per exact int32 partial sum, when the accumulator needs int64 */
+    /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones two
+     * columns of K halfwords (the same 4K bytes) */
+    const int32_t max_cols = (direct || es == 1) ? FXPQ_PIXELS : 2;
     uint8_t *const colbuf = (uint8_t *)wk->scratch;
     uint32_t tail_buf[FXPQ_PIXELS * 4];  /* tail lanes, 16 bytes a column */
     uint32_t tail_copy[4];               /* a tail group near the end of the weights */
@@ -486,15 +607,46 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
     int32_t cache_mul[FXPQ_FINISH_CACHE];
 
-    if (wk->acc64 || (wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15) ||
-        (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
-        (!direct && (int64_t)max_cols * k * es > wk->scratch_size)) {
-        return 0; /* int64 accumulator, values beyond int16 lanes: the reference loop */
+    if ((direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+        (!direct && (int64_t)max_cols * k * es > wk->scratch_size) || (u16 && pixels < FXPQ_PIXELS)) {
+        return 0; /* (FXPQ_X_U16 needs each row's weight sum: not worth it for fewer pixels) */
     }
-    bound = fxpq_acc_bound(wk);
+    if (wk->acc64) {
+        /* |lane * w| <= term (FXPQ_X_U16 lanes: |x - 2^15| <= 2^15); 8 * chunk terms of it
+         * stay below 2^31. None (16-bit lanes with 14-bit weights and wider): the reference. */
+        const int64_t xmax = u16 ? 32768
+                                 : (wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                                  : (((int64_t)1 << wk->in_bits) - 1));
+        const int64_t term = xmax << (bits - 1);
+        chunk = (int32_t)((int64_t)INT32_MAX / (8 * term));
+        bound = (int64_t)INT32_MAX + 1; /* unknown */
+        if (pixels >= FXPQ_PIXELS) {
+            /* the width rule's bound K * max|x| * 2^(bits-1) is the worst row; the actual rows
+             * often bound their dot products below 2^31 (sum |w| * max|x|): then the exact sum
+             * fits int32, SMLAD's modular sum is it, and no chunking is needed */
+            const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                                : (((int64_t)1 << wk->in_bits) - 1);
+            for (bound = 0, o = 0; o < out_ch && bound <= INT32_MAX; ++o) {
+                int32_t mag;
+                (void)fxpq_row_sums(wk, o, &mag);
+                bound = (int64_t)mag * x_abs > bound ? (int64_t)mag * x_abs : bound;
+            }
+            if (bound <= INT32_MAX) {
+                chunk = 0;
+            }
+        }
+        if (chunk == 0 && bound > INT32_MAX) {
+            return 0;
+        }
+    }
+    if (!wk->acc64) {
+        bound = fxpq_acc_bound(wk);
+    }
     for (o = 0; o < out_ch && o < FXPQ_FINISH_CACHE; ++o) {
         const fxpq_finish f = fxpq_finish_of(wk, o, bound);
-        cache_add[o] = f.add;
+        const int32_t wsum = u16 ? fxpq_row_sum(wk, o) : 0;
+        /* chunked: the cache holds the weight sums of FXPQ_X_U16 (the finish is int64) */
+        cache_add[o] = chunk != 0 ? wsum : (int32_t)((uint32_t)f.add + ((uint32_t)wsum << 15));
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
         cache_mul[o] = f.mul;
     }
@@ -511,12 +663,16 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     ps.cache_shift = cache_shift;
     ps.cache_mul = cache_mul;
     ps.bound = bound;
+    ps.u16 = u16;
+    ps.sums = NULL;
+    ps.o_first = 0;
     /* first channel whose tail group would read past the end of the weights */
     o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
     o_safe = o_safe < 0 ? 0 : o_safe;
 
     for (p0 = 0; p0 < pixels; p0 += cols) {
-        cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS : 1;
+        cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS
+               : (pixels - p0 >= 2 && es == 2) ? 2 : 1; /* the 16-bit kinds have a 2-column loop */
         for (j = 0; j < cols; ++j) {
             const uint8_t *c;
             if (direct) {
@@ -531,11 +687,15 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
             }
             ps.col[j] = c;
             if (tail != 0) {
-                fxpq_tail_lanes((uint8_t *)tail_buf + 16 * j, c, wk, tail);
+                fxpq_tail_lanes((uint8_t *)tail_buf + 16 * j, c, wk, tail, u16);
             }
         }
         ps.cols = cols;
         ps.p0 = p0;
+        if (chunk != 0) {
+            fxpq_pass_chunked(&ps, mm, chunk, o_safe, tail_at, cache_add);
+            continue;
+        }
         mm(&ps, wdata, wdata + tail_at, 0, o_safe);
         for (o = o_safe; o < out_ch; ++o) {
             const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
@@ -601,17 +761,38 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
     }
 }
 
-/* One tap of four channels: input word at p, the quad's weight lanes of the tap at w. */
+/* Input kinds of the depthwise quad (four channels' containers as lanes). */
+#define FXPQ_DW_S8 0  /* int8: one word, SXTB16 -> lanes [c0,c2] [c1,c3] */
+#define FXPQ_DW_U8 1  /* uint8: UXTB16 */
+#define FXPQ_DW_S16 2 /* int16, or uint16 of at most 15 bits: two words [c0,c1] [c2,c3] */
+#define FXPQ_DW_U16 3 /* uint16 of 16 bits: two words, EOR 0x80008000 gives x - 2^15 (below) */
+
+/* One tap of four channels: the input at p, the quad's weight lanes of the tap at w (8-bit
+ * kinds [c0,c2] [c1,c3], 16-bit kinds [c0,c1] [c2,c3]); one product per SMLABB / SMLATT, a
+ * separate sum per channel. U16 lanes hold x - 2^15 (a signed halfword); the kernel adds
+ * 2^15 * sum(w) of the window's taps back in the finish. */
 #define FXPQ_DW_TAP(p, w)                                                                         \
     do {                                                                                        \
-        const uint32_t v_ = fxpq_ld32(p);                                                       \
-        const int32_t w02_ = (int32_t)fxpq_ld32(w), w13_ = (int32_t)fxpq_ld32((w) + 4);         \
-        const int32_t x02_ = (int32_t)(is_signed ? (uint32_t)__sxtb16(v_) : (uint32_t)__uxtb16(v_)); \
-        const int32_t x13_ = (int32_t)(is_signed ? fxpq_sxtb16_ror8(v_) : fxpq_uxtb16_ror8(v_)); \
-        a0 = __smlabb(x02_, w02_, a0);                                                          \
-        a2 = __smlatt(x02_, w02_, a2);                                                          \
-        a1 = __smlabb(x13_, w13_, a1);                                                          \
-        a3 = __smlatt(x13_, w13_, a3);                                                          \
+        const int32_t wa_ = (int32_t)fxpq_ld32(w), wb_ = (int32_t)fxpq_ld32((w) + 4);           \
+        if (kind == FXPQ_DW_S8 || kind == FXPQ_DW_U8) {                                         \
+            const uint32_t v_ = fxpq_ld32(p);                                                   \
+            const int32_t x02_ = (int32_t)(kind == FXPQ_DW_S8 ? (uint32_t)__sxtb16(v_)          \
+                                                               : (uint32_t)__uxtb16(v_));      \
+            const int32_t x13_ = (int32_t)(kind == FXPQ_DW_S8 ? fxpq_sxtb16_ror8(v_)            \
+                                                               : fxpq_uxtb16_ror8(v_));        \
+            a0 = __smlabb(x02_, wa_, a0);                                                       \
+            a2 = __smlatt(x02_, wa_, a2);                                                       \
+            a1 = __smlabb(x13_, wb_, a1);                                                       \
+            a3 = __smlatt(x13_, wb_, a3);                                                       \
+        } else {                                                                                \
+            const uint32_t flip_ = kind == FXPQ_DW_U16 ? 0x80008000u : 0u;                      \
+            const int32_t x01_ = (int32_t)(fxpq_ld32(p) ^ flip_);                               \
+            const int32_t x23_ = (int32_t)(fxpq_ld32((p) + 4) ^ flip_);                         \
+            a0 = __smlabb(x01_, wa_, a0);                                                       \
+            a1 = __smlatt(x01_, wa_, a1);                                                       \
+            a2 = __smlabb(x23_, wb_, a2);                                                       \
+            a3 = __smlatt(x23_, wb_, a3);                                                       \
+        }                                                                                       \
     } while (0)
 
 /* Taps whose weights a channel quad keeps on the stack (8 bytes a tap): every window up to 5x5
@@ -619,22 +800,58 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
  * channel-at-a-time loop. */
 #define FXPQ_DW_TAPS 25
 
-/* One quad of channels [ch, ch + 4) of an 8-bit input (multiplier 1) over every output pixel:
- * one word load and two SXTB16/UXTB16 give the lanes [c0,c2] [c1,c3], which meet the quad's
- * weights of the tap wl[tap] = [c0,c2] [c1,c3] with SMLABB / SMLATT (a separate sum per
- * channel); then the quad's int32 finish. */
+/* What one channel quad's pass over the output needs: its weight lanes, its finish (U16: the
+ * finish's `add` already holds 2^15 * the sum of each channel's weights over the full window). */
+typedef struct {
+    const uint8_t *wl; /* [tap][2 words] weight lanes */
+    int32_t add[4], shift[4], mul[4];
+    int32_t wsum[4]; /* U16: sum of each channel's weights (full window) */
+} fxpq_dw_quad_consts;
+
+/* Finish and store the four outputs of a pixel (sums a0..a3 of channels c0..c3). */
+#define FXPQ_DW_FINISH(out)                                                                       \
+    do {                                                                                        \
+        int32_t v0 = (int32_t)((uint32_t)a0 + (uint32_t)qc->add[0]) >> qc->shift[0];            \
+        int32_t v1 = (int32_t)((uint32_t)a1 + (uint32_t)qc->add[1]) >> qc->shift[1];            \
+        int32_t v2 = (int32_t)((uint32_t)a2 + (uint32_t)qc->add[2]) >> qc->shift[2];            \
+        int32_t v3 = (int32_t)((uint32_t)a3 + (uint32_t)qc->add[3]) >> qc->shift[3];            \
+        if (left) { /* some channel's output frac is above the accumulator's */                \
+            v0 *= qc->mul[0];                                                                   \
+            v1 *= qc->mul[1];                                                                   \
+            v2 *= qc->mul[2];                                                                   \
+            v3 *= qc->mul[3];                                                                   \
+        }                                                                                       \
+        v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);                                                \
+        v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);                                                \
+        v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);                                                \
+        v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);                                                \
+        if (out_es == 1) {                                                                      \
+            fxpq_st32(out, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |             \
+                               (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));          \
+        } else {                                                                                \
+            fxpq_st32(out, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));                    \
+            fxpq_st32((out) + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));              \
+        }                                                                                       \
+    } while (0)
+
+/* One quad of channels [ch, ch + 4) (multiplier 1) over every output pixel. Rows and columns
+ * of output pixels whose window lies inside the input (the interior) take a loop with the
+ * window's bounds, pointers and (for 3x3) taps fixed: no per-pixel window clipping; the border
+ * pixels clip their window (U16: and add back 2^15 * the sum of the valid taps' weights). */
 FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, const uint8_t *x,
-                              int32_t ch, const uint8_t *wl, const int32_t *add, const int32_t *shift,
-                              const int32_t *mul, const int32_t is_signed)
+                              int32_t ch, const fxpq_dw_quad_consts *qc, int32_t ox_lo, int32_t ox_hi,
+                              const int32_t kind, const int32_t left)
 {
+    const int32_t es = (kind == FXPQ_DW_S8 || kind == FXPQ_DW_U8) ? 1 : 2;
     const int32_t kh = g->filter.h, kw = g->filter.w, c = g->in.c;
-    const int32_t xstep = c * g->dilation.w;
-    const int32_t row_step = g->in.w * c * g->dilation.h;
+    const int32_t xstep = c * g->dilation.w * es, row_step = g->in.w * c * g->dilation.h * es;
+    const int32_t px_step = g->stride.w * c * es;
     const int32_t lo = wk->out.lo, hi = wk->out.hi, out_es = fxpq_elem_size(wk->out.storage);
     uint8_t *out = (uint8_t *)wk->out.data + (size_t)ch * (size_t)out_es;
     const size_t out_step = (size_t)c * (size_t)out_es;
+    const uint8_t *wl = qc->wl;
     int32_t n, oy, ox;
-    x += ch;
+    x += (size_t)ch * (size_t)es;
     for (n = 0; n < g->in.n; ++n) {
         for (oy = 0; oy < g->out.h; ++oy) {
             const int32_t iy0 = oy * g->stride.h - g->pad_t;
@@ -644,60 +861,157 @@ FXPQ_INLINE void fxpq_dw_quad(const fxpq_weighted *wk, const fxpq_geometry *g, c
                 const int32_t ix0 = ox * g->stride.w - g->pad_l;
                 int32_t kx0, kx1, taps_x, ky, kx, a0 = 0, a1 = 0, a2 = 0, a3 = 0;
                 const uint8_t *pr, *wr;
-                fxpq_valid_taps(ix0, g->dilation.w, kw, g->in.w, &kx0, &kx1);
-                taps_x = kx1 - kx0;
-                pr = x + ((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ix0 + kx0 * g->dilation.w) * c;
-                wr = wl + (ky0 * kw + kx0) * 8;
-                for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
-                    const uint8_t *p = pr, *w = wr;
-                    if (taps_x == 3) { /* the common 3-wide window, unrolled */
-                        FXPQ_DW_TAP(p, w);
-                        FXPQ_DW_TAP(p + xstep, w + 8);
-                        FXPQ_DW_TAP(p + 2 * xstep, w + 16);
+                if (ky0 == 0 && ky1 == kh && ox == ox_lo && ox < ox_hi) {
+                    /* the interior of this row: full windows, fixed steps */
+                    const uint8_t *p0 = x + (size_t)(((n * g->in.h + iy0) * g->in.w + ix0) * c) * (size_t)es;
+                    for (; ox < ox_hi; ++ox, out += out_step, p0 += px_step) {
+                        const uint8_t *p = p0, *w = wl;
+                        a0 = a1 = a2 = a3 = 0;
+                        if (kh == 3 && kw == 3) {
+                            FXPQ_DW_TAP(p, w);
+                            FXPQ_DW_TAP(p + xstep, w + 8);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 16);
+                            p += row_step;
+                            FXPQ_DW_TAP(p, w + 24);
+                            FXPQ_DW_TAP(p + xstep, w + 32);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 40);
+                            p += row_step;
+                            FXPQ_DW_TAP(p, w + 48);
+                            FXPQ_DW_TAP(p + xstep, w + 56);
+                            FXPQ_DW_TAP(p + 2 * xstep, w + 64);
+                        } else {
+                            for (ky = 0; ky < kh; ++ky) {
+                                const uint8_t *q = p + ky * row_step;
+                                for (kx = 0; kx < kw; ++kx, q += xstep, w += 8) {
+                                    FXPQ_DW_TAP(q, w);
+                                }
+                            }
+                        }
+                        if (kind == FXPQ_DW_U16) {
+                            a0 = (int32_t)((uint32_t)a0 + ((uint32_t)qc->wsum[0] << 15));
+                            a1 = (int32_t)((uint32_t)a1 + ((uint32_t)qc->wsum[1] << 15));
+                            a2 = (int32_t)((uint32_t)a2 + ((uint32_t)qc->wsum[2] << 15));
+                            a3 = (int32_t)((uint32_t)a3 + ((uint32_t)qc->wsum[3] << 15));
+                        }
+                        FXPQ_DW_FINISH(out);
+                    }
+                    if (ox >= g->out.w) {
+                        break;
+                    }
+                    a0 = a1 = a2 = a3 = 0;
+                }
+                {
+                    const int32_t ixp = ox * g->stride.w - g->pad_l;
+                    int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0; /* U16: valid taps' weight sums */
+                    if (g->dilation.w == 1) { /* the common case, without the division */
+                        kx0 = ixp < 0 ? -ixp : 0;
+                        kx1 = g->in.w - ixp < kw ? g->in.w - ixp : kw;
+                        kx0 = kx0 > kw ? kw : kx0;
+                        kx1 = kx1 < kx0 ? kx0 : kx1;
                     } else {
+                        fxpq_valid_taps(ixp, g->dilation.w, kw, g->in.w, &kx0, &kx1);
+                    }
+                    taps_x = kx1 - kx0;
+                    pr = x + (size_t)(((n * g->in.h + iy0 + ky0 * g->dilation.h) * g->in.w + ixp +
+                                       kx0 * g->dilation.w) * c) * (size_t)es;
+                    wr = wl + (ky0 * kw + kx0) * 8;
+                    for (ky = ky0; ky < ky1 && taps_x > 0; ++ky) {
+                        const uint8_t *p = pr, *w = wr;
+                        if (kind != FXPQ_DW_U16 && taps_x == 2) { /* a 3-wide window at a border */
+                            FXPQ_DW_TAP(p, w);
+                            FXPQ_DW_TAP(p + xstep, w + 8);
+                            pr += row_step;
+                            wr += kw * 8;
+                            continue;
+                        }
                         for (kx = 0; kx < taps_x; ++kx) {
                             FXPQ_DW_TAP(p, w);
+                            if (kind == FXPQ_DW_U16) {
+                                const uint32_t wa = fxpq_ld32(w), wb = fxpq_ld32(w + 4);
+                                s0 += (int16_t)(wa & 0xFFFFu);
+                                s1 += (int32_t)wa >> 16;
+                                s2 += (int16_t)(wb & 0xFFFFu);
+                                s3 += (int32_t)wb >> 16;
+                            }
                             p += xstep;
                             w += 8;
                         }
+                        pr += row_step;
+                        wr += kw * 8;
                     }
-                    pr += row_step;
-                    wr += kw * 8;
-                }
-                {
-                    int32_t v0 = ((a0 + add[0]) >> shift[0]) * mul[0];
-                    int32_t v1 = ((a1 + add[1]) >> shift[1]) * mul[1];
-                    int32_t v2 = ((a2 + add[2]) >> shift[2]) * mul[2];
-                    int32_t v3 = ((a3 + add[3]) >> shift[3]) * mul[3];
-                    v0 = v0 < lo ? lo : (v0 > hi ? hi : v0);
-                    v1 = v1 < lo ? lo : (v1 > hi ? hi : v1);
-                    v2 = v2 < lo ? lo : (v2 > hi ? hi : v2);
-                    v3 = v3 < lo ? lo : (v3 > hi ? hi : v3);
-                    if (out_es == 1) {
-                        fxpq_st32(out, ((uint32_t)v0 & 0xFFu) | (((uint32_t)v1 & 0xFFu) << 8) |
-                                           (((uint32_t)v2 & 0xFFu) << 16) | ((uint32_t)v3 << 24));
-                    } else {
-                        fxpq_st32(out, ((uint32_t)v0 & 0xFFFFu) | ((uint32_t)v1 << 16));
-                        fxpq_st32(out + 4, ((uint32_t)v2 & 0xFFFFu) | ((uint32_t)v3 << 16));
+                    if (kind == FXPQ_DW_U16) {
+                        a0 = (int32_t)((uint32_t)a0 + ((uint32_t)s0 << 15));
+                        a1 = (int32_t)((uint32_t)a1 + ((uint32_t)s1 << 15));
+                        a2 = (int32_t)((uint32_t)a2 + ((uint32_t)s2 << 15));
+                        a3 = (int32_t)((uint32_t)a3 + ((uint32_t)s3 << 15));
                     }
+                    FXPQ_DW_FINISH(out);
                 }
             }
         }
     }
 }
 
+/* The interior columns [ox_lo, ox_hi) of the output: the pixels whose window's columns all lie
+ * inside the input (empty when none does). */
+static void fxpq_dw_interior(const fxpq_geometry *g, int32_t *ox_lo, int32_t *ox_hi)
+{
+    int32_t ox, k0, k1;
+    *ox_lo = *ox_hi = 0;
+    for (ox = 0; ox < g->out.w; ++ox) {
+        fxpq_valid_taps(ox * g->stride.w - g->pad_l, g->dilation.w, g->filter.w, g->in.w, &k0, &k1);
+        if (k0 == 0 && k1 == g->filter.w) {
+            if (*ox_hi == *ox_lo) {
+                *ox_lo = ox;
+            }
+            *ox_hi = ox + 1;
+        } else if (*ox_hi > *ox_lo) {
+            break;
+        }
+    }
+}
+
+#define FXPQ_DW_QUAD_CALL(left)                                                                   \
+    do {                                                                                        \
+        const uint8_t *x_ = (const uint8_t *)input;                                             \
+        switch (kind) {                                                                         \
+        case FXPQ_DW_S8: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S8, left); break; \
+        case FXPQ_DW_U8: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U8, left); break; \
+        case FXPQ_DW_S16: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S16, left); break; \
+        default: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U16, left); break;  \
+        }                                                                                       \
+    } while (0)
+
 int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g,
                                   const void *input)
 {
     const int32_t k = wk->k, c = g->filter.c, quads = c >> 2;
+    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_DW_S8
+                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_DW_U8
+                         : (wk->in_s == FXPQ_STORAGE_INT16 || wk->in_bits < 16) ? FXPQ_DW_S16
+                                                                                 : FXPQ_DW_U16;
     int64_t bound;
-    int32_t o, q, t, all_fast = 1;
-    if (wk->acc64 || k > FXPQ_WCHUNK) {
-        return 0; /* int64 accumulator, or a window whose row the stack does not hold */
+    int32_t o, q, t, all_fast = 1, ox_lo, ox_hi;
+    if (k > FXPQ_WCHUNK) {
+        return 0; /* a window whose row the stack does not hold */
     }
-    bound = fxpq_acc_bound(wk);
-    if (g->depth_multiplier != 1 || quads == 0 || k > FXPQ_DW_TAPS ||
-        (wk->in_s != FXPQ_STORAGE_INT8 && wk->in_s != FXPQ_STORAGE_UINT8)) {
+    if (wk->acc64) {
+        /* the width rule asks for int64; the channels' sum |w| * max|x| may still prove that
+         * every exact sum fits int32 (SMLABB's modular sums are then exact) */
+        const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                            : (((int64_t)1 << wk->in_bits) - 1);
+        for (bound = 0, o = 0; o < c && bound <= INT32_MAX; ++o) { /* c: the output channels */
+            int32_t mag;
+            (void)fxpq_row_sums(wk, o, &mag);
+            bound = (int64_t)mag * x_abs > bound ? (int64_t)mag * x_abs : bound;
+        }
+        if (bound > INT32_MAX) {
+            return 0;
+        }
+    } else {
+        bound = fxpq_acc_bound(wk);
+    }
+    if (g->depth_multiplier != 1 || quads == 0 || k > FXPQ_DW_TAPS) {
         fxpq_dw_channels(wk, g, input, 0, bound);
         return 1;
     }
@@ -708,27 +1022,35 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
         fxpq_dw_channels(wk, g, input, 0, bound);
         return 1;
     }
+    fxpq_dw_interior(g, &ox_lo, &ox_hi);
     for (q = 0; q < quads; ++q) {
-        uint32_t wl[FXPQ_DW_TAPS * 2]; /* the quad's weights, [tap][c0,c2][c1,c3] */
+        uint32_t wl[FXPQ_DW_TAPS * 2]; /* the quad's weights, [tap][2 lanes words] */
         int16_t wrow[FXPQ_DW_TAPS];
-        int32_t add[4], shift[4], mul[4], i;
+        fxpq_dw_quad_consts qc;
+        int32_t i;
         for (i = 0; i < 4; ++i) {
             const int32_t ch = 4 * q + i;
             const fxpq_finish f = fxpq_finish_of(wk, ch, bound);
-            const int32_t lane = (i & 1) * 4 + ((i >> 1) & 1) * 2; /* byte offset in a tap's 8 */
+            /* byte offset of channel i's halfword in a tap's 8 bytes */
+            const int32_t lane = kind <= FXPQ_DW_U8 ? (i & 1) * 4 + ((i >> 1) & 1) * 2 : 2 * i;
+            int32_t sum = 0;
             fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)ch * (size_t)wk->row_bytes,
                             wk->weights->bits, 0, k, wrow);
             for (t = 0; t < k; ++t) {
                 fxpq_st16((uint8_t *)wl + 8 * t + lane, wrow[t]);
+                sum += wrow[t];
             }
-            add[i] = f.add;
-            shift[i] = f.shift;
-            mul[i] = f.mul;
+            qc.add[i] = f.add;
+            qc.shift[i] = f.shift;
+            qc.mul[i] = f.mul;
+            qc.wsum[i] = sum;
         }
-        if (wk->in_s == FXPQ_STORAGE_INT8) {
-            fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, (const uint8_t *)wl, add, shift, mul, 1);
+        qc.wl = (const uint8_t *)wl;
+        /* right shifts only (the common case): no multiply in the finish */
+        if (qc.mul[0] == 1 && qc.mul[1] == 1 && qc.mul[2] == 1 && qc.mul[3] == 1) {
+            FXPQ_DW_QUAD_CALL(0);
         } else {
-            fxpq_dw_quad(wk, g, (const uint8_t *)input, 4 * q, (const uint8_t *)wl, add, shift, mul, 0);
+            FXPQ_DW_QUAD_CALL(1);
         }
     }
     fxpq_dw_channels(wk, g, input, quads * 4, bound); /* the last 1..3 channels */
@@ -736,6 +1058,53 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
 }
 
 /* ---- max pool 2D ------------------------------------------------------------------------------ */
+
+/* 16-bit inputs: a typed maximum per channel over the clipped window, then the int32 rescale
+ * (shift in [-15, 31]: |max| * 2^15 < 2^31) and clamp. */
+#define FXPQ_MAX16(in_t)                                                                          \
+    do {                                                                                        \
+        const in_t *x = (const in_t *)input;                                                    \
+        for (ch = 0; ch < c; ++ch) {                                                            \
+            int32_t m = x[first + ch], v;                                                       \
+            for (ky = ky0; ky < ky1; ++ky) {                                                    \
+                const in_t *p = x + ((n * id->h + iy0 + ky) * id->w + ix0 + kx0) * c + ch;      \
+                for (kx = kx0; kx < kx1; ++kx, p += c) {                                        \
+                    m = *p > m ? *p : m;                                                        \
+                }                                                                               \
+            }                                                                                   \
+            v = shift >= 0 ? (m + round) >> shift : m * ((int32_t)1 << -shift);                \
+            v = v < lo ? lo : (v > hi ? hi : v);                                                \
+            fxpq_store_bits(output, out_es, obase + ch, v);                                     \
+        }                                                                                       \
+    } while (0)
+
+static int32_t fxpq_max_pool16(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                               fxpq_storage in_s, const fxpq_dims *od, void *output, int32_t out_es,
+                               int32_t shift, int32_t pad_t, int32_t pad_l, int32_t lo, int32_t hi)
+{
+    const int32_t c = id->c, round = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    int32_t n, oy, ox, ch, ky, kx;
+    for (n = 0; n < od->n; ++n) {
+        for (oy = 0; oy < od->h; ++oy) {
+            const int32_t iy0 = oy * params->stride.h - pad_t;
+            int32_t ky0, ky1;
+            fxpq_valid_taps(iy0, 1, params->filter.h, id->h, &ky0, &ky1);
+            for (ox = 0; ox < od->w; ++ox) {
+                const int32_t ix0 = ox * params->stride.w - pad_l;
+                const int32_t obase = ((n * od->h + oy) * od->w + ox) * c;
+                int32_t kx0, kx1, first;
+                fxpq_valid_taps(ix0, 1, params->filter.w, id->w, &kx0, &kx1);
+                first = ((n * id->h + iy0 + ky0) * id->w + ix0 + kx0) * c;
+                if (in_s == FXPQ_STORAGE_INT16) {
+                    FXPQ_MAX16(int16_t);
+                } else {
+                    FXPQ_MAX16(uint16_t);
+                }
+            }
+        }
+    }
+    return 1;
+}
 
 /* 8-bit inputs: the maximum of four channels at once (SSUB8/USUB8 set the per-byte GE flags, SEL
  * picks the larger bytes), then an int32 rescale and clamp per output. */
@@ -750,8 +1119,11 @@ int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id,
     const int32_t round = shift > 0 ? (int32_t)1 << (shift - 1) : 0, is_signed = in_s == FXPQ_STORAGE_INT8;
     const uint8_t *x = (const uint8_t *)input;
     int32_t n, oy, ox, q, j;
-    if ((in_s != FXPQ_STORAGE_INT8 && in_s != FXPQ_STORAGE_UINT8) || shift > 31 || shift < -15) {
+    if (shift > 31 || shift < -15) {
         return 0;
+    }
+    if (in_s != FXPQ_STORAGE_INT8 && in_s != FXPQ_STORAGE_UINT8) {
+        return fxpq_max_pool16(params, id, input, in_s, od, output, out_es, shift, pad_t, pad_l, lo, hi);
     }
     for (n = 0; n < od->n; ++n) {
         for (oy = 0; oy < od->h; ++oy) {
@@ -817,19 +1189,216 @@ int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id,
     return 1;
 }
 
+/* ---- average pool 2D ---------------------------------------------------------------------- */
+
+/* round_half_up(sum * 2^d / count) = floor((2 sum 2^d + count) / (2 count)) (d >= 0), or
+ * floor((2 sum + count 2^-d) / (2 count 2^-d)) (d < 0): the contract's average (numerics.md
+ * section 7) as one int32 floor division, when the caller has proven that every term fits. */
+FXPQ_INLINE int32_t fxpq_avg32(int32_t sum, int32_t count, int32_t d)
+{
+    const int32_t num = d >= 0 ? sum * ((int32_t)2 << d) + count : 2 * sum + (count << -d);
+    const int32_t den = d >= 0 ? 2 * count : (2 * count) << -d;
+    int32_t q = num / den;
+    if (q * den != num && num < 0) {
+        q -= 1; /* C division truncates; the contract floors */
+    }
+    return q;
+}
+
+/* Channels [c0, c0 + 4) of 8-bit inputs: the window's words summed as two SXTAB16 / UXTAB16
+ * lane pairs [c0,c2] [c1,c3] (16-bit lanes: exact for windows of at most 255 taps). */
+#define FXPQ_AVG_QUAD8(ext)                                                                       \
+    do {                                                                                        \
+        uint32_t s02 = 0, s13 = 0;                                                              \
+        for (ky = ky0; ky < ky1; ++ky) {                                                        \
+            const uint8_t *p = row0 + (size_t)(ky - ky0) * (size_t)row_step;                   \
+            for (kx = 0; kx < taps_x; ++kx, p += c) {                                           \
+                const uint32_t v = fxpq_ld32(p);                                                \
+                __asm__(ext " %0, %0, %1" : "+r"(s02) : "r"(v));                                \
+                __asm__(ext " %0, %0, %1, ror #8" : "+r"(s13) : "r"(v));                        \
+            }                                                                                   \
+        }                                                                                       \
+        if (is_signed) {                                                                        \
+            sums[0] = (int16_t)(s02 & 0xFFFFu);                                                 \
+            sums[2] = (int32_t)s02 >> 16;                                                       \
+            sums[1] = (int16_t)(s13 & 0xFFFFu);                                                 \
+            sums[3] = (int32_t)s13 >> 16;                                                       \
+        } else {                                                                                \
+            sums[0] = (int32_t)(s02 & 0xFFFFu);                                                 \
+            sums[2] = (int32_t)(s02 >> 16);                                                     \
+            sums[1] = (int32_t)(s13 & 0xFFFFu);                                                 \
+            sums[3] = (int32_t)(s13 >> 16);                                                     \
+        }                                                                                       \
+    } while (0)
+
+int32_t fxpq_dsp_average_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                                const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
+                                const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
+                                int32_t hi)
+{
+    const fxpq_storage in_s = fxpq_storage_of(input_fmt);
+    const int32_t es = fxpq_elem_size(in_s), out_es = fxpq_elem_size(fxpq_storage_of(output_fmt));
+    const int32_t d = output_fmt->frac - input_fmt->frac, c = id->c;
+    const int32_t taps_max = params->filter.h * params->filter.w;
+    const int32_t is_signed = in_s == FXPQ_STORAGE_INT8 || in_s == FXPQ_STORAGE_INT16;
+    const int32_t lanes8 = es == 1 && taps_max <= 255;
+    int32_t n, oy, ox, ch, j, in_lo, in_hi;
+    int64_t xmax;
+    fxpq_format_range(input_fmt, &in_lo, &in_hi);
+    xmax = -(int64_t)in_lo > (int64_t)in_hi ? -(int64_t)in_lo : (int64_t)in_hi;
+    /* every term of fxpq_avg32 below 2^31 (|sum| <= taps * xmax) */
+    if (params->filter.h > 4096 || params->filter.w > 4096 || d > 12 || d < -12 ||
+        (d >= 0 && (int64_t)taps_max * xmax * ((int64_t)2 << d) + taps_max > INT32_MAX) ||
+        (d < 0 && ((int64_t)2 * taps_max * xmax + ((int64_t)2 * taps_max << -d)) > INT32_MAX)) {
+        return 0;
+    }
+    for (n = 0; n < od->n; ++n) {
+        for (oy = 0; oy < od->h; ++oy) {
+            const int32_t iy0 = oy * params->stride.h - pad_t;
+            int32_t ky0, ky1;
+            fxpq_valid_taps(iy0, 1, params->filter.h, id->h, &ky0, &ky1);
+            for (ox = 0; ox < od->w; ++ox) {
+                const int32_t ix0 = ox * params->stride.w - pad_l;
+                int32_t kx0, kx1, taps_x, count, ky, kx;
+                const uint8_t *base;
+                uint8_t *out;
+                size_t row_step;
+                fxpq_valid_taps(ix0, 1, params->filter.w, id->w, &kx0, &kx1);
+                taps_x = kx1 - kx0;
+                count = (ky1 - ky0) * taps_x;
+                base = (const uint8_t *)input +
+                       (size_t)(((n * id->h + iy0 + ky0) * id->w + ix0 + kx0) * c) * (size_t)es;
+                out = (uint8_t *)output + (size_t)(((n * od->h + oy) * od->w + ox) * c) * (size_t)out_es;
+                row_step = (size_t)id->w * (size_t)c * (size_t)es;
+                for (ch = 0; ch < c; ch += 4) {
+                    const int32_t lanes = c - ch < 4 ? c - ch : 4;
+                    const uint8_t *row0 = base + (size_t)ch * (size_t)es;
+                    int32_t sums[4] = {0, 0, 0, 0};
+                    if (lanes == 4 && lanes8) {
+                        if (is_signed) {
+                            FXPQ_AVG_QUAD8("sxtab16");
+                        } else {
+                            FXPQ_AVG_QUAD8("uxtab16");
+                        }
+                    } else if (lanes == 4 && es == 2) { /* two words of halfwords [c0,c1] [c2,c3] */
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const uint8_t *p = row0 + (size_t)(ky - ky0) * row_step;
+                            for (kx = 0; kx < taps_x; ++kx, p += (size_t)c * 2u) {
+                                const uint32_t v0 = fxpq_ld32(p), v1 = fxpq_ld32(p + 4);
+                                if (is_signed) {
+                                    sums[0] += (int16_t)(v0 & 0xFFFFu);
+                                    sums[1] += (int32_t)v0 >> 16;
+                                    sums[2] += (int16_t)(v1 & 0xFFFFu);
+                                    sums[3] += (int32_t)v1 >> 16;
+                                } else {
+                                    sums[0] += (int32_t)(v0 & 0xFFFFu);
+                                    sums[1] += (int32_t)(v0 >> 16);
+                                    sums[2] += (int32_t)(v1 & 0xFFFFu);
+                                    sums[3] += (int32_t)(v1 >> 16);
+                                }
+                            }
+                        }
+                    } else {
+                        for (ky = ky0; ky < ky1; ++ky) {
+                            const uint8_t *p = row0 + (size_t)(ky - ky0) * row_step;
+                            for (kx = 0; kx < taps_x; ++kx, p += (size_t)c * (size_t)es) {
+                                for (j = 0; j < lanes; ++j) {
+                                    sums[j] += fxpq_load(p, in_s, j);
+                                }
+                            }
+                        }
+                    }
+                    for (j = 0; j < lanes; ++j) {
+                        int32_t v = count > 0 ? fxpq_avg32(sums[j], count, d) : 0;
+                        v = v < lo ? lo : (v > hi ? hi : v);
+                        fxpq_store_bits(out, out_es, ch + j, v);
+                    }
+                }
+            }
+        }
+    }
+    return 1;
+}
+
+/* ---- requantize ------------------------------------------------------------------------------ */
+
+/* x rescaled by ((x + round) >> right) * left and clamped, one typed loop per input container
+ * and output width, when every term fits int32 (|x| < 2^16). */
+#define FXPQ_REQ_LOOP(in_t, o_t)                                                                  \
+    do {                                                                                        \
+        const in_t *px = (const in_t *)input;                                                   \
+        o_t *po = (o_t *)out->data;                                                             \
+        for (i = 0; i < size; ++i) {                                                            \
+            int32_t v = (((int32_t)px[i] + round) >> right) * left;                             \
+            v = v < lo ? lo : (v > hi ? hi : v);                                                \
+            po[i] = (o_t)v;                                                                     \
+        }                                                                                       \
+    } while (0)
+
+#define FXPQ_REQ_OUT(in_t)                                                                        \
+    do {                                                                                        \
+        if (out_es == 1) {                                                                      \
+            FXPQ_REQ_LOOP(in_t, uint8_t);                                                       \
+        } else {                                                                                \
+            FXPQ_REQ_LOOP(in_t, uint16_t);                                                      \
+        }                                                                                       \
+    } while (0)
+
+int32_t fxpq_dsp_requantize(int32_t size, const void *input, fxpq_storage in_s, int32_t in_frac,
+                            const fxpq_output *out)
+{
+    const int32_t shift = in_frac - out->frac, lo = out->lo, hi = out->hi;
+    const int32_t out_es = fxpq_elem_size(out->storage);
+    int32_t i, round, right, left;
+    if (shift > 30 || shift < -14) { /* (2^16 + round) and 2^16 * left below 2^31 */
+        return 0;
+    }
+    round = shift > 0 ? (int32_t)1 << (shift - 1) : 0;
+    right = shift > 0 ? shift : 0;
+    left = shift < 0 ? (int32_t)1 << -shift : 1;
+    switch (in_s) {
+    case FXPQ_STORAGE_INT8: FXPQ_REQ_OUT(int8_t); break;
+    case FXPQ_STORAGE_UINT8: FXPQ_REQ_OUT(uint8_t); break;
+    case FXPQ_STORAGE_INT16: FXPQ_REQ_OUT(int16_t); break;
+    default: FXPQ_REQ_OUT(uint16_t); break;
+    }
+    return 1;
+}
+
 /* ---- add ------------------------------------------------------------------------------------- */
 
 /* The aligned sum, the rescale and the clamp in int32 when the operands' bound proves that no
- * intermediate reaches 2^31 (typed loops for 8-bit inputs, a generic load otherwise). */
-#define FXPQ_ADD_LOOP(a_t, b_t)                                                                   \
+ * intermediate reaches 2^31: one typed loop per pair of input containers and output width, the
+ * rescale branch-free ((v + round) >> right) * left. */
+#define FXPQ_ADD_LOOP(a_t, b_t, o_t)                                                              \
     do {                                                                                        \
         const a_t *pa = (const a_t *)a;                                                         \
         const b_t *pb = (const b_t *)b;                                                         \
+        o_t *po = (o_t *)output;                                                                \
         for (i = 0; i < size; ++i) {                                                            \
             int32_t v = (int32_t)pa[i] * mul_a + (int32_t)pb[i] * mul_b;                        \
-            v = shift >= 0 ? (v + round) >> shift : v * left;                                   \
+            v = ((v + round) >> right) * left;                                                  \
             v = v < lo ? lo : (v > hi ? hi : v);                                                \
-            fxpq_store_bits(output, out_es, i, v);                                              \
+            po[i] = (o_t)v;                                                                     \
+        }                                                                                       \
+    } while (0)
+
+#define FXPQ_ADD_OUT(a_t, b_t)                                                                    \
+    do {                                                                                        \
+        if (out_es == 1) {                                                                      \
+            FXPQ_ADD_LOOP(a_t, b_t, uint8_t);                                                   \
+        } else {                                                                                \
+            FXPQ_ADD_LOOP(a_t, b_t, uint16_t);                                                  \
+        }                                                                                       \
+    } while (0)
+
+#define FXPQ_ADD_B(a_t)                                                                           \
+    do {                                                                                        \
+        switch (b_s) {                                                                          \
+        case FXPQ_STORAGE_INT8: FXPQ_ADD_OUT(a_t, int8_t); break;                              \
+        case FXPQ_STORAGE_UINT8: FXPQ_ADD_OUT(a_t, uint8_t); break;                            \
+        case FXPQ_STORAGE_INT16: FXPQ_ADD_OUT(a_t, int16_t); break;                            \
+        default: FXPQ_ADD_OUT(a_t, uint16_t); break;                                           \
         }                                                                                       \
     } while (0)
 
@@ -839,35 +1408,22 @@ int32_t fxpq_dsp_add(int32_t size, const void *a, fxpq_storage a_s, int32_t sa, 
     const int32_t shift = frac - out->frac, lo = out->lo, hi = out->hi;
     const int32_t out_es = fxpq_elem_size(out->storage);
     const int32_t round = shift > 0 && shift <= 31 ? (int32_t)1 << (shift - 1) : 0;
-    const int32_t left = shift < 0 && shift >= -7 ? (int32_t)1 << -shift : 0;
+    const int32_t right = shift > 0 ? shift : 0;
+    const int32_t left = shift < 0 && shift >= -30 ? (int32_t)1 << -shift : 1;
     int32_t i, mul_a, mul_b;
     const int64_t bound = ((int64_t)1 << (8 * fxpq_elem_size(a_s) + sa)) +
                           ((int64_t)1 << (8 * fxpq_elem_size(b_s) + sb));
-    if (sa > 16 || sb > 16 || shift > 31 || shift < -7 || bound + round >= ((int64_t)1 << 31) ||
-        (left != 0 && bound * left >= ((int64_t)1 << 31))) {
+    if (sa > 16 || sb > 16 || shift > 31 || shift < -30 || bound + round >= ((int64_t)1 << 31) ||
+        bound * left >= ((int64_t)1 << 31)) {
         return 0;
     }
     mul_a = (int32_t)1 << sa; /* multiplies, not shifts: no left shift of a negative value */
     mul_b = (int32_t)1 << sb;
-    if (fxpq_elem_size(a_s) != 1 || fxpq_elem_size(b_s) != 1) {
-        for (i = 0; i < size; ++i) {
-            int32_t v = fxpq_load(a, a_s, i) * mul_a + fxpq_load(b, b_s, i) * mul_b;
-            v = shift >= 0 ? (v + round) >> shift : v * left;
-            v = v < lo ? lo : (v > hi ? hi : v);
-            fxpq_store_bits(output, out_es, i, v);
-        }
-        return 1;
-    }
-    if (a_s == FXPQ_STORAGE_INT8) {
-        if (b_s == FXPQ_STORAGE_INT8) {
-            FXPQ_ADD_LOOP(int8_t, int8_t);
-        } else {
-            FXPQ_ADD_LOOP(int8_t, uint8_t);
-        }
-    } else if (b_s == FXPQ_STORAGE_INT8) {
-        FXPQ_ADD_LOOP(uint8_t, int8_t);
-    } else {
-        FXPQ_ADD_LOOP(uint8_t, uint8_t);
+    switch (a_s) {
+    case FXPQ_STORAGE_INT8: FXPQ_ADD_B(int8_t); break;
+    case FXPQ_STORAGE_UINT8: FXPQ_ADD_B(uint8_t); break;
+    case FXPQ_STORAGE_INT16: FXPQ_ADD_B(int16_t); break;
+    default: FXPQ_ADD_B(uint16_t); break;
     }
     return 1;
 }

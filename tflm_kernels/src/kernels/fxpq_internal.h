@@ -309,6 +309,15 @@ int32_t fxpq_dsp_depthwise_conv2d(const fxpq_weighted *wk, const fxpq_geometry *
 /* Add after fxpq_add's checks: inputs aligned to frac by left shifts sa / sb. */
 int32_t fxpq_dsp_add(int32_t size, const void *a, fxpq_storage a_s, int32_t sa, const void *b,
                      fxpq_storage b_s, int32_t sb, int32_t frac, const fxpq_output *out, void *output);
+/* Average pool after fxpq_check_pool and the frac-difference check (lo/hi the activation clamp,
+ * inside the output format's range). */
+int32_t fxpq_dsp_average_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
+                                const fxpq_format *input_fmt, const fxpq_dims *od, void *output,
+                                const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
+                                int32_t hi);
+/* Requantize after fxpq_elementwise_prepare. */
+int32_t fxpq_dsp_requantize(int32_t size, const void *input, fxpq_storage in_s, int32_t in_frac,
+                            const fxpq_output *out);
 /* Max pool after fxpq_check_pool (lo/hi the activation clamp). */
 int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id, const void *input,
                             const fxpq_format *input_fmt, const fxpq_dims *od, void *output,

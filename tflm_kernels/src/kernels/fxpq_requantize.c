@@ -20,6 +20,11 @@ fxpq_status fxpq_requantize(const fxpq_elementwise_params *params, int32_t size,
                                        params->activation, &in_s, &out)) != FXPQ_OK) {
         return st;
     }
+#if FXPQ_USE_DSP
+    if (fxpq_dsp_requantize(size, input, in_s, input_fmt->frac, &out)) {
+        return FXPQ_OK;
+    }
+#endif
     for (i = 0; i < size; ++i) {
         fxpq_output_store(&out, i, fxpq_load(input, in_s, i), input_fmt->frac);
     }

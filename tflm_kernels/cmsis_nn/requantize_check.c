@@ -1,0 +1,98 @@
+/*
+ * requantize_check.c - does CMSIS-NN's arm_nn_requantize, given the multiplier/shift pair that
+ * fxpq_cmsis_requant_pair() picks for a power-of-two rescale, give fxpq_rescale's result?
+ *
+ *   gcc -O2 -I<CMSIS-NN>/Include -Iinclude [-DCMSIS_NN_USE_SINGLE_ROUNDING] \
+ *       cmsis_nn/requantize_check.c src/kernels/fxpq_common.c -o check
+ *   ./check S_MIN S_MAX V_MIN V_MAX [STEP]
+ *
+ * For every right shift s in [S_MIN, S_MAX] (the accumulator's frac minus the output's; negative:
+ * a left shift) and every v in [V_MIN, V_MAX] (step STEP, default 1) it compares
+ * arm_nn_requantize(v, mult, shift) with fxpq_rescale(v, s, 0) wherever fxpq_cmsis_exact() says
+ * the pair is exact (|v| < 2^30, and for a left shift n, |v| * 2^(n+1) < 2^31), counts the inputs
+ * it claims and the mismatches, and exits 1 on any mismatch. -DFXPQ_NATURAL_PAIR checks
+ * TFLite's normalized pair (2^30, 1 - s) instead, which double rounding breaks. docs/kernels.md (CMSIS-NN) has the
+ * proof; this program is its exhaustive check. CMSIS-NN is compiled from the caller's tree, never
+ * vendored here.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "arm_nnsupportfunctions.h"
+#include "fxpq_kernels.h"
+
+/* The pair for a right shift s (negative: left shift -s): multiplier 2^(30 - s) with a left
+ * shift of 1 (so that the doubling multiply's rounding is the contract's round half up), 2^30
+ * with a left shift of 1 - s for a left shift, 1 with shift 0 for s = 31, 0 beyond. */
+static void fxpq_cmsis_requant_pair(int32_t s, int32_t *mult, int32_t *shift)
+{
+#ifdef FXPQ_NATURAL_PAIR /* TFLite's normalized pair (2^30, 1 - s): to show where it differs */
+    *mult = (int32_t)1 << 30;
+    *shift = 1 - s;
+    return;
+#endif
+    if (s < 0) {
+        *mult = (int32_t)1 << 30;
+        *shift = 1 - s;
+    } else if (s <= 30) {
+        *mult = (int32_t)1 << (30 - s);
+        *shift = 1;
+    } else if (s == 31) {
+        *mult = 1;
+        *shift = 0;
+    } else {
+        *mult = 0;
+        *shift = 0;
+    }
+}
+
+/* The inputs for which the pair is exact under both of CMSIS-NN's roundings. */
+static int fxpq_cmsis_exact(int64_t v, int32_t s)
+{
+    if (s < 0) {
+        return s >= -29 && (v < 0 ? -v : v) < ((int64_t)1 << (30 + s));
+    }
+    return s >= 31 || (v >= -((int64_t)1 << 30) && v < ((int64_t)1 << 30));
+}
+
+int main(int argc, char **argv)
+{
+    int32_t s_min, s_max, s;
+    int64_t v_min, v_max, step, v, claimed = 0, bad = 0;
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s S_MIN S_MAX V_MIN V_MAX [STEP]\n", argv[0]);
+        return 2;
+    }
+    s_min = (int32_t)strtol(argv[1], NULL, 0);
+    s_max = (int32_t)strtol(argv[2], NULL, 0);
+    v_min = strtoll(argv[3], NULL, 0);
+    v_max = strtoll(argv[4], NULL, 0);
+    step = argc > 5 ? strtoll(argv[5], NULL, 0) : 1;
+    if (v_min < INT32_MIN || v_max > INT32_MAX || step < 1) {
+        fprintf(stderr, "v must lie in int32 and the step be positive\n");
+        return 2;
+    }
+    for (s = s_min; s <= s_max; ++s) {
+        int32_t mult, shift;
+        fxpq_cmsis_requant_pair(s, &mult, &shift);
+        for (v = v_min; v <= v_max; v += step) {
+            int64_t want;
+            int32_t got;
+            if (!fxpq_cmsis_exact(v, s)) {
+                continue;
+            }
+            want = fxpq_rescale(v, s, 0);
+            got = arm_nn_requantize((int32_t)v, mult, shift);
+            ++claimed;
+            if ((int64_t)got != want) {
+                if (bad < 10) {
+                    printf("mismatch: s=%" PRId32 " v=%" PRId64 " cmsis=%" PRId32 " fxpq=%" PRId64 "\n", s, v, got, want);
+                }
+                ++bad;
+            }
+        }
+    }
+    printf("claimed %" PRId64 " mismatches %" PRId64 "\n", claimed, bad);
+    return bad != 0;
+}
