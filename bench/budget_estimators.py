@@ -50,6 +50,7 @@ from bench.models import MODELS, ZOO, calibration_set, trained  # noqa: E402
 from fxpq_keras.search.adaptation import PrecisionSearch, SearchOptions  # noqa: E402
 from fxpq_keras.search.budget import predict_drop, predict_relative_mse  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
+from fxpq_keras.search.phases.uniform import uniform_policy  # noqa: E402
 
 SHARES = (0.1, 0.15, 0.2, 0.25, 0.3)
 NOISE = (0.25,)
@@ -79,7 +80,7 @@ def check_sets(x: np.ndarray, teacher: np.ndarray, top1: bool, seed: int = 0) ->
 
 def uniform(search: PrecisionSearch) -> list[tuple[str, Any]]:
     """Uniform 4..10-bit policies (weights and activations; biases stay at the start width)."""
-    return [(f"uniform{b}", search._uniform(b)) for b in range(4, 11)]
+    return [(f"uniform{b}", uniform_policy(search, b)) for b in range(4, 11)]
 
 
 def mixed(search: PrecisionSearch, knee: int, n: int, rng: np.random.Generator) -> list[tuple[str, Any]]:
@@ -236,7 +237,7 @@ def collect(name: str, samples: int, max_drop: float) -> dict[str, np.ndarray]:
     x_te = data["x_test"]
     sets = {"check": search.check_x, "validation": search.validation_x, "calib": search.calibration.x, "test": x_te}
     sets = {k: (v, predict(model, v)) for k, v in sets.items()}
-    trail = list(search._trail)
+    trail = list(search.trail)
     idx = sorted(set(range(max(len(trail) - TRAIL_TAIL, 0), len(trail)))
                  | set(np.linspace(0, max(len(trail) - 1, 0), TRAIL_SPREAD).astype(int).tolist())) if trail else []
     policies = [state.policy] + [trail[i] for i in idx]

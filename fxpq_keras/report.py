@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .host import memory_size
 from .policy import Policy
 
 
@@ -54,7 +55,8 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
              + (f"; memory target {o.memory_target:,} bytes" if o.memory_target else ""),
              quality,
              f"- search: {result.evaluations} network evaluations ({result.evaluated_samples:,} samples), "
-             f"{result.seconds:.1f} s; {result.message}",
+             f"{result.seconds:.1f} s, peak memory (RSS) {memory_size(getattr(result, 'peak_rss_bytes', None))}; "
+             f"{result.message}",
              f"- options: min_bits {o.min_bits}, max_bits {o.max_bits}, per-channel weight frac {o.per_channel}, "
              f"seed {o.seed}; mechanisms: dynamic fixed point {o.dynamic_fixed_point}, layer-wise adaptation "
              f"{o.layerwise}, prediction-error frac {o.error_statistics_frac}, self-distillation {o.self_distillation}",
@@ -127,7 +129,7 @@ def trajectory_points(result: Any) -> dict[str, Any]:
     restart from the best uniform policy) undid, and of the result itself (the star of the plot).
 
     The trajectory is replayed: "start", "jump", "lower" and "uniform" (a restart) accept a policy,
-    "back" with key "N step(s)" undoes the last N of them (search/adaptation.py `_walk_back`)."""
+    "back" with key "N step(s)" undoes the last N of them (search/phases/walkback.py)."""
     accepted: list[tuple[float, float]] = []
     undone: list[tuple[float, float]] = []
     for s in result.trajectory:
