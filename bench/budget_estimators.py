@@ -237,7 +237,7 @@ def collect(name: str, samples: int, max_drop: float) -> dict[str, np.ndarray]:
     x_te = data["x_test"]
     sets = {"check": search.check_x, "validation": search.validation_x, "calib": search.calibration.x, "test": x_te}
     sets = {k: (v, predict(model, v)) for k, v in sets.items()}
-    trail = list(search._trail)
+    trail = list(search.trail)
     idx = sorted(set(range(max(len(trail) - TRAIL_TAIL, 0), len(trail)))
                  | set(np.linspace(0, max(len(trail) - 1, 0), TRAIL_SPREAD).astype(int).tolist())) if trail else []
     policies = [state.policy] + [trail[i] for i in idx]

@@ -127,6 +127,14 @@ def calibration_values(x: Any, sample_shape: tuple[int, ...] | None = None) -> n
     return x
 
 
+def _chunked_outputs(probe: keras.Model, x: np.ndarray, batch_size: int) -> Any:
+    """`probe.predict(x, batch_size)`'s outputs (a list per chunk), one batch at a time: the same
+    batches, so the same values, without every layer's outputs for every sample in memory at once."""
+    for i in range(0, len(x), batch_size):
+        outs = probe.predict(x[i:i + batch_size], batch_size=batch_size, verbose=0)
+        yield outs if isinstance(outs, list) else [outs]
+
+
 def check_calibration_data(x: Any, input_shape: tuple[int, ...]) -> np.ndarray:
     """calibration_values, and the samples must have the model's input shape."""
     x = calibration_values(x, tuple(input_shape))
@@ -216,23 +224,30 @@ class Calibration:
         producers = list(alignable(self.cnodes)) if align_ranges else []
         if producers:
             probe = keras.Model(self.float_model.input, [self.float_model.get_layer(n).output for n in producers])
-            outs = probe.predict(self.x, batch_size=batch_size, verbose=0)
-            outs = outs if isinstance(outs, list) else [outs]
-            channel_max = {n: np.abs(o).reshape(-1, o.shape[-1]).max(axis=0) for n, o in zip(producers, outs)}
+            channel_max: dict[str, np.ndarray] = {}
+            for outs in _chunked_outputs(probe, self.x, batch_size):
+                for n, o in zip(producers, outs):
+                    m = np.abs(o).reshape(-1, o.shape[-1]).max(axis=0)
+                    channel_max[n] = np.maximum(channel_max[n], m) if n in channel_max else m
             self.channel_scales = align_channel_ranges(self.cnodes, channel_max)
             if self.channel_scales:
                 self.float_model = build_float_model(self.cnodes)
         names = [n.name for n in self.cnodes if n.kind != "input"]
         probe = keras.Model(self.float_model.input, [self.float_model.get_layer(n).output for n in names])
-        outs = probe.predict(self.x, batch_size=batch_size, verbose=0)
-        outs = outs if isinstance(outs, list) else [outs]
         self.shapes: dict[str, tuple[int, ...]] = {self.cnodes[0].name: tuple(self.x.shape[1:])}
         self.max_abs: dict[str, float] = {self.cnodes[0].name: float(np.abs(self.x).max())}
-        for name, out in zip(names, outs):
-            self.shapes[name] = tuple(out.shape[1:])
-            self.max_abs[name] = float(np.abs(out).max()) if out.size else 0.0
+        teacher = []
+        for outs in _chunked_outputs(probe, self.x, batch_size):
+            for name, out in zip(names, outs):
+                self.shapes[name] = tuple(out.shape[1:])
+                peak = float(np.abs(out).max()) if out.size else 0.0
+                self.max_abs[name] = float(np.maximum(self.max_abs[name], peak)) if name in self.max_abs else peak
+            teacher.append(outs[-1])
         warn_degenerate_ranges(self.max_abs, self.cnodes[0].name)
-        self.teacher = np.asarray(outs[-1], dtype=np.float32)  # float model's outputs: the labels
+        self.teacher = np.concatenate(teacher).astype(np.float32)  # float model's outputs: the labels
+        # sets a search derives from these samples (blended copies, the teacher's outputs on them), kept
+        # here so that every search on this calibration shares one copy (fxpq_keras/search/engine.py)
+        self.search_sets: dict[Any, Any] = {}
         self.nonneg = unsigned_outputs(self.cnodes, bool(self.x.min() >= 0))
 
     @property

@@ -153,6 +153,8 @@ def rescale(v: np.ndarray, from_frac, to_frac) -> np.ndarray:
     """
     v = np.asarray(v, dtype=np.int64)
     shift = np.asarray(to_frac, dtype=np.int64) - np.asarray(from_frac, dtype=np.int64)
+    if shift.ndim == 0 and v.ndim:  # one shift for every element (per-tensor formats): the same rule, no masks
+        return _rescale_by(v, int(shift))
     v, shift = np.broadcast_arrays(v, shift)
     out = np.empty(v.shape, dtype=np.int64)
     right = shift < 0
@@ -170,6 +172,22 @@ def rescale(v: np.ndarray, from_frac, to_frac) -> np.ndarray:
     res[big] = np.where(vl[big] > 0, limit, -limit)
     out[left] = res
     return out
+
+
+def _rescale_by(v: np.ndarray, shift: int) -> np.ndarray:
+    """`rescale` with one shift for all of int64 `v` (the per-element rule below, element for element)."""
+    if shift < 0:
+        s = min(-shift, 63)
+        if s >= 63:
+            return np.zeros(v.shape, dtype=np.int64)
+        return (v + (np.int64(1) << np.int64(s - 1))) >> np.int64(s)
+    ls = np.int64(min(shift, 62))
+    limit = np.int64(1) << np.int64(62)
+    res = v << ls
+    big = (np.abs(v) >= (limit >> ls)) & (v != 0)
+    if big.any():
+        res[big] = np.where(v[big] > 0, limit, -limit)
+    return res
 
 
 def requantize(v: np.ndarray, from_frac, out: Format) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .host import memory_size
 from .policy import Policy
 
 
@@ -59,7 +60,8 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
              + (f"; memory target {o.memory_target:,} bytes" if o.memory_target else ""),
              quality,
              f"- search: {result.evaluations} network evaluations ({result.evaluated_samples:,} samples), "
-             f"{result.seconds:.1f} s; {result.message}",
+             f"{result.seconds:.1f} s, peak memory (RSS) {memory_size(getattr(result, 'peak_rss_bytes', None))}; "
+             f"{result.message}",
              f"- options: min_bits {o.min_bits}, max_bits {o.max_bits}, per-channel weight frac {o.per_channel}, "
              f"seed {o.seed}; mechanisms: dynamic fixed point {o.dynamic_fixed_point}, layer-wise adaptation "
              f"{o.layerwise}, prediction-error frac {o.error_statistics_frac}, self-distillation {o.self_distillation}",

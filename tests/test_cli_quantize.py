@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -46,6 +47,10 @@ def test_quantize_writes_policy_report_png(user_files: dict, tmp_path, capsys) -
     assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"
     printed = capsys.readouterr().out
     assert "labeled accuracy" in printed and "network evaluations" in printed
+    # issue 21: the search's time and peak memory, then the whole command's (writing and checking included)
+    assert re.search(r"in [0-9.]+ s, peak memory \(RSS\) [0-9.]+ [MG]B", printed), printed
+    assert re.search(r"time: [0-9.]+ s for the whole command \(loading .*, search [0-9.]+ s, writing and "
+                     r"checking the files [0-9.]+ s\); peak memory \(RSS\) [0-9.]+ [MG]B", printed), printed
     if (out / "model.tflite").exists():  # written once the exporter is importable
         assert (out / "model.tflite").stat().st_size > 0
     # issue 20 item 3: the summary, report.md and `fxpq inspect` give one flash_bytes and one ram_bytes

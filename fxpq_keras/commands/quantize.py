@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 from . import StagedOutputDir, bit_width, drop_fraction, load_array, load_keras_model, load_npz, positive_int
 
@@ -18,6 +19,7 @@ from . import StagedOutputDir, bit_width, drop_fraction, load_array, load_keras_
 PER_CHANNEL = {"auto": "auto", "on": True, "off": False}
 # every file quantize writes: an existing output folder holding only these is replaced whole
 OUTPUTS = ("policy.json", "report.md", "report.png", "model.tflite")
+CHECK_CHUNK = 64  # samples per integer-reference run when checking the written file (bounds its memory)
 
 EPILOG = """\
 examples:
@@ -105,6 +107,7 @@ def register(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    began = time.perf_counter()  # the whole command's time: loading TensorFlow and the model, search, files
     quiet = getattr(args, "quiet", False)
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"model file not found: {args.model}")
@@ -123,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     import fxpq_keras  # TensorFlow from here on: the checks above answer without it
 
     from ..flatbuffer import export_tflite
+    from ..host import memory_size, peak_rss_bytes
     from ..progress import Progress
     from ..report import write_report
     from ..search import FxPQNet, UnresolvedBudgetError
@@ -139,10 +143,12 @@ def run(args: argparse.Namespace) -> int:
     staged = StagedOutputDir(args.outdir, OUTPUTS)  # refuses a folder of other files before the search
     try:  # the folder's lock is held from here to the end
         model = load_keras_model(args.model)
+        loaded = time.perf_counter()
         if labels is None and y is not None and args.metric == "anomaly":
             labels = y  # the npz's labels are only reported: for the anomaly metric that is its AUC
         result = (search.quantize(model, x, labels=labels) if labels is not None else
                   search.quantize(model, x, report_labels=y))
+        searched = time.perf_counter()
     except UnresolvedBudgetError as exc:  # nothing written: the data cannot decide this budget
         staged.release()
         print(f"fxpq quantize: {exc}", file=sys.stderr)
@@ -172,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
             refused = f"fxpq quantize: error: {out} not written: {exc}{hint}{kept}"
             status = 1
         else:
+            if progress is not None:
+                progress.phase(f"checking model.tflite (integer reference) on the {len(result.budget_inputs):,} "
+                               f"{result.budget_set.split(' (')[0]}")
             written = check_written(os.path.join(tmp, "model.tflite"), result)
             if written:
                 problems.append(written)
@@ -181,6 +190,10 @@ def run(args: argparse.Namespace) -> int:
         print(result.summary())
         for path in paths.values():
             print(f"wrote {path}")
+        end = time.perf_counter()
+        print(f"time: {end - began:.1f} s for the whole command (loading TensorFlow and the model {loaded - began:.1f} "
+              f"s, search {searched - loaded:.1f} s, writing and checking the files {end - searched:.1f} s); peak "
+              f"memory (RSS) {memory_size(peak_rss_bytes())}")
     sys.stdout.flush()  # the errors below are the last lines, also when stdout and stderr share a pipe
     for problem in problems:
         print(f"fxpq quantize: {problem}", file=sys.stderr)
@@ -192,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
 def check_written(path: str, result) -> str | None:
     """Run the written .tflite (numpy reference) on the budget's inputs (validation copies) and measure it with
     the search's meter: a message when what was written breaks the budget's limit, else None."""
+    import numpy as np
+
     from ..flatbuffer.interpreter import Interpreter
 
     interpreter = Interpreter(path)
@@ -200,7 +215,8 @@ def check_written(path: str, result) -> str | None:
         from ..formats import quantize
 
         x = quantize(x, interpreter.graph.tensors[interpreter.graph.input].fmt)
-    outputs = interpreter.predict(x)
+    # in chunks: the integer reference holds int64 activations (and im2col copies) of every sample it runs
+    outputs = np.concatenate([interpreter.predict(x[i:i + CHECK_CHUNK]) for i in range(0, len(x), CHECK_CHUNK)])
     m, _ = result.assess(outputs)
     if m.loss <= result.budget.max_loss:
         return None

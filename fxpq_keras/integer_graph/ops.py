@@ -52,16 +52,33 @@ def _patches(x: np.ndarray, kh: int, kw: int, stride, dilation, padding: str, fi
     n, h, w, c = x.shape
     oh, pt, pb = conv_output_size(h, kh, stride[0], dilation[0], padding)
     ow, pl, pr = conv_output_size(w, kw, stride[1], dilation[1], padding)
+    if kh == kw == 1 and oh == h and ow == w and tuple(stride) == (1, 1):
+        return x[:, :, :, None, None, :]  # a 1x1 window at every position: x itself, no copy
     xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=fill)
     rows = (np.arange(oh) * stride[0])[:, None] + np.arange(kh)[None, :] * dilation[0]  # [oh, kh]
     cols = (np.arange(ow) * stride[1])[:, None] + np.arange(kw)[None, :] * dilation[1]  # [ow, kw]
     return xp[:, rows[:, None, :, None], cols[None, :, None, :], :]
 
 
+def _taps(x: np.ndarray, kh: int, kw: int, stride, dilation, padding: str):
+    """(i, j, [N, OH, OW, C] view of the zero-padded x that filter tap (i, j) reads), tap by tap: the
+    windows of `_patches` without copying them."""
+    n, h, w, c = x.shape
+    oh, pt, pb = conv_output_size(h, kh, stride[0], dilation[0], padding)
+    ow, pl, pr = conv_output_size(w, kw, stride[1], dilation[1], padding)
+    xp = np.pad(x, ((0, 0), (pt, pb), (pl, pr), (0, 0))) if pt or pb or pl or pr else x
+    for i in range(kh):
+        rows = slice(i * dilation[0], i * dilation[0] + (oh - 1) * stride[0] + 1, stride[0])
+        for j in range(kw):
+            cols = slice(j * dilation[1], j * dilation[1] + (ow - 1) * stride[1] + 1, stride[1])
+            yield i, j, xp[:, rows, cols, :]
+
+
 def _dot(a: np.ndarray, b: np.ndarray, bound_bits: int, subscripts: str) -> np.ndarray:
     """Exact integer contraction; float64 BLAS when every partial sum stays below 2^53."""
     if bound_bits <= 52:
-        return np.einsum(subscripts, a.astype(np.float64), b.astype(np.float64), optimize=True).astype(np.int64)
+        return np.einsum(subscripts, a.astype(np.float64, copy=False), b.astype(np.float64, copy=False),
+                         optimize=True).astype(np.int64)
     return np.einsum(subscripts, a.astype(np.int64), b.astype(np.int64), optimize=True)
 
 
@@ -90,8 +107,13 @@ def conv2d(x, w, bias, *, x_frac: int, w_frac, bias_frac: int | None, out_fmt: F
     o, kh, kw, c = w.shape
     if x.shape[-1] != c:
         raise ValueError(f"conv2d: input has {x.shape[-1]} channels, filter expects {c}")
-    p = _patches(x, kh, kw, stride, dilation, padding, 0)
-    acc = _dot(p, w, _bound_bits(x, w, kh * kw * c), "nyxijc,oijc->nyxo")
+    bound = _bound_bits(x, w, kh * kw * c)
+    if bound <= 52:  # exact in float64 BLAS (any order of the sums): one matrix product on float64 windows
+        windows = _patches(x.astype(np.float64), kh, kw, stride, dilation, padding, 0)  # (1x1, stride 1: a view)
+        acc = windows.reshape(-1, kh * kw * c) @ w.reshape(o, -1).T.astype(np.float64)
+        acc = acc.astype(np.int64).reshape(windows.shape[:3] + (o,))
+    else:
+        acc = _dot(_patches(x, kh, kw, stride, dilation, padding, 0), w, bound, "nyxijc,oijc->nyxo")
     return _finish(acc, np.asarray(x_frac) + np.asarray(w_frac), bias, bias_frac, out_fmt, activation)
 
 
@@ -105,9 +127,20 @@ def depthwise_conv2d(x, w, bias, *, x_frac: int, w_frac, bias_frac: int | None, 
     c = x.shape[-1]
     if cm != c * depth_multiplier:
         raise ValueError(f"depthwise: filter has {cm} channels, expected {c} * {depth_multiplier}")
-    p = _patches(x, kh, kw, stride, dilation, padding, 0)  # [N,OH,OW,kh,kw,C]
+    bound = _bound_bits(x, w, kh * kw)
     wr = w.reshape(kh, kw, c, depth_multiplier)
-    acc = _dot(p, wr, _bound_bits(x, w, kh * kw), "nyxijc,ijcm->nyxcm")
+    if bound <= 52:  # exact in float64 (any order of the sums): a multiply-add per filter tap, no im2col
+        wf = wr.astype(np.float64)
+        acc = None
+        for i, j, win in _taps(x.astype(np.float64), kh, kw, stride, dilation, padding):
+            term = win[..., None] * wf[i, j]
+            if acc is None:
+                acc = term
+            else:
+                acc += term
+        acc = acc.astype(np.int64)
+    else:
+        acc = _dot(_patches(x, kh, kw, stride, dilation, padding, 0), wr, bound, "nyxijc,ijcm->nyxcm")
     acc = acc.reshape(acc.shape[:3] + (cm,))
     return _finish(acc, np.asarray(x_frac) + np.asarray(w_frac), bias, bias_frac, out_fmt, activation)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -10,6 +11,7 @@ import numpy as np
 
 from .._tf import keras
 from ..calibration import Calibration
+from ..host import memory_size, peak_rss_bytes, trim_heap
 from ..policy import Memory, Policy
 from ..progress import Progress
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
@@ -36,8 +38,11 @@ class QuantizationResult:
     - `best_uniform_bits` / `best_uniform_policy`: the lowest uniform width (weights and
       activations) meeting the same budget on the same data (None if none does); the result is never
       larger than it (`cost`).
-    - `evaluations`, `evaluated_samples`, `seconds`: the search's cost; `full_passes`: the layers
-      it ran, in whole-model passes (incremental evaluation runs only the layers after a change).
+    - `evaluations`, `evaluated_samples`, `seconds`: the search's cost (`seconds`: the whole
+      `quantize` call: calibration, building the fake-quant model, every search pass);
+      `full_passes`: the layers it ran, in whole-model passes (incremental evaluation runs only
+      the layers after a change); `peak_rss_bytes`: the process's peak resident memory when the
+      search ended (`resource.getrusage`; None where the platform does not say).
 
     Example::
 
@@ -72,6 +77,7 @@ class QuantizationResult:
     extras: dict[str, Any] = field(default_factory=dict)  # the metric's report extras (anomaly: AUC with labels)
     labeled_budget: bool = False  # the budget is the accuracy drop on the labels given
     samples_needed: int | None = None  # set when the budget was searched unresolved (allow_unresolved)
+    peak_rss_bytes: int | None = None  # the process's peak resident memory when the search ended
 
     @property
     def memory(self) -> Memory:
@@ -174,7 +180,8 @@ class QuantizationResult:
         else:
             lines.append("no uniform width meets the budget")
         lines.append(f"search: {self.evaluations} network evaluations ({self.evaluated_samples:,} samples; layers "
-                     f"run: {self.full_passes:.0f} whole passes) in {self.seconds:.1f} s; {self.message}")
+                     f"run: {self.full_passes:.0f} whole passes) in {self.seconds:.1f} s, peak memory (RSS) "
+                     f"{memory_size(self.peak_rss_bytes)}; {self.message}")
         if self.labeled:
             lb = self.labeled
             lines.append(f"labeled accuracy on {lb['samples']} check samples: float {lb['float_accuracy']:.2%}, "
@@ -196,7 +203,8 @@ class QuantizationResult:
                 "device_memory": self.device_memory.to_dict(),
                 "metrics": self.metrics.to_dict(), "check_metrics": self.check_metrics.to_dict(),
                 "evaluations": self.evaluations, "evaluated_samples": self.evaluated_samples,
-                "full_passes": round(self.full_passes, 2), "seconds": round(self.seconds, 3), "message": self.message,
+                "full_passes": round(self.full_passes, 2), "seconds": round(self.seconds, 3),
+                "peak_rss_bytes": self.peak_rss_bytes, "message": self.message,
                 "memory_target_met": self.memory_target_met, "options": self.options.to_dict(),
                 "trajectory": [s.to_dict() for s in self.trajectory], "finetune": self.finetune,
                 "labeled": self.labeled, "extras": self.extras, "labeled_budget": self.labeled_budget,
@@ -256,7 +264,9 @@ class FxPQNet:
         search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
                                  progress=self.progress)
         state = search.run()
-        others: list[PrecisionSearch] = []
+        search.release()  # a finished search's stored activations and tensors: memory the next pass needs
+        trim_heap()
+        others: list[SearchCost] = []  # the searches not kept: only their cost is reported
         if self.options.ram_first == "auto" and search.ram_could_fall() and not search.start_broke:
             # the greedy may have spent the budget on weight bits before a peak group's turn: also try the
             # RAM peak first, on the same calibration samples (on the model as given and, with align_ranges
@@ -275,15 +285,19 @@ class FxPQNet:
                 other.ram_to_beat = search.device.ram_bytes(state.policy)  # what RAM first is for
                 other.pick = search.pick  # the same rows of the caller's data (report-only labels follow them)
                 other_state = other.run()
+                other.release()
                 what = "RAM peak first" + (", range-aligned" if calib.channel_scales else "")
                 if other.ram_groups and search.smaller(other_state.policy, state.policy):
-                    others.append(search)
+                    others.append(SearchCost.of(search))
                     search, state = other, other_state
                     tried.append(f"{what}: kept (fewer device bytes)")
                 else:
-                    others.append(other)
+                    others.append(SearchCost.of(other))
                     tried.append(f"{what}: " + ("more device bytes" if other.ram_groups else
                                                 other_state.message.removeprefix("RAM first: ")))
+                del other  # its fake-quant model, sets and traced functions go before the next pass
+                gc.collect()  # (Keras layers and traced functions hold reference cycles)
+                trim_heap()
             state.message += "; also tried " + "; ".join(tried)
         result = make_result(search, state, time.perf_counter() - start, also=others)
         if self.finetune_epochs:
@@ -302,11 +316,25 @@ class FxPQNet:
                               "quantized_accuracy": ex["quantized_accuracy"]}
         elif report_labels is not None:
             result.labeled = labeled_accuracy(search, report_labels)
+        result.peak_rss_bytes = peak_rss_bytes()
         return result
 
 
+@dataclass(frozen=True)
+class SearchCost:
+    """What a search cost (a search not kept: its policy and memory are dropped, its cost is reported)."""
+
+    evaluations: int
+    evaluated_samples: int
+    full_passes: float
+
+    @classmethod
+    def of(cls, search: PrecisionSearch) -> SearchCost:
+        return cls(search.evaluations, search.evaluated_samples, search.full_passes)
+
+
 def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
-                also: list[PrecisionSearch] | None = None) -> QuantizationResult:
+                also: list[PrecisionSearch | SearchCost] | None = None) -> QuantizationResult:
     """The result of `search`; `also`: other searches run for it (their cost is counted, their policies not)."""
     u = search.best_uniform
     runs = [search, *(also or [])]
@@ -320,7 +348,8 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
                               budget_met=bool(state.budget_met), meter=search.budget_meter,
                               budget_inputs=search.budget_x, budget_set=search.budget_set,
                               best_uniform_bits=None if u is None else u[0],
-                              best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device)
+                              best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device,
+                              peak_rss_bytes=peak_rss_bytes())
 
 
 def task_extras(search: PrecisionSearch) -> dict[str, Any]:

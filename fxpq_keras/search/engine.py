@@ -119,10 +119,15 @@ class SearchEngine:
         # a blended input has no label: the labeled budget is measured on the labeled samples themselves
         self.blended = (self.metric == "top1" and opts.self_distillation and opts.blend > 0 and n > 1
                         and not self.labeled)
+        # (blended sets and the teacher's outputs on them are kept with the calibration: FxPQNet's RAM-first
+        # passes on the same calibration use the same arrays instead of copies of them)
+        shared = calib.search_sets
         if self.blended:
-            partner = np.random.default_rng(opts.seed + 1).permutation(n)
-            self.check_x = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
-            teacher = predict(calib.float_model, self.check_x)
+            if ("check", opts.seed, opts.blend) not in shared:
+                partner = np.random.default_rng(opts.seed + 1).permutation(n)
+                x = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
+                shared[("check", opts.seed, opts.blend)] = (x, predict(calib.float_model, x))
+            self.check_x, teacher = shared[("check", opts.seed, opts.blend)]
             self.check_meter = Meter(target_distribution(teacher, probabilities), metric="top1",
                                      probabilities=probabilities)
         # the validation copies: the same calibration inputs blended with other partners (independent
@@ -131,11 +136,13 @@ class SearchEngine:
         # final prediction and a walk-back come from copies no step was chosen on
         self.validation_x = self.validation_meter = None
         if opts.self_distillation and opts.blend > 0 and n > 1 and not self.labeled:
-            rng = np.random.default_rng(opts.seed + 2)
-            partners = [rng.permutation(n) for _ in range(VALIDATION_COPIES)]
-            self.validation_x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
-                                                for partner in partners]).astype(np.float32)
-            teacher = predict(calib.float_model, self.validation_x)
+            if ("validation", opts.seed, opts.blend) not in shared:
+                rng = np.random.default_rng(opts.seed + 2)
+                partners = [rng.permutation(n) for _ in range(VALIDATION_COPIES)]
+                x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
+                                    for partner in partners]).astype(np.float32)
+                shared[("validation", opts.seed, opts.blend)] = (x, predict(calib.float_model, x))
+            self.validation_x, teacher = shared[("validation", opts.seed, opts.blend)]
             # the copies of one input are not independent samples, and held-out data is not calibration
             # data: the honest interval (interval.py) clusters the copies by input and adds the shift
             honest = {"clusters": copy_clusters(VALIDATION_COPIES, n), "shift": SHIFT.get(self.metric, 0.0)}
@@ -156,7 +163,7 @@ class SearchEngine:
             from ..integer_graph.lower import lower_model
 
             self.device = device_model_from_graph(lower_model(self.qmodel), float_input=opts.float_input)
-        self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter,
+        self.decide = Evaluator(self.qmodel, calib.x[:n_decide], self.decision_meter,  # (a view, not a copy)
                                 incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
                         Evaluator(self.qmodel, self.check_x, self.check_meter, incremental=opts.incremental,
@@ -275,6 +282,13 @@ class SearchEngine:
                 best = (frac, m)
         assert best is not None
         return best
+
+    def release(self) -> None:
+        """Free what only evaluation needs: the activations the evaluators store for incremental
+        evaluation and their sets' tensor copies (a finished search; evaluating again makes them anew,
+        starting with a whole pass, with the same results)."""
+        for ev in self._evaluators:
+            ev.release()
 
     # -- counters -------------------------------------------------------------------------------
     @property

@@ -131,7 +131,8 @@ class Evaluator:
         self.samples = int(len(x))
         self.meter = meter
         self.weights = meter.weights
-        self._x = [tf.constant(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        self._source, self._batch_size = x, batch_size  # (a reference: `release` drops the tensor copies)
+        self._tensors: list[Any] | None = None
         self.evaluations = 0
         self.stage_runs = 0  # layers run, over all evaluations (a whole pass runs every layer once)
 
@@ -148,6 +149,20 @@ class Evaluator:
         self._base: list[list[Any]] | None = None  # per batch: every stage's activations for base_formats
         self.base_formats: dict[tuple[str, str], Hashable] | None = None
         self._kept: tuple[dict[tuple[str, str], Hashable], list[list[Any]]] | None = None
+
+    @property
+    def _x(self) -> list[Any]:
+        """The set as tensors, batch by batch (made again after `release`)."""
+        if self._tensors is None:
+            x, size = self._source, self._batch_size
+            self._tensors = [tf.constant(x[i:i + size]) for i in range(0, len(x), size)]
+        return self._tensors
+
+    def release(self) -> None:
+        """Free the stored activations and the set's tensor copies (a finished search: evaluating
+        again makes them anew, with the same results)."""
+        self.invalidate()
+        self._tensors = None
 
     @property
     def full_passes(self) -> float:

@@ -1,0 +1,42 @@
+"""The host's resources as the long commands report and bound them (issue 21): peak resident
+memory of the process, and giving freed heap memory back to the system."""
+
+from __future__ import annotations
+
+import sys
+
+
+def peak_rss_bytes() -> int | None:
+    """The peak resident memory of this process so far (`resource.getrusage`; None where the platform
+    has no such figure, e.g. Windows). What a user must have free to run the same command."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def memory_size(nbytes: int | None) -> str:
+    """`1.23 GB`, `456 MB` (decimal units); `unknown` for None."""
+    if nbytes is None:
+        return "unknown"
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:.0f} MB"
+
+
+def trim_heap() -> None:
+    """Give freed heap memory back to the system (glibc's `malloc_trim`; nothing elsewhere).
+
+    glibc keeps memory that Python and TensorFlow freed in its arenas, so a search that released
+    its sets and activations would still hold them in RSS for the next pass and the file check."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to trim
+        pass
+
+
+__all__ = ["memory_size", "peak_rss_bytes", "trim_heap"]
