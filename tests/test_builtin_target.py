@@ -123,3 +123,61 @@ def test_unsigned_16_bit_is_refused_with_the_tensor_name():
     graph.tensors[name].fmt = Format(16, 4, False)
     with pytest.raises(ExportError, match=f"{name}.*u15"):
         export_tflite(graph, target="builtin")
+
+
+# ---------------------------------------------------------------------------------- the search
+
+@pytest.fixture(scope="module")
+def digits_builtin():
+    """The search's tiny digits CNN (tests/test_search.py) searched in the builtin format space."""
+    from sklearn.datasets import load_digits
+
+    from fxpq_keras._tf import keras
+    from fxpq_keras.search import FxPQNet
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    y = d.target.astype(np.int64)
+    order = np.random.default_rng(0).permutation(len(x))
+    x, y = x[order], y[order]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.MaxPooling2D(2, name="pool"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(24, activation="relu", name="fc"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x[:1200], y[:1200], epochs=25, batch_size=64, verbose=0)
+    result = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0).quantize(model, x[:1200])
+    return model, result, x[1200:]
+
+
+def test_builtin_search_stays_in_the_stock_space(digits_builtin):
+    _, result, _ = digits_builtin
+    widths = {}
+    for layer, ds, d in result.policy.data_structures():
+        widths[(layer, ds)] = d.bits
+        if ds == "weights":
+            assert d.bits in (4, 8), (layer, d)
+            if layer in ("fc", "out"):
+                assert not d.per_channel  # TFLM's int4 FULLY_CONNECTED is per tensor
+        elif ds == "output" or layer == "input":
+            assert d.bits in (8, 15, 16), (layer, d)
+            assert d.bits != 16 or d.signed
+    assert widths[("out", "output")] == 8  # the logits TFLM's int8 SOFTMAX reads
+    assert 4 in widths.values()  # a budget of 5 % buys int4 weights on this net (2 % does not)
+
+
+def test_builtin_search_result_is_bit_exact_in_tflm(digits_builtin, tmp_path):
+    model, result, x_test = digits_builtin
+    path = tmp_path / "digits_builtin.tflite"
+    export_tflite(result.model, path, target="builtin")
+    ref = Interpreter(path).predict(x_test, raw=True)
+    np.testing.assert_array_equal(Interpreter(path, engine="tflm").predict(x_test, raw=True), ref)
+    agree = (np.argmax(ref, -1) == np.argmax(model.predict(x_test, verbose=0), -1)).mean()
+    assert agree >= 1 - 0.05 - 0.02  # the budget plus ~2 binomial standard errors on 597 held-out digits
+    _, weights = _types(path.read_bytes())
+    assert S.TensorType.INT4 in weights

@@ -27,6 +27,7 @@ from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, check_activation_bits, frac_
 from ..policy import Policy
 from ..progress import Progress
 from ..stock_layers import FIXED_OUTPUT_FORMATS, STOCK_KINDS
+from . import builtin_space
 from .budget import Budget, Meter, Metrics, choose_metric, latest_within, margin_weights, snr_db
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
 
@@ -98,6 +99,9 @@ class SearchOptions:
     # the four mechanisms (docs/algorithm.md, mechanisms 1-4); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
     layerwise: bool = True
+    # the format space: "fxp" (any width, custom ops) or "builtin" (what stock TFLM runs: weights 8 or 4
+    # bits, activations 16 or 8, search/builtin_space.py; export with target "builtin")
+    target: str = "fxp"
     error_statistics_frac: bool = True
     self_distillation: bool = True
 
@@ -118,6 +122,10 @@ class SearchOptions:
             raise ValueError(f"align_ranges must be True, False or 'auto', got {self.align_ranges!r}")
         if self.ram_first not in (True, False, "auto"):
             raise ValueError(f"ram_first must be True, False or 'auto', got {self.ram_first!r}")
+        if self.target not in ("fxp", "builtin"):
+            raise ValueError(f"target must be fxp or builtin, got {self.target!r}")
+        if self.target == "builtin" and not self.layerwise:
+            raise ValueError("target builtin searches per layer (layerwise=False has no builtin width sequence)")
         if self.metric not in ("auto", "top1", "snr"):
             raise ValueError(f"metric must be auto, top1 or snr, got {self.metric!r}")
         if not 0 <= float(self.margin_sigma) <= 5:
@@ -238,6 +246,9 @@ class PrecisionSearch:
                  progress: Progress | None = None) -> None:
         self.options = options or SearchOptions()
         self.options.validate()
+        if self.options.target == "builtin" and self.options.per_channel is not True:
+            # conv and depthwise weights per channel, as TFLM's int4/int8 kernels take them
+            self.options = replace(self.options, per_channel=True)
         opts = self.options
         self.started = time.perf_counter()
         # phase lines and the bar (fxpq_keras/progress.py); None when not verbose and none given
@@ -401,6 +412,10 @@ class PrecisionSearch:
                 d = policy.get(layer, ds)
                 policy.set(layer, ds, frac=self._range_frac(r, d.bits, d.signed))
             policy.constrain_biases()
+        if opts.target == "builtin":
+            ranges = self._data_ranges(policy)
+            policy = builtin_space.start_policy(
+                policy, lambda key, bits, signed, _: self._range_frac(ranges[key], bits, signed))
         return policy
 
     def _changeable_keys(self) -> list[Key]:
@@ -408,8 +423,10 @@ class PrecisionSearch:
         keys = []
         for layer, ds, _ in self.start_policy.data_structures():
             kind = "input" if layer == "input" else ds
-            if ds == "bias" and self.options.objective == "device":
+            if ds == "bias" and (self.options.objective == "device" or self.options.target == "builtin"):
                 continue  # stored as int32 whatever the width: lowering one only adds error
+            if self.options.target == "builtin" and (layer, ds) in builtin_space.logits_keys(self.start_policy):
+                continue  # TFLM's int8 SOFTMAX reads 8-bit logits: fixed, frac tuned once
             if ds == "output" and layer != "input" and self.start_policy.layers[layer].get("kind") in STOCK_KINDS:
                 continue  # a stock op writes one byte per element in the format TFLM's kernel fixes
             if allowed is None or kind in allowed or f"{layer}/{ds}" in allowed:
@@ -444,6 +461,11 @@ class PrecisionSearch:
                         out[(layer, CHANNELS)] = calib.weight_max_abs(node, True)
                 else:
                     out[(layer, ds)] = float(np.abs(node.bias).max())
+        if self.options.target == "builtin":  # fully connected weights per tensor (TFLM's int4 FC rule)
+            for layer, ds, _ in policy.data_structures():
+                if ds == "weights" and policy.layers[layer].get("kind") in builtin_space.FC_KINDS:
+                    out[(layer, ds)] = float(np.max(out[(layer, ds)]))
+                    out.pop((layer, CHANNELS), None)
         if not self.options.dynamic_fixed_point:
             for kind in ("weights", "bias", "output"):
                 keys = [k for k in out if (k[1] == kind and k[0] != "input") or (kind == "output" and k[0] == "input")]
@@ -573,6 +595,8 @@ class PrecisionSearch:
         it is 8 bits (one byte) or where it is; a width under 8 adds error and saves nothing.
         """
         now, lo = self.bits[key], self.options.min_bits
+        if self.options.target == "builtin":
+            return builtin_space.widths(key, now)
         if self.device is not None and key[1] == "output":
             return [max(8, lo), now] if now > max(8, lo) else [now]
         return list(range(lo, now + 1))
@@ -588,6 +612,8 @@ class PrecisionSearch:
                 name = layers[name]["inputs"][0]
             return name if name in layers else "input"
 
+        if self.options.target == "builtin":
+            keys += builtin_space.logits_keys(self.start_policy)
         for name, layer in layers.items():
             if layer.get("kind") not in STOCK_KINDS:
                 continue
@@ -963,8 +989,13 @@ class PrecisionSearch:
 
     def _uniform(self, bits: int) -> Policy:
         """Every changeable data structure except biases at `bits` with its range-derived frac."""
-        changes = [(key, bits, self.frac_candidates(key, bits, self.start_policy.get(*key).per_channel)[0])
-                   for key in self.keys if key[1] != "bias"]
+        changes = []
+        for key in self.keys:
+            if key[1] == "bias":
+                continue
+            d = self.start_policy.get(*key)
+            b = builtin_space.snap(key, bits, d.signed) if self.options.target == "builtin" else bits
+            changes.append((key, b, self.frac_candidates(key, b, d.per_channel)[0]))
         return self._with(self.start_policy, changes)
 
     def _best_uniform(self) -> tuple[int, Policy, Metrics] | None:

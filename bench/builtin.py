@@ -1,0 +1,148 @@
+"""Target builtin (issue 23): the searched stock-TFLM file against uniform int8, for every zoo model.
+
+    FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01]
+
+Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled training samples):
+
+- TFLite int8: TFLiteConverter full-integer post-training quantization (the file users have today);
+- W8A8 (int8-builtin): fxpq's uniform 8-bit policy through stock int8 ops;
+- builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
+  int8 or int16, device objective), written with target builtin.
+
+Columns: `.tflite` bytes and their ratio to TFLite int8; the held-out score (top-1 accuracy, or AUC
+for the autoencoder) and agreement with the float model's top-1 on the held-out split (the
+integer files run through the numpy model of TFLM's kernels); the weights stored as int4 and the
+activation tensors stored as int16; `wheel bit-exact`: the builtin file run in the `tflite-micro`
+wheel (real TFLM, reference kernels) equals the numpy model on every held-out input checked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
+from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E402
+from bench.quality import tflite_int8  # noqa: E402
+from fxpq_keras.calibration import Calibration  # noqa: E402
+from fxpq_keras.fakequant import quantize_model  # noqa: E402
+from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
+from fxpq_keras.flatbuffer.schema import schema as S  # noqa: E402
+from fxpq_keras.policy import Policy  # noqa: E402
+
+
+def _agreement(name: str, out: np.ndarray, ref: np.ndarray) -> float | None:
+    return None if ZOO[name].metric == "auc" else float(np.mean(np.argmax(out, -1) == np.argmax(ref, -1)))
+
+
+def _composition(blob: bytes) -> tuple[int, int, int]:
+    """(weights stored as int4, weights stored as int8, activation tensors stored as int16)."""
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    int4 = int8 = act16 = 0
+    for t in model.subgraphs[0].tensors:
+        n = int(np.prod(t.shape)) if t.shape is not None else 0
+        const = model.buffers[t.buffer].data is not None
+        if const and t.type == S.TensorType.INT4:
+            int4 += n
+        elif const and t.type == S.TensorType.INT8:
+            int8 += n
+        elif not const and t.type == S.TensorType.INT16:
+            act16 += 1
+    return int4, int8, act16
+
+
+def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], float_out: np.ndarray,
+              n_exact: int, note: str = "") -> dict[str, Any]:
+    x_te = data["x_test"].astype(np.float32)
+    out = Interpreter(path).predict(x_te)
+    out = out[0] if isinstance(out, list) else out
+    blob = path.read_bytes()
+    int4, int8, act16 = _composition(blob)
+    row = {"model": name, "file": what, "bytes": len(blob), "score": score(name, out, data),
+           "agreement": _agreement(name, out, float_out), "int4": int4, "int8": int8, "act16": act16, "note": note}
+    if n_exact:
+        interp = Interpreter(path)
+        ref = interp.predict(x_te[:n_exact], raw=True)
+        got = Interpreter(path, engine="tflm").predict(x_te[:n_exact], raw=True)
+        row["exact"] = "yes" if np.array_equal(np.asarray(ref), np.asarray(got)) else "NO"
+    return row
+
+
+def measure(name: str, max_drop: float, samples: int, n_exact: int) -> list[dict[str, Any]]:
+    model, data = trained(name)
+    x_cal, _ = calibration_set(data, samples)
+    x_te = data["x_test"].astype(np.float32)
+    float_out = model.predict(x_te, verbose=0)
+    rows: list[dict[str, Any]] = [{"model": name, "file": "float", "score": score(name, float_out, data),
+                                   "agreement": _agreement(name, float_out, float_out), "note": ""}]
+    int8_out, int8_blob = tflite_int8(model, x_cal, x_te)
+    rows.append({"model": name, "file": "TFLite int8", "bytes": len(int8_blob), "score": score(name, int8_out, data),
+                 "agreement": _agreement(name, int8_out, float_out), "int8": None, "note": "LiteRT"})
+    calib = Calibration(model, x_cal)
+    out_dir = Path("/tmp/fxpq-bench-builtin")
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{name}-w8a8.tflite"
+    try:
+        export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), path, target="int8-builtin")
+        rows.append(_file_row(name, "W8A8 (int8-builtin)", path, data, float_out, 0))
+    except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
+        rows.append({"model": name, "file": "W8A8 (int8-builtin)", "note": f"refused: {str(exc)[:160]}"})
+    from fxpq_keras.search import FxPQNet
+
+    t0 = time.time()
+    res = FxPQNet(max_drop, target="builtin", samples=samples, seed=0, verbose=0).quantize(model, x_cal)
+    seconds = time.time() - t0
+    path = out_dir / f"{name}-builtin.tflite"
+    try:
+        export_tflite(res.model, path, target="builtin")
+        rows.append(_file_row(name, f"builtin search {max_drop:.0%}", path, data, float_out, n_exact,
+                              f"search {seconds:.0f} s, {res.evaluations} evaluations"))
+    except Exception as exc:  # noqa: BLE001
+        rows.append({"model": name, "file": f"builtin search {max_drop:.0%}", "note": f"refused: {str(exc)[:160]}"})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "file", ".tflite B", "file/int8", "held-out score", "agreement", "int4 weights",
+            "int8 weights", "int16 tensors", "wheel bit-exact", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = None
+    for r in rows:
+        if r["file"] == "TFLite int8":
+            base = r.get("bytes")
+        b = r.get("bytes")
+        agree = r.get("agreement")
+        cells = [r["model"], r["file"], f"{b:,}" if b else "", f"{b / base:.2f}" if b and base else "",
+                 f"{r['score']:.4f}" if r.get("score") is not None else "",
+                 f"{agree:.2%}" if agree is not None else "",
+                 f"{r['int4']:,}" if r.get("int4") is not None else "", f"{r['int8']:,}" if r.get("int8") else "",
+                 str(r.get("act16", "")), r.get("exact", ""), r.get("note", "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo models (default: all)")
+    p.add_argument("--samples", type=int, default=512, help="unlabeled calibration samples (training split)")
+    p.add_argument("--max-drop", type=float, default=0.01, help="the search's budget")
+    p.add_argument("--exact", type=int, default=200, help="held-out inputs run in the tflite-micro wheel")
+    args = p.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    for name in args.models.split(","):
+        new = measure(name, args.max_drop, args.samples, args.exact)
+        rows += new
+        print(f"[{name} measured]\n{table(new)}", file=sys.stderr, flush=True)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
