@@ -181,3 +181,26 @@ def test_builtin_search_result_is_bit_exact_in_tflm(digits_builtin, tmp_path):
     assert agree >= 1 - 0.05 - 0.02  # the budget plus ~2 binomial standard errors on 597 held-out digits
     _, weights = _types(path.read_bytes())
     assert S.TensorType.INT4 in weights
+
+
+def test_reference_kernels_unpack_int4_weights_into_the_arena():
+    """TFLM's reference conv/depthwise/FC request a scratch of one byte per int4 weight; CMSIS-NN's
+    s4 kernels read them packed (fxpq_keras.tflm_arena, flatbuffer/memory.py)."""
+    from fxpq_keras.flatbuffer.memory import device_model_from_tflite
+
+    graph, _ = builtin_graph(3)
+    for node in graph.nodes:
+        if node.weights is not None:
+            node.weight_bits = 8
+    eight = device_model_from_tflite(export_tflite(graph, target="builtin"))
+    for node in graph.nodes:
+        if node.weights is not None:
+            node.weights = np.clip(node.weights, -8, 7)
+            node.weight_bits = 4
+    blob = export_tflite(graph, target="builtin")
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    int4 = [int(np.prod(t.shape)) for t in model.subgraphs[0].tensors if t.type == S.TensorType.INT4]
+    assert int4
+    four = device_model_from_tflite(blob)
+    assert four.cost(kernels="reference").tflm_planned_bytes >= max(int4)
+    assert four.cost().tflm_planned_bytes == eight.cost().tflm_planned_bytes
