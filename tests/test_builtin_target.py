@@ -30,7 +30,7 @@ class _StockWidths(GraphBuilder):
         return int(self.rng.choice([8, 16]))
 
 
-def builtin_graph(seed: int, n: int = 64):
+def builtin_graph(seed: int, n: int = 64, logits_bits: int = 8):
     """A CNN of the ops the zoo uses, every activation 8 or 16 bits, weights 2..8 bits."""
     rng = np.random.default_rng(seed)
     x = calib(rng, n, (8, 8, 3))
@@ -47,7 +47,7 @@ def builtin_graph(seed: int, n: int = 64):
     f = b.flatten(a)
     d1 = b.dense(f, 10, per_channel=bool(rng.integers(0, 2)))
     d2 = b.dense(g, 10, activation=None)
-    out = b.add(d1, d2, bits=8)
+    out = b.add(d1, d2, bits=logits_bits, signed=True)
     return b.finish(out, softmax=True), x
 
 
@@ -76,6 +76,21 @@ def test_builtin_file_is_bit_exact_with_tflm(tmp_path, seed):
     # the stock model computes the fxp graph's function: top-1 mostly agrees
     fxp = graph.run(x)[0]
     assert (np.argmax(fxp, -1) == np.argmax(ref, -1)).mean() >= 0.8
+
+
+def test_16_bit_logits_leave_the_softmax_to_the_host(tmp_path):
+    """TFLM's SOFTMAX here is int8: 16-bit logits are the file's int16 output, and every engine
+    applies the Keras model's softmax in float afterwards, as for fxp files."""
+    graph, x = builtin_graph(5, logits_bits=16)
+    path = tmp_path / "m.tflite"
+    export_tflite(graph, path, target="builtin")
+    ref = Interpreter(path)
+    assert "SOFTMAX" not in ref.info.op_types and ref.graph.output_softmax
+    assert ref.output_formats[0].bits == 16
+    np.testing.assert_array_equal(Interpreter(path, engine="tflm").predict(x, raw=True), ref.predict(x, raw=True))
+    probs = ref.predict(x)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    assert (np.argmax(probs, -1) == np.argmax(graph.run(x)[0], -1)).mean() >= 0.9
 
 
 def test_builtin_files_hold_int4_weights_and_int16_activations(tmp_path):
@@ -168,7 +183,7 @@ def test_builtin_search_stays_in_the_stock_space(digits_builtin):
         elif ds == "output" or layer == "input":
             assert d.bits in (8, 15, 16), (layer, d)
             assert d.bits != 16 or d.signed
-    assert widths[("out", "output")] == 8  # the logits TFLM's int8 SOFTMAX reads
+    assert widths[("out", "output")] in (8, 16)  # 8: TFLM's int8 SOFTMAX; 16: softmax on the host
     assert 4 in widths.values()  # a budget of 5 % buys int4 weights on this net (2 % does not)
 
 

@@ -50,8 +50,8 @@ class StockGraph(IntegerGraph):
         outs = stock.run_stock(self, x)
         if raw:
             return outs
-        return [np.ldexp(q.astype(np.float64), -self.tensors[o].fmt.frac).astype(np.float32)
-                for q, o in zip(outs, self.outputs)]
+        # output_softmax: 16-bit logits of a builtin file, softmax on the host (as in fxp files)
+        return [self.finish_output(q, self.tensors[o].fmt.frac) for q, o in zip(outs, self.outputs)]
 
 
 def _s8(fmt: Format) -> Format:
@@ -308,12 +308,11 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
                 problems.append(f"layer {node.name!r}: raising the frac by {d} (more than 23) would overflow int32 "
                                 "in stock QUANTIZE")
     outputs = list(graph.outputs)
-    if graph.output_softmax:
+    host_softmax = wide and graph.output_softmax and any(_is16(tensors[n].fmt) for n in graph.outputs)
+    if graph.output_softmax and not host_softmax:
         outputs = []
         for name in graph.outputs:
             frac = tensors[name].fmt.frac
-            if _is16(tensors[name].fmt):
-                problems.append(f"output {name!r}: stock int8 SOFTMAX needs 8-bit logits, got {tensors[name].fmt}")
             lo, hi = stock.SOFTMAX_FRAC_RANGE
             if not lo <= frac <= hi:
                 problems.append(f"output {name!r}: stock SOFTMAX needs the logits' frac in {lo}..{hi} (TFLM's "
@@ -325,7 +324,9 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             outputs.append(probs)
     if problems:
         raise ExportError(f"{name_of} target: " + "; ".join(problems))
-    return StockGraph(graph.input, outputs, tensors, nodes, False, dict(graph.metadata))
+    # 8-bit logits end in TFLM's int8 SOFTMAX; 16-bit ones (target builtin) are the file's output and
+    # the softmax runs on the host, as in fxp files (TFLM's int16 SOFTMAX is not modelled)
+    return StockGraph(graph.input, outputs, tensors, nodes, host_softmax, dict(graph.metadata))
 
 
 def write_builtin(b, graph: IntegerGraph) -> None:

@@ -8,7 +8,8 @@ the pools in int8 or int16; SOFTMAX on int8 logits. So per data structure:
   per tensor (fully connected: TFLM refuses per-channel int4 there);
 - activations (and the input): 16 bits (int16; a non-negative one 15 bits unsigned, which int16
   holds exactly, u16 it does not) or 8 bits (u8 is int8 with zero point -128);
-- the logits a softmax reads: 8 bits, fixed (TFLM's int8 SOFTMAX), their frac tuned once;
+- the logits a softmax reads: 8 bits end the file in TFLM's int8 SOFTMAX; 16 bits are the file's
+  output and the softmax runs on the host, as in fxp files (the argmax is the logits');
 - biases: not searched (int32, or int64 next to int16 activations, at the accumulator's frac).
 
 The search is the fxp one with these widths (PrecisionSearch.widths, _uniform); where an op reads
@@ -49,34 +50,17 @@ def widths(key: Key, now: int) -> list[int]:
     return [low, now] if now > low else [now]
 
 
-def logits_keys(policy: Policy) -> list[Key]:
-    """The activations a softmax reads (TFLM's SOFTMAX is int8 here): pinned at 8 bits."""
-    layers = policy.layers
-    out = []
-    for layer in layers.values():
-        if layer.get("kind") != "softmax":
-            continue
-        name = layer["inputs"][0]
-        while name in layers and layers[name].get("output") is None:  # through data-movement layers
-            name = layers[name]["inputs"][0]
-        key = (name if name in layers else "input", "output")
-        if key not in out:
-            out.append(key)
-    return out
-
-
 def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]) -> Policy:
     """The builtin start: weights at 8 bits (fully connected per tensor), activations at 16 (15
-    unsigned), logits at 8. frac_for(key, bits, signed, per_channel) gives the range-derived frac."""
+    unsigned). frac_for(key, bits, signed, per_channel) gives the range-derived frac."""
     policy = policy.copy()
-    pinned = set(logits_keys(policy))
     for layer, ds, d in policy.data_structures():
         key = (layer, ds)
         if ds == "weights":
             per_channel = policy.layers[layer].get("kind") not in FC_KINDS
             policy.set(layer, ds, bits=8, frac=frac_for(key, 8, True, per_channel))
         elif ds == "output":
-            bits = 8 if key in pinned else activation_width(16, d.signed)
+            bits = activation_width(16, d.signed)
             policy.set(layer, ds, bits=bits, frac=frac_for(key, bits, d.signed, False))
     policy.constrain_biases()
     return policy

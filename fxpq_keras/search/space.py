@@ -95,8 +95,6 @@ def changeable_keys(start: Policy, opts: SearchOptions) -> list[Key]:
         kind = "input" if layer == "input" else ds
         if ds == "bias" and (opts.objective == "device" or opts.target == "builtin"):
             continue  # stored as int32 whatever the width: lowering one only adds error
-        if opts.target == "builtin" and (layer, ds) in builtin_space.logits_keys(start):
-            continue  # TFLM's int8 SOFTMAX reads 8-bit logits: fixed, frac tuned once
         if ds == "output" and layer != "input" and start.layers[layer].get("kind") in STOCK_KINDS:
             continue  # a stock op writes one byte per element in the format TFLM's kernel fixes
         if allowed is None or kind in allowed or f"{layer}/{ds}" in allowed:
@@ -148,12 +146,11 @@ def widths(now: int, min_bits: int, activation_bytes: bool) -> list[int]:
     return list(range(min_bits, now + 1))
 
 
-def stock_fixed_keys(start: Policy, opts: SearchOptions | None = None) -> list[Key]:
+def stock_fixed_keys(start: Policy) -> list[Key]:
     """Activations whose width stock ops fix (stock_layers.py): a stock op's own output (unless
-    TFLM fixes its format too) and the 8-bit outputs a stock op reads; with target builtin also
-    the logits TFLM's int8 SOFTMAX reads."""
+    TFLM fixes its format too) and the 8-bit outputs a stock op reads."""
     layers = start.layers
-    keys: list[Key] = list(builtin_space.logits_keys(start)) if opts is not None and opts.target == "builtin" else []
+    keys: list[Key] = []
 
     def owner(name: str) -> str:  # the layer (or the input) holding a tensor's data structure
         while name in layers and layers[name].get("output") is None:

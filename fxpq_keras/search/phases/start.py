@@ -13,7 +13,7 @@ def tune_fixed_fracs(search: SearchRun) -> None:
     so their frac is chosen here, once, by the network's KL against the teacher (in layer
     order), and the result is the start policy."""
     opts = search.options
-    keys = space.stock_fixed_keys(search.start_policy, opts)
+    keys = space.stock_fixed_keys(search.start_policy)
     if not keys or not (opts.error_statistics_frac and opts.dynamic_fixed_point):
         return
     search._say(f"choosing the fracs of {len(keys)} activations that stock ops hold at 8 bits")
