@@ -50,6 +50,36 @@ def widths(key: Key, now: int) -> list[int]:
     return [low, now] if now > low else [now]
 
 
+def _owner(policy: Policy, name: str) -> str:
+    """The layer (or "input") whose output data structure a tensor has (through pass-through layers)."""
+    layers = policy.layers
+    while name in layers and layers[name].get("output") is None:
+        name = layers[name]["inputs"][0]
+    return name if name in layers else "input"
+
+
+def neighbours(policy: Policy, layer: str) -> list[Key]:
+    """The activations a weighted layer reads and writes (what int4 weights need at 8 bits)."""
+    entry = policy.layers[layer]
+    keys = [(_owner(policy, entry["inputs"][0]), "output")]
+    if entry.get("output") is not None:
+        keys.append((layer, "output"))
+    return keys
+
+
+def repair(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None:
+    """TFLM has no int16 activations with int4 weights: a layer with <= 4-bit weights gets its
+    input and output activations at 8 bits (range-derived frac from frac_for(key, bits, signed)),
+    so every policy the search measures is one the builtin file stores as measured."""
+    for layer, ds, d in policy.data_structures():
+        if ds != "weights" or d.bits > 4:
+            continue
+        for key in neighbours(policy, layer):
+            a = policy.get(*key)
+            if a.bits > 8:
+                policy.set(*key, bits=8, frac=frac_for(key, 8, a.signed))
+
+
 def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]) -> Policy:
     """The builtin start: weights at 8 bits (fully connected per tensor), activations at 16 (15
     unsigned). frac_for(key, bits, signed, per_channel) gives the range-derived frac."""

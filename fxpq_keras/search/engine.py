@@ -187,8 +187,8 @@ class SearchEngine:
     def widths(self, key: Key) -> list[int]:
         """The widths of `key` the objective tells apart, ascending, ending at the current width
         (`space.widths`: device activations are one byte or where they are)."""
-        if self.options.target == "builtin":
-            return builtin_space.widths(key, self.bits[key])
+        if self.options.target == "builtin":  # the current policy's width: repair may have lowered it
+            return builtin_space.widths(key, self.state.policy.get(*key).bits)
         return space.widths(self.bits[key], self.options.min_bits, self.device is not None and key[1] == "output")
 
     # -- formats -> variables -------------------------------------------------------------------
@@ -205,6 +205,8 @@ class SearchEngine:
         trial = base.copy()
         for (layer, ds), bits, frac in changes:
             trial.set(layer, ds, bits=bits, frac=frac)
+        if self.options.target == "builtin":  # int4 weights take 8-bit neighbours (TFLM has no int16x4)
+            builtin_space.repair(trial, lambda key, b, signed: space.range_frac(self._ranges[key], b, signed))
         trial.constrain_biases()
         return trial
 
