@@ -627,7 +627,7 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     int4 = w_t.type == S.TensorType.INT4
     if int4 and (not wide or _is16(x.fmt)):
         raise FlatbufferFormatError(f"{where}: int4 weights need the builtin target and an int8 input")
-    weights = _int4_constant(f, w_t, where + " weights") if int4 else f.constant(inputs[1], where + " weights")
+    weights = f.int4_constant(inputs[1], where + " weights") if int4 else f.constant(inputs[1], where + " weights")
     if not int4 and weights.dtype != np.int8:
         raise FlatbufferFormatError(f"{where}: weights must be int8{' or int4' if wide else ''}, "
                                     f"got {weights.dtype.name}")
@@ -688,15 +688,3 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         raise FlatbufferFormatError(f"{where}: {problems[0]}")
     return node
 
-
-def _int4_constant(f, t, what: str) -> np.ndarray:
-    """A kTfLiteInt4 constant: its logical shape, (n + 1) // 2 packed bytes (tflm_ops.unpack_int4)."""
-    from .reader import checked_shape
-
-    shape = checked_shape(t, what, f.limits)
-    count = int(np.prod(shape))
-    raw = f.buffer_bytes(t.buffer, what)
-    try:
-        return tflm_ops.unpack_int4(raw, count).reshape(shape)
-    except ValueError as exc:
-        raise FlatbufferFormatError(f"{what}: {exc}") from None

@@ -168,6 +168,17 @@ class _File:
     def tensor_name(self, index: int) -> str:
         return (self.tensors[index].name or b"").decode(errors="replace") or f"tensor_{index}"
 
+    def int4_constant(self, index: int, what: str) -> np.ndarray:
+        """A kTfLiteInt4 constant: its logical shape, (n + 1) // 2 packed bytes (tflm_ops.unpack_int4)."""
+        from ..integer_graph.tflm_ops import unpack_int4
+
+        t = self.tensor(index, what)
+        shape = checked_shape(t, what, self.limits)
+        try:
+            return unpack_int4(self.buffer_bytes(t.buffer, what), math.prod(shape)).reshape(shape)
+        except ValueError as exc:
+            raise FlatbufferFormatError(f"{what}: {exc}") from None
+
     def constant(self, index: int, what: str) -> np.ndarray:
         t = self.tensor(index, what)
         if t.type not in _NP_TYPES:
