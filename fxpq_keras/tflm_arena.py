@@ -221,14 +221,16 @@ def fxp_op_charge(name: str, scratch: int) -> TflmCharge:
 
 def stock_op_charge(code: str, kernels: str, *, int8: bool = True, channels: int = 0, scratch_cmsis: int = 0,
                     scratch_common: tuple[int, ...] = (), per_channel: bool = False,
-                    writable_dims: int = 0) -> TflmCharge:
+                    writable_dims: int = 0, scratch_reference: int = 0) -> TflmCharge:
     """A stock TFLM op under `kernels`.
 
     channels: output channels of a conv / depthwise conv (their per-channel multiplier and shift);
     per_channel: a fully connected with per-channel weight scales (same 8 bytes per channel);
     scratch_cmsis: the CMSIS-NN kernel's scratch request (cmsis_*_scratch; ignored under reference);
     scratch_common: scratch both kernel sets request (MEAN); writable_dims: rank of a RESHAPE
-    output whose shape has a -1 (TFLM copies the dims to the arena).
+    output whose shape has a -1 (TFLM copies the dims to the arena); scratch_reference: the
+    reference kernel's scratch (int4 weights: conv, depthwise and FC unpack the whole filter into
+    the arena, one byte per weight; CMSIS-NN's s4 kernels read the packed weights).
     """
     known = code in BUILTIN_DATA or code in OP_DATA[kernels] or code in OP_DATA["common"]
     op_data = OP_DATA[kernels].get(code, OP_DATA["common"].get(code, UNKNOWN_OP_DATA))
@@ -237,5 +239,6 @@ def stock_op_charge(code: str, kernels: str, *, int8: bool = True, channels: int
         prepare = (4 * channels, 4 * channels)
     if code == "RESHAPE" and writable_dims:
         prepare = (4 + 4 * writable_dims,)
-    scratch = tuple(s for s in ((scratch_cmsis,) if kernels == "cmsis-nn" else ()) + tuple(scratch_common) if s > 0)
+    own = (scratch_cmsis,) if kernels == "cmsis-nn" else (scratch_reference,)
+    scratch = tuple(s for s in own + tuple(scratch_common) if s > 0)
     return TflmCharge(BUILTIN_DATA.get(code), op_data, prepare, scratch, known)

@@ -30,9 +30,10 @@ def register(sub) -> argparse.ArgumentParser:
                    "or a tf_keras SavedModel folder")
     p.add_argument("policy", help="policy JSON written by `fxpq quantize` / Policy.to_json")
     p.add_argument("-o", "--output", required=True, help="output .tflite path")
-    p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",
+    p.add_argument("--target", choices=("fxp", "int8-builtin", "builtin"), default="fxp",
                    help="fxp: custom FXP_* ops, bit-packed weights; int8-builtin: stock int8 ops "
-                   "(needs 8-bit power-of-two formats)")
+                   "(needs 8-bit power-of-two formats); builtin: stock ops with int8/int16 activations and "
+                   "int8/int4 weights (a policy from `fxpq quantize --target builtin`)")
     p.add_argument("--integer-input", action="store_true",
                    help="the file takes the input's integers instead of float (no QUANTIZE op)")
     p.add_argument("--c-array", metavar="HEADER",

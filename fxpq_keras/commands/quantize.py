@@ -1,7 +1,7 @@
 """`fxpq quantize MODEL -d DATA.npz -o OUTDIR`: the FxP-QNet search from the command line.
 
 Writes OUTDIR/policy.json, OUTDIR/report.md, OUTDIR/report.png and OUTDIR/model.tflite
-(`--target fxp|int8-builtin`), all at once: they are written into a temporary folder beside OUTDIR
+(`--target fxp|int8-builtin|builtin`), all at once: they are written into a temporary folder beside OUTDIR
 that then replaces OUTDIR whole (an interrupt leaves OUTDIR as it was; earlier results are never
 mixed with new ones). An OUTDIR holding other files is refused before the search.
 """
@@ -101,8 +101,11 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--integer-input", action="store_true",
                    help="write model.tflite with an integer input (as TFLite int8 files take: no float32 input "
                    "buffer in RAM) and plan the search's RAM for that file (default: float32 input)")
-    p.add_argument("--target", choices=("fxp", "int8-builtin"), default="fxp",
-                   help="model.tflite target: custom FXP_* ops, or stock int8 ops (8-bit power-of-two formats)")
+    p.add_argument("--target", choices=("fxp", "int8-builtin", "builtin"), default="fxp",
+                   help="model.tflite target: custom FXP_* ops (fxp); stock int8 ops (int8-builtin: 8-bit "
+                   "power-of-two formats); or stock ops only, searched per layer among what stock TFLM runs "
+                   "(builtin: weights int8 or int4, activations int8 or int16; --min-bits/--max-bits and "
+                   "--per-channel do not apply)")
     return p
 
 
@@ -137,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
                      align_ranges=PER_CHANNEL[args.align_ranges], allow_unresolved=args.allow_unresolved,
+                     target="builtin" if args.target == "builtin" else "fxp",
                      verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")

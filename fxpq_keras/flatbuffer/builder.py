@@ -53,6 +53,7 @@ _TENSOR_TYPES = {
     np.dtype(np.int16): S.TensorType.INT16,
     np.dtype(np.uint16): S.TensorType.UINT16,
     np.dtype(np.int32): S.TensorType.INT32,
+    np.dtype(np.int64): S.TensorType.INT64,
     np.dtype(np.float32): S.TensorType.FLOAT32,
 }
 
@@ -103,6 +104,14 @@ class _Builder:
         array = np.ascontiguousarray(array)
         le = array.astype(array.dtype.newbyteorder("<"), copy=False)
         return self._tensor(None, array.shape, array.dtype, quant, buffer=self.buffer(le.tobytes()))
+
+    def constant_int4(self, name: str, values: np.ndarray, quant: S.QuantizationParametersT | None = None) -> int:
+        """A constant kTfLiteInt4 tensor: the logical shape, two values per byte (tflm_ops.pack_int4)."""
+        from ..integer_graph.tflm_ops import pack_int4
+
+        idx = self._tensor(None, np.shape(values), np.int8, quant, buffer=self.buffer(pack_int4(values)))
+        self.tensors[idx].type = S.TensorType.INT4
+        return idx
 
     def op_code(self, builtin: int, custom: str | None = None) -> int:
         key = (builtin, custom)

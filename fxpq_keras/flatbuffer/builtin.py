@@ -12,12 +12,13 @@ TFLM's int8 kernels, so nobody runs a stock graph with the fxp rules by accident
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 
 from ..formats import Format
-from ..integer_graph import IntegerGraph, Node, TensorSpec
+from ..integer_graph import IntegerGraph, Node, TensorSpec, tflm_ops
 from ..integer_graph.graph import OP_ATTRS
 from . import stock
 from .builder import scale_quant
@@ -49,8 +50,8 @@ class StockGraph(IntegerGraph):
         outs = stock.run_stock(self, x)
         if raw:
             return outs
-        return [np.ldexp(q.astype(np.float64), -self.tensors[o].fmt.frac).astype(np.float32)
-                for q, o in zip(outs, self.outputs)]
+        # output_softmax: 16-bit logits of a builtin file, softmax on the host (as in fxp files)
+        return [self.finish_output(q, self.tensors[o].fmt.frac) for q, o in zip(outs, self.outputs)]
 
 
 def _s8(fmt: Format) -> Format:
@@ -59,8 +60,26 @@ def _s8(fmt: Format) -> Format:
 
 def _stock_fmt(fmt: Format) -> Format:
     """The stock tensor of a format: u8 stays u8 (int8 with zero point -128, as TFLite stores
-    unsigned ranges); every other format of <= 8 bits becomes s8 (u1..u7 with a fused ReLU)."""
+    unsigned ranges); every other format of <= 8 bits becomes s8 (u1..u7 with a fused ReLU); 9..16
+    bits (target builtin only) become s16, int16 with zero point 0 (u16 does not fit: refused)."""
+    if fmt.bits > 8:
+        return Format(16, fmt.frac, True)
     return fmt if (not fmt.signed and fmt.bits == 8) else _s8(fmt)
+
+
+def _is16(fmt: Format | None) -> bool:
+    return fmt is not None and fmt.bits > 8
+
+
+def weight_type(node: Node, in_fmt: Format) -> str:
+    """How the builtin target stores a layer's weights: packed int4 where TFLM has the kernel
+    (<= 4-bit weights, int8 input; FULLY_CONNECTED only per-tensor, TFLM refuses per-channel int4
+    there), int8 otherwise (exact: int4 values are int8 values)."""
+    if node.weight_bits is None or node.weight_bits > 4 or _is16(in_fmt):
+        return "int8"
+    if node.op == "fully_connected" and len(set(np.atleast_1d(node.weight_frac).tolist())) > 1:
+        return "int8"
+    return "int4"
 
 
 def _accumulator_bound(node: Node, input_magnitude: int = 128) -> np.ndarray:
@@ -84,8 +103,17 @@ def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude
     """
     problems = []
     shift = out_frac - facc + 1
-    left = np.maximum(shift, 0)
     bound = _accumulator_bound(node, input_magnitude)
+    if input_magnitude > 255:  # int16x8: MultiplyByQuantizedMultiplier(int64) shifts right by 15 - shift
+        bad = np.flatnonzero((shift > 14) | (shift < -48))
+        if bad.size:
+            o = int(bad[0])
+            problems.append(f"layer {node.name!r}: output frac {out_frac} and accumulator frac {int(facc[o])} "
+                            f"(channel {o}) need a shift TFLM's int16 kernels cannot apply (out - acc in -49..13)")
+        if (bound >= 2**47).any():
+            problems.append(f"layer {node.name!r}: a worst-case int16x8 accumulator reaches 2^47 (TFLM's limit)")
+        return problems
+    left = np.maximum(shift, 0)
     worst = bound.astype(np.float64) * np.exp2(left)  # exact: bound < 2^53, times a power of two
     if (worst > 2**31 - 1).any() or (left > 30).any():
         o = int(np.argmax(np.where(left > 30, np.inf, worst)))
@@ -100,15 +128,27 @@ def _act(node: Node) -> str | None:
     return None if a in (None, "linear", "none") else a
 
 
-def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
-    """The stock-int8 form of `graph`; ExportError lists every layer that does not fit."""
+def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> IntegerGraph:
+    """The stock form of `graph`; ExportError lists every layer that does not fit.
+
+    target "int8-builtin": every format must fit 8 bits. target "builtin" (issue 23) also takes
+    9..16-bit signed activations (int16, zero point 0) and stores <= 4-bit weights packed as int4
+    where TFLM has the kernel (weight_type); an op that reads or writes an int16 tensor computes in
+    int16 (TFLM's int16x8 kernels need every activation of the op int16): int8 inputs are first
+    widened by an exact QUANTIZE (same scale), an int8 output is computed as int16 at its scale
+    and narrowed by a QUANTIZE (saturation only).
+    """
+    wide = target == "builtin"
+    name_of = "builtin" if wide else "int8-builtin"
     problems: list[str] = []
     for name, spec in graph.tensors.items():
         fmt = spec.fmt
         if fmt is None:
             continue
-        if fmt.bits > 8:
+        if fmt.bits > 8 and not wide:
             problems.append(f"tensor {name!r} is {fmt} (more than 8 bits)")
+        elif wide and fmt.bits == 16 and not fmt.signed:
+            problems.append(f"tensor {name!r} is {fmt} (int16 holds at most u15: use a signed 16-bit format)")
     for node in graph.nodes:
         if node.op in WEIGHTED and node.weight_bits is not None and node.weight_bits > 8:
             problems.append(f"layer {node.name!r} has {node.weight_bits}-bit weights")
@@ -116,7 +156,8 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             problems.append(f"layer {node.name!r} is a standalone {_act(node)} (stock QUANTIZE has no activation; "
                             "fuse it into the previous layer)")
     if problems:
-        raise ExportError("int8-builtin target: these layers do not fit stock int8 (the fxp target takes any format): "
+        kinds = "int8/int16 activations and int4/int8 weights" if wide else "stock int8"
+        raise ExportError(f"{name_of} target: these layers do not fit {kinds} (the fxp target takes any format): "
                           + "; ".join(problems))
 
     tensors: dict[str, TensorSpec] = {}
@@ -132,6 +173,31 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             return "relu"
         return a
 
+    def widened(name: str) -> str:
+        """`name` as int16 at its own scale (an exact QUANTIZE, added once per tensor)."""
+        fmt = tensors[name].fmt
+        if _is16(fmt):
+            return name
+        wide_name = f"{name}/int16"
+        if wide_name not in tensors:
+            tensors[wide_name] = TensorSpec(wide_name, tensors[name].shape, Format(16, fmt.frac, True))
+            nodes.append(Node("requantize", wide_name, [name], wide_name, {"activation": None}))
+        return wide_name
+
+    def in16(node: Node) -> bool:
+        return any(_is16(tensors[n].fmt) for n in list(node.inputs) + [node.output])
+
+    def narrowed(node: Node, new: Node) -> None:
+        """Append `new`; where the op computes in int16, an int8 output gets an int16 twin and a QUANTIZE."""
+        out = node.output
+        if _is16(tensors[out].fmt) or not in16(node):
+            nodes.append(new)
+            return
+        twin = f"{out}/int16"
+        tensors[twin] = TensorSpec(twin, tensors[out].shape, Format(16, tensors[out].fmt.frac, True))
+        nodes.append(replace(new, output=twin, name=f"{node.name}/int16"))
+        nodes.append(Node("requantize", node.name, [twin], out, {"activation": None}))
+
     for node in graph.nodes:
         out = t[node.output].fmt
         if node.op in WEIGHTED:
@@ -139,24 +205,39 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
             n_out = len(np.atleast_1d(node.weight_frac))
             fracs = np.broadcast_to(np.asarray(node.weight_frac, dtype=np.int64), (n_out,))
             facc = x.frac + fracs
+            is16 = in16(node)
+            bias_limit = 2**40 if is16 else 2**31  # int64 bias (int16x8) or int32
             if node.bias is None:
                 bias = np.zeros(len(fracs), dtype=np.int64)
             else:
                 bias = np.asarray(node.bias, dtype=np.int64) << (facc - node.bias_frac)
-                if np.abs(bias).max(initial=0) >= 2**31:
-                    problems.append(f"layer {node.name!r}: bias at the accumulator frac does not fit int32")
-            new = replace(node, attrs={**node.attrs, "activation": act_for(node)}, bias=bias, bias_bits=32,
-                          bias_frac=None, weight_frac=np.asarray(fracs).copy())
-            if np.abs(bias).max(initial=0) < 2**31:
-                magnitude = 255 if stock.zero_point(tensors[node.inputs[0]].fmt) else 128
+                if np.abs(bias).max(initial=0) >= bias_limit:
+                    problems.append(f"layer {node.name!r}: bias at the accumulator frac does not fit "
+                                    f"{'int64 (2^40)' if is16 else 'int32'}")
+            src = widened(node.inputs[0]) if is16 else node.inputs[0]
+            wtype = weight_type(node, x) if wide and not is16 else "int8"
+            new = replace(node, inputs=[src], attrs={**node.attrs, "activation": act_for(node), "weight_type": wtype},
+                          bias=bias, bias_bits=64 if is16 else 32, bias_frac=None, weight_frac=np.asarray(fracs).copy())
+            if np.abs(bias).max(initial=0) < bias_limit:
+                magnitude = 32768 if is16 else 255 if stock.zero_point(tensors[node.inputs[0]].fmt) else 128
                 problems += _check_weighted(new, facc, out.frac, magnitude)
-            nodes.append(new)
+            narrowed(node, new)
         elif node.op == "add":
             fa, fb = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac
-            if out.frac - min(fa, fb) > 18 or abs(fa - fb) > 30:
+            if in16(node):  # TFLM's int16 ADD: its Prepare's limits, as the numpy model checks them
+                try:
+                    q16 = [tflm_ops.TensorQ(math.ldexp(1.0, -f), 0, "int16") for f in (fa, fb, out.frac)]
+                    tflm_ops.prepare_add(*q16)
+                except ValueError as exc:
+                    problems.append(f"layer {node.name!r}: {exc}")
+            elif out.frac - min(fa, fb) > 18 or abs(fa - fb) > 30:
                 problems.append(f"layer {node.name!r}: stock ADD needs out_frac - min(in fracs) <= 18 and "
                                 f"|frac_a - frac_b| <= 30 (got {fa}, {fb} -> {out.frac})")
-            nodes.append(replace(node, attrs={**node.attrs, "activation": act_for(node)}))
+            new = replace(node, attrs={**node.attrs, "activation": act_for(node)})
+            if in16(node):
+                narrowed(node, replace(new, inputs=[widened(i) for i in node.inputs]))
+            else:
+                nodes.append(new)
         elif node.op in ("max_pool2d", "average_pool2d", "global_average_pool2d"):
             x = t[node.inputs[0]]
             changes = _stock_fmt(x.fmt) != _stock_fmt(out)  # stock pools keep scale and zero point
@@ -191,6 +272,8 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                 ins.append(name)
             nodes.append(replace(node, inputs=ins, attrs={}))
         elif node.op == "leaky_relu":
+            if in16(node):
+                problems.append(f"layer {node.name!r}: LEAKY_RELU on int16 tensors is not modelled (keep it at 8 bits)")
             d = out.frac - t[node.inputs[0]].fmt.frac
             if d > 22:  # LEAKY_RELU shifts the int8 input left by d + 1 in int32 first
                 problems.append(f"layer {node.name!r}: raising the frac by {d} (more than 22) would overflow int32 "
@@ -213,13 +296,20 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
         else:
             problems.append(f"layer {node.name!r}: op {node.op!r} has no stock int8 equivalent")
     for node in nodes:
-        if node.op == "requantize":
+        if node.op == "requantize" and wide and (_is16(tensors[node.output].fmt) or _is16(tensors[node.inputs[0]].fmt)):
+            try:
+                tflm_ops.prepare_requantize(tflm_ops.format_quant(tensors[node.inputs[0]].fmt),
+                                            tflm_ops.format_quant(tensors[node.output].fmt))
+            except ValueError as exc:
+                problems.append(f"layer {node.name!r}: {exc}")
+        elif node.op == "requantize":
             d = tensors[node.output].fmt.frac - tensors[node.inputs[0]].fmt.frac
             if d > 23:  # QUANTIZE int8 -> int8 computes x << (d + 1) in int32 before the high multiply
                 problems.append(f"layer {node.name!r}: raising the frac by {d} (more than 23) would overflow int32 "
                                 "in stock QUANTIZE")
     outputs = list(graph.outputs)
-    if graph.output_softmax:
+    host_softmax = wide and graph.output_softmax and any(_is16(tensors[n].fmt) for n in graph.outputs)
+    if graph.output_softmax and not host_softmax:
         outputs = []
         for name in graph.outputs:
             frac = tensors[name].fmt.frac
@@ -233,8 +323,10 @@ def to_builtin_graph(graph: IntegerGraph) -> IntegerGraph:
                               {"beta": 1.0}))
             outputs.append(probs)
     if problems:
-        raise ExportError("int8-builtin target: " + "; ".join(problems))
-    return StockGraph(graph.input, outputs, tensors, nodes, False, dict(graph.metadata))
+        raise ExportError(f"{name_of} target: " + "; ".join(problems))
+    # 8-bit logits end in TFLM's int8 SOFTMAX; 16-bit ones (target builtin) are the file's output and
+    # the softmax runs on the host, as in fxp files (TFLM's int16 SOFTMAX is not modelled)
+    return StockGraph(graph.input, outputs, tensors, nodes, host_softmax, dict(graph.metadata))
 
 
 def write_builtin(b, graph: IntegerGraph) -> None:
@@ -276,12 +368,18 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             x = t[node.inputs[0]].fmt
             fracs = np.asarray(node.weight_frac, dtype=np.int64)
             dim = 3 if node.op == "depthwise_conv2d" else 0
-            # per-channel scales everywhere (FC too): TFLM and LiteRT both accept them
-            per_tensor = False
+            # per-channel scales everywhere (FC too): TFLM and LiteRT both accept them; int4 FC is
+            # per-tensor (TFLM refuses per-channel int4 there; weight_type keeps int8 otherwise)
+            int4 = a.get("weight_type") == "int4"
+            per_tensor = int4 and node.op == "fully_connected"
             wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
-            w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)
+            if int4:
+                w_t = b.constant_int4(f"{node.name}/weights", np.asarray(node.weights), wq)
+            else:
+                w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)
             bq = scale_quant((x.frac + fracs)[:1] if per_tensor else x.frac + fracs, 0)
-            b_t = b.constant(f"{node.name}/bias", np.asarray(node.bias).astype(np.int32), bq)
+            bias_type = np.int64 if x.bits > 8 else np.int32  # int16x8 kernels take an int64 bias
+            b_t = b.constant(f"{node.name}/bias", np.asarray(node.bias).astype(bias_type), bq)
             act = _ACT_CODES[a.get("activation")]
             if node.op == "fully_connected":
                 opts = S.FullyConnectedOptionsT()
@@ -357,6 +455,11 @@ _N_INPUTS = {"SOFTMAX": (1,), "RESHAPE": (1, 2), "QUANTIZE": (1,), "CONCATENATIO
              "DEPTHWISE_CONV_2D": (3,), "FULLY_CONNECTED": (3,)}
 
 
+# ops whose int16 kernels the builtin target uses (TFLM has them; stock.py models them)
+_INT16_OPS = ("RESHAPE", "QUANTIZE", "ADD", "MAX_POOL_2D", "AVERAGE_POOL_2D", "CONV_2D", "DEPTHWISE_CONV_2D",
+              "FULLY_CONNECTED", "CONCATENATION", "PAD")
+
+
 def _window(x: TensorSpec, out: TensorSpec, kh: int, kw: int, stride, dilation, padding: str, where: str) -> None:
     """A windowed op's shapes: input [1,H,W,C], output the padding rule's [1,OH,OW,*]."""
     from ..integer_graph.ops import conv_output_size
@@ -403,11 +506,14 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     if padding not in _PAD_NAMES:
         raise FlatbufferFormatError(f"{where}: padding code {padding} is not 0 (same) or 1 (valid)")
 
-    def s8_input(i: int, what: str) -> TensorSpec:
+    wide = info.target == "builtin"  # int16 activations (zero point 0) and int4 weights allowed
+
+    def s8_input(i: int, what: str, allow16: bool = False) -> TensorSpec:
         src = spec(inputs[i], f"{where} {what}")
-        if src.fmt is None or src.fmt != _stock_fmt(src.fmt):
-            raise FlatbufferFormatError(f"{where}: {what} must be an s8 tensor or a u8 one (zero point -128), "
-                                        f"got {src.fmt}")
+        ok16 = allow16 and wide and src.fmt is not None and src.fmt == Format(16, src.fmt.frac, True)
+        if src.fmt is None or (src.fmt != _stock_fmt(src.fmt) or _is16(src.fmt)) and not ok16:
+            raise FlatbufferFormatError(f"{where}: {what} must be an s8 tensor or a u8 one (zero point -128)"
+                                        f"{' or an s16 one' if allow16 and wide else ''}, got {src.fmt}")
         return src
 
     def same_shape(*specs: TensorSpec) -> None:
@@ -427,11 +533,13 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         except ValueError as exc:
             raise FlatbufferFormatError(f"{where}: {exc}") from None
         return Node("softmax", name, [x.name], out_spec.name, {"beta": 1.0})
-    if out_spec.fmt is None or out_spec.fmt != _stock_fmt(out_spec.fmt):
-        raise FlatbufferFormatError(f"{where}: int8-builtin outputs must be s8 tensors or u8 ones (zero point -128), "
-                                    f"got {out_spec.fmt}")
+    if out_spec.fmt is None or out_spec.fmt != _stock_fmt(out_spec.fmt) or (_is16(out_spec.fmt) and not wide):
+        raise FlatbufferFormatError(f"{where}: {info.target} outputs must be s8 tensors or u8 ones (zero point -128)"
+                                    f"{' or s16 ones' if wide else ''}, got {out_spec.fmt}")
+    if _is16(out_spec.fmt) and kind not in _INT16_OPS:
+        raise FlatbufferFormatError(f"{where}: {kind} on int16 tensors is not part of the builtin format")
     if kind == "RESHAPE":
-        src = s8_input(0, "input")
+        src = s8_input(0, "input", allow16=True)
         if src.fmt != out_spec.fmt or int(np.prod(src.shape)) != int(np.prod(out_spec.shape)):
             raise FlatbufferFormatError(f"{where}: RESHAPE from {src.fmt} {src.shape} to {out_spec.fmt} "
                                         f"{out_spec.shape} changes the format or the size")
@@ -443,14 +551,21 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         same_shape(src)
         if src.fmt is None:
             return Node("quantize", name, [src.name], out_spec.name, {})
-        s8_input(0, "input")
-        if out_spec.fmt.frac - src.fmt.frac > 23:  # the exporter's limit (to_builtin_graph)
+        s8_input(0, "input", allow16=True)
+        if _is16(src.fmt) or _is16(out_spec.fmt):
+            try:
+                tflm_ops.prepare_requantize(tflm_ops.format_quant(src.fmt), tflm_ops.format_quant(out_spec.fmt))
+            except ValueError as exc:
+                raise FlatbufferFormatError(f"{where}: {exc}") from None
+        elif out_spec.fmt.frac - src.fmt.frac > 23:  # the exporter's limit (to_builtin_graph)
             raise FlatbufferFormatError(f"{where}: QUANTIZE raises the frac by {out_spec.fmt.frac - src.fmt.frac} "
                                         "(more than 23 overflows int32 in TFLM)")
         return Node("requantize", name, [src.name], out_spec.name, {"activation": None})
-    x = s8_input(0, "input")
+    x = s8_input(0, "input", allow16=kind in _INT16_OPS)
+    if kind not in ("ADD", "QUANTIZE") and _is16(x.fmt) != _is16(out_spec.fmt):
+        raise FlatbufferFormatError(f"{where}: input {x.fmt} and output {out_spec.fmt} must both be int8 or int16")
     if kind == "CONCATENATION":
-        y = s8_input(1, "input 2")
+        y = s8_input(1, "input 2", allow16=True)
         a, b = x.shape, y.shape
         if opts.axis not in (-1, len(out_spec.shape)) or activation is not None:
             raise FlatbufferFormatError(f"{where}: CONCATENATION must join two inputs on the last axis, no activation")
@@ -484,10 +599,18 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         return Node("pad", name, [x.name], out_spec.name,
                     {"pads": ((int(pads[1, 0]), int(pads[1, 1])), (int(pads[2, 0]), int(pads[2, 1])))})
     if kind == "ADD":
-        y = s8_input(1, "input 2")
+        y = s8_input(1, "input 2", allow16=True)
         same_shape(x, y)
         fa, fb, fo = x.fmt.frac, y.fmt.frac, out_spec.fmt.frac
-        if fo - min(fa, fb) > 18 or abs(fa - fb) > 30:  # the exporter's limits
+        if not _is16(x.fmt) == _is16(y.fmt) == _is16(out_spec.fmt):
+            raise FlatbufferFormatError(f"{where}: ADD inputs and output must share one type (int8 or int16)")
+        if _is16(x.fmt):
+            try:
+                tflm_ops.prepare_add(tflm_ops.format_quant(x.fmt), tflm_ops.format_quant(y.fmt),
+                                     tflm_ops.format_quant(out_spec.fmt))
+            except ValueError as exc:
+                raise FlatbufferFormatError(f"{where}: {exc}") from None
+        elif fo - min(fa, fb) > 18 or abs(fa - fb) > 30:  # the exporter's limits
             raise FlatbufferFormatError(f"{where}: stock ADD needs out_frac - min(in fracs) <= 18 and "
                                         f"|frac_a - frac_b| <= 30 (got {fa}, {fb} -> {fo})")
         return Node("add", name, [x.name, y.name], out_spec.name, {"activation": activation})
@@ -501,9 +624,13 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         return Node("max_pool2d" if kind == "MAX_POOL_2D" else "average_pool2d", name, [x.name], out_spec.name, attrs)
     # CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
     w_t = f.tensor(inputs[1], where + " weights")
-    weights = f.constant(inputs[1], where + " weights")
-    if weights.dtype != np.int8:
-        raise FlatbufferFormatError(f"{where}: weights must be int8, got {weights.dtype.name}")
+    int4 = w_t.type == S.TensorType.INT4
+    if int4 and (not wide or _is16(x.fmt)):
+        raise FlatbufferFormatError(f"{where}: int4 weights need the builtin target and an int8 input")
+    weights = f.int4_constant(inputs[1], where + " weights") if int4 else f.constant(inputs[1], where + " weights")
+    if not int4 and weights.dtype != np.int8:
+        raise FlatbufferFormatError(f"{where}: weights must be int8{' or int4' if wide else ''}, "
+                                    f"got {weights.dtype.name}")
     weights = weights.astype(np.int64)
     attrs = {"activation": activation}
     if kind == "FULLY_CONNECTED":
@@ -535,21 +662,29 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     fracs = _fracs_from_scales(None if quant is None else quant.scale, where + " weights")
     if len(fracs) not in (1, o):
         raise FlatbufferFormatError(f"{where}: weights need 1 or {o} scales, got {len(fracs)}")
+    if int4 and kind == "FULLY_CONNECTED" and len(fracs) != 1:
+        raise FlatbufferFormatError(f"{where}: int4 FULLY_CONNECTED weights must be per-tensor (TFLM's rule)")
     fracs = np.broadcast_to(fracs, (o,)).copy()
+    bias_dtype = np.int64 if _is16(x.fmt) else np.int32
     if inputs[2] >= 0:
         bias = f.constant(inputs[2], where + " bias")
-        if bias.dtype != np.int32 or bias.shape != (o,):
-            raise FlatbufferFormatError(f"{where}: bias must be int32[{o}], got {bias.dtype.name}{list(bias.shape)}")
+        if bias.dtype != bias_dtype or bias.shape != (o,):
+            raise FlatbufferFormatError(f"{where}: bias must be {np.dtype(bias_dtype).name}[{o}], got "
+                                        f"{bias.dtype.name}{list(bias.shape)}")
         bias = bias.astype(np.int64)
+        if _is16(x.fmt) and np.abs(bias).max(initial=0) >= 2**40:  # the exporter's limit
+            raise FlatbufferFormatError(f"{where}: int64 bias beyond 2^40")
     elif inputs[2] == -1:
         bias = np.zeros(o, dtype=np.int64)
     else:
         raise FlatbufferFormatError(f"{where}: bias tensor index {inputs[2]} is neither a tensor nor -1")
-    info.weight_bytes[name] = weights.size
-    node = Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=8,
-                weight_frac=fracs, bias=bias, bias_bits=32, bias_frac=None)
-    magnitude = 255 if stock.zero_point(x.fmt) else 128
+    info.weight_bytes[name] = (weights.size + 1) // 2 if int4 else weights.size
+    attrs["weight_type"] = "int4" if int4 else "int8"
+    node = Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=4 if int4 else 8,
+                weight_frac=fracs, bias=bias, bias_bits=64 if _is16(x.fmt) else 32, bias_frac=None)
+    magnitude = 32768 if _is16(x.fmt) else 255 if stock.zero_point(x.fmt) else 128
     problems = _check_weighted(node, x.fmt.frac + fracs, out_spec.fmt.frac, magnitude)
     if problems:
         raise FlatbufferFormatError(f"{where}: {problems[0]}")
     return node
+

@@ -11,6 +11,8 @@ TFLite int8 file of the same model are measured by one rule: ``flash_bytes`` = t
 
 from __future__ import annotations
 
+import math
+
 from .. import tflm_arena as T
 from ..integer_graph.ops import conv_output_size
 from ..memory import DeviceLayout, DeviceMemory, DeviceModel, LayoutTensor, LayoutWeights, layout_root, scratch_bytes
@@ -91,7 +93,7 @@ def layout_from_tflite(data: bytes) -> DeviceLayout:
                     if kind != "fully_connected" else elements(ins[0]) // max(x_shape[0], 1)
                 rows = shape[0]
             else:
-                bits = 8 * ELEM_BYTES.get(w.type, 1)
+                bits = 4 if w.type == S.TensorType.INT4 else 8 * ELEM_BYTES.get(w.type, 1)
                 rows = shape[-1] if kind == "depthwise_conv2d" else shape[0]
                 k = elements(ins[1]) // max(rows, 1)
             bias = ins[bias_at] if len(ins) > bias_at else -1
@@ -195,7 +197,10 @@ def _tflm_op(op, custom: str | None, builtin: int, tensors_fb, fxp_scratch: int)
         kw["per_channel"] = per_channel
         kw["channels"] = len(q.scale) if per_channel else 0
         kw["scratch_cmsis"] = T.cmsis_fully_connected_s8_scratch(len(y), w[-1], y[-1], per_channel) if int8 else 0
-    elif code == "AVERAGE_POOL_2D" and int8 and len(y) == 4:
+    if code in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED") and len(ins) > 1 \
+            and tensors_fb[ins[1]].type == S.TensorType.INT4:
+        kw["scratch_reference"] = math.prod(shape(ins[1]))  # the reference kernels unpack int4 weights
+    if code == "AVERAGE_POOL_2D" and int8 and len(y) == 4:
         kw["scratch_cmsis"] = T.cmsis_avgpool_s8_scratch(y[3])
     elif code == "MEAN" and len(ins) > 1:
         out_elems = 1

@@ -28,6 +28,7 @@ from .tables import read_model
 _NP_TYPES = {
     S.TensorType.INT8: np.int8, S.TensorType.UINT8: np.uint8, S.TensorType.INT16: np.int16,
     S.TensorType.UINT16: np.uint16, S.TensorType.INT32: np.int32, S.TensorType.FLOAT32: np.float32,
+    S.TensorType.INT64: np.int64,
 }
 _BUILTIN_NAMES = {v: k for k, v in vars(S.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -167,6 +168,17 @@ class _File:
     def tensor_name(self, index: int) -> str:
         return (self.tensors[index].name or b"").decode(errors="replace") or f"tensor_{index}"
 
+    def int4_constant(self, index: int, what: str) -> np.ndarray:
+        """A kTfLiteInt4 constant: its logical shape, (n + 1) // 2 packed bytes (tflm_ops.unpack_int4)."""
+        from ..integer_graph.tflm_ops import unpack_int4
+
+        t = self.tensor(index, what)
+        shape = checked_shape(t, what, self.limits)
+        try:
+            return unpack_int4(self.buffer_bytes(t.buffer, what), math.prod(shape)).reshape(shape)
+        except ValueError as exc:
+            raise FlatbufferFormatError(f"{what}: {exc}") from None
+
     def constant(self, index: int, what: str) -> np.ndarray:
         t = self.tensor(index, what)
         if t.type not in _NP_TYPES:
@@ -293,7 +305,7 @@ def read_bytes(data: bytes, limits: ReaderLimits | None = None) -> tuple[Integer
         op_types.append(_op_type(f, op))
     meta, policy, version = _metadata(f.metadata, op_types, limits.metadata)
     target = meta.get("target")
-    if target not in ("fxp", "int8-builtin"):
+    if target not in ("fxp", "int8-builtin", "builtin"):
         raise FlatbufferFormatError(f"unknown target {target!r} in fxpq metadata")
     names = list(meta.get("op_names") or [])
     n_ops = len(f.sub.operators or [])
@@ -358,7 +370,7 @@ def read_bytes(data: bytes, limits: ReaderLimits | None = None) -> tuple[Integer
     graph_meta = dict(meta.get("graph_metadata") or {})
     if policy is not None:
         graph_meta["policy"] = policy
-    if target == "int8-builtin":
+    if target in ("int8-builtin", "builtin"):
         from .builtin import StockGraph
 
         graph_cls: type[IntegerGraph] = StockGraph

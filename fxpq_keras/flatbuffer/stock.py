@@ -1,4 +1,4 @@
-"""numpy model of TFLM's int8 reference kernels, for int8-builtin files (bit-exact with TFLM).
+"""numpy model of TFLM's reference kernels for int8-builtin and builtin files (bit-exact with TFLM).
 
 Stock kernels requantize with a fixed-point multiplier (QuantizeMultiplier +
 MultiplyByQuantizedMultiplier), not with our shift rule. With power-of-two scales the multiplier
@@ -25,8 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..integer_graph import IntegerGraph, Node
-from ..integer_graph.ops import _patches
+from ..integer_graph import IntegerGraph, Node, tflm_ops
 from ..integer_graph.tflm_math import (  # noqa: F401 (the primitives moved to tflm_math; names kept)
     INT32_MAX,
     INT32_MIN,
@@ -37,7 +36,6 @@ from ..integer_graph.tflm_math import (  # noqa: F401 (the primitives moved to t
     rdbpot,
     srdhm,
 )
-from ..integer_graph.tflm_math import c_div as _c_div_arr
 from ..integer_graph.tflm_math import exp_on_negative_values as _exp_on_negative_values
 from ..integer_graph.tflm_math import reciprocal as _reciprocal
 from ..integer_graph.tflm_math import sat_mul_pot as _sat_mul_pot
@@ -61,77 +59,47 @@ def activation_range(frac: int, activation: str | None, zp: int = 0) -> tuple[in
     return lo, hi
 
 
-def _per_channel_requant(acc: np.ndarray, x_frac: int, w_frac: np.ndarray, out_frac: int) -> np.ndarray:
-    out = np.empty_like(acc)
-    for o, wf in enumerate(np.asarray(w_frac).tolist()):
-        m, s = quantize_multiplier(math.ldexp(1.0, out_frac - x_frac - wf))
-        out[..., o] = mbqm(acc[..., o], m, s)
-    return out
-
-
-# Every op below takes and returns *stored* int8 values (format integer + zero point), as TFLM.
+# Every op below takes and returns *stored* values (format integer + zero point), as TFLM.
 
 def _zp(graph: IntegerGraph, name: str) -> int:
     return zero_point(graph.tensors[name].fmt)
 
 
+def _q(graph: IntegerGraph, name: str) -> tflm_ops.TensorQ:
+    """The TFLite quantization of a stock-graph tensor (int8, u8 as int8 with zero point -128, or int16)."""
+    return tflm_ops.format_quant(graph.tensors[name].fmt)
+
+
 def _weighted(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    t = graph.tensors
+    """CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED through the one numpy model of TFLM's kernels
+    (integer_graph/tflm_ops.py): int8 with int8 or int4 weights, or int16x8 (int64 bias)."""
     a = node.attrs
-    xf, of = t[node.inputs[0]].fmt.frac, t[node.output].fmt.frac
-    zo = _zp(graph, node.output)
-    x = x - _zp(graph, node.inputs[0])  # input + input_offset; padded taps are skipped (0)
-    w = np.asarray(node.weights, dtype=np.int64)
+    q_in, q_out = _q(graph, node.inputs[0]), _q(graph, node.output)
+    scales = [math.ldexp(1.0, -int(f)) for f in np.asarray(node.weight_frac).tolist()]
+    wtype = a.get("weight_type", "int8")
     if node.op == "fully_connected":
-        acc = x.reshape(x.shape[0], -1) @ w.T
-    else:
-        kh, kw = w.shape[1:3]
-        p = _patches(x, kh, kw, tuple(a["stride"]), tuple(a.get("dilation", (1, 1))), a["padding"], 0)
-        if node.op == "conv2d":
-            acc = np.einsum("nyxijc,oijc->nyxo", p, w)
-        else:
-            c, mult = x.shape[-1], a["depth_multiplier"]
-            acc = np.einsum("nyxijc,ijcm->nyxcm", p, w.reshape(kh, kw, c, mult))
-            acc = acc.reshape(acc.shape[:3] + (c * mult,))
-    acc = _wrap32(acc + np.asarray(node.bias, dtype=np.int64))
-    y = _per_channel_requant(acc, xf, node.weight_frac, of) + zo
-    lo, hi = activation_range(of, a.get("activation"), zo)
-    return np.clip(y, lo, hi)
+        per_tensor = len(set(scales)) == 1
+        return tflm_ops.fully_connected(x, node.weights, node.bias, q_in, scales[:1] if per_tensor else scales, q_out,
+                                        a.get("activation"), wtype)
+    common = dict(stride=tuple(a["stride"]), padding=a["padding"], dilation=tuple(a.get("dilation", (1, 1))),
+                  activation=a.get("activation"), weight_dtype=wtype)
+    if node.op == "conv2d":
+        return tflm_ops.conv2d(x, node.weights, node.bias, q_in, scales, q_out, **common)
+    return tflm_ops.depthwise_conv2d(x, node.weights, node.bias, q_in, scales, q_out,
+                                     depth_multiplier=a["depth_multiplier"], **common)
 
 
 def _add(graph: IntegerGraph, node: Node, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    t = graph.tensors
-    fa, fb, fo = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac, t[node.output].fmt.frac
-    zo = _zp(graph, node.output)
-    a, b = a - _zp(graph, node.inputs[0]), b - _zp(graph, node.inputs[1])
-    left_shift = 20
-    sa, sb, so = math.ldexp(1.0, -fa), math.ldexp(1.0, -fb), math.ldexp(1.0, -fo)
-    twice_max = 2 * max(sa, sb)
-    ma, sha = quantize_multiplier(sa / twice_max)
-    mb, shb = quantize_multiplier(sb / twice_max)
-    mo, sho = quantize_multiplier(twice_max / ((1 << left_shift) * so))
-    xa = mbqm_smaller_than_one(a * (1 << left_shift), ma, sha)
-    xb = mbqm_smaller_than_one(b * (1 << left_shift), mb, shb)
-    y = mbqm_smaller_than_one(_wrap32(xa + xb), mo, sho) + zo
-    lo, hi = activation_range(fo, node.attrs.get("activation"), zo)
-    return np.clip(y, lo, hi)
+    return tflm_ops.add(a, b, _q(graph, node.inputs[0]), _q(graph, node.inputs[1]), _q(graph, node.output),
+                        node.attrs.get("activation"))
 
 
 def _pool(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     """Stock pools never rescale: input and output share scale and zero point (builtin.py)."""
     a = node.attrs
-    of = graph.tensors[node.output].fmt.frac
-    lo, hi = activation_range(of, a.get("activation"), _zp(graph, node.output))
-    if node.op == "max_pool2d":
-        p = _patches(x, a["pool"][0], a["pool"][1], tuple(a["stride"]), (1, 1), a["padding"], np.iinfo(np.int64).min)
-        return np.clip(p.max(axis=(3, 4)), lo, hi)
-    p = _patches(x, a["pool"][0], a["pool"][1], tuple(a["stride"]), (1, 1), a["padding"], 0)
-    ones = np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64)
-    n = _patches(ones, a["pool"][0], a["pool"][1], tuple(a["stride"]), (1, 1), a["padding"], 0).sum(axis=(3, 4))
-    acc = p.sum(axis=(3, 4))  # of stored values: TFLM averages int8 as stored
-    half = n // 2
-    y = np.where(acc > 0, _c_div_arr(acc + half, n), _c_div_arr(acc - half, n))
-    return np.clip(y, lo, hi)
+    fn = tflm_ops.max_pool2d if node.op == "max_pool2d" else tflm_ops.average_pool2d
+    return fn(x, tuple(a["pool"]), tuple(a["stride"]), a["padding"], _q(graph, node.inputs[0]),
+              _q(graph, node.output), a.get("activation"))
 
 
 def _leaky_relu(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
@@ -149,12 +117,11 @@ def _quantize(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     of = graph.tensors[node.output].fmt.frac
     zo = _zp(graph, node.output)
     if graph.tensors[node.inputs[0]].fmt is None:
+        lo, hi = (-32768, 32767) if graph.tensors[node.output].fmt.bits > 8 else (-128, 127)
         v = (np.asarray(x, dtype=np.float32) / np.float32(math.ldexp(1.0, -of))).astype(np.float64)
         r = np.sign(v) * np.floor(np.abs(v) + 0.5)  # TfLiteRound: half away from zero
-        return np.clip(r + zo, -128, 127).astype(np.int64)
-    inf = graph.tensors[node.inputs[0]].fmt.frac
-    m, s = quantize_multiplier(math.ldexp(1.0, of - inf))  # Requantize: (x - zp_in) * ratio + zp_out
-    return np.clip(mbqm(x - _zp(graph, node.inputs[0]), m, s) + zo, -128, 127)
+        return np.clip(r + zo, lo, hi).astype(np.int64)
+    return tflm_ops.requantize(x, _q(graph, node.inputs[0]), _q(graph, node.output))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from .errors import ExportError
 from .options import ACTIVATION_CODES, OP_TO_CUSTOM, PADDING_CODES, encode_options
 from .schema import schema as S
 
-TARGETS = ("fxp", "int8-builtin")
+TARGETS = ("fxp", "int8-builtin", "builtin")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,7 +277,9 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
 
     model_or_graph: an IntegerGraph, or a fake-quant Keras model (lowered with
     `fxpq_keras.integer_graph.lower.lower_model`). target: "fxp" (custom FXP_* ops, bit-packed
-    weights) or "int8-builtin" (stock int8 ops; every format must fit 8 bits). float_input: the
+    weights), "int8-builtin" (stock int8 ops; every format must fit 8 bits) or "builtin" (stock ops
+    with int8/int16 activations and int8/packed int4 weights, QUANTIZE seams between types; what
+    `--target builtin` searches for, docs/format.md section 7). float_input: the
     file takes float input (FXP_QUANTIZE / QUANTIZE first) or the input's integers. policy: a
     Policy (or its JSON) stored in the metadata; defaults to graph.metadata["policy"].
     Nothing is written when the graph cannot be expressed (ExportError names the layers).
@@ -302,7 +304,7 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
         b.activation(graph.tensors[graph.input])
         _write_fxp(b, graph)
     else:
-        graph = to_builtin_graph(graph)
+        graph = to_builtin_graph(graph, target)
         write_builtin(b, graph)
     data = b.finish(graph, target, float_input=bool(float_input), policy_json=_policy_json(policy, graph))
     if path is not None:

@@ -110,6 +110,16 @@ def mbqm(x: np.ndarray, m: int, shift: int) -> np.ndarray:
     return rdbpot(srdhm(wrap32(x * (1 << left)), m), right)
 
 
+def mbqm64(x: np.ndarray, m: int, shift: int) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier(int64 x, m, shift), the int16x8 kernels' requantization (one
+    variant for both rounding modes): the multiplier rounded to Q0.15, one rounding right shift by
+    15 - shift, the result truncated to int32. The caller keeps 15 - shift in 1..63 (C's shift)."""
+    x = np.asarray(x, dtype=np.int64)
+    reduced = (m + (1 << 15)) >> 16 if m < 0x7FFF0000 else 0x7FFF
+    total = 15 - shift
+    return wrap32((x * reduced + (1 << (total - 1))) >> total)
+
+
 def mbqm_smaller_than_one(x: np.ndarray, m: int, shift: int) -> np.ndarray:
     """MultiplyByQuantizedMultiplierSmallerThanOneExp (add's rescaling)."""
     if SINGLE_ROUNDING:

@@ -23,6 +23,14 @@ same prepared parameters. docs/numerics.md section 11 lists the kernels followed
     TRANSPOSE                 transpose                  check_same_quant
     CONCATENATION             concatenation              check_same_quant
     MEAN                      mean                       prepare_mean
+    CONV_2D                   conv2d                     prepare_weighted
+    DEPTHWISE_CONV_2D         depthwise_conv2d           prepare_weighted
+    FULLY_CONNECTED           fully_connected            prepare_weighted
+    MAX_POOL_2D / AVG_POOL_2D max_pool2d / average_pool2d  check_same_quant
+
+The weighted ops take int8 activations with int8 or packed int4 weights (kTfLiteInt4: the same
+arithmetic once unpacked; pack_int4 / unpack_int4 are TFLM's nibble order) and int32 biases, or
+int16 activations (zero point 0) with int8 weights and int64 biases (the int16x8 kernels).
 """
 
 from __future__ import annotations
@@ -35,11 +43,14 @@ from typing import NamedTuple
 import numpy as np
 
 from ..formats import Format
+from .ops import _patches
 from .tflm_math import (
     INT32_MAX,
+    c_div,
     gemmlowp_logistic,
     gemmlowp_tanh,
     mbqm,
+    mbqm64,
     mbqm_smaller_than_one,
     quantize_multiplier,
     rdbpot,
@@ -598,3 +609,197 @@ def elu(x: np.ndarray, q_in: TensorQ, q_out: TensorQ) -> np.ndarray:
     """TFLM ELU int8: a 256-entry lookup table built at Prepare (elu_table)."""
     table = elu_table(q_in, q_out)
     return table[stored(x, q_in, "ELU input") + 128]
+
+
+# ------------------------------------------------------------------------------------------ int4 packing
+
+def pack_int4(values: np.ndarray) -> bytes:
+    """Dense kTfLiteInt4 bytes of int4 values in row-major order: element 2i in the low nibble of
+    byte i, element 2i+1 in its high nibble, an odd last element alone in a low nibble
+    (tensor_utils::UnpackDenseInt4IntoInt8 reads them back)."""
+    v = np.asarray(values, dtype=np.int64).ravel()
+    if v.size and (v.min() < -8 or v.max() > 7):
+        raise ValueError(f"int4 weights must lie in [-8, 7], got [{int(v.min())}, {int(v.max())}]")
+    nib = (v & 0xF).astype(np.uint8)
+    if nib.size % 2:
+        nib = np.append(nib, np.uint8(0))
+    return (nib[0::2] | (nib[1::2] << 4)).astype(np.uint8).tobytes()
+
+
+def unpack_int4(data: bytes, count: int) -> np.ndarray:
+    """The `count` int4 values of dense kTfLiteInt4 bytes, sign-extended (int64)."""
+    raw = np.frombuffer(bytes(data), dtype=np.uint8).astype(np.int64)
+    if raw.size != (count + 1) // 2:
+        raise ValueError(f"{count} int4 values take {(count + 1) // 2} bytes, got {raw.size}")
+    out = np.empty(raw.size * 2, dtype=np.int64)
+    out[0::2], out[1::2] = raw & 0xF, raw >> 4
+    out = np.where(out >= 8, out - 16, out)
+    return out[:count]
+
+
+# ------------------------------------------------------------------------------------------ CONV_2D / DEPTHWISE / FC
+
+WEIGHT_RANGES = {"int8": (-127, 127), "int4": (-8, 7)}
+
+
+@dataclass(frozen=True)
+class WeightedParams:
+    """Prepare of CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (PopulateConvolutionQuantizationParams)."""
+
+    multipliers: tuple[int, ...]  # per output channel
+    shifts: tuple[int, ...]
+    input_zero_point: int
+    output_zero_point: int
+    activation_min: int
+    activation_max: int
+    wide: bool  # int16 activations: int64 accumulator and bias, MultiplyByQuantizedMultiplier(int64)
+
+
+def prepare_weighted(op: str, q_in: TensorQ, weight_scales: Sequence[float], q_out: TensorQ, channels: int,
+                     activation: str | None = None, weight_dtype: str = "int8") -> WeightedParams:
+    """Per output channel, QuantizeMultiplier(double(s_in) * double(s_w) / double(s_out)) from the
+    float32 scales; refuses what TFLM refuses (hybrid types, int16 with int4 weights, per-channel
+    int4 FULLY_CONNECTED, int16 zero points) or computes with undefined C shifts."""
+    dtypes = ("int8", "int16")
+    _check_q(q_in, f"{op} input", dtypes)
+    _check_q(q_out, f"{op} output", dtypes)
+    if q_in.dtype != q_out.dtype:
+        raise ValueError(f"{op}: input and output types differ ({q_in.dtype}, {q_out.dtype})")
+    if weight_dtype not in WEIGHT_RANGES:
+        raise ValueError(f"{op}: weight type {weight_dtype} not supported (int8 or int4)")
+    wide = q_in.dtype == "int16"
+    if wide and weight_dtype != "int8":
+        raise ValueError(f"{op}: int16 activations take int8 weights only (TFLM has no int16x4 kernel)")
+    if wide and (q_in.zero_point or q_out.zero_point):
+        raise ValueError(f"{op} int16: zero points must be 0 (symmetric int16x8), got {q_in.zero_point}, "
+                         f"{q_out.zero_point}")
+    scales = [f32(s) for s in weight_scales]
+    if len(scales) not in (1, channels):
+        raise ValueError(f"{op}: weights need 1 or {channels} scales, got {len(scales)}")
+    if op == "FULLY_CONNECTED" and weight_dtype == "int4" and len(scales) > 1:
+        raise ValueError("FULLY_CONNECTED: int4 weights must be per-tensor (TFLM refuses per-channel int4 FC)")
+    if not all(math.isfinite(s) and s > 0 for s in scales):
+        raise ValueError(f"{op}: weight scales must be finite and positive in float32")
+    mults, shifts = [], []
+    for o in range(channels):
+        m, shift = quantize_multiplier(f32(q_in.scale) * scales[o if len(scales) > 1 else 0] / f32(q_out.scale))
+        if wide and not -48 <= shift <= 14:  # the int64 variant shifts right by 15 - shift: 1..63 in C
+            raise ValueError(f"{op} int16: scale ratio of channel {o} needs a shift of {shift} (outside -48..14)")
+        _mbqm_shift_ok(shift, f"{op} channel {o}")
+        mults.append(m)
+        shifts.append(shift)
+    lo, hi = activation_range(q_out, activation)
+    return WeightedParams(tuple(mults), tuple(shifts), q_in.zero_point, q_out.zero_point, lo, hi, wide)
+
+
+def _weights(w: np.ndarray, weight_dtype: str, op: str) -> np.ndarray:
+    a = np.asarray(w)
+    if a.dtype.kind not in "iu":
+        raise ValueError(f"{op}: weights must be integers, got dtype {a.dtype}")
+    a = a.astype(np.int64)
+    lo, hi = WEIGHT_RANGES[weight_dtype]
+    lo = -128 if weight_dtype == "int8" else lo  # int8 -128 is legal storage (symmetric files avoid it)
+    if a.size and (a.min() < lo or a.max() > hi):
+        raise ValueError(f"{op}: {weight_dtype} weights outside [{lo}, {hi}]")
+    return a
+
+
+def _bias(bias: np.ndarray | None, channels: int, wide: bool, op: str) -> np.ndarray:
+    if bias is None:
+        return np.zeros(channels, dtype=np.int64)
+    b = np.asarray(bias)
+    if b.dtype.kind not in "iu" or b.shape != (channels,):
+        raise ValueError(f"{op}: bias must be {channels} integers, got {b.dtype} {b.shape}")
+    b = b.astype(np.int64)
+    if not wide and b.size and (b.min() < -(2**31) or b.max() > INT32_MAX):
+        raise ValueError(f"{op}: int8 kernels take an int32 bias; values exceed int32")
+    return b
+
+
+def _requantize_acc(acc: np.ndarray, p: WeightedParams) -> np.ndarray:
+    """Per output channel (last axis): MBQM of the accumulator, output offset, activation clamp."""
+    out = np.empty_like(acc)
+    for o, (m, s) in enumerate(zip(p.multipliers, p.shifts)):
+        out[..., o] = mbqm64(acc[..., o], m, s) if p.wide else mbqm(acc[..., o], m, s)
+    return _clamp(out + p.output_zero_point, p.activation_min, p.activation_max)
+
+
+def _accumulate(acc: np.ndarray, bias: np.ndarray, wide: bool) -> np.ndarray:
+    """acc + bias in the kernel's accumulator: int64 (int16x8, exact here) or int32 (wraps as C would)."""
+    return acc + bias if wide else wrap32(acc + bias)
+
+
+def conv2d(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, q_in: TensorQ, weight_scales: Sequence[float],
+           q_out: TensorQ, stride: tuple[int, int] = (1, 1), padding: str = "valid",
+           dilation: tuple[int, int] = (1, 1), activation: str | None = None,
+           weight_dtype: str = "int8") -> np.ndarray:
+    """reference_integer_ops::ConvPerChannel: x [N,H,W,C] stored, weights [O,KH,KW,C] (values, int4
+    already unpacked), padded taps skipped (the input offset applies only inside the image)."""
+    w = _weights(weights, weight_dtype, "CONV_2D")
+    p = prepare_weighted("CONV_2D", q_in, weight_scales, q_out, w.shape[0], activation, weight_dtype)
+    x = stored(x, q_in, "CONV_2D input") - p.input_zero_point
+    if x.ndim != 4 or w.ndim != 4 or w.shape[3] != x.shape[3]:
+        raise ValueError(f"CONV_2D: input {x.shape} and weights {w.shape} do not fit ([N,H,W,C], [O,KH,KW,C])")
+    pt = _patches(x, w.shape[1], w.shape[2], tuple(stride), tuple(dilation), padding, 0)
+    acc = np.einsum("nyxijc,oijc->nyxo", pt, w)
+    return _requantize_acc(_accumulate(acc, _bias(bias, w.shape[0], p.wide, "CONV_2D"), p.wide), p)
+
+
+def depthwise_conv2d(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, q_in: TensorQ,
+                     weight_scales: Sequence[float], q_out: TensorQ, stride: tuple[int, int] = (1, 1),
+                     padding: str = "valid", dilation: tuple[int, int] = (1, 1), depth_multiplier: int = 1,
+                     activation: str | None = None, weight_dtype: str = "int8") -> np.ndarray:
+    """reference_integer_ops::DepthwiseConvPerChannel: weights [1,KH,KW,C*M], output channel c*M + m."""
+    w = _weights(weights, weight_dtype, "DEPTHWISE_CONV_2D")
+    p = prepare_weighted("DEPTHWISE_CONV_2D", q_in, weight_scales, q_out, w.shape[-1], activation, weight_dtype)
+    x = stored(x, q_in, "DEPTHWISE_CONV_2D input") - p.input_zero_point
+    c, mult = x.shape[-1], int(depth_multiplier)
+    if x.ndim != 4 or w.ndim != 4 or w.shape[0] != 1 or w.shape[3] != c * mult:
+        raise ValueError(f"DEPTHWISE_CONV_2D: input {x.shape}, weights {w.shape} and multiplier {mult} do not fit")
+    kh, kw = w.shape[1:3]
+    pt = _patches(x, kh, kw, tuple(stride), tuple(dilation), padding, 0)
+    acc = np.einsum("nyxijc,ijcm->nyxcm", pt, w.reshape(kh, kw, c, mult))
+    acc = acc.reshape(acc.shape[:3] + (c * mult,))
+    return _requantize_acc(_accumulate(acc, _bias(bias, c * mult, p.wide, "DEPTHWISE_CONV_2D"), p.wide), p)
+
+
+def fully_connected(x: np.ndarray, weights: np.ndarray, bias: np.ndarray | None, q_in: TensorQ,
+                    weight_scales: Sequence[float], q_out: TensorQ, activation: str | None = None,
+                    weight_dtype: str = "int8") -> np.ndarray:
+    """reference_integer_ops::FullyConnected(PerChannel): x [N, ...] flattened per batch row, weights [O, K]."""
+    w = _weights(weights, weight_dtype, "FULLY_CONNECTED")
+    p = prepare_weighted("FULLY_CONNECTED", q_in, weight_scales, q_out, w.shape[0], activation, weight_dtype)
+    x = stored(x, q_in, "FULLY_CONNECTED input") - p.input_zero_point
+    x = x.reshape(x.shape[0], -1)
+    if w.ndim != 2 or w.shape[1] != x.shape[1]:
+        raise ValueError(f"FULLY_CONNECTED: input of {x.shape[1]} features and weights {w.shape} do not fit")
+    acc = x @ w.T
+    return _requantize_acc(_accumulate(acc, _bias(bias, w.shape[0], p.wide, "FULLY_CONNECTED"), p.wide), p)
+
+
+# ------------------------------------------------------------------------------------------ pools
+
+def max_pool2d(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], padding: str, q_in: TensorQ,
+               q_out: TensorQ, activation: str | None = None) -> np.ndarray:
+    """reference_integer_ops::MaxPool (int8/int16): max of the taps inside the image, clamped."""
+    check_same_quant((q_in, q_out), "MAX_POOL_2D", ("int8", "int16"))
+    x = stored(x, q_in, "MAX_POOL_2D input")
+    lo, hi = activation_range(q_out, activation)
+    pt = _patches(x, pool[0], pool[1], tuple(stride), (1, 1), padding, np.iinfo(np.int64).min)
+    return _clamp(pt.max(axis=(3, 4)), lo, hi)
+
+
+def average_pool2d(x: np.ndarray, pool: tuple[int, int], stride: tuple[int, int], padding: str, q_in: TensorQ,
+                   q_out: TensorQ, activation: str | None = None) -> np.ndarray:
+    """reference_integer_ops::AveragePool (int8/int16): int32 sum of the stored taps inside the
+    image, divided by their count rounding half away from zero (C division), clamped."""
+    check_same_quant((q_in, q_out), "AVERAGE_POOL_2D", ("int8", "int16"))
+    x = stored(x, q_in, "AVERAGE_POOL_2D input")
+    lo, hi = activation_range(q_out, activation)
+    pt = _patches(x, pool[0], pool[1], tuple(stride), (1, 1), padding, 0)
+    ones = np.ones((1,) + x.shape[1:3] + (1,), dtype=np.int64)
+    n = _patches(ones, pool[0], pool[1], tuple(stride), (1, 1), padding, 0).sum(axis=(3, 4))
+    acc = wrap32(pt.sum(axis=(3, 4)))
+    half = n // 2
+    y = np.where(acc > 0, c_div(acc + half, n), c_div(acc - half, n))
+    return _clamp(y, lo, hi)

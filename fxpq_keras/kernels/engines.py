@@ -50,8 +50,9 @@ def runner_runs(info, engine: str) -> None:
     """The C runner (engines host, qemu-m4, qemu-m7) runs fxp files; an int8-builtin file is all stock
     TFLite ops, which only TFLM runs: say which engines those are instead of the runner's
     'unsupported builtin op' on the first stock op."""
-    if getattr(info, "target", "fxp") == "int8-builtin":
-        raise WrongEngineError(f"--engine {engine} runs fxp files (the fxpq C kernels); this is an int8-builtin "
+    target = getattr(info, "target", "fxp")
+    if target in ("int8-builtin", "builtin"):
+        raise WrongEngineError(f"--engine {engine} runs fxp files (the fxpq C kernels); this is an {target} "
                                "file (stock TFLite ops): run it with --engine tflm (the tflite-micro wheel) or "
                                "tflm-host / tflm-m4 / tflm-m7 (real TFLM from TFLM_DIR), or reference")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from ..calibration import Calibration
 from ..fakequant.model import quantize_model, quantizer_variables, write_data_structure
 from ..policy import Policy
 from ..progress import Progress
-from . import space
+from . import builtin_space, space
 from .budget import Budget, Meter, Metrics, choose_metric, effective_samples, margin_weights
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
 from .interval import SHIFT, copy_clusters
@@ -48,6 +49,9 @@ class SearchEngine:
                  progress: Progress | None = None) -> None:
         self.options = options or SearchOptions()
         self.options.validate()
+        if self.options.target == "builtin" and self.options.per_channel is not True:
+            # conv and depthwise weights per channel, as TFLM's int4/int8 kernels take them
+            self.options = replace(self.options, per_channel=True)
         opts = self.options
         self.started = time.perf_counter()
         # phase lines and the bar (fxpq_keras/progress.py); None when not verbose and none given
@@ -231,6 +235,8 @@ class SearchEngine:
     def widths(self, key: Key) -> list[int]:
         """The widths of `key` the objective tells apart, ascending, ending at the current width
         (`space.widths`: device activations are one byte or where they are)."""
+        if self.options.target == "builtin":  # the current policy's width: repair may have lowered it
+            return builtin_space.widths(key, self.state.policy.get(*key).bits)
         return space.widths(self.bits[key], self.options.min_bits, self.device is not None and key[1] == "output")
 
     # -- formats -> variables -------------------------------------------------------------------
@@ -247,6 +253,8 @@ class SearchEngine:
         trial = base.copy()
         for (layer, ds), bits, frac in changes:
             trial.set(layer, ds, bits=bits, frac=frac)
+        if self.options.target == "builtin":  # int4 weights take 8-bit neighbours (TFLM has no int16x4)
+            builtin_space.repair(trial, lambda key, b, signed: space.range_frac(self._ranges[key], b, signed))
         trial.constrain_biases()
         return trial
 

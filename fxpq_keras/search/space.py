@@ -15,6 +15,7 @@ from ..calibration import Calibration
 from ..formats import MAX_FRAC, MIN_BITS, MIN_FRAC, frac_for_range
 from ..policy import Policy
 from ..stock_layers import FIXED_OUTPUT_FORMATS, STOCK_KINDS
+from . import builtin_space
 from .state import CHANNELS, Key, SearchOptions
 
 Frac = int | tuple[int, ...]
@@ -42,6 +43,11 @@ def data_ranges(calib: Calibration, opts: SearchOptions, policy: Policy) -> dict
                     out[(layer, CHANNELS)] = calib.weight_max_abs(node, True)
             else:
                 out[(layer, ds)] = float(np.abs(node.bias).max())
+    if opts.target == "builtin":  # fully connected weights per tensor (TFLM's int4 FC rule)
+        for layer, ds, _ in policy.data_structures():
+            if ds == "weights" and policy.layers[layer].get("kind") in builtin_space.FC_KINDS:
+                out[(layer, ds)] = float(np.max(out[(layer, ds)]))
+                out.pop((layer, CHANNELS), None)
     if not opts.dynamic_fixed_point:
         for kind in ("weights", "bias", "output"):
             keys = [k for k in out if (k[1] == kind and k[0] != "input") or (kind == "output" and k[0] == "input")]
@@ -74,6 +80,9 @@ def start_policy(calib: Calibration, opts: SearchOptions) -> Policy:
             d = policy.get(layer, ds)
             policy.set(layer, ds, frac=range_frac(r, d.bits, d.signed))
         policy.constrain_biases()
+    if opts.target == "builtin":
+        ranges = data_ranges(calib, opts, policy)
+        policy = builtin_space.start_policy(policy, lambda key, bits, signed, _: range_frac(ranges[key], bits, signed))
     return policy
 
 
@@ -84,7 +93,7 @@ def changeable_keys(start: Policy, opts: SearchOptions) -> list[Key]:
     keys = []
     for layer, ds, _ in start.data_structures():
         kind = "input" if layer == "input" else ds
-        if ds == "bias" and opts.objective == "device":
+        if ds == "bias" and (opts.objective == "device" or opts.target == "builtin"):
             continue  # stored as int32 whatever the width: lowering one only adds error
         if ds == "output" and layer != "input" and start.layers[layer].get("kind") in STOCK_KINDS:
             continue  # a stock op writes one byte per element in the format TFLM's kernel fixes

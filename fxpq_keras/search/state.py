@@ -86,6 +86,9 @@ class SearchOptions:
     # the four mechanisms (docs/algorithm.md, mechanisms 1-4); switch one off to measure what it buys
     dynamic_fixed_point: bool = True
     layerwise: bool = True
+    # the format space: "fxp" (any width, custom ops) or "builtin" (what stock TFLM runs: weights 8 or 4
+    # bits, activations 16 or 8, search/builtin_space.py; export with target "builtin")
+    target: str = "fxp"
     error_statistics_frac: bool = True
     self_distillation: bool = True
 
@@ -112,6 +115,10 @@ class SearchOptions:
             raise ValueError(f"align_ranges must be True, False or 'auto', got {self.align_ranges!r}")
         if self.ram_first not in (True, False, "auto"):
             raise ValueError(f"ram_first must be True, False or 'auto', got {self.ram_first!r}")
+        if self.target not in ("fxp", "builtin"):
+            raise ValueError(f"target must be fxp or builtin, got {self.target!r}")
+        if self.target == "builtin" and not self.layerwise:
+            raise ValueError("target builtin searches per layer (layerwise=False has no builtin width sequence)")
         if not 0 <= float(self.margin_sigma) <= 5:
             raise ValueError(f"margin_sigma must be in 0..5, got {self.margin_sigma!r}")
         if not 0.0 <= float(self.low_margin_quantile) < 1.0 or not 0.0 <= float(self.low_margin_share) < 1.0:

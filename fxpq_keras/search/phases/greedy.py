@@ -8,6 +8,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import replace
 
+from .. import builtin_space
 from ..run import SearchRun
 from ..state import Candidate, Key
 from . import peak_groups
@@ -23,9 +24,26 @@ def candidate(search: SearchRun, key: Key) -> Candidate | None:
     saved = search.gain(search.state.policy, key, bits)
     if saved <= 0:
         return Candidate(key, bits, None, None, search.version, 0.0)  # re-scored after the next accepted step
-    frac, m = search.best_frac(search.state.policy, key, bits)
+    base, also = search.state.policy, []
+    if search.options.target == "builtin" and key[1] == "weights" and bits <= 4:
+        # TFLM has no int16x4 kernel: int4 weights come with their activations at 8 bits, each frac
+        # chosen by the same statistic (builtin_space.neighbours), as one step
+        for nkey in builtin_space.neighbours(base, key[0]):
+            if base.get(*nkey).bits > 8:
+                if nkey in search.state.frozen or nkey not in search.keys:
+                    return None
+                nfrac, _ = search.best_frac(base, nkey, 8)
+                saved += max(search.gain(base, nkey, 8), 0)
+                base = search._with(base, [(nkey, 8, nfrac)])
+                also.append((nkey, 8, nfrac))
+    frac, m = search.best_frac(base, key, bits)
     added = max(m.kl - search.state.metrics.kl, 1e-7)
-    return Candidate(key, bits, frac, m, search.version, saved / added)
+    return Candidate(key, bits, frac, m, search.version, saved / added, tuple(also))
+
+
+def _group(cand: Candidate) -> bool:
+    """A peak group (tied activations); a weights step with `also` is one step of target builtin."""
+    return bool(cand.also) and cand.key[1] == "output"
 
 
 def push(search: SearchRun, cand: Candidate | None) -> None:
@@ -67,12 +85,12 @@ def step(search: SearchRun) -> int:
             search.finish("every data structure is frozen, at min_bits, or saves nothing more")
         return 0
     if cand.version != search.version:
-        push(search, peak_groups.group_candidate(search) if cand.also else candidate(search, cand.key))
+        push(search, peak_groups.group_candidate(search) if _group(cand) else candidate(search, cand.key))
         if not search.heap:
             search.finish("every data structure is frozen, at min_bits, or saves nothing more")
         return 0
     if not try_step(search, cand):
-        if cand.also:
+        if _group(cand):
             push_group(search)  # without its costliest member, another set of the tied activations may do
         if not search.heap:
             search.finish("every data structure is frozen or at min_bits")
@@ -82,7 +100,7 @@ def step(search: SearchRun) -> int:
     for parked in search.parked:  # the peak may have moved: score them again when they come up
         push(search, replace(parked, version=-2))
     search.parked = []
-    if not cand.also:
+    if not _group(cand):
         push(search, candidate(search, cand.key))
     push_group(search)
     if not search.heap:
@@ -96,7 +114,7 @@ def try_step(search: SearchRun, cand: Candidate) -> bool:
     trial = search._with(search.state.policy, cand.changes)
     check = cand.metrics if search.checker is search.decide else search.evaluate(trial, check=True, keep=True)
     if not search.within_budget(check):
-        if cand.also:
+        if _group(cand):
             worst = max((k for k, _, _ in cand.changes),
                         key=lambda k: (peak_groups.alone(search, k), -search.keys.index(k)))
             search.state.frozen.add(worst)

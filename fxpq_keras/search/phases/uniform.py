@@ -5,6 +5,7 @@ what lowering found. With mechanism 2 off (`layerwise=False`), `lower_all` is th
 from __future__ import annotations
 
 from ...policy import Policy
+from .. import builtin_space
 from ..budget import Metrics
 from ..run import SearchRun
 from ..state import SearchState
@@ -13,8 +14,13 @@ from . import greedy, walkback
 
 def uniform_policy(search: SearchRun, bits: int) -> Policy:
     """Every changeable data structure except biases at `bits` with its range-derived frac."""
-    changes = [(key, bits, search.frac_candidates(key, bits, search.start_policy.get(*key).per_channel)[0])
-               for key in search.keys if key[1] != "bias"]
+    changes = []
+    for key in search.keys:
+        if key[1] == "bias":
+            continue
+        d = search.start_policy.get(*key)
+        b = builtin_space.snap(key, bits, d.signed) if search.options.target == "builtin" else bits
+        changes.append((key, b, search.frac_candidates(key, b, d.per_channel)[0]))
     return search._with(search.start_policy, changes)
 
 

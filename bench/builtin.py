@@ -1,0 +1,254 @@
+"""Target builtin (issue 23): the searched stock-TFLM file against uniform int8, for every zoo model.
+
+    FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
+
+Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled training samples):
+
+- TFLite int8: TFLiteConverter full-integer post-training quantization (the file users have today);
+- W8A8 (int8-builtin): fxpq's uniform 8-bit policy through stock int8 ops;
+- builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
+  int8 or int16, device objective), written with target builtin;
+- with --aeq: Google's AI Edge Quantizer (`ai-edge-quantizer` 0.10, importable: it needs no
+  TensorFlow; e.g. `pip install --no-deps --target DIR ai-edge-quantizer immutabledict
+  litert-lm-builder tomli` and PYTHONPATH=DIR) on the converter's float file, static recipes W8A8
+  (static_wi8_ai8), W4A8 (the same with 4-bit weights, per tensor on FULLY_CONNECTED: TFLM refuses
+  AEQ's per-channel int4 FC) and W8A16 (static_wi8_ai16), calibrated on
+  the same 512 samples, run in the `tflite-micro` wheel (real TFLM) on the held-out split.
+
+Columns: `.tflite` bytes and their ratio to TFLite int8; the held-out score (top-1 accuracy, or AUC
+for the autoencoder) and agreement with the float model's top-1 on the held-out split (the
+integer files run through the numpy model of TFLM's kernels); the weights stored as int4 and the
+activation tensors stored as int16; `wheel bit-exact`: the builtin file run in the `tflite-micro`
+wheel (real TFLM, reference kernels) equals the numpy model on every held-out input checked;
+`arena B`: TFLM's arena as fxpq_keras.tflm_arena models it (with int16 activations CMSIS-NN's int16
+scratch is modelled as the int8 one), under CMSIS-NN and under TFLM's reference kernels, which
+unpack int4 weights into the arena (one byte per weight: int4 only saves RAM-free flash with CMSIS-NN).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
+from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E402
+from bench.quality import tflite_int8  # noqa: E402
+from fxpq_keras.calibration import Calibration  # noqa: E402
+from fxpq_keras.fakequant import quantize_model  # noqa: E402
+from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
+from fxpq_keras.flatbuffer.schema import schema as S  # noqa: E402
+from fxpq_keras.policy import Policy  # noqa: E402
+
+
+def _agreement(name: str, out: np.ndarray, ref: np.ndarray) -> float | None:
+    return None if ZOO[name].metric == "auc" else float(np.mean(np.argmax(out, -1) == np.argmax(ref, -1)))
+
+
+def _composition(blob: bytes) -> tuple[int, int, int]:
+    """(weights stored as int4, weights stored as int8, activation tensors stored as int16)."""
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    int4 = int8 = act16 = 0
+    for t in model.subgraphs[0].tensors:
+        n = int(np.prod(t.shape)) if t.shape is not None else 0
+        const = model.buffers[t.buffer].data is not None
+        if const and t.type == S.TensorType.INT4:
+            int4 += n
+        elif const and t.type == S.TensorType.INT8:
+            int8 += n
+        elif not const and t.type == S.TensorType.INT16:
+            act16 += 1
+    return int4, int8, act16
+
+
+def _arena(blob: bytes) -> dict[str, Any]:
+    """The modelled TFLM arena (fxpq_keras.tflm_arena) under CMSIS-NN and under the reference kernels."""
+    from fxpq_keras.flatbuffer.memory import device_model_from_tflite
+
+    try:
+        d = device_model_from_tflite(blob)
+        return {"ram": d.cost().ram_bytes, "ram_ref": d.cost(kernels="reference").ram_bytes}
+    except Exception:  # noqa: BLE001 - a file the model cannot read gets no arena figure
+        return {}
+
+
+def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], float_out: np.ndarray,
+              n_exact: int, note: str = "") -> dict[str, Any]:
+    x_te = data["x_test"].astype(np.float32)
+    out = Interpreter(path).predict(x_te)
+    out = out[0] if isinstance(out, list) else out
+    blob = path.read_bytes()
+    int4, int8, act16 = _composition(blob)
+    row = {"model": name, "file": what, "bytes": len(blob), "score": score(name, out, data),
+           "agreement": _agreement(name, out, float_out), "int4": int4, "int8": int8, "act16": act16, "note": note,
+           **_arena(blob)}
+    if n_exact:
+        interp = Interpreter(path)
+        ref = interp.predict(x_te[:n_exact], raw=True)
+        got = Interpreter(path, engine="tflm").predict(x_te[:n_exact], raw=True)
+        row["exact"] = "yes" if np.array_equal(np.asarray(ref), np.asarray(got)) else "NO"
+    return row
+
+
+def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False) -> list[dict[str, Any]]:
+    model, data = trained(name)
+    x_cal, _ = calibration_set(data, samples)
+    x_te = data["x_test"].astype(np.float32)
+    float_out = model.predict(x_te, verbose=0)
+    rows: list[dict[str, Any]] = [{"model": name, "file": "float", "score": score(name, float_out, data),
+                                   "agreement": _agreement(name, float_out, float_out), "note": ""}]
+    int8_out, int8_blob = tflite_int8(model, x_cal, x_te)
+    rows.append({"model": name, "file": "TFLite int8", "bytes": len(int8_blob), "score": score(name, int8_out, data),
+                 "agreement": _agreement(name, int8_out, float_out), "int8": None, "note": "LiteRT",
+                 **_arena(int8_blob)})
+    calib = Calibration(model, x_cal)
+    out_dir = Path("/tmp/fxpq-bench-builtin")
+    out_dir.mkdir(exist_ok=True)
+    path = out_dir / f"{name}-w8a8.tflite"
+    try:
+        export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), path, target="int8-builtin")
+        rows.append(_file_row(name, "W8A8 (int8-builtin)", path, data, float_out, 0))
+    except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
+        rows.append({"model": name, "file": "W8A8 (int8-builtin)", "note": f"refused: {str(exc)[:160]}"})
+        rows.append({"model": name, "file": f"builtin search {max_drop:.0%}",
+                     "note": "not run: the model has layers no stock file expresses (see the W8A8 row)"})
+        return rows + (aeq_rows(name, model, x_cal, data, float_out) if aeq else [])
+    from fxpq_keras.search import FxPQNet
+
+    t0 = time.time()
+    res = FxPQNet(max_drop, target="builtin", samples=samples, seed=0, verbose=0).quantize(model, x_cal)
+    seconds = time.time() - t0
+    path = out_dir / f"{name}-builtin.tflite"
+    try:
+        export_tflite(res.model, path, target="builtin")
+        rows.append(_file_row(name, f"builtin search {max_drop:.0%}", path, data, float_out, n_exact,
+                              f"search {seconds:.0f} s, {res.evaluations} evaluations"))
+    except Exception as exc:  # noqa: BLE001
+        rows.append({"model": name, "file": f"builtin search {max_drop:.0%}", "note": f"refused: {str(exc)[:160]}"})
+    if aeq:
+        rows += aeq_rows(name, model, x_cal, data, float_out)
+    return rows
+
+
+def _aeq_recipes() -> dict[str, list[dict[str, Any]]]:
+    import copy
+
+    from ai_edge_quantizer import recipe
+
+    w4a8 = copy.deepcopy(recipe.static_wi8_ai8())
+    for entry in w4a8:
+        entry["op_config"]["weight_tensor_config"]["num_bits"] = 4
+    # TFLM refuses per-channel int4 FULLY_CONNECTED (AEQ's default granularity): per tensor there
+    fc = copy.deepcopy(w4a8[0])
+    fc["operation"] = "FULLY_CONNECTED"
+    fc["op_config"]["weight_tensor_config"]["granularity"] = "TENSORWISE"
+    w4a8.append(fc)
+    return {"AEQ W8A8": recipe.static_wi8_ai8(), "AEQ W4A8": w4a8, "AEQ W8A16": recipe.static_wi8_ai16()}
+
+
+def _run_wheel(blob: bytes, x: np.ndarray) -> np.ndarray:
+    """Outputs (dequantized) of a float-input file in the tflite-micro wheel, one sample at a time."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interp = runtime.Interpreter.from_bytes(blob)
+    detail, inp = interp.get_output_details(0), interp.get_input_details(0)
+    qi = inp.get("quantization_parameters") or {}
+    if inp["dtype"] != np.float32 and len(qi.get("scales", [])):  # an integer input: quantize as TFLite does
+        info = np.iinfo(inp["dtype"])
+        x = np.clip(np.round(x / qi["scales"][0]) + qi["zero_points"][0], info.min, info.max)
+    outs = []
+    for sample in x:
+        interp.set_input(sample[None].astype(inp["dtype"]), 0)
+        interp.invoke()
+        outs.append(interp.get_output(0).copy())
+    out = np.concatenate(outs).astype(np.float64)
+    q = detail.get("quantization_parameters") or {}
+    scales = q.get("scales")
+    if detail["dtype"] != np.float32 and scales is not None and len(scales):
+        out = (out - q["zero_points"][0]) * scales[0]
+    return out
+
+
+def aeq_rows(name: str, model: Any, x_cal: np.ndarray, data: dict[str, np.ndarray],
+             float_out: np.ndarray) -> list[dict[str, Any]]:
+    """AI Edge Quantizer's static recipes on the converter's float file (see the module doc)."""
+    from ai_edge_litert.interpreter import Interpreter as LiteRT
+    from ai_edge_quantizer import quantizer
+
+    tf = fxpq_keras._tf.tf
+    float_blob = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    signatures = LiteRT(model_content=float_blob).get_signature_list()
+    key = next(iter(signatures))
+    in_name = signatures[key]["inputs"][0]
+    calibration = {key: [{in_name: x_cal[i:i + 1].astype(np.float32)} for i in range(len(x_cal))]}
+    rows = []
+    for what, rec in _aeq_recipes().items():
+        try:
+            qt = quantizer.Quantizer(float_blob, rec)
+            blob = bytes(qt.quantize(qt.calibrate(calibration, num_threads=1), enable_progress_report=False)
+                         .quantized_model)
+            out = _run_wheel(blob, data["x_test"].astype(np.float32))
+            int4, int8, act16 = _composition(blob)
+            rows.append({"model": name, "file": what, "bytes": len(blob), "score": score(name, out, data),
+                         "agreement": _agreement(name, out, float_out), "int4": int4, "int8": int8, "act16": act16,
+                         "note": "run in the tflite-micro wheel", **_arena(blob)})
+        except Exception as exc:  # noqa: BLE001 - a failing recipe is a row of the table
+            rows.append({"model": name, "file": what, "note": f"failed: {str(exc).splitlines()[0][:160]}"})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "file", ".tflite B", "file/int8", "arena B (CMSIS-NN)", "arena B (reference)",
+            "held-out score", "agreement", "int4 weights",
+            "int8 weights", "int16 tensors", "wheel bit-exact", "note"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    base = None
+    for r in rows:
+        if r["file"] == "TFLite int8":
+            base = r.get("bytes")
+        b = r.get("bytes")
+        agree = r.get("agreement")
+        cells = [r["model"], r["file"], f"{b:,}" if b else "", f"{b / base:.2f}" if b and base else "",
+                 f"{r['ram']:,}" if r.get("ram") else "", f"{r['ram_ref']:,}" if r.get("ram_ref") else "",
+                 f"{r['score']:.4f}" if r.get("score") is not None else "",
+                 f"{agree:.2%}" if agree is not None else "",
+                 f"{r['int4']:,}" if r.get("int4") is not None else "", f"{r['int8']:,}" if r.get("int8") else "",
+                 str(r.get("act16", "")), r.get("exact", ""), r.get("note", "")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated zoo models (default: all)")
+    p.add_argument("--samples", type=int, default=512, help="unlabeled calibration samples (training split)")
+    p.add_argument("--max-drop", type=float, default=0.01, help="the search's budget")
+    p.add_argument("--exact", type=int, default=200, help="held-out inputs run in the tflite-micro wheel")
+    p.add_argument("--aeq", action="store_true", help="also AI Edge Quantizer's W8A8, W4A8 and W8A16 recipes")
+    p.add_argument("--aeq-only", action="store_true", help="only the float and AEQ rows (no search)")
+    args = p.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    for name in args.models.split(","):
+        if args.aeq_only:
+            model, data = trained(name)
+            x_cal, _ = calibration_set(data, args.samples)
+            float_out = model.predict(data["x_test"].astype(np.float32), verbose=0)
+            new = [{"model": name, "file": "float", "score": score(name, float_out, data),
+                    "agreement": _agreement(name, float_out, float_out), "note": ""}]
+            new += aeq_rows(name, model, x_cal, data, float_out)
+        else:
+            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq)
+        rows += new
+        print(f"[{name} measured]\n{table(new)}", file=sys.stderr, flush=True)
+    print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

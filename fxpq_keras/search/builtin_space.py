@@ -1,0 +1,96 @@
+"""The format space of target `builtin` (issue 23): what stock TFLM runs, searched per layer.
+
+Stock TFLM 90b983c runs CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with int8 activations and
+int8 or packed int4 weights, or with int16 activations (zero point 0) and int8 weights; ADD and
+the pools in int8 or int16; SOFTMAX on int8 logits. So per data structure:
+
+- weights: 8 or 4 bits, symmetric, power-of-two scales per output channel (conv, depthwise) or
+  per tensor (fully connected: TFLM refuses per-channel int4 there);
+- activations (and the input): 16 bits (int16; a non-negative one 15 bits unsigned, which int16
+  holds exactly, u16 it does not) or 8 bits (u8 is int8 with zero point -128);
+- the logits a softmax reads: 8 bits end the file in TFLM's int8 SOFTMAX; 16 bits are the file's
+  output and the softmax runs on the host, as in fxp files (the argmax is the logits');
+- biases: not searched (int32, or int64 next to int16 activations, at the accumulator's frac).
+
+The search is the fxp one with these widths (PrecisionSearch.widths, _uniform); where an op reads
+or writes an int16 tensor the exporter computes it in int16 with exact QUANTIZE seams
+(flatbuffer/builtin.py), and an int16 op takes int8 weights (a 4-bit choice there is stored as
+int8, exact). The device objective is the fxp file's accounting (weights at 4 or 8 bits, every
+activation at its container size), which ranks these steps as the builtin file's bytes do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..policy import Policy
+
+Key = tuple[str, str]
+WEIGHT_BITS = (4, 8)
+ACTIVATION_BITS = (8, 16)
+FC_KINDS = ("dense",)
+
+
+def activation_width(bits: int, signed: bool) -> int:
+    """The stored width of a 16-bit activation: 16 signed, 15 unsigned (int16 holds u15)."""
+    return bits if bits <= 8 or signed else min(bits, 15)
+
+
+def snap(key: Key, bits: int, signed: bool) -> int:
+    """The builtin width a uniform width `bits` stands for (the next allowed one up)."""
+    if key[1] == "weights":
+        return 4 if bits <= 4 else 8
+    return 8 if bits <= 8 else activation_width(16, signed)
+
+
+def widths(key: Key, now: int) -> list[int]:
+    """The widths of `key` the search may still step to, ascending, ending at the current one."""
+    low = 4 if key[1] == "weights" else 8
+    return [low, now] if now > low else [now]
+
+
+def _owner(policy: Policy, name: str) -> str:
+    """The layer (or "input") whose output data structure a tensor has (through pass-through layers)."""
+    layers = policy.layers
+    while name in layers and layers[name].get("output") is None:
+        name = layers[name]["inputs"][0]
+    return name if name in layers else "input"
+
+
+def neighbours(policy: Policy, layer: str) -> list[Key]:
+    """The activations a weighted layer reads and writes (what int4 weights need at 8 bits)."""
+    entry = policy.layers[layer]
+    keys = [(_owner(policy, entry["inputs"][0]), "output")]
+    if entry.get("output") is not None:
+        keys.append((layer, "output"))
+    return keys
+
+
+def repair(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None:
+    """TFLM has no int16 activations with int4 weights: a layer with <= 4-bit weights gets its
+    input and output activations at 8 bits (range-derived frac from frac_for(key, bits, signed)),
+    so every policy the search measures is one the builtin file stores as measured."""
+    for layer, ds, d in policy.data_structures():
+        if ds != "weights" or d.bits > 4:
+            continue
+        for key in neighbours(policy, layer):
+            a = policy.get(*key)
+            if a.bits > 8:
+                policy.set(*key, bits=8, frac=frac_for(key, 8, a.signed))
+
+
+def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]) -> Policy:
+    """The builtin start: weights at 8 bits (fully connected per tensor), activations at 16 (15
+    unsigned). frac_for(key, bits, signed, per_channel) gives the range-derived frac."""
+    policy = policy.copy()
+    for layer, ds, d in policy.data_structures():
+        key = (layer, ds)
+        if ds == "weights":
+            per_channel = policy.layers[layer].get("kind") not in FC_KINDS
+            policy.set(layer, ds, bits=8, frac=frac_for(key, 8, True, per_channel))
+        elif ds == "output":
+            bits = activation_width(16, d.signed)
+            policy.set(layer, ds, bits=bits, frac=frac_for(key, bits, d.signed, False))
+    policy.constrain_biases()
+    return policy
