@@ -170,11 +170,10 @@ def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
     return row
 
 
-def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
-    """Per-layer instructions: each node's kernel call on its actual inputs (one sample) in the
-    QEMU test harness, optimized (M4, M7) and reference (M4) kernels; outputs checked bit for bit."""
+def layer_cases(tflite: Path, x: np.ndarray) -> tuple:
+    """(graph, nodes, cases, values): each node's kernel call on its actual inputs (one sample of
+    `x`), for the QEMU test harness; values = every tensor's integers (the reference's)."""
     from fxpq_keras.integer_graph.graph import run_node
-    from fxpq_keras.kernels import qemu
     from fxpq_keras.kernels.cases import node_case
 
     graph = Interpreter(tflite).graph
@@ -188,6 +187,15 @@ def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
         if case is not None:
             cases.append(case)
             nodes.append(node)
+    return graph, nodes, cases, values
+
+
+def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
+    """Per-layer instructions: each node's kernel call on its actual inputs (one sample) in the
+    QEMU test harness, optimized (M4, M7) and reference (M4) kernels; outputs checked bit for bit."""
+    from fxpq_keras.kernels import qemu
+
+    graph, nodes, cases, values = layer_cases(tflite, x)
     runs = {(cpu, k): qemu.run_cases(cases, cpu=cpu, kernels=k, timeout=600)
             for cpu, k in (("m4", "optimized"), ("m7", "optimized"), ("m4", "reference"))}
     rows = []
