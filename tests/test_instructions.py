@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from test_export_keras import _every_layer_model
+from test_search import digits  # noqa: F401  (the fixture: a tiny CNN on 8x8 digits)
 
 import fxpq_keras as fx
 from fxpq_keras.flatbuffer import export_tflite
@@ -94,3 +95,39 @@ def test_policy_estimate_equals_the_exported_files(keras_case):
             assert device.instructions(p, {(layer, ds): 16}) == pytest.approx(device.instructions(q))
     finally:
         fx.set_policy(qmodel, policy)
+
+
+def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the imported fixture)
+    """The default search (max_slowdown 1.0) ends at or under uniform 8-bit's estimated instructions, says so and
+    how many steps it refused for speed; a tighter cap refuses more; none (or 0) has no cap."""
+    from test_search import FAST
+
+    from fxpq_keras.search import FxPQNet
+
+    capped = FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"])
+    assert capped.instruction_cap is not None
+    assert capped.instructions() <= capped.instruction_cap
+    assert "cap 1x (max_slowdown) met" in capped.summary()
+    assert capped.to_dict()["refused_for_speed"] == capped.refused_for_speed
+    tight = FxPQNet(0.02, max_slowdown=0.9, **FAST).quantize(digits["model"], digits["x_train"])
+    assert tight.instruction_cap == pytest.approx(0.9 * capped.instruction_cap)
+    assert tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
+    for off in (None,):
+        free = FxPQNet(0.02, max_slowdown=off, **FAST).quantize(digits["model"], digits["x_train"])
+        assert free.instruction_cap is None and free.refused_for_speed == 0
+        assert "no speed cap" in free.summary()
+
+
+def test_max_slowdown_option_and_flag() -> None:
+    import argparse
+
+    from fxpq_keras.commands import slowdown
+    from fxpq_keras.search import FxPQNet
+
+    assert slowdown("none") is None and slowdown("0") is None and slowdown("1.25") == 1.25
+    for bad in ("-1", "fast", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            slowdown(bad)
+    for bad in (-0.5, "1", True):
+        with pytest.raises(ValueError, match="max_slowdown"):
+            FxPQNet(0.01, max_slowdown=bad)

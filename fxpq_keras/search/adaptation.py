@@ -54,6 +54,10 @@ class SearchOptions:
     # sizes, fxpq_keras.memory.DeviceModel), "paper" = the paper's bit count (weights + biases + activations)
     objective: str = "device"
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
+    # speed (device objective): no step may leave the estimated Cortex-M4 instructions of the fxp file
+    # (fxpq_keras.instructions) above uniform 8-bit's on the same model times this, raising them; None or 0 =
+    # no cap (docs/algorithm.md, "Device objective")
+    max_slowdown: float | None = 1.0
     # the file the device objective plans RAM for: a float32 input quantized on the chip (export_tflite's
     # default) or an integer input (`export_tflite(..., float_input=False)`, what TFLite int8 files take)
     float_input: bool = True
@@ -108,6 +112,10 @@ class SearchOptions:
         check_activation_bits(self.max_bits, "max_bits")
         if self.min_bits > self.max_bits:
             raise ValueError(f"min_bits ({self.min_bits}) must not exceed max_bits ({self.max_bits})")
+        if self.max_slowdown is not None and (isinstance(self.max_slowdown, bool) or
+                                              not isinstance(self.max_slowdown, (int, float)) or
+                                              not 0 <= float(self.max_slowdown) < float("inf")):
+            raise ValueError(f"max_slowdown must be a number >= 0 (0 or None: no speed cap), got {self.max_slowdown!r}")
         if self.memory_target is not None and not self.memory_target > 0:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
         if self.per_channel not in (True, False, "auto"):
@@ -326,6 +334,13 @@ class PrecisionSearch:
             from ..integer_graph.lower import lower_model
 
             self.device = device_model_from_graph(lower_model(self.qmodel), float_input=opts.float_input)
+        # the speed cap: uniform 8-bit's estimated instructions (the start policy's signedness) x max_slowdown
+        self.instruction_cap: float | None = None
+        self.refused_for_speed: set[tuple[Key, int]] = set()  # steps (data structure, width) refused for speed
+        if self.device is not None and opts.max_slowdown:
+            eight = {(layer, ds): 8 for layer, ds, _ in self.start_policy.data_structures() if ds != "bias"}
+            base = self.device.instructions(self.start_policy, eight)
+            self.instruction_cap = None if base is None else base * float(opts.max_slowdown)
         self.decide = Evaluator(self.qmodel, calib.x[self.decision_index], self.decision_meter,
                                 incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else
@@ -698,6 +713,8 @@ class PrecisionSearch:
         if len(ws) < 2:
             return None
         bits = ws[-2]
+        if self.too_slow(self.state.policy, {key: bits}):  # parked: re-scored after the next accepted step
+            return Candidate(key, bits, None, None, self.version, 0.0)
         saved = self.gain(self.state.policy, key, bits)
         if saved <= 0:
             return Candidate(key, bits, None, None, self.version, 0.0)  # re-scored after the next accepted step
@@ -750,6 +767,8 @@ class PrecisionSearch:
         if members is None:
             return None
         target, base = self._group_target(), self.state.policy
+        if self.too_slow(base, {k: target for k in members}):
+            return None
         changes: list[tuple[Key, int, Any]] = []
         m = self.state.metrics
         for key in members:
@@ -841,6 +860,39 @@ class PrecisionSearch:
             self._finish("memory target met", target_met=True)
         return True
 
+    def too_slow(self, base: Policy, changes: dict[Key, int], raising: bool = True, count: bool = True) -> bool:
+        """Whether `changes` on `base` break the speed cap: the estimated instructions end above it
+        and (with `raising`) above base's, so a step that speeds up a slow policy is never refused.
+        A refused step is counted in refused_for_speed (with `count`)."""
+        if self.instruction_cap is None:
+            return False
+        new = self.device.instructions(base, changes)
+        if new <= self.instruction_cap or (raising and new <= self.device.instructions(base)):
+            return False
+        if count:
+            self.refused_for_speed.update(changes.items())
+        return True
+
+    def _within_speed(self, base: Policy, changes: list[tuple[Key, int, Any]]) -> list[tuple[Key, int, Any]]:
+        """The jump's changes without those that break the speed cap: while the set does, drop the change
+        whose removal lowers the estimate most (the estimate only, no evaluation)."""
+        if self.instruction_cap is None:
+            return changes
+
+        def widths(cs: list[tuple[Key, int, Any]]) -> dict[Key, int]:
+            return {k: b for k, b, _ in cs}
+
+        while changes and self.too_slow(base, widths(changes), count=False):
+            drop = min(range(len(changes)), key=lambda i: (
+                self.device.instructions(base, widths(changes[:i] + changes[i + 1:])), i))
+            self.refused_for_speed.add(changes[drop][:2])
+            changes = changes[:drop] + changes[drop + 1:]
+        return changes
+
+    def instructions(self, policy: Policy) -> float | None:
+        """The estimated Cortex-M4 instructions of `policy`'s fxp file (None: paper objective)."""
+        return None if self.device is None else self.device.instructions(policy)
+
     def _bisect_uniform(self) -> None:
         if self.options.min_bits < self.options.max_bits:
             self._say("bisecting the lowest uniform width within the budget (the floor the search must beat)")
@@ -903,6 +955,7 @@ class PrecisionSearch:
                 if j != i:  # backing off keeps the kind of frac (per tensor or per channel) chosen
                     frac = self.frac_candidates(key, bits, isinstance(frac, tuple))[0]
                 changes.append((key, bits, frac))
+            changes = self._within_speed(base, changes)
             trial = self._with(base, changes)
             m = self.evaluate(trial, keep=True)
             check = m if self.checker is self.decide else self.evaluate(trial, check=True, keep=True)
@@ -930,6 +983,8 @@ class PrecisionSearch:
         bits = max(self.bits[k] for k in self.keys) - 1 if self.keys else 0
         if bits < opts.min_bits:
             return self._finish("every data structure is at min_bits")
+        if self.too_slow(self.state.policy, {key: bits for key in self.keys if key[1] != "bias"}):
+            return self._finish(f"{bits} bits everywhere would exceed the speed cap (max_slowdown)")
         trial = self.state.policy.copy()
         for key in self.keys:
             trial = self._with(trial, [(key, bits, self.frac_candidates(key, bits)[0])])
@@ -1005,7 +1060,7 @@ class PrecisionSearch:
         u = self.best_uniform
         if self._restarted or u is None or not self.options.layerwise:
             return False
-        if not self.smaller(u[1], self.state.policy):
+        if not self.smaller(u[1], self.state.policy) or self.too_slow(u[1], {}, raising=False):
             return False
         self._restarted = True
         self._tail = False  # from the uniform policy, bytes first again
