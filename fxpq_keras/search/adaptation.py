@@ -874,19 +874,32 @@ class PrecisionSearch:
         return True
 
     def _within_speed(self, base: Policy, changes: list[tuple[Key, int, Any]]) -> list[tuple[Key, int, Any]]:
-        """The jump's changes without those that break the speed cap: while the set does, drop the change
-        whose removal lowers the estimate most (the estimate only, no evaluation)."""
+        """The jump's changes brought under the speed cap (the jump starts from max_bits, far slower than the
+        cap, so every jump lowers the estimate: the cap itself is the test here). While the set is above
+        it, take the one adjustment that lowers the estimate most: a change moved to a wider width of its
+        data structure (more precision, so never a budget risk), or dropped. The estimate only, no evaluation."""
         if self.instruction_cap is None:
             return changes
 
-        def widths(cs: list[tuple[Key, int, Any]]) -> dict[Key, int]:
-            return {k: b for k, b, _ in cs}
+        def estimate(cs: list[tuple[Key, int, Any]]) -> float:
+            return self.device.instructions(base, {k: b for k, b, _ in cs})
 
-        while changes and self.too_slow(base, widths(changes), count=False):
-            drop = min(range(len(changes)), key=lambda i: (
-                self.device.instructions(base, widths(changes[:i] + changes[i + 1:])), i))
-            self.refused_for_speed.add(changes[drop][:2])
-            changes = changes[:drop] + changes[drop + 1:]
+        current = estimate(changes)
+        while changes and current > self.instruction_cap:
+            best = None
+            for i, (key, bits, frac) in enumerate(changes):
+                per_channel = isinstance(frac, tuple)
+                options = [changes[:i] + changes[i + 1:]]
+                options += [changes[:i] + [(key, w, self.frac_candidates(key, w, per_channel)[0])] + changes[i + 1:]
+                            for w in self.widths(key) if bits < w < self.bits[key]]
+                for option in options:
+                    e = estimate(option)
+                    if best is None or e < best[0]:
+                        best = (e, option, (key, bits))
+            if best is None or best[0] >= current:
+                break  # no adjustment speeds the set up: keep it (the greedy refuses slower steps)
+            self.refused_for_speed.add(best[2])
+            current, changes = best[0], best[1]
         return changes
 
     def instructions(self, policy: Policy) -> float | None:
