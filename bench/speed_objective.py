@@ -1,11 +1,11 @@
 """Speed in the search's objective (--max-slowdown), measured: estimated and QEMU-counted instructions.
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/speed_objective.py \\
-        [--models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws] [--samples 512] [--runs 10]
+        [--models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws] [--caps 1.0,none] [--samples 512] [--runs 10]
 
 For each zoo model (bench/models.py, cached), the default search at the 1 % budget on bench/quality.py's
-calibration samples, with the speed cap (max_slowdown 1.0, the default) and without it (None), through
-bench/search_objective.py's loop. Each searched policy's fxp file and the uniform 8-bit fxp file of the same
+calibration samples, with the speed cap (max_slowdown 1.0, the default; `--caps` adds others) and without
+it (None), through bench/search_objective.py's loop. Each searched policy's fxp file and the uniform 8-bit fxp file of the same
 model are run in the project's C runner on QEMU mps2-an386 (Cortex-M4, -icount shift=0; `--runs` held-out
 samples, outputs checked bit for bit against the reference interpreter): instructions per inference as
 estimated (fxpq_keras.instructions, DeviceModel.instructions) and as counted, each as a ratio to uniform
@@ -37,7 +37,17 @@ from fxpq_keras.kernels.engines import QemuEngine  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 
 OUT = CACHE / "speed_objective"
-VARIANTS = {"cap 1.0": {}, "no cap": {"max_slowdown": None}}
+
+
+def variants(text: str) -> dict[str, dict]:
+    """--caps "1.0,none,1.1" -> the search options of each row (1.0 is the default, so it passes none)."""
+    out: dict[str, dict] = {}
+    for item in text.split(","):
+        if item.strip().lower() in ("none", "0"):
+            out["no cap"] = {"max_slowdown": None}
+        else:
+            out[f"cap {float(item):g}"] = {} if float(item) == 1.0 else {"max_slowdown": float(item)}
+    return out
 
 
 def run_m4(path: Path, x: np.ndarray) -> tuple[float, float, bool]:
@@ -57,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=512, help="calibration samples (as bench/quality.py)")
     p.add_argument("--runs", type=int, default=10, help="held-out samples run on QEMU per file")
     p.add_argument("--max-drop", type=float, default=0.01)
+    p.add_argument("--caps", default="1.0,none", help="max_slowdown of each search (none: no cap)")
     args = p.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -64,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
           "| refused | exact |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     base: dict[str, tuple] = {}
-    for name, label, res, _seconds, loss in searched(args.models, VARIANTS, args.samples, args.max_drop):
+    for name, label, res, _seconds, loss in searched(args.models, variants(args.caps), args.samples, args.max_drop):
         model, data = trained(name)
         x = data["x_test"][: args.runs]
         if name not in base:  # uniform 8-bit (fxp) and stock int8 files of the same model
