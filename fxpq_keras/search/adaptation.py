@@ -861,17 +861,27 @@ class PrecisionSearch:
         return True
 
     def too_slow(self, base: Policy, changes: dict[Key, int], raising: bool = True, count: bool = True) -> bool:
-        """Whether `changes` on `base` break the speed cap: the estimated instructions end above it
-        and (with `raising`) above base's, so a step that speeds up a slow policy is never refused.
-        A refused step is counted in refused_for_speed (with `count`)."""
+        """Whether `changes` on `base` break the speed cap. With `raising` (a search step) only a step that
+        raises the estimate can: it is refused when it ends above the cap and above the int8 reference
+        of the current state (`forced_instructions`): the budget's own demands (activations frozen above
+        8 bits) are not counted against a step. Refused steps are counted in refused_for_speed."""
         if self.instruction_cap is None:
             return False
         new = self.device.instructions(base, changes)
-        if new <= self.instruction_cap or (raising and new <= self.device.instructions(base)):
+        if new <= self.instruction_cap:
+            return False
+        if raising and (new <= self.device.instructions(base) or
+                        new <= self.forced_instructions(base) * float(self.options.max_slowdown)):
             return False
         if count:
             self.refused_for_speed.update(changes.items())
         return True
+
+    def forced_instructions(self, policy: Policy) -> float:
+        """The int8 reference of the current state: `policy` with every data structure at 8 bits except
+        those the budget holds above 8 (frozen there) and those the search does not change."""
+        eight = {k: 8 for k in self.keys if k[1] != "bias" and not (k in self.state.frozen and self.bits[k] > 8)}
+        return self.device.instructions(policy, eight)
 
     def _within_speed(self, base: Policy, changes: list[tuple[Key, int, Any]]) -> list[tuple[Key, int, Any]]:
         """The jump's changes brought under the speed cap (the jump starts from max_bits, far slower than the

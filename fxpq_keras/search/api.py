@@ -71,6 +71,8 @@ class QuantizationResult:
     # no cap) and how many steps (data structure, width) the search refused for it
     instruction_cap: float | None = None
     refused_for_speed: int = 0
+    # the int8 reference of the result: every data structure at 8 bits but those the budget held above 8 bits
+    speed_reference: float | None = None
 
     @property
     def memory(self) -> Memory:
@@ -141,9 +143,12 @@ class QuantizationResult:
         if self.instruction_cap is None:
             return line + "; no speed cap"
         ratio = est / (self.instruction_cap / self.options.max_slowdown)
-        return (f"{line} = {ratio:.2f}x uniform 8-bit's; cap {self.options.max_slowdown:g}x (max_slowdown) "
-                f"{'met' if est <= self.instruction_cap else 'NOT MET'}; {self.refused_for_speed} step(s) refused "
-                "for speed")
+        line += (f" = {ratio:.2f}x uniform 8-bit's; cap {self.options.max_slowdown:g}x (max_slowdown) "
+                 f"{'met' if est <= self.instruction_cap else 'NOT MET'}")
+        if est > self.instruction_cap and self.speed_reference:
+            line += (f" ({est / self.speed_reference:.2f}x the policy with every data structure at 8 bits but those "
+                     "the budget holds wider)")
+        return f"{line}; {self.refused_for_speed} step(s) refused for speed"
 
     @property
     def best_uniform_memory(self) -> Memory | None:
@@ -311,7 +316,9 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
                               budget_inputs=search.budget_x, budget_set=search.budget_set,
                               best_uniform_bits=None if u is None else u[0],
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device,
-                              instruction_cap=search.instruction_cap, refused_for_speed=len(search.refused_for_speed))
+                              instruction_cap=search.instruction_cap, refused_for_speed=len(search.refused_for_speed),
+                              speed_reference=(None if search.instruction_cap is None else
+                                               search.forced_instructions(state.policy)))
 
 
 def labeled_accuracy(search: PrecisionSearch) -> dict[str, Any]:
