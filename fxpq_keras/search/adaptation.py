@@ -820,6 +820,10 @@ class PrecisionSearch:
         if not self._try(cand):
             if cand.also:
                 self._push_group()  # without its costliest member, another set of the tied activations may do
+            if self.refused_for_speed:  # a freeze may raise the speed cap's int8 reference: score the parked again
+                for parked in self._parked:
+                    self._push(replace(parked, version=-2))
+                self._parked = []
             if not self._heap:
                 self._finish("every data structure is frozen or at min_bits")
             return 1
