@@ -4,13 +4,13 @@
         [--models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws] [--caps 1.0,none] [--samples 512] [--runs 10]
 
 For each zoo model (bench/models.py, cached), the default search at the 1 % budget on bench/quality.py's
-calibration samples, with the speed cap (max_slowdown 1.0, the default; `--caps` adds others) and without
-it (None), through bench/search_objective.py's loop. Each searched policy's fxp file and the uniform 8-bit fxp file of the same
-model are run in the project's C runner on QEMU mps2-an386 (Cortex-M4, -icount shift=0; `--runs` held-out
-samples, outputs checked bit for bit against the reference interpreter): instructions per inference as
-estimated (fxpq_keras.instructions, DeviceModel.instructions) and as counted, each as a ratio to uniform
-8-bit's; device bytes (flash_bytes + ram_bytes of the file, fxpq_keras.memory) as a ratio to the stock int8
-file's (target int8-builtin, uniform 8-bit); the held-out loss against the float model; the steps the
+calibration samples, with the speed cap (max_slowdown 1.0, the default; `--caps` adds others) and without it
+(None), through bench/search_objective.py's loop. Each searched policy's fxp file and the uniform 8-bit fxp
+file of the same model are run in the project's C runner on QEMU mps2-an386 (Cortex-M4, -icount shift=0;
+`--runs` held-out samples, outputs checked bit for bit against the reference interpreter): instructions per
+inference as estimated (fxpq_keras.instructions, DeviceModel.instructions) and as counted, each as a ratio to
+uniform 8-bit's; device bytes (flash_bytes + ram_bytes of the file, fxpq_keras.memory) as a ratio to the stock
+int8 file's (target int8-builtin, uniform 8-bit); the held-out loss against the float model; the steps the
 search refused for speed.
 """
 

@@ -89,9 +89,9 @@ def kernel_path(c: KernelCall) -> str:
     """
     xc = _container(c.x_bits)
     if c.op in ("conv2d", "fully_connected"):
-        if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or (xc == 2 and not c.x_signed and c.x_bits > 15):
-            return f"{c.op}.ref"
         geometry = "" if c.op == "fully_connected" else ".1x1" if c.taps == 1 else ".kxk"
+        if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or (xc == 2 and not c.x_signed and c.x_bits > 15):
+            return f"{c.op}{geometry}.ref"
         return f"{c.op}{geometry}.x{8 * xc}"
     if c.op == "depthwise_conv2d":
         if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or c.k > WCHUNK:
@@ -109,11 +109,13 @@ def features(path: str, c: KernelCall) -> list[float]:
 
     Weighted fast paths: MACs; per-pass weight decoding, MACs / columns per pass, split by weight
     width (8 bits is a plain load, 16 a halfword, any other width a bit-field extraction); im2col
-    copies (pixels x K, KxK only); the finish per output element; passes x channels. Depthwise:
+    copies (pixels x K and pixels x kernel rows, KxK only); pixels when K has a tail of less than 8
+    terms; the finish per output element; passes x channels. Depthwise:
     MACs (the quad loop's and the leftover channels' apart), output elements, weights (unpacked once
     per channel). Reference and per-channel loops: MACs, and MACs with an int64 accumulator, with
     bit-unpacked weights, with 16-bit inputs; output elements x taps (the window's bounds per tap);
-    output elements; weights. Other ops: input elements, output elements, output elements x window taps.
+    output elements; weights. Other ops: input elements, output elements, output elements x window taps,
+    the same for the channels past the last group of four (the four-channel SIMD loops' leftovers).
     """
     op = path.split(".")[0]
     pixels = c.out_elements / max(c.channels, 1)
@@ -124,7 +126,9 @@ def features(path: str, c: KernelCall) -> list[float]:
         w16 = passes if c.w_bits == 16 else 0.0
         wpacked = passes if c.w_bits not in (8, 16) else 0.0
         im2col = pixels * c.k if c.taps > 1 else 0.0
-        return [c.macs, w8, w16, wpacked, im2col, c.out_elements, pixels / cols * c.channels, 1.0]
+        rows = pixels * math.sqrt(c.taps) if c.taps > 1 else 0.0  # im2col copies one kernel row at a time
+        tail = pixels if c.k % 8 else 0.0  # the tail lanes of a K that is not a multiple of 8, per pixel
+        return [c.macs, w8, w16, wpacked, im2col, rows, tail, c.out_elements, pixels / cols * c.channels, 1.0]
     if path == "depthwise_conv2d.quad":
         quad_share = (c.channels // 4 * 4) / max(c.channels, 1)
         return [c.macs * quad_share, c.macs * (1 - quad_share), c.out_elements, c.weights, 1.0]
@@ -133,7 +137,8 @@ def features(path: str, c: KernelCall) -> list[float]:
         packed = c.w_bits not in (8, 16)
         return [c.macs, c.macs * acc64, c.macs * packed, c.macs * (_container(c.x_bits) > 1), c.out_elements * c.taps,
                 c.out_elements, c.weights, 1.0]
-    return [c.in_elements, c.out_elements, c.out_elements * c.taps, 1.0]
+    leftover = (c.channels % 4) / c.channels if c.channels else 0.0  # channels past the last group of four
+    return [c.in_elements, c.out_elements, c.out_elements * c.taps, c.out_elements * c.taps * leftover, 1.0]
 
 
 @functools.lru_cache(maxsize=1)
@@ -159,12 +164,13 @@ def call_instructions(c: KernelCall, data: dict[str, Any] | None = None) -> floa
         return None
     data = data if data is not None else _data()
     path = kernel_path(c)
-    entry = data["paths"].get(path) or data["paths"].get(f"{path.split('.')[0]}.ref")
-    if entry is None:
-        raise KeyError(f"{DATA_FILE.name} has no coefficients for kernel path {path!r}; rerun "
-                       "scripts/fit_instructions.py")
-    if path not in data["paths"]:  # the reference loop's features
-        path = f"{path.split('.')[0]}.ref"
+    if path not in data["paths"]:  # the op's reference loop (the slowest) stands in
+        refs = sorted(p for p in data["paths"] if p.split(".")[0] == c.op and p.endswith(".ref"))
+        if not refs:
+            raise KeyError(f"{DATA_FILE.name} has no coefficients for kernel path {path!r}; rerun "
+                           "scripts/fit_instructions.py")
+        path = refs[-1]
+    entry = data["paths"][path]
     return max(0.0, sum(a * b for a, b in zip(entry["coefficients"], features(path, c))))
 
 

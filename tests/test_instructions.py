@@ -30,10 +30,11 @@ def test_paths_follow_the_c_dispatcher():
     assert kernel_path(_conv()) == "conv2d.kxk.x8"
     assert kernel_path(_conv(taps=1, k=16)) == "conv2d.1x1.x8"
     assert kernel_path(_conv(x_bits=12)) == "conv2d.kxk.x16"
-    assert kernel_path(_conv(x_bits=16, x_signed=False)) == "conv2d.ref"
+    assert kernel_path(_conv(x_bits=16, x_signed=False)) == "conv2d.kxk.ref"
+    assert kernel_path(_conv(x_bits=16, x_signed=False, taps=1, k=16)) == "conv2d.1x1.ref"
     assert kernel_path(_conv(x_bits=15, x_signed=False, taps=1, k=16)) == "conv2d.1x1.x16"
-    assert kernel_path(_conv(x_bits=15, x_signed=False)) == "conv2d.ref"  # 16 + 8 + log2(144) > 31
-    assert kernel_path(_conv(x_bits=16, w_bits=16)) == "conv2d.ref"  # 16 + 16 + log2(144) > 31
+    assert kernel_path(_conv(x_bits=15, x_signed=False)) == "conv2d.kxk.ref"  # 16 + 8 + log2(144) > 31
+    assert kernel_path(_conv(x_bits=16, w_bits=16)) == "conv2d.kxk.ref"  # 16 + 16 + log2(144) > 31
     dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
     assert kernel_path(_conv(**dw)) == "depthwise_conv2d.quad"
     assert kernel_path(_conv(**{**dw, "x_bits": 16})) == "depthwise_conv2d.channel.x16"
