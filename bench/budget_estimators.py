@@ -40,6 +40,7 @@ from bench.models import MODELS, ZOO, calibration_set, trained  # noqa: E402
 from fxpq_keras.search.adaptation import PrecisionSearch, SearchOptions  # noqa: E402
 from fxpq_keras.search.budget import predict_drop, predict_relative_mse  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
+from fxpq_keras.search.phases.uniform import uniform_policy  # noqa: E402
 
 SHARES = (0.1, 0.15, 0.2, 0.25, 0.3)
 NOISE = (0.25,)
@@ -69,7 +70,7 @@ def check_sets(x: np.ndarray, teacher: np.ndarray, top1: bool, seed: int = 0) ->
 
 def uniform(search: PrecisionSearch) -> list[tuple[str, Any]]:
     """Uniform 4..10-bit policies (weights and activations; biases stay at the start width)."""
-    return [(f"uniform{b}", search._uniform(b)) for b in range(4, 11)]
+    return [(f"uniform{b}", uniform_policy(search, b)) for b in range(4, 11)]
 
 
 def mixed(search: PrecisionSearch, knee: int, n: int, rng: np.random.Generator) -> list[tuple[str, Any]]:

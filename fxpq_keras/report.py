@@ -130,7 +130,7 @@ def trajectory_points(result: Any) -> dict[str, Any]:
     restart from the best uniform policy) undid, and of the result itself (the star of the plot).
 
     The trajectory is replayed: "start", "jump", "lower" and "uniform" (a restart) accept a policy,
-    "back" with key "N step(s)" undoes the last N of them (search/adaptation.py `_walk_back`)."""
+    "back" with key "N step(s)" undoes the last N of them (search/phases/walkback.py)."""
     accepted: list[tuple[float, float]] = []
     undone: list[tuple[float, float]] = []
     for s in result.trajectory:

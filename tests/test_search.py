@@ -14,6 +14,7 @@ from fxpq_keras.callbacks import Agreement, DistillationLoss, PrecisionAdaptatio
 from fxpq_keras.report import markdown, write_report
 from fxpq_keras.search import FxPQNet, OutputNotClassificationError, PrecisionSearch, SearchOptions
 from fxpq_keras.search.evaluator import predict
+from fxpq_keras.search.phases import peak_groups
 
 FAST = {"samples": 600, "max_bits": 10, "seed": 0, "verbose": 0}
 
@@ -378,12 +379,12 @@ def test_peak_group_is_the_tied_activations_of_the_ram_peak(digits: dict, chain:
     acts = [k for k in search.keys if k[1] == "output" and policy.get(*k).elements == 512]
     # (alone, one may even raise it: the greedy planner packs unequal records worse)
     assert len(acts) == 5 and all(device.ram_bytes(policy, {k: 8}) >= ram for k in acts)
-    group = search._peak_group()
+    group = peak_groups.peak_group(search)
     assert group is not None and len(group) >= 2
     assert device.ram_bytes(policy, {k: 8 for k in group}) < ram
     for k in group:
         assert device.ram_bytes(policy, {m: 8 for m in group if m != k}) >= ram, k
-    cand = search._group_candidate()
+    cand = peak_groups.group_candidate(search)
     assert {k for k, _, _ in cand.changes} == set(group) and all(b == 8 for _, b, _ in cand.changes)
     assert cand.metrics is not None and cand.score > 0
 

@@ -14,6 +14,7 @@ from ..policy import Memory, Policy
 from ..progress import Progress
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
 from .budget import Budget, Meter, Metrics, snr_db
+from .speed import forced_instructions
 
 
 @dataclass
@@ -318,7 +319,7 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device,
                               instruction_cap=search.instruction_cap, refused_for_speed=len(search.refused_for_speed),
                               speed_reference=(None if search.instruction_cap is None else
-                                               search.forced_instructions(state.policy)))
+                                               forced_instructions(search, state.policy)))
 
 
 def labeled_accuracy(search: PrecisionSearch) -> dict[str, Any]:

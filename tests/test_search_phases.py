@@ -1,0 +1,104 @@
+"""One test (or a few) per phase module of the search (fxpq_keras/search/phases/, docs/algorithm.md
+"Phases, and where each lives"), each on a small digits model: what the phase promises, checked
+directly on the search state rather than through the end result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fxpq_keras._tf import keras
+from fxpq_keras.search import PrecisionSearch, SearchOptions, space
+from fxpq_keras.search.phases import greedy, jump, uniform, walkback
+
+OPTS = {"samples": 300, "max_bits": 10, "max_accuracy_drop": 0.02}
+
+
+@pytest.fixture(scope="module")
+def digits() -> dict:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[..., None]
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.MaxPooling2D(2, name="pool"),
+        keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(10, activation="softmax", name="out"),
+    ])
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(x[:1200], d.target[:1200], epochs=10, batch_size=64, verbose=0)
+    return {"model": model, "x": x[:1200]}
+
+
+def search(digits: dict, **options) -> PrecisionSearch:
+    return PrecisionSearch(digits["model"], digits["x"], options=SearchOptions(**{**OPTS, **options}))
+
+
+def test_space_widths_and_fracs() -> None:
+    """Device activations: one byte or where they are; paper: every width down to min_bits; a
+    per-channel range gives one frac per channel."""
+    assert space.widths(12, 2, True) == [8, 12] and space.widths(8, 2, True) == [8]
+    assert space.widths(10, 9, True) == [9, 10]
+    assert space.widths(5, 2, False) == [2, 3, 4, 5]
+    assert space.range_frac(np.array([1.0, 0.25]), 8, True) == (6, 8)
+    assert space.range_frac(1.0, 8, True, offset=1) == 7
+
+
+def test_uniform_floor_is_the_lowest_width_within_the_budget(digits: dict) -> None:
+    s = search(digits)
+    best = uniform.best_uniform(s)
+    assert best is not None
+    bits, policy, _ = best
+    assert walkback.validates(s, policy)
+    if bits > s.options.min_bits:
+        assert not walkback.validates(s, uniform.uniform_policy(s, bits - 1))
+    assert {d.bits for _, ds, d in policy.data_structures() if ds != "bias"} == {bits}
+
+
+def test_jump_moves_everything_at_once_within_the_budget(digits: dict) -> None:
+    s = search(digits)
+    start = s.state.policy.memory().total_bits
+    jump.jump(s)
+    assert s.within_budget(s.state.check) and s.state.policy.memory().total_bits < start
+    assert [st.action for st in s.state.trajectory] == ["start", "jump"] and len(s.trail) == 2
+    assert all(s.bits[k] == s.state.policy.get(*k).bits for k in s.keys)
+
+
+def test_greedy_step_accepts_or_freezes(digits: dict) -> None:
+    """Each counted greedy step either lowers the policy one step within the budget or freezes a data
+    structure; the heap never holds a frozen one's step."""
+    s = search(digits, fast_start=False)
+    s.advance(0)  # the start phase: the uniform floor, then the heap
+    assert s.phase == "greedy" and s.heap
+    for _ in range(15):
+        before, frozen = s.state.policy.memory().total_bits, set(s.state.frozen)
+        done = greedy.step(s)
+        if s.state.done:
+            break
+        after = s.state.policy.memory().total_bits
+        assert done == 0 or after < before or s.state.frozen > frozen
+        assert s.within_budget(s.state.check)
+        assert not any(c.key in s.state.frozen and not c.also for _, _, c in s.heap)
+
+
+def test_walk_back_ends_on_a_policy_the_validation_copies_accept(digits: dict) -> None:
+    s = search(digits, max_accuracy_drop=0.05)
+    s.run()
+    assert s.state.done and s.trail
+    assert s.trail[-1].to_json() == s.state.policy.to_json()
+    assert walkback.validates(s, s.state.policy) == s.state.budget_met
+
+
+def test_the_driver_runs_the_phases_in_order(digits: dict) -> None:
+    """start, the uniform floor, the jump (the first advance runs them), greedy steps, done."""
+    s = search(digits)
+    s.advance(0)
+    assert s.best_uniform is not None and s.phase == "greedy"
+    assert [st.action for st in s.state.trajectory] == ["start", "jump"]
+    s.run()
+    actions = [st.action for st in s.state.trajectory]
+    assert actions[:2] == ["start", "jump"] and actions[-1] == "done"
+    assert set(actions[2:-1]) <= {"lower", "freeze", "back", "uniform"}
