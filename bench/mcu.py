@@ -119,8 +119,10 @@ def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
     from fxpq_keras.search.adaptation import SearchOptions
 
     root = Path(fx.__file__).parent
-    code = b"".join(p.read_bytes() for p in [*sorted((root / "search").glob("*.py")), root / "keras_model.py",
-                                             root / "calibration.py"])
+    # the search (phases too), and the instruction estimate its speed cap reads
+    code = b"".join(p.read_bytes() for p in [*sorted((root / "search").rglob("*.py")), root / "keras_model.py",
+                                             root / "calibration.py", root / "instructions.py",
+                                             root / "instructions.json"])
     options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0, samples=len(calib_x)).to_dict(),
                          sort_keys=True).encode()
     key = hashlib.sha256(code + options + calib_x.tobytes()).hexdigest()[:12]
