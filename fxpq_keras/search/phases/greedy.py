@@ -21,8 +21,14 @@ def candidate(search: SearchRun, key: Key) -> Candidate | None:
     if len(ws) < 2:
         return None
     bits = ws[-2]
-    if speed.too_slow(search, search.state.policy, {key: bits}):  # parked: re-scored after the next accepted step
-        return Candidate(key, bits, None, None, search.version, 0.0)
+    if speed.too_slow(search, search.state.policy, {key: bits}):
+        # a one-bit step may cross a slow valley (16 -> 15-bit weights keep an int64 accumulator and add the
+        # bit-field decoder): take the widest lower width that is not too slow, if any
+        policy = search.state.policy
+        faster = [w for w in reversed(ws[:-2]) if not speed.too_slow(search, policy, {key: w}, count=False)]
+        if not faster:  # parked: re-scored after the next accepted step
+            return Candidate(key, bits, None, None, search.version, 0.0)
+        bits = faster[0]
     saved = search.gain(search.state.policy, key, bits)
     if saved <= 0:  # above the speed cap, a step that saves no byte may still save time
         saved = speed.speed_gain(search, search.state.policy, {key: bits}) * speed.SPEED_WEIGHT
