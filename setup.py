@@ -7,6 +7,7 @@ setup(
     version="0.1.0",
     description="FxP-QNet dynamic fixed-point quantization for Keras, exported to TFLite Micro",
     packages=find_packages(include=["fxpq_keras", "fxpq_keras.*"]),
+    package_data={"fxpq_keras": ["instructions.json"]},  # the instruction estimate's coefficients
     python_requires=">=3.10,<3.13",
     install_requires=[
         "tensorflow-cpu>=2.21,<2.22",

@@ -119,8 +119,10 @@ def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
     from fxpq_keras.search.adaptation import SearchOptions
 
     root = Path(fx.__file__).parent
-    code = b"".join(p.read_bytes() for p in [*sorted((root / "search").glob("*.py")), root / "keras_model.py",
-                                             root / "calibration.py"])
+    # the search (phases too), and the instruction estimate its speed cap reads
+    code = b"".join(p.read_bytes() for p in [*sorted((root / "search").rglob("*.py")), root / "keras_model.py",
+                                             root / "calibration.py", root / "instructions.py",
+                                             root / "instructions.json"])
     options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0, samples=len(calib_x)).to_dict(),
                          sort_keys=True).encode()
     key = hashlib.sha256(code + options + calib_x.tobytes()).hexdigest()[:12]
@@ -170,11 +172,10 @@ def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
     return row
 
 
-def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
-    """Per-layer instructions: each node's kernel call on its actual inputs (one sample) in the
-    QEMU test harness, optimized (M4, M7) and reference (M4) kernels; outputs checked bit for bit."""
+def layer_cases(tflite: Path, x: np.ndarray) -> tuple:
+    """(graph, nodes, cases, values): each node's kernel call on its actual inputs (one sample of
+    `x`), for the QEMU test harness; values = every tensor's integers (the reference's)."""
     from fxpq_keras.integer_graph.graph import run_node
-    from fxpq_keras.kernels import qemu
     from fxpq_keras.kernels.cases import node_case
 
     graph = Interpreter(tflite).graph
@@ -188,6 +189,15 @@ def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
         if case is not None:
             cases.append(case)
             nodes.append(node)
+    return graph, nodes, cases, values
+
+
+def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
+    """Per-layer instructions: each node's kernel call on its actual inputs (one sample) in the
+    QEMU test harness, optimized (M4, M7) and reference (M4) kernels; outputs checked bit for bit."""
+    from fxpq_keras.kernels import qemu
+
+    graph, nodes, cases, values = layer_cases(tflite, x)
     runs = {(cpu, k): qemu.run_cases(cases, cpu=cpu, kernels=k, timeout=600)
             for cpu, k in (("m4", "optimized"), ("m7", "optimized"), ("m4", "reference"))}
     rows = []

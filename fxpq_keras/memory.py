@@ -35,10 +35,11 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from .formats import packed_row_bytes
+from .instructions import KernelCall, graph_calls, model_instructions
 from .tflm_arena import TFLM_ALIGNMENT, TflmLayout
 
 if TYPE_CHECKING:  # annotations only: reading a file's memory must not import Keras/TensorFlow (fxpq inspect)
@@ -47,7 +48,7 @@ if TYPE_CHECKING:  # annotations only: reading a file's memory must not import K
 RUNNER_ALIGNMENT = 8  # FXPQ_RUNNER_ALIGNMENT: every planned record starts on this boundary
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
 
-__all__ = ["DeviceGain", "DeviceLayout", "DeviceMemory", "DeviceModel", "LayoutTensor", "LayoutWeights",
+__all__ = ["DeviceGain", "DeviceLayout", "DeviceMemory", "DeviceModel", "LayoutTensor", "LayoutWeights", "layout_calls",
            "container_bytes", "plan_arena", "scratch_bytes"]
 
 
@@ -155,6 +156,9 @@ class DeviceLayout:
     other_flash_bytes: int | None = None  # file bytes besides weights and biases (None: unknown)
     tflm: TflmLayout | None = None  # what TFLM charges besides the tensors (None: not known)
     macs: list[int] = field(default_factory=list)  # per op: multiply-accumulates of one inference
+    # per op of an fxp file: its kernel call (the file's formats) and which tensor / layer sets each width
+    # (fxpq_keras.instructions.graph_calls); empty when unknown (stock files)
+    calls: list[tuple[KernelCall, dict[str, str]]] = field(default_factory=list)
 
     def lifetimes(self) -> tuple[list[int], list[int]]:
         """Per tensor then per op scratch: (first, last) with aliases folded into their root."""
@@ -337,6 +341,32 @@ class DeviceModel:
                             self.layout.other_flash_bytes, self.runner_planned_bytes(policy, changes),
                             planned, persistent)
 
+    def instructions(self, policy: Policy | None = None, changes: Changes | None = None) -> float | None:
+        """Estimated Cortex-M4 instructions of one inference in the C runner under `policy` with
+        `changes` {(layer, ds): bits} (fxpq_keras.instructions); None when the layout has no kernel
+        calls (a stock file). Only widths change with a policy: the kernel path follows them."""
+        if not self.layout.calls:
+            return None
+        changes = changes or {}
+        return model_instructions([self._call_under(c, src, policy, changes) for c, src in self.layout.calls])
+
+    @staticmethod
+    def _call_under(call: KernelCall, sources: dict[str, str], policy: Policy | None, changes: Changes) -> KernelCall:
+        if policy is None and not changes:
+            return call
+        new: dict[str, Any] = {}
+        for role, prefix in (("x", "x"), ("x2", "x2"), ("out", "out")):
+            name = sources.get(role)
+            key = _output_key(policy, name) if policy is not None and name is not None else None
+            if key is not None:
+                ds = policy.input if key[0] == "input" else policy.get(*key)
+                new[f"{prefix}_bits"] = int(changes.get(key, ds.bits))
+                new[f"{prefix}_signed"] = bool(ds.signed)
+        layer = sources.get("w")
+        if layer is not None and policy is not None and layer in policy.layers:
+            new["w_bits"] = int(changes.get((layer, "weights"), policy.get(layer, "weights").bits))
+        return replace(call, **new) if new else call
+
     def gain(self, policy: Policy, layer: str, ds: str, bits: int, *, base: DeviceMemory | None = None) -> DeviceGain:
         """Bytes saved on the device by setting data structure `layer/ds` to `bits`.
 
@@ -367,6 +397,18 @@ def _output_key(policy: Policy, name: str) -> tuple[str, str] | None:
     while name != "input" and name in policy.layers and policy.layers[name].get("output") is None:
         name = policy.layers[name]["inputs"][0]
     return ("input", "output") if name not in policy.layers else (name, "output")
+
+
+def layout_calls(graph: Any) -> list[tuple[KernelCall, dict[str, str]]]:
+    """The kernel calls of an IntegerGraph for DeviceLayout.calls, each width's source named as the
+    policy names it (the model input's tensor, and the float input's quantize output, are "input")."""
+    inputs = {graph.input} | {n.output for n in graph.nodes if n.op == "quantize"}
+    out = []
+    for _node, call, sources in graph_calls(graph):
+        named = {role: ("input" if role != "w" and name in inputs else name) for role, name in sources.items()
+                 if not (role == "x" and call.op == "quantize")}  # a quantize reads the float input
+        out.append((call, named))
+    return out
 
 
 def _bits_of(policy: Policy, key: tuple[str, str]) -> int:

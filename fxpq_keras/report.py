@@ -68,6 +68,9 @@ def markdown(result: Any, title: str = "FxP-QNet quantization report") -> str:
              ""]
     if result.memory_target_met is not None:
         lines.insert(-1, f"- memory target met: {'yes' if result.memory_target_met else 'NO'}")
+    speed = result.speed_line() if hasattr(result, "speed_line") else None
+    if speed is not None:
+        lines.insert(-1, f"- {speed}")
     if result.finetune:
         lines.insert(-1, f"- distillation fine-tuning (opt-in, not post-training): {result.finetune}")
     lines += ["## Formats and memory", "", policy_table(result.policy), "", device_table(result), ""]

@@ -308,3 +308,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def slowdown(text: str) -> float | None:
+    """argparse type of --max-slowdown: a factor >= 0, or none (0 and none: no speed cap)."""
+    import argparse
+
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid factor: {text!r} (a number, or none)") from None
+    if not 0.0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 or none, got {text}")
+    return value or None

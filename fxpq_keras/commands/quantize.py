@@ -13,7 +13,7 @@ import os
 import sys
 import time
 
-from . import StagedOutputDir, bit_width, drop_fraction, load_array, load_keras_model, load_npz, positive_int
+from . import StagedOutputDir, bit_width, drop_fraction, load_array, load_keras_model, load_npz, positive_int, slowdown
 
 # --per-channel / --align-ranges -> SearchOptions.per_channel / align_ranges
 PER_CHANNEL = {"auto": "auto", "on": True, "off": False}
@@ -84,6 +84,10 @@ def register(sub) -> argparse.ArgumentParser:
                    help="also stop as soon as the objective's memory fits this many bytes (device: weights and "
                    "biases as stored + peak RAM; paper: weights+biases+activations bits / 8) "
                    "(default: none, lower as far as the budget allows)")
+    p.add_argument("--max-slowdown", type=slowdown, default=1.0, metavar="X|none",
+                   help="device objective: refuse any step that leaves the estimated Cortex-M4 instructions above "
+                   "uniform 8-bit's on this model times X (default 1.0: never slower than int8 by the estimate; "
+                   "none or 0: no speed cap)")
     p.add_argument("--min-bits", type=bit_width("min_bits"), default=2,
                    help="lowest bit width of any data structure (2..16)")
     p.add_argument("--max-bits", type=bit_width("max_bits"), default=16,
@@ -137,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
+                     max_slowdown=args.max_slowdown,
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
                      align_ranges=PER_CHANNEL[args.align_ranges], allow_unresolved=args.allow_unresolved,

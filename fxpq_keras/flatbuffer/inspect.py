@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..cost_model import layer_instructions
+from ..instructions import call_instructions, graph_calls, model_instructions
 from ..memory import DeviceModel
 from .errors import FlatbufferFormatError
 from .memory import ELEM_BYTES, layout_from_tflite
@@ -73,6 +73,7 @@ def _fxpq_report(graph, info, layout) -> dict[str, Any]:
     if inp.fmt is not None:
         a_count += int(np.prod(inp.shape))
         a_bits += int(np.prod(inp.shape)) * inp.fmt.bits
+    calls = {id(node): call for node, call, _ in graph_calls(graph)} if info.target == "fxp" else {}
     for i, node in enumerate(graph.nodes):  # one node per operator of the file, in order
         out = t[node.output]
         zps = info.zero_points
@@ -84,9 +85,9 @@ def _fxpq_report(graph, info, layout) -> dict[str, Any]:
         if layout.macs[i]:
             row["macs"] = layout.macs[i]
         if info.target == "fxp":
-            estimate = _fxp_instructions(graph, node, layout.macs[i])
+            estimate = call_instructions(calls[id(node)])
             if estimate is not None:
-                row["instructions_estimate"] = estimate
+                row["instructions_estimate"] = round(estimate)
         if node.op != "reshape":
             row["activation_elements"] = n_out
             row["activation_bits"] = n_out * out.fmt.bits
@@ -112,25 +113,14 @@ def _fxpq_report(graph, info, layout) -> dict[str, Any]:
     total = w_bits + b_bits + a_bits
     estimates = [r.get("instructions_estimate") for r in layers if r["op"] != "reshape"]
     totals: dict[str, Any] = {}
-    if info.target == "fxp" and all(e is not None for e in estimates):
-        totals["instructions_estimate"] = sum(estimates)
+    if info.target == "fxp" and all(e is not None for e in estimates):  # the kernels + the runner's per-op cost
+        totals["instructions_estimate"] = round(model_instructions(list(calls.values())))
     totals |= {"weight_bits": w_bits, "bias_bits": b_bits, "activation_bits": a_bits, "total_bits": total,
               "float32_bits": float_bits, "compression_total": float_bits / max(total, 1),
               "compression_weights": 32 * w_count / max(w_bits, 1),
               "weight_elements": w_count, "bias_elements": b_count, "activation_elements": a_count}
     return {"target": info.target, "version": info.version, "float_input": info.float_input,
             "output_softmax": graph.output_softmax, "layers": layers, "totals": totals}
-
-
-def _fxp_instructions(graph, node, macs: int) -> int | None:
-    """fxpq_keras.cost_model's estimate of one FXP_* layer on Cortex-M4 (None: not modelled)."""
-    t = graph.tensors
-    x_fmt = t[node.inputs[0]].fmt
-    taps = int(node.weights.shape[1] * node.weights.shape[2]) if node.op in ("conv2d", "depthwise_conv2d") else 1
-    return layer_instructions(node.op, taps=taps, macs=macs, out_elements=int(np.prod(t[node.output].shape)),
-                              in_elements=sum(int(np.prod(t[i].shape)) for i in node.inputs),
-                              weight_bits=node.weight_bits or 0, x_bits=32 if x_fmt is None else x_fmt.bits,
-                              weights=0 if node.weights is None else int(node.weights.size))
 
 
 def _type_text(t) -> str:
@@ -198,7 +188,8 @@ def format_report(report: dict[str, Any]) -> str:
     compute = f"compute: macs {tot['macs']:,} per inference"
     if "instructions_estimate" in tot:
         compute += (f"; instructions_estimate {tot['instructions_estimate']:,} on Cortex-M4 (fxpq kernels; an estimate "
-                    "from fxpq_keras.cost_model, `fxpq run --engine qemu-m4` measures)")
+                    "from fxpq_keras.instructions: the kernel calls and the runner's per-op cost; "
+                    "`fxpq run --engine qemu-m4` measures)")
     lines += [compute,
               f"device: flash_bytes {tot['flash_bytes']:,} (the whole file: weight_bytes {tot['weight_bytes']:,}, "
               f"bias_bytes {tot['bias_bytes']:,}, other_flash_bytes {tot['other_flash_bytes']:,})",

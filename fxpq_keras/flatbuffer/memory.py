@@ -15,7 +15,16 @@ import math
 
 from .. import tflm_arena as T
 from ..integer_graph.ops import conv_output_size
-from ..memory import DeviceLayout, DeviceMemory, DeviceModel, LayoutTensor, LayoutWeights, layout_root, scratch_bytes
+from ..memory import (
+    DeviceLayout,
+    DeviceMemory,
+    DeviceModel,
+    LayoutTensor,
+    LayoutWeights,
+    layout_calls,
+    layout_root,
+    scratch_bytes,
+)
 from .errors import FlatbufferFormatError
 from .options import CUSTOM_OPS, decode_options
 from .schema import schema as S
@@ -221,8 +230,14 @@ def _name(tensors_fb, i: int) -> str:
 
 
 def device_model_from_tflite(data: bytes) -> DeviceModel:
-    """A DeviceModel whose other_flash_bytes is the file's exact non-parameter bytes."""
-    return DeviceModel(layout_from_tflite(data))
+    """A DeviceModel whose other_flash_bytes is the file's exact non-parameter bytes (and, for an
+    fxp file, its kernel calls: DeviceModel.instructions)."""
+    layout = layout_from_tflite(data)
+    if any(t.source is not None for t in layout.tensors):  # an fxp file: its graph names the formats
+        from .reader import read_bytes  # lazy: stock files need no graph
+
+        layout.calls = layout_calls(read_bytes(bytes(data))[0])
+    return DeviceModel(layout)
 
 
 def device_model_from_graph(graph, *, float_input: bool = True, other_flash_bytes: int | None = None) -> DeviceModel:
@@ -238,6 +253,7 @@ def device_model_from_graph(graph, *, float_input: bool = True, other_flash_byte
 
     layout = layout_from_tflite(export_tflite(graph, float_input=float_input))
     layout.other_flash_bytes = other_flash_bytes
+    layout.calls = layout_calls(graph)
     return DeviceModel(layout)
 
 

@@ -16,6 +16,7 @@ from ..policy import Memory, Policy
 from ..progress import Progress
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
 from .budget import Budget, Meter, Metrics, snr_db
+from .speed import forced_instructions
 
 
 @dataclass
@@ -78,6 +79,12 @@ class QuantizationResult:
     labeled_budget: bool = False  # the budget is the accuracy drop on the labels given
     samples_needed: int | None = None  # set when the budget was searched unresolved (allow_unresolved)
     peak_rss_bytes: int | None = None  # the process's peak resident memory when the search ended
+    # speed (device objective): the cap on estimated Cortex-M4 instructions (uniform 8-bit's x max_slowdown; None:
+    # no cap) and how many steps (data structure, width) the search refused for it
+    instruction_cap: float | None = None
+    refused_for_speed: int = 0
+    # the int8 reference of the result: every data structure at 8 bits but those the budget held above 8 bits
+    speed_reference: float | None = None
 
     @property
     def memory(self) -> Memory:
@@ -132,6 +139,29 @@ class QuantizationResult:
             return self._device().cost(policy).total_bytes
         return policy.memory().total_bits
 
+    def instructions(self, policy: Policy | None = None) -> float | None:
+        """Estimated Cortex-M4 instructions per inference of a policy's fxp file (default: the result's) in
+        the C runner (fxpq_keras.instructions; None with objective "paper")."""
+        if self.objective != "device":
+            return None
+        return self._device().instructions(policy or self.policy)
+
+    def speed_line(self) -> str | None:
+        """The speed estimate against the cap, in one line (None with objective "paper")."""
+        est = self.instructions()
+        if est is None:
+            return None
+        line = f"speed: estimated {est:,.0f} instructions per inference on Cortex-M4 (fxpq kernels, an estimate)"
+        if self.instruction_cap is None:
+            return line + "; no speed cap"
+        ratio = est / (self.instruction_cap / self.options.max_slowdown)
+        line += (f" = {ratio:.2f}x uniform 8-bit's; cap {self.options.max_slowdown:g}x (max_slowdown) "
+                 f"{'met' if est <= self.instruction_cap else 'NOT MET'}")
+        if est > self.instruction_cap and self.speed_reference:
+            line += (f" ({est / self.speed_reference:.2f}x the policy with every data structure at 8 bits but those "
+                     "the budget holds wider)")
+        return f"{line}; {self.refused_for_speed} step(s) refused for speed"
+
     @property
     def best_uniform_memory(self) -> Memory | None:
         return None if self.best_uniform_policy is None else self.best_uniform_policy.memory()
@@ -172,6 +202,9 @@ class QuantizationResult:
         unit = "bytes (parameter_bytes + ram_bytes)" if self.objective == "device" else "bits (paper)"
         lines.append(f"objective {self.objective}: {self.cost():,} {unit}")
         lines.append(f"device (the fxp file): {self.device_memory.summary()}")
+        speed = self.speed_line()
+        if speed is not None:
+            lines.append(speed)
         if self.best_uniform_bits is not None:
             uniform = self.best_uniform_policy
             lines.append(f"best uniform policy within the budget: {self.best_uniform_bits} bits, "
@@ -208,7 +241,8 @@ class QuantizationResult:
                 "memory_target_met": self.memory_target_met, "options": self.options.to_dict(),
                 "trajectory": [s.to_dict() for s in self.trajectory], "finetune": self.finetune,
                 "labeled": self.labeled, "extras": self.extras, "labeled_budget": self.labeled_budget,
-                "samples_needed": self.samples_needed}
+                "samples_needed": self.samples_needed, "instructions_estimate": self.instructions(),
+                "instruction_cap": self.instruction_cap, "refused_for_speed": self.refused_for_speed}
 
 
 class FxPQNet:
@@ -218,7 +252,9 @@ class FxPQNet:
     a `TaskMetric` | a function (teacher, student, inputs) -> per-sample loss), allow_unresolved (search even
     when the calibration set cannot resolve the budget; else `UnresolvedBudgetError`), memory_target (bytes),
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
-    per layer), data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM
+    per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of uniform
+    8-bit's; default 1.0, None or 0 = no cap), data_structures, frac_offsets, samples, seed, margin_sigma,
+    fast_start, float_input (plan the RAM
     of a float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
     RAM-first passes, range-aligned and not, when the arena could fall, and keeps the fewest device bytes),
     and the mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
@@ -349,7 +385,10 @@ def make_result(search: PrecisionSearch, state: SearchState, seconds: float,
                               budget_inputs=search.budget_x, budget_set=search.budget_set,
                               best_uniform_bits=None if u is None else u[0],
                               best_uniform_policy=None if u is None else u[1].copy(), device_model=search.device,
-                              peak_rss_bytes=peak_rss_bytes())
+                              peak_rss_bytes=peak_rss_bytes(),
+                              instruction_cap=search.instruction_cap, refused_for_speed=len(search.refused_for_speed),
+                              speed_reference=(None if search.instruction_cap is None else
+                                               forced_instructions(search, state.policy)))
 
 
 def task_extras(search: PrecisionSearch) -> dict[str, Any]:

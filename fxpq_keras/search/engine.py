@@ -19,7 +19,7 @@ from ..calibration import Calibration
 from ..fakequant.model import quantize_model, quantizer_variables, write_data_structure
 from ..policy import Policy
 from ..progress import Progress
-from . import builtin_space, space
+from . import builtin_space, space, speed
 from .budget import Budget, Meter, Metrics, choose_metric, effective_samples, margin_weights
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
 from .interval import SHIFT, copy_clusters
@@ -167,6 +167,11 @@ class SearchEngine:
             from ..integer_graph.lower import lower_model
 
             self.device = device_model_from_graph(lower_model(self.qmodel), float_input=opts.float_input)
+        # the speed cap (search/speed.py) and the steps (data structure, width) refused for it
+        # (target builtin runs TFLM's own kernels, which the fxp kernels' estimate does not describe)
+        self.instruction_cap = (speed.speed_cap(self.device, self.start_policy, opts.max_slowdown)
+                                if opts.target == "fxp" else None)
+        self.refused_for_speed: set[tuple[Key, int]] = set()
         self.decide = Evaluator(self.qmodel, calib.x[:n_decide], self.decision_meter,  # (a view, not a copy)
                                 incremental=opts.incremental)
         self.checker = (self.decide if len(self.check_index) == len(self.decision_index) and not self.blended else

@@ -42,6 +42,10 @@ class SearchOptions:
     # sizes, fxpq_keras.memory.DeviceModel), "paper" = the paper's bit count (weights + biases + activations)
     objective: str = "device"
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
+    # speed (device objective): no step may leave the estimated Cortex-M4 instructions of the fxp file
+    # (fxpq_keras.instructions) above uniform 8-bit's on the same model times this, raising them; None or 0 =
+    # no cap (docs/algorithm.md, "Speed cap"; search/speed.py)
+    max_slowdown: float | None = 1.0
     # the file the device objective plans RAM for: a float32 input quantized on the chip (export_tflite's
     # default) or an integer input (`export_tflite(..., float_input=False)`, what TFLite int8 files take)
     float_input: bool = True
@@ -105,6 +109,10 @@ class SearchOptions:
         check_activation_bits(self.max_bits, "max_bits")
         if self.min_bits > self.max_bits:
             raise ValueError(f"min_bits ({self.min_bits}) must not exceed max_bits ({self.max_bits})")
+        if self.max_slowdown is not None and (isinstance(self.max_slowdown, bool) or
+                                              not isinstance(self.max_slowdown, (int, float)) or
+                                              not 0 <= float(self.max_slowdown) < float("inf")):
+            raise ValueError(f"max_slowdown must be a number >= 0 (0 or None: no speed cap), got {self.max_slowdown!r}")
         if self.memory_target is not None and not self.memory_target > 0:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
         if self.per_channel not in (True, False, "auto"):

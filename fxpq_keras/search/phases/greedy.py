@@ -8,7 +8,7 @@ from __future__ import annotations
 import heapq
 from dataclasses import replace
 
-from .. import builtin_space
+from .. import builtin_space, speed
 from ..run import SearchRun
 from ..state import Candidate, Key
 from . import peak_groups
@@ -21,7 +21,17 @@ def candidate(search: SearchRun, key: Key) -> Candidate | None:
     if len(ws) < 2:
         return None
     bits = ws[-2]
+    if speed.too_slow(search, search.state.policy, {key: bits}):
+        # a one-bit step may cross a slow valley (16 -> 15-bit weights keep an int64 accumulator and add the
+        # bit-field decoder): take the widest lower width that is not too slow, if any
+        policy = search.state.policy
+        faster = [w for w in reversed(ws[:-2]) if not speed.too_slow(search, policy, {key: w}, count=False)]
+        if not faster:  # parked: re-scored after the next accepted step
+            return Candidate(key, bits, None, None, search.version, 0.0)
+        bits = faster[0]
     saved = search.gain(search.state.policy, key, bits)
+    if saved <= 0:  # above the speed cap, a step that saves no byte may still save time
+        saved = speed.speed_gain(search, search.state.policy, {key: bits}) * speed.SPEED_WEIGHT
     if saved <= 0:
         return Candidate(key, bits, None, None, search.version, 0.0)  # re-scored after the next accepted step
     base, also = search.state.policy, []
@@ -92,6 +102,10 @@ def step(search: SearchRun) -> int:
     if not try_step(search, cand):
         if _group(cand):
             push_group(search)  # without its costliest member, another set of the tied activations may do
+        if search.refused_for_speed:  # a freeze may raise the speed cap's int8 reference: score the parked again
+            for parked in search.parked:
+                push(search, replace(parked, version=-2))
+            search.parked = []
         if not search.heap:
             search.finish("every data structure is frozen or at min_bits")
         return 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import speed
 from ..run import SearchRun
 from ..state import Key
 from . import peak_groups
@@ -45,6 +46,7 @@ def jump(search: SearchRun) -> None:
             if j != i:  # backing off keeps the kind of frac (per tensor or per channel) chosen
                 frac = search.frac_candidates(key, bits, isinstance(frac, tuple))[0]
             changes.append((key, bits, frac))
+        changes = speed.within_speed(search, base, changes)
         trial = search._with(base, changes)
         m = search.evaluate(trial, keep=True)
         check = m if search.checker is search.decide else search.evaluate(trial, check=True, keep=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import speed
 from ..run import SearchRun
 from ..state import Candidate, Key
 
@@ -60,6 +61,8 @@ def group_candidate(search: SearchRun) -> Candidate | None:
     if members is None:
         return None
     target, base = group_target(search), search.state.policy
+    if speed.too_slow(search, base, {k: target for k in members}):
+        return None
     changes: list[tuple[Key, int, Any]] = []
     m = search.state.metrics
     for key in members:

@@ -5,7 +5,7 @@ what lowering found. With mechanism 2 off (`layerwise=False`), `lower_all` is th
 from __future__ import annotations
 
 from ...policy import Policy
-from .. import builtin_space
+from .. import builtin_space, speed
 from ..budget import Metrics
 from ..run import SearchRun
 from ..state import SearchState
@@ -67,7 +67,7 @@ def continue_from_uniform(search: SearchRun) -> bool:
     u = search.best_uniform
     if search.restarted or u is None or not search.options.layerwise:
         return False
-    if not search.smaller(u[1], search.state.policy):
+    if not search.smaller(u[1], search.state.policy) or speed.too_slow(search, u[1], {}, raising=False):
         return False
     search.restarted = True
     search.tail = False  # from the uniform policy, bytes first again
@@ -96,6 +96,8 @@ def lower_all(search: SearchRun) -> SearchState:
     bits = max(search.bits[k] for k in search.keys) - 1 if search.keys else 0
     if bits < opts.min_bits:
         return search.finish("every data structure is at min_bits")
+    if speed.too_slow(search, search.state.policy, {key: bits for key in search.keys if key[1] != "bias"}):
+        return search.finish(f"{bits} bits everywhere would exceed the speed cap (max_slowdown)")
     trial = search.state.policy.copy()
     for key in search.keys:
         trial = search._with(trial, [(key, bits, search.frac_candidates(key, bits)[0])])

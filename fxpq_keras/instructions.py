@@ -1,0 +1,234 @@
+"""Instructions per inference of an fxp file on Cortex-M4 (the fxpq kernels), estimated per kernel call.
+
+The search needs speed in its objective (docs/algorithm.md, "Device objective"): a format that
+lands a layer on a slow kernel path must cost something. So each FXP_* kernel call is described by
+a :class:`KernelCall` (op, shapes, the formats of its inputs, weights and output), :func:`kernel_path`
+names the branch of the C dispatcher (tflm_kernels/src/kernels/fxpq_dsp.c) that call takes, and
+a linear model per path (:func:`features`) turns it into instructions. The coefficients live in
+``instructions.json`` next to this module, written by ``scripts/fit_instructions.py`` from QEMU
+mps2-an386 measurements (-icount shift=0) of random layers and of the zoo's layers; refit after any
+kernel change with that one command. The file also holds whole-model measurements of zoo files, which
+tests/test_instructions.py holds the estimate to.
+
+It is an estimate: data-dependent branches (a channel whose rescale needs the int64 finish) are not
+modelled, and QEMU counts instructions, not cycles. Stock TFLite ops are not modelled.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .formats import accumulator_needs_64
+
+DATA_FILE = Path(__file__).with_name("instructions.json")
+WEIGHTED = ("conv2d", "depthwise_conv2d", "fully_connected")
+# ops the fxp target has a kernel for (graph op names); quantize is FXP_QUANTIZE of a float input
+MODELLED = (*WEIGHTED, "add", "max_pool2d", "average_pool2d", "global_average_pool2d", "requantize", "pad",
+            "leaky_relu", "concat", "quantize")
+PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass over a weight row (8-bit or 1x1 inputs)
+WCHUNK = 64  # FXPQ_WCHUNK of fxpq_internal.h: the longest weight row a depthwise kernel unpacks on the stack
+DW_TAPS = 25  # FXPQ_DW_TAPS of fxpq_dsp.c: the largest window of the depthwise four-channel loop
+
+__all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls", "kernel_path"]
+
+
+@dataclass(frozen=True)
+class KernelCall:
+    """One kernel call of one inference: everything the estimate reads (sizes per sample).
+
+    Widths: ``x_bits`` the (first) input's, 32 for a float input; ``x2_bits`` a second input's
+    (add, concat; 0 = none); ``w_bits`` the weights' (0 = none). ``k`` = terms per dot product,
+    ``taps`` = kernel positions (kh * kw; 1 for fully connected), ``channels`` = output channels.
+    """
+
+    op: str
+    x_bits: int
+    x_signed: bool
+    out_bits: int
+    out_signed: bool
+    in_elements: int
+    out_elements: int
+    w_bits: int = 0
+    x2_bits: int = 0
+    x2_signed: bool = True
+    macs: int = 0
+    k: int = 0
+    taps: int = 1
+    channels: int = 0
+    depth_multiplier: int = 1
+    weights: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KernelCall:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def _container(bits: int) -> int:
+    return 1 if bits <= 8 else 2 if bits <= 16 else 4
+
+
+def kernel_path(c: KernelCall) -> str:
+    """The C dispatcher's branch for this call (fxpq_dsp.c as of the coefficients' fit).
+
+    conv2d / fully connected (fxpq_dsp_conv2d): the int64 accumulator and a 16-bit unsigned input
+    take the reference loop (``ref``); else a 1x1 kernel or fully connected reads its columns in
+    place (``1x1``), a KxK kernel builds im2col columns (``kxk``), by input container (``x8``,
+    ``x16``). Depthwise: int64 or rows longer than WCHUNK -> ``ref``; 8-bit inputs, multiplier 1,
+    at least four channels, window <= DW_TAPS -> the four-channel loop (``quad``); else the
+    per-channel loop by container. Other ops: by input container.
+    """
+    xc = _container(c.x_bits)
+    if c.op in ("conv2d", "fully_connected"):
+        geometry = "" if c.op == "fully_connected" else ".1x1" if c.taps == 1 else ".kxk"
+        if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or (xc == 2 and not c.x_signed and c.x_bits > 15):
+            return f"{c.op}{geometry}.ref"
+        return f"{c.op}{geometry}.x{8 * xc}"
+    if c.op == "depthwise_conv2d":
+        if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or c.k > WCHUNK:
+            return "depthwise_conv2d.ref"
+        if xc == 1 and c.depth_multiplier == 1 and c.channels >= 4 and c.taps <= DW_TAPS:
+            return "depthwise_conv2d.quad"
+        return f"depthwise_conv2d.channel.x{8 * xc}"
+    if c.op == "quantize":
+        return "quantize"
+    return f"{c.op}.x{8 * xc}"
+
+
+def features(path: str, c: KernelCall) -> list[float]:
+    """The linear model's features of a call on `path` (per inference; the last one is 1).
+
+    Weighted fast paths: MACs; per-pass weight decoding, MACs / columns per pass, split by weight
+    width (8 bits is a plain load, 16 a halfword, any other width a bit-field extraction); im2col
+    copies (pixels x K and pixels x kernel rows, KxK only); pixels when K has a tail of less than 8
+    terms; the finish per output element; passes x channels. Depthwise:
+    MACs (the quad loop's and the leftover channels' apart), output elements, weights (unpacked once
+    per channel). Reference and per-channel loops: MACs, and MACs with an int64 accumulator, with
+    bit-unpacked weights, with 16-bit inputs; output elements x taps (the window's bounds per tap);
+    output elements; weights. Other ops: input elements, output elements, output elements x window taps,
+    the same for the channels past the last group of four (the four-channel SIMD loops' leftovers).
+    """
+    op = path.split(".")[0]
+    pixels = c.out_elements / max(c.channels, 1)
+    if op in ("conv2d", "fully_connected") and not path.endswith(".ref"):
+        cols = PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 1
+        passes = c.macs / cols
+        w8 = passes if c.w_bits == 8 else 0.0
+        w16 = passes if c.w_bits == 16 else 0.0
+        wpacked = passes if c.w_bits not in (8, 16) else 0.0
+        im2col = pixels * c.k if c.taps > 1 else 0.0
+        rows = pixels * math.sqrt(c.taps) if c.taps > 1 else 0.0  # im2col copies one kernel row at a time
+        tail = pixels if c.k % 8 else 0.0  # the tail lanes of a K that is not a multiple of 8, per pixel
+        return [c.macs, w8, w16, wpacked, im2col, rows, tail, c.out_elements, pixels / cols * c.channels, 1.0]
+    if path == "depthwise_conv2d.quad":
+        quad_share = (c.channels // 4 * 4) / max(c.channels, 1)
+        return [c.macs * quad_share, c.macs * (1 - quad_share), c.out_elements, c.weights, 1.0]
+    if op in WEIGHTED:  # reference and per-channel loops: per MAC, per tap, per output
+        acc64 = accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k)
+        packed = c.w_bits not in (8, 16)
+        return [c.macs, c.macs * acc64, c.macs * packed, c.macs * (_container(c.x_bits) > 1), c.out_elements * c.taps,
+                c.out_elements, c.weights, 1.0]
+    leftover = (c.channels % 4) / c.channels if c.channels else 0.0  # channels past the last group of four
+    return [c.in_elements, c.out_elements, c.out_elements * c.taps, c.out_elements * c.taps * leftover, 1.0]
+
+
+@functools.lru_cache(maxsize=1)
+def _data() -> dict[str, Any]:
+    if not DATA_FILE.exists():
+        raise FileNotFoundError(f"{DATA_FILE} is missing: run scripts/fit_instructions.py")
+    return json.loads(DATA_FILE.read_text())
+
+
+def coefficients() -> dict[str, Any]:
+    """The fitted data (instructions.json): per path its coefficients and fit error, the runner's
+    per-op cost, and the whole-model checks."""
+    return _data()
+
+
+def call_instructions(c: KernelCall, data: dict[str, Any] | None = None) -> float | None:
+    """Estimated instructions of one kernel call (None: an op the estimate does not model).
+
+    A path the fit never measured takes its op's reference-loop coefficients (the slowest), so a
+    search never mistakes an unmeasured path for a fast one.
+    """
+    if c.op not in MODELLED:
+        return None
+    data = data if data is not None else _data()
+    path = kernel_path(c)
+    if path not in data["paths"]:  # the op's reference loop (the slowest) stands in
+        refs = sorted(p for p in data["paths"] if p.split(".")[0] == c.op and p.endswith(".ref"))
+        if not refs:
+            raise KeyError(f"{DATA_FILE.name} has no coefficients for kernel path {path!r}; rerun "
+                           "scripts/fit_instructions.py")
+        path = refs[-1]
+    entry = data["paths"][path]
+    return max(0.0, sum(a * b for a, b in zip(entry["coefficients"], features(path, c))))
+
+
+def model_instructions(calls: list[KernelCall], data: dict[str, Any] | None = None) -> float:
+    """Estimated instructions of one inference in the C runner: each modelled call plus the runner's
+    per-op cost (stock ops and reshapes count only that)."""
+    data = data if data is not None else _data()
+    runner = data["runner"]
+    total = runner["per_model"]
+    for c in calls:
+        est = call_instructions(c, data)
+        total += runner["per_op"] + (est or 0.0)
+    return total
+
+
+def _prod(shape: Any) -> int:
+    return int(math.prod(int(d) for d in shape))
+
+
+def graph_calls(graph: Any) -> Iterator[tuple[Any, KernelCall, dict[str, Any]]]:
+    """(node, KernelCall, sources) for every node of an IntegerGraph, with the graph's formats.
+
+    `sources` says which tensor or layer sets each width, for a policy to replace it: "x", "x2",
+    "out" name tensors (their policy data structure follows :func:`fxpq_keras.memory` 's rule),
+    "w" the layer whose weights these are.
+    """
+    t = graph.tensors
+    for node in graph.nodes:
+        xs = [t[i] for i in node.inputs]
+        out = t[node.output]
+        x_fmt = xs[0].fmt
+        x2 = xs[1].fmt if node.op in ("add", "concat") and len(xs) > 1 else None
+        o_fmt = out.fmt
+        kw: dict[str, Any] = dict(
+            op=node.op, x_bits=32 if x_fmt is None else int(x_fmt.bits),
+            x_signed=True if x_fmt is None else bool(x_fmt.signed),
+            out_bits=32 if o_fmt is None else int(o_fmt.bits), out_signed=True if o_fmt is None else bool(o_fmt.signed),
+            in_elements=sum(_prod(x.shape) for x in xs), out_elements=_prod(out.shape))
+        if x2 is not None:
+            kw.update(x2_bits=int(x2.bits), x2_signed=bool(x2.signed))
+        sources = {"x": node.inputs[0], "out": node.output}
+        if x2 is not None:
+            sources["x2"] = node.inputs[1]
+        w = node.weights
+        if node.op in WEIGHTED and w is not None:
+            if node.op == "conv2d":
+                taps, k, channels = int(w.shape[1] * w.shape[2]), _prod(w.shape[1:]), int(w.shape[0])
+            elif node.op == "depthwise_conv2d":
+                taps = k = int(w.shape[1] * w.shape[2])
+                channels = int(w.shape[3])
+            else:
+                taps, k, channels = 1, int(w.shape[1]), int(w.shape[0])
+            kw.update(w_bits=int(node.weight_bits), macs=kw["out_elements"] * k, k=k, taps=taps, channels=channels,
+                      depth_multiplier=int(node.attrs.get("depth_multiplier", 1)), weights=int(w.size))
+            sources["w"] = node.name
+        elif node.op in ("max_pool2d", "average_pool2d"):
+            pool = node.attrs.get("pool", (1, 1))
+            kw.update(taps=int(pool[0]) * int(pool[1]), channels=int(out.shape[-1]))
+        elif node.op == "global_average_pool2d":
+            kw.update(taps=_prod(xs[0].shape[:-1]), channels=int(out.shape[-1]))
+        yield node, KernelCall(**kw), sources

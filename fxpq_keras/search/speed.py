@@ -1,0 +1,95 @@
+"""The speed cap of the device objective (`max_slowdown`; docs/algorithm.md "Speed cap"): no step may
+leave the estimated Cortex-M4 instructions of the fxp file (fxpq_keras.instructions, through
+`DeviceModel.instructions`) above uniform 8-bit's on the same model times `max_slowdown`, raising them.
+
+The cap is set once (`speed_cap`); the phases ask `too_slow` before they evaluate a step (greedy,
+peak groups, lower-all, the restart from uniform) and the jump is brought under it by `within_speed`.
+An estimate costs about a millisecond: no evaluation of the network.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..policy import Policy
+from .state import Key
+
+
+def speed_cap(device: Any, start_policy: Policy, max_slowdown: float | None) -> float | None:
+    """Uniform 8-bit's estimated instructions (the start policy's signedness, every weight and
+    activation at 8 bits) x max_slowdown; None without a device model, a cap, or an estimate."""
+    if device is None or not max_slowdown:
+        return None
+    eight = {(layer, ds): 8 for layer, ds, _ in start_policy.data_structures() if ds != "bias"}
+    base = device.instructions(start_policy, eight)
+    return None if base is None else base * float(max_slowdown)
+
+
+def forced_instructions(search: Any, policy: Policy) -> float:
+    """The int8 reference of the current state: `policy` with every data structure at 8 bits except
+    those the budget holds above 8 (frozen there) and those the search does not change."""
+    eight = {k: 8 for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)}
+    return search.device.instructions(policy, eight)
+
+
+def too_slow(search: Any, base: Policy, changes: dict[Key, int], raising: bool = True, count: bool = True) -> bool:
+    """Whether `changes` on `base` break the speed cap. With `raising` (a search step) only a step that
+    raises the estimate can: it is refused when it ends above the cap and above the int8 reference of
+    the current state (`forced_instructions`), so the budget's own demands (activations frozen above 8
+    bits) are not counted against a step. Refused steps are counted in `refused_for_speed`."""
+    if search.instruction_cap is None:
+        return False
+    new = search.device.instructions(base, changes)
+    if new <= search.instruction_cap:
+        return False
+    if raising and (new <= search.device.instructions(base) or
+                    new <= forced_instructions(search, base) * float(search.options.max_slowdown)):
+        return False
+    if count:
+        search.refused_for_speed.update(changes.items())
+    return True
+
+
+def within_speed(search: Any, base: Policy, changes: list[tuple[Key, int, Any]]) -> list[tuple[Key, int, Any]]:
+    """The jump's changes brought under the speed cap (the jump starts from max_bits, far slower than the
+    cap, so every jump lowers the estimate: the cap itself is the test here). While the set is above
+    it, take the one adjustment that lowers the estimate most: a change moved to a wider width of its
+    data structure (more precision, so never a budget risk), or dropped. The estimate only, no evaluation."""
+    if search.instruction_cap is None:
+        return changes
+
+    def estimate(cs: list[tuple[Key, int, Any]]) -> float:
+        return search.device.instructions(base, {k: b for k, b, _ in cs})
+
+    current = estimate(changes)
+    while changes and current > search.instruction_cap:
+        best = None
+        for i, (key, bits, frac) in enumerate(changes):
+            per_channel = isinstance(frac, tuple)
+            options = [changes[:i] + changes[i + 1:]]
+            options += [changes[:i] + [(key, w, search.frac_candidates(key, w, per_channel)[0])] + changes[i + 1:]
+                        for w in search.widths(key) if bits < w < search.bits[key]]
+            for option in options:
+                e = estimate(option)
+                if best is None or e < best[0]:
+                    best = (e, option, (key, bits))
+        if best is None or best[0] >= current:
+            break  # no adjustment speeds the set up: keep it (the greedy refuses slower steps)
+        search.refused_for_speed.add(best[2])
+        current, changes = best[0], best[1]
+    return changes
+
+
+# a step that saves no byte but instructions (the policy above the cap) is ranked below every byte-saving step
+SPEED_WEIGHT = 1e-12
+
+
+def speed_gain(search: Any, base: Policy, changes: dict[Key, int]) -> float:
+    """The instructions a step saves while `base` is above the cap (0 when under it, or without a cap):
+    what makes an activation step worth taking when it saves no byte (off the RAM peak) but time."""
+    if search.instruction_cap is None:
+        return 0.0
+    now = search.device.instructions(base)
+    if now <= search.instruction_cap:
+        return 0.0
+    return max(0.0, now - search.device.instructions(base, changes))

@@ -1,0 +1,134 @@
+"""The instruction estimate (fxpq_keras.instructions): the C dispatcher's paths, a policy's estimate equal
+to its exported file's, and whole zoo models within a stated error of their QEMU Cortex-M4 count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_export_keras import _every_layer_model
+from test_search import digits  # noqa: F401  (the fixture: a tiny CNN on 8x8 digits)
+
+import fxpq_keras as fx
+from fxpq_keras.flatbuffer import export_tflite
+from fxpq_keras.flatbuffer.memory import device_model_from_graph, device_model_from_tflite
+from fxpq_keras.instructions import KernelCall, call_instructions, coefficients, kernel_path, model_instructions
+
+# docs/kernels.md "Instruction estimate": every stored zoo measurement within this of its estimate
+ZOO_ERROR = 0.15
+
+
+def _conv(**kw) -> KernelCall:
+    base = dict(op="conv2d", x_bits=8, x_signed=True, out_bits=8, out_signed=True, in_elements=8 * 8 * 16,
+                out_elements=8 * 8 * 32, w_bits=8, macs=8 * 8 * 32 * 9 * 16, k=9 * 16, taps=9, channels=32,
+                weights=32 * 9 * 16)
+    return KernelCall(**{**base, **kw})
+
+
+def test_paths_follow_the_c_dispatcher():
+    """The branches of fxpq_dsp.c: int64 accumulators and full 16-bit unsigned inputs take the reference loop;
+    depthwise needs 8-bit inputs, multiplier 1 and four channels for its four-channel loop."""
+    assert kernel_path(_conv()) == "conv2d.kxk.x8"
+    assert kernel_path(_conv(taps=1, k=16)) == "conv2d.1x1.x8"
+    assert kernel_path(_conv(x_bits=12)) == "conv2d.kxk.x16"
+    assert kernel_path(_conv(x_bits=16, x_signed=False)) == "conv2d.kxk.ref"
+    assert kernel_path(_conv(x_bits=16, x_signed=False, taps=1, k=16)) == "conv2d.1x1.ref"
+    assert kernel_path(_conv(x_bits=15, x_signed=False, taps=1, k=16)) == "conv2d.1x1.x16"
+    assert kernel_path(_conv(x_bits=15, x_signed=False)) == "conv2d.kxk.ref"  # 16 + 8 + log2(144) > 31
+    assert kernel_path(_conv(x_bits=16, w_bits=16)) == "conv2d.kxk.ref"  # 16 + 16 + log2(144) > 31
+    dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
+    assert kernel_path(_conv(**dw)) == "depthwise_conv2d.quad"
+    assert kernel_path(_conv(**{**dw, "x_bits": 16})) == "depthwise_conv2d.channel.x16"
+    assert kernel_path(_conv(**{**dw, "depth_multiplier": 2})) == "depthwise_conv2d.channel.x8"
+    assert kernel_path(_conv(**{**dw, "channels": 3})) == "depthwise_conv2d.channel.x8"
+
+
+def test_slow_formats_cost_more():
+    """What the search must see: 16-bit activations and bit-unpacked weights cost more than int8."""
+    int8 = call_instructions(_conv())
+    assert call_instructions(_conv(x_bits=16)) > int8
+    assert call_instructions(_conv(x_bits=16, x_signed=False, taps=1, k=16)) > call_instructions(
+        _conv(x_bits=15, x_signed=False, taps=1, k=16))
+    dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
+    assert call_instructions(_conv(**{**dw, "x_bits": 16})) > call_instructions(_conv(**dw))
+    assert call_instructions(KernelCall("reshape", 8, True, 8, True, 4, 4)) is None
+
+
+def test_zoo_models_within_the_stated_error():
+    """Stored QEMU M4 counts of whole zoo files (uniform 8/16-bit and random mixed widths, written by
+    scripts/fit_instructions.py with the kernel calls of each file) against the estimate."""
+    data = coefficients()
+    assert data["checks"], "instructions.json holds no whole-model measurements"
+    models = {c["model"] for c in data["checks"]}
+    assert {"lenet5", "residual_ds_net", "ds_cnn_seq", "ds_cnn_kws"} <= models
+    for check in data["checks"]:
+        est = model_instructions([KernelCall.from_dict(c) for c in check["calls"]])
+        assert abs(est / check["instructions"] - 1) <= ZOO_ERROR, (check["model"], check["policy"], est,
+                                                                   check["instructions"])
+
+
+@pytest.fixture(scope="module")
+def keras_case():
+    model = _every_layer_model()
+    x = np.random.default_rng(1).uniform(0, 1, (32, 12, 12, 1)).astype(np.float32)
+    policy = fx.Policy.uniform(model, 8, x)
+    return fx.quantize_model(model, policy), policy
+
+
+def test_policy_estimate_equals_the_exported_files(keras_case):
+    """DeviceModel.instructions(policy, changes) (the search's) == the estimate of the file that policy
+    exports: each width reaches the kernel call it belongs to."""
+    qmodel, policy = keras_case
+    device = device_model_from_graph(fx.lower_model(qmodel))
+    rng = np.random.default_rng(5)
+    keys = [(layer, ds) for layer, ds, _ in policy.data_structures() if ds in ("output", "weights")]
+    try:
+        for _ in range(3):
+            p = policy.copy()
+            for layer, ds in keys:
+                p.set(layer, ds, bits=int(rng.choice([4, 8, 12, 16])))
+            p.constrain_biases()
+            fx.set_policy(qmodel, p)
+            from_file = device_model_from_tflite(export_tflite(qmodel)).instructions()
+            assert device.instructions(p) == pytest.approx(from_file)
+            layer, ds = keys[int(rng.integers(len(keys)))]
+            q = p.copy()
+            q.set(layer, ds, bits=16)
+            assert device.instructions(p, {(layer, ds): 16}) == pytest.approx(device.instructions(q))
+    finally:
+        fx.set_policy(qmodel, policy)
+
+
+def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the imported fixture)
+    """The default search (max_slowdown 1.0) ends at or under uniform 8-bit's estimated instructions, says so and
+    how many steps it refused for speed; a tighter cap refuses more; none (or 0) has no cap."""
+    from test_search import FAST
+
+    from fxpq_keras.search import FxPQNet
+
+    capped = FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"])
+    assert capped.instruction_cap is not None
+    assert capped.instructions() <= capped.instruction_cap
+    assert "cap 1x (max_slowdown) met" in capped.summary()
+    assert capped.to_dict()["refused_for_speed"] == capped.refused_for_speed
+    tight = FxPQNet(0.02, max_slowdown=0.9, **FAST).quantize(digits["model"], digits["x_train"])
+    assert tight.instruction_cap == pytest.approx(0.9 * capped.instruction_cap)
+    assert tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
+    for off in (None,):
+        free = FxPQNet(0.02, max_slowdown=off, **FAST).quantize(digits["model"], digits["x_train"])
+        assert free.instruction_cap is None and free.refused_for_speed == 0
+        assert "no speed cap" in free.summary()
+
+
+def test_max_slowdown_option_and_flag() -> None:
+    import argparse
+
+    from fxpq_keras.commands import slowdown
+    from fxpq_keras.search import FxPQNet
+
+    assert slowdown("none") is None and slowdown("0") is None and slowdown("1.25") == 1.25
+    for bad in ("-1", "fast", "inf"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            slowdown(bad)
+    for bad in (-0.5, "1", True):
+        with pytest.raises(ValueError, match="max_slowdown"):
+            FxPQNet(0.01, max_slowdown=bad)
