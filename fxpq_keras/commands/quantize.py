@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--min-bits {args.min_bits} must not exceed --max-bits {args.max_bits}")
     x, y = load_npz(args.data, "calibration inputs")
 
+    from ..host import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before TensorFlow's threads: they would each grow a heap of their own
     import fxpq_keras  # TensorFlow from here on: the checks above answer without it
 
     from ..flatbuffer import export_tflite
