@@ -245,8 +245,8 @@ class Calibration:
             teacher.append(outs[-1])
         warn_degenerate_ranges(self.max_abs, self.cnodes[0].name)
         self.teacher = np.concatenate(teacher).astype(np.float32)  # float model's outputs: the labels
-        # sets a search derives from these samples (blended copies, the teacher's outputs on them), kept
-        # here so that every search on this calibration shares one copy (fxpq_keras/search/engine.py)
+        # sets a search derives from these samples (("x", ...): blended copies; ("teacher", ...): this float
+        # model's outputs on them), kept here so that searches on it share one copy (search/engine.py)
         self.search_sets: dict[Any, Any] = {}
         self.nonneg = unsigned_outputs(self.cnodes, bool(self.x.min() >= 0))
 

@@ -102,3 +102,33 @@ def test_the_driver_runs_the_phases_in_order(digits: dict) -> None:
     actions = [st.action for st in s.state.trajectory]
     assert actions[:2] == ["start", "jump"] and actions[-1] == "done"
     assert set(actions[2:-1]) <= {"lower", "freeze", "back", "uniform"}
+
+
+def test_release_frees_evaluation_state_and_changes_no_result(digits: dict) -> None:
+    """A finished search frees its stored activations and tensor copies (FxPQNet does it between its
+    passes); evaluating again makes them anew and measures the same."""
+    s = search(digits, max_accuracy_drop=0.05)
+    s.run()
+    before = s.evaluate(s.state.policy, check=True)
+    s.release()
+    assert all(ev._base is None and ev._tensors is None for ev in (s.decide, s.checker))
+    assert s.evaluate(s.state.policy, check=True) == before
+
+
+def test_searches_on_one_calibration_share_their_sets(digits: dict) -> None:
+    """FxPQNet's RAM-first passes on the same calibration use the first pass's blended sets and the
+    teacher's outputs on them, not copies."""
+    first = search(digits)
+    second = PrecisionSearch(first.calibration, options=SearchOptions(**OPTS))
+    assert second.validation_x is first.validation_x and second.check_x is first.check_x
+    assert np.array_equal(second.budget_meter.targets, first.budget_meter.targets)
+
+
+def test_host_figures() -> None:
+    from fxpq_keras.host import memory_size, peak_rss_bytes, trim_heap
+
+    peak = peak_rss_bytes()
+    assert peak is None or peak > 10_000_000  # a Python with TensorFlow holds more than 10 MB
+    assert memory_size(4_380_000_000) == "4.38 GB" and memory_size(512_000_000) == "512 MB"
+    assert memory_size(None) == "unknown"
+    trim_heap()  # (returns memory to the system where it can; never fails)

@@ -130,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--labels {args.labels}: {labels.shape} labels for {len(x)} calibration samples "
                              "(one integer per sample)")
 
+    from ..host import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before TensorFlow's threads: they would each grow a heap of their own
     import fxpq_keras  # TensorFlow from here on: the checks above answer without it
 
     from ..flatbuffer import export_tflite

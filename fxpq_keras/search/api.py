@@ -315,6 +315,8 @@ class FxPQNet:
                     calib = Calibration(calib.source_model, calib.x, align_ranges=True)
                     if not calib.channel_scales:
                         continue  # nothing to align: the same model as the first
+                    # the same samples: the same blended inputs (their teacher outputs are the aligned model's)
+                    calib.search_sets.update({k: v for k, v in search.calibration.search_sets.items() if k[0] == "x"})
                 other = PrecisionSearch(calib, labels=search.labels,
                                         options=replace(self.options, ram_first=True, align_ranges=align),
                                         verbose=self.verbose, progress=self.progress)
@@ -435,4 +437,4 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
 
 
-__all__ = ["FxPQNet", "QuantizationResult", "agreement", "make_result", "task_extras"]
+__all__ = ["FxPQNet", "QuantizationResult", "SearchCost", "agreement", "make_result", "task_extras"]

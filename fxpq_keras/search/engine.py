@@ -127,11 +127,14 @@ class SearchEngine:
         # passes on the same calibration use the same arrays instead of copies of them)
         shared = calib.search_sets
         if self.blended:
-            if ("check", opts.seed, opts.blend) not in shared:
+            key = ("check", opts.seed, opts.blend)
+            if ("x",) + key not in shared:
                 partner = np.random.default_rng(opts.seed + 1).permutation(n)
-                x = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
-                shared[("check", opts.seed, opts.blend)] = (x, predict(calib.float_model, x))
-            self.check_x, teacher = shared[("check", opts.seed, opts.blend)]
+                shared[("x",) + key] = ((1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]).astype(np.float32)
+            self.check_x = shared[("x",) + key]
+            if ("teacher",) + key not in shared:
+                shared[("teacher",) + key] = predict(calib.float_model, self.check_x)
+            teacher = shared[("teacher",) + key]
             self.check_meter = Meter(target_distribution(teacher, probabilities), metric="top1",
                                      probabilities=probabilities)
         # the validation copies: the same calibration inputs blended with other partners (independent
@@ -140,13 +143,16 @@ class SearchEngine:
         # final prediction and a walk-back come from copies no step was chosen on
         self.validation_x = self.validation_meter = None
         if opts.self_distillation and opts.blend > 0 and n > 1 and not self.labeled:
-            if ("validation", opts.seed, opts.blend) not in shared:
+            key = ("validation", opts.seed, opts.blend)
+            if ("x",) + key not in shared:
                 rng = np.random.default_rng(opts.seed + 2)
                 partners = [rng.permutation(n) for _ in range(VALIDATION_COPIES)]
-                x = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
-                                    for partner in partners]).astype(np.float32)
-                shared[("validation", opts.seed, opts.blend)] = (x, predict(calib.float_model, x))
-            self.validation_x, teacher = shared[("validation", opts.seed, opts.blend)]
+                shared[("x",) + key] = np.concatenate([(1.0 - opts.blend) * calib.x + opts.blend * calib.x[partner]
+                                                        for partner in partners]).astype(np.float32)
+            self.validation_x = shared[("x",) + key]
+            if ("teacher",) + key not in shared:
+                shared[("teacher",) + key] = predict(calib.float_model, self.validation_x)
+            teacher = shared[("teacher",) + key]
             # the copies of one input are not independent samples, and held-out data is not calibration
             # data: the honest interval (interval.py) clusters the copies by input and adds the shift
             honest = {"clusters": copy_clusters(VALIDATION_COPIES, n), "shift": SHIFT.get(self.metric, 0.0)}
