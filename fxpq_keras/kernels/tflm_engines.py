@@ -6,7 +6,12 @@
 * ``tflm-m4`` / ``tflm-m7``: TFLM with CMSIS-NN on QEMU mps2-an386 / mps2-an500 under
   ``-icount shift=0``; ``tflm-m4-ref`` / ``tflm-m7-ref``: the same with TFLM's reference kernels.
   ``engine.instructions`` holds each inference's instruction count and ``engine.arena_used_bytes``
-  TFLM's ``arena_used_bytes()`` after ``AllocateTensors``.
+  TFLM's ``arena_used_bytes()`` after ``AllocateTensors``; ``engine.measurements()`` gives both
+  (instructions mean/min/max, ``ram_bytes``), which ``fxpq run --engine tflm-*`` prints.
+
+TFLM is the ``release_with_logs`` build unless ``FXPQ_TFLM_BUILD_TYPE`` says otherwise
+(:func:`fxpq_keras.kernels.tflm.build_type`): instruction counts are those of TFLM without its
+debug checks.
 
 The program (``tflm/tflm_main.cc``) reads the model at run time (one cached program per TFLM
 library), or, with ``link_model=True``, has it linked in as a C array with a resolver holding
