@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
                 path = fxp_path if kind.startswith("FxP") else int8_path
                 row = measure_tflm(kind, path, setting.input_integers(path, x), (m4, m7), tuple(args.cpus.split(",")))
                 tflm_rows.append({**row, "model": name, "kind": kind})
+                print(f"[{name} {kind}: M4 {row['m4_instr']:,.0f} M7 {row['m7_instr']:,.0f} instr/inf, flash "
+                      f"{row['flash']:,} B, arena {row['arena']:,} B, exact {row['exact']}; "
+                      f"{time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
         if "runner" not in tables:
             continue
         uniform8 = Policy.uniform(calib, 8, None)
