@@ -128,8 +128,10 @@ def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes
     tmp = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=out.parent))
     try:
         (tmp / "fxpq_tflm_model_ops.h").write_text(header)
+        # the glue object is shared by every program of this TFLM library (tflm.mk rebuilds it when a source changes)
         args = ["tflm-program", f"TFLM_MK={lib.flags_mk}", f"TFLM_CPU={cpu}", f"OUT={tmp}",
-                f"TFLM_OPS_H={tmp / 'fxpq_tflm_model_ops.h'}"]
+                f"TFLM_OPS_H={tmp / 'fxpq_tflm_model_ops.h'}",
+                f"TFLM_GLUE_DIR={KERNELS_DIR / 'build' / 'tflm' / f'glue-{variant}-{lib.key}'}"]
         if model:
             args.append(f"MODEL_C={write_model_source(Path(model_path), tmp)}")
         if arena_bytes:
