@@ -79,13 +79,13 @@ def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "int8-builtin", "note": f"refused: {str(exc)[:200]}"})
     if search:
-        from fxpq_keras.search import FxPQNet
+        from bench import search_setting as setting
 
         t0 = time.time()
-        res = FxPQNet(max_drop, samples=samples, seed=0, verbose=0, float_input=False).quantize(model, x_cal)
+        res = setting.search(model, x_cal, max_drop)  # bench/quality.py's search setting
         seconds = time.time() - t0
         path = Path("/tmp") / f"fxpq-device-{name}-fxpqnet.tflite"
-        export_tflite(res.model, path, float_input=False)
+        setting.export_fxp(res.model, res.policy, path)
         note = f"search {seconds:.0f} s" + (f"; {_tflm_same(path, x_te, 'tflm-m4')}" if tflm else "")
         rows.append(_row(name, f"FxP-QNet {max_drop:.0%}", path.read_bytes(), note, tflm))
     return rows

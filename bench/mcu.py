@@ -12,14 +12,15 @@ the file's ops) and run on QEMU M4 and M7: instructions per inference, flash (.t
 firmware, which holds the model and the code; newlib's semihosting stdio is in every row), model
 bytes and TFLM's arena_used_bytes on the M4, each as a ratio to TFLM + CMSIS-NN int8 of the same
 model. Every run's outputs are compared bit for bit with the reference interpreter (column
-"exact").
+"exact"). Every file takes integer input (its input format's integers, int8 for int8-builtin), as
+bench/quality.py's files do, so no arena holds a float32 copy of the input.
 
 The second table is the project's own runner (no TFLM):
 
 For each benchmark model of bench/models.py (trained once and cached) two .tflite files are
 exported with the fxp target (custom FXP_* ops, the project's own C kernels): the FxP-QNet
-mixed-precision model (1 % budget; the search result's policy is cached under .cache/bench/)
-and a uniform 8-bit dynamic fixed-point model of the same network (the int8 comparison through
+mixed-precision model (1 % budget; bench/quality.py's search and cached policy,
+bench/search_setting.py) and a uniform 8-bit dynamic fixed-point model of the same network (the int8 comparison through
 the project's own int8 path). Each file is linked into the model firmware
 (tflm_kernels/firmware/model_main.c) and run on QEMU mps2-an386 (Cortex-M4) and mps2-an500
 (Cortex-M7) under `-icount shift=0`, so instructions = TIMER0 ticks * 40 (the firmware checks
@@ -51,9 +52,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from models import CACHE, MODELS, calibration_set, trained  # noqa: E402
-
-import fxpq_keras as fx  # noqa: E402  (before TensorFlow)
+import fxpq_keras  # noqa: E402,F401  (before TensorFlow)
+from bench import search_setting as setting  # noqa: E402
+from bench.models import MODELS, calibration_set, trained  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import ExportError, Interpreter, export_tflite  # noqa: E402
@@ -105,36 +106,6 @@ def our_code_bytes(map_file: Path, libs: tuple[str, ...] = ("libfxpq_kernels.a("
             total += int(m.group(2), 16)
         section = None
     return total
-
-
-def fxpqnet_policy(name: str, model, calib_x: np.ndarray) -> tuple[Policy, str]:
-    """FxP-QNet's policy at a 1 % budget, searched once and cached.
-
-    The cache key covers the search options and the search code, so a changed default or
-    algorithm never hides behind a stale policy.
-    """
-    import hashlib
-    import json
-
-    from fxpq_keras.search.adaptation import SearchOptions
-
-    root = Path(fx.__file__).parent
-    # the search (phases too), and the instruction estimate its speed cap reads
-    code = b"".join(p.read_bytes() for p in [*sorted((root / "search").rglob("*.py")), root / "keras_model.py",
-                                             root / "calibration.py", root / "instructions.py",
-                                             root / "instructions.json"])
-    options = json.dumps(SearchOptions(max_accuracy_drop=0.01, seed=0, samples=len(calib_x)).to_dict(),
-                         sort_keys=True).encode()
-    key = hashlib.sha256(code + options + calib_x.tobytes()).hexdigest()[:12]
-    path = CACHE / f"{name}.fxpqnet-1pct.{key}.policy.json"
-    if path.exists():
-        return Policy.from_json(str(path)), "cached search"
-    t = time.perf_counter()
-    # the calibration samples and options of bench/quality.py's run
-    result = fx.FxPQNet(max_accuracy_drop=0.01, seed=0, samples=len(calib_x), verbose=0).quantize(model, calib_x)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result.policy.to_json(str(path))
-    return result.policy, f"searched in {time.perf_counter() - t:.0f} s"
 
 
 def node_macs(graph, node) -> int:
@@ -292,11 +263,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--samples", type=int, default=20, help="held-out samples run per file and CPU")
-    ap.add_argument("--calibration", type=int, default=512, help="calibration samples (as bench/quality.py)")
+    ap.add_argument("--calibration", type=int, default=setting.SAMPLES,
+                    help="calibration samples (bench/search_setting.py, as bench/quality.py's --samples)")
+    ap.add_argument("--max-drop", type=float, default=setting.MAX_DROP, help="the FxP-QNet budget")
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=setting.OPTION_HELP)
     ap.add_argument("--cpus", default="m4,m7", help="TFLM table: the emulated CPUs (m4: flash and arena too)")
     ap.add_argument("--tables", default="tflm,runner",
                     help="tflm: int8 (reference, CMSIS-NN) and fxpq inside real TFLM; runner: the project's runner")
     args = ap.parse_args(argv)
+    options = setting.parse_options(args.option, ap.error)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     tables = set(args.tables.split(","))
@@ -309,32 +284,38 @@ def main(argv: list[str] | None = None) -> int:
         x_cal, _ = calibration_set(data, args.calibration)  # the calibration of bench/quality.py
         calib = Calibration(model, x_cal)
         x = data["x_test"][: args.samples]
-        policy, how = fxpqnet_policy(name, model, x_cal)
+        # bench/quality.py's search and its cached policy; every file takes integer input, as there
+        policy, how = setting.cached_policy(name, model, x_cal, args.max_drop, options)
         notes.append(f"{name}: FxP-QNet policy ({how}): {policy.memory().total_bits / 8:,.0f} B total memory "
                      f"(paper's accounting)")
         if "tflm" in tables:
             int8_path = OUT / f"{name}_int8-builtin.tflite"
             fxp_path = OUT / f"{name}_FxP-QNet_mixed.tflite"
-            export_tflite(quantize_model(model, policy), fxp_path)  # applies the policy's channel scales
+            setting.export_fxp(setting.searched_model(model, policy), policy, fxp_path)
             try:  # stock int8 at uniform 8 bits (unsigned formats as int8 with zero point -128, as TFLite)
-                export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), int8_path, target="int8-builtin")
+                export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), int8_path, target="int8-builtin",
+                              float_input=setting.FLOAT_INPUT)
             except ExportError as exc:
                 notes.append(f"{name}: no TFLM rows: int8-builtin export refused: {str(exc).splitlines()[-1]}")
                 kinds = ()
             else:
                 kinds = TFLM_ROWS
             for kind, m4, m7 in kinds:
-                row = measure_tflm(kind, fxp_path if kind.startswith("FxP") else int8_path, x, (m4, m7),
-                                   tuple(args.cpus.split(",")))
+                path = fxp_path if kind.startswith("FxP") else int8_path
+                row = measure_tflm(kind, path, setting.input_integers(path, x), (m4, m7), tuple(args.cpus.split(",")))
                 tflm_rows.append({**row, "model": name, "kind": kind})
+                print(f"[{name} {kind}: M4 {row['m4_instr']:,.0f} M7 {row['m7_instr']:,.0f} instr/inf, flash "
+                      f"{row['flash']:,} B, arena {row['arena']:,} B, exact {row['exact']}; "
+                      f"{time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
         if "runner" not in tables:
             continue
         uniform8 = Policy.uniform(calib, 8, None)
         for label, pol in ((f"{name} FxP-QNet mixed", policy), (f"{name} uniform 8-bit", uniform8)):
             path = OUT / (label.replace(" ", "_") + ".tflite")
-            export_tflite(quantize_model(model if pol is policy else calib, pol), path)
-            rows.append(measure(label, path, x))
-            layer_rows.extend(measure_layers(label, path, x))
+            setting.export_fxp(quantize_model(model if pol is policy else calib, pol), pol, path)
+            x_in = setting.input_integers(path, x)
+            rows.append(measure(label, path, x_in))
+            layer_rows.extend(measure_layers(label, path, x_in))
     if tflm_rows:
         print("In real TFLM (QEMU mps2-an386 M4 / mps2-an500 M7); x = ratio to int8 TFLM + CMSIS-NN of the same "
               "model")

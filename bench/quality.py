@@ -23,8 +23,10 @@ cached) one row per table, every figure from this one run:
   input format's integers; the search plans that file's RAM, `float_input=False`), so neither
   arena holds a float32 copy of the input.
 
-Calibration draws `--samples` inputs (no labels) from the training split only; every held-out
-figure is on the test split, which no calibration, search or training step ever saw.
+The search setting (calibration, options, integer input, the cached policy bench/mcu.py reuses) is
+bench/search_setting.py's. Calibration draws `--samples` inputs (no labels) from the training split
+only; every held-out figure is on the test split, which no calibration, search or training step
+ever saw.
 Quantized held-out outputs come from the fake-quant model (bit-exact with the integer reference
 up to rounding ties, docs/numerics.md). `--ablations` adds, per model, the table of FxP-QNet with
 each mechanism of docs/algorithm.md (mechanisms 1-4) switched off.
@@ -33,7 +35,6 @@ each mechanism of docs/algorithm.md (mechanisms 1-4) switched off.
 from __future__ import annotations
 
 import argparse
-import ast
 import math
 import sys
 import time
@@ -45,13 +46,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
+from bench import search_setting as setting  # noqa: E402
 from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
-from fxpq_keras.flatbuffer import export_tflite  # noqa: E402
 from fxpq_keras.flatbuffer.memory import file_memory  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
-from fxpq_keras.search import FxPQNet, SearchOptions  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 from fxpq_keras.search.metric import as_metric, metric_name  # noqa: E402
 
@@ -173,8 +173,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool,
         labels = data["y_train"][pick] if "self_distillation" in switches else None
         t = time.perf_counter()
         try:
-            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, float_input=False,
-                          **{**(options or {}), **switches}).quantize(model, x_cal, labels=labels)
+            res = setting.search(model, x_cal, max_drop, {**(options or {}), **switches}, labels=labels)
         except Exception as e:
             if label == "FxP-QNet":
                 raise
@@ -191,8 +190,9 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool,
         if label != "FxP-QNet":
             continue
         f["fxpq"] = row
+        setting.store_policy(name, x_cal, res.policy, max_drop, options)  # bench/mcu.py runs this policy
         try:
-            blob = export_tflite(res.model, float_input=False, policy=res.policy)  # int8 input, as TFLite's
+            blob = setting.export_fxp(res.model, res.policy)  # integer input, as TFLite int8's
             row["file_bytes"] = len(blob)
             row["param_bytes"], row["ram_bytes"] = device_bytes(blob)
         except Exception as e:  # an export shortfall is a figure too: name it in the table
@@ -283,30 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated zoo models (default: all: "
                    f"{', '.join(MODELS)})")
-    p.add_argument("--samples", type=int, default=512, help="unlabeled calibration samples from the training split")
-    p.add_argument("--max-drop", type=float, default=0.01, help="the budget (top-1 drop; relative MSE for snr)")
+    p.add_argument("--samples", type=int, default=setting.SAMPLES,
+                   help="unlabeled calibration samples from the training split")
+    p.add_argument("--max-drop", type=float, default=setting.MAX_DROP,
+                   help="the budget (top-1 drop; relative MSE for snr)")
     p.add_argument("--ablations", action="store_true", help="also FxP-QNet with each mechanism switched off")
-    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a SearchOptions field for every search of the run (a Python literal, e.g. "
-                   "align_ranges=False, ram_first=True); repeatable")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=setting.OPTION_HELP)
     args = p.parse_args(argv)
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in ZOO]
     if unknown:
         p.error(f"unknown zoo model(s) {', '.join(unknown)}; known: {', '.join(MODELS)}")
-    options: dict[str, Any] = {}
-    for item in args.option:
-        key, sep, value = item.partition("=")
-        try:
-            options[key.strip()] = ast.literal_eval(value.strip())
-        except (ValueError, SyntaxError):
-            p.error(f"--option {item!r}: expected NAME=VALUE with a Python literal value")
-        if not sep:
-            p.error(f"--option {item!r}: expected NAME=VALUE")
-    try:
-        SearchOptions(**options).validate()
-    except (TypeError, ValueError) as exc:
-        p.error(f"--option: {exc}")
+    options = setting.parse_options(args.option, p.error)
     if options:
         print(f"search options: {options}", file=sys.stderr)
     t = time.perf_counter()

@@ -235,3 +235,34 @@ def test_tflm_firmware_example(tmp_path, capsys):
                  "qemu-system-arm -M mps2-an386", "identical to the reference interpreter: True"):
         assert step in out
     assert "AddSoftmax" not in out  # exactly the model's ops: the softmax is done on the host
+
+
+@needs_qemu
+@pytest.mark.parametrize("engine,cpu", [("tflm-m4", "Cortex-M4"), ("tflm-m7", "Cortex-M7"), ("tflm-host", "host")])
+def test_fxpq_run_prints_tflm_instructions_and_arena(tmp_path, capsys, engine, cpu):
+    """`fxpq run --engine tflm-*` prints TFLM's own figures, for fxp and int8-builtin files: instructions
+    per inference (mean, min, max; Cortex-M only) and arena_used_bytes (as ram_bytes, its one name);
+    the API's engine.measurements() gives the same figures for the same batch."""
+    from fxpq_keras.cli import main
+
+    graph, x = cnn_graph(4, int8=True, n=5)
+    np.save(tmp_path / "x.npy", x)
+    for target in ("fxp", "int8-builtin"):
+        path = tmp_path / f"{target}.tflite"
+        export_tflite(graph, path, target=target)
+        assert main(["--quiet", "run", str(path), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                     "--engine", engine]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        interp = Interpreter(path, engine=engine)
+        interp.predict(x)
+        m = interp.engine.measurements()
+        assert m["ram_bytes"] == interp.engine.arena_used_bytes > 0, target
+        ram = f"ram_bytes {m['ram_bytes']:,} (TFLM's arena_used_bytes, measured on the {cpu})"
+        if cpu == "host":
+            assert "instructions_mean" not in m and lines == [ram], (target, lines)
+            continue
+        ins = interp.engine.instructions
+        assert m["inferences"] == 5 and (m["instructions_min"], m["instructions_max"]) == (ins.min(), ins.max())
+        assert m["instructions_min"] > 10_000 and m["instructions_mean"] == pytest.approx(ins.mean())
+        assert lines == [f"instructions per inference ({cpu}, 5 inferences): mean {m['instructions_mean']:,.0f}, "
+                         f"min {m['instructions_min']:,}, max {m['instructions_max']:,}", ram], (target, lines)

@@ -167,3 +167,32 @@ def test_quality_tables_put_ratios_and_budget_verdicts_side_by_side():
     abl = Q.ablation_table(f | {"ablations": [x, failed]})
     assert "| FxP-QNet | 94.00% | 1.00% | 2.80% OVER |" in abl
     assert "| no layer-wise adaptation (M2) | ValueError: x" in abl
+
+
+def test_mcu_and_quality_benchmarks_search_one_way():
+    """Before: bench/mcu.py searched float-input files with its own options and cache key, so its 1 %
+    arenas were not bench/quality.py's. Now both go through bench/search_setting.py: one quantizer
+    (integer input, seed 0), one policy cache keyed by options and calibration samples."""
+    import inspect
+
+    from bench import mcu, quality
+    from bench import search_setting as S
+
+    q = S.quantizer(0.01, 8)
+    assert q.options.float_input is False and q.options.seed == 0 and q.options.samples == 8
+    x = np.zeros((8, 4), np.float32)
+    assert S.policy_path("m", x) == S.policy_path("m", x.copy())
+    assert S.policy_path("m", x) != S.policy_path("m", x + 1)
+    assert S.policy_path("m", x) != S.policy_path("m", x, options={"align_ranges": False})
+    for module in (mcu, quality):
+        src = inspect.getsource(module)
+        assert "FxPQNet(" not in src and "setting." in src, module.__name__
+
+    def error(message: str) -> None:
+        raise ValueError(message)
+
+    assert S.parse_options(["align_ranges=False"], error) == {"align_ranges": False}
+    with pytest.raises(ValueError, match="expected NAME=VALUE"):
+        S.parse_options(["align_ranges"], error)
+    with pytest.raises(ValueError, match="--option"):
+        S.parse_options(["no_such_option=1"], error)

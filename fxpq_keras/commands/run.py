@@ -12,14 +12,15 @@ ENGINE_HELP = ("reference: the numpy integer reference (the contract); tflm: the
                "(int8-builtin files only); host: the C kernels on this machine; qemu-m4 / qemu-m7: the C "
                "kernels in firmware on an emulated Cortex-M4 / M7 (needs arm-none-eabi-gcc and qemu-system-arm); "
                "they also print instructions per inference (mean/min/max, QEMU -icount) and runner_arena_bytes; "
-
                "tflm-host / tflm-m4 / tflm-m7: fxp and int8-builtin files inside real TFLM built from TFLM_DIR "
-               "(M4/M7 with CMSIS-NN; tflm-m4-ref / tflm-m7-ref with TFLM's reference kernels; docs/tflm.md)")
+               "(M4/M7 with CMSIS-NN; tflm-m4-ref / tflm-m7-ref with TFLM's reference kernels; docs/tflm.md); "
+               "they print TFLM's arena_used_bytes (as ram_bytes) and, on the M4/M7, instructions per inference")
 
 EPILOG = """\
 examples:
   fxpq run model.tflite -i x.npy -o y.npy                       # numpy reference, probabilities
   fxpq run model.tflite -i calib.npz -o q.npy --engine qemu-m4 --raw   # Cortex-M4 output integers
+  TFLM_DIR=... fxpq run model.tflite -i x.npy -o y.npy --engine tflm-m4   # in real TFLM: + instructions, arena
 
 X is a float batch [N, ...input shape] in .npy, or an .npz holding it as 'x'. With an
 --integer-input file, X holds the input's integers. More than one model output: the first goes

@@ -16,13 +16,16 @@ how to set ``TFLM_DIR``.
 
 Libraries (``libtensorflow-microlite.a``) are built with TFLM's own Makefile, niced, one per
 variant (:data:`VARIANTS`: host reference kernels; Cortex-M4F / M7 with reference kernels and
-with CMSIS-NN), into ``$FXPQ_TFLM_CACHE`` (default ``~/.cache/fxpq/tflm``) under a key of the
-tree (commit, local changes, prepared downloads) and the variant's make arguments, so every
-worktree and run shares one build per tree and variant. Next to each library a ``flags.mk``
-records the exact compiler, flags and include paths the library was built with; the fxpq glue
-and drivers (``tflm_kernels/mk/tflm.mk``) are compiled with them.
+with CMSIS-NN) and build type (:func:`build_type`: TFLM's ``BUILD_TYPE``, ``release_with_logs``
+unless ``FXPQ_TFLM_BUILD_TYPE`` says otherwise), into ``$FXPQ_TFLM_CACHE`` (default
+``~/.cache/fxpq/tflm``) under a key of the tree (commit, local changes, prepared downloads) and
+the variant's make arguments (build type included), so every worktree and run shares one build per
+tree, variant and build type. The two variants of one CPU share TFLM's core objects (compiled once,
+hard links, :func:`_share_core_objects`). Next to each library a ``flags.mk`` records the exact
+compiler, flags and include paths the library was built with; the fxpq glue and drivers
+(``tflm_kernels/mk/tflm.mk``) are compiled with them.
 
-    python -m fxpq_keras.kernels.tflm [--variants host,m4-cmsis,...]   # prepare + build, print paths
+    python -m fxpq_keras.kernels.tflm [--variants host,m4-cmsis,...] [--build-type default]
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TFLM_COMMIT", "TFLM_REPO", "VARIANTS", "TflmUnavailable", "TflmLibrary", "tflm_tree",
-           "prepare_downloads", "build_library", "pinned_dependencies", "tflm_available", "HOW_TO_ENABLE"]
+__all__ = ["TFLM_COMMIT", "TFLM_REPO", "VARIANTS", "BUILD_TYPES", "build_type", "TflmUnavailable", "TflmLibrary",
+           "tflm_tree", "prepare_downloads", "build_library", "pinned_dependencies", "tflm_available", "HOW_TO_ENABLE"]
 
 TFLM_REPO = "https://github.com/tensorflow/tflite-micro"
 TFLM_COMMIT = "90b983c2b3f1480642e040bbd2ddb37b998f3424"  # 2026-08-20, the tree this project verified
@@ -86,6 +90,23 @@ VARIANTS: dict[str, list[str]] = {
     "m7-ref": ["TARGET=cortex_m_generic", "TARGET_ARCH=cortex-m7+fp"],
     "m7-cmsis": ["TARGET=cortex_m_generic", "TARGET_ARCH=cortex-m7+fp", "OPTIMIZED_KERNEL_DIR=cmsis_nn"],
 }
+
+
+# TFLM's BUILD_TYPE values that run (its Makefile): release_with_logs is what TFLM recommends for
+# benchmarks (-DNDEBUG: no debug checks, error messages kept); default keeps TFLM's debug checks
+# (3-5x slower reference kernels), debug adds -g; release also strips the error strings the engines
+# report, so it is not offered.
+BUILD_TYPES = ("release_with_logs", "default", "debug")
+DEFAULT_BUILD_TYPE = "release_with_logs"
+
+
+def build_type(requested: str | None = None) -> str:
+    """The TFLM BUILD_TYPE to build: `requested`, else $FXPQ_TFLM_BUILD_TYPE, else release_with_logs."""
+    value = requested or os.environ.get("FXPQ_TFLM_BUILD_TYPE") or DEFAULT_BUILD_TYPE
+    if value not in BUILD_TYPES:
+        raise ValueError(f"TFLM build type must be one of {', '.join(BUILD_TYPES)} (FXPQ_TFLM_BUILD_TYPE), "
+                         f"got {value!r}")
+    return value
 
 
 def _git(args: list[str], cwd: Path | None = None, **kw) -> subprocess.CompletedProcess:
@@ -269,8 +290,8 @@ def _tree_key(tree: Path) -> str:
     return h.hexdigest()[:12]
 
 
-def _make_args(variant: str) -> list[str]:
-    args = list(VARIANTS[variant])
+def _make_args(variant: str, build: str) -> list[str]:
+    args = [*VARIANTS[variant], f"BUILD_TYPE={build}"]
     if variant != "host":
         gcc = shutil.which("arm-none-eabi-gcc")
         if gcc is None:
@@ -309,6 +330,7 @@ class TflmLibrary:
     lib: Path
     flags_mk: Path
     key: str
+    build_type: str = DEFAULT_BUILD_TYPE
 
 
 def _print_vars(base: list[str], env: dict, names: list[str]) -> dict[str, str]:
@@ -377,33 +399,53 @@ def _needed_third_party(tree: Path, kernels: list[str], third: list[str]) -> lis
     return [s for s in third if s in needed]
 
 
-def _share_core_objects(gendir: Path, variant: str) -> None:
-    """A reference-kernel variant takes the core objects of the CMSIS-NN variant of the same CPU
-    and tree (hard links). TFLM compiles its core with the same flags in both (the variants differ
-    in -DCMSIS_NN and the kernel sources; no core source includes a header that tests CMSIS_NN)."""
-    if not variant.endswith("-ref"):
-        return
-    sibling = gendir.parent / gendir.name.replace("-ref-", "-cmsis-", 1)
-    src_root = sibling / "obj" / "core"
-    if not src_root.is_dir():
-        return
-    for obj in src_root.rglob("*.o"):
-        dest = gendir / "obj" / "core" / obj.relative_to(src_root)
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.link(obj, dest)
+def _core_dir(tree_key: str, args: list[str], variant: str) -> Path:
+    """Where the core objects of one CPU live once for all its variants: keyed like a variant, by
+    the make arguments without the kernel choice (OPTIMIZED_KERNEL_DIR)."""
+    core_args = [a for a in args if not a.startswith("OPTIMIZED_KERNEL_DIR=")]
+    key = hashlib.sha256((tree_key + " ".join(core_args)).encode()).hexdigest()[:12]
+    return cache_root() / f"core-{variant.split('-')[0]}-{key}"
 
 
-def build_library(variant: str, tree: Path | None = None, jobs: int = 2, log=print) -> TflmLibrary:
-    """The TFLM library of `variant` from the tree, built once per tree key and variant."""
+def _share_core_objects(gendir: Path, core_dir: Path, targets: list[str], after_build: bool) -> int:
+    """Hard-link the core objects between a variant's GENDIR and its CPU's core directory: before
+    the build, objects compiled by the other variant of the CPU into the GENDIR (make then finds
+    them up to date); after it, the GENDIR's new ones into the core directory. TFLM compiles its
+    core with the same flags in both variants apart from -DCMSIS_NN and -DARM_NN_ENABLE_*, which no
+    core source or header it includes tests (their .d files list no CMSIS-NN header). Returns the
+    number of objects linked."""
+    linked = 0
+    prefix = f"{gendir}/obj/core/"
+    for target in targets:
+        if not target.startswith(prefix):
+            continue
+        rel = target[len(prefix):]
+        src, dest = (Path(target), core_dir / rel) if after_build else (core_dir / rel, Path(target))
+        if dest.exists() or not src.exists():
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(src, dest)
+            linked += 1
+        except FileExistsError:  # the other variant, built at the same time, got there first
+            pass
+    return linked
+
+
+def build_library(variant: str, tree: Path | None = None, jobs: int = 2, log=print,
+                  build: str | None = None) -> TflmLibrary:
+    """The TFLM library of `variant` from the tree, built once per tree key, variant and build
+    type (:func:`build_type`)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
+    build = build_type(build)
     tree = tree or tflm_tree()
     prepare_downloads(tree, log=log)
-    args = _make_args(variant)
+    args = _make_args(variant, build)
     full = os.environ.get("FXPQ_TFLM_FULL") == "1"
-    key = hashlib.sha256((_tree_key(tree) + " ".join(args)).encode()).hexdigest()[:12]
-    gendir = cache_root() / f"{variant}-{key}"
+    tree_key = _tree_key(tree)
+    key = hashlib.sha256((tree_key + " ".join(args)).encode()).hexdigest()[:12]
+    gendir = cache_root() / f"{variant}-{build}-{key}"
     subset = hashlib.sha256(",".join(sorted(KERNEL_STEMS)).encode()).hexdigest()[:8]
     lib = gendir / "lib" / ("libtensorflow-microlite.a" if full else f"libtensorflow-microlite-fxpq-{subset}.a")
     flags_mk = gendir / ("flags-full.mk" if full else f"flags-{subset}.mk")
@@ -413,14 +455,17 @@ def build_library(variant: str, tree: Path | None = None, jobs: int = 2, log=pri
             # TFLM's Makefile runs python3 (Pillow must import) while it is parsed: use this one
             env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
             base = ["nice", "-n", "10", "make", "-C", str(tree), "-f", MAKEFILE, *args, f"GENDIR={gendir}/"]
-            log(f"[tflm] building TFLM {variant} ({'whole library' if full else 'core + the kernels fxpq files use'})"
-                f" in {gendir}: several minutes")
+            log(f"[tflm] building TFLM {variant} BUILD_TYPE={build} "
+                f"({'whole library' if full else 'core + the kernels fxpq files use'}) in {gendir}: several minutes")
             targets = ["microlite"] if full else _objects(base, env, gendir, tree)
-            if not full:
-                _share_core_objects(gendir, variant)
+            core_dir = _core_dir(tree_key, args, variant)
+            if not full and _share_core_objects(gendir, core_dir, targets, after_build=False):
+                log(f"[tflm] {variant}: TFLM's core objects taken from {core_dir}")
             proc = subprocess.run([*base, f"-j{jobs}", *targets], capture_output=True, text=True, env=env)
             if proc.returncode:
                 raise RuntimeError(f"building TFLM ({variant}) failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+            if not full:
+                _share_core_objects(gendir, core_dir, targets, after_build=True)
             values = _print_vars(base, env, ["CXX", "CC", "AR", "CXXFLAGS", "CCFLAGS", "INCLUDES", "LDFLAGS",
                                              "MICROLITE_LIBS"])
             if not full:
@@ -433,26 +478,33 @@ def build_library(variant: str, tree: Path | None = None, jobs: int = 2, log=pri
             incs = " ".join(f"-isystem {tree / p[2:]}" if p.startswith("-I") and not p[2:].startswith("/")
                             else p.replace("-I", "-isystem ", 1) if p.startswith("-I") else p
                             for p in values["INCLUDES"].split())
-            text = [f"# flags of {lib} (TFLM tree {tree}, make {' '.join(args)})",
+            text = [f"# flags of {lib} (TFLM tree {tree}, make {' '.join(args)})", f"TFLM_BUILD_TYPE := {build}",
                     f"TFLM_TREE := {tree}", f"TFLM_LIB := {lib}", f"TFLM_CXX := {values['CXX']}",
                     f"TFLM_CC := {values['CC']}", f"TFLM_CXXFLAGS := {values['CXXFLAGS']}",
                     f"TFLM_INCLUDES := {incs}", f"TFLM_LDFLAGS := {values['LDFLAGS']}",
                     f"TFLM_LIBS := {values['MICROLITE_LIBS']}", ""]
             flags_mk.write_text("\n".join(text))
-    return TflmLibrary(variant, tree, lib, flags_mk, key)
+    return TflmLibrary(variant, tree, lib, flags_mk, key, build)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Prepare a TFLM tree and build its libraries (docs/tflm.md).")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("-j", "--jobs", type=int, default=2)
+    ap.add_argument("--build-type", choices=BUILD_TYPES, default=None,
+                    help=f"TFLM's BUILD_TYPE (default: $FXPQ_TFLM_BUILD_TYPE, else {DEFAULT_BUILD_TYPE})")
     args = ap.parse_args(argv)
+    unknown = [v for v in args.variants.split(",") if v not in VARIANTS]
+    if unknown:
+        ap.error(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
     try:
+        build = build_type(args.build_type)
         tree = tflm_tree()
         for v in args.variants.split(","):
-            lib = build_library(v, tree, jobs=args.jobs)
-            print(f"{v}: {lib.lib}")
-    except TflmUnavailable as e:
+            t = time.perf_counter()
+            lib = build_library(v, tree, jobs=args.jobs, build=build)
+            print(f"{v} ({build}): {lib.lib} [{time.perf_counter() - t:.0f} s]", flush=True)
+    except (TflmUnavailable, ValueError) as e:
         print(f"fxpq tflm: {e}", file=sys.stderr)
         return 2
     return 0

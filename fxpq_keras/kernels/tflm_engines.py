@@ -6,7 +6,12 @@
 * ``tflm-m4`` / ``tflm-m7``: TFLM with CMSIS-NN on QEMU mps2-an386 / mps2-an500 under
   ``-icount shift=0``; ``tflm-m4-ref`` / ``tflm-m7-ref``: the same with TFLM's reference kernels.
   ``engine.instructions`` holds each inference's instruction count and ``engine.arena_used_bytes``
-  TFLM's ``arena_used_bytes()`` after ``AllocateTensors``.
+  TFLM's ``arena_used_bytes()`` after ``AllocateTensors``; ``engine.measurements()`` gives both
+  (instructions mean/min/max, ``ram_bytes``), which ``fxpq run --engine tflm-*`` prints.
+
+TFLM is the ``release_with_logs`` build unless ``FXPQ_TFLM_BUILD_TYPE`` says otherwise
+(:func:`fxpq_keras.kernels.tflm.build_type`): instruction counts are those of TFLM without its
+debug checks.
 
 The program (``tflm/tflm_main.cc``) reads the model at run time (one cached program per TFLM
 library), or, with ``link_model=True``, has it linked in as a C array with a resolver holding
@@ -123,8 +128,10 @@ def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes
     tmp = Path(tempfile.mkdtemp(prefix=f"{variant}-", dir=out.parent))
     try:
         (tmp / "fxpq_tflm_model_ops.h").write_text(header)
+        # the glue object is shared by every program of this TFLM library (tflm.mk rebuilds it when a source changes)
         args = ["tflm-program", f"TFLM_MK={lib.flags_mk}", f"TFLM_CPU={cpu}", f"OUT={tmp}",
-                f"TFLM_OPS_H={tmp / 'fxpq_tflm_model_ops.h'}"]
+                f"TFLM_OPS_H={tmp / 'fxpq_tflm_model_ops.h'}",
+                f"TFLM_GLUE_DIR={KERNELS_DIR / 'build' / 'tflm' / f'glue-{variant}-{lib.key}'}"]
         if model:
             args.append(f"MODEL_C={write_model_source(Path(model_path), tmp)}")
         if arena_bytes:
