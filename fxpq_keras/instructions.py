@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .formats import accumulator_needs_64
 
 DATA_FILE = Path(__file__).with_name("instructions.json")
@@ -35,7 +37,8 @@ PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass over a weight ro
 WCHUNK = 64  # FXPQ_WCHUNK of fxpq_internal.h: the longest weight row a depthwise kernel unpacks on the stack
 DW_TAPS = 25  # FXPQ_DW_TAPS of fxpq_dsp.c: the largest window of the depthwise four-channel loop
 
-__all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls", "kernel_path"]
+__all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls", "kernel_path",
+           "row_l1"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class KernelCall:
     Widths: ``x_bits`` the (first) input's, 32 for a float input; ``x2_bits`` a second input's
     (add, concat; 0 = none); ``w_bits`` the weights' (0 = none). ``k`` = terms per dot product,
     ``taps`` = kernel positions (kh * kw; 1 for fully connected), ``channels`` = output channels.
+    ``w_l1`` = the largest output channel's sum |w| over 2^(w_bits - 1) (:func:`row_l1`; 0 = unknown,
+    taken as K): about the same at any weight width, so it carries over when a policy changes w_bits.
     """
 
     op: str
@@ -63,6 +68,7 @@ class KernelCall:
     channels: int = 0
     depth_multiplier: int = 1
     weights: int = 0
+    w_l1: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,27 +83,60 @@ def _container(bits: int) -> int:
     return 1 if bits <= 8 else 2 if bits <= 16 else 4
 
 
+def row_l1(op: str, weights: Any, w_bits: int) -> float:
+    """max over output channels of sum |w| / 2^(w_bits - 1) of integer weights in TFLite layout: the
+    rows' bound the C kernels use to keep an int64-accumulator layer on an int32 path."""
+    w = np.abs(np.asarray(weights, dtype=np.int64))
+    sums = w.reshape(-1, w.shape[-1]).sum(axis=0) if op == "depthwise_conv2d" else w.reshape(w.shape[0], -1).sum(axis=1)
+    return round(float(sums.max()) / 2 ** (int(w_bits) - 1), 4) if sums.size else 0.0
+
+
+def _x_abs(c: KernelCall) -> int:
+    return 2 ** (c.x_bits - 1) if c.x_signed else 2 ** c.x_bits - 1
+
+
+def _rows_fit_int32(c: KernelCall) -> bool:
+    """The C kernels' row bound: every output channel's sum |w| * max|x| below 2^31 proves an int32
+    accumulator exact (estimated from w_l1 at the call's weight width; unknown w_l1: the worst row)."""
+    l1 = c.w_l1 if c.w_l1 > 0 else c.k
+    return l1 * 2 ** (c.w_bits - 1) * _x_abs(c) <= 2**31 - 1
+
+
 def kernel_path(c: KernelCall) -> str:
     """The C dispatcher's branch for this call (fxpq_dsp.c as of the coefficients' fit).
 
-    conv2d / fully connected (fxpq_dsp_conv2d): the int64 accumulator and a 16-bit unsigned input
-    take the reference loop (``ref``); else a 1x1 kernel or fully connected reads its columns in
-    place (``1x1``), a KxK kernel builds im2col columns (``kxk``), by input container (``x8``,
-    ``x16``). Depthwise: int64 or rows longer than WCHUNK -> ``ref``; 8-bit inputs, multiplier 1,
-    at least four channels, window <= DW_TAPS -> the four-channel loop (``quad``); else the
-    per-channel loop by container. Other ops: by input container.
+    conv2d / fully connected (fxpq_dsp_conv2d): a 1x1 kernel or fully connected reads its columns in
+    place (``1x1``), a KxK kernel builds im2col columns (``kxk``); by input container ``x8``, ``x16``
+    (signed or up to 15 bits) and ``xu16`` (a full 16-bit unsigned input as x - 2^15 lanes, which
+    needs at least 4 output pixels, else ``ref``). An accumulator the width rule puts in int64 stays
+    on those paths when the rows' bound proves int32 exact (and there are at least 4 pixels), else
+    runs as chunked int32 partial sums (``chunked``), or the reference loop (``ref``) when not even
+    8 terms fit int32 (16-bit lanes with 14-bit weights and wider). Depthwise: rows longer than WCHUNK
+    or an int64 accumulator the rows' bound does not prove int32 -> ``ref``; multiplier 1, at least
+    four channels, window <= DW_TAPS -> the four-channel loop by container (``quad.x8/x16``); else
+    the per-channel loop by container. Other ops: by input container.
     """
     xc = _container(c.x_bits)
     if c.op in ("conv2d", "fully_connected"):
         geometry = "" if c.op == "fully_connected" else ".1x1" if c.taps == 1 else ".kxk"
-        if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or (xc == 2 and not c.x_signed and c.x_bits > 15):
+        u16 = xc == 2 and not c.x_signed and c.x_bits > 15
+        pixels = c.out_elements / max(c.channels, 1)
+        fast = f"{c.op}{geometry}.{'xu16' if u16 else f'x{8 * xc}'}"
+        if u16 and pixels < PIXELS:
             return f"{c.op}{geometry}.ref"
-        return f"{c.op}{geometry}.x{8 * xc}"
+        if not accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k):
+            return fast
+        if pixels >= PIXELS and _rows_fit_int32(c):
+            return fast
+        lane = 2**15 if u16 else _x_abs(c)
+        if (2**31 - 1) // (8 * lane * 2 ** (c.w_bits - 1)) == 0:
+            return f"{c.op}{geometry}.ref"
+        return f"{c.op}{geometry}.chunked"
     if c.op == "depthwise_conv2d":
-        if accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) or c.k > WCHUNK:
+        if c.k > WCHUNK or (accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) and not _rows_fit_int32(c)):
             return "depthwise_conv2d.ref"
-        if xc == 1 and c.depth_multiplier == 1 and c.channels >= 4 and c.taps <= DW_TAPS:
-            return "depthwise_conv2d.quad"
+        if c.depth_multiplier == 1 and c.channels >= 4 and c.taps <= DW_TAPS:
+            return f"depthwise_conv2d.quad.x{8 * xc}"
         return f"depthwise_conv2d.channel.x{8 * xc}"
     if c.op == "quantize":
         return "quantize"
@@ -110,7 +149,8 @@ def features(path: str, c: KernelCall) -> list[float]:
     Weighted fast paths: MACs; per-pass weight decoding, MACs / columns per pass, split by weight
     width (8 bits is a plain load, 16 a halfword, any other width a bit-field extraction); im2col
     copies (pixels x K and pixels x kernel rows, KxK only); pixels when K has a tail of less than 8
-    terms; the finish per output element; passes x channels. Depthwise:
+    terms; the finish per output element; passes x channels; weights (their sums, ``xu16`` and
+    ``chunked`` only). Depthwise:
     MACs (the quad loop's and the leftover channels' apart), output elements, weights (unpacked once
     per channel). Reference and per-channel loops: MACs, and MACs with an int64 accumulator, with
     bit-unpacked weights, with 16-bit inputs; output elements x taps (the window's bounds per tap);
@@ -120,7 +160,7 @@ def features(path: str, c: KernelCall) -> list[float]:
     op = path.split(".")[0]
     pixels = c.out_elements / max(c.channels, 1)
     if op in ("conv2d", "fully_connected") and not path.endswith(".ref"):
-        cols = PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 1
+        cols = PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 2  # 16-bit KxK: 2 columns a pass
         passes = c.macs / cols
         w8 = passes if c.w_bits == 8 else 0.0
         w16 = passes if c.w_bits == 16 else 0.0
@@ -128,8 +168,10 @@ def features(path: str, c: KernelCall) -> list[float]:
         im2col = pixels * c.k if c.taps > 1 else 0.0
         rows = pixels * math.sqrt(c.taps) if c.taps > 1 else 0.0  # im2col copies one kernel row at a time
         tail = pixels if c.k % 8 else 0.0  # the tail lanes of a K that is not a multiple of 8, per pixel
-        return [c.macs, w8, w16, wpacked, im2col, rows, tail, c.out_elements, pixels / cols * c.channels, 1.0]
-    if path == "depthwise_conv2d.quad":
+        # the x - 2^15 lanes' weight sums (once per channel and call) and the chunked int64 sums
+        sums = c.weights if path.endswith((".xu16", ".chunked")) else 0.0
+        return [c.macs, w8, w16, wpacked, im2col, rows, tail, c.out_elements, pixels / cols * c.channels, sums, 1.0]
+    if path.startswith("depthwise_conv2d.quad"):
         quad_share = (c.channels // 4 * 4) / max(c.channels, 1)
         return [c.macs * quad_share, c.macs * (1 - quad_share), c.out_elements, c.weights, 1.0]
     if op in WEIGHTED:  # reference and per-channel loops: per MAC, per tap, per output
@@ -224,7 +266,8 @@ def graph_calls(graph: Any) -> Iterator[tuple[Any, KernelCall, dict[str, Any]]]:
             else:
                 taps, k, channels = 1, int(w.shape[1]), int(w.shape[0])
             kw.update(w_bits=int(node.weight_bits), macs=kw["out_elements"] * k, k=k, taps=taps, channels=channels,
-                      depth_multiplier=int(node.attrs.get("depth_multiplier", 1)), weights=int(w.size))
+                      depth_multiplier=int(node.attrs.get("depth_multiplier", 1)), weights=int(w.size),
+                      w_l1=row_l1(node.op, w, int(node.weight_bits)))
             sources["w"] = node.name
         elif node.op in ("max_pool2d", "average_pool2d"):
             pool = node.attrs.get("pool", (1, 1))

@@ -7,7 +7,8 @@ Measures, on QEMU mps2-an386 (Cortex-M4, -icount shift=0: instructions = TIMER0 
 
 - per kernel call, in the QEMU test harness (fxpq_keras.kernels.qemu): `--random` random layer-like
   calls of every weighted op per kernel path (widths 2..16, signed and unsigned, 1x1 / 3x3 / 5x5,
-  depthwise multipliers 1-2) plus random calls of every other op, and every layer of each zoo model
+  depthwise multipliers 1-2; a third as many again with 12/16-bit inputs and 9..13-bit weights, for
+  the int64-accumulator paths) plus random calls of every other op, and every layer of each zoo model
   (bench/models.py, trained once and cached) under uniform 8-bit, uniform 16-bit and `--mixed`
   random per-data-structure widths (bench/mcu.py's layer_cases: each node on its actual inputs);
 - per whole model, in the C runner linked into the model firmware (QemuEngine, 2 samples), the
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fxpq_keras.instructions import DATA_FILE, KernelCall, call_instructions, features, kernel_path  # noqa: E402
+from fxpq_keras.instructions import DATA_FILE, KernelCall, call_instructions, features, kernel_path, row_l1  # noqa: E402
 from fxpq_keras.kernels import qemu  # noqa: E402
 from fxpq_keras.kernels.cases import random_case  # noqa: E402
 
@@ -55,11 +56,18 @@ GRAPH_OP = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "fully_c
 X_FORMATS = ((8, True), (8, False), (6, False), (4, True), (12, True), (16, True), (15, False), (16, False))
 
 
-def draw_weighted(op: str, rng: np.random.Generator):
-    """A layer-like random call of a weighted op (sizes of the zoo's layers)."""
-    x_bits, x_signed = X_FORMATS[int(rng.integers(len(X_FORMATS)))]
-    c = dict(w_bits=int(rng.choice([2, 3, 4, 5, 6, 7, 8, 8, 8, 10, 12, 16])), x_bits=x_bits, x_signed=x_signed,
-             dilation=False)
+# the int64-accumulator paths (int32 by the rows' bound, chunked partial sums): wide inputs, 9..13-bit weights
+WIDE_X_FORMATS = ((16, True), (16, False), (12, True))
+WIDE_W_BITS = (9, 10, 11, 12, 13)
+
+
+def draw_weighted(op: str, rng: np.random.Generator, wide: bool = False):
+    """A layer-like random call of a weighted op (sizes of the zoo's layers); `wide`: one whose
+    accumulator the width rule often puts in int64."""
+    formats = WIDE_X_FORMATS if wide else X_FORMATS
+    x_bits, x_signed = formats[int(rng.integers(len(formats)))]
+    w_choices = WIDE_W_BITS if wide else (2, 3, 4, 5, 6, 7, 8, 8, 8, 10, 12, 16)
+    c = dict(w_bits=int(rng.choice(w_choices)), x_bits=x_bits, x_signed=x_signed, dilation=False)
     if op == "fully_connected":
         c.update(in_features=int(rng.choice([16, 64, 128, 256, 400])), out_ch=int(rng.choice([4, 10, 16, 32, 64])))
     else:
@@ -99,7 +107,8 @@ def case_call(case) -> KernelCall:
         else:
             taps, k, channels = 1, int(w.shape[1]), int(w.shape[0])
         kw.update(w_bits=case.extra["w_bits"], macs=kw["out_elements"] * k, k=k, taps=taps, channels=channels,
-                  depth_multiplier=int(case.kwargs.get("depth_multiplier", 1)), weights=int(w.size))
+                  depth_multiplier=int(case.kwargs.get("depth_multiplier", 1)), weights=int(w.size),
+                  w_l1=row_l1(op, w, case.extra["w_bits"]))
     elif op in ("max_pool2d", "average_pool2d"):
         kw.update(taps=int(np.prod(case.kwargs["pool"])), channels=int(out.shape[-1]))
     elif op == "global_average_pool2d":
@@ -113,6 +122,8 @@ def measure_random(count: int, rng: np.random.Generator) -> list[dict]:
         for _ in range(count if op in ("conv2d", "depthwise_conv2d", "fully_connected") else max(count // 3, 8)):
             cases.append(draw_weighted(op, rng) if op in ("conv2d", "depthwise_conv2d", "fully_connected")
                          else random_case(op, rng))
+    for op in ("conv2d", "depthwise_conv2d", "fully_connected"):
+        cases.extend(draw_weighted(op, rng, wide=True) for _ in range(count // 3))
     t = time.perf_counter()
     results = qemu.run_cases(cases, cpu="m4", timeout=3600)
     print(f"{len(cases)} random calls measured in {time.perf_counter() - t:.0f} s", flush=True)

@@ -25,29 +25,41 @@ def _conv(**kw) -> KernelCall:
 
 
 def test_paths_follow_the_c_dispatcher():
-    """The branches of fxpq_dsp.c: int64 accumulators and full 16-bit unsigned inputs take the reference loop;
-    depthwise needs 8-bit inputs, multiplier 1 and four channels for its four-channel loop."""
+    """The branches of fxpq_dsp.c: full 16-bit unsigned inputs as x - 2^15 lanes (4+ pixels, else the
+    reference loop); an int64 accumulator stays on the int32 path when the rows' sum |w| * max|x| fits
+    int32, else chunked int32 partial sums, or the reference loop when not even 8 terms fit; depthwise
+    needs multiplier 1 and four channels for its four-channel loop (8- and 16-bit inputs)."""
     assert kernel_path(_conv()) == "conv2d.kxk.x8"
     assert kernel_path(_conv(taps=1, k=16)) == "conv2d.1x1.x8"
     assert kernel_path(_conv(x_bits=12)) == "conv2d.kxk.x16"
-    assert kernel_path(_conv(x_bits=16, x_signed=False)) == "conv2d.kxk.ref"
-    assert kernel_path(_conv(x_bits=16, x_signed=False, taps=1, k=16)) == "conv2d.1x1.ref"
+    assert kernel_path(_conv(x_bits=16, x_signed=False)) == "conv2d.kxk.xu16"  # 144 * 2^7 * (2^16 - 1) < 2^31
+    assert kernel_path(_conv(x_bits=16, x_signed=False, taps=1, k=16)) == "conv2d.1x1.xu16"
     assert kernel_path(_conv(x_bits=15, x_signed=False, taps=1, k=16)) == "conv2d.1x1.x16"
-    assert kernel_path(_conv(x_bits=15, x_signed=False)) == "conv2d.kxk.ref"  # 16 + 8 + log2(144) > 31
-    assert kernel_path(_conv(x_bits=16, w_bits=16)) == "conv2d.kxk.ref"  # 16 + 16 + log2(144) > 31
+    fc = dict(op="fully_connected", taps=1, k=144, out_elements=32, macs=32 * 144, channels=32)
+    assert kernel_path(_conv(**fc, x_bits=16, x_signed=False)) == "fully_connected.ref"  # one pixel
+    assert kernel_path(_conv(**{**fc, "k": 64}, x_bits=15, x_signed=False)) == "fully_connected.x16"
+    assert kernel_path(_conv(**fc, x_bits=15, x_signed=False)) == "fully_connected.chunked"  # 16 + 8 + 8 > 31
+    assert kernel_path(_conv(x_bits=16, w_bits=16)) == "conv2d.kxk.ref"  # 8 terms of 2^15 * 2^15 pass 2^31
+    assert kernel_path(_conv(x_bits=16, w_bits=12)) == "conv2d.kxk.chunked"  # the worst row passes 2^31
+    assert kernel_path(_conv(x_bits=16, w_bits=12, w_l1=2.0)) == "conv2d.kxk.x16"  # these rows do not
+    assert kernel_path(_conv(**fc, x_bits=16, w_bits=12, w_l1=2.0)) == "fully_connected.chunked"  # one pixel
     dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
-    assert kernel_path(_conv(**dw)) == "depthwise_conv2d.quad"
-    assert kernel_path(_conv(**{**dw, "x_bits": 16})) == "depthwise_conv2d.channel.x16"
+    assert kernel_path(_conv(**dw)) == "depthwise_conv2d.quad.x8"
+    assert kernel_path(_conv(**{**dw, "x_bits": 16})) == "depthwise_conv2d.quad.x16"
+    assert kernel_path(_conv(**{**dw, "x_bits": 16, "w_bits": 16})) == "depthwise_conv2d.ref"
+    assert kernel_path(_conv(**{**dw, "x_bits": 16, "w_bits": 16, "w_l1": 1.0})) == "depthwise_conv2d.quad.x16"
     assert kernel_path(_conv(**{**dw, "depth_multiplier": 2})) == "depthwise_conv2d.channel.x8"
     assert kernel_path(_conv(**{**dw, "channels": 3})) == "depthwise_conv2d.channel.x8"
 
 
 def test_slow_formats_cost_more():
-    """What the search must see: 16-bit activations and bit-unpacked weights cost more than int8."""
+    """What the search must see: 16-bit activations, the reference loop and chunked int64 sums cost more."""
     int8 = call_instructions(_conv())
     assert call_instructions(_conv(x_bits=16)) > int8
-    assert call_instructions(_conv(x_bits=16, x_signed=False, taps=1, k=16)) > call_instructions(
-        _conv(x_bits=15, x_signed=False, taps=1, k=16))
+    fc = dict(op="fully_connected", taps=1, k=64, out_elements=32, macs=32 * 64, channels=32)
+    assert call_instructions(_conv(**fc, x_bits=16, x_signed=False)) > call_instructions(
+        _conv(**fc, x_bits=15, x_signed=False))
+    assert call_instructions(_conv(x_bits=16, w_bits=12)) > call_instructions(_conv(x_bits=16, w_bits=12, w_l1=2.0))
     dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
     assert call_instructions(_conv(**{**dw, "x_bits": 16})) > call_instructions(_conv(**dw))
     assert call_instructions(KernelCall("reshape", 8, True, 8, True, 4, 4)) is None
