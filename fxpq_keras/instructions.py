@@ -95,11 +95,18 @@ def _x_abs(c: KernelCall) -> int:
     return 2 ** (c.x_bits - 1) if c.x_signed else 2 ** c.x_bits - 1
 
 
+def _acc_bound(c: KernelCall) -> float:
+    """The C kernels' accumulator bound: the width rule's K * max|x| * 2^(w_bits - 1), or when that asks
+    for int64, the rows' sum |w| * max|x| (estimated from w_l1 at the call's weight width; unknown
+    w_l1: the worst row)."""
+    if not accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k):
+        return c.k * 2 ** (c.w_bits - 1) * _x_abs(c)
+    return (c.w_l1 if c.w_l1 > 0 else c.k) * 2 ** (c.w_bits - 1) * _x_abs(c)
+
+
 def _rows_fit_int32(c: KernelCall) -> bool:
-    """The C kernels' row bound: every output channel's sum |w| * max|x| below 2^31 proves an int32
-    accumulator exact (estimated from w_l1 at the call's weight width; unknown w_l1: the worst row)."""
-    l1 = c.w_l1 if c.w_l1 > 0 else c.k
-    return l1 * 2 ** (c.w_bits - 1) * _x_abs(c) <= 2**31 - 1
+    """Every output channel's sum |w| * max|x| below 2^31 proves an int32 accumulator exact."""
+    return _acc_bound(c) <= 2**31 - 1
 
 
 def kernel_path(c: KernelCall) -> str:
@@ -113,8 +120,9 @@ def kernel_path(c: KernelCall) -> str:
     runs as chunked int32 partial sums (``chunked``), or the reference loop (``ref``) when not even
     8 terms fit int32 (16-bit lanes with 14-bit weights and wider). Depthwise: rows longer than WCHUNK
     or an int64 accumulator the rows' bound does not prove int32 -> ``ref``; multiplier 1, at least
-    four channels, window <= DW_TAPS -> the four-channel loop by container (``quad.x8/x16``); else
-    the per-channel loop by container. Other ops: by input container.
+    four channels, window <= DW_TAPS, an accumulator bound at most 2^30 (room for the int32 finish)
+    -> the four-channel loop by container (``quad.x8/x16``); else the per-channel loop by container.
+    Other ops: by input container.
     """
     xc = _container(c.x_bits)
     if c.op in ("conv2d", "fully_connected"):
@@ -135,7 +143,9 @@ def kernel_path(c: KernelCall) -> str:
     if c.op == "depthwise_conv2d":
         if c.k > WCHUNK or (accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k) and not _rows_fit_int32(c)):
             return "depthwise_conv2d.ref"
-        if c.depth_multiplier == 1 and c.channels >= 4 and c.taps <= DW_TAPS:
+        # the quads need every channel's int32 finish (bias + rounding + bound below 2^31): a bound
+        # within a factor 2 of 2^31 is taken to leave no room for them (the bias is not modelled)
+        if c.depth_multiplier == 1 and c.channels >= 4 and c.taps <= DW_TAPS and _acc_bound(c) <= 2**30:
             return f"depthwise_conv2d.quad.x{8 * xc}"
         return f"depthwise_conv2d.channel.x{8 * xc}"
     if c.op == "quantize":

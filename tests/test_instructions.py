@@ -43,7 +43,7 @@ def test_paths_follow_the_c_dispatcher():
     assert kernel_path(_conv(x_bits=16, w_bits=12)) == "conv2d.kxk.chunked"  # the worst row passes 2^31
     assert kernel_path(_conv(x_bits=16, w_bits=12, w_l1=2.0)) == "conv2d.kxk.x16"  # these rows do not
     assert kernel_path(_conv(**fc, x_bits=16, w_bits=12, w_l1=2.0)) == "fully_connected.chunked"  # one pixel
-    dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
+    dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144, out_elements=64 * 16)
     assert kernel_path(_conv(**dw)) == "depthwise_conv2d.quad.x8"
     assert kernel_path(_conv(**{**dw, "x_bits": 16})) == "depthwise_conv2d.quad.x16"
     assert kernel_path(_conv(**{**dw, "x_bits": 16, "w_bits": 16})) == "depthwise_conv2d.ref"
@@ -60,7 +60,7 @@ def test_slow_formats_cost_more():
     assert call_instructions(_conv(**fc, x_bits=16, x_signed=False)) > call_instructions(
         _conv(**fc, x_bits=15, x_signed=False))
     assert call_instructions(_conv(x_bits=16, w_bits=12)) > call_instructions(_conv(x_bits=16, w_bits=12, w_l1=2.0))
-    dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144)
+    dw = dict(op="depthwise_conv2d", k=9, taps=9, channels=16, macs=9 * 64 * 16, weights=144, out_elements=64 * 16)
     assert call_instructions(_conv(**{**dw, "x_bits": 16})) > call_instructions(_conv(**dw))
     assert call_instructions(KernelCall("reshape", 8, True, 8, True, 4, 4)) is None
 
