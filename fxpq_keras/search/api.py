@@ -253,7 +253,7 @@ class FxPQNet:
     when the calibration set cannot resolve the budget; else `UnresolvedBudgetError`), memory_target (bytes),
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
     per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of uniform
-    8-bit's; default 1.0, None or 0 = no cap), data_structures, frac_offsets, samples, seed, margin_sigma,
+    8-bit's; default 1.1, None or 0 = no cap), data_structures, frac_offsets, samples, seed, margin_sigma,
     fast_start, float_input (plan the RAM
     of a float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
     RAM-first passes, range-aligned and not, when the arena could fall, and keeps the fewest device bytes),

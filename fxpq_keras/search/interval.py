@@ -24,10 +24,31 @@ Three sources of error, each with its own term:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from .budget import Estimate
+
+@dataclass(frozen=True)
+class Estimate:
+    """A predicted budget loss for unseen data with its standard error.
+
+    `loss` is a fraction: the top-1 drop (``top1``) or noise/signal power (``snr``). `samples` is the
+    (effective) number of samples behind it.
+    """
+
+    loss: float
+    stderr: float
+    samples: float
+
+    def interval(self, z: float = 1.645) -> tuple[float, float]:
+        """Two-sided interval (default z: 90 %), clipped at 0."""
+        return max(self.loss - z * self.stderr, 0.0), self.loss + z * self.stderr
+
+    def upper(self, z: float) -> float:
+        """One-sided upper bound `loss + z * stderr` (what the budget compares with its limit)."""
+        return self.loss + z * self.stderr
+
 
 # the relative standard deviation of held-out loss around the calibration prediction, by metric: the
 # smallest value whose predictive intervals cover held-out loss at their rate on every zoo model of the
@@ -193,5 +214,63 @@ def predictive(est: Estimate, held_out: int, per_sample_var: float | None = None
     return Estimate(est.loss, math.hypot(est.stderr, math.sqrt(per_sample_var / held_out)), est.samples)
 
 
-__all__ = ["BETA_MAX", "SHIFT", "Z90", "binomial_estimate", "cluster_stderr", "copy_clusters", "drop_estimate",
-           "predictive", "relative_mse_estimate", "selection", "wilson_upper", "with_selection"]
+
+
+def snr_db(relative_mse: float) -> float:
+    """Output SNR in dB from noise/signal power (inf for a perfect match)."""
+    return math.inf if relative_mse <= 0 else -10.0 * math.log10(relative_mse)
+
+
+def effective_samples(weights: np.ndarray) -> float:
+    """Kish effective sample size of a weighted set."""
+    w = np.asarray(weights, dtype=np.float64)
+    return float(w.sum() ** 2 / max(float((w * w).sum()), 1e-300))
+
+
+def predict_drop(flips: np.ndarray, weights: np.ndarray | None = None, base: float = 0.0, *,
+                 clusters: np.ndarray | None = None, shift: float = 0.0) -> Estimate:
+    """Predicted top-1 drop on unseen data: the weighted rate of per-sample losses `flips` (1 for a
+    sample the quantized model gets wrong that the reference got right; with labels, `base` minus
+    the weighted accuracy) and its standard error.
+
+    The standard error is binomial at the estimate with a floor of half a flip over the effective
+    sample size, so a set that saw no flip still reports an uncertainty of about 1/(2 n) (the step
+    decisions' rule). With `clusters` (samples sharing an input) or a `shift`, the honest interval
+    of the validation copies instead (`interval.drop_estimate`: Wilson, design effect, shift).
+    """
+
+    if clusters is None and shift == 0.0:
+        return binomial_estimate(flips, weights, base)
+    return drop_estimate(flips, weights, base, clusters=clusters, shift=shift)
+
+
+def predict_relative_mse(noise: np.ndarray, signal: np.ndarray, *, clusters: np.ndarray | None = None,
+                         shift: float = 0.0) -> Estimate:
+    """Relative output MSE (sum noise / sum signal power over samples) with a delta-method standard
+    error of the ratio of means (cluster-robust with `clusters`; `shift`: `interval.relative_mse_estimate`)."""
+
+    return relative_mse_estimate(noise, signal, clusters=clusters, shift=shift)
+
+
+def predict_mean_loss(losses: np.ndarray, weights: np.ndarray | None = None, *, clusters: np.ndarray | None = None,
+                      shift: float = 0.0) -> Estimate:
+    """The weighted mean of per-sample losses (any task metric's) with the standard error of a
+    weighted mean over the effective sample size (at least the cluster-robust one over `clusters`;
+    `shift` times the loss added in quadrature, as `interval` does for the built-in metrics)."""
+    f = np.asarray(losses, dtype=np.float64)
+    if not len(f):
+        return Estimate(0.0, 0.0, 0.0)
+    w = np.ones(len(f)) if weights is None else np.asarray(weights, dtype=np.float64)
+    n_eff = effective_samples(w)
+    loss = float(np.average(f, weights=w))
+    var = float(np.average((f - loss) ** 2, weights=w)) * len(f) / max(len(f) - 1, 1)
+    se = math.sqrt(var / max(n_eff, 1.0))
+    if clusters is not None:
+
+        se = max(se, cluster_stderr(w * (f - loss) / w.mean(), clusters))
+    return Estimate(loss, math.hypot(se, shift * abs(loss)), n_eff)
+
+
+__all__ = ["BETA_MAX", "Estimate", "SHIFT", "Z90", "binomial_estimate", "cluster_stderr", "copy_clusters",
+           "drop_estimate", "effective_samples", "predict_drop", "predict_mean_loss", "predict_relative_mse",
+           "predictive", "relative_mse_estimate", "selection", "snr_db", "wilson_upper", "with_selection"]

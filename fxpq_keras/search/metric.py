@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget import Estimate, predict_drop, predict_mean_loss, snr_db
+from .interval import Estimate, predict_drop, predict_mean_loss, snr_db
 
 LossFunction = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
