@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from long_mode import LONG
 from test_export_graphs import GraphBuilder, calib
+from test_search import digits  # noqa: F401  (the fixture: a tiny CNN on 8x8 digits)
 
 from fxpq_keras.flatbuffer import export_tflite
 from fxpq_keras.flatbuffer.errors import ExportError
@@ -144,29 +145,11 @@ def test_unsigned_16_bit_is_refused_with_the_tensor_name():
 # ---------------------------------------------------------------------------------- the search
 
 @pytest.fixture(scope="module")
-def digits_builtin():
+def digits_builtin(digits: dict):  # noqa: F811 (the imported fixture)
     """The search's tiny digits CNN (tests/test_search.py) searched in the builtin format space."""
-    from sklearn.datasets import load_digits
-
-    from fxpq_keras._tf import keras
     from fxpq_keras.search import FxPQNet
 
-    d = load_digits()
-    x = (d.images / 16.0).astype(np.float32)[..., None]
-    y = d.target.astype(np.int64)
-    order = np.random.default_rng(0).permutation(len(x))
-    x, y = x[order], y[order]
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8, 8, 1)),
-        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
-        keras.layers.MaxPooling2D(2, name="pool"),
-        keras.layers.Flatten(name="flat"),
-        keras.layers.Dense(24, activation="relu", name="fc"),
-        keras.layers.Dense(10, activation="softmax", name="out"),
-    ])
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    model.fit(x[:1200], y[:1200], epochs=25, batch_size=64, verbose=0)
+    model, x = digits["model"], np.concatenate([digits["x_train"], digits["x_test"]])
     result = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0).quantize(model, x[:1200])
     return model, result, x[1200:]
 
