@@ -111,13 +111,13 @@ def test_policy_estimate_equals_the_exported_files(keras_case):
 
 
 def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the imported fixture)
-    """The default search (max_slowdown 1.1) ends at or under 1.1x uniform 8-bit's estimated instructions, says so and
+    """A capped search (max_slowdown 1.1) ends at or under 1.1x uniform 8-bit's estimated instructions, says so and
     how many steps it refused for speed; a tighter cap refuses more; none (or 0) has no cap."""
     from test_search import FAST
 
     from fxpq_keras.search import FxPQNet
 
-    capped = FxPQNet(0.02, **FAST).quantize(digits["model"], digits["x_train"])
+    capped = FxPQNet(0.02, max_slowdown=1.1, **FAST).quantize(digits["model"], digits["x_train"])
     assert capped.instruction_cap is not None
     assert capped.instructions() <= capped.instruction_cap
     assert "cap 1.1x (max_slowdown) met" in capped.summary()
@@ -125,6 +125,7 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
     tight = FxPQNet(0.02, max_slowdown=0.9, **FAST).quantize(digits["model"], digits["x_train"])
     assert tight.instruction_cap == pytest.approx(0.9 / 1.1 * capped.instruction_cap)
     assert tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
+    assert FxPQNet(0.02).options.max_slowdown is None  # the default: no cap (docs/algorithm.md "Speed cap")
     for off in (None,):
         free = FxPQNet(0.02, max_slowdown=off, **FAST).quantize(digits["model"], digits["x_train"])
         assert free.instruction_cap is None and free.refused_for_speed == 0

@@ -84,10 +84,10 @@ def register(sub) -> argparse.ArgumentParser:
                    help="also stop as soon as the objective's memory fits this many bytes (device: weights and "
                    "biases as stored + peak RAM; paper: weights+biases+activations bits / 8) "
                    "(default: none, lower as far as the budget allows)")
-    p.add_argument("--max-slowdown", type=slowdown, default=1.1, metavar="X|none",
+    p.add_argument("--max-slowdown", type=slowdown, default=None, metavar="X|none",
                    help="device objective: refuse any step that leaves the estimated Cortex-M4 instructions above "
-                   "uniform 8-bit's on this model times X (default 1.1: our uniform 8-bit runs at 0.82-0.92x "
-                   "CMSIS-NN int8's instructions; "
+                   "uniform 8-bit's on this model times X (default: no cap; 1.1 keeps about CMSIS-NN int8's speed "
+                   "at a cost in bytes, docs/algorithm.md 'Speed cap'; "
                    "none or 0: no speed cap)")
     p.add_argument("--min-bits", type=bit_width("min_bits"), default=2,
                    help="lowest bit width of any data structure (2..16)")

@@ -45,7 +45,7 @@ class SearchOptions:
     # speed (device objective): no step may leave the estimated Cortex-M4 instructions of the fxp file
     # (fxpq_keras.instructions) above uniform 8-bit's on the same model times this, raising them; None or 0 =
     # no cap (docs/algorithm.md, "Speed cap"; search/speed.py)
-    max_slowdown: float | None = 1.1
+    max_slowdown: float | None = None
     # the file the device objective plans RAM for: a float32 input quantized on the chip (export_tflite's
     # default) or an integer input (`export_tflite(..., float_input=False)`, what TFLite int8 files take)
     float_input: bool = True
