@@ -1,5 +1,5 @@
 """CMSIS-NN's requantization reproduces fxpq's power-of-two rescale bit for bit (docs/kernels.md,
-"CMSIS-NN route"): tflm_kernels/cmsis_nn/requantize_check.c, compiled on the host against the
+"CMSIS-NN route"): tflm_kernels/checks/cmsis_requantize_check.c, compiled on the host against the
 CMSIS-NN tree named by CMSIS_NN_DIR (or TFLM_DIR's downloads/cmsis_nn), under both of CMSIS-NN's
 roundings (TFLM's default double rounding and CMSIS_NN_USE_SINGLE_ROUNDING).
 
@@ -46,7 +46,7 @@ def _checker(tmp_path_factory, *defines: str) -> Path:
     exe = tmp_path_factory.mktemp("rq") / "check"
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *defines,
                     f"-I{CMSIS_NN / 'Include'}", f"-I{KERNELS / 'include'}",
-                    str(KERNELS / "cmsis_nn" / "requantize_check.c"), str(lib), "-o", str(exe)],
+                    str(KERNELS / "checks" / "cmsis_requantize_check.c"), str(lib), "-o", str(exe)],
                    check=True, capture_output=True, text=True)
     return exe
 

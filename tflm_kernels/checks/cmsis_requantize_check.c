@@ -3,7 +3,7 @@
  * fxpq_cmsis_requant_pair() picks for a power-of-two rescale, give fxpq_rescale's result?
  *
  *   gcc -O2 -I<CMSIS-NN>/Include -Iinclude [-DCMSIS_NN_USE_SINGLE_ROUNDING] \
- *       cmsis_nn/requantize_check.c src/kernels/fxpq_common.c -o check
+ *       checks/cmsis_requantize_check.c src/kernels/fxpq_common.c -o check
  *   ./check S_MIN S_MAX V_MIN V_MAX [STEP]
  *
  * For every right shift s in [S_MIN, S_MAX] (the accumulator's frac minus the output's; negative:
