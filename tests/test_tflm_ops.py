@@ -42,8 +42,8 @@ def _tensor(shape, dtype: str, q: TensorQ | None, buffer: int, name: str):
     return t
 
 
-def build_model(op: int, inputs, output, options_type: int = 0, options=None, consts=()) -> bytes:
-    """One-op .tflite. inputs/output: (shape, TensorQ); consts: int32 arrays appended as inputs."""
+def one_op_model(op: int) -> S.ModelT:
+    """The skeleton of a one-operator .tflite: version, the op's code, the empty buffer 0."""
     model = S.ModelT()
     model.version = 3
     code = S.OperatorCodeT()
@@ -52,6 +52,12 @@ def build_model(op: int, inputs, output, options_type: int = 0, options=None, co
     code.version = 1
     model.operatorCodes = [code]
     model.buffers = [S.BufferT()]
+    return model
+
+
+def build_model(op: int, inputs, output, options_type: int = 0, options=None, consts=()) -> bytes:
+    """One-op .tflite. inputs/output: (shape, TensorQ); consts: int32 arrays appended as inputs."""
+    model = one_op_model(op)
     tensors = []
     for i, (shape, q) in enumerate(inputs):
         tensors.append(_tensor(shape, q.dtype, q, 0, f"in{i}"))

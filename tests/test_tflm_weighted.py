@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from long_mode import examples
 from stock_cases import quant, scales, values
+from test_tflm_ops import one_op_model
 
 from fxpq_keras.flatbuffer.schema import schema as S
 from fxpq_keras.integer_graph import tflm_ops as T
@@ -41,14 +42,7 @@ def _quant(scale_list, zero_points, dim: int = 0):
 def weighted_model(op: int, x_shape, q_in: TensorQ, weights: np.ndarray, w_scales, w_dtype: str, w_dim: int,
                    bias: np.ndarray | None, out_shape, q_out: TensorQ, options_type: int, options) -> bytes:
     """A one-operator .tflite: activation input, constant weights (int4 packed), bias, output."""
-    model = S.ModelT()
-    model.version = 3
-    code = S.OperatorCodeT()
-    code.builtinCode = op
-    code.deprecatedBuiltinCode = min(op, 127)
-    code.version = 1
-    model.operatorCodes = [code]
-    model.buffers = [S.BufferT()]
+    model = one_op_model(op)
 
     def const(data: bytes) -> int:
         buf = S.BufferT()

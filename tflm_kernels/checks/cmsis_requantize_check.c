@@ -1,5 +1,5 @@
 /*
- * requantize_check.c - does CMSIS-NN's arm_nn_requantize, given the multiplier/shift pair that
+ * cmsis_requantize_check.c - does CMSIS-NN's arm_nn_requantize, given the multiplier/shift pair that
  * fxpq_cmsis_requant_pair() picks for a power-of-two rescale, give fxpq_rescale's result?
  *
  *   gcc -O2 -I<CMSIS-NN>/Include -Iinclude [-DCMSIS_NN_USE_SINGLE_ROUNDING] \
