@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
 from bench.models import MODELS, ZOO, calibration_set, trained  # noqa: E402
 from fxpq_keras.search.adaptation import PrecisionSearch, SearchOptions  # noqa: E402
-from fxpq_keras.search.budget import predict_drop, predict_relative_mse  # noqa: E402
+from fxpq_keras.search.budget import predict_drop, predict_mean_loss, predict_relative_mse  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 from fxpq_keras.search.phases.uniform import uniform_policy  # noqa: E402
 
@@ -207,12 +207,14 @@ def per_sample(search: PrecisionSearch, policy: Any, sets: dict[str, tuple[np.nd
         q = predict(search.qmodel, x)
         if search.metric == "top1":
             out[k] = (np.argmax(q, -1) != np.argmax(ref, -1)).astype(np.uint8)
-        else:
+        elif search.metric == "snr":
             out[k] = np.sum((q.reshape(len(x), -1).astype(np.float64) - ref.reshape(len(x), -1)) ** 2, axis=1)
+        else:  # a task metric (anomaly): its own per-sample losses, as the search measures them
+            out[k] = search.budget.task.measured(ref, q, x)
     return out
 
 
-def collect(name: str, samples: int, max_drop: float) -> dict[str, np.ndarray]:
+def collect(name: str, samples: int, max_drop: float, metric: str | None = None) -> dict[str, np.ndarray]:
     """One search of `name` (PrecisionSearch, the default options of bench/quality.py) and per-sample
     losses of its final policy and of trail policies on the search's own sets (the decision-free check
     set it accepted steps on, the validation copies) and on the held-out test split. Cached under
@@ -222,7 +224,7 @@ def collect(name: str, samples: int, max_drop: float) -> dict[str, np.ndarray]:
     from fxpq_keras.search.adaptation import VALIDATION_COPIES
 
     model, data = trained(name)
-    key = f"{model_path(name).stem}-{samples}-{max_drop:g}-v{INTERVAL_VERSION}"
+    key = f"{model_path(name).stem}-{samples}-{max_drop:g}-v{INTERVAL_VERSION}" + (f"-{metric}" if metric else "")
     path = Path(os.environ.get("FXPQ_BENCH_CACHE", Path(__file__).resolve().parents[1] / ".cache" / "bench"))
     path = path / "intervals" / f"{key}.npz"
     if path.exists():
@@ -231,7 +233,7 @@ def collect(name: str, samples: int, max_drop: float) -> dict[str, np.ndarray]:
     x_cal, _ = calibration_set(data, samples)
     t = time.perf_counter()
     search = PrecisionSearch(model, x_cal, options=SearchOptions(max_accuracy_drop=max_drop, samples=len(x_cal),
-                                                                 seed=0, float_input=False))
+                                                                 seed=0, float_input=False, metric=metric or "auto"))
     state = search.run()
     seconds = time.perf_counter() - t
     x_te = data["x_test"]
@@ -294,12 +296,17 @@ def interval_rows(d: dict[str, np.ndarray], shift: float) -> list[dict[str, Any]
             new = drop_estimate(v, clusters=clusters, shift=shift)
             sel = with_selection(new, v.reshape(copies, n), d["check"][r].astype(np.float64))
             per_var = None
-        else:
+        elif str(d["metric"]) == "snr":
             held = float(d["test"][r].sum() / d["test_signal"].sum())
             s = d["validation_signal"]
             old = predict_relative_mse(v, s)
             new = sel = relative_mse_estimate(v, s, clusters=clusters, shift=shift)
             per_var = float(np.var((v - new.loss * s) / s.mean()))
+        else:  # a task metric's mean per-sample loss (anomaly)
+            held = float(d["test"][r].mean())
+            old = predict_mean_loss(v)
+            new = sel = predict_mean_loss(v, clusters=clusters, shift=shift)
+            per_var = float(np.var(v))
         rows.append({"trail": int(d["trail_index"][r]), "held": held, "test": m, "old": old, "new": new,
                      "sel": sel, "paper_x": float(d["paper_x"][r]), "old_p": predictive(old, m, per_var),
                      "new_p": predictive(new, m, per_var), "sel_p": predictive(sel, m, per_var)})
@@ -372,11 +379,13 @@ def intervals(models: list[str], samples: int, budgets: dict[str, list[float]], 
     held-out, and leave-one-model-out coverage of the fitted shift constant."""
     searches: dict[str, list[dict[str, np.ndarray]]] = {}
     for name in models:
-        metric = "snr" if ZOO[name].metric != "top1" else "top1"
-        for b in budgets[metric][:1] if name in HEAVY else budgets[metric]:
-            t = time.perf_counter()
-            searches.setdefault(name, []).append(collect(name, samples, b))
-            print(f"[{name} at {b:g}: {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
+        # the autoencoder: the output-SNR budget and the anomaly-score one, each a "model" of its metric
+        for metric in ("snr", "anomaly") if ZOO[name].metric != "top1" else ("top1",):
+            row = name if metric in ("top1", "snr") else f"{name} ({metric})"
+            for b in budgets.get(metric, [])[:1] if name in HEAVY else budgets.get(metric, []):
+                t = time.perf_counter()
+                searches.setdefault(row, []).append(collect(name, samples, b, None if row == name else metric))
+                print(f"[{row} at {b:g}: {time.perf_counter() - t:.0f} s]", file=sys.stderr, flush=True)
     metrics = sorted({str(ds[0]["metric"]) for ds in searches.values()})
     fitted = {m: fit_shift([ds for ds in searches.values() if str(ds[0]["metric"]) == m]) for m in metrics}
     held = {(n, i, k): held_out_shift(searches, n, i, k) if shift is None else (shift, "given")
@@ -468,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--intervals", action="store_true",
                    help="instead: predicted interval against held-out loss per search (cached), with the "
                    "leave-one-model-out coverage of the interval's shift constant")
-    p.add_argument("--budgets", default="top1=0.01,0.005,0.02;snr=0.01,0.003,0.0005",
+    p.add_argument("--budgets", default="top1=0.01,0.005,0.02;snr=0.01,0.003,0.0005;anomaly=0.01,0.03,0.1",
                    help="--intervals: the budgets searched per metric (resnet8 and mobilenet_v1_025: the first only)")
     p.add_argument("--shift", type=float, default=None, help="--intervals: use this shift constant instead of "
                    "fitting it")

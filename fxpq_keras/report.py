@@ -118,11 +118,18 @@ def plot(result: Any, path: str) -> list[str]:
     if points["walked_back"]:
         ax2.plot(*zip(*points["walked_back"]), "x", color="tab:gray", ms=6,
                  label="walked back (break the budget on validation copies)")
+    top1 = getattr(result, "metric", "top1") == "top1"
     ax2.plot(*points["result"], "*", color="tab:green", ms=15, mec="black", zorder=5,
              label=f"result: {points['result'][0]:.2f}x, {points['result'][1]:.2%}")
-    ax2.axhline(1 - result.options.max_accuracy_drop, color="tab:red", ls="--", lw=1, label="budget")
+    limit = result.options.max_accuracy_drop
+    # top-1: agreement against 1 - drop; any other metric (snr, anomaly, a user's): its loss against the limit
+    ax2.axhline(1 - limit if top1 else limit, color="tab:red", ls="--", lw=1, label="budget")
     ax2.set_xlabel("total memory reduction vs float32 (x)")
-    ax2.set_ylabel("agreement with float (check set)" if result.options.self_distillation else "label accuracy")
+    if top1:
+        ax2.set_ylabel("agreement with float (check set)" if result.options.self_distillation else "label accuracy")
+    else:
+        ax2.set_ylabel(f"{'relative output MSE' if result.metric == 'snr' else result.metric + ' loss'} "
+                       "against float (check set)")
     ax2.set_title(f"search trajectory ({result.evaluations} evaluations)")
     ax2.legend(fontsize=8)
     labels = [text.get_text() for text in ax2.get_legend().get_texts()]
@@ -140,8 +147,12 @@ def trajectory_points(result: Any) -> dict[str, Any]:
     "back" with key "N step(s)" undoes the last N of them (search/phases/walkback.py)."""
     accepted: list[tuple[float, float]] = []
     undone: list[tuple[float, float]] = []
+    top1 = getattr(result, "metric", "top1") == "top1"
     for s in result.trajectory:
-        point = (s.compression, s.check_agreement if s.check_agreement is not None else s.agreement)
+        if top1:
+            point = (s.compression, s.check_agreement if s.check_agreement is not None else s.agreement)
+        else:
+            point = (s.compression, s.check_loss if s.check_loss is not None else s.loss)
         if s.action == "uniform":
             undone += accepted
             accepted = [point]
@@ -153,7 +164,7 @@ def trajectory_points(result: Any) -> dict[str, Any]:
             accepted = accepted[:len(accepted) - count]
     # the result is the last kept policy: its agreement on the same set as the line's (the check set)
     final = (result.policy.memory().compression_total,
-             accepted[-1][1] if accepted else result.check_metrics.agreement)
+             accepted[-1][1] if accepted else (result.check_metrics.agreement if top1 else result.check_metrics.loss))
     return {"kept": accepted, "walked_back": undone, "result": final}
 
 

@@ -155,6 +155,25 @@ def test_the_trajectory_plot_marks_the_result_and_the_walked_back_steps(digits, 
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_the_trajectory_plot_shows_the_budget_metric_of_an_snr_search(digits, tmp_path):
+    """Before: an snr (or anomaly, or user metric) search plotted top-1 agreement, which is nan there."""
+    model, x = digits
+    policy = fx.Policy.uniform(model, 6, x[:100])
+    ratio = policy.memory().compression_total
+
+    def step(action: str, key: str, r: float, loss: float) -> Step:
+        return Step(action, key, 0, 0, 0, r, float("nan"), float("nan"), 0.0, 0.0, loss, loss)
+
+    result = _Result(policy, [step("start", "", 2.0, 0.0), step("lower", "a", ratio, 0.004),
+                              step("lower", "b", 7.0, 0.02), step("back", "1 step(s)", 0, 0)])
+    result.metric = "snr"
+    points = trajectory_points(result)
+    assert points["kept"] == [(2.0, 0.0), (ratio, 0.004)] and points["walked_back"] == [(7.0, 0.02)]
+    assert points["result"] == (ratio, 0.004)
+    labels = plot(result, str(tmp_path / "r.png"))
+    assert f"result: {ratio:.2f}x, 0.40%" in labels
+
+
 def test_firmware_example_takes_the_policy_the_main_job_wrote(digits, tmp_path, capsys):
     """Before: it looked for a cache file bench/mcu.py never writes and always fell back to uniform 8-bit."""
     spec = importlib.util.spec_from_file_location("run_on_qemu", ROOT / "examples" / "firmware" / "run_on_qemu.py")

@@ -15,6 +15,7 @@ from fxpq_keras._tf import keras
 from fxpq_keras.cli import main
 from fxpq_keras.search import FxPQNet, TaskMetric, UnresolvedBudgetError
 from fxpq_keras.search.budget import Budget, Meter, predict_drop, predict_mean_loss
+from fxpq_keras.search.interval import DEFAULT_SHIFT, SHIFT, interval_shift
 from fxpq_keras.search.metric import (
     AnomalyScore,
     FunctionMetric,
@@ -132,6 +133,25 @@ def test_generic_mean_estimate() -> None:
     assert est.loss == pytest.approx(0.015) and est.stderr == pytest.approx(np.std([0, .02, .01, .03], ddof=1) / 2)
 
 
+def test_interval_shift_of_fitted_custom_and_own_metrics() -> None:
+    """A metric nobody fitted gets the most cautious fitted shift; a user's measured one is used as given."""
+    assert interval_shift("top1") == SHIFT["top1"] and interval_shift("snr") == SHIFT["snr"]
+    assert interval_shift("anomaly", as_metric("anomaly")) == SHIFT["anomaly"]
+    assert interval_shift("abs_error", as_metric(abs_error)) == DEFAULT_SHIFT == max(SHIFT.values())
+
+    class Measured(TaskMetric):
+        name = "measured"
+        interval_shift = 0.05
+
+        def losses(self, teacher, student, inputs):
+            return abs_error(teacher, student, inputs)
+
+    assert interval_shift("measured", Measured()) == 0.05
+    Measured.interval_shift = -1.0
+    with pytest.raises(ValueError, match="interval_shift must be a finite number >= 0"):
+        interval_shift("measured", Measured())
+
+
 def test_resolution_rule_one_flip_with_headroom() -> None:
     """The rule of docs/algorithm.md: the smallest n where one flip, plus z standard errors, fits."""
     need = as_metric("top1").samples_needed(0.01, 1.0)
@@ -172,10 +192,15 @@ def test_custom_metric_via_api(digits: dict) -> None:
         def losses(self, teacher, student, inputs):
             return abs_error(teacher, student, inputs)
 
+    widths = {}
     for metric in (abs_error, Scaled()):
         res = FxPQNet(0.05, metric=metric, samples=300, **FAST).quantize(digits["model"], digits["x"][:300])
         assert res.budget_met and res.predicted_loss <= 0.05 and res.metric in ("abs_error", "scaled_abs")
         assert res.policy.memory().compression_total > 3
+        widths[res.metric] = res.predicted_interval
+    # an unfitted metric's interval allows for the most cautious fitted shift: at least that share of the loss
+    lo, hi = widths["abs_error"]
+    assert hi - lo >= 2 * 1.645 * DEFAULT_SHIFT * (lo + hi) / 2 * 0.99
 
 
 def test_labeled_budget_via_api(digits: dict) -> None:

@@ -22,7 +22,7 @@ from ..progress import Progress
 from . import builtin_space, space, speed
 from .budget import Budget, Meter, Metrics, choose_metric, effective_samples, margin_weights
 from .evaluator import Evaluator, OutputNotClassificationError, predict, target_distribution, teacher_margin
-from .interval import SHIFT, copy_clusters
+from .interval import copy_clusters, interval_shift
 from .metric import LabeledTop1, OutputSNR, Top1, as_metric, metric_name, resolution_error
 from .state import (
     TAIL_WEIGHT,
@@ -155,7 +155,8 @@ class SearchEngine:
             teacher = shared[("teacher",) + key]
             # the copies of one input are not independent samples, and held-out data is not calibration
             # data: the honest interval (interval.py) clusters the copies by input and adds the shift
-            honest = {"clusters": copy_clusters(VALIDATION_COPIES, n), "shift": SHIFT.get(self.metric, 0.0)}
+            honest = {"clusters": copy_clusters(VALIDATION_COPIES, n),
+                      "shift": interval_shift(self.metric, self.budget.task)}
             self.validation_meter = (Meter(target_distribution(teacher, probabilities), metric="top1",
                                            probabilities=probabilities, **honest) if self.metric == "top1" else
                                      Meter(teacher, metric=self.budget.task, inputs=self.validation_x, **honest))

@@ -52,11 +52,26 @@ class Estimate:
 
 # the relative standard deviation of held-out loss around the calibration prediction, by metric: the
 # smallest value whose predictive intervals cover held-out loss at their rate on every zoo model of the
-# metric (top1: 7 models; snr: the autoencoder at three budgets, the zoo's only snr model), printed by
-# bench/budget_estimators.py --intervals (docs/algorithm.md "Interval", with leave-one-model-out checks)
-SHIFT = {"top1": 0.6, "snr": 0.1}
+# metric (top1: 7 models; snr and anomaly: the autoencoder at three budgets each, the zoo's only model of
+# those metrics), printed by bench/budget_estimators.py --intervals (docs/algorithm.md "Interval", with
+# leave-one-model-out checks)
+SHIFT = {"top1": 0.6, "snr": 0.1, "anomaly": 0.25}
+# a metric nobody fitted (a user's): the largest fitted constant, since its shift is unknown
+DEFAULT_SHIFT = max(SHIFT.values())
 Z90 = 1.645  # the reported interval is 90 % two-sided: its upper end is a 95 % one-sided bound
 BETA_MAX = 0.75  # the intra-input correlation used for the selection term is at most this (k <= 3)
+
+
+def interval_shift(metric: str, task: object | None = None) -> float:
+    """The shift constant of a budget metric: the task's own `interval_shift` when it sets one (a user
+    who measured their metric's calibration-to-held-out shift), else the fitted built-in's, else
+    DEFAULT_SHIFT."""
+    own = getattr(task, "interval_shift", None)
+    if own is not None:
+        if not (isinstance(own, (int, float)) and math.isfinite(own) and own >= 0):
+            raise ValueError(f"metric {metric!r}: interval_shift must be a finite number >= 0, got {own!r}")
+        return float(own)
+    return SHIFT.get(metric, DEFAULT_SHIFT)
 
 
 def cluster_stderr(influence: np.ndarray, clusters: np.ndarray | None) -> float:
@@ -271,6 +286,7 @@ def predict_mean_loss(losses: np.ndarray, weights: np.ndarray | None = None, *, 
     return Estimate(loss, math.hypot(se, shift * abs(loss)), n_eff)
 
 
-__all__ = ["BETA_MAX", "Estimate", "SHIFT", "Z90", "binomial_estimate", "cluster_stderr", "copy_clusters",
-           "drop_estimate", "effective_samples", "predict_drop", "predict_mean_loss", "predict_relative_mse",
-           "predictive", "relative_mse_estimate", "selection", "snr_db", "wilson_upper", "with_selection"]
+__all__ = ["BETA_MAX", "DEFAULT_SHIFT", "Estimate", "SHIFT", "Z90", "binomial_estimate", "cluster_stderr",
+           "copy_clusters", "drop_estimate", "effective_samples", "interval_shift", "predict_drop",
+           "predict_mean_loss", "predict_relative_mse", "predictive", "relative_mse_estimate", "selection", "snr_db",
+           "wilson_upper", "with_selection"]

@@ -60,9 +60,15 @@ class TaskMetric:
                 return np.abs(student - teacher).reshape(len(teacher), -1).mean(axis=1)
 
         result = fxpq_keras.FxPQNet(0.05, metric=MeanAbsError()).quantize(model, x_calib)
+
+    `interval_shift` is the relative shift from calibration to held-out loss that the reported
+    interval and the final walk-back allow for (search/interval.py): None takes the fitted
+    constant of a built-in metric, and for any other metric the largest fitted one
+    (`interval.DEFAULT_SHIFT`); a user who measured their task's shift sets it here.
     """
 
     name = "custom"
+    interval_shift: float | None = None
 
     def losses(self, teacher: np.ndarray, student: np.ndarray, inputs: np.ndarray) -> np.ndarray:
         """One loss per sample, shape (n,): how far the student's outputs are from the teacher's."""

@@ -72,7 +72,8 @@ class SearchRun(SearchEngine):
         mem = st.policy.memory()
         st.trajectory.append(Step(action, key, bits, self.evaluations, mem.total_bits, mem.compression_total,
                                   st.metrics.agreement, None if self.checker is self.decide else st.check.agreement,
-                                  st.metrics.kl, time.perf_counter() - self.started))
+                                  st.metrics.kl, time.perf_counter() - self.started, st.metrics.loss,
+                                  None if self.checker is self.decide else st.check.loss))
         if self.progress is not None and action not in ("start", "done"):
             self.progress.update(self._steps_done(), self._shown_values())
 

@@ -188,6 +188,8 @@ class Step:
     check_agreement: float | None
     kl: float
     seconds: float
+    loss: float = float("nan")  # the budget metric's loss, decision set (snr and task metrics plot this)
+    check_loss: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
