@@ -82,7 +82,7 @@ def measure(name: str, samples: int, search: bool, max_drop: float, n_check: int
         from bench import search_setting as setting
 
         t0 = time.time()
-        res = setting.search(model, x_cal, max_drop)  # bench/quality.py's search setting
+        res = setting.search(model, x_cal, max_drop, setting.model_options(name))  # bench/quality.py's setting
         seconds = time.time() - t0
         path = Path("/tmp") / f"fxpq-device-{name}-fxpqnet.tflite"
         setting.export_fxp(res.model, res.policy, path)

@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
         calib = Calibration(model, x_cal)
         x = data["x_test"][: args.samples]
         # bench/quality.py's search and its cached policy; every file takes integer input, as there
-        policy, how = setting.cached_policy(name, model, x_cal, args.max_drop, options)
+        policy, how = setting.cached_policy(name, model, x_cal, args.max_drop, setting.model_options(name, options))
         notes.append(f"{name}: FxP-QNet policy ({how}): {policy.memory().total_bits / 8:,.0f} B total memory "
                      f"(paper's accounting)")
         if "tflm" in tables:

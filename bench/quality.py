@@ -140,6 +140,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool,
     x_te = data["x_test"]
     x_cal, pick = calibration_set(data, samples)
     ref = predict(model, x_te)
+    options = setting.model_options(name, options)
     f: dict[str, Any] = {"name": name, "params": model.count_params(), "metric": ZOO[name].metric,
                          "float": score(name, ref, data), "samples": len(x_cal), "test": len(x_te)}
     searched = metric_name((options or {}).get("metric", "auto"))

@@ -6,7 +6,8 @@ the search, the files it is judged on and the cached policy live here once:
 - calibration: `--samples` unlabeled training-split inputs (bench/models.py `calibration_set`,
   512 by default);
 - options: seed 0, the budget (1 % by default), `float_input=False` (the search plans the RAM of
-  an integer-input file), plus any `--option NAME=VALUE` of the run;
+  an integer-input file), the zoo entry's own (`model_options`: the autoencoder's budget is the
+  anomaly-score metric), plus any `--option NAME=VALUE` of the run;
 - files: exported with integer input (the input format's integers, as TFLite int8 files take
   int8), so no arena holds a float32 copy of the input; held-out floats become those integers
   with :func:`input_integers`;
@@ -36,7 +37,8 @@ from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 from fxpq_keras.search import FxPQNet, QuantizationResult  # noqa: E402
 
-__all__ = ["MAX_DROP", "SAMPLES", "SEED", "FLOAT_INPUT", "OPTION_HELP", "parse_options", "quantizer", "search",
+__all__ = ["MAX_DROP", "SAMPLES", "SEED", "FLOAT_INPUT", "OPTION_HELP", "parse_options", "model_options",
+           "quantizer", "search",
            "policy_path", "store_policy", "cached_policy", "searched_model", "export_fxp", "input_integers"]
 
 MAX_DROP = 0.01
@@ -66,6 +68,14 @@ def parse_options(items: list[str], error: Any) -> dict[str, Any]:
     except (TypeError, ValueError) as exc:
         error(f"--option: {exc}")
     return options
+
+
+def model_options(name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The options `name` is searched with: the zoo entry's own (bench/models.py `search_options`, e.g.
+    the autoencoder's anomaly metric) under the run's `--option`s."""
+    from bench.models import ZOO
+
+    return {**dict(ZOO[name].search_options if name in ZOO else ()), **(options or {})}
 
 
 OPTION_HELP = ("a SearchOptions field for every search of the run (a Python literal, e.g. align_ranges=False, "

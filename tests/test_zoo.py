@@ -186,7 +186,11 @@ def test_mcu_and_quality_benchmarks_search_one_way():
     assert S.policy_path("m", x) != S.policy_path("m", x, options={"align_ranges": False})
     for module in (mcu, quality):
         src = inspect.getsource(module)
-        assert "FxPQNet(" not in src and "setting." in src, module.__name__
+        assert "FxPQNet(" not in src and "setting." in src and "model_options(" in src, module.__name__
+    # the autoencoder is searched with its task's metric (issue 21), and a run's --option still wins
+    assert S.model_options("fc_autoencoder") == {"metric": "anomaly"}
+    assert S.model_options("fc_autoencoder", {"metric": "snr"}) == {"metric": "snr"}
+    assert S.model_options("lenet5", {"align_ranges": False}) == {"align_ranges": False}
 
     def error(message: str) -> None:
         raise ValueError(message)
