@@ -51,6 +51,7 @@ from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer.memory import file_memory  # noqa: E402
+from fxpq_keras.host import memory_size, reset_peak_rss  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 from fxpq_keras.search.evaluator import predict  # noqa: E402
 from fxpq_keras.search.metric import as_metric, metric_name  # noqa: E402
@@ -172,6 +173,7 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool,
         if "self_distillation" in switches and f["metric"] != "top1":
             continue  # labels are classes: no label-driven search for a regression output
         labels = data["y_train"][pick] if "self_distillation" in switches else None
+        reset_peak_rss()  # each search's own peak, not the process's so far
         t = time.perf_counter()
         try:
             res = setting.search(model, x_cal, max_drop, {**(options or {}), **switches}, labels=labels)
@@ -184,7 +186,8 @@ def measure(name: str, samples: int, max_drop: float, ablations: bool,
         q = predict(res.model, x_te)
         lo, hi = res.predicted_interval
         row = held_out(q) | {"label": label, "seconds": seconds, "evals": res.evaluations,
-                             "paper_x": res.memory.compression_total, "predicted": res.predicted_loss,
+                             "peak_rss": res.peak_rss_bytes, "paper_x": res.memory.compression_total,
+                             "predicted": res.predicted_loss,
                              "interval": (lo, hi), "budget_met": res.budget_met, "metric_searched": res.metric,
                              "covered": covered(res, q, ref, x_te)}
         f["ablations"].append(row)
@@ -247,8 +250,8 @@ def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|"]
     m = ["| model | int8 .tflite B | int8 total x | uniform total x | FxP total x | FxP .tflite B (/int8) | "
          "FxP weights+biases B (/int8) | FxP peak RAM B (/int8) | int8 weights+biases B | int8 peak RAM B | "
-         "search s | evals |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+         "search s | search peak RSS | evals |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for f in figs:
         i8, u, x = f["int8"], f["uniform"], f["fxpq"]
         uni = "none" if u is None else f"{u['bits']}, {_loss(u | {'metric_searched': x['metric_searched']})}"
@@ -262,7 +265,7 @@ def zoo_tables(figs: list[dict[str, Any]], max_drop: float) -> str:
                  f"{'-' if u is None else format(u['paper_x'], '.2f') + 'x'} | {x['paper_x']:.2f}x | {fx_file} | "
                  f"{_bytes(x['param_bytes'], i8['param_bytes'])} | {_bytes(x['ram_bytes'], i8['ram_bytes'])} | "
                  f"{_bytes(i8['param_bytes'], None)} | {_bytes(i8['ram_bytes'], None)} | {x['seconds']:.1f} | "
-                 f"{x['evals']} |")
+                 f"{memory_size(x.get('peak_rss'))} | {x['evals']} |")
     return "\n".join([f"### Accuracy at a {max_drop:.0%} budget (held-out data)", "", *a, "",
                       "### Memory and search cost", "", *m])
 

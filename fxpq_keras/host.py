@@ -7,14 +7,34 @@ import sys
 
 
 def peak_rss_bytes() -> int | None:
-    """The peak resident memory of this process so far (`resource.getrusage`; None where the platform
-    has no such figure, e.g. Windows). What a user must have free to run the same command."""
+    """The peak resident memory of this process so far, or since `reset_peak_rss` (Linux: VmHWM of
+    /proc/self/status; elsewhere `resource.getrusage`; None where the platform has no such figure,
+    e.g. Windows). What a user must have free to run the same command."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Start `peak_rss_bytes` again from the current resident size (Linux >= 4.0: "5" to
+    /proc/self/clear_refs), so one process can measure several searches apart (bench/quality.py).
+    False where that is not possible: the peak then stays the process's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def memory_size(nbytes: int | None) -> str:
@@ -56,4 +76,4 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
         pass
 
 
-__all__ = ["limit_malloc_arenas", "memory_size", "peak_rss_bytes", "trim_heap"]
+__all__ = ["limit_malloc_arenas", "memory_size", "peak_rss_bytes", "reset_peak_rss", "trim_heap"]

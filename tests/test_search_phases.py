@@ -132,3 +132,16 @@ def test_host_figures() -> None:
     assert memory_size(4_380_000_000) == "4.38 GB" and memory_size(512_000_000) == "512 MB"
     assert memory_size(None) == "unknown"
     trim_heap()  # (returns memory to the system where it can; never fails)
+
+
+def test_peak_rss_can_be_measured_per_search() -> None:
+    """bench/quality.py measures each model's search apart in one process: after a reset the peak is
+    the current size, not the earlier, larger high-water mark."""
+    from fxpq_keras.host import peak_rss_bytes, reset_peak_rss
+
+    block = np.ones(200_000_000 // 8)  # 200 MB resident
+    high = peak_rss_bytes()
+    del block
+    if not reset_peak_rss():
+        pytest.skip("no /proc/self/clear_refs here")
+    assert peak_rss_bytes() < high - 100_000_000
