@@ -21,7 +21,7 @@ INCLUDES += -DFXPQ_WITH_CMSIS_NN -I$(CMSIS_NN_DIR)/Include
 CMSIS_NN_SRCS := $(sort $(filter-out %_f16.c %_f32.c,\
     $(wildcard $(CMSIS_NN_DIR)/Source/ConvolutionFunctions/*_s8*.c) \
     $(wildcard $(CMSIS_NN_DIR)/Source/FullyConnectedFunctions/*_s8*.c) \
-    $(wildcard $(CMSIS_NN_DIR)/Source/NNSupportFunctions/*_s8*.c) \
+    $(filter-out %lstm_step_s8.c %lstm_calculate_gate_s8_s16.c %svdf_s8.c,$(wildcard $(CMSIS_NN_DIR)/Source/NNSupportFunctions/*_s8*.c)) \
     $(wildcard $(CMSIS_NN_DIR)/Source/NNSupportFunctions/arm_q7_to_q15_with_offset.c) \
     $(wildcard $(CMSIS_NN_DIR)/Source/NNSupportFunctions/arm_nntables.c)))
 # CMSIS-NN's own sources: its warnings are not ours to fix (-w), our optimization level
