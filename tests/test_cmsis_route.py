@@ -73,7 +73,8 @@ def _check(cases, results):
     for case, res in zip(cases, results):
         ref = case.reference()
         assert res.status == 0, f"{res.status_name}: {case.describe()}"
-        assert np.array_equal(res.output, ref), f"{case.describe()}\nref {ref.ravel()[:16]}\ngot {res.output.ravel()[:16]}"
+        assert np.array_equal(res.output, ref), \
+            f"{case.describe()}\nref {ref.ravel()[:16]}\ngot {res.output.ravel()[:16]}"
 
 
 @needs_qemu
@@ -147,3 +148,27 @@ def test_route_bound_edge(cpu):
     _check(cases, ours)
     assert abs(route[0].ticks - ours[0].ticks) > 0.05 * ours[0].ticks, (route[0].ticks, ours[0].ticks)
     assert abs(route[1].ticks - ours[1].ticks) < 0.02 * ours[1].ticks, (route[1].ticks, ours[1].ticks)
+
+
+@needs_qemu
+@pytest.mark.parametrize("variant,seed", [("m4-cmsis", 11), ("m7-cmsis", 4)])
+def test_route_in_tflm(tmp_path, variant, seed):
+    """The TFLM glue on a cmsis_nn TFLM library with the route's kernels (TFLM's CMSIS-NN objects
+    serve both): a CNN with every fxp op whose 8-bit-weight convs take the route (seed 11: a
+    signed 8-bit input into an unsigned 8-bit output, an unsigned 8-bit input; seed 4: signed
+    8-bit in and out) == the reference interpreter."""
+    from fxpq_keras.kernels.tflm import tflm_available
+    if not tflm_available():
+        pytest.skip("needs a TFLM tree (TFLM_DIR)")
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_export_graphs import cnn_graph
+
+    from fxpq_keras.flatbuffer import Interpreter, export_tflite
+    from fxpq_keras.kernels.tflm_engines import TflmEngine
+
+    graph, x = cnn_graph(seed, n=4, int8=True)
+    path = tmp_path / "m.tflite"
+    export_tflite(graph, path)
+    ref = Interpreter(path)
+    engine = TflmEngine(path, ref.graph, ref.info, variant=variant, link_model=True, kernels="cmsis")
+    np.testing.assert_array_equal(engine.run(x)[0], ref.predict(x, raw=True))
