@@ -36,10 +36,11 @@ reference kernels of the same sources (-DFXPQ_REFERENCE_KERNELS), -O2, whole mod
 layer (each layer's kernel call on its actual inputs in the QEMU test harness). Instruction
 counts are not cycle counts (QEMU does not model pipelines or memory wait states).
 
-`--cmsis` adds the CMSIS-NN route (kernels="cmsis": conv and fully connected with 8-bit weights
-and activations on CMSIS-NN, docs/kernels.md "CMSIS-NN route"; needs CMSIS_NN_DIR or TFLM_DIR)
-to the runner tables: its instructions on M4 and M7 beside the optimized kernels', per model and
-per layer, and its kernels' code (fxpq's kernels + the CMSIS-NN objects linked).
+`--cmsis` adds the CMSIS-NN route (docs/kernels.md "CMSIS-NN route"; needs CMSIS_NN_DIR or
+TFLM_DIR) to the runner tables: per model, the instructions on M4 and M7 of kernels="cmsis" (the
+route where it measured faster: fully connected with 1-3 rows) and kernels="cmsis-all" (conv 2D
+too) beside the optimized kernels', with the kernels' code (fxpq's kernels + the CMSIS-NN objects
+linked); per layer, "cmsis-all" (every layer the route can take, on CMSIS-NN).
 """
 
 from __future__ import annotations
@@ -136,14 +137,14 @@ def measure(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False) -> dic
     row = {"label": label, "macs": macs(graph), "model_bytes": tflite.stat().st_size,
            "host_arena": host.stats["arena_bytes"], "exact": True}
     for cpu in ("m4", "m7"):
-        for kernels in ("optimized", "reference", *(("cmsis",) if cmsis else ())):
+        for kernels in ("optimized", "reference", *(("cmsis", "cmsis-all") if cmsis else ())):
             eng = QemuEngine(tflite, graph, None, cpu=cpu, link_model=True, kernels=kernels)
             got = eng.run(x)[0]
             row["exact"] &= bool(np.array_equal(got, ref if not isinstance(ref, list) else ref[0]))
-            suffix = {"optimized": "", "reference": "_ref", "cmsis": "_cmsis"}[kernels]
+            suffix = {"optimized": "", "reference": "_ref", "cmsis": "_cmsis", "cmsis-all": "_cmsis_all"}[kernels]
             row[f"{cpu}{suffix}_instr"] = float(eng.instructions.mean())
-            if cpu == "m4" and kernels == "cmsis":
-                row["cmsis_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
+            if cpu == "m4" and kernels.startswith("cmsis"):
+                row[f"{suffix[1:]}_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
             if cpu == "m4" and kernels == "optimized":
                 row["text"], row["data"], row["bss"] = elf_sizes(eng.elf)
                 row["code"] = our_code_bytes(eng.elf.with_suffix(".map"))
@@ -181,7 +182,7 @@ def measure_layers(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False)
 
     graph, nodes, cases, values = layer_cases(tflite, x)
     builds = (("m4", "optimized"), ("m7", "optimized"), ("m4", "reference"),
-              *((("m4", "cmsis"), ("m7", "cmsis")) if cmsis else ()))
+              *((("m4", "cmsis-all"), ("m7", "cmsis-all")) if cmsis else ()))
     runs = {(cpu, k): qemu.run_cases(cases, cpu=cpu, kernels=k, timeout=600) for cpu, k in builds}
     rows = []
     for i, node in enumerate(nodes):
@@ -195,7 +196,8 @@ def measure_layers(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False)
                      "m7": runs["m7", "optimized"][i].instructions, "m4_ref": runs["m4", "reference"][i].instructions,
                      "exact": exact})
         if cmsis:
-            rows[-1].update(m4_cmsis=runs["m4", "cmsis"][i].instructions, m7_cmsis=runs["m7", "cmsis"][i].instructions)
+            rows[-1].update(m4_cmsis=runs["m4", "cmsis-all"][i].instructions,
+                            m7_cmsis=runs["m7", "cmsis-all"][i].instructions)
     return rows
 
 
@@ -203,7 +205,7 @@ def layer_table(rows: list[dict]) -> str:
     cmsis = bool(rows) and "m4_cmsis" in rows[0]
     head = (f"{'model':<28} {'layer':<18} {'op':<17} {'bits':<8} {'MACs':>8} {'M4 ref':>9} {'M4 opt':>9} "
             f"{'M7 opt':>9} {'ref i/MAC':>9} {'M4 i/MAC':>8} {'M7 i/MAC':>8} {'exact':>5}"
-            + (f" {'M4 cmsis':>9} {'x':>5} {'M7 cmsis':>9} {'x':>5}" if cmsis else ""))
+            + (f" {'M4 all':>9} {'x':>5} {'M7 all':>9} {'x':>5}" if cmsis else ""))
     lines = [head, "-" * len(head)]
     for r in rows:
         def per(v: int, m: int = r["macs"]) -> str:
@@ -217,15 +219,19 @@ def layer_table(rows: list[dict]) -> str:
 
 
 def cmsis_table(rows: list[dict]) -> str:
-    """The two routes per file: optimized kernels vs the CMSIS-NN route (x = route / optimized)."""
-    head = (f"{'model':<34} {'M4 opt':>12} {'M4 cmsis':>12} {'x':>5} {'M7 opt':>12} {'M7 cmsis':>12} {'x':>5} "
-            f"{'kern':>7} {'kern+cmsis':>10} {'exact':>5}")
+    """Optimized kernels vs the CMSIS-NN route per file (x = route / optimized): "cmsis" (the
+    default rule) and "cmsis-all" (conv 2D too)."""
+    head = (f"{'model':<34} {'M4 opt':>12} {'M4 cmsis':>12} {'x':>5} {'M4 all':>12} {'x':>5} {'M7 opt':>12} "
+            f"{'M7 cmsis':>12} {'x':>5} {'M7 all':>12} {'x':>5} {'kern':>7} {'+cmsis':>7} {'+all':>7} {'exact':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['label']:<34} {r['m4_instr']:>12,.0f} {r['m4_cmsis_instr']:>12,.0f} "
-                     f"{r['m4_cmsis_instr'] / r['m4_instr']:>5.2f} {r['m7_instr']:>12,.0f} "
-                     f"{r['m7_cmsis_instr']:>12,.0f} {r['m7_cmsis_instr'] / r['m7_instr']:>5.2f} "
-                     f"{r['kernels_code']:>7,} {r['cmsis_code']:>10,} {'yes' if r['exact'] else 'NO':>5}")
+        cells = []
+        for cpu in ("m4", "m7"):
+            base = r[f"{cpu}_instr"]
+            cells.append(f"{base:>12,.0f} {r[f'{cpu}_cmsis_instr']:>12,.0f} {r[f'{cpu}_cmsis_instr'] / base:>5.2f} "
+                         f"{r[f'{cpu}_cmsis_all_instr']:>12,.0f} {r[f'{cpu}_cmsis_all_instr'] / base:>5.2f}")
+        lines.append(f"{r['label']:<34} {' '.join(cells)} {r['kernels_code']:>7,} {r['cmsis_code']:>7,} "
+                     f"{r['cmsis_all_code']:>7,} {'yes' if r['exact'] else 'NO':>5}")
     return "\n".join(lines)
 
 
@@ -302,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tables", default="tflm,runner",
                     help="tflm: int8 (reference, CMSIS-NN) and fxpq inside real TFLM; runner: the project's runner")
     ap.add_argument("--cmsis", action="store_true",
-                    help="runner tables: also the CMSIS-NN route (kernels='cmsis'; needs CMSIS_NN_DIR or TFLM_DIR)")
+                    help="runner tables: also the CMSIS-NN route (kernels 'cmsis' and 'cmsis-all'; needs CMSIS_NN_DIR "
+                         "or TFLM_DIR)")
     args = ap.parse_args(argv)
     if args.cmsis and cmsis_nn_dir() is None:
         ap.error("--cmsis needs a CMSIS-NN tree: set CMSIS_NN_DIR or TFLM_DIR")
@@ -366,8 +373,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     print()
     if args.cmsis:
-        print("Optimized kernels vs the CMSIS-NN route (x = route / optimized; kern = the kernels' .text/.rodata "
-              "in the M4 model firmware, kern+cmsis = the route's build, CMSIS-NN objects included):")
+        print("Optimized kernels vs the CMSIS-NN route (x = route / optimized; cmsis = fully connected with 1-3 "
+              "rows on CMSIS-NN, all = conv 2D too; kern = the kernels' .text/.rodata in the M4 model firmware, "
+              "+cmsis / +all = the same in the route's builds, CMSIS-NN objects included):")
         print(cmsis_table(rows))
         print()
     print(layer_table(layer_rows))
@@ -377,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
           "i/MAC = instructions per multiply-accumulate; .text includes the model and newlib stdio; "
           "ours = runner + kernels' .text/.rodata, kern = kernels only, dsp = of which the optimized kernels "
           "(fxpq_dsp.c); ref = the portable reference kernels (built with -DFXPQ_REFERENCE_KERNELS); "
-          "per layer: the kernel call alone in the QEMU harness, one sample; arena = the runner's peak arena on the M4 "
+          "per layer: the kernel call alone in the QEMU harness, one sample (M4/M7 all: the CMSIS-NN route's "
+          "cmsis-all build, x = / opt); arena = the runner's peak arena on the M4 "
           f"(prepared ops + activations + scratch). {args.samples} samples per file and CPU; "
           f"wall time {time.perf_counter() - t0:.0f} s.")
     return 0

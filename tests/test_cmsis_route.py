@@ -1,15 +1,17 @@
 """The CMSIS-NN route of conv 2D and fully connected (docs/kernels.md "CMSIS-NN route") == numpy.
 
-Kernels built with FXPQ_CMSIS_NN=1 (kernels="cmsis") call CMSIS-NN for conv and fully connected
-layers with 8-bit weights and 8-bit activations whose bound holds, and fxpq's own kernels
-otherwise; every result must equal the numpy reference bit for bit either way. Hypothesis draws
-on QEMU M4 and M7 and on the host (the route's host library in a child process): signed and
+Kernels built with FXPQ_CMSIS_NN=all (kernels="cmsis-all") call CMSIS-NN for conv and fully
+connected layers with 8-bit weights and 8-bit activations whose bound holds, and fxpq's own
+kernels otherwise (kernels="cmsis", the default rule, only fully connected with 1-3 rows); every
+result must equal the numpy reference bit for bit either way. Hypothesis draws of the "cmsis-all"
+build on QEMU M4 and M7 and on the host (its host library in a child process): signed and
 unsigned 8-bit inputs and outputs (unsigned 8-bit: the XOR 0x80 trick), unsigned 7-bit and
 narrower formats, per-channel fracs, padding, strides, dilations, odd sizes, 1x1 / 1xN / KxK
 kernels (KxK with K mod 4 != 0 needs more scratch than fxpq's and falls back), other weight
 widths and 32-bit biases (fall back); and the bound's edge: a layer whose accumulators reach
 2^30 - 1 takes the route, one that reaches 2^30 (where CMSIS-NN's doubling would overflow) does
-not. Skipped without a CMSIS-NN tree (CMSIS_NN_DIR or TFLM_DIR).
+not ("cmsis" build); and both builds inside real TFLM. Skipped without a CMSIS-NN tree
+(CMSIS_NN_DIR or TFLM_DIR).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def _check(cases, results):
 def test_route_matches_numpy_on_qemu(cpu, draws):
     """One firmware session per draw of 60 layers; the route's build against numpy."""
     cases = [route_case(seed, c) for seed, c in draws]
-    _check(cases, qemu.run_cases(cases, cpu=cpu, kernels="cmsis", timeout=240))
+    _check(cases, qemu.run_cases(cases, cpu=cpu, kernels="cmsis-all", timeout=240))
 
 
 _HOST_CHILD = """
@@ -102,7 +104,7 @@ print(json.dumps(bad))
 
 
 def _host_library() -> Path:
-    build, make_vars = kernel_build("cmsis")
+    build, make_vars = kernel_build("cmsis-all")
     make_or_raise([*make_vars, "host"], HOST_LOCK, 600, "the host kernels with the CMSIS-NN route")
     return KERNELS_DIR / build / "host" / "libfxpq_kernels.so"
 
@@ -151,12 +153,14 @@ def test_route_bound_edge(cpu):
 
 
 @needs_qemu
-@pytest.mark.parametrize("variant,seed", [("m4-cmsis", 11), ("m7-cmsis", 4)])
-def test_route_in_tflm(tmp_path, variant, seed):
+@pytest.mark.parametrize("variant,seed,kernels", [("m4-cmsis", 11, "cmsis-all"), ("m7-cmsis", 4, "cmsis-all"),
+                                                  ("m4-cmsis", 10, "cmsis")])
+def test_route_in_tflm(tmp_path, variant, seed, kernels):
     """The TFLM glue on a cmsis_nn TFLM library with the route's kernels (TFLM's CMSIS-NN objects
-    serve both): a CNN with every fxp op whose 8-bit-weight convs take the route (seed 11: a
-    signed 8-bit input into an unsigned 8-bit output, an unsigned 8-bit input; seed 4: signed
-    8-bit in and out) == the reference interpreter."""
+    serve both): a CNN with every fxp op whose 8-bit-weight layers take the route (seed 11: convs
+    from a signed 8-bit input into an unsigned 8-bit output and from an unsigned 8-bit input;
+    seed 4: signed 8-bit in and out; seed 10: a fully connected layer) == the reference
+    interpreter."""
     from fxpq_keras.kernels.tflm import tflm_available
     if not tflm_available():
         pytest.skip("needs a TFLM tree (TFLM_DIR)")
@@ -170,5 +174,5 @@ def test_route_in_tflm(tmp_path, variant, seed):
     path = tmp_path / "m.tflite"
     export_tflite(graph, path)
     ref = Interpreter(path)
-    engine = TflmEngine(path, ref.graph, ref.info, variant=variant, link_model=True, kernels="cmsis")
+    engine = TflmEngine(path, ref.graph, ref.info, variant=variant, link_model=True, kernels=kernels)
     np.testing.assert_array_equal(engine.run(x)[0], ref.predict(x, raw=True))

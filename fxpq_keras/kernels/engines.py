@@ -116,7 +116,7 @@ def build_model_firmware(cpu: str = "m4", model_path: Path | None = None, arena_
         _make([*make_vars, f"model-{cpu}"])
         return KERNELS_DIR / build / cpu / "fxpq_model.elf"
     key = _linked_key(cpu, Path(model_path).read_bytes(), arena_bytes, kernels)
-    tag = {"reference": "ref-", "cmsis": "cmsis-"}.get(kernels, "")
+    tag = {"reference": "ref-", "cmsis": "cmsis-", "cmsis-all": "cmsis-all-"}.get(kernels, "")
     out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{tag}{key}"
     elf = out / "fxpq_model.elf"
     if not elf.exists():

@@ -122,7 +122,7 @@ def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes
         ops = model_ops(model) if model else [*FXP_OPS, *STOCK_OPS]
     header = ops_header(ops)
     key = _program_key(lib, [model, str(arena_bytes).encode(), header.encode()], kernels)
-    out = KERNELS_DIR / "build" / "tflm" / f"{variant}-{'cmsis-' if kernels == 'cmsis' else ''}{key}"
+    out = KERNELS_DIR / "build" / "tflm" / f"{variant}-{'' if kernels == 'optimized' else kernels + '-'}{key}"
     cpu = _cpu(variant)
     exe = out / ("fxpq_tflm" if cpu == "host" else "fxpq_tflm.elf")
     if exe.exists():

@@ -1,7 +1,11 @@
 # The optional CMSIS-NN route of conv 2D and fully connected (src/kernels/fxpq_cmsis.c,
-# docs/kernels.md "CMSIS-NN route"; included by ../Makefile). Off unless FXPQ_CMSIS_NN=1:
+# docs/kernels.md "CMSIS-NN route"; included by ../Makefile). Off unless FXPQ_CMSIS_NN is 1 or all:
 #
 #   make m4 model-m4 runner-host FXPQ_CMSIS_NN=1 BUILD=build/cmsis [CMSIS_NN_DIR=<tree>]
+#
+# FXPQ_CMSIS_NN=1 routes the layers where CMSIS-NN measured faster (fully connected, 1-3 rows);
+# FXPQ_CMSIS_NN=all (-DFXPQ_CMSIS_NN_CONV) conv 2D too, for measuring and testing every path
+# (BUILD=build/cmsis-all).
 #
 # compiles every kernel with -DFXPQ_WITH_CMSIS_NN and adds the CMSIS-NN sources the route calls
 # (int8 convolution, fully connected and their support functions; floating-point and other
@@ -12,12 +16,12 @@
 # Use a BUILD directory of its own: objects compiled with and without the route must not mix.
 
 FXPQ_CMSIS_NN ?= 0
-ifeq ($(FXPQ_CMSIS_NN),1)
+ifneq ($(filter 1 all,$(FXPQ_CMSIS_NN)),)
 CMSIS_NN_DIR ?= $(if $(TFLM_DIR),$(TFLM_DIR)/tensorflow/lite/micro/tools/make/downloads/cmsis_nn)
 ifeq ($(wildcard $(CMSIS_NN_DIR)/Include/arm_nnfunctions.h),)
 $(error FXPQ_CMSIS_NN=1 needs a CMSIS-NN tree: set CMSIS_NN_DIR or TFLM_DIR (docs/kernels.md "CMSIS-NN route"))
 endif
-INCLUDES += -DFXPQ_WITH_CMSIS_NN -I$(CMSIS_NN_DIR)/Include
+INCLUDES += -DFXPQ_WITH_CMSIS_NN $(if $(filter all,$(FXPQ_CMSIS_NN)),-DFXPQ_CMSIS_NN_CONV) -I$(CMSIS_NN_DIR)/Include
 CMSIS_NN_SRCS := $(sort $(filter-out %_f16.c %_f32.c,\
     $(wildcard $(CMSIS_NN_DIR)/Source/ConvolutionFunctions/*_s8*.c) \
     $(wildcard $(CMSIS_NN_DIR)/Source/FullyConnectedFunctions/*_s8*.c) \

@@ -11,12 +11,21 @@
  * (nothing written) the caller runs fxpq's own kernels. Depthwise stays on fxpq's kernels: its
  * weights are stored [C][kh][kw] where arm_depthwise_conv_* reads [kh][kw][C], and the transposed
  * copy would be weight-sized RAM.
+ *
+ * Which exact layers take the route is a speed choice, measured on the zoo (docs/kernels.md):
+ * fully connected with fewer than FXPQ_CMSIS_FC_BATCHES rows (CMSIS-NN's vector-matrix loop,
+ * about 0.8x of fxpq's single-column pass); conv 2D only when built with FXPQ_CMSIS_NN_CONV
+ * (CMSIS-NN's convolutions took 0.96-1.26x of fxpq's instructions on the zoo's layers).
  */
 #include "fxpq_internal.h"
 
 #if FXPQ_USE_CMSIS_NN
 
 #include "arm_nnfunctions.h"
+
+/* Fully connected with at least this many rows (batches) stays on fxpq's kernels, whose 4-pixel
+ * passes then beat CMSIS-NN's one row at a time (4 rows of 4,096 terms: 1.2x on the M4). */
+#define FXPQ_CMSIS_FC_BATCHES 4
 
 /* Exactness bound of the pair under CMSIS-NN's double rounding: |bias + acc| < 2^30 (a right
  * shift), |bias + acc| * 2^(n+1) < 2^31 (a left shift by n <= 29). */
@@ -103,7 +112,12 @@ int32_t fxpq_cmsis_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const
     arm_cmsis_nn_status status;
     int32_t in_count, out_count;
 
-    if (!fxpq_cmsis_quant(wk, channels, bias, multiplier, shift)) {
+#if defined(FXPQ_CMSIS_NN_CONV)
+    const int32_t faster = !fully_connected || g->in.n < FXPQ_CMSIS_FC_BATCHES;
+#else
+    const int32_t faster = fully_connected && g->in.n < FXPQ_CMSIS_FC_BATCHES;
+#endif
+    if (!faster || !fxpq_cmsis_quant(wk, channels, bias, multiplier, shift)) {
         return 0;
     }
     in_dims.n = g->in.n; in_dims.h = g->in.h; in_dims.w = g->in.w; in_dims.c = g->in.c;
