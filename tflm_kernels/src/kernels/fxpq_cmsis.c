@@ -21,6 +21,8 @@
 
 #if FXPQ_USE_CMSIS_NN
 
+#include <string.h>
+
 #include "arm_nnfunctions.h"
 
 /* Fully connected with at least this many rows (batches) stays on fxpq's kernels, whose 4-pixel
@@ -83,8 +85,11 @@ static void fxpq_cmsis_flip(uint8_t *p, int32_t n)
     for (; i < n && ((uintptr_t)(p + i) & 3u) != 0; ++i) {
         p[i] ^= 0x80u;
     }
-    for (; i + 4 <= n; i += 4) {
-        *(uint32_t *)(void *)(p + i) ^= 0x80808080u;
+    for (; i + 4 <= n; i += 4) { /* memcpy: one aligned word load and store, no aliasing question */
+        uint32_t word;
+        memcpy(&word, p + i, sizeof(word));
+        word ^= 0x80808080u;
+        memcpy(p + i, &word, sizeof(word));
     }
     for (; i < n; ++i) {
         p[i] ^= 0x80u;
