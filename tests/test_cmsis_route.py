@@ -6,9 +6,10 @@ kernels otherwise (kernels="cmsis", the default rule, only fully connected with 
 result must equal the numpy reference bit for bit either way. Hypothesis draws of the "cmsis-all"
 build on QEMU M4 and M7 and on the host (its host library in a child process): signed and
 unsigned 8-bit inputs and outputs (unsigned 8-bit: the XOR 0x80 trick), unsigned 7-bit and
-narrower formats, per-channel fracs, padding, strides, dilations, odd sizes, 1x1 / 1xN / KxK
-kernels (KxK with K mod 4 != 0 needs more scratch than fxpq's and falls back), other weight
-widths and 32-bit biases (fall back); and the bound's edge: a layer whose accumulators reach
+narrower formats, per-channel fracs, padding, strides, dilations, odd sizes, fully connected over
+several blocks of 64 channels (convs of more than 64 fall back), 1x1 / 1xN / KxK kernels (KxK
+with K mod 4 != 0 needs more scratch than fxpq's and falls back), other weight widths and 32-bit
+biases (fall back); and the bound's edge: a layer whose accumulators reach
 2^30 - 1 takes the route, one that reaches 2^30 (where CMSIS-NN's doubling would overflow) does
 not ("cmsis" build); and both builds inside real TFLM. Skipped without a CMSIS-NN tree
 (CMSIS_NN_DIR or TFLM_DIR).
@@ -54,7 +55,7 @@ def _route_constraints():
         "padding": st.sampled_from(["same", "valid"]),
         "activation": st.sampled_from([None, "relu", "relu6"]),
         "in_features": st.sampled_from([1, 7, 64, 130]),
-        "out_ch": st.integers(1, 20),
+        "out_ch": st.sampled_from([1, 2, 3, 5, 8, 13, 20, 64, 65, 130]),  # fully connected: blocks of 64
     })
 
 

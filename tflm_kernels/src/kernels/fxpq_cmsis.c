@@ -5,7 +5,7 @@
  * Compiled in only with -DFXPQ_WITH_CMSIS_NN and a CMSIS-NN source tree on the include path
  * (Makefile: CMSIS_NN_DIR, or TFLM_DIR's downloads/cmsis_nn; never vendored). A layer with 8-bit
  * weights and 8-bit activations in and out is an int8 layer with per-channel power-of-two scales;
- * when fxpq_cmsis_quant() proves that CMSIS-NN's requantization gives fxpq's rescale for every
+ * when fxpq_cmsis_channel() proves that CMSIS-NN's requantization gives fxpq's rescale for every
  * accumulator of the layer, the layer runs on arm_convolve_wrapper_s8 /
  * arm_fully_connected_per_channel_s8 with the (multiplier, shift) pair of the proof. Otherwise
  * (nothing written) the caller runs fxpq's own kernels. Depthwise stays on fxpq's kernels: its
@@ -49,31 +49,51 @@ static void fxpq_cmsis_pair(int32_t s, int32_t *multiplier, int32_t *shift)
     }
 }
 
-/* THE eligibility rule of the route, and the per-channel arrays CMSIS-NN reads: 1 when every
- * output channel's result equals fxpq's (8-bit weights, 8-bit containers in and out, at most
- * FXPQ_CMSIS_MAX_CHANNELS channels, and |aligned bias| + K max|x| max|w| below the pair's bound),
- * else 0. max|w| is the 8-bit format's 128 and max|x| the input format's, so the check costs a
- * few instructions per channel, not a pass over the weights. */
-static int32_t fxpq_cmsis_quant(const fxpq_weighted *wk, int32_t channels, int32_t *bias, int32_t *multiplier,
-                                int32_t *shift)
+/* Output channels per CMSIS-NN call: their bias, multiplier and shift arrays (12 bytes a channel)
+ * are on the stack. Fully connected runs in blocks of this many channels; a conv 2D (one call for
+ * all its channels) with more stays on fxpq's kernels. */
+#define FXPQ_CMSIS_BLOCK 64
+
+/* K max|x| max|w| of the layer when its formats are the route's (8-bit weights, 8-bit containers
+ * in and out), else -1. max|w| is the 8-bit format's 128 and max|x| the input format's, so the
+ * bound costs a few instructions per channel, not a pass over the weights. */
+static int64_t fxpq_cmsis_products(const fxpq_weighted *wk)
 {
     const int64_t max_x = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1)) : ((int64_t)1 << wk->in_bits) - 1;
-    const int64_t products = (int64_t)wk->k * max_x * 128;
-    int32_t o;
-    if (wk->weights->bits != 8 || channels > FXPQ_CMSIS_MAX_CHANNELS || wk->in_es != 1 ||
-        fxpq_elem_size(wk->out.storage) != 1) {
+    if (wk->weights->bits != 8 || wk->in_es != 1 || fxpq_elem_size(wk->out.storage) != 1) {
+        return -1;
+    }
+    return (int64_t)wk->k * max_x * 128;
+}
+
+/* THE eligibility rule of the route, per output channel o, and the values CMSIS-NN reads for it:
+ * 1 when |aligned bias| + K max|x| max|w| is below the pair's bound (so that every result of the
+ * channel equals fxpq's), else 0. */
+static int32_t fxpq_cmsis_channel(const fxpq_weighted *wk, int64_t products, int32_t o, int32_t *bias,
+                                  int32_t *multiplier, int32_t *shift)
+{
+    const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+    const int32_t s = q.acc_frac - wk->out.frac;
+    const int64_t magnitude = (q.bias < 0 ? -q.bias : q.bias) + products;
+    if (products < 0 || s < -(FXPQ_CMSIS_BOUND_LOG2 - 1) ||
+        magnitude >= ((int64_t)1 << (s < 0 ? FXPQ_CMSIS_BOUND_LOG2 + s : FXPQ_CMSIS_BOUND_LOG2))) {
         return 0;
     }
-    for (o = 0; o < channels; ++o) {
-        const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
-        const int32_t s = q.acc_frac - wk->out.frac;
-        const int64_t magnitude = (q.bias < 0 ? -q.bias : q.bias) + products;
-        if (s < -(FXPQ_CMSIS_BOUND_LOG2 - 1) ||
-            magnitude >= ((int64_t)1 << (s < 0 ? FXPQ_CMSIS_BOUND_LOG2 + s : FXPQ_CMSIS_BOUND_LOG2))) {
+    *bias = (int32_t)q.bias;
+    fxpq_cmsis_pair(s, multiplier, shift);
+    return 1;
+}
+
+/* The arrays of channels [first, first + count) (count <= FXPQ_CMSIS_BLOCK); 0 when one of them is
+ * not the route's. */
+static int32_t fxpq_cmsis_block(const fxpq_weighted *wk, int64_t products, int32_t first, int32_t count,
+                                int32_t *bias, int32_t *multiplier, int32_t *shift)
+{
+    int32_t i;
+    for (i = 0; i < count; ++i) {
+        if (!fxpq_cmsis_channel(wk, products, first + i, &bias[i], &multiplier[i], &shift[i])) {
             return 0;
         }
-        bias[o] = (int32_t)q.bias;
-        fxpq_cmsis_pair(s, &multiplier[o], &shift[o]);
     }
     return 1;
 }
@@ -103,83 +123,131 @@ static int32_t fxpq_cmsis_u8(fxpq_storage s, int32_t bits)
     return s == FXPQ_STORAGE_UINT8 && bits == 8;
 }
 
+/* Fully connected, batch by batch and FXPQ_CMSIS_BLOCK output channels at a time (one call per
+ * block: CMSIS-NN's output stride is its channel count). 0 when CMSIS-NN refused a call. */
+static int32_t fxpq_cmsis_fc(const fxpq_weighted *wk, const fxpq_geometry *g, const int8_t *input,
+                             int64_t products, int32_t in_offset, int32_t out_offset)
+{
+    int32_t bias[FXPQ_CMSIS_BLOCK], multiplier[FXPQ_CMSIS_BLOCK], shift[FXPQ_CMSIS_BLOCK];
+    const cmsis_nn_per_channel_quant_params quant = {multiplier, shift};
+    const int32_t channels = g->out.c, k = wk->k;
+    cmsis_nn_context ctx;
+    cmsis_nn_fc_params fc;
+    cmsis_nn_dims in_dims = {1, 1, 1, 0}, filter_dims = {0, 1, 1, 0}, bias_dims = {1, 1, 1, 0},
+                  out_dims = {1, 1, 1, 0};
+    int32_t n, c0;
+    ctx.buf = wk->scratch;
+    ctx.size = wk->scratch_size;
+    fc.input_offset = in_offset;
+    fc.filter_offset = 0;
+    fc.output_offset = out_offset;
+    fc.activation.min = wk->out.lo + out_offset;
+    fc.activation.max = wk->out.hi + out_offset;
+    in_dims.c = k;
+    filter_dims.n = k;
+    for (n = 0; n < g->in.n; ++n) {
+        for (c0 = 0; c0 < channels; c0 += FXPQ_CMSIS_BLOCK) {
+            const int32_t count = channels - c0 < FXPQ_CMSIS_BLOCK ? channels - c0 : FXPQ_CMSIS_BLOCK;
+            filter_dims.c = bias_dims.c = out_dims.c = count;
+            fxpq_cmsis_block(wk, products, c0, count, bias, multiplier, shift);
+            if (arm_fully_connected_per_channel_s8(&ctx, &fc, &quant, &in_dims, input + (size_t)n * (size_t)k,
+                                                   &filter_dims,
+                                                   (const int8_t *)wk->weights->data + (size_t)c0 * (size_t)k,
+                                                   &bias_dims, bias, &out_dims,
+                                                   (int8_t *)wk->out.data + (size_t)n * (size_t)channels + c0) !=
+                ARM_CMSIS_NN_SUCCESS) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* Conv 2D in one call (at most FXPQ_CMSIS_BLOCK channels); -1 when CMSIS-NN's scratch would
+ * exceed fxpq's, 0 when CMSIS-NN refused the call, 1 done. */
+static int32_t fxpq_cmsis_conv(const fxpq_weighted *wk, const fxpq_geometry *g, const int8_t *input,
+                               int64_t products, int32_t in_offset, int32_t out_offset, int32_t flip_input)
+{
+    int32_t bias[FXPQ_CMSIS_BLOCK], multiplier[FXPQ_CMSIS_BLOCK], shift[FXPQ_CMSIS_BLOCK];
+    const cmsis_nn_per_channel_quant_params quant = {multiplier, shift};
+    const int32_t channels = g->out.c;
+    const cmsis_nn_dims in_dims = {g->in.n, g->in.h, g->in.w, g->in.c};
+    const cmsis_nn_dims filter_dims = {channels, g->filter.h, g->filter.w, g->filter.c};
+    const cmsis_nn_dims bias_dims = {1, 1, 1, channels};
+    const cmsis_nn_dims out_dims = {g->out.n, g->out.h, g->out.w, channels};
+    cmsis_nn_context ctx;
+    cmsis_nn_conv_params conv;
+    arm_cmsis_nn_status status;
+    ctx.buf = wk->scratch;
+    ctx.size = wk->scratch_size;
+    conv.input_offset = in_offset;
+    conv.output_offset = out_offset;
+    conv.stride.h = g->stride.h; conv.stride.w = g->stride.w;
+    conv.padding.h = g->pad_t; conv.padding.w = g->pad_l;
+    conv.dilation.h = g->dilation.h; conv.dilation.w = g->dilation.w;
+    conv.activation.min = wk->out.lo + out_offset;
+    conv.activation.max = wk->out.hi + out_offset;
+    /* the route takes no arena byte that fxpq's kernels do not request */
+    if (arm_convolve_wrapper_s8_get_buffer_size(&conv, &in_dims, &filter_dims, &out_dims) > wk->scratch_size) {
+        return -1;
+    }
+    fxpq_cmsis_block(wk, products, 0, channels, bias, multiplier, shift);
+    if (flip_input) {
+        fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, g->in.n * g->in.h * g->in.w * g->in.c);
+    }
+    status = arm_convolve_wrapper_s8(&ctx, &conv, &quant, &in_dims, input, &filter_dims,
+                                     (const int8_t *)wk->weights->data, &bias_dims, bias, &out_dims,
+                                     (int8_t *)wk->out.data);
+    if (flip_input) { /* the input is the caller's again */
+        fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, g->in.n * g->in.h * g->in.w * g->in.c);
+    }
+    return status == ARM_CMSIS_NN_SUCCESS;
+}
+
 int32_t fxpq_cmsis_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input,
                           int32_t fully_connected)
 {
-    int32_t bias[FXPQ_CMSIS_MAX_CHANNELS], multiplier[FXPQ_CMSIS_MAX_CHANNELS], shift[FXPQ_CMSIS_MAX_CHANNELS];
     const int32_t channels = g->out.c;
     const int32_t in_u8 = fxpq_cmsis_u8(wk->in_s, wk->in_bits);
-    const int32_t out_u8 = wk->out.storage == FXPQ_STORAGE_UINT8 && (wk->out.hi > 127);
-    const int32_t out_offset = out_u8 ? -128 : 0;
-    const cmsis_nn_per_channel_quant_params quant = {multiplier, shift};
-    cmsis_nn_context ctx;
-    cmsis_nn_dims in_dims, filter_dims, bias_dims, out_dims;
-    arm_cmsis_nn_status status;
-    int32_t in_count, out_count;
-
+    const int32_t out_u8 = wk->out.storage == FXPQ_STORAGE_UINT8 && wk->out.hi > 127;
+    const int32_t in_offset = in_u8 ? 128 : 0, out_offset = out_u8 ? -128 : 0;
+    const int64_t products = fxpq_cmsis_products(wk);
+    int32_t o, done;
 #if defined(FXPQ_CMSIS_NN_CONV)
     const int32_t faster = !fully_connected || g->in.n < FXPQ_CMSIS_FC_BATCHES;
 #else
     const int32_t faster = fully_connected && g->in.n < FXPQ_CMSIS_FC_BATCHES;
 #endif
-    if (!faster || !fxpq_cmsis_quant(wk, channels, bias, multiplier, shift)) {
+    if (!faster || products < 0 || (!fully_connected && channels > FXPQ_CMSIS_BLOCK)) {
         return 0;
     }
-    in_dims.n = g->in.n; in_dims.h = g->in.h; in_dims.w = g->in.w; in_dims.c = g->in.c;
-    out_dims.n = g->out.n; out_dims.h = g->out.h; out_dims.w = g->out.w; out_dims.c = channels;
-    bias_dims.n = 1; bias_dims.h = 1; bias_dims.w = 1; bias_dims.c = channels;
-    ctx.buf = wk->scratch;
-    ctx.size = wk->scratch_size;
-    in_count = g->in.n * g->in.h * g->in.w * g->in.c;
-    out_count = g->out.n * g->out.h * g->out.w * channels;
-
+    for (o = 0; o < channels; ++o) { /* every channel before anything is written */
+        int32_t bias, multiplier, shift;
+        if (!fxpq_cmsis_channel(wk, products, o, &bias, &multiplier, &shift)) {
+            return 0;
+        }
+    }
     if (fully_connected) {
-        cmsis_nn_fc_params fc;
-        filter_dims.n = wk->k; filter_dims.h = 1; filter_dims.w = 1; filter_dims.c = channels;
+        /* CMSIS-NN's fully connected takes no scratch (DSP and portable C builds) */
+        const cmsis_nn_dims filter_dims = {wk->k, 1, 1, FXPQ_CMSIS_BLOCK};
         if (arm_fully_connected_s8_get_buffer_size(&filter_dims) > wk->scratch_size) {
             return 0;
         }
-        fc.input_offset = in_u8 ? 128 : 0;
-        fc.filter_offset = 0;
-        fc.output_offset = out_offset;
-        fc.activation.min = wk->out.lo + out_offset;
-        fc.activation.max = wk->out.hi + out_offset;
         if (in_u8) {
-            fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, in_count);
+            fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, g->in.n * wk->k);
         }
-        status = arm_fully_connected_per_channel_s8(&ctx, &fc, &quant, &in_dims, (const int8_t *)input,
-                                                    &filter_dims, (const int8_t *)wk->weights->data,
-                                                    &bias_dims, bias, &out_dims, (int8_t *)wk->out.data);
+        done = fxpq_cmsis_fc(wk, g, (const int8_t *)input, products, in_offset, out_offset);
+        if (in_u8) { /* the input is the caller's again */
+            fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, g->in.n * wk->k);
+        }
     } else {
-        cmsis_nn_conv_params conv;
-        filter_dims.n = channels; filter_dims.h = g->filter.h; filter_dims.w = g->filter.w;
-        filter_dims.c = g->filter.c;
-        conv.input_offset = in_u8 ? 128 : 0;
-        conv.output_offset = out_offset;
-        conv.stride.h = g->stride.h; conv.stride.w = g->stride.w;
-        conv.padding.h = g->pad_t; conv.padding.w = g->pad_l;
-        conv.dilation.h = g->dilation.h; conv.dilation.w = g->dilation.w;
-        conv.activation.min = wk->out.lo + out_offset;
-        conv.activation.max = wk->out.hi + out_offset;
-        /* the route takes no arena byte that fxpq's kernels do not request */
-        if (arm_convolve_wrapper_s8_get_buffer_size(&conv, &in_dims, &filter_dims, &out_dims) > wk->scratch_size) {
-            return 0;
-        }
-        if (in_u8) {
-            fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, in_count);
-        }
-        status = arm_convolve_wrapper_s8(&ctx, &conv, &quant, &in_dims, (const int8_t *)input, &filter_dims,
-                                         (const int8_t *)wk->weights->data, &bias_dims, bias, &out_dims,
-                                         (int8_t *)wk->out.data);
+        done = fxpq_cmsis_conv(wk, g, (const int8_t *)input, products, in_offset, out_offset, in_u8) == 1;
     }
-    if (in_u8) { /* the input is the caller's again */
-        fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, in_count);
-    }
-    if (status != ARM_CMSIS_NN_SUCCESS) {
-        return 0; /* CMSIS-NN refused the arguments before writing: fxpq's kernels run */
+    if (!done) {
+        return 0; /* fxpq's kernels write the whole output */
     }
     if (out_u8) {
-        fxpq_cmsis_flip((uint8_t *)wk->out.data, out_count);
+        fxpq_cmsis_flip((uint8_t *)wk->out.data, g->out.n * g->out.h * g->out.w * channels);
     }
     return 1;
 }
