@@ -24,30 +24,11 @@
 #include <string.h>
 
 #include "arm_nnfunctions.h"
+#include "fxpq_cmsis_pair.h"
 
 /* Fully connected with at least this many rows (batches) stays on fxpq's kernels, whose 4-pixel
  * passes then beat CMSIS-NN's one row at a time (4 rows of 4,096 terms: 1.2x on the M4). */
 #define FXPQ_CMSIS_FC_BATCHES 4
-
-/* Exactness bound of the pair under CMSIS-NN's double rounding: |bias + acc| < 2^30 (a right
- * shift), |bias + acc| * 2^(n+1) < 2^31 (a left shift by n <= 29). */
-#define FXPQ_CMSIS_BOUND_LOG2 30
-
-/* The (multiplier, shift) pair whose arm_nn_requantize is fxpq's rescale by 2^-s (docs/kernels.md:
- * the proof; tflm_kernels/checks/cmsis_requantize_check.c: the exhaustive check). */
-static void fxpq_cmsis_pair(int32_t s, int32_t *multiplier, int32_t *shift)
-{
-    if (s < 0) {
-        *multiplier = (int32_t)1 << 30;
-        *shift = 1 - s;
-    } else if (s <= 30) {
-        *multiplier = (int32_t)1 << (30 - s);
-        *shift = 1;
-    } else {
-        *multiplier = s == 31 ? 1 : 0;
-        *shift = 0;
-    }
-}
 
 /* Output channels per CMSIS-NN call: their bias, multiplier and shift arrays (12 bytes a channel)
  * are on the stack. Fully connected runs in blocks of this many channels; a conv 2D (one call for
@@ -67,16 +48,15 @@ static int64_t fxpq_cmsis_products(const fxpq_weighted *wk)
 }
 
 /* THE eligibility rule of the route, per output channel o, and the values CMSIS-NN reads for it:
- * 1 when |aligned bias| + K max|x| max|w| is below the pair's bound (so that every result of the
- * channel equals fxpq's), else 0. */
+ * 1 when every accumulator CMSIS-NN can form, |aligned bias| + K max|x| max|w| at most, is an int32
+ * where the pair is exact (so that every result of the channel equals fxpq's), else 0. */
 static int32_t fxpq_cmsis_channel(const fxpq_weighted *wk, int64_t products, int32_t o, int32_t *bias,
                                   int32_t *multiplier, int32_t *shift)
 {
     const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
     const int32_t s = q.acc_frac - wk->out.frac;
     const int64_t magnitude = (q.bias < 0 ? -q.bias : q.bias) + products;
-    if (products < 0 || s < -(FXPQ_CMSIS_BOUND_LOG2 - 1) ||
-        magnitude >= ((int64_t)1 << (s < 0 ? FXPQ_CMSIS_BOUND_LOG2 + s : FXPQ_CMSIS_BOUND_LOG2))) {
+    if (products < 0 || magnitude > INT32_MAX || !fxpq_cmsis_exact(magnitude, s)) {
         return 0;
     }
     *bias = (int32_t)q.bias;
