@@ -35,6 +35,12 @@ Optimized kernels (ARMv7E-M DSP, src/kernels/fxpq_dsp.c, docs/kernels.md) agains
 reference kernels of the same sources (-DFXPQ_REFERENCE_KERNELS), -O2, whole model and per
 layer (each layer's kernel call on its actual inputs in the QEMU test harness). Instruction
 counts are not cycle counts (QEMU does not model pipelines or memory wait states).
+
+`--cmsis` adds the CMSIS-NN route (docs/kernels.md "CMSIS-NN route"; needs CMSIS_NN_DIR or
+TFLM_DIR) to the runner tables: per model, the instructions on M4 and M7 of kernels="cmsis" (the
+route where it measured faster: fully connected with 1-3 rows) and kernels="cmsis-all" (conv 2D
+too) beside the optimized kernels', with the kernels' code (fxpq's kernels + the CMSIS-NN objects
+linked); per layer, "cmsis-all" (every layer the route can take, on CMSIS-NN).
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ from bench.models import MODELS, calibration_set, trained  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import ExportError, Interpreter, export_tflite  # noqa: E402
+from fxpq_keras.kernels._build import cmsis_nn_dir  # noqa: E402
 from fxpq_keras.kernels.engines import QemuEngine  # noqa: E402
 from fxpq_keras.kernels.runner import HostRunner  # noqa: E402
 from fxpq_keras.kernels.tflm import HOW_TO_ENABLE, tflm_available  # noqa: E402
@@ -120,8 +127,9 @@ def node_macs(graph, node) -> int:
     return int(np.prod(node.weights.shape))
 
 
-def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
-    """Whole-model figures: optimized kernels on M4 and M7, the reference kernels' count beside."""
+def measure(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False) -> dict:
+    """Whole-model figures: optimized kernels on M4 and M7, the reference kernels' count beside
+    (and the CMSIS-NN route's with `cmsis`)."""
     ref_interp = Interpreter(tflite)
     graph = ref_interp.graph
     ref = ref_interp.predict(x, raw=True)
@@ -129,11 +137,14 @@ def measure(label: str, tflite: Path, x: np.ndarray) -> dict:
     row = {"label": label, "macs": macs(graph), "model_bytes": tflite.stat().st_size,
            "host_arena": host.stats["arena_bytes"], "exact": True}
     for cpu in ("m4", "m7"):
-        for kernels in ("optimized", "reference"):
+        for kernels in ("optimized", "reference", *(("cmsis", "cmsis-all") if cmsis else ())):
             eng = QemuEngine(tflite, graph, None, cpu=cpu, link_model=True, kernels=kernels)
             got = eng.run(x)[0]
             row["exact"] &= bool(np.array_equal(got, ref if not isinstance(ref, list) else ref[0]))
-            row[f"{cpu}_instr" if kernels == "optimized" else f"{cpu}_ref_instr"] = float(eng.instructions.mean())
+            suffix = {"optimized": "", "reference": "_ref", "cmsis": "_cmsis", "cmsis-all": "_cmsis_all"}[kernels]
+            row[f"{cpu}{suffix}_instr"] = float(eng.instructions.mean())
+            if cpu == "m4" and kernels.startswith("cmsis"):
+                row[f"{suffix[1:]}_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
             if cpu == "m4" and kernels == "optimized":
                 row["text"], row["data"], row["bss"] = elf_sizes(eng.elf)
                 row["code"] = our_code_bytes(eng.elf.with_suffix(".map"))
@@ -163,14 +174,16 @@ def layer_cases(tflite: Path, x: np.ndarray) -> tuple:
     return graph, nodes, cases, values
 
 
-def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
+def measure_layers(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False) -> list[dict]:
     """Per-layer instructions: each node's kernel call on its actual inputs (one sample) in the
-    QEMU test harness, optimized (M4, M7) and reference (M4) kernels; outputs checked bit for bit."""
+    QEMU test harness, optimized (M4, M7) and reference (M4) kernels (and the CMSIS-NN route on M4
+    and M7 with `cmsis`); outputs checked bit for bit."""
     from fxpq_keras.kernels import qemu
 
     graph, nodes, cases, values = layer_cases(tflite, x)
-    runs = {(cpu, k): qemu.run_cases(cases, cpu=cpu, kernels=k, timeout=600)
-            for cpu, k in (("m4", "optimized"), ("m7", "optimized"), ("m4", "reference"))}
+    builds = (("m4", "optimized"), ("m7", "optimized"), ("m4", "reference"),
+              *((("m4", "cmsis-all"), ("m7", "cmsis-all")) if cmsis else ()))
+    runs = {(cpu, k): qemu.run_cases(cases, cpu=cpu, kernels=k, timeout=600) for cpu, k in builds}
     rows = []
     for i, node in enumerate(nodes):
         want = values[node.output].reshape(-1)
@@ -182,19 +195,43 @@ def measure_layers(label: str, tflite: Path, x: np.ndarray) -> list[dict]:
                      "macs": node_macs(graph, node), "m4": runs["m4", "optimized"][i].instructions,
                      "m7": runs["m7", "optimized"][i].instructions, "m4_ref": runs["m4", "reference"][i].instructions,
                      "exact": exact})
+        if cmsis:
+            rows[-1].update(m4_cmsis=runs["m4", "cmsis-all"][i].instructions,
+                            m7_cmsis=runs["m7", "cmsis-all"][i].instructions)
     return rows
 
 
 def layer_table(rows: list[dict]) -> str:
+    cmsis = bool(rows) and "m4_cmsis" in rows[0]
     head = (f"{'model':<28} {'layer':<18} {'op':<17} {'bits':<8} {'MACs':>8} {'M4 ref':>9} {'M4 opt':>9} "
-            f"{'M7 opt':>9} {'ref i/MAC':>9} {'M4 i/MAC':>8} {'M7 i/MAC':>8} {'exact':>5}")
+            f"{'M7 opt':>9} {'ref i/MAC':>9} {'M4 i/MAC':>8} {'M7 i/MAC':>8} {'exact':>5}"
+            + (f" {'M4 all':>9} {'x':>5} {'M7 all':>9} {'x':>5}" if cmsis else ""))
     lines = [head, "-" * len(head)]
     for r in rows:
         def per(v: int, m: int = r["macs"]) -> str:
             return f"{v / m:.2f}" if m else "-"
         lines.append(f"{r['model']:<28} {r['layer'][:18]:<18} {r['op']:<17} {r['bits']:<8} {r['macs']:>8,} "
                      f"{r['m4_ref']:>9,} {r['m4']:>9,} {r['m7']:>9,} {per(r['m4_ref']):>9} {per(r['m4']):>8} "
-                     f"{per(r['m7']):>8} {'yes' if r['exact'] else 'NO':>5}")
+                     f"{per(r['m7']):>8} {'yes' if r['exact'] else 'NO':>5}"
+                     + (f" {r['m4_cmsis']:>9,} {r['m4_cmsis'] / r['m4']:>5.2f} {r['m7_cmsis']:>9,} "
+                        f"{r['m7_cmsis'] / r['m7']:>5.2f}" if cmsis else ""))
+    return "\n".join(lines)
+
+
+def cmsis_table(rows: list[dict]) -> str:
+    """Optimized kernels vs the CMSIS-NN route per file (x = route / optimized): "cmsis" (the
+    default rule) and "cmsis-all" (conv 2D too)."""
+    head = (f"{'model':<34} {'M4 opt':>12} {'M4 cmsis':>12} {'x':>5} {'M4 all':>12} {'x':>5} {'M7 opt':>12} "
+            f"{'M7 cmsis':>12} {'x':>5} {'M7 all':>12} {'x':>5} {'kern':>7} {'+cmsis':>7} {'+all':>7} {'exact':>5}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        cells = []
+        for cpu in ("m4", "m7"):
+            base = r[f"{cpu}_instr"]
+            cells.append(f"{base:>12,.0f} {r[f'{cpu}_cmsis_instr']:>12,.0f} {r[f'{cpu}_cmsis_instr'] / base:>5.2f} "
+                         f"{r[f'{cpu}_cmsis_all_instr']:>12,.0f} {r[f'{cpu}_cmsis_all_instr'] / base:>5.2f}")
+        lines.append(f"{r['label']:<34} {' '.join(cells)} {r['kernels_code']:>7,} {r['cmsis_code']:>7,} "
+                     f"{r['cmsis_all_code']:>7,} {'yes' if r['exact'] else 'NO':>5}")
     return "\n".join(lines)
 
 
@@ -270,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cpus", default="m4,m7", help="TFLM table: the emulated CPUs (m4: flash and arena too)")
     ap.add_argument("--tables", default="tflm,runner",
                     help="tflm: int8 (reference, CMSIS-NN) and fxpq inside real TFLM; runner: the project's runner")
+    ap.add_argument("--cmsis", action="store_true",
+                    help="runner tables: also the CMSIS-NN route (kernels 'cmsis' and 'cmsis-all'; needs CMSIS_NN_DIR "
+                         "or TFLM_DIR)")
     args = ap.parse_args(argv)
+    if args.cmsis and cmsis_nn_dir() is None:
+        ap.error("--cmsis needs a CMSIS-NN tree: set CMSIS_NN_DIR or TFLM_DIR")
     options = setting.parse_options(args.option, ap.error)
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -314,8 +356,8 @@ def main(argv: list[str] | None = None) -> int:
             path = OUT / (label.replace(" ", "_") + ".tflite")
             setting.export_fxp(quantize_model(model if pol is policy else calib, pol), pol, path)
             x_in = setting.input_integers(path, x)
-            rows.append(measure(label, path, x_in))
-            layer_rows.extend(measure_layers(label, path, x_in))
+            rows.append(measure(label, path, x_in, args.cmsis))
+            layer_rows.extend(measure_layers(label, path, x_in, args.cmsis))
     if tflm_rows:
         print("In real TFLM (QEMU mps2-an386 M4 / mps2-an500 M7); x = ratio to int8 TFLM + CMSIS-NN of the same "
               "model")
@@ -330,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
     print("The project's own runner (no TFLM):")
     print(table(rows))
     print()
+    if args.cmsis:
+        print("Optimized kernels vs the CMSIS-NN route (x = route / optimized; cmsis = fully connected with 1-3 "
+              "rows on CMSIS-NN, all = conv 2D too; kern = the kernels' .text/.rodata in the M4 model firmware, "
+              "+cmsis / +all = the same in the route's builds, CMSIS-NN objects included):")
+        print(cmsis_table(rows))
+        print()
     print(layer_table(layer_rows))
     for n in notes:
         print(n)
@@ -337,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
           "i/MAC = instructions per multiply-accumulate; .text includes the model and newlib stdio; "
           "ours = runner + kernels' .text/.rodata, kern = kernels only, dsp = of which the optimized kernels "
           "(fxpq_dsp.c); ref = the portable reference kernels (built with -DFXPQ_REFERENCE_KERNELS); "
-          "per layer: the kernel call alone in the QEMU harness, one sample; arena = the runner's peak arena on the M4 "
+          "per layer: the kernel call alone in the QEMU harness, one sample (M4/M7 all: the CMSIS-NN route's "
+          "cmsis-all build, x = / opt); arena = the runner's peak arena on the M4 "
           f"(prepared ops + activations + scratch). {args.samples} samples per file and CPU; "
           f"wall time {time.perf_counter() - t0:.0f} s.")
     return 0

@@ -45,7 +45,7 @@ def _checker(tmp_path_factory, *defines: str) -> Path:
     subprocess.run(["make", "-s", "-C", str(KERNELS), "host"], check=True, capture_output=True)
     exe = tmp_path_factory.mktemp("rq") / "check"
     subprocess.run(["gcc", "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *defines,
-                    f"-I{CMSIS_NN / 'Include'}", f"-I{KERNELS / 'include'}",
+                    f"-I{CMSIS_NN / 'Include'}", f"-I{KERNELS / 'include'}", f"-I{KERNELS / 'src' / 'kernels'}",
                     str(KERNELS / "checks" / "cmsis_requantize_check.c"), str(lib), "-o", str(exe)],
                    check=True, capture_output=True, text=True)
     return exe

@@ -18,17 +18,38 @@ from pathlib import Path
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "tflm_kernels"
 HOST_LOCK = ".host-build.lock"
 #: Cortex-M kernel variants -> (build directory under tflm_kernels/, extra make variables).
-#: "optimized": the ARMv7E-M DSP kernels, the Cortex-M default; "reference": the portable loops.
+#: "optimized": the ARMv7E-M DSP kernels, the Cortex-M default; "reference": the portable loops;
+#: "cmsis": the optimized kernels plus the CMSIS-NN route where it measured faster (fully connected
+#: with 1-3 rows); "cmsis-all": the route for conv 2D too (docs/kernels.md "CMSIS-NN route"; both
+#: need a CMSIS-NN tree, :func:`cmsis_nn_dir`).
 KERNEL_BUILDS = {"optimized": ("build", []),
-                 "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"])}
+                 "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"]),
+                 "cmsis": ("build/cmsis", ["BUILD=build/cmsis", "FXPQ_CMSIS_NN=1"]),
+                 "cmsis-all": ("build/cmsis-all", ["BUILD=build/cmsis-all", "FXPQ_CMSIS_NN=all"])}
 ARM_LOCK = ".arm-build.lock"
+CMSIS_NN_IN_TFLM = "tensorflow/lite/micro/tools/make/downloads/cmsis_nn"
+
+
+def cmsis_nn_dir() -> Path | None:
+    """The CMSIS-NN source tree of the "cmsis" kernels: $CMSIS_NN_DIR, else $TFLM_DIR's downloaded
+    cmsis_nn (the version TFLM's cmsis_nn libraries are built from), else None."""
+    candidates = [Path(os.environ["CMSIS_NN_DIR"])] if os.environ.get("CMSIS_NN_DIR") else []
+    if os.environ.get("TFLM_DIR"):
+        candidates.append(Path(os.environ["TFLM_DIR"]) / CMSIS_NN_IN_TFLM)
+    return next((c for c in candidates if (c / "Include" / "arm_nnfunctions.h").is_file()), None)
 
 
 def kernel_build(kernels: str) -> tuple[str, list[str]]:
     """Build directory and make variables of a Cortex-M kernel variant (see KERNEL_BUILDS)."""
     if kernels not in KERNEL_BUILDS:
         raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS)}, got {kernels!r}")
-    return KERNEL_BUILDS[kernels]
+    build, make_vars = KERNEL_BUILDS[kernels]
+    if kernels.startswith("cmsis"):
+        tree = cmsis_nn_dir()
+        if tree is None:
+            raise RuntimeError(f'kernels="{kernels}" needs a CMSIS-NN source tree: set CMSIS_NN_DIR or TFLM_DIR')
+        make_vars = [*make_vars, f"CMSIS_NN_DIR={tree}"]
+    return build, make_vars
 
 
 def locked_make(args: list[str], lock_name: str, timeout: float) -> subprocess.CompletedProcess:

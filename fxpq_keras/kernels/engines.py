@@ -116,7 +116,8 @@ def build_model_firmware(cpu: str = "m4", model_path: Path | None = None, arena_
         _make([*make_vars, f"model-{cpu}"])
         return KERNELS_DIR / build / cpu / "fxpq_model.elf"
     key = _linked_key(cpu, Path(model_path).read_bytes(), arena_bytes, kernels)
-    out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{'ref-' if kernels == 'reference' else ''}{key}"
+    tag = {"reference": "ref-", "cmsis": "cmsis-", "cmsis-all": "cmsis-all-"}.get(kernels, "")
+    out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{tag}{key}"
     elf = out / "fxpq_model.elf"
     if not elf.exists():
         tmp = Path(tempfile.mkdtemp(prefix=f"{cpu}-", dir=out.parent if out.parent.exists() else None))

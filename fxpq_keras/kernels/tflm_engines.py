@@ -33,7 +33,7 @@ import numpy as np
 from ..flatbuffer.interpreter import register_engine
 from ..flatbuffer.options import CUSTOM_OPS
 from ..flatbuffer.schema import schema as S
-from ._build import ARM_LOCK, HOST_LOCK, locked_make
+from ._build import ARM_LOCK, HOST_LOCK, kernel_build, locked_make
 from .engines import QemuRun, decode_results, run_firmware, write_model_source
 from .runner import KERNELS_DIR
 from .tflm import STOCK_OPS, TflmLibrary, build_library
@@ -89,12 +89,13 @@ def _cpu(variant: str) -> str:
     return variant.split("-")[0]
 
 
-def _program_key(lib: TflmLibrary, parts: list[bytes]) -> str:
+def _program_key(lib: TflmLibrary, parts: list[bytes], kernels: str = "optimized") -> str:
     """Everything a program is linked from: the TFLM library, our libraries (brought up to date
     first), the glue and driver sources, the firmware start-up, the model, ops and arena."""
     cpu = _cpu(lib.variant)
-    libs = [f"build/{cpu}/libfxpq_kernels.a", f"build/{cpu}/libfxpq_options.a"]
-    proc = locked_make(libs, HOST_LOCK if cpu == "host" else ARM_LOCK, 600)
+    build, make_vars = kernel_build(kernels)
+    libs = [f"{build}/{cpu}/libfxpq_kernels.a", f"{build}/{cpu}/libfxpq_options.a"]
+    proc = locked_make([*make_vars, *libs], HOST_LOCK if cpu == "host" else ARM_LOCK, 600)
     if proc.returncode:
         raise RuntimeError(f"building {' '.join(libs)} failed:\n{proc.stdout}\n{proc.stderr}")
     h = hashlib.sha256(lib.key.encode() + lib.variant.encode() + lib.flags_mk.read_bytes())
@@ -109,17 +110,19 @@ def _program_key(lib: TflmLibrary, parts: list[bytes]) -> str:
 
 
 def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes: int | None = None,
-                       ops: list[str] | None = None) -> Path:
+                       ops: list[str] | None = None, kernels: str = "optimized") -> Path:
     """The TFLM program of `variant` (host executable or Cortex-M ELF): run-time model loading
     with every op the engines know, or `model_path` linked in with exactly its ops and, when
-    given, an arena of `arena_bytes`."""
+    given, an arena of `arena_bytes`. ``kernels="cmsis"`` links fxpq's kernels with the CMSIS-NN
+    route (docs/kernels.md; on an m4-cmsis / m7-cmsis library TFLM's own CMSIS-NN objects serve
+    both)."""
     lib = build_library(variant, log=lambda *_: None)
     model = Path(model_path).read_bytes() if model_path is not None else b""
     if ops is None:
         ops = model_ops(model) if model else [*FXP_OPS, *STOCK_OPS]
     header = ops_header(ops)
-    key = _program_key(lib, [model, str(arena_bytes).encode(), header.encode()])
-    out = KERNELS_DIR / "build" / "tflm" / f"{variant}-{key}"
+    key = _program_key(lib, [model, str(arena_bytes).encode(), header.encode()], kernels)
+    out = KERNELS_DIR / "build" / "tflm" / f"{variant}-{'' if kernels == 'optimized' else kernels + '-'}{key}"
     cpu = _cpu(variant)
     exe = out / ("fxpq_tflm" if cpu == "host" else "fxpq_tflm.elf")
     if exe.exists():
@@ -129,7 +132,7 @@ def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes
     try:
         (tmp / "fxpq_tflm_model_ops.h").write_text(header)
         # the glue object is shared by every program of this TFLM library (tflm.mk rebuilds it when a source changes)
-        args = ["tflm-program", f"TFLM_MK={lib.flags_mk}", f"TFLM_CPU={cpu}", f"OUT={tmp}",
+        args = [*kernel_build(kernels)[1], "tflm-program", f"TFLM_MK={lib.flags_mk}", f"TFLM_CPU={cpu}", f"OUT={tmp}",
                 f"TFLM_OPS_H={tmp / 'fxpq_tflm_model_ops.h'}",
                 f"TFLM_GLUE_DIR={KERNELS_DIR / 'build' / 'tflm' / f'glue-{variant}-{lib.key}'}"]
         if model:
@@ -176,12 +179,13 @@ class TflmEngine:
     """A file inside real TFLM (see the module docstring); ``run(x)`` returns output integers."""
 
     def __init__(self, path: Path, graph, info, *, variant: str = "m4-cmsis", link_model: bool = False,
-                 arena_bytes: int | None = None, timeout: float = 600.0) -> None:
+                 arena_bytes: int | None = None, timeout: float = 600.0, kernels: str = "optimized") -> None:
         self.path, self.graph, self.info, self.variant, self.timeout = Path(path), graph, info, variant, timeout
         self.cpu = _cpu(variant)
         self.model = self.path.read_bytes()
         self.link_model = link_model
-        self.program = build_tflm_program(variant, self.path if link_model else None, arena_bytes)
+        self.program = build_tflm_program(variant, self.path if link_model else None, arena_bytes,
+                                          kernels=kernels)
         m = _model(self.model)
         sub = m.subgraphs[0]
         t_in = sub.tensors[sub.inputs[0]]

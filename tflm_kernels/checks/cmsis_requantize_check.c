@@ -1,8 +1,9 @@
 /*
  * cmsis_requantize_check.c - does CMSIS-NN's arm_nn_requantize, given the multiplier/shift pair that
- * fxpq_cmsis_requant_pair() picks for a power-of-two rescale, give fxpq_rescale's result?
+ * fxpq_cmsis_pair() (src/kernels/fxpq_cmsis_pair.h, the route's) picks for a power-of-two rescale,
+ * give fxpq_rescale's result?
  *
- *   gcc -O2 -I<CMSIS-NN>/Include -Iinclude [-DCMSIS_NN_USE_SINGLE_ROUNDING] \
+ *   gcc -O2 -I<CMSIS-NN>/Include -Iinclude -Isrc/kernels [-DCMSIS_NN_USE_SINGLE_ROUNDING] \
  *       checks/cmsis_requantize_check.c src/kernels/fxpq_common.c -o check
  *   ./check S_MIN S_MAX V_MIN V_MAX [STEP]
  *
@@ -20,40 +21,19 @@
 #include <stdlib.h>
 
 #include "arm_nnsupportfunctions.h"
+#include "fxpq_cmsis_pair.h"
 #include "fxpq_kernels.h"
 
-/* The pair for a right shift s (negative: left shift -s): multiplier 2^(30 - s) with a left
- * shift of 1 (so that the doubling multiply's rounding is the contract's round half up), 2^30
- * with a left shift of 1 - s for a left shift, 1 with shift 0 for s = 31, 0 beyond. */
-static void fxpq_cmsis_requant_pair(int32_t s, int32_t *mult, int32_t *shift)
+/* TFLite's normalized pair (2^30, 1 - s), to show where double rounding breaks it; else the
+ * route's pair. */
+static void fxpq_check_pair(int32_t s, int32_t *mult, int32_t *shift)
 {
-#ifdef FXPQ_NATURAL_PAIR /* TFLite's normalized pair (2^30, 1 - s): to show where it differs */
+#ifdef FXPQ_NATURAL_PAIR
     *mult = (int32_t)1 << 30;
     *shift = 1 - s;
-    return;
+#else
+    fxpq_cmsis_pair(s, mult, shift);
 #endif
-    if (s < 0) {
-        *mult = (int32_t)1 << 30;
-        *shift = 1 - s;
-    } else if (s <= 30) {
-        *mult = (int32_t)1 << (30 - s);
-        *shift = 1;
-    } else if (s == 31) {
-        *mult = 1;
-        *shift = 0;
-    } else {
-        *mult = 0;
-        *shift = 0;
-    }
-}
-
-/* The inputs for which the pair is exact under both of CMSIS-NN's roundings. */
-static int fxpq_cmsis_exact(int64_t v, int32_t s)
-{
-    if (s < 0) {
-        return s >= -29 && (v < 0 ? -v : v) < ((int64_t)1 << (30 + s));
-    }
-    return s >= 31 || (v >= -((int64_t)1 << 30) && v < ((int64_t)1 << 30));
 }
 
 int main(int argc, char **argv)
@@ -75,7 +55,7 @@ int main(int argc, char **argv)
     }
     for (s = s_min; s <= s_max; ++s) {
         int32_t mult, shift;
-        fxpq_cmsis_requant_pair(s, &mult, &shift);
+        fxpq_check_pair(s, &mult, &shift);
         for (v = v_min; v <= v_max; v += step) {
             int64_t want;
             int32_t got;

@@ -98,12 +98,19 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     if (st != FXPQ_OK) {
         return st;
     }
-#if FXPQ_USE_DSP
+#if FXPQ_USE_DSP || FXPQ_USE_CMSIS_NN
     {
         const fxpq_geometry g = {*id, *fd, *od, params->stride, params->dilation, pad_t, pad_l, 1};
+#if FXPQ_USE_CMSIS_NN
+        if (fxpq_cmsis_conv2d(&wk, &g, input, 0)) {
+            return FXPQ_OK;
+        }
+#endif
+#if FXPQ_USE_DSP
         if (fxpq_dsp_conv2d(&wk, &g, input)) {
             return FXPQ_OK;
         }
+#endif
     }
 #endif
     for (o = 0; o < fd->n; ++o) {

@@ -39,14 +39,21 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
     if (st != FXPQ_OK) {
         return st;
     }
-#if FXPQ_USE_DSP
+#if FXPQ_USE_DSP || FXPQ_USE_CMSIS_NN
     {
         /* a 1x1 conv over batches x 1 x 1 x in_features */
         const fxpq_geometry g = {{batches, 1, 1, in_features}, {out_features, 1, 1, in_features},
                                  {batches, 1, 1, out_features}, {1, 1}, {1, 1}, 0, 0, 1};
+#if FXPQ_USE_CMSIS_NN
+        if (fxpq_cmsis_conv2d(&wk, &g, input, 1)) {
+            return FXPQ_OK;
+        }
+#endif
+#if FXPQ_USE_DSP
         if (fxpq_dsp_conv2d(&wk, &g, input)) {
             return FXPQ_OK;
         }
+#endif
     }
 #endif
 

@@ -324,4 +324,19 @@ int32_t fxpq_dsp_max_pool2d(const fxpq_pool_params *params, const fxpq_dims *id,
                             const fxpq_format *output_fmt, int32_t pad_t, int32_t pad_l, int32_t lo,
                             int32_t hi);
 
+/* ---- the optional CMSIS-NN route (fxpq_cmsis.c, docs/kernels.md "CMSIS-NN route") ---------
+ * Compiled in with -DFXPQ_WITH_CMSIS_NN and a CMSIS-NN tree on the include path (never in the
+ * reference build). */
+#if defined(FXPQ_WITH_CMSIS_NN) && !defined(FXPQ_REFERENCE_KERNELS)
+#define FXPQ_USE_CMSIS_NN 1
+#else
+#define FXPQ_USE_CMSIS_NN 0
+#endif
+
+/* Conv 2D (fully_connected 0) or fully connected (1, g a 1x1 conv over batches x 1 x 1 x K) on
+ * CMSIS-NN: 1 when it computed the whole output, 0 when the layer is not the route's (then the
+ * caller's kernels write the whole output; the input is unchanged either way). */
+int32_t fxpq_cmsis_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input,
+                          int32_t fully_connected);
+
 #endif /* FXPQ_INTERNAL_H */
