@@ -45,8 +45,12 @@ int32_t fxpq_dsp_conv_scratch(int32_t k, int32_t pointwise)
 
 #define FXPQ_INLINE static inline __attribute__((always_inline))
 
+/* Pseudo width of rows already unpacked into int16 lanes in the decoder's order (16 bytes a
+ * group of 8: [t0,t2] [t1,t3] [t4,t6] [t5,t7]); packed widths are 2..16. */
+#define FXPQ_W_LANES 1
+
 /* Bytes of one group of 8 weights in a packed row (numerics.md section 9: every width packed). */
-#define FXPQ_GROUP_BYTES(bits) (bits)
+#define FXPQ_GROUP_BYTES(bits) ((bits) == FXPQ_W_LANES ? 16 : (bits))
 
 static inline uint32_t fxpq_ld32(const uint8_t *p)
 {
@@ -188,7 +192,10 @@ FXPQ_INLINE int32_t fxpq_field(const uint8_t *p, const int32_t i, const int32_t 
 FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_t first, uint32_t *w02,
                               uint32_t *w13)
 {
-    if (bits == 8) {
+    if (bits == FXPQ_W_LANES) {
+        *w02 = fxpq_ld32(p + 2 * first);
+        *w13 = fxpq_ld32(p + 2 * first + 4);
+    } else if (bits == 8) {
         const uint32_t v = fxpq_ld32(p + first);
         *w02 = (uint32_t)__sxtb16(v);
         *w13 = fxpq_sxtb16_ror8(v);
@@ -329,6 +336,7 @@ typedef struct {
     const uint8_t *col[FXPQ_PIXELS]; /* natural-order columns: K elements of in_es bytes each */
     const uint8_t *tail_lanes;       /* the last K mod 8 terms of each column, 16 bytes a column */
     int32_t groups, tail, cols, p0, out_ch, out_es, lo, hi;
+    int32_t row_step; /* bytes from one weight row to the next (packed, or the lanes block's) */
     uint8_t *out;
     const int32_t *cache_add;
     const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
@@ -420,7 +428,7 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
     {                                                                                           \
         const fxpq_pass local = *pass; /* a copy the output stores cannot alias */              \
         const fxpq_pass *ps = &local;                                                           \
-        const int32_t step = ps->wk->row_bytes;                                                 \
+        const int32_t step = ps->row_step;                                                      \
         int32_t acc[4];                                                                         \
         for (; o < o_end; ++o, row += step, trow += step) {                                     \
             if (ps->cols == FXPQ_PIXELS) {                                                      \
@@ -456,6 +464,8 @@ FXPQ_MM_WIDTH(13)
 FXPQ_MM_WIDTH(14)
 FXPQ_MM_WIDTH(15)
 FXPQ_MM_WIDTH(16)
+FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_S8, fxpq_mm_s8_wl)
+FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_U8, fxpq_mm_u8_wl)
 
 #define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B, fxpq_mm_u16_w##B}
 static const fxpq_mm_fn fxpq_mm_table[15][4] = {
@@ -517,6 +527,96 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
         const int32_t lane = (t & 4) | ((t & 1) << 1) | ((t >> 1) & 1);
         const int32_t v = fxpq_load(col, wk->in_s, first + t);
         fxpq_st16(dst + 2 * lane, u16 ? v - 32768 : v);
+    }
+}
+
+/* ---- 16-bit inputs against a block of unpacked weight rows ------------------------------- */
+
+/* 16-bit columns meet weights unpacked once per call into natural-order int16 rows on the stack:
+ * a word of the column [x0,x1] pairs with a word of the row [w0,w1] as they are (no decoder, no
+ * PKH in the inner loop), and each row is unpacked once however many pixels it meets. int32
+ * accumulators (SMLAD, 4 columns in place or 2 im2col columns) when the width rule allows, else
+ * int64 ones (SMLALD, 2 columns): no reference loop for 16-bit lanes with wide weights. */
+#define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
+#define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
+
+/* Layouts of an unpacked block row. */
+#define FXPQ_ROW_I16 0   /* int16, natural order (16-bit columns pair with it word for word) */
+#define FXPQ_ROW_LANES 2 /* int16 lanes in the decoder's order (FXPQ_W_LANES: 8-bit columns) */
+
+/* Whole groups of 8 weights of a packed row unpacked (16 bytes a group) in the layout `mode`.
+ * One copy per width: the decoder's fields are constants. */
+#define FXPQ_UNPACK_HALF(B, first)                                                                 \
+    do {                                                                                        \
+        fxpq_decode4(row, B, first, &w02, &w13);                                                \
+        if (mode == FXPQ_ROW_LANES) {                                                           \
+            fxpq_st32(dst, w02);                                                                \
+            fxpq_st32(dst + 4, w13);                                                            \
+        } else {                                                                                \
+            fxpq_st32(dst, (w02 & 0xFFFFu) | (w13 << 16));                                      \
+            fxpq_st32(dst + 4, (w02 >> 16) | (w13 & 0xFFFF0000u));                              \
+        }                                                                                       \
+        dst += 8;                                                                               \
+    } while (0)
+#define FXPQ_UNPACK_W(B)                                                                          \
+    static void fxpq_unpack_w##B(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode) \
+    {                                                                                           \
+        uint32_t w02, w13;                                                                      \
+        for (; groups > 0; --groups, row += FXPQ_GROUP_BYTES(B)) {                              \
+            FXPQ_UNPACK_HALF(B, 0);                                                              \
+            FXPQ_UNPACK_HALF(B, 4);                                                              \
+        }                                                                                       \
+    }
+FXPQ_UNPACK_W(2)
+FXPQ_UNPACK_W(3)
+FXPQ_UNPACK_W(4)
+FXPQ_UNPACK_W(5)
+FXPQ_UNPACK_W(6)
+FXPQ_UNPACK_W(7)
+FXPQ_UNPACK_W(8)
+FXPQ_UNPACK_W(9)
+FXPQ_UNPACK_W(10)
+FXPQ_UNPACK_W(11)
+FXPQ_UNPACK_W(12)
+FXPQ_UNPACK_W(13)
+FXPQ_UNPACK_W(14)
+FXPQ_UNPACK_W(15)
+FXPQ_UNPACK_W(16)
+
+typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode);
+static const fxpq_unpack_fn fxpq_unpack_table[15] = {
+    fxpq_unpack_w2, fxpq_unpack_w3, fxpq_unpack_w4, fxpq_unpack_w5, fxpq_unpack_w6,
+    fxpq_unpack_w7, fxpq_unpack_w8, fxpq_unpack_w9, fxpq_unpack_w10, fxpq_unpack_w11,
+    fxpq_unpack_w12, fxpq_unpack_w13, fxpq_unpack_w14, fxpq_unpack_w15, fxpq_unpack_w16};
+
+/* Rows [o0, o1) of the packed weights unpacked into dst in the layout `mode`, `row` bytes a row,
+ * zeros past K (FXPQ_ROW_I16: K rounded up to 4 halfwords; FXPQ_ROW_LANES: whole groups, the
+ * last one padded). The whole groups take the width's decoder; the last K mod 8 terms the
+ * portable unpacker, which reads no byte past the row. */
+static void fxpq_unpack_rows(const fxpq_weighted *wk, int32_t o0, int32_t o1, int32_t row, uint8_t *dst,
+                             int32_t mode)
+{
+    const int32_t k = wk->k, bits = wk->weights->bits, groups = k >> 3, tail = k & 7;
+    const uint8_t *src = (const uint8_t *)wk->weights->data + (size_t)o0 * (size_t)wk->row_bytes;
+    int16_t t[8];
+    int32_t o, i;
+    for (o = o0; o < o1; ++o, src += wk->row_bytes, dst += row) {
+        uint8_t *d = dst + 16 * groups;
+        fxpq_unpack_table[bits - 2](src, groups, dst, mode);
+        if (d == dst + row) {
+            continue;
+        }
+        memset(t, 0, sizeof(t));
+        fxpq_unpack_run(src, bits, groups * 8, tail, t);
+        if (mode == FXPQ_ROW_LANES) { /* [t0,t2] [t1,t3] [t4,t6] [t5,t7] */
+            for (i = 0; i < 8; ++i) {
+                fxpq_st16(d + 2 * ((i & 4) | ((i & 1) << 1) | ((i >> 1) & 1)), t[i]);
+            }
+        } else {
+            for (i = 0; 2 * i < row - 16 * groups; ++i) {
+                fxpq_st16(d + 2 * i, t[i]);
+            }
+        }
     }
 }
 
@@ -601,7 +701,13 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
     uint32_t tail_buf[FXPQ_PIXELS * 4];  /* tail lanes, 16 bytes a column */
     uint32_t tail_copy[4];               /* a tail group near the end of the weights */
     int64_t bound;
-    int32_t p0, o, j, o_safe, cols = FXPQ_PIXELS;
+    int32_t p0, o, j, o_safe, cols = FXPQ_PIXELS, o0, o1, per = 0;
+    /* 8-bit columns, weights other than 8-bit: rows unpacked once per call into int16 lanes in
+     * the decoder's order (FXPQ_W_LANES: two loads for 8 weights, no decoder in the loop), a
+     * block of rows at a time; a KxK kernel gathers its columns once per block, so it takes the
+     * block only when it holds 4 rows or all of them */
+    const int32_t lane_row = 16 * (groups + (tail != 0));
+    uint32_t wbuf[FXPQ_WBUF / 4];
     fxpq_pass ps;
     int32_t cache_add[FXPQ_FINISH_CACHE]; /* the int32 finish of the first channels */
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
@@ -650,7 +756,12 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
         cache_mul[o] = f.mul;
     }
+    if (es == 1 && bits != 8 && chunk == 0 && pixels >= FXPQ_PIXELS && lane_row <= FXPQ_WBUF) {
+        per = FXPQ_WBUF / lane_row < out_ch ? FXPQ_WBUF / lane_row : out_ch;
+        per = direct || per >= 4 || per == out_ch ? per : 0;
+    }
     ps.wk = wk;
+    ps.row_step = per > 0 ? lane_row : wk->row_bytes;
     ps.tail_lanes = (const uint8_t *)tail_buf;
     ps.groups = groups;
     ps.tail = tail;
@@ -670,6 +781,11 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
     o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
     o_safe = o_safe < 0 ? 0 : o_safe;
 
+    for (o0 = 0; o0 < out_ch; o0 = o1) {
+    o1 = per > 0 && out_ch - o0 > per ? o0 + per : out_ch;
+    if (per > 0) {
+        fxpq_unpack_rows(wk, o0, o1, lane_row, (uint8_t *)wbuf, FXPQ_ROW_LANES);
+    }
     for (p0 = 0; p0 < pixels; p0 += cols) {
         cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS
                : (pixels - p0 >= 2 && es == 2) ? 2 : 1; /* the 16-bit kinds have a 2-column loop */
@@ -696,6 +812,11 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
             fxpq_pass_chunked(&ps, mm, chunk, o_safe, tail_at, cache_add);
             continue;
         }
+        if (per > 0) {
+            const uint8_t *w = (const uint8_t *)wbuf;
+            (kind == FXPQ_X_S8 ? fxpq_mm_s8_wl : fxpq_mm_u8_wl)(&ps, w, w + 16 * groups, o0, o1);
+            continue;
+        }
         mm(&ps, wdata, wdata + tail_at, 0, o_safe);
         for (o = o_safe; o < out_ch; ++o) {
             const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
@@ -704,89 +825,8 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
             mm(&ps, row, (const uint8_t *)tail_copy, o, o + 1);
         }
     }
+    }
     return 1;
-}
-
-/* ---- 16-bit inputs against a block of unpacked weight rows ------------------------------- */
-
-/* 16-bit columns meet weights unpacked once per call into natural-order int16 rows on the stack:
- * a word of the column [x0,x1] pairs with a word of the row [w0,w1] as they are (no decoder, no
- * PKH in the inner loop), and each row is unpacked once however many pixels it meets. int32
- * accumulators (SMLAD, 4 columns in place or 2 im2col columns) when the width rule allows, else
- * int64 ones (SMLALD, 2 columns): no reference loop for 16-bit lanes with wide weights. */
-#define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
-#define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
-
-/* Whole groups of 8 weights of a packed row unpacked in natural order: int16 (16 bytes a group)
- * or, when to8 (weights of at most 8 bits), int8 (8 bytes a group). One copy per width: the
- * decoder's fields are constants. */
-#define FXPQ_UNPACK_W(B)                                                                          \
-    static void fxpq_unpack_w##B(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t to8)  \
-    {                                                                                           \
-        uint32_t w02, w13;                                                                      \
-        for (; groups > 0; --groups, row += FXPQ_GROUP_BYTES(B)) {                              \
-            fxpq_decode4(row, B, 0, &w02, &w13);                                                \
-            if (to8) {                                                                          \
-                fxpq_st32(dst, (w02 & 0x00FF00FFu) | ((w13 & 0x00FF00FFu) << 8));               \
-            } else {                                                                            \
-                fxpq_st32(dst, (w02 & 0xFFFFu) | (w13 << 16));                                  \
-                fxpq_st32(dst + 4, (w02 >> 16) | (w13 & 0xFFFF0000u));                          \
-            }                                                                                   \
-            dst += to8 ? 4 : 8;                                                                 \
-            fxpq_decode4(row, B, 4, &w02, &w13);                                                \
-            if (to8) {                                                                          \
-                fxpq_st32(dst, (w02 & 0x00FF00FFu) | ((w13 & 0x00FF00FFu) << 8));               \
-            } else {                                                                            \
-                fxpq_st32(dst, (w02 & 0xFFFFu) | (w13 << 16));                                  \
-                fxpq_st32(dst + 4, (w02 >> 16) | (w13 & 0xFFFF0000u));                          \
-            }                                                                                   \
-            dst += to8 ? 4 : 8;                                                                 \
-        }                                                                                       \
-    }
-FXPQ_UNPACK_W(2)
-FXPQ_UNPACK_W(3)
-FXPQ_UNPACK_W(4)
-FXPQ_UNPACK_W(5)
-FXPQ_UNPACK_W(6)
-FXPQ_UNPACK_W(7)
-FXPQ_UNPACK_W(8)
-FXPQ_UNPACK_W(9)
-FXPQ_UNPACK_W(10)
-FXPQ_UNPACK_W(11)
-FXPQ_UNPACK_W(12)
-FXPQ_UNPACK_W(13)
-FXPQ_UNPACK_W(14)
-FXPQ_UNPACK_W(15)
-FXPQ_UNPACK_W(16)
-
-typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t to8);
-static const fxpq_unpack_fn fxpq_unpack_table[15] = {
-    fxpq_unpack_w2, fxpq_unpack_w3, fxpq_unpack_w4, fxpq_unpack_w5, fxpq_unpack_w6,
-    fxpq_unpack_w7, fxpq_unpack_w8, fxpq_unpack_w9, fxpq_unpack_w10, fxpq_unpack_w11,
-    fxpq_unpack_w12, fxpq_unpack_w13, fxpq_unpack_w14, fxpq_unpack_w15, fxpq_unpack_w16};
-
-/* Rows [o0, o1) of the packed weights unpacked into dst, kr elements a row (int8 when to8, else
- * int16), natural order, zeros past K. The whole groups take the width's decoder; the last K mod
- * 8 terms the portable unpacker, which reads no byte past the row. */
-static void fxpq_unpack_rows(const fxpq_weighted *wk, int32_t o0, int32_t o1, int32_t kr, uint8_t *dst,
-                             int32_t to8)
-{
-    const int32_t k = wk->k, bits = wk->weights->bits, groups = k >> 3, tail = k & 7, es = to8 ? 1 : 2;
-    const uint8_t *row = (const uint8_t *)wk->weights->data + (size_t)o0 * (size_t)wk->row_bytes;
-    int16_t t[8];
-    int32_t o, i;
-    for (o = o0; o < o1; ++o, row += wk->row_bytes, dst += (size_t)kr * (size_t)es) {
-        fxpq_unpack_table[bits - 2](row, groups, dst, to8);
-        fxpq_unpack_run(row, bits, groups * 8, tail, t);
-        for (i = 0; i < kr - groups * 8; ++i) {
-            const int32_t v = i < tail ? t[i] : 0;
-            if (to8) {
-                dst[groups * 8 + i] = (uint8_t)v;
-            } else {
-                fxpq_st16(dst + 2 * (groups * 8 + i), v);
-            }
-        }
-    }
 }
 
 /* 4 terms of one 16-bit column against the weight words w01 / w23 (SMLAD, int32). */
@@ -998,7 +1038,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     ps.mul = mul;
     for (ps.o0 = 0; ps.o0 < out_ch; ps.o0 = ps.o1) {
         ps.o1 = out_ch - ps.o0 < per ? out_ch : ps.o0 + per;
-        fxpq_unpack_rows(wk, ps.o0, ps.o1, kr, (uint8_t *)wbuf, 0);
+        fxpq_unpack_rows(wk, ps.o0, ps.o1, 2 * kr, (uint8_t *)wbuf, FXPQ_ROW_I16);
         for (o = ps.o0; o < ps.o1; ++o) {
             const int32_t i = o - ps.o0;
             const int16_t *w = ps.w + (size_t)i * (size_t)kr;
