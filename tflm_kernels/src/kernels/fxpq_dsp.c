@@ -1041,10 +1041,10 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
         fxpq_unpack_rows(wk, ps.o0, ps.o1, 2 * kr, (uint8_t *)wbuf, FXPQ_ROW_I16);
         for (o = ps.o0; o < ps.o1; ++o) {
             const int32_t i = o - ps.o0;
-            const int16_t *w = ps.w + (size_t)i * (size_t)kr;
+            const uint32_t *w = (const uint32_t *)(const void *)(ps.w + (size_t)i * (size_t)kr);
             int32_t sum = 0, t;
-            for (t = 0; u16 && t < ps.k4; ++t) {
-                sum += w[t];
+            for (t = 0; u16 && t < ps.k4 / 2; ++t) { /* two halfwords per SMLAD */
+                sum = __smlad((int32_t)w[t], 0x00010001, sum);
             }
             wsum[i] = sum;
             if (wide) {
