@@ -437,6 +437,51 @@ def test_wide_paths_match_numpy(seed, c):
     _assert_same(wide_path_case(seed, c))
 
 
+_BLOCK_X = [(16, False), (16, True), (13, False), (12, True), (15, False), (9, True), (8, True), (8, False), (5, False)]
+
+
+def block_path_cases(seed: int, count: int) -> list[OpCase]:
+    """`count` cases of the optimized conv's unpacked-row paths (docs/kernels.md, run of 2026-12-05 b),
+    drawn from one seed (numpy, so that a few hypothesis examples still cover every feature):
+    9..16-bit inputs against natural-order int16 rows (SMLAD, and SMLALD when the width rule asks
+    for int64: about a third of the cases have 16-bit inputs and 13..16-bit weights), 8-bit inputs
+    against int16 lane rows for weights other than 8-bit; K mod 4 / mod 8 tails, more rows than one
+    1 KB block or FXPQ_WROWS holds, rows too long for the block (the decoder loop), fully connected
+    with 1-2 rows, and in a quarter of the cases an output frac 1..3 above the accumulator's (every
+    channel's finish a left shift). Shared with tests/test_c_kernels_qemu.py."""
+    rng = np.random.default_rng([seed, 0xB10C])
+    cases = []
+    for i in range(count):
+        op = ("conv2d", "conv2d", "fully_connected")[int(rng.integers(3))]
+        if i % 3 == 0:
+            x, w_bits = _BLOCK_X[int(rng.integers(2))], int(rng.integers(13, 17))
+        else:
+            x, w_bits = _BLOCK_X[int(rng.integers(len(_BLOCK_X)))], int(rng.integers(2, 17))
+        c = dict(x_bits=x[0], x_signed=x[1], w_bits=w_bits, per_channel=bool(rng.integers(2)),
+                 out_bits=int(rng.choice([8, 16])), padding=("same", "valid")[int(rng.integers(2))])
+        if op == "fully_connected":
+            c.update(in_features=int(rng.choice([3, 27, 130, 513, 600])), out_ch=int(rng.choice([1, 5, 12, 33, 70])))
+        else:
+            kernel = [(1, 1), (1, 1), (3, 3), (1, 3), (2, 2)][int(rng.integers(5))]
+            cins = [1, 3, 4, 5, 8, 13, 33, 130, 300] if kernel == (1, 1) else [1, 3, 4, 5, 8, 13, 33, 60]
+            c.update(kernel=kernel, cin=int(rng.choice(cins)), out_ch=int(rng.choice([1, 5, 12, 33, 40])))
+        case = random_case(op, rng, **c)
+        if rng.random() < 0.25:
+            acc_frac = case.kwargs["x_frac"] + int(np.max(case.kwargs["w_frac"]))
+            out = case.kwargs["out_fmt"].with_frac(acc_frac + int(rng.integers(1, 4)))
+            case = OpCase(op, case.args, dict(case.kwargs, out_fmt=out), case.extra)
+        cases.append(case)
+    return cases
+
+
+@settings(max_examples=examples(2), **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_block_paths_match_numpy(seed):
+    """The reference loops == numpy on the draws of the optimized conv's unpacked-row paths."""
+    for case in block_path_cases(seed, 10):
+        _assert_same(case)
+
+
 def test_scratch_free_ops_take_a_null_buffer():
     """Fully connected, 1x1 conv and depthwise request no scratch and accept a NULL buffer of 0 bytes."""
     lib = host.load_library()

@@ -14,7 +14,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from long_mode import FACTOR, LONG, SEED, examples
-from test_c_kernels_host import _scratch_path_constraints, _wide_path_constraints, scratch_path_case, wide_path_case
+from test_c_kernels_host import (
+    _scratch_path_constraints,
+    _wide_path_constraints,
+    block_path_cases,
+    scratch_path_case,
+    wide_path_case,
+)
 
 from fxpq_keras.formats import Format
 from fxpq_keras.kernels import host, qemu
@@ -220,6 +226,19 @@ def test_optimized_wide_paths(cpu, draws):
     quads over 8- and 16-bit inputs (interior and border pixels), more output channels than the
     finish cache; one firmware session per draw."""
     cases = [wide_path_case(seed, c) for seed, c in draws]
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_optimized_block_paths(cpu, seed):
+    """The DSP conv's unpacked-row paths == numpy: 16-bit columns against natural-order int16 rows
+    (SMLAD over 4 in-place or 2 im2col columns; SMLALD int64 sums when the width rule asks for
+    them, e.g. 16-bit lanes with 14..16-bit weights), 8-bit columns against int16 lane rows for
+    weights other than 8-bit, several blocks of rows, K mod 4 / mod 8 tails, rows longer than the
+    block, left-shift finishes; one firmware session per example."""
+    cases = block_path_cases(seed, 40)
     _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
 
 

@@ -45,8 +45,12 @@ int32_t fxpq_dsp_conv_scratch(int32_t k, int32_t pointwise)
 
 #define FXPQ_INLINE static inline __attribute__((always_inline))
 
+/* Pseudo width of rows already unpacked into int16 lanes in the decoder's order (16 bytes a
+ * group of 8: [t0,t2] [t1,t3] [t4,t6] [t5,t7]); packed widths are 2..16. */
+#define FXPQ_W_LANES 1
+
 /* Bytes of one group of 8 weights in a packed row (numerics.md section 9: every width packed). */
-#define FXPQ_GROUP_BYTES(bits) (bits)
+#define FXPQ_GROUP_BYTES(bits) ((bits) == FXPQ_W_LANES ? 16 : (bits))
 
 static inline uint32_t fxpq_ld32(const uint8_t *p)
 {
@@ -188,7 +192,10 @@ FXPQ_INLINE int32_t fxpq_field(const uint8_t *p, const int32_t i, const int32_t 
 FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_t first, uint32_t *w02,
                               uint32_t *w13)
 {
-    if (bits == 8) {
+    if (bits == FXPQ_W_LANES) {
+        *w02 = fxpq_ld32(p + 2 * first);
+        *w13 = fxpq_ld32(p + 2 * first + 4);
+    } else if (bits == 8) {
         const uint32_t v = fxpq_ld32(p + first);
         *w02 = (uint32_t)__sxtb16(v);
         *w13 = fxpq_sxtb16_ror8(v);
@@ -329,6 +336,7 @@ typedef struct {
     const uint8_t *col[FXPQ_PIXELS]; /* natural-order columns: K elements of in_es bytes each */
     const uint8_t *tail_lanes;       /* the last K mod 8 terms of each column, 16 bytes a column */
     int32_t groups, tail, cols, p0, out_ch, out_es, lo, hi;
+    int32_t row_step; /* bytes from one weight row to the next (packed, or the lanes block's) */
     uint8_t *out;
     const int32_t *cache_add;
     const int8_t *cache_shift; /* -1: the channel takes the int64 finish */
@@ -420,7 +428,7 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
     {                                                                                           \
         const fxpq_pass local = *pass; /* a copy the output stores cannot alias */              \
         const fxpq_pass *ps = &local;                                                           \
-        const int32_t step = ps->wk->row_bytes;                                                 \
+        const int32_t step = ps->row_step;                                                      \
         int32_t acc[4];                                                                         \
         for (; o < o_end; ++o, row += step, trow += step) {                                     \
             if (ps->cols == FXPQ_PIXELS) {                                                      \
@@ -456,6 +464,8 @@ FXPQ_MM_WIDTH(13)
 FXPQ_MM_WIDTH(14)
 FXPQ_MM_WIDTH(15)
 FXPQ_MM_WIDTH(16)
+FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_S8, fxpq_mm_s8_wl)
+FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_U8, fxpq_mm_u8_wl)
 
 #define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B, fxpq_mm_u16_w##B}
 static const fxpq_mm_fn fxpq_mm_table[15][4] = {
@@ -520,6 +530,96 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
     }
 }
 
+/* ---- 16-bit inputs against a block of unpacked weight rows ------------------------------- */
+
+/* 16-bit columns meet weights unpacked once per call into natural-order int16 rows on the stack:
+ * a word of the column [x0,x1] pairs with a word of the row [w0,w1] as they are (no decoder, no
+ * PKH in the inner loop), and each row is unpacked once however many pixels it meets. int32
+ * accumulators (SMLAD, 4 columns in place or 2 im2col columns) when the width rule allows, else
+ * int64 ones (SMLALD, 2 columns): no reference loop for 16-bit lanes with wide weights. */
+#define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
+#define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
+
+/* Layouts of an unpacked block row. */
+#define FXPQ_ROW_I16 0   /* int16, natural order (16-bit columns pair with it word for word) */
+#define FXPQ_ROW_LANES 2 /* int16 lanes in the decoder's order (FXPQ_W_LANES: 8-bit columns) */
+
+/* Whole groups of 8 weights of a packed row unpacked (16 bytes a group) in the layout `mode`.
+ * One copy per width: the decoder's fields are constants. */
+#define FXPQ_UNPACK_HALF(B, first)                                                                 \
+    do {                                                                                        \
+        fxpq_decode4(row, B, first, &w02, &w13);                                                \
+        if (mode == FXPQ_ROW_LANES) {                                                           \
+            fxpq_st32(dst, w02);                                                                \
+            fxpq_st32(dst + 4, w13);                                                            \
+        } else {                                                                                \
+            fxpq_st32(dst, (w02 & 0xFFFFu) | (w13 << 16));                                      \
+            fxpq_st32(dst + 4, (w02 >> 16) | (w13 & 0xFFFF0000u));                              \
+        }                                                                                       \
+        dst += 8;                                                                               \
+    } while (0)
+#define FXPQ_UNPACK_W(B)                                                                          \
+    static void fxpq_unpack_w##B(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode) \
+    {                                                                                           \
+        uint32_t w02, w13;                                                                      \
+        for (; groups > 0; --groups, row += FXPQ_GROUP_BYTES(B)) {                              \
+            FXPQ_UNPACK_HALF(B, 0);                                                              \
+            FXPQ_UNPACK_HALF(B, 4);                                                              \
+        }                                                                                       \
+    }
+FXPQ_UNPACK_W(2)
+FXPQ_UNPACK_W(3)
+FXPQ_UNPACK_W(4)
+FXPQ_UNPACK_W(5)
+FXPQ_UNPACK_W(6)
+FXPQ_UNPACK_W(7)
+FXPQ_UNPACK_W(8)
+FXPQ_UNPACK_W(9)
+FXPQ_UNPACK_W(10)
+FXPQ_UNPACK_W(11)
+FXPQ_UNPACK_W(12)
+FXPQ_UNPACK_W(13)
+FXPQ_UNPACK_W(14)
+FXPQ_UNPACK_W(15)
+FXPQ_UNPACK_W(16)
+
+typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode);
+static const fxpq_unpack_fn fxpq_unpack_table[15] = {
+    fxpq_unpack_w2, fxpq_unpack_w3, fxpq_unpack_w4, fxpq_unpack_w5, fxpq_unpack_w6,
+    fxpq_unpack_w7, fxpq_unpack_w8, fxpq_unpack_w9, fxpq_unpack_w10, fxpq_unpack_w11,
+    fxpq_unpack_w12, fxpq_unpack_w13, fxpq_unpack_w14, fxpq_unpack_w15, fxpq_unpack_w16};
+
+/* Rows [o0, o1) of the packed weights unpacked into dst in the layout `mode`, `row` bytes a row,
+ * zeros past K (FXPQ_ROW_I16: K rounded up to 4 halfwords; FXPQ_ROW_LANES: whole groups, the
+ * last one padded). The whole groups take the width's decoder; the last K mod 8 terms the
+ * portable unpacker, which reads no byte past the row. */
+static void fxpq_unpack_rows(const fxpq_weighted *wk, int32_t o0, int32_t o1, int32_t row, uint8_t *dst,
+                             int32_t mode)
+{
+    const int32_t k = wk->k, bits = wk->weights->bits, groups = k >> 3, tail = k & 7;
+    const uint8_t *src = (const uint8_t *)wk->weights->data + (size_t)o0 * (size_t)wk->row_bytes;
+    int16_t t[8];
+    int32_t o, i;
+    for (o = o0; o < o1; ++o, src += wk->row_bytes, dst += row) {
+        uint8_t *d = dst + 16 * groups;
+        fxpq_unpack_table[bits - 2](src, groups, dst, mode);
+        if (d == dst + row) {
+            continue;
+        }
+        memset(t, 0, sizeof(t));
+        fxpq_unpack_run(src, bits, groups * 8, tail, t);
+        if (mode == FXPQ_ROW_LANES) { /* [t0,t2] [t1,t3] [t4,t6] [t5,t7] */
+            for (i = 0; i < 8; ++i) {
+                fxpq_st16(d + 2 * ((i & 4) | ((i & 1) << 1) | ((i >> 1) & 1)), t[i]);
+            }
+        } else {
+            for (i = 0; 2 * i < row - 16 * groups; ++i) {
+                fxpq_st16(d + 2 * i, t[i]);
+            }
+        }
+    }
+}
+
 /* ---- conv 2D and fully connected ------------------------------------------------------------ */
 
 /* One pass whose accumulator the width rule puts in int64: each block of FXPQ_SUM_BLOCK channels
@@ -575,7 +675,7 @@ static void fxpq_pass_chunked(const fxpq_pass *ps0, fxpq_mm_fn mm, int32_t chunk
     }
 }
 
-int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
+static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
     const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n, es = wk->in_es;
     const int32_t groups = k >> 3, tail = k & 7;
@@ -601,7 +701,13 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     uint32_t tail_buf[FXPQ_PIXELS * 4];  /* tail lanes, 16 bytes a column */
     uint32_t tail_copy[4];               /* a tail group near the end of the weights */
     int64_t bound;
-    int32_t p0, o, j, o_safe, cols = FXPQ_PIXELS;
+    int32_t p0, o, j, o_safe, cols = FXPQ_PIXELS, o0, o1, per = 0;
+    /* 8-bit columns, weights other than 8-bit: rows unpacked once per call into int16 lanes in
+     * the decoder's order (FXPQ_W_LANES: two loads for 8 weights, no decoder in the loop), a
+     * block of rows at a time; a KxK kernel gathers its columns once per block, so it takes the
+     * block only when it holds 4 rows or all of them */
+    const int32_t lane_row = 16 * (groups + (tail != 0));
+    uint32_t wbuf[FXPQ_WBUF / 4];
     fxpq_pass ps;
     int32_t cache_add[FXPQ_FINISH_CACHE]; /* the int32 finish of the first channels */
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
@@ -650,7 +756,12 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
         cache_mul[o] = f.mul;
     }
+    if (es == 1 && bits != 8 && chunk == 0 && pixels >= FXPQ_PIXELS && lane_row <= FXPQ_WBUF) {
+        per = FXPQ_WBUF / lane_row < out_ch ? FXPQ_WBUF / lane_row : out_ch;
+        per = direct || per >= 4 || per == out_ch ? per : 0;
+    }
     ps.wk = wk;
+    ps.row_step = per > 0 ? lane_row : wk->row_bytes;
     ps.tail_lanes = (const uint8_t *)tail_buf;
     ps.groups = groups;
     ps.tail = tail;
@@ -670,6 +781,11 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
     o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
     o_safe = o_safe < 0 ? 0 : o_safe;
 
+    for (o0 = 0; o0 < out_ch; o0 = o1) {
+    o1 = per > 0 && out_ch - o0 > per ? o0 + per : out_ch;
+    if (per > 0) {
+        fxpq_unpack_rows(wk, o0, o1, lane_row, (uint8_t *)wbuf, FXPQ_ROW_LANES);
+    }
     for (p0 = 0; p0 < pixels; p0 += cols) {
         cols = pixels - p0 >= FXPQ_PIXELS && max_cols == FXPQ_PIXELS ? FXPQ_PIXELS
                : (pixels - p0 >= 2 && es == 2) ? 2 : 1; /* the 16-bit kinds have a 2-column loop */
@@ -696,6 +812,11 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
             fxpq_pass_chunked(&ps, mm, chunk, o_safe, tail_at, cache_add);
             continue;
         }
+        if (per > 0) {
+            const uint8_t *w = (const uint8_t *)wbuf;
+            (kind == FXPQ_X_S8 ? fxpq_mm_s8_wl : fxpq_mm_u8_wl)(&ps, w, w + 16 * groups, o0, o1);
+            continue;
+        }
         mm(&ps, wdata, wdata + tail_at, 0, o_safe);
         for (o = o_safe; o < out_ch; ++o) {
             const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
@@ -704,7 +825,261 @@ int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const v
             mm(&ps, row, (const uint8_t *)tail_copy, o, o + 1);
         }
     }
+    }
     return 1;
+}
+
+/* 4 terms of one 16-bit column against the weight words w01 / w23 (SMLAD, int32). */
+#define FXPQ_MAC4N_32(c, acc, flip)                                                               \
+    do {                                                                                        \
+        uint32_t x_, y_;                                                                        \
+        __asm__("ldr %[x], [%[p]], #4\n\t"                                                      \
+                "ldr %[y], [%[p]], #4\n\t"                                                      \
+                flip                                                                            \
+                "smlad %[a], %[x], %[w0], %[a]\n\t"                                             \
+                "smlad %[a], %[y], %[w1], %[a]"                                                  \
+                : [p] "+r"(c), [a] "+r"(acc), [x] "=&r"(x_), [y] "=&r"(y_)                       \
+                : [w0] "r"(w01), [w1] "r"(w23)                                                   \
+                : "memory");                                                                    \
+    } while (0)
+
+/* The same with an int64 accumulator lo / hi (SMLALD). */
+#define FXPQ_MAC4N_64(c, lo, hi, flip)                                                            \
+    do {                                                                                        \
+        uint32_t x_, y_;                                                                        \
+        __asm__("ldr %[x], [%[p]], #4\n\t"                                                      \
+                "ldr %[y], [%[p]], #4\n\t"                                                      \
+                flip                                                                            \
+                "smlald %[l], %[h], %[x], %[w0]\n\t"                                            \
+                "smlald %[l], %[h], %[y], %[w1]"                                                 \
+                : [p] "+r"(c), [l] "+r"(lo), [h] "+r"(hi), [x] "=&r"(x_), [y] "=&r"(y_)          \
+                : [w0] "r"(w01), [w1] "r"(w23)                                                   \
+                : "memory");                                                                    \
+    } while (0)
+
+#define FXPQ_FLIP "eor %[x], %[x], #0x80008000\n\teor %[y], %[y], #0x80008000\n\t"
+
+/* One pass of a block: `cols` 16-bit columns against rows [o0, o1) of the unpacked block. */
+typedef struct {
+    const fxpq_weighted *wk;
+    const uint8_t *col[FXPQ_PIXELS];
+    const int16_t *w;            /* the block's row o0 */
+    int32_t kr, k4, cols, p0, o0, o1, out_ch;
+    const int32_t *wsum;         /* FXPQ_X_U16: the rows' sums over their first k4 terms */
+    const int64_t *add;          /* the finish: v = (acc + add) >> shift [* mul]; shift -1: slow */
+    const int8_t *shift;
+    const int32_t *mul;
+} fxpq_pass16;
+
+/* Finish and store the exact sum `acc` of channel o, pixel p0 + j, when the channel's constants
+ * ask for the reference's finish (rare: not inlined). */
+static void fxpq_store16_slow(const fxpq_pass16 *ps, int32_t o, int32_t j, int64_t acc)
+{
+    const fxpq_weighted *wk = ps->wk;
+    const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+    fxpq_weighted_store(wk, &q, (ps->p0 + j) * ps->out_ch + o, acc);
+}
+
+/* The pass loop of one input kind (FLIP: FXPQ_X_U16 lanes, whose sums lack 2^15 * the row's sum;
+ * the finish's `add` holds it) and accumulator width (WIDE: int64). The last K mod 4 terms of a
+ * column meet their weights one at a time, raw x (not flipped). */
+#define FXPQ_PASS16(NAME, FLIP, WIDE, X_T)                                                        \
+    static void NAME(const fxpq_pass16 *pass)                                                   \
+    {                                                                                           \
+        const fxpq_pass16 ps = *pass;                                                           \
+        const int32_t k = ps.wk->k, out_es = fxpq_elem_size(ps.wk->out.storage);                \
+        const int32_t lo = ps.wk->out.lo, hi = ps.wk->out.hi, stride = ps.out_ch * out_es;       \
+        const int16_t *wrow = ps.w;                                                             \
+        uint8_t *out0 = (uint8_t *)ps.wk->out.data + (size_t)ps.p0 * (size_t)stride;            \
+        int32_t o, j, t;                                                                        \
+        for (o = ps.o0; o < ps.o1; ++o, wrow += ps.kr) {                                        \
+            const uint32_t *w = (const uint32_t *)(const void *)wrow;                           \
+            const uint8_t *c0 = ps.col[0], *c1 = ps.col[ps.cols > 1 ? 1 : 0];                   \
+            const uint8_t *c2 = ps.col[ps.cols > 2 ? 2 : 0], *c3 = ps.col[ps.cols > 2 ? 3 : 0]; \
+            const int32_t i = o - ps.o0, sh = ps.shift[i];                                      \
+            uint8_t *dst = out0 + (size_t)o * (size_t)out_es;                                   \
+            int32_t n = ps.k4 >> 2;                                                             \
+            if (WIDE) {                                                                         \
+                uint32_t l0 = 0, h0 = 0, l1 = 0, h1 = 0;                                        \
+                int64_t a[2];                                                                   \
+                if (ps.cols == 2) {                                                             \
+                    for (; n > 0; --n, w += 2) {                                                \
+                        const uint32_t w01 = w[0], w23 = w[1];                                  \
+                        FXPQ_MAC4N_64(c0, l0, h0, FLIP);                                        \
+                        FXPQ_MAC4N_64(c1, l1, h1, FLIP);                                        \
+                    }                                                                           \
+                } else {                                                                        \
+                    for (; n > 0; --n, w += 2) {                                                \
+                        const uint32_t w01 = w[0], w23 = w[1];                                  \
+                        FXPQ_MAC4N_64(c0, l0, h0, FLIP);                                        \
+                    }                                                                           \
+                }                                                                               \
+                a[0] = (int64_t)((uint64_t)h0 << 32 | l0);                                      \
+                a[1] = (int64_t)((uint64_t)h1 << 32 | l1);                                      \
+                for (j = 0; j < ps.cols; ++j, dst += stride) {                                  \
+                    const X_T *x = (const X_T *)(const void *)ps.col[j];                        \
+                    int64_t acc = a[j];                                                         \
+                    for (t = ps.k4; t < k; ++t) {                                               \
+                        acc += (int64_t)x[t] * wrow[t];                                         \
+                    }                                                                           \
+                    if (sh >= 0) {                                                              \
+                        const int64_t r = (int64_t)((uint64_t)acc + (uint64_t)ps.add[i]) >> sh; \
+                        const int32_t v = r < lo ? lo : (r > hi ? hi : (int32_t)r);             \
+                        if (out_es == 1) {                                                      \
+                            *dst = (uint8_t)v;                                                  \
+                        } else {                                                                \
+                            fxpq_st16(dst, v);                                                  \
+                        }                                                                       \
+                    } else {                                                                    \
+                        fxpq_store16_slow(&ps, o, j,                                            \
+                                          acc + (ps.wsum != NULL ? (int64_t)ps.wsum[i] * 32768 : 0)); \
+                    }                                                                           \
+                }                                                                               \
+            } else {                                                                            \
+                int32_t a[4];                                                                   \
+                int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                         \
+                const int32_t add = (int32_t)ps.add[i], mul = ps.mul[i];                        \
+                if (ps.cols == 4) {                                                             \
+                    for (; n > 0; --n, w += 2) {                                                \
+                        const uint32_t w01 = w[0], w23 = w[1];                                  \
+                        FXPQ_MAC4N_32(c0, a0, FLIP);                                            \
+                        FXPQ_MAC4N_32(c1, a1, FLIP);                                            \
+                        FXPQ_MAC4N_32(c2, a2, FLIP);                                            \
+                        FXPQ_MAC4N_32(c3, a3, FLIP);                                            \
+                    }                                                                           \
+                } else if (ps.cols == 2) {                                                      \
+                    for (; n > 0; --n, w += 2) {                                                \
+                        const uint32_t w01 = w[0], w23 = w[1];                                  \
+                        FXPQ_MAC4N_32(c0, a0, FLIP);                                            \
+                        FXPQ_MAC4N_32(c1, a1, FLIP);                                            \
+                    }                                                                           \
+                } else {                                                                        \
+                    for (; n > 0; --n, w += 2) {                                                \
+                        const uint32_t w01 = w[0], w23 = w[1];                                  \
+                        FXPQ_MAC4N_32(c0, a0, FLIP);                                            \
+                    }                                                                           \
+                }                                                                               \
+                a[0] = a0;                                                                      \
+                a[1] = a1;                                                                      \
+                a[2] = a2;                                                                      \
+                a[3] = a3;                                                                      \
+                for (j = 0; j < ps.cols; ++j, dst += stride) {                                  \
+                    const X_T *x = (const X_T *)(const void *)ps.col[j];                        \
+                    uint32_t acc = (uint32_t)a[j];                                              \
+                    for (t = ps.k4; t < k; ++t) {                                               \
+                        acc += (uint32_t)x[t] * (uint32_t)(int32_t)wrow[t];                     \
+                    }                                                                           \
+                    if (sh >= 0) {                                                              \
+                        int32_t v = ((int32_t)(acc + (uint32_t)add) >> sh) * mul;               \
+                        v = v < lo ? lo : (v > hi ? hi : v);                                    \
+                        if (out_es == 1) {                                                      \
+                            *dst = (uint8_t)v;                                                  \
+                        } else {                                                                \
+                            fxpq_st16(dst, v);                                                  \
+                        }                                                                       \
+                    } else {                                                                    \
+                        fxpq_store16_slow(&ps, o, j, (int32_t)(acc + (ps.wsum != NULL ? (uint32_t)ps.wsum[i] << 15 : 0u))); \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                               \
+        }                                                                                       \
+    }
+FXPQ_PASS16(fxpq_pass16_s32, "", 0, int16_t)
+FXPQ_PASS16(fxpq_pass16_u32, FXPQ_FLIP, 0, uint16_t)
+FXPQ_PASS16(fxpq_pass16_s64, "", 1, int16_t)
+FXPQ_PASS16(fxpq_pass16_u64, FXPQ_FLIP, 1, uint16_t)
+
+/* Column j of a pass (output pixel pix): in place for a 1x1 kernel, else gathered into `buf`. */
+static const uint8_t *fxpq_column(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input,
+                                  int32_t pix, uint8_t *buf)
+{
+    if (g->filter.h == 1 && g->filter.w == 1) {
+        const int32_t plane = g->out.h * g->out.w, n = pix / plane;
+        const int32_t r = pix - n * plane, oy = r / g->out.w, ox = r - oy * g->out.w;
+        return (const uint8_t *)input +
+               (size_t)(((n * g->in.h + oy * g->stride.h) * g->in.w + ox * g->stride.w) * wk->k) * (size_t)wk->in_es;
+    }
+    fxpq_im2col(buf, input, wk, g, pix);
+    return buf;
+}
+
+/* Conv / fully connected over 16-bit inputs whose unpacked row (int16) fits the stack block:
+ * 0 when not taken. */
+static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
+{
+    const int32_t k = wk->k, kr = (k + 3) & ~3, out_ch = g->filter.n;
+    const int32_t pixels = g->out.n * g->out.h * g->out.w;
+    const int32_t direct = g->filter.h == 1 && g->filter.w == 1;
+    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15, wide = wk->acc64;
+    const int32_t max_cols = direct && !wide ? FXPQ_PIXELS : 2;
+    const int32_t per = FXPQ_WBUF / (2 * kr) < FXPQ_WROWS ? FXPQ_WBUF / (2 * kr) : FXPQ_WROWS;
+    const int64_t bound = wide ? 0 : fxpq_acc_bound(wk);
+    uint32_t wbuf[FXPQ_WBUF / 4];
+    int32_t wsum[FXPQ_WROWS];
+    int64_t add[FXPQ_WROWS];
+    int8_t shift[FXPQ_WROWS];
+    int32_t mul[FXPQ_WROWS];
+    void (*pass)(const fxpq_pass16 *) = wide ? (u16 ? fxpq_pass16_u64 : fxpq_pass16_s64)
+                                             : (u16 ? fxpq_pass16_u32 : fxpq_pass16_s32);
+    fxpq_pass16 ps;
+    int32_t o, j, p0, cols;
+    if (per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+        (!direct && (int64_t)2 * k * 2 > wk->scratch_size)) {
+        return 0;
+    }
+    ps.wk = wk;
+    ps.w = (const int16_t *)(const void *)wbuf;
+    ps.kr = kr;
+    ps.k4 = k & ~3;
+    ps.out_ch = out_ch;
+    ps.wsum = u16 ? wsum : NULL;
+    ps.add = add;
+    ps.shift = shift;
+    ps.mul = mul;
+    for (ps.o0 = 0; ps.o0 < out_ch; ps.o0 = ps.o1) {
+        ps.o1 = out_ch - ps.o0 < per ? out_ch : ps.o0 + per;
+        fxpq_unpack_rows(wk, ps.o0, ps.o1, 2 * kr, (uint8_t *)wbuf, FXPQ_ROW_I16);
+        for (o = ps.o0; o < ps.o1; ++o) {
+            const int32_t i = o - ps.o0;
+            const uint32_t *w = (const uint32_t *)(const void *)(ps.w + (size_t)i * (size_t)kr);
+            int32_t sum = 0, t;
+            for (t = 0; u16 && t < ps.k4 / 2; ++t) { /* two halfwords per SMLAD */
+                sum = __smlad((int32_t)w[t], 0x00010001, sum);
+            }
+            wsum[i] = sum;
+            if (wide) {
+                const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
+                const int32_t s = q.acc_frac - wk->out.frac;
+                shift[i] = (int8_t)(s >= 0 && s <= 62 ? s : -1);
+                add[i] = (int64_t)((uint64_t)q.bias + (s > 0 && s <= 62 ? (uint64_t)1 << (s - 1) : 0u) +
+                                   ((uint64_t)(int64_t)sum << 15));
+                mul[i] = 1;
+            } else {
+                const fxpq_finish f = fxpq_finish_of(wk, o, bound);
+                shift[i] = (int8_t)(f.fast ? f.shift : -1);
+                add[i] = (int32_t)((uint32_t)f.add + ((uint32_t)sum << 15));
+                mul[i] = f.mul;
+            }
+        }
+        for (p0 = 0; p0 < pixels; p0 += cols) {
+            cols = pixels - p0 >= max_cols ? max_cols : (pixels - p0 >= 2 ? 2 : 1);
+            for (j = 0; j < cols; ++j) {
+                ps.col[j] = fxpq_column(wk, g, input, p0 + j, (uint8_t *)wk->scratch + (size_t)j * (size_t)k * 2u);
+            }
+            ps.cols = cols;
+            ps.p0 = p0;
+            pass(&ps);
+        }
+    }
+    return 1;
+}
+
+int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
+{
+    if (wk->in_es == 2 && fxpq_conv_x16(wk, g, input)) {
+        return 1;
+    }
+    return fxpq_conv_matrix(wk, g, input);
 }
 
 /* ---- depthwise conv 2D ---------------------------------------------------------------------- */
