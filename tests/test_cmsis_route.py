@@ -177,3 +177,20 @@ def test_route_in_tflm(tmp_path, variant, seed, kernels):
     ref = Interpreter(path)
     engine = TflmEngine(path, ref.graph, ref.info, variant=variant, link_model=True, kernels=kernels)
     np.testing.assert_array_equal(engine.run(x)[0], ref.predict(x, raw=True))
+
+
+@needs_qemu
+def test_route_declines_in_a_later_block():
+    """Fully connected of 70 channels whose last channel's bias passes the bound: the first block
+    of 64 is written by CMSIS-NN, then the route gives the layer back and fxpq's kernels write the
+    whole output (unsigned 8-bit in and out, so the input's XOR must be undone too)."""
+    rng = np.random.default_rng(7)
+    k, channels = 96, 70
+    x = rng.integers(0, 256, size=(2, k))
+    wts = rng.integers(-128, 128, size=(channels, k))
+    bias = rng.integers(-5000, 5000, size=channels)
+    bias[-1] = (1 << 30) - k * 255 * 128  # |bias| + K 255 128 = 2^30: outside
+    case = OpCase("fully_connected", (x, wts, bias),
+                  dict(x_frac=4, w_frac=6, bias_frac=10, out_fmt=Format(8, 0, False), activation="relu"),
+                  dict(x_fmt=Format(8, 4, False), w_bits=8))
+    _check([case], qemu.run_cases([case], cpu="m4", kernels="cmsis", timeout=240))

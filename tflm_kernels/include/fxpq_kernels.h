@@ -227,6 +227,8 @@ fxpq_status fxpq_unpack_weights(const uint8_t *src, int32_t bits, int32_t count,
  * Conv 2D. input [N,H,W,C] in input_fmt storage; filter OHWI (filter_dims: n = O, c = C);
  * output [N,OH,OW,O] in output_fmt storage, OH/OW per the padding rule (checked).
  * Scratch: fxpq_conv2d_get_buffer_size() bytes (im2col columns of a KxK kernel).
+ * Built with the CMSIS-NN route (-DFXPQ_WITH_CMSIS_NN, docs/kernels.md), an unsigned 8-bit input
+ * must be writable: the route flips its bytes in place and restores them before returning.
  */
 fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
                         const fxpq_dims *input_dims, const void *input,
@@ -254,6 +256,7 @@ int32_t fxpq_depthwise_conv2d_get_buffer_size(const fxpq_dims *filter_dims);
 /**
  * Fully connected. input [batches, in_features]; weights [out_features][in_features].
  * output [batches, out_features]. Scratch: fxpq_fully_connected_get_buffer_size() bytes.
+ * With the CMSIS-NN route, an unsigned 8-bit input must be writable (as fxpq_conv2d).
  */
 fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *params,
                                  int32_t batches, int32_t in_features, int32_t out_features,

@@ -104,7 +104,9 @@ static int32_t fxpq_cmsis_u8(fxpq_storage s, int32_t bits)
 }
 
 /* Fully connected, batch by batch and FXPQ_CMSIS_BLOCK output channels at a time (one call per
- * block: CMSIS-NN's output stride is its channel count). 0 when CMSIS-NN refused a call. */
+ * block: CMSIS-NN's output stride is its channel count), each block's channels checked as their
+ * arrays are made. 0 when a channel is not the route's or CMSIS-NN refused a call (blocks before it
+ * may be written: the caller's kernels then write the whole output). */
 static int32_t fxpq_cmsis_fc(const fxpq_weighted *wk, const fxpq_geometry *g, const int8_t *input,
                              int64_t products, int32_t in_offset, int32_t out_offset)
 {
@@ -129,8 +131,8 @@ static int32_t fxpq_cmsis_fc(const fxpq_weighted *wk, const fxpq_geometry *g, co
         for (c0 = 0; c0 < channels; c0 += FXPQ_CMSIS_BLOCK) {
             const int32_t count = channels - c0 < FXPQ_CMSIS_BLOCK ? channels - c0 : FXPQ_CMSIS_BLOCK;
             filter_dims.c = bias_dims.c = out_dims.c = count;
-            fxpq_cmsis_block(wk, products, c0, count, bias, multiplier, shift);
-            if (arm_fully_connected_per_channel_s8(&ctx, &fc, &quant, &in_dims, input + (size_t)n * (size_t)k,
+            if (!fxpq_cmsis_block(wk, products, c0, count, bias, multiplier, shift) ||
+                arm_fully_connected_per_channel_s8(&ctx, &fc, &quant, &in_dims, input + (size_t)n * (size_t)k,
                                                    &filter_dims,
                                                    (const int8_t *)wk->weights->data + (size_t)c0 * (size_t)k,
                                                    &bias_dims, bias, &out_dims,
@@ -143,8 +145,9 @@ static int32_t fxpq_cmsis_fc(const fxpq_weighted *wk, const fxpq_geometry *g, co
     return 1;
 }
 
-/* Conv 2D in one call (at most FXPQ_CMSIS_BLOCK channels); -1 when CMSIS-NN's scratch would
- * exceed fxpq's, 0 when CMSIS-NN refused the call, 1 done. */
+/* Conv 2D in one call (at most FXPQ_CMSIS_BLOCK channels, all checked before the call); -1 when
+ * CMSIS-NN's scratch would exceed fxpq's, 0 when a channel is not the route's or CMSIS-NN refused
+ * the call, 1 done. */
 static int32_t fxpq_cmsis_conv(const fxpq_weighted *wk, const fxpq_geometry *g, const int8_t *input,
                                int64_t products, int32_t in_offset, int32_t out_offset, int32_t flip_input)
 {
@@ -171,7 +174,9 @@ static int32_t fxpq_cmsis_conv(const fxpq_weighted *wk, const fxpq_geometry *g, 
     if (arm_convolve_wrapper_s8_get_buffer_size(&conv, &in_dims, &filter_dims, &out_dims) > wk->scratch_size) {
         return -1;
     }
-    fxpq_cmsis_block(wk, products, 0, channels, bias, multiplier, shift);
+    if (!fxpq_cmsis_block(wk, products, 0, channels, bias, multiplier, shift)) {
+        return 0;
+    }
     if (flip_input) {
         fxpq_cmsis_flip((uint8_t *)(uintptr_t)input, g->in.n * g->in.h * g->in.w * g->in.c);
     }
@@ -192,7 +197,7 @@ int32_t fxpq_cmsis_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const
     const int32_t out_u8 = wk->out.storage == FXPQ_STORAGE_UINT8 && wk->out.hi > 127;
     const int32_t in_offset = in_u8 ? 128 : 0, out_offset = out_u8 ? -128 : 0;
     const int64_t products = fxpq_cmsis_products(wk);
-    int32_t o, done;
+    int32_t done;
 #if defined(FXPQ_CMSIS_NN_CONV)
     const int32_t faster = !fully_connected || g->in.n < FXPQ_CMSIS_FC_BATCHES;
 #else
@@ -200,12 +205,6 @@ int32_t fxpq_cmsis_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const
 #endif
     if (!faster || products < 0 || (!fully_connected && channels > FXPQ_CMSIS_BLOCK)) {
         return 0;
-    }
-    for (o = 0; o < channels; ++o) { /* every channel before anything is written */
-        int32_t bias, multiplier, shift;
-        if (!fxpq_cmsis_channel(wk, products, o, &bias, &multiplier, &shift)) {
-            return 0;
-        }
     }
     if (fully_connected) {
         /* CMSIS-NN's fully connected takes no scratch (DSP and portable C builds) */
