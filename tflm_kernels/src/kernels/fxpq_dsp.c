@@ -1023,8 +1023,13 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
                                              : (u16 ? fxpq_pass16_u32 : fxpq_pass16_s32);
     fxpq_pass16 ps;
     int32_t o, j, p0, cols;
+    /* Left to the decoder's loop (fxpq_conv_matrix) when its accumulator is int32 and it is
+     * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one or two
+     * columns), rows of fewer than 16 terms (the per-row cost of this loop dominates), or a KxK
+     * kernel whose rows do not fit one block (the columns would be gathered once per block). */
     if (per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
-        (!direct && (int64_t)2 * k * 2 > wk->scratch_size)) {
+        (!direct && (int64_t)2 * k * 2 > wk->scratch_size) ||
+        (!wide && !u16 && (pixels < FXPQ_PIXELS || k < 16 || (!direct && per < out_ch)))) {
         return 0;
     }
     ps.wk = wk;
