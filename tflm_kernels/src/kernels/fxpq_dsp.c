@@ -1011,18 +1011,16 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     const int32_t pixels = g->out.n * g->out.h * g->out.w;
     const int32_t direct = g->filter.h == 1 && g->filter.w == 1;
     const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15, wide = wk->acc64;
-    const int32_t max_cols = direct && !wide ? FXPQ_PIXELS : 2;
     const int32_t per = FXPQ_WBUF / (2 * kr) < FXPQ_WROWS ? FXPQ_WBUF / (2 * kr) : FXPQ_WROWS;
-    const int64_t bound = wide ? 0 : fxpq_acc_bound(wk);
+    const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1)) : (((int64_t)1 << wk->in_bits) - 1);
     uint32_t wbuf[FXPQ_WBUF / 4];
     int32_t wsum[FXPQ_WROWS];
     int64_t add[FXPQ_WROWS];
     int8_t shift[FXPQ_WROWS];
     int32_t mul[FXPQ_WROWS];
-    void (*pass)(const fxpq_pass16 *) = wide ? (u16 ? fxpq_pass16_u64 : fxpq_pass16_s64)
-                                             : (u16 ? fxpq_pass16_u32 : fxpq_pass16_s32);
     fxpq_pass16 ps;
-    int32_t o, j, p0, cols;
+    int32_t o, j, p0, cols, max_cols, block_wide;
+    int64_t bound;
     /* Left to the decoder's loop (fxpq_conv_matrix) when its accumulator is int32 and it is
      * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one or two
      * columns), rows of fewer than 16 terms (the per-row cost of this loop dominates), or a KxK
@@ -1044,6 +1042,20 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     for (ps.o0 = 0; ps.o0 < out_ch; ps.o0 = ps.o1) {
         ps.o1 = out_ch - ps.o0 < per ? out_ch : ps.o0 + per;
         fxpq_unpack_rows(wk, ps.o0, ps.o1, 2 * kr, (uint8_t *)wbuf, FXPQ_ROW_I16);
+        /* int64 sums only when the width rule asks for them and some row's sum |w| * max|x| does
+         * not prove the exact sum below 2^31 (SMLAD's modular int32 sum is then exact) */
+        bound = !wide ? fxpq_acc_bound(wk) : (pixels < FXPQ_PIXELS ? (int64_t)INT32_MAX + 1 : 0);
+        for (o = ps.o0; o < ps.o1 && bound <= INT32_MAX && wide; ++o) {
+            const int16_t *w = ps.w + (size_t)(o - ps.o0) * (size_t)kr;
+            const int32_t lim = (int32_t)(INT32_MAX / x_abs); /* stop as soon as a row passes it */
+            int32_t mag = 0, t;
+            for (t = 0; t < k && mag <= lim; ++t) {
+                mag += w[t] < 0 ? -w[t] : w[t];
+            }
+            bound = (int64_t)mag * x_abs > bound ? (int64_t)mag * x_abs : bound;
+        }
+        block_wide = bound > INT32_MAX;
+        max_cols = direct && !block_wide ? FXPQ_PIXELS : 2;
         for (o = ps.o0; o < ps.o1; ++o) {
             const int32_t i = o - ps.o0;
             const uint32_t *w = (const uint32_t *)(const void *)(ps.w + (size_t)i * (size_t)kr);
@@ -1052,7 +1064,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
                 sum = __smlad((int32_t)w[t], 0x00010001, sum);
             }
             wsum[i] = sum;
-            if (wide) {
+            if (block_wide) {
                 const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
                 const int32_t s = q.acc_frac - wk->out.frac;
                 shift[i] = (int8_t)(s >= 0 && s <= 62 ? s : -1);
@@ -1073,7 +1085,11 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
             }
             ps.cols = cols;
             ps.p0 = p0;
-            pass(&ps);
+            if (block_wide) {
+                (u16 ? fxpq_pass16_u64 : fxpq_pass16_s64)(&ps);
+            } else {
+                (u16 ? fxpq_pass16_u32 : fxpq_pass16_s32)(&ps);
+            }
         }
     }
     return 1;
