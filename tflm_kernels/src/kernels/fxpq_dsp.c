@@ -348,16 +348,30 @@ typedef struct {
     int32_t o_first;
 } fxpq_pass;
 
+/* The width-specialized row unpackers (defined with the unpacked-row paths below). */
+typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode);
+static const fxpq_unpack_fn fxpq_unpack_table[15];
+#define FXPQ_ROW_I16 0   /* int16, natural order (16-bit columns pair with it word for word) */
+#define FXPQ_ROW_LANES 2 /* int16 lanes in the decoder's order (FXPQ_W_LANES: 8-bit columns) */
+
 /* Sum of the K weights of row o (the FXPQ_X_U16 correction's factor); *abs_sum: of their
- * magnitudes (bounds the row's exact dot product), when not NULL. */
+ * magnitudes (bounds the row's exact dot product), when not NULL. Whole groups through the
+ * width's unpacker, 8 groups at a time; the last K mod 8 terms through the portable one. */
 static int32_t fxpq_row_sums(const fxpq_weighted *wk, int32_t o, int32_t *abs_sum)
 {
     const uint8_t *row = (const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes;
-    int16_t w[FXPQ_WCHUNK];
-    int32_t first, i, sum = 0, mag = 0;
-    for (first = 0; first < wk->k; first += FXPQ_WCHUNK) {
-        const int32_t n = wk->k - first < FXPQ_WCHUNK ? wk->k - first : FXPQ_WCHUNK;
-        fxpq_unpack_run(row, wk->weights->bits, first, n, w);
+    const int32_t bits = wk->weights->bits, groups = wk->k >> 3;
+    int16_t w[FXPQ_WCHUNK]; /* 8 groups */
+    int32_t g, i, n, sum = 0, mag = 0;
+    for (g = 0; g < groups + 8; g += 8) { /* g >= groups: the tail */
+        if (g < groups) {
+            const int32_t ng = groups - g < 8 ? groups - g : 8;
+            fxpq_unpack_table[bits - 2](row + (size_t)g * (size_t)bits, ng, (uint8_t *)w, FXPQ_ROW_I16);
+            n = 8 * ng;
+        } else {
+            n = wk->k & 7;
+            fxpq_unpack_run(row, bits, 8 * groups, n, w);
+        }
         for (i = 0; i < n; ++i) {
             sum += w[i];
             mag += w[i] < 0 ? -w[i] : w[i];
@@ -540,10 +554,6 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
 #define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
 #define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
 
-/* Layouts of an unpacked block row. */
-#define FXPQ_ROW_I16 0   /* int16, natural order (16-bit columns pair with it word for word) */
-#define FXPQ_ROW_LANES 2 /* int16 lanes in the decoder's order (FXPQ_W_LANES: 8-bit columns) */
-
 /* Whole groups of 8 weights of a packed row unpacked (16 bytes a group) in the layout `mode`.
  * One copy per width: the decoder's fields are constants. */
 #define FXPQ_UNPACK_HALF(B, first)                                                                 \
@@ -583,7 +593,6 @@ FXPQ_UNPACK_W(14)
 FXPQ_UNPACK_W(15)
 FXPQ_UNPACK_W(16)
 
-typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode);
 static const fxpq_unpack_fn fxpq_unpack_table[15] = {
     fxpq_unpack_w2, fxpq_unpack_w3, fxpq_unpack_w4, fxpq_unpack_w5, fxpq_unpack_w6,
     fxpq_unpack_w7, fxpq_unpack_w8, fxpq_unpack_w9, fxpq_unpack_w10, fxpq_unpack_w11,
@@ -715,7 +724,7 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
 
     if ((direct && (g->pad_t != 0 || g->pad_l != 0)) ||
         (!direct && (int64_t)max_cols * k * es > wk->scratch_size) || (u16 && pixels < FXPQ_PIXELS)) {
-        return 0; /* (FXPQ_X_U16 needs each row's weight sum: not worth it for fewer pixels) */
+        return 0; /* (FXPQ_X_U16 needs each row's weight sum: the block path's is cheaper) */
     }
     if (wk->acc64) {
         /* |lane * w| <= term (FXPQ_X_U16 lanes: |x - 2^15| <= 2^15); 8 * chunk terms of it
@@ -1022,7 +1031,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     int32_t o, j, p0, cols, max_cols, block_wide;
     int64_t bound;
     /* Left to the decoder's loop (fxpq_conv_matrix) when its accumulator is int32 and it is
-     * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one or two
+     * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one to three
      * columns), rows of fewer than 16 terms (the per-row cost of this loop dominates), or a KxK
      * kernel whose rows do not fit one block (the columns would be gathered once per block). */
     if (per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
