@@ -17,6 +17,9 @@
  *    row's weight sum back; an accumulator the width rule puts in int64 stays int32 when the
  *    rows' sum |w| * max|x| proves the exact sum fits, else runs as exact int32 partial sums of a
  *    few groups added in int64.
+ *  - when a row meets many pixels it is unpacked once per call instead (a 1 KB stack block of
+ *    rows): 16-bit columns against natural-order int16 rows (SMLAD, or SMLALD when the sum needs
+ *    int64), 8-bit columns against int16 lane rows for weights other than 8-bit.
  * Depthwise (channel quads, 8- and 16-bit inputs, unclipped interior pixels), average pooling,
  * max pooling and add have their own loops below.
  * Lane order inside a group of 8 terms: registers [t0,t2] [t1,t3] [t4,t6] [t5,t7] (bottom half
