@@ -447,8 +447,10 @@ def block_path_cases(seed: int, count: int) -> list[OpCase]:
     for int64: about a third of the cases have 16-bit inputs and 13..16-bit weights), 8-bit inputs
     against int16 lane rows for weights other than 8-bit; K mod 4 / mod 8 tails, more rows than one
     1 KB block or FXPQ_WROWS holds, rows too long for the block (the decoder loop), fully connected
-    with 1-2 rows, and in a quarter of the cases an output frac 1..3 above the accumulator's (every
-    channel's finish a left shift). Shared with tests/test_c_kernels_qemu.py."""
+    with 1-2 rows, in a quarter of the cases an output frac 1..3 above the accumulator's (every
+    channel's finish a left shift), two worst-case rows just below and just above the int32
+    bound, and unsigned 16-bit fully connected with 1-2 rows and int32 sums. Shared with
+    tests/test_c_kernels_qemu.py."""
     rng = np.random.default_rng([seed, 0xB10C])
     cases = []
     for i in range(count):
@@ -471,6 +473,21 @@ def block_path_cases(seed: int, count: int) -> list[OpCase]:
             out = case.kwargs["out_fmt"].with_frac(acc_frac + int(rng.integers(1, 4)))
             case = OpCase(op, case.args, dict(case.kwargs, out_fmt=out), case.extra)
         cases.append(case)
+    # rows whose sum |w| * max|x| is just below 2^31 (int32 sums although the width rule asks for
+    # int64) or just above it (SMLALD), every product of the same sign: 257 * 255 * 2^15 < 2^31
+    for mag in (255, 256):
+        c = random_case("fully_connected", rng, x_bits=16, x_signed=True, w_bits=12, per_channel=False,
+                        in_features=257, out_ch=3)
+        x, w, bias = c.args
+        fmt = c.extra["x_fmt"]
+        w = np.where(rng.random(w.shape) < 0.5, -mag, mag)
+        x = np.where((w[:1] > 0) == bool(rng.integers(2)), fmt.hi, fmt.lo).repeat(5, axis=0)
+        cases.append(OpCase("fully_connected", (x, w, bias), c.kwargs, c.extra))
+    # unsigned 16-bit fully connected with one or two rows and int32 sums: the decoder's loop over
+    # x - 2^15 lanes, the rows' weight sums from the width's unpacker (tails, past the finish cache)
+    for in_features, out_ch in ((17, 3), (130, 70)):
+        cases.append(random_case("fully_connected", rng, x_bits=16, x_signed=False, w_bits=int(rng.integers(2, 7)),
+                                 in_features=in_features, out_ch=out_ch))
     return cases
 
 

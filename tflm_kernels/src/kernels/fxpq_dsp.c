@@ -17,6 +17,9 @@
  *    row's weight sum back; an accumulator the width rule puts in int64 stays int32 when the
  *    rows' sum |w| * max|x| proves the exact sum fits, else runs as exact int32 partial sums of a
  *    few groups added in int64.
+ *  - when a row meets many pixels it is unpacked once per call instead (a 1 KB stack block of
+ *    rows): 16-bit columns against natural-order int16 rows (SMLAD, or SMLALD when the sum needs
+ *    int64), 8-bit columns against int16 lane rows for weights other than 8-bit.
  * Depthwise (channel quads, 8- and 16-bit inputs, unclipped interior pixels), average pooling,
  * max pooling and add have their own loops below.
  * Lane order inside a group of 8 terms: registers [t0,t2] [t1,t3] [t4,t6] [t5,t7] (bottom half
@@ -348,16 +351,30 @@ typedef struct {
     int32_t o_first;
 } fxpq_pass;
 
+/* The width-specialized row unpackers (defined with the unpacked-row paths below). */
+typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode);
+static const fxpq_unpack_fn fxpq_unpack_table[15];
+#define FXPQ_ROW_I16 0   /* int16, natural order (16-bit columns pair with it word for word) */
+#define FXPQ_ROW_LANES 2 /* int16 lanes in the decoder's order (FXPQ_W_LANES: 8-bit columns) */
+
 /* Sum of the K weights of row o (the FXPQ_X_U16 correction's factor); *abs_sum: of their
- * magnitudes (bounds the row's exact dot product), when not NULL. */
+ * magnitudes (bounds the row's exact dot product), when not NULL. Whole groups through the
+ * width's unpacker, 8 groups at a time; the last K mod 8 terms through the portable one. */
 static int32_t fxpq_row_sums(const fxpq_weighted *wk, int32_t o, int32_t *abs_sum)
 {
     const uint8_t *row = (const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes;
-    int16_t w[FXPQ_WCHUNK];
-    int32_t first, i, sum = 0, mag = 0;
-    for (first = 0; first < wk->k; first += FXPQ_WCHUNK) {
-        const int32_t n = wk->k - first < FXPQ_WCHUNK ? wk->k - first : FXPQ_WCHUNK;
-        fxpq_unpack_run(row, wk->weights->bits, first, n, w);
+    const int32_t bits = wk->weights->bits, groups = wk->k >> 3;
+    int16_t w[FXPQ_WCHUNK]; /* 8 groups */
+    int32_t g, i, n, sum = 0, mag = 0;
+    for (g = 0; g < groups + 8; g += 8) { /* g >= groups: the tail */
+        if (g < groups) {
+            const int32_t ng = groups - g < 8 ? groups - g : 8;
+            fxpq_unpack_table[bits - 2](row + (size_t)g * (size_t)bits, ng, (uint8_t *)w, FXPQ_ROW_I16);
+            n = 8 * ng;
+        } else {
+            n = wk->k & 7;
+            fxpq_unpack_run(row, bits, 8 * groups, n, w);
+        }
         for (i = 0; i < n; ++i) {
             sum += w[i];
             mag += w[i] < 0 ? -w[i] : w[i];
@@ -540,10 +557,6 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
 #define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
 #define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
 
-/* Layouts of an unpacked block row. */
-#define FXPQ_ROW_I16 0   /* int16, natural order (16-bit columns pair with it word for word) */
-#define FXPQ_ROW_LANES 2 /* int16 lanes in the decoder's order (FXPQ_W_LANES: 8-bit columns) */
-
 /* Whole groups of 8 weights of a packed row unpacked (16 bytes a group) in the layout `mode`.
  * One copy per width: the decoder's fields are constants. */
 #define FXPQ_UNPACK_HALF(B, first)                                                                 \
@@ -583,7 +596,6 @@ FXPQ_UNPACK_W(14)
 FXPQ_UNPACK_W(15)
 FXPQ_UNPACK_W(16)
 
-typedef void (*fxpq_unpack_fn)(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode);
 static const fxpq_unpack_fn fxpq_unpack_table[15] = {
     fxpq_unpack_w2, fxpq_unpack_w3, fxpq_unpack_w4, fxpq_unpack_w5, fxpq_unpack_w6,
     fxpq_unpack_w7, fxpq_unpack_w8, fxpq_unpack_w9, fxpq_unpack_w10, fxpq_unpack_w11,
@@ -715,7 +727,7 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
 
     if ((direct && (g->pad_t != 0 || g->pad_l != 0)) ||
         (!direct && (int64_t)max_cols * k * es > wk->scratch_size) || (u16 && pixels < FXPQ_PIXELS)) {
-        return 0; /* (FXPQ_X_U16 needs each row's weight sum: not worth it for fewer pixels) */
+        return 0; /* (FXPQ_X_U16 needs each row's weight sum: the block path's is cheaper) */
     }
     if (wk->acc64) {
         /* |lane * w| <= term (FXPQ_X_U16 lanes: |x - 2^15| <= 2^15); 8 * chunk terms of it
@@ -1011,20 +1023,23 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     const int32_t pixels = g->out.n * g->out.h * g->out.w;
     const int32_t direct = g->filter.h == 1 && g->filter.w == 1;
     const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15, wide = wk->acc64;
-    const int32_t max_cols = direct && !wide ? FXPQ_PIXELS : 2;
     const int32_t per = FXPQ_WBUF / (2 * kr) < FXPQ_WROWS ? FXPQ_WBUF / (2 * kr) : FXPQ_WROWS;
-    const int64_t bound = wide ? 0 : fxpq_acc_bound(wk);
+    const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1)) : (((int64_t)1 << wk->in_bits) - 1);
     uint32_t wbuf[FXPQ_WBUF / 4];
     int32_t wsum[FXPQ_WROWS];
     int64_t add[FXPQ_WROWS];
     int8_t shift[FXPQ_WROWS];
     int32_t mul[FXPQ_WROWS];
-    void (*pass)(const fxpq_pass16 *) = wide ? (u16 ? fxpq_pass16_u64 : fxpq_pass16_s64)
-                                             : (u16 ? fxpq_pass16_u32 : fxpq_pass16_s32);
     fxpq_pass16 ps;
-    int32_t o, j, p0, cols;
+    int32_t o, j, p0, cols, max_cols, block_wide;
+    int64_t bound;
+    /* Left to the decoder's loop (fxpq_conv_matrix) when its accumulator is int32 and it is
+     * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one to three
+     * columns), rows of fewer than 16 terms (the per-row cost of this loop dominates), or a KxK
+     * kernel whose rows do not fit one block (the columns would be gathered once per block). */
     if (per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
-        (!direct && (int64_t)2 * k * 2 > wk->scratch_size)) {
+        (!direct && (int64_t)2 * k * 2 > wk->scratch_size) ||
+        (!wide && !u16 && (pixels < FXPQ_PIXELS || k < 16 || (!direct && per < out_ch)))) {
         return 0;
     }
     ps.wk = wk;
@@ -1039,6 +1054,20 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     for (ps.o0 = 0; ps.o0 < out_ch; ps.o0 = ps.o1) {
         ps.o1 = out_ch - ps.o0 < per ? out_ch : ps.o0 + per;
         fxpq_unpack_rows(wk, ps.o0, ps.o1, 2 * kr, (uint8_t *)wbuf, FXPQ_ROW_I16);
+        /* int64 sums only when the width rule asks for them and some row's sum |w| * max|x| does
+         * not prove the exact sum below 2^31 (SMLAD's modular int32 sum is then exact) */
+        bound = !wide ? fxpq_acc_bound(wk) : (pixels < FXPQ_PIXELS ? (int64_t)INT32_MAX + 1 : 0);
+        for (o = ps.o0; o < ps.o1 && bound <= INT32_MAX && wide; ++o) {
+            const int16_t *w = ps.w + (size_t)(o - ps.o0) * (size_t)kr;
+            const int32_t lim = (int32_t)(INT32_MAX / x_abs); /* stop as soon as a row passes it */
+            int32_t mag = 0, t;
+            for (t = 0; t < k && mag <= lim; ++t) {
+                mag += w[t] < 0 ? -w[t] : w[t];
+            }
+            bound = (int64_t)mag * x_abs > bound ? (int64_t)mag * x_abs : bound;
+        }
+        block_wide = bound > INT32_MAX;
+        max_cols = direct && !block_wide ? FXPQ_PIXELS : 2;
         for (o = ps.o0; o < ps.o1; ++o) {
             const int32_t i = o - ps.o0;
             const uint32_t *w = (const uint32_t *)(const void *)(ps.w + (size_t)i * (size_t)kr);
@@ -1047,7 +1076,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
                 sum = __smlad((int32_t)w[t], 0x00010001, sum);
             }
             wsum[i] = sum;
-            if (wide) {
+            if (block_wide) {
                 const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o, wk->in_frac);
                 const int32_t s = q.acc_frac - wk->out.frac;
                 shift[i] = (int8_t)(s >= 0 && s <= 62 ? s : -1);
@@ -1068,7 +1097,11 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
             }
             ps.cols = cols;
             ps.p0 = p0;
-            pass(&ps);
+            if (block_wide) {
+                (u16 ? fxpq_pass16_u64 : fxpq_pass16_s64)(&ps);
+            } else {
+                (u16 ? fxpq_pass16_u32 : fxpq_pass16_s32)(&ps);
+            }
         }
     }
     return 1;
