@@ -67,8 +67,8 @@ def run_int8_tflm(path: Path, x: np.ndarray) -> float:
     from fxpq_keras.kernels.tflm_engines import TflmEngine
 
     interp = Interpreter(path)
-    fmt = interp.graph.tensors[interp.graph.input].fmt
-    xi = np.clip(np.round(x * 2.0 ** fmt.frac), fmt.lo, fmt.hi).astype(np.int64)
+    fmt = interp.graph.tensors[interp.graph.input].fmt  # None: a float input
+    xi = x if fmt is None else np.clip(np.round(x * 2.0 ** fmt.frac), fmt.lo, fmt.hi).astype(np.int64)
     eng = TflmEngine(path, interp.graph, interp.info, variant="m4-cmsis", link_model=False)
     eng.run(xi)
     return float(eng.instructions.mean())

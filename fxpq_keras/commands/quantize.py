@@ -86,7 +86,8 @@ def register(sub) -> argparse.ArgumentParser:
                    "(default: none, lower as far as the budget allows)")
     p.add_argument("--max-slowdown", type=slowdown, default=None, metavar="X|none",
                    help="device objective: refuse any step that leaves the estimated Cortex-M4 instructions above "
-                   "the --speed-reference's on this model times X (default: no cap; docs/algorithm.md 'Speed cap'; "
+                   "the --speed-reference's on this model times X (default: no cap; 1.0 = no slower than TFLite "
+                   "int8 with CMSIS-NN, at a cost in bytes on some models, docs/algorithm.md 'Speed cap'; "
                    "none or 0: no speed cap)")
     p.add_argument("--speed-reference", choices=("int8", "uniform8"), default="int8",
                    help="what --max-slowdown is a factor of: int8 = the model as a TFLite int8 file in TFLM with "

@@ -44,7 +44,8 @@ class SearchOptions:
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     # speed (device objective): no step may leave the estimated Cortex-M4 instructions of the fxp file
     # (fxpq_keras.instructions) above the reference's on the same model times this, raising them; None or 0 =
-    # no cap (docs/algorithm.md, "Speed cap"; search/speed.py)
+    # no cap, the default: at 1.0 against TFLite int8 + CMSIS-NN it costs 9-93 % of the bytes on four zoo models,
+    # MobileNetV1's file growing past int8's (docs/algorithm.md, "Speed cap"; search/speed.py)
     max_slowdown: float | None = None
     # the cap's reference: "int8" = the model as a stock TFLite int8 file in TFLM with CMSIS-NN (what users
     # compare against), "uniform8" = the fxp file at uniform 8 bits in the fxpq kernels
