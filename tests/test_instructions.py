@@ -192,3 +192,11 @@ def test_max_slowdown_option_and_flag() -> None:
             FxPQNet(0.01, max_slowdown=bad)
     with pytest.raises(ValueError, match="speed_reference must be int8 or uniform8"):
         FxPQNet(0.01, speed_reference="int16")
+    from fxpq_keras.commands import quantize
+
+    parser = quantize.register(argparse.ArgumentParser().add_subparsers())
+    args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"])
+    assert args.max_slowdown is None and args.speed_reference == "int8"
+    args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--max-slowdown", "1", "--speed-reference",
+                              "uniform8"])
+    assert args.max_slowdown == 1.0 and args.speed_reference == "uniform8"
