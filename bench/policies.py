@@ -54,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         model, data = trained(name)
         x, _ = calibration_set(data, args.samples)
         began = time.perf_counter()
+        # no speed cap (the searches' policies with the cap off are what this file compares across checkouts)
         r = FxPQNet(options.pop("max_accuracy_drop", 0.01), verbose=0, samples=args.samples, float_input=False,
-                    **options).quantize(model, x)
+                    max_slowdown=None, **options).quantize(model, x)
         key = f"{name} {sorted(options.items())}"
         out[key] = {"policy": r.policy.to_dict(), "message": r.message, "evaluations": r.evaluations,
                     "full_passes": r.full_passes, "uniform": r.best_uniform_bits, "check": r.check_metrics.to_dict(),

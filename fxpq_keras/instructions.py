@@ -11,7 +11,13 @@ kernel change with that one command. The file also holds whole-model measurement
 tests/test_instructions.py holds the estimate to.
 
 It is an estimate: data-dependent branches (a channel whose rescale needs the int64 finish) are not
-modelled, and QEMU counts instructions, not cycles. Stock TFLite ops are not modelled.
+modelled, and QEMU counts instructions, not cycles. Stock TFLite ops are not modelled in the fxp estimate.
+
+The same file holds a second estimate, the **reference** the speed cap compares against (docs/algorithm.md
+"Speed cap"): the same model as a stock TFLite int8 file (target int8-builtin) run by real TFLM with
+CMSIS-NN on the Cortex-M4 (:func:`int8_path`, :func:`int8_features`, :func:`int8_model_instructions`,
+section "int8_cmsis" of the data file). TFLM only reports whole inferences, so its coefficients are
+fitted jointly over many one- and few-op int8 files and the zoo's int8 files (same script).
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass over a weight ro
 WCHUNK = 64  # FXPQ_WCHUNK of fxpq_internal.h: the longest weight row a depthwise kernel unpacks on the stack
 DW_TAPS = 25  # FXPQ_DW_TAPS of fxpq_dsp.c: the largest window of the depthwise four-channel loop
 
-__all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls", "kernel_path",
-           "row_l1"]
+__all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls",
+           "int8_call_instructions", "int8_features", "int8_model_instructions", "int8_path", "kernel_path", "row_l1"]
 
 
 @dataclass(frozen=True)
@@ -236,6 +242,60 @@ def model_instructions(calls: list[KernelCall], data: dict[str, Any] | None = No
         est = call_instructions(c, data)
         total += runner["per_op"] + (est or 0.0)
     return total
+
+
+def int8_path(c: KernelCall) -> str | None:
+    """The TFLM + CMSIS-NN kernel a call of the fxp graph becomes in the stock int8 file (None: an op
+    with no kernel there, e.g. a reshape; it costs the runner's per-op share only).
+
+    CMSIS-NN's wrappers pick by geometry alone: a 1x1 convolution (and fully connected) runs one
+    matrix product over the pixels, a KxK one builds im2col columns; a depthwise 3x3 with multiplier 1
+    has its own kernel, other multiplier-1 depthwise the ``opt`` one, the rest the generic loop.
+    An fxp requantize (a format change between 8-bit tensors) is a stock QUANTIZE int8 -> int8; a
+    float-input quantize is QUANTIZE float -> int8.
+    """
+    if c.op not in MODELLED:
+        return None
+    if c.op == "conv2d":
+        return "int8.conv2d.1x1" if c.taps == 1 else "int8.conv2d.kxk"
+    if c.op == "depthwise_conv2d":
+        if c.depth_multiplier != 1:
+            return "int8.depthwise_conv2d.generic"
+        return "int8.depthwise_conv2d.3x3" if c.taps == 9 else "int8.depthwise_conv2d.opt"
+    return f"int8.{c.op}"
+
+
+def int8_features(path: str, c: KernelCall) -> list[float]:
+    """The int8 estimate's features of a call on `path` (the last one is 1). Weighted ops: MACs, output
+    elements (the requantization), output pixels (one pass over the weights per pixel group) and, for
+    KxK convolutions, the im2col copies (pixels x K, and pixels x taps: one copy call per kernel tap,
+    which dominates a stem with one input channel). Other ops: input elements, output elements,
+    output elements x window taps."""
+    pixels = c.out_elements / max(c.channels, 1)
+    if path.startswith("int8.conv2d"):
+        kxk = c.taps > 1
+        return [c.macs, c.out_elements, pixels, pixels * c.k if kxk else 0.0, pixels * c.taps if kxk else 0.0, 1.0]
+    if path.startswith(("int8.depthwise_conv2d", "int8.fully_connected")):
+        return [c.macs, c.out_elements, pixels, 1.0]
+    return [c.in_elements, c.out_elements, c.out_elements * c.taps, 1.0]
+
+
+def int8_model_instructions(calls: list[KernelCall], data: dict[str, Any] | None = None) -> float:
+    """Estimated instructions of one inference of the same model as a stock int8 file in TFLM with
+    CMSIS-NN on Cortex-M4 (the speed cap's reference). Formats are ignored: every tensor is int8 there.
+    A path the fit never measured costs nothing beyond the per-op share (a low reference: the cap
+    errs on the strict side)."""
+    part = (data if data is not None else _data())["int8_cmsis"]
+    return part["runner"]["per_model"] + sum(part["runner"]["per_op"] + int8_call_instructions(c, data) for c in calls)
+
+
+def int8_call_instructions(c: KernelCall, data: dict[str, Any] | None = None) -> float:
+    """One call's share of :func:`int8_model_instructions` without the runner's per-op cost."""
+    path = int8_path(c)
+    entry = (data if data is not None else _data())["int8_cmsis"]["paths"].get(path) if path is not None else None
+    if entry is None:
+        return 0.0
+    return max(0.0, sum(a * b for a, b in zip(entry["coefficients"], int8_features(path, c))))
 
 
 def _prod(shape: Any) -> int:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from .formats import packed_row_bytes
-from .instructions import KernelCall, graph_calls, model_instructions
+from .instructions import KernelCall, graph_calls, int8_model_instructions, model_instructions
 from .tflm_arena import TFLM_ALIGNMENT, TflmLayout
 
 if TYPE_CHECKING:  # annotations only: reading a file's memory must not import Keras/TensorFlow (fxpq inspect)
@@ -349,6 +349,14 @@ class DeviceModel:
             return None
         changes = changes or {}
         return model_instructions([self._call_under(c, src, policy, changes) for c, src in self.layout.calls])
+
+    def int8_instructions(self) -> float | None:
+        """Estimated Cortex-M4 instructions of one inference of the same model as a stock TFLite int8 file
+        in TFLM with CMSIS-NN (fxpq_keras.instructions.int8_model_instructions: the speed cap's default
+        reference); None when the layout has no kernel calls. No policy: every tensor is int8 there."""
+        if not self.layout.calls:
+            return None
+        return int8_model_instructions([c for c, _ in self.layout.calls])
 
     @staticmethod
     def _call_under(call: KernelCall, sources: dict[str, str], policy: Policy | None, changes: Changes) -> KernelCall:

@@ -1,7 +1,14 @@
-"""Fit fxpq_keras/instructions.json: the instruction estimate of the fxpq kernels on Cortex-M4.
+"""Fit fxpq_keras/instructions.json: the instruction estimate of the fxpq kernels on Cortex-M4 (and the int8 reference).
 
-    FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python scripts/fit_instructions.py \\
-        [--models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws] [--random 40] [--mixed 2] [--seed 0] [--refit]
+    FXPQ_BENCH_CACHE=/work/bench-cache FXPQ_TFLM_CACHE=/work/tflm-cache-release TFLM_DIR=/work/tflm-src/tflite-micro \\
+        TFLM_DEPS_DIR=/work/tflm-src .venv/bin/python scripts/fit_instructions.py [--part all|fxpq|int8] \\
+        [--models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws] [--random 40] [--mixed 2] [--seed 0] [--refit] \\
+        [--int8-random 30] [--int8-models lenet5,...,mobilenet_v1_025]
+
+After a change of our kernels, `--part fxpq` remeasures them only (the int8 reference is refitted from its
+stored measurements); each part prints how long its measurements took. The data file as committed was
+written with `--random 60 --mixed 3 --models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws,resnet8` (fxpq
+part) and the int8 defaults (its "about" fields say so).
 
 Measures, on QEMU mps2-an386 (Cortex-M4, -icount shift=0: instructions = TIMER0 ticks x 40):
 
@@ -21,6 +28,14 @@ path's error, and the whole-model measurements (with their kernel calls, for tes
 to fxpq_keras/instructions.json, and prints each check's error. Raw measurements are kept under
 .cache/bench/instructions/; `--refit` refits from them without QEMU (after a change of features).
 Refit after any change of tflm_kernels/src/kernels/: the data file names the kernels' commit.
+
+The int8 reference (section "int8_cmsis": the speed cap's default reference, docs/algorithm.md "Speed
+cap"): `--int8-random` random one- to three-op Keras models per kind of op (conv 1x1/KxK, depthwise,
+dense, add, pooling, pad, concat, leaky relu; half with a float input, for QUANTIZE) and every
+`--int8-models` zoo model, each exported at uniform 8 bits as a stock int8 file (target int8-builtin) and
+run in real TFLM with CMSIS-NN (library variant m4-cmsis, FXPQ_TFLM_CACHE; needs TFLM_DIR) on QEMU M4.
+TFLM counts whole inferences only, so one non-negative linear model is fitted over all files at once
+(fxpq_keras.instructions.int8_features per CMSIS-NN kernel, plus the runner's per-op and per-model cost).
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ import time
 from collections import defaultdict
 from dataclasses import MISSING, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -41,7 +57,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fxpq_keras.instructions import DATA_FILE, KernelCall, call_instructions, features, kernel_path, row_l1  # noqa: E402
+from fxpq_keras.instructions import (  # noqa: E402
+    DATA_FILE,
+    KernelCall,
+    call_instructions,
+    features,
+    int8_features,
+    int8_model_instructions,
+    int8_path,
+    kernel_path,
+    row_l1,
+)
 from fxpq_keras.kernels import qemu  # noqa: E402
 from fxpq_keras.kernels.cases import random_case  # noqa: E402
 
@@ -192,6 +218,149 @@ def measure_zoo(models: list[str], mixed: int, rng: np.random.Generator) -> tupl
     return rows, wholes
 
 
+# the stock int8 reference (TFLM + CMSIS-NN, library variant m4-cmsis): random one- and few-op Keras models
+INT8_KINDS = ("conv2d", "depthwise_conv2d", "dense", "add", "max_pool2d", "average_pool2d", "global_average_pool2d",
+              "pad", "concat", "leaky_relu")
+
+
+def int8_keras_model(kind: str, rng: np.random.Generator):
+    """A small random Keras model around one op of `kind` (layer sizes of the zoo's), for the int8 fit."""
+    import keras
+
+    layers = keras.layers
+    side = int(rng.choice([6, 8, 12, 16, 24, 32]))
+    cin = int(rng.choice([1, 3, 4, 8, 16, 32, 64] if kind == "conv2d" else [4, 8, 16, 32, 64]))
+    if kind == "dense":
+        inp = keras.Input((int(rng.choice([16, 64, 128, 256, 400, 1024])),))
+        act = str(rng.choice(["relu", "linear"]))
+        out = layers.Dense(int(rng.choice([4, 10, 16, 32, 64, 128])), activation=act)(inp)
+        return keras.Model(inp, out)
+    inp = keras.Input((side, side, cin))
+    if kind == "conv2d":
+        k = int(rng.choice([1, 1, 3, 3, 5]))
+        out = layers.Conv2D(int(rng.choice([8, 16, 32, 64])), k, strides=int(rng.choice([1, 1, 2])),
+                            padding=str(rng.choice(["same", "valid"])) if k > 1 else "valid", activation="relu")(inp)
+    elif kind == "depthwise_conv2d":
+        out = layers.DepthwiseConv2D(int(rng.choice([3, 3, 5])), strides=int(rng.choice([1, 1, 2])), padding="same",
+                                     depth_multiplier=int(rng.choice([1, 1, 1, 2])), activation="relu")(inp)
+    elif kind == "add":
+        out = layers.Add()([layers.Conv2D(cin, 1, activation="relu")(inp), inp])
+    elif kind == "concat":
+        out = layers.Concatenate()([layers.Conv2D(int(rng.choice([4, 8, 16])), 1)(inp),
+                                    layers.Conv2D(int(rng.choice([4, 8, 16])), 1)(inp)])
+    elif kind == "max_pool2d":
+        out = layers.MaxPooling2D(int(rng.choice([2, 3])))(inp)
+    elif kind == "average_pool2d":
+        out = layers.AveragePooling2D(int(rng.choice([2, 3])))(inp)
+    elif kind == "global_average_pool2d":
+        out = layers.GlobalAveragePooling2D()(inp)
+    elif kind == "pad":
+        out = layers.Conv2D(8, 3)(layers.ZeroPadding2D(int(rng.choice([1, 2])))(inp))
+    else:
+        out = layers.LeakyReLU(0.125)(layers.Conv2D(8, 1)(inp))
+    return keras.Model(inp, out)
+
+
+def int8_file(model, x_cal: np.ndarray, path: Path, float_input: bool) -> tuple[list[dict], Any]:
+    """Export `model` at uniform 8 bits as a stock int8 file; returns the kernel calls of its fxp graph
+    (what the search's DeviceModel sees; the float input's quantize only with a float input) and the
+    reference interpreter of the int8 file."""
+    from fxpq_keras.calibration import Calibration
+    from fxpq_keras.fakequant import quantize_model
+    from fxpq_keras.flatbuffer import Interpreter, export_tflite
+    from fxpq_keras.instructions import graph_calls
+    from fxpq_keras.integer_graph.lower import lower_model
+    from fxpq_keras.policy import Policy
+
+    calib = Calibration(model, x_cal)
+    qmodel = quantize_model(calib, Policy.uniform(calib, 8, None))
+    calls = [c.to_dict() for _, c, _ in graph_calls(lower_model(qmodel)) if float_input or c.op != "quantize"]
+    export_tflite(qmodel, path, target="int8-builtin", float_input=float_input)
+    return calls, Interpreter(path)
+
+
+def run_int8(path: Path, interp, x: np.ndarray, float_input: bool) -> float:
+    """Instructions per inference of an int8 file in real TFLM + CMSIS-NN on QEMU M4 (run-time model
+    loading: one program for every file), on float samples `x` (as integers of the input format when
+    the file takes integer input)."""
+    from fxpq_keras.kernels.tflm_engines import TflmEngine
+
+    if not float_input:
+        fmt = interp.graph.tensors[interp.graph.input].fmt
+        x = np.clip(np.round(x * 2.0 ** fmt.frac), fmt.lo, fmt.hi).astype(np.int64)
+    eng = TflmEngine(path, interp.graph, interp.info, variant="m4-cmsis", link_model=False, timeout=900)
+    eng.run(x)
+    return float(eng.instructions.mean())
+
+
+def measure_int8(count: int, models: list[str], rng: np.random.Generator) -> list[dict]:
+    """Whole-inference TFLM + CMSIS-NN counts: `count` random models per kind of INT8_KINDS (half with a
+    float input, for QUANTIZE) and each zoo model's int8 file (integer input, as bench/mcu.py)."""
+    from mcu import OUT
+    from models import calibration_set, trained
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    files = []
+    t = time.perf_counter()
+    for kind in INT8_KINDS:
+        for i in range(count):
+            model = int8_keras_model(kind, rng)
+            shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+            x_cal = rng.uniform(-1, 1, (64, *shape)).astype(np.float32)
+            float_input = bool(i % 2)
+            path = OUT / "int8_fit.tflite"
+            calls, interp = int8_file(model, x_cal, path, float_input)
+            try:
+                ins = run_int8(path, interp, x_cal[:2], float_input)
+            except Exception as exc:  # noqa: BLE001 (a file TFLM refuses is left out, and said)
+                print(f"int8 {kind} #{i}: skipped: {exc}", flush=True)
+                continue
+            files.append({"source": f"random/{kind}", "calls": calls, "instructions": ins})
+    print(f"{len(files)} random int8 files measured in {time.perf_counter() - t:.0f} s", flush=True)
+    for name in models:
+        model, data = trained(name)
+        x_cal, _ = calibration_set(data, 512)
+        path = OUT / f"{name}_int8-builtin_fit.tflite"
+        calls, interp = int8_file(model, x_cal, path, False)
+        files.append({"source": f"zoo/{name}", "model": name, "calls": calls,
+                      "instructions": run_int8(path, interp, data["x_test"][:2], False)})
+        print(f"int8 {name}: {files[-1]['instructions']:,.0f} instructions", flush=True)
+    return files
+
+
+def fit_int8(files: list[dict]) -> dict:
+    """The int8 reference's coefficients: whole-inference counts only, so one non-negative linear model
+    over every file, its columns each path's int8_features plus the runner's per-op and per-model cost."""
+    calls = [[KernelCall.from_dict(c) for c in f["calls"]] for f in files]
+    paths = sorted({p for cs in calls for p in map(int8_path, cs) if p is not None})
+    width = {p: len(int8_features(p, KernelCall("add", 8, True, 8, True, 1, 1))) for p in paths}
+    start, n = {}, 0
+    for p in paths:
+        start[p], n = n, n + width[p]
+    a = np.zeros((len(files), n + 2))
+    for row, cs in enumerate(calls):
+        for c in cs:
+            p = int8_path(c)
+            if p is not None:
+                a[row, start[p]:start[p] + width[p]] += int8_features(p, c)
+        a[row, n:] = [len(cs), 1.0]
+    y = np.array([f["instructions"] for f in files])
+    coef = _nnls_relative(a, y)
+    part = {"paths": {p: {"coefficients": [float(f"{c:.5g}") for c in coef[start[p]:start[p] + width[p]]],
+                          "calls": sum(int8_path(c) == p for cs in calls for c in cs)} for p in paths},
+            "runner": {"per_op": round(float(coef[n]), 1), "per_model": round(float(coef[n + 1]), 1)}}
+    err = np.abs(a @ coef - y) / y
+    part["files"] = len(files)
+    part["median_error"], part["p90_error"] = round(float(np.median(err)), 4), round(float(np.quantile(err, 0.9)), 4)
+    return part
+
+
+def _nnls_relative(a: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares on the relative error (small layers count as much as large ones)."""
+    coef, _ = nnls(a / np.maximum(y, 1)[:, None], np.ones_like(y))
+    return coef
+
+
 def _short(call: dict) -> dict:
     """A call's fields without those at their default (the data file stays small)."""
     defaults = {f.name: f.default for f in fields(KernelCall) if f.default is not MISSING}
@@ -209,7 +378,7 @@ def fit(rows: list[dict], wholes: list[dict]) -> dict:
     for path in sorted(by_path):
         a = np.array([f for f, _ in by_path[path]], dtype=np.float64)
         y = np.array([v for _, v in by_path[path]], dtype=np.float64)
-        coef, _ = nnls(a / np.maximum(y, 1)[:, None], np.ones_like(y))
+        coef = _nnls_relative(a, y)
         err = np.abs(a @ coef - y) / np.maximum(y, 1)
         paths[path] = {"coefficients": [float(f"{c:.5g}") for c in coef], "cases": len(y),
                        "median_error": round(float(np.median(err)), 4),
@@ -227,29 +396,66 @@ def fit(rows: list[dict], wholes: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=("all", "fxpq", "int8"), default="all",
+                    help="what to measure again: the fxpq kernels, the int8 + CMSIS-NN reference, or both (the "
+                    "other part is refitted from its stored measurements)")
     ap.add_argument("--models", default="lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws")
     ap.add_argument("--random", type=int, default=40, help="random calls per weighted op (a third for other ops)")
     ap.add_argument("--mixed", type=int, default=2, help="random mixed-width policies per zoo model")
+    ap.add_argument("--int8-random", type=int, default=30, help="random int8 files per kind of op")
+    ap.add_argument("--int8-models", default="lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws,fc_autoencoder,resnet8,"
+                    "mobilenet_v1_025", help="zoo models whose int8 files join the int8 fit (and its checks)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--refit", action="store_true", help="refit from the stored measurements (no QEMU)")
     args = ap.parse_args(argv)
-    from fxpq_keras.instructions import model_instructions
-
     RAW.mkdir(parents=True, exist_ok=True)
-    raw_file = RAW / "measurements.json"
-    if args.refit:
+    raw_file, int8_file_ = RAW / "measurements.json", RAW / "int8_measurements.json"
+    argv_text = " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--refit")
+    if (args.refit or args.part == "int8") and raw_file.exists():
         raw = json.loads(raw_file.read_text())
+    elif args.refit or args.part == "int8":  # no stored fxpq measurements here: keep the data file's fxpq part
+        raw = None
     else:
         rng = np.random.default_rng(args.seed)
         t = time.perf_counter()
         rows = measure_random(args.random, rng)
         zoo_rows, wholes = measure_zoo([m for m in args.models.split(",") if m], args.mixed, rng)
-        raw = {"rows": rows + zoo_rows, "wholes": wholes, "seconds": round(time.perf_counter() - t),
-               "args": " ".join(a for a in (argv if argv is not None else sys.argv[1:]) if a != "--refit")}
+        raw = {"rows": rows + zoo_rows, "wholes": wholes, "seconds": round(time.perf_counter() - t), "args": argv_text}
         raw_file.write_text(json.dumps(raw))
-    data = fit(raw["rows"], raw["wholes"])
-    commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", "tflm_kernels/src"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
+        print(f"fxpq kernels measured in {raw['seconds']} s", flush=True)
+    old = json.loads(DATA_FILE.read_text()) if DATA_FILE.exists() else {}
+    if (args.refit or args.part == "fxpq") and int8_file_.exists():
+        int8_raw = json.loads(int8_file_.read_text())
+        int8 = fit_int8(int8_raw["files"])
+    elif args.refit or args.part == "fxpq":  # no stored int8 measurements here: keep the data file's int8 part
+        int8 = {k: v for k, v in old["int8_cmsis"].items()}
+        int8_raw = {"files": [{**c, "source": f"zoo/{c['model']}"} for c in old["int8_checks"]],
+                    "args": int8["about"].split("fit_instructions.py", 1)[1].strip()}
+    else:
+        t = time.perf_counter()
+        files = measure_int8(args.int8_random, [m for m in args.int8_models.split(",") if m],
+                             np.random.default_rng(args.seed + 1))
+        int8_raw = {"files": files, "seconds": round(time.perf_counter() - t),
+                    "args": f"--int8-random {args.int8_random} --int8-models {args.int8_models} --seed {args.seed}"}
+        int8_file_.write_text(json.dumps(int8_raw))
+        print(f"int8 + CMSIS-NN measured in {int8_raw['seconds']} s", flush=True)
+        int8 = fit_int8(files)
+    if raw is not None:
+        write_data(fit(raw["rows"], raw["wholes"]), raw, int8, int8_raw)
+    else:
+        args_text = old["about"].split("fit_instructions.py", 1)[1].split(" (QEMU")[0].strip()
+        raw = {"wholes": old["checks"], "args": args_text}
+        write_data({k: old[k] for k in ("paths", "runner")}, raw, int8, int8_raw, commit=old["kernels_commit"])
+    return 0
+
+
+def write_data(data: dict, raw: dict, int8: dict, int8_raw: dict, commit: str | None = None) -> None:
+    """Print each whole-model check's error and write instructions.json (one line per check)."""
+    from fxpq_keras.instructions import model_instructions
+
+    data = {**data, "int8_cmsis": int8}
+    commit = commit or subprocess.run(["git", "log", "-1", "--format=%h", "--", "tflm_kernels/src"], cwd=ROOT,
+                                      capture_output=True, text=True).stdout.strip()
     checks = []
     print(f"{'model':<16} {'policy':<10} {'measured':>12} {'estimate':>12} {'error':>7}")
     for w in raw["wholes"]:
@@ -257,19 +463,33 @@ def main(argv: list[str] | None = None) -> int:
         checks.append({**w, "estimate": round(est)})
         print(f"{w['model']:<16} {w['policy']:<10} {w['instructions']:>12,.0f} {est:>12,.0f} "
               f"{est / w['instructions'] - 1:>+7.1%}")
+    int8_checks = [f for f in int8_raw["files"] if f["source"].startswith("zoo/")]
+    print(f"{'model (int8 + CMSIS-NN)':<24} {'measured':>12} {'estimate':>12} {'error':>7}")
+    for f in int8_checks:
+        est = int8_model_instructions([KernelCall.from_dict(c) for c in f["calls"]], data)
+        print(f"{f['model']:<24} {f['instructions']:>12,.0f} {est:>12,.0f} {est / f['instructions'] - 1:>+7.1%}")
+    part = data["int8_cmsis"]
+    print(f"int8 fit: {part['files']} files, median error {part['median_error']:.1%}, 90th percentile "
+          f"{part['p90_error']:.1%}")
     for path, p in data["paths"].items():
         print(f"{path:<32} {p['cases']:>4} calls: median error {p['median_error']:.0%}, 90th percentile "
               f"{p['p90_error']:.0%}")
+    data["int8_cmsis"]["about"] = ("stock int8 files (target int8-builtin) in TFLM (m4-cmsis library) on QEMU "
+                                   f"mps2-an386, written by scripts/fit_instructions.py {int8_raw.get('args', '')}")
     out = {"about": "fxpq_keras/instructions.py's coefficients, written by scripts/fit_instructions.py "
                     f"{raw.get('args', '')}".strip() + " (QEMU mps2-an386, -icount shift=0)",
            "kernels_commit": commit, **data,
            "checks": [{"model": c["model"], "policy": c["policy"], "instructions": c["instructions"],
-                       "calls": [_short(call) for call in c["calls"]]} for c in checks]}
-    head = json.dumps({k: v for k, v in out.items() if k != "checks"}, indent=1)
-    rows = ",\n".join("  " + json.dumps(c, separators=(",", ":")) for c in out["checks"])
-    DATA_FILE.write_text(f'{head[:-2]},\n "checks": [\n{rows}\n ]\n}}\n')  # one line per check
+                       "calls": [_short(call) for call in c["calls"]]} for c in checks],
+           # the int8 reference's checks: the zoo's int8 files (TFLM + CMSIS-NN), with the fxp graph's calls
+           "int8_checks": [{"model": f["model"], "instructions": f["instructions"],
+                            "calls": [_short(c) for c in f["calls"]]} for f in int8_checks]}
+    lists = ("checks", "int8_checks")
+    head = json.dumps({k: v for k, v in out.items() if k not in lists}, indent=1)
+    blocks = [f' "{name}": [\n' + ",\n".join("  " + json.dumps(c, separators=(",", ":")) for c in out[name]) + "\n ]"
+              for name in lists]
+    DATA_FILE.write_text(head[:-2] + ",\n" + ",\n".join(blocks) + "\n}\n")  # one line per check
     print(f"wrote {DATA_FILE.relative_to(ROOT)}")
-    return 0
 
 
 if __name__ == "__main__":

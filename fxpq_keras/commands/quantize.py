@@ -86,9 +86,12 @@ def register(sub) -> argparse.ArgumentParser:
                    "(default: none, lower as far as the budget allows)")
     p.add_argument("--max-slowdown", type=slowdown, default=None, metavar="X|none",
                    help="device objective: refuse any step that leaves the estimated Cortex-M4 instructions above "
-                   "uniform 8-bit's on this model times X (default: no cap; 1.1 keeps about CMSIS-NN int8's speed "
-                   "at a cost in bytes, docs/algorithm.md 'Speed cap'; "
+                   "the --speed-reference's on this model times X (default: no cap; 1.0 = no slower than TFLite "
+                   "int8 with CMSIS-NN, at a cost in bytes on some models, docs/algorithm.md 'Speed cap'; "
                    "none or 0: no speed cap)")
+    p.add_argument("--speed-reference", choices=("int8", "uniform8"), default="int8",
+                   help="what --max-slowdown is a factor of: int8 = the model as a TFLite int8 file in TFLM with "
+                   "CMSIS-NN (estimated), uniform8 = the fxp file at uniform 8 bits in the fxpq kernels")
     p.add_argument("--min-bits", type=bit_width("min_bits"), default=2,
                    help="lowest bit width of any data structure (2..16)")
     p.add_argument("--max-bits", type=bit_width("max_bits"), default=16,
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     # validate every option before the (slow) model load and search
     progress = None if quiet else Progress()  # phase lines, then the search's bar or progress lines
     search = FxPQNet(args.max_drop, metric=args.metric, objective=args.objective, memory_target=args.memory_target,
-                     max_slowdown=args.max_slowdown,
+                     max_slowdown=args.max_slowdown, speed_reference=args.speed_reference,
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
                      align_ranges=PER_CHANNEL[args.align_ranges], allow_unresolved=args.allow_unresolved,

@@ -79,8 +79,8 @@ class QuantizationResult:
     labeled_budget: bool = False  # the budget is the accuracy drop on the labels given
     samples_needed: int | None = None  # set when the budget was searched unresolved (allow_unresolved)
     peak_rss_bytes: int | None = None  # the process's peak resident memory when the search ended
-    # speed (device objective): the cap on estimated Cortex-M4 instructions (uniform 8-bit's x max_slowdown; None:
-    # no cap) and how many steps (data structure, width) the search refused for it
+    # speed (device objective): the cap on estimated Cortex-M4 instructions (the speed_reference's x max_slowdown;
+    # None: no cap) and how many steps (data structure, width) the search refused for it
     instruction_cap: float | None = None
     refused_for_speed: int = 0
     # the int8 reference of the result: every data structure at 8 bits but those the budget held above 8 bits
@@ -154,8 +154,11 @@ class QuantizationResult:
         line = f"speed: estimated {est:,.0f} instructions per inference on Cortex-M4 (fxpq kernels, an estimate)"
         if self.instruction_cap is None:
             return line + "; no speed cap"
+        from .speed import REFERENCES
+
         ratio = est / (self.instruction_cap / self.options.max_slowdown)
-        line += (f" = {ratio:.2f}x uniform 8-bit's; cap {self.options.max_slowdown:g}x (max_slowdown) "
+        line += (f" = {ratio:.2f}x {REFERENCES[self.options.speed_reference]} (estimated); "
+                 f"cap {self.options.max_slowdown:g}x (max_slowdown) "
                  f"{'met' if est <= self.instruction_cap else 'NOT MET'}")
         if est > self.instruction_cap and self.speed_reference:
             line += (f" ({est / self.speed_reference:.2f}x the policy with every data structure at 8 bits but those "
@@ -252,9 +255,10 @@ class FxPQNet:
     a `TaskMetric` | a function (teacher, student, inputs) -> per-sample loss), allow_unresolved (search even
     when the calibration set cannot resolve the budget; else `UnresolvedBudgetError`), memory_target (bytes),
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
-    per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of uniform
-    8-bit's, e.g. 1.1; default None = no cap: docs/algorithm.md "Speed cap"), data_structures, frac_offsets,
-    samples, seed, margin_sigma, fast_start, float_input (plan the RAM of a float- or integer-input file),
+    per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of the
+    speed_reference's: "int8" = the model as a TFLite int8 file in TFLM + CMSIS-NN, "uniform8" = our uniform
+    8-bit file; default None = no cap: docs/algorithm.md "Speed cap"), data_structures,
+    frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM of a float- or integer-input file),
     ram_first and align_ranges (True | False | "auto": "auto" also runs
     RAM-first passes, range-aligned and not, when the arena could fall, and keeps the fewest device bytes),
     and the mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.

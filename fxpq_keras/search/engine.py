@@ -176,8 +176,8 @@ class SearchEngine:
             self.device = device_model_from_graph(lower_model(self.qmodel), float_input=opts.float_input)
         # the speed cap (search/speed.py) and the steps (data structure, width) refused for it
         # (target builtin runs TFLM's own kernels, which the fxp kernels' estimate does not describe)
-        self.instruction_cap = (speed.speed_cap(self.device, self.start_policy, opts.max_slowdown)
-                                if opts.target == "fxp" else None)
+        self.instruction_cap = (speed.speed_cap(self.device, self.start_policy, opts.max_slowdown,
+                                                opts.speed_reference) if opts.target == "fxp" else None)
         self.refused_for_speed: set[tuple[Key, int]] = set()
         self.decide = Evaluator(self.qmodel, calib.x[:n_decide], self.decision_meter,  # (a view, not a copy)
                                 incremental=opts.incremental)

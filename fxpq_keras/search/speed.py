@@ -1,6 +1,9 @@
 """The speed cap of the device objective (`max_slowdown`; docs/algorithm.md "Speed cap"): no step may
 leave the estimated Cortex-M4 instructions of the fxp file (fxpq_keras.instructions, through
-`DeviceModel.instructions`) above uniform 8-bit's on the same model times `max_slowdown`, raising them.
+`DeviceModel.instructions`) above a reference on the same model times `max_slowdown`, raising them.
+The reference (`speed_reference`) is what users compare against: "int8" (default) = the model as a stock
+TFLite int8 file in TFLM with CMSIS-NN (`DeviceModel.int8_instructions`), "uniform8" = the fxp file at
+uniform 8 bits in our kernels (the reference before issue 22).
 
 The cap is set once (`speed_cap`); the phases ask `too_slow` before they evaluate a step (greedy,
 peak groups, lower-all, the restart from uniform) and the jump is brought under it by `within_speed`.
@@ -14,14 +17,26 @@ from typing import Any
 from ..policy import Policy
 from .state import Key
 
+REFERENCES = {"int8": "TFLite int8 + CMSIS-NN's", "uniform8": "uniform 8-bit's"}  # speed_reference -> its name
 
-def speed_cap(device: Any, start_policy: Policy, max_slowdown: float | None) -> float | None:
-    """Uniform 8-bit's estimated instructions (the start policy's signedness, every weight and
-    activation at 8 bits) x max_slowdown; None without a device model, a cap, or an estimate."""
+
+def reference_instructions(device: Any, start_policy: Policy, reference: str = "int8") -> float | None:
+    """The cap's reference (estimated Cortex-M4 instructions): "int8" = the model as a stock int8 file in
+    TFLM + CMSIS-NN; "uniform8" = the fxp file with every weight and activation at 8 bits (the start
+    policy's signedness); None without a device model or an estimate."""
+    if device is None:
+        return None
+    if reference == "int8":
+        return device.int8_instructions()
+    eight = {(layer, ds): 8 for layer, ds, _ in start_policy.data_structures() if ds != "bias"}
+    return device.instructions(start_policy, eight)
+
+
+def speed_cap(device: Any, start_policy: Policy, max_slowdown: float | None, reference: str = "int8") -> float | None:
+    """The reference's estimated instructions x max_slowdown; None without a device model, a cap, or an estimate."""
     if device is None or not max_slowdown:
         return None
-    eight = {(layer, ds): 8 for layer, ds, _ in start_policy.data_structures() if ds != "bias"}
-    base = device.instructions(start_policy, eight)
+    base = reference_instructions(device, start_policy, reference)
     return None if base is None else base * float(max_slowdown)
 
 

@@ -43,9 +43,13 @@ class SearchOptions:
     objective: str = "device"
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     # speed (device objective): no step may leave the estimated Cortex-M4 instructions of the fxp file
-    # (fxpq_keras.instructions) above uniform 8-bit's on the same model times this, raising them; None or 0 =
-    # no cap (docs/algorithm.md, "Speed cap"; search/speed.py)
+    # (fxpq_keras.instructions) above the reference's on the same model times this, raising them; None or 0 =
+    # no cap, the default: at 1.0 against TFLite int8 + CMSIS-NN it costs 9-93 % of the bytes on four zoo models,
+    # MobileNetV1's file growing past int8's (docs/algorithm.md, "Speed cap"; search/speed.py)
     max_slowdown: float | None = None
+    # the cap's reference: "int8" = the model as a stock TFLite int8 file in TFLM with CMSIS-NN (what users
+    # compare against), "uniform8" = the fxp file at uniform 8 bits in the fxpq kernels
+    speed_reference: str = "int8"
     # the file the device objective plans RAM for: a float32 input quantized on the chip (export_tflite's
     # default) or an integer input (`export_tflite(..., float_input=False)`, what TFLite int8 files take)
     float_input: bool = True
@@ -113,6 +117,8 @@ class SearchOptions:
                                               not isinstance(self.max_slowdown, (int, float)) or
                                               not 0 <= float(self.max_slowdown) < float("inf")):
             raise ValueError(f"max_slowdown must be a number >= 0 (0 or None: no speed cap), got {self.max_slowdown!r}")
+        if self.speed_reference not in ("int8", "uniform8"):
+            raise ValueError(f"speed_reference must be int8 or uniform8, got {self.speed_reference!r}")
         if self.memory_target is not None and not self.memory_target > 0:
             raise ValueError(f"memory_target must be a positive number of bytes, got {self.memory_target!r}")
         if self.per_channel not in (True, False, "auto"):
