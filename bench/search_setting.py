@@ -94,12 +94,14 @@ def search(model: Any, x_cal: np.ndarray, max_drop: float = MAX_DROP, options: d
     return quantizer(max_drop, len(x_cal), options).quantize(model, x_cal, labels=labels)
 
 
-def _code_digest() -> bytes:
+def _code_digest(options: Any) -> bytes:
     """The source a search result depends on: the search package, the fake-quant model, calibration,
-    and the instruction estimate its speed cap reads."""
+    and the instruction estimate when a speed cap reads it (an fxp search without `max_slowdown`
+    never does, so a refit of instructions.json keeps its cached policies)."""
     root = Path(fxpq_keras.__file__).parent
-    files = [*sorted((root / "search").rglob("*.py")), root / "keras_model.py", root / "calibration.py",
-             root / "instructions.py", root / "instructions.json"]
+    files = [*sorted((root / "search").rglob("*.py")), root / "keras_model.py", root / "calibration.py"]
+    if options.max_slowdown or options.target != "fxp":
+        files += [root / "instructions.py", root / "instructions.json"]
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).digest()
 
 
@@ -109,7 +111,7 @@ def policy_path(name: str, x_cal: np.ndarray, max_drop: float = MAX_DROP,
     q = quantizer(max_drop, len(x_cal), options)
     described = json.dumps({**q.options.to_dict(), "finetune_epochs": q.finetune_epochs,
                             "finetune_lr": q.finetune_lr}, sort_keys=True, default=str).encode()
-    key = hashlib.sha256(_code_digest() + described + np.ascontiguousarray(x_cal).tobytes()).hexdigest()[:12]
+    key = hashlib.sha256(_code_digest(q.options) + described + np.ascontiguousarray(x_cal).tobytes()).hexdigest()[:12]
     return CACHE / f"{name}.fxpqnet-{max_drop * 100:g}pct.{key}.policy.json"
 
 
