@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=512)
     p.add_argument("extra", nargs="*", help="more `fxpq quantize` arguments (after --)")
     args = p.parse_args(argv)
-    print("| model | samples | wall s | search s | loading s | writing and checking s | peak RSS GB | load |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | samples | wall s | CPU s | search s | loading s | writing and checking s | peak RSS GB | load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     fxpq = [sys.executable, "-m", "fxpq_keras.cli"]
     for name in args.models.split(","):
         data = data_for(name)
@@ -57,14 +57,15 @@ def main(argv: list[str] | None = None) -> int:
             proc.returncode = os.waitstatus_to_exitcode(status)
             wall = time.perf_counter() - began
         peak = usage.ru_maxrss * 1024
+        cpu = usage.ru_utime + usage.ru_stime  # user + sys: what 2 idle cores would take in wall, at most
         line = re.search(r"time: [0-9.]+ s for the whole command \(loading TensorFlow and the model ([0-9.]+) s, "
                          r"search ([0-9.]+) s, writing and checking the files ([0-9.]+) s\)", printed)
         if line is None:
             print(printed[-3000:], file=sys.stderr)
-            print(f"| {name} | {args.samples} | {wall:.0f} | failed (exit {proc.returncode}) | | | | |")
+            print(f"| {name} | {args.samples} | {wall:.0f} | {cpu:.0f} | failed (exit {proc.returncode}) | | | | |")
             continue
         loading, search, rest = (float(v) for v in line.groups())
-        print(f"| {name} | {args.samples} | {wall:.0f} | {search:.0f} | {loading:.0f} | {rest:.0f} | "
+        print(f"| {name} | {args.samples} | {wall:.0f} | {cpu:.0f} | {search:.0f} | {loading:.0f} | {rest:.0f} | "
               f"{peak / 1e9:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
     return 0
 
