@@ -140,6 +140,12 @@ def test_incremental_evaluation_equals_a_whole_pass(digits: dict, which: str) ->
     whole_only = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, cache_bytes=1)
     assert not whole_only.incremental
     np.testing.assert_array_equal(whole_only.outputs(search._written), ev.outputs(search._written))
+    # other batch sizes (whole passes and incremental): the same outputs, bit for bit (evaluator.EVAL_BATCH)
+    for size in (7, 1024):
+        for incremental in (False, True):
+            other = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, batch_size=size,
+                              incremental=incremental, stages=ev.stages)
+            np.testing.assert_array_equal(other.outputs(search._written), whole_only.outputs(search._written))
 
 
 @pytest.mark.parametrize("switch", ["dynamic_fixed_point", "layerwise", "error_statistics_frac", "self_distillation"])
