@@ -155,6 +155,11 @@ def rescale(v: np.ndarray, from_frac, to_frac) -> np.ndarray:
     shift = np.asarray(to_frac, dtype=np.int64) - np.asarray(from_frac, dtype=np.int64)
     if shift.ndim == 0 and v.ndim:  # one shift for every element (per-tensor formats): the same rule, no masks
         return _rescale_by(v, int(shift))
+    if shift.size and bool(np.all((shift < 0) & (shift > -63))):
+        # right shifts only (per-channel accumulators to a narrower output): the rule below without its
+        # masks, the shifts broadcast against v
+        s = -shift
+        return (v + (np.int64(1) << (s - 1))) >> s
     v, shift = np.broadcast_arrays(v, shift)
     out = np.empty(v.shape, dtype=np.int64)
     right = shift < 0

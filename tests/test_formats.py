@@ -35,6 +35,22 @@ def test_rescale_is_exact_round_half_up(v, a, b):
         assert np.sign(got) == np.sign(expected) and abs(got) == 2**62
 
 
+@given(st.lists(st.integers(-(2**62), 2**62), min_size=1, max_size=12), st.data())
+def test_rescale_per_channel_is_the_scalar_rule_per_element(values, data):
+    """Per-channel fracs (arrays on the last axis, the fast paths included) give what the scalar rule
+    gives element by element."""
+    channels = data.draw(st.integers(1, 4))
+    v = np.resize(np.asarray(values, dtype=np.int64), (3, channels))
+    low = data.draw(st.integers(-40, 70))
+    from_frac = np.asarray(data.draw(st.lists(st.integers(low, low + data.draw(st.integers(0, 80))),
+                                              min_size=channels, max_size=channels)), dtype=np.int64)
+    to_frac = data.draw(st.integers(-10, 10))
+    got = rescale(v, from_frac, to_frac)
+    expected = [[int(rescale(np.int64(v[i, c]), int(from_frac[c]), to_frac)) for c in range(channels)]
+                for i in range(3)]
+    assert got.tolist() == expected
+
+
 @given(st.integers(2, 16), st.integers(-32, 32), st.booleans(),
        st.floats(-1e6, 1e6, allow_nan=False, width=32))
 def test_quantize_rule(bits, frac, signed, x):

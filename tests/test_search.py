@@ -119,27 +119,42 @@ def test_incremental_evaluation_equals_a_whole_pass(digits: dict, which: str) ->
     model = digits["model"] if which == "digits" else residual_model()
     search = PrecisionSearch(model, digits["x_train"], options=SearchOptions(0.02, samples=200, blend=0.0))
     ev = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, batch_size=64)
+    # a thinned store (about half the activations kept, the others recomputed when a pass needs them)
+    thin = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, batch_size=64, thin_bytes=0,
+                     stages=ev.stages)
+    assert ev.stored is None and thin.stored is not None and not all(thin.stored) and thin.stored[-1]
+    assert not any(not a and not b for a, b in zip(thin.stored, thin.stored[1:]))  # never two missing in a row
     rng = np.random.default_rng(0)
     keys = [k for k in search._formats(search.start_policy) if k[1] != "bias"]
-    ev.rebase(search._formats(search.start_policy))
+    for e in (ev, thin):
+        e.rebase(search._formats(search.start_policy))
     policy = search.start_policy
     for trial_no in range(12):
         changed = [keys[i] for i in rng.choice(len(keys), size=1 + trial_no % 3, replace=False)]
         trial = search._with(policy, [(k, int(rng.integers(3, 9)), search.frac_candidates(k, 8)[0]) for k in changed])
         search._sync(trial)
         whole = np.concatenate([np.asarray(ev._sums(xb)) for xb in ev._x])
-        runs = ev.stage_runs
-        out = ev.outputs(search._written, keep=trial_no % 2 == 0)
-        np.testing.assert_array_equal(out, whole)
-        assert ev.stage_runs - runs == len(ev.stages) - min(ev.stages.index[k[0]] for k in changed)
+        for e in (ev, thin):
+            runs = e.stage_runs
+            out = e.outputs(search._written, keep=trial_no % 2 == 0)
+            np.testing.assert_array_equal(out, whole)
+            assert e.stage_runs - runs == len(e.stages) - min(e.stages.index[k[0]] for k in changed)
         if trial_no % 4 == 0:  # the trial becomes the base: adopted (kept) or rerun from its first change
-            ev.rebase(search._written)
+            for e in (ev, thin):
+                e.rebase(search._written)
+                assert e.outputs(search._written).tolist() == whole.tolist()
             policy = trial
-            assert ev.outputs(search._written).tolist() == whole.tolist()
+    assert all(v is None for run in thin._base for v, s in zip(run, thin.stored) if not s) and thin.recomputed > 0
     # above the memory bound for stored activations: whole passes, the same outputs
     whole_only = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, cache_bytes=1)
     assert not whole_only.incremental
     np.testing.assert_array_equal(whole_only.outputs(search._written), ev.outputs(search._written))
+    # other batch sizes (whole passes and incremental): the same outputs, bit for bit (evaluator.EVAL_BATCH)
+    for size in (7, 1024):
+        for incremental in (False, True):
+            other = Evaluator(search.qmodel, digits["x_train"][:150], search.decision_meter, batch_size=size,
+                              incremental=incremental, stages=ev.stages)
+            np.testing.assert_array_equal(other.outputs(search._written), whole_only.outputs(search._written))
 
 
 @pytest.mark.parametrize("switch", ["dynamic_fixed_point", "layerwise", "error_statistics_frac", "self_distillation"])
