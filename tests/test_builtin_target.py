@@ -228,13 +228,10 @@ def _zoo_builtin_policy(calib, seed: int):
 _HEAVY = pytest.mark.skipif(not LONG, reason="10-25 s each: FXPQ_LONG=2 runs it (bench/builtin.py runs it trained)")
 
 
-@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_seq", pytest.param("resnet8", marks=_HEAVY),
-                                  "ds_cnn_kws", pytest.param("mobilenet_v1_025", marks=_HEAVY), "fc_autoencoder",
-                                  "mobilenet_v3_tiny"])
-@pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")  # untrained: tiny outputs
-def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
-    """Every zoo model (untrained: no training in CI; bench/builtin.py runs the trained ones) with a
-    mixed int4/int8, int8/int16 builtin policy: the file runs in real TFLM exactly as the numpy model."""
+def _zoo_builtin_file(name: str):
+    """(builtin file bytes, 16 inputs) of a zoo model (untrained: no training in CI; bench/builtin.py
+    runs the trained ones) under a mixed int4/int8, int8/int16 builtin policy; None where the model
+    has no builtin file (asserted to be for the known reason)."""
     import sys
     from pathlib import Path
 
@@ -257,20 +254,58 @@ def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
     calib = Calibration(model, x)
     qmodel = quantize_model(calib, _zoo_builtin_policy(calib, seed=len(name)))
     try:
-        blob = export_tflite(qmodel, target="builtin")
+        return export_tflite(qmodel, target="builtin"), x
     except ExportError as exc:
         if name == "mobilenet_v3_tiny":  # MUL / HARD_SWISH: no builtin file (the fxp target takes it)
             assert "no stock int8 equivalent" in str(exc)
-            return
+            return None
         # untrained MobileNetV1: features vanish with depth, so the classifier's output frac sits far
         # above its accumulator's, which int32 cannot shift (trained: bench/builtin.py)
         assert name == "mobilenet_v1_025" and "overflow int32" in str(exc), str(exc)
-        return
+        return None
+
+
+def _same_in(engine: str, blob: bytes, x: np.ndarray, name: str) -> None:
     import tempfile
+    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
         path.write_bytes(blob)
-        ours = Interpreter(path).predict(x[:3], raw=True)
-        theirs = Interpreter(path, engine="tflm").predict(x[:3], raw=True)
+        ours = Interpreter(path).predict(x, raw=True)
+        theirs = Interpreter(path, engine=engine).predict(x, raw=True)
     np.testing.assert_array_equal(theirs, ours)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_seq", pytest.param("resnet8", marks=_HEAVY),
+                                  "ds_cnn_kws", pytest.param("mobilenet_v1_025", marks=_HEAVY), "fc_autoencoder",
+                                  "mobilenet_v3_tiny"])
+@pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")  # untrained: tiny outputs
+def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
+    """Every zoo model with a mixed int4/int8, int8/int16 builtin policy: the file runs in real TFLM
+    (the wheel: reference kernels) exactly as the numpy model."""
+    made = _zoo_builtin_file(name)
+    if made is not None:
+        _same_in("tflm", made[0], made[1][:3], name)
+
+
+def _cortex_m_ready() -> bool:
+    import shutil
+
+    from fxpq_keras.kernels.tflm import tflm_available
+
+    return tflm_available() and shutil.which("qemu-system-arm") is not None \
+        and shutil.which("arm-none-eabi-g++") is not None
+
+
+@pytest.mark.skipif(not _cortex_m_ready(), reason="needs TFLM_DIR, qemu-system-arm and arm-none-eabi-g++")
+@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_kws", "fc_autoencoder"])
+@pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")
+def test_zoo_builtin_files_are_bit_exact_on_cortex_m4_with_cmsis_nn(name):
+    """The same files under TFLM + CMSIS-NN on QEMU Cortex-M4 (arm_*_s4 and *_s16 kernels): equal
+    to the numpy model. These four hold int16-input FULLY_CONNECTED layers, which CMSIS-NN's Prepare
+    refuses per channel, so the writer stores them per tensor (their channels share one scale)."""
+    blob, x = _zoo_builtin_file(name)
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    assert S.TensorType.INT16 in {t.type for t in model.subgraphs[0].tensors}
+    _same_in("tflm-m4", blob, x[:2], name)
