@@ -150,7 +150,8 @@ def digits_builtin(digits: dict):  # noqa: F811 (the imported fixture)
     from fxpq_keras.search import FxPQNet
 
     model, x = digits["model"], np.concatenate([digits["x_train"], digits["x_test"]])
-    result = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0).quantize(model, x[:1200])
+    # no speed cap here: these tests are about the format space (the cap: the test after them)
+    result = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0, max_slowdown=0).quantize(model, x[:1200])
     return model, result, x[1200:]
 
 
@@ -180,6 +181,47 @@ def test_builtin_search_result_is_bit_exact_in_tflm(digits_builtin, tmp_path):
     assert agree >= 1 - 0.05 - 0.02  # the budget plus ~2 binomial standard errors on 597 held-out digits
     _, weights = _types(path.read_bytes())
     assert S.TensorType.INT4 in weights
+
+
+def test_builtin_speed_estimate_follows_cmsis_nn_kernels():
+    """int4 weights and int16 activations run slower CMSIS-NN kernels than int8 on Cortex-M4
+    (bench/builtin_speed.py); int4 weights run the s4 kernel (the search repairs their activations
+    to 8 bits)."""
+    from dataclasses import replace
+
+    from fxpq_keras.instructions import KernelCall
+    from fxpq_keras.search import SearchOptions, builtin_space
+
+    est = builtin_space.call_instructions
+    conv = KernelCall("conv2d", 8, True, 8, True, 400, 400, w_bits=8, macs=3600, k=9, taps=9, channels=4)
+    assert est(replace(conv, w_bits=4)) > 1.5 * est(conv)
+    assert est(conv) < est(replace(conv, x_bits=16)) == est(replace(conv, out_bits=15))
+    assert est(replace(conv, x_bits=16, w_bits=4)) == est(replace(conv, w_bits=4))
+    dw = replace(conv, op="depthwise_conv2d")
+    assert est(replace(dw, x_bits=16)) > 3 * est(dw)
+    assert est(replace(conv, taps=1)) == 3600 * builtin_space.M4_PER_MAC["pointwise"]["s8"]
+    assert est(replace(conv, op="add", macs=0)) == 0.0
+    assert SearchOptions(target="builtin").max_slowdown == builtin_space.MAX_SLOWDOWN
+    assert SearchOptions(target="builtin", max_slowdown=0).max_slowdown == 0  # 0: no cap
+    assert SearchOptions().max_slowdown is None  # the fxp target's default is untouched
+
+
+def test_builtin_search_holds_its_speed_cap(digits_builtin, digits):  # noqa: F811 (the imported fixture)
+    """By default the builtin search refuses int4 steps that would take the estimated CMSIS-NN
+    instructions above 1.1x uniform W8A8's: fewer int4 weights than the uncapped search."""
+    from fxpq_keras.search import FxPQNet
+
+    model, uncapped, _ = digits_builtin
+    x = np.concatenate([digits["x_train"], digits["x_test"]])
+    capped = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0).quantize(model, x[:1200])
+    assert capped.instruction_cap is not None and capped.instructions() <= capped.instruction_cap
+    assert uncapped.instructions() > capped.instruction_cap  # the cap bites on this net
+
+    def int4(result) -> int:
+        return sum(d.bits <= 4 for _, ds, d in result.policy.data_structures() if ds == "weights")
+
+    assert int4(capped) < int4(uncapped)
+    assert "CMSIS-NN" in capped.speed_line()
 
 
 def test_reference_kernels_unpack_int4_weights_into_the_arena():

@@ -17,6 +17,11 @@ or writes an int16 tensor the exporter computes it in int16 with exact QUANTIZE 
 (flatbuffer/builtin.py), and an int16 op takes int8 weights (a 4-bit choice there is stored as
 int8, exact). The device objective is the fxp file's accounting (weights at 4 or 8 bits, every
 activation at its container size), which ranks these steps as the builtin file's bytes do.
+
+Speed: CMSIS-NN's int4 and int16x8 kernels are slower per MAC than its int8 ones on Cortex-M4
+(bench/builtin_speed.py: int4 weights 1.65-2.4x, int16 1.08-1.31x, int16 depthwise 4.1x), so the
+search's speed cap (search/speed.py) runs on :func:`call_instructions`, per MAC by kernel kind, at
+`MAX_SLOWDOWN` x uniform W8A8's unless `max_slowdown` says otherwise (0: no cap).
 """
 
 from __future__ import annotations
@@ -24,12 +29,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..instructions import KernelCall
 from ..policy import Policy
 
 Key = tuple[str, str]
 WEIGHT_BITS = (4, 8)
 ACTIVATION_BITS = (8, 16)
 FC_KINDS = ("dense",)
+MAX_SLOWDOWN = 1.1  # the default speed cap of target builtin: uniform W8A8's M4 instructions x this
+# Cortex-M4 instructions per MAC of TFLM 90b983c's CMSIS-NN kernels (a one-layer file each, QEMU
+# -icount shift=0): `TFLM_DIR=... .venv/bin/python bench/builtin_speed.py` prints them. Keys: the
+# layer class (a conv with a window, a 1x1 conv, depthwise, fully connected) and the kernel kind
+# (s8: int8 weights and activations; s4: packed int4 weights; s16: int16 activations, int8 weights).
+M4_PER_MAC = {
+    "conv": {"s8": 2.14, "s4": 3.91, "s16": 2.30},
+    "pointwise": {"s8": 2.71, "s4": 4.47, "s16": 3.54},
+    "depthwise": {"s8": 8.08, "s4": 16.57, "s16": 32.96},
+    "fc": {"s8": 2.12, "s4": 5.08, "s16": 2.61},
+}
 
 
 def activation_width(bits: int, signed: bool) -> int:
@@ -48,6 +65,29 @@ def widths(key: Key, now: int) -> list[int]:
     """The widths of `key` the search may still step to, ascending, ending at the current one."""
     low = 4 if key[1] == "weights" else 8
     return [low, now] if now > low else [now]
+
+
+def kernel_kind(call: KernelCall) -> str:
+    """The CMSIS-NN kernel a weighted call of the searched file runs: s4 for <= 4-bit weights (the
+    search's policies are repaired so: their activations go to 8 bits, `repair`), else s16 when it
+    reads or writes an int16 tensor (the file computes such an op in int16), else s8."""
+    if 0 < call.w_bits <= 4:
+        return "s4"
+    return "s16" if call.x_bits > 8 or call.out_bits > 8 else "s8"
+
+
+def call_instructions(call: KernelCall) -> float:
+    """Estimated Cortex-M4 instructions of one weighted call of the builtin file under TFLM with
+    CMSIS-NN (MACs x M4_PER_MAC); 0 for the other ops, whose cost the search's steps barely move."""
+    if call.op == "fully_connected":
+        kind = "fc"
+    elif call.op == "depthwise_conv2d":
+        kind = "depthwise"
+    elif call.op == "conv2d":
+        kind = "pointwise" if call.taps == 1 else "conv"
+    else:
+        return 0.0
+    return call.macs * M4_PER_MAC[kind][kernel_kind(call)]
 
 
 def _owner(policy: Policy, name: str) -> str:
