@@ -9,6 +9,8 @@ uniform policies: W8A8 (int8 kernels), W4A8 (packed int4 weights: arm_*_s4), W8A
 arm_*_s16), run in real TFLM + CMSIS-NN on QEMU Cortex-M4 (`TflmEngine` variant m4-cmsis, -icount
 shift=0). Printed per layer and format: instructions per inference and per MAC, and the ratio to
 W8A8. The per-MAC figure is the whole file's (its QUANTIZE-free one-op graph) over the layer's MACs.
+Last, the QUANTIZE seam the builtin file puts before an int16 op with an int8 input: the dense
+layer at W8A16 with its input at 8 bits, minus W8A16, per input element.
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ def _policy(calib, fmt: str):
     ranges = space.data_ranges(calib, opts, policy)
     for layer, ds in space.changeable_keys(policy, opts):
         d = policy.get(layer, ds)
-        bits = {"weights": 4 if fmt == "W4A8" else 8}.get(ds, 16 if fmt == "W8A16" else 8)
+        bits = {"weights": 4 if fmt == "W4A8" else 8}.get(ds, 16 if fmt.startswith("W8A16") else 8)
+        if fmt == "W8A16, int8 input" and layer == "input":
+            bits = 8
         if ds != "weights" and bits == 16:
             continue
         if bits != d.bits:
@@ -72,13 +76,13 @@ def measure(samples: int = 2) -> list[dict]:
         w = layer.get_weights()[0]
         out_elems = int(np.prod(model.output_shape[1:]))
         macs = out_elems * (int(np.prod(w.shape[:-1])) if op != "depthwise_conv2d" else int(np.prod(w.shape[:2])))
-        for fmt in FORMATS:
+        for fmt in FORMATS + (("W8A16, int8 input",) if op == "fully_connected" else ()):
             path = out_dir / f"{name.split()[0]}-{fmt}.tflite"
             export_tflite(quantize_model(calib, _policy(calib, fmt)), path, target="builtin", float_input=False)
             interp = Interpreter(path)
             eng = TflmEngine(path, interp.graph, interp.info, variant="m4-cmsis")
             eng.run(input_integers(path, x[:samples]))
-            rows.append({"layer": name, "op": op, "format": fmt, "macs": macs,
+            rows.append({"layer": name, "op": op, "format": fmt, "macs": macs, "in_elements": int(np.prod(shape)),
                          "instructions": float(eng.instructions.mean())})
     return rows
 
@@ -89,6 +93,11 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(f"| {r['layer']} | {r['format']} | {r['macs']:,} | {r['instructions']:,.0f} | "
                      f"{r['instructions'] / r['macs']:.2f} | {r['instructions'] / base[r['layer']]:.2f} |")
+    for r in rows:
+        if r["format"] == "W8A16, int8 input":
+            w8a16 = next(q for q in rows if q["layer"] == r["layer"] and q["format"] == "W8A16")
+            seam = (r["instructions"] - w8a16["instructions"]) / r["in_elements"]
+            lines.append(f"\nQUANTIZE int8 -> int16 seam ({r['layer']}): {seam:.1f} instructions per element")
     return "\n".join(lines)
 
 

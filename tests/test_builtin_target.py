@@ -201,6 +201,10 @@ def test_builtin_speed_estimate_follows_cmsis_nn_kernels():
     assert est(replace(dw, x_bits=16)) > 3 * est(dw)
     assert est(replace(conv, taps=1)) == 3600 * builtin_space.M4_PER_MAC["pointwise"]["s8"]
     assert est(replace(conv, op="add", macs=0)) == 0.0
+    # an int16 op between int8 tensors pays its QUANTIZE seams per element (the file widens/narrows)
+    seam = builtin_space.M4_PER_SEAM_ELEMENT
+    assert est(replace(conv, x_bits=16, out_bits=16)) + 400 * seam == est(replace(conv, x_bits=16))
+    assert est(replace(conv, op="add", macs=0, in_elements=800, x2_bits=16)) == 800 * seam
     assert SearchOptions(target="builtin").max_slowdown == builtin_space.MAX_SLOWDOWN
     assert SearchOptions(target="builtin", max_slowdown=0).max_slowdown == 0  # 0: no cap
     assert SearchOptions().max_slowdown is None  # the fxp target's default is untouched

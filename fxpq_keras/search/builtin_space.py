@@ -47,6 +47,10 @@ M4_PER_MAC = {
     "depthwise": {"s8": 8.08, "s4": 16.57, "s16": 32.96},
     "fc": {"s8": 2.12, "s4": 5.08, "s16": 2.61},
 }
+# a QUANTIZE int8 -> int16 seam (TFLM's reference requantize; CMSIS-NN has none), per element
+# (bench/builtin_speed.py's last line; int16 -> int8 costs the same): as much as ~20 int8 MACs
+M4_PER_SEAM_ELEMENT = 45.2
+WEIGHTED = ("conv2d", "depthwise_conv2d", "fully_connected")
 
 
 def activation_width(bits: int, signed: bool) -> int:
@@ -76,9 +80,23 @@ def kernel_kind(call: KernelCall) -> str:
     return "s16" if call.x_bits > 8 or call.out_bits > 8 else "s8"
 
 
+def _seam_elements(call: KernelCall) -> int:
+    """Elements of the QUANTIZE seams the builtin file puts around an op computed in int16: each
+    int8 input widened, an int8 output narrowed (docs/format.md 7.1); 0 for an int8 or int4 op."""
+    if (call.op in WEIGHTED and 0 < call.w_bits <= 4) or max(call.x_bits, call.x2_bits, call.out_bits) <= 8:
+        return 0
+    x_elements = call.in_elements // 2 if call.x2_bits else call.in_elements
+    n = x_elements if call.x_bits <= 8 else 0
+    n += call.in_elements - x_elements if 0 < call.x2_bits <= 8 else 0
+    return n + (call.out_elements if call.out_bits <= 8 else 0)
+
+
 def call_instructions(call: KernelCall) -> float:
-    """Estimated Cortex-M4 instructions of one weighted call of the builtin file under TFLM with
-    CMSIS-NN (MACs x M4_PER_MAC); 0 for the other ops, whose cost the search's steps barely move."""
+    """Estimated Cortex-M4 instructions of one call of the builtin file under TFLM with CMSIS-NN:
+    a weighted op's MACs x M4_PER_MAC, plus M4_PER_SEAM_ELEMENT per element of its QUANTIZE seams
+    (an int16 op between int8 tensors); the other ops' own cost, which the search's steps barely
+    move, is not counted."""
+    seams = _seam_elements(call) * M4_PER_SEAM_ELEMENT
     if call.op == "fully_connected":
         kind = "fc"
     elif call.op == "depthwise_conv2d":
@@ -86,8 +104,8 @@ def call_instructions(call: KernelCall) -> float:
     elif call.op == "conv2d":
         kind = "pointwise" if call.taps == 1 else "conv"
     else:
-        return 0.0
-    return call.macs * M4_PER_MAC[kind][kernel_kind(call)]
+        return float(seams)
+    return call.macs * M4_PER_MAC[kind][kernel_kind(call)] + seams
 
 
 def _owner(policy: Policy, name: str) -> str:
