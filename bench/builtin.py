@@ -20,11 +20,15 @@ Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled t
   litert-lm-builder tomli` and PYTHONPATH=DIR) on the converter's float file, static recipes W8A8
   (static_wi8_ai8), W4A8 (the same with 4-bit weights, per tensor on FULLY_CONNECTED: TFLM refuses
   AEQ's per-channel int4 FC) and W8A16 (static_wi8_ai16), calibrated on
-  the same 512 samples, run in the `tflite-micro` wheel (real TFLM) on the held-out split.
+  the same 512 samples, run in the `tflite-micro` wheel (real TFLM) on the held-out split (AEQ's
+  constants stored after the flatbuffer, which TFLM ignores, are first moved inside it:
+  `inline_buffers`).
 
 Columns: `.tflite` bytes and their ratio to TFLite int8; the held-out score (top-1 accuracy, or AUC
 for the autoencoder) and agreement with the float model's top-1 on the held-out split (the
-integer files run through the numpy model of TFLM's kernels); the weights stored as int4 and the
+integer files run through the numpy model of TFLM's kernels); the held-out loss the budget bounds
+(top-1 flips, or the autoencoder's relative output MSE, metric snr) and whether it is within
+`--max-drop`; the weights stored as int4 and the
 activation tensors stored as int16; `wheel bit-exact`: the builtin file run in the `tflite-micro`
 wheel (real TFLM, reference kernels) equals the numpy model on every held-out input checked;
 `arena B`: TFLM's arena as fxpq_keras.tflm_arena models it (with int16 activations CMSIS-NN's int16
