@@ -2,22 +2,33 @@
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
 
+With `TFLM_DIR` (and `FXPQ_TFLM_CACHE` holding release TFLM libraries) every file also runs in real
+TFLM on QEMU Cortex-M4 with CMSIS-NN (`TflmEngine` variant m4-cmsis, the model linked in):
+instructions per inference (mean over `--m4-samples` held-out inputs), their ratio to TFLite int8's,
+and TFLM's measured `arena_used_bytes`.
+
 Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled training samples):
 
 - TFLite int8: TFLiteConverter full-integer post-training quantization (the file users have today);
 - W8A8 (int8-builtin): fxpq's uniform 8-bit policy through stock int8 ops;
 - builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
-  int8 or int16, device objective), written with target builtin;
+  int8 or int16, device objective), the benchmarks' setting (bench/search_setting.py: seed 0, integer
+  input, the policy cached under `$FXPQ_BENCH_CACHE`), written with target builtin and integer input
+  (as TFLite int8 files take int8; W8A8 likewise);
 - with --aeq: Google's AI Edge Quantizer (`ai-edge-quantizer` 0.10, importable: it needs no
   TensorFlow; e.g. `pip install --no-deps --target DIR ai-edge-quantizer immutabledict
   litert-lm-builder tomli` and PYTHONPATH=DIR) on the converter's float file, static recipes W8A8
   (static_wi8_ai8), W4A8 (the same with 4-bit weights, per tensor on FULLY_CONNECTED: TFLM refuses
   AEQ's per-channel int4 FC) and W8A16 (static_wi8_ai16), calibrated on
-  the same 512 samples, run in the `tflite-micro` wheel (real TFLM) on the held-out split.
+  the same 512 samples, run in the `tflite-micro` wheel (real TFLM) on the held-out split (AEQ's
+  constants stored after the flatbuffer, which TFLM ignores, are first moved inside it:
+  `inline_buffers`).
 
 Columns: `.tflite` bytes and their ratio to TFLite int8; the held-out score (top-1 accuracy, or AUC
 for the autoencoder) and agreement with the float model's top-1 on the held-out split (the
-integer files run through the numpy model of TFLM's kernels); the weights stored as int4 and the
+integer files run through the numpy model of TFLM's kernels); the held-out loss the budget bounds
+(top-1 flips, or the autoencoder's relative output MSE, metric snr) and whether it is within
+`--max-drop`; the weights stored as int4 and the
 activation tensors stored as int16; `wheel bit-exact`: the builtin file run in the `tflite-micro`
 wheel (real TFLM, reference kernels) equals the numpy model on every held-out input checked;
 `arena B`: TFLM's arena as fxpq_keras.tflm_arena models it (with int16 activations CMSIS-NN's int16
@@ -29,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
 from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E402
 from bench.quality import tflite_int8  # noqa: E402
+from bench.search_setting import FLOAT_INPUT, cached_policy, input_integers, searched_model  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
@@ -49,6 +60,15 @@ from fxpq_keras.policy import Policy  # noqa: E402
 
 def _agreement(name: str, out: np.ndarray, ref: np.ndarray) -> float | None:
     return None if ZOO[name].metric == "auc" else float(np.mean(np.argmax(out, -1) == np.argmax(ref, -1)))
+
+
+def _loss(name: str, out: np.ndarray, ref: np.ndarray) -> float:
+    """The held-out loss the 1 % budget bounds: top-1 flips against the float model, or for the
+    autoencoder (metric snr) the relative output MSE, noise power over the float output's power."""
+    if ZOO[name].metric == "auc":
+        out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
+        return float(np.sum((out - ref) ** 2) / np.sum(ref ** 2))
+    return 1.0 - float(np.mean(np.argmax(out, -1) == np.argmax(ref, -1)))
 
 
 def _composition(blob: bytes) -> tuple[int, int, int]:
@@ -78,16 +98,52 @@ def _arena(blob: bytes) -> dict[str, Any]:
         return {}
 
 
+def _m4_input(blob: bytes, x: np.ndarray) -> np.ndarray:
+    """Held-out floats as a converter / AEQ file's input tensor takes them (quantized as TFLite does)."""
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    t = model.subgraphs[0].tensors[model.subgraphs[0].inputs[0]]
+    if t.type == S.TensorType.FLOAT32:
+        return x.astype(np.float32)
+    q, dtype = t.quantization, {S.TensorType.INT8: np.int8, S.TensorType.INT16: np.int16}[t.type]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(x / q.scale[0]) + q.zeroPoint[0], info.min, info.max).astype(dtype)
+
+
+def _m4(path: Path, x: np.ndarray, fxpq_file: bool) -> dict[str, Any]:
+    """Instructions per inference (mean) and TFLM's measured arena_used_bytes of one file in real
+    TFLM on QEMU Cortex-M4 with CMSIS-NN; {} without TFLM_DIR. x: held-out floats."""
+    import os
+
+    if not os.environ.get("TFLM_DIR"):
+        return {}
+    from fxpq_keras.kernels.tflm_engines import TflmEngine
+
+    try:
+        if fxpq_file:  # our file: the engine takes the input format's integers (and adds a u8 zero point)
+            interp = Interpreter(path)
+            eng = TflmEngine(path, interp.graph, interp.info, variant="m4-cmsis", link_model=True)
+            eng.run(input_integers(path, x))
+        else:
+            eng = TflmEngine(path, None, None, variant="m4-cmsis", link_model=True)
+            eng.run(_m4_input(path.read_bytes(), x))
+        return {"m4": float(eng.instructions.mean()), "arena": int(eng.arena_used_bytes)}
+    except Exception as exc:  # noqa: BLE001 - a file TFLM refuses is a note, not a crash
+        return {"m4_note": f"M4: {str(exc).splitlines()[0][:120]}"}
+
+
 def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], float_out: np.ndarray,
-              n_exact: int, note: str = "") -> dict[str, Any]:
-    x_te = data["x_test"].astype(np.float32)
+              n_exact: int, note: str = "", m4_samples: int = 0) -> dict[str, Any]:
+    x_te = input_integers(path, data["x_test"].astype(np.float32))
     out = Interpreter(path).predict(x_te)
     out = out[0] if isinstance(out, list) else out
     blob = path.read_bytes()
     int4, int8, act16 = _composition(blob)
     row = {"model": name, "file": what, "bytes": len(blob), "score": score(name, out, data),
-           "agreement": _agreement(name, out, float_out), "int4": int4, "int8": int8, "act16": act16, "note": note,
+           "agreement": _agreement(name, out, float_out), "loss": _loss(name, out, float_out),
+           "int4": int4, "int8": int8, "act16": act16, "note": note,
            **_arena(blob)}
+    if m4_samples:
+        row.update(_m4(path, data["x_test"][:m4_samples].astype(np.float32), True))
     if n_exact:
         interp = Interpreter(path)
         ref = interp.predict(x_te[:n_exact], raw=True)
@@ -96,7 +152,8 @@ def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], flo
     return row
 
 
-def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False) -> list[dict[str, Any]]:
+def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False,
+            m4_samples: int = 0) -> list[dict[str, Any]]:
     model, data = trained(name)
     x_cal, _ = calibration_set(data, samples)
     x_te = data["x_test"].astype(np.float32)
@@ -104,35 +161,35 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
     rows: list[dict[str, Any]] = [{"model": name, "file": "float", "score": score(name, float_out, data),
                                    "agreement": _agreement(name, float_out, float_out), "note": ""}]
     int8_out, int8_blob = tflite_int8(model, x_cal, x_te)
-    rows.append({"model": name, "file": "TFLite int8", "bytes": len(int8_blob), "score": score(name, int8_out, data),
-                 "agreement": _agreement(name, int8_out, float_out), "int8": None, "note": "LiteRT",
-                 **_arena(int8_blob)})
-    calib = Calibration(model, x_cal)
     out_dir = Path("/tmp/fxpq-bench-builtin")
     out_dir.mkdir(exist_ok=True)
+    (out_dir / f"{name}-tflite-int8.tflite").write_bytes(int8_blob)
+    rows.append({"model": name, "file": "TFLite int8", "bytes": len(int8_blob), "score": score(name, int8_out, data),
+                 "agreement": _agreement(name, int8_out, float_out), "loss": _loss(name, int8_out, float_out),
+                 "int8": None, "note": "LiteRT",
+                 **_arena(int8_blob), **(_m4(out_dir / f"{name}-tflite-int8.tflite", x_te[:m4_samples], False)
+                                         if m4_samples else {})})
+    calib = Calibration(model, x_cal)
     path = out_dir / f"{name}-w8a8.tflite"
     try:
-        export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), path, target="int8-builtin")
-        rows.append(_file_row(name, "W8A8 (int8-builtin)", path, data, float_out, 0))
+        export_tflite(quantize_model(calib, Policy.uniform(calib, 8, None)), path, target="int8-builtin",
+                      float_input=FLOAT_INPUT)
+        rows.append(_file_row(name, "W8A8 (int8-builtin)", path, data, float_out, 0, m4_samples=m4_samples))
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "W8A8 (int8-builtin)", "note": f"refused: {str(exc)[:160]}"})
         rows.append({"model": name, "file": f"builtin search {max_drop:.0%}",
                      "note": "not run: the model has layers no stock file expresses (see the W8A8 row)"})
-        return rows + (aeq_rows(name, model, x_cal, data, float_out) if aeq else [])
-    from fxpq_keras.search import FxPQNet
-
-    t0 = time.time()
-    res = FxPQNet(max_drop, target="builtin", samples=samples, seed=0, verbose=0).quantize(model, x_cal)
-    seconds = time.time() - t0
+        return rows + (aeq_rows(name, model, x_cal, data, float_out, m4_samples) if aeq else [])
+    policy, how = cached_policy(name, model, x_cal, max_drop, {"target": "builtin"})
     path = out_dir / f"{name}-builtin.tflite"
     try:
-        export_tflite(res.model, path, target="builtin")
-        rows.append(_file_row(name, f"builtin search {max_drop:.0%}", path, data, float_out, n_exact,
-                              f"search {seconds:.0f} s, {res.evaluations} evaluations"))
+        export_tflite(searched_model(model, policy), path, target="builtin", float_input=FLOAT_INPUT)
+        rows.append(_file_row(name, f"builtin search {max_drop:.0%}", path, data, float_out, n_exact, how,
+                              m4_samples=m4_samples))
     except Exception as exc:  # noqa: BLE001
         rows.append({"model": name, "file": f"builtin search {max_drop:.0%}", "note": f"refused: {str(exc)[:160]}"})
     if aeq:
-        rows += aeq_rows(name, model, x_cal, data, float_out)
+        rows += aeq_rows(name, model, x_cal, data, float_out, m4_samples)
     return rows
 
 
@@ -175,8 +232,31 @@ def _run_wheel(blob: bytes, x: np.ndarray) -> np.ndarray:
     return out
 
 
+def inline_buffers(blob: bytes) -> bytes:
+    """A file whose constants all sit inside the flatbuffer: AEQ writes buffers of 16 KiB and more
+    after the flatbuffer (`Buffer.offset`/`size`, the >2 GB layout), which LiteRT reads and TFLM
+    (90b983c) ignores, running such layers on empty weights without an error (the FC autoencoder's
+    W8A8 output was constant: AUC 0.57). Unchanged when no buffer uses an offset."""
+    import flatbuffers
+
+    from fxpq_keras.flatbuffer.builder import _AlignedBufferT
+
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    if not any(getattr(b, "offset", 0) > 1 for b in model.buffers):
+        return blob
+    buffers = []
+    for b in model.buffers:
+        new = _AlignedBufferT()
+        new.data = blob[b.offset:b.offset + b.size] if getattr(b, "offset", 0) > 1 else b.data
+        buffers.append(new)
+    model.buffers = buffers
+    fb = flatbuffers.Builder(len(blob) + 4096)
+    fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+    return bytes(fb.Output())
+
+
 def aeq_rows(name: str, model: Any, x_cal: np.ndarray, data: dict[str, np.ndarray],
-             float_out: np.ndarray) -> list[dict[str, Any]]:
+             float_out: np.ndarray, m4_samples: int = 0) -> list[dict[str, Any]]:
     """AI Edge Quantizer's static recipes on the converter's float file (see the module doc)."""
     from ai_edge_litert.interpreter import Interpreter as LiteRT
     from ai_edge_quantizer import quantizer
@@ -191,35 +271,45 @@ def aeq_rows(name: str, model: Any, x_cal: np.ndarray, data: dict[str, np.ndarra
     for what, rec in _aeq_recipes().items():
         try:
             qt = quantizer.Quantizer(float_blob, rec)
-            blob = bytes(qt.quantize(qt.calibrate(calibration, num_threads=1), enable_progress_report=False)
-                         .quantized_model)
+            blob = inline_buffers(bytes(qt.quantize(qt.calibrate(calibration, num_threads=1),
+                                                    enable_progress_report=False).quantized_model))
             out = _run_wheel(blob, data["x_test"].astype(np.float32))
             int4, int8, act16 = _composition(blob)
+            path = Path("/tmp/fxpq-bench-builtin") / f"{name}-{what.replace(' ', '-')}.tflite"
+            path.write_bytes(blob)
             rows.append({"model": name, "file": what, "bytes": len(blob), "score": score(name, out, data),
-                         "agreement": _agreement(name, out, float_out), "int4": int4, "int8": int8, "act16": act16,
-                         "note": "run in the tflite-micro wheel", **_arena(blob)})
+                         "agreement": _agreement(name, out, float_out), "loss": _loss(name, out, float_out),
+                         "int4": int4, "int8": int8, "act16": act16,
+                         "note": "run in the tflite-micro wheel", **_arena(blob),
+                         **(_m4(path, data["x_test"][:m4_samples].astype(np.float32), False) if m4_samples else {})})
         except Exception as exc:  # noqa: BLE001 - a failing recipe is a row of the table
             rows.append({"model": name, "file": what, "note": f"failed: {str(exc).splitlines()[0][:160]}"})
     return rows
 
 
-def table(rows: list[dict[str, Any]]) -> str:
+def table(rows: list[dict[str, Any]], max_drop: float = 0.01) -> str:
     head = ["model", "file", ".tflite B", "file/int8", "arena B (CMSIS-NN)", "arena B (reference)",
-            "held-out score", "agreement", "int4 weights",
+            "M4 instr (CMSIS-NN)", "M4/int8", "TFLM arena B (M4)",
+            "held-out score", "agreement", "held-out loss", f"holds {max_drop:.0%}", "int4 weights",
             "int8 weights", "int16 tensors", "wheel bit-exact", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    base = None
+    base = base_m4 = None
     for r in rows:
         if r["file"] == "TFLite int8":
-            base = r.get("bytes")
-        b = r.get("bytes")
+            base, base_m4 = r.get("bytes"), r.get("m4")
+        b, m4 = r.get("bytes"), r.get("m4")
         agree = r.get("agreement")
         cells = [r["model"], r["file"], f"{b:,}" if b else "", f"{b / base:.2f}" if b and base else "",
                  f"{r['ram']:,}" if r.get("ram") else "", f"{r['ram_ref']:,}" if r.get("ram_ref") else "",
+                 f"{m4:,.0f}" if m4 else "", f"{m4 / base_m4:.2f}" if m4 and base_m4 else "",
+                 f"{r['arena']:,}" if r.get("arena") else "",
                  f"{r['score']:.4f}" if r.get("score") is not None else "",
                  f"{agree:.2%}" if agree is not None else "",
+                 f"{r['loss']:.2%}" if r.get("loss") is not None else "",
+                 ("yes" if r["loss"] <= max_drop else "**no**") if r.get("loss") is not None else "",
                  f"{r['int4']:,}" if r.get("int4") is not None else "", f"{r['int8']:,}" if r.get("int8") else "",
-                 str(r.get("act16", "")), r.get("exact", ""), r.get("note", "")]
+                 str(r.get("act16", "")), r.get("exact", ""),
+                 "; ".join(n for n in (r.get("note", ""), r.get("m4_note", "")) if n)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -232,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exact", type=int, default=200, help="held-out inputs run in the tflite-micro wheel")
     p.add_argument("--aeq", action="store_true", help="also AI Edge Quantizer's W8A8, W4A8 and W8A16 recipes")
     p.add_argument("--aeq-only", action="store_true", help="only the float and AEQ rows (no search)")
+    p.add_argument("--m4-samples", type=int, default=3,
+                   help="held-out inputs run on QEMU Cortex-M4 with CMSIS-NN (needs TFLM_DIR; 0: none)")
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
@@ -241,12 +333,12 @@ def main(argv: list[str] | None = None) -> int:
             float_out = model.predict(data["x_test"].astype(np.float32), verbose=0)
             new = [{"model": name, "file": "float", "score": score(name, float_out, data),
                     "agreement": _agreement(name, float_out, float_out), "note": ""}]
-            new += aeq_rows(name, model, x_cal, data, float_out)
+            new += aeq_rows(name, model, x_cal, data, float_out, args.m4_samples)
         else:
-            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq)
+            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq, args.m4_samples)
         rows += new
-        print(f"[{name} measured]\n{table(new)}", file=sys.stderr, flush=True)
-    print(table(rows))
+        print(f"[{name} measured]\n{table(new, args.max_drop)}", file=sys.stderr, flush=True)
+    print(table(rows, args.max_drop))
     return 0
 
 

@@ -34,7 +34,7 @@ is ``fxpq_packed_row_size``.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -260,6 +260,9 @@ class DeviceModel:
 
     layout: DeviceLayout
     _lifetimes: tuple[list[int], list[int]] = field(init=False, repr=False)
+    # per-call instructions for `instructions`: None = the fxp kernels' estimate (fxpq_keras.instructions);
+    # target builtin sets search.builtin_space.call_instructions (TFLM's CMSIS-NN kernels)
+    call_estimate: Callable[[KernelCall], float] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self._lifetimes = self.layout.lifetimes()
@@ -348,7 +351,10 @@ class DeviceModel:
         if not self.layout.calls:
             return None
         changes = changes or {}
-        return model_instructions([self._call_under(c, src, policy, changes) for c, src in self.layout.calls])
+        calls = [self._call_under(c, src, policy, changes) for c, src in self.layout.calls]
+        if self.call_estimate is not None:
+            return float(sum(self.call_estimate(c) for c in calls))
+        return model_instructions(calls)
 
     def int8_instructions(self) -> float | None:
         """Estimated Cortex-M4 instructions of one inference of the same model as a stock TFLite int8 file

@@ -121,8 +121,12 @@ def test_int4_weights_take_half_the_bytes():
         if node.weights is not None:
             node.weights = np.clip(node.weights, -8, 7)
             node.weight_bits = 4
-    four = len(export_tflite(graph, target="builtin"))
-    weights = sum(n.weights.size for n in graph.nodes if n.weights is not None)
+    blob = export_tflite(graph, target="builtin")
+    four = len(blob)
+    # the weights stored as int4 (a layer reading int16 keeps int8 weights: TFLM has no int16x4 kernel)
+    sub = S.ModelT.InitFromPackedBuf(blob, 0).subgraphs[0]
+    weights = sum(int(np.prod(t.shape)) for t in sub.tensors if t.type == S.TensorType.INT4)
+    assert weights >= 500
     assert eight - four >= weights // 2 - 16 * 6  # alignment padding of six weight buffers at most
 
 
@@ -150,7 +154,8 @@ def digits_builtin(digits: dict):  # noqa: F811 (the imported fixture)
     from fxpq_keras.search import FxPQNet
 
     model, x = digits["model"], np.concatenate([digits["x_train"], digits["x_test"]])
-    result = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0).quantize(model, x[:1200])
+    # no speed cap here: these tests are about the format space (the cap: the test after them)
+    result = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0, max_slowdown=0).quantize(model, x[:1200])
     return model, result, x[1200:]
 
 
@@ -180,6 +185,51 @@ def test_builtin_search_result_is_bit_exact_in_tflm(digits_builtin, tmp_path):
     assert agree >= 1 - 0.05 - 0.02  # the budget plus ~2 binomial standard errors on 597 held-out digits
     _, weights = _types(path.read_bytes())
     assert S.TensorType.INT4 in weights
+
+
+def test_builtin_speed_estimate_follows_cmsis_nn_kernels():
+    """int4 weights and int16 activations run slower CMSIS-NN kernels than int8 on Cortex-M4
+    (bench/builtin_speed.py); int4 weights run the s4 kernel (the search repairs their activations
+    to 8 bits)."""
+    from dataclasses import replace
+
+    from fxpq_keras.instructions import KernelCall
+    from fxpq_keras.search import SearchOptions, builtin_space
+
+    est = builtin_space.call_instructions
+    conv = KernelCall("conv2d", 8, True, 8, True, 400, 400, w_bits=8, macs=3600, k=9, taps=9, channels=4)
+    assert est(replace(conv, w_bits=4)) > 1.5 * est(conv)
+    assert est(conv) < est(replace(conv, x_bits=16)) == est(replace(conv, out_bits=15))
+    assert est(replace(conv, x_bits=16, w_bits=4)) == est(replace(conv, w_bits=4))
+    dw = replace(conv, op="depthwise_conv2d")
+    assert est(replace(dw, x_bits=16)) > 3 * est(dw)
+    assert est(replace(conv, taps=1)) == 3600 * builtin_space.M4_PER_MAC["pointwise"]["s8"]
+    assert est(replace(conv, op="add", macs=0)) == 0.0
+    # an int16 op between int8 tensors pays its QUANTIZE seams per element (the file widens/narrows)
+    seam = builtin_space.M4_PER_SEAM_ELEMENT
+    assert est(replace(conv, x_bits=16, out_bits=16)) + 400 * seam == est(replace(conv, x_bits=16))
+    assert est(replace(conv, op="add", macs=0, in_elements=800, x2_bits=16)) == 800 * seam
+    assert SearchOptions(target="builtin").max_slowdown == builtin_space.MAX_SLOWDOWN
+    assert SearchOptions(target="builtin", max_slowdown=0).max_slowdown == 0  # 0: no cap
+    assert SearchOptions().max_slowdown is None  # the fxp target's default is untouched
+
+
+def test_builtin_search_holds_its_speed_cap(digits_builtin, digits):  # noqa: F811 (the imported fixture)
+    """By default the builtin search refuses int4 steps that would take the estimated CMSIS-NN
+    instructions above 1.1x uniform W8A8's: fewer int4 weights than the uncapped search."""
+    from fxpq_keras.search import FxPQNet
+
+    model, uncapped, _ = digits_builtin
+    x = np.concatenate([digits["x_train"], digits["x_test"]])
+    capped = FxPQNet(0.05, target="builtin", samples=600, seed=0, verbose=0).quantize(model, x[:1200])
+    assert capped.instruction_cap is not None and capped.instructions() <= capped.instruction_cap
+    assert uncapped.instructions() > capped.instruction_cap  # the cap bites on this net
+
+    def int4(result) -> int:
+        return sum(d.bits <= 4 for _, ds, d in result.policy.data_structures() if ds == "weights")
+
+    assert int4(capped) < int4(uncapped)
+    assert "CMSIS-NN" in capped.speed_line()
 
 
 def test_reference_kernels_unpack_int4_weights_into_the_arena():
@@ -228,13 +278,10 @@ def _zoo_builtin_policy(calib, seed: int):
 _HEAVY = pytest.mark.skipif(not LONG, reason="10-25 s each: FXPQ_LONG=2 runs it (bench/builtin.py runs it trained)")
 
 
-@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_seq", pytest.param("resnet8", marks=_HEAVY),
-                                  "ds_cnn_kws", pytest.param("mobilenet_v1_025", marks=_HEAVY), "fc_autoencoder",
-                                  "mobilenet_v3_tiny"])
-@pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")  # untrained: tiny outputs
-def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
-    """Every zoo model (untrained: no training in CI; bench/builtin.py runs the trained ones) with a
-    mixed int4/int8, int8/int16 builtin policy: the file runs in real TFLM exactly as the numpy model."""
+def _zoo_builtin_file(name: str):
+    """(builtin file bytes, 16 inputs) of a zoo model (untrained: no training in CI; bench/builtin.py
+    runs the trained ones) under a mixed int4/int8, int8/int16 builtin policy; None where the model
+    has no builtin file (asserted to be for the known reason)."""
     import sys
     from pathlib import Path
 
@@ -257,20 +304,58 @@ def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
     calib = Calibration(model, x)
     qmodel = quantize_model(calib, _zoo_builtin_policy(calib, seed=len(name)))
     try:
-        blob = export_tflite(qmodel, target="builtin")
+        return export_tflite(qmodel, target="builtin"), x
     except ExportError as exc:
         if name == "mobilenet_v3_tiny":  # MUL / HARD_SWISH: no builtin file (the fxp target takes it)
             assert "no stock int8 equivalent" in str(exc)
-            return
+            return None
         # untrained MobileNetV1: features vanish with depth, so the classifier's output frac sits far
         # above its accumulator's, which int32 cannot shift (trained: bench/builtin.py)
         assert name == "mobilenet_v1_025" and "overflow int32" in str(exc), str(exc)
-        return
+        return None
+
+
+def _same_in(engine: str, blob: bytes, x: np.ndarray, name: str) -> None:
     import tempfile
+    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.tflite"
         path.write_bytes(blob)
-        ours = Interpreter(path).predict(x[:3], raw=True)
-        theirs = Interpreter(path, engine="tflm").predict(x[:3], raw=True)
+        ours = Interpreter(path).predict(x, raw=True)
+        theirs = Interpreter(path, engine=engine).predict(x, raw=True)
     np.testing.assert_array_equal(theirs, ours)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_seq", pytest.param("resnet8", marks=_HEAVY),
+                                  "ds_cnn_kws", pytest.param("mobilenet_v1_025", marks=_HEAVY), "fc_autoencoder",
+                                  "mobilenet_v3_tiny"])
+@pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")  # untrained: tiny outputs
+def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
+    """Every zoo model with a mixed int4/int8, int8/int16 builtin policy: the file runs in real TFLM
+    (the wheel: reference kernels) exactly as the numpy model."""
+    made = _zoo_builtin_file(name)
+    if made is not None:
+        _same_in("tflm", made[0], made[1][:3], name)
+
+
+def _cortex_m_ready() -> bool:
+    import shutil
+
+    from fxpq_keras.kernels.tflm import tflm_available
+
+    return tflm_available() and shutil.which("qemu-system-arm") is not None \
+        and shutil.which("arm-none-eabi-g++") is not None
+
+
+@pytest.mark.skipif(not _cortex_m_ready(), reason="needs TFLM_DIR, qemu-system-arm and arm-none-eabi-g++")
+@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_kws", "fc_autoencoder"])
+@pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")
+def test_zoo_builtin_files_are_bit_exact_on_cortex_m4_with_cmsis_nn(name):
+    """The same files under TFLM + CMSIS-NN on QEMU Cortex-M4 (arm_*_s4 and *_s16 kernels): equal
+    to the numpy model. These four hold int16-input FULLY_CONNECTED layers, which CMSIS-NN's Prepare
+    refuses per channel, so the writer stores them per tensor (their channels share one scale)."""
+    blob, x = _zoo_builtin_file(name)
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    assert S.TensorType.INT16 in {t.type for t in model.subgraphs[0].tensors}
+    _same_in("tflm-m4", blob, x[:2], name)

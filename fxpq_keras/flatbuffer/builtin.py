@@ -368,10 +368,14 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             x = t[node.inputs[0]].fmt
             fracs = np.asarray(node.weight_frac, dtype=np.int64)
             dim = 3 if node.op == "depthwise_conv2d" else 0
-            # per-channel scales everywhere (FC too): TFLM and LiteRT both accept them; int4 FC is
-            # per-tensor (TFLM refuses per-channel int4 there; weight_type keeps int8 otherwise)
+            # per-channel scales on conv and depthwise (TFLM and LiteRT both accept them). A FULLY_CONNECTED
+            # is per tensor when int4 (TFLM refuses per-channel int4 there; weight_type keeps int8 otherwise)
+            # or when its channels share one scale: CMSIS-NN's FULLY_CONNECTED refuses per-channel int16x8
+            # (cmsis_nn/fully_connected.cc Prepare; the reference does not), and one scale instead of
+            # O saves 24 bytes per output channel in the file (weight and bias scales, zero points) and
+            # TFLM's per-channel multipliers and shifts in the arena
             int4 = a.get("weight_type") == "int4"
-            per_tensor = int4 and node.op == "fully_connected"
+            per_tensor = node.op == "fully_connected" and (int4 or len(set(fracs.tolist())) == 1)
             wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
             if int4:
                 w_t = b.constant_int4(f"{node.name}/weights", np.asarray(node.weights), wq)

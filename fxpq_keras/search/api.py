@@ -151,7 +151,8 @@ class QuantizationResult:
         est = self.instructions()
         if est is None:
             return None
-        line = f"speed: estimated {est:,.0f} instructions per inference on Cortex-M4 (fxpq kernels, an estimate)"
+        kernels = "TFLM's CMSIS-NN kernels" if self.options.target == "builtin" else "fxpq kernels"
+        line = f"speed: estimated {est:,.0f} instructions per inference on Cortex-M4 ({kernels}, an estimate)"
         if self.instruction_cap is None:
             return line + "; no speed cap"
         from .speed import REFERENCES

@@ -17,6 +17,11 @@ or writes an int16 tensor the exporter computes it in int16 with exact QUANTIZE 
 (flatbuffer/builtin.py), and an int16 op takes int8 weights (a 4-bit choice there is stored as
 int8, exact). The device objective is the fxp file's accounting (weights at 4 or 8 bits, every
 activation at its container size), which ranks these steps as the builtin file's bytes do.
+
+Speed: CMSIS-NN's int4 and int16x8 kernels are slower per MAC than its int8 ones on Cortex-M4
+(bench/builtin_speed.py: int4 weights 1.65-2.4x, int16 1.08-1.31x, int16 depthwise 4.1x), so the
+search's speed cap (search/speed.py) runs on :func:`call_instructions`, per MAC by kernel kind, at
+`MAX_SLOWDOWN` x uniform W8A8's unless `max_slowdown` says otherwise (0: no cap).
 """
 
 from __future__ import annotations
@@ -24,12 +29,28 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..instructions import KernelCall
 from ..policy import Policy
 
 Key = tuple[str, str]
 WEIGHT_BITS = (4, 8)
 ACTIVATION_BITS = (8, 16)
 FC_KINDS = ("dense",)
+MAX_SLOWDOWN = 1.1  # the default speed cap of target builtin: uniform W8A8's M4 instructions x this
+# Cortex-M4 instructions per MAC of TFLM 90b983c's CMSIS-NN kernels (a one-layer file each, QEMU
+# -icount shift=0): `TFLM_DIR=... .venv/bin/python bench/builtin_speed.py` prints them. Keys: the
+# layer class (a conv with a window, a 1x1 conv, depthwise, fully connected) and the kernel kind
+# (s8: int8 weights and activations; s4: packed int4 weights; s16: int16 activations, int8 weights).
+M4_PER_MAC = {
+    "conv": {"s8": 2.14, "s4": 3.91, "s16": 2.30},
+    "pointwise": {"s8": 2.71, "s4": 4.47, "s16": 3.54},
+    "depthwise": {"s8": 8.08, "s4": 16.57, "s16": 32.96},
+    "fc": {"s8": 2.12, "s4": 5.08, "s16": 2.61},
+}
+# a QUANTIZE int8 -> int16 seam (TFLM's reference requantize; CMSIS-NN has none), per element
+# (bench/builtin_speed.py's last line; int16 -> int8 costs the same): as much as ~20 int8 MACs
+M4_PER_SEAM_ELEMENT = 45.2
+WEIGHTED = ("conv2d", "depthwise_conv2d", "fully_connected")
 
 
 def activation_width(bits: int, signed: bool) -> int:
@@ -48,6 +69,43 @@ def widths(key: Key, now: int) -> list[int]:
     """The widths of `key` the search may still step to, ascending, ending at the current one."""
     low = 4 if key[1] == "weights" else 8
     return [low, now] if now > low else [now]
+
+
+def kernel_kind(call: KernelCall) -> str:
+    """The CMSIS-NN kernel a weighted call of the searched file runs: s4 for <= 4-bit weights (the
+    search's policies are repaired so: their activations go to 8 bits, `repair`), else s16 when it
+    reads or writes an int16 tensor (the file computes such an op in int16), else s8."""
+    if 0 < call.w_bits <= 4:
+        return "s4"
+    return "s16" if call.x_bits > 8 or call.out_bits > 8 else "s8"
+
+
+def _seam_elements(call: KernelCall) -> int:
+    """Elements of the QUANTIZE seams the builtin file puts around an op computed in int16: each
+    int8 input widened, an int8 output narrowed (docs/format.md 7.1); 0 for an int8 or int4 op."""
+    if (call.op in WEIGHTED and 0 < call.w_bits <= 4) or max(call.x_bits, call.x2_bits, call.out_bits) <= 8:
+        return 0
+    x_elements = call.in_elements // 2 if call.x2_bits else call.in_elements
+    n = x_elements if call.x_bits <= 8 else 0
+    n += call.in_elements - x_elements if 0 < call.x2_bits <= 8 else 0
+    return n + (call.out_elements if call.out_bits <= 8 else 0)
+
+
+def call_instructions(call: KernelCall) -> float:
+    """Estimated Cortex-M4 instructions of one call of the builtin file under TFLM with CMSIS-NN:
+    a weighted op's MACs x M4_PER_MAC, plus M4_PER_SEAM_ELEMENT per element of its QUANTIZE seams
+    (an int16 op between int8 tensors); the other ops' own cost, which the search's steps barely
+    move, is not counted."""
+    seams = _seam_elements(call) * M4_PER_SEAM_ELEMENT
+    if call.op == "fully_connected":
+        kind = "fc"
+    elif call.op == "depthwise_conv2d":
+        kind = "depthwise"
+    elif call.op == "conv2d":
+        kind = "pointwise" if call.taps == 1 else "conv"
+    else:
+        return float(seams)
+    return call.macs * M4_PER_MAC[kind][kernel_kind(call)] + seams
 
 
 def _owner(policy: Policy, name: str) -> str:

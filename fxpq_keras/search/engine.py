@@ -175,9 +175,13 @@ class SearchEngine:
 
             self.device = device_model_from_graph(lower_model(self.qmodel), float_input=opts.float_input)
         # the speed cap (search/speed.py) and the steps (data structure, width) refused for it
-        # (target builtin runs TFLM's own kernels, which the fxp kernels' estimate does not describe)
-        self.instruction_cap = (speed.speed_cap(self.device, self.start_policy, opts.max_slowdown,
-                                                opts.speed_reference) if opts.target == "fxp" else None)
+        # target builtin runs TFLM's own CMSIS-NN kernels: their per-MAC estimate (builtin_space), and its
+        # reference is the same estimate of the uniform W8A8 file (a stock int8 file, what TFLite int8 is)
+        builtin = opts.target == "builtin"
+        if self.device is not None and builtin:
+            self.device.call_estimate = builtin_space.call_instructions
+        self.instruction_cap = speed.speed_cap(self.device, self.start_policy, opts.max_slowdown,
+                                               "uniform8" if builtin else opts.speed_reference)
         self.refused_for_speed: set[tuple[Key, int]] = set()
         self.decide = Evaluator(self.qmodel, calib.x[:n_decide], self.decision_meter,  # (a view, not a copy)
                                 incremental=opts.incremental)

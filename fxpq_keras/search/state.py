@@ -95,10 +95,19 @@ class SearchOptions:
     dynamic_fixed_point: bool = True
     layerwise: bool = True
     # the format space: "fxp" (any width, custom ops) or "builtin" (what stock TFLM runs: weights 8 or 4
-    # bits, activations 16 or 8, search/builtin_space.py; export with target "builtin")
+    # bits, activations 16 or 8, search/builtin_space.py; export with target "builtin"; its speed cap
+    # estimates TFLM's CMSIS-NN kernels and defaults to builtin_space.MAX_SLOWDOWN, 0 = off)
     target: str = "fxp"
     error_statistics_frac: bool = True
     self_distillation: bool = True
+
+    def __post_init__(self) -> None:
+        # target builtin's speed cap is on unless asked off (0): CMSIS-NN's int4 and int16 kernels are
+        # slower than its int8 ones (builtin_space.M4_PER_MAC), and stock-kernel speed is why one picks it
+        if self.target == "builtin" and self.max_slowdown is None:
+            from .builtin_space import MAX_SLOWDOWN
+
+            self.max_slowdown = MAX_SLOWDOWN
 
     def validate(self) -> None:
         from .metric import as_metric
