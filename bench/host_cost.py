@@ -1,14 +1,18 @@
 """Host cost of `fxpq quantize`: wall time and peak memory of the whole command, per zoo model.
 
-    .venv/bin/python bench/host_cost.py [--models resnet8,mobilenet_v1_025] [--samples 512] [-- EXTRA FXPQ ARGS]
+    .venv/bin/python bench/host_cost.py [--models resnet8,mobilenet_v1_025] [--samples 512] [--keep DIR]
+        [-- EXTRA FXPQ ARGS]
 
 For each model: the trained zoo model file (bench/models.py, FXPQ_BENCH_CACHE) and bench/quality.py's
 calibration draw written to an .npz, then `fxpq quantize MODEL -d DATA.npz -o OUT --samples N` run as a
 child process (one at a time). Printed per model: the whole command's wall seconds, the search's
 seconds and the rest (the command's own `time:` line: loading TensorFlow and the model, writing and
 checking the files), the child's peak resident memory (`os.wait4`'s rusage, what
-`/usr/bin/time -v` calls "Maximum resident set size"), and the machine's load average (wall times on a
-shared machine are upper bounds).
+`/usr/bin/time -v` calls "Maximum resident set size"), its CPU seconds (user + sys, all threads: on
+idle cores the wall time of this CPU-bound command lies between half of it, on two cores, and all of
+it), and the machine's load average (wall times on a shared machine are upper bounds). `--keep DIR`
+keeps each model's output folder (DIR/MODEL/) and what the command printed (DIR/MODEL.txt), to show
+that a change left policy.json and model.tflite byte-identical.
 """
 
 from __future__ import annotations
