@@ -193,8 +193,9 @@ def features(path: str, c: KernelCall) -> list[float]:
     """The linear model's features of a call on `path` (per inference; the last one is 1).
 
     Decoder paths (``x8``, ``x16``, ``xu16``, ``chunked``): MACs; per-pass weight decoding, MACs /
-    columns per pass, split by weight width (8 bits is a plain load, 16 a halfword, any other width a
-    bit-field extraction); im2col copies (pixels x K and pixels x kernel rows, KxK only); pixels when K
+    columns per pass (at most the call's pixels: a one-pixel call decodes its rows once per pixel),
+    split by weight width (8 bits is a plain load, 16 a halfword, any other width a bit-field
+    extraction); im2col copies (pixels x K and pixels x kernel rows, KxK only); pixels when K
     has a tail of less than 8 terms; the finish per output element; passes x channels; weights (their
     sums, ``xu16`` and ``chunked`` only). Block paths (unpacked rows, no decoder): MACs; MACs / columns
     per pass; im2col copies once per block of rows; the tail terms (one at a time for int16 rows, a
@@ -221,7 +222,8 @@ def features(path: str, c: KernelCall) -> list[float]:
         return [c.macs, c.macs / cols, im2col * blocks, rows * blocks, tail, c.out_elements,
                 pixels / cols * c.channels, c.weights, packed, u16, 1.0]
     if op in ("conv2d", "fully_connected") and not path.endswith(".ref"):
-        cols = PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 2  # 16-bit KxK: 2 columns a pass
+        cols = min(PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 2,  # 16-bit KxK: 2 columns a pass
+                   max(pixels, 1.0))  # fewer pixels than columns: every pass decodes the rows for them
         passes = c.macs / cols
         w8 = passes if c.w_bits == 8 else 0.0
         w16 = passes if c.w_bits == 16 else 0.0

@@ -22,7 +22,7 @@ from fxpq_keras.instructions import (
 )
 
 # docs/kernels.md "Instruction estimate": every stored zoo measurement within this of its estimate
-ZOO_ERROR = 0.12
+ZOO_ERROR = 0.08
 # docs/algorithm.md "Speed cap": every zoo model's int8 file in TFLM + CMSIS-NN within this of the reference
 INT8_ERROR = 0.05
 
