@@ -42,6 +42,8 @@ MODELLED = (*WEIGHTED, "add", "max_pool2d", "average_pool2d", "global_average_po
 PIXELS = 4  # FXPQ_PIXELS of fxpq_dsp.c: output pixels per pass over a weight row (8-bit or 1x1 inputs)
 WCHUNK = 64  # FXPQ_WCHUNK of fxpq_internal.h: the longest weight row a depthwise kernel unpacks on the stack
 DW_TAPS = 25  # FXPQ_DW_TAPS of fxpq_dsp.c: the largest window of the depthwise four-channel loop
+WBUF = 1024  # FXPQ_WBUF of fxpq_dsp.c: bytes of unpacked weight rows a conv call keeps on the stack
+WROWS = 32  # FXPQ_WROWS of fxpq_dsp.c: rows of one such block at most
 
 __all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls",
            "int8_call_instructions", "int8_features", "int8_model_instructions", "int8_path", "kernel_path", "row_l1"]
@@ -115,33 +117,58 @@ def _rows_fit_int32(c: KernelCall) -> bool:
     return _acc_bound(c) <= 2**31 - 1
 
 
+def _x16_block_rows(k: int) -> int:
+    """Rows of one stack block of natural-order int16 rows (fxpq_conv_x16: K rounded up to 4, at most
+    FXPQ_WROWS rows; 0 = a row does not fit the block)."""
+    return min(WROWS, WBUF // (2 * (-(-k // 4) * 4)))
+
+
+def _lane_block_rows(c: KernelCall) -> int:
+    """Rows of one block of int16 lane rows (fxpq_conv_matrix, 8-bit columns: 16 bytes a group of 8)."""
+    return min(WBUF // (16 * -(-c.k // 8)), max(c.channels, 1))
+
+
 def kernel_path(c: KernelCall) -> str:
-    """The C dispatcher's branch for this call (fxpq_dsp.c as of the coefficients' fit).
+    """The C dispatcher's branch for this call (fxpq_dsp.c as of the coefficients' fit): one kernel loop
+    per path.
 
     conv2d / fully connected (fxpq_dsp_conv2d): a 1x1 kernel or fully connected reads its columns in
-    place (``1x1``), a KxK kernel builds im2col columns (``kxk``); by input container ``x8``, ``x16``
-    (signed or up to 15 bits) and ``xu16`` (a full 16-bit unsigned input as x - 2^15 lanes, which
-    needs at least 4 output pixels, else ``ref``). An accumulator the width rule puts in int64 stays
-    on those paths when the rows' bound proves int32 exact (and there are at least 4 pixels), else
-    runs as chunked int32 partial sums (``chunked``), or the reference loop (``ref``) when not even
-    8 terms fit int32 (16-bit lanes with 14-bit weights and wider). Depthwise: rows longer than WCHUNK
-    or an int64 accumulator the rows' bound does not prove int32 -> ``ref``; multiplier 1, at least
-    four channels, window <= DW_TAPS, an accumulator bound at most 2^30 (room for the int32 finish)
-    -> the four-channel loop by container (``quad.x8/x16``); else the per-channel loop by container.
-    Other ops: by input container.
+    place (``1x1``), a KxK kernel builds im2col columns (``kxk``). 16-bit inputs first try the block
+    of unpacked int16 rows (fxpq_conv_x16; rows of round4(K) halfwords, at most 32 a block, K <= 512):
+    taken by every int64 accumulator and every full 16-bit unsigned input (x - 2^15 lanes), and by
+    signed int32 sums with 4+ pixels, K >= 16 and (KxK) every row in one block; inside it ``x16b`` /
+    ``xu16b`` (SMLAD, int32) or ``smlald`` (int64 sums over 2 columns: the width rule asks for int64 and
+    the rows' bound does not prove int32, or fewer than 4 pixels). Otherwise the decoder's matrix loop
+    by input container, ``x8``, ``x16`` (signed or up to 15 bits), ``xu16`` (needs 4+ pixels, else
+    ``ref``); 8-bit inputs with weights other than 8-bit, 4+ pixels and an int32 accumulator take lane
+    rows unpacked once per block (``x8l``: 1x1 / fully connected when a row fits the 1 KB block, KxK when
+    the block holds 4 rows or all of them). An int64 accumulator on the decoder's loop stays on the
+    int32 path when the rows' bound proves it (and 4+ pixels), else chunked int32 partial sums
+    (``chunked``), or the reference loop (``ref``) when not even 8 terms fit int32.
+    Depthwise: rows longer than WCHUNK or an int64 accumulator the rows' bound does not prove int32 ->
+    ``ref``; multiplier 1, at least four channels, window <= DW_TAPS, an accumulator bound at most 2^30
+    (room for the int32 finish) -> the four-channel loop by container (``quad.x8/x16``); else the
+    per-channel loop by container. Other ops: by input container.
     """
     xc = _container(c.x_bits)
     if c.op in ("conv2d", "fully_connected"):
         geometry = "" if c.op == "fully_connected" else ".1x1" if c.taps == 1 else ".kxk"
         u16 = xc == 2 and not c.x_signed and c.x_bits > 15
         pixels = c.out_elements / max(c.channels, 1)
-        fast = f"{c.op}{geometry}.{'xu16' if u16 else f'x{8 * xc}'}"
+        acc64 = accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k)
+        if xc == 2:
+            per = _x16_block_rows(c.k)
+            if per > 0 and (acc64 or u16 or (pixels >= PIXELS and c.k >= 16 and (c.taps == 1 or per >= c.channels))):
+                if acc64 and (pixels < PIXELS or not _rows_fit_int32(c)):
+                    return f"{c.op}{geometry}.smlald"
+                return f"{c.op}{geometry}.{'xu16b' if u16 else 'x16b'}"
         if u16 and pixels < PIXELS:
             return f"{c.op}{geometry}.ref"
-        if not accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k):
-            return fast
-        if pixels >= PIXELS and _rows_fit_int32(c):
-            return fast
+        if not acc64 or (pixels >= PIXELS and _rows_fit_int32(c)):
+            if (xc == 1 and c.w_bits != 8 and pixels >= PIXELS and 16 * -(-c.k // 8) <= WBUF
+                    and (c.taps == 1 or _lane_block_rows(c) >= min(4, c.channels))):
+                return f"{c.op}{geometry}.x8l"
+            return f"{c.op}{geometry}.{'xu16' if u16 else f'x{8 * xc}'}"
         lane = 2**15 if u16 else _x_abs(c)
         if (2**31 - 1) // (8 * lane * 2 ** (c.w_bits - 1)) == 0:
             return f"{c.op}{geometry}.ref"
@@ -159,14 +186,21 @@ def kernel_path(c: KernelCall) -> str:
     return f"{c.op}.x{8 * xc}"
 
 
+_BLOCK_PATHS = (".x8l", ".x16b", ".xu16b", ".smlald")
+
+
 def features(path: str, c: KernelCall) -> list[float]:
     """The linear model's features of a call on `path` (per inference; the last one is 1).
 
-    Weighted fast paths: MACs; per-pass weight decoding, MACs / columns per pass, split by weight
-    width (8 bits is a plain load, 16 a halfword, any other width a bit-field extraction); im2col
-    copies (pixels x K and pixels x kernel rows, KxK only); pixels when K has a tail of less than 8
-    terms; the finish per output element; passes x channels; weights (their sums, ``xu16`` and
-    ``chunked`` only). Depthwise:
+    Decoder paths (``x8``, ``x16``, ``xu16``, ``chunked``): MACs; per-pass weight decoding, MACs /
+    columns per pass (at most the call's pixels: a one-pixel call decodes its rows once per pixel),
+    split by weight width (8 bits is a plain load, 16 a halfword, any other width a bit-field
+    extraction); im2col copies (pixels x K and pixels x kernel rows, KxK only); pixels when K
+    has a tail of less than 8 terms; the finish per output element; passes x channels; weights (their
+    sums, ``xu16`` and ``chunked`` only). Block paths (unpacked rows, no decoder): MACs; MACs / columns
+    per pass; im2col copies once per block of rows; the tail terms (one at a time for int16 rows, a
+    lane group per column and block for lane rows); output elements; passes x channels; weights (the
+    unpacking, and the 2^15 sums); MACs of x - 2^15 lanes (their EOR); 1. Depthwise:
     MACs (the quad loop's and the leftover channels' apart), output elements, weights (unpacked once
     per channel). Reference and per-channel loops: MACs, and MACs with an int64 accumulator, with
     bit-unpacked weights, with 16-bit inputs; output elements x taps (the window's bounds per tap);
@@ -175,14 +209,25 @@ def features(path: str, c: KernelCall) -> list[float]:
     """
     op = path.split(".")[0]
     pixels = c.out_elements / max(c.channels, 1)
+    im2col = pixels * c.k if c.taps > 1 else 0.0
+    rows = pixels * math.sqrt(c.taps) if c.taps > 1 else 0.0  # im2col copies one kernel row at a time
+    if op in ("conv2d", "fully_connected") and path.endswith(_BLOCK_PATHS):
+        lanes8 = path.endswith(".x8l")
+        cols = min(2 if path.endswith(".smlald") or (c.taps > 1 and not lanes8) else PIXELS, max(pixels, 1.0))
+        per = _lane_block_rows(c) if lanes8 else _x16_block_rows(c.k)
+        blocks = -(-max(c.channels, 1) // max(per, 1))
+        tail = (pixels * blocks if c.k % 8 else 0.0) if lanes8 else c.out_elements * (c.k % 4)
+        u16 = c.macs if (c.x_bits > 15 and not c.x_signed) else 0.0
+        packed = c.weights if c.w_bits not in (8, 16) else 0.0  # a bit-field decoder unpacks them
+        return [c.macs, c.macs / cols, im2col * blocks, rows * blocks, tail, c.out_elements,
+                pixels / cols * c.channels, c.weights, packed, u16, 1.0]
     if op in ("conv2d", "fully_connected") and not path.endswith(".ref"):
-        cols = PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 2  # 16-bit KxK: 2 columns a pass
+        cols = min(PIXELS if (c.taps == 1 or _container(c.x_bits) == 1) else 2,  # 16-bit KxK: 2 columns a pass
+                   max(pixels, 1.0))  # fewer pixels than columns: every pass decodes the rows for them
         passes = c.macs / cols
         w8 = passes if c.w_bits == 8 else 0.0
         w16 = passes if c.w_bits == 16 else 0.0
         wpacked = passes if c.w_bits not in (8, 16) else 0.0
-        im2col = pixels * c.k if c.taps > 1 else 0.0
-        rows = pixels * math.sqrt(c.taps) if c.taps > 1 else 0.0  # im2col copies one kernel row at a time
         tail = pixels if c.k % 8 else 0.0  # the tail lanes of a K that is not a multiple of 8, per pixel
         # the x - 2^15 lanes' weight sums (once per channel and call) and the chunked int64 sums
         sums = c.weights if path.endswith((".xu16", ".chunked")) else 0.0

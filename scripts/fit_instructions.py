@@ -108,7 +108,8 @@ def draw_weighted(op: str, rng: np.random.Generator, wide: bool = False):
 
 
 def case_call(case) -> KernelCall:
-    """The KernelCall of a random harness case (per sample)."""
+    """The KernelCall of a random harness case over its whole batch: the call the C kernel makes (a
+    fully connected over n rows runs n pixels, which decides its path; per sample it would look like one)."""
     op = GRAPH_OP[case.op]
     out = case.reference()
     n = case.args[0].shape[0]
@@ -120,7 +121,7 @@ def case_call(case) -> KernelCall:
         arrays = arrays[:1]
     kw = dict(op=op, x_bits=32 if x_fmt is None else x_fmt.bits, x_signed=True if x_fmt is None else x_fmt.signed,
               out_bits=out_fmt.bits, out_signed=out_fmt.signed,
-              in_elements=sum(int(a.size) for a in arrays) // n, out_elements=int(out.size) // n)
+              in_elements=sum(int(a.size) for a in arrays), out_elements=int(out.size))
     if x2 is not None:
         kw.update(x2_bits=x2.bits, x2_signed=x2.signed)
     if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
@@ -139,7 +140,7 @@ def case_call(case) -> KernelCall:
         kw.update(taps=int(np.prod(case.kwargs["pool"])), channels=int(out.shape[-1]))
     elif op == "global_average_pool2d":
         kw.update(taps=int(np.prod(case.args[0].shape[1:-1])), channels=int(case.args[0].shape[-1]))
-    return KernelCall(**kw), n
+    return KernelCall(**kw)
 
 
 def measure_random(count: int, rng: np.random.Generator) -> list[dict]:
@@ -157,8 +158,7 @@ def measure_random(count: int, rng: np.random.Generator) -> list[dict]:
     for case, res in zip(cases, results):
         if res.status != 0:
             continue
-        call, n = case_call(case)
-        rows.append({"source": "random", "call": call.to_dict(), "instructions": res.instructions / n})
+        rows.append({"source": "random", "call": case_call(case).to_dict(), "instructions": res.instructions})
     return rows
 
 
