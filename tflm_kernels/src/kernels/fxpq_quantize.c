@@ -1,25 +1,61 @@
 /*
  * fxpq_quantize.c - QUANTIZE (float32 -> integer) and DEQUANTIZE (numerics.md section 2).
  *
- * The only floating-point code of the kernels. No libm: powers of two are built by exact
- * doubling/halving and floor() is spelled out, so results are identical on every IEEE target
- * (Cortex-M4's single-precision FPU runs the double parts in software, exactly).
+ * QUANTIZE works on the float's bits with integers only: Cortex-M4's FPU is single precision,
+ * and the contract's float64 formula ran in software there (~480 instructions per element).
+ * DEQUANTIZE is one float32 multiply (hardware on M4 and M7). No libm.
  */
 #include "fxpq_internal.h"
 
-/* 2^e as a double, exact for |e| <= 64. */
-static double fxpq_pow2(int32_t e)
+#include <string.h>
+
+/*
+ * Why the integer method below gives the contract's answer for every float32 x (so the numpy
+ * reference, which computes t = x * 2^frac + 0.5 in float64 and saturates floor(t), is unchanged).
+ * Write |x| * 2^frac = m * 2^k with m < 2^24 the significand (implicit bit included) and
+ * k = max(E, 1) - 150 + frac, E the biased exponent, |frac| <= 32. The product is exact in float64
+ * (its exponent stays within [-181, 160], inside float64's normal range). Then:
+ *  - -30 <= k <= 28: x * 2^frac + 0.5 has bits between 2^min(k, -1) and 2^52 only (at most 53
+ *    of them), so the float64 sum is exact and floor(t) is the exact floor(x 2^frac + 1/2).
+ *  - k > 28: |x 2^frac| >= 2^29, and float64 rounding is monotonic, so t >= 2^29 or
+ *    t <= -2^29 + 0.5 (both exact): both computations saturate to the same end.
+ *  - k < -30: |x 2^frac| < 2^-7, so the exact value and t (again by monotonicity) lie in
+ *    (0.5 - 2^-7, 0.5 + 2^-7): floor 0 in both.
+ * NaN (-> 0) and +-inf (-> hi / lo) are this kernel's rule; Python refuses NaN.
+ */
+static int32_t fxpq_quantize_bits(uint32_t b, int32_t frac, int32_t lo, int32_t hi)
 {
-    double p = 1.0;
-    while (e > 0) {
-        p *= 2.0;
-        --e;
+    const uint32_t neg = b >> 31;
+    const int32_t e = (int32_t)((b >> 23) & 0xFFu);
+    uint32_t m = b & 0x7FFFFFu;
+    uint32_t r;
+    int32_t n;
+
+    if (e == 0xFF) {
+        return m != 0u ? 0 : (neg ? lo : hi); /* NaN, +-inf */
     }
-    while (e < 0) {
-        p *= 0.5;
-        ++e;
+    if (e != 0) {
+        m |= 0x800000u; /* normal: implicit bit; subnormals share exponent 1 - 150 */
+    } else if (m == 0u) {
+        return 0; /* +-0: floor(0.5) */
     }
-    return p;
+    n = 150 - (e != 0 ? e : 1) - frac; /* |x| 2^frac = m 2^-n */
+    if (n <= 0) {
+        return neg ? lo : hi; /* an integer >= m >= 2^23 (a subnormal has n >= 149 - 32) */
+    }
+    if (n > 24) {
+        return 0; /* |x 2^frac| < 2^24 2^-25 = 1/2: floor(t) = 0 for both signs */
+    }
+    if (!neg) { /* floor((m + 2^(n-1)) / 2^n), m + 2^(n-1) < 2^25 */
+        r = (m + (1u << (n - 1))) >> n;
+        return (int32_t)r > hi ? hi : (int32_t)r;
+    }
+    /* floor((2^(n-1) - m) / 2^n) = -ceil((m - 2^(n-1)) / 2^n), 0 when m <= 2^(n-1) (-2.5 -> -2) */
+    if (m <= (1u << (n - 1))) {
+        return 0;
+    }
+    r = (m - (1u << (n - 1)) + (1u << n) - 1u) >> n;
+    return -(int32_t)r < lo ? lo : -(int32_t)r;
 }
 
 fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
@@ -27,7 +63,6 @@ fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
 {
     fxpq_status st;
     int32_t lo, hi, i;
-    double scale;
     fxpq_storage out_s;
 
     if (input == NULL || output == NULL) {
@@ -44,24 +79,10 @@ fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
         return st;
     }
     fxpq_format_range(output_fmt, &lo, &hi);
-    scale = fxpq_pow2(output_fmt->frac);
     for (i = 0; i < size; ++i) {
-        /* t = x * 2^frac + 0.5 in double, as the contract; then saturate(floor(t)). */
-        const double t = (double)input[i] * scale + 0.5;
-        int32_t q;
-        if (t != t) { /* NaN */
-            q = 0;
-        } else if (t < (double)lo) { /* floor(t) < lo; also -inf */
-            q = lo;
-        } else if (t >= (double)hi + 1.0) { /* floor(t) > hi; also +inf */
-            q = hi;
-        } else {
-            q = (int32_t)t; /* truncation toward zero; |t| < 2^17 here */
-            if ((double)q > t) {
-                q -= 1;
-            }
-        }
-        fxpq_store(output, out_s, i, q);
+        uint32_t b;
+        memcpy(&b, &input[i], sizeof b);
+        fxpq_store(output, out_s, i, fxpq_quantize_bits(b, output_fmt->frac, lo, hi));
     }
     return FXPQ_OK;
 }
@@ -89,7 +110,13 @@ fxpq_status fxpq_dequantize(int32_t size, const void *input, const fxpq_format *
     }
     /* 2^-frac with |frac| <= 32 is a normal float32; q has at most 17 significant bits: the
      * product is exact in float32. */
-    scale = (float)fxpq_pow2(-input_fmt->frac);
+    scale = 1.0f;
+    for (i = 0; i < input_fmt->frac; ++i) {
+        scale *= 0.5f;
+    }
+    for (i = 0; i > input_fmt->frac; --i) {
+        scale *= 2.0f;
+    }
     for (i = 0; i < size; ++i) {
         output[i] = (float)fxpq_load(input, in_s, i) * scale;
     }
