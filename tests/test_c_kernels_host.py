@@ -282,7 +282,8 @@ def quantize_edge_floats(fmt: Format) -> np.ndarray:
 
 
 # every storage type at both range ends, a negative, zero and positive frac, the frac extremes
-EDGE_FORMATS = [Format(b, f, s) for b in range(2, 17) for s in (True, False) for f in ((b - 1) % 7 - 3, -32 + b, 32 - b)]
+EDGE_FORMATS = [Format(b, f, s) for b in range(2, 17) for s in (True, False)
+                for f in ((b - 1) % 7 - 3, -32 + b, 32 - b)]
 EDGE_FORMATS += [Format(16, -32, True), Format(16, 32, False), Format(2, 32, True), Format(2, -32, False)]
 
 
