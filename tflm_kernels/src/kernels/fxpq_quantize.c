@@ -13,8 +13,8 @@
  * Why the integer method below gives the contract's answer for every float32 x (so the numpy
  * reference, which computes t = x * 2^frac + 0.5 in float64 and saturates floor(t), is unchanged).
  * Write |x| * 2^frac = m * 2^k with m < 2^24 the significand (implicit bit included) and
- * k = max(E, 1) - 150 + frac, E the biased exponent, |frac| <= 32. The product is exact in float64
- * (its exponent stays within [-181, 160], inside float64's normal range). Then:
+ * k = max(E, 1) - 150 + frac (the code uses n = -k), E the biased exponent, |frac| <= 32. The
+ * product is exact in float64 (its exponent stays within [-181, 160], float64's normal range):
  *  - -30 <= k <= 28: x * 2^frac + 0.5 has bits between 2^min(k, -1) and 2^52 only (at most 53
  *    of them), so the float64 sum is exact and floor(t) is the exact floor(x 2^frac + 1/2).
  *  - k > 28: |x 2^frac| >= 2^29, and float64 rounding is monotonic, so t >= 2^29 or
@@ -23,46 +23,49 @@
  *    (0.5 - 2^-7, 0.5 + 2^-7): floor 0 in both.
  * NaN (-> 0) and +-inf (-> hi / lo) are this kernel's rule; Python refuses NaN.
  */
-static int32_t fxpq_quantize_bits(uint32_t b, int32_t frac, int32_t lo, int32_t hi)
+static inline int32_t fxpq_quantize_bits(uint32_t b, int32_t c, int32_t lo, int32_t hi)
 {
-    const uint32_t neg = b >> 31;
-    const int32_t e = (int32_t)((b >> 23) & 0xFFu);
+    /* b: the float's bits; c = 150 - frac. */
+    const uint32_t e = (b >> 23) & 0xFFu;
+    const uint32_t neg = 0u - (b >> 31); /* all ones for a negative x */
     uint32_t m = b & 0x7FFFFFu;
-    uint32_t r;
-    int32_t n;
+    int32_t n, r;
 
-    if (e == 0xFF) {
-        return m != 0u ? 0 : (neg ? lo : hi); /* NaN, +-inf */
+    if (e - 1u >= 254u) { /* rare: e = 0 or 255 */
+        if (e == 0u || m != 0u) {
+            return 0; /* +-0, subnormals (|x 2^frac| < 2^-126 2^32 < 1/2), NaN */
+        }
+        return neg ? lo : hi; /* +-inf */
     }
-    if (e != 0) {
-        m |= 0x800000u; /* normal: implicit bit; subnormals share exponent 1 - 150 */
-    } else if (m == 0u) {
-        return 0; /* +-0: floor(0.5) */
+    m |= 0x800000u; /* the implicit bit */
+    n = c - (int32_t)e;
+    /* |x| 2^frac = m 2^-n */
+    if ((uint32_t)(n - 1) >= 24u) {
+        /* n <= 0: an integer >= m >= 2^23, saturated;
+         * n > 24: |x 2^frac| < 2^24 2^-25 = 1/2, so floor(x 2^frac + 1/2) = 0 for both signs */
+        return n > 0 ? 0 : (neg ? lo : hi);
     }
-    n = 150 - (e != 0 ? e : 1) - frac; /* |x| 2^frac = m 2^-n */
-    if (n <= 0) {
-        return neg ? lo : hi; /* an integer >= m >= 2^23 (a subnormal has n >= 149 - 32) */
-    }
-    if (n > 24) {
-        return 0; /* |x 2^frac| < 2^24 2^-25 = 1/2: floor(t) = 0 for both signs */
-    }
-    if (!neg) { /* floor((m + 2^(n-1)) / 2^n), m + 2^(n-1) < 2^25 */
-        r = (m + (1u << (n - 1))) >> n;
-        return (int32_t)r > hi ? hi : (int32_t)r;
-    }
-    /* floor((2^(n-1) - m) / 2^n) = -ceil((m - 2^(n-1)) / 2^n), 0 when m <= 2^(n-1) (-2.5 -> -2) */
-    if (m <= (1u << (n - 1))) {
-        return 0;
-    }
-    r = (m - (1u << (n - 1)) + (1u << n) - 1u) >> n;
-    return -(int32_t)r < lo ? lo : -(int32_t)r;
+    /* floor((+-m + 2^(n-1)) / 2^n) by a logical shift: adding 2^25 (a multiple of 2^n) makes the
+     * numerator positive, < 2^26; the uint32 sum wraps back to it from -m. Round half up:
+     * -2.5 -> -2, 2.5 -> 3. */
+    r = (int32_t)((((m ^ neg) - neg) + (1u << (n - 1)) + (1u << 25)) >> n)
+        - (int32_t)(1u << (25 - n));
+    return r < lo ? lo : (r > hi ? hi : r);
 }
+
+/* One loop per storage type: the element type is fixed outside the loop. */
+#define FXPQ_QUANTIZE_LOOP(T)                                                   \
+    for (i = 0; i < size; ++i) {                                                \
+        uint32_t b;                                                             \
+        memcpy(&b, &input[i], sizeof b);                                        \
+        ((T *)output)[i] = (T)fxpq_quantize_bits(b, c, lo, hi);                 \
+    }
 
 fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
                           const fxpq_format *output_fmt)
 {
     fxpq_status st;
-    int32_t lo, hi, i;
+    int32_t lo, hi, c, i;
     fxpq_storage out_s;
 
     if (input == NULL || output == NULL) {
@@ -79,10 +82,12 @@ fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
         return st;
     }
     fxpq_format_range(output_fmt, &lo, &hi);
-    for (i = 0; i < size; ++i) {
-        uint32_t b;
-        memcpy(&b, &input[i], sizeof b);
-        fxpq_store(output, out_s, i, fxpq_quantize_bits(b, output_fmt->frac, lo, hi));
+    c = 150 - output_fmt->frac;
+    switch (out_s) {
+    case FXPQ_STORAGE_INT8: FXPQ_QUANTIZE_LOOP(int8_t) break;
+    case FXPQ_STORAGE_UINT8: FXPQ_QUANTIZE_LOOP(uint8_t) break;
+    case FXPQ_STORAGE_INT16: FXPQ_QUANTIZE_LOOP(int16_t) break;
+    default: FXPQ_QUANTIZE_LOOP(uint16_t) break;
     }
     return FXPQ_OK;
 }
