@@ -260,6 +260,76 @@ def test_quantize_special_values():
         host.quantize_input(x, fmt)
 
 
+def quantize_edge_floats(fmt: Format) -> np.ndarray:
+    """Float32 inputs where an exact QUANTIZE can go wrong: +-0, subnormals, +-2^k and their
+    neighbours for every exponent, the largest float, and for this format the grid points
+    q 2^-frac and the halves (q + 1/2) 2^-frac (with their float neighbours) around 0 and both ends
+    of the range, just inside and just outside. Finite only; NaN is tested on its own."""
+    f32 = np.float32
+    tiny = np.finfo(f32).smallest_subnormal
+    vals = [0.0, tiny, 2 * tiny, 3 * tiny, np.finfo(f32).tiny - tiny, np.finfo(f32).tiny, np.finfo(f32).max]
+    vals += [2.0 ** k for k in range(-149, 128)]
+    qs = np.unique(np.array([fmt.lo - 2, fmt.lo - 1, fmt.lo, fmt.lo + 1, -3, -2, -1, 0, 1, 2, 3,
+                             fmt.hi - 1, fmt.hi, fmt.hi + 1, fmt.hi + 2], dtype=np.float64))
+    grid = np.concatenate([qs, qs + 0.5, qs + 0.25, qs - 0.25])
+    vals += list(np.ldexp(grid, -fmt.frac))
+    x = np.array(vals, dtype=np.float64)
+    x = x[np.abs(x) <= np.finfo(f32).max].astype(f32)
+    with np.errstate(over="ignore"):
+        x = np.concatenate([x, np.nextafter(x, f32(np.inf)), np.nextafter(x, f32(-np.inf))])
+    x = x[np.isfinite(x)]
+    return np.unique(np.concatenate([x, -x]))
+
+
+# every storage type at both range ends, a negative, zero and positive frac, the frac extremes
+EDGE_FORMATS = [Format(b, f, s) for b in range(2, 17) for s in (True, False)
+                for f in ((b - 1) % 7 - 3, -32 + b, 32 - b)]
+EDGE_FORMATS += [Format(16, -32, True), Format(16, 32, False), Format(2, 32, True), Format(2, -32, False)]
+
+
+@pytest.mark.parametrize("fmt", EDGE_FORMATS, ids=str)
+def test_quantize_edge_floats(fmt):
+    """Exact halves (round half up: -2.5 -> -2, 2.5 -> 3), 2^k boundaries, range ends."""
+    x = quantize_edge_floats(fmt)
+    assert np.array_equal(host.quantize_input(x, fmt), ops.quantize_input(x, fmt))
+
+
+def test_quantize_round_half_up():
+    x = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, -2.4999998, 2.4999998, -0.0], dtype=np.float32)
+    assert host.quantize_input(x, Format(8, 0)).tolist() == [-2, -1, 0, 1, 2, 3, -2, 2, 0]
+
+
+def quantize_floats(fmt: Format) -> st.SearchStrategy:
+    """Float32 arrays mixing every bit pattern (NaN excluded) with values near the format's grid."""
+    any_bits = st.integers(0, 2**32 - 1).map(lambda b: np.array(b, dtype=np.uint32).view(np.float32).item())
+    near = st.tuples(st.integers(4 * fmt.lo - 8, 4 * fmt.hi + 8), st.integers(-2, 2)).map(
+        lambda t: float(np.nextafter(np.float32(np.ldexp(t[0] / 4, -fmt.frac)), np.float32(np.inf) * t[1])
+                        if t[1] else np.float32(np.ldexp(t[0] / 4, -fmt.frac))))
+    return st.lists(st.one_of(any_bits, near, st.floats(width=32, allow_nan=False)), min_size=1, max_size=64).map(
+        lambda v: np.array([a for a in v if not np.isnan(a)] or [0.0], dtype=np.float32))
+
+
+@st.composite
+def quantize_draws(draw) -> tuple[np.ndarray, Format]:
+    bits = draw(st.integers(2, 16))
+    fmt = Format(bits, draw(st.integers(-32, 32)), draw(st.booleans()))
+    return draw(quantize_floats(fmt)), fmt
+
+
+@settings(max_examples=examples(300), **SETTINGS)
+@given(draw=quantize_draws())
+def test_quantize_matches_numpy(draw):
+    x, fmt = draw
+    assert np.array_equal(host.quantize_input(x, fmt), ops.quantize_input(x, fmt))
+
+
+def test_quantize_nan_payloads():
+    """Every NaN (quiet, signalling, either sign) -> 0 in C."""
+    bits = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FFFFFFF, 0xFFFFFFFF], dtype=np.uint32)
+    for fmt in (Format(8, 3, True), Format(2, -32, False), Format(16, 32, True)):
+        assert host.quantize_input(bits.view(np.float32), fmt, nan_ok=True).tolist() == [0] * 6
+
+
 def test_dequantize_exact():
     for fmt in (Format(16, 32, True), Format(16, -32, False), Format(2, 0, True), Format(9, 7, False)):
         q = np.arange(fmt.lo, fmt.hi + 1, max(1, (fmt.hi - fmt.lo) // 1000))

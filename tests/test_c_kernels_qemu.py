@@ -15,9 +15,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from long_mode import FACTOR, LONG, SEED, examples
 from test_c_kernels_host import (
+    EDGE_FORMATS,
     _scratch_path_constraints,
     _wide_path_constraints,
     block_path_cases,
+    quantize_draws,
+    quantize_edge_floats,
     scratch_path_case,
     wide_path_case,
 )
@@ -361,6 +364,26 @@ def test_bad_case_file_fails_the_run():
         qemu.run_case_file(b"NOPE" + struct.pack("<2I", 1, 0), cpu="m4", timeout=60)
     with pytest.raises(qemu.QemuError, match="exited with 4"):  # announces a case it does not hold
         qemu.run_case_file(struct.pack("<3I", qemu.MAGIC_CASES, qemu.VERSION, 1), cpu="m4", timeout=60)
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(draws=st.lists(quantize_draws(), min_size=20, max_size=20))
+def test_quantize_on_cpu(cpu, draws):
+    """The bit-level QUANTIZE == numpy on the target (M4: no float64 unit, M7: one): the edge floats
+    of every EDGE_FORMATS format, NaN payloads, and hypothesis-drawn arrays, one QEMU session."""
+    cases = [OpCase("quantize_input", (quantize_edge_floats(f), f), {}, {}) for f in EDGE_FORMATS]
+    cases += [OpCase("quantize_input", (x, f), {}, {}) for x, f in draws]
+    records = [qemu.encode_case(c, i)[0] for i, c in enumerate(cases)]
+    # NaN payloads (the case encoder refuses NaN, as the numpy reference does): the C rule is NaN -> 0
+    nan = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFFFFFFFF], dtype=np.uint32).view(np.float32)
+    params = qemu._prepare(OpCase("quantize_input", (np.zeros(4, np.float32), Format(8, 3, True)), {}, {}))[0]
+    records.append(qemu.encode_record(len(cases), qemu.OP_IDS["quantize_input"], params, [nan.astype("<f4").tobytes()]))
+    res = qemu.run_records(records, cpu=cpu)
+    for c, (_id, status, _ticks, payload) in zip(cases, res):
+        got = np.frombuffer(payload, dtype=c.args[1].storage_dtype.newbyteorder("<")).astype(np.int64)
+        assert status == 0 and np.array_equal(got, c.reference().ravel()), c.describe()
+    assert res[-1][1] == 0 and np.frombuffer(res[-1][3], dtype=np.int8).tolist() == [0] * 4
 
 
 def test_quantize_special_values_on_m4():

@@ -290,7 +290,7 @@ fxpq_status fxpq_global_average_pool2d(const fxpq_dims *input_dims, const void *
                                        const fxpq_format *input_fmt, void *output,
                                        const fxpq_format *output_fmt);
 
-/** QUANTIZE float32 -> integer (numerics.md section 2), computed in double:
+/** QUANTIZE float32 -> integer (numerics.md section 2), exactly, with integers on the float's bits:
  *  q = saturate(floor(x * 2^frac + 0.5)); NaN -> 0, +inf -> hi, -inf -> lo. */
 fxpq_status fxpq_quantize(int32_t size, const float *input, void *output,
                           const fxpq_format *output_fmt);
