@@ -20,8 +20,10 @@ activation at its container size), which ranks these steps as the builtin file's
 
 Speed: CMSIS-NN's int4 and int16x8 kernels are slower per MAC than its int8 ones on Cortex-M4
 (bench/builtin_speed.py: int4 weights 1.65-2.4x, int16 1.08-1.31x, int16 depthwise 4.1x), so the
-search's speed cap (search/speed.py) runs on :func:`call_instructions`, per MAC by kernel kind, at
-`MAX_SLOWDOWN` x uniform W8A8's unless `max_slowdown` says otherwise (0: no cap).
+search's speed cap (search/speed.py) runs on :func:`call_instructions`: the fitted estimate of the
+layer as a stock int8 one (fxpq_keras/instructions.py, `int8_call_instructions`, the one model of
+CMSIS-NN's int8 kernels) times the measured ratio of its kernel kind, at `MAX_SLOWDOWN` x uniform
+W8A8's unless `max_slowdown` says otherwise (0: no cap).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..instructions import KernelCall
+from ..instructions import KernelCall, int8_call_instructions
 from ..policy import Policy
 
 Key = tuple[str, str]
@@ -41,6 +43,7 @@ MAX_SLOWDOWN = 1.1  # the default speed cap of target builtin: uniform W8A8's M4
 # -icount shift=0): `TFLM_DIR=... .venv/bin/python bench/builtin_speed.py` prints them. Keys: the
 # layer class (a conv with a window, a 1x1 conv, depthwise, fully connected) and the kernel kind
 # (s8: int8 weights and activations; s4: packed int4 weights; s16: int16 activations, int8 weights).
+# Only each kind's ratio to s8 is used: it scales the fitted int8 estimate (call_instructions).
 M4_PER_MAC = {
     "conv": {"s8": 2.14, "s4": 3.91, "s16": 2.30},
     "pointwise": {"s8": 2.71, "s4": 4.47, "s16": 3.54},
@@ -93,9 +96,10 @@ def _seam_elements(call: KernelCall) -> int:
 
 def call_instructions(call: KernelCall) -> float:
     """Estimated Cortex-M4 instructions of one call of the builtin file under TFLM with CMSIS-NN:
-    a weighted op's MACs x M4_PER_MAC, plus M4_PER_SEAM_ELEMENT per element of its QUANTIZE seams
-    (an int16 op between int8 tensors); the other ops' own cost, which the search's steps barely
-    move, is not counted."""
+    a weighted op's int8 estimate (`int8_call_instructions`, fitted to TFLM + CMSIS-NN) times its
+    kernel kind's per-MAC ratio to s8 in M4_PER_MAC, plus M4_PER_SEAM_ELEMENT per element of its
+    QUANTIZE seams (an int16 op between int8 tensors); the other ops' own cost, which the search's
+    steps barely move, is not counted."""
     seams = _seam_elements(call) * M4_PER_SEAM_ELEMENT
     if call.op == "fully_connected":
         kind = "fc"
@@ -105,7 +109,8 @@ def call_instructions(call: KernelCall) -> float:
         kind = "pointwise" if call.taps == 1 else "conv"
     else:
         return float(seams)
-    return call.macs * M4_PER_MAC[kind][kernel_kind(call)] + seams
+    per_mac = M4_PER_MAC[kind]
+    return int8_call_instructions(call) * per_mac[kernel_kind(call)] / per_mac["s8"] + seams
 
 
 def _owner(policy: Policy, name: str) -> str:
