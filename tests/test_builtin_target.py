@@ -111,16 +111,20 @@ def test_builtin_files_hold_int4_weights_and_int16_activations(tmp_path):
     assert {S.TensorType.INT4, S.TensorType.INT8, S.TensorType.INT64} <= seen_weights
 
 
+def set_weight_bits(graph, bits: int) -> None:
+    """Every weighted node of `graph` at `bits` (4: its weights clipped to int4's range first)."""
+    for node in graph.nodes:
+        if node.weights is not None:
+            if bits == 4:
+                node.weights = np.clip(node.weights, -8, 7)
+            node.weight_bits = bits
+
+
 def test_int4_weights_take_half_the_bytes():
     graph, _ = builtin_graph(3)
-    for node in graph.nodes:
-        if node.weights is not None:
-            node.weight_bits = 8
+    set_weight_bits(graph, 8)
     eight = len(export_tflite(graph, target="builtin"))
-    for node in graph.nodes:
-        if node.weights is not None:
-            node.weights = np.clip(node.weights, -8, 7)
-            node.weight_bits = 4
+    set_weight_bits(graph, 4)
     blob = export_tflite(graph, target="builtin")
     four = len(blob)
     # the weights stored as int4 (a layer reading int16 keeps int8 weights: TFLM has no int16x4 kernel)
@@ -239,14 +243,9 @@ def test_reference_kernels_unpack_int4_weights_into_the_arena():
     from fxpq_keras.flatbuffer.memory import device_model_from_tflite
 
     graph, _ = builtin_graph(3)
-    for node in graph.nodes:
-        if node.weights is not None:
-            node.weight_bits = 8
+    set_weight_bits(graph, 8)
     eight = device_model_from_tflite(export_tflite(graph, target="builtin"))
-    for node in graph.nodes:
-        if node.weights is not None:
-            node.weights = np.clip(node.weights, -8, 7)
-            node.weight_bits = 4
+    set_weight_bits(graph, 4)
     blob = export_tflite(graph, target="builtin")
     model = S.ModelT.InitFromPackedBuf(blob, 0)
     int4 = [int(np.prod(t.shape)) for t in model.subgraphs[0].tensors if t.type == S.TensorType.INT4]

@@ -444,10 +444,10 @@ def _scratch_path_constraints():
     })
 
 
-def scratch_path_case(seed: int, c: dict) -> OpCase:
-    """One case of the scratch-free paths (shared with tests/test_c_kernels_qemu.py)."""
-    c = dict(c)
-    op = c.pop("op")
+def _path_case(seed: int, op: str, c: dict, out_ch_cap: int | None = None) -> OpCase:
+    """A drawn path case of `op`: depthwise keeps its input channels (multiplier 1), fully connected
+    takes `in_features` instead of a kernel, the convs a kernel instead of `in_features` (and, with
+    `out_ch_cap`, at most that many output channels)."""
     if op == "depthwise_conv2d":
         c = dict(c, depth_multiplier=1)
         c.pop("out_ch")
@@ -455,7 +455,15 @@ def scratch_path_case(seed: int, c: dict) -> OpCase:
         c.pop("kernel")
     else:
         c.pop("in_features")
+        if out_ch_cap is not None:
+            c["out_ch"] = min(c.get("out_ch", 1), out_ch_cap)
     return random_case(op, np.random.default_rng(seed), **c)
+
+
+def scratch_path_case(seed: int, c: dict) -> OpCase:
+    """One case of the scratch-free paths (shared with tests/test_c_kernels_qemu.py)."""
+    c = dict(c)
+    return _path_case(seed, c.pop("op"), c)
 
 
 @settings(max_examples=examples(150), **SETTINGS)
@@ -489,15 +497,7 @@ def wide_path_case(seed: int, c: dict) -> OpCase:
     c = dict(c)
     op = c.pop("op")
     c["x_bits"], c["x_signed"] = c.pop("x")
-    if op == "depthwise_conv2d":
-        c = dict(c, depth_multiplier=1)
-        c.pop("out_ch")
-    if op == "fully_connected":
-        c.pop("kernel")
-    else:
-        c.pop("in_features")
-        c["out_ch"] = min(c.get("out_ch", 1), 24)  # conv: the channel count matters less than K
-    return random_case(op, np.random.default_rng(seed), **c)
+    return _path_case(seed, op, c, out_ch_cap=24)  # conv: the channel count matters less than K
 
 
 @settings(max_examples=examples(60), **SETTINGS)
