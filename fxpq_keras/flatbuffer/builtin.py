@@ -20,6 +20,7 @@ import numpy as np
 from ..formats import Format
 from ..integer_graph import IntegerGraph, Node, TensorSpec, tflm_ops
 from ..integer_graph.graph import OP_ATTRS
+from ..integer_graph.graph import STOCK_OPS as GRAPH_STOCK_OPS
 from . import stock
 from .builder import scale_quant
 from .errors import ExportError, FlatbufferFormatError
@@ -293,6 +294,13 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
                 nodes.append(Node("reshape", node.name, node.inputs, node.output, {"shape": t[node.output].shape}))
             else:
                 nodes.append(replace(node, attrs=dict(node.attrs)))
+        elif node.op == "stock_quantize":  # the fxp file's zero-point seam: a QUANTIZE here too
+            nodes.append(Node("requantize", node.name, list(node.inputs), node.output, {"activation": None}))
+        elif node.op in GRAPH_STOCK_OPS:  # MUL, HARD_SWISH, ...: the same stock op, int8 as in fxp files
+            if in16(node):
+                problems.append(f"layer {node.name!r}: stock {node.op} on int16 tensors is not modelled (keep its "
+                                "tensors at 8 bits)")
+            nodes.append(replace(node, attrs=dict(node.attrs)))
         else:
             problems.append(f"layer {node.name!r}: op {node.op!r} has no stock int8 equivalent")
     for node in nodes:
@@ -415,6 +423,10 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             code = S.BuiltinOperator.MAX_POOL_2D if node.op == "max_pool2d" else S.BuiltinOperator.AVERAGE_POOL_2D
             b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=S.BuiltinOptions.Pool2DOptions,
                        builtin_options=opts)
+        elif node.op in GRAPH_STOCK_OPS:
+            from .writer import stock_op
+
+            stock_op(b, graph, node, ins, dst)
         else:  # pragma: no cover - to_builtin_graph admits nothing else
             raise AssertionError(node.op)
 
@@ -491,6 +503,11 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     (to_builtin_graph) are the reader's, so a file the reader accepts runs (docs/format.md 7).
     """
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
+    from .reader import STOCK_BUILTINS, stock_node
+
+    if kind in STOCK_BUILTINS and kind != "QUANTIZE":  # MUL, HARD_SWISH, ...: read as in fxp files
+        return stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs,
+                          spec(int(op.outputs[0]), where + " output"))
     if kind not in _N_INPUTS:
         raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the int8-builtin format (known: "
                                     f"{sorted(_N_INPUTS)})")

@@ -488,7 +488,7 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
             f.check_shape_input(inputs[1], 1 + len(out_spec.shape), where)
         return Node("reshape", name, [src.name], out_spec.name, {"shape": tuple(out_spec.shape)})
     if kind in STOCK_BUILTINS:
-        return _stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs, out_spec)
+        return stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs, out_spec)
     if kind not in CUSTOM_OPS:
         raise FlatbufferFormatError(f"{where}: op {kind!r} is not part of the fxp format (known: "
                                     f"{sorted(CUSTOM_OPS) + ['RESHAPE'] + sorted(STOCK_BUILTINS)})")
@@ -651,9 +651,9 @@ def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], where: str) -> tupl
         raise FlatbufferFormatError(f"{where}: input shapes {a} and {b} do not broadcast") from None
 
 
-def _stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs: list[int],
+def stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs: list[int],
                 out_spec: TensorSpec) -> Node:
-    """A stock builtin op of a hybrid fxp file, checked as TFLM's Prepare would check it."""
+    """A stock builtin op of a hybrid fxp file (or a builtin one), checked as TFLM's Prepare would check it."""
     want = _STOCK_OPTIONS.get(graph_op, 0)
     if op.builtinOptionsType not in (0, want):
         raise FlatbufferFormatError(f"{where}: builtin options of type {op.builtinOptionsType}, expected "

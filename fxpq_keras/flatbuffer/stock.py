@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..integer_graph import IntegerGraph, Node, tflm_ops
+from ..integer_graph.graph import STOCK_OPS as GRAPH_STOCK_OPS
+from ..integer_graph.graph import run_stock_node
 from ..integer_graph.tflm_math import (  # noqa: F401 (the primitives moved to tflm_math; names kept)
     INT32_MAX,
     INT32_MIN,
@@ -205,6 +207,9 @@ def run_stock(graph: IntegerGraph, x: np.ndarray) -> list[np.ndarray]:
             (top, bottom), (left, right) = node.attrs["pads"]
             y = np.pad(ins[0], ((0, 0), (top, bottom), (left, right), (0, 0)),
                        constant_values=_zp(graph, node.output))
+        elif node.op in GRAPH_STOCK_OPS:  # MUL, HARD_SWISH, ...: the one model of them (graph.run_stock_node)
+            y = run_stock_node(graph, node, [v - _zp(graph, i) for v, i in zip(ins, node.inputs, strict=True)]) \
+                + _zp(graph, node.output)
         else:
             raise ValueError(f"stock int8 has no op {node.op!r} (node {node.name!r})")
         values[node.output] = y

@@ -162,8 +162,8 @@ def check_stock_seams(graph: IntegerGraph) -> set[str]:
     return offset_tensors(graph.nodes, graph.tensors)
 
 
-def _stock_op(b: _Builder, graph: IntegerGraph, node: Node, ins: list[int], dst: int) -> None:
-    """One stock builtin op of a hybrid fxp file (format.md 8)."""
+def stock_op(b: _Builder, graph: IntegerGraph, node: Node, ins: list[int], dst: int) -> None:
+    """One stock builtin op of a hybrid fxp file (format.md 8) or a builtin one (7)."""
     code = _STOCK_CODES[node.op]
     if node.op in ("mul", "sub"):
         opts = S.MulOptionsT() if node.op == "mul" else S.SubOptionsT()
@@ -212,7 +212,7 @@ def _write_fxp(b: _Builder, graph: IntegerGraph) -> None:
             b.reshape(node.name, ins[0], dst, tuple(node.attrs["shape"]))
             continue
         if node.op in STOCK_OPS:
-            _stock_op(b, graph, node, ins, dst)
+            stock_op(b, graph, node, ins, dst)
             continue
         custom = OP_TO_CUSTOM.get(node.op)
         if custom is None:
