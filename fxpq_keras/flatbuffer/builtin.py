@@ -25,6 +25,7 @@ from . import stock
 from .builder import scale_quant
 from .errors import ExportError, FlatbufferFormatError
 from .schema import schema as S
+from .stock_ops import STOCK_BUILTINS, stock_node, stock_op
 
 STOCK_OPS = tuple(OP_ATTRS) + ("softmax",)
 SOFTMAX_FORMAT = Format(8, stock.SOFTMAX_OUT_FRAC, False)  # int8 with zero point -128, as u8
@@ -424,8 +425,6 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=S.BuiltinOptions.Pool2DOptions,
                        builtin_options=opts)
         elif node.op in GRAPH_STOCK_OPS:
-            from .writer import stock_op
-
             stock_op(b, graph, node, ins, dst)
         else:  # pragma: no cover - to_builtin_graph admits nothing else
             raise AssertionError(node.op)
@@ -503,8 +502,6 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     (to_builtin_graph) are the reader's, so a file the reader accepts runs (docs/format.md 7).
     """
     inputs = [int(i) for i in (op.inputs if op.inputs is not None else [])]
-    from .reader import STOCK_BUILTINS, stock_node
-
     if kind in STOCK_BUILTINS and kind != "QUANTIZE":  # MUL, HARD_SWISH, ...: read as in fxp files
         return stock_node(f, op, STOCK_BUILTINS[kind], name, where, spec, inputs,
                           spec(int(op.outputs[0]), where + " output"))

@@ -17,12 +17,13 @@ import numpy as np
 
 from ..formats import Format, FormatError, relu_bounds
 from ..integer_graph import IntegerGraph, Node, TensorSpec
-from ..integer_graph.graph import STOCK_FIXED_FORMATS, stock_seam_problem
+from ..integer_graph.graph import stock_seam_problem
 from ..integer_graph.ops import conv_output_size
 from . import packing
 from .errors import FlatbufferFormatError
 from .options import ACTIVATION_NAMES, CUSTOM_OPS, METADATA_NAME, PADDING_NAMES, READABLE_VERSIONS, decode_options
 from .schema import schema as S
+from .stock_ops import STOCK_BUILTINS, stock_node
 from .tables import read_model
 
 _NP_TYPES = {
@@ -632,83 +633,3 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
     return node
 
 
-#: stock builtin ops an fxp file may hold (format.md 8) -> integer graph op
-STOCK_BUILTINS = {"MUL": "mul", "SUB": "sub", "MAXIMUM": "maximum", "MINIMUM": "minimum", "LOGISTIC": "logistic",
-                  "TANH": "tanh", "HARD_SWISH": "hard_swish", "ELU": "elu",
-                  "RESIZE_NEAREST_NEIGHBOR": "upsample_nearest", "TRANSPOSE": "transpose", "QUANTIZE": "stock_quantize"}
-_STOCK_ARITY = {"mul": 2, "sub": 2, "maximum": 2, "minimum": 2, "upsample_nearest": 2, "transpose": 2}
-# the BuiltinOptions type each stock op may carry (none: 0 only)
-_STOCK_OPTIONS = {"mul": S.BuiltinOptions.MulOptions, "sub": S.BuiltinOptions.SubOptions,
-                  "maximum": S.BuiltinOptions.MaximumMinimumOptions, "minimum": S.BuiltinOptions.MaximumMinimumOptions,
-                  "upsample_nearest": S.BuiltinOptions.ResizeNearestNeighborOptions,
-                  "transpose": S.BuiltinOptions.TransposeOptions}
-
-
-def _broadcast_shape(a: tuple[int, ...], b: tuple[int, ...], where: str) -> tuple[int, ...]:
-    try:
-        return tuple(np.broadcast_shapes(a, b))
-    except ValueError:
-        raise FlatbufferFormatError(f"{where}: input shapes {a} and {b} do not broadcast") from None
-
-
-def stock_node(f: _File, op, graph_op: str, name: str, where: str, spec, inputs: list[int],
-                out_spec: TensorSpec) -> Node:
-    """A stock builtin op of a hybrid fxp file (or a builtin one), checked as TFLM's Prepare would check it."""
-    want = _STOCK_OPTIONS.get(graph_op, 0)
-    if op.builtinOptionsType not in (0, want):
-        raise FlatbufferFormatError(f"{where}: builtin options of type {op.builtinOptionsType}, expected "
-                                    f"{want} or none")
-    op.builtinOptions  # noqa: B018 - read (bounds-checked) like the C runner, whatever the op uses of it
-    n_in = _STOCK_ARITY.get(graph_op, 1)
-    if len(inputs) != n_in:
-        raise FlatbufferFormatError(f"{where}: expected {n_in} inputs, got {len(inputs)}")
-    n_act = 2 if graph_op in ("mul", "sub", "maximum", "minimum") else 1
-    acts = [spec(i, where + " input") for i in inputs[:n_act]]
-    out = out_spec.fmt
-    if out is None or any(a.fmt is None for a in acts):
-        raise FlatbufferFormatError(f"{where}: inputs and output must be integer tensors")
-    if any(a.fmt.bits > 8 for a in acts) or out.bits > 8:
-        raise FlatbufferFormatError(f"{where}: stock ops in fxp files read and write 8-bit tensors only")
-    if graph_op in ("maximum", "minimum"):
-        shape = _broadcast_shape(acts[0].shape, acts[1].shape, where)
-        if shape != out_spec.shape:
-            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} != broadcast shape {shape}")
-        return Node(graph_op, name, [a.name for a in acts], out_spec.name)
-    if graph_op in ("mul", "sub"):
-        if getattr(op.builtinOptions, "fusedActivationFunction", 0) != 0:
-            raise FlatbufferFormatError(f"{where}: fused activations on stock {graph_op} are not supported")
-        shape = _broadcast_shape(acts[0].shape, acts[1].shape, where)
-        if shape != out_spec.shape:
-            raise FlatbufferFormatError(f"{where}: output shape {out_spec.shape} != broadcast shape {shape}")
-        return Node(graph_op, name, [a.name for a in acts], out_spec.name)
-    src = acts[0]
-    if graph_op == "upsample_nearest":
-        size = f.constant(inputs[1], where + " size")
-        if size.dtype != np.int32 or size.shape != (2,) or len(src.shape) != 3:
-            raise FlatbufferFormatError(f"{where}: needs a [1, H, W, C] input and an int32[2] size")
-        (h, w, c), (oh, ow) = src.shape, (int(size[0]), int(size[1]))
-        if oh % h or ow % w or out_spec.shape != (oh, ow, c) or src.fmt != out:
-            raise FlatbufferFormatError(f"{where}: output {out_spec.shape} is not the input {src.shape} upsampled by "
-                                        "integer factors in the same format")
-        flags = op.builtinOptions
-        if getattr(flags, "alignCorners", 0) or getattr(flags, "halfPixelCenters", 0):
-            raise FlatbufferFormatError(f"{where}: align_corners and half_pixel_centers must be false (integer "
-                                        "upsampling, as the writer writes it)")
-        return Node(graph_op, name, [src.name], out_spec.name, {"size": (oh // h, ow // w)})
-    if graph_op == "transpose":
-        perm = f.constant(inputs[1], where + " perm")
-        rank = len(src.shape) + 1
-        if perm.dtype != np.int32 or perm.shape != (rank,) or sorted(perm.tolist()) != list(range(rank)) \
-                or int(perm[0]) != 0:
-            raise FlatbufferFormatError(f"{where}: perm must be an int32 permutation of {rank} axes keeping the batch")
-        want = tuple(((1,) + src.shape)[p] for p in perm.tolist())[1:]
-        if out_spec.shape != want or src.fmt != out:
-            raise FlatbufferFormatError(f"{where}: output {out_spec.shape} is not the input {src.shape} permuted "
-                                        f"by {perm.tolist()} in the same format")
-        return Node(graph_op, name, [src.name], out_spec.name, {"perm": tuple(int(p) for p in perm)})
-    if src.shape != out_spec.shape:
-        raise FlatbufferFormatError(f"{where}: input shape {src.shape} != output shape {out_spec.shape}")
-    fixed = STOCK_FIXED_FORMATS.get(graph_op)
-    if fixed is not None and out != fixed:
-        raise FlatbufferFormatError(f"{where}: TFLM's int8 {graph_op} writes {fixed}, the file says {out}")
-    return Node(graph_op, name, [src.name], out_spec.name)

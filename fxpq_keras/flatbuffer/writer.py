@@ -26,6 +26,7 @@ from .builtin import to_builtin_graph, write_builtin
 from .errors import ExportError
 from .options import ACTIVATION_CODES, OP_TO_CUSTOM, PADDING_CODES, encode_options
 from .schema import schema as S
+from .stock_ops import stock_op
 
 TARGETS = ("fxp", "int8-builtin", "builtin")
 
@@ -162,38 +163,6 @@ def check_stock_seams(graph: IntegerGraph) -> set[str]:
     return offset_tensors(graph.nodes, graph.tensors)
 
 
-def stock_op(b: _Builder, graph: IntegerGraph, node: Node, ins: list[int], dst: int) -> None:
-    """One stock builtin op of a hybrid fxp file (format.md 8) or a builtin one (7)."""
-    code = _STOCK_CODES[node.op]
-    if node.op in ("mul", "sub"):
-        opts = S.MulOptionsT() if node.op == "mul" else S.SubOptionsT()
-        opts.fusedActivationFunction = S.ActivationFunctionType.NONE
-        otype = S.BuiltinOptions.MulOptions if node.op == "mul" else S.BuiltinOptions.SubOptions
-        b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=otype, builtin_options=opts)
-    elif node.op == "upsample_nearest":
-        h, w = graph.tensors[node.output].shape[:2]
-        size = b.constant(f"{node.name}/size", np.array([h, w], dtype=np.int32))
-        opts = S.ResizeNearestNeighborOptionsT()
-        opts.alignCorners, opts.halfPixelCenters = False, False
-        b.operator(node.name, b.op_code(code), ins + [size], [dst],
-                   builtin_type=S.BuiltinOptions.ResizeNearestNeighborOptions, builtin_options=opts)
-    elif node.op == "transpose":
-        perm = b.constant(f"{node.name}/perm", np.array(node.attrs["perm"], dtype=np.int32))
-        b.operator(node.name, b.op_code(code), ins + [perm], [dst],
-                   builtin_type=S.BuiltinOptions.TransposeOptions, builtin_options=S.TransposeOptionsT())
-    elif node.op in ("maximum", "minimum"):
-        b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=S.BuiltinOptions.MaximumMinimumOptions,
-                   builtin_options=S.MaximumMinimumOptionsT())
-    else:  # logistic, tanh, hard_swish, elu, stock_quantize: no options
-        b.operator(node.name, b.op_code(code), ins, [dst])
-
-
-_STOCK_CODES = {"mul": S.BuiltinOperator.MUL, "sub": S.BuiltinOperator.SUB, "logistic": S.BuiltinOperator.LOGISTIC,
-                "tanh": S.BuiltinOperator.TANH, "hard_swish": S.BuiltinOperator.HARD_SWISH,
-                "elu": S.BuiltinOperator.ELU, "maximum": S.BuiltinOperator.MAXIMUM,
-                "minimum": S.BuiltinOperator.MINIMUM,
-                "upsample_nearest": S.BuiltinOperator.RESIZE_NEAREST_NEIGHBOR,
-                "transpose": S.BuiltinOperator.TRANSPOSE, "stock_quantize": S.BuiltinOperator.QUANTIZE}
 
 
 def _write_fxp(b: _Builder, graph: IntegerGraph) -> None:
