@@ -41,15 +41,16 @@ def cmsis_nn_dir() -> Path | None:
     return next((c for c in candidates if (c / "Include" / "arm_nnfunctions.h").is_file()), None)
 
 
-def kernel_build(kernels: str, model: bytes | None = None) -> tuple[str, list[str]]:
+def kernel_build(kernels: str, model: bytes | None = None, engine: str = "any") -> tuple[str, list[str]]:
     """Build directory and make variables of a Cortex-M kernel variant (see KERNEL_BUILDS;
-    "selective" needs the `model` whose paths it compiles)."""
+    "selective" needs the `model` whose paths it compiles, as `engine` runs them: "tflm",
+    "runner" or "any", fxpq_keras.kernels.paths)."""
     if kernels == "selective":
         if model is None:
             raise ValueError('kernels="selective" builds the paths of one model: pass the model')
         from .paths import selective_build
 
-        return selective_build(model)
+        return selective_build(model, engine)
     if kernels not in KERNEL_BUILDS:
         raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS) + ['selective']}, got {kernels!r}")
     build, make_vars = KERNEL_BUILDS[kernels]

@@ -11,6 +11,12 @@ the include path (``make ... FXPQ_PATHS=<dir>``) compile only those loops. A fil
 anything else is refused when TFLM (or the runner) prepares the op, naming the combination
 (``FXPQ_ERR_NOT_BUILT``), never run differently.
 
+A uint16 input runs on one of two loops: the x - 2^15 lanes of a 16-bit format, or the int16 lanes
+of a format of at most 15 bits (``UINT16_NARROW``). The C runner reads the format from the file;
+the TFLM glue knows the storage type only and always passes 16 bits. So the paths depend on the
+engine the firmware runs: ``engine="tflm"`` (what `fxpq deploy` builds), ``"runner"``, or
+``"any"`` (both: the default).
+
     paths = model_paths(Path("model.tflite").read_bytes())
     Path("fw/fxpq_model_paths.h").write_text(paths_header(paths, "model.tflite"))
 """
@@ -21,10 +27,12 @@ import hashlib
 from pathlib import Path
 
 from ..flatbuffer.options import decode_options
+from ..flatbuffer.reader import tensor_format
 from ..flatbuffer.schema import schema as S
 from .runner import KERNELS_DIR
 
-__all__ = ["STORAGES", "WEIGHTED_OPS", "model_paths", "paths_header", "selective_build", "write_paths_header"]
+__all__ = ["ENGINES", "KEYS", "STORAGES", "WEIGHTED_OPS", "model_paths", "paths_header", "selective_build",
+           "write_paths_header"]
 
 #: Input storage types the kernels specialize on (the header's macro suffixes), by TFLite tensor type.
 STORAGES = {S.TensorType.INT8: "INT8", S.TensorType.UINT8: "UINT8", S.TensorType.INT16: "INT16",
@@ -32,15 +40,20 @@ STORAGES = {S.TensorType.INT8: "INT8", S.TensorType.UINT8: "UINT8", S.TensorType
 #: FXP_* weighted op -> the kernel group of fxpq_paths.h (conv 2D and fully connected share a kernel).
 WEIGHTED_OPS = {"FXP_CONV_2D": "CONV", "FXP_FULLY_CONNECTED": "CONV", "FXP_DEPTHWISE_CONV_2D": "DEPTHWISE"}
 HEADER = "fxpq_model_paths.h"
+ENGINES = ("any", "tflm", "runner")
+KEYS = (*STORAGES.values(), "UINT16_NARROW")
 
 Paths = dict[tuple[str, str], frozenset[int]]  # (kernel group, storage) -> weight widths
 
 
-def model_paths(data: bytes) -> Paths:
-    """{(kernel group, input storage): weight widths} of every FXP_* conv / fully connected /
-    depthwise op in the file; every group and storage is a key (empty when unused)."""
+def model_paths(data: bytes, engine: str = "any") -> Paths:
+    """{(kernel group, input kind): weight widths} of every FXP_* conv / fully connected /
+    depthwise op in the file, as the kernels under `engine` (module docstring) see them; every
+    group and kind (:data:`KEYS`) is a key (empty when unused)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     m = S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
-    found: dict[tuple[str, str], set[int]] = {(g, s): set() for g in ("CONV", "DEPTHWISE") for s in STORAGES.values()}
+    found: dict[tuple[str, str], set[int]] = {(g, s): set() for g in ("CONV", "DEPTHWISE") for s in KEYS}
     codes = [(c.customCode or b"").decode() for c in (m.operatorCodes or [])]
     for sub in m.subgraphs or []:
         for i, op in enumerate(sub.operators or []):
@@ -52,8 +65,14 @@ def model_paths(data: bytes) -> Paths:
                 raise ValueError(f"operator {i} ({name}): input tensor type {tensor.type} is not one the fxpq "
                                  f"kernels take (int8, uint8, int16, uint16)")
             blob = bytes(op.customOptions) if op.customOptions is not None else b""
-            opts = decode_options(name, blob, f"operator {i} ({name})")
-            found[WEIGHTED_OPS[name], STORAGES[tensor.type]].add(int(opts["weight_bits"]))
+            where = f"operator {i} ({name})"
+            bits = int(decode_options(name, blob, where)["weight_bits"])
+            kinds = {STORAGES[tensor.type]}
+            if tensor.type == S.TensorType.UINT16 and tensor_format(tensor, f"{where} input").bits < 16:
+                kinds = {"UINT16_NARROW"} if engine == "runner" else {"UINT16"} if engine == "tflm" else \
+                    {"UINT16", "UINT16_NARROW"}
+            for kind in kinds:
+                found[WEIGHTED_OPS[name], kind].add(bits)
     return {k: frozenset(v) for k, v in found.items()}
 
 
@@ -71,31 +90,32 @@ def paths_header(paths: Paths, source: str = "the model") -> str:
              "#ifndef FXPQ_MODEL_PATHS_H", "#define FXPQ_MODEL_PATHS_H"]
     for (group, storage), widths in sorted(paths.items()):
         what = "conv 2D / fully connected" if group == "CONV" else "depthwise conv 2D"
-        note = f"{what} over {storage.lower()} inputs: " + (", ".join(f"w{w}" for w in sorted(widths)) or "none")
+        over = "uint16 inputs of 9..15 bits" if storage == "UINT16_NARROW" else f"{storage.lower()} inputs"
+        note = f"{what} over {over}: " + (", ".join(f"w{w}" for w in sorted(widths)) or "none")
         lines.append(f"#define FXPQ_PATHS_{group}_{storage} 0x{_mask(widths):04X}u /* {note} */")
     lines += ["#endif", ""]
     return "\n".join(lines)
 
 
-def write_paths_header(data: bytes, directory: Path, source: str = "the model") -> Path:
-    """Write fxpq_model_paths.h for the model `data` into `directory` (unchanged when equal, so
-    make sees no new header); its path."""
+def write_paths_header(data: bytes, directory: Path, source: str = "the model", engine: str = "any") -> Path:
+    """Write fxpq_model_paths.h for the model `data` run by `engine` into `directory` (unchanged
+    when equal, so make sees no new header); its path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / HEADER
-    text = paths_header(model_paths(data), source)
+    text = paths_header(model_paths(data, engine), source)
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
 
 
-def selective_build(data: bytes) -> tuple[str, list[str]]:
+def selective_build(data: bytes, engine: str = "any") -> tuple[str, list[str]]:
     """(build directory under tflm_kernels/, make variables) of the kernels compiled for the paths
-    of the model `data`: one directory per set of paths (models running the same paths share it),
-    ``build/paths/<hash>/`` holding the header and the objects."""
-    paths = model_paths(data)
+    of the model `data` under `engine`: one directory per set of paths (models running the same
+    paths share it), ``build/paths/<hash>/`` holding the header and the objects."""
+    paths = model_paths(data, engine)
     key = hashlib.sha256(paths_header(paths).encode()).hexdigest()[:12]
     build = f"build/paths/{key}"
     header_dir = KERNELS_DIR / build / "config"
-    write_paths_header(data, header_dir, "the models of this build")
+    write_paths_header(data, header_dir, "the models of this build", engine)
     return build, [f"BUILD={build}", f"FXPQ_PATHS={header_dir}"]

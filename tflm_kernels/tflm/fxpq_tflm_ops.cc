@@ -320,7 +320,8 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     // a selective kernel build (fxpq_model_paths.h of another model) may lack this op's path
     const fxpq_storage in_storage = d->in.bits <= 8 ? (d->in.is_signed ? FXPQ_STORAGE_INT8 : FXPQ_STORAGE_UINT8)
                                                     : (d->in.is_signed ? FXPQ_STORAGE_INT16 : FXPQ_STORAGE_UINT16);
-    if (!fxpq_kernel_path_built(kOp, in_storage, d->weighted.weight_bits)) {
+    const fxpq_format in_format = Unpack(d->in);
+    if (!fxpq_kernel_path_built(kOp, &in_format, d->weighted.weight_bits)) {
       static const char* const kStorage[] = {"int8", "uint8", "int16", "uint16"};
       MicroPrintf("%s: %s inputs with %d-bit weights: %s", fxpq_custom_op_name(kOp), kStorage[in_storage],
                   static_cast<int>(d->weighted.weight_bits), fxpq_status_str(FXPQ_ERR_NOT_BUILT));

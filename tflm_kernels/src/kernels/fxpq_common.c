@@ -26,17 +26,21 @@ const char *fxpq_status_str(fxpq_status status)
     }
 }
 
-int32_t fxpq_kernel_path_built(int32_t op, fxpq_storage input_storage, int32_t weight_bits)
+int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits)
 {
     unsigned mask;
     const int32_t depthwise = op == FXPQ_OP_DEPTHWISE_CONV_2D;
     if (op != FXPQ_OP_CONV_2D && op != FXPQ_OP_FULLY_CONNECTED && !depthwise) {
         return 1;
     }
-    if (weight_bits < FXPQ_MIN_BITS || weight_bits > FXPQ_MAX_BITS) {
+    if (fxpq_check_format(input) != FXPQ_OK || weight_bits < FXPQ_MIN_BITS || weight_bits > FXPQ_MAX_BITS) {
         return 0;
     }
-    switch (input_storage) {
+    if (!input->is_signed && input->bits > 8 && input->bits < 16) { /* int16 lanes (fxpq_paths.h) */
+        mask = depthwise ? FXPQ_PATHS_DEPTHWISE_UINT16_NARROW : FXPQ_PATHS_CONV_UINT16_NARROW;
+        return (int32_t)FXPQ_PATHS_HAS(mask, weight_bits);
+    }
+    switch (fxpq_storage_of(input)) {
     case FXPQ_STORAGE_INT8: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_INT8 : FXPQ_PATHS_CONV_INT8; break;
     case FXPQ_STORAGE_UINT8: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_UINT8 : FXPQ_PATHS_CONV_UINT8; break;
     case FXPQ_STORAGE_INT16: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_INT16 : FXPQ_PATHS_CONV_INT16; break;
@@ -302,7 +306,7 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, int32_t op, const fxpq_cont
         return wk;
     }
     wk.in_s = fxpq_storage_of(input_fmt);
-    if (!fxpq_kernel_path_built(op, wk.in_s, weights->bits)) {
+    if (!fxpq_kernel_path_built(op, input_fmt, weights->bits)) {
         *st = FXPQ_ERR_NOT_BUILT;
         return wk;
     }

@@ -1205,7 +1205,7 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
             }
             break;
         default:
-            if (FXPQ_PATHS_DEPTHWISE_UINT16 != 0) {
+            if ((FXPQ_PATHS_DEPTHWISE_UINT16 | FXPQ_PATHS_DEPTHWISE_UINT16_NARROW) != 0) {
                 FXPQ_DW_CHANNEL(uint16_t);
             }
             break;

@@ -14,7 +14,11 @@
  * Each mask has bit (w - 2) set for weight width w (2..16):
  *   FXPQ_PATHS_CONV_<S>       conv 2D and fully connected (one kernel) over <S> inputs
  *   FXPQ_PATHS_DEPTHWISE_<S>  depthwise conv 2D over <S> inputs
- * with <S> one of INT8, UINT8, INT16, UINT16 (the input's storage type).
+ * with <S> one of INT8, UINT8, INT16, UINT16 (the input's storage type; UINT16: a 16-bit unsigned
+ * format, which the kernels run as x - 2^15 lanes, and every uint16 input the TFLM glue passes: it
+ * knows the storage type only) or UINT16_NARROW (a uint16 input whose format has at most 15 bits,
+ * run as int16 lanes: the runner's, which reads the format from the file; optional, the UINT16
+ * mask when not given).
  */
 #ifndef FXPQ_PATHS_H
 #define FXPQ_PATHS_H
@@ -27,6 +31,12 @@
     !defined(FXPQ_PATHS_DEPTHWISE_UINT16)
 #error "fxpq_model_paths.h must define FXPQ_PATHS_CONV_* and FXPQ_PATHS_DEPTHWISE_* (INT8, UINT8, INT16, UINT16): regenerate it (docs/kernels.md)"
 #endif
+#ifndef FXPQ_PATHS_CONV_UINT16_NARROW
+#define FXPQ_PATHS_CONV_UINT16_NARROW FXPQ_PATHS_CONV_UINT16
+#endif
+#ifndef FXPQ_PATHS_DEPTHWISE_UINT16_NARROW
+#define FXPQ_PATHS_DEPTHWISE_UINT16_NARROW FXPQ_PATHS_DEPTHWISE_UINT16
+#endif
 #else
 #define FXPQ_PATHS_ALL_WIDTHS 0x7FFFu
 #define FXPQ_PATHS_CONV_INT8 FXPQ_PATHS_ALL_WIDTHS
@@ -37,19 +47,21 @@
 #define FXPQ_PATHS_DEPTHWISE_UINT8 FXPQ_PATHS_ALL_WIDTHS
 #define FXPQ_PATHS_DEPTHWISE_INT16 FXPQ_PATHS_ALL_WIDTHS
 #define FXPQ_PATHS_DEPTHWISE_UINT16 FXPQ_PATHS_ALL_WIDTHS
+#define FXPQ_PATHS_CONV_UINT16_NARROW FXPQ_PATHS_ALL_WIDTHS
+#define FXPQ_PATHS_DEPTHWISE_UINT16_NARROW FXPQ_PATHS_ALL_WIDTHS
 #endif
 
 /* Width w (2..16) is in mask m. */
 #define FXPQ_PATHS_HAS(m, w) ((((unsigned)(m)) >> ((w) - 2)) & 1u)
 
-/* Masks by the optimized kernels' input kinds: 16-bit lanes (int16, and uint16 of at most 15
- * bits, which a uint16 tensor may hold) and full 16-bit unsigned (x - 2^15 lanes). */
-#define FXPQ_PATHS_CONV_LANES16 (FXPQ_PATHS_CONV_INT16 | FXPQ_PATHS_CONV_UINT16)
-#define FXPQ_PATHS_DEPTHWISE_LANES16 (FXPQ_PATHS_DEPTHWISE_INT16 | FXPQ_PATHS_DEPTHWISE_UINT16)
+/* The optimized kernels' 16-bit input kinds: int16 lanes (int16, and uint16 of at most 15 bits)
+ * and full 16-bit unsigned (x - 2^15 lanes: FXPQ_PATHS_*_UINT16 alone). */
+#define FXPQ_PATHS_CONV_LANES16 (FXPQ_PATHS_CONV_INT16 | FXPQ_PATHS_CONV_UINT16_NARROW)
+#define FXPQ_PATHS_DEPTHWISE_LANES16 (FXPQ_PATHS_DEPTHWISE_INT16 | FXPQ_PATHS_DEPTHWISE_UINT16_NARROW)
 /* Every width a conv or depthwise of this build may unpack (the row unpackers). */
 #define FXPQ_PATHS_ANY_WIDTH                                                                       \
-    (FXPQ_PATHS_CONV_INT8 | FXPQ_PATHS_CONV_UINT8 | FXPQ_PATHS_CONV_INT16 | FXPQ_PATHS_CONV_UINT16 | \
-     FXPQ_PATHS_DEPTHWISE_INT8 | FXPQ_PATHS_DEPTHWISE_UINT8 | FXPQ_PATHS_DEPTHWISE_INT16 |         \
+    (FXPQ_PATHS_CONV_INT8 | FXPQ_PATHS_CONV_UINT8 | FXPQ_PATHS_CONV_LANES16 | FXPQ_PATHS_CONV_UINT16 | \
+     FXPQ_PATHS_DEPTHWISE_INT8 | FXPQ_PATHS_DEPTHWISE_UINT8 | FXPQ_PATHS_DEPTHWISE_LANES16 |      \
      FXPQ_PATHS_DEPTHWISE_UINT16)
 
 #endif /* FXPQ_PATHS_H */

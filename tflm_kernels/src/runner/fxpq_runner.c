@@ -635,11 +635,13 @@ static fxpq_runner_status fx_check_path(fxpq_runner *r, int32_t op, int32_t kind
                            : in->type == FXPQ_TFLITE_UINT8 ? FXPQ_STORAGE_UINT8
                            : in->type == FXPQ_TFLITE_INT16 ? FXPQ_STORAGE_INT16
                                                            : FXPQ_STORAGE_UINT16;
-    if (fxpq_kernel_path_built(kind, s, weight_bits)) {
-        return FXPQ_RUNNER_OK;
+    if (!in->has_format || fxpq_kernel_path_built(kind, &in->format, weight_bits)) {
+        return FXPQ_RUNNER_OK; /* (a missing format is refused by the op's own checks) */
     }
     fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, names[s]);
-    fx_msg_str(r, " inputs with ");
+    fx_msg_str(r, " inputs (");
+    fx_msg_int(r, in->format.bits);
+    fx_msg_str(r, "-bit format) with ");
     fx_msg_int(r, weight_bits);
     fx_msg_str(r, "-bit weights: ");
     fx_msg_str(r, fxpq_status_str(FXPQ_ERR_NOT_BUILT));
