@@ -18,10 +18,8 @@ const char *fxpq_status_str(fxpq_status status)
     case FXPQ_ERR_SCRATCH_TOO_SMALL: return "scratch buffer too small";
     case FXPQ_ERR_BAD_BIAS_FRAC: return "bias frac outside 0 <= frac_acc - frac_bias <= 30";
     case FXPQ_ERR_MISALIGNED: return "misaligned buffer";
-    case FXPQ_ERR_NOT_BUILT:
-        return "this combination of op, input type and weight width is not in this build's kernel paths "
-               "(fxpq_model_paths.h of another model: regenerate it for this model, or build without "
-               "FXPQ_SELECTIVE_PATHS)";
+    case FXPQ_ERR_NOT_BUILT: /* short: the runner's message holds 160 characters */
+        return "not in this build's kernel paths (see fxpq_model_paths.h)";
     default: return "unknown status";
     }
 }
