@@ -4,9 +4,12 @@ clear refusal of a file that needs a path the build left out."""
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -15,7 +18,7 @@ from test_export_graphs import cnn_graph
 from fxpq_keras.flatbuffer import Interpreter, export_tflite
 from fxpq_keras.integer_graph.ops import quantize_input
 from fxpq_keras.kernels import runner
-from fxpq_keras.kernels._build import ARM_LOCK, HOST_LOCK, kernel_build, make_or_raise, open_library
+from fxpq_keras.kernels._build import ARM_LOCK, HOST_LOCK, kernel_build, make_or_raise
 from fxpq_keras.kernels.paths import model_paths, paths_header
 from fxpq_keras.kernels.runner import KERNELS_DIR, HostRunner, RunnerModelError
 
@@ -120,17 +123,56 @@ def test_selective_firmware_is_bit_exact_with_the_full_builds_instructions(files
         assert sel.elf.stat().st_size < full.elf.stat().st_size
 
 
+def _own_symbols(path, signatures: dict) -> ctypes.CDLL:
+    """A second build of the same library in this process, resolving its own calls to its own
+    functions (RTLD_DEEPBIND: else they may bind to the first build's fxpq_* symbols)."""
+    lib = ctypes.CDLL(str(path), mode=os.RTLD_LOCAL | os.RTLD_DEEPBIND)
+    for name, (restype, argtypes) in signatures.items():
+        getattr(lib, name).restype, getattr(lib, name).argtypes = restype, argtypes
+    return lib
+
+
 def test_a_build_for_other_paths_refuses_the_file_naming_the_path(files, monkeypatch):
     """The host runner built for file A's paths runs A bit-exact and refuses B at init, naming the
     op, the input type and the weight width; the weighted kernels answer FXPQ_ERR_NOT_BUILT."""
     (path_a, x_a), (path_b, _) = files
     build, make_vars = kernel_build("selective", path_a.read_bytes(), "runner")
     make_or_raise([*make_vars, "runner-host"], HOST_LOCK, 600, "the selective host runner")
-    lib = open_library("FXPQ_SELECTIVE_TEST_LIB", lambda: KERNELS_DIR / build / "host" / "libfxpq_runner.so",
-                       runner._SIGNATURES)
-    monkeypatch.setattr(runner, "_lib", lib)
+    runner.load_runner_library()  # the default build loaded first: the other must not bind to its symbols
+    monkeypatch.setattr(runner, "_lib", _own_symbols(KERNELS_DIR / build / "host" / "libfxpq_runner.so",
+                                                     runner._SIGNATURES))
     got = HostRunner(path_a).run(x_a)
     np.testing.assert_array_equal(got[0], Interpreter(path_a).predict(x_a, raw=True))
     with pytest.raises(RunnerModelError, match=r"op \d+ \(FXP_\w+\): u?int(8|16) inputs \(\d+-bit format\) "
                                                r"with \d+-bit weights: .*not in this build's kernel paths"):
         HostRunner(path_b)
+
+
+def test_tflm_glue_built_for_other_paths_refuses_the_file_in_prepare(files, tmp_path):
+    """The TFLM glue (on its functional stand-in of TFLM) with kernels built for file A's TFLM paths
+    runs A bit-exact and fails B's Prepare, naming the op, the input type and the weight width. In a
+    process of its own: the glue's registrations are C++ function-local statics, which the dynamic
+    linker unifies with those of a glue build loaded before (STB_GNU_UNIQUE)."""
+    (path_a, x_a), (path_b, x_b) = files
+    build, make_vars = kernel_build("selective", path_a.read_bytes(), "tflm")
+    make_or_raise([*make_vars, "glue-harness"], HOST_LOCK, 600, "the selective glue harness")
+    np.save(tmp_path / "a.npy", x_a)
+    np.save(tmp_path / "b.npy", x_b)
+    code = f"""
+import numpy as np
+from fxpq_keras.flatbuffer import Interpreter
+from fxpq_keras.kernels.glue_harness import GlueError, GlueHarness
+a, b = Interpreter("{path_a}"), Interpreter("{path_b}")
+x_a, x_b = np.load("{tmp_path / 'a.npy'}"), np.load("{tmp_path / 'b.npy'}")
+assert np.array_equal(GlueHarness("{path_a}", a.graph).run(x_a)[0], a.predict(x_a, raw=True)), "A differs"
+try:
+    GlueHarness("{path_b}", b.graph).run(x_b)
+except GlueError as e:
+    print("refused:", e)
+"""
+    env = {**os.environ, "FXPQ_GLUE_HARNESS_LIB": str(KERNELS_DIR / build / "host" / "libfxpq_glue_harness.so"),
+           "PYTHONPATH": str(KERNELS_DIR.parent)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert re.search(r"refused: op \d+: Prepare failed: FXP_\w+: u?int(8|16) inputs with \d+-bit weights: not in "
+                     r"this build's kernel paths", proc.stdout), proc.stdout
