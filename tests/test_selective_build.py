@@ -176,3 +176,32 @@ except GlueError as e:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert re.search(r"refused: op \d+: Prepare failed: FXP_\w+: u?int(8|16) inputs with \d+-bit weights: not in "
                      r"this build's kernel paths", proc.stdout), proc.stdout
+
+
+# (kind of fxpq_model_paths.h, input format bits, signed): every input kind the kernels specialize on
+SINGLE_KINDS = (("INT8", 8, True), ("UINT8", 7, False), ("INT16", 12, True), ("UINT16", 16, False),
+                ("UINT16_NARROW", 12, False))
+
+
+@pytest.mark.skipif(QEMU, reason="needs qemu-system-arm and arm-none-eabi-gcc")
+@pytest.mark.parametrize("kind, x_bits, x_signed", SINGLE_KINDS)
+def test_a_build_of_one_kind_runs_its_calls_as_the_full_build_and_refuses_the_others(kind, x_bits, x_signed):
+    """Kernels built for one input kind and weight width (5 bits): conv (1x1 and 3x3), fully
+    connected and depthwise calls of that kind give the full build's bits and instruction counts
+    (each kind's gate opens exactly its own loops), and a call with another width is refused."""
+    from fxpq_keras.kernels import qemu
+    from fxpq_keras.kernels.cases import random_case
+
+    rng = np.random.default_rng(5)
+    shapes = {"conv2d": [dict(kernel=(1, 1), cin=16, out_ch=8), dict(kernel=(3, 3), cin=8, out_ch=6)],
+              "fully_connected": [dict(in_features=64, out_ch=8)], "depthwise_conv2d": [dict(kernel=(3, 3), cin=8)]}
+    cases = [random_case(op, rng, x_bits=x_bits, x_signed=x_signed, w_bits=5, dilation=False, depth_multiplier=1,
+                         **shape) for op, group in shapes.items() for shape in group]
+    other = random_case("conv2d", rng, x_bits=x_bits, x_signed=x_signed, w_bits=6, kernel=(1, 1), cin=8, out_ch=4)
+    paths = {("CONV", kind): frozenset({5}), ("DEPTHWISE", kind): frozenset({5})}
+    sel = qemu.run_cases([*cases, other], cpu="m4", kernels="selective", paths=paths)
+    full = qemu.run_cases(cases, cpu="m4")
+    for case, s, f in zip(cases, sel, full):
+        assert s.status == 0 and np.array_equal(s.output, case.reference()), case.describe()
+        assert s.instructions == pytest.approx(f.instructions, rel=0.01, abs=200), case.describe()
+    assert sel[-1].status_name == "FXPQ_ERR_NOT_BUILT"

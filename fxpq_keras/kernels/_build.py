@@ -41,16 +41,17 @@ def cmsis_nn_dir() -> Path | None:
     return next((c for c in candidates if (c / "Include" / "arm_nnfunctions.h").is_file()), None)
 
 
-def kernel_build(kernels: str, model: bytes | None = None, engine: str = "any") -> tuple[str, list[str]]:
+def kernel_build(kernels: str, model: bytes | None = None, engine: str = "any",
+                 paths: dict | None = None) -> tuple[str, list[str]]:
     """Build directory and make variables of a Cortex-M kernel variant (see KERNEL_BUILDS;
     "selective" needs the `model` whose paths it compiles, as `engine` runs them: "tflm",
-    "runner" or "any", fxpq_keras.kernels.paths)."""
+    "runner" or "any", or the `paths` themselves: fxpq_keras.kernels.paths)."""
     if kernels == "selective":
-        if model is None:
+        if model is None and paths is None:
             raise ValueError('kernels="selective" builds the paths of one model: pass the model')
         from .paths import selective_build
 
-        return selective_build(model, engine)
+        return selective_build(model, engine, paths)
     if kernels not in KERNEL_BUILDS:
         raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS) + ['selective']}, got {kernels!r}")
     build, make_vars = KERNEL_BUILDS[kernels]

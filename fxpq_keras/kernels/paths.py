@@ -109,13 +109,20 @@ def write_paths_header(data: bytes, directory: Path, source: str = "the model", 
     return path
 
 
-def selective_build(data: bytes, engine: str = "any") -> tuple[str, list[str]]:
+def selective_build(data: bytes | None, engine: str = "any", paths: Paths | None = None) -> tuple[str, list[str]]:
     """(build directory under tflm_kernels/, make variables) of the kernels compiled for the paths
-    of the model `data` under `engine`: one directory per set of paths (models running the same
-    paths share it), ``build/paths/<hash>/`` holding the header and the objects."""
-    paths = model_paths(data, engine)
-    key = hashlib.sha256(paths_header(paths).encode()).hexdigest()[:12]
-    build = f"build/paths/{key}"
+    of the model `data` under `engine` (or for `paths` as given: tests of single kinds): one
+    directory per set of paths (models running the same paths share it), ``build/paths/<hash>/``
+    holding the header and the objects."""
+    if paths is None:
+        if data is None:
+            raise ValueError("a selective build needs the model (or the paths)")
+        paths = model_paths(data, engine)
+    paths = {k: frozenset(paths.get(k, ())) for k in ((g, s) for g in ("CONV", "DEPTHWISE") for s in KEYS)}
+    text = paths_header(paths, "the models of this build")
+    build = f"build/paths/{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     header_dir = KERNELS_DIR / build / "config"
-    write_paths_header(data, header_dir, "the models of this build", engine)
+    header_dir.mkdir(parents=True, exist_ok=True)
+    if not (header_dir / HEADER).exists() or (header_dir / HEADER).read_text() != text:
+        (header_dir / HEADER).write_text(text)
     return build, [f"BUILD={build}", f"FXPQ_PATHS={header_dir}"]

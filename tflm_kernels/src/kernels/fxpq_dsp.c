@@ -1063,7 +1063,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
      * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one to three
      * columns), rows of fewer than 16 terms (the per-row cost of this loop dominates), or a KxK
      * kernel whose rows do not fit one block (the columns would be gathered once per block). */
-    if (FXPQ_PATHS_CONV_LANES16 == 0 || per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+    if ((FXPQ_PATHS_CONV_LANES16 | FXPQ_PATHS_CONV_UINT16) == 0 || per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
         (!direct && (int64_t)2 * k * 2 > wk->scratch_size) ||
         (!wide && !u16 && (pixels < FXPQ_PIXELS || k < 16 || (!direct && per < out_ch)))) {
         return 0;
