@@ -62,10 +62,12 @@ def _expected(path, engine: str) -> dict:
 def test_paths_are_each_weighted_ops_input_kind_and_weight_width(files, engine):
     for path, _ in files:
         got = model_paths(path.read_bytes(), engine)
+        long_rows = got["CONV", "UINT16_LONG"]  # the cnn_graph files' rows are all short
+        assert not long_rows
         assert {k: set(v) for k, v in got.items() if v} == _expected(path, engine)
         header = paths_header(got, path.name)
         masks = dict(re.findall(r"#define FXPQ_PATHS_(\w+) 0x([0-9A-F]{4})u", header))
-        assert len(masks) == 10  # 2 groups x (4 storage types + narrow uint16)
+        assert len(masks) == 11  # 2 groups x (4 storage types + narrow uint16) + long 16-bit unsigned rows
         for (group, kind), widths in got.items():
             assert int(masks[f"{group}_{kind}"], 16) == sum(1 << (w - 2) for w in widths)
     a, b = (model_paths(p.read_bytes(), "runner") for p, _ in files)
@@ -93,7 +95,7 @@ def test_selective_kernels_compile_only_the_loops_of_the_files_paths(files):
     full = _symbols(KERNELS_DIR / "build" / "m4" / "obj" / "src" / "kernels" / "fxpq_dsp.o")
     paths = model_paths(data, "runner")
     masks = {"s8": paths["CONV", "INT8"], "u8": paths["CONV", "UINT8"],
-             "16": paths["CONV", "INT16"] | paths["CONV", "UINT16_NARROW"], "u16": paths["CONV", "UINT16"]}
+             "16": paths["CONV", "INT16"] | paths["CONV", "UINT16_NARROW"], "u16": paths["CONV", "UINT16_LONG"]}
     for kind in KINDS:
         for bits in range(2, 17):
             name = f"fxpq_mm_{kind}_w{bits}"
@@ -199,6 +201,12 @@ def test_a_build_of_one_kind_runs_its_calls_as_the_full_build_and_refuses_the_ot
                          **shape) for op, group in shapes.items() for shape in group]
     other = random_case("conv2d", rng, x_bits=x_bits, x_signed=x_signed, w_bits=6, kernel=(1, 1), cin=8, out_ch=4)
     paths = {("CONV", kind): frozenset({5}), ("DEPTHWISE", kind): frozenset({5})}
+    if kind == "UINT16":  # rows over the unpacked-row block run the decoder loop: a mask of their own
+        long_rows = random_case("fully_connected", rng, x_bits=16, x_signed=False, w_bits=5, in_features=600, out_ch=4)
+        short_only = qemu.run_cases([long_rows], cpu="m4", kernels="selective", paths=paths)
+        assert short_only[0].status_name == "FXPQ_ERR_NOT_BUILT"
+        paths["CONV", "UINT16_LONG"] = frozenset({5})
+        cases.append(long_rows)
     sel = qemu.run_cases([*cases, other], cpu="m4", kernels="selective", paths=paths)
     full = qemu.run_cases(cases, cpu="m4")
     for case, s, f in zip(cases, sel, full):

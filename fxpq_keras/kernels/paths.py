@@ -24,6 +24,7 @@ engine the firmware runs: ``engine="tflm"`` (what `fxpq deploy` builds), ``"runn
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 from ..flatbuffer.options import decode_options
@@ -31,8 +32,8 @@ from ..flatbuffer.reader import tensor_format
 from ..flatbuffer.schema import schema as S
 from .runner import KERNELS_DIR
 
-__all__ = ["ENGINES", "KEYS", "STORAGES", "WEIGHTED_OPS", "model_paths", "paths_header", "selective_build",
-           "write_paths_header"]
+__all__ = ["BLOCK_TERMS", "ENGINES", "KEYS", "KINDS", "STORAGES", "WEIGHTED_OPS", "model_paths", "paths_header",
+           "selective_build", "write_paths_header"]
 
 #: Input storage types the kernels specialize on (the header's macro suffixes), by TFLite tensor type.
 STORAGES = {S.TensorType.INT8: "INT8", S.TensorType.UINT8: "UINT8", S.TensorType.INT16: "INT16",
@@ -41,7 +42,11 @@ STORAGES = {S.TensorType.INT8: "INT8", S.TensorType.UINT8: "UINT8", S.TensorType
 WEIGHTED_OPS = {"FXP_CONV_2D": "CONV", "FXP_FULLY_CONNECTED": "CONV", "FXP_DEPTHWISE_CONV_2D": "DEPTHWISE"}
 HEADER = "fxpq_model_paths.h"
 ENGINES = ("any", "tflm", "runner")
-KEYS = (*STORAGES.values(), "UINT16_NARROW")
+KINDS = (*STORAGES.values(), "UINT16_NARROW")
+#: Every (group, kind) of the header: also the conv widths over 16-bit unsigned inputs whose rows are
+#: longer than the unpacked-row block (BLOCK_TERMS), the only ones that run the x - 2^15 decoder loop.
+KEYS = (*((g, k) for g in ("CONV", "DEPTHWISE") for k in KINDS), ("CONV", "UINT16_LONG"))
+BLOCK_TERMS = 512  # tflm_kernels/src/kernels/fxpq_paths.h FXPQ_PATHS_BLOCK_TERMS
 
 Paths = dict[tuple[str, str], frozenset[int]]  # (kernel group, storage) -> weight widths
 
@@ -49,11 +54,11 @@ Paths = dict[tuple[str, str], frozenset[int]]  # (kernel group, storage) -> weig
 def model_paths(data: bytes, engine: str = "any") -> Paths:
     """{(kernel group, input kind): weight widths} of every FXP_* conv / fully connected /
     depthwise op in the file, as the kernels under `engine` (module docstring) see them; every
-    group and kind (:data:`KEYS`) is a key (empty when unused)."""
+    (group, kind) of :data:`KEYS` is a key (empty when unused)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     m = S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
-    found: dict[tuple[str, str], set[int]] = {(g, s): set() for g in ("CONV", "DEPTHWISE") for s in KEYS}
+    found: dict[tuple[str, str], set[int]] = {key: set() for key in KEYS}
     codes = [(c.customCode or b"").decode() for c in (m.operatorCodes or [])]
     for sub in m.subgraphs or []:
         for i, op in enumerate(sub.operators or []):
@@ -66,13 +71,20 @@ def model_paths(data: bytes, engine: str = "any") -> Paths:
                                  f"kernels take (int8, uint8, int16, uint16)")
             blob = bytes(op.customOptions) if op.customOptions is not None else b""
             where = f"operator {i} ({name})"
-            bits = int(decode_options(name, blob, where)["weight_bits"])
+            opts = decode_options(name, blob, where)
+            bits = int(opts["weight_bits"])
+            shape = [int(d) for d in tensor.shape]
+            # terms per dot product, as the kernels count them (conv: kh * kw * C; fully connected: in_features)
+            terms = (int(opts["filter_h"]) * int(opts["filter_w"]) * shape[-1] if name == "FXP_CONV_2D"
+                     else math.prod(shape) // max(1, shape[0]))
             kinds = {STORAGES[tensor.type]}
             if tensor.type == S.TensorType.UINT16 and tensor_format(tensor, f"{where} input").bits < 16:
                 kinds = {"UINT16_NARROW"} if engine == "runner" else {"UINT16"} if engine == "tflm" else \
                     {"UINT16", "UINT16_NARROW"}
             for kind in kinds:
                 found[WEIGHTED_OPS[name], kind].add(bits)
+                if kind == "UINT16" and WEIGHTED_OPS[name] == "CONV" and terms > BLOCK_TERMS:
+                    found["CONV", "UINT16_LONG"].add(bits)
     return {k: frozenset(v) for k, v in found.items()}
 
 
@@ -90,7 +102,9 @@ def paths_header(paths: Paths, source: str = "the model") -> str:
              "#ifndef FXPQ_MODEL_PATHS_H", "#define FXPQ_MODEL_PATHS_H"]
     for (group, storage), widths in sorted(paths.items()):
         what = "conv 2D / fully connected" if group == "CONV" else "depthwise conv 2D"
-        over = "uint16 inputs of 9..15 bits" if storage == "UINT16_NARROW" else f"{storage.lower()} inputs"
+        over = {"UINT16_NARROW": "uint16 inputs of 9..15 bits",
+                "UINT16_LONG": f"16-bit uint16 inputs, rows over {BLOCK_TERMS} terms"}.get(storage,
+                                                                                         f"{storage.lower()} inputs")
         note = f"{what} over {over}: " + (", ".join(f"w{w}" for w in sorted(widths)) or "none")
         lines.append(f"#define FXPQ_PATHS_{group}_{storage} 0x{_mask(widths):04X}u /* {note} */")
     lines += ["#endif", ""]
@@ -118,7 +132,7 @@ def selective_build(data: bytes | None, engine: str = "any", paths: Paths | None
         if data is None:
             raise ValueError("a selective build needs the model (or the paths)")
         paths = model_paths(data, engine)
-    paths = {k: frozenset(paths.get(k, ())) for k in ((g, s) for g in ("CONV", "DEPTHWISE") for s in KEYS)}
+    paths = {k: frozenset(paths.get(k, ())) for k in KEYS}
     text = paths_header(paths, "the models of this build")
     build = f"build/paths/{hashlib.sha256(text.encode()).hexdigest()[:12]}"
     header_dir = KERNELS_DIR / build / "config"

@@ -564,14 +564,15 @@ typedef struct {
 /**
  * Whether this build runs `op` (FXPQ_OP_CONV_2D, FXPQ_OP_FULLY_CONNECTED or
  * FXPQ_OP_DEPTHWISE_CONV_2D) over inputs of format `input` (its storage type; for uint16, whether
- * it has 16 bits) with `weight_bits`-bit weights: 1 yes, 0 no (also for a NULL or invalid format).
+ * it has 16 bits) with `weight_bits`-bit weights and `terms` terms per dot product (kh * kw * C,
+ * in_features; <= 0: unknown, taken as long): 1 yes, 0 no (also for a NULL or invalid format).
  * Every combination is built unless the kernels were compiled with
  * -DFXPQ_SELECTIVE_PATHS and a generated fxpq_model_paths.h on the include path naming the
  * combinations one model runs (docs/kernels.md "Selective build"); a weighted kernel called with
  * a combination left out returns FXPQ_ERR_NOT_BUILT (the TFLM glue and the runner check it when
  * they prepare the op). Other ops: 1.
  */
-int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits);
+int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits, int32_t terms);
 
 /** The op named `name` (`length` bytes, no NUL needed), e.g. "FXP_CONV_2D"; -1 if unknown. */
 int32_t fxpq_custom_op_from_name(const char *name, size_t length);

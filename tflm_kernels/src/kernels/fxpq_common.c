@@ -24,7 +24,7 @@ const char *fxpq_status_str(fxpq_status status)
     }
 }
 
-int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits)
+int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits, int32_t terms)
 {
     unsigned mask;
     const int32_t depthwise = op == FXPQ_OP_DEPTHWISE_CONV_2D;
@@ -37,6 +37,10 @@ int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t wei
     if (!input->is_signed && input->bits > 8 && input->bits < 16) { /* int16 lanes (fxpq_paths.h) */
         mask = depthwise ? FXPQ_PATHS_DEPTHWISE_UINT16_NARROW : FXPQ_PATHS_CONV_UINT16_NARROW;
         return (int32_t)FXPQ_PATHS_HAS(mask, weight_bits);
+    }
+    if (!depthwise && !input->is_signed && input->bits == 16 &&
+        (terms <= 0 || terms > FXPQ_PATHS_BLOCK_TERMS) && !FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, weight_bits)) {
+        return 0; /* rows longer than the unpacked-row block: the decoder loop (fxpq_paths.h) */
     }
     switch (fxpq_storage_of(input)) {
     case FXPQ_STORAGE_INT8: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_INT8 : FXPQ_PATHS_CONV_INT8; break;
@@ -304,7 +308,7 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, int32_t op, const fxpq_cont
         return wk;
     }
     wk.in_s = fxpq_storage_of(input_fmt);
-    if (!fxpq_kernel_path_built(op, input_fmt, weights->bits)) {
+    if (!fxpq_kernel_path_built(op, input_fmt, weights->bits, k)) {
         *st = FXPQ_ERR_NOT_BUILT;
         return wk;
     }

@@ -501,7 +501,7 @@ FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_U8, fxpq_mm_u8_wl)
     {FXPQ_MM_SEL(FXPQ_PATHS_CONV_INT8, B, fxpq_mm_s8_w##B),                                     \
      FXPQ_MM_SEL(FXPQ_PATHS_CONV_UINT8, B, fxpq_mm_u8_w##B),                                    \
      FXPQ_MM_SEL(FXPQ_PATHS_CONV_LANES16, B, fxpq_mm_16_w##B),                                  \
-     FXPQ_MM_SEL(FXPQ_PATHS_CONV_UINT16, B, fxpq_mm_u16_w##B)}
+     FXPQ_MM_SEL(FXPQ_PATHS_CONV_UINT16_LONG, B, fxpq_mm_u16_w##B)}
 static const fxpq_mm_fn fxpq_mm_table[15][4] = {
     FXPQ_MM_ROW(2), FXPQ_MM_ROW(3), FXPQ_MM_ROW(4), FXPQ_MM_ROW(5), FXPQ_MM_ROW(6),
     FXPQ_MM_ROW(7), FXPQ_MM_ROW(8), FXPQ_MM_ROW(9), FXPQ_MM_ROW(10), FXPQ_MM_ROW(11),
@@ -572,6 +572,7 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
  * accumulators (SMLAD, 4 columns in place or 2 im2col columns) when the width rule allows, else
  * int64 ones (SMLALD, 2 columns): no reference loop for 16-bit lanes with wide weights. */
 #define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
+typedef char fxpq_assert_block_terms[FXPQ_WBUF / 2 == FXPQ_PATHS_BLOCK_TERMS ? 1 : -1]; /* fxpq_paths.h */
 #define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
 
 /* Whole groups of 8 weights of a packed row unpacked (16 bytes a group) in the layout `mode`.

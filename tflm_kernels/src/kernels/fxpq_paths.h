@@ -18,7 +18,10 @@
  * format, which the kernels run as x - 2^15 lanes, and every uint16 input the TFLM glue passes: it
  * knows the storage type only) or UINT16_NARROW (a uint16 input whose format has at most 15 bits,
  * run as int16 lanes: the runner's, which reads the format from the file; optional, the UINT16
- * mask when not given).
+ * mask when not given). And FXPQ_PATHS_CONV_UINT16_LONG (optional, the UINT16 mask when not given):
+ * the widths of conv / fully connected over 16-bit unsigned formats whose dot products have more
+ * than FXPQ_PATHS_BLOCK_TERMS terms: only those rows, which do not fit the unpacked-row block, run
+ * the x - 2^15 decoder loop; shorter ones always take the block.
  */
 #ifndef FXPQ_PATHS_H
 #define FXPQ_PATHS_H
@@ -37,6 +40,9 @@
 #ifndef FXPQ_PATHS_DEPTHWISE_UINT16_NARROW
 #define FXPQ_PATHS_DEPTHWISE_UINT16_NARROW FXPQ_PATHS_DEPTHWISE_UINT16
 #endif
+#ifndef FXPQ_PATHS_CONV_UINT16_LONG
+#define FXPQ_PATHS_CONV_UINT16_LONG FXPQ_PATHS_CONV_UINT16
+#endif
 #else
 #define FXPQ_PATHS_ALL_WIDTHS 0x7FFFu
 #define FXPQ_PATHS_CONV_INT8 FXPQ_PATHS_ALL_WIDTHS
@@ -49,7 +55,11 @@
 #define FXPQ_PATHS_DEPTHWISE_UINT16 FXPQ_PATHS_ALL_WIDTHS
 #define FXPQ_PATHS_CONV_UINT16_NARROW FXPQ_PATHS_ALL_WIDTHS
 #define FXPQ_PATHS_DEPTHWISE_UINT16_NARROW FXPQ_PATHS_ALL_WIDTHS
+#define FXPQ_PATHS_CONV_UINT16_LONG FXPQ_PATHS_ALL_WIDTHS
 #endif
+
+/* Terms of the longest row the unpacked-row block holds (fxpq_dsp.c: FXPQ_WBUF / 2 int16). */
+#define FXPQ_PATHS_BLOCK_TERMS 512
 
 /* Width w (2..16) is in mask m. */
 #define FXPQ_PATHS_HAS(m, w) ((((unsigned)(m)) >> ((w) - 2)) & 1u)

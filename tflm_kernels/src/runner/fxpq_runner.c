@@ -628,14 +628,14 @@ static fxpq_runner_status fx_weighted(fxpq_runner *r, const fx_model *m, int32_t
 /* A selective kernel build (fxpq_paths.h) must hold this weighted op's path: refuse the file when
  * it was built for another model's paths, naming the combination. */
 static fxpq_runner_status fx_check_path(fxpq_runner *r, int32_t op, int32_t kind, const fx_tensor *in,
-                                        int32_t weight_bits)
+                                        int32_t weight_bits, int32_t terms)
 {
     static const char *const names[] = {"int8", "uint8", "int16", "uint16"};
     const fxpq_storage s = in->type == FXPQ_TFLITE_INT8    ? FXPQ_STORAGE_INT8
                            : in->type == FXPQ_TFLITE_UINT8 ? FXPQ_STORAGE_UINT8
                            : in->type == FXPQ_TFLITE_INT16 ? FXPQ_STORAGE_INT16
                                                            : FXPQ_STORAGE_UINT16;
-    if (!in->has_format || fxpq_kernel_path_built(kind, &in->format, weight_bits)) {
+    if (!in->has_format || fxpq_kernel_path_built(kind, &in->format, weight_bits, terms)) {
         return FXPQ_RUNNER_OK; /* (a missing format is refused by the op's own checks) */
     }
     fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, names[s]);
@@ -1187,7 +1187,7 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
         }
         rows = out.dims[1];
         if ((st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK
-            || (st = fx_check_path(r, op, kind, &in0, o.weight_bits)) != FXPQ_RUNNER_OK) {
+            || (st = fx_check_path(r, op, kind, &in0, o.weight_bits, k)) != FXPQ_RUNNER_OK) {
             return st;
         }
         p->size = k;
@@ -1233,7 +1233,7 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
                                    o.dilation_w, &o, p->out_dims.w, o.pad_left, o.pad_right))
                    != FXPQ_RUNNER_OK
             || (st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK
-            || (st = fx_check_path(r, op, kind, &in0, o.weight_bits)) != FXPQ_RUNNER_OK) {
+            || (st = fx_check_path(r, op, kind, &in0, o.weight_bits, k)) != FXPQ_RUNNER_OK) {
             return st;
         }
         if (kind == FXPQ_OP_CONV_2D) {
