@@ -137,11 +137,13 @@ def measure(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False) -> dic
     row = {"label": label, "macs": macs(graph), "model_bytes": tflite.stat().st_size,
            "host_arena": host.stats["arena_bytes"], "exact": True}
     for cpu in ("m4", "m7"):
-        for kernels in ("optimized", "reference", *(("cmsis", "cmsis-all") if cmsis else ())):
+        for kernels in ("optimized", "reference", *(("selective",) if cpu == "m4" else ()),
+                        *(("cmsis", "cmsis-all") if cmsis else ())):
             eng = QemuEngine(tflite, graph, None, cpu=cpu, link_model=True, kernels=kernels)
             got = eng.run(x)[0]
             row["exact"] &= bool(np.array_equal(got, ref if not isinstance(ref, list) else ref[0]))
-            suffix = {"optimized": "", "reference": "_ref", "cmsis": "_cmsis", "cmsis-all": "_cmsis_all"}[kernels]
+            suffix = {"optimized": "", "reference": "_ref", "selective": "_sel", "cmsis": "_cmsis",
+                      "cmsis-all": "_cmsis_all"}[kernels]
             row[f"{cpu}{suffix}_instr"] = float(eng.instructions.mean())
             if cpu == "m4" and kernels.startswith("cmsis"):
                 row[f"{suffix[1:]}_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
@@ -151,6 +153,9 @@ def measure(label: str, tflite: Path, x: np.ndarray, cmsis: bool = False) -> dic
                 row["kernels_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
                 row["dsp_code"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(fxpq_dsp.o)",))
                 row["arena"] = eng.last.arena_bytes
+            if kernels == "selective":  # the firmware with only this file's kernel paths
+                row["text_sel"] = elf_sizes(eng.elf)[0]
+                row["kernels_code_sel"] = our_code_bytes(eng.elf.with_suffix(".map"), ("libfxpq_kernels.a(",))
     return row
 
 
@@ -235,15 +240,18 @@ def cmsis_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-# (row kind, TFLM variant on M4, on M7)
+# (row kind, TFLM variant on M4, on M7). The fxp file's firmware links the fxpq kernels built for
+# its own paths (kernels="selective", docs/kernels.md "Selective build"), as `fxpq deploy` builds it.
 TFLM_ROWS = (("int8 TFLM reference", "m4-ref", "m7-ref"), ("int8 TFLM + CMSIS-NN", "m4-cmsis", "m7-cmsis"),
              ("FxP-QNet TFLM + fxpq", "m4-cmsis", "m7-cmsis"))
 BASELINE = "int8 TFLM + CMSIS-NN"
 
 
 def measure_tflm(label: str, tflite: Path, x: np.ndarray, variants: tuple[str, str],
-                 cpus: tuple[str, ...] = ("m4", "m7")) -> dict:
-    """One file in real TFLM on QEMU M4 and M7 (model linked in, exactly its ops registered)."""
+                 cpus: tuple[str, ...] = ("m4", "m7"), kernels: str = "optimized") -> dict:
+    """One file in real TFLM on QEMU M4 and M7 (model linked in, exactly its ops registered).
+    kernels="selective" (an fxp file): the fxpq kernels of the file's paths only; the flash of the
+    firmware with every path ("flash_all", built, not run) is recorded beside."""
     from fxpq_keras.kernels.tflm_engines import TflmEngine
 
     ref_interp = Interpreter(tflite)
@@ -254,7 +262,8 @@ def measure_tflm(label: str, tflite: Path, x: np.ndarray, variants: tuple[str, s
         if cpu not in cpus:
             row[f"{cpu}_instr"] = float("nan")
             continue
-        eng = TflmEngine(tflite, ref_interp.graph, ref_interp.info, variant=variant, link_model=True)
+        eng = TflmEngine(tflite, ref_interp.graph, ref_interp.info, variant=variant, link_model=True,
+                         kernels=kernels)
         got = eng.run(x)[0]
         row["exact"] &= bool(np.array_equal(got, ref))
         row[f"{cpu}_instr"] = float(eng.instructions.mean())
@@ -262,6 +271,10 @@ def measure_tflm(label: str, tflite: Path, x: np.ndarray, variants: tuple[str, s
             text, data, _ = elf_sizes(eng.program)
             row["flash"] = text + data
             row["arena"] = int(eng.arena_used_bytes)
+            if kernels == "selective":
+                full = TflmEngine(tflite, ref_interp.graph, ref_interp.info, variant=variant, link_model=True)
+                text, data, _ = elf_sizes(full.program)
+                row["flash_all"] = text + data
     if "m4" not in cpus:
         row["flash"] = row["arena"] = float("nan")
     return row
@@ -269,14 +282,18 @@ def measure_tflm(label: str, tflite: Path, x: np.ndarray, variants: tuple[str, s
 
 def tflm_table(rows: list[dict]) -> str:
     head = (f"{'model':<16} {'engine':<22} {'M4 instr/inf':>13} {'x':>5} {'M7 instr/inf':>13} {'x':>5} "
-            f"{'flash B':>8} {'x':>5} {'model B':>8} {'x':>5} {'arena B':>8} {'x':>5} {'exact':>5}")
+            f"{'flash B':>8} {'x':>5} {'all paths':>9} {'x':>5} {'model B':>8} {'x':>5} {'arena B':>8} {'x':>5} "
+            f"{'exact':>5}")
     lines = [head, "-" * len(head)]
     base = {r["model"]: r for r in rows if r["kind"] == BASELINE}
     for r in rows:
         b = base[r["model"]]
         lines.append(f"{r['model']:<16} {r['kind']:<22} {r['m4_instr']:>13,.0f} {r['m4_instr'] / b['m4_instr']:>5.2f} "
                      f"{r['m7_instr']:>13,.0f} {r['m7_instr'] / b['m7_instr']:>5.2f} "
-                     f"{r['flash']:>8,} {r['flash'] / b['flash']:>5.2f} {r['model_bytes']:>8,} "
+                     f"{r['flash']:>8,} {r['flash'] / b['flash']:>5.2f} "
+                     + (f"{r['flash_all']:>9,} {r['flash_all'] / b['flash']:>5.2f} " if "flash_all" in r
+                        else f"{'-':>9} {'-':>5} ")
+                     + f"{r['model_bytes']:>8,} "
                      f"{r['model_bytes'] / b['model_bytes']:>5.2f} {r['arena']:>8,} {r['arena'] / b['arena']:>5.2f} "
                      f"{'yes' if r['exact'] else 'NO':>5}")
     return "\n".join(lines)
@@ -285,14 +302,15 @@ def tflm_table(rows: list[dict]) -> str:
 def table(rows: list[dict]) -> str:
     head = (f"{'model':<34} {'MACs':>9} {'M4 instr/inf':>13} {'M4 i/MAC':>8} {'M7 instr/inf':>13} {'M7 i/MAC':>8} "
             f"{'M4 ref i/MAC':>12} {'M7 ref i/MAC':>12} {'model B':>8} {'.text':>7} {'.data':>6} {'.bss':>6} "
-            f"{'ours':>6} {'kern':>6} {'dsp':>6} {'arena B':>8} {'exact':>5}")
+            f"{'ours':>6} {'kern':>6} {'dsp':>6} {'sel .text':>9} {'sel kern':>8} {'arena B':>8} {'exact':>5}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['label']:<34} {r['macs']:>9,} {r['m4_instr']:>13,.0f} {r['m4_instr'] / r['macs']:>8.2f} "
                      f"{r['m7_instr']:>13,.0f} {r['m7_instr'] / r['macs']:>8.2f} "
                      f"{r['m4_ref_instr'] / r['macs']:>12.2f} {r['m7_ref_instr'] / r['macs']:>12.2f} "
                      f"{r['model_bytes']:>8,} {r['text']:>7,} {r['data']:>6,} {r['bss']:>6,} {r['code']:>6,} "
-                     f"{r['kernels_code']:>6,} {r['dsp_code']:>6,} {r['arena']:>8,} {'yes' if r['exact'] else 'NO':>5}")
+                     f"{r['kernels_code']:>6,} {r['dsp_code']:>6,} {r['text_sel']:>9,} {r['kernels_code_sel']:>8,} "
+                     f"{r['arena']:>8,} {'yes' if r['exact'] else 'NO':>5}")
     return "\n".join(lines)
 
 
@@ -344,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                 kinds = TFLM_ROWS
             for kind, m4, m7 in kinds:
                 path = fxp_path if kind.startswith("FxP") else int8_path
-                row = measure_tflm(kind, path, setting.input_integers(path, x), (m4, m7), tuple(args.cpus.split(",")))
+                row = measure_tflm(kind, path, setting.input_integers(path, x), (m4, m7), tuple(args.cpus.split(",")),
+                                   "selective" if kind.startswith("FxP") else "optimized")
                 tflm_rows.append({**row, "model": name, "kind": kind})
                 print(f"[{name} {kind}: M4 {row['m4_instr']:,.0f} M7 {row['m7_instr']:,.0f} instr/inf, flash "
                       f"{row['flash']:,} B, arena {row['arena']:,} B, exact {row['exact']}; "
@@ -362,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
         print("In real TFLM (QEMU mps2-an386 M4 / mps2-an500 M7); x = ratio to int8 TFLM + CMSIS-NN of the same "
               "model")
         print(tflm_table(tflm_rows))
-        print("flash = .text + .data of the TFLM firmware (model + TFLM + kernels + newlib semihosting stdio); "
+        print("flash = .text + .data of the TFLM firmware (model + TFLM + kernels + newlib semihosting stdio); the "
+              "fxp firmware links the fxpq kernels built for the file's own paths (docs/kernels.md \"Selective "
+              "build\"), all paths = the same firmware with every path of the kernels (built, not run); "
               "arena = TFLM arena_used_bytes on the M4; int8 = target int8-builtin at uniform 8 bits.\n")
     if not rows:
         for n in notes:
@@ -384,7 +405,9 @@ def main(argv: list[str] | None = None) -> int:
     print("instr = instructions (QEMU -icount shift=0: TIMER0 ticks * 40, calibrated every run); "
           "i/MAC = instructions per multiply-accumulate; .text includes the model and newlib stdio; "
           "ours = runner + kernels' .text/.rodata, kern = kernels only, dsp = of which the optimized kernels "
-          "(fxpq_dsp.c); ref = the portable reference kernels (built with -DFXPQ_REFERENCE_KERNELS); "
+          "(fxpq_dsp.c); sel = the firmware whose kernels hold only this file's paths (docs/kernels.md "
+          "\"Selective build\", M4, run and checked too); ref = the portable reference kernels (built with "
+          "-DFXPQ_REFERENCE_KERNELS); "
           "per layer: the kernel call alone in the QEMU harness, one sample (M4/M7 all: the CMSIS-NN route's "
           "cmsis-all build, x = / opt); arena = the runner's peak arena on the M4 "
           f"(prepared ops + activations + scratch). {args.samples} samples per file and CPU; "

@@ -18,6 +18,7 @@ from fxpq_keras.flatbuffer import ExportError, Interpreter, export_c_array, expo
 from fxpq_keras.flatbuffer.memory import file_memory
 from fxpq_keras.formats import quantize
 from fxpq_keras.kernels.package import ARENA_MARGIN_BYTES, arena_bytes, input_sample_bytes, write_package
+from fxpq_keras.kernels.paths import model_paths, paths_header
 from fxpq_keras.kernels.tflm_engines import model_ops
 
 KERNELS = Path(__file__).resolve().parents[1] / "tflm_kernels"
@@ -96,6 +97,10 @@ def test_package_holds_exactly_the_models_ops_and_its_arena(packages):
         assert array == data
         has_fxp = any(op.startswith("FXP_") for op in ops)
         assert (pkg / "fxpq" / "tflm" / "fxpq_tflm_ops.cc").exists() == has_fxp == (kind == "fxp")
+        # the kernel paths TFLM's glue runs for this file (docs/kernels.md "Selective build")
+        assert (pkg / "fxpq_model_paths.h").exists() == has_fxp
+        if has_fxp:
+            assert (pkg / "fxpq_model_paths.h").read_text() == paths_header(model_paths(data, "tflm"), model.name)
         for name in ("CMakeLists.txt", "fxpq_model.mk", "main.cc", "fxpq_model_sample.h"):
             assert (pkg / name).stat().st_mode & 0o777 == 0o644
 
@@ -150,6 +155,10 @@ def test_package_makefile_fragment_lists_the_sources(packages, tmp_path):
                                        "$(FXPQ_MODEL_INCLUDES)\n")
     out = subprocess.run(["make", "-s", "-C", str(tmp_path), "show"], capture_output=True, text=True, check=True).stdout
     c_srcs, cc_srcs, includes = (part.split() for part in out.split("|"))
+    assert "-DFXPQ_SELECTIVE_PATHS" in includes  # only the model's kernel paths, unless asked for all
+    every = subprocess.run(["make", "-s", "-C", str(tmp_path), "show", "FXPQ_ALL_PATHS=1"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "-DFXPQ_SELECTIVE_PATHS" not in every
     assert {Path(p).name for p in c_srcs} == {p.name for p in (KERNELS / "src" / "kernels").glob("*.c")} | {
         p.name for p in (KERNELS / "src" / "options").glob("*.c")}
     assert {Path(p).name for p in cc_srcs} == {"fxpq_model_data.cc", "fxpq_model_ops.cc", "fxpq_tflm_ops.cc"}

@@ -21,7 +21,9 @@ HOST_LOCK = ".host-build.lock"
 #: "optimized": the ARMv7E-M DSP kernels, the Cortex-M default; "reference": the portable loops;
 #: "cmsis": the optimized kernels plus the CMSIS-NN route where it measured faster (fully connected
 #: with 1-3 rows); "cmsis-all": the route for conv 2D too (docs/kernels.md "CMSIS-NN route"; both
-#: need a CMSIS-NN tree, :func:`cmsis_nn_dir`).
+#: need a CMSIS-NN tree, :func:`cmsis_nn_dir`). "selective" (not in the table: one build per set of
+#: paths) is the optimized kernels with only the paths of one model compiled in
+#: (:func:`fxpq_keras.kernels.paths.selective_build`, docs/kernels.md "Selective build").
 KERNEL_BUILDS = {"optimized": ("build", []),
                  "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"]),
                  "cmsis": ("build/cmsis", ["BUILD=build/cmsis", "FXPQ_CMSIS_NN=1"]),
@@ -39,10 +41,19 @@ def cmsis_nn_dir() -> Path | None:
     return next((c for c in candidates if (c / "Include" / "arm_nnfunctions.h").is_file()), None)
 
 
-def kernel_build(kernels: str) -> tuple[str, list[str]]:
-    """Build directory and make variables of a Cortex-M kernel variant (see KERNEL_BUILDS)."""
+def kernel_build(kernels: str, model: bytes | None = None, engine: str = "any",
+                 paths: dict | None = None) -> tuple[str, list[str]]:
+    """Build directory and make variables of a Cortex-M kernel variant (see KERNEL_BUILDS;
+    "selective" needs the `model` whose paths it compiles, as `engine` runs them: "tflm",
+    "runner" or "any", or the `paths` themselves: fxpq_keras.kernels.paths)."""
+    if kernels == "selective":
+        if model is None and paths is None:
+            raise ValueError('kernels="selective" builds the paths of one model: pass the model')
+        from .paths import selective_build
+
+        return selective_build(model, engine, paths)
     if kernels not in KERNEL_BUILDS:
-        raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS)}, got {kernels!r}")
+        raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS) + ['selective']}, got {kernels!r}")
     build, make_vars = KERNEL_BUILDS[kernels]
     if kernels.startswith("cmsis"):
         tree = cmsis_nn_dir()

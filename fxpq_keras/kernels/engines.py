@@ -79,7 +79,7 @@ def _linked_key(cpu: str, model: bytes, arena_bytes: int | None, kernels: str = 
     """Cache key of a linked-model firmware: everything it is linked from, i.e. the model, the
     arena size, the runner and kernel libraries (brought up to date first) and the firmware
     sources, so that a change to the C code gives a new firmware."""
-    build, make_vars = kernel_build(kernels)
+    build, make_vars = kernel_build(kernels, model, "runner")
     libs = [f"{build}/{cpu}/libfxpq_runner.a", f"{build}/{cpu}/libfxpq_kernels.a"]
     _make([*make_vars, *libs])
     digest = hashlib.sha256(model + str(arena_bytes).encode())
@@ -111,12 +111,14 @@ def build_model_firmware(cpu: str = "m4", model_path: Path | None = None, arena_
     ``kernels="reference"`` links the portable reference kernels instead of the optimized ones."""
     if cpu not in MACHINES:
         raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
-    build, make_vars = kernel_build(kernels)
     if model_path is None:
+        build, make_vars = kernel_build(kernels)
         _make([*make_vars, f"model-{cpu}"])
         return KERNELS_DIR / build / cpu / "fxpq_model.elf"
-    key = _linked_key(cpu, Path(model_path).read_bytes(), arena_bytes, kernels)
-    tag = {"reference": "ref-", "cmsis": "cmsis-", "cmsis-all": "cmsis-all-"}.get(kernels, "")
+    model = Path(model_path).read_bytes()
+    build, make_vars = kernel_build(kernels, model, "runner")
+    key = _linked_key(cpu, model, arena_bytes, kernels)
+    tag = {"reference": "ref-", "cmsis": "cmsis-", "cmsis-all": "cmsis-all-", "selective": "sel-"}.get(kernels, "")
     out = KERNELS_DIR / "build" / "linked" / f"{cpu}-{tag}{key}"
     elf = out / "fxpq_model.elf"
     if not elf.exists():

@@ -84,16 +84,15 @@ def build_glue_harness(timeout: float = 300.0) -> Path:
 
 
 _LIB: ctypes.CDLL | None = None
+_U8P = ctypes.POINTER(ctypes.c_uint8)
+SIGNATURES = {"fxpq_glue_run": (ctypes.c_int, [_U8P, ctypes.c_size_t, _U8P, ctypes.c_int32, _U8P, ctypes.c_size_t,
+                                               ctypes.c_char_p, ctypes.c_size_t])}
 
 
 def load_glue_harness() -> ctypes.CDLL:
     global _LIB
     if _LIB is None:
-        u8p = ctypes.POINTER(ctypes.c_uint8)
-        _LIB = open_library("FXPQ_GLUE_HARNESS_LIB", build_glue_harness, {
-            "fxpq_glue_run": (ctypes.c_int, [u8p, ctypes.c_size_t, u8p, ctypes.c_int32, u8p, ctypes.c_size_t,
-                                             ctypes.c_char_p, ctypes.c_size_t]),
-        })
+        _LIB = open_library("FXPQ_GLUE_HARNESS_LIB", build_glue_harness, SIGNATURES)
     return _LIB
 
 

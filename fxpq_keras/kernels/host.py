@@ -60,6 +60,7 @@ STATUS = {
     -6: "FXPQ_ERR_SCRATCH_TOO_SMALL",
     -7: "FXPQ_ERR_BAD_BIAS_FRAC",
     -8: "FXPQ_ERR_MISALIGNED",
+    -9: "FXPQ_ERR_NOT_BUILT",
 }
 STATUS_CODES = {name: code for code, name in STATUS.items()}
 

@@ -5,9 +5,11 @@ with exactly the model's operators (`fxpq_model_ops.{h,cc}`: FXP_* custom ops th
 stock builtins through TFLM's `Add*` methods), the arena size (`fxpq_model_config.h`: TFLM's arena
 as fxpq_keras.tflm_arena models it, plus the documented margin), one input sample
 (`fxpq_model_sample.h`), for files with FXP_* ops the fxpq kernels, options reader and TFLM glue
-(`fxpq/`), a `CMakeLists.txt`, a Makefile fragment (`fxpq_model.mk`), a `main.cc` that runs one
-inference and prints the top class, the arena TFLM used and the cycles, and the board files of
-QEMU's Cortex-M4 (`boards/qemu_mps2_an386/`: start-up, linker script, semihosting and cycle hooks).
+(`fxpq/`) and the kernel paths the model runs (`fxpq_model_paths.h`: the kernels compile only those
+loops unless the build asks for every path, docs/kernels.md "Selective build"), a `CMakeLists.txt`,
+a Makefile fragment (`fxpq_model.mk`), a `main.cc` that runs one inference and prints the top
+class, the arena TFLM used and the cycles, and the board files of QEMU's Cortex-M4
+(`boards/qemu_mps2_an386/`: start-up, linker script, semihosting and cycle hooks).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ..flatbuffer.memory import DeviceModel, layout_from_tflite
 from ..flatbuffer.options import CUSTOM_OPS
 from ..flatbuffer.reader import _File
 from ..flatbuffer.schema import schema as S
+from .paths import model_paths as kernel_paths
+from .paths import paths_header
 from .runner import KERNELS_DIR
 from .tflm_engines import _add_call, model_ops
 
@@ -157,6 +161,8 @@ def write_package(tflite_path: str | Path, out_dir: str | Path, *, sample: np.nd
         for template in ("CMakeLists.txt", "fxpq_model.mk", "main.cc"):
             shutil.copyfile(TEMPLATES / template, tmp / template)
         if any(op in CUSTOM_OPS for op in ops):
+            # the kernel paths TFLM's glue runs for this model: the firmware links only those
+            (tmp / "fxpq_model_paths.h").write_text(paths_header(kernel_paths(data, "tflm"), name))
             for sub in ("include", "src/kernels", "src/options"):
                 shutil.copytree(KERNELS_DIR / sub, tmp / "fxpq" / sub)
             (tmp / "fxpq" / "tflm").mkdir()

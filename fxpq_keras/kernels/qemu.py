@@ -125,11 +125,13 @@ def missing_tools() -> list[str]:
     return [t for t in ("qemu-system-arm", "arm-none-eabi-gcc", "make") if shutil.which(t) is None]
 
 
-def build_firmware(cpu: str = "m4", timeout: float = 300.0, kernels: str = "optimized") -> Path:
-    """``make -C tflm_kernels <cpu>`` (serialized by a file lock); the harness ELF path."""
+def build_firmware(cpu: str = "m4", timeout: float = 300.0, kernels: str = "optimized",
+                   paths: dict | None = None) -> Path:
+    """``make -C tflm_kernels <cpu>`` (serialized by a file lock); the harness ELF path
+    (``kernels="selective"``: the kernels of `paths` only, fxpq_keras.kernels.paths)."""
     if cpu not in MACHINES:
         raise ValueError(f"cpu must be one of {sorted(MACHINES)}, got {cpu!r}")
-    build, make_vars = kernel_build(kernels)
+    build, make_vars = kernel_build(kernels, paths=paths)
     make_or_raise([*make_vars, MACHINES[cpu][1]], ARM_LOCK, timeout, f"the {cpu} firmware ({kernels})", QemuError)
     return KERNELS_DIR / build / MACHINES[cpu][1] / "fxpq_harness.elf"
 
@@ -339,11 +341,12 @@ def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.
 
 
 def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0,
-              kernels: str = "optimized") -> list[QemuResult]:
+              kernels: str = "optimized", paths: dict | None = None) -> list[QemuResult]:
     """Run cases in one QEMU session; outputs come back as ops.py does (int64, or float32).
-    ``kernels="reference"`` runs a harness built with the portable reference loops only."""
+    ``kernels="reference"`` runs a harness built with the portable reference loops only,
+    ``"selective"`` one whose kernels hold only `paths` (fxpq_keras.kernels.paths)."""
     encoded = [encode_case(c, i) for i, c in enumerate(cases)]
-    firmware = None if kernels == "optimized" else build_firmware(cpu, kernels=kernels)
+    firmware = None if kernels == "optimized" else build_firmware(cpu, kernels=kernels, paths=paths)
     raw = run_records([e[0] for e in encoded], cpu=cpu, timeout=timeout, firmware=firmware)
     results = []
     for (_record, shape, dtype), (case_id, status, ticks, payload) in zip(encoded, raw):

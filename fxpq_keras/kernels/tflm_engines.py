@@ -89,11 +89,11 @@ def _cpu(variant: str) -> str:
     return variant.split("-")[0]
 
 
-def _program_key(lib: TflmLibrary, parts: list[bytes], kernels: str = "optimized") -> str:
+def _program_key(lib: TflmLibrary, parts: list[bytes], kernels: str = "optimized", model: bytes | None = None) -> str:
     """Everything a program is linked from: the TFLM library, our libraries (brought up to date
     first), the glue and driver sources, the firmware start-up, the model, ops and arena."""
     cpu = _cpu(lib.variant)
-    build, make_vars = kernel_build(kernels)
+    build, make_vars = kernel_build(kernels, model, "tflm")
     libs = [f"{build}/{cpu}/libfxpq_kernels.a", f"{build}/{cpu}/libfxpq_options.a"]
     proc = locked_make([*make_vars, *libs], HOST_LOCK if cpu == "host" else ARM_LOCK, 600)
     if proc.returncode:
@@ -121,7 +121,7 @@ def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes
     if ops is None:
         ops = model_ops(model) if model else [*FXP_OPS, *STOCK_OPS]
     header = ops_header(ops)
-    key = _program_key(lib, [model, str(arena_bytes).encode(), header.encode()], kernels)
+    key = _program_key(lib, [model, str(arena_bytes).encode(), header.encode()], kernels, model or None)
     out = KERNELS_DIR / "build" / "tflm" / f"{variant}-{'' if kernels == 'optimized' else kernels + '-'}{key}"
     cpu = _cpu(variant)
     exe = out / ("fxpq_tflm" if cpu == "host" else "fxpq_tflm.elf")
@@ -132,7 +132,8 @@ def build_tflm_program(variant: str, model_path: Path | None = None, arena_bytes
     try:
         (tmp / "fxpq_tflm_model_ops.h").write_text(header)
         # the glue object is shared by every program of this TFLM library (tflm.mk rebuilds it when a source changes)
-        args = [*kernel_build(kernels)[1], "tflm-program", f"TFLM_MK={lib.flags_mk}", f"TFLM_CPU={cpu}", f"OUT={tmp}",
+        args = [*kernel_build(kernels, model or None, "tflm")[1], "tflm-program", f"TFLM_MK={lib.flags_mk}",
+                f"TFLM_CPU={cpu}", f"OUT={tmp}",
                 f"TFLM_OPS_H={tmp / 'fxpq_tflm_model_ops.h'}",
                 f"TFLM_GLUE_DIR={KERNELS_DIR / 'build' / 'tflm' / f'glue-{variant}-{lib.key}'}"]
         if model:

@@ -57,7 +57,10 @@ typedef enum {
     FXPQ_ERR_BAD_PADDING = -5,        /**< unknown padding mode, or 'valid' window larger than input */
     FXPQ_ERR_SCRATCH_TOO_SMALL = -6,  /**< fxpq_context.size < *_get_buffer_size() */
     FXPQ_ERR_BAD_BIAS_FRAC = -7,      /**< frac_acc - frac_bias outside 0..30 */
-    FXPQ_ERR_MISALIGNED = -8          /**< int16 data or scratch not 2-byte aligned */
+    FXPQ_ERR_MISALIGNED = -8,         /**< int16 data or scratch not 2-byte aligned */
+    FXPQ_ERR_NOT_BUILT = -9           /**< a selective build (FXPQ_SELECTIVE_PATHS) left out this
+                                           combination of op, input storage and weight width:
+                                           fxpq_kernel_path_built() */
 } fxpq_status;
 
 /** A dynamic fixed-point format: integer q means q * 2^-frac. */
@@ -557,6 +560,19 @@ typedef struct {
     int32_t pad_bottom, pad_left, pad_right, pad_top, padding;
     int32_t stride_h, stride_w, weight_bits;
 } fxpq_op_options;
+
+/**
+ * Whether this build runs `op` (FXPQ_OP_CONV_2D, FXPQ_OP_FULLY_CONNECTED or
+ * FXPQ_OP_DEPTHWISE_CONV_2D) over inputs of format `input` (its storage type; for uint16, whether
+ * it has 16 bits) with `weight_bits`-bit weights and `terms` terms per dot product (kh * kw * C,
+ * in_features; <= 0: unknown, taken as long): 1 yes, 0 no (also for a NULL or invalid format).
+ * Every combination is built unless the kernels were compiled with
+ * -DFXPQ_SELECTIVE_PATHS and a generated fxpq_model_paths.h on the include path naming the
+ * combinations one model runs (docs/kernels.md "Selective build"); a weighted kernel called with
+ * a combination left out returns FXPQ_ERR_NOT_BUILT (the TFLM glue and the runner check it when
+ * they prepare the op). Other ops: 1.
+ */
+int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits, int32_t terms);
 
 /** The op named `name` (`length` bytes, no NUL needed), e.g. "FXP_CONV_2D"; -1 if unknown. */
 int32_t fxpq_custom_op_from_name(const char *name, size_t length);

@@ -190,10 +190,11 @@ void* Init(TfLiteContext* context, const char*, size_t) {
   return tflite::GetMicroContext(context)->AllocatePersistentBuffer(sizeof(Record<kOp>));
 }
 
-// Shape/format work of Prepare, per op. Returns false with a message on any mismatch.
+// Shape/format work of Prepare, per op. Returns false with a message on any mismatch. *terms: the
+// weighted ops' terms per dot product (for fxpq_kernel_path_built).
 template <int kOp>
 bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, const fxpq_op_options& o,
-               Record<kOp>* d, const char** why) {
+               Record<kOp>* d, const char** why, int32_t* terms) {
   TfLiteTensor* input = mc->AllocateTempInputTensor(node, kInput);
   TfLiteTensor* output = mc->AllocateTempOutputTensor(node, kOutput);
   TfLiteTensor* input2 = nullptr;
@@ -268,6 +269,7 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, const fxpq_op_options
     fxpq_options_pool_params(&o, &d->params);
   } else if constexpr (kOp == FXPQ_OP_FULLY_CONNECTED) {
     const int32_t in_features = InFeatures(input->dims);
+    *terms = in_features;
     d->params.activation = fxpq_options_activation(&o);
     d->weighted.scratch_bytes = fxpq_fully_connected_get_buffer_size(in_features);
     ok = in_features > 0 && OutFeatures(output->dims) > 0 && d->weighted.scratch_bytes >= 0;
@@ -277,6 +279,7 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, const fxpq_op_options
     d->filter.h = o.filter_h;
     d->filter.w = o.filter_w;
     const fxpq_dims filter = FilterDims(kOp, d->filter, in_dims, out_dims);
+    *terms = filter.h * filter.w * (kOp == FXPQ_OP_CONV_2D ? filter.c : 1);
     if constexpr (kOp == FXPQ_OP_CONV_2D) {
       fxpq_options_conv_params(&o, &d->params);
       d->weighted.scratch_bytes = fxpq_conv2d_get_buffer_size(&filter);
@@ -312,11 +315,22 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
   }
   tflite::MicroContext* mc = tflite::GetMicroContext(context);
   const char* why = "";
-  if (!PrepareOp<kOp>(mc, node, options, d, &why)) {
+  int32_t terms = 0;
+  if (!PrepareOp<kOp>(mc, node, options, d, &why, &terms)) {
     MicroPrintf("%s: %s", fxpq_custom_op_name(kOp), why);
     return kTfLiteError;
   }
   if constexpr (IsWeighted(kOp)) {
+    // a selective kernel build (fxpq_model_paths.h of another model) may lack this op's path
+    const fxpq_storage in_storage = d->in.bits <= 8 ? (d->in.is_signed ? FXPQ_STORAGE_INT8 : FXPQ_STORAGE_UINT8)
+                                                    : (d->in.is_signed ? FXPQ_STORAGE_INT16 : FXPQ_STORAGE_UINT16);
+    const fxpq_format in_format = Unpack(d->in);
+    if (!fxpq_kernel_path_built(kOp, &in_format, d->weighted.weight_bits, terms)) {
+      static const char* const kStorage[] = {"int8", "uint8", "int16", "uint16"};
+      MicroPrintf("%s: %s inputs with %d-bit weights: %s", fxpq_custom_op_name(kOp), kStorage[in_storage],
+                  static_cast<int>(d->weighted.weight_bits), fxpq_status_str(FXPQ_ERR_NOT_BUILT));
+      return kTfLiteError;
+    }
     if (d->weighted.scratch_bytes > 0) {
       return mc->RequestScratchBufferInArena(static_cast<size_t>(d->weighted.scratch_bytes),
                                              &d->weighted.scratch_index);

@@ -18,8 +18,38 @@ const char *fxpq_status_str(fxpq_status status)
     case FXPQ_ERR_SCRATCH_TOO_SMALL: return "scratch buffer too small";
     case FXPQ_ERR_BAD_BIAS_FRAC: return "bias frac outside 0 <= frac_acc - frac_bias <= 30";
     case FXPQ_ERR_MISALIGNED: return "misaligned buffer";
+    case FXPQ_ERR_NOT_BUILT: /* short: the runner's message holds 160 characters */
+        return "not in this build's kernel paths (see fxpq_model_paths.h)";
     default: return "unknown status";
     }
+}
+
+int32_t fxpq_kernel_path_built(int32_t op, const fxpq_format *input, int32_t weight_bits, int32_t terms)
+{
+    unsigned mask;
+    const int32_t depthwise = op == FXPQ_OP_DEPTHWISE_CONV_2D;
+    if (op != FXPQ_OP_CONV_2D && op != FXPQ_OP_FULLY_CONNECTED && !depthwise) {
+        return 1;
+    }
+    if (fxpq_check_format(input) != FXPQ_OK || weight_bits < FXPQ_MIN_BITS || weight_bits > FXPQ_MAX_BITS) {
+        return 0;
+    }
+    if (!input->is_signed && input->bits > 8 && input->bits < 16) { /* int16 lanes (fxpq_paths.h) */
+        mask = depthwise ? FXPQ_PATHS_DEPTHWISE_UINT16_NARROW : FXPQ_PATHS_CONV_UINT16_NARROW;
+        return (int32_t)FXPQ_PATHS_HAS(mask, weight_bits);
+    }
+    if (!depthwise && !input->is_signed && input->bits == 16 &&
+        (terms <= 0 || terms > FXPQ_PATHS_BLOCK_TERMS) && !FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, weight_bits)) {
+        return 0; /* rows longer than the unpacked-row block: the decoder loop (fxpq_paths.h) */
+    }
+    switch (fxpq_storage_of(input)) {
+    case FXPQ_STORAGE_INT8: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_INT8 : FXPQ_PATHS_CONV_INT8; break;
+    case FXPQ_STORAGE_UINT8: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_UINT8 : FXPQ_PATHS_CONV_UINT8; break;
+    case FXPQ_STORAGE_INT16: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_INT16 : FXPQ_PATHS_CONV_INT16; break;
+    case FXPQ_STORAGE_UINT16: mask = depthwise ? FXPQ_PATHS_DEPTHWISE_UINT16 : FXPQ_PATHS_CONV_UINT16; break;
+    default: return 0;
+    }
+    return (int32_t)FXPQ_PATHS_HAS(mask, weight_bits);
 }
 
 static int32_t fxpq_frac_ok(int32_t frac)
@@ -261,7 +291,7 @@ static fxpq_status fxpq_check_weights_bias(const fxpq_weights *w, const fxpq_bia
     return FXPQ_OK;
 }
 
-fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
+fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, int32_t op, const fxpq_context *ctx, fxpq_activation act,
                                     const void *input, const fxpq_format *input_fmt,
                                     const fxpq_weights *weights, const fxpq_bias *bias,
                                     int32_t out_channels, int32_t k, int32_t scratch_bytes,
@@ -278,6 +308,10 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fx
         return wk;
     }
     wk.in_s = fxpq_storage_of(input_fmt);
+    if (!fxpq_kernel_path_built(op, input_fmt, weights->bits, k)) {
+        *st = FXPQ_ERR_NOT_BUILT;
+        return wk;
+    }
     if ((*st = fxpq_check_scratch(ctx, scratch_bytes)) != FXPQ_OK ||
         (*st = fxpq_check_io_aligned(input, wk.in_s, &wk.out)) != FXPQ_OK) {
         return wk;

@@ -92,7 +92,7 @@ fxpq_status fxpq_conv2d(const fxpq_context *ctx, const fxpq_conv_params *params,
     if (od->h != oh || od->w != ow) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
+    wk = fxpq_weighted_prepare(&st, FXPQ_OP_CONV_2D, ctx, params->activation, input, input_fmt, weights, bias,
                                fd->n, fxpq_conv2d_terms(fd), fxpq_conv2d_get_buffer_size(fd),
                                output, output_fmt);
     if (st != FXPQ_OK) {

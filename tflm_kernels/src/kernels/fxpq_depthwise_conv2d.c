@@ -69,7 +69,7 @@ fxpq_status fxpq_depthwise_conv2d(const fxpq_context *ctx, const fxpq_dw_conv_pa
     if (fxpq_mul_size(id->c, params->dilation.w, &x_stride) != FXPQ_OK) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
+    wk = fxpq_weighted_prepare(&st, FXPQ_OP_DEPTHWISE_CONV_2D, ctx, params->activation, input, input_fmt, weights, bias,
                                cm, fxpq_depthwise_terms(fd), fxpq_depthwise_conv2d_get_buffer_size(fd),
                                output, output_fmt);
     if (st != FXPQ_OK) {

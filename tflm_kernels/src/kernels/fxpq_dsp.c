@@ -47,6 +47,10 @@ int32_t fxpq_dsp_conv_scratch(int32_t k, int32_t pointwise)
 #include <arm_acle.h>
 
 #define FXPQ_INLINE static inline __attribute__((always_inline))
+/* The specialized copies stay functions of their own in every build: a selective build
+ * (fxpq_paths.h) that keeps one copy must not inline it into its caller, which would change the
+ * caller's register allocation and the instruction counts of the full build. */
+#define FXPQ_COPY static __attribute__((noinline))
 
 /* Pseudo width of rows already unpacked into int16 lanes in the decoder's order (16 bytes a
  * group of 8: [t0,t2] [t1,t3] [t4,t6] [t5,t7]); packed widths are 2..16. */
@@ -440,7 +444,7 @@ typedef void (*fxpq_mm_fn)(const fxpq_pass *ps, const uint8_t *row, const uint8_
  * immediates; the channel loop and the finish live inside, so a pass costs one call. Rows
  * [o, o_end) follow each other in the weights, row o at `row`, its tail group at `trow`. */
 #define FXPQ_MM_KIND(B, K, NAME)                                                                  \
-    static void NAME(const fxpq_pass *pass, const uint8_t *row, const uint8_t *trow, int32_t o,  \
+    FXPQ_COPY void NAME(const fxpq_pass *pass, const uint8_t *row, const uint8_t *trow, int32_t o, \
                      int32_t o_end)                                                             \
     {                                                                                           \
         const fxpq_pass local = *pass; /* a copy the output stores cannot alias */              \
@@ -483,8 +487,21 @@ FXPQ_MM_WIDTH(15)
 FXPQ_MM_WIDTH(16)
 FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_S8, fxpq_mm_s8_wl)
 FXPQ_MM_KIND(FXPQ_W_LANES, FXPQ_X_U8, fxpq_mm_u8_wl)
+/* The lane-row copies serve 8-bit inputs with weights other than 8-bit (the unpacked rows below):
+ * built when some such width of the kind is. */
+#define FXPQ_LANES_BUILT(kind)                                                                    \
+    (((kind) == FXPQ_X_S8 ? FXPQ_PATHS_CONV_INT8 : FXPQ_PATHS_CONV_UINT8) & ~(1u << (8 - 2)))
 
-#define FXPQ_MM_ROW(B) {fxpq_mm_s8_w##B, fxpq_mm_u8_w##B, fxpq_mm_16_w##B, fxpq_mm_u16_w##B}
+/* A selective build (fxpq_paths.h) leaves the copies of other models' widths and kinds out of the
+ * table: nothing references them, so they are not compiled (NULL entries are never reached: the
+ * public kernels refuse those combinations first). uint16 inputs of at most 15 bits run the
+ * int16 lanes' copy. */
+#define FXPQ_MM_SEL(mask, B, fn) (FXPQ_PATHS_HAS(mask, B) ? fn : (fxpq_mm_fn)0)
+#define FXPQ_MM_ROW(B)                                                                            \
+    {FXPQ_MM_SEL(FXPQ_PATHS_CONV_INT8, B, fxpq_mm_s8_w##B),                                     \
+     FXPQ_MM_SEL(FXPQ_PATHS_CONV_UINT8, B, fxpq_mm_u8_w##B),                                    \
+     FXPQ_MM_SEL(FXPQ_PATHS_CONV_LANES16, B, fxpq_mm_16_w##B),                                  \
+     FXPQ_MM_SEL(FXPQ_PATHS_CONV_UINT16_LONG, B, fxpq_mm_u16_w##B)}
 static const fxpq_mm_fn fxpq_mm_table[15][4] = {
     FXPQ_MM_ROW(2), FXPQ_MM_ROW(3), FXPQ_MM_ROW(4), FXPQ_MM_ROW(5), FXPQ_MM_ROW(6),
     FXPQ_MM_ROW(7), FXPQ_MM_ROW(8), FXPQ_MM_ROW(9), FXPQ_MM_ROW(10), FXPQ_MM_ROW(11),
@@ -555,6 +572,7 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
  * accumulators (SMLAD, 4 columns in place or 2 im2col columns) when the width rule allows, else
  * int64 ones (SMLALD, 2 columns): no reference loop for 16-bit lanes with wide weights. */
 #define FXPQ_WBUF 1024 /* bytes of unpacked weight rows one conv call keeps on the stack */
+typedef char fxpq_assert_block_terms[FXPQ_WBUF / 2 == FXPQ_PATHS_BLOCK_TERMS ? 1 : -1]; /* fxpq_paths.h */
 #define FXPQ_WROWS 32  /* rows of one block at most (their finish constants are on the stack) */
 
 /* Whole groups of 8 weights of a packed row unpacked (16 bytes a group) in the layout `mode`.
@@ -572,7 +590,7 @@ static void fxpq_tail_lanes(uint8_t *dst, const uint8_t *col, const fxpq_weighte
         dst += 8;                                                                               \
     } while (0)
 #define FXPQ_UNPACK_W(B)                                                                          \
-    static void fxpq_unpack_w##B(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode) \
+    FXPQ_COPY void fxpq_unpack_w##B(const uint8_t *row, int32_t groups, uint8_t *dst, int32_t mode) \
     {                                                                                           \
         uint32_t w02, w13;                                                                      \
         for (; groups > 0; --groups, row += FXPQ_GROUP_BYTES(B)) {                              \
@@ -596,10 +614,11 @@ FXPQ_UNPACK_W(14)
 FXPQ_UNPACK_W(15)
 FXPQ_UNPACK_W(16)
 
+#define FXPQ_UNPACK_SEL(B) (FXPQ_PATHS_HAS(FXPQ_PATHS_ANY_WIDTH, B) ? fxpq_unpack_w##B : (fxpq_unpack_fn)0)
 static const fxpq_unpack_fn fxpq_unpack_table[15] = {
-    fxpq_unpack_w2, fxpq_unpack_w3, fxpq_unpack_w4, fxpq_unpack_w5, fxpq_unpack_w6,
-    fxpq_unpack_w7, fxpq_unpack_w8, fxpq_unpack_w9, fxpq_unpack_w10, fxpq_unpack_w11,
-    fxpq_unpack_w12, fxpq_unpack_w13, fxpq_unpack_w14, fxpq_unpack_w15, fxpq_unpack_w16};
+    FXPQ_UNPACK_SEL(2), FXPQ_UNPACK_SEL(3), FXPQ_UNPACK_SEL(4), FXPQ_UNPACK_SEL(5), FXPQ_UNPACK_SEL(6),
+    FXPQ_UNPACK_SEL(7), FXPQ_UNPACK_SEL(8), FXPQ_UNPACK_SEL(9), FXPQ_UNPACK_SEL(10), FXPQ_UNPACK_SEL(11),
+    FXPQ_UNPACK_SEL(12), FXPQ_UNPACK_SEL(13), FXPQ_UNPACK_SEL(14), FXPQ_UNPACK_SEL(15), FXPQ_UNPACK_SEL(16)};
 
 /* Rows [o0, o1) of the packed weights unpacked into dst in the layout `mode`, `row` bytes a row,
  * zeros past K (FXPQ_ROW_I16: K rounded up to 4 halfwords; FXPQ_ROW_LANES: whole groups, the
@@ -725,7 +744,7 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
     int8_t cache_shift[FXPQ_FINISH_CACHE]; /* -1: the channel takes the int64 finish */
     int32_t cache_mul[FXPQ_FINISH_CACHE];
 
-    if ((direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+    if (mm == NULL || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
         (!direct && (int64_t)max_cols * k * es > wk->scratch_size) || (u16 && pixels < FXPQ_PIXELS)) {
         return 0; /* (FXPQ_X_U16 needs each row's weight sum: the block path's is cheaper) */
     }
@@ -768,7 +787,8 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
         cache_shift[o] = (int8_t)(f.fast ? f.shift : -1);
         cache_mul[o] = f.mul;
     }
-    if (es == 1 && bits != 8 && chunk == 0 && pixels >= FXPQ_PIXELS && lane_row <= FXPQ_WBUF) {
+    if (es == 1 && bits != 8 && chunk == 0 && pixels >= FXPQ_PIXELS && lane_row <= FXPQ_WBUF &&
+        FXPQ_LANES_BUILT(kind)) {
         per = FXPQ_WBUF / lane_row < out_ch ? FXPQ_WBUF / lane_row : out_ch;
         per = direct || per >= 4 || per == out_ch ? per : 0;
     }
@@ -826,7 +846,13 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
         }
         if (per > 0) {
             const uint8_t *w = (const uint8_t *)wbuf;
-            (kind == FXPQ_X_S8 ? fxpq_mm_s8_wl : fxpq_mm_u8_wl)(&ps, w, w + 16 * groups, o0, o1);
+            if (kind == FXPQ_X_S8) { /* per > 0: this kind's copy is built */
+                if (FXPQ_LANES_BUILT(FXPQ_X_S8)) {
+                    fxpq_mm_s8_wl(&ps, w, w + 16 * groups, o0, o1);
+                }
+            } else if (FXPQ_LANES_BUILT(FXPQ_X_U8)) {
+                fxpq_mm_u8_wl(&ps, w, w + 16 * groups, o0, o1);
+            }
             continue;
         }
         mm(&ps, wdata, wdata + tail_at, 0, o_safe);
@@ -896,7 +922,7 @@ static void fxpq_store16_slow(const fxpq_pass16 *ps, int32_t o, int32_t j, int64
  * the finish's `add` holds it) and accumulator width (WIDE: int64). The last K mod 4 terms of a
  * column meet their weights one at a time, raw x (not flipped). */
 #define FXPQ_PASS16(NAME, FLIP, WIDE, X_T)                                                        \
-    static void NAME(const fxpq_pass16 *pass)                                                   \
+    FXPQ_COPY void NAME(const fxpq_pass16 *pass)                                                \
     {                                                                                           \
         const fxpq_pass16 ps = *pass;                                                           \
         const int32_t k = ps.wk->k, out_es = fxpq_elem_size(ps.wk->out.storage);                \
@@ -1022,7 +1048,8 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     const int32_t k = wk->k, kr = (k + 3) & ~3, out_ch = g->filter.n;
     const int32_t pixels = g->out.n * g->out.h * g->out.w;
     const int32_t direct = g->filter.h == 1 && g->filter.w == 1;
-    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15, wide = wk->acc64;
+    const int32_t u16 = FXPQ_PATHS_CONV_UINT16 != 0 && wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
+    const int32_t wide = wk->acc64;
     const int32_t per = FXPQ_WBUF / (2 * kr) < FXPQ_WROWS ? FXPQ_WBUF / (2 * kr) : FXPQ_WROWS;
     const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1)) : (((int64_t)1 << wk->in_bits) - 1);
     uint32_t wbuf[FXPQ_WBUF / 4];
@@ -1037,7 +1064,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
      * cheaper: fewer than 4 pixels of signed lanes (an unpacked row would meet one to three
      * columns), rows of fewer than 16 terms (the per-row cost of this loop dominates), or a KxK
      * kernel whose rows do not fit one block (the columns would be gathered once per block). */
-    if (per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
+    if ((FXPQ_PATHS_CONV_LANES16 | FXPQ_PATHS_CONV_UINT16) == 0 || per == 0 || (direct && (g->pad_t != 0 || g->pad_l != 0)) ||
         (!direct && (int64_t)2 * k * 2 > wk->scratch_size) ||
         (!wide && !u16 && (pixels < FXPQ_PIXELS || k < 16 || (!direct && per < out_ch)))) {
         return 0;
@@ -1160,11 +1187,29 @@ static void fxpq_dw_channels(const fxpq_weighted *wk, const fxpq_geometry *g, co
         fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes,
                         wk->weights->bits, 0, wk->k, wrow);
         f = fxpq_finish_of(wk, o, bound);
+        /* a selective build (fxpq_paths.h) compiles the storage types its model's depthwise
+         * layers read; the public kernel has refused the others */
         switch (wk->in_s) {
-        case FXPQ_STORAGE_INT8: FXPQ_DW_CHANNEL(int8_t); break;
-        case FXPQ_STORAGE_UINT8: FXPQ_DW_CHANNEL(uint8_t); break;
-        case FXPQ_STORAGE_INT16: FXPQ_DW_CHANNEL(int16_t); break;
-        default: FXPQ_DW_CHANNEL(uint16_t); break;
+        case FXPQ_STORAGE_INT8:
+            if (FXPQ_PATHS_DEPTHWISE_INT8 != 0) {
+                FXPQ_DW_CHANNEL(int8_t);
+            }
+            break;
+        case FXPQ_STORAGE_UINT8:
+            if (FXPQ_PATHS_DEPTHWISE_UINT8 != 0) {
+                FXPQ_DW_CHANNEL(uint8_t);
+            }
+            break;
+        case FXPQ_STORAGE_INT16:
+            if (FXPQ_PATHS_DEPTHWISE_INT16 != 0) {
+                FXPQ_DW_CHANNEL(int16_t);
+            }
+            break;
+        default:
+            if ((FXPQ_PATHS_DEPTHWISE_UINT16 | FXPQ_PATHS_DEPTHWISE_UINT16_NARROW) != 0) {
+                FXPQ_DW_CHANNEL(uint16_t);
+            }
+            break;
         }
     }
 }
@@ -1382,11 +1427,27 @@ static void fxpq_dw_interior(const fxpq_geometry *g, int32_t *ox_lo, int32_t *ox
 #define FXPQ_DW_QUAD_CALL(left)                                                                   \
     do {                                                                                        \
         const uint8_t *x_ = (const uint8_t *)input;                                             \
-        switch (kind) {                                                                         \
-        case FXPQ_DW_S8: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S8, left); break; \
-        case FXPQ_DW_U8: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U8, left); break; \
-        case FXPQ_DW_S16: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S16, left); break; \
-        default: fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U16, left); break;  \
+        switch (kind) { /* the kinds of a selective build's storage types (fxpq_paths.h) */      \
+        case FXPQ_DW_S8:                                                                        \
+            if (FXPQ_PATHS_DEPTHWISE_INT8 != 0) {                                               \
+                fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S8, left);            \
+            }                                                                                   \
+            break;                                                                              \
+        case FXPQ_DW_U8:                                                                        \
+            if (FXPQ_PATHS_DEPTHWISE_UINT8 != 0) {                                              \
+                fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U8, left);            \
+            }                                                                                   \
+            break;                                                                              \
+        case FXPQ_DW_S16:                                                                       \
+            if (FXPQ_PATHS_DEPTHWISE_LANES16 != 0) {                                            \
+                fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_S16, left);           \
+            }                                                                                   \
+            break;                                                                              \
+        default:                                                                                \
+            if (FXPQ_PATHS_DEPTHWISE_UINT16 != 0) {                                             \
+                fxpq_dw_quad(wk, g, x_, 4 * q, &qc, ox_lo, ox_hi, FXPQ_DW_U16, left);           \
+            }                                                                                   \
+            break;                                                                              \
         }                                                                                       \
     } while (0)
 

@@ -33,7 +33,7 @@ fxpq_status fxpq_fully_connected(const fxpq_context *ctx, const fxpq_fc_params *
         fxpq_packed_row_size(FXPQ_MAX_BITS, in_features) < 0) {
         return FXPQ_ERR_BAD_DIMS;
     }
-    wk = fxpq_weighted_prepare(&st, ctx, params->activation, input, input_fmt, weights, bias,
+    wk = fxpq_weighted_prepare(&st, FXPQ_OP_FULLY_CONNECTED, ctx, params->activation, input, input_fmt, weights, bias,
                                out_features, in_features,
                                fxpq_fully_connected_get_buffer_size(in_features), output, output_fmt);
     if (st != FXPQ_OK) {

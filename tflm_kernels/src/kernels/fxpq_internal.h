@@ -5,6 +5,7 @@
 #define FXPQ_INTERNAL_H
 
 #include "fxpq_kernels.h"
+#include "fxpq_paths.h"
 
 /* The contract's rescale needs an arithmetic (flooring) right shift of negative values. C99
  * leaves it implementation-defined; every compiler we target does it. Refuse to build otherwise. */
@@ -202,10 +203,11 @@ typedef struct {
 /* The weighted kernels' common checks, after their own shape checks and in this order:
  * activation, weights and bias of out_channels channels, k (FXPQ_ERR_BAD_DIMS when k <= 0 or a
  * packed run does not fit int32), scratch of scratch_bytes (the kernel's *_get_buffer_size(); a
- * NULL buffer is accepted when it is 0), alignment of input and output.
+ * NULL buffer is accepted when it is 0), alignment of input and output, and that this build has
+ * the op's path for the input storage and weight width (fxpq_kernel_path_built; op: FXPQ_OP_*).
  * Returned by value (status in *st): the kernel's copy is then never seen outside the kernel, so
  * the compiler keeps its fields in registers across the dot-product calls. */
-fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, const fxpq_context *ctx, fxpq_activation act,
+fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, int32_t op, const fxpq_context *ctx, fxpq_activation act,
                                     const void *input, const fxpq_format *input_fmt,
                                     const fxpq_weights *weights, const fxpq_bias *bias,
                                     int32_t out_channels, int32_t k, int32_t scratch_bytes,

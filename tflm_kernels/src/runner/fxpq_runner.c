@@ -625,6 +625,29 @@ static fxpq_runner_status fx_weighted(fxpq_runner *r, const fx_model *m, int32_t
     return FXPQ_RUNNER_OK;
 }
 
+/* A selective kernel build (fxpq_paths.h) must hold this weighted op's path: refuse the file when
+ * it was built for another model's paths, naming the combination. */
+static fxpq_runner_status fx_check_path(fxpq_runner *r, int32_t op, int32_t kind, const fx_tensor *in,
+                                        int32_t weight_bits, int32_t terms)
+{
+    static const char *const names[] = {"int8", "uint8", "int16", "uint16"};
+    const fxpq_storage s = in->type == FXPQ_TFLITE_INT8    ? FXPQ_STORAGE_INT8
+                           : in->type == FXPQ_TFLITE_UINT8 ? FXPQ_STORAGE_UINT8
+                           : in->type == FXPQ_TFLITE_INT16 ? FXPQ_STORAGE_INT16
+                                                           : FXPQ_STORAGE_UINT16;
+    if (!in->has_format || fxpq_kernel_path_built(kind, &in->format, weight_bits, terms)) {
+        return FXPQ_RUNNER_OK; /* (a missing format is refused by the op's own checks) */
+    }
+    fx_fail(r, FXPQ_RUNNER_ERR_UNSUPPORTED, op, kind, names[s]);
+    fx_msg_str(r, " inputs (");
+    fx_msg_int(r, in->format.bits);
+    fx_msg_str(r, "-bit format) with ");
+    fx_msg_int(r, weight_bits);
+    fx_msg_str(r, "-bit weights: ");
+    fx_msg_str(r, fxpq_status_str(FXPQ_ERR_NOT_BUILT));
+    return FXPQ_RUNNER_ERR_UNSUPPORTED;
+}
+
 /* a * b, saturated at 2^62 (above every limit) */
 static int64_t fx_mul_sat(int64_t a, int64_t b)
 {
@@ -1163,7 +1186,8 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             return fx_fail(r, FXPQ_RUNNER_ERR_BAD_TENSOR, op, kind, "input must have rank >= 2 and output be [1,O]");
         }
         rows = out.dims[1];
-        if ((st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK) {
+        if ((st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK
+            || (st = fx_check_path(r, op, kind, &in0, o.weight_bits, k)) != FXPQ_RUNNER_OK) {
             return st;
         }
         p->size = k;
@@ -1208,7 +1232,8 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
             || (st = fx_check_axis(r, op, kind, p->in_dims.w, o.filter_w, o.stride_w,
                                    o.dilation_w, &o, p->out_dims.w, o.pad_left, o.pad_right))
                    != FXPQ_RUNNER_OK
-            || (st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK) {
+            || (st = fx_weighted(r, m, op, kind, &inputs, &o, rows, k, p)) != FXPQ_RUNNER_OK
+            || (st = fx_check_path(r, op, kind, &in0, o.weight_bits, k)) != FXPQ_RUNNER_OK) {
             return st;
         }
         if (kind == FXPQ_OP_CONV_2D) {
