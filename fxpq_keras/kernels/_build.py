@@ -51,7 +51,7 @@ def kernel_build(kernels: str, model: bytes | None = None, engine: str = "any",
             raise ValueError('kernels="selective" builds the paths of one model: pass the model')
         from .paths import selective_build
 
-        return selective_build(model, engine, paths)
+        return selective_build(KERNELS_DIR, model, engine, paths)
     if kernels not in KERNEL_BUILDS:
         raise ValueError(f"kernels must be one of {sorted(KERNEL_BUILDS) + ['selective']}, got {kernels!r}")
     build, make_vars = KERNEL_BUILDS[kernels]

@@ -30,7 +30,6 @@ from pathlib import Path
 from ..flatbuffer.options import decode_options
 from ..flatbuffer.reader import tensor_format
 from ..flatbuffer.schema import schema as S
-from .runner import KERNELS_DIR
 
 __all__ = ["BLOCK_TERMS", "ENGINES", "KEYS", "KINDS", "STORAGES", "WEIGHTED_OPS", "model_paths", "paths_header",
            "selective_build", "write_paths_header"]
@@ -123,11 +122,12 @@ def write_paths_header(data: bytes, directory: Path, source: str = "the model", 
     return path
 
 
-def selective_build(data: bytes | None, engine: str = "any", paths: Paths | None = None) -> tuple[str, list[str]]:
-    """(build directory under tflm_kernels/, make variables) of the kernels compiled for the paths
-    of the model `data` under `engine` (or for `paths` as given: tests of single kinds): one
-    directory per set of paths (models running the same paths share it), ``build/paths/<hash>/``
-    holding the header and the objects."""
+def selective_build(kernels_dir: Path, data: bytes | None, engine: str = "any",
+                    paths: Paths | None = None) -> tuple[str, list[str]]:
+    """(build directory under `kernels_dir` (tflm_kernels/), make variables) of the kernels compiled
+    for the paths of the model `data` under `engine` (or for `paths` as given: tests of single kinds):
+    one directory per set of paths (models running the same paths share it), ``build/paths/<hash>/``
+    holding the header and the objects. (kernels._build.kernel_build calls it with KERNELS_DIR.)"""
     if paths is None:
         if data is None:
             raise ValueError("a selective build needs the model (or the paths)")
@@ -135,7 +135,7 @@ def selective_build(data: bytes | None, engine: str = "any", paths: Paths | None
     paths = {k: frozenset(paths.get(k, ())) for k in KEYS}
     text = paths_header(paths, "the models of this build")
     build = f"build/paths/{hashlib.sha256(text.encode()).hexdigest()[:12]}"
-    header_dir = KERNELS_DIR / build / "config"
+    header_dir = kernels_dir / build / "config"
     header_dir.mkdir(parents=True, exist_ok=True)
     if not (header_dir / HEADER).exists() or (header_dir / HEADER).read_text() != text:
         (header_dir / HEADER).write_text(text)
