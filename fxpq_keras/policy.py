@@ -41,6 +41,7 @@ from .stock_layers import (
 )
 
 POLICY_VERSION = 1
+WEIGHT_SCALES = ("pow2", "float")
 DATA_STRUCTURES = ("weights", "bias", "output")
 
 
@@ -192,8 +193,14 @@ class Policy:
     """
 
     def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]],
-                 channel_scales: dict[str, tuple[float, ...]] | None = None) -> None:
+                 channel_scales: dict[str, tuple[float, ...]] | None = None, weight_scales: str = "pow2") -> None:
         self.input = input_ds
+        if weight_scales not in WEIGHT_SCALES:
+            raise PolicyMismatchError(f"'weight_scales' must be one of {WEIGHT_SCALES}, got {weight_scales!r}")
+        # "pow2": weights q * 2^-frac (the fixed-point rule); "float" (target builtin): TFLite's symmetric
+        # float scales max|w| / (2^(bits-1) - 1) per output channel (per tensor on fully connected), from
+        # the float weights and the width (fakequant/quantizers.py float_scale_quantize; frac unused)
+        self.weight_scales = weight_scales
         # range alignment the formats were chosen for (keras_model.align_channel_ranges): quantize_model
         # applies these per-channel scales to the float model before the formats (docs/algorithm.md)
         self.channel_scales: dict[str, tuple[float, ...]] = {
@@ -367,6 +374,8 @@ class Policy:
         d = {"fxpq_policy": POLICY_VERSION, "input": self.input.to_dict(), "layers": layers}
         if channel_scales and self.channel_scales:
             d["channel_scales"] = {k: list(v) for k, v in self.channel_scales.items()}
+        if self.weight_scales != "pow2":  # (pow2 policies' JSON stays as it was)
+            d["weight_scales"] = self.weight_scales
         return d
 
     def to_json(self, path: str | None = None, *, indent: int | None = 1, channel_scales: bool = True) -> str:
@@ -404,7 +413,7 @@ class Policy:
                     isinstance(v, list) and v and all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0
                                                       for x in v) for v in scales.values()):
                 raise PolicyMismatchError("'channel_scales' must map layer names to lists of positive numbers")
-            return cls(DataStructure.from_dict(d["input"], "input"), layers, scales)
+            return cls(DataStructure.from_dict(d["input"], "input"), layers, scales, d.get("weight_scales", "pow2"))
         except (KeyError, TypeError) as exc:
             raise PolicyMismatchError(f"malformed policy JSON: missing or wrong field {exc}") from exc
 

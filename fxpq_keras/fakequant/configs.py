@@ -11,21 +11,32 @@ from __future__ import annotations
 from typing import Any
 
 from .._tf import keras, tfmot
-from .quantizers import FxpQuantizer
+from .quantizers import FloatScaleQuantizer, FxpQuantizer
+
+WEIGHT_SCALES = ("pow2", "float")
 
 
 class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
     """Weights (per-channel-capable), bias and output quantizers of one layer."""
 
     def __init__(self, weight_attrs: list[str] | tuple[str, ...] = (), channel_shape: tuple[int, ...] | None = None,
-                 quantize_output: bool = True, output_signed: bool = True) -> None:
+                 quantize_output: bool = True, output_signed: bool = True, weight_scales: str = "pow2",
+                 per_tensor_weights: bool = False) -> None:
+        if weight_scales not in WEIGHT_SCALES:
+            raise ValueError(f"weight_scales must be one of {WEIGHT_SCALES}, got {weight_scales!r}")
         self.weight_attrs = list(weight_attrs)
+        # "float": target builtin's weights, TFLite's float scales (FloatScaleQuantizer); per_tensor_weights:
+        # one scale for the tensor (FULLY_CONNECTED: TFLM refuses per-channel int4 there)
+        self.weight_scales = weight_scales
+        self.per_tensor_weights = bool(per_tensor_weights)
         self.channel_shape = tuple(channel_shape) if channel_shape else ()
         self.quantize_output = bool(quantize_output)
         self.output_signed = bool(output_signed)
 
     def _quantizer(self, attr: str) -> FxpQuantizer:
         kernel = attr in ("kernel", "depthwise_kernel")
+        if kernel and self.weight_scales == "float":
+            return FloatScaleQuantizer(self.channel_shape, signed=True, bits=8, per_tensor=self.per_tensor_weights)
         return FxpQuantizer(self.channel_shape if kernel else None, signed=True, bits=16 if kernel else 32)
 
     def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list[tuple[Any, FxpQuantizer]]:
@@ -48,5 +59,8 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return [FxpQuantizer(signed=self.output_signed)] if self.quantize_output else []
 
     def get_config(self) -> dict[str, Any]:
-        return {"weight_attrs": self.weight_attrs, "channel_shape": list(self.channel_shape),
-                "quantize_output": self.quantize_output, "output_signed": self.output_signed}
+        config = {"weight_attrs": self.weight_attrs, "channel_shape": list(self.channel_shape),
+                  "quantize_output": self.quantize_output, "output_signed": self.output_signed}
+        if self.weight_scales != "pow2":  # (the fxp target's configs stay as they were)
+            config.update(weight_scales=self.weight_scales, per_tensor_weights=self.per_tensor_weights)
+        return config

@@ -30,24 +30,28 @@ from ..keras_model import (
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from ..stock_layers import hard_swish, stock_kind_of
 from .configs import FxpQuantizeConfig
-from .quantizers import FxpQuantizer, InputQuantizer
+from .quantizers import FloatScaleQuantizer, FxpQuantizer, InputQuantizer
 
 WRAPPER_PREFIX = "quant_"
 
 
-def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool]) -> FxpQuantizeConfig:
+def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool],
+                weight_scales: str = "pow2") -> FxpQuantizeConfig:
     if n.kind in WEIGHTED:
         attrs = ["depthwise_kernel" if n.kind == "depthwise_conv2d" else "kernel"]
         if n.bias is not None:
             attrs.append("bias")
         shape = tuple(n.kernel.shape[-2:]) if n.kind == "depthwise_conv2d" else (n.kernel.shape[-1],)
+        if weight_scales != "pow2":  # float scales: fully connected per tensor (TFLM's int4 FC rule)
+            return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name], weight_scales, n.kind == "dense")
         return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name])
     return FxpQuantizeConfig([], None, quantized_output(cnodes, n), not nonneg[n.name])
 
 
 def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
-                           name: str = "fxpq_fake_quant") -> keras.Model:
-    """A functional model: InputQuantizer, then every canonical layer in a QuantizeWrapperV2."""
+                           name: str = "fxpq_fake_quant", weight_scales: str = "pow2") -> keras.Model:
+    """A functional model: InputQuantizer, then every canonical layer in a QuantizeWrapperV2;
+    weight_scales "float": weights with TFLite's float scales (target builtin, FloatScaleQuantizer)."""
     for n in cnodes:
         if n.kind == "concat" and "axis" in n.config:
             raise UnsupportedLayerError(n.name, "Concatenate", f"axis {n.config['axis']}: joining on another axis than "
@@ -69,7 +73,7 @@ def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
         # before wrapping is listed twice among the wrapper's trainable weights, and such a model cannot
         # be saved after training (.keras: "expected 15 variables, but received 17"; .h5: "name already
         # exists"). The float weights go into the wrapper's variables after the build.
-        wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg),
+        wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg, weight_scales),
                                                              name=f"{WRAPPER_PREFIX}{n.name}")
         x = [tensors[i] for i in n.inputs]
         tensors[n.name] = wrapper(x if n.kind in MULTI_INPUT else x[0])
@@ -113,7 +117,7 @@ def quantize_model(model: keras.Model, policy: Policy | None = None, calibration
             apply_channel_scales(cnodes, policy.channel_scales)
         except ValueError as exc:
             raise PolicyMismatchError(f"policy does not match the model: {exc}") from None
-    qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed)
+    qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed, weight_scales=policy.weight_scales)
     qmodel._fxpq_channel_scales = dict(policy.channel_scales)  # describe() returns them with the formats
     set_policy(qmodel, policy)
     return qmodel
@@ -151,6 +155,10 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
     if known is not None and known != policy.channel_scales:
         raise PolicyMismatchError("the policy's channel_scales (range alignment) differ from the ones this model "
                                   "was built with; build the model with quantize_model(float_model, policy)")
+    if policy.weight_scales != current.weight_scales:
+        raise PolicyMismatchError(f"the policy's weight scales are {policy.weight_scales!r}, the model's "
+                                  f"{current.weight_scales!r}; build the model with "
+                                  "quantize_model(float_model, policy)")
     if policy.input.elements != current.input.elements:
         raise PolicyMismatchError(f"policy data structure 'input' does not match the model (elements "
                                   f"{policy.input.elements} vs {current.input.elements})")
@@ -254,8 +262,11 @@ def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
         if (n.name, "output") in qvars:
             entry["output"] = ds_of(n.name, "output", int(np.prod(shapes[n.name])))
         layers.append(entry)
+    float_scales = any(isinstance(q, FloatScaleQuantizer) for layer in qmodel.layers
+                       if isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
+                       for _, q, _ in layer._weight_vars)
     policy = Policy(ds_of("input", "output", int(np.prod(shapes[inp]))), layers,
-                    getattr(qmodel, "_fxpq_channel_scales", None))
+                    getattr(qmodel, "_fxpq_channel_scales", None), weight_scales="float" if float_scales else "pow2")
     return cnodes, policy
 
 
@@ -325,7 +336,8 @@ def quantize_scope() -> Iterator[None]:
         with quantize_scope():
             qmodel = keras.models.load_model("q.keras")
     """
-    objects = {"FxpQuantizer": FxpQuantizer, "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
+    objects = {"FxpQuantizer": FxpQuantizer, "FloatScaleQuantizer": FloatScaleQuantizer,
+               "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
                "hard_swish": hard_swish}
     with tfmot.quantization.keras.quantize_scope(objects):
         yield

@@ -78,6 +78,53 @@ class FxpQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
         return not self.__eq__(other)
 
 
+def float_scale_quantize(w: tf.Tensor, bits: tf.Tensor, channel_dims: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """TFLite's symmetric weight scales (target builtin, issue 23): (q, scale) with, per output
+    channel (the last `channel_dims` axes; 0: one scale for the tensor), scale = max|w| / (2^(bits-1) - 1)
+    in float32 and q = clamp(floor(w / scale + 0.5), -(2^(bits-1) - 1), 2^(bits-1) - 1).
+
+    Round half up, the project's rule (TFLite's converter rounds half away from zero: the two differ
+    only on exact ties of w / scale at negative half-integers). A channel of zeros takes the tensor's
+    scale (TFLM needs a positive one; its q is 0 either way), a tensor of zeros scale 1. The one
+    implementation: the fake-quant applies q * scale in the graph (FloatScaleQuantizer) and the
+    exporter takes q and scale from this same function (integer_graph/lower.py), so the file holds
+    exactly the weights the search measured.
+    """
+    w = tf.convert_to_tensor(w, tf.float32)
+    axes = list(range(w.shape.rank - channel_dims))
+    qmax = tf.pow(tf.constant(2.0, tf.float32), tf.cast(bits, tf.float32) - 1.0) - 1.0
+    top = tf.reduce_max(tf.abs(w))
+    peak = tf.reduce_max(tf.abs(w), axis=axes)
+    peak = tf.where(peak > 0.0, peak, tf.where(top > 0.0, top, qmax))
+    scale = peak / qmax
+    q = tf.clip_by_value(tf.floor(w / scale + 0.5), -qmax, qmax)
+    return q, scale
+
+
+class FloatScaleQuantizer(FxpQuantizer):
+    """The weights quantizer of target builtin: TFLite's float per-channel (`per_tensor`: one)
+    symmetric scales from the float weights and the width variable (`float_scale_quantize`); the
+    same variables as FxpQuantizer (frac is not read), so a width change is an assignment, no retrace."""
+
+    def __init__(self, channel_shape: tuple[int, ...] | None = None, signed: bool = True, bits: int = 16,
+                 frac: int = 8, per_tensor: bool = False) -> None:
+        super().__init__(channel_shape, signed, bits, frac)
+        self.per_tensor = bool(per_tensor)
+
+    def __call__(self, inputs: tf.Tensor, training: Any, weights: dict[str, tf.Variable], **kwargs: Any) -> tf.Tensor:
+        q, scale = float_scale_quantize(inputs, weights["bits"], 0 if self.per_tensor else len(self.channel_shape))
+        value = q * scale
+        if not inference(training):
+            value = value + (inputs - tf.stop_gradient(inputs))
+        return tf.where(weights["enabled"] > 0.5, value, inputs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "per_tensor": self.per_tensor}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, FloatScaleQuantizer) and self.get_config() == other.get_config()
+
+
 class InputQuantizer(keras.layers.Layer):
     """Quantizes the model input (the first data structure of the Policy)."""
 

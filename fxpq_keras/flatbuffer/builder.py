@@ -203,6 +203,16 @@ def scale_quant(fracs, quantized_dimension: int = 0) -> S.QuantizationParameters
     return q
 
 
+def float_scale_quant(scales, quantized_dimension: int = 0) -> S.QuantizationParametersT:
+    """Symmetric quantization with float32 scales (target builtin's weights and their biases)."""
+    q = S.QuantizationParametersT()
+    scales = np.atleast_1d(np.asarray(scales, dtype=np.float32))
+    q.scale = [float(s) for s in scales]
+    q.zeroPoint = [0] * len(scales)
+    q.quantizedDimension = quantized_dimension
+    return q
+
+
 def _jsonable(meta: dict) -> dict:
     out = {}
     for k, v in (meta or {}).items():

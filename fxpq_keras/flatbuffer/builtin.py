@@ -22,7 +22,7 @@ from ..integer_graph import IntegerGraph, Node, TensorSpec, tflm_ops
 from ..integer_graph.graph import OP_ATTRS
 from ..integer_graph.graph import STOCK_OPS as GRAPH_STOCK_OPS
 from . import stock
-from .builder import scale_quant
+from .builder import float_scale_quant, scale_quant
 from .errors import ExportError, FlatbufferFormatError
 from .schema import schema as S
 from .stock_ops import STOCK_BUILTINS, stock_node, stock_op
@@ -79,9 +79,26 @@ def weight_type(node: Node, in_fmt: Format) -> str:
     there), int8 otherwise (exact: int4 values are int8 values)."""
     if node.weight_bits is None or node.weight_bits > 4 or _is16(in_fmt):
         return "int8"
-    if node.op == "fully_connected" and len(set(np.atleast_1d(node.weight_frac).tolist())) > 1:
+    if node.op == "fully_connected" and len(set(weight_scales(node).tolist())) > 1:
         return "int8"
     return "int4"
+
+
+def weight_scales(node: Node) -> np.ndarray:
+    """A weighted node's weight scales as the file stores them (float32 values, one per output
+    channel or one): TFLite's float scales where the policy has them (node.weight_scale, target
+    builtin), else 2^-frac."""
+    if node.weight_scale is not None:
+        return np.atleast_1d(np.asarray(node.weight_scale, dtype=np.float32)).astype(np.float64)
+    return np.ldexp(1.0, -np.atleast_1d(np.asarray(node.weight_frac, dtype=np.int64)))
+
+
+def multiplier_shifts(node: Node, in_frac: int, out_frac: int) -> np.ndarray:
+    """Per output channel, the shift of TFLM's QuantizeMultiplier(double(s_in) * double(s_w) /
+    double(s_out)) for a node with float weight scales (the power-of-two case is out_frac - facc + 1,
+    _check_weighted)."""
+    ratio = math.ldexp(1.0, out_frac - in_frac)  # s_in / s_out: exact in double
+    return np.array([tflm_ops.quantize_multiplier(float(s) * ratio)[1] for s in weight_scales(node)], dtype=np.int64)
 
 
 def _accumulator_bound(node: Node, input_magnitude: int = 128) -> np.ndarray:
@@ -93,7 +110,8 @@ def _accumulator_bound(node: Node, input_magnitude: int = 128) -> np.ndarray:
     return per_o * input_magnitude + np.abs(np.asarray(node.bias, dtype=np.int64))
 
 
-def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude: int = 128) -> list[str]:
+def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude: int = 128,
+                    shift: np.ndarray | None = None) -> list[str]:
     """Why TFLM could not compute this layer exactly (empty when it can).
 
     QuantizeMultiplier(2^(out_frac - facc)) gives the multiplier 2^30 and shift
@@ -101,10 +119,14 @@ def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude
     MultiplyByQuantizedMultiplier (then the doubling high multiply halves it: exact), so
     output frac > accumulator frac is fine as long as `acc << shift` cannot leave int32 (C
     signed overflow: no defined result). A shift below -31 makes the multiplier 0, which is
-    also exact (|acc| < 2^31 rounds to 0 at 2^-32 resolution).
+    also exact (|acc| < 2^31 rounds to 0 at 2^-32 resolution). With float weight scales `shift`
+    gives QuantizeMultiplier's shifts (multiplier_shifts) and the same limits apply.
     """
     problems = []
-    shift = out_frac - facc + 1
+    if shift is None:
+        shift = out_frac - facc + 1
+    else:  # float scales: say it in the shift's terms (facc is then the shift's equivalent, out_frac + 1 - shift)
+        facc = out_frac + 1 - np.asarray(shift, dtype=np.int64)
     bound = _accumulator_bound(node, input_magnitude)
     if input_magnitude > 255:  # int16x8: MultiplyByQuantizedMultiplier(int64) shifts right by 15 - shift
         bad = np.flatnonzero((shift > 14) | (shift < -48))
@@ -209,8 +231,11 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             facc = x.frac + fracs
             is16 = in16(node)
             bias_limit = 2**40 if is16 else 2**31  # int64 bias (int16x8) or int32
+            scaled = node.weight_scale is not None  # float weight scales: the bias is at s_in * s_w already
             if node.bias is None:
                 bias = np.zeros(len(fracs), dtype=np.int64)
+            elif scaled:
+                bias = np.asarray(node.bias, dtype=np.int64)
             else:
                 bias = np.asarray(node.bias, dtype=np.int64) << (facc - node.bias_frac)
                 if np.abs(bias).max(initial=0) >= bias_limit:
@@ -222,7 +247,8 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
                           bias=bias, bias_bits=64 if is16 else 32, bias_frac=None, weight_frac=np.asarray(fracs).copy())
             if np.abs(bias).max(initial=0) < bias_limit:
                 magnitude = 32768 if is16 else 255 if stock.zero_point(tensors[node.inputs[0]].fmt) else 128
-                problems += _check_weighted(new, facc, out.frac, magnitude)
+                shift = multiplier_shifts(new, x.frac, out.frac) if scaled else None
+                problems += _check_weighted(new, facc, out.frac, magnitude, shift)
             narrowed(node, new)
         elif node.op == "add":
             fa, fb = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac
@@ -384,13 +410,19 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             # O saves 24 bytes per output channel in the file (weight and bias scales, zero points) and
             # TFLM's per-channel multipliers and shifts in the arena
             int4 = a.get("weight_type") == "int4"
-            per_tensor = node.op == "fully_connected" and (int4 or len(set(fracs.tolist())) == 1)
-            wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
+            scales = np.broadcast_to(weight_scales(node), fracs.shape)
+            per_tensor = node.op == "fully_connected" and (int4 or len(set(scales.tolist())) == 1)
+            if node.weight_scale is not None:  # TFLite's float scales; the bias at s_in * s_w (float32)
+                wq = float_scale_quant(scales[:1] if per_tensor else scales, dim)
+                bq = float_scale_quant(np.float32(math.ldexp(1.0, -x.frac)) * np.float32(scales[:1] if per_tensor
+                                                                                          else scales), 0)
+            else:
+                wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
+                bq = scale_quant((x.frac + fracs)[:1] if per_tensor else x.frac + fracs, 0)
             if int4:
                 w_t = b.constant_int4(f"{node.name}/weights", np.asarray(node.weights), wq)
             else:
                 w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)
-            bq = scale_quant((x.frac + fracs)[:1] if per_tensor else x.frac + fracs, 0)
             bias_type = np.int64 if x.bits > 8 else np.int32  # int16x8 kernels take an int64 bias
             b_t = b.constant(f"{node.name}/bias", np.asarray(node.bias).astype(bias_type), bq)
             act = _ACT_CODES[a.get("activation")]
@@ -677,12 +709,23 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
                                         f"{out_spec.shape}")
     o = out_spec.shape[-1]
     quant = w_t.quantization
-    fracs = _fracs_from_scales(None if quant is None else quant.scale, where + " weights")
+    raw_scales = None if quant is None else quant.scale
+    float_scales = None
+    if wide and raw_scales is not None and len(raw_scales) and any(np.frexp(float(v))[0] != 0.5 for v in raw_scales):
+        # TFLite's float weight scales (a searched builtin file): finite, positive float32 values
+        float_scales = np.asarray(raw_scales, dtype=np.float32)
+        if not (np.isfinite(float_scales).all() and (float_scales > 0).all()):
+            raise FlatbufferFormatError(f"{where}: weight scales must be finite and positive")
+        fracs = np.zeros(len(float_scales), dtype=np.int64)  # (not read: the float scales are)
+    else:
+        fracs = _fracs_from_scales(raw_scales, where + " weights")
     if len(fracs) not in (1, o):
         raise FlatbufferFormatError(f"{where}: weights need 1 or {o} scales, got {len(fracs)}")
     if int4 and kind == "FULLY_CONNECTED" and len(fracs) != 1:
         raise FlatbufferFormatError(f"{where}: int4 FULLY_CONNECTED weights must be per-tensor (TFLM's rule)")
     fracs = np.broadcast_to(fracs, (o,)).copy()
+    if float_scales is not None and len(float_scales) == 1 and kind != "FULLY_CONNECTED":
+        float_scales = np.broadcast_to(float_scales, (o,)).copy()
     bias_dtype = np.int64 if _is16(x.fmt) else np.int32
     if inputs[2] >= 0:
         bias = f.constant(inputs[2], where + " bias")
@@ -699,9 +742,11 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     info.weight_bytes[name] = (weights.size + 1) // 2 if int4 else weights.size
     attrs["weight_type"] = "int4" if int4 else "int8"
     node = Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=4 if int4 else 8,
-                weight_frac=fracs, bias=bias, bias_bits=64 if _is16(x.fmt) else 32, bias_frac=None)
+                weight_frac=fracs, bias=bias, bias_bits=64 if _is16(x.fmt) else 32, bias_frac=None,
+                weight_scale=float_scales)
     magnitude = 32768 if _is16(x.fmt) else 255 if stock.zero_point(x.fmt) else 128
-    problems = _check_weighted(node, x.fmt.frac + fracs, out_spec.fmt.frac, magnitude)
+    shift = None if float_scales is None else multiplier_shifts(node, x.fmt.frac, out_spec.fmt.frac)
+    problems = _check_weighted(node, x.fmt.frac + fracs, out_spec.fmt.frac, magnitude, shift)
     if problems:
         raise FlatbufferFormatError(f"{where}: {problems[0]}")
     return node

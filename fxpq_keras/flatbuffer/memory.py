@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import tflm_arena as T
 from ..integer_graph.ops import conv_output_size
 from ..memory import (
@@ -251,10 +253,28 @@ def device_model_from_graph(graph, *, float_input: bool = True, other_flash_byte
     """
     from .writer import export_tflite  # lazy: the writer is only needed here
 
-    layout = layout_from_tflite(export_tflite(graph, float_input=float_input))
+    layout = layout_from_tflite(export_tflite(_power_of_two_twin(graph), float_input=float_input))
     layout.other_flash_bytes = other_flash_bytes
     layout.calls = layout_calls(graph)
     return DeviceModel(layout)
+
+
+def _power_of_two_twin(graph):
+    """`graph` with power-of-two weight scales where it has float ones (target builtin), zero biases
+    there: the same widths and element counts, which is all the accounting reads, in a graph the fxp
+    writer takes (it refuses float scales)."""
+    from dataclasses import replace
+
+    if not any(getattr(n, "weight_scale", None) is not None for n in graph.nodes):
+        return graph
+    nodes = []
+    for n in graph.nodes:
+        if getattr(n, "weight_scale", None) is not None:
+            facc = graph.tensors[n.inputs[0]].fmt.frac + int(np.min(n.weight_frac))
+            n = replace(n, weight_scale=None, bias=None if n.bias is None else np.zeros_like(n.bias),
+                        bias_frac=None if n.bias is None else facc)
+        nodes.append(n)
+    return replace(graph, nodes=nodes)
 
 
 def file_memory(data: bytes) -> DeviceMemory:

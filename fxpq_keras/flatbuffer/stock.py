@@ -77,7 +77,9 @@ def _weighted(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     (integer_graph/tflm_ops.py): int8 with int8 or int4 weights, or int16x8 (int64 bias)."""
     a = node.attrs
     q_in, q_out = _q(graph, node.inputs[0]), _q(graph, node.output)
-    scales = [math.ldexp(1.0, -int(f)) for f in np.asarray(node.weight_frac).tolist()]
+    from .builtin import weight_scales  # (builtin imports this module)
+
+    scales = weight_scales(node).tolist()
     wtype = a.get("weight_type", "int8")
     if node.op == "fully_connected":
         per_tensor = len(set(scales)) == 1

@@ -269,6 +269,10 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
     validate_graph(graph)
     graph = with_input_mode(graph, bool(float_input))
     b = _Builder()
+    scaled = [n.name for n in graph.nodes if getattr(n, "weight_scale", None) is not None]
+    if target == "fxp" and scaled:
+        raise ExportError(f"layers {scaled[:4]} have float weight scales (a policy of target builtin): FXP_* ops take "
+                          "power-of-two weights; export with target='builtin'")
     if target == "fxp":
         b.activation(graph.tensors[graph.input])
         _write_fxp(b, graph)

@@ -79,6 +79,9 @@ class Node:
     bias: np.ndarray | None = None
     bias_bits: int | None = None
     bias_frac: int | None = None
+    # TFLite's float weight scales (float32, one per output channel or one per tensor) of a policy with
+    # float weight scales (target builtin): the stock targets only; None: the scales are 2^-weight_frac
+    weight_scale: np.ndarray | None = None
 
     @property
     def per_channel(self) -> bool:
@@ -153,6 +156,9 @@ def run_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.nd
     if node.op == "quantize":
         return ops.quantize_input(inputs[0], out)
     in_fmt = t[node.inputs[0]].fmt
+    if node.op in WEIGHTED_OPS and node.weight_scale is not None:
+        raise ValueError(f"layer {node.name!r} has float weight scales (target builtin): the fixed-point reference "
+                         "runs power-of-two weights only; export with target='builtin' and run the file")
     if node.op in WEIGHTED_OPS:
         common = dict(x_frac=in_fmt.frac, w_frac=np.asarray(node.weight_frac), bias_frac=node.bias_frac,
                       out_fmt=out, activation=a.get("activation"))

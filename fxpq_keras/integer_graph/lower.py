@@ -38,10 +38,31 @@ def _keras_name(qmodel: Any, name: str) -> str:
     return f"quant_{name}" if f"quant_{name}" in names else name
 
 
-def quantize_weights(node: CNode, policy: Policy) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None]:
-    """(int weights in TFLite layout, per-output-channel fracs, int bias, bias frac) of a layer."""
+def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None, np.ndarray | None]:
+    """(int weights in TFLite layout, per-output-channel fracs, int bias, bias frac, float scales) of
+    a layer. With the policy's float weight scales (target builtin) the scales are float32 per output
+    channel (one for fully connected), from the fake-quant's own function, and the bias is at the
+    accumulator's scale s_in * s_w (TFLite's rule; bias frac None), rounded half up; else scales None."""
     wds = policy.get(node.name, "weights")
     k = node.kernel
+    if policy.weight_scales == "float":
+        from ..fakequant.quantizers import float_scale_quantize  # lazy: needs TensorFlow
+
+        channel_dims = 0 if node.kind == "dense" else 2 if node.kind == "depthwise_conv2d" else 1
+        q, scale = (t.numpy() for t in float_scale_quantize(k, wds.bits, channel_dims))
+        q = q.astype(np.int64)
+        if node.kind == "depthwise_conv2d":
+            q = q.reshape(1, *k.shape[:2], -1)
+        else:
+            q = q.transpose(3, 0, 1, 2) if node.kind == "conv2d" else q.T
+        scale = np.asarray(scale, dtype=np.float32).reshape(-1)
+        fr = wds.fracs(len(scale) if node.kind != "dense" else k.shape[-1])
+        bias = None
+        if node.bias is not None:
+            acc_scale = np.float32(np.ldexp(1.0, -in_frac)) * scale  # float32, as TFLite's converter writes it
+            bias = np.floor(np.asarray(node.bias, np.float64) / acc_scale.astype(np.float64) + 0.5).astype(np.int64)
+        return np.ascontiguousarray(q), fr, bias, None, scale
     if node.kind == "depthwise_conv2d":
         kh, kw, c, m = k.shape
         fr = wds.fracs(c * m)
@@ -54,7 +75,7 @@ def quantize_weights(node: CNode, policy: Policy) -> tuple[np.ndarray, np.ndarra
     if node.bias is not None:
         bds = policy.get(node.name, "bias")
         bias, bias_frac = quantize(node.bias, bds.fmt), bds.fmt.frac
-    return np.ascontiguousarray(q), fr, bias, bias_frac
+    return np.ascontiguousarray(q), fr, bias, bias_frac, None
 
 
 def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]]) -> IntegerGraph:
@@ -81,9 +102,9 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
             if n.kind == "dense" and len(tensors[ins[0]].shape) != 1:
                 raise ValueError(f"layer '{n.name}': Dense on a {len(tensors[ins[0]].shape) + 1}-D input is not "
                                  f"supported; add a Flatten or GlobalAveragePooling2D before it")
-            q, fr, bias, bias_frac = quantize_weights(n, policy)
+            q, fr, bias, bias_frac, scale = quantize_weights(n, policy, tensors[ins[0]].fmt.frac)
             wds = policy.get(n.name, "weights")
-            node.weights, node.weight_bits, node.weight_frac = q, wds.bits, fr
+            node.weights, node.weight_bits, node.weight_frac, node.weight_scale = q, wds.bits, fr, scale
             node.bias, node.bias_frac = bias, bias_frac
             node.bias_bits = policy.get(n.name, "bias").bits if bias is not None else None
             node.attrs["activation"] = n.config["activation"]
