@@ -318,7 +318,7 @@ def test_float_weight_scales_are_tflites_rule_in_fake_quant_graph_and_file(digit
     assert seen == 3
 
 
-def test_float_weight_scales_travel_with_the_policy(digits_builtin, digits):  # noqa: F811 (the imported fixture)
+def test_float_weight_scales_travel_with_the_policy(digits_builtin, tmp_path):
     """The policy says which weight rule its formats use: the JSON of a power-of-two policy is as it
     was, a builtin one round-trips, a model of one rule refuses a policy of the other, and the fxp
     target (power-of-two FXP_* weights) refuses float scales, naming the layers."""
@@ -342,6 +342,12 @@ def test_float_weight_scales_travel_with_the_policy(digits_builtin, digits):  # 
     assert export_tflite(rebuilt, target="builtin") == export_tflite(result.model, target="builtin")
     with pytest.raises(ExportError, match="float weight scales.*target='builtin'"):
         export_tflite(result.model, target="fxp")
+    from fxpq_keras.flatbuffer.inspect import inspect_tflite
+
+    path = tmp_path / "b.tflite"
+    export_tflite(result.model, path, target="builtin")
+    rows = [r for r in inspect_tflite(path)["layers"] if "weight_elements" in r]
+    assert rows and all("weight_scale" in r and "weight_frac" not in r for r in rows)
 
 
 def test_a_width_change_with_float_scales_is_a_variable_write(digits_builtin):
@@ -364,6 +370,18 @@ def test_a_width_change_with_float_scales_is_a_variable_write(digits_builtin):
     assert run.experimental_get_tracing_count() == 1
     assert not np.array_equal(before, after)
     np.testing.assert_array_equal(run(x).numpy(), before)
+
+
+def test_no_retrace_while_searching_with_float_scales(digits):  # noqa: F811 (the imported fixture)
+    """The builtin search (widths 8 <-> 4 through FloatScaleQuantizer) traces each evaluation stage once."""
+    from fxpq_keras.search import PrecisionSearch, SearchOptions
+
+    search = PrecisionSearch(digits["model"], digits["x_train"],
+                             options=SearchOptions(BUDGET, target="builtin", samples=300, max_slowdown=0))
+    search.run()
+    for ev in (search.decide, search.checker):
+        assert [f.experimental_get_tracing_count() for f in ev.stages.functions] == [1] * len(ev.stages.functions)
+    assert search.evaluations > 10
 
 
 def _with_float_scales(graph, rng: np.random.Generator) -> None:

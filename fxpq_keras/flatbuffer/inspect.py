@@ -100,6 +100,9 @@ def _fxpq_report(graph, info, layout) -> dict[str, Any]:
                        weight_frac=int(fr[0]) if len(set(fr.tolist())) == 1 else [int(v) for v in fr],
                        weight_bits=int(node.weights.size) * node.weight_bits,
                        weight_bytes=info.weight_bytes.get(node.name))
+            if node.weight_scale is not None:  # TFLite's float scales (target builtin): no frac
+                del row["weight_frac"]
+                row["weight_scale"] = [float(v) for v in np.atleast_1d(node.weight_scale)]
             w_bits += row["weight_bits"]
             w_count += int(node.weights.size)
             if node.bias is not None:
