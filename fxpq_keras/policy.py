@@ -14,9 +14,9 @@ JSON schema (`Policy.to_json`), version 1:
                  "output":  {"bits": 6, "frac": 3, "signed": false, "elements": 4704}}, ...]}
 
 `frac` of weights is a list when weight fracs are per output channel. A policy of target builtin
-has `"weight_scales": "float"` at the top level: its weights use TFLite's float scales
-max|w| / (2^(bits-1) - 1) (docs/format.md 7.1) and their frac is not read; without the key the
-weights are `q * 2^-frac`. A layer without weights has
+has `"weight_scales": "float"` at the top level: its weights use float scales
+min(max|w| / (2^(bits-1) - 1), 2^-frac), TFLite's own at the range-derived frac (docs/format.md
+7.1); without the key the weights are `q * 2^-frac`. A layer without weights has
 no "weights"/"bias"; layers that only move data (flatten, reshape, zero padding, softmax, an Add
 feeding a ReLU) have no "output": their output keeps the format of their input (zero is in every
 format).

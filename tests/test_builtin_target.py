@@ -265,13 +265,15 @@ def test_reference_kernels_unpack_int4_weights_into_the_arena():
 
 # ---------------------------------------------------------------------------------- float weight scales
 
-def _float_weight_rule(kernel: np.ndarray, bits: int, channel_dims: int) -> tuple[np.ndarray, np.ndarray]:
-    """TFLite's symmetric rule in numpy, written out independently: s = max|w| / (2^(bits-1) - 1)
-    per output channel in float32, q = clamp(floor(w / s + 0.5)) (round half up)."""
+def _float_weight_rule(kernel: np.ndarray, bits: int, channel_dims: int, fracs: np.ndarray) -> tuple[np.ndarray,
+                                                                                                     np.ndarray]:
+    """The builtin weight rule in numpy, written out independently: s = min(max|w| / (2^(bits-1) - 1),
+    2^-frac) per output channel in float32, q = clamp(floor(w / s + 0.5)) (round half up)."""
     qmax = np.float32(2 ** (bits - 1) - 1)
     axes = tuple(range(kernel.ndim - channel_dims))
     peak = np.abs(kernel).max(axis=axes).astype(np.float32)
-    scale = (peak / qmax).astype(np.float32)
+    step = np.ldexp(np.float32(1.0), -np.asarray(fracs)).astype(np.float32)
+    scale = np.minimum((peak / qmax).astype(np.float32), step.min() if channel_dims == 0 else step)
     q = np.clip(np.floor((kernel / scale).astype(np.float32) + np.float32(0.5)), -qmax, qmax)
     return q.astype(np.int64), np.atleast_1d(scale)
 
@@ -301,7 +303,8 @@ def test_float_weight_scales_are_tflites_rule_in_fake_quant_graph_and_file(digit
         bits = policy.get(name, "weights").bits
         dense = type(layer.layer).__name__ == "Dense"
         kernel = var.numpy()
-        q, scale = _float_weight_rule(kernel, bits, 0 if dense else 1)
+        fracs = policy.get(name, "weights").fracs(1 if dense else kernel.shape[-1])
+        q, scale = _float_weight_rule(kernel, bits, 0 if dense else 1, fracs)
         assert len(scale) == (1 if dense else kernel.shape[-1])
         fake = quantizer(var, False, qvars).numpy()
         np.testing.assert_array_equal(fake, q.astype(np.float32) * scale)  # (scale: the last axis, or one)
@@ -310,12 +313,27 @@ def test_float_weight_scales_are_tflites_rule_in_fake_quant_graph_and_file(digit
         np.testing.assert_array_equal(node.weights, q.T if dense else q.transpose(3, 0, 1, 2))
         w_t, b_t = stored[seen]
         np.testing.assert_array_equal(np.asarray(w_t.quantization.scale, np.float32), scale)
-        assert any(np.frexp(float(v))[0] != 0.5 for v in scale)  # not powers of two
+        assert any(np.frexp(float(v))[0] != 0.5 for v in scale)  # TFLite's scales, not powers of two
         in_frac = graph.tensors[node.inputs[0]].fmt.frac
         bias_scale = np.float32(2.0 ** -in_frac) * scale
         np.testing.assert_array_equal(np.asarray(b_t.quantization.scale, np.float32), bias_scale)
         seen += 1
     assert seen == 3
+
+
+def test_a_larger_frac_clips_with_a_power_of_two_step():
+    """min(max|w| / qmax, 2^-frac): TFLite's scale at the range frac, a finer power-of-two step (the
+    largest weights clipped to +-qmax) at a larger one, per channel."""
+    from fxpq_keras.fakequant.quantizers import float_scale_quantize
+    from fxpq_keras.formats import frac_for_range
+
+    w = np.array([[0.02, -0.9], [0.05, 0.1], [-0.07, 0.3]], dtype=np.float32)  # 2 output channels
+    ranges = [frac_for_range(0.07, 4), frac_for_range(0.9, 4)]
+    q, s = (t.numpy() for t in float_scale_quantize(w, 4, 1, np.array(ranges, np.float32)))
+    np.testing.assert_array_equal(s, np.float32([0.07, 0.9]) / np.float32(7))
+    q, s = (t.numpy() for t in float_scale_quantize(w, 4, 1, np.array([ranges[0], ranges[1] + 1], np.float32)))
+    assert s[0] == np.float32(0.07) / np.float32(7) and s[1] == 2.0 ** -(ranges[1] + 1)
+    assert q[0, 1] == -7 and np.abs(q).max() == 7
 
 
 def test_float_weight_scales_travel_with_the_policy(digits_builtin, tmp_path):

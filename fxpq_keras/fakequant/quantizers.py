@@ -78,17 +78,22 @@ class FxpQuantizer(tfmot.quantization.keras.quantizers.Quantizer):
         return not self.__eq__(other)
 
 
-def float_scale_quantize(w: tf.Tensor, bits: tf.Tensor, channel_dims: int) -> tuple[tf.Tensor, tf.Tensor]:
+def float_scale_quantize(w: tf.Tensor, bits: tf.Tensor, channel_dims: int,
+                         frac: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """TFLite's symmetric weight scales (target builtin, issue 23): (q, scale) with, per output
-    channel (the last `channel_dims` axes; 0: one scale for the tensor), scale = max|w| / (2^(bits-1) - 1)
-    in float32 and q = clamp(floor(w / scale + 0.5), -(2^(bits-1) - 1), 2^(bits-1) - 1).
+    channel (the last `channel_dims` axes; 0: one scale for the tensor),
+    scale = min(max|w| / (2^(bits-1) - 1), 2^-frac) in float32 and
+    q = clamp(floor(w / scale + 0.5), -(2^(bits-1) - 1), 2^(bits-1) - 1).
 
-    Round half up, the project's rule (TFLite's converter rounds half away from zero: the two differ
-    only on exact ties of w / scale at negative half-integers). A channel of zeros takes the tensor's
-    scale (TFLM needs a positive one; its q is 0 either way), a tensor of zeros scale 1. The one
-    implementation: the fake-quant applies q * scale in the graph (FloatScaleQuantizer) and the
-    exporter takes q and scale from this same function (integer_graph/lower.py), so the file holds
-    exactly the weights the search measured.
+    At the range-derived frac (the search's start and first candidate) 2^-frac >= max|w| / (2^(bits-1) - 1),
+    so the scale is TFLite's own; a larger frac (mechanism 3's candidates) is a finer power-of-two
+    step that clips the largest weights, which the prediction-error statistic may prefer (at 4 bits
+    it often does). Round half up, the project's rule (TFLite's converter rounds half away from
+    zero: the two differ only on exact ties at negative half-integers). A channel of zeros takes the
+    tensor's scale (TFLM needs a positive one; its q is 0 either way), a tensor of zeros scale 1.
+    The one implementation: the fake-quant applies q * scale in the graph (FloatScaleQuantizer) and
+    the exporter takes q and scale from this same function (integer_graph/lower.py), so the file
+    holds exactly the weights the search measured.
     """
     w = tf.convert_to_tensor(w, tf.float32)
     axes = list(range(w.shape.rank - channel_dims))
@@ -97,14 +102,17 @@ def float_scale_quantize(w: tf.Tensor, bits: tf.Tensor, channel_dims: int) -> tu
     peak = tf.reduce_max(tf.abs(w), axis=axes)
     peak = tf.where(peak > 0.0, peak, tf.where(top > 0.0, top, qmax))
     scale = peak / qmax
+    if frac is not None:
+        step = tf.pow(tf.constant(2.0, tf.float32), -tf.cast(frac, tf.float32))
+        scale = tf.minimum(scale, tf.reduce_min(step) if channel_dims == 0 else tf.reshape(step, tf.shape(scale)))
     q = tf.clip_by_value(tf.floor(w / scale + 0.5), -qmax, qmax)
     return q, scale
 
 
 class FloatScaleQuantizer(FxpQuantizer):
     """The weights quantizer of target builtin: TFLite's float per-channel (`per_tensor`: one)
-    symmetric scales from the float weights and the width variable (`float_scale_quantize`); the
-    same variables as FxpQuantizer (frac is not read), so a width change is an assignment, no retrace."""
+    symmetric scales from the float weights, the width and frac variables (`float_scale_quantize`);
+    the same variables as FxpQuantizer, so a format change is an assignment, no retrace."""
 
     def __init__(self, channel_shape: tuple[int, ...] | None = None, signed: bool = True, bits: int = 16,
                  frac: int = 8, per_tensor: bool = False) -> None:
@@ -112,7 +120,8 @@ class FloatScaleQuantizer(FxpQuantizer):
         self.per_tensor = bool(per_tensor)
 
     def __call__(self, inputs: tf.Tensor, training: Any, weights: dict[str, tf.Variable], **kwargs: Any) -> tf.Tensor:
-        q, scale = float_scale_quantize(inputs, weights["bits"], 0 if self.per_tensor else len(self.channel_shape))
+        q, scale = float_scale_quantize(inputs, weights["bits"], 0 if self.per_tensor else len(self.channel_shape),
+                                        weights["frac"])
         value = q * scale
         if not inference(training):
             value = value + (inputs - tf.stop_gradient(inputs))

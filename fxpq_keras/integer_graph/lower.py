@@ -42,7 +42,8 @@ def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None, np.ndarray | None]:
     """(int weights in TFLite layout, per-output-channel fracs, int bias, bias frac, float scales) of
     a layer. With the policy's float weight scales (target builtin) the scales are float32 per output
-    channel (one for fully connected), from the fake-quant's own function, and the bias is at the
+    channel (one for fully connected), min(max|w| / (2^(bits-1) - 1), 2^-frac), from the fake-quant's
+    own function, and the bias is at the
     accumulator's scale s_in * s_w (TFLite's rule; bias frac None), rounded half up; else scales None."""
     wds = policy.get(node.name, "weights")
     k = node.kernel
@@ -50,7 +51,9 @@ def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0
         from ..fakequant.quantizers import float_scale_quantize  # lazy: needs TensorFlow
 
         channel_dims = 0 if node.kind == "dense" else 2 if node.kind == "depthwise_conv2d" else 1
-        q, scale = (t.numpy() for t in float_scale_quantize(k, wds.bits, channel_dims))
+        channels = int(np.prod(k.shape[-channel_dims:])) if channel_dims else 1
+        fracs = wds.fracs(channels).astype(np.float32)
+        q, scale = (t.numpy() for t in float_scale_quantize(k, wds.bits, channel_dims, fracs))
         q = q.astype(np.int64)
         if node.kind == "depthwise_conv2d":
             q = q.reshape(1, *k.shape[:2], -1)

@@ -4,10 +4,11 @@ Stock TFLM 90b983c runs CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED with int8
 int8 or packed int4 weights, or with int16 activations (zero point 0) and int8 weights; ADD and
 the pools in int8 or int16; SOFTMAX on int8 logits. So per data structure:
 
-- weights: 8 or 4 bits, symmetric, TFLite's float scales max|w| / (2^(bits-1) - 1) per output
+- weights: 8 or 4 bits, symmetric, float scales min(max|w| / (2^(bits-1) - 1), 2^-frac) per output
   channel (conv, depthwise) or per tensor (fully connected: TFLM refuses per-channel int4 there):
-  the policy's `weight_scales` "float" (fakequant/quantizers.py float_scale_quantize), so a weights
-  data structure's frac is not read and the search tries none (space.frac_candidates);
+  the policy's `weight_scales` "float" (fakequant/quantizers.py float_scale_quantize). At the
+  range-derived frac that is TFLite's own scale; mechanism 3 may choose a larger frac, a finer
+  power-of-two step that clips the largest weights (space.frac_candidates tries no smaller one);
 - activations (and the input): 16 bits (int16; a non-negative one 15 bits unsigned, which int16
   holds exactly, u16 it does not) or 8 bits (u8 is int8 with zero point -128);
 - the logits a softmax reads: 8 bits end the file in TFLM's int8 SOFTMAX; 16 bits are the file's
@@ -146,9 +147,9 @@ def repair(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None:
 
 
 def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]) -> Policy:
-    """The builtin start: weights at 8 bits with TFLite's float scales (fully connected per tensor),
-    activations at 16 (15 unsigned). frac_for(key, bits, signed, per_channel) gives the range-derived
-    frac (for weights only the bias window reads it: constrain_biases)."""
+    """The builtin start: weights at 8 bits with TFLite's float scales (at the range-derived frac,
+    fully connected per tensor), activations at 16 (15 unsigned). frac_for(key, bits, signed,
+    per_channel) gives the range-derived frac."""
     policy = policy.copy()
     policy.weight_scales = "float"
     for layer, ds, d in policy.data_structures():

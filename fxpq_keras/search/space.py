@@ -118,7 +118,9 @@ def frac_candidates(opts: SearchOptions, ranges: dict[Key, Any], signed: bool, k
     offsets = (opts.activation_frac_offsets if key[1] == "output" else opts.frac_offsets) \
         if opts.error_statistics_frac and opts.dynamic_fixed_point else (0,)
     if opts.target == "builtin" and key[1] == "weights":
-        offsets = (0,)  # float weight scales (builtin_space): the frac is not read, every candidate measures the same
+        # float weight scales min(max|w| / qmax, 2^-frac) (builtin_space): a frac at or below the range
+        # frac gives TFLite's scale, so only the finer (clipping) power-of-two steps are candidates besides it
+        offsets = tuple(o for o in offsets if o >= 0)
     candidates = [ranges[key]]
     auto = key[1] == "weights" and (key[0], CHANNELS) in ranges
     if auto:
