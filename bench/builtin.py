@@ -11,6 +11,8 @@ Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled t
 
 - TFLite int8: TFLiteConverter full-integer post-training quantization (the file users have today);
 - W8A8 (int8-builtin): fxpq's uniform 8-bit policy through stock int8 ops;
+- W8A8 (builtin, float weights): the builtin space's uniform W8A8 (`builtin_uniform8`: TFLite's
+  float weight scales, power-of-two activations at their range-derived fracs);
 - builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
   int8 or int16, device objective), the benchmarks' setting (bench/search_setting.py: seed 0, integer
   input, the policy cached under `$FXPQ_BENCH_CACHE`), written with target builtin and integer input
@@ -180,6 +182,12 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
         rows.append({"model": name, "file": f"builtin search {max_drop:.0%}",
                      "note": "not run: the model has layers no stock file expresses (see the W8A8 row)"})
         return rows + (aeq_rows(name, model, x_cal, data, float_out, m4_samples) if aeq else [])
+    path = out_dir / f"{name}-builtin-w8a8.tflite"
+    try:
+        export_tflite(quantize_model(calib, builtin_uniform8(calib)), path, target="builtin", float_input=FLOAT_INPUT)
+        rows.append(_file_row(name, "W8A8 (builtin, float weights)", path, data, float_out, 0, m4_samples=m4_samples))
+    except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
+        rows.append({"model": name, "file": "W8A8 (builtin, float weights)", "note": f"refused: {str(exc)[:160]}"})
     policy, how = cached_policy(name, model, x_cal, max_drop, {"target": "builtin"})
     path = out_dir / f"{name}-builtin.tflite"
     try:
@@ -191,6 +199,24 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
     if aeq:
         rows += aeq_rows(name, model, x_cal, data, float_out, m4_samples)
     return rows
+
+
+def builtin_uniform8(calib: Calibration) -> Policy:
+    """Uniform W8A8 in the builtin format space (the search's uniform policy at 8 bits): weights at
+    TFLite's float scales (the start's), every activation at 8 bits with its range-derived
+    power-of-two frac. Against TFLite int8 (float activation scales) it shows what the power-of-two
+    activation scales cost."""
+    from fxpq_keras.search import SearchOptions, space
+
+    opts = SearchOptions(target="builtin", per_channel=True)
+    policy = space.start_policy(calib, opts)
+    ranges = space.data_ranges(calib, opts, policy)
+    for layer, ds in space.changeable_keys(policy, opts):
+        d = policy.get(layer, ds)
+        if ds == "output" and d.bits > 8:
+            policy.set(layer, ds, bits=8, frac=space.range_frac(ranges[(layer, ds)], 8, d.signed))
+    policy.constrain_biases()
+    return policy
 
 
 def _aeq_recipes() -> dict[str, list[dict[str, Any]]]:
