@@ -500,9 +500,9 @@ def _zoo_builtin_file(name: str):
     try:
         return export_tflite(qmodel, target="builtin"), x
     except ExportError as exc:
-        # untrained MobileNetV1: features vanish with depth, so the classifier's output frac sits far
-        # above its accumulator's, which int32 cannot shift (trained: bench/builtin.py)
-        assert name == "mobilenet_v1_025" and "overflow int32" in str(exc), str(exc)
+        # untrained MobileNetV1: features vanish with depth, so the classifier's output scale sits far
+        # below its accumulator's, a left shift TFLM's kernels cannot apply (trained: bench/builtin.py)
+        assert name == "mobilenet_v1_025" and ("overflow int32" in str(exc) or "cannot apply" in str(exc)), str(exc)
         return None
 
 

@@ -123,17 +123,21 @@ def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude
     gives QuantizeMultiplier's shifts (multiplier_shifts) and the same limits apply.
     """
     problems = []
+    scaled = shift is not None
     if shift is None:
         shift = out_frac - facc + 1
-    else:  # float scales: say it in the shift's terms (facc is then the shift's equivalent, out_frac + 1 - shift)
-        facc = out_frac + 1 - np.asarray(shift, dtype=np.int64)
+    else:
+        shift = np.asarray(shift, dtype=np.int64)
     bound = _accumulator_bound(node, input_magnitude)
     if input_magnitude > 255:  # int16x8: MultiplyByQuantizedMultiplier(int64) shifts right by 15 - shift
         bad = np.flatnonzero((shift > 14) | (shift < -48))
         if bad.size:
             o = int(bad[0])
-            problems.append(f"layer {node.name!r}: output frac {out_frac} and accumulator frac {int(facc[o])} "
-                            f"(channel {o}) need a shift TFLM's int16 kernels cannot apply (out - acc in -49..13)")
+            what = (f"the scale ratio s_in * s_w / s_out of channel {o} (weight scale {weight_scales(node)[0]:.3g}, "
+                    f"output frac {out_frac}) needs a shift of {int(shift[o])}" if scaled else
+                    f"output frac {out_frac} and accumulator frac {int(facc[o])} (channel {o}) need a shift")
+            problems.append(f"layer {node.name!r}: {what} TFLM's int16 kernels cannot apply "
+                            f"({'shift in -48..14' if scaled else 'out - acc in -49..13'})")
         if (bound >= 2**47).any():
             problems.append(f"layer {node.name!r}: a worst-case int16x8 accumulator reaches 2^47 (TFLM's limit)")
         return problems
@@ -141,8 +145,10 @@ def _check_weighted(node: Node, facc: np.ndarray, out_frac: int, input_magnitude
     worst = bound.astype(np.float64) * np.exp2(left)  # exact: bound < 2^53, times a power of two
     if (worst > 2**31 - 1).any() or (left > 30).any():
         o = int(np.argmax(np.where(left > 30, np.inf, worst)))
-        problems.append(f"layer {node.name!r}: output frac {out_frac} is {int(shift[o]) - 1} above the accumulator "
-                        f"frac {int(facc[o])} (channel {o}); TFLM shifts the int32 accumulator left by "
+        where = (f"the scale ratio s_in * s_w / s_out of channel {o} is about 2^{int(shift[o]) - 1} (output frac "
+                 f"{out_frac})" if scaled else f"output frac {out_frac} is {int(shift[o]) - 1} above the accumulator "
+                 f"frac {int(facc[o])} (channel {o})")
+        problems.append(f"layer {node.name!r}: {where}; TFLM shifts the int32 accumulator left by "
                         f"{int(left[o])} and a worst-case accumulator of {int(bound[o])} would overflow int32")
     return problems
 
