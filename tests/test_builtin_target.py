@@ -366,6 +366,15 @@ def test_float_weight_scales_travel_with_the_policy(digits_builtin, tmp_path):
     export_tflite(result.model, path, target="builtin")
     rows = [r for r in inspect_tflite(path)["layers"] if "weight_elements" in r]
     assert rows and all("weight_scale" in r and "weight_frac" not in r for r in rows)
+    # a saved fake-quant model loads with its float-scale quantizers
+    from fxpq_keras._tf import keras
+    from fxpq_keras.fakequant.model import describe, quantize_scope
+
+    result.model.save(tmp_path / "q.keras")
+    with quantize_scope():
+        loaded = keras.models.load_model(tmp_path / "q.keras")
+    assert describe(loaded)[1].weight_scales == "float"
+    np.testing.assert_array_equal(loaded.predict(x_test[:32], verbose=0), result.model.predict(x_test[:32], verbose=0))
 
 
 def test_a_width_change_with_float_scales_is_a_variable_write(digits_builtin):
