@@ -411,6 +411,27 @@ def test_no_retrace_while_searching_with_float_scales(digits):  # noqa: F811 (th
     assert search.evaluations > 10
 
 
+def test_cli_builtin_policy_rebuilds_the_searched_file(digits, tmp_path, capsys):  # noqa: F811 (the imported fixture)
+    """`fxpq quantize --target builtin` writes a policy with float weight scales, and `fxpq export
+    --target builtin` of the float model and that policy writes the very file quantize wrote."""
+    import json
+
+    from fxpq_keras.cli import main
+
+    model_path, data = tmp_path / "digits.keras", tmp_path / "calib.npz"
+    digits["model"].save(model_path)
+    np.savez(data, x=digits["x_train"][:600])
+    out = tmp_path / "out"
+    rc = main(["--quiet", "quantize", str(model_path), "-d", str(data), "-o", str(out), "--samples", "300",
+               "--target", "builtin"])
+    assert rc in (0, 3), capsys.readouterr().err  # 3: budget not met (still written)
+    assert json.loads((out / "policy.json").read_text())["weight_scales"] == "float"
+    again = tmp_path / "again.tflite"
+    assert main(["--quiet", "export", str(model_path), str(out / "policy.json"), "-o", str(again),
+                 "--target", "builtin"]) == 0, capsys.readouterr().err
+    assert again.read_bytes() == (out / "model.tflite").read_bytes()
+
+
 def _with_float_scales(graph, rng: np.random.Generator) -> None:
     """Every weighted node of a drawn graph with float32 weight scales (2^-frac times a factor in
     [0.5, 1), per channel; one per tensor on a fully connected layer drawn so) and its bias at the

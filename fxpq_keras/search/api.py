@@ -124,12 +124,18 @@ class QuantizationResult:
 
     @property
     def device_memory(self) -> Any:
-        """Device accounting of the result's fxp file (`fxpq_keras.memory.DeviceMemory`): flash_bytes is the
-        whole file, ram_bytes TFLM's arena, as in report.md and `fxpq inspect` (docs/format.md section 9)."""
+        """Device accounting of the result's file (`fxpq_keras.memory.DeviceMemory`; the fxp file, or the
+        builtin one for target builtin, whose float weight scales FXP_* ops do not take): flash_bytes is
+        the whole file, ram_bytes TFLM's arena, as in report.md and `fxpq inspect` (docs/format.md section 9)."""
         from ..flatbuffer import export_tflite
         from ..flatbuffer.memory import file_memory
 
-        return file_memory(export_tflite(self.model, float_input=bool(getattr(self.options, "float_input", True))))
+        return file_memory(export_tflite(self.model, float_input=bool(getattr(self.options, "float_input", True)),
+                                         target=self._file_target))
+
+    @property
+    def _file_target(self) -> str:
+        return "builtin" if getattr(self.options, "target", "fxp") == "builtin" else "fxp"
 
     def cost(self, policy: Policy | None = None) -> int:
         """The objective's figure of a policy (default: the result's): device bytes (weights as stored +
@@ -205,7 +211,7 @@ class QuantizationResult:
             lines.append(f"{what} on the {self.budget_set}: {m.agreement:.2%}")
         unit = "bytes (parameter_bytes + ram_bytes)" if self.objective == "device" else "bits (paper)"
         lines.append(f"objective {self.objective}: {self.cost():,} {unit}")
-        lines.append(f"device (the fxp file): {self.device_memory.summary()}")
+        lines.append(f"device (the {self._file_target} file): {self.device_memory.summary()}")
         speed = self.speed_line()
         if speed is not None:
             lines.append(speed)
