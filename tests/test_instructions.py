@@ -189,6 +189,31 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
         assert "no speed cap" in free.summary()
 
 
+def test_speed_cap_binds_only_where_it_must(digits: dict) -> None:  # noqa: F811 (the imported fixture)
+    """A search runs without its cap first (search/speed.py `deferred`): a cap its result already meets costs
+    nothing (the uncapped policy, no step refused, one search), and only a result above the cap is searched
+    again under it (both searches counted; the result kept is the capped one, or the uncapped one when the
+    capped one is no faster and no smaller, and the message says which)."""
+    from test_search import FAST
+
+    from fxpq_keras.search import FxPQNet
+
+    x, model = digits["x_train"], digits["model"]
+    free = FxPQNet(0.02, max_slowdown=None, **FAST).quantize(model, x)
+    ratio = free.instructions() / free.device_model.int8_instructions()
+    loose = FxPQNet(0.02, max_slowdown=ratio * 1.001, **FAST).quantize(model, x)
+    assert loose.policy.to_dict() == free.policy.to_dict() and loose.evaluations == free.evaluations
+    assert loose.refused_for_speed == 0 and loose.message == free.message
+    assert "(max_slowdown) met; 0 step(s) refused for speed" in loose.summary()
+    tight = FxPQNet(0.02, max_slowdown=ratio * 0.9, **FAST).quantize(model, x)
+    assert f"without the speed cap the result was {ratio:.2f}x the reference" in tight.message
+    assert tight.evaluations > free.evaluations  # both searches are counted
+    if "kept the uncapped result" in tight.message:
+        assert tight.policy.to_dict() == free.policy.to_dict()
+    else:
+        assert tight.refused_for_speed > 0 and tight.policy.to_dict() != free.policy.to_dict()
+
+
 def test_max_slowdown_option_and_flag() -> None:
     import argparse
 
