@@ -332,7 +332,8 @@ class FxPQNet:
                     other.pick = first.pick  # the same rows of the caller's data (report-only labels follow them)
                     return other
 
-                other, other_state, again = run_search(ram_first_search)
+                other, other_state, again = run_search(ram_first_search, lambda o, p=state.policy, s=search: bool(
+                    o.ram_groups) and s.smaller(o.state.policy, p))  # under the cap only if it could be kept
                 others += again
                 what = "RAM peak first" + (", range-aligned" if calib.channel_scales else "")
                 # within the speed cap first (a result above it is the one the capped search could not
@@ -372,13 +373,15 @@ class FxPQNet:
         return result
 
 
-def run_search(make: Callable[[], PrecisionSearch]) -> tuple[PrecisionSearch, SearchState, list[SearchCost]]:
+def run_search(make: Callable[[], PrecisionSearch], again_if: Callable[[PrecisionSearch], bool] | None = None,
+               ) -> tuple[PrecisionSearch, SearchState, list[SearchCost]]:
     """Run the search `make` builds, its speed cap binding only where it must (search/speed.py `deferred`):
     without the cap first, whose result is kept when it is within the cap; a result above it is searched
-    again with the cap, and that one is kept unless the first is no slower and no larger. Returns (the
+    again with the cap (if `again_if` of the first search says so: a RAM-first pass whose result would not be
+    kept anyway is not), and that one is kept unless the first is no slower and no larger. Returns (the
     search kept, its state, the cost of the one not kept)."""
     search = make()
-    if speed.deferred(search):
+    if speed.deferred(search) or (again_if is not None and not again_if(search)):
         search.release()  # a finished search's stored activations and tensors: memory the next pass needs
         return search, search.state, []
     search.release()
