@@ -378,8 +378,8 @@ def run_search(make: Callable[[], PrecisionSearch], again_if: Callable[[Precisio
     """Run the search `make` builds, its speed cap binding only where it must (search/speed.py `deferred`):
     without the cap first, whose result is kept when it is within the cap; a result above it is searched
     again with the cap (if `again_if` of the first search says so: a RAM-first pass whose result would not be
-    kept anyway is not), and that one is kept unless the first is no slower and no larger. Returns (the
-    search kept, its state, the cost of the one not kept)."""
+    kept anyway is not), and that one is kept when it is within the cap, or, both above it, when its bytes x
+    instructions are fewer than the first's. Returns (the search kept, its state, the cost of the one not kept)."""
     search = make()
     if speed.deferred(search) or (again_if is not None and not again_if(search)):
         search.release()  # a finished search's stored activations and tensors: memory the next pass needs
@@ -391,8 +391,14 @@ def run_search(make: Callable[[], PrecisionSearch], again_if: Callable[[Precisio
     again = make()
     again.run()
     again.release()
-    if est <= again.device.instructions(again.state.policy) and not again.smaller(again.state.policy, first):
-        keep, other, note = search, again, "no faster and no smaller under the cap: kept the uncapped result"
+    est_again = again.device.instructions(again.state.policy)
+    if est_again > again.instruction_cap and est * search.cost(first) <= est_again * again.cost(again.state.policy):
+        # the cap is out of reach either way (the budget holds formats our kernels run slower than int8): keep
+        # the capped result only if it saves more instructions than it adds bytes, relatively (the smaller
+        # product bytes x instructions; the uncapped one wins ties)
+        keep, other, note = search, again, (f"under the cap {est_again / est:.3f}x the instructions for "
+                                            f"{again.cost(again.state.policy) / search.cost(first):.3f}x the bytes, "
+                                            "the cap still NOT MET: kept the uncapped result")
     else:
         keep, other, note = again, search, "searched again under it"
     keep.state.message += f"; without the speed cap the result was {ratio:.2f}x the reference, above the cap: {note}"
