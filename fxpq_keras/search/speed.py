@@ -22,6 +22,9 @@ from typing import Any
 from ..policy import Policy
 from .state import Key
 
+# the default cap (SearchOptions.max_slowdown "auto", target fxp): no slower than the reference; docs/algorithm.md
+# "Speed cap" measures what it costs on the zoo (nothing, with the cap binding only where it must)
+MAX_SLOWDOWN = 1.0
 REFERENCES = {"int8": "TFLite int8 + CMSIS-NN's", "uniform8": "uniform 8-bit's"}  # speed_reference -> its name
 
 
