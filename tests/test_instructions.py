@@ -239,3 +239,52 @@ def test_max_slowdown_option_and_flag() -> None:
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--max-slowdown", "1", "--speed-reference",
                               "uniform8"])
     assert args.max_slowdown == 1.0 and args.speed_reference == "uniform8"
+
+
+def test_run_search_keeps_which_result() -> None:
+    """api.run_search's rule on stand-in searches (no network): a result within the cap ends it (one search);
+    above it, the search under the cap is kept when it meets the cap or, both above, has the fewer bytes x
+    instructions; `again_if` False keeps the first without a second search."""
+    from types import SimpleNamespace
+
+    from fxpq_keras.search.api import run_search
+
+    class Stub:
+        """A finished search whose policy is (instructions, bytes); the cap is 100 instructions."""
+
+        def __init__(self, uncapped: tuple[int, int], capped: tuple[int, int]) -> None:
+            self.instruction_cap, self.options = 100.0, SimpleNamespace(target="fxp", max_slowdown=1.0)
+            self.uncapped, self.capped, self.start_broke = uncapped, capped, False
+            self.device = SimpleNamespace(instructions=lambda policy: float(policy[0]))
+            self.evaluations, self.evaluated_samples, self.full_passes = 1, 1, 1.0
+
+        def run(self) -> SimpleNamespace:
+            self.state = SimpleNamespace(policy=self.capped if self.instruction_cap else self.uncapped, message="m")
+            return self.state
+
+        def cost(self, policy: tuple[int, int]) -> int:
+            return policy[1]
+
+        def release(self) -> None:
+            pass
+
+        def _say(self, text: str) -> None:
+            pass
+
+    def run(uncapped: tuple[int, int], capped: tuple[int, int], again_if=None) -> tuple[tuple[int, int], int, str]:
+        made = []
+
+        def make() -> Stub:
+            made.append(Stub(uncapped, capped))
+            return made[-1]
+
+        search, state, others = run_search(make, again_if)
+        assert len(made) == 1 + len(others) and search.instruction_cap == 100.0  # the cap is reported either way
+        return state.policy, len(made), state.message
+
+    assert run((90, 1000), (80, 2000))[:2] == ((90, 1000), 1)  # within the cap: the uncapped search alone
+    assert run((150, 1000), (95, 1400))[:2] == ((95, 1400), 2)  # the capped one meets it: kept, whatever its bytes
+    policy, searches, message = run((400, 1000), (390, 1045))  # both above: 1.4 % faster for 4.5 % more bytes
+    assert (policy, searches) == ((400, 1000), 2) and "kept the uncapped result" in message
+    assert run((900, 1000), (200, 1900))[:2] == ((200, 1900), 2)  # both above: 4.5x faster for 1.9x the bytes
+    assert run((150, 1000), (95, 1400), again_if=lambda s: False)[:2] == ((150, 1000), 1)
