@@ -70,6 +70,7 @@ def test_restart_from_uniform_under_the_speed_cap(digits: dict) -> None:
     assert uniform.continue_from_uniform(s) and s.restarted
     assert s.state.policy.to_dict() == u.to_dict()
 
+
 def test_jump_moves_everything_at_once_within_the_budget(digits: dict) -> None:
     s = search(digits)
     start = s.state.policy.memory().total_bits
