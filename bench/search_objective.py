@@ -35,19 +35,22 @@ def held_out_loss(metric: str, q: np.ndarray, ref: np.ndarray) -> float:
     return float(np.sum((q - ref) ** 2) / max(float(np.sum(ref.astype(np.float64) ** 2)), 1e-30))
 
 
-def searched(models: str, variants: dict[str, dict[str, Any]], samples: int,
-             max_drop: float) -> Iterator[tuple[str, str, Any, float, float]]:
+def searched(models: str, variants: dict[str, dict[str, Any]], samples: int, max_drop: float,
+             zoo_options: bool = False) -> Iterator[tuple[str, str, Any, float, float]]:
     """One default search per zoo model and option variant, on bench/quality.py's calibration samples:
     yields (model, variant, result, search seconds, held-out loss against the float model). The one
-    loop bench/search_objective.py, bench/per_channel.py and bench/search_speed.py print rows from."""
+    loop bench/search_objective.py, bench/per_channel.py and bench/search_speed.py print rows from.
+    `zoo_options`: with the model's own search options (bench/models.py `search_options`, e.g. the
+    autoencoder's anomaly metric), as bench/quality.py and bench/mcu.py search it."""
     for name in models.split(","):
         model, data = trained(name)
         x_cal, _ = calibration_set(data, samples)
         ref = predict(model, data["x_test"])
         for label, options in variants.items():
             t = time.perf_counter()
-            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0,
-                          metric="snr" if ZOO[name].metric != "top1" else "auto", **options).quantize(model, x_cal)
+            kwargs = {"metric": "snr" if ZOO[name].metric != "top1" else "auto",
+                      **(dict(ZOO[name].search_options) if zoo_options else {}), **options}
+            res = FxPQNet(max_drop, samples=len(x_cal), seed=0, verbose=0, **kwargs).quantize(model, x_cal)
             seconds = time.perf_counter() - t
             yield name, label, res, seconds, held_out_loss(res.metric, predict(res.model, data["x_test"]), ref)
 

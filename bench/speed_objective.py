@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     base: dict[str, tuple] = {}
     layers: list[str] = []
     for name, label, res, _seconds, loss in searched(args.models, variants(args.caps, args.reference), args.samples,
-                                                     args.max_drop):
+                                                     args.max_drop, zoo_options=True):
         model, data = trained(name)
         x = data["x_test"][: args.runs]
         if name not in base:  # uniform 8-bit (fxp) and stock int8 files of the same model

@@ -118,7 +118,7 @@ def test_int8_builtin_refusal_is_the_last_line_and_fails(user_files: dict, tmp_p
 
 def test_progress_when_stdout_is_not_a_terminal(user_files: dict, tmp_path, capsys, monkeypatch) -> None:
     """Piped output (capsys is not a terminal): a line per phase, progress lines with elapsed time
-    and an estimate (every 0 s here instead of 10 s), one final line, nothing drawn in place."""
+    and an estimate (every 0 s here instead of 10 s), one final line per search, nothing drawn in place."""
     from fxpq_keras.progress import Progress
 
     monkeypatch.setattr(Progress, "INTERVAL", 0.0)
@@ -133,7 +133,9 @@ def test_progress_when_stdout_is_not_a_terminal(user_files: dict, tmp_path, caps
     assert at == sorted(at), out
     progress = [line for line in lines if " bit steps (" in line and "%)," in line]
     assert progress and all("elapsed" in line and "ETA" in line for line in progress), out
-    assert sum("] done: " in line for line in lines) == 1 and "\r" not in out
+    # one final line per search: a result above the speed cap is searched again under it (and says so)
+    again = sum("searching again under the cap" in line for line in lines)
+    assert sum("] done: " in line for line in lines) == 1 + again and "\r" not in out
 
 
 def test_uniform_policy_without_a_search(user_files: dict, tmp_path, capsys) -> None:

@@ -181,12 +181,38 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
     tight = FxPQNet(0.02, max_slowdown=0.9, speed_reference="uniform8", **FAST).quantize(model, x)
     assert tight.instruction_cap == pytest.approx(0.9 / 1.1 * old.instruction_cap)
     assert tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
-    assert FxPQNet(0.02).options.max_slowdown is None  # the default: no cap (docs/algorithm.md "Speed cap")
+    assert FxPQNet(0.02).options.max_slowdown == 1.0  # the default: "auto" (docs/algorithm.md "Speed cap")
+    assert FxPQNet(0.02, target="builtin").options.max_slowdown == 1.1  # builtin_space.MAX_SLOWDOWN
     assert FxPQNet(0.02).options.speed_reference == "int8"
     for off in (None,):
         free = FxPQNet(0.02, max_slowdown=off, **FAST).quantize(model, x)
         assert free.instruction_cap is None and free.refused_for_speed == 0
         assert "no speed cap" in free.summary()
+
+
+def test_speed_cap_binds_only_where_it_must(digits: dict) -> None:  # noqa: F811 (the imported fixture)
+    """A search runs without its cap first (search/speed.py `deferred`): a cap its result already meets costs
+    nothing (the uncapped policy, no step refused, one search), and only a result above the cap is searched
+    again under it (both searches counted; the result kept is the capped one, or the uncapped one when the
+    capped one is no faster and no smaller, and the message says which)."""
+    from test_search import FAST
+
+    from fxpq_keras.search import FxPQNet
+
+    x, model = digits["x_train"], digits["model"]
+    free = FxPQNet(0.02, max_slowdown=None, **FAST).quantize(model, x)
+    ratio = free.instructions() / free.device_model.int8_instructions()
+    loose = FxPQNet(0.02, max_slowdown=ratio * 1.001, **FAST).quantize(model, x)
+    assert loose.policy.to_dict() == free.policy.to_dict() and loose.evaluations == free.evaluations
+    assert loose.refused_for_speed == 0 and loose.message == free.message
+    assert "(max_slowdown) met; 0 step(s) refused for speed" in loose.summary()
+    tight = FxPQNet(0.02, max_slowdown=ratio * 0.9, **FAST).quantize(model, x)
+    assert f"without the speed cap the result was {ratio:.2f}x the reference" in tight.message
+    assert tight.evaluations > free.evaluations  # both searches are counted
+    if "kept the uncapped result" in tight.message:
+        assert tight.policy.to_dict() == free.policy.to_dict()
+    else:
+        assert tight.refused_for_speed > 0 and tight.policy.to_dict() != free.policy.to_dict()
 
 
 def test_max_slowdown_option_and_flag() -> None:
@@ -196,6 +222,7 @@ def test_max_slowdown_option_and_flag() -> None:
     from fxpq_keras.search import FxPQNet
 
     assert slowdown("none") is None and slowdown("0") is None and slowdown("1.25") == 1.25
+    assert slowdown("auto") == "auto"
     for bad in ("-1", "fast", "inf"):
         with pytest.raises(argparse.ArgumentTypeError):
             slowdown(bad)
@@ -208,7 +235,56 @@ def test_max_slowdown_option_and_flag() -> None:
 
     parser = quantize.register(argparse.ArgumentParser().add_subparsers())
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"])
-    assert args.max_slowdown is None and args.speed_reference == "int8"
+    assert args.max_slowdown == "auto" and args.speed_reference == "int8"  # SearchOptions resolves it (1.0 for fxp)
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--max-slowdown", "1", "--speed-reference",
                               "uniform8"])
     assert args.max_slowdown == 1.0 and args.speed_reference == "uniform8"
+
+
+def test_run_search_keeps_which_result() -> None:
+    """api.run_search's rule on stand-in searches (no network): a result within the cap ends it (one search);
+    above it, the search under the cap is kept when it meets the cap or, both above, has the fewer bytes x
+    instructions; `again_if` False keeps the first without a second search."""
+    from types import SimpleNamespace
+
+    from fxpq_keras.search.api import run_search
+
+    class Stub:
+        """A finished search whose policy is (instructions, bytes); the cap is 100 instructions."""
+
+        def __init__(self, uncapped: tuple[int, int], capped: tuple[int, int]) -> None:
+            self.instruction_cap, self.options = 100.0, SimpleNamespace(target="fxp", max_slowdown=1.0)
+            self.uncapped, self.capped, self.start_broke = uncapped, capped, False
+            self.device = SimpleNamespace(instructions=lambda policy: float(policy[0]))
+            self.evaluations, self.evaluated_samples, self.full_passes = 1, 1, 1.0
+
+        def run(self) -> SimpleNamespace:
+            self.state = SimpleNamespace(policy=self.capped if self.instruction_cap else self.uncapped, message="m")
+            return self.state
+
+        def cost(self, policy: tuple[int, int]) -> int:
+            return policy[1]
+
+        def release(self) -> None:
+            pass
+
+        def _say(self, text: str) -> None:
+            pass
+
+    def run(uncapped: tuple[int, int], capped: tuple[int, int], again_if=None) -> tuple[tuple[int, int], int, str]:
+        made = []
+
+        def make() -> Stub:
+            made.append(Stub(uncapped, capped))
+            return made[-1]
+
+        search, state, others = run_search(make, again_if)
+        assert len(made) == 1 + len(others) and search.instruction_cap == 100.0  # the cap is reported either way
+        return state.policy, len(made), state.message
+
+    assert run((90, 1000), (80, 2000))[:2] == ((90, 1000), 1)  # within the cap: the uncapped search alone
+    assert run((150, 1000), (95, 1400))[:2] == ((95, 1400), 2)  # the capped one meets it: kept, whatever its bytes
+    policy, searches, message = run((400, 1000), (390, 1045))  # both above: 1.4 % faster for 4.5 % more bytes
+    assert (policy, searches) == ((400, 1000), 2) and "kept the uncapped result" in message
+    assert run((900, 1000), (200, 1900))[:2] == ((200, 1900), 2)  # both above: 4.5x faster for 1.9x the bytes
+    assert run((150, 1000), (95, 1400), again_if=lambda s: False)[:2] == ((150, 1000), 1)

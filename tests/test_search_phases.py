@@ -58,6 +58,19 @@ def test_uniform_floor_is_the_lowest_width_within_the_budget(digits: dict) -> No
     assert {d.bits for _, ds, d in policy.data_structures() if ds != "bias"} == {bits}
 
 
+def test_restart_from_uniform_under_the_speed_cap(digits: dict) -> None:
+    """Under a speed cap the restart from the best uniform policy is refused only when that policy is above
+    the cap and slower than the result it would replace: from the (slower) start policy it goes on."""
+    s = search(digits, max_slowdown=1e-6)  # a cap no policy meets
+    uniform.bisect_uniform(s)
+    assert s.best_uniform is not None
+    u = s.best_uniform[1]
+    assert s.device.instructions(u) > s.instruction_cap
+    assert s.device.instructions(u) < s.device.instructions(s.state.policy)  # the start is slower still
+    assert uniform.continue_from_uniform(s) and s.restarted
+    assert s.state.policy.to_dict() == u.to_dict()
+
+
 def test_jump_moves_everything_at_once_within_the_budget(digits: dict) -> None:
     s = search(digits)
     start = s.state.policy.memory().total_bits

@@ -310,16 +310,19 @@ def positive_int(text: str) -> int:
     return value
 
 
-def slowdown(text: str) -> float | None:
-    """argparse type of --max-slowdown: a factor >= 0, or none (0 and none: no speed cap)."""
+def slowdown(text: str) -> float | str | None:
+    """argparse type of --max-slowdown: a factor >= 0, none (0 and none: no speed cap) or auto (the default:
+    SearchOptions.max_slowdown)."""
     import argparse
 
     if text.strip().lower() == "none":
         return None
+    if text.strip().lower() == "auto":
+        return "auto"
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid factor: {text!r} (a number, or none)") from None
+        raise argparse.ArgumentTypeError(f"invalid factor: {text!r} (a number, none or auto)") from None
     if not 0.0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number >= 0 or none, got {text}")
     return value or None

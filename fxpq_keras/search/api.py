@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..calibration import Calibration
 from ..host import memory_size, peak_rss_bytes, trim_heap
 from ..policy import Memory, Policy
 from ..progress import Progress
+from . import speed
 from .adaptation import PrecisionSearch, SearchOptions, SearchState, Step
 from .budget import Budget, Meter, Metrics, snr_db
 from .speed import forced_instructions
@@ -264,9 +266,9 @@ class FxPQNet:
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
     per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of the
     speed_reference's: "int8" = the model as a TFLite int8 file in TFLM + CMSIS-NN, "uniform8" = our uniform
-    8-bit file; default None = no cap: docs/algorithm.md "Speed cap"), data_structures,
-    frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM of a float- or integer-input file),
-    ram_first and align_ranges (True | False | "auto": "auto" also runs
+    8-bit file; default "auto" = 1.0 for target fxp, None or 0 = no cap: docs/algorithm.md "Speed cap"),
+    data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM of a
+    float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
     RAM-first passes, range-aligned and not, when the arena could fall, and keeps the fewest device bytes),
     and the mechanism switches dynamic_fixed_point, layerwise, error_statistics_frac, self_distillation.
     `finetune_epochs > 0` adds the opt-in distillation fine-tuning of the float weights after the
@@ -308,12 +310,11 @@ class FxPQNet:
                 np.ndim(report_labels) != 1 or len(report_labels) != len(calibration_data)):
             raise ValueError(f"{np.size(report_labels)} labels for {len(calibration_data)} calibration samples")
         start = time.perf_counter()
-        search = PrecisionSearch(model, calibration_data, labels=labels, options=self.options, verbose=self.verbose,
-                                 progress=self.progress)
-        state = search.run()
-        search.release()  # a finished search's stored activations and tensors: memory the next pass needs
+        # the searches not kept (a capped search again, RAM first): only their cost is reported
+        search, state, others = run_search(lambda: PrecisionSearch(model, calibration_data, labels=labels,
+                                                                   options=self.options, verbose=self.verbose,
+                                                                   progress=self.progress))
         trim_heap()
-        others: list[SearchCost] = []  # the searches not kept: only their cost is reported
         if self.options.ram_first == "auto" and search.ram_could_fall() and not search.start_broke:
             # the greedy may have spent the budget on weight bits before a peak group's turn: also try the
             # RAM peak first, on the same calibration samples (on the model as given and, with align_ranges
@@ -328,15 +329,24 @@ class FxPQNet:
                         continue  # nothing to align: the same model as the first
                     # the same samples: the same blended inputs (their teacher outputs are the aligned model's)
                     calib.search_sets.update({k: v for k, v in search.calibration.search_sets.items() if k[0] == "x"})
-                other = PrecisionSearch(calib, labels=search.labels,
-                                        options=replace(self.options, ram_first=True, align_ranges=align),
-                                        verbose=self.verbose, progress=self.progress)
-                other.ram_to_beat = search.device.ram_bytes(state.policy)  # what RAM first is for
-                other.pick = search.pick  # the same rows of the caller's data (report-only labels follow them)
-                other_state = other.run()
-                other.release()
+                def ram_first_search(calib: Calibration = calib, align: bool = align, first: PrecisionSearch = search,
+                                     ram: int = search.device.ram_bytes(state.policy)) -> PrecisionSearch:
+                    other = PrecisionSearch(calib, labels=first.labels,
+                                            options=replace(self.options, ram_first=True, align_ranges=align),
+                                            verbose=self.verbose, progress=self.progress)
+                    other.ram_to_beat = ram  # what RAM first is for
+                    other.pick = first.pick  # the same rows of the caller's data (report-only labels follow them)
+                    return other
+
+                other, other_state, again = run_search(ram_first_search, lambda o, p=state.policy, s=search: bool(
+                    o.ram_groups) and s.smaller(o.state.policy, p))  # under the cap only if it could be kept
+                others += again
                 what = "RAM peak first" + (", range-aligned" if calib.channel_scales else "")
-                if other.ram_groups and search.smaller(other_state.policy, state.policy):
+                # within the speed cap first (a result above it is the one the capped search could not
+                # bring under it), then the fewer device bytes
+                over = speed.over_cap(other, other_state.policy), speed.over_cap(search, state.policy)
+                if other.ram_groups and (over[0] < over[1] or
+                                         (over[0] == over[1] and search.smaller(other_state.policy, state.policy))):
                     others.append(SearchCost.of(search))
                     search, state = other, other_state
                     tried.append(f"{what}: kept (fewer device bytes)")
@@ -367,6 +377,38 @@ class FxPQNet:
             result.labeled = labeled_accuracy(search, report_labels)
         result.peak_rss_bytes = peak_rss_bytes()
         return result
+
+
+def run_search(make: Callable[[], PrecisionSearch], again_if: Callable[[PrecisionSearch], bool] | None = None,
+               ) -> tuple[PrecisionSearch, SearchState, list[SearchCost]]:
+    """Run the search `make` builds, its speed cap binding only where it must (search/speed.py `deferred`):
+    without the cap first, whose result is kept when it is within the cap; a result above it is searched
+    again with the cap (if `again_if` of the first search says so: a RAM-first pass whose result would not be
+    kept anyway is not), and that one is kept when it is within the cap, or, both above it, when its bytes x
+    instructions are fewer than the first's. Returns (the search kept, its state, the cost of the one not kept)."""
+    search = make()
+    if speed.deferred(search) or (again_if is not None and not again_if(search)):
+        search.release()  # a finished search's stored activations and tensors: memory the next pass needs
+        return search, search.state, []
+    search.release()
+    first, est = search.state.policy, search.device.instructions(search.state.policy)
+    ratio = est / (search.instruction_cap / search.options.max_slowdown)
+    search._say(f"without the speed cap the result is {ratio:.2f}x the reference: searching again under the cap")
+    again = make()
+    again.run()
+    again.release()
+    est_again = again.device.instructions(again.state.policy)
+    if est_again > again.instruction_cap and est * search.cost(first) <= est_again * again.cost(again.state.policy):
+        # the cap is out of reach either way (the budget holds formats our kernels run slower than int8): keep
+        # the capped result only if it saves more instructions than it adds bytes, relatively (the smaller
+        # product bytes x instructions; the uncapped one wins ties)
+        keep, other, note = search, again, (f"under the cap {est_again / est:.3f}x the instructions for "
+                                            f"{again.cost(again.state.policy) / search.cost(first):.3f}x the bytes, "
+                                            "the cap still NOT MET: kept the uncapped result")
+    else:
+        keep, other, note = again, search, "searched again under it"
+    keep.state.message += f"; without the speed cap the result was {ratio:.2f}x the reference, above the cap: {note}"
+    return keep, keep.state, [SearchCost.of(other)]
 
 
 @dataclass(frozen=True)
@@ -448,4 +490,4 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(np.argmax(a, -1) == np.argmax(b, -1)))
 
 
-__all__ = ["FxPQNet", "QuantizationResult", "SearchCost", "agreement", "make_result", "task_extras"]
+__all__ = ["FxPQNet", "QuantizationResult", "SearchCost", "agreement", "make_result", "run_search", "task_extras"]

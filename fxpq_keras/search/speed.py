@@ -8,6 +8,11 @@ uniform 8 bits in our kernels (the reference before issue 22).
 The cap is set once (`speed_cap`); the phases ask `too_slow` before they evaluate a step (greedy,
 peak groups, lower-all, the restart from uniform) and the jump is brought under it by `within_speed`.
 An estimate costs about a millisecond: no evaluation of the network.
+
+The cap binds only where it must (`FxPQNet.quantize`, `deferred`): a search first runs without it and
+keeps its result when that is within the cap; only a result above it is searched again under the cap.
+A capped walk takes other steps than the uncapped one (a refused step, a jump without a change), and the
+walk-back may then stop earlier: on the zoo that cost bytes where the uncapped result already met the cap.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from typing import Any
 from ..policy import Policy
 from .state import Key
 
+# the default cap (SearchOptions.max_slowdown "auto", target fxp): no slower than the reference; docs/algorithm.md
+# "Speed cap" measures what it costs on the zoo (nothing, with the cap binding only where it must)
+MAX_SLOWDOWN = 1.0
 REFERENCES = {"int8": "TFLite int8 + CMSIS-NN's", "uniform8": "uniform 8-bit's"}  # speed_reference -> its name
 
 
@@ -38,6 +46,28 @@ def speed_cap(device: Any, start_policy: Policy, max_slowdown: float | None, ref
         return None
     base = reference_instructions(device, start_policy, reference)
     return None if base is None else base * float(max_slowdown)
+
+
+def over_cap(search: Any, policy: Policy) -> bool:
+    """Whether `policy`'s estimate is above the search's cap (False without a cap)."""
+    cap = search.instruction_cap
+    return cap is not None and search.device.instructions(policy) > cap
+
+
+def deferred(search: Any) -> bool:
+    """Run `search` (a PrecisionSearch) without its speed cap: True when its result is within the cap
+    (keep it), False when it is above (search again with the cap). The cap is restored either way, so the
+    result reports it. Target builtin (its cap is how it reaches the int8 kernels) runs capped."""
+    cap = search.instruction_cap
+    if cap is None or search.options.target == "builtin":
+        search.run()
+        return True
+    search.instruction_cap = None
+    try:
+        search.run()
+    finally:
+        search.instruction_cap = cap
+    return search.start_broke or not over_cap(search, search.state.policy)
 
 
 def forced_instructions(search: Any, policy: Policy) -> float:

@@ -42,11 +42,11 @@ class SearchOptions:
     # sizes, fxpq_keras.memory.DeviceModel), "paper" = the paper's bit count (weights + biases + activations)
     objective: str = "device"
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
-    # speed (device objective): no step may leave the estimated Cortex-M4 instructions of the fxp file
-    # (fxpq_keras.instructions) above the reference's on the same model times this, raising them; None or 0 =
-    # no cap, the default: at 1.0 against TFLite int8 + CMSIS-NN it costs 9-93 % of the bytes on four zoo models,
-    # MobileNetV1's file growing past int8's (docs/algorithm.md, "Speed cap"; search/speed.py)
-    max_slowdown: float | None = None
+    # speed (device objective): the estimated Cortex-M4 instructions of the fxp file (fxpq_keras.instructions)
+    # may not exceed the reference's on the same model times this (docs/algorithm.md, "Speed cap";
+    # search/speed.py); None or 0 = no cap; "auto" (default) = speed.MAX_SLOWDOWN (1.0: no slower than TFLite
+    # int8 + CMSIS-NN, measured to cost no byte on the zoo), target builtin's builtin_space.MAX_SLOWDOWN
+    max_slowdown: float | str | None = "auto"
     # the cap's reference: "int8" = the model as a stock TFLite int8 file in TFLM with CMSIS-NN (what users
     # compare against), "uniform8" = the fxp file at uniform 8 bits in the fxpq kernels
     speed_reference: str = "int8"
@@ -104,8 +104,12 @@ class SearchOptions:
     def __post_init__(self) -> None:
         # target builtin's speed cap is on unless asked off (0): CMSIS-NN's int4 and int16 kernels are
         # slower than its int8 ones (builtin_space.M4_PER_MAC), and stock-kernel speed is why one picks it
-        if self.target == "builtin" and self.max_slowdown is None:
+        if self.target == "builtin" and self.max_slowdown == "auto":
             from .builtin_space import MAX_SLOWDOWN
+
+            self.max_slowdown = MAX_SLOWDOWN
+        elif self.max_slowdown == "auto":
+            from .speed import MAX_SLOWDOWN
 
             self.max_slowdown = MAX_SLOWDOWN
 
@@ -125,7 +129,8 @@ class SearchOptions:
         if self.max_slowdown is not None and (isinstance(self.max_slowdown, bool) or
                                               not isinstance(self.max_slowdown, (int, float)) or
                                               not 0 <= float(self.max_slowdown) < float("inf")):
-            raise ValueError(f"max_slowdown must be a number >= 0 (0 or None: no speed cap), got {self.max_slowdown!r}")
+            raise ValueError(f"max_slowdown must be a number >= 0 (0 or None: no speed cap; 'auto': the default), "
+                             f"got {self.max_slowdown!r}")
         if self.speed_reference not in ("int8", "uniform8"):
             raise ValueError(f"speed_reference must be int8 or uniform8, got {self.speed_reference!r}")
         if self.memory_target is not None and not self.memory_target > 0:

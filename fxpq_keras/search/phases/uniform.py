@@ -67,7 +67,12 @@ def continue_from_uniform(search: SearchRun) -> bool:
     u = search.best_uniform
     if search.restarted or u is None or not search.options.layerwise:
         return False
-    if not search.smaller(u[1], search.state.policy) or speed.too_slow(search, u[1], {}, raising=False):
+    # under the speed cap, a uniform policy above it is refused only when it is also slower than the
+    # result it would replace (too_slow's rule for a step): a walk-back that ends at the 16-bit start
+    # (MobileNetV1 capped) restarts from the faster uniform policy as the uncapped search does
+    widths = {key: u[1].get(*key).bits for key in search.keys}
+    if not search.smaller(u[1], search.state.policy) or speed.too_slow(search, search.state.policy, widths,
+                                                                       count=False):
         return False
     search.restarted = True
     search.tail = False  # from the uniform policy, bytes first again
