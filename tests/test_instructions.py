@@ -181,7 +181,7 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
     tight = FxPQNet(0.02, max_slowdown=0.9, speed_reference="uniform8", **FAST).quantize(model, x)
     assert tight.instruction_cap == pytest.approx(0.9 / 1.1 * old.instruction_cap)
     assert tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
-    assert FxPQNet(0.02).options.max_slowdown == 1.0  # the default: "auto" (docs/algorithm.md "Speed cap")
+    assert FxPQNet(0.02).options.max_slowdown is None  # the default "auto": no cap for fxp (docs/algorithm.md)
     assert FxPQNet(0.02, target="builtin").options.max_slowdown == 1.1  # builtin_space.MAX_SLOWDOWN
     assert FxPQNet(0.02).options.speed_reference == "int8"
     for off in (None,):
@@ -235,7 +235,7 @@ def test_max_slowdown_option_and_flag() -> None:
 
     parser = quantize.register(argparse.ArgumentParser().add_subparsers())
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"])
-    assert args.max_slowdown == "auto" and args.speed_reference == "int8"  # SearchOptions resolves it (1.0 for fxp)
+    assert args.max_slowdown == "auto" and args.speed_reference == "int8"  # SearchOptions resolves it (none for fxp)
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--max-slowdown", "1", "--speed-reference",
                               "uniform8"])
     assert args.max_slowdown == 1.0 and args.speed_reference == "uniform8"

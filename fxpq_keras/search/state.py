@@ -44,8 +44,8 @@ class SearchOptions:
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     # speed (device objective): the estimated Cortex-M4 instructions of the fxp file (fxpq_keras.instructions)
     # may not exceed the reference's on the same model times this (docs/algorithm.md, "Speed cap";
-    # search/speed.py); None or 0 = no cap; "auto" (default) = speed.MAX_SLOWDOWN (1.0: no slower than TFLite
-    # int8 + CMSIS-NN, measured to cost no byte on the zoo), target builtin's builtin_space.MAX_SLOWDOWN
+    # search/speed.py); None or 0 = no cap; "auto" (default) = speed.MAX_SLOWDOWN (None: no cap for target fxp,
+    # docs/algorithm.md "The decision"), target builtin's builtin_space.MAX_SLOWDOWN
     max_slowdown: float | str | None = "auto"
     # the cap's reference: "int8" = the model as a stock TFLite int8 file in TFLM with CMSIS-NN (what users
     # compare against), "uniform8" = the fxp file at uniform 8 bits in the fxpq kernels
