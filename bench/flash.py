@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import fxpq_keras  # noqa: E402,F401  (before TensorFlow)
 from bench import search_setting as setting  # noqa: E402
-from bench.mcu import OUT, elf_sizes  # noqa: E402
+from bench.mcu import OUT, elf_sizes, link_map_rows  # noqa: E402
 from bench.models import MODELS, calibration_set, trained  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
@@ -47,23 +47,10 @@ from fxpq_keras.kernels.tflm import tflm_available  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 
 GROUPS = ("array", "fxpq", "dsp", "TFLM", "CMSIS-NN", "libc")
-_ROW = re.compile(r"^\s*(\S+)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$")
-
-
 def map_bytes(map_file: Path) -> Counter:
     """Bytes of .text/.rodata/.data in the link map by origin (GROUPS; dsp is also counted in fxpq)."""
-    text = map_file.read_text(errors="replace")
-    text = text[text.find("Linker script and memory map"):]
     out: Counter = Counter()
-    section = None
-    for line in text.splitlines():
-        m = _ROW.match(line)
-        if m is None:
-            s = line.strip()
-            section = s if s.startswith(".") and " " not in s else section
-            continue
-        name, size, origin = m.group(1) or section or "", int(m.group(2), 16), m.group(3)
-        section = None
+    for name, size, origin in link_map_rows(map_file):
         if not name.startswith((".text", ".rodata", ".data")) or size == 0:
             continue
         member = origin.rsplit("/", 1)[-1]

@@ -50,6 +50,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -95,24 +96,30 @@ def elf_sizes(elf: Path) -> tuple[int, int, int]:
     return int(text), int(data), int(bss)
 
 
-def our_code_bytes(map_file: Path, libs: tuple[str, ...] = ("libfxpq_kernels.a(", "libfxpq_runner.a(")) -> int:
-    """Bytes of .text/.rodata that the given libraries (default: runner and kernels; or members
-    such as "libfxpq_kernels.a(fxpq_dsp.o)") contribute, from the link map."""
+_MAP_ROW = re.compile(r"^\s*(\S+)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$")
+
+
+def link_map_rows(map_file: Path) -> Iterator[tuple[str, int, str]]:
+    """(input section, bytes, origin object) of every placed input section of a GNU ld link map (a
+    section name too long for its line stands alone on the line before)."""
     text = map_file.read_text(errors="replace")
     text = text[text.find("Linker script and memory map"):]
-    total, section = 0, None
-    pat = re.compile(r"^\s*(\S+)?\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+(\S+)$")
+    section = None
     for line in text.splitlines():
-        m = pat.match(line)
+        m = _MAP_ROW.match(line)
         if m is None:
             s = line.strip()
             section = s if s.startswith(".") and " " not in s else section
             continue
-        name = m.group(1) or section or ""
-        if (name.startswith(".text") or name.startswith(".rodata")) and any(lib in m.group(3) for lib in libs):
-            total += int(m.group(2), 16)
+        yield m.group(1) or section or "", int(m.group(2), 16), m.group(3)
         section = None
-    return total
+
+
+def our_code_bytes(map_file: Path, libs: tuple[str, ...] = ("libfxpq_kernels.a(", "libfxpq_runner.a(")) -> int:
+    """Bytes of .text/.rodata that the given libraries (default: runner and kernels; or members
+    such as "libfxpq_kernels.a(fxpq_dsp.o)") contribute, from the link map."""
+    return sum(size for name, size, origin in link_map_rows(map_file)
+               if name.startswith((".text", ".rodata")) and any(lib in origin for lib in libs))
 
 
 def node_macs(graph, node) -> int:
