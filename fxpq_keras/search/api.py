@@ -266,7 +266,8 @@ class FxPQNet:
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
     per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of the
     speed_reference's: "int8" = the model as a TFLite int8 file in TFLM + CMSIS-NN, "uniform8" = our uniform
-    8-bit file; default "auto" = 1.0 for target fxp, None or 0 = no cap: docs/algorithm.md "Speed cap"),
+    8-bit file; default "auto" = no cap for target fxp, 1.1 for builtin; None or 0 = no cap: docs/algorithm.md
+    "Speed cap"),
     data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM of a
     float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
     RAM-first passes, range-aligned and not, when the arena could fall, and keeps the fewest device bytes),
