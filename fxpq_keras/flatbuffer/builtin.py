@@ -25,6 +25,7 @@ from . import stock
 from .builder import float_scale_quant, scale_quant
 from .errors import ExportError, FlatbufferFormatError
 from .schema import schema as S
+from .stock import weight_scales
 from .stock_ops import STOCK_BUILTINS, stock_node, stock_op
 
 STOCK_OPS = tuple(OP_ATTRS) + ("softmax",)
@@ -82,15 +83,6 @@ def weight_type(node: Node, in_fmt: Format) -> str:
     if node.op == "fully_connected" and len(set(weight_scales(node).tolist())) > 1:
         return "int8"
     return "int4"
-
-
-def weight_scales(node: Node) -> np.ndarray:
-    """A weighted node's weight scales as the file stores them (float32 values, one per output
-    channel or one): TFLite's float scales where the policy has them (node.weight_scale, target
-    builtin), else 2^-frac."""
-    if node.weight_scale is not None:
-        return np.atleast_1d(np.asarray(node.weight_scale, dtype=np.float32)).astype(np.float64)
-    return np.ldexp(1.0, -np.atleast_1d(np.asarray(node.weight_frac, dtype=np.int64)))
 
 
 def multiplier_shifts(node: Node, in_frac: int, out_frac: int) -> np.ndarray:

@@ -72,13 +72,20 @@ def _q(graph: IntegerGraph, name: str) -> tflm_ops.TensorQ:
     return tflm_ops.format_quant(graph.tensors[name].fmt)
 
 
+def weight_scales(node: Node) -> np.ndarray:
+    """A weighted node's weight scales as the file stores them (float32 values, one per output
+    channel or one): TFLite's float scales where the policy has them (node.weight_scale, target
+    builtin), else 2^-frac."""
+    if node.weight_scale is not None:
+        return np.atleast_1d(np.asarray(node.weight_scale, dtype=np.float32)).astype(np.float64)
+    return np.ldexp(1.0, -np.atleast_1d(np.asarray(node.weight_frac, dtype=np.int64)))
+
+
 def _weighted(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
     """CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED through the one numpy model of TFLM's kernels
     (integer_graph/tflm_ops.py): int8 with int8 or int4 weights, or int16x8 (int64 bias)."""
     a = node.attrs
     q_in, q_out = _q(graph, node.inputs[0]), _q(graph, node.output)
-    from .builtin import weight_scales  # (builtin imports this module)
-
     scales = weight_scales(node).tolist()
     wtype = a.get("weight_type", "int8")
     if node.op == "fully_connected":

@@ -20,12 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..policy import Policy
-from .state import Key
+from .state import MAX_SLOWDOWN, Key  # noqa: F401 (MAX_SLOWDOWN: the fxp default, read here too)
 
-# the default cap of target fxp (SearchOptions.max_slowdown "auto"): none. A cap of 1.0 costs no byte on the zoo
-# (the cap binding only where it must) but doubles MobileNetV1's search for a result it does not keep
-# (docs/algorithm.md "Speed cap", "The decision"); users who want it pass max_slowdown=1.0
-MAX_SLOWDOWN: float | None = None
 REFERENCES = {"int8": "TFLite int8 + CMSIS-NN's", "uniform8": "uniform 8-bit's"}  # speed_reference -> its name
 
 

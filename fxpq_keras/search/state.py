@@ -18,6 +18,12 @@ KINDS = ("input", "weights", "bias", "output")
 CHANNELS = "weights/channels"  # _ranges key of a layer's per-channel weight ranges (per_channel "auto")
 
 
+# the default speed cap of target fxp (SearchOptions.max_slowdown "auto", search/speed.py): none. A cap of 1.0
+# costs no byte on the zoo (the cap binding only where it must) but doubles MobileNetV1's search for a result
+# it does not keep (docs/algorithm.md "Speed cap", "The decision"); users who want it pass max_slowdown=1.0
+MAX_SLOWDOWN: float | None = None
+
+
 @dataclass
 class SearchOptions:
     """Everything that decides the search's result (same options + same seed = same policy).
@@ -44,7 +50,7 @@ class SearchOptions:
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     # speed (device objective): the estimated Cortex-M4 instructions of the fxp file (fxpq_keras.instructions)
     # may not exceed the reference's on the same model times this (docs/algorithm.md, "Speed cap";
-    # search/speed.py); None or 0 = no cap; "auto" (default) = speed.MAX_SLOWDOWN (None: no cap for target fxp,
+    # search/speed.py); None or 0 = no cap; "auto" (default) = MAX_SLOWDOWN below (None: no cap for target fxp,
     # docs/algorithm.md "The decision"), target builtin's builtin_space.MAX_SLOWDOWN
     max_slowdown: float | str | None = "auto"
     # the cap's reference: "int8" = the model as a stock TFLite int8 file in TFLM with CMSIS-NN (what users
@@ -105,12 +111,10 @@ class SearchOptions:
         # target builtin's speed cap is on unless asked off (0): CMSIS-NN's int4 and int16 kernels are
         # slower than its int8 ones (builtin_space.M4_PER_MAC), and stock-kernel speed is why one picks it
         if self.target == "builtin" and self.max_slowdown == "auto":
-            from .builtin_space import MAX_SLOWDOWN
+            from .builtin_space import MAX_SLOWDOWN as BUILTIN_MAX_SLOWDOWN
 
-            self.max_slowdown = MAX_SLOWDOWN
+            self.max_slowdown = BUILTIN_MAX_SLOWDOWN
         elif self.max_slowdown == "auto":
-            from .speed import MAX_SLOWDOWN
-
             self.max_slowdown = MAX_SLOWDOWN
 
     def validate(self) -> None:
