@@ -425,23 +425,54 @@ def test_packing_rejects_bad_input():
 
 # ------------------------------------------- weights on the stack, scratch-free ops ---------
 
+# The draws of the optimized kernels' paths: one table of choices each, sampled by hypothesis
+# (the randomized tests) or by numpy (:func:`draw_choices`: the fixed sample of
+# tests/test_kernel_path_coverage.py, which checks that these draws reach every optimized path).
+SCRATCH_PATH_CHOICES = {
+    # Shapes and formats of the kernels' scratch-free paths (docs/kernels.md): 1x1 convs and fully
+    # connected (columns read in place), KxK convs (8- or 16-bit im2col columns), depthwise windows
+    # up to and past the stack's FXPQ_DW_TAPS = 25 and FXPQ_WCHUNK = 64 weights, dot products
+    # longer than FXPQ_WCHUNK (the reference loops unpack such rows piece by piece).
+    "op": CONV_OPS,
+    "kernel": [(1, 1), (3, 3), (1, 3), (5, 5), (6, 5), (9, 8)],
+    "cin": [1, 3, 4, 5, 8, 13, 20, 37],
+    "x_bits": [8, 12, 15, 16, 4],
+    "x_signed": [False, True],
+    "w_bits": list(range(2, 17)),
+    "per_channel": [False, True],
+    "padding": ["same", "valid"],
+    "in_features": [1, 7, 63, 64, 65, 130],
+    "out_ch": list(range(1, 13)),
+}
+WIDE_PATH_CHOICES = {
+    # The wide paths (docs/kernels.md): 16-bit inputs (unsigned 16-bit as x - 2^15 lanes) into
+    # conv, fully connected and depthwise channel quads, dot products long enough that the width
+    # rule asks for an int64 accumulator (int32 partial sums of a few groups), more output channels
+    # than the finish cache holds (64).
+    "op": CONV_OPS,
+    "kernel": [(1, 1), (3, 3), (3, 1), (2, 3), (5, 5)],
+    "cin": [4, 8, 12, 20, 33, 64],
+    "x": [(16, False), (16, True), (12, True), (15, False), (8, True), (8, False)],
+    "w_bits": list(range(2, 17)),
+    "per_channel": [False, True],
+    "padding": ["same", "valid"],
+    "in_features": [40, 130, 300, 513],
+    "out_ch": [1, 5, 12, 63, 70],
+}
+
+
+def choices_strategy(choices: dict) -> st.SearchStrategy:
+    """Hypothesis draws of a choice table (one value per key)."""
+    return st.fixed_dictionaries({k: st.sampled_from(v) for k, v in choices.items()})
+
+
+def draw_choices(choices: dict, rng: np.random.Generator) -> dict:
+    """A numpy draw of a choice table (one value per key, uniform)."""
+    return {k: v[int(rng.integers(len(v)))] for k, v in choices.items()}
+
+
 def _scratch_path_constraints():
-    """Shapes and formats of the kernels' scratch-free paths (docs/kernels.md): 1x1 convs and
-    fully connected (columns read in place), KxK convs (8- or 16-bit im2col columns), depthwise
-    windows up to and past the stack's FXPQ_DW_TAPS = 25 and FXPQ_WCHUNK = 64 weights, dot
-    products longer than FXPQ_WCHUNK (the reference loops unpack such rows piece by piece)."""
-    return st.fixed_dictionaries({
-        "op": st.sampled_from(CONV_OPS),
-        "kernel": st.sampled_from([(1, 1), (3, 3), (1, 3), (5, 5), (6, 5), (9, 8)]),
-        "cin": st.sampled_from([1, 3, 4, 5, 8, 13, 20, 37]),
-        "x_bits": st.sampled_from([8, 12, 15, 16, 4]),
-        "x_signed": st.booleans(),
-        "w_bits": st.integers(2, 16),
-        "per_channel": st.booleans(),
-        "padding": st.sampled_from(["same", "valid"]),
-        "in_features": st.sampled_from([1, 7, 63, 64, 65, 130]),
-        "out_ch": st.integers(1, 12),
-    })
+    return choices_strategy(SCRATCH_PATH_CHOICES)
 
 
 def _path_case(seed: int, op: str, c: dict, out_ch_cap: int | None = None) -> OpCase:
@@ -475,21 +506,7 @@ def test_scratch_free_paths_match_numpy(seed, c):
 
 
 def _wide_path_constraints():
-    """Shapes and formats of the optimized kernels' wide paths (docs/kernels.md): 16-bit inputs
-    (unsigned 16-bit as x - 2^15 lanes) into conv, fully connected and depthwise channel quads,
-    dot products long enough that the width rule asks for an int64 accumulator (int32 partial sums
-    of a few groups), more output channels than the finish cache holds (64)."""
-    return st.fixed_dictionaries({
-        "op": st.sampled_from(CONV_OPS),
-        "kernel": st.sampled_from([(1, 1), (3, 3), (3, 1), (2, 3), (5, 5)]),
-        "cin": st.sampled_from([4, 8, 12, 20, 33, 64]),
-        "x": st.sampled_from([(16, False), (16, True), (12, True), (15, False), (8, True), (8, False)]),
-        "w_bits": st.integers(2, 16),
-        "per_channel": st.booleans(),
-        "padding": st.sampled_from(["same", "valid"]),
-        "in_features": st.sampled_from([40, 130, 300, 513]),
-        "out_ch": st.sampled_from([1, 5, 12, 63, 70]),
-    })
+    return choices_strategy(WIDE_PATH_CHOICES)
 
 
 def wide_path_case(seed: int, c: dict) -> OpCase:

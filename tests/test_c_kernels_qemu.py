@@ -133,7 +133,8 @@ def test_cortex_m4_matches_host(m4_results):
 # of 8 terms, several 4-pixel passes plus leftover pixels, and output-channel counts whose last
 # rows are shorter than the decoder's reads.
 _X_VARIANTS = [dict(x_bits=8, x_signed=True), dict(x_bits=8, x_signed=False), dict(x_bits=12, x_signed=True),
-               dict(x_bits=15, x_signed=False), dict(x_bits=4, x_signed=False), {}]
+               dict(x_bits=15, x_signed=False), dict(x_bits=4, x_signed=False), dict(x_bits=16, x_signed=False),
+               dict(x_bits=16, x_signed=True), {}]
 
 
 def _width_cases(salt: int) -> list:
@@ -146,6 +147,20 @@ def _width_cases(salt: int) -> list:
             cases.append(random_case("fully_connected", rng, w_bits=w_bits, in_features=int(rng.integers(1, 90)),
                                      out_ch=int(rng.integers(1, 12)), **xv))
             cases.append(random_case("depthwise_conv2d", rng, w_bits=w_bits, cin=int(rng.integers(1, 9)), **xv))
+        # 16-bit inputs off the unpacked-row block (fxpq_conv_x16), 4+ rows: the decoder's matrix loops
+        # take signed lanes with int32 sums and K < 16, else (uint16 lanes x - 2^15, int64-rule sums)
+        # only rows longer than the block (K > 512)
+        for signed in (True, False):
+            k_range = (2, 16) if signed and w_bits < 14 else (513, 640)
+            rng = np.random.default_rng([salt, w_bits, 95, signed])
+            c = random_case("fully_connected", rng, w_bits=w_bits, x_bits=16, x_signed=signed,
+                            in_features=int(rng.integers(*k_range)), out_ch=int(rng.integers(1, 10)))
+            x, w, bias = c.args
+            fmt = c.extra["x_fmt"]
+            x = rng.integers(fmt.lo, fmt.hi + 1, size=(int(rng.integers(4, 11)), x.shape[1]))
+            if w_bits >= 14:  # small weights: each row's sum |w| * max|x| proves the int64-rule sum below 2^31
+                w = w >> (w_bits - 6)
+            cases.append(OpCase("fully_connected", (x, w, bias), c.kwargs, c.extra))
     # narrow products into 16-bit outputs: output frac above the accumulator's (the left-shift finish)
     for s in range(8):
         rng = np.random.default_rng([salt, 98, s])
@@ -262,11 +277,19 @@ def _pool_case(seed: int, op: str, x_bits: int, x_signed: bool, d: int, size: tu
                   dict(in_fmt=in_fmt))
 
 
-_POOL_DRAW = st.tuples(st.integers(0, 2**32 - 1), st.sampled_from(["average_pool2d", "global_average_pool2d"]),
-                       st.sampled_from([(8, True), (8, False), (12, True), (16, True), (16, False), (4, False)]),
-                       st.integers(-14, 14), st.sampled_from([(5, 7), (12, 12), (25, 5), (17, 16), (6, 5)]),
-                       st.sampled_from([(2, 2), (3, 3), (1, 4), (5, 5)]), st.sampled_from([1, 3, 4, 8, 13, 64]),
-                       st.sampled_from([8, 16]))
+# (seed, op, input (bits, signed), frac difference, input size, window, channels, output bits)
+POOL_CHOICES = (range(2**32), ["average_pool2d", "global_average_pool2d"],
+                [(8, True), (8, False), (12, True), (16, True), (16, False), (4, False)], range(-14, 15),
+                [(5, 7), (12, 12), (25, 5), (17, 16), (6, 5)], [(2, 2), (3, 3), (1, 4), (5, 5)],
+                [1, 3, 4, 8, 13, 64], [8, 16])
+_POOL_DRAW = st.tuples(*(st.integers(v.start, v.stop - 1) if isinstance(v, range) else st.sampled_from(v)
+                         for v in POOL_CHOICES))
+
+
+def pool_case(draw: tuple) -> OpCase:
+    """The pool case of one POOL_CHOICES draw."""
+    seed, op, (xb, xs), d, size, pool, ch, ob = draw
+    return _pool_case(seed, op, xb, xs, d, size, pool, ch, ob)
 
 
 @pytest.mark.parametrize("cpu", ["m4", "m7"])
@@ -277,7 +300,7 @@ def test_optimized_average_pool(cpu, draws):
     to 255 taps; 17x16 = 272 takes the int32 sums), 16-bit inputs two channels a word, the last
     1..3 channels, the int32 floor division for frac differences -14..14 (the widest decline to
     the reference loop), clipped windows at the borders."""
-    cases = [_pool_case(seed, op, xb, xs, d, size, pool, ch, ob) for seed, op, (xb, xs), d, size, pool, ch, ob in draws]
+    cases = [pool_case(draw) for draw in draws]
     _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
 
 

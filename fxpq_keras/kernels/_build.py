@@ -21,13 +21,16 @@ HOST_LOCK = ".host-build.lock"
 #: "optimized": the ARMv7E-M DSP kernels, the Cortex-M default; "reference": the portable loops;
 #: "cmsis": the optimized kernels plus the CMSIS-NN route where it measured faster (fully connected
 #: with 1-3 rows); "cmsis-all": the route for conv 2D too (docs/kernels.md "CMSIS-NN route"; both
-#: need a CMSIS-NN tree, :func:`cmsis_nn_dir`). "selective" (not in the table: one build per set of
-#: paths) is the optimized kernels with only the paths of one model compiled in
+#: need a CMSIS-NN tree, :func:`cmsis_nn_dir`); "coverage": the optimized kernels instrumented by
+#: gcc's --coverage, each run writing its .gcda files (tflm_kernels/mk/coverage.mk, qemu.path_coverage).
+#: "selective" (not in the table: one build per set of paths) is the optimized kernels with only the
+#: paths of one model compiled in
 #: (:func:`fxpq_keras.kernels.paths.selective_build`, docs/kernels.md "Selective build").
 KERNEL_BUILDS = {"optimized": ("build", []),
                  "reference": ("build/ref", ["BUILD=build/ref", "ARM_DEFS=-DFXPQ_REFERENCE_KERNELS"]),
                  "cmsis": ("build/cmsis", ["BUILD=build/cmsis", "FXPQ_CMSIS_NN=1"]),
-                 "cmsis-all": ("build/cmsis-all", ["BUILD=build/cmsis-all", "FXPQ_CMSIS_NN=all"])}
+                 "cmsis-all": ("build/cmsis-all", ["BUILD=build/cmsis-all", "FXPQ_CMSIS_NN=all"]),
+                 "coverage": ("build/cov", ["BUILD=build/cov", "FXPQ_COVERAGE=1"])}
 ARM_LOCK = ".arm-build.lock"
 CMSIS_NN_IN_TFLM = "tensorflow/lite/micro/tools/make/downloads/cmsis_nn"
 

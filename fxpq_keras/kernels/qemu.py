@@ -14,6 +14,7 @@ The firmware is built with ``make -C tflm_kernels m4`` / ``m7`` on first use. QE
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import struct
@@ -45,6 +46,7 @@ __all__ = [
     "run_case_file",
     "run_records",
     "run_cases",
+    "path_coverage",
     "protocol_from_header",
 ]
 
@@ -356,3 +358,31 @@ def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0,
             output = arr.astype(np.float32 if dtype.kind == "f" else np.int64)
         results.append(QemuResult(case_id, status, ticks, output))
     return results
+
+
+def path_coverage(cases: Sequence[OpCase], cpu: str = "m4", source: str = "fxpq_dsp.c",
+                  timeout: float = 600.0) -> tuple[list[QemuResult], dict[str, int]]:
+    """Run cases on the coverage build of the optimized kernels (``kernels="coverage"``,
+    tflm_kernels/mk/coverage.mk) in one QEMU session; their results, and how many times each
+    function of the kernel source `source` ran (arm-none-eabi-gcov): which optimized paths
+    the cases reach. One caller per cpu at a time (the .gcda files are per build)."""
+    objdir = build_firmware(cpu, kernels="coverage").parent / "obj" / "src" / "kernels"
+    gcda = objdir / (Path(source).stem + ".gcda")
+    for old in objdir.glob("*.gcda"):
+        old.unlink()
+    results = run_cases(cases, cpu=cpu, timeout=timeout, kernels="coverage")
+    if not gcda.is_file():
+        raise QemuError(f"the coverage firmware wrote no {gcda.name} (did any case reach {source}?)")
+    proc = subprocess.run(["arm-none-eabi-gcov", "--json-format", "--stdout", "-o", str(objdir), str(gcda)],
+                          capture_output=True, text=True, cwd=KERNELS_DIR, timeout=120)
+    if proc.returncode != 0:
+        raise QemuError(f"arm-none-eabi-gcov failed on {gcda}: {proc.stderr.strip()[-400:]}")
+    counts: dict[str, int] = {}
+    for line in proc.stdout.splitlines():
+        for entry in json.loads(line).get("files", []):
+            if Path(entry["file"]).name == source:
+                for fn in entry["functions"]:
+                    counts[fn["name"]] = counts.get(fn["name"], 0) + int(fn["execution_count"])
+    if not counts:
+        raise QemuError(f"arm-none-eabi-gcov reported no function of {source}")
+    return results, counts
