@@ -94,14 +94,22 @@ def search(model: Any, x_cal: np.ndarray, max_drop: float = MAX_DROP, options: d
     return quantizer(max_drop, len(x_cal), options).quantize(model, x_cal, labels=labels)
 
 
+# What a search result cannot depend on: the C kernels and their Python drivers, the command line.
+_NOT_SEARCH = ("kernels", "commands", "cli.py")
+
+
 def _code_digest(options: Any) -> bytes:
-    """The source a search result depends on: the search package, the fake-quant model, calibration,
-    and the instruction estimate when a speed cap reads it (an fxp search without `max_slowdown`
-    never does, so a refit of instructions.json keeps its cached policies)."""
+    """The source a search result may depend on: every module of the package but the kernels' and
+    the command line's (the search reads the fake-quant model, calibration, the flatbuffer's byte
+    accounting, the integer graph), and the instruction estimate only when a speed cap reads it (an
+    fxp search without `max_slowdown` never does, so a refit of instructions.json keeps its cached
+    policies)."""
     root = Path(fxpq_keras.__file__).parent
-    files = [*sorted((root / "search").rglob("*.py")), root / "keras_model.py", root / "calibration.py"]
+    estimate = [root / "instructions.py", root / "instructions.json"]
+    files = [p for p in sorted(root.rglob("*.py"))
+             if p.relative_to(root).parts[0] not in _NOT_SEARCH and p not in estimate]
     if options.max_slowdown or options.target != "fxp":
-        files += [root / "instructions.py", root / "instructions.json"]
+        files += estimate
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).digest()
 
 
