@@ -581,3 +581,62 @@ def test_zoo_builtin_files_are_bit_exact_on_cortex_m4_with_cmsis_nn(name):
     model = S.ModelT.InitFromPackedBuf(blob, 0)
     assert S.TensorType.INT16 in {t.type for t in model.subgraphs[0].tensors}
     _same_in("tflm-m4", blob, x[:2], name)
+
+
+def test_an_int16_op_reads_the_saturated_int8_tensor_the_graph_says():
+    """A conv over a 16-bit input computes in int16 and narrows its 8-bit output by a QUANTIZE
+    (saturation); an int16 depthwise after it must read that saturated output, widened exactly, not
+    the conv's unsaturated int16 result (the two tensors once shared a name, so the file computed
+    another network than the one the search measured)."""
+    import dataclasses
+
+    from fxpq_keras.flatbuffer import stock
+    from fxpq_keras.flatbuffer.builtin import to_builtin_graph
+    from fxpq_keras.integer_graph import TensorSpec
+
+    rng = np.random.default_rng(3)
+    x = calib(rng, 16, (8, 8, 3))
+    b = _StockWidths(rng, (8, 8, 3), x, Format(16, frac_for_range(3.0, 16)), 8)
+    a = b.conv("x0", 6, activation="relu", bits=8, signed=False)
+    spec = b.tensors[a]  # two fracs finer than its range: about 3/4 of the range saturates
+    b.tensors[a] = TensorSpec(a, spec.shape, Format(8, spec.fmt.frac + 2, False))
+    d = b.depthwise(a, activation="relu", bits=16, signed=True)
+    graph = to_builtin_graph(b.finish(d), "builtin")
+    dw = next(n for n in graph.nodes if n.op == "depthwise_conv2d")
+    narrow, wide = stock.run_stock(dataclasses.replace(graph, outputs=[a, dw.inputs[0]]), x)
+    assert int(narrow.max()) == 255  # saturated
+    np.testing.assert_array_equal(wide, narrow)
+
+
+def test_average_pools_keep_their_input_format_in_the_builtin_space():
+    """Stock AVERAGE_POOL_2D keeps its input's scale: the builtin space ties each average pool's
+    output format to its input's (the start policy and every repaired step), so the fake-quant
+    measures the pool the file computes instead of a finer output the file cannot deliver."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import models as M
+    from fxpq_keras.calibration import Calibration
+    from fxpq_keras.search import SearchOptions, builtin_space, space
+
+    model = M.ZOO["ds_cnn_kws"].build()
+    xs = np.random.default_rng(1).random((8, *model.input_shape[1:]), dtype=np.float32)
+    calib_ = Calibration(model, xs)
+    opts = SearchOptions(target="builtin", per_channel=True)
+    policy = space.start_policy(calib_, opts)
+    pools = [name for name, e in policy.layers.items() if e.get("kind") in builtin_space.AVERAGE_POOLS]
+    assert pools
+
+    def same(p) -> bool:
+        return all(p.get(n, "output").fmt == p.input_format(n).fmt for n in pools)
+
+    assert same(policy)
+    ranges = space.data_ranges(calib_, opts, policy)
+    for n in pools:  # a step that moves the pool's output alone is undone by the repair
+        d = policy.get(n, "output")
+        policy.set(n, "output", bits=8, frac=space.range_frac(ranges[(n, "output")], 8, d.signed) + 1)
+    assert not same(policy)
+    builtin_space.repair(policy, lambda key, bits, signed: space.range_frac(ranges[key], bits, signed))
+    assert same(policy)
+    assert all(policy.input_format(n).bits == 8 for n in pools)  # an 8-bit output brought its input along

@@ -215,7 +215,9 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
         if _is16(tensors[out].fmt) or not in16(node):
             nodes.append(new)
             return
-        twin = f"{out}/int16"
+        # not "{out}/int16": that is the exact widening of the saturated int8 tensor (widened), which a
+        # later int16 op must read; this twin holds the op's unsaturated int16 result
+        twin = f"{out}/int16 result"
         tensors[twin] = TensorSpec(twin, tensors[out].shape, Format(16, tensors[out].fmt.frac, True))
         nodes.append(replace(new, output=twin, name=f"{node.name}/int16"))
         nodes.append(Node("requantize", node.name, [twin], out, {"activation": None}))

@@ -41,6 +41,7 @@ Key = tuple[str, str]
 WEIGHT_BITS = (4, 8)
 ACTIVATION_BITS = (8, 16)
 FC_KINDS = ("dense",)
+AVERAGE_POOLS = ("avg_pool", "gap")  # policy layer kinds the file computes as stock AVERAGE_POOL_2D
 MAX_SLOWDOWN = 1.1  # the default speed cap of target builtin: uniform W8A8's M4 instructions x this
 # Cortex-M4 instructions per MAC of TFLM 90b983c's CMSIS-NN kernels (a one-layer file each, QEMU
 # -icount shift=0): `TFLM_DIR=... .venv/bin/python bench/builtin_speed.py` prints them. Keys: the
@@ -134,9 +135,10 @@ def neighbours(policy: Policy, layer: str) -> list[Key]:
 
 
 def repair(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None:
-    """TFLM has no int16 activations with int4 weights: a layer with <= 4-bit weights gets its
-    input and output activations at 8 bits (range-derived frac from frac_for(key, bits, signed)),
-    so every policy the search measures is one the builtin file stores as measured."""
+    """Make the policy one the builtin file stores as measured (range-derived fracs from
+    frac_for(key, bits, signed)): TFLM has no int16 activations with int4 weights, so a layer with
+    <= 4-bit weights gets its input and output activations at 8 bits; then the average pools
+    (tie_pools)."""
     for layer, ds, d in policy.data_structures():
         if ds != "weights" or d.bits > 4:
             continue
@@ -144,6 +146,30 @@ def repair(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None:
             a = policy.get(*key)
             if a.bits > 8:
                 policy.set(*key, bits=8, frac=frac_for(key, 8, a.signed))
+    tie_pools(policy, frac_for)
+
+
+def tie_pools(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None:
+    """Stock AVERAGE_POOL_2D keeps its input's scale and zero point (the file pools in the input's
+    format and a QUANTIZE would move the result to another: rounded twice, and a finer output frac
+    than the input's gains nothing), so an average pool's output takes its input's format, which
+    the fake-quant then measures. An output the int4 rule put at 8 bits over a wider input brings
+    that input to 8 bits too (range-derived frac)."""
+    changed = True
+    while changed:
+        changed = False
+        for layer, entry in policy.layers.items():
+            if entry.get("kind") not in AVERAGE_POOLS or entry.get("output") is None:
+                continue
+            src_key = (_owner(policy, entry["inputs"][0]), "output")
+            src, out = policy.get(*src_key) if src_key[0] != "input" else policy.input, policy.get(layer, "output")
+            if out.bits <= 8 < src.bits and src_key[0] != "input":
+                policy.set(*src_key, bits=8, frac=frac_for(src_key, 8, src.signed))
+                changed = True
+            if (out.bits, out.frac, out.signed) != (src.bits, src.frac, src.signed):
+                out.signed = src.signed
+                policy.set(layer, "output", bits=src.bits, frac=src.frac)
+                changed = True
 
 
 def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]) -> Policy:
@@ -160,5 +186,6 @@ def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]
         elif ds == "output":
             bits = activation_width(16, d.signed)
             policy.set(layer, ds, bits=bits, frac=frac_for(key, bits, d.signed, False))
+    tie_pools(policy, lambda key, bits, signed: frac_for(key, bits, signed, False))
     policy.constrain_biases()
     return policy
