@@ -133,6 +133,8 @@ def adversarial_files():
         edit("bias-bits-1", lambda m: _set_option(m, "FXP_FULLY_CONNECTED", "bias_bits", 1), "bias_bits"),
         edit("bias-bits-0-with-bias", lambda m: _set_option(m, "FXP_FULLY_CONNECTED", "bias_bits", 0), "bias"),
         edit("activation-2", lambda m: _set_option(m, "FXP_ADD", "activation", 2), "activation"),
+        edit("in-bits-17", lambda m: _set_option(m, "FXP_DEPTHWISE_CONV_2D", "in_bits", 17), "in_bits"),
+        edit("in-bits-not-the-tensors", lambda m: _set_option(m, "FXP_FULLY_CONNECTED", "in_bits", 2), "in_bits"),
         edit("options-format-1", lambda m: set_attr(_op(m, "FXP_CONV_2D")[0], "customOptionsFormat", 1),
              "custom_options_format"),
         edit("output-is-input", lambda m: set_attr(sub(m), "outputs", list(sub(m).inputs)), "not written by any op"),

@@ -143,7 +143,7 @@ def test_metadata_policy_and_version():
     # one compact metadata entry: zlib-compressed JSON with the graph facts and the policy
     assert [m.name.decode() for m in model.metadata] == ["fxpq"]
     blob = json.loads(zlib.decompress(bytes(model.buffers[model.metadata[0].buffer].data)))
-    assert blob["policy"] == info.policy and blob["format_version"] == 3 and blob["version"] == info.version
+    assert blob["policy"] == info.policy and blob["format_version"] == 4 and blob["version"] == info.version
     # constants carry no names, activations no shape signature (file overhead, format.md 1)
     for t in model.subgraphs[0].tensors:
         assert t.shapeSignature is None

@@ -214,6 +214,25 @@ def cnn_graph(seed: int = 0, max_bits: int = 16, signed_only: bool = False, n: i
     return b.finish(out, softmax=True), x
 
 
+def narrow_u16_graph(seed: int = 0, n: int = 8) -> tuple[IntegerGraph, np.ndarray]:
+    """Every weighted op (conv 3x3 and 1x1, depthwise, fully connected) over an unsigned input of
+    9..15 bits stored in uint16: the int16-lane paths the TFLM glue takes from `in_bits` (format
+    version 4) and the x - 2^15 lanes it takes without (version 3)."""
+    rng = np.random.default_rng(seed)
+    x = calib(rng, n, (8, 8, 3))
+    b = GraphBuilder(rng, (8, 8, 3), x, Format(8, frac_for_range(3.0, 8)), 16)
+
+    def narrow() -> dict:
+        return {"signed": False, "bits": int(rng.integers(9, 16))}
+
+    t = b.conv("x0", 8, activation="relu", **narrow())
+    t = b.depthwise(t, activation="relu", **narrow())
+    t = b.conv(t, 8, k=(1, 1), activation="relu", **narrow())
+    t = b.conv(t, 6, k=(3, 3), stride=(2, 2), activation="relu", **narrow())
+    out = b.dense(b.flatten(t), 10, per_channel=True)
+    return b.finish(out), x
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_builder_graphs_run(seed):
     graph, x = cnn_graph(seed)

@@ -339,3 +339,78 @@ def test_options_reader_rejects_bad_blobs():
     good_blob = encode_options("FXP_QUANTIZE", good)
     for n in range(len(good_blob)):
         assert parse_options("FXP_QUANTIZE", good_blob[:n])[0] != 0
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_format_version_3_files_give_the_version_4_outputs(tmp_path, seed):
+    """A version-3 file (no in_bits) and its version-4 export: the Python reader and the runner read
+    both, with the same outputs (the runner runs the tensors' formats either way)."""
+    from format_versions import as_format_version_3
+    from test_export_graphs import narrow_u16_graph
+
+    from fxpq_keras.flatbuffer import read_bytes
+
+    graph, x = narrow_u16_graph(seed)
+    data = export_tflite(graph)
+    old = as_format_version_3(data)
+    want = graph.run(x, raw=True)[0]
+    for blob in (data, old):
+        np.testing.assert_array_equal(read_bytes(blob)[0].run(x, raw=True)[0], want)
+        np.testing.assert_array_equal(HostRunner(blob).run(x)[0], want)
+
+
+def test_in_bits_must_be_the_input_tensors_width(cnn_file):
+    """in_bits names the input format the TFLM glue runs on: both readers refuse one that differs
+    from the input tensor's, naming the key."""
+    from fxpq_keras.flatbuffer import FlatbufferFormatError, read_bytes
+
+    data = cnn_file[0].read_bytes()
+
+    def wrong_in_bits(model):
+        op = model.subgraphs[0].operators[1]
+        opts = decode_options("FXP_CONV_2D", bytes(op.customOptions), "test")
+        opts["in_bits"] = opts["in_bits"] - 1 if opts["in_bits"] not in (2, 9) else opts["in_bits"] + 1
+        op.customOptions = list(encode_options("FXP_CONV_2D", opts))
+
+    bad = _rewrite(data, wrong_in_bits)
+    with pytest.raises(RunnerError) as err:
+        HostRunner(bad)
+    assert err.value.status_name == "FXPQ_RUNNER_ERR_BAD_OPTIONS" and "in_bits" in err.value.message
+    with pytest.raises(FlatbufferFormatError, match="in_bits .* != input tensor"):
+        read_bytes(bad)
+
+
+def test_options_reader_takes_version_3_blobs_and_checks_in_bits(cnn_file):
+    """The C options reader: a weighted op's keys without in_bits (version 3) read as in_bits 0 (absent),
+    the same values as the Python reader's; in_bits outside 2..16 or a map missing another key is refused."""
+    from fxpq_keras.flatbuffer.options import OPTION_RANGES
+
+    data = cnn_file[0].read_bytes()
+    model = S.Model.GetRootAsModel(data, 0)
+    sub = model.Subgraphs(0)
+    seen = set()
+    for i in range(sub.OperatorsLength()):
+        op = sub.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex()).CustomCode()
+        name = code.decode() if code is not None else ""
+        if name not in ("FXP_CONV_2D", "FXP_DEPTHWISE_CONV_2D", "FXP_FULLY_CONNECTED"):
+            continue
+        seen.add(name)
+        opts = decode_options(name, op.CustomOptionsAsNumpy().tobytes(), name)
+
+        def blob(values):
+            fb = flexbuffers.Builder()
+            with fb.Map():
+                for k in sorted(values):
+                    fb.Int(k, values[k])
+            return bytes(fb.Finish())
+
+        old = {k: v for k, v in opts.items() if k != "in_bits"}
+        status, values = parse_options(name, blob(old))
+        assert status == 0 and values == old == decode_options(name, blob(old), name)
+        assert OPTION_RANGES["in_bits"] == (2, 16)
+        for bad in (1, 17):
+            assert parse_options(name, blob({**opts, "in_bits": bad}))[0] == -104  # FXPQ_RUNNER_ERR_BAD_OPTIONS
+        no_frac = {k: v for k, v in opts.items() if k != "in_frac"}
+        assert parse_options(name, blob(no_frac))[0] == -104
+    assert seen == {"FXP_CONV_2D", "FXP_DEPTHWISE_CONV_2D", "FXP_FULLY_CONNECTED"}

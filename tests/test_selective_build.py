@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import pytest
+from format_versions import as_format_version_3
 from test_export_graphs import cnn_graph
 
 from fxpq_keras.flatbuffer import Interpreter, export_tflite
@@ -41,8 +42,9 @@ def files(tmp_path_factory):
     return out
 
 
-def _expected(path, engine: str) -> dict:
-    """The paths from the reference graph: each weighted node's input format and weight bits."""
+def _expected(path, engine: str, version: int = 4) -> dict:
+    """The paths from the reference graph: each weighted node's input format and weight bits (the TFLM
+    glue runs a narrow uint16 input on the int16 lanes from format version 4 on: its in_bits)."""
     graph = Interpreter(path).graph
     want: dict = {}
     for node in graph.nodes:
@@ -51,7 +53,7 @@ def _expected(path, engine: str) -> dict:
         fmt = graph.tensors[node.inputs[0]].fmt
         storage = fmt.storage_dtype.name.upper()
         kinds = [storage]
-        if storage == "UINT16" and fmt.bits < 16 and engine == "runner":
+        if storage == "UINT16" and fmt.bits < 16 and (engine == "runner" or version >= 4):
             kinds = ["UINT16_NARROW"]
         for kind in kinds:
             want.setdefault((WEIGHTED[node.op], kind), set()).add(node.weight_bits)
@@ -65,6 +67,8 @@ def test_paths_are_each_weighted_ops_input_kind_and_weight_width(files, engine):
         long_rows = got["CONV", "UINT16_LONG"]  # the cnn_graph files' rows are all short
         assert not long_rows
         assert {k: set(v) for k, v in got.items() if v} == _expected(path, engine)
+        old = model_paths(as_format_version_3(path.read_bytes()), engine)
+        assert {k: set(v) for k, v in old.items() if v} == _expected(path, engine, version=3)
         header = paths_header(got, path.name)
         masks = dict(re.findall(r"#define FXPQ_PATHS_(\w+) 0x([0-9A-F]{4})u", header))
         assert len(masks) == 11  # 2 groups x (4 storage types + narrow uint16) + long 16-bit unsigned rows

@@ -12,7 +12,8 @@ import shutil
 
 import numpy as np
 import pytest
-from test_export_graphs import GraphBuilder, calib, cnn_graph
+from format_versions import as_format_version_3
+from test_export_graphs import GraphBuilder, calib, cnn_graph, narrow_u16_graph
 
 from fxpq_keras.flatbuffer import ExportError, Interpreter, export_tflite
 from fxpq_keras.formats import Format, frac_for_range
@@ -90,6 +91,23 @@ def test_fxp_every_op_on_cortex_m(tmp_path, engine):
     it = _same(path, x, engine)
     assert it.engine.instructions.shape == (6,) and (it.engine.instructions > 10_000).all()
     assert 0 < it.engine.arena_used_bytes < 64 * 1024
+
+
+@pytest.mark.parametrize("engine", ["tflm-host", pytest.param("tflm-m4", marks=needs_qemu),
+                                    pytest.param("tflm-m7", marks=needs_qemu)])
+def test_narrow_unsigned_16bit_inputs_in_both_format_versions(tmp_path, engine):
+    """Every weighted op over a 9..15-bit unsigned uint16 input in real TFLM: the version-4 file
+    (in_bits) and its version-3 twin (storage width) both equal the reference; on the Cortex-M the
+    version-4 file takes the int16 lanes, fewer instructions than the x - 2^15 lanes."""
+    graph, x = narrow_u16_graph(1, n=3)
+    data = export_tflite(graph)
+    runs = {}
+    for label, blob in (("v4", data), ("v3", as_format_version_3(data))):
+        path = tmp_path / f"{label}.tflite"
+        path.write_bytes(blob)
+        runs[label] = _same(path, x, engine).engine.instructions
+    if engine != "tflm-host":
+        assert runs["v4"].mean() < runs["v3"].mean(), runs
 
 
 @needs_qemu

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from format_versions import as_format_version_3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_export_graphs import GraphBuilder, calib, cnn_graph
+from test_export_graphs import GraphBuilder, calib, cnn_graph, narrow_u16_graph
 
 from fxpq_keras.flatbuffer import Interpreter, export_tflite
 from fxpq_keras.formats import Format, frac_for_range
@@ -90,3 +91,52 @@ def test_bad_options_are_reported_by_prepare(tmp_path):
     h = GlueHarness(bad, Interpreter(path).graph)
     with pytest.raises(GlueError, match=r"Prepare failed: FXP_CONV_2D: custom options rejected"):
         h.run(x)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_narrow_unsigned_16bit_inputs_in_both_format_versions(tmp_path, seed):
+    """Every weighted op over a 9..15-bit unsigned input in uint16: a version-4 file names the width
+    (in_bits), so the glue runs the int16 lanes as the runner does; its version-3 twin (no in_bits)
+    runs the x - 2^15 lanes. Both equal the reference bit for bit."""
+    from fxpq_keras.flatbuffer.options import decode_options
+    from fxpq_keras.flatbuffer.schema import schema as S
+
+    graph, x = narrow_u16_graph(seed)
+    data = export_tflite(graph)
+    m = S.ModelT.InitFromObj(S.Model.GetRootAs(data, 0))
+    widths = []
+    for op in m.subgraphs[0].operators:
+        name = (m.operatorCodes[op.opcodeIndex].customCode or b"").decode()
+        if name in ("FXP_CONV_2D", "FXP_DEPTHWISE_CONV_2D", "FXP_FULLY_CONNECTED"):
+            opts = decode_options(name, bytes(op.customOptions), name)
+            widths.append(opts["in_bits"])
+            assert m.subgraphs[0].tensors[op.inputs[0]].type == S.TensorType.UINT16 or opts["in_bits"] <= 8
+    assert len(widths) == 5 and all(9 <= b <= 15 for b in widths[1:])
+    for label, blob in (("v4", data), ("v3", as_format_version_3(data))):
+        path = tmp_path / f"{label}.tflite"
+        path.write_bytes(blob)
+        _same(path, x)
+
+
+def test_in_bits_that_do_not_fit_the_input_type_are_refused_by_prepare(tmp_path):
+    """in_bits 12 on an int8 input: Prepare names the key, never runs other lanes."""
+    from fxpq_keras.flatbuffer.options import decode_options, encode_options
+    from fxpq_keras.flatbuffer.schema import schema as S
+
+    graph, x = cnn_graph(1, n=2, max_bits=8)
+    path = tmp_path / "cnn.tflite"
+    export_tflite(graph, path)
+    m = S.ModelT.InitFromObj(S.Model.GetRootAs(path.read_bytes(), 0))
+    op = next(o for o in m.subgraphs[0].operators
+              if (m.operatorCodes[o.opcodeIndex].customCode or b"") == b"FXP_CONV_2D")
+    opts = decode_options("FXP_CONV_2D", bytes(op.customOptions), "test")
+    assert opts["in_bits"] <= 8
+    opts["in_bits"] = 12
+    op.customOptions = list(encode_options("FXP_CONV_2D", opts))
+    import flatbuffers
+    builder = flatbuffers.Builder(0)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(bytes(builder.Output()))
+    with pytest.raises(GlueError, match=r"Prepare failed: FXP_CONV_2D: in_bits does not fit the input type"):
+        GlueHarness(bad, Interpreter(path).graph).run(x)

@@ -14,12 +14,15 @@ from .errors import FlatbufferFormatError
 # bit-packed in UINT8 (version 1 stored 9..16-bit weights as INT16; readers refuse it by name).
 # 3: the same tensors and ops; the metadata is one zlib-compressed JSON entry named METADATA_NAME
 # (version 2's plain-JSON entries fxpq_graph / fxpq_policy / fxpq_version are still read).
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (2, 3)
+# 4: the weighted ops carry `in_bits`, the input format's width, so engines that know only the
+# storage type (the TFLM glue) pick the same kernel path as the runner (a 13-bit unsigned input in
+# uint16 runs the int16 lanes); files without it (versions 2, 3) run at the storage width.
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (2, 3, 4)
 METADATA_NAME = "fxpq"
 
 _CONV = ("acc_bits", "act_max", "act_min", "activation", "bias_bits", "bias_frac", "dilation_h", "dilation_w",
-         "filter_h", "filter_w", "in_frac", "out_frac", "pad_bottom", "pad_left", "pad_right", "pad_top",
+         "filter_h", "filter_w", "in_bits", "in_frac", "out_frac", "pad_bottom", "pad_left", "pad_right", "pad_top",
          "padding", "stride_h", "stride_w", "weight_bits")
 _POOL = ("act_max", "act_min", "activation", "filter_h", "filter_w", "in_frac", "out_frac", "pad_bottom",
          "pad_left", "pad_right", "pad_top", "padding", "stride_h", "stride_w")
@@ -30,7 +33,8 @@ CUSTOM_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
     "FXP_CONV_2D": ("conv2d", _CONV),
     "FXP_DEPTHWISE_CONV_2D": ("depthwise_conv2d", tuple(sorted(_CONV + ("depth_multiplier",)))),
     "FXP_FULLY_CONNECTED": ("fully_connected", ("acc_bits", "act_max", "act_min", "activation", "bias_bits",
-                                                "bias_frac", "in_frac", "out_frac", "weight_bits")),
+                                                "bias_frac", "in_bits", "in_frac", "out_frac",
+                                                "weight_bits")),
     "FXP_ADD": ("add", ("act_max", "act_min", "activation", "in1_frac", "in2_frac", "out_frac")),
     "FXP_MAX_POOL_2D": ("max_pool2d", _POOL),
     "FXP_AVERAGE_POOL_2D": ("average_pool2d", _POOL),
@@ -43,6 +47,9 @@ CUSTOM_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 OP_TO_CUSTOM = {op: name for name, (op, _) in CUSTOM_OPS.items()}
 OPTION_KEYS = {name: keys for name, (_, keys) in CUSTOM_OPS.items()}
+# Keys a file of an older format version may lack (the writer always emits them): `in_bits` is new
+# in version 4. An absent key means "the storage type's width" (docs/format.md section 4).
+OPTIONAL_KEYS = frozenset({"in_bits"})
 
 # Range of every option value (docs/format.md section 4): the same table as the C reader's
 # (tflm_kernels/src/options/fxpq_options.c, K_* macros; a test holds the two together).
@@ -51,7 +58,7 @@ OPTION_RANGES: dict[str, tuple[int, int]] = {
     "acc_bits": (32, 64), "act_max": _ACT, "act_min": _ACT, "activation": (0, 3), "alpha_shift": (1, 31),
     "bias_bits": (0, 32),
     "bias_frac": _FRAC, "depth_multiplier": _DIM, "dilation_h": _DIM, "dilation_w": _DIM, "filter_h": _DIM,
-    "filter_w": _DIM, "in1_frac": _FRAC, "in2_frac": _FRAC, "in_frac": _FRAC, "out_frac": _FRAC,
+    "filter_w": _DIM, "in_bits": (2, 16), "in1_frac": _FRAC, "in2_frac": _FRAC, "in_frac": _FRAC, "out_frac": _FRAC,
     "pad_bottom": _PAD, "pad_left": _PAD, "pad_right": _PAD, "pad_top": _PAD, "padding": (0, 1),
     "stride_h": _DIM, "stride_w": _DIM, "weight_bits": (2, 16),
 }
@@ -79,7 +86,10 @@ def encode_options(custom: str, values: dict[str, int]) -> bytes:
 
 
 def decode_options(custom: str, blob: bytes, where: str) -> dict[str, int]:
-    """Parse and check an op's options; any problem is a FlatbufferFormatError naming `where`."""
+    """Parse and check an op's options; any problem is a FlatbufferFormatError naming `where`.
+
+    The keys are the op's OPTION_KEYS, or those without OPTIONAL_KEYS (files of older versions);
+    an absent optional key is absent from the result too."""
     keys = OPTION_KEYS[custom]
     if not blob:
         raise FlatbufferFormatError(f"{where}: {custom} has no custom options")
@@ -90,7 +100,7 @@ def decode_options(custom: str, blob: bytes, where: str) -> dict[str, int]:
         fmap = root.AsMap
         got = [k.AsKey for k in fmap.Keys]
         values = list(fmap.Values)
-        if got != list(keys):
+        if got != list(keys) and got != [k for k in keys if k not in OPTIONAL_KEYS]:
             raise FlatbufferFormatError(f"{where}: {custom} option keys {got} differ from the expected {list(keys)}")
         if len(values) != len(got):
             raise FlatbufferFormatError(f"{where}: {custom} options have {len(got)} keys but {len(values)} values "

@@ -526,6 +526,9 @@ def _fxp_node(f: _File, op, kind: str, name: str, where: str, spec, info: FileIn
     for key, s in (("in_frac", act_specs[0]), ("in1_frac", act_specs[0]), ("in2_frac", act_specs[-1])):
         if key in opts and opts[key] != s.fmt.frac:
             raise FlatbufferFormatError(f"{where}: {key} {opts[key]} != tensor {s.name!r} frac {s.fmt.frac}")
+    if "in_bits" in opts and opts["in_bits"] != x.bits:  # format version 4 (options.OPTIONAL_KEYS)
+        raise FlatbufferFormatError(f"{where}: in_bits {opts['in_bits']} != input tensor {act_specs[0].name!r} "
+                                    f"bits {x.bits}")
     check_clamp(opts, out, activation, where)
     attrs: dict[str, Any] = {}
     if graph_op in ("conv2d", "depthwise_conv2d", "max_pool2d", "average_pool2d"):

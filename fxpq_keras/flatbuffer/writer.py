@@ -136,7 +136,7 @@ def _weighted(b: _Builder, graph: IntegerGraph, node: Node) -> tuple[list[int], 
         raise ExportError(f"node {node.name!r}: weight fracs must be in -32..32")
     w_t = b.constant(f"{node.name}/weights", stored)
     f_t = b.constant(f"{node.name}/weight_frac", fracs.astype(np.int8))
-    opts = {"weight_bits": bits, "in_frac": x.frac, "out_frac": out.frac,
+    opts = {"weight_bits": bits, "in_bits": x.bits, "in_frac": x.frac, "out_frac": out.frac,
             "acc_bits": 64 if accumulator_needs_64(x.bits, x.signed, bits, k) else 32,
             "activation": _activation_code(node), **_clamp(node, out)}
     if node.bias is not None:

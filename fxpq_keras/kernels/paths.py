@@ -13,8 +13,9 @@ anything else is refused when TFLM (or the runner) prepares the op, naming the c
 
 A uint16 input runs on one of two loops: the x - 2^15 lanes of a 16-bit format, or the int16 lanes
 of a format of at most 15 bits (``UINT16_NARROW``). The C runner reads the format from the file;
-the TFLM glue knows the storage type only and always passes 16 bits. So the paths depend on the
-engine the firmware runs: ``engine="tflm"`` (what `fxpq deploy` builds), ``"runner"``, or
+the TFLM glue reads it from the op's ``in_bits`` option (format version 4), and in older files,
+which lack it, knows the storage type only and passes 16 bits. So for those files the paths depend
+on the engine the firmware runs: ``engine="tflm"`` (what `fxpq deploy` builds), ``"runner"``, or
 ``"any"`` (both: the default).
 
     paths = model_paths(Path("model.tflite").read_bytes())
@@ -78,8 +79,9 @@ def model_paths(data: bytes, engine: str = "any") -> Paths:
                      else math.prod(shape) // max(1, shape[0]))
             kinds = {STORAGES[tensor.type]}
             if tensor.type == S.TensorType.UINT16 and tensor_format(tensor, f"{where} input").bits < 16:
-                kinds = {"UINT16_NARROW"} if engine == "runner" else {"UINT16"} if engine == "tflm" else \
-                    {"UINT16", "UINT16_NARROW"}
+                # the glue passes the storage width only when the file has no in_bits (version < 4)
+                kinds = ({"UINT16_NARROW"} if engine == "runner" or "in_bits" in opts else
+                         {"UINT16"} if engine == "tflm" else {"UINT16", "UINT16_NARROW"})
             for kind in kinds:
                 found[WEIGHTED_OPS[name], kind].add(bits)
                 if kind == "UINT16" and WEIGHTED_OPS[name] == "CONV" and terms > BLOCK_TERMS:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..flatbuffer.options import OPTIONAL_KEYS
 from ..formats import Format, check_integers
 from ._build import HOST_LOCK, KERNELS_DIR, make_or_raise, open_library
 
@@ -158,8 +159,9 @@ def _aligned(nbytes: int, alignment: int = 16) -> tuple[np.ndarray, np.ndarray]:
 #: fxpq_op_options field order (include/fxpq_kernels.h).
 OPTION_FIELDS = ("acc_bits", "act_max", "act_min", "activation", "alpha_shift", "bias_bits", "bias_frac",
                  "depth_multiplier",
-                 "dilation_h", "dilation_w", "filter_h", "filter_w", "in1_frac", "in2_frac", "in_frac", "out_frac",
-                 "pad_bottom", "pad_left", "pad_right", "pad_top", "padding", "stride_h", "stride_w", "weight_bits")
+                 "dilation_h", "dilation_w", "filter_h", "filter_w", "in1_frac", "in2_frac", "in_bits", "in_frac",
+                 "out_frac", "pad_bottom", "pad_left", "pad_right", "pad_top", "padding", "stride_h", "stride_w",
+                 "weight_bits")
 
 
 def parse_options(custom: str, blob: bytes) -> tuple[int, dict[str, int]]:
@@ -173,7 +175,9 @@ def parse_options(custom: str, blob: bytes) -> tuple[int, dict[str, int]]:
     buf[:] = np.frombuffer(bytes(blob), dtype=np.uint8)
     status = lib.fxpq_options_parse(op, buf.ctypes.data if len(blob) else None, len(blob), out)
     keys = {lib.fxpq_options_key(op, i).decode() for i in range(lib.fxpq_options_key_count(op))}
-    return status, {k: int(out[i]) for i, k in enumerate(OPTION_FIELDS) if k in keys}
+    # an absent optional key (in_bits of a version 2/3 file) reads as 0; decode_options omits it
+    return status, {k: int(out[i]) for i, k in enumerate(OPTION_FIELDS)
+                    if k in keys and not (k in OPTIONAL_KEYS and out[i] == 0)}
 
 
 class HostRunner:

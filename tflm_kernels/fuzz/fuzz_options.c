@@ -33,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fxpq_format fmt;
         (void)fxpq_options_output_format(&opts, FXPQ_STORAGE_INT8, &fmt);
         (void)fxpq_options_output_format(&opts, FXPQ_STORAGE_UINT16, &fmt);
+        (void)fxpq_options_input_format(&opts, FXPQ_STORAGE_UINT8, &fmt);
+        (void)fxpq_options_input_format(&opts, FXPQ_STORAGE_UINT16, &fmt);
     }
     free(copy);
     return 0;

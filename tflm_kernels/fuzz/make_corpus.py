@@ -1,6 +1,9 @@
 """Regenerate the fuzz seed corpus: small exported models and their custom-options blobs.
 
     .venv/bin/python tflm_kernels/fuzz/make_corpus.py
+
+It writes files of the current format version. The `*_v3` seeds were written by format version 3
+(no `in_bits` option on the weighted ops) and are kept, so the readers' older-file path is fuzzed too.
 """
 
 from __future__ import annotations

@@ -548,15 +548,16 @@ typedef enum {
     FXPQ_OP_COUNT = 12
 } fxpq_custom_op;
 
-#define FXPQ_OPTIONS_MAX_KEYS 21
+#define FXPQ_OPTIONS_MAX_KEYS 22
 
 /** Every option key of docs/format.md section 4, by name. An op sets the fields of its keys;
  *  the others are 0. activation and padding keep the file's codes (TFLite's: activation 0 none,
- *  1 ReLU, 3 ReLU6; padding 0 SAME, 1 VALID); fxpq_options_*_params() convert them. */
+ *  1 ReLU, 3 ReLU6; padding 0 SAME, 1 VALID); fxpq_options_*_params() convert them. in_bits
+ *  (weighted ops, format version 4) is 0 when the file has none (versions 2, 3). */
 typedef struct {
     int32_t acc_bits, act_max, act_min, activation, alpha_shift, bias_bits, bias_frac;
     int32_t depth_multiplier, dilation_h, dilation_w, filter_h, filter_w;
-    int32_t in1_frac, in2_frac, in_frac, out_frac;
+    int32_t in1_frac, in2_frac, in_bits, in_frac, out_frac;
     int32_t pad_bottom, pad_left, pad_right, pad_top, padding;
     int32_t stride_h, stride_w, weight_bits;
 } fxpq_op_options;
@@ -587,9 +588,10 @@ int32_t fxpq_options_key_count(int32_t op);
 const char *fxpq_options_key(int32_t op, int32_t pos);
 
 /**
- * Parse an op's custom options: a FlexBuffers map whose keys are exactly the op's keys and whose
- * values are integers, each in its format.md range. Every read is bounds-checked against
- * [buffer, buffer + length); buffer needs no alignment. On error *out is zeroed.
+ * Parse an op's custom options: a FlexBuffers map whose keys are exactly the op's keys (or those
+ * without in_bits: files of format version 2 and 3) and whose values are integers, each in its
+ * format.md range. Every read is bounds-checked against [buffer, buffer + length); buffer needs
+ * no alignment. On error *out is zeroed.
  * FXPQ_RUNNER_ERR_MALFORMED: not a FlexBuffers map; FXPQ_RUNNER_ERR_BAD_OPTIONS: wrong keys,
  * non-integer or out-of-range value.
  */
@@ -616,6 +618,16 @@ void fxpq_options_leaky_relu_params(const fxpq_op_options *opts, fxpq_leaky_relu
  */
 fxpq_runner_status fxpq_options_output_format(const fxpq_op_options *opts, fxpq_storage storage,
                                               fxpq_format *out);
+
+/**
+ * The format of a weighted op's input stored as `storage`, from its options (frac = in_frac; bits =
+ * in_bits, or the storage width when the file has no in_bits; signedness from the storage), so an
+ * engine that knows the storage type only (the TFLM glue) picks the kernel path the file's format
+ * selects. FXPQ_RUNNER_ERR_BAD_OPTIONS when in_bits does not fit the storage (2..8 bits in int8 /
+ * uint8, 9..16 in int16 / uint16).
+ */
+fxpq_runner_status fxpq_options_input_format(const fxpq_op_options *opts, fxpq_storage storage,
+                                             fxpq_format *out);
 
 /** FXPQ_RUNNER_OK when `fmt` with the op's activation clamps to exactly [act_min, act_max]
  *  (format.md section 4: the options are consistent with the output tensor). */

@@ -10,10 +10,13 @@
 //   Eval    reads the tensors (shapes included) and the record, and calls the kernel.
 //
 // Formats: TFLM keeps no tensor min/max, so the output format comes from the options
-// (fxpq_options_output_format: frac = out_frac, the width whose clamp is [act_min, act_max]) and
-// an input format is its storage type at full width with frac = in_frac. Both give the kernels
-// exactly the results of the file's own formats (the clamp is the same; a wider input format can
-// only select a 64-bit accumulator, which is exact as well).
+// (fxpq_options_output_format: frac = out_frac, the width whose clamp is [act_min, act_max]). The
+// input format of a weighted op comes from its options too (fxpq_options_input_format: in_bits,
+// format version 4), so a 13-bit unsigned input in uint16 takes the int16 lanes as in the runner;
+// files without in_bits (versions 2, 3) and the other ops' inputs, whose kernels look at the
+// storage type only, get the storage type at full width with frac = in_frac. Either gives the
+// kernels exactly the results of the file's own formats (the clamp is the same; a wider input
+// format can only select a 64-bit accumulator or slower lanes, which are exact as well).
 #include "fxpq_tflm_ops.h"
 
 #include <stddef.h>
@@ -139,7 +142,7 @@ bool StorageOf(TfLiteType type, fxpq_storage* storage) {
   }
 }
 
-// The input format the kernels are given: the storage type at full width, frac from the options.
+// The input format of an unweighted op: the storage type at full width, frac from the options.
 bool InputFormat(const TfLiteTensor* tensor, int32_t frac, Fmt* packed) {
   fxpq_storage storage;
   if (tensor == nullptr || !StorageOf(tensor->type, &storage)) return false;
@@ -215,6 +218,15 @@ bool PrepareOp(tflite::MicroContext* mc, TfLiteNode* node, const fxpq_op_options
     const int32_t size = Elements(output->dims);
     ok = input->type == kTfLiteFloat32 && size > 0 && Elements(input->dims) == size;
     goto done;
+  } else if constexpr (IsWeighted(kOp)) {
+    fxpq_storage in_storage;
+    fxpq_format in_format;
+    if (!StorageOf(input->type, &in_storage)) goto done;
+    if (fxpq_options_input_format(&o, in_storage, &in_format) != FXPQ_RUNNER_OK ||
+        !Pack(in_format, &d->in)) {
+      *why = "in_bits does not fit the input type (2..8 bits in int8/uint8, 9..16 in int16/uint16)";
+      goto done;
+    }
   } else {
     if (!InputFormat(input, kOp == FXPQ_OP_ADD || kOp == FXPQ_OP_CONCATENATION ? o.in1_frac : o.in_frac,
                      &d->in)) {

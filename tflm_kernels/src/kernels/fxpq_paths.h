@@ -15,10 +15,10 @@
  *   FXPQ_PATHS_CONV_<S>       conv 2D and fully connected (one kernel) over <S> inputs
  *   FXPQ_PATHS_DEPTHWISE_<S>  depthwise conv 2D over <S> inputs
  * with <S> one of INT8, UINT8, INT16, UINT16 (the input's storage type; UINT16: a 16-bit unsigned
- * format, which the kernels run as x - 2^15 lanes, and every uint16 input the TFLM glue passes: it
- * knows the storage type only) or UINT16_NARROW (a uint16 input whose format has at most 15 bits,
- * run as int16 lanes: the runner's, which reads the format from the file; optional, the UINT16
- * mask when not given). And FXPQ_PATHS_CONV_UINT16_LONG (optional, the UINT16 mask when not given):
+ * format, which the kernels run as x - 2^15 lanes, and every uint16 input the TFLM glue passes from
+ * a file without in_bits, format version < 4) or UINT16_NARROW (a uint16 input whose format has at
+ * most 15 bits, run as int16 lanes: the runner's, which reads the format from the file, and the
+ * glue's from the op's in_bits; optional, the UINT16 mask when not given). And FXPQ_PATHS_CONV_UINT16_LONG (optional, the UINT16 mask when not given):
  * the widths of conv / fully connected over 16-bit unsigned formats whose dot products have more
  * than FXPQ_PATHS_BLOCK_TERMS terms: only those rows, which do not fit the unpacked-row block, run
  * the x - 2^15 decoder loop; shorter ones always take the block.

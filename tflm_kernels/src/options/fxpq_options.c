@@ -49,6 +49,7 @@ typedef struct {
 #define K_FILTER_W {"filter_w", FXQ_FIELD(filter_w), 1, FXQ_DIM_MAX}
 #define K_IN1_FRAC {"in1_frac", FXQ_FIELD(in1_frac), FXQ_FRAC_MIN, FXQ_FRAC_MAX}
 #define K_IN2_FRAC {"in2_frac", FXQ_FIELD(in2_frac), FXQ_FRAC_MIN, FXQ_FRAC_MAX}
+#define K_IN_BITS {"in_bits", FXQ_FIELD(in_bits), 2, 16}
 #define K_IN_FRAC {"in_frac", FXQ_FIELD(in_frac), FXQ_FRAC_MIN, FXQ_FRAC_MAX}
 #define K_OUT_FRAC {"out_frac", FXQ_FIELD(out_frac), FXQ_FRAC_MIN, FXQ_FRAC_MAX}
 #define K_PAD_BOTTOM {"pad_bottom", FXQ_FIELD(pad_bottom), 0, FXQ_DIM_MAX}
@@ -64,14 +65,19 @@ typedef struct {
 static const fxq_key fxq_keys_quantize[] = {K_ACT_MAX, K_ACT_MIN, K_OUT_FRAC};
 static const fxq_key fxq_keys_conv[] = {
     K_ACC_BITS, K_ACT_MAX, K_ACT_MIN, K_ACTIVATION, K_BIAS_BITS, K_BIAS_FRAC, K_DILATION_H,
-    K_DILATION_W, K_FILTER_H, K_FILTER_W, K_IN_FRAC, K_OUT_FRAC, K_PAD_BOTTOM, K_PAD_LEFT,
-    K_PAD_RIGHT, K_PAD_TOP, K_PADDING, K_STRIDE_H, K_STRIDE_W, K_WEIGHT_BITS};
+    K_DILATION_W, K_FILTER_H, K_FILTER_W, K_IN_BITS, K_IN_FRAC, K_OUT_FRAC, K_PAD_BOTTOM,
+    K_PAD_LEFT, K_PAD_RIGHT, K_PAD_TOP, K_PADDING, K_STRIDE_H, K_STRIDE_W, K_WEIGHT_BITS};
 static const fxq_key fxq_keys_dw_conv[] = {
     K_ACC_BITS, K_ACT_MAX, K_ACT_MIN, K_ACTIVATION, K_BIAS_BITS, K_BIAS_FRAC, K_DEPTH_MULT,
-    K_DILATION_H, K_DILATION_W, K_FILTER_H, K_FILTER_W, K_IN_FRAC, K_OUT_FRAC, K_PAD_BOTTOM,
-    K_PAD_LEFT, K_PAD_RIGHT, K_PAD_TOP, K_PADDING, K_STRIDE_H, K_STRIDE_W, K_WEIGHT_BITS};
+    K_DILATION_H, K_DILATION_W, K_FILTER_H, K_FILTER_W, K_IN_BITS, K_IN_FRAC, K_OUT_FRAC,
+    K_PAD_BOTTOM, K_PAD_LEFT, K_PAD_RIGHT, K_PAD_TOP, K_PADDING, K_STRIDE_H, K_STRIDE_W,
+    K_WEIGHT_BITS};
 static const fxq_key fxq_keys_fc[] = {K_ACC_BITS, K_ACT_MAX, K_ACT_MIN, K_ACTIVATION, K_BIAS_BITS,
-                                      K_BIAS_FRAC, K_IN_FRAC, K_OUT_FRAC, K_WEIGHT_BITS};
+                                      K_BIAS_FRAC, K_IN_BITS, K_IN_FRAC, K_OUT_FRAC, K_WEIGHT_BITS};
+
+/* The one key a file of an older format version may lack (versions 2, 3: no in_bits); the field
+ * then stays 0, "the storage width" (fxpq_options_input_format). */
+#define FXQ_OPTIONAL_FIELD FXQ_FIELD(in_bits)
 static const fxq_key fxq_keys_add[] = {K_ACT_MAX, K_ACT_MIN, K_ACTIVATION,
                                        K_IN1_FRAC, K_IN2_FRAC, K_OUT_FRAC};
 static const fxq_key fxq_keys_pool[] = {
@@ -112,7 +118,7 @@ static const fxq_op fxq_ops[FXPQ_OP_COUNT] = {
 
 typedef char fxq_assert_max_keys[(FXQ_COUNT(fxq_keys_dw_conv) == FXPQ_OPTIONS_MAX_KEYS) ? 1 : -1];
 typedef char fxq_assert_alpha_shift[(FXPQ_MAX_ALPHA_SHIFT == 31) ? 1 : -1]; /* K_ALPHA_SHIFT */
-typedef char fxq_assert_fields[(sizeof(fxpq_op_options) == 24 * sizeof(int32_t)) ? 1 : -1];
+typedef char fxq_assert_fields[(sizeof(fxpq_op_options) == 25 * sizeof(int32_t)) ? 1 : -1];
 
 const char *fxpq_runner_status_str(fxpq_runner_status status)
 {
@@ -225,7 +231,7 @@ fxpq_runner_status fxpq_options_parse(int32_t op, const uint8_t *buffer, size_t 
     uint64_t root_width, packed, size, keys_width;
     size_t root_pos, map_pos, keys_pos;
     uint32_t width;
-    int32_t i, values[FXPQ_OPTIONS_MAX_KEYS];
+    int32_t i, j, optional, skip_optional, values[FXPQ_OPTIONS_MAX_KEYS];
     const fxq_op *desc;
 
     if (out == NULL) {
@@ -264,9 +270,15 @@ fxpq_runner_status fxpq_options_parse(int32_t op, const uint8_t *buffer, size_t 
     if (size > (uint64_t)(length - map_pos) / (width + 1u)) {
         return FXPQ_RUNNER_ERR_MALFORMED;
     }
-    if (size != (uint64_t)desc->count) {
+    optional = 0;
+    for (i = 0; i < desc->count; ++i) {
+        optional += desc->keys[i].field == FXQ_OPTIONAL_FIELD;
+    }
+    /* every key, or (an older file) every key but the optional one */
+    if (size != (uint64_t)desc->count && (optional == 0 || size != (uint64_t)(desc->count - optional))) {
         return FXPQ_RUNNER_ERR_BAD_OPTIONS;
     }
+    skip_optional = size != (uint64_t)desc->count;
     {
         uint64_t keys_size;
         if (keys_pos < keys_width || !fxq_read(&b, keys_pos - (size_t)keys_width,
@@ -275,14 +287,18 @@ fxpq_runner_status fxpq_options_parse(int32_t op, const uint8_t *buffer, size_t 
             return FXPQ_RUNNER_ERR_MALFORMED;
         }
     }
-    for (i = 0; i < desc->count; ++i) {
+    for (i = 0, j = 0; i < desc->count; ++i) {
         const fxq_key *key = &desc->keys[i];
         size_t key_pos, key_len = strlen(key->key);
         uint64_t type_byte;
         int64_t value;
         uint32_t type;
-        /* Key i: an offset back to a NUL-terminated string that must equal the expected key. */
-        if (!fxq_indirect(&b, keys_pos + (size_t)i * (size_t)keys_width, (uint32_t)keys_width,
+        if (skip_optional && key->field == FXQ_OPTIONAL_FIELD) {
+            values[i] = 0;
+            continue;
+        }
+        /* Map key j: an offset back to a NUL-terminated string that must equal the expected key. */
+        if (!fxq_indirect(&b, keys_pos + (size_t)j * (size_t)keys_width, (uint32_t)keys_width,
                           &key_pos)
             || length - key_pos < key_len + 1u) {
             return FXPQ_RUNNER_ERR_MALFORMED;
@@ -290,19 +306,19 @@ fxpq_runner_status fxpq_options_parse(int32_t op, const uint8_t *buffer, size_t 
         if (memcmp(buffer + key_pos, key->key, key_len) != 0 || buffer[key_pos + key_len] != 0) {
             return FXPQ_RUNNER_ERR_BAD_OPTIONS;
         }
-        if (!fxq_read(&b, map_pos + (size_t)size * width + (size_t)i, 1, &type_byte)) {
+        if (!fxq_read(&b, map_pos + (size_t)size * width + (size_t)j, 1, &type_byte)) {
             return FXPQ_RUNNER_ERR_MALFORMED;
         }
         type = (uint32_t)(type_byte >> 2);
         /* Inline scalars are stored at the map's element width (the packed bit width is only
          * the minimum the value needs). */
         if (type == FXQ_TYPE_INT) {
-            if (!fxq_read_signed(&b, map_pos + (size_t)i * width, width, &value)) {
+            if (!fxq_read_signed(&b, map_pos + (size_t)j * width, width, &value)) {
                 return FXPQ_RUNNER_ERR_MALFORMED;
             }
         } else if (type == FXQ_TYPE_UINT) {
             uint64_t u;
-            if (!fxq_read(&b, map_pos + (size_t)i * width, width, &u)) {
+            if (!fxq_read(&b, map_pos + (size_t)j * width, width, &u)) {
                 return FXPQ_RUNNER_ERR_MALFORMED;
             }
             value = u > (uint64_t)INT32_MAX ? (int64_t)INT32_MAX + 1 : (int64_t)u;
@@ -313,6 +329,7 @@ fxpq_runner_status fxpq_options_parse(int32_t op, const uint8_t *buffer, size_t 
             return FXPQ_RUNNER_ERR_BAD_OPTIONS;
         }
         values[i] = (int32_t)value;
+        ++j;
     }
     {
         int32_t *fields = (int32_t *)out;
@@ -409,6 +426,25 @@ fxpq_runner_status fxpq_options_check_output(const fxpq_op_options *opts, const 
         || lo != opts->act_min || hi != opts->act_max) {
         return FXPQ_RUNNER_ERR_BAD_OPTIONS;
     }
+    return FXPQ_RUNNER_OK;
+}
+
+fxpq_runner_status fxpq_options_input_format(const fxpq_op_options *opts, fxpq_storage storage,
+                                             fxpq_format *out)
+{
+    const int32_t narrow = storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_UINT8;
+    fxpq_format fmt;
+    if (opts == NULL || out == NULL) {
+        return FXPQ_RUNNER_ERR_NULL_POINTER;
+    }
+    fmt.frac = opts->in_frac;
+    fmt.is_signed = (storage == FXPQ_STORAGE_INT8 || storage == FXPQ_STORAGE_INT16);
+    fmt.bits = opts->in_bits != 0 ? opts->in_bits : (narrow ? 8 : 16);
+    if (fmt.bits < (narrow ? FXPQ_MIN_BITS : 9) || fmt.bits > (narrow ? 8 : FXPQ_MAX_BITS)
+        || fxpq_check_format(&fmt) != FXPQ_OK) {
+        return FXPQ_RUNNER_ERR_BAD_OPTIONS;
+    }
+    *out = fmt;
     return FXPQ_RUNNER_OK;
 }
 

@@ -1118,6 +1118,11 @@ static fxpq_runner_status fx_prepare_op(fxpq_runner *r, const fx_model *m, int32
     if (o.in_frac != in0.format.frac) {
         return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "in_frac differs from the input tensor");
     }
+    /* in_bits (weighted ops, format version 4; 0: absent) must name the tensor's format, which the
+     * runner runs on: the TFLM glue reads the same width from the option */
+    if (o.in_bits != 0 && o.in_bits != in0.format.bits) {
+        return fx_fail(r, FXPQ_RUNNER_ERR_BAD_OPTIONS, op, kind, "in_bits differs from the input tensor's format");
+    }
     switch (kind) {
     case FXPQ_OP_REQUANTIZE:
         if (inputs.len != 1 || !fx_same_shape(&in0, &out)) {
