@@ -12,7 +12,9 @@ Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled t
 - TFLite int8: TFLiteConverter full-integer post-training quantization (the file users have today);
 - W8A8 (int8-builtin): fxpq's uniform 8-bit policy through stock int8 ops;
 - W8A8 (builtin, float weights): the builtin space's uniform W8A8 (`builtin_uniform8`: TFLite's
-  float weight scales, power-of-two activations at their range-derived fracs);
+  float weight scales, every activation at 8 bits with its range-derived frac and, as the search's
+  start has them, TFLite-style float activation scales where `builtin_space.float_scale_layers`
+  gives them one);
 - builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
   int8 or int16, device objective), the benchmarks' setting (bench/search_setting.py: seed 0, integer
   input, the policy cached under `$FXPQ_BENCH_CACHE`), written with target builtin and integer input
@@ -203,9 +205,10 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
 
 def builtin_uniform8(calib: Calibration) -> Policy:
     """Uniform W8A8 in the builtin format space (the search's uniform policy at 8 bits): weights at
-    TFLite's float scales (the start's), every activation at 8 bits with its range-derived
-    power-of-two frac. Against TFLite int8 (float activation scales) it shows what the power-of-two
-    activation scales cost."""
+    TFLite's float scales (the start's), every activation at 8 bits with its range-derived frac and
+    the start's float activation scales (min(max|a| / qmax, 2^-frac), formats.activation_scale).
+    Against TFLite int8 it shows what remains between the two rules (symmetric int8 for signed
+    activations, power-of-two inputs and logits)."""
     from fxpq_keras.search import SearchOptions, space
 
     opts = SearchOptions(target="builtin", per_channel=True)

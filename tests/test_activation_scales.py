@@ -163,3 +163,15 @@ def test_power_of_two_activation_scales_stay_available(digits):  # noqa: F811 (t
     assert scaled.activation_ranges and all(m >= 0 for m in scaled.activation_ranges.values())
     with pytest.raises(ValueError, match="activation_scales"):
         SearchOptions(target="builtin", activation_scales="float16").validate()
+
+
+def test_inspect_shows_the_float_activation_scales(digits_builtin, tmp_path):  # noqa: F811
+    """`fxpq inspect` of a searched builtin file: a float-scaled tensor reads `s8.5@0.0234`-style."""
+    from fxpq_keras.flatbuffer.inspect import format_report, inspect_tflite
+
+    _, result, _ = digits_builtin
+    path = tmp_path / "m.tflite"
+    export_tflite(result.model, path, target="builtin")
+    text = format_report(inspect_tflite(path))
+    scaled = [layer for layer in result.policy.activation_ranges if result.policy.tensor_format(layer).scale]
+    assert scaled and f"@{result.policy.tensor_format(scaled[0]).scale:.6g}" in text
