@@ -1,6 +1,7 @@
 """Target builtin (issue 23): the searched stock-TFLM file against uniform int8, for every zoo model.
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
+        [--activation-scales pow2]   (the power-of-two activations before issue 23's float ones)
 
 With `TFLM_DIR` (and `FXPQ_TFLM_CACHE` holding release TFLM libraries) every file also runs in real
 TFLM on QEMU Cortex-M4 with CMSIS-NN (`TflmEngine` variant m4-cmsis, the model linked in):
@@ -157,7 +158,7 @@ def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], flo
 
 
 def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False,
-            m4_samples: int = 0) -> list[dict[str, Any]]:
+            m4_samples: int = 0, activation_scales: str = "float") -> list[dict[str, Any]]:
     model, data = trained(name)
     x_cal, _ = calibration_set(data, samples)
     x_te = data["x_test"].astype(np.float32)
@@ -186,11 +187,14 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
         return rows + (aeq_rows(name, model, x_cal, data, float_out, m4_samples) if aeq else [])
     path = out_dir / f"{name}-builtin-w8a8.tflite"
     try:
-        export_tflite(quantize_model(calib, builtin_uniform8(calib)), path, target="builtin", float_input=FLOAT_INPUT)
+        export_tflite(quantize_model(calib, builtin_uniform8(calib, activation_scales)), path, target="builtin",
+                      float_input=FLOAT_INPUT)
         rows.append(_file_row(name, "W8A8 (builtin, float weights)", path, data, float_out, 0, m4_samples=m4_samples))
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "W8A8 (builtin, float weights)", "note": f"refused: {str(exc)[:160]}"})
-    policy, how = cached_policy(name, model, x_cal, max_drop, {"target": "builtin"})
+    options = {"target": "builtin"} if activation_scales == "float" else \
+        {"target": "builtin", "activation_scales": activation_scales}  # (the default's cache key as before)
+    policy, how = cached_policy(name, model, x_cal, max_drop, options)
     path = out_dir / f"{name}-builtin.tflite"
     try:
         export_tflite(searched_model(model, policy), path, target="builtin", float_input=FLOAT_INPUT)
@@ -203,15 +207,15 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
     return rows
 
 
-def builtin_uniform8(calib: Calibration) -> Policy:
+def builtin_uniform8(calib: Calibration, activation_scales: str = "float") -> Policy:
     """Uniform W8A8 in the builtin format space (the search's uniform policy at 8 bits): weights at
     TFLite's float scales (the start's), every activation at 8 bits with its range-derived frac and
     the start's float activation scales (min(max|a| / qmax, 2^-frac), formats.activation_scale).
     Against TFLite int8 it shows what remains between the two rules (symmetric int8 for signed
-    activations, power-of-two inputs and logits)."""
+    activations, power-of-two inputs and logits); activation_scales "pow2": every activation 2^-frac."""
     from fxpq_keras.search import SearchOptions, space
 
-    opts = SearchOptions(target="builtin", per_channel=True)
+    opts = SearchOptions(target="builtin", per_channel=True, activation_scales=activation_scales)
     policy = space.start_policy(calib, opts)
     ranges = space.data_ranges(calib, opts, policy)
     for layer, ds in space.changeable_keys(policy, opts):
@@ -353,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aeq-only", action="store_true", help="only the float and AEQ rows (no search)")
     p.add_argument("--m4-samples", type=int, default=3,
                    help="held-out inputs run on QEMU Cortex-M4 with CMSIS-NN (needs TFLM_DIR; 0: none)")
+    p.add_argument("--activation-scales", choices=("float", "pow2"), default="float",
+                   help="target builtin's activation scales, for the search and the builtin W8A8 row (pow2: the "
+                        "power-of-two activations before issue 23's float scales)")
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
@@ -364,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                     "agreement": _agreement(name, float_out, float_out), "note": ""}]
             new += aeq_rows(name, model, x_cal, data, float_out, args.m4_samples)
         else:
-            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq, args.m4_samples)
+            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq, args.m4_samples,
+                          args.activation_scales)
         rows += new
         print(f"[{name} measured]\n{table(new, args.max_drop)}", file=sys.stderr, flush=True)
     print(table(rows, args.max_drop))
