@@ -175,3 +175,17 @@ def test_inspect_shows_the_float_activation_scales(digits_builtin, tmp_path):  #
     text = format_report(inspect_tflite(path))
     scaled = [layer for layer in result.policy.activation_ranges if result.policy.tensor_format(layer).scale]
     assert scaled and f"@{result.policy.tensor_format(scaled[0]).scale:.6g}" in text
+
+
+def test_cli_takes_the_activation_scales():
+    import argparse
+
+    from fxpq_keras.commands import quantize
+
+    parser = quantize.register(argparse.ArgumentParser().add_subparsers())
+    assert parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"]).activation_scales == "float"
+    args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--target", "builtin", "--activation-scales",
+                              "pow2"])
+    assert args.activation_scales == "pow2"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--activation-scales", "int8"])
