@@ -97,11 +97,14 @@ def search(model: Any, x_cal: np.ndarray, max_drop: float = MAX_DROP, options: d
 def _code_digest(options: Any) -> bytes:
     """The source a search result depends on: the search package, the fake-quant model, calibration,
     and the instruction estimate when a speed cap reads it (an fxp search without `max_slowdown`
-    never does, so a refit of instructions.json keeps its cached policies)."""
+    never does, so a refit of instructions.json keeps its cached policies); a builtin search also
+    reads the float scale rules (formats.py, fakequant/quantizers.py)."""
     root = Path(fxpq_keras.__file__).parent
     files = [*sorted((root / "search").rglob("*.py")), root / "keras_model.py", root / "calibration.py"]
     if options.max_slowdown or options.target != "fxp":
         files += [root / "instructions.py", root / "instructions.json"]
+    if options.target != "fxp":  # the builtin space's float weight and activation scale rules (issue 23)
+        files += [root / "formats.py", root / "fakequant" / "quantizers.py"]
     return hashlib.sha256(b"".join(p.read_bytes() for p in files)).digest()
 
 
