@@ -34,8 +34,9 @@ for the autoencoder) and agreement with the float model's top-1 on the held-out 
 integer files run through the numpy model of TFLM's kernels); the held-out loss the budget bounds
 (top-1 flips, or the autoencoder's relative output MSE, metric snr) and whether it is within
 `--max-drop`; the weights stored as int4 and the
-activation tensors stored as int16; `wheel bit-exact`: the builtin file run in the `tflite-micro`
-wheel (real TFLM, reference kernels) equals the numpy model on every held-out input checked;
+activation tensors stored as int16; `bit-exact: wheel / M4`: the builtin file run in the `tflite-micro`
+wheel (real TFLM, reference kernels; `--exact` held-out inputs) and, with TFLM_DIR, under TFLM +
+CMSIS-NN on QEMU Cortex-M4 (the `--m4-samples` inputs) equals the numpy model;
 `arena B`: TFLM's arena as fxpq_keras.tflm_arena models it (with int16 activations CMSIS-NN's int16
 scratch is modelled as the int8 one), under CMSIS-NN and under TFLM's reference kernels, which
 unpack int4 weights into the arena (one byte per weight: int4 only saves RAM-free flash with CMSIS-NN).
@@ -127,7 +128,11 @@ def _m4(path: Path, x: np.ndarray, fxpq_file: bool) -> dict[str, Any]:
         if fxpq_file:  # our file: the engine takes the input format's integers (and adds a u8 zero point)
             interp = Interpreter(path)
             eng = TflmEngine(path, interp.graph, interp.info, variant="m4-cmsis", link_model=True)
-            eng.run(input_integers(path, x))
+            xi = input_integers(path, x)
+            got, ref = eng.run(xi), interp.predict(xi, raw=True)
+            same = all(np.array_equal(np.asarray(g), np.asarray(r))
+                       for g, r in zip(got, ref if isinstance(ref, list) else [ref], strict=True))
+            return {"m4": float(eng.instructions.mean()), "arena": int(eng.arena_used_bytes), "m4_exact": same}
         else:
             eng = TflmEngine(path, None, None, variant="m4-cmsis", link_model=True)
             eng.run(_m4_input(path.read_bytes(), x))
@@ -154,6 +159,8 @@ def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], flo
         ref = interp.predict(x_te[:n_exact], raw=True)
         got = Interpreter(path, engine="tflm").predict(x_te[:n_exact], raw=True)
         row["exact"] = "yes" if np.array_equal(np.asarray(ref), np.asarray(got)) else "NO"
+    if "m4_exact" in row:  # the same file under TFLM + CMSIS-NN on the M4 (the --m4-samples inputs)
+        row["exact"] = f"{row.get('exact', '-')} / M4 {'yes' if row.pop('m4_exact') else 'NO'}"
     return row
 
 
@@ -324,7 +331,7 @@ def table(rows: list[dict[str, Any]], max_drop: float = 0.01) -> str:
     head = ["model", "file", ".tflite B", "file/int8", "arena B (CMSIS-NN)", "arena B (reference)",
             "M4 instr (CMSIS-NN)", "M4/int8", "TFLM arena B (M4)",
             "held-out score", "agreement", "held-out loss", f"holds {max_drop:.0%}", "int4 weights",
-            "int8 weights", "int16 tensors", "wheel bit-exact", "note"]
+            "int8 weights", "int16 tensors", "bit-exact: wheel / M4", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     base = base_m4 = None
     for r in rows:
