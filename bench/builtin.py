@@ -1,6 +1,7 @@
 """Target builtin (issue 23): the searched stock-TFLM file against uniform int8, for every zoo model.
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
+        [--activation-scales pow2]   (the power-of-two activations before issue 23's float ones)
 
 With `TFLM_DIR` (and `FXPQ_TFLM_CACHE` holding release TFLM libraries) every file also runs in real
 TFLM on QEMU Cortex-M4 with CMSIS-NN (`TflmEngine` variant m4-cmsis, the model linked in):
@@ -12,7 +13,9 @@ Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled t
 - TFLite int8: TFLiteConverter full-integer post-training quantization (the file users have today);
 - W8A8 (int8-builtin): fxpq's uniform 8-bit policy through stock int8 ops;
 - W8A8 (builtin, float weights): the builtin space's uniform W8A8 (`builtin_uniform8`: TFLite's
-  float weight scales, power-of-two activations at their range-derived fracs);
+  float weight scales, every activation at 8 bits with its range-derived frac and, as the search's
+  start has them, TFLite-style float activation scales where `builtin_space.float_scale_layers`
+  gives them one);
 - builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
   int8 or int16, device objective), the benchmarks' setting (bench/search_setting.py: seed 0, integer
   input, the policy cached under `$FXPQ_BENCH_CACHE`), written with target builtin and integer input
@@ -31,8 +34,9 @@ for the autoencoder) and agreement with the float model's top-1 on the held-out 
 integer files run through the numpy model of TFLM's kernels); the held-out loss the budget bounds
 (top-1 flips, or the autoencoder's relative output MSE, metric snr) and whether it is within
 `--max-drop`; the weights stored as int4 and the
-activation tensors stored as int16; `wheel bit-exact`: the builtin file run in the `tflite-micro`
-wheel (real TFLM, reference kernels) equals the numpy model on every held-out input checked;
+activation tensors stored as int16; `bit-exact: wheel / M4`: the builtin file run in the `tflite-micro`
+wheel (real TFLM, reference kernels; `--exact` held-out inputs) and, with TFLM_DIR, under TFLM +
+CMSIS-NN on QEMU Cortex-M4 (the `--m4-samples` inputs) equals the numpy model;
 `arena B`: TFLM's arena as fxpq_keras.tflm_arena models it (with int16 activations CMSIS-NN's int16
 scratch is modelled as the int8 one), under CMSIS-NN and under TFLM's reference kernels, which
 unpack int4 weights into the arena (one byte per weight: int4 only saves RAM-free flash with CMSIS-NN).
@@ -124,7 +128,11 @@ def _m4(path: Path, x: np.ndarray, fxpq_file: bool) -> dict[str, Any]:
         if fxpq_file:  # our file: the engine takes the input format's integers (and adds a u8 zero point)
             interp = Interpreter(path)
             eng = TflmEngine(path, interp.graph, interp.info, variant="m4-cmsis", link_model=True)
-            eng.run(input_integers(path, x))
+            xi = input_integers(path, x)
+            got, ref = eng.run(xi), interp.predict(xi, raw=True)
+            same = all(np.array_equal(np.asarray(g), np.asarray(r))
+                       for g, r in zip(got, ref if isinstance(ref, list) else [ref], strict=True))
+            return {"m4": float(eng.instructions.mean()), "arena": int(eng.arena_used_bytes), "m4_exact": same}
         else:
             eng = TflmEngine(path, None, None, variant="m4-cmsis", link_model=True)
             eng.run(_m4_input(path.read_bytes(), x))
@@ -151,11 +159,13 @@ def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], flo
         ref = interp.predict(x_te[:n_exact], raw=True)
         got = Interpreter(path, engine="tflm").predict(x_te[:n_exact], raw=True)
         row["exact"] = "yes" if np.array_equal(np.asarray(ref), np.asarray(got)) else "NO"
+    if "m4_exact" in row:  # the same file under TFLM + CMSIS-NN on the M4 (the --m4-samples inputs)
+        row["exact"] = f"{row.get('exact', '-')} / M4 {'yes' if row.pop('m4_exact') else 'NO'}"
     return row
 
 
 def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False,
-            m4_samples: int = 0) -> list[dict[str, Any]]:
+            m4_samples: int = 0, activation_scales: str = "float") -> list[dict[str, Any]]:
     model, data = trained(name)
     x_cal, _ = calibration_set(data, samples)
     x_te = data["x_test"].astype(np.float32)
@@ -184,11 +194,14 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
         return rows + (aeq_rows(name, model, x_cal, data, float_out, m4_samples) if aeq else [])
     path = out_dir / f"{name}-builtin-w8a8.tflite"
     try:
-        export_tflite(quantize_model(calib, builtin_uniform8(calib)), path, target="builtin", float_input=FLOAT_INPUT)
+        export_tflite(quantize_model(calib, builtin_uniform8(calib, activation_scales)), path, target="builtin",
+                      float_input=FLOAT_INPUT)
         rows.append(_file_row(name, "W8A8 (builtin, float weights)", path, data, float_out, 0, m4_samples=m4_samples))
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "W8A8 (builtin, float weights)", "note": f"refused: {str(exc)[:160]}"})
-    policy, how = cached_policy(name, model, x_cal, max_drop, {"target": "builtin"})
+    options = {"target": "builtin"} if activation_scales == "float" else \
+        {"target": "builtin", "activation_scales": activation_scales}  # (the default's cache key as before)
+    policy, how = cached_policy(name, model, x_cal, max_drop, options)
     path = out_dir / f"{name}-builtin.tflite"
     try:
         export_tflite(searched_model(model, policy), path, target="builtin", float_input=FLOAT_INPUT)
@@ -201,14 +214,15 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
     return rows
 
 
-def builtin_uniform8(calib: Calibration) -> Policy:
+def builtin_uniform8(calib: Calibration, activation_scales: str = "float") -> Policy:
     """Uniform W8A8 in the builtin format space (the search's uniform policy at 8 bits): weights at
-    TFLite's float scales (the start's), every activation at 8 bits with its range-derived
-    power-of-two frac. Against TFLite int8 (float activation scales) it shows what the power-of-two
-    activation scales cost."""
+    TFLite's float scales (the start's), every activation at 8 bits with its range-derived frac and
+    the start's float activation scales (min(max|a| / qmax, 2^-frac), formats.activation_scale).
+    Against TFLite int8 it shows what remains between the two rules (symmetric int8 for signed
+    activations, power-of-two inputs and logits); activation_scales "pow2": every activation 2^-frac."""
     from fxpq_keras.search import SearchOptions, space
 
-    opts = SearchOptions(target="builtin", per_channel=True)
+    opts = SearchOptions(target="builtin", per_channel=True, activation_scales=activation_scales)
     policy = space.start_policy(calib, opts)
     ranges = space.data_ranges(calib, opts, policy)
     for layer, ds in space.changeable_keys(policy, opts):
@@ -317,7 +331,7 @@ def table(rows: list[dict[str, Any]], max_drop: float = 0.01) -> str:
     head = ["model", "file", ".tflite B", "file/int8", "arena B (CMSIS-NN)", "arena B (reference)",
             "M4 instr (CMSIS-NN)", "M4/int8", "TFLM arena B (M4)",
             "held-out score", "agreement", "held-out loss", f"holds {max_drop:.0%}", "int4 weights",
-            "int8 weights", "int16 tensors", "wheel bit-exact", "note"]
+            "int8 weights", "int16 tensors", "bit-exact: wheel / M4", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     base = base_m4 = None
     for r in rows:
@@ -350,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aeq-only", action="store_true", help="only the float and AEQ rows (no search)")
     p.add_argument("--m4-samples", type=int, default=3,
                    help="held-out inputs run on QEMU Cortex-M4 with CMSIS-NN (needs TFLM_DIR; 0: none)")
+    p.add_argument("--activation-scales", choices=("float", "pow2"), default="float",
+                   help="target builtin's activation scales, for the search and the builtin W8A8 row (pow2: the "
+                        "power-of-two activations before issue 23's float scales)")
     args = p.parse_args(argv)
     rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
@@ -361,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
                     "agreement": _agreement(name, float_out, float_out), "note": ""}]
             new += aeq_rows(name, model, x_cal, data, float_out, args.m4_samples)
         else:
-            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq, args.m4_samples)
+            new = measure(name, args.max_drop, args.samples, args.exact, args.aeq, args.m4_samples,
+                          args.activation_scales)
         rows += new
         print(f"[{name} measured]\n{table(new, args.max_drop)}", file=sys.stderr, flush=True)
     print(table(rows, args.max_drop))

@@ -35,6 +35,9 @@ class Format:
     bits: int
     frac: int
     signed: bool = True
+    # target builtin's float activation scale (float32 value; `scaled_format`): q means q * scale, and
+    # frac is then the canonical one, 2^-(frac+1) < scale < 2^-frac. None: the scale is 2^-frac
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.bits, (int, np.integer)) or not MIN_BITS <= self.bits <= MAX_BIAS_BITS:
@@ -44,6 +47,13 @@ class Format:
         object.__setattr__(self, "bits", int(self.bits))
         object.__setattr__(self, "frac", int(self.frac))
         object.__setattr__(self, "signed", bool(self.signed))
+        if self.scale is not None:
+            scale = float(np.float32(self.scale))
+            if not (np.isfinite(scale) and scale > 0 and math.frexp(scale)[0] != 0.5
+                    and canonical_frac(scale) == self.frac):
+                raise FormatError(f"scale {self.scale!r} is not a positive float32 scale strictly between "
+                                  f"2^-{self.frac + 1} and 2^-{self.frac} (a power of two is a frac)")
+            object.__setattr__(self, "scale", scale)
 
     @property
     def lo(self) -> int:
@@ -55,7 +65,8 @@ class Format:
 
     @property
     def step(self) -> float:
-        return 2.0 ** -self.frac
+        """The real value of one integer step: the float scale if any, else 2^-frac."""
+        return self.scale if self.scale is not None else 2.0 ** -self.frac
 
     @property
     def storage_dtype(self) -> np.dtype:
@@ -73,14 +84,20 @@ class Format:
         return Format(self.bits, frac, self.signed)
 
     def to_dict(self) -> dict:
-        return {"bits": self.bits, "frac": self.frac, "signed": self.signed}
+        d = {"bits": self.bits, "frac": self.frac, "signed": self.signed}
+        if self.scale is not None:
+            d["scale"] = self.scale
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Format:
-        return cls(int(d["bits"]), int(d["frac"]), bool(d.get("signed", True)))
+        scale = d.get("scale")
+        return cls(int(d["bits"]), int(d["frac"]), bool(d.get("signed", True)),
+                   None if scale is None else float(scale))
 
     def __str__(self) -> str:
-        return f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"
+        text = f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"
+        return text if self.scale is None else f"{text}@{self.scale:.6g}"
 
 
 def packed_row_bytes(bits: int, count: int) -> int:
@@ -228,6 +245,38 @@ def frac_for_range(max_abs: float, bits: int, signed: bool = True) -> int:
     # need (max_abs * 2^frac) <= 2^int_bits - 1
     frac = int(math.floor(math.log2((2**int_bits - 1) / max_abs)))
     return int(np.clip(frac, MIN_FRAC, MAX_FRAC))
+
+
+def canonical_frac(scale: float) -> int:
+    """The frac of a float scale: 2^-(frac+1) < scale <= 2^-frac (exact, from the binary exponent)."""
+    mant, exp = math.frexp(float(scale))
+    return 1 - exp if mant == 0.5 else -exp
+
+
+def activation_scale(max_abs: float, fmt: Format) -> float:
+    """Target builtin's float activation scale (issue 23): s = min(max_abs / hi, 2^-frac) in
+    float32, hi the format's largest integer (127 for s8, 255 for u8 stored as int8 with zero
+    point -128, 32767 for s16 and u15). At the range-derived frac (frac_for_range) that is
+    TFLite's own scale, max|a| / qmax: a u8 activation uses all 256 codes instead of the 129 to
+    256 a power-of-two step leaves; a larger frac (mechanism 3's candidates) keeps its finer
+    power-of-two step, which clips. max_abs <= 0 (a silent tensor) keeps 2^-frac.
+    The one rule: the fake-quant's variables and the lowering both take it from here (scaled_format).
+    """
+    step = math.ldexp(1.0, -fmt.frac)
+    if not max_abs > 0 or not np.isfinite(max_abs):
+        return step
+    return float(min(np.float32(np.float32(max_abs) / np.float32(fmt.hi)), np.float32(step)))
+
+
+def scaled_format(fmt: Format, max_abs: float | None) -> Format:
+    """`fmt` with its float activation scale (activation_scale) when that is not a power of two, at
+    the scale's canonical frac; `fmt` itself when max_abs is None or the scale is 2^-frac."""
+    if max_abs is None:
+        return fmt
+    scale = activation_scale(max_abs, fmt)
+    if math.frexp(scale)[0] == 0.5:
+        return Format(fmt.bits, canonical_frac(scale), fmt.signed)
+    return Format(fmt.bits, canonical_frac(scale), fmt.signed, scale)
 
 
 def accumulator_needs_64(bits_x: int, signed_x: bool, bits_w: int, terms: int) -> bool:

@@ -16,7 +16,10 @@ JSON schema (`Policy.to_json`), version 1:
 `frac` of weights is a list when weight fracs are per output channel. A policy of target builtin
 has `"weight_scales": "float"` at the top level: its weights use float scales
 min(max|w| / (2^(bits-1) - 1), 2^-frac), TFLite's own at the range-derived frac (docs/format.md
-7.1); without the key the weights are `q * 2^-frac`. A layer without weights has
+7.1); without the key the weights are `q * 2^-frac`. It may also have `"activation_scales":
+"float"` with `"activation_ranges": {layer: max|a|}` (the calibration range of each layer output that
+takes TFLite-style float scales, formats.activation_scale; docs/format.md 7.1); without them every
+activation is `q * 2^-frac`. A layer without weights has
 no "weights"/"bias"; layers that only move data (flatten, reshape, zero padding, softmax, an Add
 feeding a ReLU) have no "output": their output keeps the format of their input (zero is in every
 format).
@@ -32,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range
+from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range, scaled_format
 from .keras_model import WEIGHTED, CNode, channels, quantized_output
 from .stock_layers import (
     FIXED_OUTPUT_FORMATS,
@@ -196,7 +199,8 @@ class Policy:
     """
 
     def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]],
-                 channel_scales: dict[str, tuple[float, ...]] | None = None, weight_scales: str = "pow2") -> None:
+                 channel_scales: dict[str, tuple[float, ...]] | None = None, weight_scales: str = "pow2",
+                 activation_ranges: dict[str, float] | None = None) -> None:
         self.input = input_ds
         if weight_scales not in WEIGHT_SCALES:
             raise PolicyMismatchError(f"'weight_scales' must be one of {WEIGHT_SCALES}, got {weight_scales!r}")
@@ -208,6 +212,9 @@ class Policy:
         # applies these per-channel scales to the float model before the formats (docs/algorithm.md)
         self.channel_scales: dict[str, tuple[float, ...]] = {
             k: tuple(float(v) for v in vs) for k, vs in (channel_scales or {}).items()}
+        # target builtin's float activation scales: {layer: calibration max|a| of its output} for the
+        # outputs that take min(max|a| / hi, 2^-frac) (formats.activation_scale); empty: all 2^-frac
+        self.activation_ranges: dict[str, float] = {k: float(v) for k, v in (activation_ranges or {}).items()}
         self.layers: dict[str, dict[str, Any]] = {}
         for layer in layers:
             if layer["name"] in self.layers:
@@ -250,6 +257,11 @@ class Policy:
             name = self.layers[name]["inputs"][0]
         return self.input if name not in self.layers else self.layers[name]["output"]
 
+    def tensor_format(self, layer: str) -> Format:
+        """The Format of a layer's own output data structure, with its float activation scale where
+        activation_ranges has one (formats.scaled_format: the lowering and the fake-quant both use it)."""
+        return scaled_format(self.get(layer, "output").fmt, self.activation_ranges.get(layer))
+
     def output_format(self, layer: str) -> DataStructure:
         """Format of a layer's output tensor (its own, or its input's for pass-through layers)."""
         if layer in self.layers and self.layers[layer].get("output") is not None:
@@ -267,8 +279,8 @@ class Policy:
                 value = _copied(value)
             elif name == "layers":
                 value = {lname: {k: _copied(v) for k, v in layer.items()} for lname, layer in value.items()}
-            elif name == "channel_scales":
-                value = dict(value)  # (tuples of floats)
+            elif name in ("channel_scales", "activation_ranges"):
+                value = dict(value)  # (tuples of floats, floats)
             else:
                 value = copy.deepcopy(value)
             out.__dict__[name] = value
@@ -379,6 +391,9 @@ class Policy:
             d["channel_scales"] = {k: list(v) for k, v in self.channel_scales.items()}
         if self.weight_scales != "pow2":  # (pow2 policies' JSON stays as it was)
             d["weight_scales"] = self.weight_scales
+        if self.activation_ranges:
+            d["activation_scales"] = "float"
+            d["activation_ranges"] = dict(self.activation_ranges)
         return d
 
     def to_json(self, path: str | None = None, *, indent: int | None = 1, channel_scales: bool = True) -> str:
@@ -416,7 +431,19 @@ class Policy:
                     isinstance(v, list) and v and all(isinstance(x, (int, float)) and np.isfinite(x) and x > 0
                                                       for x in v) for v in scales.values()):
                 raise PolicyMismatchError("'channel_scales' must map layer names to lists of positive numbers")
-            return cls(DataStructure.from_dict(d["input"], "input"), layers, scales, d.get("weight_scales", "pow2"))
+            ranges = d.get("activation_ranges") or {}
+            if d.get("activation_scales", "float" if ranges else "pow2") != ("float" if ranges else "pow2") \
+                    or not isinstance(ranges, dict) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and v >= 0
+                    for v in ranges.values()):
+                raise PolicyMismatchError("'activation_scales' \"float\" needs 'activation_ranges' mapping layer "
+                                          "names to finite ranges >= 0 (and the other way round)")
+            missing = [k for k in ranges if not any(e["name"] == k and e.get("output") is not None for e in layers)]
+            if missing:
+                raise PolicyMismatchError(f"'activation_ranges' names {missing[:4]}, which are not layers with an "
+                                          "output")
+            return cls(DataStructure.from_dict(d["input"], "input"), layers, scales, d.get("weight_scales", "pow2"),
+                       ranges)
         except (KeyError, TypeError) as exc:
             raise PolicyMismatchError(f"malformed policy JSON: missing or wrong field {exc}") from exc
 

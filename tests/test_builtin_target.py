@@ -281,7 +281,8 @@ def _float_weight_rule(kernel: np.ndarray, bits: int, channel_dims: int, fracs: 
 def test_float_weight_scales_are_tflites_rule_in_fake_quant_graph_and_file(digits_builtin):
     """One rule for the weights of target builtin: the fake-quant model's weights are q * s, the
     lowered graph holds the same q and s, the file stores s as each channel's scale (per tensor on
-    fully connected) and the bias at s_in * s (TFLite's rule)."""
+    fully connected) and the bias at s_in * s (TFLite's rule; s_in the input's float activation scale
+    where it has one)."""
     from fxpq_keras.fakequant.quantizers import FloatScaleQuantizer
     from fxpq_keras.integer_graph.lower import lower_model
 
@@ -314,8 +315,8 @@ def test_float_weight_scales_are_tflites_rule_in_fake_quant_graph_and_file(digit
         w_t, b_t = stored[seen]
         np.testing.assert_array_equal(np.asarray(w_t.quantization.scale, np.float32), scale)
         assert any(np.frexp(float(v))[0] != 0.5 for v in scale)  # TFLite's scales, not powers of two
-        in_frac = graph.tensors[node.inputs[0]].fmt.frac
-        bias_scale = np.float32(2.0 ** -in_frac) * scale
+        in_step = graph.tensors[node.inputs[0]].fmt.step  # 2^-frac, or a float activation scale
+        bias_scale = np.float32(in_step) * scale
         np.testing.assert_array_equal(np.asarray(b_t.quantization.scale, np.float32), bias_scale)
         seen += 1
     assert seen == 3

@@ -115,6 +115,9 @@ def register(sub) -> argparse.ArgumentParser:
                    "power-of-two formats); or stock ops only, searched per layer among what stock TFLM runs "
                    "(builtin: weights int8 or int4, activations int8 or int16; --min-bits/--max-bits and "
                    "--per-channel do not apply)")
+    p.add_argument("--activation-scales", choices=("float", "pow2"), default="float",
+                   help="--target builtin: activation scales min(max|a| / qmax, 2^-frac) from the calibration ranges "
+                   "(float, as TFLite's; docs/format.md 7.1) or 2^-frac (pow2); other targets: power-of-two always")
     return p
 
 
@@ -154,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
                      align_ranges=PER_CHANNEL[args.align_ranges], allow_unresolved=args.allow_unresolved,
                      target="builtin" if args.target == "builtin" else "fxp",
-                     verbose=0 if quiet else 1, progress=progress)
+                     activation_scales=args.activation_scales, verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
         progress.phase(f"loading {args.model}")
     staged = StagedOutputDir(args.outdir, OUTPUTS)  # refuses a folder of other files before the search

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._tf import keras, tfmot
-from .quantizers import FloatScaleQuantizer, FxpQuantizer
+from .quantizers import FloatScaleQuantizer, FxpQuantizer, ScaledActivationQuantizer
 
 WEIGHT_SCALES = ("pow2", "float")
 
@@ -21,13 +21,17 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
     def __init__(self, weight_attrs: list[str] | tuple[str, ...] = (), channel_shape: tuple[int, ...] | None = None,
                  quantize_output: bool = True, output_signed: bool = True, weight_scales: str = "pow2",
-                 per_tensor_weights: bool = False) -> None:
+                 per_tensor_weights: bool = False, activation_scales: str = "pow2") -> None:
         if weight_scales not in WEIGHT_SCALES:
             raise ValueError(f"weight_scales must be one of {WEIGHT_SCALES}, got {weight_scales!r}")
         self.weight_attrs = list(weight_attrs)
         # "float": target builtin's weights, TFLite's float scales (FloatScaleQuantizer); per_tensor_weights:
         # one scale for the tensor (FULLY_CONNECTED: TFLM refuses per-channel int4 there)
         self.weight_scales = weight_scales
+        # "float": target builtin's outputs with float activation scales (ScaledActivationQuantizer)
+        if activation_scales not in WEIGHT_SCALES:
+            raise ValueError(f"activation_scales must be one of {WEIGHT_SCALES}, got {activation_scales!r}")
+        self.activation_scales = activation_scales
         self.per_tensor_weights = bool(per_tensor_weights)
         self.channel_shape = tuple(channel_shape) if channel_shape else ()
         self.quantize_output = bool(quantize_output)
@@ -56,11 +60,17 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return None
 
     def get_output_quantizers(self, layer: keras.layers.Layer) -> list[FxpQuantizer]:
-        return [FxpQuantizer(signed=self.output_signed)] if self.quantize_output else []
+        if not self.quantize_output:
+            return []
+        if self.activation_scales == "float":
+            return [ScaledActivationQuantizer(signed=self.output_signed)]
+        return [FxpQuantizer(signed=self.output_signed)]
 
     def get_config(self) -> dict[str, Any]:
         config = {"weight_attrs": self.weight_attrs, "channel_shape": list(self.channel_shape),
                   "quantize_output": self.quantize_output, "output_signed": self.output_signed}
         if self.weight_scales != "pow2":  # (the fxp target's configs stay as they were)
             config.update(weight_scales=self.weight_scales, per_tensor_weights=self.per_tensor_weights)
+        if self.activation_scales != "pow2":
+            config["activation_scales"] = self.activation_scales
         return config

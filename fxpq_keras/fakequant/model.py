@@ -30,28 +30,32 @@ from ..keras_model import (
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from ..stock_layers import hard_swish, stock_kind_of
 from .configs import FxpQuantizeConfig
-from .quantizers import FloatScaleQuantizer, FxpQuantizer, InputQuantizer
+from .quantizers import FloatScaleQuantizer, FxpQuantizer, InputQuantizer, ScaledActivationQuantizer
 
 WRAPPER_PREFIX = "quant_"
 
 
 def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool],
-                weight_scales: str = "pow2") -> FxpQuantizeConfig:
+                weight_scales: str = "pow2", activation_scales: str = "pow2") -> FxpQuantizeConfig:
+    extra = {"activation_scales": activation_scales} if activation_scales != "pow2" else {}
     if n.kind in WEIGHTED:
         attrs = ["depthwise_kernel" if n.kind == "depthwise_conv2d" else "kernel"]
         if n.bias is not None:
             attrs.append("bias")
         shape = tuple(n.kernel.shape[-2:]) if n.kind == "depthwise_conv2d" else (n.kernel.shape[-1],)
         if weight_scales != "pow2":  # float scales: fully connected per tensor (TFLM's int4 FC rule)
-            return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name], weight_scales, n.kind == "dense")
-        return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name])
-    return FxpQuantizeConfig([], None, quantized_output(cnodes, n), not nonneg[n.name])
+            return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name], weight_scales, n.kind == "dense",
+                                     **extra)
+        return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name], **extra)
+    return FxpQuantizeConfig([], None, quantized_output(cnodes, n), not nonneg[n.name], **extra)
 
 
 def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
-                           name: str = "fxpq_fake_quant", weight_scales: str = "pow2") -> keras.Model:
+                           name: str = "fxpq_fake_quant", weight_scales: str = "pow2",
+                           activation_scales: str = "pow2") -> keras.Model:
     """A functional model: InputQuantizer, then every canonical layer in a QuantizeWrapperV2;
-    weight_scales "float": weights with TFLite's float scales (target builtin, FloatScaleQuantizer)."""
+    weight_scales "float": weights with TFLite's float scales (target builtin, FloatScaleQuantizer);
+    activation_scales "float": outputs with float activation scales (ScaledActivationQuantizer)."""
     for n in cnodes:
         if n.kind == "concat" and "axis" in n.config:
             raise UnsupportedLayerError(n.name, "Concatenate", f"axis {n.config['axis']}: joining on another axis than "
@@ -73,7 +77,8 @@ def build_fake_quant_model(cnodes: list[CNode], input_signed: bool = True,
         # before wrapping is listed twice among the wrapper's trainable weights, and such a model cannot
         # be saved after training (.keras: "expected 15 variables, but received 17"; .h5: "name already
         # exists"). The float weights go into the wrapper's variables after the build.
-        wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg, weight_scales),
+        wrapper = tfmot.quantization.keras.QuantizeWrapperV2(layer, _config_for(cnodes, n, nonneg, weight_scales,
+                                                                                     activation_scales),
                                                              name=f"{WRAPPER_PREFIX}{n.name}")
         x = [tensors[i] for i in n.inputs]
         tensors[n.name] = wrapper(x if n.kind in MULTI_INPUT else x[0])
@@ -117,7 +122,8 @@ def quantize_model(model: keras.Model, policy: Policy | None = None, calibration
             apply_channel_scales(cnodes, policy.channel_scales)
         except ValueError as exc:
             raise PolicyMismatchError(f"policy does not match the model: {exc}") from None
-    qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed, weight_scales=policy.weight_scales)
+    qmodel = build_fake_quant_model(cnodes, input_signed=policy.input.signed, weight_scales=policy.weight_scales,
+                                    activation_scales="float" if policy.activation_ranges else "pow2")
     qmodel._fxpq_channel_scales = dict(policy.channel_scales)  # describe() returns them with the formats
     set_policy(qmodel, policy)
     return qmodel
@@ -162,12 +168,24 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
     if policy.input.elements != current.input.elements:
         raise PolicyMismatchError(f"policy data structure 'input' does not match the model (elements "
                                   f"{policy.input.elements} vs {current.input.elements})")
-    writes = [(qvars, policy.get(layer, ds)) for layer, ds, qvars in _quantizer_vars(qmodel)]
-    for qvars, d in writes:
-        write_data_structure(qvars, d)
+    scaled = any("scale" in qvars for _, _, qvars in _quantizer_vars(qmodel))
+    if bool(policy.activation_ranges) and not scaled:
+        raise PolicyMismatchError("the policy has float activation scales, the model has none; build the model "
+                                  "with quantize_model(float_model, policy)")
+    writes = [(qvars, layer, ds) for layer, ds, qvars in _quantizer_vars(qmodel)]
+    for qvars, layer, ds in writes:
+        write_data_structure(qvars, policy.get(layer, ds), activation_scale_of(policy, layer, ds))
+        if "range" in qvars:
+            qvars["range"].assign(policy.activation_ranges.get(layer, -1.0))
 
 
-def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure) -> None:
+def activation_scale_of(policy: Policy, layer: str, ds: str) -> float | None:
+    """The scale a ScaledActivationQuantizer holds for this data structure (Policy.tensor_format);
+    None for weights, biases and the input."""
+    return policy.tensor_format(layer).step if ds == "output" and layer != "input" else None
+
+
+def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, scale: float | None = None) -> None:
     qvars["bits"].assign(float(d.bits))
     frac = qvars["frac"]
     values = np.broadcast_to(np.asarray(d.frac, dtype=np.float32).reshape(frac.shape if d.per_channel else ()),
@@ -175,6 +193,8 @@ def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure) -> Non
     frac.assign(values)
     qvars["signed"].assign(1.0 if d.signed else 0.0)
     qvars["enabled"].assign(1.0)
+    if "scale" in qvars:
+        qvars["scale"].assign(scale if scale is not None else 2.0 ** -int(np.min(d.frac)))
 
 
 def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, tf.Variable]]:
@@ -265,8 +285,11 @@ def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
     float_scales = any(isinstance(q, FloatScaleQuantizer) for layer in qmodel.layers
                        if isinstance(layer, tfmot.quantization.keras.QuantizeWrapperV2)
                        for _, q, _ in layer._weight_vars)
+    ranges = {layer: float(v["range"].numpy()) for (layer, ds), v in qvars.items()
+              if ds == "output" and "range" in v and float(v["range"].numpy()) >= 0}
     policy = Policy(ds_of("input", "output", int(np.prod(shapes[inp]))), layers,
-                    getattr(qmodel, "_fxpq_channel_scales", None), weight_scales="float" if float_scales else "pow2")
+                    getattr(qmodel, "_fxpq_channel_scales", None), weight_scales="float" if float_scales else "pow2",
+                    activation_ranges=ranges)
     return cnodes, policy
 
 
@@ -337,6 +360,7 @@ def quantize_scope() -> Iterator[None]:
             qmodel = keras.models.load_model("q.keras")
     """
     objects = {"FxpQuantizer": FxpQuantizer, "FloatScaleQuantizer": FloatScaleQuantizer,
+               "ScaledActivationQuantizer": ScaledActivationQuantizer,
                "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
                "hard_swish": hard_swish}
     with tfmot.quantization.keras.quantize_scope(objects):

@@ -186,7 +186,7 @@ class _Builder:
 
 def activation_quant(fmt: Format) -> S.QuantizationParametersT:
     q = S.QuantizationParametersT()
-    step = float(np.ldexp(1.0, -fmt.frac))
+    step = float(fmt.step)  # 2^-frac, or target builtin's float activation scale
     q.scale = [step]
     q.zeroPoint = [0]
     q.min = [float(fmt.lo * step)]

@@ -12,7 +12,6 @@ TFLM's int8 kernels, so nobody runs a stock graph with the fxp rules by accident
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -58,7 +57,12 @@ class StockGraph(IntegerGraph):
 
 
 def _s8(fmt: Format) -> Format:
-    return Format(8, fmt.frac, True)
+    return Format(8, fmt.frac, True, fmt.scale)
+
+
+def _s16(fmt: Format) -> Format:
+    """int16, zero point 0, at the same scale (float or 2^-frac)."""
+    return Format(16, fmt.frac, True, fmt.scale)
 
 
 def _stock_fmt(fmt: Format) -> Format:
@@ -66,7 +70,7 @@ def _stock_fmt(fmt: Format) -> Format:
     unsigned ranges); every other format of <= 8 bits becomes s8 (u1..u7 with a fused ReLU); 9..16
     bits (target builtin only) become s16, int16 with zero point 0 (u16 does not fit: refused)."""
     if fmt.bits > 8:
-        return Format(16, fmt.frac, True)
+        return _s16(fmt)
     return fmt if (not fmt.signed and fmt.bits == 8) else _s8(fmt)
 
 
@@ -85,12 +89,18 @@ def weight_type(node: Node, in_fmt: Format) -> str:
     return "int4"
 
 
-def multiplier_shifts(node: Node, in_frac: int, out_frac: int) -> np.ndarray:
+def multiplier_shifts(node: Node, x: Format, out: Format) -> np.ndarray:
     """Per output channel, the shift of TFLM's QuantizeMultiplier(double(s_in) * double(s_w) /
-    double(s_out)) for a node with float weight scales (the power-of-two case is out_frac - facc + 1,
-    _check_weighted)."""
-    ratio = math.ldexp(1.0, out_frac - in_frac)  # s_in / s_out: exact in double
-    return np.array([tflm_ops.quantize_multiplier(float(s) * ratio)[1] for s in weight_scales(node)], dtype=np.int64)
+    double(s_out)) for a node with float weight or activation scales (the power-of-two case is
+    out_frac - facc + 1, _check_weighted)."""
+    s_in, s_out = tflm_ops.f32(x.step), tflm_ops.f32(out.step)
+    return np.array([tflm_ops.quantize_multiplier(s_in * float(s) / s_out)[1] for s in weight_scales(node)],
+                    dtype=np.int64)
+
+
+def _scaled(*fmts: Format | None) -> bool:
+    """Whether any of these formats has a float activation scale (formats.scaled_format)."""
+    return any(f is not None and f.scale is not None for f in fmts)
 
 
 def _accumulator_bound(node: Node, input_magnitude: int = 128) -> np.ndarray:
@@ -202,7 +212,7 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             return name
         wide_name = f"{name}/int16"
         if wide_name not in tensors:
-            tensors[wide_name] = TensorSpec(wide_name, tensors[name].shape, Format(16, fmt.frac, True))
+            tensors[wide_name] = TensorSpec(wide_name, tensors[name].shape, _s16(fmt))
             nodes.append(Node("requantize", wide_name, [name], wide_name, {"activation": None}))
         return wide_name
 
@@ -218,7 +228,7 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
         # not "{out}/int16": that is the exact widening of the saturated int8 tensor (widened), which a
         # later int16 op must read; this twin holds the op's unsaturated int16 result
         twin = f"{out}/int16 result"
-        tensors[twin] = TensorSpec(twin, tensors[out].shape, Format(16, tensors[out].fmt.frac, True))
+        tensors[twin] = TensorSpec(twin, tensors[out].shape, _s16(tensors[out].fmt))
         nodes.append(replace(new, output=twin, name=f"{node.name}/int16"))
         nodes.append(Node("requantize", node.name, [twin], out, {"activation": None}))
 
@@ -232,6 +242,9 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             is16 = in16(node)
             bias_limit = 2**40 if is16 else 2**31  # int64 bias (int16x8) or int32
             scaled = node.weight_scale is not None  # float weight scales: the bias is at s_in * s_w already
+            if not scaled and _scaled(x, out):
+                problems.append(f"layer {node.name!r}: float activation scales need float weight scales (a policy "
+                                "with activation_ranges needs weight_scales 'float')")
             if node.bias is None:
                 bias = np.zeros(len(fracs), dtype=np.int64)
             elif scaled:
@@ -247,15 +260,16 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
                           bias=bias, bias_bits=64 if is16 else 32, bias_frac=None, weight_frac=np.asarray(fracs).copy())
             if np.abs(bias).max(initial=0) < bias_limit:
                 magnitude = 32768 if is16 else 255 if stock.zero_point(tensors[node.inputs[0]].fmt) else 128
-                shift = multiplier_shifts(new, x.frac, out.frac) if scaled else None
+                shift = multiplier_shifts(new, x, out) if scaled or _scaled(x, out) else None
                 problems += _check_weighted(new, facc, out.frac, magnitude, shift)
             narrowed(node, new)
         elif node.op == "add":
             fa, fb = t[node.inputs[0]].fmt.frac, t[node.inputs[1]].fmt.frac
-            if in16(node):  # TFLM's int16 ADD: its Prepare's limits, as the numpy model checks them
+            fmts = [t[node.inputs[0]].fmt, t[node.inputs[1]].fmt, out]
+            if in16(node) or _scaled(*fmts):  # TFLM's ADD Prepare's limits, as the numpy model checks them
                 try:
-                    q16 = [tflm_ops.TensorQ(math.ldexp(1.0, -f), 0, "int16") for f in (fa, fb, out.frac)]
-                    tflm_ops.prepare_add(*q16)
+                    qs = [tflm_ops.format_quant(_s16(f) if in16(node) else _stock_fmt(f)) for f in fmts]
+                    tflm_ops.prepare_add(*qs)
                 except ValueError as exc:
                     problems.append(f"layer {node.name!r}: {exc}")
             elif out.frac - min(fa, fb) > 18 or abs(fa - fb) > 30:
@@ -300,6 +314,8 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
                 ins.append(name)
             nodes.append(replace(node, inputs=ins, attrs={}))
         elif node.op == "leaky_relu":
+            if _scaled(t[node.inputs[0]].fmt, out):
+                problems.append(f"layer {node.name!r}: LEAKY_RELU takes power-of-two scales (no activation range)")
             if in16(node):
                 problems.append(f"layer {node.name!r}: LEAKY_RELU on int16 tensors is not modelled (keep it at 8 bits)")
             d = out.frac - t[node.inputs[0]].fmt.frac
@@ -324,6 +340,9 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
         elif node.op == "stock_quantize":  # the fxp file's zero-point seam: a QUANTIZE here too
             nodes.append(Node("requantize", node.name, list(node.inputs), node.output, {"activation": None}))
         elif node.op in GRAPH_STOCK_OPS:  # MUL, HARD_SWISH, ...: the same stock op, int8 as in fxp files
+            if _scaled(*(t[i].fmt for i in node.inputs), out):
+                problems.append(f"layer {node.name!r}: stock {node.op} takes power-of-two scales (no activation "
+                                "range)")
             if in16(node):
                 problems.append(f"layer {node.name!r}: stock {node.op} on int16 tensors is not modelled (keep its "
                                 "tensors at 8 bits)")
@@ -331,7 +350,8 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
         else:
             problems.append(f"layer {node.name!r}: op {node.op!r} has no stock int8 equivalent")
     for node in nodes:
-        if node.op == "requantize" and wide and (_is16(tensors[node.output].fmt) or _is16(tensors[node.inputs[0]].fmt)):
+        if node.op == "requantize" and wide and (_is16(tensors[node.output].fmt) or _is16(tensors[node.inputs[0]].fmt)
+                                                 or _scaled(tensors[node.output].fmt, tensors[node.inputs[0]].fmt)):
             try:
                 tflm_ops.prepare_requantize(tflm_ops.format_quant(tensors[node.inputs[0]].fmt),
                                             tflm_ops.format_quant(tensors[node.output].fmt))
@@ -342,6 +362,9 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             if d > 23:  # QUANTIZE int8 -> int8 computes x << (d + 1) in int32 before the high multiply
                 problems.append(f"layer {node.name!r}: raising the frac by {d} (more than 23) would overflow int32 "
                                 "in stock QUANTIZE")
+    scaled_out = [n for n in graph.outputs if _scaled(tensors[n].fmt)]
+    if scaled_out:
+        problems.append(f"outputs {scaled_out}: a model output takes a power-of-two scale (no activation range)")
     outputs = list(graph.outputs)
     host_softmax = wide and graph.output_softmax and any(_is16(tensors[n].fmt) for n in graph.outputs)
     if graph.output_softmax and not host_softmax:
@@ -414,8 +437,7 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             per_tensor = node.op == "fully_connected" and (int4 or len(set(scales.tolist())) == 1)
             if node.weight_scale is not None:  # TFLite's float scales; the bias at s_in * s_w (float32)
                 wq = float_scale_quant(scales[:1] if per_tensor else scales, dim)
-                bq = float_scale_quant(np.float32(math.ldexp(1.0, -x.frac)) * np.float32(scales[:1] if per_tensor
-                                                                                          else scales), 0)
+                bq = float_scale_quant(np.float32(x.step) * np.float32(scales[:1] if per_tensor else scales), 0)
             else:
                 wq = scale_quant(fracs[:1] if per_tensor else fracs, dim)
                 bq = scale_quant((x.frac + fracs)[:1] if per_tensor else x.frac + fracs, 0)
@@ -472,7 +494,7 @@ def _activation(b, spec: TensorSpec) -> int:
     if zp == 0:
         return b.activation(spec)
     q = S.QuantizationParametersT()
-    step = float(np.ldexp(1.0, -spec.fmt.frac))
+    step = float(spec.fmt.step)
     q.scale, q.zeroPoint = [step], [zp]
     q.min, q.max = [0.0], [float(spec.fmt.hi * step)]
     idx = b._tensor(spec.name, (1,) + tuple(spec.shape), np.int8, q)
@@ -560,7 +582,7 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
 
     def s8_input(i: int, what: str, allow16: bool = False) -> TensorSpec:
         src = spec(inputs[i], f"{where} {what}")
-        ok16 = allow16 and wide and src.fmt is not None and src.fmt == Format(16, src.fmt.frac, True)
+        ok16 = allow16 and wide and src.fmt is not None and src.fmt == _s16(src.fmt)
         if src.fmt is None or (src.fmt != _stock_fmt(src.fmt) or _is16(src.fmt)) and not ok16:
             raise FlatbufferFormatError(f"{where}: {what} must be an s8 tensor or a u8 one (zero point -128)"
                                         f"{' or an s16 one' if allow16 and wide else ''}, got {src.fmt}")
@@ -576,6 +598,8 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
             raise FlatbufferFormatError(f"{where}: SOFTMAX output must be int8 with scale 1/256 and zero point -128")
         x = s8_input(0, "input")
         same_shape(x)
+        if _scaled(x.fmt):
+            raise FlatbufferFormatError(f"{where}: SOFTMAX input must have a power-of-two scale")
         if float(opts.beta) != 1.0:
             raise FlatbufferFormatError(f"{where}: SOFTMAX beta must be 1.0, got {opts.beta}")
         try:
@@ -602,7 +626,7 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         if src.fmt is None:
             return Node("quantize", name, [src.name], out_spec.name, {})
         s8_input(0, "input", allow16=True)
-        if _is16(src.fmt) or _is16(out_spec.fmt):
+        if _is16(src.fmt) or _is16(out_spec.fmt) or _scaled(src.fmt, out_spec.fmt):
             try:
                 tflm_ops.prepare_requantize(tflm_ops.format_quant(src.fmt), tflm_ops.format_quant(out_spec.fmt))
             except ValueError as exc:
@@ -627,6 +651,8 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         return Node("concat", name, [x.name, y.name], out_spec.name, {})
     if kind == "LEAKY_RELU":
         same_shape(x)
+        if _scaled(x.fmt, out_spec.fmt):
+            raise FlatbufferFormatError(f"{where}: LEAKY_RELU needs power-of-two scales")
         alpha = float(opts.alpha)
         mant, exp = np.frexp(alpha)
         if mant != 0.5 or not 1 <= 1 - int(exp) <= 31:
@@ -654,7 +680,7 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
         fa, fb, fo = x.fmt.frac, y.fmt.frac, out_spec.fmt.frac
         if not _is16(x.fmt) == _is16(y.fmt) == _is16(out_spec.fmt):
             raise FlatbufferFormatError(f"{where}: ADD inputs and output must share one type (int8 or int16)")
-        if _is16(x.fmt):
+        if _is16(x.fmt) or _scaled(x.fmt, y.fmt, out_spec.fmt):
             try:
                 tflm_ops.prepare_add(tflm_ops.format_quant(x.fmt), tflm_ops.format_quant(y.fmt),
                                      tflm_ops.format_quant(out_spec.fmt))
@@ -745,7 +771,8 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
                 weight_frac=fracs, bias=bias, bias_bits=64 if _is16(x.fmt) else 32, bias_frac=None,
                 weight_scale=float_scales)
     magnitude = 32768 if _is16(x.fmt) else 255 if stock.zero_point(x.fmt) else 128
-    shift = None if float_scales is None else multiplier_shifts(node, x.fmt.frac, out_spec.fmt.frac)
+    shift = None if float_scales is None and not _scaled(x.fmt, out_spec.fmt) else \
+        multiplier_shifts(node, x.fmt, out_spec.fmt)
     problems = _check_weighted(node, x.fmt.frac + fracs, out_spec.fmt.frac, magnitude, shift)
     if problems:
         raise FlatbufferFormatError(f"{where}: {problems[0]}")

@@ -261,12 +261,17 @@ def device_model_from_graph(graph, *, float_input: bool = True, other_flash_byte
 
 def _power_of_two_twin(graph):
     """`graph` with power-of-two weight scales where it has float ones (target builtin), zero biases
-    there: the same widths and element counts, which is all the accounting reads, in a graph the fxp
+    there, and power-of-two activation scales (the canonical frac's) for float ones: the same widths
+    and element counts, which is all the accounting reads, in a graph the fxp
     writer takes (it refuses float scales)."""
     from dataclasses import replace
 
+    from ..formats import Format
+
+    tensors = {name: replace(spec, fmt=Format(spec.fmt.bits, spec.fmt.frac, spec.fmt.signed))
+               if spec.fmt is not None and spec.fmt.scale is not None else spec for name, spec in graph.tensors.items()}
     if not any(getattr(n, "weight_scale", None) is not None for n in graph.nodes):
-        return graph
+        return replace(graph, tensors=tensors)
     nodes = []
     for n in graph.nodes:
         if getattr(n, "weight_scale", None) is not None:
@@ -274,7 +279,7 @@ def _power_of_two_twin(graph):
             n = replace(n, weight_scale=None, bias=None if n.bias is None else np.zeros_like(n.bias),
                         bias_frac=None if n.bias is None else facc)
         nodes.append(n)
-    return replace(graph, nodes=nodes)
+    return replace(graph, nodes=nodes, tensors=tensors)
 
 
 def file_memory(data: bytes) -> DeviceMemory:

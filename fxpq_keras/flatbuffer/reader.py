@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import Format, FormatError, relu_bounds
+from ..formats import MAX_FRAC, Format, FormatError, canonical_frac, relu_bounds
 from ..integer_graph import IntegerGraph, Node, TensorSpec
 from ..integer_graph.graph import stock_seam_problem
 from ..integer_graph.ops import conv_output_size
@@ -194,12 +194,15 @@ class _File:
         return np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: bool = False) -> Format | None:
+def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: bool = False,
+                  float_scale_ok: bool = False) -> Format | None:
     """The format of an activation tensor from its type, scale and min/max (format.md 2.1).
 
     offset_ok admits TFLite's softmax-output convention (int8 with zero point -128, format.md 7):
     such a tensor is described as the unsigned 8-bit format of `stored + 128`, so the rest of
-    the reader and the engines deal with zero-point-0 integers only.
+    the reader and the engines deal with zero-point-0 integers only. float_scale_ok (builtin files)
+    admits a float32 scale that is not a power of two: the Format carries it at its canonical frac
+    (formats.scaled_format).
     """
     if t.type == S.TensorType.FLOAT32:
         return None
@@ -211,10 +214,13 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
     if q is None or q.scale is None or len(q.scale) != 1 or (zero_points != [0] and not offset):
         raise FlatbufferFormatError(f"{what}: needs one scale and zero_point 0")
     scale = float(q.scale[0])
-    mant, exp = math.frexp(scale) if scale > 0 else (0.0, 0)
+    mant, exp = math.frexp(scale) if scale > 0 and math.isfinite(scale) else (0.0, 0)
+    float_scale = None
     if mant != 0.5:
-        raise FlatbufferFormatError(f"{what}: scale {scale} is not a power of two")
-    frac = 1 - exp
+        if not (float_scale_ok and mant > 0 and -MAX_FRAC <= -exp <= MAX_FRAC):
+            raise FlatbufferFormatError(f"{what}: scale {scale} is not a power of two")
+        float_scale = scale
+    frac = 1 - exp if float_scale is None else canonical_frac(scale)
     signed = t.type in (S.TensorType.INT8, S.TensorType.INT16) and not offset
     storage = 8 if t.type in (S.TensorType.INT8, S.TensorType.UINT8) else 16
     if q.min is None or q.max is None or len(q.min) != 1 or len(q.max) != 1:
@@ -225,11 +231,14 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
         hi = float(q.max[0]) / scale
         bits = int(round(math.log2(hi + 1))) + (1 if signed else 0) if hi > 0 else -1
     try:
-        fmt = Format(bits, frac, signed)
+        fmt = Format(bits, frac, signed, float_scale)
     except FormatError as exc:
         raise FlatbufferFormatError(f"{what}: {exc}") from None
     has_range = q.min is not None and q.max is not None and len(q.min) == 1 and len(q.max) == 1
-    if has_range and (float(q.min[0]) / scale != fmt.lo or float(q.max[0]) / scale != fmt.hi):
+    # min/max are float32 in the file: with a float scale, lo * scale and hi * scale are rounded
+    tol = 1e-5 if float_scale is not None else 0.0
+    if has_range and (abs(float(q.min[0]) / scale - fmt.lo) > tol * abs(fmt.lo)
+                      or abs(float(q.max[0]) / scale - fmt.hi) > tol * abs(fmt.hi)):
         raise FlatbufferFormatError(f"{what}: min/max {q.min[0]}/{q.max[0]} are not a format's range at scale {scale}")
     if bits > storage or (storage == 16 and bits <= 8):
         raise FlatbufferFormatError(f"{what}: {bits}-bit format in a {storage}-bit tensor (2..8 bits are stored "
@@ -340,7 +349,8 @@ def read_bytes(data: bytes, limits: ReaderLimits | None = None) -> tuple[Integer
                                             "needs rank >= 1 and batch 1")
             if f.buffer_bytes(t.buffer, f"{what} tensor {name!r}"):
                 raise FlatbufferFormatError(f"{what}: activation tensor {name!r} is a constant (has buffer data)")
-            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=True, need_range=target == "fxp")
+            fmt = tensor_format(t, f"{what} tensor {name!r}", offset_ok=True, need_range=target == "fxp",
+                                float_scale_ok=target == "builtin")
             if fmt is not None and t.quantization.zeroPoint is not None and int(t.quantization.zeroPoint[0]) != 0:
                 info.zero_points[name] = int(t.quantization.zeroPoint[0])
             specs[index] = TensorSpec(name, shape[1:], fmt)

@@ -125,11 +125,11 @@ def _leaky_relu(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
 
 
 def _quantize(graph: IntegerGraph, node: Node, x: np.ndarray) -> np.ndarray:
-    of = graph.tensors[node.output].fmt.frac
+    step = graph.tensors[node.output].fmt.step  # 2^-frac, or a float activation scale
     zo = _zp(graph, node.output)
     if graph.tensors[node.inputs[0]].fmt is None:
         lo, hi = (-32768, 32767) if graph.tensors[node.output].fmt.bits > 8 else (-128, 127)
-        v = (np.asarray(x, dtype=np.float32) / np.float32(math.ldexp(1.0, -of))).astype(np.float64)
+        v = (np.asarray(x, dtype=np.float32) / np.float32(step)).astype(np.float64)
         r = np.sign(v) * np.floor(np.abs(v) + 0.5)  # TfLiteRound: half away from zero
         return np.clip(r + zo, lo, hi).astype(np.int64)
     return tflm_ops.requantize(x, _q(graph, node.inputs[0]), _q(graph, node.output))

@@ -237,7 +237,7 @@ def stock_seam_problem(graph: IntegerGraph) -> str | None:
 def stock_params(fmt: Format) -> tuple[float, int]:
     """(scale, zero point) of a format as a stock tensor: 2^-frac; an unsigned 8-bit format is
     int8 with zero point -128 (format.md 8)."""
-    return float(np.ldexp(1.0, -fmt.frac)), -128 if (not fmt.signed and fmt.bits <= 8) else 0
+    return float(fmt.step), -128 if (not fmt.signed and fmt.bits <= 8) else 0
 
 
 def run_stock_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.ndarray:

@@ -38,13 +38,14 @@ def _keras_name(qmodel: Any, name: str) -> str:
     return f"quant_{name}" if f"quant_{name}" in names else name
 
 
-def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0
+def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0, in_scale: float | None = None
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int | None, np.ndarray | None]:
     """(int weights in TFLite layout, per-output-channel fracs, int bias, bias frac, float scales) of
     a layer. With the policy's float weight scales (target builtin) the scales are float32 per output
     channel (one for fully connected), min(max|w| / (2^(bits-1) - 1), 2^-frac), from the fake-quant's
     own function, and the bias is at the
-    accumulator's scale s_in * s_w (TFLite's rule; bias frac None), rounded half up; else scales None."""
+    accumulator's scale s_in * s_w (TFLite's rule; bias frac None; s_in is in_scale, a float activation
+    scale, or 2^-in_frac), rounded half up; else scales None."""
     wds = policy.get(node.name, "weights")
     k = node.kernel
     if policy.weight_scales == "float":
@@ -63,7 +64,8 @@ def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0
         fr = wds.fracs(len(scale) if node.kind != "dense" else k.shape[-1])
         bias = None
         if node.bias is not None:
-            acc_scale = np.float32(np.ldexp(1.0, -in_frac)) * scale  # float32, as TFLite's converter writes it
+            s_in = np.ldexp(1.0, -in_frac) if in_scale is None else in_scale
+            acc_scale = np.float32(s_in) * scale  # float32, as TFLite's converter writes it
             bias = np.floor(np.asarray(node.bias, np.float64) / acc_scale.astype(np.float64) + 0.5).astype(np.int64)
         return np.ascontiguousarray(q), fr, bias, None, scale
     if node.kind == "depthwise_conv2d":
@@ -94,7 +96,7 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
     for n in cnodes[1:]:
         ins = [produced[i] for i in n.inputs]
         ds = policy.layers[n.name].get("output")
-        fmt = ds.fmt if ds is not None else tensors[ins[0]].fmt
+        fmt = policy.tensor_format(n.name) if ds is not None else tensors[ins[0]].fmt
         shape = tuple(shapes[n.name])
         if n.kind == "softmax":
             output_softmax = True
@@ -105,7 +107,8 @@ def lower(cnodes: list[CNode], policy: Policy, shapes: dict[str, tuple[int, ...]
             if n.kind == "dense" and len(tensors[ins[0]].shape) != 1:
                 raise ValueError(f"layer '{n.name}': Dense on a {len(tensors[ins[0]].shape) + 1}-D input is not "
                                  f"supported; add a Flatten or GlobalAveragePooling2D before it")
-            q, fr, bias, bias_frac, scale = quantize_weights(n, policy, tensors[ins[0]].fmt.frac)
+            x_fmt = tensors[ins[0]].fmt
+            q, fr, bias, bias_frac, scale = quantize_weights(n, policy, x_fmt.frac, x_fmt.scale)
             wds = policy.get(n.name, "weights")
             node.weights, node.weight_bits, node.weight_frac, node.weight_scale = q, wds.bits, fr, scale
             node.bias, node.bias_frac = bias, bias_frac

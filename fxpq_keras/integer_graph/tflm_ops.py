@@ -82,7 +82,7 @@ def format_quant(fmt: Format) -> TensorQ:
     8 bits int8 with scale 2^-frac and zero point 0, unsigned 8-bit with zero point -128 (so
     LOGISTIC's output, scale 1/256 and zero point -128, is the format u8.8); 9..16 bits int16 with
     zero point 0. An unsigned 16-bit format does not fit int16 and needs a requantize first."""
-    scale = math.ldexp(1.0, -fmt.frac)
+    scale = fmt.step  # 2^-frac, or target builtin's float activation scale
     if fmt.bits <= 8:
         return TensorQ(scale, -128 if not fmt.signed and fmt.bits == 8 else 0, "int8")
     if fmt.bits > 16 or (not fmt.signed and fmt.bits == 16):

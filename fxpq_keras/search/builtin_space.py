@@ -34,6 +34,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..instructions import KernelCall, int8_call_instructions
 from ..policy import Policy
 
@@ -172,12 +174,59 @@ def tie_pools(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None
                 changed = True
 
 
-def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any]) -> Policy:
+# layer kinds whose output may take a float activation scale (their stock op, and every op that reads
+# them, follows TFLite's scales through tflm_ops): the weighted ops, ADD (and a ReLU fused into it),
+# the pools, CONCATENATION; readers may also be the reshapes. Everything else (the softmax's logits,
+# LEAKY_RELU, the stock ops of section 8 with their fixed or frac-based rules, the model's outputs)
+# keeps 2^-frac.
+SCALED_KINDS = ("conv2d", "depthwise_conv2d", "dense", "add", "relu", "max_pool", "avg_pool", "gap", "concat")
+_SCALED_READERS = SCALED_KINDS + ("flatten", "reshape", "zero_pad")
+_PASS = ("flatten", "reshape", "zero_pad", "add", "softmax")  # kinds that may carry no output of their own
+
+
+def float_scale_layers(policy: Policy) -> list[str]:
+    """The layers whose output takes a float activation scale (SCALED_KINDS, read only by
+    _SCALED_READERS through pass-through layers, not a model output)."""
+    readers: dict[str, list[str]] = {}
+    for name, entry in policy.layers.items():
+        for i in entry["inputs"]:
+            readers.setdefault(i, []).append(name)
+
+    def ok(name: str) -> bool:
+        users = readers.get(name, [])
+        if not users:
+            return False  # a model output: engines dequantize it at 2^-frac
+        for user in users:
+            entry = policy.layers[user]
+            if entry["kind"] not in _SCALED_READERS:
+                return False
+            if entry.get("output") is None and (entry["kind"] not in _PASS or not ok(user)):
+                return False
+        return True
+
+    return [name for name, entry in policy.layers.items()
+            if entry.get("output") is not None and entry["kind"] in SCALED_KINDS and ok(name)]
+
+
+def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any],
+                 activation_ranges: dict[str, float] | None = None) -> Policy:
     """The builtin start: weights at 8 bits with TFLite's float scales (at the range-derived frac,
     fully connected per tensor), activations at 16 (15 unsigned). frac_for(key, bits, signed,
-    per_channel) gives the range-derived frac."""
+    per_channel) gives the range-derived frac. activation_ranges ({layer: calibration max|a|}):
+    float activation scales for the float_scale_layers (a pool keeps its input's range, as TFLite
+    keeps a pool's scale, so no QUANTIZE follows it); None: every activation 2^-frac."""
     policy = policy.copy()
     policy.weight_scales = "float"
+    if activation_ranges is not None:
+        chosen = float_scale_layers(policy)
+        ranges: dict[str, float] = {}
+        for name in chosen:
+            entry = policy.layers[name]
+            source = _owner(policy, entry["inputs"][0]) if entry["kind"] in ("max_pool", "avg_pool", "gap") else name
+            if entry["kind"] in ("max_pool", "avg_pool", "gap") and source not in ranges:
+                continue  # its input keeps 2^-frac: so does the pool
+            ranges[name] = float(np.float32(ranges[source] if source != name else activation_ranges[name]))
+        policy.activation_ranges = ranges
     for layer, ds, d in policy.data_structures():
         key = (layer, ds)
         if ds == "weights":

@@ -82,7 +82,8 @@ def start_policy(calib: Calibration, opts: SearchOptions) -> Policy:
         policy.constrain_biases()
     if opts.target == "builtin":
         ranges = data_ranges(calib, opts, policy)
-        policy = builtin_space.start_policy(policy, lambda key, bits, signed, _: range_frac(ranges[key], bits, signed))
+        policy = builtin_space.start_policy(policy, lambda key, bits, signed, _: range_frac(ranges[key], bits, signed),
+                                            dict(calib.max_abs) if opts.activation_scales == "float" else None)
     return policy
 
 
