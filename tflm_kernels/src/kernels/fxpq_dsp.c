@@ -1154,7 +1154,6 @@ typedef struct {
     const uint8_t *tl;       /* its last K mod 8 terms as lanes (fxpq_tail_lanes), 16 bytes */
     const uint8_t *ones;     /* FXPQ_X_U16: lanes 1 where the tail has a term, else 0 */
     int32_t groups, tail, chunk, wide, row_step, index; /* index: the pixel's first output */
-    int64_t bound;           /* int32 finish: max |acc| */
 } fxpq_fc1;
 
 FXPQ_INLINE uint32_t fxpq_pkhtb_asr16(uint32_t hi, uint32_t lo)
@@ -1184,20 +1183,26 @@ FXPQ_INLINE void fxpq_fc1_lanes(const uint8_t **c, const int32_t kind, uint32_t 
     }
 }
 
-/* The finish of `rows` rows from o: exact sums (int32 modulo 2^32, or int64), the u16 correction,
- * the channel's rescale and clamp (not inlined: once per row, shared by every copy). */
+/* The finish of `rows` rows from o: the exact sums (int32 modulo 2^32, or int64) with the u16
+ * correction, then the channel's finish (each channel is finished once per pixel: no constants to
+ * cache): a right shift by s in [0, 62] is the rescale rule's round half up in int64 (as the
+ * SMLALD loop's finish), anything else the reference's finish. Not inlined: shared by every copy. */
 static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int32_t *a, const int32_t *s,
                            const int64_t *w64)
 {
     const fxpq_weighted *wk = f->wk;
+    const int32_t lo = wk->out.lo, hi = wk->out.hi, out_frac = wk->out.frac;
     int32_t r;
     for (r = 0; r < rows; ++r) {
-        if (f->wide) {
-            const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
-            fxpq_weighted_store(wk, &q, f->index + o + r, w64[r] + a[r] + (int64_t)s[r] * 32768);
+        const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
+        const int32_t sh = q.acc_frac - out_frac;
+        const int64_t acc = f->wide ? w64[r] + a[r] + (int64_t)s[r] * 32768
+                                    : (int64_t)(int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15));
+        if (sh >= 0 && sh <= 62) {
+            const int64_t v = fxpq_wrap_add64(acc, q.bias + (sh > 0 ? (int64_t)1 << (sh - 1) : 0)) >> sh;
+            fxpq_store(wk->out.data, wk->out.storage, f->index + o + r, (int32_t)(v < lo ? lo : (v > hi ? hi : v)));
         } else {
-            const fxpq_finish fin = fxpq_finish_of(wk, o + r, f->bound);
-            fxpq_finish_store(wk, &fin, f->index + o + r, (int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15)));
+            fxpq_weighted_store(wk, &q, f->index + o + r, acc);
         }
     }
 }
@@ -1361,7 +1366,6 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
     }
     f.wide = wk->acc64;
     f.chunk = INT32_MAX;
-    f.bound = fxpq_acc_bound(wk);
     if (f.wide) {
         /* |lane * w| <= term; 8 * chunk of them stay below 2^31. u16: the weight sums must be
          * exact in int32 too. */
