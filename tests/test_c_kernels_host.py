@@ -605,6 +605,11 @@ def one_pixel_cases(seed: int, count: int) -> list[OpCase]:
             acc_frac = kwargs["x_frac"] + int(np.max(kwargs["w_frac"]))
             kwargs = dict(kwargs, out_fmt=kwargs["out_fmt"].with_frac(acc_frac + int(rng.integers(1, 4))))
         cases.append(OpCase("fully_connected", (x, w, bias), kwargs, case.extra))
+    # 16-bit unsigned columns of up to 512 terms are turned into lanes once, longer ones per pair of rows
+    for in_features, w_bits in ((512, 9), (513, 3), (600, 5), (1000, 2)):
+        case = random_case("fully_connected", rng, x_bits=16, x_signed=False, w_bits=w_bits, in_features=in_features,
+                           out_ch=int(rng.choice([3, 6, 9])))
+        cases.append(OpCase("fully_connected", (case.args[0][:1], *case.args[1:]), case.kwargs, case.extra))
     return cases
 
 

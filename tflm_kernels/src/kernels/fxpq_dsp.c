@@ -1146,7 +1146,9 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
  * sums need registers. An int64 accumulator by the width rule runs as exact int32 partial sums of
  * `chunk` groups added into int64 (in registers: no block of sums), declined when not even one
  * group fits (the SMLALD block loop takes it). */
-#define FXPQ_FC1_ROWS(kind) ((kind) == FXPQ_X_U16 ? 2 : 4)
+#define FXPQ_X_U16L 4 /* FXPQ_X_U16 whose column was turned into x - 2^15 lanes once (fxpq_conv_fc1) */
+#define FXPQ_FC1_ROWS(kind) ((kind) >= FXPQ_X_U16 ? 2 : 4)
+#define FXPQ_FC1_XTERMS 512 /* terms of the largest column turned into lanes once (1 KB of stack) */
 
 typedef struct {
     const fxpq_weighted *wk;
@@ -1154,6 +1156,9 @@ typedef struct {
     const uint8_t *tl;       /* its last K mod 8 terms as lanes (fxpq_tail_lanes), 16 bytes */
     const uint8_t *ones;     /* FXPQ_X_U16: lanes 1 where the tail has a term, else 0 */
     int32_t groups, tail, chunk, wide, row_step, index; /* index: the pixel's first output */
+    int32_t laned;           /* FXPQ_X_U16: col holds the whole groups' lanes x - 2^15 */
+    int64_t lim;             /* >= 0: the hoisted int32 finish, for |aligned bias| <= lim */
+    int32_t shift, round, bias_shift;
 } fxpq_fc1;
 
 FXPQ_INLINE uint32_t fxpq_pkhtb_asr16(uint32_t hi, uint32_t lo)
@@ -1166,7 +1171,11 @@ FXPQ_INLINE uint32_t fxpq_pkhtb_asr16(uint32_t hi, uint32_t lo)
 /* 4 terms of the column as lanes [t0,t2] [t1,t3] (the decoder's order). */
 FXPQ_INLINE void fxpq_fc1_lanes(const uint8_t **c, const int32_t kind, uint32_t *x02, uint32_t *x13)
 {
-    if (kind == FXPQ_X_S8 || kind == FXPQ_X_U8) {
+    if (kind == FXPQ_X_U16L) {
+        *x02 = fxpq_ld32(*c);
+        *x13 = fxpq_ld32(*c + 4);
+        *c += 8;
+    } else if (kind == FXPQ_X_S8 || kind == FXPQ_X_U8) {
         const uint32_t v = fxpq_ld32(*c);
         *c += 4;
         *x02 = kind == FXPQ_X_S8 ? (uint32_t)__sxtb16(v) : (uint32_t)__uxtb16(v);
@@ -1193,6 +1202,26 @@ static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int
     const fxpq_weighted *wk = f->wk;
     const int32_t lo = wk->out.lo, hi = wk->out.hi, out_frac = wk->out.frac;
     int32_t r;
+    if (f->lim >= 0) { /* int32 sums, one frac for every channel: fxpq_finish_of's int32 finish, its
+                        * constants hoisted out of the channel loop (the bias is checked per channel) */
+        const int32_t *bias = wk->bias != NULL ? wk->bias->data : NULL;
+        fxpq_finish fin;
+        fin.fast = 1;
+        fin.shift = f->shift;
+        fin.mul = 1;
+        for (r = 0; r < rows; ++r) {
+            const int64_t b = bias != NULL ? (int64_t)bias[o + r] << f->bias_shift : 0;
+            const int32_t acc = (int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15));
+            if (b >= -f->lim && b <= f->lim) {
+                fin.add = (int32_t)b + f->round;
+                fxpq_finish_store(wk, &fin, f->index + o + r, acc);
+            } else {
+                const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
+                fxpq_weighted_store(wk, &q, f->index + o + r, acc);
+            }
+        }
+        return;
+    }
     for (r = 0; r < rows; ++r) {
         const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
         const int32_t sh = q.acc_frac - out_frac;
@@ -1218,7 +1247,7 @@ static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int
             fxpq_decode4((src) + (R) * step, bits, first, &w02, &w13);                          \
             a##R = __smlad((int32_t)x02, (int32_t)w02, a##R);                                   \
             a##R = __smlad((int32_t)x13, (int32_t)w13, a##R);                                   \
-            if (kind == FXPQ_X_U16) {                                                           \
+            if (kind >= FXPQ_X_U16) {                                                           \
                 s##R = __smlad((int32_t)w02, (int32_t)o02, s##R);                               \
                 s##R = __smlad((int32_t)w13, (int32_t)o13, s##R);                               \
             }                                                                                   \
@@ -1264,7 +1293,7 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
     if (f->tail != 0) {
         x02 = fxpq_ld32(f->tl);
         x13 = fxpq_ld32(f->tl + 4);
-        if (kind == FXPQ_X_U16) {
+        if (kind >= FXPQ_X_U16) {
             o02 = fxpq_ld32(f->ones);
             o13 = fxpq_ld32(f->ones + 4);
         }
@@ -1272,7 +1301,7 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
         if (f->tail > 4) {
             x02 = fxpq_ld32(f->tl + 8);
             x13 = fxpq_ld32(f->tl + 12);
-            if (kind == FXPQ_X_U16) {
+            if (kind >= FXPQ_X_U16) {
                 o02 = fxpq_ld32(f->ones + 8);
                 o13 = fxpq_ld32(f->ones + 12);
             }
@@ -1293,20 +1322,30 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
 typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,
                             int32_t o_end);
 
-/* One copy per weight width and input kind (the decoder's fields become constants): rows
- * [o, o_end), FXPQ_FC1_ROWS at a time, then one at a time. */
+/* Rows [o, o_end), FXPQ_FC1_ROWS at a time, then one at a time. */
+#define FXPQ_FC1_LOOP(B, K)                                                                       \
+    do {                                                                                        \
+        const int32_t step_ = f->row_step;                                                      \
+        for (; o + FXPQ_FC1_ROWS(K) <= o_end; o += FXPQ_FC1_ROWS(K)) {                          \
+            fxpq_fc1_rows(f, row, trow, o, B, K, FXPQ_FC1_ROWS(K));                             \
+            row += FXPQ_FC1_ROWS(K) * step_;                                                    \
+            trow += FXPQ_FC1_ROWS(K) * step_;                                                   \
+        }                                                                                       \
+        for (; o < o_end; ++o, row += step_, trow += step_) {                                   \
+            fxpq_fc1_rows(f, row, trow, o, B, K, 1);                                            \
+        }                                                                                       \
+    } while (0)
+
+/* One copy per weight width and input kind (the decoder's fields become constants); the 16-bit
+ * unsigned ones have a second loop for a column already in lanes. */
 #define FXPQ_FC1_KIND(B, K, NAME)                                                                 \
     FXPQ_COPY void NAME(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,     \
                         int32_t o_end)                                                          \
     {                                                                                           \
-        const int32_t step = f->row_step;                                                       \
-        for (; o + FXPQ_FC1_ROWS(K) <= o_end; o += FXPQ_FC1_ROWS(K)) {                          \
-            fxpq_fc1_rows(f, row, trow, o, B, K, FXPQ_FC1_ROWS(K));                             \
-            row += FXPQ_FC1_ROWS(K) * step;                                                     \
-            trow += FXPQ_FC1_ROWS(K) * step;                                                    \
-        }                                                                                       \
-        for (; o < o_end; ++o, row += step, trow += step) {                                     \
-            fxpq_fc1_rows(f, row, trow, o, B, K, 1);                                            \
+        if (K == FXPQ_X_U16 && f->laned) {                                                      \
+            FXPQ_FC1_LOOP(B, FXPQ_X_U16L);                                                       \
+        } else {                                                                                \
+            FXPQ_FC1_LOOP(B, K);                                                                 \
         }                                                                                       \
     }
 #define FXPQ_FC1_WIDTH(B)                                                                         \
@@ -1358,6 +1397,7 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
     const int32_t tail_at = groups * bits, tail_bytes = wk->row_bytes - tail_at;
     const uint8_t *wdata = (const uint8_t *)wk->weights->data;
     uint32_t tl[4], ones[4], tail_copy[4];
+    uint32_t lanes[FXPQ_FC1_XTERMS / 2]; /* a 16-bit unsigned column as lanes, 2 words per 4 terms */
     int32_t p, o, o_safe, t;
     fxpq_fc1 f;
     if (fn == NULL || pixels >= FXPQ_PIXELS || g->filter.h != 1 || g->filter.w != 1 || g->pad_t != 0 ||
@@ -1376,6 +1416,14 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
             return 0;
         }
     }
+    /* the int32 finish with the layer's constants: int32 sums, no per-channel frac, a right shift */
+    f.lim = -1;
+    f.shift = wk->in_frac + wk->weights->frac - wk->out.frac;
+    f.bias_shift = wk->bias != NULL && wk->bias->data != NULL ? wk->in_frac + wk->weights->frac - wk->bias->frac : 0;
+    if (!f.wide && wk->weights->per_channel_frac == NULL && f.shift >= 0 && f.shift <= 31) {
+        f.round = f.shift > 0 ? (int32_t)(((int64_t)1 << (f.shift - 1)) & INT32_MAX) : 0;
+        f.lim = (int64_t)INT32_MAX - ((int64_t)1 << f.shift >> 1) - fxpq_acc_bound(wk);
+    }
     f.wk = wk;
     f.tl = (const uint8_t *)tl;
     f.ones = (const uint8_t *)ones;
@@ -1389,11 +1437,24 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
     /* first row whose tail group would read past the end of the weights (fxpq_conv_matrix) */
     o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
     o_safe = o_safe < 0 ? 0 : o_safe;
+    /* a 16-bit unsigned column meets its rows two at a time (the weight sums need registers): its
+     * lanes (EOR, PKHBT, PKHTB per 4 terms) are made once instead of once per pair of rows */
+    f.laned = u16 && k <= FXPQ_FC1_XTERMS;
     for (p = 0; p < pixels; ++p) {
         f.col = fxpq_column(wk, g, input, p, NULL);
         f.index = p * out_ch;
         if (tail != 0) {
             fxpq_tail_lanes((uint8_t *)tl, f.col, wk, tail, u16);
+        }
+        if (f.laned) {
+            const uint8_t *c = f.col;
+            for (t = 0; t < 2 * groups; ++t) {
+                uint32_t x02, x13;
+                fxpq_fc1_lanes(&c, FXPQ_X_U16, &x02, &x13);
+                lanes[2 * t] = x02;
+                lanes[2 * t + 1] = x13;
+            }
+            f.col = (const uint8_t *)lanes;
         }
         fn(&f, wdata, wdata + tail_at, 0, o_safe);
         for (o = o_safe; o < out_ch; ++o) {
