@@ -1148,7 +1148,9 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
  * group fits (the SMLALD block loop takes it). */
 #define FXPQ_X_U16L 4 /* FXPQ_X_U16 whose column was turned into x - 2^15 lanes once (fxpq_conv_fc1) */
 #define FXPQ_FC1_ROWS(kind) ((kind) >= FXPQ_X_U16 ? 2 : 4)
-#define FXPQ_FC1_XTERMS 512 /* terms of the largest column turned into lanes once (1 KB of stack) */
+/* terms of the largest column turned into lanes once (1 KB of stack): the block's, so that only the
+ * widths of the longer rows (FXPQ_PATHS_CONV_UINT16_LONG) need the loop that makes lanes per pair of rows */
+#define FXPQ_FC1_XTERMS FXPQ_PATHS_BLOCK_TERMS
 
 typedef struct {
     const fxpq_weighted *wk;
@@ -1344,7 +1346,7 @@ typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, const uint8_t
     {                                                                                           \
         if (K == FXPQ_X_U16 && f->laned) {                                                      \
             FXPQ_FC1_LOOP(B, FXPQ_X_U16L);                                                       \
-        } else {                                                                                \
+        } else if (K != FXPQ_X_U16 || FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, B)) {         \
             FXPQ_FC1_LOOP(B, K);                                                                 \
         }                                                                                       \
     }
@@ -1401,7 +1403,7 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
     int32_t p, o, o_safe, t;
     fxpq_fc1 f;
     if (fn == NULL || pixels >= FXPQ_PIXELS || g->filter.h != 1 || g->filter.w != 1 || g->pad_t != 0 ||
-        g->pad_l != 0) {
+        g->pad_l != 0 || (u16 && k > FXPQ_FC1_XTERMS && !FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, bits))) {
         return 0;
     }
     f.wide = wk->acc64;
