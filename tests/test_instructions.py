@@ -189,7 +189,13 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
     assert old.to_dict()["refused_for_speed"] == old.refused_for_speed
     tight = FxPQNet(0.02, max_slowdown=0.9, speed_reference="uniform8", **FAST).quantize(model, x)
     assert tight.instruction_cap == pytest.approx(0.9 / 1.1 * old.instruction_cap)
-    assert tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
+    # a cap binds through the steps it refuses, which are steps that raise the estimate: where no step
+    # does (since the one-pixel fully connected loop, this net's narrower weights are no slower than
+    # 8-bit ones) a cap the budget cannot reach ends where the search without a cap ends
+    uncapped = FxPQNet(0.02, max_slowdown=None, **FAST).quantize(model, x)
+    assert tight.instructions() <= old.instructions() + 1e-6
+    assert (tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
+            or tight.instructions() == pytest.approx(uncapped.instructions()))
     assert FxPQNet(0.02).options.max_slowdown is None  # the default "auto": no cap for fxp (docs/algorithm.md)
     assert FxPQNet(0.02, target="builtin").options.max_slowdown == 1.1  # builtin_space.MAX_SLOWDOWN
     assert FxPQNet(0.02).options.speed_reference == "int8"
