@@ -1264,14 +1264,15 @@ static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int
         FXPQ_FC1_ROW(3, first, src);                                                            \
     } while (0)
 
-/* rows (1..4) consecutive rows from o (row at `row`, its tail group at `trow`) against the column. */
+/* `rows` (1..4) rows `step` bytes apart from o (row at `row`, its tail group at `trow`) against the
+ * column; the first `keep` of them finished (step 0: one row computed `rows` times, one kept). */
 FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,
-                               const int32_t bits, const int32_t kind, const int32_t rows)
+                               const int32_t bits, const int32_t kind, const int32_t rows, const int32_t step,
+                               const int32_t keep)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     int64_t w64[4] = {0, 0, 0, 0};
     int32_t a[4], s[4];
-    const int32_t step = f->row_step;
     const uint8_t *c = f->col;
     int32_t g = f->groups, n;
     uint32_t x02, x13, o02 = 0x00010001u, o13 = 0x00010001u;
@@ -1318,23 +1319,23 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
     s[1] = s1;
     s[2] = s2;
     s[3] = s3;
-    fxpq_fc1_store(f, o, rows, a, s, w64);
+    fxpq_fc1_store(f, o, keep, a, s, w64);
 }
 
 typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,
                             int32_t o_end);
 
-/* Rows [o, o_end), FXPQ_FC1_ROWS at a time, then one at a time. */
+/* Rows [o, o_end), FXPQ_FC1_ROWS at a time; the last few one at a time through the same code (the
+ * row repeated: step 0, one kept), so that each copy holds one expansion of the loop (flash). */
 #define FXPQ_FC1_LOOP(B, K)                                                                       \
     do {                                                                                        \
         const int32_t step_ = f->row_step;                                                      \
-        for (; o + FXPQ_FC1_ROWS(K) <= o_end; o += FXPQ_FC1_ROWS(K)) {                          \
-            fxpq_fc1_rows(f, row, trow, o, B, K, FXPQ_FC1_ROWS(K));                             \
-            row += FXPQ_FC1_ROWS(K) * step_;                                                    \
-            trow += FXPQ_FC1_ROWS(K) * step_;                                                   \
-        }                                                                                       \
-        for (; o < o_end; ++o, row += step_, trow += step_) {                                   \
-            fxpq_fc1_rows(f, row, trow, o, B, K, 1);                                            \
+        while (o < o_end) {                                                                     \
+            const int32_t n_ = o_end - o >= FXPQ_FC1_ROWS(K) ? FXPQ_FC1_ROWS(K) : 1;            \
+            fxpq_fc1_rows(f, row, trow, o, B, K, FXPQ_FC1_ROWS(K), n_ > 1 ? step_ : 0, n_);     \
+            o += n_;                                                                            \
+            row += n_ * step_;                                                                  \
+            trow += n_ * step_;                                                                 \
         }                                                                                       \
     } while (0)
 
