@@ -1154,9 +1154,8 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
 
 typedef struct {
     const fxpq_weighted *wk;
-    const uint8_t *col;      /* the pixel's K terms, natural order */
-    const uint8_t *tl;       /* its last K mod 8 terms as lanes (fxpq_tail_lanes), 16 bytes */
-    const uint8_t *ones;     /* FXPQ_X_U16: lanes 1 where the tail has a term, else 0 */
+    const uint8_t *col;      /* the pixel's K terms, natural order (or its lanes: laned) */
+    const void *raw;         /* the pixel's K terms as stored (the K mod 8 tail terms) */
     int32_t groups, tail, chunk, wide, row_step, index; /* index: the pixel's first output */
     int32_t laned;           /* FXPQ_X_U16: col holds the whole groups' lanes x - 2^15 */
     int64_t lim;             /* >= 0: the hoisted int32 finish, for |aligned bias| <= lim */
@@ -1198,6 +1197,23 @@ FXPQ_INLINE void fxpq_fc1_lanes(const uint8_t **c, const int32_t kind, uint32_t 
  * correction, then the channel's finish (each channel is finished once per pixel: no constants to
  * cache): a right shift by s in [0, 62] is the rescale rule's round half up in int64 (as the
  * SMLALD loop's finish), anything else the reference's finish. Not inlined: shared by every copy. */
+/* The last K mod 8 terms of row o against the column, portable (a few terms a row: no copy of
+ * the weights' last bytes, no read past the row). */
+static int64_t fxpq_fc1_tail(const fxpq_fc1 *f, int32_t o)
+{
+    const fxpq_weighted *wk = f->wk;
+    const int32_t first = wk->k - f->tail;
+    int16_t w[8];
+    int64_t sum = 0;
+    int32_t t;
+    fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes, wk->weights->bits,
+                    first, f->tail, w);
+    for (t = 0; t < f->tail; ++t) {
+        sum += (int64_t)fxpq_load(f->raw, wk->in_s, first + t) * w[t];
+    }
+    return sum;
+}
+
 static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int32_t *a, const int32_t *s,
                            const int64_t *w64)
 {
@@ -1213,7 +1229,8 @@ static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int
         fin.mul = 1;
         for (r = 0; r < rows; ++r) {
             const int64_t b = bias != NULL ? (int64_t)bias[o + r] << f->bias_shift : 0;
-            const int32_t acc = (int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15));
+            const int32_t acc = (int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15) +
+                                          (f->tail != 0 ? (uint32_t)fxpq_fc1_tail(f, o + r) : 0u));
             if (b >= -f->lim && b <= f->lim) {
                 fin.add = (int32_t)b + f->round;
                 fxpq_finish_store(wk, &fin, f->index + o + r, acc);
@@ -1227,8 +1244,9 @@ static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int
     for (r = 0; r < rows; ++r) {
         const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
         const int32_t sh = q.acc_frac - out_frac;
-        const int64_t acc = f->wide ? w64[r] + a[r] + (int64_t)s[r] * 32768
-                                    : (int64_t)(int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15));
+        const int64_t t = f->tail != 0 ? fxpq_fc1_tail(f, o + r) : 0;
+        const int64_t acc = f->wide ? w64[r] + a[r] + (int64_t)s[r] * 32768 + t
+                                    : (int64_t)(int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15) + (uint32_t)t);
         if (sh >= 0 && sh <= 62) {
             const int64_t v = fxpq_wrap_add64(acc, q.bias + (sh > 0 ? (int64_t)1 << (sh - 1) : 0)) >> sh;
             fxpq_store(wk->out.data, wk->out.storage, f->index + o + r, (int32_t)(v < lo ? lo : (v > hi ? hi : v)));
@@ -1264,9 +1282,9 @@ static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int
         FXPQ_FC1_ROW(3, first, src);                                                            \
     } while (0)
 
-/* `rows` (1..4) rows `step` bytes apart from o (row at `row`, its tail group at `trow`) against the
- * column; the first `keep` of them finished (step 0: one row computed `rows` times, one kept). */
-FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,
+/* `rows` (1..4) rows `step` bytes apart from o (row at `row`) against the column's whole groups of 8
+ * terms; the first `keep` of them finished (step 0: one row computed `rows` times, one kept). */
+FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, int32_t o,
                                const int32_t bits, const int32_t kind, const int32_t rows, const int32_t step,
                                const int32_t keep)
 {
@@ -1275,7 +1293,8 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
     int32_t a[4], s[4];
     const uint8_t *c = f->col;
     int32_t g = f->groups, n;
-    uint32_t x02, x13, o02 = 0x00010001u, o13 = 0x00010001u;
+    uint32_t x02, x13;
+    const uint32_t o02 = 0x00010001u, o13 = 0x00010001u; /* the weight sums: [1, 1] */
     while (g > 0) {
         n = g < f->chunk ? g : f->chunk;
         g -= n;
@@ -1293,24 +1312,6 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
             a0 = a1 = a2 = a3 = 0;
         }
     }
-    if (f->tail != 0) {
-        x02 = fxpq_ld32(f->tl);
-        x13 = fxpq_ld32(f->tl + 4);
-        if (kind >= FXPQ_X_U16) {
-            o02 = fxpq_ld32(f->ones);
-            o13 = fxpq_ld32(f->ones + 4);
-        }
-        FXPQ_FC1_MAC(0, trow);
-        if (f->tail > 4) {
-            x02 = fxpq_ld32(f->tl + 8);
-            x13 = fxpq_ld32(f->tl + 12);
-            if (kind >= FXPQ_X_U16) {
-                o02 = fxpq_ld32(f->ones + 8);
-                o13 = fxpq_ld32(f->ones + 12);
-            }
-            FXPQ_FC1_MAC(4, trow);
-        }
-    }
     a[0] = a0;
     a[1] = a1;
     a[2] = a2;
@@ -1322,8 +1323,7 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, const uint
     fxpq_fc1_store(f, o, keep, a, s, w64);
 }
 
-typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,
-                            int32_t o_end);
+typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, int32_t o, int32_t o_end);
 
 /* Rows [o, o_end), FXPQ_FC1_ROWS at a time; the last few one at a time through the same code (the
  * row repeated: step 0, one kept), so that each copy holds one expansion of the loop (flash). */
@@ -1332,18 +1332,16 @@ typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, const uint8_t
         const int32_t step_ = f->row_step;                                                      \
         while (o < o_end) {                                                                     \
             const int32_t n_ = o_end - o >= FXPQ_FC1_ROWS(K) ? FXPQ_FC1_ROWS(K) : 1;            \
-            fxpq_fc1_rows(f, row, trow, o, B, K, FXPQ_FC1_ROWS(K), n_ > 1 ? step_ : 0, n_);     \
+            fxpq_fc1_rows(f, row, o, B, K, FXPQ_FC1_ROWS(K), n_ > 1 ? step_ : 0, n_);           \
             o += n_;                                                                            \
             row += n_ * step_;                                                                  \
-            trow += n_ * step_;                                                                 \
         }                                                                                       \
     } while (0)
 
 /* One copy per weight width and input kind (the decoder's fields become constants); the 16-bit
  * unsigned ones have a second loop for a column already in lanes. */
 #define FXPQ_FC1_KIND(B, K, NAME)                                                                 \
-    FXPQ_COPY void NAME(const fxpq_fc1 *f, const uint8_t *row, const uint8_t *trow, int32_t o,     \
-                        int32_t o_end)                                                          \
+    FXPQ_COPY void NAME(const fxpq_fc1 *f, const uint8_t *row, int32_t o, int32_t o_end)         \
     {                                                                                           \
         if (K == FXPQ_X_U16 && f->laned) {                                                      \
             FXPQ_FC1_LOOP(B, FXPQ_X_U16L);                                                       \
@@ -1397,11 +1395,8 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
                          : u16                            ? FXPQ_X_U16
                                                           : FXPQ_X_16;
     const fxpq_fc1_fn fn = fxpq_fc1_table[bits - 2][kind];
-    const int32_t tail_at = groups * bits, tail_bytes = wk->row_bytes - tail_at;
-    const uint8_t *wdata = (const uint8_t *)wk->weights->data;
-    uint32_t tl[4], ones[4], tail_copy[4];
     uint32_t lanes[FXPQ_FC1_XTERMS / 2]; /* a 16-bit unsigned column as lanes, 2 words per 4 terms */
-    int32_t p, o, o_safe, t;
+    int32_t p, t;
     fxpq_fc1 f;
     if (fn == NULL || pixels >= FXPQ_PIXELS || g->filter.h != 1 || g->filter.w != 1 || g->pad_t != 0 ||
         g->pad_l != 0 || (u16 && k > FXPQ_FC1_XTERMS && !FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, bits))) {
@@ -1428,27 +1423,16 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
         f.lim = (int64_t)INT32_MAX - ((int64_t)1 << f.shift >> 1) - fxpq_acc_bound(wk);
     }
     f.wk = wk;
-    f.tl = (const uint8_t *)tl;
-    f.ones = (const uint8_t *)ones;
     f.groups = groups;
     f.tail = tail;
     f.row_step = wk->row_bytes;
-    memset(ones, 0, sizeof(ones));
-    for (t = 0; t < tail; ++t) { /* the tail's lane order (fxpq_tail_lanes) */
-        fxpq_st16((uint8_t *)ones + 2 * ((t & 4) | ((t & 1) << 1) | ((t >> 1) & 1)), 1);
-    }
-    /* first row whose tail group would read past the end of the weights (fxpq_conv_matrix) */
-    o_safe = tail == 0 ? out_ch : out_ch - (bits - tail_bytes + wk->row_bytes - 1) / wk->row_bytes;
-    o_safe = o_safe < 0 ? 0 : o_safe;
     /* a 16-bit unsigned column meets its rows two at a time (the weight sums need registers): its
      * lanes (EOR, PKHBT, PKHTB per 4 terms) are made once instead of once per pair of rows */
     f.laned = u16 && k <= FXPQ_FC1_XTERMS;
     for (p = 0; p < pixels; ++p) {
         f.col = fxpq_column(wk, g, input, p, NULL);
+        f.raw = f.col;
         f.index = p * out_ch;
-        if (tail != 0) {
-            fxpq_tail_lanes((uint8_t *)tl, f.col, wk, tail, u16);
-        }
         if (f.laned) {
             const uint8_t *c = f.col;
             for (t = 0; t < 2 * groups; ++t) {
@@ -1459,13 +1443,7 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
             }
             f.col = (const uint8_t *)lanes;
         }
-        fn(&f, wdata, wdata + tail_at, 0, o_safe);
-        for (o = o_safe; o < out_ch; ++o) {
-            const uint8_t *row = wdata + (size_t)o * (size_t)wk->row_bytes;
-            memset(tail_copy, 0, sizeof(tail_copy));
-            memcpy(tail_copy, row + tail_at, (size_t)tail_bytes);
-            fn(&f, row, (const uint8_t *)tail_copy, o, o + 1);
-        }
+        fn(&f, (const uint8_t *)wk->weights->data, 0, out_ch);
     }
     return 1;
 }
