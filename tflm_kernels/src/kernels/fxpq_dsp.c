@@ -1289,10 +1289,13 @@ FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, int32_t o,
                                const int32_t keep)
 {
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-    int64_t w64[4] = {0, 0, 0, 0};
+    int64_t w64[4]; /* int64 by the width rule only (zeroed there: no memset call per pass) */
     int32_t a[4], s[4];
     const uint8_t *c = f->col;
     int32_t g = f->groups, n;
+    if (f->wide) {
+        w64[0] = w64[1] = w64[2] = w64[3] = 0;
+    }
     uint32_t x02, x13;
     const uint32_t o02 = 0x00010001u, o13 = 0x00010001u; /* the weight sums: [1, 1] */
     while (g > 0) {
