@@ -128,12 +128,27 @@ def _lane_block_rows(c: KernelCall) -> int:
     return min(WBUF // (16 * -(-c.k // 8)), max(c.channels, 1))
 
 
+def _fc1_takes(c: KernelCall, u16: bool, acc64: bool) -> bool:
+    """The one-pixel loop (fxpq_conv_fc1) takes an int64 accumulator by the width rule as exact int32
+    partial sums of whole groups of 8 terms: at least one group must fit int32 (x - 2^15 lanes: |lane| <=
+    2^15), and with x - 2^15 lanes the rows' weight sums must be exact in int32."""
+    if not acc64:
+        return True
+    lane = 2**15 if u16 else _x_abs(c)
+    if (2**31 - 1) // (8 * lane * 2 ** (c.w_bits - 1)) == 0:
+        return False
+    return not u16 or c.k * 2 ** (c.w_bits - 1) <= 2**31 - 1
+
+
 def kernel_path(c: KernelCall) -> str:
     """The C dispatcher's branch for this call (fxpq_dsp.c as of the coefficients' fit): one kernel loop
     per path.
 
     conv2d / fully connected (fxpq_dsp_conv2d): a 1x1 kernel or fully connected reads its columns in
-    place (``1x1``), a KxK kernel builds im2col columns (``kxk``). 16-bit inputs first try the block
+    place (``1x1``), a KxK kernel builds im2col columns (``kxk``). With 1..3 output pixels a 1x1 kernel or
+    fully connected first takes the one-pixel loop (``fc1``: each column load meets 4 rows, 2 for full
+    16-bit unsigned inputs; int64 by the width rule as int32 partial sums, :func:`_fc1_takes`). 16-bit
+    inputs then try the block
     of unpacked int16 rows (fxpq_conv_x16; rows of round4(K) halfwords, at most 32 a block, K <= 512):
     taken by every int64 accumulator and every full 16-bit unsigned input (x - 2^15 lanes), and by
     signed int32 sums with 4+ pixels, K >= 16 and (KxK) every row in one block; inside it ``x16b`` /
@@ -156,6 +171,8 @@ def kernel_path(c: KernelCall) -> str:
         u16 = xc == 2 and not c.x_signed and c.x_bits > 15
         pixels = c.out_elements / max(c.channels, 1)
         acc64 = accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k)
+        if c.taps == 1 and pixels < PIXELS and _fc1_takes(c, u16, acc64):
+            return f"{c.op}{geometry}.fc1"
         if xc == 2:
             per = _x16_block_rows(c.k)
             if per > 0 and (acc64 or u16 or (pixels >= PIXELS and c.k >= 16 and (c.taps == 1 or per >= c.channels))):
@@ -209,6 +226,14 @@ def features(path: str, c: KernelCall) -> list[float]:
     """
     op = path.split(".")[0]
     pixels = c.out_elements / max(c.channels, 1)
+    if path.endswith(".fc1"):
+        # MACs, and those that decode bit fields, read 16-bit weights, read 16-bit inputs (two loads and
+        # two PKH per 4 terms), run x - 2^15 lanes (two rows a pass and the weight sums); the finish per
+        # output (a separate pass over the tail group when K % 8 != 0); the pixels' column set-up; 1
+        u16 = c.x_bits > 15 and not c.x_signed
+        return [c.macs, c.macs * (c.w_bits not in (8, 16)), c.macs * (c.w_bits == 16),
+                c.macs * (_container(c.x_bits) > 1), c.macs * u16, c.out_elements, c.out_elements * (c.k % 8 != 0),
+                pixels, 1.0]
     im2col = pixels * c.k if c.taps > 1 else 0.0
     rows = pixels * math.sqrt(c.taps) if c.taps > 1 else 0.0  # im2col copies one kernel row at a time
     if op in ("conv2d", "fully_connected") and path.endswith(_BLOCK_PATHS):

@@ -586,6 +586,58 @@ def test_block_paths_match_numpy(seed):
         _assert_same(case)
 
 
+_ONE_PIXEL_X = [(16, False), (16, True), (15, False), (12, True), (9, False), (8, True), (8, False), (5, False),
+                (2, True), (3, False)]
+
+
+def one_pixel_cases(seed: int, count: int) -> list[OpCase]:
+    """`count` cases of the optimized one-pixel fully connected loop (several rows per column load,
+    docs/kernels.md "One-pixel fully connected"), drawn from one seed: 1..3 pixels (batches), every
+    input kind (int8, uint8, int16, uint16 of at most 15 bits, full 16-bit uint16 as x - 2^15 lanes
+    with the rows' weight sums), weights 2..16 bits, odd K and K mod 4 / mod 8 tails, row counts
+    that leave 1..3 rows after the passes of 4 (2 for uint16) and rows whose tail group is decoded
+    from a stack copy, per-channel frac, negative fracs, saturation (random output fracs), left-shift
+    finishes, int64 accumulators by the width rule as exact int32 partial sums (every input and weight
+    at an extreme in a fifth of the cases). Shared with tests/test_c_kernels_qemu.py."""
+    rng = np.random.default_rng([seed, 0xFC1])
+    cases = []
+    for i in range(count):
+        x_bits, x_signed = _ONE_PIXEL_X[i % len(_ONE_PIXEL_X)]
+        w_bits = int(rng.integers(2, 17)) if i % 4 else int(rng.choice([2, 3, 8, 9, 16]))
+        c = dict(x_bits=x_bits, x_signed=x_signed, w_bits=w_bits, per_channel=bool(rng.integers(2)),
+                 out_bits=int(rng.choice([4, 8, 12, 16])),
+                 in_features=int(rng.choice([1, 3, 7, 8, 13, 64, 127, 130, 257, 600])),
+                 out_ch=int(rng.choice([1, 2, 3, 4, 5, 7, 9, 33, 70])))
+        case = random_case("fully_connected", rng, **c)
+        x, w, bias = case.args
+        fmt = case.extra["x_fmt"]
+        pixels = int(rng.choice([1, 1, 2, 3]))
+        x = np.resize(x, (pixels, x.shape[1]))
+        if i % 5 == 4:  # extremes: the largest sums the formats allow (int64 partial sums, int32 wraps)
+            lo, hi = -(1 << (w_bits - 1)), (1 << (w_bits - 1)) - 1
+            w = np.where(rng.random(w.shape) < 0.5, lo, hi).astype(w.dtype)
+            x = np.where(rng.random(x.shape) < 0.5, fmt.lo, fmt.hi).astype(x.dtype)
+        kwargs = case.kwargs
+        if rng.random() < 0.2:
+            acc_frac = kwargs["x_frac"] + int(np.max(kwargs["w_frac"]))
+            kwargs = dict(kwargs, out_fmt=kwargs["out_fmt"].with_frac(acc_frac + int(rng.integers(1, 4))))
+        cases.append(OpCase("fully_connected", (x, w, bias), kwargs, case.extra))
+    # 16-bit unsigned columns of up to 512 terms are turned into lanes once, longer ones per pair of rows
+    for in_features, w_bits in ((512, 9), (513, 3), (600, 5), (1000, 2)):
+        case = random_case("fully_connected", rng, x_bits=16, x_signed=False, w_bits=w_bits, in_features=in_features,
+                           out_ch=int(rng.choice([3, 6, 9])))
+        cases.append(OpCase("fully_connected", (case.args[0][:1], *case.args[1:]), case.kwargs, case.extra))
+    return cases
+
+
+@settings(max_examples=examples(2), **SETTINGS)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_one_pixel_cases_match_numpy(seed):
+    """The reference loops == numpy on the draws of the optimized one-pixel fully connected loop."""
+    for case in one_pixel_cases(seed, 20):
+        _assert_same(case)
+
+
 def test_scratch_free_ops_take_a_null_buffer():
     """Fully connected, 1x1 conv and depthwise request no scratch and accept a NULL buffer of 0 bytes."""
     lib = host.load_library()

@@ -19,6 +19,7 @@ from test_c_kernels_host import (
     _scratch_path_constraints,
     _wide_path_constraints,
     block_path_cases,
+    one_pixel_cases,
     quantize_draws,
     quantize_edge_floats,
     scratch_path_case,
@@ -257,6 +258,18 @@ def test_optimized_block_paths(cpu, seed):
     weights other than 8-bit, several blocks of rows, K mod 4 / mod 8 tails, rows longer than the
     block, left-shift finishes; one firmware session per example."""
     cases = block_path_cases(seed, 40)
+    _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
+
+
+@pytest.mark.parametrize("cpu", ["m4", "m7"])
+@settings(max_examples=examples(2), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_optimized_one_pixel_paths(cpu, seed):
+    """The DSP fully connected loop over 1..3 pixels (each column load meets 4 rows, 2 for 16-bit
+    unsigned inputs with their weight sums) == numpy: every input kind, weights 2..16 bits, K mod 8
+    tails, leftover rows and rows near the end of the weights, int64 accumulators by the width
+    rule as exact int32 partial sums; one firmware session per example."""
+    cases = one_pixel_cases(seed, 60)
     _check(list(zip(cases, qemu.run_cases(cases, cpu=cpu, timeout=240))))
 
 

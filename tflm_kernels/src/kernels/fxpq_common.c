@@ -330,15 +330,3 @@ fxpq_weighted fxpq_weighted_prepare(fxpq_status *st, int32_t op, const fxpq_cont
     return wk;
 }
 
-fxpq_channel_quant fxpq_channel_quant_of(const fxpq_weights *w, const fxpq_bias *b, int32_t o,
-                                         int32_t x_frac)
-{
-    fxpq_channel_quant q;
-    int32_t wf = w->per_channel_frac != NULL ? w->per_channel_frac[o] : w->frac;
-    q.acc_frac = x_frac + wf;
-    q.bias = 0;
-    if (b != NULL && b->data != NULL) {
-        q.bias = fxpq_wrap_shl64((int64_t)b->data[o], q.acc_frac - b->frac);
-    }
-    return q;
-}

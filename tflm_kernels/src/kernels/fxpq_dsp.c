@@ -1134,8 +1134,328 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     return 1;
 }
 
+/* ---- fully connected over one to three pixels: several rows per column load ----------------- */
+
+/* A matrix-vector product (fully connected with batch 1, a 1x1 conv with one output pixel) has
+ * one column: the 4-pixel matrix loop above would decode every weight for a single SMLAD pair,
+ * and the unpacked-row block would store and reload every weight once. Here each 4 terms of the
+ * column are loaded and turned into lanes once and meet FXPQ_FC1_ROWS rows, whose weights are
+ * decoded straight into registers (CMSIS-NN's arm_nn_vec_mat_mult_t_s8 shares the column the same
+ * way). Unsigned 16-bit inputs run as x - 2^15 lanes and sum each row's weights in the same loop
+ * (one more SMLAD per weight register) for the 2^15 * sum correction: fewer rows per pass, the
+ * sums need registers. An int64 accumulator by the width rule runs as exact int32 partial sums of
+ * `chunk` groups added into int64 (in registers: no block of sums), declined when not even one
+ * group fits (the SMLALD block loop takes it). */
+#define FXPQ_X_U16L 4 /* FXPQ_X_U16 whose column was turned into x - 2^15 lanes once (fxpq_conv_fc1) */
+#define FXPQ_FC1_ROWS(kind) ((kind) >= FXPQ_X_U16 ? 2 : 4)
+/* terms of the largest column turned into lanes once (1 KB of stack): the block's, so that only the
+ * widths of the longer rows (FXPQ_PATHS_CONV_UINT16_LONG) need the loop that makes lanes per pair of rows */
+#define FXPQ_FC1_XTERMS FXPQ_PATHS_BLOCK_TERMS
+
+typedef struct {
+    const fxpq_weighted *wk;
+    const uint8_t *col;      /* the pixel's K terms, natural order (or its lanes: laned) */
+    const void *raw;         /* the pixel's K terms as stored (the K mod 8 tail terms) */
+    int32_t groups, tail, chunk, wide, row_step, index; /* index: the pixel's first output */
+    int32_t laned;           /* FXPQ_X_U16: col holds the whole groups' lanes x - 2^15 */
+    int64_t lim;             /* >= 0: the hoisted int32 finish, for |aligned bias| <= lim */
+    int32_t shift, round, bias_shift;
+} fxpq_fc1;
+
+FXPQ_INLINE uint32_t fxpq_pkhtb_asr16(uint32_t hi, uint32_t lo)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(hi), "r"(lo));
+    return r;
+}
+
+/* 4 terms of the column as lanes [t0,t2] [t1,t3] (the decoder's order). */
+FXPQ_INLINE void fxpq_fc1_lanes(const uint8_t **c, const int32_t kind, uint32_t *x02, uint32_t *x13)
+{
+    if (kind == FXPQ_X_U16L) {
+        *x02 = fxpq_ld32(*c);
+        *x13 = fxpq_ld32(*c + 4);
+        *c += 8;
+    } else if (kind == FXPQ_X_S8 || kind == FXPQ_X_U8) {
+        const uint32_t v = fxpq_ld32(*c);
+        *c += 4;
+        *x02 = kind == FXPQ_X_S8 ? (uint32_t)__sxtb16(v) : (uint32_t)__uxtb16(v);
+        *x13 = kind == FXPQ_X_S8 ? fxpq_sxtb16_ror8(v) : fxpq_uxtb16_ror8(v);
+    } else {
+        uint32_t a = fxpq_ld32(*c), b = fxpq_ld32(*c + 4);
+        *c += 8;
+        if (kind == FXPQ_X_U16) {
+            a ^= 0x80008000u;
+            b ^= 0x80008000u;
+        }
+        *x02 = fxpq_pack2((int32_t)a, (int32_t)b);
+        *x13 = fxpq_pkhtb_asr16(b, a);
+    }
+}
+
+/* The finish of `rows` rows from o: the exact sums (int32 modulo 2^32, or int64) with the u16
+ * correction, then the channel's finish (each channel is finished once per pixel: no constants to
+ * cache): a right shift by s in [0, 62] is the rescale rule's round half up in int64 (as the
+ * SMLALD loop's finish), anything else the reference's finish. Not inlined: shared by every copy. */
+/* The last K mod 8 terms of row o against the column, portable (a few terms a row: no copy of
+ * the weights' last bytes, no read past the row). */
+static int64_t fxpq_fc1_tail(const fxpq_fc1 *f, int32_t o)
+{
+    const fxpq_weighted *wk = f->wk;
+    const int32_t first = wk->k - f->tail;
+    int16_t w[8];
+    int64_t sum = 0;
+    int32_t t;
+    fxpq_unpack_run((const uint8_t *)wk->weights->data + (size_t)o * (size_t)wk->row_bytes, wk->weights->bits,
+                    first, f->tail, w);
+    for (t = 0; t < f->tail; ++t) {
+        sum += (int64_t)fxpq_load(f->raw, wk->in_s, first + t) * w[t];
+    }
+    return sum;
+}
+
+static void fxpq_fc1_store(const fxpq_fc1 *f, int32_t o, int32_t rows, const int32_t *a, const int32_t *s,
+                           const int64_t *w64)
+{
+    const fxpq_weighted *wk = f->wk;
+    const int32_t lo = wk->out.lo, hi = wk->out.hi, out_frac = wk->out.frac;
+    int32_t r;
+    if (f->lim >= 0) { /* int32 sums, one frac for every channel: fxpq_finish_of's int32 finish, its
+                        * constants hoisted out of the channel loop (the bias is checked per channel) */
+        const int32_t *bias = wk->bias != NULL ? wk->bias->data : NULL;
+        fxpq_finish fin;
+        fin.fast = 1;
+        fin.shift = f->shift;
+        fin.mul = 1;
+        for (r = 0; r < rows; ++r) {
+            const int64_t b = bias != NULL ? (int64_t)bias[o + r] << f->bias_shift : 0;
+            const int32_t acc = (int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15) +
+                                          (f->tail != 0 ? (uint32_t)fxpq_fc1_tail(f, o + r) : 0u));
+            if (b >= -f->lim && b <= f->lim) {
+                fin.add = (int32_t)b + f->round;
+                fxpq_finish_store(wk, &fin, f->index + o + r, acc);
+            } else {
+                const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
+                fxpq_weighted_store(wk, &q, f->index + o + r, acc);
+            }
+        }
+        return;
+    }
+    for (r = 0; r < rows; ++r) {
+        const fxpq_channel_quant q = fxpq_channel_quant_of(wk->weights, wk->bias, o + r, wk->in_frac);
+        const int32_t sh = q.acc_frac - out_frac;
+        const int64_t t = f->tail != 0 ? fxpq_fc1_tail(f, o + r) : 0;
+        const int64_t acc = f->wide ? w64[r] + a[r] + (int64_t)s[r] * 32768 + t
+                                    : (int64_t)(int32_t)((uint32_t)a[r] + ((uint32_t)s[r] << 15) + (uint32_t)t);
+        if (sh >= 0 && sh <= 62) {
+            const int64_t v = fxpq_wrap_add64(acc, q.bias + (sh > 0 ? (int64_t)1 << (sh - 1) : 0)) >> sh;
+            fxpq_store(wk->out.data, wk->out.storage, f->index + o + r, (int32_t)(v < lo ? lo : (v > hi ? hi : v)));
+        } else {
+            fxpq_weighted_store(wk, &q, f->index + o + r, acc);
+        }
+    }
+}
+
+/* Row R (0..3) of the pass, when the pass has that many rows: 4 terms (`first` 0 or 4 of the
+ * group at src) against the column's lanes x02 / x13 (FXPQ_X_U16: the weight sum too, against the
+ * lanes o02 / o13: ones, zeros past K in the tail). Scalar accumulators: GCC keeps an array of
+ * them in memory. */
+#define FXPQ_FC1_ROW(R, first, src)                                                                \
+    do {                                                                                        \
+        if (rows > (R)) {                                                                       \
+            uint32_t w02, w13;                                                                  \
+            fxpq_decode4((src) + (R) * step, bits, first, &w02, &w13);                          \
+            a##R = __smlad((int32_t)x02, (int32_t)w02, a##R);                                   \
+            a##R = __smlad((int32_t)x13, (int32_t)w13, a##R);                                   \
+            if (kind >= FXPQ_X_U16) {                                                           \
+                s##R = __smlad((int32_t)w02, (int32_t)o02, s##R);                               \
+                s##R = __smlad((int32_t)w13, (int32_t)o13, s##R);                               \
+            }                                                                                   \
+            __asm__ volatile("" ::: "memory"); /* no hoisting of the next rows' loads */        \
+        }                                                                                       \
+    } while (0)
+#define FXPQ_FC1_MAC(first, src)                                                                   \
+    do {                                                                                        \
+        FXPQ_FC1_ROW(0, first, src);                                                            \
+        FXPQ_FC1_ROW(1, first, src);                                                            \
+        FXPQ_FC1_ROW(2, first, src);                                                            \
+        FXPQ_FC1_ROW(3, first, src);                                                            \
+    } while (0)
+
+/* `rows` (1..4) rows `step` bytes apart from o (row at `row`) against the column's whole groups of 8
+ * terms; the first `keep` of them finished (step 0: one row computed `rows` times, one kept). */
+FXPQ_INLINE void fxpq_fc1_rows(const fxpq_fc1 *f, const uint8_t *row, int32_t o,
+                               const int32_t bits, const int32_t kind, const int32_t rows, const int32_t step,
+                               const int32_t keep)
+{
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t w64[4]; /* int64 by the width rule only (zeroed there: no memset call per pass) */
+    int32_t a[4], s[4];
+    const uint8_t *c = f->col;
+    int32_t g = f->groups, n;
+    if (f->wide) {
+        w64[0] = w64[1] = w64[2] = w64[3] = 0;
+    }
+    uint32_t x02, x13;
+    const uint32_t o02 = 0x00010001u, o13 = 0x00010001u; /* the weight sums: [1, 1] */
+    while (g > 0) {
+        n = g < f->chunk ? g : f->chunk;
+        g -= n;
+        for (; n > 0; --n, row += FXPQ_GROUP_BYTES(bits)) {
+            fxpq_fc1_lanes(&c, kind, &x02, &x13);
+            FXPQ_FC1_MAC(0, row);
+            fxpq_fc1_lanes(&c, kind, &x02, &x13);
+            FXPQ_FC1_MAC(4, row);
+        }
+        if (f->wide) { /* rare (int64 by the width rule): fold the exact int32 partial sums */
+            w64[0] += a0;
+            w64[1] += a1;
+            w64[2] += a2;
+            w64[3] += a3;
+            a0 = a1 = a2 = a3 = 0;
+        }
+    }
+    a[0] = a0;
+    a[1] = a1;
+    a[2] = a2;
+    a[3] = a3;
+    s[0] = s0;
+    s[1] = s1;
+    s[2] = s2;
+    s[3] = s3;
+    fxpq_fc1_store(f, o, keep, a, s, w64);
+}
+
+typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, int32_t o, int32_t o_end);
+
+/* Rows [o, o_end), FXPQ_FC1_ROWS at a time; the last few one at a time through the same code (the
+ * row repeated: step 0, one kept), so that each copy holds one expansion of the loop (flash). */
+#define FXPQ_FC1_LOOP(B, K)                                                                       \
+    do {                                                                                        \
+        const int32_t step_ = f->row_step;                                                      \
+        while (o < o_end) {                                                                     \
+            const int32_t n_ = o_end - o >= FXPQ_FC1_ROWS(K) ? FXPQ_FC1_ROWS(K) : 1;            \
+            fxpq_fc1_rows(f, row, o, B, K, FXPQ_FC1_ROWS(K), n_ > 1 ? step_ : 0, n_);           \
+            o += n_;                                                                            \
+            row += n_ * step_;                                                                  \
+        }                                                                                       \
+    } while (0)
+
+/* One copy per weight width and input kind (the decoder's fields become constants); the 16-bit
+ * unsigned ones have a second loop for a column already in lanes. */
+#define FXPQ_FC1_KIND(B, K, NAME)                                                                 \
+    FXPQ_COPY void NAME(const fxpq_fc1 *f, const uint8_t *row, int32_t o, int32_t o_end)         \
+    {                                                                                           \
+        if (K == FXPQ_X_U16 && f->laned) {                                                      \
+            FXPQ_FC1_LOOP(B, FXPQ_X_U16L);                                                       \
+        } else if (K != FXPQ_X_U16 || FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, B)) {         \
+            FXPQ_FC1_LOOP(B, K);                                                                 \
+        }                                                                                       \
+    }
+#define FXPQ_FC1_WIDTH(B)                                                                         \
+    FXPQ_FC1_KIND(B, FXPQ_X_S8, fxpq_fc1_s8_w##B)                                               \
+    FXPQ_FC1_KIND(B, FXPQ_X_U8, fxpq_fc1_u8_w##B)                                               \
+    FXPQ_FC1_KIND(B, FXPQ_X_16, fxpq_fc1_16_w##B)                                               \
+    FXPQ_FC1_KIND(B, FXPQ_X_U16, fxpq_fc1_u16_w##B)
+FXPQ_FC1_WIDTH(2)
+FXPQ_FC1_WIDTH(3)
+FXPQ_FC1_WIDTH(4)
+FXPQ_FC1_WIDTH(5)
+FXPQ_FC1_WIDTH(6)
+FXPQ_FC1_WIDTH(7)
+FXPQ_FC1_WIDTH(8)
+FXPQ_FC1_WIDTH(9)
+FXPQ_FC1_WIDTH(10)
+FXPQ_FC1_WIDTH(11)
+FXPQ_FC1_WIDTH(12)
+FXPQ_FC1_WIDTH(13)
+FXPQ_FC1_WIDTH(14)
+FXPQ_FC1_WIDTH(15)
+FXPQ_FC1_WIDTH(16)
+
+/* Selected by the same masks as the matrix loop's copies (fxpq_paths.h); 16-bit unsigned inputs
+ * by FXPQ_PATHS_CONV_UINT16 (the one-pixel rows of any length). */
+#define FXPQ_FC1_SEL(B)                                                                           \
+    {FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_INT8, B) ? fxpq_fc1_s8_w##B : (fxpq_fc1_fn)0,               \
+     FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT8, B) ? fxpq_fc1_u8_w##B : (fxpq_fc1_fn)0,              \
+     FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_LANES16, B) ? fxpq_fc1_16_w##B : (fxpq_fc1_fn)0,            \
+     FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16, B) ? fxpq_fc1_u16_w##B : (fxpq_fc1_fn)0}
+static const fxpq_fc1_fn fxpq_fc1_table[15][4] = {
+    FXPQ_FC1_SEL(2), FXPQ_FC1_SEL(3), FXPQ_FC1_SEL(4), FXPQ_FC1_SEL(5), FXPQ_FC1_SEL(6),
+    FXPQ_FC1_SEL(7), FXPQ_FC1_SEL(8), FXPQ_FC1_SEL(9), FXPQ_FC1_SEL(10), FXPQ_FC1_SEL(11),
+    FXPQ_FC1_SEL(12), FXPQ_FC1_SEL(13), FXPQ_FC1_SEL(14), FXPQ_FC1_SEL(15), FXPQ_FC1_SEL(16)};
+
+/* Conv 1x1 / fully connected with 1..3 output pixels: each pixel's column against every row,
+ * FXPQ_FC1_ROWS rows per column load. 0 when not taken. */
+static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
+{
+    const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n;
+    const int32_t groups = k >> 3, tail = k & 7;
+    const int32_t pixels = g->out.n * g->out.h * g->out.w;
+    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
+    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_X_S8
+                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8
+                         : u16                            ? FXPQ_X_U16
+                                                          : FXPQ_X_16;
+    const fxpq_fc1_fn fn = fxpq_fc1_table[bits - 2][kind];
+    uint32_t lanes[FXPQ_FC1_XTERMS / 2]; /* a 16-bit unsigned column as lanes, 2 words per 4 terms */
+    int32_t p, t;
+    fxpq_fc1 f;
+    if (fn == NULL || pixels >= FXPQ_PIXELS || g->filter.h != 1 || g->filter.w != 1 || g->pad_t != 0 ||
+        g->pad_l != 0 || (u16 && k > FXPQ_FC1_XTERMS && !FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16_LONG, bits))) {
+        return 0;
+    }
+    f.wide = wk->acc64;
+    f.chunk = INT32_MAX;
+    if (f.wide) {
+        /* |lane * w| <= term; 8 * chunk of them stay below 2^31. u16: the weight sums must be
+         * exact in int32 too. */
+        const int64_t xmax = u16 ? 32768 : (wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1))
+                                                          : (((int64_t)1 << wk->in_bits) - 1));
+        f.chunk = (int32_t)((int64_t)INT32_MAX / (8 * (xmax << (bits - 1))));
+        if (f.chunk == 0 || (u16 && ((int64_t)k << (bits - 1)) > INT32_MAX)) {
+            return 0;
+        }
+    }
+    /* the int32 finish with the layer's constants: int32 sums, no per-channel frac, a right shift */
+    f.lim = -1;
+    f.shift = wk->in_frac + wk->weights->frac - wk->out.frac;
+    f.bias_shift = wk->bias != NULL && wk->bias->data != NULL ? wk->in_frac + wk->weights->frac - wk->bias->frac : 0;
+    if (!f.wide && wk->weights->per_channel_frac == NULL && f.shift >= 0 && f.shift <= 31) {
+        f.round = f.shift > 0 ? (int32_t)(((int64_t)1 << (f.shift - 1)) & INT32_MAX) : 0;
+        f.lim = (int64_t)INT32_MAX - ((int64_t)1 << f.shift >> 1) - fxpq_acc_bound(wk);
+    }
+    f.wk = wk;
+    f.groups = groups;
+    f.tail = tail;
+    f.row_step = wk->row_bytes;
+    /* a 16-bit unsigned column meets its rows two at a time (the weight sums need registers): its
+     * lanes (EOR, PKHBT, PKHTB per 4 terms) are made once instead of once per pair of rows */
+    f.laned = u16 && k <= FXPQ_FC1_XTERMS;
+    for (p = 0; p < pixels; ++p) {
+        f.col = fxpq_column(wk, g, input, p, NULL);
+        f.raw = f.col;
+        f.index = p * out_ch;
+        if (f.laned) {
+            const uint8_t *c = f.col;
+            for (t = 0; t < 2 * groups; ++t) {
+                uint32_t x02, x13;
+                fxpq_fc1_lanes(&c, FXPQ_X_U16, &x02, &x13);
+                lanes[2 * t] = x02;
+                lanes[2 * t + 1] = x13;
+            }
+            f.col = (const uint8_t *)lanes;
+        }
+        fn(&f, (const uint8_t *)wk->weights->data, 0, out_ch);
+    }
+    return 1;
+}
+
 int32_t fxpq_dsp_conv2d(const fxpq_weighted *wk, const fxpq_geometry *g, const void *input)
 {
+    if (fxpq_conv_fc1(wk, g, input)) {
+        return 1;
+    }
     if (wk->in_es == 2 && fxpq_conv_x16(wk, g, input)) {
         return 1;
     }
