@@ -131,7 +131,10 @@ def _lane_block_rows(c: KernelCall) -> int:
 def _fc1_takes(c: KernelCall, u16: bool, acc64: bool) -> bool:
     """The one-pixel loop (fxpq_conv_fc1) takes an int64 accumulator by the width rule as exact int32
     partial sums of whole groups of 8 terms: at least one group must fit int32 (x - 2^15 lanes: |lane| <=
-    2^15), and with x - 2^15 lanes the rows' weight sums must be exact in int32."""
+    2^15), and with x - 2^15 lanes the rows' weight sums must be exact in int32; x - 2^15 lanes have no
+    copy with 14-bit and wider weights (fxpq_dsp.c FXPQ_FC1_U16_FN: only K = 1 would fit)."""
+    if u16 and c.w_bits >= 14:
+        return False
     if not acc64:
         return True
     lane = 2**15 if u16 else _x_abs(c)

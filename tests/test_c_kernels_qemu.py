@@ -148,6 +148,12 @@ def _width_cases(salt: int) -> list:
             cases.append(random_case("fully_connected", rng, w_bits=w_bits, in_features=int(rng.integers(1, 90)),
                                      out_ch=int(rng.integers(1, 12)), **xv))
             cases.append(random_case("depthwise_conv2d", rng, w_bits=w_bits, cin=int(rng.integers(1, 9)), **xv))
+        # 8-bit inputs, weights other than 8-bit, a KxK kernel whose lane rows do not fit 4 to the block
+        # (K = 180): the decoder's matrix loops
+        for signed in (True, False):
+            rng = np.random.default_rng([salt, w_bits, 94, signed])
+            cases.append(random_case("conv2d", rng, w_bits=w_bits, x_bits=8, x_signed=signed, kernel=(3, 3), cin=20,
+                                     out_ch=int(rng.integers(4, 9))))
         # 16-bit inputs off the unpacked-row block (fxpq_conv_x16), 4+ rows: the decoder's matrix loops
         # take signed lanes with int32 sums and K < 16, else (uint16 lanes x - 2^15, int64-rule sums)
         # only rows longer than the block (K > 512)

@@ -18,6 +18,7 @@ from test_c_kernels_host import (
     WIDE_PATH_CHOICES,
     block_path_cases,
     draw_choices,
+    one_pixel_cases,
     scratch_path_case,
     wide_path_case,
 )
@@ -40,6 +41,7 @@ def _sample(salt: int) -> list:
     cases += [scratch_path_case(seed(), draw_choices(SCRATCH_PATH_CHOICES, rng)) for _ in range(150)]
     cases += [wide_path_case(seed(), draw_choices(WIDE_PATH_CHOICES, rng)) for _ in range(150)]
     cases += block_path_cases(seed(), 80)
+    cases += one_pixel_cases(seed(), 120)
     cases += [pool_case(tuple(v[int(rng.integers(len(v)))] for v in POOL_CHOICES)) for _ in range(60)]
     return cases + _cases(20, salt)
 

@@ -1352,10 +1352,12 @@ typedef void (*fxpq_fc1_fn)(const fxpq_fc1 *f, const uint8_t *row, int32_t o, in
             FXPQ_FC1_LOOP(B, K);                                                                 \
         }                                                                                       \
     }
-#define FXPQ_FC1_WIDTH(B)                                                                         \
+#define FXPQ_FC1_WIDTH8(B)                                                                        \
     FXPQ_FC1_KIND(B, FXPQ_X_S8, fxpq_fc1_s8_w##B)                                               \
     FXPQ_FC1_KIND(B, FXPQ_X_U8, fxpq_fc1_u8_w##B)                                               \
-    FXPQ_FC1_KIND(B, FXPQ_X_16, fxpq_fc1_16_w##B)                                               \
+    FXPQ_FC1_KIND(B, FXPQ_X_16, fxpq_fc1_16_w##B)
+#define FXPQ_FC1_WIDTH(B)                                                                         \
+    FXPQ_FC1_WIDTH8(B)                                                                          \
     FXPQ_FC1_KIND(B, FXPQ_X_U16, fxpq_fc1_u16_w##B)
 FXPQ_FC1_WIDTH(2)
 FXPQ_FC1_WIDTH(3)
@@ -1369,21 +1371,28 @@ FXPQ_FC1_WIDTH(10)
 FXPQ_FC1_WIDTH(11)
 FXPQ_FC1_WIDTH(12)
 FXPQ_FC1_WIDTH(13)
-FXPQ_FC1_WIDTH(14)
-FXPQ_FC1_WIDTH(15)
-FXPQ_FC1_WIDTH(16)
+FXPQ_FC1_WIDTH8(14) /* no uint16 copy from 14 bits (FXPQ_FC1_U16) */
+FXPQ_FC1_WIDTH8(15)
+FXPQ_FC1_WIDTH8(16)
 
 /* Selected by the same masks as the matrix loop's copies (fxpq_paths.h); 16-bit unsigned inputs
- * by FXPQ_PATHS_CONV_UINT16 (the one-pixel rows of any length). */
+ * by FXPQ_PATHS_CONV_UINT16 (the one-pixel rows of any length), up to 13-bit weights: with 14 bits
+ * and wider even one group of 8 lanes |x - 2^15| * |w| can pass 2^31 (and the width rule asks for
+ * int64 from K = 2), so fxpq_conv_fc1 would decline every such layer but K = 1: no copy is built. */
+#define FXPQ_FC1_U16_FN(B) (FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16, B) ? fxpq_fc1_u16_w##B : (fxpq_fc1_fn)0)
 #define FXPQ_FC1_SEL(B)                                                                           \
     {FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_INT8, B) ? fxpq_fc1_s8_w##B : (fxpq_fc1_fn)0,               \
      FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT8, B) ? fxpq_fc1_u8_w##B : (fxpq_fc1_fn)0,              \
      FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_LANES16, B) ? fxpq_fc1_16_w##B : (fxpq_fc1_fn)0,            \
-     FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT16, B) ? fxpq_fc1_u16_w##B : (fxpq_fc1_fn)0}
+     FXPQ_FC1_U16_FN(B)}
+#define FXPQ_FC1_SEL8(B)                                                                          \
+    {FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_INT8, B) ? fxpq_fc1_s8_w##B : (fxpq_fc1_fn)0,               \
+     FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_UINT8, B) ? fxpq_fc1_u8_w##B : (fxpq_fc1_fn)0,              \
+     FXPQ_PATHS_HAS(FXPQ_PATHS_CONV_LANES16, B) ? fxpq_fc1_16_w##B : (fxpq_fc1_fn)0, (fxpq_fc1_fn)0}
 static const fxpq_fc1_fn fxpq_fc1_table[15][4] = {
     FXPQ_FC1_SEL(2), FXPQ_FC1_SEL(3), FXPQ_FC1_SEL(4), FXPQ_FC1_SEL(5), FXPQ_FC1_SEL(6),
     FXPQ_FC1_SEL(7), FXPQ_FC1_SEL(8), FXPQ_FC1_SEL(9), FXPQ_FC1_SEL(10), FXPQ_FC1_SEL(11),
-    FXPQ_FC1_SEL(12), FXPQ_FC1_SEL(13), FXPQ_FC1_SEL(14), FXPQ_FC1_SEL(15), FXPQ_FC1_SEL(16)};
+    FXPQ_FC1_SEL(12), FXPQ_FC1_SEL(13), FXPQ_FC1_SEL8(14), FXPQ_FC1_SEL8(15), FXPQ_FC1_SEL8(16)};
 
 /* Conv 1x1 / fully connected with 1..3 output pixels: each pixel's column against every row,
  * FXPQ_FC1_ROWS rows per column load. 0 when not taken. */
