@@ -219,6 +219,15 @@ FXPQ_INLINE void fxpq_decode4(const uint8_t *p, const int32_t bits, const int32_
 #define FXPQ_X_U16 3 /* uint16 of 16 bits: EOR 0x80008000 makes the lanes x - 2^15; the finish adds
                       * 2^15 * (the row's weight sum) back, exact modulo 2^32 */
 
+/* The input kind of a weighted call (the kernel tables' column index). */
+FXPQ_INLINE int32_t fxpq_input_kind(const fxpq_weighted *wk)
+{
+    return wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_X_S8
+           : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8
+           : wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15 ? FXPQ_X_U16
+                                                                 : FXPQ_X_16;
+}
+
 /* 4 terms of one column against the weight lanes w02 / w13: the column's loads, lane
  * extraction and SMLADs in one asm block each, so that the compiler neither hoists the loads of
  * four columns nor spills the four accumulators (14 registers hold the loop). */
@@ -718,11 +727,7 @@ static int32_t fxpq_conv_matrix(const fxpq_weighted *wk, const fxpq_geometry *g,
      * it from a zero-padded stack copy (no read past the caller's buffer, ever) */
     const int32_t tail_at = groups * bits, tail_bytes = wk->row_bytes - tail_at;
     const uint8_t *wdata = (const uint8_t *)wk->weights->data;
-    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
-    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_X_S8
-                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8
-                         : u16                            ? FXPQ_X_U16
-                                                          : FXPQ_X_16;
+    const int32_t kind = fxpq_input_kind(wk), u16 = kind == FXPQ_X_U16;
     const fxpq_mm_fn mm = fxpq_mm_table[bits - 2][kind];
     int32_t chunk = 0; /* groups per exact int32 partial sum, when the accumulator needs int64 */
     /* KxK: 8-bit inputs take FXPQ_PIXELS columns of K bytes in the scratch, 16-bit ones two
@@ -1048,7 +1053,7 @@ static int32_t fxpq_conv_x16(const fxpq_weighted *wk, const fxpq_geometry *g, co
     const int32_t k = wk->k, kr = (k + 3) & ~3, out_ch = g->filter.n;
     const int32_t pixels = g->out.n * g->out.h * g->out.w;
     const int32_t direct = g->filter.h == 1 && g->filter.w == 1;
-    const int32_t u16 = FXPQ_PATHS_CONV_UINT16 != 0 && wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
+    const int32_t u16 = FXPQ_PATHS_CONV_UINT16 != 0 && fxpq_input_kind(wk) == FXPQ_X_U16;
     const int32_t wide = wk->acc64;
     const int32_t per = FXPQ_WBUF / (2 * kr) < FXPQ_WROWS ? FXPQ_WBUF / (2 * kr) : FXPQ_WROWS;
     const int64_t x_abs = wk->in_signed ? ((int64_t)1 << (wk->in_bits - 1)) : (((int64_t)1 << wk->in_bits) - 1);
@@ -1401,11 +1406,7 @@ static int32_t fxpq_conv_fc1(const fxpq_weighted *wk, const fxpq_geometry *g, co
     const int32_t k = wk->k, bits = wk->weights->bits, out_ch = g->filter.n;
     const int32_t groups = k >> 3, tail = k & 7;
     const int32_t pixels = g->out.n * g->out.h * g->out.w;
-    const int32_t u16 = wk->in_s == FXPQ_STORAGE_UINT16 && wk->in_bits > 15;
-    const int32_t kind = wk->in_s == FXPQ_STORAGE_INT8    ? FXPQ_X_S8
-                         : wk->in_s == FXPQ_STORAGE_UINT8 ? FXPQ_X_U8
-                         : u16                            ? FXPQ_X_U16
-                                                          : FXPQ_X_16;
+    const int32_t kind = fxpq_input_kind(wk), u16 = kind == FXPQ_X_U16;
     const fxpq_fc1_fn fn = fxpq_fc1_table[bits - 2][kind];
     uint32_t lanes[FXPQ_FC1_XTERMS / 2]; /* a 16-bit unsigned column as lanes, 2 words per 4 terms */
     int32_t p, t;
