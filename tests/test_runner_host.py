@@ -289,18 +289,20 @@ def test_format_version_2_metadata_is_still_read(cnn_file):
     np.testing.assert_array_equal(old_graph.run(x, raw=True)[0], graph.run(x, raw=True)[0])
 
 
-def test_options_reader_matches_python_on_every_op(cnn_file):
-    data = cnn_file[0].read_bytes()
+def _custom_ops(data: bytes):
+    """(custom op name, options blob) of every custom operator of a .tflite file, in order."""
     model = S.Model.GetRootAsModel(data, 0)
     sub = model.Subgraphs(0)
-    seen = set()
     for i in range(sub.OperatorsLength()):
         op = sub.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex()).CustomCode()
-        if code is None:
-            continue
-        name = code.decode()
-        blob = op.CustomOptionsAsNumpy().tobytes()
+        if code is not None:
+            yield code.decode(), op.CustomOptionsAsNumpy().tobytes()
+
+
+def test_options_reader_matches_python_on_every_op(cnn_file):
+    seen = set()
+    for name, blob in _custom_ops(cnn_file[0].read_bytes()):
         status, values = parse_options(name, blob)
         assert status == 0
         assert values == decode_options(name, blob, name)
@@ -385,18 +387,12 @@ def test_options_reader_takes_version_3_blobs_and_checks_in_bits(cnn_file):
     the same values as the Python reader's; in_bits outside 2..16 or a map missing another key is refused."""
     from fxpq_keras.flatbuffer.options import OPTION_RANGES
 
-    data = cnn_file[0].read_bytes()
-    model = S.Model.GetRootAsModel(data, 0)
-    sub = model.Subgraphs(0)
     seen = set()
-    for i in range(sub.OperatorsLength()):
-        op = sub.Operators(i)
-        code = model.OperatorCodes(op.OpcodeIndex()).CustomCode()
-        name = code.decode() if code is not None else ""
+    for name, raw in _custom_ops(cnn_file[0].read_bytes()):
         if name not in ("FXP_CONV_2D", "FXP_DEPTHWISE_CONV_2D", "FXP_FULLY_CONNECTED"):
             continue
         seen.add(name)
-        opts = decode_options(name, op.CustomOptionsAsNumpy().tobytes(), name)
+        opts = decode_options(name, raw, name)
 
         def blob(values):
             fb = flexbuffers.Builder()
