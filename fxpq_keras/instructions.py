@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from .formats import accumulator_needs_64
+from .integer_graph.ops import conv_output_size, full_windows
 
 DATA_FILE = Path(__file__).with_name("instructions.json")
 WEIGHTED = ("conv2d", "depthwise_conv2d", "fully_connected")
@@ -46,7 +47,8 @@ WBUF = 1024  # FXPQ_WBUF of fxpq_dsp.c: bytes of unpacked weight rows a conv cal
 WROWS = 32  # FXPQ_WROWS of fxpq_dsp.c: rows of one such block at most
 
 __all__ = ["KernelCall", "MODELLED", "call_instructions", "coefficients", "features", "graph_calls",
-           "int8_call_instructions", "int8_features", "int8_model_instructions", "int8_path", "kernel_path", "row_l1"]
+           "int8_call_instructions", "int8_features", "int8_model_instructions", "int8_path", "kernel_path", "row_l1",
+           "clipped_pixels"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ class KernelCall:
     ``taps`` = kernel positions (kh * kw; 1 for fully connected), ``channels`` = output channels.
     ``w_l1`` = the largest output channel's sum |w| over 2^(w_bits - 1) (:func:`row_l1`; 0 = unknown,
     taken as K): about the same at any weight width, so it carries over when a policy changes w_bits.
+    ``clipped`` = output pixels whose window the padding clips (:func:`clipped_pixels`; a KxK conv or
+    depthwise): the depthwise loops run those apart from the interior, with the window's bounds per pixel.
     """
 
     op: str
@@ -77,6 +81,7 @@ class KernelCall:
     depth_multiplier: int = 1
     weights: int = 0
     w_l1: float = 0.0
+    clipped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +102,15 @@ def row_l1(op: str, weights: Any, w_bits: int) -> float:
     w = np.abs(np.asarray(weights, dtype=np.int64))
     sums = w.reshape(-1, w.shape[-1]).sum(axis=0) if op == "depthwise_conv2d" else w.reshape(w.shape[0], -1).sum(axis=1)
     return round(float(sums.max()) / 2 ** (int(w_bits) - 1), 4) if sums.size else 0.0
+
+
+def clipped_pixels(in_hw: Any, kernel_hw: Any, stride: Any, dilation: Any, padding: str) -> int:
+    """Output pixels of one image whose window holds a padded tap: all but the interior rows x columns."""
+    full, out = 1, 1
+    for i in range(2):
+        out *= conv_output_size(int(in_hw[i]), int(kernel_hw[i]), int(stride[i]), int(dilation[i]), padding)[0]
+        full *= full_windows(int(in_hw[i]), int(kernel_hw[i]), int(stride[i]), int(dilation[i]), padding)
+    return out - full
 
 
 def _x_abs(c: KernelCall) -> int:
@@ -165,7 +179,7 @@ def kernel_path(c: KernelCall) -> str:
     (``chunked``), or the reference loop (``ref``) when not even 8 terms fit int32.
     Depthwise: rows longer than WCHUNK or an int64 accumulator the rows' bound does not prove int32 ->
     ``ref``; multiplier 1, at least four channels, window <= DW_TAPS, an accumulator bound at most 2^30
-    (room for the int32 finish) -> the four-channel loop by container (``quad.x8/x16``); else the
+    (room for the int32 finish) -> the four-channel loop by input kind (``quad.x8/x16/xu16``); else the
     per-channel loop by container. Other ops: by input container.
     """
     xc = _container(c.x_bits)
@@ -199,7 +213,9 @@ def kernel_path(c: KernelCall) -> str:
         # the quads need every channel's int32 finish (bias + rounding + bound below 2^31): a bound
         # within a factor 2 of 2^31 is taken to leave no room for them (the bias is not modelled)
         if c.depth_multiplier == 1 and c.channels >= 4 and c.taps <= DW_TAPS and _acc_bound(c) <= 2**30:
-            return f"depthwise_conv2d.quad.x{8 * xc}"
+            # full 16-bit unsigned inputs run x - 2^15 lanes, and the border adds back the valid taps' sums
+            u16 = xc == 2 and not c.x_signed and c.x_bits > 15
+            return f"depthwise_conv2d.quad.{'xu16' if u16 else f'x{8 * xc}'}"
         return f"depthwise_conv2d.channel.x{8 * xc}"
     if c.op == "quantize":
         return "quantize"
@@ -222,7 +238,8 @@ def features(path: str, c: KernelCall) -> list[float]:
     lane group per column and block for lane rows); output elements; passes x channels; weights (the
     unpacking, and the 2^15 sums); MACs of x - 2^15 lanes (their EOR); 1. Depthwise:
     MACs (the quad loop's and the leftover channels' apart), output elements, weights (unpacked once
-    per channel). Reference and per-channel loops: MACs, and MACs with an int64 accumulator, with
+    per channel), output elements whose window the padding clips (the border loop), and those x the
+    window's rows. Reference and per-channel loops: MACs, and MACs with an int64 accumulator, with
     bit-unpacked weights, with 16-bit inputs; output elements x taps (the window's bounds per tap);
     output elements; weights. Other ops: input elements, output elements, output elements x window taps,
     the same for the channels past the last group of four (the four-channel SIMD loops' leftovers).
@@ -262,7 +279,9 @@ def features(path: str, c: KernelCall) -> list[float]:
         return [c.macs, w8, w16, wpacked, im2col, rows, tail, c.out_elements, pixels / cols * c.channels, sums, 1.0]
     if path.startswith("depthwise_conv2d.quad"):
         quad_share = (c.channels // 4 * 4) / max(c.channels, 1)
-        return [c.macs * quad_share, c.macs * (1 - quad_share), c.out_elements, c.weights, 1.0]
+        clipped = c.clipped * c.channels  # output elements of the border loop (the window's bounds per pixel)
+        return [c.macs * quad_share, c.macs * (1 - quad_share), c.out_elements, c.weights, clipped,
+                clipped * math.sqrt(c.taps), 1.0]
     if op in WEIGHTED:  # reference and per-channel loops: per MAC, per tap, per output
         acc64 = accumulator_needs_64(c.x_bits, c.x_signed, c.w_bits, c.k)
         packed = c.w_bits not in (8, 16)
@@ -411,6 +430,10 @@ def graph_calls(graph: Any) -> Iterator[tuple[Any, KernelCall, dict[str, Any]]]:
             kw.update(w_bits=int(node.weight_bits), macs=kw["out_elements"] * k, k=k, taps=taps, channels=channels,
                       depth_multiplier=int(node.attrs.get("depth_multiplier", 1)), weights=int(w.size),
                       w_l1=row_l1(node.op, w, int(node.weight_bits)))
+            if node.op != "fully_connected" and taps > 1:
+                a = node.attrs
+                kw["clipped"] = clipped_pixels(xs[0].shape[:2], w.shape[1:3], a["stride"], a.get("dilation", (1, 1)),
+                                               a["padding"])
             sources["w"] = node.name
         elif node.op in ("max_pool2d", "average_pool2d"):
             pool = node.attrs.get("pool", (1, 1))

@@ -7,15 +7,16 @@
 
 After a change of our kernels, `--part fxpq` remeasures them only (the int8 reference is refitted from its
 stored measurements); each part prints how long its measurements took. The data file as committed was
-written with `--random 60 --mixed 3 --models lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws,resnet8` (fxpq
-part) and the int8 defaults (its "about" fields say so).
+written with `--random 150 --mixed 3 --models
+lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws,resnet8,fc_autoencoder,mobilenet_v1_025` (fxpq part) and the int8 defaults (its "about" fields say so).
 
 Measures, on QEMU mps2-an386 (Cortex-M4, -icount shift=0: instructions = TIMER0 ticks x 40):
 
 - per kernel call, in the QEMU test harness (fxpq_keras.kernels.qemu): `--random` random layer-like
   calls of every weighted op per kernel path (widths 2..16, signed and unsigned, 1x1 / 3x3 / 5x5,
-  depthwise multipliers 1-2; a third as many again with 12/16-bit inputs and 9..13-bit weights, for
-  the int64-accumulator paths) plus random calls of every other op, and every layer of each zoo model
+  depthwise multipliers 1-2, half of them on layer-sized maps of 6..48 pixels a side at stride 1-2,
+  1x1 convs up to K = 256; a third as many again with 12/16-bit inputs and 9..13-bit weights, for the
+  int64-accumulator paths) plus random calls of every other op, and every layer of each zoo model
   (bench/models.py, trained once and cached) under uniform 8-bit, uniform 16-bit and `--mixed`
   random per-data-structure widths (bench/mcu.py's layer_cases: each node on its actual inputs);
 - per whole model, in the C runner linked into the model firmware (QemuEngine, 2 samples), the
@@ -61,6 +62,7 @@ from fxpq_keras.instructions import (  # noqa: E402
     DATA_FILE,
     KernelCall,
     call_instructions,
+    clipped_pixels,
     features,
     int8_features,
     int8_model_instructions,
@@ -98,12 +100,16 @@ def draw_weighted(op: str, rng: np.random.Generator, wide: bool = False):
         c.update(in_features=int(rng.choice([16, 64, 128, 256, 400])), out_ch=int(rng.choice([4, 10, 16, 32, 64])))
     else:
         k = int(rng.choice([1, 3, 5])) if op == "conv2d" else int(rng.choice([3, 3, 5]))
-        c.update(kernel=(k, k), cin=int(rng.choice([1, 3, 8, 16, 32, 64]) if op == "conv2d"
-                                        else rng.choice([2, 4, 8, 16, 32, 64])))
+        # 1x1 convs as deep as MobileNetV1's pointwise layers (K up to 256, the int16 row block's range)
+        cins = [8, 16, 32, 64, 128, 256] if k == 1 else [1, 3, 8, 16, 32, 64]
+        c.update(kernel=(k, k), cin=int(rng.choice(cins) if op == "conv2d" else rng.choice([2, 4, 8, 16, 32, 64])))
         if op == "conv2d":
             c["out_ch"] = int(rng.choice([8, 16, 32, 64]))
         else:
             c["depth_multiplier"] = int(rng.choice([1, 1, 1, 2]))
+        if rng.random() < 0.5:  # a layer-sized map (the interior loops) at stride 1 or 2, else the small random ones
+            side = int(rng.choice([6, 12, 24, 48]))
+            c.update(size=(side, side), stride=(int(rng.choice([1, 1, 2])),) * 2, padding="same")
     return random_case(op, rng, **c)
 
 
@@ -136,6 +142,9 @@ def case_call(case) -> KernelCall:
         kw.update(w_bits=case.extra["w_bits"], macs=kw["out_elements"] * k, k=k, taps=taps, channels=channels,
                   depth_multiplier=int(case.kwargs.get("depth_multiplier", 1)), weights=int(w.size),
                   w_l1=row_l1(op, w, case.extra["w_bits"]))
+        if op != "fully_connected" and taps > 1:
+            kw["clipped"] = n * clipped_pixels(case.args[0].shape[1:3], w.shape[1:3], case.kwargs["stride"],
+                                               case.kwargs.get("dilation", (1, 1)), case.kwargs["padding"])
     elif op in ("max_pool2d", "average_pool2d"):
         kw.update(taps=int(np.prod(case.kwargs["pool"])), channels=int(out.shape[-1]))
     elif op == "global_average_pool2d":

@@ -15,6 +15,7 @@ from ..formats import Format, apply_activation, dequantize, quantize, requantize
 
 __all__ = [
     "conv_output_size",
+    "full_windows",
     "conv2d",
     "depthwise_conv2d",
     "fully_connected",
@@ -45,6 +46,14 @@ def conv_output_size(size: int, kernel: int, stride: int, dilation: int, padding
             raise ValueError(f"window of {eff} does not fit input size {size} with 'valid' padding")
         return out, 0, 0
     raise ValueError(f"padding must be 'same' or 'valid', got {padding!r}")
+
+
+def full_windows(size: int, kernel: int, stride: int, dilation: int, padding: str) -> int:
+    """Output positions on one axis whose window lies wholly inside the input (no padded tap): the
+    kernels' interior loops take those, and clip the window of the others (fxpq_dsp.c fxpq_dw_interior)."""
+    out, before, _ = conv_output_size(size, kernel, stride, dilation, padding)
+    eff = (kernel - 1) * dilation + 1
+    return sum(1 for o in range(out) if 0 <= o * stride - before <= size - eff)
 
 
 def _patches(x: np.ndarray, kh: int, kw: int, stride, dilation, padding: str, fill: int):

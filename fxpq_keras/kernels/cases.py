@@ -144,9 +144,11 @@ def _conv_family(op: str, rng: np.random.Generator, c: dict) -> OpCase:
     if op != "fully_connected" and c.get("dilation", rng.random() < 0.3):
         dil = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
     stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4))) if op != "fully_connected" else (1, 1)
+    stride = tuple(c["stride"]) if "stride" in c else stride
     n = int(rng.integers(1, 3))
     h = _spatial(rng, kh, dil[0], padding)
     w_ = _spatial(rng, kw, dil[1], padding)
+    h, w_ = c.get("size") or (h, w_)
     cin = int(c.get("cin") or rng.integers(1, 7))
     x_fmt = random_format(rng, bits=c.get("x_bits"), signed=c.get("x_signed"))
     out_fmt = random_format(rng, bits=c.get("out_bits"), signed=c.get("out_signed"))
@@ -314,7 +316,7 @@ def random_case(op: str, rng: np.random.Generator, **constraints: Any) -> OpCase
     ``x_bits``, ``x_signed``, ``out_bits``, ``out_signed``, ``w_bits``, ``per_channel``,
     ``with_bias``, ``activation``, ``depth_multiplier``, ``in_features``, ``cin`` (conv and
     depthwise input channels), ``out_ch`` (conv and fully-connected output channels), ``kernel``
-    ((kh, kw) of conv and depthwise).
+    ((kh, kw) of conv and depthwise), ``stride`` and ``size`` ((h, w) of the input; conv and depthwise).
     """
     if op in ("conv2d", "depthwise_conv2d", "fully_connected"):
         return _conv_family(op, rng, constraints)
