@@ -224,7 +224,7 @@ def test_builtin_speed_estimate_follows_cmsis_nn_kernels():
     assert est(replace(conv, op="add", macs=0, in_elements=800, x2_bits=16)) == 800 * seam
     assert SearchOptions(target="builtin").max_slowdown == builtin_space.MAX_SLOWDOWN
     assert SearchOptions(target="builtin", max_slowdown=0).max_slowdown == 0  # 0: no cap
-    assert SearchOptions().max_slowdown is None  # the fxp target's default (speed.MAX_SLOWDOWN: no cap)
+    assert SearchOptions().max_slowdown == 1.0  # the fxp target's default (speed.MAX_SLOWDOWN)
 
 
 def test_builtin_search_holds_its_speed_cap(digits_builtin, digits):  # noqa: F811 (the imported fixture)

@@ -3,6 +3,8 @@ to its exported file's, and whole zoo models within a stated error of their QEMU
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from test_export_keras import _every_layer_model
@@ -196,7 +198,7 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
     assert tight.instructions() <= old.instructions() + 1e-6
     assert (tight.instructions() <= tight.instruction_cap or tight.refused_for_speed > 0
             or tight.instructions() == pytest.approx(uncapped.instructions()))
-    assert FxPQNet(0.02).options.max_slowdown is None  # the default "auto": no cap for fxp (docs/algorithm.md)
+    assert FxPQNet(0.02).options.max_slowdown == 1.0  # the default "auto": int8 + CMSIS-NN's speed (docs/algorithm.md)
     assert FxPQNet(0.02, target="builtin").options.max_slowdown == 1.1  # builtin_space.MAX_SLOWDOWN
     assert FxPQNet(0.02).options.speed_reference == "int8"
     for off in (None,):
@@ -207,9 +209,10 @@ def test_search_honors_max_slowdown(digits: dict) -> None:  # noqa: F811 (the im
 
 def test_speed_cap_binds_only_where_it_must(digits: dict) -> None:  # noqa: F811 (the imported fixture)
     """A search runs without its cap first (search/speed.py `deferred`): a cap its result already meets costs
-    nothing (the uncapped policy, no step refused, one search), and only a result above the cap is searched
-    again under it (both searches counted; the result kept is the capped one, or the uncapped one when the
-    capped one is no faster and no smaller, and the message says which)."""
+    nothing (the uncapped policy, no step refused, one search), a cap the budget's formats alone put out of
+    reach neither, and only a result above a cap within reach is searched again under it (both searches
+    counted; the result kept is the capped one, or the uncapped one when the capped one is no faster and no
+    smaller, and the message says which)."""
     from test_search import FAST
 
     from fxpq_keras.search import FxPQNet
@@ -222,6 +225,12 @@ def test_speed_cap_binds_only_where_it_must(digits: dict) -> None:  # noqa: F811
     assert loose.refused_for_speed == 0 and loose.message == free.message
     assert "(max_slowdown) met; 0 step(s) refused for speed" in loose.summary()
     tight = FxPQNet(0.02, max_slowdown=ratio * 0.9, **FAST).quantize(model, x)
+    if "out of reach under the budget" in tight.message:
+        # the formats the budget holds wider alone are above this cap (speed.speed_floor): one search
+        floor = float(re.search(r"at best ([0-9.]+)x", tight.message).group(1))
+        assert ratio * 0.9 - 0.005 < floor < ratio + 0.005
+        assert tight.policy.to_dict() == free.policy.to_dict() and tight.evaluations == free.evaluations
+        tight = FxPQNet(0.02, max_slowdown=(floor + ratio) / 2, **FAST).quantize(model, x)  # within reach
     assert f"without the speed cap the result was {ratio:.2f}x the reference" in tight.message
     assert tight.evaluations > free.evaluations  # both searches are counted
     if "kept the uncapped result" in tight.message:
@@ -250,27 +259,32 @@ def test_max_slowdown_option_and_flag() -> None:
 
     parser = quantize.register(argparse.ArgumentParser().add_subparsers())
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"])
-    assert args.max_slowdown == "auto" and args.speed_reference == "int8"  # SearchOptions resolves it (none for fxp)
+    assert args.max_slowdown == "auto" and args.speed_reference == "int8"  # SearchOptions resolves it (1.0 for fxp)
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--max-slowdown", "1", "--speed-reference",
                               "uniform8"])
     assert args.max_slowdown == 1.0 and args.speed_reference == "uniform8"
 
 
-def test_run_search_keeps_which_result() -> None:
+def test_run_search_keeps_which_result(monkeypatch: pytest.MonkeyPatch) -> None:
     """api.run_search's rule on stand-in searches (no network): a result within the cap ends it (one search);
     above it, the search under the cap is kept when it meets the cap or, both above, has the fewer bytes x
-    instructions; `again_if` False keeps the first without a second search."""
+    instructions; `again_if` False keeps the first without a second search, and so does a result whose speed
+    floor (the fastest estimate with the formats the budget holds wider kept) is above the cap."""
     from types import SimpleNamespace
 
+    from fxpq_keras.search import speed
     from fxpq_keras.search.api import run_search
+
+    monkeypatch.setattr(speed, "speed_floor", lambda search, policy: search.floor)  # tested on a search below
 
     class Stub:
         """A finished search whose policy is (instructions, bytes); the cap is 100 instructions."""
 
-        def __init__(self, uncapped: tuple[int, int], capped: tuple[int, int]) -> None:
+        def __init__(self, uncapped: tuple[int, int], capped: tuple[int, int], floor: float) -> None:
             self.instruction_cap, self.options = 100.0, SimpleNamespace(target="fxp", max_slowdown=1.0)
             self.uncapped, self.capped, self.start_broke = uncapped, capped, False
             self.device = SimpleNamespace(instructions=lambda policy: float(policy[0]))
+            self.floor = floor
             self.evaluations, self.evaluated_samples, self.full_passes = 1, 1, 1.0
 
         def run(self) -> SimpleNamespace:
@@ -286,11 +300,12 @@ def test_run_search_keeps_which_result() -> None:
         def _say(self, text: str) -> None:
             pass
 
-    def run(uncapped: tuple[int, int], capped: tuple[int, int], again_if=None) -> tuple[tuple[int, int], int, str]:
+    def run(uncapped: tuple[int, int], capped: tuple[int, int], again_if=None,
+            floor: float = 80.0) -> tuple[tuple[int, int], int, str]:
         made = []
 
         def make() -> Stub:
-            made.append(Stub(uncapped, capped))
+            made.append(Stub(uncapped, capped, floor))
             return made[-1]
 
         search, state, others = run_search(make, again_if)
@@ -303,3 +318,6 @@ def test_run_search_keeps_which_result() -> None:
     assert (policy, searches) == ((400, 1000), 2) and "kept the uncapped result" in message
     assert run((900, 1000), (200, 1900))[:2] == ((200, 1900), 2)  # both above: 4.5x faster for 1.9x the bytes
     assert run((150, 1000), (95, 1400), again_if=lambda s: False)[:2] == ((150, 1000), 1)
+    policy, searches, message = run((150, 1000), (95, 1400), floor=103.0)  # the budget's formats alone: 1.03x
+    assert (policy, searches) == ((150, 1000), 1) and "out of reach under the budget: 1.50x" in message
+    assert "at best 1.03x with the formats the budget holds wider kept" in message

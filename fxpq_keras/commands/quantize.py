@@ -87,9 +87,9 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--max-slowdown", type=slowdown, default="auto", metavar="X|none|auto",
                    help="device objective: keep the estimated Cortex-M4 instructions at most the --speed-reference's "
                    "on this model times X (1.0: no slower than TFLite int8 with CMSIS-NN; the search runs without the "
-                   "cap first and searches again under it only when that result is above it; default auto: no cap "
-                   "for target fxp, 1.1x its uniform W8A8 file for --target builtin, docs/algorithm.md 'Speed cap'; "
-                   "none or 0: no cap)")
+                   "cap first and searches again under it only when that result is above it and the budget leaves the "
+                   "cap within reach; default auto: 1.0 for target fxp, 1.1x its uniform W8A8 file for --target "
+                   "builtin, docs/algorithm.md 'Speed cap'; none or 0: no cap)")
     p.add_argument("--speed-reference", choices=("int8", "uniform8"), default="int8",
                    help="what --max-slowdown is a factor of: int8 = the model as a TFLite int8 file in TFLM with "
                    "CMSIS-NN (estimated), uniform8 = the fxp file at uniform 8 bits in the fxpq kernels")

@@ -266,7 +266,7 @@ class FxPQNet:
     min_bits, max_bits, per_channel (False | True | "auto": weight fracs per tensor, per output channel, or chosen
     per layer), max_slowdown (device objective: the cap on estimated Cortex-M4 instructions, a factor of the
     speed_reference's: "int8" = the model as a TFLite int8 file in TFLM + CMSIS-NN, "uniform8" = our uniform
-    8-bit file; default "auto" = no cap for target fxp, 1.1 for builtin; None or 0 = no cap: docs/algorithm.md
+    8-bit file; default "auto" = 1.0 for target fxp, 1.1 for builtin; None or 0 = no cap: docs/algorithm.md
     "Speed cap"),
     data_structures, frac_offsets, samples, seed, margin_sigma, fast_start, float_input (plan the RAM of a
     float- or integer-input file), ram_first and align_ranges (True | False | "auto": "auto" also runs
@@ -385,8 +385,10 @@ def run_search(make: Callable[[], PrecisionSearch], again_if: Callable[[Precisio
     """Run the search `make` builds, its speed cap binding only where it must (search/speed.py `deferred`):
     without the cap first, whose result is kept when it is within the cap; a result above it is searched
     again with the cap (if `again_if` of the first search says so: a RAM-first pass whose result would not be
-    kept anyway is not), and that one is kept when it is within the cap, or, both above it, when its bytes x
-    instructions are fewer than the first's. Returns (the search kept, its state, the cost of the one not kept)."""
+    kept anyway is not; nor a result whose formats the budget holds above 8 bits put it above the cap
+    whatever the others, `speed.speed_floor`), and that one is kept when it is within the cap, or, both
+    above it, when its bytes x instructions are fewer than the first's. Returns (the search kept, its state,
+    the cost of the one not kept)."""
     search = make()
     if speed.deferred(search) or (again_if is not None and not again_if(search)):
         search.release()  # a finished search's stored activations and tensors: memory the next pass needs
@@ -394,6 +396,14 @@ def run_search(make: Callable[[], PrecisionSearch], again_if: Callable[[Precisio
     search.release()
     first, est = search.state.policy, search.device.instructions(search.state.policy)
     ratio = est / (search.instruction_cap / search.options.max_slowdown)
+    floor = speed.speed_floor(search, first)
+    if floor > search.instruction_cap:
+        # the formats the budget holds above 8 bits are above the cap whatever the others: a capped search
+        # could only trade bytes for a part of the gap, never close it (MobileNetV1, the autoencoder)
+        search.state.message += (f"; the speed cap is out of reach under the budget: {ratio:.2f}x the reference, "
+                                 f"at best {floor / (search.instruction_cap / search.options.max_slowdown):.2f}x "
+                                 "with the formats the budget holds wider kept (not searched again)")
+        return search, search.state, []
     search._say(f"without the speed cap the result is {ratio:.2f}x the reference: searching again under the cap")
     again = make()
     again.run()

@@ -10,7 +10,8 @@ peak groups, lower-all, the restart from uniform) and the jump is brought under 
 An estimate costs about a millisecond: no evaluation of the network.
 
 The cap binds only where it must (`FxPQNet.quantize`, `deferred`): a search first runs without it and
-keeps its result when that is within the cap; only a result above it is searched again under the cap.
+keeps its result when that is within the cap; only a result above it is searched again under the cap,
+and only when the formats the budget holds wider leave the cap within reach (`speed_floor`).
 A capped walk takes other steps than the uncapped one (a refused step, a jump without a change), and the
 walk-back may then stop earlier: on the zoo that cost bytes where the uncapped result already met the cap.
 """
@@ -72,6 +73,29 @@ def forced_instructions(search: Any, policy: Policy) -> float:
     those the budget holds above 8 (frozen there) and those the search does not change."""
     eight = {k: 8 for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)}
     return search.device.instructions(policy, eight)
+
+
+def speed_floor(search: Any, policy: Policy) -> float:
+    """The fastest estimate the budget leaves within reach of `policy`: every data structure but those the
+    budget holds above 8 bits (frozen there) set, in sweeps, to whichever of 4, 6 or 8 bits or its
+    current width gives the lowest estimate, until a sweep changes nothing. At 8 bits everything is not
+    the fastest: 8-bit weights on 16-bit inputs may need the int64 sums that narrower ones do not. The
+    estimate only, no evaluation (a few hundred estimates)."""
+    free = [k for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)]
+    changes: dict[Key, int] = {}
+    best = search.device.instructions(policy)
+    moved = True
+    while moved:
+        moved = False
+        for key in free:
+            now = changes.get(key, policy.get(*key).bits)
+            for bits in (4, 6, 8):
+                if bits == now or bits < search.options.min_bits or bits > search.options.max_bits:
+                    continue
+                est = search.device.instructions(policy, {**changes, key: bits})
+                if est < best * (1 - 1e-9):
+                    best, now, changes[key], moved = est, bits, bits, True
+    return best
 
 
 def too_slow(search: Any, base: Policy, changes: dict[Key, int], raising: bool = True, count: bool = True) -> bool:

@@ -18,10 +18,10 @@ KINDS = ("input", "weights", "bias", "output")
 CHANNELS = "weights/channels"  # _ranges key of a layer's per-channel weight ranges (per_channel "auto")
 
 
-# the default speed cap of target fxp (SearchOptions.max_slowdown "auto", search/speed.py): none. A cap of 1.0
-# costs no byte on the zoo (the cap binding only where it must) but doubles MobileNetV1's search for a result
-# it does not keep (docs/algorithm.md "Speed cap", "The decision"); users who want it pass max_slowdown=1.0
-MAX_SLOWDOWN: float | None = None
+# the default speed cap of target fxp (SearchOptions.max_slowdown "auto", search/speed.py): never slower than
+# TFLite int8 + CMSIS-NN by the estimate. It costs no byte on the zoo (it binds only where it must) and no
+# second search where the budget alone holds it out of reach (docs/algorithm.md "Speed cap", "The decision")
+MAX_SLOWDOWN: float | None = 1.0
 
 
 @dataclass
@@ -50,7 +50,7 @@ class SearchOptions:
     memory_target: int | None = None  # bytes of the objective: device flash + RAM, or paper total bits / 8
     # speed (device objective): the estimated Cortex-M4 instructions of the fxp file (fxpq_keras.instructions)
     # may not exceed the reference's on the same model times this (docs/algorithm.md, "Speed cap";
-    # search/speed.py); None or 0 = no cap; "auto" (default) = MAX_SLOWDOWN below (None: no cap for target fxp,
+    # search/speed.py); None or 0 = no cap; "auto" (default) = MAX_SLOWDOWN above (1.0 for target fxp,
     # docs/algorithm.md "The decision"), target builtin's builtin_space.MAX_SLOWDOWN
     max_slowdown: float | str | None = "auto"
     # the cap's reference: "int8" = the model as a stock TFLite int8 file in TFLM with CMSIS-NN (what users
