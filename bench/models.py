@@ -215,6 +215,42 @@ def mobilenet_v3_tiny(classes: int = 10) -> keras.Model:
     return keras.Model(inp, out, name="mobilenet_v3_tiny")
 
 
+def _mbv2_block(x: Any, expand: int, filters: int, strides: int, name: str) -> Any:
+    """MobileNetV2 inverted residual: 1x1 expand + ReLU6 (none when expand equals the input's
+    channels), depthwise 3x3 + ReLU6, linear 1x1 project (+ skip)."""
+    inp = x
+    if expand != inp.shape[-1]:
+        x = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(x)
+        x = keras.layers.ReLU(6.0, name=f"{name}_expand_relu6")(x)
+    x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
+    x = keras.layers.ReLU(6.0, name=f"{name}_dw_relu6")(x)
+    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_project_bn")(x)
+    if strides == 1 and inp.shape[-1] == filters:
+        x = keras.layers.Add(name=f"{name}_add")([inp, x])
+    return x
+
+
+def mobilenet_v2_tiny(classes: int = 10) -> keras.Model:
+    """A small MobileNetV2, 32x32x3: ReLU6 inverted residuals with linear bottlenecks and skips (the
+    zoo's model that no estimate or search setting was fitted or tuned on when it joined)."""
+    inp = keras.Input((32, 32, 3), name="image")
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
+    x = keras.layers.ReLU(6.0, name="stem_relu6")(x)
+    for i, (expand, filters, strides) in enumerate(((16, 8, 1), (48, 12, 2), (72, 12, 1), (72, 24, 2), (144, 24, 1)),
+                                                   start=1):
+        x = _mbv2_block(x, expand, filters, strides, f"block{i}")
+    x = keras.layers.Conv2D(96, 1, use_bias=False, name="head")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="head_bn")(x)
+    x = keras.layers.ReLU(6.0, name="head_relu6")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    out = keras.layers.Dense(classes, activation="softmax", name="classifier")(x)
+    return keras.Model(inp, out, name="mobilenet_v2_tiny")
+
+
 def fc_autoencoder() -> keras.Model:
     """MLPerf Tiny anomaly-detection autoencoder 640-128-128-128-128-8-128-128-128-128-640 (Dense+BN+ReLU)."""
     inp = keras.Input((640,), name="log_mel")
@@ -252,6 +288,7 @@ ZOO: dict[str, Zoo] = {
     "fc_autoencoder": Zoo(fc_autoencoder, "machine_sounds", 40, lr=1e-3, metric="auc",
                           search_options=(("metric", "anomaly"),)),
     "mobilenet_v3_tiny": Zoo(mobilenet_v3_tiny, "images32", 20),
+    "mobilenet_v2_tiny": Zoo(mobilenet_v2_tiny, "images32", 20),
 }
 MODELS = tuple(ZOO)
 

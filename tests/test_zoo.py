@@ -25,6 +25,7 @@ SHAPES = {  # MLPerf Tiny reference sizes (inputs, outputs, parameters incl. BN 
     "mobilenet_v1_025": ((96, 96, 3), 10, 221_114),
     "fc_autoencoder": ((640,), 640, 269_992),
     "mobilenet_v3_tiny": ((32, 32, 3), 10, 26_956),  # not MLPerf Tiny: the zoo's hard-swish / SE model
+    "mobilenet_v2_tiny": ((32, 32, 3), 10, 22_714),  # not MLPerf Tiny: ReLU6 inverted residuals, fitted on by nothing
 }
 
 
