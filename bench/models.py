@@ -179,15 +179,23 @@ def _hard_swish(x: Any, name: str) -> Any:
     return keras.layers.Multiply(name=f"{name}_hswish")([x, _hard_sigmoid(x, name)])
 
 
-def _mbv3_block(x: Any, expand: int, filters: int, strides: int, se: bool, name: str) -> Any:
-    """Inverted residual: 1x1 expand, depthwise 3x3, squeeze-and-excitation, 1x1 project (+ skip)."""
+def _relu6(x: Any, name: str) -> Any:
+    return keras.layers.ReLU(6.0, name=f"{name}_relu6")(x)
+
+
+def _inverted_residual(x: Any, expand: int, filters: int, strides: int, name: str,
+                       act: Callable[[Any, str], Any], se: bool = False) -> Any:
+    """MobileNetV2/V3 inverted residual: 1x1 expand + `act` (none when `expand` is the input's
+    channels), depthwise 3x3 + `act`, squeeze-and-excitation with a hard-sigmoid gate (`se`), linear
+    1x1 project (+ skip)."""
     inp = x
-    x = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(x)
-    x = _hard_swish(x, f"{name}_expand")
+    if expand != inp.shape[-1]:
+        x = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(x)
+        x = act(x, f"{name}_expand")
     x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
-    x = _hard_swish(x, f"{name}_dw")
+    x = act(x, f"{name}_dw")
     if se:
         s = keras.layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_se_pool")(x)
         s = keras.layers.Conv2D(max(8, expand // 4), 1, activation="relu", name=f"{name}_se_reduce")(s)
@@ -209,28 +217,10 @@ def mobilenet_v3_tiny(classes: int = 10) -> keras.Model:
     x = _hard_swish(x, "stem")
     for i, (expand, filters, strides, se) in enumerate(((32, 16, 1, True), (64, 24, 2, False), (72, 24, 1, True),
                                                         (96, 40, 2, True)), start=1):
-        x = _mbv3_block(x, expand, filters, strides, se, f"block{i}")
+        x = _inverted_residual(x, expand, filters, strides, f"block{i}", _hard_swish, se)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     out = keras.layers.Dense(classes, activation="softmax", name="classifier")(x)
     return keras.Model(inp, out, name="mobilenet_v3_tiny")
-
-
-def _mbv2_block(x: Any, expand: int, filters: int, strides: int, name: str) -> Any:
-    """MobileNetV2 inverted residual: 1x1 expand + ReLU6 (none when expand equals the input's
-    channels), depthwise 3x3 + ReLU6, linear 1x1 project (+ skip)."""
-    inp = x
-    if expand != inp.shape[-1]:
-        x = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_expand_bn")(x)
-        x = keras.layers.ReLU(6.0, name=f"{name}_expand_relu6")(x)
-    x = keras.layers.DepthwiseConv2D(3, strides=strides, padding="same", use_bias=False, name=f"{name}_dw")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_dw_bn")(x)
-    x = keras.layers.ReLU(6.0, name=f"{name}_dw_relu6")(x)
-    x = keras.layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project")(x)
-    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_project_bn")(x)
-    if strides == 1 and inp.shape[-1] == filters:
-        x = keras.layers.Add(name=f"{name}_add")([inp, x])
-    return x
 
 
 def mobilenet_v2_tiny(classes: int = 10) -> keras.Model:
@@ -239,13 +229,13 @@ def mobilenet_v2_tiny(classes: int = 10) -> keras.Model:
     inp = keras.Input((32, 32, 3), name="image")
     x = keras.layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
     x = keras.layers.BatchNormalization(momentum=0.9, name="stem_bn")(x)
-    x = keras.layers.ReLU(6.0, name="stem_relu6")(x)
+    x = _relu6(x, "stem")
     for i, (expand, filters, strides) in enumerate(((16, 8, 1), (48, 12, 2), (72, 12, 1), (72, 24, 2), (144, 24, 1)),
                                                    start=1):
-        x = _mbv2_block(x, expand, filters, strides, f"block{i}")
+        x = _inverted_residual(x, expand, filters, strides, f"block{i}", _relu6)
     x = keras.layers.Conv2D(96, 1, use_bias=False, name="head")(x)
     x = keras.layers.BatchNormalization(momentum=0.9, name="head_bn")(x)
-    x = keras.layers.ReLU(6.0, name="head_relu6")(x)
+    x = _relu6(x, "head")
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     out = keras.layers.Dense(classes, activation="softmax", name="classifier")(x)
     return keras.Model(inp, out, name="mobilenet_v2_tiny")
