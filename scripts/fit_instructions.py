@@ -8,7 +8,8 @@
 After a change of our kernels, `--part fxpq` remeasures them only (the int8 reference is refitted from its
 stored measurements); each part prints how long its measurements took. The data file as committed was
 written with `--random 150 --mixed 3 --models
-lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws,resnet8,fc_autoencoder,mobilenet_v1_025` (fxpq part) and the int8 defaults (its "about" fields say so).
+lenet5,residual_ds_net,ds_cnn_seq,ds_cnn_kws,resnet8,fc_autoencoder,mobilenet_v1_025` (fxpq part) and the int8
+defaults (its "about" fields say so).
 
 Measures, on QEMU mps2-an386 (Cortex-M4, -icount shift=0: instructions = TIMER0 ticks x 40):
 

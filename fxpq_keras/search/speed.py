@@ -78,9 +78,9 @@ def forced_instructions(search: Any, policy: Policy) -> float:
 def speed_floor(search: Any, policy: Policy) -> float:
     """The fastest estimate the budget leaves within reach of `policy`: every data structure but those the
     budget holds above 8 bits (frozen there) set, in sweeps, to whichever of 4, 6 or 8 bits or its
-    current width gives the lowest estimate, until a sweep changes nothing. At 8 bits everything is not
-    the fastest: 8-bit weights on 16-bit inputs may need the int64 sums that narrower ones do not. The
-    estimate only, no evaluation (a few hundred estimates)."""
+    current width gives the lowest estimate, until a sweep changes nothing (8 bits everywhere is not
+    always the fastest: 8-bit weights on 16-bit inputs may need the int64 sums that narrower ones do
+    not). The estimate only, no evaluation (a few hundred estimates)."""
     free = [k for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)]
     changes: dict[Key, int] = {}
     best = search.device.instructions(policy)
