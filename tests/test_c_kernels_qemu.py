@@ -352,6 +352,20 @@ def test_ticks_are_deterministic_and_scale_with_work():
     assert macs[1] > macs[0] and a[1].ticks > a[0].ticks > 0
 
 
+def test_function_profile_accounts_for_the_timed_instructions():
+    """bench/kernel_profile.py's profile (QEMU's block trace, attributed by the ELF's symbols): the
+    kernel functions hold what the harness timed for the call (within 5 %: the timer reads and the
+    case's bookkeeping around them), and a one-pixel fully connected call spends it in its loop and finish."""
+    case = random_case("fully_connected", np.random.default_rng(3), in_features=64, out_ch=32, w_bits=8, x_bits=8,
+                       x_signed=False, per_channel=False)
+    case.args = (case.args[0][:1],) + tuple(case.args[1:])
+    timed = qemu.run_cases([case], cpu="m4")[0].instructions
+    profile = qemu.function_profile([case], cpu="m4")
+    kernels = {name: n for name, n in profile.items() if name.startswith("fxpq_")}
+    assert abs(sum(kernels.values()) / timed - 1) < 0.05, (sum(kernels.values()), timed)
+    assert max(kernels, key=kernels.get).startswith("fxpq_fc1_")  # the loop's copy or its finish (fxpq_fc1_store)
+
+
 def test_protocol_constants_match_the_c_header():
     consts = qemu.protocol_from_header()
     for i, name in enumerate(qemu.PARAMS):

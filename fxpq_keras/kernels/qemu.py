@@ -47,6 +47,7 @@ __all__ = [
     "run_records",
     "run_cases",
     "path_coverage",
+    "function_profile",
     "protocol_from_header",
 ]
 
@@ -295,8 +296,10 @@ def encode_case(case: OpCase, case_id: int) -> tuple[bytes, tuple, np.dtype]:
 
 # ------------------------------------------------------------------ running -----------------
 
-def run_case_file(data: bytes, cpu: str = "m4", timeout: float = 120.0, firmware: Path | None = None) -> bytes:
-    """Run the harness on a raw case file in one QEMU session; the raw results file.
+def run_case_file(data: bytes, cpu: str = "m4", timeout: float = 120.0, firmware: Path | None = None,
+                  trace: Path | None = None) -> bytes:
+    """Run the harness on a raw case file in one QEMU session; the raw results file. `trace`: QEMU's
+    log of every translated block and every block executed goes there (:func:`function_profile`).
 
     Raises QemuError when QEMU fails, times out, or the firmware exits with a non-zero status
     (the message names the exit code, see fxpq_harness_protocol.h)."""
@@ -312,6 +315,8 @@ def run_case_file(data: bytes, cpu: str = "m4", timeout: float = 120.0, firmware
         (tmpdir / CASES_FILE).write_bytes(data)
         cmd = ["qemu-system-arm", "-M", machine, "-nographic", "-semihosting-config", "enable=on,target=native",
                "-icount", "shift=0", "-kernel", str(elf)]
+        if trace is not None:
+            cmd += ["-d", "in_asm,exec,nochain", "-D", str(trace)]
         try:
             proc = subprocess.run(cmd, cwd=tmpdir, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
@@ -358,6 +363,49 @@ def run_cases(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 120.0,
             output = arr.astype(np.float32 if dtype.kind == "f" else np.int64)
         results.append(QemuResult(case_id, status, ticks, output))
     return results
+
+
+def function_profile(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 600.0) -> dict[str, int]:
+    """Instructions executed per firmware function while the optimized harness runs `cases` (one QEMU
+    session): each translated block's instruction count times its executions (QEMU's in_asm and
+    exec,nochain logs), attributed by the ELF's symbols. Inlined code counts in its caller; the
+    harness's own start (bss clearing: `memset`) and case decoding are included."""
+    records = [encode_case(c, i)[0] for i, c in enumerate(cases)]
+    data = struct.pack("<3I", MAGIC_CASES, VERSION, len(records)) + b"".join(records)
+    elf = build_firmware(cpu)
+    with tempfile.TemporaryDirectory(prefix="fxpq-profile-") as tmp:
+        trace = Path(tmp) / "trace.log"
+        run_case_file(data, cpu=cpu, timeout=timeout, trace=trace)
+        sizes: dict[int, int] = {}
+        runs: dict[int, int] = {}
+        start = None
+        with trace.open(errors="replace") as f:
+            for line in f:
+                if line.startswith("0x"):
+                    if start is None:
+                        start = int(line.split(":", 1)[0], 16)
+                        sizes[start] = 0
+                    sizes[start] += 1
+                    continue
+                start = None
+                m = _EXEC.match(line)
+                if m:
+                    pc = int(m.group(1), 16)
+                    runs[pc] = runs.get(pc, 0) + 1
+    nm = subprocess.run(["arm-none-eabi-nm", "-n", "-S", "--defined-only", str(elf)], capture_output=True, text=True,
+                        check=True).stdout
+    symbols = sorted((int(p[0], 16), int(p[1], 16), p[3]) for p in (ln.split() for ln in nm.splitlines())
+                     if len(p) == 4 and p[2] in "tTwW")
+    starts = [a for a, _, _ in symbols]
+    out: dict[str, int] = {}
+    for pc, n in runs.items():
+        i = int(np.searchsorted(starts, pc & ~1, side="right")) - 1
+        name = symbols[i][2] if i >= 0 and (pc & ~1) < symbols[i][0] + max(symbols[i][1], 2) else "?"
+        out[name] = out.get(name, 0) + n * sizes.get(pc, 0)
+    return out
+
+
+_EXEC = re.compile(r"Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
 
 
 def path_coverage(cases: Sequence[OpCase], cpu: str = "m4", source: str = "fxpq_dsp.c",
