@@ -564,7 +564,7 @@ def _same_in(engine: str, blob: bytes, x: np.ndarray, name: str) -> None:
 
 @pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_seq", pytest.param("resnet8", marks=_HEAVY),
                                   "ds_cnn_kws", pytest.param("mobilenet_v1_025", marks=_HEAVY), "fc_autoencoder",
-                                  "mobilenet_v3_tiny"])
+                                  "mobilenet_v3_tiny", "mobilenet_v2_tiny"])
 @pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")  # untrained: tiny outputs
 def test_every_zoo_architecture_is_bit_exact_in_the_wheel(name):
     """Every zoo model with a mixed int4/int8, int8/int16 builtin policy: the file runs in real TFLM
@@ -584,7 +584,8 @@ def _cortex_m_ready() -> bool:
 
 
 @pytest.mark.skipif(not _cortex_m_ready(), reason="needs TFLM_DIR, qemu-system-arm and arm-none-eabi-g++")
-@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_kws", "fc_autoencoder", "mobilenet_v3_tiny"])
+@pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_kws", "fc_autoencoder", "mobilenet_v3_tiny",
+                                  "mobilenet_v2_tiny"])
 @pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")
 def test_zoo_builtin_files_are_bit_exact_on_cortex_m4_with_cmsis_nn(name):
     """The same files under TFLM + CMSIS-NN on QEMU Cortex-M4 (arm_*_s4 and *_s16 kernels): equal

@@ -447,7 +447,7 @@ def write_builtin(b, graph: IntegerGraph) -> None:
                 w_t = b.constant(f"{node.name}/weights", np.asarray(node.weights).astype(np.int8), wq)
             bias_type = np.int64 if x.bits > 8 else np.int32  # int16x8 kernels take an int64 bias
             b_t = b.constant(f"{node.name}/bias", np.asarray(node.bias).astype(bias_type), bq)
-            act = _ACT_CODES[a.get("activation")]
+            act = _fused_code(a.get("activation"), t[node.output].fmt)
             if node.op == "fully_connected":
                 opts = S.FullyConnectedOptionsT()
                 opts.fusedActivationFunction = act
@@ -466,7 +466,7 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             b.operator(node.name, b.op_code(code), ins + [w_t, b_t], [dst], builtin_type=otype, builtin_options=opts)
         elif node.op == "add":
             opts = S.AddOptionsT()
-            opts.fusedActivationFunction = _ACT_CODES[a.get("activation")]
+            opts.fusedActivationFunction = _fused_code(a.get("activation"), t[node.output].fmt)
             b.operator(node.name, b.op_code(S.BuiltinOperator.ADD), ins, [dst],
                        builtin_type=S.BuiltinOptions.AddOptions, builtin_options=opts)
         elif node.op in ("max_pool2d", "average_pool2d"):
@@ -474,7 +474,7 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             opts.padding = _PAD[a["padding"]]
             opts.strideH, opts.strideW = a["stride"]
             opts.filterHeight, opts.filterWidth = a["pool"]
-            opts.fusedActivationFunction = _ACT_CODES[a.get("activation")]
+            opts.fusedActivationFunction = _fused_code(a.get("activation"), t[node.output].fmt)
             code = S.BuiltinOperator.MAX_POOL_2D if node.op == "max_pool2d" else S.BuiltinOperator.AVERAGE_POOL_2D
             b.operator(node.name, b.op_code(code), ins, [dst], builtin_type=S.BuiltinOptions.Pool2DOptions,
                        builtin_options=opts)
@@ -482,6 +482,15 @@ def write_builtin(b, graph: IntegerGraph) -> None:
             stock_op(b, graph, node, ins, dst)
         else:  # pragma: no cover - to_builtin_graph admits nothing else
             raise AssertionError(node.op)
+
+
+def _fused_code(activation: str | None, out: Format) -> int:
+    """An op's fused activation code. A ReLU6 at an output scale so fine that TFLM's
+    Quantize(6.0) would overflow int32 (tflm_ops.quantize_fits; TFLM refuses it) is written as ReLU:
+    6.0 then lies far beyond the output type's largest value, so both clamp at that value."""
+    if activation == "relu6" and not tflm_ops.quantize_fits(tflm_ops.format_quant(out), 6.0):
+        return _ACT_CODES["relu"]
+    return _ACT_CODES[activation]
 
 
 def _activation(b, spec: TensorSpec) -> int:

@@ -132,13 +132,21 @@ def _clamp(v: np.ndarray, lo: int, hi: int) -> np.ndarray:
     return np.clip(np.asarray(v, dtype=np.int64), lo, hi)
 
 
+def _quantize_f32_raw(q: TensorQ, real: float) -> float:
+    """kernel_util's Quantize before the zero point: TfLiteRound(float(real) / float(scale)) in float32."""
+    return tflite_round(float(np.float32(np.float32(real) / np.float32(q.scale))))  # std::round: exact
+
+
+def quantize_fits(q: TensorQ, real: float) -> bool:
+    """Whether TFLM's Quantize of `real` at output `q` stays inside int32 (else TFLM refuses it)."""
+    return abs(_quantize_f32_raw(q, real)) < 2147450880  # the zero point included here
+
+
 def _quantize_f32(q: TensorQ, real: float) -> int:
     """kernel_util's Quantize: zero_point + TfLiteRound(float(real) / float(scale)) in float32."""
-    tmp = float(np.float32(np.float32(real) / np.float32(q.scale)))
-    tmp = tflite_round(tmp)  # std::round on a float: exact
-    if not abs(tmp) < 2147450880:  # TFLM refuses int32 overflow (zero point included here)
+    if not quantize_fits(q, real):
         raise ValueError(f"activation bound {real} overflows int32 at output scale {q.scale}")
-    return q.zero_point + int(tmp)
+    return q.zero_point + int(_quantize_f32_raw(q, real))
 
 
 def activation_range(q: TensorQ, activation: str | None) -> tuple[int, int]:
