@@ -1,7 +1,8 @@
-"""The instruction estimate against QEMU, layer by layer, for one fxp file: where a model's estimate errs.
+"""The instruction estimate against QEMU, layer by layer, for one fxp file: where a model's estimate errs,
+and (`--profile`) where inside the kernels a layer's instructions go.
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/estimate_layers.py FILE.tflite --model mobilenet_v1_025 \\
-        [--top 14]
+        [--top 14] [--profile block1_pw,block13_pw] [--functions 6]
 
 Each FXP_* node's kernel call on its actual inputs (one held-out sample of the zoo model `--model`,
 bench/models.py; bench/mcu.py's layer_cases) runs in the QEMU M4 test harness (optimized kernels,
@@ -9,6 +10,11 @@ bench/models.py; bench/mcu.py's layer_cases) runs in the QEMU M4 test harness (o
 formats, the call the search prices) and its kernel path. Prints the `--top` layers the estimate
 overshoots most, then the totals over every layer (the runner's per-op cost is in neither). The file
 may be any fxp export of that model, e.g. the ones bench/speed_objective.py writes to its cache.
+
+`--profile` names layers (or "all") whose call runs once more, alone, with its execution traced
+(fxpq_keras.kernels.qemu.function_profile: each executed block's instructions, attributed to the
+function that holds it; inlined code counts in its caller); the `--functions` kernel functions
+(`fxpq_*`) that hold the most are printed with their share of the layer's counted instructions.
 """
 
 from __future__ import annotations
@@ -32,9 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", type=Path, help="an fxp .tflite of the model")
     p.add_argument("--model", required=True, help="the zoo model (bench/models.py) whose held-out sample runs")
     p.add_argument("--top", type=int, default=14, help="layers printed")
+    p.add_argument("--profile", default="", help="comma-separated layers (or all) to profile per kernel function")
+    p.add_argument("--functions", type=int, default=6, help="kernel functions printed per profiled layer")
     args = p.parse_args(argv)
     _, data = trained(args.model)
     graph, nodes, cases, _ = layer_cases(args.file, data["x_test"][:1])
+    wanted = {n for n in args.profile.split(",") if n}
+    unknown = wanted - {node.name for node in nodes} - {"all"}
+    if unknown:
+        raise SystemExit(f"no FXP_* node named {', '.join(sorted(unknown))} in {args.file}")
     calls = {id(node): call for node, call, _ in graph_calls(graph)}
     results = qemu.run_cases(cases, cpu="m4", timeout=3600)
     rows, est_total, counted_total = [], 0.0, 0.0
@@ -52,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {name} | {path} | {shape} | {est:,.0f} | {counted:,.0f} | {est / counted - 1:+.0%} |")
     print(f"every layer: {est_total:,.0f} estimated, {counted_total:,.0f} counted "
           f"({est_total / counted_total - 1:+.1%})")
+    if wanted:
+        print("\n| layer | QEMU M4 | function | instructions | share |\n|---|---:|---|---:|---:|")
+    for node, case, res in zip(nodes, cases, results):
+        if "all" not in wanted and node.name not in wanted:
+            continue
+        profile = qemu.function_profile([case], cpu="m4")
+        kernels = sorted(((n, v) for n, v in profile.items() if n.startswith("fxpq_")), key=lambda kv: -kv[1])
+        for i, (name, count) in enumerate(kernels[: args.functions]):
+            head = f"| {node.name} | {res.instructions:,.0f} " if i == 0 else "| | "
+            print(f"{head}| `{name}` | {count:,} | {count / res.instructions:.0%} |")
     return 0
 
 

@@ -353,7 +353,7 @@ def test_ticks_are_deterministic_and_scale_with_work():
 
 
 def test_function_profile_accounts_for_the_timed_instructions():
-    """bench/kernel_profile.py's profile (QEMU's block trace, attributed by the ELF's symbols): the
+    """bench/estimate_layers.py's --profile (QEMU's block trace, attributed by the ELF's symbols): the
     kernel functions hold what the harness timed for the call (within 5 %: the timer reads and the
     case's bookkeeping around them), and a one-pixel fully connected call spends it in its loop and finish."""
     case = random_case("fully_connected", np.random.default_rng(3), in_features=64, out_ch=32, w_bits=8, x_bits=8,
