@@ -18,7 +18,7 @@ import numpy as np
 
 from ..formats import Format
 from ..integer_graph import IntegerGraph, Node, TensorSpec, tflm_ops
-from ..integer_graph.graph import OP_ATTRS
+from ..integer_graph.graph import OP_ATTRS, STOCK_FLOAT_SCALED
 from ..integer_graph.graph import STOCK_OPS as GRAPH_STOCK_OPS
 from . import stock
 from .builder import float_scale_quant, scale_quant
@@ -340,7 +340,7 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
         elif node.op == "stock_quantize":  # the fxp file's zero-point seam: a QUANTIZE here too
             nodes.append(Node("requantize", node.name, list(node.inputs), node.output, {"activation": None}))
         elif node.op in GRAPH_STOCK_OPS:  # MUL, HARD_SWISH, ...: the same stock op, int8 as in fxp files
-            if _scaled(*(t[i].fmt for i in node.inputs), out):
+            if node.op not in STOCK_FLOAT_SCALED and _scaled(*(t[i].fmt for i in node.inputs), out):
                 problems.append(f"layer {node.name!r}: stock {node.op} takes power-of-two scales (no activation "
                                 "range)")
             if in16(node):

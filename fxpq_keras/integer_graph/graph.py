@@ -51,6 +51,9 @@ STOCK_OPS = ("mul", "sub", "maximum", "minimum", "logistic", "tanh", "hard_swish
              "transpose", "stock_quantize")
 #: stock ops whose int8 TFLM kernel insists on one output format (LOGISTIC: scale 1/256, zero point -128)
 STOCK_FIXED_FORMATS = {"logistic": Format(8, 8, False), "tanh": Format(8, 7, True)}
+#: stock ops whose TFLM kernels take any float scale and zero point on every tensor (they requantize
+#: with multipliers derived from the scales): target builtin gives their tensors float activation scales
+STOCK_FLOAT_SCALED = ("mul", "sub", "hard_swish", "elu")
 
 WEIGHTED_OPS = ("conv2d", "depthwise_conv2d", "fully_connected")
 

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from ..instructions import KernelCall, int8_call_instructions
+from ..integer_graph.graph import STOCK_FLOAT_SCALED
 from ..policy import Policy
 
 Key = tuple[str, str]
@@ -176,10 +177,12 @@ def tie_pools(policy: Policy, frac_for: Callable[[Key, int, bool], Any]) -> None
 
 # layer kinds whose output may take a float activation scale (their stock op, and every op that reads
 # them, follows TFLite's scales through tflm_ops): the weighted ops, ADD (and a ReLU fused into it),
-# the pools, CONCATENATION; readers may also be the reshapes. Everything else (the softmax's logits,
-# LEAKY_RELU, the stock ops of section 8 with their fixed or frac-based rules, the model's outputs)
-# keeps 2^-frac.
-SCALED_KINDS = ("conv2d", "depthwise_conv2d", "dense", "add", "relu", "max_pool", "avg_pool", "gap", "concat")
+# the pools, CONCATENATION, and the stock ops of section 8 whose TFLM kernels derive their multipliers
+# from the scales (MUL, SUB, HARD_SWISH, ELU: STOCK_FLOAT_SCALED); readers may also be the reshapes.
+# Everything else (the softmax's logits, LEAKY_RELU, LOGISTIC and TANH with their fixed output formats,
+# MAXIMUM / MINIMUM and the moves, which compare or copy stored values, the model's outputs) keeps 2^-frac.
+SCALED_KINDS = ("conv2d", "depthwise_conv2d", "dense", "add", "relu", "max_pool", "avg_pool", "gap",
+                "concat") + STOCK_FLOAT_SCALED
 _SCALED_READERS = SCALED_KINDS + ("flatten", "reshape", "zero_pad")
 _PASS = ("flatten", "reshape", "zero_pad", "add", "softmax")  # kinds that may carry no output of their own
 
