@@ -67,10 +67,11 @@ def test_quantize_writes_policy_report_png(user_files: dict, tmp_path, capsys) -
 def test_quantize_h5_without_labels_and_memory_target(user_files: dict, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     rc = main(["--quiet", "quantize", user_files["h5"], "-d", user_files["nolabels"], "-o", str(out),
-               "--samples", "600", "--max-bits", "8", "--memory-target", "1"])
+               "--samples", "600", "--max-bits", "8", "--memory-target", "1", "--margin-sigma", "0.5"])
     assert rc == 3  # written, but the target cannot be met within the budget
     assert "cannot be met" in capsys.readouterr().err
     assert json.loads((out / "policy.json").read_text())["fxpq_policy"] == 1
+    assert "with 0.5 standard error(s) of head-room" in (out / "report.md").read_text()  # --margin-sigma
 
 
 @pytest.mark.parametrize("args, message", [
@@ -78,6 +79,7 @@ def test_quantize_h5_without_labels_and_memory_target(user_files: dict, tmp_path
     (["-d", "{root}/missing.npz"], "not found"),
     (["-d", "{data}", "--max-drop", "1.5"], "max_accuracy_drop"),
     (["-d", "{data}", "--min-bits", "1"], "min_bits"),
+    (["-d", "{data}", "--margin-sigma", "7"], "margin_sigma"),
 ])
 def test_quantize_bad_input(user_files: dict, tmp_path, capsys, args: list, message: str) -> None:
     args = [a.format(**user_files) for a in args]

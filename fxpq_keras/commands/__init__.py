@@ -284,16 +284,33 @@ def bit_width(what: str) -> Any:
     return parse
 
 
+def _number(text: str, what: str = "number") -> float:
+    """A float from an argparse value, or the ArgumentTypeError naming it."""
+    import argparse
+
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {what}: {text!r}") from None
+
+
 def drop_fraction(text: str) -> float:
     """argparse type: the max top-1 drop, a fraction in (0, 1)."""
     import argparse
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    value = _number(text)
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"max_accuracy_drop must be in (0, 1), got {text}")
+    return value
+
+
+def head_room(text: str) -> float:
+    """argparse type of --margin-sigma: the standard errors of head-room the budget keeps, 0..5."""
+    import argparse
+
+    value = _number(text)
+    if not 0.0 <= value <= 5.0:
+        raise argparse.ArgumentTypeError(f"margin_sigma must be in 0..5, got {text}")
     return value
 
 
@@ -319,10 +336,7 @@ def slowdown(text: str) -> float | str | None:
         return None
     if text.strip().lower() == "auto":
         return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid factor: {text!r} (a number, none or auto)") from None
+    value = _number(text, "factor (a number, none or auto)")
     if not 0.0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a number >= 0 or none, got {text}")
     return value or None

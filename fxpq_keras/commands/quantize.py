@@ -13,7 +13,17 @@ import os
 import sys
 import time
 
-from . import StagedOutputDir, bit_width, drop_fraction, load_array, load_keras_model, load_npz, positive_int, slowdown
+from . import (
+    StagedOutputDir,
+    bit_width,
+    drop_fraction,
+    head_room,
+    load_array,
+    load_keras_model,
+    load_npz,
+    positive_int,
+    slowdown,
+)
 
 # --per-channel / --align-ranges -> SearchOptions.per_channel / align_ranges
 PER_CHANNEL = {"auto": "auto", "on": True, "off": False}
@@ -77,6 +87,10 @@ def register(sub) -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, metavar="LABELS.npy",
                    help="integer labels of the calibration samples (.npy, or .npz as 'y'): the budget becomes the "
                    "accuracy drop on them (class scores), or the report adds the AUC (--metric anomaly)")
+    p.add_argument("--margin-sigma", type=head_room, default=1.0, metavar="Z",
+                   help="standard errors of head-room the budget keeps: a step is taken only when its predicted "
+                   "loss plus Z standard errors is within --max-drop (0..5; default 1; 0 judges the prediction "
+                   "alone: more steps, and a budget held on unseen data less often)")
     p.add_argument("--allow-unresolved", action="store_true",
                    help="search even when the calibration set is too small to resolve the budget (default: exit 3 "
                    "naming the samples needed)")
@@ -156,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                      min_bits=args.min_bits, max_bits=args.max_bits, samples=args.samples, seed=args.seed,
                      per_channel=PER_CHANNEL[args.per_channel], float_input=not args.integer_input,
                      align_ranges=PER_CHANNEL[args.align_ranges], allow_unresolved=args.allow_unresolved,
+                     margin_sigma=args.margin_sigma,
                      target="builtin" if args.target == "builtin" else "fxp",
                      activation_scales=args.activation_scales, verbose=0 if quiet else 1, progress=progress)
     if progress is not None:
