@@ -2,6 +2,7 @@
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
         [--activation-scales pow2]   (the power-of-two activations before issue 23's float ones)
+        [--samples 2048] [--option margin_sigma=0]   (another calibration size; any search option)
 
 With `TFLM_DIR` (and `FXPQ_TFLM_CACHE` holding release TFLM libraries) every file also runs in real
 TFLM on QEMU Cortex-M4 with CMSIS-NN (`TflmEngine` variant m4-cmsis, the model linked in):
@@ -54,6 +55,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
+from bench import search_setting as setting  # noqa: E402
 from bench.models import MODELS, ZOO, calibration_set, score, trained  # noqa: E402
 from bench.quality import tflite_int8  # noqa: E402
 from bench.search_setting import FLOAT_INPUT, cached_policy, input_integers, searched_model  # noqa: E402
@@ -165,7 +167,8 @@ def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], flo
 
 
 def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False,
-            m4_samples: int = 0, activation_scales: str = "float") -> list[dict[str, Any]]:
+            m4_samples: int = 0, activation_scales: str = "float",
+            extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     model, data = trained(name)
     x_cal, _ = calibration_set(data, samples)
     x_te = data["x_test"].astype(np.float32)
@@ -201,6 +204,7 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
         rows.append({"model": name, "file": "W8A8 (builtin, float weights)", "note": f"refused: {str(exc)[:160]}"})
     options = {"target": "builtin"} if activation_scales == "float" else \
         {"target": "builtin", "activation_scales": activation_scales}  # (the default's cache key as before)
+    options.update(extra or {})
     policy, how = cached_policy(name, model, x_cal, max_drop, options)
     path = out_dir / f"{name}-builtin.tflite"
     try:
@@ -364,10 +368,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--aeq-only", action="store_true", help="only the float and AEQ rows (no search)")
     p.add_argument("--m4-samples", type=int, default=3,
                    help="held-out inputs run on QEMU Cortex-M4 with CMSIS-NN (needs TFLM_DIR; 0: none)")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=setting.OPTION_HELP)
     p.add_argument("--activation-scales", choices=("float", "pow2"), default="float",
                    help="target builtin's activation scales, for the search and the builtin W8A8 row (pow2: the "
                         "power-of-two activations before issue 23's float scales)")
     args = p.parse_args(argv)
+    extra = setting.parse_options(args.option, p.error)
+    if "target" in extra:
+        p.error("--option target: this bench searches target builtin")
     rows: list[dict[str, Any]] = []
     for name in args.models.split(","):
         if args.aeq_only:
@@ -379,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
             new += aeq_rows(name, model, x_cal, data, float_out, args.m4_samples)
         else:
             new = measure(name, args.max_drop, args.samples, args.exact, args.aeq, args.m4_samples,
-                          args.activation_scales)
+                          args.activation_scales, extra)
         rows += new
         print(f"[{name} measured]\n{table(new, args.max_drop)}", file=sys.stderr, flush=True)
     print(table(rows, args.max_drop))
