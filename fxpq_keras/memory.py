@@ -350,11 +350,17 @@ class DeviceModel:
         calls (a stock file). Only widths change with a policy: the kernel path follows them."""
         if not self.layout.calls:
             return None
-        changes = changes or {}
-        calls = [self._call_under(c, src, policy, changes) for c, src in self.layout.calls]
+        calls = [c for c, _ in self.calls_under(policy, changes)]
         if self.call_estimate is not None:
             return float(sum(self.call_estimate(c) for c in calls))
         return model_instructions(calls)
+
+    def calls_under(self, policy: Policy | None = None, changes: Changes | None = None,
+                    ) -> list[tuple[KernelCall, dict[str, str]]]:
+        """Every kernel call with the widths of `policy` and `changes`, and its sources (the tensors it
+        reads and writes, "w": the layer of its weights): where the instruction estimate comes from."""
+        changes = changes or {}
+        return [(self._call_under(c, src, policy, changes), src) for c, src in self.layout.calls]
 
     def int8_instructions(self) -> float | None:
         """Estimated Cortex-M4 instructions of one inference of the same model as a stock TFLite int8 file

@@ -655,3 +655,36 @@ def test_average_pools_keep_their_input_format_in_the_builtin_space():
     builtin_space.repair(policy, lambda key, bits, signed: space.range_frac(ranges[key], bits, signed))
     assert same(policy)
     assert all(policy.input_format(n).bits == 8 for n in pools)  # an 8-bit output brought its input along
+
+
+def test_the_int16_depthwise_layers_are_named_where_the_speed_goes():
+    """A builtin file computes a depthwise layer in int16 when it reads or writes an int16 tensor, and
+    TFLM's CMSIS-NN glue then runs the generic int16 kernel (4.1x int8's per MAC): the search's speed
+    line names those layers and their share of the estimate (`builtin_space.int16_depthwise`); with
+    the layer's tensors at 8 bits it is no longer listed."""
+    from fxpq_keras._tf import keras
+    from fxpq_keras.calibration import Calibration
+    from fxpq_keras.fakequant import quantize_model
+    from fxpq_keras.flatbuffer.memory import device_model_from_graph
+    from fxpq_keras.integer_graph.lower import lower_model
+    from fxpq_keras.search import SearchOptions, builtin_space, space
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 8))
+    y = keras.layers.Conv2D(8, 1, activation="relu", name="expand")(inp)
+    y = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu", name="dw")(y)
+    y = keras.layers.Conv2D(4, 1, name="project")(y)
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 8)).astype(np.float32)
+    calib_ = Calibration(keras.Model(inp, y), x)
+    opts = SearchOptions(target="builtin", per_channel=True)
+    policy = space.start_policy(calib_, opts)  # every activation int16
+    device = device_model_from_graph(lower_model(quantize_model(calib_, policy)))
+    device.call_estimate = builtin_space.call_instructions
+    slow = builtin_space.int16_depthwise(device, policy)
+    assert [name for name, _ in slow] == ["dw"]
+    assert 0 < slow[0][1] < device.instructions(policy)
+    ranges = space.data_ranges(calib_, opts, policy)
+    for layer in ("expand", "dw"):
+        d = policy.get(layer, "output")
+        policy.set(layer, "output", bits=8, frac=space.range_frac(ranges[(layer, "output")], 8, d.signed))
+    assert builtin_space.int16_depthwise(device, policy) == []

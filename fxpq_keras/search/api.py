@@ -172,6 +172,15 @@ class QuantizationResult:
         if est > self.instruction_cap and self.speed_reference:
             line += (f" ({est / self.speed_reference:.2f}x the policy with every data structure at 8 bits but those "
                      "the budget holds wider)")
+        if est > self.instruction_cap and self.options.target == "builtin":
+            from . import builtin_space
+
+            slow = builtin_space.int16_depthwise(self._device(), self.policy)
+            if slow:
+                names = ", ".join(name for name, _ in slow[:4])
+                names += f" and {len(slow) - 4} more" if len(slow) > 4 else ""
+                line += (f"; int16 depthwise {names}: {sum(e for _, e in slow) / est:.0%} of the estimate (TFLM's "
+                         "int16 depthwise runs CMSIS-NN's generic kernel; docs/tflm.md section 6)")
         return f"{line}; {self.refused_for_speed} step(s) refused for speed"
 
     @property

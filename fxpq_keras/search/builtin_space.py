@@ -120,6 +120,14 @@ def call_instructions(call: KernelCall) -> float:
     return int8_call_instructions(call) * per_mac[kernel_kind(call)] / per_mac["s8"] + seams
 
 
+def int16_depthwise(device: Any, policy: Policy) -> list[tuple[str, float]]:
+    """(layer, estimated instructions) of the depthwise layers the file computes in int16 under
+    `policy`: TFLM 90b983c's CMSIS-NN glue runs them in the generic `arm_depthwise_conv_s16`, 4.1x
+    int8's per MAC (M4_PER_MAC; docs/tflm.md section 6 has the three-edit change to a TFLM build)."""
+    return [(src.get("w", "?"), call_instructions(call)) for call, src in device.calls_under(policy)
+            if call.op == "depthwise_conv2d" and kernel_kind(call) == "s16"]
+
+
 def _owner(policy: Policy, name: str) -> str:
     """The layer (or "input") whose output data structure a tensor has (through pass-through layers)."""
     layers = policy.layers
