@@ -210,3 +210,38 @@ def test_stock_hard_swish_and_mul_take_float_scales_in_builtin_files():
             scale = float(sub.tensors[i].quantization.scale[0])
             assert math.frexp(scale)[0] != 0.5, (sub.tensors[i].name, scale)  # not a power of two
     _same_in("tflm", blob, x[:3], "mobilenet_v3_tiny")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stock_sub_and_elu_take_float_scales_in_builtin_files(seed):
+    """The other two stock ops of STOCK_FLOAT_SCALED through the whole pipeline (start policy,
+    fake-quant, lowering, builtin file): a SUB of two convs and an ELU after it, every tensor they
+    touch float-scaled, the file bit-exact in the wheel (randomly lowered to int8 or kept int16
+    around them, as _zoo_builtin_policy draws)."""
+    from test_builtin_target import _same_in, _zoo_builtin_policy
+
+    from fxpq_keras._tf import keras
+    from fxpq_keras.calibration import Calibration
+    from fxpq_keras.fakequant import quantize_model
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 3, padding="same", name="a")(inp)
+    b = keras.layers.Conv2D(4, 1, name="b")(inp)
+    d = keras.layers.Subtract(name="diff")([a, b])
+    e = keras.layers.ELU(name="elu")(d)
+    out = keras.layers.Conv2D(2, 1, name="head")(e)
+    x = np.random.default_rng(seed).normal(size=(16, 6, 6, 3)).astype(np.float32)
+    calib_ = Calibration(keras.Model(inp, keras.layers.Flatten(name="flat")(out)), x)
+    blob = export_tflite(quantize_model(calib_, _zoo_builtin_policy(calib_, seed)), target="builtin")
+    model = S.ModelT.InitFromPackedBuf(blob, 0)
+    sub = model.subgraphs[0]
+    codes = [model.operatorCodes[op.opcodeIndex].builtinCode for op in sub.operators]
+    stock = [op for op, code in zip(sub.operators, codes, strict=True)
+             if code in (S.BuiltinOperator.SUB, S.BuiltinOperator.ELU)]
+    assert len(stock) == 2
+    for op in stock:
+        for i in [*op.inputs, *op.outputs]:
+            scale = float(sub.tensors[i].quantization.scale[0])
+            assert math.frexp(scale)[0] != 0.5, (sub.tensors[i].name, scale)
+    _same_in("tflm", blob, x[:4], f"sub-elu-{seed}")
