@@ -584,18 +584,19 @@ def _cortex_m_ready() -> bool:
 
 
 @pytest.mark.skipif(not _cortex_m_ready(), reason="needs TFLM_DIR, qemu-system-arm and arm-none-eabi-g++")
+@pytest.mark.parametrize("engine", ["tflm-m4", "tflm-m7"])
 @pytest.mark.parametrize("name", ["lenet5", "residual_ds_net", "ds_cnn_kws", "fc_autoencoder", "mobilenet_v3_tiny",
                                   "mobilenet_v2_tiny"])
 @pytest.mark.filterwarnings("ignore::fxpq_keras.calibration.CalibrationRangeWarning")
-def test_zoo_builtin_files_are_bit_exact_on_cortex_m4_with_cmsis_nn(name):
-    """The same files under TFLM + CMSIS-NN on QEMU Cortex-M4 (arm_*_s4 and *_s16 kernels): equal
+def test_zoo_builtin_files_are_bit_exact_on_cortex_m_with_cmsis_nn(name, engine):
+    """The same files under TFLM + CMSIS-NN on QEMU Cortex-M4 and M7 (arm_*_s4 and *_s16 kernels): equal
     to the numpy model. The first four hold int16-input FULLY_CONNECTED layers, which CMSIS-NN's Prepare
     refuses per channel, so the writer stores them per tensor (their channels share one scale);
     mobilenet_v3_tiny adds stock HARD_SWISH and MUL (its SE blocks) between int4/int16 layers."""
     blob, x = _zoo_builtin_file(name)
     model = S.ModelT.InitFromPackedBuf(blob, 0)
     assert S.TensorType.INT16 in {t.type for t in model.subgraphs[0].tensors}
-    _same_in("tflm-m4", blob, x[:2], name)
+    _same_in(engine, blob, x[:2], name)
 
 
 def test_an_int16_op_reads_the_saturated_int8_tensor_the_graph_says():
