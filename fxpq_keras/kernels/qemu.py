@@ -328,11 +328,15 @@ def run_case_file(data: bytes, cpu: str = "m4", timeout: float = 120.0, firmware
         return (tmpdir / RESULTS_FILE).read_bytes()
 
 
+def _case_file(records: Sequence[bytes]) -> bytes:
+    """The harness's case file: header, then the encoded records."""
+    return struct.pack("<3I", MAGIC_CASES, VERSION, len(records)) + b"".join(records)
+
+
 def run_records(records: Sequence[bytes], cpu: str = "m4", timeout: float = 120.0,
                 firmware: Path | None = None) -> list[tuple[int, int, int, bytes]]:
     """Run encoded records in one QEMU session: [(case_id, status, ticks, output bytes)]."""
-    data = struct.pack("<3I", MAGIC_CASES, VERSION, len(records)) + b"".join(records)
-    data = run_case_file(data, cpu=cpu, timeout=timeout, firmware=firmware)
+    data = run_case_file(_case_file(records), cpu=cpu, timeout=timeout, firmware=firmware)
     magic, version, count = struct.unpack_from("<3I", data, 0)
     if magic != MAGIC_RESULTS or version != VERSION or count != len(records):
         raise QemuError(f"bad results header: magic {magic:#x}, version {version}, {count} results")
@@ -370,8 +374,7 @@ def function_profile(cases: Sequence[OpCase], cpu: str = "m4", timeout: float = 
     session): each translated block's instruction count times its executions (QEMU's in_asm and
     exec,nochain logs), attributed by the ELF's symbols. Inlined code counts in its caller; the
     harness's own start (bss clearing: `memset`) and case decoding are included."""
-    records = [encode_case(c, i)[0] for i, c in enumerate(cases)]
-    data = struct.pack("<3I", MAGIC_CASES, VERSION, len(records)) + b"".join(records)
+    data = _case_file([encode_case(c, i)[0] for i, c in enumerate(cases)])
     elf = build_firmware(cpu)
     with tempfile.TemporaryDirectory(prefix="fxpq-profile-") as tmp:
         trace = Path(tmp) / "trace.log"

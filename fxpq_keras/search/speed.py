@@ -68,11 +68,16 @@ def deferred(search: Any) -> bool:
     return search.start_broke or not over_cap(search, search.state.policy)
 
 
+def _free_keys(search: Any) -> list[Key]:
+    """The data structures a speed reference may set: all the search changes but the biases and those
+    the budget holds above 8 bits (frozen there)."""
+    return [k for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)]
+
+
 def forced_instructions(search: Any, policy: Policy) -> float:
     """The int8 reference of the current state: `policy` with every data structure at 8 bits except
     those the budget holds above 8 (frozen there) and those the search does not change."""
-    eight = {k: 8 for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)}
-    return search.device.instructions(policy, eight)
+    return search.device.instructions(policy, {k: 8 for k in _free_keys(search)})
 
 
 def speed_floor(search: Any, policy: Policy) -> float:
@@ -81,7 +86,7 @@ def speed_floor(search: Any, policy: Policy) -> float:
     current width gives the lowest estimate, until a sweep changes nothing (8 bits everywhere is not
     always the fastest: 8-bit weights on 16-bit inputs may need the int64 sums that narrower ones do
     not). The estimate only, no evaluation (a few hundred estimates)."""
-    free = [k for k in search.keys if k[1] != "bias" and not (k in search.state.frozen and search.bits[k] > 8)]
+    free = _free_keys(search)
     changes: dict[Key, int] = {}
     best = search.device.instructions(policy)
     moved = True
