@@ -236,12 +236,17 @@ class Calibration:
         probe = keras.Model(self.float_model.input, [self.float_model.get_layer(n).output for n in names])
         self.shapes: dict[str, tuple[int, ...]] = {self.cnodes[0].name: tuple(self.x.shape[1:])}
         self.max_abs: dict[str, float] = {self.cnodes[0].name: float(np.abs(self.x).max())}
+        # (min, max) of every output (target builtin's asymmetric int8, formats.asymmetric_format)
+        self.bounds: dict[str, tuple[float, float]] = {self.cnodes[0].name: (float(self.x.min()), float(self.x.max()))}
         teacher = []
         for outs in _chunked_outputs(probe, self.x, batch_size):
             for name, out in zip(names, outs):
                 self.shapes[name] = tuple(out.shape[1:])
                 peak = float(np.abs(out).max()) if out.size else 0.0
                 self.max_abs[name] = float(np.maximum(self.max_abs[name], peak)) if name in self.max_abs else peak
+                lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
+                old = self.bounds.get(name, (lo, hi))
+                self.bounds[name] = (min(old[0], lo), max(old[1], hi))
             teacher.append(outs[-1])
         warn_degenerate_ranges(self.max_abs, self.cnodes[0].name)
         self.teacher = np.concatenate(teacher).astype(np.float32)  # float model's outputs: the labels

@@ -16,6 +16,9 @@ MAX_BITS = 16
 MAX_BIAS_BITS = 32
 MIN_FRAC = -32
 MAX_FRAC = 32
+# target builtin's activation scale rules (SearchOptions.activation_scales, `fxpq quantize --activation-scales`):
+# TFLite-style symmetric float scales, those with asymmetric int8 where signed, or 2^-frac
+ACTIVATION_SCALES = ("float", "asymmetric", "pow2")
 
 
 class FormatError(ValueError):
@@ -38,6 +41,9 @@ class Format:
     # target builtin's float activation scale (float32 value; `scaled_format`): q means q * scale, and
     # frac is then the canonical one, 2^-(frac+1) < scale < 2^-frac. None: the scale is 2^-frac
     scale: float | None = None
+    # asymmetric int8 (target builtin, signed 8-bit activations: formats.asymmetric_format): the file
+    # stores q + zero_point in int8, so q runs over [-128 - zero_point, 127 - zero_point]; 0 elsewhere
+    zero_point: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.bits, (int, np.integer)) or not MIN_BITS <= self.bits <= MAX_BIAS_BITS:
@@ -54,14 +60,20 @@ class Format:
                 raise FormatError(f"scale {self.scale!r} is not a positive float32 scale strictly between "
                                   f"2^-{self.frac + 1} and 2^-{self.frac} (a power of two is a frac)")
             object.__setattr__(self, "scale", scale)
+        if self.zero_point:
+            if not (isinstance(self.zero_point, (int, np.integer)) and self.bits == 8 and self.signed
+                    and -127 <= self.zero_point <= 127):
+                raise FormatError(f"zero point {self.zero_point!r}: only a signed 8-bit format takes one, in "
+                                  "-127..127 (-128 is the unsigned 8-bit format)")
+            object.__setattr__(self, "zero_point", int(self.zero_point))
 
     @property
     def lo(self) -> int:
-        return -(1 << (self.bits - 1)) if self.signed else 0
+        return (-(1 << (self.bits - 1)) if self.signed else 0) - self.zero_point
 
     @property
     def hi(self) -> int:
-        return (1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1
+        return ((1 << (self.bits - 1)) - 1 if self.signed else (1 << self.bits) - 1) - self.zero_point
 
     @property
     def step(self) -> float:
@@ -87,17 +99,30 @@ class Format:
         d = {"bits": self.bits, "frac": self.frac, "signed": self.signed}
         if self.scale is not None:
             d["scale"] = self.scale
+        if self.zero_point:
+            d["zero_point"] = self.zero_point
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Format:
         scale = d.get("scale")
         return cls(int(d["bits"]), int(d["frac"]), bool(d.get("signed", True)),
-                   None if scale is None else float(scale))
+                   None if scale is None else float(scale), int(d.get("zero_point", 0)))
 
     def __str__(self) -> str:
         text = f"{'s' if self.signed else 'u'}{self.bits}.{self.frac}"
-        return text if self.scale is None else f"{text}@{self.scale:.6g}"
+        text = text if self.scale is None else f"{text}@{self.scale:.6g}"
+        return text if not self.zero_point else f"{text}z{self.zero_point}"
+
+
+def stored_zero_point(fmt: Format, hybrid: bool = False) -> int:
+    """The zero point of the int8/int16 tensor that stores `fmt` (the file holds q + zero point): an
+    asymmetric format's own; -128 for unsigned 8 bits (TFLite's uint8 ranges in int8) and, in hybrid
+    fxp files (`hybrid`), for every unsigned format of fewer bits too; 0 otherwise. The one rule of
+    the writers, the readers and the numpy model of TFLM (docs/format.md 7, 8)."""
+    if fmt.zero_point:
+        return fmt.zero_point
+    return -128 if not fmt.signed and (fmt.bits == 8 or (hybrid and fmt.bits < 8)) else 0
 
 
 def packed_row_bytes(bits: int, count: int) -> int:
@@ -268,9 +293,34 @@ def activation_scale(max_abs: float, fmt: Format) -> float:
     return float(min(np.float32(np.float32(max_abs) / np.float32(fmt.hi)), np.float32(step)))
 
 
-def scaled_format(fmt: Format, max_abs: float | None) -> Format:
+def asymmetric_format(fmt: Format, low: float, high: float) -> Format:
+    """A signed 8-bit `fmt` as TFLite's asymmetric int8 over the calibration range [low, high]
+    widened to hold 0: scale s = min((high - low) / 255, 2^-frac) in float32 and the integer zero
+    point floor(-(low + high) / (2 s)) clamped to int8, which centres the 256 codes on the range
+    (at s = (high - low) / 255 it is TFLite's round(-128 - low / s)), so real 0 is a code and a
+    range of one sign spends every code on it. A zero point of -128 is the unsigned 8-bit format
+    (q in 0..255). A silent tensor (high == low) keeps `fmt`.
+    The one rule: the fake-quant's variables and the lowering both take it from here (scaled_format).
+    """
+    low, high = min(float(low), 0.0), max(float(high), 0.0)
+    if not (np.isfinite(low) and np.isfinite(high) and high > low):
+        return fmt
+    width = np.float32(np.float32(high) - np.float32(low))
+    scale = float(min(np.float32(width / np.float32(255)), np.float32(math.ldexp(1.0, -fmt.frac))))
+    zp = int(np.clip(math.floor(-(low + high) / (2.0 * scale)), -128, 127))
+    frac = canonical_frac(scale)
+    scale_or_none = None if math.frexp(scale)[0] == 0.5 else scale
+    if zp == -128:
+        return Format(8, frac, False, scale_or_none)
+    return Format(8, frac, True, scale_or_none, zp)
+
+
+def scaled_format(fmt: Format, max_abs: float | None, bounds: tuple[float, float] | None = None) -> Format:
     """`fmt` with its float activation scale (activation_scale) when that is not a power of two, at
-    the scale's canonical frac; `fmt` itself when max_abs is None or the scale is 2^-frac."""
+    the scale's canonical frac; `fmt` itself when max_abs is None or the scale is 2^-frac. With the
+    calibration `bounds` (min, max) a signed 8-bit format is asymmetric (asymmetric_format)."""
+    if bounds is not None and fmt.bits == 8 and fmt.signed:
+        return asymmetric_format(fmt, *bounds)
     if max_abs is None:
         return fmt
     scale = activation_scale(max_abs, fmt)

@@ -18,7 +18,9 @@ has `"weight_scales": "float"` at the top level: its weights use float scales
 min(max|w| / (2^(bits-1) - 1), 2^-frac), TFLite's own at the range-derived frac (docs/format.md
 7.1); without the key the weights are `q * 2^-frac`. It may also have `"activation_scales":
 "float"` with `"activation_ranges": {layer: max|a|}` (the calibration range of each layer output that
-takes TFLite-style float scales, formats.activation_scale; docs/format.md 7.1); without them every
+takes TFLite-style float scales, formats.activation_scale; docs/format.md 7.1), and then may have
+`"activation_bounds": {layer: [min, max]}` (the calibration minimum and maximum of the outputs whose
+8-bit signed formats are asymmetric int8, formats.asymmetric_format); without them every
 activation is `q * 2^-frac`. A layer without weights has
 no "weights"/"bias"; layers that only move data (flatten, reshape, zero padding, softmax, an Add
 feeding a ReLU) have no "output": their output keeps the format of their input (zero is in every
@@ -200,7 +202,8 @@ class Policy:
 
     def __init__(self, input_ds: DataStructure, layers: list[dict[str, Any]],
                  channel_scales: dict[str, tuple[float, ...]] | None = None, weight_scales: str = "pow2",
-                 activation_ranges: dict[str, float] | None = None) -> None:
+                 activation_ranges: dict[str, float] | None = None,
+                 activation_bounds: dict[str, tuple[float, float]] | None = None) -> None:
         self.input = input_ds
         if weight_scales not in WEIGHT_SCALES:
             raise PolicyMismatchError(f"'weight_scales' must be one of {WEIGHT_SCALES}, got {weight_scales!r}")
@@ -215,6 +218,10 @@ class Policy:
         # target builtin's float activation scales: {layer: calibration max|a| of its output} for the
         # outputs that take min(max|a| / hi, 2^-frac) (formats.activation_scale); empty: all 2^-frac
         self.activation_ranges: dict[str, float] = {k: float(v) for k, v in (activation_ranges or {}).items()}
+        # target builtin's asymmetric int8: {layer: (calibration min, max) of its output}, a subset of
+        # activation_ranges' layers; at 8 bits signed their formats take a zero point (scaled_format)
+        self.activation_bounds: dict[str, tuple[float, float]] = {
+            k: (float(v[0]), float(v[1])) for k, v in (activation_bounds or {}).items()}
         self.layers: dict[str, dict[str, Any]] = {}
         for layer in layers:
             if layer["name"] in self.layers:
@@ -259,8 +266,10 @@ class Policy:
 
     def tensor_format(self, layer: str) -> Format:
         """The Format of a layer's own output data structure, with its float activation scale where
-        activation_ranges has one (formats.scaled_format: the lowering and the fake-quant both use it)."""
-        return scaled_format(self.get(layer, "output").fmt, self.activation_ranges.get(layer))
+        activation_ranges has one, asymmetric where activation_bounds has its bounds (formats.scaled_format:
+        the lowering and the fake-quant both use it)."""
+        return scaled_format(self.get(layer, "output").fmt, self.activation_ranges.get(layer),
+                             self.activation_bounds.get(layer))
 
     def output_format(self, layer: str) -> DataStructure:
         """Format of a layer's output tensor (its own, or its input's for pass-through layers)."""
@@ -279,7 +288,7 @@ class Policy:
                 value = _copied(value)
             elif name == "layers":
                 value = {lname: {k: _copied(v) for k, v in layer.items()} for lname, layer in value.items()}
-            elif name in ("channel_scales", "activation_ranges"):
+            elif name in ("channel_scales", "activation_ranges", "activation_bounds"):
                 value = dict(value)  # (tuples of floats, floats)
             else:
                 value = copy.deepcopy(value)
@@ -394,6 +403,8 @@ class Policy:
         if self.activation_ranges:
             d["activation_scales"] = "float"
             d["activation_ranges"] = dict(self.activation_ranges)
+        if self.activation_bounds:
+            d["activation_bounds"] = {k: list(v) for k, v in self.activation_bounds.items()}
         return d
 
     def to_json(self, path: str | None = None, *, indent: int | None = 1, channel_scales: bool = True) -> str:
@@ -442,8 +453,19 @@ class Policy:
             if missing:
                 raise PolicyMismatchError(f"'activation_ranges' names {missing[:4]}, which are not layers with an "
                                           "output")
+            bounds = d.get("activation_bounds") or {}
+            if not isinstance(bounds, dict) or not all(
+                    isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                                and np.isfinite(x) for x in v) and v[0] <= v[1]
+                    for v in bounds.values()):
+                raise PolicyMismatchError("'activation_bounds' must map layer names to [min, max] pairs of finite "
+                                          "numbers, min <= max")
+            stray = [k for k in bounds if k not in ranges]
+            if stray:
+                raise PolicyMismatchError(f"'activation_bounds' names {stray[:4]}, which have no 'activation_ranges' "
+                                          "entry (asymmetric int8 takes float activation scales)")
             return cls(DataStructure.from_dict(d["input"], "input"), layers, scales, d.get("weight_scales", "pow2"),
-                       ranges)
+                       ranges, {k: (float(v[0]), float(v[1])) for k, v in bounds.items()})
         except (KeyError, TypeError) as exc:
             raise PolicyMismatchError(f"malformed policy JSON: missing or wrong field {exc}") from exc
 

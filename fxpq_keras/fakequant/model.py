@@ -16,6 +16,7 @@ import numpy as np
 
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
+from ..formats import Format
 from ..keras_model import (
     MULTI_INPUT,
     WEIGHTED,
@@ -174,18 +175,22 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
                                   "with quantize_model(float_model, policy)")
     writes = [(qvars, layer, ds) for layer, ds, qvars in _quantizer_vars(qmodel)]
     for qvars, layer, ds in writes:
-        write_data_structure(qvars, policy.get(layer, ds), activation_scale_of(policy, layer, ds))
+        write_data_structure(qvars, policy.get(layer, ds), activation_format_of(policy, layer, ds))
         if "range" in qvars:
             qvars["range"].assign(policy.activation_ranges.get(layer, -1.0))
+            qvars["bounds"].assign(policy.activation_bounds.get(layer, (1.0, -1.0)))
 
 
-def activation_scale_of(policy: Policy, layer: str, ds: str) -> float | None:
-    """The scale a ScaledActivationQuantizer holds for this data structure (Policy.tensor_format);
-    None for weights, biases and the input."""
-    return policy.tensor_format(layer).step if ds == "output" and layer != "input" else None
+def activation_format_of(policy: Policy, layer: str, ds: str) -> Format | None:
+    """The format whose scale and zero point a ScaledActivationQuantizer holds for this data structure
+    (Policy.tensor_format); None for weights, biases and the input."""
+    return policy.tensor_format(layer) if ds == "output" and layer != "input" else None
 
 
-def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, scale: float | None = None) -> None:
+def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, fmt: Format | None = None) -> None:
+    """Assign a data structure's format to its quantizer's variables; `fmt` (activation_format_of) gives a
+    scaled output its float scale and its zero point: how far its range sits below the policy's own
+    (asymmetric int8; an unsigned 8-bit `fmt` of a signed data structure is zero point -128)."""
     qvars["bits"].assign(float(d.bits))
     frac = qvars["frac"]
     values = np.broadcast_to(np.asarray(d.frac, dtype=np.float32).reshape(frac.shape if d.per_channel else ()),
@@ -194,7 +199,9 @@ def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, scale:
     qvars["signed"].assign(1.0 if d.signed else 0.0)
     qvars["enabled"].assign(1.0)
     if "scale" in qvars:
-        qvars["scale"].assign(scale if scale is not None else 2.0 ** -int(np.min(d.frac)))
+        qvars["scale"].assign(fmt.step if fmt is not None else 2.0 ** -int(np.min(d.frac)))
+        base_lo = -(1 << (d.bits - 1)) if d.signed else 0
+        qvars["zero_point"].assign(float(base_lo - fmt.lo) if fmt is not None else 0.0)
 
 
 def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, tf.Variable]]:
@@ -287,9 +294,11 @@ def describe(qmodel: keras.Model) -> tuple[list[CNode], Policy]:
                        for _, q, _ in layer._weight_vars)
     ranges = {layer: float(v["range"].numpy()) for (layer, ds), v in qvars.items()
               if ds == "output" and "range" in v and float(v["range"].numpy()) >= 0}
+    bounds = {layer: (float(lo), float(hi)) for (layer, ds), v in qvars.items()
+              if ds == "output" and "bounds" in v for lo, hi in [v["bounds"].numpy().tolist()] if lo <= hi}
     policy = Policy(ds_of("input", "output", int(np.prod(shapes[inp]))), layers,
                     getattr(qmodel, "_fxpq_channel_scales", None), weight_scales="float" if float_scales else "pow2",
-                    activation_ranges=ranges)
+                    activation_ranges=ranges, activation_bounds=bounds)
     return cnodes, policy
 
 

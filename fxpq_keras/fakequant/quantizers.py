@@ -136,23 +136,26 @@ class FloatScaleQuantizer(FxpQuantizer):
 
 class ScaledActivationQuantizer(FxpQuantizer):
     """The output quantizer of target builtin with float activation scales (issue 23): q * scale with
-    q = clamp(floor(x / scale + 0.5)) in the format's range, `scale` a variable that set_policy and
-    the search write from formats.activation_scale (2^-frac where the policy has no range: then the
-    value is FxpQuantizer's exactly); `range` keeps the calibration max|a| (-1: none) so that
-    describe() gives the policy back."""
+    q = clamp(floor(x / scale + 0.5)) in the format's range shifted down by `zero_point` (asymmetric
+    int8: the file stores q + zero point), `scale` and `zero_point` variables that set_policy and the
+    search write from the policy's tensor format (formats.scaled_format; 2^-frac and 0 where the policy
+    has no range: then the value is FxpQuantizer's exactly); `range` keeps the calibration max|a|
+    (-1: none) and `bounds` its (min, max) (min > max: none) so that describe() gives the policy back."""
 
     def build(self, tensor_shape: Any, name: str, layer: keras.layers.Layer) -> dict[str, tf.Variable]:
         qvars = super().build(tensor_shape, name, layer)
-        for suffix, value in (("scale", 2.0 ** -self.frac), ("range", -1.0)):
-            qvars[suffix] = layer.add_weight(f"{name}_{suffix}", shape=(), trainable=False,
+        for suffix, value, shape in (("scale", 2.0 ** -self.frac, ()), ("range", -1.0, ()), ("zero_point", 0.0, ()),
+                                     ("bounds", [1.0, -1.0], (2,))):
+            qvars[suffix] = layer.add_weight(f"{name}_{suffix}", shape=shape, trainable=False,
                                              initializer=keras.initializers.Constant(value))
         return qvars
 
     def __call__(self, inputs: tf.Tensor, training: Any, weights: dict[str, tf.Variable], **kwargs: Any) -> tf.Tensor:
         scale = tf.cast(weights["scale"], inputs.dtype)
         half_range = tf.pow(tf.constant(2.0, inputs.dtype), weights["bits"] - 1.0)
-        lo = tf.where(weights["signed"] > 0.5, -half_range, tf.zeros_like(half_range))
-        hi = tf.where(weights["signed"] > 0.5, half_range - 1.0, 2.0 * half_range - 1.0)
+        zero_point = tf.cast(weights["zero_point"], inputs.dtype)
+        lo = tf.where(weights["signed"] > 0.5, -half_range, tf.zeros_like(half_range)) - zero_point
+        hi = tf.where(weights["signed"] > 0.5, half_range - 1.0, 2.0 * half_range - 1.0) - zero_point
         value = tf.clip_by_value(tf.floor(inputs / scale + 0.5), lo, hi) * scale
         if not inference(training):
             value = value + (inputs - tf.stop_gradient(inputs))

@@ -188,7 +188,7 @@ def activation_quant(fmt: Format) -> S.QuantizationParametersT:
     q = S.QuantizationParametersT()
     step = float(fmt.step)  # 2^-frac, or target builtin's float activation scale
     q.scale = [step]
-    q.zeroPoint = [0]
+    q.zeroPoint = [fmt.zero_point]  # 0 but for target builtin's asymmetric int8 (q + zero point is stored)
     q.min = [float(fmt.lo * step)]
     q.max = [float(fmt.hi * step)]
     return q

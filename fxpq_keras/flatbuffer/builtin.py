@@ -57,17 +57,20 @@ class StockGraph(IntegerGraph):
 
 
 def _s8(fmt: Format) -> Format:
-    return Format(8, fmt.frac, True, fmt.scale)
+    """int8 at the same scale, an asymmetric format's zero point kept."""
+    return Format(8, fmt.frac, True, fmt.scale, fmt.zero_point if fmt.bits == 8 else 0)
 
 
 def _s16(fmt: Format) -> Format:
-    """int16, zero point 0, at the same scale (float or 2^-frac)."""
+    """int16, zero point 0, at the same scale (float or 2^-frac): an asymmetric int8 tensor widens
+    to it exactly (its values q, stored q + zero point in int8, are stored q in int16)."""
     return Format(16, fmt.frac, True, fmt.scale)
 
 
 def _stock_fmt(fmt: Format) -> Format:
     """The stock tensor of a format: u8 stays u8 (int8 with zero point -128, as TFLite stores
-    unsigned ranges); every other format of <= 8 bits becomes s8 (u1..u7 with a fused ReLU); 9..16
+    unsigned ranges), s8 stays s8 (with its zero point, asymmetric int8); every other format of <= 8
+    bits becomes s8 (u1..u7 with a fused ReLU); 9..16
     bits (target builtin only) become s16, int16 with zero point 0 (u16 does not fit: refused)."""
     if fmt.bits > 8:
         return _s16(fmt)
@@ -103,9 +106,15 @@ def _scaled(*fmts: Format | None) -> bool:
     return any(f is not None and f.scale is not None for f in fmts)
 
 
+def _input_magnitude(fmt: Format) -> int:
+    """The largest |stored - zero point| of an input TFLM's weighted kernels multiply: 32768 for
+    int16, 128 + |zero point| for int8 (128 for s8, 255 for u8 with zero point -128)."""
+    return 32768 if _is16(fmt) else 128 + abs(stock.zero_point(fmt))
+
+
 def _accumulator_bound(node: Node, input_magnitude: int = 128) -> np.ndarray:
-    """Per output channel, the largest |acc + bias| any input can produce (input + offset is at
-    most 128 in magnitude for s8, 255 for u8 with zero point -128)."""
+    """Per output channel, the largest |acc + bias| any input can produce (input_magnitude:
+    _input_magnitude of the input)."""
     w = np.abs(np.asarray(node.weights, dtype=np.int64))
     per_o = w.reshape(-1, w.shape[-1]).sum(axis=0) if node.op == "depthwise_conv2d" else \
         w.reshape(w.shape[0], -1).sum(axis=1)
@@ -179,6 +188,8 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             continue
         if fmt.bits > 8 and not wide:
             problems.append(f"tensor {name!r} is {fmt} (more than 8 bits)")
+        elif fmt.zero_point and not wide:
+            problems.append(f"tensor {name!r} is {fmt} (asymmetric int8: target builtin only)")
         elif wide and fmt.bits == 16 and not fmt.signed:
             problems.append(f"tensor {name!r} is {fmt} (int16 holds at most u15: use a signed 16-bit format)")
     for node in graph.nodes:
@@ -259,7 +270,7 @@ def to_builtin_graph(graph: IntegerGraph, target: str = "int8-builtin") -> Integ
             new = replace(node, inputs=[src], attrs={**node.attrs, "activation": act_for(node), "weight_type": wtype},
                           bias=bias, bias_bits=64 if is16 else 32, bias_frac=None, weight_frac=np.asarray(fracs).copy())
             if np.abs(bias).max(initial=0) < bias_limit:
-                magnitude = 32768 if is16 else 255 if stock.zero_point(tensors[node.inputs[0]].fmt) else 128
+                magnitude = 32768 if is16 else _input_magnitude(tensors[node.inputs[0]].fmt)
                 shift = multiplier_shifts(new, x, out) if scaled or _scaled(x, out) else None
                 problems += _check_weighted(new, facc, out.frac, magnitude, shift)
             narrowed(node, new)
@@ -500,7 +511,7 @@ def _activation(b, spec: TensorSpec) -> int:
     if spec.name in b.tensor_index:
         return b.tensor_index[spec.name]
     zp = stock.zero_point(spec.fmt)
-    if zp == 0:
+    if zp == 0 or spec.fmt.zero_point:  # s8 (asymmetric too: activation_quant writes its zero point), s16
         return b.activation(spec)
     q = S.QuantizationParametersT()
     step = float(spec.fmt.step)
@@ -779,7 +790,7 @@ def builtin_node(f, op, kind: str, name: str, where: str, spec, info) -> Node:
     node = Node(graph_op, name, [x.name], out_spec.name, attrs, weights=weights, weight_bits=4 if int4 else 8,
                 weight_frac=fracs, bias=bias, bias_bits=64 if _is16(x.fmt) else 32, bias_frac=None,
                 weight_scale=float_scales)
-    magnitude = 32768 if _is16(x.fmt) else 255 if stock.zero_point(x.fmt) else 128
+    magnitude = _input_magnitude(x.fmt)
     shift = None if float_scales is None and not _scaled(x.fmt, out_spec.fmt) else \
         multiplier_shifts(node, x.fmt, out_spec.fmt)
     problems = _check_weighted(node, x.fmt.frac + fracs, out_spec.fmt.frac, magnitude, shift)

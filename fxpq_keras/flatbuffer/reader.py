@@ -202,7 +202,8 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
     such a tensor is described as the unsigned 8-bit format of `stored + 128`, so the rest of
     the reader and the engines deal with zero-point-0 integers only. float_scale_ok (builtin files)
     admits a float32 scale that is not a power of two: the Format carries it at its canonical frac
-    (formats.scaled_format).
+    (formats.scaled_format); and an int8 zero point in -127..127, asymmetric int8 (formats.asymmetric_format:
+    the format's integers are stored minus the zero point).
     """
     if t.type == S.TensorType.FLOAT32:
         return None
@@ -211,8 +212,11 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
     q = t.quantization
     zero_points = [] if q is None or q.zeroPoint is None else [int(z) for z in q.zeroPoint]
     offset = offset_ok and t.type == S.TensorType.INT8 and zero_points == [-128]
-    if q is None or q.scale is None or len(q.scale) != 1 or (zero_points != [0] and not offset):
-        raise FlatbufferFormatError(f"{what}: needs one scale and zero_point 0")
+    asymmetric = (float_scale_ok and t.type == S.TensorType.INT8 and len(zero_points) == 1
+                  and zero_points[0] != 0 and -127 <= zero_points[0] <= 127)
+    if q is None or q.scale is None or len(q.scale) != 1 or (zero_points != [0] and not offset and not asymmetric):
+        raise FlatbufferFormatError(f"{what}: needs one scale and zero_point 0"
+                                    f"{' (or an int8 one in -127..127)' if float_scale_ok else ''}")
     scale = float(q.scale[0])
     mant, exp = math.frexp(scale) if scale > 0 and math.isfinite(scale) else (0.0, 0)
     float_scale = None
@@ -223,7 +227,9 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
     frac = 1 - exp if float_scale is None else canonical_frac(scale)
     signed = t.type in (S.TensorType.INT8, S.TensorType.INT16) and not offset
     storage = 8 if t.type in (S.TensorType.INT8, S.TensorType.UINT8) else 16
-    if q.min is None or q.max is None or len(q.min) != 1 or len(q.max) != 1:
+    if asymmetric:
+        bits = 8  # min/max are the shifted range [-128 - zp, 127 - zp] * scale, checked below
+    elif q.min is None or q.max is None or len(q.min) != 1 or len(q.max) != 1:
         if need_range:  # fxp files: the format's bits live in min/max (format.md 2.1)
             raise FlatbufferFormatError(f"{what}: needs one min/max (the format's range)")
         bits = storage
@@ -231,7 +237,7 @@ def tensor_format(t: S.TensorT, what: str, offset_ok: bool = False, need_range: 
         hi = float(q.max[0]) / scale
         bits = int(round(math.log2(hi + 1))) + (1 if signed else 0) if hi > 0 else -1
     try:
-        fmt = Format(bits, frac, signed, float_scale)
+        fmt = Format(bits, frac, signed, float_scale, zero_points[0] if asymmetric else 0)
     except FormatError as exc:
         raise FlatbufferFormatError(f"{what}: {exc}") from None
     has_range = q.min is not None and q.max is not None and len(q.min) == 1 and len(q.max) == 1

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..formats import stored_zero_point
 from ..integer_graph import IntegerGraph, Node, tflm_ops
 from ..integer_graph.graph import STOCK_OPS as GRAPH_STOCK_OPS
 from ..integer_graph.graph import run_stock_node
@@ -45,9 +46,8 @@ from ..integer_graph.tflm_math import wrap32 as _wrap32
 
 
 def zero_point(fmt: Any) -> int:
-    """Stored zero point of a stock tensor: -128 for an unsigned 8-bit format (int8 holds
-    `q - 128`, as TFLite stores uint8 ranges), 0 otherwise (format.md section 7)."""
-    return -128 if fmt is not None and not fmt.signed and fmt.bits == 8 else 0
+    """Stored zero point of a stock tensor (formats.stored_zero_point; a float tensor: 0)."""
+    return 0 if fmt is None else stored_zero_point(fmt)
 
 
 def activation_range(frac: int, activation: str | None, zp: int = 0) -> tuple[int, int]:

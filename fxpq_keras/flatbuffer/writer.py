@@ -273,10 +273,11 @@ def export_tflite(model_or_graph: Any, path: str | Path | None = None, *, target
     if target == "fxp" and scaled:
         raise ExportError(f"layers {scaled[:4]} have float weight scales (a policy of target builtin): FXP_* ops take "
                           "power-of-two weights; export with target='builtin'")
-    float_acts = [name for name, spec in graph.tensors.items() if spec.fmt is not None and spec.fmt.scale is not None]
+    float_acts = [name for name, spec in graph.tensors.items()
+                  if spec.fmt is not None and (spec.fmt.scale is not None or spec.fmt.zero_point)]
     if target == "fxp" and float_acts:
-        raise ExportError(f"tensors {float_acts[:4]} have float activation scales (a policy of target builtin): FXP_* "
-                          "ops take power-of-two scales; export with target='builtin'")
+        raise ExportError(f"tensors {float_acts[:4]} have float activation scales or zero points (a policy of target "
+                          "builtin): FXP_* ops take power-of-two scales and zero point 0; export with target='builtin'")
     if target == "fxp":
         b.activation(graph.tensors[graph.input])
         _write_fxp(b, graph)

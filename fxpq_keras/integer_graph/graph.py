@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import Format, check_integers
+from ..formats import Format, check_integers, stored_zero_point
 from . import ops
 
 # Op kinds of the integer graph and the attributes each one carries.
@@ -238,9 +238,9 @@ def stock_seam_problem(graph: IntegerGraph) -> str | None:
 
 
 def stock_params(fmt: Format) -> tuple[float, int]:
-    """(scale, zero point) of a format as a stock tensor: 2^-frac; an unsigned 8-bit format is
-    int8 with zero point -128 (format.md 8)."""
-    return float(fmt.step), -128 if (not fmt.signed and fmt.bits <= 8) else 0
+    """(scale, zero point) of a format as a stock tensor of a hybrid file: 2^-frac; an unsigned
+    format of <= 8 bits is int8 with zero point -128 (format.md 8, formats.stored_zero_point)."""
+    return float(fmt.step), stored_zero_point(fmt, hybrid=True)
 
 
 def run_stock_node(graph: IntegerGraph, node: Node, inputs: list[np.ndarray]) -> np.ndarray:

@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..formats import Format
+from ..formats import Format, stored_zero_point
 from .ops import _patches
 from .tflm_math import (
     INT32_MAX,
@@ -84,7 +84,7 @@ def format_quant(fmt: Format) -> TensorQ:
     zero point 0. An unsigned 16-bit format does not fit int16 and needs a requantize first."""
     scale = fmt.step  # 2^-frac, or target builtin's float activation scale
     if fmt.bits <= 8:
-        return TensorQ(scale, -128 if not fmt.signed and fmt.bits == 8 else 0, "int8")
+        return TensorQ(scale, stored_zero_point(fmt), "int8")
     if fmt.bits > 16 or (not fmt.signed and fmt.bits == 16):
         raise ValueError(f"format {fmt} has no int8/int16 stock tensor (unsigned 16-bit or wider than 16 bits)")
     return TensorQ(scale, 0, "int16")

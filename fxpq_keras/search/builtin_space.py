@@ -220,24 +220,32 @@ def float_scale_layers(policy: Policy) -> list[str]:
 
 
 def start_policy(policy: Policy, frac_for: Callable[[Key, int, bool, bool], Any],
-                 activation_ranges: dict[str, float] | None = None) -> Policy:
+                 activation_ranges: dict[str, float] | None = None,
+                 activation_bounds: dict[str, tuple[float, float]] | None = None) -> Policy:
     """The builtin start: weights at 8 bits with TFLite's float scales (at the range-derived frac,
     fully connected per tensor), activations at 16 (15 unsigned). frac_for(key, bits, signed,
     per_channel) gives the range-derived frac. activation_ranges ({layer: calibration max|a|}):
     float activation scales for the float_scale_layers (a pool keeps its input's range, as TFLite
-    keeps a pool's scale, so no QUANTIZE follows it); None: every activation 2^-frac."""
+    keeps a pool's scale, so no QUANTIZE follows it); None: every activation 2^-frac.
+    activation_bounds ({layer: calibration (min, max)}, with activation_ranges): the same layers'
+    signed 8-bit formats are asymmetric int8 (formats.asymmetric_format), a pool's its input's."""
     policy = policy.copy()
     policy.weight_scales = "float"
     if activation_ranges is not None:
         chosen = float_scale_layers(policy)
         ranges: dict[str, float] = {}
+        bounds: dict[str, tuple[float, float]] = {}
         for name in chosen:
             entry = policy.layers[name]
             source = _owner(policy, entry["inputs"][0]) if entry["kind"] in ("max_pool", "avg_pool", "gap") else name
             if entry["kind"] in ("max_pool", "avg_pool", "gap") and source not in ranges:
                 continue  # its input keeps 2^-frac: so does the pool
             ranges[name] = float(np.float32(ranges[source] if source != name else activation_ranges[name]))
+            if activation_bounds is not None:
+                lo, hi = bounds[source] if source != name else activation_bounds[name]
+                bounds[name] = (float(np.float32(lo)), float(np.float32(hi)))
         policy.activation_ranges = ranges
+        policy.activation_bounds = bounds
     for layer, ds, d in policy.data_structures():
         key = (layer, ds)
         if ds == "weights":

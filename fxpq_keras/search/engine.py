@@ -16,7 +16,7 @@ import numpy as np
 
 from .._tf import keras
 from ..calibration import Calibration
-from ..fakequant.model import activation_scale_of, quantize_model, quantizer_variables, write_data_structure
+from ..fakequant.model import activation_format_of, quantize_model, quantizer_variables, write_data_structure
 from ..policy import Policy
 from ..progress import Progress
 from . import builtin_space, space, speed
@@ -261,7 +261,7 @@ class SearchEngine:
         for layer, ds, d in policy.data_structures():
             sig = self._signature(d)
             if force or self._written.get((layer, ds)) != sig:
-                write_data_structure(self.qvars[(layer, ds)], d, activation_scale_of(policy, layer, ds))
+                write_data_structure(self.qvars[(layer, ds)], d, activation_format_of(policy, layer, ds))
                 self._written[(layer, ds)] = sig
 
     def _with(self, base: Policy, changes: Iterable[tuple[Key, int, Any]]) -> Policy:

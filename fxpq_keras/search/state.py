@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..formats import check_activation_bits
+from ..formats import ACTIVATION_SCALES, check_activation_bits
 from ..policy import Policy
 from .budget import Metrics
 
@@ -105,7 +105,9 @@ class SearchOptions:
     # estimates TFLM's CMSIS-NN kernels and defaults to builtin_space.MAX_SLOWDOWN, 0 = off)
     target: str = "fxp"
     # target builtin's activation scales: "float" (TFLite-style min(max|a| / qmax, 2^-frac) from the
-    # calibration ranges, builtin_space.float_scale_layers; issue 23) or "pow2" (2^-frac); fxp ignores it
+    # calibration ranges, builtin_space.float_scale_layers; issue 23), "asymmetric" (the same, and signed
+    # 8-bit ones asymmetric int8 over the calibration [min, max], formats.asymmetric_format) or "pow2"
+    # (2^-frac); fxp ignores it
     activation_scales: str = "float"
     error_statistics_frac: bool = True
     self_distillation: bool = True
@@ -152,8 +154,8 @@ class SearchOptions:
             raise ValueError(f"ram_first must be True, False or 'auto', got {self.ram_first!r}")
         if self.target not in ("fxp", "builtin"):
             raise ValueError(f"target must be fxp or builtin, got {self.target!r}")
-        if self.activation_scales not in ("float", "pow2"):
-            raise ValueError(f"activation_scales must be 'float' or 'pow2', got {self.activation_scales!r}")
+        if self.activation_scales not in ACTIVATION_SCALES:
+            raise ValueError(f"activation_scales must be one of {ACTIVATION_SCALES}, got {self.activation_scales!r}")
         if self.target == "builtin" and not self.layerwise:
             raise ValueError("target builtin searches per layer (layerwise=False has no builtin width sequence)")
         if not 0 <= float(self.margin_sigma) <= 5:
