@@ -1,7 +1,7 @@
 """Target builtin (issue 23): the searched stock-TFLM file against uniform int8, for every zoo model.
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
-        [--activation-scales pow2]   (the power-of-two activations before issue 23's float ones)
+        [--activation-scales pow2|asymmetric]   (power-of-two activations; or asymmetric signed int8)
         [--samples 2048] [--option margin_sigma=0]   (another calibration size; any search option)
 
 With `TFLM_DIR` (and `FXPQ_TFLM_CACHE` holding release TFLM libraries) every file also runs in real
@@ -63,6 +63,7 @@ from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
 from fxpq_keras.flatbuffer import Interpreter, export_tflite  # noqa: E402
 from fxpq_keras.flatbuffer.schema import schema as S  # noqa: E402
+from fxpq_keras.formats import ACTIVATION_SCALES  # noqa: E402
 from fxpq_keras.policy import Policy  # noqa: E402
 
 
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--m4-samples", type=int, default=3,
                    help="held-out inputs run on QEMU Cortex-M4 with CMSIS-NN (needs TFLM_DIR; 0: none)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=setting.OPTION_HELP)
-    p.add_argument("--activation-scales", choices=("float", "pow2"), default="float",
+    p.add_argument("--activation-scales", choices=ACTIVATION_SCALES, default="float",
                    help="target builtin's activation scales, for the search and the builtin W8A8 row (pow2: the "
                         "power-of-two activations before issue 23's float scales)")
     args = p.parse_args(argv)
