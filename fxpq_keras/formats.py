@@ -299,7 +299,8 @@ def asymmetric_format(fmt: Format, low: float, high: float) -> Format:
     point floor(-(low + high) / (2 s)) clamped to int8, which centres the 256 codes on the range
     (at s = (high - low) / 255 it is TFLite's round(-128 - low / s)), so real 0 is a code and a
     range of one sign spends every code on it. A zero point of -128 is the unsigned 8-bit format
-    (q in 0..255). A silent tensor (high == low) keeps `fmt`.
+    (q in 0..255). A silent tensor (high == low), or one too narrow for a frac in MIN_FRAC..MAX_FRAC,
+    keeps `fmt`.
     The one rule: the fake-quant's variables and the lowering both take it from here (scaled_format).
     """
     low, high = min(float(low), 0.0), max(float(high), 0.0)
@@ -307,6 +308,8 @@ def asymmetric_format(fmt: Format, low: float, high: float) -> Format:
         return fmt
     width = np.float32(np.float32(high) - np.float32(low))
     scale = float(min(np.float32(width / np.float32(255)), np.float32(math.ldexp(1.0, -fmt.frac))))
+    if not scale > 0 or not MIN_FRAC <= canonical_frac(scale) <= MAX_FRAC:
+        return fmt  # a range too narrow for any format's step: the format's own (as frac_for_range clips)
     zp = int(np.clip(math.floor(-(low + high) / (2.0 * scale)), -128, 127))
     frac = canonical_frac(scale)
     scale_or_none = None if math.frexp(scale)[0] == 0.5 else scale
