@@ -62,9 +62,9 @@ class Format:
             object.__setattr__(self, "scale", scale)
         if self.zero_point:
             if not (isinstance(self.zero_point, (int, np.integer)) and self.bits == 8 and self.signed
-                    and -127 <= self.zero_point <= 127):
+                    and -128 <= self.zero_point <= 127):
                 raise FormatError(f"zero point {self.zero_point!r}: only a signed 8-bit format takes one, in "
-                                  "-127..127 (-128 is the unsigned 8-bit format)")
+                                  "-128..127")
             object.__setattr__(self, "zero_point", int(self.zero_point))
 
     @property
@@ -298,9 +298,9 @@ def asymmetric_format(fmt: Format, low: float, high: float) -> Format:
     widened to hold 0: scale s = min((high - low) / 255, 2^-frac) in float32 and the integer zero
     point floor(-(low + high) / (2 s)) clamped to int8, which centres the 256 codes on the range
     (at s = (high - low) / 255 it is TFLite's round(-128 - low / s)), so real 0 is a code and a
-    range of one sign spends every code on it. A zero point of -128 is the unsigned 8-bit format
-    (q in 0..255). A silent tensor (high == low), or one too narrow for a frac in MIN_FRAC..MAX_FRAC,
-    keeps `fmt`.
+    range of one sign spends every code on it (zero point -128: q in 0..255, stored as the unsigned
+    8-bit format is, while the policy's format stays signed). A silent tensor (high == low), or one
+    too narrow for a frac in MIN_FRAC..MAX_FRAC, keeps `fmt`.
     The one rule: the fake-quant's variables and the lowering both take it from here (scaled_format).
     """
     low, high = min(float(low), 0.0), max(float(high), 0.0)
@@ -311,11 +311,7 @@ def asymmetric_format(fmt: Format, low: float, high: float) -> Format:
     if not scale > 0 or not MIN_FRAC <= canonical_frac(scale) <= MAX_FRAC:
         return fmt  # a range too narrow for any format's step: the format's own (as frac_for_range clips)
     zp = int(np.clip(math.floor(-(low + high) / (2.0 * scale)), -128, 127))
-    frac = canonical_frac(scale)
-    scale_or_none = None if math.frexp(scale)[0] == 0.5 else scale
-    if zp == -128:
-        return Format(8, frac, False, scale_or_none)
-    return Format(8, frac, True, scale_or_none, zp)
+    return Format(8, canonical_frac(scale), True, None if math.frexp(scale)[0] == 0.5 else scale, zp)
 
 
 def scaled_format(fmt: Format, max_abs: float | None, bounds: tuple[float, float] | None = None) -> Format:

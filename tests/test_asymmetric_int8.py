@@ -56,12 +56,9 @@ def test_the_codes_cover_the_range_and_hold_zero(a, b):
     assert fmt.lo * s <= lo0 + s and fmt.hi * s >= hi0 - s
     assert s <= float(np.float32(m / 127)) * (1 + 1e-6)
     assert fmt.lo <= 0 <= fmt.hi
-    if lo0 == 0:
-        assert not fmt.signed
-    if fmt.signed:
-        assert stored_zero_point(fmt) == fmt.zero_point == -128 - fmt.lo
-    else:  # zero point -128: q in 0..255, the minimum within one step of 0
-        assert fmt.zero_point == 0 and stored_zero_point(fmt) == -128 and lo0 >= -s
+    assert fmt.signed and stored_zero_point(fmt) == fmt.zero_point == -128 - fmt.lo
+    if lo0 == 0:  # every code on [0, hi]: stored as the unsigned 8-bit format is
+        assert fmt.zero_point == -128
 
 
 def test_at_the_full_range_the_zero_point_is_tflites():
@@ -93,23 +90,26 @@ def test_only_a_signed_8_bit_format_takes_a_zero_point():
                 dict(bits=6, frac=4, signed=True)):
         with pytest.raises(FormatError, match="zero point"):
             Format(**bad, zero_point=3)
-    with pytest.raises(FormatError, match="unsigned 8-bit"):
-        Format(8, 4, True, None, -128)
+    with pytest.raises(FormatError, match="zero point"):
+        Format(8, 4, True, None, 128)
+    assert (Format(8, 4, True, None, -128).lo, Format(8, 4, True, None, -128).hi) == (0, 255)  # u8's integers
     assert scaled_format(Format(16, 10, True), 2.0, (-1.0, 2.0)).zero_point == 0  # int16 stays symmetric
     # hybrid fxp files store every unsigned <= 8-bit format with zero point -128, builtin ones u8 only
     assert stored_zero_point(Format(6, 3, False), hybrid=True) == -128 and stored_zero_point(Format(6, 3, False)) == 0
 
 
 def _with_zero_points(graph, rng: np.random.Generator) -> int:
-    """Give drawn s8 activations (not the input or an output) a zero point in -100..100 (the same
-    for equal formats: a reshape or a pool keeps its input's); the number given."""
+    """Give drawn s8 activations (not the input or an output) a zero point in -128..127, the ends
+    included often (the same for equal formats: a reshape or a pool keeps its input's); the number
+    given."""
     n = 0
     zero_points: dict[Format, int] = {}
     for name, spec in graph.tensors.items():
         f = spec.fmt
         if f is None or name == graph.input or name in graph.outputs or f.bits != 8 or not f.signed:
             continue
-        zp = zero_points.setdefault(f, int(rng.integers(-100, 101)) if rng.random() < 0.7 else 0)
+        zp = zero_points.setdefault(f, int(rng.choice([-128, 127, int(rng.integers(-128, 128))]))
+                                    if rng.random() < 0.7 else 0)
         if zp:
             spec.fmt = Format(8, f.frac, True, f.scale, zp)
             n += 1
@@ -134,8 +134,10 @@ def test_random_layers_with_zero_points_are_bit_exact_with_tflm(seed):
         return
     read, _ = read_bytes(blob)
     for name, spec in graph.tensors.items():
-        if spec.fmt is not None and spec.fmt.zero_point:
-            assert read.tensors[name].fmt == spec.fmt, name
+        if spec.fmt is not None and spec.fmt.zero_point:  # (zero point -128 reads as the u8 format it is)
+            got = read.tensors[name].fmt
+            assert (got.lo, got.hi, got.step, stored_zero_point(got)) == \
+                (spec.fmt.lo, spec.fmt.hi, spec.fmt.step, spec.fmt.zero_point), name
     assert_wheel_agrees(blob, x)
 
 
@@ -214,7 +216,10 @@ def test_asymmetric_int8_is_one_rule_from_policy_to_file(seed, tmp_path):
     asymmetric = 0
     for layer in policy.activation_bounds:
         fmt = policy.tensor_format(layer)
-        assert graph.tensors[layer].fmt == fmt and read.tensors[layer].fmt == fmt
+        # the file's reader sees zero point -128 as the unsigned 8-bit format: the same integers and storage
+        same = read.tensors[layer].fmt
+        assert graph.tensors[layer].fmt == fmt and (same.lo, same.hi, same.step) == (fmt.lo, fmt.hi, fmt.step)
+        assert stored_zero_point(same) == stored_zero_point(fmt)
         v = qvars[(layer, "output")]
         assert float(v["scale"].numpy()) == np.float32(fmt.step)
         if fmt.zero_point:

@@ -261,15 +261,16 @@ def device_model_from_graph(graph, *, float_input: bool = True, other_flash_byte
 
 def _power_of_two_twin(graph):
     """`graph` with power-of-two weight scales where it has float ones (target builtin), zero biases
-    there, and power-of-two activation scales (the canonical frac's) for float ones: the same widths
-    and element counts, which is all the accounting reads, in a graph the fxp
-    writer takes (it refuses float scales)."""
+    there, and power-of-two activation scales (the canonical frac's) for float ones, zero points 0:
+    the same widths and element counts, which is all the accounting reads, in a graph the fxp
+    writer takes (it refuses float scales and zero points)."""
     from dataclasses import replace
 
     from ..formats import Format
 
     tensors = {name: replace(spec, fmt=Format(spec.fmt.bits, spec.fmt.frac, spec.fmt.signed))
-               if spec.fmt is not None and spec.fmt.scale is not None else spec for name, spec in graph.tensors.items()}
+               if spec.fmt is not None and (spec.fmt.scale is not None or spec.fmt.zero_point) else spec
+               for name, spec in graph.tensors.items()}
     if not any(getattr(n, "weight_scale", None) is not None for n in graph.nodes):
         return replace(graph, tensors=tensors)
     nodes = []
