@@ -1,7 +1,7 @@
 """Target builtin (issue 23): the searched stock-TFLM file against uniform int8, for every zoo model.
 
     FXPQ_BENCH_CACHE=/work/bench-cache .venv/bin/python bench/builtin.py [--models a,b] [--max-drop 0.01] [--aeq]
-        [--activation-scales pow2|asymmetric]   (power-of-two activations; or asymmetric signed int8)
+        [--activation-scales float|pow2]   (symmetric int8 activations; power-of-two ones)
         [--samples 2048] [--option margin_sigma=0]   (another calibration size; any search option)
 
 With `TFLM_DIR` (and `FXPQ_TFLM_CACHE` holding release TFLM libraries) every file also runs in real
@@ -16,7 +16,7 @@ Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled t
 - W8A8 (builtin, float weights): the builtin space's uniform W8A8 (`builtin_uniform8`: TFLite's
   float weight scales, every activation at 8 bits with its range-derived frac and, as the search's
   start has them, TFLite-style float activation scales where `builtin_space.float_scale_layers`
-  gives them one);
+  gives them one, asymmetric int8 where signed);
 - builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
   int8 or int16, device objective), the benchmarks' setting (bench/search_setting.py: seed 0, integer
   input, the policy cached under `$FXPQ_BENCH_CACHE`), written with target builtin and integer input
@@ -168,7 +168,7 @@ def _file_row(name: str, what: str, path: Path, data: dict[str, np.ndarray], flo
 
 
 def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = False,
-            m4_samples: int = 0, activation_scales: str = "float",
+            m4_samples: int = 0, activation_scales: str = "asymmetric",
             extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     model, data = trained(name)
     x_cal, _ = calibration_set(data, samples)
@@ -203,8 +203,8 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
         rows.append(_file_row(name, "W8A8 (builtin, float weights)", path, data, float_out, 0, m4_samples=m4_samples))
     except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
         rows.append({"model": name, "file": "W8A8 (builtin, float weights)", "note": f"refused: {str(exc)[:160]}"})
-    options = {"target": "builtin"} if activation_scales == "float" else \
-        {"target": "builtin", "activation_scales": activation_scales}  # (the default's cache key as before)
+    # the rule always in the cache key: {"target": "builtin"} alone named the symmetric rule's searches
+    options = {"target": "builtin", "activation_scales": activation_scales}
     options.update(extra or {})
     policy, how = cached_policy(name, model, x_cal, max_drop, options)
     path = out_dir / f"{name}-builtin.tflite"
@@ -219,12 +219,13 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
     return rows
 
 
-def builtin_uniform8(calib: Calibration, activation_scales: str = "float") -> Policy:
+def builtin_uniform8(calib: Calibration, activation_scales: str = "asymmetric") -> Policy:
     """Uniform W8A8 in the builtin format space (the search's uniform policy at 8 bits): weights at
     TFLite's float scales (the start's), every activation at 8 bits with its range-derived frac and
-    the start's float activation scales (min(max|a| / qmax, 2^-frac), formats.activation_scale).
-    Against TFLite int8 it shows what remains between the two rules (symmetric int8 for signed
-    activations, power-of-two inputs and logits); activation_scales "pow2": every activation 2^-frac."""
+    the start's float activation scales (min(max|a| / qmax, 2^-frac), formats.activation_scale;
+    asymmetric int8 where signed, formats.asymmetric_format). Against TFLite int8 it shows what
+    remains between the two rules (power-of-two inputs and logits); activation_scales "float": signed
+    activations symmetric; "pow2": every activation 2^-frac."""
     from fxpq_keras.search import SearchOptions, space
 
     opts = SearchOptions(target="builtin", per_channel=True, activation_scales=activation_scales)
@@ -370,9 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--m4-samples", type=int, default=3,
                    help="held-out inputs run on QEMU Cortex-M4 with CMSIS-NN (needs TFLM_DIR; 0: none)")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help=setting.OPTION_HELP)
-    p.add_argument("--activation-scales", choices=ACTIVATION_SCALES, default="float",
-                   help="target builtin's activation scales, for the search and the builtin W8A8 row (pow2: the "
-                        "power-of-two activations before issue 23's float scales)")
+    p.add_argument("--activation-scales", choices=ACTIVATION_SCALES, default="asymmetric",
+                   help="target builtin's activation scales, for the search and the builtin W8A8 row (float: all "
+                        "symmetric; pow2: the power-of-two activations before issue 23's float scales)")
     args = p.parse_args(argv)
     extra = setting.parse_options(args.option, p.error)
     if "target" in extra:

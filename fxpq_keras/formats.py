@@ -17,8 +17,8 @@ MAX_BIAS_BITS = 32
 MIN_FRAC = -32
 MAX_FRAC = 32
 # target builtin's activation scale rules (SearchOptions.activation_scales, `fxpq quantize --activation-scales`):
-# TFLite-style symmetric float scales, those with asymmetric int8 where signed, or 2^-frac
-ACTIVATION_SCALES = ("float", "asymmetric", "pow2")
+# TFLite-style float scales with asymmetric int8 where signed (the default), all symmetric, or 2^-frac
+ACTIVATION_SCALES = ("asymmetric", "float", "pow2")
 
 
 class FormatError(ValueError):

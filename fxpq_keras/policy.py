@@ -386,8 +386,8 @@ class Policy:
 
     # -- JSON -----------------------------------------------------------------------------------
     def to_dict(self, channel_scales: bool = True) -> dict[str, Any]:
-        """The JSON object; `channel_scales=False` leaves out the range alignment (a file embeds the
-        formats only: its weights are already rescaled)."""
+        """The JSON object; `channel_scales=False` leaves out the range alignment and the activation
+        bounds no format uses (a file embeds the formats only: its weights are already rescaled)."""
         layers = []
         for name, layer in self.layers.items():
             entry = {"name": name, "kind": layer["kind"], "inputs": list(layer["inputs"])}
@@ -403,8 +403,11 @@ class Policy:
         if self.activation_ranges:
             d["activation_scales"] = "float"
             d["activation_ranges"] = dict(self.activation_ranges)
-        if self.activation_bounds:
-            d["activation_bounds"] = {k: list(v) for k, v in self.activation_bounds.items()}
+        # a file's copy (channel_scales False) keeps the bounds its formats use (signed 8-bit outputs)
+        bounds = {k: list(v) for k, v in self.activation_bounds.items()
+                  if channel_scales or (self.layers[k]["output"].bits == 8 and self.layers[k]["output"].signed)}
+        if bounds:
+            d["activation_bounds"] = bounds
         return d
 
     def to_json(self, path: str | None = None, *, indent: int | None = 1, channel_scales: bool = True) -> str:

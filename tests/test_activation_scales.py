@@ -135,7 +135,7 @@ def test_activation_ranges_travel_with_the_policy(digits_builtin):  # noqa: F811
     again = Policy.from_json(text)
     assert again.activation_ranges == policy.activation_ranges and again.to_json() == text
     d = json.loads(text)
-    d.pop("activation_scales"), d.pop("activation_ranges")
+    d.pop("activation_scales"), d.pop("activation_ranges"), d.pop("activation_bounds")  # (the default: asymmetric)
     pow2 = Policy.from_dict(d)
     assert not pow2.activation_ranges and "activation_" not in pow2.to_json()
     bad = json.loads(text)
@@ -180,7 +180,7 @@ def test_cli_takes_the_activation_scales():
     from fxpq_keras.commands import quantize
 
     parser = quantize.register(argparse.ArgumentParser().add_subparsers())
-    assert parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"]).activation_scales == "float"
+    assert parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out"]).activation_scales == "asymmetric"
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--target", "builtin", "--activation-scales",
                               "pow2"])
     assert args.activation_scales == "pow2"

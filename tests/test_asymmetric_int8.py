@@ -174,8 +174,8 @@ def _signed_model(seed: int):
 
 
 def _asymmetric_policy(calib, seed: int) -> Policy:
-    """The builtin start with asymmetric int8, every signed activation lowered to 8 bits, other
-    data structures randomly lowered (as _zoo_builtin_policy)."""
+    """The builtin start with asymmetric int8, every activation but `pw`'s lowered to 8 bits (`pw`
+    stays int16, symmetric), other data structures randomly lowered (as _zoo_builtin_policy)."""
     from fxpq_keras.search import SearchOptions, builtin_space, space
 
     opts = SearchOptions(target="builtin", per_channel=True, activation_scales="asymmetric")
@@ -185,7 +185,7 @@ def _asymmetric_policy(calib, seed: int) -> Policy:
     for layer, ds in space.changeable_keys(policy, opts):
         d = policy.get(layer, ds)
         low = builtin_space.widths((layer, ds), d.bits)[0]
-        if low < d.bits and (ds == "output" or rng.random() < 0.5):
+        if low < d.bits and layer != "pw" and (ds == "output" or rng.random() < 0.5):
             policy.set(layer, ds, bits=low, frac=space.range_frac(ranges[(layer, ds)], low, d.signed))
     policy.constrain_biases()
     return policy
@@ -240,6 +240,12 @@ def test_asymmetric_int8_is_one_rule_from_policy_to_file(seed, tmp_path):
         assert q.min() >= fmt.lo - 1e-3 and q.max() <= fmt.hi + 1e-3, name
         beyond |= bool(q.min() < -128.5 or q.max() > 127.5)
     assert beyond, "no fake-quant output used the codes the zero point moves"
+    # the file's copy of the policy keeps only the bounds a format uses, and rebuilds the same file
+    embedded = Policy.from_dict(Interpreter(path).info.policy)
+    assert set(embedded.activation_bounds) == {k for k in policy.activation_bounds
+                                              if policy.get(k, "output").bits == 8 and policy.get(k, "output").signed}
+    assert set(embedded.activation_bounds) < set(policy.activation_bounds)  # the 16-bit outputs' are dropped
+    assert all(embedded.tensor_format(k) == policy.tensor_format(k) for k in policy.activation_ranges)
     xi = Interpreter(path).graph.tensors[read.input].fmt
     from fxpq_keras.formats import quantize
 

@@ -130,10 +130,10 @@ def register(sub) -> argparse.ArgumentParser:
                    "power-of-two formats); or stock ops only, searched per layer among what stock TFLM runs "
                    "(builtin: weights int8 or int4, activations int8 or int16; --min-bits/--max-bits and "
                    "--per-channel do not apply)")
-    p.add_argument("--activation-scales", choices=ACTIVATION_SCALES, default="float",
+    p.add_argument("--activation-scales", choices=ACTIVATION_SCALES, default="asymmetric",
                    help="--target builtin: activation scales min(max|a| / qmax, 2^-frac) from the calibration ranges "
-                   "(float, as TFLite's; docs/format.md 7.1), the same with signed int8 tensors asymmetric over the "
-                   "calibration [min, max] (asymmetric, TFLite's int8 rule) or 2^-frac (pow2); other targets: "
+                   "with signed int8 tensors asymmetric over the calibration [min, max] (asymmetric, TFLite's int8 "
+                   "rule; docs/format.md 7.1), the same all symmetric (float) or 2^-frac (pow2); other targets: "
                    "power-of-two always")
     return p
 

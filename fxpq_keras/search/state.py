@@ -104,11 +104,11 @@ class SearchOptions:
     # bits, activations 16 or 8, search/builtin_space.py; export with target "builtin"; its speed cap
     # estimates TFLM's CMSIS-NN kernels and defaults to builtin_space.MAX_SLOWDOWN, 0 = off)
     target: str = "fxp"
-    # target builtin's activation scales: "float" (TFLite-style min(max|a| / qmax, 2^-frac) from the
-    # calibration ranges, builtin_space.float_scale_layers; issue 23), "asymmetric" (the same, and signed
-    # 8-bit ones asymmetric int8 over the calibration [min, max], formats.asymmetric_format) or "pow2"
+    # target builtin's activation scales: "asymmetric" (TFLite-style min(max|a| / qmax, 2^-frac) from the
+    # calibration ranges, builtin_space.float_scale_layers, issue 23; signed 8-bit ones asymmetric int8 over
+    # the calibration [min, max], formats.asymmetric_format), "float" (the same, symmetric) or "pow2"
     # (2^-frac); fxp ignores it
-    activation_scales: str = "float"
+    activation_scales: str = "asymmetric"
     error_statistics_frac: bool = True
     self_distillation: bool = True
 
