@@ -174,21 +174,11 @@ def _signed_model(seed: int):
 
 
 def _asymmetric_policy(calib, seed: int) -> Policy:
-    """The builtin start with asymmetric int8, every activation but `pw`'s lowered to 8 bits (`pw`
-    stays int16, symmetric), other data structures randomly lowered (as _zoo_builtin_policy)."""
-    from fxpq_keras.search import SearchOptions, builtin_space, space
+    """The builtin start (asymmetric int8: the default rule), every activation but `pw`'s lowered to
+    8 bits (`pw` stays int16, symmetric), the weights randomly lowered."""
+    from test_builtin_target import _zoo_builtin_policy
 
-    opts = SearchOptions(target="builtin", per_channel=True, activation_scales="asymmetric")
-    policy = space.start_policy(calib, opts)
-    ranges = space.data_ranges(calib, opts, policy)
-    rng = np.random.default_rng(seed)
-    for layer, ds in space.changeable_keys(policy, opts):
-        d = policy.get(layer, ds)
-        low = builtin_space.widths((layer, ds), d.bits)[0]
-        if low < d.bits and layer != "pw" and (ds == "output" or rng.random() < 0.5):
-            policy.set(layer, ds, bits=low, frac=space.range_frac(ranges[(layer, ds)], low, d.signed))
-    policy.constrain_biases()
-    return policy
+    return _zoo_builtin_policy(calib, seed, lambda layer, ds: 0.0 if layer == "pw" else 1.0 if ds == "output" else 0.5)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -495,9 +495,10 @@ def test_random_layers_with_float_scales_are_bit_exact_with_tflm(seed, weight_bi
 
 # ---------------------------------------------------------------------------------- every zoo architecture
 
-def _zoo_builtin_policy(calib, seed: int):
-    """A builtin-space policy (space.start_policy of target builtin), randomly lowered: weights
-    8 or 4 bits, activations 16 or 8, each with its range-derived frac."""
+def _zoo_builtin_policy(calib, seed: int, chance=lambda layer, ds: 0.5):
+    """A builtin-space policy (space.start_policy of target builtin, the default activation rule),
+    randomly lowered: weights 8 or 4 bits, activations 16 or 8, each with its range-derived frac;
+    a data structure is lowered with probability chance(layer, ds)."""
     from fxpq_keras.search import SearchOptions, builtin_space, space
 
     opts = SearchOptions(target="builtin", per_channel=True)
@@ -507,7 +508,7 @@ def _zoo_builtin_policy(calib, seed: int):
     for layer, ds in space.changeable_keys(policy, opts):
         d = policy.get(layer, ds)
         low = builtin_space.widths((layer, ds), d.bits)[0]
-        if low < d.bits and rng.random() < 0.5:
+        if low < d.bits and rng.random() < chance(layer, ds):
             policy.set(layer, ds, bits=low, frac=space.range_frac(ranges[(layer, ds)], low, d.signed))
     policy.constrain_biases()
     return policy
