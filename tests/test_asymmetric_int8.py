@@ -24,6 +24,7 @@ from test_builtin_target import (
 from fxpq_keras.flatbuffer import export_tflite
 from fxpq_keras.flatbuffer.errors import ExportError
 from fxpq_keras.flatbuffer.reader import read_bytes
+from fxpq_keras.flatbuffer.schema import schema as S
 from fxpq_keras.formats import (
     Format,
     FormatError,
@@ -273,3 +274,32 @@ def test_cli_takes_asymmetric():
     args = parser.parse_args(["m.keras", "-d", "d.npz", "-o", "out", "--target", "builtin", "--activation-scales",
                               "asymmetric"])
     assert args.activation_scales == "asymmetric"
+
+
+@pytest.mark.parametrize("dtype,zero_point,target", [(S.TensorType.INT8, 200, "builtin"),
+                                                     (S.TensorType.INT16, 5, "builtin"),
+                                                     (S.TensorType.INT8, 5, "int8-builtin")])
+def test_the_reader_refuses_a_zero_point_outside_the_format(dtype, zero_point, target):
+    """An int8 zero point outside int8, any on an int16 activation (TFLM's int16x8 kernels take
+    zero point 0) or any on an int8-builtin file's activation: a FlatbufferFormatError naming the
+    tensor, as for every malformed file."""
+    from test_bad_input import _pack
+    from test_export_graphs import cnn_graph
+
+    from fxpq_keras.flatbuffer.errors import FlatbufferFormatError
+
+    if target == "builtin":
+        graph, _ = builtin_graph(5, n=4)
+        _with_float_scales(graph, np.random.default_rng(0))
+    else:
+        graph = cnn_graph(0, int8=True)[0]
+    model = S.ModelT.InitFromPackedBuf(export_tflite(graph, target=target), 0)
+    sub = model.subgraphs[0]
+    outputs = set(sub.outputs.tolist())
+    victim = next((t for i, t in enumerate(sub.tensors) if t.type == dtype and model.buffers[t.buffer].data is None
+                   and i not in outputs and i != sub.inputs[0]), None)
+    if victim is None:
+        pytest.skip(f"the drawn graph has no {dtype} activation")
+    victim.quantization.zeroPoint = [zero_point]
+    with pytest.raises(FlatbufferFormatError, match=f"{victim.name.decode()}.*zero_point"):
+        read_bytes(_pack(model))
