@@ -463,10 +463,6 @@ class Policy:
                     for v in bounds.values()):
                 raise PolicyMismatchError("'activation_bounds' must map layer names to [min, max] pairs of finite "
                                           "numbers, min <= max")
-            stray = [k for k in bounds if k not in ranges]
-            if stray:
-                raise PolicyMismatchError(f"'activation_bounds' names {stray[:4]}, which have no 'activation_ranges' "
-                                          "entry (asymmetric int8 takes float activation scales)")
             return cls(DataStructure.from_dict(d["input"], "input"), layers, scales, d.get("weight_scales", "pow2"),
                        ranges, {k: (float(v[0]), float(v[1])) for k, v in bounds.items()})
         except (KeyError, TypeError) as exc:
@@ -492,6 +488,10 @@ class Policy:
             for ds in DATA_STRUCTURES:
                 if layer.get(ds) is not None:
                     layer[ds].validate(f"{name}/{ds}", bias=ds == "bias")
+        stray = [k for k in self.activation_bounds if k not in self.activation_ranges]
+        if stray:
+            raise PolicyMismatchError(f"'activation_bounds' names {stray[:4]}, which have no 'activation_ranges' "
+                                      "entry (asymmetric int8 takes float activation scales)")
 
     def check_matches(self, cnodes: list[CNode]) -> None:
         """Raise PolicyMismatchError unless this policy describes exactly these canonical layers."""
