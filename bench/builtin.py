@@ -16,7 +16,8 @@ Per zoo model (bench/models.py, trained and cached; calibration: 512 unlabeled t
 - W8A8 (builtin, float weights): the builtin space's uniform W8A8 (`builtin_uniform8`: TFLite's
   float weight scales, every activation at 8 bits with its range-derived frac and, as the search's
   start has them, TFLite-style float activation scales where `builtin_space.float_scale_layers`
-  gives them one, asymmetric int8 where signed);
+  gives them one, asymmetric int8 where signed); and beside it W8A8 (builtin, symmetric int8), the
+  same with `activation_scales="float"`: what asymmetric int8 buys, in the same run;
 - builtin search: FxP-QNet at the budget with `target="builtin"` (weights int8 or int4, activations
   int8 or int16, device objective), the benchmarks' setting (bench/search_setting.py: seed 0, integer
   input, the policy cached under `$FXPQ_BENCH_CACHE`), written with target builtin and integer input
@@ -196,13 +197,18 @@ def measure(name: str, max_drop: float, samples: int, n_exact: int, aeq: bool = 
         rows.append({"model": name, "file": f"builtin search {max_drop:.0%}",
                      "note": "not run: the model has layers no stock file expresses (see the W8A8 row)"})
         return rows + (aeq_rows(name, model, x_cal, data, float_out, m4_samples) if aeq else [])
-    path = out_dir / f"{name}-builtin-w8a8.tflite"
-    try:
-        export_tflite(quantize_model(calib, builtin_uniform8(calib, activation_scales)), path, target="builtin",
-                      float_input=FLOAT_INPUT)
-        rows.append(_file_row(name, "W8A8 (builtin, float weights)", path, data, float_out, 0, m4_samples=m4_samples))
-    except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
-        rows.append({"model": name, "file": "W8A8 (builtin, float weights)", "note": f"refused: {str(exc)[:160]}"})
+    # the default rule's uniform W8A8, and beside it the symmetric rule's: what asymmetric int8 buys, in one run
+    w8a8 = [("W8A8 (builtin, float weights)", activation_scales)]
+    if activation_scales == "asymmetric":
+        w8a8.append(("W8A8 (builtin, symmetric int8)", "float"))
+    for what, rule in w8a8:
+        path = out_dir / f"{name}-builtin-w8a8-{rule}.tflite"
+        try:
+            export_tflite(quantize_model(calib, builtin_uniform8(calib, rule)), path, target="builtin",
+                          float_input=FLOAT_INPUT)
+            rows.append(_file_row(name, what, path, data, float_out, 0, m4_samples=m4_samples))
+        except Exception as exc:  # noqa: BLE001 - a refusal is a row of the table, not a crash
+            rows.append({"model": name, "file": what, "note": f"refused: {str(exc)[:160]}"})
     # the rule always in the cache key: {"target": "builtin"} alone named the symmetric rule's searches
     options = {"target": "builtin", "activation_scales": activation_scales}
     options.update(extra or {})
