@@ -190,7 +190,7 @@ def activation_format_of(policy: Policy, layer: str, ds: str) -> Format | None:
 def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, fmt: Format | None = None) -> None:
     """Assign a data structure's format to its quantizer's variables; `fmt` (activation_format_of) gives a
     scaled output its float scale and its zero point: how far its range sits below the policy's own
-    (asymmetric int8; an unsigned 8-bit `fmt` of a signed data structure is zero point -128)."""
+    (asymmetric int8: formats.asymmetric_format; 0 for every symmetric format)."""
     qvars["bits"].assign(float(d.bits))
     frac = qvars["frac"]
     values = np.broadcast_to(np.asarray(d.frac, dtype=np.float32).reshape(frac.shape if d.per_channel else ()),
