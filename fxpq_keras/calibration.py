@@ -242,11 +242,11 @@ class Calibration:
         for outs in _chunked_outputs(probe, self.x, batch_size):
             for name, out in zip(names, outs):
                 self.shapes[name] = tuple(out.shape[1:])
-                peak = float(np.abs(out).max()) if out.size else 0.0
-                self.max_abs[name] = float(np.maximum(self.max_abs[name], peak)) if name in self.max_abs else peak
                 lo, hi = (float(out.min()), float(out.max())) if out.size else (0.0, 0.0)
                 old = self.bounds.get(name, (lo, hi))
                 self.bounds[name] = (min(old[0], lo), max(old[1], hi))
+                peak = max(-lo, hi, 0.0)  # max|x| from the same two reductions
+                self.max_abs[name] = float(np.maximum(self.max_abs[name], peak)) if name in self.max_abs else peak
             teacher.append(outs[-1])
         warn_degenerate_ranges(self.max_abs, self.cnodes[0].name)
         self.teacher = np.concatenate(teacher).astype(np.float32)  # float model's outputs: the labels

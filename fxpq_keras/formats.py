@@ -314,11 +314,17 @@ def asymmetric_format(fmt: Format, low: float, high: float) -> Format:
     return Format(8, canonical_frac(scale), True, None if math.frexp(scale)[0] == 0.5 else scale, zp)
 
 
+def takes_bounds(fmt: Format) -> bool:
+    """Whether calibration bounds make `fmt` asymmetric (scaled_format): signed 8 bits; int16 stays
+    symmetric, as TFLM's int16x8 kernels need."""
+    return fmt.bits == 8 and fmt.signed
+
+
 def scaled_format(fmt: Format, max_abs: float | None, bounds: tuple[float, float] | None = None) -> Format:
     """`fmt` with its float activation scale (activation_scale) when that is not a power of two, at
     the scale's canonical frac; `fmt` itself when max_abs is None or the scale is 2^-frac. With the
     calibration `bounds` (min, max) a signed 8-bit format is asymmetric (asymmetric_format)."""
-    if bounds is not None and fmt.bits == 8 and fmt.signed:
+    if bounds is not None and takes_bounds(fmt):
         return asymmetric_format(fmt, *bounds)
     if max_abs is None:
         return fmt

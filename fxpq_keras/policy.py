@@ -37,7 +37,15 @@ from typing import Any
 
 import numpy as np
 
-from .formats import MAX_BIAS_BITS, Format, FormatError, check_activation_bits, frac_for_range, scaled_format
+from .formats import (
+    MAX_BIAS_BITS,
+    Format,
+    FormatError,
+    check_activation_bits,
+    frac_for_range,
+    scaled_format,
+    takes_bounds,
+)
 from .keras_model import WEIGHTED, CNode, channels, quantized_output
 from .stock_layers import (
     FIXED_OUTPUT_FORMATS,
@@ -403,9 +411,9 @@ class Policy:
         if self.activation_ranges:
             d["activation_scales"] = "float"
             d["activation_ranges"] = dict(self.activation_ranges)
-        # a file's copy (channel_scales False) keeps the bounds its formats use (signed 8-bit outputs)
+        # a file's copy (channel_scales False) keeps the bounds its formats use (formats.takes_bounds)
         bounds = {k: list(v) for k, v in self.activation_bounds.items()
-                  if channel_scales or (self.layers[k]["output"].bits == 8 and self.layers[k]["output"].signed)}
+                  if channel_scales or takes_bounds(self.layers[k]["output"].fmt)}
         if bounds:
             d["activation_bounds"] = bounds
         return d

@@ -189,8 +189,7 @@ def activation_format_of(policy: Policy, layer: str, ds: str) -> Format | None:
 
 def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, fmt: Format | None = None) -> None:
     """Assign a data structure's format to its quantizer's variables; `fmt` (activation_format_of) gives a
-    scaled output its float scale and its zero point: how far its range sits below the policy's own
-    (asymmetric int8: formats.asymmetric_format; 0 for every symmetric format)."""
+    scaled output its float scale and its zero point (asymmetric int8: formats.asymmetric_format)."""
     qvars["bits"].assign(float(d.bits))
     frac = qvars["frac"]
     values = np.broadcast_to(np.asarray(d.frac, dtype=np.float32).reshape(frac.shape if d.per_channel else ()),
@@ -200,8 +199,7 @@ def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, fmt: F
     qvars["enabled"].assign(1.0)
     if "scale" in qvars:
         qvars["scale"].assign(fmt.step if fmt is not None else 2.0 ** -int(np.min(d.frac)))
-        base_lo = -(1 << (d.bits - 1)) if d.signed else 0
-        qvars["zero_point"].assign(float(base_lo - fmt.lo) if fmt is not None else 0.0)
+        qvars["zero_point"].assign(float(fmt.zero_point) if fmt is not None else 0.0)
 
 
 def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, tf.Variable]]:

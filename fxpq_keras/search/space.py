@@ -82,7 +82,7 @@ def start_policy(calib: Calibration, opts: SearchOptions) -> Policy:
         policy.constrain_biases()
     if opts.target == "builtin":
         ranges = data_ranges(calib, opts, policy)
-        scaled = opts.activation_scales in ("float", "asymmetric")
+        scaled = opts.activation_scales != "pow2"
         policy = builtin_space.start_policy(policy, lambda key, bits, signed, _: range_frac(ranges[key], bits, signed),
                                             dict(calib.max_abs) if scaled else None,
                                             dict(calib.bounds) if opts.activation_scales == "asymmetric" else None)
