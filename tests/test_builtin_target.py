@@ -187,6 +187,20 @@ def test_builtin_search_stays_in_the_stock_space(digits_builtin):
     assert result.policy.weight_scales == "float"
 
 
+def test_a_budget_no_stock_file_holds_is_named_so(digits):  # noqa: F811 (the imported fixture)
+    """When the builtin start (int8 weights: stock TFLM's widest) already breaks the budget, the
+    message says no stock file holds it and points to the fxp target, not to a '16-bit start'."""
+    from fxpq_keras.search import FxPQNet
+
+    x = np.concatenate([digits["x_train"], digits["x_test"]])
+    result = FxPQNet(0.0005, target="builtin", samples=600, seed=0, verbose=0,
+                     allow_unresolved=True).quantize(digits["model"], x[:1200])
+    assert not result.budget_met
+    assert "int8 weights, int16 activations" in result.message and "--target fxp" in result.message
+    assert "16-bit start" not in result.message
+    assert {d.bits for _, ds, d in result.policy.data_structures() if ds == "weights"} == {8}  # nothing lowered
+
+
 def test_builtin_search_result_is_bit_exact_in_tflm(digits_builtin, tmp_path):
     model, result, x_test = digits_builtin
     path = tmp_path / "digits_builtin.tflite"

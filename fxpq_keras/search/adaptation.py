@@ -27,6 +27,7 @@ from typing import Any
 from .._tf import keras
 from ..calibration import Calibration
 from ..progress import Progress
+from . import builtin_space
 from .phases import greedy, jump, peak_groups, ram_first, start, tail, uniform, walkback
 from .run import SearchRun
 from .state import (
@@ -111,8 +112,10 @@ class PrecisionSearch(SearchRun):
                 self.start_broke = True
                 self.budget_x, self.budget_meter = self.check_x, self.check_meter
                 self.budget_set = "blended calibration samples" if self.blended else "calibration samples"
-                return self.finish(f"the {self.options.max_bits}-bit start policy already breaks the budget; "
-                                   "nothing lowered")
+                builtin = self.options.target == "builtin"
+                start = builtin_space.START if builtin else f"the {self.options.max_bits}-bit start policy"
+                return self.finish(f"{start} already breaks the budget; nothing lowered"
+                                   + (f"; {builtin_space.NO_STOCK_FILE}" if builtin else ""))
             if self.memory_met(self.state.policy):
                 return self.finish("memory target met by the start policy")
             groups_first = self.options.ram_first is True and self.device is not None and self.options.layerwise
