@@ -48,7 +48,8 @@ AVERAGE_POOLS = ("avg_pool", "gap")  # policy layer kinds the file computes as s
 MAX_SLOWDOWN = 1.1  # the default speed cap of target builtin: uniform W8A8's M4 instructions x this
 # the start policy, named in a result's message: int8 weights are the widest stock TFLM's weighted
 # ops take, so when it breaks the budget no stock file holds it (by the estimate); the fxp target's
-# weights go to 16 bits (MobileNetV1: its builtin start file 2.50 % held out, its fxp file 0.50 %)
+# weights go to 16 bits (MobileNetV1 flips 2.50 % of held-out inputs in its builtin start file, 1.00 % in
+# its fxp file; bench/stock_limits.py: int8 weights alone 2.75 %, at 16 bits 0.25 %)
 START = "the widest policy stock TFLM runs (int8 weights, int16 activations)"
 NO_STOCK_FILE = "no stock TFLM file holds this budget by the estimate: --target fxp stores weights up to 16 bits"
 # Cortex-M4 instructions per MAC of TFLM 90b983c's CMSIS-NN kernels (a one-layer file each, QEMU
