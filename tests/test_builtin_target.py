@@ -712,3 +712,33 @@ def test_the_int16_depthwise_layers_are_named_where_the_speed_goes():
         d = policy.get(layer, "output")
         policy.set(layer, "output", bits=8, frac=space.range_frac(ranges[(layer, "output")], 8, d.signed))
     assert builtin_space.int16_depthwise(device, policy) == []
+
+
+def test_stock_limits_equalization_is_exact_in_float():
+    """bench/stock_limits.py's cross-layer equalization (docs/algorithm.md "What limits a stock file")
+    is measured as a change of quantization only: the float model must compute the same function, and
+    the activation before a depthwise layer must span one range on every channel."""
+    from bench.stock_limits import equalized
+    from fxpq_keras._tf import keras
+
+    rng = np.random.default_rng(3)
+    inp = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(6, 3, padding="same", use_bias=False, name="c1")(inp)
+    x = keras.layers.BatchNormalization(name="c1_bn")(x)
+    x = keras.layers.ReLU(name="c1_relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="dw_bn")(x)
+    x = keras.layers.ReLU(name="dw_relu")(x)
+    x = keras.layers.Conv2D(5, 1, activation="relu", name="pw")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(3, name="fc")(x))
+    for bn in (model.get_layer("c1_bn"), model.get_layer("dw_bn")):
+        c = bn.get_weights()[0].shape[0]
+        bn.set_weights([rng.uniform(0.2, 3, c), rng.normal(0, 1, c), rng.normal(0, 1, c), rng.uniform(0.5, 2, c)])
+    data = rng.normal(0, 1, (64, 8, 8, 2)).astype(np.float32)
+    eq = equalized(model, data)
+    np.testing.assert_allclose(eq.predict(data, verbose=0), model.predict(data, verbose=0), rtol=1e-4, atol=1e-5)
+    before = keras.Model(eq.input, eq.get_layer("c1_relu").output).predict(data, verbose=0).max(axis=(0, 1, 2))
+    live = before[before > 0]
+    np.testing.assert_allclose(live, live.max(), rtol=1e-5)  # every live channel at the largest range
+    assert not np.allclose(eq.get_layer("pw").get_weights()[0], model.get_layer("pw").get_weights()[0])
