@@ -232,15 +232,20 @@ def builtin_uniform8(calib: Calibration, activation_scales: str = "asymmetric") 
     asymmetric int8 where signed, formats.asymmetric_format). Against TFLite int8 it shows what
     remains between the two rules (power-of-two inputs and logits); activation_scales "float": signed
     activations symmetric; "pow2": every activation 2^-frac."""
-    from fxpq_keras.search import SearchOptions, space
+    from fxpq_keras.search import SearchOptions, builtin_space, space
 
     opts = SearchOptions(target="builtin", per_channel=True, activation_scales=activation_scales)
     policy = space.start_policy(calib, opts)
     ranges = space.data_ranges(calib, opts, policy)
+
+    def frac_for(key: tuple[str, str], bits: int, signed: bool) -> Any:
+        return space.range_frac(ranges[key], bits, signed)
+
     for layer, ds in space.changeable_keys(policy, opts):
         d = policy.get(layer, ds)
         if ds == "output" and d.bits > 8:
-            policy.set(layer, ds, bits=8, frac=space.range_frac(ranges[(layer, ds)], 8, d.signed))
+            policy.set(layer, ds, bits=8, frac=frac_for((layer, ds), 8, d.signed))
+    builtin_space.repair(policy, frac_for)  # as every policy the search measures: pools keep their input's format
     policy.constrain_biases()
     return policy
 

@@ -154,6 +154,7 @@ def layer_table_markdown() -> str:
 
 
 WEIGHTED = ("conv2d", "depthwise_conv2d", "dense")
+AVERAGE_POOLS = ("avg_pool", "gap")  # kinds a builtin file computes as stock AVERAGE_POOL_2D
 FUSABLE_ACTIVATIONS = ("linear", "relu", "relu6")
 # Kinds backed by stock TFLite builtin ops (issue 19): mul sub maximum minimum (two inputs, Keras
 # broadcasting, config {}), logistic tanh hard_swish elu (config {}), upsample_nearest {"size": (sh, sw)},

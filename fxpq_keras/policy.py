@@ -265,12 +265,16 @@ class Policy:
             d.frac = tuple(int(f) for f in frac) if isinstance(frac, (tuple, list, np.ndarray)) else int(frac)
         d.validate(f"{layer}/{ds}", bias=ds == "bias")
 
-    def input_format(self, layer: str) -> DataStructure:
-        """Format of a layer's (first) input: follows pass-through layers back to a quantized output."""
-        name = self.layers[layer]["inputs"][0]
+    def _producer_name(self, name: str) -> str:
+        """The layer whose output data structure holds tensor `name` (through pass-through layers);
+        a name that is not a layer (the model input) comes back as it is."""
         while name != "input" and name in self.layers and self.layers[name].get("output") is None:
             name = self.layers[name]["inputs"][0]
-        return self.input if name not in self.layers else self.layers[name]["output"]
+        return name
+
+    def input_format(self, layer: str) -> DataStructure:
+        """Format of a layer's (first) input: follows pass-through layers back to a quantized output."""
+        return self._producer(self.layers[layer]["inputs"][0])
 
     def tensor_format(self, layer: str) -> Format:
         """The Format of a layer's own output data structure, with its float activation scale where
@@ -278,6 +282,12 @@ class Policy:
         the lowering and the fake-quant both use it)."""
         return scaled_format(self.get(layer, "output").fmt, self.activation_ranges.get(layer),
                              self.activation_bounds.get(layer))
+
+    def input_tensor_format(self, layer: str) -> Format:
+        """The Format, float scale included, of the tensor a layer reads first: its producer's
+        tensor_format through pass-through layers, or the model input's."""
+        name = self._producer_name(self.layers[layer]["inputs"][0])
+        return self.input.fmt if name not in self.layers else self.tensor_format(name)
 
     def output_format(self, layer: str) -> DataStructure:
         """Format of a layer's output tensor (its own, or its input's for pass-through layers)."""
@@ -322,8 +332,7 @@ class Policy:
 
     def _producer(self, name: str) -> DataStructure:
         """The data structure holding a layer's output tensor (through pass-through layers)."""
-        while name != "input" and name in self.layers and self.layers[name].get("output") is None:
-            name = self.layers[name]["inputs"][0]
+        name = self._producer_name(name)
         return self.input if name not in self.layers else self.layers[name]["output"]
 
     def constrain_stock(self) -> None:

@@ -742,3 +742,48 @@ def test_stock_limits_equalization_is_exact_in_float():
     live = before[before > 0]
     np.testing.assert_allclose(live, live.max(), rtol=1e-5)  # every live channel at the largest range
     assert not np.allclose(eq.get_layer("pw").get_weights()[0], model.get_layer("pw").get_weights()[0])
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_the_fake_quant_rounds_as_tflm_does(seed, tmp_path):
+    """TFLM's int8 kernels requantize with two roundings (MultiplyByQuantizedMultiplier), put the
+    bias at s_in * s_w, and AVERAGE_POOL_2D rounds the stored sum half away from zero; the fake-quant
+    computes all three (RequantizedOutputQuantizer, AccumulatorBiasQuantizer,
+    AveragePoolOutputQuantizer), so on images with a uniform border, where a whole channel of
+    bias-only outputs can sit a few thousandths of a step below a half, the fake-quant model and the
+    file agree output for output. Control: with their variables zeroed (one rounding, the bias at its
+    power-of-two format, zero point 0) they do not."""
+    from bench.builtin import builtin_uniform8
+    from fxpq_keras._tf import keras
+    from fxpq_keras.calibration import Calibration
+    from fxpq_keras.fakequant import quantize_model
+    from fxpq_keras.fakequant.model import quantizer_variables
+    from fxpq_keras.formats import quantize
+
+    rng = np.random.default_rng(seed)
+    inp = keras.Input((12, 12, 2))
+    x = keras.layers.ReLU(6.0)(keras.layers.Conv2D(8, 3, padding="same")(inp))
+    x = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = keras.layers.AveragePooling2D(2)(keras.layers.Conv2D(6, 1)(x))  # signed: asymmetric int8
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3, padding="same", activation="relu")(x))
+    model = keras.Model(inp, keras.layers.Dense(5)(x))
+    for layer in model.layers:
+        if layer.get_weights():
+            layer.set_weights([rng.normal(0, 0.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    data = np.zeros((256, 12, 12, 2), np.float32)
+    data[:, 3:9, 3:9] = rng.uniform(0, 1, (256, 6, 6, 2))
+    calibration = Calibration(model, data[:128])
+    policy = builtin_uniform8(calibration)
+    qmodel = quantize_model(calibration, policy)
+    path = tmp_path / "uniform.tflite"
+    export_tflite(qmodel, path, target="builtin", float_input=False)
+    interp = Interpreter(path)
+    held_out = data[128:]
+    file_out = interp.predict(quantize(held_out, interp.graph.tensors[interp.graph.input].fmt))
+    half_step = policy.tensor_format(model.layers[-1].name).step / 2
+    np.testing.assert_array_equal(np.abs(qmodel.predict(held_out, verbose=0) - file_out) > half_step, False)
+    for qvars in quantizer_variables(qmodel).values():
+        for name in ("pre_round", "step", "stored_zero_point"):
+            if name in qvars:
+                qvars[name].assign(np.zeros(qvars[name].shape))
+    assert np.mean(np.abs(qmodel.predict(held_out, verbose=0) - file_out) > half_step) > 0.1

@@ -11,7 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from .._tf import keras, tfmot
-from .quantizers import FloatScaleQuantizer, FxpQuantizer, ScaledActivationQuantizer
+from .quantizers import (
+    AccumulatorBiasQuantizer,
+    AveragePoolOutputQuantizer,
+    FloatScaleQuantizer,
+    FxpQuantizer,
+    RequantizedOutputQuantizer,
+    ScaledActivationQuantizer,
+)
 
 WEIGHT_SCALES = ("pow2", "float")
 
@@ -21,7 +28,8 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
     def __init__(self, weight_attrs: list[str] | tuple[str, ...] = (), channel_shape: tuple[int, ...] | None = None,
                  quantize_output: bool = True, output_signed: bool = True, weight_scales: str = "pow2",
-                 per_tensor_weights: bool = False, activation_scales: str = "pow2") -> None:
+                 per_tensor_weights: bool = False, activation_scales: str = "pow2",
+                 stock_average: bool = False) -> None:
         if weight_scales not in WEIGHT_SCALES:
             raise ValueError(f"weight_scales must be one of {WEIGHT_SCALES}, got {weight_scales!r}")
         self.weight_attrs = list(weight_attrs)
@@ -32,6 +40,9 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         if activation_scales not in WEIGHT_SCALES:
             raise ValueError(f"activation_scales must be one of {WEIGHT_SCALES}, got {activation_scales!r}")
         self.activation_scales = activation_scales
+        # an average pool the file computes as stock AVERAGE_POOL_2D (with float activation scales:
+        # target builtin), whose rounding is TFLM's (AveragePoolOutputQuantizer)
+        self.stock_average = bool(stock_average)
         self.per_tensor_weights = bool(per_tensor_weights)
         self.channel_shape = tuple(channel_shape) if channel_shape else ()
         self.quantize_output = bool(quantize_output)
@@ -39,8 +50,10 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
 
     def _quantizer(self, attr: str) -> FxpQuantizer:
         kernel = attr in ("kernel", "depthwise_kernel")
-        if kernel and self.weight_scales == "float":
-            return FloatScaleQuantizer(self.channel_shape, signed=True, bits=8, per_tensor=self.per_tensor_weights)
+        if self.weight_scales == "float":  # TFLite's weight scales, and its bias at s_in * s_w
+            if kernel:
+                return FloatScaleQuantizer(self.channel_shape, signed=True, bits=8, per_tensor=self.per_tensor_weights)
+            return AccumulatorBiasQuantizer(None, signed=True, bits=32)
         return FxpQuantizer(self.channel_shape if kernel else None, signed=True, bits=16 if kernel else 32)
 
     def get_weights_and_quantizers(self, layer: keras.layers.Layer) -> list[tuple[Any, FxpQuantizer]]:
@@ -63,6 +76,10 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         if not self.quantize_output:
             return []
         if self.activation_scales == "float":
+            if self.weight_attrs and self.weight_scales == "float":  # TFLM's requantization of a weighted op
+                return [RequantizedOutputQuantizer(signed=self.output_signed)]
+            if self.stock_average:
+                return [AveragePoolOutputQuantizer(signed=self.output_signed)]
             return [ScaledActivationQuantizer(signed=self.output_signed)]
         return [FxpQuantizer(signed=self.output_signed)]
 
@@ -73,4 +90,6 @@ class FxpQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
             config.update(weight_scales=self.weight_scales, per_tensor_weights=self.per_tensor_weights)
         if self.activation_scales != "pow2":
             config["activation_scales"] = self.activation_scales
+        if self.stock_average:
+            config["stock_average"] = True
         return config

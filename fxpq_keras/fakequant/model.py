@@ -16,8 +16,9 @@ import numpy as np
 
 from .._tf import keras, tf, tfmot
 from ..calibration import Calibration, unsigned_outputs
-from ..formats import Format
+from ..formats import Format, stored_zero_point
 from ..keras_model import (
+    AVERAGE_POOLS,
     MULTI_INPUT,
     WEIGHTED,
     CNode,
@@ -31,7 +32,16 @@ from ..keras_model import (
 from ..policy import DataStructure, Policy, PolicyMismatchError, channels, quantized_output
 from ..stock_layers import hard_swish, stock_kind_of
 from .configs import FxpQuantizeConfig
-from .quantizers import FloatScaleQuantizer, FxpQuantizer, InputQuantizer, ScaledActivationQuantizer
+from .quantizers import (
+    AccumulatorBiasQuantizer,
+    AveragePoolOutputQuantizer,
+    FloatScaleQuantizer,
+    FxpQuantizer,
+    InputQuantizer,
+    RequantizedOutputQuantizer,
+    ScaledActivationQuantizer,
+    float_scale_quantize,
+)
 
 WRAPPER_PREFIX = "quant_"
 
@@ -48,6 +58,8 @@ def _config_for(cnodes: list[CNode], n: CNode, nonneg: dict[str, bool],
             return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name], weight_scales, n.kind == "dense",
                                      **extra)
         return FxpQuantizeConfig(attrs, shape, True, not nonneg[n.name], **extra)
+    if n.kind in AVERAGE_POOLS and activation_scales != "pow2":
+        extra["stock_average"] = True  # target builtin: TFLM's AVERAGE_POOL_2D rounding
     return FxpQuantizeConfig([], None, quantized_output(cnodes, n), not nonneg[n.name], **extra)
 
 
@@ -174,11 +186,66 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
         raise PolicyMismatchError("the policy has float activation scales, the model has none; build the model "
                                   "with quantize_model(float_model, policy)")
     writes = [(qvars, layer, ds) for layer, ds, qvars in _quantizer_vars(qmodel)]
+    nodes = {n.name: n for n in cnodes}
     for qvars, layer, ds in writes:
         write_data_structure(qvars, policy.get(layer, ds), activation_format_of(policy, layer, ds))
         if "range" in qvars:
             qvars["range"].assign(policy.activation_ranges.get(layer, -1.0))
             qvars["bounds"].assign(policy.activation_bounds.get(layer, (1.0, -1.0)))
+        if "step" in qvars:
+            qvars["step"].assign(bias_step(policy, nodes[layer]))
+        if "pre_round" in qvars:
+            qvars["pre_round"].assign(pre_round(policy, nodes[layer]))
+
+
+def float_weights(kernel: np.ndarray, kind: str, d: DataStructure) -> tuple[np.ndarray, np.ndarray]:
+    """(q, float32 scale per output channel; one for fully connected) of a layer's float kernel in
+    the weights data structure `d` with TFLite's float scales (float_scale_quantize over the layer's
+    channel axes): the exporter's weights and the bias quantizer's step both come from here."""
+    channel_dims = 0 if kind == "dense" else 2 if kind == "depthwise_conv2d" else 1
+    channels = int(np.prod(kernel.shape[-channel_dims:])) if channel_dims else 1
+    q, scale = float_scale_quantize(kernel, d.bits, channel_dims, d.fracs(channels).astype(np.float32))
+    return q.numpy(), np.asarray(scale.numpy(), dtype=np.float32).reshape(-1)
+
+
+def bias_scale(s_in: float, weight_scale: np.ndarray) -> np.ndarray:
+    """TFLite's bias scale s_in * s_w per output channel, in float32 as its converter writes it."""
+    return np.float32(s_in) * np.asarray(weight_scale, dtype=np.float32)
+
+
+def bias_step(policy: Policy, node: CNode) -> np.ndarray:
+    """A float-weight-scale layer's accumulator scale under `policy`, one per bias element: the step
+    of its AccumulatorBiasQuantizer and of the bias the exporter writes."""
+    _, scale = float_weights(node.kernel, node.kind, policy.get(node.name, "weights"))
+    return np.broadcast_to(bias_scale(policy.input_tensor_format(node.name).step, scale), np.shape(node.bias))
+
+
+def pre_round(policy: Policy, node: CNode) -> np.ndarray:
+    """Per output channel of a float-weight-scale layer, 2^r with r the right shift of TFLM's
+    multiplier s_in * s_w / s_out (tflm_ops.prepare_weighted, the numpy model's own Prepare) when
+    the file computes the layer in int8 (int32 accumulator: MultiplyByQuantizedMultiplier rounds
+    twice); 0 when it computes it in int16 (one rounding) or TFLM would refuse the scales."""
+    from ..integer_graph import tflm_ops  # the numpy model of TFLM (no TensorFlow, no fxpq import back)
+
+    x, out = policy.input_tensor_format(node.name), policy.tensor_format(node.name)
+    shape = np.shape(node.kernel)
+    channels = int(shape[-2] * shape[-1]) if node.kind == "depthwise_conv2d" else int(shape[-1])
+    if x.bits > 8 or out.bits > 8:
+        return np.zeros(channels, np.float32)
+    _, scale = float_weights(node.kernel, node.kind, policy.get(node.name, "weights"))
+    try:
+        p = tflm_ops.prepare_weighted("weighted", tflm_ops.format_quant(x), scale.tolist(), tflm_ops.format_quant(out),
+                                      channels)
+    except ValueError:
+        return np.zeros(channels, np.float32)
+    return np.ldexp(1.0, np.maximum(-np.asarray(p.shifts), 0)).astype(np.float32)
+
+
+def requant_signature(policy: Policy, layer: str) -> tuple[Any, ...]:
+    """What bias_step and pre_round depend on besides the kernel and the layer's own output format:
+    its weight format and its input's (the search rewrites them when this changes)."""
+    w = policy.get(layer, "weights")
+    return w.bits, w.frac, policy.input_tensor_format(layer)
 
 
 def activation_format_of(policy: Policy, layer: str, ds: str) -> Format | None:
@@ -200,6 +267,8 @@ def write_data_structure(qvars: dict[str, tf.Variable], d: DataStructure, fmt: F
     if "scale" in qvars:
         qvars["scale"].assign(fmt.step if fmt is not None else 2.0 ** -int(np.min(d.frac)))
         qvars["zero_point"].assign(float(fmt.zero_point) if fmt is not None else 0.0)
+    if "stored_zero_point" in qvars:
+        qvars["stored_zero_point"].assign(float(stored_zero_point(fmt)) if fmt is not None else 0.0)
 
 
 def quantizer_variables(qmodel: keras.Model) -> dict[tuple[str, str], dict[str, tf.Variable]]:
@@ -368,6 +437,9 @@ def quantize_scope() -> Iterator[None]:
     """
     objects = {"FxpQuantizer": FxpQuantizer, "FloatScaleQuantizer": FloatScaleQuantizer,
                "ScaledActivationQuantizer": ScaledActivationQuantizer,
+               "AccumulatorBiasQuantizer": AccumulatorBiasQuantizer,
+               "RequantizedOutputQuantizer": RequantizedOutputQuantizer,
+               "AveragePoolOutputQuantizer": AveragePoolOutputQuantizer,
                "FxpQuantizeConfig": FxpQuantizeConfig, "InputQuantizer": InputQuantizer,
                "hard_swish": hard_swish}
     with tfmot.quantization.keras.quantize_scope(objects):

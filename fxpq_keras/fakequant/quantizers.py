@@ -134,6 +134,35 @@ class FloatScaleQuantizer(FxpQuantizer):
         return isinstance(other, FloatScaleQuantizer) and self.get_config() == other.get_config()
 
 
+class AccumulatorBiasQuantizer(FxpQuantizer):
+    """The bias quantizer of target builtin (float weight scales): TFLite's bias, round(b / step) *
+    step at the accumulator scale step = s_in * s_w per output channel, which the file stores as an
+    int32 (int64 beside int16 activations) at that scale (integer_graph/lower.py quantize_weights).
+    `step` is a variable that set_policy and the search write from the policy (model.bias_step), so
+    a format change is still an assignment; until it is written (step 0) the power-of-two rule of
+    FxpQuantizer applies. A bias a few hundredths of an output step off the file's moves a whole
+    channel of bias-only outputs (a uniform image region) across a rounding boundary."""
+
+    def build(self, tensor_shape: Any, name: str, layer: keras.layers.Layer) -> dict[str, tf.Variable]:
+        qvars = super().build(tensor_shape, name, layer)
+        qvars["step"] = layer.add_weight(f"{name}_step", shape=tuple(tensor_shape), trainable=False,
+                                         initializer=keras.initializers.Constant(0.0))
+        return qvars
+
+    def __call__(self, inputs: tf.Tensor, training: Any, weights: dict[str, tf.Variable], **kwargs: Any) -> tf.Tensor:
+        pow2 = super().__call__(inputs, training, weights, **kwargs)
+        step = tf.cast(weights["step"], inputs.dtype)
+        written = step > 0.0
+        safe = tf.where(written, step, tf.ones_like(step))
+        value = tf.floor(inputs / safe + 0.5) * safe
+        if not inference(training):
+            value = value + (inputs - tf.stop_gradient(inputs))
+        return tf.where(tf.logical_and(written, weights["enabled"] > 0.5), value, pow2)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AccumulatorBiasQuantizer) and self.get_config() == other.get_config()
+
+
 class ScaledActivationQuantizer(FxpQuantizer):
     """The output quantizer of target builtin with float activation scales (issue 23): q * scale with
     q = clamp(floor(x / scale + 0.5)) in the format's range shifted down by `zero_point` (asymmetric
@@ -156,13 +185,69 @@ class ScaledActivationQuantizer(FxpQuantizer):
         zero_point = tf.cast(weights["zero_point"], inputs.dtype)
         lo = tf.where(weights["signed"] > 0.5, -half_range, tf.zeros_like(half_range)) - zero_point
         hi = tf.where(weights["signed"] > 0.5, half_range - 1.0, 2.0 * half_range - 1.0) - zero_point
-        value = tf.clip_by_value(tf.floor(inputs / scale + 0.5), lo, hi) * scale
+        value = tf.clip_by_value(self._round(inputs / scale, weights), lo, hi) * scale
         if not inference(training):
             value = value + (inputs - tf.stop_gradient(inputs))
         return tf.where(weights["enabled"] > 0.5, value, inputs)
 
+    def _round(self, steps: tf.Tensor, weights: dict[str, tf.Variable]) -> tf.Tensor:
+        """The integer code of a value in steps: round half up, the project's rule."""
+        return tf.floor(steps + 0.5)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ScaledActivationQuantizer) and self.get_config() == other.get_config()
+
+
+def _round_half_away(v: tf.Tensor) -> tf.Tensor:
+    return tf.sign(v) * tf.floor(tf.abs(v) + 0.5)
+
+
+class RequantizedOutputQuantizer(ScaledActivationQuantizer):
+    """The output quantizer of a target-builtin weighted layer: TFLM's int8 kernels requantize the
+    int32 accumulator with MultiplyByQuantizedMultiplier, which rounds twice (half away from zero):
+    first to 2^-r of an output step (r the multiplier's right shift, per output channel), then to
+    the step. `pre_round` holds 2^r per output channel (model.pre_round; 0: round once, half up, as
+    for int16 kernels, whose int64 requantization rounds once). A value a few thousandths of a step
+    below a half rounds up in the file: in a uniform image region every output of a channel can."""
+
+    def build(self, tensor_shape: Any, name: str, layer: keras.layers.Layer) -> dict[str, tf.Variable]:
+        qvars = super().build(tensor_shape, name, layer)
+        qvars["pre_round"] = layer.add_weight(f"{name}_pre_round", shape=(int(tensor_shape[-1]),), trainable=False,
+                                              initializer=keras.initializers.Constant(0.0))
+        return qvars
+
+    def _round(self, steps: tf.Tensor, weights: dict[str, tf.Variable]) -> tf.Tensor:
+        grid = tf.cast(weights["pre_round"], steps.dtype)
+        written = grid > 0.0
+        safe = tf.where(written, grid, tf.ones_like(grid))
+        twice = _round_half_away(_round_half_away(steps * safe) / safe)
+        return tf.where(written, twice, tf.floor(steps + 0.5))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RequantizedOutputQuantizer) and self.get_config() == other.get_config()
+
+
+class AveragePoolOutputQuantizer(ScaledActivationQuantizer):
+    """The output quantizer of a target-builtin average pool: TFLM's AVERAGE_POOL_2D divides the
+    int32 sum of the *stored* codes (q + zero point) by the count rounding half away from zero, so a
+    mean on a half step rounds down where the stored sum is negative (u8 below the middle of its
+    range: zero point -128). `stored_zero_point` holds that zero point (formats.stored_zero_point);
+    the mean, in steps, is first snapped to 1/256 of a step so that float sums sit on their ties (a
+    count up to 256 keeps every other mean at least 1/512 of a step off a half)."""
+
+    def build(self, tensor_shape: Any, name: str, layer: keras.layers.Layer) -> dict[str, tf.Variable]:
+        qvars = super().build(tensor_shape, name, layer)
+        qvars["stored_zero_point"] = layer.add_weight(f"{name}_stored_zero_point", shape=(), trainable=False,
+                                                      initializer=keras.initializers.Constant(0.0))
+        return qvars
+
+    def _round(self, steps: tf.Tensor, weights: dict[str, tf.Variable]) -> tf.Tensor:
+        zero_point = tf.cast(weights["stored_zero_point"], steps.dtype)
+        snapped = tf.round(steps * 256.0) / 256.0
+        return _round_half_away(snapped + zero_point) - zero_point
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AveragePoolOutputQuantizer) and self.get_config() == other.get_config()
 
 
 class InputQuantizer(keras.layers.Layer):

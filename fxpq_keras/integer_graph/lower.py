@@ -49,23 +49,18 @@ def quantize_weights(node: CNode, policy: Policy, in_frac: int = 0, in_scale: fl
     wds = policy.get(node.name, "weights")
     k = node.kernel
     if policy.weight_scales == "float":
-        from ..fakequant.quantizers import float_scale_quantize  # lazy: needs TensorFlow
+        from ..fakequant.model import bias_scale, float_weights  # lazy: needs TensorFlow
 
-        channel_dims = 0 if node.kind == "dense" else 2 if node.kind == "depthwise_conv2d" else 1
-        channels = int(np.prod(k.shape[-channel_dims:])) if channel_dims else 1
-        fracs = wds.fracs(channels).astype(np.float32)
-        q, scale = (t.numpy() for t in float_scale_quantize(k, wds.bits, channel_dims, fracs))
+        q, scale = float_weights(k, node.kind, wds)
         q = q.astype(np.int64)
         if node.kind == "depthwise_conv2d":
             q = q.reshape(1, *k.shape[:2], -1)
         else:
             q = q.transpose(3, 0, 1, 2) if node.kind == "conv2d" else q.T
-        scale = np.asarray(scale, dtype=np.float32).reshape(-1)
         fr = wds.fracs(len(scale) if node.kind != "dense" else k.shape[-1])
         bias = None
         if node.bias is not None:
-            s_in = np.ldexp(1.0, -in_frac) if in_scale is None else in_scale
-            acc_scale = np.float32(s_in) * scale  # float32, as TFLite's converter writes it
+            acc_scale = bias_scale(np.ldexp(1.0, -in_frac) if in_scale is None else in_scale, scale)
             bias = np.floor(np.asarray(node.bias, np.float64) / acc_scale.astype(np.float64) + 0.5).astype(np.int64)
         return np.ascontiguousarray(q), fr, bias, None, scale
     if node.kind == "depthwise_conv2d":

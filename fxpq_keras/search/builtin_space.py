@@ -38,13 +38,13 @@ import numpy as np
 
 from ..instructions import KernelCall, int8_call_instructions
 from ..integer_graph.graph import STOCK_FLOAT_SCALED
+from ..keras_model import AVERAGE_POOLS
 from ..policy import Policy
 
 Key = tuple[str, str]
 WEIGHT_BITS = (4, 8)
 ACTIVATION_BITS = (8, 16)
 FC_KINDS = ("dense",)
-AVERAGE_POOLS = ("avg_pool", "gap")  # policy layer kinds the file computes as stock AVERAGE_POOL_2D
 MAX_SLOWDOWN = 1.1  # the default speed cap of target builtin: uniform W8A8's M4 instructions x this
 # the start policy, named in a result's message: int8 weights are the widest stock TFLM's weighted
 # ops take, so when it breaks the budget no stock file holds it (by the estimate); the fxp target's

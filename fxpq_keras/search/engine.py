@@ -16,7 +16,15 @@ import numpy as np
 
 from .._tf import keras
 from ..calibration import Calibration
-from ..fakequant.model import activation_format_of, quantize_model, quantizer_variables, write_data_structure
+from ..fakequant.model import (
+    activation_format_of,
+    bias_step,
+    pre_round,
+    quantize_model,
+    quantizer_variables,
+    requant_signature,
+    write_data_structure,
+)
 from ..policy import Policy
 from ..progress import Progress
 from . import builtin_space, space, speed
@@ -166,6 +174,11 @@ class SearchEngine:
         self.start_policy = space.start_policy(calib, opts)
         self.qmodel = quantize_model(calib, self.start_policy)
         self.qvars = quantizer_variables(self.qmodel)
+        # float-weight-scale layers (target builtin): their bias quantizer's step and their output's
+        # rounding follow their weight format and their input's (fakequant.model.bias_step, pre_round)
+        self._stepped = {n.name: n for n in calib.cnodes
+                         if "step" in self.qvars.get((n.name, "bias"), {})
+                         or "pre_round" in self.qvars.get((n.name, "output"), {})}
         self._written: dict[Key, tuple[Any, ...]] = {}
         self._sync(self.start_policy, force=True)
         self.device = None
@@ -258,10 +271,14 @@ class SearchEngine:
     # -- formats -> variables -------------------------------------------------------------------
     def _sync(self, policy: Policy, force: bool = False) -> None:
         """Write the formats that differ from what the variables hold (a few assigns per trial)."""
-        for layer, ds, d in policy.data_structures():
-            sig = self._signature(d)
+        for (layer, ds), sig in self._formats(policy).items():
             if force or self._written.get((layer, ds)) != sig:
-                write_data_structure(self.qvars[(layer, ds)], d, activation_format_of(policy, layer, ds))
+                qvars = self.qvars[(layer, ds)]
+                write_data_structure(qvars, policy.get(layer, ds), activation_format_of(policy, layer, ds))
+                if "step" in qvars:
+                    qvars["step"].assign(bias_step(policy, self._stepped[layer]))
+                if "pre_round" in qvars:
+                    qvars["pre_round"].assign(pre_round(policy, self._stepped[layer]))
                 self._written[(layer, ds)] = sig
 
     def _with(self, base: Policy, changes: Iterable[tuple[Key, int, Any]]) -> Policy:
@@ -288,14 +305,13 @@ class SearchEngine:
         self._sync(policy)
         return ev(self._written, keep=keep)
 
-    @staticmethod
-    def _signature(d: Any) -> tuple[Any, ...]:
-        """What `_sync` compares to decide whether a data structure's variables need a write."""
-        return (d.bits, d.frac, d.signed)
-
     def _formats(self, policy: Policy) -> dict[Key, tuple[Any, ...]]:
-        """Every data structure's format as `_sync` records what it wrote."""
-        return {(layer, ds): self._signature(d) for layer, ds, d in policy.data_structures()}
+        """Every data structure's format as `_sync` records what it wrote, and compares to decide
+        whether its variables need a write: (bits, frac, signed), and for a stepped bias or output what its step
+        depends on (requant_signature)."""
+        return {(layer, ds): (d.bits, d.frac, d.signed) + (requant_signature(policy, layer) if ds != "weights" and
+                                                           layer in self._stepped else ())
+                for layer, ds, d in policy.data_structures()}
 
     def best_frac(self, base: Policy, key: Key, bits: int) -> tuple[Any, Metrics]:
         """Mechanism 3: the frac (among candidates) minimizing the network's KL against the teacher."""
