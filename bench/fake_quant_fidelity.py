@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
 from bench.builtin import builtin_uniform8  # noqa: E402
-from bench.models import MODELS, ZOO, calibration_set, trained  # noqa: E402
+from bench.models import calibration_set, top1_models, trained  # noqa: E402
 from fxpq_keras._tf import keras  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
@@ -77,11 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--samples", type=int, default=200, help="held-out inputs")
     p.add_argument("--out", type=Path, default=Path("/tmp/fxpq-fidelity"), help="where the files go")
     args = p.parse_args(argv)
-    top1 = [n for n in MODELS if ZOO[n].metric == "top1"]
-    names = [n for n in args.models.split(",") if n] or top1
-    for name in names:
-        if name not in top1:
-            raise SystemExit(f"{name}: not a top-1 zoo model ({', '.join(top1)})")
+    names = top1_models(args.models)
     args.out.mkdir(parents=True, exist_ok=True)
     print("| model | fake-quant | deepest 8-bit weighted layer | its outputs a step or more off the file | "
           "top-1 differs from the file | fake-quant flips | file flips |")

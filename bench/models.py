@@ -333,6 +333,17 @@ def trained(name: str, *, retrain: bool = False) -> tuple[keras.Model, dict[str,
     return model, data
 
 
+def top1_models(names: str = "") -> list[str]:
+    """The top-1 zoo models a comma-separated `--models` names (all of them when empty); a name that is
+    not one ends the benchmark with the list."""
+    top1 = [n for n in MODELS if ZOO[n].metric == "top1"]
+    chosen = [n for n in names.split(",") if n] or top1
+    for name in chosen:
+        if name not in top1:
+            raise SystemExit(f"{name}: not a top-1 zoo model ({', '.join(top1)})")
+    return chosen
+
+
 def calibration_set(data: dict[str, np.ndarray], samples: int = 512) -> tuple[np.ndarray, np.ndarray]:
     """(unlabeled calibration inputs, their indices): a fixed-seed draw from the training split only,
     the same in every benchmark, so held-out figures never see calibration data."""

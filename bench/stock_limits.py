@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fxpq_keras  # noqa: E402,F401  (selects tf_keras before TensorFlow is imported)
 from bench.builtin import builtin_uniform8  # noqa: E402
-from bench.models import MODELS, ZOO, calibration_set, trained  # noqa: E402
+from bench.models import calibration_set, top1_models, trained  # noqa: E402
 from fxpq_keras._tf import keras, tf  # noqa: E402
 from fxpq_keras.calibration import Calibration  # noqa: E402
 from fxpq_keras.fakequant import quantize_model  # noqa: E402
@@ -198,11 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="", help="comma-separated top-1 zoo models (default: all of them)")
     p.add_argument("--samples", type=int, default=512, help="calibration samples (training split)")
     args = p.parse_args(argv)
-    top1 = [n for n in MODELS if ZOO[n].metric == "top1"]
-    names = [n for n in args.models.split(",") if n] or top1
-    for name in names:
-        if name not in top1:
-            raise SystemExit(f"{name}: not a top-1 zoo model ({', '.join(top1)})")
+    names = top1_models(args.models)
     print("| model | held-out n | W16A16 | W8A16 (stock's widest) | W8A8 | equalized W8A8 | "
           "bias-corrected W8A16 | bias-corrected W8A8 | W4A16 | bias-corrected W4A16 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
