@@ -787,3 +787,26 @@ def test_the_fake_quant_rounds_as_tflm_does(seed, tmp_path):
             if name in qvars:
                 qvars[name].assign(np.zeros(qvars[name].shape))
     assert np.mean(np.abs(qmodel.predict(held_out, verbose=0) - file_out) > half_step) > 0.1
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(st.lists(st.integers(-(2**20), 2**20), min_size=1, max_size=64),
+       st.floats(2.0**-20, 0.999, allow_nan=False), st.integers(0, 20), st.booleans())
+def test_the_double_rounding_is_tflms_multiply_by_quantized_multiplier(accs, real, exponent, power_of_two):
+    """RequantizedOutputQuantizer's rule, round half away from zero to 2^-r of a step and then to the
+    step, is TFLM's MultiplyByQuantizedMultiplier (the numpy model's mbqm) on any int32 accumulator
+    and multiplier < 1, r its right shift; a power-of-two multiplier 2^-exponent (mantissa 2^30)
+    puts every odd accumulator on a half of the first rounding."""
+    from fxpq_keras._tf import tf
+    from fxpq_keras.fakequant.quantizers import RequantizedOutputQuantizer
+    from fxpq_keras.integer_graph.tflm_math import mbqm, quantize_multiplier
+
+    m, shift = quantize_multiplier(2.0**-exponent if power_of_two else real)
+    acc = np.asarray(accs, dtype=np.int64)
+    # the file's value in output steps, exact in float64 (|acc * m| < 2^52)
+    steps = acc.astype(np.float64) * m * 2.0 ** (shift - 31)
+    one = tf.constant(1.0, tf.float64)
+    weights = {"bits": tf.constant(32.0, tf.float64), "signed": one, "enabled": one, "scale": one,
+               "zero_point": tf.constant(0.0, tf.float64), "pre_round": tf.constant([2.0 ** max(-shift, 0)], tf.float64)}
+    got = RequantizedOutputQuantizer()(tf.constant(steps), False, weights).numpy()
+    np.testing.assert_array_equal(got, mbqm(acc, m, shift))

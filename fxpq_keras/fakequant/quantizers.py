@@ -204,9 +204,9 @@ def _round_half_away(v: tf.Tensor) -> tf.Tensor:
 
 class RequantizedOutputQuantizer(ScaledActivationQuantizer):
     """The output quantizer of a target-builtin weighted layer: TFLM's int8 kernels requantize the
-    int32 accumulator with MultiplyByQuantizedMultiplier, which rounds twice (half away from zero):
-    first to 2^-r of an output step (r the multiplier's right shift, per output channel), then to
-    the step. `pre_round` holds 2^r per output channel (model.pre_round; 0: round once, half up, as
+    int32 accumulator with MultiplyByQuantizedMultiplier, which rounds twice: to 2^-r of an output
+    step, half up (SaturatingRoundingDoublingHighMul; r the multiplier's right shift, per output
+    channel), then to the step, half away from zero (RoundingDivideByPOT). `pre_round` holds 2^r per output channel (model.pre_round; 0: round once, half up, as
     for int16 kernels, whose int64 requantization rounds once). A value a few thousandths of a step
     below a half rounds up in the file: in a uniform image region every output of a channel can."""
 
@@ -220,7 +220,7 @@ class RequantizedOutputQuantizer(ScaledActivationQuantizer):
         grid = tf.cast(weights["pre_round"], steps.dtype)
         written = grid > 0.0
         safe = tf.where(written, grid, tf.ones_like(grid))
-        twice = _round_half_away(_round_half_away(steps * safe) / safe)
+        twice = _round_half_away(tf.floor(steps * safe + 0.5) / safe)
         return tf.where(written, twice, tf.floor(steps + 0.5))
 
     def __eq__(self, other: object) -> bool:
