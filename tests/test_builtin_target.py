@@ -807,6 +807,32 @@ def test_the_double_rounding_is_tflms_multiply_by_quantized_multiplier(accs, rea
     steps = acc.astype(np.float64) * m * 2.0 ** (shift - 31)
     one = tf.constant(1.0, tf.float64)
     weights = {"bits": tf.constant(32.0, tf.float64), "signed": one, "enabled": one, "scale": one,
-               "zero_point": tf.constant(0.0, tf.float64), "pre_round": tf.constant([2.0 ** max(-shift, 0)], tf.float64)}
+               "zero_point": tf.constant(0.0, tf.float64),
+               "pre_round": tf.constant([2.0 ** max(-shift, 0)], tf.float64)}
     got = RequantizedOutputQuantizer()(tf.constant(steps), False, weights).numpy()
     np.testing.assert_array_equal(got, mbqm(acc, m, shift))
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(-128, 127), st.sampled_from(["valid", "same"]),
+       st.integers(0, 2**31 - 1))
+def test_the_pool_rounding_is_tflms_average_pool(ph, pw, zero_point, padding, seed):
+    """AveragePoolOutputQuantizer on the float mean of a pool is TFLM's AVERAGE_POOL_2D (the numpy
+    model's average_pool2d): the stored sum divided by the count, half away from zero, for any
+    zero point (u8's -128 among them), window and padding."""
+    from fxpq_keras._tf import keras, tf
+    from fxpq_keras.fakequant.quantizers import AveragePoolOutputQuantizer
+    from fxpq_keras.integer_graph import tflm_ops
+
+    rng = np.random.default_rng(seed)
+    stored = rng.integers(-128, 128, (2, 7, 6, 3))
+    scale = float(np.float32(rng.uniform(0.01, 0.5)))
+    q = tflm_ops.TensorQ(scale, zero_point, "int8")
+    want = tflm_ops.average_pool2d(stored, (ph, pw), (ph, pw), padding, q, q) - zero_point
+    real = (stored - zero_point).astype(np.float32) * np.float32(scale)
+    mean = keras.layers.AveragePooling2D((ph, pw), padding=padding)(real).numpy()
+    one = tf.constant(1.0)
+    weights = {"bits": tf.constant(8.0), "signed": one, "enabled": one, "scale": tf.constant(scale),
+               "zero_point": tf.constant(float(zero_point)), "stored_zero_point": tf.constant(float(zero_point))}
+    got = AveragePoolOutputQuantizer()(tf.constant(mean), False, weights).numpy() / np.float32(scale)
+    np.testing.assert_array_equal(np.round(got), want)

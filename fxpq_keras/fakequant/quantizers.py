@@ -206,9 +206,10 @@ class RequantizedOutputQuantizer(ScaledActivationQuantizer):
     """The output quantizer of a target-builtin weighted layer: TFLM's int8 kernels requantize the
     int32 accumulator with MultiplyByQuantizedMultiplier, which rounds twice: to 2^-r of an output
     step, half up (SaturatingRoundingDoublingHighMul; r the multiplier's right shift, per output
-    channel), then to the step, half away from zero (RoundingDivideByPOT). `pre_round` holds 2^r per output channel (model.pre_round; 0: round once, half up, as
-    for int16 kernels, whose int64 requantization rounds once). A value a few thousandths of a step
-    below a half rounds up in the file: in a uniform image region every output of a channel can."""
+    channel), then to the step, half away from zero (RoundingDivideByPOT). `pre_round` holds 2^r
+    per output channel (model.pre_round; 0: round once, half up, as for int16 kernels, whose int64
+    requantization rounds once). A value a few thousandths of a step below a half rounds up in the
+    file: in a uniform image region every output of a channel can."""
 
     def build(self, tensor_shape: Any, name: str, layer: keras.layers.Layer) -> dict[str, tf.Variable]:
         qvars = super().build(tensor_shape, name, layer)
