@@ -192,10 +192,8 @@ def set_policy(qmodel: keras.Model, policy: Policy) -> None:
         if "range" in qvars:
             qvars["range"].assign(policy.activation_ranges.get(layer, -1.0))
             qvars["bounds"].assign(policy.activation_bounds.get(layer, (1.0, -1.0)))
-        if "step" in qvars:
-            qvars["step"].assign(bias_step(policy, nodes[layer]))
-        if "pre_round" in qvars:
-            qvars["pre_round"].assign(pre_round(policy, nodes[layer]))
+        if "step" in qvars or "pre_round" in qvars:
+            write_requantization(qvars, policy, nodes[layer])
 
 
 def float_weights(kernel: np.ndarray, kind: str, d: DataStructure) -> tuple[np.ndarray, np.ndarray]:
@@ -213,18 +211,26 @@ def bias_scale(s_in: float, weight_scale: np.ndarray) -> np.ndarray:
     return np.float32(s_in) * np.asarray(weight_scale, dtype=np.float32)
 
 
-def bias_step(policy: Policy, node: CNode) -> np.ndarray:
+def weight_scale(policy: Policy, node: CNode) -> np.ndarray:
+    """A float-weight-scale layer's weight scales under `policy` (float_weights), what bias_step and
+    pre_round take; the search keeps them per weight format, as they depend on nothing else."""
+    return float_weights(node.kernel, node.kind, policy.get(node.name, "weights"))[1]
+
+
+def bias_step(policy: Policy, node: CNode, scale: np.ndarray | None = None) -> np.ndarray:
     """A float-weight-scale layer's accumulator scale under `policy`, one per bias element: the step
-    of its AccumulatorBiasQuantizer and of the bias the exporter writes."""
-    _, scale = float_weights(node.kernel, node.kind, policy.get(node.name, "weights"))
+    of its AccumulatorBiasQuantizer and of the bias the exporter writes (`scale`: its weight_scale,
+    computed when not given)."""
+    scale = weight_scale(policy, node) if scale is None else scale
     return np.broadcast_to(bias_scale(policy.input_tensor_format(node.name).step, scale), np.shape(node.bias))
 
 
-def pre_round(policy: Policy, node: CNode) -> np.ndarray:
+def pre_round(policy: Policy, node: CNode, scale: np.ndarray | None = None) -> np.ndarray:
     """Per output channel of a float-weight-scale layer, 2^r with r the right shift of TFLM's
     multiplier s_in * s_w / s_out (tflm_ops.prepare_weighted, the numpy model's own Prepare) when
     the file computes the layer in int8 (int32 accumulator: MultiplyByQuantizedMultiplier rounds
-    twice); 0 when it computes it in int16 (one rounding) or TFLM would refuse the scales."""
+    twice); 0 when it computes it in int16 (one rounding) or TFLM would refuse the scales
+    (`scale`: its weight_scale, computed when not given)."""
     from ..integer_graph import tflm_ops  # the numpy model of TFLM (no TensorFlow, no fxpq import back)
 
     x, out = policy.input_tensor_format(node.name), policy.tensor_format(node.name)
@@ -232,13 +238,24 @@ def pre_round(policy: Policy, node: CNode) -> np.ndarray:
     channels = int(shape[-2] * shape[-1]) if node.kind == "depthwise_conv2d" else int(shape[-1])
     if x.bits > 8 or out.bits > 8:
         return np.zeros(channels, np.float32)
-    _, scale = float_weights(node.kernel, node.kind, policy.get(node.name, "weights"))
+    scale = weight_scale(policy, node) if scale is None else scale
     try:
         p = tflm_ops.prepare_weighted("weighted", tflm_ops.format_quant(x), scale.tolist(), tflm_ops.format_quant(out),
                                       channels)
     except ValueError:
         return np.zeros(channels, np.float32)
     return np.ldexp(1.0, np.maximum(-np.asarray(p.shifts), 0)).astype(np.float32)
+
+
+def write_requantization(qvars: dict[str, tf.Variable], policy: Policy, node: CNode,
+                         scale: np.ndarray | None = None) -> None:
+    """Assign a float-weight-scale layer's bias step or output pre-rounding (whichever `qvars` holds)
+    from `policy`; `scale` its weight_scale when the caller has it."""
+    scale = weight_scale(policy, node) if scale is None else scale
+    if "step" in qvars:
+        qvars["step"].assign(bias_step(policy, node, scale))
+    if "pre_round" in qvars:
+        qvars["pre_round"].assign(pre_round(policy, node, scale))
 
 
 def requant_signature(policy: Policy, layer: str) -> tuple[Any, ...]:

@@ -18,12 +18,12 @@ from .._tf import keras
 from ..calibration import Calibration
 from ..fakequant.model import (
     activation_format_of,
-    bias_step,
-    pre_round,
     quantize_model,
     quantizer_variables,
     requant_signature,
+    weight_scale,
     write_data_structure,
+    write_requantization,
 )
 from ..policy import Policy
 from ..progress import Progress
@@ -179,6 +179,7 @@ class SearchEngine:
         self._stepped = {n.name: n for n in calib.cnodes
                          if "step" in self.qvars.get((n.name, "bias"), {})
                          or "pre_round" in self.qvars.get((n.name, "output"), {})}
+        self._weight_scales: dict[tuple[str, int, Any], np.ndarray] = {}  # (layer, bits, frac): weight_scale
         self._written: dict[Key, tuple[Any, ...]] = {}
         self._sync(self.start_policy, force=True)
         self.device = None
@@ -275,10 +276,13 @@ class SearchEngine:
             if force or self._written.get((layer, ds)) != sig:
                 qvars = self.qvars[(layer, ds)]
                 write_data_structure(qvars, policy.get(layer, ds), activation_format_of(policy, layer, ds))
-                if "step" in qvars:
-                    qvars["step"].assign(bias_step(policy, self._stepped[layer]))
-                if "pre_round" in qvars:
-                    qvars["pre_round"].assign(pre_round(policy, self._stepped[layer]))
+                if layer in self._stepped and ds != "weights":
+                    w = policy.get(layer, "weights")
+                    scale = self._weight_scales.get((layer, w.bits, w.frac))
+                    if scale is None:
+                        scale = self._weight_scales[(layer, w.bits, w.frac)] = weight_scale(policy,
+                                                                                            self._stepped[layer])
+                    write_requantization(qvars, policy, self._stepped[layer], scale)
                 self._written[(layer, ds)] = sig
 
     def _with(self, base: Policy, changes: Iterable[tuple[Key, int, Any]]) -> Policy:
@@ -307,8 +311,8 @@ class SearchEngine:
 
     def _formats(self, policy: Policy) -> dict[Key, tuple[Any, ...]]:
         """Every data structure's format as `_sync` records what it wrote, and compares to decide
-        whether its variables need a write: (bits, frac, signed), and for a stepped bias or output what its step
-        depends on (requant_signature)."""
+        whether its variables need a write: (bits, frac, signed), and for a stepped bias or output
+        what its step or pre-rounding depends on (requant_signature)."""
         return {(layer, ds): (d.bits, d.frac, d.signed) + (requant_signature(policy, layer) if ds != "weights" and
                                                            layer in self._stepped else ())
                 for layer, ds, d in policy.data_structures()}
